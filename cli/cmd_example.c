@@ -1,0 +1,4 @@
+#include <stdio.h>
+#include "commands.h"
+/* Placeholder until this command lands; the owner of this file replaces it. */
+int cmd_example(int argc, char **argv) { (void)argc; fprintf(stderr, "tern %s: not built yet\n", argv[0]); return CLI_FAIL; }

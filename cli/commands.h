@@ -1,0 +1,13 @@
+/* The tern subcommands; each lives in cmd_<name>.c. */
+#ifndef TERN_COMMANDS_H
+#define TERN_COMMANDS_H
+
+#include "cli.h"
+
+cli_cmd_fn cmd_example;        /* cmd_example.c */
+cli_cmd_fn cmd_validate;       /* cmd_validate.c */
+cli_cmd_fn cmd_ca;             /* cmd_ca.c */
+cli_cmd_fn cmd_keygen;         /* cmd_ca.c */
+cli_cmd_fn cmd_dev_federation; /* cmd_dev_federation.c */
+
+#endif

@@ -1,0 +1,66 @@
+/* tern: the command-line tool for Tern operators, agency staff and auditors. */
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "commands.h"
+
+static const struct {
+	const char *name;
+	cli_cmd_fn *fn;
+	const char *summary;
+} commands[] = {
+	{"example", cmd_example, "print a valid example body as JSON"},
+	{"validate", cmd_validate, "check a business message body against the rules"},
+	{"ca", cmd_ca, "federation CA: init, issue, revoke, crl, directory"},
+	{"keygen", cmd_keygen, "generate a node's private keys and public-key request"},
+	{"dev-federation", cmd_dev_federation, "build a complete local federation for demo and tests"},
+};
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+	fputs("Usage: tern COMMAND [OPTIONS] [ARGS]\n"
+	      "\n"
+	      "Tern exchanges signed, sealed resettlement messages between agencies.\n"
+	      "\n"
+	      "Commands:\n",
+	      f);
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		fprintf(f, "  %-16s %s\n", commands[i].name, commands[i].summary);
+	fputs("\n"
+	      "Examples:\n"
+	      "  tern example case-referral > referral.json\n"
+	      "  tern validate case-referral referral.json\n"
+	      "  tern dev-federation /tmp/fed\n"
+	      "\n"
+	      "Run 'tern COMMAND --help' for a command's options and examples.\n",
+	      f);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return CLI_USAGE;
+	}
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "help") == 0) {
+		usage(stdout);
+		return CLI_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		puts("tern 0.1.0");
+		return CLI_OK;
+	}
+	if (sodium_init() < 0) {
+		fputs("tern: libsodium failed to initialise\n", stderr);
+		return CLI_FAIL;
+	}
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "tern: unknown command '%s'\nTry 'tern --help'.\n", argv[1]);
+	return CLI_USAGE;
+}

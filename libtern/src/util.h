@@ -1,0 +1,40 @@
+/* Internal helpers shared by libtern modules and the programs built on it.
+ * Not installed: nothing outside this repository may include it.
+ */
+#ifndef TERN_UTIL_H
+#define TERN_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Records a detail sentence for tern_errdetail(); returns code so callers can
+ * write `return tern_fail(TERN_EIO, "cannot read %s: %s", path, strerror(errno));`. */
+int tern_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void tern_errdetail_clear(void);
+
+/* Reads a whole file of at most max bytes. *out is malloc'd with one NUL byte
+ * after the data (so text can be parsed in place); the caller frees it. */
+int tern_file_read(const char *path, size_t max, uint8_t **out, size_t *len);
+/* Writes atomically (temporary file, fsync, rename, fsync of the directory)
+ * with the given mode; the mode is set before any data is written, so a
+ * private key is never briefly world-readable. */
+int tern_file_write(const char *path, const void *buf, size_t len, mode_t mode);
+/* TERN_EPERM if group or others may read or write path. */
+int tern_file_check_private(const char *path);
+/* mkdir -p with mode for the directories it creates. */
+int tern_mkdirs(const char *path, mode_t mode);
+
+/* Resolves rel against the directory that holds base_file (absolute rel is
+ * returned as is). *out is malloc'd. */
+int tern_path_resolve(const char *base_file, const char *rel, char **out);
+
+int64_t tern_now_ms(void);
+
+/* Node ids: 1..63 of [a-z0-9-], starting with a letter. */
+int tern_node_id_valid(const char *id);
+
+/* Lower-case hex of len bytes into out (2*len+1 bytes). */
+void tern_hex(const uint8_t *buf, size_t len, char *out);
+
+#endif
