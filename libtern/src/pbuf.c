@@ -1,0 +1,85 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+
+#include "pbuf.h"
+#include "util.h"
+
+/* Each block carries its size in front, so the budget can be charged while
+ * decoding and a stateless free (budget_data == NULL) can release it later. */
+struct budget {
+	size_t left;
+	int exceeded;
+};
+
+static void *budget_alloc(void *data, size_t size)
+{
+	struct budget *b = data;
+	size_t *p;
+
+	if (b != NULL) {
+		if (size > b->left) {
+			b->exceeded = 1;
+			return NULL;
+		}
+		b->left -= size;
+	}
+	if (size > SIZE_MAX - sizeof(size_t) || (p = malloc(sizeof(size_t) + size)) == NULL)
+		return NULL;
+	p[0] = size;
+	return p + 1;
+}
+
+static void budget_free(void *data, void *ptr)
+{
+	struct budget *b = data;
+	size_t *p = ptr;
+
+	if (p == NULL)
+		return;
+	if (b != NULL)
+		b->left += p[-1];
+	free(p - 1);
+}
+
+static ProtobufCAllocator release_alloc = {budget_alloc, budget_free, NULL};
+
+int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                   size_t max_len, ProtobufCMessage **out)
+{
+	struct budget b = {TERN_PB_BUDGET_FLOOR + len * TERN_PB_BUDGET_FACTOR, 0};
+	ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
+	ProtobufCMessage *m;
+
+	if (len > max_len)
+		return tern_fail(TERN_ETOOBIG, "%s of %zu bytes is over the limit of %zu", desc->name,
+		                 len, max_len);
+	m = protobuf_c_message_unpack(desc, &alloc, len, buf);
+	if (m == NULL)
+		return b.exceeded ? tern_fail(TERN_ENOMEM, "%s: over the decoding budget", desc->name)
+		                  : tern_fail(TERN_EMALFORMED, "bytes do not decode as %s", desc->name);
+	*out = m;
+	return TERN_OK;
+}
+
+void tern_pb_free(ProtobufCMessage **msg)
+{
+	if (msg == NULL || *msg == NULL)
+		return;
+	protobuf_c_message_free_unpacked(*msg, &release_alloc);
+	*msg = NULL;
+}
+
+int tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len)
+{
+	size_t n = protobuf_c_message_get_packed_size(msg);
+	uint8_t *buf = malloc(n ? n : 1);
+
+	if (buf == NULL)
+		return TERN_ENOMEM;
+	protobuf_c_message_pack(msg, buf);
+	*out = buf;
+	*out_len = n;
+	return TERN_OK;
+}

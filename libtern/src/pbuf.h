@@ -1,0 +1,29 @@
+/* Bounded protobuf-c decoding.
+ *
+ * protobuf-c 1.4 has no size or depth limit and may allocate ~13x its input.
+ * Every decode of bytes from outside the process goes through here: the input
+ * size is capped and all allocations come out of a byte budget.
+ */
+#ifndef TERN_PBUF_H
+#define TERN_PBUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+/* Decoded memory may use at most this many times the input size (plus a floor). */
+#define TERN_PB_BUDGET_FACTOR 16
+#define TERN_PB_BUDGET_FLOOR 65536
+
+/* Unpacks buf (at most max_len bytes) as desc. TERN_ETOOBIG if longer,
+ * TERN_EMALFORMED if it does not decode, TERN_ENOMEM over the budget.
+ * Free the result with tern_pb_free(). */
+int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                   size_t max_len, ProtobufCMessage **out);
+void tern_pb_free(ProtobufCMessage **msg);
+
+/* Packs msg into a malloc'd buffer. */
+int tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
+
+#endif
