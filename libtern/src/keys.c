@@ -76,6 +76,18 @@ void *tern_signkey_evp(const tern_signkey *key)
 	return key->evp;
 }
 
+/* Node keys are stored unencrypted (0600). Without this callback OpenSSL
+ * would prompt for a passphrase on the controlling terminal and block a
+ * daemon; refusing makes an encrypted key an ordinary load error. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)u;
+	return -1;
+}
+
 /* Reads a PEM private key of the given type and returns its raw 32 bytes. */
 static int load_raw_private(const char *path, int type, uint8_t raw[32])
 {
@@ -93,9 +105,9 @@ static int load_raw_private(const char *path, int type, uint8_t raw[32])
 		rc = TERN_ENOMEM;
 		goto out;
 	}
-	pkey = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+	pkey = PEM_read_bio_PrivateKey(bio, NULL, no_passphrase, NULL);
 	if (pkey == NULL) {
-		rc = tern_fail(TERN_EMALFORMED, "%s is not a PEM private key", path);
+		rc = tern_fail(TERN_EMALFORMED, "%s is not an unencrypted PEM private key", path);
 		goto out;
 	}
 	if (EVP_PKEY_get_id(pkey) != type) {

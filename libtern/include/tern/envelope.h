@@ -1,0 +1,115 @@
+/* Envelopes: the signed, sealed unit nodes exchange (tern.v1.Envelope).
+ *
+ * A sender seals a body once under a fresh content key, wraps that key for
+ * each recipient with X25519 + HKDF-SHA256 + ChaCha20-Poly1305, and signs the
+ * serialized header with Ed25519. A receiver verifies the envelope (size,
+ * structure, version, sender, signature, body digest, clock), may check the
+ * sender's role for the message type, and opens the body with its sealing
+ * key. docs/envelope.md describes the format byte by byte.
+ *
+ * Errors name the precise reason (TERN_EBADSIG, TERN_EDIGEST, ...) and
+ * tern_errdetail() says which field; bodies never appear in either.
+ */
+#ifndef TERN_ENVELOPE_H
+#define TERN_ENVELOPE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <tern/directory.h>
+#include <tern/keys.h>
+#include <tern/v1/envelope.pb-c.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TERN_ENVELOPE_SCHEMA_VERSION 1
+/* Signature label: the signed bytes are this, a 0x00, then Envelope.header. */
+#define TERN_ENVELOPE_SIGN_LABEL "tern/v1 envelope header"
+#define TERN_ENVELOPE_MAX_SIZE_DEFAULT (8u * 1024 * 1024)
+#define TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT (5 * 60 * 1000)
+/* Limits a well-formed header stays within. */
+#define TERN_ENVELOPE_MAX_RECIPIENTS 64
+#define TERN_ENVELOPE_HEADER_MAX 16384
+#define TERN_CASE_ID_MAX 128
+
+typedef struct tern_envelope tern_envelope;
+
+typedef struct tern_seal_params {
+	const char *sender;            /* our node id; must be in the directory */
+	const tern_signkey *sign_key;  /* must match the sender's sign_public */
+	const char *const *recipients; /* node ids, distinct, all in the directory */
+	size_t n_recipients;           /* 1..TERN_ENVELOPE_MAX_RECIPIENTS */
+	Tern__V1__MessageType type;    /* not MESSAGE_TYPE_UNSPECIFIED */
+	const char *case_id;           /* printable ASCII, at most TERN_CASE_ID_MAX; NULL = "" */
+	const char *in_reply_to;       /* a message id, or NULL */
+	const uint8_t *body;           /* the serialized message, sealed as is */
+	size_t body_len;
+	int64_t created_at; /* ms since the epoch; 0 = now */
+} tern_seal_params;
+
+/* Seals p->body for p->recipients (their seal_public keys come from dir) and
+ * signs the header with p->sign_key. On success *out is a malloc'd serialized
+ * Envelope of *out_len bytes (the caller frees it) and message_id, if not
+ * NULL, receives the new UUIDv7. TERN_EINVAL for bad parameters (unknown,
+ * duplicate or invalid recipients, sender key not the directory's),
+ * TERN_EUNKNOWN if the sender or a recipient is not in dir, TERN_EREVOKED if
+ * a recipient's certificate is revoked. Thread-safe; dir is only read. */
+int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uint8_t **out,
+                       size_t *out_len, char message_id[37]);
+
+/* Zero fields take the defaults: TERN_ENVELOPE_MAX_SIZE_DEFAULT, the current
+ * time, TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT. opts itself may be NULL. */
+typedef struct tern_verify_opts {
+	size_t max_size;
+	int64_t now_ms;
+	int64_t max_skew_ms;
+} tern_verify_opts;
+
+/* Verifies a received envelope; the checks run in this order and the first
+ * that fails gives the result:
+ *   TERN_ETOOBIG     len over max_size
+ *   TERN_EMALFORMED  envelope or header does not decode, a field is missing
+ *                    or invalid (ids, recipients, type, digest length)
+ *   TERN_EVERSION    schema_version is not 1, or a batch signature
+ *   TERN_EUNKNOWN    sender not in dir
+ *   TERN_EREVOKED    sender's certificate revoked
+ *   TERN_EBADSIG     signature over the received header bytes fails
+ *   TERN_EDIGEST     SHA-256(sealed_body) differs from header.body_digest
+ *   TERN_ESKEW       created_at more than max_skew_ms from now, either way
+ * On success *out is a new handle (free it with tern_envelope_free); it
+ * refers to the sender's entry in dir, so dir must outlive it. Verification
+ * does not decrypt: a broker verifies without any sealing key. */
+int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *dir,
+                         const tern_verify_opts *opts, tern_envelope **out);
+
+/* The decoded header, valid as long as env. */
+const Tern__V1__Header *tern_envelope_header(const tern_envelope *env);
+/* The sender's directory entry, valid as long as env and its directory. */
+const tern_member *tern_envelope_sender(const tern_envelope *env);
+/* The serialized header and sealed body as received, valid as long as env. */
+void tern_envelope_raw(const tern_envelope *env, const uint8_t **header, size_t *header_len,
+                       const uint8_t **sealed_body, size_t *sealed_len);
+
+/* TERN_EROLE if the sender's roles may not send the header's type (see
+ * msgtype.h); TERN_EMALFORMED for a type libtern does not know. */
+int tern_envelope_authorize(const tern_envelope *env);
+
+/* Opens the body for self_id with its sealing key. *body is malloc'd and
+ * holds *body_len bytes of plaintext; release it with tern_envelope_body_free
+ * (which wipes it). Returns TERN_ENOTRCPT if self_id is not a recipient or has
+ * no wrapped key, TERN_EMALFORMED for a damaged SealedBody, TERN_EDECRYPT if
+ * the key wrap or the body does not authenticate (also: the wrong key).
+ * Plaintext is only ever returned after its tag verified. */
+int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern_sealkey *key,
+                       uint8_t **body, size_t *body_len);
+/* Wipes and frees a body returned by tern_envelope_open; sets *body to NULL. */
+void tern_envelope_body_free(uint8_t **body, size_t body_len);
+
+void tern_envelope_free(tern_envelope **env);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,169 @@
+#include <pthread.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <sodium.h>
+
+#include <tern/crypto.h>
+#include <tern/error.h>
+
+#include "util.h"
+
+/* Fetching the algorithm is the expensive part of an OpenSSL 3.0 KDF call, so
+ * it is done once. (3.0 cannot duplicate an HKDF context, so each call still
+ * makes its own; that costs about a microsecond.) */
+static EVP_KDF *hkdf;
+static int init_rc = TERN_ECRYPTO;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void crypto_init_once(void)
+{
+	if (sodium_init() < 0)
+		return;
+	if ((hkdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL)) == NULL)
+		return;
+	init_rc = TERN_OK;
+}
+
+int tern_crypto_init(void)
+{
+	if (pthread_once(&init_once, crypto_init_once) != 0)
+		return TERN_ECRYPTO;
+	if (init_rc != TERN_OK)
+		return tern_fail(TERN_ECRYPTO, "cannot initialise libsodium or OpenSSL's HKDF");
+	return TERN_OK;
+}
+
+int tern_sha256(const uint8_t *buf, size_t len, uint8_t out[TERN_SHA256_LEN])
+{
+	int rc;
+
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	if (crypto_hash_sha256(out, buf, len) != 0)
+		return TERN_ECRYPTO;
+	return TERN_OK;
+}
+
+int tern_hkdf_sha256(const uint8_t *salt, size_t saltlen, const uint8_t *ikm, size_t ikmlen,
+                     const uint8_t *info, size_t infolen, uint8_t *out, size_t outlen)
+{
+	EVP_KDF_CTX *ctx;
+	OSSL_PARAM params[5], *p = params;
+	int rc;
+
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	if (outlen == 0 || outlen > 255 * 32)
+		return tern_fail(TERN_EINVAL, "HKDF-SHA256 output of %zu bytes (1..8160 allowed)",
+		                 outlen);
+	if (ikm == NULL || ikmlen == 0)
+		return tern_fail(TERN_EINVAL, "HKDF needs input key material");
+	if ((ctx = EVP_KDF_CTX_new(hkdf)) == NULL)
+		return TERN_ENOMEM;
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)ikm, ikmlen);
+	/* An absent salt is HashLen zero bytes, the same HMAC key as an empty one. */
+	if (saltlen > 0)
+		*p++ =
+		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, saltlen);
+	if (infolen > 0)
+		*p++ =
+		    OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)info, infolen);
+	*p = OSSL_PARAM_construct_end();
+	if (EVP_KDF_derive(ctx, out, outlen, params) != 1) {
+		OPENSSL_cleanse(out, outlen);
+		rc = tern_fail(TERN_ECRYPTO, "HKDF-SHA256 derivation failed");
+	}
+	/* The context holds the PRK; freeing it cleanses it. */
+	EVP_KDF_CTX_free(ctx);
+	return rc;
+}
+
+static int aead_check(size_t keylen, size_t noncelen)
+{
+	if (keylen != TERN_AEAD_KEY_LEN)
+		return tern_fail(TERN_EINVAL, "ChaCha20-Poly1305 key of %zu bytes (32 required)",
+		                 keylen);
+	if (noncelen != TERN_AEAD_NONCE_LEN)
+		return tern_fail(TERN_EINVAL, "ChaCha20-Poly1305 nonce of %zu bytes (12 required)",
+		                 noncelen);
+	return tern_crypto_init();
+}
+
+int tern_aead_seal(const uint8_t *key, size_t keylen, const uint8_t *nonce, size_t noncelen,
+                   const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t ptlen, uint8_t *out)
+{
+	int rc;
+
+	if ((rc = aead_check(keylen, noncelen)) != TERN_OK)
+		return rc;
+	if (ptlen > crypto_aead_chacha20poly1305_ietf_MESSAGEBYTES_MAX)
+		return tern_fail(TERN_ETOOBIG, "plaintext too long for ChaCha20-Poly1305");
+	if (crypto_aead_chacha20poly1305_ietf_encrypt(out, NULL, pt, ptlen, aad, aadlen, NULL,
+	                                              nonce, key) != 0)
+		return TERN_ECRYPTO;
+	return TERN_OK;
+}
+
+int tern_aead_open(const uint8_t *key, size_t keylen, const uint8_t *nonce, size_t noncelen,
+                   const uint8_t *aad, size_t aadlen, const uint8_t *ct, size_t ctlen, uint8_t *out,
+                   size_t *outlen)
+{
+	unsigned long long n = 0;
+	int rc;
+
+	if ((rc = aead_check(keylen, noncelen)) != TERN_OK)
+		return rc;
+	if (ctlen < TERN_AEAD_TAG_LEN)
+		return tern_fail(TERN_EDECRYPT, "ciphertext of %zu bytes is shorter than its tag",
+		                 ctlen);
+	/* libsodium checks the tag before it decrypts anything. */
+	if (crypto_aead_chacha20poly1305_ietf_decrypt(out, &n, NULL, ct, ctlen, aad, aadlen, nonce,
+	                                              key) != 0) {
+		sodium_memzero(out, ctlen - TERN_AEAD_TAG_LEN);
+		return tern_fail(TERN_EDECRYPT, "ChaCha20-Poly1305 tag does not verify");
+	}
+	*outlen = (size_t)n;
+	return TERN_OK;
+}
+
+int tern_x25519(uint8_t out[32], const uint8_t scalar[32], const uint8_t point[32])
+{
+	int rc;
+
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	/* libsodium returns -1 exactly when the result is all zeros. */
+	if (crypto_scalarmult(out, scalar, point) != 0) {
+		sodium_memzero(out, 32);
+		return tern_fail(TERN_EDECRYPT,
+		                 "X25519 shared secret is all zeros (low-order point)");
+	}
+	return TERN_OK;
+}
+
+int tern_x25519_base(uint8_t out[32], const uint8_t scalar[32])
+{
+	int rc;
+
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	if (crypto_scalarmult_base(out, scalar) != 0)
+		return TERN_ECRYPTO;
+	return TERN_OK;
+}
+
+int tern_ed25519_verify_raw(const uint8_t pub[32], const uint8_t *msg, size_t len,
+                            const uint8_t sig[64])
+{
+	int rc;
+
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	if (crypto_sign_verify_detached(sig, msg, len, pub) != 0)
+		return tern_fail(TERN_EBADSIG, "Ed25519 signature does not verify");
+	return TERN_OK;
+}

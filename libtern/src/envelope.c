@@ -1,0 +1,636 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include <tern/crypto.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/msgtype.h>
+#include <tern/uuid.h>
+
+#include "pbuf.h"
+#include "util.h"
+
+#define SEAL_AAD_LABEL "tern/v1 seal"
+#define KEY_WRAP_LABEL "tern/v1 key wrap"
+#define CONTENT_KEY_LEN TERN_AEAD_KEY_LEN
+#define WRAPPED_LEN (CONTENT_KEY_LEN + TERN_AEAD_TAG_LEN)
+/* Most headers encode in far less; longer ones fall back to the heap. */
+#define AAD_STACK 1024
+
+struct tern_envelope {
+	Tern__V1__Envelope *env;
+	Tern__V1__Header *hdr;
+	const tern_member *sender;
+};
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* Appends u32be(len) || data at *p. */
+static uint8_t *put_lp(uint8_t *p, const void *data, size_t len)
+{
+	put_u32(p, (uint32_t)len);
+	if (len)
+		memcpy(p + 4, data, len);
+	return p + 4 + len;
+}
+
+static const char *str_or_empty(const char *s)
+{
+	return s ? s : "";
+}
+
+/* The associated data of the body: every header field but body_digest (which
+ * covers the sealed body and so cannot be known before it), each field
+ * length-prefixed so that no two headers encode alike. docs/envelope.md. */
+static int header_aad(const Tern__V1__Header *h, uint8_t *stack, uint8_t **out, size_t *out_len)
+{
+	const char *strs[5] = {SEAL_AAD_LABEL, str_or_empty(h->message_id), str_or_empty(h->sender),
+	                       str_or_empty(h->case_id), str_or_empty(h->in_reply_to)};
+	uint8_t num[8];
+	size_t need = 4 + 4 + 4 + 8; /* recipient count, lengths of the three integers */
+	uint8_t *buf, *p;
+
+	need += 4 + 4 + 8; /* schema_version, type, created_at */
+	for (size_t i = 0; i < 5; i++)
+		need += 4 + strlen(strs[i]);
+	for (size_t i = 0; i < h->n_recipients; i++)
+		need += 4 + strlen(str_or_empty(h->recipients[i]));
+	if (need <= AAD_STACK)
+		buf = stack;
+	else if ((buf = malloc(need)) == NULL)
+		return TERN_ENOMEM;
+
+	p = put_lp(buf, strs[0], strlen(strs[0]));
+	put_u32(num, h->schema_version);
+	p = put_lp(p, num, 4);
+	p = put_lp(p, strs[1], strlen(strs[1]));
+	p = put_lp(p, strs[2], strlen(strs[2]));
+	put_u32(p, (uint32_t)h->n_recipients);
+	p += 4;
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		const char *r = str_or_empty(h->recipients[i]);
+		p = put_lp(p, r, strlen(r));
+	}
+	put_u32(num, (uint32_t)h->type);
+	p = put_lp(p, num, 4);
+	p = put_lp(p, strs[3], strlen(strs[3]));
+	put_u32(num, (uint32_t)((uint64_t)h->created_at >> 32));
+	put_u32(num + 4, (uint32_t)(uint64_t)h->created_at);
+	p = put_lp(p, num, 8);
+	p = put_lp(p, strs[4], strlen(strs[4]));
+	*out = buf;
+	*out_len = (size_t)(p - buf);
+	return TERN_OK;
+}
+
+static void aad_release(uint8_t *aad, const uint8_t *stack)
+{
+	if (aad != stack)
+		free(aad);
+}
+
+/* Records code with prefix in front of the detail already recorded (which
+ * must be copied out first: tern_fail writes into the same buffer). */
+static int refail(int code, const char *prefix)
+{
+	char detail[256];
+
+	snprintf(detail, sizeof(detail), "%s", tern_errdetail());
+	return tern_fail(code, "%s: %s", prefix, detail);
+}
+
+static int case_id_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > TERN_CASE_ID_MAX)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return 0;
+	return 1;
+}
+
+/* Every rule a header must meet apart from its version and digest.
+ * TERN_EMALFORMED with the field named. */
+static int header_check(const Tern__V1__Header *h)
+{
+	if (!tern_uuid_valid(h->message_id) || h->message_id[14] != '7')
+		return tern_fail(TERN_EMALFORMED, "header message_id is not a UUIDv7");
+	if (!tern_node_id_valid(h->sender))
+		return tern_fail(TERN_EMALFORMED, "header sender is not a node id");
+	if (h->n_recipients == 0)
+		return tern_fail(TERN_EMALFORMED, "message %s has no recipients", h->message_id);
+	if (h->n_recipients > TERN_ENVELOPE_MAX_RECIPIENTS)
+		return tern_fail(TERN_EMALFORMED, "message %s has %zu recipients (at most %d)",
+		                 h->message_id, h->n_recipients, TERN_ENVELOPE_MAX_RECIPIENTS);
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		if (!tern_node_id_valid(h->recipients[i]))
+			return tern_fail(TERN_EMALFORMED,
+			                 "message %s: recipient %zu is not a node id",
+			                 h->message_id, i);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(h->recipients[i], h->recipients[j]) == 0)
+				return tern_fail(TERN_EMALFORMED,
+				                 "message %s names recipient %s twice",
+				                 h->message_id, h->recipients[i]);
+	}
+	if (tern_msgtype_by_type(h->type) == NULL)
+		return tern_fail(TERN_EMALFORMED, "message %s has unknown type %d", h->message_id,
+		                 (int)h->type);
+	if (!case_id_valid(h->case_id))
+		return tern_fail(TERN_EMALFORMED,
+		                 "message %s: case_id is not printable ASCII of at most %d bytes",
+		                 h->message_id, TERN_CASE_ID_MAX);
+	if (h->in_reply_to[0] != '\0' && !tern_uuid_valid(h->in_reply_to))
+		return tern_fail(TERN_EMALFORMED, "message %s: in_reply_to is not a message id",
+		                 h->message_id);
+	return TERN_OK;
+}
+
+/* wrap key = HKDF-SHA256(ikm = shared, salt = eph_public || recipient_public,
+ *                        info = label || 0 || message_id || 0 || recipient). */
+static int wrap_key_derive(const uint8_t shared[32], const uint8_t eph_public[32],
+                           const uint8_t rcpt_public[32], const char *message_id, const char *rcpt,
+                           uint8_t key[CONTENT_KEY_LEN])
+{
+	uint8_t salt[64];
+	uint8_t info[sizeof(KEY_WRAP_LABEL) + TERN_UUID_STRLEN + 1 + TERN_NODE_ID_MAX];
+	size_t ml = strlen(message_id), rl = strlen(rcpt), n = 0;
+
+	if (ml > TERN_UUID_STRLEN || rl > TERN_NODE_ID_MAX)
+		return TERN_EINVAL;
+	memcpy(salt, eph_public, 32);
+	memcpy(salt + 32, rcpt_public, 32);
+	memcpy(info, KEY_WRAP_LABEL, sizeof(KEY_WRAP_LABEL)); /* with its NUL */
+	n = sizeof(KEY_WRAP_LABEL);
+	memcpy(info + n, message_id, ml);
+	n += ml;
+	info[n++] = 0;
+	memcpy(info + n, rcpt, rl);
+	n += rl;
+	return tern_hkdf_sha256(salt, sizeof(salt), shared, 32, info, n, key, CONTENT_KEY_LEN);
+}
+
+static const uint8_t zero_nonce[TERN_AEAD_NONCE_LEN];
+
+/* Checks the parameters and finds the recipients' directory entries. */
+static int seal_check(const tern_seal_params *p, const tern_directory *dir,
+                      const tern_member **rcpts)
+{
+	const tern_member *m;
+
+	if (p == NULL || dir == NULL || p->sender == NULL || p->sign_key == NULL ||
+	    (p->n_recipients > 0 && p->recipients == NULL) || (p->body == NULL && p->body_len > 0))
+		return tern_fail(TERN_EINVAL, "seal: missing parameter");
+	if (!tern_node_id_valid(p->sender))
+		return tern_fail(TERN_EINVAL, "seal: sender '%s' is not a node id", p->sender);
+	if (p->n_recipients == 0 || p->n_recipients > TERN_ENVELOPE_MAX_RECIPIENTS)
+		return tern_fail(TERN_EINVAL, "seal: %zu recipients (1..%d allowed)",
+		                 p->n_recipients, TERN_ENVELOPE_MAX_RECIPIENTS);
+	if (tern_directory_find(dir, p->sender, &m) != TERN_OK)
+		return tern_fail(TERN_EUNKNOWN, "seal: sender %s is not in the directory",
+		                 p->sender);
+	if (sodium_memcmp(m->sign_public, tern_signkey_public(p->sign_key),
+	                  TERN_ED25519_PUBLIC_LEN) != 0)
+		return tern_fail(TERN_EINVAL,
+		                 "seal: the signing key is not %s's key in the directory",
+		                 p->sender);
+	for (size_t i = 0; i < p->n_recipients; i++) {
+		const char *r = p->recipients[i];
+		if (r == NULL || !tern_node_id_valid(r))
+			return tern_fail(TERN_EINVAL, "seal: recipient %zu is not a node id", i);
+		if (tern_directory_find(dir, r, &rcpts[i]) != TERN_OK)
+			return tern_fail(TERN_EUNKNOWN,
+			                 "seal: recipient %s is not in the directory", r);
+		/* A revoked node's sealing key may be in other hands. */
+		if (rcpts[i]->revoked)
+			return tern_fail(TERN_EREVOKED, "seal: recipient %s is revoked", r);
+	}
+	return TERN_OK;
+}
+
+int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uint8_t **out,
+                       size_t *out_len, char message_id[37])
+{
+	const tern_member *rcpts[TERN_ENVELOPE_MAX_RECIPIENTS];
+	Tern__V1__WrappedKey wk[TERN_ENVELOPE_MAX_RECIPIENTS];
+	Tern__V1__WrappedKey *wkp[TERN_ENVELOPE_MAX_RECIPIENTS];
+	uint8_t wrapped[TERN_ENVELOPE_MAX_RECIPIENTS][WRAPPED_LEN];
+	Tern__V1__Header h = TERN__V1__HEADER__INIT;
+	Tern__V1__SealedBody sb = TERN__V1__SEALED_BODY__INIT;
+	Tern__V1__Signature sig = TERN__V1__SIGNATURE__INIT;
+	Tern__V1__Envelope e = TERN__V1__ENVELOPE__INIT;
+	char id[TERN_UUID_STRLEN + 1];
+	uint8_t content_key[CONTENT_KEY_LEN], nonce[TERN_AEAD_NONCE_LEN];
+	uint8_t eph_sk[32], eph_pk[32], shared[32], wrap_key[CONTENT_KEY_LEN];
+	uint8_t digest[TERN_SHA256_LEN], sigbytes[TERN_ED25519_SIG_LEN];
+	uint8_t aad_stack[AAD_STACK], *aad = aad_stack;
+	uint8_t *ct = NULL, *sealed = NULL, *hbytes = NULL;
+	size_t aad_len, sealed_len, hlen;
+	int rc;
+
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	if ((rc = seal_check(p, dir, rcpts)) != TERN_OK)
+		return rc;
+	if ((rc = tern_uuid_v7(id)) != TERN_OK)
+		return rc;
+
+	h.schema_version = TERN_ENVELOPE_SCHEMA_VERSION;
+	h.message_id = id;
+	h.sender = (char *)p->sender;
+	h.n_recipients = p->n_recipients;
+	h.recipients = (char **)p->recipients;
+	h.type = p->type;
+	h.case_id = (char *)str_or_empty(p->case_id);
+	h.created_at = p->created_at ? p->created_at : tern_now_ms();
+	h.in_reply_to = (char *)str_or_empty(p->in_reply_to);
+	/* The receiver's rules, applied before anything is signed. */
+	if (header_check(&h) != TERN_OK)
+		return refail(TERN_EINVAL, "seal");
+
+	randombytes_buf(content_key, sizeof(content_key));
+	randombytes_buf(nonce, sizeof(nonce));
+	randombytes_buf(eph_sk, sizeof(eph_sk));
+	if ((rc = tern_x25519_base(eph_pk, eph_sk)) != TERN_OK)
+		goto out;
+
+	if ((rc = header_aad(&h, aad_stack, &aad, &aad_len)) != TERN_OK)
+		goto out;
+	if ((ct = malloc(p->body_len + TERN_AEAD_TAG_LEN)) == NULL) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	if ((rc = tern_aead_seal(content_key, sizeof(content_key), nonce, sizeof(nonce), aad,
+	                         aad_len, p->body, p->body_len, ct)) != TERN_OK)
+		goto out;
+
+	for (size_t i = 0; i < p->n_recipients; i++) {
+		if (tern_x25519(shared, eph_sk, rcpts[i]->seal_public) != TERN_OK) {
+			rc = tern_fail(TERN_ECRYPTO, "seal: %s's sealing key is a low-order point",
+			               rcpts[i]->node_id);
+			goto out;
+		}
+		rc = wrap_key_derive(shared, eph_pk, rcpts[i]->seal_public, id, rcpts[i]->node_id,
+		                     wrap_key);
+		if (rc == TERN_OK)
+			rc = tern_aead_seal(wrap_key, sizeof(wrap_key), zero_nonce,
+			                    sizeof(zero_nonce), (const uint8_t *)rcpts[i]->node_id,
+			                    strlen(rcpts[i]->node_id), content_key,
+			                    sizeof(content_key), wrapped[i]);
+		if (rc != TERN_OK)
+			goto out;
+		tern__v1__wrapped_key__init(&wk[i]);
+		wk[i].recipient = (char *)rcpts[i]->node_id;
+		wk[i].wrapped.data = wrapped[i];
+		wk[i].wrapped.len = WRAPPED_LEN;
+		wkp[i] = &wk[i];
+	}
+
+	sb.aead = TERN__V1__AEAD__CHACHA20_POLY1305;
+	sb.ephemeral_key.data = eph_pk;
+	sb.ephemeral_key.len = sizeof(eph_pk);
+	sb.n_keys = p->n_recipients;
+	sb.keys = wkp;
+	sb.nonce.data = nonce;
+	sb.nonce.len = sizeof(nonce);
+	sb.ciphertext.data = ct;
+	sb.ciphertext.len = p->body_len + TERN_AEAD_TAG_LEN;
+	if ((rc = tern_pb_pack(&sb.base, &sealed, &sealed_len)) != TERN_OK)
+		goto out;
+	if ((rc = tern_sha256(sealed, sealed_len, digest)) != TERN_OK)
+		goto out;
+
+	h.body_digest.data = digest;
+	h.body_digest.len = sizeof(digest);
+	if ((rc = tern_pb_pack(&h.base, &hbytes, &hlen)) != TERN_OK)
+		goto out;
+	if ((rc = tern_sign(p->sign_key, TERN_ENVELOPE_SIGN_LABEL, hbytes, hlen, sigbytes)) !=
+	    TERN_OK)
+		goto out;
+
+	sig.kind_case = TERN__V1__SIGNATURE__KIND_ED25519;
+	sig.ed25519.data = sigbytes;
+	sig.ed25519.len = sizeof(sigbytes);
+	e.header.data = hbytes;
+	e.header.len = hlen;
+	e.sealed_body.data = sealed;
+	e.sealed_body.len = sealed_len;
+	e.signature = &sig;
+	if ((rc = tern_pb_pack(&e.base, out, out_len)) != TERN_OK)
+		goto out;
+	if (message_id != NULL)
+		memcpy(message_id, id, sizeof(id));
+
+out:
+	sodium_memzero(content_key, sizeof(content_key));
+	sodium_memzero(eph_sk, sizeof(eph_sk));
+	sodium_memzero(shared, sizeof(shared));
+	sodium_memzero(wrap_key, sizeof(wrap_key));
+	free(hbytes);
+	free(sealed);
+	free(ct);
+	aad_release(aad, aad_stack);
+	return rc;
+}
+
+int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *dir,
+                         const tern_verify_opts *opts, tern_envelope **out)
+{
+	size_t max_size = TERN_ENVELOPE_MAX_SIZE_DEFAULT;
+	int64_t now, skew = TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT;
+	ProtobufCMessage *m = NULL;
+	Tern__V1__Envelope *e;
+	Tern__V1__Header *h;
+	tern_envelope *env;
+	const tern_member *sender;
+	uint8_t digest[TERN_SHA256_LEN];
+	int rc;
+
+	if ((buf == NULL && len > 0) || dir == NULL || out == NULL)
+		return tern_fail(TERN_EINVAL, "verify: missing parameter");
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	if (opts != NULL && opts->max_size > 0)
+		max_size = opts->max_size;
+	if (opts != NULL && opts->max_skew_ms > 0)
+		skew = opts->max_skew_ms;
+	now = opts != NULL && opts->now_ms ? opts->now_ms : tern_now_ms();
+
+	if (len > max_size)
+		return tern_fail(TERN_ETOOBIG, "envelope of %zu bytes is over the limit of %zu",
+		                 len, max_size);
+	if ((env = calloc(1, sizeof(*env))) == NULL)
+		return TERN_ENOMEM;
+
+	if ((rc = tern_pb_unpack(&tern__v1__envelope__descriptor, buf, len, max_size, &m)) !=
+	    TERN_OK)
+		goto fail;
+	env->env = e = (Tern__V1__Envelope *)m;
+	if (e->header.len == 0 || e->sealed_body.len == 0 || e->signature == NULL ||
+	    e->signature->kind_case == TERN__V1__SIGNATURE__KIND__NOT_SET) {
+		rc = tern_fail(TERN_EMALFORMED, "envelope lacks its header, body or signature");
+		goto fail;
+	}
+	if (e->signature->kind_case == TERN__V1__SIGNATURE__KIND_ED25519 &&
+	    e->signature->ed25519.len != TERN_ED25519_SIG_LEN) {
+		rc = tern_fail(TERN_EMALFORMED, "Ed25519 signature of %zu bytes",
+		               e->signature->ed25519.len);
+		goto fail;
+	}
+	m = NULL;
+	rc = tern_pb_unpack(&tern__v1__header__descriptor, e->header.data, e->header.len,
+	                    TERN_ENVELOPE_HEADER_MAX, &m);
+	if (rc != TERN_OK) {
+		rc = refail(TERN_EMALFORMED, "envelope header");
+		goto fail;
+	}
+	env->hdr = h = (Tern__V1__Header *)m;
+	if ((rc = header_check(h)) != TERN_OK)
+		goto fail;
+	if (h->body_digest.len != TERN_SHA256_LEN) {
+		rc = tern_fail(TERN_EMALFORMED, "message %s: body digest of %zu bytes",
+		               h->message_id, h->body_digest.len);
+		goto fail;
+	}
+
+	if (h->schema_version != TERN_ENVELOPE_SCHEMA_VERSION) {
+		rc = tern_fail(TERN_EVERSION,
+		               "message %s has schema version %u (this node speaks 1)",
+		               h->message_id, h->schema_version);
+		goto fail;
+	}
+	if (e->signature->kind_case != TERN__V1__SIGNATURE__KIND_ED25519) {
+		rc = tern_fail(TERN_EVERSION, "message %s has a batch signature, not yet supported",
+		               h->message_id);
+		goto fail;
+	}
+
+	if (tern_directory_find(dir, h->sender, &sender) != TERN_OK) {
+		rc = tern_fail(TERN_EUNKNOWN, "message %s: sender %s is not in the directory",
+		               h->message_id, h->sender);
+		goto fail;
+	}
+	if (sender->revoked) {
+		rc = tern_fail(TERN_EREVOKED, "message %s: sender %s is revoked", h->message_id,
+		               h->sender);
+		goto fail;
+	}
+	/* Over the header bytes as received: never a re-serialization. */
+	if (tern_verify(sender->sign_public, TERN_ENVELOPE_SIGN_LABEL, e->header.data,
+	                e->header.len, e->signature->ed25519.data) != TERN_OK) {
+		rc = tern_fail(TERN_EBADSIG, "message %s: signature by %s does not verify",
+		               h->message_id, h->sender);
+		goto fail;
+	}
+	if ((rc = tern_sha256(e->sealed_body.data, e->sealed_body.len, digest)) != TERN_OK)
+		goto fail;
+	if (sodium_memcmp(digest, h->body_digest.data, TERN_SHA256_LEN) != 0) {
+		rc = tern_fail(TERN_EDIGEST, "message %s: sealed body does not match its digest",
+		               h->message_id);
+		goto fail;
+	}
+	/* Written so that neither subtraction can overflow on hostile values. */
+	if ((h->created_at > now && (uint64_t)h->created_at - (uint64_t)now > (uint64_t)skew) ||
+	    (h->created_at < now && (uint64_t)now - (uint64_t)h->created_at > (uint64_t)skew)) {
+		rc = tern_fail(TERN_ESKEW,
+		               "message %s: created at %lld ms, this node's clock reads %lld ms "
+		               "(at most %lld ms apart)",
+		               h->message_id, (long long)h->created_at, (long long)now,
+		               (long long)skew);
+		goto fail;
+	}
+	env->sender = sender;
+	*out = env;
+	return TERN_OK;
+
+fail:
+	tern_envelope_free(&env);
+	return rc;
+}
+
+const Tern__V1__Header *tern_envelope_header(const tern_envelope *env)
+{
+	return env->hdr;
+}
+
+const tern_member *tern_envelope_sender(const tern_envelope *env)
+{
+	return env->sender;
+}
+
+void tern_envelope_raw(const tern_envelope *env, const uint8_t **header, size_t *header_len,
+                       const uint8_t **sealed_body, size_t *sealed_len)
+{
+	if (header)
+		*header = env->env->header.data;
+	if (header_len)
+		*header_len = env->env->header.len;
+	if (sealed_body)
+		*sealed_body = env->env->sealed_body.data;
+	if (sealed_len)
+		*sealed_len = env->env->sealed_body.len;
+}
+
+int tern_envelope_authorize(const tern_envelope *env)
+{
+	const tern_msgtype *t = tern_msgtype_by_type(env->hdr->type);
+	char roles[64];
+
+	if (t == NULL)
+		return tern_fail(TERN_EMALFORMED, "message %s has unknown type %d",
+		                 env->hdr->message_id, (int)env->hdr->type);
+	if (t->sender_roles != 0 && (env->sender->roles & t->sender_roles) == 0) {
+		tern_roles_format(env->sender->roles, roles, sizeof(roles));
+		return tern_fail(TERN_EROLE, "message %s: %s (roles: %s) may not send %s",
+		                 env->hdr->message_id, env->sender->node_id,
+		                 roles[0] ? roles : "none", t->name);
+	}
+	return TERN_OK;
+}
+
+/* The one wrapped key for self_id, or NULL (TERN_ENOTRCPT / TERN_EMALFORMED in *rc). */
+static const Tern__V1__WrappedKey *find_wrapped(const Tern__V1__SealedBody *sb, const char *self_id,
+                                                const char *mid, int *rc)
+{
+	const Tern__V1__WrappedKey *found = NULL;
+
+	for (size_t i = 0; i < sb->n_keys; i++) {
+		if (strcmp(sb->keys[i]->recipient, self_id) != 0)
+			continue;
+		if (found != NULL) {
+			*rc = tern_fail(TERN_EMALFORMED, "message %s: two wrapped keys for %s", mid,
+			                self_id);
+			return NULL;
+		}
+		found = sb->keys[i];
+	}
+	if (found == NULL)
+		*rc =
+		    tern_fail(TERN_ENOTRCPT, "message %s has no wrapped key for %s", mid, self_id);
+	else if (found->wrapped.len != WRAPPED_LEN)
+		*rc = tern_fail(TERN_EMALFORMED, "message %s: wrapped key of %zu bytes", mid,
+		                found->wrapped.len);
+	else
+		return found;
+	return NULL;
+}
+
+int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern_sealkey *key,
+                       uint8_t **body, size_t *body_len)
+{
+	const Tern__V1__Header *h;
+	const Tern__V1__WrappedKey *wk;
+	ProtobufCMessage *m = NULL;
+	Tern__V1__SealedBody *sb;
+	uint8_t shared[32], wrap_key[CONTENT_KEY_LEN], content_key[CONTENT_KEY_LEN];
+	uint8_t aad_stack[AAD_STACK], *aad = aad_stack;
+	uint8_t *pt = NULL;
+	size_t aad_len = 0, ck_len, pt_len, i;
+	int rc;
+
+	if (env == NULL || self_id == NULL || key == NULL || body == NULL || body_len == NULL)
+		return tern_fail(TERN_EINVAL, "open: missing parameter");
+	h = env->hdr;
+	for (i = 0; i < h->n_recipients; i++)
+		if (strcmp(h->recipients[i], self_id) == 0)
+			break;
+	if (i == h->n_recipients)
+		return tern_fail(TERN_ENOTRCPT, "message %s is not addressed to %s", h->message_id,
+		                 self_id);
+
+	rc = tern_pb_unpack(&tern__v1__sealed_body__descriptor, env->env->sealed_body.data,
+	                    env->env->sealed_body.len, env->env->sealed_body.len, &m);
+	if (rc != TERN_OK)
+		return tern_fail(TERN_EMALFORMED, "message %s: sealed body does not decode",
+		                 h->message_id);
+	sb = (Tern__V1__SealedBody *)m;
+	if (sb->aead != TERN__V1__AEAD__CHACHA20_POLY1305 || sb->ephemeral_key.len != 32 ||
+	    sb->nonce.len != TERN_AEAD_NONCE_LEN || sb->ciphertext.len < TERN_AEAD_TAG_LEN) {
+		rc = tern_fail(TERN_EMALFORMED,
+		               "message %s: sealed body lacks its algorithm, key, nonce or tag",
+		               h->message_id);
+		goto out;
+	}
+	if ((wk = find_wrapped(sb, self_id, h->message_id, &rc)) == NULL)
+		goto out;
+
+	if (tern_x25519(shared, tern_sealkey_secret(key), sb->ephemeral_key.data) != TERN_OK) {
+		rc = tern_fail(TERN_EDECRYPT, "message %s: ephemeral key is a low-order point",
+		               h->message_id);
+		goto out;
+	}
+	if ((rc = wrap_key_derive(shared, sb->ephemeral_key.data, tern_sealkey_public(key),
+	                          h->message_id, self_id, wrap_key)) != TERN_OK)
+		goto out;
+	if (tern_aead_open(wrap_key, sizeof(wrap_key), zero_nonce, sizeof(zero_nonce),
+	                   (const uint8_t *)self_id, strlen(self_id), wk->wrapped.data,
+	                   wk->wrapped.len, content_key, &ck_len) != TERN_OK) {
+		rc = tern_fail(TERN_EDECRYPT,
+		               "message %s: the content key does not unwrap for %s (wrong key?)",
+		               h->message_id, self_id);
+		goto out;
+	}
+
+	if ((rc = header_aad(h, aad_stack, &aad, &aad_len)) != TERN_OK)
+		goto out;
+	/* One spare byte so that an empty body is still a real allocation. */
+	if ((pt = malloc(sb->ciphertext.len - TERN_AEAD_TAG_LEN + 1)) == NULL) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	if (tern_aead_open(content_key, sizeof(content_key), sb->nonce.data, sb->nonce.len, aad,
+	                   aad_len, sb->ciphertext.data, sb->ciphertext.len, pt,
+	                   &pt_len) != TERN_OK) {
+		rc = tern_fail(TERN_EDECRYPT, "message %s: body does not authenticate",
+		               h->message_id);
+		goto out;
+	}
+	*body = pt;
+	*body_len = pt_len;
+	pt = NULL;
+	rc = TERN_OK;
+
+out:
+	/* tern_aead_open has already zeroed pt on failure. */
+	free(pt);
+	aad_release(aad, aad_stack);
+	sodium_memzero(shared, sizeof(shared));
+	sodium_memzero(wrap_key, sizeof(wrap_key));
+	sodium_memzero(content_key, sizeof(content_key));
+	tern_pb_free(&m);
+	return rc;
+}
+
+void tern_envelope_body_free(uint8_t **body, size_t body_len)
+{
+	if (body == NULL || *body == NULL)
+		return;
+	sodium_memzero(*body, body_len);
+	free(*body);
+	*body = NULL;
+}
+
+void tern_envelope_free(tern_envelope **env)
+{
+	ProtobufCMessage *m;
+
+	if (env == NULL || *env == NULL)
+		return;
+	m = (ProtobufCMessage *)(*env)->hdr;
+	tern_pb_free(&m);
+	m = (ProtobufCMessage *)(*env)->env;
+	tern_pb_free(&m);
+	free(*env);
+	*env = NULL;
+}

@@ -1,0 +1,218 @@
+/* libtern core: errors, file helpers, paths, node ids, roles, bounded protobuf decoding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <tern/error.h>
+#include <tern/msgtype.h>
+#include <tern/v1/messages.pb-c.h>
+
+#include "pbuf.h"
+#include "util.h"
+
+static char tmpdir[64];
+
+static int setup(void **state)
+{
+	(void)state;
+	strcpy(tmpdir, "/tmp/tern-core-XXXXXX");
+	return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd);
+}
+
+static void test_strerror_covers_every_code(void **state)
+{
+	(void)state;
+	for (int c = 0; c < TERN_ERR_COUNT; c++) {
+		assert_string_not_equal(tern_strerror(c), "unknown error");
+		assert_string_not_equal(tern_errcode_name(c), "unknown");
+	}
+	assert_string_equal(tern_strerror(TERN_ERR_COUNT), "unknown error");
+	assert_string_equal(tern_strerror(-1), "unknown error");
+	assert_string_equal(tern_errcode_name(TERN_EBADSIG), "bad-signature");
+}
+
+static void test_fail_records_detail(void **state)
+{
+	(void)state;
+	tern_errdetail_clear();
+	assert_string_equal(tern_errdetail(), "");
+	assert_int_equal(tern_fail(TERN_EIO, "cannot read %s", "x.conf"), TERN_EIO);
+	assert_string_equal(tern_errdetail(), "cannot read x.conf");
+}
+
+static void test_file_write_mode_and_read_back(void **state)
+{
+	char path[128];
+	struct stat st;
+	uint8_t *buf;
+	size_t len;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/secret", tmpdir);
+	umask(0);
+	assert_int_equal(tern_file_write(path, "hello", 5, 0600), TERN_OK);
+	umask(022);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(tern_file_check_private(path), TERN_OK);
+	assert_int_equal(tern_file_read(path, 100, &buf, &len), TERN_OK);
+	assert_int_equal(len, 5);
+	assert_memory_equal(buf, "hello", 5);
+	assert_int_equal(buf[5], 0);
+	free(buf);
+	assert_int_equal(tern_file_read(path, 4, &buf, &len), TERN_ETOOBIG);
+	chmod(path, 0640);
+	assert_int_equal(tern_file_check_private(path), TERN_EPERM);
+	assert_non_null(strstr(tern_errdetail(), "chmod 600"));
+	snprintf(path, sizeof(path), "%s/missing", tmpdir);
+	assert_int_equal(tern_file_read(path, 100, &buf, &len), TERN_ENOENT);
+}
+
+static void test_mkdirs(void **state)
+{
+	char path[128];
+	struct stat st;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/a/b/c", tmpdir);
+	assert_int_equal(tern_mkdirs(path, 0700), TERN_OK);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(tern_mkdirs(path, 0700), TERN_OK);
+}
+
+static void test_path_resolve(void **state)
+{
+	char *p;
+
+	(void)state;
+	assert_int_equal(tern_path_resolve("/etc/tern/node.conf", "node.key", &p), TERN_OK);
+	assert_string_equal(p, "/etc/tern/node.key");
+	free(p);
+	assert_int_equal(tern_path_resolve("/etc/tern/node.conf", "/srv/ca.crt", &p), TERN_OK);
+	assert_string_equal(p, "/srv/ca.crt");
+	free(p);
+	assert_int_equal(tern_path_resolve("node.conf", "../ca/ca.crt", &p), TERN_OK);
+	assert_string_equal(p, "./../ca/ca.crt");
+	free(p);
+}
+
+static void test_node_ids(void **state)
+{
+	(void)state;
+	assert_true(tern_node_id_valid("unhcr"));
+	assert_true(tern_node_id_valid("sweden-2"));
+	assert_false(tern_node_id_valid(""));
+	assert_false(tern_node_id_valid("2sweden"));
+	assert_false(tern_node_id_valid("Sweden"));
+	assert_false(tern_node_id_valid("a b"));
+	assert_false(tern_node_id_valid("../etc"));
+	assert_false(tern_node_id_valid("a234567890123456789012345678901234567890123456789012345678901234"));
+}
+
+static void test_roles(void **state)
+{
+	unsigned bits;
+	char buf[64];
+
+	(void)state;
+	assert_int_equal(tern_roles_parse("referrer,state", &bits), TERN_OK);
+	assert_int_equal(bits, TERN_ROLE_REFERRER | TERN_ROLE_STATE);
+	tern_roles_format(bits, buf, sizeof(buf));
+	assert_string_equal(buf, "referrer,state");
+	assert_int_equal(tern_roles_parse("king", &bits), TERN_EINVAL);
+	assert_int_equal(tern_roles_parse("", &bits), TERN_EINVAL);
+}
+
+static void test_msgtypes(void **state)
+{
+	const tern_msgtype *t;
+
+	(void)state;
+	t = tern_msgtype_by_name("acceptance-decision");
+	assert_non_null(t);
+	assert_int_equal(t->type, TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION);
+	assert_ptr_equal(t->desc, &tern__v1__acceptance_decision__descriptor);
+	assert_int_equal(t->sender_roles, TERN_ROLE_STATE);
+	assert_int_equal(tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION)->sender_roles,
+	                 TERN_ROLE_MOVEMENT);
+	assert_null(tern_msgtype_by_name("love-letter"));
+}
+
+static void test_pb_unpack_limits(void **state)
+{
+	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
+	ProtobufCMessage *m = NULL;
+	uint8_t *buf;
+	size_t len;
+	static const uint8_t garbage[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01};
+
+	(void)state;
+	r.message_id = "0190c2a4-8c1e-7000-8000-000000000001";
+	r.status = TERN__V1__RECEIPT__STATUS__ACCEPTED;
+	assert_int_equal(tern_pb_pack(&r.base, &buf, &len), TERN_OK);
+	assert_int_equal(tern_pb_unpack(&tern__v1__receipt__descriptor, buf, len, 4096, &m), TERN_OK);
+	assert_string_equal(((Tern__V1__Receipt *)m)->message_id, r.message_id);
+	tern_pb_free(&m);
+	assert_null(m);
+	assert_int_equal(tern_pb_unpack(&tern__v1__receipt__descriptor, buf, len, len - 1, &m),
+	                 TERN_ETOOBIG);
+	assert_int_equal(tern_pb_unpack(&tern__v1__receipt__descriptor, garbage, sizeof(garbage), 4096,
+	                                &m),
+	                 TERN_EMALFORMED);
+	free(buf);
+}
+
+/* A message with many small repeated strings costs far more memory decoded
+ * than encoded; the budget must stop it rather than let it grow. */
+static void test_pb_unpack_budget(void **state)
+{
+	size_t n = 200000, len = 2 * n;
+	uint8_t *buf = malloc(len);
+	ProtobufCMessage *m = NULL;
+
+	(void)state;
+	/* field 10 (linked_cases), length-delimited, empty: tag 0x52, length 0 */
+	for (size_t i = 0; i < n; i++) {
+		buf[2 * i] = 0x52;
+		buf[2 * i + 1] = 0x00;
+	}
+	assert_int_equal(tern_pb_unpack(&tern__v1__case_referral__descriptor, buf, len, len, &m),
+	                 TERN_ENOMEM);
+	assert_null(m);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_strerror_covers_every_code),
+		cmocka_unit_test(test_fail_records_detail),
+		cmocka_unit_test(test_file_write_mode_and_read_back),
+		cmocka_unit_test(test_mkdirs),
+		cmocka_unit_test(test_path_resolve),
+		cmocka_unit_test(test_node_ids),
+		cmocka_unit_test(test_roles),
+		cmocka_unit_test(test_msgtypes),
+		cmocka_unit_test(test_pb_unpack_limits),
+		cmocka_unit_test(test_pb_unpack_budget),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,732 @@
+/* Envelopes: seal, verify, authorize and open, and every way each refuses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include <tern/directory.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/keys.h>
+#include <tern/msgtype.h>
+#include <tern/uuid.h>
+
+#include "util.h"
+
+enum { UNHCR, SWEDEN, PORTUGAL, IOM, NNODES };
+
+static const char *const names[NNODES] = {"unhcr", "sweden", "portugal", "iom"};
+static const unsigned roles[NNODES] = {TERN_ROLE_REFERRER, TERN_ROLE_STATE, TERN_ROLE_STATE,
+                                       TERN_ROLE_MOVEMENT};
+
+struct fixture {
+	tern_signkey *sign[NNODES];
+	tern_sealkey *seal[NNODES];
+	tern_directory *dir;
+	uint8_t body[1024];
+};
+
+/* A directory of the four nodes; skip leaves one out, revoke marks one revoked
+ * (-1 for neither). */
+static tern_directory *make_dir(struct fixture *f, int skip, int revoke)
+{
+	tern_directory *d = NULL;
+
+	assert_int_equal(tern_directory_new("test", 1, &d), TERN_OK);
+	for (int i = 0; i < NNODES; i++) {
+		tern_member m;
+		if (i == skip)
+			continue;
+		memset(&m, 0, sizeof(m));
+		strcpy(m.node_id, names[i]);
+		m.agency = (char *)names[i];
+		m.roles = roles[i];
+		memcpy(m.sign_public, tern_signkey_public(f->sign[i]), 32);
+		memcpy(m.seal_public, tern_sealkey_public(f->seal[i]), 32);
+		randombytes_buf(m.curve_public, 32);
+		m.revoked = i == revoke;
+		assert_int_equal(tern_directory_add(d, &m), TERN_OK);
+	}
+	return d;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	for (int i = 0; i < NNODES; i++) {
+		assert_int_equal(tern_signkey_generate(&f->sign[i]), TERN_OK);
+		assert_int_equal(tern_sealkey_generate(&f->seal[i]), TERN_OK);
+	}
+	f->dir = make_dir(f, -1, -1);
+	for (size_t i = 0; i < sizeof(f->body); i++)
+		f->body[i] = (uint8_t)(i * 7 + 3);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	for (int i = 0; i < NNODES; i++) {
+		tern_signkey_free(&f->sign[i]);
+		tern_sealkey_free(&f->seal[i]);
+	}
+	tern_directory_free(&f->dir);
+	free(f);
+	return 0;
+}
+
+static const char *const to_sweden_iom[] = {"sweden", "iom"};
+
+/* unhcr -> sweden, iom: a case referral with f->body. */
+static void seal_default(struct fixture *f, int64_t created_at, uint8_t **out, size_t *len,
+                         char id[37])
+{
+	tern_seal_params p = {
+	    .sender = "unhcr",
+	    .sign_key = f->sign[UNHCR],
+	    .recipients = to_sweden_iom,
+	    .n_recipients = 2,
+	    .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+	    .case_id = "UNHCR-KEN-2024-000123",
+	    .body = f->body,
+	    .body_len = sizeof(f->body),
+	    .created_at = created_at,
+	};
+	assert_int_equal(tern_envelope_seal(&p, f->dir, out, len, id), TERN_OK);
+}
+
+static int verify(const uint8_t *buf, size_t len, const tern_directory *dir)
+{
+	tern_envelope *env = NULL;
+	int rc = tern_envelope_verify(buf, len, dir, NULL, &env);
+
+	if (rc == TERN_OK)
+		assert_non_null(env);
+	else
+		assert_null(env);
+	tern_envelope_free(&env);
+	return rc;
+}
+
+static void open_ok(struct fixture *f, const tern_envelope *env, int who)
+{
+	uint8_t *body = NULL;
+	size_t len = 0;
+
+	assert_int_equal(tern_envelope_open(env, names[who], f->seal[who], &body, &len), TERN_OK);
+	assert_int_equal(len, sizeof(f->body));
+	assert_memory_equal(body, f->body, len);
+	tern_envelope_body_free(&body, len);
+	assert_null(body);
+}
+
+static void test_seal_verify_open(void **state)
+{
+	struct fixture *f = *state;
+	tern_envelope *env = NULL;
+	const Tern__V1__Header *h;
+	uint8_t *buf = NULL, *body = NULL;
+	size_t len = 0, blen = 0;
+	char id[37];
+	int64_t t;
+
+	seal_default(f, 0, &buf, &len, id);
+	assert_true(tern_uuid_valid(id));
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	h = tern_envelope_header(env);
+	assert_int_equal(h->schema_version, 1);
+	assert_string_equal(h->message_id, id);
+	assert_string_equal(h->sender, "unhcr");
+	assert_int_equal(h->n_recipients, 2);
+	assert_string_equal(h->recipients[0], "sweden");
+	assert_string_equal(h->recipients[1], "iom");
+	assert_int_equal(h->type, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL);
+	assert_string_equal(h->case_id, "UNHCR-KEN-2024-000123");
+	assert_string_equal(h->in_reply_to, "");
+	assert_int_equal(h->body_digest.len, 32);
+	assert_int_equal(tern_uuid_v7_time(id, &t), TERN_OK);
+	assert_true(llabs(h->created_at - tern_now_ms()) < 60000);
+	assert_true(llabs(t - h->created_at) < 1000);
+	assert_string_equal(tern_envelope_sender(env)->node_id, "unhcr");
+	assert_int_equal(tern_envelope_authorize(env), TERN_OK);
+
+	/* Both recipients open the same plaintext. */
+	open_ok(f, env, SWEDEN);
+	open_ok(f, env, IOM);
+
+	/* Portugal is in the federation but not addressed. */
+	assert_int_equal(tern_envelope_open(env, "portugal", f->seal[PORTUGAL], &body, &blen),
+	                 TERN_ENOTRCPT);
+	assert_null(body);
+	/* The right name with the wrong key. */
+	assert_int_equal(tern_envelope_open(env, "sweden", f->seal[IOM], &body, &blen),
+	                 TERN_EDECRYPT);
+	assert_int_equal(tern_envelope_open(env, "iom", f->seal[PORTUGAL], &body, &blen),
+	                 TERN_EDECRYPT);
+	assert_null(body);
+
+	tern_envelope_free(&env);
+	assert_null(env);
+	tern_envelope_free(&env);
+	free(buf);
+}
+
+/* Unpacks an envelope the test itself made. */
+static Tern__V1__Envelope *unpack_env(const uint8_t *buf, size_t len)
+{
+	Tern__V1__Envelope *e = tern__v1__envelope__unpack(NULL, len, buf);
+
+	assert_non_null(e);
+	return e;
+}
+
+static void repack_env(const Tern__V1__Envelope *e, uint8_t **out, size_t *len)
+{
+	*len = tern__v1__envelope__get_packed_size(e);
+	*out = malloc(*len);
+	assert_non_null(*out);
+	tern__v1__envelope__pack(e, *out);
+}
+
+static void test_every_header_byte(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *buf, *mod, *orig;
+	size_t len, mlen, hlen;
+	Tern__V1__Envelope *e;
+	char id[37];
+	size_t rejected = 0;
+
+	seal_default(f, 0, &buf, &len, id);
+	e = unpack_env(buf, len);
+	hlen = e->header.len;
+	orig = malloc(hlen);
+	memcpy(orig, e->header.data, hlen);
+	for (size_t i = 0; i < hlen; i++) {
+		for (int bit = 0; bit < 8; bit++) {
+			memcpy(e->header.data, orig, hlen);
+			e->header.data[i] ^= (uint8_t)(1u << bit);
+			repack_env(e, &mod, &mlen);
+			if (verify(mod, mlen, f->dir) != TERN_OK)
+				rejected++;
+			else
+				fail_msg("header byte %zu bit %d flipped was accepted", i, bit);
+			free(mod);
+		}
+	}
+	assert_int_equal(rejected, hlen * 8);
+	print_message("header flips rejected: %zu (%zu bytes x 8 bits)\n", rejected, hlen);
+	free(orig);
+	tern__v1__envelope__free_unpacked(e, NULL);
+	free(buf);
+}
+
+static void test_body_and_signature_flips(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *buf, *mod;
+	size_t len, mlen;
+	Tern__V1__Envelope *e;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+	e = unpack_env(buf, len);
+	/* Every byte of the sealed body: first, middle (ciphertext), last (tag). */
+	for (size_t i = 0; i < e->sealed_body.len; i++) {
+		e->sealed_body.data[i] ^= 0x01;
+		repack_env(e, &mod, &mlen);
+		assert_int_equal(verify(mod, mlen, f->dir), TERN_EDIGEST);
+		free(mod);
+		e->sealed_body.data[i] ^= 0x01;
+	}
+	for (size_t i = 0; i < e->signature->ed25519.len; i++) {
+		e->signature->ed25519.data[i] ^= 0x80;
+		repack_env(e, &mod, &mlen);
+		assert_int_equal(verify(mod, mlen, f->dir), TERN_EBADSIG);
+		free(mod);
+		e->signature->ed25519.data[i] ^= 0x80;
+	}
+	/* Restored, it verifies again: the loop really flipped and unflipped. */
+	repack_env(e, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_OK);
+	free(mod);
+	tern__v1__envelope__free_unpacked(e, NULL);
+	free(buf);
+}
+
+static void test_sender_checks(void **state)
+{
+	struct fixture *f = *state;
+	tern_directory *nounhcr = make_dir(f, UNHCR, -1);
+	tern_directory *revoked = make_dir(f, -1, UNHCR);
+	tern_directory *sweden_revoked = make_dir(f, -1, SWEDEN);
+	uint8_t *buf;
+	size_t len;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+	assert_int_equal(verify(buf, len, nounhcr), TERN_EUNKNOWN);
+	assert_int_equal(verify(buf, len, revoked), TERN_EREVOKED);
+	/* A revoked recipient does not stop verification of someone else's message. */
+	assert_int_equal(verify(buf, len, sweden_revoked), TERN_OK);
+	free(buf);
+
+	/* A directory whose unhcr entry has another signing key: a forgery. */
+	{
+		tern_signkey *other = NULL;
+		tern_directory *d = NULL;
+		assert_int_equal(tern_signkey_generate(&other), TERN_OK);
+		tern_signkey_free(&f->sign[UNHCR]);
+		f->sign[UNHCR] = other;
+		d = f->dir;
+		f->dir = make_dir(f, -1, -1);
+		seal_default(f, 0, &buf, &len, id);
+		assert_int_equal(verify(buf, len, f->dir), TERN_OK);
+		assert_int_equal(verify(buf, len, d), TERN_EBADSIG);
+		free(buf);
+		tern_directory_free(&d);
+	}
+	tern_directory_free(&nounhcr);
+	tern_directory_free(&revoked);
+	tern_directory_free(&sweden_revoked);
+}
+
+static void test_clock_skew(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = tern_now_ms();
+	tern_verify_opts o = {0};
+	tern_envelope *env = NULL;
+	uint8_t *buf;
+	size_t len;
+	char id[37];
+
+	seal_default(f, now - 10 * 60 * 1000, &buf, &len, id);
+	assert_int_equal(verify(buf, len, f->dir), TERN_ESKEW);
+	o.max_skew_ms = 11 * 60 * 1000;
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_OK);
+	tern_envelope_free(&env);
+	free(buf);
+
+	seal_default(f, now + 10 * 60 * 1000, &buf, &len, id);
+	assert_int_equal(verify(buf, len, f->dir), TERN_ESKEW);
+	o.max_skew_ms = 0;
+	o.now_ms = now + 10 * 60 * 1000;
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_OK);
+	tern_envelope_free(&env);
+	free(buf);
+
+	/* Inside the default five minutes either way. */
+	seal_default(f, now + 4 * 60 * 1000, &buf, &len, id);
+	assert_int_equal(verify(buf, len, f->dir), TERN_OK);
+	free(buf);
+	seal_default(f, now - 4 * 60 * 1000, &buf, &len, id);
+	assert_int_equal(verify(buf, len, f->dir), TERN_OK);
+	free(buf);
+	/* Hostile extremes must not overflow into acceptance. */
+	seal_default(f, INT64_MIN + 1, &buf, &len, id);
+	assert_int_equal(verify(buf, len, f->dir), TERN_ESKEW);
+	free(buf);
+	seal_default(f, INT64_MAX, &buf, &len, id);
+	assert_int_equal(verify(buf, len, f->dir), TERN_ESKEW);
+	free(buf);
+}
+
+static void test_size_garbage_truncation(void **state)
+{
+	struct fixture *f = *state;
+	tern_verify_opts o = {0};
+	tern_envelope *env = NULL;
+	uint8_t *buf, garbage[512];
+	size_t len;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+	o.max_size = len - 1;
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_ETOOBIG);
+	assert_null(env);
+	o.max_size = len;
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_OK);
+	tern_envelope_free(&env);
+	/* Over the default 8 MiB, whatever the bytes. */
+	{
+		size_t big = TERN_ENVELOPE_MAX_SIZE_DEFAULT + 1;
+		uint8_t *b = calloc(1, big);
+		assert_non_null(b);
+		assert_int_equal(verify(b, big, f->dir), TERN_ETOOBIG);
+		free(b);
+	}
+
+	for (size_t cut = 0; cut < len; cut++)
+		assert_int_equal(verify(buf, cut, f->dir), TERN_EMALFORMED);
+	for (int round = 0; round < 200; round++) {
+		size_t n = 1 + randombytes_uniform(sizeof(garbage));
+		randombytes_buf(garbage, n);
+		assert_int_equal(verify(garbage, n, f->dir), TERN_EMALFORMED);
+	}
+	memset(garbage, 0xff, sizeof(garbage));
+	assert_int_equal(verify(garbage, sizeof(garbage), f->dir), TERN_EMALFORMED);
+	free(buf);
+}
+
+static void test_roles(void **state)
+{
+	struct fixture *f = *state;
+	const char *to_unhcr[] = {"unhcr"};
+	tern_seal_params p = {
+	    .sender = "sweden",
+	    .sign_key = f->sign[SWEDEN],
+	    .recipients = to_unhcr,
+	    .n_recipients = 1,
+	    .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+	    .case_id = "UNHCR-KEN-2024-000123",
+	    .body = f->body,
+	    .body_len = 10,
+	};
+	tern_envelope *env = NULL;
+	uint8_t *buf;
+	size_t len;
+
+	/* A State may not refer cases... */
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_OK);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_authorize(env), TERN_EROLE);
+	tern_envelope_free(&env);
+	free(buf);
+	/* ...but decides on them. */
+	p.type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_OK);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_authorize(env), TERN_OK);
+	tern_envelope_free(&env);
+	free(buf);
+	/* IOM may not decide; anyone may send a receipt. */
+	p.sender = "iom";
+	p.sign_key = f->sign[IOM];
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_OK);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_authorize(env), TERN_EROLE);
+	tern_envelope_free(&env);
+	free(buf);
+	p.type = TERN__V1__MESSAGE_TYPE__RECEIPT;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_OK);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_authorize(env), TERN_OK);
+	tern_envelope_free(&env);
+	free(buf);
+}
+
+static void test_seal_refusals(void **state)
+{
+	struct fixture *f = *state;
+	const char *dup[] = {"sweden", "sweden"};
+	const char *stranger[] = {"sweden", "canada"};
+	const char *bad[] = {"Sweden"};
+	const char *one[] = {"sweden"};
+	tern_seal_params p = {
+	    .sender = "unhcr",
+	    .sign_key = f->sign[UNHCR],
+	    .recipients = one,
+	    .n_recipients = 1,
+	    .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+	    .case_id = "C-1",
+	    .body = f->body,
+	    .body_len = 1,
+	};
+	tern_directory *revoked = make_dir(f, -1, SWEDEN);
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_OK);
+	free(buf);
+	buf = NULL;
+	p.recipients = dup;
+	p.n_recipients = 2;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EINVAL);
+	p.recipients = stranger;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EUNKNOWN);
+	p.recipients = bad;
+	p.n_recipients = 1;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EINVAL);
+	p.n_recipients = 0;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EINVAL);
+	p.recipients = one;
+	p.n_recipients = 1;
+	assert_int_equal(tern_envelope_seal(&p, revoked, &buf, &len, NULL), TERN_EREVOKED);
+	p.sign_key = f->sign[IOM];
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EINVAL);
+	p.sign_key = f->sign[UNHCR];
+	p.type = TERN__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EINVAL);
+	p.type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL;
+	p.in_reply_to = "not-a-uuid";
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EINVAL);
+	p.in_reply_to = NULL;
+	p.case_id = "line\nbreak";
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, NULL), TERN_EINVAL);
+	assert_null(buf);
+	tern_directory_free(&revoked);
+}
+
+/* Re-signs a modified header with unhcr's real key: what a member gone bad,
+ * or a bug, could produce. Checks that refuses such envelopes come from the
+ * rules, not from the signature. */
+typedef void (*header_edit)(Tern__V1__Header *h, void *arg);
+
+static void resign(struct fixture *f, const uint8_t *buf, size_t len, header_edit edit, void *arg,
+                   const ProtobufCBinaryData *sealed, uint8_t **out, size_t *out_len)
+{
+	Tern__V1__Envelope *e = unpack_env(buf, len);
+	Tern__V1__Header *h = tern__v1__header__unpack(NULL, e->header.len, e->header.data);
+	Tern__V1__Envelope ec;
+	Tern__V1__Header hc;
+	uint8_t *hb, digest[32];
+	size_t hl;
+
+	assert_non_null(h);
+	/* Edits go into shallow copies, so the unpacked originals free cleanly. */
+	hc = *h;
+	ec = *e;
+	if (sealed != NULL) {
+		ec.sealed_body = *sealed;
+		crypto_hash_sha256(digest, sealed->data, sealed->len);
+		hc.body_digest.data = digest;
+	}
+	if (edit)
+		edit(&hc, arg);
+	hl = tern__v1__header__get_packed_size(&hc);
+	hb = malloc(hl);
+	assert_non_null(hb);
+	tern__v1__header__pack(&hc, hb);
+	ec.header.data = hb;
+	ec.header.len = hl;
+	assert_int_equal(
+	    tern_sign(f->sign[UNHCR], TERN_ENVELOPE_SIGN_LABEL, hb, hl, e->signature->ed25519.data),
+	    TERN_OK);
+	repack_env(&ec, out, out_len);
+	free(hb);
+	tern__v1__header__free_unpacked(h, NULL);
+	tern__v1__envelope__free_unpacked(e, NULL);
+}
+
+static void set_version(Tern__V1__Header *h, void *arg)
+{
+	h->schema_version = *(uint32_t *)arg;
+}
+
+static void drop_recipients(Tern__V1__Header *h, void *arg)
+{
+	(void)arg;
+	h->n_recipients = 0;
+}
+
+static void set_message_id(Tern__V1__Header *h, void *arg)
+{
+	h->message_id = arg;
+}
+
+static void set_case_id(Tern__V1__Header *h, void *arg)
+{
+	h->case_id = arg;
+}
+
+static void add_portugal(Tern__V1__Header *h, void *arg)
+{
+	static char *three[3];
+	three[0] = h->recipients[0];
+	three[1] = h->recipients[1];
+	three[2] = arg;
+	h->recipients = three;
+	h->n_recipients = 3;
+}
+
+static void test_rules_behind_a_valid_signature(void **state)
+{
+	struct fixture *f = *state;
+	tern_envelope *env = NULL;
+	uint8_t *buf, *mod, *body = NULL;
+	size_t len, mlen, blen;
+	uint32_t v = 2;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+
+	resign(f, buf, len, NULL, NULL, NULL, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_OK); /* the harness is sound */
+	free(mod);
+	resign(f, buf, len, set_version, &v, NULL, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_EVERSION);
+	free(mod);
+	v = 0;
+	resign(f, buf, len, set_version, &v, NULL, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_EVERSION);
+	free(mod);
+	resign(f, buf, len, drop_recipients, NULL, NULL, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_EMALFORMED);
+	free(mod);
+	resign(f, buf, len, set_message_id, "0190B5C2-7D4E-7A3B-9F12-3C4D5E6F7A8B", NULL, &mod,
+	       &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_EMALFORMED);
+	free(mod);
+
+	/* Header fields are the body's associated data: a changed case id or an
+	 * added recipient, even re-signed, does not open. */
+	resign(f, buf, len, set_case_id, "UNHCR-KEN-2024-000124", NULL, &mod, &mlen);
+	assert_int_equal(tern_envelope_verify(mod, mlen, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_open(env, "sweden", f->seal[SWEDEN], &body, &blen),
+	                 TERN_EDECRYPT);
+	assert_null(body);
+	tern_envelope_free(&env);
+	free(mod);
+	resign(f, buf, len, add_portugal, "portugal", NULL, &mod, &mlen);
+	assert_int_equal(tern_envelope_verify(mod, mlen, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_open(env, "sweden", f->seal[SWEDEN], &body, &blen),
+	                 TERN_EDECRYPT);
+	/* Named in the header, but no key was wrapped for it. */
+	assert_int_equal(tern_envelope_open(env, "portugal", f->seal[PORTUGAL], &body, &blen),
+	                 TERN_ENOTRCPT);
+	tern_envelope_free(&env);
+	free(mod);
+
+	/* A sealed body that is not a SealedBody, with a matching signed digest. */
+	{
+		uint8_t junk[] = {0xff, 0xff, 0xff, 0xff};
+		ProtobufCBinaryData s = {sizeof(junk), junk};
+		resign(f, buf, len, NULL, NULL, &s, &mod, &mlen);
+		assert_int_equal(tern_envelope_verify(mod, mlen, f->dir, NULL, &env), TERN_OK);
+		assert_int_equal(tern_envelope_open(env, "sweden", f->seal[SWEDEN], &body, &blen),
+		                 TERN_EMALFORMED);
+		tern_envelope_free(&env);
+		free(mod);
+	}
+	/* A ciphertext byte changed and the digest re-signed: the tag catches it. */
+	{
+		Tern__V1__Envelope *e = unpack_env(buf, len);
+		Tern__V1__SealedBody *sb =
+		    tern__v1__sealed_body__unpack(NULL, e->sealed_body.len, e->sealed_body.data);
+		ProtobufCBinaryData s;
+		assert_non_null(sb);
+		sb->ciphertext.data[5] ^= 1;
+		s.len = tern__v1__sealed_body__get_packed_size(sb);
+		s.data = malloc(s.len);
+		tern__v1__sealed_body__pack(sb, s.data);
+		resign(f, buf, len, NULL, NULL, &s, &mod, &mlen);
+		assert_int_equal(tern_envelope_verify(mod, mlen, f->dir, NULL, &env), TERN_OK);
+		assert_int_equal(tern_envelope_open(env, "iom", f->seal[IOM], &body, &blen),
+		                 TERN_EDECRYPT);
+		assert_null(body);
+		tern_envelope_free(&env);
+		free(mod);
+		free(s.data);
+		tern__v1__sealed_body__free_unpacked(sb, NULL);
+		tern__v1__envelope__free_unpacked(e, NULL);
+	}
+	free(buf);
+}
+
+static void test_batch_signature(void **state)
+{
+	struct fixture *f = *state;
+	Tern__V1__BatchSignature batch = TERN__V1__BATCH_SIGNATURE__INIT;
+	Tern__V1__Signature *keep;
+	Tern__V1__Signature sig = TERN__V1__SIGNATURE__INIT;
+	Tern__V1__Envelope *e;
+	uint8_t *buf, *mod, rs[64] = {0};
+	size_t len, mlen;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+	e = unpack_env(buf, len);
+	keep = e->signature;
+	batch.root_signature.data = rs;
+	batch.root_signature.len = sizeof(rs);
+	batch.tree_size = 1;
+	sig.kind_case = TERN__V1__SIGNATURE__KIND_BATCH;
+	sig.batch = &batch;
+	e->signature = &sig;
+	repack_env(e, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_EVERSION);
+	assert_non_null(strstr(tern_errdetail(), "batch"));
+	free(mod);
+	e->signature = NULL;
+	repack_env(e, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_EMALFORMED);
+	free(mod);
+	e->signature = keep;
+	tern__v1__envelope__free_unpacked(e, NULL);
+	free(buf);
+}
+
+static void test_bodies_and_replies(void **state)
+{
+	struct fixture *f = *state;
+	const char *all[] = {"sweden", "portugal", "iom"};
+	tern_seal_params p = {
+	    .sender = "unhcr",
+	    .sign_key = f->sign[UNHCR],
+	    .recipients = all,
+	    .n_recipients = 3,
+	    .type = TERN__V1__MESSAGE_TYPE__RECEIPT,
+	    .case_id = NULL,
+	    .body = NULL,
+	    .body_len = 0,
+	};
+	tern_envelope *env = NULL;
+	uint8_t *buf, *body;
+	size_t len, blen;
+	char first[37], second[37];
+
+	/* An empty body, no case id. */
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, first), TERN_OK);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	for (int i = SWEDEN; i <= IOM; i++) {
+		body = NULL;
+		assert_int_equal(tern_envelope_open(env, names[i], f->seal[i], &body, &blen),
+		                 TERN_OK);
+		assert_int_equal(blen, 0);
+		tern_envelope_body_free(&body, blen);
+	}
+	tern_envelope_free(&env);
+	free(buf);
+
+	/* A reply; each recipient of three opens the same 1 KiB. */
+	p.in_reply_to = first;
+	p.body = f->body;
+	p.body_len = sizeof(f->body);
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, second), TERN_OK);
+	assert_true(strcmp(first, second) < 0);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	assert_string_equal(tern_envelope_header(env)->in_reply_to, first);
+	for (int i = SWEDEN; i <= IOM; i++)
+		open_ok(f, env, i);
+	tern_envelope_free(&env);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_seal_verify_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_header_byte, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_and_signature_flips, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sender_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_clock_skew, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_size_garbage_truncation, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_roles, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_seal_refusals, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rules_behind_a_valid_signature, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_signature, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bodies_and_replies, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

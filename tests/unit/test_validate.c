@@ -1,0 +1,889 @@
+/* Business-message rules: each rule is broken once, on a valid example. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <tern/error.h>
+#include <tern/examples.h>
+#include <tern/json.h>
+#include <tern/msgtype.h>
+#include <tern/validate.h>
+#include <tern/v1/envelope.pb-c.h>
+#include <tern/v1/messages.pb-c.h>
+
+static int64_t now_ms; /* 2026-11-22T12:00:00Z */
+
+static ProtobufCMessage *load(const char *type)
+{
+	const tern_msgtype *t = tern_msgtype_by_name(type);
+	ProtobufCMessage *m = NULL;
+	char *text = NULL, err[256];
+
+	assert_non_null(t);
+	assert_int_equal(tern_example_json(type, &text), TERN_OK);
+	if (tern_json_parse_text(t->desc, text, strlen(text), &m, err, sizeof(err)) != TERN_OK)
+		fail_msg("example %s: %s", type, err);
+	free(text);
+	return m;
+}
+
+static Tern__V1__CaseReferral *referral(void)
+{
+	return (Tern__V1__CaseReferral *)load("case-referral");
+}
+
+static Tern__V1__AcceptanceDecision *decision(void)
+{
+	return (Tern__V1__AcceptanceDecision *)load("acceptance-decision");
+}
+
+static Tern__V1__TravelConfirmation *travel(void)
+{
+	return (Tern__V1__TravelConfirmation *)load("travel-confirmation");
+}
+
+static Tern__V1__Receipt *receipt(void)
+{
+	return (Tern__V1__Receipt *)load("receipt");
+}
+
+/* Replaces a decoded string field (malloc'd, or protobuf-c's shared empty string). */
+static void set(char **field, const char *value)
+{
+	if (*field != NULL && *field != protobuf_c_empty_string)
+		free(*field);
+	*field = strdup(value);
+	assert_non_null(*field);
+}
+
+static void dump(const tern_violations *v)
+{
+	for (size_t i = 0; i < v->count; i++)
+		print_message("  %s: %s\n", v->v[i].path, v->v[i].rule);
+}
+
+/* msg must break a rule at exactly path whose text contains needle. Frees msg. */
+static void expect(void *msg, const char *path, const char *needle)
+{
+	ProtobufCMessage *m = msg;
+	tern_violations v;
+
+	assert_int_equal(tern_validate(m, now_ms, &v), TERN_EINVALID);
+	for (size_t i = 0; i < v.count; i++) {
+		if (strcmp(v.v[i].path, path) == 0 && strstr(v.v[i].rule, needle) != NULL) {
+			tern_json_message_free(&m);
+			return;
+		}
+	}
+	dump(&v);
+	fail_msg("no violation at %s mentioning '%s'", path, needle);
+}
+
+/* msg must be valid. Frees msg. */
+static void expect_valid(void *msg)
+{
+	ProtobufCMessage *m = msg;
+	tern_violations v;
+	int rc = tern_validate(m, now_ms, &v);
+
+	if (rc != TERN_OK || v.count != 0) {
+		dump(&v);
+		fail_msg("expected no violation");
+	}
+	tern_json_message_free(&m);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	return tern_datetime_parse("2026-11-22T12:00:00Z", &now_ms) ? 0 : -1;
+}
+
+/* ------------------------------------------------------------------ examples */
+
+static void test_examples_valid(void **state)
+{
+	static const char *const types[] = {"case-referral", "acceptance-decision",
+	                                    "travel-confirmation", "receipt"};
+	int64_t later;
+	tern_violations v;
+
+	(void)state;
+	/* The documented promise: examples stay valid until 2032-12-31. */
+	assert_true(tern_datetime_parse("2032-12-31T23:59:59Z", &later));
+	for (size_t i = 0; i < 4; i++) {
+		ProtobufCMessage *m = load(types[i]);
+
+		expect_valid(load(types[i]));
+		assert_int_equal(tern_validate(m, later, &v), TERN_OK);
+		tern_json_message_free(&m);
+	}
+}
+
+static void test_not_a_business_message(void **state)
+{
+	Tern__V1__Header h = TERN__V1__HEADER__INIT;
+	tern_violations v;
+
+	(void)state;
+	assert_int_equal(tern_validate(&h.base, now_ms, &v), TERN_EINVAL);
+	assert_int_equal(tern_validate(NULL, now_ms, &v), TERN_EINVAL);
+}
+
+/* ------------------------------------------------------------------ CaseReferral */
+
+static void test_referral_case_id(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->case_id, "");
+	expect(r, "caseId", "is required");
+	r = referral();
+	set(&r->case_id, "AMM 26C00417");
+	expect(r, "caseId", "1-64 characters");
+	r = referral();
+	set(&r->case_id, "-AMM");
+	expect(r, "caseId", "starting with a letter or digit");
+	r = referral();
+	set(&r->case_id, "A1234567890123456789012345678901234567890123456789012345678901234");
+	expect(r, "caseId", "1-64 characters");
+	r = referral();
+	set(&r->case_id, "AMM/2026_C.0417-x");
+	/* The linked case stays different: the id only changes format. */
+	expect_valid(r);
+}
+
+static void test_referral_required_enums(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	r->programme = 0;
+	expect(r, "programme", "PROGRAMME_UNSPECIFIED");
+	r = referral();
+	r->priority = 0;
+	expect(r, "priority", "PRIORITY_UNSPECIFIED");
+	r = referral();
+	r->submission_category = 0;
+	expect(r, "submissionCategory", "SUBMISSION_CATEGORY_UNSPECIFIED");
+	r = referral();
+	r->programme = 99; /* e.g. from a newer schema on the wire */
+	expect(r, "programme", "must be one of the values of Programme");
+}
+
+static void test_referral_secondary_category(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	r->secondary_category = r->submission_category;
+	expect(r, "secondaryCategory", "must differ from submissionCategory");
+	r = referral();
+	r->secondary_category = 0; /* absent is fine */
+	expect_valid(r);
+}
+
+static void test_referral_case_size(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	r->case_size = 5;
+	expect(r, "caseSize", "must equal the number of members");
+	r = referral();
+	r->case_size = 0;
+	expect(r, "caseSize", "number of members");
+}
+
+static void test_referral_at_least_one_member(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	for (size_t i = 0; i < r->n_members; i++)
+		protobuf_c_message_free_unpacked(&r->members[i]->base, NULL);
+	r->n_members = 0;
+	r->case_size = 0;
+	expect(r, "members", "at least one member");
+}
+
+static void test_referral_one_principal(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	r->members[2]->relationship = TERN__V1__MEMBER__RELATIONSHIP__PRINCIPAL_APPLICANT;
+	expect(r, "members[2].relationship", "PRINCIPAL_APPLICANT");
+	r = referral();
+	r->members[0]->relationship = TERN__V1__MEMBER__RELATIONSHIP__OTHER_RELATIVE;
+	expect(r, "members", "exactly one PRINCIPAL_APPLICANT");
+	/* Two spouses is not a violation: polygamous families are resettled too. */
+	r = referral();
+	r->members[2]->relationship = TERN__V1__MEMBER__RELATIONSHIP__SPOUSE;
+	expect_valid(r);
+}
+
+static void test_referral_unique_person_ids(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->members[3]->person_id, r->members[1]->person_id);
+	expect(r, "members[3].personId", "must be unique");
+}
+
+static void test_referral_member_required(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->members[1]->person_id, "");
+	expect(r, "members[1].personId", "is required");
+	r = referral();
+	set(&r->members[1]->person_id, "12 34");
+	expect(r, "members[1].personId", "1-64 characters");
+	r = referral();
+	set(&r->members[0]->given_name, "");
+	expect(r, "members[0].givenName", "is required");
+	r = referral();
+	set(&r->members[2]->family_name, "");
+	expect(r, "members[2].familyName", "is required");
+	r = referral();
+	r->members[2]->relationship = 0;
+	expect(r, "members[2].relationship", "RELATIONSHIP_UNSPECIFIED");
+}
+
+static void test_referral_names_text(void **state)
+{
+	Tern__V1__CaseReferral *r;
+	char longname[202];
+
+	(void)state;
+	r = referral();
+	set(&r->members[0]->given_name, "Sam\nira");
+	expect(r, "members[0].givenName", "control characters");
+	r = referral();
+	set(&r->members[1]->family_name, "Ex\xffmple");
+	expect(r, "members[1].familyName", "valid UTF-8");
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[sizeof(longname) - 1] = '\0';
+	r = referral();
+	set(&r->members[1]->family_name, longname);
+	expect(r, "members[1].familyName", "at most 100 characters");
+	/* 100 characters of two bytes each is fine. */
+	for (size_t i = 0; i < 100; i++)
+		memcpy(longname + 2 * i, "\xc3\xa9", 2);
+	longname[200] = '\0';
+	r = referral();
+	set(&r->members[1]->family_name, longname);
+	expect_valid(r);
+}
+
+static void test_referral_date_of_birth(void **state)
+{
+	static const char *const not_dates[] = {"2023-02-29",           "1900-02-29", "2001-13-01",
+	                                        "2001-04-31",           "2001-4-1",   "01/04/2001",
+	                                        "2001-04-01T00:00:00Z", "2001-00-10"};
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(not_dates) / sizeof(not_dates[0]); i++) {
+		r = referral();
+		set(&r->members[1]->date_of_birth, not_dates[i]);
+		expect(r, "members[1].dateOfBirth", "must be a real date YYYY-MM-DD");
+	}
+	r = referral();
+	set(&r->members[1]->date_of_birth, "");
+	expect(r, "members[1].dateOfBirth", "is required");
+	r = referral();
+	set(&r->members[1]->date_of_birth, "2026-11-23");
+	expect(r, "members[1].dateOfBirth", "must not be in the future");
+	r = referral();
+	set(&r->members[1]->date_of_birth, "1899-12-31");
+	expect(r, "members[1].dateOfBirth", "must not be before 1900-01-01");
+	/* Leap days, the 400-year rule, today and the earliest allowed day. */
+	r = referral();
+	set(&r->members[1]->date_of_birth, "2000-02-29");
+	set(&r->members[2]->date_of_birth, "2024-02-29");
+	set(&r->members[3]->date_of_birth, "2026-11-22");
+	set(&r->members[0]->date_of_birth, "1900-01-01");
+	expect_valid(r);
+}
+
+static void test_referral_sex(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->members[0]->sex, "f");
+	expect(r, "members[0].sex", "must be F, M or X");
+	r = referral();
+	set(&r->members[0]->sex, "Female");
+	expect(r, "members[0].sex", "F, M or X");
+	r = referral();
+	set(&r->members[0]->sex, "");
+	expect(r, "members[0].sex", "is required");
+	r = referral();
+	set(&r->members[0]->sex, "X");
+	expect_valid(r);
+}
+
+static void test_referral_nationality(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->members[1]->nationality, "syr");
+	expect(r, "members[1].nationality", "three upper-case letters");
+	r = referral();
+	set(&r->members[1]->nationality, "SY");
+	expect(r, "members[1].nationality", "three upper-case letters");
+	r = referral();
+	set(&r->members[1]->nationality, "ZZZ");
+	expect(r, "members[1].nationality", "officially assigned");
+	r = referral();
+	set(&r->members[1]->nationality, "ANT"); /* Netherlands Antilles, withdrawn in 2010 */
+	expect(r, "members[1].nationality", "officially assigned");
+	r = referral();
+	set(&r->members[1]->nationality, "");
+	expect(r, "members[1].nationality", "is required");
+	r = referral();
+	set(&r->members[0]->nationality, "XXB");
+	set(&r->members[1]->nationality, "XXX");
+	set(&r->members[2]->nationality, "SSD");
+	set(&r->members[3]->nationality, "ZWE");
+	expect_valid(r);
+}
+
+static void test_referral_country_of_asylum(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->country_of_asylum, "Jordan");
+	expect(r, "countryOfAsylum", "three upper-case letters");
+	r = referral();
+	set(&r->country_of_asylum, "XXA"); /* a nationality code, not a country */
+	expect(r, "countryOfAsylum", "officially assigned");
+	r = referral();
+	set(&r->country_of_asylum, "");
+	expect(r, "countryOfAsylum", "is required");
+}
+
+static void test_referral_linked_cases(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->linked_cases[0], r->case_id);
+	expect(r, "linkedCases[0]", "must not be the case itself");
+	r = referral();
+	set(&r->linked_cases[0], "not a case id");
+	expect(r, "linkedCases[0]", "1-64 characters");
+	r = referral();
+	r->linked_cases = realloc(r->linked_cases, 2 * sizeof(char *));
+	r->linked_cases[1] = strdup(r->linked_cases[0]);
+	r->n_linked_cases = 2;
+	expect(r, "linkedCases[1]", "must not repeat");
+}
+
+static void test_referral_referring_office(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->referring_office, "");
+	expect(r, "referringOffice", "is required");
+}
+
+static void test_referral_needs_summary(void **state)
+{
+	Tern__V1__CaseReferral *r;
+	char *big = malloc(4002);
+
+	(void)state;
+	assert_non_null(big);
+	memset(big, 'x', 4001);
+	big[4001] = '\0';
+	r = referral();
+	set(&r->needs_summary, big);
+	expect(r, "needsSummary", "at most 4000 characters");
+	free(big);
+	r = referral();
+	set(&r->needs_summary, "Line one.\n\tLine two.");
+	expect_valid(r);
+	r = referral();
+	set(&r->needs_summary, "bell\a");
+	expect(r, "needsSummary", "control characters");
+}
+
+static void test_referral_attachments(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	r = referral();
+	set(&r->attachments[0]->name, "");
+	expect(r, "attachments[0].name", "is required");
+	r = referral();
+	set(&r->attachments[0]->name, "../../etc/passwd");
+	expect(r, "attachments[0].name", "without directories");
+	r = referral();
+	set(&r->attachments[0]->media_type, "");
+	expect(r, "attachments[0].mediaType", "is required");
+	r = referral();
+	set(&r->attachments[0]->media_type, "pdf");
+	expect(r, "attachments[0].mediaType", "type/subtype");
+	r = referral();
+	set(&r->attachments[0]->media_type, "application/");
+	expect(r, "attachments[0].mediaType", "type/subtype");
+	r = referral();
+	set(&r->attachments[0]->sha256,
+	    "9F2B5C0E1D4A7B3C6E8F0A1B2C3D4E5F60718293A4B5C6D7E8F9A0B1C2D3E4F5");
+	expect(r, "attachments[0].sha256", "64 lower-case hex digits");
+	r = referral();
+	set(&r->attachments[0]->sha256, "9f2b5c0e");
+	expect(r, "attachments[0].sha256", "64 lower-case hex digits");
+	r = referral();
+	set(&r->attachments[0]->sha256, "");
+	expect(r, "attachments[0].sha256", "is required");
+	r = referral();
+	r->attachments[0]->size = 0;
+	expect(r, "attachments[0].size", "greater than 0");
+	r = referral();
+	set(&r->attachments[0]->media_type, "application/vnd.oasis.opendocument.text");
+	expect_valid(r);
+}
+
+static void test_violations_truncated(void **state)
+{
+	Tern__V1__CaseReferral *r;
+	tern_violations v;
+
+	(void)state;
+	r = referral();
+	for (size_t i = 0; i < r->n_linked_cases; i++)
+		free(r->linked_cases[i]);
+	free(r->linked_cases);
+	r->n_linked_cases = 100;
+	r->linked_cases = calloc(100, sizeof(char *));
+	for (size_t i = 0; i < 100; i++)
+		r->linked_cases[i] = strdup("bad id");
+	assert_int_equal(tern_validate(&r->base, now_ms, &v), TERN_EINVALID);
+	assert_int_equal(v.count, TERN_VIOLATIONS_MAX);
+	assert_true(v.truncated);
+	assert_string_equal(v.v[63].path, "linkedCases[63]");
+	tern_json_message_free((ProtobufCMessage **)&r);
+}
+
+/* ------------------------------------------------------------------ AcceptanceDecision */
+
+static void test_decision_ids(void **state)
+{
+	Tern__V1__AcceptanceDecision *d;
+
+	(void)state;
+	d = decision();
+	set(&d->case_id, "");
+	expect(d, "caseId", "is required");
+	d = decision();
+	set(&d->referral_id, "");
+	expect(d, "referralId", "is required");
+	d = decision();
+	set(&d->referral_id, "019A3C5E-8F10-7B2A-9C4D-5E6F7A8B9C0D");
+	expect(d, "referralId", "UUID in canonical lower-case form");
+	d = decision();
+	set(&d->referral_id, "019a3c5e8f107b2a9c4d5e6f7a8b9c0d");
+	expect(d, "referralId", "UUID");
+}
+
+static void test_decision_outcome_required(void **state)
+{
+	Tern__V1__AcceptanceDecision *d = decision();
+
+	(void)state;
+	d->outcome = 0;
+	expect(d, "outcome", "OUTCOME_UNSPECIFIED");
+}
+
+static void test_decision_reasons(void **state)
+{
+	static const int outcomes[] = {
+	    TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED,
+	    TERN__V1__ACCEPTANCE_DECISION__OUTCOME__DEFERRED,
+	    TERN__V1__ACCEPTANCE_DECISION__OUTCOME__MORE_INFORMATION_REQUESTED};
+	Tern__V1__AcceptanceDecision *d;
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		d = decision();
+		d->outcome = outcomes[i];
+		for (size_t k = 0; k < d->n_member_decisions; k++)
+			d->member_decisions[k]->outcome = outcomes[i];
+		expect(d, "reasons", "is required when outcome is");
+		d = decision();
+		d->outcome = outcomes[i];
+		for (size_t k = 0; k < d->n_member_decisions; k++)
+			d->member_decisions[k]->outcome = outcomes[i];
+		set(&d->reasons, "Fictional reasons.");
+		/* validUntil is only required for ACCEPTED. */
+		set(&d->valid_until, "");
+		expect_valid(d);
+	}
+}
+
+static void test_decision_member_decisions(void **state)
+{
+	Tern__V1__AcceptanceDecision *d;
+
+	(void)state;
+	d = decision();
+	set(&d->member_decisions[2]->person_id, d->member_decisions[0]->person_id);
+	expect(d, "memberDecisions[2].personId", "must be unique");
+	d = decision();
+	set(&d->member_decisions[1]->person_id, "");
+	expect(d, "memberDecisions[1].personId", "is required");
+	d = decision();
+	d->member_decisions[3]->outcome = 0;
+	expect(d, "memberDecisions[3].outcome", "OUTCOME_UNSPECIFIED");
+	d = decision();
+	for (size_t k = 0; k < d->n_member_decisions; k++)
+		d->member_decisions[k]->outcome = TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED;
+	expect(d, "memberDecisions", "must accept at least one member");
+	d = decision();
+	d->outcome = TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED;
+	set(&d->reasons, "Fictional reasons.");
+	expect(d, "memberDecisions[0].outcome",
+	       "must not be ACCEPTED when the case outcome is REJECTED");
+	/* A partial acceptance is a valid decision. */
+	d = decision();
+	d->member_decisions[1]->outcome = TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED;
+	expect_valid(d);
+}
+
+static void test_decision_valid_until(void **state)
+{
+	Tern__V1__AcceptanceDecision *d;
+
+	(void)state;
+	d = decision();
+	set(&d->valid_until, "");
+	expect(d, "validUntil", "is required");
+	d = decision();
+	set(&d->valid_until, "2027-02-30");
+	expect(d, "validUntil", "must be a real date YYYY-MM-DD");
+	d = decision();
+	set(&d->valid_until, "2026-11-21");
+	expect(d, "validUntil", "must not be in the past");
+	d = decision();
+	set(&d->valid_until, "2026-11-22"); /* valid through today */
+	expect_valid(d);
+}
+
+static void test_decision_interview(void **state)
+{
+	Tern__V1__AcceptanceDecision *d;
+
+	(void)state;
+	d = decision();
+	d->interview->mode = 0;
+	expect(d, "interview.mode", "MODE_UNSPECIFIED");
+	d = decision();
+	set(&d->interview->date, "2026-9-8");
+	expect(d, "interview.date", "must be a real date YYYY-MM-DD");
+	d = decision();
+	d->interview->mode = TERN__V1__ACCEPTANCE_DECISION__INTERVIEW__MODE__DOSSIER;
+	expect(d, "interview.date", "DOSSIER");
+	d = decision();
+	d->interview->mode = TERN__V1__ACCEPTANCE_DECISION__INTERVIEW__MODE__DOSSIER;
+	set(&d->interview->date, "");
+	expect_valid(d);
+}
+
+/* ------------------------------------------------------------------ TravelConfirmation */
+
+static void test_travel_ids_status(void **state)
+{
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	t = travel();
+	set(&t->case_id, "");
+	expect(t, "caseId", "is required");
+	t = travel();
+	set(&t->decision_id, "decision-1");
+	expect(t, "decisionId", "UUID");
+	t = travel();
+	t->status = 0;
+	expect(t, "status", "STATUS_UNSPECIFIED");
+}
+
+static void test_travel_travellers(void **state)
+{
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	t = travel();
+	for (size_t i = 0; i < t->n_travellers; i++)
+		free(t->travellers[i]);
+	t->n_travellers = 0;
+	expect(t, "travellers", "at least one traveller");
+	t = travel();
+	set(&t->travellers[3], t->travellers[1]);
+	expect(t, "travellers[3]", "must not list a traveller twice");
+	t = travel();
+	set(&t->travellers[0], "");
+	expect(t, "travellers[0]", "1-64 characters");
+}
+
+static void test_travel_leg_codes(void **state)
+{
+	static const char *const bad_carriers[] = {"R", "RJA", "rj", "12", "R-"};
+	static const char *const bad_flights[] = {"12345", "A12", "12ab", "", "1 2"};
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	for (size_t i = 0; i < 5; i++) {
+		t = travel();
+		set(&t->legs[0]->carrier, bad_carriers[i]);
+		expect(t, "legs[0].carrier", "2-character IATA airline designator");
+	}
+	t = travel();
+	set(&t->legs[0]->carrier, "");
+	expect(t, "legs[0].carrier", "is required");
+	for (size_t i = 0; i < 5; i++) {
+		t = travel();
+		set(&t->legs[1]->flight_number, bad_flights[i]);
+		expect(t, "legs[1].flightNumber", bad_flights[i][0] ? "1-4 digits" : "is required");
+	}
+	t = travel();
+	set(&t->legs[0]->carrier, "U2");
+	set(&t->legs[1]->carrier, "9W");
+	set(&t->legs[0]->flight_number, "1234");
+	set(&t->legs[1]->flight_number, "7A");
+	expect_valid(t);
+
+	t = travel();
+	set(&t->legs[0]->from, "amm");
+	expect(t, "legs[0].from", "three upper-case letters");
+	t = travel();
+	set(&t->legs[1]->to, "YYZZ");
+	expect(t, "legs[1].to", "three upper-case letters");
+	t = travel();
+	set(&t->legs[0]->to, "AMM");
+	expect(t, "legs[0].to", "must differ from from");
+}
+
+static void test_travel_leg_times(void **state)
+{
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	t = travel();
+	set(&t->legs[0]->departs_at, "2027-02-16T03:10:00");
+	expect(t, "legs[0].departsAt", "RFC 3339");
+	t = travel();
+	set(&t->legs[0]->departs_at, "2027-02-16 03:10:00Z");
+	expect(t, "legs[0].departsAt", "RFC 3339");
+	t = travel();
+	set(&t->legs[0]->arrives_at, "2027-02-30T06:40:00+01:00");
+	expect(t, "legs[0].arrivesAt", "RFC 3339");
+	t = travel();
+	set(&t->legs[0]->arrives_at, "2027-02-16T06:40:00+24:00");
+	expect(t, "legs[0].arrivesAt", "RFC 3339");
+	t = travel();
+	set(&t->legs[0]->arrives_at, "");
+	expect(t, "legs[0].arrivesAt", "is required");
+	/* Offsets count: departure 03:10+03:00 is 00:10Z, arrival 01:00+02:00 is 23:00Z
+	 * the day before. */
+	t = travel();
+	set(&t->legs[0]->arrives_at, "2027-02-16T01:00:00+02:00");
+	expect(t, "legs[0].arrivesAt", "must be after departsAt");
+	t = travel();
+	set(&t->legs[0]->arrives_at, t->legs[0]->departs_at);
+	expect(t, "legs[0].arrivesAt", "must be after departsAt");
+	/* Fractions, lower-case separators and a leap second are RFC 3339. */
+	t = travel();
+	set(&t->legs[0]->departs_at, "2027-02-16t03:10:00.250z");
+	set(&t->legs[0]->arrives_at, "2027-02-16T06:40:60.5+01:00");
+	expect_valid(t);
+}
+
+static void test_travel_legs_chain(void **state)
+{
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	t = travel();
+	set(&t->legs[1]->from, "MUC");
+	expect(t, "legs[1].from", "where the previous leg arrives");
+	t = travel();
+	set(&t->legs[1]->departs_at, "2027-02-16T06:30:00+01:00");
+	expect(t, "legs[1].departsAt", "after the previous leg arrives");
+}
+
+static void test_travel_status_rules(void **state)
+{
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	t = travel();
+	for (size_t i = 0; i < t->n_legs; i++)
+		protobuf_c_message_free_unpacked(&t->legs[i]->base, NULL);
+	t->n_legs = 0;
+	expect(t, "legs", "at least one leg when status is BOOKED");
+	t = travel();
+	t->fit_to_travel = 0;
+	expect(t, "fitToTravel", "must be true when status is BOOKED");
+
+	t = travel();
+	t->status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED;
+	for (size_t i = 0; i < t->n_legs; i++)
+		protobuf_c_message_free_unpacked(&t->legs[i]->base, NULL);
+	t->n_legs = 0;
+	expect(t, "legs", "DEPARTED or ARRIVED");
+	t = travel();
+	t->status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__ARRIVED;
+	set(&t->reception_contact, "");
+	expect(t, "receptionContact", "is required when status is DEPARTED or ARRIVED");
+	/* A booking may still wait for its reception contact; a cancellation needs no legs. */
+	t = travel();
+	set(&t->reception_contact, "");
+	expect_valid(t);
+	t = travel();
+	t->status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED;
+	t->fit_to_travel = 0;
+	for (size_t i = 0; i < t->n_legs; i++)
+		protobuf_c_message_free_unpacked(&t->legs[i]->base, NULL);
+	t->n_legs = 0;
+	expect_valid(t);
+}
+
+/* ------------------------------------------------------------------ Receipt */
+
+static void test_receipt_rules(void **state)
+{
+	Tern__V1__Receipt *r;
+
+	(void)state;
+	r = receipt();
+	set(&r->message_id, "");
+	expect(r, "messageId", "is required");
+	r = receipt();
+	set(&r->message_id, "019a8e21-4b7c-7d90-8e1f-2a3b4c5d6e7");
+	expect(r, "messageId", "UUID");
+	r = receipt();
+	r->status = 0;
+	expect(r, "status", "STATUS_UNSPECIFIED");
+	r = receipt();
+	r->envelope_digest.len = 31;
+	expect(r, "envelopeDigest", "32 bytes");
+	r = receipt();
+	r->status = TERN__V1__RECEIPT__STATUS__REJECTED;
+	expect(r, "reasonCode", "is required when status is REJECTED");
+	r = receipt();
+	set(&r->reason_code, "wrong-role");
+	expect(r, "reasonCode", "must be empty when status is ACCEPTED");
+	r = receipt();
+	r->status = TERN__V1__RECEIPT__STATUS__REJECTED;
+	set(&r->reason_code, "Wrong Role");
+	expect(r, "reasonCode", "a-z 0-9");
+	r = receipt();
+	r->status = TERN__V1__RECEIPT__STATUS__REJECTED;
+	set(&r->reason_code, "wrong-role");
+	set(&r->reason_text, "The sender may not send this message type.");
+	expect_valid(r);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static void test_parsers(void **state)
+{
+	int64_t ms, days;
+
+	(void)state;
+	assert_true(tern_datetime_parse("1970-01-01T00:00:00Z", &ms));
+	assert_true(ms == 0);
+	assert_true(tern_datetime_parse("1970-01-01T01:00:00.5+01:00", &ms));
+	assert_true(ms == 500);
+	assert_true(tern_datetime_parse("2026-11-22T12:00:00Z", &ms));
+	assert_true(ms == INT64_C(1795348800000));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00.Z", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00Z ", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T24:00:00Z", &ms));
+	assert_true(tern_date_parse("2000-02-29", &days));
+	assert_true(days == 11016);
+	assert_false(tern_date_parse("2100-02-29", NULL));
+	assert_false(tern_date_parse("2000-02-29 ", NULL));
+
+	assert_true(tern_country_valid("DEU", 0));
+	assert_true(tern_country_valid("ABW", 0));
+	assert_true(tern_country_valid("ZWE", 0));
+	assert_false(tern_country_valid("XXA", 0));
+	assert_true(tern_country_valid("XXA", 1));
+	assert_true(tern_country_valid("XXC", 1));
+	assert_false(tern_country_valid("XXD", 1));
+	assert_false(tern_country_valid("D", 1));
+	assert_false(tern_country_valid("deu", 0));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_examples_valid),
+	    cmocka_unit_test(test_not_a_business_message),
+	    cmocka_unit_test(test_referral_case_id),
+	    cmocka_unit_test(test_referral_required_enums),
+	    cmocka_unit_test(test_referral_secondary_category),
+	    cmocka_unit_test(test_referral_case_size),
+	    cmocka_unit_test(test_referral_at_least_one_member),
+	    cmocka_unit_test(test_referral_one_principal),
+	    cmocka_unit_test(test_referral_unique_person_ids),
+	    cmocka_unit_test(test_referral_member_required),
+	    cmocka_unit_test(test_referral_names_text),
+	    cmocka_unit_test(test_referral_date_of_birth),
+	    cmocka_unit_test(test_referral_sex),
+	    cmocka_unit_test(test_referral_nationality),
+	    cmocka_unit_test(test_referral_country_of_asylum),
+	    cmocka_unit_test(test_referral_linked_cases),
+	    cmocka_unit_test(test_referral_referring_office),
+	    cmocka_unit_test(test_referral_needs_summary),
+	    cmocka_unit_test(test_referral_attachments),
+	    cmocka_unit_test(test_violations_truncated),
+	    cmocka_unit_test(test_decision_ids),
+	    cmocka_unit_test(test_decision_outcome_required),
+	    cmocka_unit_test(test_decision_reasons),
+	    cmocka_unit_test(test_decision_member_decisions),
+	    cmocka_unit_test(test_decision_valid_until),
+	    cmocka_unit_test(test_decision_interview),
+	    cmocka_unit_test(test_travel_ids_status),
+	    cmocka_unit_test(test_travel_travellers),
+	    cmocka_unit_test(test_travel_leg_codes),
+	    cmocka_unit_test(test_travel_leg_times),
+	    cmocka_unit_test(test_travel_legs_chain),
+	    cmocka_unit_test(test_travel_status_rules),
+	    cmocka_unit_test(test_receipt_rules),
+	    cmocka_unit_test(test_parsers),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
