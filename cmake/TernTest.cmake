@@ -1,3 +1,14 @@
+# Fixtures the unit tests share (scratch directories, test-vector paths),
+# built once. Outside tests/unit's test_*.c glob, so never a test itself.
+function(tern_add_testutil)
+  if(TARGET tern_testutil)
+    return()
+  endif()
+  set(dir ${PROJECT_SOURCE_DIR}/tests/unit/support)
+  add_library(tern_testutil STATIC ${dir}/testutil.c)
+  target_include_directories(tern_testutil PUBLIC ${dir})
+endfunction()
+
 # One test executable per module, registered with a timeout (as nng does).
 # tern_add_unit_test(NAME SOURCE [TIMEOUT seconds])
 function(tern_add_unit_test name src)
@@ -5,10 +16,11 @@ function(tern_add_unit_test name src)
   if(NOT T_TIMEOUT)
     set(T_TIMEOUT 60)
   endif()
+  tern_add_testutil()
   add_executable(${name} ${src})
   target_include_directories(${name} PRIVATE ${PROJECT_SOURCE_DIR}/libtern/src
                                              ${PROJECT_SOURCE_DIR}/tests/unit)
-  target_link_libraries(${name} PRIVATE tern PkgConfig::CMOCKA)
+  target_link_libraries(${name} PRIVATE tern_testutil tern PkgConfig::CMOCKA)
   add_test(NAME ${name} COMMAND ${name})
   set_tests_properties(${name} PROPERTIES TIMEOUT ${T_TIMEOUT} LABELS unit
     ENVIRONMENT "TERN_TESTDATA=${TERN_TESTDATA};TERN_SOURCE_DIR=${PROJECT_SOURCE_DIR}")

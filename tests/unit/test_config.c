@@ -16,35 +16,29 @@
 #include <tern/error.h>
 #include <tern/log.h>
 
+#include "testutil.h"
+
 static char tmpdir[64];
 
 static int setup(void **state)
 {
 	(void)state;
-	strcpy(tmpdir, "/tmp/tern-config-XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return tt_mkdtemp(tmpdir, sizeof(tmpdir), "config");
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd);
+	return tt_rmtree(tmpdir);
 }
 
 /* Writes text to tmpdir/name; returns the path (static buffer). */
 static const char *write_conf(const char *name, const char *text)
 {
 	static char path[256];
-	FILE *f;
 
 	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-	f = fopen(path, "w");
-	assert_non_null(f);
-	assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
-	assert_int_equal(fclose(f), 0);
+	assert_int_equal(tt_write_file(path, text, strlen(text), 0644), 0);
 	return path;
 }
 
@@ -620,7 +614,7 @@ static void check_docs_table(const char *docs, int kind)
 
 static void test_docs_match_table(void **state)
 {
-	const char *src = getenv("TERN_SOURCE_DIR");
+	const char *src = tt_source_dir();
 	char path[512], *docs;
 	FILE *f;
 	long n;

@@ -16,6 +16,7 @@
 #include <tern/v1/messages.pb-c.h>
 
 #include "pbuf.h"
+#include "testutil.h"
 #include "util.h"
 
 static char tmpdir[64];
@@ -23,17 +24,13 @@ static char tmpdir[64];
 static int setup(void **state)
 {
 	(void)state;
-	strcpy(tmpdir, "/tmp/tern-core-XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	return tt_mkdtemp(tmpdir, sizeof(tmpdir), "core");
 }
 
 static int teardown(void **state)
 {
-	char cmd[128];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd);
+	return tt_rmtree(tmpdir);
 }
 
 static void test_strerror_covers_every_code(void **state)
@@ -124,7 +121,8 @@ static void test_node_ids(void **state)
 	assert_false(tern_node_id_valid("Sweden"));
 	assert_false(tern_node_id_valid("a b"));
 	assert_false(tern_node_id_valid("../etc"));
-	assert_false(tern_node_id_valid("a234567890123456789012345678901234567890123456789012345678901234"));
+	assert_false(
+	    tern_node_id_valid("a234567890123456789012345678901234567890123456789012345678901234"));
 }
 
 static void test_roles(void **state)
@@ -151,8 +149,9 @@ static void test_msgtypes(void **state)
 	assert_int_equal(t->type, TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION);
 	assert_ptr_equal(t->desc, &tern__v1__acceptance_decision__descriptor);
 	assert_int_equal(t->sender_roles, TERN_ROLE_STATE);
-	assert_int_equal(tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION)->sender_roles,
-	                 TERN_ROLE_MOVEMENT);
+	assert_int_equal(
+	    tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION)->sender_roles,
+	    TERN_ROLE_MOVEMENT);
 	assert_null(tern_msgtype_by_name("love-letter"));
 }
 
@@ -168,15 +167,16 @@ static void test_pb_unpack_limits(void **state)
 	r.message_id = "0190c2a4-8c1e-7000-8000-000000000001";
 	r.status = TERN__V1__RECEIPT__STATUS__ACCEPTED;
 	assert_int_equal(tern_pb_pack(&r.base, &buf, &len), TERN_OK);
-	assert_int_equal(tern_pb_unpack(&tern__v1__receipt__descriptor, buf, len, 4096, &m), TERN_OK);
+	assert_int_equal(tern_pb_unpack(&tern__v1__receipt__descriptor, buf, len, 4096, &m),
+	                 TERN_OK);
 	assert_string_equal(((Tern__V1__Receipt *)m)->message_id, r.message_id);
 	tern_pb_free(&m);
 	assert_null(m);
 	assert_int_equal(tern_pb_unpack(&tern__v1__receipt__descriptor, buf, len, len - 1, &m),
 	                 TERN_ETOOBIG);
-	assert_int_equal(tern_pb_unpack(&tern__v1__receipt__descriptor, garbage, sizeof(garbage), 4096,
-	                                &m),
-	                 TERN_EMALFORMED);
+	assert_int_equal(
+	    tern_pb_unpack(&tern__v1__receipt__descriptor, garbage, sizeof(garbage), 4096, &m),
+	    TERN_EMALFORMED);
 	free(buf);
 }
 
@@ -203,16 +203,16 @@ static void test_pb_unpack_budget(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_strerror_covers_every_code),
-		cmocka_unit_test(test_fail_records_detail),
-		cmocka_unit_test(test_file_write_mode_and_read_back),
-		cmocka_unit_test(test_mkdirs),
-		cmocka_unit_test(test_path_resolve),
-		cmocka_unit_test(test_node_ids),
-		cmocka_unit_test(test_roles),
-		cmocka_unit_test(test_msgtypes),
-		cmocka_unit_test(test_pb_unpack_limits),
-		cmocka_unit_test(test_pb_unpack_budget),
+	    cmocka_unit_test(test_strerror_covers_every_code),
+	    cmocka_unit_test(test_fail_records_detail),
+	    cmocka_unit_test(test_file_write_mode_and_read_back),
+	    cmocka_unit_test(test_mkdirs),
+	    cmocka_unit_test(test_path_resolve),
+	    cmocka_unit_test(test_node_ids),
+	    cmocka_unit_test(test_roles),
+	    cmocka_unit_test(test_msgtypes),
+	    cmocka_unit_test(test_pb_unpack_limits),
+	    cmocka_unit_test(test_pb_unpack_budget),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

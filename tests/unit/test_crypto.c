@@ -24,19 +24,7 @@
 #include <tern/error.h>
 #include <tern/keys.h>
 
-static char testdata[4096];
-
-static void testdata_init(void)
-{
-	const char *env = getenv("TERN_TESTDATA"), *src = getenv("TERN_SOURCE_DIR");
-
-	if (env != NULL && env[0] != '\0')
-		snprintf(testdata, sizeof(testdata), "%s", env);
-	else if (src != NULL && src[0] != '\0')
-		snprintf(testdata, sizeof(testdata), "%s/../shared/testdata", src);
-	else
-		snprintf(testdata, sizeof(testdata), "../shared/testdata");
-}
+#include "testutil.h"
 
 static json_t *load_vectors(const char *name)
 {
@@ -44,7 +32,7 @@ static json_t *load_vectors(const char *name)
 	json_error_t err;
 	json_t *root;
 
-	snprintf(path, sizeof(path), "%s/wycheproof/%s", testdata, name);
+	snprintf(path, sizeof(path), "%s/wycheproof/%s", tt_testdata(), name);
 	root = json_load_file(path, 0, &err);
 	if (root == NULL)
 		fail_msg("cannot load %s: %s (line %d)", path, err.text, err.line);
@@ -474,6 +462,5 @@ int main(void)
 	    cmocka_unit_test(test_argument_checks),
 	};
 
-	testdata_init();
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

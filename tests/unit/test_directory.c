@@ -1,5 +1,4 @@
 /* The signed directory file: round trip and every way a directory is refused. */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +18,7 @@
 #include <tern/v1/directory.pb-c.h>
 
 #include "pbuf.h"
+#include "testutil.h"
 #include "util.h"
 
 enum { UNHCR, IOM, HUB, NNODES };
@@ -43,22 +43,13 @@ struct fx {
 	tern_trust *trust;
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	tern_ca *ca = NULL;
 	char path[256];
 
-	strcpy(f->root, "/tmp/tern-test-dir-XXXXXX");
-	if (mkdtemp(f->root) == NULL)
+	if (tt_mkdtemp(f->root, sizeof(f->root), "dir") != 0)
 		return -1;
 	snprintf(f->ca, sizeof(f->ca), "%s/ca", f->root);
 	snprintf(f->ca_crt, sizeof(f->ca_crt), "%s/ca.crt", f->ca);
@@ -95,7 +86,7 @@ static int teardown(void **state)
 		free(f->der[i]);
 	tern_signkey_free(&f->ca_key);
 	tern_trust_free(&f->trust);
-	nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tt_rmtree(f->root);
 	free(f);
 	return 0;
 }

@@ -18,6 +18,8 @@
 #include <tern/error.h>
 #include <tern/keys.h>
 
+#include "testutil.h"
+
 struct dir {
 	char path[64];
 };
@@ -27,8 +29,7 @@ static int setup(void **state)
 	struct dir *d = calloc(1, sizeof(*d));
 
 	assert_non_null(d);
-	strcpy(d->path, "/tmp/tern-test-keys-XXXXXX");
-	assert_non_null(mkdtemp(d->path));
+	assert_int_equal(tt_mkdtemp(d->path, sizeof(d->path), "keys"), 0);
 	*state = d;
 	return 0;
 }
@@ -36,10 +37,8 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct dir *d = *state;
-	char cmd[128];
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d->path);
-	assert_int_equal(system(cmd), 0);
+	assert_int_equal(tt_rmtree(d->path), 0);
 	free(d);
 	return 0;
 }
@@ -47,14 +46,6 @@ static int teardown(void **state)
 static void path_in(const struct dir *d, const char *name, char *out, size_t len)
 {
 	snprintf(out, len, "%s/%s", d->path, name);
-}
-
-static unsigned file_mode(const char *path)
-{
-	struct stat st;
-
-	assert_int_equal(stat(path, &st), 0);
-	return (unsigned)(st.st_mode & 07777);
 }
 
 static void test_signkey_roundtrip(void **state)
@@ -67,7 +58,7 @@ static void test_signkey_roundtrip(void **state)
 	path_in(d, "node.sign.pem", p, sizeof(p));
 	assert_int_equal(tern_signkey_generate(&k), TERN_OK);
 	assert_int_equal(tern_signkey_save(k, p), TERN_OK);
-	assert_int_equal(file_mode(p), 0600);
+	assert_int_equal(tt_file_mode(p), 0600);
 	assert_int_equal(tern_signkey_load(p, &l), TERN_OK);
 	assert_memory_equal(tern_signkey_public(k), tern_signkey_public(l), 32);
 	/* The loaded key signs what the original's public key accepts. */
@@ -108,7 +99,7 @@ static void test_sealkey_roundtrip(void **state)
 	path_in(d, "node.seal.pem", p, sizeof(p));
 	assert_int_equal(tern_sealkey_generate(&k), TERN_OK);
 	assert_int_equal(tern_sealkey_save(k, p), TERN_OK);
-	assert_int_equal(file_mode(p), 0600);
+	assert_int_equal(tt_file_mode(p), 0600);
 	assert_int_equal(tern_sealkey_load(p, &l), TERN_OK);
 	assert_memory_equal(tern_sealkey_public(k), tern_sealkey_public(l), 32);
 	assert_memory_equal(tern_sealkey_secret(k), tern_sealkey_secret(l), 32);
@@ -180,7 +171,7 @@ static void test_permissions(void **state)
 	/* Saving over a loose file leaves it 0600 again. */
 	assert_int_equal(chmod(q, 0644), 0);
 	assert_int_equal(tern_sealkey_save(s, q), TERN_OK);
-	assert_int_equal(file_mode(q), 0600);
+	assert_int_equal(tt_file_mode(q), 0600);
 	tern_signkey_free(&k);
 	tern_sealkey_free(&s);
 }
@@ -190,8 +181,9 @@ static void test_wrong_type_and_damage(void **state)
 	struct dir *d = *state;
 	tern_signkey *k = NULL, *l = NULL;
 	tern_sealkey *s = NULL, *t = NULL;
+	const char *garbage =
+	    "-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n";
 	char p[128], q[128], g[128];
-	FILE *f;
 
 	path_in(d, "a.sign.pem", p, sizeof(p));
 	path_in(d, "a.seal.pem", q, sizeof(q));
@@ -206,11 +198,7 @@ static void test_wrong_type_and_damage(void **state)
 	assert_int_equal(tern_sealkey_load(p, &t), TERN_EMALFORMED);
 	assert_null(t);
 
-	f = fopen(g, "w");
-	assert_non_null(f);
-	fputs("-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n", f);
-	fclose(f);
-	assert_int_equal(chmod(g, 0600), 0);
+	assert_int_equal(tt_write_file(g, garbage, strlen(garbage), 0600), 0);
 	assert_int_equal(tern_signkey_load(g, &l), TERN_EMALFORMED);
 	assert_int_equal(tern_sealkey_load(g, &t), TERN_EMALFORMED);
 

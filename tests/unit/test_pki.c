@@ -1,7 +1,5 @@
 /* The federation CA: init, node keys and requests, issue, revoke, CRL,
  * directory versions, CURVE key files. */
-#include <fcntl.h>
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +20,7 @@
 #include <tern/pki.h>
 #include <tern/trust.h>
 
+#include "testutil.h"
 #include "util.h"
 
 struct fx {
@@ -29,20 +28,11 @@ struct fx {
 	char ca[128];
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	strcpy(f->root, "/tmp/tern-test-pki-XXXXXX");
-	if (mkdtemp(f->root) == NULL)
+	if (tt_mkdtemp(f->root, sizeof(f->root), "pki") != 0)
 		return -1;
 	snprintf(f->ca, sizeof(f->ca), "%s/ca", f->root);
 	*state = f;
@@ -53,7 +43,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
-	nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tt_rmtree(f->root);
 	free(f);
 	return 0;
 }
@@ -61,12 +51,9 @@ static int teardown(void **state)
 static mode_t file_mode(const char *dir, const char *name)
 {
 	char path[512];
-	struct stat st;
 
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if (stat(path, &st) != 0)
-		return (mode_t)-1;
-	return st.st_mode & 07777;
+	return (mode_t)tt_file_mode(path);
 }
 
 static void keygen(struct fx *f, const char *id, tern_node_request *req)
@@ -491,7 +478,7 @@ static void test_curve_key_file_mismatch(void **state)
 	struct fx *f = *state;
 	tern_curvekey *a = NULL, *b = NULL, *l = NULL;
 	char path[256], text[512];
-	int fd, n;
+	int n;
 
 	assert_int_equal(tern_curvekey_generate(&a), TERN_OK);
 	assert_int_equal(tern_curvekey_generate(&b), TERN_OK);
@@ -499,9 +486,7 @@ static void test_curve_key_file_mismatch(void **state)
 	n = snprintf(text, sizeof(text),
 	             "curve\n    public-key = \"%s\"\n    secret-key = \"%s\"\n",
 	             tern_curvekey_public_z85(b), tern_curvekey_secret_z85(a));
-	assert_true((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
-	assert_int_equal(write(fd, text, (size_t)n), n);
-	close(fd);
+	assert_int_equal(tt_write_file(path, text, (size_t)n, 0600), 0);
 	assert_int_equal(tern_curvekey_load(path, &l), TERN_EMALFORMED);
 	assert_null(l);
 	tern_curvekey_free(&a);

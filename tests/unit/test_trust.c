@@ -1,5 +1,4 @@
 /* Trust checks: a node certificate against the federation CA and CRL. */
-#include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -20,6 +19,7 @@
 #include <tern/pki.h>
 #include <tern/trust.h>
 
+#include "testutil.h"
 #include "util.h"
 
 struct fx {
@@ -27,20 +27,11 @@ struct fx {
 	char ca[128], ca_crt[160], crl[160];
 };
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 
-	strcpy(f->root, "/tmp/tern-test-trust-XXXXXX");
-	if (mkdtemp(f->root) == NULL)
+	if (tt_mkdtemp(f->root, sizeof(f->root), "trust") != 0)
 		return -1;
 	snprintf(f->ca, sizeof(f->ca), "%s/ca", f->root);
 	snprintf(f->ca_crt, sizeof(f->ca_crt), "%s/ca.crt", f->ca);
@@ -55,7 +46,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
-	nftw(f->root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	tt_rmtree(f->root);
 	free(f);
 	return 0;
 }
