@@ -162,9 +162,7 @@ int tern_curvekey_load(const char *path, tern_curvekey **out)
 	size_t len = 0;
 	int rc;
 
-	if ((rc = tern_file_check_private(path)) != TERN_OK)
-		return rc;
-	if ((rc = tern_file_read(path, CURVE_FILE_MAX, &text, &len)) != TERN_OK)
+	if ((rc = tern_file_read_private(path, CURVE_FILE_MAX, &text, &len)) != TERN_OK)
 		return rc;
 	if (zpl_value((const char *)text, "secret-key", sec) != TERN_OK ||
 	    tern_curve_z85_decode(sec, sk) != TERN_OK) {

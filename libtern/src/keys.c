@@ -97,9 +97,7 @@ static int load_raw_private(const char *path, int type, uint8_t raw[32])
 	EVP_PKEY *pkey = NULL;
 	int rc;
 
-	if ((rc = tern_file_check_private(path)) != TERN_OK)
-		return rc;
-	if ((rc = tern_file_read(path, KEY_FILE_MAX, &buf, &len)) != TERN_OK)
+	if ((rc = tern_file_read_private(path, KEY_FILE_MAX, &buf, &len)) != TERN_OK)
 		return rc;
 	if ((bio = BIO_new_mem_buf(buf, (int)len)) == NULL) {
 		rc = TERN_ENOMEM;

@@ -8,59 +8,87 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include <tern/error.h>
 
 #include "util.h"
 
-int tern_file_read(const char *path, size_t max, uint8_t **out, size_t *len)
+/* Reads the open fd (whose fstat is st) into a malloc'd, NUL-terminated buffer. */
+static int read_fd(int fd, const struct stat *st, const char *path, size_t max, uint8_t **out,
+                   size_t *len)
 {
-	struct stat st;
-	uint8_t *buf = NULL;
+	uint8_t *buf;
 	size_t got = 0;
-	int fd, rc;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return tern_fail(errno == ENOENT ? TERN_ENOENT : TERN_EIO, "cannot open %s: %s", path,
-		                 strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = tern_fail(TERN_EIO, "cannot stat %s: %s", path, strerror(errno));
-		goto out_close;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = tern_fail(TERN_EIO, "%s is not a regular file", path);
-		goto out_close;
-	}
-	if ((size_t)st.st_size > max) {
-		rc = tern_fail(TERN_ETOOBIG, "%s is %lld bytes, over the limit of %zu", path,
-		               (long long)st.st_size, max);
-		goto out_close;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (buf == NULL) {
-		rc = TERN_ENOMEM;
-		goto out_close;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+	if (!S_ISREG(st->st_mode))
+		return tern_fail(TERN_EIO, "%s is not a regular file", path);
+	if ((size_t)st->st_size > max)
+		return tern_fail(TERN_ETOOBIG, "%s is %lld bytes, over the limit of %zu", path,
+		                 (long long)st->st_size, max);
+	if ((buf = malloc((size_t)st->st_size + 1)) == NULL)
+		return TERN_ENOMEM;
+	while (got < (size_t)st->st_size) {
+		ssize_t n = read(fd, buf + got, (size_t)st->st_size - got);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
-			rc = tern_fail(TERN_EIO, "cannot read %s: %s", path,
-			               n == 0 ? "file shrank while reading" : strerror(errno));
-			goto out_free;
+			free(buf);
+			return tern_fail(TERN_EIO, "cannot read %s: %s", path,
+			                 n == 0 ? "file shrank while reading" : strerror(errno));
 		}
 		got += (size_t)n;
 	}
 	buf[got] = '\0';
 	*out = buf;
 	*len = got;
-	close(fd);
 	return TERN_OK;
+}
 
-out_free:
-	free(buf);
-out_close:
+static int open_read(const char *path, int extra_flags, int *fd, struct stat *st)
+{
+	*fd = open(path, O_RDONLY | O_CLOEXEC | extra_flags);
+	if (*fd < 0)
+		return tern_fail(errno == ENOENT ? TERN_ENOENT : TERN_EIO, "cannot open %s: %s", path,
+		                 errno == ELOOP ? "a private key may not be a symbolic link"
+		                                : strerror(errno));
+	if (fstat(*fd, st) != 0) {
+		close(*fd);
+		return tern_fail(TERN_EIO, "cannot stat %s: %s", path, strerror(errno));
+	}
+	return TERN_OK;
+}
+
+int tern_file_read(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+	struct stat st;
+	int fd, rc;
+
+	if ((rc = open_read(path, 0, &fd, &st)) != TERN_OK)
+		return rc;
+	rc = read_fd(fd, &st, path, max, out, len);
+	close(fd);
+	return rc;
+}
+
+/* The checks run on the descriptor that is read, so the file cannot be
+ * swapped between check and use. */
+int tern_file_read_private(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+	struct stat st;
+	int fd, rc;
+
+	if ((rc = open_read(path, O_NOFOLLOW, &fd, &st)) != TERN_OK)
+		return rc;
+	if (st.st_mode & (S_IRWXG | S_IRWXO))
+		rc = tern_fail(TERN_EPERM,
+		               "%s has mode %04o; a private key must be 0600 (chmod 600 %s)", path,
+		               (unsigned)(st.st_mode & 07777), path);
+	else if (st.st_uid != geteuid() && geteuid() != 0)
+		rc = tern_fail(TERN_EPERM, "%s belongs to uid %u, not to this user (uid %u)", path,
+		               (unsigned)st.st_uid, (unsigned)geteuid());
+	else
+		rc = read_fd(fd, &st, path, max, out, len);
 	close(fd);
 	return rc;
 }
@@ -72,9 +100,11 @@ int tern_file_write(const char *path, const void *buf, size_t len, mode_t mode)
 	int fd = -1, dfd, rc;
 	size_t off = 0;
 
-	if (asprintf(&tmp, "%s.tmp.%ld", path, (long)getpid()) < 0)
+	/* An unpredictable name opened O_EXCL|O_NOFOLLOW: nobody can plant a
+	 * link there that would redirect the write. */
+	if (asprintf(&tmp, "%s.tmp.%08x%08x", path, randombytes_random(), randombytes_random()) < 0)
 		return TERN_ENOMEM;
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
 	if (fd < 0) {
 		rc = tern_fail(TERN_EIO, "cannot create %s: %s", tmp, strerror(errno));
 		goto out;
@@ -94,12 +124,16 @@ int tern_file_write(const char *path, const void *buf, size_t len, mode_t mode)
 		}
 		off += (size_t)n;
 	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
+	if (fsync(fd) != 0) {
 		rc = tern_fail(TERN_EIO, "cannot sync %s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
+	rc = close(fd);
 	fd = -1;
+	if (rc != 0) {
+		rc = tern_fail(TERN_EIO, "cannot close %s: %s", tmp, strerror(errno));
+		goto out_unlink;
+	}
 	if (rename(tmp, path) != 0) {
 		rc = tern_fail(TERN_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
 		goto out_unlink;

@@ -16,6 +16,10 @@ void tern_errdetail_clear(void);
 /* Reads a whole file of at most max bytes. *out is malloc'd with one NUL byte
  * after the data (so text can be parsed in place); the caller frees it. */
 int tern_file_read(const char *path, size_t max, uint8_t **out, size_t *len);
+/* Reads a private key file: refuses (TERN_EPERM) one that group or others may
+ * access or that belongs to another user, and a symbolic link. Wipe the buffer
+ * (sodium_memzero) before freeing it. */
+int tern_file_read_private(const char *path, size_t max, uint8_t **out, size_t *len);
 /* Writes atomically (temporary file, fsync, rename, fsync of the directory)
  * with the given mode; the mode is set before any data is written, so a
  * private key is never briefly world-readable. */
