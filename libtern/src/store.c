@@ -1,0 +1,184 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+
+#include "store.h"
+#include "util.h"
+
+#define STORE_INITIAL_MAP (64u * 1024 * 1024)
+#define STORE_MAX_MAP ((size_t)1 << 40)
+
+struct tern_store {
+	MDB_env *env;
+	MDB_dbi dbis[TERN_STORE_MAX_DBS];
+	int ndbis;
+	int rdonly;
+	size_t mapsize;
+};
+
+int tern_store_mdb_err(int mdb_rc, const char *what)
+{
+	if (mdb_rc == 0)
+		return TERN_OK;
+	if (mdb_rc == MDB_MAP_FULL)
+		return TERN_STORE_MAP_FULL;
+	if (mdb_rc == MDB_NOTFOUND)
+		return TERN_ENOENT;
+	return tern_fail(mdb_rc == ENOMEM ? TERN_ENOMEM : TERN_EIO, "%s: %s", what,
+	                 mdb_strerror(mdb_rc));
+}
+
+int tern_store_open(const char *dir, const char *const *dbnames, int flags, size_t initial_map,
+                    tern_store **out)
+{
+	tern_store *s;
+	MDB_txn *txn = NULL;
+	MDB_envinfo info;
+	int rc, n = 0;
+
+	while (dbnames[n])
+		n++;
+	if (n > TERN_STORE_MAX_DBS)
+		return TERN_EINVAL;
+	if (!(flags & TERN_STORE_RDONLY) && (rc = tern_mkdirs(dir, 0700)) != TERN_OK)
+		return rc;
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		return TERN_ENOMEM;
+	s->rdonly = !!(flags & TERN_STORE_RDONLY);
+	s->ndbis = n;
+	if ((rc = mdb_env_create(&s->env)) != 0) {
+		rc = tern_store_mdb_err(rc, "mdb_env_create");
+		goto fail_free;
+	}
+	mdb_env_set_maxdbs(s->env, TERN_STORE_MAX_DBS);
+	/* A map size of 0 keeps the size recorded in the file, grown earlier. */
+	if ((rc = mdb_env_set_mapsize(s->env, s->rdonly ? 0 : initial_map ? initial_map : STORE_INITIAL_MAP)) != 0) {
+		rc = tern_store_mdb_err(rc, "mdb_env_set_mapsize");
+		goto fail_env;
+	}
+	/* MDB_NOTLS: read transactions of the CLI's fallback view may outlive a
+	 * thread's use; default durability (fsync at commit) stays on. */
+	rc = mdb_env_open(s->env, dir, MDB_NOTLS | (s->rdonly ? MDB_RDONLY : 0), 0600);
+	if (rc != 0) {
+		rc = rc == ENOENT ? tern_fail(TERN_ENOENT, "no store in %s", dir)
+		                  : tern_store_mdb_err(rc, dir);
+		goto fail_env;
+	}
+	mdb_env_info(s->env, &info);
+	s->mapsize = info.me_mapsize;
+	if ((rc = mdb_txn_begin(s->env, NULL, s->rdonly ? MDB_RDONLY : 0, &txn)) != 0) {
+		rc = tern_store_mdb_err(rc, "mdb_txn_begin");
+		goto fail_env;
+	}
+	for (int i = 0; i < n; i++) {
+		rc = mdb_dbi_open(txn, dbnames[i], s->rdonly ? 0 : MDB_CREATE, &s->dbis[i]);
+		if (rc != 0) {
+			rc = rc == MDB_NOTFOUND
+			         ? tern_fail(TERN_ENOENT, "store %s has no database '%s'", dir, dbnames[i])
+			         : tern_store_mdb_err(rc, "mdb_dbi_open");
+			goto fail_txn;
+		}
+	}
+	if ((rc = mdb_txn_commit(txn)) != 0) {
+		txn = NULL;
+		rc = tern_store_mdb_err(rc, "mdb_txn_commit");
+		goto fail_env;
+	}
+	if (!s->rdonly) {
+		int dead = 0;
+		mdb_reader_check(s->env, &dead);
+	}
+	*out = s;
+	return TERN_OK;
+
+fail_txn:
+	mdb_txn_abort(txn);
+fail_env:
+	mdb_env_close(s->env);
+fail_free:
+	free(s);
+	return rc;
+}
+
+void tern_store_close(tern_store **store)
+{
+	if (store == NULL || *store == NULL)
+		return;
+	mdb_env_close((*store)->env);
+	free(*store);
+	*store = NULL;
+}
+
+MDB_dbi tern_store_dbi(const tern_store *store, int index)
+{
+	if (index < 0 || index >= store->ndbis)
+		fatalx("tern_store_dbi: no database %d", index);
+	return store->dbis[index];
+}
+
+size_t tern_store_mapsize(const tern_store *store)
+{
+	return store->mapsize;
+}
+
+static int store_grow(tern_store *s)
+{
+	size_t next = s->mapsize * 2;
+	int rc;
+
+	if (next > STORE_MAX_MAP)
+		return tern_fail(TERN_EIO, "store map would exceed %zu bytes", (size_t)STORE_MAX_MAP);
+	/* Safe: tern_store_write is the only writer and no transaction is live. */
+	if ((rc = mdb_env_set_mapsize(s->env, next)) != 0)
+		return tern_store_mdb_err(rc, "mdb_env_set_mapsize");
+	log_info("store map grown from %zu to %zu MiB", s->mapsize >> 20, next >> 20);
+	s->mapsize = next;
+	return TERN_OK;
+}
+
+int tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if (store->rdonly)
+		return tern_fail(TERN_EINVAL, "store opened read-only");
+	for (;;) {
+		if ((rc = mdb_txn_begin(store->env, NULL, 0, &txn)) != 0) {
+			if (rc == MDB_MAP_RESIZED) {
+				/* Another process grew the map: adopt its size. */
+				mdb_env_set_mapsize(store->env, 0);
+				continue;
+			}
+			return tern_store_mdb_err(rc, "mdb_txn_begin");
+		}
+		rc = apply(txn, arg);
+		if (rc == TERN_OK) {
+			rc = mdb_txn_commit(txn);
+			if (rc == 0)
+				return TERN_OK;
+			rc = tern_store_mdb_err(rc, "mdb_txn_commit");
+		} else {
+			mdb_txn_abort(txn);
+		}
+		if (rc != TERN_STORE_MAP_FULL)
+			return rc;
+		if ((rc = store_grow(store)) != TERN_OK)
+			return rc;
+	}
+}
+
+int tern_store_read_begin(tern_store *store, MDB_txn **txn)
+{
+	int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, txn);
+
+	if (rc == MDB_MAP_RESIZED) {
+		mdb_env_set_mapsize(store->env, 0);
+		rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, txn);
+	}
+	return tern_store_mdb_err(rc, "mdb_txn_begin");
+}

@@ -1,0 +1,80 @@
+/* Durable state in LMDB, shared by tern-broker and tern-node.
+ *
+ * A store is one LMDB environment in a directory, with named databases opened
+ * once at start-up. Writes go through tern_store_write(): the caller's apply
+ * function runs inside one write transaction, and the transaction commits
+ * (fsync) before tern_store_write returns. That is the group commit: a daemon
+ * gathers a batch in memory, applies it in one call, and acknowledges nothing
+ * before the call returns 0.
+ *
+ * When the map fills, the transaction is aborted, the map grows, and apply is
+ * called again from the start (PITFALLS: a transaction that hit MDB_MAP_FULL
+ * is dead). apply must therefore only read its in-memory input and write to
+ * the transaction, never change the input or act on the world.
+ *
+ * MDB_val data is valid only until the transaction ends or the next write in
+ * it: copy what must outlive it.
+ */
+#ifndef TERN_STORE_H
+#define TERN_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <lmdb.h>
+
+#define TERN_STORE_MAX_DBS 16
+
+typedef struct tern_store tern_store;
+
+enum tern_store_flags {
+	TERN_STORE_RDONLY = 1, /* operator tools reading while the daemon runs or is down */
+};
+
+/* Opens (creating unless read-only) the environment in dir (0700) with the
+ * named databases (NULL-terminated list; index i is dbi number i).
+ * initial_map: map size in bytes for a new store (0 = 64 MiB); the map grows
+ * by doubling whenever it fills. */
+int tern_store_open(const char *dir, const char *const *dbnames, int flags, size_t initial_map,
+                    tern_store **out);
+void tern_store_close(tern_store **store);
+
+MDB_dbi tern_store_dbi(const tern_store *store, int index);
+
+typedef int tern_store_apply_fn(MDB_txn *txn, void *arg);
+
+/* Runs apply in a write transaction and commits. apply returns 0 or a TERN_E*
+ * code (then the transaction is aborted and that code returned); an LMDB
+ * error inside apply should be passed through tern_store_mdb_err(). */
+int tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg);
+
+/* A read-only transaction; end it with mdb_txn_abort(). */
+int tern_store_read_begin(tern_store *store, MDB_txn **txn);
+
+/* Maps an LMDB return code to a TERN_E* code, recording the detail.
+ * MDB_MAP_FULL is kept distinct so tern_store_write can grow and retry. */
+int tern_store_mdb_err(int mdb_rc, const char *what);
+#define TERN_STORE_MAP_FULL (-30792) /* == MDB_MAP_FULL, passed through unchanged */
+
+/* The current map size, for metrics and tests. */
+size_t tern_store_mapsize(const tern_store *store);
+
+/* Big-endian u64 keys sort in numeric order, so MDB_APPEND works on them. */
+static inline void tern_be64_put(uint8_t out[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		out[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+static inline uint64_t tern_be64_get(const uint8_t in[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | in[i];
+	return v;
+}
+
+#endif
