@@ -83,6 +83,16 @@ static const struct setting settings[] = {
 	{NODE,   "broker",     "id",               T_NODE_ID,  REQUIRED,                            "id of the broker this node connects to"},
 	{NODE,   "broker",     "endpoint",         T_ENDPOINT, REQUIRED,                            "ZeroMQ endpoint of that broker"},
 	{BOTH,   "limits",     "max_message_size", T_SIZE,     BOUNDED("8M", 1 * KiB, 64 * MiB),    "largest envelope accepted or sent"},
+	{BOTH,   "delivery",   "heartbeat_interval", T_DURATION, BOUNDED("5", 1, 300),              "how often an idle connection is probed"},
+	{BOTH,   "delivery",   "heartbeat_timeout",  T_DURATION, BOUNDED("15", 2, 3600),            "silence after which a connection is taken as dead"},
+	{BOTH,   "delivery",   "batch_size",       T_INT,      BOUNDED("512", 1, 10000),            "most messages written in one commit (group commit)"},
+	{BROKER, "delivery",   "default_ttl",      T_DURATION, BOUNDED("7d", 60, 7776000),          "time-to-live of a message whose sender set none; then it is dead-lettered"},
+	{BROKER, "delivery",   "max_attempts",     T_INT,      BOUNDED("20", 1, 1000),              "deliveries without acknowledgement before a message is dead-lettered"},
+	{BROKER, "delivery",   "ack_timeout",      T_DURATION, BOUNDED("5", 1, 600),                "wait for a node's acknowledgement before the first redelivery"},
+	{BROKER, "delivery",   "max_backoff",      T_DURATION, BOUNDED("300", 1, 86400),            "longest wait between redeliveries (the wait doubles each attempt)"},
+	{NODE,   "delivery",   "credit",           T_INT,      BOUNDED("256", 1, 65536),            "deliveries the broker may have in flight to this node (flow control)"},
+	{NODE,   "delivery",   "submit_window",    T_INT,      BOUNDED("256", 1, 65536),            "submissions in flight to the broker before waiting for results"},
+	{NODE,   "delivery",   "reconnect_max",    T_DURATION, BOUNDED("30", 1, 3600),              "longest wait between reconnection attempts (the wait doubles from 100 ms)"},
 };
 /* clang-format on */
 
