@@ -5,4 +5,4 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build"
 "$root/scripts/install-deps.sh"
 "$root/scripts/build.sh" "$build"
-exec "$root/scripts/demo.sh" "$build/cli/tern"
+exec "$root/scripts/demo.sh" "$build/bin/tern"

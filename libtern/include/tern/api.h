@@ -1,0 +1,52 @@
+/* The node's local API: a Unix stream socket, owner-only, carrying
+ * length-prefixed JSON (4-byte big-endian length, then a UTF-8 JSON object).
+ *
+ * Request:  {"v": 1, "op": "send" | "status" | "inbox.list" | "inbox.next" |
+ *            "inbox.show" | "inbox.ack", ...arguments}
+ * Response: {"ok": true, ...results} or
+ *           {"ok": false, "error": "<code token>", "message": "<sentence>"}
+ *
+ * The server checks the peer's credentials (SO_PEERCRED): only the daemon's own
+ * user, or root, may talk to it. See docs/api.md for every operation.
+ */
+#ifndef TERN_API_H
+#define TERN_API_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define TERN_API_VERSION 1
+#define TERN_API_MAX_FRAME (16u * 1024 * 1024)
+
+/* Writes one framed JSON object to a blocking fd. */
+int tern_api_write(int fd, const json_t *obj);
+/* Reads one framed JSON object; TERN_ETOOBIG over max, TERN_EMALFORMED for
+ * bytes that are not a JSON object, TERN_EIO on EOF or error. *out is a new
+ * reference. */
+int tern_api_read(int fd, size_t max, json_t **out);
+
+/* Client: connects to the socket at path. TERN_ENOENT when nothing listens
+ * there (the daemon is down), with a detail that says so. */
+int tern_api_connect(const char *path, int *fd);
+/* One request and its response over a new connection. timeout_ms bounds the
+ * wait for the response (0 = 30 s). *resp is a new reference. */
+int tern_api_call(const char *path, const json_t *req, int timeout_ms, json_t **resp);
+
+/* Server: a listening socket at path (an old socket file is replaced), mode 0600. */
+int tern_api_listen(const char *path, int *fd);
+/* 0 if the peer on a connected fd runs as this process's user or as root,
+ * else TERN_EPERM. */
+int tern_api_check_peer(int fd);
+
+/* Builds {"ok": false, "error": tern_errcode_name(code), "message": ...}. */
+json_t *tern_api_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+#endif

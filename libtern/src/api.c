@@ -1,0 +1,204 @@
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <tern/api.h>
+#include <tern/error.h>
+
+#include "util.h"
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return tern_fail(TERN_EIO, "cannot write to the API socket: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+	return TERN_OK;
+}
+
+static int read_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return tern_fail(TERN_EIO, "cannot read from the API socket: %s",
+			                 errno == EAGAIN ? "timed out" : strerror(errno));
+		if (n == 0)
+			return tern_fail(TERN_EIO, "the API connection closed");
+		p += n;
+		len -= (size_t)n;
+	}
+	return TERN_OK;
+}
+
+int tern_api_write(int fd, const json_t *obj)
+{
+	char *text = json_dumps(obj, JSON_COMPACT);
+	uint8_t hdr[4];
+	size_t len;
+	int rc;
+
+	if (text == NULL)
+		return tern_fail(TERN_EINVAL, "cannot encode the API message (invalid UTF-8?)");
+	len = strlen(text);
+	if (len > TERN_API_MAX_FRAME) {
+		free(text);
+		return tern_fail(TERN_ETOOBIG, "API message of %zu bytes is too large", len);
+	}
+	hdr[0] = (uint8_t)(len >> 24);
+	hdr[1] = (uint8_t)(len >> 16);
+	hdr[2] = (uint8_t)(len >> 8);
+	hdr[3] = (uint8_t)len;
+	rc = write_all(fd, hdr, 4);
+	if (rc == TERN_OK)
+		rc = write_all(fd, text, len);
+	free(text);
+	return rc;
+}
+
+int tern_api_read(int fd, size_t max, json_t **out)
+{
+	uint8_t hdr[4];
+	char *buf;
+	size_t len;
+	json_error_t jerr;
+	json_t *obj;
+	int rc;
+
+	if ((rc = read_all(fd, hdr, 4)) != TERN_OK)
+		return rc;
+	len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
+	if (len > max)
+		return tern_fail(TERN_ETOOBIG, "API message of %zu bytes is over the limit of %zu", len,
+		                 max);
+	if ((buf = malloc(len + 1)) == NULL)
+		return TERN_ENOMEM;
+	if ((rc = read_all(fd, buf, len)) != TERN_OK) {
+		free(buf);
+		return rc;
+	}
+	obj = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(buf);
+	if (obj == NULL || !json_is_object(obj)) {
+		json_decref(obj);
+		return tern_fail(TERN_EMALFORMED, "API message is not a JSON object");
+	}
+	*out = obj;
+	return TERN_OK;
+}
+
+static int sun_fill(struct sockaddr_un *sun, const char *path)
+{
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sun->sun_path))
+		return tern_fail(TERN_EINVAL, "socket path %s is too long", path);
+	strcpy(sun->sun_path, path);
+	return TERN_OK;
+}
+
+int tern_api_connect(const char *path, int *fd)
+{
+	struct sockaddr_un sun;
+	int s, rc;
+
+	if ((rc = sun_fill(&sun, path)) != TERN_OK)
+		return rc;
+	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return tern_fail(TERN_EIO, "socket: %s", strerror(errno));
+	if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		int e = errno;
+		close(s);
+		if (e == ENOENT || e == ECONNREFUSED)
+			return tern_fail(TERN_ENOENT, "no daemon is listening on %s (is it running?)",
+			                 path);
+		return tern_fail(TERN_EIO, "cannot connect to %s: %s", path, strerror(e));
+	}
+	*fd = s;
+	return TERN_OK;
+}
+
+int tern_api_call(const char *path, const json_t *req, int timeout_ms, json_t **resp)
+{
+	struct timeval tv;
+	int fd, rc;
+
+	if ((rc = tern_api_connect(path, &fd)) != TERN_OK)
+		return rc;
+	if (timeout_ms <= 0)
+		timeout_ms = 30000;
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	rc = tern_api_write(fd, req);
+	if (rc == TERN_OK)
+		rc = tern_api_read(fd, TERN_API_MAX_FRAME, resp);
+	close(fd);
+	return rc;
+}
+
+int tern_api_listen(const char *path, int *fd)
+{
+	struct sockaddr_un sun;
+	mode_t old;
+	int s, rc;
+
+	if ((rc = sun_fill(&sun, path)) != TERN_OK)
+		return rc;
+	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+		return tern_fail(TERN_EIO, "socket: %s", strerror(errno));
+	/* A stale socket file from a crashed daemon would make bind fail. */
+	unlink(path);
+	old = umask(0177);
+	rc = bind(s, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc != 0 || listen(s, 64) != 0) {
+		rc = tern_fail(TERN_EIO, "cannot listen on %s: %s", path, strerror(errno));
+		close(s);
+		return rc;
+	}
+	*fd = s;
+	return TERN_OK;
+}
+
+int tern_api_check_peer(int fd)
+{
+	struct ucred cred;
+	socklen_t len = sizeof(cred);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+		return tern_fail(TERN_EIO, "SO_PEERCRED: %s", strerror(errno));
+	if (cred.uid != geteuid() && cred.uid != 0)
+		return tern_fail(TERN_EPERM, "API peer uid %u is not this daemon's user",
+		                 (unsigned)cred.uid);
+	return TERN_OK;
+}
+
+json_t *tern_api_error(int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code), "message", msg);
+}
