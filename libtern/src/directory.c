@@ -84,6 +84,11 @@ uint64_t tern_directory_version(const tern_directory *d)
 	return d->version;
 }
 
+int64_t tern_directory_crl_next_update(const tern_directory *d)
+{
+	return d->crl_next_update;
+}
+
 const char *tern_directory_federation(const tern_directory *d)
 {
 	return d->federation;

@@ -21,6 +21,17 @@
 #define DIRECTORY_SCHEMA 1
 #define ROLE_MAX TERN__V1__ROLE__BROKER
 
+/* True when the member's certificate is outside its validity period now. */
+static int cert_out_of_validity(const Tern__V1__DirectoryMember *pm)
+{
+	tern_cert_info info;
+	int64_t now = tern_now_ms() / 1000;
+
+	if (tern_cert_info_read(pm->certificate.data, pm->certificate.len, &info) != TERN_OK)
+		return 0;
+	return now < info.not_before || now > info.not_after;
+}
+
 static int check_member_keys(const tern_directory *d, const Tern__V1__DirectoryMember *pm)
 {
 	if (pm->x25519_public_key.len != TERN_X25519_LEN)
@@ -49,7 +60,7 @@ static int member_from_pb(tern_directory *d, const Tern__V1__DirectoryMember *pm
 	tern_cert_info info;
 	tern_member m;
 	unsigned roles = 0;
-	int rc, revoked = 0;
+	int rc, revoked = 0, expired = 0;
 
 	if (!tern_node_id_valid(pm->node_id))
 		return tern_fail(TERN_EMALFORMED, "directory lists an invalid node id");
@@ -67,6 +78,12 @@ static int member_from_pb(tern_directory *d, const Tern__V1__DirectoryMember *pm
 	rc = tern_trust_check_cert(trust, pm->certificate.data, pm->certificate.len, 0);
 	if (rc == TERN_EREVOKED) {
 		revoked = 1;
+	} else if (rc == TERN_EEXPIRED && cert_out_of_validity(pm)) {
+		/* One member's lapsed certificate must not stop the federation:
+		 * keep it listed, refused as sender and recipient. (An expired
+		 * CRL also reads TERN_EEXPIRED, but then every certificate is
+		 * still in its validity and the directory is refused below.) */
+		expired = 1;
 	} else if (rc != TERN_OK) {
 		snprintf(detail, sizeof(detail), "%s", tern_errdetail());
 		return tern_fail(TERN_ECERT, "certificate of node '%s': %s", pm->node_id, detail);
@@ -101,6 +118,7 @@ static int member_from_pb(tern_directory *d, const Tern__V1__DirectoryMember *pm
 	m.cert_der = pm->certificate.data;
 	m.cert_len = pm->certificate.len;
 	m.revoked = revoked;
+	m.expired = expired;
 	m.cert_not_after = info.not_after;
 	/* tern_directory_add copies every pointer field. */
 	if ((rc = tern_directory_add(d, &m)) == TERN_EEXIST)
@@ -134,10 +152,13 @@ int tern_directory_parse(const uint8_t *buf, size_t len, const tern_trust *trust
 		goto out;
 	}
 	/* Only now, with the bytes known to come from the CA, read them. */
-	if ((rc = tern_pb_unpack(&tern__v1__directory__descriptor, sd->directory.data,
-	                         sd->directory.len, DIRECTORY_MAX, &dm)) != TERN_OK) {
-		if (rc == TERN_EMALFORMED)
-			tern_fail(rc, "the signed directory bytes do not decode");
+	if ((rc = tern_pb_unpack_canonical(&tern__v1__directory__descriptor, sd->directory.data,
+	                                   sd->directory.len, DIRECTORY_MAX, &dm)) != TERN_OK) {
+		if (rc == TERN_EMALFORMED) {
+			char why[256];
+			snprintf(why, sizeof(why), "%s", tern_errdetail());
+			tern_fail(rc, "the signed directory bytes: %s", why);
+		}
 		goto out;
 	}
 	dir = (Tern__V1__Directory *)dm;
@@ -166,6 +187,7 @@ int tern_directory_parse(const uint8_t *buf, size_t len, const tern_trust *trust
 	if ((rc = tern_directory_new(dir->federation, dir->version, &d)) != TERN_OK)
 		goto out;
 	d->issued_at = dir->issued_at;
+	d->crl_next_update = tern_trust_crl_next_update(trust);
 	for (size_t i = 0; i < dir->n_members; i++)
 		if ((rc = member_from_pb(d, dir->members[i], trust)) != TERN_OK)
 			goto out;

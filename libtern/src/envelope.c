@@ -59,7 +59,7 @@ static int header_aad(const Tern__V1__Header *h, uint8_t *stack, uint8_t **out, 
 	size_t need = 4 + 4 + 4 + 8; /* recipient count, lengths of the three integers */
 	uint8_t *buf, *p;
 
-	need += 4 + 4 + 8; /* schema_version, type, created_at */
+	need += 4 + 4 + 8 + 4 + 8; /* schema_version, type, created_at, expires_at */
 	for (size_t i = 0; i < 5; i++)
 		need += 4 + strlen(strs[i]);
 	for (size_t i = 0; i < h->n_recipients; i++)
@@ -87,6 +87,9 @@ static int header_aad(const Tern__V1__Header *h, uint8_t *stack, uint8_t **out, 
 	put_u32(num + 4, (uint32_t)(uint64_t)h->created_at);
 	p = put_lp(p, num, 8);
 	p = put_lp(p, strs[4], strlen(strs[4]));
+	put_u32(num, (uint32_t)((uint64_t)h->expires_at >> 32));
+	put_u32(num + 4, (uint32_t)(uint64_t)h->expires_at);
+	p = put_lp(p, num, 8);
 	*out = buf;
 	*out_len = (size_t)(p - buf);
 	return TERN_OK;
@@ -154,6 +157,9 @@ static int header_check(const Tern__V1__Header *h)
 	if (h->in_reply_to[0] != '\0' && !tern_uuid_valid(h->in_reply_to))
 		return tern_fail(TERN_EMALFORMED, "message %s: in_reply_to is not a message id",
 		                 h->message_id);
+	if (h->expires_at != 0 && h->expires_at <= h->created_at)
+		return tern_fail(TERN_EMALFORMED, "message %s expires before it was created",
+		                 h->message_id);
 	return TERN_OK;
 }
 
@@ -205,6 +211,11 @@ static int seal_check(const tern_seal_params *p, const tern_directory *dir,
 		return tern_fail(TERN_EINVAL,
 		                 "seal: the signing key is not %s's key in the directory",
 		                 p->sender);
+	if (m->revoked)
+		return tern_fail(TERN_EREVOKED, "seal: sender %s is revoked", p->sender);
+	if (m->expired)
+		return tern_fail(TERN_EEXPIRED, "seal: sender %s's certificate has expired",
+		                 p->sender);
 	for (size_t i = 0; i < p->n_recipients; i++) {
 		const char *r = p->recipients[i];
 		if (r == NULL || !tern_node_id_valid(r))
@@ -215,6 +226,9 @@ static int seal_check(const tern_seal_params *p, const tern_directory *dir,
 		/* A revoked node's sealing key may be in other hands. */
 		if (rcpts[i]->revoked)
 			return tern_fail(TERN_EREVOKED, "seal: recipient %s is revoked", r);
+		if (rcpts[i]->expired)
+			return tern_fail(TERN_EEXPIRED,
+			                 "seal: recipient %s's certificate has expired", r);
 	}
 	return TERN_OK;
 }
@@ -254,6 +268,7 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 	h.type = p->type;
 	h.case_id = (char *)str_or_empty(p->case_id);
 	h.created_at = p->created_at ? p->created_at : tern_now_ms();
+	h.expires_at = p->expires_at;
 	h.in_reply_to = (char *)str_or_empty(p->in_reply_to);
 	/* The receiver's rules, applied before anything is signed. */
 	if (header_check(&h) != TERN_OK)
@@ -329,6 +344,15 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 	e.signature = &sig;
 	if ((rc = tern_pb_pack(&e.base, out, out_len)) != TERN_OK)
 		goto out;
+	/* Better refused here, with the sender told, than by every receiver. */
+	if (*out_len > TERN_ENVELOPE_MAX_SIZE_DEFAULT) {
+		rc = tern_fail(TERN_ETOOBIG,
+		               "seal: envelope of %zu bytes is over the %zu-byte limit", *out_len,
+		               (size_t)TERN_ENVELOPE_MAX_SIZE_DEFAULT);
+		free(*out);
+		*out = NULL;
+		goto out;
+	}
 	if (message_id != NULL)
 		memcpy(message_id, id, sizeof(id));
 
@@ -349,6 +373,7 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 {
 	size_t max_size = TERN_ENVELOPE_MAX_SIZE_DEFAULT;
 	int64_t now, skew = TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT;
+	int future_only;
 	ProtobufCMessage *m = NULL;
 	Tern__V1__Envelope *e;
 	Tern__V1__Header *h;
@@ -365,6 +390,7 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		max_size = opts->max_size;
 	if (opts != NULL && opts->max_skew_ms > 0)
 		skew = opts->max_skew_ms;
+	future_only = opts != NULL && opts->future_skew_only;
 	now = opts != NULL && opts->now_ms ? opts->now_ms : tern_now_ms();
 
 	if (len > max_size)
@@ -389,8 +415,10 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		goto fail;
 	}
 	m = NULL;
-	rc = tern_pb_unpack(&tern__v1__header__descriptor, e->header.data, e->header.len,
-	                    TERN_ENVELOPE_HEADER_MAX, &m);
+	/* Canonical form: what every reader decodes from the signed bytes is
+	 * exactly what is checked here and bound into the body's AAD. */
+	rc = tern_pb_unpack_canonical(&tern__v1__header__descriptor, e->header.data, e->header.len,
+	                              TERN_ENVELOPE_HEADER_MAX, &m);
 	if (rc != TERN_OK) {
 		rc = refail(TERN_EMALFORMED, "envelope header");
 		goto fail;
@@ -426,6 +454,19 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		               h->sender);
 		goto fail;
 	}
+	if (sender->expired || (sender->cert_not_after && now / 1000 > sender->cert_not_after)) {
+		rc = tern_fail(TERN_EEXPIRED, "message %s: sender %s's certificate has expired",
+		               h->message_id, h->sender);
+		goto fail;
+	}
+	if (tern_directory_crl_next_update(dir) &&
+	    now / 1000 > tern_directory_crl_next_update(dir)) {
+		rc = tern_fail(TERN_EEXPIRED,
+		               "message %s: the federation CRL has expired; install the CA's new "
+		               "crl.pem and reload",
+		               h->message_id);
+		goto fail;
+	}
 	/* Over the header bytes as received: never a re-serialization. */
 	if (tern_verify(sender->sign_public, TERN_ENVELOPE_SIGN_LABEL, e->header.data,
 	                e->header.len, e->signature->ed25519.data) != TERN_OK) {
@@ -442,7 +483,8 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 	}
 	/* Written so that neither subtraction can overflow on hostile values. */
 	if ((h->created_at > now && (uint64_t)h->created_at - (uint64_t)now > (uint64_t)skew) ||
-	    (h->created_at < now && (uint64_t)now - (uint64_t)h->created_at > (uint64_t)skew)) {
+	    (!future_only && h->created_at < now &&
+	     (uint64_t)now - (uint64_t)h->created_at > (uint64_t)skew)) {
 		rc = tern_fail(TERN_ESKEW,
 		               "message %s: created at %lld ms, this node's clock reads %lld ms "
 		               "(at most %lld ms apart)",
@@ -549,8 +591,9 @@ int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern
 		return tern_fail(TERN_ENOTRCPT, "message %s is not addressed to %s", h->message_id,
 		                 self_id);
 
-	rc = tern_pb_unpack(&tern__v1__sealed_body__descriptor, env->env->sealed_body.data,
-	                    env->env->sealed_body.len, env->env->sealed_body.len, &m);
+	rc =
+	    tern_pb_unpack_canonical(&tern__v1__sealed_body__descriptor, env->env->sealed_body.data,
+	                             env->env->sealed_body.len, env->env->sealed_body.len, &m);
 	if (rc != TERN_OK)
 		return tern_fail(TERN_EMALFORMED, "message %s: sealed body does not decode",
 		                 h->message_id);

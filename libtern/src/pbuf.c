@@ -53,12 +53,13 @@ int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
 	ProtobufCMessage *m;
 
 	if (len > max_len)
-		return tern_fail(TERN_ETOOBIG, "%s of %zu bytes is over the limit of %zu", desc->name,
-		                 len, max_len);
+		return tern_fail(TERN_ETOOBIG, "%s of %zu bytes is over the limit of %zu",
+		                 desc->name, len, max_len);
 	m = protobuf_c_message_unpack(desc, &alloc, len, buf);
 	if (m == NULL)
-		return b.exceeded ? tern_fail(TERN_ENOMEM, "%s: over the decoding budget", desc->name)
-		                  : tern_fail(TERN_EMALFORMED, "bytes do not decode as %s", desc->name);
+		return b.exceeded
+		           ? tern_fail(TERN_ENOMEM, "%s: over the decoding budget", desc->name)
+		           : tern_fail(TERN_EMALFORMED, "bytes do not decode as %s", desc->name);
 	*out = m;
 	return TERN_OK;
 }
@@ -69,6 +70,65 @@ void tern_pb_free(ProtobufCMessage **msg)
 		return;
 	protobuf_c_message_free_unpacked(*msg, &release_alloc);
 	*msg = NULL;
+}
+
+static int has_unknown_fields(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	if (m->n_unknown_fields != 0)
+		return 1;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m + f->offset;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)((const char *)m + f->quantifier_offset);
+			ProtobufCMessage *const *arr = *(ProtobufCMessage *const *const *)base;
+			for (size_t k = 0; k < n; k++)
+				if (arr[k] && has_unknown_fields(arr[k]))
+					return 1;
+		} else {
+			const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)base;
+			if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+			    *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+				continue;
+			if (sub && has_unknown_fields(sub))
+				return 1;
+		}
+	}
+	return 0;
+}
+
+int tern_pb_unpack_canonical(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                             size_t max_len, ProtobufCMessage **out)
+{
+	ProtobufCMessage *m = NULL;
+	uint8_t *again = NULL;
+	size_t n;
+	int rc;
+
+	if ((rc = tern_pb_unpack(desc, buf, len, max_len, &m)) != TERN_OK)
+		return rc;
+	if (has_unknown_fields(m)) {
+		rc = tern_fail(TERN_EMALFORMED, "%s carries unknown fields", desc->name);
+		goto fail;
+	}
+	if ((rc = tern_pb_pack(m, &again, &n)) != TERN_OK)
+		goto fail;
+	if (n != len || memcmp(again, buf, len) != 0) {
+		rc = tern_fail(TERN_EMALFORMED, "%s is not in canonical form", desc->name);
+		goto fail;
+	}
+	free(again);
+	*out = m;
+	return TERN_OK;
+fail:
+	free(again);
+	tern_pb_free(&m);
+	return rc;
 }
 
 int tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len)

@@ -23,6 +23,14 @@ int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
                    size_t max_len, ProtobufCMessage **out);
 void tern_pb_free(ProtobufCMessage **msg);
 
+/* tern_pb_unpack, then refuses (TERN_EMALFORMED) bytes that are not the
+ * canonical encoding of what they decode to: unknown fields anywhere,
+ * repeated scalar fields, strings cut at an embedded NUL, non-minimal
+ * varints, fields out of order. Use it for signed bytes, so that every
+ * reader of the signed bytes, in any language, sees what Tern checked. */
+int tern_pb_unpack_canonical(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                             size_t len, size_t max_len, ProtobufCMessage **out);
+
 /* Packs msg into a malloc'd buffer. */
 int tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
 

@@ -263,7 +263,7 @@ int tern_trust_check_cert(const tern_trust *trust, const uint8_t *der, size_t le
 	X509 *x;
 	EVP_PKEY *pkey;
 	uint32_t flags;
-	int rc;
+	int rc, ok, err, depth;
 
 	if (trust == NULL)
 		return TERN_EINVAL;
@@ -276,10 +276,26 @@ int tern_trust_check_cert(const tern_trust *trust, const uint8_t *der, size_t le
 	}
 	if (now != 0)
 		X509_STORE_CTX_set_time(ctx, 0, (time_t)now);
-	if (X509_verify_cert(ctx) != 1) {
-		rc = map_verify_error(X509_STORE_CTX_get_error(ctx),
-		                      X509_STORE_CTX_get_error_depth(ctx));
-		goto out;
+	ok = X509_verify_cert(ctx) == 1;
+	err = X509_STORE_CTX_get_error(ctx);
+	depth = X509_STORE_CTX_get_error_depth(ctx);
+	if (!ok) {
+		/* OpenSSL reports revocation (and expiry) of the leaf before, or
+		 * instead of, a failed signature: a forged certificate reusing a
+		 * revoked serial would pass as "revoked". Only a certificate the CA
+		 * really signed, in our profile, may be called revoked or expired. */
+		int leaf_status = depth == 0 && (err == X509_V_ERR_CERT_REVOKED ||
+		                                 err == X509_V_ERR_CERT_HAS_EXPIRED ||
+		                                 err == X509_V_ERR_CERT_NOT_YET_VALID);
+		if (!leaf_status) {
+			rc = map_verify_error(err, depth);
+			goto out;
+		}
+		if (X509_verify(x, X509_get0_pubkey(trust->ca)) != 1) {
+			rc =
+			    tern_fail(TERN_ECERT, "certificate is not signed by the federation CA");
+			goto out;
+		}
 	}
 	/* The chain is sound; now what the default purpose "any" does not ask. */
 	pkey = X509_get0_pubkey(x);
@@ -295,6 +311,10 @@ int tern_trust_check_cert(const tern_trust *trust, const uint8_t *der, size_t le
 	}
 	if (!(flags & EXFLAG_KUSAGE) || !(X509_get_key_usage(x) & KU_DIGITAL_SIGNATURE)) {
 		rc = tern_fail(TERN_ECERT, "certificate key usage lacks digitalSignature");
+		goto out;
+	}
+	if (!ok) {
+		rc = map_verify_error(err, depth);
 		goto out;
 	}
 	rc = TERN_OK;
@@ -336,7 +356,8 @@ int tern_cert_info_read(const uint8_t *der, size_t len, tern_cert_info *out)
 		unsigned bit;
 		int n = ASN1_STRING_to_UTF8(
 		    &utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subj, idx)));
-		if (n < 0 || (size_t)n >= sizeof(ou)) {
+		/* An embedded NUL would make "state\0junk" read as "state". */
+		if (n < 0 || (size_t)n >= sizeof(ou) || memchr(utf8, 0, (size_t)n) != NULL) {
 			OPENSSL_free(utf8);
 			rc = tern_fail(TERN_ECERT, "certificate of %s has a bad OU", info.node_id);
 			goto out;

@@ -1,7 +1,7 @@
 /* Ed25519 with OpenSSL 3 and with libsodium on the same keys and messages,
  * and the envelope operations built on libsodium.
  *
- *   build/tests/bench/bench-ed25519 [N]     (N messages of 300 bytes, default 20000)
+ *   build/bin/bench-ed25519 [N]     (N messages of 300 bytes, default 20000)
  *
  * Numbers are per core, single thread. Build Release or RelWithDebInfo.
  */

@@ -17,6 +17,7 @@
 #include <tern/msgtype.h>
 #include <tern/uuid.h>
 
+#include "directory_int.h"
 #include "util.h"
 
 enum { UNHCR, SWEDEN, PORTUGAL, IOM, NNODES };
@@ -34,6 +35,8 @@ struct fixture {
 
 /* A directory of the four nodes; skip leaves one out, revoke marks one revoked
  * (-1 for neither). */
+static int expire_node = -1; /* make_dir marks this node's certificate expired */
+
 static tern_directory *make_dir(struct fixture *f, int skip, int revoke)
 {
 	tern_directory *d = NULL;
@@ -51,6 +54,7 @@ static tern_directory *make_dir(struct fixture *f, int skip, int revoke)
 		memcpy(m.seal_public, tern_sealkey_public(f->seal[i]), 32);
 		randombytes_buf(m.curve_public, 32);
 		m.revoked = i == revoke;
+		m.expired = i == expire_node;
 		assert_int_equal(tern_directory_add(d, &m), TERN_OK);
 	}
 	return d;
@@ -634,6 +638,181 @@ static void test_rules_behind_a_valid_signature(void **state)
 	free(buf);
 }
 
+/* Signs raw header bytes with unhcr's key and builds the envelope around them. */
+static void sign_raw_header(struct fixture *f, const uint8_t *buf, size_t len, const uint8_t *hb,
+                            size_t hl, uint8_t **out, size_t *out_len)
+{
+	Tern__V1__Envelope *e = unpack_env(buf, len);
+	Tern__V1__Envelope ec = *e;
+
+	ec.header.data = (uint8_t *)hb;
+	ec.header.len = hl;
+	assert_int_equal(
+	    tern_sign(f->sign[UNHCR], TERN_ENVELOPE_SIGN_LABEL, hb, hl, e->signature->ed25519.data),
+	    TERN_OK);
+	repack_env(&ec, out, out_len);
+	tern__v1__envelope__free_unpacked(e, NULL);
+}
+
+/* Bytes that decode but are not the canonical encoding of what they decode
+ * to would let a sender carry data past every check (and other protobuf
+ * readers could see other values): all are refused, even validly signed. */
+static void test_non_canonical_headers(void **state)
+{
+	struct fixture *f = *state;
+	Tern__V1__Envelope *e;
+	uint8_t *buf, *mod, hb[512];
+	size_t len, mlen, hl;
+	char id[37];
+	static const uint8_t unknown_field[] = {0x78, 0x01};           /* field 15 = 1 */
+	static const uint8_t dup_case[] = {0x32, 0x03, 'C', '-', '1'}; /* case_id again */
+	static const uint8_t nul_case[] = {0x32, 0x08, 'C', '-', '1', 0, 'A', 'm', 'i', 'n'};
+	const uint8_t *extras[] = {unknown_field, dup_case, nul_case};
+	const size_t extra_len[] = {sizeof(unknown_field), sizeof(dup_case), sizeof(nul_case)};
+
+	seal_default(f, 0, &buf, &len, id);
+	e = unpack_env(buf, len);
+	assert_true(e->header.len + 16 < sizeof(hb));
+	/* The harness is sound: the unchanged bytes, re-signed, verify. */
+	sign_raw_header(f, buf, len, e->header.data, e->header.len, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_OK);
+	free(mod);
+	for (size_t i = 0; i < 3; i++) {
+		memcpy(hb, e->header.data, e->header.len);
+		memcpy(hb + e->header.len, extras[i], extra_len[i]);
+		hl = e->header.len + extra_len[i];
+		sign_raw_header(f, buf, len, hb, hl, &mod, &mlen);
+		assert_int_equal(verify(mod, mlen, f->dir), TERN_EMALFORMED);
+		assert_non_null(strstr(tern_errdetail(), "Header"));
+		free(mod);
+	}
+	tern__v1__envelope__free_unpacked(e, NULL);
+	free(buf);
+}
+
+static void test_expired_sender_and_crl(void **state)
+{
+	struct fixture *f = *state;
+	tern_directory *expired;
+	tern_verify_opts o = {0};
+	tern_envelope *env = NULL;
+	const tern_member *m;
+	uint8_t *buf;
+	size_t len;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+	expire_node = UNHCR;
+	expired = make_dir(f, -1, -1);
+	expire_node = -1;
+	assert_int_equal(verify(buf, len, expired), TERN_EEXPIRED);
+	tern_directory_free(&expired);
+
+	/* A certificate whose notAfter passes while the process runs. */
+	assert_int_equal(tern_directory_find(f->dir, "unhcr", &m), TERN_OK);
+	((tern_member *)m)->cert_not_after = tern_now_ms() / 1000 + 3600;
+	assert_int_equal(verify(buf, len, f->dir), TERN_OK);
+	o.now_ms = tern_now_ms() + 2 * 3600 * 1000;
+	o.max_skew_ms = 3 * 3600 * 1000;
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_EEXPIRED);
+	assert_null(env);
+	((tern_member *)m)->cert_not_after = 0;
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_OK);
+	tern_envelope_free(&env);
+	/* Past the CRL's nextUpdate every sender is refused until a new CRL. */
+	((struct tern_directory *)f->dir)->crl_next_update = tern_now_ms() / 1000 - 1;
+	assert_int_equal(verify(buf, len, f->dir), TERN_EEXPIRED);
+	((struct tern_directory *)f->dir)->crl_next_update = tern_now_ms() / 1000 + 3600;
+	assert_int_equal(verify(buf, len, f->dir), TERN_OK);
+	((struct tern_directory *)f->dir)->crl_next_update = 0;
+
+	free(buf);
+
+	/* Neither sending from nor to an expired member. */
+	expire_node = SWEDEN;
+	expired = make_dir(f, -1, -1);
+	expire_node = -1;
+	{
+		tern_seal_params p = {.sender = "unhcr",
+		                      .sign_key = f->sign[UNHCR],
+		                      .recipients = to_sweden_iom,
+		                      .n_recipients = 2,
+		                      .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+		                      .body = f->body,
+		                      .body_len = sizeof(f->body)};
+		assert_int_equal(tern_envelope_seal(&p, expired, &buf, &len, id), TERN_EEXPIRED);
+	}
+	tern_directory_free(&expired);
+}
+
+/* A node back from days offline gets old messages: with future_skew_only they
+ * pass, while a created-at in the future is still refused. */
+static void test_future_only_skew(void **state)
+{
+	struct fixture *f = *state;
+	tern_verify_opts o = {.future_skew_only = 1};
+	tern_envelope *env = NULL;
+	uint8_t *buf;
+	size_t len;
+	char id[37];
+
+	seal_default(f, tern_now_ms() - 3 * 24 * 3600 * 1000LL, &buf, &len, id);
+	assert_int_equal(verify(buf, len, f->dir), TERN_ESKEW);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_OK);
+	tern_envelope_free(&env);
+	free(buf);
+	seal_default(f, tern_now_ms() + 3600 * 1000, &buf, &len, id);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_ESKEW);
+	free(buf);
+}
+
+static void set_expires(Tern__V1__Header *h, void *arg)
+{
+	h->expires_at = *(int64_t *)arg;
+}
+
+/* The time-to-live is signed and bound into the body's associated data. */
+static void test_expires_at(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = tern_now_ms(), later;
+	tern_envelope *env = NULL;
+	uint8_t *buf, *mod, *body = NULL;
+	size_t len, mlen, blen;
+	char id[37];
+	tern_seal_params p = {.sender = "unhcr",
+	                      .sign_key = f->sign[UNHCR],
+	                      .recipients = to_sweden_iom,
+	                      .n_recipients = 2,
+	                      .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+	                      .body = f->body,
+	                      .body_len = sizeof(f->body),
+	                      .created_at = now,
+	                      .expires_at = now + 3600 * 1000};
+
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, id), TERN_OK);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	assert_true(tern_envelope_header(env)->expires_at == now + 3600 * 1000);
+	open_ok(f, env, SWEDEN);
+	tern_envelope_free(&env);
+
+	later = now + 7200 * 1000;
+	resign(f, buf, len, set_expires, &later, NULL, &mod, &mlen);
+	assert_int_equal(tern_envelope_verify(mod, mlen, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_open(env, "sweden", f->seal[SWEDEN], &body, &blen),
+	                 TERN_EDECRYPT);
+	tern_envelope_free(&env);
+	free(mod);
+	later = now - 1;
+	resign(f, buf, len, set_expires, &later, NULL, &mod, &mlen);
+	assert_int_equal(verify(mod, mlen, f->dir), TERN_EMALFORMED);
+	free(mod);
+	free(buf);
+
+	p.expires_at = now;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, id), TERN_EINVAL);
+}
+
 static void test_batch_signature(void **state)
 {
 	struct fixture *f = *state;
@@ -727,6 +906,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rules_behind_a_valid_signature, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_signature, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bodies_and_replies, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_non_canonical_headers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expired_sender_and_crl, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_future_only_skew, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expires_at, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

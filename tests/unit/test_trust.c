@@ -220,6 +220,11 @@ static void test_garbage(void **state)
 }
 
 /* A certificate the CA key signs with a profile of our choosing. */
+/* What craft() signs with and which serial it uses: the CA's key and 999
+ * unless a test says otherwise. */
+static tern_signkey *craft_signer;
+static long craft_serial = 999;
+
 static void craft(struct fx *f, const char *subject_cn, const char *ou, const char *bc,
                   const char *ku, uint8_t **der, size_t *len)
 {
@@ -241,7 +246,7 @@ static void craft(struct fx *f, const char *subject_cn, const char *ou, const ch
 
 	x = X509_new();
 	X509_set_version(x, 2);
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 999);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), craft_serial);
 	X509_gmtime_adj(X509_getm_notBefore(x), -60);
 	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
 	X509_set_pubkey(x, tern_signkey_evp(nk));
@@ -274,7 +279,7 @@ static void craft(struct fx *f, const char *subject_cn, const char *ou, const ch
 			X509_EXTENSION_free(e);
 		}
 	}
-	assert_true(X509_sign(x, tern_signkey_evp(cak), NULL) > 0);
+	assert_true(X509_sign(x, tern_signkey_evp(craft_signer ? craft_signer : cak), NULL) > 0);
 	assert_true((n = i2d_X509(x, &buf)) > 0);
 	*der = malloc((size_t)n);
 	memcpy(*der, buf, (size_t)n);
@@ -284,6 +289,40 @@ static void craft(struct fx *f, const char *subject_cn, const char *ou, const ch
 	X509_free(ca);
 	tern_signkey_free(&nk);
 	tern_signkey_free(&cak);
+}
+
+/* OpenSSL checks the CRL before the signature: a forgery that reuses a
+ * revoked serial must not pass as a genuine, revoked member. */
+static void test_forgery_with_revoked_serial(void **state)
+{
+	struct fx *f = *state;
+	tern_node_request req;
+	tern_cert_info info;
+	tern_trust *t = NULL;
+	tern_signkey *fake = NULL;
+	uint8_t *der = NULL, *forged = NULL;
+	size_t len = 0, flen = 0;
+
+	issue(f->root, f->ca, "unhcr", TERN_ROLE_REFERRER, 0, &req, &der, &len);
+	assert_int_equal(tern_cert_info_read(der, len, &info), TERN_OK);
+	revoke(f->ca, "unhcr");
+	assert_int_equal(tern_trust_load(f->ca_crt, f->crl, &t), TERN_OK);
+	assert_int_equal(tern_trust_check_cert(t, der, len, 0), TERN_EREVOKED);
+
+	assert_int_equal(tern_signkey_generate(&fake), TERN_OK);
+	craft_signer = fake;
+	craft_serial = strtol(info.serial, NULL, 16);
+	craft(f, "unhcr", "referrer", "critical,CA:FALSE", "critical,digitalSignature", &forged,
+	      &flen);
+	craft_signer = NULL;
+	craft_serial = 999;
+	assert_int_equal(tern_trust_check_cert(t, forged, flen, 0), TERN_ECERT);
+	assert_non_null(strstr(tern_errdetail(), "not signed by the federation CA"));
+
+	tern_signkey_free(&fake);
+	tern_trust_free(&t);
+	free(forged);
+	free(der);
 }
 
 static void test_profile_checks(void **state)
@@ -352,6 +391,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_profile_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forgery_with_revoked_serial, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

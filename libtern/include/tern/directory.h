@@ -30,6 +30,7 @@ typedef struct tern_member {
 	uint8_t *cert_der;
 	size_t cert_len;
 	int revoked;                                /* certificate on the CRL */
+	int expired;                                /* certificate outside its validity */
 	int64_t cert_not_after;                     /* seconds since epoch */
 } tern_member;
 
@@ -64,6 +65,10 @@ size_t tern_directory_count(const tern_directory *d);
 const tern_member *tern_directory_at(const tern_directory *d, size_t i);
 /* TERN_ENOENT when node_id is not a member. */
 int tern_directory_find(const tern_directory *d, const char *node_id, const tern_member **out);
+/* Seconds since the epoch at which the CRL the directory was checked against
+ * stops being valid (0 for a directory built in memory): past it, verifying
+ * refuses every sender until a new CRL is loaded. */
+int64_t tern_directory_crl_next_update(const tern_directory *d);
 /* Lookup by CURVE public key (the ZAP handler's question). */
 int tern_directory_find_curve(const tern_directory *d, const uint8_t curve_public[32],
                               const tern_member **out);

@@ -47,6 +47,7 @@ typedef struct tern_seal_params {
 	const uint8_t *body;           /* the serialized message, sealed as is */
 	size_t body_len;
 	int64_t created_at; /* ms since the epoch; 0 = now */
+	int64_t expires_at; /* ms since the epoch; 0 = the broker's default time-to-live */
 } tern_seal_params;
 
 /* Seals p->body for p->recipients (their seal_public keys come from dir) and
@@ -65,6 +66,10 @@ typedef struct tern_verify_opts {
 	size_t max_size;
 	int64_t now_ms;
 	int64_t max_skew_ms;
+	/* Non-zero: bound only created-at in the future. A node that was offline
+	 * for days receives old messages that are legitimately old; a broker,
+	 * which sees messages as they are sent, bounds both directions. */
+	int future_skew_only;
 } tern_verify_opts;
 
 /* Verifies a received envelope; the checks run in this order and the first
