@@ -1,0 +1,853 @@
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/log.h>
+#include <tern/msgtype.h>
+
+#include "broker.h"
+#include "hop.h"
+#include "ident.h"
+#include "pbuf.h"
+#include "queue.h"
+#include "util.h"
+
+#define MAX_PEERS 256
+#define MAX_RID 256
+#define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+
+struct peer {
+	char id[64];
+	uint8_t rid[MAX_RID];
+	size_t rid_len;
+	int live; /* said Hello on its current connection */
+	uint32_t credit;
+	uint64_t acked;   /* every seq <= acked is committed at the node */
+	uint64_t sent;    /* highest seq sent on this connection */
+	int64_t progress; /* last ack that advanced, or first send after idle */
+	int64_t wait;     /* current redelivery wait, ms */
+	int attempts;     /* redeliveries of the head without progress */
+	int64_t last_rx;
+	int64_t last_tx;
+	int dirty; /* queue changed: try to deliver */
+};
+
+struct sub {
+	Tern__V1__Frame *frame; /* owns the envelope bytes */
+	tern_envelope *env;     /* NULL when refused before verification */
+	char peer[64];
+	uint8_t rid[MAX_RID];
+	size_t rid_len;
+	char msgid[37];
+	int64_t expires;
+	char code[32]; /* refusal found before the write, or "" */
+	char text[256];
+	/* outputs of the apply */
+	int accepted;
+	char out_code[64], out_text[512];
+};
+
+struct ack {
+	char node[64];
+	uint64_t upto;
+};
+
+struct dead {
+	char node[64];
+	uint64_t seq;
+};
+
+struct batch {
+	struct sub *subs;
+	size_t nsubs, capsubs;
+	struct ack acks[MAX_PEERS * 2];
+	size_t nacks;
+	struct dead dead[MAX_PEERS];
+	size_t ndead;
+	int sweep;
+	int64_t now;
+};
+
+struct broker {
+	tern_ident id;
+	void *ctx, *router, *zap;
+	tern_store *store;
+	uint8_t epoch[BQ_EPOCH_LEN];
+	struct peer peers[MAX_PEERS];
+	size_t npeers;
+	struct batch batch;
+	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
+	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;
+	int64_t next_sweep;
+};
+
+static struct peer *peer_find(broker *b, const char *id, int create)
+{
+	for (size_t i = 0; i < b->npeers; i++)
+		if (strcmp(b->peers[i].id, id) == 0)
+			return &b->peers[i];
+	if (!create || b->npeers == MAX_PEERS)
+		return NULL;
+	memset(&b->peers[b->npeers], 0, sizeof(b->peers[0]));
+	snprintf(b->peers[b->npeers].id, sizeof(b->peers[0].id), "%s", id);
+	return &b->peers[b->npeers++];
+}
+
+static void touch_peer(const char *rcpt, void *arg)
+{
+	struct peer *p = peer_find(arg, rcpt, 0);
+
+	if (p)
+		p->dirty = 1;
+}
+
+/* --- ZAP: who may connect --------------------------------------------------- */
+
+/* RFC 27: a CURVE client is admitted only if its key belongs to a directory
+ * member that is neither revoked nor expired, and is not a broker; the reply
+ * names the member (User-Id), which the broker then reads on every message. */
+static void zap_handle(broker *b)
+{
+	zmq_msg_t part[7];
+	int n = 0, more = 1;
+	const char *status = "400", *text = "not a federation member";
+	char user[64] = "";
+	const tern_member *m = NULL;
+
+	while (more && n < 7) {
+		zmq_msg_init(&part[n]);
+		if (zmq_msg_recv(&part[n], b->zap, 0) < 0) {
+			zmq_msg_close(&part[n]);
+			break;
+		}
+		more = zmq_msg_more(&part[n]);
+		n++;
+	}
+	while (more) { /* a malformed request: drain it */
+		zmq_msg_t junk;
+		zmq_msg_init(&junk);
+		zmq_msg_recv(&junk, b->zap, 0);
+		more = zmq_msg_more(&junk);
+		zmq_msg_close(&junk);
+	}
+	if (n < 6)
+		goto out_close;
+	if (zmq_msg_size(&part[2]) != strlen(TERN_HOP_ZAP_DOMAIN) ||
+	    memcmp(zmq_msg_data(&part[2]), TERN_HOP_ZAP_DOMAIN, strlen(TERN_HOP_ZAP_DOMAIN)) != 0) {
+		text = "wrong ZAP domain";
+	} else if (zmq_msg_size(&part[5]) != 5 || memcmp(zmq_msg_data(&part[5]), "CURVE", 5) != 0 ||
+	           n < 7 || zmq_msg_size(&part[6]) != 32) {
+		text = "CURVE required";
+	} else if (tern_directory_find_curve(b->id.dir, zmq_msg_data(&part[6]), &m) != TERN_OK) {
+		char z85[41];
+		tern_curve_z85_encode(zmq_msg_data(&part[6]), z85);
+		log_warnx("refused a connection: CURVE key %s is not in the directory", z85);
+	} else if (m->revoked || m->expired || (m->roles & TERN_ROLE_BROKER)) {
+		log_warnx("refused a connection from %s: %s", m->node_id,
+		          m->revoked   ? "revoked"
+		          : m->expired ? "certificate expired"
+		                       : "a broker");
+		text = "member not admitted";
+	} else {
+		status = "200";
+		text = "OK";
+		snprintf(user, sizeof(user), "%s", m->node_id);
+	}
+	zmq_send(b->zap, "1.0", 3, ZMQ_SNDMORE);
+	zmq_send(b->zap, zmq_msg_data(&part[1]), zmq_msg_size(&part[1]), ZMQ_SNDMORE);
+	zmq_send(b->zap, status, 3, ZMQ_SNDMORE);
+	zmq_send(b->zap, text, strlen(text), ZMQ_SNDMORE);
+	zmq_send(b->zap, user, strlen(user), ZMQ_SNDMORE);
+	zmq_send(b->zap, "", 0, 0);
+out_close:
+	for (int i = 0; i < n; i++)
+		zmq_msg_close(&part[i]);
+}
+
+/* --- sending ---------------------------------------------------------------- */
+
+static int send_to(broker *b, struct peer *p, Tern__V1__Frame *f)
+{
+	int rc = tern_hop_send(b->router, p->rid, p->rid_len, f, ZMQ_DONTWAIT);
+
+	if (rc == TERN_OK)
+		p->last_tx = tern_now_ms();
+	return rc;
+}
+
+static void send_refused(broker *b, const void *rid, size_t rid_len, const char *code,
+                         const char *text)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Refused r = TERN__V1__REFUSED__INIT;
+
+	r.reason_code = (char *)code;
+	r.reason_text = (char *)text;
+	f.body_case = TERN__V1__FRAME__BODY_REFUSED;
+	f.refused = &r;
+	tern_hop_send(b->router, rid, rid_len, &f, ZMQ_DONTWAIT);
+}
+
+struct pump {
+	broker *b;
+	struct peer *p;
+	uint32_t inflight;
+	int blocked;
+};
+
+static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
+{
+	struct pump *pp = arg;
+	struct peer *p = pp->p;
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Deliver d = TERN__V1__DELIVER__INIT;
+	ProtobufCMessage *notice = NULL;
+
+	if (seq <= p->sent) {
+		pp->inflight++;
+		return 0;
+	}
+	if (pp->inflight >= p->credit)
+		return 1;
+	d.broker_epoch.data = pp->b->epoch;
+	d.broker_epoch.len = BQ_EPOCH_LEN;
+	d.seq = seq;
+	if (it->kind == BQ_NOTICE) {
+		if (tern_pb_unpack(&tern__v1__notice__descriptor, it->payload, it->len, it->len,
+		                   &notice) != TERN_OK)
+			return 0; /* damaged notice: skip it, the node will ack past it */
+		d.item_case = TERN__V1__DELIVER__ITEM_NOTICE;
+		d.notice = (Tern__V1__Notice *)notice;
+	} else {
+		d.item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
+		d.envelope.data = (uint8_t *)it->payload;
+		d.envelope.len = it->len;
+	}
+	f.body_case = TERN__V1__FRAME__BODY_DELIVER;
+	f.deliver = &d;
+	if (send_to(pp->b, p, &f) != TERN_OK) {
+		tern_pb_free(&notice);
+		pp->blocked = 1; /* EAGAIN or gone: keep order, try later */
+		return 1;
+	}
+	tern_pb_free(&notice);
+	if (pp->inflight == 0)
+		p->progress = tern_now_ms();
+	p->sent = seq;
+	pp->inflight++;
+	return 0;
+}
+
+/* Sends the next deliveries to p while its credit allows, in seq order. */
+static void pump(broker *b, struct peer *p)
+{
+	struct pump pp = {b, p, 0, 0};
+	MDB_txn *txn;
+
+	if (!p->live || p->credit == 0)
+		return;
+	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
+		return;
+	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp);
+	mdb_txn_abort(txn);
+	if (pp.inflight == 0)
+		p->attempts = 0;
+	p->dirty = pp.blocked;
+}
+
+/* --- submissions -------------------------------------------------------------- */
+
+static void sub_refuse(struct sub *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sub_refuse(struct sub *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(s->code, sizeof(s->code), "%s", tern_errcode_name(code));
+	va_start(ap, fmt);
+	vsnprintf(s->text, sizeof(s->text), fmt, ap);
+	va_end(ap);
+}
+
+static void sub_refuse_named(struct sub *s, const char *code, const char *text)
+{
+	snprintf(s->code, sizeof(s->code), "%s", code);
+	snprintf(s->text, sizeof(s->text), "%s", text);
+}
+
+/* Everything that can be decided before the write: signature, identity,
+ * role, recipients, expiry. De-duplication is decided inside the write. */
+static void sub_check(broker *b, struct sub *s)
+{
+	tern_verify_opts o = {.max_size = (size_t)b->max_msg, .max_skew_ms = b->skew_ms};
+	const Tern__V1__Submit *sm = s->frame->submit;
+	const Tern__V1__Header *h;
+	int64_t now = b->batch.now;
+	int rc;
+
+	rc = tern_envelope_verify(sm->envelope.data, sm->envelope.len, b->id.dir, &o, &s->env);
+	if (rc != TERN_OK) {
+		/* The id, if the header decodes at all, lets the node match the answer. */
+		Tern__V1__Envelope *e =
+		    tern__v1__envelope__unpack(NULL, sm->envelope.len, sm->envelope.data);
+		if (e) {
+			Tern__V1__Header *hh =
+			    tern__v1__header__unpack(NULL, e->header.len, e->header.data);
+			if (hh && tern_node_id_valid(hh->sender) && strlen(hh->message_id) == 36)
+				snprintf(s->msgid, sizeof(s->msgid), "%s", hh->message_id);
+			if (hh)
+				tern__v1__header__free_unpacked(hh, NULL);
+			tern__v1__envelope__free_unpacked(e, NULL);
+		}
+		sub_refuse(s, rc, "%s", tern_errdetail());
+		return;
+	}
+	h = tern_envelope_header(s->env);
+	snprintf(s->msgid, sizeof(s->msgid), "%s", h->message_id);
+	if (strcmp(h->sender, s->peer) != 0) {
+		sub_refuse_named(s, "forged-sender", "");
+		snprintf(s->text, sizeof(s->text),
+		         "header sender %s is not the authenticated peer %s", h->sender, s->peer);
+		return;
+	}
+	if ((rc = tern_envelope_authorize(s->env)) != TERN_OK) {
+		sub_refuse(s, rc, "%s", tern_errdetail());
+		return;
+	}
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		const tern_member *m;
+		if (tern_directory_find(b->id.dir, h->recipients[i], &m) != TERN_OK ||
+		    (m->roles & TERN_ROLE_BROKER)) {
+			sub_refuse_named(s, "unknown-recipient", "");
+			snprintf(s->text, sizeof(s->text), "recipient %s is not a member node",
+			         h->recipients[i]);
+			return;
+		}
+		if (m->revoked || m->expired) {
+			sub_refuse_named(s, "unknown-recipient", "");
+			snprintf(s->text, sizeof(s->text), "recipient %s is %s", h->recipients[i],
+			         m->revoked ? "revoked" : "expired");
+			return;
+		}
+	}
+	s->expires = h->expires_at ? h->expires_at : now + b->default_ttl_ms;
+	if (s->expires <= now)
+		sub_refuse_named(s, "expired", "the message expired before it reached the broker");
+}
+
+/* --- the write ------------------------------------------------------------------ */
+
+static int batch_apply(MDB_txn *txn, void *arg)
+{
+	broker *b = arg;
+	struct batch *bt = &b->batch;
+	int rc;
+
+	for (size_t i = 0; i < bt->nacks; i++)
+		if ((rc = bq_delete_upto(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
+		                         NULL)) != TERN_OK)
+			return rc;
+	for (size_t i = 0; i < bt->ndead; i++) {
+		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, bt->dead[i].seq,
+		                    TERN__V1__NOTICE__KIND__DEAD_LETTERED, "max-attempts", bt->now);
+		if (rc != TERN_OK && rc != TERN_ENOENT)
+			return rc;
+	}
+	for (size_t i = 0; i < bt->nsubs; i++) {
+		struct sub *s = &bt->subs[i];
+		const Tern__V1__Header *h;
+		bq_item it;
+
+		s->accepted = 0;
+		s->out_code[0] = s->out_text[0] = '\0';
+		if (s->msgid[0] == '\0') { /* nothing to remember it by */
+			snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);
+			snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
+			continue;
+		}
+		rc = bq_dedup_get(txn, b->store, s->msgid, &s->accepted, s->out_code,
+		                  sizeof(s->out_code), s->out_text, sizeof(s->out_text));
+		if (rc == TERN_OK)
+			continue; /* the first answer is the answer */
+		if (rc != TERN_ENOENT)
+			return rc;
+		if (s->code[0] != '\0') {
+			snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);
+			snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
+			/* Only a verified envelope's id is its sender's to claim. */
+			if (s->env && (rc = bq_dedup_put(txn, b->store, s->msgid, 0, s->code,
+			                                 s->text, bt->now)) != TERN_OK)
+				return rc;
+			continue;
+		}
+		h = tern_envelope_header(s->env);
+		memset(&it, 0, sizeof(it));
+		it.kind = BQ_ENVELOPE;
+		it.expires_at = s->expires;
+		it.enqueued_at = bt->now;
+		snprintf(it.sender, sizeof(it.sender), "%s", h->sender);
+		memcpy(it.msgid, s->msgid, 37);
+		it.payload = s->frame->submit->envelope.data;
+		it.len = s->frame->submit->envelope.len;
+		for (size_t r = 0; r < h->n_recipients; r++) {
+			uint64_t seq;
+			if ((rc = bq_append(txn, b->store, h->recipients[r], &it, &seq)) != TERN_OK)
+				return rc;
+		}
+		if ((rc = bq_dedup_put(txn, b->store, s->msgid, 1, "", "", bt->now)) != TERN_OK)
+			return rc;
+		s->accepted = 1;
+	}
+	if (bt->sweep) {
+		size_t n = 0;
+		if ((rc = bq_expire(txn, b->store, bt->now, &n, NULL, NULL)) != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
+}
+
+static void batch_reset(broker *b)
+{
+	struct batch *bt = &b->batch;
+
+	for (size_t i = 0; i < bt->nsubs; i++) {
+		tern_envelope_free(&bt->subs[i].env);
+		tern_pb_free((ProtobufCMessage **)&bt->subs[i].frame);
+	}
+	bt->nsubs = bt->nacks = bt->ndead = 0;
+	bt->sweep = 0;
+}
+
+static void batch_commit(broker *b)
+{
+	struct batch *bt = &b->batch;
+	int rc;
+
+	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep)
+		return;
+	rc = tern_store_write(b->store, batch_apply, b);
+	if (rc != TERN_OK) {
+		/* Nothing of this batch is acknowledged: nodes resubmit and re-ack. */
+		log_warnx("commit failed, %zu submissions not acknowledged: %s (%s)", bt->nsubs,
+		          tern_strerror(rc), tern_errdetail());
+		batch_reset(b);
+		return;
+	}
+	for (size_t i = 0; i < bt->nacks; i++) {
+		struct peer *p = peer_find(b, bt->acks[i].node, 0);
+		if (p && bt->acks[i].upto > p->acked) {
+			p->acked = bt->acks[i].upto;
+			if (p->sent < p->acked)
+				p->sent = p->acked;
+			p->progress = bt->now;
+			p->attempts = 0;
+			p->wait = b->ack_timeout_ms;
+			p->dirty = 1;
+		}
+	}
+	for (size_t i = 0; i < bt->ndead; i++) {
+		struct peer *p = peer_find(b, bt->dead[i].node, 0);
+		log_warnx("dead-lettered seq %llu for %s after %lld attempts",
+		          (unsigned long long)bt->dead[i].seq, bt->dead[i].node,
+		          (long long)b->max_attempts);
+		if (p) {
+			p->attempts = 0;
+			p->dirty = 1;
+		}
+	}
+	for (size_t i = 0; i < bt->nsubs; i++) {
+		struct sub *s = &bt->subs[i];
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__SubmitResult r = TERN__V1__SUBMIT_RESULT__INIT;
+
+		r.message_id = s->msgid;
+		r.accepted = s->accepted;
+		r.reason_code = s->out_code;
+		r.reason_text = s->out_text;
+		f.body_case = TERN__V1__FRAME__BODY_RESULT;
+		f.result = &r;
+		if (s->accepted) {
+			const Tern__V1__Header *h = tern_envelope_header(s->env);
+			log_info("accepted %s %s from %s for %zu recipient(s), case %s", s->msgid,
+			         tern_msgtype_by_type(h->type)->name, s->peer, h->n_recipients,
+			         h->case_id);
+			for (size_t r2 = 0; r2 < h->n_recipients; r2++)
+				touch_peer(h->recipients[r2], b);
+		} else {
+			log_warnx("refused %s from %s: %s: %s", s->msgid[0] ? s->msgid : "(no id)",
+			          s->peer, s->out_code, s->out_text);
+		}
+		tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
+	}
+	if (bt->sweep)
+		for (size_t i = 0; i < b->npeers; i++)
+			b->peers[i].dirty = 1;
+	batch_reset(b);
+}
+
+/* --- receiving ------------------------------------------------------------------ */
+
+static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
+                     const Tern__V1__Hello *h)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
+	struct peer *p;
+
+	if (strcmp(h->node_id, user) != 0) {
+		log_warnx("refused Hello: peer %s claims to be %s", user, h->node_id);
+		send_refused(b, rid, rid_len, "identity-mismatch",
+		             "Hello node_id differs from the authenticated identity");
+		return;
+	}
+	if ((p = peer_find(b, user, 1)) == NULL) {
+		send_refused(b, rid, rid_len, "busy", "too many nodes connected");
+		return;
+	}
+	if (p->live && (p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0))
+		log_info("handover: %s reconnected, %llu deliveries in flight are sent again", user,
+		         (unsigned long long)(p->sent - p->acked));
+	/* Handover by authenticated identity: the new connection takes the route. */
+	memcpy(p->rid, rid, rid_len);
+	p->rid_len = rid_len;
+	p->live = 1;
+	p->credit = h->credit ? h->credit : 1;
+	p->sent = p->acked;
+	p->attempts = 0;
+	p->wait = b->ack_timeout_ms;
+	p->last_rx = tern_now_ms();
+	p->dirty = 1;
+	if (h->broker_epoch.len == BQ_EPOCH_LEN &&
+	    memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0 &&
+	    h->delivered_upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
+		/* Resync: what the node already holds is dropped, not sent again. */
+		snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
+		b->batch.acks[b->batch.nacks++].upto = h->delivered_upto;
+		p->sent = h->delivered_upto;
+	}
+	w.broker_id = (char *)b->id.id;
+	w.broker_epoch.data = b->epoch;
+	w.broker_epoch.len = BQ_EPOCH_LEN;
+	w.directory_version = tern_directory_version(b->id.dir);
+	w.max_message_size = (uint32_t)b->max_msg;
+	f.body_case = TERN__V1__FRAME__BODY_WELCOME;
+	f.welcome = &w;
+	send_to(b, p, &f);
+	log_info("%s connected (credit %u)", user, p->credit);
+}
+
+/* Takes ownership of f. */
+static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
+                     Tern__V1__Frame *f)
+{
+	struct peer *p;
+
+	if (f->body_case == TERN__V1__FRAME__BODY_HELLO) {
+		on_hello(b, user, rid, rid_len, f->hello);
+		goto done;
+	}
+	p = peer_find(b, user, 0);
+	if (p == NULL || !p->live || p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0) {
+		send_refused(b, rid, rid_len, "hello-required", "send Hello first");
+		goto done;
+	}
+	p->last_rx = tern_now_ms();
+	switch (f->body_case) {
+	case TERN__V1__FRAME__BODY_SUBMIT: {
+		struct batch *bt = &b->batch;
+		struct sub *s;
+		if (bt->nsubs == bt->capsubs) {
+			size_t nc = bt->capsubs ? bt->capsubs * 2 : 64;
+			struct sub *ns = realloc(bt->subs, nc * sizeof(*ns));
+			if (ns == NULL)
+				goto done; /* not acknowledged: the node resubmits */
+			bt->subs = ns;
+			bt->capsubs = nc;
+		}
+		s = &bt->subs[bt->nsubs++];
+		memset(s, 0, sizeof(*s));
+		s->frame = f;
+		snprintf(s->peer, sizeof(s->peer), "%s", user);
+		memcpy(s->rid, rid, rid_len);
+		s->rid_len = rid_len;
+		sub_check(b, s);
+		return; /* the batch owns f now */
+	}
+	case TERN__V1__FRAME__BODY_DELIVER_ACK: {
+		const Tern__V1__DeliverAck *a = f->deliver_ack;
+		if (a->broker_epoch.len != BQ_EPOCH_LEN ||
+		    memcmp(a->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) != 0) {
+			send_refused(b, rid, rid_len, "wrong-epoch",
+			             "acknowledgement for another store");
+			break;
+		}
+		if (a->credit)
+			p->credit = a->credit;
+		if (a->upto > p->sent) {
+			log_warnx("%s acknowledged seq %llu, never sent; ignored", user,
+			          (unsigned long long)a->upto);
+			break;
+		}
+		if (a->upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
+			snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
+			b->batch.acks[b->batch.nacks++].upto = a->upto;
+		}
+		break;
+	}
+	case TERN__V1__FRAME__BODY_PING: {
+		Tern__V1__Frame r = TERN__V1__FRAME__INIT;
+		Tern__V1__Pong pong = TERN__V1__PONG__INIT;
+		pong.at = f->ping->at;
+		r.body_case = TERN__V1__FRAME__BODY_PONG;
+		r.pong = &pong;
+		send_to(b, p, &r);
+		break;
+	}
+	case TERN__V1__FRAME__BODY_PONG:
+		break;
+	default:
+		send_refused(b, rid, rid_len, "unexpected-frame", "frame not valid from a node");
+		log_warnx("%s sent an unexpected frame (%d)", user, (int)f->body_case);
+		break;
+	}
+done:
+	tern_pb_free((ProtobufCMessage **)&f);
+}
+
+/* Reads one ROUTER message: routing id, then exactly one frame. */
+static void on_router(broker *b)
+{
+	zmq_msg_t rid, body;
+	Tern__V1__Frame *f = NULL;
+	const char *user;
+	int rc;
+
+	zmq_msg_init(&rid);
+	zmq_msg_init(&body);
+	if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0)
+		goto out;
+	if (!zmq_msg_more(&rid) || zmq_msg_recv(&body, b->router, 0) < 0)
+		goto out;
+	if (zmq_msg_more(&body)) {
+		int more = 1;
+		while (more) {
+			zmq_msg_t junk;
+			zmq_msg_init(&junk);
+			zmq_msg_recv(&junk, b->router, 0);
+			more = zmq_msg_more(&junk);
+			zmq_msg_close(&junk);
+		}
+		log_warnx("refused a message of more than one frame");
+		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), "too-many-frames",
+		             "one frame per message");
+		goto out;
+	}
+	user = zmq_msg_gets(&body, "User-Id");
+	if (user == NULL || !tern_node_id_valid(user) || zmq_msg_size(&rid) > MAX_RID) {
+		log_warnx("message without an authenticated identity dropped");
+		goto out;
+	}
+	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->max_msg + 4096,
+	                     &f);
+	if (rc != TERN_OK) {
+		log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
+		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), tern_errcode_name(rc),
+		             "frame does not decode");
+		goto out;
+	}
+	on_frame(b, user, zmq_msg_data(&rid), zmq_msg_size(&rid), f);
+out:
+	zmq_msg_close(&body);
+	zmq_msg_close(&rid);
+}
+
+/* --- timers ----------------------------------------------------------------------- */
+
+static void timers(broker *b, int64_t now)
+{
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer *p = &b->peers[i];
+		if (!p->live)
+			continue;
+		if (now - p->last_rx > b->hb_timeout_ms) {
+			log_info("%s silent for %lld ms: route dropped", p->id,
+			         (long long)(now - p->last_rx));
+			p->live = 0;
+			p->sent = p->acked;
+			continue;
+		}
+		if (now - p->last_tx > b->hb_ivl_ms) {
+			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+			Tern__V1__Ping ping = TERN__V1__PING__INIT;
+			ping.at = now;
+			f.body_case = TERN__V1__FRAME__BODY_PING;
+			f.ping = &ping;
+			send_to(b, p, &f);
+		}
+		if (p->sent > p->acked && now - p->progress > p->wait) {
+			p->attempts++;
+			if (p->attempts >= b->max_attempts && b->batch.ndead < MAX_PEERS) {
+				snprintf(b->batch.dead[b->batch.ndead].node, 64, "%s", p->id);
+				b->batch.dead[b->batch.ndead++].seq = p->acked + 1;
+			}
+			/* seq acked+1 may be gone (expired); dead-lettering finds none
+			 * and the next attempt starts at the real head. */
+			log_info(
+			    "no acknowledgement from %s for %lld ms: redelivering from seq %llu "
+			    "(attempt %d)",
+			    p->id, (long long)p->wait, (unsigned long long)p->acked + 1,
+			    p->attempts);
+			p->sent = p->acked;
+			p->progress = now;
+			p->wait = p->wait * 2 > b->max_backoff_ms ? b->max_backoff_ms : p->wait * 2;
+			p->dirty = 1;
+		}
+	}
+	if (now >= b->next_sweep) {
+		MDB_txn *txn;
+		b->next_sweep = now + 1000;
+		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
+			b->batch.sweep = bq_next_expiry(txn, b->store) <= now;
+			mdb_txn_abort(txn);
+		}
+	}
+}
+
+/* --- life cycle ------------------------------------------------------------------ */
+
+int broker_open(const char *conf, broker **out)
+{
+	broker *b;
+	int rc, one = 1;
+	const char *dom = TERN_HOP_ZAP_DOMAIN;
+
+	if ((b = calloc(1, sizeof(*b))) == NULL)
+		return TERN_ENOMEM;
+	if ((rc = tern_ident_load(conf, TERN_CONFIG_BROKER, 0, stderr, &b->id)) != TERN_OK) {
+		free(b);
+		return rc;
+	}
+	log_init("tern-broker", (int)tern_config_get_int(b->id.cfg, "broker", "log_level"));
+	b->max_msg = tern_config_get_int(b->id.cfg, "limits", "max_message_size");
+	b->batch_size = tern_config_get_int(b->id.cfg, "delivery", "batch_size");
+	b->default_ttl_ms = tern_config_get_int(b->id.cfg, "delivery", "default_ttl") * 1000;
+	b->max_attempts = tern_config_get_int(b->id.cfg, "delivery", "max_attempts");
+	b->ack_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "ack_timeout") * 1000;
+	b->max_backoff_ms = tern_config_get_int(b->id.cfg, "delivery", "max_backoff") * 1000;
+	b->hb_ivl_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_interval") * 1000;
+	b->hb_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_timeout") * 1000;
+	b->skew_ms = tern_config_get_int(b->id.cfg, "federation", "max_clock_skew") * 1000;
+
+	if ((rc = bq_open(tern_config_get(b->id.cfg, "broker", "data_dir"), &b->store, b->epoch)) !=
+	    TERN_OK) {
+		fprintf(stderr, "tern-broker: cannot open the store in %s: %s (%s)\n",
+		        tern_config_get(b->id.cfg, "broker", "data_dir"), tern_strerror(rc),
+		        tern_errdetail());
+		goto fail;
+	}
+	b->ctx = zmq_ctx_new();
+	/* The ZAP handler must be bound before the server socket binds. */
+	b->zap = zmq_socket(b->ctx, ZMQ_REP);
+	if (zmq_bind(b->zap, ZAP_ENDPOINT) != 0) {
+		fprintf(stderr, "tern-broker: cannot bind the ZAP handler: %s\n",
+		        zmq_strerror(errno));
+		rc = TERN_EIO;
+		goto fail;
+	}
+	b->router = zmq_socket(b->ctx, ZMQ_ROUTER);
+	if ((rc = tern_hop_sockopts(b->router, (int)(b->hb_ivl_ms / 1000),
+	                            (int)(b->hb_timeout_ms / 1000), b->max_msg + 4096)) !=
+	        TERN_OK ||
+	    zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
+	    zmq_setsockopt(b->router, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
+	    zmq_setsockopt(b->router, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(b->id.curve), 32) !=
+	        0 ||
+	    zmq_setsockopt(b->router, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) != 0 ||
+	    zmq_setsockopt(b->router, ZMQ_ZAP_ENFORCE_DOMAIN, &one, sizeof(one)) != 0) {
+		fprintf(stderr, "tern-broker: socket options: %s\n", zmq_strerror(errno));
+		rc = TERN_EIO;
+		goto fail;
+	}
+	if (zmq_bind(b->router, tern_config_get(b->id.cfg, "broker", "listen")) != 0) {
+		fprintf(stderr, "tern-broker: cannot listen on %s: %s\n",
+		        tern_config_get(b->id.cfg, "broker", "listen"), zmq_strerror(errno));
+		rc = TERN_EIO;
+		goto fail;
+	}
+	*out = b;
+	return TERN_OK;
+fail:
+	broker_close(&b);
+	return rc ? rc : TERN_EIO;
+}
+
+void broker_close(broker **bp)
+{
+	broker *b;
+
+	if (bp == NULL || (b = *bp) == NULL)
+		return;
+	batch_reset(b);
+	free(b->batch.subs);
+	if (b->router)
+		zmq_close(b->router);
+	if (b->zap)
+		zmq_close(b->zap);
+	if (b->ctx)
+		zmq_ctx_term(b->ctx);
+	tern_store_close(&b->store);
+	tern_ident_free(&b->id);
+	free(b);
+	*bp = NULL;
+}
+
+int broker_run(broker *b, volatile sig_atomic_t *stop)
+{
+	log_info("broker %s listening on %s (directory version %llu)", b->id.id,
+	         tern_config_get(b->id.cfg, "broker", "listen"),
+	         (unsigned long long)tern_directory_version(b->id.dir));
+	while (!*stop) {
+		zmq_pollitem_t items[2] = {{b->router, 0, ZMQ_POLLIN, 0},
+		                           {b->zap, 0, ZMQ_POLLIN, 0}};
+		int64_t now;
+		int n = zmq_poll(items, 2, 100);
+
+		if (n < 0 && errno != EINTR) {
+			log_warn("zmq_poll");
+			break;
+		}
+		if (n > 0 && (items[1].revents & ZMQ_POLLIN))
+			zap_handle(b);
+		b->batch.now = tern_now_ms();
+		if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
+			/* Group commit: take what is waiting, up to a batch, then write once. */
+			for (int64_t i = 0; i < b->batch_size; i++) {
+				int ev = 0;
+				size_t sz = sizeof(ev);
+				zmq_getsockopt(b->router, ZMQ_EVENTS, &ev, &sz);
+				if (!(ev & ZMQ_POLLIN))
+					break;
+				on_router(b);
+				if (b->batch.nsubs >= (size_t)b->batch_size)
+					break;
+			}
+		}
+		now = tern_now_ms();
+		timers(b, now);
+		b->batch.now = now;
+		batch_commit(b);
+		for (size_t i = 0; i < b->npeers; i++)
+			if (b->peers[i].dirty && b->peers[i].live)
+				pump(b, &b->peers[i]);
+	}
+	batch_commit(b);
+	log_info("broker %s stopped", b->id.id);
+	return TERN_OK;
+}

@@ -1,0 +1,466 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include <tern/error.h>
+#include <tern/v1/wire.pb-c.h>
+
+#include "queue.h"
+#include "util.h"
+
+static const char *const dbnames[] = {"meta", "queue", "expiry", "dedup", "dlq", NULL};
+
+#define DBI(s, i) tern_store_dbi((s), (i))
+#define MDB(rc, what) tern_store_mdb_err((rc), (what))
+
+/* rcpt || 0x00 || be64(seq): a queue's entries are adjacent and in order. */
+static size_t qkey(uint8_t *k, const char *rcpt, uint64_t seq)
+{
+	size_t n = strlen(rcpt);
+
+	memcpy(k, rcpt, n);
+	k[n] = 0;
+	tern_be64_put(k + n + 1, seq);
+	return n + 9;
+}
+
+/* be64(expires) || queue key: a cursor from the start finds what expired. */
+static size_t xkey(uint8_t *k, int64_t expires, const char *rcpt, uint64_t seq)
+{
+	tern_be64_put(k, (uint64_t)expires);
+	return 8 + qkey(k + 8, rcpt, seq);
+}
+
+static int item_encode(const bq_item *it, uint8_t **out, size_t *len)
+{
+	size_t sl = strlen(it->sender), n = 1 + 8 + 8 + 1 + sl + 36 + it->len;
+	uint8_t *p, *buf;
+
+	if (sl > 63 || strlen(it->msgid) != 36)
+		return tern_fail(TERN_EINVAL, "queue item: bad sender or message id");
+	if ((buf = malloc(n)) == NULL)
+		return TERN_ENOMEM;
+	p = buf;
+	*p++ = (uint8_t)it->kind;
+	tern_be64_put(p, (uint64_t)it->expires_at);
+	tern_be64_put(p + 8, (uint64_t)it->enqueued_at);
+	p += 16;
+	*p++ = (uint8_t)sl;
+	memcpy(p, it->sender, sl);
+	p += sl;
+	memcpy(p, it->msgid, 36);
+	p += 36;
+	memcpy(p, it->payload, it->len);
+	*out = buf;
+	*len = n;
+	return TERN_OK;
+}
+
+static int item_decode(const MDB_val *v, bq_item *it)
+{
+	const uint8_t *p = v->mv_data;
+	size_t sl;
+
+	if (v->mv_size < 1 + 16 + 1 + 36)
+		return tern_fail(TERN_EMALFORMED, "damaged queue entry");
+	it->kind = p[0];
+	it->expires_at = (int64_t)tern_be64_get(p + 1);
+	it->enqueued_at = (int64_t)tern_be64_get(p + 9);
+	sl = p[17];
+	if (sl > 63 || v->mv_size < 18 + sl + 36)
+		return tern_fail(TERN_EMALFORMED, "damaged queue entry");
+	memcpy(it->sender, p + 18, sl);
+	it->sender[sl] = 0;
+	memcpy(it->msgid, p + 18 + sl, 36);
+	it->msgid[36] = 0;
+	it->payload = p + 18 + sl + 36;
+	it->len = v->mv_size - (18 + sl + 36);
+	return TERN_OK;
+}
+
+struct open_arg {
+	tern_store *s;
+	uint8_t *epoch;
+};
+
+static int epoch_apply(MDB_txn *txn, void *arg)
+{
+	struct open_arg *a = arg;
+	MDB_val k = {5, "epoch"}, v;
+	int rc = mdb_get(txn, DBI(a->s, BQ_META), &k, &v);
+
+	if (rc == 0 && v.mv_size == BQ_EPOCH_LEN) {
+		memcpy(a->epoch, v.mv_data, BQ_EPOCH_LEN);
+		return TERN_OK;
+	}
+	randombytes_buf(a->epoch, BQ_EPOCH_LEN);
+	v.mv_data = a->epoch;
+	v.mv_size = BQ_EPOCH_LEN;
+	return MDB(mdb_put(txn, DBI(a->s, BQ_META), &k, &v, 0), "store epoch");
+}
+
+int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN])
+{
+	struct open_arg a;
+	int rc;
+
+	if ((rc = tern_store_open(dir, dbnames, 0, 0, out)) != TERN_OK)
+		return rc;
+	a.s = *out;
+	a.epoch = epoch;
+	if ((rc = tern_store_write(*out, epoch_apply, &a)) != TERN_OK)
+		tern_store_close(out);
+	return rc;
+}
+
+int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item, uint64_t *seq)
+{
+	uint8_t mk[80], k[96], xk[104], sb[8], *val = NULL;
+	MDB_val key, v;
+	size_t ml, vl = 0;
+	uint64_t next = 1;
+	int rc;
+
+	/* The next sequence is stored, never derived from the queue: an emptied
+	 * queue must not reuse numbers a node already acknowledged. */
+	ml = (size_t)snprintf((char *)mk, sizeof(mk), "seq/%s", rcpt);
+	key = (MDB_val){ml, mk};
+	rc = mdb_get(txn, DBI(s, BQ_META), &key, &v);
+	if (rc == 0 && v.mv_size == 8)
+		next = tern_be64_get(v.mv_data) + 1;
+	else if (rc != MDB_NOTFOUND && rc != 0)
+		return MDB(rc, "read queue sequence");
+	tern_be64_put(sb, next);
+	v = (MDB_val){8, sb};
+	if ((rc = mdb_put(txn, DBI(s, BQ_META), &key, &v, 0)) != 0)
+		return MDB(rc, "write queue sequence");
+
+	if ((rc = item_encode(item, &val, &vl)) != TERN_OK)
+		return rc;
+	key = (MDB_val){qkey(k, rcpt, next), k};
+	v = (MDB_val){vl, val};
+	rc = mdb_put(txn, DBI(s, BQ_QUEUE), &key, &v, 0);
+	free(val);
+	if (rc != 0)
+		return MDB(rc, "append to queue");
+	key = (MDB_val){xkey(xk, item->expires_at, rcpt, next), xk};
+	v = (MDB_val){0, ""};
+	if ((rc = mdb_put(txn, DBI(s, BQ_EXPIRY), &key, &v, 0)) != 0)
+		return MDB(rc, "index expiry");
+	*seq = next;
+	return TERN_OK;
+}
+
+/* Positions c at rcpt's first entry with seq >= from; 0 or MDB_NOTFOUND. */
+static int seek(MDB_cursor *c, const char *rcpt, uint64_t from, MDB_val *key, MDB_val *v,
+                uint8_t *kbuf)
+{
+	size_t n = strlen(rcpt);
+	int rc;
+
+	key->mv_size = qkey(kbuf, rcpt, from);
+	key->mv_data = kbuf;
+	rc = mdb_cursor_get(c, key, v, MDB_SET_RANGE);
+	if (rc == 0 && (key->mv_size != n + 9 || memcmp(key->mv_data, rcpt, n + 1) != 0))
+		return MDB_NOTFOUND;
+	return rc;
+}
+
+static int next_in(MDB_cursor *c, const char *rcpt, MDB_val *key, MDB_val *v)
+{
+	size_t n = strlen(rcpt);
+	int rc = mdb_cursor_get(c, key, v, MDB_NEXT);
+
+	if (rc == 0 && (key->mv_size != n + 9 || memcmp(key->mv_data, rcpt, n + 1) != 0))
+		return MDB_NOTFOUND;
+	return rc;
+}
+
+static int unindex(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int64_t expires)
+{
+	uint8_t xk[104];
+	MDB_val key = {xkey(xk, expires, rcpt, seq), xk};
+	int rc = mdb_del(txn, DBI(s, BQ_EXPIRY), &key, NULL);
+
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "unindex expiry");
+}
+
+int bq_delete_upto(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	uint8_t k[96];
+	size_t done = 0;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
+		return MDB(rc, "cursor");
+	for (rc = seek(c, rcpt, 1, &key, &v, k); rc == 0; rc = seek(c, rcpt, 1, &key, &v, k)) {
+		uint64_t seq = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
+		bq_item it;
+		if (seq > upto)
+			break;
+		if (item_decode(&v, &it) == TERN_OK &&
+		    (rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK)
+			goto out;
+		if ((rc = mdb_cursor_del(c, 0)) != 0) {
+			rc = MDB(rc, "delete acknowledged");
+			goto out;
+		}
+		done++;
+	}
+	rc = rc == MDB_NOTFOUND || rc == 0 ? TERN_OK : MDB(rc, "scan queue");
+out:
+	mdb_cursor_close(c);
+	if (n)
+		*n = done;
+	return rc;
+}
+
+int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item *item)
+{
+	uint8_t k[96];
+	MDB_val key = {qkey(k, rcpt, seq), k}, v;
+	int rc = mdb_get(txn, DBI(s, BQ_QUEUE), &key, &v);
+
+	if (rc != 0)
+		return MDB(rc, "read queue entry");
+	return item_decode(&v, item);
+}
+
+int bq_scan(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, bq_visit_fn *fn,
+            void *arg)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	uint8_t k[96];
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
+		return MDB(rc, "cursor");
+	for (rc = seek(c, rcpt, from, &key, &v, k); rc == 0; rc = next_in(c, rcpt, &key, &v)) {
+		bq_item it;
+		if (item_decode(&v, &it) != TERN_OK)
+			continue;
+		if (fn(tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8), &it, arg))
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan queue");
+}
+
+struct depth {
+	size_t n, bytes;
+};
+
+static int depth_visit(uint64_t seq, const bq_item *it, void *arg)
+{
+	struct depth *d = arg;
+
+	(void)seq;
+	d->n++;
+	d->bytes += it->len;
+	return 0;
+}
+
+int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *bytes)
+{
+	struct depth d = {0, 0};
+	int rc = bq_scan(txn, s, rcpt, 1, depth_visit, &d);
+
+	*n = d.n;
+	if (bytes)
+		*bytes = d.bytes;
+	return rc;
+}
+
+int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int notice_kind,
+                   const char *reason, int64_t now)
+{
+	uint8_t k[96], dk[128], *dv = NULL, *nb = NULL;
+	MDB_val key = {qkey(k, rcpt, seq), k}, v, dkey;
+	Tern__V1__Notice nt = TERN__V1__NOTICE__INIT;
+	size_t rl = strlen(reason), nl;
+	bq_item it, notice;
+	uint64_t nseq;
+	int rc;
+
+	if ((rc = mdb_get(txn, DBI(s, BQ_QUEUE), &key, &v)) != 0)
+		return MDB(rc, "read entry to dead-letter");
+	if ((rc = item_decode(&v, &it)) != TERN_OK)
+		return rc;
+	if (rl > 255)
+		rl = 255;
+	/* dlq value: at | reason length | reason | the queue entry as it was */
+	if ((dv = malloc(8 + 1 + rl + v.mv_size)) == NULL)
+		return TERN_ENOMEM;
+	tern_be64_put(dv, (uint64_t)now);
+	dv[8] = (uint8_t)rl;
+	memcpy(dv + 9, reason, rl);
+	memcpy(dv + 9 + rl, v.mv_data, v.mv_size);
+	dkey.mv_size = (size_t)snprintf((char *)dk, sizeof(dk), "%s", rcpt) + 1;
+	memcpy(dk + dkey.mv_size, it.msgid, 36);
+	dkey.mv_size += 36;
+	dkey.mv_data = dk;
+	{
+		MDB_val dval = {9 + rl + v.mv_size, dv};
+		rc = mdb_put(txn, DBI(s, BQ_DLQ), &dkey, &dval, 0);
+	}
+	free(dv);
+	if (rc != 0)
+		return MDB(rc, "write dead letter");
+	if ((rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK)
+		return rc;
+	/* Copy what the notice needs before the entry (and it's memory) goes. */
+	memset(&notice, 0, sizeof(notice));
+	notice.kind = BQ_NOTICE;
+	notice.enqueued_at = now;
+	notice.expires_at = INT64_MAX;
+	snprintf(notice.sender, sizeof(notice.sender), "%s", it.sender);
+	memcpy(notice.msgid, it.msgid, 37);
+	if ((rc = mdb_del(txn, DBI(s, BQ_QUEUE), &key, NULL)) != 0)
+		return MDB(rc, "delete dead-lettered entry");
+	if (it.kind != BQ_ENVELOPE)
+		return TERN_OK; /* a notice nobody could take is not noticed again */
+	nt.kind = notice_kind;
+	nt.message_id = notice.msgid;
+	nt.recipient = (char *)rcpt;
+	nt.reason = (char *)reason;
+	nt.at = now;
+	nl = tern__v1__notice__get_packed_size(&nt);
+	if ((nb = malloc(nl)) == NULL)
+		return TERN_ENOMEM;
+	tern__v1__notice__pack(&nt, nb);
+	notice.payload = nb;
+	notice.len = nl;
+	rc = bq_append(txn, s, notice.sender, &notice, &nseq);
+	free(nb);
+	return rc;
+}
+
+int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
+              void (*touched)(const char *rcpt, void *arg), void *arg)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	size_t done = 0;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_EXPIRY), &c)) != 0)
+		return MDB(rc, "cursor");
+	while ((rc = mdb_cursor_get(c, &key, &v, MDB_FIRST)) == 0) {
+		char rcpt[64];
+		uint8_t *k = key.mv_data;
+		size_t rl = key.mv_size - 8 - 9;
+		uint64_t seq;
+
+		if ((int64_t)tern_be64_get(k) > now || key.mv_size < 8 + 9 || rl > 63)
+			break;
+		memcpy(rcpt, k + 8, rl);
+		rcpt[rl] = 0;
+		seq = tern_be64_get(k + key.mv_size - 8);
+		rc = bq_dead_letter(txn, s, rcpt, seq, TERN__V1__NOTICE__KIND__EXPIRED, "expired",
+		                    now);
+		if (rc == TERN_ENOENT) /* index without entry: drop the index */
+			rc = MDB(mdb_cursor_del(c, 0), "drop stale expiry");
+		if (rc != TERN_OK)
+			goto out;
+		if (touched)
+			touched(rcpt, arg);
+		done++;
+	}
+	rc = rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan expiry");
+out:
+	mdb_cursor_close(c);
+	*n = done;
+	return rc;
+}
+
+int64_t bq_next_expiry(MDB_txn *txn, tern_store *s)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	int64_t at = INT64_MAX;
+
+	if (mdb_cursor_open(txn, DBI(s, BQ_EXPIRY), &c) != 0)
+		return at;
+	if (mdb_cursor_get(c, &key, &v, MDB_FIRST) == 0 && key.mv_size >= 8)
+		at = (int64_t)tern_be64_get(key.mv_data);
+	mdb_cursor_close(c);
+	return at;
+}
+
+int bq_dedup_get(MDB_txn *txn, tern_store *s, const char *msgid, int *accepted, char *code,
+                 size_t codelen, char *text, size_t textlen)
+{
+	MDB_val key = {strlen(msgid), (void *)msgid}, v;
+	const char *p;
+	int rc = mdb_get(txn, DBI(s, BQ_DEDUP), &key, &v);
+
+	if (rc != 0)
+		return MDB(rc, "read dedup");
+	/* value: accepted(1) | time(8) | code NUL | text NUL */
+	if (v.mv_size < 11 || ((const char *)v.mv_data)[v.mv_size - 1] != 0)
+		return tern_fail(TERN_EMALFORMED, "damaged dedup entry");
+	p = (const char *)v.mv_data + 9;
+	*accepted = ((const uint8_t *)v.mv_data)[0];
+	snprintf(code, codelen, "%s", p);
+	snprintf(text, textlen, "%s", p + strlen(p) + 1);
+	return TERN_OK;
+}
+
+int bq_dedup_put(MDB_txn *txn, tern_store *s, const char *msgid, int accepted, const char *code,
+                 const char *text, int64_t now)
+{
+	size_t cl = strlen(code), tl = strlen(text);
+	uint8_t buf[1 + 8 + 64 + 512];
+	MDB_val key = {strlen(msgid), (void *)msgid}, v;
+
+	if (cl > 63)
+		cl = 63;
+	if (tl > 511)
+		tl = 511;
+	buf[0] = (uint8_t) !!accepted;
+	tern_be64_put(buf + 1, (uint64_t)now);
+	memcpy(buf + 9, code, cl);
+	buf[9 + cl] = 0;
+	memcpy(buf + 10 + cl, text, tl);
+	buf[10 + cl + tl] = 0;
+	v = (MDB_val){11 + cl + tl, buf};
+	return MDB(mdb_put(txn, DBI(s, BQ_DEDUP), &key, &v, 0), "write dedup");
+}
+
+int bq_dlq_scan(MDB_txn *txn, tern_store *s,
+                void (*fn)(const char *rcpt, const char *msgid, const char *reason, int64_t at,
+                           void *arg),
+                void *arg)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_DLQ), &c)) != 0)
+		return MDB(rc, "cursor");
+	while ((rc = mdb_cursor_get(c, &key, &v, MDB_NEXT)) == 0) {
+		char rcpt[64], msgid[37], reason[256];
+		const uint8_t *d = v.mv_data;
+		size_t rl;
+		const char *k = key.mv_data;
+		size_t il = strnlen(k, key.mv_size);
+
+		if (il > 63 || key.mv_size != il + 1 + 36 || v.mv_size < 9 ||
+		    (size_t)9 + d[8] > v.mv_size)
+			continue;
+		memcpy(rcpt, k, il);
+		rcpt[il] = 0;
+		memcpy(msgid, k + il + 1, 36);
+		msgid[36] = 0;
+		rl = d[8];
+		memcpy(reason, d + 9, rl);
+		reason[rl] = 0;
+		fn(rcpt, msgid, reason, (int64_t)tern_be64_get(d), arg);
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan dead letters");
+}

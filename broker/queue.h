@@ -1,0 +1,71 @@
+/* The broker's durable state in LMDB: per-recipient queues, the expiry index,
+ * submission de-duplication and the dead-letter queue. Every function taking
+ * a txn runs inside the caller's write (or read) transaction; see store.h for
+ * the group-commit and re-run rules. */
+#ifndef TERN_BROKER_QUEUE_H
+#define TERN_BROKER_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+enum { BQ_META, BQ_QUEUE, BQ_EXPIRY, BQ_DEDUP, BQ_DLQ, BQ_NDB };
+
+enum bq_kind { BQ_ENVELOPE = 1, BQ_NOTICE = 2 };
+
+#define BQ_EPOCH_LEN 16
+
+/* A queue item as stored: kind, expiry, sender, message id and payload (the
+ * envelope bytes, or a packed tern.v1.Notice). Pointers into an LMDB value
+ * are valid only until the transaction ends. */
+typedef struct bq_item {
+	int kind;
+	int64_t expires_at; /* ms */
+	int64_t enqueued_at;
+	char sender[64];
+	char msgid[37];
+	const uint8_t *payload;
+	size_t len;
+} bq_item;
+
+/* Opens the store in dir and reads (or makes, once) the broker epoch. */
+int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN]);
+
+/* Appends item to rcpt's queue with the next sequence (persisted). */
+int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item, uint64_t *seq);
+/* Deletes rcpt's entries with seq <= upto (and their expiry index entries). *n = deleted. */
+int bq_delete_upto(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n);
+/* Reads one entry; TERN_ENOENT if gone. */
+int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item *item);
+/* Calls fn for rcpt's entries with seq >= from, in order, until fn returns non-zero. */
+typedef int bq_visit_fn(uint64_t seq, const bq_item *item, void *arg);
+int bq_scan(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, bq_visit_fn *fn,
+            void *arg);
+/* Number of entries and bytes queued for rcpt, and the oldest enqueue time. */
+int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *bytes);
+
+/* Moves rcpt's entry seq to the dead-letter queue with reason and, for an
+ * envelope, queues a Notice for its sender. */
+int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int notice_kind,
+                   const char *reason, int64_t now);
+/* Dead-letters every entry whose expiry is <= now (reason "expired").
+ * *n = entries moved; touched(rcpt) is called for each queue that changed. */
+int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
+              void (*touched)(const char *rcpt, void *arg), void *arg);
+/* The earliest expiry in the store (INT64_MAX if none). */
+int64_t bq_next_expiry(MDB_txn *txn, tern_store *s);
+
+/* De-duplication by message id: the first answer given is the answer forever. */
+int bq_dedup_get(MDB_txn *txn, tern_store *s, const char *msgid, int *accepted, char *code,
+                 size_t codelen, char *text, size_t textlen);
+int bq_dedup_put(MDB_txn *txn, tern_store *s, const char *msgid, int accepted, const char *code,
+                 const char *text, int64_t now);
+
+/* Dead-letter entries for rcpt ("" = all): calls fn(rcpt, msgid, reason, at, arg). */
+int bq_dlq_scan(MDB_txn *txn, tern_store *s,
+                void (*fn)(const char *rcpt, const char *msgid, const char *reason, int64_t at,
+                           void *arg),
+                void *arg);
+
+#endif

@@ -1,0 +1,64 @@
+#include <errno.h>
+#include <stdlib.h>
+
+#include <zmq.h>
+
+#include <tern/error.h>
+
+#include "hop.h"
+#include "pbuf.h"
+#include "util.h"
+
+int tern_hop_send(void *sock, const void *rid, size_t rid_len, Tern__V1__Frame *f, int flags)
+{
+	size_t n = protobuf_c_message_get_packed_size(&f->base);
+	uint8_t stackbuf[4096], *buf = stackbuf;
+	int rc = TERN_OK;
+
+	f->version = TERN_HOP_VERSION;
+	if (n > sizeof(stackbuf) && (buf = malloc(n)) == NULL)
+		return TERN_ENOMEM;
+	protobuf_c_message_pack(&f->base, buf);
+	if (rid != NULL && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | flags) < 0)
+		rc = TERN_EIO;
+	else if (zmq_send(sock, buf, n, flags) < 0)
+		rc = TERN_EIO;
+	if (buf != stackbuf)
+		free(buf);
+	return rc;
+}
+
+int tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out)
+{
+	ProtobufCMessage *m = NULL;
+	Tern__V1__Frame *f;
+	int rc;
+
+	if ((rc = tern_pb_unpack(&tern__v1__frame__descriptor, buf, len, max, &m)) != TERN_OK)
+		return rc;
+	f = (Tern__V1__Frame *)m;
+	if (f->version != TERN_HOP_VERSION) {
+		tern_pb_free(&m);
+		return tern_fail(TERN_EVERSION, "hop frame version %u (this build speaks %d)",
+		                 f->version, TERN_HOP_VERSION);
+	}
+	if (f->body_case == TERN__V1__FRAME__BODY__NOT_SET) {
+		tern_pb_free(&m);
+		return tern_fail(TERN_EMALFORMED, "empty hop frame");
+	}
+	*out = f;
+	return TERN_OK;
+}
+
+int tern_hop_sockopts(void *sock, int heartbeat_ivl_s, int heartbeat_timeout_s, int64_t maxmsg)
+{
+	int zero = 0, ivl = heartbeat_ivl_s * 1000, to = heartbeat_timeout_s * 1000;
+
+	if (zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+	    zmq_setsockopt(sock, ZMQ_HEARTBEAT_IVL, &ivl, sizeof(ivl)) != 0 ||
+	    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TIMEOUT, &to, sizeof(to)) != 0 ||
+	    zmq_setsockopt(sock, ZMQ_HEARTBEAT_TTL, &to, sizeof(to)) != 0 ||
+	    (maxmsg > 0 && zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) != 0))
+		return tern_fail(TERN_EIO, "zmq_setsockopt: %s", zmq_strerror(errno));
+	return TERN_OK;
+}
