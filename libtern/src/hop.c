@@ -11,11 +11,12 @@
 
 int tern_hop_send(void *sock, const void *rid, size_t rid_len, Tern__V1__Frame *f, int flags)
 {
-	size_t n = protobuf_c_message_get_packed_size(&f->base);
 	uint8_t stackbuf[4096], *buf = stackbuf;
+	size_t n;
 	int rc = TERN_OK;
 
-	f->version = TERN_HOP_VERSION;
+	f->version = TERN_HOP_VERSION; /* before sizing: it changes the size */
+	n = protobuf_c_message_get_packed_size(&f->base);
 	if (n > sizeof(stackbuf) && (buf = malloc(n)) == NULL)
 		return TERN_ENOMEM;
 	protobuf_c_message_pack(&f->base, buf);

@@ -1,0 +1,1328 @@
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include <tern/api.h>
+#include <tern/crypto.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/json.h>
+#include <tern/log.h>
+#include <tern/msgtype.h>
+#include <tern/v1/messages.pb-c.h>
+#include <tern/uuid.h>
+#include <tern/validate.h>
+
+#include "hop.h"
+#include "ident.h"
+#include "node.h"
+#include "node_store.h"
+#include "pbuf.h"
+#include "util.h"
+
+#define MONITOR_ENDPOINT "inproc://tern-node-monitor"
+#define MAX_CLIENTS 256
+
+/* A message to put in the outbox: an API send, or a receipt we owe. */
+struct out {
+	char msgid[37];
+	uint8_t *env;
+	size_t len;
+	char type[32];
+	char case_id[129];
+	int64_t created_at;
+	char **rcpts;
+	size_t nrcpts;
+	char outcome[40];
+	char ref[37];
+	char client_ref[129];
+	int client; /* index into parked clients awaiting the commit, or -1 */
+};
+
+enum din_kind { DIN_ACCEPT, DIN_REFUSE, DIN_RECEIPT, DIN_NOTICE, DIN_NOTHING };
+
+/* What a delivery does to the store, decided before the write. */
+struct din {
+	int kind;
+	uint64_t seq;
+	char msgid[37];
+	uint8_t *env;
+	size_t len;
+	char sender[64], type[32], case_id[129], outcome[40];
+	char code[40], text[256];
+	/* DIN_RECEIPT / DIN_NOTICE: which of our messages, for whom, what state */
+	char target[37], node[64], state[16];
+};
+
+struct result {
+	char msgid[37];
+	int accepted;
+	char code[64], text[256];
+};
+
+struct inack {
+	char msgid[37];
+	int client;
+};
+
+struct client {
+	int fd;
+	int waiting;      /* 1: for a commit; 2: for an inbox message */
+	int64_t deadline; /* for waiting == 2 */
+	json_t *reply;    /* sent after the commit */
+};
+
+struct batch {
+	struct out *outs;
+	size_t nouts, capouts;
+	struct din *dins;
+	size_t ndins, capdins;
+	struct result *results;
+	size_t nresults, capresults;
+	struct inack acks[MAX_CLIENTS];
+	size_t nacks;
+	uint64_t delivered; /* highest delivery seq handled this round */
+	int64_t now;
+};
+
+struct node {
+	tern_ident id;
+	tern_store *store;
+	void *ctx, *dealer, *monitor;
+	const tern_member *broker;
+	int api_fd;
+	struct client clients[MAX_CLIENTS];
+	struct batch batch;
+	/* broker session */
+	int connected;
+	uint8_t epoch[16];  /* the broker store's epoch we hold deliveries of */
+	uint64_t delivered; /* committed up to */
+	uint64_t submit_next;
+	uint32_t inflight;
+	int64_t last_rx, last_tx;
+	/* settings */
+	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
+};
+
+/* --- small helpers ------------------------------------------------------------- */
+
+#define GROW(arr, n, cap)                                                                          \
+	((n) < (cap) ? 0                                                                           \
+	             : ((cap) = (cap) ? (cap)*2 : 64,                                              \
+	                ((arr) = realloc((arr), (cap) * sizeof(*(arr)))) == NULL))
+
+static void hop_send(node *n, Tern__V1__Frame *f)
+{
+	if (tern_hop_send(n->dealer, NULL, 0, f, ZMQ_DONTWAIT) == TERN_OK)
+		n->last_tx = tern_now_ms();
+}
+
+static void send_hello(node *n)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Hello h = TERN__V1__HELLO__INIT;
+
+	h.node_id = (char *)n->id.id;
+	h.software = "tern-node 0.1.0";
+	h.credit = (uint32_t)n->credit;
+	h.broker_epoch.data = n->epoch;
+	h.broker_epoch.len = 16;
+	h.delivered_upto = n->delivered;
+	f.body_case = TERN__V1__FRAME__BODY_HELLO;
+	f.hello = &h;
+	hop_send(n, &f);
+}
+
+static const char *field_string(const ProtobufCMessage *m, const char *name)
+{
+	const ProtobufCFieldDescriptor *fd =
+	    protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+
+	if (fd == NULL || fd->type != PROTOBUF_C_TYPE_STRING ||
+	    fd->label == PROTOBUF_C_LABEL_REPEATED)
+		return "";
+	return *(const char *const *)((const char *)m + fd->offset);
+}
+
+/* Seals body for rcpts and fills o (everything the outbox write needs). */
+static int make_out(node *n, const tern_msgtype *t, const char *const *rcpts, size_t nr,
+                    const char *case_id, const char *in_reply_to, int64_t expires_at,
+                    const uint8_t *body, size_t blen, struct out *o)
+{
+	tern_seal_params p = {.sender = n->id.id,
+	                      .sign_key = n->id.sign,
+	                      .recipients = rcpts,
+	                      .n_recipients = nr,
+	                      .type = t->type,
+	                      .case_id = case_id,
+	                      .in_reply_to = in_reply_to,
+	                      .body = body,
+	                      .body_len = blen,
+	                      .expires_at = expires_at};
+	int rc;
+
+	memset(o, 0, sizeof(*o));
+	o->client = -1;
+	p.created_at = tern_now_ms();
+	if ((rc = tern_envelope_seal(&p, n->id.dir, &o->env, &o->len, o->msgid)) != TERN_OK)
+		return rc;
+	snprintf(o->type, sizeof(o->type), "%s", t->name);
+	snprintf(o->case_id, sizeof(o->case_id), "%s", case_id ? case_id : "");
+	o->created_at = p.created_at;
+	if ((o->rcpts = calloc(nr, sizeof(char *))) == NULL)
+		return TERN_ENOMEM;
+	for (size_t i = 0; i < nr; i++)
+		o->rcpts[i] = strdup(rcpts[i]);
+	o->nrcpts = nr;
+	return TERN_OK;
+}
+
+static void out_free(struct out *o)
+{
+	free(o->env);
+	for (size_t i = 0; i < o->nrcpts; i++)
+		free(o->rcpts[i]);
+	free(o->rcpts);
+}
+
+static struct out *batch_out(node *n)
+{
+	struct batch *b = &n->batch;
+
+	if (GROW(b->outs, b->nouts, b->capouts))
+		return NULL;
+	return &b->outs[b->nouts++];
+}
+
+/* --- receiving deliveries ---------------------------------------------------------- */
+
+static int held_ref(node *n, MDB_txn *txn, const char *msgid, json_t **ref)
+{
+	struct batch *b = &n->batch;
+
+	/* A reference may point at a message accepted earlier in this very batch. */
+	for (size_t i = 0; i < b->ndins; i++)
+		if (b->dins[i].kind == DIN_ACCEPT && strcmp(b->dins[i].msgid, msgid) == 0) {
+			*ref = json_pack("{s:s, s:s, s:s}", "type", b->dins[i].type, "case_id",
+			                 b->dins[i].case_id, "outcome", b->dins[i].outcome);
+			return TERN_OK;
+		}
+	for (size_t i = 0; i < b->nouts; i++)
+		if (strcmp(b->outs[i].msgid, msgid) == 0) {
+			*ref = json_pack("{s:s, s:s, s:s}", "type", b->outs[i].type, "case_id",
+			                 b->outs[i].case_id, "outcome", b->outs[i].outcome);
+			return TERN_OK;
+		}
+	return node_store_ref(txn, n->store, msgid, ref);
+}
+
+static int seen_before(node *n, MDB_txn *txn, const char *msgid)
+{
+	for (size_t i = 0; i < n->batch.ndins; i++)
+		if (n->batch.dins[i].msgid[0] && strcmp(n->batch.dins[i].msgid, msgid) == 0 &&
+		    (n->batch.dins[i].kind == DIN_ACCEPT || n->batch.dins[i].kind == DIN_REFUSE))
+			return 1;
+	return node_store_received(txn, n->store, msgid, NULL) == TERN_OK;
+}
+
+static void refuse(struct din *d, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void refuse(struct din *d, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->kind = DIN_REFUSE;
+	snprintf(d->code, sizeof(d->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(d->text, sizeof(d->text), fmt, ap);
+	va_end(ap);
+}
+
+/* The recipient's checks (docs/protocol.md) on an opened business message. */
+static void check_body(node *n, MDB_txn *txn, const Tern__V1__Header *h, const tern_msgtype *t,
+                       const ProtobufCMessage *body, struct din *d)
+{
+	tern_violations v;
+	json_t *ref = NULL;
+	const char *refid;
+
+	if (tern_validate(body, tern_now_ms(), &v) != TERN_OK) {
+		refuse(d, "invalid-body", "%s: %s", v.count ? v.v[0].path : "",
+		       v.count ? v.v[0].rule : "does not validate");
+		return;
+	}
+	if (strcmp(field_string(body, "case_id"), h->case_id) != 0) {
+		refuse(d, "case-mismatch", "header case id differs from the body's caseId");
+		return;
+	}
+	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
+		refid = field_string(body, "referral_id");
+		snprintf(d->outcome, sizeof(d->outcome), "%s",
+		         protobuf_c_enum_descriptor_get_value(
+		             &tern__v1__acceptance_decision__outcome__descriptor,
+		             ((const Tern__V1__AcceptanceDecision *)body)->outcome)
+		             ->name);
+		if (held_ref(n, txn, refid, &ref) == TERN_OK) {
+			if (strcmp(json_string_value(json_object_get(ref, "type")),
+			           "case-referral") != 0)
+				refuse(d, "unknown-referral",
+				       "referralId %s is not a case referral", refid);
+			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
+			                h->case_id) != 0)
+				refuse(d, "case-mismatch", "referral %s is for another case",
+				       refid);
+		} else if (n->id.self->roles & TERN_ROLE_REFERRER) {
+			refuse(d, "unknown-referral", "no referral %s was sent or received here",
+			       refid);
+		}
+	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
+		refid = field_string(body, "decision_id");
+		if (held_ref(n, txn, refid, &ref) == TERN_OK) {
+			if (strcmp(json_string_value(json_object_get(ref, "type")),
+			           "acceptance-decision") != 0)
+				refuse(d, "unknown-decision", "decisionId %s is not a decision",
+				       refid);
+			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
+			                h->case_id) != 0)
+				refuse(d, "case-mismatch", "decision %s is for another case",
+				       refid);
+			else if (strcmp(json_string_value(json_object_get(ref, "outcome")),
+			                "ACCEPTED") != 0)
+				refuse(d, "decision-not-accepted",
+				       "decision %s did not accept the case", refid);
+		} else if (n->id.self->roles & TERN_ROLE_STATE) {
+			refuse(d, "unknown-decision", "no decision %s was sent or received here",
+			       refid);
+		}
+	}
+	json_decref(ref);
+}
+
+/* Decides what an envelope delivery does; fills d. Never fails: every
+ * outcome is a verdict the sender hears about. */
+static void judge_envelope(node *n, MDB_txn *txn, const uint8_t *buf, size_t len, struct din *d)
+{
+	tern_verify_opts o = {
+	    .max_size = (size_t)n->max_msg, .max_skew_ms = n->skew_ms, .future_skew_only = 1};
+	tern_envelope *env = NULL;
+	const Tern__V1__Header *h;
+	const tern_msgtype *t;
+	ProtobufCMessage *body = NULL;
+	uint8_t *plain = NULL;
+	size_t plen = 0;
+	int rc, mine = 0;
+
+	d->kind = DIN_ACCEPT;
+	rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env);
+	if (rc != TERN_OK) {
+		/* Unverified: still answer the claimed sender, if it is a member. */
+		Tern__V1__Envelope *e = tern__v1__envelope__unpack(NULL, len, buf);
+		Tern__V1__Header *hh =
+		    e ? tern__v1__header__unpack(NULL, e->header.len, e->header.data) : NULL;
+		const tern_member *m;
+		if (hh && tern_uuid_valid(hh->message_id) &&
+		    tern_directory_find(n->id.dir, hh->sender, &m) == TERN_OK) {
+			snprintf(d->msgid, sizeof(d->msgid), "%s", hh->message_id);
+			snprintf(d->sender, sizeof(d->sender), "%s", hh->sender);
+			snprintf(d->case_id, sizeof(d->case_id), "%s", hh->case_id);
+		}
+		if (hh)
+			tern__v1__header__free_unpacked(hh, NULL);
+		if (e)
+			tern__v1__envelope__free_unpacked(e, NULL);
+		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
+		if (d->msgid[0] && seen_before(n, txn, d->msgid))
+			d->kind = DIN_NOTHING;
+		return;
+	}
+	h = tern_envelope_header(env);
+	t = tern_msgtype_by_type(h->type);
+	snprintf(d->msgid, sizeof(d->msgid), "%s", h->message_id);
+	snprintf(d->sender, sizeof(d->sender), "%s", h->sender);
+	snprintf(d->type, sizeof(d->type), "%s", t->name);
+	snprintf(d->case_id, sizeof(d->case_id), "%s", h->case_id);
+	if (seen_before(n, txn, h->message_id)) {
+		d->kind = DIN_NOTHING; /* a redelivery: already answered */
+		goto out;
+	}
+	for (size_t i = 0; i < h->n_recipients; i++)
+		mine |= strcmp(h->recipients[i], n->id.id) == 0;
+	if (!mine) {
+		refuse(d, "not-a-recipient", "this node is not among the recipients");
+		goto out;
+	}
+	if ((rc = tern_envelope_authorize(env)) != TERN_OK) {
+		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
+		goto out;
+	}
+	if ((rc = tern_envelope_open(env, n->id.id, n->id.seal, &plain, &plen)) != TERN_OK) {
+		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
+		goto out;
+	}
+	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) != TERN_OK) {
+		refuse(d, "invalid-body", "the body does not decode as %s", t->name);
+		goto out;
+	}
+	if (t->type == TERN__V1__MESSAGE_TYPE__RECEIPT) {
+		const Tern__V1__Receipt *r = (const Tern__V1__Receipt *)body;
+		json_t *rec = NULL;
+		d->kind = DIN_RECEIPT;
+		snprintf(d->target, sizeof(d->target), "%s", r->message_id);
+		snprintf(d->node, sizeof(d->node), "%s", h->sender);
+		snprintf(d->state, sizeof(d->state), "%s",
+		         r->status == TERN__V1__RECEIPT__STATUS__ACCEPTED ? "delivered"
+		                                                          : "rejected");
+		snprintf(d->code, sizeof(d->code), "%s", r->reason_code);
+		snprintf(d->text, sizeof(d->text), "%s", r->reason_text);
+		if (node_store_sent_get(txn, n->store, r->message_id, &rec) != TERN_OK ||
+		    json_object_get(json_object_get(rec, "recipients"), h->sender) == NULL) {
+			log_warnx(
+			    "receipt %s from %s for message %s that was never sent to it: ignored",
+			    h->message_id, h->sender, r->message_id);
+			d->kind = DIN_NOTHING;
+		}
+		json_decref(rec);
+		goto out;
+	}
+	check_body(n, txn, h, t, body, d);
+out:
+	tern_pb_free(&body);
+	if (plain)
+		tern_envelope_body_free(&plain, plen);
+	tern_envelope_free(&env);
+}
+
+/* A signed receipt for d's message, to its sender, queued with this batch. */
+static void owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len)
+{
+	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
+	const char *to[1] = {d->sender};
+	uint8_t digest[32], *body;
+	size_t blen;
+	struct out o, *slot;
+
+	r.message_id = (char *)d->msgid;
+	tern_sha256(env, len, digest);
+	r.envelope_digest.data = digest;
+	r.envelope_digest.len = 32;
+	r.status = d->kind == DIN_ACCEPT ? TERN__V1__RECEIPT__STATUS__ACCEPTED
+	                                 : TERN__V1__RECEIPT__STATUS__REJECTED;
+	r.reason_code = d->kind == DIN_ACCEPT ? "" : (char *)d->code;
+	r.reason_text = d->kind == DIN_ACCEPT ? "" : (char *)d->text;
+	if (tern_pb_pack(&r.base, &body, &blen) != TERN_OK)
+		return;
+	if (make_out(n, tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__RECEIPT), to, 1, d->case_id,
+	             d->msgid, 0, body, blen, &o) != TERN_OK) {
+		log_warnx("cannot seal the receipt for %s: %s", d->msgid, tern_errdetail());
+		free(body);
+		return;
+	}
+	free(body);
+	snprintf(o.ref, sizeof(o.ref), "%s", d->msgid);
+	if ((slot = batch_out(n)) == NULL) {
+		out_free(&o);
+		return;
+	}
+	*slot = o;
+}
+
+static void on_deliver(node *n, const Tern__V1__Deliver *dv)
+{
+	struct batch *b = &n->batch;
+	struct din *d;
+	MDB_txn *txn;
+
+	if (dv->broker_epoch.len != 16)
+		return;
+	if (memcmp(dv->broker_epoch.data, n->epoch, 16) != 0) {
+		/* A new broker store: its numbers mean nothing against ours. */
+		memcpy(n->epoch, dv->broker_epoch.data, 16);
+		n->delivered = 0;
+	}
+	if (dv->seq <= n->delivered || dv->seq <= b->delivered) {
+		if (b->delivered < n->delivered)
+			b->delivered = n->delivered;
+		return; /* already held: acknowledged again below */
+	}
+	if (GROW(b->dins, b->ndins, b->capdins))
+		return;
+	d = &b->dins[b->ndins];
+	memset(d, 0, sizeof(*d));
+	d->seq = dv->seq;
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return;
+	if (dv->item_case == TERN__V1__DELIVER__ITEM_NOTICE) {
+		const Tern__V1__Notice *nt = dv->notice;
+		d->kind = DIN_NOTICE;
+		snprintf(d->target, sizeof(d->target), "%s", nt->message_id);
+		snprintf(d->node, sizeof(d->node), "%s", nt->recipient);
+		snprintf(d->state, sizeof(d->state), "expired");
+		snprintf(d->code, sizeof(d->code), "%s", nt->reason);
+		snprintf(d->text, sizeof(d->text), "dead-lettered by the broker: %s", nt->reason);
+	} else if (dv->item_case == TERN__V1__DELIVER__ITEM_ENVELOPE) {
+		judge_envelope(n, txn, dv->envelope.data, dv->envelope.len, d);
+		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) {
+			if ((d->env = malloc(dv->envelope.len)) != NULL) {
+				memcpy(d->env, dv->envelope.data, dv->envelope.len);
+				d->len = dv->envelope.len;
+			}
+			if (d->kind == DIN_REFUSE)
+				log_warnx("refused %s from %s: %s: %s",
+				          d->msgid[0] ? d->msgid : "(no id)",
+				          d->sender[0] ? d->sender : "?", d->code, d->text);
+			/* No receipt for a receipt, nor to a sender we cannot name. */
+			if (d->msgid[0] && d->sender[0] && strcmp(d->type, "receipt") != 0)
+				owe_receipt(n, d, dv->envelope.data, dv->envelope.len);
+		}
+	} else {
+		d->kind = DIN_NOTHING;
+	}
+	mdb_txn_abort(txn);
+	b->ndins++;
+	b->delivered = dv->seq;
+}
+
+/* --- the write --------------------------------------------------------------------- */
+
+static int batch_apply(MDB_txn *txn, void *arg)
+{
+	node *n = arg;
+	struct batch *b = &n->batch;
+	int rc;
+
+	for (size_t i = 0; i < b->nouts; i++) {
+		struct out *o = &b->outs[i];
+		node_out m = {o->msgid,
+		              o->env,
+		              o->len,
+		              o->type,
+		              o->case_id,
+		              o->created_at,
+		              (const char *const *)o->rcpts,
+		              o->nrcpts,
+		              o->outcome,
+		              o->ref,
+		              o->client_ref};
+		if ((rc = node_store_enqueue(txn, n->store, &m, b->now)) != TERN_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < b->nresults; i++) {
+		struct result *r = &b->results[i];
+		if ((rc = node_store_submitted(txn, n->store, r->msgid, r->accepted, r->code,
+		                               r->text, b->now)) != TERN_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < b->ndins; i++) {
+		struct din *d = &b->dins[i];
+		if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0])) {
+			node_in m = {d->msgid, d->env,     d->len,     d->sender,
+			             d->type,  d->case_id, d->outcome, d->kind == DIN_ACCEPT,
+			             d->code,  d->text};
+			if ((rc = node_store_receive(txn, n->store, &m, b->now)) != TERN_OK)
+				return rc;
+		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
+			rc = node_store_recipient_state(txn, n->store, d->target, d->node, d->state,
+			                                d->code, d->text, b->now);
+			if (rc != TERN_OK && rc != TERN_ENOENT)
+				return rc;
+		}
+	}
+	for (size_t i = 0; i < b->nacks; i++) {
+		rc = node_store_inbox_ack(txn, n->store, b->acks[i].msgid);
+		if (rc != TERN_OK && rc != TERN_ENOENT)
+			return rc;
+	}
+	if (b->delivered > n->delivered &&
+	    (rc = node_store_delivered_put(txn, n->store, n->epoch, b->delivered)) != TERN_OK)
+		return rc;
+	return TERN_OK;
+}
+
+static void client_reply(node *n, int ci, json_t *reply)
+{
+	struct client *c = &n->clients[ci];
+
+	if (c->fd >= 0) {
+		tern_api_write(c->fd, reply);
+		close(c->fd);
+	}
+	json_decref(reply);
+	json_decref(c->reply);
+	c->reply = NULL;
+	c->fd = -1;
+	c->waiting = 0;
+}
+
+static void batch_reset(node *n)
+{
+	struct batch *b = &n->batch;
+
+	for (size_t i = 0; i < b->nouts; i++)
+		out_free(&b->outs[i]);
+	for (size_t i = 0; i < b->ndins; i++)
+		free(b->dins[i].env);
+	b->nouts = b->ndins = b->nresults = b->nacks = 0;
+	b->delivered = 0;
+}
+
+static void batch_commit(node *n)
+{
+	struct batch *b = &n->batch;
+	int rc;
+
+	if (b->nouts == 0 && b->ndins == 0 && b->nresults == 0 && b->nacks == 0 &&
+	    b->delivered <= n->delivered) {
+		if (b->delivered && b->delivered == n->delivered)
+			goto ack; /* only redeliveries: acknowledge again */
+		return;
+	}
+	rc = tern_store_write(n->store, batch_apply, n);
+	if (rc != TERN_OK) {
+		log_warnx("commit failed: %s (%s); nothing of this batch is acknowledged",
+		          tern_strerror(rc), tern_errdetail());
+		for (size_t i = 0; i < b->nouts; i++)
+			if (b->outs[i].client >= 0)
+				client_reply(
+				    n, b->outs[i].client,
+				    tern_api_error(rc, "not stored: %s", tern_errdetail()));
+		for (size_t i = 0; i < b->nacks; i++)
+			if (b->acks[i].client >= 0)
+				client_reply(n, b->acks[i].client,
+				             tern_api_error(rc, "not stored"));
+		b->delivered = 0;
+		batch_reset(n);
+		return;
+	}
+	for (size_t i = 0; i < b->nouts; i++) {
+		struct out *o = &b->outs[i];
+		if (strcmp(o->type, "receipt") != 0)
+			log_info("queued %s %s for %zu recipient(s), case %s", o->msgid, o->type,
+			         o->nrcpts, o->case_id);
+		if (o->client >= 0)
+			client_reply(n, o->client,
+			             json_pack("{s:b, s:s}", "ok", 1, "message_id", o->msgid));
+	}
+	for (size_t i = 0; i < b->ndins; i++) {
+		struct din *d = &b->dins[i];
+		if (d->kind == DIN_ACCEPT)
+			log_info("received %s %s from %s, case %s", d->msgid, d->type, d->sender,
+			         d->case_id);
+		else if (d->kind == DIN_RECEIPT)
+			log_info("receipt from %s: %s %s%s%s", d->node, d->target, d->state,
+			         d->code[0] ? " " : "", d->code);
+		else if (d->kind == DIN_NOTICE)
+			log_warnx("%s to %s dead-lettered by the broker: %s", d->target, d->node,
+			          d->code);
+	}
+	for (size_t i = 0; i < b->nresults; i++) {
+		if (n->inflight)
+			n->inflight--;
+		if (!b->results[i].accepted)
+			log_warnx("broker refused %s: %s: %s", b->results[i].msgid,
+			          b->results[i].code, b->results[i].text);
+	}
+	for (size_t i = 0; i < b->nacks; i++)
+		if (b->acks[i].client >= 0)
+			client_reply(n, b->acks[i].client, json_pack("{s:b}", "ok", 1));
+	if (b->delivered > n->delivered)
+		n->delivered = b->delivered;
+ack:
+	if (b->delivered) {
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__DeliverAck a = TERN__V1__DELIVER_ACK__INIT;
+		a.broker_epoch.data = n->epoch;
+		a.broker_epoch.len = 16;
+		a.upto = n->delivered;
+		f.body_case = TERN__V1__FRAME__BODY_DELIVER_ACK;
+		f.deliver_ack = &a;
+		hop_send(n, &f);
+	}
+	batch_reset(n);
+}
+
+/* --- submitting --------------------------------------------------------------------- */
+
+static int submit_visit(uint64_t seq, const char *msgid, const uint8_t *env, size_t len, void *arg)
+{
+	node *n = arg;
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Submit s = TERN__V1__SUBMIT__INIT;
+
+	(void)msgid;
+	if (n->inflight >= (uint32_t)n->window)
+		return 1;
+	s.envelope.data = (uint8_t *)env;
+	s.envelope.len = len;
+	f.body_case = TERN__V1__FRAME__BODY_SUBMIT;
+	f.submit = &s;
+	if (tern_hop_send(n->dealer, NULL, 0, &f, ZMQ_DONTWAIT) != TERN_OK)
+		return 1;
+	n->last_tx = tern_now_ms();
+	n->inflight++;
+	n->submit_next = seq + 1;
+	return 0;
+}
+
+static void submit_pump(node *n)
+{
+	MDB_txn *txn;
+
+	if (!n->connected || n->inflight >= (uint32_t)n->window)
+		return;
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return;
+	node_store_outbox_scan(txn, n->store, n->submit_next, submit_visit, n);
+	mdb_txn_abort(txn);
+}
+
+/* --- the broker connection ----------------------------------------------------------- */
+
+static void on_dealer(node *n)
+{
+	for (int64_t i = 0; i < n->batch_size; i++) {
+		zmq_msg_t msg;
+		Tern__V1__Frame *f = NULL;
+
+		zmq_msg_init(&msg);
+		if (zmq_msg_recv(&msg, n->dealer, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&msg);
+			return;
+		}
+		n->last_rx = tern_now_ms();
+		if (tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
+		                    (size_t)n->max_msg + 4096, &f) != TERN_OK) {
+			log_warnx("undecodable frame from the broker: %s", tern_errdetail());
+			zmq_msg_close(&msg);
+			continue;
+		}
+		zmq_msg_close(&msg);
+		switch (f->body_case) {
+		case TERN__V1__FRAME__BODY_WELCOME:
+			if (!n->connected)
+				log_info("connected to broker %s", f->welcome->broker_id);
+			n->connected = 1;
+			/* Every outbox entry without an answer goes again, in order. */
+			n->submit_next = 0;
+			n->inflight = 0;
+			break;
+		case TERN__V1__FRAME__BODY_RESULT: {
+			struct batch *b = &n->batch;
+			if (GROW(b->results, b->nresults, b->capresults))
+				break;
+			struct result *r = &b->results[b->nresults++];
+			snprintf(r->msgid, sizeof(r->msgid), "%s", f->result->message_id);
+			r->accepted = f->result->accepted;
+			snprintf(r->code, sizeof(r->code), "%s", f->result->reason_code);
+			snprintf(r->text, sizeof(r->text), "%s", f->result->reason_text);
+			break;
+		}
+		case TERN__V1__FRAME__BODY_DELIVER:
+			on_deliver(n, f->deliver);
+			break;
+		case TERN__V1__FRAME__BODY_REFUSED:
+			if (strcmp(f->refused->reason_code, "hello-required") == 0) {
+				n->connected = 0;
+				send_hello(n);
+			} else {
+				log_warnx("broker refused a frame: %s: %s", f->refused->reason_code,
+				          f->refused->reason_text);
+			}
+			break;
+		case TERN__V1__FRAME__BODY_PING: {
+			Tern__V1__Frame r = TERN__V1__FRAME__INIT;
+			Tern__V1__Pong pong = TERN__V1__PONG__INIT;
+			pong.at = f->ping->at;
+			r.body_case = TERN__V1__FRAME__BODY_PONG;
+			r.pong = &pong;
+			hop_send(n, &r);
+			break;
+		}
+		default:
+			break;
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+	}
+}
+
+static void on_monitor(node *n)
+{
+	for (;;) {
+		zmq_msg_t ev, addr;
+		uint16_t event;
+
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, n->monitor, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return;
+		}
+		memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+		zmq_msg_close(&ev);
+		zmq_msg_init(&addr);
+		zmq_msg_recv(&addr, n->monitor, 0);
+		zmq_msg_close(&addr);
+		if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+			send_hello(n);
+		} else if (event == ZMQ_EVENT_DISCONNECTED) {
+			if (n->connected)
+				log_warnx("lost the broker connection; reconnecting");
+			n->connected = 0;
+		} else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+		           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+		           event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+			log_warnx(
+			    "the broker refused this node's CURVE handshake (is this node in the "
+			    "broker's directory?)");
+		}
+	}
+}
+
+/* --- the local API ------------------------------------------------------------------ */
+
+static json_t *message_json(node *n, MDB_txn *txn, const char *msgid)
+{
+	json_t *rec = NULL, *hdr = NULL, *bodyj = NULL, *out = NULL;
+	tern_verify_opts o = {
+	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
+	tern_envelope *env = NULL;
+	ProtobufCMessage *body = NULL;
+	uint8_t *buf = NULL, *plain = NULL;
+	size_t len, plen = 0;
+	const tern_msgtype *t;
+	int rc;
+
+	if (node_store_received(txn, n->store, msgid, &rec) != TERN_OK ||
+	    !json_is_true(json_object_get(rec, "accepted")))
+		goto out;
+	if (node_store_received_envelope(txn, n->store, msgid, &buf, &len) != TERN_OK)
+		goto out;
+	/* Re-verified on the way out: the store is not trusted more than the wire. */
+	if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env)) != TERN_OK ||
+	    tern_envelope_open(env, n->id.id, n->id.seal, &plain, &plen) != TERN_OK)
+		goto out;
+	t = tern_msgtype_by_type(tern_envelope_header(env)->type);
+	if (tern_pb_unpack(t->desc, plain, plen, plen, &body) != TERN_OK ||
+	    tern_json_encode(&tern_envelope_header(env)->base, &hdr) != TERN_OK ||
+	    tern_json_encode(body, &bodyj) != TERN_OK)
+		goto out;
+	out = json_pack("{s:o, s:o, s:O, s:s}", "header", hdr, "body", bodyj, "received_at",
+	                json_object_get(rec, "received_at"), "type", t->name);
+	hdr = bodyj = NULL;
+out:
+	json_decref(hdr);
+	json_decref(bodyj);
+	tern_pb_free(&body);
+	if (plain)
+		tern_envelope_body_free(&plain, plen);
+	tern_envelope_free(&env);
+	free(buf);
+	json_decref(rec);
+	return out;
+}
+
+static int first_visit(const char *msgid, void *arg)
+{
+	snprintf(arg, 37, "%s", msgid);
+	return 1;
+}
+
+static json_t *inbox_next(node *n)
+{
+	MDB_txn *txn;
+	char id[37] = "";
+	json_t *m = NULL;
+
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return NULL;
+	node_store_inbox_scan(txn, n->store, first_visit, id);
+	if (id[0])
+		m = message_json(n, txn, id);
+	mdb_txn_abort(txn);
+	return m;
+}
+
+static int list_visit(const char *msgid, void *arg)
+{
+	json_t **ctx = arg; /* [0] array, [1] unused */
+	json_array_append_new(ctx[0], json_string(msgid));
+	return 0;
+}
+
+static json_t *api_read_op(node *n, const char *op, json_t *req)
+{
+	MDB_txn *txn;
+	json_t *res = NULL, *rec = NULL;
+	const char *id = json_string_value(json_object_get(req, "message_id"));
+
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return tern_api_error(TERN_EIO, "cannot read the store: %s", tern_errdetail());
+	if (strcmp(op, "status") == 0) {
+		json_t *rc2, *arr = json_array();
+		const char *k;
+		if (id == NULL || node_store_sent_get(txn, n->store, id, &rec) != TERN_OK) {
+			json_decref(arr);
+			res = tern_api_error(TERN_ENOENT, "no message %s was sent from this node",
+			                     id ? id : "(none given)");
+			goto out;
+		}
+		json_object_foreach(json_object_get(rec, "recipients"), k, rc2)
+		{
+			json_t *r = json_deep_copy(rc2);
+			json_object_set_new(r, "node_id", json_string(k));
+			json_array_append_new(arr, r);
+		}
+		res = json_pack("{s:b, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:o}", "ok", 1,
+		                "message_id", id, "type", json_object_get(rec, "type"), "case_id",
+		                json_object_get(rec, "case_id"), "created_at",
+		                json_object_get(rec, "created_at"), "state",
+		                json_object_get(rec, "state"), "reason_code",
+		                json_object_get(rec, "reason_code"), "reason_text",
+		                json_object_get(rec, "reason_text"), "recipients", arr);
+	} else if (strcmp(op, "inbox.list") == 0) {
+		json_t *ids = json_array(), *ctx[2] = {ids, NULL}, *msgs = json_array(), *v;
+		size_t i;
+		node_store_inbox_scan(txn, n->store, list_visit, ctx);
+		json_array_foreach(ids, i, v)
+		{
+			json_t *r = NULL;
+			if (node_store_received(txn, n->store, json_string_value(v), &r) != TERN_OK)
+				continue;
+			json_array_append_new(
+			    msgs, json_pack("{s:O, s:O, s:O, s:O, s:O}", "message_id", v, "sender",
+			                    json_object_get(r, "sender"), "type",
+			                    json_object_get(r, "type"), "case_id",
+			                    json_object_get(r, "case_id"), "received_at",
+			                    json_object_get(r, "received_at")));
+			json_decref(r);
+		}
+		json_decref(ids);
+		res = json_pack("{s:b, s:o}", "ok", 1, "messages", msgs);
+	} else if (strcmp(op, "inbox.show") == 0) {
+		json_t *m = id ? message_json(n, txn, id) : NULL;
+		res = m ? json_pack("{s:b, s:o}", "ok", 1, "message", m)
+		        : tern_api_error(TERN_ENOENT, "no message %s in this node's inbox",
+		                         id ? id : "(none given)");
+	} else if (strcmp(op, "node.info") == 0) {
+		json_t *counts = NULL;
+		node_store_counts(txn, n->store, &counts);
+		res = json_pack("{s:b, s:s, s:s, s:b, s:O, s:O}", "ok", 1, "node_id", n->id.id,
+		                "broker_id", n->broker->node_id, "connected", n->connected,
+		                "outbox", json_object_get(counts, "outbox"), "inbox",
+		                json_object_get(counts, "inbox"));
+		json_decref(counts);
+	}
+out:
+	json_decref(rec);
+	mdb_txn_abort(txn);
+	return res;
+}
+
+/* Handles "send": everything but the outbox write, which the batch does. */
+static json_t *api_send(node *n, json_t *req, int ci)
+{
+	const tern_msgtype *t =
+	    tern_msgtype_by_name(json_string_value(json_object_get(req, "type"))
+	                             ? json_string_value(json_object_get(req, "type"))
+	                             : "");
+	json_t *to = json_object_get(req, "to"), *v;
+	const char *rcpts[64], *reply_to = json_string_value(json_object_get(req, "in_reply_to"));
+	const char *client_ref = json_string_value(json_object_get(req, "client_ref"));
+	json_int_t ttl = json_integer_value(json_object_get(req, "ttl_seconds"));
+	ProtobufCMessage *body = NULL;
+	tern_violations viol;
+	char err[256];
+	uint8_t *packed = NULL;
+	size_t np = 0, plen, i;
+	struct out o, *slot;
+	json_t *res = NULL;
+	int rc;
+
+	if (t == NULL || t->type == TERN__V1__MESSAGE_TYPE__RECEIPT)
+		return tern_api_error(TERN_EINVAL,
+		                      "type must be case-referral, acceptance-decision "
+		                      "or travel-confirmation");
+	if (!json_is_array(to) || json_array_size(to) == 0 || json_array_size(to) > 64)
+		return tern_api_error(TERN_EINVAL, "'to' must list 1 to 64 node ids");
+	json_array_foreach(to, i, v)
+	{
+		const tern_member *m;
+		const char *r = json_string_value(v);
+		if (r == NULL || tern_directory_find(n->id.dir, r, &m) != TERN_OK ||
+		    (m->roles & TERN_ROLE_BROKER)) {
+			res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unknown-recipient",
+			                "message",
+			                "a recipient is not a member node of the federation");
+			return res;
+		}
+		rcpts[np++] = r;
+	}
+	if (client_ref) {
+		MDB_txn *txn;
+		char existing[37];
+		if (strlen(client_ref) > 128)
+			return tern_api_error(TERN_EINVAL,
+			                      "client_ref is longer than 128 characters");
+		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
+			rc = node_store_client_ref(txn, n->store, client_ref, existing);
+			mdb_txn_abort(txn);
+			if (rc == TERN_OK)
+				return json_pack("{s:b, s:s, s:b}", "ok", 1, "message_id", existing,
+				                 "duplicate", 1);
+		}
+		for (size_t k = 0; k < n->batch.nouts; k++)
+			if (strcmp(n->batch.outs[k].client_ref, client_ref) == 0)
+				return tern_api_error(TERN_EEXIST,
+				                      "a send with this client_ref is in progress");
+	}
+	rc = tern_json_decode(t->desc, json_object_get(req, "body"), &body, err, sizeof(err));
+	if (rc != TERN_OK)
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "invalid-body", "message",
+		                 err);
+	if (tern_validate(body, tern_now_ms(), &viol) != TERN_OK) {
+		json_t *arr = json_array();
+		for (size_t k = 0; k < viol.count; k++)
+			json_array_append_new(arr, json_pack("{s:s, s:s}", "path", viol.v[k].path,
+			                                     "rule", viol.v[k].rule));
+		res = json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "error", "invalid-body", "message",
+		                "the body breaks validation rules", "violations", arr);
+		goto out;
+	}
+	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK) {
+		res = tern_api_error(rc, "cannot encode the body");
+		goto out;
+	}
+	rc = make_out(n, t, rcpts, np, field_string(body, "case_id"), reply_to,
+	              ttl > 0 ? tern_now_ms() + (int64_t)ttl * 1000 : 0, packed, plen, &o);
+	if (rc != TERN_OK) {
+		res = tern_api_error(rc, "cannot seal: %s", tern_errdetail());
+		goto out;
+	}
+	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
+		snprintf(o.outcome, sizeof(o.outcome), "%s",
+		         protobuf_c_enum_descriptor_get_value(
+		             &tern__v1__acceptance_decision__outcome__descriptor,
+		             ((Tern__V1__AcceptanceDecision *)body)->outcome)
+		             ->name);
+		snprintf(o.ref, sizeof(o.ref), "%s", field_string(body, "referral_id"));
+	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
+		snprintf(o.ref, sizeof(o.ref), "%s", field_string(body, "decision_id"));
+	}
+	if (client_ref)
+		snprintf(o.client_ref, sizeof(o.client_ref), "%s", client_ref);
+	o.client = ci;
+	if ((slot = batch_out(n)) == NULL) {
+		out_free(&o);
+		res = tern_api_error(TERN_ENOMEM, "out of memory");
+		goto out;
+	}
+	*slot = o;
+out:
+	free(packed);
+	if (body)
+		protobuf_c_message_free_unpacked(body, NULL);
+	return res; /* NULL: parked until the commit */
+}
+
+static void on_api_client(node *n)
+{
+	struct timeval tv = {2, 0};
+	json_t *req = NULL, *res = NULL;
+	const char *op;
+	int fd, ci = -1;
+
+	fd = accept4(n->api_fd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (tern_api_check_peer(fd) != TERN_OK) {
+		log_warnx("API: %s", tern_errdetail());
+		res = tern_api_error(TERN_EPERM, "%s", tern_errdetail());
+		goto reply;
+	}
+	if (tern_api_read(fd, TERN_API_MAX_FRAME, &req) != TERN_OK) {
+		res = tern_api_error(TERN_EMALFORMED, "%s", tern_errdetail());
+		goto reply;
+	}
+	op = json_string_value(json_object_get(req, "op"));
+	if (json_integer_value(json_object_get(req, "v")) != TERN_API_VERSION || op == NULL) {
+		res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
+		                "this node speaks API version 1; give \"v\":1 and \"op\"");
+		goto reply;
+	}
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (n->clients[i].fd < 0) {
+			ci = i;
+			break;
+		}
+	if (strcmp(op, "send") == 0 || strcmp(op, "inbox.ack") == 0 ||
+	    strcmp(op, "inbox.next") == 0) {
+		if (ci < 0) {
+			res =
+			    tern_api_error(TERN_ENOMEM, "too many API clients waiting; try again");
+			goto reply;
+		}
+		n->clients[ci].fd = fd;
+		if (strcmp(op, "send") == 0) {
+			res = api_send(n, req, ci);
+		} else if (strcmp(op, "inbox.ack") == 0) {
+			const char *id = json_string_value(json_object_get(req, "message_id"));
+			if (id == NULL || !tern_uuid_valid(id) || n->batch.nacks == MAX_CLIENTS) {
+				res = tern_api_error(TERN_EINVAL,
+				                     "give the message_id to acknowledge");
+			} else {
+				MDB_txn *txn;
+				json_t *rec = NULL;
+				int known = 0;
+				if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
+					known = node_store_received(txn, n->store, id, &rec) ==
+					            TERN_OK &&
+					        json_is_true(json_object_get(rec, "accepted"));
+					mdb_txn_abort(txn);
+					json_decref(rec);
+				}
+				if (!known) {
+					res = tern_api_error(TERN_ENOENT,
+					                     "no message %s in this inbox", id);
+				} else {
+					snprintf(n->batch.acks[n->batch.nacks].msgid, 37, "%s", id);
+					n->batch.acks[n->batch.nacks++].client = ci;
+				}
+			}
+		} else {
+			json_t *m = inbox_next(n);
+			json_int_t wait = json_integer_value(json_object_get(req, "wait_ms"));
+			if (m != NULL || wait <= 0) {
+				res = json_pack("{s:b, s:o}", "ok", 1, "message",
+				                m ? m : json_null());
+			} else {
+				n->clients[ci].waiting = 2;
+				n->clients[ci].deadline =
+				    tern_now_ms() + (wait > 3600000 ? 3600000 : wait);
+			}
+		}
+		if (res != NULL) {
+			n->clients[ci].fd = -1;
+			goto reply;
+		}
+		json_decref(req);
+		if (n->clients[ci].waiting == 0)
+			n->clients[ci].waiting = 1;
+		return;
+	}
+	if (strcmp(op, "status") == 0 || strcmp(op, "inbox.list") == 0 ||
+	    strcmp(op, "inbox.show") == 0 || strcmp(op, "node.info") == 0)
+		res = api_read_op(n, op, req);
+	else
+		res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
+		                "unknown operation");
+reply:
+	if (res)
+		tern_api_write(fd, res);
+	json_decref(res);
+	json_decref(req);
+	close(fd);
+}
+
+static void serve_waiters(node *n, int64_t now)
+{
+	json_t *m = NULL;
+	int looked = 0;
+
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &n->clients[i];
+		if (c->fd < 0 || c->waiting != 2)
+			continue;
+		if (!looked) {
+			m = inbox_next(n);
+			looked = 1;
+		}
+		if (m != NULL)
+			client_reply(n, i, json_pack("{s:b, s:O}", "ok", 1, "message", m));
+		else if (now >= c->deadline)
+			client_reply(n, i, json_pack("{s:b, s:n}", "ok", 1, "message"));
+	}
+	json_decref(m);
+}
+
+/* --- life cycle -------------------------------------------------------------------- */
+
+int node_open(const char *conf, node **out)
+{
+	node *n;
+	MDB_txn *txn;
+	int rc, v;
+	int64_t ivl;
+	const char *dom = TERN_HOP_ZAP_DOMAIN;
+
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return TERN_ENOMEM;
+	n->api_fd = -1;
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		n->clients[i].fd = -1;
+	if ((rc = tern_ident_load(conf, TERN_CONFIG_NODE, 0, stderr, &n->id)) != TERN_OK) {
+		free(n);
+		return rc;
+	}
+	log_init("tern-node", (int)tern_config_get_int(n->id.cfg, "node", "log_level"));
+	tern_directory_find(n->id.dir, tern_config_get(n->id.cfg, "broker", "id"), &n->broker);
+	n->max_msg = tern_config_get_int(n->id.cfg, "limits", "max_message_size");
+	n->batch_size = tern_config_get_int(n->id.cfg, "delivery", "batch_size");
+	n->credit = tern_config_get_int(n->id.cfg, "delivery", "credit");
+	n->window = tern_config_get_int(n->id.cfg, "delivery", "submit_window");
+	n->hb_ivl_ms = tern_config_get_int(n->id.cfg, "delivery", "heartbeat_interval") * 1000;
+	n->hb_timeout_ms = tern_config_get_int(n->id.cfg, "delivery", "heartbeat_timeout") * 1000;
+	n->skew_ms = tern_config_get_int(n->id.cfg, "federation", "max_clock_skew") * 1000;
+
+	if ((rc = node_store_open(tern_config_get(n->id.cfg, "node", "data_dir"), 0, &n->store)) !=
+	    TERN_OK) {
+		fprintf(stderr, "tern-node: cannot open the store in %s: %s (%s)\n",
+		        tern_config_get(n->id.cfg, "node", "data_dir"), tern_strerror(rc),
+		        tern_errdetail());
+		goto fail;
+	}
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		goto fail;
+	node_store_delivered_get(txn, n->store, n->epoch, &n->delivered);
+	mdb_txn_abort(txn);
+
+	if ((rc = tern_api_listen(tern_config_get(n->id.cfg, "node", "api_socket"), &n->api_fd)) !=
+	    TERN_OK) {
+		fprintf(stderr, "tern-node: %s\n", tern_errdetail());
+		goto fail;
+	}
+	n->ctx = zmq_ctx_new();
+	n->dealer = zmq_socket(n->ctx, ZMQ_DEALER);
+	ivl = 100;
+	v = (int)ivl;
+	if ((rc = tern_hop_sockopts(n->dealer, (int)(n->hb_ivl_ms / 1000),
+	                            (int)(n->hb_timeout_ms / 1000), n->max_msg + 4096)) !=
+	        TERN_OK ||
+	    zmq_setsockopt(n->dealer, ZMQ_RECONNECT_IVL, &v, sizeof(v)) != 0 ||
+	    (v = (int)tern_config_get_int(n->id.cfg, "delivery", "reconnect_max") * 1000,
+	     zmq_setsockopt(n->dealer, ZMQ_RECONNECT_IVL_MAX, &v, sizeof(v))) != 0 ||
+	    zmq_setsockopt(n->dealer, ZMQ_CURVE_SERVERKEY, n->broker->curve_public, 32) != 0 ||
+	    zmq_setsockopt(n->dealer, ZMQ_CURVE_PUBLICKEY, tern_curvekey_public(n->id.curve), 32) !=
+	        0 ||
+	    zmq_setsockopt(n->dealer, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(n->id.curve), 32) !=
+	        0 ||
+	    zmq_setsockopt(n->dealer, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) != 0) {
+		fprintf(stderr, "tern-node: socket options: %s\n", zmq_strerror(errno));
+		rc = TERN_EIO;
+		goto fail;
+	}
+	if (zmq_socket_monitor(n->dealer, MONITOR_ENDPOINT,
+	                       ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+	                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+	                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
+		rc = TERN_EIO;
+		goto fail;
+	}
+	n->monitor = zmq_socket(n->ctx, ZMQ_PAIR);
+	zmq_connect(n->monitor, MONITOR_ENDPOINT);
+	if (zmq_connect(n->dealer, tern_config_get(n->id.cfg, "broker", "endpoint")) != 0) {
+		fprintf(stderr, "tern-node: cannot connect to %s: %s\n",
+		        tern_config_get(n->id.cfg, "broker", "endpoint"), zmq_strerror(errno));
+		rc = TERN_EIO;
+		goto fail;
+	}
+	*out = n;
+	return TERN_OK;
+fail:
+	node_close(&n);
+	return rc ? rc : TERN_EIO;
+}
+
+void node_close(node **np)
+{
+	node *n;
+
+	if (np == NULL || (n = *np) == NULL)
+		return;
+	batch_reset(n);
+	free(n->batch.outs);
+	free(n->batch.dins);
+	free(n->batch.results);
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		if (n->clients[i].fd >= 0)
+			close(n->clients[i].fd);
+	if (n->api_fd >= 0) {
+		close(n->api_fd);
+		unlink(tern_config_get(n->id.cfg, "node", "api_socket"));
+	}
+	if (n->monitor)
+		zmq_close(n->monitor);
+	if (n->dealer) {
+		zmq_socket_monitor(n->dealer, NULL, 0);
+		zmq_close(n->dealer);
+	}
+	if (n->ctx)
+		zmq_ctx_term(n->ctx);
+	tern_store_close(&n->store);
+	tern_ident_free(&n->id);
+	free(n);
+	*np = NULL;
+}
+
+int node_run(node *n, volatile sig_atomic_t *stop)
+{
+	log_info("node %s started; broker %s at %s", n->id.id, n->broker->node_id,
+	         tern_config_get(n->id.cfg, "broker", "endpoint"));
+	n->last_rx = tern_now_ms();
+	while (!*stop) {
+		zmq_pollitem_t items[3] = {{n->dealer, 0, ZMQ_POLLIN, 0},
+		                           {n->monitor, 0, ZMQ_POLLIN, 0},
+		                           {NULL, n->api_fd, ZMQ_POLLIN, 0}};
+		int64_t now;
+		int rc = zmq_poll(items, 3, 50);
+
+		if (rc < 0 && errno != EINTR) {
+			log_warn("zmq_poll");
+			break;
+		}
+		n->batch.now = tern_now_ms();
+		if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
+			on_monitor(n);
+		if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
+			on_dealer(n);
+		if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
+			for (int i = 0; i < 64; i++) {
+				struct pollfd p = {n->api_fd, POLLIN, 0};
+				if (poll(&p, 1, 0) <= 0)
+					break;
+				on_api_client(n);
+			}
+		now = tern_now_ms();
+		n->batch.now = now;
+		batch_commit(n);
+		serve_waiters(n, now);
+		submit_pump(n);
+		if (n->connected && now - n->last_tx > n->hb_ivl_ms) {
+			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+			Tern__V1__Ping ping = TERN__V1__PING__INIT;
+			ping.at = now;
+			f.body_case = TERN__V1__FRAME__BODY_PING;
+			f.ping = &ping;
+			hop_send(n, &f);
+		}
+		if (n->connected && now - n->last_rx > n->hb_timeout_ms) {
+			log_warnx("broker silent for %lld ms; saying Hello again",
+			          (long long)(now - n->last_rx));
+			n->connected = 0;
+			n->last_rx = now;
+			send_hello(n);
+		}
+	}
+	batch_commit(n);
+	log_info("node %s stopped", n->id.id);
+	return TERN_OK;
+}

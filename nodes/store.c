@@ -1,0 +1,448 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+
+#include "node_store.h"
+#include "util.h"
+
+static const char *const dbnames[] = {"meta",     "outbox", "outenv", "msgs",       "inbox",
+                                      "received", "inenv",  "refs",   "clientrefs", NULL};
+
+#define DBI(s, i) tern_store_dbi((s), (i))
+#define MDB(rc, what) tern_store_mdb_err((rc), (what))
+
+int node_store_open(const char *dir, int rdonly, tern_store **out)
+{
+	return tern_store_open(dir, dbnames, rdonly ? TERN_STORE_RDONLY : 0, 0, out);
+}
+
+static MDB_val sval(const char *s)
+{
+	MDB_val v = {strlen(s), (void *)s};
+	return v;
+}
+
+static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *obj)
+{
+	char *text = json_dumps(obj, JSON_COMPACT);
+	MDB_val k = sval(key), v;
+	int rc;
+
+	if (text == NULL)
+		return TERN_ENOMEM;
+	v = sval(text);
+	rc = mdb_put(txn, dbi, &k, &v, 0);
+	free(text);
+	return MDB(rc, "write record");
+}
+
+static int get_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t **out)
+{
+	MDB_val k = sval(key), v;
+	json_error_t e;
+	int rc = mdb_get(txn, dbi, &k, &v);
+
+	if (rc != 0)
+		return MDB(rc, "read record");
+	if ((*out = json_loadb(v.mv_data, v.mv_size, 0, &e)) == NULL)
+		return tern_fail(TERN_EMALFORMED, "damaged record for %s", key);
+	return TERN_OK;
+}
+
+/* Next value of a persistent counter in meta. */
+static int next_seq(MDB_txn *txn, tern_store *s, const char *name, uint64_t *out)
+{
+	MDB_val k = sval(name), v;
+	uint8_t b[8];
+	uint64_t n = 1;
+	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
+
+	if (rc == 0 && v.mv_size == 8)
+		n = tern_be64_get(v.mv_data) + 1;
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		return MDB(rc, "read counter");
+	tern_be64_put(b, n);
+	v = (MDB_val){8, b};
+	if ((rc = mdb_put(txn, DBI(s, NS_META), &k, &v, 0)) != 0)
+		return MDB(rc, "write counter");
+	*out = n;
+	return TERN_OK;
+}
+
+int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t now)
+{
+	json_t *rec = NULL, *rcpts, *ref = NULL;
+	uint8_t kb[8];
+	uint64_t seq;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = next_seq(txn, s, "outseq", &seq)) != TERN_OK)
+		return rc;
+	tern_be64_put(kb, seq);
+	k = (MDB_val){8, kb};
+	v = sval(m->msgid);
+	if ((rc = mdb_put(txn, DBI(s, NS_OUTBOX), &k, &v, MDB_APPEND)) != 0)
+		return MDB(rc, "append to outbox");
+	k = sval(m->msgid);
+	v = (MDB_val){m->len, (void *)m->envelope};
+	if ((rc = mdb_put(txn, DBI(s, NS_OUTENV), &k, &v, 0)) != 0)
+		return MDB(rc, "store envelope");
+	rcpts = json_object();
+	for (size_t i = 0; i < m->n_recipients; i++)
+		json_object_set_new(rcpts, m->recipients[i],
+		                    json_pack("{s:s, s:s, s:s, s:I}", "state", "queued",
+		                              "reason_code", "", "reason_text", "", "at",
+		                              (json_int_t)now));
+	rec = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I}", "type", m->type, "case_id",
+	                m->case_id, "created_at", (json_int_t)m->created_at, "state", "queued",
+	                "reason_code", "", "reason_text", "", "recipients", rcpts, "seq",
+	                (json_int_t)seq);
+	if (rec == NULL)
+		return TERN_ENOMEM;
+	rc = put_json(txn, DBI(s, NS_MSGS), m->msgid, rec);
+	json_decref(rec);
+	if (rc != TERN_OK)
+		return rc;
+	ref = json_pack("{s:s, s:s, s:s, s:s}", "type", m->type, "case_id", m->case_id, "outcome",
+	                m->outcome ? m->outcome : "", "ref", m->ref ? m->ref : "");
+	rc = put_json(txn, DBI(s, NS_REFS), m->msgid, ref);
+	json_decref(ref);
+	if (rc == TERN_OK && m->client_ref && m->client_ref[0]) {
+		k = sval(m->client_ref);
+		v = sval(m->msgid);
+		rc = MDB(mdb_put(txn, DBI(s, NS_CLIENTREFS), &k, &v, 0), "store client ref");
+	}
+	return rc;
+}
+
+int node_store_client_ref(MDB_txn *txn, tern_store *s, const char *ref, char msgid[37])
+{
+	MDB_val k = sval(ref), v;
+	int rc = mdb_get(txn, DBI(s, NS_CLIENTREFS), &k, &v);
+
+	if (rc != 0)
+		return MDB(rc, "read client ref");
+	if (v.mv_size != 36)
+		return TERN_EMALFORMED;
+	memcpy(msgid, v.mv_data, 36);
+	msgid[36] = 0;
+	return TERN_OK;
+}
+
+/* delivered when every recipient is; rejected or expired if any is; else
+ * at-broker once the broker holds it. */
+static void overall_state(json_t *rec)
+{
+	json_t *rcpts = json_object_get(rec, "recipients"), *r;
+	const char *key, *worst = NULL;
+	int all_delivered = 1, any_broker = 0;
+
+	json_object_foreach(rcpts, key, r)
+	{
+		const char *st = json_string_value(json_object_get(r, "state"));
+		if (strcmp(st, "delivered") != 0)
+			all_delivered = 0;
+		if (strcmp(st, "queued") != 0)
+			any_broker = 1;
+		if (strcmp(st, "rejected") == 0)
+			worst = "rejected";
+		else if (strcmp(st, "expired") == 0 && worst == NULL)
+			worst = "expired";
+	}
+	json_object_set_new(rec, "state",
+	                    json_string(worst           ? worst
+	                                : all_delivered ? "delivered"
+	                                : any_broker    ? "at-broker"
+	                                                : "queued"));
+}
+
+static void set_reason(json_t *obj, const char *code, const char *text)
+{
+	json_object_set_new(obj, "reason_code", json_string(code ? code : ""));
+	json_object_set_new(obj, "reason_text", json_string(text ? text : ""));
+}
+
+int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int accepted,
+                         const char *code, const char *text, int64_t now)
+{
+	json_t *rec, *r;
+	const char *key;
+	uint8_t kb[8];
+	MDB_val k;
+	int rc;
+
+	if ((rc = get_json(txn, DBI(s, NS_MSGS), msgid, &rec)) != TERN_OK)
+		return rc == TERN_ENOENT ? TERN_OK : rc;
+	if (json_integer_value(json_object_get(rec, "seq")) == 0) {
+		json_decref(rec); /* answered before */
+		return TERN_OK;
+	}
+	tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "seq")));
+	k = (MDB_val){8, kb};
+	rc = mdb_del(txn, DBI(s, NS_OUTBOX), &k, NULL);
+	if (rc == 0 || rc == MDB_NOTFOUND) {
+		k = sval(msgid);
+		rc = mdb_del(txn, DBI(s, NS_OUTENV), &k, NULL);
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		json_decref(rec);
+		return MDB(rc, "remove from outbox");
+	}
+	json_object_set_new(rec, "seq", json_integer(0));
+	json_object_foreach(json_object_get(rec, "recipients"), key, r)
+	{
+		json_object_set_new(r, "state", json_string(accepted ? "at-broker" : "rejected"));
+		json_object_set_new(r, "at", json_integer(now));
+		if (!accepted)
+			set_reason(r, code, text);
+	}
+	if (!accepted)
+		set_reason(rec, code, text);
+	overall_state(rec);
+	rc = put_json(txn, DBI(s, NS_MSGS), msgid, rec);
+	json_decref(rec);
+	return rc;
+}
+
+int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, const char *node,
+                               const char *state, const char *code, const char *text, int64_t now)
+{
+	json_t *rec, *r;
+	int rc;
+
+	if ((rc = get_json(txn, DBI(s, NS_MSGS), msgid, &rec)) != TERN_OK)
+		return rc;
+	r = json_object_get(json_object_get(rec, "recipients"), node);
+	if (r == NULL) {
+		json_decref(rec);
+		return tern_fail(TERN_ENOENT, "%s was not sent to %s", msgid, node);
+	}
+	json_object_set_new(r, "state", json_string(state));
+	json_object_set_new(r, "at", json_integer(now));
+	set_reason(r, code, text);
+	if (strcmp(state, "delivered") != 0 &&
+	    json_string_value(json_object_get(rec, "reason_code"))[0] == 0)
+		set_reason(rec, code, text);
+	overall_state(rec);
+	rc = put_json(txn, DBI(s, NS_MSGS), msgid, rec);
+	json_decref(rec);
+	return rc;
+}
+
+int node_store_sent_get(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
+{
+	return get_json(txn, DBI(s, NS_MSGS), msgid, rec);
+}
+
+int node_store_outbox_scan(MDB_txn *txn, tern_store *s, uint64_t from,
+                           int (*fn)(uint64_t seq, const char *msgid, const uint8_t *env,
+                                     size_t len, void *arg),
+                           void *arg)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint8_t kb[8];
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_OUTBOX), &c)) != 0)
+		return MDB(rc, "cursor");
+	tern_be64_put(kb, from);
+	k = (MDB_val){8, kb};
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char id[37];
+		MDB_val ek, ev;
+		if (v.mv_size != 36 || k.mv_size != 8)
+			continue;
+		memcpy(id, v.mv_data, 36);
+		id[36] = 0;
+		ek = sval(id);
+		if (mdb_get(txn, DBI(s, NS_OUTENV), &ek, &ev) != 0)
+			continue;
+		if (fn(tern_be64_get(k.mv_data), id, ev.mv_data, ev.mv_size, arg))
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan outbox");
+}
+
+int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t now)
+{
+	json_t *rec, *ref;
+	uint64_t seq = 0;
+	uint8_t kb[8];
+	MDB_val k, v;
+	int rc;
+
+	if (m->accepted) {
+		if ((rc = next_seq(txn, s, "inseq", &seq)) != TERN_OK)
+			return rc;
+		tern_be64_put(kb, seq);
+		k = (MDB_val){8, kb};
+		v = sval(m->msgid);
+		if ((rc = mdb_put(txn, DBI(s, NS_INBOX), &k, &v, MDB_APPEND)) != 0)
+			return MDB(rc, "append to inbox");
+		k = sval(m->msgid);
+		v = (MDB_val){m->len, (void *)m->envelope};
+		if ((rc = mdb_put(txn, DBI(s, NS_INENV), &k, &v, 0)) != 0)
+			return MDB(rc, "store envelope");
+		ref = json_pack("{s:s, s:s, s:s}", "type", m->type, "case_id", m->case_id,
+		                "outcome", m->outcome ? m->outcome : "");
+		rc = put_json(txn, DBI(s, NS_REFS), m->msgid, ref);
+		json_decref(ref);
+		if (rc != TERN_OK)
+			return rc;
+	}
+	rec =
+	    json_pack("{s:s, s:s, s:s, s:I, s:b, s:I, s:b, s:s, s:s}", "sender", m->sender, "type",
+	              m->type, "case_id", m->case_id, "received_at", (json_int_t)now, "accepted",
+	              m->accepted, "inbox_seq", (json_int_t)seq, "acked", 0, "reason_code",
+	              m->code ? m->code : "", "reason_text", m->text ? m->text : "");
+	if (rec == NULL)
+		return TERN_ENOMEM;
+	rc = put_json(txn, DBI(s, NS_RECEIVED), m->msgid, rec);
+	json_decref(rec);
+	return rc;
+}
+
+int node_store_received(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
+{
+	json_t *r = NULL;
+	int rc = get_json(txn, DBI(s, NS_RECEIVED), msgid, &r);
+
+	if (rec)
+		*rec = r;
+	else
+		json_decref(r);
+	return rc;
+}
+
+int node_store_received_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
+                                 size_t *len)
+{
+	MDB_val k = sval(msgid), v;
+	int rc = mdb_get(txn, DBI(s, NS_INENV), &k, &v);
+
+	if (rc != 0)
+		return MDB(rc, "read envelope");
+	if ((*env = malloc(v.mv_size ? v.mv_size : 1)) == NULL)
+		return TERN_ENOMEM;
+	memcpy(*env, v.mv_data, v.mv_size);
+	*len = v.mv_size;
+	return TERN_OK;
+}
+
+int node_store_inbox_ack(MDB_txn *txn, tern_store *s, const char *msgid)
+{
+	json_t *rec;
+	uint8_t kb[8];
+	MDB_val k;
+	int rc;
+
+	if ((rc = get_json(txn, DBI(s, NS_RECEIVED), msgid, &rec)) != TERN_OK)
+		return rc;
+	if (!json_is_true(json_object_get(rec, "accepted"))) {
+		json_decref(rec);
+		return tern_fail(TERN_ENOENT, "%s was refused, it is not in the inbox", msgid);
+	}
+	if (!json_is_true(json_object_get(rec, "acked"))) {
+		tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "inbox_seq")));
+		k = (MDB_val){8, kb};
+		rc = mdb_del(txn, DBI(s, NS_INBOX), &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND) {
+			json_decref(rec);
+			return MDB(rc, "remove from inbox");
+		}
+		json_object_set_new(rec, "acked", json_true());
+		rc = put_json(txn, DBI(s, NS_RECEIVED), msgid, rec);
+	}
+	json_decref(rec);
+	return rc;
+}
+
+int node_store_inbox_scan(MDB_txn *txn, tern_store *s, int (*fn)(const char *msgid, void *arg),
+                          void *arg)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_INBOX), &c)) != 0)
+		return MDB(rc, "cursor");
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		char id[37];
+		if (v.mv_size != 36)
+			continue;
+		memcpy(id, v.mv_data, 36);
+		id[36] = 0;
+		if (fn(id, arg))
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan inbox");
+}
+
+int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
+{
+	return get_json(txn, DBI(s, NS_REFS), msgid, rec);
+}
+
+int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t epoch[16], uint64_t *upto)
+{
+	MDB_val k = sval("delivered"), v;
+	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
+
+	memset(epoch, 0, 16);
+	*upto = 0;
+	if (rc == MDB_NOTFOUND)
+		return TERN_OK;
+	if (rc != 0)
+		return MDB(rc, "read resync point");
+	if (v.mv_size == 24) {
+		memcpy(epoch, v.mv_data, 16);
+		*upto = tern_be64_get((uint8_t *)v.mv_data + 16);
+	}
+	return TERN_OK;
+}
+
+int node_store_delivered_put(MDB_txn *txn, tern_store *s, const uint8_t epoch[16], uint64_t upto)
+{
+	uint8_t b[24];
+	MDB_val k = sval("delivered"), v = {24, b};
+
+	memcpy(b, epoch, 16);
+	tern_be64_put(b + 16, upto);
+	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write resync point");
+}
+
+int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)
+{
+	json_t *counts = json_pack("{s:i, s:i, s:i, s:i, s:i}", "queued", 0, "at-broker", 0,
+	                           "delivered", 0, "rejected", 0, "expired", 0);
+	MDB_cursor *c;
+	MDB_val k, v;
+	MDB_stat st;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_MSGS), &c)) != 0) {
+		json_decref(counts);
+		return MDB(rc, "cursor");
+	}
+	while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		const char *st2 = json_string_value(json_object_get(rec, "state"));
+		const char *type = json_string_value(json_object_get(rec, "type"));
+		if (st2 && type && strcmp(type, "receipt") != 0) {
+			json_t *n = json_object_get(counts, st2);
+			if (n)
+				json_integer_set(n, json_integer_value(n) + 1);
+		}
+		json_decref(rec);
+	}
+	mdb_cursor_close(c);
+	mdb_stat(txn, DBI(s, NS_INBOX), &st);
+	*out = json_pack("{s:o, s:I}", "outbox", counts, "inbox", (json_int_t)st.ms_entries);
+	return TERN_OK;
+}
