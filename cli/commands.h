@@ -9,5 +9,9 @@ cli_cmd_fn cmd_validate;       /* cmd_validate.c */
 cli_cmd_fn cmd_ca;             /* cmd_ca.c */
 cli_cmd_fn cmd_keygen;         /* cmd_ca.c */
 cli_cmd_fn cmd_dev_federation; /* cmd_dev_federation.c */
+cli_cmd_fn cmd_send;           /* cmd_send.c */
+cli_cmd_fn cmd_status;         /* cmd_status.c */
+cli_cmd_fn cmd_inbox;          /* cmd_inbox.c */
+cli_cmd_fn cmd_demo;           /* cmd_demo.c */
 
 #endif

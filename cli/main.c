@@ -11,11 +11,15 @@ static const struct {
 	cli_cmd_fn *fn;
 	const char *summary;
 } commands[] = {
-	{"example", cmd_example, "print a valid example body as JSON"},
-	{"validate", cmd_validate, "check a business message body against the rules"},
-	{"ca", cmd_ca, "federation CA: init, issue, revoke, crl, directory"},
-	{"keygen", cmd_keygen, "generate a node's private keys and public-key request"},
-	{"dev-federation", cmd_dev_federation, "build a complete local federation for demo and tests"},
+    {"example", cmd_example, "print a valid example body as JSON"},
+    {"validate", cmd_validate, "check a business message body against the rules"},
+    {"ca", cmd_ca, "federation CA: init, issue, revoke, crl, directory"},
+    {"keygen", cmd_keygen, "generate a node's private keys and public-key request"},
+    {"dev-federation", cmd_dev_federation, "build a complete local federation for demo and tests"},
+    {"send", cmd_send, "hand a message to this agency's node for delivery"},
+    {"status", cmd_status, "show what became of a message this node sent"},
+    {"inbox", cmd_inbox, "list, take, show and acknowledge received messages"},
+    {"demo", cmd_demo, "run a local federation and walk one case through it"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 

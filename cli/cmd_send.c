@@ -1,0 +1,130 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include <tern/error.h>
+#include <tern/msgtype.h>
+
+#include "commands.h"
+#include "nodeapi.h"
+
+static void usage(FILE *f)
+{
+	fputs(
+	    "Usage: tern send -c NODECONF --to ID[,ID...] [--reply-to MSGID] [--ttl SECONDS]\n"
+	    "                 [--client-ref KEY] TYPE FILE|-\n"
+	    "\n"
+	    "Hands a business message to this agency's node, which signs it, seals it to\n"
+	    "the recipients and keeps it in its outbox until the broker has it. Prints the\n"
+	    "message id once the node has stored it durably.\n"
+	    "\n"
+	    "TYPE: case-referral | acceptance-decision | travel-confirmation\n"
+	    "FILE: the body as proto3 JSON (see 'tern example TYPE'), or - for stdin.\n"
+	    "\n"
+	    "Options:\n"
+	    "  -c, --config NODECONF  the node's node.conf\n"
+	    "  --to IDS               recipients' node ids, comma-separated\n"
+	    "  --reply-to MSGID       the message this one answers\n"
+	    "  --ttl SECONDS          dead-letter it if not delivered in time (default: the\n"
+	    "                         broker's default_ttl)\n"
+	    "  --client-ref KEY       an idempotency key: sending again with the same key\n"
+	    "                         returns the first message id instead of a second message\n"
+	    "\n"
+	    "Exit status: 0 stored, 1 refused (the reasons are printed), 3 node not reachable.\n"
+	    "\n"
+	    "Examples:\n"
+	    "  tern send -c /tmp/fed/unhcr/node.conf --to sweden case-referral referral.json\n"
+	    "  tern example acceptance-decision | tern send -c sweden/node.conf --to unhcr,iom \\\n"
+	    "      acceptance-decision -\n",
+	    f);
+}
+
+int cmd_send(int argc, char **argv)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"to", required_argument, NULL, 't'},
+	                                     {"reply-to", required_argument, NULL, 'r'},
+	                                     {"ttl", required_argument, NULL, 'l'},
+	                                     {"client-ref", required_argument, NULL, 'k'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
+	const char *conf = NULL, *to = NULL, *reply = NULL, *ref = NULL;
+	long ttl = 0;
+	json_t *req, *resp = NULL, *body, *rcpts;
+	json_error_t jerr;
+	uint8_t *buf = NULL;
+	size_t len;
+	char *copy, *save = NULL;
+	int c, rc;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:t:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			conf = optarg;
+			break;
+		case 't':
+			to = optarg;
+			break;
+		case 'r':
+			reply = optarg;
+			break;
+		case 'k':
+			ref = optarg;
+			break;
+		case 'l':
+			ttl = strtol(optarg, NULL, 10);
+			if (ttl <= 0)
+				return cli_usage_error("send",
+				                       "--ttl takes a positive number of seconds");
+			break;
+		case 'h':
+			usage(stdout);
+			return CLI_OK;
+		default:
+			return cli_usage_error("send", "unknown option");
+		}
+	}
+	if (conf == NULL || to == NULL || argc - optind != 2)
+		return cli_usage_error("send", "need -c NODECONF, --to IDS, TYPE and FILE");
+	if (tern_msgtype_by_name(argv[optind]) == NULL || strcmp(argv[optind], "receipt") == 0)
+		return cli_usage_error("send", "unknown TYPE '%s'", argv[optind]);
+	if ((rc = cli_read_input(argv[optind + 1], CLI_MAX_BODY, &buf, &len)) != TERN_OK)
+		return cli_fail(rc, "cannot read %s", argv[optind + 1]);
+	body = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	free(buf);
+	if (body == NULL) {
+		fprintf(stderr, "tern send: %s is not JSON: line %d, column %d\n", argv[optind + 1],
+		        jerr.line, jerr.column);
+		return CLI_NO;
+	}
+	rcpts = json_array();
+	copy = strdup(to);
+	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+		json_array_append_new(rcpts, json_string(t));
+	free(copy);
+	req = json_pack("{s:s, s:o, s:s, s:o}", "op", "send", "to", rcpts, "type", argv[optind],
+	                "body", body);
+	if (reply)
+		json_object_set_new(req, "in_reply_to", json_string(reply));
+	if (ttl)
+		json_object_set_new(req, "ttl_seconds", json_integer(ttl));
+	if (ref)
+		json_object_set_new(req, "client_ref", json_string(ref));
+	rc = nodeapi_call("send", conf, req, 30000, &resp);
+	if (rc == CLI_OK) {
+		puts(json_string_value(json_object_get(resp, "message_id")));
+	} else if (resp) {
+		size_t i;
+		json_t *v;
+		json_array_foreach(json_object_get(resp, "violations"), i, v)
+		    printf("%s: %s\n", json_string_value(json_object_get(v, "path")),
+		           json_string_value(json_object_get(v, "rule")));
+	}
+	json_decref(req);
+	json_decref(resp);
+	return rc;
+}
