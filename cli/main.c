@@ -19,6 +19,7 @@ static const struct {
     {"send", cmd_send, "hand a message to this agency's node for delivery"},
     {"status", cmd_status, "show what became of a message this node sent"},
     {"inbox", cmd_inbox, "list, take, show and acknowledge received messages"},
+    {"info", cmd_info, "a running node's connection and message counts"},
     {"demo", cmd_demo, "run a local federation and walk one case through it"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

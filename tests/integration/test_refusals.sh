@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Who may not get in or through: a CURVE key outside the directory, a forged
+# sender, a wrong role. Each refusal carries its reason to the sender's
+# status, and a following good message still arrives.
+source "$(dirname "$0")/lib.sh"
+
+fed_make
+start broker
+start sweden
+
+say "a CURVE key that is not in the directory gets no answer"
+wait_for 10 "the broker" "$BIN/zmq-probe" "tcp://127.0.0.1:$PORT" "$WORK/fed/broker/curve.key" "$WORK/fed/unhcr/curve.key"
+if "$BIN/zmq-probe" "tcp://127.0.0.1:$PORT" "$WORK/fed/broker/curve.key"; then
+  fail "the broker answered a client whose CURVE key is not in the directory"
+fi
+grep -q "refused a connection: CURVE key" "$WORK/broker.log" || fail "no log line for the refused key"
+
+say "a forged sender: an envelope signed by portugal, submitted over unhcr's connection"
+forged=$("$BIN/tern-forge" "$(conf unhcr)" "$WORK/fed/portugal" case-referral sweden)
+say "a wrong role: unhcr (a referrer) sends an acceptance decision"
+wrong=$("$TERN" example acceptance-decision | "$TERN" send -c "$(conf unhcr)" --to sweden acceptance-decision - 2>/dev/null || true)
+[[ -z "$wrong" ]] || fail "the node accepted a send while stopped"
+start unhcr
+wait_for 20 "unhcr to connect" connected unhcr
+wrong=$("$TERN" example acceptance-decision | "$TERN" send -c "$(conf unhcr)" --to sweden acceptance-decision -)
+
+wait_for 20 "the forged message to be rejected" state_is unhcr "$forged" rejected
+"$TERN" status -c "$(conf unhcr)" "$forged" | tee "$WORK/forged.txt"
+grep -q "forged-sender" "$WORK/forged.txt" || fail "forged sender: reason not shown"
+wait_for 20 "the wrong-role message to be rejected" state_is unhcr "$wrong" rejected
+"$TERN" status -c "$(conf unhcr)" "$wrong" | tee "$WORK/wrong.txt"
+grep -q "wrong-role" "$WORK/wrong.txt" || fail "wrong role: reason not shown"
+
+say "a good message still arrives"
+good=$("$TERN" example case-referral | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
+wait_for 20 "the good message to be delivered" state_is unhcr "$good" delivered
+"$TERN" inbox -c "$(conf sweden)" list | grep -q "$good" || fail "good message not in sweden's inbox"
+"$TERN" inbox -c "$(conf sweden)" list | grep -q "$forged" && fail "the forged message reached sweden"
+echo "it test_refusals: ok"
