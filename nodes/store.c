@@ -193,6 +193,11 @@ int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int acc
 	json_object_set_new(rec, "seq", json_integer(0));
 	json_object_foreach(json_object_get(rec, "recipients"), key, r)
 	{
+		/* The broker's answer only moves a recipient on from "queued": a
+		 * receipt can overtake the answer to a resubmission after a crash,
+		 * and a receipt's verdict must not be overwritten. */
+		if (strcmp(json_string_value(json_object_get(r, "state")), "queued") != 0)
+			continue;
 		json_object_set_new(r, "state", json_string(accepted ? "at-broker" : "rejected"));
 		json_object_set_new(r, "at", json_integer(now));
 		if (!accepted)
