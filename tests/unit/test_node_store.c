@@ -1,0 +1,209 @@
+/* The node's store: outbox order, message states per recipient, inbox and
+ * its acknowledgement, cross-references, the broker resync point. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <tern/error.h>
+
+#include "node_store.h"
+#include "testutil.h"
+
+static char dir[128];
+static tern_store *st;
+
+static const char *const two[] = {"sweden", "iom"};
+#define ID1 "01a20598-0000-7000-8000-000000000001"
+#define ID2 "01a20598-0000-7000-8000-000000000002"
+
+static int setup(void **state)
+{
+	(void)state;
+	if (tt_mkdtemp(dir, sizeof(dir), "nodestore") != 0)
+		return -1;
+	return node_store_open(dir, 0, &st) == TERN_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tern_store_close(&st);
+	return tt_rmtree(dir);
+}
+
+struct op {
+	int (*fn)(MDB_txn *txn, struct op *o);
+	const char *msgid, *node, *state, *code;
+	int accepted;
+};
+
+static int apply(MDB_txn *txn, void *arg)
+{
+	struct op *o = arg;
+	return o->fn(txn, o);
+}
+
+static int do_enqueue(MDB_txn *txn, struct op *o)
+{
+	node_out m = {
+	    o->msgid, (const uint8_t *)"env", 3, "case-referral", "C-1", 1, two, 2, "", "", NULL};
+	return node_store_enqueue(txn, st, &m, 10);
+}
+
+static int do_submitted(MDB_txn *txn, struct op *o)
+{
+	return node_store_submitted(txn, st, o->msgid, o->accepted, o->code, "why", 20);
+}
+
+static int do_rstate(MDB_txn *txn, struct op *o)
+{
+	return node_store_recipient_state(txn, st, o->msgid, o->node, o->state, o->code, "", 30);
+}
+
+static void run(struct op o)
+{
+	assert_int_equal(tern_store_write(st, apply, &o), TERN_OK);
+}
+
+static const char *state_of(const char *msgid, const char *node)
+{
+	static char buf[32];
+	MDB_txn *txn;
+	json_t *rec = NULL, *where;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_sent_get(txn, st, msgid, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	where = node ? json_object_get(json_object_get(rec, "recipients"), node) : rec;
+	snprintf(buf, sizeof(buf), "%s", json_string_value(json_object_get(where, "state")));
+	json_decref(rec);
+	return buf;
+}
+
+static int count_visit(uint64_t seq, const char *msgid, const uint8_t *env, size_t len, void *arg)
+{
+	(void)seq;
+	(void)env;
+	(void)len;
+	strcat(arg, msgid[35] == '1' ? "1" : "2");
+	return 0;
+}
+
+static void test_states(void **state)
+{
+	char order[8] = "";
+	MDB_txn *txn;
+
+	(void)state;
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_enqueue, .msgid = ID2});
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_store_outbox_scan(txn, st, 0, count_visit, order);
+	mdb_txn_abort(txn);
+	assert_string_equal(order, "12");
+	assert_string_equal(state_of(ID1, NULL), "queued");
+
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .code = ""});
+	assert_string_equal(state_of(ID1, NULL), "at-broker");
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "sweden", .state = "delivered", .code = ""});
+	assert_string_equal(state_of(ID1, NULL), "at-broker");
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "iom", .state = "delivered", .code = ""});
+	assert_string_equal(state_of(ID1, NULL), "delivered");
+
+	run((struct op){.fn = do_submitted, .msgid = ID2, .accepted = 0, .code = "wrong-role"});
+	assert_string_equal(state_of(ID2, NULL), "rejected");
+	order[0] = 0;
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_store_outbox_scan(txn, st, 0, count_visit, order);
+	mdb_txn_abort(txn);
+	assert_string_equal(order, ""); /* answered entries leave the outbox */
+}
+
+/* After a crash a receipt can overtake the broker's answer to a resubmission:
+ * the answer must not undo the receipt's verdict. */
+static void test_receipt_before_broker_answer(void **state)
+{
+	(void)state;
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "sweden", .state = "delivered", .code = ""});
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "iom", .state = "delivered", .code = ""});
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .code = ""});
+	assert_string_equal(state_of(ID1, "sweden"), "delivered");
+	assert_string_equal(state_of(ID1, NULL), "delivered");
+}
+
+static int do_receive(MDB_txn *txn, struct op *o)
+{
+	node_in m = {o->msgid,
+	             (const uint8_t *)"env",
+	             3,
+	             "unhcr",
+	             "acceptance-decision",
+	             "C-1",
+	             "ACCEPTED",
+	             o->accepted,
+	             o->code,
+	             ""};
+	return node_store_receive(txn, st, &m, 5);
+}
+
+static int do_ack(MDB_txn *txn, struct op *o)
+{
+	return node_store_inbox_ack(txn, st, o->msgid);
+}
+
+static int first(const char *msgid, void *arg)
+{
+	snprintf(arg, 37, "%s", msgid);
+	return 1;
+}
+
+static void test_inbox_and_refs(void **state)
+{
+	char head[37] = "";
+	MDB_txn *txn;
+	json_t *ref = NULL;
+	uint8_t ep[16] = {7}, got[16];
+	uint64_t upto;
+
+	(void)state;
+	run((struct op){.fn = do_receive, .msgid = ID1, .accepted = 1});
+	run((struct op){.fn = do_receive, .msgid = ID2, .accepted = 0, .code = "invalid-body"});
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_store_inbox_scan(txn, st, first, head);
+	assert_string_equal(head, ID1);
+	assert_int_equal(node_store_received(txn, st, ID2, NULL), TERN_OK); /* remembered */
+	assert_int_equal(node_store_ref(txn, st, ID1, &ref), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(ref, "outcome")), "ACCEPTED");
+	json_decref(ref);
+	assert_int_equal(node_store_ref(txn, st, ID2, &ref), TERN_ENOENT); /* refused: no ref */
+	mdb_txn_abort(txn);
+
+	run((struct op){.fn = do_ack, .msgid = ID1});
+	head[0] = 0;
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_store_inbox_scan(txn, st, first, head);
+	assert_string_equal(head, "");
+	assert_int_equal(node_store_delivered_get(txn, st, got, &upto), TERN_OK);
+	assert_true(upto == 0);
+	mdb_txn_abort(txn);
+	(void)ep;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
