@@ -29,8 +29,13 @@ int main(void)
 }
 C
 export PKG_CONFIG_PATH="$pc"
+# A sanitizer build of the library needs its runtime in the consumer too.
+san=()
+if ldd "$(pkg-config --variable=libdir tern)/libtern.so" | grep -q libasan; then
+  san=(-fsanitize=address,undefined)
+fi
 # shellcheck disable=SC2046
-cc -std=c11 -o "$tmp/consumer" "$tmp/consumer.c" $(pkg-config --cflags --libs tern)
+cc -std=c11 "${san[@]}" -o "$tmp/consumer" "$tmp/consumer.c" $(pkg-config --cflags --libs tern)
 out=$(LD_LIBRARY_PATH="$(pkg-config --variable=libdir tern)" "$tmp/consumer")
 [[ "$out" == "tern.v1.CaseReferral" ]] || { echo "consumer printed '$out'" >&2; exit 1; }
 echo "cli test_install: ok"

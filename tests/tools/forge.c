@@ -103,5 +103,13 @@ int main(int argc, char **argv)
 	}
 	tern_store_close(&store);
 	printf("%s\n", id);
+	free(env);
+	free(packed);
+	free(text);
+	tern_json_message_free(&body);
+	tern_signkey_free(&key);
+	tern_directory_free(&dir);
+	tern_trust_free(&trust);
+	tern_config_free(&cfg);
 	return 0;
 }
