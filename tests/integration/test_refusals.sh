@@ -36,4 +36,27 @@ good=$("$TERN" example case-referral | "$TERN" send -c "$(conf unhcr)" --to swed
 wait_for 20 "the good message to be delivered" state_is unhcr "$good" delivered
 "$TERN" inbox -c "$(conf sweden)" list | grep -q "$good" || fail "good message not in sweden's inbox"
 "$TERN" inbox -c "$(conf sweden)" list | grep -q "$forged" && fail "the forged message reached sweden"
+say "a recipient checks what it holds: travel confirmed for a case the State rejected"
+start iom
+sweden_got=$("$TERN" inbox -c "$(conf sweden)" next --wait 5 | grep -o '"messageId": "[^"]*' | head -1 | cut -d'"' -f4)
+[[ "$sweden_got" == "$good" ]] || fail "sweden's next message is not the good referral"
+"$TERN" inbox -c "$(conf sweden)" ack "$good" >/dev/null
+case_id=$("$TERN" status -c "$(conf unhcr)" --json "$good" | grep -o '"case_id": "[^"]*' | cut -d'"' -f4)
+"$TERN" example acceptance-decision |
+  sed -e "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$case_id\"/" \
+      -e "s/\"referralId\": \"[^\"]*\"/\"referralId\": \"$good\", \"reasons\": \"Does not meet the criteria\"/" \
+      -e 's/"outcome": "ACCEPTED"/"outcome": "REJECTED"/g' >"$WORK/reject.json"
+"$TERN" validate acceptance-decision "$WORK/reject.json" >/dev/null || {
+  "$TERN" validate acceptance-decision "$WORK/reject.json"; fail "the rejection body is not valid"; }
+rejection=$("$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision "$WORK/reject.json")
+wait_for 20 "the rejection to be delivered" state_is sweden "$rejection" delivered
+"$TERN" example travel-confirmation |
+  sed -e "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$case_id\"/" \
+      -e "s/\"decisionId\": \"[^\"]*\"/\"decisionId\": \"$rejection\"/" >"$WORK/travel.json"
+travel=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/travel.json")
+wait_for 20 "the travel confirmation to be refused" state_is iom "$travel" rejected
+"$TERN" status -c "$(conf iom)" "$travel" | tee "$WORK/travel.txt"
+[[ $(grep -cE '^  (sweden|unhcr) +rejected .*decision-not-accepted' "$WORK/travel.txt") -eq 2 ]] ||
+  fail "both recipients should refuse with decision-not-accepted"
+"$TERN" inbox -c "$(conf sweden)" list | grep -q "$travel" && fail "the refused travel reached sweden's inbox"
 echo "it test_refusals: ok"
