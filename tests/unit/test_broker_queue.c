@@ -1,0 +1,250 @@
+/* The broker's queues: order per recipient, sequences never reused,
+ * acknowledgement deletes, de-duplication answers, dead letters with their
+ * reason and a notice for the sender, expiry. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <tern/error.h>
+#include <tern/v1/wire.pb-c.h>
+
+#include "queue.h"
+#include "testutil.h"
+
+static char dir[128];
+static tern_store *st;
+static uint8_t epoch[BQ_EPOCH_LEN];
+
+static int setup(void **state)
+{
+	(void)state;
+	if (tt_mkdtemp(dir, sizeof(dir), "bq") != 0)
+		return -1;
+	return bq_open(dir, &st, epoch) == TERN_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tern_store_close(&st);
+	return tt_rmtree(dir);
+}
+
+struct appends {
+	const char *rcpt;
+	int n;
+	int64_t expires;
+	uint64_t last;
+};
+
+static int do_append(MDB_txn *txn, void *arg)
+{
+	struct appends *a = arg;
+	char id[40], payload[16];
+
+	for (int i = 0; i < a->n; i++) {
+		bq_item it = {.kind = BQ_ENVELOPE, .expires_at = a->expires, .enqueued_at = 1};
+		snprintf(id, sizeof(id), "01a20598-0000-7000-8000-%012d", i);
+		snprintf(payload, sizeof(payload), "env-%d", i);
+		snprintf(it.sender, sizeof(it.sender), "unhcr");
+		memcpy(it.msgid, id, 37);
+		it.payload = (const uint8_t *)payload;
+		it.len = strlen(payload);
+		int rc = bq_append(txn, st, a->rcpt, &it, &a->last);
+		if (rc != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
+}
+
+static void append(const char *rcpt, int n, int64_t expires, uint64_t *last)
+{
+	struct appends a = {rcpt, n, expires, 0};
+	assert_int_equal(tern_store_write(st, do_append, &a), TERN_OK);
+	if (last)
+		*last = a.last;
+}
+
+struct upto {
+	const char *rcpt;
+	uint64_t upto;
+};
+
+static int do_delete(MDB_txn *txn, void *arg)
+{
+	struct upto *u = arg;
+	return bq_delete_upto(txn, st, u->rcpt, u->upto, NULL);
+}
+
+struct seen {
+	uint64_t seqs[64];
+	char payloads[64][16];
+	int n;
+};
+
+static int visit(uint64_t seq, const bq_item *it, void *arg)
+{
+	struct seen *s = arg;
+	s->seqs[s->n] = seq;
+	snprintf(s->payloads[s->n], 16, "%.*s", (int)it->len, (const char *)it->payload);
+	s->n++;
+	return 0;
+}
+
+static struct seen scan(const char *rcpt)
+{
+	struct seen s = {0};
+	MDB_txn *txn;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(bq_scan(txn, st, rcpt, 1, visit, &s), TERN_OK);
+	mdb_txn_abort(txn);
+	return s;
+}
+
+static void test_order_and_sequences(void **state)
+{
+	struct seen s;
+	struct upto u = {"sweden", 3};
+	uint64_t last;
+	uint8_t again[BQ_EPOCH_LEN];
+
+	(void)state;
+	append("sweden", 5, INT64_MAX - 1, &last);
+	append("iom", 2, INT64_MAX - 1, NULL);
+	assert_true(last == 5);
+	s = scan("sweden");
+	assert_int_equal(s.n, 5);
+	for (int i = 0; i < 5; i++) {
+		char want[16];
+		snprintf(want, sizeof(want), "env-%d", i);
+		assert_true(s.seqs[i] == (uint64_t)i + 1);
+		assert_string_equal(s.payloads[i], want);
+	}
+	assert_int_equal(scan("iom").n, 2); /* queues do not mix */
+
+	assert_int_equal(tern_store_write(st, do_delete, &u), TERN_OK);
+	s = scan("sweden");
+	assert_int_equal(s.n, 2);
+	assert_true(s.seqs[0] == 4);
+	u.upto = 5;
+	assert_int_equal(tern_store_write(st, do_delete, &u), TERN_OK);
+	assert_int_equal(scan("sweden").n, 0);
+
+	/* An emptied queue, even across a reopen, never reuses a sequence: a
+	 * node's "delivered up to 5" must not swallow a new message. */
+	tern_store_close(&st);
+	assert_int_equal(bq_open(dir, &st, again), TERN_OK);
+	assert_memory_equal(again, epoch, BQ_EPOCH_LEN);
+	append("sweden", 1, INT64_MAX - 1, &last);
+	assert_true(last == 6);
+}
+
+struct dd {
+	const char *id;
+	int accepted;
+};
+
+static int do_dedup_put(MDB_txn *txn, void *arg)
+{
+	struct dd *d = arg;
+	return bq_dedup_put(txn, st, d->id, d->accepted, d->accepted ? "" : "wrong-role",
+	                    d->accepted ? "" : "a referrer may not decide", 5);
+}
+
+static void test_dedup(void **state)
+{
+	struct dd d = {"01a20598-0000-7000-8000-00000000aaaa", 0};
+	char code[64], text[256];
+	int accepted = -1;
+	MDB_txn *txn;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, do_dedup_put, &d), TERN_OK);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(
+	    bq_dedup_get(txn, st, d.id, &accepted, code, sizeof(code), text, sizeof(text)),
+	    TERN_OK);
+	assert_int_equal(accepted, 0);
+	assert_string_equal(code, "wrong-role");
+	assert_string_equal(text, "a referrer may not decide");
+	assert_int_equal(bq_dedup_get(txn, st, "01a20598-0000-7000-8000-00000000bbbb", &accepted,
+	                              code, sizeof(code), text, sizeof(text)),
+	                 TERN_ENOENT);
+	mdb_txn_abort(txn);
+}
+
+static int do_expire(MDB_txn *txn, void *arg)
+{
+	size_t n;
+	int rc = bq_expire(txn, st, 1000, &n, NULL, NULL);
+	*(size_t *)arg = n;
+	return rc;
+}
+
+struct dlq {
+	char rcpt[64], msgid[40], reason[64];
+	int n;
+};
+
+static void dlq_visit(const char *rcpt, const char *msgid, const char *reason, int64_t at,
+                      void *arg)
+{
+	struct dlq *d = arg;
+	(void)at;
+	snprintf(d->rcpt, sizeof(d->rcpt), "%s", rcpt);
+	snprintf(d->msgid, sizeof(d->msgid), "%s", msgid);
+	snprintf(d->reason, sizeof(d->reason), "%s", reason);
+	d->n++;
+}
+
+/* An expired entry leaves its queue for the dead-letter queue with its
+ * reason, and its sender is told through its own queue. */
+static void test_expiry_dead_letters_and_notice(void **state)
+{
+	struct dlq d = {0};
+	size_t moved = 0;
+	MDB_txn *txn;
+	bq_item it;
+	ProtobufCMessage *m;
+
+	(void)state;
+	append("portugal", 1, 500, NULL); /* expires at 500 ms */
+	append("portugal", 1, INT64_MAX - 1, NULL);
+	assert_int_equal(tern_store_write(st, do_expire, &moved), TERN_OK);
+	assert_int_equal(moved, 1);
+	assert_int_equal(scan("portugal").n, 1);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(bq_dlq_scan(txn, st, dlq_visit, &d), TERN_OK);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.rcpt, "portugal");
+	assert_string_equal(d.reason, "expired");
+	/* The sender's queue now holds a notice naming the message. */
+	assert_int_equal(bq_get(txn, st, "unhcr", 1, &it), TERN_OK);
+	assert_int_equal(it.kind, BQ_NOTICE);
+	m = (ProtobufCMessage *)tern__v1__notice__unpack(NULL, it.len, it.payload);
+	assert_non_null(m);
+	assert_int_equal(((Tern__V1__Notice *)m)->kind, TERN__V1__NOTICE__KIND__EXPIRED);
+	assert_string_equal(((Tern__V1__Notice *)m)->message_id, d.msgid);
+	assert_string_equal(((Tern__V1__Notice *)m)->recipient, "portugal");
+	protobuf_c_message_free_unpacked(m, NULL);
+	mdb_txn_abort(txn);
+	/* Nothing more to expire. */
+	assert_int_equal(tern_store_write(st, do_expire, &moved), TERN_OK);
+	assert_int_equal(moved, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_order_and_sequences, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expiry_dead_letters_and_notice, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
