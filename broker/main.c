@@ -1,109 +1,37 @@
 /* tern-broker: routes signed, sealed envelopes between Tern nodes. */
-#include <getopt.h>
-#include <signal.h>
-#include <stdio.h>
-#include <string.h>
-
-#include <sodium.h>
-
-#include <tern/error.h>
-#include <tern/log.h>
-
 #include "broker.h"
-#include "ident.h"
+#include "daemon.h"
 
-static volatile sig_atomic_t stop;
+#include <tern/config.h>
 
-static void on_signal(int sig)
+static int b_open(const char *conf, void **h)
 {
-	(void)sig;
-	stop = 1;
+	return broker_open(conf, (broker **)h);
 }
 
-static void usage(FILE *f)
+static int b_run(void *h, volatile sig_atomic_t *stop)
 {
-	fputs("Usage: tern-broker -c FILE [-n] [-d]\n"
-	      "\n"
-	      "Routes envelopes between the nodes of a Tern federation: verifies each\n"
-	      "sender's signature and role, keeps durable per-recipient queues, and\n"
-	      "delivers with acknowledgements. It cannot read message bodies.\n"
-	      "\n"
-	      "Options:\n"
-	      "  -c, --config FILE    broker.conf (see docs/configuration.md)\n"
-	      "  -n, --check-config   check the configuration, keys, CA, CRL and directory;\n"
-	      "                       print 'configuration OK' or each problem, then exit\n"
-	      "  -d, --debug          log at debug level\n"
-	      "  -h, --help           show this help\n"
-	      "\n"
-	      "Signals: SIGTERM or SIGINT finish the current batch and stop cleanly.\n"
-	      "\n"
-	      "Examples:\n"
-	      "  tern-broker -c /etc/tern/broker.conf -n\n"
-	      "  tern-broker -c /tmp/fed/broker/broker.conf\n",
-	      f);
+	return broker_run(h, stop);
+}
+
+static void b_close(void **h)
+{
+	broker_close((broker **)h);
 }
 
 int main(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-	                                     {"check-config", no_argument, NULL, 'n'},
-	                                     {"debug", no_argument, NULL, 'd'},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {NULL, 0, NULL, 0}};
-	const char *conf = NULL;
-	int check = 0, debug = 0, c, rc;
-	broker *b = NULL;
-	struct sigaction sa;
+	static const tern_daemon d = {
+	    "tern-broker",
+	    TERN_CONFIG_BROKER,
+	    "Routes envelopes between the nodes of a Tern federation: verifies each\n"
+	    "sender's signature and role, keeps durable per-recipient queues, and\n"
+	    "delivers with acknowledgements. It cannot read message bodies.",
+	    "  tern-broker -c /etc/tern/broker.conf -n\n"
+	    "  tern-broker -c /tmp/fed/broker/broker.conf\n",
+	    b_open,
+	    b_run,
+	    b_close};
 
-	while ((c = getopt_long(argc, argv, "c:ndh", opts, NULL)) != -1) {
-		switch (c) {
-		case 'c':
-			conf = optarg;
-			break;
-		case 'n':
-			check = 1;
-			break;
-		case 'd':
-			debug = 1;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-	}
-	if (conf == NULL || optind != argc) {
-		fputs("tern-broker: -c FILE is required\n", stderr);
-		usage(stderr);
-		return 2;
-	}
-	if (sodium_init() < 0) {
-		fputs("tern-broker: libsodium failed to initialise\n", stderr);
-		return 1;
-	}
-	log_init("tern-broker", debug ? TERN_LOG_DEBUG : TERN_LOG_INFO);
-	if (check) {
-		tern_ident id;
-		if (tern_ident_load(conf, TERN_CONFIG_BROKER, 0, stdout, &id) != TERN_OK)
-			return 1;
-		tern_ident_free(&id);
-		puts("configuration OK");
-		return 0;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	if ((rc = broker_open(conf, &b)) != TERN_OK) {
-		fprintf(stderr, "tern-broker: not started: %s\n", tern_strerror(rc));
-		return 1;
-	}
-	if (debug)
-		log_init("tern-broker", TERN_LOG_DEBUG);
-	rc = broker_run(b, &stop);
-	broker_close(&b);
-	return rc == TERN_OK ? 0 : 1;
+	return tern_daemon_main(argc, argv, &d);
 }
