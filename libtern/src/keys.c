@@ -188,6 +188,13 @@ int tern_sign(const tern_signkey *key, const char *label, const uint8_t *msg, si
 	return TERN_OK;
 }
 
+int tern_sign_raw(const tern_signkey *key, const uint8_t *msg, size_t len,
+                  uint8_t sig[TERN_ED25519_SIG_LEN])
+{
+	crypto_sign_detached(sig, NULL, msg, len, key->sk);
+	return TERN_OK;
+}
+
 int tern_verify(const uint8_t pub[TERN_ED25519_PUBLIC_LEN], const char *label, const uint8_t *msg,
                 size_t len, const uint8_t sig[TERN_ED25519_SIG_LEN])
 {

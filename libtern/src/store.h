@@ -23,6 +23,8 @@
 
 #include <lmdb.h>
 
+#include "util.h"
+
 #define TERN_STORE_MAX_DBS 16
 
 typedef struct tern_store tern_store;
@@ -58,23 +60,5 @@ int tern_store_mdb_err(int mdb_rc, const char *what);
 
 /* The current map size, for metrics and tests. */
 size_t tern_store_mapsize(const tern_store *store);
-
-/* Big-endian u64 keys sort in numeric order, so MDB_APPEND works on them. */
-static inline void tern_be64_put(uint8_t out[8], uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		out[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static inline uint64_t tern_be64_get(const uint8_t in[8])
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | in[i];
-	return v;
-}
 
 #endif

@@ -38,6 +38,22 @@ int64_t tern_now_ms(void);
 /* Node ids: 1..63 of [a-z0-9-], starting with a letter. */
 int tern_node_id_valid(const char *id);
 
+/* Big-endian u64 keys sort in numeric order (LMDB's MDB_APPEND works on them). */
+static inline void tern_be64_put(uint8_t out[8], uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		out[i] = (uint8_t)v;
+}
+
+static inline uint64_t tern_be64_get(const uint8_t in[8])
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | in[i];
+	return v;
+}
+
 /* Lower-case hex of len bytes into out (2*len+1 bytes). */
 void tern_hex(const uint8_t *buf, size_t len, char *out);
 

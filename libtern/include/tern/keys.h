@@ -38,6 +38,12 @@ void *tern_signkey_evp(const tern_signkey *key);
  * directory, checkpoint) so a signature for one can never pass as another. */
 int tern_sign(const tern_signkey *key, const char *label, const uint8_t *msg, size_t len,
               uint8_t sig[TERN_ED25519_SIG_LEN]);
+/* Signs msg itself, with no label: only for formats that separate domains
+ * themselves (C2SP signed notes bind the key type in the key id and the
+ * log in the origin line). */
+int tern_sign_raw(const tern_signkey *key, const uint8_t *msg, size_t len,
+                  uint8_t sig[TERN_ED25519_SIG_LEN]);
+
 /* 0 if sig is pub's signature over label || 0x00 || msg, else TERN_EBADSIG. */
 int tern_verify(const uint8_t pub[TERN_ED25519_PUBLIC_LEN], const char *label, const uint8_t *msg,
                 size_t len, const uint8_t sig[TERN_ED25519_SIG_LEN]);
