@@ -71,6 +71,7 @@ struct batch {
 	struct dead dead[MAX_PEERS];
 	size_t ndead;
 	int sweep;
+	int checkpoint; /* 1: sign if the log grew; 2: even if not */
 	int64_t now;
 };
 
@@ -85,6 +86,9 @@ struct broker {
 	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
 	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;
 	int64_t next_sweep;
+	tern_audit_dbs audit;
+	char origin[160];
+	int64_t last_checkpoint, last_audit;
 };
 
 static struct peer *peer_find(broker *b, const char *id, int create)
@@ -381,6 +385,12 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		if (s->code[0] != '\0') {
 			snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);
 			snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
+			rc =
+			    bq_audit(txn, b->store, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, s->msgid,
+			             s->peer, NULL, NULL, s->frame->submit->envelope.data,
+			             s->frame->submit->envelope.len, s->code, NULL, 0, bt->now);
+			if (rc != TERN_OK)
+				return rc;
 			/* Only a verified envelope's id is its sender's to claim. */
 			if (s->env && (rc = bq_dedup_put(txn, b->store, s->msgid, 0, s->code,
 			                                 s->text, bt->now)) != TERN_OK)
@@ -403,11 +413,22 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		}
 		if ((rc = bq_dedup_put(txn, b->store, s->msgid, 1, "", "", bt->now)) != TERN_OK)
 			return rc;
+		rc = bq_audit(txn, b->store, TERN__V1__AUDIT_ENTRY__KIND__RELAYED, s->msgid,
+		              h->sender, h->case_id, tern_msgtype_by_type(h->type)->name,
+		              it.payload, it.len, NULL, h->recipients, h->n_recipients, bt->now);
+		if (rc != TERN_OK)
+			return rc;
 		s->accepted = 1;
 	}
 	if (bt->sweep) {
 		size_t n = 0;
 		if ((rc = bq_expire(txn, b->store, bt->now, &n, NULL, NULL)) != TERN_OK)
+			return rc;
+	}
+	if (bt->checkpoint) {
+		uint64_t size;
+		if ((rc = tern_audit_checkpoint(txn, &b->audit, b->origin, b->id.sign,
+		                                bt->checkpoint == 2, &size)) != TERN_OK)
 			return rc;
 	}
 	return TERN_OK;
@@ -423,6 +444,7 @@ static void batch_reset(broker *b)
 	}
 	bt->nsubs = bt->nacks = bt->ndead = 0;
 	bt->sweep = 0;
+	bt->checkpoint = 0;
 }
 
 static void batch_commit(broker *b)
@@ -430,8 +452,10 @@ static void batch_commit(broker *b)
 	struct batch *bt = &b->batch;
 	int rc;
 
-	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep)
+	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint)
 		return;
+	if (bt->nsubs || bt->ndead || bt->sweep)
+		b->last_audit = bt->now;
 	rc = tern_store_write(b->store, batch_apply, b);
 	if (rc != TERN_OK) {
 		/* Nothing of this batch is acknowledged: nodes resubmit and re-ack. */
@@ -710,6 +734,13 @@ static void timers(broker *b, int64_t now)
 			p->dirty = 1;
 		}
 	}
+	/* Checkpoints every 10 s while the log grows, every 5 min when idle. */
+	if (now - b->last_checkpoint >= 300000)
+		b->batch.checkpoint = 2;
+	else if (now - b->last_checkpoint >= 10000 && b->last_audit > b->last_checkpoint)
+		b->batch.checkpoint = 1;
+	if (b->batch.checkpoint)
+		b->last_checkpoint = now;
 	if (now >= b->next_sweep) {
 		MDB_txn *txn;
 		b->next_sweep = now + 1000;
@@ -752,6 +783,9 @@ int broker_open(const char *conf, broker **out)
 		        tern_errdetail());
 		goto fail;
 	}
+	bq_audit_dbs(b->store, &b->audit);
+	snprintf(b->origin, sizeof(b->origin), "tern/%s/%s", tern_directory_federation(b->id.dir),
+	         b->id.id);
 	b->ctx = zmq_ctx_new();
 	/* The ZAP handler must be bound before the server socket binds. */
 	b->zap = zmq_socket(b->ctx, ZMQ_REP);

@@ -3,16 +3,51 @@
 
 #include <sodium.h>
 
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/v1/wire.pb-c.h>
 
 #include "queue.h"
 #include "util.h"
 
-static const char *const dbnames[] = {"meta", "queue", "expiry", "dedup", "dlq", NULL};
+static const char *const dbnames[] = {"meta", "queue", "expiry", "dedup", "dlq", TERN_AUDIT_DBNAMES,
+                                      NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
+
+void bq_audit_dbs(tern_store *s, tern_audit_dbs *d)
+{
+	d->entries = DBI(s, BQ_AUDIT);
+	d->meta = DBI(s, BQ_AUDIT_META);
+	d->checkpoints = DBI(s, BQ_AUDIT_CHECKPOINTS);
+}
+
+int bq_audit(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+             const char *peer, const char *case_id, const char *type, const uint8_t *env,
+             size_t len, const char *reason, char *const *recipients, size_t nrcpts, int64_t now)
+{
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	tern_audit_dbs d;
+	uint8_t digest[32];
+
+	bq_audit_dbs(s, &d);
+	e.kind = kind;
+	e.at = now;
+	e.message_id = (char *)(msgid ? msgid : "");
+	e.peer = (char *)(peer ? peer : "");
+	e.case_id = (char *)(case_id ? case_id : "");
+	e.type = (char *)(type ? type : "");
+	e.reason = (char *)(reason ? reason : "");
+	e.recipients = (char **)recipients;
+	e.n_recipients = nrcpts;
+	if (env) {
+		tern_sha256(env, len, digest);
+		e.digest.data = digest;
+		e.digest.len = 32;
+	}
+	return tern_audit_append(txn, &d, &e);
+}
 
 /* rcpt || 0x00 || be64(seq): a queue's entries are adjacent and in order. */
 static size_t qkey(uint8_t *k, const char *rcpt, uint64_t seq)
@@ -311,6 +346,13 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 	if (rc != 0)
 		return MDB(rc, "write dead letter");
 	if ((rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK)
+		return rc;
+	if (it.kind == BQ_ENVELOPE &&
+	    (rc = bq_audit(
+	         txn, s,
+	         strcmp(reason, "expired") == 0 ? TERN__V1__AUDIT_ENTRY__KIND__EXPIRED
+	                                        : TERN__V1__AUDIT_ENTRY__KIND__DEAD_LETTERED,
+	         it.msgid, rcpt, NULL, NULL, it.payload, it.len, reason, NULL, 0, now)) != TERN_OK)
 		return rc;
 	/* Copy what the notice needs before the entry (and it's memory) goes. */
 	memset(&notice, 0, sizeof(notice));

@@ -8,9 +8,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "store.h"
 
-enum { BQ_META, BQ_QUEUE, BQ_EXPIRY, BQ_DEDUP, BQ_DLQ, BQ_NDB };
+enum {
+	BQ_META,
+	BQ_QUEUE,
+	BQ_EXPIRY,
+	BQ_DEDUP,
+	BQ_DLQ,
+	BQ_AUDIT,
+	BQ_AUDIT_META,
+	BQ_AUDIT_CHECKPOINTS,
+	BQ_NDB
+};
 
 enum bq_kind { BQ_ENVELOPE = 1, BQ_NOTICE = 2 };
 
@@ -28,6 +39,13 @@ typedef struct bq_item {
 	const uint8_t *payload;
 	size_t len;
 } bq_item;
+
+/* The audit log's databases in the broker's store. */
+void bq_audit_dbs(tern_store *s, tern_audit_dbs *d);
+/* Appends an audit entry (digest: SHA-256 of the envelope, or NULL). */
+int bq_audit(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+             const char *peer, const char *case_id, const char *type, const uint8_t *env,
+             size_t len, const char *reason, char *const *recipients, size_t nrcpts, int64_t now);
 
 /* Opens the store in dir and reads (or makes, once) the broker epoch. */
 int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN]);

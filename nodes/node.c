@@ -90,6 +90,7 @@ struct batch {
 	struct inack acks[MAX_CLIENTS];
 	size_t nacks;
 	uint64_t delivered; /* highest delivery seq handled this round */
+	int checkpoint;     /* 1: sign a checkpoint if the log grew; 2: even if not */
 	int64_t now;
 };
 
@@ -108,6 +109,9 @@ struct node {
 	uint64_t submit_next;
 	uint32_t inflight;
 	int64_t last_rx, last_tx;
+	tern_audit_dbs audit;
+	char origin[160];
+	int64_t last_checkpoint, last_audit;
 	/* settings */
 	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
 };
@@ -493,6 +497,29 @@ static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 
 /* --- the write --------------------------------------------------------------------- */
 
+static int audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+                 const char *peer, const char *case_id, const char *type, const uint8_t *env,
+                 size_t len, const char *reason)
+{
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	uint8_t digest[32];
+
+	e.kind = kind;
+	e.at = n->batch.now;
+	e.message_id = (char *)(msgid ? msgid : "");
+	e.peer = (char *)(peer ? peer : "");
+	e.case_id = (char *)(case_id ? case_id : "");
+	e.type = (char *)(type ? type : "");
+	e.reason = (char *)(reason ? reason : "");
+	if (env) {
+		tern_sha256(env, len, digest);
+		e.digest.data = digest;
+		e.digest.len = 32;
+	}
+	n->last_audit = n->batch.now;
+	return tern_audit_append(txn, &n->audit, &e);
+}
+
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	node *n = arg;
@@ -514,6 +541,16 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		              o->client_ref};
 		if ((rc = node_store_enqueue(txn, n->store, &m, b->now)) != TERN_OK)
 			return rc;
+		for (size_t r = 0; r < o->nrcpts; r++) {
+			rc =
+			    audit(n, txn,
+			          strcmp(o->type, "receipt") == 0
+			              ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_SENT
+			              : TERN__V1__AUDIT_ENTRY__KIND__SENT,
+			          o->msgid, o->rcpts[r], o->case_id, o->type, o->env, o->len, NULL);
+			if (rc != TERN_OK)
+				return rc;
+		}
 	}
 	for (size_t i = 0; i < b->nresults; i++) {
 		struct result *r = &b->results[i];
@@ -529,16 +566,41 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			             d->code,  d->text};
 			if ((rc = node_store_receive(txn, n->store, &m, b->now)) != TERN_OK)
 				return rc;
+			rc = audit(n, txn,
+			           d->kind == DIN_ACCEPT ? TERN__V1__AUDIT_ENTRY__KIND__RECEIVED
+			                                 : TERN__V1__AUDIT_ENTRY__KIND__REJECTED,
+			           d->msgid, d->sender, d->case_id, d->type, d->env, d->len,
+			           d->kind == DIN_ACCEPT ? NULL : d->code);
+			if (rc != TERN_OK)
+				return rc;
 		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
 			rc = node_store_recipient_state(txn, n->store, d->target, d->node, d->state,
 			                                d->code, d->text, b->now);
 			if (rc != TERN_OK && rc != TERN_ENOENT)
+				return rc;
+			rc = audit(
+			    n, txn,
+			    d->kind == DIN_NOTICE ? TERN__V1__AUDIT_ENTRY__KIND__EXPIRED
+			                          : TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_RECEIVED,
+			    d->target, d->node, d->case_id, NULL, NULL, 0,
+			    d->kind == DIN_NOTICE || strcmp(d->state, "rejected") == 0 ? d->code
+			                                                               : NULL);
+			if (rc != TERN_OK)
 				return rc;
 		}
 	}
 	for (size_t i = 0; i < b->nacks; i++) {
 		rc = node_store_inbox_ack(txn, n->store, b->acks[i].msgid);
 		if (rc != TERN_OK && rc != TERN_ENOENT)
+			return rc;
+		if ((rc = audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__OPERATOR, b->acks[i].msgid,
+		                n->id.id, NULL, "inbox-ack", NULL, 0, NULL)) != TERN_OK)
+			return rc;
+	}
+	if (b->checkpoint) {
+		uint64_t size;
+		if ((rc = tern_audit_checkpoint(txn, &n->audit, n->origin, n->id.sign,
+		                                b->checkpoint == 2, &size)) != TERN_OK)
 			return rc;
 	}
 	if (b->delivered > n->delivered &&
@@ -572,6 +634,7 @@ static void batch_reset(node *n)
 		free(b->dins[i].env);
 	b->nouts = b->ndins = b->nresults = b->nacks = 0;
 	b->delivered = 0;
+	b->checkpoint = 0;
 }
 
 static void batch_commit(node *n)
@@ -580,7 +643,7 @@ static void batch_commit(node *n)
 	int rc;
 
 	if (b->nouts == 0 && b->ndins == 0 && b->nresults == 0 && b->nacks == 0 &&
-	    b->delivered <= n->delivered) {
+	    b->delivered <= n->delivered && !b->checkpoint) {
 		if (b->delivered && b->delivered == n->delivered)
 			goto ack; /* only redeliveries: acknowledge again */
 		return;
@@ -1189,6 +1252,9 @@ int node_open(const char *conf, node **out)
 		        tern_errdetail());
 		goto fail;
 	}
+	node_store_audit_dbs(n->store, &n->audit);
+	snprintf(n->origin, sizeof(n->origin), "tern/%s/%s", tern_directory_federation(n->id.dir),
+	         n->id.id);
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		goto fail;
 	node_store_delivered_get(txn, n->store, n->epoch, &n->delivered);
@@ -1303,6 +1369,14 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			}
 		now = tern_now_ms();
 		n->batch.now = now;
+		/* Checkpoints every 10 s while the log grows, and every 5 min when it
+		 * does not: an idle log must still show it was not truncated. */
+		if (now - n->last_checkpoint >= 300000)
+			n->batch.checkpoint = 2;
+		else if (now - n->last_checkpoint >= 10000 && n->last_audit > n->last_checkpoint)
+			n->batch.checkpoint = 1;
+		if (n->batch.checkpoint)
+			n->last_checkpoint = now;
 		batch_commit(n);
 		serve_waiters(n, now);
 		submit_pump(n);

@@ -13,6 +13,7 @@
 
 #include <jansson.h>
 
+#include "audit.h"
 #include "store.h"
 
 enum {
@@ -25,10 +26,15 @@ enum {
 	NS_INENV,
 	NS_REFS,
 	NS_CLIENTREFS,
+	NS_AUDIT,
+	NS_AUDIT_META,
+	NS_AUDIT_CHECKPOINTS,
 	NS_NDB
 };
 
 int node_store_open(const char *dir, int rdonly, tern_store **out);
+/* The audit log's databases in the node's store (see audit.h). */
+void node_store_audit_dbs(tern_store *s, tern_audit_dbs *d);
 
 /* A message this node sends: queued in the outbox in order. */
 typedef struct node_out {

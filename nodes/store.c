@@ -6,8 +6,9 @@
 #include "node_store.h"
 #include "util.h"
 
-static const char *const dbnames[] = {"meta",     "outbox", "outenv", "msgs",       "inbox",
-                                      "received", "inenv",  "refs",   "clientrefs", NULL};
+static const char *const dbnames[] = {"meta",       "outbox",           "outenv", "msgs",
+                                      "inbox",      "received",         "inenv",  "refs",
+                                      "clientrefs", TERN_AUDIT_DBNAMES, NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -15,6 +16,13 @@ static const char *const dbnames[] = {"meta",     "outbox", "outenv", "msgs",   
 int node_store_open(const char *dir, int rdonly, tern_store **out)
 {
 	return tern_store_open(dir, dbnames, rdonly ? TERN_STORE_RDONLY : 0, 0, out);
+}
+
+void node_store_audit_dbs(tern_store *s, tern_audit_dbs *d)
+{
+	d->entries = DBI(s, NS_AUDIT);
+	d->meta = DBI(s, NS_AUDIT_META);
+	d->checkpoints = DBI(s, NS_AUDIT_CHECKPOINTS);
 }
 
 static MDB_val sval(const char *s)
