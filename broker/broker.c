@@ -881,6 +881,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 			if (b->peers[i].dirty && b->peers[i].live)
 				pump(b, &b->peers[i]);
 	}
+	b->batch.checkpoint = 1; /* sign the head before leaving */
 	batch_commit(b);
 	log_info("broker %s stopped", b->id.id);
 	return TERN_OK;
