@@ -14,6 +14,18 @@ done
   { cat "$WORK/verify.log"; fail "clean archives do not verify"; }
 [[ $(grep -c ": ok:" "$WORK/verify.log") -eq 4 ]] || fail "not all four archives verified"
 
+say "a deleted, inserted or reordered entry is detected"
+for op in delete insert swap; do
+  for idx in 0 3; do
+    "$BIN/tern-archive-edit" "$WORK/sweden.tern-audit" "$WORK/edited" "$op" "$idx"
+    if "$TERN" audit verify "$WORK/edited" >"$WORK/edited.out" 2>&1; then
+      fail "$op of entry $idx went undetected"
+    fi
+    grep -q "do not hash to its root\|not covered by a signature\|covers" "$WORK/edited.out" ||
+      { cat "$WORK/edited.out"; fail "$op of entry $idx: no finding about the entries"; }
+  done
+done
+
 say "every single byte of iom's archive changed in turn"
 a="$WORK/iom.tern-audit"
 size=$(stat -c %s "$a")
