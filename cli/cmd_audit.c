@@ -7,6 +7,8 @@
 
 #include <openssl/pem.h>
 #include <openssl/x509.h>
+#include <jansson.h>
+#include <sodium.h>
 
 #include <tern/config.h>
 #include <tern/error.h>
@@ -28,6 +30,8 @@ static void usage(FILE *f)
 {
 	fputs("Usage: tern audit export -c CONF --out FILE\n"
 	      "       tern audit verify FILE...\n"
+	      "       tern audit prove -c CONF MSGID > proof.json\n"
+	      "       tern audit check-proof proof.json\n"
 	      "\n"
 	      "export  writes a self-contained archive of a node's or broker's audit log:\n"
 	      "        every entry up to its latest signed checkpoint, the checkpoints, and\n"
@@ -38,7 +42,13 @@ static void usage(FILE *f)
 	      "        every entry, and that each checkpoint's root is the Merkle root of the\n"
 	      "        entries before it. Exit 0 when clean; exit 1 with one line per finding.\n"
 	      "\n"
+	      "prove   prints every log entry about MSGID with its inclusion proof, the newest\n"
+	      "        signed checkpoint and the log's verifier key, as JSON.\n"
+	      "check-proof  checks such a proof with nothing else: compare its vkey with the\n"
+	      "        one the agency published.\n"
+	      "\n"
 	      "Examples:\n"
+	      "  tern audit prove -c /tmp/fed/sweden/node.conf 01a2... > proof.json\n"
 	      "  tern audit export -c /tmp/fed/unhcr/node.conf --out unhcr.tern-audit\n"
 	      "  tern audit verify unhcr.tern-audit sweden.tern-audit hub.tern-audit\n",
 	      f);
@@ -427,6 +437,202 @@ out:
 	free(buf);
 }
 
+/* --- prove / check-proof ------------------------------------------------------------ */
+
+static char *b64(const uint8_t *p, size_t n)
+{
+	size_t cap = sodium_base64_encoded_len(n, sodium_base64_VARIANT_ORIGINAL);
+	char *out = malloc(cap);
+
+	if (out)
+		sodium_bin2base64(out, cap, p, n, sodium_base64_VARIANT_ORIGINAL);
+	return out;
+}
+
+/* Every entry about msgid, each with an inclusion proof against the newest
+ * checkpoint, and that checkpoint with the log's verifier key. */
+static int prove(const char *conf, const char *msgid)
+{
+	static const char *const dbnames[] = {TERN_AUDIT_DBNAMES, NULL};
+	tern_config *cfg = NULL;
+	tern_store *s = NULL;
+	tern_signkey *key = NULL;
+	tern_audit_dbs d;
+	MDB_txn *txn = NULL;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	tern_hash *leaves = NULL;
+	char *note = NULL, *vkey = NULL, origin[TERN_NOTE_NAME_MAX + 1];
+	const char *sect = "node";
+	json_t *out = NULL, *arr;
+	uint64_t csize = 0, i = 0;
+	int ret = CLI_FAIL;
+
+	if (tern_config_load(conf, TERN_CONFIG_NODE, &cfg) != TERN_OK) {
+		tern_config_free(&cfg);
+		sect = "broker";
+		if (tern_config_load(conf, TERN_CONFIG_BROKER, &cfg) != TERN_OK) {
+			fprintf(stderr, "tern audit: cannot load %s\n", conf);
+			goto out;
+		}
+	}
+	if (tern_store_open(tern_config_get(cfg, sect, "data_dir"), dbnames, TERN_STORE_RDONLY, 0,
+	                    &s) != TERN_OK ||
+	    tern_signkey_load(tern_config_get(cfg, "keys", "signing_key"), &key) != TERN_OK) {
+		cli_fail(TERN_EIO, "cannot open the log or key of %s", conf);
+		goto out;
+	}
+	d = (tern_audit_dbs){tern_store_dbi(s, 0), tern_store_dbi(s, 1), tern_store_dbi(s, 2)};
+	tern_store_read_begin(s, &txn);
+	if (tern_audit_latest_checkpoint(txn, &d, &note, &csize) != TERN_OK || csize == 0) {
+		fprintf(stderr, "tern audit: no signed checkpoint covers any entry yet\n");
+		goto out;
+	}
+	snprintf(origin, sizeof(origin), "%.*s", (int)strcspn(note, "\n"), note);
+	tern_note_vkey_format(origin, tern_signkey_public(key), &vkey);
+	if ((leaves = malloc(csize * sizeof(*leaves))) == NULL)
+		goto out;
+	arr = json_array();
+	mdb_cursor_open(txn, d.entries, &c);
+	while (i < csize && mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+		ProtobufCMessage *e = NULL;
+		tern_merkle_leaf_hash(v.mv_data, v.mv_size, leaves[i]);
+		if (tern_pb_unpack(&tern__v1__audit_entry__descriptor, v.mv_data, v.mv_size, 65536,
+		                   &e) == TERN_OK &&
+		    strcmp(((Tern__V1__AuditEntry *)e)->message_id, msgid) == 0) {
+			char *eb = b64(v.mv_data, v.mv_size);
+			json_array_append_new(
+			    arr, json_pack("{s:I, s:s}", "index", (json_int_t)i, "entry", eb));
+			free(eb);
+		}
+		tern_pb_free(&e);
+		i++;
+	}
+	if (json_array_size(arr) == 0) {
+		fprintf(stderr, "tern audit: no entry about %s is covered by a checkpoint yet\n",
+		        msgid);
+		json_decref(arr);
+		goto out;
+	}
+	{
+		size_t j;
+		json_t *it;
+		json_array_foreach(arr, j, it)
+		{
+			tern_hash proof[TERN_MERKLE_MAX_PROOF];
+			size_t plen = 0;
+			json_t *pa = json_array();
+			tern_merkle_inclusion_proof(
+			    leaves, csize,
+			    (uint64_t)json_integer_value(json_object_get(it, "index")), proof,
+			    &plen);
+			for (size_t q = 0; q < plen; q++) {
+				char *h = b64(proof[q], TERN_HASH_LEN);
+				json_array_append_new(pa, json_string(h));
+				free(h);
+			}
+			json_object_set_new(it, "proof", pa);
+		}
+	}
+	out = json_pack("{s:s, s:s, s:I, s:s, s:o}", "vkey", vkey, "checkpoint", note, "tree_size",
+	                (json_int_t)csize, "message_id", msgid, "entries", arr);
+	json_dumpf(out, stdout, JSON_INDENT(2));
+	putchar('\n');
+	ret = CLI_OK;
+out:
+	json_decref(out);
+	if (c)
+		mdb_cursor_close(c);
+	if (txn)
+		mdb_txn_abort(txn);
+	free(leaves);
+	free(note);
+	free(vkey);
+	tern_signkey_free(&key);
+	tern_store_close(&s);
+	tern_config_free(&cfg);
+	return ret;
+}
+
+/* Checks a proof from `prove` with nothing but the proof and the log's
+ * verifier key (compare it with the one the agency published). */
+static int check_proof(const char *path)
+{
+	json_error_t je;
+	json_t *p = json_load_file(path, 0, &je), *it;
+	char name[TERN_NOTE_NAME_MAX + 1], origin[TERN_NOTE_NAME_MAX + 1], *text = NULL;
+	uint8_t pub[32];
+	uint64_t size;
+	tern_hash root;
+	const char *note;
+	size_t j;
+	int ok = 1;
+
+	if (p == NULL) {
+		fprintf(stderr, "tern audit: %s: %s\n", path, je.text);
+		return CLI_FAIL;
+	}
+	note = json_string_value(json_object_get(p, "checkpoint"));
+	if (tern_note_vkey_parse(json_string_value(json_object_get(p, "vkey")) ?: "", name, pub) !=
+	        TERN_OK ||
+	    note == NULL || tern_note_verify(note, strlen(note), name, pub, &text) != TERN_OK ||
+	    tern_checkpoint_parse(text, origin, &size, root) != TERN_OK) {
+		printf("%s: the checkpoint is not signed by the given key\n", path);
+		json_decref(p);
+		free(text);
+		return CLI_NO;
+	}
+	free(text);
+	json_array_foreach(json_object_get(p, "entries"), j, it)
+	{
+		uint8_t eb[65536];
+		tern_hash leaf, proof[TERN_MERKLE_MAX_PROOF];
+		size_t el = 0, pl = 0, q;
+		json_t *h;
+		const char *e = json_string_value(json_object_get(it, "entry"));
+		ProtobufCMessage *m = NULL;
+
+		if (e == NULL ||
+		    sodium_base642bin(eb, sizeof(eb), e, strlen(e), NULL, &el, NULL,
+		                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+		    tern_pb_unpack_canonical(&tern__v1__audit_entry__descriptor, eb, el, el, &m) !=
+		        TERN_OK ||
+		    strcmp(((Tern__V1__AuditEntry *)m)->message_id,
+		           json_string_value(json_object_get(p, "message_id")) ?: "") != 0) {
+			printf("%s: entry %zu is not an audit entry about the message\n", path, j);
+			tern_pb_free(&m);
+			ok = 0;
+			continue;
+		}
+		tern_pb_free(&m);
+		tern_merkle_leaf_hash(eb, el, leaf);
+		json_array_foreach(json_object_get(it, "proof"), q, h)
+		{
+			size_t hl = 0;
+			const char *hs = json_string_value(h);
+			if (pl == TERN_MERKLE_MAX_PROOF || hs == NULL ||
+			    sodium_base642bin(proof[pl], TERN_HASH_LEN, hs, strlen(hs), NULL, &hl,
+			                      NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+			    hl != TERN_HASH_LEN)
+				break;
+			pl++;
+		}
+		if (tern_merkle_verify_inclusion(
+		        (uint64_t)json_integer_value(json_object_get(it, "index")), size, leaf,
+		        (const tern_hash *)proof, pl, root) != TERN_OK) {
+			printf("%s: entry %zu is not in the signed log\n", path, j);
+			ok = 0;
+		}
+	}
+	if (ok)
+		printf("%s: ok: %zu entries about %s are in %s's log of %llu entries\n", path,
+		       json_array_size(json_object_get(p, "entries")),
+		       json_string_value(json_object_get(p, "message_id")), origin,
+		       (unsigned long long)size);
+	json_decref(p);
+	return ok ? CLI_OK : CLI_NO;
+}
+
 int cmd_audit(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -466,5 +672,16 @@ int cmd_audit(int argc, char **argv)
 			verify_one(argv[i]);
 		return findings ? CLI_NO : CLI_OK;
 	}
-	return cli_usage_error("audit", "unknown subcommand '%s' (export or verify)", sub);
+	if (strcmp(sub, "prove") == 0) {
+		if (conf == NULL || argc - optind != 1)
+			return cli_usage_error("audit", "prove needs -c CONF and MSGID");
+		return prove(conf, argv[optind]);
+	}
+	if (strcmp(sub, "check-proof") == 0) {
+		if (argc - optind != 1)
+			return cli_usage_error("audit", "check-proof needs a proof file");
+		return check_proof(argv[optind]);
+	}
+	return cli_usage_error("audit",
+	                       "unknown subcommand '%s' (export, verify, prove, check-proof)", sub);
 }

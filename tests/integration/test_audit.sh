@@ -14,6 +14,14 @@ done
   { cat "$WORK/verify.log"; fail "clean archives do not verify"; }
 [[ $(grep -c ": ok:" "$WORK/verify.log") -eq 4 ]] || fail "not all four archives verified"
 
+say "a third party checks an inclusion proof with the log's key alone"
+msg=$(grep -ao '[0-9a-f]\{8\}-[0-9a-f]\{4\}-7[0-9a-f]\{3\}-[89ab][0-9a-f]\{3\}-[0-9a-f]\{12\}' "$WORK/sweden.tern-audit" | head -1)
+[[ -n "$msg" ]] || fail "no message id found in sweden's log"
+"$TERN" audit prove -c "$fed/sweden/node.conf" "$msg" >"$WORK/proof.json"
+"$TERN" audit check-proof "$WORK/proof.json" | grep -q ": ok:" || fail "a genuine proof does not check"
+sed 's/"index": [0-9]*,/"index": 99,/' "$WORK/proof.json" >"$WORK/proof-bad.json"
+if "$TERN" audit check-proof "$WORK/proof-bad.json" >/dev/null; then fail "a proof for the wrong index checks"; fi
+
 say "a deleted, inserted or reordered entry is detected"
 for op in delete insert swap; do
   for idx in 0 3; do
