@@ -31,7 +31,7 @@ C
 export PKG_CONFIG_PATH="$pc"
 # A sanitizer build of the library needs its runtime in the consumer too.
 san=()
-if ldd "$(pkg-config --variable=libdir tern)/libtern.so" | grep -q libasan; then
+if grep -q '^TERN_SANITIZE:BOOL=ON' "$TERN_BIN_DIR/CMakeCache.txt"; then
   san=(-fsanitize=address,undefined)
 fi
 # shellcheck disable=SC2046

@@ -18,9 +18,10 @@ int main(int argc, char **argv)
 {
 	Tern__V1__AuditArchive *a;
 	ProtobufCMessage *m = NULL;
-	ProtobufCBinaryData *e, tmp;
+	ProtobufCBinaryData *e, *ne, tmp;
 	uint8_t *buf, *out;
-	size_t len, olen, i;
+	size_t len, olen, i, n;
+	int rc;
 
 	if (argc != 5) {
 		fprintf(stderr, "usage: tern-archive-edit IN OUT delete|insert|swap INDEX\n");
@@ -34,35 +35,37 @@ int main(int argc, char **argv)
 	}
 	a = (Tern__V1__AuditArchive *)m;
 	e = a->entries;
-	if (i + 1 >= a->n_entries) {
+	n = a->n_entries;
+	if (i + 1 >= n) {
 		fprintf(stderr, "tern-archive-edit: index %zu out of range\n", i);
 		return 1;
 	}
+	/* Edit a copy of the entry array; the decoded archive keeps its own, so
+	 * it frees exactly what it allocated. */
+	ne = malloc((n + 1) * sizeof(*e));
+	memcpy(ne, e, n * sizeof(*e));
+	a->entries = ne;
 	if (strcmp(argv[3], "delete") == 0) {
-		memmove(&e[i], &e[i + 1], (a->n_entries - i - 1) * sizeof(*e));
-		a->n_entries--;
+		memmove(&ne[i], &ne[i + 1], (n - i - 1) * sizeof(*e));
+		a->n_entries = n - 1;
 	} else if (strcmp(argv[3], "insert") == 0) {
-		ProtobufCBinaryData *ne = malloc((a->n_entries + 1) * sizeof(*e));
-		memcpy(ne, e, (i + 1) * sizeof(*e));
-		memcpy(&ne[i + 1], &e[i], (a->n_entries - i) * sizeof(*e));
-		a->entries = ne; /* the original array is still freed with the message below */
-		a->n_entries++;
+		memmove(&ne[i + 1], &ne[i], (n - i) * sizeof(*e));
+		a->n_entries = n + 1;
 	} else if (strcmp(argv[3], "swap") == 0) {
-		tmp = e[i];
-		e[i] = e[i + 1];
-		e[i + 1] = tmp;
+		tmp = ne[i];
+		ne[i] = ne[i + 1];
+		ne[i + 1] = tmp;
 	} else {
 		fprintf(stderr, "tern-archive-edit: unknown operation %s\n", argv[3]);
 		return 2;
 	}
-	if (tern_pb_pack(&a->base, &out, &olen) != TERN_OK ||
-	    tern_file_write(argv[2], out, olen, 0640) != TERN_OK)
+	rc = tern_pb_pack(&a->base, &out, &olen) == TERN_OK &&
+	     tern_file_write(argv[2], out, olen, 0640) == TERN_OK;
+	a->entries = e;
+	a->n_entries = n;
+	free(ne);
+	if (!rc)
 		return 1;
-	if (a->entries != e) {
-		free(a->entries);
-		a->entries = e;
-		a->n_entries--;
-	}
 	free(out);
 	tern_pb_free(&m);
 	free(buf);
