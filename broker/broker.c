@@ -89,6 +89,7 @@ struct broker {
 	tern_audit_dbs audit;
 	char origin[160];
 	int64_t last_checkpoint, last_audit;
+	int64_t cp_ivl_ms, idle_ivl_ms;
 };
 
 static struct peer *peer_find(broker *b, const char *id, int create)
@@ -567,6 +568,25 @@ static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid
 	log_info("%s connected (credit %u)", user, p->credit);
 }
 
+/* Witnessing traffic goes from node to node unchanged but for peer, which
+ * becomes the authenticated sender: no node can speak for another. Nothing is
+ * stored; a witness that is away is asked again at the owner's next round. */
+static void relay_witness(broker *b, const char *user, Tern__V1__Frame *f)
+{
+	char **peer = f->body_case == TERN__V1__FRAME__BODY_WITNESS_REQUEST
+	                  ? &f->witness_request->peer
+	                  : &f->witness_response->peer;
+	struct peer *to = peer_find(b, *peer, 0);
+	char *to_id = *peer;
+
+	if (to == NULL || !to->live || strcmp(*peer, user) == 0)
+		return;
+	*peer = (char *)user;
+	if (send_to(b, to, f) != TERN_OK)
+		log_debug("witness traffic from %s to %s dropped: %s busy", user, to_id, to_id);
+	*peer = to_id;
+}
+
 /* Takes ownership of f. */
 static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
                      Tern__V1__Frame *f)
@@ -635,6 +655,10 @@ static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid
 		break;
 	}
 	case TERN__V1__FRAME__BODY_PONG:
+		break;
+	case TERN__V1__FRAME__BODY_WITNESS_REQUEST:
+	case TERN__V1__FRAME__BODY_WITNESS_RESPONSE:
+		relay_witness(b, user, f);
 		break;
 	default:
 		send_refused(b, rid, rid_len, "unexpected-frame", "frame not valid from a node");
@@ -734,10 +758,11 @@ static void timers(broker *b, int64_t now)
 			p->dirty = 1;
 		}
 	}
-	/* Checkpoints every 10 s while the log grows, every 5 min when idle. */
-	if (now - b->last_checkpoint >= 300000)
+	/* Checkpoints every checkpoint_interval while the log grows, every
+	 * idle_checkpoint_interval when it does not. */
+	if (now - b->last_checkpoint >= b->idle_ivl_ms)
 		b->batch.checkpoint = 2;
-	else if (now - b->last_checkpoint >= 10000 && b->last_audit > b->last_checkpoint)
+	else if (now - b->last_checkpoint >= b->cp_ivl_ms && b->last_audit > b->last_checkpoint)
 		b->batch.checkpoint = 1;
 	if (b->batch.checkpoint)
 		b->last_checkpoint = now;
@@ -775,6 +800,8 @@ int broker_open(const char *conf, broker **out)
 	b->hb_ivl_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_interval") * 1000;
 	b->hb_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_timeout") * 1000;
 	b->skew_ms = tern_config_get_int(b->id.cfg, "federation", "max_clock_skew") * 1000;
+	b->cp_ivl_ms = tern_config_get_int(b->id.cfg, "audit", "checkpoint_interval") * 1000;
+	b->idle_ivl_ms = tern_config_get_int(b->id.cfg, "audit", "idle_checkpoint_interval") * 1000;
 
 	if ((rc = bq_open(tern_config_get(b->id.cfg, "broker", "data_dir"), &b->store, b->epoch)) !=
 	    TERN_OK) {

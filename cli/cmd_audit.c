@@ -19,12 +19,10 @@
 #include <tern/v1/directory.pb-c.h>
 
 #include "audit.h"
+#include "audit_cmd.h"
 #include "commands.h"
 #include "pbuf.h"
 #include "util.h"
-
-#define ARCHIVE_MAX (1024u * 1024 * 1024)
-#define DIRECTORY_LABEL "tern/v1 directory"
 
 static void usage(FILE *f)
 {
@@ -212,229 +210,6 @@ out:
 	tern_store_close(&s);
 	tern_config_free(&cfg);
 	return ret;
-}
-
-/* --- verify --------------------------------------------------------------------- */
-
-static int findings;
-
-static void finding(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void finding(const char *file, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s: ", file);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	findings++;
-}
-
-/* The log owner's Ed25519 key, from a certificate the CA signed, found in a
- * directory the CA signed. No validity periods: an archive is checked years
- * after its certificates expired. */
-static char fingerprint[65];
-
-static int owner_key(const char *file, const Tern__V1__AuditArchive *a, uint8_t pub[32])
-{
-	const unsigned char *cp = a->ca_certificate.data;
-	X509 *ca = d2i_X509(NULL, &cp, (long)a->ca_certificate.len), *cert = NULL;
-	ProtobufCMessage *sdm = NULL, *dm = NULL;
-	uint8_t ca_pub[32];
-	size_t pl = 32;
-	int ok = 0;
-
-	if (ca != NULL && cp != a->ca_certificate.data + a->ca_certificate.len) {
-		finding(file, "trailing bytes after the CA certificate");
-		goto out;
-	}
-	if (ca == NULL || EVP_PKEY_get_raw_public_key(X509_get0_pubkey(ca), ca_pub, &pl) != 1) {
-		finding(file, "the CA certificate does not decode as an Ed25519 certificate");
-		goto out;
-	}
-	/* Every byte of the anchor counts: its own signature covers the rest. */
-	if (X509_verify(ca, X509_get0_pubkey(ca)) != 1) {
-		finding(file, "the CA certificate's self-signature does not verify");
-		goto out;
-	}
-	{
-		const unsigned char *rp = a->crl.data;
-		X509_CRL *crl = d2i_X509_CRL(NULL, &rp, (long)a->crl.len);
-		int crl_ok = crl && rp == a->crl.data + a->crl.len &&
-		             X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
-		X509_CRL_free(crl);
-		if (!crl_ok) {
-			finding(file, "the CRL is not signed by the archive's CA");
-			goto out;
-		}
-	}
-	{
-		uint8_t md[32];
-		unsigned mdl = 0;
-		X509_digest(ca, EVP_sha256(), md, &mdl);
-		tern_hex(md, 32, fingerprint);
-	}
-	if (tern_pb_unpack(&tern__v1__signed_directory__descriptor, a->directory.data,
-	                   a->directory.len, a->directory.len, &sdm) != TERN_OK) {
-		finding(file, "the directory does not decode");
-		goto out;
-	}
-	{
-		Tern__V1__SignedDirectory *sd = (Tern__V1__SignedDirectory *)sdm;
-		Tern__V1__Directory *dir;
-		if (sd->signature.len != 64 ||
-		    tern_verify(ca_pub, DIRECTORY_LABEL, sd->directory.data, sd->directory.len,
-		                sd->signature.data) != TERN_OK) {
-			finding(file, "the directory is not signed by the archive's CA");
-			goto out;
-		}
-		if (tern_pb_unpack_canonical(&tern__v1__directory__descriptor, sd->directory.data,
-		                             sd->directory.len, sd->directory.len,
-		                             &dm) != TERN_OK) {
-			finding(file, "the signed directory bytes do not decode");
-			goto out;
-		}
-		dir = (Tern__V1__Directory *)dm;
-		for (size_t i = 0; i < dir->n_members; i++) {
-			const Tern__V1__DirectoryMember *m = dir->members[i];
-			const unsigned char *p = m->certificate.data;
-			tern_cert_info info;
-			if (strcmp(m->node_id, a->log_id) != 0)
-				continue;
-			cert = d2i_X509(NULL, &p, (long)m->certificate.len);
-			if (cert == NULL || p != m->certificate.data + m->certificate.len ||
-			    X509_verify(cert, X509_get0_pubkey(ca)) != 1 ||
-			    tern_cert_info_read(m->certificate.data, m->certificate.len, &info) !=
-			        TERN_OK ||
-			    strcmp(info.node_id, a->log_id) != 0) {
-				finding(file, "the certificate of %s is not one the CA signed",
-				        a->log_id);
-				goto out;
-			}
-			memcpy(pub, info.sign_public, 32);
-			ok = 1;
-		}
-		if (!ok)
-			finding(file, "%s is not in the archive's directory", a->log_id);
-	}
-out:
-	X509_free(cert);
-	X509_free(ca);
-	tern_pb_free(&dm);
-	tern_pb_free(&sdm);
-	return ok ? TERN_OK : TERN_ECERT;
-}
-
-static void verify_one(const char *file)
-{
-	ProtobufCMessage *am = NULL;
-	Tern__V1__AuditArchive *a;
-	uint8_t *buf = NULL, pub[32];
-	size_t len;
-	tern_hash frontier[64], want;
-	int nf = 0, before = findings;
-	uint64_t done = 0, last_size = 0;
-	struct timespec t0, t1;
-	int rc;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	if ((rc = tern_file_read(file, ARCHIVE_MAX, &buf, &len)) != TERN_OK) {
-		finding(file, "cannot read: %s", tern_errdetail());
-		return;
-	}
-	if ((rc = tern_pb_unpack_canonical(&tern__v1__audit_archive__descriptor, buf, len, len,
-	                                   &am)) != TERN_OK) {
-		finding(file, "not an audit archive (%s)", tern_errdetail());
-		free(buf);
-		return;
-	}
-	a = (Tern__V1__AuditArchive *)am;
-	if (a->schema_version != 1 || a->first_index != 0) {
-		finding(file, "archive version %u from index %llu is not supported",
-		        a->schema_version, (unsigned long long)a->first_index);
-		goto out;
-	}
-	if (owner_key(file, a, pub) != TERN_OK)
-		goto out;
-	if (a->n_checkpoints == 0)
-		finding(file, "no checkpoint: nothing in the archive is signed");
-	/* One pass: leaf hashes into a frontier; at each checkpoint's size the
-	 * frontier's root must be the checkpoint's root. */
-	for (size_t c = 0; c < a->n_checkpoints; c++) {
-		char *text = NULL, origin[TERN_NOTE_NAME_MAX + 1];
-		const char *note = a->checkpoints[c];
-		uint64_t size;
-		tern_hash root;
-
-		if (tern_note_verify(note, strlen(note), a->origin, pub, &text) != TERN_OK) {
-			finding(file, "checkpoint %zu: not signed by %s's key", c, a->log_id);
-			continue;
-		}
-		if (tern_checkpoint_parse(text, origin, &size, root) != TERN_OK ||
-		    strcmp(origin, a->origin) != 0) {
-			finding(file, "checkpoint %zu: malformed, or for another log", c);
-			free(text);
-			continue;
-		}
-		free(text);
-		if (size < last_size) {
-			finding(file, "checkpoint %zu: size %llu is below the previous %llu", c,
-			        (unsigned long long)size, (unsigned long long)last_size);
-			continue;
-		}
-		if (size > a->n_entries) {
-			finding(file, "checkpoint %zu covers %llu entries, the archive holds %zu",
-			        c, (unsigned long long)size, a->n_entries);
-			break;
-		}
-		for (; done < size; done++) {
-			ProtobufCMessage *e = NULL;
-			tern_hash h;
-			const ProtobufCBinaryData *eb = &a->entries[done];
-			if (tern_pb_unpack_canonical(&tern__v1__audit_entry__descriptor, eb->data,
-			                             eb->len, 65536, &e) != TERN_OK)
-				finding(file, "entry %llu does not decode as an audit entry",
-				        (unsigned long long)done);
-			tern_pb_free(&e);
-			tern_merkle_leaf_hash(eb->data, eb->len, h);
-			for (uint64_t s = done; s & 1; s >>= 1)
-				tern_merkle_node_hash(frontier[--nf], h, h);
-			memcpy(frontier[nf++], h, TERN_HASH_LEN);
-		}
-		if (nf == 0) {
-			tern_merkle_root(NULL, 0, want);
-		} else {
-			memcpy(want, frontier[nf - 1], TERN_HASH_LEN);
-			for (int i = nf - 2; i >= 0; i--)
-				tern_merkle_node_hash(frontier[i], want, want);
-		}
-		if (memcmp(want, root, TERN_HASH_LEN) != 0)
-			finding(
-			    file,
-			    "checkpoint %zu (size %llu): the entries do not hash to its root: the "
-			    "log was changed after it was signed",
-			    c, (unsigned long long)size);
-		last_size = size;
-	}
-	if (a->n_entries > last_size)
-		finding(file,
-		        "%llu entries after the last checkpoint are not covered by a signature",
-		        (unsigned long long)(a->n_entries - last_size));
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	if (findings == before) {
-		double secs =
-		    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-		fprintf(
-		    stderr,
-		    "%s: ok: %s, %zu entries, %zu checkpoints (%.0f entries/s); CA SHA-256 %s\n",
-		    file, a->origin, a->n_entries, a->n_checkpoints,
-		    secs > 0 ? (double)a->n_entries / secs : 0.0, fingerprint);
-	}
-out:
-	tern_pb_free(&am);
-	free(buf);
 }
 
 /* --- prove / check-proof ------------------------------------------------------------ */
@@ -668,9 +443,7 @@ int cmd_audit(int argc, char **argv)
 	if (strcmp(sub, "verify") == 0) {
 		if (optind >= argc)
 			return cli_usage_error("audit", "verify needs at least one archive");
-		for (int i = optind; i < argc; i++)
-			verify_one(argv[i]);
-		return findings ? CLI_NO : CLI_OK;
+		return audit_verify(argc - optind, argv + optind);
 	}
 	if (strcmp(sub, "prove") == 0) {
 		if (conf == NULL || argc - optind != 1)

@@ -25,6 +25,7 @@
 #include "ident.h"
 #include "node.h"
 #include "node_store.h"
+#include "witness.h"
 #include "pbuf.h"
 #include "util.h"
 
@@ -57,6 +58,7 @@ struct din {
 	uint8_t *env;
 	size_t len;
 	char sender[64], type[32], case_id[129], outcome[40];
+	char ref[37]; /* the referral a decision answers, the decision a travel follows */
 	char code[40], text[256];
 	/* DIN_RECEIPT / DIN_NOTICE: which of our messages, for whom, what state */
 	char target[37], node[64], state[16];
@@ -94,6 +96,8 @@ struct batch {
 	int64_t now;
 };
 
+#define MAX_WITNESSES 64
+
 struct node {
 	tern_ident id;
 	tern_store *store;
@@ -112,7 +116,15 @@ struct node {
 	tern_audit_dbs audit;
 	char origin[160];
 	int64_t last_checkpoint, last_audit;
+	/* witnessing: what each peer last cosigned of this log, as far as we know */
+	struct witness {
+		char id[TERN_NODE_ID_MAX + 1];
+		uint64_t size;
+	} witnesses[MAX_WITNESSES];
+	size_t nwitnesses;
+	int64_t last_event, last_round; /* last entry other than COSIGNED; last round */
 	/* settings */
+	int64_t cp_ivl_ms, idle_ivl_ms;
 	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
 };
 
@@ -270,6 +282,7 @@ static void check_body(node *n, MDB_txn *txn, const Tern__V1__Header *h, const t
 	}
 	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
 		refid = field_string(body, "referral_id");
+		snprintf(d->ref, sizeof(d->ref), "%s", refid);
 		snprintf(d->outcome, sizeof(d->outcome), "%s",
 		         protobuf_c_enum_descriptor_get_value(
 		             &tern__v1__acceptance_decision__outcome__descriptor,
@@ -290,6 +303,7 @@ static void check_body(node *n, MDB_txn *txn, const Tern__V1__Header *h, const t
 		}
 	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
 		refid = field_string(body, "decision_id");
+		snprintf(d->ref, sizeof(d->ref), "%s", refid);
 		if (held_ref(n, txn, refid, &ref) == TERN_OK) {
 			if (strcmp(json_string_value(json_object_get(ref, "type")),
 			           "acceptance-decision") != 0)
@@ -432,6 +446,8 @@ static void owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t
 	}
 	free(body);
 	snprintf(o.ref, sizeof(o.ref), "%s", d->msgid);
+	snprintf(o.outcome, sizeof(o.outcome), "%s",
+	         d->kind == DIN_ACCEPT ? "ACCEPTED" : "REJECTED");
 	if ((slot = batch_out(n)) == NULL) {
 		out_free(&o);
 		return;
@@ -499,7 +515,7 @@ static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 
 static int audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
                  const char *peer, const char *case_id, const char *type, const uint8_t *env,
-                 size_t len, const char *reason)
+                 size_t len, const char *reason, const char *outcome, const char *ref)
 {
 	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
 	uint8_t digest[32];
@@ -511,12 +527,14 @@ static int audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const c
 	e.case_id = (char *)(case_id ? case_id : "");
 	e.type = (char *)(type ? type : "");
 	e.reason = (char *)(reason ? reason : "");
+	e.outcome = (char *)(outcome ? outcome : "");
+	e.ref = (char *)(ref ? ref : "");
 	if (env) {
 		tern_sha256(env, len, digest);
 		e.digest.data = digest;
 		e.digest.len = 32;
 	}
-	n->last_audit = n->batch.now;
+	n->last_audit = n->last_event = n->batch.now;
 	return tern_audit_append(txn, &n->audit, &e);
 }
 
@@ -542,12 +560,12 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		if ((rc = node_store_enqueue(txn, n->store, &m, b->now)) != TERN_OK)
 			return rc;
 		for (size_t r = 0; r < o->nrcpts; r++) {
-			rc =
-			    audit(n, txn,
-			          strcmp(o->type, "receipt") == 0
-			              ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_SENT
-			              : TERN__V1__AUDIT_ENTRY__KIND__SENT,
-			          o->msgid, o->rcpts[r], o->case_id, o->type, o->env, o->len, NULL);
+			rc = audit(n, txn,
+			           strcmp(o->type, "receipt") == 0
+			               ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_SENT
+			               : TERN__V1__AUDIT_ENTRY__KIND__SENT,
+			           o->msgid, o->rcpts[r], o->case_id, o->type, o->env, o->len, NULL,
+			           o->outcome, o->ref);
 			if (rc != TERN_OK)
 				return rc;
 		}
@@ -570,7 +588,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			           d->kind == DIN_ACCEPT ? TERN__V1__AUDIT_ENTRY__KIND__RECEIVED
 			                                 : TERN__V1__AUDIT_ENTRY__KIND__REJECTED,
 			           d->msgid, d->sender, d->case_id, d->type, d->env, d->len,
-			           d->kind == DIN_ACCEPT ? NULL : d->code);
+			           d->kind == DIN_ACCEPT ? NULL : d->code, d->outcome, d->ref);
 			if (rc != TERN_OK)
 				return rc;
 		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
@@ -584,7 +602,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			                          : TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_RECEIVED,
 			    d->target, d->node, d->case_id, NULL, NULL, 0,
 			    d->kind == DIN_NOTICE || strcmp(d->state, "rejected") == 0 ? d->code
-			                                                               : NULL);
+			                                                               : NULL,
+			    d->state, NULL);
 			if (rc != TERN_OK)
 				return rc;
 		}
@@ -594,7 +613,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		if (rc != TERN_OK && rc != TERN_ENOENT)
 			return rc;
 		if ((rc = audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__OPERATOR, b->acks[i].msgid,
-		                n->id.id, NULL, "inbox-ack", NULL, 0, NULL)) != TERN_OK)
+		                n->id.id, NULL, "inbox-ack", NULL, 0, NULL, NULL, NULL)) != TERN_OK)
 			return rc;
 	}
 	if (b->checkpoint) {
@@ -749,6 +768,206 @@ static void submit_pump(node *n)
 
 /* --- the broker connection ----------------------------------------------------------- */
 
+/* --- witnessing (docs/audit.md) ----------------------------------------------------- */
+
+static struct witness *witness_find(node *n, const char *id)
+{
+	for (size_t i = 0; i < n->nwitnesses; i++)
+		if (strcmp(n->witnesses[i].id, id) == 0)
+			return &n->witnesses[i];
+	return NULL;
+}
+
+static void send_witness_request(node *n, struct witness *w, const char *note, uint64_t size,
+                                 const tern_hash *leaves)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__WitnessRequest r = TERN__V1__WITNESS_REQUEST__INIT;
+	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	ProtobufCBinaryData pb[TERN_MERKLE_MAX_PROOF];
+	size_t plen = 0;
+
+	if (w->size > size)
+		w->size = 0; /* we cannot prove from there; the witness will say where it is */
+	if (w->size > 0 && w->size < size && leaves != NULL &&
+	    tern_merkle_consistency_proof(leaves, size, w->size, proof, &plen) != TERN_OK)
+		plen = 0;
+	for (size_t i = 0; i < plen; i++)
+		pb[i] = (ProtobufCBinaryData){TERN_HASH_LEN, proof[i]};
+	r.peer = w->id;
+	r.checkpoint = (char *)note;
+	r.old_size = w->size;
+	r.n_proof = plen;
+	r.proof = pb;
+	f.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
+	f.witness_request = &r;
+	hop_send(n, &f);
+}
+
+/* Asks every other member node to cosign the newest checkpoint. */
+static void witness_round(node *n, const char *only)
+{
+	MDB_txn *txn = NULL;
+	tern_hash *leaves = NULL;
+	char *note = NULL;
+	uint64_t size = 0;
+
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return;
+	if (tern_audit_latest_checkpoint(txn, &n->audit, &note, &size) != TERN_OK || size == 0)
+		goto out;
+	/* One read of the log serves every proof of the round. */
+	if (tern_audit_leaves(txn, &n->audit, size, &leaves) != TERN_OK)
+		leaves = NULL;
+	for (size_t i = 0; i < tern_directory_count(n->id.dir); i++) {
+		const tern_member *m = tern_directory_at(n->id.dir, i);
+		struct witness *w;
+		if ((m->roles & TERN_ROLE_BROKER) || m->revoked || m->expired ||
+		    strcmp(m->node_id, n->id.id) == 0 || (only && strcmp(m->node_id, only) != 0))
+			continue;
+		if ((w = witness_find(n, m->node_id)) == NULL) {
+			if (n->nwitnesses == MAX_WITNESSES)
+				continue;
+			w = &n->witnesses[n->nwitnesses++];
+			snprintf(w->id, sizeof(w->id), "%s", m->node_id);
+			w->size = 0;
+		}
+		send_witness_request(n, w, note, size, leaves);
+	}
+out:
+	free(leaves);
+	free(note);
+	mdb_txn_abort(txn);
+}
+
+struct witness_job {
+	node *n;
+	const Tern__V1__WitnessRequest *r;
+	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	size_t nproof;
+	char *line;
+	uint64_t size, witnessed;
+	const char *reason;
+	int refused; /* the refusal's code; 0 when cosigned */
+};
+
+static int witness_apply(MDB_txn *txn, void *arg)
+{
+	struct witness_job *j = arg;
+	tern_witness_req req = {j->r->peer, j->r->checkpoint, j->r->old_size,
+	                        (const tern_hash *)j->proof, j->nproof};
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	int rc;
+
+	free(j->line); /* a retried transaction starts over */
+	j->line = NULL;
+	rc = tern_witness_cosign(txn, &j->n->audit, j->n->id.dir, &req, j->n->origin, j->n->id.sign,
+	                         j->n->batch.now, &j->line, &j->size, &j->witnessed, &j->reason);
+	j->refused = rc;
+	if (rc == TERN_OK || rc == TERN_EEXIST)
+		return TERN_OK; /* cosigned, or a routine "prove from here instead" */
+	if (rc == TERN_ENOMEM || rc == TERN_EIO)
+		return rc;
+	/* A checkpoint that contradicts what we cosigned is evidence: keep it. */
+	e.kind = TERN__V1__AUDIT_ENTRY__KIND__REJECTED;
+	e.at = j->n->batch.now;
+	e.peer = j->r->peer;
+	e.type = "checkpoint";
+	e.reason = (char *)j->reason;
+	e.checkpoint = j->r->checkpoint;
+	return tern_audit_append(txn, &j->n->audit, &e);
+}
+
+static void on_witness_request(node *n, const Tern__V1__WitnessRequest *r)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__WitnessResponse a = TERN__V1__WITNESS_RESPONSE__INIT;
+	struct witness_job j = {.n = n, .r = r, .reason = "bad-proof"};
+	int rc = TERN_OK;
+
+	if (r->n_proof > TERN_MERKLE_MAX_PROOF) {
+		j.refused = TERN_EINVAL;
+	} else {
+		for (size_t i = 0; i < r->n_proof; i++) {
+			if (r->proof[i].len != TERN_HASH_LEN) {
+				j.refused = TERN_EINVAL;
+				break;
+			}
+			memcpy(j.proof[i], r->proof[i].data, TERN_HASH_LEN);
+		}
+		j.nproof = r->n_proof;
+	}
+	if (j.refused == TERN_OK)
+		rc = tern_store_write(n->store, witness_apply, &j);
+	if (rc != TERN_OK) {
+		log_warnx("witnessing %s's log: %s (%s)", r->peer, tern_strerror(rc),
+		          tern_errdetail());
+		free(j.line);
+		return; /* the owner asks again next round */
+	}
+	if (j.refused == TERN_OK) {
+		n->last_audit = n->batch.now;
+		log_debug("cosigned %s's checkpoint of %llu entries", r->peer,
+		          (unsigned long long)j.size);
+	} else if (j.refused != TERN_EEXIST) {
+		log_warnx("refused to cosign %s's checkpoint: %s: %s", r->peer, j.reason,
+		          tern_errdetail());
+		n->last_audit = n->batch.now;
+	}
+	a.peer = r->peer;
+	a.size = j.size;
+	a.cosignature = j.line ? j.line : "";
+	a.witnessed_size = j.witnessed;
+	a.reason_code = j.refused == TERN_OK ? "" : (char *)j.reason;
+	f.body_case = TERN__V1__FRAME__BODY_WITNESS_RESPONSE;
+	f.witness_response = &a;
+	hop_send(n, &f);
+	free(j.line);
+}
+
+struct cosig_job {
+	node *n;
+	const Tern__V1__WitnessResponse *r;
+};
+
+static int cosig_apply(MDB_txn *txn, void *arg)
+{
+	struct cosig_job *j = arg;
+
+	return tern_audit_add_cosignature(txn, &j->n->audit, j->n->id.dir, j->r->peer, j->r->size,
+	                                  j->r->cosignature);
+}
+
+static void on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
+{
+	struct witness *w = witness_find(n, r->peer);
+	struct cosig_job j = {n, r};
+	int rc;
+
+	if (w == NULL)
+		return; /* we never asked */
+	if (strcmp(r->reason_code, "conflict") == 0) {
+		/* It cosigned another size (we restarted, or an answer was lost):
+		 * prove from there, once; a second conflict waits for the next round. */
+		if (w->size != r->witnessed_size) {
+			w->size = r->witnessed_size;
+			witness_round(n, r->peer);
+		}
+		return;
+	}
+	if (r->reason_code[0]) {
+		log_warnx("%s refused to cosign our checkpoint of %llu entries: %s", r->peer,
+		          (unsigned long long)r->size, r->reason_code);
+		return;
+	}
+	if ((rc = tern_store_write(n->store, cosig_apply, &j)) != TERN_OK) {
+		log_warnx("cosignature from %s not kept: %s (%s)", r->peer, tern_strerror(rc),
+		          tern_errdetail());
+		return;
+	}
+	w->size = r->size;
+}
+
 static void on_dealer(node *n)
 {
 	for (int64_t i = 0; i < n->batch_size; i++) {
@@ -809,6 +1028,12 @@ static void on_dealer(node *n)
 			hop_send(n, &r);
 			break;
 		}
+		case TERN__V1__FRAME__BODY_WITNESS_REQUEST:
+			on_witness_request(n, f->witness_request);
+			break;
+		case TERN__V1__FRAME__BODY_WITNESS_RESPONSE:
+			on_witness_response(n, f->witness_response);
+			break;
 		default:
 			break;
 		}
@@ -1244,6 +1469,8 @@ int node_open(const char *conf, node **out)
 	n->hb_ivl_ms = tern_config_get_int(n->id.cfg, "delivery", "heartbeat_interval") * 1000;
 	n->hb_timeout_ms = tern_config_get_int(n->id.cfg, "delivery", "heartbeat_timeout") * 1000;
 	n->skew_ms = tern_config_get_int(n->id.cfg, "federation", "max_clock_skew") * 1000;
+	n->cp_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "checkpoint_interval") * 1000;
+	n->idle_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "idle_checkpoint_interval") * 1000;
 
 	if ((rc = node_store_open(tern_config_get(n->id.cfg, "node", "data_dir"), 0, &n->store)) !=
 	    TERN_OK) {
@@ -1349,6 +1576,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		                           {n->monitor, 0, ZMQ_POLLIN, 0},
 		                           {NULL, n->api_fd, ZMQ_POLLIN, 0}};
 		int64_t now;
+		int round;
 		int rc = zmq_poll(items, 3, 50);
 
 		if (rc < 0 && errno != EINTR) {
@@ -1369,15 +1597,26 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			}
 		now = tern_now_ms();
 		n->batch.now = now;
-		/* Checkpoints every 10 s while the log grows, and every 5 min when it
-		 * does not: an idle log must still show it was not truncated. */
-		if (now - n->last_checkpoint >= 300000)
+		/* Checkpoints every checkpoint_interval while the log grows, and every
+		 * idle_checkpoint_interval when it does not: an idle log must still
+		 * show, by fresh cosignatures, that it was not truncated. */
+		if (now - n->last_checkpoint >= n->idle_ivl_ms)
 			n->batch.checkpoint = 2;
-		else if (now - n->last_checkpoint >= 10000 && n->last_audit > n->last_checkpoint)
+		else if (now - n->last_checkpoint >= n->cp_ivl_ms &&
+		         n->last_audit > n->last_checkpoint)
 			n->batch.checkpoint = 1;
 		if (n->batch.checkpoint)
 			n->last_checkpoint = now;
+		round = n->batch.checkpoint == 2 ||
+		        (n->batch.checkpoint && n->last_event > n->last_round);
 		batch_commit(n);
+		/* Witnessing follows checkpoints of real events, and the idle ones;
+		 * not the ones that only cover cosignatures, or peers would keep
+		 * cosigning each other's cosignatures forever. */
+		if (round && n->connected) {
+			n->last_round = now;
+			witness_round(n, NULL);
+		}
 		serve_waiters(n, now);
 		submit_pump(n);
 		if (n->connected && now - n->last_tx > n->hb_ivl_ms) {

@@ -158,3 +158,30 @@ int tern_audit_checkpoint(MDB_txn *txn, const tern_audit_dbs *d, const char *ori
 	free(note);
 	return rc;
 }
+
+int tern_audit_leaves(MDB_txn *txn, const tern_audit_dbs *d, uint64_t n, tern_hash **out)
+{
+	tern_hash *leaves = malloc((n ? n : 1) * sizeof(*leaves));
+	MDB_cursor *c;
+	MDB_val k, v;
+	uint64_t i = 0;
+	int rc;
+
+	*out = NULL;
+	if (leaves == NULL)
+		return TERN_ENOMEM;
+	if ((rc = mdb_cursor_open(txn, d->entries, &c)) != 0) {
+		free(leaves);
+		return MDB(rc, "cursor");
+	}
+	while (i < n && mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0)
+		tern_merkle_leaf_hash(v.mv_data, v.mv_size, leaves[i++]);
+	mdb_cursor_close(c);
+	if (i < n) {
+		free(leaves);
+		return tern_fail(TERN_ENOENT, "the audit log holds %llu entries, not %llu",
+		                 (unsigned long long)i, (unsigned long long)n);
+	}
+	*out = leaves;
+	return TERN_OK;
+}

@@ -32,6 +32,9 @@ int tern_audit_head(MDB_txn *txn, const tern_audit_dbs *d, uint64_t *size, tern_
  * and force is 0). */
 int tern_audit_checkpoint(MDB_txn *txn, const tern_audit_dbs *d, const char *origin,
                           const tern_signkey *key, int force, uint64_t *size);
+/* The leaf hashes of the first n entries, in a malloc'd array (n >= 1) the
+ * caller frees. TERN_ENOENT when the log holds fewer. */
+int tern_audit_leaves(MDB_txn *txn, const tern_audit_dbs *d, uint64_t n, tern_hash **out);
 /* The newest checkpoint note (malloc'd), or TERN_ENOENT. */
 int tern_audit_latest_checkpoint(MDB_txn *txn, const tern_audit_dbs *d, char **note,
                                  uint64_t *size);

@@ -1,0 +1,200 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+#include <tern/note.h>
+
+#include "util.h"
+#include "witness.h"
+
+#define MDB(rc, what) tern_store_mdb_err((rc), (what))
+#define COSIG_PREFIX "\xe2\x80\x94 " /* "— " starts every signature line */
+
+int tern_audit_origin(const char *federation, const char *node_id, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "tern/%s/%s", federation, node_id);
+
+	return n < 0 || (size_t)n >= len || (size_t)n > TERN_NOTE_NAME_MAX
+	           ? tern_fail(TERN_EINVAL, "origin for %s is too long", node_id)
+	           : TERN_OK;
+}
+
+/* What this witness last cosigned for owner's log: "w/OWNER" -> be64 size || root. */
+static int state_get(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, uint64_t *size,
+                     tern_hash root)
+{
+	char key[80];
+	MDB_val k, v;
+	int rc;
+
+	snprintf(key, sizeof(key), "w/%s", owner);
+	k = (MDB_val){strlen(key), key};
+	rc = mdb_get(txn, d->meta, &k, &v);
+	if (rc == MDB_NOTFOUND) {
+		*size = 0;
+		return TERN_OK;
+	}
+	if (rc != 0)
+		return MDB(rc, "read witness state");
+	if (v.mv_size != 8 + TERN_HASH_LEN)
+		return tern_fail(TERN_EMALFORMED, "damaged witness state for %s", owner);
+	*size = tern_be64_get(v.mv_data);
+	memcpy(root, (uint8_t *)v.mv_data + 8, TERN_HASH_LEN);
+	return TERN_OK;
+}
+
+static int state_put(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, uint64_t size,
+                     const tern_hash root)
+{
+	char key[80];
+	uint8_t buf[8 + TERN_HASH_LEN];
+	MDB_val k, v = {sizeof(buf), buf};
+
+	snprintf(key, sizeof(key), "w/%s", owner);
+	k = (MDB_val){strlen(key), key};
+	tern_be64_put(buf, size);
+	memcpy(buf + 8, root, TERN_HASH_LEN);
+	return MDB(mdb_put(txn, d->meta, &k, &v, 0), "write witness state");
+}
+
+int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_directory *dir,
+                        const tern_witness_req *req, const char *self_origin,
+                        const tern_signkey *key, int64_t now_ms, char **line, uint64_t *size,
+                        uint64_t *witnessed, const char **reason)
+{
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	const tern_member *m;
+	char origin[TERN_NOTE_NAME_MAX + 1], got[TERN_NOTE_NAME_MAX + 1];
+	char *text = NULL, *cosig = NULL, *evidence = NULL;
+	tern_hash root, old_root;
+	uint64_t old = 0;
+	int rc;
+
+	*line = NULL;
+	*size = 0;
+	*witnessed = 0;
+	*reason = "bad-signature";
+	if (tern_directory_find(dir, req->owner, &m) != TERN_OK || m->revoked ||
+	    tern_audit_origin(tern_directory_federation(dir), req->owner, origin, sizeof(origin)) !=
+	        TERN_OK)
+		return tern_fail(TERN_EUNKNOWN, "%s is not a member whose log can be witnessed",
+		                 req->owner);
+	/* The authenticated sender must be the log's owner: no one relays another's log. */
+	if (tern_note_verify(req->note, strlen(req->note), origin, m->sign_public, &text) !=
+	        TERN_OK ||
+	    tern_checkpoint_parse(text, got, size, root) != TERN_OK || strcmp(got, origin) != 0) {
+		free(text);
+		return tern_fail(TERN_EBADSIG, "checkpoint from %s is not signed by its log key",
+		                 req->owner);
+	}
+	if ((rc = state_get(txn, d, req->owner, &old, old_root)) != TERN_OK)
+		goto out;
+	*witnessed = old;
+	if (req->old_size != old) {
+		*reason = "conflict";
+		rc = tern_fail(TERN_EEXIST, "%s proved from size %llu; this witness cosigned %llu",
+		               req->owner, (unsigned long long)req->old_size,
+		               (unsigned long long)old);
+		goto out;
+	}
+	if (*size < old) {
+		*reason = "rollback";
+		rc = tern_fail(TERN_EOLDER, "%s's log shrank from %llu to %llu entries", req->owner,
+		               (unsigned long long)old, (unsigned long long)*size);
+		goto out;
+	}
+	if (old > 0 &&
+	    (*size == old ? memcmp(root, old_root, TERN_HASH_LEN) != 0
+	                  : tern_merkle_verify_consistency(old, *size, old_root, root, req->proof,
+	                                                   req->nproof) != TERN_OK)) {
+		*reason = *size == old ? "fork" : "bad-proof";
+		rc = tern_fail(TERN_EINVAL,
+		               "%s's checkpoint of %llu entries does not extend the one of %llu "
+		               "this witness cosigned",
+		               req->owner, (unsigned long long)*size, (unsigned long long)old);
+		goto out;
+	}
+	*reason = "";
+	if ((rc = tern_cosign(text, self_origin, key, (uint64_t)(now_ms / 1000), &cosig)) !=
+	    TERN_OK)
+		goto out;
+	if (asprintf(&evidence, "%s%s", req->note, cosig) < 0) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	e.kind = TERN__V1__AUDIT_ENTRY__KIND__COSIGNED;
+	e.at = now_ms;
+	e.peer = (char *)req->owner;
+	e.checkpoint = evidence;
+	if ((rc = state_put(txn, d, req->owner, *size, root)) != TERN_OK ||
+	    (rc = tern_audit_append(txn, d, &e)) != TERN_OK)
+		goto out;
+	*line = cosig;
+	cosig = NULL;
+out:
+	free(evidence);
+	free(cosig);
+	free(text);
+	return rc;
+}
+
+int tern_audit_consistency(MDB_txn *txn, const tern_audit_dbs *d, uint64_t m, uint64_t n,
+                           tern_hash *proof, size_t *len)
+{
+	tern_hash *leaves = NULL;
+	int rc;
+
+	if ((rc = tern_audit_leaves(txn, d, n, &leaves)) != TERN_OK)
+		return rc;
+	rc = tern_merkle_consistency_proof(leaves, n, m, proof, len);
+	free(leaves);
+	return rc;
+}
+
+int tern_audit_add_cosignature(MDB_txn *txn, const tern_audit_dbs *d, const tern_directory *dir,
+                               const char *witness, uint64_t size, const char *line)
+{
+	const tern_member *m;
+	char name[TERN_NOTE_NAME_MAX + 1], prefix[TERN_NOTE_NAME_MAX + 8];
+	char *note = NULL, *cand = NULL;
+	uint8_t kb[8];
+	MDB_val k = {8, kb}, v;
+	int rc;
+
+	if (tern_directory_find(dir, witness, &m) != TERN_OK ||
+	    tern_audit_origin(tern_directory_federation(dir), witness, name, sizeof(name)) !=
+	        TERN_OK)
+		return tern_fail(TERN_EUNKNOWN, "cosignature from %s, not a member", witness);
+	tern_be64_put(kb, size);
+	rc = mdb_get(txn, d->checkpoints, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return tern_fail(TERN_ENOENT, "no checkpoint of size %llu to cosign",
+		                 (unsigned long long)size);
+	if (rc != 0)
+		return MDB(rc, "read checkpoint");
+	if ((note = strndup(v.mv_data, v.mv_size)) == NULL)
+		return TERN_ENOMEM;
+	/* Keep one cosignature per witness: its newest says the most. */
+	snprintf(prefix, sizeof(prefix), "\n" COSIG_PREFIX "%s ", name);
+	for (char *p; (p = strstr(note, prefix)) != NULL;) {
+		char *start = p + 1, *eol = strchr(start, '\n');
+		char *rest = eol ? eol + 1 : start + strlen(start);
+		memmove(start, rest, strlen(rest) + 1);
+	}
+	if (asprintf(&cand, "%s%s", note, line) < 0) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	if (tern_cosign_verify(cand, strlen(cand), name, m->sign_public, NULL) != TERN_OK) {
+		rc = tern_fail(TERN_EBADSIG, "%s's cosignature of size %llu does not verify",
+		               witness, (unsigned long long)size);
+		goto out;
+	}
+	v = (MDB_val){strlen(cand), cand};
+	rc = MDB(mdb_put(txn, d->checkpoints, &k, &v, 0), "store cosignature");
+out:
+	free(cand);
+	free(note);
+	return rc;
+}

@@ -1,0 +1,56 @@
+/* Witnessing (docs/audit.md): nodes cosign each other's audit checkpoints,
+ * after c2sp.org/tlog-witness, so that an agency that rewrites its own history
+ * contradicts what its peers recorded.
+ *
+ * The witness side keeps, per log, the size and root it last cosigned (in the
+ * audit meta database) and accepts a new checkpoint only with a consistency
+ * proof from there. The owner side stores each verified cosignature with the
+ * checkpoint it covers, so exports carry them. */
+#ifndef TERN_WITNESS_H
+#define TERN_WITNESS_H
+
+#include <stdint.h>
+
+#include <tern/directory.h>
+#include <tern/keys.h>
+#include <tern/merkle.h>
+
+#include "audit.h"
+
+/* "tern/FEDERATION/NODE": the name a node signs and cosigns checkpoints under. */
+int tern_audit_origin(const char *federation, const char *node_id, char *buf, size_t len);
+
+typedef struct tern_witness_req {
+	const char *owner;      /* the authenticated sender, whose log this is */
+	const char *note;       /* its signed checkpoint */
+	uint64_t old_size;      /* what the owner believes this witness last cosigned */
+	const tern_hash *proof; /* consistency proof from old_size */
+	size_t nproof;
+} tern_witness_req;
+
+/* Checks req against what this witness last cosigned for the owner's log and,
+ * when it holds, cosigns the checkpoint as self_origin with key at now_ms,
+ * remembers it and appends a COSIGNED entry, all in txn. On success *line is
+ * the cosignature line (malloc'd). On refusal returns TERN_EBADSIG (note not
+ * signed by the owner), TERN_EINVAL (bad proof, or a different root at the
+ * same size: a fork), TERN_EOLDER (smaller than what was cosigned) or
+ * TERN_EEXIST (old_size is not what this witness cosigned; *witnessed holds
+ * that size), with *reason a short code for the answer. */
+int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_directory *dir,
+                        const tern_witness_req *req, const char *self_origin,
+                        const tern_signkey *key, int64_t now_ms, char **line, uint64_t *size,
+                        uint64_t *witnessed, const char **reason);
+
+/* Owner side: the consistency proof from size m to size n of this log, read
+ * from its entries (O(n)). proof has room for TERN_MERKLE_MAX_PROOF hashes. */
+int tern_audit_consistency(MDB_txn *txn, const tern_audit_dbs *d, uint64_t m, uint64_t n,
+                           tern_hash *proof, size_t *len);
+
+/* Owner side: verifies witness's cosignature line for the stored checkpoint of
+ * size and keeps it with that checkpoint, replacing an older one by the same
+ * witness. TERN_ENOENT when no checkpoint of that size is stored; TERN_EBADSIG
+ * when the line does not verify. */
+int tern_audit_add_cosignature(MDB_txn *txn, const tern_audit_dbs *d, const tern_directory *dir,
+                               const char *witness, uint64_t size, const char *line);
+
+#endif
