@@ -49,6 +49,8 @@ static unsigned tally_of(const char *file)
 	return 0;
 }
 
+static audit_finding_fn *report = finding;
+
 /* A checkpoint's signature lines besides the owner's must each be a valid
  * cosignature by a member: nothing in an archive goes unchecked. */
 static void check_cosignatures(const audit_archive *ar, size_t c, const char *note)
@@ -66,20 +68,19 @@ static void check_cosignatures(const audit_archive *ar, size_t c, const char *no
 		if (ll < strlen(DASH) + 1 || memcmp(p, DASH, strlen(DASH)) != 0 ||
 		    (sp = memchr(p + strlen(DASH), ' ', ll - strlen(DASH))) == NULL ||
 		    (size_t)(sp - p) - strlen(DASH) > TERN_NOTE_NAME_MAX) {
-			finding(ar->file, "checkpoint %zu: a malformed signature line", c);
+			report(ar->file, "checkpoint %zu: a malformed signature line", c);
 			return;
 		}
 		snprintf(name, sizeof(name), "%.*s", (int)(sp - p - strlen(DASH)),
 		         p + strlen(DASH));
 		if (strcmp(name, ar->a->origin) != 0) {
 			if ((m = audit_member_by_origin(ar, name)) == NULL)
-				finding(ar->file, "checkpoint %zu: cosigned by %s, not a member", c,
-				        name);
+				report(ar->file, "checkpoint %zu: cosigned by %s, not a member", c,
+				       name);
 			else if (tern_cosign_verify(note, strlen(note), name, m->pub, NULL) !=
 			         TERN_OK)
-				finding(ar->file,
-				        "checkpoint %zu: %s's cosignature does not verify", c,
-				        m->id);
+				report(ar->file, "checkpoint %zu: %s's cosignature does not verify",
+				       c, m->id);
 		}
 		if (eol == NULL)
 			break;
@@ -133,7 +134,7 @@ static void verify_one(const audit_archive *ar)
 	if (w == NULL)
 		return;
 	if (a->n_checkpoints == 0)
-		finding(ar->file, "no checkpoint: nothing in the archive is signed");
+		report(ar->file, "no checkpoint: nothing in the archive is signed");
 	for (size_t c = 0; c < a->n_checkpoints; c++) {
 		char *text = NULL, origin[TERN_NOTE_NAME_MAX + 1];
 		const char *note = a->checkpoints[c];
@@ -142,28 +143,27 @@ static void verify_one(const audit_archive *ar)
 
 		if (tern_note_verify(note, strlen(note), a->origin, ar->owner->pub, &text) !=
 		    TERN_OK) {
-			finding(ar->file, "checkpoint %zu: not signed by %s's key", c, a->log_id);
+			report(ar->file, "checkpoint %zu: not signed by %s's key", c, a->log_id);
 			continue;
 		}
 		if (tern_checkpoint_parse(text, origin, &size, root) != TERN_OK ||
 		    strcmp(origin, a->origin) != 0) {
-			finding(ar->file, "checkpoint %zu: malformed, or for another log", c);
+			report(ar->file, "checkpoint %zu: malformed, or for another log", c);
 			free(text);
 			continue;
 		}
 		free(text);
 		check_cosignatures(ar, c, note);
 		if (size < last_size) {
-			finding(ar->file, "checkpoint %zu: size %llu is below the previous %llu", c,
-			        (unsigned long long)size, (unsigned long long)last_size);
+			report(ar->file, "checkpoint %zu: size %llu is below the previous %llu", c,
+			       (unsigned long long)size, (unsigned long long)last_size);
 			continue;
 		}
 		if (size < a->first_index || size > audit_archive_end(ar)) {
-			finding(
-			    ar->file,
-			    "checkpoint %zu covers %llu entries, the archive holds %llu to %llu", c,
-			    (unsigned long long)size, (unsigned long long)a->first_index,
-			    (unsigned long long)audit_archive_end(ar));
+			report(ar->file,
+			       "checkpoint %zu covers %llu entries, the archive holds %llu to %llu",
+			       c, (unsigned long long)size, (unsigned long long)a->first_index,
+			       (unsigned long long)audit_archive_end(ar));
 			continue;
 		}
 		w[nw] = (struct want){size, {0}, (int)c, 0};
@@ -181,10 +181,10 @@ static void verify_one(const audit_archive *ar)
 		                     a->origin, ar->owner->pub, &text) != TERN_OK ||
 		    tern_checkpoint_parse(text, origin, &m, r) != TERN_OK ||
 		    strcmp(origin, a->origin) != 0) {
-			finding(ar->file, "the previous export's checkpoint is not signed by %s",
-			        a->log_id);
+			report(ar->file, "the previous export's checkpoint is not signed by %s",
+			       a->log_id);
 		} else if (!have_last || a->n_previous_proof > TERN_MERKLE_MAX_PROOF) {
-			finding(ar->file, "no consistency proof to the previous export");
+			report(ar->file, "no consistency proof to the previous export");
 		} else {
 			for (; pl < a->n_previous_proof; pl++) {
 				if (a->previous_proof[pl].len != TERN_HASH_LEN)
@@ -194,7 +194,7 @@ static void verify_one(const audit_archive *ar)
 			if (pl != a->n_previous_proof ||
 			    tern_merkle_verify_consistency(m, last_size, r, last_root,
 			                                   (const tern_hash *)proof, pl) != TERN_OK)
-				finding(
+				report(
 				    ar->file,
 				    "the log of %llu entries does not extend the previous export's "
 				    "%llu: history was rewritten between exports",
@@ -208,26 +208,26 @@ static void verify_one(const audit_archive *ar)
 	}
 	qsort(w, nw, sizeof(*w), want_cmp);
 	if (nw && check_roots(ar, w, nw) != 0)
-		finding(ar->file, "the prefix frontier does not fit the archive's first index");
+		report(ar->file, "the prefix frontier does not fit the archive's first index");
 	for (size_t i = 0; i < nw; i++) {
 		if (!w[i].bad)
 			continue;
 		if (w[i].what < 0)
-			finding(
+			report(
 			    ar->file,
 			    "the entries do not hash to the previous export's checkpoint of %llu",
 			    (unsigned long long)w[i].size);
 		else
-			finding(
+			report(
 			    ar->file,
 			    "checkpoint %d (size %llu): the entries do not hash to its root: the "
 			    "log was changed after it was signed",
 			    w[i].what, (unsigned long long)w[i].size);
 	}
 	if (audit_archive_end(ar) > last_size)
-		finding(ar->file,
-		        "%llu entries after the last checkpoint are not covered by a signature",
-		        (unsigned long long)(audit_archive_end(ar) - last_size));
+		report(ar->file,
+		       "%llu entries after the last checkpoint are not covered by a signature",
+		       (unsigned long long)(audit_archive_end(ar) - last_size));
 	free(w);
 }
 
@@ -252,14 +252,14 @@ static void cross_check(audit_archive *ars, size_t n)
 				gmtime_r(&t, &tm);
 				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 				if (ev->size > audit_archive_end(oa)) {
-					finding(oa->file,
-					        "%s cosigned this log at %llu entries (%s, its "
-					        "entry %llu); "
-					        "the archive holds only %llu: truncated, or "
-					        "exported before",
-					        wa->a->log_id, (unsigned long long)ev->size, when,
-					        (unsigned long long)ev->index,
-					        (unsigned long long)audit_archive_end(oa));
+					report(oa->file,
+					       "%s cosigned this log at %llu entries (%s, its "
+					       "entry %llu); "
+					       "the archive holds only %llu: truncated, or "
+					       "exported before",
+					       wa->a->log_id, (unsigned long long)ev->size, when,
+					       (unsigned long long)ev->index,
+					       (unsigned long long)audit_archive_end(oa));
 					continue;
 				}
 				if (ev->size < oa->a->first_index)
@@ -267,7 +267,7 @@ static void cross_check(audit_archive *ars, size_t n)
 					           */
 				memcpy(w.root, ev->root, TERN_HASH_LEN);
 				if (check_roots(oa, &w, 1) == 0 && w.bad)
-					finding(
+					report(
 					    oa->file,
 					    "rewritten: %s cosigned this log's checkpoint of %llu "
 					    "entries at %s (%s, entry %llu); these entries hash to "
@@ -277,6 +277,16 @@ static void cross_check(audit_archive *ars, size_t n)
 			}
 		}
 	}
+}
+
+void audit_verify_archives(audit_archive *ars, size_t n, audit_finding_fn *fn)
+{
+	report = fn;
+	for (size_t i = 0; i < n; i++)
+		if (ars[i].anchored)
+			verify_one(&ars[i]);
+	cross_check(ars, n);
+	report = finding;
 }
 
 int audit_verify(int nfiles, char **files)

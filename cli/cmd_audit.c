@@ -26,29 +26,42 @@
 
 static void usage(FILE *f)
 {
-	fputs("Usage: tern audit export -c CONF --out FILE\n"
+	fputs("Usage: tern audit export -c CONF --out FILE [--from T] [--to T] [--previous OLD]\n"
 	      "       tern audit verify FILE...\n"
+	      "       tern audit replay FILE... [--case ID] [--json]\n"
 	      "       tern audit prove -c CONF MSGID > proof.json\n"
 	      "       tern audit check-proof proof.json\n"
 	      "\n"
-	      "export  writes a self-contained archive of a node's or broker's audit log:\n"
-	      "        every entry up to its latest signed checkpoint, the checkpoints, and\n"
-	      "        the CA certificate, CRL and directory needed to check them. It reads\n"
-	      "        the store read-only, so the daemon may keep running.\n"
+	      "export  writes a self-contained archive of a node's or broker's audit log: its\n"
+	      "        entries up to the latest signed checkpoint, the checkpoints with their\n"
+	      "        cosignatures, and the CA certificate, CRL and directory needed to check\n"
+	      "        them. It reads the store read-only, so the daemon may keep running.\n"
+	      "        --from/--to T  only entries recorded in that time (2026-11-23 or\n"
+	      "                       2026-11-23T10:00:00Z, UTC), up to the checkpoint that\n"
+	      "                       signs the last of them\n"
+	      "        --previous OLD continue from the archive OLD exported before: start\n"
+	      "                       where it ended and prove this log extends it\n"
 	      "verify  checks archives offline, with no network and no clock: the directory's\n"
-	      "        CA signature, the log owner's certificate, every checkpoint's signature,\n"
-	      "        every entry, and that each checkpoint's root is the Merkle root of the\n"
-	      "        entries before it. Exit 0 when clean; exit 1 with one line per finding.\n"
-	      "\n"
+	      "        CA signature, the log owner's certificate, every checkpoint's signature\n"
+	      "        and cosignatures, that each checkpoint's root is the Merkle root of the\n"
+	      "        entries before it, the proof to the previous export, and that every\n"
+	      "        checkpoint a peer's log says it cosigned matches this log. Exit 0 when\n"
+	      "        clean; exit 1 with one line per finding.\n"
+	      "replay  folds several agencies' archives into each case's timeline and reports\n"
+	      "        findings with evidence: integrity, missing receipt, orphan, duplicate,\n"
+	      "        gap, altered, wrong role, illegal transition. Exit 1 with findings.\n"
 	      "prove   prints every log entry about MSGID with its inclusion proof, the newest\n"
 	      "        signed checkpoint and the log's verifier key, as JSON.\n"
 	      "check-proof  checks such a proof with nothing else: compare its vkey with the\n"
 	      "        one the agency published.\n"
 	      "\n"
 	      "Examples:\n"
-	      "  tern audit prove -c /tmp/fed/sweden/node.conf 01a2... > proof.json\n"
 	      "  tern audit export -c /tmp/fed/unhcr/node.conf --out unhcr.tern-audit\n"
-	      "  tern audit verify unhcr.tern-audit sweden.tern-audit hub.tern-audit\n",
+	      "  tern audit export -c /tmp/fed/unhcr/node.conf --previous unhcr.tern-audit \\\n"
+	      "      --out unhcr-2.tern-audit\n"
+	      "  tern audit verify unhcr.tern-audit sweden.tern-audit hub.tern-audit\n"
+	      "  tern audit replay *.tern-audit --case AMM-26C00417\n"
+	      "  tern audit prove -c /tmp/fed/sweden/node.conf 01a2... > proof.json\n",
 	      f);
 }
 
@@ -103,7 +116,73 @@ static int read_der(const char *path, int crl, ProtobufCBinaryData *out)
 	return TERN_OK;
 }
 
-static int export_archive(const char *conf, const char *outpath)
+/* "2026-11-23" (midnight UTC) or "2026-11-23T10:00:00Z": ms since the epoch. */
+static int parse_time(const char *s, int64_t *ms)
+{
+	struct tm tm;
+	const char *end;
+
+	memset(&tm, 0, sizeof(tm));
+	end = strptime(s, strlen(s) == 10 ? "%Y-%m-%d" : "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (end == NULL || *end != 0)
+		return -1;
+	*ms = (int64_t)timegm(&tm) * 1000;
+	return 0;
+}
+
+/* The roots of the complete subtrees left of start, largest first: with
+ * them a verifier hashes on from entry start as if it had every entry before. */
+static int frontier_of(const tern_hash *leaves, uint64_t start, ProtobufCBinaryData **out,
+                       size_t *n)
+{
+	uint64_t off = 0;
+
+	*n = 0;
+	if ((*out = calloc(64, sizeof(**out))) == NULL)
+		return TERN_ENOMEM;
+	for (int k = 63; k >= 0; k--) {
+		uint64_t span = (uint64_t)1 << k;
+		if (!(start & span))
+			continue;
+		if (((*out)[*n].data = malloc(TERN_HASH_LEN)) == NULL)
+			return TERN_ENOMEM;
+		(*out)[*n].len = TERN_HASH_LEN;
+		tern_merkle_root(leaves + off, span, (*out)[(*n)++].data);
+		off += span;
+	}
+	return TERN_OK;
+}
+
+/* The newest checkpoint of an earlier export of the same log. */
+static int previous_checkpoint(const char *path, const char *origin, char **note, uint64_t *size)
+{
+	uint8_t *buf = NULL;
+	size_t len;
+	ProtobufCMessage *m = NULL;
+	Tern__V1__AuditArchive *a;
+	char o[TERN_NOTE_NAME_MAX + 1];
+	tern_hash root;
+	int rc;
+
+	if ((rc = tern_file_read(path, 1u << 30, &buf, &len)) != TERN_OK)
+		return rc;
+	rc = tern_pb_unpack(&tern__v1__audit_archive__descriptor, buf, len, len, &m);
+	free(buf);
+	if (rc != TERN_OK)
+		return tern_fail(TERN_EMALFORMED, "%s is not an audit archive", path);
+	a = (Tern__V1__AuditArchive *)m;
+	if (a->n_checkpoints == 0 || strcmp(a->origin, origin) != 0 ||
+	    tern_checkpoint_parse(a->checkpoints[a->n_checkpoints - 1], o, size, root) != TERN_OK) {
+		tern_pb_free(&m);
+		return tern_fail(TERN_EINVAL, "%s is not an earlier export of %s", path, origin);
+	}
+	*note = strdup(a->checkpoints[a->n_checkpoints - 1]);
+	tern_pb_free(&m);
+	return *note ? TERN_OK : TERN_ENOMEM;
+}
+
+static int export_archive(const char *conf, const char *outpath, int64_t from, int64_t to,
+                          const char *prev)
 {
 	static const char *const dbnames[] = {TERN_AUDIT_DBNAMES, NULL};
 	Tern__V1__AuditArchive a = TERN__V1__AUDIT_ARCHIVE__INIT;
@@ -111,9 +190,14 @@ static int export_archive(const char *conf, const char *outpath)
 	tern_store *s = NULL;
 	tern_audit_dbs d;
 	MDB_txn *txn = NULL;
-	char *note = NULL, origin[TERN_NOTE_NAME_MAX + 1] = "", *text = NULL;
-	uint64_t csize = 0, size = 0;
-	tern_hash root;
+	MDB_cursor *c = NULL;
+	MDB_val k, v;
+	char *note = NULL, origin[TERN_NOTE_NAME_MAX + 1] = "", *prev_note = NULL;
+	uint64_t csize = 0, size = 0, start = 0, end, prev_size = 0, *cp_sizes = NULL;
+	char **cp_notes = NULL;
+	size_t ncps = 0;
+	tern_hash root, *leaves = NULL, proof[TERN_MERKLE_MAX_PROOF];
+	ProtobufCBinaryData pproof[TERN_MERKLE_MAX_PROOF];
 	const char *sect = "node";
 	uint8_t *packed = NULL;
 	size_t plen;
@@ -148,37 +232,116 @@ static int export_archive(const char *conf, const char *outpath)
 		        "and try again in a few seconds\n");
 		goto out;
 	}
+	snprintf(origin, sizeof(origin), "%.*s", (int)strcspn(note, "\n"), note);
+	/* Every checkpoint, oldest first, with its size. */
+	mdb_cursor_open(txn, d.checkpoints, &c);
+	while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0 && k.mv_size == 8) {
+		uint64_t *ns = realloc(cp_sizes, (ncps + 1) * sizeof(*ns));
+		char **nn = realloc(cp_notes, (ncps + 1) * sizeof(*nn));
+		if (ns)
+			cp_sizes = ns;
+		if (nn)
+			cp_notes = nn;
+		if (ns == NULL || nn == NULL)
+			goto out;
+		cp_sizes[ncps] = tern_be64_get(k.mv_data);
+		cp_notes[ncps++] = strndup(v.mv_data, v.mv_size);
+	}
+	mdb_cursor_close(c);
+	c = NULL;
+	if (prev) {
+		if (previous_checkpoint(prev, origin, &prev_note, &prev_size) != TERN_OK) {
+			cli_fail(TERN_EINVAL, "--previous");
+			goto out;
+		}
+		if (prev_size > csize) {
+			fprintf(stderr,
+			        "tern audit: %s covers %llu entries, more than this log's %llu "
+			        "signed ones: not an earlier export of this log\n",
+			        prev, (unsigned long long)prev_size, (unsigned long long)csize);
+			goto out;
+		}
+		start = prev_size;
+	}
 	/* Only what a signature covers goes in; the rest waits for the next checkpoint. */
+	end = csize;
+	if (from != INT64_MIN || to != INT64_MAX) {
+		uint64_t i = 0, first = UINT64_MAX, last = 0;
+		mdb_cursor_open(txn, d.entries, &c);
+		while (i < csize && mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+			ProtobufCMessage *em = NULL;
+			if (tern_pb_unpack(&tern__v1__audit_entry__descriptor, v.mv_data, v.mv_size,
+			                   65536, &em) == TERN_OK) {
+				int64_t at = ((Tern__V1__AuditEntry *)em)->at;
+				if (at >= from && at <= to) {
+					if (first == UINT64_MAX)
+						first = i;
+					last = i + 1;
+				}
+			}
+			tern_pb_free(&em);
+			i++;
+		}
+		mdb_cursor_close(c);
+		c = NULL;
+		if (first == UINT64_MAX) {
+			fprintf(stderr, "tern audit: no signed entry falls in the time range\n");
+			ret = CLI_NO;
+			goto out;
+		}
+		if (from != INT64_MIN)
+			start = first;
+		/* Up to the first checkpoint that signs the last entry in range. */
+		end = csize;
+		for (size_t j = 0; j < ncps; j++)
+			if (cp_sizes[j] >= last && cp_sizes[j] < end)
+				end = cp_sizes[j];
+	}
+	if (start > end) {
+		fprintf(stderr, "tern audit: nothing to export after the previous export\n");
+		ret = CLI_NO;
+		goto out;
+	}
+	if (end > 0 && (rc = tern_audit_leaves(txn, &d, end, &leaves)) != TERN_OK) {
+		cli_fail(rc, "cannot read the audit log");
+		goto out;
+	}
 	a.schema_version = 1;
 	a.log_id = (char *)tern_config_get(cfg, sect, "id");
-	a.first_index = 0;
-	a.entries = calloc(csize ? csize : 1, sizeof(ProtobufCBinaryData));
-	a.checkpoints = calloc(1, sizeof(char *));
-	{
-		MDB_cursor *c;
-		MDB_val k, v;
+	a.origin = origin;
+	a.first_index = start;
+	if (start > 0 &&
+	    frontier_of(leaves, start, &a.prefix_frontier, &a.n_prefix_frontier) != TERN_OK)
+		goto out;
+	a.entries = calloc(end - start + 1, sizeof(ProtobufCBinaryData));
+	a.checkpoints = calloc(ncps + 1, sizeof(char *));
+	if (a.entries == NULL || a.checkpoints == NULL)
+		goto out;
+	if (end > start) {
+		uint8_t kb[8];
+		tern_be64_put(kb, start);
+		k = (MDB_val){8, kb};
 		mdb_cursor_open(txn, d.entries, &c);
-		while (a.n_entries < csize && mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+		for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_KEY);
+		     rc == 0 && a.n_entries < end - start;
+		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 			a.entries[a.n_entries].data = v.mv_data; /* valid until the txn ends */
 			a.entries[a.n_entries++].len = v.mv_size;
 		}
-		mdb_cursor_close(c);
-		/* Every checkpoint, oldest first. */
-		mdb_cursor_open(txn, d.checkpoints, &c);
-		while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
-			char **nc = realloc(a.checkpoints, (a.n_checkpoints + 1) * sizeof(char *));
-			if (nc == NULL)
-				break;
-			a.checkpoints = nc;
-			a.checkpoints[a.n_checkpoints++] = strndup(v.mv_data, v.mv_size);
+	}
+	for (size_t j = 0; j < ncps; j++)
+		if (cp_sizes[j] >= start && cp_sizes[j] <= end)
+			a.checkpoints[a.n_checkpoints++] = cp_notes[j];
+	if (prev_note && prev_size > 0) {
+		size_t pl = 0;
+		if (tern_merkle_consistency_proof(leaves, end, prev_size, proof, &pl) == TERN_OK) {
+			for (size_t q = 0; q < pl; q++)
+				pproof[q] = (ProtobufCBinaryData){TERN_HASH_LEN, proof[q]};
+			a.previous_checkpoint = prev_note;
+			a.previous_proof = pproof;
+			a.n_previous_proof = pl;
 		}
-		mdb_cursor_close(c);
 	}
-	{
-		size_t tl = strcspn(note, "\n");
-		snprintf(origin, sizeof(origin), "%.*s", (int)tl, note);
-	}
-	a.origin = origin;
 	if (read_der(tern_config_get(cfg, "federation", "ca"), 0, &a.ca_certificate) != TERN_OK ||
 	    read_der(tern_config_get(cfg, "federation", "crl"), 1, &a.crl) != TERN_OK ||
 	    read_file(tern_config_get(cfg, "federation", "directory"), &a.directory) != TERN_OK) {
@@ -190,21 +353,31 @@ static int export_archive(const char *conf, const char *outpath)
 		cli_fail(rc, "cannot write %s", outpath);
 		goto out;
 	}
-	printf("%s: %zu entries, %zu checkpoints (log size %llu, signed up to %llu), origin %s\n",
-	       outpath, a.n_entries, a.n_checkpoints, (unsigned long long)size,
-	       (unsigned long long)csize, origin);
+	printf("%s: entries %llu to %llu, %zu checkpoints (log size %llu, signed up to %llu)%s, "
+	       "origin %s\n",
+	       outpath, (unsigned long long)start, (unsigned long long)end, a.n_checkpoints,
+	       (unsigned long long)size, (unsigned long long)csize,
+	       prev_note ? ", with a consistency proof to the previous export" : "", origin);
 	ret = CLI_OK;
 out:
 	free(packed);
 	free(a.ca_certificate.data);
 	free(a.crl.data);
 	free(a.directory.data);
-	for (size_t i = 0; i < a.n_checkpoints; i++)
-		free(a.checkpoints[i]);
-	free(a.checkpoints);
+	for (size_t i = 0; i < a.n_prefix_frontier; i++)
+		free(a.prefix_frontier[i].data);
+	free(a.prefix_frontier);
+	free(a.checkpoints); /* the notes are cp_notes' */
+	for (size_t i = 0; i < ncps; i++)
+		free(cp_notes[i]);
+	free(cp_notes);
+	free(cp_sizes);
 	free(a.entries);
+	free(leaves);
 	free(note);
-	free(text);
+	free(prev_note);
+	if (c)
+		mdb_cursor_close(c);
 	if (txn)
 		mdb_txn_abort(txn);
 	tern_store_close(&s);
@@ -412,10 +585,16 @@ int cmd_audit(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
 	                                     {"out", required_argument, NULL, 'o'},
+	                                     {"case", required_argument, NULL, 'C'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"from", required_argument, NULL, 'f'},
+	                                     {"to", required_argument, NULL, 't'},
+	                                     {"previous", required_argument, NULL, 'p'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
-	const char *conf = NULL, *out = NULL, *sub;
-	int c;
+	const char *conf = NULL, *out = NULL, *sub, *case_id = NULL, *prev = NULL;
+	int64_t from = INT64_MIN, to = INT64_MAX;
+	int c, json = 0;
 
 	if (argc < 2 || cli_wants_help(argc, argv)) {
 		usage(argc < 2 ? stderr : stdout);
@@ -431,6 +610,25 @@ int cmd_audit(int argc, char **argv)
 		case 'o':
 			out = optarg;
 			break;
+		case 'C':
+			case_id = optarg;
+			break;
+		case 'j':
+			json = 1;
+			break;
+		case 'p':
+			prev = optarg;
+			break;
+		case 'f':
+		case 't':
+			if (parse_time(optarg, c == 'f' ? &from : &to) != 0)
+				return cli_usage_error("audit",
+				                       "--%s wants a time like 2026-11-23 or "
+				                       "2026-11-23T10:00:00Z, not '%s'",
+				                       c == 'f' ? "from" : "to", optarg);
+			if (c == 't' && strlen(optarg) == 10)
+				to += 86399999; /* a date means the whole day */
+			break;
 		default:
 			return cli_usage_error("audit", "unknown option");
 		}
@@ -438,12 +636,17 @@ int cmd_audit(int argc, char **argv)
 	if (strcmp(sub, "export") == 0) {
 		if (conf == NULL || out == NULL || optind != argc)
 			return cli_usage_error("audit", "export needs -c CONF and --out FILE");
-		return export_archive(conf, out);
+		return export_archive(conf, out, from, to, prev);
 	}
 	if (strcmp(sub, "verify") == 0) {
 		if (optind >= argc)
 			return cli_usage_error("audit", "verify needs at least one archive");
 		return audit_verify(argc - optind, argv + optind);
+	}
+	if (strcmp(sub, "replay") == 0) {
+		if (optind >= argc)
+			return cli_usage_error("audit", "replay needs at least one archive");
+		return audit_replay(argc - optind, argv + optind, case_id, json);
 	}
 	if (strcmp(sub, "prove") == 0) {
 		if (conf == NULL || argc - optind != 1)
@@ -455,6 +658,6 @@ int cmd_audit(int argc, char **argv)
 			return cli_usage_error("audit", "check-proof needs a proof file");
 		return check_proof(argv[optind]);
 	}
-	return cli_usage_error("audit",
-	                       "unknown subcommand '%s' (export, verify, prove, check-proof)", sub);
+	return cli_usage_error(
+	    "audit", "unknown subcommand '%s' (export, verify, replay, prove, check-proof)", sub);
 }

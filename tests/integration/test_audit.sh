@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # After a demo run, every node's and the broker's audit archive verifies
-# clean; any single byte changed in an archive is detected; a deleted,
+# clean and replays to the case's timeline with no finding; any single byte changed in an archive is detected; a deleted,
 # inserted or reordered entry is detected.
 source "$(dirname "$0")/lib.sh"
 
@@ -13,6 +13,17 @@ done
 "$TERN" audit verify "$WORK"/{unhcr,sweden,iom,broker}.tern-audit 2>"$WORK/verify.log" ||
   { cat "$WORK/verify.log"; fail "clean archives do not verify"; }
 [[ $(grep -c ": ok:" "$WORK/verify.log") -eq 4 ]] || fail "not all four archives verified"
+
+say "replay shows the demo case's full timeline, with no finding"
+"$TERN" audit replay "$WORK"/{unhcr,sweden,iom,broker}.tern-audit >"$WORK/replay.txt" ||
+  { cat "$WORK/replay.txt"; fail "replay of the demo has findings"; }
+[[ $(grep -c "^case " "$WORK/replay.txt") -eq 1 ]] || { cat "$WORK/replay.txt"; fail "not one case"; }
+for t in case-referral acceptance-decision travel-confirmation; do
+  for k in SENT RELAYED RECEIVED; do
+    grep -qE " $k +$t " "$WORK/replay.txt" || { cat "$WORK/replay.txt"; fail "no $k of the $t"; }
+  done
+done
+grep -q "^0 findings" "$WORK/replay.txt" || fail "replay did not report zero findings"
 
 say "a third party checks an inclusion proof with the log's key alone"
 msg=$(grep -ao '[0-9a-f]\{8\}-[0-9a-f]\{4\}-7[0-9a-f]\{3\}-[89ab][0-9a-f]\{3\}-[0-9a-f]\{12\}' "$WORK/sweden.tern-audit" | head -1)
