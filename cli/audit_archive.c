@@ -182,7 +182,8 @@ static void evidence_add(audit_archive *ar, uint64_t index, const Tern__V1__Audi
 	free(text);
 }
 
-int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *finding)
+int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *finding,
+                       int keep_entries)
 {
 	ProtobufCMessage *am = NULL;
 	size_t len;
@@ -206,8 +207,10 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 	}
 	ar->anchored = anchors(ar, finding);
 	ar->leaves = malloc((ar->a->n_entries ? ar->a->n_entries : 1) * sizeof(tern_hash));
-	ar->entries = calloc(ar->a->n_entries ? ar->a->n_entries : 1, sizeof(*ar->entries));
-	if (ar->leaves == NULL || ar->entries == NULL) {
+	if (keep_entries)
+		ar->entries =
+		    calloc(ar->a->n_entries ? ar->a->n_entries : 1, sizeof(*ar->entries));
+	if (ar->leaves == NULL || (keep_entries && ar->entries == NULL)) {
 		finding(file, "out of memory");
 		return -1;
 	}
@@ -223,9 +226,13 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 			        (unsigned long long)index);
 			continue;
 		}
-		ar->entries[i] = (Tern__V1__AuditEntry *)e;
-		if (ar->entries[i]->kind == TERN__V1__AUDIT_ENTRY__KIND__COSIGNED && ar->anchored)
-			evidence_add(ar, index, ar->entries[i], finding);
+		if (((Tern__V1__AuditEntry *)e)->kind == TERN__V1__AUDIT_ENTRY__KIND__COSIGNED &&
+		    ar->anchored)
+			evidence_add(ar, index, (Tern__V1__AuditEntry *)e, finding);
+		if (keep_entries)
+			ar->entries[i] = (Tern__V1__AuditEntry *)e;
+		else
+			tern_pb_free(&e);
 	}
 	return 0;
 }

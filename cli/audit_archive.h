@@ -40,7 +40,7 @@ typedef struct audit_archive {
 	const audit_member *owner;
 	char ca_fingerprint[65];        /* SHA-256 of the CA certificate, hex */
 	tern_hash *leaves;              /* of entries[i], log index first_index + i */
-	Tern__V1__AuditEntry **entries; /* decoded; NULL where an entry does not decode */
+	Tern__V1__AuditEntry **entries; /* decoded (when kept); NULL where one does not decode */
 	audit_evidence *evidence;
 	size_t nevidence;
 	int anchored;   /* CA, CRL, directory and owner certificate check out */
@@ -52,9 +52,13 @@ typedef void audit_finding_fn(const char *file, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Reads and decodes file and checks its anchors, reporting what is wrong
- * through finding. 0 when the archive could be read at all (its anchors may
- * still have failed: see anchored); -1 when it is not an archive. */
-int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *finding);
+ * through finding. Every entry is decoded to check it; keep_entries keeps
+ * them decoded in entries (replay), otherwise entries stays NULL (verify,
+ * which then needs a fraction of the memory). 0 when the archive could be
+ * read at all (its anchors may still have failed: see anchored); -1 when it
+ * is not an archive. */
+int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *finding,
+                       int keep_entries);
 void audit_archive_free(audit_archive *ar);
 
 const audit_member *audit_member_find(const audit_archive *ar, const char *id);

@@ -602,7 +602,7 @@ int audit_replay(int nfiles, char **files, const char *case_id, int json)
 	if (ars == NULL || (r.logs = calloc((size_t)nfiles, sizeof(*r.logs))) == NULL)
 		goto out;
 	for (int i = 0; i < nfiles; i++) {
-		if (audit_archive_load(files[i], &ars[nars], integrity) != 0)
+		if (audit_archive_load(files[i], &ars[nars], integrity, 1) != 0)
 			continue;
 		for (size_t j = 0; j < nars; j++)
 			if (strcmp(ars[j].a->log_id, ars[nars].a->log_id) == 0)

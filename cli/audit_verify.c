@@ -304,7 +304,7 @@ int audit_verify(int nfiles, char **files)
 		struct timespec t0, t1;
 		tallies[ntallies++] = (struct tally){files[i], 0};
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		loaded[i] = audit_archive_load(files[i], &ars[i], finding) == 0;
+		loaded[i] = audit_archive_load(files[i], &ars[i], finding, 0) == 0;
 		if (loaded[i] && ars[i].anchored)
 			verify_one(&ars[i]);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
