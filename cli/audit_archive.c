@@ -208,8 +208,7 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 	ar->anchored = anchors(ar, finding);
 	ar->leaves = malloc((ar->a->n_entries ? ar->a->n_entries : 1) * sizeof(tern_hash));
 	if (keep_entries)
-		ar->entries =
-		    calloc(ar->a->n_entries ? ar->a->n_entries : 1, sizeof(*ar->entries));
+		ar->entries = calloc(ar->a->n_entries ? ar->a->n_entries : 1, sizeof(*ar->entries));
 	if (ar->leaves == NULL || (keep_entries && ar->entries == NULL)) {
 		finding(file, "out of memory");
 		return -1;

@@ -1,0 +1,358 @@
+/* Witnessing: a witness cosigns a log's checkpoint only when it extends the
+ * one it cosigned before, and tells the owner where it stands otherwise; the
+ * owner keeps one verified cosignature per witness. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <tern/error.h>
+#include <tern/msgtype.h>
+#include <tern/note.h>
+
+#include "testutil.h"
+#include "witness.h"
+
+static const char *const dbnames[] = {TERN_AUDIT_DBNAMES, NULL};
+
+struct logfx {
+	char dir[128];
+	tern_store *s;
+	tern_audit_dbs d;
+};
+
+struct fx {
+	struct logfx owner, witness, other; /* other: a second history under the owner's key */
+	tern_signkey *owner_key, *witness_key, *stranger_key;
+	tern_directory *dir;
+	char owner_origin[64], witness_origin[64];
+	/* the request under test */
+	struct logfx *from;
+	int n;
+	char *note;
+	uint64_t size;
+	tern_witness_req req;
+	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	char *line;
+	uint64_t got_size, witnessed;
+	const char *reason;
+};
+
+static int log_open(struct logfx *l, const char *name)
+{
+	if (tt_mkdtemp(l->dir, sizeof(l->dir), name) != 0 ||
+	    tern_store_open(l->dir, dbnames, 0, 0, &l->s) != TERN_OK)
+		return -1;
+	l->d = (tern_audit_dbs){tern_store_dbi(l->s, 0), tern_store_dbi(l->s, 1),
+	                        tern_store_dbi(l->s, 2)};
+	return 0;
+}
+
+static void log_close(struct logfx *l)
+{
+	tern_store_close(&l->s);
+	tt_rmtree(l->dir);
+}
+
+static int add_member(tern_directory *d, const char *id, unsigned roles, const tern_signkey *k)
+{
+	tern_member m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.node_id, sizeof(m.node_id), "%s", id);
+	m.roles = roles;
+	memcpy(m.sign_public, tern_signkey_public(k), 32);
+	return tern_directory_add(d, &m);
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	if (f == NULL || log_open(&f->owner, "wit-owner") || log_open(&f->witness, "wit-witness") ||
+	    log_open(&f->other, "wit-other") || tern_signkey_generate(&f->owner_key) != TERN_OK ||
+	    tern_signkey_generate(&f->witness_key) != TERN_OK ||
+	    tern_signkey_generate(&f->stranger_key) != TERN_OK ||
+	    tern_directory_new("tern-test", 1, &f->dir) != TERN_OK ||
+	    add_member(f->dir, "unhcr", TERN_ROLE_REFERRER, f->owner_key) != TERN_OK ||
+	    add_member(f->dir, "sweden", TERN_ROLE_STATE, f->witness_key) != TERN_OK)
+		return -1;
+	tern_audit_origin("tern-test", "unhcr", f->owner_origin, sizeof(f->owner_origin));
+	tern_audit_origin("tern-test", "sweden", f->witness_origin, sizeof(f->witness_origin));
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+
+	log_close(&f->owner);
+	log_close(&f->witness);
+	log_close(&f->other);
+	tern_signkey_free(&f->owner_key);
+	tern_signkey_free(&f->witness_key);
+	tern_signkey_free(&f->stranger_key);
+	tern_directory_free(&f->dir);
+	free(f->note);
+	free(f->line);
+	free(f);
+	return 0;
+}
+
+static int grow(MDB_txn *txn, void *arg)
+{
+	struct fx *f = arg;
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	char id[40];
+	uint64_t size;
+	int rc = TERN_OK;
+
+	for (int i = 0; i < f->n && rc == TERN_OK; i++) {
+		snprintf(id, sizeof(id), "01a20598-0000-7000-8000-%012d", i);
+		e.kind = TERN__V1__AUDIT_ENTRY__KIND__SENT;
+		e.message_id = id;
+		/* The other history differs from the owner's in its peer. */
+		e.peer = f->from == &f->other ? "portugal" : "sweden";
+		rc = tern_audit_append(txn, &f->from->d, &e);
+	}
+	return rc != TERN_OK ? rc
+	                     : tern_audit_checkpoint(txn, &f->from->d, f->owner_origin,
+	                                             f->owner_key, 0, &size);
+}
+
+/* Appends n entries to log l, signs a checkpoint, and builds a request
+ * proving it from old_size. */
+static void prepare(struct fx *f, struct logfx *l, int n, uint64_t old_size)
+{
+	MDB_txn *txn;
+	size_t plen = 0;
+
+	f->from = l;
+	f->n = n;
+	assert_int_equal(tern_store_write(l->s, grow, f), TERN_OK);
+	assert_int_equal(tern_store_read_begin(l->s, &txn), TERN_OK);
+	free(f->note);
+	assert_int_equal(tern_audit_latest_checkpoint(txn, &l->d, &f->note, &f->size), TERN_OK);
+	if (old_size > 0 && old_size < f->size)
+		assert_int_equal(
+		    tern_audit_consistency(txn, &l->d, old_size, f->size, f->proof, &plen),
+		    TERN_OK);
+	mdb_txn_abort(txn);
+	f->req = (tern_witness_req){"unhcr", f->note, old_size, (const tern_hash *)f->proof, plen};
+}
+
+static int cosign_apply(MDB_txn *txn, void *arg)
+{
+	struct fx *f = arg;
+	int rc;
+
+	free(f->line);
+	f->line = NULL;
+	rc = tern_witness_cosign(txn, &f->witness.d, f->dir, &f->req, f->witness_origin,
+	                         f->witness_key, 1700000000000, &f->line, &f->got_size,
+	                         &f->witnessed, &f->reason);
+	return rc;
+}
+
+static int cosign(struct fx *f)
+{
+	return tern_store_write(f->witness.s, cosign_apply, f);
+}
+
+static uint64_t witness_log_size(struct fx *f)
+{
+	MDB_txn *txn;
+	uint64_t size;
+	tern_hash root;
+
+	assert_int_equal(tern_store_read_begin(f->witness.s, &txn), TERN_OK);
+	assert_int_equal(tern_audit_head(txn, &f->witness.d, &size, root), TERN_OK);
+	mdb_txn_abort(txn);
+	return size;
+}
+
+static void test_cosigns_and_extends(void **state)
+{
+	struct fx *f = *state;
+
+	prepare(f, &f->owner, 3, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_non_null(f->line);
+	assert_int_equal(f->got_size, 3);
+	assert_string_equal(f->reason, "");
+	assert_int_equal(witness_log_size(f), 1); /* the COSIGNED entry */
+
+	prepare(f, &f->owner, 4, 3);
+	assert_true(f->req.nproof > 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_int_equal(f->got_size, 7);
+	assert_int_equal(witness_log_size(f), 2);
+}
+
+static void test_conflict_tells_where_the_witness_is(void **state)
+{
+	struct fx *f = *state;
+
+	prepare(f, &f->owner, 3, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	prepare(f, &f->owner, 2, 0); /* the owner forgot: it restarted */
+	assert_int_equal(cosign(f), TERN_EEXIST);
+	assert_string_equal(f->reason, "conflict");
+	assert_int_equal(f->witnessed, 3);
+	assert_int_equal(witness_log_size(f), 1);
+	/* Proving from there works. */
+	{
+		MDB_txn *txn;
+		size_t plen = 0;
+		assert_int_equal(tern_store_read_begin(f->owner.s, &txn), TERN_OK);
+		assert_int_equal(tern_audit_consistency(txn, &f->owner.d, 3, 5, f->proof, &plen),
+		                 TERN_OK);
+		mdb_txn_abort(txn);
+		f->req.old_size = 3;
+		f->req.nproof = plen;
+	}
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_int_equal(f->got_size, 5);
+}
+
+static void test_bad_proof_refused(void **state)
+{
+	struct fx *f = *state;
+
+	prepare(f, &f->owner, 3, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	prepare(f, &f->owner, 5, 3);
+	f->proof[0][0] ^= 1;
+	assert_int_equal(cosign(f), TERN_EINVAL);
+	assert_string_equal(f->reason, "bad-proof");
+	assert_null(f->line);
+	assert_int_equal(witness_log_size(f), 1);
+}
+
+static void test_rewritten_history_refused(void **state)
+{
+	struct fx *f = *state;
+	size_t plen = 0;
+	MDB_txn *txn;
+
+	prepare(f, &f->owner, 4, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	/* Same size, another root: a fork. */
+	prepare(f, &f->other, 4, 4);
+	assert_int_equal(cosign(f), TERN_EINVAL);
+	assert_string_equal(f->reason, "fork");
+	/* Larger, but not an extension of what was cosigned: its own proof from 4
+	 * leads to its own root at 4, not the cosigned one. */
+	prepare(f, &f->other, 3, 0);
+	assert_int_equal(tern_store_read_begin(f->other.s, &txn), TERN_OK);
+	assert_int_equal(tern_audit_consistency(txn, &f->other.d, 4, 7, f->proof, &plen), TERN_OK);
+	mdb_txn_abort(txn);
+	f->req.old_size = 4;
+	f->req.nproof = plen;
+	assert_int_equal(cosign(f), TERN_EINVAL);
+	assert_string_equal(f->reason, "bad-proof");
+	assert_int_equal(witness_log_size(f), 1);
+}
+
+static void test_rollback_refused(void **state)
+{
+	struct fx *f = *state;
+
+	prepare(f, &f->owner, 5, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	prepare(f, &f->other, 2, 5);
+	assert_int_equal(cosign(f), TERN_EOLDER);
+	assert_string_equal(f->reason, "rollback");
+}
+
+static void test_foreign_signature_refused(void **state)
+{
+	struct fx *f = *state;
+	char *body = NULL, *forged = NULL;
+
+	prepare(f, &f->owner, 2, 0);
+	body = strndup(f->note, strstr(f->note, "\n\n") + 1 - f->note);
+	assert_int_equal(tern_note_sign(body, f->owner_origin, f->stranger_key, &forged), TERN_OK);
+	f->req.note = forged;
+	assert_int_equal(cosign(f), TERN_EBADSIG);
+	/* Nor may anyone present the owner's log as someone else's. */
+	f->req.note = f->note;
+	f->req.owner = "sweden";
+	assert_int_equal(cosign(f), TERN_EBADSIG);
+	assert_int_equal(witness_log_size(f), 0);
+	free(body);
+	free(forged);
+}
+
+struct addfx {
+	struct fx *f;
+	const char *line;
+};
+
+static int add_apply(MDB_txn *txn, void *arg)
+{
+	struct addfx *a = arg;
+
+	return tern_audit_add_cosignature(txn, &a->f->owner.d, a->f->dir, "sweden", a->f->size,
+	                                  a->line);
+}
+
+static void test_owner_keeps_one_cosignature_per_witness(void **state)
+{
+	struct fx *f = *state;
+	struct addfx a = {f, NULL};
+	char *first, *note = NULL, *bad, *p;
+	uint64_t size, t = 0;
+	MDB_txn *txn;
+
+	prepare(f, &f->owner, 3, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	first = strdup(f->line);
+	a.line = first;
+	assert_int_equal(tern_store_write(f->owner.s, add_apply, &a), TERN_OK);
+	/* A later round cosigns the same checkpoint again (an idle log). */
+	f->req.old_size = 3;
+	assert_int_equal(cosign(f), TERN_OK);
+	a.line = f->line;
+	assert_int_equal(tern_store_write(f->owner.s, add_apply, &a), TERN_OK);
+	assert_int_equal(tern_store_read_begin(f->owner.s, &txn), TERN_OK);
+	assert_int_equal(tern_audit_latest_checkpoint(txn, &f->owner.d, &note, &size), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_int_equal(tern_cosign_verify(note, strlen(note), f->witness_origin,
+	                                    tern_signkey_public(f->witness_key), &t),
+	                 TERN_OK);
+	assert_int_equal(t, 1700000000);
+	p = strstr(note, f->witness_origin);
+	assert_non_null(p);
+	assert_null(strstr(p + 1, f->witness_origin)); /* only one line by sweden */
+	/* A line that does not verify is not kept. */
+	bad = strdup(f->line);
+	bad[strlen(bad) - 20] = bad[strlen(bad) - 20] == 'A' ? 'B' : 'A';
+	a.line = bad;
+	assert_int_equal(tern_store_write(f->owner.s, add_apply, &a), TERN_EBADSIG);
+	free(bad);
+	free(first);
+	free(note);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_cosigns_and_extends, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_conflict_tells_where_the_witness_is, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_proof_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rewritten_history_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rollback_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_foreign_signature_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_owner_keeps_one_cosignature_per_witness, setup,
+	                                    teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
