@@ -69,3 +69,20 @@ info_field() { # NODE FIELD: a number from tern info --json ("delivered", "inbox
 connected() { "$TERN" info -c "$(conf "$1")" --json | grep -q '"connected": true'; }
 count_is() { [[ "$(info_field "$1" "$2")" == "$3" ]]; }
 state_is() { "$TERN" status -c "$(conf "$1")" --json "$2" | grep -q "\"state\": \"$3\""; }
+
+# Business message bodies from `tern example`, for one case:
+# referral_json CASE; decision_json CASE REFERRAL_ID [REJECTED]; travel_json CASE DECISION_ID
+referral_json() { "$TERN" example case-referral | sed "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$1\"/"; }
+decision_json() {
+  local extra=""
+  [[ ${3:-} == REJECTED ]] && extra=', "reasons": "Does not meet the criteria"'
+  "$TERN" example acceptance-decision |
+    sed -e "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$1\"/" \
+        -e "s/\"referralId\": \"[^\"]*\"/\"referralId\": \"$2\"$extra/" \
+        -e "s/\"outcome\": \"ACCEPTED\"/\"outcome\": \"${3:-ACCEPTED}\"/g"
+}
+travel_json() {
+  "$TERN" example travel-confirmation |
+    sed -e "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$1\"/" \
+        -e "s/\"decisionId\": \"[^\"]*\"/\"decisionId\": \"$2\"/"
+}

@@ -42,17 +42,12 @@ sweden_got=$("$TERN" inbox -c "$(conf sweden)" next --wait 5 | grep -o '"message
 [[ "$sweden_got" == "$good" ]] || fail "sweden's next message is not the good referral"
 "$TERN" inbox -c "$(conf sweden)" ack "$good" >/dev/null
 case_id=$("$TERN" status -c "$(conf unhcr)" --json "$good" | grep -o '"case_id": "[^"]*' | cut -d'"' -f4)
-"$TERN" example acceptance-decision |
-  sed -e "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$case_id\"/" \
-      -e "s/\"referralId\": \"[^\"]*\"/\"referralId\": \"$good\", \"reasons\": \"Does not meet the criteria\"/" \
-      -e 's/"outcome": "ACCEPTED"/"outcome": "REJECTED"/g' >"$WORK/reject.json"
+decision_json "$case_id" "$good" REJECTED >"$WORK/reject.json"
 "$TERN" validate acceptance-decision "$WORK/reject.json" >/dev/null || {
   "$TERN" validate acceptance-decision "$WORK/reject.json"; fail "the rejection body is not valid"; }
 rejection=$("$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision "$WORK/reject.json")
 wait_for 20 "the rejection to be delivered" state_is sweden "$rejection" delivered
-"$TERN" example travel-confirmation |
-  sed -e "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$case_id\"/" \
-      -e "s/\"decisionId\": \"[^\"]*\"/\"decisionId\": \"$rejection\"/" >"$WORK/travel.json"
+travel_json "$case_id" "$rejection" >"$WORK/travel.json"
 travel=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/travel.json")
 wait_for 20 "the travel confirmation to be refused" state_is iom "$travel" rejected
 "$TERN" status -c "$(conf iom)" "$travel" | tee "$WORK/travel.txt"

@@ -22,39 +22,23 @@ export_log() { # NAME [SUFFIX [OPTIONS...]]
 }
 
 say "a case that goes well: referral, acceptance, travel"
-"$TERN" example case-referral | sed 's/"caseId": "[^"]*"/"caseId": "GOOD-1"/' >"$WORK/ref.json"
-ref=$("$TERN" send -c "$(conf unhcr)" --to sweden case-referral "$WORK/ref.json")
+ref=$(referral_json GOOD-1 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
 wait_for 20 "the referral to arrive" state_is unhcr "$ref" delivered
-"$TERN" example acceptance-decision |
-  sed -e 's/"caseId": "[^"]*"/"caseId": "GOOD-1"/' \
-      -e "s/\"referralId\": \"[^\"]*\"/\"referralId\": \"$ref\"/" >"$WORK/accept.json"
-dec=$("$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision "$WORK/accept.json")
+dec=$(decision_json GOOD-1 "$ref" | "$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision -)
 wait_for 20 "the decision to arrive" state_is sweden "$dec" delivered
-"$TERN" example travel-confirmation |
-  sed -e 's/"caseId": "[^"]*"/"caseId": "GOOD-1"/' \
-      -e "s/\"decisionId\": \"[^\"]*\"/\"decisionId\": \"$dec\"/" >"$WORK/travel.json"
-trv=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/travel.json")
+trv=$(travel_json GOOD-1 "$dec" | "$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation -)
 wait_for 20 "the travel confirmation to arrive" state_is iom "$trv" delivered
 
 say "a wrong role: unhcr sends an acceptance decision"
-wrong=$("$TERN" example acceptance-decision | sed 's/"caseId": "[^"]*"/"caseId": "WRONG-1"/' |
-  "$TERN" send -c "$(conf unhcr)" --to sweden acceptance-decision -)
+wrong=$(decision_json WRONG-1 "$ref" | "$TERN" send -c "$(conf unhcr)" --to sweden acceptance-decision -)
 wait_for 20 "the wrong-role message to be refused" state_is unhcr "$wrong" rejected
 
 say "travel for a case the State rejected"
-"$TERN" example case-referral | sed 's/"caseId": "[^"]*"/"caseId": "REJ-1"/' >"$WORK/ref2.json"
-ref2=$("$TERN" send -c "$(conf unhcr)" --to sweden case-referral "$WORK/ref2.json")
+ref2=$(referral_json REJ-1 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
 wait_for 20 "the second referral to arrive" state_is unhcr "$ref2" delivered
-"$TERN" example acceptance-decision |
-  sed -e 's/"caseId": "[^"]*"/"caseId": "REJ-1"/' \
-      -e "s/\"referralId\": \"[^\"]*\"/\"referralId\": \"$ref2\", \"reasons\": \"Does not meet the criteria\"/" \
-      -e 's/"outcome": "ACCEPTED"/"outcome": "REJECTED"/g' >"$WORK/reject.json"
-rej=$("$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision "$WORK/reject.json")
+rej=$(decision_json REJ-1 "$ref2" REJECTED | "$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision -)
 wait_for 20 "the rejection to arrive" state_is sweden "$rej" delivered
-"$TERN" example travel-confirmation |
-  sed -e 's/"caseId": "[^"]*"/"caseId": "REJ-1"/' \
-      -e "s/\"decisionId\": \"[^\"]*\"/\"decisionId\": \"$rej\"/" >"$WORK/travel2.json"
-trv2=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/travel2.json")
+trv2=$(travel_json REJ-1 "$rej" | "$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation -)
 wait_for 20 "the travel confirmation to be refused" state_is iom "$trv2" rejected
 
 say "peers cosign: sweden's log records unhcr's checkpoints"
@@ -68,8 +52,7 @@ unhcr_cosigned_by_sweden() {
 wait_for 30 "sweden to cosign unhcr's log" unhcr_cosigned_by_sweden
 export_log unhcr .part1
 say "more traffic after the first export"
-"$TERN" example case-referral | sed 's/"caseId": "[^"]*"/"caseId": "LATER-1"/' |
-  "$TERN" send -c "$(conf unhcr)" --to portugal case-referral - >/dev/null
+referral_json LATER-1 | "$TERN" send -c "$(conf unhcr)" --to portugal case-referral - >/dev/null
 sleep 2.5
 for n in unhcr iom sweden portugal broker; do stop "$n"; done
 for n in unhcr iom sweden portugal broker; do export_log "$n"; done
