@@ -6,6 +6,11 @@
 
 #include <zmq.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <tern/api.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
 #include <tern/log.h>
@@ -90,6 +95,7 @@ struct broker {
 	char origin[160];
 	int64_t last_checkpoint, last_audit;
 	int64_t cp_ivl_ms, idle_ivl_ms;
+	int ctl_fd; /* the control socket (docs/operations.md); -1 when not listening */
 };
 
 static struct peer *peer_find(broker *b, const char *id, int create)
@@ -786,6 +792,7 @@ int broker_open(const char *conf, broker **out)
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return TERN_ENOMEM;
+	b->ctl_fd = -1;
 	if ((rc = tern_ident_load(conf, TERN_CONFIG_BROKER, 0, stderr, &b->id)) != TERN_OK) {
 		free(b);
 		return rc;
@@ -842,6 +849,12 @@ int broker_open(const char *conf, broker **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
+	if ((rc = tern_api_listen(tern_config_get(b->id.cfg, "broker", "control_socket"),
+	                          &b->ctl_fd)) != TERN_OK) {
+		fprintf(stderr, "tern-broker: cannot open the control socket: %s\n",
+		        tern_errdetail());
+		goto fail;
+	}
 	*out = b;
 	return TERN_OK;
 fail:
@@ -857,6 +870,10 @@ void broker_close(broker **bp)
 		return;
 	batch_reset(b);
 	free(b->batch.subs);
+	if (b->ctl_fd >= 0) {
+		close(b->ctl_fd);
+		unlink(tern_config_get(b->id.cfg, "broker", "control_socket"));
+	}
 	if (b->router)
 		zmq_close(b->router);
 	if (b->zap)
@@ -869,16 +886,95 @@ void broker_close(broker **bp)
 	*bp = NULL;
 }
 
+/* --- control socket ---------------------------------------------------------------- */
+
+/* The live view: what the store holds, with what only the running broker
+ * knows (connections, deliveries in flight, attempts). */
+static json_t *queues_json(broker *b)
+{
+	MDB_txn *txn = NULL;
+	bq_dest *d = NULL;
+	size_t nd = 0;
+	int64_t now = tern_now_ms();
+	json_t *arr, *it;
+	size_t i;
+
+	if (tern_store_read_begin(b->store, &txn) != TERN_OK ||
+	    bq_stats(txn, b->store, &d, &nd) != TERN_OK) {
+		if (txn)
+			mdb_txn_abort(txn);
+		return tern_api_error(TERN_EIO, "cannot read the queues: %s", tern_errdetail());
+	}
+	mdb_txn_abort(txn);
+	arr = bq_stats_json(d, nd, now);
+	free(d);
+	/* Connected nodes with nothing queued are destinations too. */
+	for (size_t p = 0; p < b->npeers; p++) {
+		int found = 0;
+		json_array_foreach(arr, i, it) found |=
+		    strcmp(json_string_value(json_object_get(it, "id")), b->peers[p].id) == 0;
+		if (!found)
+			json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "id",
+			                                     b->peers[p].id, "depth", 0, "bytes", 0,
+			                                     "notices", 0, "dead_letters", 0,
+			                                     "oldest_age_ms", 0));
+	}
+	json_array_foreach(arr, i, it)
+	{
+		struct peer *p = peer_find(b, json_string_value(json_object_get(it, "id")), 0);
+		json_object_set_new(it, "connected", json_boolean(p && p->live));
+		json_object_set_new(it, "in_flight",
+		                    json_integer(p ? (json_int_t)(p->sent - p->acked) : 0));
+		json_object_set_new(it, "attempts", json_integer(p ? p->attempts : 0));
+		json_object_set_new(it, "last_seen_ms_ago",
+		                    p && p->last_rx ? json_integer(now - p->last_rx) : json_null());
+	}
+	return json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "source", "daemon", "broker", b->id.id,
+	                 "destinations", arr);
+}
+
+static void on_control(broker *b)
+{
+	struct timeval tv = {2, 0};
+	json_t *req = NULL, *res = NULL;
+	const char *op;
+	int fd = accept4(b->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (fd < 0)
+		return;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (tern_api_check_peer(fd) != TERN_OK) {
+		log_warnx("control: %s", tern_errdetail());
+		res = tern_api_error(TERN_EPERM, "%s", tern_errdetail());
+	} else if (tern_api_read(fd, 65536, &req) != TERN_OK) {
+		res = tern_api_error(TERN_EMALFORMED, "%s", tern_errdetail());
+	} else if (json_integer_value(json_object_get(req, "v")) != TERN_API_VERSION ||
+	           (op = json_string_value(json_object_get(req, "op"))) == NULL) {
+		res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
+		                "this broker speaks control version 1; give \"v\":1 and \"op\"");
+	} else if (strcmp(op, "queues") == 0) {
+		res = queues_json(b);
+	} else {
+		res = tern_api_error(TERN_EINVAL, "unknown operation '%s' (queues)", op);
+	}
+	tern_api_write(fd, res);
+	close(fd);
+	json_decref(req);
+	json_decref(res);
+}
+
 int broker_run(broker *b, volatile sig_atomic_t *stop)
 {
 	log_info("broker %s listening on %s (directory version %llu)", b->id.id,
 	         tern_config_get(b->id.cfg, "broker", "listen"),
 	         (unsigned long long)tern_directory_version(b->id.dir));
 	while (!*stop) {
-		zmq_pollitem_t items[2] = {{b->router, 0, ZMQ_POLLIN, 0},
-		                           {b->zap, 0, ZMQ_POLLIN, 0}};
+		zmq_pollitem_t items[3] = {{b->router, 0, ZMQ_POLLIN, 0},
+		                           {b->zap, 0, ZMQ_POLLIN, 0},
+		                           {NULL, b->ctl_fd, ZMQ_POLLIN, 0}};
 		int64_t now;
-		int n = zmq_poll(items, 2, 100);
+		int n = zmq_poll(items, b->ctl_fd >= 0 ? 3 : 2, 100);
 
 		if (n < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -886,6 +982,8 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		}
 		if (n > 0 && (items[1].revents & ZMQ_POLLIN))
 			zap_handle(b);
+		if (n > 0 && b->ctl_fd >= 0 && (items[2].revents & ZMQ_POLLIN))
+			on_control(b);
 		b->batch.now = tern_now_ms();
 		if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
 			/* Group commit: take what is waiting, up to a batch, then write once. */

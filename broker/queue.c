@@ -506,3 +506,85 @@ int bq_dlq_scan(MDB_txn *txn, tern_store *s,
 	mdb_cursor_close(c);
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan dead letters");
 }
+
+/* One pass over the queues and one over the dead letters: keys sort by
+ * recipient, so each destination's entries are adjacent. */
+int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
+{
+	bq_dest *d = NULL;
+	size_t nd = 0;
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	for (int db = 0; db < 2; db++) {
+		if ((rc = mdb_cursor_open(txn, DBI(s, db == 0 ? BQ_QUEUE : BQ_DLQ), &c)) != 0) {
+			free(d);
+			return MDB(rc, "cursor");
+		}
+		while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+			const char *rcpt = k.mv_data;
+			size_t rl = strnlen(rcpt, k.mv_size), i;
+			bq_item it;
+			if (rl == k.mv_size || rl >= sizeof(d->id))
+				continue; /* not a recipient key */
+			for (i = 0; i < nd && strcmp(d[i].id, rcpt) != 0; i++)
+				;
+			if (i == nd) {
+				bq_dest *nd2 = realloc(d, (nd + 1) * sizeof(*d));
+				if (nd2 == NULL) {
+					mdb_cursor_close(c);
+					free(d);
+					return TERN_ENOMEM;
+				}
+				d = nd2;
+				memset(&d[nd], 0, sizeof(*d));
+				memcpy(d[nd].id, rcpt, rl);
+				d[nd].oldest = INT64_MAX;
+				nd++;
+			}
+			if (db == 1) {
+				d[i].dead++;
+				continue;
+			}
+			if (item_decode(&v, &it) != TERN_OK)
+				continue;
+			d[i].depth++;
+			d[i].bytes += it.len;
+			if (it.kind == BQ_NOTICE)
+				d[i].notices++;
+			if (it.enqueued_at < d[i].oldest)
+				d[i].oldest = it.enqueued_at;
+		}
+		mdb_cursor_close(c);
+		if (rc != MDB_NOTFOUND) {
+			free(d);
+			return MDB(rc, "read queues");
+		}
+	}
+	*out = d;
+	*n = nd;
+	return TERN_OK;
+}
+
+json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n; i++)
+		json_array_append_new(
+		    arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "id", d[i].id, "depth",
+		                   (json_int_t)d[i].depth, "bytes", (json_int_t)d[i].bytes,
+		                   "notices", (json_int_t)d[i].notices, "dead_letters",
+		                   (json_int_t)d[i].dead, "oldest_age_ms",
+		                   (json_int_t)(d[i].depth && now > d[i].oldest ? now - d[i].oldest
+		                                                                : 0)));
+	return arr;
+}
+
+int bq_open_rdonly(const char *dir, tern_store **out)
+{
+	return tern_store_open(dir, dbnames, TERN_STORE_RDONLY, 0, out);
+}

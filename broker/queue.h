@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "audit.h"
 #include "store.h"
 
@@ -62,6 +64,24 @@ int bq_scan(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, bq_vis
             void *arg);
 /* Number of entries and bytes queued for rcpt, and the oldest enqueue time. */
 int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *bytes);
+
+/* What is queued for one destination. */
+typedef struct bq_dest {
+	char id[64];
+	size_t depth, bytes, notices, dead;
+	int64_t oldest; /* enqueue time of the oldest entry, ms; INT64_MAX when empty */
+} bq_dest;
+
+/* Every destination with anything queued or dead-lettered, in id order, in a
+ * malloc'd array the caller frees. Works in a read-only transaction. */
+int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n);
+
+/* The stats as the JSON array `tern queues --json` shows (new reference):
+ * [{id, depth, bytes, notices, dead_letters, oldest_age_ms}]. */
+json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now);
+
+/* Opens a broker's store read-only, for operator tools while it is down. */
+int bq_open_rdonly(const char *dir, tern_store **out);
 
 /* Moves rcpt's entry seq to the dead-letter queue with reason and, for an
  * envelope, queues a Notice for its sender. */

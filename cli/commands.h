@@ -15,5 +15,6 @@ cli_cmd_fn cmd_inbox;          /* cmd_inbox.c */
 cli_cmd_fn cmd_demo;           /* cmd_demo.c */
 cli_cmd_fn cmd_info;           /* cmd_info.c */
 cli_cmd_fn cmd_audit;          /* cmd_audit.c */
+cli_cmd_fn cmd_queues;         /* cmd_queues.c */
 
 #endif

@@ -20,7 +20,8 @@ static const struct {
     {"status", cmd_status, "show what became of a message this node sent"},
     {"inbox", cmd_inbox, "list, take, show and acknowledge received messages"},
     {"info", cmd_info, "a running node's connection and message counts"},
-    {"audit", cmd_audit, "export and verify the tamper-evident audit logs"},
+    {"audit", cmd_audit, "export, verify and replay the tamper-evident audit logs"},
+    {"queues", cmd_queues, "what is queued where, at a broker (live or read-only) or a node"},
     {"demo", cmd_demo, "run a local federation and walk one case through it"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

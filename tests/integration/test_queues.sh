@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# tern queues: with sweden's node down and 50 messages sent to it, the broker
+# shows a depth of 50 for sweden, then 0 once sweden has them all; with the
+# broker down, the same view comes read-only from its store. The human output
+# is pinned by a golden file (volatile columns masked).
+source "$(dirname "$0")/lib.sh"
+BCONF="$WORK/fed/broker/broker.conf"
+GOLDEN="$(dirname "$0")/golden"
+
+fed_make
+start broker
+start unhcr
+wait_for 20 "unhcr to connect" connected unhcr
+depth_of() { # NODE FILE: sweden's depth in a `tern queues --json` output
+  python3 -c 'import json,sys
+d=json.load(open(sys.argv[2]))
+print(next((x["depth"] for x in d["destinations"] if x["id"]==sys.argv[1]), 0))' "$1" "$2"
+}
+depth_is() { "$TERN" queues -c "$BCONF" --json >"$WORK/q.json" && [[ $(depth_of "$1" "$WORK/q.json") == "$2" ]]; }
+
+say "50 messages for sweden while its node is down"
+"$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr sweden 50 QUEUED
+wait_for 30 "all 50 at the broker" count_is unhcr at-broker 50
+depth_is sweden 50 || { cat "$WORK/q.json"; fail "the broker does not show 50 queued for sweden"; }
+grep -q '"source": "daemon"' "$WORK/q.json" || fail "the live view does not say it is live"
+
+mask() { # the columns that change from run to run: bytes and age
+  awk 'NR<=2 {print; next} {printf "%-20s %7s %7s %7s %9s %8s %5s %s\n", $1, $2, "B", "AGE", $5, $6, $7, $8}'
+}
+"$TERN" queues -c "$BCONF" | mask >"$WORK/live.txt"
+diff -u "$GOLDEN/queues-live.txt" "$WORK/live.txt" || fail "tern queues (live) differs from its golden file"
+
+say "the broker stopped: a read-only view of its store"
+stop broker
+"$TERN" queues -c "$BCONF" --json >"$WORK/q.json" || fail "no read-only view with the broker down"
+grep -q '"source": "store"' "$WORK/q.json" || fail "the read-only view does not say so"
+[[ $(depth_of sweden "$WORK/q.json") == 50 ]] || { cat "$WORK/q.json"; fail "read-only depth is not 50"; }
+"$TERN" queues -c "$BCONF" | mask >"$WORK/store.txt"
+diff -u "$GOLDEN/queues-store.txt" "$WORK/store.txt" || fail "tern queues (read-only) differs from its golden file"
+
+say "sweden starts and takes them all"
+start broker
+start sweden
+wait_for 60 "all 50 delivered" count_is unhcr delivered 50
+wait_for 20 "sweden's queue to drain" depth_is sweden 0
+echo "it test_queues: ok"
