@@ -18,6 +18,8 @@
 
 #include "broker.h"
 #include "hop.h"
+#include "http.h"
+#include "prom.h"
 #include "ident.h"
 #include "pbuf.h"
 #include "queue.h"
@@ -95,7 +97,15 @@ struct broker {
 	char origin[160];
 	int64_t last_checkpoint, last_audit;
 	int64_t cp_ivl_ms, idle_ivl_ms;
-	int ctl_fd; /* the control socket (docs/operations.md); -1 when not listening */
+	int ctl_fd;      /* the control socket (docs/operations.md); -1 when not listening */
+	tern_http *http; /* /metrics, /healthz, /readyz; NULL when [metrics] port = 0 */
+	int64_t next_metrics;
+	struct {
+		uint64_t subs[8][2]; /* by message type, [accepted, refused] */
+		uint64_t acked, dead;
+		uint64_t batch[11]; /* commit sizes: <=1, 2, 4, ..., 512, more */
+		uint64_t batch_sum;
+	} m;
 };
 
 static struct peer *peer_find(broker *b, const char *id, int create)
@@ -471,9 +481,18 @@ static void batch_commit(broker *b)
 		batch_reset(b);
 		return;
 	}
+	if (bt->nsubs) {
+		int k = 0;
+		while (k < 10 && ((size_t)1 << k) < bt->nsubs)
+			k++;
+		b->m.batch[((size_t)1 << k) >= bt->nsubs ? k : 10]++;
+		b->m.batch_sum += bt->nsubs;
+	}
+	b->m.dead += bt->ndead;
 	for (size_t i = 0; i < bt->nacks; i++) {
 		struct peer *p = peer_find(b, bt->acks[i].node, 0);
 		if (p && bt->acks[i].upto > p->acked) {
+			b->m.acked += bt->acks[i].upto - p->acked;
 			p->acked = bt->acks[i].upto;
 			if (p->sent < p->acked)
 				p->sent = p->acked;
@@ -504,6 +523,10 @@ static void batch_commit(broker *b)
 		r.reason_text = s->out_text;
 		f.body_case = TERN__V1__FRAME__BODY_RESULT;
 		f.result = &r;
+		{
+			unsigned t = s->env ? (unsigned)tern_envelope_header(s->env)->type : 0;
+			b->m.subs[t < 8 ? t : 0][s->accepted ? 0 : 1]++;
+		}
 		if (s->accepted) {
 			const Tern__V1__Header *h = tern_envelope_header(s->env);
 			log_info("accepted %s %s from %s for %zu recipient(s), case %s", s->msgid,
@@ -855,6 +878,12 @@ int broker_open(const char *conf, broker **out)
 		        tern_errdetail());
 		goto fail;
 	}
+	if (tern_config_get_int(b->id.cfg, "metrics", "port") > 0 &&
+	    (rc = tern_http_start((uint16_t)tern_config_get_int(b->id.cfg, "metrics", "port"), 0,
+	                          NULL, NULL, &b->http)) != TERN_OK) {
+		fprintf(stderr, "tern-broker: metrics: %s\n", tern_errdetail());
+		goto fail;
+	}
 	*out = b;
 	return TERN_OK;
 fail:
@@ -870,6 +899,7 @@ void broker_close(broker **bp)
 		return;
 	batch_reset(b);
 	free(b->batch.subs);
+	tern_http_stop(&b->http);
 	if (b->ctl_fd >= 0) {
 		close(b->ctl_fd);
 		unlink(tern_config_get(b->id.cfg, "broker", "control_socket"));
@@ -884,6 +914,83 @@ void broker_close(broker **bp)
 	tern_ident_free(&b->id);
 	free(b);
 	*bp = NULL;
+}
+
+/* --- metrics ----------------------------------------------------------------------- */
+
+static void publish_metrics(broker *b, int64_t now)
+{
+	static const double le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512};
+	tern_prom p = {0};
+	MDB_txn *txn = NULL;
+	bq_dest *d = NULL;
+	size_t nd = 0;
+	char labels[128];
+
+	tern_prom_family(&p, "tern_broker_submissions_total", "counter",
+	                 "envelopes submitted by nodes, by message type and outcome");
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++)
+		for (int o = 0; o < 2; o++) {
+			snprintf(labels, sizeof(labels), "type=\"%s\",outcome=\"%s\"", t->name,
+			         o ? "refused" : "accepted");
+			tern_prom_sample(&p, "tern_broker_submissions_total", labels,
+			                 (double)b->m.subs[(unsigned)t->type < 8 ? t->type : 0][o]);
+		}
+	tern_prom_family(&p, "tern_broker_deliveries_acked_total", "counter",
+	                 "queue items nodes acknowledged as committed");
+	tern_prom_sample(&p, "tern_broker_deliveries_acked_total", "", (double)b->m.acked);
+	tern_prom_family(&p, "tern_broker_dead_letters_total", "counter",
+	                 "items dead-lettered after too many delivery attempts");
+	tern_prom_sample(&p, "tern_broker_dead_letters_total", "", (double)b->m.dead);
+	tern_prom_histogram(&p, "tern_broker_commit_batch_size",
+	                    "submissions written per LMDB commit (group commit)", le, b->m.batch,
+	                    10, (double)b->m.batch_sum);
+	if (tern_store_read_begin(b->store, &txn) == TERN_OK &&
+	    bq_stats(txn, b->store, &d, &nd) == TERN_OK) {
+		tern_prom_family(&p, "tern_broker_queue_depth", "gauge",
+		                 "items queued per destination, in flight included");
+		for (size_t i = 0; i < nd; i++) {
+			snprintf(labels, sizeof(labels), "destination=\"%s\"", d[i].id);
+			tern_prom_sample(&p, "tern_broker_queue_depth", labels, (double)d[i].depth);
+		}
+		tern_prom_family(&p, "tern_broker_queue_bytes", "gauge",
+		                 "bytes queued per destination");
+		for (size_t i = 0; i < nd; i++) {
+			snprintf(labels, sizeof(labels), "destination=\"%s\"", d[i].id);
+			tern_prom_sample(&p, "tern_broker_queue_bytes", labels, (double)d[i].bytes);
+		}
+		tern_prom_family(&p, "tern_broker_queue_oldest_seconds", "gauge",
+		                 "age of the oldest item per destination");
+		for (size_t i = 0; i < nd; i++) {
+			snprintf(labels, sizeof(labels), "destination=\"%s\"", d[i].id);
+			tern_prom_sample(&p, "tern_broker_queue_oldest_seconds", labels,
+			                 d[i].depth ? (double)(now - d[i].oldest) / 1000 : 0);
+		}
+		tern_prom_family(&p, "tern_broker_dead_letter_depth", "gauge",
+		                 "items in the dead-letter queue per destination");
+		for (size_t i = 0; i < nd; i++) {
+			snprintf(labels, sizeof(labels), "destination=\"%s\"", d[i].id);
+			tern_prom_sample(&p, "tern_broker_dead_letter_depth", labels,
+			                 (double)d[i].dead);
+		}
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+	free(d);
+	tern_prom_family(&p, "tern_broker_node_connected", "gauge", "1 when the node is connected");
+	for (size_t i = 0; i < b->npeers; i++) {
+		snprintf(labels, sizeof(labels), "node=\"%s\"", b->peers[i].id);
+		tern_prom_sample(&p, "tern_broker_node_connected", labels, b->peers[i].live);
+	}
+	tern_prom_directory(&p, b->id.dir);
+	if (p.buf) {
+		tern_http_publish(b->http, "/metrics", 200, TERN_PROM_CTYPE, p.buf, 0);
+		tern_http_publish(b->http, "/healthz", 200, "text/plain; charset=utf-8", "ok\n",
+		                  10000);
+		tern_http_publish(b->http, "/readyz", 200, "text/plain; charset=utf-8", "ready\n",
+		                  10000);
+	}
+	tern_prom_free(&p);
 }
 
 /* --- control socket ---------------------------------------------------------------- */
@@ -1000,6 +1107,11 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		}
 		now = tern_now_ms();
 		timers(b, now);
+		if (b->http && now >= b->next_metrics) {
+			/* A snapshot a second: scrapes never touch the loop's state. */
+			publish_metrics(b, now);
+			b->next_metrics = now + 1000;
+		}
 		b->batch.now = now;
 		batch_commit(b);
 		for (size_t i = 0; i < b->npeers; i++)

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 #include <sys/stat.h>
 
 #include <tern/error.h>
@@ -34,7 +36,8 @@ static const char dev_help[] =
     "For development only: the CA key sits next to the nodes it certifies.\n"
     "\n"
     "Options:\n"
-    "  --base-port N       broker port (default 7700)\n"
+    "  --base-port N       broker port (default 7700); metrics and HTTP API ports\n"
+    "                      follow it (N+1, N+10..N+19)\n"
     "  --federation NAME   federation name (default " DEV_FEDERATION ")\n"
     "\n"
     "Examples:\n"
@@ -83,7 +86,9 @@ static const char keys_federation_ini[] = "[keys]\n"
                                           "crl = ../ca/crl.pem\n"
                                           "directory = ../ca/directory.tdir\n";
 
-static int write_config(const char *root, const struct dev_node *n, int port)
+/* Ports: the broker listens on port, its metrics on port + 1; node i serves
+ * metrics on port + 10 + 2i and its HTTP API on port + 11 + 2i. */
+static int write_config(const char *root, const struct dev_node *n, int i, int port)
 {
 	char *path = NULL, *text = NULL;
 	int len, rc;
@@ -96,8 +101,11 @@ static int write_config(const char *root, const struct dev_node *n, int port)
 		               "listen = tcp://127.0.0.1:%d\n"
 		               "data_dir = data\n"
 		               "control_socket = data/control.sock\n"
-		               "\n%s",
-		               n->id, n->id, port, keys_federation_ini);
+		               "\n%s"
+		               "\n"
+		               "[metrics]\n"
+		               "port = %d\n",
+		               n->id, n->id, port, keys_federation_ini, port + 1);
 	else
 		len = asprintf(&text,
 		               "# Tern node '%s' of %s (development federation)\n"
@@ -109,8 +117,16 @@ static int write_config(const char *root, const struct dev_node *n, int port)
 		               "\n"
 		               "[broker]\n"
 		               "id = %s\n"
-		               "endpoint = tcp://127.0.0.1:%d\n",
-		               n->id, n->agency, n->id, keys_federation_ini, BROKER_ID, port);
+		               "endpoint = tcp://127.0.0.1:%d\n"
+		               "\n"
+		               "[metrics]\n"
+		               "port = %d\n"
+		               "\n"
+		               "[http]\n"
+		               "port = %d\n"
+		               "token_file = http.token\n",
+		               n->id, n->agency, n->id, keys_federation_ini, BROKER_ID, port,
+		               port + 10 + 2 * i, port + 11 + 2 * i);
 	if (len < 0)
 		return TERN_ENOMEM;
 	if (asprintf(&path, "%s/%s/%s", root, n->dir,
@@ -124,7 +140,7 @@ static int write_config(const char *root, const struct dev_node *n, int port)
 	return rc;
 }
 
-static int make_node(tern_ca *ca, const char *root, const struct dev_node *n, int port)
+static int make_node(tern_ca *ca, const char *root, const struct dev_node *n, int i, int port)
 {
 	tern_node_request req;
 	char *dir = NULL, *path = NULL, *pem = NULL, endpoint[64];
@@ -157,7 +173,26 @@ static int make_node(tern_ca *ca, const char *root, const struct dev_node *n, in
 	}
 	if ((rc = tern_mkdirs(path, 0700)) != TERN_OK)
 		goto out;
-	rc = write_config(root, n, port);
+	if (strcmp(n->id, BROKER_ID) != 0) {
+		/* The HTTP API's bearer token: 32 random bytes, base64, private. */
+		uint8_t rnd[32];
+		char tok[64];
+		free(path);
+		if (asprintf(&path, "%s/http.token", dir) < 0) {
+			path = NULL;
+			rc = TERN_ENOMEM;
+			goto out;
+		}
+		randombytes_buf(rnd, sizeof(rnd));
+		sodium_bin2base64(tok, sizeof(tok), rnd, sizeof(rnd),
+		                  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+		strcat(tok, "\n");
+		rc = tern_file_write(path, tok, strlen(tok), 0600);
+		sodium_memzero(tok, sizeof(tok));
+		if (rc != TERN_OK)
+			goto out;
+	}
+	rc = write_config(root, n, i, port);
 out:
 	free(pem);
 	free(path);
@@ -188,11 +223,11 @@ int cmd_dev_federation(int argc, char **argv)
 		case 'p':
 			errno = 0;
 			port = strtol(optarg, &end, 10);
-			if (errno || *optarg == '\0' || *end != '\0' || port < 1 || port > 65535)
+			if (errno || *optarg == '\0' || *end != '\0' || port < 1 || port > 65515)
 				return cli_usage_error(
 				    "dev-federation",
-				    "--base-port wants a port from 1 to 65535, not "
-				    "'%s'",
+				    "--base-port wants a port from 1 to 65515 (the "
+				    "federation uses the 20 from there), not '%s'",
 				    optarg);
 			break;
 		case 'f':
@@ -228,7 +263,7 @@ int cmd_dev_federation(int argc, char **argv)
 		goto out;
 	}
 	for (size_t i = 0; i < NDEV; i++) {
-		if ((rc = make_node(ca, root, &dev_nodes[i], (int)port)) != TERN_OK) {
+		if ((rc = make_node(ca, root, &dev_nodes[i], (int)i, (int)port)) != TERN_OK) {
 			rc = cli_fail(rc, "cannot set up node '%s'", dev_nodes[i].id);
 			goto out;
 		}
@@ -243,9 +278,11 @@ int cmd_dev_federation(int argc, char **argv)
 	for (size_t i = 0; i < NDEV; i++)
 		printf("  %-10s %-9s %-24s %s\n", dev_nodes[i].dir, dev_nodes[i].id,
 		       dev_nodes[i].agency, dev_nodes[i].roles);
-	printf("Broker 'hub' listens on tcp://127.0.0.1:%ld (broker/broker.conf); each node's\n"
-	       "settings are in <node>/node.conf. Development only: the CA key is in %s.\n",
-	       port, cadir);
+	printf("Broker 'hub' listens on tcp://127.0.0.1:%ld (broker/broker.conf), metrics on\n"
+	       "http://127.0.0.1:%ld/metrics; each node's settings (metrics and HTTP API ports)\n"
+	       "are in <node>/node.conf, its API token in <node>/http.token.\n"
+	       "Development only: the CA key is in %s.\n",
+	       port, port + 1, cadir);
 	rc = CLI_OK;
 out:
 	tern_ca_close(&ca);

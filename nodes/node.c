@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <zmq.h>
 
 #include <tern/api.h>
@@ -24,7 +25,9 @@
 #include "hop.h"
 #include "ident.h"
 #include "node.h"
+#include "http_api.h"
 #include "node_store.h"
+#include "prom.h"
 #include "witness.h"
 #include "pbuf.h"
 #include "util.h"
@@ -123,6 +126,15 @@ struct node {
 	} witnesses[MAX_WITNESSES];
 	size_t nwitnesses;
 	int64_t last_event, last_round; /* last entry other than COSIGNED; last round */
+	/* operations: /metrics and the HTTP API (NULL when off) */
+	tern_http *metrics;
+	node_http *http;
+	int64_t next_metrics;
+	struct {
+		uint64_t sent[8];        /* by message type */
+		uint64_t received[8][2]; /* by message type, [accepted, refused] */
+		uint64_t receipts[2];    /* receipts received: [delivered, rejected] */
+	} m;
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
 	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
@@ -685,6 +697,19 @@ static void batch_commit(node *n)
 		return;
 	}
 	for (size_t i = 0; i < b->nouts; i++) {
+		const tern_msgtype *t = tern_msgtype_by_name(b->outs[i].type);
+		n->m.sent[t && (unsigned)t->type < 8 ? t->type : 0]++;
+	}
+	for (size_t i = 0; i < b->ndins; i++) {
+		const struct din *d = &b->dins[i];
+		const tern_msgtype *t = tern_msgtype_by_name(d->type);
+		unsigned ti = t && (unsigned)t->type < 8 ? t->type : 0;
+		if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0]))
+			n->m.received[ti][d->kind == DIN_ACCEPT ? 0 : 1]++;
+		else if (d->kind == DIN_RECEIPT)
+			n->m.receipts[strcmp(d->state, "rejected") == 0]++;
+	}
+	for (size_t i = 0; i < b->nouts; i++) {
 		struct out *o = &b->outs[i];
 		if (strcmp(o->type, "receipt") != 0)
 			log_info("queued %s %s for %zu recipient(s), case %s", o->msgid, o->type,
@@ -966,6 +991,71 @@ static void on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 		return;
 	}
 	w->size = r->size;
+}
+
+/* --- metrics ----------------------------------------------------------------------- */
+
+static void publish_metrics(node *n)
+{
+	tern_prom p = {0};
+	MDB_txn *txn = NULL;
+	json_t *counts = NULL, *v;
+	const char *k;
+	char labels[96];
+
+	tern_prom_family(&p, "tern_node_sent_total", "counter",
+	                 "messages this node signed and queued, by type (receipts included)");
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++) {
+		snprintf(labels, sizeof(labels), "type=\"%s\"", t->name);
+		tern_prom_sample(&p, "tern_node_sent_total", labels,
+		                 (double)n->m.sent[(unsigned)t->type < 8 ? t->type : 0]);
+	}
+	tern_prom_family(&p, "tern_node_received_total", "counter",
+	                 "messages delivered to this node, by type and outcome");
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++)
+		for (int o = 0; o < 2; o++) {
+			snprintf(labels, sizeof(labels), "type=\"%s\",outcome=\"%s\"", t->name,
+			         o ? "refused" : "accepted");
+			tern_prom_sample(
+			    &p, "tern_node_received_total", labels,
+			    (double)n->m.received[(unsigned)t->type < 8 ? t->type : 0][o]);
+		}
+	tern_prom_family(&p, "tern_node_receipts_total", "counter",
+	                 "receipts received for messages this node sent, by outcome");
+	tern_prom_sample(&p, "tern_node_receipts_total", "outcome=\"delivered\"",
+	                 (double)n->m.receipts[0]);
+	tern_prom_sample(&p, "tern_node_receipts_total", "outcome=\"rejected\"",
+	                 (double)n->m.receipts[1]);
+	tern_prom_family(&p, "tern_node_connected", "gauge", "1 when connected to the broker");
+	tern_prom_sample(&p, "tern_node_connected", "", n->connected);
+	if (tern_store_read_begin(n->store, &txn) == TERN_OK &&
+	    node_store_counts(txn, n->store, &counts) == TERN_OK) {
+		tern_prom_family(&p, "tern_node_outbox_messages", "gauge",
+		                 "messages this node sent, by state");
+		json_object_foreach(json_object_get(counts, "outbox"), k, v)
+		{
+			snprintf(labels, sizeof(labels), "state=\"%s\"", k);
+			tern_prom_sample(&p, "tern_node_outbox_messages", labels,
+			                 (double)json_integer_value(v));
+		}
+		tern_prom_family(&p, "tern_node_inbox_messages", "gauge",
+		                 "accepted messages not yet acknowledged by the agency");
+		tern_prom_sample(&p, "tern_node_inbox_messages", "",
+		                 (double)json_integer_value(json_object_get(counts, "inbox")));
+	}
+	json_decref(counts);
+	if (txn)
+		mdb_txn_abort(txn);
+	tern_prom_directory(&p, n->id.dir);
+	if (p.buf) {
+		tern_http_publish(n->metrics, "/metrics", 200, TERN_PROM_CTYPE, p.buf, 0);
+		tern_http_publish(n->metrics, "/healthz", 200, "text/plain; charset=utf-8", "ok\n",
+		                  10000);
+		tern_http_publish(
+		    n->metrics, "/readyz", n->connected ? 200 : 503, "text/plain; charset=utf-8",
+		    n->connected ? "ready\n" : "not connected to the broker\n", 10000);
+	}
+	tern_prom_free(&p);
 }
 
 static void on_dealer(node *n)
@@ -1443,6 +1533,8 @@ static void serve_waiters(node *n, int64_t now)
 
 /* --- life cycle -------------------------------------------------------------------- */
 
+static int start_http(node *n);
+
 int node_open(const char *conf, node **out)
 {
 	node *n;
@@ -1528,11 +1620,68 @@ int node_open(const char *conf, node **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
+	if ((rc = start_http(n)) != TERN_OK)
+		goto fail;
 	*out = n;
 	return TERN_OK;
 fail:
 	node_close(&n);
 	return rc ? rc : TERN_EIO;
+}
+
+/* The loopback HTTP servers: metrics, and the API (with its token). */
+static int start_http(node *n)
+{
+	int64_t mport = tern_config_get_int(n->id.cfg, "metrics", "port");
+	int64_t hport = tern_config_get_int(n->id.cfg, "http", "port");
+	const char *tf = tern_config_get(n->id.cfg, "http", "token_file");
+	uint8_t *tok = NULL;
+	char *token;
+	size_t tl = 0;
+	int rc;
+
+	if (mport > 0 && mport == hport) {
+		fprintf(stderr, "tern-node: [metrics] port and [http] port must differ\n");
+		return TERN_ECONFIG;
+	}
+	if (mport > 0 &&
+	    (rc = tern_http_start((uint16_t)mport, 0, NULL, NULL, &n->metrics)) != TERN_OK) {
+		fprintf(stderr, "tern-node: metrics: %s\n", tern_errdetail());
+		return rc;
+	}
+	if (hport <= 0)
+		return TERN_OK;
+	if ((rc = tern_file_read_private(tf, 4096, &tok, &tl)) != TERN_OK) {
+		fprintf(stderr, "tern-node: the HTTP API needs its token: %s\n", tern_errdetail());
+		return rc;
+	}
+	while (tl && (tok[tl - 1] == '\n' || tok[tl - 1] == '\r' || tok[tl - 1] == ' '))
+		tl--;
+	if ((token = malloc(tl + 1)) == NULL) {
+		sodium_memzero(tok, tl);
+		free(tok);
+		return TERN_ENOMEM;
+	}
+	memcpy(token, tok, tl);
+	token[tl] = 0;
+	sodium_memzero(tok, tl);
+	free(tok);
+	if (tl < 32 || strlen(token) != tl) {
+		fprintf(stderr,
+		        "tern-node: the token in %s is shorter than 32 characters; make one with\n"
+		        "  head -c 32 /dev/urandom | base64 > %s && chmod 600 %s\n",
+		        tf, tf, tf);
+		sodium_memzero(token, tl);
+		free(token);
+		return TERN_ECONFIG;
+	}
+	rc = node_http_start((uint16_t)hport, tern_config_get(n->id.cfg, "node", "api_socket"),
+	                     token, &n->http);
+	sodium_memzero(token, tl);
+	free(token);
+	if (rc != TERN_OK)
+		fprintf(stderr, "tern-node: HTTP API: %s\n", tern_errdetail());
+	return rc;
 }
 
 void node_close(node **np)
@@ -1541,6 +1690,9 @@ void node_close(node **np)
 
 	if (np == NULL || (n = *np) == NULL)
 		return;
+	/* The HTTP threads call into the API socket: stop them first. */
+	node_http_stop(&n->http);
+	tern_http_stop(&n->metrics);
 	batch_reset(n);
 	free(n->batch.outs);
 	free(n->batch.dins);
@@ -1619,6 +1771,10 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		}
 		serve_waiters(n, now);
 		submit_pump(n);
+		if (n->metrics && now >= n->next_metrics) {
+			publish_metrics(n);
+			n->next_metrics = now + 2000;
+		}
 		if (n->connected && now - n->last_tx > n->hb_ivl_ms) {
 			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 			Tern__V1__Ping ping = TERN__V1__PING__INIT;

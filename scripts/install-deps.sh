@@ -5,7 +5,7 @@
 set -euo pipefail
 
 pkgs=(
-  build-essential cmake pkg-config git ca-certificates openssl curl
+  build-essential cmake pkg-config git ca-certificates openssl curl python3
   libzmq3-dev protobuf-c-compiler libprotobuf-c-dev libssl-dev liblmdb-dev lmdb-utils
   libsodium-dev libjansson-dev libinih-dev libcmocka-dev libmicrohttpd-dev
 )

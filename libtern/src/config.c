@@ -95,6 +95,9 @@ static const struct setting settings[] = {
 	{NODE,   "delivery",   "reconnect_max",    T_DURATION, BOUNDED("30", 1, 3600),              "longest wait between reconnection attempts (the wait doubles from 100 ms)"},
 	{BOTH,   "audit",      "checkpoint_interval", T_DURATION, BOUNDED("10", 1, 3600),          "while audit entries arrive, how often a checkpoint of the log is signed (and, at a node, witnessed)"},
 	{BOTH,   "audit",      "idle_checkpoint_interval", T_DURATION, BOUNDED("300", 10, 86400), "how often an idle log is signed again, so peers' fresh cosignatures show it was not truncated"},
+	{BOTH,   "metrics",    "port",             T_INT,      BOUNDED("0", 0, 65535),              "port on 127.0.0.1 serving /metrics (Prometheus), /healthz and /readyz; 0: off"},
+	{NODE,   "http",       "port",             T_INT,      BOUNDED("0", 0, 65535),              "port on 127.0.0.1 of the node's HTTP API (docs/api.md); 0: off"},
+	{NODE,   "http",       "token_file",       T_PATH,     DEFAULT("http.token"),               "file (mode 0600) holding the bearer token that HTTP API clients present"},
 };
 /* clang-format on */
 

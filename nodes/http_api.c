@@ -1,0 +1,181 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include <tern/api.h>
+#include <tern/error.h>
+
+#include "http_api.h"
+#include "util.h"
+
+#define JSON_CTYPE "application/json"
+#define MAX_BODY (8u * 1024 * 1024)
+
+struct node_http {
+	tern_http *srv;
+	char *api_socket;
+	char *token;
+};
+
+/* Whether the Authorization header carries the token; constant time. */
+static int authorized(const node_http *h, const char *auth)
+{
+	size_t tl = strlen(h->token);
+
+	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != tl)
+		return 0;
+	return sodium_memcmp(auth + 7, h->token, tl) == 0;
+}
+
+static int http_status(const json_t *resp)
+{
+	const char *e = json_string_value(json_object_get(resp, "error"));
+
+	if (json_is_true(json_object_get(resp, "ok")))
+		return 200;
+	if (e == NULL)
+		return 500;
+	if (strcmp(e, tern_errcode_name(TERN_ENOENT)) == 0)
+		return 404;
+	if (strcmp(e, tern_errcode_name(TERN_EIO)) == 0 ||
+	    strcmp(e, tern_errcode_name(TERN_ENOMEM)) == 0)
+		return 503;
+	return 400;
+}
+
+/* Method and path to a local API request (a new reference), or NULL. */
+static json_t *route(const char *method, const char *url, const char *body, size_t blen,
+                     int *wait_ms, int *status, const char **why)
+{
+	char id[64];
+	json_error_t je;
+	json_t *req;
+	int n = 0;
+
+	*status = 404;
+	*why = "no such endpoint; see docs/api.md#http";
+	*wait_ms = 0;
+	if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/messages") == 0) {
+		req = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
+		if (!json_is_object(req)) {
+			json_decref(req);
+			*status = 400;
+			*why = "the request body must be a JSON object: the send request of "
+			       "docs/api.md";
+			return NULL;
+		}
+		json_object_set_new(req, "op", json_string("send"));
+		return req;
+	}
+	if (strcmp(method, "GET") == 0 && sscanf(url, "/v1/messages/%63[0-9a-f-]%n", id, &n) == 1 &&
+	    url[n] == 0)
+		return json_pack("{s:s, s:s}", "op", "status", "message_id", id);
+	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/inbox") == 0)
+		return json_pack("{s:s}", "op", "inbox.list");
+	if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/inbox/next") == 0) {
+		json_t *o = blen ? json_loadb(body, blen, 0, &je) : NULL;
+		json_int_t w = json_integer_value(json_object_get(o, "wait_ms"));
+		json_decref(o);
+		*wait_ms = w > 0 && w <= 60000 ? (int)w : 0;
+		return json_pack("{s:s, s:i}", "op", "inbox.next", "wait_ms", *wait_ms);
+	}
+	if (strcmp(method, "GET") == 0 && sscanf(url, "/v1/inbox/%63[0-9a-f-]%n", id, &n) == 1 &&
+	    url[n] == 0)
+		return json_pack("{s:s, s:s}", "op", "inbox.show", "message_id", id);
+	if (strcmp(method, "POST") == 0 && sscanf(url, "/v1/inbox/%63[0-9a-f-]%n", id, &n) == 1 &&
+	    strcmp(url + n, "/ack") == 0)
+		return json_pack("{s:s, s:s}", "op", "inbox.ack", "message_id", id);
+	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/node") == 0)
+		return json_pack("{s:s}", "op", "node.info");
+	return NULL;
+}
+
+static void on_request(void *arg, const char *method, const char *url, const char *auth,
+                       const char *body, size_t blen, int *status, const char **ctype, char **out,
+                       size_t *outlen)
+{
+	node_http *h = arg;
+	json_t *req, *resp = NULL;
+	const char *why;
+	int wait_ms, rc;
+
+	*ctype = JSON_CTYPE;
+	if (strncmp(url, "/v1/", 4) != 0)
+		return; /* not ours: 404 */
+	if (!authorized(h, auth)) {
+		*status = 401;
+		resp = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unauthorized", "message",
+		                 "give the node's token: Authorization: Bearer TOKEN");
+		goto out;
+	}
+	if ((req = route(method, url, body, blen, &wait_ms, status, &why)) == NULL) {
+		resp = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+		                 *status == 404 ? "not-found" : "invalid-argument", "message", why);
+		goto out;
+	}
+	json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
+	rc = tern_api_call(h->api_socket, req, wait_ms + 30000, &resp);
+	json_decref(req);
+	if (rc != TERN_OK) {
+		json_decref(resp);
+		*status = 503;
+		resp = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(rc),
+		                 "message", tern_errdetail());
+		goto out;
+	}
+	*status = http_status(resp);
+out:
+	*out = json_dumps(resp, JSON_INDENT(2));
+	if (*out) {
+		char *nl = realloc(*out, strlen(*out) + 2);
+		if (nl) {
+			*out = nl;
+			strcat(nl, "\n");
+		}
+	}
+	*outlen = *out ? strlen(*out) : 0;
+	json_decref(resp);
+}
+
+int node_http_start(uint16_t port, const char *api_socket, const char *token, node_http **out)
+{
+	node_http *h = calloc(1, sizeof(*h));
+	int rc;
+
+	*out = NULL;
+	if (h == NULL || (h->api_socket = strdup(api_socket)) == NULL ||
+	    (h->token = strdup(token ? token : "")) == NULL) {
+		node_http_stop(&h);
+		return TERN_ENOMEM;
+	}
+	if ((rc = tern_http_start(port, MAX_BODY, token ? on_request : NULL, h, &h->srv)) !=
+	    TERN_OK) {
+		node_http_stop(&h);
+		return rc;
+	}
+	*out = h;
+	return TERN_OK;
+}
+
+tern_http *node_http_server(node_http *h)
+{
+	return h ? h->srv : NULL;
+}
+
+void node_http_stop(node_http **hp)
+{
+	node_http *h;
+
+	if (hp == NULL || (h = *hp) == NULL)
+		return;
+	tern_http_stop(&h->srv);
+	if (h->token)
+		sodium_memzero(h->token, strlen(h->token));
+	free(h->token);
+	free(h->api_socket);
+	free(h);
+	*hp = NULL;
+}

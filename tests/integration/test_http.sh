@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The operations endpoints over HTTP, with curl: the node's HTTP API round
+# trip (submit at unhcr, next and ack at sweden), its token check, and
+# /metrics (valid Prometheus text whose counters match what was sent),
+# /healthz and /readyz at the broker and a node.
+source "$(dirname "$0")/lib.sh"
+
+fed_make
+for n in broker unhcr sweden; do start "$n"; done
+wait_for 20 "unhcr to connect" connected unhcr
+wait_for 20 "sweden to connect" connected sweden
+# Ports as tern dev-federation assigns them (see its --help).
+BROKER_METRICS=$((PORT + 1)); UNHCR_METRICS=$((PORT + 12)); UNHCR_API=$((PORT + 13))
+SWEDEN_API=$((PORT + 17))
+api() { # NODE PORT METHOD PATH [BODY-FILE]: prints the body, then the status on its own line
+  local tok; tok=$(cat "$WORK/fed/$1/http.token")
+  curl -sS -X "$3" -H "Authorization: Bearer $tok" ${5:+--data-binary @"$5"} \
+    -w '\n%{http_code}\n' "http://127.0.0.1:$2$4"
+}
+json_field() { python3 -c 'import json,sys; d=json.loads(sys.stdin.read().rsplit("\n",2)[0])
+for k in sys.argv[1].split("."): d=d[k] if d is not None else None
+print(d)' "$1"; }
+
+say "submit a referral over HTTP at unhcr"
+referral_json HTTP-1 >"$WORK/body.json"
+python3 -c 'import json,sys; print(json.dumps({"type":"case-referral","to":["sweden"],"client_ref":"http-1","body":json.load(open(sys.argv[1]))}))' \
+  "$WORK/body.json" >"$WORK/req.json"
+api unhcr "$UNHCR_API" POST /v1/messages "$WORK/req.json" >"$WORK/sent.out"
+[[ $(tail -1 "$WORK/sent.out") == 200 ]] || { cat "$WORK/sent.out"; fail "submit did not answer 200"; }
+id=$(json_field message_id <"$WORK/sent.out")
+[[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "no message id in the answer"
+delivered() { api unhcr "$UNHCR_API" GET "/v1/messages/$id" | json_field state | grep -qx delivered; }
+wait_for 20 "the referral to be delivered" delivered
+
+say "take it at sweden, then acknowledge it"
+echo '{"wait_ms": 5000}' >"$WORK/wait.json"
+api sweden "$SWEDEN_API" POST /v1/inbox/next "$WORK/wait.json" >"$WORK/next.out"
+[[ $(tail -1 "$WORK/next.out") == 200 ]] || { cat "$WORK/next.out"; fail "inbox/next did not answer 200"; }
+[[ $(json_field message.header.messageId <"$WORK/next.out") == "$id" ]] || fail "sweden's next message is not $id"
+[[ $(json_field message.body.caseId <"$WORK/next.out") == HTTP-1 ]] || fail "the body did not come through"
+api sweden "$SWEDEN_API" POST "/v1/inbox/$id/ack" >"$WORK/ack.out"
+[[ $(tail -1 "$WORK/ack.out") == 200 ]] || { cat "$WORK/ack.out"; fail "ack did not answer 200"; }
+api sweden "$SWEDEN_API" GET /v1/inbox | grep -q "$id" && fail "the acknowledged message is still in the inbox"
+
+say "a wrong token gets 401; an unknown path 404; an unknown message 404"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer nope" "http://127.0.0.1:$UNHCR_API/v1/node")
+[[ $code == 401 ]] || fail "a wrong token got $code"
+code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$WORK/req.json" "http://127.0.0.1:$UNHCR_API/v1/messages")
+[[ $code == 401 ]] || fail "no token got $code"
+[[ $(api unhcr "$UNHCR_API" GET /v1/nothing | tail -1) == 404 ]] || fail "an unknown path is not 404"
+[[ $(api unhcr "$UNHCR_API" GET /v1/messages/01a20000-0000-7000-8000-000000000000 | tail -1) == 404 ]] ||
+  fail "an unknown message is not 404"
+
+say "four more referrals by the CLI; the counters follow"
+for i in 1 2 3 4; do referral_json "HTTP-$((i + 1))" | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral - >/dev/null; done
+wait_for 20 "all five delivered" count_is unhcr delivered 5
+check_metrics() { # PORT FILE: fetch and validate the exposition format
+  curl -sf "http://127.0.0.1:$1/metrics" >"$2" && python3 - "$2" <<'PY'
+import re, sys
+name = r'[a-zA-Z_:][a-zA-Z0-9_:]*'
+sample = re.compile(r'^(%s)(\{%s="[^"\\\n]*"(,%s="[^"\\\n]*")*\})? [-+]?([0-9.eE+-]+|NaN|Inf)$' % (name, name, name))
+typed = set()
+for line in open(sys.argv[1]):
+    line = line.rstrip('\n')
+    if line.startswith('# HELP '): continue
+    m = re.match(r'^# TYPE (%s) (counter|gauge|histogram|summary|untyped)$' % name, line)
+    if m: typed.add(m.group(1)); continue
+    m = sample.match(line)
+    if not m: sys.exit('not Prometheus text: ' + line)
+    base = re.sub(r'_(bucket|sum|count)$', '', m.group(1))
+    if m.group(1) not in typed and base not in typed: sys.exit('sample before its TYPE: ' + line)
+PY
+}
+metric_is() { grep -qxF "$2 $3" "$1"; }
+broker_counts() {
+  check_metrics "$BROKER_METRICS" "$WORK/broker.metrics" &&
+    metric_is "$WORK/broker.metrics" 'tern_broker_submissions_total{type="case-referral",outcome="accepted"}' 5 &&
+    metric_is "$WORK/broker.metrics" 'tern_broker_submissions_total{type="receipt",outcome="accepted"}' 5
+}
+wait_for 10 "the broker's counters to show 5 referrals and 5 receipts" broker_counts
+unhcr_counts() {
+  check_metrics "$UNHCR_METRICS" "$WORK/unhcr.metrics" &&
+    metric_is "$WORK/unhcr.metrics" 'tern_node_sent_total{type="case-referral"}' 5 &&
+    metric_is "$WORK/unhcr.metrics" 'tern_node_receipts_total{outcome="delivered"}' 5 &&
+    metric_is "$WORK/unhcr.metrics" 'tern_node_outbox_messages{state="delivered"}' 5
+}
+wait_for 10 "unhcr's counters to show 5 sent and delivered" unhcr_counts
+for p in "$BROKER_METRICS" "$UNHCR_METRICS"; do
+  for e in healthz readyz; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$p/$e")
+    [[ $code == 200 ]] || fail "/$e on port $p answered $code"
+  done
+done
+echo "it test_http: ok"
