@@ -42,7 +42,8 @@ struct peer {
 	int attempts;     /* redeliveries of the head without progress */
 	int64_t last_rx;
 	int64_t last_tx;
-	int dirty; /* queue changed: try to deliver */
+	int dirty;         /* queue changed: try to deliver */
+	char software[64]; /* as its Hello said */
 };
 
 struct sub {
@@ -572,6 +573,7 @@ static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid
 	memcpy(p->rid, rid, rid_len);
 	p->rid_len = rid_len;
 	p->live = 1;
+	snprintf(p->software, sizeof(p->software), "%s", h->software);
 	p->credit = h->credit ? h->credit : 1;
 	p->sent = p->acked;
 	p->attempts = 0;
@@ -1040,6 +1042,133 @@ static json_t *queues_json(broker *b)
 	                 "destinations", arr);
 }
 
+struct dlq_find {
+	const char *msgid;
+	char rcpts[MAX_PEERS][64];
+	size_t n;
+	json_t *list;
+};
+
+static void dlq_visit(const char *rcpt, const char *msgid, const char *reason, int64_t at,
+                      void *arg)
+{
+	struct dlq_find *f = arg;
+
+	if (f->list)
+		json_array_append_new(f->list,
+		                      json_pack("{s:s, s:s, s:s, s:I}", "destination", rcpt,
+		                                "message_id", msgid, "reason", reason,
+		                                "dead_lettered_at", (json_int_t)at));
+	else if (strcmp(msgid, f->msgid) == 0 && f->n < MAX_PEERS)
+		snprintf(f->rcpts[f->n++], 64, "%s", rcpt);
+}
+
+struct dlq_act {
+	broker *b;
+	struct dlq_find *f;
+	int retry;
+	char who[32];
+};
+
+static int dlq_apply(MDB_txn *txn, void *arg)
+{
+	struct dlq_act *a = arg;
+	int64_t now = tern_now_ms();
+	int rc;
+
+	for (size_t i = 0; i < a->f->n; i++) {
+		if ((rc = bq_dlq_take(txn, a->b->store, a->f->rcpts[i], a->f->msgid, a->retry,
+		                      now + a->b->default_ttl_ms, now)) != TERN_OK)
+			return rc;
+		/* Who did what to which message, in the same transaction. */
+		if ((rc = bq_audit(txn, a->b->store, TERN__V1__AUDIT_ENTRY__KIND__OPERATOR,
+		                   a->f->msgid, a->f->rcpts[i], NULL,
+		                   a->retry ? "dlq-retry" : "dlq-drop", NULL, 0, a->who, NULL, 0,
+		                   now)) != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
+}
+
+static json_t *dlq_op(broker *b, const char *op, const json_t *req, uid_t uid)
+{
+	struct dlq_find f = {0};
+	struct dlq_act a = {b, &f, strcmp(op, "dlq.retry") == 0, ""};
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if (strcmp(op, "dlq.list") == 0)
+		f.list = json_array();
+	else if ((f.msgid = json_string_value(json_object_get(req, "message_id"))) == NULL)
+		return tern_api_error(TERN_EINVAL, "give message_id");
+	if ((rc = tern_store_read_begin(b->store, &txn)) == TERN_OK)
+		rc = bq_dlq_scan(txn, b->store, dlq_visit, &f);
+	if (txn)
+		mdb_txn_abort(txn);
+	if (rc != TERN_OK) {
+		json_decref(f.list);
+		return tern_api_error(rc, "cannot read the dead letters: %s", tern_errdetail());
+	}
+	if (f.list)
+		return json_pack("{s:b, s:o}", "ok", 1, "dead_letters", f.list);
+	if (f.n == 0)
+		return tern_api_error(TERN_ENOENT, "%s is not in the dead-letter queue", f.msgid);
+	snprintf(a.who, sizeof(a.who), "uid %u", (unsigned)uid);
+	if ((rc = tern_store_write(b->store, dlq_apply, &a)) != TERN_OK)
+		return tern_api_error(rc, "%s", tern_errdetail());
+	b->last_audit = tern_now_ms();
+	for (size_t i = 0; i < f.n; i++) {
+		struct peer *p = peer_find(b, f.rcpts[i], 0);
+		if (p)
+			p->dirty = 1;
+		log_info("operator (%s) %s %s for %s", a.who, a.retry ? "requeued" : "dropped",
+		         f.msgid, f.rcpts[i]);
+	}
+	return json_pack("{s:b, s:i}", "ok", 1, "destinations", (int)f.n);
+}
+
+static json_t *queue_show(broker *b, const json_t *req)
+{
+	const char *dest = json_string_value(json_object_get(req, "destination"));
+	json_int_t max = json_integer_value(json_object_get(req, "max"));
+	MDB_txn *txn = NULL;
+	json_t *items = NULL;
+	int rc;
+
+	if (dest == NULL)
+		return tern_api_error(TERN_EINVAL, "give destination");
+	if ((rc = tern_store_read_begin(b->store, &txn)) == TERN_OK)
+		rc = bq_show(txn, b->store, dest, max > 0 ? (size_t)max : 1000, &items);
+	if (txn)
+		mdb_txn_abort(txn);
+	if (rc != TERN_OK)
+		return tern_api_error(rc, "cannot read the queue: %s", tern_errdetail());
+	return json_pack("{s:b, s:s, s:o}", "ok", 1, "destination", dest, "items", items);
+}
+
+static json_t *peers_json(broker *b)
+{
+	json_t *arr = json_array();
+	int64_t now = tern_now_ms();
+
+	for (size_t i = 0; i < tern_directory_count(b->id.dir); i++) {
+		const tern_member *m = tern_directory_at(b->id.dir, i);
+		struct peer *p;
+		if (m->roles & TERN_ROLE_BROKER)
+			continue;
+		p = peer_find(b, m->node_id, 0);
+		json_array_append_new(
+		    arr, json_pack("{s:s, s:s, s:b, s:o, s:s, s:I, s:b}", "id", m->node_id,
+		                   "agency", m->agency ? m->agency : "", "connected", p && p->live,
+		                   "last_seen_ms_ago",
+		                   p && p->last_rx ? json_integer(now - p->last_rx) : json_null(),
+		                   "software", p ? p->software : "", "certificate_expires_at",
+		                   (json_int_t)m->cert_not_after, "revoked", m->revoked));
+	}
+	return json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "source", "daemon", "broker", b->id.id,
+	                 "peers", arr);
+}
+
 static void on_control(broker *b)
 {
 	struct timeval tv = {2, 0};
@@ -1062,8 +1191,23 @@ static void on_control(broker *b)
 		                "this broker speaks control version 1; give \"v\":1 and \"op\"");
 	} else if (strcmp(op, "queues") == 0) {
 		res = queues_json(b);
+	} else if (strcmp(op, "queue.show") == 0) {
+		res = queue_show(b, req);
+	} else if (strcmp(op, "peers") == 0) {
+		res = peers_json(b);
+	} else if (strncmp(op, "dlq.", 4) == 0 &&
+	           (strcmp(op, "dlq.list") == 0 || strcmp(op, "dlq.retry") == 0 ||
+	            strcmp(op, "dlq.drop") == 0)) {
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0)
+			cr.uid = (uid_t)-1;
+		res = dlq_op(b, op, req, cr.uid);
 	} else {
-		res = tern_api_error(TERN_EINVAL, "unknown operation '%s' (queues)", op);
+		res = tern_api_error(TERN_EINVAL,
+		                     "unknown operation '%s' (queues, queue.show, peers, dlq.list, "
+		                     "dlq.retry, dlq.drop)",
+		                     op);
 	}
 	tern_api_write(fd, res);
 	close(fd);

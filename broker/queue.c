@@ -5,8 +5,11 @@
 
 #include <tern/crypto.h>
 #include <tern/error.h>
+#include <tern/msgtype.h>
+#include <tern/v1/envelope.pb-c.h>
 #include <tern/v1/wire.pb-c.h>
 
+#include "pbuf.h"
 #include "queue.h"
 #include "util.h"
 
@@ -587,4 +590,107 @@ json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now)
 int bq_open_rdonly(const char *dir, tern_store **out)
 {
 	return tern_store_open(dir, dbnames, TERN_STORE_RDONLY, 0, out);
+}
+
+/* The plaintext header of a stored envelope: ids, type, case, times. */
+static json_t *header_json(const bq_item *it)
+{
+	ProtobufCMessage *em = NULL, *hm = NULL;
+	json_t *o = NULL;
+
+	if (it->kind != BQ_ENVELOPE)
+		return json_pack("{s:s, s:s}", "kind", "notice", "message_id", it->msgid);
+	if (tern_pb_unpack(&tern__v1__envelope__descriptor, it->payload, it->len, it->len, &em) ==
+	        TERN_OK &&
+	    tern_pb_unpack(&tern__v1__header__descriptor, ((Tern__V1__Envelope *)em)->header.data,
+	                   ((Tern__V1__Envelope *)em)->header.len, 65536, &hm) == TERN_OK) {
+		const Tern__V1__Header *h = (const Tern__V1__Header *)hm;
+		const tern_msgtype *t = tern_msgtype_by_type(h->type);
+		o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I}", "kind", "envelope", "message_id",
+		              h->message_id, "sender", h->sender, "type", t ? t->name : "unknown",
+		              "case_id", h->case_id, "created_at", (json_int_t)h->created_at);
+	}
+	tern_pb_free(&hm);
+	tern_pb_free(&em);
+	return o ? o
+	         : json_pack("{s:s, s:s, s:s}", "kind", "envelope", "message_id", it->msgid,
+	                     "sender", it->sender);
+}
+
+struct show {
+	json_t *arr;
+	size_t max;
+};
+
+static int show_visit(uint64_t seq, const bq_item *it, void *arg)
+{
+	struct show *sh = arg;
+	json_t *o = header_json(it);
+
+	json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+	json_object_set_new(o, "bytes", json_integer((json_int_t)it->len));
+	json_object_set_new(o, "enqueued_at", json_integer(it->enqueued_at));
+	json_object_set_new(o, "expires_at",
+	                    it->expires_at == INT64_MAX ? json_null()
+	                                                : json_integer(it->expires_at));
+	json_array_append_new(sh->arr, o);
+	return json_array_size(sh->arr) >= sh->max;
+}
+
+int bq_show(MDB_txn *txn, tern_store *s, const char *rcpt, size_t max, json_t **out)
+{
+	struct show sh = {json_array(), max};
+	int rc = bq_scan(txn, s, rcpt, 1, show_visit, &sh);
+
+	if (rc != TERN_OK) {
+		json_decref(sh.arr);
+		return rc;
+	}
+	*out = sh.arr;
+	return TERN_OK;
+}
+
+/* dlq key: rcpt || 0x00 || msgid; value: at | reason length | reason | entry. */
+static size_t dlq_key(uint8_t *k, const char *rcpt, const char *msgid)
+{
+	size_t n = strlen(rcpt);
+
+	memcpy(k, rcpt, n + 1);
+	memcpy(k + n + 1, msgid, 36);
+	return n + 1 + 36;
+}
+
+int bq_dlq_take(MDB_txn *txn, tern_store *s, const char *rcpt, const char *msgid, int retry,
+                int64_t expires_at, int64_t now)
+{
+	uint8_t k[128];
+	MDB_val key, v;
+	bq_item it;
+	uint64_t seq;
+	int rc;
+
+	if (strlen(rcpt) > 63 || strlen(msgid) != 36)
+		return tern_fail(TERN_EINVAL, "not a destination and message id");
+	key = (MDB_val){dlq_key(k, rcpt, msgid), k};
+	if ((rc = mdb_get(txn, DBI(s, BQ_DLQ), &key, &v)) == MDB_NOTFOUND)
+		return tern_fail(TERN_ENOENT, "%s is not dead-lettered for %s", msgid, rcpt);
+	if (rc != 0)
+		return MDB(rc, "read dead letter");
+	if (retry) {
+		const uint8_t *d = v.mv_data;
+		MDB_val ev;
+		if (v.mv_size < 9 || (size_t)9 + d[8] > v.mv_size)
+			return tern_fail(TERN_EMALFORMED, "damaged dead letter %s", msgid);
+		ev = (MDB_val){v.mv_size - 9 - d[8], (uint8_t *)d + 9 + d[8]};
+		if ((rc = item_decode(&ev, &it)) != TERN_OK)
+			return rc;
+		/* A fresh stay in the queue: an expired message would expire again at once. */
+		it.enqueued_at = now;
+		it.expires_at = expires_at;
+		if ((rc = bq_append(txn, s, rcpt, &it, &seq)) != TERN_OK)
+			return rc;
+	}
+	if ((rc = mdb_del(txn, DBI(s, BQ_DLQ), &key, NULL)) != 0)
+		return MDB(rc, "delete dead letter");
+	return TERN_OK;
 }

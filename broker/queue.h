@@ -106,4 +106,14 @@ int bq_dlq_scan(MDB_txn *txn, tern_store *s,
                            void *arg),
                 void *arg);
 
+/* The headers (never bodies) of rcpt's first max queue entries, as a JSON
+ * array (new reference): seq, kind, message_id, sender, type, case_id,
+ * created_at, enqueued_at, expires_at, bytes. */
+int bq_show(MDB_txn *txn, tern_store *s, const char *rcpt, size_t max, json_t **out);
+
+/* Takes msgid out of rcpt's dead letters: retry = 1 queues it again for rcpt
+ * (expiring at expires_at), 0 drops it. TERN_ENOENT when not there. */
+int bq_dlq_take(MDB_txn *txn, tern_store *s, const char *rcpt, const char *msgid, int retry,
+                int64_t expires_at, int64_t now);
+
 #endif

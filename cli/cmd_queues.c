@@ -1,6 +1,7 @@
-/* tern queues: what is queued where. Asks the running broker over its control
- * socket; when the broker is down, opens its store read-only instead (as
- * postqueue -p does), and says so. */
+/* The broker's operator commands: tern queues, queue show, dlq, peers. Each
+ * asks the running broker over its control socket; when the broker is down,
+ * the read-only ones open its store read-only instead (as postqueue -p does),
+ * and say so. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -206,4 +207,343 @@ out:
 	json_decref(resp);
 	tern_config_free(&cfg);
 	return ret;
+}
+
+/* --- queue show, dlq, peers ------------------------------------------------------- */
+
+/* Loads a broker configuration and asks the running broker; *down = 1 when it
+ * is not running (then *resp is NULL and the caller may read the store). */
+static int broker_ask(const char *cmd, const char *conf, json_t *req, tern_config **cfg,
+                      json_t **resp, int *down)
+{
+	int rc;
+
+	*resp = NULL;
+	*down = 0;
+	if (tern_config_load(conf, TERN_CONFIG_BROKER, cfg) != TERN_OK) {
+		fprintf(stderr, "tern %s: %s is not a broker configuration:\n%s", cmd, conf,
+		        *cfg ? tern_config_errors(*cfg) : tern_errdetail());
+		json_decref(req);
+		return CLI_FAIL;
+	}
+	json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
+	rc = tern_api_call(tern_config_get(*cfg, "broker", "control_socket"), req, 10000, resp);
+	json_decref(req);
+	if (rc == TERN_ENOENT || rc == TERN_EIO) {
+		json_decref(*resp);
+		*resp = NULL;
+		*down = 1;
+		return CLI_OK;
+	}
+	if (rc != TERN_OK || !json_is_true(json_object_get(*resp, "ok"))) {
+		fprintf(stderr, "tern %s: %s\n", cmd,
+		        json_string_value(json_object_get(*resp, "message")) ?: tern_errdetail());
+		return json_is_false(json_object_get(*resp, "ok")) ? CLI_NO : CLI_FAIL;
+	}
+	json_object_del(*resp, "ok");
+	return CLI_OK;
+}
+
+/* The broker is down: run fn on its store, read-only. */
+static int store_read(const tern_config *cfg, int (*fn)(MDB_txn *, tern_store *, void *), void *arg)
+{
+	tern_store *s = NULL;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if ((rc = bq_open_rdonly(tern_config_get(cfg, "broker", "data_dir"), &s)) == TERN_OK &&
+	    (rc = tern_store_read_begin(s, &txn)) == TERN_OK)
+		rc = fn(txn, s, arg);
+	if (txn)
+		mdb_txn_abort(txn);
+	tern_store_close(&s);
+	return rc;
+}
+
+static void print_json(const json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	putchar('\n');
+}
+
+struct show_arg {
+	const char *dest;
+	json_t *items;
+};
+
+static int show_read(MDB_txn *txn, tern_store *s, void *arg)
+{
+	struct show_arg *a = arg;
+	return bq_show(txn, s, a->dest, 1000, &a->items);
+}
+
+static int queue_show(const char *conf, const char *dest, int json)
+{
+	tern_config *cfg = NULL;
+	json_t *resp = NULL;
+	struct show_arg a = {dest, NULL};
+	int down, rc, ret;
+	size_t i;
+	json_t *it;
+
+	ret = broker_ask(
+	    "queue", conf,
+	    json_pack("{s:s, s:s, s:i}", "op", "queue.show", "destination", dest, "max", 1000),
+	    &cfg, &resp, &down);
+	if (ret == CLI_OK && down) {
+		if ((rc = store_read(cfg, show_read, &a)) != TERN_OK) {
+			ret =
+			    cli_fail(rc, "the broker is not running and its store cannot be read");
+			goto out;
+		}
+		resp = json_pack("{s:s, s:s, s:o}", "source", "store", "destination", dest, "items",
+		                 a.items);
+	}
+	if (ret != CLI_OK)
+		goto out;
+	if (json) {
+		print_json(resp);
+		goto out;
+	}
+	if (down)
+		printf("(broker not running: read-only view of its store)\n");
+	printf("%-6s %-36s %-20s %-10s %-20s %s\n", "SEQ", "MESSAGE", "TYPE", "SENDER", "CASE",
+	       "ENQUEUED");
+	json_array_foreach(json_object_get(resp, "items"), i, it)
+	{
+		char when[40];
+		nodeapi_time(json_integer_value(json_object_get(it, "enqueued_at")), when,
+		             sizeof(when));
+		printf("%-6lld %-36s %-20s %-10s %-20s %s\n",
+		       (long long)json_integer_value(json_object_get(it, "seq")),
+		       json_string_value(json_object_get(it, "message_id")) ?: "",
+		       json_string_value(json_object_get(it, "type"))
+		           ?: json_string_value(json_object_get(it, "kind")),
+		       json_string_value(json_object_get(it, "sender")) ?: "-",
+		       json_string_value(json_object_get(it, "case_id")) ?: "-", when);
+	}
+	printf("%zu item(s) for %s\n", json_array_size(json_object_get(resp, "items")), dest);
+out:
+	json_decref(resp);
+	tern_config_free(&cfg);
+	return ret;
+}
+
+static void dlq_collect(const char *rcpt, const char *msgid, const char *reason, int64_t at,
+                        void *arg)
+{
+	json_array_append_new(arg, json_pack("{s:s, s:s, s:s, s:I}", "destination", rcpt,
+	                                     "message_id", msgid, "reason", reason,
+	                                     "dead_lettered_at", (json_int_t)at));
+}
+
+static int dlq_read(MDB_txn *txn, tern_store *s, void *arg)
+{
+	return bq_dlq_scan(txn, s, dlq_collect, arg);
+}
+
+static int dlq(const char *conf, const char *action, const char *msgid, int json)
+{
+	tern_config *cfg = NULL;
+	json_t *resp = NULL, *it;
+	char op[16];
+	int down, rc, ret;
+	size_t i;
+
+	snprintf(op, sizeof(op), "dlq.%s", action);
+	ret = broker_ask("dlq", conf,
+	                 msgid ? json_pack("{s:s, s:s}", "op", op, "message_id", msgid)
+	                       : json_pack("{s:s}", "op", op),
+	                 &cfg, &resp, &down);
+	if (ret == CLI_OK && down) {
+		if (msgid) {
+			fprintf(stderr,
+			        "tern dlq: the broker is not running; %s needs it (start it, "
+			        "then try again)\n",
+			        action);
+			ret = CLI_FAIL;
+			goto out;
+		}
+		json_t *list = json_array();
+		if ((rc = store_read(cfg, dlq_read, list)) != TERN_OK) {
+			json_decref(list);
+			ret =
+			    cli_fail(rc, "the broker is not running and its store cannot be read");
+			goto out;
+		}
+		resp = json_pack("{s:s, s:o}", "source", "store", "dead_letters", list);
+	}
+	if (ret != CLI_OK)
+		goto out;
+	if (json) {
+		print_json(resp);
+	} else if (msgid) {
+		printf("%s %s for %lld destination(s); the action is in the broker's audit log\n",
+		       strcmp(action, "retry") == 0 ? "requeued" : "dropped", msgid,
+		       (long long)json_integer_value(json_object_get(resp, "destinations")));
+	} else {
+		if (down)
+			printf("(broker not running: read-only view of its store)\n");
+		printf("%-20s %-36s %-24s %s\n", "DESTINATION", "MESSAGE", "REASON",
+		       "DEAD-LETTERED");
+		json_array_foreach(json_object_get(resp, "dead_letters"), i, it)
+		{
+			char when[40];
+			nodeapi_time(json_integer_value(json_object_get(it, "dead_lettered_at")),
+			             when, sizeof(when));
+			printf("%-20s %-36s %-24s %s\n",
+			       json_string_value(json_object_get(it, "destination")),
+			       json_string_value(json_object_get(it, "message_id")),
+			       json_string_value(json_object_get(it, "reason")), when);
+		}
+	}
+out:
+	json_decref(resp);
+	tern_config_free(&cfg);
+	return ret;
+}
+
+static int peers(const char *conf, int json)
+{
+	tern_config *cfg = NULL;
+	json_t *resp = NULL, *it;
+	int down, ret;
+	size_t i;
+
+	ret = broker_ask("peers", conf, json_pack("{s:s}", "op", "peers"), &cfg, &resp, &down);
+	if (ret == CLI_OK && down) {
+		fprintf(stderr, "tern peers: the broker is not running: no node is connected\n");
+		ret = CLI_NO;
+	}
+	if (ret != CLI_OK)
+		goto out;
+	if (json) {
+		print_json(resp);
+		goto out;
+	}
+	printf("%-12s %-9s %-10s %-22s %-12s %s\n", "NODE", "CONNECTED", "LAST-SEEN", "SOFTWARE",
+	       "CERT-EXPIRES", "AGENCY");
+	json_array_foreach(json_object_get(resp, "peers"), i, it)
+	{
+		char seen[24] = "-", exp[40];
+		json_t *ls = json_object_get(it, "last_seen_ms_ago");
+		const char *sw = json_string_value(json_object_get(it, "software"));
+		if (json_is_integer(ls))
+			snprintf(seen, sizeof(seen), "%llds ago",
+			         (long long)json_integer_value(ls) / 1000);
+		nodeapi_time(json_integer_value(json_object_get(it, "certificate_expires_at")) *
+		                 1000,
+		             exp, sizeof(exp));
+		exp[10] = 0; /* the date says enough */
+		printf("%-12s %-9s %-10s %-22s %-12s %s%s\n",
+		       json_string_value(json_object_get(it, "id")),
+		       json_is_true(json_object_get(it, "connected")) ? "yes" : "no", seen,
+		       sw && sw[0] ? sw : "-", exp,
+		       json_string_value(json_object_get(it, "agency")),
+		       json_is_true(json_object_get(it, "revoked")) ? " (REVOKED)" : "");
+	}
+out:
+	json_decref(resp);
+	tern_config_free(&cfg);
+	return ret;
+}
+
+static int parse_common(const char *cmd, int argc, char **argv, const char **conf, int *json)
+{
+	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
+	                                     {"json", no_argument, NULL, 'j'},
+	                                     {NULL, 0, NULL, 0}};
+	int c;
+
+	optind = 1;
+	*conf = NULL;
+	*json = 0;
+	while ((c = getopt_long(argc, argv, "c:j", opts, NULL)) != -1) {
+		if (c == 'c')
+			*conf = optarg;
+		else if (c == 'j')
+			*json = 1;
+		else
+			return cli_usage_error(cmd, "unknown option");
+	}
+	if (*conf == NULL)
+		return cli_usage_error(cmd, "give -c BROKERCONF");
+	return CLI_OK;
+}
+
+int cmd_queue(int argc, char **argv)
+{
+	const char *conf;
+	int json, rc;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("Usage: tern queue show -c BROKERCONF DESTINATION [--json]\n"
+		     "\n"
+		     "Lists the headers (message id, type, sender, case, times; never a body) of\n"
+		     "what is queued for DESTINATION, in delivery order, up to 1,000. Reads the\n"
+		     "store read-only when the broker is down.\n"
+		     "\n"
+		     "Example:\n"
+		     "  tern queue show -c /tmp/fed/broker/broker.conf sweden");
+		return CLI_OK;
+	}
+	if ((rc = parse_common("queue", argc, argv, &conf, &json)) != CLI_OK)
+		return rc;
+	if (argc - optind != 2 || strcmp(argv[optind], "show") != 0)
+		return cli_usage_error("queue", "usage: tern queue show -c BROKERCONF DESTINATION");
+	return queue_show(conf, argv[optind + 1], json);
+}
+
+int cmd_dlq(int argc, char **argv)
+{
+	const char *conf;
+	int json, rc;
+
+	if (cli_wants_help(argc, argv)) {
+		puts(
+		    "Usage: tern dlq -c BROKERCONF list [--json]\n"
+		    "       tern dlq -c BROKERCONF retry MSGID\n"
+		    "       tern dlq -c BROKERCONF drop MSGID\n"
+		    "\n"
+		    "The broker's dead-letter queue: messages that expired or ran out of delivery\n"
+		    "attempts. retry queues one again for every destination it died for (with a\n"
+		    "fresh time-to-live); drop discards it. Both need the running broker and are\n"
+		    "recorded in its audit log with the operator's uid; list reads the store\n"
+		    "read-only when the broker is down.\n"
+		    "\n"
+		    "Examples:\n"
+		    "  tern dlq -c /tmp/fed/broker/broker.conf list\n"
+		    "  tern dlq -c /tmp/fed/broker/broker.conf retry 01a2...");
+		return CLI_OK;
+	}
+	if ((rc = parse_common("dlq", argc, argv, &conf, &json)) != CLI_OK)
+		return rc;
+	if (argc - optind == 1 && strcmp(argv[optind], "list") == 0)
+		return dlq(conf, "list", NULL, json);
+	if (argc - optind == 2 &&
+	    (strcmp(argv[optind], "retry") == 0 || strcmp(argv[optind], "drop") == 0))
+		return dlq(conf, argv[optind], argv[optind + 1], json);
+	return cli_usage_error("dlq", "give list, retry MSGID or drop MSGID");
+}
+
+int cmd_peers(int argc, char **argv)
+{
+	const char *conf;
+	int json, rc;
+
+	if (cli_wants_help(argc, argv)) {
+		puts("Usage: tern peers -c BROKERCONF [--json]\n"
+		     "\n"
+		     "Every node of the directory: connected or not, when last heard from, the\n"
+		     "software its Hello named, and when its certificate expires.\n"
+		     "\n"
+		     "Example:\n"
+		     "  tern peers -c /tmp/fed/broker/broker.conf");
+		return CLI_OK;
+	}
+	if ((rc = parse_common("peers", argc, argv, &conf, &json)) != CLI_OK)
+		return rc;
+	if (optind != argc)
+		return cli_usage_error("peers", "no arguments besides -c and --json");
+	return peers(conf, json);
 }

@@ -16,5 +16,8 @@ cli_cmd_fn cmd_demo;           /* cmd_demo.c */
 cli_cmd_fn cmd_info;           /* cmd_info.c */
 cli_cmd_fn cmd_audit;          /* cmd_audit.c */
 cli_cmd_fn cmd_queues;         /* cmd_queues.c */
+cli_cmd_fn cmd_queue;          /* cmd_queues.c */
+cli_cmd_fn cmd_dlq;            /* cmd_queues.c */
+cli_cmd_fn cmd_peers;          /* cmd_queues.c */
 
 #endif

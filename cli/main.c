@@ -22,6 +22,9 @@ static const struct {
     {"info", cmd_info, "a running node's connection and message counts"},
     {"audit", cmd_audit, "export, verify and replay the tamper-evident audit logs"},
     {"queues", cmd_queues, "what is queued where, at a broker (live or read-only) or a node"},
+    {"queue", cmd_queue, "the headers of what is queued for one destination"},
+    {"dlq", cmd_dlq, "the broker's dead letters: list, retry, drop"},
+    {"peers", cmd_peers, "the federation's nodes as the broker sees them"},
     {"demo", cmd_demo, "run a local federation and walk one case through it"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -30,6 +30,25 @@ mask() { # the columns that change from run to run: bytes and age
 "$TERN" queues -c "$BCONF" | mask >"$WORK/live.txt"
 diff -u "$GOLDEN/queues-live.txt" "$WORK/live.txt" || fail "tern queues (live) differs from its golden file"
 
+say "queue show lists the headers, never a body; peers shows who is connected"
+"$TERN" queue show -c "$BCONF" sweden >"$WORK/show.txt"
+[[ $(grep -c "case-referral" "$WORK/show.txt") -eq 50 ]] || { cat "$WORK/show.txt"; fail "queue show does not list 50 referrals"; }
+grep -q "QUEUED-000001" "$WORK/show.txt" || fail "queue show lacks the case ids"
+grep -qi "givenName\|familyName\|needsSummary" "$WORK/show.txt" && fail "queue show printed a body"
+"$TERN" peers -c "$BCONF" >"$WORK/peers.txt"
+grep -qE "^unhcr +yes .*tern-node" "$WORK/peers.txt" || { cat "$WORK/peers.txt"; fail "peers does not show unhcr connected"; }
+grep -qE "^sweden +no " "$WORK/peers.txt" || { cat "$WORK/peers.txt"; fail "peers does not show sweden away"; }
+
+say "a message that expires is dead-lettered; retry queues it again, audited"
+dead=$(referral_json DEAD-1 | "$TERN" send -c "$(conf unhcr)" --to portugal --ttl 1 case-referral -)
+in_dlq() { "$TERN" dlq -c "$BCONF" list --json | grep -q "$dead"; }
+wait_for 20 "the message to expire into the dead-letter queue" in_dlq
+"$TERN" dlq -c "$BCONF" retry "$dead" | grep -q "requeued $dead" || fail "dlq retry did not say so"
+in_dlq && fail "the retried message is still dead-lettered"
+"$TERN" queue show -c "$BCONF" portugal --json | grep -q "\"message_id\": \"$dead\"" ||
+  fail "the retried message is not queued for portugal"
+if "$TERN" dlq -c "$BCONF" drop "$dead" 2>/dev/null; then fail "dropping a message not in the DLQ succeeded"; fi
+
 say "the broker stopped: a read-only view of its store"
 stop broker
 "$TERN" queues -c "$BCONF" --json >"$WORK/q.json" || fail "no read-only view with the broker down"
@@ -37,6 +56,12 @@ grep -q '"source": "store"' "$WORK/q.json" || fail "the read-only view does not 
 [[ $(depth_of sweden "$WORK/q.json") == 50 ]] || { cat "$WORK/q.json"; fail "read-only depth is not 50"; }
 "$TERN" queues -c "$BCONF" | mask >"$WORK/store.txt"
 diff -u "$GOLDEN/queues-store.txt" "$WORK/store.txt" || fail "tern queues (read-only) differs from its golden file"
+"$TERN" queue show -c "$BCONF" sweden | grep -q "read-only view" || fail "queue show: no read-only view"
+"$TERN" dlq -c "$BCONF" list | grep -q "read-only view" || fail "dlq list: no read-only view"
+if "$TERN" dlq -c "$BCONF" retry "$dead" 2>"$WORK/retry.err"; then fail "dlq retry without the broker succeeded"; fi
+grep -q "needs it" "$WORK/retry.err" || fail "dlq retry without the broker: no clear error"
+"$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
+grep -qa "dlq-retry" "$WORK/broker.tern-audit" || fail "the retry is not in the broker's audit log"
 
 say "sweden starts and takes them all"
 start broker
