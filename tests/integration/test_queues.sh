@@ -56,8 +56,10 @@ grep -q '"source": "store"' "$WORK/q.json" || fail "the read-only view does not 
 [[ $(depth_of sweden "$WORK/q.json") == 50 ]] || { cat "$WORK/q.json"; fail "read-only depth is not 50"; }
 "$TERN" queues -c "$BCONF" | mask >"$WORK/store.txt"
 diff -u "$GOLDEN/queues-store.txt" "$WORK/store.txt" || fail "tern queues (read-only) differs from its golden file"
-"$TERN" queue show -c "$BCONF" sweden | grep -q "read-only view" || fail "queue show: no read-only view"
-"$TERN" dlq -c "$BCONF" list | grep -q "read-only view" || fail "dlq list: no read-only view"
+"$TERN" queue show -c "$BCONF" sweden >"$WORK/show-ro.txt"
+grep -q "read-only view" "$WORK/show-ro.txt" || fail "queue show: no read-only view"
+"$TERN" dlq -c "$BCONF" list >"$WORK/dlq-ro.txt"
+grep -q "read-only view" "$WORK/dlq-ro.txt" || fail "dlq list: no read-only view"
 if "$TERN" dlq -c "$BCONF" retry "$dead" 2>"$WORK/retry.err"; then fail "dlq retry without the broker succeeded"; fi
 grep -q "needs it" "$WORK/retry.err" || fail "dlq retry without the broker: no clear error"
 "$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
