@@ -86,3 +86,15 @@ travel_json() {
     sed -e "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$1\"/" \
         -e "s/\"decisionId\": \"[^\"]*\"/\"decisionId\": \"$2\"/"
 }
+
+# Golden files (tests/integration/golden): what changes from run to run
+# (message ids, times) is masked before the comparison.
+GOLDEN="$(dirname "${BASH_SOURCE[0]}")/golden"
+mask_volatile() {
+  sed -E -e 's/[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}/MSGID/g' \
+         -e 's/[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} UTC/TIME/g'
+}
+golden() { # NAME FILE: FILE, masked, must equal golden/NAME
+  mask_volatile <"$2" >"$2.masked"
+  diff -u "$GOLDEN/$1" "$2.masked" || fail "$2 differs from the golden file golden/$1"
+}

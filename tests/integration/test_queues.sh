@@ -5,7 +5,6 @@
 # is pinned by a golden file (volatile columns masked).
 source "$(dirname "$0")/lib.sh"
 BCONF="$WORK/fed/broker/broker.conf"
-GOLDEN="$(dirname "$0")/golden"
 
 fed_make
 start broker
@@ -70,4 +69,7 @@ start broker
 start sweden
 wait_for 60 "all 50 delivered" count_is unhcr delivered 50
 wait_for 20 "sweden's queue to drain" depth_is sweden 0
+first=$(grep -m1 -o '[0-9a-f]\{8\}-[0-9a-f-]\{27\}' "$WORK/show.txt")
+"$TERN" status -c "$(conf unhcr)" "$first" >"$WORK/status.txt"
+golden status-delivered.txt "$WORK/status.txt"
 echo "it test_queues: ok"

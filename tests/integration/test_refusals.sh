@@ -54,4 +54,5 @@ wait_for 20 "the travel confirmation to be refused" state_is iom "$travel" rejec
 [[ $(grep -cE '^  (sweden|unhcr) +rejected .*decision-not-accepted' "$WORK/travel.txt") -eq 2 ]] ||
   fail "both recipients should refuse with decision-not-accepted"
 "$TERN" inbox -c "$(conf sweden)" list | grep -q "$travel" && fail "the refused travel reached sweden's inbox"
+golden status-refused.txt "$WORK/travel.txt"
 echo "it test_refusals: ok"
