@@ -17,6 +17,7 @@
 #include <tern/msgtype.h>
 
 #include "broker.h"
+#include "daemon.h"
 #include "hop.h"
 #include "http.h"
 #include "prom.h"
@@ -918,6 +919,36 @@ void broker_close(broker **bp)
 	*bp = NULL;
 }
 
+/* --- SIGHUP ------------------------------------------------------------------------ */
+
+static int dirchange_apply(MDB_txn *txn, void *arg)
+{
+	broker *b = arg;
+	char v[32];
+
+	snprintf(v, sizeof(v), "version %llu",
+	         (unsigned long long)tern_directory_version(b->id.dir));
+	return bq_audit(txn, b->store, TERN__V1__AUDIT_ENTRY__KIND__DIRECTORY_CHANGE, NULL,
+	                b->id.id, NULL, "directory", NULL, 0, v, NULL, 0, tern_now_ms());
+}
+
+/* Between batches, so no envelope of the old directory is still in hand. */
+static void reload(broker *b)
+{
+	uint64_t before = tern_directory_version(b->id.dir);
+
+	if (tern_ident_reload(&b->id, TERN_CONFIG_BROKER, NULL, stderr) != TERN_OK) {
+		log_warnx("reload refused (%s); the directory and CRL in use stay",
+		          tern_errdetail());
+		return;
+	}
+	log_info("reloaded: directory version %llu (was %llu)",
+	         (unsigned long long)tern_directory_version(b->id.dir), (unsigned long long)before);
+	if (tern_store_write(b->store, dirchange_apply, b) != TERN_OK)
+		log_warnx("the directory change is not in the audit log: %s", tern_errdetail());
+	b->last_audit = tern_now_ms();
+}
+
 /* --- metrics ----------------------------------------------------------------------- */
 
 static void publish_metrics(broker *b, int64_t now)
@@ -1251,6 +1282,10 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		}
 		now = tern_now_ms();
 		timers(b, now);
+		if (tern_daemon_reload && b->batch.nsubs == 0) {
+			tern_daemon_reload = 0;
+			reload(b);
+		}
 		if (b->http && now >= b->next_metrics) {
 			/* A snapshot a second: scrapes never touch the loop's state. */
 			publish_metrics(b, now);

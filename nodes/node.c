@@ -25,6 +25,7 @@
 #include "hop.h"
 #include "ident.h"
 #include "node.h"
+#include "daemon.h"
 #include "http_api.h"
 #include "node_store.h"
 #include "prom.h"
@@ -993,6 +994,38 @@ static void on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 	w->size = r->size;
 }
 
+/* --- SIGHUP ------------------------------------------------------------------------ */
+
+static int dirchange_apply(MDB_txn *txn, void *arg)
+{
+	node *n = arg;
+	char v[32];
+
+	snprintf(v, sizeof(v), "version %llu",
+	         (unsigned long long)tern_directory_version(n->id.dir));
+	return audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__DIRECTORY_CHANGE, NULL, n->id.id, NULL,
+	             "directory", NULL, 0, v, NULL, NULL);
+}
+
+static void reload(node *n)
+{
+	uint64_t before = tern_directory_version(n->id.dir);
+	char broker_id[TERN_NODE_ID_MAX + 1];
+
+	snprintf(broker_id, sizeof(broker_id), "%s", n->broker->node_id);
+	if (tern_ident_reload(&n->id, TERN_CONFIG_NODE, broker_id, stderr) != TERN_OK) {
+		log_warnx("reload refused (%s); the directory and CRL in use stay",
+		          tern_errdetail());
+		return;
+	}
+	tern_directory_find(n->id.dir, broker_id, &n->broker);
+	log_info("reloaded: directory version %llu (was %llu)",
+	         (unsigned long long)tern_directory_version(n->id.dir), (unsigned long long)before);
+	n->batch.now = tern_now_ms();
+	if (tern_store_write(n->store, dirchange_apply, n) != TERN_OK)
+		log_warnx("the directory change is not in the audit log: %s", tern_errdetail());
+}
+
 /* --- metrics ----------------------------------------------------------------------- */
 
 static void publish_metrics(node *n)
@@ -1771,6 +1804,10 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		}
 		serve_waiters(n, now);
 		submit_pump(n);
+		if (tern_daemon_reload) {
+			tern_daemon_reload = 0;
+			reload(n);
+		}
 		if (n->metrics && now >= n->next_metrics) {
 			publish_metrics(n);
 			n->next_metrics = now + 2000;

@@ -12,11 +12,14 @@
 #include "ident.h"
 
 static volatile sig_atomic_t stop;
+volatile sig_atomic_t tern_daemon_reload;
 
 static void on_signal(int sig)
 {
-	(void)sig;
-	stop = 1;
+	if (sig == SIGHUP)
+		tern_daemon_reload = 1;
+	else
+		stop = 1;
 }
 
 static void usage(const tern_daemon *d, FILE *f)
@@ -33,7 +36,8 @@ static void usage(const tern_daemon *d, FILE *f)
 	        "  -d, --debug          log at debug level\n"
 	        "  -h, --help           show this help\n"
 	        "\n"
-	        "Signals: SIGTERM or SIGINT finish the current batch and stop cleanly.\n"
+	        "Signals: SIGTERM or SIGINT finish the current batch and stop cleanly;\n"
+	        "SIGHUP reloads the CA, CRL and directory (never an older directory).\n"
 	        "\n"
 	        "Examples:\n%s",
 	        d->prog, d->about, tern_config_kind_name(d->kind), d->examples);
@@ -92,6 +96,7 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if ((rc = d->open(conf, &h)) != TERN_OK) {
 		fprintf(stderr, "%s: not started: %s\n", d->prog, tern_strerror(rc));

@@ -15,6 +15,10 @@ typedef struct tern_daemon {
 	void (*close)(void **handle);
 } tern_daemon;
 
+/* Set by SIGHUP: the daemon's loop reloads its directory and CRL
+ * (tern_ident_reload) and clears it. */
+extern volatile sig_atomic_t tern_daemon_reload;
+
 /* Returns the process exit code: 0 clean stop or configuration OK, 1 a
  * failure, 2 a usage error. */
 int tern_daemon_main(int argc, char **argv, const tern_daemon *d);

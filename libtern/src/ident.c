@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include <tern/error.h>
@@ -105,5 +106,37 @@ int tern_ident_load(const char *conf, int kind, uint64_t min_dir_version, FILE *
 		return first;
 	}
 	*out = id;
+	return TERN_OK;
+}
+
+int tern_ident_reload(tern_ident *ident, int kind, const char *must_have, FILE *err)
+{
+	tern_ident fresh;
+	char *path = strdup(tern_config_path(ident->cfg));
+	int rc;
+
+	if (path == NULL)
+		return TERN_ENOMEM;
+	rc = tern_ident_load(path, kind, tern_directory_version(ident->dir), err, &fresh);
+	free(path);
+	if (rc != TERN_OK)
+		return rc;
+	if (must_have) {
+		const tern_member *m;
+		if (tern_directory_find(fresh.dir, must_have, &m) != TERN_OK) {
+			fprintf(err, "the new directory lacks %s; keeping the old one\n",
+			        must_have);
+			tern_ident_free(&fresh);
+			return TERN_EUNKNOWN;
+		}
+	}
+	if (strcmp(fresh.id, ident->id) != 0) {
+		fprintf(err, "%s now names '%s', not '%s'; restart to change identity\n",
+		        tern_config_path(fresh.cfg), fresh.id, ident->id);
+		tern_ident_free(&fresh);
+		return TERN_ECONFIG;
+	}
+	tern_ident_free(ident);
+	*ident = fresh;
 	return TERN_OK;
 }

@@ -32,4 +32,13 @@ int tern_ident_load(const char *conf, int kind, uint64_t min_dir_version, FILE *
                     tern_ident *out);
 void tern_ident_free(tern_ident *ident);
 
+/* SIGHUP: loads the federation files (CA, CRL, directory) and the rest of the
+ * identity again from the same configuration file, refusing a directory
+ * older than the one in use, one without the member must_have (unless NULL),
+ * and a configuration that names another party.
+ * On success *ident is replaced (pointers into the old one, such as members
+ * and config strings, are then invalid); on failure it is kept as it was and
+ * the problems are written to err. */
+int tern_ident_reload(tern_ident *ident, int kind, const char *must_have, FILE *err);
+
 #endif
