@@ -101,7 +101,7 @@ struct broker {
 	int64_t cp_ivl_ms, idle_ivl_ms;
 	int ctl_fd;      /* the control socket (docs/operations.md); -1 when not listening */
 	tern_http *http; /* /metrics, /healthz, /readyz; NULL when [metrics] port = 0 */
-	int64_t next_metrics;
+	int64_t next_metrics, next_expiry_check;
 	struct {
 		uint64_t subs[8][2]; /* by message type, [accepted, refused] */
 		uint64_t acked, dead;
@@ -1282,6 +1282,11 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		}
 		now = tern_now_ms();
 		timers(b, now);
+		if (now >= b->next_expiry_check) {
+			/* At start and hourly: an expiry must not surprise anyone. */
+			tern_expiry_warn(b->id.dir, b->id.id, now / 1000);
+			b->next_expiry_check = now + 3600 * 1000;
+		}
 		if (tern_daemon_reload && b->batch.nsubs == 0) {
 			tern_daemon_reload = 0;
 			reload(b);

@@ -130,7 +130,7 @@ struct node {
 	/* operations: /metrics and the HTTP API (NULL when off) */
 	tern_http *metrics;
 	node_http *http;
-	int64_t next_metrics;
+	int64_t next_metrics, next_expiry_check;
 	struct {
 		uint64_t sent[8];        /* by message type */
 		uint64_t received[8][2]; /* by message type, [accepted, refused] */
@@ -1804,6 +1804,11 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		}
 		serve_waiters(n, now);
 		submit_pump(n);
+		if (now >= n->next_expiry_check) {
+			/* At start and hourly: an expiry must not surprise anyone. */
+			tern_expiry_warn(n->id.dir, n->id.id, now / 1000);
+			n->next_expiry_check = now + 3600 * 1000;
+		}
 		if (tern_daemon_reload) {
 			tern_daemon_reload = 0;
 			reload(n);

@@ -3,6 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <time.h>
+
+#include <tern/log.h>
+
 #include "prom.h"
 
 static void add(tern_prom *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -86,6 +90,20 @@ void tern_prom_directory(tern_prom *p, const tern_directory *d)
 	                 "when the CRL must be replaced (Unix time)");
 	tern_prom_sample(p, "tern_crl_next_update_timestamp_seconds", "",
 	                 (double)tern_directory_crl_next_update(d));
+	tern_prom_family(p, "tern_expiry_alarm", "gauge",
+	                 "1 when a certificate expires within 30 days or the CRL within 7");
+	{
+		int64_t now = (int64_t)time(NULL);
+		for (size_t i = 0; i < tern_directory_count(d); i++) {
+			const tern_member *m = tern_directory_at(d, i);
+			snprintf(labels, sizeof(labels), "what=\"certificate\",node=\"%s\"",
+			         m->node_id);
+			tern_prom_sample(p, "tern_expiry_alarm", labels,
+			                 m->cert_not_after - now < TERN_CERT_ALARM_S);
+		}
+		tern_prom_sample(p, "tern_expiry_alarm", "what=\"crl\"",
+		                 tern_directory_crl_next_update(d) - now < TERN_CRL_ALARM_S);
+	}
 	tern_prom_family(p, "tern_directory_version", "gauge", "version of the directory in use");
 	tern_prom_sample(p, "tern_directory_version", "", (double)tern_directory_version(d));
 }
@@ -95,4 +113,26 @@ void tern_prom_free(tern_prom *p)
 	free(p->buf);
 	p->buf = NULL;
 	p->len = p->cap = 0;
+}
+
+int tern_expiry_warn(const tern_directory *d, const char *self_id, int64_t now)
+{
+	const tern_member *self;
+	int64_t crl = tern_directory_crl_next_update(d);
+	int n = 0;
+
+	if (tern_directory_find(d, self_id, &self) == 0 &&
+	    self->cert_not_after - now < TERN_CERT_ALARM_S) {
+		log_warnx("this party's certificate expires in %lld days: have the CA issue a new "
+		          "one (tern keygen, tern ca issue)",
+		          (long long)((self->cert_not_after - now) / 86400));
+		n++;
+	}
+	if (crl - now < TERN_CRL_ALARM_S) {
+		log_warnx("the CRL must be replaced within %lld hours: sign one (tern ca crl), "
+		          "distribute it and send SIGHUP",
+		          (long long)((crl - now) / 3600));
+		n++;
+	}
+	return n;
 }

@@ -8,6 +8,10 @@
 
 #include <tern/directory.h>
 
+/* How long before an expiry the alarms go off. */
+#define TERN_CERT_ALARM_S (30 * 86400)
+#define TERN_CRL_ALARM_S (7 * 86400)
+
 #define TERN_PROM_CTYPE "text/plain; version=0.0.4; charset=utf-8"
 
 typedef struct tern_prom {
@@ -27,5 +31,9 @@ void tern_prom_histogram(tern_prom *p, const char *name, const char *help, const
 /* Certificate expiry of every member, CRL next update, directory version. */
 void tern_prom_directory(tern_prom *p, const tern_directory *d);
 void tern_prom_free(tern_prom *p);
+
+/* Logs a warning, saying what to do, when self_id's certificate or the CRL
+ * is near expiry (now: seconds since the epoch). Returns how many. */
+int tern_expiry_warn(const tern_directory *d, const char *self_id, int64_t now);
 
 #endif
