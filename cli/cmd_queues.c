@@ -14,6 +14,7 @@
 #include <tern/error.h>
 
 #include "commands.h"
+#include "node_store.h"
 #include "nodeapi.h"
 #include "queue.h"
 #include "util.h"
@@ -117,27 +118,80 @@ static void print_broker(const json_t *v)
 	}
 }
 
+static int node_store_view(const tern_config *cfg, json_t **out)
+{
+	tern_store *s = NULL;
+	MDB_txn *txn = NULL;
+	json_t *counts = NULL;
+	int rc;
+
+	if ((rc = node_store_open(tern_config_get(cfg, "node", "data_dir"), 1, &s)) == TERN_OK &&
+	    (rc = tern_store_read_begin(s, &txn)) == TERN_OK &&
+	    (rc = node_store_counts(txn, s, &counts)) == TERN_OK)
+		*out = json_pack("{s:s, s:s, s:o}", "source", "store", "node_id",
+		                 tern_config_get(cfg, "node", "id"), "counts", counts);
+	if (txn)
+		mdb_txn_abort(txn);
+	tern_store_close(&s);
+	return rc;
+}
+
 static int node_queues(const char *conf, int json)
 {
-	json_t *resp = NULL;
-	int rc = nodeapi_call("queues", conf, json_pack("{s:s}", "op", "node.info"), 0, &resp);
+	tern_config *cfg = NULL;
+	json_t *req, *resp = NULL, *counts, *v;
 	const char *k;
-	json_t *v;
+	int rc, ret = CLI_FAIL;
 
-	if (rc != CLI_OK) {
+	if (tern_config_load(conf, TERN_CONFIG_NODE, &cfg) != TERN_OK)
+		goto out;
+	req = json_pack("{s:i, s:s}", "v", TERN_API_VERSION, "op", "node.info");
+	rc = tern_api_call(tern_config_get(cfg, "node", "api_socket"), req, 5000, &resp);
+	json_decref(req);
+	if (rc == TERN_ENOENT || rc == TERN_EIO) {
 		json_decref(resp);
-		return rc;
+		resp = NULL;
+		if ((rc = node_store_view(cfg, &resp)) != TERN_OK) {
+			cli_fail(rc, "the node is not running and its store cannot be read");
+			goto out;
+		}
+	} else if (rc != TERN_OK || !json_is_true(json_object_get(resp, "ok"))) {
+		fprintf(stderr, "tern queues: the node answered: %s\n",
+		        json_string_value(json_object_get(resp, "message")) ?: tern_errdetail());
+		goto out;
+	} else {
+		/* The same shape as the read-only view. */
+		json_t *live = json_pack("{s:s, s:s, s:O, s:{s:O, s:O}}", "source", "daemon",
+		                         "node_id", json_object_get(resp, "node_id"), "connected",
+		                         json_object_get(resp, "connected"), "counts", "outbox",
+		                         json_object_get(resp, "outbox"), "inbox",
+		                         json_object_get(resp, "inbox"));
+		json_decref(resp);
+		resp = live;
 	}
 	if (json) {
-		json_dumpf(resp, stdout, JSON_INDENT(2));
+		json_dumpf(resp, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		putchar('\n');
 	} else {
-		printf("node %s\n", json_string_value(json_object_get(resp, "node")) ?: "");
-		json_object_foreach(resp, k, v) if (json_is_integer(v))
-		    printf("  %-20s %lld\n", k, (long long)json_integer_value(v));
+		int live =
+		    strcmp(json_string_value(json_object_get(resp, "source")), "daemon") == 0;
+		counts = json_object_get(resp, "counts");
+		printf("node %s: %s\n", json_string_value(json_object_get(resp, "node_id")),
+		       !live ? "not running; read-only view of its store"
+		       : json_is_true(json_object_get(resp, "connected"))
+		           ? "running, connected"
+		           : "running, not connected");
+		printf("outbox\n");
+		json_object_foreach(json_object_get(counts, "outbox"), k, v)
+		    printf("  %-12s %lld\n", k, (long long)json_integer_value(v));
+		printf("inbox (not acknowledged) %lld\n",
+		       (long long)json_integer_value(json_object_get(counts, "inbox")));
 	}
+	ret = CLI_OK;
+out:
 	json_decref(resp);
-	return CLI_OK;
+	tern_config_free(&cfg);
+	return ret;
 }
 
 int cmd_queues(int argc, char **argv)

@@ -72,4 +72,13 @@ wait_for 20 "sweden's queue to drain" depth_is sweden 0
 first=$(grep -m1 -o '[0-9a-f]\{8\}-[0-9a-f-]\{27\}' "$WORK/show.txt")
 "$TERN" status -c "$(conf unhcr)" "$first" >"$WORK/status.txt"
 golden status-delivered.txt "$WORK/status.txt"
+
+say "a node's queues, live and (stopped) read-only"
+"$TERN" queues -c "$(conf unhcr)" >"$WORK/node-live.txt"
+grep -q "running, connected" "$WORK/node-live.txt" || { cat "$WORK/node-live.txt"; fail "unhcr's live view"; }
+stop unhcr
+"$TERN" queues -c "$(conf unhcr)" --json >"$WORK/node-ro.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+sys.exit(0 if d["source"]=="store" and d["counts"]["outbox"]["delivered"]==50 else 1)' "$WORK/node-ro.json" ||
+  { cat "$WORK/node-ro.json"; fail "unhcr's read-only view does not show 50 delivered"; }
 echo "it test_queues: ok"
