@@ -72,6 +72,10 @@ struct dead {
 	uint64_t seq;
 };
 
+/* Delivery latency buckets (seconds): broker commit to the node's commit. */
+static const double lat_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 300, 3600};
+#define LAT_BUCKETS (sizeof(lat_le) / sizeof(lat_le[0]))
+
 struct batch {
 	struct sub *subs;
 	size_t nsubs, capsubs;
@@ -82,6 +86,8 @@ struct batch {
 	int sweep;
 	int checkpoint; /* 1: sign if the log grew; 2: even if not */
 	int64_t now;
+	uint64_t lat[LAT_BUCKETS + 1]; /* delivery latencies acknowledged in this batch */
+	double lat_sum;
 };
 
 struct broker {
@@ -107,6 +113,8 @@ struct broker {
 		uint64_t acked, dead;
 		uint64_t batch[11]; /* commit sizes: <=1, 2, 4, ..., 512, more */
 		uint64_t batch_sum;
+		uint64_t lat[LAT_BUCKETS + 1];
+		double lat_sum;
 	} m;
 };
 
@@ -367,15 +375,32 @@ static void sub_check(broker *b, struct sub *s)
 
 /* --- the write ------------------------------------------------------------------ */
 
+static void latency(const bq_item *it, void *arg)
+{
+	struct batch *bt = arg;
+	double s = (double)(bt->now - it->enqueued_at) / 1000;
+	size_t i = 0;
+
+	if (it->kind != BQ_ENVELOPE)
+		return;
+	while (i < LAT_BUCKETS && s > lat_le[i])
+		i++;
+	bt->lat[i]++;
+	bt->lat_sum += s > 0 ? s : 0;
+}
+
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
 	struct batch *bt = &b->batch;
 	int rc;
 
+	/* A transaction may run again (map growth): count this attempt only. */
+	memset(bt->lat, 0, sizeof(bt->lat));
+	bt->lat_sum = 0;
 	for (size_t i = 0; i < bt->nacks; i++)
-		if ((rc = bq_delete_upto(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
-		                         NULL)) != TERN_OK)
+		if ((rc = bq_delete_upto_each(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
+		                              NULL, latency, bt)) != TERN_OK)
 			return rc;
 	for (size_t i = 0; i < bt->ndead; i++) {
 		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, bt->dead[i].seq,
@@ -491,6 +516,9 @@ static void batch_commit(broker *b)
 		b->m.batch_sum += bt->nsubs;
 	}
 	b->m.dead += bt->ndead;
+	for (size_t i = 0; i <= LAT_BUCKETS; i++)
+		b->m.lat[i] += bt->lat[i];
+	b->m.lat_sum += bt->lat_sum;
 	for (size_t i = 0; i < bt->nacks; i++) {
 		struct peer *p = peer_find(b, bt->acks[i].node, 0);
 		if (p && bt->acks[i].upto > p->acked) {
@@ -975,6 +1003,9 @@ static void publish_metrics(broker *b, int64_t now)
 	tern_prom_family(&p, "tern_broker_dead_letters_total", "counter",
 	                 "items dead-lettered after too many delivery attempts");
 	tern_prom_sample(&p, "tern_broker_dead_letters_total", "", (double)b->m.dead);
+	tern_prom_histogram(&p, "tern_broker_delivery_latency_seconds",
+	                    "from the broker's commit of a message to the recipient node's", lat_le,
+	                    b->m.lat, LAT_BUCKETS, b->m.lat_sum);
 	tern_prom_histogram(&p, "tern_broker_commit_batch_size",
 	                    "submissions written per LMDB commit (group commit)", le, b->m.batch,
 	                    10, (double)b->m.batch_sum);

@@ -226,6 +226,12 @@ static int unindex(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 
 int bq_delete_upto(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n)
 {
+	return bq_delete_upto_each(txn, s, rcpt, upto, n, NULL, NULL);
+}
+
+int bq_delete_upto_each(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n,
+                        void (*fn)(const bq_item *it, void *arg), void *arg)
+{
 	MDB_cursor *c;
 	MDB_val key, v;
 	uint8_t k[96];
@@ -239,9 +245,12 @@ int bq_delete_upto(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto,
 		bq_item it;
 		if (seq > upto)
 			break;
-		if (item_decode(&v, &it) == TERN_OK &&
-		    (rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK)
-			goto out;
+		if (item_decode(&v, &it) == TERN_OK) {
+			if ((rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK)
+				goto out;
+			if (fn)
+				fn(&it, arg);
+		}
 		if ((rc = mdb_cursor_del(c, 0)) != 0) {
 			rc = MDB(rc, "delete acknowledged");
 			goto out;

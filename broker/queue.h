@@ -56,6 +56,9 @@ int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN]);
 int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item, uint64_t *seq);
 /* Deletes rcpt's entries with seq <= upto (and their expiry index entries). *n = deleted. */
 int bq_delete_upto(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n);
+/* The same, calling fn on each entry before it goes (for latency figures). */
+int bq_delete_upto_each(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n,
+                        void (*fn)(const bq_item *it, void *arg), void *arg);
 /* Reads one entry; TERN_ENOENT if gone. */
 int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item *item);
 /* Calls fn for rcpt's entries with seq >= from, in order, until fn returns non-zero. */

@@ -75,9 +75,10 @@ metric_is() { grep -qxF "$2 $3" "$1"; }
 broker_counts() {
   check_metrics "$BROKER_METRICS" "$WORK/broker.metrics" &&
     metric_is "$WORK/broker.metrics" 'tern_broker_submissions_total{type="case-referral",outcome="accepted"}' 5 &&
-    metric_is "$WORK/broker.metrics" 'tern_broker_submissions_total{type="receipt",outcome="accepted"}' 5
+    metric_is "$WORK/broker.metrics" 'tern_broker_submissions_total{type="receipt",outcome="accepted"}' 5 &&
+    metric_is "$WORK/broker.metrics" 'tern_broker_delivery_latency_seconds_count' 10
 }
-wait_for 10 "the broker's counters to show 5 referrals and 5 receipts" broker_counts
+wait_for 10 "the broker's counters to show 5 referrals and 5 receipts, 10 deliveries" broker_counts
 unhcr_counts() {
   check_metrics "$UNHCR_METRICS" "$WORK/unhcr.metrics" &&
     metric_is "$WORK/unhcr.metrics" 'tern_node_sent_total{type="case-referral"}' 5 &&
