@@ -154,11 +154,13 @@ int tern_http_start(uint16_t port, size_t max_body, tern_http_handler *handler, 
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL, port, NULL, NULL,
-	                        on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	                        MHD_OPTION_NOTIFY_COMPLETED, on_done, h,
-	                        MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-	                        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_END);
+	/* A thread per connection: a client waiting on inbox/next (up to a
+	 * minute) must not hold up another request. */
+	h->d = MHD_start_daemon(
+	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, port,
+	    NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_done, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)90, MHD_OPTION_END);
 	if (h->d == NULL) {
 		pthread_mutex_destroy(&h->mu);
 		free(h);

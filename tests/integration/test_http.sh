@@ -42,6 +42,18 @@ api sweden "$SWEDEN_API" POST "/v1/inbox/$id/ack" >"$WORK/ack.out"
 [[ $(tail -1 "$WORK/ack.out") == 200 ]] || { cat "$WORK/ack.out"; fail "ack did not answer 200"; }
 api sweden "$SWEDEN_API" GET /v1/inbox | grep -q "$id" && fail "the acknowledged message is still in the inbox"
 
+say "a client waiting on an empty inbox does not hold up another"
+echo '{"wait_ms": 3000}' >"$WORK/wait3.json"
+api sweden "$SWEDEN_API" POST /v1/inbox/next "$WORK/wait3.json" >"$WORK/waiting.out" &
+waiter=$!
+sleep 0.3
+t0=$(date +%s%N)
+[[ $(api sweden "$SWEDEN_API" GET /v1/node | tail -1) == 200 ]] || fail "node info while another waits"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+((ms < 1500)) || fail "a request waited ${ms} ms behind another client's wait"
+wait "$waiter"
+[[ $(json_field message <"$WORK/waiting.out") == None ]] || fail "an empty inbox gave a message"
+
 say "a wrong token gets 401; an unknown path 404; an unknown message 404"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer nope" "http://127.0.0.1:$UNHCR_API/v1/node")
 [[ $code == 401 ]] || fail "a wrong token got $code"
