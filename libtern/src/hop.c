@@ -39,9 +39,10 @@ int tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **o
 		return rc;
 	f = (Tern__V1__Frame *)m;
 	if (f->version != TERN_HOP_VERSION) {
+		uint32_t v = f->version; /* the frame is freed before the message is made */
 		tern_pb_free(&m);
-		return tern_fail(TERN_EVERSION, "hop frame version %u (this build speaks %d)",
-		                 f->version, TERN_HOP_VERSION);
+		return tern_fail(TERN_EVERSION, "hop frame version %u (this build speaks %d)", v,
+		                 TERN_HOP_VERSION);
 	}
 	if (f->body_case == TERN__V1__FRAME__BODY__NOT_SET) {
 		tern_pb_free(&m);
