@@ -198,11 +198,13 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 	if (tern_pb_unpack_canonical(&tern__v1__audit_archive__descriptor, ar->buf, len, len,
 	                             &am) != TERN_OK) {
 		finding(file, "not an audit archive (%s)", tern_errdetail());
+		audit_archive_free(ar);
 		return -1;
 	}
 	ar->a = (Tern__V1__AuditArchive *)am;
 	if (ar->a->schema_version != 1) {
 		finding(file, "archive version %u is not supported", ar->a->schema_version);
+		audit_archive_free(ar);
 		return -1;
 	}
 	ar->anchored = anchors(ar, finding);
@@ -211,6 +213,7 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 		ar->entries = calloc(ar->a->n_entries ? ar->a->n_entries : 1, sizeof(*ar->entries));
 	if (ar->leaves == NULL || (keep_entries && ar->entries == NULL)) {
 		finding(file, "out of memory");
+		audit_archive_free(ar);
 		return -1;
 	}
 	for (size_t i = 0; i < ar->a->n_entries; i++) {

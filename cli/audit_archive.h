@@ -56,7 +56,7 @@ typedef void audit_finding_fn(const char *file, const char *fmt, ...)
  * them decoded in entries (replay), otherwise entries stays NULL (verify,
  * which then needs a fraction of the memory). 0 when the archive could be
  * read at all (its anchors may still have failed: see anchored); -1 when it
- * is not an archive. */
+ * is not an archive (then nothing is left to free). */
 int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *finding,
                        int keep_entries);
 void audit_archive_free(audit_archive *ar);

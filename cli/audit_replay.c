@@ -135,6 +135,8 @@ static void find(struct replay *r, const char *kind, const struct ev *const *ev,
 	}
 }
 
+static void integrity(const char *file, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void integrity(const char *file, const char *fmt, ...)
 {
 	struct finding *f = finding_get(R, "integrity", "", "");

@@ -309,7 +309,7 @@ static int enc_message(struct jctx *c, const ProtobufCMessage *m, int depth, jso
 		tern_json_name(f->name, name, sizeof(name));
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
 			size_t n = CMEMBER(size_t, m, f->quantifier_offset);
-			const char *arr = CMEMBER(const char *, m, f->offset);
+			const char *arr = CMEMBER(char *, m, f->offset);
 			size_t sz = type_size(f->type);
 
 			if (n == 0)

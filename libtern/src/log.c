@@ -31,6 +31,9 @@ int log_level_parse(const char *s, int *level)
 
 /* logfmt, one line per event, so journald and log shippers can parse it. */
 static void vlog(int level, const char *err, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
+
+static void vlog(int level, const char *err, const char *fmt, va_list ap)
 {
 	static const char *lv[] = {"debug", "info", "warn", "error"};
 	char msg[1024];
@@ -45,8 +48,8 @@ static void vlog(int level, const char *err, const char *fmt, va_list ap)
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	/* Quotes inside msg are escaped so a line stays one logfmt record. */
-	fprintf(stderr, "ts=%s.%03ldZ level=%s prog=%s msg=\"", ts, now.tv_nsec / 1000000, lv[level],
-	        log_name);
+	fprintf(stderr, "ts=%s.%03ldZ level=%s prog=%s msg=\"", ts, now.tv_nsec / 1000000,
+	        lv[level], log_name);
 	for (const char *p = msg; *p; p++) {
 		if (*p == '"' || *p == '\\')
 			fputc('\\', stderr);
@@ -57,14 +60,14 @@ static void vlog(int level, const char *err, const char *fmt, va_list ap)
 	fputs("\"\n", stderr);
 }
 
-#define LOGFN(fn, level, with_errno)                                                   \
-	void fn(const char *fmt, ...)                                                  \
-	{                                                                              \
-		va_list ap;                                                            \
-		const char *e = (with_errno) ? strerror(errno) : NULL;                  \
-		va_start(ap, fmt);                                                     \
-		vlog(level, e, fmt, ap);                                               \
-		va_end(ap);                                                            \
+#define LOGFN(fn, level, with_errno)                                                               \
+	void fn(const char *fmt, ...)                                                              \
+	{                                                                                          \
+		va_list ap;                                                                        \
+		const char *e = (with_errno) ? strerror(errno) : NULL;                             \
+		va_start(ap, fmt);                                                                 \
+		vlog(level, e, fmt, ap);                                                           \
+		va_end(ap);                                                                        \
 	}
 
 LOGFN(log_debug, TERN_LOG_DEBUG, 0)
