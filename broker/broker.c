@@ -45,6 +45,18 @@ struct peer {
 	int64_t last_tx;
 	int dirty;         /* queue changed: try to deliver */
 	char software[64]; /* as its Hello said */
+	/* Rate limit: a token bucket; submissions over it wait here, in order. */
+	double tokens;
+	int64_t refilled;
+	struct deferred *dq_head, *dq_tail;
+	size_t dq_n, dq_bytes;
+	int64_t last_limit_log;
+};
+
+struct deferred {
+	struct deferred *next;
+	Tern__V1__Frame *frame;
+	size_t bytes;
 };
 
 struct sub {
@@ -105,6 +117,8 @@ struct broker {
 	char origin[160];
 	int64_t last_checkpoint, last_audit;
 	int64_t cp_ivl_ms, idle_ivl_ms;
+	double peer_rate, peer_burst;
+	int64_t peer_backlog;
 	int ctl_fd;      /* the control socket (docs/operations.md); -1 when not listening */
 	tern_http *http; /* /metrics, /healthz, /readyz; NULL when [metrics] port = 0 */
 	int64_t next_metrics, next_expiry_check;
@@ -647,6 +661,123 @@ static void relay_witness(broker *b, const char *user, Tern__V1__Frame *f)
 	*peer = to_id;
 }
 
+/* Puts a submission into the batch. TERN_ENOMEM leaves f with the caller
+ * (not acknowledged: the node resubmits after its next Hello). */
+static int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
+                      Tern__V1__Frame *f)
+{
+	struct batch *bt = &b->batch;
+	struct sub *s;
+
+	if (bt->nsubs == bt->capsubs) {
+		size_t nc = bt->capsubs ? bt->capsubs * 2 : 64;
+		struct sub *ns = realloc(bt->subs, nc * sizeof(*ns));
+		if (ns == NULL)
+			return TERN_ENOMEM;
+		bt->subs = ns;
+		bt->capsubs = nc;
+	}
+	s = &bt->subs[bt->nsubs++];
+	memset(s, 0, sizeof(*s));
+	s->frame = f;
+	snprintf(s->peer, sizeof(s->peer), "%s", user);
+	memcpy(s->rid, rid, rid_len);
+	s->rid_len = rid_len;
+	sub_check(b, s);
+	return TERN_OK;
+}
+
+static void refill(broker *b, struct peer *p, int64_t now)
+{
+	if (p->refilled == 0)
+		p->tokens = b->peer_burst;
+	else if (now > p->refilled)
+		p->tokens += (double)(now - p->refilled) * b->peer_rate / 1000;
+	if (p->tokens > b->peer_burst)
+		p->tokens = b->peer_burst;
+	p->refilled = now;
+}
+
+/* Per-peer rate limit ([limits] peer_rate, peer_burst): one node's flood
+ * must not starve the others. A submission over the rate waits, in order,
+ * with its answer delayed, so a node keeping to its submit window simply
+ * slows down. Returns 1 when f was deferred (or dropped: then the node is
+ * told to say Hello again, which makes it resubmit what is unanswered). */
+static int rate_admit(broker *b, struct peer *p, Tern__V1__Frame *f)
+{
+	int64_t now = tern_now_ms();
+	struct deferred *d;
+	size_t bytes = f->submit ? f->submit->envelope.len : 0;
+
+	refill(b, p, now);
+	if (p->dq_n == 0 && p->tokens >= 1) {
+		p->tokens -= 1;
+		return 0;
+	}
+	if ((int64_t)(p->dq_bytes + bytes) > b->peer_backlog || (d = malloc(sizeof(*d))) == NULL) {
+		if (now - p->last_limit_log > 1000) {
+			log_warnx("%s is over its rate and backlog: submissions dropped; it will "
+			          "resubmit them",
+			          p->id);
+			p->last_limit_log = now;
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+		send_refused(b, p->rid, p->rid_len, "hello-required",
+		             "over the rate limit: say Hello again and resubmit");
+		return 1;
+	}
+	d->next = NULL;
+	d->frame = f;
+	d->bytes = bytes;
+	if (p->dq_tail)
+		p->dq_tail->next = d;
+	else
+		p->dq_head = d;
+	p->dq_tail = d;
+	p->dq_n++;
+	p->dq_bytes += bytes;
+	if (p->dq_n == 1 && now - p->last_limit_log > 10000) {
+		log_info("%s is over its rate (%.0f/s): its submissions wait", p->id, b->peer_rate);
+		p->last_limit_log = now;
+	}
+	return 1;
+}
+
+/* Deferred submissions whose turn has come join the batch. */
+static void rate_release(broker *b, int64_t now)
+{
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer *p = &b->peers[i];
+		if (p->dq_n == 0)
+			continue;
+		refill(b, p, now);
+		while (p->dq_head && p->tokens >= 1 && b->batch.nsubs < (size_t)b->batch_size) {
+			struct deferred *d = p->dq_head;
+			if (submit_now(b, p->id, p->rid, p->rid_len, d->frame) != TERN_OK)
+				break;
+			p->tokens -= 1;
+			p->dq_head = d->next;
+			if (p->dq_head == NULL)
+				p->dq_tail = NULL;
+			p->dq_n--;
+			p->dq_bytes -= d->bytes;
+			free(d);
+		}
+	}
+}
+
+static void rate_free(struct peer *p)
+{
+	while (p->dq_head) {
+		struct deferred *d = p->dq_head;
+		p->dq_head = d->next;
+		tern_pb_free((ProtobufCMessage **)&d->frame);
+		free(d);
+	}
+	p->dq_tail = NULL;
+	p->dq_n = p->dq_bytes = 0;
+}
+
 /* Takes ownership of f. */
 static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
                      Tern__V1__Frame *f)
@@ -664,26 +795,12 @@ static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid
 	}
 	p->last_rx = tern_now_ms();
 	switch (f->body_case) {
-	case TERN__V1__FRAME__BODY_SUBMIT: {
-		struct batch *bt = &b->batch;
-		struct sub *s;
-		if (bt->nsubs == bt->capsubs) {
-			size_t nc = bt->capsubs ? bt->capsubs * 2 : 64;
-			struct sub *ns = realloc(bt->subs, nc * sizeof(*ns));
-			if (ns == NULL)
-				goto done; /* not acknowledged: the node resubmits */
-			bt->subs = ns;
-			bt->capsubs = nc;
-		}
-		s = &bt->subs[bt->nsubs++];
-		memset(s, 0, sizeof(*s));
-		s->frame = f;
-		snprintf(s->peer, sizeof(s->peer), "%s", user);
-		memcpy(s->rid, rid, rid_len);
-		s->rid_len = rid_len;
-		sub_check(b, s);
-		return; /* the batch owns f now */
-	}
+	case TERN__V1__FRAME__BODY_SUBMIT:
+		if (rate_admit(b, p, f))
+			return; /* deferred: the queue owns f now */
+		if (submit_now(b, user, rid, rid_len, f) == TERN_OK)
+			return; /* the batch owns f now */
+		goto done;
 	case TERN__V1__FRAME__BODY_DELIVER_ACK: {
 		const Tern__V1__DeliverAck *a = f->deliver_ack;
 		if (a->broker_epoch.len != BQ_EPOCH_LEN ||
@@ -862,6 +979,9 @@ int broker_open(const char *conf, broker **out)
 	b->hb_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_timeout") * 1000;
 	b->skew_ms = tern_config_get_int(b->id.cfg, "federation", "max_clock_skew") * 1000;
 	b->cp_ivl_ms = tern_config_get_int(b->id.cfg, "audit", "checkpoint_interval") * 1000;
+	b->peer_rate = (double)tern_config_get_int(b->id.cfg, "limits", "peer_rate");
+	b->peer_burst = (double)tern_config_get_int(b->id.cfg, "limits", "peer_burst");
+	b->peer_backlog = tern_config_get_int(b->id.cfg, "limits", "peer_backlog");
 	b->idle_ivl_ms = tern_config_get_int(b->id.cfg, "audit", "idle_checkpoint_interval") * 1000;
 
 	if ((rc = bq_open(tern_config_get(b->id.cfg, "broker", "data_dir"), &b->store, b->epoch)) !=
@@ -930,6 +1050,8 @@ void broker_close(broker **bp)
 		return;
 	batch_reset(b);
 	free(b->batch.subs);
+	for (size_t i = 0; i < b->npeers; i++)
+		rate_free(&b->peers[i]);
 	tern_http_stop(&b->http);
 	if (b->ctl_fd >= 0) {
 		close(b->ctl_fd);
@@ -1328,6 +1450,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 			b->next_metrics = now + 1000;
 		}
 		b->batch.now = now;
+		rate_release(b, now);
 		batch_commit(b);
 		for (size_t i = 0; i < b->npeers; i++)
 			if (b->peers[i].dirty && b->peers[i].live)
