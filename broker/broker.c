@@ -15,6 +15,7 @@
 #include <tern/error.h>
 #include <tern/log.h>
 #include <tern/msgtype.h>
+#include <tern/uuid.h>
 
 #include "broker.h"
 #include "daemon.h"
@@ -104,7 +105,9 @@ struct batch {
 
 struct broker {
 	tern_ident id;
-	void *ctx, *router, *zap;
+	void *ctx, *router, *zap, *monitor;
+	int64_t last_handshake_log;
+	unsigned handshakes_failed;
 	tern_store *store;
 	uint8_t epoch[BQ_EPOCH_LEN];
 	struct peer peers[MAX_PEERS];
@@ -129,6 +132,7 @@ struct broker {
 		uint64_t batch_sum;
 		uint64_t lat[LAT_BUCKETS + 1];
 		double lat_sum;
+		uint64_t accepted, handshakes_ok, handshakes_failed;
 	} m;
 };
 
@@ -339,19 +343,23 @@ static void sub_check(broker *b, struct sub *s)
 
 	rc = tern_envelope_verify(sm->envelope.data, sm->envelope.len, b->id.dir, &o, &s->env);
 	if (rc != TERN_OK) {
-		/* The id, if the header decodes at all, lets the node match the answer. */
-		Tern__V1__Envelope *e =
-		    tern__v1__envelope__unpack(NULL, sm->envelope.len, sm->envelope.data);
-		if (e) {
-			Tern__V1__Header *hh =
-			    tern__v1__header__unpack(NULL, e->header.len, e->header.data);
-			if (hh && tern_node_id_valid(hh->sender) && strlen(hh->message_id) == 36)
+		/* The id, if the header decodes at all, lets the node match the answer.
+		 * Only a well-formed id: it goes into logs and the audit log. */
+		ProtobufCMessage *em = NULL, *hm = NULL;
+		char why[256];
+		snprintf(why, sizeof(why), "%s", tern_errdetail());
+		if (tern_pb_unpack(&tern__v1__envelope__descriptor, sm->envelope.data,
+		                   sm->envelope.len, sm->envelope.len, &em) == TERN_OK &&
+		    tern_pb_unpack(&tern__v1__header__descriptor,
+		                   ((Tern__V1__Envelope *)em)->header.data,
+		                   ((Tern__V1__Envelope *)em)->header.len, 65536, &hm) == TERN_OK) {
+			const Tern__V1__Header *hh = (const Tern__V1__Header *)hm;
+			if (tern_node_id_valid(hh->sender) && tern_uuid_valid(hh->message_id))
 				snprintf(s->msgid, sizeof(s->msgid), "%s", hh->message_id);
-			if (hh)
-				tern__v1__header__free_unpacked(hh, NULL);
-			tern__v1__envelope__free_unpacked(e, NULL);
 		}
-		sub_refuse(s, rc, "%s", tern_errdetail());
+		tern_pb_free(&hm);
+		tern_pb_free(&em);
+		sub_refuse(s, rc, "%s", why);
 		return;
 	}
 	h = tern_envelope_header(s->env);
@@ -846,6 +854,39 @@ done:
 	tern_pb_free((ProtobufCMessage **)&f);
 }
 
+struct refusal {
+	broker *b;
+	const char *peer, *code;
+};
+
+static int refusal_apply(MDB_txn *txn, void *arg)
+{
+	struct refusal *r = arg;
+
+	return bq_audit(txn, r->b->store, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, NULL, r->peer,
+	                NULL, "frame", NULL, 0, r->code, NULL, 0, tern_now_ms());
+}
+
+/* A member's connection-level refusal goes into the audit log too, at most
+ * ten a second: a flood of garbage must not become a flood of writes. */
+static void audit_refusal(broker *b, const char *peer, const char *code)
+{
+	static int64_t second;
+	static int n;
+	int64_t now = tern_now_ms() / 1000;
+	struct refusal r = {b, peer, code};
+
+	if (now != second) {
+		second = now;
+		n = 0;
+	}
+	if (n++ >= 10)
+		return;
+	if (tern_store_write(b->store, refusal_apply, &r) != TERN_OK)
+		log_warnx("refusal not audited: %s", tern_errdetail());
+	b->last_audit = tern_now_ms();
+}
+
 /* Reads one ROUTER message: routing id, then exactly one frame. */
 static void on_router(broker *b)
 {
@@ -869,9 +910,13 @@ static void on_router(broker *b)
 			more = zmq_msg_more(&junk);
 			zmq_msg_close(&junk);
 		}
-		log_warnx("refused a message of more than one frame");
+		user = zmq_msg_gets(&body, "User-Id");
+		log_warnx("refused a message of more than one frame from %s",
+		          user && tern_node_id_valid(user) ? user : "(unknown)");
 		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), "too-many-frames",
 		             "one frame per message");
+		if (user && tern_node_id_valid(user))
+			audit_refusal(b, user, "too-many-frames");
 		goto out;
 	}
 	user = zmq_msg_gets(&body, "User-Id");
@@ -885,6 +930,7 @@ static void on_router(broker *b)
 		log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
 		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), tern_errcode_name(rc),
 		             "frame does not decode");
+		audit_refusal(b, user, tern_errcode_name(rc));
 		goto out;
 	}
 	on_frame(b, user, zmq_msg_data(&rid), zmq_msg_size(&rid), f);
@@ -1017,6 +1063,17 @@ int broker_open(const char *conf, broker **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
+	if (zmq_socket_monitor(b->router, "inproc://tern-broker-monitor",
+	                       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+	                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+	                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0 ||
+	    (b->monitor = zmq_socket(b->ctx, ZMQ_PAIR)) == NULL ||
+	    zmq_connect(b->monitor, "inproc://tern-broker-monitor") != 0) {
+		fprintf(stderr, "tern-broker: socket monitor: %s\n", zmq_strerror(errno));
+		rc = TERN_EIO;
+		goto fail;
+	}
 	if (zmq_bind(b->router, tern_config_get(b->id.cfg, "broker", "listen")) != 0) {
 		fprintf(stderr, "tern-broker: cannot listen on %s: %s\n",
 		        tern_config_get(b->id.cfg, "broker", "listen"), zmq_strerror(errno));
@@ -1057,8 +1114,12 @@ void broker_close(broker **bp)
 		close(b->ctl_fd);
 		unlink(tern_config_get(b->id.cfg, "broker", "control_socket"));
 	}
-	if (b->router)
+	if (b->monitor)
+		zmq_close(b->monitor);
+	if (b->router) {
+		zmq_socket_monitor(b->router, NULL, 0);
 		zmq_close(b->router);
+	}
 	if (b->zap)
 		zmq_close(b->zap);
 	if (b->ctx)
@@ -1163,6 +1224,16 @@ static void publish_metrics(broker *b, int64_t now)
 	if (txn)
 		mdb_txn_abort(txn);
 	free(d);
+	tern_prom_family(&p, "tern_broker_connections_accepted_total", "counter",
+	                 "TCP connections accepted on the listening endpoint");
+	tern_prom_sample(&p, "tern_broker_connections_accepted_total", "", (double)b->m.accepted);
+	tern_prom_family(&p, "tern_broker_handshakes_total", "counter",
+	                 "CurveZMQ handshakes by result (accepted minus these: connections that "
+	                 "never completed one)");
+	tern_prom_sample(&p, "tern_broker_handshakes_total", "result=\"ok\"",
+	                 (double)b->m.handshakes_ok);
+	tern_prom_sample(&p, "tern_broker_handshakes_total", "result=\"failed\"",
+	                 (double)b->m.handshakes_failed);
 	tern_prom_family(&p, "tern_broker_node_connected", "gauge", "1 when the node is connected");
 	for (size_t i = 0; i < b->npeers; i++) {
 		snprintf(labels, sizeof(labels), "node=\"%s\"", b->peers[i].id);
@@ -1177,6 +1248,52 @@ static void publish_metrics(broker *b, int64_t now)
 		                  10000);
 	}
 	tern_prom_free(&p);
+}
+
+/* Connections that never complete the CurveZMQ handshake (garbage on the
+ * port, a scanner, a client without the broker's key) never reach the ZAP
+ * handler or any frame handler: libzmq drops them. The socket monitor counts
+ * them for /metrics (accepted minus completed handshakes) and logs the
+ * handshake failures libzmq reports, at most once a second. */
+static void on_monitor(broker *b)
+{
+	for (;;) {
+		zmq_msg_t ev, addr;
+		uint16_t event;
+		char where[64] = "";
+
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, b->monitor, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return;
+		}
+		memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+		zmq_msg_close(&ev);
+		zmq_msg_init(&addr);
+		zmq_msg_recv(&addr, b->monitor, 0);
+		snprintf(where, sizeof(where), "%.*s", (int)zmq_msg_size(&addr),
+		         (const char *)zmq_msg_data(&addr));
+		zmq_msg_close(&addr);
+		if (event == ZMQ_EVENT_ACCEPTED)
+			b->m.accepted++;
+		else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+			b->m.handshakes_ok++;
+		if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+		    event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+		    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+			int64_t now = tern_now_ms();
+			b->m.handshakes_failed++;
+			b->handshakes_failed++;
+			if (now - b->last_handshake_log >= 1000) {
+				log_warnx(
+				    "%u connection(s) failed the CurveZMQ handshake, the last "
+				    "from %s",
+				    b->handshakes_failed, where);
+				b->handshakes_failed = 0;
+				b->last_handshake_log = now;
+			}
+		}
+	}
 }
 
 /* --- control socket ---------------------------------------------------------------- */
@@ -1405,11 +1522,12 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 	         tern_config_get(b->id.cfg, "broker", "listen"),
 	         (unsigned long long)tern_directory_version(b->id.dir));
 	while (!*stop) {
-		zmq_pollitem_t items[3] = {{b->router, 0, ZMQ_POLLIN, 0},
+		zmq_pollitem_t items[4] = {{b->router, 0, ZMQ_POLLIN, 0},
 		                           {b->zap, 0, ZMQ_POLLIN, 0},
+		                           {b->monitor, 0, ZMQ_POLLIN, 0},
 		                           {NULL, b->ctl_fd, ZMQ_POLLIN, 0}};
 		int64_t now;
-		int n = zmq_poll(items, b->ctl_fd >= 0 ? 3 : 2, 100);
+		int n = zmq_poll(items, b->ctl_fd >= 0 ? 4 : 3, 100);
 
 		if (n < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -1417,7 +1535,9 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		}
 		if (n > 0 && (items[1].revents & ZMQ_POLLIN))
 			zap_handle(b);
-		if (n > 0 && b->ctl_fd >= 0 && (items[2].revents & ZMQ_POLLIN))
+		if (n > 0 && (items[2].revents & ZMQ_POLLIN))
+			on_monitor(b);
+		if (n > 0 && b->ctl_fd >= 0 && (items[3].revents & ZMQ_POLLIN))
 			on_control(b);
 		b->batch.now = tern_now_ms();
 		if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Bad input at the broker and the node: each is answered with its reason,
+# logged and audited, the daemons stay up, and a good message sent right
+# after still arrives. The bad peer speaks as unhcr (with unhcr's CURVE key),
+# as a compromised or broken node would.
+source "$(dirname "$0")/lib.sh"
+BCONF="$WORK/fed/broker/broker.conf"
+fed_make
+for n in broker unhcr sweden; do start "$n"; done
+wait_for 20 "unhcr to connect" connected unhcr
+wait_for 20 "sweden to connect" connected sweden
+good=0
+good_message_arrives() {
+  local id
+  id=$(referral_json "GOOD-$good" | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
+  wait_for 30 "a good message after '$1' to arrive" state_is unhcr "$id" delivered
+  good=$((good + 1))
+}
+expect() { # CASE REASON-PATTERN
+  "$BIN/tern-badpeer" "$BCONF" "$WORK/fed/unhcr" "$1" >"$WORK/$1.out" || true
+  grep -qE "$2" "$WORK/$1.out" || { cat "$WORK/$1.out"; fail "$1: the answer does not give the reason /$2/"; }
+  say "$1: $(head -c 100 "$WORK/$1.out" | head -1)"
+  kill -0 "${PIDS[broker]}" && kill -0 "${PIDS[sweden]}" || fail "a daemon died on $1"
+  good_message_arrives "$1"
+}
+
+say "garbage bytes on the port (no CURVE handshake)"
+exec 3<>"/dev/tcp/127.0.0.1/$PORT"
+printf 'GET / HTTP/1.0\r\n\r\n\x00\xff\xfe garbage' >&3 || true
+exec 3>&- 3<&-
+# libzmq drops it before any handshake; the broker counts it for /metrics.
+unfinished() {
+  local a o f
+  curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" >"$WORK/m.txt" || return 1
+  a=$(grep '^tern_broker_connections_accepted_total ' "$WORK/m.txt" | cut -d' ' -f2)
+  o=$(grep '^tern_broker_handshakes_total{result="ok"} ' "$WORK/m.txt" | cut -d' ' -f2)
+  f=$(grep '^tern_broker_handshakes_total{result="failed"} ' "$WORK/m.txt" | cut -d' ' -f2)
+  ((a - o - f >= 1))
+}
+wait_for 10 "/metrics to count a connection without a handshake" unfinished
+good_message_arrives garbage-on-port
+
+expect garbage   '^malformed: frame does not decode'
+expect frames    '^too-many-frames: '
+expect truncated '^malformed: .*Envelope'
+expect badsig    '^bad-signature: '
+expect garbled   '^(malformed|bad-signature): '
+expect future    '^clock-skew: '
+"$BIN/tern-badpeer" "$BCONF" "$WORK/fed/unhcr" oversized >"$WORK/oversized.out" || true
+grep -q "no answer" "$WORK/oversized.out" || fail "an oversized frame was answered"
+kill -0 "${PIDS[broker]}" || fail "the broker died on an oversized frame"
+good_message_arrives oversized
+
+say "a replayed message id is accepted once and delivered once"
+expect replay '^accepted: '
+[[ $(grep -c '^accepted' "$WORK/replay.out") -eq 2 ]] || fail "the replay did not get the first answer again"
+received_once() {
+  [[ $(grep -c "received .* case-referral from unhcr, case AMM-26C00417" "$WORK/sweden.log") -eq 1 ]]
+}
+wait_for 10 "sweden to hold the replayed message once" received_once
+
+say "an invalid body is refused by the recipient, with its reason"
+expect badbody '^accepted: '
+refused_body() { grep -q "refused .* from unhcr: invalid-body" "$WORK/sweden.log"; }
+wait_for 10 "sweden to refuse the invalid body" refused_body
+say "its receipt reaches unhcr's node, which never sent that message: ignored, logged"
+never_sent() { grep -q "never sent" "$WORK/unhcr.log"; }
+wait_for 20 "unhcr to ignore a receipt for a message it never sent" never_sent
+
+say "every refusal is in the broker's or sweden's audit log"
+stop unhcr; stop sweden; stop broker
+"$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
+"$TERN" audit export -c "$(conf sweden)" --out "$WORK/sweden.tern-audit" >/dev/null
+for r in malformed too-many-frames bad-signature clock-skew; do
+  grep -qa "$r" "$WORK/broker.tern-audit" || fail "no $r refusal in the broker's audit log"
+done
+grep -qa "invalid-body" "$WORK/sweden.tern-audit" || fail "no invalid-body refusal in sweden's audit log"
+"$TERN" audit verify "$WORK/broker.tern-audit" "$WORK/sweden.tern-audit" 2>/dev/null ||
+  fail "the audit logs do not verify after the bad input"
+echo "it test_badinput: ok"

@@ -1,0 +1,225 @@
+/* tern-badpeer BROKERCONF NODE_DIR CASE: connects to the broker as the node in
+ * NODE_DIR (its CURVE key, so the broker knows who it is), says Hello, and
+ * sends one bad thing; prints the broker's answer as "CODE: TEXT", or "no
+ * answer" (the connection was dropped). Exit 0 when an answer came.
+ *   garbage    bytes that are not a frame
+ *   frames     a message of three frames
+ *   oversized  one frame over the broker's max_message_size
+ *   truncated  a Submit whose envelope is cut in half
+ *   badsig     a Submit whose signature has one bit flipped
+ *   garbled    a Submit whose header has one bit flipped
+ *   future     a Submit created a day from now
+ *   replay     the same valid Submit twice (prints both answers)
+ *   badbody    a valid envelope whose sealed body is not a valid referral
+ * Envelopes go from the node to sweden. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include <tern/config.h>
+#include <tern/curve.h>
+#include <tern/directory.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/examples.h>
+#include <tern/json.h>
+#include <tern/keys.h>
+#include <tern/msgtype.h>
+#include <tern/trust.h>
+#include <tern/v1/messages.pb-c.h>
+
+#include "hop.h"
+#include "pbuf.h"
+#include "util.h"
+
+static void *sock;
+
+/* Waits for a SubmitResult or Refused; prints it. */
+static int answer(void)
+{
+	zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+	int64_t until = tern_now_ms() + 3000;
+
+	while (tern_now_ms() < until) {
+		zmq_msg_t m;
+		Tern__V1__Frame *f = NULL;
+		if (zmq_poll(&it, 1, 200) <= 0)
+			continue;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, sock, 0) < 0 ||
+		    tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1u << 24, &f) != TERN_OK) {
+			zmq_msg_close(&m);
+			continue;
+		}
+		zmq_msg_close(&m);
+		if (f->body_case == TERN__V1__FRAME__BODY_REFUSED) {
+			printf("%s: %s\n", f->refused->reason_code, f->refused->reason_text);
+		} else if (f->body_case == TERN__V1__FRAME__BODY_RESULT) {
+			printf("%s: %s\n", f->result->accepted ? "accepted" : f->result->reason_code,
+			       f->result->reason_text);
+		} else {
+			tern_pb_free((ProtobufCMessage **)&f);
+			continue;
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+		return 0;
+	}
+	printf("no answer\n");
+	return 1;
+}
+
+static void send_raw(const void *p, size_t n, int flags)
+{
+	zmq_send(sock, p, n, flags);
+}
+
+static void submit(const uint8_t *env, size_t len)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Submit s = TERN__V1__SUBMIT__INIT;
+
+	s.envelope.data = (uint8_t *)env;
+	s.envelope.len = len;
+	f.version = TERN_HOP_VERSION;
+	f.body_case = TERN__V1__FRAME__BODY_SUBMIT;
+	f.submit = &s;
+	tern_hop_send(sock, NULL, 0, &f, 0);
+}
+
+int main(int argc, char **argv)
+{
+	tern_config *cfg = NULL;
+	tern_trust *trust = NULL;
+	tern_directory *dir = NULL;
+	tern_signkey *key = NULL;
+	tern_curvekey *me = NULL;
+	const tern_member *broker;
+	char path[1024], node[64], *text = NULL, err[256];
+	const char *cs, *slash, *to[] = {"sweden"};
+	uint8_t *body = NULL, *env = NULL;
+	size_t blen = 0, elen = 0;
+	ProtobufCMessage *m = NULL;
+	void *ctx;
+	int zero = 0, rc = 0;
+
+	if (argc != 4) {
+		fprintf(stderr, "usage: tern-badpeer BROKERCONF NODE_DIR CASE\n");
+		return 2;
+	}
+	cs = argv[3];
+	slash = strrchr(argv[2], '/');
+	snprintf(node, sizeof(node), "%s", slash ? slash + 1 : argv[2]);
+	snprintf(path, sizeof(path), "%s/node.key", argv[2]);
+	if (tern_config_load(argv[1], TERN_CONFIG_BROKER, &cfg) != TERN_OK ||
+	    tern_trust_load(tern_config_get(cfg, "federation", "ca"),
+	                    tern_config_get(cfg, "federation", "crl"), &trust) != TERN_OK ||
+	    tern_directory_load(tern_config_get(cfg, "federation", "directory"), trust, 0, &dir) !=
+	        TERN_OK ||
+	    tern_signkey_load(path, &key) != TERN_OK ||
+	    tern_directory_find(dir, tern_config_get(cfg, "broker", "id"), &broker) != TERN_OK) {
+		fprintf(stderr, "tern-badpeer: %s\n", tern_errdetail());
+		return 2;
+	}
+	snprintf(path, sizeof(path), "%s/curve.key", argv[2]);
+	if (tern_curvekey_load(path, &me) != TERN_OK) {
+		fprintf(stderr, "tern-badpeer: %s\n", tern_errdetail());
+		return 2;
+	}
+	/* A valid referral envelope from this node to sweden, to spoil. */
+	if (tern_example_json("case-referral", &text) != TERN_OK ||
+	    tern_json_parse_text(tern_msgtype_by_name("case-referral")->desc, text, strlen(text), &m,
+	                         err, sizeof(err)) != TERN_OK)
+		return 2;
+	if (strcmp(cs, "badbody") == 0) /* a referral without its members and needs */
+		((Tern__V1__CaseReferral *)m)->n_members = 0;
+	tern_pb_pack(m, &body, &blen);
+	{
+		tern_seal_params p = {.sender = node,
+		                      .sign_key = key,
+		                      .recipients = to,
+		                      .n_recipients = 1,
+		                      .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+		                      .case_id = ((Tern__V1__CaseReferral *)m)->case_id,
+		                      .body = body,
+		                      .body_len = blen};
+		if (strcmp(cs, "future") == 0)
+			p.created_at = tern_now_ms() + 86400000;
+		if (tern_envelope_seal(&p, dir, &env, &elen, NULL) != TERN_OK) {
+			fprintf(stderr, "tern-badpeer: seal: %s\n", tern_errdetail());
+			return 2;
+		}
+	}
+	ctx = zmq_ctx_new();
+	sock = zmq_socket(ctx, ZMQ_DEALER);
+	zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, broker->curve_public, 32);
+	zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, tern_curvekey_public(me), 32);
+	zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(me), 32);
+	zmq_connect(sock, tern_config_get(cfg, "broker", "listen"));
+	{
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__Hello h = TERN__V1__HELLO__INIT;
+		h.node_id = node;
+		h.software = "tern-badpeer";
+		h.credit = 1;
+		f.version = TERN_HOP_VERSION;
+		f.body_case = TERN__V1__FRAME__BODY_HELLO;
+		f.hello = &h;
+		tern_hop_send(sock, NULL, 0, &f, 0);
+		{
+			zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+			zmq_msg_t w;
+			if (zmq_poll(&it, 1, 3000) <= 0) {
+				printf("no welcome\n");
+				return 1;
+			}
+			zmq_msg_init(&w);
+			zmq_msg_recv(&w, sock, 0);
+			zmq_msg_close(&w);
+		}
+	}
+	if (strcmp(cs, "garbage") == 0) {
+		send_raw("this is not a frame", 19, 0);
+	} else if (strcmp(cs, "frames") == 0) {
+		send_raw("a", 1, ZMQ_SNDMORE);
+		send_raw("b", 1, ZMQ_SNDMORE);
+		send_raw("c", 1, 0);
+	} else if (strcmp(cs, "oversized") == 0) {
+		size_t n = (size_t)tern_config_get_int(cfg, "limits", "max_message_size") + 8192;
+		uint8_t *big = calloc(1, n);
+		send_raw(big, n, 0);
+		free(big);
+	} else if (strcmp(cs, "truncated") == 0) {
+		submit(env, elen / 2);
+	} else if (strcmp(cs, "badsig") == 0) {
+		env[elen - 1] ^= 1;
+		submit(env, elen);
+	} else if (strcmp(cs, "garbled") == 0) {
+		env[12] ^= 0x10;
+		submit(env, elen);
+	} else if (strcmp(cs, "replay") == 0) {
+		submit(env, elen);
+		rc = answer();
+		submit(env, elen);
+	} else if (strcmp(cs, "future") == 0 || strcmp(cs, "badbody") == 0) {
+		submit(env, elen);
+	} else {
+		fprintf(stderr, "tern-badpeer: unknown case %s\n", cs);
+		return 2;
+	}
+	rc |= answer();
+	zmq_close(sock);
+	zmq_ctx_term(ctx);
+	free(env);
+	free(body);
+	free(text);
+	tern_json_message_free(&m);
+	tern_curvekey_free(&me);
+	tern_signkey_free(&key);
+	tern_directory_free(&dir);
+	tern_trust_free(&trust);
+	tern_config_free(&cfg);
+	return rc;
+}
