@@ -24,6 +24,14 @@ wait_for 10 "unhcr to reload" reloaded unhcr
 "$TERN" peers -c "$BCONF" >"$WORK/peers.txt"
 grep -qE "^portugal .*\(REVOKED\)" "$WORK/peers.txt" || { cat "$WORK/peers.txt"; fail "portugal not shown revoked"; }
 
+say "portugal, revoked, cannot connect: its node will not start, the broker refuses its key"
+if "$BIN/tern-node" -c "$(conf portugal)" -n >"$WORK/p-check.txt" 2>&1; then fail "revoked portugal's configuration checks out"; fi
+grep -q "revoked" "$WORK/p-check.txt" || fail "portugal's check does not say it is revoked"
+if "$BIN/zmq-probe" "tcp://127.0.0.1:$PORT" "$WORK/fed/broker/curve.key" "$WORK/fed/portugal/curve.key" >/dev/null; then
+  fail "the broker answered revoked portugal"
+fi
+grep -q "refused a connection from portugal: revoked" "$WORK/broker.log" || fail "no log line for revoked portugal"
+
 say "a message to portugal is refused, one to sweden arrives"
 if referral_json RELOAD-1 | "$TERN" send -c "$(conf unhcr)" --to portugal case-referral - >"$WORK/p.out" 2>&1; then
   refused_at() { state_is unhcr "$(cat "$WORK/p.out")" rejected; }
