@@ -3,9 +3,13 @@
 # node are each killed with kill -9 at random points and restarted, round after
 # round: afterwards sweden's inbox holds exactly the 10,000, in order, no
 # duplicate, and unhcr sees every one delivered.
-#   TERN_CRASH_N   messages (default 10000)
+#   TERN_CRASH_N       messages (default 10000)
+#   TERN_CRASH_KILLS   keep killing, during delivery too, until this many kills
+#                      (default 0: only while the stream is being sent)
+# The full run: TERN_CRASH_N=100000 TERN_CRASH_KILLS=100 tests/integration/test_crash.sh
 source "$(dirname "$0")/lib.sh"
 N=${TERN_CRASH_N:-10000}
+KILLS=${TERN_CRASH_KILLS:-0}
 
 fed_make
 for d in broker unhcr sweden; do start "$d"; done
@@ -16,10 +20,11 @@ say "flooding $N messages"
 flood=$!
 
 kills=0
-while kill -0 "$flood" 2>/dev/null; do
+more() { kill -0 "$flood" 2>/dev/null || { ((kills < KILLS)) && ! count_is unhcr delivered "$N"; }; }
+while more; do
   for victim in broker unhcr sweden; do
     sleep "0.$((RANDOM % 9 + 1))"
-    kill -0 "$flood" 2>/dev/null || break
+    more || break
     say "kill -9 $victim"
     crash "$victim"
     kills=$((kills + 1))
