@@ -28,6 +28,11 @@ int tern_store_mdb_err(int mdb_rc, const char *what)
 		return TERN_STORE_MAP_FULL;
 	if (mdb_rc == MDB_NOTFOUND)
 		return TERN_ENOENT;
+	if (mdb_rc == ENOSPC || mdb_rc == EDQUOT)
+		return tern_fail(TERN_EIO,
+		                 "the disk holding the store is full (%s: %s); nothing of this "
+		                 "write was kept: free space, then try again",
+		                 what, mdb_strerror(mdb_rc));
 	return tern_fail(mdb_rc == ENOMEM ? TERN_ENOMEM : TERN_EIO, "%s: %s", what,
 	                 mdb_strerror(mdb_rc));
 }
