@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Bad input at the broker and the node: each is answered with its reason,
 # logged and audited, the daemons stay up, and a good message sent right
-# after still arrives. The bad peer speaks as unhcr (with unhcr's CURVE key),
+# after still arrives. (Covered elsewhere: an unknown CURVE key, a forged sender
+# and a wrong role in test_refusals.sh; a revoked node and a directory
+# downgrade in test_reload.sh.) The bad peer speaks as unhcr (with unhcr's CURVE key),
 # as a compromised or broken node would.
 source "$(dirname "$0")/lib.sh"
 BCONF="$WORK/fed/broker/broker.conf"
@@ -46,6 +48,7 @@ expect truncated '^malformed: .*Envelope'
 expect badsig    '^bad-signature: '
 expect garbled   '^(malformed|bad-signature): '
 expect future    '^clock-skew: '
+expect unknown   '^unknown-recipient: recipient nowhere is not a member'
 "$BIN/tern-badpeer" "$BCONF" "$WORK/fed/unhcr" oversized >"$WORK/oversized.out" || true
 grep -q "no answer" "$WORK/oversized.out" || fail "an oversized frame was answered"
 kill -0 "${PIDS[broker]}" || fail "the broker died on an oversized frame"
@@ -71,7 +74,7 @@ say "every refusal is in the broker's or sweden's audit log"
 stop unhcr; stop sweden; stop broker
 "$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
 "$TERN" audit export -c "$(conf sweden)" --out "$WORK/sweden.tern-audit" >/dev/null
-for r in malformed too-many-frames bad-signature clock-skew; do
+for r in malformed too-many-frames bad-signature clock-skew unknown-recipient; do
   grep -qa "$r" "$WORK/broker.tern-audit" || fail "no $r refusal in the broker's audit log"
 done
 grep -qa "invalid-body" "$WORK/sweden.tern-audit" || fail "no invalid-body refusal in sweden's audit log"

@@ -11,6 +11,7 @@
  *   future     a Submit created a day from now
  *   replay     the same valid Submit twice (prints both answers)
  *   badbody    a valid envelope whose sealed body is not a valid referral
+ *   unknown    a validly signed envelope for a recipient not in the directory
  * Envelopes go from the node to sweden. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +58,8 @@ static int answer(void)
 		if (f->body_case == TERN__V1__FRAME__BODY_REFUSED) {
 			printf("%s: %s\n", f->refused->reason_code, f->refused->reason_text);
 		} else if (f->body_case == TERN__V1__FRAME__BODY_RESULT) {
-			printf("%s: %s\n", f->result->accepted ? "accepted" : f->result->reason_code,
+			printf("%s: %s\n",
+			       f->result->accepted ? "accepted" : f->result->reason_code,
 			       f->result->reason_text);
 		} else {
 			tern_pb_free((ProtobufCMessage **)&f);
@@ -129,8 +131,8 @@ int main(int argc, char **argv)
 	}
 	/* A valid referral envelope from this node to sweden, to spoil. */
 	if (tern_example_json("case-referral", &text) != TERN_OK ||
-	    tern_json_parse_text(tern_msgtype_by_name("case-referral")->desc, text, strlen(text), &m,
-	                         err, sizeof(err)) != TERN_OK)
+	    tern_json_parse_text(tern_msgtype_by_name("case-referral")->desc, text, strlen(text),
+	                         &m, err, sizeof(err)) != TERN_OK)
 		return 2;
 	if (strcmp(cs, "badbody") == 0) /* a referral without its members and needs */
 		((Tern__V1__CaseReferral *)m)->n_members = 0;
@@ -203,6 +205,39 @@ int main(int argc, char **argv)
 		submit(env, elen);
 		rc = answer();
 		submit(env, elen);
+	} else if (strcmp(cs, "unknown") == 0) {
+		/* Re-address and re-sign it, as a node with another directory might. */
+		ProtobufCMessage *em = NULL, *hm = NULL;
+		Tern__V1__Envelope *e;
+		Tern__V1__Header *h;
+		uint8_t *hb = NULL, *nb = NULL, sig[64];
+		size_t hl = 0, nl = 0;
+		char *nowhere = "nowhere";
+		if (tern_pb_unpack(&tern__v1__envelope__descriptor, env, elen, elen, &em) !=
+		    TERN_OK)
+			return 2;
+		e = (Tern__V1__Envelope *)em;
+		if (tern_pb_unpack(&tern__v1__header__descriptor, e->header.data, e->header.len,
+		                   e->header.len, &hm) != TERN_OK)
+			return 2;
+		h = (Tern__V1__Header *)hm;
+		/* The decoded messages own their fields: swap ours in, then back. */
+		char *orig_rcpt = h->recipients[0];
+		ProtobufCBinaryData orig_hdr = e->header;
+		h->recipients[0] = nowhere;
+		tern_pb_pack(hm, &hb, &hl);
+		tern_sign(key, TERN_ENVELOPE_SIGN_LABEL, hb, hl, sig);
+		e->header.data = hb;
+		e->header.len = hl;
+		memcpy(e->signature->ed25519.data, sig, 64);
+		tern_pb_pack(em, &nb, &nl);
+		submit(nb, nl);
+		free(nb);
+		free(hb);
+		e->header = orig_hdr;
+		h->recipients[0] = orig_rcpt;
+		tern_pb_free(&hm);
+		tern_pb_free(&em);
 	} else if (strcmp(cs, "future") == 0 || strcmp(cs, "badbody") == 0) {
 		submit(env, elen);
 	} else {
