@@ -416,10 +416,11 @@ static void judge_envelope(node *n, MDB_txn *txn, const uint8_t *buf, size_t len
 		snprintf(d->text, sizeof(d->text), "%s", r->reason_text);
 		if (node_store_sent_get(txn, n->store, r->message_id, &rec) != TERN_OK ||
 		    json_object_get(json_object_get(rec, "recipients"), h->sender) == NULL) {
-			log_warnx(
-			    "receipt %s from %s for message %s that was never sent to it: ignored",
-			    h->message_id, h->sender, r->message_id);
-			d->kind = DIN_NOTHING;
+			/* Refused like any bad message: logged and audited; never answered,
+			 * as no receipt is ever sent for a receipt. */
+			refuse(d, "unknown-message",
+			       "a receipt for %s, which this node never sent to %s", r->message_id,
+			       h->sender);
 		}
 		json_decref(rec);
 		goto out;

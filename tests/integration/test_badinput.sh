@@ -66,9 +66,9 @@ say "an invalid body is refused by the recipient, with its reason"
 expect badbody '^accepted: '
 refused_body() { grep -q "refused .* from unhcr: invalid-body" "$WORK/sweden.log"; }
 wait_for 10 "sweden to refuse the invalid body" refused_body
-say "its receipt reaches unhcr's node, which never sent that message: ignored, logged"
-never_sent() { grep -q "never sent" "$WORK/unhcr.log"; }
-wait_for 20 "unhcr to ignore a receipt for a message it never sent" never_sent
+say "its receipt reaches unhcr's node, which never sent that message: refused, logged, audited"
+never_sent() { grep -q "refused .* from sweden: unknown-message: a receipt for" "$WORK/unhcr.log"; }
+wait_for 20 "unhcr to refuse a receipt for a message it never sent" never_sent
 
 say "every refusal is in the broker's or sweden's audit log"
 stop unhcr; stop sweden; stop broker
@@ -78,6 +78,8 @@ for r in malformed too-many-frames bad-signature clock-skew unknown-recipient; d
   grep -qa "$r" "$WORK/broker.tern-audit" || fail "no $r refusal in the broker's audit log"
 done
 grep -qa "invalid-body" "$WORK/sweden.tern-audit" || fail "no invalid-body refusal in sweden's audit log"
+"$TERN" audit export -c "$(conf unhcr)" --out "$WORK/unhcr.tern-audit" >/dev/null
+grep -qa "unknown-message" "$WORK/unhcr.tern-audit" || fail "no unknown-message refusal in unhcr's audit log"
 "$TERN" audit verify "$WORK/broker.tern-audit" "$WORK/sweden.tern-audit" 2>/dev/null ||
   fail "the audit logs do not verify after the bad input"
 echo "it test_badinput: ok"
