@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <tern/error.h>
 #include <tern/log.h>
@@ -11,6 +12,8 @@
 
 #define STORE_INITIAL_MAP (64u * 1024 * 1024)
 #define STORE_MAX_MAP ((size_t)1 << 40)
+/* A commit that fails with EIO while less than this is free failed for space. */
+#define STORE_FULL_BELOW (256u * 1024)
 
 struct tern_store {
 	MDB_env *env;
@@ -37,6 +40,20 @@ int tern_store_mdb_err(int mdb_rc, const char *what)
 	                 mdb_strerror(mdb_rc));
 }
 
+/* LMDB turns a short write into EIO ("TODO: Use which error code?"), which is
+ * what a disk that fills in the middle of a commit produces; ask the
+ * filesystem so the operator is told the actual cause. */
+static int store_commit_err(tern_store *s, int mdb_rc)
+{
+	struct statvfs vfs;
+	mdb_filehandle_t fd;
+
+	if (mdb_rc == EIO && mdb_env_get_fd(s->env, &fd) == 0 && fstatvfs(fd, &vfs) == 0 &&
+	    (unsigned long long)vfs.f_bavail * vfs.f_frsize < STORE_FULL_BELOW)
+		mdb_rc = ENOSPC;
+	return tern_store_mdb_err(mdb_rc, "mdb_txn_commit");
+}
+
 int tern_store_open(const char *dir, const char *const *dbnames, int flags, size_t initial_map,
                     tern_store **out)
 {
@@ -61,7 +78,9 @@ int tern_store_open(const char *dir, const char *const *dbnames, int flags, size
 	}
 	mdb_env_set_maxdbs(s->env, TERN_STORE_MAX_DBS);
 	/* A map size of 0 keeps the size recorded in the file, grown earlier. */
-	if ((rc = mdb_env_set_mapsize(s->env, s->rdonly ? 0 : initial_map ? initial_map : STORE_INITIAL_MAP)) != 0) {
+	if ((rc = mdb_env_set_mapsize(s->env, s->rdonly     ? 0
+	                                      : initial_map ? initial_map
+	                                                    : STORE_INITIAL_MAP)) != 0) {
 		rc = tern_store_mdb_err(rc, "mdb_env_set_mapsize");
 		goto fail_env;
 	}
@@ -83,14 +102,15 @@ int tern_store_open(const char *dir, const char *const *dbnames, int flags, size
 		rc = mdb_dbi_open(txn, dbnames[i], s->rdonly ? 0 : MDB_CREATE, &s->dbis[i]);
 		if (rc != 0) {
 			rc = rc == MDB_NOTFOUND
-			         ? tern_fail(TERN_ENOENT, "store %s has no database '%s'", dir, dbnames[i])
+			         ? tern_fail(TERN_ENOENT, "store %s has no database '%s'", dir,
+			                     dbnames[i])
 			         : tern_store_mdb_err(rc, "mdb_dbi_open");
 			goto fail_txn;
 		}
 	}
 	if ((rc = mdb_txn_commit(txn)) != 0) {
 		txn = NULL;
-		rc = tern_store_mdb_err(rc, "mdb_txn_commit");
+		rc = store_commit_err(s, rc);
 		goto fail_env;
 	}
 	if (!s->rdonly) {
@@ -136,7 +156,8 @@ static int store_grow(tern_store *s)
 	int rc;
 
 	if (next > STORE_MAX_MAP)
-		return tern_fail(TERN_EIO, "store map would exceed %zu bytes", (size_t)STORE_MAX_MAP);
+		return tern_fail(TERN_EIO, "store map would exceed %zu bytes",
+		                 (size_t)STORE_MAX_MAP);
 	/* Safe: tern_store_write is the only writer and no transaction is live. */
 	if ((rc = mdb_env_set_mapsize(s->env, next)) != 0)
 		return tern_store_mdb_err(rc, "mdb_env_set_mapsize");
@@ -166,7 +187,7 @@ int tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg)
 			rc = mdb_txn_commit(txn);
 			if (rc == 0)
 				return TERN_OK;
-			rc = tern_store_mdb_err(rc, "mdb_txn_commit");
+			rc = store_commit_err(store, rc);
 		} else {
 			mdb_txn_abort(txn);
 		}
