@@ -42,6 +42,7 @@ static int anchors(audit_archive *ar, audit_finding_fn *finding)
 	const char *file = ar->file;
 	const unsigned char *cp = a->ca_certificate.data;
 	X509 *ca = d2i_X509(NULL, &cp, (long)a->ca_certificate.len);
+	EVP_PKEY *ca_key = NULL;
 	ProtobufCMessage *sdm = NULL, *dm = NULL;
 	Tern__V1__Directory *dir;
 	uint8_t ca_pub[32];
@@ -52,20 +53,23 @@ static int anchors(audit_archive *ar, audit_finding_fn *finding)
 		finding(file, "trailing bytes after the CA certificate");
 		goto out;
 	}
-	if (ca == NULL || EVP_PKEY_get_raw_public_key(X509_get0_pubkey(ca), ca_pub, &pl) != 1) {
+	/* A key OpenSSL cannot decode leaves the certificate without one (NULL). */
+	if (ca == NULL || (ca_key = X509_get0_pubkey(ca)) == NULL ||
+	    EVP_PKEY_get_id(ca_key) != EVP_PKEY_ED25519 ||
+	    EVP_PKEY_get_raw_public_key(ca_key, ca_pub, &pl) != 1 || pl != 32) {
 		finding(file, "the CA certificate does not decode as an Ed25519 certificate");
 		goto out;
 	}
 	/* Every byte of the anchor counts: its own signature covers the rest. */
-	if (X509_verify(ca, X509_get0_pubkey(ca)) != 1) {
+	if (X509_verify(ca, ca_key) != 1) {
 		finding(file, "the CA certificate's self-signature does not verify");
 		goto out;
 	}
 	{
 		const unsigned char *rp = a->crl.data;
 		X509_CRL *crl = d2i_X509_CRL(NULL, &rp, (long)a->crl.len);
-		int crl_ok = crl && rp == a->crl.data + a->crl.len &&
-		             X509_CRL_verify(crl, X509_get0_pubkey(ca)) == 1;
+		int crl_ok =
+		    crl && rp == a->crl.data + a->crl.len && X509_CRL_verify(crl, ca_key) == 1;
 		X509_CRL_free(crl);
 		if (!crl_ok) {
 			finding(file, "the CRL is not signed by the archive's CA");
@@ -109,7 +113,7 @@ static int anchors(audit_archive *ar, audit_finding_fn *finding)
 		audit_member *am = &ar->members[ar->nmembers];
 		tern_cert_info info;
 		int good = cert != NULL && p == m->certificate.data + m->certificate.len &&
-		           X509_verify(cert, X509_get0_pubkey(ca)) == 1 &&
+		           X509_verify(cert, ca_key) == 1 &&
 		           tern_cert_info_read(m->certificate.data, m->certificate.len, &info) ==
 		               TERN_OK &&
 		           strcmp(info.node_id, m->node_id) == 0 &&

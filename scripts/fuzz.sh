@@ -44,6 +44,7 @@ run() {
   mkdir -p "$corpus"
   local extra=()
   [[ -d "$root/tests/fuzz/corpus/$t" ]] && extra+=("$root/tests/fuzz/corpus/$t")
+  [[ -d "$root/tests/fuzz/regressions/$t" ]] && extra+=("$root/tests/fuzz/regressions/$t")
   [[ -d "$seeds/$t" ]] && extra+=("$seeds/$t")
   if "$build/bin/fuzz_$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$build/artifacts/$t-" \

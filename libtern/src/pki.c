@@ -803,7 +803,8 @@ int tern_ca_open(const char *dir, tern_ca **out)
 		rc = tern_fail(TERN_ECERT, "%s is not a PEM certificate", path);
 		goto fail;
 	}
-	if (EVP_PKEY_get_raw_public_key(X509_get0_pubkey(ca->cert), pub, &publen) != 1 ||
+	if (X509_get0_pubkey(ca->cert) == NULL ||
+	    EVP_PKEY_get_raw_public_key(X509_get0_pubkey(ca->cert), pub, &publen) != 1 ||
 	    publen != 32 || memcmp(pub, tern_signkey_public(ca->key), 32) != 0) {
 		rc = tern_fail(TERN_ECERT, "%s does not belong to %s/%s", path, dir,
 		               TERN_CA_KEY_FILE);
