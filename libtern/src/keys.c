@@ -181,7 +181,8 @@ int tern_sign(const tern_signkey *key, const char *label, const uint8_t *msg, si
 		return TERN_ENOMEM;
 	memcpy(buf, label, ll);
 	buf[ll] = 0;
-	memcpy(buf + ll + 1, msg, len);
+	if (len) /* an empty message may come as NULL, which memcpy must not get */
+		memcpy(buf + ll + 1, msg, len);
 	crypto_sign_detached(sig, NULL, buf, ll + 1 + len, key->sk);
 	if (buf != stackbuf)
 		free(buf);
@@ -206,7 +207,8 @@ int tern_verify(const uint8_t pub[TERN_ED25519_PUBLIC_LEN], const char *label, c
 		return TERN_ENOMEM;
 	memcpy(buf, label, ll);
 	buf[ll] = 0;
-	memcpy(buf + ll + 1, msg, len);
+	if (len) /* an empty message may come as NULL, which memcpy must not get */
+		memcpy(buf + ll + 1, msg, len);
 	ok = crypto_sign_verify_detached(sig, buf, ll + 1 + len, pub) == 0;
 	if (buf != stackbuf)
 		free(buf);

@@ -22,6 +22,10 @@ for f in "$here"/fuzz/regressions/archive/*; do
 	# 1 = findings; anything above 128 is a signal.
 	[[ $rc -eq 1 ]] || fail "$(basename "$f"): audit verify exited $rc (expected 1 with findings)"
 	[[ -s "$work/out" ]] || fail "$(basename "$f"): no finding printed"
+	# A sanitizer that halts exits 1 too: its report is what tells.
+	if grep -E 'runtime error|Sanitizer' "$work/out" >&2; then
+		fail "$(basename "$f"): the sanitizer reported the above"
+	fi
 	n=$((n + 1))
 done
 ((n >= 1)) || fail "no archive regression inputs found"
