@@ -36,6 +36,11 @@ struct peer {
 	uint8_t rid[MAX_RID];
 	size_t rid_len;
 	int live; /* said Hello on its current connection */
+	/* Submissions are taken only in sequence within the latest Hello's
+	 * session (wire.proto, Submit); after a gap the rest of the session is
+	 * refused until the node says Hello again. */
+	uint64_t session, next_index;
+	int broken;
 	uint32_t credit;
 	uint64_t acked;   /* every seq <= acked is committed at the node */
 	uint64_t sent;    /* highest seq sent on this connection */
@@ -133,6 +138,7 @@ struct broker {
 		uint64_t lat[LAT_BUCKETS + 1];
 		double lat_sum;
 		uint64_t accepted, handshakes_ok, handshakes_failed;
+		uint64_t out_of_sequence;
 	} m;
 };
 
@@ -230,14 +236,16 @@ static int send_to(broker *b, struct peer *p, Tern__V1__Frame *f)
 	return rc;
 }
 
-static void send_refused(broker *b, const void *rid, size_t rid_len, const char *code,
-                         const char *text)
+/* session: the refused Submit's, so the node can tell it from an older one's; 0 otherwise. */
+static void send_refused(broker *b, const void *rid, size_t rid_len, uint64_t session,
+                         const char *code, const char *text)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__Refused r = TERN__V1__REFUSED__INIT;
 
 	r.reason_code = (char *)code;
 	r.reason_text = (char *)text;
+	r.session = session;
 	f.body_case = TERN__V1__FRAME__BODY_REFUSED;
 	f.refused = &r;
 	tern_hop_send(b->router, rid, rid_len, &f, ZMQ_DONTWAIT);
@@ -573,6 +581,7 @@ static void batch_commit(broker *b)
 		r.accepted = s->accepted;
 		r.reason_code = s->out_code;
 		r.reason_text = s->out_text;
+		r.session = s->frame && s->frame->submit ? s->frame->submit->session : 0;
 		f.body_case = TERN__V1__FRAME__BODY_RESULT;
 		f.result = &r;
 		{
@@ -609,12 +618,12 @@ static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid
 
 	if (strcmp(h->node_id, user) != 0) {
 		log_warnx("refused Hello: peer %s claims to be %s", user, h->node_id);
-		send_refused(b, rid, rid_len, "identity-mismatch",
+		send_refused(b, rid, rid_len, 0, "identity-mismatch",
 		             "Hello node_id differs from the authenticated identity");
 		return;
 	}
 	if ((p = peer_find(b, user, 1)) == NULL) {
-		send_refused(b, rid, rid_len, "busy", "too many nodes connected");
+		send_refused(b, rid, rid_len, 0, "busy", "too many nodes connected");
 		return;
 	}
 	if (p->live && (p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0))
@@ -624,6 +633,9 @@ static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid
 	memcpy(p->rid, rid, rid_len);
 	p->rid_len = rid_len;
 	p->live = 1;
+	p->session = h->session;
+	p->next_index = 1;
+	p->broken = 0;
 	snprintf(p->software, sizeof(p->software), "%s", h->software);
 	p->credit = h->credit ? h->credit : 1;
 	p->sent = p->acked;
@@ -644,6 +656,7 @@ static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid
 	w.broker_epoch.len = BQ_EPOCH_LEN;
 	w.directory_version = tern_directory_version(b->id.dir);
 	w.max_message_size = (uint32_t)b->max_msg;
+	w.session = h->session;
 	f.body_case = TERN__V1__FRAME__BODY_WELCOME;
 	f.welcome = &w;
 	send_to(b, p, &f);
@@ -716,6 +729,7 @@ static int rate_admit(broker *b, struct peer *p, Tern__V1__Frame *f)
 	int64_t now = tern_now_ms();
 	struct deferred *d;
 	size_t bytes = f->submit ? f->submit->envelope.len : 0;
+	uint64_t f_session = f->submit ? f->submit->session : 0;
 
 	refill(b, p, now);
 	if (p->dq_n == 0 && p->tokens >= 1) {
@@ -730,7 +744,9 @@ static int rate_admit(broker *b, struct peer *p, Tern__V1__Frame *f)
 			p->last_limit_log = now;
 		}
 		tern_pb_free((ProtobufCMessage **)&f);
-		send_refused(b, p->rid, p->rid_len, "hello-required",
+		/* What follows in this session would overtake the dropped one. */
+		p->broken = 1;
+		send_refused(b, p->rid, p->rid_len, f_session, "hello-required",
 		             "over the rate limit: say Hello again and resubmit");
 		return 1;
 	}
@@ -798,22 +814,49 @@ static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid
 	}
 	p = peer_find(b, user, 0);
 	if (p == NULL || !p->live || p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0) {
-		send_refused(b, rid, rid_len, "hello-required", "send Hello first");
+		send_refused(b, rid, rid_len,
+		             f->body_case == TERN__V1__FRAME__BODY_SUBMIT ? f->submit->session : 0,
+		             "hello-required", "send Hello first");
 		goto done;
 	}
 	p->last_rx = tern_now_ms();
 	switch (f->body_case) {
 	case TERN__V1__FRAME__BODY_SUBMIT:
+		if (f->submit->session != p->session) {
+			/* Queued on an older connection and carried over by the
+			 * transport: its session was replaced by a later Hello, and the
+			 * node resubmits it in its current session. */
+			b->m.out_of_sequence++;
+			goto done;
+		}
+		if (p->broken || f->submit->index != p->next_index) {
+			/* A gap in the session: taking this one would break the order. */
+			b->m.out_of_sequence++;
+			if (!p->broken) {
+				log_info("%s: submission %llu of its session came when %llu was "
+				         "due; it will say Hello and resubmit",
+				         user, (unsigned long long)f->submit->index,
+				         (unsigned long long)p->next_index);
+				send_refused(b, rid, rid_len, p->session, "out-of-sequence",
+				             "submission out of sequence: say Hello and resubmit");
+				p->broken = 1;
+			}
+			goto done;
+		}
+		p->next_index++;
 		if (rate_admit(b, p, f))
 			return; /* deferred: the queue owns f now */
 		if (submit_now(b, user, rid, rid_len, f) == TERN_OK)
 			return; /* the batch owns f now */
+		p->broken = 1;  /* dropped: the rest of the session would overtake it */
+		send_refused(b, rid, rid_len, p->session, "hello-required",
+		             "broker out of memory: say Hello again and resubmit");
 		goto done;
 	case TERN__V1__FRAME__BODY_DELIVER_ACK: {
 		const Tern__V1__DeliverAck *a = f->deliver_ack;
 		if (a->broker_epoch.len != BQ_EPOCH_LEN ||
 		    memcmp(a->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) != 0) {
-			send_refused(b, rid, rid_len, "wrong-epoch",
+			send_refused(b, rid, rid_len, 0, "wrong-epoch",
 			             "acknowledgement for another store");
 			break;
 		}
@@ -846,7 +889,7 @@ static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid
 		relay_witness(b, user, f);
 		break;
 	default:
-		send_refused(b, rid, rid_len, "unexpected-frame", "frame not valid from a node");
+		send_refused(b, rid, rid_len, 0, "unexpected-frame", "frame not valid from a node");
 		log_warnx("%s sent an unexpected frame (%d)", user, (int)f->body_case);
 		break;
 	}
@@ -913,7 +956,7 @@ static void on_router(broker *b)
 		user = zmq_msg_gets(&body, "User-Id");
 		log_warnx("refused a message of more than one frame from %s",
 		          user && tern_node_id_valid(user) ? user : "(unknown)");
-		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), "too-many-frames",
+		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0, "too-many-frames",
 		             "one frame per message");
 		if (user && tern_node_id_valid(user))
 			audit_refusal(b, user, "too-many-frames");
@@ -928,7 +971,7 @@ static void on_router(broker *b)
 	                     &f);
 	if (rc != TERN_OK) {
 		log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
-		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), tern_errcode_name(rc),
+		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0, tern_errcode_name(rc),
 		             "frame does not decode");
 		audit_refusal(b, user, tern_errcode_name(rc));
 		goto out;
@@ -1234,6 +1277,11 @@ static void publish_metrics(broker *b, int64_t now)
 	                 (double)b->m.handshakes_ok);
 	tern_prom_sample(&p, "tern_broker_handshakes_total", "result=\"failed\"",
 	                 (double)b->m.handshakes_failed);
+	tern_prom_family(&p, "tern_broker_submits_out_of_sequence_total", "counter",
+	                 "Submissions not taken because they came out of their session's order "
+	                 "(the node resubmits them)");
+	tern_prom_sample(&p, "tern_broker_submits_out_of_sequence_total", "",
+	                 (double)b->m.out_of_sequence);
 	tern_prom_family(&p, "tern_broker_node_connected", "gauge", "1 when the node is connected");
 	for (size_t i = 0; i < b->npeers; i++) {
 		snprintf(labels, sizeof(labels), "node=\"%s\"", b->peers[i].id);

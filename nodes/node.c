@@ -71,6 +71,7 @@ struct din {
 struct result {
 	char msgid[37];
 	int accepted;
+	int current; /* answers a submission of the current session */
 	char code[64], text[256];
 };
 
@@ -116,6 +117,10 @@ struct node {
 	uint64_t delivered; /* committed up to */
 	uint64_t submit_next;
 	uint32_t inflight;
+	/* Each Hello opens a session; submissions are numbered within it and
+	 * only sent once its Welcome came (wire.proto, Submit). */
+	uint64_t session, sub_index;
+	int64_t hello_at;
 	int64_t last_rx, last_tx;
 	tern_audit_dbs audit;
 	char origin[160];
@@ -165,9 +170,27 @@ static void send_hello(node *n)
 	h.broker_epoch.data = n->epoch;
 	h.broker_epoch.len = 16;
 	h.delivered_upto = n->delivered;
+	do
+		randombytes_buf(&n->session, sizeof(n->session));
+	while (n->session == 0);
+	h.session = n->session;
+	/* Nothing is submitted until this Hello's Welcome: submissions sent in
+	 * between could reach the broker ahead of older ones still unanswered. */
+	n->connected = 0;
+	n->hello_at = tern_now_ms();
 	f.body_case = TERN__V1__FRAME__BODY_HELLO;
 	f.hello = &h;
 	hop_send(n, &f);
+}
+
+/* The broker could not take a submission of the current session in order:
+ * start a new session, which resubmits everything unanswered, oldest first. */
+static void session_restart(node *n, const char *why)
+{
+	if (!n->connected)
+		return; /* a Hello is already out; its Welcome starts the new session */
+	log_info("saying Hello again: %s", why);
+	send_hello(n);
 }
 
 static const char *field_string(const ProtobufCMessage *m, const char *name)
@@ -733,7 +756,7 @@ static void batch_commit(node *n)
 			          d->code);
 	}
 	for (size_t i = 0; i < b->nresults; i++) {
-		if (n->inflight)
+		if (n->inflight && b->results[i].current)
 			n->inflight--;
 		if (!b->results[i].accepted)
 			log_warnx("broker refused %s: %s: %s", b->results[i].msgid,
@@ -771,12 +794,15 @@ static int submit_visit(uint64_t seq, const char *msgid, const uint8_t *env, siz
 		return 1;
 	s.envelope.data = (uint8_t *)env;
 	s.envelope.len = len;
+	s.session = n->session;
+	s.index = n->sub_index + 1;
 	f.body_case = TERN__V1__FRAME__BODY_SUBMIT;
 	f.submit = &s;
 	if (tern_hop_send(n->dealer, NULL, 0, &f, ZMQ_DONTWAIT) != TERN_OK)
 		return 1;
 	n->last_tx = tern_now_ms();
 	n->inflight++;
+	n->sub_index++;
 	n->submit_next = seq + 1;
 	return 0;
 }
@@ -1113,12 +1139,15 @@ static void on_dealer(node *n)
 		zmq_msg_close(&msg);
 		switch (f->body_case) {
 		case TERN__V1__FRAME__BODY_WELCOME:
+			if (f->welcome->session != n->session)
+				break; /* answers an earlier Hello */
 			if (!n->connected)
 				log_info("connected to broker %s", f->welcome->broker_id);
 			n->connected = 1;
 			/* Every outbox entry without an answer goes again, in order. */
 			n->submit_next = 0;
 			n->inflight = 0;
+			n->sub_index = 0;
 			break;
 		case TERN__V1__FRAME__BODY_RESULT: {
 			struct batch *b = &n->batch;
@@ -1127,6 +1156,7 @@ static void on_dealer(node *n)
 			struct result *r = &b->results[b->nresults++];
 			snprintf(r->msgid, sizeof(r->msgid), "%s", f->result->message_id);
 			r->accepted = f->result->accepted;
+			r->current = f->result->session == n->session;
 			snprintf(r->code, sizeof(r->code), "%s", f->result->reason_code);
 			snprintf(r->text, sizeof(r->text), "%s", f->result->reason_text);
 			break;
@@ -1135,9 +1165,11 @@ static void on_dealer(node *n)
 			on_deliver(n, f->deliver);
 			break;
 		case TERN__V1__FRAME__BODY_REFUSED:
-			if (strcmp(f->refused->reason_code, "hello-required") == 0) {
-				n->connected = 0;
-				send_hello(n);
+			if (f->refused->session != 0 && f->refused->session != n->session) {
+				break; /* about a submission of an earlier session */
+			} else if (strcmp(f->refused->reason_code, "hello-required") == 0 ||
+			           strcmp(f->refused->reason_code, "out-of-sequence") == 0) {
+				session_restart(n, f->refused->reason_text);
 			} else {
 				log_warnx("broker refused a frame: %s: %s", f->refused->reason_code,
 				          f->refused->reason_text);
@@ -1829,8 +1861,10 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		if (n->connected && now - n->last_rx > n->hb_timeout_ms) {
 			log_warnx("broker silent for %lld ms; saying Hello again",
 			          (long long)(now - n->last_rx));
-			n->connected = 0;
 			n->last_rx = now;
+			send_hello(n);
+		} else if (!n->connected && now - n->hello_at > n->hb_timeout_ms) {
+			/* The Hello or its Welcome was lost with a connection. */
 			send_hello(n);
 		}
 	}

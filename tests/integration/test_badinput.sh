@@ -74,6 +74,28 @@ say "its receipt reaches unhcr's node, which never sent that message: refused, l
 never_sent() { grep -q "refused .* from sweden: unknown-message: a receipt for" "$WORK/unhcr.log"; }
 wait_for 20 "unhcr to refuse a receipt for a message it never sent" never_sent
 
+say "a submission out of its session's order is not taken; after a new Hello it is"
+# unhcr's own node would take its route back (and answer its heartbeats) while
+# the bad peer waits to see that nothing comes: it waits stopped.
+stop unhcr
+"$BIN/tern-badpeer" "$BCONF" "$WORK/fed/unhcr" skip >"$WORK/skip.out" || true
+sed -n 1p "$WORK/skip.out" | grep -q '^out-of-sequence: ' || { cat "$WORK/skip.out"; fail "submission 2 before 1 was not refused out-of-sequence"; }
+sed -n 2p "$WORK/skip.out" | grep -q '^no answer' || { cat "$WORK/skip.out"; fail "the broken session went on taking submissions"; }
+sed -n 3p "$WORK/skip.out" | grep -q '^accepted: ' || { cat "$WORK/skip.out"; fail "the new session's first submission was not accepted"; }
+say "a submission of an older session is dropped without an answer"
+"$BIN/tern-badpeer" "$BCONF" "$WORK/fed/unhcr" stale >"$WORK/stale.out" || true
+sed -n 1p "$WORK/stale.out" | grep -q '^no answer' || { cat "$WORK/stale.out"; fail "a stale session's submission was answered"; }
+sed -n 2p "$WORK/stale.out" | grep -q '^accepted: ' || { cat "$WORK/stale.out"; fail "the current session's submission was not accepted"; }
+# replay once, skip once, stale once: each accepted message delivered once.
+three() { [[ $(grep -c "received .* case-referral from unhcr, case AMM-26C00417" "$WORK/sweden.log") -eq 3 ]]; }
+wait_for 10 "sweden to hold exactly three of the bad peer's messages" three
+curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" >"$WORK/m.txt"
+grep -q '^tern_broker_submits_out_of_sequence_total [1-9]' "$WORK/m.txt" ||
+  fail "/metrics does not count the out-of-sequence submissions"
+start unhcr
+wait_for 20 "unhcr to connect again" connected unhcr
+good_message_arrives stale
+
 say "every refusal is in the broker's or sweden's audit log"
 stop unhcr; stop sweden; stop broker
 "$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null

@@ -12,6 +12,10 @@
  *   replay     the same valid Submit twice (prints both answers)
  *   badbody    a valid envelope whose sealed body is not a valid referral
  *   unknown    a validly signed envelope for a recipient not in the directory
+ *   skip       a valid Submit numbered 2 of its session (1 never sent), then 1,
+ *              then Hello again and 1 (prints the three answers)
+ *   stale      a valid Submit of an older session, then as 1 of the current
+ *              (prints both answers)
  * Envelopes go from the node to sweden. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +40,8 @@
 #include "util.h"
 
 static void *sock;
+static uint64_t session = 0x5e55;
+static uint64_t next_index = 1;
 
 /* Waits for a SubmitResult or Refused; prints it. */
 static int answer(void)
@@ -77,17 +83,50 @@ static void send_raw(const void *p, size_t n, int flags)
 	zmq_send(sock, p, n, flags);
 }
 
-static void submit(const uint8_t *env, size_t len)
+static void submit_as(const uint8_t *env, size_t len, uint64_t in_session, uint64_t index)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__Submit s = TERN__V1__SUBMIT__INIT;
 
 	s.envelope.data = (uint8_t *)env;
 	s.envelope.len = len;
+	s.session = in_session;
+	s.index = index;
 	f.version = TERN_HOP_VERSION;
 	f.body_case = TERN__V1__FRAME__BODY_SUBMIT;
 	f.submit = &s;
 	tern_hop_send(sock, NULL, 0, &f, 0);
+}
+
+static void submit(const uint8_t *env, size_t len)
+{
+	submit_as(env, len, session, next_index++);
+}
+
+/* Says Hello opening a new session; 0 once its Welcome came. */
+static int hello(const char *node)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Hello h = TERN__V1__HELLO__INIT;
+	zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+	zmq_msg_t w;
+
+	session++;
+	next_index = 1;
+	h.node_id = (char *)node;
+	h.software = "tern-badpeer";
+	h.credit = 1;
+	h.session = session;
+	f.version = TERN_HOP_VERSION;
+	f.body_case = TERN__V1__FRAME__BODY_HELLO;
+	f.hello = &h;
+	tern_hop_send(sock, NULL, 0, &f, 0);
+	if (zmq_poll(&it, 1, 3000) <= 0)
+		return 1;
+	zmq_msg_init(&w);
+	zmq_msg_recv(&w, sock, 0);
+	zmq_msg_close(&w);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -160,27 +199,9 @@ int main(int argc, char **argv)
 	zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, tern_curvekey_public(me), 32);
 	zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(me), 32);
 	zmq_connect(sock, tern_config_get(cfg, "broker", "listen"));
-	{
-		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
-		Tern__V1__Hello h = TERN__V1__HELLO__INIT;
-		h.node_id = node;
-		h.software = "tern-badpeer";
-		h.credit = 1;
-		f.version = TERN_HOP_VERSION;
-		f.body_case = TERN__V1__FRAME__BODY_HELLO;
-		f.hello = &h;
-		tern_hop_send(sock, NULL, 0, &f, 0);
-		{
-			zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-			zmq_msg_t w;
-			if (zmq_poll(&it, 1, 3000) <= 0) {
-				printf("no welcome\n");
-				return 1;
-			}
-			zmq_msg_init(&w);
-			zmq_msg_recv(&w, sock, 0);
-			zmq_msg_close(&w);
-		}
+	if (hello(node) != 0) {
+		printf("no welcome\n");
+		return 1;
 	}
 	if (strcmp(cs, "garbage") == 0) {
 		send_raw("this is not a frame", 19, 0);
@@ -238,6 +259,20 @@ int main(int argc, char **argv)
 		h->recipients[0] = orig_rcpt;
 		tern_pb_free(&hm);
 		tern_pb_free(&em);
+	} else if (strcmp(cs, "skip") == 0) {
+		submit_as(env, elen, session, 2);
+		rc = answer();
+		submit_as(env, elen, session, 1);
+		answer(); /* none: the session stays broken */
+		if (hello(node) != 0) {
+			printf("no welcome\n");
+			return 1;
+		}
+		submit(env, elen);
+	} else if (strcmp(cs, "stale") == 0) {
+		submit_as(env, elen, session - 1, 1);
+		answer(); /* none: dropped silently */
+		submit(env, elen);
 	} else if (strcmp(cs, "future") == 0 || strcmp(cs, "badbody") == 0) {
 		submit(env, elen);
 	} else {
