@@ -164,6 +164,8 @@ static void touch_peer(const char *rcpt, void *arg)
 
 /* --- ZAP: who may connect --------------------------------------------------- */
 
+static void audit_refusal(broker *b, const char *peer, const char *code);
+
 /* RFC 27: a CURVE client is admitted only if its key belongs to a directory
  * member that is neither revoked nor expired, and is not a broker; the reply
  * names the member (User-Id), which the broker then reads on every message. */
@@ -203,11 +205,19 @@ static void zap_handle(broker *b)
 		char z85[41];
 		tern_curve_z85_encode(zmq_msg_data(&part[6]), z85);
 		log_warnx("refused a connection: CURVE key %s is not in the directory", z85);
-	} else if (m->revoked || m->expired || (m->roles & TERN_ROLE_BROKER)) {
-		log_warnx("refused a connection from %s: %s", m->node_id,
-		          m->revoked   ? "revoked"
-		          : m->expired ? "certificate expired"
-		                       : "a broker");
+		audit_refusal(b, z85, "unknown-key");
+	} else if (m->revoked || tern_member_expired(m, tern_now_ms() / 1000) ||
+	           (m->roles & TERN_ROLE_BROKER)) {
+		/* Expiry is judged now, not when the directory was loaded: a
+		 * certificate may lapse while the broker runs. */
+		const char *why = m->revoked                      ? "revoked"
+		                  : (m->roles & TERN_ROLE_BROKER) ? "a broker"
+		                                                  : "certificate expired";
+		log_warnx("refused a connection from %s: %s", m->node_id, why);
+		audit_refusal(b, m->node_id,
+		              m->revoked                      ? "revoked"
+		              : (m->roles & TERN_ROLE_BROKER) ? "broker-key"
+		                                              : "certificate-expired");
 		text = "member not admitted";
 	} else {
 		status = "200";
@@ -391,7 +401,7 @@ static void sub_check(broker *b, struct sub *s)
 			         h->recipients[i]);
 			return;
 		}
-		if (m->revoked || m->expired) {
+		if (m->revoked || tern_member_expired(m, now / 1000)) {
 			sub_refuse_named(s, "unknown-recipient", "");
 			snprintf(s->text, sizeof(s->text), "recipient %s is %s", h->recipients[i],
 			         m->revoked ? "revoked" : "expired");

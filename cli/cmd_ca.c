@@ -13,6 +13,7 @@
 #include <tern/error.h>
 #include <tern/msgtype.h>
 #include <tern/pki.h>
+#include <tern/validate.h>
 
 #include "commands.h"
 #include "util.h"
@@ -180,7 +181,7 @@ static const char init_help[] =
 
 static const char issue_help[] =
     "Usage: tern ca issue --ca CADIR --request FILE --agency NAME --roles ROLES\n"
-    "                     [--endpoint URL] [--days N] [--out FILE] [--json]\n"
+    "                     [--endpoint URL] [--days N | --until TIME] [--out FILE] [--json]\n"
     "\n"
     "Checks the request's proof of possession and issues an Ed25519 node\n"
     "certificate (CN=node id, O=agency, one OU per role), recorded in ca.json.\n"
@@ -193,6 +194,8 @@ static const char issue_help[] =
     "  --roles ROLES    comma-separated: referrer, state, movement, broker\n"
     "  --endpoint URL   for a broker: where nodes connect (tcp://host:port)\n"
     "  --days N         validity (default 730; never beyond the CA's)\n"
+    "  --until TIME     validity ends at TIME instead (RFC 3339, e.g. the end of an\n"
+    "                   agreement: 2027-06-30T00:00:00Z); in the future, within the CA's\n"
     "  --out FILE       write the PEM certificate there (default: standard output)\n"
     "  --json           print serial, node and expiry as JSON\n"
     "\n"
@@ -245,6 +248,7 @@ static const char list_help[] =
 struct ca_args {
 	const char *ca, *federation, *request, *agency, *roles, *endpoint, *out, *node, *reason;
 	int days, json;
+	int64_t until_ms;
 };
 
 enum {
@@ -258,6 +262,7 @@ enum {
 	O_NODE,
 	O_REASON,
 	O_DAYS,
+	O_UNTIL,
 	O_JSON
 };
 
@@ -275,6 +280,7 @@ static int parse_ca_args(const char *cmd, int argc, char **argv, const int *allo
 	                                     {"node", required_argument, NULL, O_NODE},
 	                                     {"reason", required_argument, NULL, O_REASON},
 	                                     {"days", required_argument, NULL, O_DAYS},
+	                                     {"until", required_argument, NULL, O_UNTIL},
 	                                     {"json", no_argument, NULL, O_JSON},
 	                                     {NULL, 0, NULL, 0}};
 	int c, rc;
@@ -320,6 +326,14 @@ static int parse_ca_args(const char *cmd, int argc, char **argv, const int *allo
 		case O_DAYS:
 			if ((rc = parse_days(cmd, optarg, &a->days)) != CLI_OK)
 				return rc;
+			break;
+		case O_UNTIL:
+			if (!tern_datetime_parse(optarg, &a->until_ms))
+				return cli_usage_error(
+				    cmd,
+				    "--until '%s': give an RFC 3339 time such as "
+				    "2027-06-30T00:00:00Z",
+				    optarg);
 			break;
 		case O_JSON:
 			a->json = 1;
@@ -368,7 +382,7 @@ static int ca_init(int argc, char **argv)
 static int ca_issue(int argc, char **argv)
 {
 	static const int allowed[] = {O_CA,  O_REQ,  O_AGENCY, O_ROLES, O_ENDPOINT,
-	                              O_OUT, O_DAYS, O_JSON,   0};
+	                              O_OUT, O_DAYS, O_UNTIL,  O_JSON,  0};
 	struct ca_args a;
 	tern_node_request req;
 	tern_ca *ca = NULL;
@@ -381,6 +395,8 @@ static int ca_issue(int argc, char **argv)
 		return rc;
 	if (a.request == NULL || a.agency == NULL || a.roles == NULL)
 		return cli_usage_error("ca issue", "--request, --agency and --roles are required");
+	if (a.until_ms && a.days)
+		return cli_usage_error("ca issue", "give --days or --until, not both");
 	if (tern_roles_parse(a.roles, &roles) != TERN_OK)
 		return cli_usage_error("ca issue",
 		                       "--roles '%s': use a comma-separated list of "
@@ -390,7 +406,10 @@ static int ca_issue(int argc, char **argv)
 		return cli_fail(rc, "cannot use the request %s", a.request);
 	if ((rc = open_ca(a.ca, &ca)) != CLI_OK)
 		return rc;
-	if ((rc = tern_ca_issue(ca, &req, a.agency, roles, a.endpoint, a.days, &pem)) != TERN_OK) {
+	rc = a.until_ms ? tern_ca_issue_until(ca, &req, a.agency, roles, a.endpoint,
+	                                      a.until_ms / 1000, &pem)
+	                : tern_ca_issue(ca, &req, a.agency, roles, a.endpoint, a.days, &pem);
+	if (rc != TERN_OK) {
 		rc = cli_fail(rc, "cannot issue a certificate for '%s'", req.node_id);
 		goto out;
 	}

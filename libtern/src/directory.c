@@ -105,6 +105,11 @@ const tern_member *tern_directory_at(const tern_directory *d, size_t i)
 }
 
 /* Federations have tens of members: a linear scan beats any index here. */
+int tern_member_expired(const tern_member *m, int64_t now)
+{
+	return m->expired || (m->cert_not_after && now > m->cert_not_after);
+}
+
 int tern_directory_find(const tern_directory *d, const char *node_id, const tern_member **out)
 {
 	for (size_t i = 0; i < d->count; i++) {

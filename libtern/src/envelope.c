@@ -213,8 +213,10 @@ static int seal_check(const tern_seal_params *p, const tern_directory *dir,
 		                 p->sender);
 	if (m->revoked)
 		return tern_fail(TERN_EREVOKED, "seal: sender %s is revoked", p->sender);
-	if (m->expired)
-		return tern_fail(TERN_EEXPIRED, "seal: sender %s's certificate has expired",
+	if (tern_member_expired(m, (p->created_at ? p->created_at : tern_now_ms()) / 1000))
+		return tern_fail(TERN_EEXPIRED,
+		                 "seal: sender %s's certificate has expired: the CA must issue a "
+		                 "new one",
 		                 p->sender);
 	for (size_t i = 0; i < p->n_recipients; i++) {
 		const char *r = p->recipients[i];
@@ -226,7 +228,8 @@ static int seal_check(const tern_seal_params *p, const tern_directory *dir,
 		/* A revoked node's sealing key may be in other hands. */
 		if (rcpts[i]->revoked)
 			return tern_fail(TERN_EREVOKED, "seal: recipient %s is revoked", r);
-		if (rcpts[i]->expired)
+		if (tern_member_expired(rcpts[i],
+		                        (p->created_at ? p->created_at : tern_now_ms()) / 1000))
 			return tern_fail(TERN_EEXPIRED,
 			                 "seal: recipient %s's certificate has expired", r);
 	}
@@ -454,7 +457,7 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		               h->sender);
 		goto fail;
 	}
-	if (sender->expired || (sender->cert_not_after && now / 1000 > sender->cert_not_after)) {
+	if (tern_member_expired(sender, now / 1000)) {
 		rc = tern_fail(TERN_EEXPIRED, "message %s: sender %s's certificate has expired",
 		               h->message_id, h->sender);
 		goto fail;

@@ -863,8 +863,9 @@ int64_t tern_ca_not_after(const tern_ca *ca)
 
 /* ---------------------------------------------------------------- issue */
 
+/* until: the notAfter instant (seconds), or 0 for days from now. */
 static int make_node_cert(const tern_ca *ca, const tern_node_request *req, const char *agency,
-                          unsigned roles, int days, uint64_t serial, X509 **out)
+                          unsigned roles, int days, int64_t until, uint64_t serial, X509 **out)
 {
 	EVP_PKEY *pub = NULL;
 	X509_NAME *name = NULL;
@@ -883,7 +884,8 @@ static int make_node_cert(const tern_ca *ca, const tern_node_request *req, const
 	if (X509_set_version(x, 2) != 1 ||
 	    ASN1_INTEGER_set_uint64(X509_get_serialNumber(x), serial) != 1 ||
 	    X509_gmtime_adj(X509_getm_notBefore(x), -BACKDATE_SECONDS) == NULL ||
-	    X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL) == NULL ||
+	    (until ? ASN1_TIME_set(X509_getm_notAfter(x), (time_t)until)
+	           : X509_time_adj_ex(X509_getm_notAfter(x), days, 0, NULL)) == NULL ||
 	    X509_set_pubkey(x, pub) != 1 ||
 	    X509_set_issuer_name(x, X509_get_subject_name(ca->cert)) != 1) {
 		rc = ossl_fail("cannot fill in the certificate");
@@ -968,8 +970,32 @@ static int request_keys_unused(const tern_ca *ca, const tern_node_request *req)
 	return TERN_OK;
 }
 
+static int ca_issue(tern_ca *ca, const tern_node_request *req, const char *agency, unsigned roles,
+                    const char *endpoint, int days, int64_t until, char **cert_pem);
+
 int tern_ca_issue(tern_ca *ca, const tern_node_request *req, const char *agency, unsigned roles,
                   const char *endpoint, int days, char **cert_pem)
+{
+	return ca_issue(ca, req, agency, roles, endpoint, days, 0, cert_pem);
+}
+
+int tern_ca_issue_until(tern_ca *ca, const tern_node_request *req, const char *agency,
+                        unsigned roles, const char *endpoint, int64_t not_after, char **cert_pem)
+{
+	int64_t now = (int64_t)time(NULL);
+
+	if (ca == NULL)
+		return TERN_EINVAL;
+	if (not_after <= now)
+		return tern_fail(TERN_EINVAL, "the validity must end in the future");
+	if (not_after > tern_ca_not_after(ca))
+		return tern_fail(TERN_EINVAL, "the validity must end before the CA's (%lld)",
+		                 (long long)tern_ca_not_after(ca));
+	return ca_issue(ca, req, agency, roles, endpoint, 0, not_after, cert_pem);
+}
+
+static int ca_issue(tern_ca *ca, const tern_node_request *req, const char *agency, unsigned roles,
+                    const char *endpoint, int days, int64_t until, char **cert_pem)
 {
 	const unsigned all_roles =
 	    TERN_ROLE_REFERRER | TERN_ROLE_STATE | TERN_ROLE_MOVEMENT | TERN_ROLE_BROKER;
@@ -999,7 +1025,8 @@ int tern_ca_issue(tern_ca *ca, const tern_node_request *req, const char *agency,
 		return rc;
 
 	serial = jint(ca->db, "next_serial");
-	if ((rc = make_node_cert(ca, req, agency, roles, days, (uint64_t)serial, &x)) != TERN_OK)
+	if ((rc = make_node_cert(ca, req, agency, roles, days, until, (uint64_t)serial, &x)) !=
+	    TERN_OK)
 		goto out;
 	if ((pem = x509_to_pem(x)) == NULL) {
 		rc = TERN_ENOMEM;

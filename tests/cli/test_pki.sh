@@ -126,6 +126,21 @@ sed -i 's/"node_id": "iom"/"node_id": "imo"/' "$work/iom/node.req.json"
 expect_rc 3 "$TERN" ca issue --ca "$ca" --request "$work/iom/node.req.json" --agency IOM --roles movement
 grep -q 'proof of possession' "$work/err" || fail "no clear error for a tampered request"
 
+# --until: an explicit end, in the future and within the CA's; not with --days.
+"$TERN" keygen --node lisbon --out "$work/lisbon" >/dev/null
+expect_rc 2 "$TERN" ca issue --ca "$ca" --request "$work/lisbon/node.req.json" --agency L \
+	--roles state --until tomorrow
+expect_rc 2 "$TERN" ca issue --ca "$ca" --request "$work/lisbon/node.req.json" --agency L \
+	--roles state --until 2030-01-01T00:00:00Z --days 5
+expect_rc 3 "$TERN" ca issue --ca "$ca" --request "$work/lisbon/node.req.json" --agency L \
+	--roles state --until 2020-01-01T00:00:00Z
+grep -q 'in the future' "$work/err" || fail "no clear error for an --until in the past"
+end=$(date -u -d '+200 days' +%Y-%m-%dT12:34:56Z)
+"$TERN" ca issue --ca "$ca" --request "$work/lisbon/node.req.json" --agency L --roles state \
+	--until "$end" --out "$work/lisbon/node.crt" >/dev/null
+[[ "$(openssl x509 -in "$work/lisbon/node.crt" -noout -enddate)" == "notAfter=$(date -u -d "$end" '+%b %e %H:%M:%S %Y GMT')" ]] ||
+	fail "--until did not set the certificate's end to $end"
+
 # Directory versions only go up.
 v1=$("$TERN" ca directory --ca "$ca" 2>/dev/null)
 v2=$("$TERN" ca directory --ca "$ca" --out "$work/published.tdir" 2>/dev/null)

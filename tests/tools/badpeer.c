@@ -16,6 +16,9 @@
  *              then Hello again and 1 (prints the three answers)
  *   stale      a valid Submit of an older session, then as 1 of the current
  *              (prints both answers)
+ *   late T     an envelope sealed now, submitted at T (seconds since the epoch;
+ *              the connection is kept alive until then): for a certificate
+ *              that lapses in between
  * Envelopes go from the node to sweden. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,6 +132,33 @@ static int hello(const char *node)
 	return 0;
 }
 
+/* Answers the broker's pings until the time comes (ms since the epoch). */
+static void keep_alive_until(int64_t at)
+{
+	zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+
+	while (tern_now_ms() < at) {
+		zmq_msg_t m;
+		Tern__V1__Frame *f = NULL;
+		if (zmq_poll(&it, 1, 100) <= 0)
+			continue;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, sock, 0) >= 0 &&
+		    tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1u << 24, &f) == TERN_OK &&
+		    f->body_case == TERN__V1__FRAME__BODY_PING) {
+			Tern__V1__Frame r = TERN__V1__FRAME__INIT;
+			Tern__V1__Pong pong = TERN__V1__PONG__INIT;
+			pong.at = f->ping->at;
+			r.version = TERN_HOP_VERSION;
+			r.body_case = TERN__V1__FRAME__BODY_PONG;
+			r.pong = &pong;
+			tern_hop_send(sock, NULL, 0, &r, 0);
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+		zmq_msg_close(&m);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	tern_config *cfg = NULL;
@@ -145,8 +175,8 @@ int main(int argc, char **argv)
 	void *ctx;
 	int zero = 0, rc = 0;
 
-	if (argc != 4) {
-		fprintf(stderr, "usage: tern-badpeer BROKERCONF NODE_DIR CASE\n");
+	if (argc != 4 && !(argc == 5 && strcmp(argv[3], "late") == 0)) {
+		fprintf(stderr, "usage: tern-badpeer BROKERCONF NODE_DIR CASE | late EPOCH\n");
 		return 2;
 	}
 	cs = argv[3];
@@ -272,6 +302,9 @@ int main(int argc, char **argv)
 	} else if (strcmp(cs, "stale") == 0) {
 		submit_as(env, elen, session - 1, 1);
 		answer(); /* none: dropped silently */
+		submit(env, elen);
+	} else if (strcmp(cs, "late") == 0) {
+		keep_alive_until(strtoll(argv[4], NULL, 10) * 1000);
 		submit(env, elen);
 	} else if (strcmp(cs, "future") == 0 || strcmp(cs, "badbody") == 0) {
 		submit(env, elen);

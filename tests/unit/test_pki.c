@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -15,6 +16,7 @@
 #include <openssl/x509v3.h>
 
 #include <tern/curve.h>
+#include <tern/directory.h>
 #include <tern/error.h>
 #include <tern/msgtype.h>
 #include <tern/pki.h>
@@ -295,6 +297,41 @@ static void test_issue_serials_and_duplicates(void **state)
 	tern_ca_close(&ca);
 }
 
+/* --until: the certificate ends at that instant; never in the past, never
+ * beyond the CA. tern_member_expired judges against the clock given. */
+static void test_issue_until(void **state)
+{
+	struct fx *f = *state;
+	tern_node_request u;
+	tern_ca *ca = NULL;
+	tern_ca_entry e;
+	tern_member m;
+	int64_t now = (int64_t)time(NULL);
+
+	assert_int_equal(tern_ca_init(f->ca, "t", 0), TERN_OK);
+	keygen(f, "unhcr", &u);
+	assert_int_equal(tern_ca_open(f->ca, &ca), TERN_OK);
+	assert_int_equal(tern_ca_issue_until(ca, &u, "U", TERN_ROLE_REFERRER, NULL, now - 1, NULL),
+	                 TERN_EINVAL);
+	assert_int_equal(tern_ca_issue_until(ca, &u, "U", TERN_ROLE_REFERRER, NULL,
+	                                     tern_ca_not_after(ca) + 1, NULL),
+	                 TERN_EINVAL);
+	assert_int_equal(tern_ca_count(ca), 0);
+	assert_int_equal(
+	    tern_ca_issue_until(ca, &u, "U", TERN_ROLE_REFERRER, NULL, now + 3600, NULL), TERN_OK);
+	assert_int_equal(tern_ca_entry_at(ca, 0, &e), TERN_OK);
+	assert_int_equal(e.not_after, now + 3600);
+
+	memset(&m, 0, sizeof(m));
+	m.cert_not_after = e.not_after;
+	assert_false(tern_member_expired(&m, now));
+	assert_false(tern_member_expired(&m, now + 3600));
+	assert_true(tern_member_expired(&m, now + 3601));
+	m.expired = 1; /* found expired when the directory was loaded */
+	assert_true(tern_member_expired(&m, now));
+	tern_ca_close(&ca);
+}
+
 static void test_reissue_after_revoke(void **state)
 {
 	struct fx *f = *state;
@@ -503,6 +540,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_keygen_files_and_request, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_request_proof_of_possession, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_issue_serials_and_duplicates, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_issue_until, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reissue_after_revoke, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_crl_numbers_and_entries, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_directory_versions_increase, setup, teardown),

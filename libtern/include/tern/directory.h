@@ -22,19 +22,23 @@ extern "C" {
 typedef struct tern_member {
 	char node_id[TERN_NODE_ID_MAX + 1];
 	char *agency;
-	unsigned roles;                             /* TERN_ROLE_* bits */
+	unsigned roles;                               /* TERN_ROLE_* bits */
 	uint8_t sign_public[TERN_ED25519_PUBLIC_LEN]; /* from the certificate */
 	uint8_t seal_public[TERN_X25519_LEN];
 	uint8_t curve_public[32];
-	char *broker_endpoint;                      /* NULL unless a broker */
+	char *broker_endpoint; /* NULL unless a broker */
 	uint8_t *cert_der;
 	size_t cert_len;
-	int revoked;                                /* certificate on the CRL */
-	int expired;                                /* certificate outside its validity */
-	int64_t cert_not_after;                     /* seconds since epoch */
+	int revoked;            /* certificate on the CRL */
+	int expired;            /* certificate outside its validity */
+	int64_t cert_not_after; /* seconds since epoch */
 } tern_member;
 
 typedef struct tern_directory tern_directory;
+
+/* 1 if m's certificate is outside its validity at now (seconds since the
+ * epoch): expired when the directory was loaded, or lapsed since. */
+int tern_member_expired(const tern_member *m, int64_t now);
 
 /* An empty, unsigned directory, for building one (CA side) and for tests. */
 int tern_directory_new(const char *federation, uint64_t version, tern_directory **out);

@@ -102,6 +102,13 @@ const char *tern_ca_dir(const tern_ca *ca);
 int tern_ca_issue(tern_ca *ca, const tern_node_request *req, const char *agency, unsigned roles,
                   const char *endpoint, int days, char **cert_pem);
 
+/* As tern_ca_issue, with the validity ending at not_after (seconds since the
+ * epoch) instead of after a number of days: to align a certificate with an
+ * agreement's end. TERN_EINVAL unless not_after is in the future and within
+ * the CA's own validity. */
+int tern_ca_issue_until(tern_ca *ca, const tern_node_request *req, const char *agency,
+                        unsigned roles, const char *endpoint, int64_t not_after, char **cert_pem);
+
 /* Marks the node's current certificate revoked and writes a new CRL valid
  * for the default period. reason may be NULL; the names of RFC 5280 reason
  * codes ("key-compromise", "superseded", "affiliation-changed",
