@@ -55,4 +55,10 @@ wait_for 20 "the travel confirmation to be refused" state_is iom "$travel" rejec
   fail "both recipients should refuse with decision-not-accepted"
 "$TERN" inbox -c "$(conf sweden)" list | grep -q "$travel" && fail "the refused travel reached sweden's inbox"
 golden status-refused.txt "$WORK/travel.txt"
+say "the refused key, the forged sender and the wrong role are in the broker's audit log"
+stop broker
+"$TERN" audit export -c "$WORK/fed/broker/broker.conf" --out "$WORK/broker.tern-audit" >/dev/null
+for r in unknown-key forged-sender wrong-role; do
+  grep -qa "$r" "$WORK/broker.tern-audit" || fail "no $r refusal in the broker's audit log"
+done
 echo "it test_refusals: ok"
