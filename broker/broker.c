@@ -632,6 +632,14 @@ static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid
 		             "Hello node_id differs from the authenticated identity");
 		return;
 	}
+	if (h->session == 0) {
+		/* Without a session its submissions could not be kept in order. */
+		log_warnx("refused Hello from %s (%s): no session; it needs upgrading", user,
+		          h->software);
+		send_refused(b, rid, rid_len, 0, "unsupported-version",
+		             "Hello without a session: upgrade this node");
+		return;
+	}
 	if ((p = peer_find(b, user, 1)) == NULL) {
 		send_refused(b, rid, rid_len, 0, "busy", "too many nodes connected");
 		return;

@@ -41,6 +41,7 @@ int main(int argc, char **argv)
 	zmq_connect(s, argv[1]);
 	h.node_id = "unhcr";
 	h.credit = 1;
+	h.session = 1;
 	f.body_case = TERN__V1__FRAME__BODY_HELLO;
 	f.hello = &h;
 	tern_hop_send(s, NULL, 0, &f, 0);
