@@ -7,7 +7,7 @@
 
 /* Exit codes: 0 success, 1 the answer is "no" (invalid body, verify failed),
  * 2 usage error, 3 operational failure (I/O, crypto, configuration). */
-enum { CLI_OK = 0, CLI_NO = 1, CLI_USAGE = 2, CLI_FAIL = 3 };
+enum { CLI_OK = 0, CLI_NO = 1, CLI_USAGE = 2, CLI_FAIL = 3, CLI_TIMEOUT = 4 };
 
 /* A command: argv[0] is the command name. Returns an exit code. */
 typedef int cli_cmd_fn(int argc, char **argv);

@@ -15,7 +15,7 @@ static void usage(FILE *f)
 {
 	fputs(
 	    "Usage: tern send -c NODECONF --to ID[,ID...] [--reply-to MSGID] [--ttl SECONDS]\n"
-	    "                 [--client-ref KEY] TYPE FILE|-\n"
+	    "                 [--client-ref KEY] [--wait SECONDS] TYPE FILE|-\n"
 	    "\n"
 	    "Hands a business message to this agency's node, which signs it, seals it to\n"
 	    "the recipients and keeps it in its outbox until the broker has it. Prints the\n"
@@ -32,13 +32,18 @@ static void usage(FILE *f)
 	    "                         broker's default_ttl)\n"
 	    "  --client-ref KEY       an idempotency key: sending again with the same key\n"
 	    "                         returns the first message id instead of a second message\n"
+	    "  --wait SECONDS         then wait up to SECONDS for the final state and print it\n"
+	    "                         after the id: delivered (a signed receipt from every\n"
+	    "                         recipient), rejected or expired\n"
 	    "\n"
-	    "Exit status: 0 stored, 1 refused (the reasons are printed), 3 node not reachable.\n"
+	    "Exit status: 0 stored (with --wait: delivered), 1 refused, rejected or expired (the\n"
+	    "reasons are printed), 3 node not reachable, 4 --wait ran out first.\n"
 	    "\n"
 	    "Examples:\n"
 	    "  tern send -c /tmp/fed/unhcr/node.conf --to sweden case-referral referral.json\n"
 	    "  tern example acceptance-decision | tern send -c sweden/node.conf --to unhcr,iom \\\n"
-	    "      acceptance-decision -\n",
+	    "      acceptance-decision -\n"
+	    "  tern send -c unhcr/node.conf --to sweden --wait 60 case-referral referral.json\n",
 	    f);
 }
 
@@ -49,10 +54,11 @@ int cmd_send(int argc, char **argv)
 	                                     {"reply-to", required_argument, NULL, 'r'},
 	                                     {"ttl", required_argument, NULL, 'l'},
 	                                     {"client-ref", required_argument, NULL, 'k'},
+	                                     {"wait", required_argument, NULL, 'w'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *conf = NULL, *to = NULL, *reply = NULL, *ref = NULL;
-	long ttl = 0;
+	long ttl = 0, wait = 0;
 	json_t *req, *resp = NULL, *body, *rcpts;
 	json_error_t jerr;
 	uint8_t *buf = NULL;
@@ -80,6 +86,12 @@ int cmd_send(int argc, char **argv)
 			if (ttl <= 0)
 				return cli_usage_error("send",
 				                       "--ttl takes a positive number of seconds");
+			break;
+		case 'w':
+			wait = strtol(optarg, NULL, 10);
+			if (wait <= 0 || wait > 3600)
+				return cli_usage_error(
+				    "send", "--wait takes 1 to 3600 seconds, not '%s'", optarg);
 			break;
 		case 'h':
 			usage(stdout);
@@ -114,8 +126,19 @@ int cmd_send(int argc, char **argv)
 		json_object_set_new(req, "ttl_seconds", json_integer(ttl));
 	if (ref)
 		json_object_set_new(req, "client_ref", json_string(ref));
-	rc = nodeapi_call("send", conf, req, 30000, &resp);
-	if (rc == CLI_OK) {
+	if (wait)
+		json_object_set_new(req, "wait_ms", json_integer((json_int_t)wait * 1000));
+	rc = nodeapi_call("send", conf, req, 30000 + (int)wait * 1000, &resp);
+	if (rc == CLI_OK && wait && json_object_get(resp, "state")) {
+		const char *state = json_string_value(json_object_get(resp, "state"));
+		const char *code = json_string_value(json_object_get(resp, "reason_code"));
+		printf("%s %s%s%s\n", json_string_value(json_object_get(resp, "message_id")), state,
+		       code && *code ? " " : "", code && *code ? code : "");
+		if (!json_is_true(json_object_get(resp, "final")))
+			rc = CLI_TIMEOUT;
+		else if (strcmp(state, "delivered") != 0)
+			rc = CLI_NO;
+	} else if (rc == CLI_OK) {
 		puts(json_string_value(json_object_get(resp, "message_id")));
 	} else if (resp) {
 		size_t i;

@@ -49,7 +49,8 @@ struct out {
 	char outcome[40];
 	char ref[37];
 	char client_ref[129];
-	int client; /* index into parked clients awaiting the commit, or -1 */
+	int client;      /* index into parked clients awaiting the commit, or -1 */
+	int64_t wait_ms; /* the client waits for the final state too (send "wait_ms") */
 };
 
 enum din_kind { DIN_ACCEPT, DIN_REFUSE, DIN_RECEIPT, DIN_NOTICE, DIN_NOTHING };
@@ -82,8 +83,9 @@ struct inack {
 
 struct client {
 	int fd;
-	int waiting;      /* 1: for a commit; 2: for an inbox message */
-	int64_t deadline; /* for waiting == 2 */
+	int waiting;      /* 1: for a commit; 2: for an inbox message; 3: for a final state */
+	int64_t deadline; /* for waiting == 2 and 3 */
+	char msgid[37];   /* for waiting == 3 */
 	json_t *reply;    /* sent after the commit */
 };
 
@@ -121,6 +123,7 @@ struct node {
 	 * only sent once its Welcome came (wire.proto, Submit). */
 	uint64_t session, sub_index;
 	int64_t hello_at;
+	int sent_changed; /* a receipt, notice or refusal came: look at final-state waiters */
 	int64_t last_rx, last_tx;
 	tern_audit_dbs audit;
 	char origin[160];
@@ -739,10 +742,18 @@ static void batch_commit(node *n)
 		if (strcmp(o->type, "receipt") != 0)
 			log_info("queued %s %s for %zu recipient(s), case %s", o->msgid, o->type,
 			         o->nrcpts, o->case_id);
-		if (o->client >= 0)
+		if (o->client >= 0 && o->wait_ms > 0) {
+			struct client *c = &n->clients[o->client];
+			c->waiting = 3;
+			c->deadline = tern_now_ms() + o->wait_ms;
+			snprintf(c->msgid, sizeof(c->msgid), "%s", o->msgid);
+		} else if (o->client >= 0) {
 			client_reply(n, o->client,
 			             json_pack("{s:b, s:s}", "ok", 1, "message_id", o->msgid));
+		}
 	}
+	if (b->ndins || b->nresults)
+		n->sent_changed = 1;
 	for (size_t i = 0; i < b->ndins; i++) {
 		struct din *d = &b->dins[i];
 		if (d->kind == DIN_ACCEPT)
@@ -1357,7 +1368,7 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 	} else if (strcmp(op, "node.info") == 0) {
 		json_t *counts = NULL;
 		node_store_counts(txn, n->store, &counts);
-		res = json_pack("{s:b, s:s, s:s, s:b, s:O, s:O}", "ok", 1, "node_id", n->id.id,
+		res = json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?}", "ok", 1, "node_id", n->id.id,
 		                "broker_id", n->broker->node_id, "connected", n->connected,
 		                "outbox", json_object_get(counts, "outbox"), "inbox",
 		                json_object_get(counts, "inbox"));
@@ -1377,6 +1388,7 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	                             ? json_string_value(json_object_get(req, "type"))
 	                             : "");
 	json_t *to = json_object_get(req, "to"), *v;
+	json_int_t wait_ms = json_integer_value(json_object_get(req, "wait_ms"));
 	const char *rcpts[64], *reply_to = json_string_value(json_object_get(req, "in_reply_to"));
 	const char *client_ref = json_string_value(json_object_get(req, "client_ref"));
 	json_int_t ttl = json_integer_value(json_object_get(req, "ttl_seconds"));
@@ -1462,6 +1474,7 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	if (client_ref)
 		snprintf(o.client_ref, sizeof(o.client_ref), "%s", client_ref);
 	o.client = ci;
+	o.wait_ms = wait_ms <= 0 ? 0 : wait_ms > 3600000 ? 3600000 : wait_ms;
 	if ((slot = batch_out(n)) == NULL) {
 		out_free(&o);
 		res = tern_api_error(TERN_ENOMEM, "out of memory");
@@ -1574,6 +1587,44 @@ reply:
 	json_decref(res);
 	json_decref(req);
 	close(fd);
+}
+
+/* Clients that sent with "wait_ms" get the final state (delivered, rejected or
+ * expired) once it is committed, or the state so far at their deadline. */
+static void serve_sent_waiters(node *n, int64_t now)
+{
+	MDB_txn *txn = NULL;
+	int look = n->sent_changed;
+
+	n->sent_changed = 0;
+	for (int i = 0; i < MAX_CLIENTS; i++) {
+		struct client *c = &n->clients[i];
+		json_t *rec = NULL;
+		const char *state;
+		int final;
+		if (c->fd < 0 || c->waiting != 3 || (!look && now < c->deadline))
+			continue;
+		if (txn == NULL && tern_store_read_begin(n->store, &txn) != TERN_OK)
+			return;
+		if (node_store_sent_get(txn, n->store, c->msgid, &rec) != TERN_OK) {
+			client_reply(n, i,
+			             tern_api_error(TERN_EIO, "message %s not found", c->msgid));
+			continue;
+		}
+		state = json_string_value(json_object_get(rec, "state"));
+		final = state && (strcmp(state, "delivered") == 0 ||
+		                  strcmp(state, "rejected") == 0 || strcmp(state, "expired") == 0);
+		if (final || now >= c->deadline)
+			client_reply(n, i,
+			             json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?}", "ok", 1,
+			                       "message_id", c->msgid, "state", state ? state : "",
+			                       "final", final, "reason_code",
+			                       json_object_get(rec, "reason_code"), "reason_text",
+			                       json_object_get(rec, "reason_text")));
+		json_decref(rec);
+	}
+	if (txn)
+		mdb_txn_abort(txn);
 }
 
 static void serve_waiters(node *n, int64_t now)
@@ -1836,6 +1887,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			witness_round(n, NULL);
 		}
 		serve_waiters(n, now);
+		serve_sent_waiters(n, now);
 		submit_pump(n);
 		if (now >= n->next_expiry_check) {
 			/* At start and hourly: an expiry must not surprise anyone. */

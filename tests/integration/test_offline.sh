@@ -13,12 +13,23 @@ say "sending $N messages to portugal while it is down"
 "$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr portugal "$N" OFFLINE
 wait_for 60 "all $N at the broker" count_is unhcr at-broker "$N"
 
+say "send --wait: runs out while portugal is down (exit 4), reports delivered once it is up"
+rc=0
+referral_json WAIT-1 | "$TERN" send -c "$(conf unhcr)" --to portugal --wait 1 case-referral - >"$WORK/w1.out" || rc=$?
+[[ $rc -eq 4 ]] || { cat "$WORK/w1.out"; fail "send --wait exited $rc while portugal was down, want 4"; }
+grep -qE '^[0-9a-f-]{36} (queued|at-broker)$' "$WORK/w1.out" || { cat "$WORK/w1.out"; fail "send --wait did not print the state so far"; }
+N=$((N + 1))
+
 say "starting portugal"
 start portugal
 wait_for 120 "all $N delivered" count_is unhcr delivered "$N"
+referral_json WAIT-2 | "$TERN" send -c "$(conf unhcr)" --to portugal --wait 30 case-referral - >"$WORK/w2.out" ||
+  { cat "$WORK/w2.out"; fail "send --wait did not exit 0 for a delivered message"; }
+grep -qE '^[0-9a-f-]{36} delivered$' "$WORK/w2.out" || { cat "$WORK/w2.out"; fail "send --wait did not print delivered"; }
+N=$((N + 1))
 count_is portugal inbox "$N" || fail "portugal's inbox holds $(info_field portugal inbox), not $N"
 
 "$TERN" inbox -c "$(conf portugal)" list --json | grep -o '"case_id": "OFFLINE-[0-9]*' |
   cut -d- -f2 >"$WORK/order"
-seq -f '%06g' 1 "$N" | cmp - "$WORK/order" || fail "portugal's inbox is not in sending order"
+seq -f '%06g' 1 "$((N - 2))" | cmp - "$WORK/order" || fail "portugal's inbox is not in sending order"
 echo "it test_offline: ok"
