@@ -1,40 +1,28 @@
 /* tern demo: a whole federation on this machine, one case walked through it. */
-#include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <libgen.h>
 #include <limits.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <netinet/in.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
 #include <tern/api.h>
 #include <tern/error.h>
 #include <tern/examples.h>
 
 #include "commands.h"
+#include "localfed.h"
 #include "util.h"
 
-extern char **environ;
-
-#define NDAEMONS 5
-static const char *const names[NDAEMONS] = {"broker", "unhcr", "sweden", "iom", "portugal"};
+static const char *const nodes[] = {"unhcr", "sweden", "iom", "portugal"};
 
 struct demo {
-	char dir[PATH_MAX];
-	char fed[PATH_MAX + 8];
-	pid_t pids[NDAEMONS];
+	localfed lf;
 	int64_t t0;
 	int events;
 };
@@ -69,20 +57,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-static int port_free(int port)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET,
-	                        .sin_port = htons((uint16_t)port),
-	                        .sin_addr = {htonl(INADDR_LOOPBACK)}};
-	int s = socket(AF_INET, SOCK_STREAM, 0), ok;
-
-	if (s < 0)
-		return 0;
-	ok = bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-	close(s);
-	return ok;
-}
-
 static void event(struct demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void event(struct demo *d, const char *fmt, ...)
@@ -103,7 +77,7 @@ static int call(struct demo *d, const char *node, json_t *req, json_t **resp)
 	char sock[PATH_MAX + 32];
 	int rc;
 
-	snprintf(sock, sizeof(sock), "%s/%s/data/api.sock", d->fed, node);
+	localfed_socket(&d->lf, node, sock, sizeof(sock));
 	json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
 	rc = tern_api_call(sock, req, 30000, resp);
 	json_decref(req);
@@ -114,96 +88,6 @@ static int call(struct demo *d, const char *node, json_t *req, json_t **resp)
 		        json_string_value(json_object_get(*resp, "error")),
 		        json_string_value(json_object_get(*resp, "message")));
 		return TERN_EINVAL;
-	}
-	return TERN_OK;
-}
-
-static int spawn_all(struct demo *d)
-{
-	char self[PATH_MAX], bindir[PATH_MAX], bin[PATH_MAX + 32], conf[PATH_MAX + 32],
-	    log[PATH_MAX + 32];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-
-	if (n <= 0)
-		return TERN_EIO;
-	self[n] = 0;
-	snprintf(bindir, sizeof(bindir), "%s", dirname(self));
-	for (int i = 0; i < NDAEMONS; i++) {
-		posix_spawn_file_actions_t fa;
-		const char *env = getenv(i == 0 ? "TERN_BROKER" : "TERN_NODE");
-		char *argv[4];
-		int rc;
-
-		if (env)
-			snprintf(bin, sizeof(bin), "%s", env);
-		else
-			snprintf(bin, sizeof(bin), "%s/%s", bindir,
-			         i == 0 ? "tern-broker" : "tern-node");
-		snprintf(conf, sizeof(conf), "%s/%s/%s", d->fed, names[i],
-		         i == 0 ? "broker.conf" : "node.conf");
-		snprintf(log, sizeof(log), "%s/%s.log", d->dir, names[i]);
-		posix_spawn_file_actions_init(&fa);
-		posix_spawn_file_actions_addopen(&fa, 1, log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		posix_spawn_file_actions_adddup2(&fa, 1, 2);
-		argv[0] = bin;
-		argv[1] = "-c";
-		argv[2] = conf;
-		argv[3] = NULL;
-		rc = posix_spawn(&d->pids[i], bin, &fa, NULL, argv, environ);
-		posix_spawn_file_actions_destroy(&fa);
-		if (rc != 0) {
-			fprintf(stderr, "tern demo: cannot start %s: %s\n", bin, strerror(rc));
-			return TERN_EIO;
-		}
-	}
-	return TERN_OK;
-}
-
-static void stop_all(struct demo *d)
-{
-	for (int i = NDAEMONS - 1; i >= 0; i--)
-		if (d->pids[i] > 0)
-			kill(d->pids[i], SIGTERM);
-	for (int i = 0; i < NDAEMONS; i++) {
-		int64_t until = tern_now_ms() + 5000;
-		int st;
-		if (d->pids[i] <= 0)
-			continue;
-		while (waitpid(d->pids[i], &st, WNOHANG) == 0) {
-			if (tern_now_ms() > until) {
-				kill(d->pids[i], SIGKILL);
-				waitpid(d->pids[i], &st, 0);
-				break;
-			}
-			usleep(20000);
-		}
-		d->pids[i] = 0;
-	}
-}
-
-static int wait_connected(struct demo *d)
-{
-	int64_t until = tern_now_ms() + 20000;
-
-	for (int i = 1; i < NDAEMONS; i++) {
-		for (;;) {
-			json_t *r = NULL;
-			int ok = call(d, names[i], json_pack("{s:s}", "op", "node.info"), &r) ==
-			             TERN_OK &&
-			         json_is_true(json_object_get(r, "connected"));
-			json_decref(r);
-			if (ok)
-				break;
-			if (interrupted || tern_now_ms() > until) {
-				fprintf(
-				    stderr,
-				    "tern demo: %s did not connect to the broker; see %s/%s.log "
-				    "and %s/broker.log\n",
-				    names[i], d->dir, names[i], d->dir);
-				return TERN_EIO;
-			}
-			usleep(50000);
-		}
 	}
 	return TERN_OK;
 }
@@ -254,7 +138,7 @@ static int wait_delivered(struct demo *d, const char *from, const char *id)
 		usleep(20000);
 	}
 	fprintf(stderr, "tern demo: %s not delivered within 30 s; see the logs in %s\n", id,
-	        d->dir);
+	        d->lf.dir);
 	return TERN_EIO;
 }
 
@@ -369,8 +253,7 @@ int cmd_demo(int argc, char **argv)
 	                                     {NULL, 0, NULL, 0}};
 	struct demo d;
 	const char *keep = NULL;
-	char portbuf[16], *fedargv[5];
-	int c, port = 0, rc, fd;
+	int c, port = 0, rc;
 	struct sigaction sa;
 
 	memset(&d, 0, sizeof(d));
@@ -394,65 +277,26 @@ int cmd_demo(int argc, char **argv)
 	}
 	if (optind != argc)
 		return cli_usage_error("demo", "no arguments expected");
-	for (int tries = 0; port == 0 && tries < 50; tries++) {
-		int p = 20000 + (int)randombytes_uniform(20000);
-		if (port_free(p))
-			port = p;
-	}
-	if (keep) {
-		snprintf(d.dir, sizeof(d.dir), "%s", keep);
-		if (tern_mkdirs(d.dir, 0700) != TERN_OK)
-			return cli_fail(TERN_EIO, "cannot create %s", keep);
-	} else {
-		snprintf(d.dir, sizeof(d.dir), "/tmp/tern-demo-XXXXXX");
-		if (mkdtemp(d.dir) == NULL)
-			return cli_fail(TERN_EIO, "cannot make a temporary directory");
-	}
-	snprintf(d.fed, sizeof(d.fed), "%s/fed", d.dir);
-	snprintf(portbuf, sizeof(portbuf), "%d", port);
-	fedargv[0] = "dev-federation";
-	fedargv[1] = d.fed;
-	fedargv[2] = "--base-port";
-	fedargv[3] = portbuf;
-	fedargv[4] = NULL;
-	printf("== A development federation in %s (broker on 127.0.0.1:%d)\n", d.fed, port);
-	fflush(stdout);
-	/* Its summary is noise here: the demo says what matters. */
-	fd = dup(1);
-	if (freopen("/dev/null", "w", stdout) == NULL)
-		return CLI_FAIL;
-	optind = 1;
-	rc = cmd_dev_federation(4, fedargv);
-	fflush(stdout);
-	dup2(fd, 1);
-	close(fd);
-	if (rc != CLI_OK)
+	if ((rc = localfed_create(&d.lf, keep, port, "demo")) != CLI_OK)
 		return rc;
+	printf("== A development federation in %s (broker on 127.0.0.1:%d)\n", d.lf.fed, d.lf.port);
+	fflush(stdout);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_int;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	printf("== Starting the broker and four nodes (logs in %s/*.log)\n", d.dir);
+	printf("== Starting the broker and four nodes (logs in %s/*.log)\n", d.lf.dir);
 	fflush(stdout);
-	if ((rc = spawn_all(&d)) != TERN_OK || (rc = wait_connected(&d)) != TERN_OK) {
-		stop_all(&d);
+	if ((rc = localfed_start(&d.lf, nodes, 4, "demo")) != TERN_OK ||
+	    (rc = localfed_wait_connected(&d.lf, 20000, &interrupted, "demo")) != TERN_OK) {
+		localfed_destroy(&d.lf, 0, "demo");
 		return CLI_FAIL;
 	}
 	printf("== Walking a case\n");
 	d.t0 = tern_now_ms();
 	rc = walk_case(&d);
 	printf("\n== Stopping\n");
-	stop_all(&d);
-	if (!keep) {
-		char cmd[PATH_MAX + 16];
-		if (rc == TERN_OK) {
-			snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d.dir);
-			if (system(cmd) != 0)
-				fprintf(stderr, "tern demo: could not remove %s\n", d.dir);
-		} else {
-			fprintf(stderr, "tern demo: kept %s for the logs\n", d.dir);
-		}
-	}
+	localfed_destroy(&d.lf, rc == TERN_OK, "demo");
 	return rc == TERN_OK ? CLI_OK : CLI_FAIL;
 }
