@@ -26,6 +26,7 @@ static const struct {
     {"dlq", cmd_dlq, "the broker's dead letters: list, retry, drop"},
     {"peers", cmd_peers, "the federation's nodes as the broker sees them"},
     {"demo", cmd_demo, "run a local federation and walk one case through it"},
+    {"bench", cmd_bench, "measure end-to-end throughput and latency"},
 };
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
