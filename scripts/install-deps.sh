@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Tern needs to build, test and run.
 # Idempotent: does nothing (and prints nothing) when every package is present.
-# Usage: scripts/install-deps.sh [--with-fuzz]
+# Usage: scripts/install-deps.sh [--with-fuzz] [--with-compare]
+#   --with-fuzz      clang and libFuzzer (scripts/fuzz.sh)
+#   --with-compare   RabbitMQ, NATS and their C clients (tests/bench/compare.sh)
 set -euo pipefail
 
 pkgs=(
@@ -9,9 +11,13 @@ pkgs=(
   libzmq3-dev protobuf-c-compiler libprotobuf-c-dev libssl-dev liblmdb-dev lmdb-utils
   libsodium-dev libjansson-dev libinih-dev libcmocka-dev libmicrohttpd-dev
 )
-if [[ "${1:-}" == "--with-fuzz" ]]; then
-  pkgs+=(clang libclang-rt-14-dev)
-fi
+for a in "$@"; do
+  case "$a" in
+    --with-fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
+    --with-compare) pkgs+=(rabbitmq-server nats-server librabbitmq-dev libnats-dev) ;;
+    *) echo "install-deps: unknown option $a" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do
