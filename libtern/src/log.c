@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <tern/log.h>
 
@@ -36,10 +37,11 @@ static void vlog(int level, const char *err, const char *fmt, va_list ap)
 static void vlog(int level, const char *err, const char *fmt, va_list ap)
 {
 	static const char *lv[] = {"debug", "info", "warn", "error"};
-	char msg[1024];
+	char msg[1024], line[2 * sizeof(msg) + 256];
 	char ts[32];
 	struct timespec now;
 	struct tm tm;
+	size_t n;
 
 	if (level < log_min)
 		return;
@@ -47,17 +49,31 @@ static void vlog(int level, const char *err, const char *fmt, va_list ap)
 	clock_gettime(CLOCK_REALTIME, &now);
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+	n = (size_t)snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s prog=%s msg=\"", ts,
+	                     now.tv_nsec / 1000000, lv[level], log_name);
 	/* Quotes inside msg are escaped so a line stays one logfmt record. */
-	fprintf(stderr, "ts=%s.%03ldZ level=%s prog=%s msg=\"", ts, now.tv_nsec / 1000000,
-	        lv[level], log_name);
-	for (const char *p = msg; *p; p++) {
+	for (const char *p = msg; *p && n < sizeof(line) - 8; p++) {
 		if (*p == '"' || *p == '\\')
-			fputc('\\', stderr);
-		fputc(*p == '\n' ? ' ' : *p, stderr);
+			line[n++] = '\\';
+		line[n++] = *p == '\n' ? ' ' : *p;
 	}
 	if (err)
-		fprintf(stderr, ": %s", err);
-	fputs("\"\n", stderr);
+		n += (size_t)snprintf(line + n, sizeof(line) - n - 3, ": %s", err);
+	if (n > sizeof(line) - 3)
+		n = sizeof(line) - 3;
+	line[n++] = '"';
+	line[n++] = '\n';
+	/* One write per line: a record is never interleaved with another
+	 * thread's, and the daemons do not pay a system call per character. */
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, line, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		memmove(line, line + w, n - (size_t)w);
+		n -= (size_t)w;
+	}
 }
 
 #define LOGFN(fn, level, with_errno)                                                               \

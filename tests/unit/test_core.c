@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <tern/error.h>
+#include <tern/log.h>
 #include <tern/msgtype.h>
 #include <tern/v1/messages.pb-c.h>
 
@@ -31,6 +32,44 @@ static int teardown(void **state)
 {
 	(void)state;
 	return tt_rmtree(tmpdir);
+}
+
+/* One logfmt record per line, quotes and backslashes escaped, newlines
+ * flattened, each line written whole. */
+static void test_log_lines(void **state)
+{
+	char path[] = "/tmp/tern-test-log.XXXXXX", buf[4096], big[3000];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	ssize_t n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_init("test", TERN_LOG_INFO);
+	log_debug("not shown");
+	log_warnx("a \"quoted\" c:\\dir\nsecond line");
+	memset(big, 'x', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	log_info("%s", big); /* cut to the buffer, still one closed line */
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	unlink(path);
+	assert_true(n > 0);
+	buf[n] = 0;
+	assert_null(strstr(buf, "not shown"));
+	assert_non_null(strstr(buf, " level=warn prog=test msg=\"a \\\"quoted\\\" c:\\\\dir second "
+	                            "line\"\n"));
+	assert_non_null(strstr(buf, " level=info prog=test msg=\"xxx"));
+	assert_int_equal(buf[n - 1], '\n');
+	assert_int_equal(buf[n - 2], '"');
+	{
+		int lines = 0;
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+		assert_int_equal(lines, 2);
+	}
 }
 
 static void test_strerror_covers_every_code(void **state)
@@ -203,6 +242,7 @@ static void test_pb_unpack_budget(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_log_lines),
 	    cmocka_unit_test(test_strerror_covers_every_code),
 	    cmocka_unit_test(test_fail_records_detail),
 	    cmocka_unit_test(test_file_write_mode_and_read_back),
