@@ -203,9 +203,14 @@ int main(int argc, char **argv)
 	    tern_json_parse_text(tern_msgtype_by_name("case-referral")->desc, text, strlen(text),
 	                         &m, err, sizeof(err)) != TERN_OK)
 		return 2;
-	if (strcmp(cs, "badbody") == 0) /* a referral without its members and needs */
+	if (strcmp(cs, "badbody") == 0) { /* a referral without its members */
+		size_t members = ((Tern__V1__CaseReferral *)m)->n_members;
 		((Tern__V1__CaseReferral *)m)->n_members = 0;
-	tern_pb_pack(m, &body, &blen);
+		tern_pb_pack(m, &body, &blen);
+		((Tern__V1__CaseReferral *)m)->n_members = members; /* so they are freed */
+	} else {
+		tern_pb_pack(m, &body, &blen);
+	}
 	{
 		tern_seal_params p = {.sender = node,
 		                      .sign_key = key,
