@@ -86,6 +86,7 @@ struct client {
 	int waiting;      /* 1: for a commit; 2: for an inbox message; 3: for a final state */
 	int64_t deadline; /* for waiting == 2 and 3 */
 	char msgid[37];   /* for waiting == 3 */
+	int look;         /* waiting == 3: its message changed state in the last commit */
 	json_t *reply;    /* sent after the commit */
 };
 
@@ -683,6 +684,7 @@ static void client_reply(node *n, int ci, json_t *reply)
 	c->reply = NULL;
 	c->fd = -1;
 	c->waiting = 0;
+	c->look = 0;
 }
 
 static void batch_reset(node *n)
@@ -754,8 +756,21 @@ static void batch_commit(node *n)
 			             json_pack("{s:b, s:s}", "ok", 1, "message_id", o->msgid));
 		}
 	}
-	if (b->ndins || b->nresults)
-		n->sent_changed = 1;
+	/* Waiters whose message this batch answered look at its state again;
+	 * the others wait on (one store read each would cost more than the rest). */
+	for (int i = 0; (b->ndins || b->nresults) && i < MAX_CLIENTS; i++) {
+		struct client *c = &n->clients[i];
+		if (c->fd < 0 || c->waiting != 3)
+			continue;
+		for (size_t k = 0; k < b->ndins && !c->look; k++)
+			c->look =
+			    (b->dins[k].kind == DIN_RECEIPT || b->dins[k].kind == DIN_NOTICE) &&
+			    strcmp(b->dins[k].target, c->msgid) == 0;
+		for (size_t k = 0; k < b->nresults && !c->look; k++)
+			c->look =
+			    !b->results[k].accepted && strcmp(b->results[k].msgid, c->msgid) == 0;
+		n->sent_changed |= c->look;
+	}
 	for (size_t i = 0; i < b->ndins; i++) {
 		struct din *d = &b->dins[i];
 		if (d->kind == DIN_ACCEPT)
@@ -1612,8 +1627,9 @@ static void serve_sent_waiters(node *n, int64_t now)
 		json_t *rec = NULL;
 		const char *state;
 		int final;
-		if (c->fd < 0 || c->waiting != 3 || (!look && now < c->deadline))
+		if (c->fd < 0 || c->waiting != 3 || (!(look && c->look) && now < c->deadline))
 			continue;
+		c->look = 0;
 		if (txn == NULL && tern_store_read_begin(n->store, &txn) != TERN_OK)
 			return;
 		if (node_store_sent_get(txn, n->store, c->msgid, &rec) != TERN_OK) {
