@@ -28,10 +28,11 @@ sudo=""
 work=$(mktemp -d /tmp/tern-compare.XXXXXX)
 rmq_port=$((25000 + RANDOM % 5000))
 nats_port=$((rmq_port + 2))
+rmq_node="ternbench-$$@localhost"
 cleanup() {
   [[ -n "${nats_pid:-}" ]] && kill "$nats_pid" 2>/dev/null || true
   if [[ -n "${rmq_started:-}" ]]; then
-    $sudo env RABBITMQ_NODENAME=ternbench@localhost rabbitmqctl -n ternbench@localhost stop >/dev/null 2>&1 || true
+    $sudo env RABBITMQ_NODENAME="$rmq_node" rabbitmqctl -n "$rmq_node" stop >/dev/null 2>&1 || true
   fi
   wait 2>/dev/null || true
   $sudo rm -rf "$work"
@@ -40,16 +41,25 @@ trap cleanup EXIT
 
 echo "compare.sh: starting RabbitMQ on 127.0.0.1:$rmq_port (data in $work/rabbitmq)" >&2
 mkdir -p "$work/rabbitmq/conf.d"
+chmod 755 "$work" # the server runs as the rabbitmq user
 $sudo chown -R rabbitmq:rabbitmq "$work/rabbitmq"
 rmq_env=(RABBITMQ_MNESIA_BASE="$work/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$work/rabbitmq/log"
-  RABBITMQ_NODENAME=ternbench@localhost RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  RABBITMQ_NODENAME=$rmq_node RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
   RABBITMQ_NODE_PORT="$rmq_port" RABBITMQ_DIST_PORT="$((rmq_port + 1))"
   RABBITMQ_PID_FILE="$work/rabbitmq/pid" RABBITMQ_ENABLED_PLUGINS_FILE="$work/rabbitmq/plugins"
   RABBITMQ_CONFIG_FILES="$work/rabbitmq/conf.d")
 $sudo env "${rmq_env[@]}" setsid rabbitmq-server >"$work/rabbitmq.out" 2>&1 &
 rmq_started=1
-$sudo env "${rmq_env[@]}" timeout 120 rabbitmqctl -n ternbench@localhost await_startup >/dev/null ||
-  { tail -20 "$work/rabbitmq.out" >&2; echo "compare.sh: RabbitMQ did not start" >&2; exit 1; }
+# await_startup gives up at once while the node is not yet known to epmd.
+up=""
+for _ in $(seq 60); do
+  if $sudo env "${rmq_env[@]}" rabbitmqctl -n "$rmq_node" await_startup --timeout 10 >/dev/null 2>&1; then
+    up=1
+    break
+  fi
+  sleep 1
+done
+[[ -n "$up" ]] || { tail -20 "$work/rabbitmq.out" >&2; echo "compare.sh: RabbitMQ did not start" >&2; exit 1; }
 
 echo "compare.sh: starting nats-server on 127.0.0.1:$nats_port (data in $work/nats)" >&2
 mkdir -p "$work/nats"
