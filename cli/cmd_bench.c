@@ -208,7 +208,8 @@ static void *producer_run(void *arg)
 				pfd[n].revents = 0;
 				n++;
 			}
-		timeout = next_due ? (int)((next_due - now_us()) / 1000) : 100;
+		/* Rounded up: a sub-millisecond wait must not become a busy loop. */
+		timeout = next_due ? (int)((next_due - now_us() + 999) / 1000) : 100;
 		if (timeout < 0)
 			timeout = 0;
 		if (timeout > 100)
