@@ -125,8 +125,6 @@ struct node {
 	uint64_t session, sub_index;
 	int64_t hello_at;
 	int sent_changed; /* a receipt, notice or refusal came: look at final-state waiters */
-	json_t *counts;   /* outbox by state and inbox, as last counted for /metrics */
-	int64_t next_count;
 	int64_t last_rx, last_tx;
 	tern_audit_dbs audit;
 	char origin[160];
@@ -1116,19 +1114,8 @@ static void publish_metrics(node *n)
 	                 (double)n->m.receipts[1]);
 	tern_prom_family(&p, "tern_node_connected", "gauge", "1 when connected to the broker");
 	tern_prom_sample(&p, "tern_node_connected", "", n->connected);
-	if (n->batch.now >= n->next_count && tern_store_read_begin(n->store, &txn) == TERN_OK) {
-		/* The counts read every message this node ever sent: as its history
-		 * grows they are refreshed less often, for at most 1% of the loop. */
-		int64_t t0 = tern_now_ms();
-		if (node_store_counts(txn, n->store, &counts) == TERN_OK) {
-			int64_t spent = tern_now_ms() - t0;
-			json_decref(n->counts);
-			n->counts = counts;
-			n->next_count = t0 + (spent * 100 > 2000 ? spent * 100 : 2000);
-		}
-		mdb_txn_abort(txn);
-	}
-	if ((counts = n->counts) != NULL) {
+	if (tern_store_read_begin(n->store, &txn) == TERN_OK &&
+	    node_store_counts(txn, n->store, &counts) == TERN_OK) {
 		tern_prom_family(&p, "tern_node_outbox_messages", "gauge",
 		                 "messages this node sent, by state");
 		json_object_foreach(json_object_get(counts, "outbox"), k, v)
@@ -1142,6 +1129,9 @@ static void publish_metrics(node *n)
 		tern_prom_sample(&p, "tern_node_inbox_messages", "",
 		                 (double)json_integer_value(json_object_get(counts, "inbox")));
 	}
+	json_decref(counts);
+	if (txn)
+		mdb_txn_abort(txn);
 	tern_prom_directory(&p, n->id.dir);
 	if (p.buf) {
 		tern_http_publish(n->metrics, "/metrics", 200, TERN_PROM_CTYPE, p.buf, 0);
@@ -1840,7 +1830,6 @@ void node_close(node **np)
 	free(n->batch.outs);
 	free(n->batch.dins);
 	free(n->batch.results);
-	json_decref(n->counts);
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		if (n->clients[i].fd >= 0)
 			close(n->clients[i].fd);

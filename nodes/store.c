@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,9 +14,24 @@ static const char *const dbnames[] = {"meta",       "outbox",           "outenv"
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
 
+static int counts_apply(MDB_txn *txn, void *arg);
+
+/* The outbox counts by state are kept as counters in meta, moved in the
+ * transaction that moves a message, so reading them costs the same with ten
+ * messages or ten million. A store from before the counters gets them once,
+ * by a full scan, when it is opened for writing. */
+#define COUNTS_MARK "count.kept"
+static const char *const count_states[] = {"queued",   "at-broker", "delivered",
+                                           "rejected", "expired",   NULL};
+
 int node_store_open(const char *dir, int rdonly, tern_store **out)
 {
-	return tern_store_open(dir, dbnames, rdonly ? TERN_STORE_RDONLY : 0, 0, out);
+	int rc = tern_store_open(dir, dbnames, rdonly ? TERN_STORE_RDONLY : 0, 0, out);
+
+	if (rc == TERN_OK && !rdonly &&
+	    (rc = tern_store_write(*out, counts_apply, *out)) != TERN_OK)
+		tern_store_close(out);
+	return rc;
 }
 
 void node_store_audit_dbs(tern_store *s, tern_audit_dbs *d)
@@ -78,6 +94,82 @@ static int next_seq(MDB_txn *txn, tern_store *s, const char *name, uint64_t *out
 	return TERN_OK;
 }
 
+static int count_add(MDB_txn *txn, tern_store *s, const char *state, int64_t delta)
+{
+	char name[32];
+	MDB_val k, v;
+	uint8_t b[8];
+	uint64_t n = 0;
+	int rc;
+
+	snprintf(name, sizeof(name), "count.%s", state);
+	k = sval(name);
+	rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
+	if (rc == 0 && v.mv_size == 8)
+		n = tern_be64_get(v.mv_data);
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		return MDB(rc, "read count");
+	n = (delta < 0 && n < (uint64_t)-delta) ? 0 : n + (uint64_t)delta;
+	tern_be64_put(b, n);
+	v = (MDB_val){8, b};
+	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write count");
+}
+
+/* Receipts are not counted: the counts are of the agency's own messages. */
+static int count_move(MDB_txn *txn, tern_store *s, const json_t *rec, const char *from)
+{
+	const char *to = json_string_value(json_object_get(rec, "state"));
+	int rc = TERN_OK;
+
+	if (strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "receipt") == 0 ||
+	    (from && to && strcmp(from, to) == 0))
+		return TERN_OK;
+	if (from)
+		rc = count_add(txn, s, from, -1);
+	if (rc == TERN_OK && to)
+		rc = count_add(txn, s, to, 1);
+	return rc;
+}
+
+static int counts_apply(MDB_txn *txn, void *arg)
+{
+	tern_store *s = arg;
+	MDB_val k = sval(COUNTS_MARK), v;
+	MDB_cursor *c;
+	uint8_t zero[8] = {0};
+	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
+
+	if (rc == 0)
+		return TERN_OK; /* kept since the store was made, or counted before */
+	if (rc != MDB_NOTFOUND)
+		return MDB(rc, "read the counts' mark");
+	for (int i = 0; count_states[i]; i++) {
+		char name[32];
+		MDB_val ck, cv = {8, zero};
+		snprintf(name, sizeof(name), "count.%s", count_states[i]);
+		ck = sval(name);
+		if ((rc = mdb_put(txn, DBI(s, NS_META), &ck, &cv, 0)) != 0)
+			return MDB(rc, "write count");
+	}
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_MSGS), &c)) != 0)
+		return MDB(rc, "cursor");
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		int rc2 = rec ? count_move(txn, s, rec, NULL) : TERN_OK;
+		json_decref(rec);
+		if (rc2 != TERN_OK) {
+			mdb_cursor_close(c);
+			return rc2;
+		}
+	}
+	mdb_cursor_close(c);
+	if (rc != MDB_NOTFOUND)
+		return MDB(rc, "read records");
+	k = sval(COUNTS_MARK);
+	v = (MDB_val){8, zero};
+	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write the counts' mark");
+}
+
 int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t now)
 {
 	json_t *rec = NULL, *rcpts, *ref = NULL;
@@ -110,6 +202,8 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 	if (rec == NULL)
 		return TERN_ENOMEM;
 	rc = put_json(txn, DBI(s, NS_MSGS), m->msgid, rec);
+	if (rc == TERN_OK)
+		rc = count_move(txn, s, rec, NULL);
 	json_decref(rec);
 	if (rc != TERN_OK)
 		return rc;
@@ -166,6 +260,21 @@ static void overall_state(json_t *rec)
 	                                                : "queued"));
 }
 
+/* Recomputes the message's state from its recipients', writes the record and
+ * moves the counts if the state changed. */
+static int restate(MDB_txn *txn, tern_store *s, const char *msgid, json_t *rec)
+{
+	char before[16];
+	int rc;
+
+	snprintf(before, sizeof(before), "%s",
+	         json_string_value(json_object_get(rec, "state")) ?: "");
+	overall_state(rec);
+	if ((rc = put_json(txn, DBI(s, NS_MSGS), msgid, rec)) != TERN_OK)
+		return rc;
+	return count_move(txn, s, rec, before[0] ? before : NULL);
+}
+
 static void set_reason(json_t *obj, const char *code, const char *text)
 {
 	json_object_set_new(obj, "reason_code", json_string(code ? code : ""));
@@ -213,8 +322,7 @@ int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int acc
 	}
 	if (!accepted)
 		set_reason(rec, code, text);
-	overall_state(rec);
-	rc = put_json(txn, DBI(s, NS_MSGS), msgid, rec);
+	rc = restate(txn, s, msgid, rec);
 	json_decref(rec);
 	return rc;
 }
@@ -238,8 +346,7 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 	if (strcmp(state, "delivered") != 0 &&
 	    json_string_value(json_object_get(rec, "reason_code"))[0] == 0)
 		set_reason(rec, code, text);
-	overall_state(rec);
-	rc = put_json(txn, DBI(s, NS_MSGS), msgid, rec);
+	rc = restate(txn, s, msgid, rec);
 	json_decref(rec);
 	return rc;
 }
@@ -434,27 +541,40 @@ int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)
 {
 	json_t *counts = json_pack("{s:i, s:i, s:i, s:i, s:i}", "queued", 0, "at-broker", 0,
 	                           "delivered", 0, "rejected", 0, "expired", 0);
-	MDB_cursor *c;
-	MDB_val k, v;
+	MDB_val k = sval(COUNTS_MARK), v;
 	MDB_stat st;
 	int rc;
 
-	if ((rc = mdb_cursor_open(txn, DBI(s, NS_MSGS), &c)) != 0) {
-		json_decref(counts);
-		return MDB(rc, "cursor");
-	}
-	while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
-		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-		const char *st2 = json_string_value(json_object_get(rec, "state"));
-		const char *type = json_string_value(json_object_get(rec, "type"));
-		if (st2 && type && strcmp(type, "receipt") != 0) {
-			json_t *n = json_object_get(counts, st2);
-			if (n)
-				json_integer_set(n, json_integer_value(n) + 1);
+	if (mdb_get(txn, DBI(s, NS_META), &k, &v) == 0) {
+		for (int i = 0; count_states[i]; i++) {
+			char name[32];
+			snprintf(name, sizeof(name), "count.%s", count_states[i]);
+			k = sval(name);
+			if (mdb_get(txn, DBI(s, NS_META), &k, &v) == 0 && v.mv_size == 8)
+				json_object_set_new(
+				    counts, count_states[i],
+				    json_integer((json_int_t)tern_be64_get(v.mv_data)));
 		}
-		json_decref(rec);
+	} else {
+		/* A store from before the counters, opened read-only: count. */
+		MDB_cursor *c;
+		if ((rc = mdb_cursor_open(txn, DBI(s, NS_MSGS), &c)) != 0) {
+			json_decref(counts);
+			return MDB(rc, "cursor");
+		}
+		while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+			json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+			const char *st2 = json_string_value(json_object_get(rec, "state"));
+			const char *type = json_string_value(json_object_get(rec, "type"));
+			if (st2 && type && strcmp(type, "receipt") != 0) {
+				json_t *n = json_object_get(counts, st2);
+				if (n)
+					json_integer_set(n, json_integer_value(n) + 1);
+			}
+			json_decref(rec);
+		}
+		mdb_cursor_close(c);
 	}
-	mdb_cursor_close(c);
 	mdb_stat(txn, DBI(s, NS_INBOX), &st);
 	*out = json_pack("{s:o, s:I}", "outbox", counts, "inbox", (json_int_t)st.ms_entries);
 	return TERN_OK;

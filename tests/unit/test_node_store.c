@@ -93,6 +93,18 @@ static int count_visit(uint64_t seq, const char *msgid, const uint8_t *env, size
 	return 0;
 }
 
+/* Removes the counts' mark and spoils a counter, as a store from before the
+ * counters would be. */
+static int drop_mark(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {10, "count.kept"}, k2 = {15, "count.delivered"}, v = {8, "\0\0\0\0\0\0\0\x09"};
+
+	(void)arg;
+	if (mdb_del(txn, tern_store_dbi(st, NS_META), &k, NULL) != 0)
+		return TERN_EIO;
+	return mdb_put(txn, tern_store_dbi(st, NS_META), &k2, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
 static void test_states(void **state)
 {
 	char order[8] = "";
@@ -123,6 +135,58 @@ static void test_states(void **state)
 	node_store_outbox_scan(txn, st, 0, count_visit, order);
 	mdb_txn_abort(txn);
 	assert_string_equal(order, ""); /* answered entries leave the outbox */
+}
+
+static json_int_t count_of(const char *state_name)
+{
+	MDB_txn *txn;
+	json_t *c = NULL;
+	json_int_t n;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_counts(txn, st, &c), TERN_OK);
+	mdb_txn_abort(txn);
+	n = json_integer_value(json_object_get(json_object_get(c, "outbox"), state_name));
+	json_decref(c);
+	return n;
+}
+
+/* The counts by state follow every move, survive a reopen, and a store
+ * without them (from before they were kept) gets them counted once. */
+static void test_counts(void **state)
+{
+	(void)state;
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_enqueue, .msgid = ID2});
+	assert_int_equal(count_of("queued"), 2);
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .code = ""});
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .code = ""}); /* again */
+	assert_int_equal(count_of("queued"), 1);
+	assert_int_equal(count_of("at-broker"), 1);
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "sweden", .state = "delivered", .code = ""});
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "iom", .state = "delivered", .code = ""});
+	run((struct op){.fn = do_submitted, .msgid = ID2, .accepted = 0, .code = "wrong-role"});
+	assert_int_equal(count_of("queued"), 0);
+	assert_int_equal(count_of("at-broker"), 0);
+	assert_int_equal(count_of("delivered"), 1);
+	assert_int_equal(count_of("rejected"), 1);
+
+	/* Reopened: the same. Without the counters: counted again on open. */
+	tern_store_close(&st);
+	assert_int_equal(node_store_open(dir, 0, &st), TERN_OK);
+	assert_int_equal(count_of("delivered"), 1);
+	assert_int_equal(tern_store_write(st, drop_mark, NULL), TERN_OK);
+	tern_store_close(&st);
+	assert_int_equal(node_store_open(dir, 1, &st), TERN_OK); /* read-only: scans */
+	assert_int_equal(count_of("delivered"), 1);
+	assert_int_equal(count_of("rejected"), 1);
+	tern_store_close(&st);
+	assert_int_equal(node_store_open(dir, 0, &st), TERN_OK); /* counts once */
+	assert_int_equal(count_of("delivered"), 1);
+	assert_int_equal(count_of("rejected"), 1);
+	assert_int_equal(count_of("queued"), 0);
 }
 
 /* After a crash a receipt can overtake the broker's answer to a resubmission:
@@ -202,6 +266,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),
 	};
