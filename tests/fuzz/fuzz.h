@@ -13,6 +13,7 @@
 #include <tern/trust.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Optional: defined by the targets that need the federation loaded first. */
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 struct fuzz_fed {

@@ -6,13 +6,6 @@
 #include "audit_cmd.h"
 #include "fuzz.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	return 0;
-}
-
 static void quiet(const char *file, const char *fmt, ...)
 {
 	(void)file;

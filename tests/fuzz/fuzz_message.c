@@ -5,13 +5,6 @@
 #include "fuzz.h"
 #include "pbuf.h"
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-	(void)argc;
-	(void)argv;
-	return 0;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const tern_msgtype *t = tern_msgtype_all();
