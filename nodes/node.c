@@ -108,6 +108,7 @@ struct batch {
 
 struct node {
 	tern_ident id;
+	tern_sealcache *seals; /* X25519 reuse for sealing and opening */
 	tern_store *store;
 	void *ctx, *dealer, *monitor;
 	const tern_member *broker;
@@ -222,7 +223,8 @@ static int make_out(node *n, const tern_msgtype *t, const char *const *rcpts, si
 	                      .in_reply_to = in_reply_to,
 	                      .body = body,
 	                      .body_len = blen,
-	                      .expires_at = expires_at};
+	                      .expires_at = expires_at,
+	                      .cache = n->seals};
 	int rc;
 
 	memset(o, 0, sizeof(*o));
@@ -422,7 +424,8 @@ static void judge_envelope(node *n, MDB_txn *txn, const uint8_t *buf, size_t len
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
 	}
-	if ((rc = tern_envelope_open(env, n->id.id, n->id.seal, &plain, &plen)) != TERN_OK) {
+	if ((rc = tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen)) !=
+	    TERN_OK) {
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
 	}
@@ -1276,7 +1279,8 @@ static json_t *message_json(node *n, MDB_txn *txn, const char *msgid)
 		goto out;
 	/* Re-verified on the way out: the store is not trusted more than the wire. */
 	if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env)) != TERN_OK ||
-	    tern_envelope_open(env, n->id.id, n->id.seal, &plain, &plen) != TERN_OK)
+	    tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen) !=
+	        TERN_OK)
 		goto out;
 	t = tern_msgtype_by_type(tern_envelope_header(env)->type);
 	if (tern_pb_unpack(t->desc, plain, plen, plen, &body) != TERN_OK ||
@@ -1686,6 +1690,8 @@ int node_open(const char *conf, node **out)
 		return rc;
 	}
 	log_init("tern-node", (int)tern_config_get_int(n->id.cfg, "node", "log_level"));
+	if ((rc = tern_sealcache_new(0, 0, &n->seals)) != TERN_OK)
+		goto fail;
 	tern_directory_find(n->id.dir, tern_config_get(n->id.cfg, "broker", "id"), &n->broker);
 	n->max_msg = tern_config_get_int(n->id.cfg, "limits", "max_message_size");
 	n->batch_size = tern_config_get_int(n->id.cfg, "delivery", "batch_size");
@@ -1846,6 +1852,7 @@ void node_close(node **np)
 	if (n->ctx)
 		zmq_ctx_term(n->ctx);
 	tern_store_close(&n->store);
+	tern_sealcache_free(&n->seals);
 	tern_ident_free(&n->id);
 	free(n);
 	*np = NULL;

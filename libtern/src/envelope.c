@@ -189,6 +189,117 @@ static int wrap_key_derive(const uint8_t shared[32], const uint8_t eph_public[32
 
 static const uint8_t zero_nonce[TERN_AEAD_NONCE_LEN];
 
+/* Enough for every peer of a large federation's busy node; beyond it the
+ * oldest slot is recomputed, which costs time, never correctness. */
+#define SEALCACHE_SLOTS 64
+
+struct secret_slot {
+	int used;
+	uint8_t self[32]; /* opening: our sealing public key; sealing: unused */
+	uint8_t peer[32]; /* sealing: the recipient's key; opening: the ephemeral key */
+	uint8_t shared[32];
+};
+
+struct tern_sealcache {
+	int64_t lifetime_ms;
+	uint32_t max_uses;
+	int have_eph;
+	int64_t eph_born;
+	uint32_t eph_uses;
+	uint8_t eph_sk[32], eph_pk[32];
+	struct secret_slot sealing[SEALCACHE_SLOTS];
+	struct secret_slot opening[SEALCACHE_SLOTS];
+	size_t next_sealing, next_opening;
+	uint64_t hits, misses;
+};
+
+int tern_sealcache_new(int64_t lifetime_ms, uint32_t max_uses, tern_sealcache **out)
+{
+	tern_sealcache *c;
+	int rc;
+
+	if (out == NULL || lifetime_ms < 0)
+		return tern_fail(TERN_EINVAL, "sealcache: bad parameter");
+	*out = NULL;
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	/* sodium_malloc: guarded, locked in memory, wiped by sodium_free. */
+	if ((c = sodium_malloc(sizeof(*c))) == NULL)
+		return TERN_ENOMEM;
+	memset(c, 0, sizeof(*c));
+	c->lifetime_ms = lifetime_ms ? lifetime_ms : TERN_SEALCACHE_LIFETIME_MS_DEFAULT;
+	c->max_uses = max_uses ? max_uses : TERN_SEALCACHE_MAX_USES_DEFAULT;
+	*out = c;
+	return TERN_OK;
+}
+
+void tern_sealcache_free(tern_sealcache **c)
+{
+	if (c == NULL || *c == NULL)
+		return;
+	sodium_free(*c);
+	*c = NULL;
+}
+
+void tern_sealcache_stats(const tern_sealcache *c, uint64_t *hits, uint64_t *misses)
+{
+	*hits = c ? c->hits : 0;
+	*misses = c ? c->misses : 0;
+}
+
+/* The ephemeral key pair for the next envelope: the cache's, replaced when
+ * too old or too used (with every secret computed from it). */
+static int sealcache_ephemeral(tern_sealcache *c, uint8_t sk[32], uint8_t pk[32])
+{
+	int64_t now = tern_now_ms();
+	int rc;
+
+	if (!c->have_eph || c->eph_uses >= c->max_uses || now - c->eph_born >= c->lifetime_ms ||
+	    now < c->eph_born) {
+		sodium_memzero(c->sealing, sizeof(c->sealing));
+		c->next_sealing = 0;
+		c->have_eph = 0;
+		randombytes_buf(c->eph_sk, sizeof(c->eph_sk));
+		if ((rc = tern_x25519_base(c->eph_pk, c->eph_sk)) != TERN_OK)
+			return rc;
+		c->have_eph = 1;
+		c->eph_born = now;
+		c->eph_uses = 0;
+	}
+	c->eph_uses++;
+	memcpy(sk, c->eph_sk, 32);
+	memcpy(pk, c->eph_pk, 32);
+	return TERN_OK;
+}
+
+/* shared = X25519(scalar, point), from slots when (self, point) is there. */
+static int sealcache_x25519(tern_sealcache *c, struct secret_slot *slots, size_t *next,
+                            const uint8_t self[32], const uint8_t scalar[32],
+                            const uint8_t point[32], uint8_t shared[32])
+{
+	struct secret_slot *s;
+
+	if (c == NULL)
+		return tern_x25519(shared, scalar, point);
+	for (size_t i = 0; i < SEALCACHE_SLOTS; i++)
+		if (slots[i].used && sodium_memcmp(slots[i].peer, point, 32) == 0 &&
+		    sodium_memcmp(slots[i].self, self, 32) == 0) {
+			memcpy(shared, slots[i].shared, 32);
+			c->hits++;
+			return TERN_OK;
+		}
+	c->misses++;
+	if (tern_x25519(shared, scalar, point) != TERN_OK)
+		return TERN_ECRYPTO; /* a low-order point is never remembered */
+	s = &slots[*next];
+	*next = (*next + 1) % SEALCACHE_SLOTS;
+	s->used = 1;
+	memcpy(s->self, self, 32);
+	memcpy(s->peer, point, 32);
+	memcpy(s->shared, shared, 32);
+	return TERN_OK;
+}
+
 /* Checks the parameters and finds the recipients' directory entries. */
 static int seal_check(const tern_seal_params *p, const tern_directory *dir,
                       const tern_member **rcpts)
@@ -279,8 +390,13 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 
 	randombytes_buf(content_key, sizeof(content_key));
 	randombytes_buf(nonce, sizeof(nonce));
-	randombytes_buf(eph_sk, sizeof(eph_sk));
-	if ((rc = tern_x25519_base(eph_pk, eph_sk)) != TERN_OK)
+	if (p->cache != NULL)
+		rc = sealcache_ephemeral(p->cache, eph_sk, eph_pk);
+	else {
+		randombytes_buf(eph_sk, sizeof(eph_sk));
+		rc = tern_x25519_base(eph_pk, eph_sk);
+	}
+	if (rc != TERN_OK)
 		goto out;
 
 	if ((rc = header_aad(&h, aad_stack, &aad, &aad_len)) != TERN_OK)
@@ -294,7 +410,9 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 		goto out;
 
 	for (size_t i = 0; i < p->n_recipients; i++) {
-		if (tern_x25519(shared, eph_sk, rcpts[i]->seal_public) != TERN_OK) {
+		if (sealcache_x25519(p->cache, p->cache ? p->cache->sealing : NULL,
+		                     p->cache ? &p->cache->next_sealing : NULL, eph_pk, eph_sk,
+		                     rcpts[i]->seal_public, shared) != TERN_OK) {
 			rc = tern_fail(TERN_ECRYPTO, "seal: %s's sealing key is a low-order point",
 			               rcpts[i]->node_id);
 			goto out;
@@ -574,6 +692,13 @@ static const Tern__V1__WrappedKey *find_wrapped(const Tern__V1__SealedBody *sb, 
 int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern_sealkey *key,
                        uint8_t **body, size_t *body_len)
 {
+	return tern_envelope_open_cached(env, self_id, key, NULL, body, body_len);
+}
+
+int tern_envelope_open_cached(const tern_envelope *env, const char *self_id,
+                              const tern_sealkey *key, tern_sealcache *cache, uint8_t **body,
+                              size_t *body_len)
+{
 	const Tern__V1__Header *h;
 	const Tern__V1__WrappedKey *wk;
 	ProtobufCMessage *m = NULL;
@@ -611,7 +736,9 @@ int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern
 	if ((wk = find_wrapped(sb, self_id, h->message_id, &rc)) == NULL)
 		goto out;
 
-	if (tern_x25519(shared, tern_sealkey_secret(key), sb->ephemeral_key.data) != TERN_OK) {
+	if (sealcache_x25519(cache, cache ? cache->opening : NULL,
+	                     cache ? &cache->next_opening : NULL, tern_sealkey_public(key),
+	                     tern_sealkey_secret(key), sb->ephemeral_key.data, shared) != TERN_OK) {
 		rc = tern_fail(TERN_EDECRYPT, "message %s: ephemeral key is a low-order point",
 		               h->message_id);
 		goto out;

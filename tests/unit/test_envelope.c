@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
@@ -771,6 +772,133 @@ static void set_expires(Tern__V1__Header *h, void *arg)
 	h->expires_at = *(int64_t *)arg;
 }
 
+/* The sealed body of a serialized envelope (the caller frees it). */
+static Tern__V1__SealedBody *sealed_body_of(const uint8_t *buf, size_t len)
+{
+	Tern__V1__Envelope *e = tern__v1__envelope__unpack(NULL, len, buf);
+	Tern__V1__SealedBody *sb;
+
+	assert_non_null(e);
+	sb = tern__v1__sealed_body__unpack(NULL, e->sealed_body.len, e->sealed_body.data);
+	assert_non_null(sb);
+	tern__v1__envelope__free_unpacked(e, NULL);
+	return sb;
+}
+
+static void seal_cached(struct fixture *f, tern_sealcache *c, uint8_t **out, size_t *len)
+{
+	tern_seal_params p = {
+	    .sender = "unhcr",
+	    .sign_key = f->sign[UNHCR],
+	    .recipients = to_sweden_iom,
+	    .n_recipients = 2,
+	    .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+	    .case_id = "UNHCR-KEN-2024-000123",
+	    .body = f->body,
+	    .body_len = sizeof(f->body),
+	    .cache = c,
+	};
+	assert_int_equal(tern_envelope_seal(&p, f->dir, out, len, NULL), TERN_OK);
+}
+
+/* Opens buf for who, with cache c (NULL: none); returns the result code. */
+static int open_with(struct fixture *f, const uint8_t *buf, size_t len, const char *as, int key,
+                     tern_sealcache *c)
+{
+	tern_envelope *env = NULL;
+	uint8_t *body = NULL;
+	size_t blen = 0;
+	int rc;
+
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	rc = tern_envelope_open_cached(env, as, f->seal[key], c, &body, &blen);
+	if (rc == TERN_OK) {
+		assert_int_equal(blen, sizeof(f->body));
+		assert_memory_equal(body, f->body, blen);
+		tern_envelope_body_free(&body, blen);
+	}
+	tern_envelope_free(&env);
+	return rc;
+}
+
+/* A seal cache reuses the ephemeral key within its bounds and nothing else;
+ * an open cache answers only for the key and ephemeral it computed. */
+static void test_sealcache(void **state)
+{
+	struct fixture *f = *state;
+	tern_sealcache *sc = NULL, *rc_sweden = NULL, *rc_iom = NULL;
+	uint8_t *e[4] = {NULL};
+	size_t el[4];
+	Tern__V1__SealedBody *sb[4];
+	uint64_t hits, misses;
+
+	assert_int_equal(tern_sealcache_new(0, 3, &sc), TERN_OK);
+	assert_int_equal(tern_sealcache_new(0, 0, &rc_sweden), TERN_OK);
+	assert_int_equal(tern_sealcache_new(0, 0, &rc_iom), TERN_OK);
+	for (int i = 0; i < 4; i++) {
+		seal_cached(f, sc, &e[i], &el[i]);
+		sb[i] = sealed_body_of(e[i], el[i]);
+	}
+	/* Three envelopes share an ephemeral key (max_uses 3), the fourth has a
+	 * new one; content keys, nonces and wrapped keys never repeat. */
+	assert_memory_equal(sb[0]->ephemeral_key.data, sb[1]->ephemeral_key.data, 32);
+	assert_memory_equal(sb[0]->ephemeral_key.data, sb[2]->ephemeral_key.data, 32);
+	assert_memory_not_equal(sb[2]->ephemeral_key.data, sb[3]->ephemeral_key.data, 32);
+	for (int i = 0; i < 4; i++)
+		for (int j = i + 1; j < 4; j++) {
+			assert_memory_not_equal(sb[i]->nonce.data, sb[j]->nonce.data,
+			                        sb[i]->nonce.len);
+			for (size_t k = 0; k < 2; k++)
+				assert_memory_not_equal(sb[i]->keys[k]->wrapped.data,
+				                        sb[j]->keys[k]->wrapped.data,
+				                        sb[i]->keys[k]->wrapped.len);
+		}
+	/* Seal side: two X25519 per ephemeral key (one per recipient), then
+	 * reuse: 4 envelopes x 2 recipients = 8 = 4 computed + 4 reused. */
+	tern_sealcache_stats(sc, &hits, &misses);
+	assert_int_equal(misses, 4);
+	assert_int_equal(hits, 4);
+
+	/* Open side: every envelope opens with and without a cache. */
+	for (int i = 0; i < 4; i++) {
+		assert_int_equal(open_with(f, e[i], el[i], "sweden", SWEDEN, NULL), TERN_OK);
+		assert_int_equal(open_with(f, e[i], el[i], "sweden", SWEDEN, rc_sweden), TERN_OK);
+	}
+	tern_sealcache_stats(rc_sweden, &hits, &misses);
+	assert_int_equal(misses, 2); /* one per distinct ephemeral key */
+	assert_int_equal(hits, 2);
+	/* The wrong key through a cache that knows this ephemeral key for
+	 * sweden's key: still refused, and sweden's entry is not disturbed. */
+	assert_int_equal(open_with(f, e[0], el[0], "sweden", PORTUGAL, rc_sweden), TERN_EDECRYPT);
+	assert_int_equal(open_with(f, e[0], el[0], "iom", SWEDEN, rc_sweden), TERN_EDECRYPT);
+	assert_int_equal(open_with(f, e[1], el[1], "sweden", SWEDEN, rc_sweden), TERN_OK);
+	/* Another recipient of the same envelopes, with its own cache. */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(open_with(f, e[i], el[i], "iom", IOM, rc_iom), TERN_OK);
+
+	/* A lifetime bounds reuse too. */
+	tern_sealcache_free(&sc);
+	assert_null(sc);
+	assert_int_equal(tern_sealcache_new(1, 0, &sc), TERN_OK);
+	for (int i = 0; i < 2; i++) {
+		tern__v1__sealed_body__free_unpacked(sb[i], NULL);
+		free(e[i]);
+		seal_cached(f, sc, &e[i], &el[i]);
+		sb[i] = sealed_body_of(e[i], el[i]);
+		usleep(5000);
+	}
+	assert_memory_not_equal(sb[0]->ephemeral_key.data, sb[1]->ephemeral_key.data, 32);
+
+	for (int i = 0; i < 4; i++) {
+		tern__v1__sealed_body__free_unpacked(sb[i], NULL);
+		free(e[i]);
+	}
+	tern_sealcache_free(&sc);
+	tern_sealcache_free(&rc_sweden);
+	tern_sealcache_free(&rc_iom);
+	tern_sealcache_free(&sc); /* twice is harmless */
+}
+
 /* The time-to-live is signed and bound into the body's associated data. */
 static void test_expires_at(void **state)
 {
@@ -910,6 +1038,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expired_sender_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_future_only_skew, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expires_at, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sealcache, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

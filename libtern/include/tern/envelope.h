@@ -36,6 +36,29 @@ extern "C" {
 
 typedef struct tern_envelope tern_envelope;
 
+/* X25519 work a node can reuse across envelopes (opaque; one thread at a
+ * time, like the node's loop that owns it).
+ *
+ * Sealing: one ephemeral key pair serves every envelope for up to
+ * lifetime_ms or max_uses envelopes, then is wiped and replaced; the shared
+ * secret with each recipient is computed once per ephemeral key. Each
+ * envelope still gets its own content key and nonce, and its key wrap is
+ * derived with its own message id, so no key or nonce repeats.
+ * Opening: the shared secrets of the most recent ephemeral keys seen are
+ * remembered, so a run of envelopes from one sender costs one X25519.
+ * Secrets are wiped when replaced and by tern_sealcache_free. */
+typedef struct tern_sealcache tern_sealcache;
+#define TERN_SEALCACHE_LIFETIME_MS_DEFAULT (60 * 1000)
+#define TERN_SEALCACHE_MAX_USES_DEFAULT 100000
+
+/* lifetime_ms and max_uses of 0 take the defaults above. */
+int tern_sealcache_new(int64_t lifetime_ms, uint32_t max_uses, tern_sealcache **out);
+/* Wipes the secrets, frees the cache and sets *c to NULL. */
+void tern_sealcache_free(tern_sealcache **c);
+/* How many X25519 operations the cache saved and how many it did (for tests
+ * and metrics). */
+void tern_sealcache_stats(const tern_sealcache *c, uint64_t *hits, uint64_t *misses);
+
 typedef struct tern_seal_params {
 	const char *sender;            /* our node id; must be in the directory */
 	const tern_signkey *sign_key;  /* must match the sender's sign_public */
@@ -46,8 +69,9 @@ typedef struct tern_seal_params {
 	const char *in_reply_to;       /* a message id, or NULL */
 	const uint8_t *body;           /* the serialized message, sealed as is */
 	size_t body_len;
-	int64_t created_at; /* ms since the epoch; 0 = now */
-	int64_t expires_at; /* ms since the epoch; 0 = the broker's default time-to-live */
+	int64_t created_at;    /* ms since the epoch; 0 = now */
+	int64_t expires_at;    /* ms since the epoch; 0 = the broker's default time-to-live */
+	tern_sealcache *cache; /* NULL: a fresh ephemeral key for this envelope alone */
 } tern_seal_params;
 
 /* Seals p->body for p->recipients (their seal_public keys come from dir) and
@@ -109,6 +133,10 @@ int tern_envelope_authorize(const tern_envelope *env);
  * Plaintext is only ever returned after its tag verified. */
 int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern_sealkey *key,
                        uint8_t **body, size_t *body_len);
+/* The same, remembering shared secrets in cache (NULL: none). */
+int tern_envelope_open_cached(const tern_envelope *env, const char *self_id,
+                              const tern_sealkey *key, tern_sealcache *cache, uint8_t **body,
+                              size_t *body_len);
 /* Wipes and frees a body returned by tern_envelope_open; sets *body to NULL. */
 void tern_envelope_body_free(uint8_t **body, size_t body_len);
 
