@@ -1,3 +1,4 @@
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/sha.h>
@@ -134,8 +135,20 @@ int tern_merkle_consistency_proof(const tern_hash *leaves, uint64_t n, uint64_t 
 int tern_merkle_verify_inclusion(uint64_t index, uint64_t size, const tern_hash leaf,
                                  const tern_hash *proof, size_t len, const tern_hash root)
 {
-	uint64_t fn = index, sn;
 	tern_hash r;
+	int rc;
+
+	if ((rc = tern_merkle_root_from_inclusion(index, size, leaf, proof, len, r)) != TERN_OK)
+		return rc;
+	if (sodium_memcmp(r, root, TERN_HASH_LEN) != 0)
+		return tern_fail(TERN_EINVAL, "inclusion proof does not lead to the root");
+	return TERN_OK;
+}
+
+int tern_merkle_root_from_inclusion(uint64_t index, uint64_t size, const tern_hash leaf,
+                                    const tern_hash *proof, size_t len, tern_hash r)
+{
+	uint64_t fn = index, sn;
 
 	if (index >= size)
 		return tern_fail(TERN_EINVAL, "leaf index %llu outside a tree of %llu",
@@ -159,8 +172,6 @@ int tern_merkle_verify_inclusion(uint64_t index, uint64_t size, const tern_hash 
 	}
 	if (sn != 0)
 		return tern_fail(TERN_EINVAL, "inclusion proof is too short");
-	if (sodium_memcmp(r, root, TERN_HASH_LEN) != 0)
-		return tern_fail(TERN_EINVAL, "inclusion proof does not lead to the root");
 	return TERN_OK;
 }
 
@@ -219,5 +230,103 @@ int tern_merkle_verify_consistency(uint64_t size1, uint64_t size2, const tern_ha
 	if (sodium_memcmp(fr, root1, TERN_HASH_LEN) != 0 ||
 	    sodium_memcmp(sr, root2, TERN_HASH_LEN) != 0)
 		return tern_fail(TERN_EINVAL, "consistency proof does not match the roots");
+	return TERN_OK;
+}
+
+/* Every complete, aligned subtree: level[l][j] covers leaves [j * 2^l, (j + 1) * 2^l). */
+struct tern_merkle_tree {
+	uint64_t n;
+	int nlevels;
+	tern_hash *level[64];
+};
+
+int tern_merkle_tree_build(const tern_hash *leaves, uint64_t n, tern_merkle_tree **out)
+{
+	tern_merkle_tree *t;
+	uint64_t w = n;
+
+	*out = NULL;
+	if (n == 0 || n > ((uint64_t)1 << 40))
+		return tern_fail(TERN_EINVAL, "a tree of %llu leaves", (unsigned long long)n);
+	if ((t = calloc(1, sizeof(*t))) == NULL)
+		return TERN_ENOMEM;
+	t->n = n;
+	for (int l = 0; w > 0; l++, w >>= 1) {
+		if ((t->level[l] = malloc(w * sizeof(tern_hash))) == NULL) {
+			tern_merkle_tree_free(&t);
+			return TERN_ENOMEM;
+		}
+		t->nlevels = l + 1;
+		for (uint64_t j = 0; j < w; j++)
+			if (l == 0)
+				memcpy(t->level[0][j], leaves[j], TERN_HASH_LEN);
+			else
+				tern_merkle_node_hash(t->level[l - 1][2 * j],
+				                      t->level[l - 1][2 * j + 1], t->level[l][j]);
+	}
+	*out = t;
+	return TERN_OK;
+}
+
+void tern_merkle_tree_free(tern_merkle_tree **t)
+{
+	if (t == NULL || *t == NULL)
+		return;
+	for (int l = 0; l < (*t)->nlevels; l++)
+		free((*t)->level[l]);
+	free(*t);
+	*t = NULL;
+}
+
+/* MTH(D[lo:hi]): one lookup for a complete aligned subtree; otherwise the
+ * split, whose left part always is one (only the right edge recurses). */
+static void tree_mth(const tern_merkle_tree *t, uint64_t lo, uint64_t hi, tern_hash out)
+{
+	uint64_t w = hi - lo, k;
+	int l = 0;
+
+	if ((w & (w - 1)) == 0 && lo % w == 0) {
+		while (((uint64_t)1 << l) < w)
+			l++;
+		memcpy(out, t->level[l][lo >> l], TERN_HASH_LEN);
+		return;
+	}
+	k = split(w);
+	tern_hash left, right;
+	tree_mth(t, lo, lo + k, left);
+	tree_mth(t, lo + k, hi, right);
+	tern_merkle_node_hash(left, right, out);
+}
+
+void tern_merkle_tree_root(const tern_merkle_tree *t, tern_hash out)
+{
+	tree_mth(t, 0, t->n, out);
+}
+
+int tern_merkle_tree_inclusion_proof(const tern_merkle_tree *t, uint64_t index, tern_hash *proof,
+                                     size_t *len)
+{
+	uint64_t lo = 0, hi = t->n, k;
+	size_t depth = 0;
+	tern_hash path[TERN_MERKLE_MAX_PROOF];
+
+	if (index >= t->n)
+		return tern_fail(TERN_EINVAL, "leaf %llu is not in a tree of %llu",
+		                 (unsigned long long)index, (unsigned long long)t->n);
+	/* Top down, so the siblings come out shallowest first; the proof
+	 * lists them deepest first. */
+	while (hi - lo > 1) {
+		k = split(hi - lo);
+		if (index < lo + k) {
+			tree_mth(t, lo + k, hi, path[depth++]);
+			hi = lo + k;
+		} else {
+			tree_mth(t, lo, lo + k, path[depth++]);
+			lo += k;
+		}
+	}
+	for (size_t i = 0; i < depth; i++)
+		memcpy(proof[i], path[depth - 1 - i], TERN_HASH_LEN);
+	*len = depth;
 	return TERN_OK;
 }

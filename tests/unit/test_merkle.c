@@ -206,6 +206,46 @@ static void test_generated_proofs(void **state)
 	}
 }
 
+/* The in-memory tree gives the same roots and audit paths as the array
+ * functions (checked against the RFC vectors above), for every leaf of
+ * every size across several powers of two. */
+static void test_tree(void **state)
+{
+	enum { N = 140 };
+	tern_hash leaves[N], root, want, proof[TERN_MERKLE_MAX_PROOF], p2[TERN_MERKLE_MAX_PROOF];
+	size_t len, len2;
+
+	(void)state;
+	for (int i = 0; i < N; i++) {
+		uint8_t e[2] = {(uint8_t)i, 0x5a};
+		tern_merkle_leaf_hash(e, 2, leaves[i]);
+	}
+	for (uint64_t n = 1; n <= N; n++) {
+		tern_merkle_tree *t = NULL;
+		assert_int_equal(tern_merkle_tree_build(leaves, n, &t), TERN_OK);
+		tern_merkle_tree_root(t, root);
+		assert_int_equal(tern_merkle_root(leaves, n, want), TERN_OK);
+		assert_memory_equal(root, want, TERN_HASH_LEN);
+		for (uint64_t i = 0; i < n; i++) {
+			assert_int_equal(tern_merkle_tree_inclusion_proof(t, i, proof, &len),
+			                 TERN_OK);
+			assert_int_equal(tern_merkle_inclusion_proof(leaves, n, i, p2, &len2),
+			                 TERN_OK);
+			assert_int_equal(len, len2);
+			assert_memory_equal(proof, p2, len * TERN_HASH_LEN);
+			assert_int_equal(tern_merkle_root_from_inclusion(
+			                     i, n, leaves[i], (const tern_hash *)proof, len, want),
+			                 TERN_OK);
+			assert_memory_equal(root, want, TERN_HASH_LEN);
+		}
+		assert_int_equal(tern_merkle_tree_inclusion_proof(t, n, proof, &len), TERN_EINVAL);
+		tern_merkle_tree_free(&t);
+		assert_null(t);
+	}
+	assert_int_not_equal(tern_merkle_tree_build(leaves, 0, &(tern_merkle_tree *){NULL}),
+	                     TERN_OK);
+}
+
 /* RFC 6962's known root of the empty tree. */
 static void test_empty_root(void **state)
 {
@@ -226,6 +266,7 @@ int main(void)
 	    cmocka_unit_test(test_vectors),
 	    cmocka_unit_test(test_generated_proofs),
 	    cmocka_unit_test(test_empty_root),
+	    cmocka_unit_test(test_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,8 +38,24 @@ int tern_merkle_consistency_proof(const tern_hash *leaves, uint64_t n, uint64_t 
 
 int tern_merkle_verify_inclusion(uint64_t index, uint64_t size, const tern_hash leaf,
                                  const tern_hash *proof, size_t len, const tern_hash root);
+/* The root that proof leads to from leaf at index in a tree of size (for a
+ * caller that checks a signature over it rather than compares). */
+int tern_merkle_root_from_inclusion(uint64_t index, uint64_t size, const tern_hash leaf,
+                                    const tern_hash *proof, size_t len, tern_hash root);
 int tern_merkle_verify_consistency(uint64_t size1, uint64_t size2, const tern_hash root1,
                                    const tern_hash root2, const tern_hash *proof, size_t len);
+
+/* A tree held whole in memory, for proving every leaf of a batch: building
+ * it costs about n hashes and 2n hashes of memory, each proof O(log n). */
+typedef struct tern_merkle_tree tern_merkle_tree;
+/* n >= 1; the leaves are copied. */
+int tern_merkle_tree_build(const tern_hash *leaves, uint64_t n, tern_merkle_tree **out);
+void tern_merkle_tree_root(const tern_merkle_tree *t, tern_hash out);
+/* The same audit path as tern_merkle_inclusion_proof. */
+int tern_merkle_tree_inclusion_proof(const tern_merkle_tree *t, uint64_t index, tern_hash *proof,
+                                     size_t *len);
+/* Frees t and sets *t to NULL. */
+void tern_merkle_tree_free(tern_merkle_tree **t);
 
 #ifdef __cplusplus
 }
