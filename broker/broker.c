@@ -110,6 +110,7 @@ struct batch {
 
 struct broker {
 	tern_ident id;
+	tern_sigcache *sigs; /* verified batch roots */
 	void *ctx, *router, *zap, *monitor;
 	int64_t last_handshake_log;
 	unsigned handshakes_failed;
@@ -358,7 +359,8 @@ static void sub_refuse_named(struct sub *s, const char *code, const char *text)
  * role, recipients, expiry. De-duplication is decided inside the write. */
 static void sub_check(broker *b, struct sub *s)
 {
-	tern_verify_opts o = {.max_size = (size_t)b->max_msg, .max_skew_ms = b->skew_ms};
+	tern_verify_opts o = {
+	    .max_size = (size_t)b->max_msg, .max_skew_ms = b->skew_ms, .sigcache = b->sigs};
 	const Tern__V1__Submit *sm = s->frame->submit;
 	const Tern__V1__Header *h;
 	int64_t now = b->batch.now;
@@ -1081,6 +1083,8 @@ int broker_open(const char *conf, broker **out)
 		return rc;
 	}
 	log_init("tern-broker", (int)tern_config_get_int(b->id.cfg, "broker", "log_level"));
+	if ((rc = tern_sigcache_new(0, &b->sigs)) != TERN_OK)
+		goto fail;
 	b->max_msg = tern_config_get_int(b->id.cfg, "limits", "max_message_size");
 	b->batch_size = tern_config_get_int(b->id.cfg, "delivery", "batch_size");
 	b->default_ttl_ms = tern_config_get_int(b->id.cfg, "delivery", "default_ttl") * 1000;
@@ -1192,6 +1196,7 @@ void broker_close(broker **bp)
 	if (b->ctx)
 		zmq_ctx_term(b->ctx);
 	tern_store_close(&b->store);
+	tern_sigcache_free(&b->sigs);
 	tern_ident_free(&b->id);
 	free(b);
 	*bp = NULL;

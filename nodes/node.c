@@ -39,6 +39,7 @@
 /* A message to put in the outbox: an API send, or a receipt we owe. */
 struct out {
 	char msgid[37];
+	tern_sealed *sealed; /* until batch_sign turns it into env */
 	uint8_t *env;
 	size_t len;
 	char type[32];
@@ -109,6 +110,7 @@ struct batch {
 struct node {
 	tern_ident id;
 	tern_sealcache *seals; /* X25519 reuse for sealing and opening */
+	tern_sigcache *sigs;   /* verified batch roots */
 	tern_store *store;
 	void *ctx, *dealer, *monitor;
 	const tern_member *broker;
@@ -230,7 +232,8 @@ static int make_out(node *n, const tern_msgtype *t, const char *const *rcpts, si
 	memset(o, 0, sizeof(*o));
 	o->client = -1;
 	p.created_at = tern_now_ms();
-	if ((rc = tern_envelope_seal(&p, n->id.dir, &o->env, &o->len, o->msgid)) != TERN_OK)
+	/* Signed at the commit, with everything else the commit sends. */
+	if ((rc = tern_envelope_seal_unsigned(&p, n->id.dir, &o->sealed, o->msgid)) != TERN_OK)
 		return rc;
 	snprintf(o->type, sizeof(o->type), "%s", t->name);
 	snprintf(o->case_id, sizeof(o->case_id), "%s", case_id ? case_id : "");
@@ -245,6 +248,7 @@ static int make_out(node *n, const tern_msgtype *t, const char *const *rcpts, si
 
 static void out_free(struct out *o)
 {
+	tern_sealed_free(&o->sealed);
 	free(o->env);
 	for (size_t i = 0; i < o->nrcpts; i++)
 		free(o->rcpts[i]);
@@ -371,8 +375,10 @@ static void check_body(node *n, MDB_txn *txn, const Tern__V1__Header *h, const t
  * outcome is a verdict the sender hears about. */
 static void judge_envelope(node *n, MDB_txn *txn, const uint8_t *buf, size_t len, struct din *d)
 {
-	tern_verify_opts o = {
-	    .max_size = (size_t)n->max_msg, .max_skew_ms = n->skew_ms, .future_skew_only = 1};
+	tern_verify_opts o = {.max_size = (size_t)n->max_msg,
+	                      .max_skew_ms = n->skew_ms,
+	                      .future_skew_only = 1,
+	                      .sigcache = n->sigs};
 	tern_envelope *env = NULL;
 	const Tern__V1__Header *h;
 	const tern_msgtype *t;
@@ -701,6 +707,46 @@ static void batch_reset(node *n)
 	b->checkpoint = 0;
 }
 
+/* One signature for every envelope this commit sends: a Merkle root over
+ * their headers, each envelope with its inclusion proof (envelope.h). */
+static int batch_sign(node *n)
+{
+	struct batch *b = &n->batch;
+	tern_sealed **items;
+	uint8_t **envs;
+	size_t *lens, k = 0;
+	int rc;
+
+	if (b->nouts == 0)
+		return TERN_OK;
+	items = calloc(b->nouts, sizeof(*items));
+	envs = calloc(b->nouts, sizeof(*envs));
+	lens = calloc(b->nouts, sizeof(*lens));
+	if (items == NULL || envs == NULL || lens == NULL) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < b->nouts; i++)
+		if (b->outs[i].sealed != NULL)
+			items[k++] = b->outs[i].sealed;
+	if (k == 0 || (rc = tern_envelope_sign(items, k, n->id.sign, envs, lens)) != TERN_OK) {
+		rc = k == 0 ? TERN_OK : rc;
+		goto out;
+	}
+	k = 0;
+	for (size_t i = 0; i < b->nouts; i++)
+		if (b->outs[i].sealed != NULL) {
+			b->outs[i].env = envs[k];
+			b->outs[i].len = lens[k++];
+			tern_sealed_free(&b->outs[i].sealed);
+		}
+out:
+	free(lens);
+	free(envs);
+	free(items);
+	return rc;
+}
+
 static void batch_commit(node *n)
 {
 	struct batch *b = &n->batch;
@@ -712,7 +758,11 @@ static void batch_commit(node *n)
 			goto ack; /* only redeliveries: acknowledge again */
 		return;
 	}
-	rc = tern_store_write(n->store, batch_apply, n);
+	if ((rc = batch_sign(n)) != TERN_OK)
+		log_warnx("cannot sign this batch's envelopes: %s (%s)", tern_strerror(rc),
+		          tern_errdetail());
+	else
+		rc = tern_store_write(n->store, batch_apply, n);
 	if (rc != TERN_OK) {
 		log_warnx("commit failed: %s (%s); nothing of this batch is acknowledged",
 		          tern_strerror(rc), tern_errdetail());
@@ -1690,7 +1740,8 @@ int node_open(const char *conf, node **out)
 		return rc;
 	}
 	log_init("tern-node", (int)tern_config_get_int(n->id.cfg, "node", "log_level"));
-	if ((rc = tern_sealcache_new(0, 0, &n->seals)) != TERN_OK)
+	if ((rc = tern_sealcache_new(0, 0, &n->seals)) != TERN_OK ||
+	    (rc = tern_sigcache_new(0, &n->sigs)) != TERN_OK)
 		goto fail;
 	tern_directory_find(n->id.dir, tern_config_get(n->id.cfg, "broker", "id"), &n->broker);
 	n->max_msg = tern_config_get_int(n->id.cfg, "limits", "max_message_size");
@@ -1853,6 +1904,7 @@ void node_close(node **np)
 		zmq_ctx_term(n->ctx);
 	tern_store_close(&n->store);
 	tern_sealcache_free(&n->seals);
+	tern_sigcache_free(&n->sigs);
 	tern_ident_free(&n->id);
 	free(n);
 	*np = NULL;

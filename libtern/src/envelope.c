@@ -7,6 +7,7 @@
 #include <tern/crypto.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
+#include <tern/merkle.h>
 #include <tern/msgtype.h>
 #include <tern/uuid.h>
 
@@ -347,8 +348,34 @@ static int seal_check(const tern_seal_params *p, const tern_directory *dir,
 	return TERN_OK;
 }
 
-int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uint8_t **out,
-                       size_t *out_len, char message_id[37])
+struct tern_sealed {
+	char id[TERN_UUID_STRLEN + 1];
+	uint8_t signer[TERN_ED25519_PUBLIC_LEN]; /* the key seal_check accepted */
+	uint8_t *header, *sealed;
+	size_t header_len, sealed_len;
+};
+
+/* What a batch signature adds to an envelope at most: the signature, two
+ * varints and a full-depth proof, with their tags and lengths. */
+#define BATCH_SIG_MAX (8 + 2 + TERN_ED25519_SIG_LEN + 2 * 11 + TERN_ENVELOPE_MAX_BATCH_DEPTH * 34)
+
+void tern_sealed_free(tern_sealed **s)
+{
+	if (s == NULL || *s == NULL)
+		return;
+	free((*s)->header);
+	free((*s)->sealed);
+	free(*s);
+	*s = NULL;
+}
+
+const char *tern_sealed_message_id(const tern_sealed *s)
+{
+	return s->id;
+}
+
+int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory *dir,
+                                tern_sealed **out, char message_id[37])
 {
 	const tern_member *rcpts[TERN_ENVELOPE_MAX_RECIPIENTS];
 	Tern__V1__WrappedKey wk[TERN_ENVELOPE_MAX_RECIPIENTS];
@@ -356,26 +383,30 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 	uint8_t wrapped[TERN_ENVELOPE_MAX_RECIPIENTS][WRAPPED_LEN];
 	Tern__V1__Header h = TERN__V1__HEADER__INIT;
 	Tern__V1__SealedBody sb = TERN__V1__SEALED_BODY__INIT;
-	Tern__V1__Signature sig = TERN__V1__SIGNATURE__INIT;
-	Tern__V1__Envelope e = TERN__V1__ENVELOPE__INIT;
-	char id[TERN_UUID_STRLEN + 1];
+	tern_sealed *res = NULL;
 	uint8_t content_key[CONTENT_KEY_LEN], nonce[TERN_AEAD_NONCE_LEN];
 	uint8_t eph_sk[32], eph_pk[32], shared[32], wrap_key[CONTENT_KEY_LEN];
-	uint8_t digest[TERN_SHA256_LEN], sigbytes[TERN_ED25519_SIG_LEN];
+	uint8_t digest[TERN_SHA256_LEN];
 	uint8_t aad_stack[AAD_STACK], *aad = aad_stack;
-	uint8_t *ct = NULL, *sealed = NULL, *hbytes = NULL;
-	size_t aad_len, sealed_len, hlen;
+	uint8_t *ct = NULL;
+	size_t aad_len;
 	int rc;
 
+	if (out == NULL)
+		return tern_fail(TERN_EINVAL, "seal: missing parameter");
+	*out = NULL;
 	if ((rc = tern_crypto_init()) != TERN_OK)
 		return rc;
 	if ((rc = seal_check(p, dir, rcpts)) != TERN_OK)
 		return rc;
-	if ((rc = tern_uuid_v7(id)) != TERN_OK)
-		return rc;
+	if ((res = calloc(1, sizeof(*res))) == NULL)
+		return TERN_ENOMEM;
+	memcpy(res->signer, tern_signkey_public(p->sign_key), TERN_ED25519_PUBLIC_LEN);
+	if ((rc = tern_uuid_v7(res->id)) != TERN_OK)
+		goto out;
 
 	h.schema_version = TERN_ENVELOPE_SCHEMA_VERSION;
-	h.message_id = id;
+	h.message_id = res->id;
 	h.sender = (char *)p->sender;
 	h.n_recipients = p->n_recipients;
 	h.recipients = (char **)p->recipients;
@@ -385,8 +416,10 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 	h.expires_at = p->expires_at;
 	h.in_reply_to = (char *)str_or_empty(p->in_reply_to);
 	/* The receiver's rules, applied before anything is signed. */
-	if (header_check(&h) != TERN_OK)
-		return refail(TERN_EINVAL, "seal");
+	if (header_check(&h) != TERN_OK) {
+		rc = refail(TERN_EINVAL, "seal");
+		goto out;
+	}
 
 	randombytes_buf(content_key, sizeof(content_key));
 	randombytes_buf(nonce, sizeof(nonce));
@@ -417,8 +450,8 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 			               rcpts[i]->node_id);
 			goto out;
 		}
-		rc = wrap_key_derive(shared, eph_pk, rcpts[i]->seal_public, id, rcpts[i]->node_id,
-		                     wrap_key);
+		rc = wrap_key_derive(shared, eph_pk, rcpts[i]->seal_public, res->id,
+		                     rcpts[i]->node_id, wrap_key);
 		if (rc == TERN_OK)
 			rc = tern_aead_seal(wrap_key, sizeof(wrap_key), zero_nonce,
 			                    sizeof(zero_nonce), (const uint8_t *)rcpts[i]->node_id,
@@ -442,51 +475,292 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 	sb.nonce.len = sizeof(nonce);
 	sb.ciphertext.data = ct;
 	sb.ciphertext.len = p->body_len + TERN_AEAD_TAG_LEN;
-	if ((rc = tern_pb_pack(&sb.base, &sealed, &sealed_len)) != TERN_OK)
+	if ((rc = tern_pb_pack(&sb.base, &res->sealed, &res->sealed_len)) != TERN_OK)
 		goto out;
-	if ((rc = tern_sha256(sealed, sealed_len, digest)) != TERN_OK)
+	if ((rc = tern_sha256(res->sealed, res->sealed_len, digest)) != TERN_OK)
 		goto out;
 
 	h.body_digest.data = digest;
 	h.body_digest.len = sizeof(digest);
-	if ((rc = tern_pb_pack(&h.base, &hbytes, &hlen)) != TERN_OK)
+	if ((rc = tern_pb_pack(&h.base, &res->header, &res->header_len)) != TERN_OK)
 		goto out;
-	if ((rc = tern_sign(p->sign_key, TERN_ENVELOPE_SIGN_LABEL, hbytes, hlen, sigbytes)) !=
-	    TERN_OK)
-		goto out;
-
-	sig.kind_case = TERN__V1__SIGNATURE__KIND_ED25519;
-	sig.ed25519.data = sigbytes;
-	sig.ed25519.len = sizeof(sigbytes);
-	e.header.data = hbytes;
-	e.header.len = hlen;
-	e.sealed_body.data = sealed;
-	e.sealed_body.len = sealed_len;
-	e.signature = &sig;
-	if ((rc = tern_pb_pack(&e.base, out, out_len)) != TERN_OK)
-		goto out;
-	/* Better refused here, with the sender told, than by every receiver. */
-	if (*out_len > TERN_ENVELOPE_MAX_SIZE_DEFAULT) {
+	/* Better refused here, with the sender told, than by every receiver;
+	 * counted with the largest signature the envelope could get. */
+	if (res->header_len + res->sealed_len + 16 + BATCH_SIG_MAX >
+	    TERN_ENVELOPE_MAX_SIZE_DEFAULT) {
 		rc = tern_fail(TERN_ETOOBIG,
-		               "seal: envelope of %zu bytes is over the %zu-byte limit", *out_len,
+		               "seal: envelope of about %zu bytes is over the %zu-byte limit",
+		               res->header_len + res->sealed_len + BATCH_SIG_MAX,
 		               (size_t)TERN_ENVELOPE_MAX_SIZE_DEFAULT);
-		free(*out);
-		*out = NULL;
 		goto out;
 	}
 	if (message_id != NULL)
-		memcpy(message_id, id, sizeof(id));
+		memcpy(message_id, res->id, sizeof(res->id));
+	*out = res;
+	res = NULL;
 
 out:
 	sodium_memzero(content_key, sizeof(content_key));
 	sodium_memzero(eph_sk, sizeof(eph_sk));
 	sodium_memzero(shared, sizeof(shared));
 	sodium_memzero(wrap_key, sizeof(wrap_key));
-	free(hbytes);
-	free(sealed);
+	tern_sealed_free(&res);
 	free(ct);
 	aad_release(aad, aad_stack);
 	return rc;
+}
+
+/* RFC 6962 leaf hash of what a lone signature signs: 0x00 || label || 0x00 || header. */
+static void header_leaf(const uint8_t *header, size_t len, tern_hash out)
+{
+	crypto_hash_sha256_state st;
+	static const uint8_t zero = 0x00;
+
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, &zero, 1);
+	crypto_hash_sha256_update(&st, (const uint8_t *)TERN_ENVELOPE_SIGN_LABEL,
+	                          sizeof(TERN_ENVELOPE_SIGN_LABEL)); /* with its NUL */
+	crypto_hash_sha256_update(&st, header, len);
+	crypto_hash_sha256_final(&st, out);
+}
+
+/* What a batch signature signs after its label: be64(tree_size) || root. */
+static void batch_signed_bytes(uint64_t size, const tern_hash root, uint8_t out[8 + TERN_HASH_LEN])
+{
+	tern_be64_put(out, size);
+	memcpy(out + 8, root, TERN_HASH_LEN);
+}
+
+static int pack_envelope(const tern_sealed *s, Tern__V1__Signature *sig, uint8_t **out,
+                         size_t *out_len)
+{
+	Tern__V1__Envelope e = TERN__V1__ENVELOPE__INIT;
+	int rc;
+
+	e.header.data = s->header;
+	e.header.len = s->header_len;
+	e.sealed_body.data = s->sealed;
+	e.sealed_body.len = s->sealed_len;
+	e.signature = sig;
+	if ((rc = tern_pb_pack(&e.base, out, out_len)) != TERN_OK)
+		return rc;
+	if (*out_len > TERN_ENVELOPE_MAX_SIZE_DEFAULT) { /* seal_unsigned counted for this */
+		free(*out);
+		*out = NULL;
+		return tern_fail(TERN_ETOOBIG, "envelope %s of %zu bytes is over the limit", s->id,
+		                 *out_len);
+	}
+	return TERN_OK;
+}
+
+/* One chunk of at most TERN_ENVELOPE_MAX_BATCH (n >= 2) under one root. */
+static int sign_chunk(tern_sealed *const *items, size_t n, const tern_signkey *key, uint8_t **outs,
+                      size_t *out_lens)
+{
+	Tern__V1__Signature sig = TERN__V1__SIGNATURE__INIT;
+	Tern__V1__BatchSignature bs = TERN__V1__BATCH_SIGNATURE__INIT;
+	ProtobufCBinaryData pproof[TERN_MERKLE_MAX_PROOF];
+	tern_hash *leaves = NULL, root, proof[TERN_MERKLE_MAX_PROOF];
+	tern_merkle_tree *tree = NULL;
+	uint8_t sigbytes[TERN_ED25519_SIG_LEN], msg[8 + TERN_HASH_LEN];
+	size_t plen;
+	int rc;
+
+	if ((leaves = malloc(n * sizeof(*leaves))) == NULL)
+		return TERN_ENOMEM;
+	for (size_t i = 0; i < n; i++)
+		header_leaf(items[i]->header, items[i]->header_len, leaves[i]);
+	if ((rc = tern_merkle_tree_build(leaves, n, &tree)) != TERN_OK)
+		goto out;
+	tern_merkle_tree_root(tree, root);
+	batch_signed_bytes(n, root, msg);
+	if ((rc = tern_sign(key, TERN_ENVELOPE_BATCH_LABEL, msg, sizeof(msg), sigbytes)) != TERN_OK)
+		goto out;
+	sig.kind_case = TERN__V1__SIGNATURE__KIND_BATCH;
+	sig.batch = &bs;
+	bs.root_signature.data = sigbytes;
+	bs.root_signature.len = sizeof(sigbytes);
+	bs.tree_size = n;
+	bs.inclusion_proof = pproof;
+	for (size_t i = 0; i < n; i++) {
+		if ((rc = tern_merkle_tree_inclusion_proof(tree, i, proof, &plen)) != TERN_OK)
+			goto out;
+		for (size_t j = 0; j < plen; j++)
+			pproof[j] = (ProtobufCBinaryData){TERN_HASH_LEN, proof[j]};
+		bs.leaf_index = i;
+		bs.n_inclusion_proof = plen;
+		if ((rc = pack_envelope(items[i], &sig, &outs[i], &out_lens[i])) != TERN_OK)
+			goto out;
+	}
+out:
+	tern_merkle_tree_free(&tree);
+	free(leaves);
+	return rc;
+}
+
+int tern_envelope_sign(tern_sealed *const *items, size_t n, const tern_signkey *key, uint8_t **outs,
+                       size_t *out_lens)
+{
+	int rc = TERN_OK;
+
+	if (items == NULL || key == NULL || outs == NULL || out_lens == NULL || n == 0)
+		return tern_fail(TERN_EINVAL, "sign: missing parameter");
+	for (size_t i = 0; i < n; i++)
+		outs[i] = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (items[i] == NULL)
+			return tern_fail(TERN_EINVAL, "sign: missing envelope %zu", i);
+		/* seal_unsigned checked the sender against this key, not another. */
+		if (sodium_memcmp(items[i]->signer, tern_signkey_public(key),
+		                  TERN_ED25519_PUBLIC_LEN) != 0)
+			return tern_fail(TERN_EINVAL,
+			                 "sign: envelope %s was sealed for another key",
+			                 items[i]->id);
+	}
+	if (n == 1) {
+		Tern__V1__Signature sig = TERN__V1__SIGNATURE__INIT;
+		uint8_t sigbytes[TERN_ED25519_SIG_LEN];
+		if ((rc = tern_sign(key, TERN_ENVELOPE_SIGN_LABEL, items[0]->header,
+		                    items[0]->header_len, sigbytes)) != TERN_OK)
+			return rc;
+		sig.kind_case = TERN__V1__SIGNATURE__KIND_ED25519;
+		sig.ed25519.data = sigbytes;
+		sig.ed25519.len = sizeof(sigbytes);
+		return pack_envelope(items[0], &sig, &outs[0], &out_lens[0]);
+	}
+	for (size_t i = 0; i < n && rc == TERN_OK; i += TERN_ENVELOPE_MAX_BATCH) {
+		size_t c = n - i < TERN_ENVELOPE_MAX_BATCH ? n - i : TERN_ENVELOPE_MAX_BATCH;
+		/* A lone leftover is still a batch of one; it needs no tree, but one
+		 * code path for every chunk is easier to trust. */
+		rc = c == 1 ? tern_envelope_sign(items + i, 1, key, outs + i, out_lens + i)
+		            : sign_chunk(items + i, c, key, outs + i, out_lens + i);
+	}
+	if (rc != TERN_OK)
+		for (size_t i = 0; i < n; i++) {
+			free(outs[i]);
+			outs[i] = NULL;
+		}
+	return rc;
+}
+
+int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uint8_t **out,
+                       size_t *out_len, char message_id[37])
+{
+	tern_sealed *s = NULL;
+	int rc;
+
+	if (out == NULL || out_len == NULL)
+		return tern_fail(TERN_EINVAL, "seal: missing parameter");
+	if ((rc = tern_envelope_seal_unsigned(p, dir, &s, message_id)) != TERN_OK)
+		return rc;
+	rc = tern_envelope_sign(&s, 1, p->sign_key, out, out_len);
+	tern_sealed_free(&s);
+	return rc;
+}
+
+/* Verified batch roots. A slot holds SHA-256(signer || size || root ||
+ * signature) of a signature that verified: a hit needs all four to match,
+ * so nothing unverified can ride on an entry. */
+struct tern_sigcache {
+	size_t nslots;
+	uint64_t hits, misses;
+	tern_hash slot[];
+};
+
+int tern_sigcache_new(size_t slots, tern_sigcache **out)
+{
+	tern_sigcache *c;
+
+	if (out == NULL)
+		return tern_fail(TERN_EINVAL, "sigcache: missing parameter");
+	*out = NULL;
+	if (slots == 0)
+		slots = TERN_SIGCACHE_SLOTS_DEFAULT;
+	if (slots > (1u << 24))
+		return tern_fail(TERN_EINVAL, "sigcache: %zu slots is too many", slots);
+	if ((c = calloc(1, sizeof(*c) + slots * sizeof(tern_hash))) == NULL)
+		return TERN_ENOMEM;
+	c->nslots = slots;
+	*out = c;
+	return TERN_OK;
+}
+
+void tern_sigcache_free(tern_sigcache **c)
+{
+	if (c == NULL || *c == NULL)
+		return;
+	free(*c);
+	*c = NULL;
+}
+
+void tern_sigcache_stats(const tern_sigcache *c, uint64_t *hits, uint64_t *misses)
+{
+	*hits = c ? c->hits : 0;
+	*misses = c ? c->misses : 0;
+}
+
+/* The batch signature of an envelope: its root from the inclusion proof,
+ * then the root's signature, from the cache or verified and remembered. */
+static int batch_verify(const Tern__V1__BatchSignature *bs, const uint8_t *header,
+                        size_t header_len, const tern_member *sender, tern_sigcache *cache,
+                        const char *mid)
+{
+	tern_hash leaf, root, proof[TERN_MERKLE_MAX_PROOF], key;
+	uint8_t msg[8 + TERN_HASH_LEN];
+	crypto_hash_sha256_state st;
+	tern_hash *slot = NULL;
+
+	for (size_t i = 0; i < bs->n_inclusion_proof; i++)
+		memcpy(proof[i], bs->inclusion_proof[i].data, TERN_HASH_LEN);
+	header_leaf(header, header_len, leaf);
+	if (tern_merkle_root_from_inclusion(bs->leaf_index, bs->tree_size, leaf,
+	                                    (const tern_hash *)proof, bs->n_inclusion_proof,
+	                                    root) != TERN_OK)
+		return tern_fail(TERN_EBADSIG,
+		                 "message %s: the batch proof does not fit a tree of %llu", mid,
+		                 (unsigned long long)bs->tree_size);
+	batch_signed_bytes(bs->tree_size, root, msg);
+	if (cache != NULL) {
+		crypto_hash_sha256_init(&st);
+		crypto_hash_sha256_update(&st, sender->sign_public, TERN_ED25519_PUBLIC_LEN);
+		crypto_hash_sha256_update(&st, msg, sizeof(msg));
+		crypto_hash_sha256_update(&st, bs->root_signature.data, TERN_ED25519_SIG_LEN);
+		crypto_hash_sha256_final(&st, key);
+		slot = &cache->slot[tern_be64_get(key) % cache->nslots];
+		if (sodium_memcmp(*slot, key, TERN_HASH_LEN) == 0) {
+			cache->hits++;
+			return TERN_OK;
+		}
+		cache->misses++;
+	}
+	if (tern_verify(sender->sign_public, TERN_ENVELOPE_BATCH_LABEL, msg, sizeof(msg),
+	                bs->root_signature.data) != TERN_OK)
+		return tern_fail(TERN_EBADSIG, "message %s: batch signature by %s does not verify",
+		                 mid, sender->node_id);
+	if (slot != NULL)
+		memcpy(*slot, key, TERN_HASH_LEN);
+	return TERN_OK;
+}
+
+/* The shape of a batch signature, before anything is hashed. */
+static int batch_check(const Tern__V1__BatchSignature *bs)
+{
+	if (bs->root_signature.len != TERN_ED25519_SIG_LEN)
+		return tern_fail(TERN_EMALFORMED, "batch signature of %zu bytes",
+		                 bs->root_signature.len);
+	if (bs->tree_size < 1 || bs->tree_size > TERN_ENVELOPE_MAX_BATCH ||
+	    bs->leaf_index >= bs->tree_size)
+		return tern_fail(TERN_EMALFORMED, "batch of %llu, leaf %llu",
+		                 (unsigned long long)bs->tree_size,
+		                 (unsigned long long)bs->leaf_index);
+	if (bs->n_inclusion_proof > TERN_ENVELOPE_MAX_BATCH_DEPTH)
+		return tern_fail(TERN_EMALFORMED, "batch proof of %zu hashes",
+		                 bs->n_inclusion_proof);
+	for (size_t i = 0; i < bs->n_inclusion_proof; i++)
+		if (bs->inclusion_proof[i].len != TERN_HASH_LEN)
+			return tern_fail(TERN_EMALFORMED, "batch proof hash of %zu bytes",
+			                 bs->inclusion_proof[i].len);
+	return TERN_OK;
 }
 
 int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *dir,
@@ -535,6 +809,13 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		               e->signature->ed25519.len);
 		goto fail;
 	}
+	if (e->signature->kind_case == TERN__V1__SIGNATURE__KIND_BATCH &&
+	    (e->signature->batch == NULL || (rc = batch_check(e->signature->batch)) != TERN_OK)) {
+		rc = e->signature->batch == NULL
+		         ? tern_fail(TERN_EMALFORMED, "empty batch signature")
+		         : rc;
+		goto fail;
+	}
 	m = NULL;
 	/* Canonical form: what every reader decodes from the signed bytes is
 	 * exactly what is checked here and bound into the body's AAD. */
@@ -557,11 +838,6 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		rc = tern_fail(TERN_EVERSION,
 		               "message %s has schema version %u (this node speaks 1)",
 		               h->message_id, h->schema_version);
-		goto fail;
-	}
-	if (e->signature->kind_case != TERN__V1__SIGNATURE__KIND_ED25519) {
-		rc = tern_fail(TERN_EVERSION, "message %s has a batch signature, not yet supported",
-		               h->message_id);
 		goto fail;
 	}
 
@@ -589,8 +865,12 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		goto fail;
 	}
 	/* Over the header bytes as received: never a re-serialization. */
-	if (tern_verify(sender->sign_public, TERN_ENVELOPE_SIGN_LABEL, e->header.data,
-	                e->header.len, e->signature->ed25519.data) != TERN_OK) {
+	if (e->signature->kind_case == TERN__V1__SIGNATURE__KIND_BATCH) {
+		if ((rc = batch_verify(e->signature->batch, e->header.data, e->header.len, sender,
+		                       opts ? opts->sigcache : NULL, h->message_id)) != TERN_OK)
+			goto fail;
+	} else if (tern_verify(sender->sign_public, TERN_ENVELOPE_SIGN_LABEL, e->header.data,
+	                       e->header.len, e->signature->ed25519.data) != TERN_OK) {
 		rc = tern_fail(TERN_EBADSIG, "message %s: signature by %s does not verify",
 		               h->message_id, h->sender);
 		goto fail;

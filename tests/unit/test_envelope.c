@@ -941,37 +941,248 @@ static void test_expires_at(void **state)
 	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, id), TERN_EINVAL);
 }
 
+/* n envelopes unhcr -> sweden signed together (each body differs). */
+static void seal_batch(struct fixture *f, size_t n, const tern_signkey *key, uint8_t **outs,
+                       size_t *lens, int want)
+{
+	static const char *const to[] = {"sweden"};
+	tern_sealed **items = calloc(n, sizeof(*items));
+
+	assert_non_null(items);
+	for (size_t i = 0; i < n; i++) {
+		tern_seal_params p = {
+		    .sender = "unhcr",
+		    .sign_key = f->sign[UNHCR],
+		    .recipients = to,
+		    .n_recipients = 1,
+		    .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+		    .case_id = "UNHCR-KEN-2024-000123",
+		    .body = f->body,
+		    .body_len = sizeof(f->body) - i % 7,
+		};
+		char id[37];
+		assert_int_equal(tern_envelope_seal_unsigned(&p, f->dir, &items[i], id), TERN_OK);
+		assert_string_equal(tern_sealed_message_id(items[i]), id);
+	}
+	assert_int_equal(tern_envelope_sign(items, n, key, outs, lens), want);
+	for (size_t i = 0; i < n; i++) {
+		if (want != TERN_OK)
+			assert_null(outs[i]);
+		tern_sealed_free(&items[i]);
+		assert_null(items[i]);
+	}
+	free(items);
+}
+
+static int verify_cached(const uint8_t *buf, size_t len, const tern_directory *dir,
+                         tern_sigcache *c)
+{
+	tern_verify_opts o = {.sigcache = c};
+	tern_envelope *env = NULL;
+	int rc = tern_envelope_verify(buf, len, dir, &o, &env);
+
+	tern_envelope_free(&env);
+	return rc;
+}
+
+enum batch_change {
+	BC_INDEX,
+	BC_SIZE,
+	BC_PROOF_BYTE,
+	BC_PROOF_SHORT,
+	BC_ROOTSIG,
+	BC_OTHER_HEADER,
+	BC_SIGLEN,
+	BC_SIZE0,
+	BC_SIZE_MAX,
+	BC_INDEX_OUT,
+	BC_HASHLEN,
+	BC_PROOF_LONG,
+	BC_NULL
+};
+
+/* buf with its batch signature changed one way, verified through c. */
+static int batch_changed(struct fixture *f, const uint8_t *buf, size_t len, const uint8_t *other,
+                         size_t olen, enum batch_change how, tern_sigcache *c)
+{
+	Tern__V1__Envelope *e = unpack_env(buf, len), *o = unpack_env(other, olen);
+	Tern__V1__BatchSignature *bs = e->signature->batch;
+	ProtobufCBinaryData keep_header = e->header, long_proof[TERN_ENVELOPE_MAX_BATCH_DEPTH + 1];
+	ProtobufCBinaryData *keep_proof = bs->inclusion_proof, keep_first = bs->inclusion_proof[0];
+	size_t keep_np = bs->n_inclusion_proof;
+	uint8_t h31[31] = {0}, *mod;
+	size_t mlen;
+	int rc;
+
+	assert_int_equal(e->signature->kind_case, TERN__V1__SIGNATURE__KIND_BATCH);
+	switch (how) {
+	case BC_INDEX:
+		bs->leaf_index ^= 1;
+		break;
+	case BC_SIZE:
+		bs->tree_size += 1;
+		break;
+	case BC_PROOF_BYTE:
+		bs->inclusion_proof[0].data[5] ^= 0x20;
+		break;
+	case BC_PROOF_SHORT:
+		bs->n_inclusion_proof--;
+		break;
+	case BC_ROOTSIG:
+		bs->root_signature.data[10] ^= 0x01;
+		break;
+	case BC_OTHER_HEADER:
+		e->header = o->header;
+		break;
+	case BC_SIGLEN:
+		bs->root_signature.len = 63;
+		break;
+	case BC_SIZE0:
+		bs->tree_size = 0;
+		break;
+	case BC_SIZE_MAX:
+		bs->tree_size = TERN_ENVELOPE_MAX_BATCH + 1;
+		break;
+	case BC_INDEX_OUT:
+		bs->leaf_index = bs->tree_size;
+		break;
+	case BC_HASHLEN:
+		bs->inclusion_proof[0].data = h31, bs->inclusion_proof[0].len = 31;
+		break;
+	case BC_PROOF_LONG:
+		for (size_t i = 0; i <= TERN_ENVELOPE_MAX_BATCH_DEPTH; i++)
+			long_proof[i] = keep_proof[0];
+		bs->inclusion_proof = long_proof;
+		bs->n_inclusion_proof = TERN_ENVELOPE_MAX_BATCH_DEPTH + 1;
+		break;
+	case BC_NULL:
+		e->signature->batch = NULL;
+		break;
+	}
+	repack_env(e, &mod, &mlen);
+	rc = verify_cached(mod, mlen, f->dir, c);
+	free(mod);
+	e->header = keep_header;
+	e->signature->batch = bs;
+	bs->inclusion_proof = keep_proof;
+	bs->inclusion_proof[0] = keep_first;
+	bs->n_inclusion_proof = keep_np;
+	tern__v1__envelope__free_unpacked(o, NULL);
+	tern__v1__envelope__free_unpacked(e, NULL);
+	return rc;
+}
+
+/* One signature over a Merkle root signs a whole batch; every envelope
+ * still verifies and opens alone, a verified root is remembered, and any
+ * change to an envelope, its proof or the root's signature is refused,
+ * whether or not the genuine root is remembered. */
 static void test_batch_signature(void **state)
 {
 	struct fixture *f = *state;
-	Tern__V1__BatchSignature batch = TERN__V1__BATCH_SIGNATURE__INIT;
-	Tern__V1__Signature *keep;
-	Tern__V1__Signature sig = TERN__V1__SIGNATURE__INIT;
-	Tern__V1__Envelope *e;
-	uint8_t *buf, *mod, rs[64] = {0};
-	size_t len, mlen;
-	char id[37];
+	enum { N = 5 };
+	uint8_t *e[N], *one[1];
+	size_t el[N], onel[1];
+	tern_sigcache *c = NULL;
+	tern_directory *revoked;
+	uint64_t hits, misses;
+	static const struct {
+		enum batch_change how;
+		int want;
+	} changes[] = {
+	    {BC_INDEX, TERN_EBADSIG},       {BC_SIZE, TERN_EBADSIG},
+	    {BC_PROOF_BYTE, TERN_EBADSIG},  {BC_PROOF_SHORT, TERN_EBADSIG},
+	    {BC_ROOTSIG, TERN_EBADSIG},     {BC_OTHER_HEADER, TERN_EBADSIG},
+	    {BC_SIGLEN, TERN_EMALFORMED},   {BC_SIZE0, TERN_EMALFORMED},
+	    {BC_SIZE_MAX, TERN_EMALFORMED}, {BC_INDEX_OUT, TERN_EMALFORMED},
+	    {BC_HASHLEN, TERN_EMALFORMED},  {BC_PROOF_LONG, TERN_EMALFORMED},
+	    {BC_NULL, TERN_EMALFORMED},
+	};
 
-	seal_default(f, 0, &buf, &len, id);
-	e = unpack_env(buf, len);
-	keep = e->signature;
-	batch.root_signature.data = rs;
-	batch.root_signature.len = sizeof(rs);
-	batch.tree_size = 1;
-	sig.kind_case = TERN__V1__SIGNATURE__KIND_BATCH;
-	sig.batch = &batch;
-	e->signature = &sig;
-	repack_env(e, &mod, &mlen);
-	assert_int_equal(verify(mod, mlen, f->dir), TERN_EVERSION);
-	assert_non_null(strstr(tern_errdetail(), "batch"));
-	free(mod);
-	e->signature = NULL;
-	repack_env(e, &mod, &mlen);
-	assert_int_equal(verify(mod, mlen, f->dir), TERN_EMALFORMED);
-	free(mod);
-	e->signature = keep;
-	tern__v1__envelope__free_unpacked(e, NULL);
-	free(buf);
+	seal_batch(f, N, f->sign[UNHCR], e, el, TERN_OK);
+	assert_int_equal(tern_sigcache_new(16, &c), TERN_OK);
+	for (int i = 0; i < N; i++) {
+		Tern__V1__Envelope *u = unpack_env(e[i], el[i]);
+		tern_envelope *env = NULL;
+		uint8_t *body = NULL;
+		size_t blen = 0;
+		assert_int_equal(u->signature->kind_case, TERN__V1__SIGNATURE__KIND_BATCH);
+		assert_int_equal(u->signature->batch->tree_size, N);
+		assert_int_equal(u->signature->batch->leaf_index, i);
+		tern__v1__envelope__free_unpacked(u, NULL);
+		assert_int_equal(verify(e[i], el[i], f->dir), TERN_OK);
+		assert_int_equal(verify_cached(e[i], el[i], f->dir, c), TERN_OK);
+		assert_int_equal(tern_envelope_verify(e[i], el[i], f->dir, NULL, &env), TERN_OK);
+		assert_int_equal(tern_envelope_open(env, "sweden", f->seal[SWEDEN], &body, &blen),
+		                 TERN_OK);
+		assert_int_equal(blen, sizeof(f->body) - i % 7);
+		assert_memory_equal(body, f->body, blen);
+		tern_envelope_body_free(&body, blen);
+		tern_envelope_free(&env);
+	}
+	tern_sigcache_stats(c, &hits, &misses);
+	assert_int_equal(misses, 1);
+	assert_int_equal(hits, N - 1);
+
+	/* The genuine root is in the cache now: changes must still fail. */
+	for (size_t k = 0; k < sizeof(changes) / sizeof(changes[0]); k++) {
+		assert_int_equal(batch_changed(f, e[2], el[2], e[3], el[3], changes[k].how, c),
+		                 changes[k].want);
+		assert_int_equal(batch_changed(f, e[2], el[2], e[3], el[3], changes[k].how, NULL),
+		                 changes[k].want);
+	}
+	/* A remembered root does not outlive its sender's revocation. */
+	revoked = make_dir(f, -1, UNHCR);
+	assert_int_equal(verify_cached(e[0], el[0], revoked, c), TERN_EREVOKED);
+	tern_directory_free(&revoked);
+
+	/* One envelope alone gets a plain signature. */
+	seal_batch(f, 1, f->sign[UNHCR], one, onel, TERN_OK);
+	{
+		Tern__V1__Envelope *u = unpack_env(one[0], onel[0]);
+		assert_int_equal(u->signature->kind_case, TERN__V1__SIGNATURE__KIND_ED25519);
+		tern__v1__envelope__free_unpacked(u, NULL);
+	}
+	assert_int_equal(verify(one[0], onel[0], f->dir), TERN_OK);
+	free(one[0]);
+	for (int i = 0; i < N; i++)
+		free(e[i]);
+	/* Only the key the envelopes were sealed with signs them. */
+	seal_batch(f, 3, f->sign[SWEDEN], e, el, TERN_EINVAL);
+	tern_sigcache_free(&c);
+	assert_null(c);
+}
+
+/* Past TERN_ENVELOPE_MAX_BATCH a batch is signed in several trees. */
+static void test_batch_chunks(void **state)
+{
+	struct fixture *f = *state;
+	enum { N = TERN_ENVELOPE_MAX_BATCH + 3 };
+	uint8_t **e = calloc(N, sizeof(*e));
+	size_t *el = calloc(N, sizeof(*el));
+	tern_sigcache *c = NULL;
+	uint64_t hits, misses;
+
+	assert_non_null(e);
+	assert_non_null(el);
+	seal_batch(f, N, f->sign[UNHCR], e, el, TERN_OK);
+	assert_int_equal(tern_sigcache_new(0, &c), TERN_OK);
+	for (size_t i = 0; i < N; i++) {
+		Tern__V1__Envelope *u = unpack_env(e[i], el[i]);
+		int first = i < TERN_ENVELOPE_MAX_BATCH;
+		assert_int_equal(u->signature->batch->tree_size,
+		                 first ? TERN_ENVELOPE_MAX_BATCH : 3);
+		assert_int_equal(u->signature->batch->n_inclusion_proof,
+		                 first ? TERN_ENVELOPE_MAX_BATCH_DEPTH : (i == N - 1 ? 1 : 2));
+		tern__v1__envelope__free_unpacked(u, NULL);
+		assert_int_equal(verify_cached(e[i], el[i], f->dir, c), TERN_OK);
+		free(e[i]);
+	}
+	tern_sigcache_stats(c, &hits, &misses);
+	assert_int_equal(misses, 2);
+	assert_int_equal(hits, N - 2);
+	tern_sigcache_free(&c);
+	free(e);
+	free(el);
 }
 
 static void test_bodies_and_replies(void **state)
@@ -1033,6 +1244,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_seal_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rules_behind_a_valid_signature, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_batch_signature, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_batch_chunks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bodies_and_replies, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_non_canonical_headers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_sender_and_crl, setup, teardown),

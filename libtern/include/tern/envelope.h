@@ -27,6 +27,13 @@ extern "C" {
 #define TERN_ENVELOPE_SCHEMA_VERSION 1
 /* Signature label: the signed bytes are this, a 0x00, then Envelope.header. */
 #define TERN_ENVELOPE_SIGN_LABEL "tern/v1 envelope header"
+/* Batch signature label: the signed bytes are this, a 0x00, be64(tree_size)
+ * and the root of the RFC 6962 tree whose leaves are the batch's envelopes,
+ * each leaf the bytes a lone signature would sign (docs/envelope.md). */
+#define TERN_ENVELOPE_BATCH_LABEL "tern/v1 envelope batch"
+/* Envelopes under one batch signature, at most, and so the longest proof. */
+#define TERN_ENVELOPE_MAX_BATCH 4096
+#define TERN_ENVELOPE_MAX_BATCH_DEPTH 12
 #define TERN_ENVELOPE_MAX_SIZE_DEFAULT (8u * 1024 * 1024)
 #define TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT (5 * 60 * 1000)
 /* Limits a well-formed header stays within. */
@@ -74,6 +81,26 @@ typedef struct tern_seal_params {
 	tern_sealcache *cache; /* NULL: a fresh ephemeral key for this envelope alone */
 } tern_seal_params;
 
+/* Sealing in two steps, so that a node can sign everything one commit
+ * writes with one signature: tern_envelope_seal_unsigned does all of the
+ * sealing but the signature (and every check tern_envelope_seal makes) and
+ * returns the envelope in a tern_sealed; tern_envelope_sign then signs n of
+ * them with key, which must be the sign_key they were sealed with. One
+ * envelope gets a lone Ed25519 signature; two or more get one batch
+ * signature per TERN_ENVELOPE_MAX_BATCH, each envelope carrying the root's
+ * signature and its own inclusion proof, so each still verifies alone.
+ * outs[i] is then a malloc'd serialized Envelope of out_lens[i] bytes (the
+ * caller frees them); on failure none is set. The items stay the caller's. */
+typedef struct tern_sealed tern_sealed;
+int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory *dir,
+                                tern_sealed **out, char message_id[37]);
+int tern_envelope_sign(tern_sealed *const *items, size_t n, const tern_signkey *key, uint8_t **outs,
+                       size_t *out_lens);
+/* The message id, valid as long as s. */
+const char *tern_sealed_message_id(const tern_sealed *s);
+/* Frees s and sets *s to NULL. */
+void tern_sealed_free(tern_sealed **s);
+
 /* Seals p->body for p->recipients (their seal_public keys come from dir) and
  * signs the header with p->sign_key. On success *out is a malloc'd serialized
  * Envelope of *out_len bytes (the caller frees it) and message_id, if not
@@ -86,6 +113,16 @@ int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uin
 
 /* Zero fields take the defaults: TERN_ENVELOPE_MAX_SIZE_DEFAULT, the current
  * time, TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT. opts itself may be NULL. */
+/* Batch roots whose signatures verified, so that the other envelopes of a
+ * batch cost a proof check instead of a signature check (opaque; one thread
+ * at a time). A fixed table of slots: a full one forgets, never grows. */
+typedef struct tern_sigcache tern_sigcache;
+#define TERN_SIGCACHE_SLOTS_DEFAULT 4096
+/* slots 0 takes the default. */
+int tern_sigcache_new(size_t slots, tern_sigcache **out);
+void tern_sigcache_free(tern_sigcache **c);
+void tern_sigcache_stats(const tern_sigcache *c, uint64_t *hits, uint64_t *misses);
+
 typedef struct tern_verify_opts {
 	size_t max_size;
 	int64_t now_ms;
@@ -94,6 +131,7 @@ typedef struct tern_verify_opts {
 	 * for days receives old messages that are legitimately old; a broker,
 	 * which sees messages as they are sent, bounds both directions. */
 	int future_skew_only;
+	tern_sigcache *sigcache; /* NULL: every signature is checked */
 } tern_verify_opts;
 
 /* Verifies a received envelope; the checks run in this order and the first
@@ -101,10 +139,12 @@ typedef struct tern_verify_opts {
  *   TERN_ETOOBIG     len over max_size
  *   TERN_EMALFORMED  envelope or header does not decode, a field is missing
  *                    or invalid (ids, recipients, type, digest length)
- *   TERN_EVERSION    schema_version is not 1, or a batch signature
+ *   TERN_EVERSION    schema_version is not 1
  *   TERN_EUNKNOWN    sender not in dir
  *   TERN_EREVOKED    sender's certificate revoked
- *   TERN_EBADSIG     signature over the received header bytes fails
+ *   TERN_EBADSIG     signature over the received header bytes fails (batch:
+ *                    the proof does not fit its tree, or the root's
+ *                    signature fails)
  *   TERN_EDIGEST     SHA-256(sealed_body) differs from header.body_digest
  *   TERN_ESKEW       created_at more than max_skew_ms from now, either way
  * On success *out is a new handle (free it with tern_envelope_free); it
