@@ -50,6 +50,87 @@ struct node {
 	tern_sealkey *seal;
 };
 
+/* What a node and a broker do per envelope under load: envelopes sealed with a
+ * seal cache and signed in batches of BATCH (one commit's worth), verified
+ * with a signature cache, opened with a seal cache. */
+#define BATCH 64
+static void bench_node_path(size_t n, const struct node *nodes, const tern_directory *dir,
+                            const uint8_t *body)
+{
+	const char *rcpts[] = {"sweden"};
+	tern_seal_params p = {
+	    .sender = "unhcr",
+	    .sign_key = nodes[0].sign,
+	    .recipients = rcpts,
+	    .n_recipients = 1,
+	    .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+	    .case_id = "BENCH-0001",
+	    .body = body,
+	    .body_len = BODY_LEN,
+	};
+	tern_sealed *items[BATCH];
+	uint8_t *envs[BATCH], *opened = NULL;
+	size_t lens[BATCH], opened_len = 0, rounds = (n + BATCH - 1) / BATCH;
+	tern_sealcache *seal_cache = NULL, *open_cache = NULL;
+	tern_sigcache *sigs = NULL;
+	tern_verify_opts o = {0};
+	double t_seal = 0, t_verify = 0, t_open = 0, t;
+	char what[80];
+	int rc;
+
+	if ((rc = tern_sealcache_new(0, 0, &seal_cache)) != TERN_OK ||
+	    (rc = tern_sealcache_new(0, 0, &open_cache)) != TERN_OK ||
+	    (rc = tern_sigcache_new(0, &sigs)) != TERN_OK)
+		die("caches", rc);
+	p.cache = seal_cache;
+	for (size_t r = 0; r < rounds; r++) {
+		t = now_s();
+		for (size_t i = 0; i < BATCH; i++)
+			if ((rc = tern_envelope_seal_unsigned(&p, dir, &items[i], NULL)) != TERN_OK)
+				die("seal", rc);
+		if ((rc = tern_envelope_sign(items, BATCH, nodes[0].sign, envs, lens)) != TERN_OK)
+			die("sign", rc);
+		t_seal += now_s() - t;
+		/* The broker's verification, then the recipient's, each with its cache. */
+		o.sigcache = sigs;
+		t = now_s();
+		for (size_t i = 0; i < BATCH; i++) {
+			tern_envelope *env = NULL;
+			if ((rc = tern_envelope_verify(envs[i], lens[i], dir, &o, &env)) != TERN_OK)
+				die("verify", rc);
+			tern_envelope_free(&env);
+		}
+		t_verify += now_s() - t;
+		t = now_s();
+		for (size_t i = 0; i < BATCH; i++) {
+			tern_envelope *env = NULL;
+			if ((rc = tern_envelope_verify(envs[i], lens[i], dir, &o, &env)) !=
+			        TERN_OK ||
+			    (rc = tern_envelope_open_cached(env, "sweden", nodes[1].seal,
+			                                    open_cache, &opened, &opened_len)) !=
+			        TERN_OK)
+				die("verify + open", rc);
+			if (opened_len != BODY_LEN || memcmp(opened, body, BODY_LEN) != 0)
+				die("open (wrong plaintext)", TERN_EDECRYPT);
+			tern_envelope_body_free(&opened, opened_len);
+			tern_envelope_free(&env);
+		}
+		t_open += now_s() - t;
+		for (size_t i = 0; i < BATCH; i++) {
+			tern_sealed_free(&items[i]);
+			free(envs[i]);
+		}
+	}
+	printf("a node's path (1 recipient; seal cache, batches of %d, signature cache):\n", BATCH);
+	snprintf(what, sizeof(what), "seal + batch sign (%zu bytes)", lens[0]);
+	report(what, rounds * BATCH, t_seal);
+	report("verify only (broker)", rounds * BATCH, t_verify);
+	report("verify + open", rounds * BATCH, t_open);
+	tern_sigcache_free(&sigs);
+	tern_sealcache_free(&open_cache);
+	tern_sealcache_free(&seal_cache);
+}
+
 static void bench_envelopes(size_t n)
 {
 	struct node nodes[] = {
@@ -143,6 +224,7 @@ static void bench_envelopes(size_t n)
 		report(what, n, t);
 		free(env_buf);
 	}
+	bench_node_path(n, nodes, dir, body);
 	for (size_t i = 0; i < 3; i++) {
 		tern_signkey_free(&nodes[i].sign);
 		tern_sealkey_free(&nodes[i].seal);
