@@ -24,10 +24,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* No clock: any created-at passes, so old seeds stay valid. */
 	tern_verify_opts o = {.max_size = 1u << 20, .max_skew_ms = INT64_MAX / 4};
 	tern_envelope *env = NULL;
+	tern_sigcache *sigs = NULL;
 	uint8_t *body = NULL;
 	size_t blen = 0;
+	int rc;
 
-	if (tern_envelope_verify(data, size, fed->dir, &o, &env) != 0)
+	/* Twice through a fresh signature cache: a batch root remembered the
+	 * first time must give the same verdict the second. */
+	if (tern_sigcache_new(16, &sigs) != 0)
+		abort();
+	o.sigcache = sigs;
+	rc = tern_envelope_verify(data, size, fed->dir, &o, &env);
+	tern_envelope_free(&env);
+	if (tern_envelope_verify(data, size, fed->dir, &o, &env) != rc)
+		abort();
+	tern_sigcache_free(&sigs);
+	if (rc != 0)
 		return 0;
 	tern_envelope_authorize(env);
 	if (tern_envelope_open(env, "sweden", fed->sweden_seal, &body, &blen) == 0) {

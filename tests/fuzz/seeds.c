@@ -57,6 +57,8 @@ int main(int argc, char **argv)
 	out = argv[1];
 	mkdir(out, 0755);
 	fed = fuzz_fed();
+	tern_sealed *batch[16];
+	size_t nbatch = 0;
 	for (uint8_t i = 0; t[i].name; i++) {
 		char *json = NULL, err[256];
 		ProtobufCMessage *m = NULL;
@@ -84,6 +86,9 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		put("envelope", t[i].name, env, elen);
+		if (nbatch < sizeof(batch) / sizeof(batch[0]) &&
+		    tern_envelope_seal_unsigned(&p, fed->dir, &batch[nbatch], NULL) == TERN_OK)
+			nbatch++;
 		{
 			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 			Tern__V1__Submit s = TERN__V1__SUBMIT__INIT;
@@ -101,6 +106,24 @@ int main(int argc, char **argv)
 		free(bin);
 		free(json);
 		tern_json_message_free(&m);
+	}
+	{
+		/* The same messages under one batch signature, so that mutations
+		 * reach the proof and root checks. */
+		uint8_t *envs[16];
+		size_t lens[16];
+		if (nbatch < 2 ||
+		    tern_envelope_sign(batch, nbatch, fed->unhcr_sign, envs, lens) != TERN_OK) {
+			fprintf(stderr, "batch sign: %s\n", tern_errdetail());
+			return 1;
+		}
+		for (size_t i = 0; i < nbatch; i++) {
+			char name[64];
+			snprintf(name, sizeof(name), "batch-%zu", i);
+			put("envelope", name, envs[i], lens[i]);
+			free(envs[i]);
+			tern_sealed_free(&batch[i]);
+		}
 	}
 	{
 		tern_hash root = {1, 2, 3};

@@ -2,7 +2,8 @@
  *
  * A sender seals a body once under a fresh content key, wraps that key for
  * each recipient with X25519 + HKDF-SHA256 + ChaCha20-Poly1305, and signs the
- * serialized header with Ed25519. A receiver verifies the envelope (size,
+ * serialized header with Ed25519, alone or with others under one signed
+ * Merkle root (a batch signature). A receiver verifies the envelope (size,
  * structure, version, sender, signature, body digest, clock), may check the
  * sender's role for the message type, and opens the body with its sealing
  * key. docs/envelope.md describes the format byte by byte.
