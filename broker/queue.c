@@ -21,9 +21,7 @@ static const char *const dbnames[] = {"meta", "queue", "expiry", "dedup", "dlq",
 
 void bq_audit_dbs(tern_store *s, tern_audit_dbs *d)
 {
-	d->entries = DBI(s, BQ_AUDIT);
-	d->meta = DBI(s, BQ_AUDIT_META);
-	d->checkpoints = DBI(s, BQ_AUDIT_CHECKPOINTS);
+	tern_audit_dbs_at(s, BQ_AUDIT, d);
 }
 
 int bq_audit(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const char *msgid,
@@ -141,13 +139,16 @@ static int epoch_apply(MDB_txn *txn, void *arg)
 int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN])
 {
 	struct open_arg a;
+	tern_audit_dbs audit;
 	int rc;
 
 	if ((rc = tern_store_open(dir, dbnames, 0, 0, out)) != TERN_OK)
 		return rc;
 	a.s = *out;
 	a.epoch = epoch;
-	if ((rc = tern_store_write(*out, epoch_apply, &a)) != TERN_OK)
+	bq_audit_dbs(*out, &audit);
+	if ((rc = tern_store_write(*out, epoch_apply, &a)) != TERN_OK ||
+	    (rc = tern_audit_backfill(*out, &audit)) != TERN_OK)
 		tern_store_close(out);
 	return rc;
 }

@@ -132,23 +132,22 @@ static int parse_time(const char *s, int64_t *ms)
 
 /* The roots of the complete subtrees left of start, largest first: with
  * them a verifier hashes on from entry start as if it had every entry before. */
-static int frontier_of(const tern_hash *leaves, uint64_t start, ProtobufCBinaryData **out,
-                       size_t *n)
+static int frontier_of(MDB_txn *txn, const tern_audit_dbs *d, uint64_t start,
+                       ProtobufCBinaryData **out, size_t *n)
 {
-	uint64_t off = 0;
+	tern_hash f[64];
+	int count, rc;
 
 	*n = 0;
+	if ((rc = tern_audit_frontier_at(txn, d, start, f, &count)) != TERN_OK)
+		return rc;
 	if ((*out = calloc(64, sizeof(**out))) == NULL)
 		return TERN_ENOMEM;
-	for (int k = 63; k >= 0; k--) {
-		uint64_t span = (uint64_t)1 << k;
-		if (!(start & span))
-			continue;
+	for (int i = 0; i < count; i++) {
 		if (((*out)[*n].data = malloc(TERN_HASH_LEN)) == NULL)
 			return TERN_ENOMEM;
 		(*out)[*n].len = TERN_HASH_LEN;
-		tern_merkle_root(leaves + off, span, (*out)[(*n)++].data);
-		off += span;
+		memcpy((*out)[(*n)++].data, f[i], TERN_HASH_LEN);
 	}
 	return TERN_OK;
 }
@@ -196,7 +195,7 @@ static int export_archive(const char *conf, const char *outpath, int64_t from, i
 	uint64_t csize = 0, size = 0, start = 0, end, prev_size = 0, *cp_sizes = NULL;
 	char **cp_notes = NULL;
 	size_t ncps = 0;
-	tern_hash root, *leaves = NULL, proof[TERN_MERKLE_MAX_PROOF];
+	tern_hash root, proof[TERN_MERKLE_MAX_PROOF];
 	ProtobufCBinaryData pproof[TERN_MERKLE_MAX_PROOF];
 	const char *sect = "node";
 	uint8_t *packed = NULL;
@@ -220,7 +219,7 @@ static int export_archive(const char *conf, const char *outpath, int64_t from, i
 		cli_fail(rc, "cannot open the store of %s", conf);
 		goto out;
 	}
-	d = (tern_audit_dbs){tern_store_dbi(s, 0), tern_store_dbi(s, 1), tern_store_dbi(s, 2)};
+	tern_audit_dbs_at(s, 0, &d);
 	if ((rc = tern_store_read_begin(s, &txn)) != TERN_OK ||
 	    (rc = tern_audit_head(txn, &d, &size, root)) != TERN_OK) {
 		cli_fail(rc, "cannot read the audit log");
@@ -302,17 +301,15 @@ static int export_archive(const char *conf, const char *outpath, int64_t from, i
 		ret = CLI_NO;
 		goto out;
 	}
-	if (end > 0 && (rc = tern_audit_leaves(txn, &d, end, &leaves)) != TERN_OK) {
-		cli_fail(rc, "cannot read the audit log");
-		goto out;
-	}
 	a.schema_version = 1;
 	a.log_id = (char *)tern_config_get(cfg, sect, "id");
 	a.origin = origin;
 	a.first_index = start;
-	if (start > 0 &&
-	    frontier_of(leaves, start, &a.prefix_frontier, &a.n_prefix_frontier) != TERN_OK)
+	if (start > 0 && (rc = frontier_of(txn, &d, start, &a.prefix_frontier,
+	                                   &a.n_prefix_frontier)) != TERN_OK) {
+		cli_fail(rc, "cannot read the audit log");
 		goto out;
+	}
 	a.entries = calloc(end - start + 1, sizeof(ProtobufCBinaryData));
 	a.checkpoints = calloc(ncps + 1, sizeof(char *));
 	if (a.entries == NULL || a.checkpoints == NULL)
@@ -328,13 +325,18 @@ static int export_archive(const char *conf, const char *outpath, int64_t from, i
 			a.entries[a.n_entries].data = v.mv_data; /* valid until the txn ends */
 			a.entries[a.n_entries++].len = v.mv_size;
 		}
+		if (a.n_entries < end - start) {
+			cli_fail(TERN_EMALFORMED,
+			         "the audit log lacks entries its checkpoint signed");
+			goto out;
+		}
 	}
 	for (size_t j = 0; j < ncps; j++)
 		if (cp_sizes[j] >= start && cp_sizes[j] <= end)
 			a.checkpoints[a.n_checkpoints++] = cp_notes[j];
 	if (prev_note && prev_size > 0) {
 		size_t pl = 0;
-		if (tern_merkle_consistency_proof(leaves, end, prev_size, proof, &pl) == TERN_OK) {
+		if (tern_audit_consistency_proof(txn, &d, prev_size, end, proof, &pl) == TERN_OK) {
 			for (size_t q = 0; q < pl; q++)
 				pproof[q] = (ProtobufCBinaryData){TERN_HASH_LEN, proof[q]};
 			a.previous_checkpoint = prev_note;
@@ -373,7 +375,6 @@ out:
 	free(cp_notes);
 	free(cp_sizes);
 	free(a.entries);
-	free(leaves);
 	free(note);
 	free(prev_note);
 	if (c)
@@ -409,7 +410,6 @@ static int prove(const char *conf, const char *msgid)
 	MDB_txn *txn = NULL;
 	MDB_cursor *c = NULL;
 	MDB_val k, v;
-	tern_hash *leaves = NULL;
 	char *note = NULL, *vkey = NULL, origin[TERN_NOTE_NAME_MAX + 1];
 	const char *sect = "node";
 	json_t *out = NULL, *arr;
@@ -430,7 +430,7 @@ static int prove(const char *conf, const char *msgid)
 		cli_fail(TERN_EIO, "cannot open the log or key of %s", conf);
 		goto out;
 	}
-	d = (tern_audit_dbs){tern_store_dbi(s, 0), tern_store_dbi(s, 1), tern_store_dbi(s, 2)};
+	tern_audit_dbs_at(s, 0, &d);
 	tern_store_read_begin(s, &txn);
 	if (tern_audit_latest_checkpoint(txn, &d, &note, &csize) != TERN_OK || csize == 0) {
 		fprintf(stderr, "tern audit: no signed checkpoint covers any entry yet\n");
@@ -438,13 +438,10 @@ static int prove(const char *conf, const char *msgid)
 	}
 	snprintf(origin, sizeof(origin), "%.*s", (int)strcspn(note, "\n"), note);
 	tern_note_vkey_format(origin, tern_signkey_public(key), &vkey);
-	if ((leaves = malloc(csize * sizeof(*leaves))) == NULL)
-		goto out;
 	arr = json_array();
 	mdb_cursor_open(txn, d.entries, &c);
 	while (i < csize && mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
 		ProtobufCMessage *e = NULL;
-		tern_merkle_leaf_hash(v.mv_data, v.mv_size, leaves[i]);
 		if (tern_pb_unpack(&tern__v1__audit_entry__descriptor, v.mv_data, v.mv_size, 65536,
 		                   &e) == TERN_OK &&
 		    strcmp(((Tern__V1__AuditEntry *)e)->message_id, msgid) == 0) {
@@ -467,13 +464,17 @@ static int prove(const char *conf, const char *msgid)
 		json_t *it;
 		json_array_foreach(arr, j, it)
 		{
+			uint64_t index = (uint64_t)json_integer_value(json_object_get(it, "index"));
 			tern_hash proof[TERN_MERKLE_MAX_PROOF];
 			size_t plen = 0;
-			json_t *pa = json_array();
-			tern_merkle_inclusion_proof(
-			    leaves, csize,
-			    (uint64_t)json_integer_value(json_object_get(it, "index")), proof,
-			    &plen);
+			json_t *pa;
+			int rc = tern_audit_inclusion_proof(txn, &d, index, csize, proof, &plen);
+			if (rc != TERN_OK) {
+				cli_fail(rc, "cannot prove entry %llu", (unsigned long long)index);
+				json_decref(arr);
+				goto out;
+			}
+			pa = json_array();
 			for (size_t q = 0; q < plen; q++) {
 				char *h = b64(proof[q], TERN_HASH_LEN);
 				json_array_append_new(pa, json_string(h));
@@ -493,7 +494,6 @@ out:
 		mdb_cursor_close(c);
 	if (txn)
 		mdb_txn_abort(txn);
-	free(leaves);
 	free(note);
 	free(vkey);
 	tern_signkey_free(&key);

@@ -910,8 +910,8 @@ static struct witness *witness_find(node *n, const char *id)
 	return NULL;
 }
 
-static void send_witness_request(node *n, struct witness *w, const char *note, uint64_t size,
-                                 const tern_hash *leaves)
+static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const char *note,
+                                 uint64_t size)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__WitnessRequest r = TERN__V1__WITNESS_REQUEST__INIT;
@@ -921,8 +921,9 @@ static void send_witness_request(node *n, struct witness *w, const char *note, u
 
 	if (w->size > size)
 		w->size = 0; /* we cannot prove from there; the witness will say where it is */
-	if (w->size > 0 && w->size < size && leaves != NULL &&
-	    tern_merkle_consistency_proof(leaves, size, w->size, proof, &plen) != TERN_OK)
+	/* O(log n) lookups of stored subtrees, whatever the log's size. */
+	if (w->size > 0 && w->size < size &&
+	    tern_audit_consistency_proof(txn, &n->audit, w->size, size, proof, &plen) != TERN_OK)
 		plen = 0;
 	for (size_t i = 0; i < plen; i++)
 		pb[i] = (ProtobufCBinaryData){TERN_HASH_LEN, proof[i]};
@@ -940,7 +941,6 @@ static void send_witness_request(node *n, struct witness *w, const char *note, u
 static void witness_round(node *n, const char *only)
 {
 	MDB_txn *txn = NULL;
-	tern_hash *leaves = NULL;
 	char *note = NULL;
 	uint64_t size = 0;
 
@@ -948,9 +948,6 @@ static void witness_round(node *n, const char *only)
 		return;
 	if (tern_audit_latest_checkpoint(txn, &n->audit, &note, &size) != TERN_OK || size == 0)
 		goto out;
-	/* One read of the log serves every proof of the round. */
-	if (tern_audit_leaves(txn, &n->audit, size, &leaves) != TERN_OK)
-		leaves = NULL;
 	for (size_t i = 0; i < tern_directory_count(n->id.dir); i++) {
 		const tern_member *m = tern_directory_at(n->id.dir, i);
 		struct witness *w;
@@ -964,10 +961,9 @@ static void witness_round(node *n, const char *only)
 			snprintf(w->id, sizeof(w->id), "%s", m->node_id);
 			w->size = 0;
 		}
-		send_witness_request(n, w, note, size, leaves);
+		send_witness_request(n, txn, w, note, size);
 	}
 out:
-	free(leaves);
 	free(note);
 	mdb_txn_abort(txn);
 }

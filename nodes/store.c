@@ -26,19 +26,21 @@ static const char *const count_states[] = {"queued",   "at-broker", "delivered",
 
 int node_store_open(const char *dir, int rdonly, tern_store **out)
 {
+	tern_audit_dbs audit;
 	int rc = tern_store_open(dir, dbnames, rdonly ? TERN_STORE_RDONLY : 0, 0, out);
 
-	if (rc == TERN_OK && !rdonly &&
-	    (rc = tern_store_write(*out, counts_apply, *out)) != TERN_OK)
+	if (rc != TERN_OK || rdonly)
+		return rc;
+	node_store_audit_dbs(*out, &audit);
+	if ((rc = tern_store_write(*out, counts_apply, *out)) != TERN_OK ||
+	    (rc = tern_audit_backfill(*out, &audit)) != TERN_OK)
 		tern_store_close(out);
 	return rc;
 }
 
 void node_store_audit_dbs(tern_store *s, tern_audit_dbs *d)
 {
-	d->entries = DBI(s, NS_AUDIT);
-	d->meta = DBI(s, NS_AUDIT_META);
-	d->checkpoints = DBI(s, NS_AUDIT_CHECKPOINTS);
+	tern_audit_dbs_at(s, NS_AUDIT, d);
 }
 
 static MDB_val sval(const char *s)

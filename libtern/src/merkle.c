@@ -34,11 +34,7 @@ void tern_merkle_node_hash(const tern_hash left, const tern_hash right, tern_has
 /* The largest power of two strictly smaller than n (n >= 2). */
 static uint64_t split(uint64_t n)
 {
-	uint64_t k = 1;
-
-	while (k << 1 < n)
-		k <<= 1;
-	return k;
+	return (uint64_t)1 << (63 - __builtin_clzll(n - 1));
 }
 
 /* MTH(D[0:n]) by a stack of complete subtrees: O(n) hashes, O(log n) memory. */
@@ -71,64 +67,131 @@ int tern_merkle_root(const tern_hash *leaves, uint64_t n, tern_hash out)
 	return TERN_OK;
 }
 
-/* RFC 6962 2.1.1 PATH(m, D[n]), appended to proof at *len (deepest first). */
-static void path(const tern_hash *leaves, uint64_t n, uint64_t m, tern_hash *proof, size_t *len)
+struct source {
+	tern_merkle_subtree_fn *subtree;
+	void *ctx;
+};
+
+/* MTH(D[start:end]), end > start, where start is a multiple of a power of two
+ * no smaller than end - start, as every range of the recursions below is.
+ * Such a range is the complete subtrees of its size's binary digits, largest
+ * first, each aligned, and the largest power of two below the size is the
+ * first of them: folding them from the right is the RFC's split. */
+static int range_hash(const struct source *src, uint64_t start, uint64_t end, tern_hash out)
+{
+	tern_hash part[64];
+	uint64_t at = start;
+	int n = 0, rc;
+
+	for (int k = 63; k >= 0; k--) {
+		uint64_t span = (uint64_t)1 << k;
+		if (!((end - start) & span))
+			continue;
+		if ((rc = src->subtree(src->ctx, at, at + span, part[n++])) != TERN_OK)
+			return rc;
+		at += span;
+	}
+	memcpy(out, part[n - 1], TERN_HASH_LEN);
+	for (int i = n - 2; i >= 0; i--)
+		tern_merkle_node_hash(part[i], out, out);
+	return TERN_OK;
+}
+
+/* RFC 6962 2.1.1 PATH(m, D[off:off+n]), appended to proof at *len (deepest
+ * first). */
+static int path(const struct source *src, uint64_t off, uint64_t n, uint64_t m, tern_hash *proof,
+                size_t *len)
 {
 	uint64_t k;
+	int rc;
 
 	if (n <= 1)
-		return;
+		return TERN_OK;
 	k = split(n);
 	if (m < k) {
-		path(leaves, k, m, proof, len);
-		tern_merkle_root(leaves + k, n - k, proof[(*len)++]);
-	} else {
-		path(leaves + k, n - k, m - k, proof, len);
-		tern_merkle_root(leaves, k, proof[(*len)++]);
+		if ((rc = path(src, off, k, m, proof, len)) != TERN_OK)
+			return rc;
+		return range_hash(src, off + k, off + n, proof[(*len)++]);
 	}
+	if ((rc = path(src, off + k, n - k, m - k, proof, len)) != TERN_OK)
+		return rc;
+	return range_hash(src, off, off + k, proof[(*len)++]);
+}
+
+/* RFC 6962 2.1.2 SUBPROOF(m, D[off:off+n], b). */
+static int subproof(const struct source *src, uint64_t off, uint64_t n, uint64_t m, int b,
+                    tern_hash *proof, size_t *len)
+{
+	uint64_t k;
+	int rc;
+
+	if (m == n)
+		return b ? TERN_OK : range_hash(src, off, off + n, proof[(*len)++]);
+	k = split(n);
+	if (m <= k) {
+		if ((rc = subproof(src, off, k, m, b, proof, len)) != TERN_OK)
+			return rc;
+		return range_hash(src, off + k, off + n, proof[(*len)++]);
+	}
+	if ((rc = subproof(src, off + k, n - k, m - k, 0, proof, len)) != TERN_OK)
+		return rc;
+	return range_hash(src, off, off + k, proof[(*len)++]);
+}
+
+int tern_merkle_root_cb(tern_merkle_subtree_fn *subtree, void *ctx, uint64_t n, tern_hash out)
+{
+	struct source src = {subtree, ctx};
+
+	if (n == 0) {
+		crypto_hash_sha256(out, (const uint8_t *)"", 0);
+		return TERN_OK;
+	}
+	return range_hash(&src, 0, n, out);
+}
+
+int tern_merkle_inclusion_proof_cb(tern_merkle_subtree_fn *subtree, void *ctx, uint64_t n,
+                                   uint64_t index, tern_hash *proof, size_t *len)
+{
+	struct source src = {subtree, ctx};
+
+	*len = 0;
+	if (index >= n)
+		return tern_fail(TERN_EINVAL, "leaf %llu is not in a tree of %llu",
+		                 (unsigned long long)index, (unsigned long long)n);
+	return path(&src, 0, n, index, proof, len);
+}
+
+int tern_merkle_consistency_proof_cb(tern_merkle_subtree_fn *subtree, void *ctx, uint64_t n,
+                                     uint64_t m, tern_hash *proof, size_t *len)
+{
+	struct source src = {subtree, ctx};
+
+	*len = 0;
+	if (m == 0 || m > n)
+		return tern_fail(TERN_EINVAL, "no consistency proof from %llu to %llu",
+		                 (unsigned long long)m, (unsigned long long)n);
+	return subproof(&src, 0, n, m, 1, proof, len);
+}
+
+/* The array's complete subtrees, hashed from their leaves: the proofs below
+ * cost O(n) hashes, as the RFC's definitions do. */
+static int array_subtree(void *ctx, uint64_t start, uint64_t end, tern_hash out)
+{
+	const tern_hash *leaves = ctx;
+
+	return tern_merkle_root(leaves + start, end - start, out);
 }
 
 int tern_merkle_inclusion_proof(const tern_hash *leaves, uint64_t n, uint64_t index,
                                 tern_hash *proof, size_t *len)
 {
-	if (index >= n)
-		return tern_fail(TERN_EINVAL, "leaf %llu is not in a tree of %llu",
-		                 (unsigned long long)index, (unsigned long long)n);
-	*len = 0;
-	path(leaves, n, index, proof, len);
-	return TERN_OK;
-}
-
-/* RFC 6962 2.1.2 SUBPROOF(m, D[n], b). */
-static void subproof(const tern_hash *leaves, uint64_t n, uint64_t m, int b, tern_hash *proof,
-                     size_t *len)
-{
-	uint64_t k;
-
-	if (m == n) {
-		if (!b)
-			tern_merkle_root(leaves, n, proof[(*len)++]);
-		return;
-	}
-	k = split(n);
-	if (m <= k) {
-		subproof(leaves, k, m, b, proof, len);
-		tern_merkle_root(leaves + k, n - k, proof[(*len)++]);
-	} else {
-		subproof(leaves + k, n - k, m - k, 0, proof, len);
-		tern_merkle_root(leaves, k, proof[(*len)++]);
-	}
+	return tern_merkle_inclusion_proof_cb(array_subtree, (void *)leaves, n, index, proof, len);
 }
 
 int tern_merkle_consistency_proof(const tern_hash *leaves, uint64_t n, uint64_t m, tern_hash *proof,
                                   size_t *len)
 {
-	if (m == 0 || m > n)
-		return tern_fail(TERN_EINVAL, "no consistency proof from %llu to %llu",
-		                 (unsigned long long)m, (unsigned long long)n);
-	*len = 0;
-	subproof(leaves, n, m, 1, proof, len);
-	return TERN_OK;
+	return tern_merkle_consistency_proof_cb(array_subtree, (void *)leaves, n, m, proof, len);
 }
 
 /* RFC 9162 2.1.3.2. */
@@ -278,55 +341,26 @@ void tern_merkle_tree_free(tern_merkle_tree **t)
 	*t = NULL;
 }
 
-/* MTH(D[lo:hi]): one lookup for a complete aligned subtree; otherwise the
- * split, whose left part always is one (only the right edge recurses). */
-static void tree_mth(const tern_merkle_tree *t, uint64_t lo, uint64_t hi, tern_hash out)
+/* The callback of the _cb functions: a complete, aligned subtree is one
+ * lookup in its level. */
+static int tree_subtree(void *ctx, uint64_t start, uint64_t end, tern_hash out)
 {
-	uint64_t w = hi - lo, k;
+	const tern_merkle_tree *t = ctx;
 	int l = 0;
 
-	if ((w & (w - 1)) == 0 && lo % w == 0) {
-		while (((uint64_t)1 << l) < w)
-			l++;
-		memcpy(out, t->level[l][lo >> l], TERN_HASH_LEN);
-		return;
-	}
-	k = split(w);
-	tern_hash left, right;
-	tree_mth(t, lo, lo + k, left);
-	tree_mth(t, lo + k, hi, right);
-	tern_merkle_node_hash(left, right, out);
+	while (((uint64_t)1 << l) < end - start)
+		l++;
+	memcpy(out, t->level[l][start >> l], TERN_HASH_LEN);
+	return TERN_OK;
 }
 
 void tern_merkle_tree_root(const tern_merkle_tree *t, tern_hash out)
 {
-	tree_mth(t, 0, t->n, out);
+	tern_merkle_root_cb(tree_subtree, (void *)t, t->n, out);
 }
 
 int tern_merkle_tree_inclusion_proof(const tern_merkle_tree *t, uint64_t index, tern_hash *proof,
                                      size_t *len)
 {
-	uint64_t lo = 0, hi = t->n, k;
-	size_t depth = 0;
-	tern_hash path[TERN_MERKLE_MAX_PROOF];
-
-	if (index >= t->n)
-		return tern_fail(TERN_EINVAL, "leaf %llu is not in a tree of %llu",
-		                 (unsigned long long)index, (unsigned long long)t->n);
-	/* Top down, so the siblings come out shallowest first; the proof
-	 * lists them deepest first. */
-	while (hi - lo > 1) {
-		k = split(hi - lo);
-		if (index < lo + k) {
-			tree_mth(t, lo + k, hi, path[depth++]);
-			hi = lo + k;
-		} else {
-			tree_mth(t, lo, lo + k, path[depth++]);
-			lo += k;
-		}
-	}
-	for (size_t i = 0; i < depth; i++)
-		memcpy(proof[i], path[depth - 1 - i], TERN_HASH_LEN);
-	*len = depth;
-	return TERN_OK;
+	return tern_merkle_inclusion_proof_cb(tree_subtree, (void *)t, t->n, index, proof, len);
 }

@@ -99,12 +99,17 @@ int tern_store_open(const char *dir, const char *const *dbnames, int flags, size
 		goto fail_env;
 	}
 	for (int i = 0; i < n; i++) {
-		rc = mdb_dbi_open(txn, dbnames[i], s->rdonly ? 0 : MDB_CREATE, &s->dbis[i]);
+		const char *name = dbnames[i] + (dbnames[i][0] == '?');
+		rc = mdb_dbi_open(txn, name, s->rdonly ? 0 : MDB_CREATE, &s->dbis[i]);
+		if (rc == MDB_NOTFOUND && s->rdonly && name != dbnames[i]) {
+			s->dbis[i] = 0;
+			continue;
+		}
 		if (rc != 0) {
-			rc = rc == MDB_NOTFOUND
-			         ? tern_fail(TERN_ENOENT, "store %s has no database '%s'", dir,
-			                     dbnames[i])
-			         : tern_store_mdb_err(rc, "mdb_dbi_open");
+			rc =
+			    rc == MDB_NOTFOUND
+			        ? tern_fail(TERN_ENOENT, "store %s has no database '%s'", dir, name)
+			        : tern_store_mdb_err(rc, "mdb_dbi_open");
 			goto fail_txn;
 		}
 	}

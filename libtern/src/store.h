@@ -35,6 +35,10 @@ enum tern_store_flags {
 
 /* Opens (creating unless read-only) the environment in dir (0700) with the
  * named databases (NULL-terminated list; index i is dbi number i).
+ * A name starting with '?' is a database added after stores were first
+ * written: it is created like the others, but a read-only open of a store that
+ * does not have it yet succeeds with tern_store_dbi() 0 for it, which the
+ * caller must check (LMDB never gives 0 to a named database).
  * initial_map: map size in bytes for a new store (0 = 64 MiB); the map grows
  * by doubling whenever it fills. */
 int tern_store_open(const char *dir, const char *const *dbnames, int flags, size_t initial_map,

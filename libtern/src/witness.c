@@ -139,19 +139,6 @@ out:
 	return rc;
 }
 
-int tern_audit_consistency(MDB_txn *txn, const tern_audit_dbs *d, uint64_t m, uint64_t n,
-                           tern_hash *proof, size_t *len)
-{
-	tern_hash *leaves = NULL;
-	int rc;
-
-	if ((rc = tern_audit_leaves(txn, d, n, &leaves)) != TERN_OK)
-		return rc;
-	rc = tern_merkle_consistency_proof(leaves, n, m, proof, len);
-	free(leaves);
-	return rc;
-}
-
 int tern_audit_add_cosignature(MDB_txn *txn, const tern_audit_dbs *d, const tern_directory *dir,
                                const char *witness, uint64_t size, const char *line)
 {

@@ -41,11 +41,6 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
                         const tern_signkey *key, int64_t now_ms, char **line, uint64_t *size,
                         uint64_t *witnessed, const char **reason);
 
-/* Owner side: the consistency proof from size m to size n of this log, read
- * from its entries (O(n)). proof has room for TERN_MERKLE_MAX_PROOF hashes. */
-int tern_audit_consistency(MDB_txn *txn, const tern_audit_dbs *d, uint64_t m, uint64_t n,
-                           tern_hash *proof, size_t *len);
-
 /* Owner side: verifies witness's cosignature line for the stored checkpoint of
  * size and keeps it with that checkpoint, replacing an older one by the same
  * witness. TERN_ENOENT when no checkpoint of that size is stored; TERN_EBADSIG

@@ -69,13 +69,14 @@ int main(int argc, char **argv)
 	                    tern_config_get(cfg, "federation", "crl"), &trust) != TERN_OK ||
 	    tern_directory_load(tern_config_get(cfg, "federation", "directory"), trust, 0, &dir) !=
 	        TERN_OK ||
-	    tern_store_open(tern_config_get(cfg, "node", "data_dir"), dbnames, 0, 0, &st) != TERN_OK) {
+	    tern_store_open(tern_config_get(cfg, "node", "data_dir"), dbnames, 0, 0, &st) !=
+	        TERN_OK) {
 		fprintf(stderr, "tern-audit-synth: %s\n", tern_errdetail());
 		return 1;
 	}
 	snprintf(origin, sizeof(origin), "tern/%s/%s", tern_directory_federation(dir),
 	         tern_config_get(cfg, "node", "id"));
-	s.d = (tern_audit_dbs){tern_store_dbi(st, 0), tern_store_dbi(st, 1), tern_store_dbi(st, 2)};
+	tern_audit_dbs_at(st, 0, &s.d);
 	s.origin = origin;
 	s.key = key;
 	for (uint64_t done = 0; done < n; done += s.n) {

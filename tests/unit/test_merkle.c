@@ -1,6 +1,7 @@
 /* RFC 6962 / 9162 Merkle trees: every vector in testdata/rfc6962 (inclusion
- * and consistency), and proofs made here verified for every tree up to 70
- * leaves. */
+ * and consistency), proofs made here verified for every tree up to 70
+ * leaves, and proofs made from complete subtrees (the audit log's way) equal
+ * to the RFC's definitions, asking only for aligned subtrees, O(log n) of them. */
 #include <ftw.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -246,6 +247,191 @@ static void test_tree(void **state)
 	                     TERN_OK);
 }
 
+/* PATH and SUBPROOF as RFC 6962 2.1.1 and 2.1.2 define them, over the array. */
+static void ref_path(const tern_hash *leaves, uint64_t n, uint64_t m, tern_hash *proof, size_t *len)
+{
+	uint64_t k = 1;
+
+	if (n <= 1)
+		return;
+	while (k << 1 < n)
+		k <<= 1;
+	if (m < k) {
+		ref_path(leaves, k, m, proof, len);
+		mth(leaves + k, n - k, proof[(*len)++]);
+	} else {
+		ref_path(leaves + k, n - k, m - k, proof, len);
+		mth(leaves, k, proof[(*len)++]);
+	}
+}
+
+static void ref_subproof(const tern_hash *leaves, uint64_t n, uint64_t m, int b, tern_hash *proof,
+                         size_t *len)
+{
+	uint64_t k = 1;
+
+	if (m == n) {
+		if (!b)
+			mth(leaves, n, proof[(*len)++]);
+		return;
+	}
+	while (k << 1 < n)
+		k <<= 1;
+	if (m <= k) {
+		ref_subproof(leaves, k, m, b, proof, len);
+		mth(leaves + k, n - k, proof[(*len)++]);
+	} else {
+		ref_subproof(leaves + k, n - k, m - k, 0, proof, len);
+		mth(leaves, k, proof[(*len)++]);
+	}
+}
+
+struct asked {
+	const tern_hash *leaves;
+	uint64_t n; /* the tree's size: nothing past it may be asked for */
+	int calls;  /* subtrees asked for */
+	int refuse; /* fail the call with this number (1-based), to see the error passed on */
+};
+
+/* Answers only complete, aligned subtrees of the tree, counting them. */
+static int subtree(void *ctx, uint64_t start, uint64_t end, tern_hash out)
+{
+	struct asked *a = ctx;
+	uint64_t span = end - start;
+
+	assert_true(end > start && end <= a->n);
+	assert_true((span & (span - 1)) == 0 && start % span == 0);
+	if (++a->calls == a->refuse)
+		return TERN_EIO;
+	mth(a->leaves + start, span, out);
+	return TERN_OK;
+}
+
+static int ceil_log2(uint64_t n)
+{
+	int l = 0;
+
+	while (((uint64_t)1 << l) < n)
+		l++;
+	return l;
+}
+
+/* Sizes, indices and old sizes around every power of two, and some others. */
+static int interesting(uint64_t x, uint64_t n)
+{
+	if (x < 4 || x + 3 > n || x == n / 2 || x == n / 3)
+		return 1;
+	for (int k = 2; k < 63; k++) {
+		uint64_t p = (uint64_t)1 << k;
+		if (x + 1 >= p && x <= p + 1)
+			return 1;
+	}
+	return 0;
+}
+
+static void check_proofs_cb(const tern_hash *leaves, uint64_t n, int all)
+{
+	tern_hash want[TERN_MERKLE_MAX_PROOF], got[TERN_MERKLE_MAX_PROOF],
+	    arr[TERN_MERKLE_MAX_PROOF], rn, rm, r;
+	size_t wlen, glen, alen;
+	struct asked a = {leaves, n, 0, 0};
+	/* One part of a proof may be the tree's incomplete right-hand edge, made
+	 * of one complete subtree per set bit of its size. */
+	int bound = 2 * ceil_log2(n) + 1;
+
+	mth(leaves, n, rn);
+	assert_int_equal(tern_merkle_root_cb(subtree, &a, n, r), TERN_OK);
+	assert_memory_equal(r, rn, TERN_HASH_LEN);
+	for (uint64_t i = 0; i < n; i++) {
+		if (!all && !interesting(i, n))
+			continue;
+		wlen = 0;
+		ref_path(leaves, n, i, want, &wlen);
+		a.calls = 0;
+		assert_int_equal(tern_merkle_inclusion_proof_cb(subtree, &a, n, i, got, &glen),
+		                 TERN_OK);
+		assert_true(a.calls <= bound);
+		assert_int_equal(tern_merkle_inclusion_proof(leaves, n, i, arr, &alen), TERN_OK);
+		assert_int_equal(glen, wlen);
+		assert_int_equal(alen, wlen);
+		assert_memory_equal(got, want, wlen * TERN_HASH_LEN);
+		assert_memory_equal(arr, want, wlen * TERN_HASH_LEN);
+		assert_int_equal(
+		    tern_merkle_verify_inclusion(i, n, leaves[i], (const tern_hash *)got, glen, rn),
+		    TERN_OK);
+	}
+	for (uint64_t m = 1; m <= n; m++) {
+		if (!all && !interesting(m, n))
+			continue;
+		wlen = 0;
+		ref_subproof(leaves, n, m, 1, want, &wlen);
+		a.calls = 0;
+		assert_int_equal(tern_merkle_consistency_proof_cb(subtree, &a, n, m, got, &glen),
+		                 TERN_OK);
+		assert_true(a.calls <= bound);
+		assert_int_equal(tern_merkle_consistency_proof(leaves, n, m, arr, &alen), TERN_OK);
+		assert_int_equal(glen, wlen);
+		assert_int_equal(alen, wlen);
+		assert_memory_equal(got, want, wlen * TERN_HASH_LEN);
+		assert_memory_equal(arr, want, wlen * TERN_HASH_LEN);
+		mth(leaves, m, rm);
+		assert_int_equal(
+		    tern_merkle_verify_consistency(m, n, rm, rn, (const tern_hash *)got, glen),
+		    TERN_OK);
+	}
+}
+
+static void test_subtree_proofs(void **state)
+{
+	enum { N = 4097 };
+	static const uint64_t sizes[] = {127, 128, 129, 255, 256, 257, 1000, 1023, 1024, 1025, N};
+	tern_hash *leaves = malloc(N * sizeof(*leaves));
+
+	(void)state;
+	assert_non_null(leaves);
+	for (uint32_t i = 0; i < N; i++) {
+		uint8_t e[4] = {(uint8_t)i, (uint8_t)(i >> 8), 0x5a, 0xa5};
+		tern_merkle_leaf_hash(e, sizeof(e), leaves[i]);
+	}
+	/* Every index and old size of every tree up to 70 leaves... */
+	for (uint64_t n = 1; n <= 70; n++)
+		check_proofs_cb(leaves, n, 1);
+	/* ...and around the powers of two of larger ones. */
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		check_proofs_cb(leaves, sizes[i], 0);
+	free(leaves);
+}
+
+/* A callback's error ends the proof and is passed on; bad sizes are refused. */
+static void test_subtree_errors(void **state)
+{
+	tern_hash leaves[20], proof[TERN_MERKLE_MAX_PROOF], r;
+	struct asked a = {leaves, 20, 0, 2};
+	size_t len;
+
+	(void)state;
+	for (int i = 0; i < 20; i++) {
+		uint8_t e = (uint8_t)i;
+		tern_merkle_leaf_hash(&e, 1, leaves[i]);
+	}
+	assert_int_equal(tern_merkle_consistency_proof_cb(subtree, &a, 20, 7, proof, &len),
+	                 TERN_EIO);
+	a.calls = 0;
+	assert_int_equal(tern_merkle_inclusion_proof_cb(subtree, &a, 20, 7, proof, &len), TERN_EIO);
+	a.calls = 0;
+	assert_int_equal(tern_merkle_root_cb(subtree, &a, 20, r), TERN_EIO);
+	a.refuse = 0;
+	assert_int_equal(tern_merkle_inclusion_proof_cb(subtree, &a, 20, 20, proof, &len),
+	                 TERN_EINVAL);
+	assert_int_equal(tern_merkle_consistency_proof_cb(subtree, &a, 20, 0, proof, &len),
+	                 TERN_EINVAL);
+	assert_int_equal(tern_merkle_consistency_proof_cb(subtree, &a, 20, 21, proof, &len),
+	                 TERN_EINVAL);
+	assert_int_equal(tern_merkle_root_cb(subtree, &a, 0, r), TERN_OK);
+	assert_int_equal(tern_merkle_root(NULL, 0, proof[0]), TERN_OK);
+	assert_memory_equal(r, proof[0], TERN_HASH_LEN);
+}
+
 /* RFC 6962's known root of the empty tree. */
 static void test_empty_root(void **state)
 {
@@ -263,10 +449,9 @@ static void test_empty_root(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_vectors),
-	    cmocka_unit_test(test_generated_proofs),
-	    cmocka_unit_test(test_empty_root),
-	    cmocka_unit_test(test_tree),
+	    cmocka_unit_test(test_vectors),        cmocka_unit_test(test_generated_proofs),
+	    cmocka_unit_test(test_subtree_proofs), cmocka_unit_test(test_subtree_errors),
+	    cmocka_unit_test(test_empty_root),     cmocka_unit_test(test_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

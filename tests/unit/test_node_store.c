@@ -189,6 +189,72 @@ static void test_counts(void **state)
 	assert_int_equal(count_of("queued"), 0);
 }
 
+static int audit_five(MDB_txn *txn, void *arg)
+{
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	tern_audit_dbs d;
+	int rc = TERN_OK;
+
+	(void)arg;
+	node_store_audit_dbs(st, &d);
+	e.kind = TERN__V1__AUDIT_ENTRY__KIND__SENT;
+	e.peer = "sweden";
+	for (int i = 0; i < 5 && rc == TERN_OK; i++) {
+		e.at = i;
+		rc = tern_audit_append(txn, &d, &e);
+	}
+	return rc;
+}
+
+static int delete_subtrees(MDB_txn *txn, void *arg)
+{
+	(void)arg;
+	return tern_store_mdb_err(mdb_drop(txn, tern_store_dbi(st, NS_AUDIT_SUBTREES), 1), "drop");
+}
+
+static size_t subtrees_stored(void)
+{
+	MDB_txn *txn;
+	MDB_stat ms;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_stat(txn, tern_store_dbi(st, NS_AUDIT_SUBTREES), &ms), 0);
+	mdb_txn_abort(txn);
+	return ms.ms_entries;
+}
+
+/* A store from before the audit log kept its subtrees: tools open it
+ * read-only as it is; the node's open for writing fills them in. */
+static void test_audit_subtrees_from_before(void **state)
+{
+	tern_audit_dbs d;
+	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	uint64_t size;
+	tern_hash root;
+	size_t len;
+	MDB_txn *txn;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, audit_five, NULL), TERN_OK);
+	assert_int_equal(subtrees_stored(), 2 * 5 - 2);
+	assert_int_equal(tern_store_write(st, delete_subtrees, NULL), TERN_OK);
+	tern_store_close(&st);
+
+	assert_int_equal(node_store_open(dir, 1, &st), TERN_OK);
+	node_store_audit_dbs(st, &d);
+	assert_true(d.subtrees == 0);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(tern_audit_head(txn, &d, &size, root), TERN_OK);
+	assert_true(size == 5);
+	assert_int_equal(tern_audit_consistency_proof(txn, &d, 3, 5, proof, &len), TERN_OK);
+	assert_int_equal(len, 4);
+	mdb_txn_abort(txn);
+	tern_store_close(&st);
+
+	assert_int_equal(node_store_open(dir, 0, &st), TERN_OK);
+	assert_int_equal(subtrees_stored(), 2 * 5 - 2);
+}
+
 /* After a crash a receipt can overtake the broker's answer to a resubmission:
  * the answer must not undo the receipt's verdict. */
 static void test_receipt_before_broker_answer(void **state)
@@ -268,6 +334,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_audit_subtrees_from_before, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,4 +1,5 @@
-/* LMDB store: open, group commit, map growth on MDB_MAP_FULL, read-only view. */
+/* LMDB store: open, group commit, map growth on MDB_MAP_FULL, read-only view,
+ * databases added later. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -150,6 +151,31 @@ static void test_rdonly_missing_store(void **state)
 	assert_null(s);
 }
 
+/* A '?' database a store does not have yet: a read-only view opens without
+ * it (dbi 0); a read-write open creates it; others stay required. */
+static void test_database_added_later(void **state)
+{
+	static const char *const later[] = {"queue", "meta", "?added", NULL};
+	static const char *const required[] = {"queue", "meta", "added2", NULL};
+	tern_store *s = NULL;
+
+	(void)state;
+	assert_int_equal(tern_store_open(dir, dbnames, 0, 0, &s), TERN_OK);
+	tern_store_close(&s);
+	assert_int_equal(tern_store_open(dir, later, TERN_STORE_RDONLY, 0, &s), TERN_OK);
+	assert_true(tern_store_dbi(s, 2) == 0);
+	assert_true(tern_store_dbi(s, 0) != 0);
+	tern_store_close(&s);
+	assert_int_equal(tern_store_open(dir, required, TERN_STORE_RDONLY, 0, &s), TERN_ENOENT);
+	assert_null(s);
+	assert_int_equal(tern_store_open(dir, later, 0, 0, &s), TERN_OK);
+	assert_true(tern_store_dbi(s, 2) != 0);
+	tern_store_close(&s);
+	assert_int_equal(tern_store_open(dir, later, TERN_STORE_RDONLY, 0, &s), TERN_OK);
+	assert_true(tern_store_dbi(s, 2) != 0 && tern_store_dbi(s, 2) != tern_store_dbi(s, 1));
+	tern_store_close(&s);
+}
+
 static void test_be64_order(void **state)
 {
 	uint8_t a[8], b[8];
@@ -166,11 +192,12 @@ static void test_be64_order(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_commit_and_reopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_failed_apply_writes_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_map_grows_and_batch_is_redone, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_rdonly_missing_store, setup, teardown),
-		cmocka_unit_test(test_be64_order),
+	    cmocka_unit_test_setup_teardown(test_commit_and_reopen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_apply_writes_nothing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_map_grows_and_batch_is_redone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rdonly_missing_store, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_database_added_later, setup, teardown),
+	    cmocka_unit_test(test_be64_order),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -48,8 +48,7 @@ static int log_open(struct logfx *l, const char *name)
 	if (tt_mkdtemp(l->dir, sizeof(l->dir), name) != 0 ||
 	    tern_store_open(l->dir, dbnames, 0, 0, &l->s) != TERN_OK)
 		return -1;
-	l->d = (tern_audit_dbs){tern_store_dbi(l->s, 0), tern_store_dbi(l->s, 1),
-	                        tern_store_dbi(l->s, 2)};
+	tern_audit_dbs_at(l->s, 0, &l->d);
 	return 0;
 }
 
@@ -141,7 +140,7 @@ static void prepare(struct fx *f, struct logfx *l, int n, uint64_t old_size)
 	assert_int_equal(tern_audit_latest_checkpoint(txn, &l->d, &f->note, &f->size), TERN_OK);
 	if (old_size > 0 && old_size < f->size)
 		assert_int_equal(
-		    tern_audit_consistency(txn, &l->d, old_size, f->size, f->proof, &plen),
+		    tern_audit_consistency_proof(txn, &l->d, old_size, f->size, f->proof, &plen),
 		    TERN_OK);
 	mdb_txn_abort(txn);
 	f->req = (tern_witness_req){"unhcr", f->note, old_size, (const tern_hash *)f->proof, plen};
@@ -211,8 +210,8 @@ static void test_conflict_tells_where_the_witness_is(void **state)
 		MDB_txn *txn;
 		size_t plen = 0;
 		assert_int_equal(tern_store_read_begin(f->owner.s, &txn), TERN_OK);
-		assert_int_equal(tern_audit_consistency(txn, &f->owner.d, 3, 5, f->proof, &plen),
-		                 TERN_OK);
+		assert_int_equal(
+		    tern_audit_consistency_proof(txn, &f->owner.d, 3, 5, f->proof, &plen), TERN_OK);
 		mdb_txn_abort(txn);
 		f->req.old_size = 3;
 		f->req.nproof = plen;
@@ -251,7 +250,8 @@ static void test_rewritten_history_refused(void **state)
 	 * leads to its own root at 4, not the cosigned one. */
 	prepare(f, &f->other, 3, 0);
 	assert_int_equal(tern_store_read_begin(f->other.s, &txn), TERN_OK);
-	assert_int_equal(tern_audit_consistency(txn, &f->other.d, 4, 7, f->proof, &plen), TERN_OK);
+	assert_int_equal(tern_audit_consistency_proof(txn, &f->other.d, 4, 7, f->proof, &plen),
+	                 TERN_OK);
 	mdb_txn_abort(txn);
 	f->req.old_size = 4;
 	f->req.nproof = plen;

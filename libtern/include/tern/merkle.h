@@ -2,9 +2,11 @@
  * interior node = SHA-256(0x01 || left || right), split at the largest power
  * of two smaller than the size.
  *
- * Proof generation works over an array of leaf hashes; verification needs
- * only the proof. All functions return TERN_OK or TERN_EINVAL (bad size or
- * index, wrong proof length, a hash that does not match).
+ * Proof generation works over an array of leaf hashes, or over a callback
+ * that gives the hash of a complete subtree (a log that keeps those);
+ * verification needs only the proof. All functions return TERN_OK or
+ * TERN_EINVAL (bad size or index, wrong proof length, a hash that does not
+ * match); the _cb functions also pass on the callback's errors.
  */
 #ifndef TERN_MERKLE_H
 #define TERN_MERKLE_H
@@ -35,6 +37,20 @@ int tern_merkle_inclusion_proof(const tern_hash *leaves, uint64_t n, uint64_t in
 /* Consistency proof between the trees of the first m and n leaves, 0 < m <= n. */
 int tern_merkle_consistency_proof(const tern_hash *leaves, uint64_t n, uint64_t m, tern_hash *proof,
                                   size_t *len);
+
+/* The hash of the complete subtree of leaves [start, end): end - start is a
+ * power of two and start a multiple of it, so it is a node of every tree that
+ * holds leaf end - 1. Returns TERN_OK or an error code that is passed on. */
+typedef int tern_merkle_subtree_fn(void *ctx, uint64_t start, uint64_t end, tern_hash out);
+
+/* The same root and proofs, from complete subtrees: a proof asks for
+ * O(log n) of them (the one part of it that is not complete, the right-hand
+ * edge of the tree, is made of at most one per level). */
+int tern_merkle_root_cb(tern_merkle_subtree_fn *subtree, void *ctx, uint64_t n, tern_hash out);
+int tern_merkle_inclusion_proof_cb(tern_merkle_subtree_fn *subtree, void *ctx, uint64_t n,
+                                   uint64_t index, tern_hash *proof, size_t *len);
+int tern_merkle_consistency_proof_cb(tern_merkle_subtree_fn *subtree, void *ctx, uint64_t n,
+                                     uint64_t m, tern_hash *proof, size_t *len);
 
 int tern_merkle_verify_inclusion(uint64_t index, uint64_t size, const tern_hash leaf,
                                  const tern_hash *proof, size_t len, const tern_hash root);
