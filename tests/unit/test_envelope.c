@@ -92,9 +92,10 @@ static int teardown(void **state)
 
 static const char *const to_sweden_iom[] = {"sweden", "iom"};
 
-/* unhcr -> sweden, iom: a case referral with f->body. */
-static void seal_default(struct fixture *f, int64_t created_at, uint8_t **out, size_t *len,
-                         char id[37])
+/* unhcr -> sweden, iom: a case referral with f->body, through seal cache c
+ * (NULL: none). */
+static void seal_through(struct fixture *f, tern_sealcache *c, int64_t created_at, uint8_t **out,
+                         size_t *len, char id[37])
 {
 	tern_seal_params p = {
 	    .sender = "unhcr",
@@ -106,8 +107,15 @@ static void seal_default(struct fixture *f, int64_t created_at, uint8_t **out, s
 	    .body = f->body,
 	    .body_len = sizeof(f->body),
 	    .created_at = created_at,
+	    .cache = c,
 	};
 	assert_int_equal(tern_envelope_seal(&p, f->dir, out, len, id), TERN_OK);
+}
+
+static void seal_default(struct fixture *f, int64_t created_at, uint8_t **out, size_t *len,
+                         char id[37])
+{
+	seal_through(f, NULL, created_at, out, len, id);
 }
 
 static int verify(const uint8_t *buf, size_t len, const tern_directory *dir)
@@ -785,22 +793,6 @@ static Tern__V1__SealedBody *sealed_body_of(const uint8_t *buf, size_t len)
 	return sb;
 }
 
-static void seal_cached(struct fixture *f, tern_sealcache *c, uint8_t **out, size_t *len)
-{
-	tern_seal_params p = {
-	    .sender = "unhcr",
-	    .sign_key = f->sign[UNHCR],
-	    .recipients = to_sweden_iom,
-	    .n_recipients = 2,
-	    .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
-	    .case_id = "UNHCR-KEN-2024-000123",
-	    .body = f->body,
-	    .body_len = sizeof(f->body),
-	    .cache = c,
-	};
-	assert_int_equal(tern_envelope_seal(&p, f->dir, out, len, NULL), TERN_OK);
-}
-
 /* Opens buf for who, with cache c (NULL: none); returns the result code. */
 static int open_with(struct fixture *f, const uint8_t *buf, size_t len, const char *as, int key,
                      tern_sealcache *c)
@@ -836,7 +828,7 @@ static void test_sealcache(void **state)
 	assert_int_equal(tern_sealcache_new(0, 0, &rc_sweden), TERN_OK);
 	assert_int_equal(tern_sealcache_new(0, 0, &rc_iom), TERN_OK);
 	for (int i = 0; i < 4; i++) {
-		seal_cached(f, sc, &e[i], &el[i]);
+		seal_through(f, sc, 0, &e[i], &el[i], NULL);
 		sb[i] = sealed_body_of(e[i], el[i]);
 	}
 	/* Three envelopes share an ephemeral key (max_uses 3), the fourth has a
@@ -883,7 +875,7 @@ static void test_sealcache(void **state)
 	for (int i = 0; i < 2; i++) {
 		tern__v1__sealed_body__free_unpacked(sb[i], NULL);
 		free(e[i]);
-		seal_cached(f, sc, &e[i], &el[i]);
+		seal_through(f, sc, 0, &e[i], &el[i], NULL);
 		sb[i] = sealed_body_of(e[i], el[i]);
 		usleep(5000);
 	}
