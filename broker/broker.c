@@ -1319,6 +1319,18 @@ static void publish_metrics(broker *b, int64_t now)
 	                 "(the node resubmits them)");
 	tern_prom_sample(&p, "tern_broker_submits_out_of_sequence_total", "",
 	                 (double)b->m.out_of_sequence);
+	{
+		uint64_t hits, misses;
+		tern_sigcache_stats(b->sigs, &hits, &misses);
+		tern_prom_family(
+		    &p, "tern_broker_batch_roots_total", "counter",
+		    "batch-signed envelopes by how their root's signature was checked: "
+		    "verified, or remembered from an envelope of the same batch");
+		tern_prom_sample(&p, "tern_broker_batch_roots_total", "result=\"verified\"",
+		                 (double)misses);
+		tern_prom_sample(&p, "tern_broker_batch_roots_total", "result=\"remembered\"",
+		                 (double)hits);
+	}
 	tern_prom_family(&p, "tern_broker_node_connected", "gauge", "1 when the node is connected");
 	for (size_t i = 0; i < b->npeers; i++) {
 		snprintf(labels, sizeof(labels), "node=\"%s\"", b->peers[i].id);

@@ -1161,6 +1161,26 @@ static void publish_metrics(node *n)
 	                 (double)n->m.receipts[0]);
 	tern_prom_sample(&p, "tern_node_receipts_total", "outcome=\"rejected\"",
 	                 (double)n->m.receipts[1]);
+	{
+		uint64_t hits, misses;
+		tern_sigcache_stats(n->sigs, &hits, &misses);
+		tern_prom_family(
+		    &p, "tern_node_batch_roots_total", "counter",
+		    "batch-signed envelopes received by how their root's signature was "
+		    "checked: verified, or remembered from an envelope of the same batch");
+		tern_prom_sample(&p, "tern_node_batch_roots_total", "result=\"verified\"",
+		                 (double)misses);
+		tern_prom_sample(&p, "tern_node_batch_roots_total", "result=\"remembered\"",
+		                 (double)hits);
+		tern_sealcache_stats(n->seals, &hits, &misses);
+		tern_prom_family(
+		    &p, "tern_node_x25519_total", "counter",
+		    "X25519 shared secrets for sealing and opening: computed, or reused "
+		    "from the seal cache");
+		tern_prom_sample(&p, "tern_node_x25519_total", "result=\"computed\"",
+		                 (double)misses);
+		tern_prom_sample(&p, "tern_node_x25519_total", "result=\"reused\"", (double)hits);
+	}
 	tern_prom_family(&p, "tern_node_connected", "gauge", "1 when connected to the broker");
 	tern_prom_sample(&p, "tern_node_connected", "", n->connected);
 	if (tern_store_read_begin(n->store, &txn) == TERN_OK &&

@@ -2,7 +2,8 @@
 # The operations endpoints over HTTP, with curl: the node's HTTP API round
 # trip (submit at unhcr, next and ack at sweden), its token check, and
 # /metrics (valid Prometheus text whose counters match what was sent),
-# /healthz and /readyz at the broker and a node.
+# /healthz and /readyz at the broker and a node; and that a burst of sends is
+# signed in batches, end to end.
 source "$(dirname "$0")/lib.sh"
 
 fed_make
@@ -104,4 +105,19 @@ for p in "$BROKER_METRICS" "$UNHCR_METRICS"; do
     [[ $code == 200 ]] || fail "/$e on port $p answered $code"
   done
 done
+say "a burst is signed in batches: the broker and unhcr check one signature per batch"
+"$BIN/tern" bench -c "$WORK/fed/unhcr/node.conf" --to sweden --producers 4 --window 16 \
+  --warmup 0 --duration 2 >"$WORK/bench.out" 2>&1 || { cat "$WORK/bench.out"; fail "tern bench failed"; }
+metric_of() { awk -v k="$2" '$1 == k {print $2}' "$1"; }
+check_metrics "$BROKER_METRICS" "$WORK/broker.metrics"
+v=$(metric_of "$WORK/broker.metrics" 'tern_broker_batch_roots_total{result="verified"}')
+r=$(metric_of "$WORK/broker.metrics" 'tern_broker_batch_roots_total{result="remembered"}')
+[[ -n $v && -n $r ]] || fail "the broker does not show tern_broker_batch_roots_total"
+((v > 0 && r > v)) || fail "the broker verified $v batch roots and remembered $r: no batching"
+sleep 2.5 # the node refreshes /metrics every 2 s
+check_metrics "$UNHCR_METRICS" "$WORK/unhcr.metrics"
+r=$(metric_of "$WORK/unhcr.metrics" 'tern_node_batch_roots_total{result="remembered"}')
+x=$(metric_of "$WORK/unhcr.metrics" 'tern_node_x25519_total{result="reused"}')
+((r > 0)) || fail "unhcr remembered no batch root of sweden's receipts"
+((x > 0)) || fail "unhcr reused no X25519 secret"
 echo "it test_http: ok"
