@@ -211,7 +211,10 @@ static const char *field_string(const ProtobufCMessage *m, const char *name)
 	return *(const char *const *)((const char *)m + fd->offset);
 }
 
-/* Seals body for rcpts and fills o (everything the outbox write needs). */
+static void out_free(struct out *o);
+
+/* Seals body for rcpts and fills o (everything the outbox write needs). On
+ * failure o holds nothing to free. */
 static int make_out(node *n, const tern_msgtype *t, const char *const *rcpts, size_t nr,
                     const char *case_id, const char *in_reply_to, int64_t expires_at,
                     const uint8_t *body, size_t blen, struct out *o)
@@ -239,20 +242,27 @@ static int make_out(node *n, const tern_msgtype *t, const char *const *rcpts, si
 	snprintf(o->case_id, sizeof(o->case_id), "%s", case_id ? case_id : "");
 	o->created_at = p.created_at;
 	if ((o->rcpts = calloc(nr, sizeof(char *))) == NULL)
-		return TERN_ENOMEM;
-	for (size_t i = 0; i < nr; i++)
-		o->rcpts[i] = strdup(rcpts[i]);
-	o->nrcpts = nr;
+		goto nomem;
+	for (; o->nrcpts < nr; o->nrcpts++)
+		if ((o->rcpts[o->nrcpts] = strdup(rcpts[o->nrcpts])) == NULL)
+			goto nomem;
 	return TERN_OK;
+nomem:
+	out_free(o);
+	return tern_fail(TERN_ENOMEM, "out of memory sealing %s", o->msgid);
 }
 
+/* Frees what o holds and leaves it empty (freeing it again is harmless). */
 static void out_free(struct out *o)
 {
 	tern_sealed_free(&o->sealed);
 	free(o->env);
+	o->env = NULL;
 	for (size_t i = 0; i < o->nrcpts; i++)
 		free(o->rcpts[i]);
 	free(o->rcpts);
+	o->rcpts = NULL;
+	o->nrcpts = 0;
 }
 
 static struct out *batch_out(node *n)
@@ -726,9 +736,15 @@ static int batch_sign(node *n)
 		rc = TERN_ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < b->nouts; i++)
+	for (size_t i = 0; i < b->nouts; i++) {
 		if (b->outs[i].sealed != NULL)
 			items[k++] = b->outs[i].sealed;
+		else if (b->outs[i].env == NULL) {
+			/* Would be written to the outbox with no envelope at all. */
+			rc = tern_fail(TERN_EINVAL, "message %s has no envelope", b->outs[i].msgid);
+			goto out;
+		}
+	}
 	if (k == 0 || (rc = tern_envelope_sign(items, k, n->id.sign, envs, lens)) != TERN_OK) {
 		rc = k == 0 ? TERN_OK : rc;
 		goto out;
@@ -758,6 +774,9 @@ static void batch_commit(node *n)
 			goto ack; /* only redeliveries: acknowledge again */
 		return;
 	}
+	/* A signing failure fails the whole commit, as a failed write does:
+	 * nothing of it is acknowledged, so API clients retry and the broker
+	 * redelivers what this batch received. */
 	if ((rc = batch_sign(n)) != TERN_OK)
 		log_warnx("cannot sign this batch's envelopes: %s (%s)", tern_strerror(rc),
 		          tern_errdetail());
@@ -1970,6 +1989,9 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		round = n->batch.checkpoint == 2 ||
 		        (n->batch.checkpoint && n->last_event > n->last_round);
 		batch_commit(n);
+		/* An idle node must not keep its ephemeral sealing key past its
+		 * lifetime waiting for the next message. */
+		tern_sealcache_expire(n->seals, now);
 		/* Witnessing follows checkpoints of real events, and the idle ones;
 		 * not the ones that only cover cosignatures, or peers would keep
 		 * cosigning each other's cosignatures forever. */

@@ -248,6 +248,27 @@ void tern_sealcache_stats(const tern_sealcache *c, uint64_t *hits, uint64_t *mis
 	*misses = c ? c->misses : 0;
 }
 
+static int sealcache_stale(const tern_sealcache *c, int64_t now)
+{
+	return c->eph_uses >= c->max_uses || now - c->eph_born >= c->lifetime_ms ||
+	       now < c->eph_born;
+}
+
+static void sealcache_wipe_sealing(tern_sealcache *c)
+{
+	sodium_memzero(c->eph_sk, sizeof(c->eph_sk));
+	sodium_memzero(c->eph_pk, sizeof(c->eph_pk));
+	sodium_memzero(c->sealing, sizeof(c->sealing));
+	c->next_sealing = 0;
+	c->have_eph = 0;
+}
+
+void tern_sealcache_expire(tern_sealcache *c, int64_t now_ms)
+{
+	if (c != NULL && c->have_eph && sealcache_stale(c, now_ms))
+		sealcache_wipe_sealing(c);
+}
+
 /* The ephemeral key pair for the next envelope: the cache's, replaced when
  * too old or too used (with every secret computed from it). */
 static int sealcache_ephemeral(tern_sealcache *c, uint8_t sk[32], uint8_t pk[32])
@@ -255,11 +276,8 @@ static int sealcache_ephemeral(tern_sealcache *c, uint8_t sk[32], uint8_t pk[32]
 	int64_t now = tern_now_ms();
 	int rc;
 
-	if (!c->have_eph || c->eph_uses >= c->max_uses || now - c->eph_born >= c->lifetime_ms ||
-	    now < c->eph_born) {
-		sodium_memzero(c->sealing, sizeof(c->sealing));
-		c->next_sealing = 0;
-		c->have_eph = 0;
+	if (!c->have_eph || sealcache_stale(c, now)) {
+		sealcache_wipe_sealing(c);
 		randombytes_buf(c->eph_sk, sizeof(c->eph_sk));
 		if ((rc = tern_x25519_base(c->eph_pk, c->eph_sk)) != TERN_OK)
 			return rc;
@@ -630,8 +648,8 @@ int tern_envelope_sign(tern_sealed *const *items, size_t n, const tern_signkey *
 	}
 	for (size_t i = 0; i < n && rc == TERN_OK; i += TERN_ENVELOPE_MAX_BATCH) {
 		size_t c = n - i < TERN_ENVELOPE_MAX_BATCH ? n - i : TERN_ENVELOPE_MAX_BATCH;
-		/* A lone leftover is still a batch of one; it needs no tree, but one
-		 * code path for every chunk is easier to trust. */
+		/* A lone leftover needs no tree: it gets a lone signature, which
+		 * every verifier already accepts. */
 		rc = c == 1 ? tern_envelope_sign(items + i, 1, key, outs + i, out_lens + i)
 		            : sign_chunk(items + i, c, key, outs + i, out_lens + i);
 	}

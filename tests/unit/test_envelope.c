@@ -881,6 +881,30 @@ static void test_sealcache(void **state)
 	}
 	assert_memory_not_equal(sb[0]->ephemeral_key.data, sb[1]->ephemeral_key.data, 32);
 
+	/* An idle owner's expire call drops the key once its lifetime has
+	 * passed, and not before: the next envelope then needs a new one. */
+	tern_sealcache_free(&sc);
+	assert_int_equal(tern_sealcache_new(60000, 0, &sc), TERN_OK);
+	tern_sealcache_expire(NULL, tern_now_ms()); /* harmless */
+	tern_sealcache_expire(sc, tern_now_ms());   /* nothing to expire yet */
+	for (int i = 0; i < 3; i++) {
+		tern__v1__sealed_body__free_unpacked(sb[i], NULL);
+		free(e[i]);
+		seal_through(f, sc, 0, &e[i], &el[i], NULL);
+		sb[i] = sealed_body_of(e[i], el[i]);
+		if (i == 0)
+			tern_sealcache_expire(sc, tern_now_ms() + 59000);
+		if (i == 1)
+			tern_sealcache_expire(sc, tern_now_ms() + 61000);
+	}
+	assert_memory_equal(sb[0]->ephemeral_key.data, sb[1]->ephemeral_key.data, 32);
+	assert_memory_not_equal(sb[1]->ephemeral_key.data, sb[2]->ephemeral_key.data, 32);
+	tern_sealcache_stats(sc, &hits, &misses);
+	assert_int_equal(misses, 4); /* two keys, two recipients each */
+	assert_int_equal(hits, 2);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(open_with(f, e[i], el[i], "sweden", SWEDEN, NULL), TERN_OK);
+
 	for (int i = 0; i < 4; i++) {
 		tern__v1__sealed_body__free_unpacked(sb[i], NULL);
 		free(e[i]);

@@ -54,7 +54,10 @@ typedef struct tern_envelope tern_envelope;
  * derived with its own message id, so no key or nonce repeats.
  * Opening: the shared secrets of the most recent ephemeral keys seen are
  * remembered, so a run of envelopes from one sender costs one X25519.
- * Secrets are wiped when replaced and by tern_sealcache_free. */
+ * Secrets are wiped when replaced, by tern_sealcache_expire once the
+ * ephemeral key's lifetime has passed (an idle owner calls it, so that the
+ * key does not outlive its lifetime between envelopes) and by
+ * tern_sealcache_free. */
 typedef struct tern_sealcache tern_sealcache;
 #define TERN_SEALCACHE_LIFETIME_MS_DEFAULT (60 * 1000)
 #define TERN_SEALCACHE_MAX_USES_DEFAULT 100000
@@ -63,6 +66,11 @@ typedef struct tern_sealcache tern_sealcache;
 int tern_sealcache_new(int64_t lifetime_ms, uint32_t max_uses, tern_sealcache **out);
 /* Wipes the secrets, frees the cache and sets *c to NULL. */
 void tern_sealcache_free(tern_sealcache **c);
+/* Wipes the ephemeral key pair and the sealing secrets computed from it if
+ * the key is past its lifetime or uses at now_ms (ms since the epoch); the
+ * next seal makes a new one. Opening secrets are kept: they belong to the
+ * senders' keys, which the senders rotate. c may be NULL. */
+void tern_sealcache_expire(tern_sealcache *c, int64_t now_ms);
 /* How many X25519 operations the cache saved and how many it did (for tests
  * and metrics). */
 void tern_sealcache_stats(const tern_sealcache *c, uint64_t *hits, uint64_t *misses);
@@ -112,8 +120,6 @@ void tern_sealed_free(tern_sealed **s);
 int tern_envelope_seal(const tern_seal_params *p, const tern_directory *dir, uint8_t **out,
                        size_t *out_len, char message_id[37]);
 
-/* Zero fields take the defaults: TERN_ENVELOPE_MAX_SIZE_DEFAULT, the current
- * time, TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT. opts itself may be NULL. */
 /* Batch roots whose signatures verified, so that the other envelopes of a
  * batch cost a proof check instead of a signature check (opaque; one thread
  * at a time). A fixed table of slots: a full one forgets, never grows. */
@@ -124,6 +130,8 @@ int tern_sigcache_new(size_t slots, tern_sigcache **out);
 void tern_sigcache_free(tern_sigcache **c);
 void tern_sigcache_stats(const tern_sigcache *c, uint64_t *hits, uint64_t *misses);
 
+/* Zero fields take the defaults: TERN_ENVELOPE_MAX_SIZE_DEFAULT, the current
+ * time, TERN_ENVELOPE_MAX_SKEW_MS_DEFAULT. opts itself may be NULL. */
 typedef struct tern_verify_opts {
 	size_t max_size;
 	int64_t now_ms;
@@ -143,6 +151,8 @@ typedef struct tern_verify_opts {
  *   TERN_EVERSION    schema_version is not 1
  *   TERN_EUNKNOWN    sender not in dir
  *   TERN_EREVOKED    sender's certificate revoked
+ *   TERN_EEXPIRED    sender's certificate, or the federation's CRL, has
+ *                    expired at now_ms
  *   TERN_EBADSIG     signature over the received header bytes fails (batch:
  *                    the proof does not fit its tree, or the root's
  *                    signature fails)
