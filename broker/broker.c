@@ -359,8 +359,15 @@ static void sub_refuse_named(struct sub *s, const char *code, const char *text)
  * role, recipients, expiry. De-duplication is decided inside the write. */
 static void sub_check(broker *b, struct sub *s)
 {
-	tern_verify_opts o = {
-	    .max_size = (size_t)b->max_msg, .max_skew_ms = b->skew_ms, .sigcache = b->sigs};
+	/* Only the future is bounded: an envelope is sealed when its node
+	 * accepts the message, and may wait in that node's outbox for as long
+	 * as the node is cut off from the broker or behind a backlog. Refusing
+	 * it as too old would lose a message the node had accepted; replays are
+	 * refused by message id, which the broker never forgets. */
+	tern_verify_opts o = {.max_size = (size_t)b->max_msg,
+	                      .max_skew_ms = b->skew_ms,
+	                      .future_skew_only = 1,
+	                      .sigcache = b->sigs};
 	const Tern__V1__Submit *sm = s->frame->submit;
 	const Tern__V1__Header *h;
 	int64_t now = b->batch.now;

@@ -79,7 +79,7 @@ static const struct setting settings[] = {
 	{BOTH,   "federation", "ca",               T_PATH,     REQUIRED,                            "federation CA certificate (PEM)"},
 	{BOTH,   "federation", "crl",              T_PATH,     REQUIRED,                            "federation certificate revocation list (PEM)"},
 	{BOTH,   "federation", "directory",        T_PATH,     REQUIRED,                            "signed federation directory"},
-	{BOTH,   "federation", "max_clock_skew",   T_DURATION, BOUNDED("300", 1, 86400),            "largest accepted difference between a message's created-at and this clock"},
+	{BOTH,   "federation", "max_clock_skew",   T_DURATION, BOUNDED("300", 1, 86400),            "how far in the future, by this clock, a message's created-at may be (old messages are accepted: they waited for a party that was cut off)"},
 	{NODE,   "broker",     "id",               T_NODE_ID,  REQUIRED,                            "id of the broker this node connects to"},
 	{NODE,   "broker",     "endpoint",         T_ENDPOINT, REQUIRED,                            "ZeroMQ endpoint of that broker"},
 	{BOTH,   "limits",     "max_message_size", T_SIZE,     BOUNDED("8M", 1 * KiB, 64 * MiB),    "largest envelope accepted or sent"},

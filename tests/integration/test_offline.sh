@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # portugal's node is stopped while 1,000 messages queue for it at the broker;
-# after it starts, every one arrives, in order, and is delivered at unhcr.
+# after it starts, every one arrives, in order, and is delivered at unhcr. Then
+# the broker is down while 20 more wait in unhcr's outbox for longer than the
+# broker's max_clock_skew: they are still taken and delivered.
 source "$(dirname "$0")/lib.sh"
 N=${TERN_OFFLINE_N:-1000}
 
@@ -32,4 +34,13 @@ count_is portugal inbox "$N" || fail "portugal's inbox holds $(info_field portug
 "$TERN" inbox -c "$(conf portugal)" list --json | grep -o '"case_id": "OFFLINE-[0-9]*' |
   cut -d- -f2 >"$WORK/order"
 seq -f '%06g' 1 "$((N - 2))" | cmp - "$WORK/order" || fail "portugal's inbox is not in sending order"
+say "the broker down for longer than max_clock_skew: what waited in unhcr's outbox is still taken"
+stop broker
+sed -i '/^\[federation\]/a max_clock_skew = 2s' "$WORK/fed/broker/broker.conf"
+"$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr portugal 20 LATE
+sleep 4 # every one of the 20 is now older than the broker's max_clock_skew
+start broker
+N=$((N + 20))
+wait_for 60 "all $N delivered" count_is unhcr delivered "$N"
+! grep -q "clock-skew" "$WORK/broker.log" || fail "the broker refused old messages as clock skew"
 echo "it test_offline: ok"

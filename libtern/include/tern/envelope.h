@@ -136,9 +136,10 @@ typedef struct tern_verify_opts {
 	size_t max_size;
 	int64_t now_ms;
 	int64_t max_skew_ms;
-	/* Non-zero: bound only created-at in the future. A node that was offline
-	 * for days receives old messages that are legitimately old; a broker,
-	 * which sees messages as they are sent, bounds both directions. */
+	/* Non-zero: bound only created-at in the future. Envelopes are sealed
+	 * when the sender accepts them and can legitimately be days old when
+	 * they reach the broker (a sender cut off or behind a backlog) or the
+	 * recipient (a node offline); broker and nodes both set it. */
 	int future_skew_only;
 	tern_sigcache *sigcache; /* NULL: every signature is checked */
 } tern_verify_opts;
