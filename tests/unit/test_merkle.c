@@ -1,4 +1,4 @@
-/* RFC 6962 / 9162 Merkle trees: every vector in testdata/rfc6962 (inclusion
+/* RFC 6962 / 9162 Merkle trees: every vector in tests/data/rfc6962 (inclusion
  * and consistency), proofs made here verified for every tree up to 70
  * leaves, and proofs made from complete subtrees (the audit log's way) equal
  * to the RFC's definitions, asking only for aligned subtrees, O(log n) of them. */

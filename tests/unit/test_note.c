@@ -1,5 +1,5 @@
 /* C2SP signed notes, checkpoints and cosignatures: the specification's
- * example note (testdata/c2sp), round trips, and every kind of tampering. */
+ * example note (tests/data/c2sp), round trips, and every kind of tampering. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -48,9 +48,9 @@ const char *tt_testdata(void)
 	if (env != NULL && env[0] != '\0')
 		snprintf(testdata, sizeof(testdata), "%s", env);
 	else if (src != NULL)
-		snprintf(testdata, sizeof(testdata), "%s/../shared/testdata", src);
+		snprintf(testdata, sizeof(testdata), "%s/tests/data", src);
 	else
-		snprintf(testdata, sizeof(testdata), "../shared/testdata");
+		snprintf(testdata, sizeof(testdata), "tests/data");
 	return testdata;
 }
 

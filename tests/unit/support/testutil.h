@@ -16,9 +16,9 @@ int tt_mkdtemp(char *buf, size_t len, const char *name);
  * Returns 0, or -1 if anything could not be removed (or path is missing). */
 int tt_rmtree(const char *path);
 
-/* The public test vectors: $TERN_TESTDATA, else
- * $TERN_SOURCE_DIR/../shared/testdata, else ../shared/testdata. The string
- * is static and lives until exit. */
+/* The public test vectors kept in the repository (tests/data, see its
+ * README): $TERN_TESTDATA, else $TERN_SOURCE_DIR/tests/data, else
+ * tests/data. The string is static and lives until exit. */
 const char *tt_testdata(void);
 
 /* $TERN_SOURCE_DIR, or NULL when it is unset or empty (a test that needs
