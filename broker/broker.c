@@ -465,6 +465,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	for (size_t i = 0; i < bt->nsubs; i++) {
 		struct sub *s = &bt->subs[i];
 		const Tern__V1__Header *h;
+		bq_dedup seen;
 		bq_item it;
 
 		s->accepted = 0;
@@ -474,12 +475,27 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
 			continue;
 		}
-		rc = bq_dedup_get(txn, b->store, s->msgid, &s->accepted, s->out_code,
-		                  sizeof(s->out_code), s->out_text, sizeof(s->out_text));
-		if (rc == TERN_OK)
-			continue; /* the first answer is the answer */
-		if (rc != TERN_ENOENT)
-			return rc;
+		/* A refusal is decided before the de-duplication table is read and
+		 * never written to it: an id is only its sender's to claim, and only
+		 * once the envelope was accepted from that sender. Otherwise a member
+		 * holding another's envelope could submit it first and poison its id,
+		 * or replay one already accepted and be told "accepted". */
+		if (s->code[0] == '\0') {
+			rc = bq_dedup_get(txn, b->store, s->msgid, &seen);
+			if (rc == TERN_OK &&
+			    (seen.sender[0] == '\0' || strcmp(seen.sender, s->peer) == 0)) {
+				s->accepted = 1; /* a resubmission: the same answer, no copy */
+				continue;
+			}
+			if (rc == TERN_OK) {
+				sub_refuse_named(s, "duplicate-id", "");
+				snprintf(s->text, sizeof(s->text),
+				         "message id %s was already used by another sender",
+				         s->msgid);
+			} else if (rc != TERN_ENOENT) {
+				return rc;
+			}
+		}
 		if (s->code[0] != '\0') {
 			snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);
 			snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
@@ -488,10 +504,6 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			             s->peer, NULL, NULL, s->frame->submit->envelope.data,
 			             s->frame->submit->envelope.len, s->code, NULL, 0, bt->now);
 			if (rc != TERN_OK)
-				return rc;
-			/* Only a verified envelope's id is its sender's to claim. */
-			if (s->env && (rc = bq_dedup_put(txn, b->store, s->msgid, 0, s->code,
-			                                 s->text, bt->now)) != TERN_OK)
 				return rc;
 			continue;
 		}
@@ -509,7 +521,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if ((rc = bq_append(txn, b->store, h->recipients[r], &it, &seq)) != TERN_OK)
 				return rc;
 		}
-		if ((rc = bq_dedup_put(txn, b->store, s->msgid, 1, "", "", bt->now)) != TERN_OK)
+		if ((rc = bq_dedup_put(txn, b->store, s->msgid, s->peer, 0, bt->now)) != TERN_OK)
 			return rc;
 		rc = bq_audit(txn, b->store, TERN__V1__AUDIT_ENTRY__KIND__RELAYED, s->msgid,
 		              h->sender, h->case_id, tern_msgtype_by_type(h->type)->name,

@@ -446,43 +446,55 @@ int64_t bq_next_expiry(MDB_txn *txn, tern_store *s)
 	return at;
 }
 
-int bq_dedup_get(MDB_txn *txn, tern_store *s, const char *msgid, int *accepted, char *code,
-                 size_t codelen, char *text, size_t textlen)
+/* A dedup value: 0x02 | at(8) | n(8) | sender. Stores written before
+ * senders were kept hold 0x01 (accepted) or 0x00 (refused) | at(8) | code NUL
+ * | text NUL: an old acceptance is still an acceptance (sender unknown), an
+ * old refusal no longer counts. */
+#define DEDUP_V2 2
+
+int bq_dedup_get(MDB_txn *txn, tern_store *s, const char *msgid, bq_dedup *out)
 {
 	MDB_val key = {strlen(msgid), (void *)msgid}, v;
-	const char *p;
+	const uint8_t *p;
 	int rc = mdb_get(txn, DBI(s, BQ_DEDUP), &key, &v);
 
 	if (rc != 0)
 		return MDB(rc, "read dedup");
-	/* value: accepted(1) | time(8) | code NUL | text NUL */
-	if (v.mv_size < 11 || ((const char *)v.mv_data)[v.mv_size - 1] != 0)
-		return tern_fail(TERN_EMALFORMED, "damaged dedup entry");
-	p = (const char *)v.mv_data + 9;
-	*accepted = ((const uint8_t *)v.mv_data)[0];
-	snprintf(code, codelen, "%s", p);
-	snprintf(text, textlen, "%s", p + strlen(p) + 1);
-	return TERN_OK;
+	p = v.mv_data;
+	memset(out, 0, sizeof(*out));
+	if (v.mv_size >= 17 && p[0] == DEDUP_V2) {
+		size_t sl = v.mv_size - 17;
+		if (sl >= sizeof(out->sender))
+			return tern_fail(TERN_EMALFORMED, "damaged dedup entry for %s", msgid);
+		out->at = (int64_t)tern_be64_get(p + 1);
+		out->n = tern_be64_get(p + 9);
+		memcpy(out->sender, p + 17, sl);
+		out->sender[sl] = 0;
+		return TERN_OK;
+	}
+	if (v.mv_size >= 11 && p[0] == 1) {
+		out->at = (int64_t)tern_be64_get(p + 1);
+		return TERN_OK;
+	}
+	if (v.mv_size >= 11 && p[0] == 0)
+		return tern_fail(TERN_ENOENT, "%s was refused before, not accepted", msgid);
+	return tern_fail(TERN_EMALFORMED, "damaged dedup entry for %s", msgid);
 }
 
-int bq_dedup_put(MDB_txn *txn, tern_store *s, const char *msgid, int accepted, const char *code,
-                 const char *text, int64_t now)
+int bq_dedup_put(MDB_txn *txn, tern_store *s, const char *msgid, const char *sender, uint64_t n,
+                 int64_t now)
 {
-	size_t cl = strlen(code), tl = strlen(text);
-	uint8_t buf[1 + 8 + 64 + 512];
+	size_t sl = strlen(sender);
+	uint8_t buf[17 + 64];
 	MDB_val key = {strlen(msgid), (void *)msgid}, v;
 
-	if (cl > 63)
-		cl = 63;
-	if (tl > 511)
-		tl = 511;
-	buf[0] = (uint8_t) !!accepted;
+	if (sl > 63)
+		return tern_fail(TERN_EINVAL, "dedup: sender id too long");
+	buf[0] = DEDUP_V2;
 	tern_be64_put(buf + 1, (uint64_t)now);
-	memcpy(buf + 9, code, cl);
-	buf[9 + cl] = 0;
-	memcpy(buf + 10 + cl, text, tl);
-	buf[10 + cl + tl] = 0;
-	v = (MDB_val){11 + cl + tl, buf};
+	tern_be64_put(buf + 9, n);
+	memcpy(buf + 17, sender, sl);
+	v = (MDB_val){17 + sl, buf};
 	return MDB(mdb_put(txn, DBI(s, BQ_DEDUP), &key, &v, 0), "write dedup");
 }
 

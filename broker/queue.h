@@ -98,11 +98,22 @@ int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
 /* The earliest expiry in the store (INT64_MAX if none). */
 int64_t bq_next_expiry(MDB_txn *txn, tern_store *s);
 
-/* De-duplication by message id: the first answer given is the answer forever. */
-int bq_dedup_get(MDB_txn *txn, tern_store *s, const char *msgid, int *accepted, char *code,
-                 size_t codelen, char *text, size_t textlen);
-int bq_dedup_put(MDB_txn *txn, tern_store *s, const char *msgid, int accepted, const char *code,
-                 const char *text, int64_t now);
+/* De-duplication by message id, bound to the sender that got it accepted.
+ * Only acceptances are remembered: a refusal must not mark an id as seen, or
+ * a member holding another's envelope could submit it first and have the
+ * real sender refused for good. */
+typedef struct bq_dedup {
+	char sender[64]; /* the authenticated node it was accepted from; "" when
+	                    unknown (a record from before senders were kept) */
+	uint64_t n;      /* its number among that sender's acceptances (0: unknown) */
+	int64_t at;      /* when it was accepted, ms */
+} bq_dedup;
+
+/* TERN_OK with *out when msgid was accepted before, TERN_ENOENT when not. */
+int bq_dedup_get(MDB_txn *txn, tern_store *s, const char *msgid, bq_dedup *out);
+/* Records that msgid was accepted from sender as its n-th. */
+int bq_dedup_put(MDB_txn *txn, tern_store *s, const char *msgid, const char *sender, uint64_t n,
+                 int64_t now);
 
 /* Dead-letter entries for rcpt ("" = all): calls fn(rcpt, msgid, reason, at, arg). */
 int bq_dlq_scan(MDB_txn *txn, tern_store *s,

@@ -54,7 +54,7 @@ struct out {
 	int64_t wait_ms; /* the client waits for the final state too (send "wait_ms") */
 };
 
-enum din_kind { DIN_ACCEPT, DIN_REFUSE, DIN_RECEIPT, DIN_NOTICE, DIN_NOTHING };
+enum din_kind { DIN_ACCEPT, DIN_REFUSE, DIN_RECEIPT, DIN_NOTICE, DIN_DUPLICATE, DIN_NOTHING };
 
 /* What a delivery does to the store, decided before the write. */
 struct din {
@@ -296,13 +296,24 @@ static int held_ref(node *n, MDB_txn *txn, const char *msgid, json_t **ref)
 	return node_store_ref(txn, n->store, msgid, ref);
 }
 
-static int seen_before(node *n, MDB_txn *txn, const char *msgid)
+/* 0: msgid is new; 1: it came before (this batch or the store); 2: it came
+ * before from another sender than the one given (NULL: any sender will do). */
+static int seen_before(node *n, MDB_txn *txn, const char *msgid, const char *sender)
 {
+	json_t *rec = NULL;
+	const char *was;
+	int seen;
+
 	for (size_t i = 0; i < n->batch.ndins; i++)
 		if (n->batch.dins[i].msgid[0] && strcmp(n->batch.dins[i].msgid, msgid) == 0 &&
 		    (n->batch.dins[i].kind == DIN_ACCEPT || n->batch.dins[i].kind == DIN_REFUSE))
-			return 1;
-	return node_store_received(txn, n->store, msgid, NULL) == TERN_OK;
+			return sender && strcmp(n->batch.dins[i].sender, sender) != 0 ? 2 : 1;
+	if (node_store_received(txn, n->store, msgid, &rec) != TERN_OK)
+		return 0;
+	was = json_string_value(json_object_get(rec, "sender"));
+	seen = sender && was && strcmp(was, sender) != 0 ? 2 : 1;
+	json_decref(rec);
+	return seen;
 }
 
 static void refuse(struct din *d, const char *code, const char *fmt, ...)
@@ -416,7 +427,7 @@ static void judge_envelope(node *n, MDB_txn *txn, const uint8_t *buf, size_t len
 		if (e)
 			tern__v1__envelope__free_unpacked(e, NULL);
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
-		if (d->msgid[0] && seen_before(n, txn, d->msgid))
+		if (d->msgid[0] && seen_before(n, txn, d->msgid, NULL))
 			d->kind = DIN_NOTHING;
 		return;
 	}
@@ -426,8 +437,18 @@ static void judge_envelope(node *n, MDB_txn *txn, const uint8_t *buf, size_t len
 	snprintf(d->sender, sizeof(d->sender), "%s", h->sender);
 	snprintf(d->type, sizeof(d->type), "%s", t->name);
 	snprintf(d->case_id, sizeof(d->case_id), "%s", h->case_id);
-	if (seen_before(n, txn, h->message_id)) {
+	switch (seen_before(n, txn, h->message_id, h->sender)) {
+	case 1:
 		d->kind = DIN_NOTHING; /* a redelivery: already answered */
+		goto out;
+	case 2:
+		/* Validly signed by its sender, but the id is another sender's: the
+		 * broker should have refused it. Nothing is stored under the id
+		 * (that would overwrite the first message's record) and nothing is
+		 * answered; it is logged and audited. */
+		d->kind = DIN_DUPLICATE;
+		snprintf(d->code, sizeof(d->code), "duplicate-id");
+		snprintf(d->text, sizeof(d->text), "message id already used by another sender");
 		goto out;
 	}
 	for (size_t i = 0; i < h->n_recipients; i++)
@@ -550,11 +571,13 @@ static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 		snprintf(d->text, sizeof(d->text), "dead-lettered by the broker: %s", nt->reason);
 	} else if (dv->item_case == TERN__V1__DELIVER__ITEM_ENVELOPE) {
 		judge_envelope(n, txn, dv->envelope.data, dv->envelope.len, d);
-		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) {
+		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE) {
 			if ((d->env = malloc(dv->envelope.len)) != NULL) {
 				memcpy(d->env, dv->envelope.data, dv->envelope.len);
 				d->len = dv->envelope.len;
 			}
+		}
+		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) {
 			if (d->kind == DIN_REFUSE)
 				log_warnx("refused %s from %s: %s: %s",
 				          d->msgid[0] ? d->msgid : "(no id)",
@@ -649,6 +672,12 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			                                 : TERN__V1__AUDIT_ENTRY__KIND__REJECTED,
 			           d->msgid, d->sender, d->case_id, d->type, d->env, d->len,
 			           d->kind == DIN_ACCEPT ? NULL : d->code, d->outcome, d->ref);
+			if (rc != TERN_OK)
+				return rc;
+		} else if (d->kind == DIN_DUPLICATE) {
+			rc = audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, d->msgid,
+			           d->sender, d->case_id, d->type, d->env, d->len, d->code, NULL,
+			           NULL);
 			if (rc != TERN_OK)
 				return rc;
 		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
@@ -852,6 +881,10 @@ static void batch_commit(node *n)
 		else if (d->kind == DIN_NOTICE)
 			log_warnx("%s to %s dead-lettered by the broker: %s", d->target, d->node,
 			          d->code);
+		else if (d->kind == DIN_DUPLICATE)
+			log_warnx("refused %s from %s: duplicate-id: the id came before from "
+			          "another sender",
+			          d->msgid, d->sender);
 	}
 	for (size_t i = 0; i < b->nresults; i++) {
 		if (n->inflight && b->results[i].current)

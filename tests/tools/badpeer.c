@@ -19,6 +19,12 @@
  *   late T     an envelope sealed now, submitted at T (seconds since the epoch;
  *              the connection is kept alive until then): for a certificate
  *              that lapses in between
+ *   envelope F a valid envelope from this node to sweden, written to file F
+ *              (its message id printed); nothing is sent (another member can
+ *              then submit it)
+ *   submit F   the envelope in file F, submitted as this node
+ *   reuse F    the message id of the envelope in file F, in an envelope this
+ *              node signs (as a travel confirmation, which iom may send)
  * Envelopes go from the node to sweden. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,8 +181,11 @@ int main(int argc, char **argv)
 	void *ctx;
 	int zero = 0, rc = 0;
 
-	if (argc != 4 && !(argc == 5 && strcmp(argv[3], "late") == 0)) {
-		fprintf(stderr, "usage: tern-badpeer BROKERCONF NODE_DIR CASE | late EPOCH\n");
+	if (argc != 4 &&
+	    !(argc == 5 && (strcmp(argv[3], "late") == 0 || strcmp(argv[3], "envelope") == 0 ||
+	                    strcmp(argv[3], "submit") == 0 || strcmp(argv[3], "reuse") == 0))) {
+		fprintf(stderr, "usage: tern-badpeer BROKERCONF NODE_DIR CASE | late EPOCH | "
+		                "envelope FILE | submit FILE | reuse FILE\n");
 		return 2;
 	}
 	cs = argv[3];
@@ -226,6 +235,33 @@ int main(int argc, char **argv)
 			fprintf(stderr, "tern-badpeer: seal: %s\n", tern_errdetail());
 			return 2;
 		}
+	}
+	if (strcmp(cs, "envelope") == 0) {
+		FILE *f = fopen(argv[4], "wb");
+		if (f == NULL || fwrite(env, 1, elen, f) != elen || fclose(f) != 0) {
+			fprintf(stderr, "tern-badpeer: cannot write %s\n", argv[4]);
+			return 2;
+		}
+		{
+			tern_envelope *ev = NULL;
+			tern_verify_opts o = {.max_size = elen, .max_skew_ms = 60000};
+			if (tern_envelope_verify(env, elen, dir, &o, &ev) == TERN_OK)
+				printf("%s\n", tern_envelope_header(ev)->message_id);
+			tern_envelope_free(&ev);
+		}
+		return 0;
+	}
+	if (strcmp(cs, "submit") == 0 || strcmp(cs, "reuse") == 0) { /* as it was written */
+		FILE *f = fopen(argv[4], "rb");
+		size_t n;
+		free(env);
+		if (f == NULL || (env = malloc(1u << 20)) == NULL ||
+		    (n = fread(env, 1, 1u << 20, f)) == 0) {
+			fprintf(stderr, "tern-badpeer: cannot read %s\n", argv[4]);
+			return 2;
+		}
+		fclose(f);
+		elen = n;
 	}
 	ctx = zmq_ctx_new();
 	sock = zmq_socket(ctx, ZMQ_DEALER);
@@ -294,6 +330,39 @@ int main(int argc, char **argv)
 		h->recipients[0] = orig_rcpt;
 		tern_pb_free(&hm);
 		tern_pb_free(&em);
+	} else if (strcmp(cs, "reuse") == 0) {
+		/* Another sender's id in a header this node signs as its own. */
+		ProtobufCMessage *em = NULL, *hm = NULL;
+		Tern__V1__Envelope *e;
+		Tern__V1__Header *h;
+		uint8_t *hb = NULL, *nb = NULL, sig[64];
+		size_t hl = 0, nl = 0;
+		if (tern_pb_unpack(&tern__v1__envelope__descriptor, env, elen, elen, &em) !=
+		    TERN_OK)
+			return 2;
+		e = (Tern__V1__Envelope *)em;
+		if (e->signature == NULL || e->signature->ed25519.len != 64 ||
+		    tern_pb_unpack(&tern__v1__header__descriptor, e->header.data, e->header.len,
+		                   e->header.len, &hm) != TERN_OK)
+			return 2;
+		h = (Tern__V1__Header *)hm;
+		char *orig_sender = h->sender;
+		ProtobufCBinaryData orig_hdr = e->header;
+		h->sender = node;
+		h->type = TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION;
+		tern_pb_pack(hm, &hb, &hl);
+		tern_sign(key, TERN_ENVELOPE_SIGN_LABEL, hb, hl, sig);
+		e->header.data = hb;
+		e->header.len = hl;
+		memcpy(e->signature->ed25519.data, sig, 64);
+		tern_pb_pack(em, &nb, &nl);
+		submit(nb, nl);
+		free(nb);
+		free(hb);
+		e->header = orig_hdr;
+		h->sender = orig_sender;
+		tern_pb_free(&hm);
+		tern_pb_free(&em);
 	} else if (strcmp(cs, "skip") == 0) {
 		submit_as(env, elen, session, 2);
 		rc = answer();
@@ -311,7 +380,8 @@ int main(int argc, char **argv)
 	} else if (strcmp(cs, "late") == 0) {
 		keep_alive_until(strtoll(argv[4], NULL, 10) * 1000);
 		submit(env, elen);
-	} else if (strcmp(cs, "future") == 0 || strcmp(cs, "badbody") == 0) {
+	} else if (strcmp(cs, "future") == 0 || strcmp(cs, "badbody") == 0 ||
+	           strcmp(cs, "submit") == 0) {
 		submit(env, elen);
 	} else {
 		fprintf(stderr, "tern-badpeer: unknown case %s\n", cs);

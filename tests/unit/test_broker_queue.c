@@ -147,35 +147,50 @@ static void test_order_and_sequences(void **state)
 
 struct dd {
 	const char *id;
-	int accepted;
+	const char *sender;
+	uint64_t n;
+	const uint8_t *raw; /* a record as an older store wrote it, instead */
+	size_t rawlen;
 };
 
 static int do_dedup_put(MDB_txn *txn, void *arg)
 {
 	struct dd *d = arg;
-	return bq_dedup_put(txn, st, d->id, d->accepted, d->accepted ? "" : "wrong-role",
-	                    d->accepted ? "" : "a referrer may not decide", 5);
+	MDB_val k = {strlen(d->id), (void *)d->id}, v = {d->rawlen, (void *)d->raw};
+
+	if (d->raw)
+		return mdb_put(txn, tern_store_dbi(st, BQ_DEDUP), &k, &v, 0) ? TERN_EIO : TERN_OK;
+	return bq_dedup_put(txn, st, d->id, d->sender, d->n, 5);
 }
 
 static void test_dedup(void **state)
 {
-	struct dd d = {"01a20598-0000-7000-8000-00000000aaaa", 0};
-	char code[64], text[256];
-	int accepted = -1;
+	struct dd d = {"01a20598-0000-7000-8000-00000000aaaa", "unhcr", 42, NULL, 0};
+	/* As stores before sender binding wrote them: accepted(1)|at(8)|code\0|text\0. */
+	static const uint8_t old_ok[11] = {1, 0, 0, 0, 0, 0, 0, 0, 9, 0, 0};
+	static const uint8_t old_refused[] = {0, 0, 0, 0, 0, 0, 0, 0, 9, 'w', 0, 't', 0};
+	struct dd legacy_ok = {"01a20598-0000-7000-8000-00000000cccc", NULL, 0, old_ok,
+	                       sizeof(old_ok)};
+	struct dd legacy_refused = {"01a20598-0000-7000-8000-00000000dddd", NULL, 0, old_refused,
+	                            sizeof(old_refused)};
+	bq_dedup got;
 	MDB_txn *txn;
 
 	(void)state;
 	assert_int_equal(tern_store_write(st, do_dedup_put, &d), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_dedup_put, &legacy_ok), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_dedup_put, &legacy_refused), TERN_OK);
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(
-	    bq_dedup_get(txn, st, d.id, &accepted, code, sizeof(code), text, sizeof(text)),
-	    TERN_OK);
-	assert_int_equal(accepted, 0);
-	assert_string_equal(code, "wrong-role");
-	assert_string_equal(text, "a referrer may not decide");
-	assert_int_equal(bq_dedup_get(txn, st, "01a20598-0000-7000-8000-00000000bbbb", &accepted,
-	                              code, sizeof(code), text, sizeof(text)),
+	assert_int_equal(bq_dedup_get(txn, st, d.id, &got), TERN_OK);
+	assert_string_equal(got.sender, "unhcr");
+	assert_true(got.n == 42);
+	assert_true(got.at == 5);
+	assert_int_equal(bq_dedup_get(txn, st, "01a20598-0000-7000-8000-00000000bbbb", &got),
 	                 TERN_ENOENT);
+	/* An old acceptance still counts, its sender unknown; an old refusal does not. */
+	assert_int_equal(bq_dedup_get(txn, st, legacy_ok.id, &got), TERN_OK);
+	assert_string_equal(got.sender, "");
+	assert_int_equal(bq_dedup_get(txn, st, legacy_refused.id, &got), TERN_ENOENT);
 	mdb_txn_abort(txn);
 }
 
