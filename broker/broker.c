@@ -145,6 +145,7 @@ struct broker {
 		double lat_sum;
 		uint64_t accepted, handshakes_ok, handshakes_failed;
 		uint64_t out_of_sequence;
+		uint64_t rollbacks[2]; /* older trust material refused: [CRL, directory] */
 	} m;
 };
 
@@ -1097,7 +1098,8 @@ int broker_open(const char *conf, broker **out)
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return TERN_ENOMEM;
 	b->ctl_fd = -1;
-	if ((rc = tern_ident_load(conf, TERN_CONFIG_BROKER, 0, stderr, &b->id)) != TERN_OK) {
+	if ((rc = tern_ident_load(conf, TERN_CONFIG_BROKER, NULL, stderr, &b->id, NULL)) !=
+	    TERN_OK) {
 		free(b);
 		return rc;
 	}
@@ -1127,6 +1129,9 @@ int broker_open(const char *conf, broker **out)
 		goto fail;
 	}
 	bq_audit_dbs(b->store, &b->audit);
+	if ((rc = tern_daemon_trustmark_start(b->store, tern_store_dbi(b->store, BQ_META),
+	                                      &b->audit, &b->id, "tern-broker")) != TERN_OK)
+		goto fail;
 	snprintf(b->origin, sizeof(b->origin), "tern/%s/%s", tern_directory_federation(b->id.dir),
 	         b->id.id);
 	b->ctx = zmq_ctx_new();
@@ -1223,31 +1228,18 @@ void broker_close(broker **bp)
 
 /* --- SIGHUP ------------------------------------------------------------------------ */
 
-static int dirchange_apply(MDB_txn *txn, void *arg)
-{
-	broker *b = arg;
-	char v[32];
-
-	snprintf(v, sizeof(v), "version %llu",
-	         (unsigned long long)tern_directory_version(b->id.dir));
-	return bq_audit(txn, b->store, TERN__V1__AUDIT_ENTRY__KIND__DIRECTORY_CHANGE, NULL,
-	                b->id.id, NULL, "directory", NULL, 0, v, NULL, 0, tern_now_ms());
-}
-
 /* Between batches, so no envelope of the old directory is still in hand. */
 static void reload(broker *b)
 {
 	uint64_t before = tern_directory_version(b->id.dir);
 
-	if (tern_ident_reload(&b->id, TERN_CONFIG_BROKER, NULL, stderr) != TERN_OK) {
-		log_warnx("reload refused (%s); the directory and CRL in use stay",
-		          tern_errdetail());
+	if (tern_daemon_reload_ident(&b->id, TERN_CONFIG_BROKER, NULL, b->store,
+	                             tern_store_dbi(b->store, BQ_META), &b->audit,
+	                             b->m.rollbacks) != TERN_OK)
 		return;
-	}
-	log_info("reloaded: directory version %llu (was %llu)",
-	         (unsigned long long)tern_directory_version(b->id.dir), (unsigned long long)before);
-	if (tern_store_write(b->store, dirchange_apply, b) != TERN_OK)
-		log_warnx("the directory change is not in the audit log: %s", tern_errdetail());
+	log_info("reloaded: directory version %llu (was %llu), CRL number %lld",
+	         (unsigned long long)tern_directory_version(b->id.dir), (unsigned long long)before,
+	         (long long)tern_trust_crl_number(b->id.trust));
 	b->last_audit = tern_now_ms();
 }
 
@@ -1355,7 +1347,7 @@ static void publish_metrics(broker *b, int64_t now)
 		snprintf(labels, sizeof(labels), "node=\"%s\"", b->peers[i].id);
 		tern_prom_sample(&p, "tern_broker_node_connected", labels, b->peers[i].live);
 	}
-	tern_prom_directory(&p, b->id.dir);
+	tern_prom_directory(&p, b->id.dir, tern_trust_crl_number(b->id.trust), b->m.rollbacks);
 	if (p.buf) {
 		tern_http_publish(b->http, "/metrics", 200, TERN_PROM_CTYPE, p.buf, 0);
 		tern_http_publish(b->http, "/healthz", 200, "text/plain; charset=utf-8", "ok\n",

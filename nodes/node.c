@@ -147,6 +147,7 @@ struct node {
 		uint64_t sent[8];        /* by message type */
 		uint64_t received[8][2]; /* by message type, [accepted, refused] */
 		uint64_t receipts[2];    /* receipts received: [delivered, rejected] */
+		uint64_t rollbacks[2];   /* older trust material refused: [CRL, directory] */
 	} m;
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
@@ -1150,34 +1151,21 @@ static void on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 
 /* --- SIGHUP ------------------------------------------------------------------------ */
 
-static int dirchange_apply(MDB_txn *txn, void *arg)
-{
-	node *n = arg;
-	char v[32];
-
-	snprintf(v, sizeof(v), "version %llu",
-	         (unsigned long long)tern_directory_version(n->id.dir));
-	return audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__DIRECTORY_CHANGE, NULL, n->id.id, NULL,
-	             "directory", NULL, 0, v, NULL, NULL);
-}
-
 static void reload(node *n)
 {
 	uint64_t before = tern_directory_version(n->id.dir);
 	char broker_id[TERN_NODE_ID_MAX + 1];
 
 	snprintf(broker_id, sizeof(broker_id), "%s", n->broker->node_id);
-	if (tern_ident_reload(&n->id, TERN_CONFIG_NODE, broker_id, stderr) != TERN_OK) {
-		log_warnx("reload refused (%s); the directory and CRL in use stay",
-		          tern_errdetail());
+	if (tern_daemon_reload_ident(&n->id, TERN_CONFIG_NODE, broker_id, n->store,
+	                             tern_store_dbi(n->store, NS_META), &n->audit,
+	                             n->m.rollbacks) != TERN_OK)
 		return;
-	}
 	tern_directory_find(n->id.dir, broker_id, &n->broker);
-	log_info("reloaded: directory version %llu (was %llu)",
-	         (unsigned long long)tern_directory_version(n->id.dir), (unsigned long long)before);
-	n->batch.now = tern_now_ms();
-	if (tern_store_write(n->store, dirchange_apply, n) != TERN_OK)
-		log_warnx("the directory change is not in the audit log: %s", tern_errdetail());
+	log_info("reloaded: directory version %llu (was %llu), CRL number %lld",
+	         (unsigned long long)tern_directory_version(n->id.dir), (unsigned long long)before,
+	         (long long)tern_trust_crl_number(n->id.trust));
+	n->last_audit = n->last_event = tern_now_ms();
 }
 
 /* --- metrics ----------------------------------------------------------------------- */
@@ -1253,7 +1241,7 @@ static void publish_metrics(node *n)
 	json_decref(counts);
 	if (txn)
 		mdb_txn_abort(txn);
-	tern_prom_directory(&p, n->id.dir);
+	tern_prom_directory(&p, n->id.dir, tern_trust_crl_number(n->id.trust), n->m.rollbacks);
 	if (p.buf) {
 		tern_http_publish(n->metrics, "/metrics", 200, TERN_PROM_CTYPE, p.buf, 0);
 		tern_http_publish(n->metrics, "/healthz", 200, "text/plain; charset=utf-8", "ok\n",
@@ -1803,7 +1791,7 @@ int node_open(const char *conf, node **out)
 	n->api_fd = -1;
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		n->clients[i].fd = -1;
-	if ((rc = tern_ident_load(conf, TERN_CONFIG_NODE, 0, stderr, &n->id)) != TERN_OK) {
+	if ((rc = tern_ident_load(conf, TERN_CONFIG_NODE, NULL, stderr, &n->id, NULL)) != TERN_OK) {
 		free(n);
 		return rc;
 	}
@@ -1832,6 +1820,9 @@ int node_open(const char *conf, node **out)
 	node_store_audit_dbs(n->store, &n->audit);
 	snprintf(n->origin, sizeof(n->origin), "tern/%s/%s", tern_directory_federation(n->id.dir),
 	         n->id.id);
+	if ((rc = tern_daemon_trustmark_start(n->store, tern_store_dbi(n->store, NS_META),
+	                                      &n->audit, &n->id, "tern-node")) != TERN_OK)
+		goto fail;
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		goto fail;
 	node_store_delivered_get(txn, n->store, n->epoch, &n->delivered);

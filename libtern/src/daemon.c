@@ -1,15 +1,18 @@
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
+#include <tern/config.h>
 #include <tern/error.h>
 #include <tern/log.h>
 
 #include "daemon.h"
 #include "ident.h"
+#include "util.h"
 
 static volatile sig_atomic_t stop;
 volatile sig_atomic_t tern_daemon_reload;
@@ -20,6 +23,27 @@ static void on_signal(int sig)
 		tern_daemon_reload = 1;
 	else
 		stop = 1;
+}
+
+/* The trust mark in the daemon's store, read-only (the daemon may be
+ * running); TERN_ENOENT when there is no store yet. */
+static int stored_trustmark(const tern_ident *id, int kind, tern_trustmark *out)
+{
+	static const char *const names[] = {"meta", NULL};
+	const char *dir =
+	    tern_config_get(id->cfg, kind == TERN_CONFIG_BROKER ? "broker" : "node", "data_dir");
+	tern_store *s = NULL;
+	MDB_txn *txn = NULL;
+	int rc;
+
+	if ((rc = tern_store_open(dir, names, TERN_STORE_RDONLY, 0, &s)) != TERN_OK)
+		return TERN_ENOENT;
+	if ((rc = tern_store_read_begin(s, &txn)) == TERN_OK) {
+		rc = tern_trustmark_get(txn, tern_store_dbi(s, 0), out);
+		mdb_txn_abort(txn);
+	}
+	tern_store_close(&s);
+	return rc;
 }
 
 static void usage(const tern_daemon *d, FILE *f)
@@ -86,8 +110,15 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 	log_init(d->prog, debug ? TERN_LOG_DEBUG : TERN_LOG_INFO);
 	if (check) {
 		tern_ident id;
-		if (tern_ident_load(conf, d->kind, 0, stdout, &id) != TERN_OK)
+		tern_trustmark floor;
+		if (tern_ident_load(conf, d->kind, NULL, stdout, &id, NULL) != TERN_OK)
 			return 1;
+		/* As a start would: nothing older than the store has put in force. */
+		if (stored_trustmark(&id, d->kind, &floor) == TERN_OK) {
+			tern_ident_free(&id);
+			if (tern_ident_load(conf, d->kind, &floor, stdout, &id, NULL) != TERN_OK)
+				return 1;
+		}
 		tern_ident_free(&id);
 		puts("configuration OK");
 		return 0;
@@ -107,4 +138,92 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 	rc = d->run(h, &stop);
 	d->close(&h);
 	return rc == TERN_OK ? 0 : 1;
+}
+
+struct refusal {
+	const tern_audit_dbs *audit;
+	const char *self, *what;
+};
+
+static int refusal_apply(MDB_txn *txn, void *arg)
+{
+	struct refusal *r = arg;
+
+	return tern_trustmark_audit_refusal(txn, r->audit, r->self, r->what, tern_now_ms());
+}
+
+struct accepted {
+	const tern_audit_dbs *audit;
+	MDB_dbi meta;
+	const char *self;
+	tern_trustmark m;
+};
+
+static int accepted_apply(MDB_txn *txn, void *arg)
+{
+	struct accepted *a = arg;
+
+	return tern_trustmark_accept(txn, a->meta, a->audit, a->self, &a->m, tern_now_ms());
+}
+
+int tern_daemon_reload_ident(tern_ident *id, int kind, const char *must_have, tern_store *s,
+                             MDB_dbi meta, const tern_audit_dbs *audit, uint64_t rollbacks[2])
+{
+	char *text = NULL, *line, *save = NULL;
+	size_t len = 0;
+	const char *went_back = NULL;
+	FILE *err = open_memstream(&text, &len);
+	struct accepted a = {audit, meta, id->id, {0, -1}};
+	int rc;
+
+	if (err == NULL)
+		return TERN_ENOMEM;
+	rc = tern_ident_reload(id, kind, NULL, must_have, err, &went_back);
+	fclose(err);
+	if (rc != TERN_OK) {
+		/* The reasons, one per line as the check wrote them, into the log. */
+		for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))
+			log_warnx("reload refused: %s", line);
+		log_warnx("the directory and CRL in use stay (directory version %llu, CRL number "
+		          "%lld)",
+		          (unsigned long long)tern_directory_version(id->dir),
+		          (long long)tern_trust_crl_number(id->trust));
+		free(text);
+		if (went_back) {
+			struct refusal r = {audit, id->id, went_back};
+			rollbacks[strcmp(went_back, "crl") == 0 ? 0 : 1]++;
+			if (tern_store_write(s, refusal_apply, &r) != TERN_OK)
+				log_warnx("the refused rollback is not in the audit log: %s",
+				          tern_errdetail());
+		}
+		return rc;
+	}
+	free(text);
+	tern_ident_mark(id, &a.m);
+	a.self = id->id;
+	if (tern_store_write(s, accepted_apply, &a) != TERN_OK)
+		log_warnx("the directory change is not in the audit log: %s", tern_errdetail());
+	return TERN_OK;
+}
+
+int tern_daemon_trustmark_start(tern_store *s, MDB_dbi meta, const tern_audit_dbs *audit,
+                                const tern_ident *id, const char *prog)
+{
+	tern_trustmark m;
+	char why[512] = "";
+	int refused = 0, rc;
+
+	tern_ident_mark(id, &m);
+	rc = tern_trustmark_enforce(s, meta, audit, id->id, &m, tern_now_ms(), &refused, why,
+	                            sizeof(why));
+	if (rc != TERN_OK) {
+		fprintf(stderr, "%s: cannot check the trust mark in the store: %s\n", prog,
+		        tern_errdetail());
+		return rc;
+	}
+	if (refused) {
+		fprintf(stderr, "%s: %s\n", prog, why);
+		return tern_fail(TERN_EOLDER, "%s", why);
+	}
+	return TERN_OK;
 }

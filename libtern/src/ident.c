@@ -26,8 +26,14 @@ void tern_ident_free(tern_ident *ident)
 		fputc('\n', err);                                                                  \
 	} while (0)
 
-int tern_ident_load(const char *conf, int kind, uint64_t min_dir_version, FILE *err,
-                    tern_ident *out)
+void tern_ident_mark(const tern_ident *ident, tern_trustmark *out)
+{
+	out->directory_version = tern_directory_version(ident->dir);
+	out->crl_number = tern_trust_crl_number(ident->trust);
+}
+
+int tern_ident_load(const char *conf, int kind, const tern_trustmark *floor, FILE *err,
+                    tern_ident *out, const char **went_back)
 {
 	tern_ident id;
 	const char *sect = kind == TERN_CONFIG_BROKER ? "broker" : "node";
@@ -35,6 +41,8 @@ int tern_ident_load(const char *conf, int kind, uint64_t min_dir_version, FILE *
 	int rc, first = TERN_OK;
 
 	memset(&id, 0, sizeof(id));
+	if (went_back)
+		*went_back = NULL;
 	rc = tern_config_load(conf, kind, &id.cfg);
 	if (rc == TERN_ECONFIG) {
 		REPORT(rc, "%s", tern_config_errors(id.cfg));
@@ -51,10 +59,22 @@ int tern_ident_load(const char *conf, int kind, uint64_t min_dir_version, FILE *
 	    TERN_OK) {
 		REPORT(rc, "federation CA or CRL: %s (%s)", tern_strerror(rc), tern_errdetail());
 	} else if ((rc = tern_directory_load(tern_config_get(id.cfg, "federation", "directory"),
-	                                     id.trust, min_dir_version, &id.dir)) != TERN_OK) {
+	                                     id.trust, 0, &id.dir)) != TERN_OK) {
 		REPORT(rc, "federation directory %s: %s (%s)",
 		       tern_config_get(id.cfg, "federation", "directory"), tern_strerror(rc),
 		       tern_errdetail());
+	} else {
+		tern_trustmark m;
+		const char *what;
+		tern_ident_mark(&id, &m);
+		if ((rc = tern_trustmark_check(&m, floor, &what)) != TERN_OK) {
+			if (went_back)
+				*went_back = what;
+			REPORT(rc, "%s: %s",
+			       tern_config_get(id.cfg, "federation",
+			                       strcmp(what, "crl") == 0 ? "crl" : "directory"),
+			       tern_errdetail());
+		}
 	}
 	if ((rc = tern_signkey_load(tern_config_get(id.cfg, "keys", "signing_key"), &id.sign)) !=
 	    TERN_OK)
@@ -109,15 +129,23 @@ int tern_ident_load(const char *conf, int kind, uint64_t min_dir_version, FILE *
 	return TERN_OK;
 }
 
-int tern_ident_reload(tern_ident *ident, int kind, const char *must_have, FILE *err)
+int tern_ident_reload(tern_ident *ident, int kind, const tern_trustmark *floor,
+                      const char *must_have, FILE *err, const char **went_back)
 {
 	tern_ident fresh;
+	tern_trustmark mark;
 	char *path = strdup(tern_config_path(ident->cfg));
 	int rc;
 
 	if (path == NULL)
 		return TERN_ENOMEM;
-	rc = tern_ident_load(path, kind, tern_directory_version(ident->dir), err, &fresh);
+	/* Never below what is in force, nor below what the store has seen. */
+	tern_ident_mark(ident, &mark);
+	if (floor && floor->directory_version > mark.directory_version)
+		mark.directory_version = floor->directory_version;
+	if (floor && floor->crl_number > mark.crl_number)
+		mark.crl_number = floor->crl_number;
+	rc = tern_ident_load(path, kind, &mark, err, &fresh, went_back);
 	free(path);
 	if (rc != TERN_OK)
 		return rc;

@@ -74,7 +74,8 @@ void tern_prom_histogram(tern_prom *p, const char *name, const char *help, const
 	add(p, "%s_sum %.17g\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
 }
 
-void tern_prom_directory(tern_prom *p, const tern_directory *d)
+void tern_prom_directory(tern_prom *p, const tern_directory *d, int64_t crl_number,
+                         const uint64_t rollbacks[2])
 {
 	char labels[96];
 
@@ -106,6 +107,14 @@ void tern_prom_directory(tern_prom *p, const tern_directory *d)
 	}
 	tern_prom_family(p, "tern_directory_version", "gauge", "version of the directory in use");
 	tern_prom_sample(p, "tern_directory_version", "", (double)tern_directory_version(d));
+	tern_prom_family(p, "tern_crl_number", "gauge", "cRLNumber of the CRL in use");
+	tern_prom_sample(p, "tern_crl_number", "", (double)crl_number);
+	tern_prom_family(p, "tern_trust_rollbacks_refused_total", "counter",
+	                 "a CRL or directory older than the one in force, refused on reload");
+	tern_prom_sample(p, "tern_trust_rollbacks_refused_total", "what=\"crl\"",
+	                 (double)rollbacks[0]);
+	tern_prom_sample(p, "tern_trust_rollbacks_refused_total", "what=\"directory\"",
+	                 (double)rollbacks[1]);
 }
 
 void tern_prom_free(tern_prom *p)
@@ -128,7 +137,14 @@ int tern_expiry_warn(const tern_directory *d, const char *self_id, int64_t now)
 		          (long long)((self->cert_not_after - now) / 86400));
 		n++;
 	}
-	if (crl - now < TERN_CRL_ALARM_S) {
+	if (crl && crl <= now) {
+		/* Past nextUpdate every sender is refused: as urgent as it gets. */
+		log_warnx("the CRL expired %lld hours ago and every message is refused until a "
+		          "new one is in force: sign one (tern ca crl), distribute it and send "
+		          "SIGHUP",
+		          (long long)((now - crl) / 3600));
+		n++;
+	} else if (crl - now < TERN_CRL_ALARM_S) {
 		log_warnx("the CRL must be replaced within %lld hours: sign one (tern ca crl), "
 		          "distribute it and send SIGHUP",
 		          (long long)((crl - now) / 3600));

@@ -28,8 +28,10 @@ void tern_prom_sample(tern_prom *p, const char *name, const char *labels, double
  * cumulative; counts[n] is +Inf), plus sum. */
 void tern_prom_histogram(tern_prom *p, const char *name, const char *help, const double *le,
                          const uint64_t *counts, size_t n, double sum);
-/* Certificate expiry of every member, CRL next update, directory version. */
-void tern_prom_directory(tern_prom *p, const tern_directory *d);
+/* Certificate expiry of every member, CRL next update and number, directory
+ * version, and how many older CRLs ([0]) and directories ([1]) were refused. */
+void tern_prom_directory(tern_prom *p, const tern_directory *d, int64_t crl_number,
+                         const uint64_t rollbacks[2]);
 void tern_prom_free(tern_prom *p);
 
 /* Logs a warning, saying what to do, when self_id's certificate or the CRL

@@ -27,6 +27,7 @@ struct tern_trust {
 	uint8_t ca_public[32];
 	char federation[128];
 	int64_t crl_next_update;
+	int64_t crl_number;
 };
 
 static int64_t asn1_time_epoch(const ASN1_TIME *t)
@@ -159,6 +160,22 @@ static int load_crl(const char *path, tern_trust *t)
 		goto out;
 	}
 	t->crl_next_update = asn1_time_epoch(X509_CRL_get0_nextUpdate(t->crl));
+	/* The number is what lets a daemon refuse an older CRL put back in
+	 * place (which would un-revoke whoever the newer one revoked). */
+	{
+		ASN1_INTEGER *num = X509_CRL_get_ext_d2i(t->crl, NID_crl_number, NULL, NULL);
+		int ok =
+		    num && ASN1_INTEGER_get_int64(&t->crl_number, num) == 1 && t->crl_number >= 0;
+		ASN1_INTEGER_free(num);
+		if (!ok) {
+			rc =
+			    tern_fail(TERN_ECERT,
+			              "%s has no usable cRLNumber; Tern CRLs are numbered (tern ca "
+			              "crl)",
+			              path);
+			goto out;
+		}
+	}
 	rc = TERN_OK;
 out:
 	BIO_free(bio);
@@ -220,6 +237,11 @@ const char *tern_trust_federation(const tern_trust *trust)
 int64_t tern_trust_crl_next_update(const tern_trust *trust)
 {
 	return trust->crl_next_update;
+}
+
+int64_t tern_trust_crl_number(const tern_trust *trust)
+{
+	return trust->crl_number;
 }
 
 static X509 *der_to_x509(const uint8_t *der, size_t len)

@@ -75,9 +75,15 @@ static void test_expiry_alarms(void **state)
 	/* No CRL next-update was set: that counts as due. */
 	assert_int_equal(tern_expiry_warn(d, "unhcr", now), 2);
 	assert_int_equal(tern_expiry_warn(d, "sweden", now), 1);
-	tern_prom_directory(&p, d);
-	assert_non_null(strstr(p.buf, "tern_expiry_alarm{what=\"certificate\",node=\"unhcr\"} 1\n"));
-	assert_non_null(strstr(p.buf, "tern_expiry_alarm{what=\"certificate\",node=\"sweden\"} 0\n"));
+	tern_prom_directory(&p, d, 7, (const uint64_t[2]){1, 0});
+	assert_non_null(
+	    strstr(p.buf, "tern_expiry_alarm{what=\"certificate\",node=\"unhcr\"} 1\n"));
+	assert_non_null(strstr(p.buf, "tern_crl_number 7\n"));
+	assert_non_null(strstr(p.buf, "tern_trust_rollbacks_refused_total{what=\"crl\"} 1\n"));
+	assert_non_null(
+	    strstr(p.buf, "tern_trust_rollbacks_refused_total{what=\"directory\"} 0\n"));
+	assert_non_null(
+	    strstr(p.buf, "tern_expiry_alarm{what=\"certificate\",node=\"sweden\"} 0\n"));
 	tern_prom_free(&p);
 	tern_directory_free(&d);
 }

@@ -89,6 +89,8 @@ static void test_load_and_accessors(void **state)
 	assert_int_equal(tern_signkey_load(path, &k), TERN_OK);
 	assert_memory_equal(tern_trust_ca_public(t), tern_signkey_public(k), 32);
 	assert_string_equal(tern_trust_federation(t), "test");
+	/* The first CRL the CA signs is number 1. */
+	assert_true(tern_trust_crl_number(t) == 1);
 	/* 30 days by default. */
 	assert_true(tern_trust_crl_next_update(t) > now + 29 * 86400);
 	assert_true(tern_trust_crl_next_update(t) < now + 31 * 86400);
@@ -137,8 +139,10 @@ static void test_valid_then_revoked(void **state)
 	tern_trust_free(&t);
 
 	revoke(f->ca, "unhcr");
-	/* The old trust still holds the old CRL; a reloaded one knows. */
+	/* The old trust still holds the old CRL; a reloaded one knows, and has
+	 * the next number. */
 	assert_int_equal(tern_trust_load(f->ca_crt, f->crl, &t), TERN_OK);
+	assert_true(tern_trust_crl_number(t) == 2);
 	assert_int_equal(tern_trust_check_cert(t, der, len, 0), TERN_EREVOKED);
 	assert_non_null(strstr(tern_errdetail(), "revoked"));
 	tern_trust_free(&t);

@@ -18,7 +18,8 @@ typedef struct tern_trust tern_trust;
 /* ca_path: PEM CA certificate; crl_path: PEM CRL signed by that CA (required:
  * a federation without a CRL cannot revoke). The CA certificate must be a
  * self-signed Ed25519 CA; the CRL's signature and issuer are checked against
- * it here, so a foreign or damaged CRL is refused at load (TERN_ECERT). */
+ * it here, so a foreign or damaged CRL, or one without a cRLNumber, is refused
+ * at load (TERN_ECERT). */
 int tern_trust_load(const char *ca_path, const char *crl_path, tern_trust **out);
 void tern_trust_free(tern_trust **trust);
 
@@ -39,6 +40,9 @@ int tern_trust_check_cert(const tern_trust *trust, const uint8_t *der, size_t le
 
 /* Seconds since the epoch at which the CRL's nextUpdate falls. */
 int64_t tern_trust_crl_next_update(const tern_trust *trust);
+/* The CRL's cRLNumber (a CRL without one is refused at load). CRLs only go
+ * forward: a daemon refuses one numbered below what it already used. */
+int64_t tern_trust_crl_number(const tern_trust *trust);
 
 /* What a node certificate says about its holder. */
 typedef struct tern_cert_info {
