@@ -6,6 +6,7 @@
 
 #include <zmq.h>
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -36,6 +37,11 @@ struct peer {
 	uint8_t rid[MAX_RID];
 	size_t rid_len;
 	int live; /* said Hello on its current connection */
+	/* The connection's socket and its two ends as at Hello: lets the broker
+	 * close the connection of a member it no longer admits (see
+	 * peer_disconnect). fd -1 when unknown. */
+	int fd;
+	struct sockaddr_storage local, remote;
 	/* Submissions are taken only in sequence within the latest Hello's
 	 * session (wire.proto, Submit); after a gap the rest of the session is
 	 * refused until the node says Hello again. */
@@ -112,12 +118,18 @@ struct broker {
 	tern_ident id;
 	tern_sigcache *sigs; /* verified batch roots */
 	void *ctx, *router, *zap, *monitor;
-	int64_t last_handshake_log;
+	int64_t last_handshake_log, last_barred_log;
 	unsigned handshakes_failed;
 	tern_store *store;
 	uint8_t epoch[BQ_EPOCH_LEN];
 	struct peer peers[MAX_PEERS];
 	size_t npeers;
+	/* connections of members no longer admitted, closed when due */
+	struct closing {
+		struct peer conn;
+		int64_t at;
+	} closing[MAX_PEERS];
+	size_t nclosing;
 	struct batch batch;
 	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
 	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;
@@ -139,7 +151,9 @@ struct broker {
 	struct {
 		uint64_t subs[8][2]; /* by message type, [accepted, refused] */
 		uint64_t acked, dead;
-		uint64_t batch[11]; /* commit sizes: <=1, 2, 4, ..., 512, more */
+		uint64_t revoked_dead; /* dead-lettered: recipient revoked or removed */
+		uint64_t barred;       /* frames from members no longer admitted */
+		uint64_t batch[11];    /* commit sizes: <=1, 2, 4, ..., 512, more */
 		uint64_t batch_sum;
 		uint64_t lat[LAT_BUCKETS + 1];
 		double lat_sum;
@@ -158,6 +172,7 @@ static struct peer *peer_find(broker *b, const char *id, int create)
 		return NULL;
 	memset(&b->peers[b->npeers], 0, sizeof(b->peers[0]));
 	snprintf(b->peers[b->npeers].id, sizeof(b->peers[0].id), "%s", id);
+	b->peers[b->npeers].fd = -1;
 	return &b->peers[b->npeers++];
 }
 
@@ -167,6 +182,114 @@ static void touch_peer(const char *rcpt, void *arg)
 
 	if (p)
 		p->dirty = 1;
+}
+
+/* --- admission: who may speak, now ---------------------------------------- */
+
+/* Why id may no longer speak or be delivered to under the directory in force
+ * (a code: "revoked", "removed", "expired", "broker"), or NULL when it may.
+ * The ZAP handler judges a connection once, at its handshake; this judges
+ * every frame, so that a reload or a lapse takes effect at once. */
+static const char *peer_barred(const broker *b, const char *id, int64_t now_ms)
+{
+	const tern_member *m;
+
+	if (tern_directory_find(b->id.dir, id, &m) != TERN_OK)
+		return "removed";
+	if (m->revoked)
+		return "revoked";
+	if (m->roles & TERN_ROLE_BROKER)
+		return "broker";
+	if (tern_member_expired(m, now_ms / 1000))
+		return "expired";
+	return NULL;
+}
+
+static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	if (a->ss_family != b->ss_family)
+		return 0;
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return x->sin6_port == y->sin6_port &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+	}
+	return 0;
+}
+
+/* libzmq 4.3 has no call that closes one peer of a ROUTER. The broker shuts
+ * down the connection's socket itself (its fd, as ZMQ_SRCFD gave it at the
+ * Hello), but only while both ends are still the ones recorded then: the fd
+ * may since have been closed and reused for another connection. libzmq then
+ * sees the connection end and cleans up as for any lost peer; the node's
+ * reconnection meets the ZAP handler, which refuses it. */
+static void peer_disconnect(struct peer *p)
+{
+	struct sockaddr_storage local, remote;
+	socklen_t ll = sizeof(local), rl = sizeof(remote);
+
+	if (p->fd >= 0 && getsockname(p->fd, (struct sockaddr *)&local, &ll) == 0 &&
+	    getpeername(p->fd, (struct sockaddr *)&remote, &rl) == 0 &&
+	    same_addr(&local, &p->local) && same_addr(&remote, &p->remote))
+		shutdown(p->fd, SHUT_RDWR);
+	p->fd = -1;
+}
+
+/* The connection goes a moment after the refusal that explains why: the
+ * refusal is only queued for libzmq's I/O thread, which a shutdown now would
+ * overtake. The session itself ends at once (session_close). */
+#define DISCONNECT_DELAY_MS 200
+
+static void peer_disconnect_later(broker *b, const struct peer *conn)
+{
+	if (conn->fd < 0)
+		return;
+	for (size_t i = 0; i < b->nclosing; i++)
+		if (b->closing[i].conn.fd == conn->fd)
+			return; /* already due */
+	if (b->nclosing == MAX_PEERS) {
+		struct peer now = *conn;
+		peer_disconnect(&now);
+		return;
+	}
+	b->closing[b->nclosing].conn = *conn;
+	b->closing[b->nclosing++].at = tern_now_ms() + DISCONNECT_DELAY_MS;
+}
+
+static void disconnect_due(broker *b, int64_t now)
+{
+	for (size_t i = 0; i < b->nclosing;) {
+		if (now < b->closing[i].at) {
+			i++;
+			continue;
+		}
+		peer_disconnect(&b->closing[i].conn);
+		b->closing[i] = b->closing[--b->nclosing];
+	}
+}
+
+static void rate_free(struct peer *p);
+
+/* Ends p's session at once: nothing more is delivered to it, what it was
+ * sent and did not acknowledge is taken back (it stays queued, or is
+ * dead-lettered by the caller), its deferred submissions are dropped, and
+ * its connection is closed. */
+static void session_close(broker *b, struct peer *p, const char *why)
+{
+	if (p->live)
+		log_warnx("closed the session of %s (%s): %llu deliveries in flight taken back",
+		          p->id, why, (unsigned long long)(p->sent - p->acked));
+	p->live = 0;
+	p->broken = 1;
+	p->sent = p->acked;
+	p->dirty = 0;
+	rate_free(p);
+	peer_disconnect_later(b, p);
+	p->fd = -1;
 }
 
 /* --- ZAP: who may connect --------------------------------------------------- */
@@ -417,7 +540,8 @@ static void sub_check(broker *b, struct sub *s)
 			return;
 		}
 		if (m->revoked || tern_member_expired(m, now / 1000)) {
-			sub_refuse_named(s, "unknown-recipient", "");
+			sub_refuse_named(s, m->revoked ? "recipient-revoked" : "recipient-expired",
+			                 "");
 			snprintf(s->text, sizeof(s->text), "recipient %s is %s", h->recipients[i],
 			         m->revoked ? "revoked" : "expired");
 			return;
@@ -646,8 +770,8 @@ static void batch_commit(broker *b)
 
 /* --- receiving ------------------------------------------------------------------ */
 
-static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
-                     const Tern__V1__Hello *h)
+static void on_hello(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
+                     size_t rid_len, const Tern__V1__Hello *h)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
@@ -677,6 +801,9 @@ static void on_hello(broker *b, const char *user, const uint8_t *rid, size_t rid
 	/* Handover by authenticated identity: the new connection takes the route. */
 	memcpy(p->rid, rid, rid_len);
 	p->rid_len = rid_len;
+	p->fd = conn->fd;
+	p->local = conn->local;
+	p->remote = conn->remote;
 	p->live = 1;
 	p->session = h->session;
 	p->next_index = 1;
@@ -848,13 +975,13 @@ static void rate_free(struct peer *p)
 }
 
 /* Takes ownership of f. */
-static void on_frame(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
-                     Tern__V1__Frame *f)
+static void on_frame(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
+                     size_t rid_len, Tern__V1__Frame *f)
 {
 	struct peer *p;
 
 	if (f->body_case == TERN__V1__FRAME__BODY_HELLO) {
-		on_hello(b, user, rid, rid_len, f->hello);
+		on_hello(b, user, conn, rid, rid_len, f->hello);
 		goto done;
 	}
 	p = peer_find(b, user, 0);
@@ -980,7 +1107,8 @@ static void on_router(broker *b)
 {
 	zmq_msg_t rid, body;
 	Tern__V1__Frame *f = NULL;
-	const char *user;
+	struct peer conn = {.fd = -1};
+	const char *user, *why;
 	int rc;
 
 	zmq_msg_init(&rid);
@@ -1012,6 +1140,39 @@ static void on_router(broker *b)
 		log_warnx("message without an authenticated identity dropped");
 		goto out;
 	}
+	conn.fd = zmq_msg_get(&body, ZMQ_SRCFD);
+	if (conn.fd >= 0) {
+		socklen_t ll = sizeof(conn.local), rl = sizeof(conn.remote);
+		if (getsockname(conn.fd, (struct sockaddr *)&conn.local, &ll) != 0 ||
+		    getpeername(conn.fd, (struct sockaddr *)&conn.remote, &rl) != 0)
+			conn.fd = -1;
+	}
+	if ((why = peer_barred(b, user, tern_now_ms())) != NULL) {
+		/* Admitted at its handshake, no longer now (revoked, removed or
+		 * lapsed since): nothing it sends is taken, and its connection goes. */
+		struct peer *p = peer_find(b, user, 0);
+		int64_t now = tern_now_ms();
+		b->m.barred++;
+		if (p)
+			session_close(b, p, why);
+		snprintf(conn.id, sizeof(conn.id), "%s", user);
+		peer_disconnect_later(b, &conn);
+		if (now - b->last_barred_log >= 1000) {
+			log_warnx("refused a frame from %s: %s; its connection is closed", user,
+			          why);
+			b->last_barred_log = now;
+		}
+		{
+			char text[128];
+			snprintf(text, sizeof(text),
+			         "%s is no longer admitted by the federation directory (%s)", user,
+			         strcmp(why, "expired") == 0 ? "its certificate has expired" : why);
+			send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0, "not-admitted",
+			             text);
+		}
+		audit_refusal(b, user, strcmp(why, "broker") == 0 ? "broker-key" : why);
+		goto out;
+	}
 	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->max_msg + 4096,
 	                     &f);
 	if (rc != TERN_OK) {
@@ -1021,7 +1182,7 @@ static void on_router(broker *b)
 		audit_refusal(b, user, tern_errcode_name(rc));
 		goto out;
 	}
-	on_frame(b, user, zmq_msg_data(&rid), zmq_msg_size(&rid), f);
+	on_frame(b, user, &conn, zmq_msg_data(&rid), zmq_msg_size(&rid), f);
 out:
 	zmq_msg_close(&body);
 	zmq_msg_close(&rid);
@@ -1031,6 +1192,7 @@ out:
 
 static void timers(broker *b, int64_t now)
 {
+	disconnect_due(b, now);
 	for (size_t i = 0; i < b->npeers; i++) {
 		struct peer *p = &b->peers[i];
 		if (!p->live)
@@ -1228,6 +1390,105 @@ void broker_close(broker **bp)
 
 /* --- SIGHUP ------------------------------------------------------------------------ */
 
+/* --- revocation ------------------------------------------------------------------- */
+
+struct barred_list {
+	broker *b;
+	int64_t now;
+	char ids[MAX_PEERS][64];
+	const char *why[MAX_PEERS];
+	size_t n;
+};
+
+static void collect_barred(const char *rcpt, void *arg)
+{
+	struct barred_list *l = arg;
+	const char *why = peer_barred(l->b, rcpt, l->now);
+
+	/* A lapsed certificate may be renewed with the same keys: what waits for
+	 * it keeps waiting (its TTL still runs). Revocation and removal are final. */
+	if (why && (strcmp(why, "revoked") == 0 || strcmp(why, "removed") == 0) &&
+	    l->n < MAX_PEERS) {
+		snprintf(l->ids[l->n], sizeof(l->ids[0]), "%s", rcpt);
+		l->why[l->n++] = why;
+	}
+}
+
+struct dl_job {
+	broker *b;
+	const char *rcpt, *reason;
+	int64_t now;
+	size_t max, n;
+};
+
+static int dl_apply(MDB_txn *txn, void *arg)
+{
+	struct dl_job *j = arg;
+
+	return bq_dead_letter_queue(txn, j->b->store, j->rcpt,
+	                            TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED, j->reason, j->now,
+	                            j->max, &j->n);
+}
+
+/* What the directory in force no longer admits, at start and after each
+ * reload: the sessions of members revoked, removed or lapsed are closed at
+ * once, and what is queued for a revoked or removed member is dead-lettered
+ * (reason recipient-revoked or recipient-removed) with a notice to each
+ * sender, whose node then shows the message rejected with that reason. */
+static void revocation_sweep(broker *b)
+{
+	struct barred_list *l = calloc(1, sizeof(*l));
+	MDB_txn *txn;
+
+	if (l == NULL) {
+		log_warnx("out of memory: the queues of revoked members are not swept");
+		return;
+	}
+	l->b = b;
+	l->now = tern_now_ms();
+	for (size_t i = 0; i < b->npeers; i++) {
+		const char *why = peer_barred(b, b->peers[i].id, l->now);
+		if (why)
+			session_close(b, &b->peers[i], why);
+	}
+	if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
+		if (bq_destinations(txn, b->store, collect_barred, l) != TERN_OK)
+			log_warnx("cannot list the queues: %s", tern_errdetail());
+		mdb_txn_abort(txn);
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		struct dl_job j = {
+		    b,
+		    l->ids[i],
+		    strcmp(l->why[i], "revoked") == 0 ? "recipient-revoked" : "recipient-removed",
+		    l->now,
+		    10000,
+		    0};
+		size_t total = 0;
+		int rc;
+		/* Bounded transactions: a long queue must not make one huge write. */
+		do {
+			j.n = 0;
+			rc = tern_store_write(b->store, dl_apply, &j);
+			total += rc == TERN_OK ? j.n : 0;
+		} while (rc == TERN_OK && j.n == j.max);
+		if (rc != TERN_OK)
+			log_warnx("dead-lettering what waits for %s (%s) failed: %s; it is tried "
+			          "again at the next reload",
+			          l->ids[i], l->why[i], tern_errdetail());
+		if (total)
+			log_warnx(
+			    "%zu item(s) queued for %s dead-lettered: %s; each sender is told",
+			    total, l->ids[i], j.reason);
+		b->m.revoked_dead += total;
+		b->last_audit = l->now;
+	}
+	if (l->n)
+		for (size_t i = 0; i < b->npeers; i++)
+			b->peers[i].dirty = 1; /* notices were queued for the senders */
+	free(l);
+}
+
 /* Between batches, so no envelope of the old directory is still in hand. */
 static void reload(broker *b)
 {
@@ -1241,6 +1502,7 @@ static void reload(broker *b)
 	         (unsigned long long)tern_directory_version(b->id.dir), (unsigned long long)before,
 	         (long long)tern_trust_crl_number(b->id.trust));
 	b->last_audit = tern_now_ms();
+	revocation_sweep(b);
 }
 
 /* --- metrics ----------------------------------------------------------------------- */
@@ -1267,8 +1529,16 @@ static void publish_metrics(broker *b, int64_t now)
 	                 "queue items nodes acknowledged as committed");
 	tern_prom_sample(&p, "tern_broker_deliveries_acked_total", "", (double)b->m.acked);
 	tern_prom_family(&p, "tern_broker_dead_letters_total", "counter",
-	                 "items dead-lettered after too many delivery attempts");
-	tern_prom_sample(&p, "tern_broker_dead_letters_total", "", (double)b->m.dead);
+	                 "items dead-lettered, by reason: too many delivery attempts, or the "
+	                 "recipient revoked or removed from the directory");
+	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"max-attempts\"",
+	                 (double)b->m.dead);
+	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"recipient-revoked\"",
+	                 (double)b->m.revoked_dead);
+	tern_prom_family(&p, "tern_broker_frames_not_admitted_total", "counter",
+	                 "frames refused because their member is no longer admitted (revoked, "
+	                 "removed or lapsed since its handshake)");
+	tern_prom_sample(&p, "tern_broker_frames_not_admitted_total", "", (double)b->m.barred);
 	tern_prom_histogram(&p, "tern_broker_delivery_latency_seconds",
 	                    "from the broker's commit of a message to the recipient node's", lat_le,
 	                    b->m.lat, LAT_BUCKETS, b->m.lat_sum);
@@ -1629,6 +1899,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 	log_info("broker %s listening on %s (directory version %llu)", b->id.id,
 	         tern_config_get(b->id.cfg, "broker", "listen"),
 	         (unsigned long long)tern_directory_version(b->id.dir));
+	revocation_sweep(b); /* members revoked while the broker was down */
 	while (!*stop) {
 		zmq_pollitem_t items[4] = {{b->router, 0, ZMQ_POLLIN, 0},
 		                           {b->zap, 0, ZMQ_POLLIN, 0},

@@ -394,6 +394,65 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 	return rc;
 }
 
+int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int notice_kind,
+                         const char *reason, int64_t now, size_t max, size_t *n)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	uint8_t k[96];
+	size_t done = 0;
+	int rc = TERN_OK;
+
+	*n = 0;
+	while (done < max) {
+		uint64_t seq;
+		if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
+			return MDB(rc, "cursor");
+		/* Seek afresh each time: dead-lettering writes to the queue database. */
+		rc = seek(c, rcpt, 1, &key, &v, k);
+		seq = rc == 0 ? tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8) : 0;
+		mdb_cursor_close(c);
+		if (rc == MDB_NOTFOUND)
+			break;
+		if (rc != 0)
+			return MDB(rc, "scan queue");
+		if ((rc = bq_dead_letter(txn, s, rcpt, seq, notice_kind, reason, now)) != TERN_OK)
+			return rc;
+		done++;
+	}
+	*n = done;
+	return TERN_OK;
+}
+
+int bq_destinations(MDB_txn *txn, tern_store *s, void (*fn)(const char *rcpt, void *arg), void *arg)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	char id[66] = "";
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
+		return MDB(rc, "cursor");
+	for (rc = mdb_cursor_get(c, &key, &v, MDB_FIRST); rc == 0;) {
+		size_t il = strnlen(key.mv_data, key.mv_size);
+		if (il == 0 || il > 63 || key.mv_size != il + 9) {
+			rc = mdb_cursor_get(c, &key, &v, MDB_NEXT); /* not a queue key */
+			continue;
+		}
+		memcpy(id, key.mv_data, il);
+		id[il] = 0;
+		fn(id, arg);
+		/* Keys are id NUL be64(seq): the next destination sorts at or
+		 * after id followed by 0x01. */
+		id[il] = 1;
+		key.mv_data = id;
+		key.mv_size = il + 1;
+		rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "list destinations");
+}
+
 int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
               void (*touched)(const char *rcpt, void *arg), void *arg)
 {

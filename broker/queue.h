@@ -91,6 +91,16 @@ int bq_open_rdonly(const char *dir, tern_store **out);
  * envelope, queues a Notice for its sender. */
 int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int notice_kind,
                    const char *reason, int64_t now);
+/* Dead-letters up to max of rcpt's entries, oldest first, with reason and a
+ * Notice of notice_kind to each envelope's sender (a recipient revoked or
+ * removed from the directory). *n = entries moved (fewer than max: the queue
+ * is empty now). */
+int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int notice_kind,
+                         const char *reason, int64_t now, size_t max, size_t *n);
+/* The destinations that have anything queued, in id order: calls fn(rcpt,
+ * arg) for each (one cursor jump per destination, not a scan of the items). */
+int bq_destinations(MDB_txn *txn, tern_store *s, void (*fn)(const char *rcpt, void *arg),
+                    void *arg);
 /* Dead-letters every entry whose expiry is <= now (reason "expired").
  * *n = entries moved; touched(rcpt) is called for each queue that changed. */
 int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,

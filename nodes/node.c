@@ -68,6 +68,7 @@ struct din {
 	char code[40], text[256];
 	/* DIN_RECEIPT / DIN_NOTICE: which of our messages, for whom, what state */
 	char target[37], node[64], state[16];
+	int notice; /* DIN_NOTICE: its tern.v1.Notice.Kind */
 };
 
 struct result {
@@ -565,11 +566,24 @@ static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 	if (dv->item_case == TERN__V1__DELIVER__ITEM_NOTICE) {
 		const Tern__V1__Notice *nt = dv->notice;
 		d->kind = DIN_NOTICE;
+		d->notice = nt->kind;
 		snprintf(d->target, sizeof(d->target), "%s", nt->message_id);
 		snprintf(d->node, sizeof(d->node), "%s", nt->recipient);
-		snprintf(d->state, sizeof(d->state), "expired");
 		snprintf(d->code, sizeof(d->code), "%s", nt->reason);
-		snprintf(d->text, sizeof(d->text), "dead-lettered by the broker: %s", nt->reason);
+		if (nt->kind == TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED) {
+			/* Final: the recipient will never take it. */
+			snprintf(d->state, sizeof(d->state), "rejected");
+			snprintf(
+			    d->text, sizeof(d->text),
+			    "dead-lettered by the broker: %s was %s from the federation before "
+			    "it took the message",
+			    nt->recipient,
+			    strcmp(nt->reason, "recipient-removed") == 0 ? "removed" : "revoked");
+		} else {
+			snprintf(d->state, sizeof(d->state), "expired");
+			snprintf(d->text, sizeof(d->text), "dead-lettered by the broker: %s",
+			         nt->reason);
+		}
 	} else if (dv->item_case == TERN__V1__DELIVER__ITEM_ENVELOPE) {
 		judge_envelope(n, txn, dv->envelope.data, dv->envelope.len, d);
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE) {
@@ -688,8 +702,10 @@ static int batch_apply(MDB_txn *txn, void *arg)
 				return rc;
 			rc = audit(
 			    n, txn,
-			    d->kind == DIN_NOTICE ? TERN__V1__AUDIT_ENTRY__KIND__EXPIRED
-			                          : TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_RECEIVED,
+			    d->kind == DIN_RECEIPT ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_RECEIVED
+			    : d->notice == TERN__V1__NOTICE__KIND__EXPIRED
+			        ? TERN__V1__AUDIT_ENTRY__KIND__EXPIRED
+			        : TERN__V1__AUDIT_ENTRY__KIND__DEAD_LETTERED,
 			    d->target, d->node, d->case_id, NULL, NULL, 0,
 			    d->kind == DIN_NOTICE || strcmp(d->state, "rejected") == 0 ? d->code
 			                                                               : NULL,

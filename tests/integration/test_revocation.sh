@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Revocation takes effect at once, for connected and in-flight alike
+# (finding 1 of the edge review). iom, with credit 1, is paused (SIGSTOP)
+# with three acceptance decisions from sweden queued for it, one of them in
+# flight. iom is revoked, a new directory signed, the broker reloaded. It
+# used to be that, after SIGCONT, all three landed in iom's inbox. Now:
+# - the broker closes iom's session and connection at the reload, takes back
+#   what was in flight, and delivers nothing more to it: the two that had not
+#   left the broker never reach iom (the one already on the wire may: bytes
+#   handed to the kernel before the revocation cannot be recalled);
+# - all three end rejected with reason recipient-revoked at sweden (tern
+#   status, /metrics), dead-lettered and audited at the broker;
+# - iom's connection attempts and frames are refused; a new message to iom is
+#   refused recipient-revoked by sweden's own node after its reload.
+source "$(dirname "$0")/lib.sh"
+CA="$WORK/fed/ca"
+BCONF="$WORK/fed/broker/broker.conf"
+BMETRICS=$((PORT + 1))
+fed_make
+printf '\n[delivery]\ncredit = 1\n' >>"$(conf iom)"
+printf '\n[delivery]\ncredit = 1\n' >>"$(conf portugal)"
+for n in broker unhcr sweden iom portugal; do start "$n"; done
+for n in unhcr sweden iom portugal; do wait_for 20 "$n to connect" connected "$n"; done
+
+say "a referral to sweden, then iom paused with three of sweden's decisions queued for it"
+ref=$(referral_json REVOKE-1 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
+wait_for 20 "the referral to arrive" state_is unhcr "$ref" delivered
+kill -STOP "${PIDS[iom]}"
+ids=()
+for i in 1 2 3; do
+  ids+=("$(decision_json REVOKE-1 "$ref" | "$TERN" send -c "$(conf sweden)" --to iom acceptance-decision -)")
+done
+inflight() { "$TERN" queues -c "$BCONF" --json | python3 -c '
+import json,sys
+d=[x for x in json.load(sys.stdin)["destinations"] if x["id"]=="iom"]
+sys.exit(0 if d and d[0]["depth"]==3 and d[0]["in_flight"]==1 else 1)'; }
+wait_for 20 "three queued for iom, one in flight" inflight
+
+say "revoke iom, sign directory version 2, reload the broker and sweden"
+"$TERN" ca revoke --ca "$CA" --node iom --reason key-compromise >/dev/null
+"$TERN" ca directory --ca "$CA" >/dev/null
+kill -HUP "${PIDS[broker]}" "${PIDS[sweden]}"
+reloaded() { grep -q "reloaded: directory version 2 (was 1)" "$WORK/$1.log"; }
+wait_for 10 "the broker to reload" reloaded broker
+wait_for 10 "sweden to reload" reloaded sweden
+
+say "iom resumes: nothing more reaches it; sweden sees all three rejected recipient-revoked"
+kill -CONT "${PIDS[iom]}"
+sleep 3 # time for anything iom could still be sent to arrive
+landed=0
+for id in "${ids[@]}"; do grep -q "received $id " "$WORK/iom.log" && landed=$((landed + 1)); done
+say "$landed of 3 reached iom"
+((landed <= 1)) || fail "$landed decisions reached iom after its revocation (at most the one in flight may)"
+for id in "${ids[@]:1}"; do
+  grep -q "received $id " "$WORK/iom.log" && fail "$id, queued behind the one in flight, reached revoked iom"
+done
+rejected() {
+  for id in "${ids[@]}"; do
+    "$TERN" status -c "$(conf sweden)" --json "$id" >"$WORK/st.json" || return 1
+    grep -q '"state": "rejected"' "$WORK/st.json" && grep -q 'recipient-revoked' "$WORK/st.json" || return 1
+  done
+}
+wait_for 20 "all three to be rejected recipient-revoked at sweden" rejected
+grep -q "closed the session of iom (revoked)" "$WORK/broker.log" || fail "the broker did not close iom's session"
+"$TERN" peers -c "$BCONF" | grep -qE "^iom +no .*\(REVOKED\)" || {
+  "$TERN" peers -c "$BCONF"; fail "iom is shown connected, or not revoked"; }
+
+say "iom is refused; /metrics and the audit log show it"
+if "$BIN/zmq-probe" "tcp://127.0.0.1:$PORT" "$WORK/fed/broker/curve.key" "$WORK/fed/iom/curve.key" >/dev/null; then
+  fail "the broker answered revoked iom"
+fi
+metric() { curl -sf "http://127.0.0.1:$BMETRICS/metrics" | grep -q "^$1\$"; }
+wait_for 5 "the dead letters counted" metric 'tern_broker_dead_letters_total{reason="recipient-revoked"} 3'
+"$TERN" dlq -c "$BCONF" list >"$WORK/dlq.txt"
+[[ $(grep -c "recipient-revoked" "$WORK/dlq.txt") -eq 3 ]] || { cat "$WORK/dlq.txt"; fail "the dead-letter queue does not hold the three"; }
+
+say "a new message to iom is refused by sweden's own node"
+if decision_json REVOKE-1 "$ref" | "$TERN" send -c "$(conf sweden)" --to iom acceptance-decision - >"$WORK/new.out" 2>&1; then
+  cat "$WORK/new.out"; fail "sweden sealed a message to revoked iom"
+fi
+grep -q "revoked" "$WORK/new.out" || { cat "$WORK/new.out"; fail "the refusal does not say iom is revoked"; }
+
+say "the same for a member removed from the directory: portugal, paused with two referrals queued"
+kill -STOP "${PIDS[portugal]}"
+pids=()
+for i in 1 2; do
+  pids+=("$(referral_json "REMOVE-$i" | "$TERN" send -c "$(conf unhcr)" --to portugal case-referral -)")
+done
+queued_p() { "$TERN" queues -c "$BCONF" --json | python3 -c '
+import json,sys
+d=[x for x in json.load(sys.stdin)["destinations"] if x["id"]=="portugal"]
+sys.exit(0 if d and d[0]["depth"]==2 and d[0]["in_flight"]==1 else 1)'; }
+wait_for 20 "two queued for portugal, one in flight" queued_p
+python3 -c 'import json,sys
+p=sys.argv[1]; d=json.load(open(p)); d["members"]=[m for m in d["members"] if m["node_id"]!="portugal"]
+json.dump(d,open(p,"w"))' "$CA/ca.json"
+"$TERN" ca directory --ca "$CA" >/dev/null
+kill -HUP "${PIDS[broker]}" "${PIDS[unhcr]}"
+reloaded3() { grep -q "reloaded: directory version 3 " "$WORK/$1.log"; }
+wait_for 10 "the broker to reload version 3" reloaded3 broker
+wait_for 10 "unhcr to reload version 3" reloaded3 unhcr
+kill -CONT "${PIDS[portugal]}"
+removed() {
+  for id in "${pids[@]}"; do
+    "$TERN" status -c "$(conf unhcr)" --json "$id" >"$WORK/pst.json" || return 1
+    grep -q '"state": "rejected"' "$WORK/pst.json" && grep -q 'recipient-removed' "$WORK/pst.json" || return 1
+  done
+}
+wait_for 20 "both to be rejected recipient-removed at unhcr" removed
+sleep 2
+grep -q "received ${pids[1]} " "$WORK/portugal.log" && fail "the referral queued behind the one in flight reached removed portugal"
+grep -q "closed the session of portugal (removed)" "$WORK/broker.log" || fail "the broker did not close portugal's session"
+
+say "a good message still arrives"
+ok=$(referral_json REVOKE-2 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
+wait_for 20 "a message to sweden to arrive" state_is unhcr "$ok" delivered
+
+stop sweden
+stop broker
+"$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
+"$TERN" audit export -c "$(conf sweden)" --out "$WORK/sweden.tern-audit" >/dev/null
+for a in broker sweden; do
+  grep -qa "recipient-revoked" "$WORK/$a.tern-audit" || fail "no recipient-revoked entry in $a's audit log"
+done
+say "ok"
