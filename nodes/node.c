@@ -1869,8 +1869,7 @@ static int start_http(node *n)
 		fprintf(stderr, "tern-node: [metrics] port and [http] port must differ\n");
 		return TERN_ECONFIG;
 	}
-	if (mport > 0 &&
-	    (rc = tern_http_start((uint16_t)mport, 0, NULL, NULL, &n->metrics)) != TERN_OK) {
+	if (mport > 0 && (rc = tern_http_start((uint16_t)mport, NULL, &n->metrics)) != TERN_OK) {
 		fprintf(stderr, "tern-node: metrics: %s\n", tern_errdetail());
 		return rc;
 	}
@@ -1915,9 +1914,6 @@ void node_close(node **np)
 
 	if (np == NULL || (n = *np) == NULL)
 		return;
-	/* The HTTP threads call into the API socket: stop them first. */
-	node_http_stop(&n->http);
-	tern_http_stop(&n->metrics);
 	batch_reset(n);
 	free(n->batch.outs);
 	free(n->batch.dins);
@@ -1929,6 +1925,11 @@ void node_close(node **np)
 		close(n->api_fd);
 		unlink(tern_config_get(n->id.cfg, "node", "api_socket"));
 	}
+	/* The HTTP workers wait on the API socket (a long poll, up to a
+	 * minute): closed above, it answers them at once, and the server can
+	 * stop without waiting for them. */
+	node_http_stop(&n->http);
+	tern_http_stop(&n->metrics);
 	if (n->monitor)
 		zmq_close(n->monitor);
 	if (n->dealer) {
