@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <sodium.h>
 
@@ -9,6 +10,7 @@
 #include <tern/log.h>
 
 #include "daemon.h"
+#include "http.h"
 #include "ident.h"
 
 static volatile sig_atomic_t stop;
@@ -20,6 +22,23 @@ static void on_signal(int sig)
 		tern_daemon_reload = 1;
 	else
 		stop = 1;
+}
+
+/* The soft RLIMIT_NOFILE is often 1024 (systemd's default, kept low for
+ * select()), too few for the HTTP servers' connection limits; the daemons
+ * use poll and epoll, so raise it towards the hard limit. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= TERN_HTTP_NOFILE)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > TERN_HTTP_NOFILE
+	                  ? TERN_HTTP_NOFILE
+	                  : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)rl.rlim_cur);
 }
 
 static void usage(const tern_daemon *d, FILE *f)
@@ -98,6 +117,7 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if ((rc = d->open(conf, &h)) != TERN_OK) {
 		fprintf(stderr, "%s: not started: %s\n", d->prog, tern_strerror(rc));
 		return 1;
