@@ -1343,8 +1343,8 @@ int broker_open(const char *conf, broker **out)
 		goto fail;
 	}
 	if (tern_config_get_int(b->id.cfg, "metrics", "port") > 0 &&
-	    (rc = tern_http_start((uint16_t)tern_config_get_int(b->id.cfg, "metrics", "port"), 0,
-	                          NULL, NULL, &b->http)) != TERN_OK) {
+	    (rc = tern_http_start((uint16_t)tern_config_get_int(b->id.cfg, "metrics", "port"), NULL,
+	                          &b->http)) != TERN_OK) {
 		fprintf(stderr, "tern-broker: metrics: %s\n", tern_errdetail());
 		goto fail;
 	}

@@ -143,12 +143,13 @@ struct node {
 	/* operations: /metrics and the HTTP API (NULL when off) */
 	tern_http *metrics;
 	node_http *http;
-	int64_t next_metrics, next_expiry_check;
+	int64_t next_metrics, next_expiry_check, next_http_refusals;
 	struct {
 		uint64_t sent[8];        /* by message type */
 		uint64_t received[8][2]; /* by message type, [accepted, refused] */
 		uint64_t receipts[2];    /* receipts received: [delivered, rejected] */
 		uint64_t rollbacks[2];   /* older trust material refused: [CRL, directory] */
+		uint64_t http_unauthorized;
 	} m;
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
@@ -1237,6 +1238,10 @@ static void publish_metrics(node *n)
 		                 (double)misses);
 		tern_prom_sample(&p, "tern_node_x25519_total", "result=\"reused\"", (double)hits);
 	}
+	tern_prom_family(&p, "tern_node_http_unauthorized_total", "counter",
+	                 "HTTP API requests refused for want of the token (counted every 10 s)");
+	tern_prom_sample(&p, "tern_node_http_unauthorized_total", "",
+	                 (double)n->m.http_unauthorized);
 	tern_prom_family(&p, "tern_node_connected", "gauge", "1 when connected to the broker");
 	tern_prom_sample(&p, "tern_node_connected", "", n->connected);
 	if (tern_store_read_begin(n->store, &txn) == TERN_OK &&
@@ -1267,6 +1272,42 @@ static void publish_metrics(node *n)
 		    n->connected ? "ready\n" : "not connected to the broker\n", 10000);
 	}
 	tern_prom_free(&p);
+}
+
+/* --- HTTP API refusals ---------------------------------------------------------------- */
+
+/* The HTTP server's threads must not write the store: they count requests
+ * refused for want of the token, and the loop takes the count every period
+ * and writes at most one audit entry and one log line for it, so that a
+ * flood of bad requests cannot become a flood of writes. */
+#define HTTP_REFUSALS_PERIOD_MS 10000
+
+struct http_refusals {
+	node *n;
+	uint64_t count;
+};
+
+static int http_refusals_apply(MDB_txn *txn, void *arg)
+{
+	struct http_refusals *r = arg;
+	char why[64];
+
+	snprintf(why, sizeof(why), "unauthorized: %llu requests", (unsigned long long)r->count);
+	return audit(r->n, txn, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, NULL, "http", NULL,
+	             "http-request", NULL, 0, why, NULL, NULL);
+}
+
+static void http_refusals(node *n)
+{
+	struct http_refusals r = {n, 0};
+
+	if (tern_http_take_refusals(node_http_server(n->http), &r.count) != TERN_OK || !r.count)
+		return;
+	n->m.http_unauthorized += r.count;
+	log_warnx("HTTP API: refused %llu requests without the token in the last %d s",
+	          (unsigned long long)r.count, HTTP_REFUSALS_PERIOD_MS / 1000);
+	if (tern_store_write(n->store, http_refusals_apply, &r) != TERN_OK)
+		log_warnx("the HTTP refusals are not in the audit log: %s", tern_errdetail());
 }
 
 static void on_dealer(node *n)
@@ -1909,8 +1950,7 @@ static int start_http(node *n)
 		fprintf(stderr, "tern-node: [metrics] port and [http] port must differ\n");
 		return TERN_ECONFIG;
 	}
-	if (mport > 0 &&
-	    (rc = tern_http_start((uint16_t)mport, 0, NULL, NULL, &n->metrics)) != TERN_OK) {
+	if (mport > 0 && (rc = tern_http_start((uint16_t)mport, NULL, &n->metrics)) != TERN_OK) {
 		fprintf(stderr, "tern-node: metrics: %s\n", tern_errdetail());
 		return rc;
 	}
@@ -1955,9 +1995,6 @@ void node_close(node **np)
 
 	if (np == NULL || (n = *np) == NULL)
 		return;
-	/* The HTTP threads call into the API socket: stop them first. */
-	node_http_stop(&n->http);
-	tern_http_stop(&n->metrics);
 	batch_reset(n);
 	free(n->batch.outs);
 	free(n->batch.dins);
@@ -1969,6 +2006,11 @@ void node_close(node **np)
 		close(n->api_fd);
 		unlink(tern_config_get(n->id.cfg, "node", "api_socket"));
 	}
+	/* The HTTP workers wait on the API socket (a long poll, up to a
+	 * minute): closed above, it answers them at once, and the server can
+	 * stop without waiting for them. */
+	node_http_stop(&n->http);
+	tern_http_stop(&n->metrics);
 	if (n->monitor)
 		zmq_close(n->monitor);
 	if (n->dealer) {
@@ -2016,6 +2058,11 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			}
 		now = tern_now_ms();
 		n->batch.now = now;
+		/* Before the checkpoint below, which is to sign its entry. */
+		if (n->http && now >= n->next_http_refusals) {
+			http_refusals(n);
+			n->next_http_refusals = now + HTTP_REFUSALS_PERIOD_MS;
+		}
 		/* Checkpoints every checkpoint_interval while the log grows, and every
 		 * idle_checkpoint_interval when it does not: an idle log must still
 		 * show, by fresh cosignatures, that it was not truncated. */

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <sodium.h>
 
@@ -11,6 +12,7 @@
 #include <tern/log.h>
 
 #include "daemon.h"
+#include "http.h"
 #include "ident.h"
 #include "util.h"
 
@@ -44,6 +46,23 @@ static int stored_trustmark(const tern_ident *id, int kind, tern_trustmark *out)
 	}
 	tern_store_close(&s);
 	return rc;
+}
+
+/* The soft RLIMIT_NOFILE is often 1024 (systemd's default, kept low for
+ * select()), too few for the HTTP servers' connection limits; the daemons
+ * use poll and epoll, so raise it towards the hard limit. */
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= TERN_HTTP_NOFILE)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > TERN_HTTP_NOFILE
+	                  ? TERN_HTTP_NOFILE
+	                  : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warn("setrlimit(RLIMIT_NOFILE, %llu)", (unsigned long long)rl.rlim_cur);
 }
 
 static void usage(const tern_daemon *d, FILE *f)
@@ -129,6 +148,7 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
 	if ((rc = d->open(conf, &h)) != TERN_OK) {
 		fprintf(stderr, "%s: not started: %s\n", d->prog, tern_strerror(rc));
 		return 1;

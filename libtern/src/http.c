@@ -1,18 +1,31 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <microhttpd.h>
+#include <sodium.h>
 
 #include <tern/error.h>
+#include <tern/log.h>
 
 #include "http.h"
 #include "util.h"
 
 #define MAX_SNAPSHOTS 8
+/* Each connection's memory pool: the request line and headers (about 7 KiB of
+ * them; more gets 431), then the response's headers. It bounds what a client
+ * that never finishes its headers can make us hold. Measured: 1,000 idle or
+ * slow connections cost 4.5 MB of RSS, 6.5 MB once churned (malloc keeps what
+ * it touched); with 16 KiB pools, 10 MB once churned. */
+#define CONN_MEMORY (8 * 1024)
+
+#define JSON_CTYPE "application/json"
+#define TEXT_CTYPE "text/plain; charset=utf-8"
 
 struct snapshot {
 	char path[32];
@@ -22,37 +35,214 @@ struct snapshot {
 	char *text;
 };
 
-struct tern_http {
-	struct MHD_Daemon *d;
-	pthread_mutex_t mu;
-	struct snapshot snaps[MAX_SNAPSHOTS];
-	size_t nsnaps;
-	tern_http_handler *handler;
-	void *arg;
-	size_t max_body;
+enum req_state { REQ_BODY, REQ_QUEUED, REQ_DONE };
+
+/* One authenticated API request, from its headers to its reply. */
+struct req {
+	struct req *next; /* in the job queue */
+	struct MHD_Connection *c;
+	/* MHD's strings: valid while the request lives, and the connection is
+	 * suspended (MHD leaves it alone) while a worker reads them. */
+	const char *method, *url;
+	char *body;
+	size_t len, cap;
+	int too_big;
+	enum req_state state;
+	/* the handler's answer, set by a worker */
+	int status;
+	const char *ctype;
+	char *out;
+	size_t outlen;
 };
 
-struct upload {
-	char *buf;
-	size_t len;
-	int too_big;
+struct tern_http {
+	struct MHD_Daemon *d;
+	pthread_mutex_t mu; /* snapshots */
+	struct snapshot snaps[MAX_SNAPSHOTS];
+	size_t nsnaps;
+	/* the API (api == 0: snapshots only) */
+	int api;
+	char *prefix, *token;
+	size_t prefix_len, token_len, max_body;
+	tern_http_handler *handler;
+	void *arg;
+	atomic_uint_fast64_t refusals;
+	/* workers: busy counts requests queued or running, never more than
+	 * nworkers, so a queued request always has a free worker. */
+	pthread_mutex_t jmu;
+	pthread_cond_t jcv;
+	struct req *head, *tail;
+	pthread_t *threads;
+	unsigned nworkers, nthreads, busy;
+	int stopping;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *ctype, char *text,
                              size_t len)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+	struct MHD_Response *r;
 	enum MHD_Result rc;
 
-	if (r == NULL) {
+	if (text == NULL)
+		return MHD_NO; /* out of memory: close the connection */
+	if ((r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE)) == NULL) {
 		free(text);
 		return MHD_NO;
 	}
 	MHD_add_response_header(r, "Content-Type", ctype);
 	MHD_add_response_header(r, "Cache-Control", "no-store");
+	if (status == 401)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+	if (status == 503)
+		MHD_add_response_header(r, "Retry-After", "1");
 	rc = MHD_queue_response(c, (unsigned)status, r);
 	MHD_destroy_response(r);
 	return rc;
+}
+
+/* A JSON error in the local API's shape: {"ok": false, "error", "message"}. */
+static enum MHD_Result reply_error(struct MHD_Connection *c, int status, const char *code,
+                                   const char *msg)
+{
+	char *out;
+	int n =
+	    asprintf(&out, "{\n  \"ok\": false,\n  \"error\": \"%s\",\n  \"message\": \"%s\"\n}\n",
+	             code, msg);
+
+	return reply(c, status, JSON_CTYPE, n < 0 ? NULL : out, n < 0 ? 0 : (size_t)n);
+}
+
+/* Whether the Authorization header carries the token; constant time. */
+static int authorized(const tern_http *h, const char *auth)
+{
+	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != h->token_len)
+		return 0;
+	return sodium_memcmp(auth + 7, h->token, h->token_len) == 0;
+}
+
+static enum MHD_Result serve_snapshot(tern_http *h, struct MHD_Connection *c, const char *url,
+                                      int *found)
+{
+	int status = 0;
+	const char *ctype = NULL;
+	char *out = NULL;
+
+	pthread_mutex_lock(&h->mu);
+	for (size_t i = 0; i < h->nsnaps; i++)
+		if (strcmp(h->snaps[i].path, url) == 0) {
+			status = h->snaps[i].status;
+			if (h->snaps[i].max_age_ms &&
+			    tern_now_ms() - h->snaps[i].at > h->snaps[i].max_age_ms)
+				status = 503; /* the daemon's loop has stopped publishing */
+			ctype = h->snaps[i].ctype;
+			out = strdup(h->snaps[i].text);
+			*found = 1;
+			break;
+		}
+	pthread_mutex_unlock(&h->mu);
+	return *found ? reply(c, status, ctype, out, out ? strlen(out) : 0) : MHD_NO;
+}
+
+/* The first call, with the headers and before any body: everything that can
+ * be decided without the body is decided here, so that a request we refuse
+ * never makes us read or hold a byte of it (MHD discards the rest of the
+ * request and closes the connection after an early reply). */
+static enum MHD_Result first_call(tern_http *h, struct MHD_Connection *c, const char *url,
+                                  const char *method, void **con_cls)
+{
+	const char *cl;
+	struct req *r;
+	int found = 0;
+	enum MHD_Result rc;
+
+	if (strcmp(method, "GET") == 0) {
+		rc = serve_snapshot(h, c, url, &found);
+		if (found)
+			return rc;
+	}
+	if (!h->api || strncmp(url, h->prefix, h->prefix_len) != 0) {
+		char *out = strdup("not found\n");
+		return reply(c, 404, TEXT_CTYPE, out, out ? strlen(out) : 0);
+	}
+	if (!authorized(h, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+		atomic_fetch_add(&h->refusals, 1);
+		return reply_error(c, 401, "unauthorized",
+		                   "give the token: Authorization: Bearer TOKEN");
+	}
+	cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+	if (cl && strtoull(cl, NULL, 10) > h->max_body)
+		return reply_error(c, 413, "too-big", "request body over the limit");
+	if ((r = calloc(1, sizeof(*r))) == NULL)
+		return MHD_NO;
+	r->c = c;
+	r->method = method;
+	r->url = url;
+	*con_cls = r;
+	return MHD_YES;
+}
+
+/* Bodies are bounded: even a client with the token cannot make us hold more
+ * than max_body for a request. Beyond it the rest is read and dropped, and
+ * the request gets 413 (MHD cannot answer in the middle of a body). */
+static int take_body(tern_http *h, struct req *r, const char *data, size_t len)
+{
+	if (r->too_big || r->len + len > h->max_body) {
+		r->too_big = 1;
+		free(r->body);
+		r->body = NULL;
+		r->len = r->cap = 0;
+		return TERN_OK;
+	}
+	if (r->len + len + 1 > r->cap) {
+		size_t cap = r->cap ? r->cap : 4096;
+		char *nb;
+		while (cap < r->len + len + 1)
+			cap *= 2;
+		if (cap > h->max_body + 1)
+			cap = h->max_body + 1;
+		if ((nb = realloc(r->body, cap)) == NULL)
+			return TERN_ENOMEM;
+		r->body = nb;
+		r->cap = cap;
+	}
+	memcpy(r->body + r->len, data, len);
+	r->len += len;
+	r->body[r->len] = 0;
+	return TERN_OK;
+}
+
+/* Hands a complete request to a worker and suspends its connection, or
+ * answers 503 when every worker is taken: a client must not be able to
+ * queue work without bound, nor wait behind another's long poll. */
+static enum MHD_Result dispatch(tern_http *h, struct MHD_Connection *c, struct req *r)
+{
+	char msg[160];
+
+	pthread_mutex_lock(&h->jmu);
+	if (h->stopping || h->busy >= h->nworkers) {
+		int stopping = h->stopping;
+		pthread_mutex_unlock(&h->jmu);
+		snprintf(msg, sizeof(msg),
+		         stopping
+		             ? "the server is stopping; retry in a moment"
+		             : "all %u request slots are busy (waiting clients hold one each); "
+		               "retry in a moment",
+		         h->nworkers);
+		return reply_error(c, 503, "busy", msg);
+	}
+	h->busy++;
+	r->state = REQ_QUEUED;
+	/* Suspended before a worker can see it, so that its resume always
+	 * follows this suspend. */
+	MHD_suspend_connection(c);
+	if (h->tail)
+		h->tail->next = r;
+	else
+		h->head = r;
+	h->tail = r;
+	pthread_cond_signal(&h->jcv);
+	pthread_mutex_unlock(&h->jmu);
+	return MHD_YES;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
@@ -60,113 +250,210 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   size_t *upload_size, void **con_cls)
 {
 	tern_http *h = cls;
-	struct upload *u = *con_cls;
-	int status = 404;
-	const char *ctype = "text/plain; charset=utf-8";
-	char *out = NULL;
-	size_t outlen = 0;
+	struct req *r = *con_cls;
 
 	(void)version;
-	if (u == NULL) {
-		if ((u = calloc(1, sizeof(*u))) == NULL)
-			return MHD_NO;
-		*con_cls = u;
-		return MHD_YES;
-	}
+	if (r == NULL)
+		return first_call(h, c, url, method, con_cls);
 	if (*upload_size) {
-		/* Bodies are bounded: a client cannot make the daemon hold more. */
-		if (u->len + *upload_size > h->max_body) {
-			u->too_big = 1;
-		} else if (!u->too_big) {
-			char *nb = realloc(u->buf, u->len + *upload_size + 1);
-			if (nb == NULL)
-				return MHD_NO;
-			u->buf = nb;
-			memcpy(u->buf + u->len, upload_data, *upload_size);
-			u->len += *upload_size;
-			u->buf[u->len] = 0;
-		}
+		if (take_body(h, r, upload_data, *upload_size) != TERN_OK)
+			return MHD_NO; /* out of memory: close the connection */
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	if (u->too_big) {
-		out = strdup("{\"ok\": false, \"error\": \"too-big\", \"message\": \"request body "
-		             "over the limit\"}\n");
-		return reply(c, 413, "application/json", out, out ? strlen(out) : 0);
+	switch (r->state) {
+	case REQ_BODY:
+		if (r->too_big)
+			return reply_error(c, 413, "too-big", "request body over the limit");
+		return dispatch(h, c, r);
+	case REQ_QUEUED:
+		return MHD_YES; /* not ours to answer yet (MHD should not call) */
+	case REQ_DONE:
+		if (r->out == NULL)
+			return reply_error(c, 500, "out-of-memory", "the server could not answer");
+		{
+			char *out = r->out;
+			r->out = NULL; /* the response owns it now */
+			return reply(c, r->status, r->ctype, out, r->outlen);
+		}
 	}
-	if (strcmp(method, "GET") == 0) {
-		pthread_mutex_lock(&h->mu);
-		for (size_t i = 0; i < h->nsnaps; i++)
-			if (strcmp(h->snaps[i].path, url) == 0) {
-				status = h->snaps[i].status;
-				if (h->snaps[i].max_age_ms &&
-				    tern_now_ms() - h->snaps[i].at > h->snaps[i].max_age_ms)
-					status = 503; /* the daemon's loop has stopped publishing */
-				ctype = h->snaps[i].ctype;
-				out = strdup(h->snaps[i].text);
-				outlen = out ? strlen(out) : 0;
-				break;
-			}
-		pthread_mutex_unlock(&h->mu);
-		if (out)
-			return reply(c, status, ctype, out, outlen);
-	}
-	if (h->handler) {
-		h->handler(h->arg, method, url,
-		           MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"),
-		           u->buf ? u->buf : "", u->len, &status, &ctype, &out, &outlen);
-		if (out)
-			return reply(c, status, ctype, out, outlen);
-	}
-	out = strdup("not found\n");
-	return reply(c, 404, "text/plain; charset=utf-8", out, out ? strlen(out) : 0);
+	return MHD_NO;
 }
 
 static void on_done(void *cls, struct MHD_Connection *c, void **con_cls,
                     enum MHD_RequestTerminationCode why)
 {
-	struct upload *u = *con_cls;
+	struct req *r = *con_cls;
 
 	(void)cls;
 	(void)c;
 	(void)why;
-	if (u) {
-		free(u->buf);
-		free(u);
+	if (r) {
+		free(r->body);
+		free(r->out);
+		free(r);
 		*con_cls = NULL;
 	}
 }
 
-int tern_http_start(uint16_t port, size_t max_body, tern_http_handler *handler, void *arg,
-                    tern_http **out)
+static void *worker(void *arg)
+{
+	tern_http *h = arg;
+	struct req *r;
+
+	for (;;) {
+		int stopping;
+		pthread_mutex_lock(&h->jmu);
+		while (h->head == NULL && !h->stopping)
+			pthread_cond_wait(&h->jcv, &h->jmu);
+		if ((r = h->head) == NULL) {
+			pthread_mutex_unlock(&h->jmu);
+			return NULL; /* stopping, and nothing left to answer */
+		}
+		if ((h->head = r->next) == NULL)
+			h->tail = NULL;
+		r->next = NULL;
+		stopping = h->stopping;
+		pthread_mutex_unlock(&h->jmu);
+
+		r->status = 500;
+		r->ctype = JSON_CTYPE;
+		if (stopping) {
+			r->status = 503;
+			r->out =
+			    strdup("{\n  \"ok\": false,\n  \"error\": \"busy\",\n  \"message\": "
+			           "\"the server is stopping; retry in a moment\"\n}\n");
+			r->outlen = r->out ? strlen(r->out) : 0;
+		} else {
+			h->handler(h->arg, r->method, r->url, r->body ? r->body : "", r->len,
+			           &r->status, &r->ctype, &r->out, &r->outlen);
+		}
+		pthread_mutex_lock(&h->jmu);
+		r->state = REQ_DONE;
+		h->busy--;
+		pthread_mutex_unlock(&h->jmu);
+		/* MHD calls on_request again, which queues the answer. */
+		MHD_resume_connection(r->c);
+	}
+}
+
+/* How many connections a server may hold: TERN_HTTP_CONNECTIONS, fewer when
+ * the process may not open that many descriptors (two servers, metrics and
+ * API, may share a process). tern_daemon_main raised the soft limit. */
+static unsigned connection_limit(uint16_t port)
+{
+	struct rlimit rl;
+	uint64_t lim;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return TERN_HTTP_CONNECTIONS;
+	lim = rl.rlim_cur > TERN_HTTP_FD_RESERVE + 2 * 64 ? (rl.rlim_cur - TERN_HTTP_FD_RESERVE) / 2
+	                                                  : 64;
+	if (lim >= TERN_HTTP_CONNECTIONS)
+		return TERN_HTTP_CONNECTIONS;
+	log_warnx("HTTP on port %u: at most %llu connections, as RLIMIT_NOFILE is %llu; set "
+	          "LimitNOFILE=%d (docs/operations.md)",
+	          port, (unsigned long long)lim, (unsigned long long)rl.rlim_cur, TERN_HTTP_NOFILE);
+	return (unsigned)lim;
+}
+
+static void free_server(tern_http *h)
+{
+	for (size_t i = 0; i < h->nsnaps; i++)
+		free(h->snaps[i].text);
+	if (h->token) {
+		sodium_memzero(h->token, h->token_len);
+		free(h->token);
+	}
+	free(h->prefix);
+	free(h->threads);
+	pthread_cond_destroy(&h->jcv);
+	pthread_mutex_destroy(&h->jmu);
+	pthread_mutex_destroy(&h->mu);
+	free(h);
+}
+
+static void stop_workers(tern_http *h)
+{
+	pthread_mutex_lock(&h->jmu);
+	h->stopping = 1;
+	pthread_cond_broadcast(&h->jcv);
+	pthread_mutex_unlock(&h->jmu);
+	for (unsigned i = 0; i < h->nthreads; i++)
+		pthread_join(h->threads[i], NULL);
+	h->nthreads = 0;
+}
+
+int tern_http_start(uint16_t port, const tern_http_api *api, tern_http **out)
 {
 	struct sockaddr_in sa;
 	tern_http *h = calloc(1, sizeof(*h));
+	int rc;
 
 	*out = NULL;
 	if (h == NULL)
 		return TERN_ENOMEM;
 	pthread_mutex_init(&h->mu, NULL);
-	h->handler = handler;
-	h->arg = arg;
-	h->max_body = max_body;
+	pthread_mutex_init(&h->jmu, NULL);
+	pthread_cond_init(&h->jcv, NULL);
+	atomic_init(&h->refusals, 0);
+	if (api) {
+		if (api->handler == NULL || api->prefix == NULL || api->token == NULL ||
+		    api->token[0] == 0) {
+			free_server(h);
+			return tern_fail(TERN_EINVAL, "an HTTP API needs a prefix, a token and a "
+			                              "handler");
+		}
+		h->api = 1;
+		h->handler = api->handler;
+		h->arg = api->arg;
+		h->max_body = api->max_body;
+		h->nworkers = api->workers ? api->workers : TERN_HTTP_WORKERS;
+		if ((h->prefix = strdup(api->prefix)) == NULL ||
+		    (h->token = strdup(api->token)) == NULL ||
+		    (h->threads = calloc(h->nworkers, sizeof(*h->threads))) == NULL) {
+			free_server(h);
+			return TERN_ENOMEM;
+		}
+		h->prefix_len = strlen(h->prefix);
+		h->token_len = strlen(h->token);
+		for (; h->nthreads < h->nworkers; h->nthreads++)
+			if (pthread_create(&h->threads[h->nthreads], NULL, worker, h) != 0) {
+				stop_workers(h);
+				free_server(h);
+				return tern_fail(TERN_ENOMEM, "cannot start the HTTP workers");
+			}
+	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
 	sa.sin_port = htons(port);
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	/* A thread per connection: a client waiting on inbox/next (up to a
-	 * minute) must not hold up another request. */
+	/* One epoll thread holds every connection: an idle or slow client costs
+	 * a descriptor and a small pool, not a thread, and the limit is in the
+	 * thousands. Blocking work goes to the workers (dispatch). */
 	h->d = MHD_start_daemon(
-	    MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL, port,
-	    NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-	    MHD_OPTION_NOTIFY_COMPLETED, on_done, h, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)90, MHD_OPTION_END);
+	    MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME, port, NULL, NULL, on_request,
+	    h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED, on_done,
+	    h, MHD_OPTION_CONNECTION_LIMIT, connection_limit(port), MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned)TERN_HTTP_TIMEOUT_S, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONN_MEMORY,
+	    MHD_OPTION_END);
 	if (h->d == NULL) {
-		pthread_mutex_destroy(&h->mu);
-		free(h);
-		return tern_fail(TERN_EIO, "cannot listen on 127.0.0.1:%u (in use?)", port);
+		rc = tern_fail(TERN_EIO, "cannot listen on 127.0.0.1:%u (in use?)", port);
+		stop_workers(h);
+		free_server(h);
+		return rc;
 	}
 	*out = h;
+	return TERN_OK;
+}
+
+int tern_http_port(const tern_http *h, uint16_t *port)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+
+	if (i == NULL || i->port == 0)
+		return tern_fail(TERN_EIO, "the HTTP server's port is unknown");
+	*port = i->port;
 	return TERN_OK;
 }
 
@@ -200,16 +487,22 @@ int tern_http_publish(tern_http *h, const char *path, int status, const char *ct
 	return TERN_OK;
 }
 
+int tern_http_take_refusals(tern_http *h, uint64_t *n)
+{
+	*n = atomic_exchange(&h->refusals, 0);
+	return TERN_OK;
+}
+
 void tern_http_stop(tern_http **hp)
 {
 	tern_http *h;
 
 	if (hp == NULL || (h = *hp) == NULL)
 		return;
+	/* MHD must not stop with a connection suspended: every worker resumes
+	 * the connection it took, and what is still queued is answered 503. */
+	stop_workers(h);
 	MHD_stop_daemon(h->d);
-	for (size_t i = 0; i < h->nsnaps; i++)
-		free(h->snaps[i].text);
-	pthread_mutex_destroy(&h->mu);
-	free(h);
+	free_server(h);
 	*hp = NULL;
 }
