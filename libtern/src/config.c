@@ -131,7 +131,7 @@ static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 /* Appends "FILE[:LINE]: " fmt "\n". Returns TERN_ENOMEM if that failed. */
 static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 {
-	char msg[768], head[512];
+	char msg[768], head[1700], shown[1610];
 	va_list ap;
 	size_t need;
 	int n;
@@ -139,10 +139,11 @@ static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	tern_escape(cfg->shown, strlen(cfg->shown), 400, shown, sizeof(shown));
 	if (line > 0)
-		snprintf(head, sizeof(head), "%s:%d: ", cfg->shown, line);
+		snprintf(head, sizeof(head), "%s:%d: ", shown, line);
 	else
-		snprintf(head, sizeof(head), "%s: ", cfg->shown);
+		snprintf(head, sizeof(head), "%s: ", shown);
 	need = strlen(head) + strlen(msg) + 2;
 	if (cfg->errlen + need > cfg->errcap) {
 		size_t cap = (cfg->errcap ? cfg->errcap : 512);
@@ -163,19 +164,13 @@ static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 	return TERN_OK;
 }
 
-/* Values go into messages quoted, cut short and with control bytes masked, so
- * an error line stays one line. */
+/* Values go into messages quoted, cut short and with everything but printable
+ * ASCII escaped (\x9c), so an error line stays one line of plain text whatever
+ * bytes the file holds. */
 static const char *shown_value(const char *v, char *buf, size_t len)
 {
-	size_t i, n = strlen(v), max = len - 4;
-
-	for (i = 0; i < n && i < max; i++)
-		buf[i] = (isprint((unsigned char)v[i]) || (unsigned char)v[i] >= 0x80) ? v[i] : '?';
-	if (n > max) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
+	/* len is at least 16 here; tern_escape stops short of overflowing it. */
+	tern_escape(v, strlen(v), len - 12, buf, len);
 	return buf;
 }
 
