@@ -1085,7 +1085,7 @@ int broker_open(const char *conf, broker **out)
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return TERN_ENOMEM;
 	b->ctl_fd = -1;
-	if ((rc = tern_ident_load(conf, TERN_CONFIG_BROKER, 0, stderr, &b->id)) != TERN_OK) {
+	if ((rc = tern_ident_load_start(conf, TERN_CONFIG_BROKER, stderr, &b->id)) != TERN_OK) {
 		free(b);
 		return rc;
 	}

@@ -1770,7 +1770,7 @@ int node_open(const char *conf, node **out)
 	n->api_fd = -1;
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		n->clients[i].fd = -1;
-	if ((rc = tern_ident_load(conf, TERN_CONFIG_NODE, 0, stderr, &n->id)) != TERN_OK) {
+	if ((rc = tern_ident_load_start(conf, TERN_CONFIG_NODE, stderr, &n->id)) != TERN_OK) {
 		free(n);
 		return rc;
 	}
@@ -1854,21 +1854,16 @@ fail:
 	return rc ? rc : TERN_EIO;
 }
 
-/* The loopback HTTP servers: metrics, and the API (with its token). */
+/* The loopback HTTP servers: metrics, and the API (with its token). The
+ * ports and the token were checked at the start (tern_ident_load_start). */
 static int start_http(node *n)
 {
 	int64_t mport = tern_config_get_int(n->id.cfg, "metrics", "port");
 	int64_t hport = tern_config_get_int(n->id.cfg, "http", "port");
-	const char *tf = tern_config_get(n->id.cfg, "http", "token_file");
-	uint8_t *tok = NULL;
-	char *token;
+	char *token = NULL;
 	size_t tl = 0;
 	int rc;
 
-	if (mport > 0 && mport == hport) {
-		fprintf(stderr, "tern-node: [metrics] port and [http] port must differ\n");
-		return TERN_ECONFIG;
-	}
 	if (mport > 0 &&
 	    (rc = tern_http_start((uint16_t)mport, 0, NULL, NULL, &n->metrics)) != TERN_OK) {
 		fprintf(stderr, "tern-node: metrics: %s\n", tern_errdetail());
@@ -1876,29 +1871,10 @@ static int start_http(node *n)
 	}
 	if (hport <= 0)
 		return TERN_OK;
-	if ((rc = tern_file_read_private(tf, 4096, &tok, &tl)) != TERN_OK) {
+	if ((rc = tern_token_load(tern_config_get(n->id.cfg, "http", "token_file"), &token, &tl)) !=
+	    TERN_OK) {
 		fprintf(stderr, "tern-node: the HTTP API needs its token: %s\n", tern_errdetail());
 		return rc;
-	}
-	while (tl && (tok[tl - 1] == '\n' || tok[tl - 1] == '\r' || tok[tl - 1] == ' '))
-		tl--;
-	if ((token = malloc(tl + 1)) == NULL) {
-		sodium_memzero(tok, tl);
-		free(tok);
-		return TERN_ENOMEM;
-	}
-	memcpy(token, tok, tl);
-	token[tl] = 0;
-	sodium_memzero(tok, tl);
-	free(tok);
-	if (tl < 32 || strlen(token) != tl) {
-		fprintf(stderr,
-		        "tern-node: the token in %s is shorter than 32 characters; make one with\n"
-		        "  head -c 32 /dev/urandom | base64 > %s && chmod 600 %s\n",
-		        tf, tf, tf);
-		sodium_memzero(token, tl);
-		free(token);
-		return TERN_ECONFIG;
 	}
 	rc = node_http_start((uint16_t)hport, tern_config_get(n->id.cfg, "node", "api_socket"),
 	                     token, &n->http);
