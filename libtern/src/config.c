@@ -95,7 +95,7 @@ static const struct setting settings[] = {
 	{BROKER, "delivery",   "max_backoff",      T_DURATION, BOUNDED("300", 1, 86400),            "longest wait between redeliveries (the wait doubles each attempt)"},
 	{NODE,   "delivery",   "credit",           T_INT,      BOUNDED("256", 1, 65536),            "deliveries the broker may have in flight to this node (flow control)"},
 	{NODE,   "delivery",   "submit_window",    T_INT,      BOUNDED("256", 1, 65536),            "submissions in flight to the broker before waiting for results"},
-	{NODE,   "delivery",   "reconnect_max",    T_DURATION, BOUNDED("30", 1, 3600),              "longest wait between reconnection attempts (the wait doubles from 100 ms)"},
+	{NODE,   "delivery",   "reconnect_max",    T_DURATION, BOUNDED("30", 1, 3600),              "longest wait between reconnection attempts, after a lost connection or a refused handshake (the wait doubles from 100 ms)"},
 	{BOTH,   "audit",      "checkpoint_interval", T_DURATION, BOUNDED("10", 1, 3600),          "while audit entries arrive, how often a checkpoint of the log is signed (and, at a node, witnessed)"},
 	{BOTH,   "audit",      "idle_checkpoint_interval", T_DURATION, BOUNDED("300", 10, 86400), "how often an idle log is signed again, so peers' fresh cosignatures show it was not truncated"},
 	{BOTH,   "metrics",    "port",             T_INT,      BOUNDED("0", 0, 65535),              "port on 127.0.0.1 serving /metrics (Prometheus), /healthz and /readyz; 0: off"},

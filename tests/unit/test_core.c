@@ -17,6 +17,7 @@
 #include <tern/msgtype.h>
 #include <tern/v1/messages.pb-c.h>
 
+#include "backoff.h"
 #include "pbuf.h"
 #include "testutil.h"
 #include "util.h"
@@ -223,6 +224,39 @@ static void test_path_check_strict(void **state)
 	chmod(other, 0700);
 }
 
+/* 100 ms doubling to the maximum, each wait shortened by up to a quarter;
+ * a repeated line written at once, then once a period with the count. */
+static void test_backoff_and_lograte(void **state)
+{
+	tern_backoff b;
+	tern_lograte l;
+	uint64_t held = 99;
+	int64_t expect = 100;
+
+	(void)state;
+	tern_backoff_init(&b, 100, 30000);
+	for (int i = 0; i < 20; i++) {
+		int64_t w = tern_backoff_next(&b);
+		assert_true(w <= expect && w >= expect - expect / 4);
+		expect = expect * 2 > 30000 ? 30000 : expect * 2;
+	}
+	tern_backoff_reset(&b);
+	assert_true(tern_backoff_next(&b) <= 100);
+
+	tern_lograte_init(&l, 60000);
+	assert_int_equal(tern_lograte_due(&l, 1000, &held), 1);
+	assert_int_equal(held, 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(tern_lograte_due(&l, 2000 + i, &held), 0);
+	assert_int_equal(tern_lograte_due(&l, 61000, &held), 1);
+	assert_int_equal(held, 5);
+	assert_int_equal(tern_lograte_due(&l, 62000, &held), 0);
+	tern_lograte_reset(&l, &held);
+	assert_int_equal(held, 1);
+	assert_int_equal(tern_lograte_due(&l, 63000, &held), 1);
+	assert_int_equal(held, 0);
+}
+
 static void test_mkdirs(void **state)
 {
 	char path[128];
@@ -351,6 +385,7 @@ int main(void)
 	    cmocka_unit_test(test_escape),
 	    cmocka_unit_test(test_read_refuses_non_files),
 	    cmocka_unit_test(test_path_check_strict),
+	    cmocka_unit_test(test_backoff_and_lograte),
 	    cmocka_unit_test(test_mkdirs),
 	    cmocka_unit_test(test_path_resolve),
 	    cmocka_unit_test(test_node_ids),
