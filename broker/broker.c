@@ -27,6 +27,7 @@
 #include "pbuf.h"
 #include "queue.h"
 #include "util.h"
+#include "zmon.h"
 
 #define MAX_PEERS 256
 #define MAX_RID 256
@@ -118,6 +119,7 @@ struct broker {
 	tern_ident id;
 	tern_sigcache *sigs; /* verified batch roots */
 	void *ctx, *router, *zap, *monitor;
+	tern_zmon *zmon; /* the monitor's events, with the peer's address */
 	int64_t last_handshake_log, last_barred_log;
 	unsigned handshakes_failed;
 	tern_store *store;
@@ -304,7 +306,7 @@ static void zap_handle(broker *b)
 	zmq_msg_t part[7];
 	int n = 0, more = 1;
 	const char *status = "400", *text = "not a federation member";
-	char user[64] = "";
+	char user[64] = "", addr[260];
 	const tern_member *m = NULL;
 
 	while (more && n < 7) {
@@ -325,6 +327,10 @@ static void zap_handle(broker *b)
 	}
 	if (n < 6)
 		goto out_close;
+	/* RFC 27's address frame: the peer's IP address, as libzmq saw it. */
+	tern_escape(zmq_msg_data(&part[3]), zmq_msg_size(&part[3]), 64, addr, sizeof(addr));
+	if (addr[0] == '\0')
+		snprintf(addr, sizeof(addr), "an unknown address");
 	if (zmq_msg_size(&part[2]) != strlen(TERN_HOP_ZAP_DOMAIN) ||
 	    memcmp(zmq_msg_data(&part[2]), TERN_HOP_ZAP_DOMAIN, strlen(TERN_HOP_ZAP_DOMAIN)) != 0) {
 		text = "wrong ZAP domain";
@@ -334,7 +340,8 @@ static void zap_handle(broker *b)
 	} else if (tern_directory_find_curve(b->id.dir, zmq_msg_data(&part[6]), &m) != TERN_OK) {
 		char z85[41];
 		tern_curve_z85_encode(zmq_msg_data(&part[6]), z85);
-		log_warnx("refused a connection: CURVE key %s is not in the directory", z85);
+		log_warnx("refused a connection: CURVE key %s is not in the directory (peer %s)",
+		          z85, addr);
 		audit_refusal(b, z85, "unknown-key");
 	} else if (m->revoked || tern_member_expired(m, tern_now_ms() / 1000) ||
 	           (m->roles & TERN_ROLE_BROKER)) {
@@ -343,7 +350,7 @@ static void zap_handle(broker *b)
 		const char *why = m->revoked                      ? "revoked"
 		                  : (m->roles & TERN_ROLE_BROKER) ? "a broker"
 		                                                  : "certificate expired";
-		log_warnx("refused a connection from %s: %s", m->node_id, why);
+		log_warnx("refused a connection from %s: %s (peer %s)", m->node_id, why, addr);
 		audit_refusal(b, m->node_id,
 		              m->revoked                      ? "revoked"
 		              : (m->roles & TERN_ROLE_BROKER) ? "broker-key"
@@ -1260,8 +1267,7 @@ int broker_open(const char *conf, broker **out)
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return TERN_ENOMEM;
 	b->ctl_fd = -1;
-	if ((rc = tern_ident_load(conf, TERN_CONFIG_BROKER, NULL, stderr, &b->id, NULL)) !=
-	    TERN_OK) {
+	if ((rc = tern_ident_load_start(conf, TERN_CONFIG_BROKER, stderr, &b->id)) != TERN_OK) {
 		free(b);
 		return rc;
 	}
@@ -1323,9 +1329,10 @@ int broker_open(const char *conf, broker **out)
 	                       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
 	                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
 	                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-	                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0 ||
+	                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED) != 0 ||
 	    (b->monitor = zmq_socket(b->ctx, ZMQ_PAIR)) == NULL ||
-	    zmq_connect(b->monitor, "inproc://tern-broker-monitor") != 0) {
+	    zmq_connect(b->monitor, "inproc://tern-broker-monitor") != 0 ||
+	    tern_zmon_new(b->monitor, &b->zmon) != TERN_OK) {
 		fprintf(stderr, "tern-broker: socket monitor: %s\n", zmq_strerror(errno));
 		rc = TERN_EIO;
 		goto fail;
@@ -1371,6 +1378,7 @@ void broker_close(broker **bp)
 		close(b->ctl_fd);
 		unlink(tern_config_get(b->id.cfg, "broker", "control_socket"));
 	}
+	tern_zmon_free(&b->zmon);
 	if (b->monitor)
 		zmq_close(b->monitor);
 	if (b->router) {
@@ -1632,46 +1640,39 @@ static void publish_metrics(broker *b, int64_t now)
  * port, a scanner, a client without the broker's key) never reach the ZAP
  * handler or any frame handler: libzmq drops them. The socket monitor counts
  * them for /metrics (accepted minus completed handshakes) and logs the
- * handshake failures libzmq reports, at most once a second. */
+ * failures before authentication, at most once a second, with the peer's
+ * address when it can be known (zmon.h says when); refusals by the ZAP
+ * handler are logged there, with the address its request carries. */
+static void on_monitor_event(void *arg, const tern_zmon_event *e)
+{
+	broker *b = arg;
+	int64_t now;
+
+	if (e->event == ZMQ_EVENT_ACCEPTED)
+		b->m.accepted++;
+	else if (e->event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+		b->m.handshakes_ok++;
+	if (e->event != ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+	    e->event != ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL &&
+	    e->event != ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+		return;
+	b->m.handshakes_failed++;
+	if (e->event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+		return;
+	b->handshakes_failed++;
+	if ((now = tern_now_ms()) - b->last_handshake_log < 1000)
+		return;
+	log_warnx("%u connection(s) failed the CurveZMQ handshake before authentication (a client "
+	          "without this broker's current key, or not a Tern node), the last from %s",
+	          b->handshakes_failed,
+	          e->peer[0] ? e->peer : "a peer whose address is unknown (closed too soon)");
+	b->handshakes_failed = 0;
+	b->last_handshake_log = now;
+}
+
 static void on_monitor(broker *b)
 {
-	for (;;) {
-		zmq_msg_t ev, addr;
-		uint16_t event;
-		char where[64] = "";
-
-		zmq_msg_init(&ev);
-		if (zmq_msg_recv(&ev, b->monitor, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&ev);
-			return;
-		}
-		memcpy(&event, zmq_msg_data(&ev), sizeof(event));
-		zmq_msg_close(&ev);
-		zmq_msg_init(&addr);
-		zmq_msg_recv(&addr, b->monitor, 0);
-		snprintf(where, sizeof(where), "%.*s", (int)zmq_msg_size(&addr),
-		         (const char *)zmq_msg_data(&addr));
-		zmq_msg_close(&addr);
-		if (event == ZMQ_EVENT_ACCEPTED)
-			b->m.accepted++;
-		else if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
-			b->m.handshakes_ok++;
-		if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
-		    event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
-		    event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
-			int64_t now = tern_now_ms();
-			b->m.handshakes_failed++;
-			b->handshakes_failed++;
-			if (now - b->last_handshake_log >= 1000) {
-				log_warnx(
-				    "%u connection(s) failed the CurveZMQ handshake, the last "
-				    "from %s",
-				    b->handshakes_failed, where);
-				b->handshakes_failed = 0;
-				b->last_handshake_log = now;
-			}
-		}
-	}
+	tern_zmon_drain(b->zmon, on_monitor_event, b);
 }
 
 /* --- control socket ---------------------------------------------------------------- */

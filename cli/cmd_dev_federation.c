@@ -32,7 +32,9 @@ static const char dev_help[] =
     "  DIR/sweden/   Sweden Migration Agency, state\n"
     "  DIR/portugal/ Portugal AIMA, state\n"
     "Each node directory holds node.crt and its private keys (0600). Paths in\n"
-    "the config files are relative to the file, so DIR can be moved.\n"
+    "the config files are relative to the file, so DIR can be moved. DIR and\n"
+    "every directory below it are made 0700; the daemons also refuse a\n"
+    "federation under a directory others may write (docs/configuration.md).\n"
     "For development only: the CA key sits next to the nodes it certifies.\n"
     "\n"
     "Options:\n"
@@ -252,6 +254,11 @@ int cmd_dev_federation(int argc, char **argv)
 	}
 	if ((rc = tern_mkdirs(root, 0700)) != TERN_OK)
 		return cli_fail(rc, "cannot create %s", root);
+	/* An empty directory given by the user may be looser than the daemons
+	 * accept (StrictModes, docs/configuration.md): everything below it is
+	 * made 0700 (directories, keys 0600) and it is made 0700 too. */
+	if (chmod(root, 0700) != 0)
+		return cli_fail(TERN_EIO, "cannot chmod 700 %s: %s", root, strerror(errno));
 	if (asprintf(&cadir, "%s/ca", root) < 0)
 		return cli_fail(TERN_ENOMEM, "cannot build the federation");
 	if ((rc = tern_ca_init(cadir, federation, 0)) != TERN_OK) {
@@ -283,6 +290,13 @@ int cmd_dev_federation(int argc, char **argv)
 	       "are in <node>/node.conf, its API token in <node>/http.token.\n"
 	       "Development only: the CA key is in %s.\n",
 	       port, port + 1, cadir);
+	/* The directories above DIR are the user's choice: say at once if the
+	 * daemons will refuse what lies below them. */
+	if (tern_path_check_strict(root, TERN_STRICT_SELF, NULL, 0) != TERN_OK)
+		fprintf(stderr,
+		        "tern: warning: the daemons will refuse this federation until this is "
+		        "fixed: %s\n",
+		        tern_errdetail());
 	rc = CLI_OK;
 out:
 	tern_ca_close(&ca);

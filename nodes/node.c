@@ -22,6 +22,7 @@
 #include <tern/uuid.h>
 #include <tern/validate.h>
 
+#include "backoff.h"
 #include "hop.h"
 #include "ident.h"
 #include "node.h"
@@ -130,6 +131,12 @@ struct node {
 	int64_t hello_at;
 	int sent_changed; /* a receipt, notice or refusal came: look at final-state waiters */
 	int64_t last_rx, last_tx;
+	/* A refused CurveZMQ handshake: libzmq 4.3.4 would retry every 100-200 ms
+	 * whatever ZMQ_RECONNECT_IVL_MAX says (that applies to failed TCP
+	 * connects only), so the node disconnects and reconnects itself. */
+	tern_backoff hs_backoff;
+	tern_lograte hs_log;
+	int64_t reconnect_at; /* 0: connected, or libzmq is reconnecting */
 	tern_audit_dbs audit;
 	char origin[160];
 	int64_t last_checkpoint, last_audit;
@@ -1389,11 +1396,51 @@ static void on_dealer(node *n)
 	}
 }
 
+/* A failed CurveZMQ handshake: stop libzmq's own quick retries (it would
+ * also give up for good after a ZAP refusal), come back after the backoff,
+ * and say so at once, then at most once a minute. */
+static void handshake_failed(node *n, uint16_t event, uint32_t value)
+{
+	const char *ep = tern_config_get(n->id.cfg, "broker", "endpoint");
+	int64_t now = tern_now_ms(), wait;
+	int first = !n->hs_log.written;
+	uint64_t held;
+	char why[160];
+
+	if (n->reconnect_at)
+		return; /* a late event of the connection already dropped */
+	zmq_disconnect(n->dealer, ep);
+	wait = tern_backoff_next(&n->hs_backoff);
+	n->reconnect_at = now + wait;
+	if (!tern_lograte_due(&n->hs_log, now, &held))
+		return;
+	if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+		snprintf(why, sizeof(why),
+		         "ZAP status %u: is this node in the broker's directory, and not revoked "
+		         "or expired?",
+		         (unsigned)value);
+	else
+		snprintf(why, sizeof(why),
+		         "does the broker at %s hold the CURVE key this node's directory lists "
+		         "for it?",
+		         ep);
+	if (first)
+		log_warnx("the broker refused this node's CURVE handshake (%s); next attempt in "
+		          "%.1f s, each wait doubling up to %lld s; reported once a minute while "
+		          "it lasts",
+		          why, (double)wait / 1000, (long long)(n->hs_backoff.max_ms / 1000));
+	else
+		log_warnx("the broker refused this node's CURVE handshake again, %llu time(s) "
+		          "since the last report (%s); next attempt in %.1f s",
+		          (unsigned long long)held + 1, why, (double)wait / 1000);
+}
+
 static void on_monitor(node *n)
 {
 	for (;;) {
 		zmq_msg_t ev, addr;
 		uint16_t event;
+		uint32_t value = 0;
 
 		zmq_msg_init(&ev);
 		if (zmq_msg_recv(&ev, n->monitor, ZMQ_DONTWAIT) < 0) {
@@ -1401,11 +1448,21 @@ static void on_monitor(node *n)
 			return;
 		}
 		memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+		if (zmq_msg_size(&ev) >= sizeof(event) + sizeof(value))
+			memcpy(&value, (const char *)zmq_msg_data(&ev) + sizeof(event),
+			       sizeof(value));
 		zmq_msg_close(&ev);
 		zmq_msg_init(&addr);
 		zmq_msg_recv(&addr, n->monitor, 0);
 		zmq_msg_close(&addr);
 		if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+			uint64_t held;
+			tern_backoff_reset(&n->hs_backoff);
+			tern_lograte_reset(&n->hs_log, &held);
+			if (held)
+				log_info("connected to the broker; %llu refused handshake(s) since "
+				         "the last report",
+				         (unsigned long long)held);
 			send_hello(n);
 		} else if (event == ZMQ_EVENT_DISCONNECTED) {
 			if (n->connected)
@@ -1414,9 +1471,7 @@ static void on_monitor(node *n)
 		} else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
 		           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
 		           event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-			log_warnx(
-			    "the broker refused this node's CURVE handshake (is this node in the "
-			    "broker's directory?)");
+			handshake_failed(n, event, value);
 		}
 	}
 }
@@ -1848,7 +1903,7 @@ int node_open(const char *conf, node **out)
 	n->api_fd = -1;
 	for (int i = 0; i < MAX_CLIENTS; i++)
 		n->clients[i].fd = -1;
-	if ((rc = tern_ident_load(conf, TERN_CONFIG_NODE, NULL, stderr, &n->id, NULL)) != TERN_OK) {
+	if ((rc = tern_ident_load_start(conf, TERN_CONFIG_NODE, stderr, &n->id)) != TERN_OK) {
 		free(n);
 		return rc;
 	}
@@ -1866,6 +1921,9 @@ int node_open(const char *conf, node **out)
 	n->skew_ms = tern_config_get_int(n->id.cfg, "federation", "max_clock_skew") * 1000;
 	n->cp_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "checkpoint_interval") * 1000;
 	n->idle_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "idle_checkpoint_interval") * 1000;
+	tern_backoff_init(&n->hs_backoff, 100,
+	                  tern_config_get_int(n->id.cfg, "delivery", "reconnect_max") * 1000);
+	tern_lograte_init(&n->hs_log, 60 * 1000);
 
 	if ((rc = node_store_open(tern_config_get(n->id.cfg, "node", "data_dir"), 0, &n->store)) !=
 	    TERN_OK) {
@@ -1935,50 +1993,26 @@ fail:
 	return rc ? rc : TERN_EIO;
 }
 
-/* The loopback HTTP servers: metrics, and the API (with its token). */
+/* The loopback HTTP servers: metrics, and the API (with its token). The
+ * ports and the token were checked at the start (tern_ident_load_start). */
 static int start_http(node *n)
 {
 	int64_t mport = tern_config_get_int(n->id.cfg, "metrics", "port");
 	int64_t hport = tern_config_get_int(n->id.cfg, "http", "port");
-	const char *tf = tern_config_get(n->id.cfg, "http", "token_file");
-	uint8_t *tok = NULL;
-	char *token;
+	char *token = NULL;
 	size_t tl = 0;
 	int rc;
 
-	if (mport > 0 && mport == hport) {
-		fprintf(stderr, "tern-node: [metrics] port and [http] port must differ\n");
-		return TERN_ECONFIG;
-	}
 	if (mport > 0 && (rc = tern_http_start((uint16_t)mport, NULL, &n->metrics)) != TERN_OK) {
 		fprintf(stderr, "tern-node: metrics: %s\n", tern_errdetail());
 		return rc;
 	}
 	if (hport <= 0)
 		return TERN_OK;
-	if ((rc = tern_file_read_private(tf, 4096, &tok, &tl)) != TERN_OK) {
+	if ((rc = tern_token_load(tern_config_get(n->id.cfg, "http", "token_file"), &token, &tl)) !=
+	    TERN_OK) {
 		fprintf(stderr, "tern-node: the HTTP API needs its token: %s\n", tern_errdetail());
 		return rc;
-	}
-	while (tl && (tok[tl - 1] == '\n' || tok[tl - 1] == '\r' || tok[tl - 1] == ' '))
-		tl--;
-	if ((token = malloc(tl + 1)) == NULL) {
-		sodium_memzero(tok, tl);
-		free(tok);
-		return TERN_ENOMEM;
-	}
-	memcpy(token, tok, tl);
-	token[tl] = 0;
-	sodium_memzero(tok, tl);
-	free(tok);
-	if (tl < 32 || strlen(token) != tl) {
-		fprintf(stderr,
-		        "tern-node: the token in %s is shorter than 32 characters; make one with\n"
-		        "  head -c 32 /dev/urandom | base64 > %s && chmod 600 %s\n",
-		        tf, tf, tf);
-		sodium_memzero(token, tl);
-		free(token);
-		return TERN_ECONFIG;
 	}
 	rc = node_http_start((uint16_t)hport, tern_config_get(n->id.cfg, "node", "api_socket"),
 	                     token, &n->http);
@@ -2047,6 +2081,17 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		n->batch.now = tern_now_ms();
 		if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
 			on_monitor(n);
+		if (n->reconnect_at && n->batch.now >= n->reconnect_at) {
+			/* With the broker's key as the directory now says (a SIGHUP may
+			 * have brought its new one): it applies to new connections. */
+			n->reconnect_at = 0;
+			if (zmq_setsockopt(n->dealer, ZMQ_CURVE_SERVERKEY, n->broker->curve_public,
+			                   32) != 0 ||
+			    zmq_connect(n->dealer,
+			                tern_config_get(n->id.cfg, "broker", "endpoint")) != 0)
+				log_warnx("cannot connect to the broker again: %s",
+				          zmq_strerror(errno));
+		}
 		if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
 			on_dealer(n);
 		if (rc > 0 && (items[2].revents & ZMQ_POLLIN))

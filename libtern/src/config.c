@@ -95,7 +95,7 @@ static const struct setting settings[] = {
 	{BROKER, "delivery",   "max_backoff",      T_DURATION, BOUNDED("300", 1, 86400),            "longest wait between redeliveries (the wait doubles each attempt)"},
 	{NODE,   "delivery",   "credit",           T_INT,      BOUNDED("256", 1, 65536),            "deliveries the broker may have in flight to this node (flow control)"},
 	{NODE,   "delivery",   "submit_window",    T_INT,      BOUNDED("256", 1, 65536),            "submissions in flight to the broker before waiting for results"},
-	{NODE,   "delivery",   "reconnect_max",    T_DURATION, BOUNDED("30", 1, 3600),              "longest wait between reconnection attempts (the wait doubles from 100 ms)"},
+	{NODE,   "delivery",   "reconnect_max",    T_DURATION, BOUNDED("30", 1, 3600),              "longest wait between reconnection attempts, after a lost connection or a refused handshake (the wait doubles from 100 ms)"},
 	{BOTH,   "audit",      "checkpoint_interval", T_DURATION, BOUNDED("10", 1, 3600),          "while audit entries arrive, how often a checkpoint of the log is signed (and, at a node, witnessed)"},
 	{BOTH,   "audit",      "idle_checkpoint_interval", T_DURATION, BOUNDED("300", 10, 86400), "how often an idle log is signed again, so peers' fresh cosignatures show it was not truncated"},
 	{BOTH,   "metrics",    "port",             T_INT,      BOUNDED("0", 0, 65535),              "port on 127.0.0.1 serving /metrics (Prometheus), /healthz and /readyz; 0: off"},
@@ -131,7 +131,7 @@ static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 /* Appends "FILE[:LINE]: " fmt "\n". Returns TERN_ENOMEM if that failed. */
 static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 {
-	char msg[768], head[512];
+	char msg[768], head[1700], shown[1610];
 	va_list ap;
 	size_t need;
 	int n;
@@ -139,10 +139,11 @@ static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	tern_escape(cfg->shown, strlen(cfg->shown), 400, shown, sizeof(shown));
 	if (line > 0)
-		snprintf(head, sizeof(head), "%s:%d: ", cfg->shown, line);
+		snprintf(head, sizeof(head), "%s:%d: ", shown, line);
 	else
-		snprintf(head, sizeof(head), "%s: ", cfg->shown);
+		snprintf(head, sizeof(head), "%s: ", shown);
 	need = strlen(head) + strlen(msg) + 2;
 	if (cfg->errlen + need > cfg->errcap) {
 		size_t cap = (cfg->errcap ? cfg->errcap : 512);
@@ -163,19 +164,13 @@ static int add_error(struct tern_config *cfg, int line, const char *fmt, ...)
 	return TERN_OK;
 }
 
-/* Values go into messages quoted, cut short and with control bytes masked, so
- * an error line stays one line. */
+/* Values go into messages quoted, cut short and with everything but printable
+ * ASCII escaped (\x9c), so an error line stays one line of plain text whatever
+ * bytes the file holds. */
 static const char *shown_value(const char *v, char *buf, size_t len)
 {
-	size_t i, n = strlen(v), max = len - 4;
-
-	for (i = 0; i < n && i < max; i++)
-		buf[i] = (isprint((unsigned char)v[i]) || (unsigned char)v[i] >= 0x80) ? v[i] : '?';
-	if (n > max) {
-		memcpy(buf + i, "...", 3);
-		i += 3;
-	}
-	buf[i] = '\0';
+	/* len is at least 16 here; tern_escape stops short of overflowing it. */
+	tern_escape(v, strlen(v), len - 12, buf, len);
 	return buf;
 }
 

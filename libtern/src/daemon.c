@@ -74,8 +74,13 @@ static void usage(const tern_daemon *d, FILE *f)
 	        "\n"
 	        "Options:\n"
 	        "  -c, --config FILE    %s (see docs/configuration.md)\n"
-	        "  -n, --check-config   check the configuration, keys, CA, CRL and directory;\n"
-	        "                       print 'configuration OK' or each problem, then exit\n"
+	        "  -n, --check-config   run the checks a start runs: the configuration; the\n"
+	        "                       keys, CA, CRL and directory; data_dir, the local\n"
+	        "                       socket, the ports (and a node's HTTP API token); that\n"
+	        "                       no other user may write these files or their\n"
+	        "                       directories. Prints 'configuration OK' or each\n"
+	        "                       problem, then exits. Creates and binds nothing: safe\n"
+	        "                       beside the running daemon\n"
 	        "  -d, --debug          log at debug level\n"
 	        "  -h, --help           show this help\n"
 	        "\n"
@@ -129,14 +134,22 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 	log_init(d->prog, debug ? TERN_LOG_DEBUG : TERN_LOG_INFO);
 	if (check) {
 		tern_ident id;
-		tern_trustmark floor;
-		if (tern_ident_load(conf, d->kind, NULL, stdout, &id, NULL) != TERN_OK)
+		tern_trustmark floor, m;
+		const char *what;
+		/* The very checks d->open() starts with (tern_ident_load_start). */
+		if (tern_ident_load_start(conf, d->kind, stdout, &id) != TERN_OK)
 			return 1;
-		/* As a start would: nothing older than the store has put in force. */
-		if (stored_trustmark(&id, d->kind, &floor) == TERN_OK) {
+		/* As a start would (tern_daemon_trustmark_start): nothing older
+		 * than the store has put in force. */
+		tern_ident_mark(&id, &m);
+		if (stored_trustmark(&id, d->kind, &floor) == TERN_OK &&
+		    tern_trustmark_check(&m, &floor, &what) != TERN_OK) {
+			printf("%s: %s\n",
+			       tern_config_get(id.cfg, "federation",
+			                       strcmp(what, "crl") == 0 ? "crl" : "directory"),
+			       tern_errdetail());
 			tern_ident_free(&id);
-			if (tern_ident_load(conf, d->kind, &floor, stdout, &id, NULL) != TERN_OK)
-				return 1;
+			return 1;
 		}
 		tern_ident_free(&id);
 		puts("configuration OK");

@@ -15,7 +15,7 @@ static const struct {
 	[TERN_EIO] = {"io", "input/output error"},
 	[TERN_ENOENT] = {"not-found", "not found"},
 	[TERN_EEXIST] = {"exists", "already exists"},
-	[TERN_EPERM] = {"key-permissions", "private key file is readable by group or others (chmod 600 it)"},
+	[TERN_EPERM] = {"key-permissions", "a private file, or a file or directory Tern trusts, is open to other users (see the detail)"},
 	[TERN_ECONFIG] = {"config", "configuration error"},
 	[TERN_EMALFORMED] = {"malformed", "malformed input"},
 	[TERN_ETOOBIG] = {"too-large", "input too large"},

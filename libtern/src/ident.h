@@ -27,17 +27,38 @@ typedef struct tern_ident {
 } tern_ident;
 
 /* kind: TERN_CONFIG_NODE or TERN_CONFIG_BROKER. Every problem found is
- * written to err, one line each, as a sentence that says what to do; the
- * return is TERN_OK or the first error's code. floor: refuse a directory or
- * CRL older than it (TERN_EOLDER, naming both numbers; *went_back, if given,
- * is then "crl" or "directory", else NULL); floor NULL = any. On failure
- * what was loaded is freed. */
+ * written to err, one line each, as a sentence that says what to do (plain
+ * ASCII: bytes from a file are escaped as \xNN); the return is TERN_OK or the
+ * first error's code. The configuration file, the CA, CRL and directory and
+ * the directories holding the keys are held to StrictModes
+ * (tern_path_check_strict); the keys themselves must be private. Files are
+ * opened without blocking, and anything but a regular file is refused.
+ * floor: refuse a directory or CRL older than it (TERN_EOLDER, naming both
+ * numbers; *went_back, if given, is then "crl" or "directory", else NULL);
+ * floor NULL = any. On failure what was loaded is freed. */
 int tern_ident_load(const char *conf, int kind, const tern_trustmark *floor, FILE *err,
                     tern_ident *out, const char **went_back);
 void tern_ident_free(tern_ident *ident);
 
 /* The directory version and CRL number ident holds. */
 void tern_ident_mark(const tern_ident *ident, tern_trustmark *out);
+
+/* Everything a start needs, checked the same way for a start and for -n
+ * (tern_daemon_main): tern_ident_load() and, before the identity, what the
+ * configuration names for the daemon's own use -- data_dir (a writable
+ * directory, or one a start can create), the local socket (its directory
+ * exists; nothing but a stale socket at its path), the ports (/metrics apart
+ * from the HTTP API and the broker's listener), and the HTTP API token
+ * (tern_token_load) when [http] port is set -- each also held to StrictModes
+ * (tern_path_check_strict). Creates nothing and binds nothing, so -n may run
+ * beside the daemon it checks. Every problem goes to err, one line each. */
+int tern_ident_load_start(const char *conf, int kind, FILE *err, tern_ident *out);
+
+/* The HTTP API's bearer token: a private file (0600, this user's, not a
+ * symbolic link), trailing white space dropped, at least 32 characters, no
+ * NUL. *out is malloc'd and NUL-terminated; wipe it (sodium_memzero, *len
+ * bytes) before freeing it. */
+int tern_token_load(const char *path, char **out, size_t *len);
 
 /* SIGHUP: loads the federation files (CA, CRL, directory) and the rest of the
  * identity again from the same configuration file, refusing a directory or

@@ -51,11 +51,21 @@ static void vlog(int level, const char *err, const char *fmt, va_list ap)
 	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
 	n = (size_t)snprintf(line, sizeof(line), "ts=%s.%03ldZ level=%s prog=%s msg=\"", ts,
 	                     now.tv_nsec / 1000000, lv[level], log_name);
-	/* Quotes inside msg are escaped so a line stays one logfmt record. */
-	for (const char *p = msg; *p && n < sizeof(line) - 8; p++) {
-		if (*p == '"' || *p == '\\')
+	/* Quotes inside msg are escaped so a line stays one logfmt record, and
+	 * anything but printable ASCII becomes \xNN: a message may quote what a
+	 * file or a peer sent, which must not reach a terminal or a log shipper
+	 * as control bytes or invalid text. */
+	for (const unsigned char *p = (const unsigned char *)msg; *p && n < sizeof(line) - 8; p++) {
+		if (*p == '"' || *p == '\\') {
 			line[n++] = '\\';
-		line[n++] = *p == '\n' ? ' ' : *p;
+			line[n++] = (char)*p;
+		} else if (*p == '\n') {
+			line[n++] = ' ';
+		} else if (*p < 0x20 || *p > 0x7e) {
+			n += (size_t)snprintf(line + n, 5, "\\x%02x", *p);
+		} else {
+			line[n++] = (char)*p;
+		}
 	}
 	if (err)
 		n += (size_t)snprintf(line + n, sizeof(line) - n - 3, ": %s", err);

@@ -24,6 +24,29 @@ int tern_file_read_private(const char *path, size_t max, uint8_t **out, size_t *
  * with the given mode; the mode is set before any data is written, so a
  * private key is never briefly world-readable. */
 int tern_file_write(const char *path, const void *buf, size_t len, mode_t mode);
+/* "a named pipe (FIFO)", "a directory", ... for messages about a file that
+ * is not what it should be. */
+const char *tern_file_kind(mode_t mode);
+
+/* Writes at most max bytes of buf to out (outlen bytes, NUL-terminated) with
+ * everything but printable ASCII as \xNN and '\' as "\\", and "..." when
+ * cut short: what a file holds can be quoted in a message without bringing
+ * control bytes or invalid text to a terminal or a log. Returns the length
+ * written. outlen >= 4 * max + 4 always holds the whole result. */
+size_t tern_escape(const void *buf, size_t len, size_t max, char *out, size_t outlen);
+
+/* StrictModes (as OpenSSH's): TERN_EPERM if anyone but this user and root
+ * could change what path holds: path (with TERN_STRICT_SELF) and every
+ * directory above it, symbolic links resolved, up to but not including "/",
+ * must be owned by this user or root (any owner when this user is root) and
+ * not writable by group or others -- except a directory owned by root with
+ * the sticky bit set, such as /tmp. A path that does not exist is not an
+ * error here (its opener reports it); the directories above it are checked.
+ * On failure bad (if not NULL) gets the offending component, so a caller
+ * checking many paths can report each component once. */
+#define TERN_STRICT_SELF 1
+int tern_path_check_strict(const char *path, int flags, char *bad, size_t badlen);
+
 /* TERN_EPERM if group or others may read or write path. */
 int tern_file_check_private(const char *path);
 /* mkdir -p with mode for the directories it creates. */

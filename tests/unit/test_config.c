@@ -487,6 +487,47 @@ static void test_socket_path_length(void **state)
 	              NULL);
 }
 
+/* Whatever bytes a file holds, its errors are plain ASCII lines: anything
+ * else escaped (\x9c), each quoted value cut short. */
+static void test_errors_escape_file_bytes(void **state)
+{
+	static const char text[] =
+	    "[n\x9c\x1b[2Jde]\n"
+	    "[node]\n"
+	    "id = a\x9c\x07\x1b]0;title\x07\n"
+	    "\xff\xfe = 1\n"
+	    "log_level = "
+	    "\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b"
+	    "\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b"
+	    "\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\x9b\n";
+	char path[256];
+	tern_config *cfg = NULL;
+	const char *errs, *line;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/node.conf", tmpdir);
+	assert_int_equal(tt_write_file(path, text, sizeof(text) - 1, 0644), 0);
+	assert_int_equal(tern_config_load(path, TERN_CONFIG_NODE, &cfg), TERN_ECONFIG);
+	errs = tern_config_errors(cfg);
+	for (const unsigned char *p = (const unsigned char *)errs; *p; p++)
+		if (*p != '\n' && (*p < 0x20 || *p > 0x7e))
+			fail_msg("byte 0x%02x in the errors:\n%s", *p, errs);
+	assert_non_null(strstr(errs, "[n\\x9c\\x1b[2Jde]: unknown section"));
+	assert_non_null(strstr(errs, "'a\\x9c\\x07\\x1b]0;title\\x07': value contains control"));
+	assert_non_null(strstr(errs, "] \\xff\\xfe: unknown key"));
+	assert_non_null(strstr(errs, "log_level: '\\x9b"));
+	for (line = errs; *line; line = strchr(line, '\n') + 1)
+		assert_true(strchr(line, '\n') - line < 300);
+	assert_non_null(strstr(errs, "\\x9b...'"));
+	tern_config_free(&cfg);
+	/* a named pipe is refused at once, not waited on */
+	snprintf(path, sizeof(path), "%s/pipe.conf", tmpdir);
+	assert_int_equal(mkfifo(path, 0644), 0);
+	assert_int_equal(tern_config_load(path, TERN_CONFIG_NODE, &cfg), TERN_EIO);
+	assert_null(cfg);
+	assert_non_null(strstr(tern_errdetail(), "pipe.conf is a named pipe (FIFO)"));
+}
+
 static void test_missing_file(void **state)
 {
 	tern_config *cfg = (tern_config *)1;
@@ -654,6 +695,7 @@ int main(void)
 	    cmocka_unit_test(test_all_errors_collected),
 	    cmocka_unit_test(test_line_rules),
 	    cmocka_unit_test(test_socket_path_length),
+	    cmocka_unit_test(test_errors_escape_file_bytes),
 	    cmocka_unit_test(test_missing_file),
 	    cmocka_unit_test(test_get_undeclared_is_fatal),
 	    cmocka_unit_test(test_describe_defaults_load),

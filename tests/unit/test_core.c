@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -16,6 +17,7 @@
 #include <tern/msgtype.h>
 #include <tern/v1/messages.pb-c.h>
 
+#include "backoff.h"
 #include "pbuf.h"
 #include "testutil.h"
 #include "util.h"
@@ -48,6 +50,7 @@ static void test_log_lines(void **state)
 	log_init("test", TERN_LOG_INFO);
 	log_debug("not shown");
 	log_warnx("a \"quoted\" c:\\dir\nsecond line");
+	log_warnx("bytes \x9c\x1b[2J from a file");
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = 0;
 	log_info("%s", big); /* cut to the buffer, still one closed line */
@@ -62,13 +65,14 @@ static void test_log_lines(void **state)
 	assert_non_null(strstr(buf, " level=warn prog=test msg=\"a \\\"quoted\\\" c:\\\\dir second "
 	                            "line\"\n"));
 	assert_non_null(strstr(buf, " level=info prog=test msg=\"xxx"));
+	assert_non_null(strstr(buf, "msg=\"bytes \\x9c\\x1b[2J from a file\"\n"));
 	assert_int_equal(buf[n - 1], '\n');
 	assert_int_equal(buf[n - 2], '"');
 	{
 		int lines = 0;
 		for (ssize_t i = 0; i < n; i++)
 			lines += buf[i] == '\n';
-		assert_int_equal(lines, 2);
+		assert_int_equal(lines, 3);
 	}
 }
 
@@ -119,6 +123,138 @@ static void test_file_write_mode_and_read_back(void **state)
 	assert_non_null(strstr(tern_errdetail(), "chmod 600"));
 	snprintf(path, sizeof(path), "%s/missing", tmpdir);
 	assert_int_equal(tern_file_read(path, 100, &buf, &len), TERN_ENOENT);
+}
+
+/* Bytes quoted in a message: printable ASCII as is, the rest \xNN, '\' doubled,
+ * bounded, "..." when cut. */
+static void test_escape(void **state)
+{
+	char out[64];
+
+	(void)state;
+	assert_int_equal(tern_escape("plain text", 10, 40, out, sizeof(out)), 10);
+	assert_string_equal(out, "plain text");
+	tern_escape("a\x9c\x1b[2J\\b\n", 9, 40, out, sizeof(out));
+	assert_string_equal(out, "a\\x9c\\x1b[2J\\\\b\\x0a");
+	tern_escape("abcdefghij", 10, 4, out, sizeof(out));
+	assert_string_equal(out, "abcd...");
+	/* the output buffer bounds it too, and it stays terminated */
+	tern_escape("\xff\xff\xff\xff\xff\xff\xff\xff", 8, 100, out, 14);
+	assert_string_equal(out, "\\xff\\xff...");
+	tern_escape("", 0, 10, out, sizeof(out));
+	assert_string_equal(out, "");
+}
+
+/* A named pipe or a device where a file should be is refused at once, without
+ * waiting for a writer, and the message says what it is. */
+static void test_read_refuses_non_files(void **state)
+{
+	char path[128];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	time_t t0 = time(NULL);
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/pipe", tmpdir);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_int_equal(tern_file_read(path, 100, &buf, &len), TERN_EIO);
+	assert_non_null(strstr(tern_errdetail(), "is a named pipe (FIFO), not a regular file"));
+	assert_int_equal(tern_file_read_private(path, 100, &buf, &len), TERN_EIO);
+	assert_non_null(strstr(tern_errdetail(), path));
+	assert_non_null(strstr(tern_errdetail(), "named pipe"));
+	assert_true(time(NULL) - t0 < 5);
+	assert_int_equal(tern_file_read("/dev/null", 100, &buf, &len), TERN_EIO);
+	assert_non_null(strstr(tern_errdetail(), "/dev/null is a character device"));
+	assert_int_equal(tern_file_read(tmpdir, 100, &buf, &len), TERN_EIO);
+	assert_non_null(strstr(tern_errdetail(), "is a directory"));
+	assert_null(buf);
+}
+
+/* StrictModes: the file and every directory above it up to "/". */
+static void test_path_check_strict(void **state)
+{
+	char dir[128], file[160], other[128], link[160], bad[256];
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/conf", tmpdir);
+	snprintf(file, sizeof(file), "%s/node.conf", dir);
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(tt_write_file(file, "x", 1, 0644), 0);
+	/* /tmp above it is root's and sticky: accepted */
+	assert_int_equal(tern_path_check_strict(file, TERN_STRICT_SELF, bad, sizeof(bad)), TERN_OK);
+	chmod(file, 0666);
+	assert_int_equal(tern_path_check_strict(file, TERN_STRICT_SELF, bad, sizeof(bad)),
+	                 TERN_EPERM);
+	assert_string_equal(bad, file);
+	assert_non_null(strstr(tern_errdetail(), "writable by its group and others (mode 0666)"));
+	assert_non_null(strstr(tern_errdetail(), "chmod go-w"));
+	/* without TERN_STRICT_SELF only the directories count (a key's own mode
+	 * is its loader's business) */
+	assert_int_equal(tern_path_check_strict(file, 0, bad, sizeof(bad)), TERN_OK);
+	chmod(file, 0644);
+	chmod(dir, 0770);
+	assert_int_equal(tern_path_check_strict(file, 0, bad, sizeof(bad)), TERN_EPERM);
+	assert_string_equal(bad, dir);
+	assert_non_null(strstr(tern_errdetail(), "writable by its group (mode 0770)"));
+	/* a missing file: its directory is still checked */
+	snprintf(link, sizeof(link), "%s/missing", dir);
+	assert_int_equal(tern_path_check_strict(link, TERN_STRICT_SELF, bad, sizeof(bad)),
+	                 TERN_EPERM);
+	assert_string_equal(bad, dir);
+	chmod(dir, 0700);
+	/* a symbolic link is followed: the directory the file really is in counts */
+	snprintf(other, sizeof(other), "%s/other", tmpdir);
+	assert_int_equal(mkdir(other, 0700), 0);
+	snprintf(link, sizeof(link), "%s/other/real.conf", tmpdir);
+	assert_int_equal(tt_write_file(link, "x", 1, 0644), 0);
+	snprintf(link, sizeof(link), "%s/linked.conf", dir);
+	snprintf(file, sizeof(file), "%s/other/real.conf", tmpdir);
+	assert_int_equal(symlink(file, link), 0);
+	assert_int_equal(tern_path_check_strict(link, TERN_STRICT_SELF, bad, sizeof(bad)), TERN_OK);
+	chmod(other, 0777);
+	assert_int_equal(tern_path_check_strict(link, TERN_STRICT_SELF, bad, sizeof(bad)),
+	                 TERN_EPERM);
+	assert_string_equal(bad, other);
+	/* a directory like /tmp (root's, sticky) may be world-writable */
+	if (geteuid() == 0) {
+		chmod(other, 01777);
+		assert_int_equal(tern_path_check_strict(link, TERN_STRICT_SELF, bad, sizeof(bad)),
+		                 TERN_OK);
+	}
+	chmod(other, 0700);
+}
+
+/* 100 ms doubling to the maximum, each wait shortened by up to a quarter;
+ * a repeated line written at once, then once a period with the count. */
+static void test_backoff_and_lograte(void **state)
+{
+	tern_backoff b;
+	tern_lograte l;
+	uint64_t held = 99;
+	int64_t expect = 100;
+
+	(void)state;
+	tern_backoff_init(&b, 100, 30000);
+	for (int i = 0; i < 20; i++) {
+		int64_t w = tern_backoff_next(&b);
+		assert_true(w <= expect && w >= expect - expect / 4);
+		expect = expect * 2 > 30000 ? 30000 : expect * 2;
+	}
+	tern_backoff_reset(&b);
+	assert_true(tern_backoff_next(&b) <= 100);
+
+	tern_lograte_init(&l, 60000);
+	assert_int_equal(tern_lograte_due(&l, 1000, &held), 1);
+	assert_int_equal(held, 0);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(tern_lograte_due(&l, 2000 + i, &held), 0);
+	assert_int_equal(tern_lograte_due(&l, 61000, &held), 1);
+	assert_int_equal(held, 5);
+	assert_int_equal(tern_lograte_due(&l, 62000, &held), 0);
+	tern_lograte_reset(&l, &held);
+	assert_int_equal(held, 1);
+	assert_int_equal(tern_lograte_due(&l, 63000, &held), 1);
+	assert_int_equal(held, 0);
 }
 
 static void test_mkdirs(void **state)
@@ -246,6 +382,10 @@ int main(void)
 	    cmocka_unit_test(test_strerror_covers_every_code),
 	    cmocka_unit_test(test_fail_records_detail),
 	    cmocka_unit_test(test_file_write_mode_and_read_back),
+	    cmocka_unit_test(test_escape),
+	    cmocka_unit_test(test_read_refuses_non_files),
+	    cmocka_unit_test(test_path_check_strict),
+	    cmocka_unit_test(test_backoff_and_lograte),
 	    cmocka_unit_test(test_mkdirs),
 	    cmocka_unit_test(test_path_resolve),
 	    cmocka_unit_test(test_node_ids),

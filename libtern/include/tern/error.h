@@ -22,7 +22,7 @@ enum tern_err {
 	TERN_EIO,            /* a file or system call failed; see tern_errdetail() */
 	TERN_ENOENT,         /* no such item */
 	TERN_EEXIST,         /* already exists */
-	TERN_EPERM,          /* private key file readable by group or others */
+	TERN_EPERM,          /* a private file open to others, or a trusted path others may write */
 	TERN_ECONFIG,        /* configuration error */
 	TERN_EMALFORMED,     /* bytes do not decode as the expected structure */
 	TERN_ETOOBIG,        /* input over its size limit */
