@@ -1,7 +1,9 @@
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -50,6 +52,30 @@ struct tern_apisrv {
 	int64_t last_log;
 };
 
+/* The clients may use at most half the process's file descriptors: the rest
+ * is for LMDB, ZeroMQ's connections and mailboxes, the HTTP servers. The soft
+ * limit is raised (up to the hard one) to make room for max_conns; below
+ * that, fewer connections are served. */
+static size_t fit_fds(const char *name, size_t want)
+{
+	struct rlimit rl, up;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= 2 * want)
+		return want;
+	up = rl;
+	up.rlim_cur =
+	    rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= 2 * want ? 2 * want : rl.rlim_max;
+	if (up.rlim_cur > rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &up) == 0)
+		rl = up;
+	if (rl.rlim_cur >= 2 * want)
+		return want;
+	log_warnx("%s: the file descriptor limit (%llu) leaves room for %llu connections at once, "
+	          "not %zu: raise LimitNOFILE",
+	          name, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_cur / 2, want);
+	return rl.rlim_cur / 2 > 0 ? (size_t)rl.rlim_cur / 2 : 1;
+}
+
 int tern_apisrv_new(int listen_fd, const tern_apisrv_opts *opts, tern_apisrv_fn fn, void *arg,
                     tern_apisrv **out)
 {
@@ -70,6 +96,7 @@ int tern_apisrv_new(int listen_fd, const tern_apisrv_opts *opts, tern_apisrv_fn 
 	}
 	s->lfd = listen_fd;
 	s->o = *opts;
+	s->o.max_conns = fit_fds(opts->name, opts->max_conns);
 	s->fn = fn;
 	s->arg = arg;
 	s->last_log = INT64_MIN / 2;
@@ -108,6 +135,11 @@ void tern_apisrv_free(tern_apisrv **sp)
 size_t tern_apisrv_count(const tern_apisrv *s)
 {
 	return s->nopen;
+}
+
+size_t tern_apisrv_max_conns(const tern_apisrv *s)
+{
+	return s->o.max_conns;
 }
 
 /* Answers on a connection not in the table (refused at the accept) and
@@ -275,39 +307,48 @@ static void drop_stalled(tern_apisrv *s, int64_t now)
 	}
 }
 
+/* Appends "; " and a clause to buf (truncated if need be). */
+static void clause(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void clause(char *buf, size_t cap, const char *fmt, ...)
+{
+	size_t off = strlen(buf);
+	va_list ap;
+
+	if (off > 0 && off + 2 < cap) {
+		memcpy(buf + off, "; ", 3);
+		off += 2;
+	}
+	va_start(ap, fmt);
+	vsnprintf(buf + off, cap - off, fmt, ap);
+	va_end(ap);
+}
+
 static void log_drops(tern_apisrv *s, int64_t now)
 {
-	char buf[512];
-	size_t off = 0;
+	char buf[512] = "";
 
 	if ((s->drop.request | s->drop.reply | s->drop.full | s->drop.peer | s->drop.accept) == 0 ||
 	    now - s->last_log < LOG_EVERY_MS)
 		return;
-#define ADD(...)                                                                                   \
-	do {                                                                                       \
-		int w_ = snprintf(buf + off, sizeof(buf) - off, "%s", off ? "; " : "");            \
-		if (w_ > 0 && (size_t)w_ < sizeof(buf) - off)                                      \
-			off += (size_t)w_;                                                         \
-		w_ = snprintf(buf + off, sizeof(buf) - off, __VA_ARGS__);                          \
-		if (w_ > 0 && (size_t)w_ < sizeof(buf) - off)                                      \
-			off += (size_t)w_;                                                         \
-	} while (0)
-	buf[0] = 0;
 	if (s->drop.request)
-		ADD("closed %u connection(s) with no complete request within %lld ms",
-		    s->drop.request, (long long)s->o.request_ms);
+		clause(buf, sizeof(buf),
+		       "closed %u connection(s) with no complete request within %lld ms",
+		       s->drop.request, (long long)s->o.request_ms);
 	if (s->drop.reply)
-		ADD("closed %u connection(s) that did not read their reply within %lld ms",
-		    s->drop.reply, (long long)s->o.reply_ms);
+		clause(buf, sizeof(buf),
+		       "closed %u connection(s) that did not read their reply within %lld ms",
+		       s->drop.reply, (long long)s->o.reply_ms);
 	if (s->drop.full)
-		ADD("refused %u connection(s) over the limit of %zu open", s->drop.full,
-		    s->o.max_conns);
+		clause(buf, sizeof(buf), "refused %u connection(s) over the limit of %zu open",
+		       s->drop.full, s->o.max_conns);
 	if (s->drop.peer)
-		ADD("refused %u connection(s) from another user (uid %u)", s->drop.peer,
-		    s->drop.uid);
+		clause(buf, sizeof(buf), "refused %u connection(s) from another user (uid %u)",
+		       s->drop.peer, s->drop.uid);
 	if (s->drop.accept)
-		ADD("accept failed %u time(s): %s", s->drop.accept, strerror(s->drop.err));
-#undef ADD
+		clause(buf, sizeof(buf), "accept failed %u time(s): %s", s->drop.accept,
+		       strerror(s->drop.err));
 	log_warnx("%s: %s", s->o.name, buf);
 	memset(&s->drop, 0, sizeof(s->drop));
 	s->last_log = now;

@@ -59,7 +59,11 @@ typedef json_t *(*tern_apisrv_fn)(void *arg, int conn, json_t *req, uid_t uid);
 
 /* Serves the listening socket listen_fd (non-blocking; the server owns it from
  * then on, even on failure, and closes it). opts is copied; name must outlive
- * the server. */
+ * the server. The clients get at most half of the process's file descriptors,
+ * so that they cannot starve the rest of the daemon: when the soft
+ * RLIMIT_NOFILE is under twice max_conns, it is raised (up to the hard limit,
+ * for the whole process); if that is not enough, fewer connections are served,
+ * with a warning in the log. */
 int tern_apisrv_new(int listen_fd, const tern_apisrv_opts *opts, tern_apisrv_fn fn, void *arg,
                     tern_apisrv **out);
 
@@ -85,5 +89,9 @@ int tern_apisrv_reply(tern_apisrv *s, int conn, json_t *reply);
 
 /* Open connections, parked ones included. */
 size_t tern_apisrv_count(const tern_apisrv *s);
+
+/* How many it serves at once: opts' max_conns, or fewer when the process may
+ * not open twice as many file descriptors (see tern_apisrv_new). */
+size_t tern_apisrv_max_conns(const tern_apisrv *s);
 
 #endif

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -427,6 +428,7 @@ static void test_srv_stalled_client(void **state)
 	r = reply_within(f, stalled, 1000);
 	assert_non_null(r);
 	assert_string_equal(json_string_value(json_object_get(r, "error")), "io");
+	json_decref(r);
 	assert_int_equal(read(stalled, &c, 1), 0); /* closed */
 	assert_int_equal(tern_apisrv_count(f->srv), 0);
 	close(stalled);
@@ -490,6 +492,47 @@ static void test_srv_parked(void **state)
 	close(fd);
 }
 
+static tern_apisrv *srv_with(const char *path, size_t max_conns)
+{
+	tern_apisrv_opts o = {.name = "test", .max_frame = 1024, .max_conns = max_conns};
+	tern_apisrv *srv = NULL;
+	int fd;
+
+	assert_int_equal(tern_api_listen(path, &fd), TERN_OK);
+	assert_int_equal(tern_apisrv_new(fd, &o, handler, NULL, &srv), TERN_OK);
+	return srv;
+}
+
+/* The clients get at most half the process's descriptors: the soft limit is
+ * raised to make room, and when the hard limit does not allow it, fewer are
+ * served. Last: it lowers this process's hard limit for good. */
+static void test_srv_fd_limit(void **state)
+{
+	struct srv_fixture *f = *state;
+	struct rlimit rl, low;
+	tern_apisrv *srv;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 2048) {
+		skip();
+		return;
+	}
+	low = rl;
+	low.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	srv = srv_with(f->path, 1024);
+	assert_int_equal(tern_apisrv_max_conns(srv), 1024);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(low.rlim_cur, 2048);
+	tern_apisrv_free(&srv);
+
+	low.rlim_cur = low.rlim_max = 100;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	srv = srv_with(f->path, 1024);
+	assert_int_equal(tern_apisrv_max_conns(srv), 50);
+	tern_apisrv_free(&srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -505,6 +548,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_srv_stalled_client, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_cap_and_too_large, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_parked, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_fd_limit, srv_setup, srv_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
