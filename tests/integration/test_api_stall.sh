@@ -14,8 +14,10 @@
 # closed at their 10 s deadline, and logged as a count. Then the same for the
 # broker's control socket: 100 stalled operator clients, `tern queues`
 # answers within 1 s, delivery keeps its latency, the clients are closed at
-# their deadline. Throughout, no side loses the other: the broker never drops
-# a node's route (`silent for`), no node says Hello again.
+# their deadline; meanwhile 1,100 stalled clients at sweden: 1,024 are held
+# (the cap), the other 76 are answered "no-memory" at once, and sweden goes
+# on receiving. Throughout, no side loses the other: the broker never drops a
+# node's route (`silent for`), no node says Hello again.
 #
 # Checks do not stop at the first failure: each is reported, and the test
 # fails at the end if any did.
@@ -105,6 +107,32 @@ read -r idle_p50 idle_p99 idle_n idle_failed < <(latency idle)
 echo "  tern info ${info_idle} ms, tern queues ${queues_idle} ms; delivery p50 ${idle_p50} ms, p99 ${idle_p99} ms ($idle_n messages)"
 [[ $idle_n -ge 20 && $idle_failed == 0 ]] || fail "idle delivery: $idle_n delivered, $idle_failed failed"
 
+say "bad input gets its error, and the node goes on"
+api_raw() { # SOCKET BYTES (a Python bytes literal): sends them, prints the answer's "error"
+  python3 - "$1" "$2" <<'PY'
+import ast, json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+s.sendall(ast.literal_eval(sys.argv[2]))
+b = b""
+while True:
+    d = s.recv(65536)
+    if not d:
+        break
+    b += d
+print(json.loads(b[4:4 + struct.unpack(">I", b[:4])[0]]).get("error"))
+PY
+}
+check "not JSON: want malformed" test "$(api_raw "$UNHCR_SOCK" 'b"\0\0\0\3abc"')" = malformed
+check "a JSON array: want malformed" test "$(api_raw "$UNHCR_SOCK" 'b"\0\0\0\2[]"')" = malformed
+check "version 2: want unsupported" \
+  test "$(api_raw "$UNHCR_SOCK" 'b"\0\0\0\x18{\"v\":2,\"op\":\"node.info\"}"')" = unsupported
+check "a length over 16 MiB: want too-large" test "$(api_raw "$UNHCR_SOCK" 'b"\1\0\0\1"')" = too-large
+check "a control request over 64 KiB: want too-large" \
+  test "$(api_raw "$CONTROL_SOCK" 'b"\0\1\0\1"')" = too-large
+check "tern info after bad input" connected unhcr
+
 say "a 400 KB message for sweden, whose inbox.show answer is larger than a socket buffer"
 referral_json STALL-BIG | python3 -c 'import json,sys
 b = json.load(sys.stdin); a = b["attachments"][0]
@@ -143,7 +171,8 @@ check "unhcr did not log the dropped clients" \
 check "sweden did not log the clients that did not read" \
   grep -Eq 'API: closed [0-9]+ connection\(s\) that did not read their reply within 10000 ms' "$WORK/sweden.log"
 
-say "broker: 100 operator clients stalled mid-prefix on the control socket, 10 oversized prefixes"
+say "broker: 100 operator clients stalled mid-prefix on the control socket, 10 oversized prefixes; 1,100 at sweden"
+stallers cap "$SWEDEN_SOCK" 1100 prefix
 stallers ctl-prefix "$CONTROL_SOCK" 100 prefix
 stallers ctl-huge "$CONTROL_SOCK" 10 huge
 rc=0
@@ -162,6 +191,14 @@ check "the oversized control prefixes got $(summary "$WORK/stall-ctl-huge.out" a
   closed_between ctl-huge 0 1
 stallers_done ctl-prefix
 check "the stalled control clients were not closed between 8 and 13 s" closed_between ctl-prefix 8 13
+stallers_done cap
+echo "  cap: $(summary "$WORK/stall-cap.out" early) closed at once, answers $(summary "$WORK/stall-cap.out" answers)"
+check "1,100 connections at sweden: want 76 over the cap of 1,024 answered no-memory and closed at once, the rest at the deadline" \
+  test "$(summary "$WORK/stall-cap.out" early)" = 76 -a "$(summary "$WORK/stall-cap.out" closed)" = 1100
+check "the answers at sweden are $(summary "$WORK/stall-cap.out" answers)" \
+  grep -q '"no-memory": 76' "$WORK/stall-cap.out"
+check "sweden did not log the connections over its cap" \
+  grep -Eq 'API: refused [0-9]+ connection\(s\) over the limit of 1024 open' "$WORK/sweden.log"
 check "the broker did not log the dropped control clients" \
   grep -Eq 'control: closed [0-9]+ connection\(s\) with no complete request within 10000 ms' "$WORK/broker.log"
 
@@ -171,6 +208,7 @@ check "the broker dropped a node's route: $(grep -h 'silent for' "$WORK/broker.l
 check "a node lost the broker: $(grep -h 'broker silent' "$WORK/unhcr.log" "$WORK/sweden.log" | head -2)" \
   bash -c "! grep -q 'broker silent' '$WORK/unhcr.log' '$WORK/sweden.log'"
 check "tern info does not answer after the stall" connected unhcr
+check "tern info does not answer at sweden after the stall" connected sweden
 check "tern queues does not answer after the stall" \
   bash -c "'$TERN' queues -c '$WORK/fed/broker/broker.conf' | grep -q running"
 ! grep -q 'scan-0' "$WORK/unhcr.log" "$WORK/sweden.log" "$WORK/broker.log" ||
