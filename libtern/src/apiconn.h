@@ -43,7 +43,8 @@ int tern_apiconn_fd(const tern_apiconn *c);
  *   TERN_EIO: the peer closed (before or in the middle of a request), or the
  *     socket failed; tern_errdetail() says which.
  * A call reads at most about 1 MiB, so that one busy client cannot hold the
- * loop: a longer request completes over several calls. */
+ * loop: a longer request completes over several calls. After an error the
+ * connection is good only for an answer (tern_apiconn_queue_reply) and closing. */
 int tern_apiconn_read(tern_apiconn *c, json_t **req);
 
 /* Bytes read and held for requests not yet returned. */
