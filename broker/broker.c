@@ -7,7 +7,6 @@
 #include <zmq.h>
 
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,6 +17,7 @@
 #include <tern/msgtype.h>
 #include <tern/uuid.h>
 
+#include "apisrv.h"
 #include "broker.h"
 #include "daemon.h"
 #include "hop.h"
@@ -32,6 +32,9 @@
 #define MAX_PEERS 256
 #define MAX_RID 256
 #define ZAP_ENDPOINT "inproc://zeromq.zap.01"
+/* A control request is an op and a message id or a destination. */
+#define CONTROL_MAX_FRAME 65536
+#define CONTROL_POLL_MAX TERN_APISRV_POLL_MAX(TERN_API_MAX_CONNS)
 
 struct peer {
 	char id[64];
@@ -142,8 +145,8 @@ struct broker {
 	int64_t cp_ivl_ms, idle_ivl_ms;
 	double peer_rate, peer_burst;
 	int64_t peer_backlog;
-	int ctl_fd;      /* the control socket (docs/operations.md); -1 when not listening */
-	tern_http *http; /* /metrics, /healthz, /readyz; NULL when [metrics] port = 0 */
+	tern_apisrv *ctl; /* the control socket (docs/operations.md) and its clients */
+	tern_http *http;  /* /metrics, /healthz, /readyz; NULL when [metrics] port = 0 */
 	int64_t next_metrics, next_expiry_check;
 	/* The queue gauges read every queued item: with a large backlog they are
 	 * refreshed less often than the snapshot, for at most 1% of the loop. */
@@ -1258,6 +1261,8 @@ static void timers(broker *b, int64_t now)
 
 /* --- life cycle ------------------------------------------------------------------ */
 
+static int control_open(broker *b);
+
 int broker_open(const char *conf, broker **out)
 {
 	broker *b;
@@ -1266,7 +1271,6 @@ int broker_open(const char *conf, broker **out)
 
 	if ((b = calloc(1, sizeof(*b))) == NULL)
 		return TERN_ENOMEM;
-	b->ctl_fd = -1;
 	if ((rc = tern_ident_load_start(conf, TERN_CONFIG_BROKER, stderr, &b->id)) != TERN_OK) {
 		free(b);
 		return rc;
@@ -1343,8 +1347,7 @@ int broker_open(const char *conf, broker **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
-	if ((rc = tern_api_listen(tern_config_get(b->id.cfg, "broker", "control_socket"),
-	                          &b->ctl_fd)) != TERN_OK) {
+	if ((rc = control_open(b)) != TERN_OK) {
 		fprintf(stderr, "tern-broker: cannot open the control socket: %s\n",
 		        tern_errdetail());
 		goto fail;
@@ -1374,8 +1377,8 @@ void broker_close(broker **bp)
 	for (size_t i = 0; i < b->npeers; i++)
 		rate_free(&b->peers[i]);
 	tern_http_stop(&b->http);
-	if (b->ctl_fd >= 0) {
-		close(b->ctl_fd);
+	if (b->ctl) {
+		tern_apisrv_free(&b->ctl);
 		unlink(tern_config_get(b->id.cfg, "broker", "control_socket"));
 	}
 	tern_zmon_free(&b->zmon);
@@ -1849,50 +1852,47 @@ static json_t *peers_json(broker *b)
 	                 "peers", arr);
 }
 
-static void on_control(broker *b)
+/* One complete control request; the answer goes back without blocking
+ * (apisrv.h). */
+static json_t *on_control(void *arg, int conn, json_t *req, uid_t uid)
 {
-	struct timeval tv = {2, 0};
-	json_t *req = NULL, *res = NULL;
+	broker *b = arg;
 	const char *op;
-	int fd = accept4(b->ctl_fd, NULL, NULL, SOCK_CLOEXEC);
 
-	if (fd < 0)
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (tern_api_check_peer(fd) != TERN_OK) {
-		log_warnx("control: %s", tern_errdetail());
-		res = tern_api_error(TERN_EPERM, "%s", tern_errdetail());
-	} else if (tern_api_read(fd, 65536, &req) != TERN_OK) {
-		res = tern_api_error(TERN_EMALFORMED, "%s", tern_errdetail());
-	} else if (json_integer_value(json_object_get(req, "v")) != TERN_API_VERSION ||
-	           (op = json_string_value(json_object_get(req, "op"))) == NULL) {
-		res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
-		                "this broker speaks control version 1; give \"v\":1 and \"op\"");
-	} else if (strcmp(op, "queues") == 0) {
-		res = queues_json(b);
-	} else if (strcmp(op, "queue.show") == 0) {
-		res = queue_show(b, req);
-	} else if (strcmp(op, "peers") == 0) {
-		res = peers_json(b);
-	} else if (strncmp(op, "dlq.", 4) == 0 &&
-	           (strcmp(op, "dlq.list") == 0 || strcmp(op, "dlq.retry") == 0 ||
-	            strcmp(op, "dlq.drop") == 0)) {
-		struct ucred cr;
-		socklen_t cl = sizeof(cr);
-		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0)
-			cr.uid = (uid_t)-1;
-		res = dlq_op(b, op, req, cr.uid);
-	} else {
-		res = tern_api_error(TERN_EINVAL,
-		                     "unknown operation '%s' (queues, queue.show, peers, dlq.list, "
-		                     "dlq.retry, dlq.drop)",
-		                     op);
-	}
-	tern_api_write(fd, res);
-	close(fd);
-	json_decref(req);
-	json_decref(res);
+	(void)conn;
+	if (json_integer_value(json_object_get(req, "v")) != TERN_API_VERSION ||
+	    (op = json_string_value(json_object_get(req, "op"))) == NULL)
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
+		                 "this broker speaks control version 1; give \"v\":1 and \"op\"");
+	if (strcmp(op, "queues") == 0)
+		return queues_json(b);
+	if (strcmp(op, "queue.show") == 0)
+		return queue_show(b, req);
+	if (strcmp(op, "peers") == 0)
+		return peers_json(b);
+	if (strcmp(op, "dlq.list") == 0 || strcmp(op, "dlq.retry") == 0 ||
+	    strcmp(op, "dlq.drop") == 0)
+		return dlq_op(b, op, req, uid);
+	return tern_api_error(TERN_EINVAL,
+	                      "unknown operation '%s' (queues, queue.show, peers, dlq.list, "
+	                      "dlq.retry, dlq.drop)",
+	                      op);
+}
+
+static int control_open(broker *b)
+{
+	tern_apisrv_opts o = {.name = "control",
+	                      .max_frame = CONTROL_MAX_FRAME,
+	                      .max_conns = TERN_API_MAX_CONNS,
+	                      .max_buffered = 0, /* at most max_conns x 64 KiB */
+	                      .request_ms = TERN_API_REQUEST_MS,
+	                      .reply_ms = TERN_API_REPLY_MS};
+	int fd, rc;
+
+	if ((rc = tern_api_listen(tern_config_get(b->id.cfg, "broker", "control_socket"), &fd)) !=
+	    TERN_OK)
+		return rc;
+	return tern_apisrv_new(fd, &o, on_control, b, &b->ctl);
 }
 
 int broker_run(broker *b, volatile sig_atomic_t *stop)
@@ -1902,12 +1902,13 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 	         (unsigned long long)tern_directory_version(b->id.dir));
 	revocation_sweep(b); /* members revoked while the broker was down */
 	while (!*stop) {
-		zmq_pollitem_t items[4] = {{b->router, 0, ZMQ_POLLIN, 0},
-		                           {b->zap, 0, ZMQ_POLLIN, 0},
-		                           {b->monitor, 0, ZMQ_POLLIN, 0},
-		                           {NULL, b->ctl_fd, ZMQ_POLLIN, 0}};
+		/* Control clients are polled with the nodes: none can hold the loop. */
+		zmq_pollitem_t items[3 + CONTROL_POLL_MAX] = {{b->router, 0, ZMQ_POLLIN, 0},
+		                                              {b->zap, 0, ZMQ_POLLIN, 0},
+		                                              {b->monitor, 0, ZMQ_POLLIN, 0}};
+		size_t nctl = tern_apisrv_pollitems(b->ctl, items + 3, CONTROL_POLL_MAX);
 		int64_t now;
-		int n = zmq_poll(items, b->ctl_fd >= 0 ? 4 : 3, 100);
+		int n = zmq_poll(items, 3 + (int)nctl, 100);
 
 		if (n < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -1917,8 +1918,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 			zap_handle(b);
 		if (n > 0 && (items[2].revents & ZMQ_POLLIN))
 			on_monitor(b);
-		if (n > 0 && b->ctl_fd >= 0 && (items[3].revents & ZMQ_POLLIN))
-			on_control(b);
+		tern_apisrv_serve(b->ctl, items + 3, nctl, n > 0, tern_now_ms());
 		b->batch.now = tern_now_ms();
 		if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
 			/* Group commit: take what is waiting, up to a batch, then write once. */

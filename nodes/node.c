@@ -1,11 +1,9 @@
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -22,6 +20,7 @@
 #include <tern/uuid.h>
 #include <tern/validate.h>
 
+#include "api_server.h"
 #include "backoff.h"
 #include "hop.h"
 #include "ident.h"
@@ -35,7 +34,8 @@
 #include "util.h"
 
 #define MONITOR_ENDPOINT "inproc://tern-node-monitor"
-#define MAX_CLIENTS 256
+/* The acknowledgements one commit holds: each is a parked API client. */
+#define MAX_CLIENTS API_SERVER_MAX_PARKED
 
 /* A message to put in the outbox: an API send, or a receipt we owe. */
 struct out {
@@ -51,7 +51,7 @@ struct out {
 	char outcome[40];
 	char ref[37];
 	char client_ref[129];
-	int client;      /* index into parked clients awaiting the commit, or -1 */
+	int client;      /* the API client parked for the commit (api_server.h), or -1 */
 	int64_t wait_ms; /* the client waits for the final state too (send "wait_ms") */
 };
 
@@ -84,15 +84,6 @@ struct inack {
 	int client;
 };
 
-struct client {
-	int fd;
-	int waiting;      /* 1: for a commit; 2: for an inbox message; 3: for a final state */
-	int64_t deadline; /* for waiting == 2 and 3 */
-	char msgid[37];   /* for waiting == 3 */
-	int look;         /* waiting == 3: its message changed state in the last commit */
-	json_t *reply;    /* sent after the commit */
-};
-
 struct batch {
 	struct out *outs;
 	size_t nouts, capouts;
@@ -116,8 +107,7 @@ struct node {
 	tern_store *store;
 	void *ctx, *dealer, *monitor;
 	const tern_member *broker;
-	int api_fd;
-	struct client clients[MAX_CLIENTS];
+	api_server *api; /* the local API socket and its clients */
 	struct batch batch;
 	/* broker session */
 	int connected;
@@ -129,7 +119,6 @@ struct node {
 	 * only sent once its Welcome came (wire.proto, Submit). */
 	uint64_t session, sub_index;
 	int64_t hello_at;
-	int sent_changed; /* a receipt, notice or refusal came: look at final-state waiters */
 	int64_t last_rx, last_tx;
 	/* A refused CurveZMQ handshake: libzmq 4.3.4 would retry every 100-200 ms
 	 * whatever ZMQ_RECONNECT_IVL_MAX says (that applies to failed TCP
@@ -744,18 +733,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 
 static void client_reply(node *n, int ci, json_t *reply)
 {
-	struct client *c = &n->clients[ci];
-
-	if (c->fd >= 0) {
-		tern_api_write(c->fd, reply);
-		close(c->fd);
-	}
-	json_decref(reply);
-	json_decref(c->reply);
-	c->reply = NULL;
-	c->fd = -1;
-	c->waiting = 0;
-	c->look = 0;
+	api_server_reply(n->api, ci, reply);
 }
 
 static void batch_reset(node *n)
@@ -871,10 +849,8 @@ static void batch_commit(node *n)
 			log_info("queued %s %s for %zu recipient(s), case %s", o->msgid, o->type,
 			         o->nrcpts, o->case_id);
 		if (o->client >= 0 && o->wait_ms > 0) {
-			struct client *c = &n->clients[o->client];
-			c->waiting = 3;
-			c->deadline = tern_now_ms() + o->wait_ms;
-			snprintf(c->msgid, sizeof(c->msgid), "%s", o->msgid);
+			api_server_await_final(n->api, o->client, o->msgid,
+			                       tern_now_ms() + o->wait_ms);
 		} else if (o->client >= 0) {
 			client_reply(n, o->client,
 			             json_pack("{s:b, s:s}", "ok", 1, "message_id", o->msgid));
@@ -882,19 +858,12 @@ static void batch_commit(node *n)
 	}
 	/* Waiters whose message this batch answered look at its state again;
 	 * the others wait on (one store read each would cost more than the rest). */
-	for (int i = 0; (b->ndins || b->nresults) && i < MAX_CLIENTS; i++) {
-		struct client *c = &n->clients[i];
-		if (c->fd < 0 || c->waiting != 3)
-			continue;
-		for (size_t k = 0; k < b->ndins && !c->look; k++)
-			c->look =
-			    (b->dins[k].kind == DIN_RECEIPT || b->dins[k].kind == DIN_NOTICE) &&
-			    strcmp(b->dins[k].target, c->msgid) == 0;
-		for (size_t k = 0; k < b->nresults && !c->look; k++)
-			c->look =
-			    !b->results[k].accepted && strcmp(b->results[k].msgid, c->msgid) == 0;
-		n->sent_changed |= c->look;
-	}
+	for (size_t k = 0; k < b->ndins; k++)
+		if (b->dins[k].kind == DIN_RECEIPT || b->dins[k].kind == DIN_NOTICE)
+			api_server_state_changed(n->api, b->dins[k].target);
+	for (size_t k = 0; k < b->nresults; k++)
+		if (!b->results[k].accepted)
+			api_server_state_changed(n->api, b->results[k].msgid);
 	for (size_t i = 0; i < b->ndins; i++) {
 		struct din *d = &b->dins[i];
 		if (d->kind == DIN_ACCEPT)
@@ -1725,165 +1694,49 @@ out:
 	return res; /* NULL: parked until the commit */
 }
 
-static void on_api_client(node *n)
+/* Handles "inbox.ack": checks the message is in the inbox; the removal is
+ * part of the next commit. */
+static json_t *api_ack(node *n, json_t *req, int ci)
 {
-	struct timeval tv = {2, 0};
-	json_t *req = NULL, *res = NULL;
-	const char *op;
-	int fd, ci = -1;
+	const char *id = json_string_value(json_object_get(req, "message_id"));
+	MDB_txn *txn;
+	json_t *rec = NULL;
+	int known = 0;
 
-	fd = accept4(n->api_fd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd < 0)
-		return;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (tern_api_check_peer(fd) != TERN_OK) {
-		log_warnx("API: %s", tern_errdetail());
-		res = tern_api_error(TERN_EPERM, "%s", tern_errdetail());
-		goto reply;
-	}
-	if (tern_api_read(fd, TERN_API_MAX_FRAME, &req) != TERN_OK) {
-		res = tern_api_error(TERN_EMALFORMED, "%s", tern_errdetail());
-		goto reply;
-	}
-	op = json_string_value(json_object_get(req, "op"));
-	if (json_integer_value(json_object_get(req, "v")) != TERN_API_VERSION || op == NULL) {
-		res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
-		                "this node speaks API version 1; give \"v\":1 and \"op\"");
-		goto reply;
-	}
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (n->clients[i].fd < 0) {
-			ci = i;
-			break;
-		}
-	if (strcmp(op, "send") == 0 || strcmp(op, "inbox.ack") == 0 ||
-	    strcmp(op, "inbox.next") == 0) {
-		if (ci < 0) {
-			res =
-			    tern_api_error(TERN_ENOMEM, "too many API clients waiting; try again");
-			goto reply;
-		}
-		n->clients[ci].fd = fd;
-		if (strcmp(op, "send") == 0) {
-			res = api_send(n, req, ci);
-		} else if (strcmp(op, "inbox.ack") == 0) {
-			const char *id = json_string_value(json_object_get(req, "message_id"));
-			if (id == NULL || !tern_uuid_valid(id) || n->batch.nacks == MAX_CLIENTS) {
-				res = tern_api_error(TERN_EINVAL,
-				                     "give the message_id to acknowledge");
-			} else {
-				MDB_txn *txn;
-				json_t *rec = NULL;
-				int known = 0;
-				if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
-					known = node_store_received(txn, n->store, id, &rec) ==
-					            TERN_OK &&
-					        json_is_true(json_object_get(rec, "accepted"));
-					mdb_txn_abort(txn);
-					json_decref(rec);
-				}
-				if (!known) {
-					res = tern_api_error(TERN_ENOENT,
-					                     "no message %s in this inbox", id);
-				} else {
-					snprintf(n->batch.acks[n->batch.nacks].msgid, 37, "%s", id);
-					n->batch.acks[n->batch.nacks++].client = ci;
-				}
-			}
-		} else {
-			json_t *m = inbox_next(n);
-			json_int_t wait = json_integer_value(json_object_get(req, "wait_ms"));
-			if (m != NULL || wait <= 0) {
-				res = json_pack("{s:b, s:o}", "ok", 1, "message",
-				                m ? m : json_null());
-			} else {
-				n->clients[ci].waiting = 2;
-				n->clients[ci].deadline =
-				    tern_now_ms() + (wait > 3600000 ? 3600000 : wait);
-			}
-		}
-		if (res != NULL) {
-			n->clients[ci].fd = -1;
-			goto reply;
-		}
-		json_decref(req);
-		if (n->clients[ci].waiting == 0)
-			n->clients[ci].waiting = 1;
-		return;
-	}
-	if (strcmp(op, "status") == 0 || strcmp(op, "inbox.list") == 0 ||
-	    strcmp(op, "inbox.show") == 0 || strcmp(op, "node.info") == 0)
-		res = api_read_op(n, op, req);
-	else
-		res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
-		                "unknown operation");
-reply:
-	if (res)
-		tern_api_write(fd, res);
-	json_decref(res);
-	json_decref(req);
-	close(fd);
-}
-
-/* Clients that sent with "wait_ms" get the final state (delivered, rejected or
- * expired) once it is committed, or the state so far at their deadline. */
-static void serve_sent_waiters(node *n, int64_t now)
-{
-	MDB_txn *txn = NULL;
-	int look = n->sent_changed;
-
-	n->sent_changed = 0;
-	for (int i = 0; i < MAX_CLIENTS; i++) {
-		struct client *c = &n->clients[i];
-		json_t *rec = NULL;
-		const char *state;
-		int final;
-		if (c->fd < 0 || c->waiting != 3 || (!(look && c->look) && now < c->deadline))
-			continue;
-		c->look = 0;
-		if (txn == NULL && tern_store_read_begin(n->store, &txn) != TERN_OK)
-			return;
-		if (node_store_sent_get(txn, n->store, c->msgid, &rec) != TERN_OK) {
-			client_reply(n, i,
-			             tern_api_error(TERN_EIO, "message %s not found", c->msgid));
-			continue;
-		}
-		state = json_string_value(json_object_get(rec, "state"));
-		final = state && (strcmp(state, "delivered") == 0 ||
-		                  strcmp(state, "rejected") == 0 || strcmp(state, "expired") == 0);
-		if (final || now >= c->deadline)
-			client_reply(n, i,
-			             json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?}", "ok", 1,
-			                       "message_id", c->msgid, "state", state ? state : "",
-			                       "final", final, "reason_code",
-			                       json_object_get(rec, "reason_code"), "reason_text",
-			                       json_object_get(rec, "reason_text")));
+	if (id == NULL || !tern_uuid_valid(id) || n->batch.nacks == MAX_CLIENTS)
+		return tern_api_error(TERN_EINVAL, "give the message_id to acknowledge");
+	if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
+		known = node_store_received(txn, n->store, id, &rec) == TERN_OK &&
+		        json_is_true(json_object_get(rec, "accepted"));
+		mdb_txn_abort(txn);
 		json_decref(rec);
 	}
-	if (txn)
-		mdb_txn_abort(txn);
+	if (!known)
+		return tern_api_error(TERN_ENOENT, "no message %s in this inbox", id);
+	snprintf(n->batch.acks[n->batch.nacks].msgid, 37, "%s", id);
+	n->batch.acks[n->batch.nacks++].client = ci;
+	return NULL; /* parked until the commit */
 }
 
-static void serve_waiters(node *n, int64_t now)
+/* The operations, as the API server (api_server.h) calls them. */
+static json_t *h_send(void *arg, json_t *req, int client)
 {
-	json_t *m = NULL;
-	int looked = 0;
+	return api_send(arg, req, client);
+}
 
-	for (int i = 0; i < MAX_CLIENTS; i++) {
-		struct client *c = &n->clients[i];
-		if (c->fd < 0 || c->waiting != 2)
-			continue;
-		if (!looked) {
-			m = inbox_next(n);
-			looked = 1;
-		}
-		if (m != NULL)
-			client_reply(n, i, json_pack("{s:b, s:O}", "ok", 1, "message", m));
-		else if (now >= c->deadline)
-			client_reply(n, i, json_pack("{s:b, s:n}", "ok", 1, "message"));
-	}
-	json_decref(m);
+static json_t *h_ack(void *arg, json_t *req, int client)
+{
+	return api_ack(arg, req, client);
+}
+
+static json_t *h_read(void *arg, const char *op, json_t *req)
+{
+	return api_read_op(arg, op, req);
+}
+
+static json_t *h_inbox_next(void *arg)
+{
+	return inbox_next(arg);
 }
 
 /* --- life cycle -------------------------------------------------------------------- */
@@ -1900,9 +1753,6 @@ int node_open(const char *conf, node **out)
 
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return TERN_ENOMEM;
-	n->api_fd = -1;
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		n->clients[i].fd = -1;
 	if ((rc = tern_ident_load_start(conf, TERN_CONFIG_NODE, stderr, &n->id)) != TERN_OK) {
 		free(n);
 		return rc;
@@ -1943,10 +1793,13 @@ int node_open(const char *conf, node **out)
 	node_store_delivered_get(txn, n->store, n->epoch, &n->delivered);
 	mdb_txn_abort(txn);
 
-	if ((rc = tern_api_listen(tern_config_get(n->id.cfg, "node", "api_socket"), &n->api_fd)) !=
-	    TERN_OK) {
-		fprintf(stderr, "tern-node: %s\n", tern_errdetail());
-		goto fail;
+	{
+		api_handlers h = {n, h_send, h_ack, h_read, h_inbox_next};
+		if ((rc = api_server_open(tern_config_get(n->id.cfg, "node", "api_socket"), &h,
+		                          n->store, &n->api)) != TERN_OK) {
+			fprintf(stderr, "tern-node: %s\n", tern_errdetail());
+			goto fail;
+		}
 	}
 	n->ctx = zmq_ctx_new();
 	n->dealer = zmq_socket(n->ctx, ZMQ_DEALER);
@@ -2033,13 +1886,7 @@ void node_close(node **np)
 	free(n->batch.outs);
 	free(n->batch.dins);
 	free(n->batch.results);
-	for (int i = 0; i < MAX_CLIENTS; i++)
-		if (n->clients[i].fd >= 0)
-			close(n->clients[i].fd);
-	if (n->api_fd >= 0) {
-		close(n->api_fd);
-		unlink(tern_config_get(n->id.cfg, "node", "api_socket"));
-	}
+	api_server_close(&n->api);
 	/* The HTTP workers wait on the API socket (a long poll, up to a
 	 * minute): closed above, it answers them at once, and the server can
 	 * stop without waiting for them. */
@@ -2067,12 +1914,14 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	         tern_config_get(n->id.cfg, "broker", "endpoint"));
 	n->last_rx = tern_now_ms();
 	while (!*stop) {
-		zmq_pollitem_t items[3] = {{n->dealer, 0, ZMQ_POLLIN, 0},
-		                           {n->monitor, 0, ZMQ_POLLIN, 0},
-		                           {NULL, n->api_fd, ZMQ_POLLIN, 0}};
+		/* The API's sockets are polled with the broker's: no client can hold
+		 * the loop (api_server.h). */
+		zmq_pollitem_t items[2 + API_SERVER_POLL_MAX] = {{n->dealer, 0, ZMQ_POLLIN, 0},
+		                                                 {n->monitor, 0, ZMQ_POLLIN, 0}};
+		size_t napi = api_server_pollitems(n->api, items + 2, API_SERVER_POLL_MAX);
 		int64_t now;
 		int round;
-		int rc = zmq_poll(items, 3, 50);
+		int rc = zmq_poll(items, 2 + (int)napi, 50);
 
 		if (rc < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -2094,13 +1943,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		}
 		if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
 			on_dealer(n);
-		if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
-			for (int i = 0; i < 64; i++) {
-				struct pollfd p = {n->api_fd, POLLIN, 0};
-				if (poll(&p, 1, 0) <= 0)
-					break;
-				on_api_client(n);
-			}
+		api_server_serve(n->api, items + 2, napi, rc > 0, tern_now_ms());
 		now = tern_now_ms();
 		n->batch.now = now;
 		/* Before the checkpoint below, which is to sign its entry. */
@@ -2131,8 +1974,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			n->last_round = now;
 			witness_round(n, NULL);
 		}
-		serve_waiters(n, now);
-		serve_sent_waiters(n, now);
+		api_server_serve_waiters(n->api, now);
 		submit_pump(n);
 		if (now >= n->next_expiry_check) {
 			/* At start and hourly: an expiry must not surprise anyone. */

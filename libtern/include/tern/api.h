@@ -22,6 +22,13 @@ extern "C" {
 
 #define TERN_API_VERSION 1
 #define TERN_API_MAX_FRAME (16u * 1024 * 1024)
+/* What the daemons allow each client (docs/api.md, "Limits"): a request must
+ * be complete within TERN_API_REQUEST_MS of connecting, and its reply read
+ * within TERN_API_REPLY_MS of being ready, or the connection is closed; at
+ * most TERN_API_MAX_CONNS connections are open at once. */
+#define TERN_API_REQUEST_MS 10000
+#define TERN_API_REPLY_MS 10000
+#define TERN_API_MAX_CONNS 1024
 
 /* Writes one framed JSON object to a blocking fd. */
 int tern_api_write(int fd, const json_t *obj);

@@ -1,0 +1,239 @@
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <tern/api.h>
+#include <tern/error.h>
+
+#include "apiconn.h"
+#include "util.h"
+
+/* Bytes one read asks for at most, and one tern_apiconn_read takes at most:
+ * a 16 MiB request completes over several calls, and the loop serves the
+ * others in between. */
+#define CHUNK (64u * 1024)
+#define READ_BUDGET (1024u * 1024)
+/* The first buffer: a small request, prefix and body, in one read. */
+#define FIRST_BUF 4096u
+
+struct tern_apiconn {
+	int fd;
+	size_t max;
+	uint8_t *in; /* bytes read, starting with the prefix of the request in progress */
+	size_t inlen, incap;
+	uint8_t *out; /* framed replies; out[outoff..outlen) is unsent */
+	size_t outoff, outlen;
+};
+
+int tern_apiconn_new(int fd, size_t max_frame, tern_apiconn **out)
+{
+	tern_apiconn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return tern_fail(TERN_ENOMEM, "out of memory for an API connection");
+	}
+	c->fd = fd;
+	c->max = max_frame;
+	*out = c;
+	return TERN_OK;
+}
+
+void tern_apiconn_free(tern_apiconn **cp)
+{
+	tern_apiconn *c;
+
+	if (cp == NULL || (c = *cp) == NULL)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->in);
+	free(c->out);
+	free(c);
+	*cp = NULL;
+}
+
+int tern_apiconn_fd(const tern_apiconn *c)
+{
+	return c->fd;
+}
+
+size_t tern_apiconn_buffered(const tern_apiconn *c)
+{
+	return c->inlen;
+}
+
+size_t tern_apiconn_unsent(const tern_apiconn *c)
+{
+	return c->outlen - c->outoff;
+}
+
+static size_t frame_len(const uint8_t *p)
+{
+	return (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+}
+
+/* Room for the next read: up to `want` bytes, but never more at once than
+ * what arrived so far (at least 4 KiB, at most 64 KiB), and never past the
+ * frame's own end. So memory follows the bytes received (about twice them),
+ * never the length a client declares. */
+static int make_room(tern_apiconn *c, size_t want, size_t frame_end)
+{
+	size_t step = c->inlen < FIRST_BUF ? FIRST_BUF : c->inlen, need, cap;
+	uint8_t *p;
+
+	if (step > CHUNK)
+		step = CHUNK;
+	need = c->inlen + (want < step ? want : step);
+	if (c->incap >= need)
+		return TERN_OK;
+	cap = c->incap ? c->incap * 2 : FIRST_BUF;
+	if (frame_end && cap > frame_end)
+		cap = frame_end > FIRST_BUF ? frame_end : FIRST_BUF;
+	if (cap < need)
+		cap = need;
+	if ((p = realloc(c->in, cap)) == NULL)
+		return tern_fail(TERN_ENOMEM, "out of memory for an API request");
+	c->in = p;
+	c->incap = cap;
+	return TERN_OK;
+}
+
+/* Takes the complete frame at the start of the buffer. */
+static int take_frame(tern_apiconn *c, size_t flen, json_t **req)
+{
+	json_error_t jerr;
+	json_t *obj = json_loadb((const char *)c->in + 4, flen, JSON_REJECT_DUPLICATES, &jerr);
+	size_t rest = c->inlen - 4 - flen;
+
+	memmove(c->in, c->in + 4 + flen, rest);
+	c->inlen = rest;
+	if (rest == 0 && c->incap > CHUNK) {
+		/* A large request went through: do not keep its buffer. */
+		free(c->in);
+		c->in = NULL;
+		c->incap = 0;
+	}
+	if (obj == NULL || !json_is_object(obj)) {
+		json_decref(obj);
+		return tern_fail(TERN_EMALFORMED, "API message is not a JSON object");
+	}
+	*req = obj;
+	return TERN_OK;
+}
+
+int tern_apiconn_read(tern_apiconn *c, json_t **req)
+{
+	size_t taken = 0;
+	int rc;
+
+	*req = NULL;
+	for (;;) {
+		size_t flen = 0, want, frame_end = 0;
+		ssize_t n;
+
+		if (c->inlen >= 4) {
+			flen = frame_len(c->in);
+			/* Refused on its 4 bytes: nothing of it is ever held. */
+			if (flen > c->max)
+				return tern_fail(
+				    TERN_ETOOBIG,
+				    "API message of %zu bytes is over the limit of %zu", flen,
+				    c->max);
+			if (c->inlen - 4 >= flen)
+				return take_frame(c, flen, req);
+			frame_end = 4 + flen;
+			want = frame_end - c->inlen;
+		} else {
+			want = 4 - c->inlen;
+		}
+		if (taken >= READ_BUDGET)
+			return TERN_OK; /* the rest on the next round */
+		if ((rc = make_room(c, want, frame_end)) != TERN_OK)
+			return rc;
+		n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return TERN_OK;
+		if (n < 0)
+			return tern_fail(TERN_EIO, "cannot read from the API socket: %s",
+			                 strerror(errno));
+		if (n == 0) {
+			if (c->inlen == 0)
+				return tern_fail(TERN_EIO, "the API client closed the connection");
+			return tern_fail(TERN_EIO,
+			                 "the API client closed the connection in the middle of "
+			                 "a request (%zu bytes of it sent)",
+			                 c->inlen);
+		}
+		c->inlen += (size_t)n;
+		taken += (size_t)n;
+	}
+}
+
+int tern_apiconn_queue_reply(tern_apiconn *c, const json_t *obj)
+{
+	char *text = json_dumps(obj, JSON_COMPACT);
+	size_t len, unsent;
+	uint8_t *p;
+
+	if (text == NULL)
+		return tern_fail(TERN_EINVAL, "cannot encode the API message (invalid UTF-8?)");
+	len = strlen(text);
+	if (len > TERN_API_MAX_FRAME) {
+		free(text);
+		return tern_fail(TERN_ETOOBIG, "API message of %zu bytes is too large", len);
+	}
+	/* What was written already makes room at the front. */
+	unsent = c->outlen - c->outoff;
+	if (c->outoff > 0)
+		memmove(c->out, c->out + c->outoff, unsent);
+	c->outoff = 0;
+	c->outlen = unsent;
+	if ((p = realloc(c->out, unsent + 4 + len)) == NULL) {
+		free(text);
+		return tern_fail(TERN_ENOMEM, "out of memory for an API reply");
+	}
+	c->out = p;
+	p += unsent;
+	p[0] = (uint8_t)(len >> 24);
+	p[1] = (uint8_t)(len >> 16);
+	p[2] = (uint8_t)(len >> 8);
+	p[3] = (uint8_t)len;
+	memcpy(p + 4, text, len);
+	c->outlen += 4 + len;
+	free(text);
+	return TERN_OK;
+}
+
+int tern_apiconn_flush(tern_apiconn *c, size_t *left)
+{
+	int rc = TERN_OK;
+
+	while (c->outoff < c->outlen) {
+		ssize_t n = send(c->fd, c->out + c->outoff, c->outlen - c->outoff,
+		                 MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n < 0) {
+			rc = tern_fail(TERN_EIO, "cannot write to the API socket: %s",
+			               strerror(errno));
+			break;
+		}
+		c->outoff += (size_t)n;
+	}
+	if (c->outoff == c->outlen) {
+		free(c->out);
+		c->out = NULL;
+		c->outoff = c->outlen = 0;
+	}
+	if (left)
+		*left = c->outlen - c->outoff;
+	return rc;
+}

@@ -1,0 +1,245 @@
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <tern/api.h>
+#include <tern/error.h>
+
+#include "api_server.h"
+#include "apisrv.h"
+#include "node_store.h"
+#include "util.h"
+
+/* A client waiting for the node to answer. */
+struct parked {
+	int conn;         /* its tern_apisrv connection; -1: the slot is free */
+	int waiting;      /* 1: for a commit; 2: for an inbox message; 3: for a final state */
+	int64_t deadline; /* for waiting == 2 and 3 */
+	char msgid[37];   /* for waiting == 3 */
+	int look;         /* waiting == 3: its message changed state in the last commit */
+};
+
+struct api_server {
+	tern_apisrv *srv;
+	api_handlers h;
+	tern_store *store;
+	char *path;
+	struct parked parked[API_SERVER_MAX_PARKED];
+	int sent_changed; /* a receipt, notice or refusal came: look at final-state waiters */
+};
+
+/* One complete request: answered now, or parked (NULL). */
+static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
+{
+	api_server *s = arg;
+	const char *op = json_string_value(json_object_get(req, "op"));
+	json_t *res = NULL;
+	struct parked *p;
+	int ci = -1;
+
+	(void)uid;
+	if (json_integer_value(json_object_get(req, "v")) != TERN_API_VERSION || op == NULL)
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
+		                 "this node speaks API version 1; give \"v\":1 and \"op\"");
+	if (strcmp(op, "status") == 0 || strcmp(op, "inbox.list") == 0 ||
+	    strcmp(op, "inbox.show") == 0 || strcmp(op, "node.info") == 0)
+		return s->h.read(s->h.arg, op, req);
+	if (strcmp(op, "send") != 0 && strcmp(op, "inbox.ack") != 0 &&
+	    strcmp(op, "inbox.next") != 0)
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
+		                 "unknown operation");
+	/* These may wait: each holds a parked slot while its handler runs. */
+	for (int i = 0; i < API_SERVER_MAX_PARKED && ci < 0; i++)
+		if (s->parked[i].conn < 0)
+			ci = i;
+	if (ci < 0)
+		return tern_api_error(TERN_ENOMEM, "too many API clients waiting; try again");
+	p = &s->parked[ci];
+	p->conn = conn;
+	if (strcmp(op, "send") == 0) {
+		res = s->h.send(s->h.arg, req, ci);
+	} else if (strcmp(op, "inbox.ack") == 0) {
+		res = s->h.ack(s->h.arg, req, ci);
+	} else {
+		json_t *m = s->h.inbox_next(s->h.arg);
+		json_int_t wait = json_integer_value(json_object_get(req, "wait_ms"));
+		if (m != NULL || wait <= 0) {
+			res = json_pack("{s:b, s:o}", "ok", 1, "message", m ? m : json_null());
+		} else {
+			p->waiting = 2;
+			p->deadline = tern_now_ms() + (wait > 3600000 ? 3600000 : wait);
+		}
+	}
+	if (res != NULL) {
+		memset(p, 0, sizeof(*p));
+		p->conn = -1;
+		return res;
+	}
+	if (p->waiting == 0)
+		p->waiting = 1;
+	return NULL;
+}
+
+int api_server_open(const char *path, const api_handlers *handlers, tern_store *store,
+                    api_server **out)
+{
+	tern_apisrv_opts o = {.name = "API",
+	                      .max_frame = TERN_API_MAX_FRAME,
+	                      .max_conns = TERN_API_MAX_CONNS,
+	                      /* Four of the largest requests at once; more wait. */
+	                      .max_buffered = 4 * (size_t)TERN_API_MAX_FRAME,
+	                      .request_ms = TERN_API_REQUEST_MS,
+	                      .reply_ms = TERN_API_REPLY_MS};
+	api_server *s;
+	int fd, rc;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL || (s->path = strdup(path)) == NULL) {
+		free(s);
+		return tern_fail(TERN_ENOMEM, "out of memory for the API server");
+	}
+	s->h = *handlers;
+	s->store = store;
+	for (int i = 0; i < API_SERVER_MAX_PARKED; i++)
+		s->parked[i].conn = -1;
+	if ((rc = tern_api_listen(path, &fd)) != TERN_OK)
+		goto fail;
+	if ((rc = tern_apisrv_new(fd, &o, on_request, s, &s->srv)) != TERN_OK) {
+		unlink(path);
+		goto fail;
+	}
+	*out = s;
+	return TERN_OK;
+fail:
+	free(s->path);
+	free(s);
+	return rc;
+}
+
+void api_server_close(api_server **sp)
+{
+	api_server *s;
+
+	if (sp == NULL || (s = *sp) == NULL)
+		return;
+	tern_apisrv_free(&s->srv);
+	unlink(s->path);
+	free(s->path);
+	free(s);
+	*sp = NULL;
+}
+
+size_t api_server_pollitems(api_server *s, zmq_pollitem_t *items, size_t cap)
+{
+	return tern_apisrv_pollitems(s->srv, items, cap);
+}
+
+void api_server_serve(api_server *s, const zmq_pollitem_t *items, size_t n, int polled, int64_t now)
+{
+	tern_apisrv_serve(s->srv, items, n, polled, now);
+}
+
+void api_server_reply(api_server *s, int client, json_t *reply)
+{
+	struct parked *p;
+
+	if (client < 0 || client >= API_SERVER_MAX_PARKED) {
+		json_decref(reply);
+		return;
+	}
+	p = &s->parked[client];
+	if (p->conn >= 0)
+		tern_apisrv_reply(s->srv, p->conn, reply);
+	else
+		json_decref(reply);
+	memset(p, 0, sizeof(*p));
+	p->conn = -1;
+}
+
+void api_server_await_final(api_server *s, int client, const char *msgid, int64_t deadline)
+{
+	struct parked *p = &s->parked[client];
+
+	p->waiting = 3;
+	p->deadline = deadline;
+	snprintf(p->msgid, sizeof(p->msgid), "%s", msgid);
+}
+
+void api_server_state_changed(api_server *s, const char *msgid)
+{
+	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
+		struct parked *p = &s->parked[i];
+		if (p->conn < 0 || p->waiting != 3 || strcmp(p->msgid, msgid) != 0)
+			continue;
+		p->look = 1;
+		s->sent_changed = 1;
+	}
+}
+
+/* Clients that sent with "wait_ms" get the final state (delivered, rejected or
+ * expired) once it is committed, or the state so far at their deadline. */
+static void serve_sent_waiters(api_server *s, int64_t now)
+{
+	MDB_txn *txn = NULL;
+	int look = s->sent_changed;
+
+	s->sent_changed = 0;
+	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
+		struct parked *c = &s->parked[i];
+		json_t *rec = NULL;
+		const char *state;
+		int final;
+		if (c->conn < 0 || c->waiting != 3 || (!(look && c->look) && now < c->deadline))
+			continue;
+		if (txn == NULL && tern_store_read_begin(s->store, &txn) != TERN_OK) {
+			s->sent_changed = look; /* again next round */
+			return;
+		}
+		c->look = 0;
+		if (node_store_sent_get(txn, s->store, c->msgid, &rec) != TERN_OK) {
+			api_server_reply(
+			    s, i, tern_api_error(TERN_EIO, "message %s not found", c->msgid));
+			continue;
+		}
+		state = json_string_value(json_object_get(rec, "state"));
+		final = state && (strcmp(state, "delivered") == 0 ||
+		                  strcmp(state, "rejected") == 0 || strcmp(state, "expired") == 0);
+		if (final || now >= c->deadline)
+			api_server_reply(
+			    s, i,
+			    json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?}", "ok", 1, "message_id",
+			              c->msgid, "state", state ? state : "", "final", final,
+			              "reason_code", json_object_get(rec, "reason_code"),
+			              "reason_text", json_object_get(rec, "reason_text")));
+		json_decref(rec);
+	}
+	if (txn)
+		mdb_txn_abort(txn);
+}
+
+static void serve_inbox_waiters(api_server *s, int64_t now)
+{
+	json_t *m = NULL;
+	int looked = 0;
+
+	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
+		struct parked *c = &s->parked[i];
+		if (c->conn < 0 || c->waiting != 2)
+			continue;
+		if (!looked) {
+			m = s->h.inbox_next(s->h.arg);
+			looked = 1;
+		}
+		if (m != NULL)
+			api_server_reply(s, i, json_pack("{s:b, s:O}", "ok", 1, "message", m));
+		else if (now >= c->deadline)
+			api_server_reply(s, i, json_pack("{s:b, s:n}", "ok", 1, "message"));
+	}
+	json_decref(m);
+}
+
+void api_server_serve_waiters(api_server *s, int64_t now)
+{
+	serve_inbox_waiters(s, now);
+	serve_sent_waiters(s, now);
+}

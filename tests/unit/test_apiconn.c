@@ -1,0 +1,554 @@
+/* The local API's non-blocking framing (apiconn.h) and the server built on it
+ * (apisrv.h): requests are taken as their bytes arrive, however they are cut
+ * or joined; a length over the limit is refused on its 4 bytes; a peer that
+ * hangs up mid-frame is an ordinary error; a reply larger than the socket
+ * buffer goes out over several rounds; a stalled client is closed at its
+ * deadline while others are served, and one over the connection cap is
+ * answered at once. */
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <tern/api.h>
+#include <tern/error.h>
+
+#include "apiconn.h"
+#include "apisrv.h"
+#include "testutil.h"
+#include "util.h"
+
+/* A connection on one end of a socket pair; *peer is the client's end. */
+static tern_apiconn *pair(size_t max, int *peer)
+{
+	int sv[2];
+	tern_apiconn *c = NULL;
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(tern_apiconn_new(sv[0], max, &c), TERN_OK);
+	*peer = sv[1];
+	return c;
+}
+
+/* The frame of a JSON text: 4-byte big-endian length, then the text. */
+static size_t frame(const char *text, uint8_t *out)
+{
+	size_t len = strlen(text);
+
+	out[0] = (uint8_t)(len >> 24);
+	out[1] = (uint8_t)(len >> 16);
+	out[2] = (uint8_t)(len >> 8);
+	out[3] = (uint8_t)len;
+	memcpy(out + 4, text, len);
+	return 4 + len;
+}
+
+static void test_byte_by_byte(void **state)
+{
+	uint8_t buf[128];
+	size_t n = frame("{\"v\":1,\"op\":\"node.info\"}", buf);
+	json_t *req = NULL;
+	int peer;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK); /* nothing yet */
+	assert_null(req);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(write(peer, buf + i, 1), 1);
+		assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+		if (i + 1 < n) {
+			assert_null(req);
+			assert_int_equal(tern_apiconn_buffered(c), i + 1);
+		}
+	}
+	assert_non_null(req);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "node.info");
+	assert_int_equal(tern_apiconn_buffered(c), 0);
+	json_decref(req);
+	close(peer);
+	tern_apiconn_free(&c);
+	assert_null(c);
+	tern_apiconn_free(&c); /* NULL-safe */
+}
+
+static void test_two_in_one_read(void **state)
+{
+	uint8_t buf[256];
+	size_t n = frame("{\"op\":\"a\"}", buf);
+	json_t *req = NULL;
+	int peer;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	n += frame("{\"op\":\"b\"}", buf + n);
+	/* and a third but for its last 4 bytes */
+	n += frame("{\"op\":\"c\"}", buf + n) - 4;
+	assert_int_equal(write(peer, buf, n), (ssize_t)n);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "a");
+	json_decref(req);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "b");
+	json_decref(req);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_null(req);
+	assert_int_equal(tern_apiconn_buffered(c), 4 + 6);
+	assert_int_equal(write(peer, "\"c\"}", 4), 4);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "c");
+	json_decref(req);
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
+static void test_oversized_prefix(void **state)
+{
+	uint8_t huge[4] = {0xff, 0xff, 0xff, 0xff}, big[4] = {0, 0, 0x10, 0x01};
+	json_t *req = NULL;
+	int peer;
+	tern_apiconn *c = pair(4096, &peer);
+
+	(void)state;
+	/* Refused on its 4 bytes, before any body arrives. */
+	assert_int_equal(write(peer, huge, 4), 4);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_ETOOBIG);
+	assert_null(req);
+	assert_non_null(strstr(tern_errdetail(), "over the limit of 4096"));
+	close(peer);
+	tern_apiconn_free(&c);
+
+	c = pair(4096, &peer);
+	assert_int_equal(write(peer, big, 4), 4); /* 4097: one over */
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_ETOOBIG);
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
+/* A client that declares the largest frame and sends little of it holds
+ * memory for what it sent, not for what it declared. */
+static void test_declared_is_not_held(void **state)
+{
+	uint8_t hdr[4] = {0x00, 0xff, 0xff, 0xff}, junk[1000];
+	json_t *req = NULL;
+	int peer;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	memset(junk, ' ', sizeof(junk));
+	assert_int_equal(write(peer, hdr, 4), 4);
+	assert_int_equal(write(peer, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_null(req);
+	assert_int_equal(tern_apiconn_buffered(c), 4 + sizeof(junk));
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
+static void test_eof(void **state)
+{
+	json_t *req = NULL;
+	int peer;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	/* mid-frame: the prefix, then half the body */
+	assert_int_equal(write(peer, "\0\0\0\x10{\"op\":", 10), 10);
+	close(peer);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EIO);
+	assert_null(req);
+	assert_non_null(strstr(tern_errdetail(), "in the middle of a request"));
+	tern_apiconn_free(&c);
+
+	/* before a byte */
+	c = pair(TERN_API_MAX_FRAME, &peer);
+	close(peer);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EIO);
+	assert_non_null(strstr(tern_errdetail(), "closed the connection"));
+	tern_apiconn_free(&c);
+
+	/* mid-prefix */
+	c = pair(TERN_API_MAX_FRAME, &peer);
+	assert_int_equal(write(peer, "\0\0", 2), 2);
+	close(peer);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EIO);
+	tern_apiconn_free(&c);
+}
+
+/* Not JSON, or JSON but not an object: refused, and the stream stays in
+ * step (the bad frame is consumed whole). */
+static void test_not_json(void **state)
+{
+	uint8_t buf[128];
+	size_t n = frame("not json", buf);
+	json_t *req = NULL;
+	int peer;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	n += frame("[1,2]", buf + n);
+	n += frame("{\"op\":\"ok\"}", buf + n);
+	assert_int_equal(write(peer, buf, n), (ssize_t)n);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EMALFORMED);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EMALFORMED);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "ok");
+	json_decref(req);
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
+/* A request larger than one read's budget completes over several calls. */
+static void test_large_request(void **state)
+{
+	size_t blen = 3 * 1024 * 1024, got = 0;
+	char *text = malloc(blen + 32);
+	uint8_t *buf = malloc(blen + 64);
+	size_t n, off = 0;
+	json_t *req = NULL;
+	int peer, calls = 0;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	assert_non_null(text);
+	assert_non_null(buf);
+	strcpy(text, "{\"s\":\"");
+	memset(text + 6, 'x', blen);
+	strcpy(text + 6 + blen, "\"}");
+	n = frame(text, buf);
+	while (req == NULL) {
+		ssize_t w = off < n ? send(peer, buf + off, n - off, MSG_DONTWAIT) : 0;
+		if (w > 0)
+			off += (size_t)w;
+		assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+		calls++;
+		assert_true(calls < 100000);
+	}
+	got = strlen(json_string_value(json_object_get(req, "s")));
+	assert_int_equal(got, blen);
+	assert_true(calls > 1);
+	json_decref(req);
+	free(text);
+	free(buf);
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
+/* A reply larger than the socket buffer: flush writes what fits and says what
+ * is left; after the client reads, POLLOUT and flush again, until all of it
+ * arrived, byte for byte. */
+static void test_large_reply(void **state)
+{
+	size_t slen = 1024 * 1024, have = 0, cap = slen + 64, left = 0;
+	char *s = malloc(slen + 1);
+	uint8_t *rx = malloc(cap);
+	json_t *obj, *back;
+	int peer, rounds = 0, small = 4096;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	assert_non_null(s);
+	assert_non_null(rx);
+	memset(s, 'y', slen);
+	s[slen] = 0;
+	obj = json_pack("{s:b, s:s}", "ok", 1, "blob", s);
+	setsockopt(tern_apiconn_fd(c), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+	assert_int_equal(tern_apiconn_queue_reply(c, obj), TERN_OK);
+	assert_int_equal(tern_apiconn_unsent(c), 4 + strlen("{\"ok\":true,\"blob\":\"\"}") + slen);
+	assert_int_equal(tern_apiconn_flush(c, &left), TERN_OK);
+	assert_true(left > 0); /* did not fit: no wait, the rest is kept */
+	while (left > 0) {
+		struct pollfd p = {tern_apiconn_fd(c), POLLOUT, 0};
+		ssize_t r;
+		while ((r = recv(peer, rx + have, cap - have, MSG_DONTWAIT)) > 0)
+			have += (size_t)r;
+		assert_int_equal(poll(&p, 1, 1000), 1);
+		assert_int_equal(tern_apiconn_flush(c, &left), TERN_OK);
+		assert_int_equal(tern_apiconn_unsent(c), left);
+		rounds++;
+		assert_true(rounds < 100000);
+	}
+	for (ssize_t r; (r = recv(peer, rx + have, cap - have, MSG_DONTWAIT)) > 0;)
+		have += (size_t)r;
+	assert_true(rounds > 1);
+	assert_true(have >= 4);
+	assert_int_equal((size_t)rx[0] << 24 | (size_t)rx[1] << 16 | (size_t)rx[2] << 8 | rx[3],
+	                 have - 4);
+	back = json_loadb((const char *)rx + 4, have - 4, 0, NULL);
+	assert_non_null(back);
+	assert_true(json_equal(back, obj));
+	json_decref(back);
+	json_decref(obj);
+	free(s);
+	free(rx);
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
+static void test_flush_to_gone_peer(void **state)
+{
+	json_t *obj = json_pack("{s:b}", "ok", 1);
+	int peer;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	close(peer);
+	assert_int_equal(tern_apiconn_queue_reply(c, obj), TERN_OK);
+	assert_int_equal(tern_apiconn_flush(c, NULL), TERN_EIO); /* no SIGPIPE either */
+	json_decref(obj);
+	tern_apiconn_free(&c);
+}
+
+/* --- the server ------------------------------------------------------------------ */
+
+struct srv_fixture {
+	char dir[256], path[300];
+	tern_apisrv *srv;
+	int parked; /* the connection the handler parked, or -1 */
+	int calls;
+};
+
+/* Answers "echo" at once; parks "wait". */
+static json_t *handler(void *arg, int conn, json_t *req, uid_t uid)
+{
+	struct srv_fixture *f = arg;
+	const char *op = json_string_value(json_object_get(req, "op"));
+
+	(void)uid;
+	f->calls++;
+	if (op && strcmp(op, "wait") == 0) {
+		f->parked = conn;
+		return NULL;
+	}
+	return json_pack("{s:b, s:s}", "ok", 1, "op", op ? op : "");
+}
+
+static int srv_setup(void **state)
+{
+	struct srv_fixture *f = calloc(1, sizeof(*f));
+	tern_apisrv_opts o = {
+	    .name = "test", .max_frame = 65536, .max_conns = 4, .request_ms = 300, .reply_ms = 300};
+	int fd;
+
+	if (f == NULL || tt_mkdtemp(f->dir, sizeof(f->dir), "apisrv") != 0)
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/api.sock", f->dir);
+	if (tern_api_listen(f->path, &fd) != TERN_OK ||
+	    tern_apisrv_new(fd, &o, handler, f, &f->srv) != TERN_OK)
+		return -1;
+	f->parked = -1;
+	*state = f;
+	return 0;
+}
+
+static int srv_teardown(void **state)
+{
+	struct srv_fixture *f = *state;
+
+	tern_apisrv_free(&f->srv);
+	tt_rmtree(f->dir);
+	free(f);
+	return 0;
+}
+
+/* One round of a daemon's loop. */
+static void srv_round(struct srv_fixture *f, int timeout_ms)
+{
+	zmq_pollitem_t items[TERN_APISRV_POLL_MAX(4)];
+	size_t n = tern_apisrv_pollitems(f->srv, items, TERN_APISRV_POLL_MAX(4));
+	int rc = zmq_poll(items, (int)n, timeout_ms);
+
+	tern_apisrv_serve(f->srv, items, n, rc > 0, tern_now_ms());
+}
+
+/* Rounds until fd has a whole reply, or ms pass; the reply or NULL. */
+static json_t *reply_within(struct srv_fixture *f, int fd, int ms)
+{
+	int64_t end = tern_now_ms() + ms;
+	uint8_t buf[4096];
+	size_t have = 0;
+
+	while (tern_now_ms() < end) {
+		ssize_t r;
+		srv_round(f, 10);
+		while ((r = recv(fd, buf + have, sizeof(buf) - have, MSG_DONTWAIT)) > 0)
+			have += (size_t)r;
+		if (have >= 4) {
+			size_t len = (size_t)buf[0] << 24 | (size_t)buf[1] << 16 |
+			             (size_t)buf[2] << 8 | buf[3];
+			if (have >= 4 + len)
+				return json_loadb((const char *)buf + 4, len, 0, NULL);
+		}
+	}
+	return NULL;
+}
+
+static int client(struct srv_fixture *f)
+{
+	int fd;
+
+	assert_int_equal(tern_api_connect(f->path, &fd), TERN_OK);
+	return fd;
+}
+
+static void send_frame(int fd, const char *text)
+{
+	uint8_t buf[512];
+	size_t n = frame(text, buf);
+
+	assert_int_equal(write(fd, buf, n), (ssize_t)n);
+}
+
+/* A client stalled mid-prefix does not hold up the next; it is closed at its
+ * deadline, with an error it may read. */
+static void test_srv_stalled_client(void **state)
+{
+	struct srv_fixture *f = *state;
+	int stalled = client(f), good = client(f);
+	json_t *r;
+	char c;
+
+	assert_int_equal(write(stalled, "\0\0", 2), 2);
+	srv_round(f, 10);
+	send_frame(good, "{\"op\":\"echo\"}");
+	r = reply_within(f, good, 200);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "op")), "echo");
+	json_decref(r);
+	assert_int_equal(tern_apisrv_count(f->srv), 1); /* the good one is done */
+	r = reply_within(f, stalled, 1000);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "error")), "io");
+	json_decref(r);
+	assert_int_equal(read(stalled, &c, 1), 0); /* closed */
+	assert_int_equal(tern_apisrv_count(f->srv), 0);
+	close(stalled);
+	close(good);
+}
+
+/* Beyond max_conns, a connection is answered at once and closed; a length
+ * over the limit gets "too-large" at once. */
+static void test_srv_cap_and_too_large(void **state)
+{
+	struct srv_fixture *f = *state;
+	int fds[4], extra, big;
+	uint8_t huge[4] = {0x7f, 0xff, 0xff, 0xff};
+	json_t *r;
+
+	for (int i = 0; i < 4; i++)
+		fds[i] = client(f);
+	srv_round(f, 10);
+	assert_int_equal(tern_apisrv_count(f->srv), 4);
+	extra = client(f);
+	r = reply_within(f, extra, 200);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "error")), "no-memory");
+	json_decref(r);
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	close(extra);
+	for (int i = 0; i < 5 && tern_apisrv_count(f->srv) > 0; i++)
+		srv_round(f, 10);
+	assert_int_equal(tern_apisrv_count(f->srv), 0);
+
+	big = client(f);
+	assert_int_equal(write(big, huge, 4), 4);
+	r = reply_within(f, big, 200);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "error")), "too-large");
+	json_decref(r);
+	close(big);
+}
+
+/* A parked client is neither read nor timed out; the daemon answers it later. */
+static void test_srv_parked(void **state)
+{
+	struct srv_fixture *f = *state;
+	int fd = client(f);
+	json_t *r;
+
+	send_frame(fd, "{\"op\":\"wait\"}");
+	for (int i = 0; i < 50; i++) /* well past request_ms and reply_ms */
+		srv_round(f, 10);
+	assert_true(f->parked >= 0);
+	assert_int_equal(tern_apisrv_count(f->srv), 1);
+	assert_int_equal(tern_apisrv_reply(f->srv, f->parked, json_pack("{s:b}", "ok", 1)),
+	                 TERN_OK);
+	r = reply_within(f, fd, 200);
+	assert_non_null(r);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	assert_int_equal(tern_apisrv_reply(f->srv, f->parked, json_pack("{s:b}", "ok", 1)),
+	                 TERN_EINVAL); /* answered already */
+	close(fd);
+}
+
+static tern_apisrv *srv_with(const char *path, size_t max_conns)
+{
+	tern_apisrv_opts o = {.name = "test", .max_frame = 1024, .max_conns = max_conns};
+	tern_apisrv *srv = NULL;
+	int fd;
+
+	assert_int_equal(tern_api_listen(path, &fd), TERN_OK);
+	assert_int_equal(tern_apisrv_new(fd, &o, handler, NULL, &srv), TERN_OK);
+	return srv;
+}
+
+/* The clients get at most half the process's descriptors: the soft limit is
+ * raised to make room, and when the hard limit does not allow it, fewer are
+ * served. Last: it lowers this process's hard limit for good. */
+static void test_srv_fd_limit(void **state)
+{
+	struct srv_fixture *f = *state;
+	struct rlimit rl, low;
+	tern_apisrv *srv;
+
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 2048) {
+		skip();
+		return;
+	}
+	low = rl;
+	low.rlim_cur = 256;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	srv = srv_with(f->path, 1024);
+	assert_int_equal(tern_apisrv_max_conns(srv), 1024);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &low), 0);
+	assert_int_equal(low.rlim_cur, 2048);
+	tern_apisrv_free(&srv);
+
+	low.rlim_cur = low.rlim_max = 100;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	srv = srv_with(f->path, 1024);
+	assert_int_equal(tern_apisrv_max_conns(srv), 50);
+	tern_apisrv_free(&srv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_byte_by_byte),
+	    cmocka_unit_test(test_two_in_one_read),
+	    cmocka_unit_test(test_oversized_prefix),
+	    cmocka_unit_test(test_declared_is_not_held),
+	    cmocka_unit_test(test_eof),
+	    cmocka_unit_test(test_not_json),
+	    cmocka_unit_test(test_large_request),
+	    cmocka_unit_test(test_large_reply),
+	    cmocka_unit_test(test_flush_to_gone_peer),
+	    cmocka_unit_test_setup_teardown(test_srv_stalled_client, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_cap_and_too_large, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_parked, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_fd_limit, srv_setup, srv_teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
