@@ -1624,6 +1624,11 @@ static json_t *api_send(node *n, json_t *req, int ci)
 			                "a recipient is not a member node of the federation");
 			return res;
 		}
+		if (m->revoked) /* its sealing key may be in other hands */
+			return json_pack("{s:b, s:s, s:s++}", "ok", 0, "error", "recipient-revoked",
+			                 "message", r,
+			                 " is revoked by the federation CRL: nothing is "
+			                 "sealed to it");
 		rcpts[np++] = r;
 	}
 	if (client_ref) {

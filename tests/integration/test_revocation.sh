@@ -78,7 +78,7 @@ say "a new message to iom is refused by sweden's own node"
 if decision_json REVOKE-1 "$ref" | "$TERN" send -c "$(conf sweden)" --to iom acceptance-decision - >"$WORK/new.out" 2>&1; then
   cat "$WORK/new.out"; fail "sweden sealed a message to revoked iom"
 fi
-grep -q "revoked" "$WORK/new.out" || { cat "$WORK/new.out"; fail "the refusal does not say iom is revoked"; }
+grep -q "recipient-revoked" "$WORK/new.out" || { cat "$WORK/new.out"; fail "the refusal does not say iom is revoked"; }
 
 say "the same for a member removed from the directory: portugal, paused with two referrals queued"
 kill -STOP "${PIDS[portugal]}"
