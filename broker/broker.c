@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
 #include <zmq.h>
 
 #include <netinet/in.h>
@@ -87,6 +88,7 @@ struct sub {
 	char text[256];
 	/* outputs of the apply */
 	int accepted;
+	uint64_t n; /* accepted: its number among its sender's acceptances */
 	char out_code[64], out_text[512];
 };
 
@@ -112,6 +114,8 @@ struct batch {
 	struct dead dead[MAX_PEERS];
 	size_t ndead;
 	int sweep;
+	int purge;      /* delete acknowledged items past retention */
+	size_t purged;  /* output: how many */
 	int checkpoint; /* 1: sign if the log grew; 2: even if not */
 	int64_t now;
 	uint64_t lat[LAT_BUCKETS + 1]; /* delivery latencies acknowledged in this batch */
@@ -126,7 +130,11 @@ struct broker {
 	int64_t last_handshake_log, last_barred_log;
 	unsigned handshakes_failed;
 	tern_store *store;
-	uint8_t epoch[BQ_EPOCH_LEN];
+	/* The store's identity (fixed when it was created; a copy put back has
+	 * the same) and this start's epoch (delivery sequences are trusted by
+	 * nodes only within one epoch: a store put back numbers again what it
+	 * numbered after the copy was taken). */
+	uint8_t store_id[BQ_EPOCH_LEN], epoch[BQ_EPOCH_LEN];
 	struct peer peers[MAX_PEERS];
 	size_t npeers;
 	/* connections of members no longer admitted, closed when due */
@@ -137,6 +145,7 @@ struct broker {
 	size_t nclosing;
 	struct batch batch;
 	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
+	int64_t retain_ms, next_purge;
 	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;
 	int64_t next_sweep;
 	tern_audit_dbs audit;
@@ -157,6 +166,9 @@ struct broker {
 		uint64_t subs[8][2]; /* by message type, [accepted, refused] */
 		uint64_t acked, dead;
 		uint64_t revoked_dead; /* dead-lettered: recipient revoked or removed */
+		uint64_t restores;     /* nodes found restored from an older copy */
+		uint64_t lost;         /* deliveries such nodes lost beyond retention */
+		uint64_t purged;       /* acknowledged items purged after retention */
 		uint64_t barred;       /* frames from members no longer admitted */
 		uint64_t batch[11];    /* commit sizes: <=1, 2, 4, ..., 512, more */
 		uint64_t batch_sum;
@@ -588,8 +600,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	memset(bt->lat, 0, sizeof(bt->lat));
 	bt->lat_sum = 0;
 	for (size_t i = 0; i < bt->nacks; i++)
-		if ((rc = bq_delete_upto_each(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
-		                              NULL, latency, bt)) != TERN_OK)
+		if ((rc = bq_ack(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
+		                 b->retain_ms > 0, bt->now, latency, bt, NULL)) != TERN_OK)
 			return rc;
 	for (size_t i = 0; i < bt->ndead; i++) {
 		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, bt->dead[i].seq,
@@ -604,6 +616,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		bq_item it;
 
 		s->accepted = 0;
+		s->n = 0;
 		s->out_code[0] = s->out_text[0] = '\0';
 		if (s->msgid[0] == '\0') { /* nothing to remember it by */
 			snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);
@@ -620,6 +633,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if (rc == TERN_OK &&
 			    (seen.sender[0] == '\0' || strcmp(seen.sender, s->peer) == 0)) {
 				s->accepted = 1; /* a resubmission: the same answer, no copy */
+				s->n = seen.n;
 				continue;
 			}
 			if (rc == TERN_OK) {
@@ -656,7 +670,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if ((rc = bq_append(txn, b->store, h->recipients[r], &it, &seq)) != TERN_OK)
 				return rc;
 		}
-		if ((rc = bq_dedup_put(txn, b->store, s->msgid, s->peer, 0, bt->now)) != TERN_OK)
+		if ((rc = bq_accept_next(txn, b->store, s->peer, &s->n)) != TERN_OK ||
+		    (rc = bq_dedup_put(txn, b->store, s->msgid, s->peer, s->n, bt->now)) != TERN_OK)
 			return rc;
 		rc = bq_audit(txn, b->store, TERN__V1__AUDIT_ENTRY__KIND__RELAYED, s->msgid,
 		              h->sender, h->case_id, tern_msgtype_by_type(h->type)->name,
@@ -670,6 +685,10 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		if ((rc = bq_expire(txn, b->store, bt->now, &n, NULL, NULL)) != TERN_OK)
 			return rc;
 	}
+	/* Bounded: a long retention's worth of deletions goes in slices. */
+	if (bt->purge &&
+	    (rc = bq_purge(txn, b->store, bt->now - b->retain_ms, 2000, &bt->purged)) != TERN_OK)
+		return rc;
 	if (bt->checkpoint) {
 		uint64_t size;
 		if ((rc = tern_audit_checkpoint(txn, &b->audit, b->origin, b->id.sign,
@@ -689,6 +708,7 @@ static void batch_reset(broker *b)
 	}
 	bt->nsubs = bt->nacks = bt->ndead = 0;
 	bt->sweep = 0;
+	bt->purge = 0;
 	bt->checkpoint = 0;
 }
 
@@ -697,8 +717,10 @@ static void batch_commit(broker *b)
 	struct batch *bt = &b->batch;
 	int rc;
 
-	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint)
+	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint &&
+	    !bt->purge)
 		return;
+	bt->purged = 0;
 	if (bt->nsubs || bt->ndead || bt->sweep)
 		b->last_audit = bt->now;
 	rc = tern_store_write(b->store, batch_apply, b);
@@ -717,6 +739,9 @@ static void batch_commit(broker *b)
 		b->m.batch_sum += bt->nsubs;
 	}
 	b->m.dead += bt->ndead;
+	b->m.purged += bt->purged;
+	if (bt->purge && bt->purged == 2000)
+		b->next_purge = 0; /* more past retention: go on next round */
 	for (size_t i = 0; i <= LAT_BUCKETS; i++)
 		b->m.lat[i] += bt->lat[i];
 	b->m.lat_sum += bt->lat_sum;
@@ -753,6 +778,7 @@ static void batch_commit(broker *b)
 		r.reason_code = s->out_code;
 		r.reason_text = s->out_text;
 		r.session = s->frame && s->frame->submit ? s->frame->submit->session : 0;
+		r.accepted_n = s->accepted ? s->n : 0;
 		f.body_case = TERN__V1__FRAME__BODY_RESULT;
 		f.result = &r;
 		{
@@ -780,11 +806,64 @@ static void batch_commit(broker *b)
 
 /* --- receiving ------------------------------------------------------------------ */
 
+struct rewind_job {
+	broker *b;
+	const char *node;
+	uint64_t to, acked, first;
+	char why[256];
+};
+
+static int rewind_apply(MDB_txn *txn, void *arg)
+{
+	struct rewind_job *j = arg;
+	int rc;
+
+	if ((rc = bq_rewind(txn, j->b->store, j->node, j->to, &j->first)) != TERN_OK)
+		return rc;
+	if (j->first > j->to + 1)
+		snprintf(j->why, sizeof(j->why),
+		         "store restored: holds deliveries up to %llu of %llu acknowledged; "
+		         "%llu-%llu no longer retained, the rest delivered again",
+		         (unsigned long long)j->to, (unsigned long long)j->acked,
+		         (unsigned long long)j->to + 1, (unsigned long long)j->first - 1);
+	else
+		snprintf(j->why, sizeof(j->why),
+		         "store restored: holds deliveries up to %llu of %llu acknowledged; all "
+		         "delivered again",
+		         (unsigned long long)j->to, (unsigned long long)j->acked);
+	return bq_audit(txn, j->b->store, TERN__V1__AUDIT_ENTRY__KIND__RESTORED, NULL, j->node,
+	                NULL, "store", NULL, 0, j->why, NULL, 0, tern_now_ms());
+}
+
+/* p's node acknowledged up to p->acked but now holds only up to to: its store
+ * was put back from an older copy. What the broker still retains above to is
+ * delivered again, in order (the node's de-duplication is as old as its
+ * store, so it takes each once); what retention already purged is reported
+ * by sequence range, never silently skipped. */
+static void node_restored(broker *b, struct peer *p, uint64_t to)
+{
+	struct rewind_job j = {b, p->id, to, p->acked, 0, ""};
+
+	if (tern_store_write(b->store, rewind_apply, &j) != TERN_OK) {
+		log_warnx("%s's store went back from %llu to %llu, but the queue could not be "
+		          "rewound: %s",
+		          p->id, (unsigned long long)p->acked, (unsigned long long)to,
+		          tern_errdetail());
+		return;
+	}
+	log_warnx("%s: %s", p->id, j.why);
+	b->m.restores++;
+	b->m.lost += j.first > to + 1 ? j.first - to - 1 : 0;
+	b->last_audit = tern_now_ms();
+	p->acked = p->sent = to;
+}
+
 static void on_hello(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
                      size_t rid_len, const Tern__V1__Hello *h)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
+	uint64_t accepted = 0;
 	struct peer *p;
 
 	if (strcmp(h->node_id, user) != 0) {
@@ -820,14 +899,33 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->broken = 0;
 	snprintf(p->software, sizeof(p->software), "%s", h->software);
 	p->credit = h->credit ? h->credit : 1;
+	{
+		/* What the store knows of this node: after a start, the memory
+		 * knows nothing yet. */
+		MDB_txn *txn;
+		uint64_t acked = 0;
+		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
+			bq_acked(txn, b->store, user, &acked);
+			bq_accepted_count(txn, b->store, user, &accepted);
+			mdb_txn_abort(txn);
+		}
+		if (acked > p->acked)
+			p->acked = acked;
+	}
 	p->sent = p->acked;
 	p->attempts = 0;
 	p->wait = b->ack_timeout_ms;
 	p->last_rx = tern_now_ms();
 	p->dirty = 1;
-	if (h->broker_epoch.len == BQ_EPOCH_LEN &&
-	    memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0 &&
-	    h->delivered_upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
+	if (h->broker_store.len == BQ_EPOCH_LEN &&
+	    memcmp(h->broker_store.data, b->store_id, BQ_EPOCH_LEN) == 0 &&
+	    h->delivered_upto < p->acked) {
+		/* The node acknowledged more than its store now holds: its store
+		 * was put back from an older copy. */
+		node_restored(b, p, h->delivered_upto);
+	} else if (h->broker_epoch.len == BQ_EPOCH_LEN &&
+	           memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0 &&
+	           h->delivered_upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
 		/* Resync: what the node already holds is dropped, not sent again. */
 		snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
 		b->batch.acks[b->batch.nacks++].upto = h->delivered_upto;
@@ -836,6 +934,9 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	w.broker_id = (char *)b->id.id;
 	w.broker_epoch.data = b->epoch;
 	w.broker_epoch.len = BQ_EPOCH_LEN;
+	w.broker_store.data = b->store_id;
+	w.broker_store.len = BQ_EPOCH_LEN;
+	w.accepted_count = accepted;
 	w.directory_version = tern_directory_version(b->id.dir);
 	w.max_message_size = (uint32_t)b->max_msg;
 	w.session = h->session;
@@ -1249,6 +1350,10 @@ static void timers(broker *b, int64_t now)
 		b->batch.checkpoint = 1;
 	if (b->batch.checkpoint)
 		b->last_checkpoint = now;
+	if (now >= b->next_purge) {
+		b->next_purge = now + 10000;
+		b->batch.purge = b->retain_ms > 0;
+	}
 	if (now >= b->next_sweep) {
 		MDB_txn *txn;
 		b->next_sweep = now + 1000;
@@ -1284,6 +1389,7 @@ int broker_open(const char *conf, broker **out)
 	b->max_attempts = tern_config_get_int(b->id.cfg, "delivery", "max_attempts");
 	b->ack_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "ack_timeout") * 1000;
 	b->max_backoff_ms = tern_config_get_int(b->id.cfg, "delivery", "max_backoff") * 1000;
+	b->retain_ms = tern_config_get_int(b->id.cfg, "delivery", "retain") * 1000;
 	b->hb_ivl_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_interval") * 1000;
 	b->hb_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_timeout") * 1000;
 	b->skew_ms = tern_config_get_int(b->id.cfg, "federation", "max_clock_skew") * 1000;
@@ -1293,8 +1399,9 @@ int broker_open(const char *conf, broker **out)
 	b->peer_backlog = tern_config_get_int(b->id.cfg, "limits", "peer_backlog");
 	b->idle_ivl_ms = tern_config_get_int(b->id.cfg, "audit", "idle_checkpoint_interval") * 1000;
 
-	if ((rc = bq_open(tern_config_get(b->id.cfg, "broker", "data_dir"), &b->store, b->epoch)) !=
-	    TERN_OK) {
+	randombytes_buf(b->epoch, BQ_EPOCH_LEN);
+	if ((rc = bq_open(tern_config_get(b->id.cfg, "broker", "data_dir"), &b->store,
+	                  b->store_id)) != TERN_OK) {
 		fprintf(stderr, "tern-broker: cannot open the store in %s: %s (%s)\n",
 		        tern_config_get(b->id.cfg, "broker", "data_dir"), tern_strerror(rc),
 		        tern_errdetail());
@@ -1546,6 +1653,18 @@ static void publish_metrics(broker *b, int64_t now)
 	                 (double)b->m.dead);
 	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"recipient-revoked\"",
 	                 (double)b->m.revoked_dead);
+	tern_prom_family(
+	    &p, "tern_broker_node_restores_total", "counter",
+	    "nodes found holding less than they acknowledged (a store put back from an "
+	    "older copy): what is retained is delivered again");
+	tern_prom_sample(&p, "tern_broker_node_restores_total", "", (double)b->m.restores);
+	tern_prom_family(&p, "tern_broker_restore_lost_total", "counter",
+	                 "deliveries such nodes lost that retention had already purged "
+	                 "([delivery] retain too short for the backup's age)");
+	tern_prom_sample(&p, "tern_broker_restore_lost_total", "", (double)b->m.lost);
+	tern_prom_family(&p, "tern_broker_retained_purged_total", "counter",
+	                 "acknowledged items deleted once past [delivery] retain");
+	tern_prom_sample(&p, "tern_broker_retained_purged_total", "", (double)b->m.purged);
 	tern_prom_family(&p, "tern_broker_frames_not_admitted_total", "counter",
 	                 "frames refused because their member is no longer admitted (revoked, "
 	                 "removed or lapsed since its handshake)");

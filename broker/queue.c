@@ -13,8 +13,9 @@
 #include "queue.h"
 #include "util.h"
 
-static const char *const dbnames[] = {"meta", "queue", "expiry", "dedup", "dlq", TERN_AUDIT_DBNAMES,
-                                      NULL};
+/* acklog came later: a read-only view of an older store has none (dbi 0). */
+static const char *const dbnames[] = {
+    "meta", "queue", "expiry", "dedup", "dlq", TERN_AUDIT_DBNAMES, "?acklog", NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -136,7 +137,7 @@ static int epoch_apply(MDB_txn *txn, void *arg)
 	return MDB(mdb_put(txn, DBI(a->s, BQ_META), &k, &v, 0), "store epoch");
 }
 
-int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN])
+int bq_open(const char *dir, tern_store **out, uint8_t store_id[BQ_EPOCH_LEN])
 {
 	struct open_arg a;
 	tern_audit_dbs audit;
@@ -145,7 +146,7 @@ int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN])
 	if ((rc = tern_store_open(dir, dbnames, 0, 0, out)) != TERN_OK)
 		return rc;
 	a.s = *out;
-	a.epoch = epoch;
+	a.epoch = store_id;
 	bq_audit_dbs(*out, &audit);
 	if ((rc = tern_store_write(*out, epoch_apply, &a)) != TERN_OK ||
 	    (rc = tern_audit_backfill(*out, &audit)) != TERN_OK)
@@ -191,6 +192,64 @@ int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item
 	return TERN_OK;
 }
 
+/* A be64 counter in meta under prefix/name. */
+static int meta_get(MDB_txn *txn, tern_store *s, const char *prefix, const char *name,
+                    uint64_t *out)
+{
+	uint8_t mk[80];
+	MDB_val key, v;
+	int rc;
+
+	key.mv_size = (size_t)snprintf((char *)mk, sizeof(mk), "%s/%s", prefix, name);
+	key.mv_data = mk;
+	*out = 0;
+	rc = mdb_get(txn, DBI(s, BQ_META), &key, &v);
+	if (rc == MDB_NOTFOUND)
+		return TERN_OK;
+	if (rc != 0)
+		return MDB(rc, "read counter");
+	if (v.mv_size != 8)
+		return tern_fail(TERN_EMALFORMED, "damaged counter %s/%s", prefix, name);
+	*out = tern_be64_get(v.mv_data);
+	return TERN_OK;
+}
+
+static int meta_put(MDB_txn *txn, tern_store *s, const char *prefix, const char *name, uint64_t n)
+{
+	uint8_t mk[80], b[8];
+	MDB_val key, v = {8, b};
+
+	key.mv_size = (size_t)snprintf((char *)mk, sizeof(mk), "%s/%s", prefix, name);
+	key.mv_data = mk;
+	tern_be64_put(b, n);
+	return MDB(mdb_put(txn, DBI(s, BQ_META), &key, &v, 0), "write counter");
+}
+
+int bq_last_seq(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *seq)
+{
+	return meta_get(txn, s, "seq", rcpt, seq);
+}
+
+int bq_acked(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *acked)
+{
+	return meta_get(txn, s, "acked", rcpt, acked);
+}
+
+int bq_accept_next(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n)
+{
+	int rc = meta_get(txn, s, "accepted", sender, n);
+
+	if (rc != TERN_OK)
+		return rc;
+	(*n)++;
+	return meta_put(txn, s, "accepted", sender, *n);
+}
+
+int bq_accepted_count(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n)
+{
+	return meta_get(txn, s, "accepted", sender, n);
+}
+
 /* Positions c at rcpt's first entry with seq >= from; 0 or MDB_NOTFOUND. */
 static int seek(MDB_cursor *c, const char *rcpt, uint64_t from, MDB_val *key, MDB_val *v,
                 uint8_t *kbuf)
@@ -225,23 +284,35 @@ static int unindex(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "unindex expiry");
 }
 
-int bq_delete_upto(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n)
+/* acklog key: be64(at) rcpt. */
+static size_t ackkey(uint8_t *k, int64_t at, const char *rcpt)
 {
-	return bq_delete_upto_each(txn, s, rcpt, upto, n, NULL, NULL);
+	size_t n = strlen(rcpt);
+
+	tern_be64_put(k, (uint64_t)at);
+	memcpy(k + 8, rcpt, n);
+	return 8 + n;
 }
 
-int bq_delete_upto_each(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n,
-                        void (*fn)(const bq_item *it, void *arg), void *arg)
+int bq_ack(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, int keep, int64_t now,
+           void (*fn)(const bq_item *it, void *arg), void *arg, size_t *n)
 {
 	MDB_cursor *c;
 	MDB_val key, v;
 	uint8_t k[96];
+	uint64_t acked;
 	size_t done = 0;
 	int rc;
 
+	if (n)
+		*n = 0;
+	if ((rc = bq_acked(txn, s, rcpt, &acked)) != TERN_OK)
+		return rc;
+	if (upto <= acked)
+		return TERN_OK;
 	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
 		return MDB(rc, "cursor");
-	for (rc = seek(c, rcpt, 1, &key, &v, k); rc == 0; rc = seek(c, rcpt, 1, &key, &v, k)) {
+	for (rc = seek(c, rcpt, acked + 1, &key, &v, k); rc == 0;) {
 		uint64_t seq = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
 		bq_item it;
 		if (seq > upto)
@@ -252,18 +323,149 @@ int bq_delete_upto_each(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t 
 			if (fn)
 				fn(&it, arg);
 		}
+		done++;
+		/* Seek afresh after each write: the expiry index changed, and a
+		 * cursor is not trusted across writes. */
+		if (keep) {
+			rc = seek(c, rcpt, seq + 1, &key, &v, k);
+			continue;
+		}
 		if ((rc = mdb_cursor_del(c, 0)) != 0) {
 			rc = MDB(rc, "delete acknowledged");
 			goto out;
 		}
-		done++;
+		rc = seek(c, rcpt, seq + 1, &key, &v, k);
 	}
-	rc = rc == MDB_NOTFOUND || rc == 0 ? TERN_OK : MDB(rc, "scan queue");
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		rc = MDB(rc, "scan queue");
+		goto out;
+	}
+	if ((rc = meta_put(txn, s, "acked", rcpt, upto)) != TERN_OK)
+		goto out;
+	if (keep && DBI(s, BQ_ACKLOG)) {
+		uint8_t ak[8 + 64], ub[8];
+		MDB_val akey = {ackkey(ak, now, rcpt), ak}, av = {8, ub};
+		tern_be64_put(ub, upto);
+		rc = MDB(mdb_put(txn, DBI(s, BQ_ACKLOG), &akey, &av, 0), "write ack log");
+	}
 out:
 	mdb_cursor_close(c);
 	if (n)
 		*n = done;
 	return rc;
+}
+
+int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64_t *first)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	uint8_t k[96];
+	uint64_t acked, last;
+	int rc;
+
+	if ((rc = bq_acked(txn, s, rcpt, &acked)) != TERN_OK ||
+	    (rc = bq_last_seq(txn, s, rcpt, &last)) != TERN_OK)
+		return rc;
+	*first = last + 1;
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
+		return MDB(rc, "cursor");
+	rc = seek(c, rcpt, to + 1, &key, &v, k);
+	if (rc == 0)
+		*first = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
+	/* What was acknowledged is queued again: back in the expiry index. */
+	while (rc == 0) {
+		uint64_t seq = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
+		uint8_t xk[104];
+		MDB_val xk_val, xv = {0, ""};
+		bq_item it;
+		if (seq > acked)
+			break;
+		if (item_decode(&v, &it) != TERN_OK) {
+			rc = seek(c, rcpt, seq + 1, &key, &v, k);
+			continue;
+		}
+		xk_val = (MDB_val){xkey(xk, it.expires_at, rcpt, seq), xk};
+		if ((rc = mdb_put(txn, DBI(s, BQ_EXPIRY), &xk_val, &xv, 0)) != 0) {
+			mdb_cursor_close(c);
+			return MDB(rc, "index expiry");
+		}
+		rc = seek(c, rcpt, seq + 1, &key, &v, k);
+		continue;
+	}
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return MDB(rc, "scan queue");
+	return to < acked ? meta_put(txn, s, "acked", rcpt, to) : TERN_OK;
+}
+
+/* Deletes rcpt's items up to upto, at most max - *done of them; *more = 1 when
+ * it stopped at max with such items left. */
+static int purge_one(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t max,
+                     size_t *done, int *more)
+{
+	MDB_cursor *q;
+	MDB_val k, v;
+	uint8_t kb[96];
+	int rc;
+
+	*more = 0;
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &q)) != 0)
+		return MDB(rc, "cursor");
+	for (rc = seek(q, rcpt, 1, &k, &v, kb); rc == 0; rc = seek(q, rcpt, 1, &k, &v, kb)) {
+		if (tern_be64_get((uint8_t *)k.mv_data + k.mv_size - 8) > upto)
+			break;
+		if (*done >= max) {
+			*more = 1;
+			break;
+		}
+		if ((rc = mdb_cursor_del(q, 0)) != 0)
+			break;
+		(*done)++;
+	}
+	mdb_cursor_close(q);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "purge acknowledged items");
+}
+
+int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, size_t max, size_t *n)
+{
+	MDB_cursor *c;
+	MDB_val key, v;
+	int rc = TERN_OK, mrc;
+
+	*n = 0;
+	if (DBI(s, BQ_ACKLOG) == 0)
+		return TERN_OK; /* an older store, read-only: nothing retained */
+	if ((mrc = mdb_cursor_open(txn, DBI(s, BQ_ACKLOG), &c)) != 0)
+		return MDB(mrc, "cursor");
+	while (*n < max && (mrc = mdb_cursor_get(c, &key, &v, MDB_FIRST)) == 0) {
+		char rcpt[64];
+		uint64_t upto, acked;
+		int more;
+		if (key.mv_size >= 9 && key.mv_size <= 8 + 63 && v.mv_size == 8) {
+			if ((int64_t)tern_be64_get(key.mv_data) >= before)
+				break;
+			memcpy(rcpt, (uint8_t *)key.mv_data + 8, key.mv_size - 8);
+			rcpt[key.mv_size - 8] = 0;
+			upto = tern_be64_get(v.mv_data);
+			/* A rewind may have moved the mark back below upto since:
+			 * never purge what is queued again. */
+			if ((rc = bq_acked(txn, s, rcpt, &acked)) != TERN_OK)
+				break;
+			if ((rc = purge_one(txn, s, rcpt, upto < acked ? upto : acked, max, n,
+			                    &more)) != TERN_OK)
+				break;
+			if (more)
+				break; /* the rest of this entry next time */
+			if ((mrc = mdb_cursor_get(c, &key, &v, MDB_FIRST)) != 0)
+				break;
+		}
+		if ((mrc = mdb_cursor_del(c, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	if (rc != TERN_OK)
+		return rc;
+	return mrc == 0 || mrc == MDB_NOTFOUND ? TERN_OK : MDB(mrc, "ack log");
 }
 
 int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item *item)
@@ -315,7 +517,11 @@ static int depth_visit(uint64_t seq, const bq_item *it, void *arg)
 int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *bytes)
 {
 	struct depth d = {0, 0};
-	int rc = bq_scan(txn, s, rcpt, 1, depth_visit, &d);
+	uint64_t acked;
+	int rc = bq_acked(txn, s, rcpt, &acked);
+
+	if (rc == TERN_OK)
+		rc = bq_scan(txn, s, rcpt, acked + 1, depth_visit, &d);
 
 	*n = d.n;
 	if (bytes)
@@ -403,13 +609,18 @@ int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int noti
 	size_t done = 0;
 	int rc = TERN_OK;
 
+	uint64_t acked;
+
 	*n = 0;
+	if ((rc = bq_acked(txn, s, rcpt, &acked)) != TERN_OK)
+		return rc;
 	while (done < max) {
 		uint64_t seq;
 		if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
 			return MDB(rc, "cursor");
-		/* Seek afresh each time: dead-lettering writes to the queue database. */
-		rc = seek(c, rcpt, 1, &key, &v, k);
+		/* Seek afresh each time: dead-lettering writes to the queue
+		 * database. What its node acknowledged is not its to lose. */
+		rc = seek(c, rcpt, acked + 1, &key, &v, k);
 		seq = rc == 0 ? tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8) : 0;
 		mdb_cursor_close(c);
 		if (rc == MDB_NOTFOUND)
@@ -608,10 +819,14 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 			free(d);
 			return MDB(rc, "cursor");
 		}
-		while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		MDB_cursor_op op = MDB_NEXT;
+		uint8_t jump[96]; /* the key a jump seeks, alive until the next get */
+		while ((rc = mdb_cursor_get(c, &k, &v, op)) == 0) {
 			const char *rcpt = k.mv_data;
 			size_t rl = strnlen(rcpt, k.mv_size), i;
+			uint64_t seq;
 			bq_item it;
+			op = MDB_NEXT;
 			if (rl == k.mv_size || rl >= sizeof(d->id))
 				continue; /* not a recipient key */
 			for (i = 0; i < nd && strcmp(d[i].id, rcpt) != 0; i++)
@@ -627,10 +842,23 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 				memset(&d[nd], 0, sizeof(*d));
 				memcpy(d[nd].id, rcpt, rl);
 				d[nd].oldest = INT64_MAX;
+				if (bq_acked(txn, s, d[nd].id, &d[nd].acked) != TERN_OK)
+					d[nd].acked = 0;
 				nd++;
 			}
 			if (db == 1) {
 				d[i].dead++;
+				continue;
+			}
+			seq = tern_be64_get((uint8_t *)k.mv_data + k.mv_size - 8);
+			if (seq <= d[i].acked) {
+				/* Delivered, kept for a restored node: purged from the
+				 * head only, so first..acked are all there. Jump past
+				 * them rather than read a retention's worth of items. */
+				d[i].retained = d[i].acked - seq + 1;
+				k.mv_size = qkey(jump, d[i].id, d[i].acked + 1);
+				k.mv_data = jump;
+				op = MDB_SET_RANGE;
 				continue;
 			}
 			if (item_decode(&v, &it) != TERN_OK)
@@ -648,6 +876,15 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 			return MDB(rc, "read queues");
 		}
 	}
+	/* A queue holding only what its node acknowledged (kept for retention)
+	 * has nothing queued: it is not a destination to show. */
+	{
+		size_t keep = 0;
+		for (size_t i = 0; i < nd; i++)
+			if (d[i].depth || d[i].dead)
+				d[keep++] = d[i];
+		nd = keep;
+	}
 	*out = d;
 	*n = nd;
 	return TERN_OK;
@@ -659,12 +896,13 @@ json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now)
 
 	for (size_t i = 0; arr && i < n; i++)
 		json_array_append_new(
-		    arr, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "id", d[i].id, "depth",
-		                   (json_int_t)d[i].depth, "bytes", (json_int_t)d[i].bytes,
-		                   "notices", (json_int_t)d[i].notices, "dead_letters",
-		                   (json_int_t)d[i].dead, "oldest_age_ms",
-		                   (json_int_t)(d[i].depth && now > d[i].oldest ? now - d[i].oldest
-		                                                                : 0)));
+		    arr,
+		    json_pack(
+		        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "id", d[i].id, "depth",
+		        (json_int_t)d[i].depth, "bytes", (json_int_t)d[i].bytes, "notices",
+		        (json_int_t)d[i].notices, "dead_letters", (json_int_t)d[i].dead, "retained",
+		        (json_int_t)d[i].retained, "oldest_age_ms",
+		        (json_int_t)(d[i].depth && now > d[i].oldest ? now - d[i].oldest : 0)));
 	return arr;
 }
 
@@ -721,7 +959,11 @@ static int show_visit(uint64_t seq, const bq_item *it, void *arg)
 int bq_show(MDB_txn *txn, tern_store *s, const char *rcpt, size_t max, json_t **out)
 {
 	struct show sh = {json_array(), max};
-	int rc = bq_scan(txn, s, rcpt, 1, show_visit, &sh);
+	uint64_t acked;
+	int rc = bq_acked(txn, s, rcpt, &acked);
+
+	if (rc == TERN_OK)
+		rc = bq_scan(txn, s, rcpt, acked + 1, show_visit, &sh);
 
 	if (rc != TERN_OK) {
 		json_decref(sh.arr);

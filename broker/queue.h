@@ -1,7 +1,14 @@
 /* The broker's durable state in LMDB: per-recipient queues, the expiry index,
  * submission de-duplication and the dead-letter queue. Every function taking
  * a txn runs inside the caller's write (or read) transaction; see store.h for
- * the group-commit and re-run rules. */
+ * the group-commit and re-run rules.
+ *
+ * Each queue has an acknowledged mark (every item at or below it is committed
+ * at its node). Acknowledged items are kept for a retention period (the ack
+ * log says when each mark was reached) and then purged, so that a node
+ * restored from an older copy of its store can be given them again
+ * (bq_rewind). Everything that counts or sends "what is queued" starts above
+ * the mark. */
 #ifndef TERN_BROKER_QUEUE_H
 #define TERN_BROKER_QUEUE_H
 
@@ -23,6 +30,7 @@ enum {
 	BQ_AUDIT_META,
 	BQ_AUDIT_CHECKPOINTS,
 	BQ_AUDIT_SUBTREES,
+	BQ_ACKLOG, /* be64(at) rcpt -> be64(upto): when each mark was reached */
 	BQ_NDB
 };
 
@@ -50,30 +58,57 @@ int bq_audit(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const
              const char *peer, const char *case_id, const char *type, const uint8_t *env,
              size_t len, const char *reason, char *const *recipients, size_t nrcpts, int64_t now);
 
-/* Opens the store in dir and reads (or makes, once) the broker epoch. */
-int bq_open(const char *dir, tern_store **out, uint8_t epoch[BQ_EPOCH_LEN]);
+/* Opens the store in dir and reads (or makes, once) its identity: 16 random
+ * bytes fixed when the store was created. A copy of the store (a backup put
+ * back) has the same identity and the same counters as when it was taken:
+ * that is how peers recognise it went back in time. */
+int bq_open(const char *dir, tern_store **out, uint8_t store_id[BQ_EPOCH_LEN]);
 
 /* Appends item to rcpt's queue with the next sequence (persisted). */
 int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item, uint64_t *seq);
-/* Deletes rcpt's entries with seq <= upto (and their expiry index entries). *n = deleted. */
-int bq_delete_upto(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n);
-/* The same, calling fn on each entry before it goes (for latency figures). */
-int bq_delete_upto_each(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t *n,
-                        void (*fn)(const bq_item *it, void *arg), void *arg);
+
+/* rcpt's acknowledged mark (0 when nothing was ever acknowledged). */
+int bq_acked(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *acked);
+/* rcpt's node committed every item up to upto: the mark moves there (never
+ * back), the items leave the expiry index, and fn (if any) sees each newly
+ * acknowledged item (latency figures). keep: the items stay for retention
+ * (purged by bq_purge), else they are deleted now. *n = items acknowledged. */
+int bq_ack(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, int keep, int64_t now,
+           void (*fn)(const bq_item *it, void *arg), void *arg, size_t *n);
+/* rcpt's node holds less than it acknowledged (its store was restored): the
+ * mark goes back to to, and the retained items above it are queued again (in
+ * the expiry index, with their own expiry). *first: the first item still held
+ * above to (to + 1 when nothing was purged in between; the next sequence to
+ * be assigned when the queue holds nothing above to). */
+int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64_t *first);
+/* Deletes acknowledged items whose mark was reached before before, at most
+ * max of them. *n = deleted (max: there may be more). */
+int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, size_t max, size_t *n);
+/* The last sequence assigned for rcpt (0: none). */
+int bq_last_seq(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *seq);
+
+/* Acceptances per sender: the n-th envelope this store accepted from a
+ * node. The node keeps the numbers it was told, so that a store put back
+ * from an older copy (whose count is lower) shows which of its messages
+ * the broker no longer holds. */
+int bq_accept_next(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n);
+int bq_accepted_count(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n);
 /* Reads one entry; TERN_ENOENT if gone. */
 int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item *item);
 /* Calls fn for rcpt's entries with seq >= from, in order, until fn returns non-zero. */
 typedef int bq_visit_fn(uint64_t seq, const bq_item *item, void *arg);
 int bq_scan(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, bq_visit_fn *fn,
             void *arg);
-/* Number of entries and bytes queued for rcpt, and the oldest enqueue time. */
+/* Number of entries and bytes queued for rcpt (above its mark). */
 int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *bytes);
 
 /* What is queued for one destination. */
 typedef struct bq_dest {
 	char id[64];
 	size_t depth, bytes, notices, dead;
-	int64_t oldest; /* enqueue time of the oldest entry, ms; INT64_MAX when empty */
+	size_t retained; /* acknowledged, kept for retention */
+	uint64_t acked;  /* the acknowledged mark */
+	int64_t oldest;  /* enqueue time of the oldest entry, ms; INT64_MAX when empty */
 } bq_dest;
 
 /* Every destination with anything queued or dead-lettered, in id order, in a
@@ -81,7 +116,7 @@ typedef struct bq_dest {
 int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n);
 
 /* The stats as the JSON array `tern queues --json` shows (new reference):
- * [{id, depth, bytes, notices, dead_letters, oldest_age_ms}]. */
+ * [{id, depth, bytes, notices, dead_letters, retained, oldest_age_ms}]. */
 json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now);
 
 /* Opens a broker's store read-only, for operator tools while it is down. */
@@ -91,7 +126,7 @@ int bq_open_rdonly(const char *dir, tern_store **out);
  * envelope, queues a Notice for its sender. */
 int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int notice_kind,
                    const char *reason, int64_t now);
-/* Dead-letters up to max of rcpt's entries, oldest first, with reason and a
+/* Dead-letters up to max of rcpt's unacknowledged entries, oldest first, with reason and a
  * Notice of notice_kind to each envelope's sender (a recipient revoked or
  * removed from the directory). *n = entries moved (fewer than max: the queue
  * is empty now). */

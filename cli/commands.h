@@ -20,5 +20,6 @@ cli_cmd_fn cmd_queues;         /* cmd_queues.c */
 cli_cmd_fn cmd_queue;          /* cmd_queues.c */
 cli_cmd_fn cmd_dlq;            /* cmd_queues.c */
 cli_cmd_fn cmd_peers;          /* cmd_queues.c */
+cli_cmd_fn cmd_backup;         /* cmd_backup.c */
 
 #endif

@@ -25,6 +25,7 @@ static const struct {
     {"queue", cmd_queue, "the headers of what is queued for one destination"},
     {"dlq", cmd_dlq, "the broker's dead letters: list, retry, drop"},
     {"peers", cmd_peers, "the federation's nodes as the broker sees them"},
+    {"backup", cmd_backup, "a hot, consistent copy of a node's or broker's store"},
     {"demo", cmd_demo, "run a local federation and walk one case through it"},
     {"bench", cmd_bench, "measure end-to-end throughput and latency"},
 };

@@ -75,6 +75,7 @@ struct din {
 struct result {
 	char msgid[37];
 	int accepted;
+	uint64_t n;  /* accepted: the broker store's number for it */
 	int current; /* answers a submission of the current session */
 	char code[64], text[256];
 };
@@ -111,7 +112,13 @@ struct node {
 	struct batch batch;
 	/* broker session */
 	int connected;
-	uint8_t epoch[16];  /* the broker store's epoch we hold deliveries of */
+	uint8_t epoch[16];  /* the broker start we hold deliveries of */
+	uint8_t dstore[16]; /* the broker store those deliveries' numbers count in */
+	uint8_t bstore[16]; /* the broker store of the current connection (Welcome) */
+	/* The broker store our acceptance numbers count in, and the highest we
+	 * were told: a store put back from an older copy tells a lower count. */
+	uint8_t astore[16];
+	uint64_t amax;
 	uint64_t delivered; /* committed up to */
 	uint64_t submit_next;
 	uint32_t inflight;
@@ -145,6 +152,7 @@ struct node {
 		uint64_t received[8][2]; /* by message type, [accepted, refused] */
 		uint64_t receipts[2];    /* receipts received: [delivered, rejected] */
 		uint64_t rollbacks[2];   /* older trust material refused: [CRL, directory] */
+		uint64_t restores[2];    /* stores found older: [the broker's, this node's] */
 		uint64_t http_unauthorized;
 	} m;
 	/* settings */
@@ -175,6 +183,8 @@ static void send_hello(node *n)
 	h.credit = (uint32_t)n->credit;
 	h.broker_epoch.data = n->epoch;
 	h.broker_epoch.len = 16;
+	h.broker_store.data = n->dstore;
+	h.broker_store.len = 16;
 	h.delivered_upto = n->delivered;
 	do
 		randombytes_buf(&n->session, sizeof(n->session));
@@ -546,6 +556,7 @@ static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 	if (memcmp(dv->broker_epoch.data, n->epoch, 16) != 0) {
 		/* A new broker store: its numbers mean nothing against ours. */
 		memcpy(n->epoch, dv->broker_epoch.data, 16);
+		memcpy(n->dstore, n->bstore, 16);
 		n->delivered = 0;
 	}
 	if (dv->seq <= n->delivered || dv->seq <= b->delivered) {
@@ -667,7 +678,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	}
 	for (size_t i = 0; i < b->nresults; i++) {
 		struct result *r = &b->results[i];
-		if ((rc = node_store_submitted(txn, n->store, r->msgid, r->accepted, r->code,
+		if ((rc = node_store_submitted(txn, n->store, r->msgid, r->accepted, r->n, r->code,
 		                               r->text, b->now)) != TERN_OK)
 			return rc;
 	}
@@ -695,6 +706,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
 			rc = node_store_recipient_state(txn, n->store, d->target, d->node, d->state,
 			                                d->code, d->text, b->now);
+			if (rc == TERN_EEXIST)
+				continue; /* the same verdict delivered again: no new event */
 			if (rc != TERN_OK && rc != TERN_ENOENT)
 				return rc;
 			rc = audit(
@@ -726,7 +739,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			return rc;
 	}
 	if (b->delivered > n->delivered &&
-	    (rc = node_store_delivered_put(txn, n->store, n->epoch, b->delivered)) != TERN_OK)
+	    (rc = node_store_delivered_put(txn, n->store, n->dstore, n->epoch, b->delivered)) !=
+	        TERN_OK)
 		return rc;
 	return TERN_OK;
 }
@@ -883,6 +897,8 @@ static void batch_commit(node *n)
 	for (size_t i = 0; i < b->nresults; i++) {
 		if (n->inflight && b->results[i].current)
 			n->inflight--;
+		if (b->results[i].accepted && b->results[i].n > n->amax)
+			n->amax = b->results[i].n;
 		if (!b->results[i].accepted)
 			log_warnx("broker refused %s: %s: %s", b->results[i].msgid,
 			          b->results[i].code, b->results[i].text);
@@ -1218,6 +1234,13 @@ static void publish_metrics(node *n)
 	                 "HTTP API requests refused for want of the token (counted every 10 s)");
 	tern_prom_sample(&p, "tern_node_http_unauthorized_total", "",
 	                 (double)n->m.http_unauthorized);
+	tern_prom_family(&p, "tern_node_store_restores_total", "counter",
+	                 "stores found older than what they had told (a copy put back): the "
+	                 "broker's (its messages are submitted again) or this node's");
+	tern_prom_sample(&p, "tern_node_store_restores_total", "store=\"broker\"",
+	                 (double)n->m.restores[0]);
+	tern_prom_sample(&p, "tern_node_store_restores_total", "store=\"node\"",
+	                 (double)n->m.restores[1]);
 	tern_prom_family(&p, "tern_node_connected", "gauge", "1 when connected to the broker");
 	tern_prom_sample(&p, "tern_node_connected", "", n->connected);
 	if (tern_store_read_begin(n->store, &txn) == TERN_OK &&
@@ -1286,6 +1309,86 @@ static void http_refusals(node *n)
 		log_warnx("the HTTP refusals are not in the audit log: %s", tern_errdetail());
 }
 
+struct restore_job {
+	node *n;
+	int kind; /* 0 new broker store, 1 broker store older, 2 this store older */
+	const uint8_t *store;
+	uint64_t count, had;
+	size_t again;
+	char why[256];
+};
+
+static int restore_apply(MDB_txn *txn, void *arg)
+{
+	struct restore_job *j = arg;
+	int rc;
+
+	if (j->kind == 0)
+		return node_store_accepted_reset(txn, j->n->store, j->store);
+	if (j->kind == 1) {
+		if ((rc = node_store_resubmit_after(txn, j->n->store, j->count, j->n->batch.now,
+		                                    &j->again)) != TERN_OK)
+			return rc;
+		snprintf(
+		    j->why, sizeof(j->why),
+		    "broker store restored: it holds %llu of this node's acceptances, %llu were "
+		    "told; %zu message(s) it no longer holds submitted again",
+		    (unsigned long long)j->count, (unsigned long long)j->had, j->again);
+	} else {
+		if ((rc = node_store_accepted_raise(txn, j->n->store, j->count)) != TERN_OK)
+			return rc;
+		snprintf(
+		    j->why, sizeof(j->why),
+		    "this node's store is older than the broker's: the broker accepted %llu of "
+		    "its messages, this store knows of %llu; the records of the rest were lost "
+		    "with the restore (receipts for them are refused as unknown, by id)",
+		    (unsigned long long)j->count, (unsigned long long)j->had);
+	}
+	return audit(j->n, txn, TERN__V1__AUDIT_ENTRY__KIND__RESTORED, NULL, j->n->broker->node_id,
+	             NULL, "store", NULL, 0, j->why, NULL, NULL);
+}
+
+/* Compares the broker's store with what this node was told by it. A store
+ * put back from an older copy (same identity, fewer of our acceptances) no
+ * longer holds what it accepted since: those messages go again, in order,
+ * before anything new (the broker and the recipients de-duplicate). */
+static void welcome_store(node *n, const Tern__V1__Welcome *w)
+{
+	struct restore_job j = {n, 0, NULL, w->accepted_count, n->amax, 0, ""};
+	static const uint8_t none[16];
+
+	if (w->broker_store.len != 16)
+		return; /* a broker from before store identities */
+	memcpy(n->bstore, w->broker_store.data, 16);
+	j.store = n->bstore;
+	if (memcmp(n->astore, n->bstore, 16) != 0) {
+		if (memcmp(n->astore, none, 16) != 0)
+			log_warnx("broker %s has another store than the one this node knew (not a "
+			          "copy of it): its acceptance numbers start afresh",
+			          n->broker->node_id);
+		if (tern_store_write(n->store, restore_apply, &j) == TERN_OK) {
+			memcpy(n->astore, n->bstore, 16);
+			n->amax = 0;
+		}
+		return;
+	}
+	if (w->accepted_count == n->amax)
+		return;
+	j.kind = w->accepted_count < n->amax ? 1 : 2;
+	n->batch.now = tern_now_ms();
+	if (tern_store_write(n->store, restore_apply, &j) != TERN_OK) {
+		log_warnx(
+		    "broker %s's store and this node's disagree (%llu acceptances there, %llu "
+		    "here), and the store could not be updated: %s",
+		    n->broker->node_id, (unsigned long long)w->accepted_count,
+		    (unsigned long long)n->amax, tern_errdetail());
+		return;
+	}
+	log_warnx("%s", j.why);
+	n->m.restores[j.kind - 1]++;
+	n->amax = w->accepted_count;
+}
+
 static void on_dealer(node *n)
 {
 	for (int64_t i = 0; i < n->batch_size; i++) {
@@ -1311,6 +1414,9 @@ static void on_dealer(node *n)
 				break; /* answers an earlier Hello */
 			if (!n->connected)
 				log_info("connected to broker %s", f->welcome->broker_id);
+			/* The old session's answers go in before the store is compared. */
+			batch_commit(n);
+			welcome_store(n, f->welcome);
 			n->connected = 1;
 			/* Every outbox entry without an answer goes again, in order. */
 			n->submit_next = 0;
@@ -1324,6 +1430,7 @@ static void on_dealer(node *n)
 			struct result *r = &b->results[b->nresults++];
 			snprintf(r->msgid, sizeof(r->msgid), "%s", f->result->message_id);
 			r->accepted = f->result->accepted;
+			r->n = f->result->accepted_n;
 			r->current = f->result->session == n->session;
 			snprintf(r->code, sizeof(r->code), "%s", f->result->reason_code);
 			snprintf(r->text, sizeof(r->text), "%s", f->result->reason_text);
@@ -1795,7 +1902,8 @@ int node_open(const char *conf, node **out)
 		goto fail;
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		goto fail;
-	node_store_delivered_get(txn, n->store, n->epoch, &n->delivered);
+	node_store_delivered_get(txn, n->store, n->dstore, n->epoch, &n->delivered);
+	node_store_accepted_get(txn, n->store, n->astore, &n->amax);
 	mdb_txn_abort(txn);
 
 	{

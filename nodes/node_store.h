@@ -30,6 +30,7 @@ enum {
 	NS_AUDIT_META,
 	NS_AUDIT_CHECKPOINTS,
 	NS_AUDIT_SUBTREES,
+	NS_ACCEPTED, /* be64(n) -> msgid: the n-th acceptance by the broker's store */
 	NS_NDB
 };
 
@@ -53,12 +54,34 @@ typedef struct node_out {
 } node_out;
 
 int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t now);
-/* The broker's answer to a submission. Unknown message ids are ignored. */
+/* The broker's answer to a submission. Unknown message ids are ignored.
+ * accepted_n: the broker store's number for it (0: none given); it is
+ * indexed, so that a broker store put back from an older copy shows which
+ * messages it no longer holds (node_store_resubmit_after). The envelope stays
+ * in the store after acceptance, for exactly that. */
 int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int accepted,
-                         const char *code, const char *text, int64_t now);
-/* A recipient's receipt, or the broker's dead-letter notice (state "expired"). */
+                         uint64_t accepted_n, const char *code, const char *text, int64_t now);
+/* A recipient's receipt, or the broker's dead-letter notice. TERN_EEXIST
+ * when it changes nothing (the same verdict delivered again: no new event). */
 int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, const char *node,
                                const char *state, const char *code, const char *text, int64_t now);
+
+/* Which broker store the acceptance numbers count in, and the highest one
+ * this node was told (zeros and 0 when none yet). */
+int node_store_accepted_get(MDB_txn *txn, tern_store *s, uint8_t store[16], uint64_t *max);
+/* A broker store other than the one the numbers count in: its numbers start
+ * afresh, the index of the old one's is dropped. */
+int node_store_accepted_reset(MDB_txn *txn, tern_store *s, const uint8_t store[16]);
+/* The broker's store holds only count of this node's acceptances, fewer than
+ * it told this node: every message it accepted after those is queued again
+ * in its original outbox place (recipients still at-broker go back to
+ * queued), so that it is submitted again in order, and the highest number
+ * known becomes count. *n = messages queued again. */
+int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64_t now, size_t *n);
+/* This node's store knows fewer acceptances than the broker's store holds
+ * (this store was put back from an older copy): the highest known becomes
+ * count. */
+int node_store_accepted_raise(MDB_txn *txn, tern_store *s, uint64_t count);
 /* TERN_OK with *rec (the sent-message record) or TERN_ENOENT. */
 int node_store_sent_get(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec);
 /* Outbox entries from seq on, in order: fn(seq, msgid, envelope, len, arg), stop on non-zero. */
@@ -95,9 +118,12 @@ int node_store_inbox_scan(MDB_txn *txn, tern_store *s, int (*fn)(const char *msg
 /* Cross-reference record {"type","case_id","outcome"} of a message sent or accepted. */
 int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec);
 
-/* The broker resync point: every delivery of store epoch up to upto is committed. */
-int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t epoch[16], uint64_t *upto);
-int node_store_delivered_put(MDB_txn *txn, tern_store *s, const uint8_t epoch[16], uint64_t upto);
+/* The broker resync point: every delivery up to upto of the broker store
+ * store, in the broker's start epoch, is committed. */
+int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t store[16], uint8_t epoch[16],
+                             uint64_t *upto);
+int node_store_delivered_put(MDB_txn *txn, tern_store *s, const uint8_t store[16],
+                             const uint8_t epoch[16], uint64_t upto);
 
 /* Counts for node.info: sent messages by state (excluding receipts), inbox size. */
 int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out);

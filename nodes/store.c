@@ -7,9 +7,10 @@
 #include "node_store.h"
 #include "util.h"
 
-static const char *const dbnames[] = {"meta",       "outbox",           "outenv", "msgs",
-                                      "inbox",      "received",         "inenv",  "refs",
-                                      "clientrefs", TERN_AUDIT_DBNAMES, NULL};
+/* accepted came later: a read-only view of an older store has none (dbi 0). */
+static const char *const dbnames[] = {"meta",       "outbox",           "outenv",    "msgs",
+                                      "inbox",      "received",         "inenv",     "refs",
+                                      "clientrefs", TERN_AUDIT_DBNAMES, "?accepted", NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -197,10 +198,12 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 		                    json_pack("{s:s, s:s, s:s, s:I}", "state", "queued",
 		                              "reason_code", "", "reason_text", "", "at",
 		                              (json_int_t)now));
-	rec = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I}", "type", m->type, "case_id",
+	/* seq: its outbox place while it waits for the broker's answer (0 once
+	 * answered); outseq: that place for good, should it have to go again. */
+	rec = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I}", "type", m->type, "case_id",
 	                m->case_id, "created_at", (json_int_t)m->created_at, "state", "queued",
 	                "reason_code", "", "reason_text", "", "recipients", rcpts, "seq",
-	                (json_int_t)seq);
+	                (json_int_t)seq, "outseq", (json_int_t)seq);
 	if (rec == NULL)
 		return TERN_ENOMEM;
 	rc = put_json(txn, DBI(s, NS_MSGS), m->msgid, rec);
@@ -283,8 +286,10 @@ static void set_reason(json_t *obj, const char *code, const char *text)
 	json_object_set_new(obj, "reason_text", json_string(text ? text : ""));
 }
 
+static int accepted_note(MDB_txn *txn, tern_store *s, const char *msgid, uint64_t n);
+
 int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int accepted,
-                         const char *code, const char *text, int64_t now)
+                         uint64_t accepted_n, const char *code, const char *text, int64_t now)
 {
 	json_t *rec, *r;
 	const char *key;
@@ -300,14 +305,15 @@ int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int acc
 	}
 	tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "seq")));
 	k = (MDB_val){8, kb};
+	/* Out of the outbox; the envelope stays (node_store_resubmit_after). */
 	rc = mdb_del(txn, DBI(s, NS_OUTBOX), &k, NULL);
-	if (rc == 0 || rc == MDB_NOTFOUND) {
-		k = sval(msgid);
-		rc = mdb_del(txn, DBI(s, NS_OUTENV), &k, NULL);
-	}
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		json_decref(rec);
 		return MDB(rc, "remove from outbox");
+	}
+	if (accepted && accepted_n && (rc = accepted_note(txn, s, msgid, accepted_n)) != TERN_OK) {
+		json_decref(rec);
+		return rc;
 	}
 	json_object_set_new(rec, "seq", json_integer(0));
 	json_object_foreach(json_object_get(rec, "recipients"), key, r)
@@ -341,6 +347,13 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 	if (r == NULL) {
 		json_decref(rec);
 		return tern_fail(TERN_ENOENT, "%s was not sent to %s", msgid, node);
+	}
+	if (strcmp(json_string_value(json_object_get(r, "state")) ?: "", state) == 0 &&
+	    strcmp(json_string_value(json_object_get(r, "reason_code")) ?: "", code ? code : "") ==
+	        0) {
+		/* The same verdict again (a redelivery after a broker restart). */
+		json_decref(rec);
+		return TERN_EEXIST;
 	}
 	json_object_set_new(r, "state", json_string(state));
 	json_object_set_new(r, "at", json_integer(now));
@@ -511,32 +524,190 @@ int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
 	return get_json(txn, DBI(s, NS_REFS), msgid, rec);
 }
 
-int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t epoch[16], uint64_t *upto)
+int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t store[16], uint8_t epoch[16],
+                             uint64_t *upto)
 {
 	MDB_val k = sval("delivered"), v;
 	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
 
+	memset(store, 0, 16);
 	memset(epoch, 0, 16);
 	*upto = 0;
 	if (rc == MDB_NOTFOUND)
 		return TERN_OK;
 	if (rc != 0)
 		return MDB(rc, "read resync point");
-	if (v.mv_size == 24) {
+	if (v.mv_size == 40) {
+		memcpy(store, v.mv_data, 16);
+		memcpy(epoch, (uint8_t *)v.mv_data + 16, 16);
+		*upto = tern_be64_get((uint8_t *)v.mv_data + 32);
+	} else if (v.mv_size == 24) {
+		/* Written when a broker's epoch was its store's identity. */
+		memcpy(store, v.mv_data, 16);
 		memcpy(epoch, v.mv_data, 16);
 		*upto = tern_be64_get((uint8_t *)v.mv_data + 16);
 	}
 	return TERN_OK;
 }
 
-int node_store_delivered_put(MDB_txn *txn, tern_store *s, const uint8_t epoch[16], uint64_t upto)
+int node_store_delivered_put(MDB_txn *txn, tern_store *s, const uint8_t store[16],
+                             const uint8_t epoch[16], uint64_t upto)
+{
+	uint8_t b[40];
+	MDB_val k = sval("delivered"), v = {40, b};
+
+	memcpy(b, store, 16);
+	memcpy(b + 16, epoch, 16);
+	tern_be64_put(b + 32, upto);
+	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write resync point");
+}
+
+/* meta "broker.accepted": store(16) | be64(highest number told). */
+int node_store_accepted_get(MDB_txn *txn, tern_store *s, uint8_t store[16], uint64_t *max)
+{
+	MDB_val k = sval("broker.accepted"), v;
+	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
+
+	memset(store, 0, 16);
+	*max = 0;
+	if (rc == MDB_NOTFOUND)
+		return TERN_OK;
+	if (rc != 0)
+		return MDB(rc, "read acceptance numbers");
+	if (v.mv_size != 24)
+		return tern_fail(TERN_EMALFORMED, "damaged acceptance numbers in the store");
+	memcpy(store, v.mv_data, 16);
+	*max = tern_be64_get((uint8_t *)v.mv_data + 16);
+	return TERN_OK;
+}
+
+static int accepted_put(MDB_txn *txn, tern_store *s, const uint8_t store[16], uint64_t max)
 {
 	uint8_t b[24];
-	MDB_val k = sval("delivered"), v = {24, b};
+	MDB_val k = sval("broker.accepted"), v = {24, b};
 
-	memcpy(b, epoch, 16);
-	tern_be64_put(b + 16, upto);
-	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write resync point");
+	memcpy(b, store, 16);
+	tern_be64_put(b + 16, max);
+	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write acceptance numbers");
+}
+
+static int accepted_note(MDB_txn *txn, tern_store *s, const char *msgid, uint64_t n)
+{
+	uint8_t store[16], kb[8];
+	uint64_t max;
+	MDB_val k = {8, kb}, v = sval(msgid);
+	int rc;
+
+	if (DBI(s, NS_ACCEPTED) == 0)
+		return TERN_OK;
+	if ((rc = node_store_accepted_get(txn, s, store, &max)) != TERN_OK)
+		return rc;
+	tern_be64_put(kb, n);
+	if ((rc = mdb_put(txn, DBI(s, NS_ACCEPTED), &k, &v, 0)) != 0)
+		return MDB(rc, "index acceptance");
+	return n > max ? accepted_put(txn, s, store, n) : TERN_OK;
+}
+
+int node_store_accepted_reset(MDB_txn *txn, tern_store *s, const uint8_t store[16])
+{
+	int rc;
+
+	if (DBI(s, NS_ACCEPTED) && (rc = mdb_drop(txn, DBI(s, NS_ACCEPTED), 0)) != 0)
+		return MDB(rc, "drop acceptance numbers");
+	return accepted_put(txn, s, store, 0);
+}
+
+int node_store_accepted_raise(MDB_txn *txn, tern_store *s, uint64_t count)
+{
+	uint8_t store[16];
+	uint64_t max;
+	int rc;
+
+	if ((rc = node_store_accepted_get(txn, s, store, &max)) != TERN_OK)
+		return rc;
+	return count > max ? accepted_put(txn, s, store, count) : TERN_OK;
+}
+
+int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64_t now, size_t *n)
+{
+	uint8_t store[16], kb[8];
+	uint64_t max;
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	*n = 0;
+	if (DBI(s, NS_ACCEPTED) == 0)
+		return TERN_OK;
+	if ((rc = node_store_accepted_get(txn, s, store, &max)) != TERN_OK)
+		return rc;
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_ACCEPTED), &c)) != 0)
+		return MDB(rc, "cursor");
+	tern_be64_put(kb, count + 1);
+	k = (MDB_val){8, kb};
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) {
+		char id[37];
+		json_t *rec = NULL, *r;
+		const char *key;
+		int again = 0;
+		uint64_t outseq;
+		if (v.mv_size == 36) {
+			memcpy(id, v.mv_data, 36);
+			id[36] = 0;
+		} else {
+			id[0] = 0;
+		}
+		/* The entry goes first: the writes below move the cursor's page. */
+		if ((rc = mdb_cursor_del(c, 0)) != 0)
+			break;
+		if (id[0] == 0 || get_json(txn, DBI(s, NS_MSGS), id, &rec) != TERN_OK)
+			goto next;
+		outseq = (uint64_t)json_integer_value(json_object_get(rec, "outseq"));
+		{
+			MDB_val ek = sval(id), ev;
+			if (outseq == 0 || mdb_get(txn, DBI(s, NS_OUTENV), &ek, &ev) != 0)
+				goto next; /* an older record, or no envelope left: cannot go again
+				            */
+		}
+		/* Recipients the broker still owed it go back to queued; those that
+		 * answered keep their answer (and take it again, de-duplicated). */
+		json_object_foreach(json_object_get(rec, "recipients"), key, r)
+		{
+			if (strcmp(json_string_value(json_object_get(r, "state")) ?: "",
+			           "at-broker") != 0)
+				continue;
+			json_object_set_new(r, "state", json_string("queued"));
+			json_object_set_new(r, "at", json_integer(now));
+			again = 1;
+		}
+		if (!again)
+			goto next; /* answered by every recipient: nothing is owed */
+		tern_be64_put(kb, outseq);
+		{
+			MDB_val ok = {8, kb}, ov = sval(id);
+			if ((rc = mdb_put(txn, DBI(s, NS_OUTBOX), &ok, &ov, 0)) != 0) {
+				json_decref(rec);
+				rc = MDB(rc, "queue again");
+				goto out;
+			}
+		}
+		json_object_set_new(rec, "seq", json_integer((json_int_t)outseq));
+		if ((rc = restate(txn, s, id, rec)) != TERN_OK) {
+			json_decref(rec);
+			goto out;
+		}
+		(*n)++;
+	next:
+		json_decref(rec);
+		tern_be64_put(kb, count + 1);
+		k = (MDB_val){8, kb};
+	}
+	rc = rc == 0 || rc == MDB_NOTFOUND ? accepted_put(txn, s, store, count)
+	                                   : MDB(rc, "scan acceptance numbers");
+out:
+	mdb_cursor_close(c);
+	return rc;
 }
 
 int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)

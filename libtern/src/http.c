@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/resource.h>
 
 #include <microhttpd.h>
@@ -74,6 +75,7 @@ struct tern_http {
 	struct req *head, *tail;
 	pthread_t *threads;
 	unsigned nworkers, nthreads, busy;
+	unsigned answering; /* answers resumed and not yet sent (under jmu) */
 	int stopping;
 };
 
@@ -283,11 +285,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 static void on_done(void *cls, struct MHD_Connection *c, void **con_cls,
                     enum MHD_RequestTerminationCode why)
 {
+	tern_http *h = cls;
 	struct req *r = *con_cls;
 
-	(void)cls;
 	(void)c;
 	(void)why;
+	if (r && r->state == REQ_DONE) {
+		pthread_mutex_lock(&h->jmu);
+		h->answering--;
+		pthread_mutex_unlock(&h->jmu);
+	}
 	if (r) {
 		free(r->body);
 		free(r->out);
@@ -331,6 +338,7 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&h->jmu);
 		r->state = REQ_DONE;
 		h->busy--;
+		h->answering++;
 		pthread_mutex_unlock(&h->jmu);
 		/* MHD calls on_request again, which queues the answer. */
 		MHD_resume_connection(r->c);
@@ -502,6 +510,17 @@ void tern_http_stop(tern_http **hp)
 	/* MHD must not stop with a connection suspended: every worker resumes
 	 * the connection it took, and what is still queued is answered 503. */
 	stop_workers(h);
+	/* Then the answers go out before the connections close (a client
+	 * waiting on inbox/next gets its 503, not a reset); at most a second. */
+	for (int i = 0; i < 100; i++) {
+		unsigned left;
+		pthread_mutex_lock(&h->jmu);
+		left = h->answering;
+		pthread_mutex_unlock(&h->jmu);
+		if (left == 0)
+			break;
+		usleep(10000);
+	}
 	MHD_stop_daemon(h->d);
 	free_server(h);
 	*hp = NULL;

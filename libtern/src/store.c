@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -212,4 +213,39 @@ int tern_store_read_begin(tern_store *store, MDB_txn **txn)
 		rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, txn);
 	}
 	return tern_store_mdb_err(rc, "mdb_txn_begin");
+}
+
+int tern_store_copy(const char *dir, const char *out, uint64_t *bytes)
+{
+	MDB_env *env = NULL;
+	char path[4096];
+	struct stat st;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/data.mdb", out);
+	if (stat(path, &st) == 0)
+		return tern_fail(TERN_EEXIST, "%s already holds a store; give an empty directory",
+		                 out);
+	if ((rc = tern_mkdirs(out, 0700)) != TERN_OK)
+		return rc;
+	if ((rc = mdb_env_create(&env)) != 0)
+		return tern_store_mdb_err(rc, "mdb_env_create");
+	mdb_env_set_maxdbs(env, TERN_STORE_MAX_DBS);
+	/* Read-only, beside the running daemon: the copy is one read
+	 * transaction, consistent as of its start. */
+	if ((rc = mdb_env_open(env, dir, MDB_RDONLY | MDB_NOTLS, 0600)) != 0) {
+		rc = rc == ENOENT ? tern_fail(TERN_ENOENT, "no store in %s", dir)
+		                  : tern_store_mdb_err(rc, dir);
+		goto out;
+	}
+	if ((rc = mdb_env_copy2(env, out, MDB_CP_COMPACT)) != 0) {
+		rc = tern_fail(TERN_EIO, "copying %s to %s: %s", dir, out, mdb_strerror(rc));
+		goto out;
+	}
+	rc = TERN_OK;
+	if (bytes)
+		*bytes = stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+out:
+	mdb_env_close(env);
+	return rc;
 }

@@ -62,6 +62,13 @@ int tern_store_read_begin(tern_store *store, MDB_txn **txn);
 int tern_store_mdb_err(int mdb_rc, const char *what);
 #define TERN_STORE_MAP_FULL (-30792) /* == MDB_MAP_FULL, passed through unchanged */
 
+/* A consistent copy of the store in dir, taken while its daemon may be
+ * writing (LMDB's copy runs in one read transaction), written as
+ * out/data.mdb, compacted (free pages left out). out is created (0700) and
+ * must not hold a store already. *bytes = the copy's size. This is the hot
+ * backup of docs/operations.md. */
+int tern_store_copy(const char *dir, const char *out, uint64_t *bytes);
+
 /* The current map size, for metrics and tests. */
 size_t tern_store_mapsize(const tern_store *store);
 

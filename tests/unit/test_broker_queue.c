@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -78,7 +79,48 @@ struct upto {
 static int do_delete(MDB_txn *txn, void *arg)
 {
 	struct upto *u = arg;
-	return bq_delete_upto(txn, st, u->rcpt, u->upto, NULL);
+	return bq_ack(txn, st, u->rcpt, u->upto, 0, 1000, NULL, NULL, NULL);
+}
+
+/* Acknowledged, kept for retention; the ack log says it happened at u->at. */
+struct keep {
+	const char *rcpt;
+	uint64_t upto;
+	int64_t at;
+	size_t n;
+};
+
+static int do_ack_keep(MDB_txn *txn, void *arg)
+{
+	struct keep *k = arg;
+	return bq_ack(txn, st, k->rcpt, k->upto, 1, k->at, NULL, NULL, &k->n);
+}
+
+struct rewind {
+	const char *rcpt;
+	uint64_t to, first;
+};
+
+static int do_rewind(MDB_txn *txn, void *arg)
+{
+	struct rewind *r = arg;
+	return bq_rewind(txn, st, r->rcpt, r->to, &r->first);
+}
+
+struct purge {
+	int64_t before;
+	size_t max, n;
+};
+
+static int do_purge(MDB_txn *txn, void *arg)
+{
+	struct purge *p = arg;
+	return bq_purge(txn, st, p->before, p->max, &p->n);
+}
+
+static int do_accept(MDB_txn *txn, void *arg)
+{
+	return bq_accept_next(txn, st, "unhcr", arg);
 }
 
 struct seen {
@@ -161,6 +203,106 @@ static int do_dedup_put(MDB_txn *txn, void *arg)
 	if (d->raw)
 		return mdb_put(txn, tern_store_dbi(st, BQ_DEDUP), &k, &v, 0) ? TERN_EIO : TERN_OK;
 	return bq_dedup_put(txn, st, d->id, d->sender, d->n, 5);
+}
+
+static size_t depth_of(const char *rcpt, uint64_t *acked)
+{
+	MDB_txn *txn;
+	size_t n = 0;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(bq_depth(txn, st, rcpt, &n, NULL), TERN_OK);
+	if (acked)
+		assert_int_equal(bq_acked(txn, st, rcpt, acked), TERN_OK);
+	mdb_txn_abort(txn);
+	return n;
+}
+
+/* Acknowledged items are kept for retention, out of every count of what is
+ * queued; a rewind queues them again; the purge removes them only once their
+ * mark is older than the retention, and never what a rewind queued again. */
+static void test_retention_and_rewind(void **state)
+{
+	struct keep k1 = {"portugal", 3, 1000, 0}, k2 = {"portugal", 5, 5000, 0};
+	struct rewind r = {"portugal", 1, 0};
+	struct purge p = {2000, 100, 0};
+	uint64_t acked, last;
+
+	(void)state;
+	append("portugal", 6, INT64_MAX - 1, &last);
+	assert_true(last == 6);
+	assert_int_equal(tern_store_write(st, do_ack_keep, &k1), TERN_OK);
+	assert_int_equal(k1.n, 3);
+	assert_int_equal(depth_of("portugal", &acked), 3);
+	assert_true(acked == 3);
+	assert_int_equal(scan("portugal").n, 6); /* still held, for a restored node */
+	{
+		MDB_txn *txn;
+		bq_dest *d = NULL;
+		size_t nd = 0, i;
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		assert_int_equal(bq_stats(txn, st, &d, &nd), TERN_OK);
+		mdb_txn_abort(txn);
+		for (i = 0; i < nd && strcmp(d[i].id, "portugal") != 0; i++)
+			;
+		assert_true(i < nd);
+		assert_int_equal(d[i].depth, 3);
+		assert_int_equal(d[i].retained, 3); /* not counted as queued */
+		free(d);
+	}
+	assert_int_equal(tern_store_write(st, do_ack_keep, &k2), TERN_OK);
+	assert_int_equal(depth_of("portugal", &acked), 1);
+	assert_true(acked == 5);
+	/* An acknowledgement that goes back is no acknowledgement. */
+	k1.n = 9;
+	assert_int_equal(tern_store_write(st, do_ack_keep, &k1), TERN_OK);
+	assert_int_equal(k1.n, 0);
+	assert_int_equal(depth_of("portugal", &acked), 1);
+
+	/* The node comes back holding only up to 1: 2..6 are queued again. */
+	assert_int_equal(tern_store_write(st, do_rewind, &r), TERN_OK);
+	assert_true(r.first == 2);
+	assert_int_equal(depth_of("portugal", &acked), 5);
+	assert_true(acked == 1);
+
+	/* The mark reached at 1000 (upto 3) is past a retention ending at 2000,
+	 * but the rewind put 2 and 3 back: only 1 goes. */
+	assert_int_equal(tern_store_write(st, do_purge, &p), TERN_OK);
+	assert_int_equal(p.n, 1);
+	assert_int_equal(scan("portugal").n, 5);
+	assert_true(scan("portugal").seqs[0] == 2);
+
+	/* Acknowledged again and past retention: purged; a rewind below what is
+	 * left says where the gap ends. */
+	k2.upto = 6;
+	k2.at = 6000;
+	assert_int_equal(tern_store_write(st, do_ack_keep, &k2), TERN_OK);
+	p.before = 7000;
+	assert_int_equal(tern_store_write(st, do_purge, &p), TERN_OK);
+	assert_int_equal(p.n, 5);
+	assert_int_equal(scan("portugal").n, 0);
+	r.to = 2;
+	assert_int_equal(tern_store_write(st, do_rewind, &r), TERN_OK);
+	assert_true(r.first == 7); /* 3..6 were purged: nothing held above 2 */
+	assert_int_equal(depth_of("portugal", &acked), 0);
+	assert_true(acked == 2);
+}
+
+static void test_accept_numbers(void **state)
+{
+	uint64_t a = 0, b = 0, n = 0;
+	MDB_txn *txn;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, do_accept, &a), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_accept, &b), TERN_OK);
+	assert_true(b == a + 1);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(bq_accepted_count(txn, st, "unhcr", &n), TERN_OK);
+	assert_true(n == b);
+	assert_int_equal(bq_accepted_count(txn, st, "nobody", &n), TERN_OK);
+	assert_true(n == 0);
+	mdb_txn_abort(txn);
 }
 
 static void test_dedup(void **state)
@@ -258,6 +400,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_order_and_sequences, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retention_and_rewind, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_dead_letters_and_notice, setup, teardown),
 	};

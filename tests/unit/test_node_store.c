@@ -19,6 +19,7 @@ static tern_store *st;
 static const char *const two[] = {"sweden", "iom"};
 #define ID1 "01a20598-0000-7000-8000-000000000001"
 #define ID2 "01a20598-0000-7000-8000-000000000002"
+#define ID3 "01a20598-0000-7000-8000-000000000003"
 
 static int setup(void **state)
 {
@@ -39,6 +40,8 @@ struct op {
 	int (*fn)(MDB_txn *txn, struct op *o);
 	const char *msgid, *node, *state, *code;
 	int accepted;
+	uint64_t n; /* do_submitted: the broker's acceptance number; do_resubmit: the count */
+	size_t out;
 };
 
 static int apply(MDB_txn *txn, void *arg)
@@ -56,7 +59,20 @@ static int do_enqueue(MDB_txn *txn, struct op *o)
 
 static int do_submitted(MDB_txn *txn, struct op *o)
 {
-	return node_store_submitted(txn, st, o->msgid, o->accepted, o->code, "why", 20);
+	return node_store_submitted(txn, st, o->msgid, o->accepted, o->n, o->code, "why", 20);
+}
+
+static const uint8_t broker_store[16] = {0xb5};
+
+static int do_reset(MDB_txn *txn, struct op *o)
+{
+	(void)o;
+	return node_store_accepted_reset(txn, st, broker_store);
+}
+
+static int do_resubmit(MDB_txn *txn, struct op *o)
+{
+	return node_store_resubmit_after(txn, st, o->n, 40, &o->out);
 }
 
 static int do_rstate(MDB_txn *txn, struct op *o)
@@ -89,7 +105,7 @@ static int count_visit(uint64_t seq, const char *msgid, const uint8_t *env, size
 	(void)seq;
 	(void)env;
 	(void)len;
-	strcat(arg, msgid[35] == '1' ? "1" : "2");
+	strncat(arg, msgid + 35, 1);
 	return 0;
 }
 
@@ -322,10 +338,65 @@ static void test_inbox_and_refs(void **state)
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 	node_store_inbox_scan(txn, st, first, head);
 	assert_string_equal(head, "");
-	assert_int_equal(node_store_delivered_get(txn, st, got, &upto), TERN_OK);
+	assert_int_equal(node_store_delivered_get(txn, st, got, got, &upto), TERN_OK);
 	assert_true(upto == 0);
 	mdb_txn_abort(txn);
 	(void)ep;
+}
+
+/* A broker store put back from an older copy holds fewer of this node's
+ * acceptances than it told: what it accepted after them goes back into the
+ * outbox in its original place, unless every recipient already answered. */
+static void test_resubmit_after_broker_restore(void **state)
+{
+	char order[8] = "";
+	uint8_t got[16];
+	uint64_t max = 0;
+	MDB_txn *txn;
+	struct op r = {.fn = do_resubmit, .n = 1};
+
+	(void)state;
+	run((struct op){.fn = do_reset});
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_enqueue, .msgid = ID2});
+	run((struct op){.fn = do_enqueue, .msgid = ID3});
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .n = 1, .code = ""});
+	run((struct op){.fn = do_submitted, .msgid = ID2, .accepted = 1, .n = 2, .code = ""});
+	run((struct op){.fn = do_submitted, .msgid = ID3, .accepted = 1, .n = 3, .code = ""});
+	/* ID3 was answered by both recipients already: nothing is owed. */
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID3, .node = "sweden", .state = "delivered", .code = ""});
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID3, .node = "iom", .state = "delivered", .code = ""});
+	/* ID2 half answered: the other recipient is still owed. */
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID2, .node = "sweden", .state = "delivered", .code = ""});
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_accepted_get(txn, st, got, &max), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_memory_equal(got, broker_store, 16);
+	assert_true(max == 3);
+
+	assert_int_equal(tern_store_write(st, apply, &r), TERN_OK);
+	assert_int_equal(r.out, 1);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_store_outbox_scan(txn, st, 0, count_visit, order);
+	assert_int_equal(node_store_accepted_get(txn, st, got, &max), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_string_equal(order, "2");
+	assert_true(max == 1);
+	assert_string_equal(state_of(ID2, "iom"), "queued");
+	assert_string_equal(state_of(ID2, "sweden"), "delivered");
+	assert_string_equal(state_of(ID1, "iom"), "at-broker"); /* the store still holds ID1 */
+	assert_string_equal(state_of(ID3, NULL), "delivered");
+
+	/* Its answer again, with its new number, takes it out once more. */
+	run((struct op){.fn = do_submitted, .msgid = ID2, .accepted = 1, .n = 2, .code = ""});
+	assert_string_equal(state_of(ID2, "iom"), "at-broker");
+	/* The same verdict twice is no new event. */
+	r = (struct op){
+	    .fn = do_rstate, .msgid = ID3, .node = "iom", .state = "delivered", .code = ""};
+	assert_int_equal(tern_store_write(st, apply, &r), TERN_EEXIST);
 }
 
 int main(void)
@@ -336,6 +407,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_subtrees_from_before, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_resubmit_after_broker_restore, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
