@@ -60,8 +60,9 @@ struct peer {
 	int attempts;     /* redeliveries of the head without progress */
 	int64_t last_rx;
 	int64_t last_tx;
-	int dirty;         /* queue changed: try to deliver */
-	char software[64]; /* as its Hello said */
+	int64_t last_restore; /* when its store was last found put back */
+	int dirty;            /* queue changed: try to deliver */
+	char software[64];    /* as its Hello said */
 	/* Rate limit: a token bucket; submissions over it wait here, in order. */
 	double tokens;
 	int64_t refilled;
@@ -112,6 +113,7 @@ struct batch {
 	struct ack acks[MAX_PEERS * 2];
 	size_t nacks;
 	struct dead dead[MAX_PEERS];
+	int dead_done[MAX_PEERS]; /* output: 1 when the entry was there to dead-letter */
 	size_t ndead;
 	int sweep;
 	int purge;      /* delete acknowledged items past retention */
@@ -600,14 +602,19 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	memset(bt->lat, 0, sizeof(bt->lat));
 	bt->lat_sum = 0;
 	for (size_t i = 0; i < bt->nacks; i++)
-		if ((rc = bq_ack(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
+		if (bt->acks[i].upto &&
+		    (rc = bq_ack(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
 		                 b->retain_ms > 0, bt->now, latency, bt, NULL)) != TERN_OK)
 			return rc;
 	for (size_t i = 0; i < bt->ndead; i++) {
+		bt->dead_done[i] = 0;
+		if (bt->dead[i].seq == 0)
+			continue;
 		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, bt->dead[i].seq,
 		                    TERN__V1__NOTICE__KIND__DEAD_LETTERED, "max-attempts", bt->now);
 		if (rc != TERN_OK && rc != TERN_ENOENT)
 			return rc;
+		bt->dead_done[i] = rc == TERN_OK;
 	}
 	for (size_t i = 0; i < bt->nsubs; i++) {
 		struct sub *s = &bt->subs[i];
@@ -670,7 +677,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if ((rc = bq_append(txn, b->store, h->recipients[r], &it, &seq)) != TERN_OK)
 				return rc;
 		}
-		if ((rc = bq_accept_next(txn, b->store, s->peer, &s->n)) != TERN_OK ||
+		if ((rc = bq_accept_next(txn, b->store, s->peer, s->msgid, &s->n)) != TERN_OK ||
 		    (rc = bq_dedup_put(txn, b->store, s->msgid, s->peer, s->n, bt->now)) != TERN_OK)
 			return rc;
 		rc = bq_audit(txn, b->store, TERN__V1__AUDIT_ENTRY__KIND__RELAYED, s->msgid,
@@ -738,7 +745,8 @@ static void batch_commit(broker *b)
 		b->m.batch[((size_t)1 << k) >= bt->nsubs ? k : 10]++;
 		b->m.batch_sum += bt->nsubs;
 	}
-	b->m.dead += bt->ndead;
+	for (size_t i = 0; i < bt->ndead; i++)
+		b->m.dead += (uint64_t)bt->dead_done[i];
 	b->m.purged += bt->purged;
 	if (bt->purge && bt->purged == 2000)
 		b->next_purge = 0; /* more past retention: go on next round */
@@ -760,9 +768,10 @@ static void batch_commit(broker *b)
 	}
 	for (size_t i = 0; i < bt->ndead; i++) {
 		struct peer *p = peer_find(b, bt->dead[i].node, 0);
-		log_warnx("dead-lettered seq %llu for %s after %lld attempts",
-		          (unsigned long long)bt->dead[i].seq, bt->dead[i].node,
-		          (long long)b->max_attempts);
+		if (bt->dead_done[i])
+			log_warnx("dead-lettered seq %llu for %s after %lld attempts",
+			          (unsigned long long)bt->dead[i].seq, bt->dead[i].node,
+			          (long long)b->max_attempts);
 		if (p) {
 			p->attempts = 0;
 			p->dirty = 1;
@@ -810,6 +819,7 @@ struct rewind_job {
 	broker *b;
 	const char *node;
 	uint64_t to, acked, first;
+	int exact; /* to counts in this start: else everything retained goes again */
 	char why[256];
 };
 
@@ -820,7 +830,13 @@ static int rewind_apply(MDB_txn *txn, void *arg)
 
 	if ((rc = bq_rewind(txn, j->b->store, j->node, j->to, &j->first)) != TERN_OK)
 		return rc;
-	if (j->first > j->to + 1)
+	if (!j->exact)
+		snprintf(j->why, sizeof(j->why),
+		         "store restored: holds less than the %llu it acknowledged, counted in an "
+		         "earlier start of the broker; everything retained (from seq %llu) is "
+		         "delivered again, and what it lost before that was purged",
+		         (unsigned long long)j->acked, (unsigned long long)j->first);
+	else if (j->first > j->to + 1)
 		snprintf(j->why, sizeof(j->why),
 		         "store restored: holds deliveries up to %llu of %llu acknowledged; "
 		         "%llu-%llu no longer retained, the rest delivered again",
@@ -840,9 +856,9 @@ static int rewind_apply(MDB_txn *txn, void *arg)
  * delivered again, in order (the node's de-duplication is as old as its
  * store, so it takes each once); what retention already purged is reported
  * by sequence range, never silently skipped. */
-static void node_restored(broker *b, struct peer *p, uint64_t to)
+static void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
 {
-	struct rewind_job j = {b, p->id, to, p->acked, 0, ""};
+	struct rewind_job j = {b, p->id, to, p->acked, 0, exact, ""};
 
 	if (tern_store_write(b->store, rewind_apply, &j) != TERN_OK) {
 		log_warnx("%s's store went back from %llu to %llu, but the queue could not be "
@@ -853,9 +869,18 @@ static void node_restored(broker *b, struct peer *p, uint64_t to)
 	}
 	log_warnx("%s: %s", p->id, j.why);
 	b->m.restores++;
-	b->m.lost += j.first > to + 1 ? j.first - to - 1 : 0;
+	b->m.lost += exact && j.first > to + 1 ? j.first - to - 1 : 0;
 	b->last_audit = tern_now_ms();
+	p->last_restore = b->last_audit;
 	p->acked = p->sent = to;
+	/* Acknowledgements and dead letters of its old connection, still in
+	 * this batch, must not undo the rewind. */
+	for (size_t i = 0; i < b->batch.nacks; i++)
+		if (strcmp(b->batch.acks[i].node, p->id) == 0)
+			b->batch.acks[i].upto = 0;
+	for (size_t i = 0; i < b->batch.ndead; i++)
+		if (strcmp(b->batch.dead[i].node, p->id) == 0)
+			b->batch.dead[i].seq = 0;
 }
 
 static void on_hello(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
@@ -863,7 +888,9 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
-	uint64_t accepted = 0;
+	uint64_t accepted = 0, last = 0;
+	char last_accepted[37] = "";
+	int64_t now = tern_now_ms();
 	struct peer *p;
 
 	if (strcmp(h->node_id, user) != 0) {
@@ -906,7 +933,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 		uint64_t acked = 0;
 		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
 			bq_acked(txn, b->store, user, &acked);
-			bq_accepted_count(txn, b->store, user, &accepted);
+			bq_last_seq(txn, b->store, user, &last);
+			bq_accepted_count(txn, b->store, user, &accepted, last_accepted);
 			mdb_txn_abort(txn);
 		}
 		if (acked > p->acked)
@@ -917,15 +945,25 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->wait = b->ack_timeout_ms;
 	p->last_rx = tern_now_ms();
 	p->dirty = 1;
+	int same_epoch = h->broker_epoch.len == BQ_EPOCH_LEN &&
+	                 memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0;
 	if (h->broker_store.len == BQ_EPOCH_LEN &&
 	    memcmp(h->broker_store.data, b->store_id, BQ_EPOCH_LEN) == 0 &&
 	    h->delivered_upto < p->acked) {
 		/* The node acknowledged more than its store now holds: its store
-		 * was put back from an older copy. */
-		node_restored(b, p, h->delivered_upto);
-	} else if (h->broker_epoch.len == BQ_EPOCH_LEN &&
-	           memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0 &&
-	           h->delivered_upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
+		 * was put back from an older copy. Its number can be trusted only
+		 * if it counts in this start (a store put back numbers again what
+		 * it numbered after its copy); otherwise everything retained goes
+		 * again, and the node's de-duplication sorts it out. At most once a
+		 * minute: a member lying in its Hello must not keep the broker busy. */
+		if (now - p->last_restore < 60000)
+			log_warnx("%s says again it holds less than it acknowledged; ignored "
+			          "within a minute of the last time",
+			          user);
+		else
+			node_restored(b, p, same_epoch ? h->delivered_upto : 0, same_epoch);
+	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last &&
+	           b->batch.nacks < MAX_PEERS * 2) {
 		/* Resync: what the node already holds is dropped, not sent again. */
 		snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
 		b->batch.acks[b->batch.nacks++].upto = h->delivered_upto;
@@ -937,6 +975,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	w.broker_store.data = b->store_id;
 	w.broker_store.len = BQ_EPOCH_LEN;
 	w.accepted_count = accepted;
+	w.last_accepted = last_accepted;
 	w.directory_version = tern_directory_version(b->id.dir);
 	w.max_message_size = (uint32_t)b->max_msg;
 	w.session = h->session;
@@ -1351,8 +1390,9 @@ static void timers(broker *b, int64_t now)
 	if (b->batch.checkpoint)
 		b->last_checkpoint = now;
 	if (now >= b->next_purge) {
+		/* Even with retain = 0: what an earlier setting kept must go. */
 		b->next_purge = now + 10000;
-		b->batch.purge = b->retain_ms > 0;
+		b->batch.purge = 1;
 	}
 	if (now >= b->next_sweep) {
 		MDB_txn *txn;

@@ -235,19 +235,38 @@ int bq_acked(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *acked)
 	return meta_get(txn, s, "acked", rcpt, acked);
 }
 
-int bq_accept_next(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n)
+int bq_accept_next(MDB_txn *txn, tern_store *s, const char *sender, const char *msgid, uint64_t *n)
 {
+	uint8_t mk[80];
+	MDB_val key, v = {36, (void *)msgid};
 	int rc = meta_get(txn, s, "accepted", sender, n);
 
 	if (rc != TERN_OK)
 		return rc;
 	(*n)++;
-	return meta_put(txn, s, "accepted", sender, *n);
+	if ((rc = meta_put(txn, s, "accepted", sender, *n)) != TERN_OK)
+		return rc;
+	key.mv_size = (size_t)snprintf((char *)mk, sizeof(mk), "lastacc/%s", sender);
+	key.mv_data = mk;
+	return MDB(mdb_put(txn, DBI(s, BQ_META), &key, &v, 0), "write last acceptance");
 }
 
-int bq_accepted_count(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n)
+int bq_accepted_count(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n, char *last)
 {
-	return meta_get(txn, s, "accepted", sender, n);
+	uint8_t mk[80];
+	MDB_val key, v;
+	int rc = meta_get(txn, s, "accepted", sender, n);
+
+	last[0] = 0;
+	if (rc != TERN_OK)
+		return rc;
+	key.mv_size = (size_t)snprintf((char *)mk, sizeof(mk), "lastacc/%s", sender);
+	key.mv_data = mk;
+	if (mdb_get(txn, DBI(s, BQ_META), &key, &v) == 0 && v.mv_size == 36) {
+		memcpy(last, v.mv_data, 36);
+		last[36] = 0;
+	}
+	return TERN_OK;
 }
 
 /* Positions c at rcpt's first entry with seq >= from; 0 or MDB_NOTFOUND. */
@@ -372,26 +391,6 @@ int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64
 	rc = seek(c, rcpt, to + 1, &key, &v, k);
 	if (rc == 0)
 		*first = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
-	/* What was acknowledged is queued again: back in the expiry index. */
-	while (rc == 0) {
-		uint64_t seq = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
-		uint8_t xk[104];
-		MDB_val xk_val, xv = {0, ""};
-		bq_item it;
-		if (seq > acked)
-			break;
-		if (item_decode(&v, &it) != TERN_OK) {
-			rc = seek(c, rcpt, seq + 1, &key, &v, k);
-			continue;
-		}
-		xk_val = (MDB_val){xkey(xk, it.expires_at, rcpt, seq), xk};
-		if ((rc = mdb_put(txn, DBI(s, BQ_EXPIRY), &xk_val, &xv, 0)) != 0) {
-			mdb_cursor_close(c);
-			return MDB(rc, "index expiry");
-		}
-		rc = seek(c, rcpt, seq + 1, &key, &v, k);
-		continue;
-	}
 	mdb_cursor_close(c);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return MDB(rc, "scan queue");
@@ -540,6 +539,14 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 	uint64_t nseq;
 	int rc;
 
+	{
+		uint64_t acked;
+		if ((rc = bq_acked(txn, s, rcpt, &acked)) != TERN_OK)
+			return rc;
+		if (seq <= acked) /* delivered, and kept for retention: not dead */
+			return tern_fail(TERN_ENOENT, "seq %llu for %s is acknowledged",
+			                 (unsigned long long)seq, rcpt);
+	}
 	if ((rc = mdb_get(txn, DBI(s, BQ_QUEUE), &key, &v)) != 0)
 		return MDB(rc, "read entry to dead-letter");
 	if ((rc = item_decode(&v, &it)) != TERN_OK)

@@ -76,10 +76,11 @@ int bq_acked(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *acked);
 int bq_ack(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, int keep, int64_t now,
            void (*fn)(const bq_item *it, void *arg), void *arg, size_t *n);
 /* rcpt's node holds less than it acknowledged (its store was restored): the
- * mark goes back to to, and the retained items above it are queued again (in
- * the expiry index, with their own expiry). *first: the first item still held
- * above to (to + 1 when nothing was purged in between; the next sequence to
- * be assigned when the queue holds nothing above to). */
+ * mark goes back to to, and the retained items above it are queued again.
+ * They stay out of the expiry index: they were delivered once, and a restore
+ * must not turn them into expired ones (nor tell their senders so). *first:
+ * the first item still held above to (to + 1 when nothing was purged in
+ * between; the next sequence to be assigned when nothing is held above to). */
 int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64_t *first);
 /* Deletes acknowledged items whose mark was reached before before, at most
  * max of them. *n = deleted (max: there may be more). */
@@ -91,8 +92,9 @@ int bq_last_seq(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *seq);
  * node. The node keeps the numbers it was told, so that a store put back
  * from an older copy (whose count is lower) shows which of its messages
  * the broker no longer holds. */
-int bq_accept_next(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n);
-int bq_accepted_count(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n);
+int bq_accept_next(MDB_txn *txn, tern_store *s, const char *sender, const char *msgid, uint64_t *n);
+/* *n acceptances from sender; last (37 bytes) the last one's id, "" if none. */
+int bq_accepted_count(MDB_txn *txn, tern_store *s, const char *sender, uint64_t *n, char *last);
 /* Reads one entry; TERN_ENOENT if gone. */
 int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item *item);
 /* Calls fn for rcpt's entries with seq >= from, in order, until fn returns non-zero. */
@@ -123,7 +125,8 @@ json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now);
 int bq_open_rdonly(const char *dir, tern_store **out);
 
 /* Moves rcpt's entry seq to the dead-letter queue with reason and, for an
- * envelope, queues a Notice for its sender. */
+ * envelope, queues a Notice for its sender. TERN_ENOENT when it is gone or
+ * already acknowledged (kept for retention: delivered, not dead). */
 int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int notice_kind,
                    const char *reason, int64_t now);
 /* Dead-letters up to max of rcpt's unacknowledged entries, oldest first, with reason and a

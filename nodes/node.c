@@ -114,6 +114,11 @@ struct node {
 	int connected;
 	uint8_t epoch[16];  /* the broker start we hold deliveries of */
 	uint8_t dstore[16]; /* the broker store those deliveries' numbers count in */
+	/* The same as last committed: what Hello says. A Hello sent between a
+	 * new epoch's first delivery and its commit must not claim 0, or the
+	 * broker would take this store for one put back from an old copy. */
+	uint8_t h_epoch[16], h_store[16];
+	uint64_t h_upto;
 	uint8_t bstore[16]; /* the broker store of the current connection (Welcome) */
 	/* The broker store our acceptance numbers count in, and the highest we
 	 * were told: a store put back from an older copy tells a lower count. */
@@ -181,11 +186,11 @@ static void send_hello(node *n)
 	h.node_id = (char *)n->id.id;
 	h.software = "tern-node 0.1.0";
 	h.credit = (uint32_t)n->credit;
-	h.broker_epoch.data = n->epoch;
+	h.broker_epoch.data = n->h_epoch;
 	h.broker_epoch.len = 16;
-	h.broker_store.data = n->dstore;
+	h.broker_store.data = n->h_store;
 	h.broker_store.len = 16;
-	h.delivered_upto = n->delivered;
+	h.delivered_upto = n->h_upto;
 	do
 		randombytes_buf(&n->session, sizeof(n->session));
 	while (n->session == 0);
@@ -545,6 +550,8 @@ static void owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t
 	*slot = o;
 }
 
+static void batch_commit(node *n);
+
 static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 {
 	struct batch *b = &n->batch;
@@ -554,10 +561,14 @@ static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 	if (dv->broker_epoch.len != 16)
 		return;
 	if (memcmp(dv->broker_epoch.data, n->epoch, 16) != 0) {
-		/* A new broker store: its numbers mean nothing against ours. */
+		/* A new start of the broker: its numbers are trusted only within
+		 * it. What this batch holds of the old one is committed first, so
+		 * that one batch never mixes the two. */
+		batch_commit(n);
 		memcpy(n->epoch, dv->broker_epoch.data, 16);
 		memcpy(n->dstore, n->bstore, 16);
 		n->delivered = 0;
+		b->delivered = 0;
 	}
 	if (dv->seq <= n->delivered || dv->seq <= b->delivered) {
 		if (b->delivered < n->delivered)
@@ -705,7 +716,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 				return rc;
 		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
 			rc = node_store_recipient_state(txn, n->store, d->target, d->node, d->state,
-			                                d->code, d->text, b->now);
+			                                d->code, d->text, d->kind == DIN_NOTICE,
+			                                b->now);
 			if (rc == TERN_EEXIST)
 				continue; /* the same verdict delivered again: no new event */
 			if (rc != TERN_OK && rc != TERN_ENOENT)
@@ -906,8 +918,12 @@ static void batch_commit(node *n)
 	for (size_t i = 0; i < b->nacks; i++)
 		if (b->acks[i].client >= 0)
 			client_reply(n, b->acks[i].client, json_pack("{s:b}", "ok", 1));
-	if (b->delivered > n->delivered)
+	if (b->delivered > n->delivered) {
 		n->delivered = b->delivered;
+		memcpy(n->h_epoch, n->epoch, 16);
+		memcpy(n->h_store, n->dstore, 16);
+		n->h_upto = n->delivered;
+	}
 ack:
 	if (b->delivered) {
 		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
@@ -1374,6 +1390,24 @@ static void welcome_store(node *n, const Tern__V1__Welcome *w)
 	}
 	if (w->accepted_count == n->amax)
 		return;
+	if (w->accepted_count > n->amax) {
+		/* Answers lost with a connection look the same as a store put
+		 * back: the last acceptance tells them apart. Known here: only
+		 * answers were missed (they come again as it resubmits). */
+		MDB_txn *txn;
+		json_t *rec = NULL;
+		int known = 0;
+		if (w->last_accepted == NULL || !tern_uuid_valid(w->last_accepted))
+			return; /* a broker that does not say: nothing to conclude */
+		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
+			known =
+			    node_store_sent_get(txn, n->store, w->last_accepted, &rec) == TERN_OK;
+			mdb_txn_abort(txn);
+		}
+		json_decref(rec);
+		if (known)
+			return;
+	}
 	j.kind = w->accepted_count < n->amax ? 1 : 2;
 	n->batch.now = tern_now_ms();
 	if (tern_store_write(n->store, restore_apply, &j) != TERN_OK) {
@@ -1903,6 +1937,9 @@ int node_open(const char *conf, node **out)
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		goto fail;
 	node_store_delivered_get(txn, n->store, n->dstore, n->epoch, &n->delivered);
+	memcpy(n->h_store, n->dstore, 16);
+	memcpy(n->h_epoch, n->epoch, 16);
+	n->h_upto = n->delivered;
 	node_store_accepted_get(txn, n->store, n->astore, &n->amax);
 	mdb_txn_abort(txn);
 

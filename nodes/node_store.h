@@ -61,10 +61,14 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
  * in the store after acceptance, for exactly that. */
 int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int accepted,
                          uint64_t accepted_n, const char *code, const char *text, int64_t now);
-/* A recipient's receipt, or the broker's dead-letter notice. TERN_EEXIST
- * when it changes nothing (the same verdict delivered again: no new event). */
+/* A recipient's receipt, or (notice = 1) the broker's dead-letter notice.
+ * TERN_EEXIST when it changes nothing: the same verdict delivered again, or a
+ * notice about a recipient that already receipted the message (a signed
+ * receipt outweighs the broker's word, e.g. for an item delivered again to a
+ * node restored from a backup). */
 int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, const char *node,
-                               const char *state, const char *code, const char *text, int64_t now);
+                               const char *state, const char *code, const char *text, int notice,
+                               int64_t now);
 
 /* Which broker store the acceptance numbers count in, and the highest one
  * this node was told (zeros and 0 when none yet). */

@@ -267,6 +267,44 @@ static void overall_state(json_t *rec)
 
 /* Recomputes the message's state from its recipients', writes the record and
  * moves the counts if the state changed. */
+/* 1 when no recipient is still owed it (queued or at the broker). */
+static int all_answered(const json_t *rec)
+{
+	const char *key;
+	json_t *r;
+
+	json_object_foreach((json_t *)json_object_get(rec, "recipients"), key, r)
+	{
+		const char *st = json_string_value(json_object_get(r, "state")) ?: "";
+		if (strcmp(st, "queued") == 0 || strcmp(st, "at-broker") == 0)
+			return 0;
+	}
+	return 1;
+}
+
+/* A message every recipient answered can never have to go again: its
+ * envelope and acceptance number, kept for a broker put back from a copy
+ * (node_store_resubmit_after), go. Receipts are never answered: theirs stay,
+ * as received envelopes do. */
+static int forget_envelope(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec)
+{
+	uint64_t bn = (uint64_t)json_integer_value(json_object_get(rec, "broker_n"));
+	MDB_val k = sval(msgid), v;
+	uint8_t kb[8];
+	int rc = mdb_del(txn, DBI(s, NS_OUTENV), &k, NULL);
+
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return MDB(rc, "drop an answered envelope");
+	if (bn == 0 || DBI(s, NS_ACCEPTED) == 0)
+		return TERN_OK;
+	tern_be64_put(kb, bn);
+	k = (MDB_val){8, kb};
+	rc = mdb_get(txn, DBI(s, NS_ACCEPTED), &k, &v);
+	if (rc == 0 && v.mv_size == 36 && memcmp(v.mv_data, msgid, 36) == 0)
+		rc = mdb_del(txn, DBI(s, NS_ACCEPTED), &k, NULL);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "drop an acceptance number");
+}
+
 static int restate(MDB_txn *txn, tern_store *s, const char *msgid, json_t *rec)
 {
 	char before[16];
@@ -276,6 +314,9 @@ static int restate(MDB_txn *txn, tern_store *s, const char *msgid, json_t *rec)
 	         json_string_value(json_object_get(rec, "state")) ?: "");
 	overall_state(rec);
 	if ((rc = put_json(txn, DBI(s, NS_MSGS), msgid, rec)) != TERN_OK)
+		return rc;
+	if (strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "receipt") != 0 &&
+	    all_answered(rec) && (rc = forget_envelope(txn, s, msgid, rec)) != TERN_OK)
 		return rc;
 	return count_move(txn, s, rec, before[0] ? before : NULL);
 }
@@ -311,9 +352,12 @@ int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int acc
 		json_decref(rec);
 		return MDB(rc, "remove from outbox");
 	}
-	if (accepted && accepted_n && (rc = accepted_note(txn, s, msgid, accepted_n)) != TERN_OK) {
-		json_decref(rec);
-		return rc;
+	if (accepted && accepted_n) {
+		if ((rc = accepted_note(txn, s, msgid, accepted_n)) != TERN_OK) {
+			json_decref(rec);
+			return rc;
+		}
+		json_object_set_new(rec, "broker_n", json_integer((json_int_t)accepted_n));
 	}
 	json_object_set_new(rec, "seq", json_integer(0));
 	json_object_foreach(json_object_get(rec, "recipients"), key, r)
@@ -336,7 +380,8 @@ int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int acc
 }
 
 int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, const char *node,
-                               const char *state, const char *code, const char *text, int64_t now)
+                               const char *state, const char *code, const char *text, int notice,
+                               int64_t now)
 {
 	json_t *rec, *r;
 	int rc;
@@ -348,9 +393,11 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 		json_decref(rec);
 		return tern_fail(TERN_ENOENT, "%s was not sent to %s", msgid, node);
 	}
-	if (strcmp(json_string_value(json_object_get(r, "state")) ?: "", state) == 0 &&
-	    strcmp(json_string_value(json_object_get(r, "reason_code")) ?: "", code ? code : "") ==
-	        0) {
+	if ((notice &&
+	     strcmp(json_string_value(json_object_get(r, "state")) ?: "", "delivered") == 0) ||
+	    (strcmp(json_string_value(json_object_get(r, "state")) ?: "", state) == 0 &&
+	     strcmp(json_string_value(json_object_get(r, "reason_code")) ?: "", code ? code : "") ==
+	         0)) {
 		/* The same verdict again (a redelivery after a broker restart). */
 		json_decref(rec);
 		return TERN_EEXIST;

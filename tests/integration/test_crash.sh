@@ -43,4 +43,6 @@ got=$(wc -l <"$WORK/order")
 [[ "$got" -eq "$N" ]] || fail "sweden's inbox holds $got messages, not $N"
 [[ "$(sort -u "$WORK/order" | wc -l)" -eq "$N" ]] || fail "duplicates in sweden's inbox"
 seq -f '%06g' 1 "$N" | cmp - "$WORK/order" || fail "sweden's inbox is not in sending order"
+# Restarts are not restores: no store may have been taken for a copy put back.
+grep -h "store restored\|store is older" "$WORK"/*.log && fail "a restart was taken for a restore"
 echo "it test_crash: ok ($N messages, $kills kills)"

@@ -120,7 +120,19 @@ static int do_purge(MDB_txn *txn, void *arg)
 
 static int do_accept(MDB_txn *txn, void *arg)
 {
-	return bq_accept_next(txn, st, "unhcr", arg);
+	return bq_accept_next(txn, st, "unhcr", "01a20598-0000-7000-8000-0000000000ff", arg);
+}
+
+struct dl {
+	const char *rcpt;
+	uint64_t seq;
+};
+
+static int do_dead_letter(MDB_txn *txn, void *arg)
+{
+	struct dl *d = arg;
+	return bq_dead_letter(txn, st, d->rcpt, d->seq, TERN__V1__NOTICE__KIND__DEAD_LETTERED,
+	                      "max-attempts", 9000);
 }
 
 struct seen {
@@ -253,6 +265,13 @@ static void test_retention_and_rewind(void **state)
 	assert_int_equal(tern_store_write(st, do_ack_keep, &k2), TERN_OK);
 	assert_int_equal(depth_of("portugal", &acked), 1);
 	assert_true(acked == 5);
+	/* What its node acknowledged is delivered, not dead: a redelivery
+	 * timer that fired before the acknowledgement was applied finds nothing. */
+	{
+		struct dl d = {"portugal", 2};
+		assert_int_equal(tern_store_write(st, do_dead_letter, &d), TERN_ENOENT);
+		assert_int_equal(scan("portugal").n, 6);
+	}
 	/* An acknowledgement that goes back is no acknowledgement. */
 	k1.n = 9;
 	assert_int_equal(tern_store_write(st, do_ack_keep, &k1), TERN_OK);
@@ -291,6 +310,7 @@ static void test_retention_and_rewind(void **state)
 static void test_accept_numbers(void **state)
 {
 	uint64_t a = 0, b = 0, n = 0;
+	char last[37];
 	MDB_txn *txn;
 
 	(void)state;
@@ -298,10 +318,12 @@ static void test_accept_numbers(void **state)
 	assert_int_equal(tern_store_write(st, do_accept, &b), TERN_OK);
 	assert_true(b == a + 1);
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(bq_accepted_count(txn, st, "unhcr", &n), TERN_OK);
+	assert_int_equal(bq_accepted_count(txn, st, "unhcr", &n, last), TERN_OK);
 	assert_true(n == b);
-	assert_int_equal(bq_accepted_count(txn, st, "nobody", &n), TERN_OK);
+	assert_string_equal(last, "01a20598-0000-7000-8000-0000000000ff");
+	assert_int_equal(bq_accepted_count(txn, st, "nobody", &n, last), TERN_OK);
 	assert_true(n == 0);
+	assert_string_equal(last, "");
 	mdb_txn_abort(txn);
 }
 

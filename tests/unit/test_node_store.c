@@ -42,6 +42,7 @@ struct op {
 	int accepted;
 	uint64_t n; /* do_submitted: the broker's acceptance number; do_resubmit: the count */
 	size_t out;
+	int notice; /* do_rstate: the broker's notice, not a receipt */
 };
 
 static int apply(MDB_txn *txn, void *arg)
@@ -77,7 +78,8 @@ static int do_resubmit(MDB_txn *txn, struct op *o)
 
 static int do_rstate(MDB_txn *txn, struct op *o)
 {
-	return node_store_recipient_state(txn, st, o->msgid, o->node, o->state, o->code, "", 30);
+	return node_store_recipient_state(txn, st, o->msgid, o->node, o->state, o->code, "",
+	                                  o->notice, 30);
 }
 
 static void run(struct op o)
@@ -377,6 +379,15 @@ static void test_resubmit_after_broker_restore(void **state)
 	assert_memory_equal(got, broker_store, 16);
 	assert_true(max == 3);
 
+	/* An answered message's envelope is no longer kept; one still owed is. */
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	{
+		MDB_val k3 = {36, ID3}, k2 = {36, ID2}, v;
+		assert_int_equal(mdb_get(txn, tern_store_dbi(st, NS_OUTENV), &k3, &v),
+		                 MDB_NOTFOUND);
+		assert_int_equal(mdb_get(txn, tern_store_dbi(st, NS_OUTENV), &k2, &v), 0);
+	}
+	mdb_txn_abort(txn);
 	assert_int_equal(tern_store_write(st, apply, &r), TERN_OK);
 	assert_int_equal(r.out, 1);
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
@@ -397,6 +408,15 @@ static void test_resubmit_after_broker_restore(void **state)
 	r = (struct op){
 	    .fn = do_rstate, .msgid = ID3, .node = "iom", .state = "delivered", .code = ""};
 	assert_int_equal(tern_store_write(st, apply, &r), TERN_EEXIST);
+	/* Nor does the broker's word override a recipient's signed receipt. */
+	r = (struct op){.fn = do_rstate,
+	                .msgid = ID3,
+	                .node = "iom",
+	                .state = "expired",
+	                .code = "expired",
+	                .notice = 1};
+	assert_int_equal(tern_store_write(st, apply, &r), TERN_EEXIST);
+	assert_string_equal(state_of(ID3, "iom"), "delivered");
 }
 
 int main(void)
