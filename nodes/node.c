@@ -1766,7 +1766,7 @@ static json_t *api_send(node *n, json_t *req, int ci)
 			return res;
 		}
 		if (m->revoked) /* its sealing key may be in other hands */
-			return json_pack("{s:b, s:s, s:s++}", "ok", 0, "error", "recipient-revoked",
+			return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error", "recipient-revoked",
 			                 "message", r,
 			                 " is revoked by the federation CRL: nothing is "
 			                 "sealed to it");

@@ -19,14 +19,28 @@ wait_for 30 "the warm-up to be delivered" count_is unhcr delivered 200
 before=$(anon_kb)
 say "sweden frozen; $N messages for it (broker anonymous memory: ${before} kB)"
 kill -STOP "${PIDS[sweden]}"
-"$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr sweden "$N" SLOW
+"$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr sweden "$((N / 2))" SLOW
+wait_for 300 "the first $((N / 2)) at the broker" count_is unhcr at-broker "$((N / 2))"
+mid=$(anon_kb)
+mid_bytes=$(du -sk "$WORK/fed/broker/data" | cut -f1)
+"$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr sweden "$((N - N / 2))" SLOW $((N / 2 + 1))
 wait_for 300 "all $N at the broker" count_is unhcr at-broker "$N"
 after=$(anon_kb)
 bytes=$(du -sk "$WORK/fed/broker/data" | cut -f1)
-say "backlog of $N at the broker (store ${bytes} kB); anonymous memory ${after} kB"
-# Holding the backlog in memory would cost about the store's size; allow a quarter.
-((after - before < bytes / 4)) ||
-  fail "the broker's memory grew by $((after - before)) kB with a ${bytes} kB backlog"
+say "backlog of $N at the broker (store ${bytes} kB); anonymous memory ${mid} kB at half, ${after} kB"
+# Holding the backlog in memory would cost about the store's size: allow a
+# quarter, overall and for the second half alone. The promise is for the
+# ordinary build; under AddressSanitizer (its redzones, shadow and size-class
+# caches grow with traffic whatever the program keeps; 5787a07 grew as much)
+# only the second half is judged, against half its growth.
+share=4
+grep -q libasan "/proc/${PIDS[broker]}/maps" && share=2
+((after - mid < (bytes - mid_bytes) / share)) ||
+  fail "the broker's memory grew by $((after - mid)) kB while the backlog grew by $((bytes - mid_bytes)) kB"
+if ((share == 4)); then
+  ((after - before < bytes / 4)) ||
+    fail "the broker's memory grew by $((after - before)) kB with a ${bytes} kB backlog"
+fi
 
 say "sweden resumes"
 kill -CONT "${PIDS[sweden]}"

@@ -160,7 +160,7 @@ int main(int argc, char **argv)
 	uint8_t *body = NULL, *env = NULL;
 	size_t blen = 0, elen = 0;
 	ProtobufCMessage *m = NULL;
-	void *ctx;
+	void *ctx = NULL;
 	int zero = 0, rc = 0;
 
 	if (argc != 4 &&
@@ -231,7 +231,7 @@ int main(int argc, char **argv)
 				printf("%s\n", tern_envelope_header(ev)->message_id);
 			tern_envelope_free(&ev);
 		}
-		return 0;
+		goto out;
 	}
 	if (strcmp(cs, "submit") == 0 || strcmp(cs, "reuse") == 0) { /* as it was written */
 		FILE *f = fopen(argv[4], "rb");
@@ -376,6 +376,7 @@ int main(int argc, char **argv)
 	rc |= answer();
 	zmq_close(sock);
 	zmq_ctx_term(ctx);
+out:
 	free(env);
 	free(body);
 	free(text);

@@ -1,5 +1,6 @@
-/* tern-flood SOCKET FROM TO N [PREFIX]: sends N case referrals through a node's API,
- * one after another, each with caseId PREFIX-<i> and an idempotency key, retrying
+/* tern-flood SOCKET FROM TO N [PREFIX [FIRST]]: sends N case referrals through a
+ * node's API, one after another, each with caseId PREFIX-<i> (i from FIRST, 1 by
+ * default) and an idempotency key, retrying
  * while the node is down. Prints progress every 1000 messages. Exit 0 when all N
  * are stored at the node. */
 #include <stdio.h>
@@ -20,7 +21,7 @@ int main(int argc, char **argv)
 	long n;
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: tern-flood SOCKET FROM TO N [PREFIX]\n");
+		fprintf(stderr, "usage: tern-flood SOCKET FROM TO N [PREFIX [FIRST]]\n");
 		return 2;
 	}
 	n = strtol(argv[4], NULL, 10);
@@ -28,7 +29,8 @@ int main(int argc, char **argv)
 		return 1;
 	body = json_loads(text, 0, NULL);
 	free(text);
-	for (long i = 1; i <= n; i++) {
+	long first = argc > 6 ? strtol(argv[6], NULL, 10) : 1;
+	for (long i = first; i < first + n; i++) {
 		json_t *req, *resp = NULL;
 		int tries = 0;
 
