@@ -1683,9 +1683,8 @@ static void publish_metrics(broker *b, int64_t now)
 			tern_prom_sample(&p, "tern_broker_submissions_total", labels,
 			                 (double)b->m.subs[(unsigned)t->type < 8 ? t->type : 0][o]);
 		}
-	tern_prom_family(&p, "tern_broker_deliveries_acked_total", "counter",
-	                 "queue items nodes acknowledged as committed");
-	tern_prom_sample(&p, "tern_broker_deliveries_acked_total", "", (double)b->m.acked);
+	tern_prom_one(&p, "tern_broker_deliveries_acked_total", "counter",
+	              "queue items nodes acknowledged as committed", (double)b->m.acked);
 	tern_prom_family(&p, "tern_broker_dead_letters_total", "counter",
 	                 "items dead-lettered, by reason: too many delivery attempts, or the "
 	                 "recipient revoked or removed from the directory");
@@ -1693,22 +1692,21 @@ static void publish_metrics(broker *b, int64_t now)
 	                 (double)b->m.dead);
 	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"recipient-revoked\"",
 	                 (double)b->m.revoked_dead);
-	tern_prom_family(
-	    &p, "tern_broker_node_restores_total", "counter",
-	    "nodes found holding less than they acknowledged (a store put back from an "
-	    "older copy): what is retained is delivered again");
-	tern_prom_sample(&p, "tern_broker_node_restores_total", "", (double)b->m.restores);
-	tern_prom_family(&p, "tern_broker_restore_lost_total", "counter",
-	                 "deliveries such nodes lost that retention had already purged "
-	                 "([delivery] retain too short for the backup's age)");
-	tern_prom_sample(&p, "tern_broker_restore_lost_total", "", (double)b->m.lost);
-	tern_prom_family(&p, "tern_broker_retained_purged_total", "counter",
-	                 "acknowledged items deleted once past [delivery] retain");
-	tern_prom_sample(&p, "tern_broker_retained_purged_total", "", (double)b->m.purged);
-	tern_prom_family(&p, "tern_broker_frames_not_admitted_total", "counter",
-	                 "frames refused because their member is no longer admitted (revoked, "
-	                 "removed or lapsed since its handshake)");
-	tern_prom_sample(&p, "tern_broker_frames_not_admitted_total", "", (double)b->m.barred);
+	tern_prom_one(&p, "tern_broker_node_restores_total", "counter",
+	              "nodes found holding less than they acknowledged (a store put back from an "
+	              "older copy): what is retained is delivered again",
+	              (double)b->m.restores);
+	tern_prom_one(&p, "tern_broker_restore_lost_total", "counter",
+	              "deliveries such nodes lost that retention had already purged "
+	              "([delivery] retain too short for the backup's age)",
+	              (double)b->m.lost);
+	tern_prom_one(&p, "tern_broker_retained_purged_total", "counter",
+	              "acknowledged items deleted once past [delivery] retain",
+	              (double)b->m.purged);
+	tern_prom_one(&p, "tern_broker_frames_not_admitted_total", "counter",
+	              "frames refused because their member is no longer admitted (revoked, "
+	              "removed or lapsed since its handshake)",
+	              (double)b->m.barred);
 	tern_prom_histogram(&p, "tern_broker_delivery_latency_seconds",
 	                    "from the broker's commit of a message to the recipient node's", lat_le,
 	                    b->m.lat, LAT_BUCKETS, b->m.lat_sum);
@@ -1755,9 +1753,8 @@ static void publish_metrics(broker *b, int64_t now)
 			                 (double)d[i].dead);
 		}
 	}
-	tern_prom_family(&p, "tern_broker_connections_accepted_total", "counter",
-	                 "TCP connections accepted on the listening endpoint");
-	tern_prom_sample(&p, "tern_broker_connections_accepted_total", "", (double)b->m.accepted);
+	tern_prom_one(&p, "tern_broker_connections_accepted_total", "counter",
+	              "TCP connections accepted on the listening endpoint", (double)b->m.accepted);
 	tern_prom_family(&p, "tern_broker_handshakes_total", "counter",
 	                 "CurveZMQ handshakes by result (accepted minus these: connections that "
 	                 "never completed one)");
@@ -1765,11 +1762,10 @@ static void publish_metrics(broker *b, int64_t now)
 	                 (double)b->m.handshakes_ok);
 	tern_prom_sample(&p, "tern_broker_handshakes_total", "result=\"failed\"",
 	                 (double)b->m.handshakes_failed);
-	tern_prom_family(&p, "tern_broker_submits_out_of_sequence_total", "counter",
-	                 "Submissions not taken because they came out of their session's order "
-	                 "(the node resubmits them)");
-	tern_prom_sample(&p, "tern_broker_submits_out_of_sequence_total", "",
-	                 (double)b->m.out_of_sequence);
+	tern_prom_one(&p, "tern_broker_submits_out_of_sequence_total", "counter",
+	              "Submissions not taken because they came out of their session's order "
+	              "(the node resubmits them)",
+	              (double)b->m.out_of_sequence);
 	{
 		uint64_t hits, misses;
 		tern_sigcache_stats(b->sigs, &hits, &misses);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tern/config.h>
 #include <tern/error.h>
 
 #include "cli.h"
@@ -85,4 +86,20 @@ int cli_read_input(const char *path, size_t max, uint8_t **out, size_t *len)
 	*out = buf;
 	*len = got;
 	return TERN_OK;
+}
+
+int cli_config_load_either(const char *cmd, const char *conf, struct tern_config **cfg,
+                           const char **section)
+{
+	*section = "node";
+	if (tern_config_load(conf, TERN_CONFIG_NODE, cfg) == TERN_OK)
+		return CLI_OK;
+	tern_config_free(cfg);
+	*section = "broker";
+	if (tern_config_load(conf, TERN_CONFIG_BROKER, cfg) == TERN_OK)
+		return CLI_OK;
+	fprintf(stderr, "tern %s: %s is neither a node nor a broker configuration:\n%s", cmd, conf,
+	        *cfg ? tern_config_errors(*cfg) : tern_errdetail());
+	tern_config_free(cfg);
+	return CLI_FAIL;
 }

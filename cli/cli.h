@@ -20,6 +20,15 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* Prints "tern: <msg>" plus libtern's error detail, returns CLI_FAIL. */
 int cli_fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+struct tern_config;
+
+/* Loads conf as a node's configuration or else a broker's, for commands that
+ * take either; *section is then "node" or "broker" (the section holding
+ * data_dir). On failure it says why, as "tern cmd: ...", and returns
+ * CLI_FAIL (with *cfg NULL); else CLI_OK, and the caller frees *cfg. */
+int cli_config_load_either(const char *cmd, const char *conf, struct tern_config **cfg,
+                           const char **section);
+
 /* Reads FILE or standard input when path is "-"; at most max bytes. *out is
  * malloc'd and NUL-terminated. */
 int cli_read_input(const char *path, size_t max, uint8_t **out, size_t *len);

@@ -200,20 +200,10 @@ static int export_archive(const char *conf, const char *outpath, int64_t from, i
 	const char *sect = "node";
 	uint8_t *packed = NULL;
 	size_t plen;
-	int rc, kind = TERN_CONFIG_NODE, ret = CLI_FAIL;
+	int rc, ret = CLI_FAIL;
 
-	if (tern_config_load(conf, kind, &cfg) != TERN_OK) {
-		tern_config_free(&cfg);
-		kind = TERN_CONFIG_BROKER;
-		sect = "broker";
-		if ((rc = tern_config_load(conf, kind, &cfg)) != TERN_OK) {
-			fprintf(stderr,
-			        "tern audit: %s is neither a node nor a broker configuration:\n%s",
-			        conf, cfg ? tern_config_errors(cfg) : tern_errdetail());
-			tern_config_free(&cfg);
-			return CLI_FAIL;
-		}
-	}
+	if (cli_config_load_either("audit", conf, &cfg, &sect) != CLI_OK)
+		return CLI_FAIL;
 	if ((rc = tern_store_open(tern_config_get(cfg, sect, "data_dir"), dbnames,
 	                          TERN_STORE_RDONLY, 0, &s)) != TERN_OK) {
 		cli_fail(rc, "cannot open the store of %s", conf);
@@ -416,14 +406,8 @@ static int prove(const char *conf, const char *msgid)
 	uint64_t csize = 0, i = 0;
 	int ret = CLI_FAIL;
 
-	if (tern_config_load(conf, TERN_CONFIG_NODE, &cfg) != TERN_OK) {
-		tern_config_free(&cfg);
-		sect = "broker";
-		if (tern_config_load(conf, TERN_CONFIG_BROKER, &cfg) != TERN_OK) {
-			fprintf(stderr, "tern audit: cannot load %s\n", conf);
-			goto out;
-		}
-	}
+	if (cli_config_load_either("audit", conf, &cfg, &sect) != CLI_OK)
+		goto out;
 	if (tern_store_open(tern_config_get(cfg, sect, "data_dir"), dbnames, TERN_STORE_RDONLY, 0,
 	                    &s) != TERN_OK ||
 	    tern_signkey_load(tern_config_get(cfg, "keys", "signing_key"), &key) != TERN_OK) {

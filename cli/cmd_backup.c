@@ -44,7 +44,7 @@ int cmd_backup(int argc, char **argv)
 	                                     {"json", no_argument, NULL, 'j'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
-	const char *conf = NULL, *out = NULL, *dir;
+	const char *conf = NULL, *out = NULL, *sect, *dir;
 	tern_config *cfg = NULL;
 	uint64_t bytes = 0;
 	int c, json = 0, rc, ret;
@@ -70,19 +70,9 @@ int cmd_backup(int argc, char **argv)
 	}
 	if (conf == NULL || out == NULL || optind != argc)
 		return cli_usage_error("backup", "give -c CONF and --out DIR");
-	if (tern_config_load(conf, TERN_CONFIG_NODE, &cfg) == TERN_OK) {
-		dir = tern_config_get(cfg, "node", "data_dir");
-	} else {
-		tern_config_free(&cfg);
-		if (tern_config_load(conf, TERN_CONFIG_BROKER, &cfg) != TERN_OK) {
-			fprintf(stderr,
-			        "tern backup: %s is neither a node nor a broker configuration:\n%s",
-			        conf, cfg ? tern_config_errors(cfg) : tern_errdetail());
-			tern_config_free(&cfg);
-			return CLI_FAIL;
-		}
-		dir = tern_config_get(cfg, "broker", "data_dir");
-	}
+	if (cli_config_load_either("backup", conf, &cfg, &sect) != CLI_OK)
+		return CLI_FAIL;
+	dir = tern_config_get(cfg, sect, "data_dir");
 	if ((rc = tern_store_copy(dir, out, &bytes)) != TERN_OK) {
 		ret = cli_fail(rc, "cannot back up %s", dir);
 		tern_config_free(&cfg);

@@ -1246,10 +1246,9 @@ static void publish_metrics(node *n)
 		                 (double)misses);
 		tern_prom_sample(&p, "tern_node_x25519_total", "result=\"reused\"", (double)hits);
 	}
-	tern_prom_family(&p, "tern_node_http_unauthorized_total", "counter",
-	                 "HTTP API requests refused for want of the token (counted every 10 s)");
-	tern_prom_sample(&p, "tern_node_http_unauthorized_total", "",
-	                 (double)n->m.http_unauthorized);
+	tern_prom_one(&p, "tern_node_http_unauthorized_total", "counter",
+	              "HTTP API requests refused for want of the token (counted every 10 s)",
+	              (double)n->m.http_unauthorized);
 	tern_prom_family(&p, "tern_node_store_restores_total", "counter",
 	                 "stores found older than what they had told (a copy put back): the "
 	                 "broker's (its messages are submitted again) or this node's");
@@ -1257,8 +1256,8 @@ static void publish_metrics(node *n)
 	                 (double)n->m.restores[0]);
 	tern_prom_sample(&p, "tern_node_store_restores_total", "store=\"node\"",
 	                 (double)n->m.restores[1]);
-	tern_prom_family(&p, "tern_node_connected", "gauge", "1 when connected to the broker");
-	tern_prom_sample(&p, "tern_node_connected", "", n->connected);
+	tern_prom_one(&p, "tern_node_connected", "gauge", "1 when connected to the broker",
+	              n->connected);
 	if (tern_store_read_begin(n->store, &txn) == TERN_OK &&
 	    node_store_counts(txn, n->store, &counts) == TERN_OK) {
 		tern_prom_family(&p, "tern_node_outbox_messages", "gauge",
@@ -1269,10 +1268,9 @@ static void publish_metrics(node *n)
 			tern_prom_sample(&p, "tern_node_outbox_messages", labels,
 			                 (double)json_integer_value(v));
 		}
-		tern_prom_family(&p, "tern_node_inbox_messages", "gauge",
-		                 "accepted messages not yet acknowledged by the agency");
-		tern_prom_sample(&p, "tern_node_inbox_messages", "",
-		                 (double)json_integer_value(json_object_get(counts, "inbox")));
+		tern_prom_one(&p, "tern_node_inbox_messages", "gauge",
+		              "accepted messages not yet acknowledged by the agency",
+		              (double)json_integer_value(json_object_get(counts, "inbox")));
 	}
 	json_decref(counts);
 	if (txn)

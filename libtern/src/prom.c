@@ -58,6 +58,12 @@ void tern_prom_sample(tern_prom *p, const char *name, const char *labels, double
 		add(p, "%s %.17g\n", name, value);
 }
 
+void tern_prom_one(tern_prom *p, const char *name, const char *type, const char *help, double value)
+{
+	tern_prom_family(p, name, type, help);
+	tern_prom_sample(p, name, "", value);
+}
+
 void tern_prom_histogram(tern_prom *p, const char *name, const char *help, const double *le,
                          const uint64_t *counts, size_t n, double sum)
 {

@@ -24,6 +24,9 @@ void tern_prom_family(tern_prom *p, const char *name, const char *type, const ch
 /* One sample: name{labels} value. labels is "" or `node="x",type="y"`
  * (values must not need escaping: ids and type names do not). */
 void tern_prom_sample(tern_prom *p, const char *name, const char *labels, double value);
+/* A family with one unlabelled sample: the common case of a counter or gauge. */
+void tern_prom_one(tern_prom *p, const char *name, const char *type, const char *help,
+                   double value);
 /* A histogram with bucket upper bounds le[0..n) and counts per bucket (not
  * cumulative; counts[n] is +Inf), plus sum. */
 void tern_prom_histogram(tern_prom *p, const char *name, const char *help, const double *le,
