@@ -98,8 +98,12 @@ int cli_config_load_either(const char *cmd, const char *conf, struct tern_config
 	*section = "broker";
 	if (tern_config_load(conf, TERN_CONFIG_BROKER, cfg) == TERN_OK)
 		return CLI_OK;
-	fprintf(stderr, "tern %s: %s is neither a node nor a broker configuration:\n%s", cmd, conf,
-	        *cfg ? tern_config_errors(*cfg) : tern_errdetail());
+	{
+		const char *why = *cfg ? tern_config_errors(*cfg) : tern_errdetail();
+		size_t n = strlen(why);
+		fprintf(stderr, "tern %s: %s is neither a node nor a broker configuration:\n%s%s",
+		        cmd, conf, why, n && why[n - 1] == '\n' ? "" : "\n");
+	}
 	tern_config_free(cfg);
 	return CLI_FAIL;
 }
