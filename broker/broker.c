@@ -147,7 +147,7 @@ struct broker {
 	size_t nclosing;
 	struct batch batch;
 	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
-	int64_t retain_ms, next_purge;
+	int64_t retain_ms, retain_ids_ms, next_purge;
 	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;
 	int64_t next_sweep;
 	tern_audit_dbs audit;
@@ -430,6 +430,8 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 	Tern__V1__Deliver d = TERN__V1__DELIVER__INIT;
 	ProtobufCMessage *notice = NULL;
 
+	if (it->kind == BQ_STUB)
+		return 0; /* nothing to send: what a restored node lost (bq_rewind) */
 	if (seq <= p->sent) {
 		pp->inflight++;
 		return 0;
@@ -694,7 +696,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	}
 	/* Bounded: a long retention's worth of deletions goes in slices. */
 	if (bt->purge &&
-	    (rc = bq_purge(txn, b->store, bt->now - b->retain_ms, 2000, &bt->purged)) != TERN_OK)
+	    (rc = bq_purge(txn, b->store, bt->now - b->retain_ms, bt->now - b->retain_ids_ms,
+	                   bt->now, 2000, &bt->purged)) != TERN_OK)
 		return rc;
 	if (bt->checkpoint) {
 		uint64_t size;
@@ -821,15 +824,47 @@ struct rewind_job {
 	uint64_t to, acked, first;
 	int exact; /* to counts in this start: else everything retained goes again */
 	char why[256];
+	/* outputs: what the node lost that only stubs remember */
+	MDB_txn *txn;
+	int rc;
+	size_t nlost;
+	char first_lost[37];
 };
+
+/* A message the restored node had, past retention: named in the audit log,
+ * one entry each, with its sender. */
+static void lost_one(uint64_t seq, const bq_item *stub, void *arg)
+{
+	struct rewind_job *j = arg;
+	char why[160];
+
+	(void)seq;
+	if (j->rc != TERN_OK)
+		return;
+	if (j->nlost++ == 0)
+		snprintf(j->first_lost, sizeof(j->first_lost), "%s", stub->msgid);
+	snprintf(why, sizeof(why),
+	         j->exact ? "lost by a store restored from a copy older than retention; from %s"
+	                  : "perhaps lost by a store restored from a copy older than retention "
+	                    "(its position could not be compared); from %s",
+	         stub->sender);
+	j->rc = bq_audit(j->txn, j->b->store, TERN__V1__AUDIT_ENTRY__KIND__RESTORED, stub->msgid,
+	                 j->node, NULL, "lost", NULL, 0, why, NULL, 0, tern_now_ms());
+}
 
 static int rewind_apply(MDB_txn *txn, void *arg)
 {
 	struct rewind_job *j = arg;
 	int rc;
 
-	if ((rc = bq_rewind(txn, j->b->store, j->node, j->to, &j->first)) != TERN_OK)
+	j->txn = txn;
+	j->rc = TERN_OK;
+	j->nlost = 0;
+	j->first_lost[0] = 0;
+	if ((rc = bq_rewind(txn, j->b->store, j->node, j->to, &j->first, lost_one, j)) != TERN_OK)
 		return rc;
+	if (j->rc != TERN_OK)
+		return j->rc;
 	if (!j->exact)
 		snprintf(j->why, sizeof(j->why),
 		         "store restored: holds less than the %llu it acknowledged, counted in an "
@@ -858,7 +893,7 @@ static int rewind_apply(MDB_txn *txn, void *arg)
  * by sequence range, never silently skipped. */
 static void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
 {
-	struct rewind_job j = {b, p->id, to, p->acked, 0, exact, ""};
+	struct rewind_job j = {.b = b, .node = p->id, .to = to, .acked = p->acked, .exact = exact};
 
 	if (tern_store_write(b->store, rewind_apply, &j) != TERN_OK) {
 		log_warnx("%s's store went back from %llu to %llu, but the queue could not be "
@@ -868,8 +903,15 @@ static void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
 		return;
 	}
 	log_warnx("%s: %s", p->id, j.why);
+	if (j.nlost)
+		log_warnx("%s %s %zu message(s) past retention that cannot be delivered again; "
+		          "each is named in the audit log (RESTORED, lost), the first %s",
+		          p->id,
+		          exact ? "lost"
+		                : "may have lost (its position counts in an earlier start)",
+		          j.nlost, j.first_lost);
 	b->m.restores++;
-	b->m.lost += exact && j.first > to + 1 ? j.first - to - 1 : 0;
+	b->m.lost += (exact && j.first > to + 1 ? j.first - to - 1 : 0) + j.nlost;
 	b->last_audit = tern_now_ms();
 	p->last_restore = b->last_audit;
 	p->acked = p->sent = to;
@@ -1430,6 +1472,9 @@ int broker_open(const char *conf, broker **out)
 	b->ack_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "ack_timeout") * 1000;
 	b->max_backoff_ms = tern_config_get_int(b->id.cfg, "delivery", "max_backoff") * 1000;
 	b->retain_ms = tern_config_get_int(b->id.cfg, "delivery", "retain") * 1000;
+	b->retain_ids_ms = tern_config_get_int(b->id.cfg, "delivery", "retain_ids") * 1000;
+	if (b->retain_ids_ms < b->retain_ms)
+		b->retain_ids_ms = b->retain_ms; /* ids are kept at least as long as items */
 	b->hb_ivl_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_interval") * 1000;
 	b->hb_timeout_ms = tern_config_get_int(b->id.cfg, "delivery", "heartbeat_timeout") * 1000;
 	b->skew_ms = tern_config_get_int(b->id.cfg, "federation", "max_clock_skew") * 1000;

@@ -15,7 +15,7 @@
 
 /* acklog came later: a read-only view of an older store has none (dbi 0). */
 static const char *const dbnames[] = {
-    "meta", "queue", "expiry", "dedup", "dlq", TERN_AUDIT_DBNAMES, "?acklog", NULL};
+    "meta", "queue", "expiry", "dedup", "dlq", TERN_AUDIT_DBNAMES, "?acklog", "?stublog", NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -374,7 +374,8 @@ out:
 	return rc;
 }
 
-int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64_t *first)
+int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64_t *first,
+              void (*lost)(uint64_t seq, const bq_item *stub, void *arg), void *arg)
 {
 	MDB_cursor *c;
 	MDB_val key, v;
@@ -391,50 +392,92 @@ int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64
 	rc = seek(c, rcpt, to + 1, &key, &v, k);
 	if (rc == 0)
 		*first = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
+	/* Stubs are at the head of what is retained: name each one lost. */
+	for (; rc == 0 && lost; rc = next_in(c, rcpt, &key, &v)) {
+		uint64_t seq = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
+		bq_item it;
+		if (seq > acked || item_decode(&v, &it) != TERN_OK || it.kind != BQ_STUB)
+			break;
+		lost(seq, &it, arg);
+	}
 	mdb_cursor_close(c);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return MDB(rc, "scan queue");
 	return to < acked ? meta_put(txn, s, "acked", rcpt, to) : TERN_OK;
 }
 
-/* Deletes rcpt's items up to upto, at most max - *done of them; *more = 1 when
- * it stopped at max with such items left. */
-static int purge_one(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, size_t max,
-                     size_t *done, int *more)
+/* Deletes rcpt's items up to upto (stub: turns them into stubs instead, from
+ * the first not yet a stub), at most max - *done of them; *more = 1 when it
+ * stopped at max with such items left. */
+static int purge_one(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, int stub,
+                     size_t max, size_t *done, int *more)
 {
 	MDB_cursor *q;
 	MDB_val k, v;
 	uint8_t kb[96];
+	uint64_t from = 1;
 	int rc;
 
 	*more = 0;
+	/* Stubs are made in order: the mark says where the next one goes, so a
+	 * long tail of stubs is never read again. */
+	if (stub && (rc = meta_get(txn, s, "stubbed", rcpt, &from)) != TERN_OK)
+		return rc;
+	if (stub)
+		from++;
 	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &q)) != 0)
 		return MDB(rc, "cursor");
-	for (rc = seek(q, rcpt, 1, &k, &v, kb); rc == 0; rc = seek(q, rcpt, 1, &k, &v, kb)) {
-		if (tern_be64_get((uint8_t *)k.mv_data + k.mv_size - 8) > upto)
+	for (rc = seek(q, rcpt, from, &k, &v, kb); rc == 0; rc = seek(q, rcpt, from, &k, &v, kb)) {
+		uint64_t seq = tern_be64_get((uint8_t *)k.mv_data + k.mv_size - 8);
+		bq_item it;
+		if (seq > upto)
 			break;
 		if (*done >= max) {
 			*more = 1;
 			break;
 		}
-		if ((rc = mdb_cursor_del(q, 0)) != 0)
-			break;
+		if (!stub) {
+			if ((rc = mdb_cursor_del(q, 0)) != 0)
+				break;
+		} else if (item_decode(&v, &it) == TERN_OK && it.kind != BQ_STUB) {
+			uint8_t *val = NULL;
+			size_t vl = 0;
+			MDB_val sk = {qkey(kb, rcpt, seq), kb}, sv;
+			it.kind = BQ_STUB;
+			it.payload = (const uint8_t *)"";
+			it.len = 0;
+			if ((rc = item_encode(&it, &val, &vl)) != TERN_OK) {
+				mdb_cursor_close(q);
+				return rc;
+			}
+			sv = (MDB_val){vl, val};
+			rc = mdb_put(txn, DBI(s, BQ_QUEUE), &sk, &sv, 0);
+			free(val);
+			if (rc != 0)
+				break;
+		}
 		(*done)++;
+		from = seq + 1;
 	}
 	mdb_cursor_close(q);
-	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "purge acknowledged items");
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return MDB(rc, "purge acknowledged items");
+	return stub && from > 1 ? meta_put(txn, s, "stubbed", rcpt, from - 1) : TERN_OK;
 }
 
-int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, size_t max, size_t *n)
+/* One pass over a log (acklog or stublog): entries reached before before go,
+ * their items purged (stub) or deleted; an acklog entry whose items became
+ * stubs moves to the stublog, dated now. */
+static int purge_log(MDB_txn *txn, tern_store *s, int log, int64_t before, int stub, int64_t now,
+                     size_t max, size_t *n)
 {
 	MDB_cursor *c;
 	MDB_val key, v;
 	int rc = TERN_OK, mrc;
 
-	*n = 0;
-	if (DBI(s, BQ_ACKLOG) == 0)
+	if (DBI(s, log) == 0 || (stub && DBI(s, BQ_STUBLOG) == 0))
 		return TERN_OK; /* an older store, read-only: nothing retained */
-	if ((mrc = mdb_cursor_open(txn, DBI(s, BQ_ACKLOG), &c)) != 0)
+	if ((mrc = mdb_cursor_open(txn, DBI(s, log), &c)) != 0)
 		return MDB(mrc, "cursor");
 	while (*n < max && (mrc = mdb_cursor_get(c, &key, &v, MDB_FIRST)) == 0) {
 		char rcpt[64];
@@ -450,11 +493,19 @@ int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, size_t max, size_t *n)
 			 * never purge what is queued again. */
 			if ((rc = bq_acked(txn, s, rcpt, &acked)) != TERN_OK)
 				break;
-			if ((rc = purge_one(txn, s, rcpt, upto < acked ? upto : acked, max, n,
-			                    &more)) != TERN_OK)
+			if (upto > acked)
+				upto = acked;
+			if ((rc = purge_one(txn, s, rcpt, upto, stub, max, n, &more)) != TERN_OK)
 				break;
 			if (more)
 				break; /* the rest of this entry next time */
+			if (stub) {
+				uint8_t sk[8 + 64], ub[8];
+				MDB_val skey = {ackkey(sk, now, rcpt), sk}, sv = {8, ub};
+				tern_be64_put(ub, upto);
+				if ((mrc = mdb_put(txn, DBI(s, BQ_STUBLOG), &skey, &sv, 0)) != 0)
+					break;
+			}
 			if ((mrc = mdb_cursor_get(c, &key, &v, MDB_FIRST)) != 0)
 				break;
 		}
@@ -464,7 +515,18 @@ int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, size_t max, size_t *n)
 	mdb_cursor_close(c);
 	if (rc != TERN_OK)
 		return rc;
-	return mrc == 0 || mrc == MDB_NOTFOUND ? TERN_OK : MDB(mrc, "ack log");
+	return mrc == 0 || mrc == MDB_NOTFOUND ? TERN_OK : MDB(mrc, "purge log");
+}
+
+int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, int64_t ids_before, int64_t now,
+             size_t max, size_t *n)
+{
+	int stub = ids_before < before, rc;
+
+	*n = 0;
+	if ((rc = purge_log(txn, s, BQ_ACKLOG, before, stub, now, max, n)) != TERN_OK)
+		return rc;
+	return purge_log(txn, s, BQ_STUBLOG, ids_before, 0, now, max, n);
 }
 
 int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item *item)
@@ -508,6 +570,8 @@ static int depth_visit(uint64_t seq, const bq_item *it, void *arg)
 	struct depth *d = arg;
 
 	(void)seq;
+	if (it->kind == BQ_STUB)
+		return 0;
 	d->n++;
 	d->bytes += it->len;
 	return 0;
@@ -551,6 +615,9 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 		return MDB(rc, "read entry to dead-letter");
 	if ((rc = item_decode(&v, &it)) != TERN_OK)
 		return rc;
+	if (it.kind == BQ_STUB) /* delivered once, lost by a restored node: nothing to send */
+		return tern_fail(TERN_ENOENT, "seq %llu for %s is a stub", (unsigned long long)seq,
+		                 rcpt);
 	if (rl > 255)
 		rl = 255;
 	/* dlq value: at | reason length | reason | the queue entry as it was */
@@ -868,7 +935,7 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 				op = MDB_SET_RANGE;
 				continue;
 			}
-			if (item_decode(&v, &it) != TERN_OK)
+			if (item_decode(&v, &it) != TERN_OK || it.kind == BQ_STUB)
 				continue;
 			d[i].depth++;
 			d[i].bytes += it.len;
@@ -951,7 +1018,11 @@ struct show {
 static int show_visit(uint64_t seq, const bq_item *it, void *arg)
 {
 	struct show *sh = arg;
-	json_t *o = header_json(it);
+	json_t *o;
+
+	if (it->kind == BQ_STUB)
+		return 0;
+	o = header_json(it);
 
 	json_object_set_new(o, "seq", json_integer((json_int_t)seq));
 	json_object_set_new(o, "bytes", json_integer((json_int_t)it->len));

@@ -30,11 +30,16 @@ enum {
 	BQ_AUDIT_META,
 	BQ_AUDIT_CHECKPOINTS,
 	BQ_AUDIT_SUBTREES,
-	BQ_ACKLOG, /* be64(at) rcpt -> be64(upto): when each mark was reached */
+	BQ_ACKLOG,  /* be64(at) rcpt -> be64(upto): when each mark was reached */
+	BQ_STUBLOG, /* be64(at) rcpt -> be64(upto): when items up to upto became stubs */
 	BQ_NDB
 };
 
-enum bq_kind { BQ_ENVELOPE = 1, BQ_NOTICE = 2 };
+/* BQ_STUB: what is left of an acknowledged item past retention, its sender
+ * and message id without the payload, kept longer (bq_purge), so that a node
+ * restored from a backup older than the retention is told, by id, what it
+ * lost. A stub is never delivered. */
+enum bq_kind { BQ_ENVELOPE = 1, BQ_NOTICE = 2, BQ_STUB = 3 };
 
 #define BQ_EPOCH_LEN 16
 
@@ -79,12 +84,18 @@ int bq_ack(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, int kee
  * mark goes back to to, and the retained items above it are queued again.
  * They stay out of the expiry index: they were delivered once, and a restore
  * must not turn them into expired ones (nor tell their senders so). *first:
- * the first item still held above to (to + 1 when nothing was purged in
- * between; the next sequence to be assigned when nothing is held above to). */
-int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64_t *first);
-/* Deletes acknowledged items whose mark was reached before before, at most
- * max of them. *n = deleted (max: there may be more). */
-int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, size_t max, size_t *n);
+ * the first item still held above to, stub or not (to + 1 when nothing was
+ * deleted in between; the next sequence to be assigned when nothing is held
+ * above to). lost (if not NULL) is called for each stub between to and the
+ * old mark: a message the node had and cannot be given again. */
+int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64_t *first,
+              void (*lost)(uint64_t seq, const bq_item *stub, void *arg), void *arg);
+/* Past retention: acknowledged items whose mark was reached before before
+ * become stubs (or are deleted, when ids_before >= before: no ids kept),
+ * and stubs made before ids_before are deleted; at most max items in all.
+ * now dates the stubs. *n = items changed (max: there may be more). */
+int bq_purge(MDB_txn *txn, tern_store *s, int64_t before, int64_t ids_before, int64_t now,
+             size_t max, size_t *n);
 /* The last sequence assigned for rcpt (0: none). */
 int bq_last_seq(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *seq);
 

@@ -93,6 +93,7 @@ static const struct setting settings[] = {
 	{BROKER, "delivery",   "max_attempts",     T_INT,      BOUNDED("20", 1, 1000),              "deliveries without acknowledgement before a message is dead-lettered"},
 	{BROKER, "delivery",   "ack_timeout",      T_DURATION, BOUNDED("5", 1, 600),                "wait for a node's acknowledgement before the first redelivery"},
 	{BROKER, "delivery",   "max_backoff",      T_DURATION, BOUNDED("300", 1, 86400),            "longest wait between redeliveries (the wait doubles each attempt)"},
+	{BROKER, "delivery",   "retain_ids",       T_DURATION, BOUNDED("90d", 0, 31536000),         "how long the ids of items past retain are kept, to name what a node restored from an older backup lost (at most retain: none)"},
 	{BROKER, "delivery",   "retain",           T_DURATION, BOUNDED("7d", 0, 7776000),           "how long acknowledged items stay, so a node restored from an older backup gets them again (0: none); above the oldest backup's age"},
 	{NODE,   "delivery",   "credit",           T_INT,      BOUNDED("256", 1, 65536),            "deliveries the broker may have in flight to this node (flow control)"},
 	{NODE,   "delivery",   "submit_window",    T_INT,      BOUNDED("256", 1, 65536),            "submissions in flight to the broker before waiting for results"},

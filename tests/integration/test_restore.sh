@@ -8,7 +8,10 @@
 # 2. sweden's store is backed up, 1,000 more messages go through, sweden is
 #    stopped, the copy put back and sweden started: the broker notices
 #    (sweden holds less than it acknowledged) and delivers again, from what
-#    it retains, everything sweden lost.
+#    it retains, everything sweden lost;
+# 3. with a retention shorter than the backup's age, what sweden lost cannot
+#    be delivered again: the broker names each message, by id, in its log
+#    and audit log, never silently.
 # Each time: every message reaches sweden exactly once, in sending order, and
 # unhcr sees every one delivered. Before, a restored broker reused sequence
 # numbers and sweden dropped messages as already held, silently.
@@ -76,6 +79,34 @@ grep -q "no longer retained" "$WORK/broker.log" && fail "the broker had purged w
 m=$(curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" | grep '^tern_broker_node_restores_total ' | cut -d' ' -f2)
 [[ "$m" == 1 ]] || fail "the broker's /metrics counts $m node restores, not 1"
 
+say "3. past retention: what sweden lost is named by id"
+# retain = 1 s: what sweden acknowledges is purged to stubs within a purge
+# round (10 s), and sweden is then put back from a copy older than that.
+stop broker
+printf '\n[delivery]\nretain = 1\n' >>"$BCONF"
+start broker
+wait_for 20 "unhcr to connect" connected unhcr
+wait_for 20 "sweden to connect" connected sweden
+purged_count() { curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" |
+  grep '^tern_broker_retained_purged_total ' | cut -d' ' -f2 | cut -d. -f1; }
+purged() { local v; v=$(purged_count); [[ -n "$v" ]] && ((v >= $1)); }
+wait_for 30 "the broker's first purge round" purged 1
+p0=$(purged_count)
+# One delivery in this start before the copy: sweden's position then counts
+# in the broker's current start, and what it lost can be named exactly.
+"$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr sweden 1 FIRST 2>/dev/null
+wait_for 30 "one more delivered" count_is unhcr delivered $((2 * N + 1))
+"$TERN" backup -c "$(conf sweden)" --out "$WORK/sweden-backup3" >/dev/null || fail "tern backup (sweden, 3) failed"
+"$FLOOD" "$WORK/fed/unhcr/data/api.sock" unhcr sweden 50 LOST 2>"$WORK/flood3.log"
+wait_for 60 "the 50 delivered" count_is unhcr delivered $((2 * N + 51))
+wait_for 40 "the broker to purge what sweden acknowledged" purged $((p0 + 51))
+grep -o "received [0-9a-f-]* case-referral from unhcr, case LOST-" "$WORK/sweden.log" | cut -d' ' -f2 >"$WORK/lost-ids"
+[[ $(wc -l <"$WORK/lost-ids") -eq 50 ]] || fail "sweden did not log the 50 it received"
+restore sweden "$WORK/fed/sweden/data" "$WORK/sweden-backup3"
+wait_for 20 "sweden to connect" connected sweden
+named() { grep -q "sweden lost 50 message(s) past retention" "$WORK/broker.log"; }
+wait_for 20 "the broker to say what sweden lost" named
+
 say "the restores are in the audit logs"
 stop unhcr
 stop broker
@@ -83,4 +114,7 @@ stop broker
 "$TERN" audit export -c "$(conf unhcr)" --out "$WORK/unhcr.tern-audit" >/dev/null
 grep -qa "store restored" "$WORK/broker.tern-audit" || fail "no restore in the broker's audit log"
 grep -qa "broker store restored" "$WORK/unhcr.tern-audit" || fail "no restore in unhcr's audit log"
+while read -r id; do
+  grep -qa "$id" "$WORK/broker.tern-audit" || fail "$id, lost past retention, is not named in the broker's audit log"
+done <"$WORK/lost-ids"
 say "ok"

@@ -99,23 +99,36 @@ static int do_ack_keep(MDB_txn *txn, void *arg)
 struct rewind {
 	const char *rcpt;
 	uint64_t to, first;
+	uint64_t lost[8];
+	int nlost;
 };
+
+static void lost_seq(uint64_t seq, const bq_item *stub, void *arg)
+{
+	struct rewind *r = arg;
+	assert_int_equal(stub->kind, BQ_STUB);
+	assert_int_equal(strlen(stub->msgid), 36);
+	if (r->nlost < 8)
+		r->lost[r->nlost++] = seq;
+}
 
 static int do_rewind(MDB_txn *txn, void *arg)
 {
 	struct rewind *r = arg;
-	return bq_rewind(txn, st, r->rcpt, r->to, &r->first);
+	r->nlost = 0;
+	return bq_rewind(txn, st, r->rcpt, r->to, &r->first, lost_seq, r);
 }
 
 struct purge {
-	int64_t before;
+	int64_t before, ids_before, now;
 	size_t max, n;
 };
 
 static int do_purge(MDB_txn *txn, void *arg)
 {
 	struct purge *p = arg;
-	return bq_purge(txn, st, p->before, p->max, &p->n);
+	return bq_purge(txn, st, p->before, p->ids_before ? p->ids_before : p->before, p->now,
+	                p->max, &p->n);
 }
 
 static int do_accept(MDB_txn *txn, void *arg)
@@ -236,8 +249,8 @@ static size_t depth_of(const char *rcpt, uint64_t *acked)
 static void test_retention_and_rewind(void **state)
 {
 	struct keep k1 = {"portugal", 3, 1000, 0}, k2 = {"portugal", 5, 5000, 0};
-	struct rewind r = {"portugal", 1, 0};
-	struct purge p = {2000, 100, 0};
+	struct rewind r = {.rcpt = "portugal", .to = 1};
+	struct purge p = {.before = 2000, .now = 2000, .max = 100};
 	uint64_t acked, last;
 
 	(void)state;
@@ -305,6 +318,44 @@ static void test_retention_and_rewind(void **state)
 	assert_true(r.first == 7); /* 3..6 were purged: nothing held above 2 */
 	assert_int_equal(depth_of("portugal", &acked), 0);
 	assert_true(acked == 2);
+}
+
+/* Past retention an item leaves a stub (its id and sender) for longer: a node
+ * restored from an older copy is told by id what it lost, and the stub is
+ * never counted as queued; stubs go in their turn. */
+static void test_stubs_name_what_is_lost(void **state)
+{
+	struct keep k = {"iom", 4, 1000, 0};
+	struct purge p = {.before = 5000, .ids_before = 500, .now = 5000, .max = 100};
+	struct rewind r = {.rcpt = "iom", .to = 0};
+	uint64_t acked;
+
+	(void)state;
+	append("iom", 5, INT64_MAX - 1, NULL);
+	assert_int_equal(tern_store_write(st, do_ack_keep, &k), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_purge, &p), TERN_OK);
+	assert_int_equal(p.n, 4);           /* four became stubs */
+	assert_int_equal(scan("iom").n, 5); /* still there, as stubs */
+	assert_int_equal(depth_of("iom", NULL), 1);
+	assert_int_equal(tern_store_write(st, do_purge, &p), TERN_OK);
+	assert_int_equal(p.n, 0); /* nothing new: stubs are not made twice */
+
+	/* The node comes back with nothing: four are named lost, one goes again. */
+	assert_int_equal(tern_store_write(st, do_rewind, &r), TERN_OK);
+	assert_int_equal(r.nlost, 4);
+	assert_true(r.lost[0] == 1 && r.lost[3] == 4);
+	assert_true(r.first == 1);
+	assert_int_equal(depth_of("iom", &acked), 1); /* a stub is never queued */
+	assert_true(acked == 0);
+
+	/* Their ids are kept until ids_before passes the time they became stubs. */
+	k.upto = 5;
+	k.at = 6000;
+	assert_int_equal(tern_store_write(st, do_ack_keep, &k), TERN_OK);
+	p = (struct purge){.before = 7000, .ids_before = 5001, .now = 7000, .max = 100};
+	assert_int_equal(tern_store_write(st, do_purge, &p), TERN_OK);
+	assert_int_equal(scan("iom").n, 1); /* the stubs of 5000 gone; 5's new stub stays */
+	assert_true(scan("iom").seqs[0] == 5);
 }
 
 static void test_accept_numbers(void **state)
@@ -423,6 +474,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_order_and_sequences, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_and_rewind, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stubs_name_what_is_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_dead_letters_and_notice, setup, teardown),
