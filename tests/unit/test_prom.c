@@ -13,6 +13,7 @@
 
 #include <tern/log.h>
 
+#include "directory_int.h"
 #include "prom.h"
 
 static void test_samples_and_histogram(void **state)
@@ -88,12 +89,43 @@ static void test_expiry_alarms(void **state)
 	tern_directory_free(&d);
 }
 
+/* A CRL past its nextUpdate raises the alarms an expiring certificate does:
+ * the gauge at 1, and a warning that says it expired, not "within -N hours". */
+static void test_lapsed_crl_alarms(void **state)
+{
+	tern_directory *d = NULL;
+	tern_member m;
+	tern_prom p = {0};
+	int64_t now = (int64_t)time(NULL);
+
+	(void)state;
+	memset(&m, 0, sizeof(m));
+	snprintf(m.node_id, sizeof(m.node_id), "sweden");
+	m.cert_not_after = now + 400 * 86400;
+	assert_int_equal(tern_directory_new("tern-test", 1, &d), 0);
+	assert_int_equal(tern_directory_add(d, &m), 0);
+	d->crl_next_update = now - 7200; /* lapsed two hours ago */
+	assert_int_equal(tern_expiry_warn(d, "sweden", now), 1);
+	tern_prom_directory(&p, d, 3, (const uint64_t[2]){0, 0});
+	assert_non_null(strstr(p.buf, "tern_expiry_alarm{what=\"crl\"} 1\n"));
+	assert_non_null(
+	    strstr(p.buf, "tern_expiry_alarm{what=\"certificate\",node=\"sweden\"} 0\n"));
+	tern_prom_free(&p);
+	d->crl_next_update = now + 30 * 86400; /* a fresh one: no alarm */
+	assert_int_equal(tern_expiry_warn(d, "sweden", now), 0);
+	tern_prom_directory(&p, d, 4, (const uint64_t[2]){0, 0});
+	assert_non_null(strstr(p.buf, "tern_expiry_alarm{what=\"crl\"} 0\n"));
+	tern_prom_free(&p);
+	tern_directory_free(&d);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_samples_and_histogram),
 	    cmocka_unit_test(test_grows_past_its_first_buffer),
 	    cmocka_unit_test(test_expiry_alarms),
+	    cmocka_unit_test(test_lapsed_crl_alarms),
 	};
 	log_init("test_prom", TERN_LOG_ERROR);
 	return cmocka_run_group_tests(tests, NULL, NULL);
