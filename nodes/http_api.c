@@ -6,6 +6,7 @@
 
 #include <tern/api.h>
 #include <tern/error.h>
+#include <tern/reason.h>
 
 #include "http_api.h"
 #include "util.h"
@@ -18,20 +19,14 @@ struct node_http {
 	char *api_socket;
 };
 
+/* The status an answer's error code has in the reasons table (tern/reason.h). */
 static int http_status(const json_t *resp)
 {
 	const char *e = json_string_value(json_object_get(resp, "error"));
 
 	if (json_is_true(json_object_get(resp, "ok")))
 		return 200;
-	if (e == NULL)
-		return 500;
-	if (strcmp(e, tern_errcode_name(TERN_ENOENT)) == 0)
-		return 404;
-	if (strcmp(e, tern_errcode_name(TERN_EIO)) == 0 ||
-	    strcmp(e, tern_errcode_name(TERN_ENOMEM)) == 0)
-		return 503;
-	return 400;
+	return e ? tern_reason_http_status(e) : 500;
 }
 
 /* Method and path to a local API request (a new reference), or NULL. */
