@@ -30,6 +30,9 @@ struct conn {
 	enum conn_state state;
 	int64_t deadline; /* READING: for the request; WRITING: for the reply */
 	uid_t uid;
+	unsigned served; /* requests answered on this connection */
+	int close_after; /* WRITING: close once the reply is out (an error reply) */
+	int pending;     /* READING: bytes of a next request are buffered already */
 };
 
 struct tern_apisrv {
@@ -155,9 +158,23 @@ static void refuse_now(int fd, json_t *reply)
 	json_decref(reply);
 }
 
+/* After a reply: the connection waits for the client's next request (a
+ * client may keep one connection for many), with the request deadline again
+ * as the most it may stay idle. */
+static void next_request(tern_apisrv *s, int i, int64_t now)
+{
+	struct conn *k = &s->conns[i];
+
+	k->state = READING;
+	k->deadline = now + s->o.request_ms;
+	k->served++;
+	k->pending = tern_apiconn_buffered(k->c) > 0; /* pipelined: no poll will say so */
+}
+
 /* Queues reply (taken) on connection i and writes what the socket takes;
- * closes the connection once all is written or when it cannot be. */
-static void send_reply(tern_apisrv *s, int i, json_t *reply, int64_t now)
+ * once all is written, the connection waits for the next request (keep) or
+ * closes (after an error that may have left the stream out of step). */
+static void send_reply(tern_apisrv *s, int i, json_t *reply, int64_t now, int keep)
 {
 	struct conn *k = &s->conns[i];
 	size_t left = 0;
@@ -170,12 +187,20 @@ static void send_reply(tern_apisrv *s, int i, json_t *reply, int64_t now)
 		rc = e ? tern_apiconn_queue_reply(k->c, e) : TERN_ENOMEM;
 		json_decref(e);
 	}
-	if (rc != TERN_OK || tern_apiconn_flush(k->c, &left) != TERN_OK || left == 0) {
+	if (rc != TERN_OK || tern_apiconn_flush(k->c, &left) != TERN_OK) {
 		conn_close(s, i);
+		return;
+	}
+	if (left == 0) {
+		if (keep)
+			next_request(s, i, now);
+		else
+			conn_close(s, i);
 		return;
 	}
 	k->state = WRITING;
 	k->deadline = now + s->o.reply_ms;
+	k->close_after = !keep;
 }
 
 /* Reads connection i; a complete request goes to the handler. */
@@ -196,23 +221,27 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 		return;
 	}
 	if (rc != TERN_OK) {
-		send_reply(s, i, tern_api_error(rc, "%s", tern_errdetail()), now);
+		send_reply(s, i, tern_api_error(rc, "%s", tern_errdetail()), now, 0);
 		return;
 	}
-	/* One request per connection: from here on it is not read again. */
+	/* One request at a time per connection: the next is read once this
+	 * one is answered, so answers go out in the order of the requests. */
 	k->state = PARKED;
 	reply = s->fn(s->arg, i, req, k->uid);
 	json_decref(req);
 	if (reply != NULL)
-		send_reply(s, i, reply, now);
+		send_reply(s, i, reply, now, 1);
 }
 
-static void conn_write(tern_apisrv *s, int i)
+static void conn_write(tern_apisrv *s, int i, int64_t now)
 {
 	size_t left = 0;
 
-	if (tern_apiconn_flush(s->conns[i].c, &left) != TERN_OK || left == 0)
+	if (tern_apiconn_flush(s->conns[i].c, &left) != TERN_OK ||
+	    (left == 0 && s->conns[i].close_after))
 		conn_close(s, i);
+	else if (left == 0)
+		next_request(s, i, now);
 }
 
 static int peer_uid(int fd, unsigned *uid)
@@ -275,7 +304,7 @@ static void accept_some(tern_apisrv *s, int64_t now)
 			;
 		if (tern_apiconn_new(fd, s->o.max_frame, &c) != TERN_OK)
 			continue; /* fd closed */
-		s->conns[i] = (struct conn){c, READING, now + s->o.request_ms, (uid_t)uid};
+		s->conns[i] = (struct conn){c, READING, now + s->o.request_ms, (uid_t)uid, 0, 0, 0};
 		s->nopen++;
 		if (i >= s->hwm)
 			s->hwm = i + 1;
@@ -291,6 +320,11 @@ static void drop_stalled(tern_apisrv *s, int64_t now)
 		struct conn *k = &s->conns[i];
 		if ((k->state != READING && k->state != WRITING) || now < k->deadline)
 			continue;
+		if (k->state == READING && k->served > 0 && tern_apiconn_buffered(k->c) == 0) {
+			/* Idle between requests: closed quietly, nothing was cut short. */
+			conn_close(s, (int)i);
+			continue;
+		}
 		if (k->state == READING) {
 			/* Best effort: a slow client learns why; never waited for. */
 			json_t *e =
@@ -398,9 +432,22 @@ void tern_apisrv_serve(tern_apisrv *s, const zmq_pollitem_t *items, size_t n, in
 		if (c->state == READING && tern_apiconn_fd(c->c) == items[k].fd)
 			conn_read(s, i, now);
 		else if (c->state == WRITING && tern_apiconn_fd(c->c) == items[k].fd)
-			conn_write(s, i);
+			conn_write(s, i, now);
 	}
 	s->npolled = 0;
+	/* Requests a client sent ahead of their turn: buffered already, so no
+	 * poll wakes for them. A bounded number of rounds per call. */
+	for (int round = 0, more = 1; more && round < 64; round++) {
+		more = 0;
+		for (size_t i = 0; i < s->hwm; i++) {
+			struct conn *c = &s->conns[i];
+			if (c->state != READING || !c->pending || !under_budget(s))
+				continue;
+			c->pending = 0;
+			conn_read(s, (int)i, now);
+			more = 1;
+		}
+	}
 	if (s->accept_paused_until && now >= s->accept_paused_until)
 		s->accept_paused_until = 0;
 	if (accept)
@@ -415,6 +462,6 @@ int tern_apisrv_reply(tern_apisrv *s, int conn, json_t *reply)
 		json_decref(reply);
 		return tern_fail(TERN_EINVAL, "API connection %d is not waiting for a reply", conn);
 	}
-	send_reply(s, conn, reply, tern_now_ms());
+	send_reply(s, conn, reply, tern_now_ms(), 1);
 	return TERN_OK;
 }

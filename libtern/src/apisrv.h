@@ -12,15 +12,19 @@
  *     error and closed at once, so that one client cannot use up the fds;
  *   - a request is read as its bytes arrive; one whose 4-byte length is over
  *     max_frame, or that is not a JSON object, is answered with the error and
- *     closed; one not complete within request_ms of the accept is closed (with
- *     a best-effort error);
+ *     closed; one not complete within request_ms of the accept (or of the
+ *     previous answer) is closed with a best-effort error; a connection idle
+ *     that long between requests is closed quietly;
  *   - a complete request goes to the daemon's handler, which answers at once
  *     or parks the client to answer later (tern_apisrv_reply);
  *   - a reply is written as the socket takes it; a client that has not taken
  *     all of it within reply_ms is closed;
  *   - bytes of incomplete requests held in all connections together stay under
  *     max_buffered: past it, no connection is read until some are done.
- * One request per connection: once it is complete, nothing more is read.
+ * Many requests per connection, one at a time: the next is read (from what
+ * the client sent ahead, or from the socket) once this one is answered, so
+ * answers go out in the order of the requests. A reply to an error that may
+ * have put the stream out of step closes the connection.
  * Drops and refusals are logged at most once per 10 s, as counts (never a
  * request's content).
  *
@@ -52,7 +56,7 @@ typedef struct tern_apisrv_opts {
 } tern_apisrv_opts;
 
 /* A complete request on connection conn, from a peer running as uid. Returns
- * the reply (a new reference; the server sends it, then closes), or NULL to
+ * the reply (a new reference; the server sends it, then reads the next request), or NULL to
  * park the client: it is then neither read nor timed out until the daemon
  * calls tern_apisrv_reply(conn). req is borrowed for the call. */
 typedef json_t *(*tern_apisrv_fn)(void *arg, int conn, json_t *req, uid_t uid);

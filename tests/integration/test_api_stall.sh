@@ -116,7 +116,8 @@ s.settimeout(5)
 s.connect(sys.argv[1])
 s.sendall(ast.literal_eval(sys.argv[2]))
 b = b""
-while True:
+# One framed answer: the connection may stay open for another request.
+while len(b) < 4 or len(b) < 4 + struct.unpack(">I", b[:4])[0]:
     d = s.recv(65536)
     if not d:
         break

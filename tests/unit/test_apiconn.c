@@ -329,7 +329,8 @@ static json_t *handler(void *arg, int conn, json_t *req, uid_t uid)
 		f->parked = conn;
 		return NULL;
 	}
-	return json_pack("{s:b, s:s}", "ok", 1, "op", op ? op : "");
+	return json_pack("{s:b, s:s, s:O?}", "ok", 1, "op", op ? op : "", "n",
+	                 json_object_get(req, "n"));
 }
 
 static int srv_setup(void **state)
@@ -424,7 +425,12 @@ static void test_srv_stalled_client(void **state)
 	assert_non_null(r);
 	assert_string_equal(json_string_value(json_object_get(r, "op")), "echo");
 	json_decref(r);
-	assert_int_equal(tern_apisrv_count(f->srv), 1); /* the good one is done */
+	/* The good one stays open for its next request; closed, it is gone. */
+	assert_int_equal(tern_apisrv_count(f->srv), 2);
+	close(good);
+	for (int i = 0; i < 5 && tern_apisrv_count(f->srv) > 1; i++)
+		srv_round(f, 10);
+	assert_int_equal(tern_apisrv_count(f->srv), 1);
 	r = reply_within(f, stalled, 1000);
 	assert_non_null(r);
 	assert_string_equal(json_string_value(json_object_get(r, "error")), "io");
@@ -432,7 +438,89 @@ static void test_srv_stalled_client(void **state)
 	assert_int_equal(read(stalled, &c, 1), 0); /* closed */
 	assert_int_equal(tern_apisrv_count(f->srv), 0);
 	close(stalled);
-	close(good);
+}
+
+/* Rounds until fd has n whole replies, or ms pass; the "n" of each in turn
+ * into got; how many came. */
+static int replies_within(struct srv_fixture *f, int fd, int ms, int n, json_int_t *got)
+{
+	int64_t end = tern_now_ms() + ms;
+	uint8_t buf[8192];
+	size_t have = 0, at = 0;
+	int k = 0;
+
+	while (k < n && tern_now_ms() < end) {
+		ssize_t r;
+		srv_round(f, 10);
+		while ((r = recv(fd, buf + have, sizeof(buf) - have, MSG_DONTWAIT)) > 0)
+			have += (size_t)r;
+		while (k < n && have - at >= 4) {
+			size_t len = (size_t)buf[at] << 24 | (size_t)buf[at + 1] << 16 |
+			             (size_t)buf[at + 2] << 8 | buf[at + 3];
+			json_t *j;
+			if (have - at < 4 + len)
+				break;
+			j = json_loadb((const char *)buf + at + 4, len, 0, NULL);
+			assert_non_null(j);
+			got[k++] = json_integer_value(json_object_get(j, "n"));
+			json_decref(j);
+			at += 4 + len;
+		}
+	}
+	return k;
+}
+
+/* One connection carries many requests, sent ahead of their answers: each is
+ * answered, in order, and a request parked in the middle holds back the ones
+ * behind it (never answered out of turn). */
+static void test_srv_pipelined(void **state)
+{
+	struct srv_fixture *f = *state;
+	int fd = client(f);
+	json_int_t got[8] = {0};
+	char text[64];
+
+	for (int i = 1; i <= 3; i++) {
+		snprintf(text, sizeof(text), "{\"op\":\"echo\",\"n\":%d}", i);
+		send_frame(fd, text);
+	}
+	send_frame(fd, "{\"op\":\"wait\",\"n\":4}");
+	send_frame(fd, "{\"op\":\"echo\",\"n\":5}");
+	assert_int_equal(replies_within(f, fd, 500, 3, got), 3);
+	assert_int_equal(got[0], 1);
+	assert_int_equal(got[1], 2);
+	assert_int_equal(got[2], 3);
+	/* Parked: nothing more comes, however long the loop runs. */
+	assert_int_equal(replies_within(f, fd, 100, 1, got), 0);
+	assert_true(f->parked >= 0);
+	assert_int_equal(f->calls, 4);
+	assert_int_equal(
+	    tern_apisrv_reply(f->srv, f->parked, json_pack("{s:b,s:i}", "ok", 1, "n", 4)), TERN_OK);
+	assert_int_equal(replies_within(f, fd, 500, 2, got), 2);
+	assert_int_equal(got[0], 4);
+	assert_int_equal(got[1], 5);
+	assert_int_equal(tern_apisrv_count(f->srv), 1); /* still open */
+	close(fd);
+}
+
+/* A connection idle past the request deadline after an answer is closed
+ * without an error reply: nothing was cut short. */
+static void test_srv_idle_keepalive(void **state)
+{
+	struct srv_fixture *f = *state;
+	int fd = client(f);
+	json_t *r;
+	char c;
+
+	send_frame(fd, "{\"op\":\"echo\"}");
+	r = reply_within(f, fd, 200);
+	assert_non_null(r);
+	json_decref(r);
+	for (int i = 0; i < 50 && tern_apisrv_count(f->srv) > 0; i++) /* request_ms is 300 */
+		srv_round(f, 10);
+	assert_int_equal(tern_apisrv_count(f->srv), 0);
+	assert_int_equal(read(fd, &c, 1), 0); /* closed, no error sent */
+	close(fd);
 }
 
 /* Beyond max_conns, a connection is answered at once and closed; a length
@@ -546,6 +634,8 @@ int main(void)
 	    cmocka_unit_test(test_large_reply),
 	    cmocka_unit_test(test_flush_to_gone_peer),
 	    cmocka_unit_test_setup_teardown(test_srv_stalled_client, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_pipelined, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_idle_keepalive, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_cap_and_too_large, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_parked, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_fd_limit, srv_setup, srv_teardown),
