@@ -527,20 +527,12 @@ static void sub_check(broker *b, struct sub *s)
 	if (rc != TERN_OK) {
 		/* The id, if the header decodes at all, lets the node match the answer.
 		 * Only a well-formed id: it goes into logs and the audit log. */
-		ProtobufCMessage *em = NULL, *hm = NULL;
+		tern_envelope_claim c;
 		char why[256];
 		snprintf(why, sizeof(why), "%s", tern_errdetail());
-		if (tern_pb_unpack(&tern__v1__envelope__descriptor, sm->envelope.data,
-		                   sm->envelope.len, sm->envelope.len, &em) == TERN_OK &&
-		    tern_pb_unpack(&tern__v1__header__descriptor,
-		                   ((Tern__V1__Envelope *)em)->header.data,
-		                   ((Tern__V1__Envelope *)em)->header.len, 65536, &hm) == TERN_OK) {
-			const Tern__V1__Header *hh = (const Tern__V1__Header *)hm;
-			if (tern_node_id_valid(hh->sender) && tern_uuid_valid(hh->message_id))
-				snprintf(s->msgid, sizeof(s->msgid), "%s", hh->message_id);
-		}
-		tern_pb_free(&hm);
-		tern_pb_free(&em);
+		if (tern_envelope_claims(sm->envelope.data, sm->envelope.len, &c) == TERN_OK &&
+		    c.sender[0] && c.message_id[0])
+			snprintf(s->msgid, sizeof(s->msgid), "%s", c.message_id);
 		sub_refuse(s, rc, "%s", why);
 		return;
 	}
@@ -1521,16 +1513,14 @@ int broker_open(const char *conf, broker **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
-	if (zmq_socket_monitor(b->router, "inproc://tern-broker-monitor",
-	                       ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
-	                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-	                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
-	                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED) != 0 ||
-	    (b->monitor = zmq_socket(b->ctx, ZMQ_PAIR)) == NULL ||
-	    zmq_connect(b->monitor, "inproc://tern-broker-monitor") != 0 ||
-	    tern_zmon_new(b->monitor, &b->zmon) != TERN_OK) {
-		fprintf(stderr, "tern-broker: socket monitor: %s\n", zmq_strerror(errno));
-		rc = TERN_EIO;
+	if ((rc = tern_zmon_attach(b->ctx, b->router, "inproc://tern-broker-monitor",
+	                           ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED |
+	                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+	                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_DISCONNECTED,
+	                           &b->monitor)) != TERN_OK ||
+	    (rc = tern_zmon_new(b->monitor, &b->zmon)) != TERN_OK) {
+		fprintf(stderr, "tern-broker: %s\n", tern_errdetail());
 		goto fail;
 	}
 	if (zmq_bind(b->router, tern_config_get(b->id.cfg, "broker", "listen")) != 0) {
@@ -1574,12 +1564,11 @@ void broker_close(broker **bp)
 		unlink(tern_config_get(b->id.cfg, "broker", "control_socket"));
 	}
 	tern_zmon_free(&b->zmon);
-	if (b->monitor)
-		zmq_close(b->monitor);
-	if (b->router) {
-		zmq_socket_monitor(b->router, NULL, 0);
+	/* The monitor stops before its reader closes (zmon.h: a stop that
+	 * never ended). */
+	tern_zmon_detach(b->router, &b->monitor);
+	if (b->router)
 		zmq_close(b->router);
-	}
 	if (b->zap)
 		zmq_close(b->zap);
 	if (b->ctx)

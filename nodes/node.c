@@ -32,6 +32,7 @@
 #include "witness.h"
 #include "pbuf.h"
 #include "util.h"
+#include "zmon.h"
 
 #define MONITOR_ENDPOINT "inproc://tern-node-monitor"
 /* The acknowledgements one commit holds: each is a parked API client. */
@@ -167,11 +168,6 @@ struct node {
 
 /* --- small helpers ------------------------------------------------------------- */
 
-#define GROW(arr, n, cap)                                                                          \
-	((n) < (cap) ? 0                                                                           \
-	             : ((cap) = (cap) ? (cap)*2 : 64,                                              \
-	                ((arr) = realloc((arr), (cap) * sizeof(*(arr)))) == NULL))
-
 static void hop_send(node *n, Tern__V1__Frame *f)
 {
 	if (tern_hop_send(n->dealer, NULL, 0, f, ZMQ_DONTWAIT) == TERN_OK)
@@ -283,7 +279,7 @@ static struct out *batch_out(node *n)
 {
 	struct batch *b = &n->batch;
 
-	if (GROW(b->outs, b->nouts, b->capouts))
+	if (TERN_GROW(b->outs, b->nouts, b->capouts))
 		return NULL;
 	return &b->outs[b->nouts++];
 }
@@ -425,21 +421,16 @@ static void judge_envelope(node *n, MDB_txn *txn, const uint8_t *buf, size_t len
 	d->kind = DIN_ACCEPT;
 	rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env);
 	if (rc != TERN_OK) {
-		/* Unverified: still answer the claimed sender, if it is a member. */
-		Tern__V1__Envelope *e = tern__v1__envelope__unpack(NULL, len, buf);
-		Tern__V1__Header *hh =
-		    e ? tern__v1__header__unpack(NULL, e->header.len, e->header.data) : NULL;
+		/* Unverified: still answer the claimed sender, if it is a member.
+		 * Decoded within the same bounds as the broker's (envelope.h). */
+		tern_envelope_claim c;
 		const tern_member *m;
-		if (hh && tern_uuid_valid(hh->message_id) &&
-		    tern_directory_find(n->id.dir, hh->sender, &m) == TERN_OK) {
-			snprintf(d->msgid, sizeof(d->msgid), "%s", hh->message_id);
-			snprintf(d->sender, sizeof(d->sender), "%s", hh->sender);
-			snprintf(d->case_id, sizeof(d->case_id), "%s", hh->case_id);
+		if (tern_envelope_claims(buf, len, &c) == TERN_OK && c.message_id[0] &&
+		    c.sender[0] && tern_directory_find(n->id.dir, c.sender, &m) == TERN_OK) {
+			snprintf(d->msgid, sizeof(d->msgid), "%s", c.message_id);
+			snprintf(d->sender, sizeof(d->sender), "%s", c.sender);
+			snprintf(d->case_id, sizeof(d->case_id), "%s", c.case_id);
 		}
-		if (hh)
-			tern__v1__header__free_unpacked(hh, NULL);
-		if (e)
-			tern__v1__envelope__free_unpacked(e, NULL);
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		if (d->msgid[0] && seen_before(n, txn, d->msgid, NULL))
 			d->kind = DIN_NOTHING;
@@ -575,7 +566,7 @@ static void on_deliver(node *n, const Tern__V1__Deliver *dv)
 			b->delivered = n->delivered;
 		return; /* already held: acknowledged again below */
 	}
-	if (GROW(b->dins, b->ndins, b->capdins))
+	if (TERN_GROW(b->dins, b->ndins, b->capdins))
 		return;
 	d = &b->dins[b->ndins];
 	memset(d, 0, sizeof(*d));
@@ -1457,7 +1448,7 @@ static void on_dealer(node *n)
 			break;
 		case TERN__V1__FRAME__BODY_RESULT: {
 			struct batch *b = &n->batch;
-			if (GROW(b->results, b->nresults, b->capresults))
+			if (TERN_GROW(b->results, b->nresults, b->capresults))
 				break;
 			struct result *r = &b->results[b->nresults++];
 			snprintf(r->msgid, sizeof(r->msgid), "%s", f->result->message_id);
@@ -1969,16 +1960,15 @@ int node_open(const char *conf, node **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
-	if (zmq_socket_monitor(n->dealer, MONITOR_ENDPOINT,
-	                       ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
-	                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-	                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-	                           ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
-		rc = TERN_EIO;
+	if ((rc = tern_zmon_attach(n->ctx, n->dealer, MONITOR_ENDPOINT,
+	                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+	                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+	                               ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+	                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL,
+	                           &n->monitor)) != TERN_OK) {
+		fprintf(stderr, "tern-node: %s\n", tern_errdetail());
 		goto fail;
 	}
-	n->monitor = zmq_socket(n->ctx, ZMQ_PAIR);
-	zmq_connect(n->monitor, MONITOR_ENDPOINT);
 	if (zmq_connect(n->dealer, tern_config_get(n->id.cfg, "broker", "endpoint")) != 0) {
 		fprintf(stderr, "tern-node: cannot connect to %s: %s\n",
 		        tern_config_get(n->id.cfg, "broker", "endpoint"), zmq_strerror(errno));
@@ -2040,12 +2030,11 @@ void node_close(node **np)
 	 * stop without waiting for them. */
 	node_http_stop(&n->http);
 	tern_http_stop(&n->metrics);
-	if (n->monitor)
-		zmq_close(n->monitor);
-	if (n->dealer) {
-		zmq_socket_monitor(n->dealer, NULL, 0);
+	/* The monitor stops before its reader closes (zmon.h: a stop that
+	 * never ended). */
+	tern_zmon_detach(n->dealer, &n->monitor);
+	if (n->dealer)
 		zmq_close(n->dealer);
-	}
 	if (n->ctx)
 		zmq_ctx_term(n->ctx);
 	tern_store_close(&n->store);

@@ -1105,3 +1105,39 @@ void tern_envelope_free(tern_envelope **env)
 	free(*env);
 	*env = NULL;
 }
+
+static int printable(const char *s, size_t max)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i < max; i++)
+		if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e)
+			return 0;
+	return s[i] == '\0' && i > 0;
+}
+
+int tern_envelope_claims(const uint8_t *buf, size_t len, tern_envelope_claim *out)
+{
+	ProtobufCMessage *em = NULL, *hm = NULL;
+	const Tern__V1__Header *h;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((rc = tern_pb_unpack(&tern__v1__envelope__descriptor, buf, len, len, &em)) != TERN_OK ||
+	    (rc = tern_pb_unpack(&tern__v1__header__descriptor,
+	                         ((Tern__V1__Envelope *)em)->header.data,
+	                         ((Tern__V1__Envelope *)em)->header.len, 65536, &hm)) != TERN_OK) {
+		tern_pb_free(&em);
+		return TERN_EMALFORMED;
+	}
+	h = (const Tern__V1__Header *)hm;
+	if (tern_uuid_valid(h->message_id))
+		snprintf(out->message_id, sizeof(out->message_id), "%s", h->message_id);
+	if (tern_node_id_valid(h->sender) && strlen(h->sender) < sizeof(out->sender))
+		snprintf(out->sender, sizeof(out->sender), "%s", h->sender);
+	if (printable(h->case_id, sizeof(out->case_id) - 1))
+		snprintf(out->case_id, sizeof(out->case_id), "%s", h->case_id);
+	tern_pb_free(&hm);
+	tern_pb_free(&em);
+	return TERN_OK;
+}

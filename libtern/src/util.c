@@ -254,6 +254,23 @@ int tern_path_resolve(const char *base_file, const char *rel, char **out)
 	return n < 0 ? TERN_ENOMEM : TERN_OK;
 }
 
+int tern_grow(void **arr, size_t n, size_t *cap, size_t size)
+{
+	size_t nc;
+	void *p;
+
+	if (n < *cap)
+		return TERN_OK;
+	nc = *cap ? *cap * 2 : 64;
+	if (nc < *cap || size == 0 || nc > SIZE_MAX / size)
+		return TERN_ENOMEM;
+	if ((p = realloc(*arr, nc * size)) == NULL)
+		return TERN_ENOMEM;
+	*arr = p;
+	*cap = nc;
+	return TERN_OK;
+}
+
 int64_t tern_now_ms(void)
 {
 	struct timespec ts;

@@ -58,6 +58,12 @@ int tern_path_resolve(const char *base_file, const char *rel, char **out);
 
 int64_t tern_now_ms(void);
 
+/* Room for one more element of size bytes in *arr (n used of *cap): doubles
+ * *cap (64 at first) when full. TERN_ENOMEM when memory runs out or the size
+ * would overflow, with *arr and *cap as they were: nothing leaked or lost. */
+int tern_grow(void **arr, size_t n, size_t *cap, size_t size);
+#define TERN_GROW(arr, n, cap) tern_grow((void **)&(arr), (n), &(cap), sizeof(*(arr)))
+
 /* Node ids: 1..63 of [a-z0-9-], starting with a letter. */
 int tern_node_id_valid(const char *id);
 

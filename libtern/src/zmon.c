@@ -10,6 +10,7 @@
 
 #include <tern/error.h>
 
+#include "util.h"
 #include "zmon.h"
 
 #define BATCH 256
@@ -39,6 +40,45 @@ int tern_zmon_new(void *monitor, tern_zmon **out)
 	m->monitor = monitor;
 	*out = m;
 	return TERN_OK;
+}
+
+int tern_zmon_attach(void *ctx, void *sock, const char *endpoint, int events, void **reader)
+{
+	int unlimited = 0, zero = 0;
+	void *r;
+
+	*reader = NULL;
+	/* The pipe's limits are fixed when the reader connects, from its
+	 * receive limit (none) and the monitor socket's: so the options first,
+	 * then the monitor, then the connect. An event emitted in between waits
+	 * for the connect, a moment later. */
+	if ((r = zmq_socket(ctx, ZMQ_PAIR)) == NULL)
+		return tern_fail(TERN_EIO, "socket monitor: %s", zmq_strerror(errno));
+	if (zmq_setsockopt(r, ZMQ_RCVHWM, &unlimited, sizeof(unlimited)) != 0 ||
+	    zmq_setsockopt(r, ZMQ_LINGER, &zero, sizeof(zero)) != 0 ||
+	    zmq_socket_monitor(sock, endpoint, events) != 0) {
+		int e = errno;
+		zmq_close(r);
+		return tern_fail(TERN_EIO, "socket monitor: %s", zmq_strerror(e));
+	}
+	if (zmq_connect(r, endpoint) != 0) {
+		int e = errno;
+		zmq_socket_monitor(sock, NULL, 0);
+		zmq_close(r);
+		return tern_fail(TERN_EIO, "socket monitor: %s", zmq_strerror(e));
+	}
+	*reader = r;
+	return TERN_OK;
+}
+
+void tern_zmon_detach(void *sock, void **reader)
+{
+	if (sock != NULL)
+		zmq_socket_monitor(sock, NULL, 0);
+	if (reader != NULL && *reader != NULL) {
+		zmq_close(*reader);
+		*reader = NULL;
+	}
 }
 
 void tern_zmon_free(tern_zmon **mp)

@@ -35,6 +35,24 @@ typedef struct tern_zmon_event {
 
 typedef void tern_zmon_cb(void *arg, const tern_zmon_event *e);
 
+/* Starts monitoring sock (events: ZMQ_EVENT_* bits) through libzmq's PAIR at
+ * endpoint ("inproc://..."), and returns in *reader the PAIR socket to poll
+ * and read (the caller's, closed with tern_zmon_detach).
+ *
+ * Why not zmq_socket_monitor alone: libzmq's I/O thread sends each event
+ * with a blocking send while it holds the socket's monitor lock. Were the
+ * reader's queue full, or the reader closed, that send would wait forever
+ * and so would the daemon's thread at its next zmq_socket_monitor or
+ * zmq_close of the socket: a stop that never ends. The reader here takes
+ * events without limit (ZMQ_RCVHWM 0), so the I/O thread never waits on it;
+ * the daemon reads it every loop turn, so it does not grow. */
+int tern_zmon_attach(void *ctx, void *sock, const char *endpoint, int events, void **reader);
+
+/* Stops sock's monitor first, while *reader still lives to take the last
+ * events, then closes *reader and sets it to NULL. NULL-safe; never blocks
+ * on libzmq's I/O thread when the reader came from tern_zmon_attach. */
+void tern_zmon_detach(void *sock, void **reader);
+
 /* monitor: the PAIR socket connected to the monitor endpoint. */
 int tern_zmon_new(void *monitor, tern_zmon **out);
 /* Reads every event waiting and calls cb for each, in order. A failure whose

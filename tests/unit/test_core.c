@@ -330,6 +330,51 @@ static void test_msgtypes(void **state)
 	assert_null(tern_msgtype_by_name("love-letter"));
 }
 
+/* Under AddressSanitizer an allocation too large to be served aborts by
+ * default; here it must fail as the C library's does. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "allocator_may_return_null=1";
+}
+
+/* Growing an array: doubled when full; when memory runs out, the array and
+ * its capacity are as they were (the node's old GROW lost the array and
+ * doubled the capacity of a NULL pointer). */
+static void test_grow(void **state)
+{
+	int *a = NULL;
+	size_t cap = 0;
+	struct big {
+		char b[SIZE_MAX / 256];
+	};
+	struct big *huge;
+	void *keep;
+
+	(void)state;
+	assert_int_equal(TERN_GROW(a, 0, cap), TERN_OK);
+	assert_non_null(a);
+	assert_int_equal(cap, 64);
+	a[63] = 7;
+	assert_int_equal(TERN_GROW(a, 63, cap), TERN_OK); /* room left: unchanged */
+	assert_int_equal(cap, 64);
+	assert_int_equal(TERN_GROW(a, 64, cap), TERN_OK);
+	assert_int_equal(cap, 128);
+	assert_int_equal(a[63], 7);
+	/* A realloc that must fail: the array stays, with its capacity. */
+	keep = a;
+	cap = 64;
+	huge = keep;
+	assert_int_equal(TERN_GROW(huge, 64, cap), TERN_ENOMEM);
+	assert_ptr_equal(huge, keep);
+	assert_int_equal(cap, 64);
+	cap = 1; /* doubled, the size would be within range: realloc itself fails */
+	assert_int_equal(tern_grow(&keep, 1, &cap, SIZE_MAX / 4), TERN_ENOMEM);
+	assert_ptr_equal(keep, a);
+	assert_int_equal(cap, 1);
+	free(a);
+}
+
 static void test_pb_unpack_limits(void **state)
 {
 	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
@@ -391,6 +436,7 @@ int main(void)
 	    cmocka_unit_test(test_node_ids),
 	    cmocka_unit_test(test_roles),
 	    cmocka_unit_test(test_msgtypes),
+	    cmocka_unit_test(test_grow),
 	    cmocka_unit_test(test_pb_unpack_limits),
 	    cmocka_unit_test(test_pb_unpack_budget),
 	};

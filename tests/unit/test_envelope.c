@@ -211,6 +211,61 @@ static void repack_env(const Tern__V1__Envelope *e, uint8_t **out, size_t *len)
 	tern__v1__envelope__pack(e, *out);
 }
 
+/* What a failed envelope claims: read within bounds, and only well-formed
+ * ids are passed on (they go into logs and audit entries). */
+static void test_claims(void **state)
+{
+	struct fixture *f = *state;
+	tern_envelope_claim c;
+	Tern__V1__Envelope *e;
+	Tern__V1__Header *h;
+	uint8_t *buf = NULL, *hb, *eb;
+	size_t len = 0, hl, el;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+	assert_int_equal(tern_envelope_claims(buf, len, &c), TERN_OK);
+	assert_string_equal(c.message_id, id);
+	assert_string_equal(c.sender, "unhcr");
+	assert_string_equal(c.case_id, "UNHCR-KEN-2024-000123");
+	/* Cut short: nothing decodes, every field is empty. */
+	assert_int_equal(tern_envelope_claims(buf, len / 2, &c), TERN_EMALFORMED);
+	assert_string_equal(c.message_id, "");
+	assert_string_equal(c.sender, "");
+	/* A header whose id, sender and case id are not well-formed. */
+	e = tern__v1__envelope__unpack(NULL, len, buf);
+	assert_non_null(e);
+	h = tern__v1__header__unpack(NULL, e->header.len, e->header.data);
+	assert_non_null(h);
+	char *keep[3] = {h->message_id, h->sender, h->case_id};
+	ProtobufCBinaryData keep_header = e->header;
+	h->message_id = "not-a-uuid";
+	h->sender = "Bad Sender\n";
+	h->case_id = "CASE\x1b[2J";
+	hl = tern__v1__header__get_packed_size(h);
+	hb = malloc(hl);
+	tern__v1__header__pack(h, hb);
+	e->header.data = hb;
+	e->header.len = hl;
+	el = tern__v1__envelope__get_packed_size(e);
+	eb = malloc(el);
+	tern__v1__envelope__pack(e, eb);
+	assert_int_equal(tern_envelope_claims(eb, el, &c), TERN_OK);
+	assert_string_equal(c.message_id, "");
+	assert_string_equal(c.sender, "");
+	assert_string_equal(c.case_id, "");
+	free(eb);
+	free(hb);
+	/* The unpacked fields were replaced: restore them before freeing. */
+	h->message_id = keep[0];
+	h->sender = keep[1];
+	h->case_id = keep[2];
+	e->header = keep_header;
+	tern__v1__header__free_unpacked(h, NULL);
+	tern__v1__envelope__free_unpacked(e, NULL);
+	free(buf);
+}
+
 static void test_every_header_byte(void **state)
 {
 	struct fixture *f = *state;
@@ -1251,6 +1306,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_seal_verify_open, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_claims, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_header_byte, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_and_signature_flips, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sender_checks, setup, teardown),

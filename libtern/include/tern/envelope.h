@@ -194,6 +194,22 @@ void tern_envelope_body_free(uint8_t **body, size_t body_len);
 
 void tern_envelope_free(tern_envelope **env);
 
+/* What an envelope that failed verification claims about itself, so that a
+ * refusal can be matched to its message by the claimed sender. Nothing here is
+ * verified. Decoding is bounded (at most len bytes of envelope, 64 KiB of
+ * header, within the decoder's memory budget), and each field is copied only
+ * when well-formed (a UUID, a node id; a case id of printable ASCII): they go
+ * into logs and audit entries. A field that is not is left "". */
+typedef struct tern_envelope_claim {
+	char message_id[37];
+	char sender[64];
+	char case_id[129];
+} tern_envelope_claim;
+
+/* Always fills *out (all "" when nothing decodes); TERN_OK when the header
+ * decoded, TERN_EMALFORMED otherwise. */
+int tern_envelope_claims(const uint8_t *buf, size_t len, tern_envelope_claim *out);
+
 #ifdef __cplusplus
 }
 #endif
