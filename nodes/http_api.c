@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +77,41 @@ static json_t *route(const char *method, const char *url, const char *body, size
 	return NULL;
 }
 
+/* Each worker keeps its connection to the local API from request to
+ * request; closed when the worker ends. */
+static pthread_key_t client_key;
+static pthread_once_t client_once = PTHREAD_ONCE_INIT;
+
+static void client_end(void *p)
+{
+	tern_api_client_close(p);
+	free(p);
+}
+
+static void client_key_make(void)
+{
+	(void)pthread_key_create(&client_key, client_end);
+}
+
+/* This worker's connection, or NULL (then a connection per call). */
+static tern_api_client *worker_client(void)
+{
+	tern_api_client *c;
+
+	if (pthread_once(&client_once, client_key_make) != 0)
+		return NULL;
+	if ((c = pthread_getspecific(client_key)) != NULL)
+		return c;
+	if ((c = malloc(sizeof(*c))) == NULL)
+		return NULL;
+	*c = (tern_api_client)TERN_API_CLIENT_INIT;
+	if (pthread_setspecific(client_key, c) != 0) {
+		free(c);
+		return NULL;
+	}
+	return c;
+}
+
 /* Called on one of the server's workers, for a request whose token the
  * server has already checked: the local API call may block (inbox/next waits
  * up to a minute) without holding up other clients. */
@@ -94,7 +130,9 @@ static void on_request(void *arg, const char *method, const char *url, const cha
 		goto out;
 	}
 	json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
-	rc = tern_api_call(h->api_socket, req, wait_ms + 30000, &resp);
+	tern_api_client *c = worker_client();
+	rc = c ? tern_api_client_call(c, h->api_socket, req, wait_ms + 30000, &resp)
+	       : tern_api_call(h->api_socket, req, wait_ms + 30000, &resp);
 	json_decref(req);
 	if (rc != TERN_OK) {
 		json_decref(resp);

@@ -23,7 +23,8 @@ static int write_all(int fd, const void *buf, size_t len)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			return tern_fail(TERN_EIO, "cannot write to the API socket: %s", strerror(errno));
+			return tern_fail(TERN_EIO, "cannot write to the API socket: %s",
+			                 strerror(errno));
 		p += n;
 		len -= (size_t)n;
 	}
@@ -87,8 +88,8 @@ int tern_api_read(int fd, size_t max, json_t **out)
 		return rc;
 	len = (size_t)hdr[0] << 24 | (size_t)hdr[1] << 16 | (size_t)hdr[2] << 8 | hdr[3];
 	if (len > max)
-		return tern_fail(TERN_ETOOBIG, "API message of %zu bytes is over the limit of %zu", len,
-		                 max);
+		return tern_fail(TERN_ETOOBIG, "API message of %zu bytes is over the limit of %zu",
+		                 len, max);
 	if ((buf = malloc(len + 1)) == NULL)
 		return TERN_ENOMEM;
 	if ((rc = read_all(fd, buf, len)) != TERN_OK) {
@@ -128,8 +129,8 @@ int tern_api_connect(const char *path, int *fd)
 		int e = errno;
 		close(s);
 		if (e == ENOENT || e == ECONNREFUSED)
-			return tern_fail(TERN_ENOENT, "no daemon is listening on %s (is it running?)",
-			                 path);
+			return tern_fail(TERN_ENOENT,
+			                 "no daemon is listening on %s (is it running?)", path);
 		return tern_fail(TERN_EIO, "cannot connect to %s: %s", path, strerror(e));
 	}
 	*fd = s;
@@ -152,6 +153,54 @@ int tern_api_call(const char *path, const json_t *req, int timeout_ms, json_t **
 	if (rc == TERN_OK)
 		rc = tern_api_read(fd, TERN_API_MAX_FRAME, resp);
 	close(fd);
+	return rc;
+}
+
+/* Idle longer than this, a kept connection is not used again: the daemon
+ * closes connections idle for TERN_API_REQUEST_MS (10 s). */
+#define CLIENT_IDLE_MS 5000
+
+void tern_api_client_close(tern_api_client *c)
+{
+	if (c->fd >= 0)
+		close(c->fd);
+	c->fd = -1;
+}
+
+/* 1 if the daemon has closed or reset the connection (EOF or an error
+ * waiting): nothing of ours is in flight on it, so it can be dropped. */
+static int peer_gone(int fd)
+{
+	struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
+
+	return poll(&p, 1, 0) != 0;
+}
+
+int tern_api_client_call(tern_api_client *c, const char *path, const json_t *req, int timeout_ms,
+                         json_t **resp)
+{
+	struct timeval tv;
+	int rc;
+
+	*resp = NULL;
+	if (c->fd >= 0 && (tern_now_ms() - c->last_ms > CLIENT_IDLE_MS || peer_gone(c->fd)))
+		tern_api_client_close(c);
+	if (c->fd < 0 && (rc = tern_api_connect(path, &c->fd)) != TERN_OK) {
+		c->fd = -1;
+		return rc;
+	}
+	if (timeout_ms <= 0)
+		timeout_ms = 30000;
+	tv.tv_sec = timeout_ms / 1000;
+	tv.tv_usec = (timeout_ms % 1000) * 1000;
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	rc = tern_api_write(c->fd, req);
+	if (rc == TERN_OK)
+		rc = tern_api_read(c->fd, TERN_API_MAX_FRAME, resp);
+	if (rc != TERN_OK)
+		tern_api_client_close(c); /* the stream may be out of step */
+	else
+		c->last_ms = tern_now_ms();
 	return rc;
 }
 
@@ -200,5 +249,6 @@ json_t *tern_api_error(int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code), "message", msg);
+	return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code), "message",
+	                 msg);
 }

@@ -6,6 +6,7 @@
  * deadline while others are served, and one over the connection cap is
  * answered at once. */
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -523,6 +524,67 @@ static void test_srv_idle_keepalive(void **state)
 	close(fd);
 }
 
+struct client_run {
+	struct srv_fixture *f;
+	tern_api_client c;
+	int ncalls;
+	int rc[4];
+	json_int_t n[4];
+	int fd[4];
+	volatile int done;
+};
+
+static void *client_thread(void *arg)
+{
+	struct client_run *r = arg;
+
+	for (int i = 0; i < r->ncalls; i++) {
+		json_t *req = json_pack("{s:s, s:i}", "op", "echo", "n", i + 1), *resp = NULL;
+		r->rc[i] = tern_api_client_call(&r->c, r->f->path, req, 2000, &resp);
+		r->n[i] = json_integer_value(json_object_get(resp, "n"));
+		r->fd[i] = r->c.fd;
+		json_decref(req);
+		json_decref(resp);
+	}
+	r->done = 1;
+	return NULL;
+}
+
+static void run_client(struct client_run *r)
+{
+	pthread_t th;
+
+	r->done = 0;
+	assert_int_equal(pthread_create(&th, NULL, client_thread, r), 0);
+	for (int i = 0; i < 300 && !r->done; i++)
+		srv_round(r->f, 10);
+	pthread_join(th, NULL);
+}
+
+/* A kept client connection carries call after call; once the daemon has
+ * closed it for idleness, the next call connects again and succeeds. */
+static void test_srv_kept_client(void **state)
+{
+	struct client_run r = {.f = *state, .c = TERN_API_CLIENT_INIT, .ncalls = 3};
+
+	run_client(&r);
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(r.rc[i], TERN_OK);
+		assert_int_equal(r.n[i], i + 1);
+		assert_int_equal(r.fd[i], r.fd[0]); /* one connection */
+	}
+	assert_int_equal(tern_apisrv_count(r.f->srv), 1);
+	for (int i = 0; i < 50 && tern_apisrv_count(r.f->srv) > 0; i++) /* request_ms 300 */
+		srv_round(r.f, 10);
+	assert_int_equal(tern_apisrv_count(r.f->srv), 0); /* closed by the server */
+	r.ncalls = 1;
+	run_client(&r);
+	assert_int_equal(r.rc[0], TERN_OK);
+	assert_int_equal(r.n[0], 1);
+	tern_api_client_close(&r.c);
+	assert_int_equal(r.c.fd, -1);
+}
+
 /* Beyond max_conns, a connection is answered at once and closed; a length
  * over the limit gets "too-large" at once. */
 static void test_srv_cap_and_too_large(void **state)
@@ -636,6 +698,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_srv_stalled_client, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_pipelined, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_idle_keepalive, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_kept_client, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_cap_and_too_large, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_parked, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_fd_limit, srv_setup, srv_teardown),

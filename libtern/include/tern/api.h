@@ -14,6 +14,8 @@
 
 #include <stddef.h>
 
+#include <stdint.h>
+
 #include <jansson.h>
 
 #ifdef __cplusplus
@@ -43,6 +45,28 @@ int tern_api_connect(const char *path, int *fd);
 /* One request and its response over a new connection. timeout_ms bounds the
  * wait for the response (0 = 30 s). *resp is a new reference. */
 int tern_api_call(const char *path, const json_t *req, int timeout_ms, json_t **resp);
+
+/* A client connection kept from call to call (the API takes many requests
+ * per connection): saves the daemon an accept, a credential check and a close
+ * per request. Start from TERN_API_CLIENT_INIT. Not thread-safe: one per
+ * thread. */
+typedef struct tern_api_client {
+	int fd;          /* -1: not connected */
+	int64_t last_ms; /* when the last answer came */
+} tern_api_client;
+#define TERN_API_CLIENT_INIT                                                                       \
+	{                                                                                          \
+		-1, 0                                                                              \
+	}
+
+/* tern_api_call over c's connection, connecting when there is none, when the
+ * daemon has closed it, or when it has been idle for over 5 s (the daemon
+ * closes idle connections after 10 s: a request never races that close, so
+ * it is never sent twice). After a failure the connection is closed. */
+int tern_api_client_call(tern_api_client *c, const char *path, const json_t *req, int timeout_ms,
+                         json_t **resp);
+/* Closes c's connection, if any. */
+void tern_api_client_close(tern_api_client *c);
 
 /* Server: a listening socket at path (an old socket file is replaced), mode 0600. */
 int tern_api_listen(const char *path, int *fd);
