@@ -75,6 +75,21 @@ int tern_api_write(int fd, const json_t *obj)
 	return rc;
 }
 
+int tern_api_write_binary(int fd, const void *buf, size_t len)
+{
+	uint8_t hdr[4];
+
+	if (len > TERN_API_MAX_FRAME)
+		return tern_fail(TERN_ETOOBIG, "API request of %zu bytes is over the limit", len);
+	hdr[0] = (uint8_t)(0x80 | (len >> 24));
+	hdr[1] = (uint8_t)(len >> 16);
+	hdr[2] = (uint8_t)(len >> 8);
+	hdr[3] = (uint8_t)len;
+	if (write_all(fd, hdr, 4) != TERN_OK)
+		return TERN_EIO;
+	return write_all(fd, buf, len);
+}
+
 int tern_api_read(int fd, size_t max, json_t **out)
 {
 	uint8_t hdr[4];

@@ -71,9 +71,15 @@ size_t tern_apiconn_unsent(const tern_apiconn *c)
 	return c->outlen - c->outoff;
 }
 
+/* The length a prefix declares; its top bit marks a binary frame. */
 static size_t frame_len(const uint8_t *p)
 {
-	return (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+	return (size_t)(p[0] & 0x7f) << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+}
+
+static int frame_is_binary(const uint8_t *p)
+{
+	return (p[0] & 0x80) != 0;
 }
 
 /* Room for the next read: up to `want` bytes, but never more at once than
@@ -102,13 +108,23 @@ static int make_room(tern_apiconn *c, size_t want, size_t frame_end)
 	return TERN_OK;
 }
 
-/* Takes the complete frame at the start of the buffer. */
-static int take_frame(tern_apiconn *c, size_t flen, json_t **req)
+/* Takes the complete frame at the start of the buffer: JSON into *req, or
+ * (binary frames, when bin is given) a copy of its bytes into *bin. */
+static int take_frame(tern_apiconn *c, size_t flen, json_t **req, uint8_t **bin, size_t *binlen)
 {
 	json_error_t jerr;
-	json_t *obj = json_loadb((const char *)c->in + 4, flen, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *obj = NULL;
 	size_t rest = c->inlen - 4 - flen;
+	int binary = frame_is_binary(c->in);
 
+	if (binary && bin != NULL) {
+		if ((*bin = malloc(flen ? flen : 1)) == NULL)
+			return tern_fail(TERN_ENOMEM, "out of memory for an API request");
+		memcpy(*bin, c->in + 4, flen);
+		*binlen = flen;
+	} else if (!binary) {
+		obj = json_loadb((const char *)c->in + 4, flen, JSON_REJECT_DUPLICATES, &jerr);
+	}
 	memmove(c->in, c->in + 4 + flen, rest);
 	c->inlen = rest;
 	if (rest == 0 && c->incap > CHUNK) {
@@ -117,6 +133,10 @@ static int take_frame(tern_apiconn *c, size_t flen, json_t **req)
 		c->in = NULL;
 		c->incap = 0;
 	}
+	if (binary && bin != NULL)
+		return TERN_OK;
+	if (binary)
+		return tern_fail(TERN_EMALFORMED, "binary API frames are not taken on this socket");
 	if (obj == NULL || !json_is_object(obj)) {
 		json_decref(obj);
 		return tern_fail(TERN_EMALFORMED, "API message is not a JSON object");
@@ -127,10 +147,19 @@ static int take_frame(tern_apiconn *c, size_t flen, json_t **req)
 
 int tern_apiconn_read(tern_apiconn *c, json_t **req)
 {
+	return tern_apiconn_read_any(c, req, NULL, NULL);
+}
+
+int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *binlen)
+{
 	size_t taken = 0;
 	int rc;
 
 	*req = NULL;
+	if (bin != NULL) {
+		*bin = NULL;
+		*binlen = 0;
+	}
 	for (;;) {
 		size_t flen = 0, want, frame_end = 0;
 		ssize_t n;
@@ -144,7 +173,7 @@ int tern_apiconn_read(tern_apiconn *c, json_t **req)
 				    "API message of %zu bytes is over the limit of %zu", flen,
 				    c->max);
 			if (c->inlen - 4 >= flen)
-				return take_frame(c, flen, req);
+				return take_frame(c, flen, req, bin, binlen);
 			frame_end = 4 + flen;
 			want = frame_end - c->inlen;
 		} else {

@@ -18,6 +18,7 @@
 #define TERN_APICONN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -46,6 +47,12 @@ int tern_apiconn_fd(const tern_apiconn *c);
  * loop: a longer request completes over several calls. After an error the
  * connection is good only for an answer (tern_apiconn_queue_reply) and closing. */
 int tern_apiconn_read(tern_apiconn *c, json_t **req);
+
+/* tern_apiconn_read, also taking binary frames (a length prefix with its top
+ * bit set: docs/api.md, "Binary frames"): for one, *bin is set to a copy of
+ * its bytes (free() it) and *binlen to their number, and *req stays NULL.
+ * tern_apiconn_read refuses a binary frame as TERN_EMALFORMED (consumed). */
+int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *binlen);
 
 /* Bytes read and held for requests not yet returned. */
 size_t tern_apiconn_buffered(const tern_apiconn *c);

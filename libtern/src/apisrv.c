@@ -208,11 +208,13 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 {
 	struct conn *k = &s->conns[i];
 	json_t *req = NULL, *reply;
-	size_t before = tern_apiconn_buffered(k->c);
-	int rc = tern_apiconn_read(k->c, &req);
+	uint8_t *bin = NULL;
+	size_t before = tern_apiconn_buffered(k->c), binlen = 0;
+	int rc = s->o.fn_bin ? tern_apiconn_read_any(k->c, &req, &bin, &binlen)
+	                     : tern_apiconn_read(k->c, &req);
 
 	s->held = s->held - before + tern_apiconn_buffered(k->c);
-	if (rc == TERN_OK && req == NULL)
+	if (rc == TERN_OK && req == NULL && bin == NULL)
 		return;
 	if (rc == TERN_EIO) {
 		/* Gone: nobody to answer. */
@@ -227,8 +229,12 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 	/* One request at a time per connection: the next is read once this
 	 * one is answered, so answers go out in the order of the requests. */
 	k->state = PARKED;
-	reply = s->fn(s->arg, i, req, k->uid);
+	if (bin != NULL)
+		reply = s->o.fn_bin(s->arg, i, bin, binlen, k->uid);
+	else
+		reply = s->fn(s->arg, i, req, k->uid);
 	json_decref(req);
+	free(bin);
 	if (reply != NULL)
 		send_reply(s, i, reply, now, 1);
 }

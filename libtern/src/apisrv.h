@@ -53,6 +53,9 @@ typedef struct tern_apisrv_opts {
 	size_t max_buffered; /* bytes of incomplete requests in all (0: no limit) */
 	int64_t request_ms;  /* from the accept to a complete request */
 	int64_t reply_ms;    /* from a reply queued to its last byte taken */
+	/* Binary frames (docs/api.md): their bytes (borrowed for the call) go
+	 * here, with the same answer rules as fn. NULL: refused as malformed. */
+	json_t *(*fn_bin)(void *arg, int conn, const uint8_t *buf, size_t len, uid_t uid);
 } tern_apisrv_opts;
 
 /* A complete request on connection conn, from a peer running as uid. Returns

@@ -208,6 +208,47 @@ static void test_not_json(void **state)
 	tern_apiconn_free(&c);
 }
 
+/* Binary frames (top bit of the length): taken as bytes where the daemon
+ * accepts them, between JSON requests; refused as malformed where it does not,
+ * and the stream stays in step either way. */
+static void test_binary_frames(void **state)
+{
+	uint8_t buf[128], *bin = NULL;
+	size_t n = frame("{\"op\":\"a\"}", buf), binlen = 0;
+	json_t *req = NULL;
+	int peer;
+	tern_apiconn *c = pair(TERN_API_MAX_FRAME, &peer);
+
+	(void)state;
+	n += frame("\x08\x01\x12\x01x", buf + n); /* 5 bytes of protobuf */
+	buf[n - 9] |= 0x80;
+	n += frame("{\"op\":\"b\"}", buf + n);
+	assert_int_equal(write(peer, buf, n), (ssize_t)n);
+	assert_int_equal(tern_apiconn_read_any(c, &req, &bin, &binlen), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "a");
+	assert_null(bin);
+	json_decref(req);
+	assert_int_equal(tern_apiconn_read_any(c, &req, &bin, &binlen), TERN_OK);
+	assert_null(req);
+	assert_non_null(bin);
+	assert_int_equal(binlen, 5);
+	assert_memory_equal(bin, "\x08\x01\x12\x01x", 5);
+	free(bin);
+	assert_int_equal(tern_apiconn_read_any(c, &req, &bin, &binlen), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "b");
+	json_decref(req);
+	/* Where binary is not taken: malformed, consumed, the next one read. */
+	assert_int_equal(write(peer, buf, n), (ssize_t)n);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	json_decref(req);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EMALFORMED);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "b");
+	json_decref(req);
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
 /* A request larger than one read's budget completes over several calls. */
 static void test_large_request(void **state)
 {
@@ -692,6 +733,7 @@ int main(void)
 	    cmocka_unit_test(test_declared_is_not_held),
 	    cmocka_unit_test(test_eof),
 	    cmocka_unit_test(test_not_json),
+	    cmocka_unit_test(test_binary_frames),
 	    cmocka_unit_test(test_large_request),
 	    cmocka_unit_test(test_large_reply),
 	    cmocka_unit_test(test_flush_to_gone_peer),

@@ -34,6 +34,10 @@ extern "C" {
 
 /* Writes one framed JSON object to a blocking fd. */
 int tern_api_write(int fd, const json_t *obj);
+/* Writes one binary frame (a serialized tern.v1.ApiRequest, docs/api.md
+ * "Binary frames"): the length prefix with its top bit set, then buf. */
+int tern_api_write_binary(int fd, const void *buf, size_t len);
+
 /* Reads one framed JSON object; TERN_ETOOBIG over max, TERN_EMALFORMED for
  * bytes that are not a JSON object, TERN_EIO on EOF or error. *out is a new
  * reference. */
