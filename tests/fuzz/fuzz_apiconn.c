@@ -1,7 +1,9 @@
 /* A local-API client's bytes (apiconn.h): the non-blocking framing, with the
  * input cut into chunks of the size its first byte gives, each read as it
  * arrives, then the peer's hang-up. Every request taken is answered (the
- * write path), whatever it holds. */
+ * write path), whatever it holds; a binary frame is decoded as the node
+ * decodes one (a tern.v1.ApiRequest, bounded). */
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -11,6 +13,8 @@
 #include <tern/error.h>
 
 #include "apiconn.h"
+#include "pbuf.h"
+#include "tern/v1/api.pb-c.h"
 #include "fuzz.h"
 
 /* Takes what has arrived; 0 while the connection is usable. */
@@ -18,9 +22,18 @@ static int drain(tern_apiconn *c)
 {
 	for (;;) {
 		json_t *req = NULL;
-		int rc = tern_apiconn_read(c, &req);
+		uint8_t *bin = NULL;
+		size_t binlen = 0;
+		int rc = tern_apiconn_read_any(c, &req, &bin, &binlen);
 		if (rc != TERN_OK)
 			return -1;
+		if (bin != NULL) {
+			ProtobufCMessage *m = NULL;
+			tern_pb_unpack(&tern__v1__api_request__descriptor, bin, binlen, binlen, &m);
+			tern_pb_free(&m);
+			free(bin);
+			req = json_object();
+		}
 		if (req == NULL)
 			return 0;
 		tern_apiconn_queue_reply(c, req);
