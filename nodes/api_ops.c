@@ -14,6 +14,7 @@
 #include <tern/envelope.h>
 #include <tern/error.h>
 #include <tern/json.h>
+#include <tern/reason.h>
 #include <tern/uuid.h>
 #include <tern/validate.h>
 
@@ -193,14 +194,15 @@ static json_t *api_send(node *n, json_t *req, int ci)
 		const char *r = json_string_value(v);
 		if (r == NULL || tern_directory_find(n->id.dir, r, &m) != TERN_OK ||
 		    (m->roles & TERN_ROLE_BROKER)) {
-			res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unknown-recipient",
-			                "message",
+			res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+			                tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), "message",
 			                "a recipient is not a member node of the federation");
 			return res;
 		}
 		if (m->revoked) /* its sealing key may be in other hands */
-			return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error", "recipient-revoked",
-			                 "message", r,
+			return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error",
+			                 tern_reason_code(TERN_REASON_RECIPIENT_REVOKED), "message",
+			                 r,
 			                 " is revoked by the federation CRL: nothing is "
 			                 "sealed to it");
 		rcpts[np++] = r;
@@ -225,14 +227,15 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	}
 	rc = tern_json_decode(t->desc, json_object_get(req, "body"), &body, err, sizeof(err));
 	if (rc != TERN_OK)
-		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "invalid-body", "message",
-		                 err);
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message", err);
 	if (tern_validate(body, tern_now_ms(), &viol) != TERN_OK) {
 		json_t *arr = json_array();
 		for (size_t k = 0; k < viol.count; k++)
 			json_array_append_new(arr, json_pack("{s:s, s:s}", "path", viol.v[k].path,
 			                                     "rule", viol.v[k].rule));
-		res = json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "error", "invalid-body", "message",
+		res = json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "error",
+		                tern_reason_code(TERN_REASON_INVALID_BODY), "message",
 		                "the body breaks validation rules", "violations", arr);
 		goto out;
 	}

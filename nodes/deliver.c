@@ -15,6 +15,7 @@
 #include <tern/envelope.h>
 #include <tern/error.h>
 #include <tern/log.h>
+#include <tern/reason.h>
 #include <tern/validate.h>
 
 #include "node_int.h"
@@ -85,12 +86,13 @@ static void check_body(const node_judge *j, MDB_txn *txn, const Tern__V1__Header
 	const char *refid;
 
 	if (tern_validate(body, tern_now_ms(), &v) != TERN_OK) {
-		refuse(d, "invalid-body", "%s: %s", v.count ? v.v[0].path : "",
-		       v.count ? v.v[0].rule : "does not validate");
+		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY), "%s: %s",
+		       v.count ? v.v[0].path : "", v.count ? v.v[0].rule : "does not validate");
 		return;
 	}
 	if (strcmp(node_field_string(body, "case_id"), h->case_id) != 0) {
-		refuse(d, "case-mismatch", "header case id differs from the body's caseId");
+		refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
+		       "header case id differs from the body's caseId");
 		return;
 	}
 	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
@@ -104,15 +106,15 @@ static void check_body(const node_judge *j, MDB_txn *txn, const Tern__V1__Header
 		if (held_ref(j, txn, refid, &ref) == TERN_OK) {
 			if (strcmp(json_string_value(json_object_get(ref, "type")),
 			           "case-referral") != 0)
-				refuse(d, "unknown-referral",
+				refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERRAL),
 				       "referralId %s is not a case referral", refid);
 			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
 			                h->case_id) != 0)
-				refuse(d, "case-mismatch", "referral %s is for another case",
-				       refid);
+				refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
+				       "referral %s is for another case", refid);
 		} else if (j->roles & TERN_ROLE_REFERRER) {
-			refuse(d, "unknown-referral", "no referral %s was sent or received here",
-			       refid);
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERRAL),
+			       "no referral %s was sent or received here", refid);
 		}
 	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
 		refid = node_field_string(body, "decision_id");
@@ -120,19 +122,19 @@ static void check_body(const node_judge *j, MDB_txn *txn, const Tern__V1__Header
 		if (held_ref(j, txn, refid, &ref) == TERN_OK) {
 			if (strcmp(json_string_value(json_object_get(ref, "type")),
 			           "acceptance-decision") != 0)
-				refuse(d, "unknown-decision", "decisionId %s is not a decision",
-				       refid);
+				refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_DECISION),
+				       "decisionId %s is not a decision", refid);
 			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
 			                h->case_id) != 0)
-				refuse(d, "case-mismatch", "decision %s is for another case",
-				       refid);
+				refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
+				       "decision %s is for another case", refid);
 			else if (strcmp(json_string_value(json_object_get(ref, "outcome")),
 			                "ACCEPTED") != 0)
-				refuse(d, "decision-not-accepted",
+				refuse(d, tern_reason_code(TERN_REASON_DECISION_NOT_ACCEPTED),
 				       "decision %s did not accept the case", refid);
 		} else if (j->roles & TERN_ROLE_STATE) {
-			refuse(d, "unknown-decision", "no decision %s was sent or received here",
-			       refid);
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_DECISION),
+			       "no decision %s was sent or received here", refid);
 		}
 	}
 	json_decref(ref);
@@ -201,14 +203,16 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		 * (that would overwrite the first message's record) and nothing is
 		 * answered; it is logged and audited. */
 		d->kind = DIN_DUPLICATE;
-		snprintf(d->code, sizeof(d->code), "duplicate-id");
+		snprintf(d->code, sizeof(d->code), "%s",
+		         tern_reason_code(TERN_REASON_DUPLICATE_ID));
 		snprintf(d->text, sizeof(d->text), "message id already used by another sender");
 		goto out;
 	}
 	for (size_t i = 0; i < h->n_recipients; i++)
 		mine |= strcmp(h->recipients[i], j->self) == 0;
 	if (!mine) {
-		refuse(d, "not-a-recipient", "this node is not among the recipients");
+		refuse(d, tern_reason_code(TERN_REASON_NOT_A_RECIPIENT),
+		       "this node is not among the recipients");
 		goto out;
 	}
 	if ((rc = tern_envelope_authorize(env)) != TERN_OK) {
@@ -221,7 +225,8 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		goto out;
 	}
 	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) != TERN_OK) {
-		refuse(d, "invalid-body", "the body does not decode as %s", t->name);
+		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY),
+		       "the body does not decode as %s", t->name);
 		goto out;
 	}
 	if (t->type == TERN__V1__MESSAGE_TYPE__RECEIPT) {
@@ -239,7 +244,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		    json_object_get(json_object_get(rec, "recipients"), h->sender) == NULL) {
 			/* Refused like any bad message: logged and audited; never answered,
 			 * as no receipt is ever sent for a receipt. */
-			refuse(d, "unknown-message",
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_MESSAGE),
 			       "a receipt for %s, which this node never sent to %s", r->message_id,
 			       h->sender);
 		}
@@ -335,7 +340,9 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 			    "dead-lettered by the broker: %s was %s from the federation before "
 			    "it took the message",
 			    nt->recipient,
-			    strcmp(nt->reason, "recipient-removed") == 0 ? "removed" : "revoked");
+			    strcmp(nt->reason, tern_reason_code(TERN_REASON_RECIPIENT_REMOVED)) == 0
+			        ? "removed"
+			        : "revoked");
 		} else {
 			snprintf(d->state, sizeof(d->state), "expired");
 			snprintf(d->text, sizeof(d->text), "dead-lettered by the broker: %s",

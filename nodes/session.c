@@ -19,6 +19,7 @@
 #include <tern/config.h>
 #include <tern/error.h>
 #include <tern/log.h>
+#include <tern/reason.h>
 #include <tern/uuid.h>
 
 #include "node_int.h"
@@ -208,8 +209,10 @@ void node_on_dealer(node *n)
 		case TERN__V1__FRAME__BODY_REFUSED:
 			if (f->refused->session != 0 && f->refused->session != n->session) {
 				break; /* about a submission of an earlier session */
-			} else if (strcmp(f->refused->reason_code, "hello-required") == 0 ||
-			           strcmp(f->refused->reason_code, "out-of-sequence") == 0) {
+			} else if (strcmp(f->refused->reason_code,
+			                  tern_reason_code(TERN_REASON_HELLO_REQUIRED)) == 0 ||
+			           strcmp(f->refused->reason_code,
+			                  tern_reason_code(TERN_REASON_OUT_OF_SEQUENCE)) == 0) {
 				session_restart(n, f->refused->reason_text);
 			} else {
 				log_warnx("broker refused a frame: %s: %s", f->refused->reason_code,
