@@ -2,6 +2,11 @@
  * servers), the loop that runs one turn at a time (poll, serve, commit,
  * submit, timers), SIGHUP reload, and closing. What each turn does is in the
  * other files (node_int.h lists them).
+ *
+ * It sets up and tears down all of struct node; in the loop it keeps only
+ * the turn's clock and timers (batch.now, the checkpoint schedule, next_*)
+ * and leaves the rest to the files it calls, in an order that matters:
+ * frames in, API requests, one commit, then what reads the committed state.
  */
 #include <errno.h>
 #include <stdio.h>
