@@ -4,7 +4,11 @@
  * state), and what the broker's answer to a submission does to an outbox
  * entry. The node here is struct node with only what these paths read: keys,
  * a directory, a store; no broker socket (frames to it are dropped) and no
- * API server. */
+ * API server.
+ *
+ * Over 800 lines on purpose: the judging and the node-turn tests share one
+ * federation fixture and the helpers that make its messages; split, both
+ * halves would need them as a library of their own. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
