@@ -167,6 +167,8 @@ void api_server_await_final(api_server *s, int client, const char *msgid, int64_
 
 void api_server_state_changed(api_server *s, const char *msgid)
 {
+	if (s == NULL)
+		return;
 	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
 		struct parked *p = &s->parked[i];
 		if (p->conn < 0 || p->waiting != 3 || strcmp(p->msgid, msgid) != 0)

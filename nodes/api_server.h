@@ -74,7 +74,8 @@ void api_server_reply(api_server *s, int client, json_t *reply);
 void api_server_await_final(api_server *s, int client, const char *msgid, int64_t deadline);
 
 /* A commit changed msgid's state (a receipt, a notice, a refusal): its
- * final-state waiters look again at the next api_server_serve_waiters. */
+ * final-state waiters look again at the next api_server_serve_waiters.
+ * NULL-safe: unit tests commit batches without an API server. */
 void api_server_state_changed(api_server *s, const char *msgid);
 
 /* After each commit: answers inbox.next waiters when a message is there or

@@ -1,0 +1,327 @@
+/* The local API's operations (docs/api.md): send, inbox.ack, and the reads
+ * (status, inbox.list, inbox.show, inbox.next, node.info). api_server.c
+ * owns the socket and the parked clients and calls these.
+ *
+ * A send or an acknowledgement is checked here and added to the batch; it
+ * is answered after the commit (commit.c). The reads use their own read
+ * transaction.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/api.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/json.h>
+#include <tern/reason.h>
+#include <tern/uuid.h>
+#include <tern/validate.h>
+
+#include "node_int.h"
+#include "pbuf.h"
+#include "util.h"
+
+static json_t *message_json(node *n, MDB_txn *txn, const char *msgid)
+{
+	json_t *rec = NULL, *hdr = NULL, *bodyj = NULL, *out = NULL;
+	tern_verify_opts o = {
+	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
+	tern_envelope *env = NULL;
+	ProtobufCMessage *body = NULL;
+	uint8_t *buf = NULL, *plain = NULL;
+	size_t len, plen = 0;
+	const tern_msgtype *t;
+	int rc;
+
+	if (node_store_received(txn, n->store, msgid, &rec) != TERN_OK ||
+	    !json_is_true(json_object_get(rec, "accepted")))
+		goto out;
+	if (node_store_received_envelope(txn, n->store, msgid, &buf, &len) != TERN_OK)
+		goto out;
+	/* Re-verified on the way out: the store is not trusted more than the wire. */
+	if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env)) != TERN_OK ||
+	    tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen) !=
+	        TERN_OK)
+		goto out;
+	t = tern_msgtype_by_type(tern_envelope_header(env)->type);
+	if (tern_pb_unpack(t->desc, plain, plen, plen, &body) != TERN_OK ||
+	    tern_json_encode(&tern_envelope_header(env)->base, &hdr) != TERN_OK ||
+	    tern_json_encode(body, &bodyj) != TERN_OK)
+		goto out;
+	out = json_pack("{s:o, s:o, s:O, s:s}", "header", hdr, "body", bodyj, "received_at",
+	                json_object_get(rec, "received_at"), "type", t->name);
+	hdr = bodyj = NULL;
+out:
+	json_decref(hdr);
+	json_decref(bodyj);
+	tern_pb_free(&body);
+	if (plain)
+		tern_envelope_body_free(&plain, plen);
+	tern_envelope_free(&env);
+	free(buf);
+	json_decref(rec);
+	return out;
+}
+
+static int first_visit(const char *msgid, void *arg)
+{
+	snprintf(arg, 37, "%s", msgid);
+	return 1;
+}
+
+static json_t *inbox_next(node *n)
+{
+	MDB_txn *txn;
+	char id[37] = "";
+	json_t *m = NULL;
+
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return NULL;
+	node_store_inbox_scan(txn, n->store, first_visit, id);
+	if (id[0])
+		m = message_json(n, txn, id);
+	mdb_txn_abort(txn);
+	return m;
+}
+
+static int list_visit(const char *msgid, void *arg)
+{
+	json_t **ctx = arg; /* [0] array, [1] unused */
+	json_array_append_new(ctx[0], json_string(msgid));
+	return 0;
+}
+
+static json_t *api_read_op(node *n, const char *op, json_t *req)
+{
+	MDB_txn *txn;
+	json_t *res = NULL, *rec = NULL;
+	const char *id = json_string_value(json_object_get(req, "message_id"));
+
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return tern_api_error(TERN_EIO, "cannot read the store: %s", tern_errdetail());
+	if (strcmp(op, "status") == 0) {
+		json_t *rc2, *arr = json_array();
+		const char *k;
+		if (id == NULL || node_store_sent_get(txn, n->store, id, &rec) != TERN_OK) {
+			json_decref(arr);
+			res = tern_api_error(TERN_ENOENT, "no message %s was sent from this node",
+			                     id ? id : "(none given)");
+			goto out;
+		}
+		json_object_foreach(json_object_get(rec, "recipients"), k, rc2)
+		{
+			json_t *r = json_deep_copy(rc2);
+			json_object_set_new(r, "node_id", json_string(k));
+			json_array_append_new(arr, r);
+		}
+		res = json_pack("{s:b, s:s, s:O, s:O, s:O, s:O, s:O, s:O, s:o}", "ok", 1,
+		                "message_id", id, "type", json_object_get(rec, "type"), "case_id",
+		                json_object_get(rec, "case_id"), "created_at",
+		                json_object_get(rec, "created_at"), "state",
+		                json_object_get(rec, "state"), "reason_code",
+		                json_object_get(rec, "reason_code"), "reason_text",
+		                json_object_get(rec, "reason_text"), "recipients", arr);
+	} else if (strcmp(op, "inbox.list") == 0) {
+		json_t *ids = json_array(), *ctx[2] = {ids, NULL}, *msgs = json_array(), *v;
+		size_t i;
+		node_store_inbox_scan(txn, n->store, list_visit, ctx);
+		json_array_foreach(ids, i, v)
+		{
+			json_t *r = NULL;
+			if (node_store_received(txn, n->store, json_string_value(v), &r) != TERN_OK)
+				continue;
+			json_array_append_new(
+			    msgs, json_pack("{s:O, s:O, s:O, s:O, s:O}", "message_id", v, "sender",
+			                    json_object_get(r, "sender"), "type",
+			                    json_object_get(r, "type"), "case_id",
+			                    json_object_get(r, "case_id"), "received_at",
+			                    json_object_get(r, "received_at")));
+			json_decref(r);
+		}
+		json_decref(ids);
+		res = json_pack("{s:b, s:o}", "ok", 1, "messages", msgs);
+	} else if (strcmp(op, "inbox.show") == 0) {
+		json_t *m = id ? message_json(n, txn, id) : NULL;
+		res = m ? json_pack("{s:b, s:o}", "ok", 1, "message", m)
+		        : tern_api_error(TERN_ENOENT, "no message %s in this node's inbox",
+		                         id ? id : "(none given)");
+	} else if (strcmp(op, "node.info") == 0) {
+		json_t *counts = NULL;
+		node_store_counts(txn, n->store, &counts);
+		res = json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?}", "ok", 1, "node_id", n->id.id,
+		                "broker_id", n->broker->node_id, "connected", n->connected,
+		                "outbox", json_object_get(counts, "outbox"), "inbox",
+		                json_object_get(counts, "inbox"));
+		json_decref(counts);
+	}
+out:
+	json_decref(rec);
+	mdb_txn_abort(txn);
+	return res;
+}
+
+/* Handles "send": everything but the outbox write, which the batch does. */
+static json_t *api_send(node *n, json_t *req, int ci)
+{
+	const tern_msgtype *t =
+	    tern_msgtype_by_name(json_string_value(json_object_get(req, "type"))
+	                             ? json_string_value(json_object_get(req, "type"))
+	                             : "");
+	json_t *to = json_object_get(req, "to"), *v;
+	json_int_t wait_ms = json_integer_value(json_object_get(req, "wait_ms"));
+	const char *rcpts[64], *reply_to = json_string_value(json_object_get(req, "in_reply_to"));
+	const char *client_ref = json_string_value(json_object_get(req, "client_ref"));
+	json_int_t ttl = json_integer_value(json_object_get(req, "ttl_seconds"));
+	ProtobufCMessage *body = NULL;
+	tern_violations viol;
+	char err[256];
+	uint8_t *packed = NULL;
+	size_t np = 0, plen, i;
+	struct out o, *slot;
+	json_t *res = NULL;
+	int rc;
+
+	if (t == NULL || t->type == TERN__V1__MESSAGE_TYPE__RECEIPT)
+		return tern_api_error(TERN_EINVAL,
+		                      "type must be case-referral, acceptance-decision "
+		                      "or travel-confirmation");
+	if (!json_is_array(to) || json_array_size(to) == 0 || json_array_size(to) > 64)
+		return tern_api_error(TERN_EINVAL, "'to' must list 1 to 64 node ids");
+	json_array_foreach(to, i, v)
+	{
+		const tern_member *m;
+		const char *r = json_string_value(v);
+		if (r == NULL || tern_directory_find(n->id.dir, r, &m) != TERN_OK ||
+		    (m->roles & TERN_ROLE_BROKER)) {
+			res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+			                tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), "message",
+			                "a recipient is not a member node of the federation");
+			return res;
+		}
+		if (m->revoked) /* its sealing key may be in other hands */
+			return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error",
+			                 tern_reason_code(TERN_REASON_RECIPIENT_REVOKED), "message",
+			                 r,
+			                 " is revoked by the federation CRL: nothing is "
+			                 "sealed to it");
+		rcpts[np++] = r;
+	}
+	if (client_ref) {
+		MDB_txn *txn;
+		char existing[37];
+		if (strlen(client_ref) > 128)
+			return tern_api_error(TERN_EINVAL,
+			                      "client_ref is longer than 128 characters");
+		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
+			rc = node_store_client_ref(txn, n->store, client_ref, existing);
+			mdb_txn_abort(txn);
+			if (rc == TERN_OK)
+				return json_pack("{s:b, s:s, s:b}", "ok", 1, "message_id", existing,
+				                 "duplicate", 1);
+		}
+		for (size_t k = 0; k < n->batch.nouts; k++)
+			if (strcmp(n->batch.outs[k].client_ref, client_ref) == 0)
+				return tern_api_error(TERN_EEXIST,
+				                      "a send with this client_ref is in progress");
+	}
+	rc = tern_json_decode(t->desc, json_object_get(req, "body"), &body, err, sizeof(err));
+	if (rc != TERN_OK)
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message", err);
+	if (tern_validate(body, tern_now_ms(), &viol) != TERN_OK) {
+		json_t *arr = json_array();
+		for (size_t k = 0; k < viol.count; k++)
+			json_array_append_new(arr, json_pack("{s:s, s:s}", "path", viol.v[k].path,
+			                                     "rule", viol.v[k].rule));
+		res = json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "error",
+		                tern_reason_code(TERN_REASON_INVALID_BODY), "message",
+		                "the body breaks validation rules", "violations", arr);
+		goto out;
+	}
+	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK) {
+		res = tern_api_error(rc, "cannot encode the body");
+		goto out;
+	}
+	rc = node_make_out(n, t, rcpts, np, node_field_string(body, "case_id"), reply_to,
+	                   ttl > 0 ? tern_now_ms() + (int64_t)ttl * 1000 : 0, packed, plen, &o);
+	if (rc != TERN_OK) {
+		res = tern_api_error(rc, "cannot seal: %s", tern_errdetail());
+		goto out;
+	}
+	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
+		snprintf(o.outcome, sizeof(o.outcome), "%s",
+		         protobuf_c_enum_descriptor_get_value(
+		             &tern__v1__acceptance_decision__outcome__descriptor,
+		             ((Tern__V1__AcceptanceDecision *)body)->outcome)
+		             ->name);
+		snprintf(o.ref, sizeof(o.ref), "%s", node_field_string(body, "referral_id"));
+	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
+		snprintf(o.ref, sizeof(o.ref), "%s", node_field_string(body, "decision_id"));
+	}
+	if (client_ref)
+		snprintf(o.client_ref, sizeof(o.client_ref), "%s", client_ref);
+	o.client = ci;
+	o.wait_ms = wait_ms <= 0 ? 0 : wait_ms > 3600000 ? 3600000 : wait_ms;
+	if ((slot = node_batch_out(n)) == NULL) {
+		node_out_free(&o);
+		res = tern_api_error(TERN_ENOMEM, "out of memory");
+		goto out;
+	}
+	*slot = o;
+out:
+	free(packed);
+	if (body)
+		protobuf_c_message_free_unpacked(body, NULL);
+	return res; /* NULL: parked until the commit */
+}
+
+/* Handles "inbox.ack": checks the message is in the inbox; the removal is
+ * part of the next commit. */
+static json_t *api_ack(node *n, json_t *req, int ci)
+{
+	const char *id = json_string_value(json_object_get(req, "message_id"));
+	MDB_txn *txn;
+	json_t *rec = NULL;
+	int known = 0;
+
+	if (id == NULL || !tern_uuid_valid(id) || n->batch.nacks == MAX_CLIENTS)
+		return tern_api_error(TERN_EINVAL, "give the message_id to acknowledge");
+	if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
+		known = node_store_received(txn, n->store, id, &rec) == TERN_OK &&
+		        json_is_true(json_object_get(rec, "accepted"));
+		mdb_txn_abort(txn);
+		json_decref(rec);
+	}
+	if (!known)
+		return tern_api_error(TERN_ENOENT, "no message %s in this inbox", id);
+	snprintf(n->batch.acks[n->batch.nacks].msgid, 37, "%s", id);
+	n->batch.acks[n->batch.nacks++].client = ci;
+	return NULL; /* parked until the commit */
+}
+
+/* The operations, as the API server (api_server.h) calls them. */
+static json_t *h_send(void *arg, json_t *req, int client)
+{
+	return api_send(arg, req, client);
+}
+
+static json_t *h_ack(void *arg, json_t *req, int client)
+{
+	return api_ack(arg, req, client);
+}
+
+static json_t *h_read(void *arg, const char *op, json_t *req)
+{
+	return api_read_op(arg, op, req);
+}
+
+static json_t *h_inbox_next(void *arg)
+{
+	return inbox_next(arg);
+}
+
+void node_api_handlers(node *n, api_handlers *h)
+{
+	*h = (api_handlers){n, h_send, h_ack, h_read, h_inbox_next};
+}

@@ -1,0 +1,328 @@
+/* The batch's write: everything one turn of the loop changes (outbox
+ * entries, submission results, deliveries, receipts, inbox
+ * acknowledgements, a checkpoint) is signed and written in one LMDB write
+ * transaction, and only then answered: API clients, counters, the log, and
+ * the DeliverAck to the broker.
+ *
+ * The other files add to n->batch; this is the only one that writes it.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/api.h>
+#include <tern/crypto.h>
+#include <tern/error.h>
+#include <tern/log.h>
+
+#include "node_int.h"
+
+int node_audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+               const char *peer, const char *case_id, const char *type, const uint8_t *env,
+               size_t len, const char *reason, const char *outcome, const char *ref)
+{
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	uint8_t digest[32];
+
+	e.kind = kind;
+	e.at = n->batch.now;
+	e.message_id = (char *)(msgid ? msgid : "");
+	e.peer = (char *)(peer ? peer : "");
+	e.case_id = (char *)(case_id ? case_id : "");
+	e.type = (char *)(type ? type : "");
+	e.reason = (char *)(reason ? reason : "");
+	e.outcome = (char *)(outcome ? outcome : "");
+	e.ref = (char *)(ref ? ref : "");
+	if (env) {
+		tern_sha256(env, len, digest);
+		e.digest.data = digest;
+		e.digest.len = 32;
+	}
+	n->last_audit = n->last_event = n->batch.now;
+	return tern_audit_append(txn, &n->audit, &e);
+}
+
+static int batch_apply(MDB_txn *txn, void *arg)
+{
+	node *n = arg;
+	struct batch *b = &n->batch;
+	int rc;
+
+	for (size_t i = 0; i < b->nouts; i++) {
+		struct out *o = &b->outs[i];
+		node_out m = {o->msgid,
+		              o->env,
+		              o->len,
+		              o->type,
+		              o->case_id,
+		              o->created_at,
+		              (const char *const *)o->rcpts,
+		              o->nrcpts,
+		              o->outcome,
+		              o->ref,
+		              o->client_ref};
+		if ((rc = node_store_enqueue(txn, n->store, &m, b->now)) != TERN_OK)
+			return rc;
+		for (size_t r = 0; r < o->nrcpts; r++) {
+			rc = node_audit(n, txn,
+			                strcmp(o->type, "receipt") == 0
+			                    ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_SENT
+			                    : TERN__V1__AUDIT_ENTRY__KIND__SENT,
+			                o->msgid, o->rcpts[r], o->case_id, o->type, o->env, o->len,
+			                NULL, o->outcome, o->ref);
+			if (rc != TERN_OK)
+				return rc;
+		}
+	}
+	for (size_t i = 0; i < b->nresults; i++) {
+		struct result *r = &b->results[i];
+		if ((rc = node_store_submitted(txn, n->store, r->msgid, r->accepted, r->n, r->code,
+		                               r->text, b->now)) != TERN_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < b->ndins; i++) {
+		struct din *d = &b->dins[i];
+		if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0])) {
+			node_in m = {d->msgid, d->env,     d->len,     d->sender,
+			             d->type,  d->case_id, d->outcome, d->kind == DIN_ACCEPT,
+			             d->code,  d->text};
+			if ((rc = node_store_receive(txn, n->store, &m, b->now)) != TERN_OK)
+				return rc;
+			rc = node_audit(n, txn,
+			                d->kind == DIN_ACCEPT
+			                    ? TERN__V1__AUDIT_ENTRY__KIND__RECEIVED
+			                    : TERN__V1__AUDIT_ENTRY__KIND__REJECTED,
+			                d->msgid, d->sender, d->case_id, d->type, d->env, d->len,
+			                d->kind == DIN_ACCEPT ? NULL : d->code, d->outcome, d->ref);
+			if (rc != TERN_OK)
+				return rc;
+		} else if (d->kind == DIN_DUPLICATE) {
+			rc = node_audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, d->msgid,
+			                d->sender, d->case_id, d->type, d->env, d->len, d->code,
+			                NULL, NULL);
+			if (rc != TERN_OK)
+				return rc;
+		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
+			rc = node_store_recipient_state(txn, n->store, d->target, d->node, d->state,
+			                                d->code, d->text, d->kind == DIN_NOTICE,
+			                                b->now);
+			if (rc == TERN_EEXIST)
+				continue; /* the same verdict delivered again: no new event */
+			if (rc != TERN_OK && rc != TERN_ENOENT)
+				return rc;
+			rc = node_audit(
+			    n, txn,
+			    d->kind == DIN_RECEIPT ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_RECEIVED
+			    : d->notice == TERN__V1__NOTICE__KIND__EXPIRED
+			        ? TERN__V1__AUDIT_ENTRY__KIND__EXPIRED
+			        : TERN__V1__AUDIT_ENTRY__KIND__DEAD_LETTERED,
+			    d->target, d->node, d->case_id, NULL, NULL, 0,
+			    d->kind == DIN_NOTICE || strcmp(d->state, "rejected") == 0 ? d->code
+			                                                               : NULL,
+			    d->state, NULL);
+			if (rc != TERN_OK)
+				return rc;
+		}
+	}
+	for (size_t i = 0; i < b->nacks; i++) {
+		rc = node_store_inbox_ack(txn, n->store, b->acks[i].msgid);
+		if (rc != TERN_OK && rc != TERN_ENOENT)
+			return rc;
+		if ((rc = node_audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__OPERATOR,
+		                     b->acks[i].msgid, n->id.id, NULL, "inbox-ack", NULL, 0, NULL,
+		                     NULL, NULL)) != TERN_OK)
+			return rc;
+	}
+	if (b->checkpoint) {
+		uint64_t size;
+		if ((rc = tern_audit_checkpoint(txn, &n->audit, n->origin, n->id.sign,
+		                                b->checkpoint == 2, &size)) != TERN_OK)
+			return rc;
+	}
+	if (b->delivered > n->delivered &&
+	    (rc = node_store_delivered_put(txn, n->store, n->dstore, n->epoch, b->delivered)) !=
+	        TERN_OK)
+		return rc;
+	return TERN_OK;
+}
+
+static void client_reply(node *n, int ci, json_t *reply)
+{
+	api_server_reply(n->api, ci, reply);
+}
+
+void node_batch_reset(node *n)
+{
+	struct batch *b = &n->batch;
+
+	for (size_t i = 0; i < b->nouts; i++)
+		node_out_free(&b->outs[i]);
+	for (size_t i = 0; i < b->ndins; i++)
+		free(b->dins[i].env);
+	b->nouts = b->ndins = b->nresults = b->nacks = 0;
+	b->delivered = 0;
+	b->checkpoint = 0;
+}
+
+/* One signature for every envelope this commit sends: a Merkle root over
+ * their headers, each envelope with its inclusion proof (envelope.h). */
+static int batch_sign(node *n)
+{
+	struct batch *b = &n->batch;
+	tern_sealed **items;
+	uint8_t **envs;
+	size_t *lens, k = 0;
+	int rc;
+
+	if (b->nouts == 0)
+		return TERN_OK;
+	items = calloc(b->nouts, sizeof(*items));
+	envs = calloc(b->nouts, sizeof(*envs));
+	lens = calloc(b->nouts, sizeof(*lens));
+	if (items == NULL || envs == NULL || lens == NULL) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < b->nouts; i++) {
+		if (b->outs[i].sealed != NULL)
+			items[k++] = b->outs[i].sealed;
+		else if (b->outs[i].env == NULL) {
+			/* Would be written to the outbox with no envelope at all. */
+			rc = tern_fail(TERN_EINVAL, "message %s has no envelope", b->outs[i].msgid);
+			goto out;
+		}
+	}
+	if (k == 0 || (rc = tern_envelope_sign(items, k, n->id.sign, envs, lens)) != TERN_OK) {
+		rc = k == 0 ? TERN_OK : rc;
+		goto out;
+	}
+	k = 0;
+	for (size_t i = 0; i < b->nouts; i++)
+		if (b->outs[i].sealed != NULL) {
+			b->outs[i].env = envs[k];
+			b->outs[i].len = lens[k++];
+			tern_sealed_free(&b->outs[i].sealed);
+		}
+out:
+	free(lens);
+	free(envs);
+	free(items);
+	return rc;
+}
+
+void node_batch_commit(node *n)
+{
+	struct batch *b = &n->batch;
+	int rc;
+
+	if (b->nouts == 0 && b->ndins == 0 && b->nresults == 0 && b->nacks == 0 &&
+	    b->delivered <= n->delivered && !b->checkpoint) {
+		if (b->delivered && b->delivered == n->delivered)
+			goto ack; /* only redeliveries: acknowledge again */
+		return;
+	}
+	/* A signing failure fails the whole commit, as a failed write does:
+	 * nothing of it is acknowledged, so API clients retry and the broker
+	 * redelivers what this batch received. */
+	if ((rc = batch_sign(n)) != TERN_OK)
+		log_warnx("cannot sign this batch's envelopes: %s (%s)", tern_strerror(rc),
+		          tern_errdetail());
+	else
+		rc = tern_store_write(n->store, batch_apply, n);
+	if (rc != TERN_OK) {
+		log_warnx("commit failed: %s (%s); nothing of this batch is acknowledged",
+		          tern_strerror(rc), tern_errdetail());
+		for (size_t i = 0; i < b->nouts; i++)
+			if (b->outs[i].client >= 0)
+				client_reply(
+				    n, b->outs[i].client,
+				    tern_api_error(rc, "not stored: %s", tern_errdetail()));
+		for (size_t i = 0; i < b->nacks; i++)
+			if (b->acks[i].client >= 0)
+				client_reply(n, b->acks[i].client,
+				             tern_api_error(rc, "not stored"));
+		b->delivered = 0;
+		node_batch_reset(n);
+		return;
+	}
+	for (size_t i = 0; i < b->nouts; i++) {
+		const tern_msgtype *t = tern_msgtype_by_name(b->outs[i].type);
+		n->m.sent[t && (unsigned)t->type < 8 ? t->type : 0]++;
+	}
+	for (size_t i = 0; i < b->ndins; i++) {
+		const struct din *d = &b->dins[i];
+		const tern_msgtype *t = tern_msgtype_by_name(d->type);
+		unsigned ti = t && (unsigned)t->type < 8 ? t->type : 0;
+		if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0]))
+			n->m.received[ti][d->kind == DIN_ACCEPT ? 0 : 1]++;
+		else if (d->kind == DIN_RECEIPT)
+			n->m.receipts[strcmp(d->state, "rejected") == 0]++;
+	}
+	for (size_t i = 0; i < b->nouts; i++) {
+		struct out *o = &b->outs[i];
+		if (strcmp(o->type, "receipt") != 0)
+			log_info("queued %s %s for %zu recipient(s), case %s", o->msgid, o->type,
+			         o->nrcpts, o->case_id);
+		if (o->client >= 0 && o->wait_ms > 0) {
+			api_server_await_final(n->api, o->client, o->msgid,
+			                       tern_now_ms() + o->wait_ms);
+		} else if (o->client >= 0) {
+			client_reply(n, o->client,
+			             json_pack("{s:b, s:s}", "ok", 1, "message_id", o->msgid));
+		}
+	}
+	/* Waiters whose message this batch answered look at its state again;
+	 * the others wait on (one store read each would cost more than the rest). */
+	for (size_t k = 0; k < b->ndins; k++)
+		if (b->dins[k].kind == DIN_RECEIPT || b->dins[k].kind == DIN_NOTICE)
+			api_server_state_changed(n->api, b->dins[k].target);
+	for (size_t k = 0; k < b->nresults; k++)
+		if (!b->results[k].accepted)
+			api_server_state_changed(n->api, b->results[k].msgid);
+	for (size_t i = 0; i < b->ndins; i++) {
+		struct din *d = &b->dins[i];
+		if (d->kind == DIN_ACCEPT)
+			log_info("received %s %s from %s, case %s", d->msgid, d->type, d->sender,
+			         d->case_id);
+		else if (d->kind == DIN_RECEIPT)
+			log_info("receipt from %s: %s %s%s%s", d->node, d->target, d->state,
+			         d->code[0] ? " " : "", d->code);
+		else if (d->kind == DIN_NOTICE)
+			log_warnx("%s to %s dead-lettered by the broker: %s", d->target, d->node,
+			          d->code);
+		else if (d->kind == DIN_DUPLICATE)
+			log_warnx("refused %s from %s: duplicate-id: the id came before from "
+			          "another sender",
+			          d->msgid, d->sender);
+	}
+	for (size_t i = 0; i < b->nresults; i++) {
+		if (n->inflight && b->results[i].current)
+			n->inflight--;
+		if (b->results[i].accepted && b->results[i].n > n->amax)
+			n->amax = b->results[i].n;
+		if (!b->results[i].accepted)
+			log_warnx("broker refused %s: %s: %s", b->results[i].msgid,
+			          b->results[i].code, b->results[i].text);
+	}
+	for (size_t i = 0; i < b->nacks; i++)
+		if (b->acks[i].client >= 0)
+			client_reply(n, b->acks[i].client, json_pack("{s:b}", "ok", 1));
+	if (b->delivered > n->delivered) {
+		n->delivered = b->delivered;
+		memcpy(n->h_epoch, n->epoch, 16);
+		memcpy(n->h_store, n->dstore, 16);
+		n->h_upto = n->delivered;
+	}
+ack:
+	if (b->delivered) {
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__DeliverAck a = TERN__V1__DELIVER_ACK__INIT;
+		a.broker_epoch.data = n->epoch;
+		a.broker_epoch.len = 16;
+		a.upto = n->delivered;
+		f.body_case = TERN__V1__FRAME__BODY_DELIVER_ACK;
+		f.deliver_ack = &a;
+		node_hop_send(n, &f);
+	}
+	node_batch_reset(n);
+}

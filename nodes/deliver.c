@@ -1,0 +1,376 @@
+/* Delivery: what the broker delivers (envelopes and dead-letter notices) is
+ * judged by the recipient's checks (docs/protocol.md) and added to the
+ * batch, with the receipt owed to its sender.
+ *
+ * Judging (node_judge_envelope) reads the store and the batch and writes
+ * nothing, so that it can run without a node; node_on_deliver adds to the
+ * batch's dins and outs. The write is commit.c's.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/crypto.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/log.h>
+#include <tern/reason.h>
+#include <tern/validate.h>
+
+#include "node_int.h"
+#include "pbuf.h"
+#include "util.h"
+
+static int held_ref(const node_judge *j, MDB_txn *txn, const char *msgid, json_t **ref)
+{
+	const struct batch *b = j->batch;
+
+	/* A reference may point at a message accepted earlier in this very batch. */
+	for (size_t i = 0; i < b->ndins; i++)
+		if (b->dins[i].kind == DIN_ACCEPT && strcmp(b->dins[i].msgid, msgid) == 0) {
+			*ref = json_pack("{s:s, s:s, s:s}", "type", b->dins[i].type, "case_id",
+			                 b->dins[i].case_id, "outcome", b->dins[i].outcome);
+			return TERN_OK;
+		}
+	for (size_t i = 0; i < b->nouts; i++)
+		if (strcmp(b->outs[i].msgid, msgid) == 0) {
+			*ref = json_pack("{s:s, s:s, s:s}", "type", b->outs[i].type, "case_id",
+			                 b->outs[i].case_id, "outcome", b->outs[i].outcome);
+			return TERN_OK;
+		}
+	return node_store_ref(txn, j->store, msgid, ref);
+}
+
+/* 0: msgid is new; 1: it came before (this batch or the store); 2: it came
+ * before from another sender than the one given (NULL: any sender will do). */
+static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, const char *sender)
+{
+	const struct batch *b = j->batch;
+	json_t *rec = NULL;
+	const char *was;
+	int seen;
+
+	for (size_t i = 0; i < b->ndins; i++)
+		if (b->dins[i].msgid[0] && strcmp(b->dins[i].msgid, msgid) == 0 &&
+		    (b->dins[i].kind == DIN_ACCEPT || b->dins[i].kind == DIN_REFUSE))
+			return sender && strcmp(b->dins[i].sender, sender) != 0 ? 2 : 1;
+	if (node_store_received(txn, j->store, msgid, &rec) != TERN_OK)
+		return 0;
+	was = json_string_value(json_object_get(rec, "sender"));
+	seen = sender && was && strcmp(was, sender) != 0 ? 2 : 1;
+	json_decref(rec);
+	return seen;
+}
+
+static void refuse(struct din *d, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void refuse(struct din *d, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->kind = DIN_REFUSE;
+	snprintf(d->code, sizeof(d->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(d->text, sizeof(d->text), fmt, ap);
+	va_end(ap);
+}
+
+/* The recipient's checks (docs/protocol.md) on an opened business message. */
+static void check_body(const node_judge *j, MDB_txn *txn, const Tern__V1__Header *h,
+                       const tern_msgtype *t, const ProtobufCMessage *body, struct din *d)
+{
+	tern_violations v;
+	json_t *ref = NULL;
+	const char *refid;
+
+	if (tern_validate(body, tern_now_ms(), &v) != TERN_OK) {
+		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY), "%s: %s",
+		       v.count ? v.v[0].path : "", v.count ? v.v[0].rule : "does not validate");
+		return;
+	}
+	if (strcmp(node_field_string(body, "case_id"), h->case_id) != 0) {
+		refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
+		       "header case id differs from the body's caseId");
+		return;
+	}
+	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
+		refid = node_field_string(body, "referral_id");
+		snprintf(d->ref, sizeof(d->ref), "%s", refid);
+		snprintf(d->outcome, sizeof(d->outcome), "%s",
+		         protobuf_c_enum_descriptor_get_value(
+		             &tern__v1__acceptance_decision__outcome__descriptor,
+		             ((const Tern__V1__AcceptanceDecision *)body)->outcome)
+		             ->name);
+		if (held_ref(j, txn, refid, &ref) == TERN_OK) {
+			if (strcmp(json_string_value(json_object_get(ref, "type")),
+			           "case-referral") != 0)
+				refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERRAL),
+				       "referralId %s is not a case referral", refid);
+			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
+			                h->case_id) != 0)
+				refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
+				       "referral %s is for another case", refid);
+		} else if (j->roles & TERN_ROLE_REFERRER) {
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERRAL),
+			       "no referral %s was sent or received here", refid);
+		}
+	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
+		refid = node_field_string(body, "decision_id");
+		snprintf(d->ref, sizeof(d->ref), "%s", refid);
+		if (held_ref(j, txn, refid, &ref) == TERN_OK) {
+			if (strcmp(json_string_value(json_object_get(ref, "type")),
+			           "acceptance-decision") != 0)
+				refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_DECISION),
+				       "decisionId %s is not a decision", refid);
+			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
+			                h->case_id) != 0)
+				refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
+				       "decision %s is for another case", refid);
+			else if (strcmp(json_string_value(json_object_get(ref, "outcome")),
+			                "ACCEPTED") != 0)
+				refuse(d, tern_reason_code(TERN_REASON_DECISION_NOT_ACCEPTED),
+				       "decision %s did not accept the case", refid);
+		} else if (j->roles & TERN_ROLE_STATE) {
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_DECISION),
+			       "no decision %s was sent or received here", refid);
+		}
+	}
+	json_decref(ref);
+}
+
+void node_judge_of(node *n, node_judge *j)
+{
+	*j = (node_judge){.dir = n->id.dir,
+	                  .self = n->id.id,
+	                  .roles = n->id.self->roles,
+	                  .seal = n->id.seal,
+	                  .seals = n->seals,
+	                  .sigs = n->sigs,
+	                  .store = n->store,
+	                  .batch = &n->batch,
+	                  .max_msg = (size_t)n->max_msg,
+	                  .skew_ms = n->skew_ms};
+}
+
+void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, size_t len,
+                         struct din *d)
+{
+	tern_verify_opts o = {.max_size = j->max_msg,
+	                      .max_skew_ms = j->skew_ms,
+	                      .future_skew_only = 1,
+	                      .sigcache = j->sigs};
+	tern_envelope *env = NULL;
+	const Tern__V1__Header *h;
+	const tern_msgtype *t;
+	ProtobufCMessage *body = NULL;
+	uint8_t *plain = NULL;
+	size_t plen = 0;
+	int rc, mine = 0;
+
+	d->kind = DIN_ACCEPT;
+	rc = tern_envelope_verify(buf, len, j->dir, &o, &env);
+	if (rc != TERN_OK) {
+		/* Unverified: still answer the claimed sender, if it is a member.
+		 * Decoded within the same bounds as the broker's (envelope.h). */
+		tern_envelope_claim c;
+		const tern_member *m;
+		if (tern_envelope_claims(buf, len, &c) == TERN_OK && c.message_id[0] &&
+		    c.sender[0] && tern_directory_find(j->dir, c.sender, &m) == TERN_OK) {
+			snprintf(d->msgid, sizeof(d->msgid), "%s", c.message_id);
+			snprintf(d->sender, sizeof(d->sender), "%s", c.sender);
+			snprintf(d->case_id, sizeof(d->case_id), "%s", c.case_id);
+		}
+		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
+		if (d->msgid[0] && seen_before(j, txn, d->msgid, NULL))
+			d->kind = DIN_NOTHING;
+		return;
+	}
+	h = tern_envelope_header(env);
+	t = tern_msgtype_by_type(h->type);
+	snprintf(d->msgid, sizeof(d->msgid), "%s", h->message_id);
+	snprintf(d->sender, sizeof(d->sender), "%s", h->sender);
+	snprintf(d->type, sizeof(d->type), "%s", t->name);
+	snprintf(d->case_id, sizeof(d->case_id), "%s", h->case_id);
+	switch (seen_before(j, txn, h->message_id, h->sender)) {
+	case 1:
+		d->kind = DIN_NOTHING; /* a redelivery: already answered */
+		goto out;
+	case 2:
+		/* Validly signed by its sender, but the id is another sender's: the
+		 * broker should have refused it. Nothing is stored under the id
+		 * (that would overwrite the first message's record) and nothing is
+		 * answered; it is logged and audited. */
+		d->kind = DIN_DUPLICATE;
+		snprintf(d->code, sizeof(d->code), "%s",
+		         tern_reason_code(TERN_REASON_DUPLICATE_ID));
+		snprintf(d->text, sizeof(d->text), "message id already used by another sender");
+		goto out;
+	}
+	for (size_t i = 0; i < h->n_recipients; i++)
+		mine |= strcmp(h->recipients[i], j->self) == 0;
+	if (!mine) {
+		refuse(d, tern_reason_code(TERN_REASON_NOT_A_RECIPIENT),
+		       "this node is not among the recipients");
+		goto out;
+	}
+	if ((rc = tern_envelope_authorize(env)) != TERN_OK) {
+		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
+		goto out;
+	}
+	if ((rc = tern_envelope_open_cached(env, j->self, j->seal, j->seals, &plain, &plen)) !=
+	    TERN_OK) {
+		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
+		goto out;
+	}
+	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) != TERN_OK) {
+		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY),
+		       "the body does not decode as %s", t->name);
+		goto out;
+	}
+	if (t->type == TERN__V1__MESSAGE_TYPE__RECEIPT) {
+		const Tern__V1__Receipt *r = (const Tern__V1__Receipt *)body;
+		json_t *rec = NULL;
+		d->kind = DIN_RECEIPT;
+		snprintf(d->target, sizeof(d->target), "%s", r->message_id);
+		snprintf(d->node, sizeof(d->node), "%s", h->sender);
+		snprintf(d->state, sizeof(d->state), "%s",
+		         r->status == TERN__V1__RECEIPT__STATUS__ACCEPTED ? "delivered"
+		                                                          : "rejected");
+		snprintf(d->code, sizeof(d->code), "%s", r->reason_code);
+		snprintf(d->text, sizeof(d->text), "%s", r->reason_text);
+		if (node_store_sent_get(txn, j->store, r->message_id, &rec) != TERN_OK ||
+		    json_object_get(json_object_get(rec, "recipients"), h->sender) == NULL) {
+			/* Refused like any bad message: logged and audited; never answered,
+			 * as no receipt is ever sent for a receipt. */
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_MESSAGE),
+			       "a receipt for %s, which this node never sent to %s", r->message_id,
+			       h->sender);
+		}
+		json_decref(rec);
+		goto out;
+	}
+	check_body(j, txn, h, t, body, d);
+out:
+	tern_pb_free(&body);
+	if (plain)
+		tern_envelope_body_free(&plain, plen);
+	tern_envelope_free(&env);
+}
+
+/* A signed receipt for d's message, to its sender, queued with this batch. */
+static void owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len)
+{
+	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
+	const char *to[1] = {d->sender};
+	uint8_t digest[32], *body;
+	size_t blen;
+	struct out o, *slot;
+
+	r.message_id = (char *)d->msgid;
+	tern_sha256(env, len, digest);
+	r.envelope_digest.data = digest;
+	r.envelope_digest.len = 32;
+	r.status = d->kind == DIN_ACCEPT ? TERN__V1__RECEIPT__STATUS__ACCEPTED
+	                                 : TERN__V1__RECEIPT__STATUS__REJECTED;
+	r.reason_code = d->kind == DIN_ACCEPT ? "" : (char *)d->code;
+	r.reason_text = d->kind == DIN_ACCEPT ? "" : (char *)d->text;
+	if (tern_pb_pack(&r.base, &body, &blen) != TERN_OK)
+		return;
+	if (node_make_out(n, tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__RECEIPT), to, 1,
+	                  d->case_id, d->msgid, 0, body, blen, &o) != TERN_OK) {
+		log_warnx("cannot seal the receipt for %s: %s", d->msgid, tern_errdetail());
+		free(body);
+		return;
+	}
+	free(body);
+	snprintf(o.ref, sizeof(o.ref), "%s", d->msgid);
+	snprintf(o.outcome, sizeof(o.outcome), "%s",
+	         d->kind == DIN_ACCEPT ? "ACCEPTED" : "REJECTED");
+	if ((slot = node_batch_out(n)) == NULL) {
+		node_out_free(&o);
+		return;
+	}
+	*slot = o;
+}
+
+void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
+{
+	struct batch *b = &n->batch;
+	struct din *d;
+	MDB_txn *txn;
+
+	if (dv->broker_epoch.len != 16)
+		return;
+	if (memcmp(dv->broker_epoch.data, n->epoch, 16) != 0) {
+		/* A new start of the broker: its numbers are trusted only within
+		 * it. What this batch holds of the old one is committed first, so
+		 * that one batch never mixes the two. */
+		node_batch_commit(n);
+		memcpy(n->epoch, dv->broker_epoch.data, 16);
+		memcpy(n->dstore, n->bstore, 16);
+		n->delivered = 0;
+		b->delivered = 0;
+	}
+	if (dv->seq <= n->delivered || dv->seq <= b->delivered) {
+		if (b->delivered < n->delivered)
+			b->delivered = n->delivered;
+		return; /* already held: acknowledged again below */
+	}
+	if (TERN_GROW(b->dins, b->ndins, b->capdins))
+		return;
+	d = &b->dins[b->ndins];
+	memset(d, 0, sizeof(*d));
+	d->seq = dv->seq;
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return;
+	if (dv->item_case == TERN__V1__DELIVER__ITEM_NOTICE) {
+		const Tern__V1__Notice *nt = dv->notice;
+		d->kind = DIN_NOTICE;
+		d->notice = nt->kind;
+		snprintf(d->target, sizeof(d->target), "%s", nt->message_id);
+		snprintf(d->node, sizeof(d->node), "%s", nt->recipient);
+		snprintf(d->code, sizeof(d->code), "%s", nt->reason);
+		if (nt->kind == TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED) {
+			/* Final: the recipient will never take it. */
+			snprintf(d->state, sizeof(d->state), "rejected");
+			snprintf(
+			    d->text, sizeof(d->text),
+			    "dead-lettered by the broker: %s was %s from the federation before "
+			    "it took the message",
+			    nt->recipient,
+			    strcmp(nt->reason, tern_reason_code(TERN_REASON_RECIPIENT_REMOVED)) == 0
+			        ? "removed"
+			        : "revoked");
+		} else {
+			snprintf(d->state, sizeof(d->state), "expired");
+			snprintf(d->text, sizeof(d->text), "dead-lettered by the broker: %s",
+			         nt->reason);
+		}
+	} else if (dv->item_case == TERN__V1__DELIVER__ITEM_ENVELOPE) {
+		node_judge j;
+		node_judge_of(n, &j);
+		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
+		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE) {
+			if ((d->env = malloc(dv->envelope.len)) != NULL) {
+				memcpy(d->env, dv->envelope.data, dv->envelope.len);
+				d->len = dv->envelope.len;
+			}
+		}
+		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) {
+			if (d->kind == DIN_REFUSE)
+				log_warnx("refused %s from %s: %s: %s",
+				          d->msgid[0] ? d->msgid : "(no id)",
+				          d->sender[0] ? d->sender : "?", d->code, d->text);
+			/* No receipt for a receipt, nor to a sender we cannot name. */
+			if (d->msgid[0] && d->sender[0] && strcmp(d->type, "receipt") != 0)
+				owe_receipt(n, d, dv->envelope.data, dv->envelope.len);
+		}
+	} else {
+		d->kind = DIN_NOTHING;
+	}
+	mdb_txn_abort(txn);
+	b->ndins++;
+	b->delivered = dv->seq;
+}

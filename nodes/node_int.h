@@ -1,0 +1,271 @@
+/* tern-node's internals, shared by its files (node.h is the public face
+ * main.c uses): struct node, the batch one loop turn commits, and what each
+ * file offers the others.
+ *
+ *   node.c        open, close, the loop, SIGHUP reload: the skeleton
+ *   session.c     the broker session: Hello/Welcome, frames from the broker,
+ *                 heartbeats, the socket monitor and refused handshakes
+ *   submit.c      outbox entries (sealing), the submit window, results
+ *   deliver.c     judging what the broker delivers, receipts owed
+ *   commit.c      the batch's one write transaction per turn, and after it
+ *   witnessing.c  cosigning peers' checkpoints, asking peers for ours
+ *   api_ops.c     the local API's operations (api_server.h calls them)
+ *   metrics.c     /metrics, /healthz, /readyz; HTTP API refusal counts
+ *   store.c       the LMDB layout (node_store.h)
+ *
+ * Everything a turn changes in the store goes through n->batch: the other
+ * files add to it, and only commit.c writes it (witnessing, the refusal
+ * counts and a broker store found restored write at once, outside it).
+ * Single-threaded: every function runs on the node's loop.
+ */
+#ifndef TERN_NODE_INT_H
+#define TERN_NODE_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include <tern/envelope.h>
+#include <tern/msgtype.h>
+#include <tern/v1/messages.pb-c.h>
+
+#include "api_server.h"
+#include "backoff.h"
+#include "hop.h"
+#include "http_api.h"
+#include "ident.h"
+#include "node.h"
+#include "node_store.h"
+
+/* The acknowledgements one commit holds: each is a parked API client. */
+#define MAX_CLIENTS API_SERVER_MAX_PARKED
+
+/* A message to put in the outbox: an API send, or a receipt we owe. */
+struct out {
+	char msgid[37];
+	tern_sealed *sealed; /* until batch_sign turns it into env */
+	uint8_t *env;
+	size_t len;
+	char type[32];
+	char case_id[129];
+	int64_t created_at;
+	char **rcpts;
+	size_t nrcpts;
+	char outcome[40];
+	char ref[37];
+	char client_ref[129];
+	int client;      /* the API client parked for the commit (api_server.h), or -1 */
+	int64_t wait_ms; /* the client waits for the final state too (send "wait_ms") */
+};
+
+enum din_kind { DIN_ACCEPT, DIN_REFUSE, DIN_RECEIPT, DIN_NOTICE, DIN_DUPLICATE, DIN_NOTHING };
+
+/* What a delivery does to the store, decided before the write. */
+struct din {
+	int kind;
+	uint64_t seq;
+	char msgid[37];
+	uint8_t *env;
+	size_t len;
+	char sender[64], type[32], case_id[129], outcome[40];
+	char ref[37]; /* the referral a decision answers, the decision a travel follows */
+	char code[40], text[256];
+	/* DIN_RECEIPT / DIN_NOTICE: which of our messages, for whom, what state */
+	char target[37], node[64], state[16];
+	int notice; /* DIN_NOTICE: its tern.v1.Notice.Kind */
+};
+
+struct result {
+	char msgid[37];
+	int accepted;
+	uint64_t n;  /* accepted: the broker store's number for it */
+	int current; /* answers a submission of the current session */
+	char code[64], text[256];
+};
+
+struct inack {
+	char msgid[37];
+	int client;
+};
+
+struct batch {
+	struct out *outs;
+	size_t nouts, capouts;
+	struct din *dins;
+	size_t ndins, capdins;
+	struct result *results;
+	size_t nresults, capresults;
+	struct inack acks[MAX_CLIENTS];
+	size_t nacks;
+	uint64_t delivered; /* highest delivery seq handled this round */
+	int checkpoint;     /* 1: sign a checkpoint if the log grew; 2: even if not */
+	int64_t now;
+};
+
+#define MAX_WITNESSES 64
+
+struct node {
+	tern_ident id;
+	tern_sealcache *seals; /* X25519 reuse for sealing and opening */
+	tern_sigcache *sigs;   /* verified batch roots */
+	tern_store *store;
+	void *ctx, *dealer, *monitor;
+	const tern_member *broker;
+	api_server *api; /* the local API socket and its clients */
+	struct batch batch;
+	/* broker session */
+	int connected;
+	uint8_t epoch[16];  /* the broker start we hold deliveries of */
+	uint8_t dstore[16]; /* the broker store those deliveries' numbers count in */
+	/* The same as last committed: what Hello says. A Hello sent between a
+	 * new epoch's first delivery and its commit must not claim 0, or the
+	 * broker would take this store for one put back from an old copy. */
+	uint8_t h_epoch[16], h_store[16];
+	uint64_t h_upto;
+	uint8_t bstore[16]; /* the broker store of the current connection (Welcome) */
+	/* The broker store our acceptance numbers count in, and the highest we
+	 * were told: a store put back from an older copy tells a lower count. */
+	uint8_t astore[16];
+	uint64_t amax;
+	uint64_t delivered; /* committed up to */
+	uint64_t submit_next;
+	uint32_t inflight;
+	/* Each Hello opens a session; submissions are numbered within it and
+	 * only sent once its Welcome came (wire.proto, Submit). */
+	uint64_t session, sub_index;
+	int64_t hello_at;
+	int64_t last_rx, last_tx;
+	/* A refused CurveZMQ handshake: libzmq 4.3.4 would retry every 100-200 ms
+	 * whatever ZMQ_RECONNECT_IVL_MAX says (that applies to failed TCP
+	 * connects only), so the node disconnects and reconnects itself. */
+	tern_backoff hs_backoff;
+	tern_lograte hs_log;
+	int64_t reconnect_at; /* 0: connected, or libzmq is reconnecting */
+	tern_audit_dbs audit;
+	char origin[160];
+	int64_t last_checkpoint, last_audit;
+	/* witnessing: what each peer last cosigned of this log, as far as we know */
+	struct witness {
+		char id[TERN_NODE_ID_MAX + 1];
+		uint64_t size;
+	} witnesses[MAX_WITNESSES];
+	size_t nwitnesses;
+	int64_t last_event, last_round; /* last entry other than COSIGNED; last round */
+	/* operations: /metrics and the HTTP API (NULL when off) */
+	tern_http *metrics;
+	node_http *http;
+	int64_t next_metrics, next_expiry_check, next_http_refusals;
+	struct {
+		uint64_t sent[8];        /* by message type */
+		uint64_t received[8][2]; /* by message type, [accepted, refused] */
+		uint64_t receipts[2];    /* receipts received: [delivered, rejected] */
+		uint64_t rollbacks[2];   /* older trust material refused: [CRL, directory] */
+		uint64_t restores[2];    /* stores found older: [the broker's, this node's] */
+		uint64_t http_unauthorized;
+	} m;
+	/* settings */
+	int64_t cp_ivl_ms, idle_ivl_ms;
+	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
+};
+
+/* --- session.c ----------------------------------------------------------------- */
+
+/* Sends f to the broker without blocking; a frame the socket cannot take
+ * now is dropped. */
+void node_hop_send(node *n, Tern__V1__Frame *f);
+/* Opens a new session: nothing is submitted until its Welcome. */
+void node_send_hello(node *n);
+/* Frames from the broker, at most batch_size per call. */
+void node_on_dealer(node *n);
+/* Events of the broker connection (zmon.h). */
+void node_on_monitor(node *n);
+/* After a refused handshake: connects again when the backoff is over. */
+void node_session_reconnect(node *n);
+/* Heartbeats and a lost Hello or Welcome, once per turn. */
+void node_session_tick(node *n, int64_t now);
+
+/* --- submit.c ------------------------------------------------------------------ */
+
+/* The string field name of m, or "" (no such field, or not a string). */
+const char *node_field_string(const ProtobufCMessage *m, const char *name);
+/* Seals body for rcpts and fills o (everything the outbox write needs). On
+ * failure o holds nothing to free. */
+int node_make_out(node *n, const tern_msgtype *t, const char *const *rcpts, size_t nr,
+                  const char *case_id, const char *in_reply_to, int64_t expires_at,
+                  const uint8_t *body, size_t blen, struct out *o);
+/* Frees what o holds and leaves it empty (freeing it again is harmless). */
+void node_out_free(struct out *o);
+/* A new slot in this turn's outbox writes, or NULL (out of memory). */
+struct out *node_batch_out(node *n);
+/* The broker's answer to a submission: kept for this turn's commit. */
+void node_submit_result(node *n, const Tern__V1__SubmitResult *sr);
+/* Submits outbox entries while the session and the window allow. */
+void node_submit_pump(node *n);
+
+/* --- deliver.c ----------------------------------------------------------------- */
+
+/* What judging an envelope needs of the node: who it is, its keys, its
+ * store and this turn's batch (a reference may point at a message received
+ * or sent in it). A test can fill one by hand. */
+typedef struct node_judge {
+	const tern_directory *dir;
+	const char *self; /* this node's id */
+	unsigned roles;   /* its TERN_ROLE_* bits */
+	const tern_sealkey *seal;
+	tern_sealcache *seals; /* NULL: none */
+	tern_sigcache *sigs;   /* NULL: none */
+	tern_store *store;
+	const struct batch *batch;
+	size_t max_msg;
+	int64_t skew_ms;
+} node_judge;
+
+/* The judging context of n as it stands. */
+void node_judge_of(node *n, node_judge *j);
+/* Decides what an envelope delivery does; fills d (zeroed by the caller).
+ * Never fails: every outcome is a verdict the sender hears about. Reads the
+ * store in txn, writes nothing. */
+void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, size_t len,
+                         struct din *d);
+/* A Deliver frame: judged and added to this turn's batch, with the receipt
+ * owed for it. */
+void node_on_deliver(node *n, const Tern__V1__Deliver *dv);
+
+/* --- commit.c ------------------------------------------------------------------ */
+
+/* Appends an audit entry in txn, at this turn's time. */
+int node_audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+               const char *peer, const char *case_id, const char *type, const uint8_t *env,
+               size_t len, const char *reason, const char *outcome, const char *ref);
+/* Empties the batch (frees what it holds). */
+void node_batch_reset(node *n);
+/* Signs and writes this turn's batch in one transaction, then answers what
+ * waited for it (API clients, the broker's deliveries); a failed commit
+ * answers nothing as done. */
+void node_batch_commit(node *n);
+
+/* --- witnessing.c -------------------------------------------------------------- */
+
+/* Asks every other member node (only: that one) to cosign the newest
+ * checkpoint. */
+void node_witness_round(node *n, const char *only);
+void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r);
+void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r);
+
+/* --- api_ops.c ----------------------------------------------------------------- */
+
+/* The local API's operations on n, for api_server_open. */
+void node_api_handlers(node *n, api_handlers *h);
+
+/* --- metrics.c ----------------------------------------------------------------- */
+
+/* How often the HTTP API's refusals are counted and audited. */
+#define HTTP_REFUSALS_PERIOD_MS 10000
+
+void node_publish_metrics(node *n);
+/* Takes the HTTP API's count of unauthorized requests: one log line and one
+ * audit entry for them all. */
+void node_count_refusals(node *n);
+
+#endif

@@ -1,0 +1,356 @@
+/* The node's session with its broker (docs/protocol.md): Hello and
+ * Welcome, the frames the broker sends (dispatched to submit.c, deliver.c
+ * and witnessing.c), heartbeats, the socket monitor, refused CurveZMQ
+ * handshakes, and comparing the broker's store with what this node was told
+ * (a store put back from an older copy).
+ *
+ * It may touch the session fields of struct node (connected, epoch, session,
+ * hs_backoff, ...) and the dealer and monitor sockets; it adds submission
+ * results to the batch through submit.c and writes the store itself only
+ * for a restored store (restore_apply).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <sodium.h>
+#include <zmq.h>
+
+#include <tern/config.h>
+#include <tern/error.h>
+#include <tern/log.h>
+#include <tern/reason.h>
+#include <tern/uuid.h>
+
+#include "node_int.h"
+#include "pbuf.h"
+#include "util.h"
+
+void node_hop_send(node *n, Tern__V1__Frame *f)
+{
+	if (tern_hop_send(n->dealer, NULL, 0, f, ZMQ_DONTWAIT) == TERN_OK)
+		n->last_tx = tern_now_ms();
+}
+
+void node_send_hello(node *n)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Hello h = TERN__V1__HELLO__INIT;
+
+	h.node_id = (char *)n->id.id;
+	h.software = "tern-node 0.1.0";
+	h.credit = (uint32_t)n->credit;
+	h.broker_epoch.data = n->h_epoch;
+	h.broker_epoch.len = 16;
+	h.broker_store.data = n->h_store;
+	h.broker_store.len = 16;
+	h.delivered_upto = n->h_upto;
+	do
+		randombytes_buf(&n->session, sizeof(n->session));
+	while (n->session == 0);
+	h.session = n->session;
+	/* Nothing is submitted until this Hello's Welcome: submissions sent in
+	 * between could reach the broker ahead of older ones still unanswered. */
+	n->connected = 0;
+	n->hello_at = tern_now_ms();
+	f.body_case = TERN__V1__FRAME__BODY_HELLO;
+	f.hello = &h;
+	node_hop_send(n, &f);
+}
+
+/* The broker could not take a submission of the current session in order:
+ * start a new session, which resubmits everything unanswered, oldest first. */
+static void session_restart(node *n, const char *why)
+{
+	if (!n->connected)
+		return; /* a Hello is already out; its Welcome starts the new session */
+	log_info("saying Hello again: %s", why);
+	node_send_hello(n);
+}
+
+struct restore_job {
+	node *n;
+	int kind; /* 0 new broker store, 1 broker store older, 2 this store older */
+	const uint8_t *store;
+	uint64_t count, had;
+	size_t again;
+	char why[256];
+};
+
+static int restore_apply(MDB_txn *txn, void *arg)
+{
+	struct restore_job *j = arg;
+	int rc;
+
+	if (j->kind == 0)
+		return node_store_accepted_reset(txn, j->n->store, j->store);
+	if (j->kind == 1) {
+		if ((rc = node_store_resubmit_after(txn, j->n->store, j->count, j->n->batch.now,
+		                                    &j->again)) != TERN_OK)
+			return rc;
+		snprintf(
+		    j->why, sizeof(j->why),
+		    "broker store restored: it holds %llu of this node's acceptances, %llu were "
+		    "told; %zu message(s) it no longer holds submitted again",
+		    (unsigned long long)j->count, (unsigned long long)j->had, j->again);
+	} else {
+		if ((rc = node_store_accepted_raise(txn, j->n->store, j->count)) != TERN_OK)
+			return rc;
+		snprintf(
+		    j->why, sizeof(j->why),
+		    "this node's store is older than the broker's: the broker accepted %llu of "
+		    "its messages, this store knows of %llu; the records of the rest were lost "
+		    "with the restore (receipts for them are refused as unknown, by id)",
+		    (unsigned long long)j->count, (unsigned long long)j->had);
+	}
+	return node_audit(j->n, txn, TERN__V1__AUDIT_ENTRY__KIND__RESTORED, NULL,
+	                  j->n->broker->node_id, NULL, "store", NULL, 0, j->why, NULL, NULL);
+}
+
+/* Compares the broker's store with what this node was told by it. A store
+ * put back from an older copy (same identity, fewer of our acceptances) no
+ * longer holds what it accepted since: those messages go again, in order,
+ * before anything new (the broker and the recipients de-duplicate). */
+static void welcome_store(node *n, const Tern__V1__Welcome *w)
+{
+	struct restore_job j = {n, 0, NULL, w->accepted_count, n->amax, 0, ""};
+	static const uint8_t none[16];
+
+	if (w->broker_store.len != 16)
+		return; /* a broker from before store identities */
+	memcpy(n->bstore, w->broker_store.data, 16);
+	j.store = n->bstore;
+	if (memcmp(n->astore, n->bstore, 16) != 0) {
+		if (memcmp(n->astore, none, 16) != 0)
+			log_warnx("broker %s has another store than the one this node knew (not a "
+			          "copy of it): its acceptance numbers start afresh",
+			          n->broker->node_id);
+		if (tern_store_write(n->store, restore_apply, &j) == TERN_OK) {
+			memcpy(n->astore, n->bstore, 16);
+			n->amax = 0;
+		}
+		return;
+	}
+	if (w->accepted_count == n->amax)
+		return;
+	if (w->accepted_count > n->amax) {
+		/* Answers lost with a connection look the same as a store put
+		 * back: the last acceptance tells them apart. Known here: only
+		 * answers were missed (they come again as it resubmits). */
+		MDB_txn *txn;
+		json_t *rec = NULL;
+		int known = 0;
+		if (w->last_accepted == NULL || !tern_uuid_valid(w->last_accepted))
+			return; /* a broker that does not say: nothing to conclude */
+		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
+			known =
+			    node_store_sent_get(txn, n->store, w->last_accepted, &rec) == TERN_OK;
+			mdb_txn_abort(txn);
+		}
+		json_decref(rec);
+		if (known)
+			return;
+	}
+	j.kind = w->accepted_count < n->amax ? 1 : 2;
+	n->batch.now = tern_now_ms();
+	if (tern_store_write(n->store, restore_apply, &j) != TERN_OK) {
+		log_warnx(
+		    "broker %s's store and this node's disagree (%llu acceptances there, %llu "
+		    "here), and the store could not be updated: %s",
+		    n->broker->node_id, (unsigned long long)w->accepted_count,
+		    (unsigned long long)n->amax, tern_errdetail());
+		return;
+	}
+	log_warnx("%s", j.why);
+	n->m.restores[j.kind - 1]++;
+	n->amax = w->accepted_count;
+}
+
+void node_on_dealer(node *n)
+{
+	for (int64_t i = 0; i < n->batch_size; i++) {
+		zmq_msg_t msg;
+		Tern__V1__Frame *f = NULL;
+
+		zmq_msg_init(&msg);
+		if (zmq_msg_recv(&msg, n->dealer, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&msg);
+			return;
+		}
+		n->last_rx = tern_now_ms();
+		if (tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
+		                    (size_t)n->max_msg + 4096, &f) != TERN_OK) {
+			log_warnx("undecodable frame from the broker: %s", tern_errdetail());
+			zmq_msg_close(&msg);
+			continue;
+		}
+		zmq_msg_close(&msg);
+		switch (f->body_case) {
+		case TERN__V1__FRAME__BODY_WELCOME:
+			if (f->welcome->session != n->session)
+				break; /* answers an earlier Hello */
+			if (!n->connected)
+				log_info("connected to broker %s", f->welcome->broker_id);
+			/* The old session's answers go in before the store is compared. */
+			node_batch_commit(n);
+			welcome_store(n, f->welcome);
+			n->connected = 1;
+			/* Every outbox entry without an answer goes again, in order. */
+			n->submit_next = 0;
+			n->inflight = 0;
+			n->sub_index = 0;
+			break;
+		case TERN__V1__FRAME__BODY_RESULT:
+			node_submit_result(n, f->result);
+			break;
+		case TERN__V1__FRAME__BODY_DELIVER:
+			node_on_deliver(n, f->deliver);
+			break;
+		case TERN__V1__FRAME__BODY_REFUSED:
+			if (f->refused->session != 0 && f->refused->session != n->session) {
+				break; /* about a submission of an earlier session */
+			} else if (strcmp(f->refused->reason_code,
+			                  tern_reason_code(TERN_REASON_HELLO_REQUIRED)) == 0 ||
+			           strcmp(f->refused->reason_code,
+			                  tern_reason_code(TERN_REASON_OUT_OF_SEQUENCE)) == 0) {
+				session_restart(n, f->refused->reason_text);
+			} else {
+				log_warnx("broker refused a frame: %s: %s", f->refused->reason_code,
+				          f->refused->reason_text);
+			}
+			break;
+		case TERN__V1__FRAME__BODY_PING: {
+			Tern__V1__Frame r = TERN__V1__FRAME__INIT;
+			Tern__V1__Pong pong = TERN__V1__PONG__INIT;
+			pong.at = f->ping->at;
+			r.body_case = TERN__V1__FRAME__BODY_PONG;
+			r.pong = &pong;
+			node_hop_send(n, &r);
+			break;
+		}
+		case TERN__V1__FRAME__BODY_WITNESS_REQUEST:
+			node_on_witness_request(n, f->witness_request);
+			break;
+		case TERN__V1__FRAME__BODY_WITNESS_RESPONSE:
+			node_on_witness_response(n, f->witness_response);
+			break;
+		default:
+			break;
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+	}
+}
+
+/* A failed CurveZMQ handshake: stop libzmq's own quick retries (it would
+ * also give up for good after a ZAP refusal), come back after the backoff,
+ * and say so at once, then at most once a minute. */
+static void handshake_failed(node *n, uint16_t event, uint32_t value)
+{
+	const char *ep = tern_config_get(n->id.cfg, "broker", "endpoint");
+	int64_t now = tern_now_ms(), wait;
+	int first = !n->hs_log.written;
+	uint64_t held;
+	char why[160];
+
+	if (n->reconnect_at)
+		return; /* a late event of the connection already dropped */
+	zmq_disconnect(n->dealer, ep);
+	wait = tern_backoff_next(&n->hs_backoff);
+	n->reconnect_at = now + wait;
+	if (!tern_lograte_due(&n->hs_log, now, &held))
+		return;
+	if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+		snprintf(why, sizeof(why),
+		         "ZAP status %u: is this node in the broker's directory, and not revoked "
+		         "or expired?",
+		         (unsigned)value);
+	else
+		snprintf(why, sizeof(why),
+		         "does the broker at %s hold the CURVE key this node's directory lists "
+		         "for it?",
+		         ep);
+	if (first)
+		log_warnx("the broker refused this node's CURVE handshake (%s); next attempt in "
+		          "%.1f s, each wait doubling up to %lld s; reported once a minute while "
+		          "it lasts",
+		          why, (double)wait / 1000, (long long)(n->hs_backoff.max_ms / 1000));
+	else
+		log_warnx("the broker refused this node's CURVE handshake again, %llu time(s) "
+		          "since the last report (%s); next attempt in %.1f s",
+		          (unsigned long long)held + 1, why, (double)wait / 1000);
+}
+
+void node_on_monitor(node *n)
+{
+	for (;;) {
+		zmq_msg_t ev, addr;
+		uint16_t event;
+		uint32_t value = 0;
+
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, n->monitor, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return;
+		}
+		memcpy(&event, zmq_msg_data(&ev), sizeof(event));
+		if (zmq_msg_size(&ev) >= sizeof(event) + sizeof(value))
+			memcpy(&value, (const char *)zmq_msg_data(&ev) + sizeof(event),
+			       sizeof(value));
+		zmq_msg_close(&ev);
+		zmq_msg_init(&addr);
+		zmq_msg_recv(&addr, n->monitor, 0);
+		zmq_msg_close(&addr);
+		if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+			uint64_t held;
+			tern_backoff_reset(&n->hs_backoff);
+			tern_lograte_reset(&n->hs_log, &held);
+			if (held)
+				log_info("connected to the broker; %llu refused handshake(s) since "
+				         "the last report",
+				         (unsigned long long)held);
+			node_send_hello(n);
+		} else if (event == ZMQ_EVENT_DISCONNECTED) {
+			if (n->connected)
+				log_warnx("lost the broker connection; reconnecting");
+			n->connected = 0;
+		} else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH ||
+		           event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ||
+		           event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+			handshake_failed(n, event, value);
+		}
+	}
+}
+
+void node_session_reconnect(node *n)
+{
+	if (n->reconnect_at && n->batch.now >= n->reconnect_at) {
+		/* With the broker's key as the directory now says (a SIGHUP may
+		 * have brought its new one): it applies to new connections. */
+		n->reconnect_at = 0;
+		if (zmq_setsockopt(n->dealer, ZMQ_CURVE_SERVERKEY, n->broker->curve_public, 32) !=
+		        0 ||
+		    zmq_connect(n->dealer, tern_config_get(n->id.cfg, "broker", "endpoint")) != 0)
+			log_warnx("cannot connect to the broker again: %s", zmq_strerror(errno));
+	}
+}
+
+void node_session_tick(node *n, int64_t now)
+{
+	if (n->connected && now - n->last_tx > n->hb_ivl_ms) {
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__Ping ping = TERN__V1__PING__INIT;
+		ping.at = now;
+		f.body_case = TERN__V1__FRAME__BODY_PING;
+		f.ping = &ping;
+		node_hop_send(n, &f);
+	}
+	if (n->connected && now - n->last_rx > n->hb_timeout_ms) {
+		log_warnx("broker silent for %lld ms; saying Hello again",
+		          (long long)(now - n->last_rx));
+		n->last_rx = now;
+		node_send_hello(n);
+	} else if (!n->connected && now - n->hello_at > n->hb_timeout_ms) {
+		/* The Hello or its Welcome was lost with a connection. */
+		node_send_hello(n);
+	}
+}

@@ -1,0 +1,211 @@
+/* Witnessing (docs/audit.md): asking the other member nodes to cosign this
+ * node's newest checkpoint, keeping their cosignatures, and cosigning
+ * theirs. The checking and cosigning is libtern's (witness.h); this file is
+ * the node's side of the conversation.
+ *
+ * It may touch n->witnesses and writes the store on its own (a cosignature
+ * or a refusal is stored before it is answered), outside the batch.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+
+#include "node_int.h"
+#include "witness.h"
+
+static struct witness *witness_find(node *n, const char *id)
+{
+	for (size_t i = 0; i < n->nwitnesses; i++)
+		if (strcmp(n->witnesses[i].id, id) == 0)
+			return &n->witnesses[i];
+	return NULL;
+}
+
+static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const char *note,
+                                 uint64_t size)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__WitnessRequest r = TERN__V1__WITNESS_REQUEST__INIT;
+	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	ProtobufCBinaryData pb[TERN_MERKLE_MAX_PROOF];
+	size_t plen = 0;
+
+	if (w->size > size)
+		w->size = 0; /* we cannot prove from there; the witness will say where it is */
+	/* O(log n) lookups of stored subtrees, whatever the log's size. */
+	if (w->size > 0 && w->size < size &&
+	    tern_audit_consistency_proof(txn, &n->audit, w->size, size, proof, &plen) != TERN_OK)
+		plen = 0;
+	for (size_t i = 0; i < plen; i++)
+		pb[i] = (ProtobufCBinaryData){TERN_HASH_LEN, proof[i]};
+	r.peer = w->id;
+	r.checkpoint = (char *)note;
+	r.old_size = w->size;
+	r.n_proof = plen;
+	r.proof = pb;
+	f.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
+	f.witness_request = &r;
+	node_hop_send(n, &f);
+}
+
+/* Asks every other member node to cosign the newest checkpoint. */
+void node_witness_round(node *n, const char *only)
+{
+	MDB_txn *txn = NULL;
+	char *note = NULL;
+	uint64_t size = 0;
+
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return;
+	if (tern_audit_latest_checkpoint(txn, &n->audit, &note, &size) != TERN_OK || size == 0)
+		goto out;
+	for (size_t i = 0; i < tern_directory_count(n->id.dir); i++) {
+		const tern_member *m = tern_directory_at(n->id.dir, i);
+		struct witness *w;
+		if ((m->roles & TERN_ROLE_BROKER) || m->revoked || m->expired ||
+		    strcmp(m->node_id, n->id.id) == 0 || (only && strcmp(m->node_id, only) != 0))
+			continue;
+		if ((w = witness_find(n, m->node_id)) == NULL) {
+			if (n->nwitnesses == MAX_WITNESSES)
+				continue;
+			w = &n->witnesses[n->nwitnesses++];
+			snprintf(w->id, sizeof(w->id), "%s", m->node_id);
+			w->size = 0;
+		}
+		send_witness_request(n, txn, w, note, size);
+	}
+out:
+	free(note);
+	mdb_txn_abort(txn);
+}
+
+struct witness_job {
+	node *n;
+	const Tern__V1__WitnessRequest *r;
+	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	size_t nproof;
+	char *line;
+	uint64_t size, witnessed;
+	const char *reason;
+	int refused; /* the refusal's code; 0 when cosigned */
+};
+
+static int witness_apply(MDB_txn *txn, void *arg)
+{
+	struct witness_job *j = arg;
+	tern_witness_req req = {j->r->peer, j->r->checkpoint, j->r->old_size,
+	                        (const tern_hash *)j->proof, j->nproof};
+	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	int rc;
+
+	free(j->line); /* a retried transaction starts over */
+	j->line = NULL;
+	rc = tern_witness_cosign(txn, &j->n->audit, j->n->id.dir, &req, j->n->origin, j->n->id.sign,
+	                         j->n->batch.now, &j->line, &j->size, &j->witnessed, &j->reason);
+	j->refused = rc;
+	if (rc == TERN_OK || rc == TERN_EEXIST)
+		return TERN_OK; /* cosigned, or a routine "prove from here instead" */
+	if (rc == TERN_ENOMEM || rc == TERN_EIO)
+		return rc;
+	/* A checkpoint that contradicts what we cosigned is evidence: keep it. */
+	e.kind = TERN__V1__AUDIT_ENTRY__KIND__REJECTED;
+	e.at = j->n->batch.now;
+	e.peer = j->r->peer;
+	e.type = "checkpoint";
+	e.reason = (char *)j->reason;
+	e.checkpoint = j->r->checkpoint;
+	return tern_audit_append(txn, &j->n->audit, &e);
+}
+
+void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__WitnessResponse a = TERN__V1__WITNESS_RESPONSE__INIT;
+	struct witness_job j = {.n = n, .r = r, .reason = "bad-proof"};
+	int rc = TERN_OK;
+
+	if (r->n_proof > TERN_MERKLE_MAX_PROOF) {
+		j.refused = TERN_EINVAL;
+	} else {
+		for (size_t i = 0; i < r->n_proof; i++) {
+			if (r->proof[i].len != TERN_HASH_LEN) {
+				j.refused = TERN_EINVAL;
+				break;
+			}
+			memcpy(j.proof[i], r->proof[i].data, TERN_HASH_LEN);
+		}
+		j.nproof = r->n_proof;
+	}
+	if (j.refused == TERN_OK)
+		rc = tern_store_write(n->store, witness_apply, &j);
+	if (rc != TERN_OK) {
+		log_warnx("witnessing %s's log: %s (%s)", r->peer, tern_strerror(rc),
+		          tern_errdetail());
+		free(j.line);
+		return; /* the owner asks again next round */
+	}
+	if (j.refused == TERN_OK) {
+		n->last_audit = n->batch.now;
+		log_debug("cosigned %s's checkpoint of %llu entries", r->peer,
+		          (unsigned long long)j.size);
+	} else if (j.refused != TERN_EEXIST) {
+		log_warnx("refused to cosign %s's checkpoint: %s: %s", r->peer, j.reason,
+		          tern_errdetail());
+		n->last_audit = n->batch.now;
+	}
+	a.peer = r->peer;
+	a.size = j.size;
+	a.cosignature = j.line ? j.line : "";
+	a.witnessed_size = j.witnessed;
+	a.reason_code = j.refused == TERN_OK ? "" : (char *)j.reason;
+	f.body_case = TERN__V1__FRAME__BODY_WITNESS_RESPONSE;
+	f.witness_response = &a;
+	node_hop_send(n, &f);
+	free(j.line);
+}
+
+struct cosig_job {
+	node *n;
+	const Tern__V1__WitnessResponse *r;
+};
+
+static int cosig_apply(MDB_txn *txn, void *arg)
+{
+	struct cosig_job *j = arg;
+
+	return tern_audit_add_cosignature(txn, &j->n->audit, j->n->id.dir, j->r->peer, j->r->size,
+	                                  j->r->cosignature);
+}
+
+void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
+{
+	struct witness *w = witness_find(n, r->peer);
+	struct cosig_job j = {n, r};
+	int rc;
+
+	if (w == NULL)
+		return; /* we never asked */
+	if (strcmp(r->reason_code, "conflict") == 0) {
+		/* It cosigned another size (we restarted, or an answer was lost):
+		 * prove from there, once; a second conflict waits for the next round. */
+		if (w->size != r->witnessed_size) {
+			w->size = r->witnessed_size;
+			node_witness_round(n, r->peer);
+		}
+		return;
+	}
+	if (r->reason_code[0]) {
+		log_warnx("%s refused to cosign our checkpoint of %llu entries: %s", r->peer,
+		          (unsigned long long)r->size, r->reason_code);
+		return;
+	}
+	if ((rc = tern_store_write(n->store, cosig_apply, &j)) != TERN_OK) {
+		log_warnx("cosignature from %s not kept: %s (%s)", r->peer, tern_strerror(rc),
+		          tern_errdetail());
+		return;
+	}
+	w->size = r->size;
+}

@@ -1,0 +1,907 @@
+/* The node's state machines, without processes or sockets: judging what the
+ * broker delivers (node_judge_envelope), what a delivery, a receipt or a
+ * dead-letter notice does once committed (the receipt owed, the recipient's
+ * state), and what the broker's answer to a submission does to an outbox
+ * entry. The node here is struct node with only what these paths read: keys,
+ * a directory, a store; no broker socket (frames to it are dropped) and no
+ * API server.
+ *
+ * Over 800 lines on purpose: the judging and the node-turn tests share one
+ * federation fixture and the helpers that make its messages; split, both
+ * halves would need them as a library of their own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include <tern/directory.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/examples.h>
+#include <tern/json.h>
+#include <tern/keys.h>
+#include <tern/msgtype.h>
+#include <tern/reason.h>
+#include <tern/uuid.h>
+
+#include "node_int.h"
+#include "pbuf.h"
+#include "testutil.h"
+#include "util.h"
+
+enum { UNHCR, SWEDEN, PORTUGAL, IOM, NNODES };
+
+static const char *const names[NNODES] = {"unhcr", "sweden", "portugal", "iom"};
+static const unsigned roles[NNODES] = {TERN_ROLE_REFERRER, TERN_ROLE_STATE, TERN_ROLE_STATE,
+                                       TERN_ROLE_MOVEMENT};
+#define CASE "AMM-26C00417" /* the examples' case id */
+#define OTHER_CASE "AMM-26C00999"
+
+static struct {
+	tern_signkey *sign[NNODES];
+	tern_sealkey *seal[NNODES];
+	tern_directory *dir;
+} F;
+
+static char dir[128];
+static tern_store *st;
+static const struct batch empty;
+
+static int group_setup(void **state)
+{
+	(void)state;
+	if (sodium_init() < 0 || tern_directory_new("test", 1, &F.dir) != TERN_OK)
+		return -1;
+	for (int i = 0; i < NNODES; i++) {
+		tern_member m;
+		if (tern_signkey_generate(&F.sign[i]) != TERN_OK ||
+		    tern_sealkey_generate(&F.seal[i]) != TERN_OK)
+			return -1;
+		memset(&m, 0, sizeof(m));
+		snprintf(m.node_id, sizeof(m.node_id), "%s", names[i]);
+		m.agency = (char *)names[i];
+		m.roles = roles[i];
+		memcpy(m.sign_public, tern_signkey_public(F.sign[i]), 32);
+		memcpy(m.seal_public, tern_sealkey_public(F.seal[i]), 32);
+		randombytes_buf(m.curve_public, 32);
+		if (tern_directory_add(F.dir, &m) != TERN_OK)
+			return -1;
+	}
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	for (int i = 0; i < NNODES; i++) {
+		tern_signkey_free(&F.sign[i]);
+		tern_sealkey_free(&F.seal[i]);
+	}
+	tern_directory_free(&F.dir);
+	return 0;
+}
+
+/* Each test has a store of its own. */
+static int setup(void **state)
+{
+	(void)state;
+	if (tt_mkdtemp(dir, sizeof(dir), "nodedeliver") != 0)
+		return -1;
+	return node_store_open(dir, 0, &st) == TERN_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	tern_store_close(&st);
+	return tt_rmtree(dir);
+}
+
+/* --- making messages ----------------------------------------------------------------- */
+
+/* The example body of type_name, with string fields set as given (pairs of
+ * JSON name and value, NULL-terminated), serialized. */
+static uint8_t *body_of(const char *type_name, size_t *len, ...)
+{
+	const tern_msgtype *t = tern_msgtype_by_name(type_name);
+	ProtobufCMessage *msg = NULL;
+	char *text = NULL, err[256];
+	json_t *j;
+	uint8_t *out = NULL;
+	const char *k;
+	va_list ap;
+
+	assert_non_null(t);
+	assert_int_equal(tern_example_json(type_name, &text), TERN_OK);
+	j = json_loads(text, 0, NULL);
+	assert_non_null(j);
+	free(text);
+	va_start(ap, len);
+	while ((k = va_arg(ap, const char *)) != NULL)
+		json_object_set_new(j, k, json_string(va_arg(ap, const char *)));
+	va_end(ap);
+	assert_int_equal(tern_json_decode(t->desc, j, &msg, err, sizeof(err)), TERN_OK);
+	assert_int_equal(tern_pb_pack(msg, &out, len), TERN_OK);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	json_decref(j);
+	return out;
+}
+
+static const char *const to_sweden_iom[] = {"sweden", "iom"};
+static const char *const to_unhcr_iom[] = {"unhcr", "iom"};
+static const char *const to_sweden[] = {"sweden"};
+
+/* An envelope from `from`, signed by it, with body as the body bytes. */
+static uint8_t *seal(int from, const char *const *to, size_t nto, const char *type_name,
+                     const char *case_id, const uint8_t *body, size_t blen, size_t *len,
+                     char id[37])
+{
+	tern_seal_params p = {.sender = names[from],
+	                      .sign_key = F.sign[from],
+	                      .recipients = to,
+	                      .n_recipients = nto,
+	                      .type = tern_msgtype_by_name(type_name)->type,
+	                      .case_id = case_id,
+	                      .body = body,
+	                      .body_len = blen};
+	uint8_t *out = NULL;
+
+	assert_int_equal(tern_envelope_seal(&p, F.dir, &out, len, id), TERN_OK);
+	return out;
+}
+
+/* A business message of type_name with the example body (fields set as
+ * given), its header's case id the body's. */
+static uint8_t *message(int from, const char *const *to, size_t nto, const char *type_name,
+                        size_t *len, char id[37], const char *k1, const char *v1, const char *k2,
+                        const char *v2)
+{
+	size_t blen;
+	uint8_t *body = body_of(type_name, &blen, k1, v1, k2, v2, NULL);
+	const char *case_id = k1 && strcmp(k1, "caseId") == 0   ? v1
+	                      : k2 && strcmp(k2, "caseId") == 0 ? v2
+	                                                        : CASE;
+	uint8_t *env = seal(from, to, nto, type_name, case_id, body, blen, len, id);
+
+	free(body);
+	return env;
+}
+
+/* A receipt from `from` to `to` for msgid. */
+static uint8_t *receipt(int from, int to, const char *msgid, int accepted, const char *code,
+                        size_t *len, char id[37])
+{
+	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
+	uint8_t digest[32] = {1}, *body, *env;
+	size_t blen;
+
+	r.message_id = (char *)msgid;
+	r.envelope_digest.data = digest;
+	r.envelope_digest.len = 32;
+	r.status =
+	    accepted ? TERN__V1__RECEIPT__STATUS__ACCEPTED : TERN__V1__RECEIPT__STATUS__REJECTED;
+	r.reason_code = (char *)code;
+	r.reason_text = "";
+	assert_int_equal(tern_pb_pack(&r.base, &body, &blen), TERN_OK);
+	env = seal(from, &names[to], 1, "receipt", CASE, body, blen, len, id);
+	free(body);
+	return env;
+}
+
+/* env with one bit of its Ed25519 signature flipped. */
+static uint8_t *spoil_signature(const uint8_t *env, size_t len, size_t *out_len)
+{
+	Tern__V1__Envelope *e = tern__v1__envelope__unpack(NULL, len, env);
+	uint8_t *out;
+
+	assert_non_null(e);
+	assert_int_equal(e->signature->kind_case, TERN__V1__SIGNATURE__KIND_ED25519);
+	e->signature->ed25519.data[0] ^= 1;
+	*out_len = tern__v1__envelope__get_packed_size(e);
+	out = malloc(*out_len);
+	assert_non_null(out);
+	tern__v1__envelope__pack(e, out);
+	tern__v1__envelope__free_unpacked(e, NULL);
+	return out;
+}
+
+/* --- the store as others left it --------------------------------------------------- */
+
+struct put {
+	const char *msgid, *sender, *type, *case_id, *outcome;
+	const char *const *to;
+	size_t nto;
+};
+
+static int put_sent_apply(MDB_txn *txn, void *arg)
+{
+	struct put *p = arg;
+	node_out m = {p->msgid,   (const uint8_t *)"env",
+	              3,          p->type,
+	              p->case_id, 1,
+	              p->to,      p->nto,
+	              p->outcome, "",
+	              NULL};
+	return node_store_enqueue(txn, st, &m, 10);
+}
+
+/* This node sent msgid (as far as the store knows). */
+static void put_sent(const char *msgid, const char *type, const char *case_id, const char *outcome,
+                     const char *const *to, size_t nto)
+{
+	struct put p = {msgid, NULL, type, case_id, outcome, to, nto};
+	assert_int_equal(tern_store_write(st, put_sent_apply, &p), TERN_OK);
+}
+
+static int put_received_apply(MDB_txn *txn, void *arg)
+{
+	struct put *p = arg;
+	node_in m = {p->msgid, (const uint8_t *)"env", 3, p->sender, p->type, p->case_id, "", 1, "",
+	             ""};
+	return node_store_receive(txn, st, &m, 10);
+}
+
+/* This node accepted msgid from sender before. */
+static void put_received(const char *msgid, const char *sender)
+{
+	struct put p = {msgid, sender, "case-referral", CASE, "", NULL, 0};
+	assert_int_equal(tern_store_write(st, put_received_apply, &p), TERN_OK);
+}
+
+/* --- judging ------------------------------------------------------------------------- */
+
+static node_judge judge_as(int who, const struct batch *b)
+{
+	return (node_judge){.dir = F.dir,
+	                    .self = names[who],
+	                    .roles = roles[who],
+	                    .seal = F.seal[who],
+	                    .store = st,
+	                    .batch = b,
+	                    .max_msg = 1 << 20,
+	                    .skew_ms = 300000};
+}
+
+static struct din judge_in(int who, const struct batch *b, const uint8_t *env, size_t len)
+{
+	node_judge j = judge_as(who, b);
+	struct din d;
+	MDB_txn *txn;
+
+	memset(&d, 0, sizeof(d));
+	d.kind = -1;
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_judge_envelope(&j, txn, env, len, &d);
+	mdb_txn_abort(txn);
+	return d;
+}
+
+static struct din judge(int who, const uint8_t *env, size_t len)
+{
+	return judge_in(who, &empty, env, len);
+}
+
+static void assert_refused(const struct din *d, tern_reason r)
+{
+	assert_int_equal(d->kind, DIN_REFUSE);
+	assert_string_equal(d->code, tern_reason_code(r));
+	assert_true(d->text[0] != 0);
+}
+
+/* A valid referral is accepted by each recipient, and refused by a member
+ * it is not addressed to. */
+static void test_judge_referral(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	struct din d;
+
+	(void)state;
+	d = judge(SWEDEN, env, len);
+	assert_int_equal(d.kind, DIN_ACCEPT);
+	assert_string_equal(d.msgid, id);
+	assert_string_equal(d.sender, "unhcr");
+	assert_string_equal(d.type, "case-referral");
+	assert_string_equal(d.case_id, CASE);
+	assert_string_equal(d.code, "");
+	assert_int_equal(judge(IOM, env, len).kind, DIN_ACCEPT);
+
+	d = judge(PORTUGAL, env, len);
+	assert_refused(&d, TERN_REASON_NOT_A_RECIPIENT);
+	assert_string_equal(d.msgid, id); /* the sender hears about it */
+	assert_string_equal(d.sender, "unhcr");
+	free(env);
+}
+
+/* An envelope that does not verify is refused with the library's reason, and
+ * still names its claimed id and sender, so a receipt can answer it; one
+ * whose id came before is not answered again. */
+static void test_judge_bad_signature(void **state)
+{
+	char id[37];
+	size_t len, blen;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	uint8_t *bad = spoil_signature(env, len, &blen);
+	struct din d;
+
+	(void)state;
+	d = judge(SWEDEN, bad, blen);
+	assert_refused(&d, TERN_REASON_BAD_SIGNATURE);
+	assert_string_equal(d.msgid, id);
+	assert_string_equal(d.sender, "unhcr");
+	assert_string_equal(d.case_id, CASE);
+
+	/* Truncated: no claims to read, nobody to answer. */
+	d = judge(SWEDEN, env, 10);
+	assert_int_equal(d.kind, DIN_REFUSE);
+	assert_string_equal(d.msgid, "");
+
+	put_received(id, "unhcr");
+	assert_int_equal(judge(SWEDEN, bad, blen).kind, DIN_NOTHING);
+	free(bad);
+	free(env);
+}
+
+/* A message id seen before: from the same sender it is a redelivery (already
+ * answered); from another sender the id is taken (refused unanswered). The
+ * batch of this turn counts as seen. */
+static void test_judge_duplicates(void **state)
+{
+	char id[37], id2[37];
+	size_t len, len2;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	uint8_t *env2 =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len2, id2, NULL, NULL, NULL, NULL);
+	struct din in_batch = {.kind = DIN_ACCEPT, .sender = "unhcr"};
+	struct batch b = {.dins = &in_batch, .ndins = 1};
+	struct din d;
+
+	(void)state;
+	snprintf(in_batch.msgid, sizeof(in_batch.msgid), "%s", id);
+	assert_int_equal(judge_in(SWEDEN, &b, env, len).kind, DIN_NOTHING);
+	assert_int_equal(judge_in(SWEDEN, &b, env2, len2).kind, DIN_ACCEPT);
+	snprintf(in_batch.sender, sizeof(in_batch.sender), "iom");
+	d = judge_in(SWEDEN, &b, env, len);
+	assert_int_equal(d.kind, DIN_DUPLICATE);
+	assert_string_equal(d.code, tern_reason_code(TERN_REASON_DUPLICATE_ID));
+
+	assert_int_equal(judge(SWEDEN, env, len).kind, DIN_ACCEPT);
+	put_received(id, "unhcr");
+	assert_int_equal(judge(SWEDEN, env, len).kind, DIN_NOTHING);
+	put_received(id2, "portugal");
+	d = judge(SWEDEN, env2, len2);
+	assert_int_equal(d.kind, DIN_DUPLICATE);
+	assert_string_equal(d.code, tern_reason_code(TERN_REASON_DUPLICATE_ID));
+	assert_string_equal(d.sender, "unhcr");
+	free(env);
+	free(env2);
+}
+
+/* A decision answers a referral: the referrer refuses one whose referral it
+ * never sent or received, or that is for another case; a node that takes no
+ * part in referrals (movement) cannot know, and accepts it. */
+static void test_judge_decision(void **state)
+{
+	char ref[37], id[37], other[37];
+	size_t len;
+	uint8_t *env;
+	struct din d;
+
+	(void)state;
+	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId", ref,
+	              NULL, NULL);
+	d = judge(UNHCR, env, len);
+	assert_refused(&d, TERN_REASON_UNKNOWN_REFERRAL);
+	assert_string_equal(d.ref, ref);
+	assert_int_equal(judge(IOM, env, len).kind, DIN_ACCEPT);
+
+	/* The referral this node sent, for this case: accepted, with its outcome. */
+	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
+	d = judge(UNHCR, env, len);
+	assert_int_equal(d.kind, DIN_ACCEPT);
+	assert_string_equal(d.ref, ref);
+	assert_string_equal(d.outcome, "ACCEPTED");
+	free(env);
+
+	/* The referral is for another case than the decision. */
+	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId", ref,
+	              "caseId", OTHER_CASE);
+	d = judge(UNHCR, env, len);
+	assert_refused(&d, TERN_REASON_CASE_MISMATCH);
+	free(env);
+
+	/* A decision whose referralId names a message that is not a referral. */
+	put_sent(id, "travel-confirmation", CASE, "", to_sweden_iom, 2);
+	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, other, "referralId", id,
+	              NULL, NULL);
+	assert_refused((d = judge(UNHCR, env, len), &d), TERN_REASON_UNKNOWN_REFERRAL);
+	free(env);
+}
+
+/* A travel confirmation follows an accepting decision of the same case. */
+static void test_judge_travel(void **state)
+{
+	char dec[37], rejected[37], id[37];
+	size_t len;
+	uint8_t *env;
+	struct din d;
+
+	(void)state;
+	assert_int_equal(tern_uuid_v7(dec), TERN_OK);
+	assert_int_equal(tern_uuid_v7(rejected), TERN_OK);
+	env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId", dec, NULL,
+	              NULL);
+	assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_UNKNOWN_DECISION);
+	put_sent(dec, "acceptance-decision", CASE, "ACCEPTED", to_unhcr_iom, 2);
+	d = judge(SWEDEN, env, len);
+	assert_int_equal(d.kind, DIN_ACCEPT);
+	assert_string_equal(d.ref, dec);
+	free(env);
+
+	put_sent(rejected, "acceptance-decision", CASE, "REJECTED", to_unhcr_iom, 2);
+	env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId", rejected,
+	              NULL, NULL);
+	assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_DECISION_NOT_ACCEPTED);
+	free(env);
+
+	/* The decision is in this turn's batch, not yet in the store. */
+	{
+		char fresh[37];
+		struct out o = {
+		    .type = "acceptance-decision", .case_id = CASE, .outcome = "ACCEPTED"};
+		struct batch b = {.outs = &o, .nouts = 1};
+		assert_int_equal(tern_uuid_v7(fresh), TERN_OK);
+		snprintf(o.msgid, sizeof(o.msgid), "%s", fresh);
+		env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId",
+		              fresh, NULL, NULL);
+		assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_UNKNOWN_DECISION);
+		assert_int_equal(judge_in(SWEDEN, &b, env, len).kind, DIN_ACCEPT);
+		free(env);
+	}
+}
+
+/* The body: it must decode as its type, pass validation, and carry the
+ * header's case id. */
+static void test_judge_body(void **state)
+{
+	char id[37];
+	size_t len, blen;
+	uint8_t *body, *env;
+	struct din d;
+
+	(void)state;
+	body = body_of("case-referral", &blen, NULL);
+	env = seal(UNHCR, to_sweden_iom, 2, "case-referral", OTHER_CASE, body, blen, &len, id);
+	assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_CASE_MISMATCH);
+	free(env);
+	free(body);
+
+	env = seal(UNHCR, to_sweden_iom, 2, "case-referral", CASE, (const uint8_t *)"\xff\xff", 2,
+	           &len, id);
+	assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_INVALID_BODY);
+	free(env);
+
+	env = message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, "caseId", "", NULL, NULL);
+	assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_INVALID_BODY);
+	free(env);
+}
+
+/* A receipt is for a message this node sent to the receipt's sender. */
+static void test_judge_receipt(void **state)
+{
+	char sent[37], id[37];
+	size_t len;
+	uint8_t *env;
+	struct din d;
+
+	(void)state;
+	assert_int_equal(tern_uuid_v7(sent), TERN_OK);
+	env = receipt(SWEDEN, UNHCR, sent, 1, "", &len, id);
+	assert_refused((d = judge(UNHCR, env, len), &d), TERN_REASON_UNKNOWN_MESSAGE);
+	put_sent(sent, "case-referral", CASE, "", to_sweden_iom, 2);
+	d = judge(UNHCR, env, len);
+	assert_int_equal(d.kind, DIN_RECEIPT);
+	assert_string_equal(d.target, sent);
+	assert_string_equal(d.node, "sweden");
+	assert_string_equal(d.state, "delivered");
+	free(env);
+
+	env = receipt(IOM, UNHCR, sent, 0, "case-mismatch", &len, id);
+	d = judge(UNHCR, env, len);
+	assert_int_equal(d.kind, DIN_RECEIPT);
+	assert_string_equal(d.node, "iom");
+	assert_string_equal(d.state, "rejected");
+	assert_string_equal(d.code, "case-mismatch");
+	free(env);
+
+	/* Portugal was not a recipient of it. */
+	env = receipt(PORTUGAL, UNHCR, sent, 1, "", &len, id);
+	assert_refused((d = judge(UNHCR, env, len), &d), TERN_REASON_UNKNOWN_MESSAGE);
+	free(env);
+}
+
+/* --- a node's turn: deliveries, results and the commit ------------------------------ */
+
+/* struct node with what these paths read: no broker socket (what it would
+ * send to the broker is dropped) and no API server. */
+static node *node_as(int who)
+{
+	node *n = calloc(1, sizeof(*n));
+
+	assert_non_null(n);
+	n->id.dir = F.dir;
+	n->id.id = names[who];
+	n->id.sign = F.sign[who];
+	n->id.seal = F.seal[who];
+	assert_int_equal(tern_directory_find(F.dir, names[who], &n->id.self), TERN_OK);
+	assert_int_equal(tern_sealcache_new(0, 0, &n->seals), TERN_OK);
+	assert_int_equal(tern_sigcache_new(0, &n->sigs), TERN_OK);
+	n->store = st;
+	node_store_audit_dbs(st, &n->audit);
+	snprintf(n->origin, sizeof(n->origin), "tern/test/%s", names[who]);
+	n->max_msg = 1 << 20;
+	n->skew_ms = 300000;
+	n->window = 8;
+	n->session = 7;
+	n->batch.now = tern_now_ms();
+	return n;
+}
+
+static void node_free(node *n)
+{
+	node_batch_reset(n);
+	free(n->batch.outs);
+	free(n->batch.dins);
+	free(n->batch.results);
+	tern_sealcache_free(&n->seals);
+	tern_sigcache_free(&n->sigs);
+	free(n);
+}
+
+static const uint8_t epoch[16] = {0xe1};
+
+static void deliver(node *n, uint64_t seq, const uint8_t *env, size_t len)
+{
+	Tern__V1__Deliver dv = TERN__V1__DELIVER__INIT;
+
+	dv.broker_epoch = (ProtobufCBinaryData){16, (uint8_t *)epoch};
+	dv.seq = seq;
+	dv.item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
+	dv.envelope = (ProtobufCBinaryData){len, (uint8_t *)env};
+	node_on_deliver(n, &dv);
+}
+
+static void notice(node *n, uint64_t seq, const char *msgid, const char *rcpt,
+                   Tern__V1__Notice__Kind kind, const char *reason)
+{
+	Tern__V1__Deliver dv = TERN__V1__DELIVER__INIT;
+	Tern__V1__Notice nt = TERN__V1__NOTICE__INIT;
+
+	nt.kind = kind;
+	nt.message_id = (char *)msgid;
+	nt.recipient = (char *)rcpt;
+	nt.reason = (char *)reason;
+	dv.broker_epoch = (ProtobufCBinaryData){16, (uint8_t *)epoch};
+	dv.seq = seq;
+	dv.item_case = TERN__V1__DELIVER__ITEM_NOTICE;
+	dv.notice = &nt;
+	node_on_deliver(n, &dv);
+}
+
+static void result(node *n, const char *msgid, int accepted, uint64_t accepted_n, const char *code,
+                   uint64_t session)
+{
+	Tern__V1__SubmitResult r = TERN__V1__SUBMIT_RESULT__INIT;
+
+	r.message_id = (char *)msgid;
+	r.accepted = accepted;
+	r.accepted_n = accepted_n;
+	r.reason_code = (char *)code;
+	r.reason_text = accepted ? "" : "refused here";
+	r.session = session;
+	node_submit_result(n, &r);
+}
+
+/* The stored record of a message received, or NULL. */
+static json_t *received(const char *msgid)
+{
+	MDB_txn *txn;
+	json_t *rec = NULL;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	if (node_store_received(txn, st, msgid, &rec) != TERN_OK)
+		rec = NULL;
+	mdb_txn_abort(txn);
+	return rec;
+}
+
+/* A string field of the sent-message record of msgid (rcpt: of that
+ * recipient's part), copied into a static buffer. */
+static const char *sent_field(const char *msgid, const char *rcpt, const char *key)
+{
+	static char buf[128];
+	MDB_txn *txn;
+	json_t *rec = NULL, *where;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_sent_get(txn, st, msgid, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	where = rcpt ? json_object_get(json_object_get(rec, "recipients"), rcpt) : rec;
+	snprintf(buf, sizeof(buf), "%s", json_string_value(json_object_get(where, key)) ?: "");
+	json_decref(rec);
+	return buf;
+}
+
+struct outbox {
+	size_t n;
+	char msgid[4][37];
+	uint8_t *env[4];
+	size_t len[4];
+};
+
+static int outbox_visit(uint64_t seq, const char *msgid, const uint8_t *env, size_t len, void *arg)
+{
+	struct outbox *o = arg;
+
+	(void)seq;
+	assert_true(o->n < 4);
+	snprintf(o->msgid[o->n], 37, "%s", msgid);
+	o->env[o->n] = malloc(len);
+	memcpy(o->env[o->n], env, len);
+	o->len[o->n++] = len;
+	return 0;
+}
+
+static void outbox_read(struct outbox *o)
+{
+	MDB_txn *txn;
+
+	memset(o, 0, sizeof(*o));
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_store_outbox_scan(txn, st, 0, outbox_visit, o);
+	mdb_txn_abort(txn);
+}
+
+static void outbox_free(struct outbox *o)
+{
+	for (size_t i = 0; i < o->n; i++)
+		free(o->env[i]);
+}
+
+/* The receipt in env, as its recipient `who` opens it. */
+static Tern__V1__Receipt *open_receipt(int who, const uint8_t *env, size_t len,
+                                       const char *in_reply_to)
+{
+	tern_envelope *e = NULL;
+	uint8_t *plain = NULL;
+	size_t plen = 0;
+	Tern__V1__Receipt *r;
+
+	assert_int_equal(tern_envelope_verify(env, len, F.dir, NULL, &e), TERN_OK);
+	assert_int_equal(tern_envelope_header(e)->type, TERN__V1__MESSAGE_TYPE__RECEIPT);
+	assert_string_equal(tern_envelope_header(e)->in_reply_to, in_reply_to);
+	assert_int_equal(tern_envelope_open(e, names[who], F.seal[who], &plain, &plen), TERN_OK);
+	r = tern__v1__receipt__unpack(NULL, plen, plain);
+	assert_non_null(r);
+	tern_envelope_body_free(&plain, plen);
+	tern_envelope_free(&e);
+	return r;
+}
+
+/* A delivery is committed with the signed receipt owed to its sender: an
+ * accepted message enters the inbox and its sender gets ACCEPTED; one that
+ * fails verification is kept as refused and its claimed sender gets
+ * REJECTED with the reason. A redelivery adds nothing. */
+static void test_deliver_commit(void **state)
+{
+	char id[37], id2[37];
+	size_t len, len2, blen;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	uint8_t *env2 =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len2, id2, NULL, NULL, NULL, NULL);
+	uint8_t *bad = spoil_signature(env2, len2, &blen);
+	node *n = node_as(SWEDEN);
+	struct outbox o;
+	Tern__V1__Receipt *r;
+	json_t *rec;
+
+	(void)state;
+	deliver(n, 1, env, len);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_int_equal(n->batch.nouts, 1); /* the receipt owed */
+	assert_string_equal(n->batch.outs[0].type, "receipt");
+	assert_string_equal(n->batch.outs[0].ref, id);
+	assert_string_equal(n->batch.outs[0].outcome, "ACCEPTED");
+	node_batch_commit(n);
+	assert_int_equal(n->batch.ndins, 0);
+	assert_int_equal(n->delivered, 1);
+	assert_memory_equal(n->epoch, epoch, 16);
+	rec = received(id);
+	assert_non_null(rec);
+	assert_true(json_is_true(json_object_get(rec, "accepted")));
+	assert_string_equal(json_string_value(json_object_get(rec, "sender")), "unhcr");
+	json_decref(rec);
+	outbox_read(&o);
+	assert_int_equal(o.n, 1);
+	r = open_receipt(UNHCR, o.env[0], o.len[0], id);
+	assert_string_equal(r->message_id, id);
+	assert_int_equal(r->status, TERN__V1__RECEIPT__STATUS__ACCEPTED);
+	tern__v1__receipt__free_unpacked(r, NULL);
+	outbox_free(&o);
+
+	/* Delivered again (the acknowledgement was lost): nothing new. */
+	deliver(n, 1, env, len);
+	assert_int_equal(n->batch.ndins, 0);
+	assert_int_equal(n->batch.nouts, 0);
+
+	deliver(n, 2, bad, blen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 2);
+	rec = received(id2);
+	assert_non_null(rec);
+	assert_false(json_is_true(json_object_get(rec, "accepted")));
+	assert_string_equal(json_string_value(json_object_get(rec, "reason_code")),
+	                    tern_reason_code(TERN_REASON_BAD_SIGNATURE));
+	json_decref(rec);
+	outbox_read(&o);
+	assert_int_equal(o.n, 2);
+	r = open_receipt(UNHCR, o.env[1], o.len[1], id2);
+	assert_int_equal(r->status, TERN__V1__RECEIPT__STATUS__REJECTED);
+	assert_string_equal(r->reason_code, tern_reason_code(TERN_REASON_BAD_SIGNATURE));
+	tern__v1__receipt__free_unpacked(r, NULL);
+	outbox_free(&o);
+
+	/* The same id again, now validly signed: seen before, not answered twice. */
+	deliver(n, 3, env2, len2);
+	assert_int_equal(n->batch.dins[0].kind, DIN_NOTHING);
+	assert_int_equal(n->batch.nouts, 0);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 3);
+	node_free(n);
+	free(bad);
+	free(env2);
+	free(env);
+}
+
+/* Receipts and dead-letter notices move a sent message's recipients to
+ * their final states; no receipt is ever owed for either. */
+static void test_receipts_and_notices(void **state)
+{
+	char id[37], rid[37];
+	size_t len, blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL), *env;
+	node *n = node_as(UNHCR);
+	struct out o, *slot;
+
+	(void)state;
+	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
+	                               CASE, NULL, 0, body, blen, &o),
+	                 TERN_OK);
+	snprintf(id, sizeof(id), "%s", o.msgid);
+	assert_non_null(slot = node_batch_out(n));
+	*slot = o;
+	node_batch_commit(n);
+	result(n, id, 1, 1, "", n->session);
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "at-broker");
+
+	env = receipt(SWEDEN, UNHCR, id, 1, "", &len, rid);
+	deliver(n, 1, env, len);
+	free(env);
+	assert_int_equal(n->batch.dins[0].kind, DIN_RECEIPT);
+	assert_int_equal(n->batch.nouts, 0);
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "delivered");
+	assert_string_equal(sent_field(id, "iom", "state"), "at-broker");
+
+	notice(n, 2, id, "iom", TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED,
+	       tern_reason_code(TERN_REASON_RECIPIENT_REVOKED));
+	assert_int_equal(n->batch.dins[0].kind, DIN_NOTICE);
+	assert_int_equal(n->batch.nouts, 0);
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "iom", "state"), "rejected");
+	assert_string_equal(sent_field(id, "iom", "reason_code"),
+	                    tern_reason_code(TERN_REASON_RECIPIENT_REVOKED));
+	/* A notice after the recipient's own receipt changes nothing. */
+	notice(n, 3, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "delivered");
+	assert_int_equal(n->delivered, 3);
+	node_free(n);
+	free(body);
+}
+
+/* The broker's answer to a submission: accepted moves the entry to
+ * at-broker and frees a slot of the window; refused makes it rejected, with
+ * the broker's reason; an answer to an earlier session's submission frees no
+ * slot; an entry answered once keeps its first answer. */
+static void test_submit_results(void **state)
+{
+	char id[3][37];
+	size_t blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL);
+	node *n = node_as(UNHCR);
+	struct outbox ob;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		struct out o, *slot;
+		assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"),
+		                               to_sweden_iom, 2, CASE, NULL, 0, body, blen, &o),
+		                 TERN_OK);
+		snprintf(id[i], sizeof(id[i]), "%s", o.msgid);
+		assert_non_null(slot = node_batch_out(n));
+		*slot = o;
+	}
+	node_batch_commit(n);
+	for (int i = 0; i < 3; i++)
+		assert_string_equal(sent_field(id[i], NULL, "state"), "queued");
+	outbox_read(&ob);
+	assert_int_equal(ob.n, 3);
+	for (size_t i = 0; i < ob.n; i++) /* in order, each signed by this node */
+		assert_string_equal(ob.msgid[i], id[i]);
+	{
+		tern_envelope *e = NULL;
+		assert_int_equal(tern_envelope_verify(ob.env[2], ob.len[2], F.dir, NULL, &e),
+		                 TERN_OK);
+		tern_envelope_free(&e);
+	}
+	outbox_free(&ob);
+	n->inflight = 3;
+
+	result(n, id[0], 1, 5, "", n->session);
+	result(n, id[1], 0, 0, tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), n->session);
+	result(n, id[2], 1, 6, "", n->session - 1);
+	assert_int_equal(n->batch.nresults, 3);
+	node_batch_commit(n);
+	assert_int_equal(n->batch.nresults, 0);
+	assert_string_equal(sent_field(id[0], NULL, "state"), "at-broker");
+	assert_string_equal(sent_field(id[0], "iom", "state"), "at-broker");
+	assert_string_equal(sent_field(id[1], NULL, "state"), "rejected");
+	assert_string_equal(sent_field(id[1], NULL, "reason_code"),
+	                    tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT));
+	assert_string_equal(sent_field(id[1], "sweden", "state"), "rejected");
+	assert_string_equal(sent_field(id[2], NULL, "state"), "at-broker");
+	assert_int_equal(n->inflight, 1); /* id[2]'s answer was to another session */
+	assert_int_equal(n->amax, 6);
+	outbox_read(&ob);
+	assert_int_equal(ob.n, 0); /* answered entries leave the outbox */
+
+	/* A late refusal of an accepted entry does not undo the acceptance. */
+	result(n, id[0], 0, 0, tern_reason_code(TERN_REASON_DUPLICATE_ID), n->session);
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id[0], NULL, "state"), "at-broker");
+	node_free(n);
+	free(body);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_judge_referral, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_bad_signature, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_duplicates, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_decision, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_travel, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_body, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_receipt, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
