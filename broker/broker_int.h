@@ -201,6 +201,15 @@ void touch_peer(const char *rcpt, void *arg);
 int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f);
 /* Reads one ROUTER message: routing id, then exactly one frame. */
 void on_router(broker *b);
+/* Whether a Submit comes in its session's order (wire.proto, Submit). */
+enum submit_order {
+	SUBMIT_TAKE,   /* the next one due: taken, and the one after is due */
+	SUBMIT_STALE,  /* of a session a later Hello replaced: dropped silently */
+	SUBMIT_GAP,    /* not the one due: refused (out-of-sequence), and the
+	                  rest of the session with it */
+	SUBMIT_BROKEN, /* after a gap, until the next Hello: dropped silently */
+};
+enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm);
 void rate_release(broker *b, int64_t now);
 void rate_free(struct peer *p);
 void session_heartbeats(broker *b, int64_t now);

@@ -289,6 +289,24 @@ void rate_free(struct peer *p)
 	p->dq_n = p->dq_bytes = 0;
 }
 
+enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm)
+{
+	if (sm->session != p->session)
+		/* Queued on an older connection and carried over by the
+		 * transport: its session was replaced by a later Hello, and the
+		 * node resubmits it in its current session. */
+		return SUBMIT_STALE;
+	if (p->broken)
+		return SUBMIT_BROKEN;
+	if (sm->index != p->next_index) {
+		/* A gap in the session: taking this one would break the order. */
+		p->broken = 1;
+		return SUBMIT_GAP;
+	}
+	p->next_index++;
+	return SUBMIT_TAKE;
+}
+
 /* Takes ownership of f. */
 static void on_frame(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
                      size_t rid_len, Tern__V1__Frame *f)
@@ -309,29 +327,22 @@ static void on_frame(broker *b, const char *user, const struct peer *conn, const
 	p->last_rx = tern_now_ms();
 	switch (f->body_case) {
 	case TERN__V1__FRAME__BODY_SUBMIT:
-		if (f->submit->session != p->session) {
-			/* Queued on an older connection and carried over by the
-			 * transport: its session was replaced by a later Hello, and the
-			 * node resubmits it in its current session. */
+		switch (submit_order(p, f->submit)) {
+		case SUBMIT_TAKE:
+			break;
+		case SUBMIT_GAP:
+			log_info("%s: submission %llu of its session came when %llu was "
+			         "due; it will say Hello and resubmit",
+			         user, (unsigned long long)f->submit->index,
+			         (unsigned long long)p->next_index);
+			send_refused(b, rid, rid_len, p->session, TERN_REASON_OUT_OF_SEQUENCE,
+			             "submission out of sequence: say Hello and resubmit");
+			/* fall through */
+		case SUBMIT_STALE:
+		case SUBMIT_BROKEN:
 			b->m.out_of_sequence++;
 			goto done;
 		}
-		if (p->broken || f->submit->index != p->next_index) {
-			/* A gap in the session: taking this one would break the order. */
-			b->m.out_of_sequence++;
-			if (!p->broken) {
-				log_info("%s: submission %llu of its session came when %llu was "
-				         "due; it will say Hello and resubmit",
-				         user, (unsigned long long)f->submit->index,
-				         (unsigned long long)p->next_index);
-				send_refused(b, rid, rid_len, p->session,
-				             TERN_REASON_OUT_OF_SEQUENCE,
-				             "submission out of sequence: say Hello and resubmit");
-				p->broken = 1;
-			}
-			goto done;
-		}
-		p->next_index++;
 		if (rate_admit(b, p, f))
 			return; /* deferred: the queue owns f now */
 		if (submit_now(b, user, rid, rid_len, f) == TERN_OK)

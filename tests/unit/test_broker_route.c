@@ -2,7 +2,7 @@
  * as the broker decodes them, judged against a directory (route_judge) and
  * written to a real store (route_write); each case checks the answer the
  * node would get and what the queues and the de-duplication table hold
- * afterwards. */
+ * afterwards. Also the order of submissions within a session (submit_order). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -602,6 +602,49 @@ static void test_mixed_batch(void **state)
 	free(b.buf);
 }
 
+/* Submissions are taken in their session's order: the one due, then the
+ * next; a gap refuses it and everything after it until a Hello starts a new
+ * session; one of an older session is dropped. */
+static void test_session_order(void **state)
+{
+	struct peer p;
+	Tern__V1__Submit sm = TERN__V1__SUBMIT__INIT;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	p.session = 42;
+	p.next_index = 1;
+	sm.session = 42;
+	for (uint64_t i = 1; i <= 3; i++) {
+		sm.index = i;
+		assert_int_equal(submit_order(&p, &sm), SUBMIT_TAKE);
+	}
+	assert_int_equal(p.next_index, 4);
+	sm.session = 41; /* carried over from the connection before */
+	sm.index = 4;
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_STALE);
+	assert_int_equal(p.next_index, 4);
+	assert_false(p.broken);
+	sm.session = 42;
+	sm.index = 5; /* 4 was lost */
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_GAP);
+	assert_true(p.broken);
+	sm.index = 4; /* even the one that was due: it would come after 5 */
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_BROKEN);
+	sm.index = 6;
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_BROKEN);
+	assert_int_equal(p.next_index, 4);
+	/* A Hello (on_hello) starts a new session at 1. */
+	p.session = 43;
+	p.next_index = 1;
+	p.broken = 0;
+	sm.session = 43;
+	sm.index = 1;
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_TAKE);
+	sm.index = 1; /* the same one twice is a gap too */
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_GAP);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -616,6 +659,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_message, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
+	    cmocka_unit_test(test_session_order),
 	};
 
 	if (sodium_init() < 0)
