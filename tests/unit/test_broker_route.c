@@ -602,6 +602,79 @@ static void test_mixed_batch(void **state)
 	free(b.buf);
 }
 
+/* A broker as its loop holds it, without sockets (router NULL: the answers
+ * go nowhere) and without broker_open: enough for the batch. */
+static broker *bare_broker(struct fixture *f)
+{
+	broker *b = calloc(1, sizeof(*b));
+
+	assert_non_null(b);
+	b->id.dir = f->dir;
+	b->store = f->st;
+	b->max_msg = 1 << 20;
+	b->skew_ms = 300 * 1000;
+	b->default_ttl_ms = 86400 * 1000;
+	b->batch_size = 64;
+	b->ack_timeout_ms = 30000;
+	for (int i = 0; i < NNODES; i++)
+		assert_non_null(peer_find(b, names[i], 1));
+	return b;
+}
+
+/* One round of the loop: submissions join the batch judged, and one commit
+ * queues the accepted, counts both outcomes and marks the recipients' queues
+ * for delivery; a later round's acknowledgement takes the item off the
+ * queue and counts its latency. */
+static void test_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	broker *b = bare_broker(f);
+	static const uint8_t rid[] = {9};
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	uint64_t lat = 0;
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	assert_int_equal(submit_now(b, "iom", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	assert_int_equal(b->batch.nsubs, 2);
+	/* Judged on the way in: the forgery is known before the write. */
+	assert_string_equal(b->batch.subs[0].code, "");
+	assert_string_equal(b->batch.subs[1].code, tern_reason_code(TERN_REASON_FORGED_SENDER));
+	batch_commit(b);
+	assert_int_equal(b->batch.nsubs, 0);
+	assert_int_equal(b->m.subs[TERN__V1__MESSAGE_TYPE__CASE_REFERRAL][0], 1);
+	assert_int_equal(b->m.subs[TERN__V1__MESSAGE_TYPE__CASE_REFERRAL][1], 1);
+	assert_int_equal(b->m.batch[1], 1); /* one commit of two submissions */
+	assert_int_equal(b->last_audit, now);
+	assert_true(sweden->dirty);
+	assert_true(peer_find(b, "iom", 0)->dirty);
+	assert_false(peer_find(b, "portugal", 0)->dirty);
+	assert_false(peer_find(b, "unhcr", 0)->dirty);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+
+	/* Sweden was sent seq 1 and acknowledges it. */
+	sweden->sent = 1;
+	b->batch.now = now + 20;
+	snprintf(b->batch.acks[0].node, sizeof(b->batch.acks[0].node), "sweden");
+	b->batch.acks[0].upto = 1;
+	b->batch.nacks = 1;
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 1);
+	assert_int_equal(b->m.acked, 1);
+	assert_int_equal(queue_of(f, "sweden").n, 0); /* no retention: deleted */
+	assert_int_equal(queue_of(f, "iom").n, 1);
+	for (size_t i = 0; i <= LAT_BUCKETS; i++)
+		lat += b->m.lat[i];
+	assert_int_equal(lat, 1);
+	assert_int_equal(b->m.lat[2], 1); /* 20 ms: in the 0.01-0.025 s bucket */
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	free(e.buf);
+}
+
 /* Submissions are taken in their session's order: the one due, then the
  * next; a gap refuses it and everything after it until a Hello starts a new
  * session; one of an older session is dropped. */
@@ -659,6 +732,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_message, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
 
