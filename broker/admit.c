@@ -23,6 +23,8 @@
 #include "hop.h"
 #include "util.h"
 
+/* --- who may speak, now --------------------------------------------------- */
+
 /* Why id may no longer speak or be delivered to under the directory in force
  * (a code: "revoked", "removed", "expired", "broker"), or NULL when it may.
  * The ZAP handler judges a connection once, at its handshake; this judges
@@ -127,6 +129,8 @@ void session_close(broker *b, struct peer *p, const char *why)
 	p->fd = -1;
 }
 
+/* --- ZAP: who may connect --------------------------------------------------- */
+
 /* RFC 27: a CURVE client is admitted only if its key belongs to a directory
  * member that is neither revoked nor expired, and is not a broker; the reply
  * names the member (User-Id), which the broker then reads on every message. */
@@ -201,6 +205,8 @@ out_close:
 		zmq_msg_close(&part[i]);
 }
 
+/* --- refusals in the audit log ---------------------------------------------- */
+
 struct refusal {
 	broker *b;
 	const char *peer, *code;
@@ -233,6 +239,8 @@ void audit_refusal(broker *b, const char *peer, const char *code)
 		log_warnx("refusal not audited: %s", tern_errdetail());
 	b->last_audit = tern_now_ms();
 }
+
+/* --- revocation ------------------------------------------------------------- */
 
 struct barred_list {
 	broker *b;

@@ -23,6 +23,8 @@
 #include "pbuf.h"
 #include "util.h"
 
+/* --- peers and sending ------------------------------------------------------- */
+
 struct peer *peer_find(broker *b, const char *id, int create)
 {
 	for (size_t i = 0; i < b->npeers; i++)
@@ -73,6 +75,8 @@ static void send_refused(broker *b, const void *rid, size_t rid_len, uint64_t se
 {
 	send_refused_code(b, rid, rid_len, session, tern_reason_code(reason), text);
 }
+
+/* --- Hello ------------------------------------------------------------------- */
 
 static void on_hello(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
                      size_t rid_len, const Tern__V1__Hello *h)
@@ -176,6 +180,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	log_info("%s connected (credit %u)", user, p->credit);
 }
 
+/* --- witnessing relay --------------------------------------------------------- */
+
 /* Witnessing traffic goes from node to node unchanged but for peer, which
  * becomes the authenticated sender: no node can speak for another. Nothing is
  * stored; a witness that is away is asked again at the owner's next round. */
@@ -194,6 +200,8 @@ static void relay_witness(broker *b, const char *user, Tern__V1__Frame *f)
 		log_debug("witness traffic from %s to %s dropped: %s busy", user, to_id, to_id);
 	*peer = to_id;
 }
+
+/* --- rate limit -------------------------------------------------------------- */
 
 static void refill(broker *b, struct peer *p, int64_t now)
 {
@@ -288,6 +296,8 @@ void rate_free(struct peer *p)
 	p->dq_tail = NULL;
 	p->dq_n = p->dq_bytes = 0;
 }
+
+/* --- frames ------------------------------------------------------------------ */
 
 enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm)
 {
@@ -481,6 +491,8 @@ out:
 	zmq_msg_close(&body);
 	zmq_msg_close(&rid);
 }
+
+/* --- heartbeats -------------------------------------------------------------- */
 
 /* A silent peer loses its route; a quiet link gets a Ping. */
 void session_heartbeats(broker *b, int64_t now)
