@@ -1,0 +1,194 @@
+/* The batch: everything one round of the loop writes, in one transaction
+ * (group commit): acknowledgements, dead letters, submissions (route.c
+ * decides each), the expiry sweep, the purge past retention and the audit
+ * checkpoint. Nothing is answered or counted until the commit returns.
+ *
+ * Touches: b->batch, the store, the peers' delivery marks after a commit,
+ * b->m counters; sends the SubmitResults on b->router. */
+#include <stdio.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+#include <tern/msgtype.h>
+
+#include "broker_int.h"
+#include "hop.h"
+#include "pbuf.h"
+#include "util.h"
+
+static int batch_apply(MDB_txn *txn, void *arg)
+{
+	broker *b = arg;
+	struct batch *bt = &b->batch;
+	int rc;
+
+	/* A transaction may run again (map growth): count this attempt only. */
+	memset(bt->lat, 0, sizeof(bt->lat));
+	bt->lat_sum = 0;
+	for (size_t i = 0; i < bt->nacks; i++)
+		if (bt->acks[i].upto &&
+		    (rc = bq_ack(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
+		                 b->retain_ms > 0, bt->now, deliver_latency, bt, NULL)) != TERN_OK)
+			return rc;
+	for (size_t i = 0; i < bt->ndead; i++) {
+		bt->dead_done[i] = 0;
+		if (bt->dead[i].seq == 0)
+			continue;
+		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, bt->dead[i].seq,
+		                    TERN__V1__NOTICE__KIND__DEAD_LETTERED,
+		                    tern_reason_code(TERN_REASON_MAX_ATTEMPTS), bt->now);
+		if (rc != TERN_OK && rc != TERN_ENOENT)
+			return rc;
+		bt->dead_done[i] = rc == TERN_OK;
+	}
+	for (size_t i = 0; i < bt->nsubs; i++)
+		if ((rc = route_write(txn, b->store, &bt->subs[i], bt->now)) != TERN_OK)
+			return rc;
+	if (bt->sweep) {
+		size_t n = 0;
+		if ((rc = bq_expire(txn, b->store, bt->now, &n, NULL, NULL)) != TERN_OK)
+			return rc;
+	}
+	/* Bounded: a long retention's worth of deletions goes in slices. */
+	if (bt->purge &&
+	    (rc = bq_purge(txn, b->store, bt->now - b->retain_ms, bt->now - b->retain_ids_ms,
+	                   bt->now, 2000, &bt->purged)) != TERN_OK)
+		return rc;
+	if (bt->checkpoint) {
+		uint64_t size;
+		if ((rc = tern_audit_checkpoint(txn, &b->audit, b->origin, b->id.sign,
+		                                bt->checkpoint == 2, &size)) != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
+}
+
+void batch_reset(broker *b)
+{
+	struct batch *bt = &b->batch;
+
+	for (size_t i = 0; i < bt->nsubs; i++)
+		route_sub_free(&bt->subs[i]);
+	bt->nsubs = bt->nacks = bt->ndead = 0;
+	bt->sweep = 0;
+	bt->purge = 0;
+	bt->checkpoint = 0;
+}
+
+void batch_commit(broker *b)
+{
+	struct batch *bt = &b->batch;
+	int rc;
+
+	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint &&
+	    !bt->purge)
+		return;
+	bt->purged = 0;
+	if (bt->nsubs || bt->ndead || bt->sweep)
+		b->last_audit = bt->now;
+	rc = tern_store_write(b->store, batch_apply, b);
+	if (rc != TERN_OK) {
+		/* Nothing of this batch is acknowledged: nodes resubmit and re-ack. */
+		log_warnx("commit failed, %zu submissions not acknowledged: %s (%s)", bt->nsubs,
+		          tern_strerror(rc), tern_errdetail());
+		batch_reset(b);
+		return;
+	}
+	if (bt->nsubs) {
+		int k = 0;
+		while (k < 10 && ((size_t)1 << k) < bt->nsubs)
+			k++;
+		b->m.batch[((size_t)1 << k) >= bt->nsubs ? k : 10]++;
+		b->m.batch_sum += bt->nsubs;
+	}
+	for (size_t i = 0; i < bt->ndead; i++)
+		b->m.dead += (uint64_t)bt->dead_done[i];
+	b->m.purged += bt->purged;
+	if (bt->purge && bt->purged == 2000)
+		b->next_purge = 0; /* more past retention: go on next round */
+	for (size_t i = 0; i <= LAT_BUCKETS; i++)
+		b->m.lat[i] += bt->lat[i];
+	b->m.lat_sum += bt->lat_sum;
+	for (size_t i = 0; i < bt->nacks; i++) {
+		struct peer *p = peer_find(b, bt->acks[i].node, 0);
+		if (p && bt->acks[i].upto > p->acked) {
+			b->m.acked += bt->acks[i].upto - p->acked;
+			p->acked = bt->acks[i].upto;
+			if (p->sent < p->acked)
+				p->sent = p->acked;
+			p->progress = bt->now;
+			p->attempts = 0;
+			p->wait = b->ack_timeout_ms;
+			p->dirty = 1;
+		}
+	}
+	for (size_t i = 0; i < bt->ndead; i++) {
+		struct peer *p = peer_find(b, bt->dead[i].node, 0);
+		if (bt->dead_done[i])
+			log_warnx("dead-lettered seq %llu for %s after %lld attempts",
+			          (unsigned long long)bt->dead[i].seq, bt->dead[i].node,
+			          (long long)b->max_attempts);
+		if (p) {
+			p->attempts = 0;
+			p->dirty = 1;
+		}
+	}
+	for (size_t i = 0; i < bt->nsubs; i++) {
+		struct sub *s = &bt->subs[i];
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__SubmitResult r = TERN__V1__SUBMIT_RESULT__INIT;
+
+		route_result(s, &r);
+		f.body_case = TERN__V1__FRAME__BODY_RESULT;
+		f.result = &r;
+		{
+			unsigned t = s->env ? (unsigned)tern_envelope_header(s->env)->type : 0;
+			b->m.subs[t < 8 ? t : 0][s->accepted ? 0 : 1]++;
+		}
+		if (s->accepted) {
+			const Tern__V1__Header *h = tern_envelope_header(s->env);
+			log_info("accepted %s %s from %s for %zu recipient(s), case %s", s->msgid,
+			         tern_msgtype_by_type(h->type)->name, s->peer, h->n_recipients,
+			         h->case_id);
+			for (size_t r2 = 0; r2 < h->n_recipients; r2++)
+				touch_peer(h->recipients[r2], b);
+		} else {
+			log_warnx("refused %s from %s: %s: %s", s->msgid[0] ? s->msgid : "(no id)",
+			          s->peer, s->out_code, s->out_text);
+		}
+		tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
+	}
+	if (bt->sweep)
+		for (size_t i = 0; i < b->npeers; i++)
+			b->peers[i].dirty = 1;
+	batch_reset(b);
+}
+
+/* Checkpoint, purge and sweep are decided here and done in the next write. */
+void batch_timers(broker *b, int64_t now)
+{
+	/* Checkpoints every checkpoint_interval while the log grows, every
+	 * idle_checkpoint_interval when it does not. */
+	if (now - b->last_checkpoint >= b->idle_ivl_ms)
+		b->batch.checkpoint = 2;
+	else if (now - b->last_checkpoint >= b->cp_ivl_ms && b->last_audit > b->last_checkpoint)
+		b->batch.checkpoint = 1;
+	if (b->batch.checkpoint)
+		b->last_checkpoint = now;
+	if (now >= b->next_purge) {
+		/* Even with retain = 0: what an earlier setting kept must go. */
+		b->next_purge = now + 10000;
+		b->batch.purge = 1;
+	}
+	if (now >= b->next_sweep) {
+		MDB_txn *txn;
+		b->next_sweep = now + 1000;
+		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
+			b->batch.sweep = bq_next_expiry(txn, b->store) <= now;
+			mdb_txn_abort(txn);
+		}
+	}
+}

@@ -1,0 +1,274 @@
+/* The broker's internals, shared by its modules and its unit tests
+ * (tests/unit/test_broker_*.c); main.c sees only broker.h. One struct broker
+ * holds the whole state: the loop (broker.c) owns it, and each module below
+ * touches only the parts its own comment names.
+ *
+ *   broker.c   open, close, reload, the timers and the run loop: the skeleton
+ *   admit.c    who may connect and speak: ZAP, bars on members no longer
+ *              admitted, closing their connections, revocation sweeps
+ *   session.c  peers: Hello/Welcome, frames from nodes, rate limits, heartbeats
+ *   route.c    judging a Submit: verify, authorize, recipients, dedup, queueing
+ *   batch.c    the one write per round (group commit) and what follows it
+ *   deliver.c  deliveries under credit, redelivery, nodes found restored
+ *   control.c  the operator's control socket
+ *   metrics.c  /metrics and the socket monitor's events
+ */
+#ifndef TERN_BROKER_INT_H
+#define TERN_BROKER_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sys/socket.h>
+
+#include <tern/envelope.h>
+#include <tern/reason.h>
+#include <tern/v1/wire.pb-c.h>
+
+#include "audit.h"
+#include "broker.h"
+#include "apisrv.h"
+#include "http.h"
+#include "ident.h"
+#include "queue.h"
+#include "store.h"
+#include "zmon.h"
+
+#define MAX_PEERS 256
+#define MAX_RID 256
+
+struct peer {
+	char id[64];
+	uint8_t rid[MAX_RID];
+	size_t rid_len;
+	int live; /* said Hello on its current connection */
+	/* The connection's socket and its two ends as at Hello: lets the broker
+	 * close the connection of a member it no longer admits (see
+	 * peer_disconnect). fd -1 when unknown. */
+	int fd;
+	struct sockaddr_storage local, remote;
+	/* Submissions are taken only in sequence within the latest Hello's
+	 * session (wire.proto, Submit); after a gap the rest of the session is
+	 * refused until the node says Hello again. */
+	uint64_t session, next_index;
+	int broken;
+	uint32_t credit;
+	uint64_t acked;   /* every seq <= acked is committed at the node */
+	uint64_t sent;    /* highest seq sent on this connection */
+	int64_t progress; /* last ack that advanced, or first send after idle */
+	int64_t wait;     /* current redelivery wait, ms */
+	int attempts;     /* redeliveries of the head without progress */
+	int64_t last_rx;
+	int64_t last_tx;
+	int64_t last_restore; /* when its store was last found put back */
+	int dirty;            /* queue changed: try to deliver */
+	char software[64];    /* as its Hello said */
+	/* Rate limit: a token bucket; submissions over it wait here, in order. */
+	double tokens;
+	int64_t refilled;
+	struct deferred *dq_head, *dq_tail;
+	size_t dq_n, dq_bytes;
+	int64_t last_limit_log;
+};
+
+struct deferred {
+	struct deferred *next;
+	Tern__V1__Frame *frame;
+	size_t bytes;
+};
+
+struct sub {
+	Tern__V1__Frame *frame; /* owns the envelope bytes */
+	tern_envelope *env;     /* NULL when refused before verification */
+	char peer[64];
+	uint8_t rid[MAX_RID];
+	size_t rid_len;
+	char msgid[37];
+	int64_t expires;
+	char code[32]; /* refusal found before the write, or "" */
+	char text[256];
+	/* outputs of the apply */
+	int accepted;
+	uint64_t n; /* accepted: its number among its sender's acceptances */
+	char out_code[64], out_text[512];
+};
+
+struct ack {
+	char node[64];
+	uint64_t upto;
+};
+
+struct dead {
+	char node[64];
+	uint64_t seq;
+};
+
+/* Delivery latency buckets (seconds): broker commit to the node's commit
+ * (metrics.c). */
+#define LAT_BUCKETS 12
+extern const double broker_lat_le[LAT_BUCKETS];
+
+struct batch {
+	struct sub *subs;
+	size_t nsubs, capsubs;
+	struct ack acks[MAX_PEERS * 2];
+	size_t nacks;
+	struct dead dead[MAX_PEERS];
+	int dead_done[MAX_PEERS]; /* output: 1 when the entry was there to dead-letter */
+	size_t ndead;
+	int sweep;
+	int purge;      /* delete acknowledged items past retention */
+	size_t purged;  /* output: how many */
+	int checkpoint; /* 1: sign if the log grew; 2: even if not */
+	int64_t now;
+	uint64_t lat[LAT_BUCKETS + 1]; /* delivery latencies acknowledged in this batch */
+	double lat_sum;
+};
+
+struct broker {
+	tern_ident id;
+	tern_sigcache *sigs; /* verified batch roots */
+	void *ctx, *router, *zap, *monitor;
+	tern_zmon *zmon; /* the monitor's events, with the peer's address */
+	int64_t last_handshake_log, last_barred_log;
+	unsigned handshakes_failed;
+	tern_store *store;
+	/* The store's identity (fixed when it was created; a copy put back has
+	 * the same) and this start's epoch (delivery sequences are trusted by
+	 * nodes only within one epoch: a store put back numbers again what it
+	 * numbered after the copy was taken). */
+	uint8_t store_id[BQ_EPOCH_LEN], epoch[BQ_EPOCH_LEN];
+	struct peer peers[MAX_PEERS];
+	size_t npeers;
+	/* connections of members no longer admitted, closed when due */
+	struct closing {
+		struct peer conn;
+		int64_t at;
+	} closing[MAX_PEERS];
+	size_t nclosing;
+	struct batch batch;
+	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
+	int64_t retain_ms, retain_ids_ms, next_purge;
+	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;
+	int64_t next_sweep;
+	tern_audit_dbs audit;
+	char origin[160];
+	int64_t last_checkpoint, last_audit;
+	int64_t cp_ivl_ms, idle_ivl_ms;
+	double peer_rate, peer_burst;
+	int64_t peer_backlog;
+	tern_apisrv *ctl; /* the control socket (docs/operations.md) and its clients */
+	tern_http *http;  /* /metrics, /healthz, /readyz; NULL when [metrics] port = 0 */
+	int64_t next_metrics, next_expiry_check;
+	/* The queue gauges read every queued item: with a large backlog they are
+	 * refreshed less often than the snapshot, for at most 1% of the loop. */
+	bq_dest *qstats;
+	size_t nqstats;
+	int64_t next_qscan;
+	struct {
+		uint64_t subs[8][2]; /* by message type, [accepted, refused] */
+		uint64_t acked, dead;
+		uint64_t revoked_dead; /* dead-lettered: recipient revoked or removed */
+		uint64_t restores;     /* nodes found restored from an older copy */
+		uint64_t lost;         /* deliveries such nodes lost beyond retention */
+		uint64_t purged;       /* acknowledged items purged after retention */
+		uint64_t barred;       /* frames from members no longer admitted */
+		uint64_t batch[11];    /* commit sizes: <=1, 2, 4, ..., 512, more */
+		uint64_t batch_sum;
+		uint64_t lat[LAT_BUCKETS + 1];
+		double lat_sum;
+		uint64_t accepted, handshakes_ok, handshakes_failed;
+		uint64_t out_of_sequence;
+		uint64_t rollbacks[2]; /* older trust material refused: [CRL, directory] */
+	} m;
+};
+
+/* What judging a submission reads (route_judge): the directory in force and
+ * the limits. The broker makes one from its own state each time, so a reload
+ * takes effect at the next submission; a unit test makes one by hand. */
+struct route_rules {
+	const tern_directory *dir;
+	tern_sigcache *sigs; /* verified batch roots; may be NULL */
+	int64_t max_msg, skew_ms, default_ttl_ms;
+};
+
+/* --- session.c -------------------------------------------------------------- */
+
+/* The peer named id; create: add it if it is new and there is room. */
+struct peer *peer_find(broker *b, const char *id, int create);
+/* Marks rcpt's queue as changed (arg: the broker); a bq_* callback. */
+void touch_peer(const char *rcpt, void *arg);
+int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f);
+/* Reads one ROUTER message: routing id, then exactly one frame. */
+void on_router(broker *b);
+/* Whether a Submit comes in its session's order (wire.proto, Submit). */
+enum submit_order {
+	SUBMIT_TAKE,   /* the next one due: taken, and the one after is due */
+	SUBMIT_STALE,  /* of a session a later Hello replaced: dropped silently */
+	SUBMIT_GAP,    /* not the one due: refused (out-of-sequence), and the
+	                  rest of the session with it */
+	SUBMIT_BROKEN, /* after a gap, until the next Hello: dropped silently */
+};
+enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm);
+void rate_release(broker *b, int64_t now);
+void rate_free(struct peer *p);
+void session_heartbeats(broker *b, int64_t now);
+
+/* --- admit.c ---------------------------------------------------------------- */
+
+const char *peer_barred(const broker *b, const char *id, int64_t now_ms);
+void peer_disconnect_later(broker *b, const struct peer *conn);
+void disconnect_due(broker *b, int64_t now);
+void session_close(broker *b, struct peer *p, const char *why);
+void zap_handle(broker *b);
+void audit_refusal(broker *b, const char *peer, const char *code);
+void revocation_sweep(broker *b);
+
+/* --- route.c ---------------------------------------------------------------- */
+
+/* Puts a submission into the batch, judged. TERN_ENOMEM leaves f with the
+ * caller (not acknowledged: the node resubmits after its next Hello). */
+int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, Tern__V1__Frame *f);
+/* Prepares s for f (a Submit frame, which s then owns) from peer. */
+void route_sub_init(struct sub *s, Tern__V1__Frame *f, const char *peer, const uint8_t *rid,
+                    size_t rid_len);
+/* Everything that can be decided before the write: signature, identity,
+ * role, recipients, expiry. A refusal sets s->code and s->text. */
+void route_judge(const struct route_rules *r, struct sub *s, int64_t now);
+/* Inside the write: de-duplication, then the item queued for every
+ * recipient, or the refusal audited. Sets s->accepted, s->n and s->out_*.
+ * Anything but TERN_OK aborts the whole transaction. */
+int route_write(MDB_txn *txn, tern_store *st, struct sub *s, int64_t now);
+/* The answer the node gets for s once the write committed. Points into s. */
+void route_result(struct sub *s, Tern__V1__SubmitResult *r);
+/* Frees what s owns (its frame and envelope). */
+void route_sub_free(struct sub *s);
+
+/* --- batch.c ---------------------------------------------------------------- */
+
+void batch_reset(broker *b);
+/* Writes the batch in one transaction, then answers and counts. */
+void batch_commit(broker *b);
+/* Decides what the next batch also does: checkpoint, purge, expiry sweep. */
+void batch_timers(broker *b, int64_t now);
+
+/* --- deliver.c -------------------------------------------------------------- */
+
+/* Sends the next deliveries to p while its credit allows, in seq order. */
+void deliver_pump(broker *b, struct peer *p);
+/* Counts an acknowledged item's delivery latency into the batch (arg); a
+ * bq_ack callback. */
+void deliver_latency(const bq_item *it, void *arg);
+void deliver_redeliveries(broker *b, int64_t now);
+void node_restored(broker *b, struct peer *p, uint64_t to, int exact);
+
+/* --- control.c -------------------------------------------------------------- */
+
+int control_open(broker *b);
+
+/* --- metrics.c -------------------------------------------------------------- */
+
+void publish_metrics(broker *b, int64_t now);
+void on_monitor(broker *b);
+
+#endif

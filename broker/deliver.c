@@ -1,0 +1,237 @@
+/* Deliveries: what is queued for a peer goes out in sequence order while its
+ * credit allows; what is not acknowledged in time goes again with back-off,
+ * and is dead-lettered after [delivery] max_attempts; a node found holding
+ * less than it acknowledged (a store put back) gets the retained items again.
+ * Acknowledgements themselves are written by the batch (batch.c).
+ *
+ * Touches: the peers' delivery state (credit, sent, acked, attempts, wait),
+ * b->batch (dead letters, latency figures), the store (reads; rewinds). */
+#include <stdio.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+
+#include "broker_int.h"
+#include "pbuf.h"
+#include "util.h"
+
+struct pump {
+	broker *b;
+	struct peer *p;
+	uint32_t inflight;
+	int blocked;
+};
+
+static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
+{
+	struct pump *pp = arg;
+	struct peer *p = pp->p;
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Deliver d = TERN__V1__DELIVER__INIT;
+	ProtobufCMessage *notice = NULL;
+
+	if (it->kind == BQ_STUB)
+		return 0; /* nothing to send: what a restored node lost (bq_rewind) */
+	if (seq <= p->sent) {
+		pp->inflight++;
+		return 0;
+	}
+	if (pp->inflight >= p->credit)
+		return 1;
+	d.broker_epoch.data = pp->b->epoch;
+	d.broker_epoch.len = BQ_EPOCH_LEN;
+	d.seq = seq;
+	if (it->kind == BQ_NOTICE) {
+		if (tern_pb_unpack(&tern__v1__notice__descriptor, it->payload, it->len, it->len,
+		                   &notice) != TERN_OK)
+			return 0; /* damaged notice: skip it, the node will ack past it */
+		d.item_case = TERN__V1__DELIVER__ITEM_NOTICE;
+		d.notice = (Tern__V1__Notice *)notice;
+	} else {
+		d.item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
+		d.envelope.data = (uint8_t *)it->payload;
+		d.envelope.len = it->len;
+	}
+	f.body_case = TERN__V1__FRAME__BODY_DELIVER;
+	f.deliver = &d;
+	if (peer_send(pp->b, p, &f) != TERN_OK) {
+		tern_pb_free(&notice);
+		pp->blocked = 1; /* EAGAIN or gone: keep order, try later */
+		return 1;
+	}
+	tern_pb_free(&notice);
+	if (pp->inflight == 0)
+		p->progress = tern_now_ms();
+	p->sent = seq;
+	pp->inflight++;
+	return 0;
+}
+
+void deliver_pump(broker *b, struct peer *p)
+{
+	struct pump pp = {b, p, 0, 0};
+	MDB_txn *txn;
+
+	if (!p->live || p->credit == 0)
+		return;
+	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
+		return;
+	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp);
+	mdb_txn_abort(txn);
+	if (pp.inflight == 0)
+		p->attempts = 0;
+	p->dirty = pp.blocked;
+}
+
+void deliver_latency(const bq_item *it, void *arg)
+{
+	struct batch *bt = arg;
+	double s = (double)(bt->now - it->enqueued_at) / 1000;
+	size_t i = 0;
+
+	if (it->kind != BQ_ENVELOPE)
+		return;
+	while (i < LAT_BUCKETS && s > broker_lat_le[i])
+		i++;
+	bt->lat[i]++;
+	bt->lat_sum += s > 0 ? s : 0;
+}
+
+struct rewind_job {
+	broker *b;
+	const char *node;
+	uint64_t to, acked, first;
+	int exact; /* to counts in this start: else everything retained goes again */
+	char why[256];
+	/* outputs: what the node lost that only stubs remember */
+	MDB_txn *txn;
+	int rc;
+	size_t nlost;
+	char first_lost[37];
+};
+
+/* A message the restored node had, past retention: named in the audit log,
+ * one entry each, with its sender. */
+static void lost_one(uint64_t seq, const bq_item *stub, void *arg)
+{
+	struct rewind_job *j = arg;
+	char why[160];
+
+	(void)seq;
+	if (j->rc != TERN_OK)
+		return;
+	if (j->nlost++ == 0)
+		snprintf(j->first_lost, sizeof(j->first_lost), "%s", stub->msgid);
+	snprintf(why, sizeof(why),
+	         j->exact ? "lost by a store restored from a copy older than retention; from %s"
+	                  : "perhaps lost by a store restored from a copy older than retention "
+	                    "(its position could not be compared); from %s",
+	         stub->sender);
+	j->rc = bq_audit(j->txn, j->b->store, TERN__V1__AUDIT_ENTRY__KIND__RESTORED, stub->msgid,
+	                 j->node, NULL, "lost", NULL, 0, why, NULL, 0, tern_now_ms());
+}
+
+static int rewind_apply(MDB_txn *txn, void *arg)
+{
+	struct rewind_job *j = arg;
+	int rc;
+
+	j->txn = txn;
+	j->rc = TERN_OK;
+	j->nlost = 0;
+	j->first_lost[0] = 0;
+	if ((rc = bq_rewind(txn, j->b->store, j->node, j->to, &j->first, lost_one, j)) != TERN_OK)
+		return rc;
+	if (j->rc != TERN_OK)
+		return j->rc;
+	if (!j->exact)
+		snprintf(j->why, sizeof(j->why),
+		         "store restored: holds less than the %llu it acknowledged, counted in an "
+		         "earlier start of the broker; everything retained (from seq %llu) is "
+		         "delivered again, and what it lost before that was purged",
+		         (unsigned long long)j->acked, (unsigned long long)j->first);
+	else if (j->first > j->to + 1)
+		snprintf(j->why, sizeof(j->why),
+		         "store restored: holds deliveries up to %llu of %llu acknowledged; "
+		         "%llu-%llu no longer retained, the rest delivered again",
+		         (unsigned long long)j->to, (unsigned long long)j->acked,
+		         (unsigned long long)j->to + 1, (unsigned long long)j->first - 1);
+	else
+		snprintf(j->why, sizeof(j->why),
+		         "store restored: holds deliveries up to %llu of %llu acknowledged; all "
+		         "delivered again",
+		         (unsigned long long)j->to, (unsigned long long)j->acked);
+	return bq_audit(txn, j->b->store, TERN__V1__AUDIT_ENTRY__KIND__RESTORED, NULL, j->node,
+	                NULL, "store", NULL, 0, j->why, NULL, 0, tern_now_ms());
+}
+
+/* p's node acknowledged up to p->acked but now holds only up to to: its store
+ * was put back from an older copy. What the broker still retains above to is
+ * delivered again, in order (the node's de-duplication is as old as its
+ * store, so it takes each once); what retention already purged is reported
+ * by sequence range, never silently skipped. */
+void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
+{
+	struct rewind_job j = {.b = b, .node = p->id, .to = to, .acked = p->acked, .exact = exact};
+
+	if (tern_store_write(b->store, rewind_apply, &j) != TERN_OK) {
+		log_warnx("%s's store went back from %llu to %llu, but the queue could not be "
+		          "rewound: %s",
+		          p->id, (unsigned long long)p->acked, (unsigned long long)to,
+		          tern_errdetail());
+		return;
+	}
+	log_warnx("%s: %s", p->id, j.why);
+	if (j.nlost)
+		log_warnx("%s %s %zu message(s) past retention that cannot be delivered again; "
+		          "each is named in the audit log (RESTORED, lost), the first %s",
+		          p->id,
+		          exact ? "lost"
+		                : "may have lost (its position counts in an earlier start)",
+		          j.nlost, j.first_lost);
+	b->m.restores++;
+	b->m.lost += (exact && j.first > to + 1 ? j.first - to - 1 : 0) + j.nlost;
+	b->last_audit = tern_now_ms();
+	p->last_restore = b->last_audit;
+	p->acked = p->sent = to;
+	/* Acknowledgements and dead letters of its old connection, still in
+	 * this batch, must not undo the rewind. */
+	for (size_t i = 0; i < b->batch.nacks; i++)
+		if (strcmp(b->batch.acks[i].node, p->id) == 0)
+			b->batch.acks[i].upto = 0;
+	for (size_t i = 0; i < b->batch.ndead; i++)
+		if (strcmp(b->batch.dead[i].node, p->id) == 0)
+			b->batch.dead[i].seq = 0;
+}
+
+/* What was sent and not acknowledged within the peer's wait goes again,
+ * from the first unacknowledged item; the wait doubles up to max_backoff. */
+void deliver_redeliveries(broker *b, int64_t now)
+{
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer *p = &b->peers[i];
+		if (!p->live)
+			continue;
+		if (p->sent > p->acked && now - p->progress > p->wait) {
+			p->attempts++;
+			if (p->attempts >= b->max_attempts && b->batch.ndead < MAX_PEERS) {
+				snprintf(b->batch.dead[b->batch.ndead].node, 64, "%s", p->id);
+				b->batch.dead[b->batch.ndead++].seq = p->acked + 1;
+			}
+			/* seq acked+1 may be gone (expired); dead-lettering finds none
+			 * and the next attempt starts at the real head. */
+			log_info(
+			    "no acknowledgement from %s for %lld ms: redelivering from seq %llu "
+			    "(attempt %d)",
+			    p->id, (long long)p->wait, (unsigned long long)p->acked + 1,
+			    p->attempts);
+			p->sent = p->acked;
+			p->progress = now;
+			p->wait = p->wait * 2 > b->max_backoff_ms ? b->max_backoff_ms : p->wait * 2;
+			p->dirty = 1;
+		}
+	}
+}

@@ -1,0 +1,231 @@
+/* Routing: judging one Submit and, inside the batch's write, queueing it for
+ * each recipient or recording its refusal. Judging reads only the rules it
+ * is given (route_rules) and the submission; the write touches only the
+ * transaction it runs in. Nothing here sends or reads a socket: the loop
+ * sends the answer (route_result) once the write is committed, which is
+ * what lets tests/unit/test_broker_route.c run it without processes.
+ *
+ * Touches: the sub it is given; submit_now also appends to b->batch. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+#include <tern/msgtype.h>
+
+#include "broker_int.h"
+#include "pbuf.h"
+
+/* --- judging ------------------------------------------------------------------ */
+
+static void sub_refuse(struct sub *s, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sub_refuse(struct sub *s, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(s->code, sizeof(s->code), "%s", tern_errcode_name(code));
+	va_start(ap, fmt);
+	vsnprintf(s->text, sizeof(s->text), fmt, ap);
+	va_end(ap);
+}
+
+/* A refusal of the broker's own (the reason table's code), not a library
+ * error's. */
+static void sub_refuse_reason(struct sub *s, tern_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sub_refuse_reason(struct sub *s, tern_reason reason, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(s->code, sizeof(s->code), "%s", tern_reason_code(reason));
+	va_start(ap, fmt);
+	vsnprintf(s->text, sizeof(s->text), fmt, ap);
+	va_end(ap);
+}
+
+void route_sub_init(struct sub *s, Tern__V1__Frame *f, const char *peer, const uint8_t *rid,
+                    size_t rid_len)
+{
+	memset(s, 0, sizeof(*s));
+	s->frame = f;
+	snprintf(s->peer, sizeof(s->peer), "%s", peer);
+	memcpy(s->rid, rid, rid_len);
+	s->rid_len = rid_len;
+}
+
+/* De-duplication is decided inside the write (route_write): it needs the
+ * store as of the transaction, and the batch's earlier submissions. */
+void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
+{
+	/* Only the future is bounded: an envelope is sealed when its node
+	 * accepts the message, and may wait in that node's outbox for as long
+	 * as the node is cut off from the broker or behind a backlog. Refusing
+	 * it as too old would lose a message the node had accepted; replays are
+	 * refused by message id, which the broker never forgets. */
+	tern_verify_opts o = {.max_size = (size_t)r->max_msg,
+	                      .max_skew_ms = r->skew_ms,
+	                      .future_skew_only = 1,
+	                      .sigcache = r->sigs};
+	const Tern__V1__Submit *sm = s->frame->submit;
+	const Tern__V1__Header *h;
+	int rc;
+
+	rc = tern_envelope_verify(sm->envelope.data, sm->envelope.len, r->dir, &o, &s->env);
+	if (rc != TERN_OK) {
+		/* The id, if the header decodes at all, lets the node match the answer.
+		 * Only a well-formed id: it goes into logs and the audit log. */
+		tern_envelope_claim c;
+		char why[256];
+		snprintf(why, sizeof(why), "%s", tern_errdetail());
+		if (tern_envelope_claims(sm->envelope.data, sm->envelope.len, &c) == TERN_OK &&
+		    c.sender[0] && c.message_id[0])
+			snprintf(s->msgid, sizeof(s->msgid), "%s", c.message_id);
+		sub_refuse(s, rc, "%s", why);
+		return;
+	}
+	h = tern_envelope_header(s->env);
+	snprintf(s->msgid, sizeof(s->msgid), "%s", h->message_id);
+	if (strcmp(h->sender, s->peer) != 0) {
+		sub_refuse_reason(s, TERN_REASON_FORGED_SENDER,
+		                  "header sender %s is not the authenticated peer %s", h->sender,
+		                  s->peer);
+		return;
+	}
+	if ((rc = tern_envelope_authorize(s->env)) != TERN_OK) {
+		sub_refuse(s, rc, "%s", tern_errdetail());
+		return;
+	}
+	for (size_t i = 0; i < h->n_recipients; i++) {
+		const tern_member *m;
+		if (tern_directory_find(r->dir, h->recipients[i], &m) != TERN_OK ||
+		    (m->roles & TERN_ROLE_BROKER)) {
+			sub_refuse_reason(s, TERN_REASON_UNKNOWN_RECIPIENT,
+			                  "recipient %s is not a member node", h->recipients[i]);
+			return;
+		}
+		if (m->revoked || tern_member_expired(m, now / 1000)) {
+			sub_refuse_reason(s,
+			                  m->revoked ? TERN_REASON_RECIPIENT_REVOKED
+			                             : TERN_REASON_RECIPIENT_EXPIRED,
+			                  "recipient %s is %s", h->recipients[i],
+			                  m->revoked ? "revoked" : "expired");
+			return;
+		}
+	}
+	s->expires = h->expires_at ? h->expires_at : now + r->default_ttl_ms;
+	if (s->expires <= now)
+		sub_refuse_reason(s, TERN_REASON_EXPIRED, "%s",
+		                  "the message expired before it reached the broker");
+}
+
+/* --- the write ------------------------------------------------------------------ */
+
+int route_write(MDB_txn *txn, tern_store *st, struct sub *s, int64_t now)
+{
+	const Tern__V1__Header *h;
+	bq_dedup seen;
+	bq_item it;
+	int rc;
+
+	s->accepted = 0;
+	s->n = 0;
+	s->out_code[0] = s->out_text[0] = '\0';
+	if (s->msgid[0] == '\0') { /* nothing to remember it by */
+		snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);
+		snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
+		return TERN_OK;
+	}
+	/* A refusal is decided before the de-duplication table is read and
+	 * never written to it: an id is only its sender's to claim, and only
+	 * once the envelope was accepted from that sender. Otherwise a member
+	 * holding another's envelope could submit it first and poison its id,
+	 * or replay one already accepted and be told "accepted". */
+	if (s->code[0] == '\0') {
+		rc = bq_dedup_get(txn, st, s->msgid, &seen);
+		if (rc == TERN_OK &&
+		    (seen.sender[0] == '\0' || strcmp(seen.sender, s->peer) == 0)) {
+			s->accepted = 1; /* a resubmission: the same answer, no copy */
+			s->n = seen.n;
+			return TERN_OK;
+		}
+		if (rc == TERN_OK)
+			sub_refuse_reason(s, TERN_REASON_DUPLICATE_ID,
+			                  "message id %s was already used by another sender",
+			                  s->msgid);
+		else if (rc != TERN_ENOENT)
+			return rc;
+	}
+	if (s->code[0] != '\0') {
+		snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);
+		snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
+		return bq_audit(txn, st, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, s->msgid, s->peer,
+		                NULL, NULL, s->frame->submit->envelope.data,
+		                s->frame->submit->envelope.len, s->code, NULL, 0, now);
+	}
+	h = tern_envelope_header(s->env);
+	memset(&it, 0, sizeof(it));
+	it.kind = BQ_ENVELOPE;
+	it.expires_at = s->expires;
+	it.enqueued_at = now;
+	snprintf(it.sender, sizeof(it.sender), "%s", h->sender);
+	memcpy(it.msgid, s->msgid, 37);
+	it.payload = s->frame->submit->envelope.data;
+	it.len = s->frame->submit->envelope.len;
+	for (size_t r = 0; r < h->n_recipients; r++) {
+		uint64_t seq;
+		if ((rc = bq_append(txn, st, h->recipients[r], &it, &seq)) != TERN_OK)
+			return rc;
+	}
+	if ((rc = bq_accept_next(txn, st, s->peer, s->msgid, &s->n)) != TERN_OK ||
+	    (rc = bq_dedup_put(txn, st, s->msgid, s->peer, s->n, now)) != TERN_OK)
+		return rc;
+	rc = bq_audit(txn, st, TERN__V1__AUDIT_ENTRY__KIND__RELAYED, s->msgid, h->sender,
+	              h->case_id, tern_msgtype_by_type(h->type)->name, it.payload, it.len, NULL,
+	              h->recipients, h->n_recipients, now);
+	if (rc != TERN_OK)
+		return rc;
+	s->accepted = 1;
+	return TERN_OK;
+}
+
+void route_result(struct sub *s, Tern__V1__SubmitResult *r)
+{
+	r->message_id = s->msgid;
+	r->accepted = s->accepted;
+	r->reason_code = s->out_code;
+	r->reason_text = s->out_text;
+	r->session = s->frame && s->frame->submit ? s->frame->submit->session : 0;
+	r->accepted_n = s->accepted ? s->n : 0;
+}
+
+void route_sub_free(struct sub *s)
+{
+	tern_envelope_free(&s->env);
+	tern_pb_free((ProtobufCMessage **)&s->frame);
+}
+
+/* --- into the batch ------------------------------------------------------------ */
+
+int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, Tern__V1__Frame *f)
+{
+	struct batch *bt = &b->batch;
+	struct route_rules r = {b->id.dir, b->sigs, b->max_msg, b->skew_ms, b->default_ttl_ms};
+	struct sub *s;
+
+	if (bt->nsubs == bt->capsubs) {
+		size_t nc = bt->capsubs ? bt->capsubs * 2 : 64;
+		struct sub *ns = realloc(bt->subs, nc * sizeof(*ns));
+		if (ns == NULL)
+			return TERN_ENOMEM;
+		bt->subs = ns;
+		bt->capsubs = nc;
+	}
+	s = &bt->subs[bt->nsubs++];
+	route_sub_init(s, f, user, rid, rid_len);
+	route_judge(&r, s, bt->now);
+	return TERN_OK;
+}

@@ -1,0 +1,520 @@
+/* Peers and their sessions: a node's Hello and the Welcome, every frame it
+ * sends afterwards (submissions are handed to route.c, acknowledgements to
+ * the batch), the per-peer rate limit on submissions, and heartbeats.
+ *
+ * Touches: b->peers, b->batch (appends submissions and acknowledgements),
+ * b->m counters, and sends on b->router. Who may speak at all is admit.c's
+ * to say; what a submission is worth is route.c's. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <zmq.h>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+
+#include "broker_int.h"
+#include "hop.h"
+#include "pbuf.h"
+#include "util.h"
+
+/* --- peers and sending ------------------------------------------------------- */
+
+struct peer *peer_find(broker *b, const char *id, int create)
+{
+	for (size_t i = 0; i < b->npeers; i++)
+		if (strcmp(b->peers[i].id, id) == 0)
+			return &b->peers[i];
+	if (!create || b->npeers == MAX_PEERS)
+		return NULL;
+	memset(&b->peers[b->npeers], 0, sizeof(b->peers[0]));
+	snprintf(b->peers[b->npeers].id, sizeof(b->peers[0].id), "%s", id);
+	b->peers[b->npeers].fd = -1;
+	return &b->peers[b->npeers++];
+}
+
+void touch_peer(const char *rcpt, void *arg)
+{
+	struct peer *p = peer_find(arg, rcpt, 0);
+
+	if (p)
+		p->dirty = 1;
+}
+
+int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f)
+{
+	int rc = tern_hop_send(b->router, p->rid, p->rid_len, f, ZMQ_DONTWAIT);
+
+	if (rc == TERN_OK)
+		p->last_tx = tern_now_ms();
+	return rc;
+}
+
+/* session: the refused Submit's, so the node can tell it from an older one's; 0 otherwise. */
+static void send_refused_code(broker *b, const void *rid, size_t rid_len, uint64_t session,
+                              const char *code, const char *text)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Refused r = TERN__V1__REFUSED__INIT;
+
+	r.reason_code = (char *)code;
+	r.reason_text = (char *)text;
+	r.session = session;
+	f.body_case = TERN__V1__FRAME__BODY_REFUSED;
+	f.refused = &r;
+	tern_hop_send(b->router, rid, rid_len, &f, ZMQ_DONTWAIT);
+}
+
+static void send_refused(broker *b, const void *rid, size_t rid_len, uint64_t session,
+                         tern_reason reason, const char *text)
+{
+	send_refused_code(b, rid, rid_len, session, tern_reason_code(reason), text);
+}
+
+/* --- Hello ------------------------------------------------------------------- */
+
+static void on_hello(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
+                     size_t rid_len, const Tern__V1__Hello *h)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
+	uint64_t accepted = 0, last = 0;
+	char last_accepted[37] = "";
+	int64_t now = tern_now_ms();
+	struct peer *p;
+
+	if (strcmp(h->node_id, user) != 0) {
+		log_warnx("refused Hello: peer %s claims to be %s", user, h->node_id);
+		send_refused(b, rid, rid_len, 0, TERN_REASON_IDENTITY_MISMATCH,
+		             "Hello node_id differs from the authenticated identity");
+		return;
+	}
+	if (h->session == 0) {
+		/* Without a session its submissions could not be kept in order. */
+		log_warnx("refused Hello from %s (%s): no session; it needs upgrading", user,
+		          h->software);
+		send_refused(b, rid, rid_len, 0, TERN_REASON_UNSUPPORTED_VERSION,
+		             "Hello without a session: upgrade this node");
+		return;
+	}
+	if ((p = peer_find(b, user, 1)) == NULL) {
+		send_refused(b, rid, rid_len, 0, TERN_REASON_BUSY, "too many nodes connected");
+		return;
+	}
+	if (p->live && (p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0))
+		log_info("handover: %s reconnected, %llu deliveries in flight are sent again", user,
+		         (unsigned long long)(p->sent - p->acked));
+	/* Handover by authenticated identity: the new connection takes the route. */
+	memcpy(p->rid, rid, rid_len);
+	p->rid_len = rid_len;
+	p->fd = conn->fd;
+	p->local = conn->local;
+	p->remote = conn->remote;
+	p->live = 1;
+	p->session = h->session;
+	p->next_index = 1;
+	p->broken = 0;
+	snprintf(p->software, sizeof(p->software), "%s", h->software);
+	p->credit = h->credit ? h->credit : 1;
+	{
+		/* What the store knows of this node: after a start, the memory
+		 * knows nothing yet. */
+		MDB_txn *txn;
+		uint64_t acked = 0;
+		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
+			bq_acked(txn, b->store, user, &acked);
+			bq_last_seq(txn, b->store, user, &last);
+			bq_accepted_count(txn, b->store, user, &accepted, last_accepted);
+			mdb_txn_abort(txn);
+		}
+		if (acked > p->acked)
+			p->acked = acked;
+	}
+	p->sent = p->acked;
+	p->attempts = 0;
+	p->wait = b->ack_timeout_ms;
+	p->last_rx = tern_now_ms();
+	p->dirty = 1;
+	int same_epoch = h->broker_epoch.len == BQ_EPOCH_LEN &&
+	                 memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0;
+	if (h->broker_store.len == BQ_EPOCH_LEN &&
+	    memcmp(h->broker_store.data, b->store_id, BQ_EPOCH_LEN) == 0 &&
+	    h->delivered_upto < p->acked) {
+		/* The node acknowledged more than its store now holds: its store
+		 * was put back from an older copy. Its number can be trusted only
+		 * if it counts in this start (a store put back numbers again what
+		 * it numbered after its copy); otherwise everything retained goes
+		 * again, and the node's de-duplication sorts it out. At most once a
+		 * minute: a member lying in its Hello must not keep the broker busy. */
+		if (now - p->last_restore < 60000)
+			log_warnx("%s says again it holds less than it acknowledged; ignored "
+			          "within a minute of the last time",
+			          user);
+		else
+			node_restored(b, p, same_epoch ? h->delivered_upto : 0, same_epoch);
+	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last &&
+	           b->batch.nacks < MAX_PEERS * 2) {
+		/* Resync: what the node already holds is dropped, not sent again. */
+		snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
+		b->batch.acks[b->batch.nacks++].upto = h->delivered_upto;
+		p->sent = h->delivered_upto;
+	}
+	w.broker_id = (char *)b->id.id;
+	w.broker_epoch.data = b->epoch;
+	w.broker_epoch.len = BQ_EPOCH_LEN;
+	w.broker_store.data = b->store_id;
+	w.broker_store.len = BQ_EPOCH_LEN;
+	w.accepted_count = accepted;
+	w.last_accepted = last_accepted;
+	w.directory_version = tern_directory_version(b->id.dir);
+	w.max_message_size = (uint32_t)b->max_msg;
+	w.session = h->session;
+	f.body_case = TERN__V1__FRAME__BODY_WELCOME;
+	f.welcome = &w;
+	peer_send(b, p, &f);
+	log_info("%s connected (credit %u)", user, p->credit);
+}
+
+/* --- witnessing relay --------------------------------------------------------- */
+
+/* Witnessing traffic goes from node to node unchanged but for peer, which
+ * becomes the authenticated sender: no node can speak for another. Nothing is
+ * stored; a witness that is away is asked again at the owner's next round. */
+static void relay_witness(broker *b, const char *user, Tern__V1__Frame *f)
+{
+	char **peer = f->body_case == TERN__V1__FRAME__BODY_WITNESS_REQUEST
+	                  ? &f->witness_request->peer
+	                  : &f->witness_response->peer;
+	struct peer *to = peer_find(b, *peer, 0);
+	char *to_id = *peer;
+
+	if (to == NULL || !to->live || strcmp(*peer, user) == 0)
+		return;
+	*peer = (char *)user;
+	if (peer_send(b, to, f) != TERN_OK)
+		log_debug("witness traffic from %s to %s dropped: %s busy", user, to_id, to_id);
+	*peer = to_id;
+}
+
+/* --- rate limit -------------------------------------------------------------- */
+
+static void refill(broker *b, struct peer *p, int64_t now)
+{
+	if (p->refilled == 0)
+		p->tokens = b->peer_burst;
+	else if (now > p->refilled)
+		p->tokens += (double)(now - p->refilled) * b->peer_rate / 1000;
+	if (p->tokens > b->peer_burst)
+		p->tokens = b->peer_burst;
+	p->refilled = now;
+}
+
+/* Per-peer rate limit ([limits] peer_rate, peer_burst): one node's flood
+ * must not starve the others. A submission over the rate waits, in order,
+ * with its answer delayed, so a node keeping to its submit window simply
+ * slows down. Returns 1 when f was deferred (or dropped: then the node is
+ * told to say Hello again, which makes it resubmit what is unanswered). */
+static int rate_admit(broker *b, struct peer *p, Tern__V1__Frame *f)
+{
+	int64_t now = tern_now_ms();
+	struct deferred *d;
+	size_t bytes = f->submit ? f->submit->envelope.len : 0;
+	uint64_t f_session = f->submit ? f->submit->session : 0;
+
+	refill(b, p, now);
+	if (p->dq_n == 0 && p->tokens >= 1) {
+		p->tokens -= 1;
+		return 0;
+	}
+	if ((int64_t)(p->dq_bytes + bytes) > b->peer_backlog || (d = malloc(sizeof(*d))) == NULL) {
+		if (now - p->last_limit_log > 1000) {
+			log_warnx("%s is over its rate and backlog: submissions dropped; it will "
+			          "resubmit them",
+			          p->id);
+			p->last_limit_log = now;
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+		/* What follows in this session would overtake the dropped one. */
+		p->broken = 1;
+		send_refused(b, p->rid, p->rid_len, f_session, TERN_REASON_HELLO_REQUIRED,
+		             "over the rate limit: say Hello again and resubmit");
+		return 1;
+	}
+	d->next = NULL;
+	d->frame = f;
+	d->bytes = bytes;
+	if (p->dq_tail)
+		p->dq_tail->next = d;
+	else
+		p->dq_head = d;
+	p->dq_tail = d;
+	p->dq_n++;
+	p->dq_bytes += bytes;
+	if (p->dq_n == 1 && now - p->last_limit_log > 10000) {
+		log_info("%s is over its rate (%.0f/s): its submissions wait", p->id, b->peer_rate);
+		p->last_limit_log = now;
+	}
+	return 1;
+}
+
+/* Deferred submissions whose turn has come join the batch. */
+void rate_release(broker *b, int64_t now)
+{
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer *p = &b->peers[i];
+		if (p->dq_n == 0)
+			continue;
+		refill(b, p, now);
+		while (p->dq_head && p->tokens >= 1 && b->batch.nsubs < (size_t)b->batch_size) {
+			struct deferred *d = p->dq_head;
+			if (submit_now(b, p->id, p->rid, p->rid_len, d->frame) != TERN_OK)
+				break;
+			p->tokens -= 1;
+			p->dq_head = d->next;
+			if (p->dq_head == NULL)
+				p->dq_tail = NULL;
+			p->dq_n--;
+			p->dq_bytes -= d->bytes;
+			free(d);
+		}
+	}
+}
+
+void rate_free(struct peer *p)
+{
+	while (p->dq_head) {
+		struct deferred *d = p->dq_head;
+		p->dq_head = d->next;
+		tern_pb_free((ProtobufCMessage **)&d->frame);
+		free(d);
+	}
+	p->dq_tail = NULL;
+	p->dq_n = p->dq_bytes = 0;
+}
+
+/* --- frames ------------------------------------------------------------------ */
+
+enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm)
+{
+	if (sm->session != p->session)
+		/* Queued on an older connection and carried over by the
+		 * transport: its session was replaced by a later Hello, and the
+		 * node resubmits it in its current session. */
+		return SUBMIT_STALE;
+	if (p->broken)
+		return SUBMIT_BROKEN;
+	if (sm->index != p->next_index) {
+		/* A gap in the session: taking this one would break the order. */
+		p->broken = 1;
+		return SUBMIT_GAP;
+	}
+	p->next_index++;
+	return SUBMIT_TAKE;
+}
+
+/* Takes ownership of f. */
+static void on_frame(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
+                     size_t rid_len, Tern__V1__Frame *f)
+{
+	struct peer *p;
+
+	if (f->body_case == TERN__V1__FRAME__BODY_HELLO) {
+		on_hello(b, user, conn, rid, rid_len, f->hello);
+		goto done;
+	}
+	p = peer_find(b, user, 0);
+	if (p == NULL || !p->live || p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0) {
+		send_refused(b, rid, rid_len,
+		             f->body_case == TERN__V1__FRAME__BODY_SUBMIT ? f->submit->session : 0,
+		             TERN_REASON_HELLO_REQUIRED, "send Hello first");
+		goto done;
+	}
+	p->last_rx = tern_now_ms();
+	switch (f->body_case) {
+	case TERN__V1__FRAME__BODY_SUBMIT:
+		switch (submit_order(p, f->submit)) {
+		case SUBMIT_TAKE:
+			break;
+		case SUBMIT_GAP:
+			log_info("%s: submission %llu of its session came when %llu was "
+			         "due; it will say Hello and resubmit",
+			         user, (unsigned long long)f->submit->index,
+			         (unsigned long long)p->next_index);
+			send_refused(b, rid, rid_len, p->session, TERN_REASON_OUT_OF_SEQUENCE,
+			             "submission out of sequence: say Hello and resubmit");
+			/* fall through */
+		case SUBMIT_STALE:
+		case SUBMIT_BROKEN:
+			b->m.out_of_sequence++;
+			goto done;
+		}
+		if (rate_admit(b, p, f))
+			return; /* deferred: the queue owns f now */
+		if (submit_now(b, user, rid, rid_len, f) == TERN_OK)
+			return; /* the batch owns f now */
+		p->broken = 1;  /* dropped: the rest of the session would overtake it */
+		send_refused(b, rid, rid_len, p->session, TERN_REASON_HELLO_REQUIRED,
+		             "broker out of memory: say Hello again and resubmit");
+		goto done;
+	case TERN__V1__FRAME__BODY_DELIVER_ACK: {
+		const Tern__V1__DeliverAck *a = f->deliver_ack;
+		if (a->broker_epoch.len != BQ_EPOCH_LEN ||
+		    memcmp(a->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) != 0) {
+			send_refused(b, rid, rid_len, 0, TERN_REASON_WRONG_EPOCH,
+			             "acknowledgement for another store");
+			break;
+		}
+		if (a->credit)
+			p->credit = a->credit;
+		if (a->upto > p->sent) {
+			log_warnx("%s acknowledged seq %llu, never sent; ignored", user,
+			          (unsigned long long)a->upto);
+			break;
+		}
+		if (a->upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
+			snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
+			b->batch.acks[b->batch.nacks++].upto = a->upto;
+		}
+		break;
+	}
+	case TERN__V1__FRAME__BODY_PING: {
+		Tern__V1__Frame r = TERN__V1__FRAME__INIT;
+		Tern__V1__Pong pong = TERN__V1__PONG__INIT;
+		pong.at = f->ping->at;
+		r.body_case = TERN__V1__FRAME__BODY_PONG;
+		r.pong = &pong;
+		peer_send(b, p, &r);
+		break;
+	}
+	case TERN__V1__FRAME__BODY_PONG:
+		break;
+	case TERN__V1__FRAME__BODY_WITNESS_REQUEST:
+	case TERN__V1__FRAME__BODY_WITNESS_RESPONSE:
+		relay_witness(b, user, f);
+		break;
+	default:
+		send_refused(b, rid, rid_len, 0, TERN_REASON_UNEXPECTED_FRAME,
+		             "frame not valid from a node");
+		log_warnx("%s sent an unexpected frame (%d)", user, (int)f->body_case);
+		break;
+	}
+done:
+	tern_pb_free((ProtobufCMessage **)&f);
+}
+
+void on_router(broker *b)
+{
+	zmq_msg_t rid, body;
+	Tern__V1__Frame *f = NULL;
+	struct peer conn = {.fd = -1};
+	const char *user, *why;
+	int rc;
+
+	zmq_msg_init(&rid);
+	zmq_msg_init(&body);
+	if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0)
+		goto out;
+	if (!zmq_msg_more(&rid) || zmq_msg_recv(&body, b->router, 0) < 0)
+		goto out;
+	if (zmq_msg_more(&body)) {
+		int more = 1;
+		while (more) {
+			zmq_msg_t junk;
+			zmq_msg_init(&junk);
+			zmq_msg_recv(&junk, b->router, 0);
+			more = zmq_msg_more(&junk);
+			zmq_msg_close(&junk);
+		}
+		user = zmq_msg_gets(&body, "User-Id");
+		log_warnx("refused a message of more than one frame from %s",
+		          user && tern_node_id_valid(user) ? user : "(unknown)");
+		send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0,
+		             TERN_REASON_TOO_MANY_FRAMES, "one frame per message");
+		if (user && tern_node_id_valid(user))
+			audit_refusal(b, user, tern_reason_code(TERN_REASON_TOO_MANY_FRAMES));
+		goto out;
+	}
+	user = zmq_msg_gets(&body, "User-Id");
+	if (user == NULL || !tern_node_id_valid(user) || zmq_msg_size(&rid) > MAX_RID) {
+		log_warnx("message without an authenticated identity dropped");
+		goto out;
+	}
+	conn.fd = zmq_msg_get(&body, ZMQ_SRCFD);
+	if (conn.fd >= 0) {
+		socklen_t ll = sizeof(conn.local), rl = sizeof(conn.remote);
+		if (getsockname(conn.fd, (struct sockaddr *)&conn.local, &ll) != 0 ||
+		    getpeername(conn.fd, (struct sockaddr *)&conn.remote, &rl) != 0)
+			conn.fd = -1;
+	}
+	if ((why = peer_barred(b, user, tern_now_ms())) != NULL) {
+		/* Admitted at its handshake, no longer now (revoked, removed or
+		 * lapsed since): nothing it sends is taken, and its connection goes. */
+		struct peer *p = peer_find(b, user, 0);
+		int64_t now = tern_now_ms();
+		b->m.barred++;
+		if (p)
+			session_close(b, p, why);
+		snprintf(conn.id, sizeof(conn.id), "%s", user);
+		peer_disconnect_later(b, &conn);
+		if (now - b->last_barred_log >= 1000) {
+			log_warnx("refused a frame from %s: %s; its connection is closed", user,
+			          why);
+			b->last_barred_log = now;
+		}
+		{
+			char text[128];
+			snprintf(text, sizeof(text),
+			         "%s is no longer admitted by the federation directory (%s)", user,
+			         strcmp(why, "expired") == 0 ? "its certificate has expired" : why);
+			send_refused(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0,
+			             TERN_REASON_NOT_ADMITTED, text);
+		}
+		audit_refusal(b, user, strcmp(why, "broker") == 0 ? "broker-key" : why);
+		goto out;
+	}
+	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->max_msg + 4096,
+	                     &f);
+	if (rc != TERN_OK) {
+		log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
+		send_refused_code(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0,
+		                  tern_errcode_name(rc), "frame does not decode");
+		audit_refusal(b, user, tern_errcode_name(rc));
+		goto out;
+	}
+	on_frame(b, user, &conn, zmq_msg_data(&rid), zmq_msg_size(&rid), f);
+out:
+	zmq_msg_close(&body);
+	zmq_msg_close(&rid);
+}
+
+/* --- heartbeats -------------------------------------------------------------- */
+
+/* A silent peer loses its route; a quiet link gets a Ping. */
+void session_heartbeats(broker *b, int64_t now)
+{
+	for (size_t i = 0; i < b->npeers; i++) {
+		struct peer *p = &b->peers[i];
+		if (!p->live)
+			continue;
+		if (now - p->last_rx > b->hb_timeout_ms) {
+			log_info("%s silent for %lld ms: route dropped", p->id,
+			         (long long)(now - p->last_rx));
+			p->live = 0;
+			p->sent = p->acked;
+			continue;
+		}
+		if (now - p->last_tx > b->hb_ivl_ms) {
+			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+			Tern__V1__Ping ping = TERN__V1__PING__INIT;
+			ping.at = now;
+			f.body_case = TERN__V1__FRAME__BODY_PING;
+			f.ping = &ping;
+			peer_send(b, p, &f);
+		}
+	}
+}

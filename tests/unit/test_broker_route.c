@@ -1,0 +1,742 @@
+/* The broker's routing without processes or sockets: Submit frames, decoded
+ * as the broker decodes them, judged against a directory (route_judge) and
+ * written to a real store (route_write); each case checks the answer the
+ * node would get and what the queues and the de-duplication table hold
+ * afterwards. Also the order of submissions within a session (submit_order). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include <tern/directory.h>
+#include <tern/envelope.h>
+#include <tern/error.h>
+#include <tern/keys.h>
+#include <tern/msgtype.h>
+#include <tern/reason.h>
+
+#include "broker_int.h"
+#include "hop.h"
+#include "pbuf.h"
+#include "testutil.h"
+#include "util.h"
+
+enum { UNHCR, SWEDEN, PORTUGAL, IOM, NNODES };
+
+static const char *const names[NNODES] = {"unhcr", "sweden", "portugal", "iom"};
+static const unsigned roles[NNODES] = {TERN_ROLE_REFERRER, TERN_ROLE_STATE, TERN_ROLE_STATE,
+                                       TERN_ROLE_MOVEMENT};
+
+/* How one node stands in a directory made for a test. */
+enum standing { MEMBER, ABSENT, REVOKED, EXPIRED, BROKER };
+
+struct fixture {
+	tern_signkey *sign[NNODES];
+	tern_sealkey *seal[NNODES];
+	tern_directory *dir; /* everyone a member in good standing */
+	char path[128];
+	tern_store *st;
+	uint8_t store_id[BQ_EPOCH_LEN];
+	uint64_t session;
+};
+
+static tern_directory *make_dir(struct fixture *f, int who, enum standing how)
+{
+	tern_directory *d = NULL;
+
+	assert_int_equal(tern_directory_new("test", 1, &d), TERN_OK);
+	for (int i = 0; i < NNODES; i++) {
+		tern_member m;
+		if (i == who && how == ABSENT)
+			continue;
+		memset(&m, 0, sizeof(m));
+		strcpy(m.node_id, names[i]);
+		m.agency = (char *)names[i];
+		m.roles = i == who && how == BROKER ? TERN_ROLE_BROKER : roles[i];
+		memcpy(m.sign_public, tern_signkey_public(f->sign[i]), 32);
+		memcpy(m.seal_public, tern_sealkey_public(f->seal[i]), 32);
+		randombytes_buf(m.curve_public, 32);
+		m.revoked = i == who && how == REVOKED;
+		m.expired = i == who && how == EXPIRED;
+		assert_int_equal(tern_directory_add(d, &m), TERN_OK);
+	}
+	return d;
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	if (f == NULL)
+		return -1;
+	for (int i = 0; i < NNODES; i++)
+		if (tern_signkey_generate(&f->sign[i]) != TERN_OK ||
+		    tern_sealkey_generate(&f->seal[i]) != TERN_OK)
+			return -1;
+	f->dir = make_dir(f, -1, MEMBER);
+	if (tt_mkdtemp(f->path, sizeof(f->path), "broute") != 0 ||
+	    bq_open(f->path, &f->st, f->store_id) != TERN_OK)
+		return -1;
+	f->session = 7;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	int rc;
+
+	for (int i = 0; i < NNODES; i++) {
+		tern_signkey_free(&f->sign[i]);
+		tern_sealkey_free(&f->seal[i]);
+	}
+	tern_directory_free(&f->dir);
+	tern_store_close(&f->st);
+	rc = tt_rmtree(f->path);
+	free(f);
+	return rc;
+}
+
+/* An envelope from sender to rcpts, sealed under the directory where all are
+ * members: what a well-behaved node would have submitted. */
+struct sealed {
+	uint8_t *buf;
+	size_t len;
+	char id[37];
+};
+
+static struct sealed seal_from(struct fixture *f, int sender, const char *const *rcpts, size_t n,
+                               Tern__V1__MessageType type, int64_t expires_at)
+{
+	static const uint8_t body[] = "a body the broker never opens";
+	struct sealed s = {0};
+	tern_seal_params p = {
+	    .sender = names[sender],
+	    .sign_key = f->sign[sender],
+	    .recipients = rcpts,
+	    .n_recipients = n,
+	    .type = type,
+	    .case_id = "UNHCR-KEN-2024-000123",
+	    .body = body,
+	    .body_len = sizeof(body),
+	    .expires_at = expires_at,
+	};
+
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &s.buf, &s.len, s.id), TERN_OK);
+	return s;
+}
+
+static const char *const to_sweden_iom[] = {"sweden", "iom"};
+
+static struct sealed referral(struct fixture *f)
+{
+	return seal_from(f, UNHCR, to_sweden_iom, 2, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0);
+}
+
+/* A Submit frame carrying len bytes of env, packed and decoded again the
+ * way the broker reads one off the wire (tern_hop_decode). */
+static Tern__V1__Frame *submit_frame(struct fixture *f, const uint8_t *env, size_t len)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Submit sm = TERN__V1__SUBMIT__INIT;
+	uint8_t *wire;
+	size_t n;
+
+	sm.envelope.data = (uint8_t *)env;
+	sm.envelope.len = len;
+	sm.session = f->session;
+	sm.index = 1;
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_SUBMIT;
+	fr.submit = &sm;
+	n = tern__v1__frame__get_packed_size(&fr);
+	wire = malloc(n);
+	assert_non_null(wire);
+	tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, len + 4096, &out), TERN_OK);
+	free(wire);
+	return out;
+}
+
+static struct route_rules rules_of(const tern_directory *dir)
+{
+	struct route_rules r = {.dir = dir,
+	                        .sigs = NULL,
+	                        .max_msg = 1 << 20,
+	                        .skew_ms = 300 * 1000,
+	                        .default_ttl_ms = 86400 * 1000};
+	return r;
+}
+
+struct write_job {
+	struct fixture *f;
+	struct sub *subs;
+	size_t n;
+	int64_t now;
+};
+
+static int write_subs(MDB_txn *txn, void *arg)
+{
+	struct write_job *j = arg;
+	int rc;
+
+	for (size_t i = 0; i < j->n; i++)
+		if ((rc = route_write(txn, j->f->st, &j->subs[i], j->now)) != TERN_OK)
+			return rc;
+	return TERN_OK;
+}
+
+/* Judges n submissions (peers[i] submitted envs[i]) against dir at now, then
+ * writes them in one transaction, as one batch of the broker's loop does.
+ * The caller frees each sub with route_sub_free. */
+static void route_batch(struct fixture *f, const tern_directory *dir, int64_t now,
+                        const char *const *peers, const struct sealed *envs, struct sub *subs,
+                        size_t n)
+{
+	struct route_rules r = rules_of(dir);
+	struct write_job j = {f, subs, n, now};
+	static const uint8_t rid[] = {0, 1, 2, 3, 4};
+
+	for (size_t i = 0; i < n; i++) {
+		route_sub_init(&subs[i], submit_frame(f, envs[i].buf, envs[i].len), peers[i], rid,
+		               sizeof(rid));
+		route_judge(&r, &subs[i], now);
+	}
+	assert_int_equal(tern_store_write(f->st, write_subs, &j), TERN_OK);
+}
+
+static void route_one(struct fixture *f, const tern_directory *dir, const char *peer,
+                      const struct sealed *env, struct sub *s)
+{
+	route_batch(f, dir, tern_now_ms(), &peer, env, s, 1);
+}
+
+/* --- what the store holds ------------------------------------------------- */
+
+struct queued {
+	int n;
+	char ids[8][37];
+	char senders[8][64];
+	size_t lens[8];
+};
+
+static int visit(uint64_t seq, const bq_item *it, void *arg)
+{
+	struct queued *q = arg;
+
+	(void)seq;
+	if (q->n < 8) {
+		assert_int_equal(it->kind, BQ_ENVELOPE);
+		snprintf(q->ids[q->n], 37, "%s", it->msgid);
+		snprintf(q->senders[q->n], 64, "%s", it->sender);
+		q->lens[q->n] = it->len;
+	}
+	q->n++;
+	return 0;
+}
+
+static struct queued queue_of(struct fixture *f, const char *rcpt)
+{
+	struct queued q = {0};
+	MDB_txn *txn;
+
+	assert_int_equal(tern_store_read_begin(f->st, &txn), TERN_OK);
+	assert_int_equal(bq_scan(txn, f->st, rcpt, 1, visit, &q), TERN_OK);
+	mdb_txn_abort(txn);
+	return q;
+}
+
+static int queued_total(struct fixture *f)
+{
+	int n = 0;
+
+	for (int i = 0; i < NNODES; i++)
+		n += queue_of(f, names[i]).n;
+	return n;
+}
+
+/* TERN_OK with *seen when id was accepted before, else TERN_ENOENT. */
+static int dedup_of(struct fixture *f, const char *id, bq_dedup *seen)
+{
+	MDB_txn *txn;
+	int rc;
+
+	assert_int_equal(tern_store_read_begin(f->st, &txn), TERN_OK);
+	rc = bq_dedup_get(txn, f->st, id, seen);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+static uint64_t audit_size(struct fixture *f)
+{
+	tern_audit_dbs dbs;
+	tern_hash root;
+	uint64_t size = 0;
+	MDB_txn *txn;
+
+	bq_audit_dbs(f->st, &dbs);
+	assert_int_equal(tern_store_read_begin(f->st, &txn), TERN_OK);
+	assert_int_equal(tern_audit_head(txn, &dbs, &size, root), TERN_OK);
+	mdb_txn_abort(txn);
+	return size;
+}
+
+/* s was refused with reason: the answer says so, nothing was queued, and
+ * the id was not claimed. */
+static void assert_refused(struct fixture *f, struct sub *s, tern_reason reason)
+{
+	Tern__V1__SubmitResult r = TERN__V1__SUBMIT_RESULT__INIT;
+	bq_dedup seen;
+
+	assert_false(s->accepted);
+	assert_string_equal(s->code, tern_reason_code(reason));
+	assert_string_equal(s->out_code, tern_reason_code(reason));
+	assert_true(s->out_text[0] != '\0');
+	route_result(s, &r);
+	assert_false(r.accepted);
+	assert_int_equal(r.accepted_n, 0);
+	assert_string_equal(r.reason_code, tern_reason_code(reason));
+	assert_int_equal(r.session, f->session);
+	assert_int_equal(queued_total(f), 0);
+	if (s->msgid[0])
+		assert_int_equal(dedup_of(f, s->msgid, &seen), TERN_ENOENT);
+}
+
+/* --- the cases ------------------------------------------------------------ */
+
+/* A valid referral is queued once for each recipient and for no one else,
+ * claimed for its sender, audited, and answered as its sender's first. */
+static void test_accepted_and_queued(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	Tern__V1__SubmitResult r = TERN__V1__SUBMIT_RESULT__INIT;
+	struct sub s;
+	struct queued q;
+	bq_dedup seen;
+	uint64_t before = audit_size(f);
+
+	route_one(f, f->dir, "unhcr", &e, &s);
+	assert_string_equal(s.code, "");
+	assert_true(s.accepted);
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.msgid, e.id);
+	route_result(&s, &r);
+	assert_true(r.accepted);
+	assert_string_equal(r.message_id, e.id);
+	assert_string_equal(r.reason_code, "");
+	assert_int_equal(r.accepted_n, 1);
+	assert_int_equal(r.session, f->session);
+
+	for (int i = 0; i < 2; i++) {
+		q = queue_of(f, to_sweden_iom[i]);
+		assert_int_equal(q.n, 1);
+		assert_string_equal(q.ids[0], e.id);
+		assert_string_equal(q.senders[0], "unhcr");
+		assert_int_equal(q.lens[0], e.len); /* the envelope as signed */
+	}
+	assert_int_equal(queue_of(f, "portugal").n, 0);
+	assert_int_equal(queue_of(f, "unhcr").n, 0);
+	assert_int_equal(dedup_of(f, e.id, &seen), TERN_OK);
+	assert_string_equal(seen.sender, "unhcr");
+	assert_int_equal(seen.n, 1);
+	assert_int_equal(audit_size(f), before + 1);
+	route_sub_free(&s);
+	assert_null(s.frame);
+	assert_null(s.env);
+	free(e.buf);
+}
+
+/* The same envelope again from its sender (an answer lost, a reconnection)
+ * gets the same answer and no second copy, in a later batch or in the same
+ * one; the next envelope is the sender's second. */
+static void test_resubmission(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f), next = referral(f);
+	struct sealed twice[3] = {e, e, next};
+	const char *const peers[3] = {"unhcr", "unhcr", "unhcr"};
+	struct sub s, batch[3];
+
+	route_one(f, f->dir, "unhcr", &e, &s);
+	assert_true(s.accepted);
+	assert_int_equal(s.n, 1);
+	route_sub_free(&s);
+	route_batch(f, f->dir, tern_now_ms(), peers, twice, batch, 3);
+	assert_true(batch[0].accepted && batch[1].accepted && batch[2].accepted);
+	assert_int_equal(batch[0].n, 1);
+	assert_int_equal(batch[1].n, 1);
+	assert_int_equal(batch[2].n, 2);
+	assert_string_equal(batch[1].out_code, "");
+	for (int i = 0; i < 3; i++)
+		route_sub_free(&batch[i]);
+	assert_int_equal(queue_of(f, "sweden").n, 2);
+	assert_int_equal(queue_of(f, "iom").n, 2);
+	assert_string_equal(queue_of(f, "sweden").ids[1], next.id);
+	free(e.buf);
+	free(next.buf);
+}
+
+/* Sweden submits an envelope whose header names UNHCR: refused, and the id
+ * stays UNHCR's to claim. */
+static void test_forged_sender(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	struct sub s;
+	uint64_t before = audit_size(f);
+
+	route_one(f, f->dir, "sweden", &e, &s);
+	assert_refused(f, &s, TERN_REASON_FORGED_SENDER);
+	assert_string_equal(s.msgid, e.id);
+	assert_non_null(strstr(s.text, "unhcr"));
+	assert_non_null(strstr(s.text, "sweden"));
+	assert_int_equal(audit_size(f), before + 1); /* the refusal is audited */
+	route_sub_free(&s);
+
+	route_one(f, f->dir, "unhcr", &e, &s);
+	assert_true(s.accepted);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+	route_sub_free(&s);
+	free(e.buf);
+}
+
+/* A recipient the directory in force does not hold as a member node: gone
+ * from it, or a broker. */
+static void test_unknown_recipient(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	enum standing how[] = {ABSENT, BROKER};
+	struct sub s;
+
+	for (size_t i = 0; i < sizeof(how) / sizeof(how[0]); i++) {
+		tern_directory *d = make_dir(f, IOM, how[i]);
+		route_one(f, d, "unhcr", &e, &s);
+		assert_refused(f, &s, TERN_REASON_UNKNOWN_RECIPIENT);
+		assert_non_null(strstr(s.text, "iom"));
+		route_sub_free(&s);
+		tern_directory_free(&d);
+	}
+	free(e.buf);
+}
+
+static void test_recipient_revoked_or_expired(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	tern_directory *revoked = make_dir(f, SWEDEN, REVOKED);
+	tern_directory *expired = make_dir(f, SWEDEN, EXPIRED);
+	struct sub s;
+
+	route_one(f, revoked, "unhcr", &e, &s);
+	assert_refused(f, &s, TERN_REASON_RECIPIENT_REVOKED);
+	assert_non_null(strstr(s.text, "sweden"));
+	route_sub_free(&s);
+	route_one(f, expired, "unhcr", &e, &s);
+	assert_refused(f, &s, TERN_REASON_RECIPIENT_EXPIRED);
+	route_sub_free(&s);
+	/* Under the directory where Sweden is back in good standing it goes. */
+	route_one(f, f->dir, "unhcr", &e, &s);
+	assert_true(s.accepted);
+	route_sub_free(&s);
+	tern_directory_free(&revoked);
+	tern_directory_free(&expired);
+	free(e.buf);
+}
+
+struct claim {
+	struct fixture *f;
+	const char *id, *sender;
+};
+
+static int claim_id(MDB_txn *txn, void *arg)
+{
+	struct claim *c = arg;
+	return bq_dedup_put(txn, c->f->st, c->id, c->sender, 1, 1000);
+}
+
+/* An id another sender got accepted first is refused, and stays that
+ * sender's. */
+static void test_duplicate_id(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	struct claim c = {f, e.id, "iom"};
+	struct sub s;
+	bq_dedup seen;
+
+	assert_int_equal(tern_store_write(f->st, claim_id, &c), TERN_OK);
+	route_one(f, f->dir, "unhcr", &e, &s);
+	assert_false(s.accepted);
+	assert_string_equal(s.out_code, tern_reason_code(TERN_REASON_DUPLICATE_ID));
+	assert_non_null(strstr(s.out_text, e.id));
+	assert_int_equal(queued_total(f), 0);
+	assert_int_equal(dedup_of(f, e.id, &seen), TERN_OK);
+	assert_string_equal(seen.sender, "iom");
+	route_sub_free(&s);
+	free(e.buf);
+}
+
+/* A sender whose role may not send the type: a State referring a case. */
+static void test_wrong_role(void **state)
+{
+	struct fixture *f = *state;
+	const char *to_unhcr[] = {"unhcr"};
+	struct sealed e =
+	    seal_from(f, SWEDEN, to_unhcr, 1, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0);
+	struct sealed ok =
+	    seal_from(f, SWEDEN, to_unhcr, 1, TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION, 0);
+	struct sub s;
+
+	route_one(f, f->dir, "sweden", &e, &s);
+	assert_refused(f, &s, TERN_REASON_WRONG_ROLE);
+	route_sub_free(&s);
+	route_one(f, f->dir, "sweden", &ok, &s);
+	assert_true(s.accepted);
+	assert_int_equal(queue_of(f, "unhcr").n, 1);
+	route_sub_free(&s);
+	free(e.buf);
+	free(ok.buf);
+}
+
+/* Refusals found by verification: the sender not in the directory, or
+ * revoked; the id is still given back so the node can match the answer. */
+static void test_sender_not_admitted(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	tern_directory *absent = make_dir(f, UNHCR, ABSENT);
+	tern_directory *revoked = make_dir(f, UNHCR, REVOKED);
+	struct sub s;
+
+	route_one(f, absent, "unhcr", &e, &s);
+	assert_refused(f, &s, TERN_REASON_UNKNOWN_SENDER);
+	assert_string_equal(s.msgid, e.id);
+	assert_null(s.env);
+	route_sub_free(&s);
+	route_one(f, revoked, "unhcr", &e, &s);
+	assert_refused(f, &s, TERN_REASON_REVOKED_SENDER);
+	route_sub_free(&s);
+	tern_directory_free(&absent);
+	tern_directory_free(&revoked);
+	free(e.buf);
+}
+
+/* A changed byte in the signed header, and bytes that are no envelope at
+ * all. The latter has no id to remember: it is answered, not audited. */
+static void test_damaged(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	struct sealed junk = {(uint8_t *)"not an envelope", 15, ""};
+	struct sub s;
+	uint64_t before;
+
+	e.buf[e.len / 2] ^= 0x01;
+	route_one(f, f->dir, "unhcr", &e, &s);
+	assert_false(s.accepted);
+	assert_true(s.out_code[0] != '\0');
+	assert_int_equal(queued_total(f), 0);
+	route_sub_free(&s);
+
+	before = audit_size(f);
+	route_one(f, f->dir, "unhcr", &junk, &s);
+	assert_refused(f, &s, TERN_REASON_MALFORMED);
+	assert_string_equal(s.msgid, "");
+	assert_int_equal(audit_size(f), before);
+	route_sub_free(&s);
+	free(e.buf);
+}
+
+/* An envelope whose own expiry passed before it was judged. */
+static void test_expired_message(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = tern_now_ms();
+	struct sealed e = seal_from(f, UNHCR, to_sweden_iom, 2,
+	                            TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, now + 3600 * 1000);
+	const char *peer = "unhcr";
+	struct sub s;
+
+	route_batch(f, f->dir, now + 7200 * 1000, &peer, &e, &s, 1);
+	assert_refused(f, &s, TERN_REASON_EXPIRED);
+	route_sub_free(&s);
+	/* Within its time it goes, and is queued with its own expiry. */
+	route_batch(f, f->dir, now, &peer, &e, &s, 1);
+	assert_true(s.accepted);
+	assert_int_equal(s.expires, now + 3600 * 1000);
+	route_sub_free(&s);
+	free(e.buf);
+}
+
+/* One batch mixing a forgery and valid submissions: each is answered on its
+ * own, the forgery changes nothing for the others. */
+static void test_mixed_batch(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed a = referral(f), b = referral(f);
+	struct sealed envs[3] = {a, b, a};
+	const char *const peers[3] = {"unhcr", "iom", "unhcr"};
+	struct sub s[3];
+
+	route_batch(f, f->dir, tern_now_ms(), peers, envs, s, 3);
+	assert_true(s[0].accepted);
+	assert_int_equal(s[0].n, 1);
+	assert_false(s[1].accepted);
+	assert_string_equal(s[1].out_code, tern_reason_code(TERN_REASON_FORGED_SENDER));
+	assert_true(s[2].accepted);
+	assert_int_equal(s[2].n, 1);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+	assert_string_equal(queue_of(f, "sweden").ids[0], a.id);
+	for (int i = 0; i < 3; i++)
+		route_sub_free(&s[i]);
+	free(a.buf);
+	free(b.buf);
+}
+
+/* A broker as its loop holds it, without sockets (router NULL: the answers
+ * go nowhere) and without broker_open: enough for the batch. */
+static broker *bare_broker(struct fixture *f)
+{
+	broker *b = calloc(1, sizeof(*b));
+
+	assert_non_null(b);
+	b->id.dir = f->dir;
+	b->store = f->st;
+	b->max_msg = 1 << 20;
+	b->skew_ms = 300 * 1000;
+	b->default_ttl_ms = 86400 * 1000;
+	b->batch_size = 64;
+	b->ack_timeout_ms = 30000;
+	for (int i = 0; i < NNODES; i++)
+		assert_non_null(peer_find(b, names[i], 1));
+	return b;
+}
+
+/* One round of the loop: submissions join the batch judged, and one commit
+ * queues the accepted, counts both outcomes and marks the recipients' queues
+ * for delivery; a later round's acknowledgement takes the item off the
+ * queue and counts its latency. */
+static void test_group_commit(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	broker *b = bare_broker(f);
+	static const uint8_t rid[] = {9};
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	uint64_t lat = 0;
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	assert_int_equal(submit_now(b, "iom", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	assert_int_equal(b->batch.nsubs, 2);
+	/* Judged on the way in: the forgery is known before the write. */
+	assert_string_equal(b->batch.subs[0].code, "");
+	assert_string_equal(b->batch.subs[1].code, tern_reason_code(TERN_REASON_FORGED_SENDER));
+	batch_commit(b);
+	assert_int_equal(b->batch.nsubs, 0);
+	assert_int_equal(b->m.subs[TERN__V1__MESSAGE_TYPE__CASE_REFERRAL][0], 1);
+	assert_int_equal(b->m.subs[TERN__V1__MESSAGE_TYPE__CASE_REFERRAL][1], 1);
+	assert_int_equal(b->m.batch[1], 1); /* one commit of two submissions */
+	assert_int_equal(b->last_audit, now);
+	assert_true(sweden->dirty);
+	assert_true(peer_find(b, "iom", 0)->dirty);
+	assert_false(peer_find(b, "portugal", 0)->dirty);
+	assert_false(peer_find(b, "unhcr", 0)->dirty);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+
+	/* Sweden was sent seq 1 and acknowledges it. */
+	sweden->sent = 1;
+	b->batch.now = now + 20;
+	snprintf(b->batch.acks[0].node, sizeof(b->batch.acks[0].node), "sweden");
+	b->batch.acks[0].upto = 1;
+	b->batch.nacks = 1;
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 1);
+	assert_int_equal(b->m.acked, 1);
+	assert_int_equal(queue_of(f, "sweden").n, 0); /* no retention: deleted */
+	assert_int_equal(queue_of(f, "iom").n, 1);
+	for (size_t i = 0; i <= LAT_BUCKETS; i++)
+		lat += b->m.lat[i];
+	assert_int_equal(lat, 1);
+	assert_int_equal(b->m.lat[2], 1); /* 20 ms: in the 0.01-0.025 s bucket */
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	free(e.buf);
+}
+
+/* Submissions are taken in their session's order: the one due, then the
+ * next; a gap refuses it and everything after it until a Hello starts a new
+ * session; one of an older session is dropped. */
+static void test_session_order(void **state)
+{
+	struct peer p;
+	Tern__V1__Submit sm = TERN__V1__SUBMIT__INIT;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	p.session = 42;
+	p.next_index = 1;
+	sm.session = 42;
+	for (uint64_t i = 1; i <= 3; i++) {
+		sm.index = i;
+		assert_int_equal(submit_order(&p, &sm), SUBMIT_TAKE);
+	}
+	assert_int_equal(p.next_index, 4);
+	sm.session = 41; /* carried over from the connection before */
+	sm.index = 4;
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_STALE);
+	assert_int_equal(p.next_index, 4);
+	assert_false(p.broken);
+	sm.session = 42;
+	sm.index = 5; /* 4 was lost */
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_GAP);
+	assert_true(p.broken);
+	sm.index = 4; /* even the one that was due: it would come after 5 */
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_BROKEN);
+	sm.index = 6;
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_BROKEN);
+	assert_int_equal(p.next_index, 4);
+	/* A Hello (on_hello) starts a new session at 1. */
+	p.session = 43;
+	p.next_index = 1;
+	p.broken = 0;
+	sm.session = 43;
+	sm.index = 1;
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_TAKE);
+	sm.index = 1; /* the same one twice is a gap too */
+	assert_int_equal(submit_order(&p, &sm), SUBMIT_GAP);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_accepted_and_queued, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_resubmission, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forged_sender, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unknown_recipient, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_recipient_revoked_or_expired, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_role, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sender_not_admitted, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expired_message, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+	    cmocka_unit_test(test_session_order),
+	};
+
+	if (sodium_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
