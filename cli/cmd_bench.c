@@ -21,6 +21,8 @@
 #include <tern/msgtype.h>
 
 #include "commands.h"
+#include "tern/v1/api.pb-c.h"
+#include "tern/v1/messages.pb-c.h"
 #include "localfed.h"
 #include "pbuf.h"
 #include "util.h"
@@ -32,7 +34,7 @@ static void usage(FILE *f)
 	fputs(
 	    "Usage: tern bench [-c NODECONF --to ID] [--size BYTES] [--window N] [--producers N]\n"
 	    "                  [--duration SECONDS] [--warmup SECONDS] [--rate N] [--keep DIR]\n"
-	    "                  [--json]\n"
+	    "                  [--api binary|json] [--json]\n"
 	    "\n"
 	    "Measures end-to-end delivery. Each message is a case referral handed to the\n"
 	    "sender's node (signed, sealed, fsynced), relayed by the broker (verified,\n"
@@ -57,6 +59,8 @@ static void usage(FILE *f)
 	    "  --rate N               open loop: N messages/s in all, on a fixed schedule\n"
 	    "                         (default: closed loop, as fast as the windows allow)\n"
 	    "  --keep DIR             build the federation in DIR and keep it with the logs\n"
+	    "  --api binary|json      how requests reach the node's local API: binary\n"
+	    "                         frames with the body encoded (default), or JSON\n"
 	    "  --json                 print the results as JSON\n"
 	    "\n"
 	    "Exit status: 0 when every message sent was delivered, 1 when some were not.\n"
@@ -81,7 +85,9 @@ struct producer {
 	pthread_t thread;
 	int id;
 	const char *sock, *to;
-	json_t *body; /* this producer's copy */
+	json_t *body;                /* this producer's copy */
+	int binary;                  /* send binary frames (tern.v1.ApiRequest) */
+	Tern__V1__CaseReferral *msg; /* binary: the body, decoded once */
 	int window;
 	double rate; /* messages/s for this producer; 0 = closed loop */
 	int64_t t0, measure_from, stop_at;
@@ -110,28 +116,65 @@ static int64_t now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+static int slot_write(int fd, const json_t *req, const uint8_t *bin, size_t binlen)
+{
+	return bin ? tern_api_write_binary(fd, bin, binlen) : tern_api_write(fd, req);
+}
+
 static int slot_send(struct producer *p, struct slot *s, uint64_t seq, int64_t start_us)
 {
 	char caseid[64];
-	json_t *req;
+	json_t *req = NULL;
+	uint8_t *bin = NULL;
+	size_t binlen = 0;
 	int rc;
 
 	snprintf(caseid, sizeof(caseid), "BENCH-%d-%llu", p->id, (unsigned long long)seq);
-	json_object_set_new(p->body, "caseId", json_string(caseid));
-	req = json_pack("{s:i, s:s, s:[s], s:s, s:O, s:i}", "v", TERN_API_VERSION, "op", "send",
-	                "to", p->to, "type", "case-referral", "body", p->body, "wait_ms", 120000);
-	if (s->fd >= 0 && tern_api_write(s->fd, req) != TERN_OK) {
+	if (p->binary) {
+		/* The request as a client with the body already encoded sends it. */
+		Tern__V1__ApiRequest ar = TERN__V1__API_REQUEST__INIT;
+		Tern__V1__ApiSend as = TERN__V1__API_SEND__INIT;
+		char *to[1] = {(char *)p->to};
+		uint8_t *body = NULL;
+		size_t blen = 0;
+		char *own = p->msg->case_id;
+		p->msg->case_id = caseid;
+		rc = tern_pb_pack(&p->msg->base, &body, &blen);
+		p->msg->case_id = own;
+		if (rc != TERN_OK)
+			return rc;
+		as.n_to = 1;
+		as.to = to;
+		as.type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL;
+		as.body.data = body;
+		as.body.len = blen;
+		as.wait_ms = 120000;
+		ar.v = TERN_API_VERSION;
+		ar.op_case = TERN__V1__API_REQUEST__OP_SEND;
+		ar.send = &as;
+		rc = tern_pb_pack(&ar.base, &bin, &binlen);
+		free(body);
+		if (rc != TERN_OK)
+			return rc;
+	} else {
+		json_object_set_new(p->body, "caseId", json_string(caseid));
+		req = json_pack("{s:i, s:s, s:[s], s:s, s:O, s:i}", "v", TERN_API_VERSION, "op",
+		                "send", "to", p->to, "type", "case-referral", "body", p->body,
+		                "wait_ms", 120000);
+	}
+	if (s->fd >= 0 && slot_write(s->fd, req, bin, binlen) != TERN_OK) {
 		close(s->fd); /* closed by the node while idle: a new one */
 		s->fd = -1;
 	}
 	if (s->fd >= 0)
 		rc = TERN_OK;
 	else if ((rc = tern_api_connect(p->sock, &s->fd)) == TERN_OK &&
-	         (rc = tern_api_write(s->fd, req)) != TERN_OK) {
+	         (rc = slot_write(s->fd, req, bin, binlen)) != TERN_OK) {
 		close(s->fd);
 		s->fd = -1;
 	}
 	json_decref(req);
+	free(bin);
 	if (rc != TERN_OK) {
 		snprintf(p->error, sizeof(p->error), "%s", tern_errdetail());
 		return rc;
@@ -348,13 +391,14 @@ int cmd_bench(int argc, char **argv)
 	                                     {"rate", required_argument, NULL, 'r'},
 	                                     {"keep", required_argument, NULL, 'k'},
 	                                     {"json", no_argument, NULL, 'j'},
+	                                     {"api", required_argument, NULL, 'a'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	static const char *const nodes[] = {"unhcr", "sweden"};
 	const char *conf = NULL, *to = NULL, *keep = NULL;
 	long size = 1024, window = 16, producers = 4, duration = 10, warmup = 2;
 	double rate = 0;
-	int json = 0, c, rc = CLI_FAIL, own = 0, started = 0;
+	int json = 0, c, rc = CLI_FAIL, own = 0, started = 0, binary = 1;
 	char sock[PATH_MAX + 32];
 	struct producer *ps = NULL;
 	localfed lf;
@@ -417,6 +461,14 @@ int cmd_bench(int argc, char **argv)
 			break;
 		case 'j':
 			json = 1;
+			break;
+		case 'a':
+			if (strcmp(optarg, "binary") == 0)
+				binary = 1;
+			else if (strcmp(optarg, "json") == 0)
+				binary = 0;
+			else
+				return cli_usage_error("bench", "--api takes binary or json");
 			break;
 		case 'h':
 			usage(stdout);
@@ -484,6 +536,13 @@ int cmd_bench(int argc, char **argv)
 			ps[i].sock = sock;
 			ps[i].to = to;
 			ps[i].body = json_deep_copy(body);
+			ps[i].binary = binary;
+			if (binary &&
+			    tern_json_decode(tern_msgtype_by_name("case-referral")->desc, body,
+			                     (ProtobufCMessage **)&ps[i].msg, NULL, 0) != TERN_OK) {
+				rc = cli_fail(TERN_EINVAL, "cannot encode the message body");
+				goto out;
+			}
 			ps[i].window = (int)window;
 			ps[i].rate = rate / (double)producers;
 			/* Spread the producers' schedules over one interval. */
@@ -584,6 +643,7 @@ int cmd_bench(int argc, char **argv)
 			if (own)
 				json_object_set_new(out, "cpu_us_per_message",
 				                    json_real(daemons_us));
+			json_object_set_new(out, "api", json_string(binary ? "binary" : "json"));
 			char *text = json_dumps(out, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
 			puts(text);
 			free(text);
@@ -592,9 +652,9 @@ int cmd_bench(int argc, char **argv)
 			const char *k;
 			json_t *v;
 			printf("tern bench: %ld-byte referrals, %s, %ld producer(s) x window %ld, "
-			       "%.0f s measured\n",
+			       "%s API, %.0f s measured\n",
 			       size, rate > 0 ? "open loop" : "closed loop", producers, window,
-			       secs);
+			       binary ? "binary" : "JSON", secs);
 			if (rate > 0)
 				printf("  offered        %10.0f msg/s\n", rate);
 			printf("  delivered      %10llu (%llu failed)\n", (unsigned long long)done,
@@ -624,6 +684,7 @@ int cmd_bench(int argc, char **argv)
 out:
 	for (long i = 0; ps && i < producers; i++) {
 		json_decref(ps[i].body);
+		tern_json_message_free((ProtobufCMessage **)&ps[i].msg);
 		free(ps[i].lat_us);
 	}
 	free(ps);

@@ -161,108 +161,106 @@ out:
 	return res;
 }
 
-/* Handles "send": everything but the outbox write, which the batch does. */
-static json_t *api_send(node *n, json_t *req, int ci)
-{
-	const tern_msgtype *t =
-	    tern_msgtype_by_name(json_string_value(json_object_get(req, "type"))
-	                             ? json_string_value(json_object_get(req, "type"))
-	                             : "");
-	json_t *to = json_object_get(req, "to"), *v;
-	json_int_t wait_ms = json_integer_value(json_object_get(req, "wait_ms"));
-	const char *rcpts[64], *reply_to = json_string_value(json_object_get(req, "in_reply_to"));
-	const char *client_ref = json_string_value(json_object_get(req, "client_ref"));
-	json_int_t ttl = json_integer_value(json_object_get(req, "ttl_seconds"));
-	ProtobufCMessage *body = NULL;
-	tern_violations viol;
-	char err[256];
-	uint8_t *packed = NULL;
-	size_t np = 0, plen, i;
-	struct out o, *slot;
-	json_t *res = NULL;
-	int rc;
+/* A send as either form of the API gives it (JSON or binary), checked the
+ * same way from here on. Strings are borrowed from the request. */
+struct send_req {
+	const tern_msgtype *t;
+	const char *rcpts[64];
+	size_t np;
+	const char *reply_to, *client_ref; /* NULL: none */
+	int64_t ttl_s, wait_ms;
+};
 
-	if (t == NULL || t->type == TERN__V1__MESSAGE_TYPE__RECEIPT)
+/* The checks before the body: type, recipients, client_ref. NULL when the
+ * send may go on; else the answer (a refusal, or the id a client_ref already
+ * has). */
+static json_t *send_check(node *n, const struct send_req *r)
+{
+	if (r->t == NULL || r->t->type == TERN__V1__MESSAGE_TYPE__RECEIPT)
 		return tern_api_error(TERN_EINVAL,
 		                      "type must be case-referral, acceptance-decision "
 		                      "or travel-confirmation");
-	if (!json_is_array(to) || json_array_size(to) == 0 || json_array_size(to) > 64)
+	if (r->np == 0)
 		return tern_api_error(TERN_EINVAL, "'to' must list 1 to 64 node ids");
-	json_array_foreach(to, i, v)
-	{
+	for (size_t i = 0; i < r->np; i++) {
 		const tern_member *m;
-		const char *r = json_string_value(v);
-		if (r == NULL || tern_directory_find(n->id.dir, r, &m) != TERN_OK ||
-		    (m->roles & TERN_ROLE_BROKER)) {
-			res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-			                tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), "message",
-			                "a recipient is not a member node of the federation");
-			return res;
-		}
+		const char *rc = r->rcpts[i];
+		if (rc == NULL || tern_directory_find(n->id.dir, rc, &m) != TERN_OK ||
+		    (m->roles & TERN_ROLE_BROKER))
+			return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+			                 tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), "message",
+			                 "a recipient is not a member node of the federation");
 		if (m->revoked) /* its sealing key may be in other hands */
 			return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error",
 			                 tern_reason_code(TERN_REASON_RECIPIENT_REVOKED), "message",
-			                 r,
+			                 rc,
 			                 " is revoked by the federation CRL: nothing is "
 			                 "sealed to it");
-		rcpts[np++] = r;
 	}
-	if (client_ref) {
+	if (r->client_ref) {
 		MDB_txn *txn;
 		char existing[37];
-		if (strlen(client_ref) > 128)
+		if (strlen(r->client_ref) > 128)
 			return tern_api_error(TERN_EINVAL,
 			                      "client_ref is longer than 128 characters");
 		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
-			rc = node_store_client_ref(txn, n->store, client_ref, existing);
+			int rc = node_store_client_ref(txn, n->store, r->client_ref, existing);
 			mdb_txn_abort(txn);
 			if (rc == TERN_OK)
 				return json_pack("{s:b, s:s, s:b}", "ok", 1, "message_id", existing,
 				                 "duplicate", 1);
 		}
 		for (size_t k = 0; k < n->batch.nouts; k++)
-			if (strcmp(n->batch.outs[k].client_ref, client_ref) == 0)
+			if (strcmp(n->batch.outs[k].client_ref, r->client_ref) == 0)
 				return tern_api_error(TERN_EEXIST,
 				                      "a send with this client_ref is in progress");
 	}
-	rc = tern_json_decode(t->desc, json_object_get(req, "body"), &body, err, sizeof(err));
-	if (rc != TERN_OK)
-		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message", err);
+	return NULL;
+}
+
+/* The rest of a checked send, with its decoded body (borrowed): validation,
+ * sealing, and the outbox entry in the batch. NULL: parked until the commit. */
+static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessage *body, int ci)
+{
+	tern_violations viol;
+	uint8_t *packed = NULL;
+	size_t plen;
+	struct out o, *slot;
+	json_t *res = NULL;
+	int rc;
+
 	if (tern_validate(body, tern_now_ms(), &viol) != TERN_OK) {
 		json_t *arr = json_array();
 		for (size_t k = 0; k < viol.count; k++)
 			json_array_append_new(arr, json_pack("{s:s, s:s}", "path", viol.v[k].path,
 			                                     "rule", viol.v[k].rule));
-		res = json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "error",
-		                tern_reason_code(TERN_REASON_INVALID_BODY), "message",
-		                "the body breaks validation rules", "violations", arr);
-		goto out;
+		return json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "error",
+		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message",
+		                 "the body breaks validation rules", "violations", arr);
 	}
-	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK) {
-		res = tern_api_error(rc, "cannot encode the body");
-		goto out;
-	}
-	rc = node_make_out(n, t, rcpts, np, node_field_string(body, "case_id"), reply_to,
-	                   ttl > 0 ? tern_now_ms() + (int64_t)ttl * 1000 : 0, packed, plen, &o);
+	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK)
+		return tern_api_error(rc, "cannot encode the body");
+	rc = node_make_out(n, r->t, r->rcpts, r->np, node_field_string(body, "case_id"),
+	                   r->reply_to, r->ttl_s > 0 ? tern_now_ms() + r->ttl_s * 1000 : 0,
+	                   packed, plen, &o);
 	if (rc != TERN_OK) {
 		res = tern_api_error(rc, "cannot seal: %s", tern_errdetail());
 		goto out;
 	}
-	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
+	if (r->t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
 		snprintf(o.outcome, sizeof(o.outcome), "%s",
 		         protobuf_c_enum_descriptor_get_value(
 		             &tern__v1__acceptance_decision__outcome__descriptor,
-		             ((Tern__V1__AcceptanceDecision *)body)->outcome)
+		             ((const Tern__V1__AcceptanceDecision *)body)->outcome)
 		             ->name);
 		snprintf(o.ref, sizeof(o.ref), "%s", node_field_string(body, "referral_id"));
-	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
+	} else if (r->t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
 		snprintf(o.ref, sizeof(o.ref), "%s", node_field_string(body, "decision_id"));
 	}
-	if (client_ref)
-		snprintf(o.client_ref, sizeof(o.client_ref), "%s", client_ref);
+	if (r->client_ref)
+		snprintf(o.client_ref, sizeof(o.client_ref), "%s", r->client_ref);
 	o.client = ci;
-	o.wait_ms = wait_ms <= 0 ? 0 : wait_ms > 3600000 ? 3600000 : wait_ms;
+	o.wait_ms = r->wait_ms <= 0 ? 0 : r->wait_ms > 3600000 ? 3600000 : r->wait_ms;
 	if ((slot = node_batch_out(n)) == NULL) {
 		node_out_free(&o);
 		res = tern_api_error(TERN_ENOMEM, "out of memory");
@@ -271,8 +269,63 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	*slot = o;
 out:
 	free(packed);
-	if (body)
-		protobuf_c_message_free_unpacked(body, NULL);
+	return res;
+}
+
+/* Handles "send" in JSON: everything but the outbox write, which the batch
+ * does. */
+static json_t *api_send(node *n, json_t *req, int ci)
+{
+	const char *type = json_string_value(json_object_get(req, "type"));
+	json_t *to = json_object_get(req, "to"), *v, *res;
+	struct send_req r = {
+	    .t = tern_msgtype_by_name(type ? type : ""),
+	    .reply_to = json_string_value(json_object_get(req, "in_reply_to")),
+	    .client_ref = json_string_value(json_object_get(req, "client_ref")),
+	    .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
+	    .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
+	ProtobufCMessage *body = NULL;
+	char err[256];
+	size_t i;
+
+	if (json_is_array(to) && json_array_size(to) <= 64)
+		json_array_foreach(to, i, v) r.rcpts[r.np++] = json_string_value(v);
+	if ((res = send_check(n, &r)) != NULL)
+		return res;
+	if (tern_json_decode(r.t->desc, json_object_get(req, "body"), &body, err, sizeof(err)) !=
+	    TERN_OK)
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message", err);
+	res = send_body(n, &r, body, ci);
+	protobuf_c_message_free_unpacked(body, NULL);
+	return res; /* NULL: parked until the commit */
+}
+
+/* Handles a binary "send" (tern.v1.ApiSend): the body arrives encoded, and
+ * is taken only in its canonical encoding (no unknown fields: what is signed
+ * is what the JSON form could have said). */
+static json_t *api_send_bin(node *n, const Tern__V1__ApiSend *as, int ci)
+{
+	struct send_req r = {.t = tern_msgtype_by_type(as->type),
+	                     .reply_to = as->in_reply_to[0] ? as->in_reply_to : NULL,
+	                     .client_ref = as->client_ref[0] ? as->client_ref : NULL,
+	                     .ttl_s = as->ttl_seconds,
+	                     .wait_ms = as->wait_ms};
+	ProtobufCMessage *body = NULL;
+	json_t *res;
+
+	if (as->n_to <= 64)
+		for (size_t i = 0; i < as->n_to; i++)
+			r.rcpts[r.np++] = as->to[i];
+	if ((res = send_check(n, &r)) != NULL)
+		return res;
+	if (tern_pb_unpack_canonical(r.t->desc, as->body.data, as->body.len, n->max_msg, &body) !=
+	    TERN_OK)
+		return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error",
+		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message",
+		                 "the body is not a canonical encoding of ", r.t->name);
+	res = send_body(n, &r, body, ci);
+	tern_pb_free(&body);
 	return res; /* NULL: parked until the commit */
 }
 
@@ -306,6 +359,11 @@ static json_t *h_send(void *arg, json_t *req, int client)
 	return api_send(arg, req, client);
 }
 
+static json_t *h_send_bin(void *arg, const Tern__V1__ApiSend *req, int client)
+{
+	return api_send_bin(arg, req, client);
+}
+
 static json_t *h_ack(void *arg, json_t *req, int client)
 {
 	return api_ack(arg, req, client);
@@ -323,5 +381,5 @@ static json_t *h_inbox_next(void *arg)
 
 void node_api_handlers(node *n, api_handlers *h)
 {
-	*h = (api_handlers){n, h_send, h_ack, h_read, h_inbox_next};
+	*h = (api_handlers){n, h_send, h_send_bin, h_ack, h_read, h_inbox_next};
 }

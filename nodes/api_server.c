@@ -9,6 +9,7 @@
 #include "api_server.h"
 #include "apisrv.h"
 #include "node_store.h"
+#include "pbuf.h"
 #include "util.h"
 
 /* A client waiting for the node to answer. */
@@ -28,6 +29,57 @@ struct api_server {
 	struct parked parked[API_SERVER_MAX_PARKED];
 	int sent_changed; /* a receipt, notice or refusal came: look at final-state waiters */
 };
+
+/* A free parked slot for conn, or -1. */
+static int park(api_server *s, int conn)
+{
+	for (int i = 0; i < API_SERVER_MAX_PARKED; i++)
+		if (s->parked[i].conn < 0) {
+			s->parked[i].conn = conn;
+			return i;
+		}
+	return -1;
+}
+
+/* The handler answered at once: the slot is free again. */
+static json_t *unpark(api_server *s, int ci, json_t *res)
+{
+	memset(&s->parked[ci], 0, sizeof(s->parked[ci]));
+	s->parked[ci].conn = -1;
+	return res;
+}
+
+/* One complete binary request (a tern.v1.ApiRequest): answered now, or
+ * parked (NULL), as its JSON form would be. */
+static json_t *on_binary(void *arg, int conn, const uint8_t *buf, size_t len, uid_t uid)
+{
+	api_server *s = arg;
+	ProtobufCMessage *m = NULL;
+	const Tern__V1__ApiRequest *r;
+	json_t *res;
+	int ci;
+
+	(void)uid;
+	if (tern_pb_unpack(&tern__v1__api_request__descriptor, buf, len, TERN_API_MAX_FRAME, &m) !=
+	    TERN_OK)
+		return tern_api_error(TERN_EMALFORMED, "the binary request is not a tern.v1.ApiRequest");
+	r = (const Tern__V1__ApiRequest *)m;
+	if (r->v != TERN_API_VERSION || r->op_case != TERN__V1__API_REQUEST__OP_SEND) {
+		tern_pb_free(&m);
+		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
+		                 "this node speaks API version 1; binary frames carry send");
+	}
+	if ((ci = park(s, conn)) < 0) {
+		tern_pb_free(&m);
+		return tern_api_error(TERN_ENOMEM, "too many API clients waiting; try again");
+	}
+	res = s->h.send_bin(s->h.arg, r->send, ci);
+	tern_pb_free(&m);
+	if (res != NULL)
+		return unpark(s, ci, res);
+	s->parked[ci].waiting = 1;
+	return NULL;
+}
 
 /* One complete request: answered now, or parked (NULL). */
 static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
@@ -50,13 +102,9 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
 		                 "unknown operation");
 	/* These may wait: each holds a parked slot while its handler runs. */
-	for (int i = 0; i < API_SERVER_MAX_PARKED && ci < 0; i++)
-		if (s->parked[i].conn < 0)
-			ci = i;
-	if (ci < 0)
+	if ((ci = park(s, conn)) < 0)
 		return tern_api_error(TERN_ENOMEM, "too many API clients waiting; try again");
 	p = &s->parked[ci];
-	p->conn = conn;
 	if (strcmp(op, "send") == 0) {
 		res = s->h.send(s->h.arg, req, ci);
 	} else if (strcmp(op, "inbox.ack") == 0) {
@@ -71,11 +119,8 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 			p->deadline = tern_now_ms() + (wait > 3600000 ? 3600000 : wait);
 		}
 	}
-	if (res != NULL) {
-		memset(p, 0, sizeof(*p));
-		p->conn = -1;
-		return res;
-	}
+	if (res != NULL)
+		return unpark(s, ci, res);
 	if (p->waiting == 0)
 		p->waiting = 1;
 	return NULL;
@@ -90,7 +135,8 @@ int api_server_open(const char *path, const api_handlers *handlers, tern_store *
 	                      /* Four of the largest requests at once; more wait. */
 	                      .max_buffered = 4 * (size_t)TERN_API_MAX_FRAME,
 	                      .request_ms = TERN_API_REQUEST_MS,
-	                      .reply_ms = TERN_API_REPLY_MS};
+	                      .reply_ms = TERN_API_REPLY_MS,
+	                      .fn_bin = on_binary};
 	api_server *s;
 	int fd, rc;
 

@@ -26,6 +26,7 @@
 #include <tern/api.h>
 
 #include "store.h"
+#include "tern/v1/api.pb-c.h"
 
 #define API_SERVER_MAX_PARKED 256
 /* Room api_server_pollitems may use in a poll set. */
@@ -41,6 +42,8 @@ typedef struct api_handlers {
 	void *arg; /* the node */
 	/* "send": NULL when the message waits in the batch for the commit */
 	json_t *(*send)(void *arg, json_t *req, int client);
+	/* "send" in a binary frame (docs/api.md "Binary frames"): the same */
+	json_t *(*send_bin)(void *arg, const Tern__V1__ApiSend *req, int client);
 	/* "inbox.ack": NULL when the acknowledgement waits for the commit */
 	json_t *(*ack)(void *arg, json_t *req, int client);
 	/* "status", "inbox.list", "inbox.show", "node.info"; never NULL */

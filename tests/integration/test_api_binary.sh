@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Binary local-API frames (docs/api.md, "Binary frames"): a send whose body
+# arrives encoded is checked, sealed and delivered as its JSON form is, and
+# the same body sent both ways arrives the same; a body with a field its type
+# does not have, another API version and bytes that are no request are
+# refused, and the node goes on; one connection carries one send after
+# another.
+source "$(dirname "$0")/lib.sh"
+APIBIN="$BIN/tern-apibin"
+SOCK="$WORK/fed/unhcr/data/api.sock"
+
+fed_make
+start broker
+start unhcr
+start sweden
+wait_for 20 "unhcr to connect" connected unhcr
+wait_for 20 "sweden to connect" connected sweden
+
+# Every message unhcr has sent, whatever its state.
+sent_total() {
+  "$TERN" info -c "$(conf unhcr)" --json |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); o=d.get("outbox") or d["counts"]["outbox"]; print(sum(o.values()))'
+}
+field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read()).get(sys.argv[1]))' "$1"; }
+
+say "a binary send is delivered"
+out=$(referral_json BIN-1 | "$APIBIN" "$SOCK" send sweden)
+[[ $(field ok <<<"$out") == True ]] || fail "binary send refused: $out"
+[[ $(field state <<<"$out") == delivered ]] || fail "binary send not delivered: $out"
+bin_id=$(field message_id <<<"$out")
+
+say "the same body sent as JSON arrives the same"
+json_id=$(referral_json BIN-1 | "$TERN" send -c "$(conf unhcr)" --to sweden --wait 30 case-referral - | cut -d' ' -f1)
+body() { "$TERN" inbox -c "$(conf sweden)" show "$1" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["body"], sort_keys=True))'; }
+[[ -n $(body "$bin_id") ]] || fail "the binary send is not in sweden's inbox"
+[[ $(body "$bin_id") == "$(body "$json_id")" ]] || fail "the bodies differ: $(body "$bin_id") vs $(body "$json_id")"
+
+say "refusals, each answered, the node going on"
+before=$(sent_total)
+out=$(referral_json BIN-2 | "$APIBIN" "$SOCK" unknown sweden)
+[[ $(field error <<<"$out") == invalid-body ]] || fail "a body with an unknown field: $out"
+out=$(referral_json BIN-3 | "$APIBIN" "$SOCK" v2 sweden)
+[[ $(field error <<<"$out") == unsupported ]] || fail "API version 2: $out"
+out=$("$APIBIN" "$SOCK" garbage)
+[[ $(field error <<<"$out") == malformed ]] || fail "garbage: $out"
+out=$(referral_json BIN-4 | "$APIBIN" "$SOCK" send unknown-node)
+[[ $(field error <<<"$out") == unknown-recipient ]] || fail "an unknown recipient: $out"
+[[ $(sent_total) == "$before" ]] || fail "a refused send reached the outbox"
+
+say "one connection, two sends"
+out=$(referral_json BIN-5 | "$APIBIN" "$SOCK" twice sweden)
+[[ $(wc -l <<<"$out") -eq 2 ]] || fail "two sends on one connection: $out"
+ids=$(while read -r l; do field message_id <<<"$l"; done <<<"$out" | sort -u | wc -l)
+[[ $ids -eq 2 ]] || fail "the two sends did not get two ids: $out"
+wait_for 20 "all 4 delivered" count_is unhcr delivered 4
+echo "it test_api_binary: ok"
