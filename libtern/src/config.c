@@ -1,5 +1,7 @@
 /* Configuration files: one table declares every setting (as Postfix's
- * mail_params does), inih splits the lines, this file checks them.
+ * mail_params does), inih splits the lines, this file checks them. Over 800
+ * lines because the table is here: a line per setting, read by the checks
+ * below and by tern_config_describe (docs/configuration.md's tables).
  *
  * inih's Debian build (r55) has no line numbers in its handler, cuts lines
  * longer than its buffer in two, turns an indented line after a key into a

@@ -1,3 +1,11 @@
+/* Envelopes (tern/envelope.h): sealing, batch signing, verifying, opening,
+ * and the caches that make them cheap (docs/envelope.md).
+ *
+ * One file over 800 lines on purpose: the sending and the receiving side
+ * share the header's associated data (header_aad), the key-wrap derivation
+ * (wrap_key_derive) and the bytes a batch signature covers
+ * (batch_signed_bytes). Kept private to one file, the two sides can never be
+ * built from different copies of them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,10 @@
 /* The federation CA: certificates, CRL, member database and directory.
- * See tern/pki.h for the files a CA directory holds. */
+ * See tern/pki.h for the files a CA directory holds.
+ *
+ * One file over 800 lines on purpose: every CA operation takes the CA
+ * directory's lock and goes through the same private helpers for the member
+ * database (db_*), the OpenSSL objects (x509_*, add_ext) and the CRL
+ * (crl_*); split, those would become an internal interface with one user. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
