@@ -91,9 +91,20 @@ void batch_commit(broker *b)
 		b->last_audit = bt->now;
 	rc = tern_store_write(b->store, batch_apply, b);
 	if (rc != TERN_OK) {
-		/* Nothing of this batch is acknowledged: nodes resubmit and re-ack. */
+		/* Nothing of this batch is acknowledged: nodes resubmit and re-ack.
+		 * A sender's later submissions must not overtake the ones dropped
+		 * here, so its session is broken: it says Hello and resubmits. */
 		log_warnx("commit failed, %zu submissions not acknowledged: %s (%s)", bt->nsubs,
 		          tern_strerror(rc), tern_errdetail());
+		for (size_t i = 0; i < bt->nsubs; i++) {
+			struct sub *s = &bt->subs[i];
+			struct peer *p = peer_find(b, s->peer, 0);
+			if (p && p->live && p->rid_len == s->rid_len &&
+			    memcmp(p->rid, s->rid, s->rid_len) == 0)
+				session_break(
+				    b, p, s->rid, s->rid_len,
+				    "broker could not commit: say Hello again and resubmit");
+		}
 		batch_reset(b);
 		return;
 	}

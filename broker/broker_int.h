@@ -209,6 +209,11 @@ enum submit_order {
 	                  rest of the session with it */
 	SUBMIT_BROKEN, /* after a gap, until the next Hello: dropped silently */
 };
+/* p's session can no longer be taken in order (a submission of it was
+ * dropped: out of memory, a failed commit): what follows in it is dropped
+ * (submit_order: SUBMIT_BROKEN) and the node is told, once, to say Hello
+ * again and resubmit from its outbox, in order. */
+void session_break(broker *b, struct peer *p, const uint8_t *rid, size_t rid_len, const char *why);
 enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm);
 void rate_release(broker *b, int64_t now);
 void rate_free(struct peer *p);

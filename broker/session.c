@@ -297,6 +297,14 @@ void rate_free(struct peer *p)
 	p->dq_n = p->dq_bytes = 0;
 }
 
+void session_break(broker *b, struct peer *p, const uint8_t *rid, size_t rid_len, const char *why)
+{
+	if (p->broken)
+		return; /* told already */
+	p->broken = 1;
+	send_refused(b, rid, rid_len, p->session, TERN_REASON_HELLO_REQUIRED, why);
+}
+
 /* --- frames ------------------------------------------------------------------ */
 
 enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm)
@@ -357,9 +365,8 @@ static void on_frame(broker *b, const char *user, const struct peer *conn, const
 			return; /* deferred: the queue owns f now */
 		if (submit_now(b, user, rid, rid_len, f) == TERN_OK)
 			return; /* the batch owns f now */
-		p->broken = 1;  /* dropped: the rest of the session would overtake it */
-		send_refused(b, rid, rid_len, p->session, TERN_REASON_HELLO_REQUIRED,
-		             "broker out of memory: say Hello again and resubmit");
+		session_break(b, p, rid, rid_len,
+		              "broker out of memory: say Hello again and resubmit");
 		goto done;
 	case TERN__V1__FRAME__BODY_DELIVER_ACK: {
 		const Tern__V1__DeliverAck *a = f->deliver_ack;

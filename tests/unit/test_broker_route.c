@@ -675,6 +675,46 @@ static void test_group_commit(void **state)
 	free(e.buf);
 }
 
+/* A commit that fails drops its submissions unanswered; the sender's later
+ * submissions in the same session must not be taken ahead of them, so its
+ * session is broken (the node says Hello and resubmits in order). Before, the
+ * next submission of the session was taken, and overtook the dropped one. */
+static void test_failed_commit_breaks_session(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	broker *b = bare_broker(f);
+	static const uint8_t rid[] = {9};
+	struct peer *unhcr = peer_find(b, "unhcr", 0);
+	Tern__V1__Submit next = TERN__V1__SUBMIT__INIT;
+	tern_store *ro = NULL;
+
+	unhcr->live = 1;
+	unhcr->rid[0] = rid[0];
+	unhcr->rid_len = 1;
+	unhcr->session = f->session;
+	unhcr->next_index = 2; /* index 1 is the one in the batch */
+	b->batch.now = tern_now_ms();
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	/* The store refuses the write: a read-only handle stands in for a full
+	 * or failing disk. */
+	assert_int_equal(bq_open_rdonly(f->path, &ro), TERN_OK);
+	b->store = ro;
+	batch_commit(b);
+	b->store = f->st;
+	tern_store_close(&ro);
+	assert_int_equal(b->batch.nsubs, 0);
+	assert_int_equal(queue_of(f, "sweden").n, 0); /* nothing was queued */
+	assert_true(unhcr->broken);
+	next.session = f->session;
+	next.index = 2;
+	assert_int_equal(submit_order(unhcr, &next), SUBMIT_BROKEN);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	free(e.buf);
+}
+
 /* Submissions are taken in their session's order: the one due, then the
  * next; a gap refuses it and everything after it until a Hello starts a new
  * session; one of an older session is dropped. */
@@ -732,6 +772,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_message, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
