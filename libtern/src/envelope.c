@@ -539,15 +539,22 @@ out:
 /* RFC 6962 leaf hash of what a lone signature signs: 0x00 || label || 0x00 || header. */
 static void header_leaf(const uint8_t *header, size_t len, tern_hash out)
 {
-	crypto_hash_sha256_state st;
 	static const uint8_t zero = 0x00;
+	const tern_span s[3] = {
+	    {&zero, 1},
+	    {TERN_ENVELOPE_SIGN_LABEL, sizeof(TERN_ENVELOPE_SIGN_LABEL)}, /* NUL */
+	    {header, len}};
 
-	crypto_hash_sha256_init(&st);
-	crypto_hash_sha256_update(&st, &zero, 1);
-	crypto_hash_sha256_update(&st, (const uint8_t *)TERN_ENVELOPE_SIGN_LABEL,
-	                          sizeof(TERN_ENVELOPE_SIGN_LABEL)); /* with its NUL */
-	crypto_hash_sha256_update(&st, header, len);
-	crypto_hash_sha256_final(&st, out);
+	if (tern_sha256_spans(s, 3, out) != TERN_OK) {
+		/* Not after initialisation; libsodium's portable code all the same. */
+		crypto_hash_sha256_state st;
+		crypto_hash_sha256_init(&st);
+		crypto_hash_sha256_update(&st, &zero, 1);
+		crypto_hash_sha256_update(&st, (const uint8_t *)TERN_ENVELOPE_SIGN_LABEL,
+		                          sizeof(TERN_ENVELOPE_SIGN_LABEL));
+		crypto_hash_sha256_update(&st, header, len);
+		crypto_hash_sha256_final(&st, out);
+	}
 }
 
 /* What a batch signature signs after its label: be64(tree_size) || root. */

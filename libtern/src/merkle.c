@@ -4,6 +4,7 @@
 #include <openssl/sha.h>
 #include <sodium.h>
 
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/merkle.h>
 
@@ -11,13 +12,17 @@
 
 void tern_merkle_leaf_hash(const uint8_t *entry, size_t len, tern_hash out)
 {
-	crypto_hash_sha256_state st;
 	static const uint8_t zero = 0x00;
+	const tern_span s[2] = {{&zero, 1}, {entry, len}};
 
-	crypto_hash_sha256_init(&st);
-	crypto_hash_sha256_update(&st, &zero, 1);
-	crypto_hash_sha256_update(&st, entry, len);
-	crypto_hash_sha256_final(&st, out);
+	if (tern_sha256_spans(s, 2, out) != TERN_OK) {
+		/* Not after initialisation; libsodium's portable code all the same. */
+		crypto_hash_sha256_state st;
+		crypto_hash_sha256_init(&st);
+		crypto_hash_sha256_update(&st, &zero, 1);
+		crypto_hash_sha256_update(&st, entry, len);
+		crypto_hash_sha256_final(&st, out);
+	}
 }
 
 void tern_merkle_node_hash(const tern_hash left, const tern_hash right, tern_hash out)
@@ -27,8 +32,10 @@ void tern_merkle_node_hash(const tern_hash left, const tern_hash right, tern_has
 	buf[0] = 0x01;
 	memcpy(buf + 1, left, TERN_HASH_LEN);
 	memcpy(buf + 1 + TERN_HASH_LEN, right, TERN_HASH_LEN);
-	/* OpenSSL's one-shot SHA-256 uses the CPU's SHA extensions where present. */
-	SHA256(buf, sizeof(buf), out);
+	/* tern_sha256 cannot fail once initialised (the daemons and tools
+	 * initialise at start); the one-shot is the fallback all the same. */
+	if (tern_sha256(buf, sizeof(buf), out) != TERN_OK)
+		SHA256(buf, sizeof(buf), out);
 }
 
 /* The largest power of two strictly smaller than n (n >= 2). */

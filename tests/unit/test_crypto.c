@@ -227,6 +227,14 @@ static void test_sha256(void **state)
 	want = unhex(empty, &n);
 	assert_memory_equal(out, want, 32);
 	free(want);
+	/* In spans, empty ones among them, the same digest as the whole. */
+	{
+		const tern_span parts[4] = {{"a", 1}, {"", 0}, {"bc", 2}, {NULL, 0}};
+		assert_int_equal(tern_sha256_spans(parts, 4, out), TERN_OK);
+		want = unhex(abc, &n);
+		assert_memory_equal(out, want, 32);
+		free(want);
+	}
 }
 
 /* ---- Wycheproof ---- */

@@ -26,6 +26,13 @@ int tern_crypto_init(void);
 
 int tern_sha256(const uint8_t *buf, size_t len, uint8_t out[TERN_SHA256_LEN]);
 
+/* SHA-256 of the concatenation of n spans, without copying them together. */
+typedef struct tern_span {
+	const void *p;
+	size_t len;
+} tern_span;
+int tern_sha256_spans(const tern_span *spans, size_t n, uint8_t out[TERN_SHA256_LEN]);
+
 /* RFC 5869 HKDF-SHA256 (extract then expand) into out[outlen]. salt and info
  * may be empty (NULL with length 0). TERN_EINVAL if outlen is 0 or over
  * 255 * 32, the most HKDF-SHA256 can produce. */
