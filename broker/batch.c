@@ -78,6 +78,24 @@ void batch_reset(broker *b)
 	bt->checkpoint = 0;
 }
 
+int batch_due(const broker *b, int64_t now, int *wait_ms)
+{
+	const struct batch *bt = &b->batch;
+	int64_t left;
+
+	if (bt->nsubs || bt->ndead || bt->sweep || bt->checkpoint || bt->purge)
+		return 1;
+	if (bt->nacks == 0)
+		return 0;
+	/* Half full: commit rather than risk refusing acknowledgements. */
+	left = bt->acks_since + BATCH_ACK_DEFER_MS - now;
+	if (left <= 0 || bt->nacks >= MAX_PEERS)
+		return 1;
+	if (*wait_ms > left)
+		*wait_ms = (int)left;
+	return 0;
+}
+
 void batch_commit(broker *b)
 {
 	struct batch *bt = &b->batch;

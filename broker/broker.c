@@ -213,7 +213,10 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		                                              {b->monitor, 0, ZMQ_POLLIN, 0}};
 		size_t nctl = tern_apisrv_pollitems(b->ctl, items + 3, CONTROL_POLL_MAX);
 		int64_t now;
-		int n = zmq_poll(items, 3 + (int)nctl, 100);
+		int wait_ms = 100, n;
+
+		(void)batch_due(b, tern_now_ms(), &wait_ms); /* deferred acknowledgements */
+		n = zmq_poll(items, 3 + (int)nctl, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -256,7 +259,9 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		}
 		b->batch.now = now;
 		rate_release(b, now);
-		batch_commit(b);
+		wait_ms = 0;
+		if (batch_due(b, now, &wait_ms))
+			batch_commit(b);
 		for (size_t i = 0; i < b->npeers; i++)
 			if (b->peers[i].dirty && b->peers[i].live)
 				deliver_pump(b, &b->peers[i]);

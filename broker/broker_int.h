@@ -113,6 +113,7 @@ struct batch {
 	size_t nsubs, capsubs;
 	struct ack acks[MAX_PEERS * 2];
 	size_t nacks;
+	int64_t acks_since; /* when the oldest acknowledgement in acks came */
 	struct dead dead[MAX_PEERS];
 	int dead_done[MAX_PEERS]; /* output: 1 when the entry was there to dead-letter */
 	size_t ndead;
@@ -254,6 +255,14 @@ void route_sub_free(struct sub *s);
 void batch_reset(broker *b);
 /* Writes the batch in one transaction, then answers and counts. */
 void batch_commit(broker *b);
+/* Whether the loop commits now: always when the batch holds anything but
+ * acknowledgements; acknowledgements alone wait up to BATCH_ACK_DEFER_MS for
+ * company (a submission usually follows within it), since committing them
+ * is never urgent: one lost in a crash only means a redelivery the node
+ * recognises. *wait_ms: how long the loop may sleep before it must ask
+ * again. */
+#define BATCH_ACK_DEFER_MS 20
+int batch_due(const broker *b, int64_t now, int *wait_ms);
 /* Decides what the next batch also does: checkpoint, purge, expiry sweep. */
 void batch_timers(broker *b, int64_t now);
 

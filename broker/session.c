@@ -160,6 +160,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last &&
 	           b->batch.nacks < MAX_PEERS * 2) {
 		/* Resync: what the node already holds is dropped, not sent again. */
+		if (b->batch.nacks == 0)
+			b->batch.acks_since = tern_now_ms();
 		snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
 		b->batch.acks[b->batch.nacks++].upto = h->delivered_upto;
 		p->sent = h->delivered_upto;
@@ -384,6 +386,8 @@ static void on_frame(broker *b, const char *user, const struct peer *conn, const
 			break;
 		}
 		if (a->upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
+			if (b->batch.nacks == 0)
+				b->batch.acks_since = tern_now_ms();
 			snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
 			b->batch.acks[b->batch.nacks++].upto = a->upto;
 		}

@@ -715,6 +715,36 @@ static void test_failed_commit_breaks_session(void **state)
 	free(e.buf);
 }
 
+/* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
+ * company, the loop sleeping no longer than that; anything else in the
+ * batch, or a batch half full of them, is committed at once. */
+static void test_ack_deferral(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	int64_t now = 1000000;
+	int wait = 100;
+
+	assert_false(batch_due(b, now, &wait)); /* empty */
+	assert_int_equal(wait, 100);
+	b->batch.nacks = 1;
+	b->batch.acks_since = now;
+	assert_false(batch_due(b, now + 5, &wait));
+	assert_int_equal(wait, BATCH_ACK_DEFER_MS - 5);
+	assert_true(batch_due(b, now + BATCH_ACK_DEFER_MS, &wait));
+	b->batch.nacks = MAX_PEERS;
+	assert_true(batch_due(b, now, &wait));
+	b->batch.nacks = 1;
+	b->batch.checkpoint = 1;
+	assert_true(batch_due(b, now, &wait));
+	b->batch.checkpoint = 0;
+	b->batch.nacks = 0;
+	b->batch.sweep = 1;
+	assert_true(batch_due(b, now, &wait));
+	b->batch.sweep = 0;
+	free(b);
+}
+
 /* Submissions are taken in their session's order: the one due, then the
  * next; a gap refuses it and everything after it until a Hello starts a new
  * session; one of an older session is dropped. */
@@ -774,6 +804,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
 
