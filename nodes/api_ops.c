@@ -240,9 +240,9 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 	}
 	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK)
 		return tern_api_error(rc, "cannot encode the body");
-	rc = node_make_out(n, r->t, r->rcpts, r->np, node_field_string(body, "case_id"),
-	                   r->reply_to, r->ttl_s > 0 ? tern_now_ms() + r->ttl_s * 1000 : 0,
-	                   packed, plen, &o);
+	rc =
+	    node_make_out(n, r->t, r->rcpts, r->np, node_field_string(body, "case_id"), r->reply_to,
+	                  r->ttl_s > 0 ? tern_now_ms() + r->ttl_s * 1000 : 0, packed, plen, &o);
 	if (rc != TERN_OK) {
 		res = tern_api_error(rc, "cannot seal: %s", tern_errdetail());
 		goto out;
@@ -278,12 +278,11 @@ static json_t *api_send(node *n, json_t *req, int ci)
 {
 	const char *type = json_string_value(json_object_get(req, "type"));
 	json_t *to = json_object_get(req, "to"), *v, *res;
-	struct send_req r = {
-	    .t = tern_msgtype_by_name(type ? type : ""),
-	    .reply_to = json_string_value(json_object_get(req, "in_reply_to")),
-	    .client_ref = json_string_value(json_object_get(req, "client_ref")),
-	    .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
-	    .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
+	struct send_req r = {.t = tern_msgtype_by_name(type ? type : ""),
+	                     .reply_to = json_string_value(json_object_get(req, "in_reply_to")),
+	                     .client_ref = json_string_value(json_object_get(req, "client_ref")),
+	                     .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
+	                     .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
 	ProtobufCMessage *body = NULL;
 	char err[256];
 	size_t i;

@@ -62,7 +62,8 @@ static json_t *on_binary(void *arg, int conn, const uint8_t *buf, size_t len, ui
 	(void)uid;
 	if (tern_pb_unpack(&tern__v1__api_request__descriptor, buf, len, TERN_API_MAX_FRAME, &m) !=
 	    TERN_OK)
-		return tern_api_error(TERN_EMALFORMED, "the binary request is not a tern.v1.ApiRequest");
+		return tern_api_error(TERN_EMALFORMED,
+		                      "the binary request is not a tern.v1.ApiRequest");
 	r = (const Tern__V1__ApiRequest *)m;
 	if (r->v != TERN_API_VERSION || r->op_case != TERN__V1__API_REQUEST__OP_SEND) {
 		tern_pb_free(&m);

@@ -210,6 +210,23 @@ out:
 	return rc;
 }
 
+int node_batch_due(const node *n, int64_t now, int *wait_ms)
+{
+	const struct batch *b = &n->batch;
+	int64_t left;
+
+	if (b->nouts || b->ndins || b->nacks || b->checkpoint || b->delivered)
+		return 1;
+	if (b->nresults == 0)
+		return 0;
+	left = b->results_since + NODE_RESULT_DEFER_MS - now;
+	if (left <= 0)
+		return 1;
+	if (*wait_ms > left)
+		*wait_ms = (int)left;
+	return 0;
+}
+
 void node_batch_commit(node *n)
 {
 	struct batch *b = &n->batch;

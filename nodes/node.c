@@ -227,8 +227,10 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		                                                 {n->monitor, 0, ZMQ_POLLIN, 0}};
 		size_t napi = api_server_pollitems(n->api, items + 2, API_SERVER_POLL_MAX);
 		int64_t now;
-		int round;
-		int rc = zmq_poll(items, 2 + (int)napi, 50);
+		int round, wait_ms = 50, rc;
+
+		(void)node_batch_due(n, tern_now_ms(), &wait_ms); /* deferred results */
+		rc = zmq_poll(items, 2 + (int)napi, wait_ms);
 
 		if (rc < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -260,7 +262,9 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			n->last_checkpoint = now;
 		round = n->batch.checkpoint == 2 ||
 		        (n->batch.checkpoint && n->last_event > n->last_round);
-		node_batch_commit(n);
+		wait_ms = 0;
+		if (node_batch_due(n, now, &wait_ms))
+			node_batch_commit(n);
 		/* An idle node must not keep its ephemeral sealing key past its
 		 * lifetime waiting for the next message. */
 		tern_sealcache_expire(n->seals, now);

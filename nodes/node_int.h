@@ -96,6 +96,7 @@ struct batch {
 	size_t ndins, capdins;
 	struct result *results;
 	size_t nresults, capresults;
+	int64_t results_since; /* when the oldest result in results came */
 	struct inack acks[MAX_CLIENTS];
 	size_t nacks;
 	uint64_t delivered; /* highest delivery seq handled this round */
@@ -244,6 +245,14 @@ void node_batch_reset(node *n);
  * waited for it (API clients, the broker's deliveries); a failed commit
  * answers nothing as done. */
 void node_batch_commit(node *n);
+/* Whether the loop commits now: always when the batch holds anything but
+ * the broker's submit results; results alone wait up to
+ * NODE_RESULT_DEFER_MS for company (a receipt or a send usually follows),
+ * since they only record the intermediate at-broker state: one lost in a
+ * crash means a resubmission the broker answers as a duplicate. *wait_ms:
+ * how long the loop may sleep before it must ask again. */
+#define NODE_RESULT_DEFER_MS 20
+int node_batch_due(const node *n, int64_t now, int *wait_ms);
 
 /* --- witnessing.c -------------------------------------------------------------- */
 

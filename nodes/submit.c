@@ -132,6 +132,8 @@ void node_submit_result(node *n, const Tern__V1__SubmitResult *sr)
 
 	if (TERN_GROW(b->results, b->nresults, b->capresults))
 		return;
+	if (b->nresults == 0)
+		b->results_since = tern_now_ms();
 	r = &b->results[b->nresults++];
 	snprintf(r->msgid, sizeof(r->msgid), "%s", sr->message_id);
 	r->accepted = sr->accepted;

@@ -889,6 +889,32 @@ static void test_submit_results(void **state)
 	free(body);
 }
 
+/* The broker's submit results alone wait up to NODE_RESULT_DEFER_MS for a
+ * commit with company, the loop sleeping no longer than that; anything else
+ * in the batch is committed at once. */
+static void test_result_deferral(void **state)
+{
+	node n;
+	int wait = 50;
+	int64_t now = 1000000;
+
+	(void)state;
+	memset(&n, 0, sizeof(n));
+	assert_false(node_batch_due(&n, now, &wait)); /* empty */
+	assert_int_equal(wait, 50);
+	n.batch.nresults = 1;
+	n.batch.results_since = now;
+	assert_false(node_batch_due(&n, now + 5, &wait));
+	assert_int_equal(wait, NODE_RESULT_DEFER_MS - 5);
+	assert_true(node_batch_due(&n, now + NODE_RESULT_DEFER_MS, &wait));
+	n.batch.ndins = 1; /* a delivery: committed (and acknowledged) at once */
+	assert_true(node_batch_due(&n, now, &wait));
+	n.batch.ndins = 0;
+	n.batch.nresults = 0;
+	n.batch.checkpoint = 1;
+	assert_true(node_batch_due(&n, now, &wait));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -902,6 +928,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
+	    cmocka_unit_test(test_result_deferral),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
