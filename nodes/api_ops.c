@@ -161,6 +161,9 @@ out:
 	return res;
 }
 
+/* Ten years: far past any delivery, far from an overflow in milliseconds. */
+#define MAX_TTL_S (3650 * 86400)
+
 /* A send as either form of the API gives it (JSON or binary), checked the
  * same way from here on. Strings are borrowed from the request. */
 struct send_req {
@@ -182,6 +185,9 @@ static json_t *send_check(node *n, const struct send_req *r)
 		                      "or travel-confirmation");
 	if (r->np == 0)
 		return tern_api_error(TERN_EINVAL, "'to' must list 1 to 64 node ids");
+	if (r->ttl_s < 0 || r->ttl_s > MAX_TTL_S)
+		return tern_api_error(
+		    TERN_EINVAL, "ttl_seconds must be 0 (the broker's default) to %d", MAX_TTL_S);
 	for (size_t i = 0; i < r->np; i++) {
 		const tern_member *m;
 		const char *rc = r->rcpts[i];
@@ -280,7 +286,11 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	json_t *to = json_object_get(req, "to"), *v, *res;
 	struct send_req r = {.t = tern_msgtype_by_name(type ? type : ""),
 	                     .reply_to = json_string_value(json_object_get(req, "in_reply_to")),
-	                     .client_ref = json_string_value(json_object_get(req, "client_ref")),
+	                     /* "" is none, as in a binary send */
+	                     .client_ref =
+	                         json_string_length(json_object_get(req, "client_ref"))
+	                             ? json_string_value(json_object_get(req, "client_ref"))
+	                             : NULL,
 	                     .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
 	                     .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
 	ProtobufCMessage *body = NULL;
@@ -319,7 +329,8 @@ static json_t *api_send_bin(node *n, const Tern__V1__ApiSend *as, int ci)
 	if ((res = send_check(n, &r)) != NULL)
 		return res;
 	if (tern_pb_unpack_canonical(r.t->desc, as->body.data, as->body.len, n->max_msg, &body) !=
-	    TERN_OK)
+	        TERN_OK ||
+	    tern_pb_strings_utf8(body) != TERN_OK)
 		return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error",
 		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message",
 		                 "the body is not a canonical encoding of ", r.t->name);

@@ -60,10 +60,15 @@ static json_t *on_binary(void *arg, int conn, const uint8_t *buf, size_t len, ui
 	int ci;
 
 	(void)uid;
-	if (tern_pb_unpack(&tern__v1__api_request__descriptor, buf, len, TERN_API_MAX_FRAME, &m) !=
-	    TERN_OK)
+	/* Canonical, as JSON with its duplicate keys refused: no field twice, no
+	 * string cut at a NUL, no unknown field; and every string UTF-8. */
+	if (tern_pb_unpack_canonical(&tern__v1__api_request__descriptor, buf, len,
+	                             TERN_API_MAX_FRAME, &m) != TERN_OK ||
+	    tern_pb_strings_utf8(m) != TERN_OK) {
+		tern_pb_free(&m);
 		return tern_api_error(TERN_EMALFORMED,
-		                      "the binary request is not a tern.v1.ApiRequest");
+		                      "the binary request is not a canonical tern.v1.ApiRequest");
+	}
 	r = (const Tern__V1__ApiRequest *)m;
 	if (r->v != TERN_API_VERSION || r->op_case != TERN__V1__API_REQUEST__OP_SEND) {
 		tern_pb_free(&m);
@@ -96,8 +101,11 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
 		                 "this node speaks API version 1; give \"v\":1 and \"op\"");
 	if (strcmp(op, "status") == 0 || strcmp(op, "inbox.list") == 0 ||
-	    strcmp(op, "inbox.show") == 0 || strcmp(op, "node.info") == 0)
-		return s->h.read(s->h.arg, op, req);
+	    strcmp(op, "inbox.show") == 0 || strcmp(op, "node.info") == 0) {
+		/* Never parked: a NULL here would leave the client waiting for good. */
+		json_t *r = s->h.read(s->h.arg, op, req);
+		return r ? r : tern_api_error(TERN_ENOMEM, "cannot build the answer");
+	}
 	if (strcmp(op, "send") != 0 && strcmp(op, "inbox.ack") != 0 &&
 	    strcmp(op, "inbox.next") != 0)
 		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",

@@ -51,6 +51,15 @@ static json_t *route(const char *method, const char *url, const char *body, size
 			       "docs/api.md";
 			return NULL;
 		}
+		/* A send that waits for its final state holds a worker: at most a
+		 * minute, as inbox/next, and the local call's timeout runs past it
+		 * (a timeout before the node's answer would say 503 for a message
+		 * already stored, and a retry would send it twice). */
+		if (json_is_integer(json_object_get(req, "wait_ms"))) {
+			json_int_t w = json_integer_value(json_object_get(req, "wait_ms"));
+			*wait_ms = w <= 0 ? 0 : w > 60000 ? 60000 : (int)w;
+			json_object_set_new(req, "wait_ms", json_integer(*wait_ms));
+		}
 		json_object_set_new(req, "op", json_string("send"));
 		return req;
 	}

@@ -256,14 +256,45 @@ int tern_api_check_peer(int fd)
 	return TERN_OK;
 }
 
+/* Replaces each byte of s that is not part of a well-formed UTF-8 sequence
+ * with '?': a message may quote what a client sent, or be cut in the middle
+ * of a character by the buffer's end, and JSON strings must be UTF-8. */
+static void utf8_repair(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+
+	while (*p) {
+		size_t n = *p < 0x80             ? 1
+		           : (*p & 0xe0) == 0xc0 ? 2
+		           : (*p & 0xf0) == 0xe0 ? 3
+		           : (*p & 0xf8) == 0xf0 ? 4
+		                                 : 0;
+		size_t k = 1;
+		if (n == 2 && *p < 0xc2)
+			n = 0; /* overlong */
+		while (n > 1 && k < n && (p[k] & 0xc0) == 0x80)
+			k++;
+		if (n == 0 || k < n) {
+			*p++ = '?';
+			continue;
+		}
+		p += n;
+	}
+}
+
 json_t *tern_api_error(int code, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
+	json_t *e;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code), "message",
-	                 msg);
+	utf8_repair(msg);
+	e = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code), "message", msg);
+	if (e == NULL) /* what jansson still refuses (a surrogate, a code point past U+10FFFF) */
+		e = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code),
+		              "message", "(the message could not be encoded)");
+	return e;
 }

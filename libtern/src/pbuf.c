@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include <tern/error.h>
+#include <tern/json.h>
 
 #include "pbuf.h"
 #include "util.h"
@@ -102,6 +103,41 @@ static int has_unknown_fields(const ProtobufCMessage *m)
 	return 0;
 }
 
+int tern_pb_strings_utf8(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m + f->offset;
+		size_t count = 1;
+		const void *const *items;
+
+		if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			count = *(const size_t *)((const char *)m + f->quantifier_offset);
+			items = *(const void *const *const *)base;
+		} else {
+			items = (const void *const *)base;
+		}
+		for (size_t k = 0; k < count && items != NULL; k++) {
+			const void *v = items[k];
+			if (v == NULL)
+				continue;
+			if (f->type == PROTOBUF_C_TYPE_STRING) {
+				if (!tern_utf8_valid(v, strlen(v)))
+					return tern_fail(TERN_EMALFORMED,
+					                 "%s.%s is not valid UTF-8", d->name,
+					                 f->name);
+			} else if (tern_pb_strings_utf8(v) != TERN_OK) {
+				return TERN_EMALFORMED;
+			}
+		}
+	}
+	return TERN_OK;
+}
+
 int tern_pb_unpack_canonical(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                              size_t max_len, ProtobufCMessage **out)
 {
@@ -118,7 +154,7 @@ int tern_pb_unpack_canonical(const ProtobufCMessageDescriptor *desc, const uint8
 	}
 	if ((rc = tern_pb_pack(m, &again, &n)) != TERN_OK)
 		goto fail;
-	if (n != len || memcmp(again, buf, len) != 0) {
+	if (n != len || (len > 0 && memcmp(again, buf, len) != 0)) {
 		rc = tern_fail(TERN_EMALFORMED, "%s is not in canonical form", desc->name);
 		goto fail;
 	}

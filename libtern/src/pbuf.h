@@ -28,8 +28,13 @@ void tern_pb_free(ProtobufCMessage **msg);
  * repeated scalar fields, strings cut at an embedded NUL, non-minimal
  * varints, fields out of order. Use it for signed bytes, so that every
  * reader of the signed bytes, in any language, sees what Tern checked. */
-int tern_pb_unpack_canonical(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
-                             size_t len, size_t max_len, ProtobufCMessage **out);
+int tern_pb_unpack_canonical(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                             size_t max_len, ProtobufCMessage **out);
+
+/* TERN_OK when every string field of m, in nested messages too, is valid
+ * UTF-8 (protobuf-c does not check; proto3 JSON, and so every reader of what
+ * Tern signs, requires it); else TERN_EMALFORMED naming the field. */
+int tern_pb_strings_utf8(const ProtobufCMessage *m);
 
 /* Packs msg into a malloc'd buffer. */
 int tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);

@@ -2,9 +2,12 @@
 # Binary local-API frames (docs/api.md, "Binary frames"): a send whose body
 # arrives encoded is checked, sealed and delivered as its JSON form is, and
 # the same body sent both ways arrives the same; a body with a field its type
-# does not have, another API version and bytes that are no request are
-# refused, and the node goes on; one connection carries one send after
-# another.
+# does not have, no body, a recipient cut at a NUL, a client_ref that is not
+# UTF-8, another API version and bytes that are no request are refused, and
+# the node goes on; one connection carries one send after another. And the
+# local API's edges an attack found: an answer quoting a request cut inside
+# a UTF-8 character (the connection once hung for good), a ttl that
+# overflows, an empty client_ref (once taken as a duplicate).
 source "$(dirname "$0")/lib.sh"
 APIBIN="$BIN/tern-apibin"
 SOCK="$WORK/fed/unhcr/data/api.sock"
@@ -45,12 +48,55 @@ out=$("$APIBIN" "$SOCK" garbage)
 [[ $(field error <<<"$out") == malformed ]] || fail "garbage: $out"
 out=$(referral_json BIN-4 | "$APIBIN" "$SOCK" send unknown-node)
 [[ $(field error <<<"$out") == unknown-recipient ]] || fail "an unknown recipient: $out"
+out=$(referral_json BIN-6 | "$APIBIN" "$SOCK" nobody sweden)
+[[ $(field error <<<"$out") == invalid-body ]] || fail "no body: $out"
+out=$(referral_json BIN-7 | "$APIBIN" "$SOCK" nulto sweden)
+[[ $(field error <<<"$out") == malformed ]] || fail "a recipient cut at a NUL: $out"
+out=$(referral_json BIN-8 | "$APIBIN" "$SOCK" badref sweden)
+[[ $(field error <<<"$out") == malformed ]] || fail "a client_ref that is not UTF-8: $out"
 [[ $(sent_total) == "$before" ]] || fail "a refused send reached the outbox"
+
+# One JSON request on a fresh connection; its answer's error code, or
+# "no-answer" when none comes within 5 s.
+json_raw() {
+  python3 - "$SOCK" "$1" <<'PY'
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect(sys.argv[1])
+b = sys.argv[2].encode()
+s.sendall(struct.pack(">I", len(b)) + b)
+d = b""
+try:
+    while len(d) < 4 or len(d) < 4 + struct.unpack(">I", d[:4])[0]:
+        c = s.recv(65536)
+        if not c:
+            break
+        d += c
+    r = json.loads(d[4:4 + struct.unpack(">I", d[:4])[0]])
+    print(r.get("error") or ("ok" if r.get("ok") else "?"), r.get("message_id", ""))
+except (socket.timeout, struct.error, ValueError):
+    print("no-answer")
+PY
+}
+say "an answer quoting a request cut inside a UTF-8 character"
+long=$(python3 -c 'print("a" + "\u20ac" * 300)')
+for op in status inbox.show; do
+  out=$(json_raw "{\"v\":1,\"op\":\"$op\",\"message_id\":\"$long\"}")
+  [[ $out != no-answer* ]] || fail "$op with a long multibyte id got no answer"
+done
+say "a ttl that would overflow, an empty client_ref"
+body=$(referral_json BIN-9 | tr -d '\n')
+out=$(json_raw "{\"v\":1,\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"ttl_seconds\":4611686018427387904,\"body\":$body}")
+[[ $out == invalid-argument* ]] || fail "a ttl of 2^62 s: $out"
+a=$(json_raw "{\"v\":1,\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"client_ref\":\"\",\"body\":$body}")
+b=$(json_raw "{\"v\":1,\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"client_ref\":\"\",\"body\":$body}")
+[[ $a == ok* && $b == ok* && ${a#ok } != "${b#ok }" ]] || fail "two sends with client_ref \"\": $a / $b"
 
 say "one connection, two sends"
 out=$(referral_json BIN-5 | "$APIBIN" "$SOCK" twice sweden)
 [[ $(wc -l <<<"$out") -eq 2 ]] || fail "two sends on one connection: $out"
 ids=$(while read -r l; do field message_id <<<"$l"; done <<<"$out" | sort -u | wc -l)
 [[ $ids -eq 2 ]] || fail "the two sends did not get two ids: $out"
-wait_for 20 "all 4 delivered" count_is unhcr delivered 4
+wait_for 20 "all 6 delivered" count_is unhcr delivered 6
 echo "it test_api_binary: ok"

@@ -22,6 +22,7 @@
 
 #include <tern/api.h>
 #include <tern/error.h>
+#include <tern/json.h>
 
 #include "apiconn.h"
 #include "apisrv.h"
@@ -247,6 +248,30 @@ static void test_binary_frames(void **state)
 	json_decref(req);
 	close(peer);
 	tern_apiconn_free(&c);
+}
+
+/* An error message cut by its buffer inside a UTF-8 character, or quoting
+ * bytes that are not UTF-8, is still an answer (json_pack refused it and the
+ * client was left waiting for good). */
+static void test_error_utf8(void **state)
+{
+	char longid[1024] = "a";
+	json_t *e;
+	const char *m;
+
+	(void)state;
+	for (int i = 0; i < 300; i++)
+		strcat(longid, "\xe2\x82\xac"); /* EURO SIGN */
+	e = tern_api_error(TERN_ENOENT, "no message %s in this inbox", longid);
+	assert_non_null(e);
+	m = json_string_value(json_object_get(e, "message"));
+	assert_non_null(m);
+	assert_true(tern_utf8_valid(m, strlen(m)));
+	json_decref(e);
+	e = tern_api_error(TERN_EINVAL, "bad %s", "\xff\xfe\xc0\xaf");
+	assert_non_null(e);
+	assert_string_equal(json_string_value(json_object_get(e, "message")), "bad ????");
+	json_decref(e);
 }
 
 /* A request larger than one read's budget completes over several calls. */
@@ -734,6 +759,7 @@ int main(void)
 	    cmocka_unit_test(test_eof),
 	    cmocka_unit_test(test_not_json),
 	    cmocka_unit_test(test_binary_frames),
+	    cmocka_unit_test(test_error_utf8),
 	    cmocka_unit_test(test_large_request),
 	    cmocka_unit_test(test_large_reply),
 	    cmocka_unit_test(test_flush_to_gone_peer),
