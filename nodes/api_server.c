@@ -135,6 +135,26 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 	return NULL;
 }
 
+/* A parked client hung up: a wait (inbox.next, a send's final state) is let
+ * go at once, its slot free for others; one waiting for this turn's commit
+ * is kept, since the commit answers it by slot within the turn. */
+static int on_gone(void *arg, int conn)
+{
+	api_server *s = arg;
+
+	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
+		struct parked *p = &s->parked[i];
+		if (p->conn != conn)
+			continue;
+		if (p->waiting != 2 && p->waiting != 3)
+			return 0;
+		memset(p, 0, sizeof(*p));
+		p->conn = -1;
+		return 1;
+	}
+	return 0;
+}
+
 int api_server_open(const char *path, const api_handlers *handlers, tern_store *store,
                     api_server **out)
 {
@@ -145,7 +165,8 @@ int api_server_open(const char *path, const api_handlers *handlers, tern_store *
 	                      .max_buffered = 4 * (size_t)TERN_API_MAX_FRAME,
 	                      .request_ms = TERN_API_REQUEST_MS,
 	                      .reply_ms = TERN_API_REPLY_MS,
-	                      .fn_bin = on_binary};
+	                      .fn_bin = on_binary,
+	                      .gone = on_gone};
 	api_server *s;
 	int fd, rc;
 

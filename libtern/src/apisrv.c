@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +47,7 @@ struct tern_apisrv {
 	int *polled;        /* per item of the last pollitems: its connection, -1: listening */
 	size_t npolled;
 	int64_t accept_paused_until;
+	int64_t next_gone_check; /* parked clients that hung up: o.gone */
 	/* what was dropped or refused since the last log line */
 	struct {
 		unsigned request, reply, full, peer, accept;
@@ -416,6 +418,34 @@ size_t tern_apisrv_pollitems(tern_apisrv *s, zmq_pollitem_t *items, size_t cap)
 	return k;
 }
 
+/* Parked clients are not polled (their next request waits its turn), so a
+ * hang-up is looked for here: POLLHUP, the peer closed its end for good (a
+ * half-close, shutdown(SHUT_WR) by a client still waiting for its answer,
+ * is POLLRDHUP alone and keeps the connection). */
+static void gone_check(tern_apisrv *s, int64_t now)
+{
+	struct pollfd p[64];
+	int idx[64];
+
+	if (s->o.gone == NULL || now < s->next_gone_check)
+		return;
+	s->next_gone_check = now + 1000;
+	for (size_t i = 0; i < s->hwm;) {
+		nfds_t np = 0;
+		for (; i < s->hwm && np < 64; i++)
+			if (s->conns[i].state == PARKED) {
+				p[np] = (struct pollfd){tern_apiconn_fd(s->conns[i].c), 0, 0};
+				idx[np++] = (int)i;
+			}
+		if (np == 0 || poll(p, np, 0) <= 0)
+			continue;
+		for (nfds_t k = 0; k < np; k++)
+			if ((p[k].revents & (POLLHUP | POLLERR | POLLNVAL)) &&
+			    s->o.gone(s->arg, idx[k]))
+				conn_close(s, idx[k]);
+	}
+}
+
 void tern_apisrv_serve(tern_apisrv *s, const zmq_pollitem_t *items, size_t n, int polled,
                        int64_t now)
 {
@@ -454,6 +484,7 @@ void tern_apisrv_serve(tern_apisrv *s, const zmq_pollitem_t *items, size_t n, in
 			more = 1;
 		}
 	}
+	gone_check(s, now);
 	if (s->accept_paused_until && now >= s->accept_paused_until)
 		s->accept_paused_until = 0;
 	if (accept)

@@ -56,6 +56,11 @@ typedef struct tern_apisrv_opts {
 	/* Binary frames (docs/api.md): their bytes (borrowed for the call) go
 	 * here, with the same answer rules as fn. NULL: refused as malformed. */
 	json_t *(*fn_bin)(void *arg, int conn, const uint8_t *buf, size_t len, uid_t uid);
+	/* A parked client hung up (checked about once a second). Return 1 when
+	 * the daemon lets go of it (conn is then closed and must not be answered),
+	 * 0 to answer it all the same (the answer is then dropped). NULL: parked
+	 * clients are kept until answered. */
+	int (*gone)(void *arg, int conn);
 } tern_apisrv_opts;
 
 /* A complete request on connection conn, from a peer running as uid. Returns

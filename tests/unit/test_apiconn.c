@@ -382,7 +382,16 @@ struct srv_fixture {
 	tern_apisrv *srv;
 	int parked; /* the connection the handler parked, or -1 */
 	int calls;
+	int gone; /* the connection o.gone was told of, or -1 */
 };
+
+static int on_gone(void *arg, int conn)
+{
+	struct srv_fixture *f = arg;
+
+	f->gone = conn;
+	return 1;
+}
 
 /* Answers "echo" at once; parks "wait". */
 static json_t *handler(void *arg, int conn, json_t *req, uid_t uid)
@@ -403,8 +412,12 @@ static json_t *handler(void *arg, int conn, json_t *req, uid_t uid)
 static int srv_setup(void **state)
 {
 	struct srv_fixture *f = calloc(1, sizeof(*f));
-	tern_apisrv_opts o = {
-	    .name = "test", .max_frame = 65536, .max_conns = 4, .request_ms = 300, .reply_ms = 300};
+	tern_apisrv_opts o = {.name = "test",
+	                      .max_frame = 65536,
+	                      .max_conns = 4,
+	                      .request_ms = 300,
+	                      .reply_ms = 300,
+	                      .gone = on_gone};
 	int fd;
 
 	if (f == NULL || tt_mkdtemp(f->dir, sizeof(f->dir), "apisrv") != 0)
@@ -414,6 +427,7 @@ static int srv_setup(void **state)
 	    tern_apisrv_new(fd, &o, handler, f, &f->srv) != TERN_OK)
 		return -1;
 	f->parked = -1;
+	f->gone = -1;
 	*state = f;
 	return 0;
 }
@@ -708,6 +722,38 @@ static void test_srv_parked(void **state)
 	close(fd);
 }
 
+/* A parked client that hangs up is let go (the daemon is asked) within about
+ * a second; one that only half-closes, still waiting for its answer, is not,
+ * and gets it. */
+static void test_srv_parked_gone(void **state)
+{
+	struct srv_fixture *f = *state;
+	int quit = client(f), half = client(f), first;
+	json_t *r;
+
+	send_frame(quit, "{\"op\":\"wait\"}");
+	for (int i = 0; i < 5; i++)
+		srv_round(f, 10);
+	first = f->parked;
+	assert_true(first >= 0);
+	send_frame(half, "{\"op\":\"wait\"}");
+	for (int i = 0; i < 5; i++)
+		srv_round(f, 10);
+	assert_true(f->parked >= 0 && f->parked != first);
+	assert_int_equal(shutdown(half, SHUT_WR), 0);
+	close(quit);
+	for (int i = 0; i < 150 && f->gone < 0; i++)
+		srv_round(f, 10);
+	assert_int_equal(f->gone, first);
+	assert_int_equal(tern_apisrv_count(f->srv), 1);
+	assert_int_equal(tern_apisrv_reply(f->srv, f->parked, json_pack("{s:b}", "ok", 1)),
+	                 TERN_OK);
+	r = reply_within(f, half, 200);
+	assert_non_null(r);
+	json_decref(r);
+	close(half);
+}
+
 static tern_apisrv *srv_with(const char *path, size_t max_conns)
 {
 	tern_apisrv_opts o = {.name = "test", .max_frame = 1024, .max_conns = max_conns};
@@ -769,6 +815,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_srv_kept_client, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_cap_and_too_large, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_parked, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_parked_gone, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_fd_limit, srv_setup, srv_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
