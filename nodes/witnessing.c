@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <tern/error.h>
+#include <tern/reason.h>
 #include <tern/log.h>
 
 #include "node_int.h"
@@ -124,7 +125,7 @@ void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__WitnessResponse a = TERN__V1__WITNESS_RESPONSE__INIT;
-	struct witness_job j = {.n = n, .r = r, .reason = "bad-proof"};
+	struct witness_job j = {.n = n, .r = r, .reason = tern_reason_code(TERN_REASON_BAD_PROOF)};
 	int rc = TERN_OK;
 
 	if (r->n_proof > TERN_MERKLE_MAX_PROOF) {
@@ -188,7 +189,7 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 
 	if (w == NULL)
 		return; /* we never asked */
-	if (strcmp(r->reason_code, "conflict") == 0) {
+	if (strcmp(r->reason_code, tern_reason_code(TERN_REASON_CONFLICT)) == 0) {
 		/* It cosigned another size (we restarted, or an answer was lost):
 		 * prove from there, once; a second conflict waits for the next round. */
 		if (w->size != r->witnessed_size) {

@@ -99,8 +99,18 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
                                      404,
                                      "a receipt for a message this node never sent to its "
                                      "sender"},
-    [TERN_REASON_ROLLBACK] = {TERN_REASON_ROLLBACK, "rollback", "daemon", 409,
-                              "a CRL or directory older than the one in force"},
+    [TERN_REASON_ROLLBACK] = {TERN_REASON_ROLLBACK, "rollback", "daemon, witness", 409,
+                              "a CRL or directory older than the one in force, or an audit "
+                              "log shorter than one already cosigned"},
+    [TERN_REASON_CONFLICT] = {TERN_REASON_CONFLICT, "conflict", "witness", 409,
+                              "a consistency proof from another size than the one this "
+                              "witness last cosigned (the log owner proves again from it)"},
+    [TERN_REASON_FORK] = {TERN_REASON_FORK, "fork", "witness", 409,
+                          "a log of the size already cosigned with another root: its "
+                          "history was rewritten"},
+    [TERN_REASON_BAD_PROOF] = {TERN_REASON_BAD_PROOF, "bad-proof", "witness", 400,
+                               "a consistency proof that does not link the cosigned head to "
+                               "the new one"},
 };
 
 /* Library errors' codes that reasons share, and the HTTP status of the

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include <tern/error.h>
+#include <tern/reason.h>
 #include <tern/note.h>
 
 #include "util.h"
@@ -74,7 +75,7 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 	*line = NULL;
 	*size = 0;
 	*witnessed = 0;
-	*reason = "bad-signature";
+	*reason = tern_reason_code(TERN_REASON_BAD_SIGNATURE);
 	if (tern_directory_find(dir, req->owner, &m) != TERN_OK || m->revoked ||
 	    tern_audit_origin(tern_directory_federation(dir), req->owner, origin, sizeof(origin)) !=
 	        TERN_OK)
@@ -92,14 +93,14 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 		goto out;
 	*witnessed = old;
 	if (req->old_size != old) {
-		*reason = "conflict";
+		*reason = tern_reason_code(TERN_REASON_CONFLICT);
 		rc = tern_fail(TERN_EEXIST, "%s proved from size %llu; this witness cosigned %llu",
 		               req->owner, (unsigned long long)req->old_size,
 		               (unsigned long long)old);
 		goto out;
 	}
 	if (*size < old) {
-		*reason = "rollback";
+		*reason = tern_reason_code(TERN_REASON_ROLLBACK);
 		rc = tern_fail(TERN_EOLDER, "%s's log shrank from %llu to %llu entries", req->owner,
 		               (unsigned long long)old, (unsigned long long)*size);
 		goto out;
@@ -108,7 +109,7 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 	    (*size == old ? memcmp(root, old_root, TERN_HASH_LEN) != 0
 	                  : tern_merkle_verify_consistency(old, *size, old_root, root, req->proof,
 	                                                   req->nproof) != TERN_OK)) {
-		*reason = *size == old ? "fork" : "bad-proof";
+		*reason = tern_reason_code(*size == old ? TERN_REASON_FORK : TERN_REASON_BAD_PROOF);
 		rc = tern_fail(TERN_EINVAL,
 		               "%s's checkpoint of %llu entries does not extend the one of %llu "
 		               "this witness cosigned",

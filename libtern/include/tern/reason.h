@@ -57,15 +57,19 @@ typedef enum tern_reason {
 	TERN_REASON_UNKNOWN_DECISION,
 	TERN_REASON_DECISION_NOT_ACCEPTED,
 	TERN_REASON_UNKNOWN_MESSAGE,
-	/* trust material a daemon refuses */
+	/* trust material a daemon refuses; a log a witness refuses to cosign */
 	TERN_REASON_ROLLBACK,
+	TERN_REASON_CONFLICT,
+	TERN_REASON_FORK,
+	TERN_REASON_BAD_PROOF,
 	TERN_REASON_COUNT
 } tern_reason;
 
 typedef struct tern_reason_info {
 	tern_reason reason;
 	const char *code; /* "forged-sender" */
-	const char *by;   /* who refuses: "broker", "recipient", "broker, recipient", "daemon" */
+	const char *by;   /* who refuses: "broker", "recipient", "broker, recipient", "daemon",
+	                   * "witness" */
 	int http_status;  /* the HTTP API's status for an answer with this error */
 	const char *description; /* a sentence, for docs/protocol.md and operators */
 } tern_reason_info;
