@@ -17,6 +17,7 @@
 #include <tern/log.h>
 
 #include "testutil.h"
+#include "util.h"
 
 static char tmpdir[64];
 
@@ -656,22 +657,14 @@ static void check_docs_table(const char *docs, int kind)
 static void test_docs_match_table(void **state)
 {
 	const char *src = tt_source_dir();
-	char path[512], *docs;
-	FILE *f;
-	long n;
+	char path[512], *docs = NULL;
+	size_t dlen = 0;
 
 	(void)state;
 	if (src == NULL)
 		skip();
 	snprintf(path, sizeof(path), "%s/docs/configuration.md", src);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	rewind(f);
-	docs = calloc(1, (size_t)n + 1);
-	assert_int_equal(fread(docs, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
+	assert_int_equal(tern_file_read(path, 1 << 20, (uint8_t **)&docs, &dlen), TERN_OK);
 	check_docs_table(docs, TERN_CONFIG_NODE);
 	check_docs_table(docs, TERN_CONFIG_BROKER);
 	free(docs);

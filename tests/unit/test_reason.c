@@ -16,6 +16,7 @@
 #include <tern/reason.h>
 
 #include "testutil.h"
+#include "util.h"
 
 static void test_every_reason_has_one_code(void **state)
 {
@@ -68,11 +69,10 @@ static void test_docs_carry_the_table(void **state)
 {
 	const char *src = tt_source_dir(), *begin = "<!-- BEGIN reasons -->\n",
 	           *end = "<!-- END reasons -->";
-	char path[512], *docs, *want = NULL;
-	size_t wl = 0;
+	char path[512], *docs = NULL, *want = NULL;
+	size_t wl = 0, dlen = 0;
 	const char *b, *e;
 	FILE *f;
-	long n;
 
 	(void)state;
 	if (src == NULL)
@@ -82,14 +82,7 @@ static void test_docs_carry_the_table(void **state)
 	assert_int_equal(tern_reason_describe(f), TERN_OK);
 	fclose(f);
 	snprintf(path, sizeof(path), "%s/docs/protocol.md", src);
-	f = fopen(path, "r");
-	assert_non_null(f);
-	assert_int_equal(fseek(f, 0, SEEK_END), 0);
-	n = ftell(f);
-	rewind(f);
-	docs = calloc(1, (size_t)n + 1);
-	assert_int_equal(fread(docs, 1, (size_t)n, f), (size_t)n);
-	fclose(f);
+	assert_int_equal(tern_file_read(path, 1 << 20, (uint8_t **)&docs, &dlen), TERN_OK);
 	b = strstr(docs, begin);
 	e = b ? strstr(b, end) : NULL;
 	if (b == NULL || e == NULL)
