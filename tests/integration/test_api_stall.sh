@@ -7,9 +7,11 @@
 # the answer. Meanwhile `tern info` answers within 1 s, and delivery unhcr ->
 # sweden (tern bench, one message at a time: send, relay, receive, signed
 # receipt back) keeps its idle latency: p99 with the stalled clients at most
-# 2 x max(idle p99, 50 ms), both measured here, in the same run. The floor
-# keeps a 3 ms idle p99 on a busy machine from making the test flaky; a loop
-# that blocks on a client (2 s each, before) misses it by seconds. The
+# 2 x max(idle p99, 100 ms), both measured here, in the same run. The floor
+# keeps a 3 ms idle p99 on a busy machine from making the test flaky (CI runs
+# it beside test_audit; one run saw idle p99 54 ms, stalled 111 ms, from two
+# outliers among 145 messages); a loop that blocks on a client (2 s each,
+# before) misses it by seconds. The
 # oversized prefixes are answered "too-large" at once; the stalled clients are
 # closed at their 10 s deadline, and logged as a count. Then the same for the
 # broker's control socket: 100 stalled operator clients, `tern queues`
@@ -23,7 +25,7 @@
 # fails at the end if any did.
 source "$(dirname "$0")/lib.sh"
 STALL="$(cd "$(dirname "$0")/../tools" && pwd)/api_stall.py"
-FLOOR_MS=50
+FLOOR_MS=100
 FAILED=0
 check() { # MESSAGE COMMAND...: report MESSAGE as a failure unless COMMAND succeeds
   local what=$1
