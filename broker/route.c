@@ -13,6 +13,7 @@
 
 #include <tern/error.h>
 #include <tern/msgtype.h>
+#include <tern/workflow.h>
 
 #include "broker_int.h"
 #include "pbuf.h"
@@ -105,6 +106,15 @@ void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
 		    (m->roles & TERN_ROLE_BROKER)) {
 			sub_refuse_reason(s, TERN_REASON_UNKNOWN_RECIPIENT,
 			                  "recipient %s is not a member node", h->recipients[i]);
+			return;
+		}
+		if (!tern_workflow_recipient_ok(tern_msgtype_by_type(h->type), m->roles)) {
+			char roles[64];
+			tern_roles_format(m->roles, roles, sizeof(roles));
+			sub_refuse_reason(s, TERN_REASON_WRONG_RECIPIENT_ROLE,
+			                  "recipient %s (roles: %s) may not receive %s",
+			                  h->recipients[i], roles[0] ? roles : "none",
+			                  tern_msgtype_by_type(h->type)->name);
 			return;
 		}
 		if (m->revoked || tern_member_expired(m, now / 1000)) {

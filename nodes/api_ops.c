@@ -15,6 +15,7 @@
 #include <tern/error.h>
 #include <tern/json.h>
 #include <tern/reason.h>
+#include <tern/workflow.h>
 #include <tern/uuid.h>
 #include <tern/validate.h>
 
@@ -196,6 +197,15 @@ static json_t *send_check(node *n, const struct send_req *r)
 			return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
 			                 tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), "message",
 			                 "a recipient is not a member node of the federation");
+		if (!tern_workflow_recipient_ok(r->t, m->roles)) {
+			char roles[64];
+			tern_roles_format(m->roles, roles, sizeof(roles));
+			return json_pack("{s:b, s:s, s:s++++++}", "ok", 0, "error",
+			                 tern_reason_code(TERN_REASON_WRONG_RECIPIENT_ROLE),
+			                 "message", rc, " (roles: ", roles[0] ? roles : "none",
+			                 ") may not receive ", r->t->name,
+			                 " (docs/messages.md, \"The workflow\")");
+		}
 		if (m->revoked) /* its sealing key may be in other hands */
 			return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error",
 			                 tern_reason_code(TERN_REASON_RECIPIENT_REVOKED), "message",
@@ -253,15 +263,48 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 		res = tern_api_error(rc, "cannot seal: %s", tern_errdetail());
 		goto out;
 	}
-	if (r->t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
-		snprintf(o.outcome, sizeof(o.outcome), "%s",
-		         protobuf_c_enum_descriptor_get_value(
-		             &tern__v1__acceptance_decision__outcome__descriptor,
-		             ((const Tern__V1__AcceptanceDecision *)body)->outcome)
-		             ->name);
-		snprintf(o.ref, sizeof(o.ref), "%s", node_field_string(body, "referral_id"));
-	} else if (r->t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
-		snprintf(o.ref, sizeof(o.ref), "%s", node_field_string(body, "decision_id"));
+	/* The workflow, against what this node holds of the case: a caseworker
+	 * hears at once what each recipient would refuse. */
+	{
+		node_judge j;
+		MDB_txn *txn;
+		struct node_wf_view w;
+		tern_wf_msg m = {.msgid = o.msgid,
+		                 .type = r->t,
+		                 .sender = n->id.id,
+		                 .to = r->rcpts,
+		                 .nto = r->np,
+		                 .case_id = o.case_id,
+		                 .body = body};
+		tern_wf_verdict v;
+		node_judge_of(n, &j);
+		w = (struct node_wf_view){&j, NULL};
+		if ((rc = tern_store_read_begin(n->store, &txn)) == TERN_OK) {
+			w.txn = txn;
+			rc = tern_workflow_judge(&m, n->id.id, n->id.self->roles, 1, node_wf_lookup,
+			                         &w, &v);
+			mdb_txn_abort(txn);
+		}
+		if (rc != TERN_OK) {
+			node_out_free(&o);
+			res = tern_api_error(rc, "cannot read this node's records of the case: %s",
+			                     tern_errdetail());
+			goto out;
+		}
+		if (v.reason != TERN_REASON_NONE) {
+			node_out_free(&o);
+			res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
+			                tern_reason_code(v.reason), "message", v.text);
+			tern_wf_verdict_clear(&v);
+			goto out;
+		}
+		snprintf(o.ref, sizeof(o.ref), "%s",
+		         json_string_value(json_object_get(v.record, "ref")));
+		if (r->t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION)
+			snprintf(o.outcome, sizeof(o.outcome), "%s",
+			         json_string_value(json_object_get(v.record, "value")));
+		node_wf_keep(n, o.msgid, &v.record, v.root, &v.root_record);
+		tern_wf_verdict_clear(&v);
 	}
 	if (r->client_ref)
 		snprintf(o.client_ref, sizeof(o.client_ref), "%s", r->client_ref);

@@ -124,6 +124,17 @@ static int batch_apply(MDB_txn *txn, void *arg)
 				return rc;
 		}
 	}
+	/* After the outbox and inbox writes, whose own refs records these
+	 * replace with the workflow's. */
+	{
+		const char *id;
+		json_t *rec;
+		json_object_foreach(b->wf, id, rec)
+		{
+			if ((rc = node_store_ref_put(txn, n->store, id, rec)) != TERN_OK)
+				return rc;
+		}
+	}
 	for (size_t i = 0; i < b->nacks; i++) {
 		rc = node_store_inbox_ack(txn, n->store, b->acks[i].msgid);
 		if (rc != TERN_OK && rc != TERN_ENOENT)
@@ -157,8 +168,13 @@ void node_batch_reset(node *n)
 
 	for (size_t i = 0; i < b->nouts; i++)
 		node_out_free(&b->outs[i]);
-	for (size_t i = 0; i < b->ndins; i++)
+	for (size_t i = 0; i < b->ndins; i++) {
 		free(b->dins[i].env);
+		json_decref(b->dins[i].wf);
+		json_decref(b->dins[i].wf_rootrec);
+	}
+	json_decref(b->wf);
+	b->wf = NULL;
 	b->nouts = b->ndins = b->nresults = b->nacks = 0;
 	b->delivered = 0;
 	b->checkpoint = 0;

@@ -17,29 +17,38 @@
 #include <tern/log.h>
 #include <tern/reason.h>
 #include <tern/validate.h>
+#include <tern/workflow.h>
 
 #include "node_int.h"
 #include "pbuf.h"
 #include "util.h"
 
-static int held_ref(const node_judge *j, MDB_txn *txn, const char *msgid, json_t **ref)
+int node_wf_lookup(void *arg, const char *msgid, json_t **rec)
 {
-	const struct batch *b = j->batch;
+	const struct node_wf_view *w = arg;
+	json_t *r = w->j->batch ? json_object_get(w->j->batch->wf, msgid) : NULL;
 
-	/* A reference may point at a message accepted earlier in this very batch. */
-	for (size_t i = 0; i < b->ndins; i++)
-		if (b->dins[i].kind == DIN_ACCEPT && strcmp(b->dins[i].msgid, msgid) == 0) {
-			*ref = json_pack("{s:s, s:s, s:s}", "type", b->dins[i].type, "case_id",
-			                 b->dins[i].case_id, "outcome", b->dins[i].outcome);
-			return TERN_OK;
-		}
-	for (size_t i = 0; i < b->nouts; i++)
-		if (strcmp(b->outs[i].msgid, msgid) == 0) {
-			*ref = json_pack("{s:s, s:s, s:s}", "type", b->outs[i].type, "case_id",
-			                 b->outs[i].case_id, "outcome", b->outs[i].outcome);
-			return TERN_OK;
-		}
-	return node_store_ref(txn, j->store, msgid, ref);
+	/* A reference may point at a message of this very batch. */
+	if (r != NULL) {
+		*rec = json_incref(r);
+		return TERN_OK;
+	}
+	return node_store_ref(w->txn, w->j->store, msgid, rec);
+}
+
+void node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec)
+{
+	struct batch *b = &n->batch;
+
+	if (b->wf == NULL && (b->wf = json_object()) == NULL)
+		return;
+	if (*rec)
+		json_object_set_new(b->wf, msgid, *rec);
+	if (rootrec && *rootrec && root[0])
+		json_object_set_new(b->wf, root, *rootrec);
+	*rec = NULL;
+	if (rootrec)
+		*rootrec = NULL;
 }
 
 /* 0: msgid is new; 1: it came before (this batch or the store); 2: it came
@@ -77,17 +86,28 @@ static void refuse(struct din *d, const char *code, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The recipient's checks (docs/protocol.md) on an opened business message. */
-static void check_body(const node_judge *j, MDB_txn *txn, const Tern__V1__Header *h,
+/* The recipient's checks (docs/protocol.md) on an opened business message:
+ * its rules, then the workflow's against what this node holds of the case. */
+static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *env,
                        const tern_msgtype *t, const ProtobufCMessage *body, struct din *d)
 {
-	tern_violations v;
-	json_t *ref = NULL;
-	const char *refid;
+	const Tern__V1__Header *h = tern_envelope_header(env);
+	struct node_wf_view w = {j, txn};
+	tern_wf_msg m = {.msgid = h->message_id,
+	                 .type = t,
+	                 .sender = h->sender,
+	                 .to = (const char *const *)h->recipients,
+	                 .nto = h->n_recipients,
+	                 .case_id = h->case_id,
+	                 .body = body};
+	tern_violations viol;
+	tern_wf_verdict v;
+	int rc;
 
-	if (tern_validate(body, tern_now_ms(), &v) != TERN_OK) {
+	if (tern_validate(body, tern_now_ms(), &viol) != TERN_OK) {
 		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY), "%s: %s",
-		       v.count ? v.v[0].path : "", v.count ? v.v[0].rule : "does not validate");
+		       viol.count ? viol.v[0].path : "",
+		       viol.count ? viol.v[0].rule : "does not validate");
 		return;
 	}
 	if (strcmp(node_field_string(body, "case_id"), h->case_id) != 0) {
@@ -95,49 +115,26 @@ static void check_body(const node_judge *j, MDB_txn *txn, const Tern__V1__Header
 		       "header case id differs from the body's caseId");
 		return;
 	}
-	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION) {
-		refid = node_field_string(body, "referral_id");
-		snprintf(d->ref, sizeof(d->ref), "%s", refid);
-		snprintf(d->outcome, sizeof(d->outcome), "%s",
-		         protobuf_c_enum_descriptor_get_value(
-		             &tern__v1__acceptance_decision__outcome__descriptor,
-		             ((const Tern__V1__AcceptanceDecision *)body)->outcome)
-		             ->name);
-		if (held_ref(j, txn, refid, &ref) == TERN_OK) {
-			if (strcmp(json_string_value(json_object_get(ref, "type")),
-			           "case-referral") != 0)
-				refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERRAL),
-				       "referralId %s is not a case referral", refid);
-			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
-			                h->case_id) != 0)
-				refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
-				       "referral %s is for another case", refid);
-		} else if (j->roles & TERN_ROLE_REFERRER) {
-			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERRAL),
-			       "no referral %s was sent or received here", refid);
-		}
-	} else if (t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION) {
-		refid = node_field_string(body, "decision_id");
-		snprintf(d->ref, sizeof(d->ref), "%s", refid);
-		if (held_ref(j, txn, refid, &ref) == TERN_OK) {
-			if (strcmp(json_string_value(json_object_get(ref, "type")),
-			           "acceptance-decision") != 0)
-				refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_DECISION),
-				       "decisionId %s is not a decision", refid);
-			else if (strcmp(json_string_value(json_object_get(ref, "case_id")),
-			                h->case_id) != 0)
-				refuse(d, tern_reason_code(TERN_REASON_CASE_MISMATCH),
-				       "decision %s is for another case", refid);
-			else if (strcmp(json_string_value(json_object_get(ref, "outcome")),
-			                "ACCEPTED") != 0)
-				refuse(d, tern_reason_code(TERN_REASON_DECISION_NOT_ACCEPTED),
-				       "decision %s did not accept the case", refid);
-		} else if (j->roles & TERN_ROLE_STATE) {
-			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_DECISION),
-			       "no decision %s was sent or received here", refid);
-		}
+	if ((rc = tern_workflow_judge(&m, j->self, j->roles, 0, node_wf_lookup, &w, &v)) !=
+	    TERN_OK) {
+		/* A store that cannot be read: refused, and said why; the sender
+		 * may send again once the operator has seen to it. */
+		refuse(d, tern_errcode_name(rc), "cannot read this node's records of the case: %s",
+		       tern_errdetail());
+		return;
 	}
-	json_decref(ref);
+	snprintf(d->ref, sizeof(d->ref), "%s", json_string_value(json_object_get(v.record, "ref")));
+	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION)
+		snprintf(d->outcome, sizeof(d->outcome), "%s",
+		         json_string_value(json_object_get(v.record, "value")));
+	if (v.reason != TERN_REASON_NONE) {
+		refuse(d, tern_reason_code(v.reason), "%s", v.text);
+		tern_wf_verdict_clear(&v);
+		return;
+	}
+	d->wf = v.record;
+	d->wf_rootrec = v.root_record;
+	snprintf(d->wf_root, sizeof(d->wf_root), "%s", v.root);
 }
 
 void node_judge_of(node *n, node_judge *j)
@@ -251,7 +248,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		json_decref(rec);
 		goto out;
 	}
-	check_body(j, txn, h, t, body, d);
+	check_body(j, txn, env, t, body, d);
 out:
 	tern_pb_free(&body);
 	if (plain)
@@ -358,6 +355,8 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 				d->len = dv->envelope.len;
 			}
 		}
+		if (d->kind == DIN_ACCEPT)
+			node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec);
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) {
 			if (d->kind == DIN_REFUSE)
 				log_warnx("refused %s from %s: %s: %s",

@@ -74,6 +74,10 @@ struct din {
 	/* DIN_RECEIPT / DIN_NOTICE: which of our messages, for whom, what state */
 	char target[37], node[64], state[16];
 	int notice; /* DIN_NOTICE: its tern.v1.Notice.Kind */
+	/* DIN_ACCEPT: the workflow's verdict (tern/workflow.h), owned: the
+	 * message's record and its thread's new root record (NULL: none) */
+	json_t *wf, *wf_rootrec;
+	char wf_root[37];
 };
 
 struct result {
@@ -102,6 +106,11 @@ struct batch {
 	uint64_t delivered; /* highest delivery seq handled this round */
 	int checkpoint;     /* 1: sign a checkpoint if the log grew; 2: even if not */
 	int64_t now;
+	/* The workflow records (tern/workflow.h) this batch writes to the refs
+	 * table, by message id, later ones replacing earlier: judging reads
+	 * them before the store, so that a message may follow one of the same
+	 * batch. NULL when none. */
+	json_t *wf;
 };
 
 #define MAX_WITNESSES 64
@@ -221,6 +230,16 @@ typedef struct node_judge {
 	size_t max_msg;
 	int64_t skew_ms;
 } node_judge;
+
+/* tern_wf_lookup over j's batch, then the store in txn (arg: a
+ * struct node_wf_view). */
+struct node_wf_view {
+	const node_judge *j;
+	MDB_txn *txn;
+};
+int node_wf_lookup(void *arg, const char *msgid, json_t **rec);
+/* Adds the records of v (taken: v's are NULL after) to the batch's. */
+void node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec);
 
 /* The judging context of n as it stands. */
 void node_judge_of(node *n, node_judge *j);

@@ -110,6 +110,9 @@ typedef struct node_in {
 } node_in;
 
 int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t now);
+/* Keeps rec (tern/workflow.h's record shape) under msgid in the refs table;
+ * node_store_ref reads it back. */
+int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec);
 /* TERN_OK if msgid was received before (accepted or refused). */
 int node_store_received(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec);
 /* The envelope bytes of a received message (copied; free them). */

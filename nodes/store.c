@@ -566,6 +566,11 @@ int node_store_inbox_scan(MDB_txn *txn, tern_store *s, int (*fn)(const char *msg
 	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan inbox");
 }
 
+int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec)
+{
+	return put_json(txn, DBI(s, NS_REFS), msgid, rec);
+}
+
 int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
 {
 	return get_json(txn, DBI(s, NS_REFS), msgid, rec);

@@ -3,19 +3,85 @@
 
 #include <tern/error.h>
 #include <tern/msgtype.h>
+#include <tern/workflow.h>
 #include <tern/v1/messages.pb-c.h>
 
-static const tern_msgtype types[] = {
-	{TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, "case-referral", &tern__v1__case_referral__descriptor,
-	 TERN_ROLE_REFERRER},
-	{TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION, "acceptance-decision",
-	 &tern__v1__acceptance_decision__descriptor, TERN_ROLE_STATE},
-	{TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION, "travel-confirmation",
-	 &tern__v1__travel_confirmation__descriptor, TERN_ROLE_MOVEMENT},
-	/* Any member acknowledges what it received. */
-	{TERN__V1__MESSAGE_TYPE__RECEIPT, "receipt", &tern__v1__receipt__descriptor, 0},
-	{TERN__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED, NULL, NULL, 0},
+#define B(s) TERN_CASE_BIT(TERN_CASE_##s)
+/* Decisions may come while no one has travelled yet: a State may accept
+ * after deferring or asking for more, or withdraw an acceptance before the
+ * flight (security screening). A rejection is final for its referral: a new
+ * referral starts a new thread. */
+#define BEFORE_TRAVEL                                                                              \
+	(B(REFERRED) | B(INFO_REQUESTED) | B(DEFERRED) | B(ACCEPTED) | B(BOOKED) | B(CANCELLED))
+static const tern_wf_transition referral_moves[] = {
+    {-1, B(NONE), TERN_CASE_REFERRED},
+    {0, 0, 0},
 };
+static const tern_wf_transition decision_moves[] = {
+    {TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED, BEFORE_TRAVEL, TERN_CASE_ACCEPTED},
+    {TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED, BEFORE_TRAVEL, TERN_CASE_REJECTED},
+    {TERN__V1__ACCEPTANCE_DECISION__OUTCOME__DEFERRED, BEFORE_TRAVEL, TERN_CASE_DEFERRED},
+    {TERN__V1__ACCEPTANCE_DECISION__OUTCOME__MORE_INFORMATION_REQUESTED, BEFORE_TRAVEL,
+     TERN_CASE_INFO_REQUESTED},
+    {0, 0, 0},
+};
+/* BOOKED may be sent again (a new itinerary) and after a cancellation;
+ * ARRIVED may follow BOOKED directly (no DEPARTED sent). */
+static const tern_wf_transition travel_moves[] = {
+    {TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, B(ACCEPTED) | B(BOOKED) | B(CANCELLED),
+     TERN_CASE_BOOKED},
+    {TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED, B(BOOKED), TERN_CASE_DEPARTED},
+    {TERN__V1__TRAVEL_CONFIRMATION__STATUS__ARRIVED, B(BOOKED) | B(DEPARTED), TERN_CASE_ARRIVED},
+    {TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED, B(ACCEPTED) | B(BOOKED),
+     TERN_CASE_CANCELLED},
+    {0, 0, 0},
+};
+
+/* The workflow table (tern/workflow.h). */
+static const tern_msgtype types[] = {
+    {.type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+     .name = "case-referral",
+     .desc = &tern__v1__case_referral__descriptor,
+     .sender_roles = TERN_ROLE_REFERRER,
+     .recipient_roles = TERN_ROLE_STATE,
+     .purpose = "refers a case (a family) to a State for resettlement or relocation",
+     .members_field = "members.person_id",
+     .transitions = referral_moves},
+    /* To the referrer, and to IOM (movement) once accepted: IOM holds no
+     * referral, so only the referrer judges the reference. */
+    {.type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
+     .name = "acceptance-decision",
+     .desc = &tern__v1__acceptance_decision__descriptor,
+     .sender_roles = TERN_ROLE_STATE,
+     .recipient_roles = TERN_ROLE_REFERRER | TERN_ROLE_MOVEMENT,
+     .purpose = "accepts, rejects or defers a referral, or asks for more information",
+     .ref_field = "referral_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+     .ref_holders = TERN_ROLE_REFERRER,
+     .members_field = "member_decisions.person_id",
+     .state_field = "outcome",
+     .transitions = decision_moves},
+    {.type = TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION,
+     .name = "travel-confirmation",
+     .desc = &tern__v1__travel_confirmation__descriptor,
+     .sender_roles = TERN_ROLE_MOVEMENT,
+     .recipient_roles = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
+     .purpose = "books travel, reports departure or arrival, or cancels",
+     .ref_field = "decision_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
+     .ref_holders = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
+     .ref_value = "ACCEPTED",
+     .members_field = "travellers",
+     .state_field = "status",
+     .transitions = travel_moves},
+    /* Any member acknowledges what it received. */
+    {.type = TERN__V1__MESSAGE_TYPE__RECEIPT,
+     .name = "receipt",
+     .desc = &tern__v1__receipt__descriptor,
+     .purpose = "acknowledges an envelope it received, or refuses it with a reason"},
+    {.type = TERN__V1__MESSAGE_TYPE__MESSAGE_TYPE_UNSPECIFIED},
+};
+#undef B
 
 const tern_msgtype *tern_msgtype_all(void)
 {
@@ -39,10 +105,10 @@ const tern_msgtype *tern_msgtype_by_type(Tern__V1__MessageType type)
 }
 
 static const char *const role_names[] = {
-	[TERN__V1__ROLE__REFERRER] = "referrer",
-	[TERN__V1__ROLE__STATE] = "state",
-	[TERN__V1__ROLE__MOVEMENT] = "movement",
-	[TERN__V1__ROLE__BROKER] = "broker",
+    [TERN__V1__ROLE__REFERRER] = "referrer",
+    [TERN__V1__ROLE__STATE] = "state",
+    [TERN__V1__ROLE__MOVEMENT] = "movement",
+    [TERN__V1__ROLE__BROKER] = "broker",
 };
 #define NROLES (sizeof(role_names) / sizeof(role_names[0]))
 

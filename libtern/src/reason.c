@@ -99,6 +99,29 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
                                      404,
                                      "a receipt for a message this node never sent to its "
                                      "sender"},
+    [TERN_REASON_WRONG_RECIPIENT_ROLE] = {TERN_REASON_WRONG_RECIPIENT_ROLE, "wrong-recipient-role",
+                                          "broker, node", 403,
+                                          "a recipient's roles may not receive this message "
+                                          "type (docs/messages.md, \"The workflow\")"},
+    [TERN_REASON_UNKNOWN_REFERENCE] = {TERN_REASON_UNKNOWN_REFERENCE, "unknown-reference",
+                                       "recipient", 400,
+                                       "the message cites one this recipient must hold to "
+                                       "judge it, and does not"},
+    [TERN_REASON_REFERENCE_NOT_SHARED] = {TERN_REASON_REFERENCE_NOT_SHARED, "reference-not-shared",
+                                          "node, recipient", 403,
+                                          "the message cites one its sender neither sent nor "
+                                          "received (a State decides only on a case referred "
+                                          "to it)"},
+    [TERN_REASON_UNKNOWN_MEMBER] = {TERN_REASON_UNKNOWN_MEMBER, "unknown-member", "node, recipient",
+                                    400,
+                                    "the message names a person who is not a member of the "
+                                    "case's referral"},
+    [TERN_REASON_SUPERSEDED] = {TERN_REASON_SUPERSEDED, "superseded", "node, recipient", 409,
+                                "the message cites a decision (or other message) that a later "
+                                "one of its kind replaced"},
+    [TERN_REASON_WRONG_STATE] = {TERN_REASON_WRONG_STATE, "wrong-state", "node, recipient", 409,
+                                 "the case is in a state this message may not follow (a "
+                                 "decision after a rejection, a departure before a booking)"},
     [TERN_REASON_ROLLBACK] = {TERN_REASON_ROLLBACK, "rollback", "daemon, witness", 409,
                               "a CRL or directory older than the one in force, or an audit "
                               "log shorter than one already cosigned"},

@@ -133,11 +133,11 @@ static struct sealed seal_from(struct fixture *f, int sender, const char *const 
 	return s;
 }
 
-static const char *const to_sweden_iom[] = {"sweden", "iom"};
+static const char *const to_sweden_portugal[] = {"sweden", "portugal"};
 
 static struct sealed referral(struct fixture *f)
 {
-	return seal_from(f, UNHCR, to_sweden_iom, 2, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0);
+	return seal_from(f, UNHCR, to_sweden_portugal, 2, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0);
 }
 
 /* A Submit frame carrying len bytes of env, packed and decoded again the
@@ -336,13 +336,13 @@ static void test_accepted_and_queued(void **state)
 	assert_int_equal(r.session, f->session);
 
 	for (int i = 0; i < 2; i++) {
-		q = queue_of(f, to_sweden_iom[i]);
+		q = queue_of(f, to_sweden_portugal[i]);
 		assert_int_equal(q.n, 1);
 		assert_string_equal(q.ids[0], e.id);
 		assert_string_equal(q.senders[0], "unhcr");
 		assert_int_equal(q.lens[0], e.len); /* the envelope as signed */
 	}
-	assert_int_equal(queue_of(f, "portugal").n, 0);
+	assert_int_equal(queue_of(f, "iom").n, 0);
 	assert_int_equal(queue_of(f, "unhcr").n, 0);
 	assert_int_equal(dedup_of(f, e.id, &seen), TERN_OK);
 	assert_string_equal(seen.sender, "unhcr");
@@ -378,7 +378,7 @@ static void test_resubmission(void **state)
 	for (int i = 0; i < 3; i++)
 		route_sub_free(&batch[i]);
 	assert_int_equal(queue_of(f, "sweden").n, 2);
-	assert_int_equal(queue_of(f, "iom").n, 2);
+	assert_int_equal(queue_of(f, "portugal").n, 2);
 	assert_string_equal(queue_of(f, "sweden").ids[1], next.id);
 	free(e.buf);
 	free(next.buf);
@@ -418,14 +418,48 @@ static void test_unknown_recipient(void **state)
 	struct sub s;
 
 	for (size_t i = 0; i < sizeof(how) / sizeof(how[0]); i++) {
-		tern_directory *d = make_dir(f, IOM, how[i]);
+		tern_directory *d = make_dir(f, PORTUGAL, how[i]);
 		route_one(f, d, "unhcr", &e, &s);
 		assert_refused(f, &s, TERN_REASON_UNKNOWN_RECIPIENT);
-		assert_non_null(strstr(s.text, "iom"));
+		assert_non_null(strstr(s.text, "portugal"));
 		route_sub_free(&s);
 		tern_directory_free(&d);
 	}
 	free(e.buf);
+}
+
+/* The workflow table's recipient roles: a referral goes to States only, not
+ * to IOM (movement) nor back to a referrer such as its own sender; a
+ * decision may go to the referrer and IOM. Before the table, every one was
+ * queued. */
+static void test_wrong_recipient_role(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const to_iom[] = {"iom"}, *const to_unhcr[] = {"unhcr"},
+	                         *const to_sweden_iom[] = {"sweden", "iom"},
+	                         *const to_unhcr_iom[] = {"unhcr", "iom"};
+	struct sealed bad[3] = {
+	    seal_from(f, UNHCR, to_iom, 1, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0),
+	    seal_from(f, UNHCR, to_unhcr, 1, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0),
+	    seal_from(f, UNHCR, to_sweden_iom, 2, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0)};
+	static const char *const who[3] = {"iom", "unhcr", "iom"};
+	struct sealed ok =
+	    seal_from(f, SWEDEN, to_unhcr_iom, 2, TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION, 0);
+	struct sub s;
+
+	for (int i = 0; i < 3; i++) {
+		route_one(f, f->dir, "unhcr", &bad[i], &s);
+		assert_refused(f, &s, TERN_REASON_WRONG_RECIPIENT_ROLE);
+		assert_non_null(strstr(s.text, who[i]));
+		assert_non_null(strstr(s.text, "case-referral"));
+		route_sub_free(&s);
+		free(bad[i].buf);
+	}
+	route_one(f, f->dir, "sweden", &ok, &s);
+	assert_true(s.accepted);
+	assert_int_equal(queue_of(f, "iom").n, 1);
+	route_sub_free(&s);
+	free(ok.buf);
 }
 
 static void test_recipient_revoked_or_expired(void **state)
@@ -561,7 +595,7 @@ static void test_expired_message(void **state)
 {
 	struct fixture *f = *state;
 	int64_t now = tern_now_ms();
-	struct sealed e = seal_from(f, UNHCR, to_sweden_iom, 2,
+	struct sealed e = seal_from(f, UNHCR, to_sweden_portugal, 2,
 	                            TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, now + 3600 * 1000);
 	const char *peer = "unhcr";
 	struct sub s;
@@ -649,8 +683,8 @@ static void test_group_commit(void **state)
 	assert_int_equal(b->m.batch[1], 1); /* one commit of two submissions */
 	assert_int_equal(b->last_audit, now);
 	assert_true(sweden->dirty);
-	assert_true(peer_find(b, "iom", 0)->dirty);
-	assert_false(peer_find(b, "portugal", 0)->dirty);
+	assert_true(peer_find(b, "portugal", 0)->dirty);
+	assert_false(peer_find(b, "iom", 0)->dirty);
 	assert_false(peer_find(b, "unhcr", 0)->dirty);
 	assert_int_equal(queue_of(f, "sweden").n, 1);
 
@@ -664,7 +698,7 @@ static void test_group_commit(void **state)
 	assert_int_equal(sweden->acked, 1);
 	assert_int_equal(b->m.acked, 1);
 	assert_int_equal(queue_of(f, "sweden").n, 0); /* no retention: deleted */
-	assert_int_equal(queue_of(f, "iom").n, 1);
+	assert_int_equal(queue_of(f, "portugal").n, 1);
 	for (size_t i = 0; i <= LAT_BUCKETS; i++)
 		lat += b->m.lat[i];
 	assert_int_equal(lat, 1);
@@ -794,6 +828,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_accepted_and_queued, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resubmission, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_forged_sender, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_recipient_role, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_recipient, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipient_revoked_or_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),

@@ -279,6 +279,11 @@ static struct din judge_in(int who, const struct batch *b, const uint8_t *env, s
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 	node_judge_envelope(&j, txn, env, len, &d);
 	mdb_txn_abort(txn);
+	/* The workflow's records are the node turn's to keep; judging alone
+	 * drops them. */
+	json_decref(d.wf);
+	json_decref(d.wf_rootrec);
+	d.wf = d.wf_rootrec = NULL;
 	return d;
 }
 
@@ -455,18 +460,19 @@ static void test_judge_travel(void **state)
 	assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_DECISION_NOT_ACCEPTED);
 	free(env);
 
-	/* The decision is in this turn's batch, not yet in the store. */
+	/* The decision is in this turn's batch (its workflow record), not yet
+	 * in the store. */
 	{
 		char fresh[37];
-		struct out o = {
-		    .type = "acceptance-decision", .case_id = CASE, .outcome = "ACCEPTED"};
-		struct batch b = {.outs = &o, .nouts = 1};
+		struct batch b = {0};
 		assert_int_equal(tern_uuid_v7(fresh), TERN_OK);
-		snprintf(o.msgid, sizeof(o.msgid), "%s", fresh);
+		b.wf = json_pack("{s:{s:s, s:s, s:s}}", fresh, "type", "acceptance-decision",
+		                 "case_id", CASE, "value", "ACCEPTED");
 		env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId",
 		              fresh, NULL, NULL);
 		assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_UNKNOWN_DECISION);
 		assert_int_equal(judge_in(SWEDEN, &b, env, len).kind, DIN_ACCEPT);
+		json_decref(b.wf);
 		free(env);
 	}
 }

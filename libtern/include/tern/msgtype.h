@@ -17,11 +17,40 @@ extern "C" {
 #define TERN_ROLE_MOVEMENT (1u << TERN__V1__ROLE__MOVEMENT)
 #define TERN_ROLE_BROKER (1u << TERN__V1__ROLE__BROKER)
 
+/* One move of a case thread (tern/workflow.h): a message whose state field
+ * holds value (-1: any value, or no state field) may come while the thread is
+ * in one of the states of from (TERN_CASE_BIT set), and puts it in to. */
+typedef struct tern_wf_transition {
+	int value;
+	unsigned from;
+	int to; /* tern_case_state; 0 ends a row's list */
+} tern_wf_transition;
+
+/* One row of the workflow table: everything Tern knows of a message type.
+ * docs/messages.md's "The workflow" section is generated from the rows. */
 typedef struct tern_msgtype {
 	Tern__V1__MessageType type;
-	const char *name;                          /* "case-referral" */
-	const ProtobufCMessageDescriptor *desc;    /* body schema */
-	unsigned sender_roles;                     /* roles allowed to send it; 0 = any member */
+	const char *name;                       /* "case-referral" */
+	const ProtobufCMessageDescriptor *desc; /* body schema */
+	unsigned sender_roles;                  /* roles allowed to send it; 0 = any member */
+	unsigned recipient_roles;               /* roles allowed to receive it; 0 = any member */
+	const char *purpose;                    /* a phrase, for docs */
+	/* What it must cite: the body field (proto name) holding the message id
+	 * of a message of type ref_type, of the same case, that the sender sent
+	 * or received. A recipient with one of ref_holders' roles must hold it
+	 * to judge the message. NULL: it cites nothing (a thread starts here). */
+	const char *ref_field;
+	Tern__V1__MessageType ref_type;
+	unsigned ref_holders;
+	/* The cited message's state field must hold this value (NULL: any). */
+	const char *ref_value;
+	/* Person ids it names, each a member of the thread's referral: a
+	 * repeated string field, or "repeated_message_field.string_field".
+	 * For a thread's first message: the members it defines. NULL: none. */
+	const char *members_field;
+	/* The enum field whose value chooses the transition; NULL: none. */
+	const char *state_field;
+	const tern_wf_transition *transitions; /* NULL: it moves no thread */
 } tern_msgtype;
 
 /* NULL when unknown. The returned entries are static. */

@@ -57,6 +57,14 @@ typedef enum tern_reason {
 	TERN_REASON_UNKNOWN_DECISION,
 	TERN_REASON_DECISION_NOT_ACCEPTED,
 	TERN_REASON_UNKNOWN_MESSAGE,
+	/* the case workflow (tern/workflow.h): the broker checks roles, the
+	 * sending node and each recipient the rest */
+	TERN_REASON_WRONG_RECIPIENT_ROLE,
+	TERN_REASON_UNKNOWN_REFERENCE,
+	TERN_REASON_REFERENCE_NOT_SHARED,
+	TERN_REASON_UNKNOWN_MEMBER,
+	TERN_REASON_SUPERSEDED,
+	TERN_REASON_WRONG_STATE,
 	/* trust material a daemon refuses; a log a witness refuses to cosign */
 	TERN_REASON_ROLLBACK,
 	TERN_REASON_CONFLICT,

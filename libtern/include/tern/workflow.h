@@ -1,0 +1,114 @@
+/* The case workflow: which messages may follow which, as one table that every
+ * hop reads (libtern/src/msgtype.c holds the rows, one per message type; this
+ * file the rules that read them).
+ *
+ * A case is worked in threads. A referral starts one; a decision answers a
+ * referral; a travel confirmation follows a decision. The thread's state
+ * lives with its referral (the "root") and moves by the table's transitions.
+ *
+ * Who checks what:
+ *   - the broker: the sender's roles (tern_envelope_authorize) and every
+ *     recipient's roles (tern_workflow_recipient_ok), from the table alone;
+ *   - the sending node: the same, and the rules below against what it holds,
+ *     before it seals;
+ *   - each recipient: the rules below against its own records of the case
+ *     (tern_workflow_judge), answering a violation with a negative receipt;
+ *   - `tern audit replay`: the rules across the agencies' archives.
+ *
+ * Records. What a party knows of a message is a JSON object (the node keeps
+ * it in its "refs" table; replay builds it from archives):
+ *   {"type": "acceptance-decision", "case_id": "...", "sender": "sweden",
+ *    "to": ["unhcr", "iom"], "value": "ACCEPTED", "ref": "<referral id>",
+ *    "root": "<referral id>", "persons": ["P1", ...],
+ *    "state": "accepted", "last": "<decision id>"}
+ * "value" is the name of the row's state_field enum value; "persons" the
+ * person ids a referral names; "state" and "last" are kept on a root only:
+ * the thread's state and the message that last moved it. A field missing
+ * (a record written by an older node) turns off the rules that need it.
+ */
+#ifndef TERN_WORKFLOW_H
+#define TERN_WORKFLOW_H
+
+#include <stdio.h>
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include <tern/msgtype.h>
+#include <tern/reason.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum tern_case_state {
+	TERN_CASE_NONE = 0,
+	TERN_CASE_REFERRED,
+	TERN_CASE_INFO_REQUESTED,
+	TERN_CASE_DEFERRED,
+	TERN_CASE_ACCEPTED,
+	TERN_CASE_REJECTED,
+	TERN_CASE_BOOKED,
+	TERN_CASE_DEPARTED,
+	TERN_CASE_ARRIVED,
+	TERN_CASE_CANCELLED,
+	TERN_CASE_STATE_COUNT
+} tern_case_state;
+
+#define TERN_CASE_BIT(s) (1u << (s))
+
+/* "referred", "info-requested", ... ("" for NONE). */
+const char *tern_case_state_name(tern_case_state s);
+/* TERN_ENOENT (and NONE) for an unknown name. */
+int tern_case_state_parse(const char *name, tern_case_state *out);
+/* A sentence on what the state means, for docs. */
+const char *tern_case_state_description(tern_case_state s);
+
+/* 1 if a node with these roles may receive messages of type t. */
+int tern_workflow_recipient_ok(const tern_msgtype *t, unsigned roles);
+
+/* The message being judged: its header's facts and its opened body. */
+typedef struct tern_wf_msg {
+	const char *msgid;
+	const tern_msgtype *type;
+	const char *sender;
+	const char *const *to;
+	size_t nto;
+	const char *case_id;
+	const ProtobufCMessage *body;
+} tern_wf_msg;
+
+/* Reads what the judging party knows of msgid: *rec is a new reference to a
+ * record (shape above), or the call returns TERN_ENOENT. */
+typedef int (*tern_wf_lookup)(void *arg, const char *msgid, json_t **rec);
+
+typedef struct tern_wf_verdict {
+	tern_reason reason; /* TERN_REASON_NONE: the message may go on */
+	char text[256];     /* why, naming message and person ids, never names */
+	/* The reference is not held here, though this party must hold it to
+	 * judge: the caller refuses (or holds) the message. reason is
+	 * TERN_REASON_UNKNOWN_REFERENCE then. */
+	int unknown_ref;
+	json_t *record;      /* the message's own record, to keep under its id */
+	char root[37];       /* the thread's root, when root_record is set */
+	json_t *root_record; /* the root's record with the new state, or NULL */
+} tern_wf_verdict;
+
+/* Judges m as the party self (with roles) holding what get reads. as_sender
+ * is 1 when self is m's sender (then an unknown reference is not checked:
+ * the sender may know it from elsewhere), 0 when self is a recipient.
+ * Returns TERN_OK with v filled (a violation is v->reason, not an error),
+ * TERN_EINVAL for a bad argument, or get's error other than TERN_ENOENT.
+ * The caller owns v's records: tern_wf_verdict_clear frees them. */
+int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, int as_sender,
+                        tern_wf_lookup get, void *arg, tern_wf_verdict *v);
+void tern_wf_verdict_clear(tern_wf_verdict *v);
+
+/* Writes the workflow table (types, roles, references, members, transitions)
+ * and the case states as markdown; docs/messages.md carries it. */
+int tern_workflow_describe(FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

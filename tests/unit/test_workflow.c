@@ -1,0 +1,401 @@
+/* The case workflow (tern/workflow.h) judged without processes: what a party
+ * holds is a JSON object of records, as the node's refs table keeps them.
+ * Each case of the review in issue 15 is here: a State deciding on a case
+ * referred to another, a decision naming a person outside the referral, a
+ * travel citing a decision that does not exist or that a later rejection
+ * replaced, a referral to IOM or to its own sender; and the moves a thread
+ * may and may not make. docs/messages.md carries the table as
+ * tern_workflow_describe() writes it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <tern/error.h>
+#include <tern/v1/messages.pb-c.h>
+#include <tern/workflow.h>
+
+#include "testutil.h"
+#include "util.h"
+
+#define CASE "SWE-2027-0001"
+#define R1 "01900000-0000-7000-8000-000000000001" /* unhcr's referral to sweden */
+#define R2 "01900000-0000-7000-8000-000000000002" /* unhcr's referral to portugal */
+#define D1 "01900000-0000-7000-8000-000000000011"
+#define D2 "01900000-0000-7000-8000-000000000012"
+#define T1 "01900000-0000-7000-8000-000000000021"
+#define NEW "01900000-0000-7000-8000-0000000000ff"
+
+static int lookup(void *arg, const char *msgid, json_t **rec)
+{
+	json_t *r = json_object_get(arg, msgid);
+
+	if (r == NULL)
+		return TERN_ENOENT;
+	*rec = json_incref(r);
+	return TERN_OK;
+}
+
+/* Keeps what v says, as a node does after the commit. */
+static void keep(json_t *held, const char *msgid, tern_wf_verdict *v)
+{
+	json_object_set(held, msgid, v->record);
+	if (v->root_record)
+		json_object_set(held, v->root, v->root_record);
+	tern_wf_verdict_clear(v);
+}
+
+/* unhcr's view once it referred the case: R1 to sweden (members P1, P2), R2
+ * to portugal. */
+static json_t *unhcr_holds(void)
+{
+	json_t *h = json_object();
+	Tern__V1__CaseReferral r = TERN__V1__CASE_REFERRAL__INIT;
+	Tern__V1__Member m1 = TERN__V1__MEMBER__INIT, m2 = TERN__V1__MEMBER__INIT;
+	Tern__V1__Member *ms[2] = {&m1, &m2};
+	static const char *const to_sweden[] = {"sweden"}, *const to_portugal[] = {"portugal"};
+	tern_wf_msg m = {.type = tern_msgtype_by_name("case-referral"),
+	                 .sender = "unhcr",
+	                 .case_id = CASE,
+	                 .body = &r.base,
+	                 .nto = 1};
+	tern_wf_verdict v;
+
+	r.case_id = CASE;
+	m1.person_id = "P1";
+	m2.person_id = "P2";
+	r.members = ms;
+	r.n_members = 2;
+	m.msgid = R1;
+	m.to = to_sweden;
+	assert_int_equal(tern_workflow_judge(&m, "unhcr", TERN_ROLE_REFERRER, 1, lookup, h, &v),
+	                 TERN_OK);
+	assert_int_equal(v.reason, TERN_REASON_NONE);
+	assert_string_equal(json_string_value(json_object_get(v.record, "state")), "referred");
+	keep(h, R1, &v);
+	m.msgid = R2;
+	m.to = to_portugal;
+	assert_int_equal(tern_workflow_judge(&m, "unhcr", TERN_ROLE_REFERRER, 1, lookup, h, &v),
+	                 TERN_OK);
+	keep(h, R2, &v);
+	return h;
+}
+
+struct dec {
+	const char *id, *sender, *referral;
+	Tern__V1__AcceptanceDecision__Outcome outcome;
+	const char *person; /* a member decision for this person, or NULL */
+};
+
+/* Judges a decision at holder (self, roles), keeping it if allowed. */
+static tern_reason decide(json_t *h, const char *self, unsigned roles, int as_sender, struct dec d,
+                          char *text)
+{
+	Tern__V1__AcceptanceDecision b = TERN__V1__ACCEPTANCE_DECISION__INIT;
+	Tern__V1__AcceptanceDecision__MemberDecision md =
+	    TERN__V1__ACCEPTANCE_DECISION__MEMBER_DECISION__INIT;
+	Tern__V1__AcceptanceDecision__MemberDecision *mds[1] = {&md};
+	static const char *const to[] = {"unhcr", "iom"};
+	tern_wf_msg m = {.msgid = d.id,
+	                 .type = tern_msgtype_by_name("acceptance-decision"),
+	                 .sender = d.sender,
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+	tern_reason r;
+
+	b.case_id = CASE;
+	b.referral_id = (char *)d.referral;
+	b.outcome = d.outcome;
+	if (d.person) {
+		md.person_id = (char *)d.person;
+		md.outcome = d.outcome;
+		b.member_decisions = mds;
+		b.n_member_decisions = 1;
+	}
+	assert_int_equal(tern_workflow_judge(&m, self, roles, as_sender, lookup, h, &v), TERN_OK);
+	r = v.reason;
+	if (text)
+		snprintf(text, 256, "%s", v.text);
+	if (r == TERN_REASON_NONE)
+		keep(h, d.id, &v);
+	else
+		tern_wf_verdict_clear(&v);
+	return r;
+}
+
+static tern_reason travel(json_t *h, const char *self, unsigned roles, const char *id,
+                          const char *decision, Tern__V1__TravelConfirmation__Status status,
+                          const char *traveller, int *unknown_ref)
+{
+	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
+	char *travellers[1] = {(char *)traveller};
+	static const char *const to[] = {"sweden", "unhcr"};
+	tern_wf_msg m = {.msgid = id,
+	                 .type = tern_msgtype_by_name("travel-confirmation"),
+	                 .sender = "iom",
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+	tern_reason r;
+
+	b.case_id = CASE;
+	b.decision_id = (char *)decision;
+	b.status = status;
+	b.travellers = travellers;
+	b.n_travellers = 1;
+	assert_int_equal(tern_workflow_judge(&m, self, roles, 0, lookup, h, &v), TERN_OK);
+	r = v.reason;
+	if (unknown_ref)
+		*unknown_ref = v.unknown_ref;
+	if (r == TERN_REASON_NONE)
+		keep(h, id, &v);
+	else
+		tern_wf_verdict_clear(&v);
+	return r;
+}
+
+#define ACC TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED
+#define REJ TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED
+#define REF TERN_ROLE_REFERRER
+
+static const char *state_of(json_t *h, const char *root)
+{
+	return json_string_value(json_object_get(json_object_get(h, root), "state"));
+}
+
+/* sweden decides on R2, which unhcr referred to portugal: refused at unhcr,
+ * naming the rule; on R1, referred to it, accepted. */
+static void test_decision_on_a_case_referred_to_another(void **state)
+{
+	json_t *h = unhcr_holds();
+	char text[256];
+
+	(void)state;
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R2, ACC, NULL}, text),
+	    TERN_REASON_REFERENCE_NOT_SHARED);
+	assert_non_null(strstr(text, R2));
+	assert_non_null(strstr(text, "sweden"));
+	assert_string_equal(state_of(h, R2), "referred");
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "accepted");
+	json_decref(h);
+}
+
+/* A member decision for a person the referral does not name. The text gives
+ * the field's path, never the person id (personal data stays out of logs). */
+static void test_decision_names_a_stranger(void **state)
+{
+	json_t *h = unhcr_holds();
+	char text[256];
+
+	(void)state;
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, "ZZZ-99"}, text),
+	    TERN_REASON_UNKNOWN_MEMBER);
+	assert_non_null(strstr(text, "memberDecisions[0].personId"));
+	assert_null(strstr(text, "ZZZ-99"));
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, "P2"}, NULL),
+	    TERN_REASON_NONE);
+	json_decref(h);
+}
+
+/* A travel confirmation citing a decision no one made: unhcr and the State
+ * must hold it, so they refuse (and say the reference is missing, which is
+ * what a hold would wait on); a party that holds no such thing is not one
+ * to judge it. */
+static void test_travel_citing_no_decision(void **state)
+{
+	json_t *h = unhcr_holds();
+	int unknown = 0;
+
+	(void)state;
+	assert_int_equal(travel(h, "unhcr", REF, T1, NEW,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", &unknown),
+	                 TERN_REASON_UNKNOWN_DECISION);
+	assert_true(unknown);
+	assert_int_equal(travel(h, "sweden", TERN_ROLE_STATE, T1, NEW,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", &unknown),
+	                 TERN_REASON_UNKNOWN_DECISION);
+	json_decref(h);
+	h = json_object();
+	assert_int_equal(travel(h, "observer", TERN_ROLE_MOVEMENT, T1, NEW,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", &unknown),
+	                 TERN_REASON_NONE);
+	assert_false(unknown);
+	json_decref(h);
+}
+
+/* D1 accepted, D2 rejected the same referral: a travel citing D1 is refused
+ * as superseded, and one citing D2 as not accepting. */
+static void test_travel_after_a_later_rejection(void **state)
+{
+	json_t *h = unhcr_holds();
+
+	(void)state;
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D2, "sweden", R1, REJ, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "rejected");
+	assert_int_equal(travel(h, "unhcr", REF, T1, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_SUPERSEDED);
+	assert_int_equal(travel(h, "unhcr", REF, T1, D2,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_DECISION_NOT_ACCEPTED);
+	/* A rejection ends the thread: no decision after it. */
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){NEW, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_WRONG_STATE);
+	json_decref(h);
+}
+
+/* The travel moves: booked, departed, arrived in order; a departure before a
+ * booking, or anything after arrival but nothing, is refused; travellers
+ * are members. */
+static void test_travel_moves(void **state)
+{
+	json_t *h = unhcr_holds();
+	static const char *const ids[] = {
+	    "01900000-0000-7000-8000-000000000031", "01900000-0000-7000-8000-000000000032",
+	    "01900000-0000-7000-8000-000000000033", "01900000-0000-7000-8000-000000000034"};
+
+	(void)state;
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(travel(h, "unhcr", REF, ids[0], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED, "P1", NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_int_equal(travel(h, "unhcr", REF, ids[0], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "ZZZ-99", NULL),
+	                 TERN_REASON_UNKNOWN_MEMBER);
+	assert_int_equal(travel(h, "unhcr", REF, ids[0], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "booked");
+	assert_int_equal(travel(h, "unhcr", REF, ids[1], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(travel(h, "unhcr", REF, ids[2], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__ARRIVED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "arrived");
+	assert_int_equal(travel(h, "unhcr", REF, ids[3], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED, "P1", NULL),
+	                 TERN_REASON_WRONG_STATE);
+	/* After travel, a State's decision comes too late. */
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){NEW, "sweden", R1, REJ, NULL}, NULL),
+	    TERN_REASON_WRONG_STATE);
+	json_decref(h);
+}
+
+/* The sender judges what it holds, and lets through what it does not: IOM
+ * may book on a decision it learnt of some other way; a record from before
+ * the workflow (no parties, no state) turns the rules that need them off. */
+static void test_sender_and_old_records(void **state)
+{
+	json_t *h = json_object();
+
+	(void)state;
+	assert_int_equal(decide(h, "sweden", TERN_ROLE_STATE, 1,
+	                        (struct dec){D1, "sweden", R1, ACC, "P9"}, NULL),
+	                 TERN_REASON_NONE);
+	json_object_set_new(
+	    h, R2,
+	    json_pack("{s:s, s:s, s:s}", "type", "case-referral", "case_id", CASE, "outcome", ""));
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D2, "sweden", R2, ACC, "P9"}, NULL),
+	    TERN_REASON_NONE);
+	json_decref(h);
+}
+
+static void test_recipient_roles(void **state)
+{
+	(void)state;
+	assert_false(
+	    tern_workflow_recipient_ok(tern_msgtype_by_name("case-referral"), TERN_ROLE_MOVEMENT));
+	assert_false(
+	    tern_workflow_recipient_ok(tern_msgtype_by_name("case-referral"), TERN_ROLE_REFERRER));
+	assert_true(tern_workflow_recipient_ok(tern_msgtype_by_name("case-referral"),
+	                                       TERN_ROLE_REFERRER | TERN_ROLE_STATE));
+	assert_true(tern_workflow_recipient_ok(tern_msgtype_by_name("acceptance-decision"),
+	                                       TERN_ROLE_MOVEMENT));
+	assert_false(tern_workflow_recipient_ok(tern_msgtype_by_name("travel-confirmation"),
+	                                        TERN_ROLE_MOVEMENT));
+	assert_true(
+	    tern_workflow_recipient_ok(tern_msgtype_by_name("receipt"), TERN_ROLE_MOVEMENT));
+	for (int s = 1; s < TERN_CASE_STATE_COUNT; s++) {
+		tern_case_state back;
+		assert_int_equal(tern_case_state_parse(tern_case_state_name(s), &back), TERN_OK);
+		assert_int_equal(back, s);
+	}
+}
+
+static void test_docs_carry_the_table(void **state)
+{
+	const char *src = tt_source_dir(), *begin = "<!-- BEGIN workflow -->\n",
+	           *end = "<!-- END workflow -->";
+	char path[512], *docs = NULL, *want = NULL;
+	size_t wl = 0, dlen = 0;
+	const char *b, *e;
+	FILE *f;
+
+	(void)state;
+	if (src == NULL)
+		skip();
+	f = open_memstream(&want, &wl);
+	assert_non_null(f);
+	assert_int_equal(tern_workflow_describe(f), TERN_OK);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/docs/messages.md", src);
+	assert_int_equal(tern_file_read(path, 1 << 20, (uint8_t **)&docs, &dlen), TERN_OK);
+	b = strstr(docs, begin);
+	e = b ? strstr(b, end) : NULL;
+	if (b == NULL || e == NULL)
+		fail_msg("docs/messages.md lacks the %s and %s markers", begin, end);
+	b += strlen(begin);
+	if ((size_t)(e - b) != wl || memcmp(b, want, wl) != 0) {
+		FILE *o = fopen("workflow-table.md", "w");
+		if (o) {
+			fprintf(o, "%s%s%s\n", begin, want, end);
+			fclose(o);
+		}
+		fail_msg("docs/messages.md's workflow table differs from tern_workflow_describe(); "
+		         "the expected one is in workflow-table.md in the test's directory");
+	}
+	free(docs);
+	free(want);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_decision_on_a_case_referred_to_another),
+	    cmocka_unit_test(test_decision_names_a_stranger),
+	    cmocka_unit_test(test_travel_citing_no_decision),
+	    cmocka_unit_test(test_travel_after_a_later_rejection),
+	    cmocka_unit_test(test_travel_moves),
+	    cmocka_unit_test(test_sender_and_old_records),
+	    cmocka_unit_test(test_recipient_roles),
+	    cmocka_unit_test(test_docs_carry_the_table),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
