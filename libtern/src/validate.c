@@ -149,8 +149,10 @@ int tern_datetime_parse(const char *s, int64_t *ms)
 	if (strnlen(p, 8) < 8 || !digits(p, 2, &h) || p[2] != ':' || !digits(p + 3, 2, &mi) ||
 	    p[5] != ':' || !digits(p + 6, 2, &sec))
 		return 0;
-	/* 60 is a leap second, which RFC 3339 allows. */
-	if (h > 23 || mi > 59 || sec > 60)
+	/* Second 60 is refused: RFC 3339 allows it only at a real leap second, none
+	 * is scheduled, and an instant that cannot be told apart from the next
+	 * minute's first second is more likely a typing error than a flight time. */
+	if (h > 23 || mi > 59 || sec > 59)
 		return 0;
 	p += 8;
 	if (*p == '.') {
@@ -218,20 +220,72 @@ static size_t utf8_chars(const char *s)
 	return n;
 }
 
+/* 1 if code point c shows nothing on its own: Unicode White_Space (U+0009-U+000D,
+ * U+0020, U+0085, U+00A0, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F, U+205F,
+ * U+3000) or an invisible format character typed or pasted as one (U+180E
+ * MONGOLIAN VOWEL SEPARATOR, U+200B-U+200D zero-width space and joiners, U+2060
+ * WORD JOINER, U+FEFF ZERO WIDTH NO-BREAK SPACE). */
+static int blank_code_point(uint32_t c)
+{
+	return (c >= 0x09 && c <= 0x0d) || c == 0x20 || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+	       c == 0x180e || (c >= 0x2000 && c <= 0x200d) || c == 0x2028 || c == 0x2029 ||
+	       c == 0x202f || c == 0x205f || c == 0x2060 || c == 0x3000 || c == 0xfeff;
+}
+
+/* 1 if s (valid UTF-8) is made only of blank code points. */
+static int blank(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		uint32_t c;
+		int n;
+
+		if (*p < 0x80) {
+			c = *p;
+			n = 1;
+		} else if ((*p & 0xe0) == 0xc0) {
+			c = *p & 0x1f;
+			n = 2;
+		} else if ((*p & 0xf0) == 0xe0) {
+			c = *p & 0x0f;
+			n = 3;
+		} else {
+			c = *p & 0x07;
+			n = 4;
+		}
+		for (int i = 1; i < n; i++)
+			c = (c << 6) | (p[i] & 0x3f);
+		if (!blank_code_point(c))
+			return 0;
+		p += n;
+	}
+	return 1;
+}
+
+#define REQUIRED "is required"
+
 /* Free text: valid UTF-8, no control characters (newline and tab allowed in
- * multi-line fields), at most max characters. */
-static void check_text(tern_violations *o, const char *path, const char *s, int required,
+ * multi-line fields), at most max characters. required is NULL for optional
+ * text, else the rule reported when the text is missing; required text made only
+ * of white space (see blank_code_point) counts as missing. */
+static void check_text(tern_violations *o, const char *path, const char *s, const char *required,
                        size_t max, int multiline)
 {
-	char rule[96];
+	char rule[sizeof(o->v[0].rule)];
 
 	if (empty(s)) {
 		if (required)
-			add(o, "is required", "%s", path);
+			add(o, required, "%s", path);
 		return;
 	}
 	if (!tern_utf8_valid(s, strlen(s))) {
 		add(o, "must be valid UTF-8", "%s", path);
+		return;
+	}
+	if (required && blank(s)) {
+		snprintf(rule, sizeof(rule), "%s; must not be blank (only white space)", required);
+		add(o, rule, "%s", path);
 		return;
 	}
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -382,7 +436,7 @@ static void check_attachment(tern_violations *o, size_t i, const Tern__V1__Attac
 	int ok = 0;
 
 	snprintf(path, sizeof(path), "attachments[%zu].name", i);
-	check_text(o, path, a->name, 1, NAME_MAX_CHARS * 2, 0);
+	check_text(o, path, a->name, REQUIRED, NAME_MAX_CHARS * 2, 0);
 	if (!empty(a->name) && (strchr(a->name, '/') || strchr(a->name, '\\') ||
 	                        strcmp(a->name, ".") == 0 || strcmp(a->name, "..") == 0))
 		add(o, "must be a file name without directories", "attachments[%zu].name", i);
@@ -427,9 +481,9 @@ static void check_member(tern_violations *o, size_t i, const Tern__V1__Member *m
 	snprintf(path, sizeof(path), "members[%zu].personId", i);
 	check_id(o, path, m->person_id);
 	snprintf(path, sizeof(path), "members[%zu].givenName", i);
-	check_text(o, path, m->given_name, 1, NAME_MAX_CHARS, 0);
+	check_text(o, path, m->given_name, REQUIRED, NAME_MAX_CHARS, 0);
 	snprintf(path, sizeof(path), "members[%zu].familyName", i);
-	check_text(o, path, m->family_name, 1, NAME_MAX_CHARS, 0);
+	check_text(o, path, m->family_name, REQUIRED, NAME_MAX_CHARS, 0);
 
 	snprintf(path, sizeof(path), "members[%zu].dateOfBirth", i);
 	check_date(o, path, m->date_of_birth, 1, &dob);
@@ -458,7 +512,7 @@ static void check_referral(tern_violations *o, const Tern__V1__CaseReferral *r, 
 	check_id(o, "caseId", r->case_id);
 	check_enum(o, "programme", &tern__v1__case_referral__programme__descriptor, r->programme,
 	           1);
-	check_text(o, "referringOffice", r->referring_office, 1, OFFICE_MAX_CHARS, 0);
+	check_text(o, "referringOffice", r->referring_office, REQUIRED, OFFICE_MAX_CHARS, 0);
 	check_enum(o, "priority", &tern__v1__case_referral__priority__descriptor, r->priority, 1);
 	check_enum(o, "submissionCategory", &tern__v1__submission_category__descriptor,
 	           r->submission_category, 1);
@@ -503,7 +557,7 @@ static void check_referral(tern_violations *o, const Tern__V1__CaseReferral *r, 
 	check_unique(o, (const char *const *)r->linked_cases, r->n_linked_cases, "linkedCases", "",
 	             "must not repeat a linked case");
 
-	check_text(o, "needsSummary", r->needs_summary, 0, SUMMARY_MAX_CHARS, 1);
+	check_text(o, "needsSummary", r->needs_summary, NULL, SUMMARY_MAX_CHARS, 1);
 	for (size_t i = 0; i < r->n_attachments; i++)
 		check_attachment(o, i, r->attachments[i]);
 }
@@ -514,6 +568,7 @@ static void check_decision(tern_violations *o, const Tern__V1__AcceptanceDecisio
                            int64_t now_ms)
 {
 	const ProtobufCEnumDescriptor *oed = &tern__v1__acceptance_decision__outcome__descriptor;
+	const char *reasons_required = NULL;
 	int64_t valid_until, iday;
 	size_t accepted = 0;
 	const char **keys;
@@ -523,13 +578,10 @@ static void check_decision(tern_violations *o, const Tern__V1__AcceptanceDecisio
 	check_enum(o, "outcome", oed, d->outcome, 1);
 
 	if (d->outcome != TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED &&
-	    d->outcome != TERN__V1__ACCEPTANCE_DECISION__OUTCOME__OUTCOME_UNSPECIFIED &&
-	    empty(d->reasons))
-		add(o,
-		    "is required when outcome is REJECTED, DEFERRED or MORE_INFORMATION_REQUESTED",
-		    "reasons");
-	else
-		check_text(o, "reasons", d->reasons, 0, SUMMARY_MAX_CHARS, 1);
+	    d->outcome != TERN__V1__ACCEPTANCE_DECISION__OUTCOME__OUTCOME_UNSPECIFIED)
+		reasons_required =
+		    "is required when outcome is REJECTED, DEFERRED or MORE_INFORMATION_REQUESTED";
+	check_text(o, "reasons", d->reasons, reasons_required, SUMMARY_MAX_CHARS, 1);
 
 	for (size_t i = 0; i < d->n_member_decisions; i++) {
 		const Tern__V1__AcceptanceDecision__MemberDecision *md = d->member_decisions[i];
@@ -637,6 +689,7 @@ static void check_leg(tern_violations *o, size_t i, const Tern__V1__TravelConfir
 
 static void check_travel(tern_violations *o, const Tern__V1__TravelConfirmation *t)
 {
+	const char *contact_required = NULL;
 	int64_t prev_arr = INT64_MIN;
 
 	check_id(o, "caseId", t->case_id);
@@ -683,14 +736,13 @@ static void check_travel(tern_violations *o, const Tern__V1__TravelConfirmation 
 		if (t->n_legs == 0)
 			add(o, "must list at least one leg when status is DEPARTED or ARRIVED",
 			    "legs");
-		if (empty(t->reception_contact))
-			add(o, "is required when status is DEPARTED or ARRIVED",
-			    "receptionContact");
+		contact_required = "is required when status is DEPARTED or ARRIVED";
 		break;
 	default:
 		break;
 	}
-	check_text(o, "receptionContact", t->reception_contact, 0, CONTACT_MAX_CHARS, 0);
+	check_text(o, "receptionContact", t->reception_contact, contact_required, CONTACT_MAX_CHARS,
+	           0);
 }
 
 /* ------------------------------------------------------------ Receipt */
@@ -717,7 +769,7 @@ static void check_receipt(tern_violations *o, const Tern__V1__Receipt *r)
 		if (r->status == TERN__V1__RECEIPT__STATUS__ACCEPTED)
 			add(o, "must be empty when status is ACCEPTED", "reasonCode");
 	}
-	check_text(o, "reasonText", r->reason_text, 0, REASON_TEXT_MAX_CHARS, 0);
+	check_text(o, "reasonText", r->reason_text, NULL, REASON_TEXT_MAX_CHARS, 0);
 }
 
 int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *out)

@@ -294,6 +294,56 @@ static void test_referral_names_text(void **state)
 	expect_valid(r);
 }
 
+/* Text made only of white space: ASCII, line breaks, and Unicode spaces
+ * (NO-BREAK SPACE, EM SPACE, IDEOGRAPHIC SPACE, ZERO WIDTH NO-BREAK SPACE). */
+static const char *const blanks[] = {
+    " ",
+    "   ",
+    "\t",
+    "\n",
+    "\t\n \r\n",
+    "\xc2\xa0",
+    "\xc2\xa0\xc2\xa0 ",
+    "\xe2\x80\x83",
+    "\xe3\x80\x80",
+    "\xef\xbb\xbf",
+    "\xe2\x80\x8b\xe2\x80\xaf",
+};
+#define N_BLANKS (sizeof(blanks) / sizeof(blanks[0]))
+#define BLANK_RULE "must not be blank (only white space)"
+
+static void test_referral_blank_text(void **state)
+{
+	Tern__V1__CaseReferral *r;
+
+	(void)state;
+	for (size_t i = 0; i < N_BLANKS; i++) {
+		r = referral();
+		set(&r->members[0]->given_name, blanks[i]);
+		expect(r, "members[0].givenName", "is required; " BLANK_RULE);
+		r = referral();
+		set(&r->members[2]->family_name, blanks[i]);
+		expect(r, "members[2].familyName", "is required; " BLANK_RULE);
+		r = referral();
+		set(&r->referring_office, blanks[i]);
+		expect(r, "referringOffice", "is required; " BLANK_RULE);
+		r = referral();
+		set(&r->attachments[0]->name, blanks[i]);
+		expect(r, "attachments[0].name", "is required; " BLANK_RULE);
+	}
+	/* White space inside or around real text is fine (a no-break space between
+	 * names, for instance). */
+	r = referral();
+	set(&r->members[0]->given_name, "Ana\xc2\xa0Maria");
+	set(&r->members[2]->family_name, " Example ");
+	set(&r->referring_office, "\xe3\x80\x80UNHCR Amman");
+	expect_valid(r);
+	/* Optional text may be blank. */
+	r = referral();
+	set(&r->needs_summary, " \n\t");
+	expect_valid(r);
+}
+
 static void test_referral_date_of_birth(void **state)
 {
 	static const char *const not_dates[] = {"2023-02-29",           "1900-02-29", "2001-13-01",
@@ -552,6 +602,37 @@ static void test_decision_reasons(void **state)
 	}
 }
 
+static void test_decision_reasons_blank(void **state)
+{
+	static const int outcomes[] = {
+	    TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED,
+	    TERN__V1__ACCEPTANCE_DECISION__OUTCOME__DEFERRED,
+	    TERN__V1__ACCEPTANCE_DECISION__OUTCOME__MORE_INFORMATION_REQUESTED};
+	Tern__V1__AcceptanceDecision *d;
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		for (size_t b = 0; b < N_BLANKS; b++) {
+			d = decision();
+			d->outcome = outcomes[i];
+			for (size_t k = 0; k < d->n_member_decisions; k++)
+				d->member_decisions[k]->outcome = outcomes[i];
+			set(&d->reasons, blanks[b]);
+			expect(d, "reasons", "is required when outcome is");
+			d = decision();
+			d->outcome = outcomes[i];
+			for (size_t k = 0; k < d->n_member_decisions; k++)
+				d->member_decisions[k]->outcome = outcomes[i];
+			set(&d->reasons, blanks[b]);
+			expect(d, "reasons", BLANK_RULE);
+		}
+	}
+	/* Reasons are optional for ACCEPTED, so blank reasons are not a violation. */
+	d = decision();
+	set(&d->reasons, "  ");
+	expect_valid(d);
+}
+
 static void test_decision_member_decisions(void **state)
 {
 	Tern__V1__AcceptanceDecision *d;
@@ -722,11 +803,59 @@ static void test_travel_leg_times(void **state)
 	t = travel();
 	set(&t->legs[0]->arrives_at, t->legs[0]->departs_at);
 	expect(t, "legs[0].arrivesAt", "must be after departsAt");
-	/* Fractions, lower-case separators and a leap second are RFC 3339. */
+	/* Fractions and lower-case separators are RFC 3339. */
 	t = travel();
 	set(&t->legs[0]->departs_at, "2027-02-16t03:10:00.250z");
-	set(&t->legs[0]->arrives_at, "2027-02-16T06:40:60.5+01:00");
+	set(&t->legs[0]->arrives_at, "2027-02-16T06:40:59.5+01:00");
 	expect_valid(t);
+}
+
+static void test_travel_leg_impossible_times(void **state)
+{
+	/* Second 60 is refused too: no leap second is scheduled (docs/messages.md). */
+	static const char *const bad[] = {
+	    "2027-02-16T03:10:60+03:00",  "2027-02-16T03:10:60.5+03:00",
+	    "2027-02-16T23:59:60Z",       "2027-02-16T24:00:00+03:00",
+	    "2027-02-16T23:60:00+03:00",  "2027-02-16T03:10:00+24:00",
+	    "2027-02-16T03:10:00+03:60",  "2027-02-16T03:10:00-24:00",
+	    "2027-02-16T03:10:00.+03:00", "2027-02-16T03:10:00,5+03:00",
+	};
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		t = travel();
+		set(&t->legs[0]->departs_at, bad[i]);
+		expect(t, "legs[0].departsAt", "RFC 3339");
+		t = travel();
+		set(&t->legs[1]->arrives_at, bad[i]);
+		expect(t, "legs[1].arrivesAt", "RFC 3339");
+	}
+	/* The last second of a minute, hour and day, and the widest offsets. */
+	t = travel();
+	set(&t->legs[0]->departs_at, "2027-02-15T23:59:59.999+23:59");
+	set(&t->legs[0]->arrives_at, "2027-02-16T06:40:00-23:59");
+	set(&t->legs[1]->departs_at, "2027-02-17T10:05:00+01:00");
+	set(&t->legs[1]->arrives_at, "2027-02-17T12:30:00+01:00");
+	expect_valid(t);
+}
+
+static void test_travel_reception_contact_blank(void **state)
+{
+	static const int statuses[] = {TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED,
+	                               TERN__V1__TRAVEL_CONFIRMATION__STATUS__ARRIVED};
+	Tern__V1__TravelConfirmation *t;
+
+	(void)state;
+	for (size_t i = 0; i < 2; i++) {
+		for (size_t b = 0; b < N_BLANKS; b++) {
+			t = travel();
+			t->status = statuses[i];
+			set(&t->reception_contact, blanks[b]);
+			expect(t, "receptionContact",
+			       "is required when status is DEPARTED or ARRIVED; " BLANK_RULE);
+		}
+	}
 }
 
 static void test_travel_legs_chain(void **state)
@@ -831,10 +960,38 @@ static void test_parsers(void **state)
 	assert_false(tern_datetime_parse("2026-11-22T12:00:00.Z", &ms));
 	assert_false(tern_datetime_parse("2026-11-22T12:00:00Z ", &ms));
 	assert_false(tern_datetime_parse("2026-11-22T24:00:00Z", &ms));
+	/* Impossible times: no leap second, hour, minute or offset out of range. */
+	assert_false(tern_datetime_parse("2026-11-22T12:00:60Z", &ms));
+	assert_false(tern_datetime_parse("2016-12-31T23:59:60Z", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:61Z", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:99Z", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T23:60:00Z", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00+24:00", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00+03:60", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00+0300", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00+3:00", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00Z", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00.5.5Z", &ms));
+	assert_false(tern_datetime_parse("2026-11-22T12:00:00.-5Z", &ms));
+	assert_false(tern_datetime_parse("2026-02-29T12:00:00Z", &ms));
+	assert_true(tern_datetime_parse("2026-11-22T23:59:59Z", &ms));
+	assert_true(tern_datetime_parse("1970-01-01T00:00:00.123456789Z", &ms));
+	assert_true(ms == 123);
+	assert_true(tern_datetime_parse("1970-01-01t00:00:00z", &ms));
+	assert_true(ms == 0);
+	assert_true(tern_datetime_parse("1970-01-02T00:00:00+23:59", &ms));
+	assert_true(ms == 60000);
 	assert_true(tern_date_parse("2000-02-29", &days));
 	assert_true(days == 11016);
 	assert_false(tern_date_parse("2100-02-29", NULL));
 	assert_false(tern_date_parse("2000-02-29 ", NULL));
+	assert_false(tern_date_parse("0000-01-01", NULL));
+	assert_false(tern_date_parse("2026-00-10", NULL));
+	assert_false(tern_date_parse("2026-01-32", NULL));
+	assert_false(tern_date_parse("2026-04-31", NULL));
+	assert_false(tern_date_parse("2026-1-01", NULL));
+	assert_false(tern_date_parse("2026-11-22T00:00:00Z", NULL));
 
 	assert_true(tern_country_valid("DEU", 0));
 	assert_true(tern_country_valid("ABW", 0));
@@ -861,6 +1018,7 @@ int main(void)
 	    cmocka_unit_test(test_referral_unique_person_ids),
 	    cmocka_unit_test(test_referral_member_required),
 	    cmocka_unit_test(test_referral_names_text),
+	    cmocka_unit_test(test_referral_blank_text),
 	    cmocka_unit_test(test_referral_date_of_birth),
 	    cmocka_unit_test(test_referral_sex),
 	    cmocka_unit_test(test_referral_nationality),
@@ -873,6 +1031,7 @@ int main(void)
 	    cmocka_unit_test(test_decision_ids),
 	    cmocka_unit_test(test_decision_outcome_required),
 	    cmocka_unit_test(test_decision_reasons),
+	    cmocka_unit_test(test_decision_reasons_blank),
 	    cmocka_unit_test(test_decision_member_decisions),
 	    cmocka_unit_test(test_decision_valid_until),
 	    cmocka_unit_test(test_decision_interview),
@@ -880,6 +1039,8 @@ int main(void)
 	    cmocka_unit_test(test_travel_travellers),
 	    cmocka_unit_test(test_travel_leg_codes),
 	    cmocka_unit_test(test_travel_leg_times),
+	    cmocka_unit_test(test_travel_leg_impossible_times),
+	    cmocka_unit_test(test_travel_reception_contact_blank),
 	    cmocka_unit_test(test_travel_legs_chain),
 	    cmocka_unit_test(test_travel_status_rules),
 	    cmocka_unit_test(test_receipt_rules),

@@ -48,7 +48,9 @@ int tern_country_valid(const char *s, int icao);
  * years); *days (may be NULL) receives days since 1970-01-01. */
 int tern_date_parse(const char *s, int64_t *days);
 
-/* 1 if s is an RFC 3339 date-time with a time offset ("Z" or "+hh:mm");
+/* 1 if s is an RFC 3339 date-time with a time offset ("Z" or "+hh:mm") and a
+ * possible time: hour 00-23, minute 00-59, second 00-59 (no leap second, see
+ * docs/messages.md), offset at most 23:59;
  * *ms (may be NULL) receives the instant in milliseconds since the epoch. */
 int tern_datetime_parse(const char *s, int64_t *ms);
 
