@@ -198,13 +198,15 @@ static json_t *send_check(node *n, const struct send_req *r)
 			                 tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), "message",
 			                 "a recipient is not a member node of the federation");
 		if (!tern_workflow_recipient_ok(r->t, m->roles)) {
-			char roles[64];
+			/* Built apart: a json_pack that failed would be NULL, which
+			 * here means "go on". */
+			char roles[64], why[256];
 			tern_roles_format(m->roles, roles, sizeof(roles));
-			return json_pack("{s:b, s:s, s:s++++++}", "ok", 0, "error",
-			                 tern_reason_code(TERN_REASON_WRONG_RECIPIENT_ROLE),
-			                 "message", rc, " (roles: ", roles[0] ? roles : "none",
-			                 ") may not receive ", r->t->name,
-			                 " (docs/messages.md, \"The workflow\")");
+			snprintf(why, sizeof(why),
+			         "%s (roles: %s) may not receive %s (docs/messages.md, \"The "
+			         "workflow\")",
+			         rc, roles[0] ? roles : "none", r->t->name);
+			return tern_api_refusal(TERN_REASON_WRONG_RECIPIENT_ROLE, "%s", why);
 		}
 		if (m->revoked) /* its sealing key may be in other hands */
 			return json_pack("{s:b, s:s, s:s+}", "ok", 0, "error",
@@ -293,8 +295,7 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 		}
 		if (v.reason != TERN_REASON_NONE) {
 			node_out_free(&o);
-			res = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-			                tern_reason_code(v.reason), "message", v.text);
+			res = tern_api_refusal(v.reason, "%s", v.text);
 			tern_wf_verdict_clear(&v);
 			goto out;
 		}

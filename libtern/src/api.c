@@ -282,19 +282,38 @@ static void utf8_repair(char *s)
 	}
 }
 
-json_t *tern_api_error(int code, const char *fmt, ...)
+static json_t *answer(const char *code, const char *fmt, va_list ap)
 {
 	char msg[512];
+	json_t *e;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	utf8_repair(msg);
+	e = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "message", msg);
+	if (e == NULL) /* what jansson still refuses (a surrogate, a code point past U+10FFFF) */
+		e = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "message",
+		              "(the message could not be encoded)");
+	return e;
+}
+
+json_t *tern_api_error(int code, const char *fmt, ...)
+{
 	va_list ap;
 	json_t *e;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	e = answer(tern_errcode_name(code), fmt, ap);
 	va_end(ap);
-	utf8_repair(msg);
-	e = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code), "message", msg);
-	if (e == NULL) /* what jansson still refuses (a surrogate, a code point past U+10FFFF) */
-		e = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(code),
-		              "message", "(the message could not be encoded)");
+	return e;
+}
+
+json_t *tern_api_refusal(tern_reason reason, const char *fmt, ...)
+{
+	va_list ap;
+	json_t *e;
+
+	va_start(ap, fmt);
+	e = answer(tern_reason_code(reason), fmt, ap);
+	va_end(ap);
 	return e;
 }

@@ -222,9 +222,16 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 
 	if (t->transitions == NULL || rootrec == NULL)
 		return 1;
-	if (tern_case_state_parse(rs(rootrec, "state"), &from) != TERN_OK)
+	if (json_is_true(json_object_get(rootrec, "stub"))) {
+		/* A thread whose start this party never held (IOM and a referral):
+		 * it follows the moves it sees, without judging them. */
+		for (x = t->transitions; x->to && !(x->value == -1 || x->value == value); x++)
+			;
+		if (x->to == 0)
+			return 1;
+	} else if (tern_case_state_parse(rs(rootrec, "state"), &from) != TERN_OK) {
 		return 1; /* a record from before the workflow: nothing to check against */
-	if ((x = find_move(t, value, from)) == NULL) {
+	} else if ((x = find_move(t, value, from)) == NULL) {
 		deny(v, TERN_REASON_WRONG_STATE, "a %s%s%s may not follow while referral %s is %s",
 		     t->name, vname[0] ? " " : "", vname, root, tern_case_state_name(from));
 		return 0;
@@ -295,12 +302,37 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 	}
 
 	rc = get(arg, refid, &ref);
+	if (rc == TERN_OK && json_is_true(json_object_get(ref, "stub"))) {
+		rootrec = ref; /* only a thread's trace: the message itself is not held */
+		ref = NULL;
+		rc = TERN_ENOENT;
+	}
 	if (rc == TERN_ENOENT) {
+		const tern_msgtype *rt = tern_msgtype_by_type(t->ref_type);
 		rc = TERN_OK;
 		if (!as_sender && (roles & t->ref_holders)) {
 			v->unknown_ref = 1;
-			deny(v, unknown_reason(t->ref_type), "no %s %s is held here",
-			     tern_msgtype_by_type(t->ref_type)->name, refid);
+			deny(v, unknown_reason(t->ref_type), "no %s %s is held here", rt->name,
+			     refid);
+			goto out;
+		}
+		/* Not a party to the thread's start, but to what follows it: the
+		 * thread is traced from here (a stub under the start's id), so that
+		 * this party judges what cites the messages it does hold. */
+		if (rt->ref_field == NULL && rt->transitions) {
+			if (rootrec == NULL &&
+			    (rootrec = json_pack("{s:b, s:s}", "stub", 1, "case_id", m->case_id)) ==
+			        NULL) {
+				rc = TERN_ENOMEM;
+				goto out;
+			}
+			if (strcmp(rs(rootrec, "case_id"), m->case_id) != 0) {
+				deny(v, TERN_REASON_CASE_MISMATCH, "%s %s is for another case",
+				     rt->name, refid);
+				goto out;
+			}
+			json_object_set_new(v->record, "root", json_string(refid));
+			(void)move_thread(m, value, vname, refid, rootrec, v);
 		}
 		goto out;
 	}

@@ -1,9 +1,14 @@
-/* tern-forge NODECONF SIGNER_DIR TYPE TO: puts into a STOPPED node's outbox an
- * envelope the node itself would never make, to test what the broker and
- * recipients refuse:
+/* tern-forge NODECONF SIGNER_DIR TYPE TO [BODY]: puts into a STOPPED node's
+ * outbox an envelope the node itself would never make, to test what the
+ * broker and recipients refuse:
  *   SIGNER_DIR  a node directory whose node.key signs it and whose id is the
  *               header's sender (another node's: a forged sender; the node's
  *               own with a TYPE its role may not send: a wrong role)
+ *   TO          recipients, comma-separated (a recipient whose role may not
+ *               receive TYPE: a wrong recipient role)
+ *   BODY        the body as JSON (default: the type's example), which the
+ *               node's own checks would refuse (a workflow violation); its
+ *               caseId is the header's
  * Prints the message id. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +26,7 @@
 
 #include "node_store.h"
 #include "pbuf.h"
+#include "util.h"
 
 struct forged {
 	node_out m;
@@ -47,15 +53,19 @@ int main(int argc, char **argv)
 	char path[1024], signer[64], *text = NULL, err[256], id[37];
 	uint8_t *packed = NULL, *env = NULL;
 	size_t plen, elen;
-	const char *to[1];
-	const char *slash;
+	const char *to[16], *slash, *case_id = "FORGED-1";
+	size_t nto = 0;
+	char *save = NULL;
 	int rc;
 
-	if (argc != 5 || (t = tern_msgtype_by_name(argv[3])) == NULL) {
-		fprintf(stderr, "usage: tern-forge NODECONF SIGNER_DIR TYPE TO\n");
+	if ((argc != 5 && argc != 6) || (t = tern_msgtype_by_name(argv[3])) == NULL) {
+		fprintf(stderr,
+		        "usage: tern-forge NODECONF SIGNER_DIR TYPE TO[,TO...] [BODY.json]\n");
 		return 2;
 	}
-	to[0] = argv[4];
+	for (char *tok = strtok_r(argv[4], ",", &save); tok && nto < 16;
+	     tok = strtok_r(NULL, ",", &save))
+		to[nto++] = tok;
 	if (tern_config_load(argv[1], TERN_CONFIG_NODE, &cfg) != TERN_OK ||
 	    tern_trust_load(tern_config_get(cfg, "federation", "ca"),
 	                    tern_config_get(cfg, "federation", "crl"), &trust) != TERN_OK ||
@@ -71,17 +81,34 @@ int main(int argc, char **argv)
 	}
 	slash = strrchr(argv[2], '/');
 	snprintf(signer, sizeof(signer), "%s", slash ? slash + 1 : argv[2]);
-	if (tern_example_json(t->name, &text) != TERN_OK ||
-	    tern_json_parse_text(t->desc, text, strlen(text), &body, err, sizeof(err)) != TERN_OK ||
-	    tern_pb_pack(body, &packed, &plen) != TERN_OK)
+	if (argc == 6) {
+		size_t tl;
+		if (tern_file_read(argv[5], 1 << 22, (uint8_t **)&text, &tl) != TERN_OK) {
+			fprintf(stderr, "tern-forge: %s\n", tern_errdetail());
+			return 1;
+		}
+		text[tl] = '\0';
+	} else if (tern_example_json(t->name, &text) != TERN_OK) {
 		return 1;
+	}
+	if (tern_json_parse_text(t->desc, text, strlen(text), &body, err, sizeof(err)) != TERN_OK ||
+	    tern_pb_pack(body, &packed, &plen) != TERN_OK) {
+		fprintf(stderr, "tern-forge: the body: %s\n", err);
+		return 1;
+	}
+	if (argc == 6) {
+		const ProtobufCFieldDescriptor *fd =
+		    protobuf_c_message_descriptor_get_field_by_name(t->desc, "case_id");
+		if (fd)
+			case_id = *(const char *const *)((const char *)body + fd->offset);
+	}
 	{
 		tern_seal_params p = {.sender = signer,
 		                      .sign_key = key,
 		                      .recipients = to,
-		                      .n_recipients = 1,
+		                      .n_recipients = nto,
 		                      .type = t->type,
-		                      .case_id = "FORGED-1",
+		                      .case_id = case_id,
 		                      .body = packed,
 		                      .body_len = plen};
 		if ((rc = tern_envelope_seal(&p, dir, &env, &elen, id)) != TERN_OK) {
@@ -94,7 +121,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	{
-		struct forged f = {{id, env, elen, t->name, "FORGED-1", 0, to, 1, "", "", NULL},
+		struct forged f = {{id, env, elen, t->name, case_id, 0, to, nto, "", "", NULL},
 		                   store};
 		if ((rc = tern_store_write(store, apply, &f)) != TERN_OK) {
 			fprintf(stderr, "tern-forge: write: %s\n", tern_errdetail());
@@ -105,8 +132,8 @@ int main(int argc, char **argv)
 	printf("%s\n", id);
 	free(env);
 	free(packed);
-	free(text);
 	tern_json_message_free(&body);
+	free(text);
 	tern_signkey_free(&key);
 	tern_directory_free(&dir);
 	tern_trust_free(&trust);

@@ -327,6 +327,48 @@ static void test_sender_and_old_records(void **state)
 	json_decref(h);
 }
 
+/* IOM holds no referral, only the decisions sent to it: it traces the
+ * thread from them, and so refuses to send travel on a decision a later
+ * rejection replaced. */
+static void test_a_party_without_the_referral(void **state)
+{
+	json_t *h = json_object();
+	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
+	static const char *const to[] = {"sweden", "unhcr"};
+	tern_wf_msg m = {.msgid = T1,
+	                 .type = tern_msgtype_by_name("travel-confirmation"),
+	                 .sender = "iom",
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+
+	(void)state;
+	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
+	                        (struct dec){D1, "sweden", R1, ACC, "P1"}, NULL),
+	                 TERN_REASON_NONE);
+	assert_true(json_is_true(json_object_get(json_object_get(h, R1), "stub")));
+	assert_string_equal(state_of(h, R1), "accepted");
+	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
+	                        (struct dec){D2, "sweden", R1, REJ, NULL}, NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "rejected");
+	b.case_id = CASE;
+	b.decision_id = D1;
+	b.status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED;
+	assert_int_equal(tern_workflow_judge(&m, "iom", TERN_ROLE_MOVEMENT, 1, lookup, h, &v),
+	                 TERN_OK);
+	assert_int_equal(v.reason, TERN_REASON_SUPERSEDED);
+	tern_wf_verdict_clear(&v);
+	/* The stub is a trace, not a referral: a later decision citing R1 is not
+	 * refused as citing something that is not a referral. */
+	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
+	                        (struct dec){NEW, "sweden", R1, ACC, NULL}, NULL),
+	                 TERN_REASON_NONE);
+	json_decref(h);
+}
+
 static void test_recipient_roles(void **state)
 {
 	(void)state;
@@ -394,6 +436,7 @@ int main(void)
 	    cmocka_unit_test(test_travel_after_a_later_rejection),
 	    cmocka_unit_test(test_travel_moves),
 	    cmocka_unit_test(test_sender_and_old_records),
+	    cmocka_unit_test(test_a_party_without_the_referral),
 	    cmocka_unit_test(test_recipient_roles),
 	    cmocka_unit_test(test_docs_carry_the_table),
 	};

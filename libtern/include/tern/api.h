@@ -18,6 +18,8 @@
 
 #include <jansson.h>
 
+#include <tern/reason.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -80,6 +82,10 @@ int tern_api_check_peer(int fd);
 
 /* Builds {"ok": false, "error": tern_errcode_name(code), "message": ...}. */
 json_t *tern_api_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same for a refusal with a reason of tern/reason.h: "error" is the
+ * reason's code. Never NULL unless out of memory. */
+json_t *tern_api_refusal(tern_reason reason, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #ifdef __cplusplus
 }
