@@ -301,7 +301,7 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 		}
 		snprintf(o.ref, sizeof(o.ref), "%s",
 		         json_string_value(json_object_get(v.record, "ref")));
-		if (r->t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION)
+		if (r->t->state_field)
 			snprintf(o.outcome, sizeof(o.outcome), "%s",
 			         json_string_value(json_object_get(v.record, "value")));
 		node_wf_keep(n, o.msgid, &v.record, v.root, &v.root_record);

@@ -124,7 +124,7 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 		return;
 	}
 	snprintf(d->ref, sizeof(d->ref), "%s", json_string_value(json_object_get(v.record, "ref")));
-	if (t->type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION)
+	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s",
 		         json_string_value(json_object_get(v.record, "value")));
 	if (v.reason != TERN_REASON_NONE) {

@@ -79,6 +79,19 @@ static const char *string_field(const ProtobufCMessage *m, const char *name)
 }
 
 /* The enum field's value and its name; -1 and "" without one. */
+static int enum_by_name(const tern_msgtype *t, const char *name, const char **vname)
+{
+	const ProtobufCFieldDescriptor *f =
+	    t->state_field
+	        ? protobuf_c_message_descriptor_get_field_by_name(t->desc, t->state_field)
+	        : NULL;
+	const ProtobufCEnumValue *ev =
+	    f && name ? protobuf_c_enum_descriptor_get_value_by_name(f->descriptor, name) : NULL;
+
+	*vname = ev ? ev->name : "";
+	return ev ? ev->value : -1;
+}
+
 static int enum_field(const ProtobufCMessage *m, const char *name, const char **vname)
 {
 	const ProtobufCFieldDescriptor *f = name ? field(m, name, strlen(name)) : NULL;
@@ -272,13 +285,18 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 	if (v == NULL)
 		return TERN_EINVAL;
 	memset(v, 0, sizeof(*v));
-	if (m == NULL || m->type == NULL || m->body == NULL || m->msgid == NULL ||
-	    m->sender == NULL || m->case_id == NULL || self == NULL || get == NULL)
+	if (m == NULL || m->type == NULL || m->msgid == NULL || m->sender == NULL ||
+	    m->case_id == NULL || self == NULL || get == NULL)
 		return TERN_EINVAL;
 	t = m->type;
-	value = enum_field(m->body, t->state_field, &vname);
-	if (t->ref_field)
-		refid = string_field(m->body, t->ref_field);
+	if (m->body) {
+		value = enum_field(m->body, t->state_field, &vname);
+		if (t->ref_field)
+			refid = string_field(m->body, t->ref_field);
+	} else {
+		value = enum_by_name(t, m->value, &vname);
+		refid = t->ref_field && m->ref ? m->ref : "";
+	}
 	if ((v->record = own_record(m, vname, refid)) == NULL)
 		return TERN_ENOMEM;
 
@@ -289,7 +307,7 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 			const tern_wf_transition *x = find_move(t, value, TERN_CASE_NONE);
 			if (persons == NULL)
 				return TERN_ENOMEM;
-			if (t->members_field)
+			if (t->members_field && m->body)
 				each_person(m->body, t->members_field, add_person, persons);
 			json_object_set_new(v->record, "persons", persons);
 			json_object_set_new(v->record, "state",
@@ -389,7 +407,7 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 			goto out;
 		}
 	}
-	if (t->members_field && json_is_array(json_object_get(rootrec, "persons"))) {
+	if (t->members_field && m->body && json_is_array(json_object_get(rootrec, "persons"))) {
 		struct member_check c = {json_object_get(rootrec, "persons"), ""};
 		if (each_person(m->body, t->members_field, check_member, &c) == TERN_ENOENT) {
 			deny(v, TERN_REASON_UNKNOWN_MEMBER, "%s is not a member of referral %s",

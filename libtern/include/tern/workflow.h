@@ -67,7 +67,10 @@ const char *tern_case_state_description(tern_case_state s);
 /* 1 if a node with these roles may receive messages of type t. */
 int tern_workflow_recipient_ok(const tern_msgtype *t, unsigned roles);
 
-/* The message being judged: its header's facts and its opened body. */
+/* The message being judged: its header's facts and its opened body. A party
+ * that cannot open the body (an auditor replaying audit logs) gives body NULL
+ * and the facts the logs hold instead: value (the state field's enum name)
+ * and ref (the cited message id); the rules on members are then skipped. */
 typedef struct tern_wf_msg {
 	const char *msgid;
 	const tern_msgtype *type;
@@ -76,6 +79,8 @@ typedef struct tern_wf_msg {
 	size_t nto;
 	const char *case_id;
 	const ProtobufCMessage *body;
+	const char *value; /* body NULL only */
+	const char *ref;   /* body NULL only */
 } tern_wf_msg;
 
 /* Reads what the judging party knows of msgid: *rec is a new reference to a
