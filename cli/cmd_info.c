@@ -72,6 +72,8 @@ int cmd_info(int argc, char **argv)
 			       json_integer_value(json_object_get(o, "expired")));
 			printf("inbox      %lld unacknowledged\n",
 			       json_integer_value(json_object_get(resp, "inbox")));
+			printf("held       %lld waiting for the message they cite\n",
+			       json_integer_value(json_object_get(resp, "held")));
 		}
 	}
 	json_decref(req);

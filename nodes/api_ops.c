@@ -150,10 +150,11 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 	} else if (strcmp(op, "node.info") == 0) {
 		json_t *counts = NULL;
 		node_store_counts(txn, n->store, &counts);
-		res = json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?}", "ok", 1, "node_id", n->id.id,
-		                "broker_id", n->broker->node_id, "connected", n->connected,
-		                "outbox", json_object_get(counts, "outbox"), "inbox",
-		                json_object_get(counts, "inbox"));
+		res = json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?}", "ok", 1, "node_id",
+		                n->id.id, "broker_id", n->broker->node_id, "connected",
+		                n->connected, "outbox", json_object_get(counts, "outbox"), "inbox",
+		                json_object_get(counts, "inbox"), "held",
+		                json_object_get(counts, "held"));
 		json_decref(counts);
 	}
 out:

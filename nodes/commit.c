@@ -82,7 +82,20 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	}
 	for (size_t i = 0; i < b->ndins; i++) {
 		struct din *d = &b->dins[i];
-		if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0])) {
+		if (d->unhold && (rc = node_store_unhold(txn, n->store, d->msgid)) != TERN_OK &&
+		    rc != TERN_ENOENT)
+			return rc;
+		if (d->kind == DIN_HOLD) {
+			node_held h = {d->msgid, d->ref,        d->sender, d->case_id,
+			               d->type,  d->hold_until, d->env,    d->len};
+			if ((rc = node_store_hold(txn, n->store, &h)) != TERN_OK)
+				return rc;
+			rc = node_audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__HELD, d->msgid,
+			                d->sender, d->case_id, d->type, d->env, d->len, NULL,
+			                d->outcome, d->ref);
+			if (rc != TERN_OK)
+				return rc;
+		} else if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0])) {
 			node_in m = {d->msgid, d->env,     d->len,     d->sender,
 			             d->type,  d->case_id, d->outcome, d->kind == DIN_ACCEPT,
 			             d->code,  d->text};
@@ -278,6 +291,7 @@ void node_batch_commit(node *n)
 		node_batch_reset(n);
 		return;
 	}
+	node_held_committed(n);
 	for (size_t i = 0; i < b->nouts; i++) {
 		const tern_msgtype *t = tern_msgtype_by_name(b->outs[i].type);
 		n->m.sent[t && (unsigned)t->type < 8 ? t->type : 0]++;

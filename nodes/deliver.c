@@ -64,6 +64,18 @@ static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, con
 		if (b->dins[i].msgid[0] && strcmp(b->dins[i].msgid, msgid) == 0 &&
 		    (b->dins[i].kind == DIN_ACCEPT || b->dins[i].kind == DIN_REFUSE))
 			return sender && strcmp(b->dins[i].sender, sender) != 0 ? 2 : 1;
+	for (size_t i = 0; !j->releasing && i < b->ndins; i++)
+		if (b->dins[i].kind == DIN_HOLD && strcmp(b->dins[i].msgid, msgid) == 0)
+			return sender && strcmp(b->dins[i].sender, sender) != 0 ? 2 : 1;
+	if (!j->releasing) {
+		uint8_t *env = NULL;
+		size_t len;
+		if (node_store_held_envelope(txn, j->store, msgid, &env, &len) == TERN_OK) {
+			/* Held: the sender is the envelope's, checked when it was held. */
+			free(env);
+			return 1;
+		}
+	}
 	if (node_store_received(txn, j->store, msgid, &rec) != TERN_OK)
 		return 0;
 	was = json_string_value(json_object_get(rec, "sender"));
@@ -127,6 +139,23 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s",
 		         json_string_value(json_object_get(v.record, "value")));
+	if (v.unknown_ref && !j->hold_full) {
+		/* It may have been sent before what it cites reached us: held. */
+		d->kind = DIN_HOLD;
+		d->hold_until = tern_now_ms() + j->hold_ms;
+		snprintf(d->code, sizeof(d->code), "%s",
+		         tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+		snprintf(d->text, sizeof(d->text), "%s", v.text);
+		tern_wf_verdict_clear(&v);
+		return;
+	}
+	if (v.unknown_ref) {
+		refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE),
+		       "%s, and this node holds %d messages waiting already", v.text,
+		       NODE_HELD_MAX);
+		tern_wf_verdict_clear(&v);
+		return;
+	}
 	if (v.reason != TERN_REASON_NONE) {
 		refuse(d, tern_reason_code(v.reason), "%s", v.text);
 		tern_wf_verdict_clear(&v);
@@ -148,7 +177,9 @@ void node_judge_of(node *n, node_judge *j)
 	                  .store = n->store,
 	                  .batch = &n->batch,
 	                  .max_msg = (size_t)n->max_msg,
-	                  .skew_ms = n->skew_ms};
+	                  .skew_ms = n->skew_ms,
+	                  .hold_ms = n->hold_ms,
+	                  .hold_full = node_held_count(n) >= NODE_HELD_MAX};
 }
 
 void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, size_t len,
@@ -256,8 +287,7 @@ out:
 	tern_envelope_free(&env);
 }
 
-/* A signed receipt for d's message, to its sender, queued with this batch. */
-static void owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len)
+void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len)
 {
 	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
 	const char *to[1] = {d->sender};
@@ -349,7 +379,8 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		node_judge j;
 		node_judge_of(n, &j);
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
-		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE) {
+		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE ||
+		    d->kind == DIN_HOLD) {
 			if ((d->env = malloc(dv->envelope.len)) != NULL) {
 				memcpy(d->env, dv->envelope.data, dv->envelope.len);
 				d->len = dv->envelope.len;
@@ -364,7 +395,7 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 				          d->sender[0] ? d->sender : "?", d->code, d->text);
 			/* No receipt for a receipt, nor to a sender we cannot name. */
 			if (d->msgid[0] && d->sender[0] && strcmp(d->type, "receipt") != 0)
-				owe_receipt(n, d, dv->envelope.data, dv->envelope.len);
+				node_owe_receipt(n, d, dv->envelope.data, dv->envelope.len);
 		}
 	} else {
 		d->kind = DIN_NOTHING;

@@ -39,6 +39,9 @@ void node_publish_metrics(node *n)
 			    &p, "tern_node_received_total", labels,
 			    (double)n->m.received[(unsigned)t->type < 8 ? t->type : 0][o]);
 		}
+	tern_prom_family(&p, "tern_node_held_messages", "gauge",
+	                 "delivered messages held, unjudged, until the message they cite arrives");
+	tern_prom_sample(&p, "tern_node_held_messages", NULL, (double)node_held_count(n));
 	tern_prom_family(&p, "tern_node_receipts_total", "counter",
 	                 "receipts received for messages this node sent, by outcome");
 	tern_prom_sample(&p, "tern_node_receipts_total", "outcome=\"delivered\"",

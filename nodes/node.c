@@ -75,6 +75,7 @@ int node_open(const char *conf, node **out)
 	n->skew_ms = tern_config_get_int(n->id.cfg, "federation", "max_clock_skew") * 1000;
 	n->cp_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "checkpoint_interval") * 1000;
 	n->idle_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "idle_checkpoint_interval") * 1000;
+	n->hold_ms = tern_config_get_int(n->id.cfg, "delivery", "hold") * 1000;
 	tern_backoff_init(&n->hs_backoff, 100,
 	                  tern_config_get_int(n->id.cfg, "delivery", "reconnect_max") * 1000);
 	tern_lograte_init(&n->hs_log, 60 * 1000);
@@ -87,6 +88,11 @@ int node_open(const char *conf, node **out)
 		goto fail;
 	}
 	node_store_audit_dbs(n->store, &n->audit);
+	if ((rc = node_held_load(n)) != TERN_OK) {
+		fprintf(stderr, "tern-node: cannot read the held deliveries: %s\n",
+		        tern_errdetail());
+		goto fail;
+	}
 	snprintf(n->origin, sizeof(n->origin), "tern/%s/%s", tern_directory_federation(n->id.dir),
 	         n->id.id);
 	if ((rc = tern_daemon_trustmark_start(n->store, tern_store_dbi(n->store, NS_META),
@@ -207,6 +213,7 @@ void node_close(node **np)
 		zmq_close(n->dealer);
 	if (n->ctx)
 		zmq_ctx_term(n->ctx);
+	node_held_free(n);
 	tern_store_close(&n->store);
 	tern_sealcache_free(&n->seals);
 	tern_sigcache_free(&n->sigs);
@@ -276,6 +283,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			node_witness_round(n, NULL);
 		}
 		api_server_serve_waiters(n->api, now);
+		node_held_tick(n, now);
 		node_submit_pump(n);
 		if (now >= n->next_expiry_check) {
 			/* At start and hourly: an expiry must not surprise anyone. */

@@ -59,7 +59,16 @@ struct out {
 	int64_t wait_ms; /* the client waits for the final state too (send "wait_ms") */
 };
 
-enum din_kind { DIN_ACCEPT, DIN_REFUSE, DIN_RECEIPT, DIN_NOTICE, DIN_DUPLICATE, DIN_NOTHING };
+/* DIN_HOLD: kept, unjudged, until the message it cites (ref) arrives (held.c). */
+enum din_kind {
+	DIN_ACCEPT,
+	DIN_REFUSE,
+	DIN_RECEIPT,
+	DIN_NOTICE,
+	DIN_DUPLICATE,
+	DIN_NOTHING,
+	DIN_HOLD
+};
 
 /* What a delivery does to the store, decided before the write. */
 struct din {
@@ -78,6 +87,8 @@ struct din {
 	 * message's record and its thread's new root record (NULL: none) */
 	json_t *wf, *wf_rootrec;
 	char wf_root[37];
+	int64_t hold_until; /* DIN_HOLD: refused unknown-reference after this (ms) */
+	int unhold;         /* a held delivery judged at last: forgotten as held */
 };
 
 struct result {
@@ -166,6 +177,10 @@ struct node {
 	tern_http *metrics;
 	node_http *http;
 	int64_t next_metrics, next_expiry_check, next_http_refusals;
+	/* held.c: held deliveries by id ({ref, until}), those due to be judged
+	 * again, and [delivery] hold */
+	json_t *held, *held_due;
+	int64_t next_hold_check, hold_ms;
 	struct {
 		uint64_t sent[8];        /* by message type */
 		uint64_t received[8][2]; /* by message type, [accepted, refused] */
@@ -229,6 +244,9 @@ typedef struct node_judge {
 	const struct batch *batch;
 	size_t max_msg;
 	int64_t skew_ms;
+	int64_t hold_ms; /* [delivery] hold */
+	int hold_full;   /* no room to hold another: refuse what would be held */
+	int releasing;   /* judging a held delivery again (held.c) */
 } node_judge;
 
 /* tern_wf_lookup over j's batch, then the store in txn (arg: a
@@ -251,6 +269,24 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 /* A Deliver frame: judged and added to this turn's batch, with the receipt
  * owed for it. */
 void node_on_deliver(node *n, const Tern__V1__Deliver *dv);
+
+/* A signed receipt for d's message (accepted or refused), to its sender,
+ * queued with this batch. */
+void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len);
+
+/* --- held.c -------------------------------------------------------------------- */
+
+/* Most deliveries held at once; past it, what would be held is refused. */
+#define NODE_HELD_MAX 10000
+/* Reads what the store holds into n->held. */
+int node_held_load(node *n);
+void node_held_free(node *n);
+size_t node_held_count(const node *n);
+/* After a commit, before the batch is emptied: new holds and releases into
+ * n->held, and the held deliveries whose cited message it kept marked due. */
+void node_held_committed(node *n);
+/* Each turn: judges the due ones again, and refuses those past their time. */
+void node_held_tick(node *n, int64_t now);
 
 /* --- commit.c ------------------------------------------------------------------ */
 

@@ -31,6 +31,8 @@ enum {
 	NS_AUDIT_CHECKPOINTS,
 	NS_AUDIT_SUBTREES,
 	NS_ACCEPTED, /* be64(n) -> msgid: the n-th acceptance by the broker's store */
+	NS_HELD,     /* msgid -> {ref, until, sender, case_id, type}: held deliveries */
+	NS_HELDENV,  /* msgid -> the held envelope as delivered */
 	NS_NDB
 };
 
@@ -110,6 +112,24 @@ typedef struct node_in {
 } node_in;
 
 int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t now);
+/* A delivery held until the message it cites (ref) arrives, or until
+ * `until` (ms) passes; docs/messages.md, "Held messages". */
+typedef struct node_held {
+	const char *msgid, *ref, *sender, *case_id, *type;
+	int64_t until;
+	const uint8_t *envelope;
+	size_t len;
+} node_held;
+int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h);
+/* Forgets a held delivery (released: judged at last). TERN_ENOENT if none. */
+int node_store_unhold(MDB_txn *txn, tern_store *s, const char *msgid);
+/* TERN_OK with the held envelope (a copy the caller frees), or TERN_ENOENT. */
+int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
+                             size_t *len);
+/* Every held delivery: fn(msgid, record, arg); a non-zero return stops. */
+int node_store_held_scan(MDB_txn *txn, tern_store *s,
+                         int (*fn)(const char *msgid, json_t *rec, void *arg), void *arg);
+
 /* Keeps rec (tern/workflow.h's record shape) under msgid in the refs table;
  * node_store_ref reads it back. */
 int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec);

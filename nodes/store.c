@@ -8,9 +8,9 @@
 #include "util.h"
 
 /* accepted came later: a read-only view of an older store has none (dbi 0). */
-static const char *const dbnames[] = {"meta",       "outbox",           "outenv",    "msgs",
-                                      "inbox",      "received",         "inenv",     "refs",
-                                      "clientrefs", TERN_AUDIT_DBNAMES, "?accepted", NULL};
+static const char *const dbnames[] = {
+    "meta", "outbox",     "outenv",           "msgs",      "inbox", "received", "inenv",
+    "refs", "clientrefs", TERN_AUDIT_DBNAMES, "?accepted", "?held", "?heldenv", NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -801,6 +801,9 @@ int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)
 		mdb_cursor_close(c);
 	}
 	mdb_stat(txn, DBI(s, NS_INBOX), &st);
-	*out = json_pack("{s:o, s:I}", "outbox", counts, "inbox", (json_int_t)st.ms_entries);
+	*out = json_pack("{s:o, s:I, s:I}", "outbox", counts, "inbox", (json_int_t)st.ms_entries,
+	                 "held", (json_int_t)0);
+	if (DBI(s, NS_HELD) != 0 && mdb_stat(txn, DBI(s, NS_HELD), &st) == 0)
+		json_object_set_new(*out, "held", json_integer((json_int_t)st.ms_entries));
 	return TERN_OK;
 }

@@ -10,7 +10,11 @@
 #   - a decision naming a person who is not in the referral: sweden's node
 #     refuses the send; forged, unhcr refuses it (unknown-member);
 #   - a travel confirmation citing a decision that exists nowhere: sweden and
-#     unhcr refuse it (unknown-decision);
+#     unhcr hold it ([delivery] hold, 3 s here), `tern info` shows it held,
+#     then refuse it (unknown-reference);
+#   - a travel confirmation that reaches unhcr before the decision it cites
+#     (sweden's decision waits in its stopped node's outbox): held, then
+#     delivered once the decision arrives;
 #   - a travel confirmation citing D1 after D2 rejected the case: IOM's node
 #     refuses the send; forged, sweden and unhcr refuse it (superseded).
 # Then the way it should go, referral -> decision -> travel booked, departed,
@@ -19,6 +23,7 @@
 source "$(dirname "$0")/lib.sh"
 
 fed_make
+for n in unhcr sweden; do printf '\n[delivery]\nhold = 3\n' >>"$(conf "$n")"; done
 for n in broker unhcr sweden portugal iom; do start "$n"; done
 for n in unhcr sweden portugal iom; do wait_for 20 "$n to connect" connected "$n"; done
 
@@ -35,15 +40,19 @@ send_refused() {
   [[ $rc -ne 0 ]] || fail "$node's node took a send it should refuse with $code: $out"
   grep -q -- "$code" <<<"$out" || fail "$node's refusal does not name $code: $out"
 }
-# forge VAR NODE TYPE TO BODY: the envelope into NODE's outbox (NODE stopped
-# and started again around it, in this shell: not in a $(...)); its id in VAR.
-forge() {
+# forge_stopped VAR NODE TYPE TO BODY: the envelope into the stopped NODE's
+# outbox; its id in VAR. forge: the same with NODE stopped and started again
+# around it (in this shell, not in a $(...), which could not wait for it).
+forge_stopped() {
   local id
-  stop "$2"
   id=$("$BIN/tern-forge" "$(conf "$2")" "$WORK/fed/$2" "$3" "$4" "$5") || fail "tern-forge failed"
+  printf -v "$1" '%s' "$id"
+}
+forge() {
+  stop "$2"
+  forge_stopped "$@"
   start "$2"
   wait_for 20 "$2 to connect again" connected "$2"
-  printf -v "$1" '%s' "$id"
 }
 
 say "the roles that may receive: a referral to IOM or to unhcr itself"
@@ -79,11 +88,14 @@ forge stranger sweden acceptance-decision unhcr,iom "$WORK/d-stranger.json"
 wait_for 20 "unhcr to refuse the decision naming a stranger" refused_by sweden "$stranger" unhcr unknown-member
 grep -q "ZZZ-99" "$WORK"/*.log && fail "a person id reached a log"
 
-say "a travel confirmation citing a decision that exists nowhere"
+say "a travel confirmation citing a decision that exists nowhere: held, then refused"
 travel_json WF-1 "01a00000-0000-7000-8000-000000000000" >"$WORK/t-none.json"
 none=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/t-none.json")
-wait_for 20 "sweden to refuse it" refused_by iom "$none" sweden unknown-decision
-wait_for 20 "unhcr to refuse it" refused_by iom "$none" unhcr unknown-decision
+wait_for 10 "unhcr to hold it" count_is unhcr held 1
+"$TERN" info -c "$(conf unhcr)" | grep -q "^held  *1 " || fail "tern info does not show the held message"
+wait_for 20 "sweden to refuse it" refused_by iom "$none" sweden unknown-reference
+wait_for 20 "unhcr to refuse it" refused_by iom "$none" unhcr unknown-reference
+count_is unhcr held 0 || fail "unhcr still holds the refused message"
 
 say "D1 accepts R1, D2 rejects it; travel citing D1"
 decision_json WF-1 "$r1" >"$WORK/d1.json"
@@ -114,6 +126,30 @@ done
 late=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/t-DEPARTED.json")
 wait_for 20 "sweden to refuse a departure after the arrival" refused_by iom "$late" sweden wrong-state
 wait_for 20 "unhcr to refuse a departure after the arrival" refused_by iom "$late" unhcr wrong-state
+
+say "a travel confirmation before the decision it cites: held, then delivered"
+referral_json WF-3 >"$WORK/r4.json"
+r4=$("$TERN" send -c "$(conf unhcr)" --to sweden --wait 20 case-referral "$WORK/r4.json" | awk '{print $1}')
+[[ $r4 =~ ^[0-9a-f-]{36}$ ]] || fail "the referral WF-3 was not delivered"
+decision_json WF-3 "$r4" >"$WORK/d4.json"
+# unhcr holds for a minute now: sweden's start below must not race it.
+stop unhcr
+sed -i 's/^hold = 3$/hold = 60/' "$(conf unhcr)"
+start unhcr
+wait_for 20 "unhcr to connect again" connected unhcr
+# The decision waits in sweden's outbox while sweden is stopped; IOM learnt
+# its id another way and books travel on it at once.
+stop sweden
+forge_stopped d4 sweden acceptance-decision unhcr,iom "$WORK/d4.json"
+travel_json WF-3 "$d4" >"$WORK/t4.json"
+early=$("$TERN" send -c "$(conf iom)" --to unhcr travel-confirmation "$WORK/t4.json")
+wait_for 10 "unhcr to hold the early travel confirmation" count_is unhcr held 1
+state_is iom "$early" delivered && fail "the early travel confirmation was judged before its decision"
+start sweden
+wait_for 20 "the decision to be delivered" state_is sweden "$d4" delivered
+wait_for 20 "the held travel confirmation to be delivered" state_is iom "$early" delivered
+count_is unhcr held 0 || fail "unhcr still holds the released message"
+"$TERN" inbox -c "$(conf unhcr)" list | grep -q "$early" || fail "the released message is not in unhcr's inbox"
 
 say "the broker's audit log holds its refusals"
 stop broker

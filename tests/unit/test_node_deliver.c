@@ -265,7 +265,8 @@ static node_judge judge_as(int who, const struct batch *b)
 	                    .store = st,
 	                    .batch = b,
 	                    .max_msg = 1 << 20,
-	                    .skew_ms = 300000};
+	                    .skew_ms = 300000,
+	                    .hold_ms = 60000};
 }
 
 static struct din judge_in(int who, const struct batch *b, const uint8_t *env, size_t len)
@@ -406,9 +407,24 @@ static void test_judge_decision(void **state)
 	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
 	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId", ref,
 	              NULL, NULL);
+	/* Not held here (yet): held until it comes, not judged (held.c). */
 	d = judge(UNHCR, env, len);
-	assert_refused(&d, TERN_REASON_UNKNOWN_REFERRAL);
+	assert_int_equal(d.kind, DIN_HOLD);
+	assert_string_equal(d.code, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
 	assert_string_equal(d.ref, ref);
+	assert_true(d.hold_until > tern_now_ms());
+	/* With no room left to hold it: refused at once. */
+	{
+		node_judge j = judge_as(UNHCR, &empty);
+		MDB_txn *txn;
+		struct din full;
+		memset(&full, 0, sizeof(full));
+		j.hold_full = 1;
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		node_judge_envelope(&j, txn, env, len, &full);
+		mdb_txn_abort(txn);
+		assert_refused(&full, TERN_REASON_UNKNOWN_REFERENCE);
+	}
 	assert_int_equal(judge(IOM, env, len).kind, DIN_ACCEPT);
 
 	/* The referral this node sent, for this case: accepted, with its outcome. */
@@ -447,7 +463,7 @@ static void test_judge_travel(void **state)
 	assert_int_equal(tern_uuid_v7(rejected), TERN_OK);
 	env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId", dec, NULL,
 	              NULL);
-	assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_UNKNOWN_DECISION);
+	assert_int_equal(judge(SWEDEN, env, len).kind, DIN_HOLD);
 	put_sent(dec, "acceptance-decision", CASE, "ACCEPTED", to_unhcr_iom, 2);
 	d = judge(SWEDEN, env, len);
 	assert_int_equal(d.kind, DIN_ACCEPT);
@@ -470,7 +486,7 @@ static void test_judge_travel(void **state)
 		                 "case_id", CASE, "value", "ACCEPTED");
 		env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId",
 		              fresh, NULL, NULL);
-		assert_refused((d = judge(SWEDEN, env, len), &d), TERN_REASON_UNKNOWN_DECISION);
+		assert_int_equal(judge(SWEDEN, env, len).kind, DIN_HOLD);
 		assert_int_equal(judge_in(SWEDEN, &b, env, len).kind, DIN_ACCEPT);
 		json_decref(b.wf);
 		free(env);
@@ -560,12 +576,15 @@ static node *node_as(int who)
 	n->skew_ms = 300000;
 	n->window = 8;
 	n->session = 7;
+	n->hold_ms = 60000;
 	n->batch.now = tern_now_ms();
+	assert_int_equal(node_held_load(n), TERN_OK);
 	return n;
 }
 
 static void node_free(node *n)
 {
+	node_held_free(n);
 	node_batch_reset(n);
 	free(n->batch.outs);
 	free(n->batch.dins);
@@ -785,6 +804,90 @@ static void test_deliver_commit(void **state)
 
 /* Receipts and dead-letter notices move a sent message's recipients to
  * their final states; no receipt is ever owed for either. */
+/* A travel confirmation that comes before the decision it cites is held:
+ * acknowledged to the broker (a redelivery changes nothing) but neither
+ * judged, receipted nor in the inbox; the decision's commit sets it free, and
+ * it is judged and receipted then. One whose decision never comes is refused
+ * unknown-reference when [delivery] hold has passed. Before holding, both
+ * were refused at once. */
+static void test_held_until_the_reference_comes(void **state)
+{
+	static const char *const to_unhcr[] = {"unhcr"};
+	char ref[37], dec[37], t1[37], t2[37], never[37];
+	size_t dlen, tlen, t2len;
+	uint8_t *denv, *tenv, *t2env, *e = NULL;
+	node *n = node_as(UNHCR);
+	json_t *rec;
+	MDB_txn *txn;
+	size_t elen;
+
+	(void)state;
+	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+	assert_int_equal(tern_uuid_v7(never), TERN_OK);
+	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
+	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	tenv = message(IOM, to_unhcr, 1, "travel-confirmation", &tlen, t1, "decisionId", dec, NULL,
+	               NULL);
+	deliver(n, 1, tenv, tlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	assert_int_equal(n->batch.nouts, 0); /* no receipt yet */
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 1); /* acknowledged: the node keeps it */
+	assert_int_equal(node_held_count(n), 1);
+	assert_null(received(t1));
+	deliver(n, 2, tenv, tlen); /* delivered again: it is held already */
+	assert_int_equal(n->batch.dins[0].kind, DIN_NOTHING);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 1);
+
+	deliver(n, 3, denv, dlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_true(n->batch.dins[0].unhold);
+	assert_int_equal(n->batch.nouts, 1);
+	assert_string_equal(n->batch.outs[0].ref, t1);
+	assert_string_equal(n->batch.outs[0].outcome, "ACCEPTED");
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	rec = received(t1);
+	assert_non_null(rec);
+	assert_true(json_is_true(json_object_get(rec, "accepted")));
+	json_decref(rec);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_held_envelope(txn, st, t1, &e, &elen), TERN_ENOENT);
+	mdb_txn_abort(txn);
+
+	t2env = message(IOM, to_unhcr, 1, "travel-confirmation", &t2len, t2, "decisionId", never,
+	                NULL, NULL);
+	deliver(n, 4, t2env, t2len);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 1);
+	node_held_tick(n, tern_now_ms()); /* not yet due */
+	assert_int_equal(n->batch.ndins, 0);
+	n->next_hold_check = 0;
+	node_held_tick(n, tern_now_ms() + n->hold_ms + 1);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[0].code, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+	assert_string_equal(n->batch.outs[0].outcome, "REJECTED");
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	rec = received(t2);
+	assert_non_null(rec);
+	assert_false(json_is_true(json_object_get(rec, "accepted")));
+	assert_string_equal(json_string_value(json_object_get(rec, "reason_code")),
+	                    tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+	json_decref(rec);
+	free(denv);
+	free(tenv);
+	free(t2env);
+	node_free(n);
+}
+
 static void test_receipts_and_notices(void **state)
 {
 	char id[37], rid[37];
@@ -932,6 +1035,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_judge_body, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
 	    cmocka_unit_test(test_result_deferral),

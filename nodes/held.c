@@ -1,0 +1,265 @@
+/* Held deliveries (docs/messages.md, "Held messages"). Messages of one case
+ * come from different senders on different streams, so a message may arrive
+ * before the one it cites: a recipient that must hold the cited message to
+ * judge (the workflow's ref_holders) keeps the delivery, acknowledged to the
+ * broker but not yet judged, receipted or in the inbox, until the cited
+ * message arrives (it is then judged as if just delivered) or [delivery]
+ * hold passes (it is then refused unknown-reference).
+ *
+ * The store keeps what is held (written in the batch that takes the
+ * delivery); n->held indexes it in memory by message id, {ref, until}, so
+ * that a commit can see which held messages it set free without a scan.
+ *
+ * Touches: the held tables (inside the batch's write), n->held, n->batch. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+#include <tern/reason.h>
+
+#include "node_int.h"
+#include "util.h"
+
+#define DBI(s, i) tern_store_dbi((s), (i))
+#define MDB(rc, what) tern_store_mdb_err((rc), (what))
+
+static MDB_val sval(const char *s)
+{
+	MDB_val v = {strlen(s), (void *)s};
+	return v;
+}
+
+/* --- the store ---------------------------------------------------------------- */
+
+int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
+{
+	json_t *rec =
+	    json_pack("{s:s, s:I, s:s, s:s, s:s}", "ref", h->ref, "until", (json_int_t)h->until,
+	              "sender", h->sender, "case_id", h->case_id, "type", h->type);
+	char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	MDB_val k = sval(h->msgid), v;
+	int rc;
+
+	json_decref(rec);
+	if (text == NULL)
+		return TERN_ENOMEM;
+	v = sval(text);
+	rc = MDB(mdb_put(txn, DBI(s, NS_HELD), &k, &v, 0), "hold a delivery");
+	free(text);
+	if (rc != TERN_OK)
+		return rc;
+	v = (MDB_val){h->len, (void *)h->envelope};
+	return MDB(mdb_put(txn, DBI(s, NS_HELDENV), &k, &v, 0), "hold a delivery's envelope");
+}
+
+int node_store_unhold(MDB_txn *txn, tern_store *s, const char *msgid)
+{
+	MDB_val k = sval(msgid);
+	int rc = mdb_del(txn, DBI(s, NS_HELD), &k, NULL);
+
+	if (rc == MDB_NOTFOUND)
+		return TERN_ENOENT;
+	if (rc != 0)
+		return MDB(rc, "release a held delivery");
+	rc = mdb_del(txn, DBI(s, NS_HELDENV), &k, NULL);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "release a held envelope");
+}
+
+int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
+                             size_t *len)
+{
+	MDB_val k = sval(msgid), v;
+	int rc;
+
+	if (DBI(s, NS_HELDENV) == 0)
+		return TERN_ENOENT; /* a read-only look at a store from before holding */
+	if ((rc = mdb_get(txn, DBI(s, NS_HELDENV), &k, &v)) != 0)
+		return rc == MDB_NOTFOUND ? TERN_ENOENT : MDB(rc, "read a held envelope");
+	if ((*env = malloc(v.mv_size ? v.mv_size : 1)) == NULL)
+		return TERN_ENOMEM;
+	memcpy(*env, v.mv_data, v.mv_size);
+	*len = v.mv_size;
+	return TERN_OK;
+}
+
+int node_store_held_scan(MDB_txn *txn, tern_store *s,
+                         int (*fn)(const char *msgid, json_t *rec, void *arg), void *arg)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	char id[64];
+	int rc;
+
+	if (DBI(s, NS_HELD) == 0)
+		return TERN_OK;
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_HELD), &c)) != 0)
+		return MDB(rc, "scan held deliveries");
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		int stop;
+		if (rec == NULL || k.mv_size >= sizeof(id))
+			continue; /* damaged: left for an operator, never judged */
+		memcpy(id, k.mv_data, k.mv_size);
+		id[k.mv_size] = '\0';
+		stop = fn(id, rec, arg);
+		json_decref(rec);
+		if (stop)
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan held deliveries");
+}
+
+/* --- the node ----------------------------------------------------------------- */
+
+static int load_one(const char *msgid, json_t *rec, void *arg)
+{
+	node *n = arg;
+
+	json_object_set_new(n->held, msgid,
+	                    json_pack("{s:O, s:O}", "ref", json_object_get(rec, "ref"), "until",
+	                              json_object_get(rec, "until")));
+	return 0;
+}
+
+int node_held_load(node *n)
+{
+	MDB_txn *txn;
+	int rc;
+
+	if ((n->held = json_object()) == NULL || (n->held_due = json_array()) == NULL)
+		return TERN_ENOMEM;
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return rc;
+	rc = node_store_held_scan(txn, n->store, load_one, n);
+	mdb_txn_abort(txn);
+	if (rc == TERN_OK && json_object_size(n->held))
+		log_info("%zu held deliveries wait for the messages they cite",
+		         json_object_size(n->held));
+	return rc;
+}
+
+void node_held_free(node *n)
+{
+	json_decref(n->held);
+	json_decref(n->held_due);
+	n->held = n->held_due = NULL;
+}
+
+size_t node_held_count(const node *n)
+{
+	return json_object_size(n->held);
+}
+
+void node_held_committed(node *n)
+{
+	const struct batch *b = &n->batch;
+	const char *id, *ref;
+	json_t *h;
+
+	for (size_t i = 0; i < b->ndins; i++) {
+		const struct din *d = &b->dins[i];
+		if (d->kind == DIN_HOLD) {
+			json_object_set_new(n->held, d->msgid,
+			                    json_pack("{s:s, s:I}", "ref", d->ref, "until",
+			                              (json_int_t)d->hold_until));
+			log_info("holding %s %s from %s, case %s, until %s arrives", d->msgid,
+			         d->type, d->sender, d->case_id, d->ref);
+		} else if (d->unhold) {
+			json_object_del(n->held, d->msgid);
+		}
+	}
+	/* What this commit kept may be what a held message waits for. */
+	if (b->wf == NULL || json_object_size(n->held) == 0)
+		return;
+	json_object_foreach(n->held, id, h)
+	{
+		ref = json_string_value(json_object_get(h, "ref"));
+		if (ref && json_object_get(b->wf, ref))
+			json_array_append_new(n->held_due, json_string(id));
+	}
+}
+
+/* Judges a held delivery again; final: refused if it still waits. */
+static void release(node *n, const char *msgid, int final)
+{
+	struct batch *b = &n->batch;
+	json_t *h = json_object_get(n->held, msgid);
+	struct din *d;
+	node_judge j;
+	MDB_txn *txn;
+	uint8_t *env = NULL;
+	size_t len = 0;
+
+	if (h == NULL)
+		return;
+	for (size_t i = 0; i < b->ndins; i++)
+		if (b->dins[i].unhold && strcmp(b->dins[i].msgid, msgid) == 0)
+			return; /* released already, in this batch */
+	if (TERN_GROW(b->dins, b->ndins, b->capdins))
+		return;
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return;
+	if (node_store_held_envelope(txn, n->store, msgid, &env, &len) != TERN_OK) {
+		mdb_txn_abort(txn);
+		json_object_del(n->held, msgid);
+		return;
+	}
+	d = &b->dins[b->ndins];
+	memset(d, 0, sizeof(*d));
+	node_judge_of(n, &j);
+	j.releasing = 1;
+	node_judge_envelope(&j, txn, env, len, d);
+	mdb_txn_abort(txn);
+	if (d->kind == DIN_HOLD && !final) {
+		free(env); /* still waiting */
+		return;
+	}
+	if (d->kind == DIN_HOLD) {
+		d->kind = DIN_REFUSE;
+		snprintf(d->code, sizeof(d->code), "%s",
+		         tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+		snprintf(d->text, sizeof(d->text),
+		         "%s did not arrive within [delivery] hold (%lld s)", d->ref,
+		         (long long)(n->hold_ms / 1000));
+	}
+	d->unhold = 1;
+	d->env = env;
+	d->len = len;
+	b->ndins++;
+	if (d->kind == DIN_ACCEPT)
+		node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec);
+	if (d->kind == DIN_REFUSE)
+		log_warnx("refused held %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
+	else if (d->kind == DIN_ACCEPT)
+		log_info("released held %s from %s: %s arrived", d->msgid, d->sender, d->ref);
+	if ((d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) && d->msgid[0] && d->sender[0])
+		node_owe_receipt(n, d, env, len);
+}
+
+void node_held_tick(node *n, int64_t now)
+{
+	const char *id;
+	json_t *h, *due = n->held_due;
+	void *tmp;
+	size_t i;
+
+	if ((n->held_due = json_array()) == NULL) {
+		n->held_due = due;
+		return;
+	}
+	json_array_foreach(due, i, h) release(n, json_string_value(h), 0);
+	json_decref(due);
+	if (now < n->next_hold_check)
+		return;
+	n->next_hold_check = now + 1000;
+	/* release() may drop an entry whose envelope is gone. */
+	json_object_foreach_safe(n->held, tmp, id, h)
+	{
+		if (json_integer_value(json_object_get(h, "until")) <= now)
+			release(n, id, 1);
+	}
+}
