@@ -11,6 +11,7 @@ cli_cmd_fn cmd_keygen;         /* cmd_ca.c */
 cli_cmd_fn cmd_dev_federation; /* cmd_dev_federation.c */
 cli_cmd_fn cmd_send;           /* cmd_send.c */
 cli_cmd_fn cmd_status;         /* cmd_status.c */
+cli_cmd_fn cmd_case;           /* cmd_case.c */
 cli_cmd_fn cmd_inbox;          /* cmd_inbox.c */
 cli_cmd_fn cmd_demo;           /* cmd_demo.c */
 cli_cmd_fn cmd_bench;          /* cmd_bench.c */

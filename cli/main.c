@@ -18,6 +18,7 @@ static const struct {
     {"dev-federation", cmd_dev_federation, "build a complete local federation for demo and tests"},
     {"send", cmd_send, "hand a message to this agency's node for delivery"},
     {"status", cmd_status, "show what became of a message this node sent"},
+    {"case", cmd_case, "a case as this node knows it: threads, states, what may come next"},
     {"inbox", cmd_inbox, "list, take, show and acknowledge received messages"},
     {"info", cmd_info, "a running node's connection and message counts"},
     {"audit", cmd_audit, "export, verify and replay the tamper-evident audit logs"},

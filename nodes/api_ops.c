@@ -147,6 +147,20 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		res = m ? json_pack("{s:b, s:o}", "ok", 1, "message", m)
 		        : tern_api_error(TERN_ENOENT, "no message %s in this node's inbox",
 		                         id ? id : "(none given)");
+	} else if (strcmp(op, "case.show") == 0) {
+		const char *cid = json_string_value(json_object_get(req, "case_id"));
+		json_t *v = cid && cid[0] ? node_case_view(n, txn, cid) : NULL;
+		if (cid == NULL || cid[0] == '\0')
+			res = tern_api_error(TERN_EINVAL, "give \"case_id\"");
+		else if (v == NULL)
+			res = tern_api_error(TERN_ENOMEM, "cannot build the case view");
+		else if (json_array_size(json_object_get(v, "timeline")) == 0)
+			res = tern_api_error(
+			    TERN_ENOENT, "no message of case %s was sent, received or held here",
+			    cid);
+		else
+			res = json_pack("{s:b, s:O}", "ok", 1, "case", v);
+		json_decref(v);
 	} else if (strcmp(op, "node.info") == 0) {
 		json_t *counts = NULL;
 		node_store_counts(txn, n->store, &counts);

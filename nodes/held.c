@@ -51,7 +51,10 @@ int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
 	if (rc != TERN_OK)
 		return rc;
 	v = (MDB_val){h->len, (void *)h->envelope};
-	return MDB(mdb_put(txn, DBI(s, NS_HELDENV), &k, &v, 0), "hold a delivery's envelope");
+	if ((rc = MDB(mdb_put(txn, DBI(s, NS_HELDENV), &k, &v, 0), "hold a delivery's envelope")) !=
+	    TERN_OK)
+		return rc;
+	return node_store_case_note(txn, s, h->case_id, h->msgid, 'h');
 }
 
 int node_store_unhold(MDB_txn *txn, tern_store *s, const char *msgid)

@@ -83,6 +83,11 @@ static json_t *route(const char *method, const char *url, const char *body, size
 		return json_pack("{s:s, s:s}", "op", "inbox.ack", "message_id", id);
 	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/node") == 0)
 		return json_pack("{s:s}", "op", "node.info");
+	/* A case id may hold '/' (sent as %2F, which the server decodes): the
+	 * rest of the path is the id, checked by the node. */
+	if (strcmp(method, "GET") == 0 && strncmp(url, "/v1/cases/", 10) == 0 && url[10] &&
+	    strlen(url + 10) <= 128)
+		return json_pack("{s:s, s:s}", "op", "case.show", "case_id", url + 10);
 	return NULL;
 }
 

@@ -288,6 +288,13 @@ void node_held_committed(node *n);
 /* Each turn: judges the due ones again, and refuses those past their time. */
 void node_held_tick(node *n, int64_t now);
 
+/* --- cases.c ------------------------------------------------------------------- */
+
+/* This node's view of a case (docs/api.md, "case.show"): its threads with
+ * their states and what may come next, its messages in time order, what is
+ * held. A new reference; NULL when out of memory. Reads in txn. */
+json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id);
+
 /* --- commit.c ------------------------------------------------------------------ */
 
 /* Appends an audit entry in txn, at this turn's time. */

@@ -33,6 +33,7 @@ enum {
 	NS_ACCEPTED, /* be64(n) -> msgid: the n-th acceptance by the broker's store */
 	NS_HELD,     /* msgid -> {ref, until, sender, case_id, type}: held deliveries */
 	NS_HELDENV,  /* msgid -> the held envelope as delivered */
+	NS_CASES,    /* case_id NUL msgid -> 'o' sent, 'i' received, 'h' held (cases.c) */
 	NS_NDB
 };
 
@@ -129,6 +130,14 @@ int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uin
 /* Every held delivery: fn(msgid, record, arg); a non-zero return stops. */
 int node_store_held_scan(MDB_txn *txn, tern_store *s,
                          int (*fn)(const char *msgid, json_t *rec, void *arg), void *arg);
+
+/* Indexes msgid under case_id (kind: 'o' sent, 'i' received, 'h' held),
+ * replacing its kind; cases.c. */
+int node_store_case_note(MDB_txn *txn, tern_store *s, const char *case_id, const char *msgid,
+                         char kind);
+/* A tern_store_write apply function (arg: the store): indexes, once, what a
+ * store from before the index holds. */
+int node_store_cases_backfill(MDB_txn *txn, void *arg);
 
 /* Keeps rec (tern/workflow.h's record shape) under msgid in the refs table;
  * node_store_ref reads it back. */

@@ -436,6 +436,29 @@ void tern_wf_verdict_clear(tern_wf_verdict *v)
 	memset(v, 0, sizeof(*v));
 }
 
+void tern_workflow_next(tern_case_state s,
+                        void (*fn)(const tern_msgtype *t, const char *value, tern_case_state to,
+                                   void *arg),
+                        void *arg)
+{
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++) {
+		const ProtobufCFieldDescriptor *fd =
+		    t->state_field
+		        ? protobuf_c_message_descriptor_get_field_by_name(t->desc, t->state_field)
+		        : NULL;
+		if (t->ref_field == NULL)
+			continue; /* starts a thread of its own */
+		for (const tern_wf_transition *x = t->transitions; x && x->to; x++) {
+			const ProtobufCEnumValue *ev =
+			    fd && x->value >= 0
+			        ? protobuf_c_enum_descriptor_get_value(fd->descriptor, x->value)
+			        : NULL;
+			if (x->from & TERN_CASE_BIT(s))
+				fn(t, ev ? ev->name : "", (tern_case_state)x->to, arg);
+		}
+	}
+}
+
 /* --- docs --------------------------------------------------------------------- */
 
 static void roles_or_any(unsigned bits, char *buf, size_t len)

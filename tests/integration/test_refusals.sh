@@ -18,11 +18,11 @@ grep -q "refused a connection: CURVE key" "$WORK/broker.log" || fail "no log lin
 say "a forged sender: an envelope signed by portugal, submitted over unhcr's connection"
 forged=$("$BIN/tern-forge" "$(conf unhcr)" "$WORK/fed/portugal" case-referral sweden)
 say "a wrong role: unhcr (a referrer) sends an acceptance decision"
-wrong=$("$TERN" example acceptance-decision | "$TERN" send -c "$(conf unhcr)" --to sweden acceptance-decision - 2>/dev/null || true)
+wrong=$("$TERN" example acceptance-decision | "$TERN" send -c "$(conf unhcr)" --to iom acceptance-decision - 2>/dev/null || true)
 [[ -z "$wrong" ]] || fail "the node accepted a send while stopped"
 start unhcr
 wait_for 20 "unhcr to connect" connected unhcr
-wrong=$("$TERN" example acceptance-decision | "$TERN" send -c "$(conf unhcr)" --to sweden acceptance-decision -)
+wrong=$("$TERN" example acceptance-decision | "$TERN" send -c "$(conf unhcr)" --to iom acceptance-decision -)
 
 wait_for 20 "the forged message to be rejected" state_is unhcr "$forged" rejected
 "$TERN" status -c "$(conf unhcr)" "$forged" | tee "$WORK/forged.txt"

@@ -30,7 +30,7 @@ trv=$(travel_json GOOD-1 "$dec" | "$TERN" send -c "$(conf iom)" --to sweden,unhc
 wait_for 20 "the travel confirmation to arrive" state_is iom "$trv" delivered
 
 say "a wrong role: unhcr sends an acceptance decision"
-wrong=$(decision_json WRONG-1 "$ref" | "$TERN" send -c "$(conf unhcr)" --to sweden acceptance-decision -)
+wrong=$(decision_json WRONG-1 "$ref" | "$TERN" send -c "$(conf unhcr)" --to iom acceptance-decision -)
 wait_for 20 "the wrong-role message to be refused" state_is unhcr "$wrong" rejected
 
 say "travel for a case the State rejected"

@@ -144,12 +144,41 @@ forge_stopped d4 sweden acceptance-decision unhcr,iom "$WORK/d4.json"
 travel_json WF-3 "$d4" >"$WORK/t4.json"
 early=$("$TERN" send -c "$(conf iom)" --to unhcr travel-confirmation "$WORK/t4.json")
 wait_for 10 "unhcr to hold the early travel confirmation" count_is unhcr held 1
+"$TERN" case show -c "$(conf unhcr)" --json WF-3 >"$WORK/case-wf3.json"
+python3 - "$WORK/case-wf3.json" "$early" "$d4" <<'PY' || fail "the case view does not show the held message"
+import json, sys
+c = json.load(open(sys.argv[1]))
+held = c["held"]
+assert len(held) == 1 and held[0]["message_id"] == sys.argv[2] and held[0]["awaiting"] == sys.argv[3], held
+PY
 state_is iom "$early" delivered && fail "the early travel confirmation was judged before its decision"
 start sweden
 wait_for 20 "the decision to be delivered" state_is sweden "$d4" delivered
 wait_for 20 "the held travel confirmation to be delivered" state_is iom "$early" delivered
 count_is unhcr held 0 || fail "unhcr still holds the released message"
 "$TERN" inbox -c "$(conf unhcr)" list | grep -q "$early" || fail "the released message is not in unhcr's inbox"
+
+say "the case view at unhcr, from the CLI and over HTTP"
+"$TERN" case show -c "$(conf unhcr)" WF-2 | tee "$WORK/case-wf2.txt"
+grep -q "^thread     referral $r3 to sweden: arrived$" "$WORK/case-wf2.txt" ||
+  fail "tern case show does not give the thread's state"
+[[ $(grep -c "^  .* received " "$WORK/case-wf2.txt") -eq 5 ]] ||
+  fail "tern case show does not list the 5 messages unhcr received for WF-2"
+grep -qE "received +travel-confirmation .*from iom: refused \(wrong-state\)" "$WORK/case-wf2.txt" ||
+  fail "tern case show does not show the refused departure"
+tok=$(cat "$WORK/fed/unhcr/http.token")
+curl -sS -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/WF-2" >"$WORK/case-wf2.http"
+python3 - "$WORK/case-wf2.http" "$r3" <<'PY' || fail "GET /v1/cases/WF-2 does not give the view"
+import json, sys
+c = json.load(open(sys.argv[1]))["case"]
+t = [t for t in c["threads"] if t["referral_id"] == sys.argv[2]]
+assert t and t[0]["state"] == "arrived" and t[0]["next"] == [], c["threads"]
+assert [e["direction"] for e in c["timeline"]][0] == "sent", c["timeline"]
+PY
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/NO-SUCH-CASE")
+[[ $code == 404 ]] || fail "GET /v1/cases of an unknown case answered $code, want 404"
+rc=0; "$TERN" case show -c "$(conf unhcr)" NO-SUCH-CASE >/dev/null 2>&1 || rc=$?
+[[ $rc -eq 1 ]] || fail "tern case show of an unknown case exited $rc, want 1"
 
 say "the broker's audit log holds its refusals"
 stop broker

@@ -207,6 +207,67 @@ static void test_counts(void **state)
 	assert_int_equal(count_of("queued"), 0);
 }
 
+static int drop_case_index(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {strlen("cases.kept"), "cases.kept"};
+	(void)arg;
+	assert_int_equal(mdb_drop(txn, tern_store_dbi(st, NS_CASES), 0), 0);
+	assert_int_equal(mdb_del(txn, tern_store_dbi(st, NS_META), &k, NULL), 0);
+	return TERN_OK;
+}
+
+static int do_receive_c1(MDB_txn *txn, struct op *o)
+{
+	node_in m = {o->msgid,
+	             (const uint8_t *)"env",
+	             3,
+	             "sweden",
+	             "acceptance-decision",
+	             "C-1",
+	             "ACCEPTED",
+	             o->accepted,
+	             "",
+	             ""};
+	return node_store_receive(txn, st, &m, 15);
+}
+
+/* The messages of case C-1 in the case index, as "kind:msgid" joined. */
+static const char *case_index(void)
+{
+	static char buf[512];
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	size_t off = 0;
+
+	buf[0] = '\0';
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_cursor_open(txn, tern_store_dbi(st, NS_CASES), &c), 0);
+	while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0)
+		off += (size_t)snprintf(buf + off, sizeof(buf) - off, "%s%c:%.*s", off ? " " : "",
+		                        *(const char *)v.mv_data, (int)(k.mv_size - 4),
+		                        (const char *)k.mv_data + 4);
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	return buf;
+}
+
+/* Messages are indexed by case as they are written, receipts left out; a
+ * store from before the index gets it on its first writable open. */
+static void test_case_index(void **state)
+{
+	(void)state;
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_receive_c1, .msgid = ID2, .accepted = 1});
+	run((struct op){.fn = do_receive_c1, .msgid = ID3, .accepted = 0});
+	assert_string_equal(case_index(), "o:" ID1 " i:" ID2 " i:" ID3);
+	assert_int_equal(tern_store_write(st, drop_case_index, NULL), TERN_OK);
+	assert_string_equal(case_index(), "");
+	tern_store_close(&st);
+	assert_int_equal(node_store_open(dir, 0, &st), TERN_OK);
+	assert_string_equal(case_index(), "o:" ID1 " i:" ID2 " i:" ID3);
+}
+
 static int audit_five(MDB_txn *txn, void *arg)
 {
 	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
@@ -424,6 +485,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_case_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_subtrees_from_before, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),

@@ -109,6 +109,13 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
                         tern_wf_lookup get, void *arg, tern_wf_verdict *v);
 void tern_wf_verdict_clear(tern_wf_verdict *v);
 
+/* Calls fn for every move the table allows while a thread is in state s:
+ * the type, its state field's value ("" for any) and the state it leads to. */
+void tern_workflow_next(tern_case_state s,
+                        void (*fn)(const tern_msgtype *t, const char *value, tern_case_state to,
+                                   void *arg),
+                        void *arg);
+
 /* Writes the workflow table (types, roles, references, members, transitions)
  * and the case states as markdown; docs/messages.md carries it. */
 int tern_workflow_describe(FILE *f);

@@ -1,0 +1,254 @@
+/* Cases: the index of this node's messages by case, and the case view built
+ * from it (`tern case show`, GET /v1/cases/{caseId}, the local API's
+ * "case.show"; docs/api.md).
+ *
+ * The index ("cases") maps case_id NUL msgid to one byte: 'o' for a message
+ * this node sent, 'i' for one it received (accepted or refused), 'h' for one
+ * it holds (held.c). It is written in the transactions that write the
+ * messages; a store from before it gets it once, by a scan, when it is opened
+ * for writing. Receipts are left out: they show as their message's states.
+ *
+ * Touches: the cases table (inside the caller's transaction); reads the
+ * others. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+#include <tern/workflow.h>
+
+#include "node_int.h"
+
+#define DBI(s, i) tern_store_dbi((s), (i))
+#define MDB(rc, what) tern_store_mdb_err((rc), (what))
+#define CASES_MARK "cases.kept"
+
+static size_t case_key(char *buf, size_t len, const char *case_id, const char *msgid)
+{
+	size_t cl = strlen(case_id), ml = strlen(msgid);
+
+	if (cl + 1 + ml > len)
+		return 0;
+	memcpy(buf, case_id, cl);
+	buf[cl] = '\0';
+	memcpy(buf + cl + 1, msgid, ml);
+	return cl + 1 + ml;
+}
+
+int node_store_case_note(MDB_txn *txn, tern_store *s, const char *case_id, const char *msgid,
+                         char kind)
+{
+	char kb[256];
+	size_t kl;
+	MDB_val k, v = {1, &kind};
+
+	if (case_id == NULL || case_id[0] == '\0' || DBI(s, NS_CASES) == 0)
+		return TERN_OK;
+	if ((kl = case_key(kb, sizeof(kb), case_id, msgid)) == 0)
+		return TERN_OK; /* longer than any valid case id: not indexed */
+	k = (MDB_val){kl, kb};
+	return MDB(mdb_put(txn, DBI(s, NS_CASES), &k, &v, 0), "index a message by case");
+}
+
+static int backfill_from(MDB_txn *txn, tern_store *s, int dbi, char kind)
+{
+	MDB_cursor *c;
+	MDB_val k, v;
+	char id[64];
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, dbi), &c)) != 0)
+		return MDB(rc, "cursor");
+	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		const char *type = json_string_value(json_object_get(rec, "type"));
+		int rc2 = TERN_OK;
+		if (rec && k.mv_size < sizeof(id) && type && strcmp(type, "receipt") != 0) {
+			memcpy(id, k.mv_data, k.mv_size);
+			id[k.mv_size] = '\0';
+			rc2 = node_store_case_note(
+			    txn, s, json_string_value(json_object_get(rec, "case_id")), id, kind);
+		}
+		json_decref(rec);
+		if (rc2 != TERN_OK) {
+			mdb_cursor_close(c);
+			return rc2;
+		}
+	}
+	mdb_cursor_close(c);
+	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "read records");
+}
+
+int node_store_cases_backfill(MDB_txn *txn, void *arg)
+{
+	tern_store *s = arg;
+	MDB_val k = {strlen(CASES_MARK), CASES_MARK}, v;
+	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
+
+	if (rc == 0)
+		return TERN_OK;
+	if (rc != MDB_NOTFOUND)
+		return MDB(rc, "read the case index's mark");
+	if ((rc = backfill_from(txn, s, NS_MSGS, 'o')) != TERN_OK ||
+	    (rc = backfill_from(txn, s, NS_RECEIVED, 'i')) != TERN_OK)
+		return rc;
+	v = (MDB_val){1, "1"};
+	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write the case index's mark");
+}
+
+/* --- the view ----------------------------------------------------------------- */
+
+static const char *str(const json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+	return s ? s : "";
+}
+
+static void add_next(const tern_msgtype *t, const char *value, tern_case_state to, void *arg)
+{
+	char roles[64];
+
+	tern_roles_format(t->sender_roles, roles, sizeof(roles));
+	json_array_append_new(arg,
+	                      json_pack("{s:s, s:s, s:s, s:s}", "type", t->name, "value", value,
+	                                "from", roles, "moves_to", tern_case_state_name(to)));
+}
+
+/* The thread rooted at root, as this node traces it. */
+static json_t *thread_json(MDB_txn *txn, tern_store *s, const char *root)
+{
+	json_t *rec = NULL, *t, *next;
+	tern_case_state st;
+
+	if (node_store_ref(txn, s, root, &rec) != TERN_OK)
+		return NULL;
+	t = json_pack("{s:s, s:s, s:b, s:O?}", "referral_id", root, "state", str(rec, "state"),
+	              "referral_held", !json_is_true(json_object_get(rec, "stub")), "last",
+	              json_object_get(rec, "last"));
+	if (str(rec, "sender")[0])
+		json_object_set(t, "referred_to", json_object_get(rec, "to"));
+	if (tern_case_state_parse(str(rec, "state"), &st) == TERN_OK &&
+	    (next = json_array()) != NULL) {
+		tern_workflow_next(st, add_next, next);
+		json_object_set_new(t, "next", next);
+	}
+	json_decref(rec);
+	return t;
+}
+
+static json_t *event_json(node *n, MDB_txn *txn, const char *msgid, char kind)
+{
+	json_t *rec = NULL, *ref = NULL, *e = NULL;
+
+	node_store_ref(txn, n->store, msgid, &ref);
+	if (kind == 'o' && node_store_sent_get(txn, n->store, msgid, &rec) == TERN_OK) {
+		json_t *to = json_array(), *v;
+		const char *who;
+		json_object_foreach(json_object_get(rec, "recipients"), who, v)
+		    json_array_append_new(to, json_pack("{s:s, s:s, s:s}", "node_id", who, "state",
+		                                        str(v, "state"), "reason_code",
+		                                        str(v, "reason_code")));
+		e = json_pack("{s:s, s:s, s:I, s:s, s:o}", "direction", "sent", "message_id", msgid,
+		              "at", json_integer_value(json_object_get(rec, "created_at")), "type",
+		              str(rec, "type"), "recipients", to);
+	} else if (kind == 'i' && node_store_received(txn, n->store, msgid, &rec) == TERN_OK) {
+		int ok = json_is_true(json_object_get(rec, "accepted"));
+		e = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "direction", "received",
+		              "message_id", msgid, "at",
+		              json_integer_value(json_object_get(rec, "received_at")), "type",
+		              str(rec, "type"), "sender", str(rec, "sender"), "state",
+		              ok ? "accepted" : "refused");
+		if (!ok)
+			json_object_set_new(e, "reason_code", json_string(str(rec, "reason_code")));
+	} else if (kind == 'h') {
+		json_t *h = json_object_get(n->held, msgid);
+		e = json_pack("{s:s, s:s, s:s, s:I}", "direction", "held", "message_id", msgid,
+		              "awaiting", str(h, "ref"), "until",
+		              json_integer_value(json_object_get(h, "until")));
+		if (ref)
+			json_object_set_new(e, "type", json_string(str(ref, "type")));
+	}
+	if (e && ref) {
+		if (str(ref, "value")[0])
+			json_object_set_new(e, "value", json_string(str(ref, "value")));
+		if (str(ref, "ref")[0])
+			json_object_set_new(e, "cites", json_string(str(ref, "ref")));
+	}
+	json_decref(rec);
+	json_decref(ref);
+	return e;
+}
+
+static int by_time(const void *a, const void *b)
+{
+	json_int_t x = json_integer_value(json_object_get(*(json_t *const *)a, "at"));
+	json_int_t y = json_integer_value(json_object_get(*(json_t *const *)b, "at"));
+
+	return x < y ? -1 : x > y;
+}
+
+json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
+{
+	tern_store *s = n->store;
+	json_t *events = json_array(), *threads = json_object(), *out = NULL, *v;
+	json_t **sorted = NULL;
+	char kb[256];
+	size_t kl = case_key(kb, sizeof(kb), case_id, ""), ne, i;
+	MDB_cursor *c = NULL;
+	MDB_val k = {kl, kb}, val;
+	const char *root;
+	int rc;
+
+	if (events == NULL || threads == NULL || kl == 0 || DBI(s, NS_CASES) == 0)
+		goto out;
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_CASES), &c)) != 0)
+		goto out;
+	for (rc = mdb_cursor_get(c, &k, &val, MDB_SET_RANGE);
+	     rc == 0 && k.mv_size > kl && memcmp(k.mv_data, kb, kl) == 0;
+	     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+		char id[64];
+		json_t *e, *ref = NULL;
+		if (k.mv_size - kl >= sizeof(id) || val.mv_size != 1)
+			continue;
+		memcpy(id, (const char *)k.mv_data + kl, k.mv_size - kl);
+		id[k.mv_size - kl] = '\0';
+		if ((e = event_json(n, txn, id, *(const char *)val.mv_data)) != NULL)
+			json_array_append_new(events, e);
+		/* The threads this case's messages belong to. */
+		if (node_store_ref(txn, s, id, &ref) == TERN_OK) {
+			root = str(ref, "root")[0]    ? str(ref, "root")
+			       : str(ref, "state")[0] ? id
+			                              : "";
+			if (root[0] && json_object_get(threads, root) == NULL)
+				json_object_set_new(threads, root, json_null());
+			json_decref(ref);
+		}
+	}
+	/* In time order: sent by creation, received by arrival. */
+	ne = json_array_size(events);
+	if (ne && (sorted = calloc(ne, sizeof(*sorted))) != NULL) {
+		for (i = 0; i < ne; i++)
+			sorted[i] = json_incref(json_array_get(events, i));
+		qsort(sorted, ne, sizeof(*sorted), by_time);
+		json_array_clear(events);
+		for (i = 0; i < ne; i++)
+			json_array_append_new(events, sorted[i]);
+		free(sorted);
+	}
+	out = json_pack("{s:s, s:o, s:o, s:o}", "case_id", case_id, "threads", json_array(),
+	                "timeline", json_incref(events), "held", json_array());
+	json_object_foreach(threads, root, v)
+	{
+		json_t *t = thread_json(txn, s, root);
+		if (t)
+			json_array_append_new(json_object_get(out, "threads"), t);
+	}
+	json_array_foreach(events, i, v) if (strcmp(str(v, "direction"), "held") == 0)
+	    json_array_append(json_object_get(out, "held"), v);
+out:
+	if (c)
+		mdb_cursor_close(c);
+	json_decref(events);
+	json_decref(threads);
+	return out;
+}
