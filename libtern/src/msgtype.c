@@ -211,6 +211,25 @@ const tern_msgtype *tern_msgtype_by_type(Tern__V1__MessageType type)
 	return NULL;
 }
 
+void tern_msgtype_names(char *buf, size_t len, const char *sep, int business_only)
+{
+	size_t off = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	for (const tern_msgtype *t = types; t->name; t++) {
+		if (business_only && t->type == TERN__V1__MESSAGE_TYPE__RECEIPT)
+			continue;
+		int n = snprintf(buf + off, len - off, "%s%s", off ? sep : "", t->name);
+		if (n < 0 || (size_t)n >= len - off) {
+			buf[off] = '\0';
+			break;
+		}
+		off += (size_t)n;
+	}
+}
+
 static const char *const role_names[] = {
     [TERN__V1__ROLE__REFERRER] = "referrer",
     [TERN__V1__ROLE__STATE] = "state",

@@ -79,6 +79,11 @@ const tern_msgtype *tern_msgtype_by_type(Tern__V1__MessageType type);
 /* The table, terminated by an entry whose name is NULL. */
 const tern_msgtype *tern_msgtype_all(void);
 
+/* Writes the table's type names into buf, separated by sep ("case-referral,
+ * acceptance-decision, ..."); business_only leaves out the receipt, which a
+ * node writes itself and no agency system sends. Truncated to fit. */
+void tern_msgtype_names(char *buf, size_t len, const char *sep, int business_only);
+
 /* Role names: "referrer" | "state" | "movement" | "broker". */
 int tern_role_parse(const char *name, unsigned *bit);
 /* Comma-separated list ("referrer,state") into a bit set. */
