@@ -174,8 +174,8 @@ void batch_commit(broker *b)
 		f.body_case = TERN__V1__FRAME__BODY_RESULT;
 		f.result = &r;
 		{
-			unsigned t = s->env ? (unsigned)tern_envelope_header(s->env)->type : 0;
-			b->m.subs[t < 8 ? t : 0][s->accepted ? 0 : 1]++;
+			int t = s->env ? (int)tern_envelope_header(s->env)->type : 0;
+			b->m.subs[tern_msgtype_index(t)][s->accepted ? 0 : 1]++;
 		}
 		if (s->accepted) {
 			const Tern__V1__Header *h = tern_envelope_header(s->env);

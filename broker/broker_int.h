@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 
 #include <tern/envelope.h>
+#include <tern/msgtype.h>
 #include <tern/reason.h>
 #include <tern/v1/wire.pb-c.h>
 
@@ -167,7 +168,7 @@ struct broker {
 	size_t nqstats;
 	int64_t next_qscan;
 	struct {
-		uint64_t subs[8][2]; /* by message type, [accepted, refused] */
+		uint64_t subs[TERN_MSGTYPE_MAX][2]; /* by message type, [accepted, refused] */
 		uint64_t acked, dead;
 		uint64_t revoked_dead; /* dead-lettered: recipient revoked or removed */
 		uint64_t restores;     /* nodes found restored from an older copy */

@@ -36,7 +36,7 @@ void publish_metrics(broker *b, int64_t now)
 			snprintf(labels, sizeof(labels), "type=\"%s\",outcome=\"%s\"", t->name,
 			         o ? "refused" : "accepted");
 			tern_prom_sample(&p, "tern_broker_submissions_total", labels,
-			                 (double)b->m.subs[(unsigned)t->type < 8 ? t->type : 0][o]);
+			                 (double)b->m.subs[tern_msgtype_index(t->type)][o]);
 		}
 	tern_prom_one(&p, "tern_broker_deliveries_acked_total", "counter",
 	              "queue items nodes acknowledged as committed", (double)b->m.acked);

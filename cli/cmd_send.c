@@ -21,7 +21,7 @@ static void usage(FILE *f)
 	    "the recipients and keeps it in its outbox until the broker has it. Prints the\n"
 	    "message id once the node has stored it durably.\n"
 	    "\n"
-	    "TYPE: case-referral | acceptance-decision | travel-confirmation\n"
+	    "TYPE: one of the types below\n"
 	    "FILE: the body as proto3 JSON (see 'tern example TYPE'), or - for stdin.\n"
 	    "\n"
 	    "Options:\n"
@@ -38,6 +38,13 @@ static void usage(FILE *f)
 	    "\n"
 	    "Exit status: 0 stored (with --wait: delivered), 1 refused, rejected or expired (the\n"
 	    "reasons are printed), 3 node not reachable, 4 --wait ran out first.\n"
+	    "\n"
+	    "Types:\n",
+	    f);
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++)
+		if (t->type != TERN__V1__MESSAGE_TYPE__RECEIPT)
+			fprintf(f, "  %s\n", t->name);
+	fputs(
 	    "\n"
 	    "Examples:\n"
 	    "  tern send -c /tmp/fed/unhcr/node.conf --to sweden case-referral referral.json\n"

@@ -32,8 +32,11 @@ static void usage(FILE *f)
 	      "              (plus \"error\" when the body does not decode)\n"
 	      "  -h, --help  show this help\n"
 	      "\n"
-	      "Types: case-referral, acceptance-decision, travel-confirmation, receipt\n"
-	      "\n"
+	      "Types:\n",
+	      f);
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++)
+		fprintf(f, "  %s\n", t->name);
+	fputs("\n"
 	      "Examples:\n"
 	      "  tern validate case-referral referral.json\n"
 	      "  tern example travel-confirmation | tern validate travel-confirmation -\n"
@@ -101,11 +104,12 @@ int cmd_validate(int argc, char **argv)
 	}
 	if (npos != 2)
 		return cli_usage_error(argv[0], "expected TYPE and FILE (or - for standard input)");
-	if ((t = tern_msgtype_by_name(pos[0])) == NULL)
-		return cli_usage_error(argv[0],
-		                       "unknown message type '%s' (types: case-referral, "
-		                       "acceptance-decision, travel-confirmation, receipt)",
-		                       pos[0]);
+	if ((t = tern_msgtype_by_name(pos[0])) == NULL) {
+		char names[512];
+		tern_msgtype_names(names, sizeof(names), ", ", 0);
+		return cli_usage_error(argv[0], "unknown message type '%s' (types: %s)", pos[0],
+		                       names);
+	}
 	if ((rc = cli_read_input(pos[1], CLI_MAX_BODY, &buf, &len)) != TERN_OK)
 		return cli_fail(rc, "cannot read %s",
 		                strcmp(pos[1], "-") ? pos[1] : "standard input");

@@ -195,10 +195,11 @@ struct send_req {
  * has). */
 static json_t *send_check(node *n, const struct send_req *r)
 {
-	if (r->t == NULL || r->t->type == TERN__V1__MESSAGE_TYPE__RECEIPT)
-		return tern_api_error(TERN_EINVAL,
-		                      "type must be case-referral, acceptance-decision "
-		                      "or travel-confirmation");
+	if (r->t == NULL || r->t->type == TERN__V1__MESSAGE_TYPE__RECEIPT) {
+		char names[512];
+		tern_msgtype_names(names, sizeof(names), ", ", 1);
+		return tern_api_error(TERN_EINVAL, "type must be one of: %s", names);
+	}
 	if (r->np == 0)
 		return tern_api_error(TERN_EINVAL, "'to' must list 1 to 64 node ids");
 	if (r->ttl_s < 0 || r->ttl_s > MAX_TTL_S)

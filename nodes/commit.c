@@ -294,12 +294,12 @@ void node_batch_commit(node *n)
 	node_held_committed(n);
 	for (size_t i = 0; i < b->nouts; i++) {
 		const tern_msgtype *t = tern_msgtype_by_name(b->outs[i].type);
-		n->m.sent[t && (unsigned)t->type < 8 ? t->type : 0]++;
+		n->m.sent[t ? tern_msgtype_index(t->type) : 0]++;
 	}
 	for (size_t i = 0; i < b->ndins; i++) {
 		const struct din *d = &b->dins[i];
 		const tern_msgtype *t = tern_msgtype_by_name(d->type);
-		unsigned ti = t && (unsigned)t->type < 8 ? t->type : 0;
+		unsigned ti = t ? tern_msgtype_index(t->type) : 0;
 		if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0]))
 			n->m.received[ti][d->kind == DIN_ACCEPT ? 0 : 1]++;
 		else if (d->kind == DIN_RECEIPT)

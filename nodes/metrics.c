@@ -27,7 +27,7 @@ void node_publish_metrics(node *n)
 	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++) {
 		snprintf(labels, sizeof(labels), "type=\"%s\"", t->name);
 		tern_prom_sample(&p, "tern_node_sent_total", labels,
-		                 (double)n->m.sent[(unsigned)t->type < 8 ? t->type : 0]);
+		                 (double)n->m.sent[tern_msgtype_index(t->type)]);
 	}
 	tern_prom_family(&p, "tern_node_received_total", "counter",
 	                 "messages delivered to this node, by type and outcome");
@@ -35,9 +35,8 @@ void node_publish_metrics(node *n)
 		for (int o = 0; o < 2; o++) {
 			snprintf(labels, sizeof(labels), "type=\"%s\",outcome=\"%s\"", t->name,
 			         o ? "refused" : "accepted");
-			tern_prom_sample(
-			    &p, "tern_node_received_total", labels,
-			    (double)n->m.received[(unsigned)t->type < 8 ? t->type : 0][o]);
+			tern_prom_sample(&p, "tern_node_received_total", labels,
+			                 (double)n->m.received[tern_msgtype_index(t->type)][o]);
 		}
 	tern_prom_family(&p, "tern_node_held_messages", "gauge",
 	                 "delivered messages held, unjudged, until the message they cite arrives");

@@ -182,11 +182,11 @@ struct node {
 	json_t *held, *held_due;
 	int64_t next_hold_check, hold_ms;
 	struct {
-		uint64_t sent[8];        /* by message type */
-		uint64_t received[8][2]; /* by message type, [accepted, refused] */
-		uint64_t receipts[2];    /* receipts received: [delivered, rejected] */
-		uint64_t rollbacks[2];   /* older trust material refused: [CRL, directory] */
-		uint64_t restores[2];    /* stores found older: [the broker's, this node's] */
+		uint64_t sent[TERN_MSGTYPE_MAX];        /* by message type */
+		uint64_t received[TERN_MSGTYPE_MAX][2]; /* by message type, [accepted, refused] */
+		uint64_t receipts[2];  /* receipts received: [delivered, rejected] */
+		uint64_t rollbacks[2]; /* older trust material refused: [CRL, directory] */
+		uint64_t restores[2];  /* stores found older: [the broker's, this node's] */
 		uint64_t http_unauthorized;
 	} m;
 	/* settings */

@@ -68,6 +68,66 @@ static const char travel[] =
     " \"receptionContact\": \"Reception duty officer, Example City welcome centre,"
     " +1 555 0100\"}";
 
+static const char info_request[] =
+    "{\"caseId\": \"AMM-26C00417\","
+    " \"referralId\": \"019a3c5e-8f10-7b2a-9c4d-5e6f7a8b9c0d\","
+    " \"questions\": \"Please confirm whether the younger child's heart condition needs surgery"
+    " before travel, and attach the latest specialist report if there is one.\","
+    " \"respondBy\": \"2026-10-15\"}";
+
+static const char info_response[] =
+    "{\"caseId\": \"AMM-26C00417\","
+    " \"requestId\": \"019a5d10-2c3e-7f40-8a5b-6c7d8e9f0a1b\","
+    " \"answers\": \"Fictional example. The specialist advises follow-up after arrival; no"
+    " surgery is needed before travel. The report is attached.\","
+    " \"attachments\": [{\"name\": \"specialist-report.pdf\", \"mediaType\": \"application/pdf\","
+    "   \"sha256\": \"0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5061728394a5b6c7d8e9f\","
+    "   \"size\": \"30112\"}]}";
+
+static const char case_update[] =
+    "{\"caseId\": \"AMM-26C00417\","
+    " \"referralId\": \"019a3c5e-8f10-7b2a-9c4d-5e6f7a8b9c0d\","
+    " \"kind\": \"MEMBER_ADDED\","
+    " \"addedMembers\": ["
+    "  {\"personId\": \"AMM-26C00417-05\", \"givenName\": \"Nour\", \"familyName\": \"Example\","
+    "   \"dateOfBirth\": \"2026-08-01\", \"sex\": \"F\", \"nationality\": \"XXA\","
+    "   \"relationship\": \"CHILD\"}],"
+    " \"reason\": \"Fictional example. A child was born to the principal applicant.\"}";
+
+static const char health[] =
+    "{\"caseId\": \"AMM-26C00417\","
+    " \"decisionId\": \"019a8e21-4b7c-7d90-8e1f-2a3b4c5d6e7f\","
+    " \"assessments\": ["
+    "  {\"personId\": \"AMM-26C00417-01\", \"fitness\": \"FIT\", \"examinedOn\": \"2026-10-20\"},"
+    "  {\"personId\": \"AMM-26C00417-02\", \"fitness\": \"FIT\", \"examinedOn\": \"2026-10-20\"},"
+    "  {\"personId\": \"AMM-26C00417-03\", \"fitness\": \"FIT\", \"examinedOn\": \"2026-10-20\"},"
+    "  {\"personId\": \"AMM-26C00417-04\", \"fitness\": \"FIT_WITH_CONDITIONS\","
+    "   \"conditions\": [\"MEDICAL_ESCORT\", \"OXYGEN\"], \"examinedOn\": \"2026-10-21\"}]}";
+
+static const char orientation[] =
+    "{\"caseId\": \"AMM-26C00417\","
+    " \"decisionId\": \"019a8e21-4b7c-7d90-8e1f-2a3b4c5d6e7f\","
+    " \"attendance\": ["
+    "  {\"personId\": \"AMM-26C00417-01\", \"lastSessionOn\": \"2026-11-05\", \"sessions\": 3,"
+    "   \"topics\": [\"TRAVEL\", \"ARRIVAL_AND_RECEPTION\", \"HOUSING\", \"EMPLOYMENT\","
+    "    \"RIGHTS_AND_RESPONSIBILITIES\"]},"
+    "  {\"personId\": \"AMM-26C00417-02\", \"lastSessionOn\": \"2026-11-05\", \"sessions\": 3,"
+    "   \"topics\": [\"TRAVEL\", \"ARRIVAL_AND_RECEPTION\", \"HOUSING\", \"EMPLOYMENT\","
+    "    \"RIGHTS_AND_RESPONSIBILITIES\"]},"
+    "  {\"personId\": \"AMM-26C00417-03\", \"lastSessionOn\": \"2026-11-04\", \"sessions\": 1,"
+    "   \"topics\": [\"TRAVEL\", \"EDUCATION\"]}]}";
+
+static const char handover[] =
+    "{\"caseId\": \"AMM-26C00417\","
+    " \"decisionId\": \"019a8e21-4b7c-7d90-8e1f-2a3b4c5d6e7f\","
+    " \"arrivedPersonIds\": [\"AMM-26C00417-01\", \"AMM-26C00417-02\", \"AMM-26C00417-03\","
+    "  \"AMM-26C00417-04\"],"
+    " \"receptionLocation\": \"Example City welcome centre, arrivals hall\","
+    " \"handedOverAt\": \"2027-02-16T14:20:00-05:00\","
+    " \"followUpNeeds\": [\"MEDICAL_FOLLOW_UP\", \"SCHOOLING\"],"
+    " \"followUpNote\": \"Fictional example. Cardiology follow-up for the younger child within"
+    " four weeks; the older child starts school this term.\"}";
+
 static const char receipt[] =
     "{\"messageId\": \"019a8e21-4b7c-7d90-8e1f-2a3b4c5d6e7f\","
     " \"envelopeDigest\": \"n7TGm5hPgt4LJ6rMGb2Y3bnTbm9qe1yGbBq9X0hBmGQ=\","
@@ -80,6 +140,12 @@ static const struct {
     {"case-referral", referral},
     {"acceptance-decision", decision},
     {"travel-confirmation", travel},
+    {"information-request", info_request},
+    {"information-response", info_response},
+    {"case-update", case_update},
+    {"health-assessment", health},
+    {"pre-departure-orientation", orientation},
+    {"arrival-handover", handover},
     {"receipt", receipt},
 };
 

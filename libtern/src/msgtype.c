@@ -37,6 +37,36 @@ static const tern_wf_transition travel_moves[] = {
     {0, 0, 0},
 };
 
+/* A State asks for more information while it has not decided, or put its
+ * decision off; the referrer's response puts the case back before it. */
+static const tern_wf_transition info_request_moves[] = {
+    {-1, B(REFERRED) | B(DEFERRED) | B(INFO_REQUESTED), TERN_CASE_INFO_REQUESTED},
+    {0, 0, 0},
+};
+static const tern_wf_transition info_response_moves[] = {
+    {-1, B(INFO_REQUESTED), TERN_CASE_REFERRED},
+    {0, 0, 0},
+};
+/* The referrer updates or withdraws a case until the family departs; a
+ * withdrawn case takes no decision or travel after it. */
+static const tern_wf_transition update_moves[] = {
+    {TERN__V1__CASE_UPDATE__KIND__MEMBER_ADDED, BEFORE_TRAVEL, TERN_WF_KEEP},
+    {TERN__V1__CASE_UPDATE__KIND__MEMBER_REMOVED, BEFORE_TRAVEL, TERN_WF_KEEP},
+    {TERN__V1__CASE_UPDATE__KIND__PRIORITY_CHANGED, BEFORE_TRAVEL, TERN_WF_KEEP},
+    {TERN__V1__CASE_UPDATE__KIND__WITHDRAWN, BEFORE_TRAVEL, TERN_CASE_WITHDRAWN},
+    {0, 0, 0},
+};
+/* Health assessment and orientation come between acceptance and departure,
+ * and move nothing. */
+static const tern_wf_transition pre_departure_moves[] = {
+    {-1, B(ACCEPTED) | B(BOOKED), TERN_WF_KEEP},
+    {0, 0, 0},
+};
+static const tern_wf_transition handover_moves[] = {
+    {-1, B(ARRIVED), TERN_CASE_HANDED_OVER},
+    {0, 0, 0},
+};
+
 /* The workflow table (tern/workflow.h). */
 static const tern_msgtype types[] = {
     {.type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
@@ -74,6 +104,83 @@ static const tern_msgtype types[] = {
      .members_field = "travellers",
      .state_field = "status",
      .transitions = travel_moves},
+    /* The State that holds the referral asks; only the referrer judges the
+     * reference (it holds its referrals). */
+    {.type = TERN__V1__MESSAGE_TYPE__INFORMATION_REQUEST,
+     .name = "information-request",
+     .desc = &tern__v1__information_request__descriptor,
+     .sender_roles = TERN_ROLE_STATE,
+     .recipient_roles = TERN_ROLE_REFERRER,
+     .purpose = "asks the referrer for additional information on a referral before deciding",
+     .ref_field = "referral_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+     .ref_holders = TERN_ROLE_REFERRER,
+     .transitions = info_request_moves},
+    {.type = TERN__V1__MESSAGE_TYPE__INFORMATION_RESPONSE,
+     .name = "information-response",
+     .desc = &tern__v1__information_response__descriptor,
+     .sender_roles = TERN_ROLE_REFERRER,
+     .recipient_roles = TERN_ROLE_STATE,
+     .purpose = "answers an information request; the State decides again",
+     .ref_field = "request_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__INFORMATION_REQUEST,
+     .ref_holders = TERN_ROLE_STATE,
+     .transitions = info_response_moves},
+    /* To the State, and to IOM (movement), which traces the thread from it
+     * (it holds no referral) and learns of a withdrawal before it books. */
+    {.type = TERN__V1__MESSAGE_TYPE__CASE_UPDATE,
+     .name = "case-update",
+     .desc = &tern__v1__case_update__descriptor,
+     .sender_roles = TERN_ROLE_REFERRER,
+     .recipient_roles = TERN_ROLE_STATE | TERN_ROLE_MOVEMENT,
+     .purpose = "adds or removes a member, changes the priority, or withdraws the submission",
+     .ref_field = "referral_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+     .ref_holders = TERN_ROLE_STATE,
+     .members_field = "removed_person_ids",
+     .members_added = "added_members.person_id",
+     .members_removed = "removed_person_ids",
+     .state_field = "kind",
+     .transitions = update_moves},
+    /* Medical data: to the State only, never to the referrer. */
+    {.type = TERN__V1__MESSAGE_TYPE__HEALTH_ASSESSMENT,
+     .name = "health-assessment",
+     .desc = &tern__v1__health_assessment__descriptor,
+     .sender_roles = TERN_ROLE_MOVEMENT,
+     .recipient_roles = TERN_ROLE_STATE,
+     .purpose = "reports each member's fitness to travel after the pre-departure health "
+                "assessment",
+     .ref_field = "decision_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
+     .ref_holders = TERN_ROLE_STATE,
+     .ref_value = "ACCEPTED",
+     .members_field = "assessments.person_id",
+     .transitions = pre_departure_moves},
+    {.type = TERN__V1__MESSAGE_TYPE__PRE_DEPARTURE_ORIENTATION,
+     .name = "pre-departure-orientation",
+     .desc = &tern__v1__pre_departure_orientation__descriptor,
+     .sender_roles = TERN_ROLE_MOVEMENT,
+     .recipient_roles = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
+     .purpose = "reports the pre-departure orientation sessions each member attended",
+     .ref_field = "decision_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
+     .ref_holders = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
+     .ref_value = "ACCEPTED",
+     .members_field = "attendance.person_id",
+     .transitions = pre_departure_moves},
+    {.type = TERN__V1__MESSAGE_TYPE__ARRIVAL_HANDOVER,
+     .name = "arrival-handover",
+     .desc = &tern__v1__arrival_handover__descriptor,
+     .sender_roles = TERN_ROLE_MOVEMENT,
+     .recipient_roles = TERN_ROLE_STATE,
+     .purpose = "hands the arrived family over to the State's reception, with the follow-up "
+                "it needs",
+     .ref_field = "decision_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
+     .ref_holders = TERN_ROLE_STATE,
+     .ref_value = "ACCEPTED",
+     .members_field = "arrived_person_ids",
+     .transitions = handover_moves},
     /* Any member acknowledges what it received. */
     {.type = TERN__V1__MESSAGE_TYPE__RECEIPT,
      .name = "receipt",
@@ -102,6 +209,25 @@ const tern_msgtype *tern_msgtype_by_type(Tern__V1__MessageType type)
 		if (t->type == type)
 			return t;
 	return NULL;
+}
+
+void tern_msgtype_names(char *buf, size_t len, const char *sep, int business_only)
+{
+	size_t off = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	for (const tern_msgtype *t = types; t->name; t++) {
+		if (business_only && t->type == TERN__V1__MESSAGE_TYPE__RECEIPT)
+			continue;
+		int n = snprintf(buf + off, len - off, "%s%s", off ? sep : "", t->name);
+		if (n < 0 || (size_t)n >= len - off) {
+			buf[off] = '\0';
+			break;
+		}
+		off += (size_t)n;
+	}
 }
 
 static const char *const role_names[] = {

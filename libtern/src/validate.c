@@ -473,19 +473,20 @@ static void check_attachment(tern_violations *o, size_t i, const Tern__V1__Attac
 		add(o, "must be greater than 0", "attachments[%zu].size", i);
 }
 
-static void check_member(tern_violations *o, size_t i, const Tern__V1__Member *m, int64_t now_day)
+static void check_member(tern_violations *o, const char *list, size_t i, const Tern__V1__Member *m,
+                         int64_t now_day)
 {
 	char path[64];
 	int64_t dob;
 
-	snprintf(path, sizeof(path), "members[%zu].personId", i);
+	snprintf(path, sizeof(path), "%s[%zu].personId", list, i);
 	check_id(o, path, m->person_id);
-	snprintf(path, sizeof(path), "members[%zu].givenName", i);
+	snprintf(path, sizeof(path), "%s[%zu].givenName", list, i);
 	check_text(o, path, m->given_name, REQUIRED, NAME_MAX_CHARS, 0);
-	snprintf(path, sizeof(path), "members[%zu].familyName", i);
+	snprintf(path, sizeof(path), "%s[%zu].familyName", list, i);
 	check_text(o, path, m->family_name, REQUIRED, NAME_MAX_CHARS, 0);
 
-	snprintf(path, sizeof(path), "members[%zu].dateOfBirth", i);
+	snprintf(path, sizeof(path), "%s[%zu].dateOfBirth", list, i);
 	check_date(o, path, m->date_of_birth, 1, &dob);
 	if (dob != INT64_MIN && dob < days_from_civil(1900, 1, 1))
 		add(o, "must not be before 1900-01-01", "%s", path);
@@ -493,21 +494,74 @@ static void check_member(tern_violations *o, size_t i, const Tern__V1__Member *m
 		add(o, "must not be in the future", "%s", path);
 
 	if (empty(m->sex))
-		add(o, "is required", "members[%zu].sex", i);
+		add(o, "is required", "%s[%zu].sex", list, i);
 	else if (strcmp(m->sex, "F") != 0 && strcmp(m->sex, "M") != 0 && strcmp(m->sex, "X") != 0)
-		add(o, "must be F, M or X (ICAO Doc 9303)", "members[%zu].sex", i);
+		add(o, "must be F, M or X (ICAO Doc 9303)", "%s[%zu].sex", list, i);
 
-	snprintf(path, sizeof(path), "members[%zu].nationality", i);
+	snprintf(path, sizeof(path), "%s[%zu].nationality", list, i);
 	check_country(o, path, m->nationality, 1);
-	snprintf(path, sizeof(path), "members[%zu].relationship", i);
+	snprintf(path, sizeof(path), "%s[%zu].relationship", list, i);
 	check_enum(o, path, &tern__v1__member__relationship__descriptor, m->relationship, 1);
+}
+
+/* Person ids in a list of messages: each valid, none twice. */
+static void check_member_ids(tern_violations *o, const Tern__V1__Member *const *ms, size_t n,
+                             const char *list)
+{
+	const char **keys;
+
+	if (n < 2 || (keys = malloc(n * sizeof(*keys))) == NULL)
+		return;
+	for (size_t i = 0; i < n; i++)
+		keys[i] = ms[i]->person_id;
+	check_unique(o, keys, n, list, ".personId", "must be unique within the case");
+	free(keys);
+}
+
+/* A list of person ids: at least one when required, each an id, none twice. */
+static void check_person_ids(tern_violations *o, const char *path, char *const *ids, size_t n,
+                             const char *none_rule)
+{
+	if (n == 0 && none_rule)
+		add(o, none_rule, "%s", path);
+	for (size_t i = 0; i < n; i++)
+		if (empty(ids[i]) || !id_valid(ids[i]))
+			add(o, ID_RULE, "%s[%zu]", path, i);
+	check_unique(o, (const char *const *)ids, n, path, "", "must not list a person twice");
+}
+
+/* A date that happened: real, and not after today. */
+static void check_past_date(tern_violations *o, const char *path, const char *s, int64_t now_ms)
+{
+	int64_t day;
+
+	check_date(o, path, s, 1, &day);
+	if (day != INT64_MIN && day > today(now_ms))
+		add(o, "must not be in the future", "%s", path);
+}
+
+/* A repeated enum: each a defined value other than the unspecified one,
+ * none twice. */
+static void check_enum_list(tern_violations *o, const char *path, const ProtobufCEnumDescriptor *ed,
+                            const int *values, size_t n)
+{
+	char p[64];
+
+	for (size_t i = 0; i < n; i++) {
+		snprintf(p, sizeof(p), "%s[%zu]", path, i);
+		check_enum(o, p, ed, values[i], 1);
+		for (size_t j = 0; j < i; j++)
+			if (values[j] == values[i]) {
+				add(o, "must not be listed twice", "%s", p);
+				break;
+			}
+	}
 }
 
 static void check_referral(tern_violations *o, const Tern__V1__CaseReferral *r, int64_t now_ms)
 {
 	int64_t now_day = today(now_ms);
 	size_t principals = 0;
-	const char **keys;
 
 	check_id(o, "caseId", r->case_id);
 	check_enum(o, "programme", &tern__v1__case_referral__programme__descriptor, r->programme,
@@ -526,7 +580,7 @@ static void check_referral(tern_violations *o, const Tern__V1__CaseReferral *r, 
 	if (r->case_size != r->n_members)
 		add(o, "must equal the number of members", "caseSize");
 	for (size_t i = 0; i < r->n_members; i++) {
-		check_member(o, i, r->members[i], now_day);
+		check_member(o, "members", i, r->members[i], now_day);
 		if (r->members[i]->relationship ==
 		    TERN__V1__MEMBER__RELATIONSHIP__PRINCIPAL_APPLICANT) {
 			if (++principals > 1)
@@ -536,13 +590,7 @@ static void check_referral(tern_violations *o, const Tern__V1__CaseReferral *r, 
 	}
 	if (r->n_members > 0 && principals == 0)
 		add(o, "must include exactly one PRINCIPAL_APPLICANT (none found)", "members");
-	if (r->n_members > 1 && (keys = malloc(r->n_members * sizeof(*keys))) != NULL) {
-		for (size_t i = 0; i < r->n_members; i++)
-			keys[i] = r->members[i]->person_id;
-		check_unique(o, keys, r->n_members, "members", ".personId",
-		             "must be unique within the case");
-		free(keys);
-	}
+	check_member_ids(o, (const Tern__V1__Member *const *)r->members, r->n_members, "members");
 
 	check_country(o, "countryOfAsylum", r->country_of_asylum, 0);
 
@@ -745,6 +793,172 @@ static void check_travel(tern_violations *o, const Tern__V1__TravelConfirmation 
 	           0);
 }
 
+/* ------------------------------------------------------------ InformationRequest */
+
+static void check_info_request(tern_violations *o, const Tern__V1__InformationRequest *r)
+{
+	int64_t day;
+
+	check_id(o, "caseId", r->case_id);
+	check_uuid(o, "referralId", r->referral_id);
+	check_text(o, "questions", r->questions, REQUIRED, SUMMARY_MAX_CHARS, 1);
+	check_date(o, "respondBy", r->respond_by, 0, &day);
+}
+
+/* ------------------------------------------------------------ InformationResponse */
+
+static void check_info_response(tern_violations *o, const Tern__V1__InformationResponse *r)
+{
+	check_id(o, "caseId", r->case_id);
+	check_uuid(o, "requestId", r->request_id);
+	check_text(o, "answers", r->answers, REQUIRED, SUMMARY_MAX_CHARS, 1);
+	for (size_t i = 0; i < r->n_attachments; i++)
+		check_attachment(o, i, r->attachments[i]);
+}
+
+/* ------------------------------------------------------------ CaseUpdate */
+
+static void check_case_update(tern_violations *o, const Tern__V1__CaseUpdate *u, int64_t now_ms)
+{
+	int added = u->kind == TERN__V1__CASE_UPDATE__KIND__MEMBER_ADDED,
+	    removed = u->kind == TERN__V1__CASE_UPDATE__KIND__MEMBER_REMOVED,
+	    priority = u->kind == TERN__V1__CASE_UPDATE__KIND__PRIORITY_CHANGED,
+	    withdrawn = u->kind == TERN__V1__CASE_UPDATE__KIND__WITHDRAWN;
+
+	check_id(o, "caseId", u->case_id);
+	check_uuid(o, "referralId", u->referral_id);
+	check_enum(o, "kind", &tern__v1__case_update__kind__descriptor, u->kind, 1);
+
+	if (added && u->n_added_members == 0)
+		add(o, "must list at least one member when kind is MEMBER_ADDED", "addedMembers");
+	if (!added && u->n_added_members > 0)
+		add(o, "must be empty unless kind is MEMBER_ADDED", "addedMembers");
+	for (size_t i = 0; added && i < u->n_added_members; i++)
+		check_member(o, "addedMembers", i, u->added_members[i], today(now_ms));
+	check_member_ids(o, (const Tern__V1__Member *const *)u->added_members, u->n_added_members,
+	                 "addedMembers");
+
+	if (removed)
+		check_person_ids(o, "removedPersonIds", u->removed_person_ids,
+		                 u->n_removed_person_ids,
+		                 "must list at least one person when kind is MEMBER_REMOVED");
+	else if (u->n_removed_person_ids > 0)
+		add(o, "must be empty unless kind is MEMBER_REMOVED", "removedPersonIds");
+
+	if (priority)
+		check_enum(o, "priority", &tern__v1__case_referral__priority__descriptor,
+		           u->priority, 1);
+	else if (u->priority != 0)
+		add(o, "must be left out unless kind is PRIORITY_CHANGED", "priority");
+
+	check_text(o, "reason", u->reason, withdrawn ? "is required when kind is WITHDRAWN" : NULL,
+	           SUMMARY_MAX_CHARS, 1);
+}
+
+/* ------------------------------------------------------------ HealthAssessment */
+
+static void check_health(tern_violations *o, const Tern__V1__HealthAssessment *h, int64_t now_ms)
+{
+	const char **keys;
+
+	check_id(o, "caseId", h->case_id);
+	check_uuid(o, "decisionId", h->decision_id);
+	if (h->n_assessments == 0)
+		add(o, "must assess at least one member", "assessments");
+	for (size_t i = 0; i < h->n_assessments; i++) {
+		const Tern__V1__HealthAssessment__MemberAssessment *a = h->assessments[i];
+		int conditional =
+		    a->fitness == TERN__V1__HEALTH_ASSESSMENT__FITNESS__FIT_WITH_CONDITIONS;
+		int not_yet = a->fitness == TERN__V1__HEALTH_ASSESSMENT__FITNESS__NOT_YET_FIT;
+		char path[64];
+
+		snprintf(path, sizeof(path), "assessments[%zu].personId", i);
+		check_id(o, path, a->person_id);
+		snprintf(path, sizeof(path), "assessments[%zu].fitness", i);
+		check_enum(o, path, &tern__v1__health_assessment__fitness__descriptor, a->fitness,
+		           1);
+		snprintf(path, sizeof(path), "assessments[%zu].conditions", i);
+		if (conditional && a->n_conditions == 0)
+			add(o,
+			    "must list at least one condition when fitness is FIT_WITH_CONDITIONS",
+			    "%s", path);
+		else if (!conditional && a->n_conditions > 0)
+			add(o, "must be empty unless fitness is FIT_WITH_CONDITIONS", "%s", path);
+		else
+			check_enum_list(o, path,
+			                &tern__v1__health_assessment__condition__descriptor,
+			                (const int *)a->conditions, a->n_conditions);
+		snprintf(path, sizeof(path), "assessments[%zu].deferral", i);
+		if (not_yet)
+			check_enum(o, path, &tern__v1__health_assessment__deferral__descriptor,
+			           a->deferral, 1);
+		else if (a->deferral != 0)
+			add(o, "must be left out unless fitness is NOT_YET_FIT", "%s", path);
+		snprintf(path, sizeof(path), "assessments[%zu].examinedOn", i);
+		check_past_date(o, path, a->examined_on, now_ms);
+	}
+	if (h->n_assessments > 1 && (keys = malloc(h->n_assessments * sizeof(*keys))) != NULL) {
+		for (size_t i = 0; i < h->n_assessments; i++)
+			keys[i] = h->assessments[i]->person_id;
+		check_unique(o, keys, h->n_assessments, "assessments", ".personId",
+		             "must be unique: one assessment per person");
+		free(keys);
+	}
+}
+
+/* ------------------------------------------------------------ PreDepartureOrientation */
+
+static void check_orientation(tern_violations *o, const Tern__V1__PreDepartureOrientation *p,
+                              int64_t now_ms)
+{
+	const char **keys;
+
+	check_id(o, "caseId", p->case_id);
+	check_uuid(o, "decisionId", p->decision_id);
+	if (p->n_attendance == 0)
+		add(o, "must list at least one member's attendance", "attendance");
+	for (size_t i = 0; i < p->n_attendance; i++) {
+		const Tern__V1__PreDepartureOrientation__Attendance *a = p->attendance[i];
+		char path[64];
+
+		snprintf(path, sizeof(path), "attendance[%zu].personId", i);
+		check_id(o, path, a->person_id);
+		snprintf(path, sizeof(path), "attendance[%zu].lastSessionOn", i);
+		check_past_date(o, path, a->last_session_on, now_ms);
+		if (a->sessions == 0)
+			add(o, "must be at least 1", "attendance[%zu].sessions", i);
+		snprintf(path, sizeof(path), "attendance[%zu].topics", i);
+		check_enum_list(o, path, &tern__v1__pre_departure_orientation__topic__descriptor,
+		                (const int *)a->topics, a->n_topics);
+	}
+	if (p->n_attendance > 1 && (keys = malloc(p->n_attendance * sizeof(*keys))) != NULL) {
+		for (size_t i = 0; i < p->n_attendance; i++)
+			keys[i] = p->attendance[i]->person_id;
+		check_unique(o, keys, p->n_attendance, "attendance", ".personId",
+		             "must be unique: one attendance record per person");
+		free(keys);
+	}
+}
+
+/* ------------------------------------------------------------ ArrivalHandover */
+
+static void check_handover(tern_violations *o, const Tern__V1__ArrivalHandover *h)
+{
+	check_id(o, "caseId", h->case_id);
+	check_uuid(o, "decisionId", h->decision_id);
+	check_person_ids(o, "arrivedPersonIds", h->arrived_person_ids, h->n_arrived_person_ids,
+	                 "must list at least one person who arrived");
+	check_text(o, "receptionLocation", h->reception_location, REQUIRED, CONTACT_MAX_CHARS, 0);
+	if (empty(h->handed_over_at))
+		add(o, "is required", "handedOverAt");
+	else if (!tern_datetime_parse(h->handed_over_at, NULL))
+		add(o, "must be an RFC 3339 date-time with an offset, such as 2026-03-01T09:30:00Z",
+		    "handedOverAt");
+	check_enum_list(o, "followUpNeeds", &tern__v1__arrival_handover__follow_up_need__descriptor,
+	                (const int *)h->follow_up_needs, h->n_follow_up_needs);
+	check_text(o, "followUpNote", h->follow_up_note, NULL, SUMMARY_MAX_CHARS, 1);
+}
+
 /* ------------------------------------------------------------ Receipt */
 
 static void check_receipt(tern_violations *o, const Tern__V1__Receipt *r)
@@ -791,6 +1005,18 @@ int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *
 		check_travel(out, (const Tern__V1__TravelConfirmation *)msg);
 	else if (d == &tern__v1__receipt__descriptor)
 		check_receipt(out, (const Tern__V1__Receipt *)msg);
+	else if (d == &tern__v1__information_request__descriptor)
+		check_info_request(out, (const Tern__V1__InformationRequest *)msg);
+	else if (d == &tern__v1__information_response__descriptor)
+		check_info_response(out, (const Tern__V1__InformationResponse *)msg);
+	else if (d == &tern__v1__case_update__descriptor)
+		check_case_update(out, (const Tern__V1__CaseUpdate *)msg, now_ms);
+	else if (d == &tern__v1__health_assessment__descriptor)
+		check_health(out, (const Tern__V1__HealthAssessment *)msg, now_ms);
+	else if (d == &tern__v1__pre_departure_orientation__descriptor)
+		check_orientation(out, (const Tern__V1__PreDepartureOrientation *)msg, now_ms);
+	else if (d == &tern__v1__arrival_handover__descriptor)
+		check_handover(out, (const Tern__V1__ArrivalHandover *)msg);
 	else
 		return tern_fail(TERN_EINVAL, "tern_validate: %s is not a business message",
 		                 d ? d->name : "(no descriptor)");

@@ -28,6 +28,12 @@ static const struct {
     [TERN_CASE_DEPARTED] = {"departed", "the family left the country of asylum"},
     [TERN_CASE_ARRIVED] = {"arrived", "the family arrived in the receiving State"},
     [TERN_CASE_CANCELLED] = {"cancelled", "the booked travel was cancelled"},
+    [TERN_CASE_WITHDRAWN] = {"withdrawn",
+                             "the referrer withdrew the submission; final (no decision or "
+                             "travel after it)"},
+    [TERN_CASE_HANDED_OVER] = {"handed-over",
+                               "IOM handed the arrived family over to the State's reception; "
+                               "final"},
 };
 
 const char *tern_case_state_name(tern_case_state s)
@@ -149,6 +155,33 @@ static int add_person(const char *id, const char *where, void *arg)
 	return json_array_append_new(arg, json_string(id)) == 0 ? TERN_OK : TERN_ENOMEM;
 }
 
+/* Adds id to the persons array unless it is there already. */
+static int add_new_person(const char *id, const char *where, void *arg)
+{
+	size_t i;
+	json_t *p;
+
+	(void)where;
+	json_array_foreach(arg, i, p) if (json_is_string(p) &&
+	                                  strcmp(json_string_value(p), id) == 0) return TERN_OK;
+	return add_person(id, where, arg);
+}
+
+static int remove_person(const char *id, const char *where, void *arg)
+{
+	size_t i = 0;
+
+	(void)where;
+	while (i < json_array_size(arg)) {
+		const char *p = json_string_value(json_array_get(arg, i));
+		if (p && strcmp(p, id) == 0)
+			json_array_remove(arg, i);
+		else
+			i++;
+	}
+	return TERN_OK;
+}
+
 struct member_check {
 	const json_t *persons;
 	char where[192];
@@ -256,9 +289,19 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 		last = json_object();
 		json_object_set_new(v->root_record, "last", last);
 	}
-	json_object_set_new(v->root_record, "state",
-	                    json_string(tern_case_state_name((tern_case_state)x->to)));
+	if (x->to != TERN_WF_KEEP)
+		json_object_set_new(v->root_record, "state",
+		                    json_string(tern_case_state_name((tern_case_state)x->to)));
 	json_object_set_new(last, t->name, json_string(m->msgid));
+	/* The thread's members as this message changes them (a stub knows none:
+	 * it has no "persons" to change). */
+	if (m->body && json_is_array(json_object_get(v->root_record, "persons"))) {
+		json_t *persons = json_object_get(v->root_record, "persons");
+		if (t->members_removed)
+			each_person(m->body, t->members_removed, remove_person, persons);
+		if (t->members_added)
+			each_person(m->body, t->members_added, add_new_person, persons);
+	}
 	snprintf(v->root, sizeof(v->root), "%s", root);
 	return 1;
 }
@@ -312,7 +355,8 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 			json_object_set_new(v->record, "persons", persons);
 			json_object_set_new(v->record, "state",
 			                    json_string(tern_case_state_name(
-			                        x ? (tern_case_state)x->to : TERN_CASE_NONE)));
+			                        x && x->to != TERN_WF_KEEP ? (tern_case_state)x->to
+			                                                   : TERN_CASE_NONE)));
 			json_object_set_new(v->record, "last",
 			                    json_pack("{s:s}", t->name, m->msgid));
 		}
@@ -468,9 +512,25 @@ static void roles_or_any(unsigned bits, char *buf, size_t len)
 		snprintf(buf, len, "any member");
 }
 
+/* "added_members.person_id" as "addedMembers[].personId". */
+static void field_path(const char *path, char *buf, size_t len)
+{
+	const char *dot = strchr(path, '.');
+	char head[64], a[64], b[64] = "";
+	int n;
+
+	snprintf(head, sizeof(head), "%.*s", dot ? (int)(dot - path) : (int)strlen(path), path);
+	tern_json_name(head, a, sizeof(a));
+	if (dot)
+		tern_json_name(dot + 1, b, sizeof(b));
+	n = snprintf(buf, len, "%s[]%s%s", a, dot ? "." : "", b);
+	if (n < 0 || (size_t)n >= len)
+		buf[0] = '\0';
+}
+
 int tern_workflow_describe(FILE *f)
 {
-	char a[64], b[64];
+	char a[160], b[64];
 
 	fputs("| type | sent by | received by | cites | names only members of the referral |\n"
 	      "|---|---|---|---|---|\n",
@@ -485,10 +545,13 @@ int tern_workflow_describe(FILE *f)
 			tern_roles_format(t->ref_holders, a, sizeof(a));
 			fprintf(
 			    f,
-			    "`%s`: the id of a `%s`%s%s, of the same case, that the sender sent "
+			    "`%s`: the id of %s `%s`%s%s, of the same case, that the sender sent "
 			    "or received, still the latest of its type in the thread; judged by "
 			    "recipients with role %s",
-			    jn, tern_msgtype_by_type(t->ref_type)->name,
+			    jn,
+			    strchr("aeiou", tern_msgtype_by_type(t->ref_type)->name[0]) ? "an"
+			                                                                : "a",
+			    tern_msgtype_by_type(t->ref_type)->name,
 			    t->ref_value ? " whose value is " : "",
 			    t->ref_value ? t->ref_value : "", a);
 		} else {
@@ -496,19 +559,18 @@ int tern_workflow_describe(FILE *f)
 		}
 		fputs(" | ", f);
 		if (t->members_field) {
-			const char *dot = strchr(t->members_field, '.');
-			char head[64], tail[64] = "";
-			snprintf(head, sizeof(head), "%.*s",
-			         dot ? (int)(dot - t->members_field)
-			             : (int)strlen(t->members_field),
-			         t->members_field);
-			tern_json_name(head, a, sizeof(a));
-			if (dot)
-				tern_json_name(dot + 1, tail, sizeof(tail));
-			fprintf(f, "%s`%s[]%s%s`", t->ref_field ? "" : "defines them: ", a,
-			        dot ? "." : "", tail);
+			field_path(t->members_field, a, sizeof(a));
+			fprintf(f, "%s`%s`", t->ref_field ? "" : "defines them: ", a);
 		} else
 			fputs("—", f);
+		if (t->members_added) {
+			field_path(t->members_added, a, sizeof(a));
+			fprintf(f, "; adds `%s` to them", a);
+		}
+		if (t->members_removed) {
+			field_path(t->members_removed, a, sizeof(a));
+			fprintf(f, "; removes `%s` from them (named no more after it)", a);
+		}
 		fputs(" |\n", f);
 	}
 	fputs("\n| type | value | allowed while the thread is | moves it to |\n"
@@ -533,7 +595,10 @@ int tern_workflow_describe(FILE *f)
 					                            : tern_case_state_name(s));
 					first = 0;
 				}
-			fprintf(f, " | %s |\n", tern_case_state_name((tern_case_state)x->to));
+			fprintf(f, " | %s |\n",
+			        x->to == TERN_WF_KEEP
+			            ? "(stays where it is)"
+			            : tern_case_state_name((tern_case_state)x->to));
 		}
 	}
 	fputs("\n| state | meaning |\n|---|---|\n", f);

@@ -109,21 +109,23 @@ static int setup(void **state)
 
 static void test_examples_valid(void **state)
 {
-	static const char *const types[] = {"case-referral", "acceptance-decision",
-	                                    "travel-confirmation", "receipt"};
 	int64_t later;
 	tern_violations v;
+	size_t n = 0;
 
 	(void)state;
-	/* The documented promise: examples stay valid until 2032-12-31. */
+	/* The documented promise: examples stay valid until 2032-12-31. Every
+	 * type of the table has one. */
 	assert_true(tern_datetime_parse("2032-12-31T23:59:59Z", &later));
-	for (size_t i = 0; i < 4; i++) {
-		ProtobufCMessage *m = load(types[i]);
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++, n++) {
+		ProtobufCMessage *m = load(t->name);
 
-		expect_valid(load(types[i]));
+		assert_true(t->type > 0 && t->type < TERN_MSGTYPE_MAX);
+		expect_valid(load(t->name));
 		assert_int_equal(tern_validate(m, later, &v), TERN_OK);
 		tern_json_message_free(&m);
 	}
+	assert_int_equal(n, 10);
 }
 
 static void test_not_a_business_message(void **state)
@@ -946,6 +948,245 @@ static void test_receipt_rules(void **state)
 
 /* ------------------------------------------------------------------ helpers */
 
+/* A body of type from JSON text (the tests of the later types write each
+ * case whole: shorter than editing a decoded example). */
+static void *parse(const char *type, const char *json)
+{
+	const tern_msgtype *t = tern_msgtype_by_name(type);
+	ProtobufCMessage *m = NULL;
+	char err[256];
+
+	assert_non_null(t);
+	if (tern_json_parse_text(t->desc, json, strlen(json), &m, err, sizeof(err)) != TERN_OK)
+		fail_msg("%s: %s", type, err);
+	return m;
+}
+
+#define CASE_ID "\"caseId\": \"AMM-26C00417\""
+#define REFERRAL_ID "\"referralId\": \"019a3c5e-8f10-7b2a-9c4d-5e6f7a8b9c0d\""
+#define DECISION_ID "\"decisionId\": \"019a8e21-4b7c-7d90-8e1f-2a3b4c5d6e7f\""
+
+/* ------------------------------------------------------------------ information-request */
+
+static void test_info_request_rules(void **state)
+{
+	(void)state;
+	expect_valid(parse("information-request", "{" CASE_ID ", " REFERRAL_ID
+	                                          ", \"questions\": \"Which school year?\"}"));
+	expect(parse("information-request", "{" CASE_ID ", " REFERRAL_ID "}"), "questions",
+	       "is required");
+	expect(parse("information-request",
+	             "{" CASE_ID ", " REFERRAL_ID ", \"questions\": \" \\u00a0\\n\"}"),
+	       "questions", "blank");
+	expect(parse("information-request", "{" CASE_ID ", \"questions\": \"Why?\"}"), "referralId",
+	       "is required");
+	expect(parse("information-request",
+	             "{" CASE_ID ", " REFERRAL_ID ", \"questions\": \"Why?\","
+	             " \"respondBy\": \"2026-02-30\"}"),
+	       "respondBy", "real date");
+}
+
+static void test_info_response_rules(void **state)
+{
+	(void)state;
+	expect(parse("information-response",
+	             "{" CASE_ID ", \"requestId\": \"019a5d10-2c3e-7f40-8a5b-6c7d8e9f0a1b\"}"),
+	       "answers", "is required");
+	expect(parse("information-response",
+	             "{" CASE_ID ", \"requestId\": \"019a5d10-2c3e-7f40-8a5b-6c7d8e9f0a1b\","
+	             " \"answers\": \"\\t \"}"),
+	       "answers", "blank");
+	expect(parse("information-response",
+	             "{" CASE_ID ", \"requestId\": \"Q1\", \"answers\": \"a\"}"),
+	       "requestId", "UUID");
+	expect(parse("information-response",
+	             "{" CASE_ID ", \"requestId\": \"019a5d10-2c3e-7f40-8a5b-6c7d8e9f0a1b\","
+	             " \"answers\": \"a\", \"attachments\": [{\"name\": \"../x\","
+	             " \"mediaType\": \"application/pdf\", \"sha256\": \"00\", \"size\": 1}]}"),
+	       "attachments[0].sha256", "SHA-256");
+}
+
+/* ------------------------------------------------------------------ case-update */
+
+#define NEW_MEMBER                                                                                 \
+	"{\"personId\": \"AMM-26C00417-05\", \"givenName\": \"Nour\", \"familyName\": "            \
+	"\"Example\","                                                                             \
+	" \"dateOfBirth\": \"2026-08-01\", \"sex\": \"F\", \"nationality\": \"XXA\","              \
+	" \"relationship\": \"CHILD\"}"
+
+static void test_case_update_rules(void **state)
+{
+	(void)state;
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID "}"), "kind", "is required");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"MEMBER_ADDED\"}"),
+	       "addedMembers", "at least one member");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"MEMBER_ADDED\","
+	                            " \"addedMembers\": [" NEW_MEMBER ", " NEW_MEMBER "]}"),
+	       "addedMembers[1].personId", "unique");
+	expect(
+	    parse("case-update",
+	          "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"MEMBER_ADDED\", \"addedMembers\": "
+	          "[{\"personId\": \"AMM-26C00417-05\", \"givenName\": \"Nour\","
+	          " \"familyName\": \"Example\", \"dateOfBirth\": \"2027-01-01\", \"sex\": \"F\","
+	          " \"nationality\": \"XXA\", \"relationship\": \"CHILD\"}]}"),
+	    "addedMembers[0].dateOfBirth", "future");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"WITHDRAWN\","
+	                            " \"addedMembers\": [" NEW_MEMBER "], \"reason\": \"r\"}"),
+	       "addedMembers", "unless kind is MEMBER_ADDED");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"MEMBER_REMOVED\"}"),
+	       "removedPersonIds", "at least one person");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"MEMBER_REMOVED\","
+	                            " \"removedPersonIds\": [\"P1\", \"P1\"]}"),
+	       "removedPersonIds[1]", "twice");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"MEMBER_REMOVED\","
+	                            " \"removedPersonIds\": [\"-x\"]}"),
+	       "removedPersonIds[0]", "1-64 characters");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"PRIORITY_CHANGED\","
+	                            " \"removedPersonIds\": [\"P1\"], \"priority\": \"URGENT\"}"),
+	       "removedPersonIds", "unless kind is MEMBER_REMOVED");
+	expect(
+	    parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"PRIORITY_CHANGED\"}"),
+	    "priority", "is required");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"WITHDRAWN\","
+	                            " \"priority\": \"URGENT\", \"reason\": \"r\"}"),
+	       "priority", "unless kind is PRIORITY_CHANGED");
+	expect(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"WITHDRAWN\"}"),
+	       "reason", "is required when kind is WITHDRAWN");
+	expect(parse("case-update",
+	             "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"WITHDRAWN\", \"reason\": \"  \"}"),
+	       "reason", "blank");
+	expect_valid(parse("case-update", "{" CASE_ID ", " REFERRAL_ID ", \"kind\": \"WITHDRAWN\","
+	                                  " \"reason\": \"Found another durable solution.\"}"));
+	expect_valid(parse("case-update", "{" CASE_ID ", " REFERRAL_ID
+	                                  ", \"kind\": \"PRIORITY_CHANGED\", \"priority\": "
+	                                  "\"EMERGENCY\"}"));
+	expect_valid(parse("case-update", "{" CASE_ID ", " REFERRAL_ID
+	                                  ", \"kind\": \"MEMBER_REMOVED\", \"removedPersonIds\": "
+	                                  "[\"AMM-26C00417-02\"]}"));
+}
+
+/* ------------------------------------------------------------------ health-assessment */
+
+static void test_health_rules(void **state)
+{
+#define HA(a) "{" CASE_ID ", " DECISION_ID ", \"assessments\": [" a "]}"
+	(void)state;
+	expect(parse("health-assessment", "{" CASE_ID ", " DECISION_ID "}"), "assessments",
+	       "at least one member");
+	expect(parse("health-assessment",
+	             HA("{\"personId\": \"P1\", \"examinedOn\": \"2026-10-01\"}")),
+	       "assessments[0].fitness", "is required");
+	expect(parse("health-assessment",
+	             HA("{\"personId\": \"P1\", \"fitness\": \"FIT_WITH_CONDITIONS\","
+	                " \"examinedOn\": \"2026-10-01\"}")),
+	       "assessments[0].conditions", "at least one condition");
+	expect(parse("health-assessment",
+	             HA("{\"personId\": \"P1\", \"fitness\": \"FIT\", \"conditions\": [\"OXYGEN\"],"
+	                " \"examinedOn\": \"2026-10-01\"}")),
+	       "assessments[0].conditions", "unless fitness is FIT_WITH_CONDITIONS");
+	expect(
+	    parse("health-assessment",
+	          HA("{\"personId\": \"P1\", \"fitness\": \"FIT_WITH_CONDITIONS\", \"conditions\":"
+	             " [\"WHEELCHAIR\", \"WHEELCHAIR\"], \"examinedOn\": \"2026-10-01\"}")),
+	    "assessments[0].conditions[1]", "twice");
+	expect(
+	    parse("health-assessment",
+	          HA("{\"personId\": \"P1\", \"fitness\": \"FIT_WITH_CONDITIONS\", \"conditions\":"
+	             " [\"CONDITION_UNSPECIFIED\"], \"examinedOn\": \"2026-10-01\"}")),
+	    "assessments[0].conditions[0]", "is required");
+	expect(parse("health-assessment", HA("{\"personId\": \"P1\", \"fitness\": \"NOT_YET_FIT\","
+	                                     " \"examinedOn\": \"2026-10-01\"}")),
+	       "assessments[0].deferral", "is required");
+	expect(parse("health-assessment",
+	             HA("{\"personId\": \"P1\", \"fitness\": \"FIT\", \"deferral\": \"PREGNANCY\","
+	                " \"examinedOn\": \"2026-10-01\"}")),
+	       "assessments[0].deferral", "unless fitness is NOT_YET_FIT");
+	expect(parse("health-assessment", HA("{\"personId\": \"P1\", \"fitness\": \"FIT\"}")),
+	       "assessments[0].examinedOn", "is required");
+	expect(
+	    parse(
+	        "health-assessment",
+	        HA("{\"personId\": \"P1\", \"fitness\": \"FIT\", \"examinedOn\": \"2026-12-01\"}")),
+	    "assessments[0].examinedOn", "future");
+	expect(
+	    parse("health-assessment",
+	          HA("{\"personId\": \"P1\", \"fitness\": \"FIT\", \"examinedOn\": \"2026-10-01\"},"
+	             " {\"personId\": \"P1\", \"fitness\": \"FIT\", \"examinedOn\": "
+	             "\"2026-10-01\"}")),
+	    "assessments[1].personId", "one assessment per person");
+	expect_valid(parse("health-assessment",
+	                   HA("{\"personId\": \"P1\", \"fitness\": \"NOT_YET_FIT\", \"deferral\":"
+	                      " \"UNDER_TREATMENT\", \"examinedOn\": \"2026-10-01\"}")));
+#undef HA
+}
+
+/* ------------------------------------------------------------------ pre-departure-orientation */
+
+static void test_orientation_rules(void **state)
+{
+#define PDO(a) "{" CASE_ID ", " DECISION_ID ", \"attendance\": [" a "]}"
+	(void)state;
+	expect(parse("pre-departure-orientation", "{" CASE_ID ", " DECISION_ID "}"), "attendance",
+	       "at least one");
+	expect(parse("pre-departure-orientation",
+	             PDO("{\"personId\": \"P1\", \"lastSessionOn\": \"2026-11-01\"}")),
+	       "attendance[0].sessions", "at least 1");
+	expect(parse("pre-departure-orientation", PDO("{\"personId\": \"P1\", \"sessions\": 2}")),
+	       "attendance[0].lastSessionOn", "is required");
+	expect(
+	    parse(
+	        "pre-departure-orientation",
+	        PDO("{\"personId\": \"P1\", \"sessions\": 2, \"lastSessionOn\": \"2026-11-30\"}")),
+	    "attendance[0].lastSessionOn", "future");
+	expect(
+	    parse("pre-departure-orientation",
+	          PDO("{\"personId\": \"P1\", \"sessions\": 2, \"lastSessionOn\": \"2026-11-01\","
+	              " \"topics\": [\"HOUSING\", \"HOUSING\"]}")),
+	    "attendance[0].topics[1]", "twice");
+	expect(
+	    parse("pre-departure-orientation",
+	          PDO("{\"personId\": \"P1\", \"sessions\": 1, \"lastSessionOn\": \"2026-11-01\"},"
+	              " {\"personId\": \"P1\", \"sessions\": 1, \"lastSessionOn\": "
+	              "\"2026-11-01\"}")),
+	    "attendance[1].personId", "one attendance record per person");
+#undef PDO
+}
+
+/* ------------------------------------------------------------------ arrival-handover */
+
+static void test_handover_rules(void **state)
+{
+#define AH(x)                                                                                      \
+	"{" CASE_ID ", " DECISION_ID ", \"arrivedPersonIds\": [\"P1\"], \"receptionLocation\":"    \
+	" \"Welcome centre\", \"handedOverAt\": \"2027-02-16T14:20:00-05:00\"" x "}"
+	(void)state;
+	expect_valid(parse("arrival-handover", AH("")));
+	expect(parse("arrival-handover", "{" CASE_ID ", " DECISION_ID ", \"receptionLocation\":"
+	                                 " \"W\", \"handedOverAt\": \"2027-02-16T14:20:00Z\"}"),
+	       "arrivedPersonIds", "at least one person");
+	expect(parse("arrival-handover",
+	             "{" CASE_ID ", " DECISION_ID
+	             ", \"arrivedPersonIds\": [\"P1\"], \"receptionLocation\":"
+	             " \"\\u3000\", \"handedOverAt\": \"2027-02-16T14:20:00Z\"}"),
+	       "receptionLocation", "blank");
+	expect(parse("arrival-handover", "{" CASE_ID ", " DECISION_ID
+	                                 ", \"arrivedPersonIds\": [\"P1\"], \"receptionLocation\":"
+	                                 " \"W\", \"handedOverAt\": \"2027-02-16T24:00:00Z\"}"),
+	       "handedOverAt", "RFC 3339");
+	expect(parse("arrival-handover", "{" CASE_ID ", " DECISION_ID
+	                                 ", \"arrivedPersonIds\": [\"P1\"], \"receptionLocation\":"
+	                                 " \"W\"}"),
+	       "handedOverAt", "is required");
+	expect(parse("arrival-handover", AH(", \"followUpNeeds\": [\"SCHOOLING\", \"SCHOOLING\"]")),
+	       "followUpNeeds[1]", "twice");
+	expect(
+	    parse("arrival-handover", AH(", \"followUpNeeds\": [\"FOLLOW_UP_NEED_UNSPECIFIED\"]")),
+	    "followUpNeeds[0]", "is required");
+	expect_valid(parse("arrival-handover", AH(", \"followUpNeeds\": [\"PSYCHOSOCIAL\"],"
+	                                          " \"followUpNote\": \"Line one.\\nLine two.\"")));
+#undef AH
+}
+
 static void test_parsers(void **state)
 {
 	int64_t ms, days;
@@ -1008,6 +1249,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_examples_valid),
+	    cmocka_unit_test(test_info_request_rules),
+	    cmocka_unit_test(test_info_response_rules),
+	    cmocka_unit_test(test_case_update_rules),
+	    cmocka_unit_test(test_health_rules),
+	    cmocka_unit_test(test_orientation_rules),
+	    cmocka_unit_test(test_handover_rules),
 	    cmocka_unit_test(test_not_a_business_message),
 	    cmocka_unit_test(test_referral_case_id),
 	    cmocka_unit_test(test_referral_required_enums),

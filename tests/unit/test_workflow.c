@@ -391,6 +391,355 @@ static void test_recipient_roles(void **state)
 	}
 }
 
+/* --- the rest of the lifecycle ------------------------------------------------ */
+
+#define Q1 "01900000-0000-7000-8000-000000000041"
+#define Q2 "01900000-0000-7000-8000-000000000042"
+#define A1 "01900000-0000-7000-8000-000000000051"
+#define A2 "01900000-0000-7000-8000-000000000052"
+#define U1 "01900000-0000-7000-8000-000000000061"
+#define U2 "01900000-0000-7000-8000-000000000062"
+#define U3 "01900000-0000-7000-8000-000000000063"
+#define H1 "01900000-0000-7000-8000-000000000071"
+#define O1 "01900000-0000-7000-8000-000000000081"
+#define X1 "01900000-0000-7000-8000-000000000091"
+#define X2 "01900000-0000-7000-8000-000000000092"
+#define STATE TERN_ROLE_STATE
+#define MOVE TERN_ROLE_MOVEMENT
+
+/* Judges a message of type at self (a sender when self is its sender),
+ * keeping it if allowed. text (256 bytes) gets the verdict's text. */
+static tern_reason judge_as(json_t *h, const char *self, unsigned roles, const char *type,
+                            const char *id, const char *sender, const ProtobufCMessage *body,
+                            char *text, int *unknown_ref)
+{
+	static const char *const to[] = {"unhcr", "sweden", "iom"};
+	tern_wf_msg m = {.msgid = id,
+	                 .type = tern_msgtype_by_name(type),
+	                 .sender = sender,
+	                 .to = to,
+	                 .nto = 3,
+	                 .case_id = CASE,
+	                 .body = body};
+	tern_wf_verdict v;
+	tern_reason r;
+
+	assert_non_null(m.type);
+	assert_int_equal(
+	    tern_workflow_judge(&m, self, roles, strcmp(self, sender) == 0, lookup, h, &v),
+	    TERN_OK);
+	r = v.reason;
+	if (text)
+		snprintf(text, 256, "%s", v.text);
+	if (unknown_ref)
+		*unknown_ref = v.unknown_ref;
+	if (r == TERN_REASON_NONE)
+		keep(h, id, &v);
+	else
+		tern_wf_verdict_clear(&v);
+	return r;
+}
+
+/* sweden asks unhcr (received at unhcr). */
+static tern_reason ask(json_t *h, const char *id, const char *referral)
+{
+	Tern__V1__InformationRequest b = TERN__V1__INFORMATION_REQUEST__INIT;
+
+	b.case_id = CASE;
+	b.referral_id = (char *)referral;
+	b.questions = "Which school year?";
+	return judge_as(h, "unhcr", REF, "information-request", id, "sweden", &b.base, NULL, NULL);
+}
+
+/* unhcr answers (received at sweden). */
+static tern_reason answer(json_t *h, const char *id, const char *request, int *unknown_ref)
+{
+	Tern__V1__InformationResponse b = TERN__V1__INFORMATION_RESPONSE__INIT;
+
+	b.case_id = CASE;
+	b.request_id = (char *)request;
+	b.answers = "Year 3.";
+	return judge_as(h, "sweden", STATE, "information-response", id, "unhcr", &b.base, NULL,
+	                unknown_ref);
+}
+
+/* The State asks, the referrer answers, the case waits for a decision
+ * again; an answer cites the request still standing, in its state. */
+static void test_information_request_and_response(void **state)
+{
+	json_t *h = unhcr_holds();
+	int unknown = 0;
+
+	(void)state;
+	assert_int_equal(ask(h, Q1, R2), TERN_REASON_REFERENCE_NOT_SHARED);
+	assert_int_equal(answer(h, A1, Q1, &unknown), TERN_REASON_UNKNOWN_REFERENCE);
+	assert_true(unknown);
+	assert_int_equal(ask(h, Q1, R1), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "info-requested");
+	assert_int_equal(answer(h, A1, R1, NULL),
+	                 TERN_REASON_UNKNOWN_REFERENCE); /* not a request */
+	assert_int_equal(answer(h, A1, Q1, NULL), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "referred");
+	/* One answer per request: a second finds the case no longer waiting. */
+	assert_int_equal(answer(h, A2, Q1, NULL), TERN_REASON_WRONG_STATE);
+	assert_int_equal(ask(h, Q2, R1), TERN_REASON_NONE);
+	assert_int_equal(answer(h, A2, Q1, NULL), TERN_REASON_SUPERSEDED);
+	assert_int_equal(answer(h, A2, Q2, NULL), TERN_REASON_NONE);
+	/* Once decided, the State asks no more on this referral. */
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(ask(h, X1, R1), TERN_REASON_WRONG_STATE);
+	json_decref(h);
+}
+
+/* unhcr updates R1, received at sweden (or at a party of roles). */
+static tern_reason update_at(json_t *h, const char *self, unsigned roles, const char *id,
+                             Tern__V1__CaseUpdate__Kind kind, const char *person, char *text)
+{
+	Tern__V1__CaseUpdate b = TERN__V1__CASE_UPDATE__INIT;
+	Tern__V1__Member mem = TERN__V1__MEMBER__INIT;
+	Tern__V1__Member *mems[1] = {&mem};
+	char *ids[1] = {(char *)person};
+
+	b.case_id = CASE;
+	b.referral_id = R1;
+	b.kind = kind;
+	if (kind == TERN__V1__CASE_UPDATE__KIND__MEMBER_ADDED) {
+		mem.person_id = (char *)person;
+		b.added_members = mems;
+		b.n_added_members = 1;
+	} else if (kind == TERN__V1__CASE_UPDATE__KIND__MEMBER_REMOVED) {
+		b.removed_person_ids = ids;
+		b.n_removed_person_ids = 1;
+	} else if (kind == TERN__V1__CASE_UPDATE__KIND__PRIORITY_CHANGED) {
+		b.priority = TERN__V1__CASE_REFERRAL__PRIORITY__URGENT;
+	} else {
+		b.reason = "Another durable solution.";
+	}
+	return judge_as(h, self, roles, "case-update", id, "unhcr", &b.base, text, NULL);
+}
+
+#define ADDED TERN__V1__CASE_UPDATE__KIND__MEMBER_ADDED
+#define REMOVED TERN__V1__CASE_UPDATE__KIND__MEMBER_REMOVED
+#define PRIORITY TERN__V1__CASE_UPDATE__KIND__PRIORITY_CHANGED
+#define WITHDRAWN TERN__V1__CASE_UPDATE__KIND__WITHDRAWN
+
+static size_t persons_of(json_t *h, const char *root)
+{
+	return json_array_size(json_object_get(json_object_get(h, root), "persons"));
+}
+
+/* A member removed is named no more (a decision on them is refused); a
+ * member added may be decided on; only a member may be removed. */
+static void test_case_update_members(void **state)
+{
+	json_t *h = unhcr_holds();
+	char text[256];
+
+	(void)state;
+	assert_int_equal(update_at(h, "sweden", STATE, U1, REMOVED, "ZZZ-99", text),
+	                 TERN_REASON_UNKNOWN_MEMBER);
+	assert_non_null(strstr(text, "removedPersonIds[0]"));
+	assert_null(strstr(text, "ZZZ-99"));
+	assert_int_equal(update_at(h, "sweden", STATE, U1, REMOVED, "P2", NULL), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "referred");
+	assert_int_equal(persons_of(h, R1), 1);
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, "P2"}, text),
+	    TERN_REASON_UNKNOWN_MEMBER);
+	assert_int_equal(update_at(h, "sweden", STATE, U2, REMOVED, "P2", NULL),
+	                 TERN_REASON_UNKNOWN_MEMBER);
+	assert_int_equal(update_at(h, "sweden", STATE, U2, ADDED, "P3", NULL), TERN_REASON_NONE);
+	assert_int_equal(persons_of(h, R1), 2);
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, "P3"}, NULL),
+	    TERN_REASON_NONE);
+	/* Adding a member twice leaves one. */
+	assert_int_equal(update_at(h, "sweden", STATE, U3, ADDED, "P3", NULL), TERN_REASON_NONE);
+	assert_int_equal(persons_of(h, R1), 2);
+	/* A priority change moves nothing. */
+	assert_int_equal(update_at(h, "sweden", STATE, X1, PRIORITY, NULL, NULL), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "accepted");
+	assert_int_equal(travel(h, "sweden", STATE, T1, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P2", NULL),
+	                 TERN_REASON_UNKNOWN_MEMBER);
+	assert_int_equal(travel(h, "sweden", STATE, T1, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P3", NULL),
+	                 TERN_REASON_NONE);
+	json_decref(h);
+}
+
+/* A withdrawn case takes no decision, travel or update after it; a case
+ * whose family has departed is not withdrawn. IOM, holding no referral,
+ * traces the withdrawal. */
+static void test_withdrawal(void **state)
+{
+	json_t *h = unhcr_holds();
+
+	(void)state;
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(update_at(h, "sweden", STATE, U1, WITHDRAWN, NULL, NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "withdrawn");
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D2, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_WRONG_STATE);
+	assert_int_equal(travel(h, "sweden", STATE, T1, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_int_equal(update_at(h, "sweden", STATE, U2, PRIORITY, NULL, NULL),
+	                 TERN_REASON_WRONG_STATE);
+	json_decref(h);
+
+	h = unhcr_holds();
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(travel(h, "sweden", STATE, T1, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(travel(h, "sweden", STATE, X1, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(update_at(h, "sweden", STATE, U1, WITHDRAWN, NULL, NULL),
+	                 TERN_REASON_WRONG_STATE);
+	json_decref(h);
+
+	h = json_object();
+	assert_int_equal(update_at(h, "iom", MOVE, U1, WITHDRAWN, NULL, NULL), TERN_REASON_NONE);
+	assert_true(json_is_true(json_object_get(json_object_get(h, R1), "stub")));
+	assert_string_equal(state_of(h, R1), "withdrawn");
+	json_decref(h);
+}
+
+static tern_reason assess(json_t *h, const char *id, const char *decision, const char *person,
+                          char *text)
+{
+	Tern__V1__HealthAssessment b = TERN__V1__HEALTH_ASSESSMENT__INIT;
+	Tern__V1__HealthAssessment__MemberAssessment a =
+	    TERN__V1__HEALTH_ASSESSMENT__MEMBER_ASSESSMENT__INIT;
+	Tern__V1__HealthAssessment__MemberAssessment *as[1] = {&a};
+
+	b.case_id = CASE;
+	b.decision_id = (char *)decision;
+	a.person_id = (char *)person;
+	a.fitness = TERN__V1__HEALTH_ASSESSMENT__FITNESS__FIT;
+	b.assessments = as;
+	b.n_assessments = 1;
+	return judge_as(h, "sweden", STATE, "health-assessment", id, "iom", &b.base, text, NULL);
+}
+
+static tern_reason orient(json_t *h, const char *self, unsigned roles, const char *id,
+                          const char *decision, const char *person)
+{
+	Tern__V1__PreDepartureOrientation b = TERN__V1__PRE_DEPARTURE_ORIENTATION__INIT;
+	Tern__V1__PreDepartureOrientation__Attendance a =
+	    TERN__V1__PRE_DEPARTURE_ORIENTATION__ATTENDANCE__INIT;
+	Tern__V1__PreDepartureOrientation__Attendance *as[1] = {&a};
+
+	b.case_id = CASE;
+	b.decision_id = (char *)decision;
+	a.person_id = (char *)person;
+	a.sessions = 1;
+	b.attendance = as;
+	b.n_attendance = 1;
+	return judge_as(h, self, roles, "pre-departure-orientation", id, "iom", &b.base, NULL,
+	                NULL);
+}
+
+static tern_reason hand_over(json_t *h, const char *id, const char *decision, const char *person,
+                             char *text)
+{
+	Tern__V1__ArrivalHandover b = TERN__V1__ARRIVAL_HANDOVER__INIT;
+	char *ids[1] = {(char *)person};
+
+	b.case_id = CASE;
+	b.decision_id = (char *)decision;
+	b.arrived_person_ids = ids;
+	b.n_arrived_person_ids = 1;
+	return judge_as(h, "sweden", STATE, "arrival-handover", id, "iom", &b.base, text, NULL);
+}
+
+/* Health assessment and orientation follow an acceptance and move nothing;
+ * the handover follows the arrival and ends the thread. */
+static void test_health_orientation_handover(void **state)
+{
+	json_t *h = unhcr_holds();
+	char text[256];
+
+	(void)state;
+	assert_int_equal(assess(h, H1, NEW, "P1", NULL), TERN_REASON_UNKNOWN_DECISION);
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0,
+	           (struct dec){D1, "sweden", R1, TERN__V1__ACCEPTANCE_DECISION__OUTCOME__DEFERRED,
+	                        NULL},
+	           NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(assess(h, H1, D1, "P1", NULL), TERN_REASON_DECISION_NOT_ACCEPTED);
+	assert_int_equal(orient(h, "unhcr", REF, O1, D1, "P1"), TERN_REASON_DECISION_NOT_ACCEPTED);
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D2, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	/* D1 deferred (and D2 replaced it): still not an acceptance. */
+	assert_int_equal(assess(h, H1, D1, "P1", NULL), TERN_REASON_DECISION_NOT_ACCEPTED);
+	assert_int_equal(assess(h, H1, D2, "ZZZ-99", text), TERN_REASON_UNKNOWN_MEMBER);
+	assert_non_null(strstr(text, "assessments[0].personId"));
+	assert_null(strstr(text, "ZZZ-99"));
+	assert_int_equal(hand_over(h, X1, D2, "P1", NULL), TERN_REASON_WRONG_STATE);
+	assert_int_equal(assess(h, H1, D2, "P1", NULL), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "accepted");
+	assert_int_equal(orient(h, "unhcr", REF, O1, D2, "P2"), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "accepted");
+	assert_int_equal(travel(h, "sweden", STATE, T1, D2,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(orient(h, "sweden", STATE, X2, D2, "P1"), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "booked");
+	assert_int_equal(travel(h, "sweden", STATE, "01900000-0000-7000-8000-0000000000a1", D2,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__ARRIVED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	/* After the arrival, the health assessment comes too late. */
+	assert_int_equal(assess(h, "01900000-0000-7000-8000-0000000000a2", D2, "P1", NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_int_equal(hand_over(h, X1, D2, "ZZZ-99", text), TERN_REASON_UNKNOWN_MEMBER);
+	assert_non_null(strstr(text, "arrivedPersonIds[0]"));
+	assert_int_equal(hand_over(h, X1, D2, "P1", NULL), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "handed-over");
+	assert_int_equal(hand_over(h, "01900000-0000-7000-8000-0000000000a3", D2, "P1", NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_int_equal(update_at(h, "sweden", STATE, U1, WITHDRAWN, NULL, NULL),
+	                 TERN_REASON_WRONG_STATE);
+	json_decref(h);
+}
+
+/* Medical data goes to the State only; orientation to the referrer too. */
+static void test_new_types_recipient_roles(void **state)
+{
+	(void)state;
+	assert_false(tern_workflow_recipient_ok(tern_msgtype_by_name("health-assessment"),
+	                                        TERN_ROLE_REFERRER));
+	assert_false(tern_workflow_recipient_ok(tern_msgtype_by_name("health-assessment"),
+	                                        TERN_ROLE_MOVEMENT));
+	assert_true(
+	    tern_workflow_recipient_ok(tern_msgtype_by_name("health-assessment"), TERN_ROLE_STATE));
+	assert_true(tern_workflow_recipient_ok(tern_msgtype_by_name("pre-departure-orientation"),
+	                                       TERN_ROLE_REFERRER));
+	assert_false(tern_workflow_recipient_ok(tern_msgtype_by_name("arrival-handover"),
+	                                        TERN_ROLE_REFERRER));
+	assert_false(tern_workflow_recipient_ok(tern_msgtype_by_name("information-request"),
+	                                        TERN_ROLE_STATE));
+	assert_false(tern_workflow_recipient_ok(tern_msgtype_by_name("information-response"),
+	                                        TERN_ROLE_REFERRER));
+	assert_true(
+	    tern_workflow_recipient_ok(tern_msgtype_by_name("case-update"), TERN_ROLE_MOVEMENT));
+	/* Every row's type fits the per-type counters, and has a sender role. */
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++)
+		assert_true(t->type > 0 && t->type < TERN_MSGTYPE_MAX);
+}
+
 static void test_docs_carry_the_table(void **state)
 {
 	const char *src = tt_source_dir(), *begin = "<!-- BEGIN workflow -->\n",
@@ -438,6 +787,11 @@ int main(void)
 	    cmocka_unit_test(test_sender_and_old_records),
 	    cmocka_unit_test(test_a_party_without_the_referral),
 	    cmocka_unit_test(test_recipient_roles),
+	    cmocka_unit_test(test_information_request_and_response),
+	    cmocka_unit_test(test_case_update_members),
+	    cmocka_unit_test(test_withdrawal),
+	    cmocka_unit_test(test_health_orientation_handover),
+	    cmocka_unit_test(test_new_types_recipient_roles),
 	    cmocka_unit_test(test_docs_carry_the_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,13 +17,27 @@ extern "C" {
 #define TERN_ROLE_MOVEMENT (1u << TERN__V1__ROLE__MOVEMENT)
 #define TERN_ROLE_BROKER (1u << TERN__V1__ROLE__BROKER)
 
+/* One past the highest tern.v1.MessageType value: per-type counters are
+ * arrays of this size (a test checks every row's type is below it). */
+#define TERN_MSGTYPE_MAX 16
+
+/* A counter's index for type value t: t itself, 0 when out of range. */
+static inline unsigned tern_msgtype_index(int t)
+{
+	return t > 0 && t < TERN_MSGTYPE_MAX ? (unsigned)t : 0;
+}
+
+/* A transition's to that keeps the thread in the state it is in: the
+ * message may come in the states of from, and moves nothing. */
+#define TERN_WF_KEEP (-1)
+
 /* One move of a case thread (tern/workflow.h): a message whose state field
  * holds value (-1: any value, or no state field) may come while the thread is
  * in one of the states of from (TERN_CASE_BIT set), and puts it in to. */
 typedef struct tern_wf_transition {
 	int value;
 	unsigned from;
-	int to; /* tern_case_state; 0 ends a row's list */
+	int to; /* tern_case_state or TERN_WF_KEEP; 0 ends a row's list */
 } tern_wf_transition;
 
 /* One row of the workflow table: everything Tern knows of a message type.
@@ -48,6 +62,12 @@ typedef struct tern_msgtype {
 	 * repeated string field, or "repeated_message_field.string_field".
 	 * For a thread's first message: the members it defines. NULL: none. */
 	const char *members_field;
+	/* Changes to the thread's members (the root's "persons"): person ids
+	 * this message adds to them, and ids it removes (paths as for
+	 * members_field). Ids it removes must be members (list the same path
+	 * as members_field); a person removed is no member for what follows. */
+	const char *members_added;
+	const char *members_removed;
 	/* The enum field whose value chooses the transition; NULL: none. */
 	const char *state_field;
 	const tern_wf_transition *transitions; /* NULL: it moves no thread */
@@ -58,6 +78,11 @@ const tern_msgtype *tern_msgtype_by_name(const char *name);
 const tern_msgtype *tern_msgtype_by_type(Tern__V1__MessageType type);
 /* The table, terminated by an entry whose name is NULL. */
 const tern_msgtype *tern_msgtype_all(void);
+
+/* Writes the table's type names into buf, separated by sep ("case-referral,
+ * acceptance-decision, ..."); business_only leaves out the receipt, which a
+ * node writes itself and no agency system sends. Truncated to fit. */
+void tern_msgtype_names(char *buf, size_t len, const char *sep, int business_only);
 
 /* Role names: "referrer" | "state" | "movement" | "broker". */
 int tern_role_parse(const char *name, unsigned *bit);

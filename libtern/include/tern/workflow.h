@@ -3,7 +3,8 @@
  * file the rules that read them).
  *
  * A case is worked in threads. A referral starts one; a decision answers a
- * referral; a travel confirmation follows a decision. The thread's state
+ * referral; a travel confirmation follows a decision; an information
+ * response answers an information request. The thread's state
  * lives with its referral (the "root") and moves by the table's transitions.
  *
  * Who checks what:
@@ -52,6 +53,8 @@ typedef enum tern_case_state {
 	TERN_CASE_DEPARTED,
 	TERN_CASE_ARRIVED,
 	TERN_CASE_CANCELLED,
+	TERN_CASE_WITHDRAWN,
+	TERN_CASE_HANDED_OVER,
 	TERN_CASE_STATE_COUNT
 } tern_case_state;
 
