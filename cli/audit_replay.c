@@ -675,8 +675,8 @@ static void refusals(struct replay *r, const struct ev *const *g, size_t n)
 		for (size_t k = 0; k < sizeof(rules) / sizeof(rules[0]); k++)
 			if (strcmp(v->e->reason, tern_reason_code(rules[k])) == 0)
 				find(r, v->e->reason, &v, 1, "%s %s from %s refused by %s: %s",
-				     v->e->type, v->e->message_id, v->e->peer, owner(v),
-				     v->e->reason);
+				     type_of(g, n)[0] ? type_of(g, n) : "message", v->e->message_id,
+				     v->e->peer, owner(v), v->e->reason);
 	}
 }
 
@@ -702,7 +702,15 @@ static void check_threads(struct replay *r)
 		qsort(ws, nw, sizeof(*ws), wmsg_cmp);
 	for (size_t i = 0; held && i < nw; i++) {
 		judge_one(r, &ws[i], held);
-		refusals(r, ws[i].g, ws[i].n);
+	}
+	/* every message's, the broker's too (its entries name no type or case) */
+	for (size_t i = 0; i < r->nbymsg;) {
+		size_t j = i;
+		while (j < r->nbymsg &&
+		       strcmp(r->bymsg[j]->e->message_id, r->bymsg[i]->e->message_id) == 0)
+			j++;
+		refusals(r, (const struct ev *const *)&r->bymsg[i], j - i);
+		i = j;
 	}
 	for (size_t i = 0; i < nw; i++)
 		free(ws[i].to);
