@@ -426,7 +426,10 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 			         ? TERN_REASON_DECISION_NOT_ACCEPTED
 			         : TERN_REASON_WRONG_STATE,
 			     "%s %s did not accept the case",
-			     tern_msgtype_by_type(t->ref_type)->name, refid);
+			     t->ref_type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION
+			         ? "decision"
+			         : tern_msgtype_by_type(t->ref_type)->name,
+			     refid);
 			goto out;
 		}
 	}
@@ -498,7 +501,8 @@ void tern_workflow_next(tern_case_state s,
 			        ? protobuf_c_enum_descriptor_get_value(fd->descriptor, x->value)
 			        : NULL;
 			if (x->from & TERN_CASE_BIT(s))
-				fn(t, ev ? ev->name : "", (tern_case_state)x->to, arg);
+				fn(t, ev ? ev->name : "",
+				   x->to == TERN_WF_KEEP ? s : (tern_case_state)x->to, arg);
 		}
 	}
 }

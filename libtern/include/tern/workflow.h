@@ -113,7 +113,8 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 void tern_wf_verdict_clear(tern_wf_verdict *v);
 
 /* Calls fn for every move the table allows while a thread is in state s:
- * the type, its state field's value ("" for any) and the state it leads to. */
+ * the type, its state field's value ("" for any) and the state it leads to
+ * (s itself for a move that keeps the state). */
 void tern_workflow_next(tern_case_state s,
                         void (*fn)(const tern_msgtype *t, const char *value, tern_case_state to,
                                    void *arg),
