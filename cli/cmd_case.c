@@ -73,7 +73,7 @@ static void print_timeline(const json_t *c)
 		const char *dir = str(e, "direction");
 		long long at = json_integer_value(json_object_get(e, "at"));
 		nodeapi_time(at, when, sizeof(when));
-		printf("  %-23s %-8s %-20s %-26s %s", strcmp(dir, "held") ? when : "", dir,
+		printf("  %-23s %-8s %-25s %-10s %s", strcmp(dir, "held") ? when : "", dir,
 		       str(e, "type"), str(e, "value"), str(e, "message_id"));
 		if (strcmp(dir, "sent") == 0) {
 			json_array_foreach(json_object_get(e, "recipients"), j, r)
@@ -94,6 +94,14 @@ static void print_timeline(const json_t *c)
 		}
 		putchar('\n');
 	}
+}
+
+void case_view_print(const json_t *cs)
+{
+	printf("case       %s\n", str(cs, "case_id"));
+	print_threads(cs);
+	print_timeline(cs);
+	printf("held       %zu\n", json_array_size(json_object_get(cs, "held")));
 }
 
 int cmd_case(int argc, char **argv)
@@ -136,10 +144,7 @@ int cmd_case(int argc, char **argv)
 		json_dumpf(cs, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 		putchar('\n');
 	} else if (rc == CLI_OK) {
-		printf("case       %s\n", str(cs, "case_id"));
-		print_threads(cs);
-		print_timeline(cs);
-		printf("held       %zu\n", json_array_size(json_object_get(cs, "held")));
+		case_view_print(cs);
 	}
 	json_decref(req);
 	json_decref(resp);

@@ -41,9 +41,12 @@ static void usage(FILE *f)
 	      "\n"
 	      "Builds a development federation in a temporary directory, starts the broker\n"
 	      "and the four nodes (unhcr, sweden, iom, portugal), and walks one resettlement\n"
-	      "case through it: a referral from UNHCR to Sweden, Sweden's acceptance to UNHCR\n"
-	      "and IOM, IOM's travel booking and arrival to Sweden and UNHCR, each with its\n"
-	      "signed receipt. Prints the case's timeline, then stops everything.\n"
+	      "case through its whole lifecycle: UNHCR's referral to Sweden, Sweden's request\n"
+	      "for more information and UNHCR's answer, Sweden's acceptance to UNHCR and IOM,\n"
+	      "IOM's health assessment and pre-departure orientation, the travel booked,\n"
+	      "departed and arrived, and the handover to Sweden's reception, each with its\n"
+	      "signed receipts. Prints the case's timeline and Sweden's view of the case\n"
+	      "(tern case show), then stops everything.\n"
 	      "\n"
 	      "Options:\n"
 	      "  --keep DIR      build the federation in DIR and keep it (and the logs)\n"
@@ -190,58 +193,109 @@ static int step(struct demo *d, const char *from, const char *const *to, size_t 
 		         to[i]);
 	if ((rc = send_msg(d, from, to, nto, type, body, id)) != TERN_OK)
 		return rc;
-	event(d, "%-7s -> %-15s %-20s %s  %s: queued", from, list, type, id, what);
+	event(d, "%-7s -> %-15s %-25s %s  %s: queued", from, list, type, id, what);
 	if ((rc = wait_delivered(d, from, id)) != TERN_OK)
 		return rc;
-	event(d, "%-7s    %-15s %-20s %s  delivered (signed receipts verified)", "", "", "", id);
+	event(d, "%-7s    %-15s %-25s %s  delivered (signed receipts verified)", "", "", "", id);
 	for (size_t i = 0; i < nto; i++)
 		if ((rc = take(d, to[i], id)) != TERN_OK)
 			return rc;
-	event(d, "%-7s    %-15s %-20s %s  taken from the inbox and acknowledged", "", list, "", id);
+	event(d, "%-7s    %-15s %-25s %s  taken from the inbox and acknowledged", "", list, "", id);
 	return TERN_OK;
 }
 
+/* The body of type for the case, citing ref in field (NULL: none), with the
+ * state field set to value (NULL: the example's). */
+static json_t *body_for(const char *type, const char *case_id, const char *field, const char *ref,
+                        const char *state_field, const char *value)
+{
+	json_t *b = example(type);
+
+	if (b == NULL)
+		return NULL;
+	json_object_set_new(b, "caseId", json_string(case_id));
+	if (field)
+		json_object_set_new(b, field, json_string(ref));
+	if (state_field && value)
+		json_object_set_new(b, state_field, json_string(value));
+	return b;
+}
+
+/* The case's lifecycle, each message delivered with its signed receipts
+ * before the next, as docs/messages.md's workflow table allows it. */
 static int walk_case(struct demo *d)
 {
-	static const char *const to_sweden[] = {"sweden"};
-	static const char *const to_unhcr_iom[] = {"unhcr", "iom"};
-	static const char *const to_sweden_unhcr[] = {"sweden", "unhcr"};
-	json_t *ref = example("case-referral"), *dec = example("acceptance-decision"),
-	       *travel = example("travel-confirmation");
-	char rid[37], did[37], tid[37], aid[37];
+	static const char *const to_sweden[] = {"sweden"}, *const to_unhcr[] = {"unhcr"},
+	                         *const to_unhcr_iom[] = {"unhcr", "iom"},
+	                         *const to_sweden_unhcr[] = {"sweden", "unhcr"};
+	struct {
+		const char *from;
+		const char *const *to;
+		size_t nto;
+		const char *type, *field, *cites, *state_field, *value, *what;
+	} steps[] = {
+	    {"unhcr", to_sweden, 1, "case-referral", NULL, NULL, NULL, NULL, "referral"},
+	    {"sweden", to_unhcr, 1, "information-request", "referralId", "referral", NULL, NULL,
+	     "more information, please"},
+	    {"unhcr", to_sweden, 1, "information-response", "requestId", "request", NULL, NULL,
+	     "the answers"},
+	    {"sweden", to_unhcr_iom, 2, "acceptance-decision", "referralId", "referral", "outcome",
+	     "ACCEPTED", "accepted"},
+	    {"iom", to_sweden, 1, "health-assessment", "decisionId", "decision", NULL, NULL,
+	     "fit to travel (one with conditions)"},
+	    {"iom", to_sweden_unhcr, 2, "pre-departure-orientation", "decisionId", "decision", NULL,
+	     NULL, "orientation attended"},
+	    {"iom", to_sweden_unhcr, 2, "travel-confirmation", "decisionId", "decision", "status",
+	     "BOOKED", "BOOKED"},
+	    {"iom", to_sweden_unhcr, 2, "travel-confirmation", "decisionId", "decision", "status",
+	     "DEPARTED", "DEPARTED"},
+	    {"iom", to_sweden_unhcr, 2, "travel-confirmation", "decisionId", "decision", "status",
+	     "ARRIVED", "ARRIVED"},
+	    {"iom", to_sweden, 1, "arrival-handover", "decisionId", "decision", NULL, NULL,
+	     "handed over to reception"},
+	};
+	char referral[37] = "", request[37] = "", decision[37] = "", id[37];
+	json_t *ref = example("case-referral"), *view = NULL;
 	const char *case_id;
 	int rc = TERN_EINVAL;
 
-	if (ref == NULL || dec == NULL || travel == NULL)
+	if (ref == NULL)
 		goto out;
 	case_id = json_string_value(json_object_get(ref, "caseId"));
-	printf("\nCase %s, %lld member(s): referral, acceptance, travel.\n\n", case_id,
+	printf("\nCase %s, %lld member(s), from referral to reception.\n\n", case_id,
 	       (long long)json_array_size(json_object_get(ref, "members")));
-	if ((rc = step(d, "unhcr", to_sweden, 1, "case-referral", ref, "referral", rid)) != TERN_OK)
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		const char *cites = steps[i].cites == NULL                    ? NULL
+		                    : strcmp(steps[i].cites, "referral") == 0 ? referral
+		                    : strcmp(steps[i].cites, "request") == 0  ? request
+		                                                              : decision;
+		json_t *body = body_for(steps[i].type, case_id, steps[i].field, cites,
+		                        steps[i].state_field, steps[i].value);
+		if (body == NULL)
+			goto out;
+		rc = step(d, steps[i].from, steps[i].to, steps[i].nto, steps[i].type, body,
+		          steps[i].what, id);
+		json_decref(body);
+		if (rc != TERN_OK)
+			goto out;
+		if (strcmp(steps[i].type, "case-referral") == 0)
+			memcpy(referral, id, 37);
+		else if (strcmp(steps[i].type, "information-request") == 0)
+			memcpy(request, id, 37);
+		else if (strcmp(steps[i].type, "acceptance-decision") == 0)
+			memcpy(decision, id, 37);
+	}
+	printf("\nCase %s: %zu messages, every one delivered to every recipient with a\n"
+	       "verified signed receipt. The broker routed them without being able to read them.\n"
+	       "\nSweden's view of the case (tern case show):\n\n",
+	       case_id, sizeof(steps) / sizeof(steps[0]));
+	if ((rc = call(d, "sweden", json_pack("{s:s, s:s}", "op", "case.show", "case_id", case_id),
+	               &view)) != TERN_OK)
 		goto out;
-	json_object_set_new(dec, "caseId", json_string(case_id));
-	json_object_set_new(dec, "referralId", json_string(rid));
-	json_object_set_new(dec, "outcome", json_string("ACCEPTED"));
-	if ((rc = step(d, "sweden", to_unhcr_iom, 2, "acceptance-decision", dec, "accepted",
-	               did)) != TERN_OK)
-		goto out;
-	json_object_set_new(travel, "caseId", json_string(case_id));
-	json_object_set_new(travel, "decisionId", json_string(did));
-	json_object_set_new(travel, "status", json_string("BOOKED"));
-	if ((rc = step(d, "iom", to_sweden_unhcr, 2, "travel-confirmation", travel, "BOOKED",
-	               tid)) != TERN_OK)
-		goto out;
-	json_object_set_new(travel, "status", json_string("ARRIVED"));
-	if ((rc = step(d, "iom", to_sweden_unhcr, 2, "travel-confirmation", travel, "ARRIVED",
-	               aid)) != TERN_OK)
-		goto out;
-	printf("\nCase %s: 4 messages, every one delivered to every recipient with a verified\n"
-	       "signed receipt. The broker routed them without being able to read them.\n",
-	       case_id);
+	case_view_print(json_object_get(view, "case"));
 out:
 	json_decref(ref);
-	json_decref(dec);
-	json_decref(travel);
+	json_decref(view);
 	return rc;
 }
 

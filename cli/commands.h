@@ -2,6 +2,8 @@
 #ifndef TERN_COMMANDS_H
 #define TERN_COMMANDS_H
 
+#include <jansson.h>
+
 #include "cli.h"
 
 cli_cmd_fn cmd_example;        /* cmd_example.c */
@@ -22,5 +24,9 @@ cli_cmd_fn cmd_queue;          /* cmd_queues.c */
 cli_cmd_fn cmd_dlq;            /* cmd_queues.c */
 cli_cmd_fn cmd_peers;          /* cmd_queues.c */
 cli_cmd_fn cmd_backup;         /* cmd_backup.c */
+
+/* Prints a case view (the local API's case.show answer's "case") as
+ * `tern case show` does; the demo prints it too. */
+void case_view_print(const json_t *cs);
 
 #endif
