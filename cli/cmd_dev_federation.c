@@ -30,7 +30,7 @@ static const char dev_help[] =
     "  DIR/unhcr/    UNHCR, referrer         (node.conf)\n"
     "  DIR/iom/      IOM, movement           (node.conf)\n"
     "  DIR/sweden/   Sweden Migration Agency, state\n"
-    "  DIR/portugal/ Portugal AIMA, state\n"
+    "  DIR/portugal/ Portugal AIMA, referrer and state (relocation)\n"
     "Each node directory holds node.crt and its private keys (0600). Paths in\n"
     "the config files are relative to the file, so DIR can be moved. DIR and\n"
     "every directory below it are made 0700; the daemons also refuse a\n"
@@ -57,7 +57,7 @@ static const struct dev_node {
     {"unhcr", "unhcr", "UNHCR", "referrer"},
     {"iom", "iom", "IOM", "movement"},
     {"sweden", "sweden", "Sweden Migration Agency", "state"},
-    {"portugal", "portugal", "Portugal AIMA", "state"},
+    {"portugal", "portugal", "Portugal AIMA", "referrer,state"},
 };
 #define NDEV (sizeof(dev_nodes) / sizeof(dev_nodes[0]))
 

@@ -158,6 +158,25 @@ wait_for 20 "the held travel confirmation to be delivered" state_is iom "$early"
 count_is unhcr held 0 || fail "unhcr still holds the released message"
 "$TERN" inbox -c "$(conf unhcr)" list | grep -q "$early" || fail "the released message is not in unhcr's inbox"
 
+say "relocation: portugal (referrer and state) refers to sweden under RELOCATION"
+referral_json REL-1 | sed 's/"programme": "[A-Z_]*"/"programme": "RELOCATION"/' >"$WORK/rel.json"
+grep -q '"programme": "RELOCATION"' "$WORK/rel.json" || fail "the relocation referral has no programme RELOCATION"
+rel=$("$TERN" send -c "$(conf portugal)" --to sweden --wait 20 case-referral "$WORK/rel.json" | awk '{print $1}')
+[[ $rel =~ ^[0-9a-f-]{36}$ ]] || fail "portugal's relocation referral was not delivered"
+decision_json REL-1 "$rel" >"$WORK/rel-d.json"
+reld=$("$TERN" send -c "$(conf sweden)" --to portugal,iom --wait 20 acceptance-decision "$WORK/rel-d.json" | awk '{print $1}')
+[[ $reld =~ ^[0-9a-f-]{36}$ ]] || fail "sweden's decision on the relocation was not delivered"
+travel_json REL-1 "$reld" >"$WORK/rel-t.json"
+relt=$("$TERN" send -c "$(conf iom)" --to sweden,portugal --wait 20 travel-confirmation "$WORK/rel-t.json" | awk '{print $1}')
+[[ $relt =~ ^[0-9a-f-]{36}$ ]] || fail "the relocation's travel confirmation was not delivered"
+"$TERN" case show -c "$(conf portugal)" REL-1 | grep -q "^thread     referral $rel to sweden: booked$" ||
+  fail "portugal's view of the relocation is not booked"
+# sweden (a State only) may not relocate: it is no referrer.
+norole=$("$TERN" send -c "$(conf sweden)" --to portugal case-referral "$WORK/rel.json")
+wait_for 20 "the broker to refuse sweden's referral" state_is sweden "$norole" rejected
+"$TERN" status -c "$(conf sweden)" "$norole" | grep -q "wrong-role" ||
+  fail "sweden's referral was not refused wrong-role"
+
 say "the case view at unhcr, from the CLI and over HTTP"
 "$TERN" case show -c "$(conf unhcr)" WF-2 | tee "$WORK/case-wf2.txt"
 grep -q "^thread     referral $r3 to sweden: arrived$" "$WORK/case-wf2.txt" ||
@@ -172,7 +191,9 @@ python3 - "$WORK/case-wf2.http" "$r3" <<'PY' || fail "GET /v1/cases/WF-2 does no
 import json, sys
 c = json.load(open(sys.argv[1]))["case"]
 t = [t for t in c["threads"] if t["referral_id"] == sys.argv[2]]
-assert t and t[0]["state"] == "arrived" and t[0]["next"] == [], c["threads"]
+assert t and t[0]["state"] == "arrived", c["threads"]
+# After arrival, only IOM's handover to the State's reception may come.
+assert [(n["type"], n["from"]) for n in t[0]["next"]] == [("arrival-handover", "movement")], t[0]["next"]
 assert [e["direction"] for e in c["timeline"]][0] == "sent", c["timeline"]
 PY
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/NO-SUCH-CASE")
