@@ -139,7 +139,8 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s",
 		         json_string_value(json_object_get(v.record, "value")));
-	if (v.unknown_ref && !j->hold_full) {
+	if (v.unknown_ref && !j->hold_full &&
+	    node_held_from(j->held, h->sender) < NODE_HELD_PER_SENDER) {
 		/* It may have been sent before what it cites reached us: held. */
 		d->kind = DIN_HOLD;
 		d->hold_until = tern_now_ms() + j->hold_ms;
@@ -151,8 +152,9 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	}
 	if (v.unknown_ref) {
 		refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE),
-		       "%s, and this node holds %d messages waiting already", v.text,
-		       NODE_HELD_MAX);
+		       "%s, and this node holds as many messages waiting as it may (%d in all, "
+		       "%d from one sender)",
+		       v.text, NODE_HELD_MAX, NODE_HELD_PER_SENDER);
 		tern_wf_verdict_clear(&v);
 		return;
 	}
@@ -179,7 +181,8 @@ void node_judge_of(node *n, node_judge *j)
 	                  .max_msg = (size_t)n->max_msg,
 	                  .skew_ms = n->skew_ms,
 	                  .hold_ms = n->hold_ms,
-	                  .hold_full = node_held_count(n) >= NODE_HELD_MAX};
+	                  .hold_full = node_held_count(n) >= NODE_HELD_MAX,
+	                  .held = n->held};
 }
 
 void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, size_t len,

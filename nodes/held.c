@@ -123,8 +123,9 @@ static int load_one(const char *msgid, json_t *rec, void *arg)
 	node *n = arg;
 
 	json_object_set_new(n->held, msgid,
-	                    json_pack("{s:O, s:O}", "ref", json_object_get(rec, "ref"), "until",
-	                              json_object_get(rec, "until")));
+	                    json_pack("{s:O?, s:O?, s:O?}", "ref", json_object_get(rec, "ref"),
+	                              "until", json_object_get(rec, "until"), "sender",
+	                              json_object_get(rec, "sender")));
 	return 0;
 }
 
@@ -152,6 +153,20 @@ void node_held_free(node *n)
 	n->held = n->held_due = NULL;
 }
 
+size_t node_held_from(const json_t *held, const char *sender)
+{
+	const char *id;
+	json_t *h;
+	size_t k = 0;
+
+	json_object_foreach((json_t *)held, id, h)
+	{
+		const char *s = json_string_value(json_object_get(h, "sender"));
+		k += s && strcmp(s, sender) == 0;
+	}
+	return k;
+}
+
 size_t node_held_count(const node *n)
 {
 	return json_object_size(n->held);
@@ -167,8 +182,9 @@ void node_held_committed(node *n)
 		const struct din *d = &b->dins[i];
 		if (d->kind == DIN_HOLD) {
 			json_object_set_new(n->held, d->msgid,
-			                    json_pack("{s:s, s:I}", "ref", d->ref, "until",
-			                              (json_int_t)d->hold_until));
+			                    json_pack("{s:s, s:I, s:s}", "ref", d->ref, "until",
+			                              (json_int_t)d->hold_until, "sender",
+			                              d->sender));
 			log_info("holding %s %s from %s, case %s, until %s arrives", d->msgid,
 			         d->type, d->sender, d->case_id, d->ref);
 		} else if (d->unhold) {

@@ -244,9 +244,10 @@ typedef struct node_judge {
 	const struct batch *batch;
 	size_t max_msg;
 	int64_t skew_ms;
-	int64_t hold_ms; /* [delivery] hold */
-	int hold_full;   /* no room to hold another: refuse what would be held */
-	int releasing;   /* judging a held delivery again (held.c) */
+	int64_t hold_ms;    /* [delivery] hold */
+	int hold_full;      /* no room to hold another: refuse what would be held */
+	const json_t *held; /* n->held, to count a sender's (NULL: not counted) */
+	int releasing;      /* judging a held delivery again (held.c) */
 } node_judge;
 
 /* tern_wf_lookup over j's batch, then the store in txn (arg: a
@@ -278,6 +279,10 @@ void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t l
 
 /* Most deliveries held at once; past it, what would be held is refused. */
 #define NODE_HELD_MAX 10000
+/* Most held from one sender: one member cannot take all the room. */
+#define NODE_HELD_PER_SENDER 1000
+/* How many of n->held-shaped entries came from sender. */
+size_t node_held_from(const json_t *held, const char *sender);
 /* Reads what the store holds into n->held. */
 int node_held_load(node *n);
 void node_held_free(node *n);

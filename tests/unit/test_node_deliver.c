@@ -424,6 +424,29 @@ static void test_judge_decision(void **state)
 		node_judge_envelope(&j, txn, env, len, &full);
 		mdb_txn_abort(txn);
 		assert_refused(&full, TERN_REASON_UNKNOWN_REFERENCE);
+		/* One sender may not take all the room: sweden, with as many held
+		 * as one sender may have, is refused; another sender's still
+		 * leaves it room. */
+		j.hold_full = 0;
+		j.held = json_object();
+		for (int i = 0; i < NODE_HELD_PER_SENDER; i++) {
+			char k[16];
+			snprintf(k, sizeof(k), "m%d", i);
+			json_object_set_new((json_t *)j.held, k,
+			                    json_pack("{s:s}", "sender", i ? "sweden" : "iom"));
+		}
+		memset(&full, 0, sizeof(full));
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		node_judge_envelope(&j, txn, env, len, &full);
+		mdb_txn_abort(txn);
+		assert_int_equal(full.kind, DIN_HOLD); /* 999 from sweden */
+		json_object_set_new((json_t *)j.held, "m0", json_pack("{s:s}", "sender", "sweden"));
+		memset(&full, 0, sizeof(full));
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		node_judge_envelope(&j, txn, env, len, &full);
+		mdb_txn_abort(txn);
+		assert_refused(&full, TERN_REASON_UNKNOWN_REFERENCE);
+		json_decref((json_t *)j.held);
 	}
 	assert_int_equal(judge(IOM, env, len).kind, DIN_ACCEPT);
 
