@@ -29,8 +29,10 @@ wait_for 20 "the decision to arrive" state_is sweden "$dec" delivered
 trv=$(travel_json GOOD-1 "$dec" | "$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation -)
 wait_for 20 "the travel confirmation to arrive" state_is iom "$trv" delivered
 
-say "a wrong role: unhcr sends an acceptance decision"
-wrong=$(decision_json WRONG-1 "$ref" | "$TERN" send -c "$(conf unhcr)" --to iom acceptance-decision -)
+say "a wrong role: unhcr sends an acceptance decision (on its own referral: its node judges the workflow, the broker the role)"
+wref=$(referral_json WRONG-1 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
+wait_for 20 "the WRONG-1 referral to arrive" state_is unhcr "$wref" delivered
+wrong=$(decision_json WRONG-1 "$wref" | "$TERN" send -c "$(conf unhcr)" --to iom acceptance-decision -)
 wait_for 20 "the wrong-role message to be refused" state_is unhcr "$wrong" rejected
 
 say "travel for a case the State rejected"
@@ -38,7 +40,13 @@ ref2=$(referral_json REJ-1 | "$TERN" send -c "$(conf unhcr)" --to sweden case-re
 wait_for 20 "the second referral to arrive" state_is unhcr "$ref2" delivered
 rej=$(decision_json REJ-1 "$ref2" REJECTED | "$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision -)
 wait_for 20 "the rejection to arrive" state_is sweden "$rej" delivered
-trv2=$(travel_json REJ-1 "$rej" | "$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation -)
+# IOM's own node refuses to send it (decision-not-accepted): put it in its
+# outbox as a compromised or older node would, for the recipients to refuse.
+travel_json REJ-1 "$rej" >"$WORK/trv2.json"
+stop iom
+trv2=$("$BIN/tern-forge" "$(conf iom)" "$WORK/fed/iom" travel-confirmation sweden,unhcr "$WORK/trv2.json")
+start iom
+wait_for 20 "iom to connect again" connected iom
 wait_for 20 "the travel confirmation to be refused" state_is iom "$trv2" rejected
 
 say "peers cosign: sweden's log records unhcr's checkpoints"
