@@ -48,7 +48,15 @@ decision_json "$case_id" "$good" REJECTED >"$WORK/reject.json"
 rejection=$("$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision "$WORK/reject.json")
 wait_for 20 "the rejection to be delivered" state_is sweden "$rejection" delivered
 travel_json "$case_id" "$rejection" >"$WORK/travel.json"
-travel=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/travel.json")
+# IOM's own node refuses to send it (decision-not-accepted): put in its
+# outbox as a compromised or older node would, for the recipients to refuse.
+rc=0; "$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/travel.json" \
+  >"$WORK/travel-send.txt" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] && grep -q "decision-not-accepted" "$WORK/travel-send.txt" ||
+  fail "IOM's node sent travel on a rejected decision (exit $rc)"
+stop iom
+travel=$("$BIN/tern-forge" "$(conf iom)" "$WORK/fed/iom" travel-confirmation sweden,unhcr "$WORK/travel.json")
+start iom
 wait_for 20 "the travel confirmation to be refused" state_is iom "$travel" rejected
 "$TERN" status -c "$(conf iom)" "$travel" | tee "$WORK/travel.txt"
 [[ $(grep -cE '^  (sweden|unhcr) +rejected .*decision-not-accepted' "$WORK/travel.txt") -eq 2 ]] ||
