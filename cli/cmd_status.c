@@ -17,6 +17,9 @@ static void usage(FILE *f)
 	      "  delivered  the recipient's signed receipt was verified\n"
 	      "  rejected   refused by the broker or the recipient (the reason follows)\n"
 	      "  expired    dead-lettered by the broker before delivery\n"
+	      "For a message this node received and holds until the one it cites arrives\n"
+	      "(docs/messages.md, \"Held messages\"): held, the sender, the awaited id and\n"
+	      "the time after which it is refused.\n"
 	      "\n"
 	      "Examples:\n"
 	      "  tern status -c /tmp/fed/unhcr/node.conf 01a2...\n"
@@ -38,6 +41,13 @@ static void print_status(json_t *r)
 	json_t *v;
 
 	printf("message    %s\n", str(r, "message_id"));
+	if (strcmp(str(r, "state"), "held") == 0) {
+		/* Received, held until the message it cites arrives. */
+		nodeapi_time(json_integer_value(json_object_get(r, "until")), when, sizeof(when));
+		printf("state      held (received from %s)\n", str(r, "sender"));
+		printf("awaiting   %s, until %s\n", str(r, "awaiting"), when);
+		return;
+	}
 	printf("type       %s\n", str(r, "type"));
 	printf("case       %s\n", str(r, "case_id"));
 	nodeapi_time(json_integer_value(json_object_get(r, "created_at")), when, sizeof(when));

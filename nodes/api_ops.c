@@ -104,10 +104,24 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 	if (strcmp(op, "status") == 0) {
 		json_t *rc2, *arr = json_array();
 		const char *k;
+		json_t *h = id ? json_object_get(n->held, id) : NULL;
+		if (h != NULL) {
+			/* A delivery this node holds (docs/messages.md, "Held messages"). */
+			json_decref(arr);
+			res = json_pack("{s:b, s:s, s:s, s:s, s:O?, s:O?}", "ok", 1, "message_id",
+			                id, "state", "held", "direction", "received", "sender",
+			                json_object_get(h, "sender"), "awaiting",
+			                json_object_get(h, "ref"));
+			if (res)
+				json_object_set(res, "until", json_object_get(h, "until"));
+			goto out;
+		}
 		if (id == NULL || node_store_sent_get(txn, n->store, id, &rec) != TERN_OK) {
 			json_decref(arr);
-			res = tern_api_error(TERN_ENOENT, "no message %s was sent from this node",
-			                     id ? id : "(none given)");
+			res = tern_api_error(
+			    TERN_ENOENT,
+			    "no message %s was sent from this node, nor is one held here",
+			    id ? id : "(none given)");
 			goto out;
 		}
 		json_object_foreach(json_object_get(rec, "recipients"), k, rc2)

@@ -144,6 +144,9 @@ forge_stopped d4 sweden acceptance-decision unhcr,iom "$WORK/d4.json"
 travel_json WF-3 "$d4" >"$WORK/t4.json"
 early=$("$TERN" send -c "$(conf iom)" --to unhcr travel-confirmation "$WORK/t4.json")
 wait_for 10 "unhcr to hold the early travel confirmation" count_is unhcr held 1
+"$TERN" status -c "$(conf unhcr)" "$early" | tee "$WORK/status-held.txt"
+grep -q "^state      held (received from iom)$" "$WORK/status-held.txt" &&
+  grep -q "^awaiting   $d4, until " "$WORK/status-held.txt" || fail "tern status does not show the held message"
 "$TERN" case show -c "$(conf unhcr)" --json WF-3 >"$WORK/case-wf3.json"
 python3 - "$WORK/case-wf3.json" "$early" "$d4" <<'PY' || fail "the case view does not show the held message"
 import json, sys
