@@ -90,3 +90,59 @@ int tt_file_mode(const char *path)
 		return -1;
 	return (int)(st.st_mode & 07777);
 }
+
+int tt_docs_section(const char *doc, const char *name, int (*describe)(FILE *f),
+                    const char *outfile, char *why, size_t len)
+{
+	const char *src = tt_source_dir(), *b, *e;
+	char path[1024], begin[128], end[128], *want = NULL, *docs = NULL;
+	size_t wl = 0;
+	long dl;
+	FILE *f;
+	int rc = -1;
+
+	if (src == NULL)
+		return 1;
+	snprintf(begin, sizeof(begin), "<!-- BEGIN %s -->\n", name);
+	snprintf(end, sizeof(end), "<!-- END %s -->", name);
+	snprintf(path, sizeof(path), "%s/%s", src, doc);
+	if ((f = open_memstream(&want, &wl)) == NULL || describe(f) != 0) {
+		if (f)
+			fclose(f);
+		snprintf(why, len, "cannot write the %s section", name);
+		goto out;
+	}
+	fclose(f);
+	if ((f = fopen(path, "rb")) == NULL || fseek(f, 0, SEEK_END) != 0 || (dl = ftell(f)) < 0 ||
+	    fseek(f, 0, SEEK_SET) != 0 || (docs = calloc(1, (size_t)dl + 1)) == NULL ||
+	    fread(docs, 1, (size_t)dl, f) != (size_t)dl) {
+		if (f)
+			fclose(f);
+		snprintf(why, len, "cannot read %s", path);
+		goto out;
+	}
+	fclose(f);
+	b = strstr(docs, begin);
+	e = b ? strstr(b, end) : NULL;
+	if (b == NULL || e == NULL) {
+		snprintf(why, len, "%s lacks the %s and %s markers", doc, name, end);
+		goto out;
+	}
+	b += strlen(begin);
+	if ((size_t)(e - b) == wl && memcmp(b, want, wl) == 0) {
+		rc = 0;
+		goto out;
+	}
+	if ((f = fopen(outfile, "w")) != NULL) {
+		fprintf(f, "%s%s%s\n", begin, want, end);
+		fclose(f);
+	}
+	snprintf(why, len,
+	         "%s's %s section differs from what the code writes; the expected one is in %s "
+	         "in the test's directory",
+	         doc, name, outfile);
+out:
+	free(docs);
+	free(want);
+	return rc;
+}

@@ -5,6 +5,7 @@
 #define TERN_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 /* Creates a fresh private directory /tmp/tern-<name>-XXXXXX and writes its
  * path into buf (len bytes). Fixed under /tmp rather than $TMPDIR so that
@@ -31,5 +32,14 @@ int tt_write_file(const char *path, const void *data, size_t len, unsigned mode)
 
 /* The permission bits (mode & 07777) of path, or -1 if it cannot be stat'ed. */
 int tt_file_mode(const char *path);
+
+/* A generated section of a doc: doc (relative to the source tree) holds,
+ * between "<!-- BEGIN name -->" and "<!-- END name -->" lines, exactly what
+ * describe writes. Returns 0 when it does; 1 when the source tree is not
+ * known (the caller skips); -1 with why filled when it does not, having
+ * written the expected section, markers included, to outfile in the current
+ * directory for a maintainer to paste. */
+int tt_docs_section(const char *doc, const char *name, int (*describe)(FILE *f),
+                    const char *outfile, char *why, size_t len);
 
 #endif
