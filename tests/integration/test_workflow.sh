@@ -172,7 +172,8 @@ python3 - "$WORK/case-wf2.http" "$r3" <<'PY' || fail "GET /v1/cases/WF-2 does no
 import json, sys
 c = json.load(open(sys.argv[1]))["case"]
 t = [t for t in c["threads"] if t["referral_id"] == sys.argv[2]]
-assert t and t[0]["state"] == "arrived" and t[0]["next"] == [], c["threads"]
+# arrived: only IOM's reception handover may follow (docs/messages.md)
+assert t and t[0]["state"] == "arrived" and [(n["type"], n["from"], n["moves_to"]) for n in t[0]["next"]] == [("arrival-handover", "movement", "handed-over")], c["threads"]
 assert [e["direction"] for e in c["timeline"]][0] == "sent", c["timeline"]
 PY
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/NO-SUCH-CASE")
