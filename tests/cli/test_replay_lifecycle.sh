@@ -59,6 +59,8 @@
 #   and the wrong-role message moves nothing. One more where the broker
 #   refused the wrong-role decision (its REJECTED joins the same finding).
 # (c) a travel citing a decision a later decision replaced: superseded.
+# (d) the accepting-decision rule for every type the table gives it, and a
+#   cited message of the wrong type (see the variants).
 set -euo pipefail
 
 : "${TERN:?set TERN to the tern binary}"
@@ -126,6 +128,9 @@ step() {
 	x-td) msg sweden unhcr travel-confirmation "$p-x" "$C" DEPARTED "$dec" ;;
 	x-ta) msg portugal sweden,unhcr travel-confirmation "$p-x" "$C" ARRIVED "$dec" ;;
 	x-ah) msg unhcr sweden arrival-handover "$p-x" "$C" - "$dec" ;;
+	# a rejection, and a priority change cited as if it were a decision
+	d-rej) msg sweden unhcr,iom acceptance-decision "$id" "$C" REJECTED "$p-r" ;;
+	cu) msg unhcr sweden,iom case-update "$id" "$C" PRIORITY_CHANGED "$p-r" ;;
 	xb-d) refused unhcr iom acceptance-decision "$p-x" "$C" ACCEPTED "$p-r" ;;
 	dec=*) dec="$p-${1#dec=}" ;;
 	*) fail "no step $1" ;;
@@ -168,6 +173,12 @@ variants=(
 	"ROLE-D-BROKER wb-d|r ir is xb-d d h o tb td ta ah|wrong-role:wb-d-x"
 	# (c) a booking citing the decision a second one replaced
 	"STALE-TB st|r ir is d h o d:d2 tb dec=d2 tb:tb2 td ta ah|superseded:st-tb"
+	# (d) what may follow only an accepting decision, from the table: a
+	# health assessment after a rejection is an illegal transition (like
+	# travel), and citing a case update as the decision is unknown-decision
+	# alone (the update's PRIORITY_CHANGED is no decision's outcome)
+	"NOT-ACCEPTED-H na|r ir is d-rej:d h|illegal-transition:na-h"
+	"WRONG-TYPE-TB wt|r ir is d h o cu dec=cu tb:tbx dec=d tb td ta ah|unknown-decision:wt-tbx"
 )
 for v in "${variants[@]}"; do
 	IFS='|' read -r head steps _ <<<"$v"
