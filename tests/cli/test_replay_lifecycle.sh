@@ -239,6 +239,8 @@ for k in [("unknown-referral", "or-r-ir0"), ("unknown-decision", "or-h-h")]:
         print(k, f[k]["text"]); ok = False
 if "may not follow while referral or-td-r is arrived" not in f[("wrong-state", "or-td-td")]["text"]:
     print(f[("wrong-state", "or-td-td")]["text"]); ok = False
+if not f[("wrong-state", "or-is-is")]["text"].endswith(": an information-response may not follow while referral or-is-r is accepted"):
+    print(f[("wrong-state", "or-is-is")]["text"]); ok = False
 if "superseded by st-d2" not in f[("superseded", "st-tb")]["text"]:
     print(f[("superseded", "st-tb")]["text"]); ok = False
 logs = {e["log"] for e in f[("wrong-role", "wb-d-x")]["evidence"]}
