@@ -423,7 +423,10 @@ static void check_message(struct replay *r, const struct ev *const *g, size_t n)
 	}
 }
 
-/* Referral, then a State's decision, then travel only if it accepted. */
+/* What a type may cite only with a given value (docs/messages.md: travel,
+ * health, orientation and the handover follow an accepting decision), from
+ * the table: a message citing one whose recorded value differs, or refused by
+ * a recipient for it (decision-not-accepted), is an illegal transition. */
 static void check_workflow(struct replay *r)
 {
 	for (size_t i = 0; i < r->nbymsg;) {
@@ -432,39 +435,46 @@ static void check_workflow(struct replay *r)
 		while (j < r->nbymsg &&
 		       strcmp(r->bymsg[j]->e->message_id, r->bymsg[i]->e->message_id) == 0)
 			j++;
-		if (strcmp(type_of(g, j - i), "travel-confirmation") == 0) {
+		const tern_msgtype *t = tern_msgtype_by_name(type_of(g, j - i));
+		const tern_msgtype *rt =
+		    t && t->ref_value ? tern_msgtype_by_type(t->ref_type) : NULL;
+		if (rt) {
 			const char *ref = "";
 			for (size_t q = 0; q < j - i && !ref[0]; q++)
 				ref = g[q]->e->ref;
-			/* The decision it follows, as any log recorded it. */
+			/* The message it cites, as any log recorded it: of the type it
+			 * must cite (another is the workflow's unknown-* finding). */
 			const struct ev *d = NULL;
 			size_t dn = 0;
 			struct ev *const *dg = ref[0] ? group_find(r, ref, &dn) : NULL;
+			if (dn && strcmp(type_of((const struct ev *const *)dg, dn), rt->name) != 0)
+				dn = 0;
 			for (size_t q = 0; q < dn && d == NULL; q++)
 				if (dg[q]->e->outcome[0] &&
 				    (dg[q]->e->kind == K(SENT) || dg[q]->e->kind == K(RECEIVED)))
 					d = dg[q];
 			for (size_t q = 0; q < j - i; q++) {
 				const struct ev *v = g[q];
-				int bad = (d && strcmp(d->e->outcome, "ACCEPTED") != 0 &&
-				           (v->e->kind == K(SENT) || v->e->kind == K(RECEIVED))) ||
-				          (v->e->kind == K(REJECTED) &&
-				           strcmp(v->e->reason, "decision-not-accepted") == 0);
+				int bad =
+				    (d && strcmp(d->e->outcome, t->ref_value) != 0 &&
+				     (v->e->kind == K(SENT) || v->e->kind == K(RECEIVED))) ||
+				    (v->e->kind == K(REJECTED) &&
+				     strcmp(v->e->reason,
+				            tern_reason_code(TERN_REASON_DECISION_NOT_ACCEPTED)) ==
+				         0);
 				if (!bad)
 					continue;
 				if (d) {
 					const struct ev *p[2] = {v, d};
-					find(
-					    r, "illegal-transition", p, 2,
-					    "travel-confirmation %s for case %s, whose decision %s "
-					    "was %s",
-					    v->e->message_id, v->case_id, ref, d->e->outcome);
+					find(r, "illegal-transition", p, 2,
+					     "%s %s for case %s, whose %s %s was %s (not %s)",
+					     t->name, v->e->message_id, v->case_id, rt->name, ref,
+					     d->e->outcome, t->ref_value);
 				} else {
 					find(r, "illegal-transition", &v, 1,
-					     "travel-confirmation %s for case %s, refused by %s: "
-					     "its "
-					     "decision did not accept the case",
-					     v->e->message_id, v->case_id, owner(v));
+					     "%s %s for case %s, refused by %s: its %s is not %s",
+					     t->name, v->e->message_id, v->case_id, owner(v),
+					     rt->name, t->ref_value);
 				}
 			}
 		}
@@ -638,12 +648,23 @@ static void judge_one(struct replay *r, const struct wmsg *w, json_t *held)
 			size_t dn = 0;
 			nevd = evidence_of(r, w, w->ref, evd, 64);
 			if (v.unknown_ref) {
-				/* the auditor holds every archive: no one held it */
-				(void)group_find(r, w->ref, &dn);
+				/* the auditor holds every archive: no one held it when
+				 * this was sent, because it came only later, or the
+				 * workflow refused it, or it never was */
+				struct ev *const *dg = group_find(r, w->ref, &dn);
+				int64_t at = INT64_MAX;
+				for (size_t q = 0; q < dn; q++)
+					if (dg[q]->e->kind == K(SENT) && dg[q]->e->at < at)
+						at = dg[q]->e->at;
+				for (size_t q = 0; q < dn && at == INT64_MAX; q++)
+					if (dg[q]->e->at < at)
+						at = dg[q]->e->at;
 				find(r, code, evd, nevd, "%s %s from %s in case %s cites %s, %s",
 				     w->t->name, msgid, w->sender, case_id, w->ref,
-				     dn ? "which the workflow refused (it moves nothing)"
-				        : "which no archive holds");
+				     dn == 0 ? "which no archive holds"
+				     : at > w->at
+				         ? "which was sent only after it"
+				         : "which the workflow refused (it moves nothing)");
 			} else {
 				find(r, code, evd, nevd, "%s %s from %s in case %s: %s", w->t->name,
 				     msgid, w->sender, case_id, v.text);

@@ -202,6 +202,12 @@ static int check_member(const char *id, const char *where, void *arg)
 
 /* --- judging ------------------------------------------------------------------ */
 
+/* The article before a type name in a text: "an acceptance-decision". */
+static const char *a_or_an(const char *name)
+{
+	return name[0] && strchr("aeiou", name[0]) ? "an" : "a";
+}
+
 static const char *rs(const json_t *rec, const char *key)
 {
 	const char *s = json_string_value(json_object_get(rec, key));
@@ -278,8 +284,9 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 	} else if (tern_case_state_parse(rs(rootrec, "state"), &from) != TERN_OK) {
 		return 1; /* a record from before the workflow: nothing to check against */
 	} else if ((x = find_move(t, value, from)) == NULL) {
-		deny(v, TERN_REASON_WRONG_STATE, "a %s%s%s may not follow while referral %s is %s",
-		     t->name, vname[0] ? " " : "", vname, root, tern_case_state_name(from));
+		deny(v, TERN_REASON_WRONG_STATE, "%s %s%s%s may not follow while referral %s is %s",
+		     a_or_an(t->name), t->name, vname[0] ? " " : "", vname, root,
+		     tern_case_state_name(from));
 		return 0;
 	}
 	if ((v->root_record = json_deep_copy(rootrec)) == NULL)
@@ -401,7 +408,8 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 	if (rc != TERN_OK)
 		goto out;
 	if (strcmp(rs(ref, "type"), tern_msgtype_by_type(t->ref_type)->name) != 0) {
-		deny(v, unknown_reason(t->ref_type), "%s %s is not a %s", t->ref_field, refid,
+		deny(v, unknown_reason(t->ref_type), "%s %s is not %s %s", t->ref_field, refid,
+		     a_or_an(tern_msgtype_by_type(t->ref_type)->name),
 		     tern_msgtype_by_type(t->ref_type)->name);
 		goto out;
 	}

@@ -1,5 +1,5 @@
-/* tern-audit-append NODECONF < ENTRIES: appends audit entries to a STOPPED
- * node's log and signs a checkpoint over them, so that a test builds the
+/* tern-audit-append CONF < ENTRIES: appends audit entries to a STOPPED
+ * node's or broker's log and signs a checkpoint over them, so that a test builds the
  * archives `tern audit export` writes without running a federation (replay's
  * workflow findings: tests/cli/test_replay_workflow.sh). One entry a line:
  *   KIND PEER TYPE MSGID CASE OUTCOME REF AT_MS [REASON]
@@ -82,26 +82,39 @@ int main(int argc, char **argv)
 	tern_trust *trust = NULL;
 	tern_directory *dir = NULL;
 	char origin[160];
+	const char *sect = "node";
 	struct lines l;
 	int rc;
 
 	if (argc != 2) {
-		fprintf(stderr, "usage: tern-audit-append NODECONF < ENTRIES\n");
+		fprintf(stderr, "usage: tern-audit-append NODE-OR-BROKER-CONF < ENTRIES\n");
 		return 2;
 	}
-	if (tern_config_load(argv[1], TERN_CONFIG_NODE, &cfg) != TERN_OK ||
-	    tern_signkey_load(tern_config_get(cfg, "keys", "signing_key"), &key) != TERN_OK ||
+	if (tern_config_load(argv[1], TERN_CONFIG_NODE, &cfg) != TERN_OK) {
+		/* a broker's configuration: its log is the same, under [broker] */
+		tern_config_free(&cfg);
+		sect = "broker";
+		if (tern_config_load(argv[1], TERN_CONFIG_BROKER, &cfg) != TERN_OK) {
+			fprintf(stderr,
+			        "tern-audit-append: %s is neither a node nor a broker "
+			        "configuration\n",
+			        argv[1]);
+			tern_config_free(&cfg);
+			return 1;
+		}
+	}
+	if (tern_signkey_load(tern_config_get(cfg, "keys", "signing_key"), &key) != TERN_OK ||
 	    tern_trust_load(tern_config_get(cfg, "federation", "ca"),
 	                    tern_config_get(cfg, "federation", "crl"), &trust) != TERN_OK ||
 	    tern_directory_load(tern_config_get(cfg, "federation", "directory"), trust, 0, &dir) !=
 	        TERN_OK ||
-	    tern_store_open(tern_config_get(cfg, "node", "data_dir"), dbnames, 0, 0, &st) !=
+	    tern_store_open(tern_config_get(cfg, sect, "data_dir"), dbnames, 0, 0, &st) !=
 	        TERN_OK) {
 		fprintf(stderr, "tern-audit-append: %s\n", tern_errdetail());
 		return 1;
 	}
 	snprintf(origin, sizeof(origin), "tern/%s/%s", tern_directory_federation(dir),
-	         tern_config_get(cfg, "node", "id"));
+	         tern_config_get(cfg, sect, "id"));
 	tern_audit_dbs_at(st, 0, &l.d);
 	l.origin = origin;
 	l.key = key;
