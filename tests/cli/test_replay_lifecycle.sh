@@ -4,8 +4,8 @@
 # findings; the same flow with each step out of order or from the wrong role
 # yields exactly one finding naming the rule").
 #
-# No daemon runs: the archives of unhcr (referrer), sweden and portugal
-# (states), iom (movement) and the broker (hub) are built with
+# No daemon runs: the archives of unhcr (referrer), sweden (state), portugal
+# (referrer and state), iom (movement) and the broker (hub) are built with
 # tern-audit-append as the nodes and the broker record a delivery (SENT at the
 # sender, RELAYED at the broker, RECEIVED and a receipt at each recipient, the
 # receipt at the sender), then `tern audit export` writes them. Each variant is
@@ -118,9 +118,9 @@ step() {
 	ah) msg iom sweden arrival-handover "$id" "$C" - "$dec" ;;
 	# the wrong role: a State refers, IOM asks, a State answers, the
 	# referrer decides, and the referrer or a State does IOM's part
-	x-r) msg portugal sweden case-referral "$p-x" "$C" ;;
+	x-r) msg iom sweden case-referral "$p-x" "$C" ;;
 	x-ir) msg iom unhcr information-request "$p-x" "$C" - "$p-r" ;;
-	x-is) msg portugal sweden information-response "$p-x" "$C" - "$p-ir" ;;
+	x-is) msg iom sweden information-response "$p-x" "$C" - "$p-ir" ;;
 	x-d) msg unhcr iom acceptance-decision "$p-x" "$C" ACCEPTED "$p-r" ;;
 	x-h) msg unhcr sweden health-assessment "$p-x" "$C" - "$dec" ;;
 	x-o) msg sweden unhcr pre-departure-orientation "$p-x" "$C" - "$dec" ;;
