@@ -64,6 +64,17 @@ msg iom sweden,unhcr travel-confirmation e-t3 CASE-E DEPARTED e-d
 msg unhcr portugal case-referral f-r CASE-F
 msg sweden unhcr,iom acceptance-decision f-d CASE-F ACCEPTED f-r
 msg iom sweden,unhcr travel-confirmation f-t CASE-F BOOKED f-d
+# A referral from unhcr to itself, delivered (as before the table).
+msg unhcr unhcr case-referral g-r CASE-G
+# A decision naming a person who is not in the referral. Audit logs never
+# hold person ids (personal data), so replay cannot see this in a delivery;
+# it sees the recipient's refusal, as a node now records it.
+msg unhcr sweden case-referral h-r CASE-H
+t=$((t + 1000))
+echo "SENT unhcr acceptance-decision h-d CASE-H ACCEPTED h-r $t" >>"$work/sweden.in"
+echo "REJECTED sweden acceptance-decision h-d CASE-H ACCEPTED h-r $((t + 10)) unknown-member" >>"$work/unhcr.in"
+echo "RECEIPT_SENT sweden receipt rc-h-d - rejected h-d $((t + 20)) unknown-member" >>"$work/unhcr.in"
+echo "RECEIPT_RECEIVED unhcr acceptance-decision h-d CASE-H rejected - $((t + 30)) unknown-member" >>"$work/sweden.in"
 
 archives=()
 for n in "${nodes[@]}"; do
@@ -103,6 +114,8 @@ expect CASE-C superseded:c-t
 expect CASE-D wrong-recipient-role:d-r
 expect CASE-E wrong-state:e-t3
 expect CASE-F reference-not-shared:f-d unknown-decision:f-t
+expect CASE-G wrong-recipient-role:g-r
+expect CASE-H unknown-member:h-d
 python3 -c 'import json,sys; sys.exit(0 if all(f["case_id"] for f in json.load(open(sys.argv[1]))["findings"]) else 1)' "$work/all.json" ||
 	{ cat "$work/all.json"; fail "a finding outside the cases (integrity?)"; }
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The case workflow at every hop (docs/messages.md, "The workflow"), through
-# real processes, for each case a review found delivered before the table:
+# real processes, for each case a review found delivered before the table
+# (and blank required text and second 60 refused as invalid):
 #   - referrals to IOM (movement) and from unhcr to itself: the sending node
 #     refuses at once; forged into the outbox, the broker refuses them
 #     (wrong-recipient-role);
@@ -67,6 +68,17 @@ wait_for 20 "the forged referral to unhcr to be refused" state_is unhcr "$to_sel
   fail "the broker's refusal of a referral to IOM does not say wrong-recipient-role"
 "$TERN" status -c "$(conf unhcr)" "$to_self" | grep -q "wrong-recipient-role" ||
   fail "the broker's refusal of a referral to unhcr does not say wrong-recipient-role"
+
+say "blank text where text is required, and a time that cannot be, are invalid"
+decision_json WF-0 "01a00000-0000-7000-8000-000000000001" REJECTED |
+  sed 's/"reasons": "[^"]*"/"reasons": "   "/' >"$WORK/blank.json"
+send_refused sweden invalid-body --to unhcr,iom acceptance-decision "$WORK/blank.json"
+travel_json WF-0 "01a00000-0000-7000-8000-000000000001" |
+  python3 -c 'import json,sys,re
+b = json.load(sys.stdin); l = b["legs"][0]
+l["departsAt"] = re.sub(r"T(\d\d):(\d\d):\d\d", r"T\1:\2:60", l["departsAt"]); print(json.dumps(b))' >"$WORK/sec60.json"
+grep -q ':60' "$WORK/sec60.json" || fail "the test's departure time has no second 60"
+send_refused iom invalid-body --to sweden,unhcr travel-confirmation "$WORK/sec60.json"
 
 say "referrals: R1 to sweden, R2 to portugal"
 r1=$("$TERN" send -c "$(conf unhcr)" --to sweden --wait 20 case-referral "$WORK/r.json" | awk '{print $1}')
