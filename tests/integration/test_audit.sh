@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
-# After a demo run, every node's and the broker's audit archive verifies
-# clean and replays to the case's timeline with no finding; any single byte changed in an archive is detected; a deleted,
+# After a demo run (the whole lifecycle of a case), the five agencies'
+# archives (unhcr, sweden, iom, portugal, the broker) verify clean and replay
+# to the case's timeline with no finding; any single byte changed in an archive is detected; a deleted,
 # inserted or reordered entry is detected.
 source "$(dirname "$0")/lib.sh"
 
 "$TERN" demo --keep "$WORK/demo" >/dev/null
 fed="$WORK/demo/fed"
-for n in unhcr sweden iom broker; do
+for n in unhcr sweden iom portugal broker; do
   c="$fed/$n/node.conf"; [[ $n == broker ]] && c="$fed/broker/broker.conf"
   "$TERN" audit export -c "$c" --out "$WORK/$n.tern-audit" >/dev/null
 done
-"$TERN" audit verify "$WORK"/{unhcr,sweden,iom,broker}.tern-audit 2>"$WORK/verify.log" ||
+"$TERN" audit verify "$WORK"/{unhcr,sweden,iom,portugal,broker}.tern-audit 2>"$WORK/verify.log" ||
   { cat "$WORK/verify.log"; fail "clean archives do not verify"; }
-[[ $(grep -c ": ok:" "$WORK/verify.log") -eq 4 ]] || fail "not all four archives verified"
+[[ $(grep -c ": ok:" "$WORK/verify.log") -eq 5 ]] || fail "not all five archives verified"
 
 say "replay shows the demo case's full timeline, with no finding"
-"$TERN" audit replay "$WORK"/{unhcr,sweden,iom,broker}.tern-audit >"$WORK/replay.txt" ||
+"$TERN" audit replay "$WORK"/{unhcr,sweden,iom,portugal,broker}.tern-audit >"$WORK/replay.txt" ||
   { cat "$WORK/replay.txt"; fail "replay of the demo has findings"; }
 [[ $(grep -c "^case " "$WORK/replay.txt") -eq 1 ]] || { cat "$WORK/replay.txt"; fail "not one case"; }
-for t in case-referral acceptance-decision travel-confirmation; do
+for t in case-referral information-request information-response acceptance-decision \
+  health-assessment pre-departure-orientation travel-confirmation arrival-handover; do
   for k in SENT RELAYED RECEIVED; do
     grep -qE " $k +$t " "$WORK/replay.txt" || { cat "$WORK/replay.txt"; fail "no $k of the $t"; }
   done
