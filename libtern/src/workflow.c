@@ -382,16 +382,39 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 		 * thread is traced from here (a stub under the start's id), so that
 		 * this party judges what cites the messages it does hold. */
 		if (rt->ref_field == NULL && rt->transitions) {
-			if (rootrec == NULL &&
-			    (rootrec = json_pack("{s:b, s:s}", "stub", 1, "case_id", m->case_id)) ==
-			        NULL) {
-				rc = TERN_ENOMEM;
-				goto out;
+			if (rootrec == NULL) {
+				/* The parties of the message that starts the trace: only
+				 * they move it after (a State the referral never went to
+				 * cannot decide on it here). */
+				json_t *parties = json_array();
+				json_array_append_new(parties, json_string(m->sender));
+				for (size_t i = 0; i < m->nto; i++)
+					json_array_append_new(parties, json_string(m->to[i]));
+				if ((rootrec = json_pack("{s:b, s:s, s:o}", "stub", 1, "case_id",
+				                         m->case_id, "parties", parties)) == NULL) {
+					rc = TERN_ENOMEM;
+					goto out;
+				}
 			}
 			if (strcmp(rs(rootrec, "case_id"), m->case_id) != 0) {
 				deny(v, TERN_REASON_CASE_MISMATCH, "%s %s is for another case",
 				     rt->name, refid);
 				goto out;
+			}
+			if (json_is_array(json_object_get(rootrec, "parties"))) {
+				size_t i;
+				json_t *p;
+				int party = 0;
+				json_array_foreach(json_object_get(rootrec, "parties"), i, p)
+				    party |= json_is_string(p) &&
+				             strcmp(json_string_value(p), m->sender) == 0;
+				if (!party) {
+					deny(v, TERN_REASON_REFERENCE_NOT_SHARED,
+					     "%s %s was neither sent to nor by %s, as far as this node "
+					     "has seen",
+					     rt->name, refid, m->sender);
+					goto out;
+				}
 			}
 			json_object_set_new(v->record, "root", json_string(refid));
 			(void)move_thread(m, value, vname, refid, rootrec, v);

@@ -369,6 +369,44 @@ static void test_a_party_without_the_referral(void **state)
 	json_decref(h);
 }
 
+/* Attack (issue 15 review): IOM traces a thread it never saw start (a stub
+ * under the referral's id). Before, any State could move that trace: portugal,
+ * to which R1 was never referred, "rejects" R1 at IOM, after which IOM's own
+ * node refuses to book travel on sweden's acceptance (superseded by
+ * portugal's decision). The trace now remembers the parties of the message
+ * that started it; a sender outside them is refused reference-not-shared. */
+static void test_a_stranger_moves_the_stub(void **state)
+{
+	json_t *h = json_object();
+	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
+	static const char *const to[] = {"sweden", "unhcr"};
+	tern_wf_msg m = {.msgid = T1,
+	                 .type = tern_msgtype_by_name("travel-confirmation"),
+	                 .sender = "iom",
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+
+	(void)state;
+	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
+	                        (struct dec){D1, "sweden", R1, ACC, "P1"}, NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
+	                        (struct dec){D2, "portugal", R1, REJ, NULL}, NULL),
+	                 TERN_REASON_REFERENCE_NOT_SHARED);
+	assert_string_equal(state_of(h, R1), "accepted");
+	b.case_id = CASE;
+	b.decision_id = D1;
+	b.status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED;
+	assert_int_equal(tern_workflow_judge(&m, "iom", TERN_ROLE_MOVEMENT, 1, lookup, h, &v),
+	                 TERN_OK);
+	assert_int_equal(v.reason, TERN_REASON_NONE);
+	tern_wf_verdict_clear(&v);
+	json_decref(h);
+}
+
 static void test_recipient_roles(void **state)
 {
 	(void)state;
@@ -786,6 +824,7 @@ int main(void)
 	    cmocka_unit_test(test_travel_moves),
 	    cmocka_unit_test(test_sender_and_old_records),
 	    cmocka_unit_test(test_a_party_without_the_referral),
+	    cmocka_unit_test(test_a_stranger_moves_the_stub),
 	    cmocka_unit_test(test_recipient_roles),
 	    cmocka_unit_test(test_information_request_and_response),
 	    cmocka_unit_test(test_case_update_members),
