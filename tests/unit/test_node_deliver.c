@@ -911,6 +911,49 @@ static void test_held_until_the_reference_comes(void **state)
 	node_free(n);
 }
 
+/* Attack (issue 15 review): the node stops (kill -9) after the commit that
+ * keeps the cited message but before the tick that releases what waited for
+ * it. The set of held messages that are due lived in memory only: after the
+ * restart the held message waited the whole [delivery] hold (a day by
+ * default) though what it cites was there. A start re-judges what is held. */
+static void test_held_released_after_a_crash(void **state)
+{
+	static const char *const to_unhcr[] = {"unhcr"};
+	char ref[37], dec[37], t1[37];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+
+	(void)state;
+	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
+	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	tenv = message(IOM, to_unhcr, 1, "travel-confirmation", &tlen, t1, "decisionId", dec, NULL,
+	               NULL);
+	deliver(n, 1, tenv, tlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	node_free(n); /* killed before its next tick */
+	n = node_as(UNHCR);
+	assert_int_equal(node_held_count(n), 1);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_true(n->batch.dins[0].unhold);
+	assert_int_equal(n->batch.nouts, 1); /* its receipt, once */
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 0);
+	free(denv);
+	free(tenv);
+	node_free(n);
+}
+
 static void test_receipts_and_notices(void **state)
 {
 	char id[37], rid[37];
@@ -1059,6 +1102,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_judge_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
 	    cmocka_unit_test(test_result_deferral),
