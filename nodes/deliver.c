@@ -98,6 +98,23 @@ static void refuse(struct din *d, const char *code, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Whether one more delivery from sender may be held: what earlier commits
+ * hold and what this batch holds count alike. A held message judged again
+ * (j->releasing) is counted already: it keeps its place. */
+static int hold_room(const node_judge *j, const char *sender)
+{
+	size_t all = json_object_size(j->held), from = node_held_from(j->held, sender);
+
+	if (j->releasing)
+		return 1;
+	for (size_t i = 0; j->batch && i < j->batch->ndins; i++)
+		if (j->batch->dins[i].kind == DIN_HOLD) {
+			all++;
+			from += strcmp(j->batch->dins[i].sender, sender) == 0;
+		}
+	return !j->hold_full && all < NODE_HELD_MAX && from < NODE_HELD_PER_SENDER;
+}
+
 /* The recipient's checks (docs/protocol.md) on an opened business message:
  * its rules, then the workflow's against what this node holds of the case. */
 static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *env,
@@ -139,8 +156,7 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s",
 		         json_string_value(json_object_get(v.record, "value")));
-	if (v.unknown_ref && !j->hold_full &&
-	    node_held_from(j->held, h->sender) < NODE_HELD_PER_SENDER) {
+	if (v.unknown_ref && hold_room(j, h->sender)) {
 		/* It may have been sent before what it cites reached us: held. */
 		d->kind = DIN_HOLD;
 		d->hold_until = tern_now_ms() + j->hold_ms;

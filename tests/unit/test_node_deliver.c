@@ -954,6 +954,44 @@ static void test_held_released_after_a_crash(void **state)
 	node_free(n);
 }
 
+/* Attack (issue 15 review): the per-sender cap on held messages counted only
+ * what earlier commits held, so one batch (up to [delivery] credit
+ * deliveries, 256 by default, 65,536 at most) from one sender could hold past
+ * it. And a node that starts with a sender at its cap must not refuse that
+ * sender's held messages when it judges them again (they are counted
+ * already). */
+static void test_held_cap_within_a_batch(void **state)
+{
+	static const char *const to_unhcr[] = {"unhcr"};
+	char id[37], never[37];
+	size_t len, holds = 0, refusals = 0;
+	uint8_t *env;
+	node *n = node_as(UNHCR);
+
+	(void)state;
+	for (size_t i = 0; i < NODE_HELD_PER_SENDER + 1; i++) {
+		assert_int_equal(tern_uuid_v7(never), TERN_OK);
+		env = message(IOM, to_unhcr, 1, "travel-confirmation", &len, id, "decisionId", never,
+		              NULL, NULL);
+		deliver(n, i + 1, env, len);
+		free(env);
+	}
+	for (size_t i = 0; i < n->batch.ndins; i++) {
+		holds += n->batch.dins[i].kind == DIN_HOLD;
+		refusals += n->batch.dins[i].kind == DIN_REFUSE;
+	}
+	assert_int_equal(holds, NODE_HELD_PER_SENDER);
+	assert_int_equal(refusals, 1);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), NODE_HELD_PER_SENDER);
+	node_free(n); /* and started again */
+	n = node_as(UNHCR);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 0); /* still held, none refused */
+	assert_int_equal(node_held_count(n), NODE_HELD_PER_SENDER);
+	node_free(n);
+}
+
 static void test_receipts_and_notices(void **state)
 {
 	char id[37], rid[37];
@@ -1103,6 +1141,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
 	    cmocka_unit_test(test_result_deferral),
