@@ -90,7 +90,8 @@ static void print_timeline(const json_t *c)
 		} else {
 			nodeapi_time(json_integer_value(json_object_get(e, "until")), when,
 			             sizeof(when));
-			printf("  waits for %s until %s", str(e, "awaiting"), when);
+			printf("  from %s: waits for %s until %s", str(e, "sender"),
+			       str(e, "awaiting"), when);
 		}
 		putchar('\n');
 	}

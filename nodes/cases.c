@@ -165,8 +165,10 @@ static json_t *event_json(node *n, MDB_txn *txn, const char *msgid, char kind)
 		e = json_pack("{s:s, s:s, s:s, s:I}", "direction", "held", "message_id", msgid,
 		              "awaiting", str(h, "ref"), "until",
 		              json_integer_value(json_object_get(h, "until")));
-		if (ref)
-			json_object_set_new(e, "type", json_string(str(ref, "type")));
+		/* A held message has no record yet: its type and sender are the
+		 * held table's. */
+		json_object_set_new(e, "type", json_string(str(h, "type")));
+		json_object_set_new(e, "sender", json_string(str(h, "sender")));
 	}
 	if (e && ref) {
 		if (str(ref, "value")[0])

@@ -123,9 +123,10 @@ static int load_one(const char *msgid, json_t *rec, void *arg)
 	node *n = arg;
 
 	json_object_set_new(n->held, msgid,
-	                    json_pack("{s:O?, s:O?, s:O?}", "ref", json_object_get(rec, "ref"),
+	                    json_pack("{s:O?, s:O?, s:O?, s:O?}", "ref", json_object_get(rec, "ref"),
 	                              "until", json_object_get(rec, "until"), "sender",
-	                              json_object_get(rec, "sender")));
+	                              json_object_get(rec, "sender"), "type",
+	                              json_object_get(rec, "type")));
 	/* Judged again at the first tick: what it cites may have been kept by
 	 * the last commit before a stop, whose due list lived in memory only. */
 	json_array_append_new(n->held_due, json_string(msgid));
@@ -185,9 +186,9 @@ void node_held_committed(node *n)
 		const struct din *d = &b->dins[i];
 		if (d->kind == DIN_HOLD) {
 			json_object_set_new(n->held, d->msgid,
-			                    json_pack("{s:s, s:I, s:s}", "ref", d->ref, "until",
+			                    json_pack("{s:s, s:I, s:s, s:s}", "ref", d->ref, "until",
 			                              (json_int_t)d->hold_until, "sender",
-			                              d->sender));
+			                              d->sender, "type", d->type));
 			log_info("holding %s %s from %s, case %s, until %s arrives", d->msgid,
 			         d->type, d->sender, d->case_id, d->ref);
 		} else if (d->unhold) {

@@ -150,6 +150,8 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 held = c["held"]
 assert len(held) == 1 and held[0]["message_id"] == sys.argv[2] and held[0]["awaiting"] == sys.argv[3], held
+# what is held, and from whom (a held message has no record of its own yet)
+assert held[0].get("type") == "travel-confirmation" and held[0].get("sender") == "iom", held
 PY
 state_is iom "$early" delivered && fail "the early travel confirmation was judged before its decision"
 start sweden
