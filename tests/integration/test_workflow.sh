@@ -121,9 +121,10 @@ for st in BOOKED DEPARTED ARRIVED; do
   id=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr --wait 20 travel-confirmation "$WORK/t-$st.json" | awk '{print $1}')
   [[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "travel $st was not delivered to everyone"
 done
-# IOM traces the thread but holds no referral, so it does not judge moves;
-# the recipients do.
-late=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/t-DEPARTED.json")
+# IOM holds no referral, but it traces the thread and judges its own moves
+# by it: its node refuses the send; forged, the recipients refuse it.
+send_refused iom wrong-state --to sweden,unhcr travel-confirmation "$WORK/t-DEPARTED.json"
+forge late iom travel-confirmation sweden,unhcr "$WORK/t-DEPARTED.json"
 wait_for 20 "sweden to refuse a departure after the arrival" refused_by iom "$late" sweden wrong-state
 wait_for 20 "unhcr to refuse a departure after the arrival" refused_by iom "$late" unhcr wrong-state
 
