@@ -203,6 +203,10 @@ code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "h
 [[ $code == 404 ]] || fail "GET /v1/cases of an unknown case answered $code, want 404"
 rc=0; "$TERN" case show -c "$(conf unhcr)" NO-SUCH-CASE >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 1 ]] || fail "tern case show of an unknown case exited $rc, want 1"
+# A case id longer than any (300 characters): refused as such, not "cannot build".
+long=$(printf 'A%.0s' {1..300})
+out=$("$TERN" case show -c "$(conf unhcr)" "$long" 2>&1) && fail "tern case show of a 300-character case id succeeded"
+grep -q "at most 128" <<<"$out" || fail "tern case show of a 300-character case id does not say it is too long: $out"
 
 say "the broker's audit log holds its refusals"
 stop broker
