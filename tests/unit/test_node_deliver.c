@@ -1050,6 +1050,66 @@ static void test_case_view_under_junk(void **state)
 	node_free(nd);
 }
 
+/* A travel confirmation citing decision, its body padded with a field the
+ * recipient does not know (ignored by the decoder) to about pad bytes. */
+static uint8_t *padded_travel(int from, const char *decision, size_t pad, size_t *len, char id[37])
+{
+	static const char *const to_unhcr[] = {"unhcr"};
+	size_t blen, n = 0;
+	uint8_t *body = body_of("travel-confirmation", &blen, "decisionId", decision, NULL);
+	uint8_t *big = malloc(blen + pad + 16), *env;
+
+	assert_non_null(big);
+	memcpy(big, body, blen);
+	n = blen;
+	big[n++] = 0xc2; /* field 1000, length-delimited */
+	big[n++] = 0x3e;
+	for (size_t v = pad; ; v >>= 7) {
+		big[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+		if (v <= 0x7f)
+			break;
+	}
+	memset(big + n, 'x', pad);
+	n += pad;
+	env = seal(from, to_unhcr, 1, "travel-confirmation", CASE, big, n, len, id);
+	free(body);
+	free(big);
+	return env;
+}
+
+/* Attack (issue 15 review): what is held was capped in number only. A body
+ * padded with unknown fields (the recipient decodes it without them) makes
+ * each held envelope as large as [limits] max_message_size: 1,000 of 8 MiB
+ * from one member were 8 GiB of the recipient's disk, 10,000 were 80 GiB.
+ * Held envelopes are capped in bytes too, from one sender and in all. */
+static void test_held_bytes_capped(void **state)
+{
+	char id[37], never[37];
+	size_t len, bytes = 0, i;
+	uint8_t *env;
+	node *n = node_as(UNHCR);
+	int refused = 0;
+
+	(void)state;
+	for (i = 0; i < NODE_HELD_BYTES_PER_SENDER / 1000000 + 8 && !refused; i++) {
+		assert_int_equal(tern_uuid_v7(never), TERN_OK);
+		env = padded_travel(IOM, never, 1000000, &len, id);
+		deliver(n, i + 1, env, len);
+		free(env);
+		if (n->batch.dins[n->batch.ndins - 1].kind == DIN_HOLD)
+			bytes += len;
+		else
+			refused = n->batch.dins[n->batch.ndins - 1].kind == DIN_REFUSE;
+		if (i % 16 == 15)
+			node_batch_commit(n);
+	}
+	assert_true(refused);
+	assert_true(bytes <= NODE_HELD_BYTES_PER_SENDER);
+	assert_true(bytes > NODE_HELD_BYTES_PER_SENDER - 2 * 1024 * 1024); /* held up to it */
+	node_batch_commit(n);
+	node_free(n);
+}
+
 static void test_receipts_and_notices(void **state)
 {
 	char id[37], rid[37];
@@ -1201,6 +1261,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_view_under_junk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_bytes_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
 	    cmocka_unit_test(test_result_deferral),
