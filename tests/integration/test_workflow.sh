@@ -201,6 +201,12 @@ assert [e["direction"] for e in c["timeline"]][0] == "sent", c["timeline"]
 PY
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/NO-SUCH-CASE")
 [[ $code == 404 ]] || fail "GET /v1/cases of an unknown case answered $code, want 404"
+# Hostile paths: a prefix of a case id is another case; '..' is only characters.
+for path in WF WF- "..%2F..%2Fetc%2Fpasswd" "WF-2%2F.." "$(printf 'A%.0s' {1..10000})"; do
+  code=$(curl -s -o "$WORK/hostile.http" -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/$path")
+  [[ $code == 404 || ($code == 414 && ${#path} -gt 1000) ]] || fail "GET /v1/cases/${path:0:40} answered $code, want 404 (414 for 10 KB)"
+  grep -q "$r3" "$WORK/hostile.http" && fail "GET /v1/cases/${path:0:40} shows WF-2's messages"
+done
 rc=0; "$TERN" case show -c "$(conf unhcr)" NO-SUCH-CASE >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 1 ]] || fail "tern case show of an unknown case exited $rc, want 1"
 # A case id longer than any (300 characters): refused as such, not "cannot build".
