@@ -90,7 +90,8 @@ static void print_timeline(const json_t *c)
 		} else {
 			nodeapi_time(json_integer_value(json_object_get(e, "until")), when,
 			             sizeof(when));
-			printf("  waits for %s until %s", str(e, "awaiting"), when);
+			printf("  from %s: waits for %s until %s", str(e, "sender"),
+			       str(e, "awaiting"), when);
 		}
 		putchar('\n');
 	}
@@ -101,6 +102,9 @@ void case_view_print(const json_t *cs)
 	printf("case       %s\n", str(cs, "case_id"));
 	print_threads(cs);
 	print_timeline(cs);
+	if (json_integer_value(json_object_get(cs, "refused_omitted")) > 0)
+		printf("  (%lld older refused messages not listed)\n",
+		       (long long)json_integer_value(json_object_get(cs, "refused_omitted")));
 	printf("held       %zu\n", json_array_size(json_object_get(cs, "held")));
 }
 

@@ -163,9 +163,13 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		                         id ? id : "(none given)");
 	} else if (strcmp(op, "case.show") == 0) {
 		const char *cid = json_string_value(json_object_get(req, "case_id"));
-		json_t *v = cid && cid[0] ? node_case_view(n, txn, cid) : NULL;
+		int ok = cid && cid[0] && strlen(cid) <= TERN_CASE_ID_MAX;
+		json_t *v = ok ? node_case_view(n, txn, cid) : NULL;
 		if (cid == NULL || cid[0] == '\0')
 			res = tern_api_error(TERN_EINVAL, "give \"case_id\"");
+		else if (!ok)
+			res = tern_api_error(TERN_EINVAL, "a case id has at most %d characters",
+			                     TERN_CASE_ID_MAX);
 		else if (v == NULL)
 			res = tern_api_error(TERN_ENOMEM, "cannot build the case view");
 		else if (json_array_size(json_object_get(v, "timeline")) == 0)

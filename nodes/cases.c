@@ -22,6 +22,8 @@
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
 #define CASES_MARK "cases.kept"
+/* The refused messages a case view lists; older ones are counted only. */
+#define CASE_VIEW_REFUSED 100
 
 static size_t case_key(char *buf, size_t len, const char *case_id, const char *msgid)
 {
@@ -165,8 +167,10 @@ static json_t *event_json(node *n, MDB_txn *txn, const char *msgid, char kind)
 		e = json_pack("{s:s, s:s, s:s, s:I}", "direction", "held", "message_id", msgid,
 		              "awaiting", str(h, "ref"), "until",
 		              json_integer_value(json_object_get(h, "until")));
-		if (ref)
-			json_object_set_new(e, "type", json_string(str(ref, "type")));
+		/* A held message has no record yet: its type and sender are the
+		 * held table's. */
+		json_object_set_new(e, "type", json_string(str(h, "type")));
+		json_object_set_new(e, "sender", json_string(str(h, "sender")));
 	}
 	if (e && ref) {
 		if (str(ref, "value")[0])
@@ -193,7 +197,7 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 	json_t *events = json_array(), *threads = json_object(), *out = NULL, *v;
 	json_t **sorted = NULL;
 	char kb[256];
-	size_t kl = case_key(kb, sizeof(kb), case_id, ""), ne, i;
+	size_t kl = case_key(kb, sizeof(kb), case_id, ""), ne, i, refused = 0, omitted = 0;
 	MDB_cursor *c = NULL;
 	MDB_val k = {kl, kb}, val;
 	const char *root;
@@ -226,17 +230,33 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 	}
 	/* In time order: sent by creation, received by arrival. */
 	ne = json_array_size(events);
+	refused = 0;
+	for (i = 0; i < ne; i++)
+		refused += strcmp(str(json_array_get(events, i), "state"), "refused") == 0;
 	if (ne && (sorted = calloc(ne, sizeof(*sorted))) != NULL) {
 		for (i = 0; i < ne; i++)
 			sorted[i] = json_incref(json_array_get(events, i));
 		qsort(sorted, ne, sizeof(*sorted), by_time);
 		json_array_clear(events);
-		for (i = 0; i < ne; i++)
+		/* Refused messages are anyone's to send: past the latest
+		 * CASE_VIEW_REFUSED of them only their number is given, so that a
+		 * member sending junk under a case id can neither push the case's
+		 * own messages out of its view nor make the view too large to
+		 * answer (a local API frame is at most 16 MiB). */
+		for (i = 0; i < ne; i++) {
+			if (strcmp(str(sorted[i], "state"), "refused") == 0 &&
+			    refused-- > CASE_VIEW_REFUSED) {
+				omitted++;
+				json_decref(sorted[i]);
+				continue;
+			}
 			json_array_append_new(events, sorted[i]);
+		}
 		free(sorted);
 	}
-	out = json_pack("{s:s, s:o, s:o, s:o}", "case_id", case_id, "threads", json_array(),
-	                "timeline", json_incref(events), "held", json_array());
+	out = json_pack("{s:s, s:o, s:o, s:o, s:I}", "case_id", case_id, "threads", json_array(),
+	                "timeline", json_incref(events), "held", json_array(),
+	                "refused_omitted", (json_int_t)omitted);
 	json_object_foreach(threads, root, v)
 	{
 		json_t *t = thread_json(txn, s, root);

@@ -98,10 +98,33 @@ static void refuse(struct din *d, const char *code, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Whether one more delivery from sender may be held: what earlier commits
+ * hold and what this batch holds count alike. A held message judged again
+ * (j->releasing) is counted already: it keeps its place. */
+static int hold_room(const node_judge *j, const char *sender, size_t len)
+{
+	size_t all = json_object_size(j->held), from = node_held_from(j->held, sender);
+	size_t all_bytes, from_bytes = node_held_bytes(j->held, sender, &all_bytes);
+
+	if (j->releasing)
+		return 1;
+	for (size_t i = 0; j->batch && i < j->batch->ndins; i++)
+		if (j->batch->dins[i].kind == DIN_HOLD) {
+			int same = strcmp(j->batch->dins[i].sender, sender) == 0;
+			all++;
+			from += same;
+			all_bytes += j->batch->dins[i].len;
+			from_bytes += same ? j->batch->dins[i].len : 0;
+		}
+	return !j->hold_full && all < NODE_HELD_MAX && from < NODE_HELD_PER_SENDER &&
+	       all_bytes + len <= NODE_HELD_BYTES && from_bytes + len <= NODE_HELD_BYTES_PER_SENDER;
+}
+
 /* The recipient's checks (docs/protocol.md) on an opened business message:
  * its rules, then the workflow's against what this node holds of the case. */
 static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *env,
-                       const tern_msgtype *t, const ProtobufCMessage *body, struct din *d)
+                       size_t envlen, const tern_msgtype *t, const ProtobufCMessage *body,
+                       struct din *d)
 {
 	const Tern__V1__Header *h = tern_envelope_header(env);
 	struct node_wf_view w = {j, txn};
@@ -139,8 +162,7 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s",
 		         json_string_value(json_object_get(v.record, "value")));
-	if (v.unknown_ref && !j->hold_full &&
-	    node_held_from(j->held, h->sender) < NODE_HELD_PER_SENDER) {
+	if (v.unknown_ref && hold_room(j, h->sender, envlen)) {
 		/* It may have been sent before what it cites reached us: held. */
 		d->kind = DIN_HOLD;
 		d->hold_until = tern_now_ms() + j->hold_ms;
@@ -152,9 +174,10 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	}
 	if (v.unknown_ref) {
 		refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE),
-		       "%s, and this node holds as many messages waiting as it may (%d in all, "
-		       "%d from one sender)",
-		       v.text, NODE_HELD_MAX, NODE_HELD_PER_SENDER);
+		       "%s, and this node holds as many messages waiting as it may (%d or %u MiB "
+		       "in all, %d or %u MiB from one sender)",
+		       v.text, NODE_HELD_MAX, NODE_HELD_BYTES >> 20, NODE_HELD_PER_SENDER,
+		       NODE_HELD_BYTES_PER_SENDER >> 20);
 		tern_wf_verdict_clear(&v);
 		return;
 	}
@@ -282,7 +305,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		json_decref(rec);
 		goto out;
 	}
-	check_body(j, txn, env, t, body, d);
+	check_body(j, txn, env, len, t, body, d);
 out:
 	tern_pb_free(&body);
 	if (plain)

@@ -35,9 +35,9 @@ static MDB_val sval(const char *s)
 
 int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
 {
-	json_t *rec =
-	    json_pack("{s:s, s:I, s:s, s:s, s:s}", "ref", h->ref, "until", (json_int_t)h->until,
-	              "sender", h->sender, "case_id", h->case_id, "type", h->type);
+	json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "ref", h->ref, "until",
+	                        (json_int_t)h->until, "sender", h->sender, "case_id", h->case_id,
+	                        "type", h->type, "len", (json_int_t)h->len);
 	char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
 	MDB_val k = sval(h->msgid), v;
 	int rc;
@@ -123,9 +123,15 @@ static int load_one(const char *msgid, json_t *rec, void *arg)
 	node *n = arg;
 
 	json_object_set_new(n->held, msgid,
-	                    json_pack("{s:O?, s:O?, s:O?}", "ref", json_object_get(rec, "ref"),
-	                              "until", json_object_get(rec, "until"), "sender",
-	                              json_object_get(rec, "sender")));
+	                    json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "ref",
+	                              json_object_get(rec, "ref"), "until",
+	                              json_object_get(rec, "until"), "sender",
+	                              json_object_get(rec, "sender"), "type",
+	                              json_object_get(rec, "type"), "len",
+	                              json_object_get(rec, "len")));
+	/* Judged again at the first tick: what it cites may have been kept by
+	 * the last commit before a stop, whose due list lived in memory only. */
+	json_array_append_new(n->held_due, json_string(msgid));
 	return 0;
 }
 
@@ -167,6 +173,24 @@ size_t node_held_from(const json_t *held, const char *sender)
 	return k;
 }
 
+size_t node_held_bytes(const json_t *held, const char *sender, size_t *all)
+{
+	const char *id;
+	json_t *h;
+	size_t k = 0;
+
+	*all = 0;
+	json_object_foreach((json_t *)held, id, h)
+	{
+		const char *s = json_string_value(json_object_get(h, "sender"));
+		size_t len = (size_t)json_integer_value(json_object_get(h, "len"));
+		*all += len;
+		if (s && strcmp(s, sender) == 0)
+			k += len;
+	}
+	return k;
+}
+
 size_t node_held_count(const node *n)
 {
 	return json_object_size(n->held);
@@ -182,9 +206,10 @@ void node_held_committed(node *n)
 		const struct din *d = &b->dins[i];
 		if (d->kind == DIN_HOLD) {
 			json_object_set_new(n->held, d->msgid,
-			                    json_pack("{s:s, s:I, s:s}", "ref", d->ref, "until",
-			                              (json_int_t)d->hold_until, "sender",
-			                              d->sender));
+			                    json_pack("{s:s, s:I, s:s, s:s, s:I}", "ref", d->ref,
+			                              "until", (json_int_t)d->hold_until, "sender",
+			                              d->sender, "type", d->type, "len",
+			                              (json_int_t)d->len));
 			log_info("holding %s %s from %s, case %s, until %s arrives", d->msgid,
 			         d->type, d->sender, d->case_id, d->ref);
 		} else if (d->unhold) {

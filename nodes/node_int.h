@@ -281,6 +281,13 @@ void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t l
 #define NODE_HELD_MAX 10000
 /* Most held from one sender: one member cannot take all the room. */
 #define NODE_HELD_PER_SENDER 1000
+/* Most bytes of envelopes held, in all and from one sender: a held envelope
+ * may be as large as [limits] max_message_size (its body padded with fields
+ * the recipient ignores), and 1,000 of 8 MiB would be 8 GiB of disk. */
+#define NODE_HELD_BYTES (512u * 1024 * 1024)
+#define NODE_HELD_BYTES_PER_SENDER (64u * 1024 * 1024)
+/* The bytes of n->held-shaped entries from sender, and (all) from everyone. */
+size_t node_held_bytes(const json_t *held, const char *sender, size_t *all);
 /* How many of n->held-shaped entries came from sender. */
 size_t node_held_from(const json_t *held, const char *sender);
 /* Reads what the store holds into n->held. */

@@ -265,7 +265,7 @@ static const tern_wf_transition *find_move(const tern_msgtype *t, int value, ter
 /* The thread's next state from its root's record: sets v->root_record.
  * Returns 0 when the move is not allowed (v->reason set). */
 static int move_thread(const tern_wf_msg *m, int value, const char *vname, const char *root,
-                       const json_t *rootrec, tern_wf_verdict *v)
+                       const json_t *rootrec, int as_sender, tern_wf_verdict *v)
 {
 	const tern_msgtype *t = m->type;
 	const tern_wf_transition *x;
@@ -274,13 +274,23 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 
 	if (t->transitions == NULL || rootrec == NULL)
 		return 1;
-	if (json_is_true(json_object_get(rootrec, "stub"))) {
+	if (json_is_true(json_object_get(rootrec, "stub")) &&
+	    !(as_sender && tern_case_state_parse(rs(rootrec, "state"), &from) == TERN_OK)) {
 		/* A thread whose start this party never held (IOM and a referral):
-		 * it follows the moves it sees, without judging them. */
+		 * it follows the moves it sees, without judging them; its own
+		 * moves it judges by what it traced (a withdrawal, a rejection),
+		 * below. */
 		for (x = t->transitions; x->to && !(x->value == -1 || x->value == value); x++)
 			;
 		if (x->to == 0)
 			return 1;
+	} else if (json_is_true(json_object_get(rootrec, "stub"))) {
+		if ((x = find_move(t, value, from)) == NULL) {
+			deny(v, TERN_REASON_WRONG_STATE,
+			     "a %s%s%s may not follow while referral %s is %s, as this node traced it",
+			     t->name, vname[0] ? " " : "", vname, root, tern_case_state_name(from));
+			return 0;
+		}
 	} else if (tern_case_state_parse(rs(rootrec, "state"), &from) != TERN_OK) {
 		return 1; /* a record from before the workflow: nothing to check against */
 	} else if ((x = find_move(t, value, from)) == NULL) {
@@ -389,19 +399,42 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 		 * thread is traced from here (a stub under the start's id), so that
 		 * this party judges what cites the messages it does hold. */
 		if (rt->ref_field == NULL && rt->transitions) {
-			if (rootrec == NULL &&
-			    (rootrec = json_pack("{s:b, s:s}", "stub", 1, "case_id", m->case_id)) ==
-			        NULL) {
-				rc = TERN_ENOMEM;
-				goto out;
+			if (rootrec == NULL) {
+				/* The parties of the message that starts the trace: only
+				 * they move it after (a State the referral never went to
+				 * cannot decide on it here). */
+				json_t *parties = json_array();
+				json_array_append_new(parties, json_string(m->sender));
+				for (size_t i = 0; i < m->nto; i++)
+					json_array_append_new(parties, json_string(m->to[i]));
+				if ((rootrec = json_pack("{s:b, s:s, s:o}", "stub", 1, "case_id",
+				                         m->case_id, "parties", parties)) == NULL) {
+					rc = TERN_ENOMEM;
+					goto out;
+				}
 			}
 			if (strcmp(rs(rootrec, "case_id"), m->case_id) != 0) {
 				deny(v, TERN_REASON_CASE_MISMATCH, "%s %s is for another case",
 				     rt->name, refid);
 				goto out;
 			}
+			if (json_is_array(json_object_get(rootrec, "parties"))) {
+				size_t i;
+				json_t *p;
+				int party = 0;
+				json_array_foreach(json_object_get(rootrec, "parties"), i, p)
+				    party |= json_is_string(p) &&
+				             strcmp(json_string_value(p), m->sender) == 0;
+				if (!party) {
+					deny(v, TERN_REASON_REFERENCE_NOT_SHARED,
+					     "%s %s was neither sent to nor by %s, as far as this node "
+					     "has seen",
+					     rt->name, refid, m->sender);
+					goto out;
+				}
+			}
 			json_object_set_new(v->record, "root", json_string(refid));
-			(void)move_thread(m, value, vname, refid, rootrec, v);
+			(void)move_thread(m, value, vname, refid, rootrec, as_sender, v);
 		}
 		goto out;
 	}
@@ -470,7 +503,7 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 			goto out;
 		}
 	}
-	(void)move_thread(m, value, vname, root, rootrec, v);
+	(void)move_thread(m, value, vname, root, rootrec, as_sender, v);
 out:
 	json_decref(ref);
 	json_decref(rootrec);

@@ -133,9 +133,10 @@ for st in BOOKED DEPARTED ARRIVED; do
   id=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr --wait 20 travel-confirmation "$WORK/t-$st.json" | awk '{print $1}')
   [[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "travel $st was not delivered to everyone"
 done
-# IOM traces the thread but holds no referral, so it does not judge moves;
-# the recipients do.
-late=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/t-DEPARTED.json")
+# IOM holds no referral, but it traces the thread and judges its own moves
+# by it: its node refuses the send; forged, the recipients refuse it.
+send_refused iom wrong-state --to sweden,unhcr travel-confirmation "$WORK/t-DEPARTED.json"
+forge late iom travel-confirmation sweden,unhcr "$WORK/t-DEPARTED.json"
 wait_for 20 "sweden to refuse a departure after the arrival" refused_by iom "$late" sweden wrong-state
 wait_for 20 "unhcr to refuse a departure after the arrival" refused_by iom "$late" unhcr wrong-state
 
@@ -165,6 +166,8 @@ import json, sys
 c = json.load(open(sys.argv[1]))
 held = c["held"]
 assert len(held) == 1 and held[0]["message_id"] == sys.argv[2] and held[0]["awaiting"] == sys.argv[3], held
+# what is held, and from whom (a held message has no record of its own yet)
+assert held[0].get("type") == "travel-confirmation" and held[0].get("sender") == "iom", held
 PY
 state_is iom "$early" delivered && fail "the early travel confirmation was judged before its decision"
 start sweden
@@ -213,8 +216,18 @@ assert [e["direction"] for e in c["timeline"]][0] == "sent", c["timeline"]
 PY
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/NO-SUCH-CASE")
 [[ $code == 404 ]] || fail "GET /v1/cases of an unknown case answered $code, want 404"
+# Hostile paths: a prefix of a case id is another case; '..' is only characters.
+for path in WF WF- "..%2F..%2Fetc%2Fpasswd" "WF-2%2F.." "$(printf 'A%.0s' {1..10000})"; do
+  code=$(curl -s -o "$WORK/hostile.http" -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/$path")
+  [[ $code == 404 || ($code == 414 && ${#path} -gt 1000) ]] || fail "GET /v1/cases/${path:0:40} answered $code, want 404 (414 for 10 KB)"
+  grep -q "$r3" "$WORK/hostile.http" && fail "GET /v1/cases/${path:0:40} shows WF-2's messages"
+done
 rc=0; "$TERN" case show -c "$(conf unhcr)" NO-SUCH-CASE >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 1 ]] || fail "tern case show of an unknown case exited $rc, want 1"
+# A case id longer than any (300 characters): refused as such, not "cannot build".
+long=$(printf 'A%.0s' {1..300})
+out=$("$TERN" case show -c "$(conf unhcr)" "$long" 2>&1) && fail "tern case show of a 300-character case id succeeded"
+grep -q "at most 128" <<<"$out" || fail "tern case show of a 300-character case id does not say it is too long: $out"
 
 say "the broker's audit log holds its refusals"
 stop broker

@@ -368,6 +368,44 @@ static void test_a_party_without_the_referral(void **state)
 	json_decref(h);
 }
 
+/* Attack (issue 15 review): IOM traces a thread it never saw start (a stub
+ * under the referral's id). Before, any State could move that trace: portugal,
+ * to which R1 was never referred, "rejects" R1 at IOM, after which IOM's own
+ * node refuses to book travel on sweden's acceptance (superseded by
+ * portugal's decision). The trace now remembers the parties of the message
+ * that started it; a sender outside them is refused reference-not-shared. */
+static void test_a_stranger_moves_the_stub(void **state)
+{
+	json_t *h = json_object();
+	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
+	static const char *const to[] = {"sweden", "unhcr"};
+	tern_wf_msg m = {.msgid = T1,
+	                 .type = tern_msgtype_by_name("travel-confirmation"),
+	                 .sender = "iom",
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+
+	(void)state;
+	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
+	                        (struct dec){D1, "sweden", R1, ACC, "P1"}, NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
+	                        (struct dec){D2, "portugal", R1, REJ, NULL}, NULL),
+	                 TERN_REASON_REFERENCE_NOT_SHARED);
+	assert_string_equal(state_of(h, R1), "accepted");
+	b.case_id = CASE;
+	b.decision_id = D1;
+	b.status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED;
+	assert_int_equal(tern_workflow_judge(&m, "iom", TERN_ROLE_MOVEMENT, 1, lookup, h, &v),
+	                 TERN_OK);
+	assert_int_equal(v.reason, TERN_REASON_NONE);
+	tern_wf_verdict_clear(&v);
+	json_decref(h);
+}
+
 static void test_recipient_roles(void **state)
 {
 	(void)state;
@@ -614,6 +652,44 @@ static void test_withdrawal(void **state)
 	json_decref(h);
 }
 
+/* Attack (issue 15 review): IOM traces a withdrawal (the table sends case
+ * updates to IOM so that it "learns of a withdrawal before it books"), yet
+ * its own node let it book travel on the withdrawn case: a trace followed
+ * moves without judging any, its party's own sends included. The
+ * recipients refused the booking (wrong-state); IOM's caseworker heard
+ * nothing at send time. IOM's own moves are now judged against its trace. */
+static void test_iom_books_a_withdrawn_case(void **state)
+{
+	json_t *h = json_object();
+	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
+	static const char *const to[] = {"sweden", "unhcr"};
+	tern_wf_msg m = {.msgid = T1,
+	                 .type = tern_msgtype_by_name("travel-confirmation"),
+	                 .sender = "iom",
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+
+	(void)state;
+	b.case_id = CASE;
+	b.decision_id = D1;
+	b.status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED;
+	assert_int_equal(decide(h, "iom", MOVE, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	                 TERN_REASON_NONE);
+	/* accepted: IOM may book */
+	assert_int_equal(tern_workflow_judge(&m, "iom", MOVE, 1, lookup, h, &v), TERN_OK);
+	assert_int_equal(v.reason, TERN_REASON_NONE);
+	tern_wf_verdict_clear(&v);
+	assert_int_equal(update_at(h, "iom", MOVE, U1, WITHDRAWN, NULL, NULL), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "withdrawn");
+	assert_int_equal(tern_workflow_judge(&m, "iom", MOVE, 1, lookup, h, &v), TERN_OK);
+	assert_int_equal(v.reason, TERN_REASON_WRONG_STATE);
+	tern_wf_verdict_clear(&v);
+	json_decref(h);
+}
+
 static tern_reason assess(json_t *h, const char *id, const char *decision, const char *person,
                           char *text)
 {
@@ -762,10 +838,12 @@ int main(void)
 	    cmocka_unit_test(test_travel_moves),
 	    cmocka_unit_test(test_sender_and_old_records),
 	    cmocka_unit_test(test_a_party_without_the_referral),
+	    cmocka_unit_test(test_a_stranger_moves_the_stub),
 	    cmocka_unit_test(test_recipient_roles),
 	    cmocka_unit_test(test_information_request_and_response),
 	    cmocka_unit_test(test_case_update_members),
 	    cmocka_unit_test(test_withdrawal),
+	    cmocka_unit_test(test_iom_books_a_withdrawn_case),
 	    cmocka_unit_test(test_health_orientation_handover),
 	    cmocka_unit_test(test_new_types_recipient_roles),
 	    cmocka_unit_test(test_docs_carry_the_table),
