@@ -100,6 +100,13 @@ void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
 		sub_refuse(s, rc, "%s", tern_errdetail());
 		return;
 	}
+	if (!tern_workflow_recipients_ok(tern_msgtype_by_type(h->type), h->n_recipients)) {
+		sub_refuse_reason(s, TERN_REASON_TOO_MANY_RECIPIENTS,
+		                  "a %s goes to at most %u recipient(s), not %zu",
+		                  tern_msgtype_by_type(h->type)->name,
+		                  tern_msgtype_by_type(h->type)->max_recipients, h->n_recipients);
+		return;
+	}
 	for (size_t i = 0; i < h->n_recipients; i++) {
 		const tern_member *m;
 		if (tern_directory_find(r->dir, h->recipients[i], &m) != TERN_OK ||

@@ -622,6 +622,13 @@ static void judge_one(struct replay *r, const struct wmsg *w, json_t *held)
 	 * the broker refuses it): it moves nothing, and is judged no further. */
 	if (sm && w->t->sender_roles && !(sm->roles & w->t->sender_roles))
 		return;
+	if (!tern_workflow_recipients_ok(w->t, w->nto)) {
+		nevd = evidence_of(r, w, NULL, evd, 64);
+		find(r, tern_reason_code(TERN_REASON_TOO_MANY_RECIPIENTS), evd, nevd,
+		     "%s %s from %s to %zu recipients; it goes to at most %u", w->t->name, msgid,
+		     w->sender, w->nto, w->t->max_recipients);
+		keep = 0; /* the broker refuses it: no one holds it */
+	}
 	for (size_t i = 0; i < w->nto; i++) {
 		const audit_member *rm = member(r, w->to[i]);
 		if (rm && !tern_workflow_recipient_ok(w->t, rm->roles)) {

@@ -223,6 +223,12 @@ static json_t *send_check(node *n, const struct send_req *r)
 	if (r->ttl_s < 0 || r->ttl_s > MAX_TTL_S)
 		return tern_api_error(
 		    TERN_EINVAL, "ttl_seconds must be 0 (the broker's default) to %d", MAX_TTL_S);
+	if (!tern_workflow_recipients_ok(r->t, r->np))
+		return tern_api_refusal(TERN_REASON_TOO_MANY_RECIPIENTS,
+		                        "a %s goes to one State at a time: send one referral per "
+		                        "State, each its own thread (docs/messages.md, \"The "
+		                        "workflow\")",
+		                        r->t->name);
 	for (size_t i = 0; i < r->np; i++) {
 		const tern_member *m;
 		const char *rc = r->rcpts[i];

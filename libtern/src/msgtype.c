@@ -74,6 +74,10 @@ static const tern_msgtype types[] = {
      .desc = &tern__v1__case_referral__descriptor,
      .sender_roles = TERN_ROLE_REFERRER,
      .recipient_roles = TERN_ROLE_STATE,
+     /* A case is considered by one State at a time: each State's decision
+      * answers its own referral, and a thread has one state. Referring it to
+      * another State is a new referral, a new thread. */
+     .max_recipients = 1,
      .purpose = "refers a case (a family) to a State for resettlement or relocation",
      .members_field = "members.person_id",
      .transitions = referral_moves},

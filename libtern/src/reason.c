@@ -103,6 +103,10 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
                                           "broker, node", 403,
                                           "a recipient's roles may not receive this message "
                                           "type (docs/messages.md, \"The workflow\")"},
+    [TERN_REASON_TOO_MANY_RECIPIENTS] = {TERN_REASON_TOO_MANY_RECIPIENTS, "too-many-recipients",
+                                         "broker, node", 400,
+                                         "more recipients than the type allows: a referral goes "
+                                         "to one State (refer the case again to another)"},
     [TERN_REASON_UNKNOWN_REFERENCE] = {TERN_REASON_UNKNOWN_REFERENCE, "unknown-reference",
                                        "recipient", 400,
                                        "the message cites one this recipient must hold to "

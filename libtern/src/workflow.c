@@ -57,6 +57,11 @@ int tern_case_state_parse(const char *name, tern_case_state *out)
 	return TERN_ENOENT;
 }
 
+int tern_workflow_recipients_ok(const tern_msgtype *t, size_t n)
+{
+	return t != NULL && (t->max_recipients == 0 || n <= t->max_recipients);
+}
+
 int tern_workflow_recipient_ok(const tern_msgtype *t, unsigned roles)
 {
 	return t != NULL && (t->recipient_roles == 0 || (roles & t->recipient_roles) != 0);
@@ -287,7 +292,8 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 	} else if (json_is_true(json_object_get(rootrec, "stub"))) {
 		if ((x = find_move(t, value, from)) == NULL) {
 			deny(v, TERN_REASON_WRONG_STATE,
-			     "a %s%s%s may not follow while referral %s is %s, as this node traced it",
+			     "a %s%s%s may not follow while referral %s is %s, as this node traced "
+			     "it",
 			     t->name, vname[0] ? " " : "", vname, root, tern_case_state_name(from));
 			return 0;
 		}
@@ -427,7 +433,8 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 				             strcmp(json_string_value(p), m->sender) == 0;
 				if (!party) {
 					deny(v, TERN_REASON_REFERENCE_NOT_SHARED,
-					     "%s %s was neither sent to nor by %s, as far as this node "
+					     "%s %s was neither sent to nor by %s, as far as this "
+					     "node "
 					     "has seen",
 					     rt->name, refid, m->sender);
 					goto out;
@@ -583,7 +590,12 @@ int tern_workflow_describe(FILE *f)
 	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++) {
 		roles_or_any(t->sender_roles, a, sizeof(a));
 		roles_or_any(t->recipient_roles, b, sizeof(b));
-		fprintf(f, "| `%s` | %s | %s | ", t->name, a, b);
+		fprintf(f, "| `%s` | %s | %s", t->name, a, b);
+		if (t->max_recipients == 1)
+			fputs(" (one)", f);
+		else if (t->max_recipients)
+			fprintf(f, " (at most %u)", t->max_recipients);
+		fputs(" | ", f);
 		if (t->ref_field) {
 			char jn[64];
 			tern_json_name(t->ref_field, jn, sizeof(jn));

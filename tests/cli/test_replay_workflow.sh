@@ -66,6 +66,8 @@ msg sweden unhcr,iom acceptance-decision f-d CASE-F ACCEPTED f-r
 msg iom sweden,unhcr travel-confirmation f-t CASE-F BOOKED f-d
 # A referral from unhcr to itself, delivered (as before the table).
 msg unhcr unhcr case-referral g-r CASE-G
+# A referral to two States at once (a thread has one state).
+msg unhcr sweden,portugal case-referral i-r CASE-I
 # A decision naming a person who is not in the referral. Audit logs never
 # hold person ids (personal data), so replay cannot see this in a delivery;
 # it sees the recipient's refusal, as a node now records it.
@@ -116,6 +118,7 @@ expect CASE-E wrong-state:e-t3
 expect CASE-F reference-not-shared:f-d unknown-decision:f-t
 expect CASE-G wrong-recipient-role:g-r
 expect CASE-H unknown-member:h-d
+expect CASE-I too-many-recipients:i-r
 python3 -c 'import json,sys; sys.exit(0 if all(f["case_id"] for f in json.load(open(sys.argv[1]))["findings"]) else 1)' "$work/all.json" ||
 	{ cat "$work/all.json"; fail "a finding outside the cases (integrity?)"; }
 

@@ -59,7 +59,9 @@ forge() {
 say "the roles that may receive: a referral to IOM or to unhcr itself"
 referral_json WF-1 >"$WORK/r.json"
 send_refused unhcr wrong-recipient-role --to iom case-referral "$WORK/r.json"
-send_refused unhcr wrong-recipient-role --to sweden,unhcr case-referral "$WORK/r.json"
+send_refused unhcr wrong-recipient-role --to unhcr case-referral "$WORK/r.json"
+# One State at a time: a thread has one state (docs/messages.md).
+send_refused unhcr too-many-recipients --to sweden,portugal case-referral "$WORK/r.json"
 forge to_iom unhcr case-referral iom "$WORK/r.json"
 forge to_self unhcr case-referral unhcr "$WORK/r.json"
 wait_for 20 "the forged referral to IOM to be refused" state_is unhcr "$to_iom" rejected

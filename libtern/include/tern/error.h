@@ -17,29 +17,29 @@ extern "C" {
 
 enum tern_err {
 	TERN_OK = 0,
-	TERN_EINVAL,         /* invalid argument (a programming or usage error) */
-	TERN_ENOMEM,         /* out of memory or over a decoding budget */
-	TERN_EIO,            /* a file or system call failed; see tern_errdetail() */
-	TERN_ENOENT,         /* no such item */
-	TERN_EEXIST,         /* already exists */
-	TERN_EPERM,          /* a private file open to others, or a trusted path others may write */
-	TERN_ECONFIG,        /* configuration error */
-	TERN_EMALFORMED,     /* bytes do not decode as the expected structure */
-	TERN_ETOOBIG,        /* input over its size limit */
-	TERN_EVERSION,       /* unsupported schema version */
-	TERN_EBADSIG,        /* signature does not verify */
-	TERN_EUNKNOWN,       /* sender not in the federation directory */
-	TERN_EREVOKED,       /* sender's certificate revoked */
-	TERN_ENOTRCPT,       /* this node is not a recipient */
-	TERN_EDIGEST,        /* body digest does not match the header */
-	TERN_ESKEW,          /* created-at outside the allowed clock skew */
-	TERN_EDECRYPT,       /* sealed body or key wrap does not authenticate */
-	TERN_ECRYPTO,        /* the crypto library failed (not the input) */
-	TERN_ECERT,          /* certificate or CRL does not verify */
-	TERN_EEXPIRED,       /* certificate, CRL or directory expired */
-	TERN_EOLDER,         /* directory older than the one already held */
-	TERN_EINVALID,       /* business message breaks validation rules */
-	TERN_EROLE,          /* sender's role may not send this message type */
+	TERN_EINVAL,     /* invalid argument (a programming or usage error) */
+	TERN_ENOMEM,     /* out of memory or over a decoding budget */
+	TERN_EIO,        /* a file or system call failed; see tern_errdetail() */
+	TERN_ENOENT,     /* no such item */
+	TERN_EEXIST,     /* already exists */
+	TERN_EPERM,      /* a private file open to others, or a trusted path others may write */
+	TERN_ECONFIG,    /* configuration error */
+	TERN_EMALFORMED, /* bytes do not decode as the expected structure */
+	TERN_ETOOBIG,    /* input over its size limit */
+	TERN_EVERSION,   /* unsupported schema version */
+	TERN_EBADSIG,    /* signature does not verify */
+	TERN_EUNKNOWN,   /* sender not in the federation directory */
+	TERN_EREVOKED,   /* sender's certificate revoked */
+	TERN_ENOTRCPT,   /* this node is not a recipient */
+	TERN_EDIGEST,    /* body digest does not match the header */
+	TERN_ESKEW,      /* created-at outside the allowed clock skew */
+	TERN_EDECRYPT,   /* sealed body or key wrap does not authenticate */
+	TERN_ECRYPTO,    /* the crypto library failed (not the input) */
+	TERN_ECERT,      /* certificate or CRL does not verify */
+	TERN_EEXPIRED,   /* certificate, CRL or directory expired */
+	TERN_EOLDER,     /* directory older than the one already held */
+	TERN_EINVALID,   /* business message breaks validation rules */
+	TERN_EROLE,      /* sender's role may not send this message type */
 	TERN_ERR_COUNT
 };
 

@@ -48,6 +48,7 @@ typedef struct tern_msgtype {
 	const ProtobufCMessageDescriptor *desc; /* body schema */
 	unsigned sender_roles;                  /* roles allowed to send it; 0 = any member */
 	unsigned recipient_roles;               /* roles allowed to receive it; 0 = any member */
+	unsigned max_recipients;                /* most recipients of one message; 0 = any */
 	const char *purpose;                    /* a phrase, for docs */
 	/* What it must cite: the body field (proto name) holding the message id
 	 * of a message of type ref_type, of the same case, that the sender sent

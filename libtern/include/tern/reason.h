@@ -60,6 +60,7 @@ typedef enum tern_reason {
 	/* the case workflow (tern/workflow.h): the broker checks roles, the
 	 * sending node and each recipient the rest */
 	TERN_REASON_WRONG_RECIPIENT_ROLE,
+	TERN_REASON_TOO_MANY_RECIPIENTS,
 	TERN_REASON_UNKNOWN_REFERENCE,
 	TERN_REASON_REFERENCE_NOT_SHARED,
 	TERN_REASON_UNKNOWN_MEMBER,

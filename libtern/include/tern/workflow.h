@@ -69,6 +69,8 @@ const char *tern_case_state_description(tern_case_state s);
 
 /* 1 if a node with these roles may receive messages of type t. */
 int tern_workflow_recipient_ok(const tern_msgtype *t, unsigned roles);
+/* 1 if one message of type t may go to n recipients. */
+int tern_workflow_recipients_ok(const tern_msgtype *t, size_t n);
 
 /* The message being judged: its header's facts and its opened body. A party
  * that cannot open the body (an auditor replaying audit logs) gives body NULL
