@@ -1,4 +1,7 @@
-/* Business-message rules (see tern/validate.h and docs/messages.md). */
+/* Business-message rules (see tern/validate.h and docs/messages.md): the field
+ * checks the types share and the rules of referrals, decisions, travel and
+ * receipts. Codes, dates and times are in validate_codes.c, the later
+ * lifecycle types in validate_lifecycle.c. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,186 +14,19 @@
 #include <tern/v1/messages.pb-c.h>
 
 #include "util.h"
-
-#define MS_PER_DAY 86400000LL
-
-/* Free-text limits, in characters (code points). */
-#define NAME_MAX_CHARS 100
-#define OFFICE_MAX_CHARS 128
-#define CONTACT_MAX_CHARS 200
-#define SUMMARY_MAX_CHARS 4000
-#define REASON_TEXT_MAX_CHARS 500
-#define FILE_NAME_MAX_BYTES 255
-
-/* ISO 3166-1 alpha-3, officially assigned codes (249), sorted for bsearch. */
-static const char iso3166_alpha3[][4] = {
-    "ABW", "AFG", "AGO", "AIA", "ALA", "ALB", "AND", "ARE", "ARG", "ARM", "ASM", "ATA", "ATF",
-    "ATG", "AUS", "AUT", "AZE", "BDI", "BEL", "BEN", "BES", "BFA", "BGD", "BGR", "BHR", "BHS",
-    "BIH", "BLM", "BLR", "BLZ", "BMU", "BOL", "BRA", "BRB", "BRN", "BTN", "BVT", "BWA", "CAF",
-    "CAN", "CCK", "CHE", "CHL", "CHN", "CIV", "CMR", "COD", "COG", "COK", "COL", "COM", "CPV",
-    "CRI", "CUB", "CUW", "CXR", "CYM", "CYP", "CZE", "DEU", "DJI", "DMA", "DNK", "DOM", "DZA",
-    "ECU", "EGY", "ERI", "ESH", "ESP", "EST", "ETH", "FIN", "FJI", "FLK", "FRA", "FRO", "FSM",
-    "GAB", "GBR", "GEO", "GGY", "GHA", "GIB", "GIN", "GLP", "GMB", "GNB", "GNQ", "GRC", "GRD",
-    "GRL", "GTM", "GUF", "GUM", "GUY", "HKG", "HMD", "HND", "HRV", "HTI", "HUN", "IDN", "IMN",
-    "IND", "IOT", "IRL", "IRN", "IRQ", "ISL", "ISR", "ITA", "JAM", "JEY", "JOR", "JPN", "KAZ",
-    "KEN", "KGZ", "KHM", "KIR", "KNA", "KOR", "KWT", "LAO", "LBN", "LBR", "LBY", "LCA", "LIE",
-    "LKA", "LSO", "LTU", "LUX", "LVA", "MAC", "MAF", "MAR", "MCO", "MDA", "MDG", "MDV", "MEX",
-    "MHL", "MKD", "MLI", "MLT", "MMR", "MNE", "MNG", "MNP", "MOZ", "MRT", "MSR", "MTQ", "MUS",
-    "MWI", "MYS", "MYT", "NAM", "NCL", "NER", "NFK", "NGA", "NIC", "NIU", "NLD", "NOR", "NPL",
-    "NRU", "NZL", "OMN", "PAK", "PAN", "PCN", "PER", "PHL", "PLW", "PNG", "POL", "PRI", "PRK",
-    "PRT", "PRY", "PSE", "PYF", "QAT", "REU", "ROU", "RUS", "RWA", "SAU", "SDN", "SEN", "SGP",
-    "SGS", "SHN", "SJM", "SLB", "SLE", "SLV", "SMR", "SOM", "SPM", "SRB", "SSD", "STP", "SUR",
-    "SVK", "SVN", "SWE", "SWZ", "SXM", "SYC", "SYR", "TCA", "TCD", "TGO", "THA", "TJK", "TKL",
-    "TKM", "TLS", "TON", "TTO", "TUN", "TUR", "TUV", "TWN", "TZA", "UGA", "UKR", "UMI", "URY",
-    "USA", "UZB", "VAT", "VCT", "VEN", "VGB", "VIR", "VNM", "VUT", "WLF", "WSM", "YEM", "ZAF",
-    "ZMB", "ZWE",
-};
-
-static int cmp_code(const void *a, const void *b)
-{
-	return memcmp(a, b, 3);
-}
-
-static int alpha3_shape(const char *s)
-{
-	return strlen(s) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
-	       s[2] >= 'A' && s[2] <= 'Z';
-}
-
-int tern_country_valid(const char *s, int icao)
-{
-	if (s == NULL || !alpha3_shape(s))
-		return 0;
-	/* ICAO Doc 9303: XXA stateless person, XXB refugee (1951 Convention),
-	 * XXC refugee (other), XXX nationality unspecified. */
-	if (icao && (strcmp(s, "XXA") == 0 || strcmp(s, "XXB") == 0 || strcmp(s, "XXC") == 0 ||
-	             strcmp(s, "XXX") == 0))
-		return 1;
-	return bsearch(s, iso3166_alpha3, sizeof(iso3166_alpha3) / sizeof(iso3166_alpha3[0]),
-	               sizeof(iso3166_alpha3[0]), cmp_code) != NULL;
-}
-
-static int is_digit(char c)
-{
-	return c >= '0' && c <= '9';
-}
+#include "validate_int.h"
 
 static int is_hex_lower(char c)
 {
-	return is_digit(c) || (c >= 'a' && c <= 'f');
+	return tv_is_digit(c) || (c >= 'a' && c <= 'f');
 }
 
 static int is_alnum(char c)
 {
-	return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+	return tv_is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
 }
 
-/* Days since 1970-01-01 (H. Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-	static const int dim[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-
-	return m == 2 ? 28 + leap : dim[m - 1];
-}
-
-static int digits(const char *s, int n, int *out)
-{
-	int v = 0;
-
-	for (int i = 0; i < n; i++) {
-		if (!is_digit(s[i]))
-			return 0;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 1;
-}
-
-/* The date at the start of s (exactly 10 characters are looked at). */
-static int date_prefix(const char *s, int64_t *days)
-{
-	int y, m, d;
-
-	if (strnlen(s, 10) < 10 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &m) ||
-	    s[7] != '-' || !digits(s + 8, 2, &d))
-		return 0;
-	if (y < 1 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
-		return 0;
-	if (days)
-		*days = days_from_civil(y, m, d);
-	return 1;
-}
-
-int tern_date_parse(const char *s, int64_t *days)
-{
-	return s != NULL && strlen(s) == 10 && date_prefix(s, days);
-}
-
-int tern_datetime_parse(const char *s, int64_t *ms)
-{
-	int64_t days, frac_ms = 0, off_min = 0;
-	int h, mi, sec, oh, om;
-	const char *p;
-
-	if (s == NULL || !date_prefix(s, &days) || (s[10] != 'T' && s[10] != 't'))
-		return 0;
-	p = s + 11;
-	if (strnlen(p, 8) < 8 || !digits(p, 2, &h) || p[2] != ':' || !digits(p + 3, 2, &mi) ||
-	    p[5] != ':' || !digits(p + 6, 2, &sec))
-		return 0;
-	/* Second 60 is refused: RFC 3339 allows it only at a real leap second, none
-	 * is scheduled, and an instant that cannot be told apart from the next
-	 * minute's first second is more likely a typing error than a flight time. */
-	if (h > 23 || mi > 59 || sec > 59)
-		return 0;
-	p += 8;
-	if (*p == '.') {
-		int n = 0;
-
-		for (p++; is_digit(*p); p++, n++)
-			if (n < 3)
-				frac_ms = frac_ms * 10 + (*p - '0');
-		if (n == 0)
-			return 0;
-		for (; n < 3; n++)
-			frac_ms *= 10;
-	}
-	if (*p == 'Z' || *p == 'z') {
-		p++;
-	} else if (*p == '+' || *p == '-') {
-		if (strnlen(p + 1, 5) < 5 || !digits(p + 1, 2, &oh) || p[3] != ':' ||
-		    !digits(p + 4, 2, &om) || oh > 23 || om > 59)
-			return 0;
-		off_min = (*p == '-' ? -1 : 1) * (oh * 60 + om);
-		p += 6;
-	} else {
-		return 0;
-	}
-	if (*p != '\0')
-		return 0;
-	if (ms)
-		*ms = days * MS_PER_DAY + ((int64_t)h * 3600 + mi * 60 + sec) * 1000 + frac_ms -
-		      off_min * 60000;
-	return 1;
-}
-
-/* ------------------------------------------------------------ violations */
-
-static void add(tern_violations *o, const char *rule, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void add(tern_violations *o, const char *rule, const char *fmt, ...)
+void tv_add(tern_violations *o, const char *rule, const char *fmt, ...)
 {
 	va_list ap;
 	tern_violation *v;
@@ -206,7 +42,7 @@ static void add(tern_violations *o, const char *rule, const char *fmt, ...)
 	snprintf(v->rule, sizeof(v->rule), "%s", rule);
 }
 
-static int empty(const char *s)
+int tv_empty(const char *s)
 {
 	return s == NULL || s[0] == '\0';
 }
@@ -263,34 +99,33 @@ static int blank(const char *s)
 	return 1;
 }
 
-#define REQUIRED "is required"
-
 /* Free text: valid UTF-8, no control characters (newline and tab allowed in
  * multi-line fields), at most max characters. required is NULL for optional
  * text, else the rule reported when the text is missing; required text made only
  * of white space (see blank_code_point) counts as missing. */
-static void check_text(tern_violations *o, const char *path, const char *s, const char *required,
-                       size_t max, int multiline)
+void tv_check_text(tern_violations *o, const char *path, const char *s, const char *required,
+                   size_t max, int multiline)
 {
 	char rule[sizeof(o->v[0].rule)];
 
-	if (empty(s)) {
+	if (tv_empty(s)) {
 		if (required)
-			add(o, required, "%s", path);
+			tv_add(o, required, "%s", path);
 		return;
 	}
 	if (!tern_utf8_valid(s, strlen(s))) {
-		add(o, "must be valid UTF-8", "%s", path);
+		tv_add(o, "must be valid UTF-8", "%s", path);
 		return;
 	}
 	if (required && blank(s)) {
 		snprintf(rule, sizeof(rule), "%s; must not be blank (only white space)", required);
-		add(o, rule, "%s", path);
+		tv_add(o, rule, "%s", path);
 		return;
 	}
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
 		if ((*p < 0x20 || *p == 0x7f) && !(multiline && (*p == '\n' || *p == '\t'))) {
-			add(o,
+			tv_add(
+			    o,
 			    multiline
 			        ? "must not contain control characters other than newline and tab"
 			        : "must not contain control characters or line breaks",
@@ -300,7 +135,7 @@ static void check_text(tern_violations *o, const char *path, const char *s, cons
 	}
 	if (utf8_chars(s) > max) {
 		snprintf(rule, sizeof(rule), "must be at most %zu characters", max);
-		add(o, rule, "%s", path);
+		tv_add(o, rule, "%s", path);
 	}
 }
 
@@ -319,68 +154,69 @@ static int id_valid(const char *s)
 
 #define ID_RULE "must be 1-64 characters of A-Z a-z 0-9 - _ / . starting with a letter or digit"
 
-static void check_id(tern_violations *o, const char *path, const char *s)
+void tv_check_id(tern_violations *o, const char *path, const char *s)
 {
-	if (empty(s))
-		add(o, "is required", "%s", path);
+	if (tv_empty(s))
+		tv_add(o, "is required", "%s", path);
 	else if (!id_valid(s))
-		add(o, ID_RULE, "%s", path);
+		tv_add(o, ID_RULE, "%s", path);
 }
 
-static void check_uuid(tern_violations *o, const char *path, const char *s)
+void tv_check_uuid(tern_violations *o, const char *path, const char *s)
 {
-	if (empty(s))
-		add(o, "is required", "%s", path);
+	if (tv_empty(s))
+		tv_add(o, "is required", "%s", path);
 	else if (!tern_uuid_valid(s))
-		add(o, "must be a UUID in canonical lower-case form (8-4-4-4-12 hex digits)", "%s",
-		    path);
+		tv_add(o, "must be a UUID in canonical lower-case form (8-4-4-4-12 hex digits)",
+		       "%s", path);
 }
 
-static void check_enum(tern_violations *o, const char *path, const ProtobufCEnumDescriptor *ed,
-                       int value, int required)
+void tv_check_enum(tern_violations *o, const char *path, const ProtobufCEnumDescriptor *ed,
+                   int value, int required)
 {
 	char rule[128];
 
 	if (protobuf_c_enum_descriptor_get_value(ed, value) == NULL) {
 		snprintf(rule, sizeof(rule), "must be one of the values of %s", ed->short_name);
-		add(o, rule, "%s", path);
+		tv_add(o, rule, "%s", path);
 	} else if (required && value == 0) {
 		const ProtobufCEnumValue *zero = protobuf_c_enum_descriptor_get_value(ed, 0);
 		snprintf(rule, sizeof(rule), "is required (must not be %s)",
 		         zero ? zero->name : "unspecified");
-		add(o, rule, "%s", path);
+		tv_add(o, rule, "%s", path);
 	}
 }
 
 /* A real date; *days is INT64_MIN when absent or not a date, so callers can skip bounds. */
-static void check_date(tern_violations *o, const char *path, const char *s, int required,
-                       int64_t *days)
+void tv_check_date(tern_violations *o, const char *path, const char *s, int required, int64_t *days)
 {
 	*days = INT64_MIN;
-	if (empty(s)) {
+	if (tv_empty(s)) {
 		if (required)
-			add(o, "is required", "%s", path);
+			tv_add(o, "is required", "%s", path);
 		return;
 	}
 	if (!tern_date_parse(s, days)) {
 		*days = INT64_MIN;
-		add(o, "must be a real date YYYY-MM-DD", "%s", path);
+		tv_add(o, "must be a real date YYYY-MM-DD", "%s", path);
 	}
 }
 
 static void check_country(tern_violations *o, const char *path, const char *s, int icao)
 {
-	if (empty(s))
-		add(o, "is required", "%s", path);
-	else if (!alpha3_shape(s))
-		add(o, "must be an ISO 3166-1 alpha-3 code (three upper-case letters)", "%s", path);
+	if (tv_empty(s))
+		tv_add(o, "is required", "%s", path);
+	else if (!tv_alpha3_shape(s))
+		tv_add(o, "must be an ISO 3166-1 alpha-3 code (three upper-case letters)", "%s",
+		       path);
 	else if (!tern_country_valid(s, icao))
-		add(o,
-		    icao ? "must be an officially assigned ISO 3166-1 alpha-3 code or one of the "
-		           "ICAO "
-		           "codes XXA, XXB, XXC, XXX"
-		         : "must be an officially assigned ISO 3166-1 alpha-3 code",
-		    "%s", path);
+		tv_add(o,
+		       icao
+		           ? "must be an officially assigned ISO 3166-1 alpha-3 code or one of the "
+		             "ICAO "
+		             "codes XXA, XXB, XXC, XXX"
+		           : "must be an officially assigned ISO 3166-1 alpha-3 code",
+		       "%s", path);
 }
 
 struct keyed {
@@ -400,8 +236,8 @@ static int cmp_keyed(const void *a, const void *b)
 
 /* Reports every repeat of a non-empty key (not its first occurrence) as
  * prefix[i]suffix. Sorting keeps this O(n log n) on hostile input. */
-static void check_unique(tern_violations *o, const char *const *keys, size_t n, const char *prefix,
-                         const char *suffix, const char *rule)
+void tv_check_unique(tern_violations *o, const char *const *keys, size_t n, const char *prefix,
+                     const char *suffix, const char *rule)
 {
 	struct keyed *k;
 	size_t m = 0;
@@ -409,42 +245,42 @@ static void check_unique(tern_violations *o, const char *const *keys, size_t n, 
 	if (n < 2)
 		return;
 	if ((k = malloc(n * sizeof(*k))) == NULL) {
-		add(o, "could not be checked for repeats (out of memory)", "%s", prefix);
+		tv_add(o, "could not be checked for repeats (out of memory)", "%s", prefix);
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
-		if (!empty(keys[i]))
+		if (!tv_empty(keys[i]))
 			k[m++] = (struct keyed){keys[i], i};
 	qsort(k, m, sizeof(*k), cmp_keyed);
 	for (size_t i = 1; i < m; i++)
 		if (strcmp(k[i].key, k[i - 1].key) == 0)
-			add(o, rule, "%s[%zu]%s", prefix, k[i].idx, suffix);
+			tv_add(o, rule, "%s[%zu]%s", prefix, k[i].idx, suffix);
 	free(k);
 }
 
-static int64_t today(int64_t now_ms)
+int64_t tv_today(int64_t now_ms)
 {
 	return now_ms >= 0 ? now_ms / MS_PER_DAY : -((-now_ms + MS_PER_DAY - 1) / MS_PER_DAY);
 }
 
 /* ------------------------------------------------------------ CaseReferral */
 
-static void check_attachment(tern_violations *o, size_t i, const Tern__V1__Attachment *a)
+void tv_check_attachment(tern_violations *o, size_t i, const Tern__V1__Attachment *a)
 {
 	char path[64];
 	const char *mt = a->media_type, *slash;
 	int ok = 0;
 
 	snprintf(path, sizeof(path), "attachments[%zu].name", i);
-	check_text(o, path, a->name, REQUIRED, NAME_MAX_CHARS * 2, 0);
-	if (!empty(a->name) && (strchr(a->name, '/') || strchr(a->name, '\\') ||
-	                        strcmp(a->name, ".") == 0 || strcmp(a->name, "..") == 0))
-		add(o, "must be a file name without directories", "attachments[%zu].name", i);
-	if (!empty(a->name) && strlen(a->name) > FILE_NAME_MAX_BYTES)
-		add(o, "must be at most 255 bytes long", "attachments[%zu].name", i);
+	tv_check_text(o, path, a->name, REQUIRED, NAME_MAX_CHARS * 2, 0);
+	if (!tv_empty(a->name) && (strchr(a->name, '/') || strchr(a->name, '\\') ||
+	                           strcmp(a->name, ".") == 0 || strcmp(a->name, "..") == 0))
+		tv_add(o, "must be a file name without directories", "attachments[%zu].name", i);
+	if (!tv_empty(a->name) && strlen(a->name) > FILE_NAME_MAX_BYTES)
+		tv_add(o, "must be at most 255 bytes long", "attachments[%zu].name", i);
 
-	if (empty(mt)) {
-		add(o, "is required", "attachments[%zu].mediaType", i);
+	if (tv_empty(mt)) {
+		tv_add(o, "is required", "attachments[%zu].mediaType", i);
 	} else {
 		/* RFC 6838 restricted names: type "/" subtype, no parameters. */
 		if ((slash = strchr(mt, '/')) != NULL && slash > mt && slash[1] != '\0' &&
@@ -455,58 +291,58 @@ static void check_attachment(tern_violations *o, size_t i, const Tern__V1__Attac
 					ok = 0;
 		}
 		if (!ok)
-			add(o, "must be a media type type/subtype, such as application/pdf",
-			    "attachments[%zu].mediaType", i);
+			tv_add(o, "must be a media type type/subtype, such as application/pdf",
+			       "attachments[%zu].mediaType", i);
 	}
 
-	if (empty(a->sha256)) {
-		add(o, "is required", "attachments[%zu].sha256", i);
+	if (tv_empty(a->sha256)) {
+		tv_add(o, "is required", "attachments[%zu].sha256", i);
 	} else {
 		ok = strlen(a->sha256) == 64;
 		for (const char *p = a->sha256; ok && *p; p++)
 			ok = is_hex_lower(*p);
 		if (!ok)
-			add(o, "must be a SHA-256 digest: 64 lower-case hex digits",
-			    "attachments[%zu].sha256", i);
+			tv_add(o, "must be a SHA-256 digest: 64 lower-case hex digits",
+			       "attachments[%zu].sha256", i);
 	}
 	if (a->size == 0)
-		add(o, "must be greater than 0", "attachments[%zu].size", i);
+		tv_add(o, "must be greater than 0", "attachments[%zu].size", i);
 }
 
-static void check_member(tern_violations *o, const char *list, size_t i, const Tern__V1__Member *m,
-                         int64_t now_day)
+void tv_check_member(tern_violations *o, const char *list, size_t i, const Tern__V1__Member *m,
+                     int64_t now_day)
 {
 	char path[64];
 	int64_t dob;
 
 	snprintf(path, sizeof(path), "%s[%zu].personId", list, i);
-	check_id(o, path, m->person_id);
+	tv_check_id(o, path, m->person_id);
 	snprintf(path, sizeof(path), "%s[%zu].givenName", list, i);
-	check_text(o, path, m->given_name, REQUIRED, NAME_MAX_CHARS, 0);
+	tv_check_text(o, path, m->given_name, REQUIRED, NAME_MAX_CHARS, 0);
 	snprintf(path, sizeof(path), "%s[%zu].familyName", list, i);
-	check_text(o, path, m->family_name, REQUIRED, NAME_MAX_CHARS, 0);
+	tv_check_text(o, path, m->family_name, REQUIRED, NAME_MAX_CHARS, 0);
 
 	snprintf(path, sizeof(path), "%s[%zu].dateOfBirth", list, i);
-	check_date(o, path, m->date_of_birth, 1, &dob);
-	if (dob != INT64_MIN && dob < days_from_civil(1900, 1, 1))
-		add(o, "must not be before 1900-01-01", "%s", path);
+	tv_check_date(o, path, m->date_of_birth, 1, &dob);
+	if (dob != INT64_MIN && dob < tv_days_from_civil(1900, 1, 1))
+		tv_add(o, "must not be before 1900-01-01", "%s", path);
 	if (dob != INT64_MIN && dob > now_day)
-		add(o, "must not be in the future", "%s", path);
+		tv_add(o, "must not be in the future", "%s", path);
 
-	if (empty(m->sex))
-		add(o, "is required", "%s[%zu].sex", list, i);
+	if (tv_empty(m->sex))
+		tv_add(o, "is required", "%s[%zu].sex", list, i);
 	else if (strcmp(m->sex, "F") != 0 && strcmp(m->sex, "M") != 0 && strcmp(m->sex, "X") != 0)
-		add(o, "must be F, M or X (ICAO Doc 9303)", "%s[%zu].sex", list, i);
+		tv_add(o, "must be F, M or X (ICAO Doc 9303)", "%s[%zu].sex", list, i);
 
 	snprintf(path, sizeof(path), "%s[%zu].nationality", list, i);
 	check_country(o, path, m->nationality, 1);
 	snprintf(path, sizeof(path), "%s[%zu].relationship", list, i);
-	check_enum(o, path, &tern__v1__member__relationship__descriptor, m->relationship, 1);
+	tv_check_enum(o, path, &tern__v1__member__relationship__descriptor, m->relationship, 1);
 }
 
 /* Person ids in a list of messages: each valid, none twice. */
-static void check_member_ids(tern_violations *o, const Tern__V1__Member *const *ms, size_t n,
-                             const char *list)
+void tv_check_member_ids(tern_violations *o, const Tern__V1__Member *const *ms, size_t n,
+                         const char *list)
 {
 	const char **keys;
 
@@ -514,45 +350,45 @@ static void check_member_ids(tern_violations *o, const Tern__V1__Member *const *
 		return;
 	for (size_t i = 0; i < n; i++)
 		keys[i] = ms[i]->person_id;
-	check_unique(o, keys, n, list, ".personId", "must be unique within the case");
+	tv_check_unique(o, keys, n, list, ".personId", "must be unique within the case");
 	free(keys);
 }
 
 /* A list of person ids: at least one when required, each an id, none twice. */
-static void check_person_ids(tern_violations *o, const char *path, char *const *ids, size_t n,
-                             const char *none_rule)
+void tv_check_person_ids(tern_violations *o, const char *path, char *const *ids, size_t n,
+                         const char *none_rule)
 {
 	if (n == 0 && none_rule)
-		add(o, none_rule, "%s", path);
+		tv_add(o, none_rule, "%s", path);
 	for (size_t i = 0; i < n; i++)
-		if (empty(ids[i]) || !id_valid(ids[i]))
-			add(o, ID_RULE, "%s[%zu]", path, i);
-	check_unique(o, (const char *const *)ids, n, path, "", "must not list a person twice");
+		if (tv_empty(ids[i]) || !id_valid(ids[i]))
+			tv_add(o, ID_RULE, "%s[%zu]", path, i);
+	tv_check_unique(o, (const char *const *)ids, n, path, "", "must not list a person twice");
 }
 
 /* A date that happened: real, and not after today. */
-static void check_past_date(tern_violations *o, const char *path, const char *s, int64_t now_ms)
+void tv_check_past_date(tern_violations *o, const char *path, const char *s, int64_t now_ms)
 {
 	int64_t day;
 
-	check_date(o, path, s, 1, &day);
-	if (day != INT64_MIN && day > today(now_ms))
-		add(o, "must not be in the future", "%s", path);
+	tv_check_date(o, path, s, 1, &day);
+	if (day != INT64_MIN && day > tv_today(now_ms))
+		tv_add(o, "must not be in the future", "%s", path);
 }
 
 /* A repeated enum: each a defined value other than the unspecified one,
  * none twice. */
-static void check_enum_list(tern_violations *o, const char *path, const ProtobufCEnumDescriptor *ed,
-                            const int *values, size_t n)
+void tv_check_enum_list(tern_violations *o, const char *path, const ProtobufCEnumDescriptor *ed,
+                        const int *values, size_t n)
 {
 	char p[64];
 
 	for (size_t i = 0; i < n; i++) {
 		snprintf(p, sizeof(p), "%s[%zu]", path, i);
-		check_enum(o, p, ed, values[i], 1);
+		tv_check_enum(o, p, ed, values[i], 1);
 		for (size_t j = 0; j < i; j++)
 			if (values[j] == values[i]) {
-				add(o, "must not be listed twice", "%s", p);
+				tv_add(o, "must not be listed twice", "%s", p);
 				break;
 			}
 	}
@@ -560,54 +396,57 @@ static void check_enum_list(tern_violations *o, const char *path, const Protobuf
 
 static void check_referral(tern_violations *o, const Tern__V1__CaseReferral *r, int64_t now_ms)
 {
-	int64_t now_day = today(now_ms);
+	int64_t now_day = tv_today(now_ms);
 	size_t principals = 0;
 
-	check_id(o, "caseId", r->case_id);
-	check_enum(o, "programme", &tern__v1__case_referral__programme__descriptor, r->programme,
-	           1);
-	check_text(o, "referringOffice", r->referring_office, REQUIRED, OFFICE_MAX_CHARS, 0);
-	check_enum(o, "priority", &tern__v1__case_referral__priority__descriptor, r->priority, 1);
-	check_enum(o, "submissionCategory", &tern__v1__submission_category__descriptor,
-	           r->submission_category, 1);
-	check_enum(o, "secondaryCategory", &tern__v1__submission_category__descriptor,
-	           r->secondary_category, 0);
+	tv_check_id(o, "caseId", r->case_id);
+	tv_check_enum(o, "programme", &tern__v1__case_referral__programme__descriptor, r->programme,
+	              1);
+	tv_check_text(o, "referringOffice", r->referring_office, REQUIRED, OFFICE_MAX_CHARS, 0);
+	tv_check_enum(o, "priority", &tern__v1__case_referral__priority__descriptor, r->priority,
+	              1);
+	tv_check_enum(o, "submissionCategory", &tern__v1__submission_category__descriptor,
+	              r->submission_category, 1);
+	tv_check_enum(o, "secondaryCategory", &tern__v1__submission_category__descriptor,
+	              r->secondary_category, 0);
 	if (r->secondary_category != 0 && r->secondary_category == r->submission_category)
-		add(o, "must differ from submissionCategory", "secondaryCategory");
+		tv_add(o, "must differ from submissionCategory", "secondaryCategory");
 
 	if (r->n_members == 0)
-		add(o, "must list at least one member", "members");
+		tv_add(o, "must list at least one member", "members");
 	if (r->case_size != r->n_members)
-		add(o, "must equal the number of members", "caseSize");
+		tv_add(o, "must equal the number of members", "caseSize");
 	for (size_t i = 0; i < r->n_members; i++) {
-		check_member(o, "members", i, r->members[i], now_day);
+		tv_check_member(o, "members", i, r->members[i], now_day);
 		if (r->members[i]->relationship ==
 		    TERN__V1__MEMBER__RELATIONSHIP__PRINCIPAL_APPLICANT) {
 			if (++principals > 1)
-				add(o, "must not be PRINCIPAL_APPLICANT: the case already has one",
-				    "members[%zu].relationship", i);
+				tv_add(o,
+				       "must not be PRINCIPAL_APPLICANT: the case already has one",
+				       "members[%zu].relationship", i);
 		}
 	}
 	if (r->n_members > 0 && principals == 0)
-		add(o, "must include exactly one PRINCIPAL_APPLICANT (none found)", "members");
-	check_member_ids(o, (const Tern__V1__Member *const *)r->members, r->n_members, "members");
+		tv_add(o, "must include exactly one PRINCIPAL_APPLICANT (none found)", "members");
+	tv_check_member_ids(o, (const Tern__V1__Member *const *)r->members, r->n_members,
+	                    "members");
 
 	check_country(o, "countryOfAsylum", r->country_of_asylum, 0);
 
 	for (size_t i = 0; i < r->n_linked_cases; i++) {
 		const char *l = r->linked_cases[i];
 
-		if (empty(l) || !id_valid(l))
-			add(o, ID_RULE, "linkedCases[%zu]", i);
-		else if (!empty(r->case_id) && strcmp(l, r->case_id) == 0)
-			add(o, "must not be the case itself", "linkedCases[%zu]", i);
+		if (tv_empty(l) || !id_valid(l))
+			tv_add(o, ID_RULE, "linkedCases[%zu]", i);
+		else if (!tv_empty(r->case_id) && strcmp(l, r->case_id) == 0)
+			tv_add(o, "must not be the case itself", "linkedCases[%zu]", i);
 	}
-	check_unique(o, (const char *const *)r->linked_cases, r->n_linked_cases, "linkedCases", "",
-	             "must not repeat a linked case");
+	tv_check_unique(o, (const char *const *)r->linked_cases, r->n_linked_cases, "linkedCases",
+	                "", "must not repeat a linked case");
 
-	check_text(o, "needsSummary", r->needs_summary, NULL, SUMMARY_MAX_CHARS, 1);
+	tv_check_text(o, "needsSummary", r->needs_summary, NULL, SUMMARY_MAX_CHARS, 1);
 	for (size_t i = 0; i < r->n_attachments; i++)
-		check_attachment(o, i, r->attachments[i]);
+		tv_check_attachment(o, i, r->attachments[i]);
 }
 
 /* ------------------------------------------------------------ AcceptanceDecision */
@@ -621,59 +460,59 @@ static void check_decision(tern_violations *o, const Tern__V1__AcceptanceDecisio
 	size_t accepted = 0;
 	const char **keys;
 
-	check_id(o, "caseId", d->case_id);
-	check_uuid(o, "referralId", d->referral_id);
-	check_enum(o, "outcome", oed, d->outcome, 1);
+	tv_check_id(o, "caseId", d->case_id);
+	tv_check_uuid(o, "referralId", d->referral_id);
+	tv_check_enum(o, "outcome", oed, d->outcome, 1);
 
 	if (d->outcome != TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED &&
 	    d->outcome != TERN__V1__ACCEPTANCE_DECISION__OUTCOME__OUTCOME_UNSPECIFIED)
 		reasons_required =
 		    "is required when outcome is REJECTED, DEFERRED or MORE_INFORMATION_REQUESTED";
-	check_text(o, "reasons", d->reasons, reasons_required, SUMMARY_MAX_CHARS, 1);
+	tv_check_text(o, "reasons", d->reasons, reasons_required, SUMMARY_MAX_CHARS, 1);
 
 	for (size_t i = 0; i < d->n_member_decisions; i++) {
 		const Tern__V1__AcceptanceDecision__MemberDecision *md = d->member_decisions[i];
 		char path[64];
 
 		snprintf(path, sizeof(path), "memberDecisions[%zu].personId", i);
-		check_id(o, path, md->person_id);
+		tv_check_id(o, path, md->person_id);
 		snprintf(path, sizeof(path), "memberDecisions[%zu].outcome", i);
-		check_enum(o, path, oed, md->outcome, 1);
+		tv_check_enum(o, path, oed, md->outcome, 1);
 		if (md->outcome == TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED) {
 			accepted++;
 			if (d->outcome == TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED)
-				add(o, "must not be ACCEPTED when the case outcome is REJECTED",
-				    "%s", path);
+				tv_add(o, "must not be ACCEPTED when the case outcome is REJECTED",
+				       "%s", path);
 		}
 	}
 	if (d->n_member_decisions > 0 && accepted == 0 &&
 	    d->outcome == TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED)
-		add(o, "must accept at least one member when outcome is ACCEPTED",
-		    "memberDecisions");
+		tv_add(o, "must accept at least one member when outcome is ACCEPTED",
+		       "memberDecisions");
 	if (d->n_member_decisions > 1 &&
 	    (keys = malloc(d->n_member_decisions * sizeof(*keys))) != NULL) {
 		for (size_t i = 0; i < d->n_member_decisions; i++)
 			keys[i] = d->member_decisions[i]->person_id;
-		check_unique(o, keys, d->n_member_decisions, "memberDecisions", ".personId",
-		             "must be unique: one decision per person");
+		tv_check_unique(o, keys, d->n_member_decisions, "memberDecisions", ".personId",
+		                "must be unique: one decision per person");
 		free(keys);
 	}
 
-	check_date(o, "validUntil", d->valid_until,
-	           d->outcome == TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED, &valid_until);
-	if (valid_until != INT64_MIN && valid_until < today(now_ms) &&
+	tv_check_date(o, "validUntil", d->valid_until,
+	              d->outcome == TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED, &valid_until);
+	if (valid_until != INT64_MIN && valid_until < tv_today(now_ms) &&
 	    d->outcome == TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED)
-		add(o, "must not be in the past when outcome is ACCEPTED", "validUntil");
+		tv_add(o, "must not be in the past when outcome is ACCEPTED", "validUntil");
 
 	if (d->interview != NULL) {
-		check_enum(o, "interview.mode",
-		           &tern__v1__acceptance_decision__interview__mode__descriptor,
-		           d->interview->mode, 1);
-		check_date(o, "interview.date", d->interview->date, 0, &iday);
+		tv_check_enum(o, "interview.mode",
+		              &tern__v1__acceptance_decision__interview__mode__descriptor,
+		              d->interview->mode, 1);
+		tv_check_date(o, "interview.date", d->interview->date, 0, &iday);
 		if (d->interview->mode == TERN__V1__ACCEPTANCE_DECISION__INTERVIEW__MODE__DOSSIER &&
-		    !empty(d->interview->date))
-			add(o, "must be empty when mode is DOSSIER (no interview took place)",
-			    "interview.date");
+		    !tv_empty(d->interview->date))
+			tv_add(o, "must be empty when mode is DOSSIER (no interview took place)",
+			       "interview.date");
 	}
 }
 
@@ -687,52 +526,56 @@ static void check_leg(tern_violations *o, size_t i, const Tern__V1__TravelConfir
 	int ok;
 
 	*dep = *arr = INT64_MIN;
-	if (empty(c))
-		add(o, "is required", "legs[%zu].carrier", i);
-	else if (strlen(c) != 2 || !(is_digit(c[0]) || (c[0] >= 'A' && c[0] <= 'Z')) ||
-	         !(is_digit(c[1]) || (c[1] >= 'A' && c[1] <= 'Z')) ||
-	         (is_digit(c[0]) && is_digit(c[1])))
-		add(o,
+	if (tv_empty(c))
+		tv_add(o, "is required", "legs[%zu].carrier", i);
+	else if (strlen(c) != 2 || !(tv_is_digit(c[0]) || (c[0] >= 'A' && c[0] <= 'Z')) ||
+	         !(tv_is_digit(c[1]) || (c[1] >= 'A' && c[1] <= 'Z')) ||
+	         (tv_is_digit(c[0]) && tv_is_digit(c[1])))
+		tv_add(
+		    o,
 		    "must be a 2-character IATA airline designator (upper-case letters and digits, "
 		    "not two digits)",
 		    "legs[%zu].carrier", i);
 
-	if (empty(f)) {
-		add(o, "is required", "legs[%zu].flightNumber", i);
+	if (tv_empty(f)) {
+		tv_add(o, "is required", "legs[%zu].flightNumber", i);
 	} else {
 		n = strspn(f, "0123456789");
 		ok = n >= 1 && n <= 4 &&
 		     (f[n] == '\0' || (f[n] >= 'A' && f[n] <= 'Z' && f[n + 1] == '\0'));
 		if (!ok)
-			add(o, "must be 1-4 digits, optionally followed by one upper-case letter",
-			    "legs[%zu].flightNumber", i);
+			tv_add(o,
+			       "must be 1-4 digits, optionally followed by one upper-case letter",
+			       "legs[%zu].flightNumber", i);
 	}
 
-	if (empty(l->from))
-		add(o, "is required", "legs[%zu].from", i);
-	else if (!alpha3_shape(l->from))
-		add(o, "must be an IATA airport code (three upper-case letters)", "legs[%zu].from",
-		    i);
-	if (empty(l->to))
-		add(o, "is required", "legs[%zu].to", i);
-	else if (!alpha3_shape(l->to))
-		add(o, "must be an IATA airport code (three upper-case letters)", "legs[%zu].to",
-		    i);
-	else if (!empty(l->from) && strcmp(l->from, l->to) == 0)
-		add(o, "must differ from from", "legs[%zu].to", i);
+	if (tv_empty(l->from))
+		tv_add(o, "is required", "legs[%zu].from", i);
+	else if (!tv_alpha3_shape(l->from))
+		tv_add(o, "must be an IATA airport code (three upper-case letters)",
+		       "legs[%zu].from", i);
+	if (tv_empty(l->to))
+		tv_add(o, "is required", "legs[%zu].to", i);
+	else if (!tv_alpha3_shape(l->to))
+		tv_add(o, "must be an IATA airport code (three upper-case letters)", "legs[%zu].to",
+		       i);
+	else if (!tv_empty(l->from) && strcmp(l->from, l->to) == 0)
+		tv_add(o, "must differ from from", "legs[%zu].to", i);
 
-	if (empty(l->departs_at))
-		add(o, "is required", "legs[%zu].departsAt", i);
+	if (tv_empty(l->departs_at))
+		tv_add(o, "is required", "legs[%zu].departsAt", i);
 	else if (!tern_datetime_parse(l->departs_at, dep))
-		add(o, "must be an RFC 3339 date-time with an offset, such as 2026-03-01T09:30:00Z",
-		    "legs[%zu].departsAt", i);
-	if (empty(l->arrives_at))
-		add(o, "is required", "legs[%zu].arrivesAt", i);
+		tv_add(o,
+		       "must be an RFC 3339 date-time with an offset, such as 2026-03-01T09:30:00Z",
+		       "legs[%zu].departsAt", i);
+	if (tv_empty(l->arrives_at))
+		tv_add(o, "is required", "legs[%zu].arrivesAt", i);
 	else if (!tern_datetime_parse(l->arrives_at, arr))
-		add(o, "must be an RFC 3339 date-time with an offset, such as 2026-03-01T09:30:00Z",
-		    "legs[%zu].arrivesAt", i);
+		tv_add(o,
+		       "must be an RFC 3339 date-time with an offset, such as 2026-03-01T09:30:00Z",
+		       "legs[%zu].arrivesAt", i);
 	if (*dep != INT64_MIN && *arr != INT64_MIN && *arr <= *dep)
-		add(o, "must be after departsAt", "legs[%zu].arrivesAt", i);
+		tv_add(o, "must be after departsAt", "legs[%zu].arrivesAt", i);
 }
 
 static void check_travel(tern_violations *o, const Tern__V1__TravelConfirmation *t)
@@ -740,17 +583,18 @@ static void check_travel(tern_violations *o, const Tern__V1__TravelConfirmation 
 	const char *contact_required = NULL;
 	int64_t prev_arr = INT64_MIN;
 
-	check_id(o, "caseId", t->case_id);
-	check_uuid(o, "decisionId", t->decision_id);
-	check_enum(o, "status", &tern__v1__travel_confirmation__status__descriptor, t->status, 1);
+	tv_check_id(o, "caseId", t->case_id);
+	tv_check_uuid(o, "decisionId", t->decision_id);
+	tv_check_enum(o, "status", &tern__v1__travel_confirmation__status__descriptor, t->status,
+	              1);
 
 	if (t->n_travellers == 0)
-		add(o, "must list at least one traveller", "travellers");
+		tv_add(o, "must list at least one traveller", "travellers");
 	for (size_t i = 0; i < t->n_travellers; i++)
-		if (empty(t->travellers[i]) || !id_valid(t->travellers[i]))
-			add(o, ID_RULE, "travellers[%zu]", i);
-	check_unique(o, (const char *const *)t->travellers, t->n_travellers, "travellers", "",
-	             "must not list a traveller twice");
+		if (tv_empty(t->travellers[i]) || !id_valid(t->travellers[i]))
+			tv_add(o, ID_RULE, "travellers[%zu]", i);
+	tv_check_unique(o, (const char *const *)t->travellers, t->n_travellers, "travellers", "",
+	                "must not list a traveller twice");
 
 	for (size_t i = 0; i < t->n_legs; i++) {
 		const Tern__V1__TravelConfirmation__Leg *l = t->legs[i];
@@ -760,12 +604,12 @@ static void check_travel(tern_violations *o, const Tern__V1__TravelConfirmation 
 		if (i > 0) {
 			const Tern__V1__TravelConfirmation__Leg *p = t->legs[i - 1];
 
-			if (!empty(p->to) && !empty(l->from) && strcmp(p->to, l->from) != 0)
-				add(o, "must be the airport where the previous leg arrives",
-				    "legs[%zu].from", i);
+			if (!tv_empty(p->to) && !tv_empty(l->from) && strcmp(p->to, l->from) != 0)
+				tv_add(o, "must be the airport where the previous leg arrives",
+				       "legs[%zu].from", i);
 			if (dep != INT64_MIN && prev_arr != INT64_MIN && dep <= prev_arr)
-				add(o, "must be after the previous leg arrives",
-				    "legs[%zu].departsAt", i);
+				tv_add(o, "must be after the previous leg arrives",
+				       "legs[%zu].departsAt", i);
 		}
 		prev_arr = arr;
 	}
@@ -773,217 +617,52 @@ static void check_travel(tern_violations *o, const Tern__V1__TravelConfirmation 
 	switch (t->status) {
 	case TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED:
 		if (t->n_legs == 0)
-			add(o, "must list at least one leg when status is BOOKED", "legs");
+			tv_add(o, "must list at least one leg when status is BOOKED", "legs");
 		if (!t->fit_to_travel)
-			add(o,
+			tv_add(
+			    o,
 			    "must be true when status is BOOKED (medical clearance before booking)",
 			    "fitToTravel");
 		break;
 	case TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED:
 	case TERN__V1__TRAVEL_CONFIRMATION__STATUS__ARRIVED:
 		if (t->n_legs == 0)
-			add(o, "must list at least one leg when status is DEPARTED or ARRIVED",
-			    "legs");
+			tv_add(o, "must list at least one leg when status is DEPARTED or ARRIVED",
+			       "legs");
 		contact_required = "is required when status is DEPARTED or ARRIVED";
 		break;
 	default:
 		break;
 	}
-	check_text(o, "receptionContact", t->reception_contact, contact_required, CONTACT_MAX_CHARS,
-	           0);
+	tv_check_text(o, "receptionContact", t->reception_contact, contact_required,
+	              CONTACT_MAX_CHARS, 0);
 }
 
 /* ------------------------------------------------------------ InformationRequest */
-
-static void check_info_request(tern_violations *o, const Tern__V1__InformationRequest *r)
-{
-	int64_t day;
-
-	check_id(o, "caseId", r->case_id);
-	check_uuid(o, "referralId", r->referral_id);
-	check_text(o, "questions", r->questions, REQUIRED, SUMMARY_MAX_CHARS, 1);
-	check_date(o, "respondBy", r->respond_by, 0, &day);
-}
-
-/* ------------------------------------------------------------ InformationResponse */
-
-static void check_info_response(tern_violations *o, const Tern__V1__InformationResponse *r)
-{
-	check_id(o, "caseId", r->case_id);
-	check_uuid(o, "requestId", r->request_id);
-	check_text(o, "answers", r->answers, REQUIRED, SUMMARY_MAX_CHARS, 1);
-	for (size_t i = 0; i < r->n_attachments; i++)
-		check_attachment(o, i, r->attachments[i]);
-}
-
-/* ------------------------------------------------------------ CaseUpdate */
-
-static void check_case_update(tern_violations *o, const Tern__V1__CaseUpdate *u, int64_t now_ms)
-{
-	int added = u->kind == TERN__V1__CASE_UPDATE__KIND__MEMBER_ADDED,
-	    removed = u->kind == TERN__V1__CASE_UPDATE__KIND__MEMBER_REMOVED,
-	    priority = u->kind == TERN__V1__CASE_UPDATE__KIND__PRIORITY_CHANGED,
-	    withdrawn = u->kind == TERN__V1__CASE_UPDATE__KIND__WITHDRAWN;
-
-	check_id(o, "caseId", u->case_id);
-	check_uuid(o, "referralId", u->referral_id);
-	check_enum(o, "kind", &tern__v1__case_update__kind__descriptor, u->kind, 1);
-
-	if (added && u->n_added_members == 0)
-		add(o, "must list at least one member when kind is MEMBER_ADDED", "addedMembers");
-	if (!added && u->n_added_members > 0)
-		add(o, "must be empty unless kind is MEMBER_ADDED", "addedMembers");
-	for (size_t i = 0; added && i < u->n_added_members; i++)
-		check_member(o, "addedMembers", i, u->added_members[i], today(now_ms));
-	check_member_ids(o, (const Tern__V1__Member *const *)u->added_members, u->n_added_members,
-	                 "addedMembers");
-
-	if (removed)
-		check_person_ids(o, "removedPersonIds", u->removed_person_ids,
-		                 u->n_removed_person_ids,
-		                 "must list at least one person when kind is MEMBER_REMOVED");
-	else if (u->n_removed_person_ids > 0)
-		add(o, "must be empty unless kind is MEMBER_REMOVED", "removedPersonIds");
-
-	if (priority)
-		check_enum(o, "priority", &tern__v1__case_referral__priority__descriptor,
-		           u->priority, 1);
-	else if (u->priority != 0)
-		add(o, "must be left out unless kind is PRIORITY_CHANGED", "priority");
-
-	check_text(o, "reason", u->reason, withdrawn ? "is required when kind is WITHDRAWN" : NULL,
-	           SUMMARY_MAX_CHARS, 1);
-}
-
-/* ------------------------------------------------------------ HealthAssessment */
-
-static void check_health(tern_violations *o, const Tern__V1__HealthAssessment *h, int64_t now_ms)
-{
-	const char **keys;
-
-	check_id(o, "caseId", h->case_id);
-	check_uuid(o, "decisionId", h->decision_id);
-	if (h->n_assessments == 0)
-		add(o, "must assess at least one member", "assessments");
-	for (size_t i = 0; i < h->n_assessments; i++) {
-		const Tern__V1__HealthAssessment__MemberAssessment *a = h->assessments[i];
-		int conditional =
-		    a->fitness == TERN__V1__HEALTH_ASSESSMENT__FITNESS__FIT_WITH_CONDITIONS;
-		int not_yet = a->fitness == TERN__V1__HEALTH_ASSESSMENT__FITNESS__NOT_YET_FIT;
-		char path[64];
-
-		snprintf(path, sizeof(path), "assessments[%zu].personId", i);
-		check_id(o, path, a->person_id);
-		snprintf(path, sizeof(path), "assessments[%zu].fitness", i);
-		check_enum(o, path, &tern__v1__health_assessment__fitness__descriptor, a->fitness,
-		           1);
-		snprintf(path, sizeof(path), "assessments[%zu].conditions", i);
-		if (conditional && a->n_conditions == 0)
-			add(o,
-			    "must list at least one condition when fitness is FIT_WITH_CONDITIONS",
-			    "%s", path);
-		else if (!conditional && a->n_conditions > 0)
-			add(o, "must be empty unless fitness is FIT_WITH_CONDITIONS", "%s", path);
-		else
-			check_enum_list(o, path,
-			                &tern__v1__health_assessment__condition__descriptor,
-			                (const int *)a->conditions, a->n_conditions);
-		snprintf(path, sizeof(path), "assessments[%zu].deferral", i);
-		if (not_yet)
-			check_enum(o, path, &tern__v1__health_assessment__deferral__descriptor,
-			           a->deferral, 1);
-		else if (a->deferral != 0)
-			add(o, "must be left out unless fitness is NOT_YET_FIT", "%s", path);
-		snprintf(path, sizeof(path), "assessments[%zu].examinedOn", i);
-		check_past_date(o, path, a->examined_on, now_ms);
-	}
-	if (h->n_assessments > 1 && (keys = malloc(h->n_assessments * sizeof(*keys))) != NULL) {
-		for (size_t i = 0; i < h->n_assessments; i++)
-			keys[i] = h->assessments[i]->person_id;
-		check_unique(o, keys, h->n_assessments, "assessments", ".personId",
-		             "must be unique: one assessment per person");
-		free(keys);
-	}
-}
-
-/* ------------------------------------------------------------ PreDepartureOrientation */
-
-static void check_orientation(tern_violations *o, const Tern__V1__PreDepartureOrientation *p,
-                              int64_t now_ms)
-{
-	const char **keys;
-
-	check_id(o, "caseId", p->case_id);
-	check_uuid(o, "decisionId", p->decision_id);
-	if (p->n_attendance == 0)
-		add(o, "must list at least one member's attendance", "attendance");
-	for (size_t i = 0; i < p->n_attendance; i++) {
-		const Tern__V1__PreDepartureOrientation__Attendance *a = p->attendance[i];
-		char path[64];
-
-		snprintf(path, sizeof(path), "attendance[%zu].personId", i);
-		check_id(o, path, a->person_id);
-		snprintf(path, sizeof(path), "attendance[%zu].lastSessionOn", i);
-		check_past_date(o, path, a->last_session_on, now_ms);
-		if (a->sessions == 0)
-			add(o, "must be at least 1", "attendance[%zu].sessions", i);
-		snprintf(path, sizeof(path), "attendance[%zu].topics", i);
-		check_enum_list(o, path, &tern__v1__pre_departure_orientation__topic__descriptor,
-		                (const int *)a->topics, a->n_topics);
-	}
-	if (p->n_attendance > 1 && (keys = malloc(p->n_attendance * sizeof(*keys))) != NULL) {
-		for (size_t i = 0; i < p->n_attendance; i++)
-			keys[i] = p->attendance[i]->person_id;
-		check_unique(o, keys, p->n_attendance, "attendance", ".personId",
-		             "must be unique: one attendance record per person");
-		free(keys);
-	}
-}
-
-/* ------------------------------------------------------------ ArrivalHandover */
-
-static void check_handover(tern_violations *o, const Tern__V1__ArrivalHandover *h)
-{
-	check_id(o, "caseId", h->case_id);
-	check_uuid(o, "decisionId", h->decision_id);
-	check_person_ids(o, "arrivedPersonIds", h->arrived_person_ids, h->n_arrived_person_ids,
-	                 "must list at least one person who arrived");
-	check_text(o, "receptionLocation", h->reception_location, REQUIRED, CONTACT_MAX_CHARS, 0);
-	if (empty(h->handed_over_at))
-		add(o, "is required", "handedOverAt");
-	else if (!tern_datetime_parse(h->handed_over_at, NULL))
-		add(o, "must be an RFC 3339 date-time with an offset, such as 2026-03-01T09:30:00Z",
-		    "handedOverAt");
-	check_enum_list(o, "followUpNeeds", &tern__v1__arrival_handover__follow_up_need__descriptor,
-	                (const int *)h->follow_up_needs, h->n_follow_up_needs);
-	check_text(o, "followUpNote", h->follow_up_note, NULL, SUMMARY_MAX_CHARS, 1);
-}
-
-/* ------------------------------------------------------------ Receipt */
 
 static void check_receipt(tern_violations *o, const Tern__V1__Receipt *r)
 {
 	const char *c = r->reason_code;
 
-	check_uuid(o, "messageId", r->message_id);
+	tv_check_uuid(o, "messageId", r->message_id);
 	if (r->envelope_digest.len != 32)
-		add(o, "must be 32 bytes (SHA-256 of the envelope)", "envelopeDigest");
-	check_enum(o, "status", &tern__v1__receipt__status__descriptor, r->status, 1);
-	if (empty(c)) {
+		tv_add(o, "must be 32 bytes (SHA-256 of the envelope)", "envelopeDigest");
+	tv_check_enum(o, "status", &tern__v1__receipt__status__descriptor, r->status, 1);
+	if (tv_empty(c)) {
 		if (r->status == TERN__V1__RECEIPT__STATUS__REJECTED)
-			add(o, "is required when status is REJECTED", "reasonCode");
+			tv_add(o, "is required when status is REJECTED", "reasonCode");
 	} else {
 		int ok = strlen(c) <= 64 && c[0] >= 'a' && c[0] <= 'z';
 
 		for (const char *p = c; ok && *p; p++)
-			ok = (*p >= 'a' && *p <= 'z') || is_digit(*p) || *p == '-';
+			ok = (*p >= 'a' && *p <= 'z') || tv_is_digit(*p) || *p == '-';
 		if (!ok)
-			add(o, "must be 1-64 characters of a-z 0-9 -, starting with a letter",
-			    "reasonCode");
+			tv_add(o, "must be 1-64 characters of a-z 0-9 -, starting with a letter",
+			       "reasonCode");
 		if (r->status == TERN__V1__RECEIPT__STATUS__ACCEPTED)
-			add(o, "must be empty when status is ACCEPTED", "reasonCode");
+			tv_add(o, "must be empty when status is ACCEPTED", "reasonCode");
 	}
-	check_text(o, "reasonText", r->reason_text, NULL, REASON_TEXT_MAX_CHARS, 0);
+	tv_check_text(o, "reasonText", r->reason_text, NULL, REASON_TEXT_MAX_CHARS, 0);
 }
 
 int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *out)
@@ -1006,17 +685,17 @@ int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *
 	else if (d == &tern__v1__receipt__descriptor)
 		check_receipt(out, (const Tern__V1__Receipt *)msg);
 	else if (d == &tern__v1__information_request__descriptor)
-		check_info_request(out, (const Tern__V1__InformationRequest *)msg);
+		tv_check_info_request(out, (const Tern__V1__InformationRequest *)msg);
 	else if (d == &tern__v1__information_response__descriptor)
-		check_info_response(out, (const Tern__V1__InformationResponse *)msg);
+		tv_check_info_response(out, (const Tern__V1__InformationResponse *)msg);
 	else if (d == &tern__v1__case_update__descriptor)
-		check_case_update(out, (const Tern__V1__CaseUpdate *)msg, now_ms);
+		tv_check_case_update(out, (const Tern__V1__CaseUpdate *)msg, now_ms);
 	else if (d == &tern__v1__health_assessment__descriptor)
-		check_health(out, (const Tern__V1__HealthAssessment *)msg, now_ms);
+		tv_check_health(out, (const Tern__V1__HealthAssessment *)msg, now_ms);
 	else if (d == &tern__v1__pre_departure_orientation__descriptor)
-		check_orientation(out, (const Tern__V1__PreDepartureOrientation *)msg, now_ms);
+		tv_check_orientation(out, (const Tern__V1__PreDepartureOrientation *)msg, now_ms);
 	else if (d == &tern__v1__arrival_handover__descriptor)
-		check_handover(out, (const Tern__V1__ArrivalHandover *)msg);
+		tv_check_handover(out, (const Tern__V1__ArrivalHandover *)msg);
 	else
 		return tern_fail(TERN_EINVAL, "tern_validate: %s is not a business message",
 		                 d ? d->name : "(no descriptor)");
