@@ -255,8 +255,8 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 		free(sorted);
 	}
 	out = json_pack("{s:s, s:o, s:o, s:o, s:I}", "case_id", case_id, "threads", json_array(),
-	                "timeline", json_incref(events), "held", json_array(),
-	                "refused_omitted", (json_int_t)omitted);
+	                "timeline", json_incref(events), "held", json_array(), "refused_omitted",
+	                (json_int_t)omitted);
 	json_object_foreach(threads, root, v)
 	{
 		json_t *t = thread_json(txn, s, root);

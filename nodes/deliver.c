@@ -122,9 +122,8 @@ static int hold_room(const node_judge *j, const char *sender, size_t len)
 
 /* The recipient's checks (docs/protocol.md) on an opened business message:
  * its rules, then the workflow's against what this node holds of the case. */
-static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *env,
-                       size_t envlen, const tern_msgtype *t, const ProtobufCMessage *body,
-                       struct din *d)
+static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *env, size_t envlen,
+                       const tern_msgtype *t, const ProtobufCMessage *body, struct din *d)
 {
 	const Tern__V1__Header *h = tern_envelope_header(env);
 	struct node_wf_view w = {j, txn};

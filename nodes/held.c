@@ -122,13 +122,11 @@ static int load_one(const char *msgid, json_t *rec, void *arg)
 {
 	node *n = arg;
 
-	json_object_set_new(n->held, msgid,
-	                    json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "ref",
-	                              json_object_get(rec, "ref"), "until",
-	                              json_object_get(rec, "until"), "sender",
-	                              json_object_get(rec, "sender"), "type",
-	                              json_object_get(rec, "type"), "len",
-	                              json_object_get(rec, "len")));
+	json_object_set_new(
+	    n->held, msgid,
+	    json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "ref", json_object_get(rec, "ref"), "until",
+	              json_object_get(rec, "until"), "sender", json_object_get(rec, "sender"),
+	              "type", json_object_get(rec, "type"), "len", json_object_get(rec, "len")));
 	/* Judged again at the first tick: what it cites may have been kept by
 	 * the last commit before a stop, whose due list lived in memory only. */
 	json_array_append_new(n->held_due, json_string(msgid));

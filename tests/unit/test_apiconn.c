@@ -4,7 +4,11 @@
  * hangs up mid-frame is an ordinary error; a reply larger than the socket
  * buffer goes out over several rounds; a stalled client is closed at its
  * deadline while others are served, and one over the connection cap is
- * answered at once. */
+ * answered at once.
+ *
+ * Over 800 lines on purpose: the framing and the server built on it are one
+ * module here, tested by one executable, and the server cases reuse the framing
+ * cases' helpers. */
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>

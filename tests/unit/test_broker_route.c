@@ -2,7 +2,10 @@
  * as the broker decodes them, judged against a directory (route_judge) and
  * written to a real store (route_write); each case checks the answer the
  * node would get and what the queues and the de-duplication table hold
- * afterwards. Also the order of submissions within a session (submit_order). */
+ * afterwards. Also the order of submissions within a session (submit_order).
+ *
+ * Over 800 lines on purpose: routing is one module, tested by one executable,
+ * over one federation fixture. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

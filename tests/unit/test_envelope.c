@@ -1,4 +1,7 @@
-/* Envelopes: seal, verify, authorize and open, and every way each refuses. */
+/* Envelopes: seal, verify, authorize and open, and every way each refuses.
+ *
+ * Over 800 lines on purpose: envelopes are one module, tested by one executable,
+ * over one federation fixture. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

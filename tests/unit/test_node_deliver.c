@@ -971,8 +971,8 @@ static void test_held_cap_within_a_batch(void **state)
 	(void)state;
 	for (size_t i = 0; i < NODE_HELD_PER_SENDER + 1; i++) {
 		assert_int_equal(tern_uuid_v7(never), TERN_OK);
-		env = message(IOM, to_unhcr, 1, "travel-confirmation", &len, id, "decisionId", never,
-		              NULL, NULL);
+		env = message(IOM, to_unhcr, 1, "travel-confirmation", &len, id, "decisionId",
+		              never, NULL, NULL);
 		deliver(n, i + 1, env, len);
 		free(env);
 	}
@@ -998,8 +998,16 @@ static int junk(MDB_txn *txn, void *arg)
 	char id[37];
 
 	for (size_t i = 0; i < n; i++) {
-		node_in m = {id,       (const uint8_t *)"x", 1, "portugal", "travel-confirmation",
-		             "VICTIM-1", "", 0, "invalid-body", "junk"};
+		node_in m = {id,
+		             (const uint8_t *)"x",
+		             1,
+		             "portugal",
+		             "travel-confirmation",
+		             "VICTIM-1",
+		             "",
+		             0,
+		             "invalid-body",
+		             "junk"};
 		int rc;
 		assert_int_equal(tern_uuid_v7(id), TERN_OK);
 		if ((rc = node_store_receive(txn, st, &m, tern_now_ms())) != TERN_OK)
@@ -1011,7 +1019,7 @@ static int junk(MDB_txn *txn, void *arg)
 static int one_accepted(MDB_txn *txn, void *arg)
 {
 	node_in m = {arg,        (const uint8_t *)"x", 1, "sweden", "acceptance-decision",
-	             "VICTIM-1", "ACCEPTED", 1,       NULL,     NULL};
+	             "VICTIM-1", "ACCEPTED",           1, NULL,     NULL};
 
 	return node_store_receive(txn, st, &m, tern_now_ms() - 1000);
 }
@@ -1064,7 +1072,7 @@ static uint8_t *padded_travel(int from, const char *decision, size_t pad, size_t
 	n = blen;
 	big[n++] = 0xc2; /* field 1000, length-delimited */
 	big[n++] = 0x3e;
-	for (size_t v = pad; ; v >>= 7) {
+	for (size_t v = pad;; v >>= 7) {
 		big[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
 		if (v <= 0x7f)
 			break;
