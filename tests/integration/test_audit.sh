@@ -47,12 +47,18 @@ for op in delete insert swap; do
   done
 done
 
-say "every single byte of iom's archive changed in turn"
-a="$WORK/iom.tern-audit"
+say "every single byte of portugal's archive changed in turn"
+# portugal's log holds no message of the demo's case, but every kind of
+# record an archive has: its header, entries (directory, cosignatures),
+# checkpoints and their signatures and cosignatures. It is the smallest of
+# the five (about 3.6 KB; the others grew to 7 KB with the whole lifecycle,
+# which took this test past its 10 minutes under ASan).
+a="$WORK/portugal.tern-audit"
 size=$(stat -c %s "$a")
 # Each byte is changed by adding 1 (mod 256) in its own copy, and each copy
 # verified by tern, two at a time: one process per byte, not a pipeline of
-# shell tools per byte (which cost most of this test's time).
+# shell tools per byte (which cost most of this test's time). Leak checking
+# is off in these short processes only (the verifications above run with it).
 python3 - "$a" "$TERN" "$WORK" >"$WORK/missed" <<'PY'
 import concurrent.futures, os, subprocess, sys, tempfile
 path, tern, work = sys.argv[1:4]
@@ -61,8 +67,10 @@ def check(i):
     fd, t = tempfile.mkstemp(dir=work, prefix="flip.")
     with os.fdopen(fd, "wb") as f:
         f.write(data[:i] + bytes([(data[i] + 1) % 256]) + data[i + 1:])
+    env = dict(os.environ)
+    env["ASAN_OPTIONS"] = (env.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")
     ok = subprocess.run([tern, "audit", "verify", t], stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL).returncode == 0
+                        stderr=subprocess.DEVNULL, env=env).returncode == 0
     os.unlink(t)
     return None if not ok else "byte %d changed and still verifies" % i
 with concurrent.futures.ThreadPoolExecutor(2) as pool:
