@@ -67,7 +67,7 @@ static const tern_wf_transition handover_moves[] = {
     {0, 0, 0},
 };
 
-/* The workflow table (tern/workflow.h). */
+/* The workflow table (tern/workflow.h), in the order of a case. */
 static const tern_msgtype types[] = {
     {.type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
      .name = "case-referral",
@@ -81,33 +81,6 @@ static const tern_msgtype types[] = {
      .purpose = "refers a case (a family) to a State for resettlement or relocation",
      .members_field = "members.person_id",
      .transitions = referral_moves},
-    /* To the referrer, and to IOM (movement) once accepted: IOM holds no
-     * referral, so only the referrer judges the reference. */
-    {.type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
-     .name = "acceptance-decision",
-     .desc = &tern__v1__acceptance_decision__descriptor,
-     .sender_roles = TERN_ROLE_STATE,
-     .recipient_roles = TERN_ROLE_REFERRER | TERN_ROLE_MOVEMENT,
-     .purpose = "accepts, rejects or defers a referral, or asks for more information",
-     .ref_field = "referral_id",
-     .ref_type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
-     .ref_holders = TERN_ROLE_REFERRER,
-     .members_field = "member_decisions.person_id",
-     .state_field = "outcome",
-     .transitions = decision_moves},
-    {.type = TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION,
-     .name = "travel-confirmation",
-     .desc = &tern__v1__travel_confirmation__descriptor,
-     .sender_roles = TERN_ROLE_MOVEMENT,
-     .recipient_roles = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
-     .purpose = "books travel, reports departure or arrival, or cancels",
-     .ref_field = "decision_id",
-     .ref_type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
-     .ref_holders = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
-     .ref_value = "ACCEPTED",
-     .members_field = "travellers",
-     .state_field = "status",
-     .transitions = travel_moves},
     /* The State that holds the referral asks; only the referrer judges the
      * reference (it holds its referrals). */
     {.type = TERN__V1__MESSAGE_TYPE__INFORMATION_REQUEST,
@@ -146,6 +119,20 @@ static const tern_msgtype types[] = {
      .members_removed = "removed_person_ids",
      .state_field = "kind",
      .transitions = update_moves},
+    /* To the referrer, and to IOM (movement) once accepted: IOM holds no
+     * referral, so only the referrer judges the reference. */
+    {.type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
+     .name = "acceptance-decision",
+     .desc = &tern__v1__acceptance_decision__descriptor,
+     .sender_roles = TERN_ROLE_STATE,
+     .recipient_roles = TERN_ROLE_REFERRER | TERN_ROLE_MOVEMENT,
+     .purpose = "accepts, rejects or defers a referral, or asks for more information",
+     .ref_field = "referral_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+     .ref_holders = TERN_ROLE_REFERRER,
+     .members_field = "member_decisions.person_id",
+     .state_field = "outcome",
+     .transitions = decision_moves},
     /* Medical data: to the State only, never to the referrer. */
     {.type = TERN__V1__MESSAGE_TYPE__HEALTH_ASSESSMENT,
      .name = "health-assessment",
@@ -153,7 +140,7 @@ static const tern_msgtype types[] = {
      .sender_roles = TERN_ROLE_MOVEMENT,
      .recipient_roles = TERN_ROLE_STATE,
      .purpose = "reports each member's fitness to travel after the pre-departure health "
-                "assessment",
+                "assessment (medical data: to the State only)",
      .ref_field = "decision_id",
      .ref_type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
      .ref_holders = TERN_ROLE_STATE,
@@ -172,6 +159,19 @@ static const tern_msgtype types[] = {
      .ref_value = "ACCEPTED",
      .members_field = "attendance.person_id",
      .transitions = pre_departure_moves},
+    {.type = TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION,
+     .name = "travel-confirmation",
+     .desc = &tern__v1__travel_confirmation__descriptor,
+     .sender_roles = TERN_ROLE_MOVEMENT,
+     .recipient_roles = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
+     .purpose = "books travel, reports departure or arrival, or cancels",
+     .ref_field = "decision_id",
+     .ref_type = TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION,
+     .ref_holders = TERN_ROLE_STATE | TERN_ROLE_REFERRER,
+     .ref_value = "ACCEPTED",
+     .members_field = "travellers",
+     .state_field = "status",
+     .transitions = travel_moves},
     {.type = TERN__V1__MESSAGE_TYPE__ARRIVAL_HANDOVER,
      .name = "arrival-handover",
      .desc = &tern__v1__arrival_handover__descriptor,

@@ -580,6 +580,20 @@ static void field_path(const char *path, char *buf, size_t len)
 		buf[0] = '\0';
 }
 
+int tern_workflow_describe_types(FILE *f)
+{
+	char a[64], b[64];
+
+	fputs("| type | message | sent by | to | what it does |\n|---|---|---|---|---|\n", f);
+	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++) {
+		roles_or_any(t->sender_roles, a, sizeof(a));
+		roles_or_any(t->recipient_roles, b, sizeof(b));
+		fprintf(f, "| `%s` | `%s` | %s | %s%s | %s |\n", t->name, t->desc->short_name, a, b,
+		        t->max_recipients == 1 ? " (one)" : "", t->purpose ? t->purpose : "");
+	}
+	return ferror(f) ? TERN_EIO : TERN_OK;
+}
+
 int tern_workflow_describe(FILE *f)
 {
 	char a[160], b[64];

@@ -818,6 +818,19 @@ static void test_new_types_recipient_roles(void **state)
 		assert_true(t->type > 0 && t->type < TERN_MSGTYPE_MAX);
 }
 
+static void test_docs_carry_the_types(void **state)
+{
+	char why[512];
+	int rc = tt_docs_section("docs/messages.md", "types", tern_workflow_describe_types,
+	                         "types-table.md", why, sizeof(why));
+
+	(void)state;
+	if (rc == 1)
+		skip();
+	if (rc != 0)
+		fail_msg("%s", why);
+}
+
 static void test_docs_carry_the_table(void **state)
 {
 	char why[512];
@@ -849,6 +862,7 @@ int main(void)
 	    cmocka_unit_test(test_iom_books_a_withdrawn_case),
 	    cmocka_unit_test(test_health_orientation_handover),
 	    cmocka_unit_test(test_new_types_recipient_roles),
+	    cmocka_unit_test(test_docs_carry_the_types),
 	    cmocka_unit_test(test_docs_carry_the_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

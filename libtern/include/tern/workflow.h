@@ -122,6 +122,10 @@ void tern_workflow_next(tern_case_state s,
                                    void *arg),
                         void *arg);
 
+/* Writes the list of message types (name, schema, roles, purpose) as
+ * markdown; docs/messages.md opens with it. */
+int tern_workflow_describe_types(FILE *f);
+
 /* Writes the workflow table (types, roles, references, members, transitions)
  * and the case states as markdown; docs/messages.md carries it. */
 int tern_workflow_describe(FILE *f);
