@@ -70,6 +70,13 @@ int node_store_unhold(MDB_txn *txn, tern_store *s, const char *msgid)
 	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "release a held envelope");
 }
 
+int node_store_held_has(MDB_txn *txn, tern_store *s, const char *msgid)
+{
+	MDB_val k = sval(msgid), v;
+
+	return DBI(s, NS_HELD) != 0 && mdb_get(txn, DBI(s, NS_HELD), &k, &v) == 0;
+}
+
 int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
                              size_t *len)
 {

@@ -124,6 +124,8 @@ typedef struct node_held {
 int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h);
 /* Forgets a held delivery (released: judged at last). TERN_ENOENT if none. */
 int node_store_unhold(MDB_txn *txn, tern_store *s, const char *msgid);
+/* 1 if msgid is held (no copy made). */
+int node_store_held_has(MDB_txn *txn, tern_store *s, const char *msgid);
 /* TERN_OK with the held envelope (a copy the caller frees), or TERN_ENOENT. */
 int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
                              size_t *len);
