@@ -8,7 +8,32 @@ FLOOD="$BIN/tern-flood"
 WORK=$(mktemp -d /tmp/tern-it.XXXXXX)
 # Below Linux's ephemeral range (32768-60999): a test that opens many client
 # connections must not take the ports another test's daemons listen on.
-PORT=${TERN_TEST_PORT:-$((20000 + RANDOM % 12000))}
+# A federation takes ports PORT to PORT+19 (tern dev-federation), a test's
+# second one PORT+40 on: each test gets a block of 64, and a block whose ports
+# another test's daemons already hold is skipped (tests run two at a time,
+# and a collision failed a test with "Address already in use").
+ports_free() {
+  python3 - "$1" <<'PY'
+import socket, sys
+base = int(sys.argv[1])
+for p in range(base, base + 64):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        sys.exit(1)
+    finally:
+        s.close()
+PY
+}
+if [[ -n ${TERN_TEST_PORT:-} ]]; then
+  PORT=$TERN_TEST_PORT
+else
+  for _ in 1 2 3 4 5 6 7 8; do
+    PORT=$((20000 + (RANDOM % 187) * 64))
+    ports_free "$PORT" && break
+  done
+fi
 declare -A PIDS=()
 
 cleanup() {
