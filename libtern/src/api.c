@@ -283,6 +283,9 @@ static void utf8_repair(char *s)
 }
 
 static json_t *answer(const char *code, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static json_t *answer(const char *code, const char *fmt, va_list ap)
 {
 	char msg[512];
 	json_t *e;
