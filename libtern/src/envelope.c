@@ -12,6 +12,7 @@
 
 #include <sodium.h>
 
+#include <tern/attach.h>
 #include <tern/crypto.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
@@ -169,6 +170,11 @@ static int header_check(const Tern__V1__Header *h)
 	if (h->expires_at != 0 && h->expires_at <= h->created_at)
 		return tern_fail(TERN_EMALFORMED, "message %s expires before it was created",
 		                 h->message_id);
+	/* Structure only: each daemon applies its own size limits. */
+	if (tern_attach_seals_check((const Tern__V1__AttachmentSeal *const *)h->attachments,
+	                            h->n_attachments, 0, 0) != TERN_OK)
+		return tern_fail(TERN_EMALFORMED, "message %s: %s", h->message_id,
+		                 tern_errdetail());
 	return TERN_OK;
 }
 
@@ -428,7 +434,13 @@ int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory 
 	if ((res = calloc(1, sizeof(*res))) == NULL)
 		return TERN_ENOMEM;
 	memcpy(res->signer, tern_signkey_public(p->sign_key), TERN_ED25519_PUBLIC_LEN);
-	if ((rc = tern_uuid_v7(res->id)) != TERN_OK)
+	if (p->message_id != NULL) {
+		if (!tern_uuid_valid(p->message_id)) {
+			rc = tern_fail(TERN_EINVAL, "seal: message id is not a UUID");
+			goto out;
+		}
+		snprintf(res->id, sizeof(res->id), "%s", p->message_id);
+	} else if ((rc = tern_uuid_v7(res->id)) != TERN_OK)
 		goto out;
 
 	h.schema_version = TERN_ENVELOPE_SCHEMA_VERSION;
@@ -441,13 +453,18 @@ int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory 
 	h.created_at = p->created_at ? p->created_at : tern_now_ms();
 	h.expires_at = p->expires_at;
 	h.in_reply_to = (char *)str_or_empty(p->in_reply_to);
+	h.n_attachments = p->n_attachments;
+	h.attachments = (Tern__V1__AttachmentSeal **)p->attachments;
 	/* The receiver's rules, applied before anything is signed. */
 	if (header_check(&h) != TERN_OK) {
 		rc = refail(TERN_EINVAL, "seal");
 		goto out;
 	}
 
-	randombytes_buf(content_key, sizeof(content_key));
+	if (p->content_key != NULL)
+		memcpy(content_key, p->content_key, sizeof(content_key));
+	else
+		randombytes_buf(content_key, sizeof(content_key));
 	randombytes_buf(nonce, sizeof(nonce));
 	if (p->cache != NULL)
 		rc = sealcache_ephemeral(p->cache, eph_sk, eph_pk);
@@ -1008,9 +1025,29 @@ int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern
 	return tern_envelope_open_cached(env, self_id, key, NULL, body, body_len);
 }
 
+/* Opens the body (body != NULL) or only unwraps the content key into ck_out. */
+static int open_body(const tern_envelope *env, const char *self_id, const tern_sealkey *key,
+                     tern_sealcache *cache, uint8_t **body, size_t *body_len, uint8_t *ck_out);
+
 int tern_envelope_open_cached(const tern_envelope *env, const char *self_id,
                               const tern_sealkey *key, tern_sealcache *cache, uint8_t **body,
                               size_t *body_len)
+{
+	if (body == NULL || body_len == NULL)
+		return tern_fail(TERN_EINVAL, "open: missing parameter");
+	return open_body(env, self_id, key, cache, body, body_len, NULL);
+}
+
+int tern_envelope_content_key(const tern_envelope *env, const char *self_id,
+                              const tern_sealkey *key, tern_sealcache *cache, uint8_t out[32])
+{
+	if (out == NULL)
+		return tern_fail(TERN_EINVAL, "open: missing parameter");
+	return open_body(env, self_id, key, cache, NULL, NULL, out);
+}
+
+static int open_body(const tern_envelope *env, const char *self_id, const tern_sealkey *key,
+                     tern_sealcache *cache, uint8_t **body, size_t *body_len, uint8_t *ck_out)
 {
 	const Tern__V1__Header *h;
 	const Tern__V1__WrappedKey *wk;
@@ -1022,7 +1059,7 @@ int tern_envelope_open_cached(const tern_envelope *env, const char *self_id,
 	size_t aad_len = 0, ck_len, pt_len, i;
 	int rc;
 
-	if (env == NULL || self_id == NULL || key == NULL || body == NULL || body_len == NULL)
+	if (env == NULL || self_id == NULL || key == NULL)
 		return tern_fail(TERN_EINVAL, "open: missing parameter");
 	h = env->hdr;
 	for (i = 0; i < h->n_recipients; i++)
@@ -1065,6 +1102,11 @@ int tern_envelope_open_cached(const tern_envelope *env, const char *self_id,
 		rc = tern_fail(TERN_EDECRYPT,
 		               "message %s: the content key does not unwrap for %s (wrong key?)",
 		               h->message_id, self_id);
+		goto out;
+	}
+	if (ck_out != NULL) {
+		memcpy(ck_out, content_key, sizeof(content_key));
+		rc = TERN_OK;
 		goto out;
 	}
 

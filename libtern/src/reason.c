@@ -126,6 +126,32 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
     [TERN_REASON_WRONG_STATE] = {TERN_REASON_WRONG_STATE, "wrong-state", "node, recipient", 409,
                                  "the case is in a state this message may not follow (a "
                                  "decision after a rejection, a departure before a booking)"},
+    [TERN_REASON_CHUNK_MISMATCH] = {TERN_REASON_CHUNK_MISMATCH, "chunk-mismatch",
+                                    "broker, recipient", 422,
+                                    "an attachment chunk of the wrong length, or whose hash "
+                                    "is not under its signed seal (altered, swapped or "
+                                    "moved from another message)"},
+    [TERN_REASON_ATTACHMENT_MISMATCH] = {TERN_REASON_ATTACHMENT_MISMATCH, "attachment-mismatch",
+                                         "node, recipient", 422,
+                                         "an attachment whose bytes do not have the SHA-256 "
+                                         "or size its message declares, or declarations "
+                                         "that do not match the signed seals"},
+    [TERN_REASON_ATTACHMENT_INCOMPLETE] = {TERN_REASON_ATTACHMENT_INCOMPLETE,
+                                           "attachment-incomplete", "recipient", 410,
+                                           "the message expired before all of its "
+                                           "attachments' chunks arrived"},
+    [TERN_REASON_ATTACHMENT_TOO_LARGE] = {TERN_REASON_ATTACHMENT_TOO_LARGE,
+                                          "attachment-too-large", "node, broker, recipient",
+                                          413,
+                                          "an attachment over [limits] max_attachment_size, "
+                                          "or a message's over max_message_attachments"},
+    [TERN_REASON_UNKNOWN_TRANSFER] = {TERN_REASON_UNKNOWN_TRANSFER, "unknown-transfer",
+                                      "broker", 404,
+                                      "chunks for a message the broker holds no attachments "
+                                      "of, or not from or for this node"},
+    [TERN_REASON_NO_SPACE] = {TERN_REASON_NO_SPACE, "no-space", "node, broker", 507,
+                              "the disk is full: the chunk was not taken and will be put "
+                              "again when there is room"},
     [TERN_REASON_ROLLBACK] = {TERN_REASON_ROLLBACK, "rollback", "daemon, witness", 409,
                               "a CRL or directory older than the one in force, or an audit "
                               "log shorter than one already cosigned"},

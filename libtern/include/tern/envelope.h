@@ -88,6 +88,13 @@ typedef struct tern_seal_params {
 	int64_t created_at;    /* ms since the epoch; 0 = now */
 	int64_t expires_at;    /* ms since the epoch; 0 = the broker's default time-to-live */
 	tern_sealcache *cache; /* NULL: a fresh ephemeral key for this envelope alone */
+	/* Attachments (tern/attach.h): the sender seals them first, so it
+	 * chooses the message id and the content key, and passes their seals
+	 * to sign in the header. NULL / 0: a new UUIDv7, a random key, none. */
+	const char *message_id;
+	const uint8_t *content_key; /* 32 bytes */
+	const Tern__V1__AttachmentSeal *const *attachments;
+	size_t n_attachments;
 } tern_seal_params;
 
 /* Sealing in two steps, so that a node can sign everything one commit
@@ -189,6 +196,11 @@ int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern
 int tern_envelope_open_cached(const tern_envelope *env, const char *self_id,
                               const tern_sealkey *key, tern_sealcache *cache, uint8_t **body,
                               size_t *body_len);
+/* The message's content key, unwrapped for self_id (the same checks and
+ * errors as tern_envelope_open, without opening the body): what its
+ * attachments' chunk keys derive from (tern/attach.h). Wipe it after use. */
+int tern_envelope_content_key(const tern_envelope *env, const char *self_id,
+                              const tern_sealkey *key, tern_sealcache *cache, uint8_t out[32]);
 /* Wipes and frees a body returned by tern_envelope_open; sets *body to NULL. */
 void tern_envelope_body_free(uint8_t **body, size_t body_len);
 

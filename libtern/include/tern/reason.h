@@ -66,6 +66,13 @@ typedef enum tern_reason {
 	TERN_REASON_UNKNOWN_MEMBER,
 	TERN_REASON_SUPERSEDED,
 	TERN_REASON_WRONG_STATE,
+	/* attachments (tern/attach.h): chunks and what they add up to */
+	TERN_REASON_CHUNK_MISMATCH,
+	TERN_REASON_ATTACHMENT_MISMATCH,
+	TERN_REASON_ATTACHMENT_INCOMPLETE,
+	TERN_REASON_ATTACHMENT_TOO_LARGE,
+	TERN_REASON_UNKNOWN_TRANSFER,
+	TERN_REASON_NO_SPACE,
 	/* trust material a daemon refuses; a log a witness refuses to cosign */
 	TERN_REASON_ROLLBACK,
 	TERN_REASON_CONFLICT,

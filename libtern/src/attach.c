@@ -1,0 +1,284 @@
+/* Attachment chunks: sealing, opening and checking (tern/attach.h). */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include <tern/attach.h>
+#include <tern/crypto.h>
+#include <tern/error.h>
+
+#include "util.h"
+
+#define KEY_INFO "tern/v1 attachment key"
+#define AAD_LABEL "tern/v1 attachment chunk"
+#define AAD_MAX (sizeof(AAD_LABEL) + 36 + 4 + 8)
+
+uint64_t tern_attach_chunks(uint64_t size, uint32_t chunk_size)
+{
+	if (chunk_size == 0)
+		return 0;
+	return size / chunk_size + (size % chunk_size != 0);
+}
+
+size_t tern_attach_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t index)
+{
+	uint64_t start;
+
+	if (chunk_size == 0 || index >= tern_attach_chunks(size, chunk_size))
+		return 0;
+	start = index * chunk_size;
+	return (size_t)(size - start < chunk_size ? size - start : chunk_size);
+}
+
+uint64_t tern_attach_slot(uint32_t chunk_size, uint64_t index)
+{
+	return index * ((uint64_t)chunk_size + TERN_ATTACH_TAG_LEN);
+}
+
+int tern_attach_seals_check(const Tern__V1__AttachmentSeal *const *seals, size_t n,
+                            uint64_t max_size, uint64_t max_total)
+{
+	uint64_t total = 0;
+
+	if (n > TERN_ATTACH_MAX_COUNT)
+		return tern_fail(TERN_EMALFORMED, "%zu attachments: at most %d", n,
+		                 TERN_ATTACH_MAX_COUNT);
+	for (size_t i = 0; i < n; i++) {
+		const Tern__V1__AttachmentSeal *s = seals[i];
+		if (s->size == 0 || s->root.len != TERN_HASH_LEN ||
+		    s->chunk_size < TERN_ATTACH_CHUNK_MIN || s->chunk_size > TERN_ATTACH_CHUNK_MAX)
+			return tern_fail(TERN_EMALFORMED,
+			                 "attachment %zu: a seal needs a size, a chunk size of "
+			                 "%u to %u bytes and a 32-byte root",
+			                 i, TERN_ATTACH_CHUNK_MIN, TERN_ATTACH_CHUNK_MAX);
+		if (max_size && s->size > max_size)
+			return tern_fail(TERN_ETOOBIG, "attachment %zu: %llu bytes, over %llu", i,
+			                 (unsigned long long)s->size, (unsigned long long)max_size);
+		total += s->size;
+		if (max_total && total > max_total)
+			return tern_fail(TERN_ETOOBIG, "attachments: over %llu bytes in all",
+			                 (unsigned long long)max_total);
+	}
+	return TERN_OK;
+}
+
+static void put_be(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = bytes - 1; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+int tern_attach_key(const uint8_t content_key[32], uint32_t attachment, uint8_t key[32])
+{
+	uint8_t info[sizeof(KEY_INFO) + 4];
+
+	memcpy(info, KEY_INFO, sizeof(KEY_INFO)); /* with its NUL: the separator */
+	put_be(info + sizeof(KEY_INFO), attachment, 4);
+	return tern_hkdf_sha256(NULL, 0, content_key, 32, info, sizeof(info), key, 32);
+}
+
+/* Nonce be32(attachment) || be64(index): unique under a key that is itself
+ * unique to the message and the attachment. The associated data names the
+ * message too, so a chunk cannot pass for another message's even where a
+ * content key were ever reused. */
+static size_t chunk_params(const char *msgid, uint32_t attachment, uint64_t index,
+                           uint8_t nonce[TERN_AEAD_NONCE_LEN], uint8_t aad[AAD_MAX])
+{
+	size_t idlen = strnlen(msgid, 36), n = 0;
+
+	put_be(nonce, attachment, 4);
+	put_be(nonce + 4, index, 8);
+	memcpy(aad, AAD_LABEL, sizeof(AAD_LABEL));
+	n = sizeof(AAD_LABEL);
+	memcpy(aad + n, msgid, idlen);
+	n += idlen;
+	put_be(aad + n, attachment, 4);
+	put_be(aad + n + 4, index, 8);
+	return n + 12;
+}
+
+int tern_attach_chunk_seal(const uint8_t key[32], const char *msgid, uint32_t attachment,
+                           uint64_t index, const uint8_t *plain, size_t len, uint8_t *out)
+{
+	uint8_t nonce[TERN_AEAD_NONCE_LEN], aad[AAD_MAX];
+	size_t alen = chunk_params(msgid, attachment, index, nonce, aad);
+
+	return tern_aead_seal(key, 32, nonce, sizeof(nonce), aad, alen, plain, len, out);
+}
+
+int tern_attach_chunk_open(const uint8_t key[32], const char *msgid, uint32_t attachment,
+                           uint64_t index, const uint8_t *sealed, size_t len, uint8_t *out,
+                           size_t *out_len)
+{
+	uint8_t nonce[TERN_AEAD_NONCE_LEN], aad[AAD_MAX];
+	size_t alen = chunk_params(msgid, attachment, index, nonce, aad);
+
+	if (len < TERN_ATTACH_TAG_LEN)
+		return tern_fail(TERN_EMALFORMED, "attachment %u chunk %llu: shorter than its tag",
+		                 attachment, (unsigned long long)index);
+	if (tern_aead_open(key, 32, nonce, sizeof(nonce), aad, alen, sealed, len, out, out_len) !=
+	    TERN_OK)
+		return tern_fail(TERN_EDECRYPT, "attachment %u chunk %llu does not authenticate",
+		                 attachment, (unsigned long long)index);
+	return TERN_OK;
+}
+
+int tern_attach_chunk_verify(const Tern__V1__AttachmentSeal *seal, uint64_t index,
+                             const uint8_t *sealed, size_t len, const tern_hash *proof,
+                             size_t nproof)
+{
+	uint64_t n = tern_attach_chunks(seal->size, seal->chunk_size);
+	size_t want = tern_attach_chunk_len(seal->size, seal->chunk_size, index);
+	tern_hash leaf;
+
+	if (index >= n || seal->root.len != TERN_HASH_LEN)
+		return tern_fail(TERN_EMALFORMED, "chunk %llu: the attachment has %llu",
+		                 (unsigned long long)index, (unsigned long long)n);
+	if (len != want + TERN_ATTACH_TAG_LEN)
+		return tern_fail(TERN_EMALFORMED, "chunk %llu: %zu bytes where its seal says %zu",
+		                 (unsigned long long)index, len, want + TERN_ATTACH_TAG_LEN);
+	tern_merkle_leaf_hash(sealed, len, leaf);
+	if (tern_merkle_verify_inclusion(index, n, leaf, proof, nproof, seal->root.data) !=
+	    TERN_OK)
+		return tern_fail(TERN_EDIGEST, "chunk %llu is not the one its sender signed",
+		                 (unsigned long long)index);
+	return TERN_OK;
+}
+
+static int read_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = pread(fd, buf + got, len - got, (off_t)(off + got));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return tern_fail(TERN_EIO, "read: %s", strerror(errno));
+		if (r == 0)
+			return tern_fail(TERN_EMALFORMED, "the file ends %llu bytes early",
+			                 (unsigned long long)(len - got));
+		got += (size_t)r;
+	}
+	return TERN_OK;
+}
+
+static int write_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
+{
+	size_t put = 0;
+
+	while (put < len) {
+		ssize_t w = pwrite(fd, buf + put, len - put, (off_t)(off + put));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return tern_fail(TERN_EIO, "write: %s", strerror(errno));
+		put += (size_t)w;
+	}
+	return TERN_OK;
+}
+
+int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uint8_t key[32],
+                        const char *msgid, uint32_t attachment, int out_fd,
+                        Tern__V1__AttachmentSeal *seal, uint8_t root_out[32],
+                        uint8_t sha256[32], tern_hash **leaves)
+{
+	uint64_t n = tern_attach_chunks(size, chunk_size);
+	crypto_hash_sha256_state st;
+	uint8_t *plain = NULL, *sealed = NULL;
+	tern_hash *lv = NULL;
+	int rc = TERN_OK;
+
+	if (leaves)
+		*leaves = NULL;
+	if (size == 0 || chunk_size < TERN_ATTACH_CHUNK_MIN || chunk_size > TERN_ATTACH_CHUNK_MAX)
+		return tern_fail(TERN_EINVAL, "seal attachment: size 0 or chunk size out of bounds");
+	plain = malloc(chunk_size);
+	sealed = malloc((size_t)chunk_size + TERN_ATTACH_TAG_LEN);
+	lv = malloc(n * sizeof(*lv));
+	if (plain == NULL || sealed == NULL || lv == NULL) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	crypto_hash_sha256_init(&st);
+	for (uint64_t i = 0; i < n; i++) {
+		size_t len = tern_attach_chunk_len(size, chunk_size, i);
+		if ((rc = read_full(in_fd, plain, len, i * (uint64_t)chunk_size)) != TERN_OK)
+			goto out;
+		crypto_hash_sha256_update(&st, plain, len);
+		if ((rc = tern_attach_chunk_seal(key, msgid, attachment, i, plain, len, sealed)) !=
+		    TERN_OK)
+			goto out;
+		tern_merkle_leaf_hash(sealed, len + TERN_ATTACH_TAG_LEN, lv[i]);
+		if ((rc = write_full(out_fd, sealed, len + TERN_ATTACH_TAG_LEN,
+		                     tern_attach_slot(chunk_size, i))) != TERN_OK)
+			goto out;
+	}
+	crypto_hash_sha256_final(&st, sha256);
+	if ((rc = tern_merkle_root(lv, n, root_out)) != TERN_OK)
+		goto out;
+	tern__v1__attachment_seal__init(seal);
+	seal->size = size;
+	seal->chunk_size = chunk_size;
+	seal->root.data = root_out;
+	seal->root.len = TERN_HASH_LEN;
+	if (leaves) {
+		*leaves = lv;
+		lv = NULL;
+	}
+out:
+	if (plain)
+		sodium_memzero(plain, chunk_size);
+	free(plain);
+	free(sealed);
+	free(lv);
+	return rc;
+}
+
+int tern_attach_open_fd(int fd, const Tern__V1__AttachmentSeal *seal, const uint8_t key[32],
+                        const char *msgid, uint32_t attachment, uint64_t from, uint64_t to,
+                        tern_attach_piece_fn *fn, void *arg, uint8_t sha256[32])
+{
+	uint32_t cs = seal->chunk_size;
+	uint64_t n = tern_attach_chunks(seal->size, cs);
+	crypto_hash_sha256_state st;
+	uint8_t *plain = NULL, *sealed = NULL;
+	int rc = TERN_OK;
+
+	if (cs < TERN_ATTACH_CHUNK_MIN || cs > TERN_ATTACH_CHUNK_MAX || to > seal->size ||
+	    from > to)
+		return tern_fail(TERN_EINVAL, "open attachment: bad seal or range");
+	plain = malloc(cs);
+	sealed = malloc((size_t)cs + TERN_ATTACH_TAG_LEN);
+	if (plain == NULL || sealed == NULL) {
+		rc = TERN_ENOMEM;
+		goto out;
+	}
+	crypto_hash_sha256_init(&st);
+	for (uint64_t i = from / cs; i < n && i * (uint64_t)cs < to; i++) {
+		size_t len = tern_attach_chunk_len(seal->size, cs, i), plen;
+		uint64_t start = i * (uint64_t)cs, a, b;
+		if ((rc = read_full(fd, sealed, len + TERN_ATTACH_TAG_LEN, tern_attach_slot(cs, i))) !=
+		    TERN_OK)
+			goto out;
+		if ((rc = tern_attach_chunk_open(key, msgid, attachment, i, sealed,
+		                                 len + TERN_ATTACH_TAG_LEN, plain, &plen)) != TERN_OK)
+			goto out;
+		crypto_hash_sha256_update(&st, plain, plen);
+		a = from > start ? from - start : 0;
+		b = to < start + plen ? to - start : plen;
+		if (fn && b > a && (rc = fn(arg, start + a, plain + a, (size_t)(b - a))) != TERN_OK)
+			goto out;
+	}
+	if (sha256)
+		crypto_hash_sha256_final(&st, sha256);
+out:
+	if (plain)
+		sodium_memzero(plain, cs);
+	free(plain);
+	free(sealed);
+	return rc;
+}
