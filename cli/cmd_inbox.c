@@ -5,6 +5,7 @@
 
 #include <jansson.h>
 
+#include "attach.h"
 #include "commands.h"
 #include "nodeapi.h"
 
@@ -14,11 +15,14 @@ static void usage(FILE *f)
 	      "       tern inbox -c NODECONF next [--wait SECONDS]\n"
 	      "       tern inbox -c NODECONF show MSGID\n"
 	      "       tern inbox -c NODECONF ack MSGID\n"
+	      "       tern inbox -c NODECONF attachment MSGID NAME --out FILE|-\n"
 	      "\n"
 	      "The messages this node received and accepted. A message stays in the inbox\n"
 	      "until it is acknowledged, so an agency system takes it with 'next', stores it,\n"
 	      "then 'ack's it. 'next' and 'show' print the header and the opened body as JSON;\n"
-	      "'list' shows ids, senders, types and case ids only.\n"
+	      "'list' shows ids, senders, types and case ids only. 'attachment' writes one of\n"
+	      "the message's attachments to FILE (- for standard output) and checks its\n"
+	      "SHA-256 against the declared one.\n"
 	      "\n"
 	      "Exit status: 0 done, 1 nothing in the inbox (next) or no such message, 3 node\n"
 	      "not reachable.\n"
@@ -26,7 +30,9 @@ static void usage(FILE *f)
 	      "Examples:\n"
 	      "  tern inbox -c /tmp/fed/sweden/node.conf list\n"
 	      "  tern inbox -c /tmp/fed/sweden/node.conf next --wait 30 > message.json\n"
-	      "  tern inbox -c /tmp/fed/sweden/node.conf ack 01a2...\n",
+	      "  tern inbox -c /tmp/fed/sweden/node.conf ack 01a2...\n"
+	      "  tern inbox -c /tmp/fed/sweden/node.conf attachment 01a2... \\\n"
+	      "      medical-assessment.pdf --out maf.pdf\n",
 	      f);
 }
 
@@ -38,18 +44,17 @@ static const char *str(json_t *o, const char *k)
 
 int cmd_inbox(int argc, char **argv)
 {
-	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
-	                                     {"json", no_argument, NULL, 'j'},
-	                                     {"wait", required_argument, NULL, 'w'},
-	                                     {"help", no_argument, NULL, 'h'},
-	                                     {NULL, 0, NULL, 0}};
-	const char *conf = NULL, *sub;
+	static const struct option opts[] = {
+	    {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+	    {"wait", required_argument, NULL, 'w'},   {"out", required_argument, NULL, 'o'},
+	    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+	const char *conf = NULL, *sub, *outp = NULL;
 	int c, json = 0, rc = CLI_OK;
 	long wait = 0;
 	json_t *req = NULL, *resp = NULL;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "c:jw:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:jw:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			conf = optarg;
@@ -59,6 +64,9 @@ int cmd_inbox(int argc, char **argv)
 			break;
 		case 'w':
 			wait = strtol(optarg, NULL, 10);
+			break;
+		case 'o':
+			outp = optarg;
 			break;
 		case 'h':
 			usage(stdout);
@@ -70,6 +78,15 @@ int cmd_inbox(int argc, char **argv)
 	if (conf == NULL || optind >= argc)
 		return cli_usage_error("inbox", "need -c NODECONF and list, next, show or ack");
 	sub = argv[optind];
+	if (strcmp(sub, "attachment") == 0) {
+		char sock[4096];
+		if (argc - optind != 3 || outp == NULL)
+			return cli_usage_error("inbox",
+			                       "attachment needs MSGID, NAME and --out FILE");
+		if ((rc = cli_node_socket("inbox", conf, sock, sizeof(sock))) != CLI_OK)
+			return rc;
+		return cli_attach_download("inbox", sock, argv[optind + 1], argv[optind + 2], outp);
+	}
 	if (strcmp(sub, "list") == 0 && argc - optind == 1) {
 		req = json_pack("{s:s}", "op", "inbox.list");
 	} else if (strcmp(sub, "next") == 0 && argc - optind == 1) {

@@ -5,9 +5,11 @@
 
 #include <jansson.h>
 
+#include <tern/attach.h>
 #include <tern/error.h>
 #include <tern/msgtype.h>
 
+#include "attach.h"
 #include "commands.h"
 #include "nodeapi.h"
 
@@ -15,7 +17,8 @@ static void usage(FILE *f)
 {
 	fputs(
 	    "Usage: tern send -c NODECONF --to ID[,ID...] [--reply-to MSGID] [--ttl SECONDS]\n"
-	    "                 [--client-ref KEY] [--wait SECONDS] TYPE FILE|-\n"
+	    "                 [--client-ref KEY] [--wait SECONDS] [--attach FILE[:NAME]]...\n"
+	    "                 TYPE FILE|-\n"
 	    "\n"
 	    "Hands a business message to this agency's node, which signs it, seals it to\n"
 	    "the recipients and keeps it in its outbox until the broker has it. Prints the\n"
@@ -35,6 +38,13 @@ static void usage(FILE *f)
 	    "  --wait SECONDS         then wait up to SECONDS for the final state and print it\n"
 	    "                         after the id: delivered (a signed receipt from every\n"
 	    "                         recipient), rejected or expired\n"
+	    "  --attach FILE[:NAME]   carry FILE with the message (repeatable; up to [limits]\n"
+	    "                         max_attachment_size each): it is uploaded to the node,\n"
+	    "                         and its name (NAME, or FILE's own), media type, SHA-256\n"
+	    "                         and size are declared in the body's attachments. The\n"
+	    "                         recipient gets the message only once every file is in\n"
+	    "                         (docs/attachments.md). Types: case-referral,\n"
+	    "                         information-response\n"
 	    "\n"
 	    "Exit status: 0 stored (with --wait: delivered), 1 refused, rejected or expired (the\n"
 	    "reasons are printed), 3 node not reachable, 4 --wait ran out first.\n"
@@ -50,8 +60,54 @@ static void usage(FILE *f)
 	    "  tern send -c /tmp/fed/unhcr/node.conf --to sweden case-referral referral.json\n"
 	    "  tern example acceptance-decision | tern send -c sweden/node.conf --to unhcr,iom \\\n"
 	    "      acceptance-decision -\n"
-	    "  tern send -c unhcr/node.conf --to sweden --wait 60 case-referral referral.json\n",
+	    "  tern send -c unhcr/node.conf --to sweden --wait 60 case-referral referral.json\n"
+	    "  tern send -c unhcr/node.conf --to sweden --attach maf.pdf:medical-assessment.pdf "
+	    "\\\n"
+	    "      --attach photo.jpg case-referral referral.json\n",
 	    f);
+}
+
+/* Uploads each FILE[:NAME] and declares it in body's attachments; *uploads
+ * the ids, in the same order. */
+static int attach_files(const char *conf, const char *type, json_t *body, const char *const *files,
+                        size_t n, json_t **uploads)
+{
+	const tern_msgtype *t = tern_msgtype_by_name(type);
+	json_t *decls = json_object_get(body, "attachments");
+	char sock[4096];
+	int rc;
+
+	if (protobuf_c_message_descriptor_get_field_by_name(t->desc, "attachments") == NULL)
+		return cli_usage_error("send", "a %s carries no attachments", type);
+	if (!json_is_object(body))
+		return cli_usage_error("send", "the body is not a JSON object");
+	if (json_array_size(decls) > 0)
+		return cli_usage_error("send",
+		                       "the body declares attachments already: with --attach, "
+		                       "leave \"attachments\" out and let tern fill it in");
+	if ((rc = cli_node_socket("send", conf, sock, sizeof(sock))) != CLI_OK)
+		return rc;
+	decls = json_array();
+	*uploads = json_array();
+	for (size_t i = 0; i < n; i++) {
+		char path[4096], id[37];
+		const char *name, *colon = strrchr(files[i], ':'), *slash;
+		json_t *decl;
+		snprintf(path, sizeof(path), "%.*s",
+		         (int)(colon ? (size_t)(colon - files[i]) : strlen(files[i])), files[i]);
+		slash = strrchr(path, '/');
+		name = colon && colon[1] ? colon + 1 : slash ? slash + 1 : path;
+		if ((rc = cli_attach_upload("send", sock, path, name, &decl, id)) != CLI_OK) {
+			json_decref(decls);
+			json_decref(*uploads);
+			*uploads = NULL;
+			return rc;
+		}
+		json_array_append_new(decls, decl);
+		json_array_append_new(*uploads, json_string(id));
+	}
+	json_object_set_new(body, "attachments", decls);
+	return CLI_OK;
 }
 
 int cmd_send(int argc, char **argv)
@@ -62,15 +118,18 @@ int cmd_send(int argc, char **argv)
 	                                     {"ttl", required_argument, NULL, 'l'},
 	                                     {"client-ref", required_argument, NULL, 'k'},
 	                                     {"wait", required_argument, NULL, 'w'},
+	                                     {"attach", required_argument, NULL, 'a'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *conf = NULL, *to = NULL, *reply = NULL, *ref = NULL;
 	long ttl = 0, wait = 0;
-	json_t *req, *resp = NULL, *body, *rcpts;
+	json_t *req, *resp = NULL, *body, *rcpts, *uploads = NULL;
 	json_error_t jerr;
 	uint8_t *buf = NULL;
 	size_t len;
 	char *copy, *save = NULL;
+	const char *attach[TERN_ATTACH_MAX_COUNT];
+	size_t nattach = 0;
 	int c, rc;
 
 	optind = 1;
@@ -100,6 +159,12 @@ int cmd_send(int argc, char **argv)
 				return cli_usage_error(
 				    "send", "--wait takes 1 to 3600 seconds, not '%s'", optarg);
 			break;
+		case 'a':
+			if (nattach == TERN_ATTACH_MAX_COUNT)
+				return cli_usage_error("send", "at most %d --attach",
+				                       TERN_ATTACH_MAX_COUNT);
+			attach[nattach++] = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			return CLI_OK;
@@ -120,6 +185,11 @@ int cmd_send(int argc, char **argv)
 		        jerr.line, jerr.column);
 		return CLI_NO;
 	}
+	if (nattach &&
+	    (rc = attach_files(conf, argv[optind], body, attach, nattach, &uploads)) != CLI_OK) {
+		json_decref(body);
+		return rc;
+	}
 	rcpts = json_array();
 	copy = strdup(to);
 	for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
@@ -135,6 +205,8 @@ int cmd_send(int argc, char **argv)
 		json_object_set_new(req, "client_ref", json_string(ref));
 	if (wait)
 		json_object_set_new(req, "wait_ms", json_integer((json_int_t)wait * 1000));
+	if (uploads)
+		json_object_set_new(req, "uploads", uploads);
 	rc = nodeapi_call("send", conf, req, 30000 + (int)wait * 1000, &resp);
 	if (rc == CLI_OK && wait && json_object_get(resp, "state")) {
 		const char *state = json_string_value(json_object_get(resp, "state"));

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <tern/api.h>
+#include <tern/attach.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
 #include <tern/json.h>
@@ -93,6 +94,23 @@ static int list_visit(const char *msgid, void *arg)
 	return 0;
 }
 
+/* The entry of arr (taken) for msgid, a new reference; NULL if none. */
+static json_t *transfer_of(json_t *arr, const char *msgid)
+{
+	json_t *v, *found = NULL;
+	size_t i;
+
+	json_array_foreach(arr, i, v)
+	{
+		if (strcmp(json_string_value(json_object_get(v, "message_id")), msgid) == 0) {
+			found = json_incref(v);
+			break;
+		}
+	}
+	json_decref(arr);
+	return found;
+}
+
 static json_t *api_read_op(node *n, const char *op, json_t *req)
 {
 	MDB_txn *txn;
@@ -105,6 +123,18 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		json_t *rc2, *arr = json_array();
 		const char *k;
 		json_t *h = id ? json_object_get(n->held, id) : NULL;
+		json_t *xs = id ? transfer_of(node_xin_status(n), id) : NULL;
+		if (xs != NULL) {
+			/* A delivery whose attachments are still coming (xfer_in.c). */
+			json_decref(arr);
+			res = json_pack("{s:b, s:s, s:s, s:s, s:O, s:O, s:O}", "ok", 1,
+			                "message_id", id, "state", "receiving", "direction",
+			                "received", "sender", json_object_get(xs, "sender"),
+			                "bytes", json_object_get(xs, "bytes"), "received_bytes",
+			                json_object_get(xs, "received"));
+			json_decref(xs);
+			goto out;
+		}
 		if (h != NULL) {
 			/* A delivery this node holds (docs/messages.md, "Held messages"). */
 			json_decref(arr);
@@ -137,6 +167,8 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		                json_object_get(rec, "state"), "reason_code",
 		                json_object_get(rec, "reason_code"), "reason_text",
 		                json_object_get(rec, "reason_text"), "recipients", arr);
+		if (res && (xs = transfer_of(node_xout_status(n), id)) != NULL)
+			json_object_set_new(res, "attachments", xs);
 	} else if (strcmp(op, "inbox.list") == 0) {
 		json_t *ids = json_array(), *ctx[2] = {ids, NULL}, *msgs = json_array(), *v;
 		size_t i;
@@ -182,11 +214,12 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 	} else if (strcmp(op, "node.info") == 0) {
 		json_t *counts = NULL;
 		node_store_counts(txn, n->store, &counts);
-		res = json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?}", "ok", 1, "node_id",
-		                n->id.id, "broker_id", n->broker->node_id, "connected",
+		res = json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?, s:{s:o, s:o}}", "ok", 1,
+		                "node_id", n->id.id, "broker_id", n->broker->node_id, "connected",
 		                n->connected, "outbox", json_object_get(counts, "outbox"), "inbox",
 		                json_object_get(counts, "inbox"), "held",
-		                json_object_get(counts, "held"));
+		                json_object_get(counts, "held"), "transfers", "out",
+		                node_xout_status(n), "in", node_xin_status(n));
 		json_decref(counts);
 	}
 out:
@@ -206,6 +239,10 @@ struct send_req {
 	size_t np;
 	const char *reply_to, *client_ref; /* NULL: none */
 	int64_t ttl_s, wait_ms;
+	/* one upload per declared attachment (docs/attachments.md) */
+	const char *uploads[TERN_ATTACH_MAX_COUNT];
+	size_t nup;
+	int bad_uploads; /* not a list of at most TERN_ATTACH_MAX_COUNT strings */
 };
 
 /* The checks before the body: type, recipients, client_ref. NULL when the
@@ -220,6 +257,9 @@ static json_t *send_check(node *n, const struct send_req *r)
 	}
 	if (r->np == 0)
 		return tern_api_error(TERN_EINVAL, "'to' must list 1 to 64 node ids");
+	if (r->bad_uploads)
+		return tern_api_error(TERN_EINVAL, "'uploads' must list at most %d upload ids",
+		                      TERN_ATTACH_MAX_COUNT);
 	if (r->ttl_s < 0 || r->ttl_s > MAX_TTL_S)
 		return tern_api_error(
 		    TERN_EINVAL, "ttl_seconds must be 0 (the broker's default) to %d", MAX_TTL_S);
@@ -284,6 +324,7 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 	uint8_t *packed = NULL;
 	size_t plen;
 	struct out o, *slot;
+	struct node_xprep prep;
 	json_t *res = NULL;
 	int rc;
 
@@ -298,13 +339,18 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 	}
 	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK)
 		return tern_api_error(rc, "cannot encode the body");
-	rc =
-	    node_make_out(n, r->t, r->rcpts, r->np, node_field_string(body, "case_id"), r->reply_to,
-	                  r->ttl_s > 0 ? tern_now_ms() + r->ttl_s * 1000 : 0, packed, plen, &o);
+	/* Attachments first: the envelope signs their seals. */
+	if (node_xout_prepare(n, body, r->uploads, r->nup, &prep, &res) != TERN_OK)
+		goto out;
+	rc = node_make_out(n, r->t, r->rcpts, r->np, node_field_string(body, "case_id"),
+	                   r->reply_to, r->ttl_s > 0 ? tern_now_ms() + r->ttl_s * 1000 : 0, packed,
+	                   plen, &prep, &o);
 	if (rc != TERN_OK) {
+		node_xprep_finish(n, &prep, NULL);
 		res = tern_api_error(rc, "cannot seal: %s", tern_errdetail());
 		goto out;
 	}
+	node_xprep_finish(n, &prep, &o);
 	/* The workflow, against what this node holds of the case: a caseworker
 	 * hears at once what each recipient would refuse. */
 	{
@@ -388,6 +434,17 @@ static json_t *api_send(node *n, json_t *req, int ci)
 
 	if (json_is_array(to) && json_array_size(to) <= 64)
 		json_array_foreach(to, i, v) r.rcpts[r.np++] = json_string_value(v);
+	v = json_object_get(req, "uploads");
+	if (v != NULL && (!json_is_array(v) || json_array_size(v) > TERN_ATTACH_MAX_COUNT))
+		r.bad_uploads = 1;
+	else if (v != NULL) {
+		json_t *u;
+		json_array_foreach(v, i, u)
+		{
+			if ((r.uploads[r.nup++] = json_string_value(u)) == NULL)
+				r.bad_uploads = 1;
+		}
+	}
 	if ((res = send_check(n, &r)) != NULL)
 		return res;
 	if (tern_json_decode(r.t->desc, json_object_get(req, "body"), &body, err, sizeof(err)) !=
@@ -415,6 +472,11 @@ static json_t *api_send_bin(node *n, const Tern__V1__ApiSend *as, int ci)
 	if (as->n_to <= 64)
 		for (size_t i = 0; i < as->n_to; i++)
 			r.rcpts[r.np++] = as->to[i];
+	if (as->n_uploads > TERN_ATTACH_MAX_COUNT)
+		r.bad_uploads = 1;
+	else
+		for (size_t i = 0; i < as->n_uploads; i++)
+			r.uploads[r.nup++] = as->uploads[i];
 	if ((res = send_check(n, &r)) != NULL)
 		return res;
 	if (tern_pb_unpack_canonical(r.t->desc, as->body.data, as->body.len, n->max_msg, &body) !=
@@ -478,7 +540,20 @@ static json_t *h_inbox_next(void *arg)
 	return inbox_next(arg);
 }
 
+static json_t *h_attach(void *arg, const char *op, json_t *req)
+{
+	if (strcmp(op, "attachment.get") == 0)
+		return node_attachment_get(arg, req);
+	return node_upload_op(arg, op, req);
+}
+
+static json_t *h_upload_bin(void *arg, const Tern__V1__ApiUploadAppend *req)
+{
+	return node_upload_append(arg, req->upload_id, req->offset, req->data.data, req->data.len);
+}
+
 void node_api_handlers(node *n, api_handlers *h)
 {
-	*h = (api_handlers){n, h_send, h_send_bin, h_ack, h_read, h_inbox_next};
+	*h = (api_handlers){n,      h_send,       h_send_bin, h_ack,
+	                    h_read, h_inbox_next, h_attach,   h_upload_bin};
 }

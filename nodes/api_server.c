@@ -70,10 +70,16 @@ static json_t *on_binary(void *arg, int conn, const uint8_t *buf, size_t len, ui
 		                      "the binary request is not a canonical tern.v1.ApiRequest");
 	}
 	r = (const Tern__V1__ApiRequest *)m;
+	if (r->v == TERN_API_VERSION && r->op_case == TERN__V1__API_REQUEST__OP_UPLOAD_APPEND) {
+		res = s->h.upload_bin(s->h.arg, r->upload_append);
+		tern_pb_free(&m);
+		return res ? res : tern_api_error(TERN_ENOMEM, "cannot build the answer");
+	}
 	if (r->v != TERN_API_VERSION || r->op_case != TERN__V1__API_REQUEST__OP_SEND) {
 		tern_pb_free(&m);
 		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",
-		                 "this node speaks API version 1; binary frames carry send");
+		                 "this node speaks API version 1; binary frames carry send and "
+		                 "upload.append");
 	}
 	if ((ci = park(s, conn)) < 0) {
 		tern_pb_free(&m);
@@ -105,6 +111,10 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 	    strcmp(op, "case.show") == 0) {
 		/* Never parked: a NULL here would leave the client waiting for good. */
 		json_t *r = s->h.read(s->h.arg, op, req);
+		return r ? r : tern_api_error(TERN_ENOMEM, "cannot build the answer");
+	}
+	if (strncmp(op, "upload.", 7) == 0 || strcmp(op, "attachment.get") == 0) {
+		json_t *r = s->h.attach(s->h.arg, op, req);
 		return r ? r : tern_api_error(TERN_ENOMEM, "cannot build the answer");
 	}
 	if (strcmp(op, "send") != 0 && strcmp(op, "inbox.ack") != 0 &&

@@ -50,6 +50,11 @@ typedef struct api_handlers {
 	json_t *(*read)(void *arg, const char *op, json_t *req);
 	/* The oldest unacknowledged message, as "inbox.next" gives it, or NULL */
 	json_t *(*inbox_next)(void *arg);
+	/* "upload.create", "upload.append", "upload.info", "upload.delete",
+	 * "attachment.get": answered at once; never NULL */
+	json_t *(*attach)(void *arg, const char *op, json_t *req);
+	/* "upload.append" in a binary frame: the same */
+	json_t *(*upload_bin)(void *arg, const Tern__V1__ApiUploadAppend *req);
 } api_handlers;
 
 /* Listens on path (mode 0600; an old socket file is replaced). handlers is

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include <tern/api.h>
+#include <tern/attach.h>
 #include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/log.h>
@@ -21,8 +22,31 @@ int node_audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const cha
                const char *peer, const char *case_id, const char *type, const uint8_t *env,
                size_t len, const char *reason, const char *outcome, const char *ref)
 {
+	return node_audit_att(n, txn, kind, msgid, peer, case_id, type, env, len, reason, outcome,
+	                      ref, NULL, 0);
+}
+
+int node_audit_att(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+                   const char *peer, const char *case_id, const char *type, const uint8_t *env,
+                   size_t len, const char *reason, const char *outcome, const char *ref,
+                   const struct node_att *atts, size_t natts)
+{
 	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	Tern__V1__AuditAttachment aa[TERN_ATTACH_MAX_COUNT], *aap[TERN_ATTACH_MAX_COUNT];
 	uint8_t digest[32];
+
+	for (size_t i = 0; i < natts && i < TERN_ATTACH_MAX_COUNT; i++) {
+		tern__v1__audit_attachment__init(&aa[i]);
+		aa[i].index = (uint32_t)i;
+		aa[i].size = atts[i].size;
+		aa[i].root.data = (uint8_t *)atts[i].root;
+		aa[i].root.len = 32;
+		aa[i].sha256.data = (uint8_t *)atts[i].sha256;
+		aa[i].sha256.len = 32;
+		aap[i] = &aa[i];
+	}
+	e.n_attachments = natts < TERN_ATTACH_MAX_COUNT ? natts : TERN_ATTACH_MAX_COUNT;
+	e.attachments = aap;
 
 	e.kind = kind;
 	e.at = n->batch.now;
@@ -63,13 +87,15 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		              o->client_ref};
 		if ((rc = node_store_enqueue(txn, n->store, &m, b->now)) != TERN_OK)
 			return rc;
+		if ((rc = node_xout_store(txn, n, o)) != TERN_OK)
+			return rc;
 		for (size_t r = 0; r < o->nrcpts; r++) {
-			rc = node_audit(n, txn,
-			                strcmp(o->type, "receipt") == 0
-			                    ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_SENT
-			                    : TERN__V1__AUDIT_ENTRY__KIND__SENT,
-			                o->msgid, o->rcpts[r], o->case_id, o->type, o->env, o->len,
-			                NULL, o->outcome, o->ref);
+			rc = node_audit_att(n, txn,
+			                    strcmp(o->type, "receipt") == 0
+			                        ? TERN__V1__AUDIT_ENTRY__KIND__RECEIPT_SENT
+			                        : TERN__V1__AUDIT_ENTRY__KIND__SENT,
+			                    o->msgid, o->rcpts[r], o->case_id, o->type, o->env,
+			                    o->len, NULL, o->outcome, o->ref, o->atts, o->natts);
 			if (rc != TERN_OK)
 				return rc;
 		}
@@ -84,6 +110,9 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		struct din *d = &b->dins[i];
 		if (d->unhold && (rc = node_store_unhold(txn, n->store, d->msgid)) != TERN_OK &&
 		    rc != TERN_ENOENT)
+			return rc;
+		if ((d->unxfer || d->kind == DIN_XFER) &&
+		    (rc = node_xin_store(txn, n, d)) != TERN_OK)
 			return rc;
 		if (d->kind == DIN_HOLD) {
 			node_held h = {d->msgid, d->ref,        d->sender, d->case_id,
@@ -101,12 +130,13 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			             d->code,  d->text};
 			if ((rc = node_store_receive(txn, n->store, &m, b->now)) != TERN_OK)
 				return rc;
-			rc = node_audit(n, txn,
-			                d->kind == DIN_ACCEPT
-			                    ? TERN__V1__AUDIT_ENTRY__KIND__RECEIVED
-			                    : TERN__V1__AUDIT_ENTRY__KIND__REJECTED,
-			                d->msgid, d->sender, d->case_id, d->type, d->env, d->len,
-			                d->kind == DIN_ACCEPT ? NULL : d->code, d->outcome, d->ref);
+			rc = node_audit_att(n, txn,
+			                    d->kind == DIN_ACCEPT
+			                        ? TERN__V1__AUDIT_ENTRY__KIND__RECEIVED
+			                        : TERN__V1__AUDIT_ENTRY__KIND__REJECTED,
+			                    d->msgid, d->sender, d->case_id, d->type, d->env,
+			                    d->len, d->kind == DIN_ACCEPT ? NULL : d->code,
+			                    d->outcome, d->ref, d->atts, d->natts);
 			if (rc != TERN_OK)
 				return rc;
 		} else if (d->kind == DIN_DUPLICATE) {
@@ -183,6 +213,7 @@ void node_batch_reset(node *n)
 		node_out_free(&b->outs[i]);
 	for (size_t i = 0; i < b->ndins; i++) {
 		free(b->dins[i].env);
+		free(b->dins[i].atts);
 		json_decref(b->dins[i].wf);
 		json_decref(b->dins[i].wf_rootrec);
 	}
@@ -292,6 +323,8 @@ void node_batch_commit(node *n)
 		return;
 	}
 	node_held_committed(n);
+	node_xout_committed(n);
+	node_xin_committed(n);
 	for (size_t i = 0; i < b->nouts; i++) {
 		const tern_msgtype *t = tern_msgtype_by_name(b->outs[i].type);
 		n->m.sent[t ? tern_msgtype_index(t->type) : 0]++;

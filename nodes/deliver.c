@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tern/attach.h>
 #include <tern/crypto.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
@@ -72,6 +73,12 @@ static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, con
 	/* Held: the sender is the envelope's, checked when it was held. */
 	if (!j->releasing && node_store_held_has(txn, j->store, msgid))
 		return 1;
+	/* A transfer under way: the same (its end judges it, xfer_done). */
+	for (size_t i = 0; !j->xfer_done && i < b->ndins; i++)
+		if (b->dins[i].kind == DIN_XFER && strcmp(b->dins[i].msgid, msgid) == 0)
+			return sender && strcmp(b->dins[i].sender, sender) != 0 ? 2 : 1;
+	if (!j->xfer_done && node_store_xin_has(txn, j->store, msgid))
+		return 1;
 	if (node_store_received(txn, j->store, msgid, &rec) != TERN_OK)
 		return 0;
 	was = json_string_value(json_object_get(rec, "sender"));
@@ -114,6 +121,26 @@ static int hold_room(const node_judge *j, const char *sender, size_t len)
 		}
 	return !j->hold_full && all < NODE_HELD_MAX && from < NODE_HELD_PER_SENDER &&
 	       all_bytes + len <= NODE_HELD_BYTES && from_bytes + len <= NODE_HELD_BYTES_PER_SENDER;
+}
+
+/* A message with attachments: its declarations match its signed seals,
+ * within this node's limits. 0 when refused (d says why). */
+static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
+                             const ProtobufCMessage *body, struct din *d)
+{
+	char why[200];
+
+	if (tern_attach_seals_check((const Tern__V1__AttachmentSeal *const *)h->attachments,
+	                            h->n_attachments, j->att_max, j->att_total) != TERN_OK) {
+		refuse(d, tern_reason_code(TERN_REASON_ATTACHMENT_TOO_LARGE), "%s",
+		       tern_errdetail());
+		return 0;
+	}
+	if (node_atts_of(h, body, &d->atts, &d->natts, why, sizeof(why)) != TERN_OK) {
+		refuse(d, tern_reason_code(TERN_REASON_ATTACHMENT_MISMATCH), "%s", why);
+		return 0;
+	}
+	return 1;
 }
 
 /* The recipient's checks (docs/protocol.md) on an opened business message:
@@ -200,7 +227,9 @@ void node_judge_of(node *n, node_judge *j)
 	                  .skew_ms = n->skew_ms,
 	                  .hold_ms = n->hold_ms,
 	                  .hold_full = node_held_count(n) >= NODE_HELD_MAX,
-	                  .held = n->held};
+	                  .held = n->held,
+	                  .att_max = (uint64_t)n->att_max,
+	                  .att_total = (uint64_t)n->att_total};
 }
 
 void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, size_t len,
@@ -300,7 +329,25 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		json_decref(rec);
 		goto out;
 	}
+	if ((h->n_attachments || node_body_attachments(body, &(size_t){0})) &&
+	    !check_attachments(j, h, body, d))
+		goto out;
 	check_body(j, txn, env, len, t, body, d);
+	if (d->natts && d->kind == DIN_ACCEPT && !j->xfer_done) {
+		/* Judged again when its attachments are in (xfer_in.c): what the
+		 * workflow said now is not kept. */
+		d->kind = DIN_XFER;
+		d->xfer_until =
+		    h->expires_at ? h->expires_at : h->created_at + NODE_XFER_DEFAULT_TTL_MS;
+		json_decref(d->wf);
+		json_decref(d->wf_rootrec);
+		d->wf = d->wf_rootrec = NULL;
+	} else if (d->natts && d->kind == DIN_ACCEPT && j->xfer_code && j->xfer_code[0]) {
+		json_decref(d->wf);
+		json_decref(d->wf_rootrec);
+		d->wf = d->wf_rootrec = NULL;
+		refuse(d, j->xfer_code, "%s", j->xfer_text ? j->xfer_text : "");
+	}
 out:
 	tern_pb_free(&body);
 	if (plain)
@@ -327,7 +374,7 @@ void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t l
 	if (tern_pb_pack(&r.base, &body, &blen) != TERN_OK)
 		return;
 	if (node_make_out(n, tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__RECEIPT), to, 1,
-	                  d->case_id, d->msgid, 0, body, blen, &o) != TERN_OK) {
+	                  d->case_id, d->msgid, 0, body, blen, NULL, &o) != TERN_OK) {
 		log_warnx("cannot seal the receipt for %s: %s", d->msgid, tern_errdetail());
 		free(body);
 		return;
@@ -401,7 +448,7 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		node_judge_of(n, &j);
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE ||
-		    d->kind == DIN_HOLD) {
+		    d->kind == DIN_HOLD || d->kind == DIN_XFER) {
 			if ((d->env = malloc(dv->envelope.len)) != NULL) {
 				memcpy(d->env, dv->envelope.data, dv->envelope.len);
 				d->len = dv->envelope.len;

@@ -265,6 +265,8 @@ static void release(node *n, const char *msgid, int final)
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_HOLD && !final) {
 		free(env); /* still waiting */
+		free(d->atts);
+		d->atts = NULL;
 		return;
 	}
 	if (d->kind == DIN_HOLD) {

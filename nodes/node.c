@@ -76,6 +76,13 @@ int node_open(const char *conf, node **out)
 	n->cp_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "checkpoint_interval") * 1000;
 	n->idle_ivl_ms = tern_config_get_int(n->id.cfg, "audit", "idle_checkpoint_interval") * 1000;
 	n->hold_ms = tern_config_get_int(n->id.cfg, "delivery", "hold") * 1000;
+	n->att_max = tern_config_get_int(n->id.cfg, "limits", "max_attachment_size");
+	n->att_total = tern_config_get_int(n->id.cfg, "limits", "max_message_attachments");
+	n->att_window = tern_config_get_int(n->id.cfg, "limits", "attachment_window");
+	if ((n->data_dir = strdup(tern_config_get(n->id.cfg, "node", "data_dir"))) == NULL) {
+		rc = TERN_ENOMEM;
+		goto fail;
+	}
 	tern_backoff_init(&n->hs_backoff, 100,
 	                  tern_config_get_int(n->id.cfg, "delivery", "reconnect_max") * 1000);
 	tern_lograte_init(&n->hs_log, 60 * 1000);
@@ -90,6 +97,11 @@ int node_open(const char *conf, node **out)
 	node_store_audit_dbs(n->store, &n->audit);
 	if ((rc = node_held_load(n)) != TERN_OK) {
 		fprintf(stderr, "tern-node: cannot read the held deliveries: %s\n",
+		        tern_errdetail());
+		goto fail;
+	}
+	if ((rc = node_xout_load(n)) != TERN_OK || (rc = node_xin_load(n)) != TERN_OK) {
+		fprintf(stderr, "tern-node: cannot read the attachment transfers: %s\n",
 		        tern_errdetail());
 		goto fail;
 	}
@@ -121,8 +133,8 @@ int node_open(const char *conf, node **out)
 	ivl = 100;
 	v = (int)ivl;
 	if ((rc = tern_hop_sockopts(n->dealer, (int)(n->hb_ivl_ms / 1000),
-	                            (int)(n->hb_timeout_ms / 1000), n->max_msg + 4096)) !=
-	        TERN_OK ||
+	                            (int)(n->hb_timeout_ms / 1000),
+	                            tern_hop_frame_max(n->max_msg))) != TERN_OK ||
 	    zmq_setsockopt(n->dealer, ZMQ_RECONNECT_IVL, &v, sizeof(v)) != 0 ||
 	    (v = (int)tern_config_get_int(n->id.cfg, "delivery", "reconnect_max") * 1000,
 	     zmq_setsockopt(n->dealer, ZMQ_RECONNECT_IVL_MAX, &v, sizeof(v))) != 0 ||
@@ -214,6 +226,9 @@ void node_close(node **np)
 	if (n->ctx)
 		zmq_ctx_term(n->ctx);
 	node_held_free(n);
+	node_xout_free(n);
+	node_xin_free(n);
+	free(n->data_dir);
 	tern_store_close(&n->store);
 	tern_sealcache_free(&n->seals);
 	tern_sigcache_free(&n->sigs);
@@ -284,6 +299,8 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		}
 		api_server_serve_waiters(n->api, now);
 		node_held_tick(n, now);
+		node_xin_tick(n, now);
+		node_xout_tick(n, now);
 		node_submit_pump(n);
 		if (now >= n->next_expiry_check) {
 			/* At start and hourly: an expiry must not surprise anyone. */

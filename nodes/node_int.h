@@ -27,6 +27,7 @@
 #include <jansson.h>
 
 #include <tern/envelope.h>
+#include <tern/merkle.h>
 #include <tern/msgtype.h>
 #include <tern/v1/messages.pb-c.h>
 
@@ -40,6 +41,14 @@
 
 /* The acknowledgements one commit holds: each is a parked API client. */
 #define MAX_CLIENTS API_SERVER_MAX_PARKED
+
+/* One attachment as a message carries it (tern/attach.h, docs/attachments.md). */
+struct node_att {
+	uint64_t size;
+	uint32_t chunk_size;
+	uint8_t root[32];   /* the signed seal's */
+	uint8_t sha256[32]; /* the plaintext's, as the body declares it */
+};
 
 /* A message to put in the outbox: an API send, or a receipt we owe. */
 struct out {
@@ -57,6 +66,12 @@ struct out {
 	char client_ref[129];
 	int client;      /* the API client parked for the commit (api_server.h), or -1 */
 	int64_t wait_ms; /* the client waits for the final state too (send "wait_ms") */
+	/* Attachments sealed into spool/out (xfer_out.c): their seals, each
+	 * one's chunk leaf hashes (for the proofs), the uploads they came from */
+	struct node_att *atts;
+	size_t natts;
+	tern_hash **leaves;
+	char (*uploads)[37];
 };
 
 /* DIN_HOLD: kept, unjudged, until the message it cites (ref) arrives (held.c). */
@@ -67,7 +82,8 @@ enum din_kind {
 	DIN_NOTICE,
 	DIN_DUPLICATE,
 	DIN_NOTHING,
-	DIN_HOLD
+	DIN_HOLD,
+	DIN_XFER /* kept, unjudged, until its attachments are in (xfer_in.c) */
 };
 
 /* What a delivery does to the store, decided before the write. */
@@ -89,6 +105,12 @@ struct din {
 	char wf_root[37];
 	int64_t hold_until; /* DIN_HOLD: refused unknown-reference after this (ms) */
 	int unhold;         /* a held delivery judged at last: forgotten as held */
+	/* Its attachments (audit entries); DIN_XFER: their seals and the
+	 * declared digests. unxfer: a transfer judged at last. */
+	struct node_att *atts;
+	size_t natts;
+	int64_t xfer_until; /* DIN_XFER: refused attachment-incomplete after this */
+	int unxfer;
 };
 
 struct result {
@@ -125,6 +147,10 @@ struct batch {
 };
 
 #define MAX_WITNESSES 64
+
+struct xout;
+struct xin;
+struct node_xprep;
 
 struct node {
 	tern_ident id;
@@ -189,6 +215,15 @@ struct node {
 		uint64_t restores[2];  /* stores found older: [the broker's, this node's] */
 		uint64_t http_unauthorized;
 	} m;
+	/* attachments: the spool directory, transfers to the broker (xfer_out.c)
+	 * and from it (xfer_in.c), and their limits */
+	char *data_dir;
+	struct xout **xouts;
+	size_t nxouts, capxouts;
+	struct xin **xins;
+	size_t nxins, capxins;
+	int64_t att_max, att_total, att_window;
+	int64_t next_xfer_sweep;
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
 	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
@@ -218,7 +253,8 @@ const char *node_field_string(const ProtobufCMessage *m, const char *name);
  * failure o holds nothing to free. */
 int node_make_out(node *n, const tern_msgtype *t, const char *const *rcpts, size_t nr,
                   const char *case_id, const char *in_reply_to, int64_t expires_at,
-                  const uint8_t *body, size_t blen, struct out *o);
+                  const uint8_t *body, size_t blen, const struct node_xprep *prep,
+                  struct out *o);
 /* Frees what o holds and leaves it empty (freeing it again is harmless). */
 void node_out_free(struct out *o);
 /* A new slot in this turn's outbox writes, or NULL (out of memory). */
@@ -248,6 +284,12 @@ typedef struct node_judge {
 	int hold_full;      /* no room to hold another: refuse what would be held */
 	const json_t *held; /* n->held, to count a sender's (NULL: not counted) */
 	int releasing;      /* judging a held delivery again (held.c) */
+	/* Attachment limits; and, judging a transfer at its end (xfer_in.c),
+	 * xfer_done = 1 with xfer_code "" (all in and as declared) or the
+	 * reason it failed. */
+	uint64_t att_max, att_total;
+	int xfer_done;
+	const char *xfer_code, *xfer_text;
 } node_judge;
 
 /* tern_wf_lookup over j's batch, then the store in txn (arg: a
@@ -300,6 +342,89 @@ void node_held_committed(node *n);
 /* Each turn: judges the due ones again, and refuses those past their time. */
 void node_held_tick(node *n, int64_t now);
 
+/* --- upload.c ----------------------------------------------------------------- */
+
+/* Uploads (docs/attachments.md): a file the node keeps for a send to name. */
+#define NODE_UPLOADS_MAX 64
+#define NODE_UPLOAD_TTL_MS (24LL * 3600 * 1000)
+/* "upload.create", "upload.append", "upload.info", "upload.delete" */
+json_t *node_upload_op(node *n, const char *op, json_t *req);
+/* A binary append (tern.v1.ApiUploadAppend). */
+json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8_t *data,
+                           size_t len);
+/* Opens a complete upload for reading: *fd (the caller closes it), *size. */
+int node_upload_open(node *n, const char *id, int *fd, uint64_t *size);
+/* Forgets an upload in txn (its file goes with node_upload_unlink after the
+ * commit). */
+int node_upload_forget(MDB_txn *txn, tern_store *s, const char *id);
+void node_upload_unlink(node *n, const char *id);
+/* Drops uploads past NODE_UPLOAD_TTL_MS and files no record names. */
+void node_upload_sweep(node *n, int64_t now);
+
+/* --- xfer_out.c ---------------------------------------------------------------- */
+
+/* The attachments field of a business message, or NULL with *n 0. */
+Tern__V1__Attachment **node_body_attachments(const ProtobufCMessage *body, size_t *n);
+/* What a send with attachments seals before its envelope: the message id
+ * and content key are chosen here, the uploads sealed into spool/out. */
+struct node_xprep {
+	char msgid[37];
+	uint8_t key[32];
+	Tern__V1__AttachmentSeal *seals;
+	Tern__V1__AttachmentSeal **sealp;
+	struct node_att *atts;
+	tern_hash **leaves;
+	char (*uploads)[37];
+	size_t n;
+};
+/* Seals each upload named for body's attachments; checks each against its
+ * declaration. On failure *res is the API's answer and prep holds nothing. */
+int node_xout_prepare(node *n, const ProtobufCMessage *body, const char *const *uploads,
+                      size_t nup, struct node_xprep *prep, json_t **res);
+/* Hands prep's attachments to o (prep is empty after); or frees them and
+ * removes their spool files (o == NULL). */
+void node_xprep_finish(node *n, struct node_xprep *prep, struct out *o);
+/* In the batch's write: the transfer record of an out with attachments. */
+int node_xout_store(MDB_txn *txn, node *n, const struct out *o);
+/* After the commit: the new transfers wait for the broker's acceptance. */
+void node_xout_committed(node *n);
+/* Reads the unfinished transfers at start. */
+int node_xout_load(node *n);
+void node_xout_free(node *n);
+/* The broker accepted msgid: its chunks may go. */
+void node_xout_accepted(node *n, const char *msgid);
+void node_xout_on_ack(node *n, const Tern__V1__ChunkAck *a);
+/* A new session: ask the broker where each transfer stands. */
+void node_xout_session(node *n);
+void node_xout_tick(node *n, int64_t now);
+/* For status: {msgid: {bytes, sent}} of transfers in progress. */
+json_t *node_xout_status(node *n);
+
+/* --- xfer_in.c ----------------------------------------------------------------- */
+
+/* A transfer whose message has no expiry of its own fails this long after
+ * it was created (the broker's default time-to-live is not known here). */
+#define NODE_XFER_DEFAULT_TTL_MS (7LL * 86400 * 1000)
+/* 1 if msgid is a transfer under way (no copy made). */
+int node_store_xin_has(MDB_txn *txn, tern_store *s, const char *msgid);
+int node_xin_load(node *n);
+void node_xin_free(node *n);
+/* In the batch's write: a DIN_XFER's record (and unxfer's removal). */
+int node_xin_store(MDB_txn *txn, node *n, const struct din *d);
+/* After the commit: new transfers start, finished ones tell the broker. */
+void node_xin_committed(node *n);
+void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c);
+void node_xin_session(node *n);
+void node_xin_tick(node *n, int64_t now);
+int node_xin_has(const node *n, const char *msgid);
+json_t *node_xin_status(node *n);
+/* "attachment.get": {message_id, index | name, offset, length} from the inbox. */
+json_t *node_attachment_get(node *n, json_t *req);
+/* A node_att array from a verified header and its opened body; NULL, *n 0
+ * when none. TERN_EINVALID (with why) when declarations and seals differ. */
+int node_atts_of(const Tern__V1__Header *h, const ProtobufCMessage *body, struct node_att **out,
+                 size_t *n, char *why, size_t whylen);
+
 /* --- cases.c ------------------------------------------------------------------- */
 
 /* This node's view of a case (docs/api.md, "case.show"): its threads with
@@ -309,7 +434,12 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id);
 
 /* --- commit.c ------------------------------------------------------------------ */
 
-/* Appends an audit entry in txn, at this turn's time. */
+/* Appends an audit entry in txn, at this turn's time; node_audit_att with
+ * the message's attachments (sha: with their declared digests). */
+int node_audit_att(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+                   const char *peer, const char *case_id, const char *type, const uint8_t *env,
+                   size_t len, const char *reason, const char *outcome, const char *ref,
+                   const struct node_att *atts, size_t natts);
 int node_audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
                const char *peer, const char *case_id, const char *type, const uint8_t *env,
                size_t len, const char *reason, const char *outcome, const char *ref);

@@ -34,6 +34,11 @@ enum {
 	NS_HELD,     /* msgid -> {ref, until, sender, case_id, type}: held deliveries */
 	NS_HELDENV,  /* msgid -> the held envelope as delivered */
 	NS_CASES,    /* case_id NUL msgid -> 'o' sent, 'i' received, 'h' held (cases.c) */
+	NS_UPLOADS,  /* upload id -> {size, offset, expires} (upload.c) */
+	NS_XOUT,     /* msgid -> {atts: [{size, chunk_size}], done}: transfers out (xfer_out.c) */
+	NS_XLEAVES,  /* msgid NUL be32(i) -> attachment i's chunk leaf hashes (xfer_out.c) */
+	NS_XIN,      /* msgid -> {att, have, until, ...}: transfers in (xfer_in.c) */
+	NS_XINENV,   /* msgid -> the envelope of a transfer in */
 	NS_NDB
 };
 

@@ -179,7 +179,7 @@ void node_on_dealer(node *n)
 		}
 		n->last_rx = tern_now_ms();
 		if (tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
-		                    (size_t)n->max_msg + 4096, &f) != TERN_OK) {
+		                    (size_t)tern_hop_frame_max(n->max_msg), &f) != TERN_OK) {
 			log_warnx("undecodable frame from the broker: %s", tern_errdetail());
 			zmq_msg_close(&msg);
 			continue;
@@ -199,6 +199,15 @@ void node_on_dealer(node *n)
 			n->submit_next = 0;
 			n->inflight = 0;
 			n->sub_index = 0;
+			/* Transfers go on from where the broker stands. */
+			node_xout_session(n);
+			node_xin_session(n);
+			break;
+		case TERN__V1__FRAME__BODY_CHUNK_ACK:
+			node_xout_on_ack(n, f->chunk_ack);
+			break;
+		case TERN__V1__FRAME__BODY_CHUNK:
+			node_xin_on_chunk(n, f->chunk);
 			break;
 		case TERN__V1__FRAME__BODY_RESULT:
 			node_submit_result(n, f->result);

@@ -15,8 +15,9 @@
 /* accepted, held, heldenv and cases came later: a read-only view of an older
  * store has none (dbi 0). */
 static const char *const dbnames[] = {
-    "meta",       "outbox",           "outenv",    "msgs",  "inbox",    "received", "inenv", "refs",
-    "clientrefs", TERN_AUDIT_DBNAMES, "?accepted", "?held", "?heldenv", "?cases",   NULL};
+    "meta",     "outbox",     "outenv",           "msgs",      "inbox",   "received", "inenv",
+    "refs",     "clientrefs", TERN_AUDIT_DBNAMES, "?accepted", "?held",   "?heldenv", "?cases",
+    "?uploads", "?xout",      "?xleaves",         "?xin",      "?xinenv", NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))

@@ -32,7 +32,7 @@ const char *node_field_string(const ProtobufCMessage *m, const char *name)
  * failure o holds nothing to free. */
 int node_make_out(node *n, const tern_msgtype *t, const char *const *rcpts, size_t nr,
                   const char *case_id, const char *in_reply_to, int64_t expires_at,
-                  const uint8_t *body, size_t blen, struct out *o)
+                  const uint8_t *body, size_t blen, const struct node_xprep *prep, struct out *o)
 {
 	tern_seal_params p = {.sender = n->id.id,
 	                      .sign_key = n->id.sign,
@@ -47,6 +47,12 @@ int node_make_out(node *n, const tern_msgtype *t, const char *const *rcpts, size
 	                      .cache = n->seals};
 	int rc;
 
+	if (prep && prep->n) {
+		p.message_id = prep->msgid;
+		p.content_key = prep->key;
+		p.attachments = (const Tern__V1__AttachmentSeal *const *)prep->sealp;
+		p.n_attachments = prep->n;
+	}
 	memset(o, 0, sizeof(*o));
 	o->client = -1;
 	p.created_at = tern_now_ms();
@@ -78,6 +84,15 @@ void node_out_free(struct out *o)
 	free(o->rcpts);
 	o->rcpts = NULL;
 	o->nrcpts = 0;
+	for (size_t i = 0; o->leaves && i < o->natts; i++)
+		free(o->leaves[i]);
+	free(o->leaves);
+	free(o->atts);
+	free(o->uploads);
+	o->leaves = NULL;
+	o->atts = NULL;
+	o->uploads = NULL;
+	o->natts = 0;
 }
 
 struct out *node_batch_out(node *n)
@@ -137,6 +152,8 @@ void node_submit_result(node *n, const Tern__V1__SubmitResult *sr)
 	r = &b->results[b->nresults++];
 	snprintf(r->msgid, sizeof(r->msgid), "%s", sr->message_id);
 	r->accepted = sr->accepted;
+	if (sr->accepted)
+		node_xout_accepted(n, sr->message_id);
 	r->n = sr->accepted_n;
 	/* An answer to an earlier session's submission frees no slot of the
 	 * current window. */

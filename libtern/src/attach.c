@@ -141,8 +141,7 @@ int tern_attach_chunk_verify(const Tern__V1__AttachmentSeal *seal, uint64_t inde
 		return tern_fail(TERN_EMALFORMED, "chunk %llu: %zu bytes where its seal says %zu",
 		                 (unsigned long long)index, len, want + TERN_ATTACH_TAG_LEN);
 	tern_merkle_leaf_hash(sealed, len, leaf);
-	if (tern_merkle_verify_inclusion(index, n, leaf, proof, nproof, seal->root.data) !=
-	    TERN_OK)
+	if (tern_merkle_verify_inclusion(index, n, leaf, proof, nproof, seal->root.data) != TERN_OK)
 		return tern_fail(TERN_EDIGEST, "chunk %llu is not the one its sender signed",
 		                 (unsigned long long)index);
 	return TERN_OK;
@@ -183,8 +182,8 @@ static int write_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
 
 int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uint8_t key[32],
                         const char *msgid, uint32_t attachment, int out_fd,
-                        Tern__V1__AttachmentSeal *seal, uint8_t root_out[32],
-                        uint8_t sha256[32], tern_hash **leaves)
+                        Tern__V1__AttachmentSeal *seal, uint8_t root_out[32], uint8_t sha256[32],
+                        tern_hash **leaves)
 {
 	uint64_t n = tern_attach_chunks(size, chunk_size);
 	crypto_hash_sha256_state st;
@@ -195,7 +194,8 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 	if (leaves)
 		*leaves = NULL;
 	if (size == 0 || chunk_size < TERN_ATTACH_CHUNK_MIN || chunk_size > TERN_ATTACH_CHUNK_MAX)
-		return tern_fail(TERN_EINVAL, "seal attachment: size 0 or chunk size out of bounds");
+		return tern_fail(TERN_EINVAL,
+		                 "seal attachment: size 0 or chunk size out of bounds");
 	plain = malloc(chunk_size);
 	sealed = malloc((size_t)chunk_size + TERN_ATTACH_TAG_LEN);
 	lv = malloc(n * sizeof(*lv));
@@ -261,11 +261,12 @@ int tern_attach_open_fd(int fd, const Tern__V1__AttachmentSeal *seal, const uint
 	for (uint64_t i = from / cs; i < n && i * (uint64_t)cs < to; i++) {
 		size_t len = tern_attach_chunk_len(seal->size, cs, i), plen;
 		uint64_t start = i * (uint64_t)cs, a, b;
-		if ((rc = read_full(fd, sealed, len + TERN_ATTACH_TAG_LEN, tern_attach_slot(cs, i))) !=
-		    TERN_OK)
+		if ((rc = read_full(fd, sealed, len + TERN_ATTACH_TAG_LEN,
+		                    tern_attach_slot(cs, i))) != TERN_OK)
 			goto out;
 		if ((rc = tern_attach_chunk_open(key, msgid, attachment, i, sealed,
-		                                 len + TERN_ATTACH_TAG_LEN, plain, &plen)) != TERN_OK)
+		                                 len + TERN_ATTACH_TAG_LEN, plain, &plen)) !=
+		    TERN_OK)
 			goto out;
 		crypto_hash_sha256_update(&st, plain, plen);
 		a = from > start ? from - start : 0;

@@ -3,6 +3,7 @@
 
 #include <zmq.h>
 
+#include <tern/attach.h>
 #include <tern/error.h>
 
 #include "hop.h"
@@ -63,4 +64,11 @@ int tern_hop_sockopts(void *sock, int heartbeat_ivl_s, int heartbeat_timeout_s, 
 	    (maxmsg > 0 && zmq_setsockopt(sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) != 0))
 		return tern_fail(TERN_EIO, "zmq_setsockopt: %s", zmq_strerror(errno));
 	return TERN_OK;
+}
+
+int64_t tern_hop_frame_max(int64_t max_msg)
+{
+	int64_t chunk = TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN + 65 * 34;
+
+	return (max_msg > chunk ? max_msg : chunk) + 4096;
 }

@@ -24,6 +24,11 @@ int tern_hop_send(void *sock, const void *rid, size_t rid_len, Tern__V1__Frame *
  * Free with tern_pb_free((ProtobufCMessage **)&f). */
 int tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out);
 
+/* The largest frame a daemon takes: an envelope of max_msg bytes, or an
+ * attachment chunk of the largest size (tern/attach.h) with its proof,
+ * whichever is larger, and room for the frame around it. */
+int64_t tern_hop_frame_max(int64_t max_msg);
+
 /* Sets the common socket options: linger 0, heartbeats, max message size. */
 int tern_hop_sockopts(void *sock, int heartbeat_ivl_s, int heartbeat_timeout_s, int64_t maxmsg);
 

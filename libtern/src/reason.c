@@ -140,13 +140,12 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
                                            "attachment-incomplete", "recipient", 410,
                                            "the message expired before all of its "
                                            "attachments' chunks arrived"},
-    [TERN_REASON_ATTACHMENT_TOO_LARGE] = {TERN_REASON_ATTACHMENT_TOO_LARGE,
-                                          "attachment-too-large", "node, broker, recipient",
-                                          413,
+    [TERN_REASON_ATTACHMENT_TOO_LARGE] = {TERN_REASON_ATTACHMENT_TOO_LARGE, "attachment-too-large",
+                                          "node, broker, recipient", 413,
                                           "an attachment over [limits] max_attachment_size, "
                                           "or a message's over max_message_attachments"},
-    [TERN_REASON_UNKNOWN_TRANSFER] = {TERN_REASON_UNKNOWN_TRANSFER, "unknown-transfer",
-                                      "broker", 404,
+    [TERN_REASON_UNKNOWN_TRANSFER] = {TERN_REASON_UNKNOWN_TRANSFER, "unknown-transfer", "broker",
+                                      404,
                                       "chunks for a message the broker holds no attachments "
                                       "of, or not from or for this node"},
     [TERN_REASON_NO_SPACE] = {TERN_REASON_NO_SPACE, "no-space", "node, broker", 507,

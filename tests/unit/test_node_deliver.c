@@ -1128,7 +1128,7 @@ static void test_receipts_and_notices(void **state)
 
 	(void)state;
 	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
-	                               CASE, NULL, 0, body, blen, &o),
+	                               CASE, NULL, 0, body, blen, NULL, &o),
 	                 TERN_OK);
 	snprintf(id, sizeof(id), "%s", o.msgid);
 	assert_non_null(slot = node_batch_out(n));
@@ -1180,7 +1180,7 @@ static void test_submit_results(void **state)
 	for (int i = 0; i < 3; i++) {
 		struct out o, *slot;
 		assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"),
-		                               to_sweden_iom, 2, CASE, NULL, 0, body, blen, &o),
+		                               to_sweden_iom, 2, CASE, NULL, 0, body, blen, NULL, &o),
 		                 TERN_OK);
 		snprintf(id[i], sizeof(id[i]), "%s", o.msgid);
 		assert_non_null(slot = node_batch_out(n));

@@ -1,0 +1,863 @@
+/* Attachments coming in (docs/attachments.md): a delivered message that
+ * carries attachments is kept as a transfer, acknowledged to the broker but
+ * not judged, receipted or in the inbox, while its chunks are fetched; when
+ * every chunk is in and each attachment is what the body declares, it is
+ * judged as if it had just arrived (like a held delivery, held.c).
+ *
+ * Chunks are asked for [limits] attachment_window at a time and taken in
+ * order. Each is checked against its signed seal, opened (its plaintext
+ * only feeds the running SHA-256, never the disk: the spool keeps chunks
+ * sealed, as they came), written at its place in spool/in, synced, and only
+ * then counted in the transfer's record; a restart resumes at the count,
+ * hashing again what the spool holds of the attachment under way.
+ *
+ * Touches: spool/in, the xin and xinenv tables (the batch's write for a new
+ * or finished transfer; its own small write per chunk), n->xins and
+ * n->batch. */
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include <tern/api.h>
+#include <tern/attach.h>
+#include <tern/error.h>
+#include <tern/log.h>
+#include <tern/reason.h>
+#include <tern/uuid.h>
+
+#include "node_int.h"
+#include "pbuf.h"
+#include "util.h"
+
+#define DBI(s, i) tern_store_dbi((s), (i))
+#define MDB(rc, what) tern_store_mdb_err((rc), (what))
+#define XIN_SILENCE_MS 10000
+/* Bad chunks of one transfer before the message is refused. */
+#define XIN_MAX_FAILS 3
+/* Most bytes one attachment.get answers. */
+#define GET_MAX (4u << 20)
+
+struct xin {
+	char msgid[37], sender[64];
+	struct node_att *atts;
+	size_t natt;
+	uint32_t att;         /* the attachment being fetched */
+	uint64_t have, asked; /* chunks committed; asked for up to */
+	int fd;               /* spool/in of att, or -1 */
+	uint8_t ck[32];       /* the message's content key */
+	uint8_t key[32];      /* att's chunk key */
+	crypto_hash_sha256_state hs;
+	int64_t until, last_io, retry_at;
+	int fails;
+	int ready;    /* 1: to be judged (complete, or failed with code) */
+	int released; /* judged in the batch under way */
+	char code[40], text[256];
+	uint8_t *plain;
+};
+
+static void spool_path(const node *n, const char *msgid, size_t i, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/spool/in/%s.%zu", n->data_dir, msgid, i);
+}
+
+int node_atts_of(const Tern__V1__Header *h, const ProtobufCMessage *body, struct node_att **out,
+                 size_t *n, char *why, size_t whylen)
+{
+	size_t nd;
+	Tern__V1__Attachment **d = node_body_attachments(body, &nd);
+	struct node_att *a;
+
+	*out = NULL;
+	*n = 0;
+	if (nd != h->n_attachments) {
+		snprintf(why, whylen,
+		         "the body declares %zu attachment(s), the signed header seals %zu", nd,
+		         h->n_attachments);
+		return TERN_EINVALID;
+	}
+	if (nd == 0)
+		return TERN_OK;
+	if ((a = calloc(nd, sizeof(*a))) == NULL) {
+		snprintf(why, whylen, "out of memory");
+		return TERN_ENOMEM;
+	}
+	for (size_t i = 0; i < nd; i++) {
+		size_t bin = 0;
+		const Tern__V1__AttachmentSeal *s = h->attachments[i];
+		if (d[i]->size != s->size || strlen(d[i]->sha256) != 64 ||
+		    sodium_hex2bin(a[i].sha256, 32, d[i]->sha256, 64, NULL, &bin, NULL) != 0 ||
+		    bin != 32) {
+			snprintf(why, whylen,
+			         "attachments[%zu]: the body declares %llu bytes, its seal %llu", i,
+			         (unsigned long long)d[i]->size, (unsigned long long)s->size);
+			free(a);
+			return TERN_EINVALID;
+		}
+		a[i].size = s->size;
+		a[i].chunk_size = s->chunk_size;
+		memcpy(a[i].root, s->root.data, 32);
+	}
+	*out = a;
+	*n = nd;
+	return TERN_OK;
+}
+
+/* --- the store ------------------------------------------------------------------ */
+
+static json_t *xin_record(const struct xin *x, const char *case_id, const char *type)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < x->natt; i++) {
+		char root[65], sha[65];
+		sodium_bin2hex(root, sizeof(root), x->atts[i].root, 32);
+		sodium_bin2hex(sha, sizeof(sha), x->atts[i].sha256, 32);
+		json_array_append_new(arr, json_pack("{s:I, s:I, s:s, s:s}", "size",
+		                                     (json_int_t)x->atts[i].size, "chunk_size",
+		                                     (json_int_t)x->atts[i].chunk_size, "root",
+		                                     root, "sha256", sha));
+	}
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o*}", "sender", x->sender, "case_id",
+	                 case_id, "type", type, "until", (json_int_t)x->until, "att",
+	                 (json_int_t)x->att, "have", (json_int_t)x->have, "atts", arr);
+}
+
+static int put_rec(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec)
+{
+	char *text = json_dumps(rec, JSON_COMPACT);
+	MDB_val k = {strlen(msgid), (void *)msgid}, v;
+	int rc;
+
+	if (text == NULL)
+		return TERN_ENOMEM;
+	v = (MDB_val){strlen(text), text};
+	rc = MDB(mdb_put(txn, DBI(s, NS_XIN), &k, &v, 0), "record a transfer");
+	free(text);
+	return rc;
+}
+
+int node_store_xin_has(MDB_txn *txn, tern_store *s, const char *msgid)
+{
+	MDB_val k = {strlen(msgid), (void *)msgid}, v;
+
+	return DBI(s, NS_XIN) != 0 && mdb_get(txn, DBI(s, NS_XIN), &k, &v) == 0;
+}
+
+int node_xin_store(MDB_txn *txn, node *n, const struct din *d)
+{
+	MDB_val k = {strlen(d->msgid), (void *)d->msgid}, v;
+	int rc;
+
+	if (d->unxfer) {
+		rc = mdb_del(txn, DBI(n->store, NS_XIN), &k, NULL);
+		if (rc == 0 || rc == MDB_NOTFOUND)
+			rc = mdb_del(txn, DBI(n->store, NS_XINENV), &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return MDB(rc, "finish a transfer");
+	}
+	if (d->kind == DIN_XFER) {
+		struct xin x = {.atts = d->atts, .natt = d->natts, .until = d->xfer_until};
+		json_t *rec;
+		snprintf(x.sender, sizeof(x.sender), "%s", d->sender);
+		if ((rec = xin_record(&x, d->case_id, d->type)) == NULL)
+			return TERN_ENOMEM;
+		rc = put_rec(txn, n->store, d->msgid, rec);
+		json_decref(rec);
+		if (rc != TERN_OK)
+			return rc;
+		v = (MDB_val){d->len, d->env};
+		if ((rc = MDB(mdb_put(txn, DBI(n->store, NS_XINENV), &k, &v, 0),
+		              "keep a transfer's envelope")) != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
+}
+
+/* --- in memory ------------------------------------------------------------------ */
+
+static void xin_free(struct xin **xp)
+{
+	struct xin *x = *xp;
+
+	if (x == NULL)
+		return;
+	if (x->fd >= 0)
+		close(x->fd);
+	sodium_memzero(x->ck, sizeof(x->ck));
+	sodium_memzero(x->key, sizeof(x->key));
+	free(x->atts);
+	free(x->plain);
+	free(x);
+	*xp = NULL;
+}
+
+static struct xin *xin_find(const node *n, const char *msgid)
+{
+	for (size_t i = 0; i < n->nxins; i++)
+		if (strcmp(n->xins[i]->msgid, msgid) == 0)
+			return n->xins[i];
+	return NULL;
+}
+
+int node_xin_has(const node *n, const char *msgid)
+{
+	return xin_find(n, msgid) != NULL;
+}
+
+static void fail(struct xin *x, tern_reason r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct xin *x, tern_reason r, const char *fmt, ...)
+{
+	va_list ap;
+
+	snprintf(x->code, sizeof(x->code), "%s", tern_reason_code(r));
+	va_start(ap, fmt);
+	vsnprintf(x->text, sizeof(x->text), fmt, ap);
+	va_end(ap);
+	x->ready = 1;
+}
+
+/* Opens attachment x->att's spool file and derives its key; the running
+ * hash starts afresh (rehash feeds it what the spool holds). */
+static int open_att(node *n, struct xin *x)
+{
+	char path[PATH_MAX];
+
+	if (x->fd >= 0)
+		close(x->fd);
+	spool_path(n, x->msgid, x->att, path, sizeof(path));
+	if ((x->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
+	crypto_hash_sha256_init(&x->hs);
+	return tern_attach_key(x->ck, x->att, x->key);
+}
+
+static int hash_piece(void *arg, uint64_t off, const uint8_t *buf, size_t len)
+{
+	(void)off;
+	crypto_hash_sha256_update(arg, buf, len);
+	return TERN_OK;
+}
+
+/* open_att's re-hash, feeding x->hs. */
+static int rehash(node *n, struct xin *x)
+{
+	const struct node_att *a = &x->atts[x->att];
+	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT;
+	uint64_t to = x->have * a->chunk_size > a->size ? a->size : x->have * a->chunk_size;
+	int rc;
+
+	if ((rc = open_att(n, x)) != TERN_OK || x->have == 0)
+		return rc;
+	crypto_hash_sha256_init(&x->hs);
+	seal.size = a->size;
+	seal.chunk_size = a->chunk_size;
+	seal.root.data = (uint8_t *)a->root;
+	seal.root.len = 32;
+	return tern_attach_open_fd(x->fd, &seal, x->key, x->msgid, x->att, 0, to, hash_piece,
+	                           &x->hs, NULL);
+}
+
+/* A transfer from its record and envelope: its content key unwrapped. */
+static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t *env, size_t len)
+{
+	tern_verify_opts o = {
+	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
+	tern_envelope *e = NULL;
+	json_t *arr = json_object_get(rec, "atts"), *a;
+	struct xin *x;
+	size_t i;
+	int rc;
+
+	if (xin_find(n, msgid))
+		return TERN_OK;
+	if (n->nxins == n->capxins) {
+		size_t cap = n->capxins ? n->capxins * 2 : 8;
+		struct xin **nx = realloc(n->xins, cap * sizeof(*nx));
+		if (nx == NULL)
+			return TERN_ENOMEM;
+		n->xins = nx;
+		n->capxins = cap;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL)
+		return TERN_ENOMEM;
+	x->fd = -1;
+	snprintf(x->msgid, sizeof(x->msgid), "%s", msgid);
+	snprintf(x->sender, sizeof(x->sender), "%s",
+	         json_string_value(json_object_get(rec, "sender")));
+	x->natt = json_array_size(arr);
+	x->until = json_integer_value(json_object_get(rec, "until"));
+	x->att = (uint32_t)json_integer_value(json_object_get(rec, "att"));
+	x->have = x->asked = (uint64_t)json_integer_value(json_object_get(rec, "have"));
+	if (x->natt == 0 || x->natt > TERN_ATTACH_MAX_COUNT || x->att >= x->natt ||
+	    (x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL ||
+	    (x->plain = malloc(TERN_ATTACH_CHUNK_MAX)) == NULL) {
+		xin_free(&x);
+		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", msgid);
+	}
+	json_array_foreach(arr, i, a)
+	{
+		size_t b1 = 0, b2 = 0;
+		const char *root = json_string_value(json_object_get(a, "root"));
+		const char *sha = json_string_value(json_object_get(a, "sha256"));
+		x->atts[i].size = (uint64_t)json_integer_value(json_object_get(a, "size"));
+		x->atts[i].chunk_size =
+		    (uint32_t)json_integer_value(json_object_get(a, "chunk_size"));
+		if (!root || !sha ||
+		    sodium_hex2bin(x->atts[i].root, 32, root, strlen(root), NULL, &b1, NULL) != 0 ||
+		    sodium_hex2bin(x->atts[i].sha256, 32, sha, strlen(sha), NULL, &b2, NULL) != 0 ||
+		    b1 != 32 || b2 != 32) {
+			xin_free(&x);
+			return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", msgid);
+		}
+	}
+	n->xins[n->nxins++] = x;
+	/* The key: re-verified, as the store is not trusted more than the wire.
+	 * One that no longer verifies or opens is judged now, and refused. */
+	rc = tern_envelope_verify(env, len, n->id.dir, &o, &e);
+	if (rc == TERN_OK)
+		rc = tern_envelope_content_key(e, n->id.id, n->id.seal, n->seals, x->ck);
+	tern_envelope_free(&e);
+	if (rc != TERN_OK) {
+		fail(x, TERN_REASON_CANNOT_OPEN, "%s", tern_errdetail());
+		return TERN_OK;
+	}
+	if (rehash(n, x) != TERN_OK) {
+		/* The spool lost what the record counts (a disk restored?): fetch
+		 * this attachment again from its start. */
+		log_warnx("transfer %s: the spool does not hold the %llu chunks counted of "
+		          "attachment %u (%s): fetching it again",
+		          msgid, (unsigned long long)x->have, x->att, tern_errdetail());
+		x->have = x->asked = 0;
+		if (open_att(n, x) != TERN_OK)
+			fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s",
+			     tern_errdetail());
+	}
+	return TERN_OK;
+}
+
+int node_xin_load(node *n)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v, ev;
+	int rc;
+
+	if (DBI(n->store, NS_XIN) == 0)
+		return TERN_OK;
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return rc;
+	if (mdb_cursor_open(txn, DBI(n->store, NS_XIN), &c) != 0) {
+		mdb_txn_abort(txn);
+		return tern_fail(TERN_EIO, "cannot read the transfers");
+	}
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		char id[37];
+		if (k.mv_size != 36 || rec == NULL) {
+			json_decref(rec);
+			continue;
+		}
+		memcpy(id, k.mv_data, 36);
+		id[36] = '\0';
+		if (mdb_get(txn, DBI(n->store, NS_XINENV), &k, &ev) == 0 &&
+		    xin_add(n, id, rec, ev.mv_data, ev.mv_size) != TERN_OK)
+			log_warnx("transfer %s: %s", id, tern_errdetail());
+		json_decref(rec);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	return TERN_OK;
+}
+
+void node_xin_free(node *n)
+{
+	for (size_t i = 0; i < n->nxins; i++)
+		xin_free(&n->xins[i]);
+	free(n->xins);
+	n->xins = NULL;
+	n->nxins = n->capxins = 0;
+}
+
+/* --- fetching ------------------------------------------------------------------- */
+
+static void request(node *n, struct xin *x)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__ChunkGet g = TERN__V1__CHUNK_GET__INIT;
+	const struct node_att *a = &x->atts[x->att];
+	uint64_t nc = tern_attach_chunks(a->size, a->chunk_size), left = nc - x->have;
+
+	if (!n->connected || x->ready || x->have >= nc)
+		return;
+	g.message_id = x->msgid;
+	g.attachment = x->att;
+	g.from = x->have;
+	g.count = (uint32_t)(left < (uint64_t)n->att_window ? left : (uint64_t)n->att_window);
+	f.body_case = TERN__V1__FRAME__BODY_CHUNK_GET;
+	f.chunk_get = &g;
+	node_hop_send(n, &f);
+	x->asked = x->have + g.count;
+	x->last_io = tern_now_ms();
+}
+
+static int have_apply(MDB_txn *txn, void *arg)
+{
+	void **a = arg;
+	node *n = a[0];
+	struct xin *x = a[1];
+	MDB_val k = {36, x->msgid}, v;
+	json_t *rec;
+	int rc;
+
+	if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0)
+		return MDB(rc, "read a transfer");
+	if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL)
+		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", x->msgid);
+	json_object_set_new(rec, "att", json_integer(x->att));
+	json_object_set_new(rec, "have", json_integer((json_int_t)x->have));
+	rc = put_rec(txn, n->store, x->msgid, rec);
+	json_decref(rec);
+	return rc;
+}
+
+/* A chunk that failed its check: audited, then asked again, or the message
+ * refused after XIN_MAX_FAILS. */
+static int chunk_refused_apply(MDB_txn *txn, void *arg)
+{
+	void **a = arg;
+	node *n = a[0];
+	struct xin *x = a[1];
+
+	return node_audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, x->msgid, x->sender, NULL,
+	                  "chunk", NULL, 0, tern_reason_code(TERN_REASON_CHUNK_MISMATCH), NULL,
+	                  NULL);
+}
+
+static void chunk_refused(node *n, struct xin *x, uint64_t index, const char *why)
+{
+	void *arg[2] = {n, x};
+
+	log_warnx("refused chunk %llu of %s attachment %u from the broker: chunk-mismatch: %s",
+	          (unsigned long long)index, x->msgid, x->att, why);
+	n->batch.now = tern_now_ms();
+	if (tern_store_write(n->store, chunk_refused_apply, arg) != TERN_OK)
+		log_warnx("cannot audit the refused chunk: %s", tern_errdetail());
+	if (++x->fails >= XIN_MAX_FAILS) {
+		fail(x, TERN_REASON_CHUNK_MISMATCH,
+		     "chunk %llu of attachment %u did not match its seal %d times: the broker's "
+		     "copy is damaged",
+		     (unsigned long long)index, x->att, XIN_MAX_FAILS);
+		return;
+	}
+	x->asked = x->have; /* asked again at the next tick */
+	x->retry_at = tern_now_ms() + 1000;
+}
+
+void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
+{
+	struct xin *x = xin_find(n, c->message_id);
+	const struct node_att *a;
+	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT;
+	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	uint64_t nc;
+	size_t plen, put = 0;
+	void *arg[2] = {n, x};
+
+	if (x == NULL || x->ready || c->attachment != x->att)
+		return;
+	if (c->reason_code[0]) {
+		log_warnx("the broker sends no chunks of %s: %s: %s", x->msgid, c->reason_code,
+		          c->reason_text);
+		x->asked = x->have;
+		x->retry_at = tern_now_ms() + 5000;
+		return;
+	}
+	if (c->index != x->have)
+		return; /* a chunk asked for before a new get */
+	x->last_io = tern_now_ms();
+	a = &x->atts[x->att];
+	seal.size = a->size;
+	seal.chunk_size = a->chunk_size;
+	seal.root.data = (uint8_t *)a->root;
+	seal.root.len = 32;
+	if (c->n_proof > TERN_MERKLE_MAX_PROOF) {
+		chunk_refused(n, x, c->index, "its proof is too long");
+		return;
+	}
+	for (size_t i = 0; i < c->n_proof; i++) {
+		if (c->proof[i].len != TERN_HASH_LEN) {
+			chunk_refused(n, x, c->index, "a proof hash is not 32 bytes");
+			return;
+		}
+		memcpy(proof[i], c->proof[i].data, TERN_HASH_LEN);
+	}
+	if (tern_attach_chunk_verify(&seal, c->index, c->data.data, c->data.len, proof,
+	                             c->n_proof) != TERN_OK) {
+		chunk_refused(n, x, c->index, tern_errdetail());
+		return;
+	}
+	if (tern_attach_chunk_open(x->key, x->msgid, x->att, c->index, c->data.data, c->data.len,
+	                           x->plain, &plen) != TERN_OK) {
+		/* Under its seal, so its sender sealed it so: refused at once. */
+		fail(x, TERN_REASON_ATTACHMENT_MISMATCH,
+		     "chunk %llu of attachment %u does not open with the message's key",
+		     (unsigned long long)c->index, x->att);
+		return;
+	}
+	while (put < c->data.len) {
+		ssize_t w = pwrite(x->fd, c->data.data + put, c->data.len - put,
+		                   (off_t)(tern_attach_slot(a->chunk_size, c->index) + put));
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			break;
+		put += (size_t)w;
+	}
+	if (put != c->data.len || fdatasync(x->fd) != 0) {
+		log_warnx("cannot write chunk %llu of %s: %s (no-space when the disk is full); "
+		          "asked again in 5 s",
+		          (unsigned long long)c->index, x->msgid, strerror(errno));
+		x->asked = x->have;
+		x->retry_at = tern_now_ms() + 5000;
+		return;
+	}
+	x->have++;
+	if (tern_store_write(n->store, have_apply, arg) != TERN_OK) {
+		log_warnx("cannot record chunk %llu of %s: %s; asked again in 5 s",
+		          (unsigned long long)c->index, x->msgid, tern_errdetail());
+		x->have--;
+		x->asked = x->have;
+		x->retry_at = tern_now_ms() + 5000;
+		return;
+	}
+	crypto_hash_sha256_update(&x->hs, x->plain, plen);
+	nc = tern_attach_chunks(a->size, a->chunk_size);
+	if (x->have == nc) {
+		uint8_t got[32];
+		crypto_hash_sha256_final(&x->hs, got);
+		if (sodium_memcmp(got, a->sha256, 32) != 0) {
+			char hex[65];
+			sodium_bin2hex(hex, sizeof(hex), got, 32);
+			fail(x, TERN_REASON_ATTACHMENT_MISMATCH,
+			     "attachment %u has SHA-256 %s, not the one its message declares",
+			     x->att, hex);
+			return;
+		}
+		if (x->att + 1 == x->natt) {
+			x->ready = 1;
+			return;
+		}
+		x->att++;
+		x->have = x->asked = 0;
+		if (open_att(n, x) != TERN_OK) {
+			fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s",
+			     tern_errdetail());
+			return;
+		}
+	}
+	if (x->asked <= x->have)
+		request(n, x);
+}
+
+void node_xin_session(node *n)
+{
+	for (size_t i = 0; i < n->nxins; i++) {
+		n->xins[i]->asked = n->xins[i]->have;
+		request(n, n->xins[i]);
+	}
+}
+
+/* Judges a finished transfer (x->code "" when all is in and as declared). */
+static void release(node *n, struct xin *x)
+{
+	struct batch *b = &n->batch;
+	struct din *d;
+	node_judge j;
+	MDB_txn *txn;
+	MDB_val k = {36, x->msgid}, v;
+	uint8_t *env;
+	size_t len;
+
+	if (x->released || TERN_GROW(b->dins, b->ndins, b->capdins))
+		return;
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return;
+	if (mdb_get(txn, DBI(n->store, NS_XINENV), &k, &v) != 0 ||
+	    (env = malloc(v.mv_size)) == NULL) {
+		mdb_txn_abort(txn);
+		return;
+	}
+	memcpy(env, v.mv_data, v.mv_size);
+	len = v.mv_size;
+	d = &b->dins[b->ndins];
+	memset(d, 0, sizeof(*d));
+	node_judge_of(n, &j);
+	j.xfer_done = 1;
+	j.xfer_code = x->code;
+	j.xfer_text = x->text;
+	node_judge_envelope(&j, txn, env, len, d);
+	mdb_txn_abort(txn);
+	if (d->kind == DIN_NOTHING || d->kind == DIN_XFER) {
+		/* Judged before (a copy in this batch), or still lacking: never here. */
+		free(env);
+		free(d->atts);
+		json_decref(d->wf);
+		json_decref(d->wf_rootrec);
+		memset(d, 0, sizeof(*d));
+		return;
+	}
+	d->unxfer = 1;
+	d->env = env;
+	d->len = len;
+	b->ndins++;
+	x->released = 1;
+	if (d->kind == DIN_ACCEPT)
+		node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec);
+	if (d->kind == DIN_REFUSE)
+		log_warnx("refused %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
+	else if (d->kind == DIN_ACCEPT)
+		log_info("%s from %s: every attachment is in", d->msgid, d->sender);
+	if ((d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) && d->msgid[0] && d->sender[0])
+		node_owe_receipt(n, d, env, len);
+}
+
+void node_xin_committed(node *n)
+{
+	const struct batch *b = &n->batch;
+
+	for (size_t i = 0; i < b->ndins; i++) {
+		const struct din *d = &b->dins[i];
+		if (d->unxfer) {
+			struct xin *x = xin_find(n, d->msgid);
+			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+			Tern__V1__ChunkDone cd = TERN__V1__CHUNK_DONE__INIT;
+			cd.message_id = (char *)d->msgid;
+			cd.reason_code = (char *)(d->kind == DIN_ACCEPT ? "" : d->code);
+			f.body_case = TERN__V1__FRAME__BODY_CHUNK_DONE;
+			f.chunk_done = &cd;
+			node_hop_send(n, &f);
+			if (d->kind != DIN_ACCEPT)
+				for (size_t k = 0; k < d->natts; k++) {
+					char path[PATH_MAX];
+					spool_path(n, d->msgid, k, path, sizeof(path));
+					unlink(path);
+				}
+			for (size_t k = 0; x && k < n->nxins; k++)
+				if (n->xins[k] == x) {
+					xin_free(&n->xins[k]);
+					n->xins[k] = n->xins[--n->nxins];
+					break;
+				}
+		}
+		if (d->kind == DIN_XFER) {
+			struct xin *x;
+			json_t *rec;
+			struct xin tmp = {
+			    .atts = d->atts, .natt = d->natts, .until = d->xfer_until};
+			snprintf(tmp.sender, sizeof(tmp.sender), "%s", d->sender);
+			rec = xin_record(&tmp, d->case_id, d->type);
+			if (rec == NULL || xin_add(n, d->msgid, rec, d->env, d->len) != TERN_OK) {
+				log_warnx("transfer %s starts at the next start: %s", d->msgid,
+				          tern_errdetail());
+			} else if ((x = xin_find(n, d->msgid)) != NULL) {
+				log_info("receiving %s's %zu attachment(s) from %s", d->msgid,
+				         d->natts, d->sender);
+				request(n, x);
+			}
+			json_decref(rec);
+		}
+	}
+}
+
+void node_xin_tick(node *n, int64_t now)
+{
+	for (size_t i = 0; i < n->nxins; i++) {
+		struct xin *x = n->xins[i];
+		if (x->released)
+			continue;
+		if (!x->ready && x->until && now >= x->until)
+			fail(x, TERN_REASON_ATTACHMENT_INCOMPLETE,
+			     "its attachments did not all arrive before it expired");
+		if (x->ready) {
+			release(n, x);
+			continue;
+		}
+		if (x->retry_at && now >= x->retry_at) {
+			x->retry_at = 0;
+			request(n, x);
+		} else if (x->asked > x->have && now - x->last_io >= XIN_SILENCE_MS) {
+			x->asked = x->have; /* a get or a chunk was lost */
+			request(n, x);
+		}
+	}
+}
+
+json_t *node_xin_status(node *n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n->nxins; i++) {
+		struct xin *x = n->xins[i];
+		uint64_t total = 0, got = 0;
+		for (size_t k = 0; k < x->natt; k++) {
+			total += x->atts[k].size;
+			if (k < x->att)
+				got += x->atts[k].size;
+		}
+		got += x->have * x->atts[x->att].chunk_size > x->atts[x->att].size
+		           ? x->atts[x->att].size
+		           : x->have * x->atts[x->att].chunk_size;
+		json_array_append_new(arr,
+		                      json_pack("{s:s, s:s, s:I, s:I}", "message_id", x->msgid,
+		                                "sender", x->sender, "bytes", (json_int_t)total,
+		                                "received", (json_int_t)got));
+	}
+	return arr;
+}
+
+/* --- reading an attachment from the inbox -------------------------------------- */
+
+struct getbuf {
+	uint8_t *p;
+	size_t len;
+};
+
+static int get_piece(void *arg, uint64_t off, const uint8_t *buf, size_t len)
+{
+	struct getbuf *g = arg;
+	(void)off;
+	memcpy(g->p + g->len, buf, len);
+	g->len += len;
+	return TERN_OK;
+}
+
+json_t *node_attachment_get(node *n, json_t *req)
+{
+	const char *id = json_string_value(json_object_get(req, "message_id"));
+	const char *name = json_string_value(json_object_get(req, "name"));
+	json_t *jidx = json_object_get(req, "index"), *res = NULL, *rec = NULL;
+	json_int_t off = json_integer_value(json_object_get(req, "offset"));
+	json_int_t want = json_is_integer(json_object_get(req, "length"))
+	                      ? json_integer_value(json_object_get(req, "length"))
+	                      : (json_int_t)(1u << 20);
+	tern_verify_opts o = {
+	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
+	tern_envelope *env = NULL;
+	const Tern__V1__Header *h;
+	ProtobufCMessage *body = NULL;
+	Tern__V1__Attachment **decl;
+	uint8_t *buf = NULL, *plain = NULL, ck[32], key[32];
+	size_t len, plen = 0, nd, idx = SIZE_MAX;
+	MDB_txn *txn;
+	struct getbuf g = {NULL, 0};
+	char path[PATH_MAX];
+	int fd = -1, rc;
+
+	if (id == NULL || !tern_uuid_valid(id))
+		return tern_api_error(TERN_EINVAL, "give the \"message_id\"");
+	if (off < 0 || want <= 0)
+		return tern_api_error(TERN_EINVAL, "\"offset\" and \"length\" must be positive");
+	if (want > (json_int_t)GET_MAX)
+		want = GET_MAX;
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return tern_api_error(rc, "cannot read the store: %s", tern_errdetail());
+	if (node_store_received(txn, n->store, id, &rec) != TERN_OK ||
+	    !json_is_true(json_object_get(rec, "accepted")) ||
+	    node_store_received_envelope(txn, n->store, id, &buf, &len) != TERN_OK) {
+		mdb_txn_abort(txn);
+		res = tern_api_error(TERN_ENOENT, "no message %s in this node's inbox", id);
+		goto out;
+	}
+	mdb_txn_abort(txn);
+	if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env)) != TERN_OK ||
+	    (rc = tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen)) !=
+	        TERN_OK) {
+		res = tern_api_error(rc, "message %s no longer opens: %s", id, tern_errdetail());
+		goto out;
+	}
+	h = tern_envelope_header(env);
+	if (tern_pb_unpack(tern_msgtype_by_type(h->type)->desc, plain, plen, plen, &body) !=
+	    TERN_OK) {
+		res = tern_api_error(TERN_EMALFORMED, "message %s: the body does not decode", id);
+		goto out;
+	}
+	decl = node_body_attachments(body, &nd);
+	if (json_is_integer(jidx) && json_integer_value(jidx) >= 0 &&
+	    (size_t)json_integer_value(jidx) < nd)
+		idx = (size_t)json_integer_value(jidx);
+	for (size_t i = 0; name && idx == SIZE_MAX && i < nd; i++)
+		if (strcmp(decl[i]->name, name) == 0)
+			idx = i;
+	if (idx == SIZE_MAX || idx >= h->n_attachments) {
+		res = tern_api_error(TERN_ENOENT, "message %s has no attachment %s (it has %zu)",
+		                     id, name ? name : "at that index", nd);
+		goto out;
+	}
+	if ((uint64_t)off > h->attachments[idx]->size)
+		off = (json_int_t)h->attachments[idx]->size;
+	if ((uint64_t)(off + want) > h->attachments[idx]->size)
+		want = (json_int_t)(h->attachments[idx]->size - (uint64_t)off);
+	spool_path(n, id, idx, path, sizeof(path));
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		res = tern_api_error(TERN_ENOENT,
+		                     "the bytes of %s's attachment %zu are no longer on this node "
+		                     "(removed after the retention period)",
+		                     id, idx);
+		goto out;
+	}
+	if ((g.p = malloc((size_t)want + 1)) == NULL ||
+	    tern_envelope_content_key(env, n->id.id, n->id.seal, n->seals, ck) != TERN_OK ||
+	    tern_attach_key(ck, (uint32_t)idx, key) != TERN_OK) {
+		res = tern_api_error(TERN_ENOMEM, "cannot read the attachment");
+		goto out;
+	}
+	if (want > 0 && (rc = tern_attach_open_fd(fd, h->attachments[idx], key, id, (uint32_t)idx,
+	                                          (uint64_t)off, (uint64_t)(off + want), get_piece,
+	                                          &g, NULL)) != TERN_OK) {
+		log_warnx("attachment %zu of %s does not open from the spool: %s", idx, id,
+		          tern_errdetail());
+		res = tern_api_error(rc, "the stored attachment is damaged: %s", tern_errdetail());
+		goto out;
+	}
+	{
+		size_t b64len = sodium_base64_ENCODED_LEN(g.len, sodium_base64_VARIANT_ORIGINAL);
+		char *b64 = malloc(b64len);
+		if (b64 == NULL) {
+			res = tern_api_error(TERN_ENOMEM, "out of memory");
+			goto out;
+		}
+		sodium_bin2base64(b64, b64len, g.p, g.len, sodium_base64_VARIANT_ORIGINAL);
+		res = json_pack("{s:b, s:s, s:i, s:s, s:s, s:I, s:I, s:s, s:s}", "ok", 1,
+		                "message_id", id, "index", (int)idx, "name", decl[idx]->name,
+		                "media_type", decl[idx]->media_type, "size",
+		                (json_int_t)h->attachments[idx]->size, "offset", (json_int_t)off,
+		                "sha256", decl[idx]->sha256, "data", b64);
+		free(b64);
+	}
+out:
+	sodium_memzero(ck, sizeof(ck));
+	sodium_memzero(key, sizeof(key));
+	if (g.p) {
+		sodium_memzero(g.p, g.len);
+		free(g.p);
+	}
+	if (fd >= 0)
+		close(fd);
+	tern_pb_free(&body);
+	if (plain)
+		tern_envelope_body_free(&plain, plen);
+	tern_envelope_free(&env);
+	free(buf);
+	json_decref(rec);
+	return res;
+}

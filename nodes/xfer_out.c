@@ -1,0 +1,768 @@
+/* Attachments going out (docs/attachments.md): sealing the uploads a send
+ * names into spool/out, and putting their chunks to the broker once it has
+ * accepted the envelope.
+ *
+ * A send's attachments are sealed before its envelope, under the message
+ * id and content key chosen here, and checked against what the body
+ * declares; the spool files are synced before the outbox commit that
+ * records the transfer, so an accepted send never lacks its chunks.
+ *
+ * Putting is resumable without anything committed per chunk: the broker's
+ * ChunkAck says how many it holds, and a new session (or a silent broker)
+ * asks it again. At most [limits] attachment_window chunks are unanswered
+ * per transfer, so a transfer never fills the connection ahead of
+ * ordinary messages. The spool stays until every recipient has answered
+ * (a receipt, a refusal or an expiry), so that a broker restored from an
+ * older copy can be given the chunks again.
+ *
+ * Touches: spool/out, the xout and xleaves tables (the batch's write for a
+ * new transfer; its own small writes when one is done or dropped), and
+ * n->xouts. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+#include <zmq.h>
+
+#include <tern/api.h>
+#include <tern/attach.h>
+#include <tern/error.h>
+#include <tern/log.h>
+#include <tern/reason.h>
+#include <tern/uuid.h>
+
+#include "node_int.h"
+#include "util.h"
+
+#define DBI(s, i) tern_store_dbi((s), (i))
+#define MDB(rc, what) tern_store_mdb_err((rc), (what))
+/* A put or question the broker has not answered in this long is asked again. */
+#define XOUT_SILENCE_MS 10000
+#define XOUT_SWEEP_MS 30000
+
+enum xo_state { XO_WAIT, XO_ASK, XO_PUT, XO_DONE, XO_FAILED };
+
+struct xout {
+	char msgid[37];
+	struct node_att *atts;
+	size_t natt;
+	uint32_t att;        /* the attachment being put */
+	uint64_t have, next; /* chunks the broker holds; the next to put */
+	int state;
+	int fd; /* spool/out of att, or -1 */
+	tern_merkle_tree *tree;
+	int64_t last_io, retry_at;
+	int fails;
+	uint8_t *buf; /* one sealed chunk */
+};
+
+Tern__V1__Attachment **node_body_attachments(const ProtobufCMessage *body, size_t *n)
+{
+	const ProtobufCFieldDescriptor *fd =
+	    protobuf_c_message_descriptor_get_field_by_name(body->descriptor, "attachments");
+
+	*n = 0;
+	if (fd == NULL || fd->label != PROTOBUF_C_LABEL_REPEATED ||
+	    fd->type != PROTOBUF_C_TYPE_MESSAGE ||
+	    fd->descriptor != &tern__v1__attachment__descriptor)
+		return NULL;
+	*n = *(const size_t *)((const char *)body + fd->quantifier_offset);
+	return *(Tern__V1__Attachment ***)((const char *)body + fd->offset);
+}
+
+static void spool_path(const node *n, const char *dir, const char *msgid, size_t i, char *buf,
+                       size_t len)
+{
+	snprintf(buf, len, "%s/spool/%s/%s.%zu", n->data_dir, dir, msgid, i);
+}
+
+static int spool_dirs(const node *n)
+{
+	char p[PATH_MAX];
+	const char *sub[] = {"spool", "spool/out", "spool/in"};
+
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", n->data_dir, sub[i]);
+		if (mkdir(p, 0700) != 0 && errno != EEXIST)
+			return tern_fail(TERN_EIO, "cannot make %s: %s", p, strerror(errno));
+	}
+	return TERN_OK;
+}
+
+static void sync_dir(const node *n, const char *sub)
+{
+	char p[PATH_MAX];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/%s", n->data_dir, sub);
+	if ((fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		(void)fsync(fd);
+		close(fd);
+	}
+}
+
+static int hex_decode32(const char *hex, uint8_t out[32])
+{
+	size_t bin = 0;
+
+	return hex && strlen(hex) == 64 &&
+	               sodium_hex2bin(out, 32, hex, 64, NULL, &bin, NULL) == 0 && bin == 32
+	           ? TERN_OK
+	           : TERN_EMALFORMED;
+}
+
+void node_xprep_finish(node *n, struct node_xprep *p, struct out *o)
+{
+	if (o != NULL) {
+		o->atts = p->atts;
+		o->natts = p->n;
+		o->leaves = p->leaves;
+		o->uploads = p->uploads;
+		p->atts = NULL;
+		p->leaves = NULL;
+		p->uploads = NULL;
+	} else {
+		char path[PATH_MAX];
+		for (size_t i = 0; i < p->n; i++) {
+			spool_path(n, "out", p->msgid, i, path, sizeof(path));
+			unlink(path);
+		}
+		for (size_t i = 0; p->leaves && i < p->n; i++)
+			free(p->leaves[i]);
+		free(p->leaves);
+		free(p->atts);
+		free(p->uploads);
+	}
+	free(p->seals);
+	free(p->sealp);
+	sodium_memzero(p->key, sizeof(p->key));
+	memset(p, 0, sizeof(*p));
+}
+
+int node_xout_prepare(node *n, const ProtobufCMessage *body, const char *const *uploads, size_t nup,
+                      struct node_xprep *p, json_t **res)
+{
+	size_t na;
+	Tern__V1__Attachment **a = node_body_attachments(body, &na);
+	uint64_t total = 0;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	*res = NULL;
+	if (na == 0 && nup == 0)
+		return TERN_OK;
+	if (na != nup) {
+		*res = tern_api_error(TERN_EINVAL,
+		                      "the body declares %zu attachment(s) and the send names %zu "
+		                      "upload(s): give one upload per declared attachment, in "
+		                      "the same order (tern send --attach does it for you)",
+		                      na, nup);
+		return TERN_EINVAL;
+	}
+	if (na > TERN_ATTACH_MAX_COUNT) {
+		*res = tern_api_refusal(TERN_REASON_ATTACHMENT_TOO_LARGE,
+		                        "%zu attachments: a message carries at most %d", na,
+		                        TERN_ATTACH_MAX_COUNT);
+		return TERN_ETOOBIG;
+	}
+	if ((rc = spool_dirs(n)) != TERN_OK || (rc = tern_uuid_v7(p->msgid)) != TERN_OK) {
+		*res = tern_api_error(rc, "cannot seal the attachments: %s", tern_errdetail());
+		return rc;
+	}
+	randombytes_buf(p->key, sizeof(p->key));
+	p->seals = calloc(na, sizeof(*p->seals));
+	p->sealp = calloc(na, sizeof(*p->sealp));
+	p->atts = calloc(na, sizeof(*p->atts));
+	p->leaves = calloc(na, sizeof(*p->leaves));
+	p->uploads = calloc(na, sizeof(*p->uploads));
+	if (!p->seals || !p->sealp || !p->atts || !p->leaves || !p->uploads) {
+		*res = tern_api_error(TERN_ENOMEM, "out of memory");
+		rc = TERN_ENOMEM;
+		goto fail;
+	}
+	for (size_t i = 0; i < na; i++) {
+		char path[PATH_MAX], hex[65];
+		uint8_t key[32];
+		uint64_t size;
+		int in = -1, out;
+		if ((rc = node_upload_open(n, uploads[i], &in, &size)) != TERN_OK) {
+			*res = tern_api_error(rc, "attachments[%zu]: %s", i, tern_errdetail());
+			goto fail;
+		}
+		p->n = i + 1; /* from here its spool file is ours to remove */
+		snprintf(p->uploads[i], sizeof(p->uploads[i]), "%s", uploads[i]);
+		total += size;
+		if (size != a[i]->size) {
+			close(in);
+			*res = tern_api_refusal(
+			    TERN_REASON_ATTACHMENT_MISMATCH,
+			    "attachments[%zu]: the upload holds %llu bytes, the "
+			    "body declares %llu",
+			    i, (unsigned long long)size, (unsigned long long)a[i]->size);
+			rc = TERN_EINVALID;
+			goto fail;
+		}
+		if ((int64_t)size > n->att_max || (int64_t)total > n->att_total) {
+			close(in);
+			*res = tern_api_refusal(
+			    TERN_REASON_ATTACHMENT_TOO_LARGE,
+			    "attachments[%zu]: over [limits] max_attachment_size (%lld) or "
+			    "max_message_attachments (%lld)",
+			    i, (long long)n->att_max, (long long)n->att_total);
+			rc = TERN_ETOOBIG;
+			goto fail;
+		}
+		spool_path(n, "out", p->msgid, i, path, sizeof(path));
+		if ((out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+			close(in);
+			*res = tern_api_error(TERN_EIO, "cannot make the spool file: %s",
+			                      strerror(errno));
+			rc = TERN_EIO;
+			goto fail;
+		}
+		rc = tern_attach_key(p->key, (uint32_t)i, key);
+		if (rc == TERN_OK)
+			rc = tern_attach_seal_fd(in, size, TERN_ATTACH_CHUNK_DEFAULT, key, p->msgid,
+			                         (uint32_t)i, out, &p->seals[i], p->atts[i].root,
+			                         p->atts[i].sha256, &p->leaves[i]);
+		sodium_memzero(key, sizeof(key));
+		if (rc == TERN_OK && fdatasync(out) != 0)
+			rc = tern_fail(TERN_EIO, "sync: %s", strerror(errno));
+		close(in);
+		close(out);
+		if (rc != TERN_OK) {
+			int full = errno == ENOSPC || errno == EDQUOT;
+			*res =
+			    full ? tern_api_refusal(TERN_REASON_NO_SPACE,
+			                            "the node's disk is full: nothing was sent")
+			         : tern_api_error(rc, "attachments[%zu]: %s", i, tern_errdetail());
+			goto fail;
+		}
+		p->atts[i].size = size;
+		p->atts[i].chunk_size = TERN_ATTACH_CHUNK_DEFAULT;
+		p->sealp[i] = &p->seals[i];
+		sodium_bin2hex(hex, sizeof(hex), p->atts[i].sha256, 32);
+		if (strcmp(hex, a[i]->sha256) != 0) {
+			*res = tern_api_refusal(TERN_REASON_ATTACHMENT_MISMATCH,
+			                        "attachments[%zu]: the upload's SHA-256 is %s, the "
+			                        "body declares %s",
+			                        i, hex, a[i]->sha256);
+			rc = TERN_EINVALID;
+			goto fail;
+		}
+	}
+	sync_dir(n, "spool/out");
+	return TERN_OK;
+fail:
+	node_xprep_finish(n, p, NULL);
+	return rc;
+}
+
+/* --- the store ------------------------------------------------------------------ */
+
+static json_t *xout_record(const struct node_att *atts, size_t n, int done)
+{
+	json_t *arr = json_array(), *rec;
+
+	for (size_t i = 0; arr && i < n; i++) {
+		char hex[65];
+		sodium_bin2hex(hex, sizeof(hex), atts[i].root, 32);
+		json_array_append_new(arr, json_pack("{s:I, s:I, s:s}", "size",
+		                                     (json_int_t)atts[i].size, "chunk_size",
+		                                     (json_int_t)atts[i].chunk_size, "root", hex));
+	}
+	rec = json_pack("{s:o*, s:b}", "atts", arr, "done", done);
+	return rec;
+}
+
+static void leaves_key(const char *msgid, uint32_t i, uint8_t k[41])
+{
+	memcpy(k, msgid, 36);
+	k[36] = 0;
+	k[37] = (uint8_t)(i >> 24);
+	k[38] = (uint8_t)(i >> 16);
+	k[39] = (uint8_t)(i >> 8);
+	k[40] = (uint8_t)i;
+}
+
+static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *rec)
+{
+	char *text = json_dumps(rec, JSON_COMPACT);
+	MDB_val k = {strlen(key), (void *)key}, v;
+	int rc;
+
+	if (text == NULL)
+		return TERN_ENOMEM;
+	v = (MDB_val){strlen(text), text};
+	rc = MDB(mdb_put(txn, dbi, &k, &v, 0), "record a transfer");
+	free(text);
+	return rc;
+}
+
+int node_xout_store(MDB_txn *txn, node *n, const struct out *o)
+{
+	json_t *rec;
+	int rc;
+
+	if (o->natts == 0)
+		return TERN_OK;
+	if ((rec = xout_record(o->atts, o->natts, 0)) == NULL)
+		return TERN_ENOMEM;
+	rc = put_json(txn, DBI(n->store, NS_XOUT), o->msgid, rec);
+	json_decref(rec);
+	for (size_t i = 0; rc == TERN_OK && i < o->natts; i++) {
+		uint8_t kb[41];
+		MDB_val k = {sizeof(kb), kb}, v;
+		leaves_key(o->msgid, (uint32_t)i, kb);
+		v = (MDB_val){tern_attach_chunks(o->atts[i].size, o->atts[i].chunk_size) *
+		                  sizeof(tern_hash),
+		              o->leaves[i]};
+		rc = MDB(mdb_put(txn, DBI(n->store, NS_XLEAVES), &k, &v, 0), "keep chunk hashes");
+	}
+	for (size_t i = 0; rc == TERN_OK && i < o->natts; i++)
+		rc = node_upload_forget(txn, n->store, o->uploads[i]);
+	return rc;
+}
+
+/* --- in memory ------------------------------------------------------------------ */
+
+static void xout_close_att(struct xout *x)
+{
+	if (x->fd >= 0)
+		close(x->fd);
+	x->fd = -1;
+	tern_merkle_tree_free(&x->tree);
+}
+
+static void xout_free(struct xout **xp)
+{
+	struct xout *x = *xp;
+
+	if (x == NULL)
+		return;
+	xout_close_att(x);
+	free(x->atts);
+	free(x->buf);
+	free(x);
+	*xp = NULL;
+}
+
+static struct xout *xout_find(node *n, const char *msgid)
+{
+	for (size_t i = 0; i < n->nxouts; i++)
+		if (strcmp(n->xouts[i]->msgid, msgid) == 0)
+			return n->xouts[i];
+	return NULL;
+}
+
+static int xout_add(node *n, const char *msgid, const struct node_att *atts, size_t natt, int done)
+{
+	struct xout *x;
+
+	if (xout_find(n, msgid))
+		return TERN_OK;
+	if (n->nxouts == n->capxouts) {
+		size_t cap = n->capxouts ? n->capxouts * 2 : 8;
+		struct xout **nx = realloc(n->xouts, cap * sizeof(*nx));
+		if (nx == NULL)
+			return TERN_ENOMEM;
+		n->xouts = nx;
+		n->capxouts = cap;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL ||
+	    (x->atts = malloc(natt * sizeof(*atts))) == NULL) {
+		free(x);
+		return TERN_ENOMEM;
+	}
+	memcpy(x->atts, atts, natt * sizeof(*atts));
+	snprintf(x->msgid, sizeof(x->msgid), "%s", msgid);
+	x->natt = natt;
+	x->fd = -1;
+	x->state = done ? XO_DONE : XO_WAIT;
+	n->xouts[n->nxouts++] = x;
+	return TERN_OK;
+}
+
+void node_xout_committed(node *n)
+{
+	const struct batch *b = &n->batch;
+
+	for (size_t i = 0; i < b->nouts; i++) {
+		const struct out *o = &b->outs[i];
+		if (o->natts == 0)
+			continue;
+		for (size_t k = 0; k < o->natts; k++)
+			node_upload_unlink(n, o->uploads[k]);
+		if (xout_add(n, o->msgid, o->atts, o->natts, 0) != TERN_OK)
+			log_warnx("out of memory: %s's attachments go at the next start", o->msgid);
+		else
+			log_info("queued %s's %zu attachment(s) for the broker", o->msgid,
+			         o->natts);
+	}
+}
+
+int node_xout_load(node *n)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	if (DBI(n->store, NS_XOUT) == 0)
+		return TERN_OK;
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return rc;
+	if (mdb_cursor_open(txn, DBI(n->store, NS_XOUT), &c) != 0) {
+		mdb_txn_abort(txn);
+		return tern_fail(TERN_EIO, "cannot read the transfers");
+	}
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL), *a;
+		json_t *arr = json_object_get(rec, "atts");
+		struct node_att atts[TERN_ATTACH_MAX_COUNT];
+		char id[37];
+		size_t i, na = json_array_size(arr);
+		if (k.mv_size != 36 || na == 0 || na > TERN_ATTACH_MAX_COUNT) {
+			json_decref(rec);
+			continue;
+		}
+		memcpy(id, k.mv_data, 36);
+		id[36] = '\0';
+		memset(atts, 0, sizeof(atts));
+		json_array_foreach(arr, i, a)
+		{
+			atts[i].size = (uint64_t)json_integer_value(json_object_get(a, "size"));
+			atts[i].chunk_size =
+			    (uint32_t)json_integer_value(json_object_get(a, "chunk_size"));
+			hex_decode32(json_string_value(json_object_get(a, "root")), atts[i].root);
+		}
+		xout_add(n, id, atts, na, json_is_true(json_object_get(rec, "done")));
+		json_decref(rec);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	return TERN_OK;
+}
+
+void node_xout_free(node *n)
+{
+	for (size_t i = 0; i < n->nxouts; i++)
+		xout_free(&n->xouts[i]);
+	free(n->xouts);
+	n->xouts = NULL;
+	n->nxouts = n->capxouts = 0;
+}
+
+/* --- putting -------------------------------------------------------------------- */
+
+static void send_put(node *n, struct xout *x, uint64_t index, const uint8_t *data, size_t len,
+                     const tern_hash *proof, size_t nproof)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__ChunkPut p = TERN__V1__CHUNK_PUT__INIT;
+	ProtobufCBinaryData pr[TERN_MERKLE_MAX_PROOF];
+
+	p.message_id = x->msgid;
+	p.attachment = x->att;
+	p.index = index;
+	p.data.data = (uint8_t *)data;
+	p.data.len = len;
+	for (size_t i = 0; i < nproof; i++) {
+		pr[i].data = (uint8_t *)proof[i];
+		pr[i].len = TERN_HASH_LEN;
+	}
+	p.n_proof = nproof;
+	p.proof = pr;
+	f.body_case = TERN__V1__FRAME__BODY_CHUNK_PUT;
+	f.chunk_put = &p;
+	node_hop_send(n, &f);
+	x->last_io = tern_now_ms();
+}
+
+static void ask(node *n, struct xout *x)
+{
+	x->state = XO_ASK;
+	send_put(n, x, 0, NULL, 0, NULL, 0);
+}
+
+/* Opens attachment x->att's spool file and its chunk tree. */
+static int open_att(node *n, struct xout *x)
+{
+	const struct node_att *a = &x->atts[x->att];
+	uint64_t nc = tern_attach_chunks(a->size, a->chunk_size);
+	char path[PATH_MAX];
+	uint8_t kb[41];
+	MDB_val k = {sizeof(kb), kb}, v;
+	MDB_txn *txn;
+	int rc;
+
+	xout_close_att(x);
+	spool_path(n, "out", x->msgid, x->att, path, sizeof(path));
+	if ((x->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return rc;
+	leaves_key(x->msgid, x->att, kb);
+	rc = mdb_get(txn, DBI(n->store, NS_XLEAVES), &k, &v);
+	if (rc == 0 && v.mv_size == nc * sizeof(tern_hash))
+		rc = tern_merkle_tree_build(v.mv_data, nc, &x->tree);
+	else
+		rc = tern_fail(TERN_ENOENT, "the chunk hashes of %s attachment %u are gone",
+		               x->msgid, x->att);
+	mdb_txn_abort(txn);
+	if (rc == TERN_OK && x->buf == NULL &&
+	    (x->buf = malloc(TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN)) == NULL)
+		rc = TERN_ENOMEM;
+	return rc;
+}
+
+static void pump(node *n, struct xout *x)
+{
+	const struct node_att *a;
+	uint64_t nc;
+
+	if (x->state != XO_PUT || !n->connected)
+		return;
+	a = &x->atts[x->att];
+	nc = tern_attach_chunks(a->size, a->chunk_size);
+	if (x->fd < 0 && open_att(n, x) != TERN_OK) {
+		log_warnx("cannot put %s's attachment %u: %s", x->msgid, x->att, tern_errdetail());
+		x->state = XO_FAILED;
+		return;
+	}
+	while (x->next < nc && x->next - x->have < (uint64_t)n->att_window) {
+		size_t len = tern_attach_chunk_len(a->size, a->chunk_size, x->next) +
+		             TERN_ATTACH_TAG_LEN,
+		       got = 0, np = 0;
+		tern_hash proof[TERN_MERKLE_MAX_PROOF];
+		while (got < len) {
+			ssize_t r = pread(x->fd, x->buf + got, len - got,
+			                  (off_t)(tern_attach_slot(a->chunk_size, x->next) + got));
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				break;
+			got += (size_t)r;
+		}
+		if (got != len ||
+		    tern_merkle_tree_inclusion_proof(x->tree, x->next, proof, &np) != TERN_OK) {
+			log_warnx("cannot read chunk %llu of %s's attachment %u from the spool",
+			          (unsigned long long)x->next, x->msgid, x->att);
+			x->state = XO_FAILED;
+			return;
+		}
+		send_put(n, x, x->next, x->buf, len, proof, np);
+		x->next++;
+	}
+}
+
+static int mark_done_apply(MDB_txn *txn, void *arg)
+{
+	void **a = arg;
+	node *n = a[0];
+	struct xout *x = a[1];
+	json_t *rec = xout_record(x->atts, x->natt, 1);
+	int rc;
+
+	if (rec == NULL)
+		return TERN_ENOMEM;
+	rc = put_json(txn, DBI(n->store, NS_XOUT), x->msgid, rec);
+	json_decref(rec);
+	return rc;
+}
+
+void node_xout_accepted(node *n, const char *msgid)
+{
+	struct xout *x = xout_find(n, msgid);
+
+	if (x && x->state == XO_WAIT && n->connected)
+		ask(n, x);
+}
+
+void node_xout_on_ack(node *n, const Tern__V1__ChunkAck *a)
+{
+	struct xout *x = xout_find(n, a->message_id);
+	uint64_t nc;
+
+	if (x == NULL || x->state == XO_DONE || x->state == XO_FAILED || a->attachment != x->att)
+		return; /* stale: an answer to an earlier question */
+	x->last_io = tern_now_ms();
+	if (a->reason_code[0]) {
+		if (strcmp(a->reason_code, tern_reason_code(TERN_REASON_UNKNOWN_TRANSFER)) == 0) {
+			x->state = XO_WAIT; /* not accepted yet: its SubmitResult starts it */
+			return;
+		}
+		log_warnx("broker refused chunk of %s attachment %u: %s: %s", x->msgid, x->att,
+		          a->reason_code, a->reason_text);
+		if (strcmp(a->reason_code, tern_reason_code(TERN_REASON_CHUNK_MISMATCH)) == 0 &&
+		    ++x->fails >= 3) {
+			log_warnx("giving up %s's attachments: the spool copy does not match its "
+			          "seal (disk damage?)",
+			          x->msgid);
+			x->state = XO_FAILED;
+			return;
+		}
+		/* no-space and the rest: ask again later */
+		x->state = XO_WAIT;
+		x->retry_at = tern_now_ms() + 5000;
+		return;
+	}
+	nc = tern_attach_chunks(x->atts[x->att].size, x->atts[x->att].chunk_size);
+	x->have = a->have > nc ? nc : a->have;
+	if (x->state == XO_ASK || x->next < x->have)
+		x->next = x->have;
+	x->state = XO_PUT;
+	if (x->have == nc) {
+		xout_close_att(x);
+		if (++x->att == x->natt) {
+			void *arg[2] = {n, x};
+			x->att--; /* keeps a->attachment checks meaningful */
+			if (tern_store_write(n->store, mark_done_apply, arg) != TERN_OK)
+				log_warnx("cannot record %s's attachments as sent: %s", x->msgid,
+				          tern_errdetail());
+			x->state = XO_DONE;
+			free(x->buf);
+			x->buf = NULL;
+			log_info("the broker holds %s's %zu attachment(s)", x->msgid, x->natt);
+			return;
+		}
+		x->have = x->next = 0;
+		ask(n, x);
+		return;
+	}
+	pump(n, x);
+}
+
+void node_xout_session(node *n)
+{
+	for (size_t i = 0; i < n->nxouts; i++) {
+		struct xout *x = n->xouts[i];
+		if (x->state == XO_DONE || x->state == XO_FAILED)
+			continue;
+		ask(n, x);
+	}
+}
+
+/* Whether every recipient of msgid has answered: its spool may go. */
+static int answered(node *n, const char *msgid)
+{
+	MDB_txn *txn;
+	json_t *rec = NULL, *st;
+	const char *who;
+	int all = 1;
+
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return 0;
+	if (node_store_sent_get(txn, n->store, msgid, &rec) != TERN_OK) {
+		mdb_txn_abort(txn);
+		return 1; /* no such message any more */
+	}
+	mdb_txn_abort(txn);
+	json_object_foreach(json_object_get(rec, "recipients"), who, st)
+	{
+		const char *s = json_string_value(json_object_get(st, "state"));
+		if (s == NULL)
+			s = json_string_value(st);
+		if (s == NULL || (strcmp(s, "delivered") != 0 && strcmp(s, "rejected") != 0 &&
+		                  strcmp(s, "expired") != 0))
+			all = 0;
+	}
+	json_decref(rec);
+	return all;
+}
+
+static int forget_apply(MDB_txn *txn, void *arg)
+{
+	void **a = arg;
+	node *n = a[0];
+	struct xout *x = a[1];
+	MDB_val k = {36, x->msgid};
+	int rc = mdb_del(txn, DBI(n->store, NS_XOUT), &k, NULL);
+
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return MDB(rc, "forget a transfer");
+	for (size_t i = 0; i < x->natt; i++) {
+		uint8_t kb[41];
+		MDB_val lk = {sizeof(kb), kb};
+		leaves_key(x->msgid, (uint32_t)i, kb);
+		rc = mdb_del(txn, DBI(n->store, NS_XLEAVES), &lk, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return MDB(rc, "forget chunk hashes");
+	}
+	return TERN_OK;
+}
+
+static void sweep(node *n)
+{
+	for (size_t i = 0; i < n->nxouts;) {
+		struct xout *x = n->xouts[i];
+		void *arg[2] = {n, x};
+		if ((x->state != XO_DONE && x->state != XO_FAILED) || !answered(n, x->msgid) ||
+		    tern_store_write(n->store, forget_apply, arg) != TERN_OK) {
+			i++;
+			continue;
+		}
+		for (size_t k = 0; k < x->natt; k++) {
+			char path[PATH_MAX];
+			spool_path(n, "out", x->msgid, k, path, sizeof(path));
+			unlink(path);
+		}
+		log_info("removed %s's attachments from the spool: every recipient answered",
+		         x->msgid);
+		xout_free(&n->xouts[i]);
+		n->xouts[i] = n->xouts[--n->nxouts];
+	}
+}
+
+void node_xout_tick(node *n, int64_t now)
+{
+	for (size_t i = 0; i < n->nxouts && n->connected; i++) {
+		struct xout *x = n->xouts[i];
+		if (x->state == XO_WAIT && x->retry_at && now >= x->retry_at) {
+			x->retry_at = 0;
+			ask(n, x);
+		} else if ((x->state == XO_ASK || (x->state == XO_PUT && x->next > x->have)) &&
+		           now - x->last_io >= XOUT_SILENCE_MS) {
+			ask(n, x); /* a put or an answer was lost */
+		}
+	}
+	if (now >= n->next_xfer_sweep) {
+		n->next_xfer_sweep = now + XOUT_SWEEP_MS;
+		sweep(n);
+		node_upload_sweep(n, now);
+	}
+}
+
+json_t *node_xout_status(node *n)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; arr && i < n->nxouts; i++) {
+		struct xout *x = n->xouts[i];
+		uint64_t total = 0, held = 0;
+		static const char *const names[] = {"waiting", "asking", "sending", "sent",
+		                                    "failed"};
+		if (x->state == XO_DONE)
+			continue;
+		for (size_t k = 0; k < x->natt; k++) {
+			total += x->atts[k].size;
+			if (k < x->att)
+				held += x->atts[k].size;
+		}
+		held += x->have * x->atts[x->att].chunk_size > x->atts[x->att].size
+		            ? x->atts[x->att].size
+		            : x->have * x->atts[x->att].chunk_size;
+		json_array_append_new(arr,
+		                      json_pack("{s:s, s:s, s:I, s:I}", "message_id", x->msgid,
+		                                "state", names[x->state], "bytes",
+		                                (json_int_t)total, "at_broker", (json_int_t)held));
+	}
+	return arr;
+}
