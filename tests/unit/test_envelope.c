@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include <tern/directory.h>
+#include <tern/attach.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
 #include <tern/keys.h>
@@ -1015,6 +1016,65 @@ static void test_expires_at(void **state)
 	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, id), TERN_EINVAL);
 }
 
+/* A sender with attachments chooses the id and the content key and signs
+ * the seals: each recipient unwraps that same key; the seals are in the
+ * header; another member unwraps nothing; a seal no sender makes is
+ * refused at seal and at verify. */
+static void test_attachment_seals(void **state)
+{
+	struct fixture *f = *state;
+	Tern__V1__AttachmentSeal a = TERN__V1__ATTACHMENT_SEAL__INIT;
+	const Tern__V1__AttachmentSeal *seals[1] = {&a};
+	uint8_t ck[32], got[32], root[32];
+	tern_envelope *env = NULL;
+	uint8_t *buf;
+	size_t len;
+	char id[37], mine[37];
+	tern_seal_params p = {.sender = "unhcr",
+	                      .sign_key = f->sign[UNHCR],
+	                      .recipients = to_sweden_iom,
+	                      .n_recipients = 2,
+	                      .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+	                      .body = f->body,
+	                      .body_len = sizeof(f->body),
+	                      .content_key = ck,
+	                      .attachments = seals,
+	                      .n_attachments = 1};
+
+	randombytes_buf(ck, sizeof(ck));
+	memset(root, 9, sizeof(root));
+	a.size = 5000000;
+	a.chunk_size = TERN_ATTACH_CHUNK_DEFAULT;
+	a.root.data = root;
+	a.root.len = 32;
+	assert_int_equal(tern_uuid_v7(mine), TERN_OK);
+	p.message_id = mine;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, id), TERN_OK);
+	assert_string_equal(id, mine);
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, NULL, &env), TERN_OK);
+	assert_int_equal(tern_envelope_header(env)->n_attachments, 1);
+	assert_int_equal(tern_envelope_header(env)->attachments[0]->size, 5000000);
+	assert_memory_equal(tern_envelope_header(env)->attachments[0]->root.data, root, 32);
+	assert_int_equal(tern_envelope_content_key(env, "sweden", f->seal[SWEDEN], NULL, got),
+	                 TERN_OK);
+	assert_memory_equal(got, ck, 32);
+	assert_int_equal(tern_envelope_content_key(env, "iom", f->seal[IOM], NULL, got), TERN_OK);
+	assert_memory_equal(got, ck, 32);
+	assert_int_equal(tern_envelope_content_key(env, "portugal", f->seal[PORTUGAL], NULL, got),
+	                 TERN_ENOTRCPT);
+	assert_int_equal(tern_envelope_content_key(env, "sweden", f->seal[IOM], NULL, got),
+	                 TERN_EDECRYPT);
+	open_ok(f, env, SWEDEN);
+	tern_envelope_free(&env);
+	free(buf);
+	/* a seal no sender makes */
+	a.chunk_size = 100;
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, id), TERN_EINVAL);
+	a.chunk_size = TERN_ATTACH_CHUNK_DEFAULT;
+	p.message_id = "not-a-uuid";
+	assert_int_equal(tern_envelope_seal(&p, f->dir, &buf, &len, id), TERN_EINVAL);
+}
+
 /* n envelopes unhcr -> sweden signed together (each body differs). */
 static void seal_batch(struct fixture *f, size_t n, const tern_signkey *key, uint8_t **outs,
                        size_t *lens, int want)
@@ -1325,6 +1385,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expired_sender_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_future_only_skew, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expires_at, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_attachment_seals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sealcache, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
