@@ -569,12 +569,23 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 		request(n, x);
 }
 
+static void start(node *n, struct xin *x)
+{
+	const struct node_att *a = &x->atts[x->att];
+
+	if (x->ready)
+		return;
+	log_info("fetching %s attachment %u from chunk %llu of %llu", x->msgid, x->att,
+	         (unsigned long long)x->have,
+	         (unsigned long long)tern_attach_chunks(a->size, a->chunk_size));
+	x->asked = x->have;
+	request(n, x);
+}
+
 void node_xin_session(node *n)
 {
-	for (size_t i = 0; i < n->nxins; i++) {
-		n->xins[i]->asked = n->xins[i]->have;
-		request(n, n->xins[i]);
-	}
+	for (size_t i = 0; i < n->nxins; i++)
+		start(n, n->xins[i]);
 }
 
 /* Judges a finished transfer (x->code "" when all is in and as declared). */
@@ -672,7 +683,7 @@ void node_xin_committed(node *n)
 			} else if ((x = xin_find(n, d->msgid)) != NULL) {
 				log_info("receiving %s's %zu attachment(s) from %s", d->msgid,
 				         d->natts, d->sender);
-				request(n, x);
+				start(n, x);
 			}
 			json_decref(rec);
 		}

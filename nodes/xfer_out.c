@@ -616,6 +616,9 @@ void node_xout_on_ack(node *n, const Tern__V1__ChunkAck *a)
 	}
 	nc = tern_attach_chunks(x->atts[x->att].size, x->atts[x->att].chunk_size);
 	x->have = a->have > nc ? nc : a->have;
+	if (x->state == XO_ASK && x->have < nc)
+		log_info("putting %s attachment %u from chunk %llu of %llu", x->msgid, x->att,
+		         (unsigned long long)x->have, (unsigned long long)nc);
 	if (x->state == XO_ASK || x->next < x->have)
 		x->next = x->have;
 	x->state = XO_PUT;

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Attachments (docs/attachments.md), end to end on real processes:
+#  - a referral with a 300 MiB attachment (TERN_ATTACH_MIB) reaches sweden
+#    byte-identical and exactly once while, in three rounds, unhcr's node, the
+#    broker and sweden's node are each killed with kill -9 mid-transfer; each
+#    round must resume from a chunk past 0 (the logs say where each put and
+#    fetch started), never from the start;
+#  - the message is in sweden's inbox only once everything is in (tern status
+#    shows "receiving" before), and the audit entries of unhcr, the broker and
+#    sweden carry the attachment;
+#  - a declared SHA-256 or size that is not the file's is refused at send;
+#  - a chunk altered in the broker's store is refused by the recipient with
+#    chunk-mismatch (logged and audited), asked again, and the message is
+#    refused with chunk-mismatch in its receipt when it stays wrong.
+source "$(dirname "$0")/lib.sh"
+MIB=${TERN_ATTACH_MIB:-300}
+
+fed_make
+for d in broker unhcr sweden; do start "$d"; done
+wait_for 20 "unhcr to connect" connected unhcr
+wait_for 20 "sweden to connect" connected sweden
+
+api() { # NODE JSON: one local API request, the answer on stdout
+  python3 - "$WORK/fed/$1/data/api.sock" "$2" <<'PY'
+import json, socket, struct, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+req = json.loads(sys.argv[2]); req["v"] = 1
+b = json.dumps(req).encode()
+s.sendall(struct.pack(">I", len(b)) + b)
+def rd(n):
+    out = b""
+    while len(out) < n:
+        c = s.recv(n - len(out))
+        if not c: raise SystemExit("closed")
+        out += c
+    return out
+n = struct.unpack(">I", rd(4))[0]
+print(rd(n).decode())
+PY
+}
+
+# --- refused at send: the declaration is not the file ----------------------------
+head -c 100000 /dev/urandom >"$WORK/small.bin"
+sha=$(sha256sum "$WORK/small.bin" | cut -d' ' -f1)
+up=$(api unhcr '{"op":"upload.create","size":100000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["upload_id"])')
+data=$(base64 -w0 "$WORK/small.bin")
+api unhcr "{\"op\":\"upload.append\",\"upload_id\":\"$up\",\"offset\":0,\"data\":\"$data\"}" | grep -q '"offset": 100000' ||
+  fail "the upload did not take 100000 bytes"
+body() { # SHA SIZE
+  referral_json ATT-BAD | python3 -c "
+import json,sys; b=json.load(sys.stdin)
+b['attachments']=[{'name':'a.bin','mediaType':'application/octet-stream','sha256':'$1','size':'$2'}]
+print(json.dumps(b))"
+}
+bad=$(printf '%064d' 0)
+out=$(api unhcr "{\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"body\":$(body "$bad" 100000),\"uploads\":[\"$up\"]}")
+grep -q '"error": "attachment-mismatch"' <<<"$out" || fail "a wrong SHA-256 was not refused at send: $out"
+out=$(api unhcr "{\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"body\":$(body "$sha" 99999),\"uploads\":[\"$up\"]}")
+grep -q '"error": "attachment-mismatch"' <<<"$out" || fail "a wrong size was not refused at send: $out"
+out=$(api unhcr "{\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"body\":$(body "$sha" 100000)}")
+grep -q 'upload' <<<"$out" || fail "a declared attachment without an upload was not refused: $out"
+ls "$WORK/fed/unhcr/data/spool/out" 2>/dev/null | grep -q . && fail "a refused send left spool files"
+say "refused at send: wrong SHA-256, wrong size, no upload"
+
+# --- 300 MiB through kill -9 of each process -------------------------------------
+head -c "$((MIB * 1024 * 1024))" /dev/urandom >"$WORK/big.bin"
+referral_json ATT-1 >"$WORK/ref.json"
+
+resumed_past_zero() { # LOG WHAT: a line "WHAT ... from chunk N" with N > 0 after the kill
+  grep -h "$2" "$1" | grep -o 'from chunk [0-9]*' | awk '$3 > 0 {f=1} END {exit !f}'
+}
+
+round() { # VICTIM: send, kill VICTIM mid-transfer, restart it, check the result
+  local victim=$1 case=ATT-$1 id
+  referral_json "$case" >"$WORK/ref-$victim.json"
+  id=$("$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/big.bin:scan-$victim.bin" \
+    case-referral "$WORK/ref-$victim.json") || fail "send with a $MIB MiB attachment failed"
+  say "$victim round: sent $id"
+  # mid-transfer: the broker holds some chunks (sender, broker), or sweden some
+  if [[ $victim == sweden ]]; then
+    wait_for 60 "sweden to receive part of $id" bash -c \
+      "'$TERN' status -c '$(conf sweden)' --json $id | grep -q '\"received_bytes\": [1-9]'"
+    state_is sweden "$id" receiving || fail "sweden does not show $id as receiving"
+    count_is sweden inbox "$INBOX" || fail "$id is in sweden's inbox before its attachment is in"
+  else
+    wait_for 60 "the broker to hold part of $id" bash -c \
+      "'$TERN' status -c '$(conf unhcr)' --json $id | grep -q '\"at_broker\": [1-9]'"
+  fi
+  : >"$WORK/$victim.log.after"
+  crash "$victim"
+  say "killed $victim mid-transfer"
+  local mark
+  mark=$(wc -l <"$WORK/$victim.log")
+  start "$victim"
+  wait_for 30 "unhcr to connect" connected unhcr
+  wait_for 240 "$id delivered" state_is unhcr "$id" delivered
+  tail -n +"$((mark + 1))" "$WORK/$victim.log" >"$WORK/$victim.after"
+  case $victim in
+    unhcr) resumed_past_zero "$WORK/unhcr.after" "putting $id" ||
+      fail "unhcr did not resume putting $id past chunk 0 after its restart" ;;
+    broker) resumed_past_zero "$WORK/unhcr.log" "putting $id" ||
+      fail "unhcr did not resume putting $id past chunk 0 after the broker's restart" ;;
+    sweden) resumed_past_zero "$WORK/sweden.after" "fetching $id" ||
+      fail "sweden did not resume fetching $id past chunk 0 after its restart" ;;
+  esac
+  INBOX=$((INBOX + 1))
+  count_is sweden inbox "$INBOX" || fail "sweden's inbox does not hold exactly $INBOX messages"
+  rm -f "$WORK/got.bin"
+  "$TERN" inbox -c "$(conf sweden)" attachment "$id" "scan-$victim.bin" --out "$WORK/got.bin" ||
+    fail "cannot read $id's attachment back"
+  cmp -s "$WORK/big.bin" "$WORK/got.bin" || fail "$id's attachment is not byte-identical"
+  say "$victim round: $id delivered whole, resumed past chunk 0"
+  LAST=$id
+}
+INBOX=0
+round unhcr
+round broker
+round sweden
+
+# Audit entries of all three carry the attachment (its size; at unhcr and
+# sweden its SHA-256 too), and tern audit prove covers them.
+size=$((MIB * 1024 * 1024))
+sha_big=$(sha256sum "$WORK/big.bin" | cut -d' ' -f1)
+has_att() { "$TERN" audit prove -c "$1" "$LAST" >"$WORK/prove.json" 2>/dev/null &&
+  grep -q "\"size\": \"*$size" "$WORK/prove.json"; }
+for who in unhcr sweden; do
+  wait_for 30 "$who's audit proof of $LAST to show the attachment" has_att "$(conf "$who")"
+done
+wait_for 30 "the broker's audit proof of $LAST to show the attachment" has_att "$WORK/fed/broker/broker.conf"
+grep -q "\"sha256\"" "$WORK/prove.json" && fail "the broker's audit entry names the plaintext's SHA-256"
+"$TERN" audit prove -c "$(conf sweden)" "$LAST" | python3 -c "
+import base64, json, sys
+d = json.load(sys.stdin)
+want = bytes.fromhex('$sha_big')
+ok = any(base64.b64decode(a.get('sha256', '')) == want
+         for e in d['entries'] for a in e.get('entry', e).get('attachments', []))
+sys.exit(0 if ok else 1)" || fail "sweden's audit entry lacks the attachment's SHA-256"
+
+# --- a chunk altered in the broker's store ------------------------------------
+stop sweden
+head -c $((3 * 1024 * 1024)) /dev/urandom >"$WORK/three.bin"
+referral_json ATT-TAMPER >"$WORK/ref-t.json"
+id=$("$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/three.bin:t.bin" case-referral "$WORK/ref-t.json")
+spool="$WORK/fed/broker/data/chunks/$id.0"
+wait_for 60 "the broker to hold all of $id" bash -c \
+  "'$TERN' status -c '$(conf unhcr)' --json $id | grep -q -v '\"attachments\"'"
+[[ -f $spool ]] || fail "no spool file $spool at the broker"
+# flip one byte of chunk 1 (slots of 1 MiB + 16)
+python3 - "$spool" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(1048576 + 16 + 1000); b = f.read(1); f.seek(-1, 1); f.write(bytes([b[0] ^ 0xff]))
+PY
+start sweden
+wait_for 60 "$id rejected" state_is unhcr "$id" rejected
+"$TERN" status -c "$(conf unhcr)" --json "$id" | grep -q chunk-mismatch ||
+  fail "the receipt for $id does not say chunk-mismatch"
+grep -q "refused chunk 1 of $id" "$WORK/sweden.log" || fail "sweden did not log the refused chunk"
+count_is sweden inbox "$INBOX" || fail "a message with a damaged attachment entered the inbox"
+say "altered chunk: refused, asked again, message refused with chunk-mismatch"
+echo "it test_attachments: ok ($MIB MiB through kill -9 of unhcr, broker and sweden)"
