@@ -60,6 +60,7 @@ int broker_open(const char *conf, broker **out)
 	if ((rc = tern_sigcache_new(0, &b->sigs)) != TERN_OK)
 		goto fail;
 	b->max_msg = tern_config_get_int(b->id.cfg, "limits", "max_message_size");
+	b->frame_max = (b->max_msg > XFER_FRAME_MAX ? b->max_msg : XFER_FRAME_MAX) + 4096;
 	b->max_att_size = (uint64_t)tern_config_get_int(b->id.cfg, "limits", "max_attachment_size");
 	b->max_att_total =
 	    (uint64_t)tern_config_get_int(b->id.cfg, "limits", "max_message_attachments");
@@ -113,8 +114,7 @@ int broker_open(const char *conf, broker **out)
 	}
 	b->router = zmq_socket(b->ctx, ZMQ_ROUTER);
 	if ((rc = tern_hop_sockopts(b->router, (int)(b->hb_ivl_ms / 1000),
-	                            (int)(b->hb_timeout_ms / 1000), b->max_msg + 4096)) !=
-	        TERN_OK ||
+	                            (int)(b->hb_timeout_ms / 1000), b->frame_max)) != TERN_OK ||
 	    zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
 	    zmq_setsockopt(b->router, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
 	    zmq_setsockopt(b->router, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(b->id.curve), 32) !=

@@ -175,6 +175,7 @@ struct broker {
 	/* Attachments: [limits] bounds, and where the chunks are spooled */
 	uint64_t max_att_size, max_att_total;
 	char chunk_dir[1024];
+	int64_t frame_max; /* the largest frame taken: an envelope's or a chunk's */
 	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
 	int64_t retain_ms, retain_ids_ms, next_purge;
 	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;

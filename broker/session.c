@@ -498,8 +498,7 @@ void on_router(broker *b)
 		audit_refusal(b, user, strcmp(why, "broker") == 0 ? "broker-key" : why);
 		goto out;
 	}
-	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->max_msg + 4096,
-	                     &f);
+	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->frame_max, &f);
 	if (rc != TERN_OK) {
 		log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
 		send_refused_code(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0,
