@@ -77,8 +77,10 @@ static int reject_apply(MDB_txn *txn, void *arg)
 {
 	struct reject_arg *r = arg;
 
+	/* Type "chunk", as the recipient's node audits one: what was refused
+	 * is a chunk of the message, not the message. */
 	return bq_audit(txn, r->st, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, r->msgid, r->peer, NULL,
-	                NULL, NULL, 0, tern_reason_code(TERN_REASON_CHUNK_MISMATCH), NULL, 0,
+	                "chunk", NULL, 0, tern_reason_code(TERN_REASON_CHUNK_MISMATCH), NULL, 0,
 	                r->now);
 }
 
@@ -405,6 +407,19 @@ void chunk_pump(broker *b, struct peer *p)
 
 /* --- ChunkDone --------------------------------------------------------------- */
 
+/* A reason code as nodes send them (lower-case letters, digits, '-'): only
+ * such a peer's string goes into the log. */
+static int code_printable(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (n >= 64 ||
+		    !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '-'))
+			return 0;
+	return 1;
+}
+
 struct done_arg {
 	tern_store *st;
 	const char *msgid, *rcpt;
@@ -433,8 +448,9 @@ void chunk_on_done(broker *b, struct peer *p, const Tern__V1__ChunkDone *cd)
 		return;
 	}
 	if (cd->reason_code[0])
-		log_info("%s gave up the attachments of %s: %.64s", p->id, cd->message_id,
-		         cd->reason_code);
+		log_info("%s gave up the attachments of %s: %s", p->id, cd->message_id,
+		         code_printable(cd->reason_code) ? cd->reason_code
+		                                         : "(an unreadable reason)");
 	if (d.gone) {
 		xfer_spool_remove(b->chunk_dir, cd->message_id, d.gone);
 		log_info("attachments of %s dropped: every recipient is done", cd->message_id);

@@ -498,6 +498,7 @@ static void test_put(void **state)
 	assert_int_equal(e->kind, TERN__V1__AUDIT_ENTRY__KIND__REJECTED);
 	assert_string_equal(e->message_id, f->msgid);
 	assert_string_equal(e->peer, "unhcr");
+	assert_string_equal(e->type, "chunk");
 	assert_string_equal(e->reason, tern_reason_code(TERN_REASON_CHUNK_MISMATCH));
 	tern__v1__audit_entry__free_unpacked(e, NULL);
 	snprintf(path, sizeof(path), "%s/chunks/%s.0", f->path, f->msgid);
