@@ -906,35 +906,6 @@ int bq_dlq_scan(MDB_txn *txn, tern_store *s,
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan dead letters");
 }
 
-struct xfer_add {
-	bq_dest *d;
-	size_t n;
-	int nomem;
-};
-
-/* Adds a transfer's bytes to rcpt's figures (an xfer_scan_bytes callback). */
-static void stats_xfer(const char *rcpt, uint64_t bytes, void *arg)
-{
-	struct xfer_add *xa = arg;
-	size_t i;
-
-	for (i = 0; i < xa->n && strcmp(xa->d[i].id, rcpt) != 0; i++)
-		;
-	if (i == xa->n) {
-		bq_dest *nd = realloc(xa->d, (xa->n + 1) * sizeof(*nd));
-		if (nd == NULL) {
-			xa->nomem = 1;
-			return;
-		}
-		xa->d = nd;
-		memset(&nd[i], 0, sizeof(*nd));
-		snprintf(nd[i].id, sizeof(nd[i].id), "%s", rcpt);
-		nd[i].oldest = INT64_MAX;
-		xa->n++;
-	}
-	xa->d[i].transfer_bytes += bytes;
-}
-
 static int dest_cmp(const void *a, const void *b)
 {
 	return strcmp(((const bq_dest *)a)->id, ((const bq_dest *)b)->id);
@@ -1014,17 +985,9 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 			return MDB(rc, "read queues");
 		}
 	}
-	{
-		struct xfer_add xa = {d, nd, 0};
-		rc = xfer_scan_bytes(txn, s, stats_xfer, &xa);
-		d = xa.d;
-		nd = xa.n;
-		if (rc == TERN_OK && xa.nomem)
-			rc = TERN_ENOMEM;
-		if (rc != TERN_OK) {
-			free(d);
-			return rc;
-		}
+	if ((rc = xfer_stats_add(txn, s, &d, &nd)) != TERN_OK) {
+		free(d);
+		return rc;
 	}
 	/* A queue holding only what its node acknowledged (kept for retention)
 	 * has nothing queued: it is not a destination to show. */

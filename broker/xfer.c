@@ -491,6 +491,45 @@ int xfer_scan_bytes(MDB_txn *txn, tern_store *s,
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "read transfers");
 }
 
+struct xfer_add {
+	bq_dest *d;
+	size_t n;
+	int nomem;
+};
+
+/* Adds a transfer's bytes to rcpt's figures (an xfer_scan_bytes callback). */
+static void stats_xfer(const char *rcpt, uint64_t bytes, void *arg)
+{
+	struct xfer_add *xa = arg;
+	size_t i;
+
+	for (i = 0; i < xa->n && strcmp(xa->d[i].id, rcpt) != 0; i++)
+		;
+	if (i == xa->n) {
+		bq_dest *nd = realloc(xa->d, (xa->n + 1) * sizeof(*nd));
+		if (nd == NULL) {
+			xa->nomem = 1;
+			return;
+		}
+		xa->d = nd;
+		memset(&nd[i], 0, sizeof(*nd));
+		snprintf(nd[i].id, sizeof(nd[i].id), "%s", rcpt);
+		nd[i].oldest = INT64_MAX;
+		xa->n++;
+	}
+	xa->d[i].transfer_bytes += bytes;
+}
+
+int xfer_stats_add(MDB_txn *txn, tern_store *s, bq_dest **d, size_t *n)
+{
+	struct xfer_add xa = {*d, *n, 0};
+	int rc = xfer_scan_bytes(txn, s, stats_xfer, &xa);
+
+	*d = xa.d;
+	*n = xa.n;
+	return rc == TERN_OK && xa.nomem ? TERN_ENOMEM : rc;
+}
+
 /* --- spool files -------------------------------------------------------------- */
 
 static int spool_path(char *out, size_t n, const char *dir, const char *msgid, uint32_t att)

@@ -101,6 +101,12 @@ uint64_t xfer_att_bytes(const xfer_att *a);
 int xfer_scan_bytes(MDB_txn *txn, tern_store *s,
                     void (*fn)(const char *rcpt, uint64_t bytes, void *arg), void *arg);
 
+/* Adds to the destinations d (*n of them, realloc'd) the bytes held for
+ * each (bq_dest.transfer_bytes), adding the destinations that have only
+ * those. For bq_stats. */
+struct bq_dest;
+int xfer_stats_add(MDB_txn *txn, tern_store *s, struct bq_dest **d, size_t *n);
+
 /* --- spool files (dir: <data_dir>/chunks) --- */
 
 /* Writes len bytes at off of msgid's attachment att spool file (creating
