@@ -228,6 +228,11 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		int wait_ms = 100, n;
 
 		(void)batch_due(b, tern_now_ms(), &wait_ms); /* deferred acknowledgements */
+		/* Chunks left for a later turn (this turn's share sent, or a full
+		 * socket): soon, without spinning. */
+		for (size_t i = 0; i < b->npeers && wait_ms > 10; i++)
+			if (b->peers[i].chunk_dirty && b->peers[i].live)
+				wait_ms = 10;
 		n = zmq_poll(items, 3 + (int)nctl, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
