@@ -363,6 +363,9 @@ void node_upload_sweep(node *n, int64_t now);
 
 /* --- xfer_out.c ---------------------------------------------------------------- */
 
+/* Makes data_dir/spool, spool/out and spool/in (0700) if missing. */
+int node_spool_dirs(const node *n);
+
 /* The attachments field of a business message, or NULL with *n 0. */
 Tern__V1__Attachment **node_body_attachments(const ProtobufCMessage *body, size_t *n);
 /* What a send with attachments seals before its envelope: the message id

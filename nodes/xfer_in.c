@@ -233,6 +233,9 @@ static int open_att(node *n, struct xin *x)
 
 	if (x->fd >= 0)
 		close(x->fd);
+	x->fd = -1;
+	if (node_spool_dirs(n) != TERN_OK)
+		return TERN_EIO;
 	spool_path(n, x->msgid, x->att, path, sizeof(path));
 	if ((x->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));

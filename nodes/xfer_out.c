@@ -82,7 +82,7 @@ static void spool_path(const node *n, const char *dir, const char *msgid, size_t
 	snprintf(buf, len, "%s/spool/%s/%s.%zu", n->data_dir, dir, msgid, i);
 }
 
-static int spool_dirs(const node *n)
+int node_spool_dirs(const node *n)
 {
 	char p[PATH_MAX];
 	const char *sub[] = {"spool", "spool/out", "spool/in"};
@@ -171,7 +171,7 @@ int node_xout_prepare(node *n, const ProtobufCMessage *body, const char *const *
 		                        TERN_ATTACH_MAX_COUNT);
 		return TERN_ETOOBIG;
 	}
-	if ((rc = spool_dirs(n)) != TERN_OK || (rc = tern_uuid_v7(p->msgid)) != TERN_OK) {
+	if ((rc = node_spool_dirs(n)) != TERN_OK || (rc = tern_uuid_v7(p->msgid)) != TERN_OK) {
 		*res = tern_api_error(rc, "cannot seal the attachments: %s", tern_errdetail());
 		return rc;
 	}
