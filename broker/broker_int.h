@@ -12,6 +12,8 @@
  *   deliver.c  deliveries under credit, redelivery, nodes found restored
  *   control.c  the operator's control socket
  *   metrics.c  /metrics and the socket monitor's events
+ *   chunk.c    attachment frames: ChunkPut, ChunkGet, ChunkDone, pending gets
+ *              (the transfers' store and spool files: xfer.h)
  */
 #ifndef TERN_BROKER_INT_H
 #define TERN_BROKER_INT_H

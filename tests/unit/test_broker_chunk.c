@@ -657,6 +657,41 @@ static void test_gets_replaced_and_dropped(void **state)
 	}
 }
 
+/* The broker's purge tick sweeps: a transfer whose envelope expired ends in
+ * the batch's write, its spool file goes once that committed, and a pending
+ * get for it is told so. */
+static void test_expiry_sweep(void **state)
+{
+	struct fixture *f = *state;
+	char reason[64], path[256];
+	xfer_rec r;
+
+	accept_it(f);
+	put(f, UNHCR, 0, 1, 0);
+	assert_int_equal(ack_of(f, UNHCR, reason), 1);
+	snprintf(path, sizeof(path), "%s/chunks/%s.0", f->path, f->msgid);
+	assert_int_equal(access(path, F_OK), 0);
+	get(f, SWEDEN, 1, 2);
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+
+	f->b->batch.now = r.expires - 1; /* not yet */
+	f->b->batch.purge = 1;
+	batch_commit(f->b);
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	assert_int_equal(access(path, F_OK), 0);
+
+	f->b->batch.now = r.expires;
+	f->b->batch.purge = 1;
+	f->b->peers[SWEDEN].chunk_dirty = 0;
+	batch_commit(f->b);
+	assert_int_equal(xfer_of(f, &r), TERN_ENOENT);
+	assert_int_not_equal(access(path, F_OK), 0);
+	assert_true(f->b->peers[SWEDEN].chunk_dirty);
+	chunk_pump(f->b, &f->b->peers[SWEDEN]);
+	assert_chunk_refused(f, SWEDEN, TERN_REASON_UNKNOWN_TRANSFER);
+	assert_int_equal(f->b->peers[SWEDEN].ngets, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -666,6 +701,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_put_disk_full, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_and_done, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gets_replaced_and_dropped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_expiry_sweep, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
