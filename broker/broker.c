@@ -60,7 +60,7 @@ int broker_open(const char *conf, broker **out)
 	if ((rc = tern_sigcache_new(0, &b->sigs)) != TERN_OK)
 		goto fail;
 	b->max_msg = tern_config_get_int(b->id.cfg, "limits", "max_message_size");
-	b->frame_max = (b->max_msg > XFER_FRAME_MAX ? b->max_msg : XFER_FRAME_MAX) + 4096;
+	b->frame_max = tern_hop_frame_max(b->max_msg);
 	b->max_att_size = (uint64_t)tern_config_get_int(b->id.cfg, "limits", "max_attachment_size");
 	b->max_att_total =
 	    (uint64_t)tern_config_get_int(b->id.cfg, "limits", "max_message_attachments");

@@ -30,12 +30,6 @@
 #define XFER_MAX_RCPTS TERN_ENVELOPE_MAX_RECIPIENTS
 /* A proof longer than this would be for a tree of more than 2^64 chunks. */
 #define XFER_MAX_PROOF 64
-/* The largest ChunkPut or Chunk frame: the largest sealed chunk a receiver
- * accepts, its longest proof (each hash with its tag and length), the ids
- * and numbers. The broker takes frames this big whatever [limits]
- * max_message_size says: that limit is for envelopes. */
-#define XFER_FRAME_MAX (TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN + XFER_MAX_PROOF * 34 + 256)
-
 typedef struct xfer_att {
 	uint64_t size;
 	uint32_t chunk_size;

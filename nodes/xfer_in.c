@@ -27,6 +27,7 @@
 
 #include <tern/api.h>
 #include <tern/attach.h>
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/log.h>
 #include <tern/reason.h>
@@ -53,7 +54,7 @@ struct xin {
 	int fd;               /* spool/in of att, or -1 */
 	uint8_t ck[32];       /* the message's content key */
 	uint8_t key[32];      /* att's chunk key */
-	crypto_hash_sha256_state hs;
+	tern_sha256_ctx *hs;  /* the plaintext of att so far */
 	int64_t until, last_io, retry_at;
 	int fails;
 	int ready;    /* 1: to be judged (complete, or failed with code) */
@@ -192,6 +193,7 @@ static void xin_free(struct xin **xp)
 		close(x->fd);
 	sodium_memzero(x->ck, sizeof(x->ck));
 	sodium_memzero(x->key, sizeof(x->key));
+	tern_sha256_free(&x->hs);
 	free(x->atts);
 	free(x->plain);
 	free(x);
@@ -239,15 +241,15 @@ static int open_att(node *n, struct xin *x)
 	spool_path(n, x->msgid, x->att, path, sizeof(path));
 	if ((x->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
-	crypto_hash_sha256_init(&x->hs);
+	if (tern_sha256_init(x->hs) != TERN_OK)
+		return TERN_ECRYPTO;
 	return tern_attach_key(x->ck, x->att, x->key);
 }
 
 static int hash_piece(void *arg, uint64_t off, const uint8_t *buf, size_t len)
 {
 	(void)off;
-	crypto_hash_sha256_update(arg, buf, len);
-	return TERN_OK;
+	return tern_sha256_update(arg, buf, len);
 }
 
 /* open_att's re-hash, feeding x->hs. */
@@ -260,13 +262,12 @@ static int rehash(node *n, struct xin *x)
 
 	if ((rc = open_att(n, x)) != TERN_OK || x->have == 0)
 		return rc;
-	crypto_hash_sha256_init(&x->hs);
 	seal.size = a->size;
 	seal.chunk_size = a->chunk_size;
 	seal.root.data = (uint8_t *)a->root;
 	seal.root.len = 32;
-	return tern_attach_open_fd(x->fd, &seal, x->key, x->msgid, x->att, 0, to, hash_piece,
-	                           &x->hs, NULL);
+	return tern_attach_open_fd(x->fd, &seal, x->key, x->msgid, x->att, 0, to, hash_piece, x->hs,
+	                           NULL);
 }
 
 /* A transfer from its record and envelope: its content key unwrapped. */
@@ -302,7 +303,8 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	x->have = x->asked = (uint64_t)json_integer_value(json_object_get(rec, "have"));
 	if (x->natt == 0 || x->natt > TERN_ATTACH_MAX_COUNT || x->att >= x->natt ||
 	    (x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL ||
-	    (x->plain = malloc(TERN_ATTACH_CHUNK_MAX)) == NULL) {
+	    (x->plain = malloc(TERN_ATTACH_CHUNK_MAX)) == NULL ||
+	    tern_sha256_new(&x->hs) != TERN_OK) {
 		xin_free(&x);
 		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", msgid);
 	}
@@ -543,11 +545,15 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 		x->retry_at = tern_now_ms() + 5000;
 		return;
 	}
-	crypto_hash_sha256_update(&x->hs, x->plain, plen);
+	if (tern_sha256_update(x->hs, x->plain, plen) != TERN_OK) {
+		fail(x, TERN_REASON_NO_SPACE, "the SHA-256 of the attachment failed");
+		return;
+	}
 	nc = tern_attach_chunks(a->size, a->chunk_size);
 	if (x->have == nc) {
 		uint8_t got[32];
-		crypto_hash_sha256_final(&x->hs, got);
+		if (tern_sha256_final(x->hs, got) != TERN_OK)
+			memset(got, 0, sizeof(got));
 		if (sodium_memcmp(got, a->sha256, 32) != 0) {
 			char hex[65];
 			sodium_bin2hex(hex, sizeof(hex), got, 32);
