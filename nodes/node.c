@@ -79,6 +79,7 @@ int node_open(const char *conf, node **out)
 	n->att_max = tern_config_get_int(n->id.cfg, "limits", "max_attachment_size");
 	n->att_total = tern_config_get_int(n->id.cfg, "limits", "max_message_attachments");
 	n->att_window = tern_config_get_int(n->id.cfg, "limits", "attachment_window");
+	n->att_retain_ms = tern_config_get_int(n->id.cfg, "delivery", "attachment_retain") * 1000;
 	if ((n->data_dir = strdup(tern_config_get(n->id.cfg, "node", "data_dir"))) == NULL) {
 		rc = TERN_ENOMEM;
 		goto fail;
@@ -264,6 +265,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		node_session_reconnect(n);
 		if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
 			node_on_dealer(n);
+		node_xin_flush(n);
 		api_server_serve(n->api, items + 2, napi, rc > 0, tern_now_ms());
 		now = tern_now_ms();
 		n->batch.now = now;

@@ -222,8 +222,8 @@ struct node {
 	size_t nxouts, capxouts;
 	struct xin **xins;
 	size_t nxins, capxins;
-	int64_t att_max, att_total, att_window;
-	int64_t next_xfer_sweep;
+	int64_t att_max, att_total, att_window, att_retain_ms;
+	int64_t next_xfer_sweep, next_spool_sweep;
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
 	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
@@ -417,9 +417,15 @@ int node_xin_store(MDB_txn *txn, node *n, const struct din *d);
 /* After the commit: new transfers start, finished ones tell the broker. */
 void node_xin_committed(node *n);
 void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c);
+/* Syncs and counts the chunks this turn wrote (once per turn, after the
+ * frames from the broker). */
+void node_xin_flush(node *n);
 void node_xin_session(node *n);
 void node_xin_tick(node *n, int64_t now);
 int node_xin_has(const node *n, const char *msgid);
+/* Removes received attachments past [delivery] attachment_retain after
+ * their message's acknowledgement, and spool files nothing names. */
+void node_xin_sweep(node *n, int64_t now);
 json_t *node_xin_status(node *n);
 /* "attachment.get": {message_id, index | name, offset, length} from the inbox. */
 json_t *node_attachment_get(node *n, json_t *req);

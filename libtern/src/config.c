@@ -101,6 +101,7 @@ static const struct setting settings[] = {
 	{BROKER, "delivery",   "retain_ids",       T_DURATION, BOUNDED("90d", 0, 31536000),         "how long the ids of items past retain are kept, to name what a node restored from an older backup lost (at most retain: none)"},
 	{BROKER, "delivery",   "retain",           T_DURATION, BOUNDED("7d", 0, 7776000),           "how long acknowledged items stay, so a node restored from an older backup gets them again (0: none); above the oldest backup's age"},
 	{NODE,   "delivery",   "hold",             T_DURATION, BOUNDED("1d", 1, 2592000),           "how long a delivered message citing one that has not arrived is held, unjudged, before it is refused unknown-reference"},
+	{NODE,   "delivery",   "attachment_retain", T_DURATION, BOUNDED("30d", 0, 315360000),     "how long a received message's attachments stay on disk after the message is acknowledged from the inbox (0: removed soon after the acknowledgement)"},
 	{NODE,   "delivery",   "credit",           T_INT,      BOUNDED("256", 1, 65536),            "deliveries the broker may have in flight to this node (flow control)"},
 	{NODE,   "delivery",   "submit_window",    T_INT,      BOUNDED("256", 1, 65536),            "submissions in flight to the broker before waiting for results"},
 	{NODE,   "delivery",   "reconnect_max",    T_DURATION, BOUNDED("30", 1, 3600),              "longest wait between reconnection attempts, after a lost connection or a refused handshake (the wait doubles from 100 ms)"},
