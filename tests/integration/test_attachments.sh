@@ -116,7 +116,22 @@ round() { # VICTIM: send, kill VICTIM mid-transfer, restart it, check the result
   say "$victim round: $id delivered whole, resumed past chunk 0"
   LAST=$id
 }
-INBOX=0
+# --- sealing does not hold the node: a send goes through meanwhile ------------
+referral_json ATT-SEAL >"$WORK/ref-seal.json"
+"$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/big.bin:seal.bin" case-referral \
+  "$WORK/ref-seal.json" >"$WORK/seal.id" &
+bigsend=$!
+wait_for 120 "unhcr to start sealing" grep -q "sealing 1 attachment" "$WORK/unhcr.log"
+small=$(referral_json ATT-SMALL | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
+wait "$bigsend" || fail "the send with an attachment failed"
+big=$(cat "$WORK/seal.id")
+line_of() { grep -n "queued $1" "$WORK/unhcr.log" | head -1 | cut -d: -f1; }
+(($(line_of "$small") < $(line_of "$big"))) ||
+  fail "a plain send waited for the sealing of another's attachment"
+wait_for 240 "$big delivered" state_is unhcr "$big" delivered
+say "a plain send went through while $MIB MiB were sealed"
+INBOX=2
+
 round unhcr
 round broker
 round sweden
