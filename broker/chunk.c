@@ -169,6 +169,15 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		put_mismatch(b, p, cp, have, tern_errdetail());
 		goto out;
 	}
+	/* Chunks leave room for the store (ordinary messages go on when a
+	 * transfer has filled the disk); refused like a full disk. */
+	if (tern_disk_room(b->chunk_dir, cp->data.len) != TERN_OK) {
+		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
+		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
+		send_ack(b, p, cp->message_id, att, have, TERN_REASON_NO_SPACE,
+		         "the broker's disk is full: put it again later");
+		goto out;
+	}
 	if (xfer_spool_write(b->chunk_dir, cp->message_id, att,
 	                     tern_attach_slot(r->att[att].chunk_size, cp->index), cp->data.data,
 	                     cp->data.len, &err) != TERN_OK) {

@@ -56,6 +56,8 @@ static void print_status(json_t *r)
 		printf("attachments %lld of %lld bytes in\n",
 		       json_integer_value(json_object_get(r, "received_bytes")),
 		       json_integer_value(json_object_get(r, "bytes")));
+		if (str(r, "stalled")[0])
+			printf("stalled    %s (asked again every 5 s)\n", str(r, "stalled"));
 		return;
 	}
 	printf("type       %s\n", str(r, "type"));

@@ -129,11 +129,12 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		if (xs != NULL) {
 			/* A delivery whose attachments are still coming (xfer_in.c). */
 			json_decref(arr);
-			res = json_pack("{s:b, s:s, s:s, s:s, s:O, s:O, s:O}", "ok", 1,
+			res = json_pack("{s:b, s:s, s:s, s:s, s:O, s:O, s:O, s:O}", "ok", 1,
 			                "message_id", id, "state", "receiving", "direction",
 			                "received", "sender", json_object_get(xs, "sender"),
 			                "bytes", json_object_get(xs, "bytes"), "received_bytes",
-			                json_object_get(xs, "received"));
+			                json_object_get(xs, "received"), "stalled",
+			                json_object_get(xs, "stalled"));
 			json_decref(xs);
 			goto out;
 		}

@@ -63,6 +63,7 @@ struct xin {
 	int ready;    /* 1: to be judged (complete, or failed with code) */
 	int released; /* judged in the batch under way */
 	char code[40], text[256];
+	char stalled[160]; /* why the last chunks were not kept ("": they were) */
 	uint8_t *plain;
 };
 
@@ -452,6 +453,7 @@ static void rewind_to_have(node *n, struct xin *x, const char *why)
 {
 	log_warnx("transfer %s: chunks %llu to %llu not kept (%s); asked again in 5 s", x->msgid,
 	          (unsigned long long)x->have, (unsigned long long)x->written, why);
+	snprintf(x->stalled, sizeof(x->stalled), "%s", why);
 	x->written = x->asked = x->have;
 	x->retry_at = tern_now_ms() + 5000;
 	if (rehash(n, x) != TERN_OK)
@@ -514,6 +516,7 @@ void node_xin_flush(node *n)
 		if (x->written == x->have || x->ready)
 			continue;
 		x->have = x->written;
+		x->stalled[0] = '\0';
 		if (x->have == tern_attach_chunks(a->size, a->chunk_size)) {
 			att_complete(n, x);
 			if (!x->ready)
@@ -605,6 +608,14 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 		     "chunk %llu of attachment %u does not open with the message's key",
 		     (unsigned long long)c->index, x->att);
 		return;
+	}
+	{
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s/spool/in", n->data_dir);
+		if (tern_disk_room(dir, c->data.len) != TERN_OK) {
+			rewind_to_have(n, x, tern_errdetail());
+			return;
+		}
 	}
 	while (put < c->data.len) {
 		ssize_t w = pwrite(x->fd, c->data.data + put, c->data.len - put,
@@ -838,10 +849,10 @@ json_t *node_xin_status(node *n)
 		got += x->have * x->atts[x->att].chunk_size > x->atts[x->att].size
 		           ? x->atts[x->att].size
 		           : x->have * x->atts[x->att].chunk_size;
-		json_array_append_new(arr,
-		                      json_pack("{s:s, s:s, s:I, s:I}", "message_id", x->msgid,
-		                                "sender", x->sender, "bytes", (json_int_t)total,
-		                                "received", (json_int_t)got));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I, s:s}", "message_id",
+		                                     x->msgid, "sender", x->sender, "bytes",
+		                                     (json_int_t)total, "received", (json_int_t)got,
+		                                     "stalled", x->stalled));
 	}
 	return arr;
 }
