@@ -186,4 +186,17 @@ wait_for 60 "$id rejected" state_is unhcr "$id" rejected
 grep -q "refused chunk 1 of $id" "$WORK/sweden.log" || fail "sweden did not log the refused chunk"
 count_is sweden inbox "$INBOX" || fail "a message with a damaged attachment entered the inbox"
 say "altered chunk: refused, asked again, message refused with chunk-mismatch"
+# --- a backup carries the attachments: restored, sweden still reads them --------
+"$TERN" backup -c "$(conf sweden)" --out "$WORK/sweden-backup" >/dev/null || fail "tern backup failed"
+ls "$WORK/sweden-backup/spool/in/$LAST".0 >/dev/null || fail "the backup lacks $LAST's attachment"
+stop sweden
+mv "$WORK/fed/sweden/data" "$WORK/sweden-data-old"
+mv "$WORK/sweden-backup" "$WORK/fed/sweden/data"
+start sweden
+wait_for 20 "sweden to connect" connected sweden
+rm -f "$WORK/got.bin"
+"$TERN" inbox -c "$(conf sweden)" attachment "$LAST" scan-sweden.bin --out "$WORK/got.bin" ||
+  fail "the restored node cannot read $LAST's attachment"
+cmp -s "$WORK/big.bin" "$WORK/got.bin" || fail "the restored attachment is not byte-identical"
+say "backup and restore: the attachments come back with the store"
 echo "it test_attachments: ok ($MIB MiB through kill -9 of unhcr, broker and sweden)"
