@@ -138,8 +138,8 @@ check "tern info after bad input" connected unhcr
 
 say "a 400 KB message for sweden, whose inbox.show answer is larger than a socket buffer"
 referral_json STALL-BIG | python3 -c 'import json,sys
-b = json.load(sys.stdin); a = b["attachments"][0]
-b["attachments"] = [dict(a, name="scan-%04d.pdf" % i) for i in range(3000)]
+b = json.load(sys.stdin); m = b["members"][-1]
+b["members"] += [dict(m, personId="%s-X%04d" % (m["personId"], i)) for i in range(3000)]; b["caseSize"] = len(b["members"])
 print(json.dumps(b))' >"$WORK/big.json"
 big=$("$TERN" send -c "$(conf unhcr)" --to sweden --wait 30 case-referral "$WORK/big.json" | awk '{print $1}')
 [[ $big =~ ^[0-9a-f-]{36}$ ]] || fail "the large referral was not delivered"
