@@ -230,6 +230,7 @@ void node_close(node **np)
 	node_held_free(n);
 	node_xout_free(n);
 	node_xin_free(n);
+	free(n->xbuf);
 	free(n->data_dir);
 	tern_store_close(&n->store);
 	tern_sealcache_free(&n->seals);

@@ -226,6 +226,7 @@ struct node {
 	int64_t att_max, att_total, att_window, att_retain_ms;
 	int64_t next_xfer_sweep, next_spool_sweep;
 	struct xseal *xseal; /* the sealing thread (xfer_seal.c), NULL until needed */
+	uint8_t *xbuf;       /* one sealed chunk or its plaintext (xfer_*.c), or NULL */
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
 	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
@@ -365,6 +366,13 @@ void node_upload_sweep(node *n, int64_t now);
 
 /* --- xfer_out.c ---------------------------------------------------------------- */
 
+/* Transfers that move at once each way: the others wait their turn, so
+ * that many at once neither hold a window of chunks each in the socket
+ * queues nor starve one another. */
+#define NODE_XFER_ACTIVE 2
+/* n->xbuf, made at first use (room for the largest sealed chunk): the
+ * loop handles one chunk at a time. NULL when out of memory. */
+uint8_t *node_xbuf(node *n);
 /* Makes data_dir/spool, spool/out and spool/in (0700) if missing. */
 int node_spool_dirs(const node *n);
 /* data_dir/spool/DIR/MSGID.I */

@@ -64,7 +64,6 @@ struct xin {
 	int released; /* judged in the batch under way */
 	char code[40], text[256];
 	char stalled[160]; /* why the last chunks were not kept ("": they were) */
-	uint8_t *plain;
 };
 
 static void spool_path(const node *n, const char *msgid, size_t i, char *buf, size_t len)
@@ -199,7 +198,6 @@ static void xin_free(struct xin **xp)
 	sodium_memzero(x->key, sizeof(x->key));
 	tern_sha256_free(&x->hs);
 	free(x->atts);
-	free(x->plain);
 	free(x);
 	*xp = NULL;
 }
@@ -307,8 +305,7 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	x->have = x->written = x->asked =
 	    (uint64_t)json_integer_value(json_object_get(rec, "have"));
 	if (x->natt == 0 || x->natt > TERN_ATTACH_MAX_COUNT || x->att >= x->natt ||
-	    (x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL ||
-	    (x->plain = malloc(TERN_ATTACH_CHUNK_MAX)) == NULL ||
+	    (x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL || node_xbuf(n) == NULL ||
 	    tern_sha256_new(&x->hs) != TERN_OK) {
 		xin_free(&x);
 		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", msgid);
@@ -409,6 +406,14 @@ static void request(node *n, struct xin *x)
 
 	if (!n->connected || x->ready || x->written >= nc)
 		return;
+	{
+		/* Its turn: among the first NODE_XFER_ACTIVE still fetching. */
+		size_t ahead = 0;
+		for (size_t i = 0; i < n->nxins && n->xins[i] != x; i++)
+			ahead += !n->xins[i]->ready;
+		if (ahead >= NODE_XFER_ACTIVE)
+			return;
+	}
 	g.message_id = x->msgid;
 	g.attachment = x->att;
 	g.from = x->written;
@@ -602,7 +607,7 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 		return;
 	}
 	if (tern_attach_chunk_open(x->key, x->msgid, x->att, c->index, c->data.data, c->data.len,
-	                           x->plain, &plen) != TERN_OK) {
+	                           n->xbuf, &plen) != TERN_OK) {
 		/* Under its seal, so its sender sealed it so: refused at once. */
 		fail(x, TERN_REASON_ATTACHMENT_MISMATCH,
 		     "chunk %llu of attachment %u does not open with the message's key",
@@ -630,7 +635,7 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 		rewind_to_have(n, x, strerror(errno)); /* ENOSPC: the disk is full */
 		return;
 	}
-	if (tern_sha256_update(x->hs, x->plain, plen) != TERN_OK) {
+	if (tern_sha256_update(x->hs, n->xbuf, plen) != TERN_OK) {
 		fail(x, TERN_REASON_NO_SPACE, "the SHA-256 of the attachment failed");
 		return;
 	}
@@ -830,6 +835,8 @@ void node_xin_tick(node *n, int64_t now)
 		} else if (x->asked > x->written && now - x->last_io >= XIN_SILENCE_MS) {
 			x->asked = x->written; /* a get or a chunk was lost */
 			request(n, x);
+		} else if (x->asked == x->written && x->written == x->have && !x->retry_at) {
+			request(n, x); /* waiting its turn, or between attachments */
 		}
 	}
 }

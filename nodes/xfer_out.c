@@ -60,8 +60,14 @@ struct xout {
 	tern_merkle_tree *tree;
 	int64_t last_io, retry_at;
 	int fails;
-	uint8_t *buf; /* one sealed chunk */
 };
+
+uint8_t *node_xbuf(node *n)
+{
+	if (n->xbuf == NULL)
+		n->xbuf = malloc(TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN);
+	return n->xbuf;
+}
 
 Tern__V1__Attachment **node_body_attachments(const ProtobufCMessage *body, size_t *n)
 {
@@ -190,7 +196,6 @@ static void xout_free(struct xout **xp)
 		return;
 	xout_close_att(x);
 	free(x->atts);
-	free(x->buf);
 	free(x);
 	*xp = NULL;
 }
@@ -359,8 +364,7 @@ static int open_att(node *n, struct xout *x)
 		rc = tern_fail(TERN_ENOENT, "the chunk hashes of %s attachment %u are gone",
 		               x->msgid, x->att);
 	mdb_txn_abort(txn);
-	if (rc == TERN_OK && x->buf == NULL &&
-	    (x->buf = malloc(TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN)) == NULL)
+	if (rc == TERN_OK && node_xbuf(n) == NULL)
 		rc = TERN_ENOMEM;
 	return rc;
 }
@@ -372,6 +376,14 @@ static void pump(node *n, struct xout *x)
 
 	if (x->state != XO_PUT || !n->connected)
 		return;
+	{
+		/* Its turn: among the first NODE_XFER_ACTIVE putting. */
+		size_t ahead = 0;
+		for (size_t i = 0; i < n->nxouts && n->xouts[i] != x; i++)
+			ahead += n->xouts[i]->state == XO_PUT;
+		if (ahead >= NODE_XFER_ACTIVE)
+			return;
+	}
 	a = &x->atts[x->att];
 	nc = tern_attach_chunks(a->size, a->chunk_size);
 	if (x->fd < 0 && open_att(n, x) != TERN_OK) {
@@ -385,7 +397,7 @@ static void pump(node *n, struct xout *x)
 		       got = 0, np = 0;
 		tern_hash proof[TERN_MERKLE_MAX_PROOF];
 		while (got < len) {
-			ssize_t r = pread(x->fd, x->buf + got, len - got,
+			ssize_t r = pread(x->fd, n->xbuf + got, len - got,
 			                  (off_t)(tern_attach_slot(a->chunk_size, x->next) + got));
 			if (r < 0 && errno == EINTR)
 				continue;
@@ -400,7 +412,7 @@ static void pump(node *n, struct xout *x)
 			x->state = XO_FAILED;
 			return;
 		}
-		send_put(n, x, x->next, x->buf, len, proof, np);
+		send_put(n, x, x->next, n->xbuf, len, proof, np);
 		x->next++;
 	}
 }
@@ -473,8 +485,6 @@ void node_xout_on_ack(node *n, const Tern__V1__ChunkAck *a)
 				log_warnx("cannot record %s's attachments as sent: %s", x->msgid,
 				          tern_errdetail());
 			x->state = XO_DONE;
-			free(x->buf);
-			x->buf = NULL;
 			log_info("the broker holds %s's %zu attachment(s)", x->msgid, x->natt);
 			return;
 		}
@@ -609,6 +619,8 @@ void node_xout_tick(node *n, int64_t now)
 		} else if ((x->state == XO_ASK || (x->state == XO_PUT && x->next > x->have)) &&
 		           now - x->last_io >= XOUT_SILENCE_MS) {
 			ask(n, x); /* a put or an answer was lost */
+		} else if (x->state == XO_PUT && x->next == x->have) {
+			pump(n, x); /* waiting its turn */
 		}
 	}
 	if (now >= n->next_xfer_sweep) {
