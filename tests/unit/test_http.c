@@ -32,12 +32,9 @@ static struct {
 	int hold, inside, calls;
 } hs = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
 
-static void echo(void *arg, const char *method, const char *url, const char *body, size_t blen,
-                 int *status, const char **ctype, char **out, size_t *outlen)
+static void echo(void *arg, const tern_http_request *req, tern_http_response *res)
 {
 	(void)arg;
-	(void)method;
-	(void)url;
 	pthread_mutex_lock(&hs.mu);
 	hs.calls++;
 	hs.inside++;
@@ -46,15 +43,16 @@ static void echo(void *arg, const char *method, const char *url, const char *bod
 		pthread_cond_wait(&hs.cv, &hs.mu);
 	hs.inside--;
 	pthread_mutex_unlock(&hs.mu);
-	*status = 200;
-	*ctype = "text/plain";
-	*out = strndup(body, blen);
-	*outlen = blen;
+	res->status = 200;
+	res->ctype = "text/plain";
+	res->out = malloc(req->blen + 1);
+	memcpy(res->out, req->body, req->blen);
+	res->outlen = req->blen;
 }
 
 static tern_http *start(unsigned workers, uint16_t *port)
 {
-	tern_http_api api = {"/v1/", TOKEN, 1024, workers, echo, NULL};
+	tern_http_api api = {"/v1/", TOKEN, 1024, workers, echo, NULL, NULL, NULL};
 	tern_http *h = NULL;
 
 	hs.calls = hs.inside = hs.hold = 0;
@@ -247,7 +245,7 @@ static void test_503_when_every_worker_is_taken(void **state)
 
 static void test_api_needs_a_token(void **state)
 {
-	tern_http_api api = {"/v1/", "", 1024, 0, echo, NULL};
+	tern_http_api api = {"/v1/", "", 1024, 0, echo, NULL, NULL, NULL};
 	tern_http *h = NULL;
 
 	(void)state;
