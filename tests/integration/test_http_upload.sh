@@ -127,7 +127,8 @@ PLAIN=$("$TERN" send -c "$(conf unhcr)" --to sweden case-referral "$WORK/plain.j
 wait_for 20 "a plain referral to be delivered" state_is unhcr "$PLAIN" delivered
 expect d-noatt 404 "$(req d-noatt "$TOK_S" GET "$SWEDEN/v1/messages/$PLAIN/attachments/x")"
 
-if ! curl -sf "http://127.0.0.1:$BROKER_METRICS/metrics" | grep -q '^# TYPE tern_broker_transfer_bytes'; then
+curl -sf "http://127.0.0.1:$BROKER_METRICS/metrics" >"$WORK/broker.metrics" || fail "no /metrics at the broker"
+if ! grep -q '^# TYPE tern_broker_transfer_bytes' "$WORK/broker.metrics"; then
   say "SKIPPED end to end: this broker does not carry attachments yet (no tern_broker_transfer_bytes)"
   echo "it test_http_upload: ok (upload half and download errors only)"
   exit 0
@@ -145,7 +146,10 @@ cmp "$WORK/scan.bin" "$WORK/whole.out" || fail "the downloaded file is not the o
 [[ $(header whole ETag) == "\"$SHA\"" ]] || fail "ETag '$(header whole ETag)', not the SHA-256"
 [[ $(header whole Content-Disposition) == "attachment; filename=\"scan _1_.bin\"; filename*=UTF-8''scan%20%221%22.bin" ]] ||
   fail "Content-Disposition '$(header whole Content-Disposition)'"
-slice() { tail -c +"$(($1 + 1))" "$WORK/scan.bin" | head -c "$2" >"$WORK/want"; } # FROM LEN
+slice() { # FROM LEN: those bytes of the file sent, in $WORK/want
+  python3 -c 'import sys; f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); open(sys.argv[4], "wb").write(f.read(int(sys.argv[3])))' \
+    "$WORK/scan.bin" "$1" "$2" "$WORK/want"
+}
 range() { # NAME RANGE FROM LEN
   expect "$1" 206 "$(req "$1" "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/$NAME_URL" -H "Range: $2")"
   slice "$3" "$4"
