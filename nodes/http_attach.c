@@ -249,9 +249,11 @@ static int tus(node_http *h, const tern_http_request *req, tern_http_response *r
 			rc = offset_headers(res, resp, 0);
 	} else if (strcmp(m, "HEAD") == 0) {
 		res->status = 200;
+		res->ctype = NULL; /* no body */
 		rc = offset_headers(res, resp, 1);
 	} else {
 		res->status = 204;
+		res->ctype = NULL;
 		if (strcmp(m, "PATCH") == 0)
 			rc = offset_headers(res, resp, 0);
 	}

@@ -146,6 +146,8 @@ cmp "$WORK/scan.bin" "$WORK/whole.out" || fail "the downloaded file is not the o
 [[ $(header whole ETag) == "\"$SHA\"" ]] || fail "ETag '$(header whole ETag)', not the SHA-256"
 [[ $(header whole Content-Disposition) == "attachment; filename=\"scan _1_.bin\"; filename*=UTF-8''scan%20%221%22.bin" ]] ||
   fail "Content-Disposition '$(header whole Content-Disposition)'"
+expect head-dl 200 "$(req head-dl "$TOK_S" HEAD "$SWEDEN/v1/messages/$ID/attachments/$NAME_URL")"
+[[ $(header head-dl Content-Length) == "$SIZE" ]] || fail "HEAD: Content-Length '$(header head-dl Content-Length)'"
 slice() { # FROM LEN: those bytes of the file sent, in $WORK/want
   python3 -c 'import sys; f = open(sys.argv[1], "rb"); f.seek(int(sys.argv[2])); open(sys.argv[4], "wb").write(f.read(int(sys.argv[3])))' \
     "$WORK/scan.bin" "$1" "$2" "$WORK/want"
