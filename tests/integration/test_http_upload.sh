@@ -2,7 +2,7 @@
 # Attachments over the node's HTTP API (docs/api.md, "Attachments over
 # HTTP"), with curl:
 #  - tus 1.0 upload at unhcr: OPTIONS; POST (412 without Tus-Resumable, 413
-#    over the limit, 201 with Location); PATCH in two pieces with HEAD
+#    over the limit, 201 with Location); PATCH in pieces (3 MiB, then 8 MiB each) with HEAD
 #    between; a PATCH at a wrong offset gets 409 and the client resumes from
 #    HEAD's Upload-Offset; 415 for another Content-Type, 413 for a PATCH over
 #    8 MiB, 401 without the token (before its body), 404 for an unknown
@@ -11,7 +11,8 @@
 #  - downloads at sweden: 401 without the token, 404 for an unknown message
 #    and for a message without that attachment;
 #  - end to end, once the broker carries attachments (its /metrics has
-#    tern_broker_transfer_bytes): sweden downloads the file whole and in
+#    tern_broker_transfer_bytes): sweden downloads the 64 MiB file whole
+#    (its peak RSS grows by less than 24 MB: streamed, not held) and in
 #    ranges (bytes=A-B, A-, -N), each identical (cmp) to the bytes sent, and
 #    an unsatisfiable range gets 416 with Content-Range: bytes */SIZE.
 source "$(dirname "$0")/lib.sh"
@@ -49,12 +50,13 @@ expect() { # NAME WANT GOT
   [[ $3 == "$2" ]] || { cat "$WORK/$1.head" "$WORK/$1.out" >&2; fail "$1: status $3, not $2"; }
 }
 
-SIZE=$((5 * 1024 * 1024 + 333))
+# 64 MiB: over 8 MiB, so the rest goes in several PATCHes; and large enough
+# that a download held whole in memory would show in the node's peak RSS.
+SIZE=$((64 * 1024 * 1024 + 333))
 head -c "$SIZE" /dev/urandom >"$WORK/scan.bin"
 SHA=$(sha256sum "$WORK/scan.bin" | cut -d' ' -f1)
 FIRST=$((3 * 1024 * 1024))
 head -c "$FIRST" "$WORK/scan.bin" >"$WORK/piece1"
-tail -c +"$((FIRST + 1))" "$WORK/scan.bin" >"$WORK/piece2"
 
 say "OPTIONS: tus 1.0.0, the node's limit"
 expect options 204 "$(req options "$TOK_U" OPTIONS "$UNHCR/v1/uploads")"
@@ -92,14 +94,18 @@ expect head-still0 200 "$(req head-still0 "$TOK_U" HEAD "$UNHCR$LOC" "${TUS[@]}"
 say "PATCH the first $FIRST bytes, then one at a wrong offset (409), then resume from HEAD"
 expect p1 204 "$(req p1 "$TOK_U" PATCH "$UNHCR$LOC" "${TUS[@]}" "${OCTET[@]}" -H "Upload-Offset: 0" --data-binary @"$WORK/piece1")"
 [[ $(header p1 Upload-Offset) == "$FIRST" ]] || fail "PATCH: new offset '$(header p1 Upload-Offset)', not $FIRST"
-expect p-wrong 409 "$(req p-wrong "$TOK_U" PATCH "$UNHCR$LOC" "${TUS[@]}" "${OCTET[@]}" -H "Upload-Offset: 0" --data-binary @"$WORK/piece2")"
+expect p-wrong 409 "$(req p-wrong "$TOK_U" PATCH "$UNHCR$LOC" "${TUS[@]}" "${OCTET[@]}" -H "Upload-Offset: 0" --data-binary @"$WORK/piece1")"
 [[ $(header p-wrong Upload-Offset) == "$FIRST" ]] || fail "409 without the upload's offset"
 expect head1 200 "$(req head1 "$TOK_U" HEAD "$UNHCR$LOC" "${TUS[@]}")"
 OFF=$(header head1 Upload-Offset)
 [[ $OFF == "$FIRST" ]] || fail "HEAD after the first piece: offset $OFF"
-tail -c +"$((OFF + 1))" "$WORK/scan.bin" >"$WORK/rest"
-expect p2 204 "$(req p2 "$TOK_U" PATCH "$UNHCR$LOC" "${TUS[@]}" "${OCTET[@]}" -H "Upload-Offset: $OFF" --data-binary @"$WORK/rest")"
-[[ $(header p2 Upload-Offset) == "$SIZE" ]] || fail "PATCH: final offset '$(header p2 Upload-Offset)'"
+tail -c +"$((OFF + 1))" "$WORK/scan.bin" | split -b 8M - "$WORK/rest."
+for p in "$WORK"/rest.*; do
+  expect p2 204 "$(req p2 "$TOK_U" PATCH "$UNHCR$LOC" "${TUS[@]}" "${OCTET[@]}" -H "Upload-Offset: $OFF" --data-binary @"$p")"
+  OFF=$((OFF + $(stat -c %s "$p")))
+  [[ $(header p2 Upload-Offset) == "$OFF" ]] || fail "PATCH: new offset '$(header p2 Upload-Offset)', not $OFF"
+done
+[[ $OFF == "$SIZE" ]] || fail "the PATCHes took $OFF bytes of $SIZE"
 
 say "DELETE ends another upload"
 expect c2 201 "$(req c2 "$TOK_U" POST "$UNHCR/v1/uploads" "${TUS[@]}" -H "Upload-Length: 10")"
@@ -138,8 +144,14 @@ say "end to end: sweden downloads what unhcr uploaded, whole and in ranges"
 wait_for 120 "the referral with its attachment to be delivered" state_is unhcr "$ID" delivered
 in_inbox() { [[ $(req inbox "$TOK_S" GET "$SWEDEN/v1/inbox/$ID") == 200 ]]; }
 wait_for 60 "it to be in sweden's inbox" in_inbox
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/${PIDS[sweden]}/status"; } # kB
+budget=$((24 * 1024)) # kB; AddressSanitizer about doubles what a piece costs
+grep -q libasan "/proc/${PIDS[sweden]}/maps" && budget=$((2 * budget))
+before=$(hwm)
 expect whole 200 "$(req whole "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/$NAME_URL")"
 cmp "$WORK/scan.bin" "$WORK/whole.out" || fail "the downloaded file is not the one uploaded"
+say "  sweden's peak RSS: $before kB before the download, $(hwm) kB after"
+(($(hwm) - before < budget)) || fail "the download of $SIZE bytes raised sweden's peak RSS by $(($(hwm) - before)) kB"
 [[ $(header whole Content-Length) == "$SIZE" ]] || fail "Content-Length '$(header whole Content-Length)'"
 [[ $(header whole Content-Type) == application/pdf ]] || fail "Content-Type '$(header whole Content-Type)'"
 [[ $(header whole Accept-Ranges) == bytes ]] || fail "no Accept-Ranges: bytes"
