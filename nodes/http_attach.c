@@ -30,11 +30,16 @@
 
 #define TUS_VERSION "1.0.0"
 #define TUS_CTYPE "application/offset+octet-stream"
-/* Bytes one attachment.get call brings (the node gives at most 4 MiB), and
- * downloads at once: what downloads hold is DL_MAX pieces, plus a piece's
- * base64 and JSON on the workers making one. Beyond DL_MAX: 503, retry. */
-#define DL_PIECE (2u << 20)
-#define DL_MAX 8u
+/* Bytes one attachment.get call brings (the node gives at most 4 MiB): the
+ * node answers it on its own loop, which waits meanwhile (about 65 ms a
+ * MiB measured here), so a piece is one chunk (the sender's 1 MiB) and
+ * other requests wait at most one piece per download behind them. And
+ * downloads at once: the node makes one piece at a time whatever their
+ * number, so more would only make everyone else wait longer. What they
+ * hold is DL_MAX pieces, plus a piece's base64 and JSON on the workers
+ * making one. Beyond DL_MAX: 503, retry. */
+#define DL_PIECE (1u << 20)
+#define DL_MAX 4u
 /* A file name in Content-Disposition: longer ones are cut (a header must fit
  * the connection's 8 KiB). */
 #define DL_NAME_MAX 200
@@ -309,7 +314,12 @@ static int dl_next(void *arg, const uint8_t **data, size_t *len)
 	              "index", d->index, "offset", (json_int_t)d->pos, "length", (json_int_t)want);
 	if (req == NULL)
 		return TERN_ENOMEM;
-	rc = node_http_call(d->h, req, NULL, 0, 0, &resp);
+	/* Once more on a new connection if the node closed this worker's kept
+	 * one under the call (seen once, on a loaded machine): a read is safe
+	 * to repeat, and a download cut short costs the client all of it. */
+	for (int tries = 0; tries < 2; tries++)
+		if ((rc = node_http_call(d->h, req, NULL, 0, 0, &resp)) == TERN_OK)
+			break;
 	json_decref(req);
 	if (rc != TERN_OK)
 		goto fail;

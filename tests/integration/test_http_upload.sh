@@ -14,7 +14,8 @@
 #    tern_broker_transfer_bytes): sweden downloads the 64 MiB file whole
 #    (its peak RSS grows by less than 24 MB: streamed, not held) and in
 #    ranges (bytes=A-B, A-, -N), each identical (cmp) to the bytes sent, and
-#    an unsatisfiable range gets 416 with Content-Range: bytes */SIZE.
+#    an unsatisfiable range gets 416 with Content-Range: bytes */SIZE; 4
+#    slow downloads at once hold up no other request, and a fifth gets 503.
 source "$(dirname "$0")/lib.sh"
 
 fed_make
@@ -179,5 +180,29 @@ expect r-416 416 "$(req r-416 "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/
 [[ $(header r-416 Content-Range) == "bytes */$SIZE" ]] || fail "416 with Content-Range '$(header r-416 Content-Range)'"
 expect r-multi 200 "$(req r-multi "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/$NAME_URL" -H "Range: bytes=0-1,5-9")"
 cmp "$WORK/scan.bin" "$WORK/r-multi.out" || fail "several ranges: not the whole file"
+say "4 slow downloads at once: other requests go on, a fifth download gets 503"
+slow=()
+for i in 1 2 3 4; do
+  curl -s -o "$WORK/slow$i.out" -D "$WORK/slow$i.head" --limit-rate 2M -H "Authorization: Bearer $TOK_S" \
+    -H "Range: bytes=$((i * 1000))-$((i * 1000 + 16 * 1024 * 1024 - 1))" \
+    "$SWEDEN/v1/messages/$ID/attachments/$NAME_URL" &
+  slow+=($!)
+done
+all_started() { for i in 1 2 3 4; do grep -q '^HTTP/1.1 206' "$WORK/slow$i.head" || return 1; done; }
+wait_for 10 "the 4 downloads to start" all_started
+expect fifth 503 "$(req fifth "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/$NAME_URL" -H "Range: bytes=0-0")"
+grep -qi '^Retry-After: 1' "$WORK/fifth.head" || fail "the fifth download's 503 has no Retry-After"
+# The node makes the downloads' pieces one at a time on its loop, as every
+# local API answer: a request waits behind at most one piece per download.
+t0=$(date +%s%N)
+expect node 200 "$(req node "$TOK_S" GET "$SWEDEN/v1/node")"
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+say "  GET /v1/node during the 4 downloads: $ms ms"
+((ms < 2000)) || fail "GET /v1/node took $ms ms while 4 downloads ran"
+wait "${slow[@]}"
+for i in 1 2 3 4; do
+  slice $((i * 1000)) $((16 * 1024 * 1024))
+  cmp "$WORK/want" "$WORK/slow$i.out" || fail "slow download $i: not the same bytes"
+done
 expect by-index 404 "$(req by-index "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/other.bin")"
 echo "it test_http_upload: ok"
