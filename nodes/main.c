@@ -39,9 +39,10 @@ int main(int argc, char **argv)
 	 * JSON, a few MiB each) are mapped and given back when freed. With
 	 * glibc's sliding threshold they came from each HTTP worker's arena
 	 * and stayed there: one 64 MiB download left the node 140 MB larger
-	 * (16 workers, 16 arenas); with this, 7 MB at its peak, none after
-	 * (test_http_upload.sh), downloads as fast as `tern inbox attachment`
-	 * measured alongside (about 13 MB/s here, the node's attachment.get). */
+	 * (16 workers, 16 arenas); with this, 2 to 7 MB at its peak, none
+	 * after (test_http_upload.sh), and downloads as fast as `tern inbox
+	 * attachment` measured alongside (the node's attachment.get sets the
+	 * pace). */
 	mallopt(M_MMAP_THRESHOLD, 512 * 1024);
 	return tern_daemon_main(argc, argv, &d);
 }
