@@ -123,19 +123,16 @@ static tern_api_client *worker_client(void)
 	return c;
 }
 
-int node_http_call(node_http *h, const json_t *req, const void *bin, size_t blen, int wait_ms,
+int node_http_call(node_http *h, json_t *req, const void *bin, size_t blen, int wait_ms,
                    json_t **resp)
 {
 	tern_api_client *c = worker_client();
-	json_t *full = NULL;
+	json_t *full = req; /* "v" added in place: a send's body is not copied */
 	int rc;
 
 	*resp = NULL;
-	if (req) {
-		if ((full = json_deep_copy(req)) == NULL)
-			return TERN_ENOMEM;
-		json_object_set_new(full, "v", json_integer(TERN_API_VERSION));
-	}
+	if (req)
+		json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
 	if (c == NULL && full == NULL) {
 		/* no kept connection: a binary frame over a new one */
 		tern_api_client one = TERN_API_CLIENT_INIT;
@@ -149,7 +146,6 @@ int node_http_call(node_http *h, const json_t *req, const void *bin, size_t blen
 		          : tern_api_client_call_binary(c, h->api_socket, bin, blen,
 		                                        wait_ms + 30000, resp);
 	}
-	json_decref(full);
 	if (rc != TERN_OK) {
 		json_decref(*resp);
 		*resp = NULL;
@@ -164,8 +160,10 @@ int node_http_json(tern_http_response *res, int status, const json_t *resp)
 
 	res->status = status;
 	res->ctype = JSON_CTYPE;
-	if (out == NULL)
-		return TERN_ENOMEM; /* an empty body with the status */
+	if (out == NULL) {
+		res->status = 503; /* never a 200 without its body */
+		return TERN_ENOMEM;
+	}
 	len = strlen(out);
 	{
 		char *nl = realloc(out, len + 2);
@@ -184,9 +182,13 @@ int node_http_json(tern_http_response *res, int status, const json_t *resp)
 int node_http_fail(tern_http_response *res, int status, const char *code, const char *msg)
 {
 	json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "message", msg);
-	int rc = o ? node_http_json(res, status, o) : TERN_ENOMEM;
+	int rc;
 
-	res->status = status;
+	if (o == NULL) {
+		res->status = 503;
+		return TERN_ENOMEM;
+	}
+	rc = node_http_json(res, status, o);
 	json_decref(o);
 	return rc;
 }

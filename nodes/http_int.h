@@ -37,10 +37,10 @@ struct node_http {
 	atomic_uint downloads; /* attachment downloads under way */
 };
 
-/* One local API call on this worker's kept connection: JSON (req) or a
- * binary frame (bin, blen). *resp is a new reference; an error code when
- * the node did not answer. */
-int node_http_call(node_http *h, const json_t *req, const void *bin, size_t blen, int wait_ms,
+/* One local API call on this worker's kept connection: JSON (req, which
+ * gets its "v") or a binary frame (bin, blen). *resp is a new reference;
+ * an error code when the node did not answer. */
+int node_http_call(node_http *h, json_t *req, const void *bin, size_t blen, int wait_ms,
                    json_t **resp);
 /* The HTTP status of a local API answer: 200 for "ok", else the reasons
  * table's for its "error". */

@@ -92,14 +92,15 @@ struct tern_http {
 	void *arg;
 	const char *headers[TERN_HTTP_MAX_HEADERS + 1];
 	atomic_uint_fast64_t refusals;
-	/* workers: busy counts requests queued or running, never more than
-	 * nworkers, so a queued request always has a free worker. */
+	/* workers: a new request is refused (503) when busy reaches nworkers,
+	 * so it never waits behind another's long poll; a stream's fill is
+	 * never refused (its response is under way) and may wait its turn. */
 	pthread_mutex_t jmu;
 	pthread_cond_t jcv;
 	struct job *head, *tail;
 	pthread_t *threads;
 	unsigned nworkers, nthreads;
-	unsigned busy; /* requests queued or running; fills too, which may take it past nworkers */
+	unsigned busy;      /* requests and fills queued or running */
 	unsigned answering; /* answers resumed and not yet sent (under jmu) */
 	int stopping;
 };
