@@ -47,8 +47,9 @@ typedef struct tern_http_request {
  * *data and *len (1 or more bytes, owned by the stream and valid until the
  * next call or free) and returns TERN_OK, or an error code: the connection
  * is then closed short of `size` bytes, which the client sees as a failed
- * transfer. free is called once, on the server's thread, when the response
- * is done with (sent, failed or the client gone), never while next runs. */
+ * transfer. free is called once, never while next runs: on the server's
+ * thread when the response is done with (sent, failed or the client gone),
+ * or in tern_http_stop. */
 typedef struct tern_http_stream {
 	uint64_t size; /* Content-Length: exactly the bytes next will give */
 	int (*next)(void *arg, const uint8_t **data, size_t *len);
@@ -56,9 +57,11 @@ typedef struct tern_http_stream {
 	void *arg;
 } tern_http_stream;
 
-/* A handler's answer. The server starts it as status 500, no headers, no
- * body; what the handler sets is the server's from then on (it frees out,
- * the headers and, through stream.free, the stream). */
+/* A handler's answer. The server starts it as status 500 with ctype
+ * application/json (the early hook's: status 0, no ctype), no headers and
+ * no body; what the handler sets is the server's from then on (it frees
+ * out, the headers and, through stream.free, the stream), and is sent on
+ * the server's thread once the handler has returned. */
 typedef struct tern_http_response {
 	int status;
 	const char *ctype; /* static; NULL: no Content-Type (a 204) */
