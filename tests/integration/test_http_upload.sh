@@ -6,7 +6,7 @@
 #    between; a PATCH at a wrong offset gets 409 and the client resumes from
 #    HEAD's Upload-Offset; 415 for another Content-Type, 413 for a PATCH over
 #    8 MiB, 401 without the token (before its body), 404 for an unknown
-#    upload; DELETE;
+#    upload; DELETE; 507 (nothing kept) when the node's disk is full;
 #  - POST /v1/messages with "uploads" sends the referral with the file;
 #  - downloads at sweden: 401 without the token, 404 for an unknown message
 #    and for a message without that attachment;
@@ -134,9 +134,34 @@ PLAIN=$("$TERN" send -c "$(conf unhcr)" --to sweden case-referral "$WORK/plain.j
 wait_for 20 "a plain referral to be delivered" state_is unhcr "$PLAIN" delivered
 expect d-noatt 404 "$(req d-noatt "$TOK_S" GET "$SWEDEN/v1/messages/$PLAIN/attachments/x")"
 
+# Last: unhcr again, its data on a 2 MiB tmpfs (a private mount namespace,
+# as test_diskfull.sh): a PATCH the disk cannot hold gets 507, nothing kept.
+disk_full() {
+  if ! unshare -rm true 2>/dev/null; then
+    say "SKIPPED 507: this machine does not allow a private mount namespace (unshare -rm)"
+    return 0
+  fi
+  say "a PATCH when unhcr's disk is full: 507, and nothing of it kept"
+  stop unhcr
+  local c; c=$(conf unhcr)
+  sed -i "s|^api_socket = .*|api_socket = $WORK/unhcr-api.sock|" "$c"
+  unshare -rm bash -c "mount -t tmpfs -o size=2m tmpfs '$WORK/fed/unhcr/data' && chmod 700 '$WORK/fed/unhcr/data' && exec '$BIN/tern-node' -c '$c'" >>"$WORK/unhcr.log" 2>&1 &
+  PIDS[unhcr]=$!
+  up_again() { [[ $(req again "$TOK_U" GET "$UNHCR/v1/node") == 200 ]]; }
+  wait_for 20 "unhcr to answer over HTTP again" up_again
+  head -c $((4 * 1024 * 1024)) /dev/urandom >"$WORK/four"
+  expect full-create 201 "$(req full-create "$TOK_U" POST "$UNHCR/v1/uploads" "${TUS[@]}" -H "Upload-Length: $((4 * 1024 * 1024))")"
+  local loc; loc=$(header full-create Location)
+  expect full-patch 507 "$(req full-patch "$TOK_U" PATCH "$UNHCR$loc" "${TUS[@]}" "${OCTET[@]}" -H "Upload-Offset: 0" --data-binary @"$WORK/four")"
+  grep -q '"error": "no-space"' "$WORK/full-patch.out" || fail "507 does not say no-space"
+  expect full-head 200 "$(req full-head "$TOK_U" HEAD "$UNHCR$loc" "${TUS[@]}")"
+  [[ $(header full-head Upload-Offset) == 0 ]] || fail "a PATCH refused for a full disk moved the offset"
+}
+
 curl -sf "http://127.0.0.1:$BROKER_METRICS/metrics" >"$WORK/broker.metrics" || fail "no /metrics at the broker"
 if ! grep -q '^# TYPE tern_broker_transfer_bytes' "$WORK/broker.metrics"; then
   say "SKIPPED end to end: this broker does not carry attachments yet (no tern_broker_transfer_bytes)"
+  disk_full
   echo "it test_http_upload: ok (upload half and download errors only)"
   exit 0
 fi
@@ -205,4 +230,5 @@ for i in 1 2 3 4; do
   cmp "$WORK/want" "$WORK/slow$i.out" || fail "slow download $i: not the same bytes"
 done
 expect by-index 404 "$(req by-index "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/other.bin")"
+disk_full
 echo "it test_http_upload: ok"
