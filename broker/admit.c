@@ -125,6 +125,7 @@ void session_close(broker *b, struct peer *p, const char *why)
 	p->sent = p->acked;
 	p->dirty = 0;
 	rate_free(p);
+	chunk_gets_drop(p);
 	peer_disconnect_later(b, p);
 	p->fd = -1;
 }

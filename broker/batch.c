@@ -52,6 +52,16 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		if ((rc = bq_expire(txn, b->store, bt->now, &n, NULL, NULL)) != TERN_OK)
 			return rc;
 	}
+	/* Transfers end after the queue items they follow: an envelope expired
+	 * or dead-lettered in this write counts already. Every purge tick too,
+	 * since an acknowledged envelope leaves no expiry to wake the sweep. */
+	bt->nxgone = 0;
+	if (bt->sweep || bt->purge) {
+		size_t n = 0;
+		if ((rc = xfer_sweep(txn, b->store, bt->now, XFER_SWEEP_MAX, chunk_gone, bt, &n)) !=
+		    TERN_OK)
+			return rc;
+	}
 	/* Bounded: a long retention's worth of deletions goes in slices. */
 	if (bt->purge &&
 	    (rc = bq_purge(txn, b->store, bt->now - b->retain_ms, bt->now - b->retain_ids_ms,
@@ -75,6 +85,7 @@ void batch_reset(broker *b)
 	bt->nsubs = bt->nacks = bt->ndead = 0;
 	bt->sweep = 0;
 	bt->purge = 0;
+	bt->nxgone = 0; /* not committed, or removed already: no files to touch */
 	bt->checkpoint = 0;
 }
 
@@ -136,6 +147,7 @@ void batch_commit(broker *b)
 	for (size_t i = 0; i < bt->ndead; i++)
 		b->m.dead += (uint64_t)bt->dead_done[i];
 	b->m.purged += bt->purged;
+	chunk_gone_apply(b);
 	if (bt->purge && bt->purged == 2000)
 		b->next_purge = 0; /* more past retention: go on next round */
 	for (size_t i = 0; i <= LAT_BUCKETS; i++)

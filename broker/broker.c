@@ -60,6 +60,17 @@ int broker_open(const char *conf, broker **out)
 	if ((rc = tern_sigcache_new(0, &b->sigs)) != TERN_OK)
 		goto fail;
 	b->max_msg = tern_config_get_int(b->id.cfg, "limits", "max_message_size");
+	b->frame_max = tern_hop_frame_max(b->max_msg);
+	b->max_att_size = (uint64_t)tern_config_get_int(b->id.cfg, "limits", "max_attachment_size");
+	b->max_att_total =
+	    (uint64_t)tern_config_get_int(b->id.cfg, "limits", "max_message_attachments");
+	if ((size_t)snprintf(b->chunk_dir, sizeof(b->chunk_dir), "%s/chunks",
+	                     tern_config_get(b->id.cfg, "broker", "data_dir")) >=
+	    sizeof(b->chunk_dir)) {
+		fprintf(stderr, "tern-broker: [broker] data_dir is too long\n");
+		rc = TERN_ECONFIG;
+		goto fail;
+	}
 	b->batch_size = tern_config_get_int(b->id.cfg, "delivery", "batch_size");
 	b->default_ttl_ms = tern_config_get_int(b->id.cfg, "delivery", "default_ttl") * 1000;
 	b->max_attempts = tern_config_get_int(b->id.cfg, "delivery", "max_attempts");
@@ -103,8 +114,7 @@ int broker_open(const char *conf, broker **out)
 	}
 	b->router = zmq_socket(b->ctx, ZMQ_ROUTER);
 	if ((rc = tern_hop_sockopts(b->router, (int)(b->hb_ivl_ms / 1000),
-	                            (int)(b->hb_timeout_ms / 1000), b->max_msg + 4096)) !=
-	        TERN_OK ||
+	                            (int)(b->hb_timeout_ms / 1000), b->frame_max)) != TERN_OK ||
 	    zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof(one)) != 0 ||
 	    zmq_setsockopt(b->router, ZMQ_CURVE_SERVER, &one, sizeof(one)) != 0 ||
 	    zmq_setsockopt(b->router, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(b->id.curve), 32) !=
@@ -158,8 +168,10 @@ void broker_close(broker **bp)
 	batch_reset(b);
 	free(b->batch.subs);
 	free(b->qstats);
-	for (size_t i = 0; i < b->npeers; i++)
+	for (size_t i = 0; i < b->npeers; i++) {
 		rate_free(&b->peers[i]);
+		chunk_gets_drop(&b->peers[i]);
+	}
 	tern_http_stop(&b->http);
 	if (b->ctl) {
 		tern_apisrv_free(&b->ctl);
@@ -216,6 +228,11 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		int wait_ms = 100, n;
 
 		(void)batch_due(b, tern_now_ms(), &wait_ms); /* deferred acknowledgements */
+		/* Chunks left for a later turn (this turn's share sent, or a full
+		 * socket): soon, without spinning. */
+		for (size_t i = 0; i < b->npeers && wait_ms > 10; i++)
+			if (b->peers[i].chunk_dirty && b->peers[i].live)
+				wait_ms = 10;
 		n = zmq_poll(items, 3 + (int)nctl, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
@@ -265,6 +282,10 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		for (size_t i = 0; i < b->npeers; i++)
 			if (b->peers[i].dirty && b->peers[i].live)
 				deliver_pump(b, &b->peers[i]);
+		/* Chunks after deliveries, a few a turn: they must not starve them. */
+		for (size_t i = 0; i < b->npeers; i++)
+			if (b->peers[i].chunk_dirty && b->peers[i].live)
+				chunk_pump(b, &b->peers[i]);
 	}
 	b->batch.checkpoint = 1; /* sign the head before leaving */
 	batch_commit(b);

@@ -12,6 +12,8 @@
  *   deliver.c  deliveries under credit, redelivery, nodes found restored
  *   control.c  the operator's control socket
  *   metrics.c  /metrics and the socket monitor's events
+ *   chunk.c    attachment frames: ChunkPut, ChunkGet, ChunkDone, pending gets
+ *              (the transfers' store and spool files: xfer.h)
  */
 #ifndef TERN_BROKER_INT_H
 #define TERN_BROKER_INT_H
@@ -33,9 +35,11 @@
 #include "ident.h"
 #include "queue.h"
 #include "store.h"
+#include "xfer.h"
 #include "zmon.h"
 
 #define MAX_PEERS 256
+#define XFER_SWEEP_MAX 256 /* transfers ended per write */
 #define MAX_RID 256
 
 struct peer {
@@ -70,7 +74,21 @@ struct peer {
 	struct deferred *dq_head, *dq_tail;
 	size_t dq_n, dq_bytes;
 	int64_t last_limit_log;
+	/* Pending chunk gets (chunk.c); chunk_dirty: something may be sendable. */
+	struct chunk_get *gets; /* PEER_MAX_GETS of them once allocated */
+	size_t ngets;
+	int chunk_dirty;
 };
+
+/* A recipient's ChunkGet not yet served in full (chunk.c): in memory only,
+ * dropped with its session; the node asks again after a Hello. */
+struct chunk_get {
+	char msgid[37];
+	uint32_t att;
+	uint64_t next; /* the next chunk to send */
+	uint32_t left; /* chunks still to send */
+};
+#define PEER_MAX_GETS 64 /* pending gets per peer; more are refused (busy) */
 
 struct deferred {
 	struct deferred *next;
@@ -125,6 +143,13 @@ struct batch {
 	int64_t now;
 	uint64_t lat[LAT_BUCKETS + 1]; /* delivery latencies acknowledged in this batch */
 	double lat_sum;
+	/* transfers ended in this write (expired, or all done or dead): their
+	 * spool files go once it committed */
+	struct xfer_gone {
+		char msgid[37];
+		size_t natt;
+	} xgone[XFER_SWEEP_MAX];
+	size_t nxgone;
 };
 
 struct broker {
@@ -149,6 +174,10 @@ struct broker {
 	} closing[MAX_PEERS];
 	size_t nclosing;
 	struct batch batch;
+	/* Attachments: [limits] bounds, and where the chunks are spooled */
+	uint64_t max_att_size, max_att_total;
+	char chunk_dir[1024];
+	int64_t frame_max; /* the largest frame taken: an envelope's or a chunk's */
 	int64_t max_msg, batch_size, default_ttl_ms, max_attempts, ack_timeout_ms, max_backoff_ms;
 	int64_t retain_ms, retain_ids_ms, next_purge;
 	int64_t hb_ivl_ms, hb_timeout_ms, skew_ms;
@@ -182,6 +211,7 @@ struct broker {
 		uint64_t accepted, handshakes_ok, handshakes_failed;
 		uint64_t out_of_sequence;
 		uint64_t rollbacks[2]; /* older trust material refused: [CRL, directory] */
+		uint64_t chunks_in, chunks_out, chunks_refused; /* attachment chunks */
 	} m;
 };
 
@@ -192,6 +222,8 @@ struct route_rules {
 	const tern_directory *dir;
 	tern_sigcache *sigs; /* verified batch roots; may be NULL */
 	int64_t max_msg, skew_ms, default_ttl_ms;
+	/* [limits] max_attachment_size, max_message_attachments; 0: the defaults */
+	uint64_t max_att_size, max_att_total;
 };
 
 /* --- session.c -------------------------------------------------------------- */
@@ -250,6 +282,22 @@ int route_write(MDB_txn *txn, tern_store *st, struct sub *s, int64_t now);
 void route_result(struct sub *s, Tern__V1__SubmitResult *r);
 /* Frees what s owns (its frame and envelope). */
 void route_sub_free(struct sub *s);
+
+/* --- chunk.c ---------------------------------------------------------------- */
+
+/* The attachment frames from a node (docs/protocol.md, Attachments). */
+void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp);
+void chunk_on_get(broker *b, struct peer *p, const Tern__V1__ChunkGet *cg);
+void chunk_on_done(broker *b, struct peer *p, const Tern__V1__ChunkDone *cd);
+/* Sends p what its pending gets may have now, a few chunks a turn, without
+ * blocking: what the socket does not take waits for a later turn. */
+void chunk_pump(broker *b, struct peer *p);
+/* p's session ended: its pending gets go. */
+void chunk_gets_drop(struct peer *p);
+/* An xfer_sweep callback (arg: the batch): remembers what to remove. */
+void chunk_gone(const char *msgid, size_t natt, void *arg);
+/* After a commit: removes the spool files of the transfers that ended. */
+void chunk_gone_apply(broker *b);
 
 /* --- batch.c ---------------------------------------------------------------- */
 

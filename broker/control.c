@@ -48,10 +48,11 @@ static json_t *queues_json(broker *b)
 		json_array_foreach(arr, i, it) found |=
 		    strcmp(json_string_value(json_object_get(it, "id")), b->peers[p].id) == 0;
 		if (!found)
-			json_array_append_new(arr, json_pack("{s:s, s:i, s:i, s:i, s:i, s:i}", "id",
-			                                     b->peers[p].id, "depth", 0, "bytes", 0,
-			                                     "notices", 0, "dead_letters", 0,
-			                                     "oldest_age_ms", 0));
+			json_array_append_new(arr,
+			                      json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i}", "id",
+			                                b->peers[p].id, "depth", 0, "bytes", 0,
+			                                "notices", 0, "dead_letters", 0,
+			                                "oldest_age_ms", 0, "transfer_bytes", 0));
 	}
 	json_array_foreach(arr, i, it)
 	{

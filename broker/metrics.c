@@ -100,6 +100,14 @@ void publish_metrics(broker *b, int64_t now)
 			tern_prom_sample(&p, "tern_broker_queue_oldest_seconds", labels,
 			                 d[i].depth ? (double)(now - d[i].oldest) / 1000 : 0);
 		}
+		tern_prom_family(&p, "tern_broker_transfer_bytes", "gauge",
+		                 "sealed attachment bytes the broker holds for each destination "
+		                 "(chunks of transfers it has not said ChunkDone for)");
+		for (size_t i = 0; i < nd; i++) {
+			snprintf(labels, sizeof(labels), "destination=\"%s\"", d[i].id);
+			tern_prom_sample(&p, "tern_broker_transfer_bytes", labels,
+			                 (double)d[i].transfer_bytes);
+		}
 		tern_prom_family(&p, "tern_broker_dead_letter_depth", "gauge",
 		                 "items in the dead-letter queue per destination");
 		for (size_t i = 0; i < nd; i++) {
@@ -108,6 +116,15 @@ void publish_metrics(broker *b, int64_t now)
 			                 (double)d[i].dead);
 		}
 	}
+	tern_prom_family(&p, "tern_broker_chunks_total", "counter",
+	                 "attachment chunks: committed from senders, sent to recipients, refused "
+	                 "(not under their seal)");
+	tern_prom_sample(&p, "tern_broker_chunks_total", "direction=\"in\"",
+	                 (double)b->m.chunks_in);
+	tern_prom_sample(&p, "tern_broker_chunks_total", "direction=\"out\"",
+	                 (double)b->m.chunks_out);
+	tern_prom_sample(&p, "tern_broker_chunks_total", "direction=\"refused\"",
+	                 (double)b->m.chunks_refused);
 	tern_prom_one(&p, "tern_broker_connections_accepted_total", "counter",
 	              "TCP connections accepted on the listening endpoint", (double)b->m.accepted);
 	tern_prom_family(&p, "tern_broker_handshakes_total", "counter",

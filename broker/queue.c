@@ -17,10 +17,12 @@
 #include "pbuf.h"
 #include "queue.h"
 #include "util.h"
+#include "xfer.h"
 
 /* acklog came later: a read-only view of an older store has none (dbi 0). */
 static const char *const dbnames[] = {
-    "meta", "queue", "expiry", "dedup", "dlq", TERN_AUDIT_DBNAMES, "?acklog", "?stublog", NULL};
+    "meta",    "queue",    "expiry", "dedup",   "dlq", TERN_AUDIT_DBNAMES,
+    "?acklog", "?stublog", "?xfer",  "?xproof", NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -34,10 +36,22 @@ int bq_audit(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const
              const char *peer, const char *case_id, const char *type, const uint8_t *env,
              size_t len, const char *reason, char *const *recipients, size_t nrcpts, int64_t now)
 {
+	return bq_audit_seals(txn, s, kind, msgid, peer, case_id, type, env, len, reason,
+	                      recipients, nrcpts, NULL, 0, now);
+}
+
+int bq_audit_seals(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+                   const char *peer, const char *case_id, const char *type, const uint8_t *env,
+                   size_t len, const char *reason, char *const *recipients, size_t nrcpts,
+                   const Tern__V1__AttachmentSeal *const *seals, size_t nseals, int64_t now)
+{
 	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
+	Tern__V1__AuditAttachment att[TERN_ATTACH_MAX_COUNT], *atts[TERN_ATTACH_MAX_COUNT];
 	tern_audit_dbs d;
 	uint8_t digest[32];
 
+	if (nseals > TERN_ATTACH_MAX_COUNT)
+		return tern_fail(TERN_EINVAL, "audit: too many attachments");
 	bq_audit_dbs(s, &d);
 	e.kind = kind;
 	e.at = now;
@@ -53,6 +67,17 @@ int bq_audit(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const
 		e.digest.data = digest;
 		e.digest.len = 32;
 	}
+	/* What the broker can see: index, size, root; never the plaintext's
+	 * hash, which it does not have and must not learn. */
+	for (size_t i = 0; i < nseals; i++) {
+		tern__v1__audit_attachment__init(&att[i]);
+		att[i].index = (uint32_t)i;
+		att[i].size = seals[i]->size;
+		att[i].root = seals[i]->root;
+		atts[i] = &att[i];
+	}
+	e.attachments = nseals ? atts : NULL;
+	e.n_attachments = nseals;
 	return tern_audit_append(txn, &d, &e);
 }
 
@@ -881,6 +906,11 @@ int bq_dlq_scan(MDB_txn *txn, tern_store *s,
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan dead letters");
 }
 
+static int dest_cmp(const void *a, const void *b)
+{
+	return strcmp(((const bq_dest *)a)->id, ((const bq_dest *)b)->id);
+}
+
 /* One pass over the queues and one over the dead letters: keys sort by
  * recipient, so each destination's entries are adjacent. */
 int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
@@ -955,15 +985,21 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 			return MDB(rc, "read queues");
 		}
 	}
+	if ((rc = xfer_stats_add(txn, s, &d, &nd)) != TERN_OK) {
+		free(d);
+		return rc;
+	}
 	/* A queue holding only what its node acknowledged (kept for retention)
 	 * has nothing queued: it is not a destination to show. */
 	{
 		size_t keep = 0;
 		for (size_t i = 0; i < nd; i++)
-			if (d[i].depth || d[i].dead)
+			if (d[i].depth || d[i].dead || d[i].transfer_bytes)
 				d[keep++] = d[i];
 		nd = keep;
 	}
+	if (nd > 1)
+		qsort(d, nd, sizeof(*d), dest_cmp);
 	*out = d;
 	*n = nd;
 	return TERN_OK;
@@ -976,12 +1012,12 @@ json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now)
 	for (size_t i = 0; arr && i < n; i++)
 		json_array_append_new(
 		    arr,
-		    json_pack(
-		        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I}", "id", d[i].id, "depth",
-		        (json_int_t)d[i].depth, "bytes", (json_int_t)d[i].bytes, "notices",
-		        (json_int_t)d[i].notices, "dead_letters", (json_int_t)d[i].dead, "retained",
-		        (json_int_t)d[i].retained, "oldest_age_ms",
-		        (json_int_t)(d[i].depth && now > d[i].oldest ? now - d[i].oldest : 0)));
+		    json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "id", d[i].id, "depth",
+		              (json_int_t)d[i].depth, "bytes", (json_int_t)d[i].bytes, "notices",
+		              (json_int_t)d[i].notices, "dead_letters", (json_int_t)d[i].dead,
+		              "retained", (json_int_t)d[i].retained, "oldest_age_ms",
+		              (json_int_t)(d[i].depth && now > d[i].oldest ? now - d[i].oldest : 0),
+		              "transfer_bytes", (json_int_t)d[i].transfer_bytes));
 	return arr;
 }
 
@@ -1064,6 +1100,21 @@ static size_t dlq_key(uint8_t *k, const char *rcpt, const char *msgid)
 	memcpy(k, rcpt, n + 1);
 	memcpy(k + n + 1, msgid, 36);
 	return n + 1 + 36;
+}
+
+int bq_dlq_has(MDB_txn *txn, tern_store *s, const char *rcpt, const char *msgid)
+{
+	uint8_t k[64 + 1 + 36];
+	MDB_val key, v;
+	int rc;
+
+	if (strlen(rcpt) > 63 || strlen(msgid) != 36)
+		return TERN_ENOENT;
+	key = (MDB_val){dlq_key(k, rcpt, msgid), k};
+	rc = mdb_get(txn, DBI(s, BQ_DLQ), &key, &v);
+	if (rc == MDB_NOTFOUND)
+		return TERN_ENOENT;
+	return rc ? MDB(rc, "read dead letters") : TERN_OK;
 }
 
 int bq_dlq_take(MDB_txn *txn, tern_store *s, const char *rcpt, const char *msgid, int retry,

@@ -17,6 +17,8 @@
 
 #include <jansson.h>
 
+#include <tern/v1/envelope.pb-c.h>
+
 #include "audit.h"
 #include "store.h"
 
@@ -32,6 +34,8 @@ enum {
 	BQ_AUDIT_SUBTREES,
 	BQ_ACKLOG,  /* be64(at) rcpt -> be64(upto): when each mark was reached */
 	BQ_STUBLOG, /* be64(at) rcpt -> be64(upto): when items up to upto became stubs */
+	BQ_XFER,    /* attachment transfers (xfer.h) */
+	BQ_XPROOF,  /* their chunks' inclusion proofs (xfer.h) */
 	BQ_NDB
 };
 
@@ -62,6 +66,13 @@ void bq_audit_dbs(tern_store *s, tern_audit_dbs *d);
 int bq_audit(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const char *msgid,
              const char *peer, const char *case_id, const char *type, const uint8_t *env,
              size_t len, const char *reason, char *const *recipients, size_t nrcpts, int64_t now);
+
+/* The same, with the attachments' seals (AuditEntry.attachments: index,
+ * size, root). */
+int bq_audit_seals(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind, const char *msgid,
+                   const char *peer, const char *case_id, const char *type, const uint8_t *env,
+                   size_t len, const char *reason, char *const *recipients, size_t nrcpts,
+                   const Tern__V1__AttachmentSeal *const *seals, size_t nseals, int64_t now);
 
 /* Opens the store in dir and reads (or makes, once) its identity: 16 random
  * bytes fixed when the store was created. A copy of the store (a backup put
@@ -119,17 +130,20 @@ int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *b
 typedef struct bq_dest {
 	char id[64];
 	size_t depth, bytes, notices, dead;
-	size_t retained; /* acknowledged, kept for retention */
-	uint64_t acked;  /* the acknowledged mark */
-	int64_t oldest;  /* enqueue time of the oldest entry, ms; INT64_MAX when empty */
+	size_t retained;         /* acknowledged, kept for retention */
+	uint64_t acked;          /* the acknowledged mark */
+	int64_t oldest;          /* enqueue time of the oldest entry, ms; INT64_MAX when empty */
+	uint64_t transfer_bytes; /* attachment chunks held for it (xfer.h) */
 } bq_dest;
 
-/* Every destination with anything queued or dead-lettered, in id order, in a
+/* Every destination with anything queued, dead-lettered or attachment bytes
+ * held for it, in id order, in a
  * malloc'd array the caller frees. Works in a read-only transaction. */
 int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n);
 
 /* The stats as the JSON array `tern queues --json` shows (new reference):
- * [{id, depth, bytes, notices, dead_letters, retained, oldest_age_ms}]. */
+ * [{id, depth, bytes, notices, dead_letters, retained, oldest_age_ms,
+ * transfer_bytes}]. */
 json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now);
 
 /* Opens a broker's store read-only, for operator tools while it is down. */
@@ -173,6 +187,9 @@ int bq_dedup_get(MDB_txn *txn, tern_store *s, const char *msgid, bq_dedup *out);
 /* Records that msgid was accepted from sender as its n-th. */
 int bq_dedup_put(MDB_txn *txn, tern_store *s, const char *msgid, const char *sender, uint64_t n,
                  int64_t now);
+
+/* TERN_OK when msgid is among rcpt's dead letters, TERN_ENOENT when not. */
+int bq_dlq_has(MDB_txn *txn, tern_store *s, const char *rcpt, const char *msgid);
 
 /* Dead-letter entries for rcpt ("" = all): calls fn(rcpt, msgid, reason, at, arg). */
 int bq_dlq_scan(MDB_txn *txn, tern_store *s,

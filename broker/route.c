@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <tern/attach.h>
 #include <tern/error.h>
 #include <tern/msgtype.h>
 #include <tern/workflow.h>
@@ -133,6 +134,20 @@ void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
 			return;
 		}
 	}
+	/* The structure of the seals was checked with the signature; the sizes
+	 * are this broker's to bound, since it holds the chunks. */
+	rc = tern_attach_seals_check(
+	    (const Tern__V1__AttachmentSeal *const *)h->attachments, h->n_attachments,
+	    r->max_att_size ? r->max_att_size : TERN_ATTACH_MAX_SIZE_DEFAULT,
+	    r->max_att_total ? r->max_att_total : TERN_ATTACH_MAX_TOTAL_DEFAULT);
+	if (rc == TERN_ETOOBIG) {
+		sub_refuse_reason(s, TERN_REASON_ATTACHMENT_TOO_LARGE, "%s", tern_errdetail());
+		return;
+	}
+	if (rc != TERN_OK) {
+		sub_refuse(s, rc, "%s", tern_errdetail());
+		return;
+	}
 	s->expires = h->expires_at ? h->expires_at : now + r->default_ttl_ms;
 	if (s->expires <= now)
 		sub_refuse_reason(s, TERN_REASON_EXPIRED, "%s",
@@ -200,9 +215,18 @@ int route_write(MDB_txn *txn, tern_store *st, struct sub *s, int64_t now)
 	if ((rc = bq_accept_next(txn, st, s->peer, s->msgid, &s->n)) != TERN_OK ||
 	    (rc = bq_dedup_put(txn, st, s->msgid, s->peer, s->n, now)) != TERN_OK)
 		return rc;
-	rc = bq_audit(txn, st, TERN__V1__AUDIT_ENTRY__KIND__RELAYED, s->msgid, h->sender,
-	              h->case_id, tern_msgtype_by_type(h->type)->name, it.payload, it.len, NULL,
-	              h->recipients, h->n_recipients, now);
+	/* The chunks come after the acceptance: the transfer is known from the
+	 * same commit on, with the envelope's expiry. */
+	rc = xfer_create(txn, st, s->msgid, h->sender, h->recipients, h->n_recipients,
+	                 (const Tern__V1__AttachmentSeal *const *)h->attachments, h->n_attachments,
+	                 s->expires);
+	if (rc != TERN_OK)
+		return rc;
+	rc = bq_audit_seals(txn, st, TERN__V1__AUDIT_ENTRY__KIND__RELAYED, s->msgid, h->sender,
+	                    h->case_id, tern_msgtype_by_type(h->type)->name, it.payload, it.len,
+	                    NULL, h->recipients, h->n_recipients,
+	                    (const Tern__V1__AttachmentSeal *const *)h->attachments,
+	                    h->n_attachments, now);
 	if (rc != TERN_OK)
 		return rc;
 	s->accepted = 1;
@@ -230,7 +254,8 @@ void route_sub_free(struct sub *s)
 int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, Tern__V1__Frame *f)
 {
 	struct batch *bt = &b->batch;
-	struct route_rules r = {b->id.dir, b->sigs, b->max_msg, b->skew_ms, b->default_ttl_ms};
+	struct route_rules r = {b->id.dir,         b->sigs,         b->max_msg,      b->skew_ms,
+	                        b->default_ttl_ms, b->max_att_size, b->max_att_total};
 	struct sub *s;
 
 	if (bt->nsubs == bt->capsubs) {

@@ -116,6 +116,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->local = conn->local;
 	p->remote = conn->remote;
 	p->live = 1;
+	chunk_gets_drop(p); /* gets are per session: the node asks again */
 	p->session = h->session;
 	p->next_index = 1;
 	p->broken = 0;
@@ -404,6 +405,15 @@ static void on_frame(broker *b, const char *user, const struct peer *conn, const
 	}
 	case TERN__V1__FRAME__BODY_PONG:
 		break;
+	case TERN__V1__FRAME__BODY_CHUNK_PUT:
+		chunk_on_put(b, p, f->chunk_put);
+		break;
+	case TERN__V1__FRAME__BODY_CHUNK_GET:
+		chunk_on_get(b, p, f->chunk_get);
+		break;
+	case TERN__V1__FRAME__BODY_CHUNK_DONE:
+		chunk_on_done(b, p, f->chunk_done);
+		break;
 	case TERN__V1__FRAME__BODY_WITNESS_REQUEST:
 	case TERN__V1__FRAME__BODY_WITNESS_RESPONSE:
 		relay_witness(b, user, f);
@@ -488,8 +498,7 @@ void on_router(broker *b)
 		audit_refusal(b, user, strcmp(why, "broker") == 0 ? "broker-key" : why);
 		goto out;
 	}
-	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->max_msg + 4096,
-	                     &f);
+	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->frame_max, &f);
 	if (rc != TERN_OK) {
 		log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
 		send_refused_code(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0,
@@ -517,6 +526,7 @@ void session_heartbeats(broker *b, int64_t now)
 			         (long long)(now - p->last_rx));
 			p->live = 0;
 			p->sent = p->acked;
+			chunk_gets_drop(p);
 			continue;
 		}
 		if (now - p->last_tx > b->hb_ivl_ms) {

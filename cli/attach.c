@@ -16,6 +16,7 @@
 #include <tern/api.h>
 #include <tern/attach.h>
 #include <tern/config.h>
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/v1/api.pb-c.h>
 
@@ -109,7 +110,7 @@ int cli_attach_upload(const char *cmd, const char *sock, const char *path, const
                       json_t **decl, char upload_id[37])
 {
 	struct stat st;
-	crypto_hash_sha256_state hs;
+	tern_sha256_ctx *hs = NULL;
 	uint8_t *buf = NULL, digest[32];
 	char hex[65];
 	json_t *req, *resp = NULL;
@@ -141,7 +142,8 @@ int cli_attach_upload(const char *cmd, const char *sock, const char *path, const
 	snprintf(upload_id, 37, "%s", json_string_value(json_object_get(resp, "upload_id")));
 	json_decref(resp);
 	resp = NULL;
-	crypto_hash_sha256_init(&hs);
+	if (tern_sha256_new(&hs) != TERN_OK)
+		goto out;
 	while (off < (uint64_t)st.st_size) {
 		Tern__V1__ApiRequest r = TERN__V1__API_REQUEST__INIT;
 		Tern__V1__ApiUploadAppend a = TERN__V1__API_UPLOAD_APPEND__INIT;
@@ -155,7 +157,7 @@ int cli_attach_upload(const char *cmd, const char *sock, const char *path, const
 			rc = CLI_FAIL;
 			goto out;
 		}
-		crypto_hash_sha256_update(&hs, buf, (size_t)got);
+		tern_sha256_update(hs, buf, (size_t)got);
 		a.upload_id = upload_id;
 		a.offset = off;
 		a.data.data = buf;
@@ -176,7 +178,7 @@ int cli_attach_upload(const char *cmd, const char *sock, const char *path, const
 		off += (uint64_t)got;
 		progress(path, off, (uint64_t)st.st_size, &last);
 	}
-	crypto_hash_sha256_final(&hs, digest);
+	tern_sha256_final(hs, digest);
 	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
 	{
 		char sz[32]; /* proto3 JSON writes a uint64 as a string */
@@ -190,6 +192,7 @@ out:
 		close(fd);
 	if (in >= 0)
 		close(in);
+	tern_sha256_free(&hs);
 	free(buf);
 	json_decref(resp);
 	return rc;
@@ -198,7 +201,7 @@ out:
 int cli_attach_download(const char *cmd, const char *sock, const char *msgid, const char *name,
                         const char *out_path)
 {
-	crypto_hash_sha256_state hs;
+	tern_sha256_ctx *hs = NULL;
 	uint8_t *bin = NULL, digest[32];
 	char hex[65], tmp[4096], want[65] = "";
 	json_t *resp = NULL;
@@ -220,7 +223,8 @@ int cli_attach_download(const char *cmd, const char *sock, const char *msgid, co
 		fprintf(stderr, "tern %s: cannot write %s: %s\n", cmd, tmp, strerror(errno));
 		goto out;
 	}
-	crypto_hash_sha256_init(&hs);
+	if (tern_sha256_new(&hs) != TERN_OK)
+		goto out;
 	while (off < size) {
 		json_t *req = json_pack("{s:s, s:s, s:s, s:I, s:I}", "op", "attachment.get",
 		                        "message_id", msgid, "name", name, "offset",
@@ -243,7 +247,7 @@ int cli_attach_download(const char *cmd, const char *sock, const char *msgid, co
 			fprintf(stderr, "tern %s: the node's answer does not decode\n", cmd);
 			goto out;
 		}
-		crypto_hash_sha256_update(&hs, bin, blen);
+		tern_sha256_update(hs, bin, blen);
 		for (size_t put = 0; put < blen;) {
 			ssize_t w = write(out, bin + put, blen - put);
 			if (w < 0 && errno == EINTR)
@@ -261,7 +265,7 @@ int cli_attach_download(const char *cmd, const char *sock, const char *msgid, co
 		if (!to_stdout)
 			progress(out_path, off, size, &last);
 	}
-	crypto_hash_sha256_final(&hs, digest);
+	tern_sha256_final(hs, digest);
 	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
 	if (strcmp(hex, want) != 0) {
 		fprintf(stderr, "tern %s: what was read has SHA-256 %s, not the declared %s\n", cmd,
@@ -287,6 +291,7 @@ out:
 	}
 	if (fd >= 0)
 		close(fd);
+	tern_sha256_free(&hs);
 	free(bin);
 	json_decref(resp);
 	return rc;

@@ -1,7 +1,12 @@
 /* tern backup: a hot, consistent, compacted copy of a node's or broker's store. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -10,6 +15,7 @@
 
 #include "commands.h"
 #include "store.h"
+#include "util.h"
 
 static void usage(FILE *f)
 {
@@ -19,7 +25,10 @@ static void usage(FILE *f)
 	    "Copies the store of the node or broker CONF names into DIR (made, mode 0700;\n"
 	    "it must not hold a store already) as DIR/data.mdb: one consistent snapshot,\n"
 	    "taken while the daemon runs (LMDB's compacting copy, one read transaction),\n"
-	    "without free pages. Keep it with the daemon's keys and configuration out of\n"
+	    "without free pages. Then the attachment files the store counts (a node's\n"
+	    "spool/, a broker's chunks/; sealed, as they are kept) are copied beside it:\n"
+	    "taken after the snapshot, they hold at least what it counts. Uploads not yet\n"
+	    "sent are not copied. Keep it with the daemon's keys and configuration out of\n"
 	    "others' reach: it holds sealed messages and the audit log.\n"
 	    "\n"
 	    "To restore: stop the daemon, move its data_dir aside, put DIR in its place,\n"
@@ -35,6 +44,61 @@ static void usage(FILE *f)
 	    "  tern backup -c /etc/tern/unhcr/node.conf --out /var/backups/tern/unhcr-$(date +%F)\n"
 	    "  tern backup -c /etc/tern/broker/broker.conf --out /var/backups/tern/hub --json\n",
 	    f);
+}
+
+/* Copies the regular files of the tree at from (if any) to to (0700
+ * directories, 0600 files, each synced); *bytes adds up what was copied. */
+static int copy_tree(const char *from, const char *to, uint64_t *bytes)
+{
+	DIR *d = opendir(from);
+	struct dirent *e;
+	int rc = TERN_OK;
+
+	if (d == NULL)
+		return errno == ENOENT ? TERN_OK
+		                       : tern_fail(TERN_EIO, "%s: %s", from, strerror(errno));
+	if (mkdir(to, 0700) != 0 && errno != EEXIST) {
+		closedir(d);
+		return tern_fail(TERN_EIO, "cannot make %s: %s", to, strerror(errno));
+	}
+	while (rc == TERN_OK && (e = readdir(d)) != NULL) {
+		char src[4096], dst[4096];
+		struct stat st;
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		snprintf(src, sizeof(src), "%s/%s", from, e->d_name);
+		snprintf(dst, sizeof(dst), "%s/%s", to, e->d_name);
+		if (lstat(src, &st) != 0)
+			continue; /* gone since: removed after the snapshot */
+		if (S_ISDIR(st.st_mode)) {
+			rc = copy_tree(src, dst, bytes);
+		} else if (S_ISREG(st.st_mode)) {
+			int in = open(src, O_RDONLY | O_CLOEXEC), out;
+			char buf[1 << 16];
+			ssize_t r = 0;
+			if (in < 0)
+				continue;
+			if ((out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+				close(in);
+				rc =
+				    tern_fail(TERN_EIO, "cannot make %s: %s", dst, strerror(errno));
+				break;
+			}
+			while ((r = read(in, buf, sizeof(buf))) > 0)
+				if (write(out, buf, (size_t)r) != r) {
+					r = -1;
+					break;
+				} else
+					*bytes += (uint64_t)r;
+			if (r < 0 || fsync(out) != 0)
+				rc =
+				    tern_fail(TERN_EIO, "cannot copy %s: %s", src, strerror(errno));
+			close(in);
+			close(out);
+		}
+	}
+	closedir(d);
+	return rc;
 }
 
 int cmd_backup(int argc, char **argv)
@@ -78,6 +142,23 @@ int cmd_backup(int argc, char **argv)
 		tern_config_free(&cfg);
 		return ret;
 	}
+	{
+		/* The attachments' files: after the snapshot, so that they hold at
+		 * least every chunk it counts (chunks are synced before counted). */
+		static const char *const subs[] = {"spool", "chunks"};
+		for (size_t i = 0; i < 2; i++) {
+			char from[4096], to[4096];
+			uint64_t nb = 0;
+			snprintf(from, sizeof(from), "%s/%s", dir, subs[i]);
+			snprintf(to, sizeof(to), "%s/%s", out, subs[i]);
+			if ((rc = copy_tree(from, to, &nb)) != TERN_OK) {
+				ret = cli_fail(rc, "cannot back up %s", from);
+				tern_config_free(&cfg);
+				return ret;
+			}
+			bytes += nb;
+		}
+	}
 	if (json) {
 		json_t *o = json_pack("{s:s, s:s, s:I}", "store", dir, "out", out, "bytes",
 		                      (json_int_t)bytes);
@@ -85,7 +166,7 @@ int cmd_backup(int argc, char **argv)
 		putchar('\n');
 		json_decref(o);
 	} else {
-		printf("backed up %s to %s/data.mdb (%llu bytes)\n", dir, out,
+		printf("backed up %s to %s (%llu bytes, attachments included)\n", dir, out,
 		       (unsigned long long)bytes);
 	}
 	tern_config_free(&cfg);

@@ -74,6 +74,12 @@ int cmd_info(int argc, char **argv)
 			       json_integer_value(json_object_get(resp, "inbox")));
 			printf("held       %lld waiting for the message they cite\n",
 			       json_integer_value(json_object_get(resp, "held")));
+			{
+				json_t *t = json_object_get(resp, "transfers");
+				printf("transfers  %zu going to the broker, %zu coming in\n",
+				       json_array_size(json_object_get(t, "out")),
+				       json_array_size(json_object_get(t, "in")));
+			}
 		}
 	}
 	json_decref(req);

@@ -94,13 +94,16 @@ static void print_broker(const json_t *v)
 
 	printf("broker %s: %s\n", json_string_value(json_object_get(v, "broker")),
 	       live ? "running" : "not running; read-only view of its store");
-	printf("%-20s %7s %7s %7s %9s %8s %5s %s\n", "DESTINATION", "DEPTH", "BYTES", "OLDEST",
-	       "IN-FLIGHT", "ATTEMPTS", "DEAD", "CONNECTED");
+	printf("%-20s %7s %7s %7s %9s %8s %5s %-9s %s\n", "DESTINATION", "DEPTH", "BYTES", "OLDEST",
+	       "IN-FLIGHT", "ATTEMPTS", "DEAD", "CONNECTED", "ATTACHED");
 	json_array_foreach(json_object_get(v, "destinations"), i, d)
 	{
-		char bytes[24], age[24], fl[24] = "-", at[24] = "-";
+		char bytes[24], age[24], fl[24] = "-", at[24] = "-", att[24];
 		json_int_t depth = json_integer_value(json_object_get(d, "depth"));
 		fmt_bytes(json_integer_value(json_object_get(d, "bytes")), bytes, sizeof(bytes));
+		/* attachment bytes the broker holds for it (docs/attachments.md) */
+		fmt_bytes(json_integer_value(json_object_get(d, "transfer_bytes")), att,
+		          sizeof(att));
 		fmt_age(json_integer_value(json_object_get(d, "oldest_age_ms")), depth != 0, age,
 		        sizeof(age));
 		if (live) {
@@ -109,12 +112,13 @@ static void print_broker(const json_t *v)
 			snprintf(at, sizeof(at), "%lld",
 			         (long long)json_integer_value(json_object_get(d, "attempts")));
 		}
-		printf("%-20s %7lld %7s %7s %9s %8s %5lld %s\n",
+		printf("%-20s %7lld %7s %7s %9s %8s %5lld %-9s %s\n",
 		       json_string_value(json_object_get(d, "id")), (long long)depth, bytes, age,
 		       fl, at, (long long)json_integer_value(json_object_get(d, "dead_letters")),
 		       !live                                           ? "-"
 		       : json_is_true(json_object_get(d, "connected")) ? "yes"
-		                                                       : "no");
+		                                                       : "no",
+		       att);
 	}
 }
 

@@ -19,7 +19,9 @@ static void usage(FILE *f)
 	      "  expired    dead-lettered by the broker before delivery\n"
 	      "For a message this node received and holds until the one it cites arrives\n"
 	      "(docs/messages.md, \"Held messages\"): held, the sender, the awaited id and\n"
-	      "the time after which it is refused.\n"
+	      "the time after which it is refused. For one whose attachments are still\n"
+	      "coming (docs/attachments.md): receiving, and the bytes in so far; a sent\n"
+	      "message's attachments show how much of them the broker holds.\n"
 	      "\n"
 	      "Examples:\n"
 	      "  tern status -c /tmp/fed/unhcr/node.conf 01a2...\n"
@@ -48,6 +50,16 @@ static void print_status(json_t *r)
 		printf("awaiting   %s, until %s\n", str(r, "awaiting"), when);
 		return;
 	}
+	if (strcmp(str(r, "state"), "receiving") == 0) {
+		/* Received, its attachments still coming (docs/attachments.md). */
+		printf("state      receiving (from %s)\n", str(r, "sender"));
+		printf("attachments %lld of %lld bytes in\n",
+		       json_integer_value(json_object_get(r, "received_bytes")),
+		       json_integer_value(json_object_get(r, "bytes")));
+		if (str(r, "stalled")[0])
+			printf("stalled    %s (asked again every 5 s)\n", str(r, "stalled"));
+		return;
+	}
 	printf("type       %s\n", str(r, "type"));
 	printf("case       %s\n", str(r, "case_id"));
 	nodeapi_time(json_integer_value(json_object_get(r, "created_at")), when, sizeof(when));
@@ -55,6 +67,12 @@ static void print_status(json_t *r)
 	printf("state      %s\n", str(r, "state"));
 	if (str(r, "reason_code")[0])
 		printf("reason     %s: %s\n", str(r, "reason_code"), str(r, "reason_text"));
+	if (json_is_object(json_object_get(r, "attachments"))) {
+		json_t *a = json_object_get(r, "attachments");
+		printf("attachments %s: %lld of %lld bytes at the broker\n", str(a, "state"),
+		       json_integer_value(json_object_get(a, "at_broker")),
+		       json_integer_value(json_object_get(a, "bytes")));
+	}
 	printf("recipients\n");
 	json_array_foreach(json_object_get(r, "recipients"), i, v)
 	{

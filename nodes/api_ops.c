@@ -6,9 +6,11 @@
  * is answered after the commit (commit.c). The reads use their own read
  * transaction.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <tern/api.h>
 #include <tern/attach.h>
@@ -127,11 +129,12 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		if (xs != NULL) {
 			/* A delivery whose attachments are still coming (xfer_in.c). */
 			json_decref(arr);
-			res = json_pack("{s:b, s:s, s:s, s:s, s:O, s:O, s:O}", "ok", 1,
+			res = json_pack("{s:b, s:s, s:s, s:s, s:O, s:O, s:O, s:O}", "ok", 1,
 			                "message_id", id, "state", "receiving", "direction",
 			                "received", "sender", json_object_get(xs, "sender"),
 			                "bytes", json_object_get(xs, "bytes"), "received_bytes",
-			                json_object_get(xs, "received"));
+			                json_object_get(xs, "received"), "stalled",
+			                json_object_get(xs, "stalled"));
 			json_decref(xs);
 			goto out;
 		}
@@ -312,19 +315,51 @@ static json_t *send_check(node *n, const struct send_req *r)
 			if (strcmp(n->batch.outs[k].client_ref, r->client_ref) == 0)
 				return tern_api_error(TERN_EEXIST,
 				                      "a send with this client_ref is in progress");
+		if (node_xseal_has_ref(n, r->client_ref))
+			return tern_api_error(TERN_EEXIST,
+			                      "a send with this client_ref is in progress (its "
+			                      "attachments are being sealed)");
 	}
 	return NULL;
 }
 
+/* A send's request, copied to outlive it (its attachments are sealed on
+ * another thread). */
+static int send_copy(const struct send_req *r, const uint8_t *packed, size_t plen, int ci,
+                     struct node_send *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->t = r->t;
+	s->ttl_s = r->ttl_s;
+	s->wait_ms = r->wait_ms;
+	s->client = ci;
+	if ((s->rcpts = calloc(r->np, sizeof(char *))) == NULL)
+		goto nomem;
+	for (; s->np < r->np; s->np++)
+		if ((s->rcpts[s->np] = strdup(r->rcpts[s->np])) == NULL)
+			goto nomem;
+	if ((r->reply_to && (s->reply_to = strdup(r->reply_to)) == NULL) ||
+	    (r->client_ref && (s->client_ref = strdup(r->client_ref)) == NULL) ||
+	    (s->body = malloc(plen + 1)) == NULL)
+		goto nomem;
+	memcpy(s->body, packed, plen);
+	s->blen = plen;
+	return TERN_OK;
+nomem:
+	node_send_free(s);
+	return TERN_ENOMEM;
+}
+
 /* The rest of a checked send, with its decoded body (borrowed): validation,
- * sealing, and the outbox entry in the batch. NULL: parked until the commit. */
+ * then either the outbox entry in the batch, or, with attachments, their
+ * sealing (xfer_seal.c), after which node_send_finish goes on. NULL:
+ * parked until the commit. */
 static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessage *body, int ci)
 {
 	tern_violations viol;
 	uint8_t *packed = NULL;
 	size_t plen;
-	struct out o, *slot;
-	struct node_xprep prep;
+	struct node_send s;
 	json_t *res = NULL;
 	int rc;
 
@@ -339,18 +374,36 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 	}
 	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK)
 		return tern_api_error(rc, "cannot encode the body");
-	/* Attachments first: the envelope signs their seals. */
-	if (node_xout_prepare(n, body, r->uploads, r->nup, &prep, &res) != TERN_OK)
-		goto out;
-	rc = node_make_out(n, r->t, r->rcpts, r->np, node_field_string(body, "case_id"),
-	                   r->reply_to, r->ttl_s > 0 ? tern_now_ms() + r->ttl_s * 1000 : 0, packed,
-	                   plen, &prep, &o);
-	if (rc != TERN_OK) {
-		node_xprep_finish(n, &prep, NULL);
-		res = tern_api_error(rc, "cannot seal: %s", tern_errdetail());
-		goto out;
+	if (send_copy(r, packed, plen, ci, &s) != TERN_OK) {
+		free(packed);
+		return tern_api_error(TERN_ENOMEM, "out of memory");
 	}
-	node_xprep_finish(n, &prep, &o);
+	free(packed);
+	rc = node_xseal_start(n, &s, body, r->uploads, r->nup, &res);
+	if (rc == TERN_ENOENT) /* no attachments: on at once */
+		res = node_send_finish(n, &s, body, NULL);
+	node_send_free(&s); /* empty if the sealing took it */
+	return res;
+}
+
+json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMessage *body,
+                         struct node_xprep *prep)
+{
+	struct out o, *slot;
+	json_t *res = NULL;
+	int rc;
+
+	rc = node_make_out(n, s->t, (const char *const *)s->rcpts, s->np,
+	                   node_field_string(body, "case_id"), s->reply_to,
+	                   s->ttl_s > 0 ? tern_now_ms() + s->ttl_s * 1000 : 0, s->body, s->blen,
+	                   prep, &o);
+	if (rc != TERN_OK) {
+		if (prep)
+			node_xprep_finish(n, prep, NULL);
+		return tern_api_error(rc, "cannot seal: %s", tern_errdetail());
+	}
+	if (prep)
+		node_xprep_finish(n, prep, &o);
 	/* The workflow, against what this node holds of the case: a caseworker
 	 * hears at once what each recipient would refuse. */
 	{
@@ -358,16 +411,16 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 		MDB_txn *txn;
 		struct node_wf_view w;
 		tern_wf_msg m = {.msgid = o.msgid,
-		                 .type = r->t,
+		                 .type = s->t,
 		                 .sender = n->id.id,
-		                 .to = r->rcpts,
-		                 .nto = r->np,
+		                 .to = (const char *const *)s->rcpts,
+		                 .nto = s->np,
 		                 .case_id = o.case_id,
 		                 .body = body};
 		tern_wf_verdict v;
 		node_judge_of(n, &j);
 		w = (struct node_wf_view){&j, NULL};
-		if (r->t->ref_field == NULL) {
+		if (s->t->ref_field == NULL) {
 			/* It cites nothing: nothing to read (no transaction on the hot
 			 * path of referrals). */
 			rc = tern_workflow_judge(&m, n->id.id, n->id.self->roles, 1, node_wf_lookup,
@@ -379,37 +432,41 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 			mdb_txn_abort(txn);
 		}
 		if (rc != TERN_OK) {
-			node_out_free(&o);
 			res = tern_api_error(rc, "cannot read this node's records of the case: %s",
 			                     tern_errdetail());
-			goto out;
+			goto refuse;
 		}
 		if (v.reason != TERN_REASON_NONE) {
-			node_out_free(&o);
 			res = tern_api_refusal(v.reason, "%s", v.text);
 			tern_wf_verdict_clear(&v);
-			goto out;
+			goto refuse;
 		}
 		snprintf(o.ref, sizeof(o.ref), "%s",
 		         json_string_value(json_object_get(v.record, "ref")));
-		if (r->t->state_field)
+		if (s->t->state_field)
 			snprintf(o.outcome, sizeof(o.outcome), "%s",
 			         json_string_value(json_object_get(v.record, "value")));
 		node_wf_keep(n, o.msgid, &v.record, v.root, &v.root_record);
 		tern_wf_verdict_clear(&v);
 	}
-	if (r->client_ref)
-		snprintf(o.client_ref, sizeof(o.client_ref), "%s", r->client_ref);
-	o.client = ci;
-	o.wait_ms = r->wait_ms <= 0 ? 0 : r->wait_ms > 3600000 ? 3600000 : r->wait_ms;
+	if (s->client_ref)
+		snprintf(o.client_ref, sizeof(o.client_ref), "%s", s->client_ref);
+	o.client = s->client;
+	o.wait_ms = s->wait_ms <= 0 ? 0 : s->wait_ms > 3600000 ? 3600000 : s->wait_ms;
 	if ((slot = node_batch_out(n)) == NULL) {
-		node_out_free(&o);
 		res = tern_api_error(TERN_ENOMEM, "out of memory");
-		goto out;
+		goto refuse;
 	}
 	*slot = o;
-out:
-	free(packed);
+	return NULL;
+refuse:
+	/* Nothing of it is kept: its sealed attachments go too. */
+	for (size_t i = 0; i < o.natts; i++) {
+		char path[PATH_MAX];
+		node_spool_path(n, "out", o.msgid, i, path, sizeof(path));
+		unlink(path);
+	}
+	node_out_free(&o);
 	return res;
 }
 

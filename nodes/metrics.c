@@ -41,6 +41,24 @@ void node_publish_metrics(node *n)
 	tern_prom_family(&p, "tern_node_held_messages", "gauge",
 	                 "delivered messages held, unjudged, until the message they cite arrives");
 	tern_prom_sample(&p, "tern_node_held_messages", NULL, (double)node_held_count(n));
+	{
+		/* What attachments still have to move, each way (docs/attachments.md). */
+		json_t *out = node_xout_status(n), *in = node_xin_status(n), *xv;
+		double left[2] = {0, 0};
+		size_t i;
+		json_array_foreach(out, i, xv) left[0] +=
+		    (double)(json_integer_value(json_object_get(xv, "bytes")) -
+		             json_integer_value(json_object_get(xv, "at_broker")));
+		json_array_foreach(in, i, xv) left[1] +=
+		    (double)(json_integer_value(json_object_get(xv, "bytes")) -
+		             json_integer_value(json_object_get(xv, "received")));
+		tern_prom_family(&p, "tern_node_transfer_bytes", "gauge",
+		                 "attachment bytes still to move: out (to the broker) and in");
+		tern_prom_sample(&p, "tern_node_transfer_bytes", "direction=\"out\"", left[0]);
+		tern_prom_sample(&p, "tern_node_transfer_bytes", "direction=\"in\"", left[1]);
+		json_decref(out);
+		json_decref(in);
+	}
 	tern_prom_family(&p, "tern_node_receipts_total", "counter",
 	                 "receipts received for messages this node sent, by outcome");
 	tern_prom_sample(&p, "tern_node_receipts_total", "outcome=\"delivered\"",

@@ -79,6 +79,7 @@ int node_open(const char *conf, node **out)
 	n->att_max = tern_config_get_int(n->id.cfg, "limits", "max_attachment_size");
 	n->att_total = tern_config_get_int(n->id.cfg, "limits", "max_message_attachments");
 	n->att_window = tern_config_get_int(n->id.cfg, "limits", "attachment_window");
+	n->att_retain_ms = tern_config_get_int(n->id.cfg, "delivery", "attachment_retain") * 1000;
 	if ((n->data_dir = strdup(tern_config_get(n->id.cfg, "node", "data_dir"))) == NULL) {
 		rc = TERN_ENOMEM;
 		goto fail;
@@ -208,6 +209,7 @@ void node_close(node **np)
 
 	if (np == NULL || (n = *np) == NULL)
 		return;
+	node_xseal_stop(n);
 	node_batch_reset(n);
 	free(n->batch.outs);
 	free(n->batch.dins);
@@ -245,14 +247,17 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	while (!*stop) {
 		/* The API's sockets are polled with the broker's: no client can hold
 		 * the loop (api_server.h). */
-		zmq_pollitem_t items[2 + API_SERVER_POLL_MAX] = {{n->dealer, 0, ZMQ_POLLIN, 0},
+		zmq_pollitem_t items[3 + API_SERVER_POLL_MAX] = {{n->dealer, 0, ZMQ_POLLIN, 0},
 		                                                 {n->monitor, 0, ZMQ_POLLIN, 0}};
 		size_t napi = api_server_pollitems(n->api, items + 2, API_SERVER_POLL_MAX);
 		int64_t now;
-		int round, wait_ms = 50, rc;
+		int round, wait_ms = 50, rc, nitems = 2 + (int)napi;
 
+		/* Sends whose attachments the sealing thread finished (xfer_seal.c). */
+		if (node_xseal_fd(n) >= 0)
+			items[nitems++] = (zmq_pollitem_t){NULL, node_xseal_fd(n), ZMQ_POLLIN, 0};
 		(void)node_batch_due(n, tern_now_ms(), &wait_ms); /* deferred results */
-		rc = zmq_poll(items, 2 + (int)napi, wait_ms);
+		rc = zmq_poll(items, nitems, wait_ms);
 
 		if (rc < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -264,7 +269,10 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		node_session_reconnect(n);
 		if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
 			node_on_dealer(n);
+		node_xin_flush(n);
 		api_server_serve(n->api, items + 2, napi, rc > 0, tern_now_ms());
+		if (rc > 0 && nitems > 2 + (int)napi && (items[nitems - 1].revents & ZMQ_POLLIN))
+			node_xseal_done(n);
 		now = tern_now_ms();
 		n->batch.now = now;
 		/* Before the checkpoint below, which is to sign its entry. */

@@ -151,6 +151,7 @@ struct batch {
 struct xout;
 struct xin;
 struct node_xprep;
+struct xseal;
 
 struct node {
 	tern_ident id;
@@ -222,8 +223,9 @@ struct node {
 	size_t nxouts, capxouts;
 	struct xin **xins;
 	size_t nxins, capxins;
-	int64_t att_max, att_total, att_window;
-	int64_t next_xfer_sweep;
+	int64_t att_max, att_total, att_window, att_retain_ms;
+	int64_t next_xfer_sweep, next_spool_sweep;
+	struct xseal *xseal; /* the sealing thread (xfer_seal.c), NULL until needed */
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
 	int64_t max_msg, batch_size, credit, window, hb_ivl_ms, hb_timeout_ms, skew_ms;
@@ -363,6 +365,12 @@ void node_upload_sweep(node *n, int64_t now);
 
 /* --- xfer_out.c ---------------------------------------------------------------- */
 
+/* Makes data_dir/spool, spool/out and spool/in (0700) if missing. */
+int node_spool_dirs(const node *n);
+/* data_dir/spool/DIR/MSGID.I */
+void node_spool_path(const node *n, const char *dir, const char *msgid, size_t i, char *buf,
+                     size_t len);
+
 /* The attachments field of a business message, or NULL with *n 0. */
 Tern__V1__Attachment **node_body_attachments(const ProtobufCMessage *body, size_t *n);
 /* What a send with attachments seals before its envelope: the message id
@@ -377,10 +385,6 @@ struct node_xprep {
 	char (*uploads)[37];
 	size_t n;
 };
-/* Seals each upload named for body's attachments; checks each against its
- * declaration. On failure *res is the API's answer and prep holds nothing. */
-int node_xout_prepare(node *n, const ProtobufCMessage *body, const char *const *uploads,
-                      size_t nup, struct node_xprep *prep, json_t **res);
 /* Hands prep's attachments to o (prep is empty after); or frees them and
  * removes their spool files (o == NULL). */
 void node_xprep_finish(node *n, struct node_xprep *prep, struct out *o);
@@ -400,6 +404,43 @@ void node_xout_tick(node *n, int64_t now);
 /* For status: {msgid: {bytes, sent}} of transfers in progress. */
 json_t *node_xout_status(node *n);
 
+/* --- xfer_seal.c --------------------------------------------------------------- */
+
+/* A send whose attachments are being sealed: the request, owned. */
+struct node_send {
+	const tern_msgtype *t;
+	char **rcpts;
+	size_t np;
+	char *reply_to, *client_ref; /* NULL: none */
+	int64_t ttl_s, wait_ms;
+	uint8_t *body; /* the body, encoded */
+	size_t blen;
+	int client; /* the parked API client */
+};
+void node_send_free(struct node_send *s);
+/* The rest of a send once its attachments are sealed (api_ops.c): the
+ * envelope, the workflow's judgement, the outbox entry in the batch. NULL:
+ * parked until the commit; else the answer (prep is freed either way). */
+json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMessage *body,
+                         struct node_xprep *prep);
+/* Starts sealing the uploads a send names (checked here: counts, sizes,
+ * limits) on the sealing thread, so that the loop goes on; the send goes
+ * on with node_send_finish when it is done. TERN_OK: s is taken and the
+ * client stays parked; else *res is the answer. No attachments at all:
+ * TERN_ENOENT, and nothing is taken. */
+int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
+                     const char *const *uploads, size_t nup, json_t **res);
+/* The descriptor the loop polls for finished sealings (-1: none yet). */
+int node_xseal_fd(const node *n);
+/* Finishes the sends whose sealing is done. */
+void node_xseal_done(node *n);
+/* 1 if a send with client_ref is being sealed. */
+int node_xseal_has_ref(const node *n, const char *client_ref);
+/* 1 if msgid's attachments are being sealed (its spool files are new). */
+int node_xseal_has_msgid(const node *n, const char *msgid);
+/* Waits for the sealing thread and frees what waits (at close). */
+void node_xseal_stop(node *n);
+
 /* --- xfer_in.c ----------------------------------------------------------------- */
 
 /* A transfer whose message has no expiry of its own fails this long after
@@ -414,9 +455,15 @@ int node_xin_store(MDB_txn *txn, node *n, const struct din *d);
 /* After the commit: new transfers start, finished ones tell the broker. */
 void node_xin_committed(node *n);
 void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c);
+/* Syncs and counts the chunks this turn wrote (once per turn, after the
+ * frames from the broker). */
+void node_xin_flush(node *n);
 void node_xin_session(node *n);
 void node_xin_tick(node *n, int64_t now);
 int node_xin_has(const node *n, const char *msgid);
+/* Removes received attachments past [delivery] attachment_retain after
+ * their message's acknowledgement, and spool files nothing names. */
+void node_xin_sweep(node *n, int64_t now);
 json_t *node_xin_status(node *n);
 /* "attachment.get": {message_id, index | name, offset, length} from the inbox. */
 json_t *node_attachment_get(node *n, json_t *req);

@@ -550,6 +550,8 @@ int node_store_inbox_ack(MDB_txn *txn, tern_store *s, const char *msgid)
 			return MDB(rc, "remove from inbox");
 		}
 		json_object_set_new(rec, "acked", json_true());
+		/* from when its attachments' retention runs (xfer_in.c) */
+		json_object_set_new(rec, "acked_at", json_integer((json_int_t)tern_now_ms()));
 		rc = put_json(txn, DBI(s, NS_RECEIVED), msgid, rec);
 	}
 	json_decref(rec);

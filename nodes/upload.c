@@ -4,8 +4,12 @@
  * that offset, so a client that lost its connection asks for the offset
  * ("upload.info", HTTP HEAD) and goes on from there.
  *
- * Each append is written and synced before its new offset is committed: a
- * crash keeps every byte an answer counted. At most NODE_UPLOADS_MAX uploads
+ * The offset is the file's size: each append is written and synced before
+ * it is answered, so a crash keeps every byte an answer counted (a crash
+ * mid-append may keep more: bytes the client sent, which it need not send
+ * again; a file system that kept a size without its data would give an
+ * upload whose SHA-256 the send then refuses). No commit per append: the
+ * record, written once, holds the size and the expiry. At most NODE_UPLOADS_MAX uploads
  * exist at once, each at most [limits] max_attachment_size; one not named
  * by a send within NODE_UPLOAD_TTL_MS is dropped.
  *
@@ -143,7 +147,7 @@ static json_t *upload_create(node *n, json_t *req)
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
 		return tern_api_error(TERN_EIO, "cannot start an upload: %s", strerror(errno));
 	close(fd);
-	rec = json_pack("{s:I, s:I, s:I}", "size", size, "offset", (json_int_t)0, "expires",
+	rec = json_pack("{s:I, s:I}", "size", size, "expires",
 	                (json_int_t)(tern_now_ms() + NODE_UPLOAD_TTL_MS));
 	if (rec == NULL || (rc = upload_put(n, id, rec)) != TERN_OK) {
 		json_decref(rec);
@@ -155,10 +159,20 @@ static json_t *upload_create(node *n, json_t *req)
 	                 (json_int_t)0);
 }
 
-static json_t *upload_state(const char *id, const json_t *rec)
+/* The bytes upload id holds: its file's size (0 if it has none). */
+static uint64_t upload_offset(const node *n, const char *id)
 {
-	return json_pack("{s:b, s:s, s:O, s:O}", "ok", 1, "upload_id", id, "size",
-	                 json_object_get(rec, "size"), "offset", json_object_get(rec, "offset"));
+	char path[PATH_MAX];
+	struct stat st;
+
+	upload_path(n, id, path, sizeof(path));
+	return stat(path, &st) == 0 && st.st_size > 0 ? (uint64_t)st.st_size : 0;
+}
+
+static json_t *upload_state(const node *n, const char *id, const json_t *rec)
+{
+	return json_pack("{s:b, s:s, s:O, s:I}", "ok", 1, "upload_id", id, "size",
+	                 json_object_get(rec, "size"), "offset", (json_int_t)upload_offset(n, id));
 }
 
 json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8_t *data,
@@ -175,7 +189,7 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 	if ((rec = upload_get(n, id)) == NULL)
 		return no_upload(id);
 	size = (uint64_t)json_integer_value(json_object_get(rec, "size"));
-	at = (uint64_t)json_integer_value(json_object_get(rec, "offset"));
+	at = upload_offset(n, id);
 	if (offset != at) {
 		/* tus: a PATCH at another offset than the server's is a conflict;
 		 * the client asks for the offset and goes on from there. */
@@ -209,6 +223,9 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 	rc = put == len && fdatasync(fd) == 0 ? TERN_OK : TERN_EIO;
 	if (rc != TERN_OK) {
 		int e = errno;
+		/* Back to the offset answered before: nothing of it counts. */
+		if (ftruncate(fd, (off_t)at) != 0)
+			log_warnx("upload %s: cannot cut back to %llu", id, (unsigned long long)at);
 		close(fd);
 		json_decref(rec);
 		log_warnx("upload %s: cannot write at %llu: %s", id, (unsigned long long)at,
@@ -220,13 +237,7 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 		return tern_api_error(TERN_EIO, "cannot write the upload: %s", strerror(e));
 	}
 	close(fd);
-	json_object_set_new(rec, "offset", json_integer((json_int_t)(at + len)));
-	if ((rc = upload_put(n, id, rec)) != TERN_OK) {
-		json_decref(rec);
-		return tern_api_error(rc, "cannot record the upload's offset: %s",
-		                      tern_errdetail());
-	}
-	res = upload_state(id, rec);
+	res = upload_state(n, id, rec);
 	json_decref(rec);
 	return res;
 }
@@ -269,7 +280,7 @@ json_t *node_upload_op(node *n, const char *op, json_t *req)
 	if ((rec = upload_get(n, id)) == NULL)
 		return no_upload(id);
 	if (strcmp(op, "upload.info") == 0) {
-		res = upload_state(id, rec);
+		res = upload_state(n, id, rec);
 	} else { /* upload.delete */
 		int rc = upload_put(n, id, NULL);
 		if (rc == TERN_OK)
@@ -290,7 +301,7 @@ int node_upload_open(node *n, const char *id, int *fd, uint64_t *size)
 	if (id == NULL || !tern_uuid_valid(id) || (rec = upload_get(n, id)) == NULL)
 		return tern_fail(TERN_ENOENT, "no upload %s on this node", id ? id : "");
 	sz = (uint64_t)json_integer_value(json_object_get(rec, "size"));
-	off = (uint64_t)json_integer_value(json_object_get(rec, "offset"));
+	off = upload_offset(n, id);
 	json_decref(rec);
 	if (off != sz)
 		return tern_fail(TERN_EINVAL,

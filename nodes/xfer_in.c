@@ -16,6 +16,7 @@
  * n->batch. */
 #include <errno.h>
 #include <stdarg.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -27,6 +28,7 @@
 
 #include <tern/api.h>
 #include <tern/attach.h>
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/log.h>
 #include <tern/reason.h>
@@ -48,17 +50,20 @@ struct xin {
 	char msgid[37], sender[64];
 	struct node_att *atts;
 	size_t natt;
-	uint32_t att;         /* the attachment being fetched */
-	uint64_t have, asked; /* chunks committed; asked for up to */
-	int fd;               /* spool/in of att, or -1 */
-	uint8_t ck[32];       /* the message's content key */
-	uint8_t key[32];      /* att's chunk key */
-	crypto_hash_sha256_state hs;
+	uint32_t att; /* the attachment being fetched */
+	/* chunks committed (synced, counted in the record); written, not yet
+	 * synced (node_xin_flush commits them once per turn); asked for up to */
+	uint64_t have, written, asked;
+	int fd;              /* spool/in of att, or -1 */
+	uint8_t ck[32];      /* the message's content key */
+	uint8_t key[32];     /* att's chunk key */
+	tern_sha256_ctx *hs; /* the plaintext of att so far */
 	int64_t until, last_io, retry_at;
 	int fails;
 	int ready;    /* 1: to be judged (complete, or failed with code) */
 	int released; /* judged in the batch under way */
 	char code[40], text[256];
+	char stalled[160]; /* why the last chunks were not kept ("": they were) */
 	uint8_t *plain;
 };
 
@@ -192,6 +197,7 @@ static void xin_free(struct xin **xp)
 		close(x->fd);
 	sodium_memzero(x->ck, sizeof(x->ck));
 	sodium_memzero(x->key, sizeof(x->key));
+	tern_sha256_free(&x->hs);
 	free(x->atts);
 	free(x->plain);
 	free(x);
@@ -233,18 +239,21 @@ static int open_att(node *n, struct xin *x)
 
 	if (x->fd >= 0)
 		close(x->fd);
+	x->fd = -1;
+	if (node_spool_dirs(n) != TERN_OK)
+		return TERN_EIO;
 	spool_path(n, x->msgid, x->att, path, sizeof(path));
 	if ((x->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
-	crypto_hash_sha256_init(&x->hs);
+	if (tern_sha256_init(x->hs) != TERN_OK)
+		return TERN_ECRYPTO;
 	return tern_attach_key(x->ck, x->att, x->key);
 }
 
 static int hash_piece(void *arg, uint64_t off, const uint8_t *buf, size_t len)
 {
 	(void)off;
-	crypto_hash_sha256_update(arg, buf, len);
-	return TERN_OK;
+	return tern_sha256_update(arg, buf, len);
 }
 
 /* open_att's re-hash, feeding x->hs. */
@@ -257,13 +266,12 @@ static int rehash(node *n, struct xin *x)
 
 	if ((rc = open_att(n, x)) != TERN_OK || x->have == 0)
 		return rc;
-	crypto_hash_sha256_init(&x->hs);
 	seal.size = a->size;
 	seal.chunk_size = a->chunk_size;
 	seal.root.data = (uint8_t *)a->root;
 	seal.root.len = 32;
-	return tern_attach_open_fd(x->fd, &seal, x->key, x->msgid, x->att, 0, to, hash_piece,
-	                           &x->hs, NULL);
+	return tern_attach_open_fd(x->fd, &seal, x->key, x->msgid, x->att, 0, to, hash_piece, x->hs,
+	                           NULL);
 }
 
 /* A transfer from its record and envelope: its content key unwrapped. */
@@ -296,10 +304,12 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	x->natt = json_array_size(arr);
 	x->until = json_integer_value(json_object_get(rec, "until"));
 	x->att = (uint32_t)json_integer_value(json_object_get(rec, "att"));
-	x->have = x->asked = (uint64_t)json_integer_value(json_object_get(rec, "have"));
+	x->have = x->written = x->asked =
+	    (uint64_t)json_integer_value(json_object_get(rec, "have"));
 	if (x->natt == 0 || x->natt > TERN_ATTACH_MAX_COUNT || x->att >= x->natt ||
 	    (x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL ||
-	    (x->plain = malloc(TERN_ATTACH_CHUNK_MAX)) == NULL) {
+	    (x->plain = malloc(TERN_ATTACH_CHUNK_MAX)) == NULL ||
+	    tern_sha256_new(&x->hs) != TERN_OK) {
 		xin_free(&x);
 		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", msgid);
 	}
@@ -336,7 +346,7 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 		log_warnx("transfer %s: the spool does not hold the %llu chunks counted of "
 		          "attachment %u (%s): fetching it again",
 		          msgid, (unsigned long long)x->have, x->att, tern_errdetail());
-		x->have = x->asked = 0;
+		x->have = x->written = x->asked = 0;
 		if (open_att(n, x) != TERN_OK)
 			fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s",
 			     tern_errdetail());
@@ -395,39 +405,124 @@ static void request(node *n, struct xin *x)
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__ChunkGet g = TERN__V1__CHUNK_GET__INIT;
 	const struct node_att *a = &x->atts[x->att];
-	uint64_t nc = tern_attach_chunks(a->size, a->chunk_size), left = nc - x->have;
+	uint64_t nc = tern_attach_chunks(a->size, a->chunk_size), left = nc - x->written;
 
-	if (!n->connected || x->ready || x->have >= nc)
+	if (!n->connected || x->ready || x->written >= nc)
 		return;
 	g.message_id = x->msgid;
 	g.attachment = x->att;
-	g.from = x->have;
+	g.from = x->written;
 	g.count = (uint32_t)(left < (uint64_t)n->att_window ? left : (uint64_t)n->att_window);
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK_GET;
 	f.chunk_get = &g;
 	node_hop_send(n, &f);
-	x->asked = x->have + g.count;
+	x->asked = x->written + g.count;
 	x->last_io = tern_now_ms();
 }
 
+/* Counts what each synced transfer wrote (written), in one transaction. */
 static int have_apply(MDB_txn *txn, void *arg)
 {
-	void **a = arg;
-	node *n = a[0];
-	struct xin *x = a[1];
-	MDB_val k = {36, x->msgid}, v;
-	json_t *rec;
-	int rc;
+	node *n = arg;
 
-	if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0)
-		return MDB(rc, "read a transfer");
-	if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL)
-		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", x->msgid);
-	json_object_set_new(rec, "att", json_integer(x->att));
-	json_object_set_new(rec, "have", json_integer((json_int_t)x->have));
-	rc = put_rec(txn, n->store, x->msgid, rec);
-	json_decref(rec);
-	return rc;
+	for (size_t i = 0; i < n->nxins; i++) {
+		struct xin *x = n->xins[i];
+		MDB_val k = {36, x->msgid}, v;
+		json_t *rec;
+		int rc;
+		if (x->written == x->have || x->ready)
+			continue;
+		if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0)
+			return MDB(rc, "read a transfer");
+		if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL)
+			return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record",
+			                 x->msgid);
+		json_object_set_new(rec, "att", json_integer(x->att));
+		json_object_set_new(rec, "have", json_integer((json_int_t)x->written));
+		rc = put_rec(txn, n->store, x->msgid, rec);
+		json_decref(rec);
+		if (rc != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
+}
+
+/* Back to what is committed: the chunks written since are fetched again
+ * (their bytes in the spool are overwritten), the running hash re-read. */
+static void rewind_to_have(node *n, struct xin *x, const char *why)
+{
+	log_warnx("transfer %s: chunks %llu to %llu not kept (%s); asked again in 5 s", x->msgid,
+	          (unsigned long long)x->have, (unsigned long long)x->written, why);
+	snprintf(x->stalled, sizeof(x->stalled), "%s", why);
+	x->written = x->asked = x->have;
+	x->retry_at = tern_now_ms() + 5000;
+	if (rehash(n, x) != TERN_OK)
+		fail(x, TERN_REASON_NO_SPACE, "cannot read the spool again: %s", tern_errdetail());
+}
+
+/* The attachment under way is complete and committed: its digest is
+ * checked, then the next one starts, or the transfer is ready. */
+static void att_complete(node *n, struct xin *x)
+{
+	const struct node_att *a = &x->atts[x->att];
+	uint8_t got[32];
+
+	if (tern_sha256_final(x->hs, got) != TERN_OK)
+		memset(got, 0, sizeof(got));
+	if (sodium_memcmp(got, a->sha256, 32) != 0) {
+		char hex[65];
+		sodium_bin2hex(hex, sizeof(hex), got, 32);
+		fail(x, TERN_REASON_ATTACHMENT_MISMATCH,
+		     "attachment %u has SHA-256 %s, not the one its message declares", x->att, hex);
+		return;
+	}
+	if (x->att + 1 == x->natt) {
+		x->ready = 1;
+		return;
+	}
+	x->att++;
+	x->have = x->written = x->asked = 0;
+	if (open_att(n, x) != TERN_OK)
+		fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s", tern_errdetail());
+}
+
+void node_xin_flush(node *n)
+{
+	int any = 0, rc;
+
+	/* One sync per spool file and one commit for them all, per turn: a
+	 * commit per chunk would cost three syncs a chunk. */
+	for (size_t i = 0; i < n->nxins; i++) {
+		struct xin *x = n->xins[i];
+		if (x->written == x->have || x->ready)
+			continue;
+		if (fdatasync(x->fd) != 0) {
+			rewind_to_have(n, x, strerror(errno));
+			continue;
+		}
+		any = 1;
+	}
+	if (!any)
+		return;
+	if ((rc = tern_store_write(n->store, have_apply, n)) != TERN_OK) {
+		for (size_t i = 0; i < n->nxins; i++)
+			if (n->xins[i]->written != n->xins[i]->have && !n->xins[i]->ready)
+				rewind_to_have(n, n->xins[i], tern_errdetail());
+		return;
+	}
+	for (size_t i = 0; i < n->nxins; i++) {
+		struct xin *x = n->xins[i];
+		const struct node_att *a = &x->atts[x->att];
+		if (x->written == x->have || x->ready)
+			continue;
+		x->have = x->written;
+		x->stalled[0] = '\0';
+		if (x->have == tern_attach_chunks(a->size, a->chunk_size)) {
+			att_complete(n, x);
+			if (!x->ready)
+				request(n, x);
+		}
+	}
 }
 
 /* A chunk that failed its check: audited, then asked again, or the message
@@ -459,7 +554,7 @@ static void chunk_refused(node *n, struct xin *x, uint64_t index, const char *wh
 		     (unsigned long long)index, x->att, XIN_MAX_FAILS);
 		return;
 	}
-	x->asked = x->have; /* asked again at the next tick */
+	x->asked = x->written; /* asked again at the next tick */
 	x->retry_at = tern_now_ms() + 1000;
 }
 
@@ -471,21 +566,21 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 	tern_hash proof[TERN_MERKLE_MAX_PROOF];
 	uint64_t nc;
 	size_t plen, put = 0;
-	void *arg[2] = {n, x};
 
 	if (x == NULL || x->ready || c->attachment != x->att)
 		return;
 	if (c->reason_code[0]) {
 		log_warnx("the broker sends no chunks of %s: %s: %s", x->msgid, c->reason_code,
 		          c->reason_text);
-		x->asked = x->have;
+		x->asked = x->written;
 		x->retry_at = tern_now_ms() + 5000;
 		return;
 	}
-	if (c->index != x->have)
+	a = &x->atts[x->att];
+	nc = tern_attach_chunks(a->size, a->chunk_size);
+	if (c->index != x->written || x->written == nc)
 		return; /* a chunk asked for before a new get */
 	x->last_io = tern_now_ms();
-	a = &x->atts[x->att];
 	seal.size = a->size;
 	seal.chunk_size = a->chunk_size;
 	seal.root.data = (uint8_t *)a->root;
@@ -514,6 +609,14 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 		     (unsigned long long)c->index, x->att);
 		return;
 	}
+	{
+		char dir[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s/spool/in", n->data_dir);
+		if (tern_disk_room(dir, c->data.len) != TERN_OK) {
+			rewind_to_have(n, x, tern_errdetail());
+			return;
+		}
+	}
 	while (put < c->data.len) {
 		ssize_t w = pwrite(x->fd, c->data.data + put, c->data.len - put,
 		                   (off_t)(tern_attach_slot(a->chunk_size, c->index) + put));
@@ -523,49 +626,18 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
 			break;
 		put += (size_t)w;
 	}
-	if (put != c->data.len || fdatasync(x->fd) != 0) {
-		log_warnx("cannot write chunk %llu of %s: %s (no-space when the disk is full); "
-		          "asked again in 5 s",
-		          (unsigned long long)c->index, x->msgid, strerror(errno));
-		x->asked = x->have;
-		x->retry_at = tern_now_ms() + 5000;
+	if (put != c->data.len) {
+		rewind_to_have(n, x, strerror(errno)); /* ENOSPC: the disk is full */
 		return;
 	}
-	x->have++;
-	if (tern_store_write(n->store, have_apply, arg) != TERN_OK) {
-		log_warnx("cannot record chunk %llu of %s: %s; asked again in 5 s",
-		          (unsigned long long)c->index, x->msgid, tern_errdetail());
-		x->have--;
-		x->asked = x->have;
-		x->retry_at = tern_now_ms() + 5000;
+	if (tern_sha256_update(x->hs, x->plain, plen) != TERN_OK) {
+		fail(x, TERN_REASON_NO_SPACE, "the SHA-256 of the attachment failed");
 		return;
 	}
-	crypto_hash_sha256_update(&x->hs, x->plain, plen);
-	nc = tern_attach_chunks(a->size, a->chunk_size);
-	if (x->have == nc) {
-		uint8_t got[32];
-		crypto_hash_sha256_final(&x->hs, got);
-		if (sodium_memcmp(got, a->sha256, 32) != 0) {
-			char hex[65];
-			sodium_bin2hex(hex, sizeof(hex), got, 32);
-			fail(x, TERN_REASON_ATTACHMENT_MISMATCH,
-			     "attachment %u has SHA-256 %s, not the one its message declares",
-			     x->att, hex);
-			return;
-		}
-		if (x->att + 1 == x->natt) {
-			x->ready = 1;
-			return;
-		}
-		x->att++;
-		x->have = x->asked = 0;
-		if (open_att(n, x) != TERN_OK) {
-			fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s",
-			     tern_errdetail());
-			return;
-		}
-	}
-	if (x->asked <= x->have)
+	/* Counted once synced (node_xin_flush, this turn); the next window is
+	 * asked for now, so that the broker sends while this node syncs. */
+	x->written++;
+	if (x->written == x->asked && x->written < nc)
 		request(n, x);
 }
 
@@ -578,7 +650,7 @@ static void start(node *n, struct xin *x)
 	log_info("fetching %s attachment %u from chunk %llu of %llu", x->msgid, x->att,
 	         (unsigned long long)x->have,
 	         (unsigned long long)tern_attach_chunks(a->size, a->chunk_size));
-	x->asked = x->have;
+	x->asked = x->written;
 	request(n, x);
 }
 
@@ -690,8 +762,57 @@ void node_xin_committed(node *n)
 	}
 }
 
+void node_xin_sweep(node *n, int64_t now)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "%s/spool/in", n->data_dir);
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char id[37];
+		json_t *rec = NULL;
+		MDB_txn *txn;
+		int keep = 1, found;
+		if (strlen(e->d_name) < 38 || e->d_name[36] != '.')
+			continue;
+		memcpy(id, e->d_name, 36);
+		id[36] = '\0';
+		if (!tern_uuid_valid(id) || xin_find(n, id))
+			continue;
+		if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+			break;
+		found = node_store_received(txn, n->store, id, &rec) == TERN_OK;
+		mdb_txn_abort(txn);
+		if (!found || !json_is_true(json_object_get(rec, "accepted")))
+			keep = 0; /* refused, or a transfer that never was (a crash) */
+		else if (json_is_true(json_object_get(rec, "acked")))
+			/* acked_at: since this version; before, its arrival */
+			keep = json_integer_value(json_object_get(
+			           rec,
+			           json_object_get(rec, "acked_at") ? "acked_at" : "received_at")) +
+			           n->att_retain_ms >
+			       now;
+		json_decref(rec);
+		if (keep)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			log_info("removed attachment file %s: %s", e->d_name,
+			         found ? "acknowledged and past [delivery] attachment_retain"
+			               : "no message of this node names it");
+	}
+	closedir(d);
+}
+
 void node_xin_tick(node *n, int64_t now)
 {
+	if (now >= n->next_spool_sweep) {
+		n->next_spool_sweep = now + 60000;
+		node_xin_sweep(n, now);
+	}
 	for (size_t i = 0; i < n->nxins; i++) {
 		struct xin *x = n->xins[i];
 		if (x->released)
@@ -706,8 +827,8 @@ void node_xin_tick(node *n, int64_t now)
 		if (x->retry_at && now >= x->retry_at) {
 			x->retry_at = 0;
 			request(n, x);
-		} else if (x->asked > x->have && now - x->last_io >= XIN_SILENCE_MS) {
-			x->asked = x->have; /* a get or a chunk was lost */
+		} else if (x->asked > x->written && now - x->last_io >= XIN_SILENCE_MS) {
+			x->asked = x->written; /* a get or a chunk was lost */
 			request(n, x);
 		}
 	}
@@ -728,10 +849,10 @@ json_t *node_xin_status(node *n)
 		got += x->have * x->atts[x->att].chunk_size > x->atts[x->att].size
 		           ? x->atts[x->att].size
 		           : x->have * x->atts[x->att].chunk_size;
-		json_array_append_new(arr,
-		                      json_pack("{s:s, s:s, s:I, s:I}", "message_id", x->msgid,
-		                                "sender", x->sender, "bytes", (json_int_t)total,
-		                                "received", (json_int_t)got));
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I, s:s}", "message_id",
+		                                     x->msgid, "sender", x->sender, "bytes",
+		                                     (json_int_t)total, "received", (json_int_t)got,
+		                                     "stalled", x->stalled));
 	}
 	return arr;
 }

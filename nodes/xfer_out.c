@@ -18,6 +18,7 @@
  * Touches: spool/out, the xout and xleaves tables (the batch's write for a
  * new transfer; its own small writes when one is done or dropped), and
  * n->xouts. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -76,13 +77,13 @@ Tern__V1__Attachment **node_body_attachments(const ProtobufCMessage *body, size_
 	return *(Tern__V1__Attachment ***)((const char *)body + fd->offset);
 }
 
-static void spool_path(const node *n, const char *dir, const char *msgid, size_t i, char *buf,
-                       size_t len)
+void node_spool_path(const node *n, const char *dir, const char *msgid, size_t i, char *buf,
+                     size_t len)
 {
 	snprintf(buf, len, "%s/spool/%s/%s.%zu", n->data_dir, dir, msgid, i);
 }
 
-static int spool_dirs(const node *n)
+int node_spool_dirs(const node *n)
 {
 	char p[PATH_MAX];
 	const char *sub[] = {"spool", "spool/out", "spool/in"};
@@ -95,18 +96,6 @@ static int spool_dirs(const node *n)
 	return TERN_OK;
 }
 
-static void sync_dir(const node *n, const char *sub)
-{
-	char p[PATH_MAX];
-	int fd;
-
-	snprintf(p, sizeof(p), "%s/%s", n->data_dir, sub);
-	if ((fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
-		(void)fsync(fd);
-		close(fd);
-	}
-}
-
 static int hex_decode32(const char *hex, uint8_t out[32])
 {
 	size_t bin = 0;
@@ -115,153 +104,6 @@ static int hex_decode32(const char *hex, uint8_t out[32])
 	               sodium_hex2bin(out, 32, hex, 64, NULL, &bin, NULL) == 0 && bin == 32
 	           ? TERN_OK
 	           : TERN_EMALFORMED;
-}
-
-void node_xprep_finish(node *n, struct node_xprep *p, struct out *o)
-{
-	if (o != NULL) {
-		o->atts = p->atts;
-		o->natts = p->n;
-		o->leaves = p->leaves;
-		o->uploads = p->uploads;
-		p->atts = NULL;
-		p->leaves = NULL;
-		p->uploads = NULL;
-	} else {
-		char path[PATH_MAX];
-		for (size_t i = 0; i < p->n; i++) {
-			spool_path(n, "out", p->msgid, i, path, sizeof(path));
-			unlink(path);
-		}
-		for (size_t i = 0; p->leaves && i < p->n; i++)
-			free(p->leaves[i]);
-		free(p->leaves);
-		free(p->atts);
-		free(p->uploads);
-	}
-	free(p->seals);
-	free(p->sealp);
-	sodium_memzero(p->key, sizeof(p->key));
-	memset(p, 0, sizeof(*p));
-}
-
-int node_xout_prepare(node *n, const ProtobufCMessage *body, const char *const *uploads, size_t nup,
-                      struct node_xprep *p, json_t **res)
-{
-	size_t na;
-	Tern__V1__Attachment **a = node_body_attachments(body, &na);
-	uint64_t total = 0;
-	int rc;
-
-	memset(p, 0, sizeof(*p));
-	*res = NULL;
-	if (na == 0 && nup == 0)
-		return TERN_OK;
-	if (na != nup) {
-		*res = tern_api_error(TERN_EINVAL,
-		                      "the body declares %zu attachment(s) and the send names %zu "
-		                      "upload(s): give one upload per declared attachment, in "
-		                      "the same order (tern send --attach does it for you)",
-		                      na, nup);
-		return TERN_EINVAL;
-	}
-	if (na > TERN_ATTACH_MAX_COUNT) {
-		*res = tern_api_refusal(TERN_REASON_ATTACHMENT_TOO_LARGE,
-		                        "%zu attachments: a message carries at most %d", na,
-		                        TERN_ATTACH_MAX_COUNT);
-		return TERN_ETOOBIG;
-	}
-	if ((rc = spool_dirs(n)) != TERN_OK || (rc = tern_uuid_v7(p->msgid)) != TERN_OK) {
-		*res = tern_api_error(rc, "cannot seal the attachments: %s", tern_errdetail());
-		return rc;
-	}
-	randombytes_buf(p->key, sizeof(p->key));
-	p->seals = calloc(na, sizeof(*p->seals));
-	p->sealp = calloc(na, sizeof(*p->sealp));
-	p->atts = calloc(na, sizeof(*p->atts));
-	p->leaves = calloc(na, sizeof(*p->leaves));
-	p->uploads = calloc(na, sizeof(*p->uploads));
-	if (!p->seals || !p->sealp || !p->atts || !p->leaves || !p->uploads) {
-		*res = tern_api_error(TERN_ENOMEM, "out of memory");
-		rc = TERN_ENOMEM;
-		goto fail;
-	}
-	for (size_t i = 0; i < na; i++) {
-		char path[PATH_MAX], hex[65];
-		uint8_t key[32];
-		uint64_t size;
-		int in = -1, out;
-		if ((rc = node_upload_open(n, uploads[i], &in, &size)) != TERN_OK) {
-			*res = tern_api_error(rc, "attachments[%zu]: %s", i, tern_errdetail());
-			goto fail;
-		}
-		p->n = i + 1; /* from here its spool file is ours to remove */
-		snprintf(p->uploads[i], sizeof(p->uploads[i]), "%s", uploads[i]);
-		total += size;
-		if (size != a[i]->size) {
-			close(in);
-			*res = tern_api_refusal(
-			    TERN_REASON_ATTACHMENT_MISMATCH,
-			    "attachments[%zu]: the upload holds %llu bytes, the "
-			    "body declares %llu",
-			    i, (unsigned long long)size, (unsigned long long)a[i]->size);
-			rc = TERN_EINVALID;
-			goto fail;
-		}
-		if ((int64_t)size > n->att_max || (int64_t)total > n->att_total) {
-			close(in);
-			*res = tern_api_refusal(
-			    TERN_REASON_ATTACHMENT_TOO_LARGE,
-			    "attachments[%zu]: over [limits] max_attachment_size (%lld) or "
-			    "max_message_attachments (%lld)",
-			    i, (long long)n->att_max, (long long)n->att_total);
-			rc = TERN_ETOOBIG;
-			goto fail;
-		}
-		spool_path(n, "out", p->msgid, i, path, sizeof(path));
-		if ((out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
-			close(in);
-			*res = tern_api_error(TERN_EIO, "cannot make the spool file: %s",
-			                      strerror(errno));
-			rc = TERN_EIO;
-			goto fail;
-		}
-		rc = tern_attach_key(p->key, (uint32_t)i, key);
-		if (rc == TERN_OK)
-			rc = tern_attach_seal_fd(in, size, TERN_ATTACH_CHUNK_DEFAULT, key, p->msgid,
-			                         (uint32_t)i, out, &p->seals[i], p->atts[i].root,
-			                         p->atts[i].sha256, &p->leaves[i]);
-		sodium_memzero(key, sizeof(key));
-		if (rc == TERN_OK && fdatasync(out) != 0)
-			rc = tern_fail(TERN_EIO, "sync: %s", strerror(errno));
-		close(in);
-		close(out);
-		if (rc != TERN_OK) {
-			int full = errno == ENOSPC || errno == EDQUOT;
-			*res =
-			    full ? tern_api_refusal(TERN_REASON_NO_SPACE,
-			                            "the node's disk is full: nothing was sent")
-			         : tern_api_error(rc, "attachments[%zu]: %s", i, tern_errdetail());
-			goto fail;
-		}
-		p->atts[i].size = size;
-		p->atts[i].chunk_size = TERN_ATTACH_CHUNK_DEFAULT;
-		p->sealp[i] = &p->seals[i];
-		sodium_bin2hex(hex, sizeof(hex), p->atts[i].sha256, 32);
-		if (strcmp(hex, a[i]->sha256) != 0) {
-			*res = tern_api_refusal(TERN_REASON_ATTACHMENT_MISMATCH,
-			                        "attachments[%zu]: the upload's SHA-256 is %s, the "
-			                        "body declares %s",
-			                        i, hex, a[i]->sha256);
-			rc = TERN_EINVALID;
-			goto fail;
-		}
-	}
-	sync_dir(n, "spool/out");
-	return TERN_OK;
-fail:
-	node_xprep_finish(n, p, NULL);
-	return rc;
 }
 
 /* --- the store ------------------------------------------------------------------ */
@@ -504,7 +346,7 @@ static int open_att(node *n, struct xout *x)
 	int rc;
 
 	xout_close_att(x);
-	spool_path(n, "out", x->msgid, x->att, path, sizeof(path));
+	node_spool_path(n, "out", x->msgid, x->att, path, sizeof(path));
 	if ((x->fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
 		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
@@ -702,8 +544,41 @@ static int forget_apply(MDB_txn *txn, void *arg)
 	return TERN_OK;
 }
 
+/* Spool files of no transfer: a sealing cut short by a crash, or a send
+ * refused after it. Those of a sealing under way, or of a send in this
+ * turn's batch, are new, not orphans. */
+static void sweep_orphans(node *n)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(dir, sizeof(dir), "%s/spool/out", n->data_dir);
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		char id[37];
+		int busy = 0;
+		if (strlen(e->d_name) < 38 || e->d_name[36] != '.')
+			continue;
+		memcpy(id, e->d_name, 36);
+		id[36] = '\0';
+		if (!tern_uuid_valid(id) || xout_find(n, id) || node_xseal_has_msgid(n, id))
+			continue;
+		for (size_t i = 0; i < n->batch.nouts && !busy; i++)
+			busy = strcmp(n->batch.outs[i].msgid, id) == 0;
+		if (busy)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		if (unlink(path) == 0)
+			log_info("removed spool file %s: no transfer names it", e->d_name);
+	}
+	closedir(d);
+}
+
 static void sweep(node *n)
 {
+	sweep_orphans(n);
 	for (size_t i = 0; i < n->nxouts;) {
 		struct xout *x = n->xouts[i];
 		void *arg[2] = {n, x};
@@ -714,7 +589,7 @@ static void sweep(node *n)
 		}
 		for (size_t k = 0; k < x->natt; k++) {
 			char path[PATH_MAX];
-			spool_path(n, "out", x->msgid, k, path, sizeof(path));
+			node_spool_path(n, "out", x->msgid, k, path, sizeof(path));
 			unlink(path);
 		}
 		log_info("removed %s's attachments from the spool: every recipient answered",

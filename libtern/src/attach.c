@@ -186,7 +186,7 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
                         tern_hash **leaves)
 {
 	uint64_t n = tern_attach_chunks(size, chunk_size);
-	crypto_hash_sha256_state st;
+	tern_sha256_ctx *st = NULL;
 	uint8_t *plain = NULL, *sealed = NULL;
 	tern_hash *lv = NULL;
 	int rc = TERN_OK;
@@ -203,12 +203,14 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 		rc = TERN_ENOMEM;
 		goto out;
 	}
-	crypto_hash_sha256_init(&st);
+	if ((rc = tern_sha256_new(&st)) != TERN_OK)
+		goto out;
 	for (uint64_t i = 0; i < n; i++) {
 		size_t len = tern_attach_chunk_len(size, chunk_size, i);
 		if ((rc = read_full(in_fd, plain, len, i * (uint64_t)chunk_size)) != TERN_OK)
 			goto out;
-		crypto_hash_sha256_update(&st, plain, len);
+		if ((rc = tern_sha256_update(st, plain, len)) != TERN_OK)
+			goto out;
 		if ((rc = tern_attach_chunk_seal(key, msgid, attachment, i, plain, len, sealed)) !=
 		    TERN_OK)
 			goto out;
@@ -217,7 +219,8 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 		                     tern_attach_slot(chunk_size, i))) != TERN_OK)
 			goto out;
 	}
-	crypto_hash_sha256_final(&st, sha256);
+	if ((rc = tern_sha256_final(st, sha256)) != TERN_OK)
+		goto out;
 	if ((rc = tern_merkle_root(lv, n, root_out)) != TERN_OK)
 		goto out;
 	tern__v1__attachment_seal__init(seal);
@@ -230,6 +233,7 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 		lv = NULL;
 	}
 out:
+	tern_sha256_free(&st);
 	if (plain)
 		sodium_memzero(plain, chunk_size);
 	free(plain);
@@ -244,7 +248,7 @@ int tern_attach_open_fd(int fd, const Tern__V1__AttachmentSeal *seal, const uint
 {
 	uint32_t cs = seal->chunk_size;
 	uint64_t n = tern_attach_chunks(seal->size, cs);
-	crypto_hash_sha256_state st;
+	tern_sha256_ctx *st = NULL;
 	uint8_t *plain = NULL, *sealed = NULL;
 	int rc = TERN_OK;
 
@@ -257,7 +261,8 @@ int tern_attach_open_fd(int fd, const Tern__V1__AttachmentSeal *seal, const uint
 		rc = TERN_ENOMEM;
 		goto out;
 	}
-	crypto_hash_sha256_init(&st);
+	if ((rc = tern_sha256_new(&st)) != TERN_OK)
+		goto out;
 	for (uint64_t i = from / cs; i < n && i * (uint64_t)cs < to; i++) {
 		size_t len = tern_attach_chunk_len(seal->size, cs, i), plen;
 		uint64_t start = i * (uint64_t)cs, a, b;
@@ -268,15 +273,17 @@ int tern_attach_open_fd(int fd, const Tern__V1__AttachmentSeal *seal, const uint
 		                                 len + TERN_ATTACH_TAG_LEN, plain, &plen)) !=
 		    TERN_OK)
 			goto out;
-		crypto_hash_sha256_update(&st, plain, plen);
+		if ((rc = tern_sha256_update(st, plain, plen)) != TERN_OK)
+			goto out;
 		a = from > start ? from - start : 0;
 		b = to < start + plen ? to - start : plen;
 		if (fn && b > a && (rc = fn(arg, start + a, plain + a, (size_t)(b - a))) != TERN_OK)
 			goto out;
 	}
 	if (sha256)
-		crypto_hash_sha256_final(&st, sha256);
+		rc = tern_sha256_final(st, sha256);
 out:
+	tern_sha256_free(&st);
 	if (plain)
 		sodium_memzero(plain, cs);
 	free(plain);

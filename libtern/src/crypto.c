@@ -51,6 +51,52 @@ int tern_crypto_init(void)
 	return TERN_OK;
 }
 
+int tern_sha256_new(tern_sha256_ctx **out)
+{
+	EVP_MD_CTX *ctx;
+	int rc;
+
+	*out = NULL;
+	if ((rc = tern_crypto_init()) != TERN_OK)
+		return rc;
+	if ((ctx = EVP_MD_CTX_new()) == NULL)
+		return TERN_ENOMEM;
+	if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1) {
+		EVP_MD_CTX_free(ctx);
+		return TERN_ECRYPTO;
+	}
+	*out = (tern_sha256_ctx *)ctx;
+	return TERN_OK;
+}
+
+int tern_sha256_init(tern_sha256_ctx *c)
+{
+	return EVP_DigestInit_ex2((EVP_MD_CTX *)c, sha256_md, NULL) == 1 ? TERN_OK : TERN_ECRYPTO;
+}
+
+int tern_sha256_update(tern_sha256_ctx *c, const void *buf, size_t len)
+{
+	return len == 0 || EVP_DigestUpdate((EVP_MD_CTX *)c, buf, len) == 1 ? TERN_OK
+	                                                                    : TERN_ECRYPTO;
+}
+
+int tern_sha256_final(tern_sha256_ctx *c, uint8_t out[TERN_SHA256_LEN])
+{
+	unsigned int olen = 0;
+
+	return EVP_DigestFinal_ex((EVP_MD_CTX *)c, out, &olen) == 1 && olen == TERN_SHA256_LEN
+	           ? TERN_OK
+	           : TERN_ECRYPTO;
+}
+
+void tern_sha256_free(tern_sha256_ctx **c)
+{
+	if (c == NULL || *c == NULL)
+		return;
+	EVP_MD_CTX_free((EVP_MD_CTX *)*c);
+	*c = NULL;
+}
+
 int tern_sha256_spans(const tern_span *spans, size_t n, uint8_t out[TERN_SHA256_LEN])
 {
 	EVP_MD_CTX *ctx;

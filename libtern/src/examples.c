@@ -34,10 +34,7 @@ static const char referral[] =
     " \"countryOfAsylum\": \"JOR\","
     " \"linkedCases\": [\"AMM-26C00388\"],"
     " \"needsSummary\": \"Fictional example. The principal applicant faces a documented risk of"
-    " refoulement; the younger child needs follow-up for a heart condition.\","
-    " \"attachments\": [{\"name\": \"medical-assessment.pdf\", \"mediaType\": \"application/pdf\","
-    "   \"sha256\": \"9f2b5c0e1d4a7b3c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5\","
-    "   \"size\": \"48213\"}]}";
+    " refoulement; the younger child needs follow-up for a heart condition.\"}";
 
 static const char decision[] = "{\"caseId\": \"AMM-26C00417\","
                                " \"referralId\": \"019a3c5e-8f10-7b2a-9c4d-5e6f7a8b9c0d\","
@@ -79,10 +76,7 @@ static const char info_response[] =
     "{\"caseId\": \"AMM-26C00417\","
     " \"requestId\": \"019a5d10-2c3e-7f40-8a5b-6c7d8e9f0a1b\","
     " \"answers\": \"Fictional example. The specialist advises follow-up after arrival; no"
-    " surgery is needed before travel. The report is attached.\","
-    " \"attachments\": [{\"name\": \"specialist-report.pdf\", \"mediaType\": \"application/pdf\","
-    "   \"sha256\": \"0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5061728394a5b6c7d8e9f\","
-    "   \"size\": \"30112\"}]}";
+    " surgery is needed before travel; the report goes with this answer\"}";
 
 static const char case_update[] =
     "{\"caseId\": \"AMM-26C00417\","

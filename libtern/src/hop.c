@@ -68,7 +68,8 @@ int tern_hop_sockopts(void *sock, int heartbeat_ivl_s, int heartbeat_timeout_s, 
 
 int64_t tern_hop_frame_max(int64_t max_msg)
 {
-	int64_t chunk = TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN + 65 * 34;
+	/* a full-depth proof: 64 hashes, each with its tag and length */
+	int64_t chunk = TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN + 64 * 34 + 256;
 
 	return (max_msg > chunk ? max_msg : chunk) + 4096;
 }

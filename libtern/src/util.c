@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <sys/statvfs.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -414,4 +415,22 @@ int tern_path_check_strict(const char *path, int flags, char *bad, size_t badlen
 		snprintf(bad, badlen, "%s", real);
 	free(real);
 	return rc;
+}
+
+int tern_disk_room(const char *dir, uint64_t need)
+{
+	struct statvfs st;
+	uint64_t free_bytes;
+
+	if (statvfs(dir, &st) != 0)
+		return TERN_OK;
+	free_bytes = (uint64_t)st.f_bavail * st.f_frsize;
+	if (free_bytes >= need + TERN_DISK_RESERVE)
+		return TERN_OK;
+	errno = ENOSPC;
+	return tern_fail(TERN_EIO,
+	                 "No space left on device: %llu MiB free, and %llu MiB are kept for the "
+	                 "store",
+	                 (unsigned long long)(free_bytes >> 20),
+	                 (unsigned long long)(TERN_DISK_RESERVE >> 20));
 }

@@ -51,6 +51,14 @@ int tern_path_check_strict(const char *path, int flags, char *bad, size_t badlen
 int tern_file_check_private(const char *path);
 /* mkdir -p with mode for the directories it creates. */
 int tern_mkdirs(const char *path, mode_t mode);
+/* Bulk data (attachment chunks) leaves this much of a disk free, so that
+ * the store's own small writes (ordinary messages, receipts, the audit
+ * log) still fit when a transfer has filled the rest. */
+#define TERN_DISK_RESERVE (32ull * 1024 * 1024)
+/* TERN_OK if the filesystem holding dir has need bytes free beyond
+ * TERN_DISK_RESERVE; TERN_EIO with errno ENOSPC (and a detail saying how
+ * much is free) if not. A statvfs that fails says nothing: TERN_OK. */
+int tern_disk_room(const char *dir, uint64_t need);
 
 /* Resolves rel against the directory that holds base_file (absolute rel is
  * returned as is). *out is malloc'd. */

@@ -20,12 +20,15 @@ for d in broker unhcr sweden; do start "$d"; done
 wait_for 20 "unhcr to connect" connected unhcr
 wait_for 20 "sweden to connect" connected sweden
 
-api() { # NODE JSON: one local API request, the answer on stdout
-  python3 - "$WORK/fed/$1/data/api.sock" "$2" <<'PY'
+api() { # NODE [JSON]: one local API request (JSON, or standard input), the answer on stdout
+  local req=${2:-}
+  [[ -n $req ]] || req=$(cat)
+  printf '%s' "$req" >"$WORK/req.json"
+  python3 -c '
 import json, socket, struct, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
-req = json.loads(sys.argv[2]); req["v"] = 1
+req = json.load(open(sys.argv[2])); req["v"] = 1
 b = json.dumps(req).encode()
 s.sendall(struct.pack(">I", len(b)) + b)
 def rd(n):
@@ -37,15 +40,15 @@ def rd(n):
     return out
 n = struct.unpack(">I", rd(4))[0]
 print(rd(n).decode())
-PY
+' "$WORK/fed/$1/data/api.sock" "$WORK/req.json"
 }
 
 # --- refused at send: the declaration is not the file ----------------------------
 head -c 100000 /dev/urandom >"$WORK/small.bin"
 sha=$(sha256sum "$WORK/small.bin" | cut -d' ' -f1)
 up=$(api unhcr '{"op":"upload.create","size":100000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["upload_id"])')
-data=$(base64 -w0 "$WORK/small.bin")
-api unhcr "{\"op\":\"upload.append\",\"upload_id\":\"$up\",\"offset\":0,\"data\":\"$data\"}" | grep -q '"offset": 100000' ||
+printf '{"op":"upload.append","upload_id":"%s","offset":0,"data":"%s"}' "$up" "$(base64 -w0 "$WORK/small.bin")" |
+  api unhcr | grep -q '"offset": *100000' ||
   fail "the upload did not take 100000 bytes"
 body() { # SHA SIZE
   referral_json ATT-BAD | python3 -c "
@@ -55,9 +58,9 @@ print(json.dumps(b))"
 }
 bad=$(printf '%064d' 0)
 out=$(api unhcr "{\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"body\":$(body "$bad" 100000),\"uploads\":[\"$up\"]}")
-grep -q '"error": "attachment-mismatch"' <<<"$out" || fail "a wrong SHA-256 was not refused at send: $out"
+grep -q '"error": *"attachment-mismatch"' <<<"$out" || fail "a wrong SHA-256 was not refused at send: $out"
 out=$(api unhcr "{\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"body\":$(body "$sha" 99999),\"uploads\":[\"$up\"]}")
-grep -q '"error": "attachment-mismatch"' <<<"$out" || fail "a wrong size was not refused at send: $out"
+grep -q '"error": *"attachment-mismatch"' <<<"$out" || fail "a wrong size was not refused at send: $out"
 out=$(api unhcr "{\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"body\":$(body "$sha" 100000)}")
 grep -q 'upload' <<<"$out" || fail "a declared attachment without an upload was not refused: $out"
 ls "$WORK/fed/unhcr/data/spool/out" 2>/dev/null | grep -q . && fail "a refused send left spool files"
@@ -113,29 +116,54 @@ round() { # VICTIM: send, kill VICTIM mid-transfer, restart it, check the result
   say "$victim round: $id delivered whole, resumed past chunk 0"
   LAST=$id
 }
-INBOX=0
+# --- sealing does not hold the node: a send goes through meanwhile ------------
+referral_json ATT-SEAL >"$WORK/ref-seal.json"
+"$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/big.bin:seal.bin" case-referral \
+  "$WORK/ref-seal.json" >"$WORK/seal.id" &
+bigsend=$!
+wait_for 120 "unhcr to start sealing" grep -q "sealing 1 attachment" "$WORK/unhcr.log"
+small=$(referral_json ATT-SMALL | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
+wait "$bigsend" || fail "the send with an attachment failed"
+big=$(cat "$WORK/seal.id")
+line_of() { grep -n "queued $1" "$WORK/unhcr.log" | head -1 | cut -d: -f1; }
+(($(line_of "$small") < $(line_of "$big"))) ||
+  fail "a plain send waited for the sealing of another's attachment"
+wait_for 240 "$big delivered" state_is unhcr "$big" delivered
+say "a plain send went through while $MIB MiB were sealed"
+INBOX=2
+
 round unhcr
 round broker
 round sweden
 
-# Audit entries of all three carry the attachment (its size; at unhcr and
-# sweden its SHA-256 too), and tern audit prove covers them.
-size=$((MIB * 1024 * 1024))
+# Audit entries of all three carry the attachment, and tern audit prove
+# covers them: unhcr's and sweden's with the plaintext's SHA-256, the
+# broker's with the same sealed root and never the SHA-256.
 sha_big=$(sha256sum "$WORK/big.bin" | cut -d' ' -f1)
-has_att() { "$TERN" audit prove -c "$1" "$LAST" >"$WORK/prove.json" 2>/dev/null &&
-  grep -q "\"size\": \"*$size" "$WORK/prove.json"; }
-for who in unhcr sweden; do
-  wait_for 30 "$who's audit proof of $LAST to show the attachment" has_att "$(conf "$who")"
+for who in unhcr sweden broker; do
+  c=$(conf "$who")
+  [[ $who == broker ]] && c="$WORK/fed/broker/broker.conf"
+  wait_for 30 "$who's audit proof of $LAST" bash -c "'$TERN' audit prove -c '$c' $LAST >'$WORK/prove-$who.json'"
 done
-wait_for 30 "the broker's audit proof of $LAST to show the attachment" has_att "$WORK/fed/broker/broker.conf"
-grep -q "\"sha256\"" "$WORK/prove.json" && fail "the broker's audit entry names the plaintext's SHA-256"
-"$TERN" audit prove -c "$(conf sweden)" "$LAST" | python3 -c "
+python3 - "$WORK" "$sha_big" <<'PY' || fail "the audit entries do not carry the attachment as they should"
 import base64, json, sys
-d = json.load(sys.stdin)
-want = bytes.fromhex('$sha_big')
-ok = any(base64.b64decode(a.get('sha256', '')) == want
-         for e in d['entries'] for a in e.get('entry', e).get('attachments', []))
-sys.exit(0 if ok else 1)" || fail "sweden's audit entry lacks the attachment's SHA-256"
+work, sha = sys.argv[1], bytes.fromhex(sys.argv[2])
+def entries(who):
+    return [base64.b64decode(e["entry"]) for e in json.load(open(f"{work}/prove-{who}.json"))["entries"]]
+def roots(es):  # 32-byte strings after the AuditAttachment root tag (field 3, bytes)
+    out = set()
+    for e in es:
+        i = e.find(b"\x1a\x20")
+        while i >= 0:
+            out.add(e[i + 2:i + 34]); i = e.find(b"\x1a\x20", i + 1)
+    return out
+u, s, b = entries("unhcr"), entries("sweden"), entries("broker")
+assert any(sha in e for e in u), "unhcr: no SHA-256"
+assert any(sha in e for e in s), "sweden: no SHA-256"
+assert not any(sha in e for e in b), "broker: the plaintext SHA-256 is there"
+assert roots(b) & roots(s) & roots(u), "no sealed root common to the three"
+PY
+say "audit: the attachment in unhcr's, the broker's and sweden's entries"
 
 # --- a chunk altered in the broker's store ------------------------------------
 stop sweden
@@ -143,8 +171,7 @@ head -c $((3 * 1024 * 1024)) /dev/urandom >"$WORK/three.bin"
 referral_json ATT-TAMPER >"$WORK/ref-t.json"
 id=$("$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/three.bin:t.bin" case-referral "$WORK/ref-t.json")
 spool="$WORK/fed/broker/data/chunks/$id.0"
-wait_for 60 "the broker to hold all of $id" bash -c \
-  "'$TERN' status -c '$(conf unhcr)' --json $id | grep -q -v '\"attachments\"'"
+wait_for 60 "the broker to hold all of $id" grep -q "attachment 0 of $id complete at the broker" "$WORK/broker.log"
 [[ -f $spool ]] || fail "no spool file $spool at the broker"
 # flip one byte of chunk 1 (slots of 1 MiB + 16)
 python3 - "$spool" <<'PY'
@@ -159,4 +186,17 @@ wait_for 60 "$id rejected" state_is unhcr "$id" rejected
 grep -q "refused chunk 1 of $id" "$WORK/sweden.log" || fail "sweden did not log the refused chunk"
 count_is sweden inbox "$INBOX" || fail "a message with a damaged attachment entered the inbox"
 say "altered chunk: refused, asked again, message refused with chunk-mismatch"
+# --- a backup carries the attachments: restored, sweden still reads them --------
+"$TERN" backup -c "$(conf sweden)" --out "$WORK/sweden-backup" >/dev/null || fail "tern backup failed"
+ls "$WORK/sweden-backup/spool/in/$LAST".0 >/dev/null || fail "the backup lacks $LAST's attachment"
+stop sweden
+mv "$WORK/fed/sweden/data" "$WORK/sweden-data-old"
+mv "$WORK/sweden-backup" "$WORK/fed/sweden/data"
+start sweden
+wait_for 20 "sweden to connect" connected sweden
+rm -f "$WORK/got.bin"
+"$TERN" inbox -c "$(conf sweden)" attachment "$LAST" scan-sweden.bin --out "$WORK/got.bin" ||
+  fail "the restored node cannot read $LAST's attachment"
+cmp -s "$WORK/big.bin" "$WORK/got.bin" || fail "the restored attachment is not byte-identical"
+say "backup and restore: the attachments come back with the store"
 echo "it test_attachments: ok ($MIB MiB through kill -9 of unhcr, broker and sweden)"

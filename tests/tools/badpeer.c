@@ -4,7 +4,7 @@
  * answer" (the connection was dropped). Exit 0 when an answer came.
  *   garbage    bytes that are not a frame
  *   frames     a message of three frames
- *   oversized  one frame over the broker's max_message_size
+ *   oversized  one frame over the largest the broker takes (an envelope's or a chunk's)
  *   truncated  a Submit whose envelope is cut in half
  *   badsig     a Submit whose signature has one bit flipped
  *   garbled    a Submit whose header has one bit flipped
@@ -32,6 +32,7 @@
 
 #include <zmq.h>
 
+#include <tern/attach.h>
 #include <tern/config.h>
 #include <tern/curve.h>
 #include <tern/directory.h>
@@ -267,7 +268,12 @@ int main(int argc, char **argv)
 		send_raw("b", 1, ZMQ_SNDMORE);
 		send_raw("c", 1, 0);
 	} else if (strcmp(cs, "oversized") == 0) {
-		size_t n = (size_t)tern_config_get_int(cfg, "limits", "max_message_size") + 8192;
+		/* Over the largest frame the broker takes: an envelope's, or an
+		 * attachment chunk's, whichever is larger (broker/xfer.h). */
+		size_t n = (size_t)tern_config_get_int(cfg, "limits", "max_message_size");
+		if (n < TERN_ATTACH_CHUNK_MAX + (64u << 10))
+			n = TERN_ATTACH_CHUNK_MAX + (64u << 10);
+		n += 8192;
 		uint8_t *big = calloc(1, n);
 		send_raw(big, n, 0);
 		free(big);

@@ -36,9 +36,22 @@ static ProtobufCMessage *load(const char *type)
 	return m;
 }
 
+/* The example referral with one declared attachment, whose rules the tests
+ * below break one by one (the example itself carries none: a declared
+ * attachment travels with its bytes, docs/attachments.md). */
 static Tern__V1__CaseReferral *referral(void)
 {
-	return (Tern__V1__CaseReferral *)load("case-referral");
+	Tern__V1__CaseReferral *r = (Tern__V1__CaseReferral *)load("case-referral");
+	Tern__V1__Attachment *a = malloc(sizeof(*a));
+
+	tern__v1__attachment__init(a);
+	a->name = strdup("medical-assessment.pdf");
+	a->media_type = strdup("application/pdf");
+	a->sha256 = strdup("9f2b5c0e1d4a7b3c6e8f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2d3e4f5");
+	a->size = 48213;
+	r->attachments = realloc(r->attachments, (r->n_attachments + 1) * sizeof(*r->attachments));
+	r->attachments[r->n_attachments++] = a;
+	return r;
 }
 
 static Tern__V1__AcceptanceDecision *decision(void)

@@ -33,6 +33,17 @@ typedef struct tern_span {
 } tern_span;
 int tern_sha256_spans(const tern_span *spans, size_t n, uint8_t out[TERN_SHA256_LEN]);
 
+/* SHA-256 over bytes that come in pieces (an attachment, chunk by chunk),
+ * with OpenSSL's code, which uses the CPU's SHA extensions. new: a context
+ * started afresh (TERN_ENOMEM); update and final: TERN_ECRYPTO if OpenSSL
+ * fails; final may be followed by init to start again. free sets *c NULL. */
+typedef struct tern_sha256_ctx tern_sha256_ctx;
+int tern_sha256_new(tern_sha256_ctx **out);
+int tern_sha256_init(tern_sha256_ctx *c);
+int tern_sha256_update(tern_sha256_ctx *c, const void *buf, size_t len);
+int tern_sha256_final(tern_sha256_ctx *c, uint8_t out[TERN_SHA256_LEN]);
+void tern_sha256_free(tern_sha256_ctx **c);
+
 /* RFC 5869 HKDF-SHA256 (extract then expand) into out[outlen]. salt and info
  * may be empty (NULL with length 0). TERN_EINVAL if outlen is 0 or over
  * 255 * 32, the most HKDF-SHA256 can produce. */

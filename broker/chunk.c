@@ -1,0 +1,500 @@
+/* Attachment chunks at the broker (docs/attachments.md, docs/protocol.md):
+ * ChunkPut from the sender, checked against the signed seal, spooled,
+ * synced and counted; ChunkGet from a recipient, served from the spool as
+ * chunks are counted; ChunkDone, after which the copy goes.
+ *
+ * A chunk is checked and written when its frame comes, and its count is
+ * committed in a write of its own before the ChunkAck: the sender keeps a
+ * window of chunks in flight, and each must see the one before it counted.
+ * Nothing here holds more than the one chunk of the frame in hand, and a
+ * recipient's pending gets are a few numbers each, bounded per peer.
+ *
+ * Touches: the peers' pending gets, the store (transfers, audit), the spool
+ * files under b->chunk_dir; sends ChunkAck and Chunk on b->router. Never
+ * logs chunk bytes: ids, indexes and reasons only. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+
+#include "broker_int.h"
+#include "hop.h"
+#include "util.h"
+
+/* Chunks sent to one peer in one turn of the loop: a big get must not hold
+ * the loop, nor fill the socket ahead of ordinary deliveries. */
+#define CHUNK_SENDS_PER_TURN 8
+/* The most a ChunkGet may ask for at once ([limits] attachment_window is at
+ * most 64). */
+#define CHUNK_GET_MAX 64
+
+/* --- ChunkPut ----------------------------------------------------------------- */
+
+static void send_ack(broker *b, struct peer *p, const char *msgid, uint32_t att, uint64_t have,
+                     tern_reason reason, const char *text)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__ChunkAck a = TERN__V1__CHUNK_ACK__INIT;
+
+	a.message_id = (char *)msgid;
+	a.attachment = att;
+	a.have = have;
+	a.reason_code = (char *)(reason ? tern_reason_code(reason) : "");
+	a.reason_text = (char *)(text ? text : "");
+	f.body_case = TERN__V1__FRAME__BODY_CHUNK_ACK;
+	f.chunk_ack = &a;
+	/* A lost answer costs only a question: the node asks after a while. */
+	(void)peer_send(b, p, &f);
+}
+
+struct commit_arg {
+	tern_store *st;
+	const char *msgid;
+	uint32_t att;
+	uint64_t index, have;
+	const uint8_t *proof;
+	size_t proof_len;
+};
+
+static int commit_apply(MDB_txn *txn, void *arg)
+{
+	struct commit_arg *c = arg;
+
+	return xfer_chunk_commit(txn, c->st, c->msgid, c->att, c->index, c->proof, c->proof_len,
+	                         &c->have);
+}
+
+struct reject_arg {
+	tern_store *st;
+	const char *msgid, *peer;
+	int64_t now;
+};
+
+static int reject_apply(MDB_txn *txn, void *arg)
+{
+	struct reject_arg *r = arg;
+
+	/* Type "chunk", as the recipient's node audits one: what was refused
+	 * is a chunk of the message, not the message. */
+	return bq_audit(txn, r->st, TERN__V1__AUDIT_ENTRY__KIND__REJECTED, r->msgid, r->peer, NULL,
+	                "chunk", NULL, 0, tern_reason_code(TERN_REASON_CHUNK_MISMATCH), NULL, 0,
+	                r->now);
+}
+
+/* A chunk that is not under its seal: refused, logged and audited. */
+static void put_mismatch(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp, uint64_t have,
+                         const char *why)
+{
+	struct reject_arg ra = {b->store, cp->message_id, p->id, tern_now_ms()};
+	int rc;
+
+	b->m.chunks_refused++;
+	log_warnx("refused chunk %llu of attachment %u of %s from %s: %s",
+	          (unsigned long long)cp->index, cp->attachment, cp->message_id, p->id, why);
+	if ((rc = tern_store_write(b->store, reject_apply, &ra)) != TERN_OK)
+		log_warnx("cannot audit the refused chunk of %s: %s", cp->message_id,
+		          tern_errdetail());
+	else
+		b->last_audit = ra.now;
+	send_ack(b, p, cp->message_id, cp->attachment, have, TERN_REASON_CHUNK_MISMATCH, why);
+}
+
+/* Wakes the pending gets of msgid's recipients: a chunk was counted. */
+static void wake_gets(broker *b, const xfer_rec *r)
+{
+	for (size_t i = 0; i < r->nrcpt; i++) {
+		struct peer *q = peer_find(b, r->rcpt[i], 0);
+		if (q && q->ngets)
+			q->chunk_dirty = 1;
+	}
+}
+
+void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
+{
+	xfer_rec *r = NULL;
+	tern_hash *proof = NULL;
+	Tern__V1__AttachmentSeal seal;
+	MDB_txn *txn;
+	uint64_t have = 0, n;
+	uint32_t att = cp->attachment;
+	int rc, err;
+
+	if ((r = malloc(sizeof(*r))) == NULL) {
+		send_ack(b, p, cp->message_id, att, 0, TERN_REASON_BUSY, "broker out of memory");
+		return;
+	}
+	rc = tern_store_read_begin(b->store, &txn);
+	if (rc == TERN_OK) {
+		rc = xfer_get(txn, b->store, cp->message_id, r);
+		mdb_txn_abort(txn);
+	}
+	/* Only the authenticated sender of an accepted envelope puts its chunks:
+	 * anyone else learns nothing about the transfer. */
+	if (rc != TERN_OK || strcmp(r->sender, p->id) != 0 || att >= r->natt) {
+		if (rc != TERN_OK && rc != TERN_ENOENT)
+			log_warnx("cannot read transfer %s: %s", cp->message_id, tern_errdetail());
+		send_ack(b, p, cp->message_id, att, 0, TERN_REASON_UNKNOWN_TRANSFER,
+		         "no such transfer from this node");
+		goto out;
+	}
+	have = r->att[att].have;
+	n = tern_attach_chunks(r->att[att].size, r->att[att].chunk_size);
+	/* A question, a repeat or a chunk ahead of the count: the count says
+	 * where the sender goes on. */
+	if (cp->data.len == 0 || cp->index != have || cp->index >= n) {
+		send_ack(b, p, cp->message_id, att, have, TERN_REASON_NONE, NULL);
+		goto out;
+	}
+	if (cp->n_proof > XFER_MAX_PROOF) {
+		put_mismatch(b, p, cp, have, "proof too long");
+		goto out;
+	}
+	if (cp->n_proof && (proof = malloc(cp->n_proof * sizeof(*proof))) == NULL) {
+		send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY, "broker out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < cp->n_proof; i++) {
+		if (cp->proof[i].len != sizeof(tern_hash)) {
+			put_mismatch(b, p, cp, have, "a proof hash is not 32 bytes");
+			goto out;
+		}
+		memcpy(proof[i], cp->proof[i].data, sizeof(tern_hash));
+	}
+	xfer_seal(r, att, &seal);
+	if ((rc = tern_attach_chunk_verify(&seal, cp->index, cp->data.data, cp->data.len, proof,
+	                                   cp->n_proof)) != TERN_OK) {
+		put_mismatch(b, p, cp, have, tern_errdetail());
+		goto out;
+	}
+	/* Chunks leave room for the store (ordinary messages go on when a
+	 * transfer has filled the disk); refused like a full disk. */
+	if (tern_disk_room(b->chunk_dir, cp->data.len) != TERN_OK) {
+		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
+		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
+		send_ack(b, p, cp->message_id, att, have, TERN_REASON_NO_SPACE,
+		         "the broker's disk is full: put it again later");
+		goto out;
+	}
+	if (xfer_spool_write(b->chunk_dir, cp->message_id, att,
+	                     tern_attach_slot(r->att[att].chunk_size, cp->index), cp->data.data,
+	                     cp->data.len, &err) != TERN_OK) {
+		/* Not counted: the sender puts it again later. The daemon goes on. */
+		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
+		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
+		if (err == ENOSPC)
+			send_ack(b, p, cp->message_id, att, have, TERN_REASON_NO_SPACE,
+			         "the broker's disk is full: put it again later");
+		else
+			send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY,
+			         "the broker could not store the chunk: put it again later");
+		goto out;
+	}
+	{
+		/* The proof, flat, is what the recipient will be sent with it. */
+		struct commit_arg c = {b->store,
+		                       cp->message_id,
+		                       att,
+		                       cp->index,
+		                       have,
+		                       (const uint8_t *)proof,
+		                       cp->n_proof * sizeof(tern_hash)};
+		rc = tern_store_write(b->store, commit_apply, &c);
+		if (rc == TERN_EEXIST) {
+			send_ack(b, p, cp->message_id, att, c.have, TERN_REASON_NONE, NULL);
+			goto out;
+		}
+		if (rc != TERN_OK) {
+			log_warnx("chunk %llu of %s not counted: %s", (unsigned long long)cp->index,
+			          cp->message_id, tern_errdetail());
+			send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY,
+			         "the broker could not commit the chunk: put it again later");
+			goto out;
+		}
+		have = c.have;
+	}
+	b->m.chunks_in++;
+	if (have == n)
+		log_info("attachment %u of %s complete at the broker: %llu chunk(s)", att,
+		         cp->message_id, (unsigned long long)n);
+	send_ack(b, p, cp->message_id, att, have, TERN_REASON_NONE, NULL);
+	wake_gets(b, r);
+out:
+	free(proof);
+	free(r);
+}
+
+/* --- ChunkGet ---------------------------------------------------------------- */
+
+static void send_chunk_refusal(broker *b, struct peer *p, const char *msgid, uint32_t att,
+                               uint64_t index, tern_reason reason, const char *text)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Chunk c = TERN__V1__CHUNK__INIT;
+
+	c.message_id = (char *)msgid;
+	c.attachment = att;
+	c.index = index;
+	c.reason_code = (char *)tern_reason_code(reason);
+	c.reason_text = (char *)text;
+	f.body_case = TERN__V1__FRAME__BODY_CHUNK;
+	f.chunk = &c;
+	(void)peer_send(b, p, &f);
+}
+
+static void get_remove(struct peer *p, size_t i)
+{
+	p->gets[i] = p->gets[--p->ngets];
+}
+
+void chunk_gets_drop(struct peer *p)
+{
+	free(p->gets);
+	p->gets = NULL;
+	p->ngets = 0;
+	p->chunk_dirty = 0;
+}
+
+static void gets_drop_msg(struct peer *p, const char *msgid)
+{
+	for (size_t i = 0; i < p->ngets;)
+		if (strcmp(p->gets[i].msgid, msgid) == 0)
+			get_remove(p, i);
+		else
+			i++;
+}
+
+void chunk_on_get(broker *b, struct peer *p, const Tern__V1__ChunkGet *cg)
+{
+	xfer_rec *r;
+	MDB_txn *txn;
+	struct chunk_get *g = NULL;
+	int rc;
+
+	if ((r = malloc(sizeof(*r))) == NULL)
+		return; /* the node asks again */
+	rc = tern_store_read_begin(b->store, &txn);
+	if (rc == TERN_OK) {
+		rc = xfer_get(txn, b->store, cg->message_id, r);
+		mdb_txn_abort(txn);
+	}
+	if (rc != TERN_OK || xfer_rcpt_index(r, p->id) < 0 || cg->attachment >= r->natt) {
+		send_chunk_refusal(b, p, cg->message_id, cg->attachment, cg->from,
+		                   TERN_REASON_UNKNOWN_TRANSFER, "no such transfer for this node");
+		goto out;
+	}
+	/* A new get for the same attachment replaces the old one. */
+	for (size_t i = 0; i < p->ngets; i++)
+		if (p->gets[i].att == cg->attachment &&
+		    strcmp(p->gets[i].msgid, cg->message_id) == 0)
+			g = &p->gets[i];
+	if (cg->count == 0 || cg->from >= tern_attach_chunks(r->att[cg->attachment].size,
+	                                                     r->att[cg->attachment].chunk_size)) {
+		if (g)
+			get_remove(p, (size_t)(g - p->gets)); /* nothing (more) to send */
+		goto out;
+	}
+	if (g == NULL) {
+		if (p->gets == NULL && (p->gets = calloc(PEER_MAX_GETS, sizeof(*p->gets))) == NULL)
+			goto out;
+		if (p->ngets == PEER_MAX_GETS) {
+			send_chunk_refusal(b, p, cg->message_id, cg->attachment, cg->from,
+			                   TERN_REASON_BUSY,
+			                   "too many chunk gets pending: ask later");
+			goto out;
+		}
+		g = &p->gets[p->ngets++];
+		snprintf(g->msgid, sizeof(g->msgid), "%s", cg->message_id);
+		g->att = cg->attachment;
+	}
+	g->next = cg->from;
+	g->left = cg->count > CHUNK_GET_MAX ? CHUNK_GET_MAX : cg->count;
+	p->chunk_dirty = 1;
+out:
+	free(r);
+}
+
+/* Sends chunk g->next of r; TERN_EAGAIN-like failures leave g as it was. */
+static int send_one(broker *b, struct peer *p, MDB_txn *txn, const xfer_rec *r, struct chunk_get *g,
+                    int *blocked)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Chunk c = TERN__V1__CHUNK__INIT;
+	ProtobufCBinaryData hashes[XFER_MAX_PROOF];
+	const xfer_att *a = &r->att[g->att];
+	const uint8_t *proof;
+	size_t plen,
+	    len = tern_attach_chunk_len(a->size, a->chunk_size, g->next) + TERN_ATTACH_TAG_LEN;
+	uint8_t *buf = NULL;
+	int rc;
+
+	if ((rc = xfer_proof_get(txn, b->store, r->msgid, g->att, g->next, &proof, &plen)) !=
+	        TERN_OK ||
+	    plen % sizeof(tern_hash) != 0 || plen / sizeof(tern_hash) > XFER_MAX_PROOF)
+		return rc != TERN_OK ? rc : tern_fail(TERN_EMALFORMED, "damaged chunk proof");
+	if ((buf = malloc(len)) == NULL)
+		return TERN_ENOMEM;
+	if ((rc = xfer_spool_read(b->chunk_dir, r->msgid, g->att,
+	                          tern_attach_slot(a->chunk_size, g->next), buf, len)) != TERN_OK)
+		goto out;
+	for (size_t i = 0; i < plen / sizeof(tern_hash); i++)
+		hashes[i] = (ProtobufCBinaryData){sizeof(tern_hash),
+		                                  (uint8_t *)proof + i * sizeof(tern_hash)};
+	c.message_id = (char *)r->msgid;
+	c.attachment = g->att;
+	c.index = g->next;
+	c.data = (ProtobufCBinaryData){len, buf};
+	c.n_proof = plen / sizeof(tern_hash);
+	c.proof = c.n_proof ? hashes : NULL;
+	f.body_case = TERN__V1__FRAME__BODY_CHUNK;
+	f.chunk = &c;
+	if (peer_send(b, p, &f) != TERN_OK) {
+		*blocked = 1; /* the socket is full or the peer gone: a later turn */
+		goto out;
+	}
+	b->m.chunks_out++;
+	g->next++;
+	g->left--;
+out:
+	free(buf);
+	return rc;
+}
+
+void chunk_pump(broker *b, struct peer *p)
+{
+	xfer_rec *r;
+	MDB_txn *txn;
+	int budget = CHUNK_SENDS_PER_TURN, blocked = 0;
+
+	p->chunk_dirty = 0;
+	if (!p->live || p->ngets == 0)
+		return;
+	if ((r = malloc(sizeof(*r))) == NULL || tern_store_read_begin(b->store, &txn) != TERN_OK) {
+		free(r);
+		p->chunk_dirty = 1;
+		return;
+	}
+	for (size_t i = 0; i < p->ngets && !blocked;) {
+		struct chunk_get *g = &p->gets[i];
+		uint64_t n;
+		int rc = xfer_get(txn, b->store, g->msgid, r);
+		if (rc != TERN_OK || g->att >= r->natt) {
+			/* Ended since (expired, or every recipient done): say so. */
+			send_chunk_refusal(b, p, g->msgid, g->att, g->next,
+			                   TERN_REASON_UNKNOWN_TRANSFER, "the transfer has ended");
+			get_remove(p, i);
+			continue;
+		}
+		n = tern_attach_chunks(r->att[g->att].size, r->att[g->att].chunk_size);
+		while (g->left && g->next < r->att[g->att].have && budget > 0 && !blocked) {
+			if ((rc = send_one(b, p, txn, r, g, &blocked)) != TERN_OK) {
+				log_warnx(
+				    "cannot serve chunk %llu of attachment %u of %s to %s: %s",
+				    (unsigned long long)g->next, g->att, g->msgid, p->id,
+				    tern_errdetail());
+				send_chunk_refusal(
+				    b, p, g->msgid, g->att, g->next, TERN_REASON_BUSY,
+				    "the broker could not read the chunk: ask again");
+				g->left = 0;
+				break;
+			}
+			budget--;
+		}
+		if (g->left == 0 || g->next >= n) {
+			get_remove(p, i);
+			continue;
+		}
+		i++;
+	}
+	mdb_txn_abort(txn);
+	free(r);
+	/* More to send than this turn's share, or a full socket: next turn. */
+	p->chunk_dirty = blocked || budget == 0;
+}
+
+/* --- ChunkDone --------------------------------------------------------------- */
+
+/* A reason code as nodes send them (lower-case letters, digits, '-'): only
+ * such a peer's string goes into the log. */
+static int code_printable(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (n >= 64 ||
+		    !((s[n] >= 'a' && s[n] <= 'z') || (s[n] >= '0' && s[n] <= '9') || s[n] == '-'))
+			return 0;
+	return 1;
+}
+
+struct done_arg {
+	tern_store *st;
+	const char *msgid, *rcpt;
+	size_t gone;
+};
+
+static int done_apply(MDB_txn *txn, void *arg)
+{
+	struct done_arg *d = arg;
+
+	return xfer_rcpt_done(txn, d->st, d->msgid, d->rcpt, &d->gone);
+}
+
+void chunk_on_done(broker *b, struct peer *p, const Tern__V1__ChunkDone *cd)
+{
+	struct done_arg d = {b->store, cd->message_id, p->id, 0};
+	int rc;
+
+	gets_drop_msg(p, cd->message_id);
+	rc = tern_store_write(b->store, done_apply, &d);
+	if (rc == TERN_ENOENT)
+		return; /* said twice, or not its transfer: nothing to do */
+	if (rc != TERN_OK) {
+		log_warnx("cannot record that %s is done with %s: %s", p->id, cd->message_id,
+		          tern_errdetail());
+		return;
+	}
+	if (cd->reason_code[0])
+		log_info("%s gave up the attachments of %s: %s", p->id, cd->message_id,
+		         code_printable(cd->reason_code) ? cd->reason_code
+		                                         : "(an unreadable reason)");
+	if (d.gone) {
+		xfer_spool_remove(b->chunk_dir, cd->message_id, d.gone);
+		log_info("attachments of %s dropped: every recipient is done", cd->message_id);
+	}
+}
+
+/* --- ended transfers ---------------------------------------------------------- */
+
+void chunk_gone(const char *msgid, size_t natt, void *arg)
+{
+	struct batch *bt = arg;
+
+	/* The batch's write may run again (map growth): the same id twice is
+	 * harmless, but the array must not fill up with repeats. */
+	for (size_t i = 0; i < bt->nxgone; i++)
+		if (strcmp(bt->xgone[i].msgid, msgid) == 0)
+			return;
+	if (bt->nxgone == XFER_SWEEP_MAX)
+		return;
+	snprintf(bt->xgone[bt->nxgone].msgid, sizeof(bt->xgone[0].msgid), "%s", msgid);
+	bt->xgone[bt->nxgone++].natt = natt;
+}
+
+void chunk_gone_apply(broker *b)
+{
+	struct batch *bt = &b->batch;
+
+	for (size_t i = 0; i < bt->nxgone; i++) {
+		xfer_spool_remove(b->chunk_dir, bt->xgone[i].msgid, bt->xgone[i].natt);
+		log_info("attachments of %s dropped: expired, or no recipient waits for them",
+		         bt->xgone[i].msgid);
+	}
+	if (bt->nxgone)
+		for (size_t i = 0; i < b->npeers; i++)
+			if (b->peers[i].ngets)
+				b->peers[i].chunk_dirty = 1; /* a get may be for one of them */
+	bt->nxgone = 0;
+}
