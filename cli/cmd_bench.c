@@ -313,9 +313,6 @@ static json_t *bench_body(size_t size)
 	if (j == NULL)
 		return NULL;
 	json_object_set_new(j, "needsSummary", json_string(""));
-	/* The example declares an attachment, which a send must now upload
-	 * (docs/attachments.md): bench measures messages alone. */
-	json_object_del(j, "attachments");
 	if (tern_json_decode(t->desc, j, &m, NULL, 0) != TERN_OK ||
 	    tern_pb_pack(m, &buf, &len) != TERN_OK) {
 		tern_json_message_free(&m);

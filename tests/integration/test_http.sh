@@ -23,9 +23,7 @@ for k in sys.argv[1].split("."): d=d[k] if d is not None else None
 print(d)' "$1"; }
 
 say "submit a referral over HTTP at unhcr"
-# tern example's referral declares an attachment, which a send must now
-# upload (docs/attachments.md): this round trip carries none.
-referral_json HTTP-1 | python3 -c 'import json,sys; b=json.load(sys.stdin); b.pop("attachments", None); print(json.dumps(b))' >"$WORK/body.json"
+referral_json HTTP-1 >"$WORK/body.json"
 python3 -c 'import json,sys; print(json.dumps({"type":"case-referral","to":["sweden"],"client_ref":"http-1","body":json.load(open(sys.argv[1]))}))' \
   "$WORK/body.json" >"$WORK/req.json"
 api unhcr "$UNHCR_API" POST /v1/messages "$WORK/req.json" >"$WORK/sent.out"
@@ -67,8 +65,7 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$WORK/req.json" "h
   fail "an unknown message is not 404"
 
 say "four more referrals by the CLI; the counters follow"
-for i in 1 2 3 4; do referral_json "HTTP-$((i + 1))" |
-  python3 -c 'import json,sys; b=json.load(sys.stdin); b.pop("attachments", None); print(json.dumps(b))' | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral - >/dev/null; done
+for i in 1 2 3 4; do referral_json "HTTP-$((i + 1))" | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral - >/dev/null; done
 wait_for 20 "all five delivered" count_is unhcr delivered 5
 check_metrics() { # PORT FILE: fetch and validate the exposition format
   curl -sf "http://127.0.0.1:$1/metrics" >"$2" && python3 - "$2" <<'PY'

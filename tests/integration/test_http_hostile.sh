@@ -78,9 +78,7 @@ held || fail "unhcr holds $(fds) descriptors: it did not take the 1,000 connecti
 rss_ok "with 1,000 connections"
 
 say "the round trip while they stay: a referral over HTTP at unhcr, next and ack at sweden"
-# tern example's referral declares an attachment, which a send must now
-# upload (docs/attachments.md): this round trip carries none.
-referral_json HOSTILE-1 | python3 -c 'import json,sys; b=json.load(sys.stdin); b.pop("attachments", None); print(json.dumps(b))' >"$WORK/body.json"
+referral_json HOSTILE-1 >"$WORK/body.json"
 python3 -c 'import json,sys; print(json.dumps({"type":"case-referral","to":["sweden"],"client_ref":"hostile-1","body":json.load(open(sys.argv[1]))}))' \
   "$WORK/body.json" >"$WORK/req.json"
 fast send "$UNHCR_API" POST /v1/messages "$WORK/req.json" >/dev/null
