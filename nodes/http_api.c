@@ -10,18 +10,15 @@
 #include <tern/reason.h>
 
 #include "http_api.h"
+#include "http_int.h"
 #include "util.h"
 
 #define JSON_CTYPE "application/json"
+/* A body's limit: a JSON request, or a tus PATCH (the node's append limit). */
 #define MAX_BODY (8u * 1024 * 1024)
 
-struct node_http {
-	tern_http *srv;
-	char *api_socket;
-};
-
 /* The status an answer's error code has in the reasons table (tern/reason.h). */
-static int http_status(const json_t *resp)
+int node_http_status(const json_t *resp)
 {
 	const char *e = json_string_value(json_object_get(resp, "error"));
 
@@ -126,53 +123,115 @@ static tern_api_client *worker_client(void)
 	return c;
 }
 
+int node_http_call(node_http *h, json_t *req, const void *bin, size_t blen, int wait_ms,
+                   json_t **resp)
+{
+	tern_api_client *c = worker_client();
+	json_t *full = req; /* "v" added in place: a send's body is not copied */
+	int rc;
+
+	*resp = NULL;
+	if (req)
+		json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
+	if (c == NULL && full == NULL) {
+		/* no kept connection: a binary frame over a new one */
+		tern_api_client one = TERN_API_CLIENT_INIT;
+		rc = tern_api_client_call_binary(&one, h->api_socket, bin, blen, wait_ms + 30000,
+		                                 resp);
+		tern_api_client_close(&one);
+	} else if (c == NULL) {
+		rc = tern_api_call(h->api_socket, full, wait_ms + 30000, resp);
+	} else {
+		rc = full ? tern_api_client_call(c, h->api_socket, full, wait_ms + 30000, resp)
+		          : tern_api_client_call_binary(c, h->api_socket, bin, blen,
+		                                        wait_ms + 30000, resp);
+	}
+	if (rc != TERN_OK) {
+		json_decref(*resp);
+		*resp = NULL;
+	}
+	return rc;
+}
+
+int node_http_json(tern_http_response *res, int status, const json_t *resp)
+{
+	char *out = json_dumps(resp, JSON_INDENT(2));
+	size_t len;
+
+	res->status = status;
+	res->ctype = JSON_CTYPE;
+	if (out == NULL) {
+		res->status = 503; /* never a 200 without its body */
+		return TERN_ENOMEM;
+	}
+	len = strlen(out);
+	{
+		char *nl = realloc(out, len + 2);
+		if (nl) {
+			out = nl;
+			memcpy(out + len, "\n", 2);
+			len++;
+		}
+	}
+	free(res->out);
+	res->out = out;
+	res->outlen = len;
+	return TERN_OK;
+}
+
+int node_http_fail(tern_http_response *res, int status, const char *code, const char *msg)
+{
+	json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "message", msg);
+	int rc;
+
+	if (o == NULL) {
+		res->status = 503;
+		return TERN_ENOMEM;
+	}
+	rc = node_http_json(res, status, o);
+	json_decref(o);
+	return rc;
+}
+
 /* Called on one of the server's workers, for a request whose token the
  * server has already checked: the local API call may block (inbox/next waits
  * up to a minute) without holding up other clients. */
-static void on_request(void *arg, const char *method, const char *url, const char *body,
-                       size_t blen, int *status, const char **ctype, char **out, size_t *outlen)
+static void on_request(void *arg, const tern_http_request *in, tern_http_response *res)
 {
 	node_http *h = arg;
 	json_t *req, *resp = NULL;
 	const char *why;
-	int wait_ms, rc;
+	int wait_ms, rc, status, handled = 0;
 
-	*ctype = JSON_CTYPE;
-	if ((req = route(method, url, body, blen, &wait_ms, status, &why)) == NULL) {
-		resp = json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-		                 *status == 404 ? "not-found" : "invalid-argument", "message", why);
-		goto out;
+	if (node_http_attach(h, in, res, &handled) == TERN_OK && handled)
+		return;
+	if (handled) {
+		/* out of memory on the way: say so rather than nothing */
+		node_http_fail(res, 503, "no-memory", "the server could not answer");
+		return;
 	}
-	json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
-	tern_api_client *c = worker_client();
-	rc = c ? tern_api_client_call(c, h->api_socket, req, wait_ms + 30000, &resp)
-	       : tern_api_call(h->api_socket, req, wait_ms + 30000, &resp);
+	if ((req = route(in->method, in->url, in->body, in->blen, &wait_ms, &status, &why)) ==
+	    NULL) {
+		node_http_fail(res, status, status == 404 ? "not-found" : "invalid-argument", why);
+		return;
+	}
+	rc = node_http_call(h, req, NULL, 0, wait_ms, &resp);
 	json_decref(req);
 	if (rc != TERN_OK) {
-		json_decref(resp);
-		*status = 503;
-		resp = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", tern_errcode_name(rc),
-		                 "message", tern_errdetail());
-		goto out;
+		node_http_fail(res, 503, tern_errcode_name(rc), tern_errdetail());
+		return;
 	}
-	*status = http_status(resp);
-out:
-	*out = json_dumps(resp, JSON_INDENT(2));
-	if (*out) {
-		char *nl = realloc(*out, strlen(*out) + 2);
-		if (nl) {
-			*out = nl;
-			strcat(nl, "\n");
-		}
-	}
-	*outlen = *out ? strlen(*out) : 0;
+	node_http_json(res, node_http_status(resp), resp);
 	json_decref(resp);
 }
 
-int node_http_start(uint16_t port, const char *api_socket, const char *token, node_http **out)
+int node_http_start(uint16_t port, const char *api_socket, const char *token, int64_t max_upload,
+                    node_http **out)
 {
+	static const char *const headers[] = NODE_HTTP_HEADER_NAMES;
 	node_http *h = calloc(1, sizeof(*h));
-	tern_http_api api = {"/v1/", token, MAX_BODY, 0, on_request, NULL};
+	tern_http_api api = {"/v1/",     token, MAX_BODY,        0,
+	                     on_request, NULL,  node_http_early, headers};
 	int rc;
 
 	*out = NULL;
@@ -180,6 +239,8 @@ int node_http_start(uint16_t port, const char *api_socket, const char *token, no
 		node_http_stop(&h);
 		return TERN_ENOMEM;
 	}
+	h->max_upload = max_upload;
+	atomic_init(&h->downloads, 0);
 	api.arg = h;
 	if ((rc = tern_http_start(port, token ? &api : NULL, &h->srv)) != TERN_OK) {
 		node_http_stop(&h);

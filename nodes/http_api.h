@@ -11,8 +11,10 @@
 typedef struct node_http node_http;
 
 /* Serves the API on 127.0.0.1:port, and hands GETs of published snapshots
- * (/metrics, /healthz, /readyz) to the same server. token is copied. */
-int node_http_start(uint16_t port, const char *api_socket, const char *token, node_http **out);
+ * (/metrics, /healthz, /readyz) to the same server. token is copied;
+ * max_upload is [limits] max_attachment_size (tus's Tus-Max-Size). */
+int node_http_start(uint16_t port, const char *api_socket, const char *token, int64_t max_upload,
+                    node_http **out);
 tern_http *node_http_server(node_http *h);
 void node_http_stop(node_http **h);
 

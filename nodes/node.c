@@ -195,7 +195,7 @@ static int start_http(node *n)
 		return rc;
 	}
 	rc = node_http_start((uint16_t)hport, tern_config_get(n->id.cfg, "node", "api_socket"),
-	                     token, &n->http);
+	                     token, n->att_max, &n->http);
 	sodium_memzero(token, tl);
 	free(token);
 	if (rc != TERN_OK)

@@ -191,8 +191,9 @@ static int peer_gone(int fd)
 	return poll(&p, 1, 0) != 0;
 }
 
-int tern_api_client_call(tern_api_client *c, const char *path, const json_t *req, int timeout_ms,
-                         json_t **resp)
+/* One request on c's connection: JSON (req) or a binary frame (bin). */
+static int client_call(tern_api_client *c, const char *path, const json_t *req, const void *bin,
+                       size_t blen, int timeout_ms, json_t **resp)
 {
 	struct timeval tv;
 	int rc;
@@ -209,7 +210,7 @@ int tern_api_client_call(tern_api_client *c, const char *path, const json_t *req
 	tv.tv_sec = timeout_ms / 1000;
 	tv.tv_usec = (timeout_ms % 1000) * 1000;
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	rc = tern_api_write(c->fd, req);
+	rc = req ? tern_api_write(c->fd, req) : tern_api_write_binary(c->fd, bin, blen);
 	if (rc == TERN_OK)
 		rc = tern_api_read(c->fd, TERN_API_MAX_FRAME, resp);
 	if (rc != TERN_OK)
@@ -217,6 +218,18 @@ int tern_api_client_call(tern_api_client *c, const char *path, const json_t *req
 	else
 		c->last_ms = tern_now_ms();
 	return rc;
+}
+
+int tern_api_client_call(tern_api_client *c, const char *path, const json_t *req, int timeout_ms,
+                         json_t **resp)
+{
+	return client_call(c, path, req, NULL, 0, timeout_ms, resp);
+}
+
+int tern_api_client_call_binary(tern_api_client *c, const char *path, const void *buf, size_t len,
+                                int timeout_ms, json_t **resp)
+{
+	return client_call(c, path, NULL, buf, len, timeout_ms, resp);
 }
 
 int tern_api_listen(const char *path, int *fd)

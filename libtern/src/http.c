@@ -1,6 +1,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,8 @@
 
 #define JSON_CTYPE "application/json"
 #define TEXT_CTYPE "text/plain; charset=utf-8"
+/* What MHD asks a stream for at a time: its write buffer for the body. */
+#define STREAM_BLOCK (64 * 1024)
 
 struct snapshot {
 	char path[32];
@@ -38,22 +41,41 @@ struct snapshot {
 
 enum req_state { REQ_BODY, REQ_QUEUED, REQ_DONE };
 
+/* What the workers take from the queue: a request for the handler, or a
+ * stream that needs its next piece. */
+struct job {
+	struct job *next;
+	int is_fill;
+};
+
 /* One authenticated API request, from its headers to its reply. */
 struct req {
-	struct req *next; /* in the job queue */
+	struct job job; /* first: the queue holds jobs */
 	struct MHD_Connection *c;
-	/* MHD's strings: valid while the request lives, and the connection is
-	 * suspended (MHD leaves it alone) while a worker reads them. */
-	const char *method, *url;
+	/* MHD's strings (method, url, header values): valid while the request
+	 * lives, and the connection is suspended (MHD leaves it alone) while a
+	 * worker reads them. */
+	tern_http_request in;
 	char *body;
 	size_t len, cap;
 	int too_big;
 	enum req_state state;
-	/* the handler's answer, set by a worker */
-	int status;
-	const char *ctype;
-	char *out;
-	size_t outlen;
+	tern_http_response res; /* the handler's answer, set by a worker */
+};
+
+/* A streamed response's state, owned by its MHD response (freed with it).
+ * The server's thread copies out data[off..len); when that is spent it
+ * suspends the connection and queues the fill for a worker, which calls
+ * the stream's next and resumes the connection. */
+struct fill {
+	struct job job; /* first */
+	tern_http *h;
+	struct MHD_Connection *c;
+	tern_http_stream s;
+	const uint8_t *data;
+	size_t len, off;
+	uint64_t sent;
+	int failed;
 };
 
 struct tern_http {
@@ -66,39 +88,174 @@ struct tern_http {
 	char *prefix, *token;
 	size_t prefix_len, token_len, max_body;
 	tern_http_handler *handler;
+	tern_http_early *early;
 	void *arg;
+	const char *headers[TERN_HTTP_MAX_HEADERS + 1];
 	atomic_uint_fast64_t refusals;
-	/* workers: busy counts requests queued or running, never more than
-	 * nworkers, so a queued request always has a free worker. */
+	/* workers: a new request is refused (503) when busy reaches nworkers,
+	 * so it never waits behind another's long poll; a stream's fill is
+	 * never refused (its response is under way) and may wait its turn. */
 	pthread_mutex_t jmu;
 	pthread_cond_t jcv;
-	struct req *head, *tail;
+	struct job *head, *tail;
 	pthread_t *threads;
-	unsigned nworkers, nthreads, busy;
+	unsigned nworkers, nthreads;
+	unsigned busy;      /* requests and fills queued or running */
 	unsigned answering; /* answers resumed and not yet sent (under jmu) */
 	int stopping;
 };
 
+int tern_http_response_header(tern_http_response *r, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	char *v = NULL, *n;
+	int len;
+
+	if (r->nheaders == TERN_HTTP_MAX_HEADERS)
+		return TERN_EINVAL;
+	va_start(ap, fmt);
+	len = vasprintf(&v, fmt, ap);
+	va_end(ap);
+	if (len < 0)
+		return TERN_ENOMEM;
+	for (const char *p = v; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			free(v);
+			return TERN_EINVAL;
+		}
+	if ((n = strdup(name)) == NULL) {
+		free(v);
+		return TERN_ENOMEM;
+	}
+	r->header_name[r->nheaders] = n;
+	r->header_value[r->nheaders++] = v;
+	return TERN_OK;
+}
+
+/* Frees what a response still owns: its body, headers and stream. */
+static void response_clear(tern_http_response *r)
+{
+	free(r->out);
+	r->out = NULL;
+	for (size_t i = 0; i < r->nheaders; i++) {
+		free(r->header_name[i]);
+		free(r->header_value[i]);
+	}
+	r->nheaders = 0;
+	if (r->streamed && r->stream.free)
+		r->stream.free(r->stream.arg);
+	r->streamed = 0;
+}
+
+static void enqueue(tern_http *h, struct job *j)
+{
+	if (h->tail)
+		h->tail->next = j;
+	else
+		h->head = j;
+	h->tail = j;
+	pthread_cond_signal(&h->jcv);
+}
+
+/* MHD's content reader for a stream, on the server's thread: never blocks.
+ * With nothing made yet it hands the fill to a worker and suspends the
+ * connection (returning 0, which MHD takes as "nothing yet"); the worker's
+ * resume brings MHD back here. */
+static ssize_t fill_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct fill *f = cls;
+	tern_http *h = f->h;
+	size_t n;
+
+	if (pos != f->sent || f->failed)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	if (f->off < f->len) {
+		n = f->len - f->off < max ? f->len - f->off : max;
+		memcpy(buf, f->data + f->off, n);
+		f->off += n;
+		f->sent += n;
+		return (ssize_t)n;
+	}
+	if (f->sent >= f->s.size)
+		return MHD_CONTENT_READER_END_OF_STREAM;
+	pthread_mutex_lock(&h->jmu);
+	if (h->stopping) {
+		pthread_mutex_unlock(&h->jmu);
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	}
+	/* A fill is never refused (the response is under way): it may wait
+	 * for a worker, and counts as busy so new requests see the load. */
+	h->busy++;
+	MHD_suspend_connection(f->c);
+	enqueue(h, &f->job);
+	pthread_mutex_unlock(&h->jmu);
+	return 0;
+}
+
+static void fill_free(void *cls)
+{
+	struct fill *f = cls;
+
+	if (f->s.free)
+		f->s.free(f->s.arg);
+	free(f);
+}
+
+/* Queues res as c's answer. The response takes res's body or stream; its
+ * headers are copied (response_clear frees what is left). */
+static enum MHD_Result reply_res(tern_http *h, struct MHD_Connection *c, tern_http_response *res)
+{
+	struct MHD_Response *r;
+	struct fill *f = NULL;
+	enum MHD_Result rc;
+
+	if (res->streamed) {
+		if ((f = calloc(1, sizeof(*f))) == NULL)
+			return MHD_NO; /* response_clear frees the stream */
+		f->job.is_fill = 1;
+		f->h = h;
+		f->c = c;
+		f->s = res->stream;
+		res->streamed = 0; /* the fill owns it now */
+		r = MHD_create_response_from_callback(f->s.size, STREAM_BLOCK, fill_read, f,
+		                                      fill_free);
+		if (r == NULL) {
+			fill_free(f);
+			return MHD_NO;
+		}
+	} else {
+		/* no body (a 204, or a handler out of memory): empty */
+		r = MHD_create_response_from_buffer(
+		    res->out ? res->outlen : 0, res->out ? res->out : (void *)"",
+		    res->out ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+		if (r == NULL)
+			return MHD_NO;
+		res->out = NULL;
+	}
+	if (res->ctype)
+		MHD_add_response_header(r, "Content-Type", res->ctype);
+	MHD_add_response_header(r, "Cache-Control", "no-store");
+	if (res->status == 401)
+		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
+	if (res->status == 503)
+		MHD_add_response_header(r, "Retry-After", "1");
+	for (size_t i = 0; i < res->nheaders; i++)
+		MHD_add_response_header(r, res->header_name[i], res->header_value[i]);
+	rc = MHD_queue_response(c, (unsigned)res->status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
 static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *ctype, char *text,
                              size_t len)
 {
-	struct MHD_Response *r;
+	tern_http_response res = {.status = status, .ctype = ctype, .out = text, .outlen = len};
 	enum MHD_Result rc;
 
 	if (text == NULL)
 		return MHD_NO; /* out of memory: close the connection */
-	if ((r = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE)) == NULL) {
-		free(text);
-		return MHD_NO;
-	}
-	MHD_add_response_header(r, "Content-Type", ctype);
-	MHD_add_response_header(r, "Cache-Control", "no-store");
-	if (status == 401)
-		MHD_add_response_header(r, "WWW-Authenticate", "Bearer");
-	if (status == 503)
-		MHD_add_response_header(r, "Retry-After", "1");
-	rc = MHD_queue_response(c, (unsigned)status, r);
-	MHD_destroy_response(r);
+	rc = reply_res(NULL, c, &res);
+	response_clear(&res);
 	return rc;
 }
 
@@ -154,6 +311,7 @@ static enum MHD_Result first_call(tern_http *h, struct MHD_Connection *c, const 
 {
 	const char *cl;
 	struct req *r;
+	tern_http_response early = {0};
 	int found = 0;
 	enum MHD_Result rc;
 
@@ -177,8 +335,20 @@ static enum MHD_Result first_call(tern_http *h, struct MHD_Connection *c, const 
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return MHD_NO;
 	r->c = c;
-	r->method = method;
-	r->url = url;
+	r->in.method = method;
+	r->in.url = url;
+	for (size_t i = 0; h->headers[i]; i++)
+		r->in.headers[i] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, h->headers[i]);
+	if (h->early) {
+		h->early(h->arg, &r->in, &early);
+		if (early.status != 0) {
+			free(r);
+			rc = reply_res(h, c, &early);
+			response_clear(&early);
+			return rc;
+		}
+		response_clear(&early);
+	}
 	*con_cls = r;
 	return MHD_YES;
 }
@@ -237,12 +407,7 @@ static enum MHD_Result dispatch(tern_http *h, struct MHD_Connection *c, struct r
 	/* Suspended before a worker can see it, so that its resume always
 	 * follows this suspend. */
 	MHD_suspend_connection(c);
-	if (h->tail)
-		h->tail->next = r;
-	else
-		h->head = r;
-	h->tail = r;
-	pthread_cond_signal(&h->jcv);
+	enqueue(h, &r->job);
 	pthread_mutex_unlock(&h->jmu);
 	return MHD_YES;
 }
@@ -271,13 +436,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	case REQ_QUEUED:
 		return MHD_YES; /* not ours to answer yet (MHD should not call) */
 	case REQ_DONE:
-		if (r->out == NULL)
-			return reply_error(c, 500, "out-of-memory", "the server could not answer");
-		{
-			char *out = r->out;
-			r->out = NULL; /* the response owns it now */
-			return reply(c, r->status, r->ctype, out, r->outlen);
-		}
+		return reply_res(h, c, &r->res);
 	}
 	return MHD_NO;
 }
@@ -297,15 +456,36 @@ static void on_done(void *cls, struct MHD_Connection *c, void **con_cls,
 	}
 	if (r) {
 		free(r->body);
-		free(r->out);
+		response_clear(&r->res);
 		free(r);
 		*con_cls = NULL;
 	}
 }
 
+/* A stream's next piece, on a worker; the connection waits suspended. */
+static void fill_run(tern_http *h, struct fill *f, int stopping)
+{
+	const uint8_t *data = NULL;
+	size_t len = 0;
+
+	if (stopping || f->s.next(f->s.arg, &data, &len) != TERN_OK || len == 0 ||
+	    len > f->s.size - f->sent) {
+		f->failed = 1; /* MHD closes the connection short of Content-Length */
+	} else {
+		f->data = data;
+		f->len = len;
+		f->off = 0;
+	}
+	pthread_mutex_lock(&h->jmu);
+	h->busy--;
+	pthread_mutex_unlock(&h->jmu);
+	MHD_resume_connection(f->c);
+}
+
 static void *worker(void *arg)
 {
 	tern_http *h = arg;
+	struct job *j;
 	struct req *r;
 
 	for (;;) {
@@ -313,27 +493,33 @@ static void *worker(void *arg)
 		pthread_mutex_lock(&h->jmu);
 		while (h->head == NULL && !h->stopping)
 			pthread_cond_wait(&h->jcv, &h->jmu);
-		if ((r = h->head) == NULL) {
+		if ((j = h->head) == NULL) {
 			pthread_mutex_unlock(&h->jmu);
 			return NULL; /* stopping, and nothing left to answer */
 		}
-		if ((h->head = r->next) == NULL)
+		if ((h->head = j->next) == NULL)
 			h->tail = NULL;
-		r->next = NULL;
+		j->next = NULL;
 		stopping = h->stopping;
 		pthread_mutex_unlock(&h->jmu);
 
-		r->status = 500;
-		r->ctype = JSON_CTYPE;
+		if (j->is_fill) {
+			fill_run(h, (struct fill *)j, stopping);
+			continue;
+		}
+		r = (struct req *)j;
+		r->res.status = 500;
+		r->res.ctype = JSON_CTYPE;
 		if (stopping) {
-			r->status = 503;
-			r->out =
+			r->res.status = 503;
+			r->res.out =
 			    strdup("{\n  \"ok\": false,\n  \"error\": \"busy\",\n  \"message\": "
 			           "\"the server is stopping; retry in a moment\"\n}\n");
-			r->outlen = r->out ? strlen(r->out) : 0;
+			r->res.outlen = r->res.out ? strlen(r->res.out) : 0;
 		} else {
-			h->handler(h->arg, r->method, r->url, r->body ? r->body : "", r->len,
-			           &r->status, &r->ctype, &r->out, &r->outlen);
+			r->in.body = r->body ? r->body : "";
+			r->in.blen = r->len;
+			h->handler(h->arg, &r->in, &r->res);
 		}
 		pthread_mutex_lock(&h->jmu);
 		r->state = REQ_DONE;
@@ -414,7 +600,17 @@ int tern_http_start(uint16_t port, const tern_http_api *api, tern_http **out)
 		}
 		h->api = 1;
 		h->handler = api->handler;
+		h->early = api->early;
 		h->arg = api->arg;
+		for (size_t i = 0; api->headers && api->headers[i]; i++) {
+			if (i == TERN_HTTP_MAX_HEADERS) {
+				free_server(h);
+				return tern_fail(TERN_EINVAL,
+				                 "an HTTP API reads at most %d headers",
+				                 TERN_HTTP_MAX_HEADERS);
+			}
+			h->headers[i] = api->headers[i];
+		}
 		h->max_body = api->max_body;
 		h->nworkers = api->workers ? api->workers : TERN_HTTP_WORKERS;
 		if ((h->prefix = strdup(api->prefix)) == NULL ||

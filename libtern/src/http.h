@@ -13,7 +13,11 @@
  * the token is checked as soon as the headers are in, and a request without
  * it gets 401 before any byte of its body is read; a handler's blocking call
  * runs on one of a bounded set of workers while its connection is
- * suspended, and a request beyond the bound gets 503 at once. */
+ * suspended, and a request beyond the bound gets 503 at once.
+ *
+ * A streamed response (tern_http_stream) is produced on the workers too: the
+ * server's thread only copies out what a worker has made, and suspends the
+ * connection while the next piece is made. */
 #ifndef TERN_HTTP_H
 #define TERN_HTTP_H
 
@@ -22,14 +26,72 @@
 
 typedef struct tern_http tern_http;
 
-/* Answers one authenticated request. body is NUL-terminated (blen bytes).
- * Sets *status, *ctype (static) and *out (malloc'd, freed by the server).
- * Runs on a worker thread, several at once: it may block (a long poll), but
- * must not touch the daemon's state except through its own thread-safe
- * means. */
-typedef void tern_http_handler(void *arg, const char *method, const char *url, const char *body,
-                               size_t blen, int *status, const char **ctype, char **out,
-                               size_t *outlen);
+#define TERN_HTTP_MAX_HEADERS 8 /* request headers an API reads; response headers it adds */
+
+/* One authenticated request, as a handler sees it. Every pointer is the
+ * server's and stays valid until the handler returns (the connection is
+ * suspended meanwhile, so MHD leaves its strings alone). */
+typedef struct tern_http_request {
+	const char *method, *url; /* the path, percent-decoded */
+	const char *body;         /* blen bytes of any kind (JSON, a binary PATCH), NUL-terminated;
+	                             NULL in the early call */
+	size_t blen;
+	/* The values of the headers tern_http_api.headers names, in its order;
+	 * NULL for one the request lacks. */
+	const char *headers[TERN_HTTP_MAX_HEADERS];
+} tern_http_request;
+
+/* A body produced piece by piece (a download of gigabytes must never sit in
+ * memory): next is called on a worker thread, one call at a time, while the
+ * connection waits suspended, and may block (a local API call); it sets
+ * *data and *len (1 or more bytes, owned by the stream and valid until the
+ * next call or free) and returns TERN_OK, or an error code: the connection
+ * is then closed short of `size` bytes, which the client sees as a failed
+ * transfer. free is called once, never while next runs: on the server's
+ * thread when the response is done with (sent, failed or the client gone),
+ * or in tern_http_stop. */
+typedef struct tern_http_stream {
+	uint64_t size; /* Content-Length: exactly the bytes next will give */
+	int (*next)(void *arg, const uint8_t **data, size_t *len);
+	void (*free)(void *arg);
+	void *arg;
+} tern_http_stream;
+
+/* A handler's answer. The server starts it as status 500 with ctype
+ * application/json (the early hook's: status 0, no ctype), no headers and
+ * no body; what the handler sets is the server's from then on (it frees
+ * out, the headers and, through stream.free, the stream), and is sent on
+ * the server's thread once the handler has returned. */
+typedef struct tern_http_response {
+	int status;
+	const char *ctype; /* static; NULL: no Content-Type (a 204) */
+	char *out;         /* malloc'd body, outlen bytes; NULL with outlen 0: empty */
+	size_t outlen;
+	int streamed; /* set: the body is `stream`, and out is ignored */
+	tern_http_stream stream;
+	/* added with tern_http_response_header */
+	size_t nheaders;
+	char *header_name[TERN_HTTP_MAX_HEADERS], *header_value[TERN_HTTP_MAX_HEADERS];
+} tern_http_response;
+
+/* Adds a response header (name and value copied). TERN_EINVAL for a value
+ * with a control character (no header may be split by what a peer chose,
+ * such as a file name) or beyond TERN_HTTP_MAX_HEADERS; TERN_ENOMEM. */
+int tern_http_response_header(tern_http_response *r, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Answers one authenticated request, with its whole body. Runs on a worker
+ * thread, several at once: it may block (a long poll), but must not touch
+ * the daemon's state except through its own thread-safe means. */
+typedef void tern_http_handler(void *arg, const tern_http_request *req, tern_http_response *resp);
+
+/* Optional. Called on the server's own thread once the token is checked,
+ * with the headers and before any byte of the body (req->body NULL), so
+ * that a request refused for its headers alone (a wrong Content-Type) never
+ * makes the server read its body. Must not block. Leaves resp->status 0 to
+ * go on (the handler gets the request once its body is in), or sets an
+ * answer, sent at once. */
+typedef void tern_http_early(void *arg, const tern_http_request *req, tern_http_response *resp);
 
 typedef struct tern_http_api {
 	const char *prefix; /* the API's paths, e.g. "/v1/" */
@@ -38,6 +100,10 @@ typedef struct tern_http_api {
 	unsigned workers;   /* handler calls at once (0: TERN_HTTP_WORKERS); beyond: 503 */
 	tern_http_handler *handler;
 	void *arg;
+	tern_http_early *early; /* may be NULL */
+	/* request headers the handlers read (static strings, NULL-terminated,
+	 * at most TERN_HTTP_MAX_HEADERS); may be NULL */
+	const char *const *headers;
 } tern_http_api;
 
 #define TERN_HTTP_WORKERS 16

@@ -5,7 +5,7 @@
 # sending headers a byte at a time), a request with the token is answered
 # within 1 s and the node's resident memory stays within 16 MB of its idle
 # figure; 128 uploads of 8 MiB each get 401 before their body, and memory
-# stays bounded; waiting clients (inbox/next) hold up neither the server nor
+# stays bounded, and so do 64 tus PATCHes of 8 MiB; waiting clients (inbox/next) hold up neither the server nor
 # another request, and beyond the workers a request gets 503 saying to retry;
 # the round trip through HTTP still works; the refusals are counted in
 # /metrics, logged once per period without the token, and audited.
@@ -107,6 +107,17 @@ PY
   uploads=$((uploads + 64))
   rss_ok "after $uploads uploads"
 done
+say "64 tus PATCHes of 8 MiB without the token: each 401 before its body"
+python3 "$HOSTILE" upload "$UNHCR_API" --count 64 --tus \
+  --path /v1/uploads/01a20000-0000-7000-8000-000000000000 >"$WORK/patch.json"
+say "  $(cat "$WORK/patch.json")"
+python3 - "$WORK/patch.json" <<'PY' || fail "a PATCH without the token was not refused at once"
+import json, sys
+r = json.load(open(sys.argv[1]))
+sys.exit(0 if r["statuses"] == {"401": 64} and r["max_ms"] < 1000 else 1)
+PY
+uploads=$((uploads + 64))
+rss_ok "after $uploads uploads"
 grown=$(($(rss) - before_kb))
 ((grown < 8192)) || fail "the uploads without the token grew unhcr's RSS by $grown kB: a body was held"
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer not-the-token" \

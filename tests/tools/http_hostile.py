@@ -10,8 +10,10 @@ tests/integration/test_http_hostile.sh. Never sends a token.
       closes. Writes its counts (connections opened, closed by the server,
       by kind) to the stats FILE every second and as one JSON line at exit.
 
-  http_hostile.py upload PORT --count N --size BYTES [--path P]
-      N connections at once, each a POST with Content-Length BYTES (no
+  http_hostile.py upload PORT --count N --size BYTES [--path P] [--tus]
+      N connections at once, each a POST with Content-Length BYTES (with
+      --tus a tus PATCH: Tus-Resumable, Upload-Offset and Content-Type
+      application/offset+octet-stream) (no
       Expect: 100-continue: the body follows the headers at once, as fast
       as the server takes it). Each stops at the server's answer. Prints one
       JSON line: statuses, the slowest answer in ms, and the most body bytes
@@ -108,8 +110,13 @@ def hold(a):
 def upload(a):
     raise_nofile(a.count + 64)
     sel = selectors.DefaultSelector()
-    head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            "Content-Length: %d\r\n\r\n" % (a.path, a.size)).encode()
+    if a.tus:
+        head = ("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+                "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                "Content-Length: %d\r\n\r\n" % (a.path, a.size)).encode()
+    else:
+        head = ("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n" % (a.path, a.size)).encode()
     chunk = b"x" * 65536
     conns = {}
     t0 = time.monotonic()
@@ -181,6 +188,7 @@ def main():
     u.add_argument("--count", type=int, default=64)
     u.add_argument("--size", type=int, default=8 * 1024 * 1024)
     u.add_argument("--path", default="/v1/messages")
+    u.add_argument("--tus", action="store_true")
     u.add_argument("--timeout", type=float, default=20.0)
     a = p.parse_args()
     hold(a) if a.cmd == "hold" else upload(a)

@@ -71,6 +71,10 @@ typedef struct tern_api_client {
  * it is never sent twice). After a failure the connection is closed. */
 int tern_api_client_call(tern_api_client *c, const char *path, const json_t *req, int timeout_ms,
                          json_t **resp);
+/* The same with a binary frame (a serialized tern.v1.ApiRequest, as for
+ * tern_api_write_binary); the answer is JSON. */
+int tern_api_client_call_binary(tern_api_client *c, const char *path, const void *buf, size_t len,
+                                int timeout_ms, json_t **resp);
 /* Closes c's connection, if any. */
 void tern_api_client_close(tern_api_client *c);
 

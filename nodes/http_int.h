@@ -1,0 +1,63 @@
+/* Shared by the node's HTTP API files: http_api.c (the server, the JSON
+ * routes and the local API calls) and http_attach.c (tus uploads and
+ * attachment downloads). Everything here runs on the server's workers
+ * unless it says otherwise. */
+#ifndef TERN_NODE_HTTP_INT_H
+#define TERN_NODE_HTTP_INT_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "http.h"
+#include "http_api.h"
+
+/* The request headers the API reads (tern_http_api.headers), by index into
+ * tern_http_request.headers. */
+enum {
+	NH_TUS_RESUMABLE,
+	NH_UPLOAD_LENGTH,
+	NH_UPLOAD_OFFSET,
+	NH_UPLOAD_DEFER,
+	NH_CONTENT_TYPE,
+	NH_RANGE,
+	NH_IF_RANGE,
+};
+#define NODE_HTTP_HEADER_NAMES                                                                     \
+	{                                                                                          \
+		"Tus-Resumable", "Upload-Length", "Upload-Offset", "Upload-Defer-Length",          \
+		    "Content-Type", "Range", "If-Range", NULL                                      \
+	}
+
+struct node_http {
+	tern_http *srv;
+	char *api_socket;
+	int64_t max_upload;    /* [limits] max_attachment_size, for Tus-Max-Size */
+	atomic_uint downloads; /* attachment downloads under way */
+};
+
+/* One local API call on this worker's kept connection: JSON (req, which
+ * gets its "v") or a binary frame (bin, blen). *resp is a new reference;
+ * an error code when the node did not answer. */
+int node_http_call(node_http *h, json_t *req, const void *bin, size_t blen, int wait_ms,
+                   json_t **resp);
+/* The HTTP status of a local API answer: 200 for "ok", else the reasons
+ * table's for its "error". */
+int node_http_status(const json_t *resp);
+/* Sets res's body to resp as indented JSON, and its status (resp is
+ * borrowed). */
+int node_http_json(tern_http_response *res, int status, const json_t *resp);
+/* Sets res to {"ok": false, "error": code, "message": msg} with status. */
+int node_http_fail(tern_http_response *res, int status, const char *code, const char *msg);
+
+/* The tus uploads and downloads (http_attach.c). node_http_attach answers
+ * a request under /v1/uploads or /v1/messages/ID/attachments/ and sets
+ * *handled, or leaves it 0 for the other routes. node_http_early is the
+ * server's early hook (its own thread, no blocking): the tus checks that
+ * need only the headers. */
+int node_http_attach(node_http *h, const tern_http_request *req, tern_http_response *res,
+                     int *handled);
+void node_http_early(void *arg, const tern_http_request *req, tern_http_response *res);
+
+#endif
