@@ -140,8 +140,9 @@ int xfer_rec_decode(const uint8_t *data, size_t len, xfer_rec *r)
 		memcpy(r->att[i].root, p + 12, 32);
 		r->att[i].have = 0;
 		p += 44;
-		/* Chunk counts divide by chunk_size: a record holds only seals
-		 * that passed tern_attach_seals_check, or it is damaged. */
+		/* A record holds only seals that passed tern_attach_seals_check,
+		 * or it is damaged: no chunk count of 0, no chunk over the
+		 * buffers' TERN_ATTACH_CHUNK_MAX. */
 		if (r->att[i].size == 0 || r->att[i].chunk_size < TERN_ATTACH_CHUNK_MIN ||
 		    r->att[i].chunk_size > TERN_ATTACH_CHUNK_MAX)
 			return tern_fail(TERN_EMALFORMED, "damaged transfer record");

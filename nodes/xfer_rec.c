@@ -26,8 +26,9 @@ static int att_parse(const json_t *a, int want_sha, struct node_att *out)
 	const json_t *size = json_object_get(a, "size"), *cs = json_object_get(a, "chunk_size");
 
 	memset(out, 0, sizeof(*out));
-	/* Chunk counts divide by chunk_size and index by size: only a seal
-	 * tern_attach_seals_check passed was recorded. */
+	/* Only a seal tern_attach_seals_check passed was recorded: chunk
+	 * counts of 0 and chunks over the node's TERN_ATTACH_CHUNK_MAX buffer
+	 * are a damaged record's. */
 	if (!json_is_integer(size) || json_integer_value(size) <= 0 || !json_is_integer(cs) ||
 	    json_integer_value(cs) < TERN_ATTACH_CHUNK_MIN ||
 	    json_integer_value(cs) > TERN_ATTACH_CHUNK_MAX)
