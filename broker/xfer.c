@@ -93,9 +93,9 @@ static int rec_encode(const xfer_rec *r, uint8_t *buf, size_t cap, size_t *len)
 	return TERN_OK;
 }
 
-static int rec_decode(const MDB_val *v, xfer_rec *r)
+int xfer_rec_decode(const uint8_t *data, size_t len, xfer_rec *r)
 {
-	const uint8_t *p = v->mv_data, *end = p + v->mv_size;
+	const uint8_t *p = data, *end = p + len;
 	size_t l;
 
 #define NEED(k)                                                                                    \
@@ -140,6 +140,12 @@ static int rec_decode(const MDB_val *v, xfer_rec *r)
 		memcpy(r->att[i].root, p + 12, 32);
 		r->att[i].have = 0;
 		p += 44;
+		/* A record holds only seals that passed tern_attach_seals_check,
+		 * or it is damaged: no chunk count of 0, no chunk over the
+		 * buffers' TERN_ATTACH_CHUNK_MAX. */
+		if (r->att[i].size == 0 || r->att[i].chunk_size < TERN_ATTACH_CHUNK_MIN ||
+		    r->att[i].chunk_size > TERN_ATTACH_CHUNK_MAX)
+			return tern_fail(TERN_EMALFORMED, "damaged transfer record");
 	}
 #undef NEED
 	return TERN_OK;
@@ -219,7 +225,7 @@ int xfer_get(MDB_txn *txn, tern_store *s, const char *msgid, xfer_rec *out)
 	if (rc != 0)
 		return MDB(rc, "read transfer record");
 	memset(out, 0, sizeof(*out));
-	if ((rc = rec_decode(&v, out)) != TERN_OK)
+	if ((rc = xfer_rec_decode(v.mv_data, v.mv_size, out)) != TERN_OK)
 		return rc;
 	memcpy(out->msgid, msgid, 37);
 	for (size_t i = 0; i < out->natt; i++) {
@@ -418,7 +424,8 @@ int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, size_t max, xfer_gone_f
 		memset(r, 0, sizeof(*r));
 		memcpy(r->msgid, k.mv_data, 36);
 		r->msgid[36] = 0;
-		if (rec_decode(&v, r) != TERN_OK || xfer_ended(txn, s, r, now))
+		if (xfer_rec_decode(v.mv_data, v.mv_size, r) != TERN_OK ||
+		    xfer_ended(txn, s, r, now))
 			memcpy(ids[nids++], r->msgid, 37); /* a damaged record goes too */
 	}
 	mdb_cursor_close(c);

@@ -55,6 +55,10 @@ int xfer_create(MDB_txn *txn, tern_store *s, const char *msgid, const char *send
                 size_t nseals, int64_t expires);
 /* TERN_ENOENT when msgid has no transfer (or the store has no transfers yet). */
 int xfer_get(MDB_txn *txn, tern_store *s, const char *msgid, xfer_rec *out);
+/* Decodes a stored record (len bytes) into r, all but its msgid (the key)
+ * and the counts (have, stored apart): TERN_EMALFORMED or TERN_EVERSION for
+ * a record xfer_create did not write. Pure, for the fuzzer too. */
+int xfer_rec_decode(const uint8_t *data, size_t len, xfer_rec *r);
 /* The seal of r's attachment att, pointing into r. */
 void xfer_seal(const xfer_rec *r, uint32_t att, Tern__V1__AttachmentSeal *seal);
 /* Index of rcpt among r's recipients, -1 when it is not one. */

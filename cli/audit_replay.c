@@ -458,7 +458,7 @@ static int in_scope(const struct replay *r, const char *case_id)
 static json_t *event_json(const struct ev *v)
 {
 	char at[32];
-	json_t *o;
+	json_t *o, *a;
 
 	fmt_time(v->e->at, at, sizeof(at));
 	o = json_pack("{s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s}", "at", at, "log", owner(v),
@@ -471,6 +471,8 @@ static json_t *event_json(const struct ev *v)
 		json_object_set_new(o, "outcome", json_string(v->e->outcome));
 	if (v->e->ref[0])
 		json_object_set_new(o, "ref", json_string(v->e->ref));
+	if ((a = att_json(v->e)) != NULL)
+		json_object_set_new(o, "attachments", a);
 	return o;
 }
 
@@ -536,6 +538,7 @@ static int print(struct replay *r, int json)
 				       peer && peer[0] ? " peer " : "", peer ? peer : "",
 				       outcome ? " " : "", outcome ? outcome : "",
 				       reason ? " reason " : "", reason ? reason : "");
+				att_print(e);
 			}
 		}
 		json_array_foreach(fs, ci, c)
@@ -629,6 +632,7 @@ int audit_replay(int nfiles, char **files, const char *case_id, int json)
 		       strcmp(r.bymsg[j]->e->message_id, r.bymsg[i]->e->message_id) == 0)
 			j++;
 		check_message(&r, (const struct ev *const *)&r.bymsg[i], j - i);
+		check_attachments(&r, (const struct ev *const *)&r.bymsg[i], j - i);
 		i = j;
 	}
 	check_workflow(&r);

@@ -74,4 +74,16 @@ const char *type_of(const struct ev *const *g, size_t n);
  * archive, and reports each refusal as a finding named by its reason. */
 void check_threads(struct replay *r);
 
+/* audit_replay_attach.c: the attachments entries declare (docs/attachments.md).
+ * The findings about them, by kind; the table in audit_replay_attach.c holds
+ * each one's name and rule (docs/audit.md lists them as written there). */
+enum att_finding { ATT_MISSING, ATT_MISMATCH, ATT_FINDING_COUNT };
+const char *att_finding_kind(enum att_finding f);
+/* An entry's attachments for the timeline (index, size, root and sha256 in
+ * hex), NULL if it has none; att_print writes an event's as a line. */
+json_t *att_json(const entry *e);
+void att_print(const json_t *event);
+/* The findings about the attachments of one message's events g[0..n). */
+void check_attachments(struct replay *r, const struct ev *const *g, size_t n);
+
 #endif

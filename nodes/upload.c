@@ -36,6 +36,7 @@
 
 #include "node_int.h"
 #include "util.h"
+#include "xfer_rec.h"
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -180,6 +181,7 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 {
 	json_t *rec, *res;
 	uint64_t size, at;
+	int64_t expires;
 	char path[PATH_MAX];
 	size_t put = 0;
 	int fd, rc;
@@ -188,7 +190,10 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 		return tern_api_error(TERN_EINVAL, "give the \"upload_id\" to append to");
 	if ((rec = upload_get(n, id)) == NULL)
 		return no_upload(id);
-	size = (uint64_t)json_integer_value(json_object_get(rec, "size"));
+	if (node_upload_record_parse(rec, &size, &expires) != TERN_OK) {
+		json_decref(rec);
+		return tern_api_error(TERN_EIO, "upload %s: %s", id, tern_errdetail());
+	}
 	at = upload_offset(n, id);
 	if (offset != at) {
 		/* tus: a PATCH at another offset than the server's is a conflict;
@@ -297,12 +302,16 @@ int node_upload_open(node *n, const char *id, int *fd, uint64_t *size)
 	json_t *rec;
 	char path[PATH_MAX];
 	uint64_t sz, off;
+	int64_t expires;
+	int rc;
 
 	if (id == NULL || !tern_uuid_valid(id) || (rec = upload_get(n, id)) == NULL)
 		return tern_fail(TERN_ENOENT, "no upload %s on this node", id ? id : "");
-	sz = (uint64_t)json_integer_value(json_object_get(rec, "size"));
+	rc = node_upload_record_parse(rec, &sz, &expires);
 	off = upload_offset(n, id);
 	json_decref(rec);
+	if (rc != TERN_OK)
+		return tern_fail(TERN_EIO, "upload %s: %s", id, tern_errdetail());
 	if (off != sz)
 		return tern_fail(TERN_EINVAL,
 		                 "upload %s holds %llu of its %llu bytes: finish it first", id,

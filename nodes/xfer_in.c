@@ -37,6 +37,7 @@
 #include "node_int.h"
 #include "pbuf.h"
 #include "util.h"
+#include "xfer_rec.h"
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -278,9 +279,8 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	tern_verify_opts o = {
 	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
 	tern_envelope *e = NULL;
-	json_t *arr = json_object_get(rec, "atts"), *a;
+	struct node_xin_rec *r;
 	struct xin *x;
-	size_t i;
 	int rc;
 
 	if (xin_find(n, msgid))
@@ -293,39 +293,33 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 		n->xins = nx;
 		n->capxins = cap;
 	}
-	if ((x = calloc(1, sizeof(*x))) == NULL)
+	/* The record's fields, checked (xfer_rec.c; the fuzzer reads them too). */
+	if ((r = malloc(sizeof(*r))) == NULL)
 		return TERN_ENOMEM;
+	if (node_xin_record_parse(rec, r) != TERN_OK) {
+		free(r);
+		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record (%s)", msgid,
+		                 tern_errdetail());
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		free(r);
+		return TERN_ENOMEM;
+	}
 	x->fd = -1;
 	snprintf(x->msgid, sizeof(x->msgid), "%s", msgid);
-	snprintf(x->sender, sizeof(x->sender), "%s",
-	         json_string_value(json_object_get(rec, "sender")));
-	x->natt = json_array_size(arr);
-	x->until = json_integer_value(json_object_get(rec, "until"));
-	x->att = (uint32_t)json_integer_value(json_object_get(rec, "att"));
-	x->have = x->written = x->asked =
-	    (uint64_t)json_integer_value(json_object_get(rec, "have"));
-	if (x->natt == 0 || x->natt > TERN_ATTACH_MAX_COUNT || x->att >= x->natt ||
-	    (x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL || node_xbuf(n) == NULL ||
+	snprintf(x->sender, sizeof(x->sender), "%s", r->sender);
+	x->natt = r->natt;
+	x->until = r->until;
+	x->att = r->att;
+	x->have = x->written = x->asked = r->have;
+	if ((x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL || node_xbuf(n) == NULL ||
 	    tern_sha256_new(&x->hs) != TERN_OK) {
+		free(r);
 		xin_free(&x);
-		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", msgid);
+		return TERN_ENOMEM;
 	}
-	json_array_foreach(arr, i, a)
-	{
-		size_t b1 = 0, b2 = 0;
-		const char *root = json_string_value(json_object_get(a, "root"));
-		const char *sha = json_string_value(json_object_get(a, "sha256"));
-		x->atts[i].size = (uint64_t)json_integer_value(json_object_get(a, "size"));
-		x->atts[i].chunk_size =
-		    (uint32_t)json_integer_value(json_object_get(a, "chunk_size"));
-		if (!root || !sha ||
-		    sodium_hex2bin(x->atts[i].root, 32, root, strlen(root), NULL, &b1, NULL) != 0 ||
-		    sodium_hex2bin(x->atts[i].sha256, 32, sha, strlen(sha), NULL, &b2, NULL) != 0 ||
-		    b1 != 32 || b2 != 32) {
-			xin_free(&x);
-			return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", msgid);
-		}
-	}
+	memcpy(x->atts, r->atts, x->natt * sizeof(*x->atts));
+	free(r);
 	n->xins[n->nxins++] = x;
 	/* The key: re-verified, as the store is not trusted more than the wire.
 	 * One that no longer verifies or opens is judged now, and refused. */

@@ -40,6 +40,7 @@
 
 #include "node_int.h"
 #include "util.h"
+#include "xfer_rec.h"
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -100,16 +101,6 @@ int node_spool_dirs(const node *n)
 			return tern_fail(TERN_EIO, "cannot make %s: %s", p, strerror(errno));
 	}
 	return TERN_OK;
-}
-
-static int hex_decode32(const char *hex, uint8_t out[32])
-{
-	size_t bin = 0;
-
-	return hex && strlen(hex) == 64 &&
-	               sodium_hex2bin(out, 32, hex, 64, NULL, &bin, NULL) == 0 && bin == 32
-	           ? TERN_OK
-	           : TERN_EMALFORMED;
 }
 
 /* --- the store ------------------------------------------------------------------ */
@@ -271,26 +262,18 @@ int node_xout_load(node *n)
 	}
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL), *a;
-		json_t *arr = json_object_get(rec, "atts");
+		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 		struct node_att atts[TERN_ATTACH_MAX_COUNT];
 		char id[37];
-		size_t i, na = json_array_size(arr);
-		if (k.mv_size != 36 || na == 0 || na > TERN_ATTACH_MAX_COUNT) {
+		size_t na = 0;
+		int done = 0;
+		if (k.mv_size != 36 || node_xout_record_parse(rec, atts, &na, &done) != TERN_OK) {
 			json_decref(rec);
 			continue;
 		}
 		memcpy(id, k.mv_data, 36);
 		id[36] = '\0';
-		memset(atts, 0, sizeof(atts));
-		json_array_foreach(arr, i, a)
-		{
-			atts[i].size = (uint64_t)json_integer_value(json_object_get(a, "size"));
-			atts[i].chunk_size =
-			    (uint32_t)json_integer_value(json_object_get(a, "chunk_size"));
-			hex_decode32(json_string_value(json_object_get(a, "root")), atts[i].root);
-		}
-		xout_add(n, id, atts, na, json_is_true(json_object_get(rec, "done")));
+		xout_add(n, id, atts, na, done);
 		json_decref(rec);
 	}
 	mdb_cursor_close(c);

@@ -12,7 +12,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-600}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(frame apiconn envelope message json config directory checkpoint archive)
+((${#targets[@]})) || targets=(frame apiconn envelope message json config directory checkpoint archive chunk xfer)
 build="$root/build-fuzz"
 
 "$root/scripts/install-deps.sh" --with-fuzz

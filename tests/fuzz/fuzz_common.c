@@ -61,3 +61,38 @@ const char *fuzz_tmpfile(const uint8_t *data, size_t size)
 	fclose(fp);
 	return path;
 }
+
+const struct fuzz_att *fuzz_att(void)
+{
+	static struct fuzz_att a;
+	static int made;
+	FILE *in = NULL, *out = NULL;
+	size_t len = tern_attach_slot(FUZZ_ATT_CHUNK, FUZZ_ATT_CHUNKS);
+
+	if (made)
+		return &a;
+	memset(a.content_key, 0x5a, sizeof(a.content_key));
+	if ((a.plain = malloc(FUZZ_ATT_SIZE)) == NULL || (a.sealed = calloc(1, len)) == NULL)
+		goto fail;
+	for (size_t i = 0; i < FUZZ_ATT_SIZE; i++)
+		a.plain[i] = (uint8_t)(i * 7 % 251);
+	/* tern_attach_seal_fd reads and writes files: two temporary ones. */
+	if ((in = tmpfile()) == NULL || (out = tmpfile()) == NULL ||
+	    fwrite(a.plain, 1, FUZZ_ATT_SIZE, in) != FUZZ_ATT_SIZE || fflush(in) != 0 ||
+	    tern_attach_key(a.content_key, 0, a.key) != TERN_OK ||
+	    tern_attach_seal_fd(fileno(in), FUZZ_ATT_SIZE, FUZZ_ATT_CHUNK, a.key, FUZZ_ATT_MSGID, 0,
+	                        fileno(out), &a.seal, a.root, a.sha256, &a.leaves) != TERN_OK ||
+	    pread(fileno(out), a.sealed, len, 0) <
+	        (ssize_t)(tern_attach_slot(FUZZ_ATT_CHUNK, FUZZ_ATT_CHUNKS - 1) +
+	                  tern_attach_chunk_len(FUZZ_ATT_SIZE, FUZZ_ATT_CHUNK,
+	                                        FUZZ_ATT_CHUNKS - 1) +
+	                  TERN_ATTACH_TAG_LEN))
+		goto fail;
+	fclose(in);
+	fclose(out);
+	made = 1;
+	return &a;
+fail:
+	fprintf(stderr, "fuzz: cannot make the fixed attachment: %s\n", tern_errdetail());
+	exit(2);
+}

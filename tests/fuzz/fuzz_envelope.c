@@ -1,8 +1,10 @@
 /* Envelopes as a broker and a recipient see them: verify against the
  * directory, then (as sweden) open the sealed body and check its business
- * message. Seeds are valid envelopes, so mutations reach every stage. */
+ * message, after checking the attachments its header declares. Seeds are
+ * valid envelopes (one with an attachment), so mutations reach every stage. */
 #include <stdlib.h>
 
+#include <tern/attach.h>
 #include <tern/envelope.h>
 #include <tern/msgtype.h>
 #include <tern/validate.h>
@@ -41,6 +43,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	tern_sigcache_free(&sigs);
 	if (rc != 0)
 		return 0;
+	/* The attachments a signed header declares, as broker and node check
+	 * them before any chunk (the [limits] defaults). */
+	{
+		const Tern__V1__Header *h = tern_envelope_header(env);
+		tern_attach_seals_check((const Tern__V1__AttachmentSeal *const *)h->attachments,
+		                        h->n_attachments, TERN_ATTACH_MAX_SIZE_DEFAULT,
+		                        TERN_ATTACH_MAX_TOTAL_DEFAULT);
+	}
 	tern_envelope_authorize(env);
 	if (tern_envelope_open(env, "sweden", fed->sweden_seal, &body, &blen) == 0) {
 		const tern_msgtype *t = tern_msgtype_by_type(tern_envelope_header(env)->type);

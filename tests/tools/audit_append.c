@@ -2,10 +2,14 @@
  * node's or broker's log and signs a checkpoint over them, so that a test builds the
  * archives `tern audit export` writes without running a federation (replay's
  * workflow findings: tests/cli/test_replay_workflow.sh). One entry a line:
- *   KIND PEER TYPE MSGID CASE OUTCOME REF AT_MS [REASON]
+ *   KIND PEER TYPE MSGID CASE OUTCOME REF AT_MS [REASON [ATTACHMENTS]]
  * KIND as in audit.proto (SENT, RECEIVED, RECEIPT_SENT, ...), "-" for an
  * empty field. The digest is made from the message id, so that what one node
- * SENT and another RECEIVED agree. */
+ * SENT and another RECEIVED agree. ATTACHMENTS: comma-separated
+ * INDEX:SIZE:ROOT[:SHA256], ROOT and SHA256 tags of up to 32 characters
+ * whose bytes make the 32-byte hash (zero-padded), as for the digest, so that
+ * entries agree when their tags do; SHA256 "-" or left out for none, as a
+ * broker's RELAYED has (replay's attachment findings). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +33,48 @@ static char *field(char *s)
 	return strcmp(s, "-") == 0 ? "" : s;
 }
 
+/* A 32-byte hash made from tag t's bytes. */
+static void tag_hash(const char *t, uint8_t out[32])
+{
+	memset(out, 0, 32);
+	for (size_t i = 0; t[i] && i < 32; i++)
+		out[i] = (uint8_t)t[i];
+}
+
+/* The ATTACHMENTS field s into a[], p[] (at most max), *n of them. */
+static int parse_atts(char *s, Tern__V1__AuditAttachment *a, Tern__V1__AuditAttachment **p,
+                      uint8_t (*hashes)[2][32], size_t max, size_t *n)
+{
+	char *save = NULL;
+
+	*n = 0;
+	for (char *t = strtok_r(s, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		char *save2 = NULL, *f[4] = {0};
+		int k = 0;
+		if (*n == max)
+			return TERN_EINVAL;
+		for (char *u = strtok_r(t, ":", &save2); u && k < 4;
+		     u = strtok_r(NULL, ":", &save2))
+			f[k++] = u;
+		if (k < 3)
+			return TERN_EINVAL;
+		tern__v1__audit_attachment__init(&a[*n]);
+		a[*n].index = (uint32_t)strtoul(f[0], NULL, 10);
+		a[*n].size = strtoull(f[1], NULL, 10);
+		tag_hash(f[2], hashes[*n][0]);
+		a[*n].root.data = hashes[*n][0];
+		a[*n].root.len = 32;
+		if (k > 3 && strcmp(f[3], "-") != 0) {
+			tag_hash(f[3], hashes[*n][1]);
+			a[*n].sha256.data = hashes[*n][1];
+			a[*n].sha256.len = 32;
+		}
+		p[*n] = &a[*n];
+		(*n)++;
+	}
+	return TERN_OK;
+}
+
 static int apply(MDB_txn *txn, void *arg)
 {
 	struct lines *l = arg;
@@ -39,12 +85,14 @@ static int apply(MDB_txn *txn, void *arg)
 	while (fgets(line, sizeof(line), stdin)) {
 		Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
 		const ProtobufCEnumValue *k;
-		char *f[9] = {0}, *save = NULL;
+		Tern__V1__AuditAttachment att[8], *attp[8];
+		uint8_t hashes[8][2][32];
+		char *f[10] = {0}, *save = NULL;
 		uint8_t digest[32] = {0};
 		int n = 0;
 
 		no++;
-		for (char *t = strtok_r(line, " \t\n", &save); t && n < 9;
+		for (char *t = strtok_r(line, " \t\n", &save); t && n < 10;
 		     t = strtok_r(NULL, " \t\n", &save))
 			f[n++] = t;
 		if (n == 0 || f[0][0] == '#')
@@ -63,6 +111,12 @@ static int apply(MDB_txn *txn, void *arg)
 		e.ref = field(f[6]);
 		e.at = strtoll(f[7], NULL, 10);
 		e.reason = n > 8 ? field(f[8]) : "";
+		if (n > 9 && strcmp(f[9], "-") != 0 &&
+		    parse_atts(f[9], att, attp, hashes, 8, &e.n_attachments) != TERN_OK) {
+			fprintf(stderr, "tern-audit-append: line %d: bad attachments\n", no);
+			return TERN_EINVAL;
+		}
+		e.attachments = attp;
 		for (size_t i = 0; e.message_id[i] && i < sizeof(digest); i++)
 			digest[i] = (uint8_t)e.message_id[i];
 		e.digest.data = digest;
