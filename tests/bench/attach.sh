@@ -34,11 +34,13 @@ object) and names what bounds the throughput.
 
 Options:
   --json             print one JSON object instead of the table
-  --rate N           ordinary messages per second in the fairness runs (default 20:
-                     one message in flight; at 50/s a loaded 2-core machine's
-                     idle latency nears the 20 ms interval, and one stall
-                     leaves a backlog the open loop never catches up)
-  --duration S       seconds measured by each fairness run (default 15)
+  --rate N           ordinary messages per second in the fairness runs (default 5).
+                     One message is in flight and latency counts from the
+                     scheduled time: a rate whose interval is under the
+                     per-message latency during a transfer (about 95 ms on a
+                     loaded 2-core machine) measures the queue that builds,
+                     not the transfer's effect
+  --duration S       seconds measured by each fairness run (default 40)
   --no-fairness      only the throughput run
   --build DIR        the build directory (default: build, or $TERN_BUILD)
   --keep             keep the temporary directory (logs, samples) and print it
@@ -55,7 +57,7 @@ EOF
 }
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-json=0 rate=20 duration=15 fairness=1 keep=0 size_mib=1024
+json=0 rate=5 duration=40 fairness=1 keep=0 size_mib=1024
 build=${TERN_BUILD:-$root/build}
 while (($#)); do
   case $1 in
@@ -236,7 +238,17 @@ while True:
                 mem = {k: int(v.split()[0]) for k, v in
                        (l.split(":", 1) for l in open(f"/proc/{pid}/status"))
                        if k in ("VmRSS", "VmHWM", "Threads")}
-                procs[name] = {"ticks": int(st[11]) + int(st[12]), **mem}
+                thr = {}
+                for tid in os.listdir(f"/proc/{pid}/task"):
+                    try:
+                        ts = open(f"/proc/{pid}/task/{tid}/stat").read()
+                        comm = ts[ts.index("(") + 1:ts.rindex(")")]
+                        ts = ts[ts.rindex(")") + 2:].split()
+                        thr[comm] = thr.get(comm, 0) + int(ts[11]) + int(ts[12])
+                    except (OSError, ValueError):
+                        pass
+                procs[name] = {"ticks": int(st[11]) + int(st[12]), "utime": int(st[11]),
+                               "stime": int(st[12]), "threads": thr, **mem}
             except (OSError, ValueError):
                 pass
     except OSError:
@@ -273,13 +285,15 @@ rm -f "$work/got.bin"
 verified=true
 
 # --- fairness ----------------------------------------------------------------------
-load_idle="" load_busy="" id2="" t_b0="" t_b1="" t_s2="" t_d2=""
+load_idle="" load_busy="" id2="" t_i0="" t_i1="" t_b0="" t_b1="" t_s2="" t_d2=""
 if ((fairness)); then
   sleep 2
   load_idle=$(load)
   say "fairness: tern bench at $rate/s for ${duration}s, idle (load $load_idle)"
+  t_i0=$(now)
   "$tern" bench -c "$(conf unhcr)" --to sweden --producers 1 --window 1 --rate "$rate" \
     --duration "$duration" --json >"$work/idle.json" || fail "tern bench (idle) lost messages"
+  t_i1=$(now)
   sleep 2
   load_busy=$(load)
   say "fairness: the same while a $size_mib MiB attachment moves (load $load_busy)"
@@ -306,7 +320,7 @@ load_end=$(load)
 cat >"$work/run.json" <<EOF
 {"size_mib": $size_mib, "id": "$id", "id2": "$id2", "t0": $t0, "t_sent": $t_sent,
  "t_deliv_poll": $t_deliv, "t_s2": ${t_s2:-null}, "t_b0": ${t_b0:-null}, "t_b1": ${t_b1:-null},
- "t_d2": ${t_d2:-null}, "rate": $rate, "duration": $duration, "fairness": $fairness,
+ "t_d2": ${t_d2:-null}, "t_i0": ${t_i0:-null}, "t_i1": ${t_i1:-null}, "rate": $rate, "duration": $duration, "fairness": $fairness,
  "hwm_tp": [${hwm_tp// /, }], "hwm_end": [${hwm_end// /, }], "verified": $verified,
  "load": {"throughput": "$load_tp", "idle": "$load_idle", "busy": "$load_busy", "end": "$load_end"},
  "sha256_openssl_mbps": $(cat "$work/probe_sha"), "ncpu": $(nproc),
@@ -321,6 +335,7 @@ samples = [json.loads(l) for l in open(f"{work}/samples.jsonl") if l.strip()]
 size = run["size_mib"] * 1048576
 MB = 1e6
 TCK = os.sysconf("SC_CLK_TCK")
+DAEMONS = ("broker", "unhcr", "sweden")
 
 def logs(name):
     out = []
@@ -375,6 +390,18 @@ def window(a, b):
             last = [s for s in inside if n in s["procs"]][-1]
             procs[n] = round(100 * (last["procs"][n]["ticks"] - s0["procs"][n]["ticks"]) / TCK / dt, 1)
     r["cpu_percent"] = procs
+    # user vs kernel time, and CPU by thread name (main loop vs ZMQ I/O ...)
+    split, by_thread = {}, {}
+    for n in s1["procs"]:
+        if n in s0["procs"] and n in DAEMONS:
+            p0, p1 = s0["procs"][n], s1["procs"][n]
+            split[n] = {"user": round(100 * (p1["utime"] - p0["utime"]) / TCK / dt, 1),
+                        "kernel": round(100 * (p1["stime"] - p0["stime"]) / TCK / dt, 1)}
+            th = {k: round(100 * (v - p0["threads"].get(k, 0)) / TCK / dt, 1)
+                  for k, v in p1["threads"].items()}
+            by_thread[n] = {k: v for k, v in th.items() if v >= 1}
+    r["cpu_user_kernel"] = split
+    r["cpu_by_thread"] = by_thread
     c0, c1 = s0["cpu"], s1["cpu"]
     d = [y - x for x, y in zip(c0, c1)]
     tot = sum(d) or 1
@@ -394,7 +421,6 @@ def window(a, b):
             r["flush_busy_percent"] = round(min(100, 100 * (k1["flush_ms"] - k0["flush_ms"]) / 1000 / dt), 1)
     return r
 
-DAEMONS = ("broker", "unhcr", "sweden")
 def limit(r, ncpu):
     """What bounds a phase, from its resources (a reading, not a proof)."""
     if r is None:
@@ -459,7 +485,7 @@ for s in samples:
 threads = {n: p.get("Threads") for n, p in (samples[-1]["procs"] if samples else {}).items()}
 
 out = {
-    "commit": run["commit"], "size_mib": run["size_mib"], "message": run["id"],
+    "commit": run["commit"], "size_mib": run["size_mib"], "message": run["id"], "chunks": nch,
     "load_average": run["load"], "ncpu": run["ncpu"],
     "throughput": {
         "seconds": round(end - run["t0"], 2),
@@ -493,6 +519,24 @@ if run["fairness"]:
         return {k: round(b["latency_ms"][k], 2) for k in ("p50", "p99", "p99.9", "max")} | \
                {"delivered": b["delivered"], "failed": b["failed"], "throughput": round(b["throughput"], 1)}
     fi, fb = lat(idle), lat(busy)
+    def node_lat(a, b):
+        """queued -> receipt delivered at unhcr for bench messages queued in [a, b] (ms):
+        the path's own latency, without the open loop's backlog."""
+        q, d = {}, {}
+        for t, msg in L["unhcr"]:
+            mm = re.match(r"queued (\S+) case-referral .*case BENCH", msg)
+            if mm and a <= t <= b:
+                q[mm.group(1)] = t
+            mm = re.match(r"receipt from sweden: (\S+) delivered", msg)
+            if mm:
+                d[mm.group(1)] = t
+        v = sorted(1000 * (d[k] - q[k]) for k in q if k in d)
+        if not v:
+            return None
+        pick = lambda f: round(v[min(len(v) - 1, int(f * len(v)))], 1)
+        return {"n": len(v), "p50": pick(0.5), "p99": pick(0.99), "max": round(v[-1], 1)}
+    fi["node_path_ms"] = node_lat(run["t_i0"] + 2, run["t_i1"])
+    fb["node_path_ms"] = node_lat(run["t_b0"] + 2, run["t_b1"])
     out["fairness"] = {
         "rate": run["rate"], "duration": run["duration"],
         "idle": fi, "during_transfer": fb,
@@ -531,6 +575,10 @@ for p in phases:
 r = tp["resources"] or {}
 print(f"  whole transfer: machine CPU {r.get('machine_busy_percent')}% busy, iowait {r.get('iowait_percent')}%, "
       f"steal {r.get('steal_percent')}%; limit: {tp['limit']}")
+print("  CPU by thread, whole transfer (% of a core): " + "; ".join(
+    f"{n}: " + ", ".join(f"{k} {v}" for k, v in sorted(t.items(), key=lambda kv: -kv[1]))
+    for n, t in (r.get("cpu_by_thread") or {}).items()))
+print("  user/kernel: " + ", ".join(f"{n} {v['user']}/{v['kernel']}" for n, v in (r.get("cpu_user_kernel") or {}).items()))
 print("  CPU seconds on the transfer (and the MB/s that CPU alone would allow, one thread each): " +
       ", ".join(f"{n} {v} s ({tp['cpu_ceiling_mbps'].get(n, '-')} MB/s)" for n, v in tp["cpu_seconds"].items()))
 print()
@@ -549,6 +597,11 @@ if run["fairness"]:
     print(f"    {'':22} {'p50 ms':>8} {'p99 ms':>8} {'p99.9 ms':>9} {'max ms':>8} {'delivered':>9}")
     for k, v in (("idle", fa["idle"]), ("during the transfer", fa["during_transfer"])):
         print(f"    {k:22} {v['p50']:8.2f} {v['p99']:8.2f} {v['p99.9']:9.2f} {v['max']:8.2f} {v['delivered']:9d}")
+    for k, v in (("idle", fa["idle"]), ("during the transfer", fa["during_transfer"])):
+        np = v.get("node_path_ms")
+        if np:
+            print(f"    {k}: at unhcr, queued -> receipt (no open-loop backlog): p50 {np['p50']} ms, "
+                  f"p99 {np['p99']} ms, max {np['max']} ms, {np['n']} messages")
     print(f"    ratio p50 {fa['p50_ratio']}x, p99 {fa['p99_ratio']}x (bound 2x: {'met' if fa['within_2x'] else 'NOT met'}); "
           f"the transfer ({fa['transfer_seconds']} s, {fa['transfer_mbps']} MB/s) covered "
           f"{100 * fa['bench_window_covered_by_transfer']:.0f}% of the measured window")
