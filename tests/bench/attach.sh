@@ -145,7 +145,12 @@ start() { # NAME
   echo "$1 $!" >>"$work/pids"
 }
 connected() { "$tern" info -c "$(conf "$1")" --json 2>/dev/null | grep -q '"connected": true'; }
-state_of() { "$tern" status -c "$(conf unhcr)" --json "$1" 2>/dev/null | tr -d ' \n' | grep -o '"state":"[a-z-]*"' | head -1 | cut -d'"' -f4; }
+# The first "state" in tern status --json; empty (not a failure) when the node
+# does not answer in time, as it may not while it seals a large attachment.
+state_of() {
+  { "$tern" status -c "$(conf unhcr)" --json "$1" 2>/dev/null || true; } |
+    tr -d ' \n' | grep -o '"state":"[a-z-]*"' | head -1 | cut -d'"' -f4 || true
+}
 wait_delivered() { # MSGID SECONDS: polls unhcr's status; fails on rejected/expired or time-out
   local until=$((SECONDS + $2)) s
   while :; do
