@@ -45,7 +45,9 @@
 
 static void upload_path(const node *n, const char *id, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/uploads/%s", n->data_dir, id);
+	/* A data_dir too long for a path names no file: the open fails. */
+	if (snprintf(buf, len, "%s/uploads/%s", n->data_dir, id) >= (int)len)
+		buf[0] = '\0';
 }
 
 static int uploads_dir(const node *n)

@@ -47,8 +47,7 @@ Options:
   -h, --help         this help
 
 Needs about 6 x SIZE_MIB of free disk in $TMPDIR (default /tmp), python3 and
-the tern binaries: scripts/build.sh build -DCMAKE_BUILD_TYPE=Release \
-  -DCMAKE_C_FLAGS=-Wno-error=format-truncation   (GCC's -O3 warning in nodes/upload.c).
+the tern binaries (scripts/build.sh build -DCMAKE_BUILD_TYPE=Release).
 Takes about 6 minutes for 1 GiB on a loaded 2-core machine (the read-back and
 cmp, not timed, about 2 of them); 2 GiB about 15.
 
