@@ -468,13 +468,17 @@ void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c);
 void node_xin_flush(node *n);
 void node_xin_session(node *n);
 void node_xin_tick(node *n, int64_t now);
-int node_xin_has(const node *n, const char *msgid);
+/* 1 if msgid is a transfer under way at this node (xfer_in.c). */
+int node_xin_active(const node *n, const char *msgid);
+
+/* --- xfer_spool.c -------------------------------------------------------------- */
+
 /* Removes received attachments past [delivery] attachment_retain after
  * their message's acknowledgement, and spool files nothing names. */
 void node_xin_sweep(node *n, int64_t now);
-json_t *node_xin_status(node *n);
 /* "attachment.get": {message_id, index | name, offset, length} from the inbox. */
 json_t *node_attachment_get(node *n, json_t *req);
+json_t *node_xin_status(node *n);
 /* A node_att array from a verified header and its opened body; NULL, *n 0
  * when none. TERN_EINVALID (with why) when declarations and seals differ. */
 int node_atts_of(const Tern__V1__Header *h, const ProtobufCMessage *body, struct node_att **out,
