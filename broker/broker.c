@@ -168,6 +168,9 @@ void broker_close(broker **bp)
 	batch_reset(b);
 	free(b->batch.subs);
 	free(b->qstats);
+	for (size_t i = 0; i < b->nstaged; i++)
+		free(b->staged[i].proof);
+	free(b->staged);
 	for (size_t i = 0; i < b->npeers; i++) {
 		rate_free(&b->peers[i]);
 		chunk_gets_drop(&b->peers[i]);
@@ -258,6 +261,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 					break;
 			}
 		}
+		chunk_flush(b); /* the chunks of this turn's frames, synced and counted */
 		now = tern_now_ms();
 		timers(b, now);
 		if (now >= b->next_expiry_check) {

@@ -152,6 +152,17 @@ struct batch {
 	size_t nxgone;
 };
 
+/* A chunk written this turn, counted at chunk_flush. */
+struct chunk_staged {
+	char msgid[37];
+	char peer[TERN_NODE_ID_MAX + 1];
+	uint32_t att;
+	uint64_t index, nchunks, have;
+	uint8_t *proof; /* owned */
+	size_t proof_len;
+	int failed; /* 1: counted before or gone; 2: no space; 3: not kept */
+};
+
 struct broker {
 	tern_ident id;
 	tern_sigcache *sigs; /* verified batch roots */
@@ -174,6 +185,9 @@ struct broker {
 	} closing[MAX_PEERS];
 	size_t nclosing;
 	struct batch batch;
+	/* chunks put this turn (chunk.c), counted at chunk_flush */
+	struct chunk_staged *staged;
+	size_t nstaged, capstaged;
 	/* Attachments: [limits] bounds, and where the chunks are spooled */
 	uint64_t max_att_size, max_att_total;
 	char chunk_dir[1024];
@@ -287,6 +301,9 @@ void route_sub_free(struct sub *s);
 
 /* The attachment frames from a node (docs/protocol.md, Attachments). */
 void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp);
+/* After a turn's frames: syncs the chunks put in it and commits their
+ * counts in one write, then answers their ChunkAcks. */
+void chunk_flush(broker *b);
 void chunk_on_get(broker *b, struct peer *p, const Tern__V1__ChunkGet *cg);
 void chunk_on_done(broker *b, struct peer *p, const Tern__V1__ChunkDone *cd);
 /* Sends p what its pending gets may have now, a few chunks a turn, without

@@ -3,9 +3,11 @@
  * synced and counted; ChunkGet from a recipient, served from the spool as
  * chunks are counted; ChunkDone, after which the copy goes.
  *
- * A chunk is checked and written when its frame comes, and its count is
- * committed in a write of its own before the ChunkAck: the sender keeps a
- * window of chunks in flight, and each must see the one before it counted.
+ * A chunk is checked and written (unsynced) when its frame comes, and
+ * staged; after the turn's frames, chunk_flush syncs each file once and
+ * commits every staged count in one write, then answers the ChunkAcks:
+ * three syncs a chunk on the loop would hold ordinary messages behind a
+ * transfer. A put is taken in order of the counts committed and staged.
  * Nothing here holds more than the one chunk of the frame in hand, and a
  * recipient's pending gets are a few numbers each, bounded per peer.
  *
@@ -48,23 +50,6 @@ static void send_ack(broker *b, struct peer *p, const char *msgid, uint32_t att,
 	f.chunk_ack = &a;
 	/* A lost answer costs only a question: the node asks after a while. */
 	(void)peer_send(b, p, &f);
-}
-
-struct commit_arg {
-	tern_store *st;
-	const char *msgid;
-	uint32_t att;
-	uint64_t index, have;
-	const uint8_t *proof;
-	size_t proof_len;
-};
-
-static int commit_apply(MDB_txn *txn, void *arg)
-{
-	struct commit_arg *c = arg;
-
-	return xfer_chunk_commit(txn, c->st, c->msgid, c->att, c->index, c->proof, c->proof_len,
-	                         &c->have);
 }
 
 struct reject_arg {
@@ -112,6 +97,126 @@ static void wake_gets(broker *b, const xfer_rec *r)
 	}
 }
 
+/* Staged chunks of msgid's attachment att, this turn. */
+static uint64_t staged_count(const broker *b, const char *msgid, uint32_t att)
+{
+	uint64_t k = 0;
+
+	for (size_t i = 0; i < b->nstaged; i++)
+		k += b->staged[i].att == att && strcmp(b->staged[i].msgid, msgid) == 0;
+	return k;
+}
+
+static int stage(broker *b, const struct peer *p, const Tern__V1__ChunkPut *cp, uint64_t n,
+                 uint8_t *proof, size_t proof_len)
+{
+	struct chunk_staged *c;
+
+	if (TERN_GROW(b->staged, b->nstaged, b->capstaged))
+		return TERN_ENOMEM;
+	c = &b->staged[b->nstaged++];
+	memset(c, 0, sizeof(*c));
+	snprintf(c->msgid, sizeof(c->msgid), "%s", cp->message_id);
+	snprintf(c->peer, sizeof(c->peer), "%s", p->id);
+	c->att = cp->attachment;
+	c->index = cp->index;
+	c->nchunks = n;
+	c->proof = proof;
+	c->proof_len = proof_len;
+	return TERN_OK;
+}
+
+static int flush_apply(MDB_txn *txn, void *arg)
+{
+	broker *b = arg;
+
+	for (size_t i = 0; i < b->nstaged; i++) {
+		struct chunk_staged *c = &b->staged[i];
+		int rc;
+		if (c->failed)
+			continue;
+		rc = xfer_chunk_commit(txn, b->store, c->msgid, c->att, c->index, c->proof,
+		                       c->proof_len, &c->have);
+		if (rc == TERN_EEXIST || rc == TERN_EINVAL) {
+			c->failed = 1; /* counted before, or the transfer went: answered by have */
+			continue;
+		}
+		if (rc != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
+}
+
+void chunk_flush(broker *b)
+{
+	int rc;
+
+	if (b->nstaged == 0)
+		return;
+	/* One sync per file: the bytes must be there before their count. */
+	for (size_t i = 0; i < b->nstaged; i++) {
+		struct chunk_staged *c = &b->staged[i];
+		int err = 0, seen = 0;
+		for (size_t j = 0; j < i && !seen; j++)
+			seen =
+			    b->staged[j].att == c->att && strcmp(b->staged[j].msgid, c->msgid) == 0;
+		if (seen)
+			continue;
+		if (xfer_spool_sync(b->chunk_dir, c->msgid, c->att, &err) != TERN_OK) {
+			log_warnx("chunks of attachment %u of %s not kept: %s", c->att, c->msgid,
+			          tern_errdetail());
+			for (size_t j = i; j < b->nstaged; j++)
+				if (b->staged[j].att == c->att &&
+				    strcmp(b->staged[j].msgid, c->msgid) == 0)
+					b->staged[j].failed = err == ENOSPC ? 2 : 3;
+		}
+	}
+	rc = tern_store_write(b->store, flush_apply, b);
+	for (size_t i = 0; i < b->nstaged; i++) {
+		struct chunk_staged *c = &b->staged[i];
+		struct peer *p = peer_find(b, c->peer, 0);
+		if (rc != TERN_OK || c->failed >= 2) {
+			if (p)
+				send_ack(b, p, c->msgid, c->att, c->index,
+				         c->failed == 2 ? TERN_REASON_NO_SPACE : TERN_REASON_BUSY,
+				         "the broker could not keep the chunk: put it again later");
+		} else if (c->failed) {
+			if (p)
+				send_ack(b, p, c->msgid, c->att, c->have, TERN_REASON_NONE, NULL);
+		} else {
+			b->m.chunks_in++;
+			if (c->have == c->nchunks)
+				log_info(
+				    "attachment %u of %s complete at the broker: %llu chunk(s)",
+				    c->att, c->msgid, (unsigned long long)c->nchunks);
+			if (p)
+				send_ack(b, p, c->msgid, c->att, c->have, TERN_REASON_NONE, NULL);
+		}
+	}
+	if (rc != TERN_OK)
+		log_warnx("chunks not counted: %s", tern_errdetail());
+	else {
+		/* Recipients waiting for these chunks: each message once. */
+		xfer_rec *r = malloc(sizeof(*r));
+		MDB_txn *txn;
+		if (r && tern_store_read_begin(b->store, &txn) == TERN_OK) {
+			for (size_t i = 0; i < b->nstaged; i++) {
+				int seen = 0;
+				for (size_t j = 0; j < i && !seen; j++)
+					seen = strcmp(b->staged[j].msgid, b->staged[i].msgid) == 0;
+				if (!seen &&
+				    xfer_get(txn, b->store, b->staged[i].msgid, r) == TERN_OK)
+					wake_gets(b, r);
+			}
+			mdb_txn_abort(txn);
+		}
+		free(r);
+	}
+	for (size_t i = 0; i < b->nstaged; i++)
+		free(b->staged[i].proof);
+	b->nstaged = 0;
+}
+
 void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 {
 	xfer_rec *r = NULL;
@@ -140,7 +245,8 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		         "no such transfer from this node");
 		goto out;
 	}
-	have = r->att[att].have;
+	/* Committed, and staged this turn after it: the next in order. */
+	have = r->att[att].have + staged_count(b, cp->message_id, att);
 	n = tern_attach_chunks(r->att[att].size, r->att[att].chunk_size);
 	/* A question, a repeat or a chunk ahead of the count: the count says
 	 * where the sender goes on. */
@@ -178,49 +284,24 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		         "the broker's disk is full: put it again later");
 		goto out;
 	}
-	if (xfer_spool_write(b->chunk_dir, cp->message_id, att,
-	                     tern_attach_slot(r->att[att].chunk_size, cp->index), cp->data.data,
-	                     cp->data.len, &err) != TERN_OK) {
+	if (xfer_spool_put(b->chunk_dir, cp->message_id, att,
+	                   tern_attach_slot(r->att[att].chunk_size, cp->index), cp->data.data,
+	                   cp->data.len, &err) != TERN_OK) {
 		/* Not counted: the sender puts it again later. The daemon goes on. */
 		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
 		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
-		if (err == ENOSPC)
-			send_ack(b, p, cp->message_id, att, have, TERN_REASON_NO_SPACE,
-			         "the broker's disk is full: put it again later");
-		else
-			send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY,
-			         "the broker could not store the chunk: put it again later");
+		send_ack(b, p, cp->message_id, att, have,
+		         err == ENOSPC ? TERN_REASON_NO_SPACE : TERN_REASON_BUSY,
+		         err == ENOSPC
+		             ? "the broker's disk is full: put it again later"
+		             : "the broker could not store the chunk: put it again later");
 		goto out;
 	}
-	{
-		/* The proof, flat, is what the recipient will be sent with it. */
-		struct commit_arg c = {b->store,
-		                       cp->message_id,
-		                       att,
-		                       cp->index,
-		                       have,
-		                       (const uint8_t *)proof,
-		                       cp->n_proof * sizeof(tern_hash)};
-		rc = tern_store_write(b->store, commit_apply, &c);
-		if (rc == TERN_EEXIST) {
-			send_ack(b, p, cp->message_id, att, c.have, TERN_REASON_NONE, NULL);
-			goto out;
-		}
-		if (rc != TERN_OK) {
-			log_warnx("chunk %llu of %s not counted: %s", (unsigned long long)cp->index,
-			          cp->message_id, tern_errdetail());
-			send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY,
-			         "the broker could not commit the chunk: put it again later");
-			goto out;
-		}
-		have = c.have;
+	if (stage(b, p, cp, n, (uint8_t *)proof, cp->n_proof * sizeof(tern_hash)) != TERN_OK) {
+		send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY, "broker out of memory");
+		goto out;
 	}
-	b->m.chunks_in++;
-	if (have == n)
-		log_info("attachment %u of %s complete at the broker: %llu chunk(s)", att,
-		         cp->message_id, (unsigned long long)n);
-	send_ack(b, p, cp->message_id, att, have, TERN_REASON_NONE, NULL);
-	wake_gets(b, r);
+	proof = NULL; /* the staged chunk's now */
 out:
 	free(proof);
 	free(r);

@@ -549,8 +549,40 @@ static int spool_path(char *out, size_t n, const char *dir, const char *msgid, u
 	return TERN_OK;
 }
 
+static int spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,
+                     const uint8_t *data, size_t len, int sync, int *err);
+
+int xfer_spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,
+                   const uint8_t *data, size_t len, int *err)
+{
+	return spool_put(dir, msgid, att, off, data, len, 0, err);
+}
+
 int xfer_spool_write(const char *dir, const char *msgid, uint32_t att, uint64_t off,
                      const uint8_t *data, size_t len, int *err)
+{
+	return spool_put(dir, msgid, att, off, data, len, 1, err);
+}
+
+int xfer_spool_sync(const char *dir, const char *msgid, uint32_t att, int *err)
+{
+	char path[1024];
+	int fd, rc;
+
+	*err = 0;
+	if ((rc = spool_path(path, sizeof(path), dir, msgid, att)) != TERN_OK)
+		return rc;
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 || fdatasync(fd) != 0) {
+		*err = errno;
+		rc = tern_fail(TERN_EIO, "cannot sync %s: %s", path, strerror(errno));
+	}
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
+static int spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,
+                     const uint8_t *data, size_t len, int sync, int *err)
 {
 	char path[1024];
 	size_t done = 0;
@@ -579,7 +611,7 @@ int xfer_spool_write(const char *dir, const char *msgid, uint32_t att, uint64_t 
 		done += (size_t)w;
 	}
 	/* The count is committed after this returns: the bytes must be there. */
-	if (fdatasync(fd) != 0) {
+	if (sync && fdatasync(fd) != 0) {
 		*err = errno;
 		rc = tern_fail(TERN_EIO, "cannot sync %s: %s", path, strerror(errno));
 		goto out;

@@ -304,6 +304,7 @@ static void put(struct fixture *f, int i, uint64_t k, int with_data, int bad)
 		cp.n_proof = np;
 	}
 	chunk_on_put(f->b, &f->b->peers[i], &cp);
+	chunk_flush(f->b); /* as the loop does after a turn's frames */
 	free(data);
 }
 
@@ -512,6 +513,7 @@ static void test_put(void **state)
 		cp.proof = &pr;
 		cp.n_proof = 1;
 		chunk_on_put(f->b, &f->b->peers[UNHCR], &cp);
+		chunk_flush(f->b);
 		assert_int_equal(ack_of(f, UNHCR, reason), 0);
 		assert_string_equal(reason, tern_reason_code(TERN_REASON_CHUNK_MISMATCH));
 	}
