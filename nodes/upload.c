@@ -4,12 +4,15 @@
  * that offset, so a client that lost its connection asks for the offset
  * ("upload.info", HTTP HEAD) and goes on from there.
  *
- * The offset is the file's size: each append is written and synced before
- * it is answered, so a crash keeps every byte an answer counted (a crash
- * mid-append may keep more: bytes the client sent, which it need not send
- * again; a file system that kept a size without its data would give an
- * upload whose SHA-256 the send then refuses). No commit per append: the
- * record, written once, holds the size and the expiry. At most NODE_UPLOADS_MAX uploads
+ * The offset is the file's size, and an append is written, not synced: an
+ * upload is not accepted yet (nothing is until the send's commit), and a
+ * sync of every piece on the node's loop held ordinary messages behind an
+ * upload. A crash may lose the last pieces written: the client asks for the
+ * offset, as after any cut, and sends them again. A file system that kept a
+ * size without its data would give an upload whose SHA-256 the send then
+ * refuses. The seal syncs what it makes of the upload before the send is
+ * committed. No commit per append either: the record, written once, holds
+ * the size and the expiry. At most NODE_UPLOADS_MAX uploads
  * exist at once, each at most [limits] max_attachment_size; one not named
  * by a send within NODE_UPLOAD_TTL_MS is dropped.
  *
@@ -227,7 +230,7 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 			break;
 		put += (size_t)w;
 	}
-	rc = put == len && fdatasync(fd) == 0 ? TERN_OK : TERN_EIO;
+	rc = put == len ? TERN_OK : TERN_EIO;
 	if (rc != TERN_OK) {
 		int e = errno;
 		/* Back to the offset answered before: nothing of it counts. */
