@@ -189,6 +189,7 @@ static int teardown(void **state)
 	zmq_close(f->b->router);
 	zmq_ctx_term(f->b->ctx);
 	tern_store_close(&f->b->store);
+	free(f->b->staged); /* what broker_close frees of chunk.c's */
 	free(f->b);
 	for (int k = 0; k < NCHUNKS; k++)
 		free(f->chunks[k]);
