@@ -19,6 +19,7 @@
 
 #include "apisrv.h"
 #include "broker_int.h"
+#include "syncer.h"
 #include "daemon.h"
 #include "hop.h"
 #include "http.h"
@@ -141,6 +142,10 @@ int broker_open(const char *conf, broker **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
+	if ((rc = tern_syncer_new(&b->syncer)) != TERN_OK) {
+		fprintf(stderr, "tern-broker: %s\n", tern_errdetail());
+		goto fail;
+	}
 	if ((rc = control_open(b)) != TERN_OK) {
 		fprintf(stderr, "tern-broker: cannot open the control socket: %s\n",
 		        tern_errdetail());
@@ -167,6 +172,9 @@ void broker_close(broker **bp)
 		return;
 	batch_reset(b);
 	free(b->batch.subs);
+	/* A sync under way ends first; what it held was never counted, and the
+	 * senders put it again. */
+	tern_syncer_free(&b->syncer);
 	free(b->qstats);
 	for (size_t i = 0; i < b->nstaged; i++)
 		free(b->staged[i].proof);
@@ -223,10 +231,12 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 	revocation_sweep(b); /* members revoked while the broker was down */
 	while (!*stop) {
 		/* Control clients are polled with the nodes: none can hold the loop. */
-		zmq_pollitem_t items[3 + CONTROL_POLL_MAX] = {{b->router, 0, ZMQ_POLLIN, 0},
-		                                              {b->zap, 0, ZMQ_POLLIN, 0},
-		                                              {b->monitor, 0, ZMQ_POLLIN, 0}};
-		size_t nctl = tern_apisrv_pollitems(b->ctl, items + 3, CONTROL_POLL_MAX);
+		zmq_pollitem_t items[4 + CONTROL_POLL_MAX] = {
+		    {b->router, 0, ZMQ_POLLIN, 0},
+		    {b->zap, 0, ZMQ_POLLIN, 0},
+		    {b->monitor, 0, ZMQ_POLLIN, 0},
+		    {NULL, tern_syncer_fd(b->syncer), ZMQ_POLLIN, 0}};
+		size_t nctl = tern_apisrv_pollitems(b->ctl, items + 4, CONTROL_POLL_MAX);
 		int64_t now;
 		int wait_ms = 100, n;
 
@@ -236,7 +246,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		for (size_t i = 0; i < b->npeers && wait_ms > 10; i++)
 			if (b->peers[i].chunk_dirty && b->peers[i].live)
 				wait_ms = 10;
-		n = zmq_poll(items, 3 + (int)nctl, wait_ms);
+		n = zmq_poll(items, 4 + (int)nctl, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -246,7 +256,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 			zap_handle(b);
 		if (n > 0 && (items[2].revents & ZMQ_POLLIN))
 			on_monitor(b);
-		tern_apisrv_serve(b->ctl, items + 3, nctl, n > 0, tern_now_ms());
+		tern_apisrv_serve(b->ctl, items + 4, nctl, n > 0, tern_now_ms());
 		b->batch.now = tern_now_ms();
 		if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
 			/* Group commit: take what is waiting, up to a batch, then write once. */
@@ -261,7 +271,9 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 					break;
 			}
 		}
-		chunk_flush(b); /* the chunks of this turn's frames, synced and counted */
+		/* Chunks synced since (the syncer's fd woke the poll) are counted;
+		 * this turn's go to the syncer. */
+		chunk_flush(b);
 		now = tern_now_ms();
 		timers(b, now);
 		if (now >= b->next_expiry_check) {

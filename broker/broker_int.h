@@ -78,6 +78,11 @@ struct peer {
 	struct chunk_get *gets; /* PEER_MAX_GETS of them once allocated */
 	size_t ngets;
 	int chunk_dirty;
+	/* The bulk lane (wire.proto, BulkHello): the route of the node's second
+	 * connection, which carries its chunk frames; bulk_rid_len 0 when it has
+	 * none for the current session. */
+	uint8_t bulk_rid[MAX_RID];
+	size_t bulk_rid_len;
 };
 
 /* A recipient's ChunkGet not yet served in full (chunk.c): in memory only,
@@ -185,9 +190,12 @@ struct broker {
 	} closing[MAX_PEERS];
 	size_t nclosing;
 	struct batch batch;
-	/* chunks put this turn (chunk.c), counted at chunk_flush */
+	/* Chunks put and written, not yet counted (chunk.c): the first
+	 * nsyncing are being synced by the syncer's thread, the rest wait for
+	 * its next batch; chunk_flush counts each batch once it is on disk. */
 	struct chunk_staged *staged;
-	size_t nstaged, capstaged;
+	size_t nstaged, capstaged, nsyncing;
+	struct tern_syncer *syncer;
 	/* Attachments: [limits] bounds, and where the chunks are spooled */
 	uint64_t max_att_size, max_att_total;
 	char chunk_dir[1024];
@@ -247,8 +255,17 @@ struct peer *peer_find(broker *b, const char *id, int create);
 /* Marks rcpt's queue as changed (arg: the broker); a bq_* callback. */
 void touch_peer(const char *rcpt, void *arg);
 int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f);
+/* Sends a chunk frame (ChunkAck, Chunk) on p's bulk lane when it has one,
+ * else on its main connection. A lane whose connection went is closed and
+ * the frame goes on the main connection. */
+int peer_send_bulk(broker *b, struct peer *p, Tern__V1__Frame *f);
 /* Reads one ROUTER message: routing id, then exactly one frame. */
 void on_router(broker *b);
+/* One decoded frame from the authenticated node user on route rid (conn:
+ * its connection's socket and ends, as at Hello); takes ownership of f.
+ * on_router's second half, apart so that tests can drive it without CURVE. */
+void session_on_frame(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
+                      size_t rid_len, Tern__V1__Frame *f);
 /* Whether a Submit comes in its session's order (wire.proto, Submit). */
 enum submit_order {
 	SUBMIT_TAKE,   /* the next one due: taken, and the one after is due */
@@ -301,8 +318,9 @@ void route_sub_free(struct sub *s);
 
 /* The attachment frames from a node (docs/protocol.md, Attachments). */
 void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp);
-/* After a turn's frames: syncs the chunks put in it and commits their
- * counts in one write, then answers their ChunkAcks. */
+/* After a turn's frames: counts the chunks the syncer has made durable since
+ * (one write), answers their ChunkAcks and wakes their recipients' gets;
+ * then hands the chunks put since to the syncer, each file once. */
 void chunk_flush(broker *b);
 void chunk_on_get(broker *b, struct peer *p, const Tern__V1__ChunkGet *cg);
 void chunk_on_done(broker *b, struct peer *p, const Tern__V1__ChunkDone *cd);

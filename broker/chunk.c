@@ -18,12 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <tern/error.h>
 #include <tern/log.h>
 
 #include "broker_int.h"
 #include "hop.h"
+#include "syncer.h"
 #include "util.h"
 
 /* Chunks sent to one peer in one turn of the loop: a big get must not hold
@@ -49,7 +51,7 @@ static void send_ack(broker *b, struct peer *p, const char *msgid, uint32_t att,
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK_ACK;
 	f.chunk_ack = &a;
 	/* A lost answer costs only a question: the node asks after a while. */
-	(void)peer_send(b, p, &f);
+	(void)peer_send_bulk(b, p, &f);
 }
 
 struct reject_arg {
@@ -97,7 +99,8 @@ static void wake_gets(broker *b, const xfer_rec *r)
 	}
 }
 
-/* Staged chunks of msgid's attachment att, this turn. */
+/* Staged chunks of msgid's attachment att: written, not yet counted (being
+ * synced, or waiting for the next sync). */
 static uint64_t staged_count(const broker *b, const char *msgid, uint32_t att)
 {
 	uint64_t k = 0;
@@ -147,32 +150,39 @@ static int flush_apply(MDB_txn *txn, void *arg)
 	return TERN_OK;
 }
 
-void chunk_flush(broker *b)
+static int same_file(const struct chunk_staged *a, const struct chunk_staged *c)
 {
+	return a->att == c->att && strcmp(a->msgid, c->msgid) == 0;
+}
+
+/* Whether entry i is the first of its file among entries [0, i). */
+static int first_of_file(const broker *b, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (same_file(&b->staged[j], &b->staged[i]))
+			return 0;
+	return 1;
+}
+
+static void mark_file(broker *b, size_t from, size_t to, const struct chunk_staged *c, int err)
+{
+	for (size_t j = from; j < to; j++)
+		if (same_file(&b->staged[j], c))
+			b->staged[j].failed = err == ENOSPC || err == EDQUOT ? 2 : 3;
+}
+
+/* The first k entries are synced (or marked failed): their counts are
+ * committed in one write, each put answered, recipients woken; the entries
+ * staged since move up. */
+static void finish(broker *b, size_t k)
+{
+	size_t all = b->nstaged;
 	int rc;
 
-	if (b->nstaged == 0)
-		return;
-	/* One sync per file: the bytes must be there before their count. */
-	for (size_t i = 0; i < b->nstaged; i++) {
-		struct chunk_staged *c = &b->staged[i];
-		int err = 0, seen = 0;
-		for (size_t j = 0; j < i && !seen; j++)
-			seen =
-			    b->staged[j].att == c->att && strcmp(b->staged[j].msgid, c->msgid) == 0;
-		if (seen)
-			continue;
-		if (xfer_spool_sync(b->chunk_dir, c->msgid, c->att, &err) != TERN_OK) {
-			log_warnx("chunks of attachment %u of %s not kept: %s", c->att, c->msgid,
-			          tern_errdetail());
-			for (size_t j = i; j < b->nstaged; j++)
-				if (b->staged[j].att == c->att &&
-				    strcmp(b->staged[j].msgid, c->msgid) == 0)
-					b->staged[j].failed = err == ENOSPC ? 2 : 3;
-		}
-	}
+	b->nstaged = k; /* flush_apply commits these */
 	rc = tern_store_write(b->store, flush_apply, b);
-	for (size_t i = 0; i < b->nstaged; i++) {
+	b->nstaged = all;
+	for (size_t i = 0; i < k; i++) {
 		struct chunk_staged *c = &b->staged[i];
 		struct peer *p = peer_find(b, c->peer, 0);
 		if (rc != TERN_OK || c->failed >= 2) {
@@ -200,7 +210,7 @@ void chunk_flush(broker *b)
 		xfer_rec *r = malloc(sizeof(*r));
 		MDB_txn *txn;
 		if (r && tern_store_read_begin(b->store, &txn) == TERN_OK) {
-			for (size_t i = 0; i < b->nstaged; i++) {
+			for (size_t i = 0; i < k; i++) {
 				int seen = 0;
 				for (size_t j = 0; j < i && !seen; j++)
 					seen = strcmp(b->staged[j].msgid, b->staged[i].msgid) == 0;
@@ -212,9 +222,86 @@ void chunk_flush(broker *b)
 		}
 		free(r);
 	}
-	for (size_t i = 0; i < b->nstaged; i++)
+	for (size_t i = 0; i < k; i++)
 		free(b->staged[i].proof);
-	b->nstaged = 0;
+	memmove(b->staged, b->staged + k, (all - k) * sizeof(*b->staged));
+	b->nstaged = all - k;
+}
+
+/* The syncer's batch is done: its errors are marked on its entries, which
+ * are then finished. */
+static void collect(broker *b)
+{
+	int errs[TERN_SYNCER_MAX];
+	size_t n = 0, f = 0;
+
+	if (tern_syncer_collect(b->syncer, errs, &n) != TERN_OK)
+		return; /* still syncing */
+	for (size_t i = 0; i < b->nsyncing && f < n; i++) {
+		struct chunk_staged *c = &b->staged[i];
+		if (c->failed || !first_of_file(b, i))
+			continue; /* not given to the syncer, or not its first entry */
+		if (errs[f]) {
+			errno = errs[f];
+			log_warnx("chunks of attachment %u of %s not kept: cannot sync: %s", c->att,
+			          c->msgid, strerror(errs[f]));
+			mark_file(b, i, b->nsyncing, c, errs[f]);
+		}
+		f++;
+	}
+	finish(b, b->nsyncing);
+	b->nsyncing = 0;
+}
+
+void chunk_flush(broker *b)
+{
+	int fds[TERN_SYNCER_MAX];
+	size_t nf = 0, k = 0;
+
+	if (b->nsyncing) {
+		collect(b);
+		if (b->nsyncing)
+			return;
+	}
+	if (b->nstaged == 0)
+		return;
+	/* The bytes must be on disk before their count: each file once, on
+	 * the syncer's thread, while the loop goes on (syncer.h). */
+	for (; k < b->nstaged; k++) {
+		struct chunk_staged *c = &b->staged[k];
+		int err, fd;
+		if (!first_of_file(b, k) || c->failed)
+			continue;
+		if (nf == TERN_SYNCER_MAX)
+			break; /* the rest in the next batch */
+		if (xfer_spool_open_sync(b->chunk_dir, c->msgid, c->att, &fd, &err) != TERN_OK) {
+			log_warnx("chunks of attachment %u of %s not kept: %s", c->att, c->msgid,
+			          tern_errdetail());
+			mark_file(b, k, b->nstaged, c, err);
+			continue;
+		}
+		if (b->syncer == NULL) {
+			/* No thread (a broker made by a test): synced here. */
+			if (fdatasync(fd) != 0) {
+				log_warnx("chunks of attachment %u of %s not kept: cannot sync: %s",
+				          c->att, c->msgid, strerror(errno));
+				mark_file(b, k, b->nstaged, c, errno);
+			}
+			close(fd);
+			continue;
+		}
+		fds[nf++] = fd;
+	}
+	if (nf == 0) {
+		finish(b, k); /* nothing to wait for */
+		return;
+	}
+	if (tern_syncer_start(b->syncer, fds, nf) != TERN_OK) {
+		for (size_t i = 0; i < nf; i++)
+			close(fds[i]);
+		return; /* cannot happen: collected above */
+	}
+	b->nsyncing = k;
 }
 
 void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
@@ -322,7 +409,7 @@ static void send_chunk_refusal(broker *b, struct peer *p, const char *msgid, uin
 	c.reason_text = (char *)text;
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK;
 	f.chunk = &c;
-	(void)peer_send(b, p, &f);
+	(void)peer_send_bulk(b, p, &f);
 }
 
 static void get_remove(struct peer *p, size_t i)
@@ -431,7 +518,7 @@ static int send_one(broker *b, struct peer *p, MDB_txn *txn, const xfer_rec *r, 
 	c.proof = c.n_proof ? hashes : NULL;
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK;
 	f.chunk = &c;
-	if (peer_send(b, p, &f) != TERN_OK) {
+	if (peer_send_bulk(b, p, &f) != TERN_OK) {
 		*blocked = 1; /* the socket is full or the peer gone: a later turn */
 		goto out;
 	}

@@ -55,6 +55,23 @@ int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f)
 	return rc;
 }
 
+int peer_send_bulk(broker *b, struct peer *p, Tern__V1__Frame *f)
+{
+	int rc;
+
+	if (p->bulk_rid_len == 0)
+		return peer_send(b, p, f);
+	rc = tern_hop_send(b->router, p->bulk_rid, p->bulk_rid_len, f, ZMQ_DONTWAIT);
+	if (rc != TERN_OK && errno == EHOSTUNREACH) {
+		/* The lane's connection went (the ROUTER is mandatory): the node
+		 * opens another after its next Welcome; meanwhile, the main one. */
+		log_info("%s's bulk lane is gone; its chunks go on its main connection", p->id);
+		p->bulk_rid_len = 0;
+		return peer_send(b, p, f);
+	}
+	return rc;
+}
+
 /* session: the refused Submit's, so the node can tell it from an older one's; 0 otherwise. */
 static void send_refused_code(broker *b, const void *rid, size_t rid_len, uint64_t session,
                               const char *code, const char *text)
@@ -116,7 +133,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->local = conn->local;
 	p->remote = conn->remote;
 	p->live = 1;
-	chunk_gets_drop(p); /* gets are per session: the node asks again */
+	chunk_gets_drop(p);  /* gets are per session: the node asks again */
+	p->bulk_rid_len = 0; /* so is the bulk lane: the node opens it again */
 	p->session = h->session;
 	p->next_index = 1;
 	p->broken = 0;
@@ -181,6 +199,55 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	f.welcome = &w;
 	peer_send(b, p, &f);
 	log_info("%s connected (credit %u)", user, p->credit);
+}
+
+/* --- the bulk lane ------------------------------------------------------------ */
+
+/* A node's second connection, for its chunk frames (wire.proto, BulkHello):
+ * bound to the session of its main connection, from the same authenticated
+ * identity, so nobody can open a lane for another node or outlive a Hello. */
+static void on_bulk_hello(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
+                          const Tern__V1__BulkHello *h)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__BulkWelcome w = TERN__V1__BULK_WELCOME__INIT;
+	struct peer *p = peer_find(b, user, 0);
+
+	if (strcmp(h->node_id, user) != 0) {
+		log_warnx("refused BulkHello: peer %s claims to be %s", user, h->node_id);
+		send_refused(b, rid, rid_len, h->session, TERN_REASON_IDENTITY_MISMATCH,
+		             "BulkHello node_id differs from the authenticated identity");
+		audit_refusal(b, user, tern_reason_code(TERN_REASON_IDENTITY_MISMATCH));
+		return;
+	}
+	if (p == NULL || !p->live || h->session == 0 || h->session != p->session ||
+	    (p->rid_len == rid_len && memcmp(p->rid, rid, rid_len) == 0)) {
+		/* A lane of an older session, or one asked for on the main
+		 * connection itself: the node says Hello (again) first. */
+		send_refused(b, rid, rid_len, h->session, TERN_REASON_HELLO_REQUIRED,
+		             "a bulk lane needs the session of this node's latest Hello, on a "
+		             "connection of its own");
+		return;
+	}
+	if (p->bulk_rid_len != rid_len || memcmp(p->bulk_rid, rid, rid_len) != 0)
+		log_info("%s opened its bulk lane", user);
+	memcpy(p->bulk_rid, rid, rid_len);
+	p->bulk_rid_len = rid_len;
+	w.session = h->session;
+	f.body_case = TERN__V1__FRAME__BODY_BULK_WELCOME;
+	f.bulk_welcome = &w;
+	(void)peer_send_bulk(b, p, &f);
+	/* Gets asked on the main connection are served on the lane from now. */
+	if (p->ngets)
+		p->chunk_dirty = 1;
+}
+
+/* Frames a bulk lane carries: chunk frames, and liveness. */
+static int bulk_frame(Tern__V1__Frame__BodyCase c)
+{
+	return c == TERN__V1__FRAME__BODY_CHUNK_PUT || c == TERN__V1__FRAME__BODY_CHUNK_GET ||
+	       c == TERN__V1__FRAME__BODY_CHUNK_DONE || c == TERN__V1__FRAME__BODY_PING ||
+	       c == TERN__V1__FRAME__BODY_PONG;
 }
 
 /* --- witnessing relay --------------------------------------------------------- */
@@ -328,9 +395,8 @@ enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm)
 	return SUBMIT_TAKE;
 }
 
-/* Takes ownership of f. */
-static void on_frame(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
-                     size_t rid_len, Tern__V1__Frame *f)
+void session_on_frame(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
+                      size_t rid_len, Tern__V1__Frame *f)
 {
 	struct peer *p;
 
@@ -338,8 +404,24 @@ static void on_frame(broker *b, const char *user, const struct peer *conn, const
 		on_hello(b, user, conn, rid, rid_len, f->hello);
 		goto done;
 	}
+	if (f->body_case == TERN__V1__FRAME__BODY_BULK_HELLO) {
+		on_bulk_hello(b, user, rid, rid_len, f->bulk_hello);
+		goto done;
+	}
 	p = peer_find(b, user, 0);
-	if (p == NULL || !p->live || p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0) {
+	if (p && p->live && p->bulk_rid_len == rid_len && memcmp(p->bulk_rid, rid, rid_len) == 0) {
+		if (!bulk_frame(f->body_case)) {
+			/* A lane carries chunks only: anything else would skip the
+			 * main connection's order (submissions) or its checks. */
+			send_refused(b, rid, rid_len, 0, TERN_REASON_UNEXPECTED_FRAME,
+			             "only chunk frames travel on a bulk lane");
+			log_warnx("%s sent an unexpected frame (%d) on its bulk lane", user,
+			          (int)f->body_case);
+			audit_refusal(b, user, tern_reason_code(TERN_REASON_UNEXPECTED_FRAME));
+			goto done;
+		}
+	} else if (p == NULL || !p->live || p->rid_len != rid_len ||
+	           memcmp(p->rid, rid, rid_len) != 0) {
 		send_refused(b, rid, rid_len,
 		             f->body_case == TERN__V1__FRAME__BODY_SUBMIT ? f->submit->session : 0,
 		             TERN_REASON_HELLO_REQUIRED, "send Hello first");
@@ -506,7 +588,7 @@ void on_router(broker *b)
 		audit_refusal(b, user, tern_errcode_name(rc));
 		goto out;
 	}
-	on_frame(b, user, &conn, zmq_msg_data(&rid), zmq_msg_size(&rid), f);
+	session_on_frame(b, user, &conn, zmq_msg_data(&rid), zmq_msg_size(&rid), f);
 out:
 	zmq_msg_close(&body);
 	zmq_msg_close(&rid);
@@ -526,6 +608,7 @@ void session_heartbeats(broker *b, int64_t now)
 			         (long long)(now - p->last_rx));
 			p->live = 0;
 			p->sent = p->acked;
+			p->bulk_rid_len = 0;
 			chunk_gets_drop(p);
 			continue;
 		}

@@ -564,21 +564,20 @@ int xfer_spool_write(const char *dir, const char *msgid, uint32_t att, uint64_t 
 	return spool_put(dir, msgid, att, off, data, len, 1, err);
 }
 
-int xfer_spool_sync(const char *dir, const char *msgid, uint32_t att, int *err)
+int xfer_spool_open_sync(const char *dir, const char *msgid, uint32_t att, int *fd, int *err)
 {
 	char path[1024];
-	int fd, rc;
+	int rc;
 
 	*err = 0;
+	*fd = -1;
 	if ((rc = spool_path(path, sizeof(path), dir, msgid, att)) != TERN_OK)
 		return rc;
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0 || fdatasync(fd) != 0) {
+	if ((*fd = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
 		*err = errno;
-		rc = tern_fail(TERN_EIO, "cannot sync %s: %s", path, strerror(errno));
+		return tern_fail(TERN_EIO, "cannot open %s to sync it: %s", path, strerror(errno));
 	}
-	if (fd >= 0)
-		close(fd);
-	return rc;
+	return TERN_OK;
 }
 
 static int spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,

@@ -22,6 +22,7 @@
 
 #include "daemon.h"
 #include "node_int.h"
+#include "syncer.h"
 #include "prom.h"
 #include "util.h"
 #include "zmon.h"
@@ -47,13 +48,34 @@ static void reload(node *n)
 
 static int start_http(node *n);
 
+/* A DEALER to the broker with this node's CURVE keys: the main connection,
+ * and the bulk lane's (wire.proto, BulkHello), which are alike. */
+static int dealer_open(node *n, void **out)
+{
+	const char *dom = TERN_HOP_ZAP_DOMAIN;
+	void *s = zmq_socket(n->ctx, ZMQ_DEALER);
+	int v = 100;
+
+	*out = s;
+	if (s == NULL ||
+	    tern_hop_sockopts(s, (int)(n->hb_ivl_ms / 1000), (int)(n->hb_timeout_ms / 1000),
+	                      tern_hop_frame_max(n->max_msg)) != TERN_OK ||
+	    zmq_setsockopt(s, ZMQ_RECONNECT_IVL, &v, sizeof(v)) != 0 ||
+	    (v = (int)tern_config_get_int(n->id.cfg, "delivery", "reconnect_max") * 1000,
+	     zmq_setsockopt(s, ZMQ_RECONNECT_IVL_MAX, &v, sizeof(v))) != 0 ||
+	    zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, n->broker->curve_public, 32) != 0 ||
+	    zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, tern_curvekey_public(n->id.curve), 32) != 0 ||
+	    zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(n->id.curve), 32) != 0 ||
+	    zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) != 0)
+		return TERN_EIO;
+	return TERN_OK;
+}
+
 int node_open(const char *conf, node **out)
 {
 	node *n;
 	MDB_txn *txn;
-	int rc, v;
-	int64_t ivl;
-	const char *dom = TERN_HOP_ZAP_DOMAIN;
+	int rc;
 
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return TERN_ENOMEM;
@@ -130,23 +152,9 @@ int node_open(const char *conf, node **out)
 		}
 	}
 	n->ctx = zmq_ctx_new();
-	n->dealer = zmq_socket(n->ctx, ZMQ_DEALER);
-	ivl = 100;
-	v = (int)ivl;
-	if ((rc = tern_hop_sockopts(n->dealer, (int)(n->hb_ivl_ms / 1000),
-	                            (int)(n->hb_timeout_ms / 1000),
-	                            tern_hop_frame_max(n->max_msg))) != TERN_OK ||
-	    zmq_setsockopt(n->dealer, ZMQ_RECONNECT_IVL, &v, sizeof(v)) != 0 ||
-	    (v = (int)tern_config_get_int(n->id.cfg, "delivery", "reconnect_max") * 1000,
-	     zmq_setsockopt(n->dealer, ZMQ_RECONNECT_IVL_MAX, &v, sizeof(v))) != 0 ||
-	    zmq_setsockopt(n->dealer, ZMQ_CURVE_SERVERKEY, n->broker->curve_public, 32) != 0 ||
-	    zmq_setsockopt(n->dealer, ZMQ_CURVE_PUBLICKEY, tern_curvekey_public(n->id.curve), 32) !=
-	        0 ||
-	    zmq_setsockopt(n->dealer, ZMQ_CURVE_SECRETKEY, tern_curvekey_secret(n->id.curve), 32) !=
-	        0 ||
-	    zmq_setsockopt(n->dealer, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) != 0) {
+	if ((rc = dealer_open(n, &n->dealer)) != TERN_OK ||
+	    (rc = dealer_open(n, &n->bulk)) != TERN_OK) {
 		fprintf(stderr, "tern-node: socket options: %s\n", zmq_strerror(errno));
-		rc = TERN_EIO;
 		goto fail;
 	}
 	if ((rc = tern_zmon_attach(n->ctx, n->dealer, MONITOR_ENDPOINT,
@@ -158,10 +166,16 @@ int node_open(const char *conf, node **out)
 		fprintf(stderr, "tern-node: %s\n", tern_errdetail());
 		goto fail;
 	}
+	/* The bulk lane connects once this one's handshake succeeded
+	 * (session.c): a refused node must not knock twice. */
 	if (zmq_connect(n->dealer, tern_config_get(n->id.cfg, "broker", "endpoint")) != 0) {
 		fprintf(stderr, "tern-node: cannot connect to %s: %s\n",
 		        tern_config_get(n->id.cfg, "broker", "endpoint"), zmq_strerror(errno));
 		rc = TERN_EIO;
+		goto fail;
+	}
+	if ((rc = tern_syncer_new(&n->xsync)) != TERN_OK) {
+		fprintf(stderr, "tern-node: %s\n", tern_errdetail());
 		goto fail;
 	}
 	if ((rc = start_http(n)) != TERN_OK)
@@ -210,6 +224,7 @@ void node_close(node **np)
 	if (np == NULL || (n = *np) == NULL)
 		return;
 	node_xseal_stop(n);
+	tern_syncer_free(&n->xsync); /* a sync under way ends; it was not counted */
 	node_batch_reset(n);
 	free(n->batch.outs);
 	free(n->batch.dins);
@@ -225,6 +240,8 @@ void node_close(node **np)
 	tern_zmon_detach(n->dealer, &n->monitor);
 	if (n->dealer)
 		zmq_close(n->dealer);
+	if (n->bulk)
+		zmq_close(n->bulk);
 	if (n->ctx)
 		zmq_ctx_term(n->ctx);
 	node_held_free(n);
@@ -248,11 +265,14 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	while (!*stop) {
 		/* The API's sockets are polled with the broker's: no client can hold
 		 * the loop (api_server.h). */
-		zmq_pollitem_t items[3 + API_SERVER_POLL_MAX] = {{n->dealer, 0, ZMQ_POLLIN, 0},
-		                                                 {n->monitor, 0, ZMQ_POLLIN, 0}};
-		size_t napi = api_server_pollitems(n->api, items + 2, API_SERVER_POLL_MAX);
+		zmq_pollitem_t items[5 + API_SERVER_POLL_MAX] = {
+		    {n->dealer, 0, ZMQ_POLLIN, 0},
+		    {n->monitor, 0, ZMQ_POLLIN, 0},
+		    {n->bulk, 0, ZMQ_POLLIN, 0},
+		    {NULL, tern_syncer_fd(n->xsync), ZMQ_POLLIN, 0}};
+		size_t napi = api_server_pollitems(n->api, items + 4, API_SERVER_POLL_MAX);
 		int64_t now;
-		int round, wait_ms = 50, rc, nitems = 2 + (int)napi;
+		int round, wait_ms = 50, rc, nitems = 4 + (int)napi;
 
 		/* Sends whose attachments the sealing thread finished (xfer_seal.c). */
 		if (node_xseal_fd(n) >= 0)
@@ -268,11 +288,14 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
 			node_on_monitor(n);
 		node_session_reconnect(n);
+		/* Messages first: the bulk lane's chunks, a few a turn, after them. */
 		if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
 			node_on_dealer(n);
-		node_xin_flush(n);
-		api_server_serve(n->api, items + 2, napi, rc > 0, tern_now_ms());
-		if (rc > 0 && nitems > 2 + (int)napi && (items[nitems - 1].revents & ZMQ_POLLIN))
+		if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
+			node_on_bulk(n);
+		node_xin_flush(n); /* counts what the syncer finished (items[3]) */
+		api_server_serve(n->api, items + 4, napi, rc > 0, tern_now_ms());
+		if (rc > 0 && nitems > 4 + (int)napi && (items[nitems - 1].revents & ZMQ_POLLIN))
 			node_xseal_done(n);
 		now = tern_now_ms();
 		n->batch.now = now;

@@ -159,6 +159,16 @@ struct node {
 	tern_sigcache *sigs;   /* verified batch roots */
 	tern_store *store;
 	void *ctx, *dealer, *monitor;
+	/* The bulk lane (wire.proto, BulkHello): a second connection for chunk
+	 * frames, so that a transfer never queues ahead of messages. Open
+	 * (bulk_ready) from its BulkWelcome until the next Hello or a refusal;
+	 * chunk frames go on the main connection meanwhile. */
+	void *bulk;
+	struct tern_syncer *xsync; /* syncs received chunks off the loop (xfer_in.c) */
+	int bulk_connected;        /* connected once the main handshake succeeded */
+	int bulk_ready;
+	int xfer_started; /* transfers went on after this session's Welcome */
+	int64_t bulk_hello_at;
 	const tern_member *broker;
 	api_server *api; /* the local API socket and its clients */
 	struct batch batch;
@@ -237,10 +247,14 @@ struct node {
 /* Sends f to the broker without blocking; a frame the socket cannot take
  * now is dropped. */
 void node_hop_send(node *n, Tern__V1__Frame *f);
+/* The same for a chunk frame: on the bulk lane when it is open. */
+void node_bulk_send(node *n, Tern__V1__Frame *f);
 /* Opens a new session: nothing is submitted until its Welcome. */
 void node_send_hello(node *n);
 /* Frames from the broker, at most batch_size per call. */
 void node_on_dealer(node *n);
+/* Frames on the bulk lane, a few per call: messages come first. */
+void node_on_bulk(node *n);
 /* Events of the broker connection (zmon.h). */
 void node_on_monitor(node *n);
 /* After a refused handshake: connects again when the backoff is over. */
@@ -256,8 +270,7 @@ const char *node_field_string(const ProtobufCMessage *m, const char *name);
  * failure o holds nothing to free. */
 int node_make_out(node *n, const tern_msgtype *t, const char *const *rcpts, size_t nr,
                   const char *case_id, const char *in_reply_to, int64_t expires_at,
-                  const uint8_t *body, size_t blen, const struct node_xprep *prep,
-                  struct out *o);
+                  const uint8_t *body, size_t blen, const struct node_xprep *prep, struct out *o);
 /* Frees what o holds and leaves it empty (freeing it again is harmless). */
 void node_out_free(struct out *o);
 /* A new slot in this turn's outbox writes, or NULL (out of memory). */

@@ -26,10 +26,49 @@
 #include "pbuf.h"
 #include "util.h"
 
+/* Chunk frames taken from the bulk lane per turn of the loop: each costs a
+ * megabyte's checking and writing, and the main connection's frames must
+ * not wait behind many. */
+#define BULK_FRAMES_PER_TURN 4
+/* How long transfers wait for the bulk lane after a Welcome before they go
+ * on over the main connection (a broker without lanes never answers). */
+#define BULK_WAIT_MS 2000
+
 void node_hop_send(node *n, Tern__V1__Frame *f)
 {
 	if (tern_hop_send(n->dealer, NULL, 0, f, ZMQ_DONTWAIT) == TERN_OK)
 		n->last_tx = tern_now_ms();
+}
+
+void node_bulk_send(node *n, Tern__V1__Frame *f)
+{
+	if (!n->bulk_ready)
+		node_hop_send(n, f);
+	else
+		(void)tern_hop_send(n->bulk, NULL, 0, f, ZMQ_DONTWAIT);
+}
+
+/* Asks the broker to take the bulk connection into this session. */
+static void send_bulk_hello(node *n)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__BulkHello h = TERN__V1__BULK_HELLO__INIT;
+
+	h.node_id = (char *)n->id.id;
+	h.session = n->session;
+	n->bulk_ready = 0;
+	n->bulk_hello_at = tern_now_ms();
+	f.body_case = TERN__V1__FRAME__BODY_BULK_HELLO;
+	f.bulk_hello = &h;
+	(void)tern_hop_send(n->bulk, NULL, 0, &f, ZMQ_DONTWAIT);
+}
+
+/* Transfers go on from where the broker stands (each asks it). */
+static void xfer_start(node *n)
+{
+	n->xfer_started = 1;
+	node_xout_session(n);
+	node_xin_session(n);
 }
 
 void node_send_hello(node *n)
@@ -199,9 +238,10 @@ void node_on_dealer(node *n)
 			n->submit_next = 0;
 			n->inflight = 0;
 			n->sub_index = 0;
-			/* Transfers go on from where the broker stands. */
-			node_xout_session(n);
-			node_xin_session(n);
+			/* Transfers go on once the bulk lane is open (or after
+			 * BULK_WAIT_MS without it: node_session_tick). */
+			n->xfer_started = 0;
+			send_bulk_hello(n);
 			break;
 		case TERN__V1__FRAME__BODY_CHUNK_ACK:
 			node_xout_on_ack(n, f->chunk_ack);
@@ -250,6 +290,70 @@ void node_on_dealer(node *n)
 	}
 }
 
+void node_on_bulk(node *n)
+{
+	for (int i = 0; i < BULK_FRAMES_PER_TURN; i++) {
+		zmq_msg_t msg;
+		Tern__V1__Frame *f = NULL;
+
+		zmq_msg_init(&msg);
+		if (zmq_msg_recv(&msg, n->bulk, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&msg);
+			return;
+		}
+		n->last_rx = tern_now_ms();
+		if (tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
+		                    (size_t)tern_hop_frame_max(n->max_msg), &f) != TERN_OK) {
+			log_warnx("undecodable frame from the broker on the bulk lane: %s",
+			          tern_errdetail());
+			zmq_msg_close(&msg);
+			continue;
+		}
+		zmq_msg_close(&msg);
+		switch (f->body_case) {
+		case TERN__V1__FRAME__BODY_BULK_WELCOME:
+			if (!n->connected || f->bulk_welcome->session != n->session)
+				break; /* answers a BulkHello of an earlier session */
+			if (!n->bulk_ready)
+				log_info(
+				    "bulk lane open: attachment chunks travel on a connection of "
+				    "their own");
+			n->bulk_ready = 1;
+			/* Whatever went on the main connection before, the transfers
+			 * ask again where the broker stands, on the lane. */
+			xfer_start(n);
+			break;
+		case TERN__V1__FRAME__BODY_CHUNK_ACK:
+			node_xout_on_ack(n, f->chunk_ack);
+			break;
+		case TERN__V1__FRAME__BODY_CHUNK:
+			node_xin_on_chunk(n, f->chunk);
+			break;
+		case TERN__V1__FRAME__BODY_REFUSED:
+			/* The lane's connection is not (or no longer) the session's:
+			 * chunks go on the main connection until a new BulkHello is
+			 * answered (node_session_tick asks again). */
+			if (n->bulk_ready)
+				log_info("the broker closed the bulk lane (%s); asking again",
+				         f->refused->reason_code);
+			n->bulk_ready = 0;
+			break;
+		case TERN__V1__FRAME__BODY_PING: {
+			Tern__V1__Frame r = TERN__V1__FRAME__INIT;
+			Tern__V1__Pong pong = TERN__V1__PONG__INIT;
+			pong.at = f->ping->at;
+			r.body_case = TERN__V1__FRAME__BODY_PONG;
+			r.pong = &pong;
+			(void)tern_hop_send(n->bulk, NULL, 0, &r, ZMQ_DONTWAIT);
+			break;
+		}
+		default:
+			break;
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+	}
+}
+
 /* A failed CurveZMQ handshake: stop libzmq's own quick retries (it would
  * also give up for good after a ZAP refusal), come back after the backoff,
  * and say so at once, then at most once a minute. */
@@ -264,6 +368,12 @@ static void handshake_failed(node *n, uint16_t event, uint32_t value)
 	if (n->reconnect_at)
 		return; /* a late event of the connection already dropped */
 	zmq_disconnect(n->dealer, ep);
+	if (n->bulk_connected) {
+		/* The same keys: it would fail alike. It connects again after the
+		 * main connection's next handshake. */
+		zmq_disconnect(n->bulk, ep);
+		n->bulk_connected = 0;
+	}
 	wait = tern_backoff_next(&n->hs_backoff);
 	n->reconnect_at = now + wait;
 	if (!tern_lograte_due(&n->hs_log, now, &held))
@@ -317,6 +427,19 @@ void node_on_monitor(node *n)
 				log_info("connected to the broker; %llu refused handshake(s) since "
 				         "the last report",
 				         (unsigned long long)held);
+			if (!n->bulk_connected) {
+				/* The lane, with the key that just worked. */
+				const char *ep = tern_config_get(n->id.cfg, "broker", "endpoint");
+				if (zmq_setsockopt(n->bulk, ZMQ_CURVE_SERVERKEY,
+				                   n->broker->curve_public, 32) != 0 ||
+				    zmq_connect(n->bulk, ep) != 0)
+					log_warnx(
+					    "cannot open the bulk lane's connection: %s; chunks "
+					    "travel on the main one",
+					    zmq_strerror(errno));
+				else
+					n->bulk_connected = 1;
+			}
 			node_send_hello(n);
 		} else if (event == ZMQ_EVENT_DISCONNECTED) {
 			if (n->connected)
@@ -336,15 +459,24 @@ void node_session_reconnect(node *n)
 		/* With the broker's key as the directory now says (a SIGHUP may
 		 * have brought its new one): it applies to new connections. */
 		n->reconnect_at = 0;
+		const char *ep = tern_config_get(n->id.cfg, "broker", "endpoint");
 		if (zmq_setsockopt(n->dealer, ZMQ_CURVE_SERVERKEY, n->broker->curve_public, 32) !=
 		        0 ||
-		    zmq_connect(n->dealer, tern_config_get(n->id.cfg, "broker", "endpoint")) != 0)
+		    zmq_connect(n->dealer, ep) != 0)
 			log_warnx("cannot connect to the broker again: %s", zmq_strerror(errno));
 	}
 }
 
 void node_session_tick(node *n, int64_t now)
 {
+	if (n->connected && !n->bulk_ready && now - n->bulk_hello_at > BULK_WAIT_MS) {
+		if (!n->xfer_started) {
+			log_info(
+			    "no bulk lane yet: attachment chunks travel on the main connection");
+			xfer_start(n);
+		}
+		send_bulk_hello(n);
+	}
 	if (n->connected && now - n->last_tx > n->hb_ivl_ms) {
 		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 		Tern__V1__Ping ping = TERN__V1__PING__INIT;

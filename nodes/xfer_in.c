@@ -39,6 +39,7 @@
 
 #include "node_int.h"
 #include "pbuf.h"
+#include "syncer.h"
 #include "util.h"
 #include "xfer_rec.h"
 
@@ -54,8 +55,13 @@ struct xin {
 	size_t natt;
 	uint32_t att; /* the attachment being fetched */
 	/* chunks committed (synced, counted in the record); written, not yet
-	 * synced (node_xin_flush commits them once per turn); asked for up to */
+	 * synced (node_xin_flush has them synced and commits them); asked for up
+	 * to */
 	uint64_t have, written, asked;
+	/* A sync under way on the node's syncer: slot + 1 in its batch (0:
+	 * none) and the written count it makes durable; then to be committed. */
+	int sync_slot;
+	uint64_t sync_upto, commit_to;
 	int fd;              /* spool/in of att, or -1 */
 	uint8_t ck[32];      /* the message's content key */
 	uint8_t key[32];     /* att's chunk key */
@@ -415,12 +421,13 @@ static void request(node *n, struct xin *x)
 	g.count = (uint32_t)(left < (uint64_t)n->att_window ? left : (uint64_t)n->att_window);
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK_GET;
 	f.chunk_get = &g;
-	node_hop_send(n, &f);
+	node_bulk_send(n, &f);
 	x->asked = x->written + g.count;
 	x->last_io = tern_now_ms();
 }
 
-/* Counts what each synced transfer wrote (written), in one transaction. */
+/* Counts what the syncer made durable of each transfer (commit_to), in one
+ * transaction. */
 static int have_apply(MDB_txn *txn, void *arg)
 {
 	node *n = arg;
@@ -430,7 +437,7 @@ static int have_apply(MDB_txn *txn, void *arg)
 		MDB_val k = {36, x->msgid}, v;
 		json_t *rec;
 		int rc;
-		if (x->written == x->have || x->ready)
+		if (x->commit_to <= x->have || x->ready)
 			continue;
 		if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0)
 			return MDB(rc, "read a transfer");
@@ -438,7 +445,7 @@ static int have_apply(MDB_txn *txn, void *arg)
 			return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record",
 			                 x->msgid);
 		json_object_set_new(rec, "att", json_integer(x->att));
-		json_object_set_new(rec, "have", json_integer((json_int_t)x->written));
+		json_object_set_new(rec, "have", json_integer((json_int_t)x->commit_to));
 		rc = put_rec(txn, n->store, x->msgid, rec);
 		json_decref(rec);
 		if (rc != TERN_OK)
@@ -455,6 +462,8 @@ static void rewind_to_have(node *n, struct xin *x, const char *why)
 	          (unsigned long long)x->have, (unsigned long long)x->written, why);
 	snprintf(x->stalled, sizeof(x->stalled), "%s", why);
 	x->written = x->asked = x->have;
+	x->sync_slot = 0; /* a sync under way counts for nothing now */
+	x->commit_to = 0;
 	x->retry_at = tern_now_ms() + 5000;
 	if (rehash(n, x) != TERN_OK)
 		fail(x, TERN_REASON_NO_SPACE, "cannot read the spool again: %s", tern_errdetail());
@@ -486,36 +495,86 @@ static void att_complete(node *n, struct xin *x)
 		fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s", tern_errdetail());
 }
 
+/* The syncer's batch is done: each transfer in it has its chunks up to
+ * sync_upto durable (commit_to), or goes back to what is committed. */
+static void xin_collect(node *n)
+{
+	int errs[TERN_SYNCER_MAX];
+	size_t ne = 0;
+
+	if (tern_syncer_collect(n->xsync, errs, &ne) != TERN_OK)
+		return;
+	for (size_t i = 0; i < n->nxins; i++) {
+		struct xin *x = n->xins[i];
+		size_t slot = (size_t)x->sync_slot;
+		if (slot == 0)
+			continue;
+		x->sync_slot = 0;
+		if (x->ready || slot > ne)
+			continue;
+		if (errs[slot - 1])
+			rewind_to_have(n, x, strerror(errs[slot - 1]));
+		else
+			x->commit_to = x->sync_upto;
+	}
+}
+
+/* Hands each transfer's chunks written since its last sync to the syncer. */
+static void xin_sync_start(node *n)
+{
+	int fds[TERN_SYNCER_MAX];
+	size_t nf = 0;
+
+	for (size_t i = 0; i < n->nxins && nf < TERN_SYNCER_MAX; i++) {
+		struct xin *x = n->xins[i];
+		int fd;
+		if (x->ready || x->written <= x->have || x->written <= x->commit_to)
+			continue;
+		/* The syncer closes its own descriptor: this one may close (the
+		 * next attachment) or go (a refused message) meanwhile. */
+		if ((fd = dup(x->fd)) < 0) {
+			rewind_to_have(n, x, strerror(errno));
+			continue;
+		}
+		fds[nf++] = fd;
+		x->sync_slot = (int)nf;
+		x->sync_upto = x->written;
+	}
+	if (nf && tern_syncer_start(n->xsync, fds, nf) != TERN_OK) {
+		for (size_t i = 0; i < nf; i++)
+			close(fds[i]);
+		for (size_t i = 0; i < n->nxins; i++)
+			n->xins[i]->sync_slot = 0; /* cannot happen: collected before */
+	}
+}
+
 void node_xin_flush(node *n)
 {
 	int any = 0, rc;
 
-	/* One sync per spool file and one commit for them all, per turn: a
-	 * commit per chunk would cost three syncs a chunk. */
-	for (size_t i = 0; i < n->nxins; i++) {
-		struct xin *x = n->xins[i];
-		if (x->written == x->have || x->ready)
-			continue;
-		if (fdatasync(x->fd) != 0) {
-			rewind_to_have(n, x, strerror(errno));
-			continue;
-		}
-		any = 1;
+	/* Chunks are synced on the syncer's thread (syncer.h), each spool file
+	 * once per batch, and counted in one commit when the batch is done: a
+	 * sync on the loop held every message of the turn behind it. */
+	if (tern_syncer_busy(n->xsync)) {
+		xin_collect(n);
+		if (tern_syncer_busy(n->xsync))
+			return;
 	}
-	if (!any)
-		return;
-	if ((rc = tern_store_write(n->store, have_apply, n)) != TERN_OK) {
+	for (size_t i = 0; i < n->nxins; i++)
+		any |= !n->xins[i]->ready && n->xins[i]->commit_to > n->xins[i]->have;
+	if (any && (rc = tern_store_write(n->store, have_apply, n)) != TERN_OK) {
 		for (size_t i = 0; i < n->nxins; i++)
-			if (n->xins[i]->written != n->xins[i]->have && !n->xins[i]->ready)
+			if (n->xins[i]->commit_to > n->xins[i]->have && !n->xins[i]->ready)
 				rewind_to_have(n, n->xins[i], tern_errdetail());
-		return;
+		any = 0;
 	}
-	for (size_t i = 0; i < n->nxins; i++) {
+	for (size_t i = 0; any && i < n->nxins; i++) {
 		struct xin *x = n->xins[i];
 		const struct node_att *a = &x->atts[x->att];
-		if (x->written == x->have || x->ready)
+		if (x->commit_to <= x->have || x->ready)
 			continue;
-		x->have = x->written;
+		x->have = x->commit_to;
+		x->commit_to = 0;
 		x->stalled[0] = '\0';
 		if (x->have == tern_attach_chunks(a->size, a->chunk_size)) {
 			att_complete(n, x);
@@ -523,6 +582,7 @@ void node_xin_flush(node *n)
 				request(n, x);
 		}
 	}
+	xin_sync_start(n);
 }
 
 /* A chunk that failed its check: audited, then asked again, or the message
@@ -728,7 +788,7 @@ void node_xin_committed(node *n)
 			cd.reason_code = (char *)(d->kind == DIN_ACCEPT ? "" : d->code);
 			f.body_case = TERN__V1__FRAME__BODY_CHUNK_DONE;
 			f.chunk_done = &cd;
-			node_hop_send(n, &f);
+			node_bulk_send(n, &f);
 			if (d->kind != DIN_ACCEPT)
 				for (size_t k = 0; k < d->natts; k++) {
 					char path[PATH_MAX];

@@ -312,7 +312,7 @@ static void send_put(node *n, struct xout *x, uint64_t index, const uint8_t *dat
 	p.proof = pr;
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK_PUT;
 	f.chunk_put = &p;
-	node_hop_send(n, &f);
+	node_bulk_send(n, &f);
 	x->last_io = tern_now_ms();
 }
 

@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,6 +104,17 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 	void *h = NULL;
 	struct sigaction sa;
 
+	/* Attachment frames are a megabyte each, allocated and freed many times a
+	 * second. Above glibc's mmap threshold each would be a fresh mapping,
+	 * faulted in page by page and unmapped again (half the broker's CPU in
+	 * a transfer, docs/performance.md): kept in the heap, they reuse pages
+	 * already there. The heap is trimmed past 32 MiB, so what a transfer
+	 * held goes back after it; and one arena for all threads, so that the
+	 * HTTP workers' and libzmq's threads do not each keep 32 MiB of their
+	 * own (test_http_upload.sh bounds a download's memory). */
+	(void)mallopt(M_MMAP_THRESHOLD, 16 << 20);
+	(void)mallopt(M_TRIM_THRESHOLD, 32 << 20);
+	(void)mallopt(M_ARENA_MAX, 1);
 	while ((c = getopt_long(argc, argv, "c:ndh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':

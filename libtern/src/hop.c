@@ -14,7 +14,7 @@ int tern_hop_send(void *sock, const void *rid, size_t rid_len, Tern__V1__Frame *
 {
 	uint8_t stackbuf[4096], *buf = stackbuf;
 	size_t n;
-	int rc = TERN_OK;
+	int rc = TERN_OK, err = 0;
 
 	f->version = TERN_HOP_VERSION; /* before sizing: it changes the size */
 	n = protobuf_c_message_get_packed_size(&f->base);
@@ -22,11 +22,13 @@ int tern_hop_send(void *sock, const void *rid, size_t rid_len, Tern__V1__Frame *
 		return TERN_ENOMEM;
 	protobuf_c_message_pack(&f->base, buf);
 	if (rid != NULL && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | flags) < 0)
-		rc = TERN_EIO;
+		rc = TERN_EIO, err = errno;
 	else if (zmq_send(sock, buf, n, flags) < 0)
-		rc = TERN_EIO;
+		rc = TERN_EIO, err = errno;
 	if (buf != stackbuf)
 		free(buf);
+	if (rc != TERN_OK)
+		errno = err; /* the caller tells a full pipe from a route gone */
 	return rc;
 }
 

@@ -44,6 +44,8 @@ Options:
   --no-fairness      only the throughput run
   --build DIR        the build directory (default: build, or $TERN_BUILD)
   --keep             keep the temporary directory (logs, samples) and print it
+  --set SEC.KEY=VAL  set a configuration key in every daemon's file before the
+                     start (repeatable), e.g. --set limits.attachment_window=4
   -h, --help         this help
 
 Needs about 6 x SIZE_MIB of free disk in $TMPDIR (default /tmp), python3 and
@@ -55,11 +57,12 @@ Examples:
   tests/bench/attach.sh                      # 1 GiB
   tests/bench/attach.sh --json 2048 >a.json  # 2 GiB, the memory bound's size
   tests/bench/attach.sh --no-fairness 64     # a quick check
+  tests/bench/attach.sh --set limits.attachment_window=2 512
 EOF
 }
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-json=0 rate=5 duration=40 fairness=1 keep=0 size_mib=1024
+json=0 rate=5 duration=40 fairness=1 keep=0 size_mib=1024 sets=()
 build=${TERN_BUILD:-$root/build}
 while (($#)); do
   case $1 in
@@ -69,6 +72,7 @@ while (($#)); do
     --no-fairness) fairness=0 ;;
     --build) build=${2:?--build needs DIR}; shift ;;
     --keep) keep=1 ;;
+    --set) sets+=("${2:?--set needs SECTION.KEY=VALUE}"); shift ;;
     -h|--help) usage; exit 0 ;;
     -*) echo "attach.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
     *) size_mib=$1 ;;
@@ -207,6 +211,27 @@ echo "${sha_mbps:-0}" >"$work/probe_sha"
 
 # --- the federation --------------------------------------------------------------
 "$tern" dev-federation "$work/fed" --base-port "$port" >/dev/null
+# --set: each key under its section in the broker's and the nodes' files (the
+# section added when a file has none); the daemons check them at start.
+if ((${#sets[@]})); then
+  python3 - "$work/fed" "${sets[@]}" <<'PY' || fail "--set: expected SECTION.KEY=VALUE"
+import glob, re, sys
+files = glob.glob(f"{sys.argv[1]}/*/broker.conf") + glob.glob(f"{sys.argv[1]}/*/node.conf")
+for kv in sys.argv[2:]:
+    m = re.fullmatch(r"([a-z_]+)\.([a-z_0-9]+)=(.*)", kv)
+    if not m:
+        sys.exit(1)
+    sec, key, val = m.groups()
+    for f in files:
+        lines = open(f).read().split("\n")
+        at = next((i for i, l in enumerate(lines) if l.strip() == f"[{sec}]"), None)
+        if at is None:
+            lines += [f"[{sec}]", f"{key} = {val}"]
+        else:
+            lines.insert(at + 1, f"{key} = {val}")
+        open(f, "w").write("\n".join(lines))
+PY
+fi
 : >"$work/pids"
 for d in broker unhcr sweden; do start "$d"; done
 until connected unhcr && connected sweden; do
@@ -336,6 +361,7 @@ cat >"$work/run.json" <<EOF
  "hwm_tp": [${hwm_tp// /, }], "hwm_end": [${hwm_end// /, }], "verified": $verified,
  "load": {"throughput": "$load_tp", "idle": "$load_idle", "busy": "$load_busy", "end": "$load_end"},
  "sha256_openssl_mbps": $(cat "$work/probe_sha"), "ncpu": $(nproc),
+ "settings": "${sets[*]}",
  "commit": "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"}
 EOF
 python3 - "$work" "$json" <<'PY'
@@ -497,7 +523,7 @@ for s in samples:
 threads = {n: p.get("Threads") for n, p in (samples[-1]["procs"] if samples else {}).items()}
 
 out = {
-    "commit": run["commit"], "size_mib": run["size_mib"], "message": run["id"], "chunks": nch,
+    "commit": run["commit"], "settings": run["settings"], "size_mib": run["size_mib"], "message": run["id"], "chunks": nch,
     "load_average": run["load"], "ncpu": run["ncpu"],
     "throughput": {
         "seconds": round(end - run["t0"], 2),
@@ -569,6 +595,8 @@ if as_json:
 tp = out["throughput"]
 print(f"tern attachment benchmark at {out['commit']}: {run['size_mib']} MiB unhcr -> sweden, "
       f"{run['ncpu']} CPUs, load average {run['load']['throughput']} at the start")
+if run["settings"]:
+    print(f"  settings: {run['settings']}")
 print(f"  end to end (send start -> delivered at unhcr): {tp['seconds']:.1f} s, {tp['mbps']} MB/s; "
       f"tern send returned after {tp['send_returned_s']:.1f} s; received bytes identical: {tp['received_bytes_identical']}")
 print()

@@ -107,6 +107,16 @@ round() { # VICTIM: send, kill VICTIM mid-transfer, restart it, check the result
     sweden) resumed_past_zero "$WORK/sweden.after" "fetching $id" ||
       fail "sweden did not resume fetching $id past chunk 0 after its restart" ;;
   esac
+  # The chunks went on the bulk lane again after the restart (docs/protocol.md).
+  if [[ $victim == broker ]]; then
+    for n in unhcr sweden; do
+      grep -q "$n opened its bulk lane" "$WORK/broker.after" ||
+        fail "$n did not open its bulk lane again after the broker's restart"
+    done
+  else
+    grep -q "bulk lane open" "$WORK/$victim.after" ||
+      fail "$victim did not open its bulk lane again after its restart"
+  fi
   INBOX=$((INBOX + 1))
   count_is sweden inbox "$INBOX" || fail "sweden's inbox does not hold exactly $INBOX messages"
   rm -f "$WORK/got.bin"

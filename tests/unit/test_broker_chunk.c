@@ -7,6 +7,7 @@
  * when the recipient is done. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,6 +34,7 @@
 #include "broker_int.h"
 #include "hop.h"
 #include "pbuf.h"
+#include "syncer.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -51,6 +53,7 @@ struct fixture {
 	char path[128];
 	broker *b;
 	void *dealer[NNODES];
+	void *bulk; /* unhcr's bulk lane, when a test opens one */
 	/* the message and its attachment, sealed as a sender's node would */
 	char msgid[37];
 	uint8_t *env;
@@ -146,6 +149,7 @@ static int setup(void **state)
 	f->b = calloc(1, sizeof(*f->b));
 	assert_non_null(f->b);
 	assert_int_equal(bq_open(f->path, &f->b->store, f->b->store_id), TERN_OK);
+	f->b->id.dir = f->dir;
 	bq_audit_dbs(f->b->store, &f->b->audit);
 	snprintf(f->b->chunk_dir, sizeof(f->b->chunk_dir), "%s/chunks", f->path);
 	f->b->ctx = zmq_ctx_new();
@@ -185,10 +189,17 @@ static int teardown(void **state)
 		zmq_close(f->dealer[i]);
 		chunk_gets_drop(&f->b->peers[i]);
 	}
+	if (f->bulk) {
+		zmq_setsockopt(f->bulk, ZMQ_LINGER, &zero, sizeof(zero));
+		zmq_close(f->bulk);
+	}
 	zmq_setsockopt(f->b->router, ZMQ_LINGER, &zero, sizeof(zero));
 	zmq_close(f->b->router);
 	zmq_ctx_term(f->b->ctx);
 	tern_store_close(&f->b->store);
+	tern_syncer_free(&f->b->syncer);
+	for (size_t i = 0; i < f->b->nstaged; i++)
+		free(f->b->staged[i].proof);
 	free(f->b->staged); /* what broker_close frees of chunk.c's */
 	free(f->b);
 	for (int k = 0; k < NCHUNKS; k++)
@@ -695,6 +706,242 @@ static void test_expiry_sweep(void **state)
 	assert_int_equal(f->b->peers[SWEDEN].ngets, 0);
 }
 
+/* The chunks' sync on the syncer's thread: a put is answered only once its
+ * chunk is durable and counted (a later chunk_flush), a put that comes while
+ * the sync is under way is taken as the next one and waits for the next
+ * batch, and the counts come out in order. */
+static void test_put_synced_off_loop(void **state)
+{
+	struct fixture *f = *state;
+	char reason[64];
+	xfer_rec r;
+
+	assert_int_equal(tern_syncer_new(&f->b->syncer), TERN_OK);
+	accept_it(f);
+	put(f, UNHCR, 0, 1, 0); /* written, handed to the syncer */
+	assert_int_equal(f->b->nsyncing, 1);
+	assert_quiet(f, UNHCR); /* not answered before it is on disk */
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	assert_int_equal(r.att[0].have, 0);
+	put(f, UNHCR, 1, 1, 0); /* behind the one being synced: the next */
+	assert_int_equal(f->b->nstaged, 2);
+	for (int round = 0; round < 2; round++) {
+		struct pollfd p = {tern_syncer_fd(f->b->syncer), POLLIN, 0};
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		chunk_flush(f->b);
+		assert_int_equal(ack_of(f, UNHCR, reason), (uint64_t)round + 1);
+		assert_string_equal(reason, "");
+	}
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	assert_int_equal(r.att[0].have, 2);
+	assert_int_equal(f->b->nstaged, 0);
+	assert_int_equal(f->b->m.chunks_in, 2);
+	assert_quiet(f, UNHCR);
+}
+
+/* --- the bulk lane (wire.proto, BulkHello) ------------------------------------ */
+
+static const uint8_t bulk_rid[] = "unhcr-bulk";
+
+/* Hands f (packed, then decoded as the ROUTER's reader does) to the
+ * session as if it came from user on route rid. */
+static void frame_from(struct fixture *f, const char *user, const uint8_t *rid, size_t rid_len,
+                       Tern__V1__Frame *fr)
+{
+	Tern__V1__Frame *in = NULL;
+	struct peer conn = {.fd = -1};
+	uint8_t *wire;
+	size_t n;
+
+	fr->version = TERN_HOP_VERSION;
+	n = tern__v1__frame__get_packed_size(fr);
+	wire = malloc(n);
+	assert_non_null(wire);
+	tern__v1__frame__pack(fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, n + 4096, &in), TERN_OK);
+	free(wire);
+	session_on_frame(f->b, user, &conn, rid, rid_len, in);
+}
+
+/* The next frame on unhcr's bulk connection (NULL after 2 s). */
+static Tern__V1__Frame *recv_bulk(struct fixture *f)
+{
+	static uint8_t buf[1 << 20];
+	Tern__V1__Frame *fr = NULL;
+	int n = zmq_recv(f->bulk, buf, sizeof(buf), 0);
+
+	if (n < 0)
+		return NULL;
+	assert_int_equal(tern_hop_decode(buf, (size_t)n, sizeof(buf), &fr), TERN_OK);
+	return fr;
+}
+
+static void bulk_hello(struct fixture *f, const char *user, const char *node_id, uint64_t session)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
+	Tern__V1__BulkHello h = TERN__V1__BULK_HELLO__INIT;
+
+	h.node_id = (char *)node_id;
+	h.session = session;
+	fr.body_case = TERN__V1__FRAME__BODY_BULK_HELLO;
+	fr.bulk_hello = &h;
+	frame_from(f, user, bulk_rid, sizeof(bulk_rid) - 1, &fr);
+}
+
+/* unhcr's second connection, known to the ROUTER; its session is 77. */
+static void bulk_connect(struct fixture *f)
+{
+	static const int tmo = 2000;
+	uint8_t hi[16];
+
+	f->bulk = zmq_socket(f->b->ctx, ZMQ_DEALER);
+	zmq_setsockopt(f->bulk, ZMQ_ROUTING_ID, bulk_rid, sizeof(bulk_rid) - 1);
+	zmq_setsockopt(f->bulk, ZMQ_RCVTIMEO, &tmo, sizeof(tmo));
+	assert_int_equal(zmq_connect(f->bulk, "inproc://chunks"), 0);
+	assert_int_equal(zmq_send(f->bulk, "hi", 2, 0), 2);
+	assert_true(zmq_recv(f->b->router, hi, sizeof(hi), 0) > 0);
+	assert_true(zmq_recv(f->b->router, hi, sizeof(hi), 0) == 2);
+	f->b->peers[UNHCR].session = 77;
+}
+
+static void assert_refused(Tern__V1__Frame *fr, tern_reason reason)
+{
+	assert_non_null(fr);
+	assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_REFUSED);
+	assert_string_equal(fr->refused->reason_code, tern_reason_code(reason));
+	tern_pb_free((ProtobufCMessage **)&fr);
+}
+
+/* A lane opens only for the session of the node's latest Hello, from the
+ * same authenticated identity, on a connection other than the main one. */
+static void test_bulk_hello_checked(void **state)
+{
+	struct fixture *f = *state;
+	struct peer *p = &f->b->peers[UNHCR];
+	Tern__V1__Frame *fr;
+	uint64_t before, after;
+
+	accept_it(f); /* an audit log to count in */
+	bulk_connect(f);
+	bulk_hello(f, "unhcr", "unhcr", 76); /* an older session */
+	assert_refused(recv_bulk(f), TERN_REASON_HELLO_REQUIRED);
+	assert_int_equal(p->bulk_rid_len, 0);
+	tern__v1__audit_entry__free_unpacked(last_audit(f, &before), NULL);
+	bulk_hello(f, "unhcr", "sweden", 77); /* another node's name */
+	assert_refused(recv_bulk(f), TERN_REASON_IDENTITY_MISMATCH);
+	tern__v1__audit_entry__free_unpacked(last_audit(f, &after), NULL);
+	assert_int_equal(after, before + 1); /* audited */
+	assert_int_equal(p->bulk_rid_len, 0);
+	{
+		/* on the main connection itself */
+		Tern__V1__Frame h = TERN__V1__FRAME__INIT;
+		Tern__V1__BulkHello bh = TERN__V1__BULK_HELLO__INIT;
+		bh.node_id = "unhcr";
+		bh.session = 77;
+		h.body_case = TERN__V1__FRAME__BODY_BULK_HELLO;
+		h.bulk_hello = &bh;
+		frame_from(f, "unhcr", p->rid, p->rid_len, &h);
+		assert_refused(recv_frame(f, UNHCR), TERN_REASON_HELLO_REQUIRED);
+		assert_int_equal(p->bulk_rid_len, 0);
+	}
+	p->live = 0; /* not connected: no lane either */
+	bulk_hello(f, "unhcr", "unhcr", 77);
+	assert_refused(recv_bulk(f), TERN_REASON_HELLO_REQUIRED);
+	p->live = 1;
+	bulk_hello(f, "unhcr", "unhcr", 77);
+	fr = recv_bulk(f);
+	assert_non_null(fr);
+	assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_BULK_WELCOME);
+	assert_int_equal(fr->bulk_welcome->session, 77);
+	tern_pb_free((ProtobufCMessage **)&fr);
+	assert_int_equal(p->bulk_rid_len, sizeof(bulk_rid) - 1);
+	assert_quiet(f, UNHCR);
+}
+
+/* Chunk frames come and go on the lane, nothing on the main connection;
+ * any other frame on the lane is refused (unexpected-frame) and audited. */
+static void test_bulk_lane_carries_chunks_only(void **state)
+{
+	struct fixture *f = *state;
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *got;
+	Tern__V1__ChunkPut cp = TERN__V1__CHUNK_PUT__INIT;
+	Tern__V1__Submit sm = TERN__V1__SUBMIT__INIT;
+	uint64_t before, after;
+
+	accept_it(f);
+	bulk_connect(f);
+	bulk_hello(f, "unhcr", "unhcr", 77);
+	got = recv_bulk(f);
+	assert_non_null(got);
+	tern_pb_free((ProtobufCMessage **)&got);
+	/* a question, on the lane: answered on the lane */
+	cp.message_id = f->msgid;
+	fr.body_case = TERN__V1__FRAME__BODY_CHUNK_PUT;
+	fr.chunk_put = &cp;
+	frame_from(f, "unhcr", bulk_rid, sizeof(bulk_rid) - 1, &fr);
+	got = recv_bulk(f);
+	assert_non_null(got);
+	assert_int_equal(got->body_case, TERN__V1__FRAME__BODY_CHUNK_ACK);
+	assert_int_equal(got->chunk_ack->have, 0);
+	tern_pb_free((ProtobufCMessage **)&got);
+	/* a chunk put on the main connection is answered on the lane too */
+	put(f, UNHCR, 0, 1, 0);
+	got = recv_bulk(f);
+	assert_non_null(got);
+	assert_int_equal(got->body_case, TERN__V1__FRAME__BODY_CHUNK_ACK);
+	assert_int_equal(got->chunk_ack->have, 1);
+	tern_pb_free((ProtobufCMessage **)&got);
+	assert_quiet(f, UNHCR);
+	/* a submission on the lane would skip the session's order */
+	tern__v1__audit_entry__free_unpacked(last_audit(f, &before), NULL);
+	sm.envelope = (ProtobufCBinaryData){f->env_len, f->env};
+	sm.session = 77;
+	sm.index = 1;
+	fr.body_case = TERN__V1__FRAME__BODY_SUBMIT;
+	fr.submit = &sm;
+	frame_from(f, "unhcr", bulk_rid, sizeof(bulk_rid) - 1, &fr);
+	assert_refused(recv_bulk(f), TERN_REASON_UNEXPECTED_FRAME);
+	tern__v1__audit_entry__free_unpacked(last_audit(f, &after), NULL);
+	assert_int_equal(after, before + 1);
+	assert_int_equal(f->b->batch.nsubs, 0);
+	assert_int_equal(f->b->peers[UNHCR].next_index, 0); /* nothing taken */
+}
+
+/* A lane whose connection went: chunk frames go on the main connection,
+ * and the lane is closed until the node opens it again. */
+static void test_bulk_lane_gone(void **state)
+{
+	struct fixture *f = *state;
+	static const int zero = 0;
+	Tern__V1__Frame *got;
+	char reason[64];
+
+	accept_it(f);
+	bulk_connect(f);
+	bulk_hello(f, "unhcr", "unhcr", 77);
+	got = recv_bulk(f);
+	assert_non_null(got);
+	tern_pb_free((ProtobufCMessage **)&got);
+	zmq_setsockopt(f->bulk, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_close(f->bulk);
+	f->bulk = NULL;
+	/* The ROUTER learns of it asynchronously: the next answers go on the
+	 * main connection once it has. */
+	for (int i = 0; i < 200 && f->b->peers[UNHCR].bulk_rid_len; i++) {
+		put(f, UNHCR, 0, 0, 0);
+		usleep(10000);
+	}
+	assert_int_equal(f->b->peers[UNHCR].bulk_rid_len, 0);
+	put(f, UNHCR, 0, 1, 0);
+	{
+		uint64_t have;
+		do
+			have = ack_of(f, UNHCR, reason); /* the questions' answers, then this */
+		while (have == 0);
+		assert_int_equal(have, 1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -705,6 +952,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_get_and_done, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_gets_replaced_and_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_sweep, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_put_synced_off_loop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bulk_hello_checked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bulk_lane_carries_chunks_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bulk_lane_gone, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
