@@ -146,6 +146,20 @@ static void chunk_seeds(void)
 		put_frame("chunk-done-gave-up", &f);
 	}
 	{
+		/* The bulk lane's opening (wire.proto, BulkHello). */
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__BulkHello h = TERN__V1__BULK_HELLO__INIT;
+		Tern__V1__BulkWelcome w = TERN__V1__BULK_WELCOME__INIT;
+		h.node_id = "unhcr";
+		h.session = w.session = 0x1234567890abcdefULL;
+		f.body_case = TERN__V1__FRAME__BODY_BULK_HELLO;
+		f.bulk_hello = &h;
+		put_frame("bulk-hello", &f);
+		f.body_case = TERN__V1__FRAME__BODY_BULK_WELCOME;
+		f.bulk_welcome = &w;
+		put_frame("bulk-welcome", &f);
+	}
+	{
 		/* A binary upload.append as fuzz_apiconn reads it: the chunk size
 		 * byte, then the length prefix with its top bit set. */
 		Tern__V1__ApiRequest req = TERN__V1__API_REQUEST__INIT;
