@@ -942,6 +942,156 @@ static void test_bulk_lane_gone(void **state)
 	}
 }
 
+
+/* --- adversarial review (attack2) ------------------------------------------ */
+
+/* Waits for the syncer's batch to be done (its fd readable). */
+static void wait_synced(struct fixture *f)
+{
+	struct pollfd p = {tern_syncer_fd(f->b->syncer), POLLIN, 0};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+}
+
+/* A ChunkPut question that comes while the last chunks are being synced is
+ * answered with have = committed + staged: the sender is told the broker
+ * holds every chunk (nodes/xfer_out.c marks the attachments sent, XO_DONE,
+ * and never puts again) while none is durable nor counted. A crash (kill -9)
+ * or a failed fdatasync then loses them for good. The answer must not count
+ * what is not durable. */
+static void test_question_during_sync_counts_undurable(void **state)
+{
+	struct fixture *f = *state;
+	char reason[64];
+	xfer_rec r;
+
+	assert_int_equal(tern_syncer_new(&f->b->syncer), TERN_OK);
+	accept_it(f);
+	/* one turn: the three chunks written and handed to the syncer */
+	for (int k = 0; k < NCHUNKS; k++) {
+		Tern__V1__ChunkPut cp = TERN__V1__CHUNK_PUT__INIT;
+		ProtobufCBinaryData proof[TERN_MERKLE_MAX_PROOF];
+		tern_hash hashes[TERN_MERKLE_MAX_PROOF];
+		size_t np = 0;
+		cp.message_id = f->msgid;
+		cp.index = (uint64_t)k;
+		cp.data = (ProtobufCBinaryData){f->chunk_len[k], f->chunks[k]};
+		assert_int_equal(tern_merkle_inclusion_proof(f->leaves, NCHUNKS, (size_t)k, hashes,
+		                                             &np),
+		                 TERN_OK);
+		for (size_t h = 0; h < np; h++)
+			proof[h] = (ProtobufCBinaryData){32, hashes[h]};
+		cp.proof = proof;
+		cp.n_proof = np;
+		chunk_on_put(f->b, &f->b->peers[UNHCR], &cp);
+	}
+	chunk_flush(f->b);
+	assert_int_equal(f->b->nsyncing, NCHUNKS);
+	/* a later turn, the sync still under way (not collected): the sender's
+	 * question (as node_xout_session asks after every BulkWelcome) */
+	{
+		Tern__V1__ChunkPut q = TERN__V1__CHUNK_PUT__INIT;
+		q.message_id = f->msgid;
+		chunk_on_put(f->b, &f->b->peers[UNHCR], &q);
+	}
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	assert_int_equal(r.att[0].have, 0); /* nothing durable and counted yet */
+	/* what the sender is told must not exceed what is durable */
+	assert_int_equal(ack_of(f, UNHCR, reason), r.att[0].have);
+}
+
+
+struct other_job {
+	tern_store *st;
+	const char *id;
+	const Tern__V1__AttachmentSeal *seal;
+	const uint8_t *root;
+};
+
+/* Another transfer from unhcr to iom, with the same sealed attachment. */
+static int create_other(MDB_txn *txn, void *arg)
+{
+	struct other_job *j = arg;
+	char *rc[] = {(char *)"iom"};
+	Tern__V1__AttachmentSeal seal = *j->seal;
+	const Tern__V1__AttachmentSeal *seals[] = {&seal};
+
+	if (seal.root.len != 32)
+		seal.root = (ProtobufCBinaryData){32, (uint8_t *)j->root};
+	return xfer_create(txn, j->st, j->id, "unhcr", rc, 1, seals, 1,
+	                   tern_now_ms() + 3600 * 1000);
+}
+
+/* A transfer that ends (its only recipient says ChunkDone, or the sweep
+ * expires it) while its chunks are in the syncer's batch makes flush_apply
+ * fail the whole write (xfer_chunk_commit -> xfer_get: TERN_ENOENT, not
+ * handled like EINVAL/EEXIST): every other transfer's chunk in the batch
+ * is refused (busy) and not counted. Any recipient can do this to every
+ * other sender, at each batch. */
+static void test_transfer_ended_during_sync_fails_others(void **state)
+{
+	struct fixture *f = *state;
+	Tern__V1__ChunkDone cd = TERN__V1__CHUNK_DONE__INIT;
+	char other[37], reason[64];
+	xfer_rec r;
+	uint64_t other_have = 99;
+	char other_reason[64] = "unset";
+
+	assert_int_equal(tern_syncer_new(&f->b->syncer), TERN_OK);
+	accept_it(f); /* unhcr -> sweden */
+	/* another transfer from unhcr, to iom, with the same sealed attachment */
+	assert_int_equal(tern_uuid_v7(other), TERN_OK);
+	{
+		struct other_job j = {f->b->store, other, &f->aseal, f->root};
+		assert_int_equal(tern_store_write(f->b->store, create_other, &j), TERN_OK);
+	}
+	for (int t = 0; t < 2; t++) {
+		Tern__V1__ChunkPut cp = TERN__V1__CHUNK_PUT__INIT;
+		ProtobufCBinaryData proof[TERN_MERKLE_MAX_PROOF];
+		tern_hash hashes[TERN_MERKLE_MAX_PROOF];
+		size_t np = 0;
+		cp.message_id = t == 0 ? f->msgid : other;
+		cp.data = (ProtobufCBinaryData){f->chunk_len[0], f->chunks[0]};
+		assert_int_equal(tern_merkle_inclusion_proof(f->leaves, NCHUNKS, 0, hashes, &np),
+		                 TERN_OK);
+		for (size_t h = 0; h < np; h++)
+			proof[h] = (ProtobufCBinaryData){32, hashes[h]};
+		cp.proof = proof;
+		cp.n_proof = np;
+		chunk_on_put(f->b, &f->b->peers[UNHCR], &cp);
+	}
+	chunk_flush(f->b);
+	assert_int_equal(f->b->nsyncing, 2);
+	/* a later turn: sweden gives up the first transfer; it ends */
+	cd.message_id = f->msgid;
+	cd.reason_code = (char *)"gave-up";
+	chunk_on_done(f->b, &f->b->peers[SWEDEN], &cd);
+	assert_int_equal(xfer_of(f, &r), TERN_ENOENT);
+	wait_synced(f);
+	chunk_flush(f->b);
+	for (int a = 0; a < 2; a++) {
+		Tern__V1__Frame *fr = recv_frame(f, UNHCR);
+		assert_non_null(fr);
+		assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_CHUNK_ACK);
+		if (strcmp(fr->chunk_ack->message_id, other) == 0) {
+			other_have = fr->chunk_ack->have;
+			snprintf(other_reason, sizeof(other_reason), "%s",
+			         fr->chunk_ack->reason_code);
+		}
+		tern_pb_free((ProtobufCMessage **)&fr);
+	}
+	(void)reason;
+	{
+		MDB_txn *txn;
+		assert_int_equal(tern_store_read_begin(f->b->store, &txn), TERN_OK);
+		assert_int_equal(xfer_get(txn, f->b->store, other, &r), TERN_OK);
+		mdb_txn_abort(txn);
+	}
+	/* the other transfer's chunk was durable and in order: it is counted */
+	assert_string_equal(other_reason, "");
+	assert_int_equal(other_have, 1);
+	assert_int_equal(r.att[0].have, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -956,6 +1106,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bulk_hello_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_carries_chunks_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_gone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_question_during_sync_counts_undurable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_ended_during_sync_fails_others, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
