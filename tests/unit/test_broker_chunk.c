@@ -1092,6 +1092,68 @@ static void test_transfer_ended_during_sync_fails_others(void **state)
 	assert_int_equal(r.att[0].have, 1);
 }
 
+/* Puts chunk k from unhcr without the turn's chunk_flush. */
+static void put_only(struct fixture *f, uint64_t k)
+{
+	Tern__V1__ChunkPut cp = TERN__V1__CHUNK_PUT__INIT;
+	ProtobufCBinaryData proof[TERN_MERKLE_MAX_PROOF];
+	tern_hash hashes[TERN_MERKLE_MAX_PROOF];
+	size_t np = 0;
+
+	cp.message_id = f->msgid;
+	cp.index = k;
+	cp.data = (ProtobufCBinaryData){f->chunk_len[k], f->chunks[k]};
+	assert_int_equal(tern_merkle_inclusion_proof(f->leaves, NCHUNKS, k, hashes, &np), TERN_OK);
+	for (size_t h = 0; h < np; h++)
+		proof[h] = (ProtobufCBinaryData){32, hashes[h]};
+	cp.proof = proof;
+	cp.n_proof = np;
+	chunk_on_put(f->b, &f->b->peers[UNHCR], &cp);
+}
+
+/* A failed fdatasync (here EINVAL: the syncer is handed /dev/null in place
+ * of the spool file) marks only the entries of the batch (collect ->
+ * mark_file(i, nsyncing)); a later chunk of the same file, staged while the
+ * sync ran, stays staged and still counts in chunk_on_put's order: chunk 0,
+ * refused busy, cannot be put again (the broker answers "have 1", ahead of
+ * what it holds) until chunk 1 has failed in its own batch. The old code
+ * marked every staged entry of the file. */
+static void test_sync_failure_leaves_later_chunks_staged(void **state)
+{
+	struct fixture *f = *state;
+	char reason[64], path[256], aside[300];
+	uint64_t have;
+	xfer_rec r;
+
+	assert_int_equal(tern_syncer_new(&f->b->syncer), TERN_OK);
+	accept_it(f);
+	put_only(f, 0); /* written to the spool file */
+	snprintf(path, sizeof(path), "%s/chunks/%s.0", f->path, f->msgid);
+	snprintf(aside, sizeof(aside), "%s.aside", path);
+	assert_int_equal(rename(path, aside), 0);
+	assert_int_equal(symlink("/dev/null", path), 0);
+	chunk_flush(f->b); /* the syncer gets /dev/null: fdatasync fails */
+	assert_int_equal(f->b->nsyncing, 1);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(rename(aside, path), 0);
+	put_only(f, 1); /* a later turn: chunk 1, staged behind the batch */
+	assert_int_equal(f->b->nstaged, 2);
+	wait_synced(f);
+	chunk_flush(f->b);
+	have = ack_of(f, UNHCR, reason);
+	assert_string_equal(reason, tern_reason_code(TERN_REASON_BUSY)); /* chunk 0 not kept */
+	assert_int_equal(have, 0);
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	assert_int_equal(r.att[0].have, 0);
+	/* the sender puts chunk 0 again: it must be taken (staged), not
+	 * answered as a chunk out of turn */
+	{
+		size_t before = f->b->nstaged;
+		put_only(f, 0);
+		assert_int_equal(f->b->nstaged, before + 1);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1108,6 +1170,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_gone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_question_during_sync_counts_undurable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_ended_during_sync_fails_others, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sync_failure_leaves_later_chunks_staged, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
