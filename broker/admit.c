@@ -128,6 +128,16 @@ void session_close(broker *b, struct peer *p, const char *why)
 	chunk_gets_drop(p);
 	peer_disconnect_later(b, p);
 	p->fd = -1;
+	if (p->bulk_fd >= 0) {
+		/* Its bulk lane goes with it. */
+		struct peer lane = {.fd = p->bulk_fd};
+		lane.local = p->bulk_local;
+		lane.remote = p->bulk_remote;
+		snprintf(lane.id, sizeof(lane.id), "%s", p->id);
+		peer_disconnect_later(b, &lane);
+	}
+	p->bulk_fd = -1;
+	p->bulk_rid_len = 0;
 }
 
 /* --- ZAP: who may connect --------------------------------------------------- */

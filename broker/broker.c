@@ -260,6 +260,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		b->batch.now = tern_now_ms();
 		if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
 			/* Group commit: take what is waiting, up to a batch, then write once. */
+			b->turn_puts = 0;
 			for (int64_t i = 0; i < b->batch_size; i++) {
 				int ev = 0;
 				size_t sz = sizeof(ev);
@@ -267,7 +268,11 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 				if (!(ev & ZMQ_POLLIN))
 					break;
 				on_router(b);
-				if (b->batch.nsubs >= (size_t)b->batch_size)
+				/* A turn's chunks are few: a message read after them
+				 * waits for their checks and writes (the ROUTER takes
+				 * the connections in turn, so the next is soon). */
+				if (b->batch.nsubs >= (size_t)b->batch_size ||
+				    b->turn_puts >= CHUNK_PUTS_PER_TURN)
 					break;
 			}
 		}

@@ -83,6 +83,10 @@ struct peer {
 	 * none for the current session. */
 	uint8_t bulk_rid[MAX_RID];
 	size_t bulk_rid_len;
+	/* The lane's socket and ends, as at its BulkHello (fd -1: unknown), so
+	 * that closing the session closes the lane too. */
+	int bulk_fd;
+	struct sockaddr_storage bulk_local, bulk_remote;
 };
 
 /* A recipient's ChunkGet not yet served in full (chunk.c): in memory only,
@@ -165,7 +169,7 @@ struct chunk_staged {
 	uint64_t index, nchunks, have;
 	uint8_t *proof; /* owned */
 	size_t proof_len;
-	int failed; /* 1: counted before or gone; 2: no space; 3: not kept */
+	int failed; /* 1: counted before; 2: no space; 3: not kept; 4: transfer gone */
 };
 
 struct broker {
@@ -195,6 +199,7 @@ struct broker {
 	 * its next batch; chunk_flush counts each batch once it is on disk. */
 	struct chunk_staged *staged;
 	size_t nstaged, capstaged, nsyncing;
+	unsigned turn_puts; /* chunks taken in this turn of the loop */
 	struct tern_syncer *syncer;
 	/* Attachments: [limits] bounds, and where the chunks are spooled */
 	uint64_t max_att_size, max_att_total;
@@ -316,6 +321,11 @@ void route_sub_free(struct sub *s);
 
 /* --- chunk.c ---------------------------------------------------------------- */
 
+/* Chunk puts the loop takes per turn, and chunks it sends per recipient:
+ * each costs a megabyte's checking and copying, and a message read after
+ * them waits for them. */
+#define CHUNK_PUTS_PER_TURN 2
+#define CHUNK_SENDS_PER_TURN 2
 /* The attachment frames from a node (docs/protocol.md, Attachments). */
 void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp);
 /* After a turn's frames: counts the chunks the syncer has made durable since

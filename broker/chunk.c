@@ -28,9 +28,6 @@
 #include "syncer.h"
 #include "util.h"
 
-/* Chunks sent to one peer in one turn of the loop: a big get must not hold
- * the loop, nor fill the socket ahead of ordinary deliveries. */
-#define CHUNK_SENDS_PER_TURN 8
 /* The most a ChunkGet may ask for at once ([limits] attachment_window is at
  * most 64). */
 #define CHUNK_GET_MAX 64
@@ -106,7 +103,8 @@ static uint64_t staged_count(const broker *b, const char *msgid, uint32_t att)
 	uint64_t k = 0;
 
 	for (size_t i = 0; i < b->nstaged; i++)
-		k += b->staged[i].att == att && strcmp(b->staged[i].msgid, msgid) == 0;
+		k += !b->staged[i].failed && b->staged[i].att == att &&
+		     strcmp(b->staged[i].msgid, msgid) == 0;
 	return k;
 }
 
@@ -140,8 +138,15 @@ static int flush_apply(MDB_txn *txn, void *arg)
 			continue;
 		rc = xfer_chunk_commit(txn, b->store, c->msgid, c->att, c->index, c->proof,
 		                       c->proof_len, &c->have);
-		if (rc == TERN_EEXIST || rc == TERN_EINVAL) {
-			c->failed = 1; /* counted before, or the transfer went: answered by have */
+		if (rc == TERN_EEXIST) {
+			c->failed = 1; /* counted before: answered by have */
+			continue;
+		}
+		if (rc == TERN_ENOENT || rc == TERN_EINVAL) {
+			/* The transfer ended while its chunk was synced (every
+			 * recipient done, or expired): this put only, not the
+			 * others of the batch. */
+			c->failed = 4;
 			continue;
 		}
 		if (rc != TERN_OK)
@@ -185,7 +190,11 @@ static void finish(broker *b, size_t k)
 	for (size_t i = 0; i < k; i++) {
 		struct chunk_staged *c = &b->staged[i];
 		struct peer *p = peer_find(b, c->peer, 0);
-		if (rc != TERN_OK || c->failed >= 2) {
+		if (rc == TERN_OK && c->failed == 4) {
+			if (p)
+				send_ack(b, p, c->msgid, c->att, 0, TERN_REASON_UNKNOWN_TRANSFER,
+				         "the transfer has ended");
+		} else if (rc != TERN_OK || c->failed >= 2) {
 			if (p)
 				send_ack(b, p, c->msgid, c->att, c->index,
 				         c->failed == 2 ? TERN_REASON_NO_SPACE : TERN_REASON_BUSY,
@@ -245,7 +254,10 @@ static void collect(broker *b)
 			errno = errs[f];
 			log_warnx("chunks of attachment %u of %s not kept: cannot sync: %s", c->att,
 			          c->msgid, strerror(errs[f]));
-			mark_file(b, i, b->nsyncing, c, errs[f]);
+			/* And those of the file staged since: after the failed
+			 * one they cannot be counted, and the sender puts them
+			 * again from the first. */
+			mark_file(b, i, b->nstaged, c, errs[f]);
 		}
 		f++;
 	}
@@ -310,7 +322,7 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 	tern_hash *proof = NULL;
 	Tern__V1__AttachmentSeal seal;
 	MDB_txn *txn;
-	uint64_t have = 0, n;
+	uint64_t have = 0, committed = 0, n;
 	uint32_t att = cp->attachment;
 	int rc, err;
 
@@ -332,26 +344,31 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		         "no such transfer from this node");
 		goto out;
 	}
-	/* Committed, and staged this turn after it: the next in order. */
-	have = r->att[att].have + staged_count(b, cp->message_id, att);
+	/* Committed, and written since (being synced, or waiting for it): the
+	 * next in order. Answers say only what is committed: a sender told of
+	 * a chunk not yet durable could count it as held and never put it
+	 * again, and a crash would lose it. */
+	committed = r->att[att].have;
+	have = committed + staged_count(b, cp->message_id, att);
 	n = tern_attach_chunks(r->att[att].size, r->att[att].chunk_size);
 	/* A question, a repeat or a chunk ahead of the count: the count says
 	 * where the sender goes on. */
 	if (cp->data.len == 0 || cp->index != have || cp->index >= n) {
-		send_ack(b, p, cp->message_id, att, have, TERN_REASON_NONE, NULL);
+		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_NONE, NULL);
 		goto out;
 	}
 	if (cp->n_proof > XFER_MAX_PROOF) {
-		put_mismatch(b, p, cp, have, "proof too long");
+		put_mismatch(b, p, cp, committed, "proof too long");
 		goto out;
 	}
 	if (cp->n_proof && (proof = malloc(cp->n_proof * sizeof(*proof))) == NULL) {
-		send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY, "broker out of memory");
+		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_BUSY,
+		         "broker out of memory");
 		goto out;
 	}
 	for (size_t i = 0; i < cp->n_proof; i++) {
 		if (cp->proof[i].len != sizeof(tern_hash)) {
-			put_mismatch(b, p, cp, have, "a proof hash is not 32 bytes");
+			put_mismatch(b, p, cp, committed, "a proof hash is not 32 bytes");
 			goto out;
 		}
 		memcpy(proof[i], cp->proof[i].data, sizeof(tern_hash));
@@ -359,7 +376,7 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 	xfer_seal(r, att, &seal);
 	if ((rc = tern_attach_chunk_verify(&seal, cp->index, cp->data.data, cp->data.len, proof,
 	                                   cp->n_proof)) != TERN_OK) {
-		put_mismatch(b, p, cp, have, tern_errdetail());
+		put_mismatch(b, p, cp, committed, tern_errdetail());
 		goto out;
 	}
 	/* Chunks leave room for the store (ordinary messages go on when a
@@ -367,7 +384,7 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 	if (tern_disk_room(b->chunk_dir, cp->data.len) != TERN_OK) {
 		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
 		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
-		send_ack(b, p, cp->message_id, att, have, TERN_REASON_NO_SPACE,
+		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_NO_SPACE,
 		         "the broker's disk is full: put it again later");
 		goto out;
 	}
@@ -377,7 +394,7 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		/* Not counted: the sender puts it again later. The daemon goes on. */
 		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
 		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
-		send_ack(b, p, cp->message_id, att, have,
+		send_ack(b, p, cp->message_id, att, committed,
 		         err == ENOSPC ? TERN_REASON_NO_SPACE : TERN_REASON_BUSY,
 		         err == ENOSPC
 		             ? "the broker's disk is full: put it again later"
@@ -385,10 +402,12 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		goto out;
 	}
 	if (stage(b, p, cp, n, (uint8_t *)proof, cp->n_proof * sizeof(tern_hash)) != TERN_OK) {
-		send_ack(b, p, cp->message_id, att, have, TERN_REASON_BUSY, "broker out of memory");
+		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_BUSY,
+		         "broker out of memory");
 		goto out;
 	}
 	proof = NULL; /* the staged chunk's now */
+	b->turn_puts++;
 out:
 	free(proof);
 	free(r);
@@ -629,7 +648,7 @@ void chunk_on_done(broker *b, struct peer *p, const Tern__V1__ChunkDone *cd)
 		         code_printable(cd->reason_code) ? cd->reason_code
 		                                         : "(an unreadable reason)");
 	if (d.gone) {
-		xfer_spool_remove(b->chunk_dir, cd->message_id, d.gone);
+		xfer_spool_remove(b->syncer, b->chunk_dir, cd->message_id, d.gone);
 		log_info("attachments of %s dropped: every recipient is done", cd->message_id);
 	}
 }
@@ -656,7 +675,7 @@ void chunk_gone_apply(broker *b)
 	struct batch *bt = &b->batch;
 
 	for (size_t i = 0; i < bt->nxgone; i++) {
-		xfer_spool_remove(b->chunk_dir, bt->xgone[i].msgid, bt->xgone[i].natt);
+		xfer_spool_remove(b->syncer, b->chunk_dir, bt->xgone[i].msgid, bt->xgone[i].natt);
 		log_info("attachments of %s dropped: expired, or no recipient waits for them",
 		         bt->xgone[i].msgid);
 	}

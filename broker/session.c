@@ -35,6 +35,7 @@ struct peer *peer_find(broker *b, const char *id, int create)
 	memset(&b->peers[b->npeers], 0, sizeof(b->peers[0]));
 	snprintf(b->peers[b->npeers].id, sizeof(b->peers[0].id), "%s", id);
 	b->peers[b->npeers].fd = -1;
+	b->peers[b->npeers].bulk_fd = -1;
 	return &b->peers[b->npeers++];
 }
 
@@ -206,8 +207,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 /* A node's second connection, for its chunk frames (wire.proto, BulkHello):
  * bound to the session of its main connection, from the same authenticated
  * identity, so nobody can open a lane for another node or outlive a Hello. */
-static void on_bulk_hello(broker *b, const char *user, const uint8_t *rid, size_t rid_len,
-                          const Tern__V1__BulkHello *h)
+static void on_bulk_hello(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
+                          size_t rid_len, const Tern__V1__BulkHello *h)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__BulkWelcome w = TERN__V1__BULK_WELCOME__INIT;
@@ -233,6 +234,9 @@ static void on_bulk_hello(broker *b, const char *user, const uint8_t *rid, size_
 		log_info("%s opened its bulk lane", user);
 	memcpy(p->bulk_rid, rid, rid_len);
 	p->bulk_rid_len = rid_len;
+	p->bulk_fd = conn->fd;
+	p->bulk_local = conn->local;
+	p->bulk_remote = conn->remote;
 	w.session = h->session;
 	f.body_case = TERN__V1__FRAME__BODY_BULK_WELCOME;
 	f.bulk_welcome = &w;
@@ -405,7 +409,7 @@ void session_on_frame(broker *b, const char *user, const struct peer *conn, cons
 		goto done;
 	}
 	if (f->body_case == TERN__V1__FRAME__BODY_BULK_HELLO) {
-		on_bulk_hello(b, user, rid, rid_len, f->bulk_hello);
+		on_bulk_hello(b, user, conn, rid, rid_len, f->bulk_hello);
 		goto done;
 	}
 	p = peer_find(b, user, 0);
@@ -427,7 +431,10 @@ void session_on_frame(broker *b, const char *user, const struct peer *conn, cons
 		             TERN_REASON_HELLO_REQUIRED, "send Hello first");
 		goto done;
 	}
-	p->last_rx = tern_now_ms();
+	/* Liveness is the main connection's: a busy lane must not hide a
+	 * silent one. */
+	if (p->rid_len == rid_len && memcmp(p->rid, rid, rid_len) == 0)
+		p->last_rx = tern_now_ms();
 	switch (f->body_case) {
 	case TERN__V1__FRAME__BODY_SUBMIT:
 		switch (submit_order(p, f->submit)) {

@@ -18,6 +18,7 @@
 
 #include "queue.h"
 #include "util.h"
+#include "syncer.h"
 #include "xfer.h"
 
 #define DBI(s, i) tern_store_dbi((s), (i))
@@ -649,11 +650,11 @@ out:
 	return rc;
 }
 
-void xfer_spool_remove(const char *dir, const char *msgid, size_t natt)
+void xfer_spool_remove(tern_syncer *s, const char *dir, const char *msgid, size_t natt)
 {
 	char path[1024];
 
 	for (size_t i = 0; i < natt; i++)
 		if (spool_path(path, sizeof(path), dir, msgid, (uint32_t)i) == TERN_OK)
-			(void)unlink(path);
+			(void)tern_syncer_unlink(s, path);
 }

@@ -121,7 +121,10 @@ int xfer_spool_write(const char *dir, const char *msgid, uint32_t att, uint64_t 
 /* Reads len bytes at off; TERN_EIO when they are not all there. */
 int xfer_spool_read(const char *dir, const char *msgid, uint32_t att, uint64_t off, uint8_t *buf,
                     size_t len);
-/* Removes msgid's spool files 0..natt-1 (those that exist). */
-void xfer_spool_remove(const char *dir, const char *msgid, size_t natt);
+struct tern_syncer;
+/* Removes msgid's spool files 0..natt-1 (those that exist), on the syncer's
+ * thread (syncer.h: a gigabyte's unlink takes ext4 hundreds of ms); s NULL:
+ * here. */
+void xfer_spool_remove(struct tern_syncer *s, const char *dir, const char *msgid, size_t natt);
 
 #endif

@@ -29,7 +29,7 @@
 /* Chunk frames taken from the bulk lane per turn of the loop: each costs a
  * megabyte's checking and writing, and the main connection's frames must
  * not wait behind many. */
-#define BULK_FRAMES_PER_TURN 4
+#define BULK_FRAMES_PER_TURN 2
 /* How long transfers wait for the bulk lane after a Welcome before they go
  * on over the main connection (a broker without lanes never answers). */
 #define BULK_WAIT_MS 2000
@@ -42,10 +42,9 @@ void node_hop_send(node *n, Tern__V1__Frame *f)
 
 void node_bulk_send(node *n, Tern__V1__Frame *f)
 {
-	if (!n->bulk_ready)
+	/* A lane that cannot take it now: the main connection does. */
+	if (!n->bulk_ready || tern_hop_send(n->bulk, NULL, 0, f, ZMQ_DONTWAIT) != TERN_OK)
 		node_hop_send(n, f);
-	else
-		(void)tern_hop_send(n->bulk, NULL, 0, f, ZMQ_DONTWAIT);
 }
 
 /* Asks the broker to take the bulk connection into this session. */
@@ -301,7 +300,7 @@ void node_on_bulk(node *n)
 			zmq_msg_close(&msg);
 			return;
 		}
-		n->last_rx = tern_now_ms();
+		/* Not last_rx: liveness is the main connection's. */
 		if (tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
 		                    (size_t)tern_hop_frame_max(n->max_msg), &f) != TERN_OK) {
 			log_warnx("undecodable frame from the broker on the bulk lane: %s",

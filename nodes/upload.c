@@ -38,6 +38,7 @@
 #include <tern/uuid.h>
 
 #include "node_int.h"
+#include "syncer.h"
 #include "util.h"
 #include "xfer_rec.h"
 
@@ -341,8 +342,9 @@ void node_upload_unlink(node *n, const char *id)
 	char path[PATH_MAX];
 
 	upload_path(n, id, path, sizeof(path));
-	if (unlink(path) != 0 && errno != ENOENT)
-		log_warnx("cannot remove upload %s: %s", id, strerror(errno));
+	/* Off the loop (syncer.h): an upload may be gigabytes. Upload ids are
+	 * never made again. */
+	(void)tern_syncer_unlink(n->xsync, path);
 }
 
 void node_upload_sweep(node *n, int64_t now)

@@ -788,12 +788,14 @@ void node_xin_committed(node *n)
 			cd.reason_code = (char *)(d->kind == DIN_ACCEPT ? "" : d->code);
 			f.body_case = TERN__V1__FRAME__BODY_CHUNK_DONE;
 			f.chunk_done = &cd;
-			node_bulk_send(n, &f);
+			/* On the main connection: it goes once, and a lane the
+			 * broker closed meanwhile would drop it. */
+			node_hop_send(n, &f);
 			if (d->kind != DIN_ACCEPT)
 				for (size_t k = 0; k < d->natts; k++) {
 					char path[PATH_MAX];
 					spool_path(n, d->msgid, k, path, sizeof(path));
-					unlink(path);
+					(void)tern_syncer_unlink(n->xsync, path);
 				}
 			for (size_t k = 0; x && k < n->nxins; k++)
 				if (n->xins[k] == x) {

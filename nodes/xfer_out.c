@@ -39,6 +39,7 @@
 #include <tern/uuid.h>
 
 #include "node_int.h"
+#include "syncer.h"
 #include "util.h"
 #include "xfer_rec.h"
 
@@ -563,8 +564,8 @@ static void sweep_orphans(node *n)
 		if (busy)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (unlink(path) == 0)
-			log_info("removed spool file %s: no transfer names it", e->d_name);
+		log_info("removing spool file %s: no transfer names it", e->d_name);
+		(void)tern_syncer_unlink(n->xsync, path);
 	}
 	closedir(d);
 }
@@ -583,9 +584,9 @@ static void sweep(node *n)
 		for (size_t k = 0; k < x->natt; k++) {
 			char path[PATH_MAX];
 			node_spool_path(n, "out", x->msgid, k, path, sizeof(path));
-			unlink(path);
+			(void)tern_syncer_unlink(n->xsync, path); /* off the loop: syncer.h */
 		}
-		log_info("removed %s's attachments from the spool: every recipient answered",
+		log_info("removing %s's attachments from the spool: every recipient answered",
 		         x->msgid);
 		xout_free(&n->xouts[i]);
 		n->xouts[i] = n->xouts[--n->nxouts];

@@ -23,6 +23,7 @@
 
 #include "node_int.h"
 #include "pbuf.h"
+#include "syncer.h"
 #include "util.h"
 
 /* Most bytes one attachment.get answers. */
@@ -65,10 +66,10 @@ void node_xin_sweep(node *n, int64_t now)
 		if (keep)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (unlink(path) == 0)
-			log_info("removed attachment file %s: %s", e->d_name,
-			         found ? "acknowledged and past [delivery] attachment_retain"
-			               : "no message of this node names it");
+		log_info("removing attachment file %s: %s", e->d_name,
+		         found ? "acknowledged and past [delivery] attachment_retain"
+		               : "no message of this node names it");
+		(void)tern_syncer_unlink(n->xsync, path); /* off the loop: syncer.h */
 	}
 	closedir(d);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <tern/error.h>
+#include <tern/log.h>
 
 #include "syncer.h"
 #include "util.h"
@@ -23,7 +24,16 @@ struct tern_syncer {
 	size_t n;
 	int fds[TERN_SYNCER_MAX];
 	int errs[TERN_SYNCER_MAX];
+	/* Files to remove, oldest first (tern_syncer_unlink). */
+	char *gone[TERN_SYNCER_UNLINK_MAX];
+	size_t ngone;
 };
+
+static void remove_file(const char *path)
+{
+	if (unlink(path) != 0 && errno != ENOENT)
+		log_warnx("cannot remove %s: %s", path, strerror(errno));
+}
 
 static void *run(void *arg)
 {
@@ -31,29 +41,42 @@ static void *run(void *arg)
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		while (!s->stop && s->state != QUEUED)
+		while (!s->stop && s->state != QUEUED && s->ngone == 0)
 			pthread_cond_wait(&s->cv, &s->mu);
-		if (s->state != QUEUED)
+		if (s->state == QUEUED) {
+			/* The batch is this thread's until DONE: no lock held while
+			 * the disk works. A batch goes before removals: a loop
+			 * waits for it. */
+			pthread_mutex_unlock(&s->mu);
+			for (size_t i = 0; i < s->n; i++) {
+				int rc;
+				do
+					rc = fdatasync(s->fds[i]);
+				while (rc != 0 && errno == EINTR);
+				s->errs[i] = rc == 0 ? 0 : errno;
+				close(s->fds[i]);
+				s->fds[i] = -1;
+			}
+			pthread_mutex_lock(&s->mu);
+			s->state = DONE;
+			{
+				uint64_t one = 1;
+				(void)!write(s->efd, &one, sizeof(one));
+			}
+			pthread_cond_broadcast(&s->cv);
+		} else if (s->ngone) {
+			/* One at a time, the oldest first, so a batch that comes
+			 * meanwhile waits for one removal at most. Done also when
+			 * stopping: a file to go must not stay. */
+			char *path = s->gone[0];
+			memmove(s->gone, s->gone + 1, --s->ngone * sizeof(*s->gone));
+			pthread_mutex_unlock(&s->mu);
+			remove_file(path);
+			free(path);
+			pthread_mutex_lock(&s->mu);
+		} else {
 			break; /* stopping, nothing under way */
-		pthread_mutex_unlock(&s->mu);
-		/* The batch is this thread's until DONE: no lock held while the
-		 * disk works. */
-		for (size_t i = 0; i < s->n; i++) {
-			int rc;
-			do
-				rc = fdatasync(s->fds[i]);
-			while (rc != 0 && errno == EINTR);
-			s->errs[i] = rc == 0 ? 0 : errno;
-			close(s->fds[i]);
-			s->fds[i] = -1;
 		}
-		pthread_mutex_lock(&s->mu);
-		s->state = DONE;
-		{
-			uint64_t one = 1;
-			(void)!write(s->efd, &one, sizeof(one));
-		}
-		pthread_cond_broadcast(&s->cv);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return NULL;
@@ -141,6 +164,27 @@ int tern_syncer_collect(tern_syncer *s, int *errs, size_t *n)
 	return rc;
 }
 
+int tern_syncer_unlink(tern_syncer *s, const char *path)
+{
+	char *copy;
+
+	if (s == NULL || (copy = strdup(path)) == NULL) {
+		remove_file(path);
+		return TERN_OK;
+	}
+	pthread_mutex_lock(&s->mu);
+	if (s->ngone == TERN_SYNCER_UNLINK_MAX) {
+		pthread_mutex_unlock(&s->mu);
+		free(copy);
+		remove_file(path); /* a backlog: here, as before */
+		return TERN_OK;
+	}
+	s->gone[s->ngone++] = copy;
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	return TERN_OK;
+}
+
 void tern_syncer_free(tern_syncer **sp)
 {
 	tern_syncer *s;
@@ -151,7 +195,8 @@ void tern_syncer_free(tern_syncer **sp)
 	s->stop = 1;
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
-	/* A batch under way finishes first (run checks stop only when idle). */
+	/* A batch under way finishes first, then the removals still queued
+	 * (run checks stop only when it has nothing left). */
 	pthread_join(s->thread, NULL);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);

@@ -14,7 +14,8 @@
 
 #include <stddef.h>
 
-#define TERN_SYNCER_MAX 64 /* files per batch */
+#define TERN_SYNCER_MAX 64         /* files per batch */
+#define TERN_SYNCER_UNLINK_MAX 256 /* removals waiting; more are done at once */
 
 typedef struct tern_syncer tern_syncer;
 
@@ -36,6 +37,13 @@ int tern_syncer_start(tern_syncer *s, const int *fds, size_t n);
  * started, or the thread is still syncing: tern_syncer_busy says which).
  * After it, a new batch may start. */
 int tern_syncer_collect(tern_syncer *s, int *errs, size_t *n);
+/* Removes path on the thread, after the batch under way if any: a spool
+ * file of a gigabyte takes ext4 hundreds of milliseconds to free, which on
+ * the loop held every message behind it. Failures other than ENOENT are
+ * logged there. With s NULL, or TERN_SYNCER_UNLINK_MAX removals waiting,
+ * removes it here. Only for names never made again (a message id's, an
+ * upload's): the removal may come after the call returns. TERN_OK. */
+int tern_syncer_unlink(tern_syncer *s, const char *path);
 /* Waits for the batch under way, if any (its outcome is dropped), stops the
  * thread, frees s and sets *sp to NULL. NULL and *sp NULL are fine. */
 void tern_syncer_free(tern_syncer **sp);

@@ -942,7 +942,6 @@ static void test_bulk_lane_gone(void **state)
 	}
 }
 
-
 /* --- adversarial review (attack2) ------------------------------------------ */
 
 /* Waits for the syncer's batch to be done (its fd readable). */
@@ -975,9 +974,9 @@ static void test_question_during_sync_counts_undurable(void **state)
 		cp.message_id = f->msgid;
 		cp.index = (uint64_t)k;
 		cp.data = (ProtobufCBinaryData){f->chunk_len[k], f->chunks[k]};
-		assert_int_equal(tern_merkle_inclusion_proof(f->leaves, NCHUNKS, (size_t)k, hashes,
-		                                             &np),
-		                 TERN_OK);
+		assert_int_equal(
+		    tern_merkle_inclusion_proof(f->leaves, NCHUNKS, (size_t)k, hashes, &np),
+		    TERN_OK);
 		for (size_t h = 0; h < np; h++)
 			proof[h] = (ProtobufCBinaryData){32, hashes[h]};
 		cp.proof = proof;
@@ -998,7 +997,6 @@ static void test_question_during_sync_counts_undurable(void **state)
 	/* what the sender is told must not exceed what is durable */
 	assert_int_equal(ack_of(f, UNHCR, reason), r.att[0].have);
 }
-
 
 struct other_job {
 	tern_store *st;
@@ -1168,9 +1166,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bulk_hello_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_carries_chunks_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_gone, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_question_during_sync_counts_undurable, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_transfer_ended_during_sync_fails_others, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_sync_failure_leaves_later_chunks_staged, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_question_during_sync_counts_undurable, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_ended_during_sync_fails_others, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_sync_failure_leaves_later_chunks_staged, setup,
+	                                    teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

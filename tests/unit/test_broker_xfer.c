@@ -474,7 +474,7 @@ static void test_spool(void **state)
 	assert_int_equal(
 	    xfer_spool_write(cdir, "../../etc/passwd-0000-0000-0000-00000", 0, 0, a, 1, &err),
 	    TERN_EINVAL);
-	xfer_spool_remove(cdir, ID1, 4);
+	xfer_spool_remove(NULL, cdir, ID1, 4);
 	assert_int_not_equal(access(path, F_OK), 0);
 }
 

@@ -153,12 +153,44 @@ static void test_free_while_busy(void **state)
 	tern_syncer_free(&f->s); /* NULL: nothing */
 }
 
+/* Removals on the thread: done soon after the call, done before the thread
+ * stops when still queued, and here when there is no syncer. */
+static void test_unlink(void **state)
+{
+	struct fixture *f = *state;
+	char a[256], b[256], c[256];
+	int fd;
+
+	snprintf(a, sizeof(a), "%s/a", f->dir);
+	snprintf(b, sizeof(b), "%s/b", f->dir);
+	snprintf(c, sizeof(c), "%s/c", f->dir);
+	close(file_fd(f, "a"));
+	close(file_fd(f, "b"));
+	close(file_fd(f, "c"));
+	assert_int_equal(tern_syncer_unlink(f->s, a), TERN_OK);
+	for (int i = 0; i < 500 && access(a, F_OK) == 0; i++)
+		usleep(10000);
+	assert_int_not_equal(access(a, F_OK), 0);
+	/* queued behind a batch, then the syncer is stopped: still removed */
+	fd = file_fd(f, "d");
+	assert_int_equal(tern_syncer_start(f->s, &fd, 1), TERN_OK);
+	assert_int_equal(tern_syncer_unlink(f->s, b), TERN_OK);
+	tern_syncer_free(&f->s);
+	assert_int_not_equal(access(b, F_OK), 0);
+	/* no syncer: at once */
+	assert_int_equal(tern_syncer_unlink(NULL, c), TERN_OK);
+	assert_int_not_equal(access(c, F_OK), 0);
+	/* a name already gone is not an error */
+	assert_int_equal(tern_syncer_unlink(NULL, c), TERN_OK);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_batch_outcomes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_one_batch_at_a_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_free_while_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unlink, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
