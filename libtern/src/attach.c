@@ -1,5 +1,6 @@
 /* Attachment chunks: sealing, opening and checking (tern/attach.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -180,11 +181,33 @@ static int write_full(int fd, const uint8_t *buf, size_t len, uint64_t off)
 	return TERN_OK;
 }
 
+/* Every SEAL_WRITEBACK bytes written: the writeback of that stretch starts
+ * now, and the one before it is waited for. A gigabyte left dirty would be
+ * written in one burst at the caller's fdatasync, and every other sync on the
+ * disk (the stores' commits) would wait behind it. Not a sync: failures are
+ * the fdatasync's to report. */
+#define SEAL_WRITEBACK ((off_t)32 << 20)
+
+/* Called with the end of what was written so far; *paced: where the
+ * writeback started last. */
+static void pace_writeback(int fd, off_t end, off_t *paced)
+{
+	while (end - *paced >= SEAL_WRITEBACK) {
+		(void)sync_file_range(fd, *paced, SEAL_WRITEBACK, SYNC_FILE_RANGE_WRITE);
+		if (*paced >= SEAL_WRITEBACK)
+			(void)sync_file_range(fd, *paced - SEAL_WRITEBACK, SEAL_WRITEBACK,
+			                      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+			                          SYNC_FILE_RANGE_WAIT_AFTER);
+		*paced += SEAL_WRITEBACK;
+	}
+}
+
 int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uint8_t key[32],
                         const char *msgid, uint32_t attachment, int out_fd,
                         Tern__V1__AttachmentSeal *seal, uint8_t root_out[32], uint8_t sha256[32],
                         tern_hash **leaves)
 {
+	off_t paced = 0;
 	uint64_t n = tern_attach_chunks(size, chunk_size);
 	tern_sha256_ctx *st = NULL;
 	uint8_t *plain = NULL, *sealed = NULL;
@@ -218,6 +241,7 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 		if ((rc = write_full(out_fd, sealed, len + TERN_ATTACH_TAG_LEN,
 		                     tern_attach_slot(chunk_size, i))) != TERN_OK)
 			goto out;
+		pace_writeback(out_fd, (off_t)tern_attach_slot(chunk_size, i + 1), &paced);
 	}
 	if ((rc = tern_sha256_final(st, sha256)) != TERN_OK)
 		goto out;

@@ -177,6 +177,16 @@ static void test_unlink(void **state)
 	assert_int_equal(tern_syncer_unlink(f->s, b), TERN_OK);
 	tern_syncer_free(&f->s);
 	assert_int_not_equal(access(b, F_OK), 0);
+	/* a large (sparse) file: cut down in steps, then gone */
+	fd = file_fd(f, "big");
+	assert_int_equal(ftruncate(fd, (off_t)100 << 20), 0);
+	close(fd);
+	{
+		char big[256];
+		snprintf(big, sizeof(big), "%s/big", f->dir);
+		assert_int_equal(tern_syncer_unlink(NULL, big), TERN_OK);
+		assert_int_not_equal(access(big, F_OK), 0);
+	}
 	/* no syncer: at once */
 	assert_int_equal(tern_syncer_unlink(NULL, c), TERN_OK);
 	assert_int_not_equal(access(c, F_OK), 0);

@@ -81,7 +81,9 @@ int tern_attach_chunk_verify(const Tern__V1__AttachmentSeal *seal, uint64_t inde
  * seal (size, chunk_size, root; root points into root_out) and sha256 (the
  * plaintext's digest). leaves, if not NULL, receives the chunk leaf hashes
  * (malloc'd, tern_attach_chunks() of them; the caller frees). Does not sync
- * out_fd. TERN_EIO when a read or write fails (TERN_EMALFORMED if in_fd
+ * out_fd, but starts its writeback every 32 MiB and waits for the 32 MiB
+ * before (sync_file_range), so that the caller's fdatasync is short and the
+ * disk is never handed a gigabyte at once. TERN_EIO when a read or write fails (TERN_EMALFORMED if in_fd
  * holds fewer than size bytes). */
 int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uint8_t key[32],
                         const char *msgid, uint32_t attachment, int out_fd,
