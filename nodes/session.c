@@ -204,25 +204,40 @@ static void welcome_store(node *n, const Tern__V1__Welcome *w)
 	n->amax = w->accepted_count;
 }
 
+/* The next frame on sock, decoded: TERN_ENOENT when none waits; a frame
+ * that does not decode is logged (where: "" or " on the bulk lane") and
+ * dropped, TERN_EMALFORMED. */
+static int recv_frame(node *n, void *sock, const char *where, Tern__V1__Frame **f)
+{
+	zmq_msg_t msg;
+	int rc;
+
+	zmq_msg_init(&msg);
+	if (zmq_msg_recv(&msg, sock, ZMQ_DONTWAIT) < 0) {
+		zmq_msg_close(&msg);
+		return TERN_ENOENT;
+	}
+	rc = tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
+	                     (size_t)tern_hop_frame_max(n->max_msg), f);
+	zmq_msg_close(&msg);
+	if (rc != TERN_OK) {
+		log_warnx("undecodable frame from the broker%s: %s", where, tern_errdetail());
+		return TERN_EMALFORMED;
+	}
+	return TERN_OK;
+}
+
 void node_on_dealer(node *n)
 {
 	for (int64_t i = 0; i < n->batch_size; i++) {
-		zmq_msg_t msg;
 		Tern__V1__Frame *f = NULL;
+		int rc = recv_frame(n, n->dealer, "", &f);
 
-		zmq_msg_init(&msg);
-		if (zmq_msg_recv(&msg, n->dealer, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&msg);
+		if (rc == TERN_ENOENT)
 			return;
-		}
 		n->last_rx = tern_now_ms();
-		if (tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
-		                    (size_t)tern_hop_frame_max(n->max_msg), &f) != TERN_OK) {
-			log_warnx("undecodable frame from the broker: %s", tern_errdetail());
-			zmq_msg_close(&msg);
+		if (rc != TERN_OK)
 			continue;
-		}
-		zmq_msg_close(&msg);
 		switch (f->body_case) {
 		case TERN__V1__FRAME__BODY_WELCOME:
 			if (f->welcome->session != n->session)
@@ -292,23 +307,14 @@ void node_on_dealer(node *n)
 void node_on_bulk(node *n)
 {
 	for (int i = 0; i < BULK_FRAMES_PER_TURN; i++) {
-		zmq_msg_t msg;
 		Tern__V1__Frame *f = NULL;
-
-		zmq_msg_init(&msg);
-		if (zmq_msg_recv(&msg, n->bulk, ZMQ_DONTWAIT) < 0) {
-			zmq_msg_close(&msg);
-			return;
-		}
 		/* Not last_rx: liveness is the main connection's. */
-		if (tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
-		                    (size_t)tern_hop_frame_max(n->max_msg), &f) != TERN_OK) {
-			log_warnx("undecodable frame from the broker on the bulk lane: %s",
-			          tern_errdetail());
-			zmq_msg_close(&msg);
+		int rc = recv_frame(n, n->bulk, " on the bulk lane", &f);
+
+		if (rc == TERN_ENOENT)
+			return;
+		if (rc != TERN_OK)
 			continue;
-		}
-		zmq_msg_close(&msg);
 		switch (f->body_case) {
 		case TERN__V1__FRAME__BODY_BULK_WELCOME:
 			if (!n->connected || f->bulk_welcome->session != n->session)
@@ -331,23 +337,17 @@ void node_on_bulk(node *n)
 		case TERN__V1__FRAME__BODY_REFUSED:
 			/* The lane's connection is not (or no longer) the session's:
 			 * chunks go on the main connection until a new BulkHello is
-			 * answered (node_session_tick asks again). */
+			 * answered (node_session_tick asks again). A refusal of
+			 * an earlier session's BulkHello changes nothing. */
+			if (f->refused->session != 0 && f->refused->session != n->session)
+				break;
 			if (n->bulk_ready)
 				log_info("the broker closed the bulk lane (%s); asking again",
 				         f->refused->reason_code);
 			n->bulk_ready = 0;
 			break;
-		case TERN__V1__FRAME__BODY_PING: {
-			Tern__V1__Frame r = TERN__V1__FRAME__INIT;
-			Tern__V1__Pong pong = TERN__V1__PONG__INIT;
-			pong.at = f->ping->at;
-			r.body_case = TERN__V1__FRAME__BODY_PONG;
-			r.pong = &pong;
-			(void)tern_hop_send(n->bulk, NULL, 0, &r, ZMQ_DONTWAIT);
-			break;
-		}
 		default:
-			break;
+			break; /* the broker sends nothing else on a lane */
 		}
 		tern_pb_free((ProtobufCMessage **)&f);
 	}
