@@ -251,7 +251,6 @@ static void collect(broker *b)
 		if (c->failed || !first_of_file(b, i))
 			continue; /* not given to the syncer, or not its first entry */
 		if (errs[f]) {
-			errno = errs[f];
 			log_warnx("chunks of attachment %u of %s not kept: cannot sync: %s", c->att,
 			          c->msgid, strerror(errs[f]));
 			/* And those of the file staged since: after the failed

@@ -17,8 +17,8 @@
 #include <tern/error.h>
 
 #include "queue.h"
-#include "util.h"
 #include "syncer.h"
+#include "util.h"
 #include "xfer.h"
 
 #define DBI(s, i) tern_store_dbi((s), (i))

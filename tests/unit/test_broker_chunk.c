@@ -706,6 +706,13 @@ static void test_expiry_sweep(void **state)
 	assert_int_equal(f->b->peers[SWEDEN].ngets, 0);
 }
 
+/* Waits for the syncer's batch to be done (its fd readable). */
+static void wait_synced(struct fixture *f)
+{
+	struct pollfd p = {tern_syncer_fd(f->b->syncer), POLLIN, 0};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+}
+
 /* The chunks' sync on the syncer's thread: a put is answered only once its
  * chunk is durable and counted (a later chunk_flush), a put that comes while
  * the sync is under way is taken as the next one and waits for the next
@@ -726,8 +733,7 @@ static void test_put_synced_off_loop(void **state)
 	put(f, UNHCR, 1, 1, 0); /* behind the one being synced: the next */
 	assert_int_equal(f->b->nstaged, 2);
 	for (int round = 0; round < 2; round++) {
-		struct pollfd p = {tern_syncer_fd(f->b->syncer), POLLIN, 0};
-		assert_int_equal(poll(&p, 1, 5000), 1);
+		wait_synced(f);
 		chunk_flush(f->b);
 		assert_int_equal(ack_of(f, UNHCR, reason), (uint64_t)round + 1);
 		assert_string_equal(reason, "");
@@ -942,21 +948,13 @@ static void test_bulk_lane_gone(void **state)
 	}
 }
 
-/* --- adversarial review (attack2) ------------------------------------------ */
-
-/* Waits for the syncer's batch to be done (its fd readable). */
-static void wait_synced(struct fixture *f)
-{
-	struct pollfd p = {tern_syncer_fd(f->b->syncer), POLLIN, 0};
-	assert_int_equal(poll(&p, 1, 5000), 1);
-}
+/* --- found by an adversarial review of the off-loop sync --------------------- */
 
 /* A ChunkPut question that comes while the last chunks are being synced is
- * answered with have = committed + staged: the sender is told the broker
- * holds every chunk (nodes/xfer_out.c marks the attachments sent, XO_DONE,
- * and never puts again) while none is durable nor counted. A crash (kill -9)
- * or a failed fdatasync then loses them for good. The answer must not count
- * what is not durable. */
+ * answered with the committed count only. Counting the written chunks too
+ * told the sender the broker held every chunk (nodes/xfer_out.c then marks
+ * the attachments sent and never puts again) while none was durable: a
+ * crash or a failed fdatasync would lose them for good. */
 static void test_question_during_sync_counts_undurable(void **state)
 {
 	struct fixture *f = *state;
@@ -1020,11 +1018,10 @@ static int create_other(MDB_txn *txn, void *arg)
 }
 
 /* A transfer that ends (its only recipient says ChunkDone, or the sweep
- * expires it) while its chunks are in the syncer's batch makes flush_apply
- * fail the whole write (xfer_chunk_commit -> xfer_get: TERN_ENOENT, not
- * handled like EINVAL/EEXIST): every other transfer's chunk in the batch
- * is refused (busy) and not counted. Any recipient can do this to every
- * other sender, at each batch. */
+ * expires it) while its chunks are in the syncer's batch fails those puts
+ * alone; another transfer's chunk in the same batch is still counted and
+ * answered. (Before, the commit's TERN_ENOENT aborted the whole write: any
+ * recipient could refuse every other sender's chunks.) */
 static void test_transfer_ended_during_sync_fails_others(void **state)
 {
 	struct fixture *f = *state;
@@ -1110,12 +1107,10 @@ static void put_only(struct fixture *f, uint64_t k)
 }
 
 /* A failed fdatasync (here EINVAL: the syncer is handed /dev/null in place
- * of the spool file) marks only the entries of the batch (collect ->
- * mark_file(i, nsyncing)); a later chunk of the same file, staged while the
- * sync ran, stays staged and still counts in chunk_on_put's order: chunk 0,
- * refused busy, cannot be put again (the broker answers "have 1", ahead of
- * what it holds) until chunk 1 has failed in its own batch. The old code
- * marked every staged entry of the file. */
+ * of the spool file) fails every written chunk of that file, those staged
+ * while the sync ran too, so the sender's new put of the first is taken at
+ * once. (Marking only the batch's entries left a later chunk staged and
+ * counting in the order: chunk 0 could not be put again.) */
 static void test_sync_failure_leaves_later_chunks_staged(void **state)
 {
 	struct fixture *f = *state;
