@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include <tern/api.h>
 #include <tern/attach.h>
 #include <tern/envelope.h>
@@ -299,18 +301,9 @@ static json_t *send_check(node *n, const struct send_req *r)
 			                 "sealed to it");
 	}
 	if (r->client_ref) {
-		MDB_txn *txn;
-		char existing[37];
 		if (strlen(r->client_ref) > 128)
 			return tern_api_error(TERN_EINVAL,
 			                      "client_ref is longer than 128 characters");
-		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
-			int rc = node_store_client_ref(txn, n->store, r->client_ref, existing);
-			mdb_txn_abort(txn);
-			if (rc == TERN_OK)
-				return json_pack("{s:b, s:s, s:b}", "ok", 1, "message_id", existing,
-				                 "duplicate", 1);
-		}
 		for (size_t k = 0; k < n->batch.nouts; k++)
 			if (strcmp(n->batch.outs[k].client_ref, r->client_ref) == 0)
 				return tern_api_error(TERN_EEXIST,
@@ -321,6 +314,63 @@ static json_t *send_check(node *n, const struct send_req *r)
 			                      "attachments are being sealed)");
 	}
 	return NULL;
+}
+
+/* What a send says, as 32 bytes: its type, recipients, reference, ttl and
+ * encoded body (canonical, so the JSON and binary forms agree). A retry
+ * with the same client_ref must say the same; uploads are left out, as a
+ * retry may have uploaded its files again (the body declares their
+ * SHA-256). */
+static void send_fingerprint(const struct send_req *r, const uint8_t *packed, size_t plen,
+                             uint8_t fp[32])
+{
+	crypto_hash_sha256_state st;
+	char num[24];
+	const uint8_t zero = 0;
+
+	crypto_hash_sha256_init(&st);
+	crypto_hash_sha256_update(&st, (const uint8_t *)r->t->name, strlen(r->t->name) + 1);
+	for (size_t i = 0; i < r->np; i++)
+		crypto_hash_sha256_update(&st, (const uint8_t *)r->rcpts[i],
+		                          strlen(r->rcpts[i]) + 1);
+	crypto_hash_sha256_update(&st, &zero, 1);
+	if (r->reply_to)
+		crypto_hash_sha256_update(&st, (const uint8_t *)r->reply_to, strlen(r->reply_to));
+	snprintf(num, sizeof(num), "%lld", (long long)r->ttl_s);
+	crypto_hash_sha256_update(&st, (const uint8_t *)num, strlen(num) + 1);
+	crypto_hash_sha256_update(&st, packed, plen);
+	crypto_hash_sha256_final(&st, fp);
+}
+
+/* A client_ref already used: the first message's id when the send says the
+ * same (a retry), a 409 naming it when it says something else; NULL when the
+ * key is new. */
+static json_t *send_ref_known(node *n, const struct send_req *r, const uint8_t fp[32])
+{
+	MDB_txn *txn;
+	char existing[37];
+	uint8_t had[32];
+	int has_fp = 0, rc;
+	json_t *res;
+
+	if (r->client_ref == NULL || tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return NULL;
+	rc = node_store_client_ref(txn, n->store, r->client_ref, existing, had, &has_fp);
+	mdb_txn_abort(txn);
+	if (rc != TERN_OK)
+		return NULL;
+	/* a key recorded before fingerprints were kept is taken as a retry */
+	if (!has_fp || sodium_memcmp(had, fp, 32) == 0)
+		return json_pack("{s:b, s:s, s:b}", "ok", 1, "message_id", existing, "duplicate",
+		                 1);
+	res = tern_api_error(TERN_EEXIST,
+	                     "this client_ref already made message %s, with another type, "
+	                     "recipients, reference, ttl or body: give a new client_ref for a new "
+	                     "message",
+	                     existing);
+	if (res)
+		json_object_set_new(res, "message_id", json_string(existing));
+	return res;
 }
 
 /* A send's request, copied to outlive it (its attachments are sealed on
@@ -357,7 +407,7 @@ nomem:
 static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessage *body, int ci)
 {
 	tern_violations viol;
-	uint8_t *packed = NULL;
+	uint8_t *packed = NULL, fp[32];
 	size_t plen;
 	struct node_send s;
 	json_t *res = NULL;
@@ -374,11 +424,17 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 	}
 	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK)
 		return tern_api_error(rc, "cannot encode the body");
+	send_fingerprint(r, packed, plen, fp);
+	if ((res = send_ref_known(n, r, fp)) != NULL) {
+		free(packed);
+		return res;
+	}
 	if (send_copy(r, packed, plen, ci, &s) != TERN_OK) {
 		free(packed);
 		return tern_api_error(TERN_ENOMEM, "out of memory");
 	}
 	free(packed);
+	memcpy(s.fp, fp, sizeof(fp));
 	rc = node_xseal_start(n, &s, body, r->uploads, r->nup, &res);
 	if (rc == TERN_ENOENT) /* no attachments: on at once */
 		res = node_send_finish(n, &s, body, NULL);
@@ -449,8 +505,10 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 		node_wf_keep(n, o.msgid, &v.record, v.root, &v.root_record);
 		tern_wf_verdict_clear(&v);
 	}
-	if (s->client_ref)
+	if (s->client_ref) {
 		snprintf(o.client_ref, sizeof(o.client_ref), "%s", s->client_ref);
+		memcpy(o.client_fp, s->fp, sizeof(o.client_fp));
+	}
 	o.client = s->client;
 	o.wait_ms = s->wait_ms <= 0 ? 0 : s->wait_ms > 3600000 ? 3600000 : s->wait_ms;
 	if ((slot = node_batch_out(n)) == NULL) {

@@ -84,7 +84,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		              o->nrcpts,
 		              o->outcome,
 		              o->ref,
-		              o->client_ref};
+		              o->client_ref,
+		              o->client_ref[0] ? o->client_fp : NULL};
 		if ((rc = node_store_enqueue(txn, n->store, &m, b->now)) != TERN_OK)
 			return rc;
 		if ((rc = node_xout_store(txn, n, o)) != TERN_OK)

@@ -13,7 +13,6 @@
 #include "http_int.h"
 #include "util.h"
 
-#define JSON_CTYPE "application/json"
 /* A body's limit: a JSON request, or a tus PATCH (the node's append limit). */
 #define MAX_BODY (8u * 1024 * 1024)
 
@@ -27,64 +26,128 @@ int node_http_status(const json_t *resp)
 	return e ? tern_reason_http_status(e) : 500;
 }
 
-/* Method and path to a local API request (a new reference), or NULL. */
-static json_t *route(const char *method, const char *url, const char *body, size_t blen,
-                     int *wait_ms, int *status, const char **why)
+/* The fields each body takes (docs/api.md, "HTTP"): their camelCase names,
+ * the local API's, kinds and bounds. */
+static const node_http_field send_fields[] = {
+    {"type", "type", NHF_STRING, 0, 0, 1},
+    {"to", "to", NHF_STRINGS, 0, 0, 1},
+    {"body", "body", NHF_OBJECT, 0, 0, 1},
+    {"inReplyTo", "in_reply_to", NHF_STRING, 0, 0, 0},
+    {"ttlSeconds", "ttl_seconds", NHF_INT, 0, 315360000, 0},
+    {"clientRef", "client_ref", NHF_STRING, 0, 0, 0},
+    /* a send that waits for its final state holds a worker: at most a
+     * minute, as inbox/next */
+    {"waitMs", "wait_ms", NHF_INT, 0, 60000, 0},
+    {"uploads", "uploads", NHF_STRINGS, 0, 0, 0},
+};
+static const node_http_field next_fields[] = {
+    {"waitMs", "wait_ms", NHF_INT, 0, 60000, 0},
+};
+
+/* What a path is, and the one method it takes. */
+enum path {
+	P_NONE,
+	P_MESSAGES,
+	P_MESSAGE,
+	P_INBOX,
+	P_INBOX_NEXT,
+	P_INBOX_MSG,
+	P_INBOX_ACK,
+	P_NODE,
+	P_CASE
+};
+static const char *const path_method[] = {
+    [P_MESSAGES] = "POST", [P_MESSAGE] = "GET",    [P_INBOX] = "GET", [P_INBOX_NEXT] = "POST",
+    [P_INBOX_MSG] = "GET", [P_INBOX_ACK] = "POST", [P_NODE] = "GET",  [P_CASE] = "GET",
+};
+
+/* The path's kind, with its id (a message id, or a case id) in id. */
+static enum path path_of(const char *url, char *id, size_t cap)
 {
-	char id[64];
-	json_error_t je;
-	json_t *req;
 	int n = 0;
 
-	*status = 404;
-	*why = "no such endpoint; see docs/api.md#http";
-	*wait_ms = 0;
-	if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/messages") == 0) {
-		req = json_loadb(body, blen, JSON_REJECT_DUPLICATES, &je);
-		if (!json_is_object(req)) {
-			json_decref(req);
-			*status = 400;
-			*why = "the request body must be a JSON object: the send request of "
-			       "docs/api.md";
-			return NULL;
-		}
-		/* A send that waits for its final state holds a worker: at most a
-		 * minute, as inbox/next, and the local call's timeout runs past it
-		 * (a timeout before the node's answer would say 503 for a message
-		 * already stored, and a retry would send it twice). */
-		if (json_is_integer(json_object_get(req, "wait_ms"))) {
-			json_int_t w = json_integer_value(json_object_get(req, "wait_ms"));
-			*wait_ms = w <= 0 ? 0 : w > 60000 ? 60000 : (int)w;
-			json_object_set_new(req, "wait_ms", json_integer(*wait_ms));
-		}
-		json_object_set_new(req, "op", json_string("send"));
-		return req;
-	}
-	if (strcmp(method, "GET") == 0 && sscanf(url, "/v1/messages/%63[0-9a-f-]%n", id, &n) == 1 &&
-	    url[n] == 0)
-		return json_pack("{s:s, s:s}", "op", "status", "message_id", id);
-	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/inbox") == 0)
-		return json_pack("{s:s}", "op", "inbox.list");
-	if (strcmp(method, "POST") == 0 && strcmp(url, "/v1/inbox/next") == 0) {
-		json_t *o = blen ? json_loadb(body, blen, 0, &je) : NULL;
-		json_int_t w = json_integer_value(json_object_get(o, "wait_ms"));
-		json_decref(o);
-		*wait_ms = w > 0 && w <= 60000 ? (int)w : 0;
-		return json_pack("{s:s, s:i}", "op", "inbox.next", "wait_ms", *wait_ms);
-	}
-	if (strcmp(method, "GET") == 0 && sscanf(url, "/v1/inbox/%63[0-9a-f-]%n", id, &n) == 1 &&
-	    url[n] == 0)
-		return json_pack("{s:s, s:s}", "op", "inbox.show", "message_id", id);
-	if (strcmp(method, "POST") == 0 && sscanf(url, "/v1/inbox/%63[0-9a-f-]%n", id, &n) == 1 &&
-	    strcmp(url + n, "/ack") == 0)
-		return json_pack("{s:s, s:s}", "op", "inbox.ack", "message_id", id);
-	if (strcmp(method, "GET") == 0 && strcmp(url, "/v1/node") == 0)
-		return json_pack("{s:s}", "op", "node.info");
+	if (strcmp(url, "/v1/messages") == 0)
+		return P_MESSAGES;
+	if (sscanf(url, "/v1/messages/%63[0-9a-f-]%n", id, &n) == 1 && url[n] == 0)
+		return P_MESSAGE;
+	if (strcmp(url, "/v1/inbox") == 0)
+		return P_INBOX;
+	if (strcmp(url, "/v1/inbox/next") == 0)
+		return P_INBOX_NEXT;
+	if (sscanf(url, "/v1/inbox/%63[0-9a-f-]%n", id, &n) == 1 && url[n] == 0)
+		return P_INBOX_MSG;
+	if (sscanf(url, "/v1/inbox/%63[0-9a-f-]%n", id, &n) == 1 && strcmp(url + n, "/ack") == 0)
+		return P_INBOX_ACK;
+	if (strcmp(url, "/v1/node") == 0)
+		return P_NODE;
 	/* A case id may hold '/' (sent as %2F, which the server decodes): the
 	 * rest of the path is the id, checked by the node. */
-	if (strcmp(method, "GET") == 0 && strncmp(url, "/v1/cases/", 10) == 0 && url[10] &&
-	    strlen(url + 10) <= 128)
-		return json_pack("{s:s, s:s}", "op", "case.show", "case_id", url + 10);
+	if (strncmp(url, "/v1/cases/", 10) == 0 && url[10] && strlen(url + 10) < cap) {
+		snprintf(id, cap, "%s", url + 10);
+		return P_CASE;
+	}
+	return P_NONE;
+}
+
+/* Method and path to a local API request (a new reference), or NULL with
+ * res set to the refusal: 404, 405 with Allow, 400 naming a field. */
+static json_t *route(const tern_http_request *in, tern_http_response *res, int *wait_ms,
+                     enum path *p)
+{
+	char id[160];
+	json_t *req = NULL;
+
+	*wait_ms = 0;
+	if ((*p = path_of(in->url, id, sizeof(id))) == P_NONE) {
+		node_http_fail(res, 404, "not-found", "no such path; see docs/api.md#http");
+		return NULL;
+	}
+	if (strcmp(in->method, path_method[*p]) != 0) {
+		char why[96];
+		snprintf(why, sizeof(why), "this path takes %s only", path_method[*p]);
+		node_http_fail(res, 405, "method-not-allowed", why);
+		tern_http_response_header(res, "Allow", "%s", path_method[*p]);
+		return NULL;
+	}
+	switch (*p) {
+	case P_MESSAGES:
+		req = node_http_request(res, in->body, in->blen, send_fields,
+		                        sizeof(send_fields) / sizeof(send_fields[0]), 0);
+		if (req) {
+			*wait_ms = (int)json_integer_value(json_object_get(req, "wait_ms"));
+			json_object_set_new(req, "op", json_string("send"));
+		}
+		return req;
+	case P_MESSAGE:
+		return json_pack("{s:s, s:s}", "op", "status", "message_id", id);
+	case P_INBOX:
+		return json_pack("{s:s}", "op", "inbox.list");
+	case P_INBOX_NEXT:
+		req = node_http_request(res, in->body, in->blen, next_fields,
+		                        sizeof(next_fields) / sizeof(next_fields[0]), 1);
+		if (req) {
+			*wait_ms = (int)json_integer_value(json_object_get(req, "wait_ms"));
+			json_object_set_new(req, "op", json_string("inbox.next"));
+			json_object_set_new(req, "wait_ms", json_integer(*wait_ms));
+		}
+		return req;
+	case P_INBOX_MSG:
+		return json_pack("{s:s, s:s}", "op", "inbox.show", "message_id", id);
+	case P_INBOX_ACK:
+		/* nothing to say but the path: a body, if any, must be {} */
+		req = node_http_request(res, in->body, in->blen, NULL, 0, 1);
+		if (req) {
+			json_decref(req);
+			req = json_pack("{s:s, s:s}", "op", "inbox.ack", "message_id", id);
+		}
+		return req;
+	case P_NODE:
+		return json_pack("{s:s}", "op", "node.info");
+	case P_CASE:
+		return json_pack("{s:s, s:s}", "op", "case.show", "case_id", id);
+	case P_NONE:
+		break;
+	}
 	return NULL;
 }
 
@@ -153,46 +216,6 @@ int node_http_call(node_http *h, json_t *req, const void *bin, size_t blen, int 
 	return rc;
 }
 
-int node_http_json(tern_http_response *res, int status, const json_t *resp)
-{
-	char *out = json_dumps(resp, JSON_INDENT(2));
-	size_t len;
-
-	res->status = status;
-	res->ctype = JSON_CTYPE;
-	if (out == NULL) {
-		res->status = 503; /* never a 200 without its body */
-		return TERN_ENOMEM;
-	}
-	len = strlen(out);
-	{
-		char *nl = realloc(out, len + 2);
-		if (nl) {
-			out = nl;
-			memcpy(out + len, "\n", 2);
-			len++;
-		}
-	}
-	free(res->out);
-	res->out = out;
-	res->outlen = len;
-	return TERN_OK;
-}
-
-int node_http_fail(tern_http_response *res, int status, const char *code, const char *msg)
-{
-	json_t *o = json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "message", msg);
-	int rc;
-
-	if (o == NULL) {
-		res->status = 503;
-		return TERN_ENOMEM;
-	}
-	rc = node_http_json(res, status, o);
-	json_decref(o);
-	return rc;
-}
-
 /* Called on one of the server's workers, for a request whose token the
  * server has already checked: the local API call may block (inbox/next waits
  * up to a minute) without holding up other clients. */
@@ -200,7 +223,7 @@ static void on_request(void *arg, const tern_http_request *in, tern_http_respons
 {
 	node_http *h = arg;
 	json_t *req, *resp = NULL;
-	const char *why;
+	enum path p;
 	int wait_ms, rc, status, handled = 0;
 
 	if (node_http_attach(h, in, res, &handled) == TERN_OK && handled)
@@ -210,9 +233,9 @@ static void on_request(void *arg, const tern_http_request *in, tern_http_respons
 		node_http_fail(res, 503, "no-memory", "the server could not answer");
 		return;
 	}
-	if ((req = route(in->method, in->url, in->body, in->blen, &wait_ms, &status, &why)) ==
-	    NULL) {
-		node_http_fail(res, status, status == 404 ? "not-found" : "invalid-argument", why);
+	if ((req = route(in, res, &wait_ms, &p)) == NULL) {
+		if (res->out == NULL) /* out of memory on the way */
+			node_http_fail(res, 503, "no-memory", "the server could not answer");
 		return;
 	}
 	rc = node_http_call(h, req, NULL, 0, wait_ms, &resp);
@@ -221,7 +244,16 @@ static void on_request(void *arg, const tern_http_request *in, tern_http_respons
 		node_http_fail(res, 503, tern_errcode_name(rc), tern_errdetail());
 		return;
 	}
-	node_http_json(res, node_http_status(resp), resp);
+	status = node_http_status(resp);
+	/* a new message is created at its own path; a client_ref's repeat
+	 * names the message it already made */
+	if (p == P_MESSAGES && status == 200 && !json_is_true(json_object_get(resp, "duplicate")) &&
+	    json_string_value(json_object_get(resp, "message_id"))) {
+		status = 201;
+		tern_http_response_header(res, "Location", "/v1/messages/%s",
+		                          json_string_value(json_object_get(resp, "message_id")));
+	}
+	node_http_json(res, status, resp);
 	json_decref(resp);
 }
 

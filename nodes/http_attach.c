@@ -222,8 +222,10 @@ static int tus(node_http *h, const tern_http_request *req, tern_http_response *r
 	} else if (strcmp(m, "DELETE") == 0 && id) {
 		call = json_pack("{s:s, s:s}", "op", "upload.delete", "upload_id", id);
 	} else if (strcmp(m, "PATCH") != 0 || id == NULL) {
-		rc = node_http_fail(res, 405, "invalid-argument",
+		rc = node_http_fail(res, 405, "method-not-allowed",
 		                    "tus: POST /v1/uploads; HEAD, PATCH or DELETE /v1/uploads/ID");
+		tern_http_response_header(res, "Allow", "%s",
+		                          id ? "HEAD, PATCH, DELETE" : "POST, OPTIONS");
 		goto out;
 	}
 	if (call) {
@@ -550,12 +552,14 @@ int node_http_attach(node_http *h, const tern_http_request *req, tern_http_respo
 		*handled = 1;
 		return tus(h, req, res);
 	}
-	if ((strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0) &&
-	    sscanf(req->url, "/v1/messages/%39[0-9a-f-]%n", id, &n) == 1 &&
+	if (sscanf(req->url, "/v1/messages/%39[0-9a-f-]%n", id, &n) == 1 &&
 	    strncmp(req->url + n, "/attachments/", 13) == 0 && req->url[n + 13] &&
 	    strlen(req->url + n + 13) <= 1024) {
 		*handled = 1;
-		return download(h, id, req->url + n + 13, req, res);
+		if (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0)
+			return download(h, id, req->url + n + 13, req, res);
+		node_http_fail(res, 405, "method-not-allowed", "an attachment takes GET or HEAD");
+		return tern_http_response_header(res, "Allow", "GET, HEAD");
 	}
 	return TERN_OK;
 }

@@ -45,11 +45,35 @@ int node_http_call(node_http *h, json_t *req, const void *bin, size_t blen, int 
 /* The HTTP status of a local API answer: 200 for "ok", else the reasons
  * table's for its "error". */
 int node_http_status(const json_t *resp);
-/* Sets res's body to resp as indented JSON, and its status (resp is
- * borrowed). */
+
+/* The convention (http_json.c). node_http_view: a local API answer in the
+ * HTTP API's terms (camelCase names, RFC 3339 times, no "ok"), a new
+ * reference. node_http_json: sets res to resp (borrowed) with status: the
+ * view, or for an "ok": false answer its problem details. node_http_fail:
+ * problem details (RFC 9457) with code and msg; _ext adds ext's members
+ * (borrowed, may be NULL). */
+json_t *node_http_view(const json_t *resp);
 int node_http_json(tern_http_response *res, int status, const json_t *resp);
-/* Sets res to {"ok": false, "error": code, "message": msg} with status. */
 int node_http_fail(tern_http_response *res, int status, const char *code, const char *msg);
+int node_http_fail_ext(tern_http_response *res, int status, const char *code, const char *msg,
+                       const json_t *ext);
+
+/* A strict request body: each field the API takes, with its kind, its name
+ * in the local API and, for an integer, its bounds. */
+typedef enum { NHF_STRING, NHF_STRINGS, NHF_OBJECT, NHF_INT } node_http_kind;
+typedef struct node_http_field {
+	const char *name;  /* camelCase, as the client sends it */
+	const char *local; /* the local API's name */
+	node_http_kind kind;
+	int64_t min, max; /* NHF_INT */
+	int required;
+} node_http_field;
+/* The local API request a body makes (a new reference), or NULL with res
+ * set to a 400 naming the field: not a JSON object, a duplicate, unknown or
+ * misspelt field, a wrong type, a value out of bounds, a required one
+ * missing. An empty body is {} when optional. */
+json_t *node_http_request(tern_http_response *res, const char *body, size_t blen,
+                          const node_http_field *fields, size_t n, int optional);
 
 /* The tus uploads and downloads (http_attach.c). node_http_attach answers
  * a request under /v1/uploads or /v1/messages/ID/attachments/ and sets

@@ -64,8 +64,9 @@ struct out {
 	char outcome[40];
 	char ref[37];
 	char client_ref[129];
-	int client;      /* the API client parked for the commit (api_server.h), or -1 */
-	int64_t wait_ms; /* the client waits for the final state too (send "wait_ms") */
+	uint8_t client_fp[32]; /* what the send said (node_send_fingerprint), with client_ref */
+	int client;            /* the API client parked for the commit (api_server.h), or -1 */
+	int64_t wait_ms;       /* the client waits for the final state too (send "wait_ms") */
 	/* Attachments sealed into spool/out (xfer_out.c): their seals, each
 	 * one's chunk leaf hashes (for the proofs), the uploads they came from */
 	struct node_att *atts;
@@ -436,7 +437,8 @@ struct node_send {
 	int64_t ttl_s, wait_ms;
 	uint8_t *body; /* the body, encoded */
 	size_t blen;
-	int client; /* the parked API client */
+	uint8_t fp[32]; /* node_send_fingerprint of it */
+	int client;     /* the parked API client */
 };
 void node_send_free(struct node_send *s);
 /* The rest of a send once its attachments are sealed (api_ops.c): the

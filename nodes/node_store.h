@@ -56,9 +56,10 @@ typedef struct node_out {
 	int64_t created_at;
 	const char *const *recipients;
 	size_t n_recipients;
-	const char *outcome;    /* decisions: ACCEPTED etc.; else "" */
-	const char *ref;        /* referralId / decisionId / receipt's message id, or "" */
-	const char *client_ref; /* API idempotency key, or NULL */
+	const char *outcome;      /* decisions: ACCEPTED etc.; else "" */
+	const char *ref;          /* referralId / decisionId / receipt's message id, or "" */
+	const char *client_ref;   /* API idempotency key, or NULL */
+	const uint8_t *client_fp; /* with client_ref: 32 bytes saying what was sent */
 } node_out;
 
 int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t now);
@@ -101,7 +102,11 @@ int node_store_outbox_scan(MDB_txn *txn, tern_store *s, uint64_t from,
                            int (*fn)(uint64_t seq, const char *msgid, const uint8_t *env,
                                      size_t len, void *arg),
                            void *arg);
-int node_store_client_ref(MDB_txn *txn, tern_store *s, const char *ref, char msgid[37]);
+/* The message a client_ref made, and in fp what its send said (zeros for a
+ * record written before fingerprints were kept, which *has_fp then says);
+ * TERN_ENOENT when the key is unused. */
+int node_store_client_ref(MDB_txn *txn, tern_store *s, const char *ref, char msgid[37],
+                          uint8_t fp[32], int *has_fp);
 
 /* A received message: accepted ones enter the inbox. */
 typedef struct node_in {

@@ -227,24 +227,35 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0)
 		rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'o');
 	if (rc == TERN_OK && m->client_ref && m->client_ref[0]) {
+		/* the id, then what the send said: a reuse of the key with
+		 * other content is then told apart from a retry */
+		uint8_t val[36 + 32];
+		memcpy(val, m->msgid, 36);
+		if (m->client_fp)
+			memcpy(val + 36, m->client_fp, 32);
 		k = sval(m->client_ref);
-		v = sval(m->msgid);
+		v = (MDB_val){m->client_fp ? sizeof(val) : 36, val};
 		rc = MDB(mdb_put(txn, DBI(s, NS_CLIENTREFS), &k, &v, 0), "store client ref");
 	}
 	return rc;
 }
 
-int node_store_client_ref(MDB_txn *txn, tern_store *s, const char *ref, char msgid[37])
+int node_store_client_ref(MDB_txn *txn, tern_store *s, const char *ref, char msgid[37],
+                          uint8_t fp[32], int *has_fp)
 {
 	MDB_val k = sval(ref), v;
 	int rc = mdb_get(txn, DBI(s, NS_CLIENTREFS), &k, &v);
 
 	if (rc != 0)
 		return MDB(rc, "read client ref");
-	if (v.mv_size != 36)
+	if (v.mv_size != 36 && v.mv_size != 36 + 32)
 		return TERN_EMALFORMED;
 	memcpy(msgid, v.mv_data, 36);
 	msgid[36] = 0;
+	*has_fp = v.mv_size == 36 + 32;
+	memset(fp, 0, 32);
+	if (*has_fp)
+		memcpy(fp, (const uint8_t *)v.mv_data + 36, 32);
 	return TERN_OK;
 }
 

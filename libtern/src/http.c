@@ -27,7 +27,6 @@
 #define CONN_MEMORY (8 * 1024)
 
 #define JSON_CTYPE "application/json"
-#define TEXT_CTYPE "text/plain; charset=utf-8"
 /* What MHD asks a stream for at a time: its write buffer for the body. */
 #define STREAM_BLOCK (64 * 1024)
 
@@ -259,16 +258,16 @@ static enum MHD_Result reply(struct MHD_Connection *c, int status, const char *c
 	return rc;
 }
 
-/* A JSON error in the local API's shape: {"ok": false, "error", "message"}. */
+/* An error as RFC 9457 problem details (docs/api.md, "Errors"). */
 static enum MHD_Result reply_error(struct MHD_Connection *c, int status, const char *code,
                                    const char *msg)
 {
-	char *out;
-	int n =
-	    asprintf(&out, "{\n  \"ok\": false,\n  \"error\": \"%s\",\n  \"message\": \"%s\"\n}\n",
-	             code, msg);
+	char *out = NULL;
+	size_t len = 0;
 
-	return reply(c, status, JSON_CTYPE, n < 0 ? NULL : out, n < 0 ? 0 : (size_t)n);
+	if (tern_http_problem(status, code, msg, NULL, &out, &len) != TERN_OK)
+		return MHD_NO; /* out of memory: close the connection */
+	return reply(c, status, TERN_HTTP_PROBLEM_CTYPE, out, len);
 }
 
 /* Whether the Authorization header carries the token; constant time. */
@@ -321,8 +320,10 @@ static enum MHD_Result first_call(tern_http *h, struct MHD_Connection *c, const 
 			return rc;
 	}
 	if (!h->api || strncmp(url, h->prefix, h->prefix_len) != 0) {
-		char *out = strdup("not found\n");
-		return reply(c, 404, TEXT_CTYPE, out, out ? strlen(out) : 0);
+		return reply_error(c, 404, "not-found",
+		                   h->api ? "no such path: the API is under /v1/ (docs/api.md)"
+		                          : "no such path: this server has /metrics, /healthz and "
+		                            "/readyz");
 	}
 	if (!authorized(h, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
 		atomic_fetch_add(&h->refusals, 1);

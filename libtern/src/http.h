@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 typedef struct tern_http tern_http;
 
 #define TERN_HTTP_MAX_HEADERS 8 /* request headers an API reads; response headers it adds */
@@ -116,6 +118,15 @@ typedef struct tern_http_api {
  * lower. */
 #define TERN_HTTP_FD_RESERVE 256
 #define TERN_HTTP_NOFILE (2 * TERN_HTTP_CONNECTIONS + TERN_HTTP_FD_RESERVE)
+
+#define TERN_HTTP_PROBLEM_CTYPE "application/problem+json"
+/* An error as RFC 9457 problem details: {"type": "urn:tern:problem:CODE",
+ * "title" (the reason table's sentence for CODE, or the status's), "status",
+ * "detail", "code": CODE}, then ext's members (borrowed; may be NULL; it
+ * cannot override the five). *out is malloc'd JSON of *len bytes ending in a
+ * newline; TERN_ENOMEM. */
+int tern_http_problem(int status, const char *code, const char *detail, const json_t *ext,
+                      char **out, size_t *len);
 
 /* Listens on 127.0.0.1:port (0: the kernel picks; see tern_http_port).
  * api may be NULL: snapshots only. */

@@ -24,17 +24,17 @@ print(d)' "$1"; }
 
 say "submit a referral over HTTP at unhcr"
 referral_json HTTP-1 >"$WORK/body.json"
-python3 -c 'import json,sys; print(json.dumps({"type":"case-referral","to":["sweden"],"client_ref":"http-1","body":json.load(open(sys.argv[1]))}))' \
+python3 -c 'import json,sys; print(json.dumps({"type":"case-referral","to":["sweden"],"clientRef":"http-1","body":json.load(open(sys.argv[1]))}))' \
   "$WORK/body.json" >"$WORK/req.json"
 api unhcr "$UNHCR_API" POST /v1/messages "$WORK/req.json" >"$WORK/sent.out"
-[[ $(tail -1 "$WORK/sent.out") == 200 ]] || { cat "$WORK/sent.out"; fail "submit did not answer 200"; }
-id=$(json_field message_id <"$WORK/sent.out")
+[[ $(tail -1 "$WORK/sent.out") == 201 ]] || { cat "$WORK/sent.out"; fail "submit did not answer 201"; }
+id=$(json_field messageId <"$WORK/sent.out")
 [[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "no message id in the answer"
 delivered() { api unhcr "$UNHCR_API" GET "/v1/messages/$id" | json_field state | grep -qx delivered; }
 wait_for 20 "the referral to be delivered" delivered
 
 say "take it at sweden, then acknowledge it"
-echo '{"wait_ms": 5000}' >"$WORK/wait.json"
+echo '{"waitMs": 5000}' >"$WORK/wait.json"
 api sweden "$SWEDEN_API" POST /v1/inbox/next "$WORK/wait.json" >"$WORK/next.out"
 [[ $(tail -1 "$WORK/next.out") == 200 ]] || { cat "$WORK/next.out"; fail "inbox/next did not answer 200"; }
 [[ $(json_field message.header.messageId <"$WORK/next.out") == "$id" ]] || fail "sweden's next message is not $id"
@@ -44,7 +44,7 @@ api sweden "$SWEDEN_API" POST "/v1/inbox/$id/ack" >"$WORK/ack.out"
 api sweden "$SWEDEN_API" GET /v1/inbox | grep -q "$id" && fail "the acknowledged message is still in the inbox"
 
 say "a client waiting on an empty inbox does not hold up another"
-echo '{"wait_ms": 3000}' >"$WORK/wait3.json"
+echo '{"waitMs": 3000}' >"$WORK/wait3.json"
 api sweden "$SWEDEN_API" POST /v1/inbox/next "$WORK/wait3.json" >"$WORK/waiting.out" &
 waiter=$!
 sleep 0.3
@@ -63,6 +63,95 @@ code=$(curl -s -o /dev/null -w '%{http_code}' --data-binary @"$WORK/req.json" "h
 [[ $(api unhcr "$UNHCR_API" GET /v1/nothing | tail -1) == 404 ]] || fail "an unknown path is not 404"
 [[ $(api unhcr "$UNHCR_API" GET /v1/messages/01a20000-0000-7000-8000-000000000000 | tail -1) == 404 ]] ||
   fail "an unknown message is not 404"
+
+say "one convention: camelCase, RFC 3339 times, the type spelled once, problem details"
+api unhcr "$UNHCR_API" GET "/v1/messages/$id" >"$WORK/status.out"
+python3 - "$WORK/status.out" "$WORK/next.out" <<'PY' || fail "an answer breaks the convention (see above)"
+import json, re, sys
+def body(f): return json.loads(open(f).read().rsplit("\n", 2)[0])
+rfc3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+def walk(v, path):
+    if isinstance(v, dict):
+        for k, x in v.items():
+            if "_" in k or "-" in k: sys.exit("%s: key %r is not lowerCamelCase" % (path, k))
+            if path.endswith(".body"): continue
+            walk(x, path + "." + k)
+st = body(sys.argv[1]); nx = body(sys.argv[2])
+walk(st, "status"); walk(nx, "next")
+for t in (st["createdAt"], st["recipients"][0]["at"], nx["message"]["receivedAt"],
+          nx["message"]["header"]["createdAt"]):
+    if not rfc3339.match(t): sys.exit("not an RFC 3339 time: %r" % t)
+for t in (st["type"], nx["message"]["type"], nx["message"]["header"]["type"]):
+    if t != "case-referral": sys.exit("the type is spelled %r" % t)
+if "ok" in st: sys.exit("an HTTP answer still carries 'ok'")
+PY
+problem() { # FILE STATUS CODE [FIELD]: the answer is problem details with them
+  python3 - "$@" <<'PY'
+import json, sys
+f, status, code = sys.argv[1:4]
+raw = open(f).read().rsplit("\n", 2)
+p = json.loads(raw[0])
+if raw[1] != status: sys.exit("status %s, not %s: %s" % (raw[1], status, p))
+for k in ("type", "title", "status", "detail", "code"):
+    if k not in p: sys.exit("problem details lack %r: %s" % (k, p))
+if p["code"] != code or p["status"] != int(status): sys.exit("not %s %s: %s" % (status, code, p))
+if len(sys.argv) > 4 and p.get("field") != sys.argv[4]: sys.exit("field is not %s: %s" % (sys.argv[4], p))
+PY
+}
+ctype() { curl -s -o /dev/null -w '%{content_type}' "$@"; }
+mkreq() { # KEY=JSON-VALUE ...: the referral request with these fields set
+  python3 - "$WORK/req.json" "$@" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+for kv in sys.argv[2:]:
+    k, v = kv.split("=", 1)
+    if v == "DEL": r.pop(k, None)
+    else: r[k] = json.loads(v)
+print(json.dumps(r))
+PY
+}
+mkreq clientRef='"http-1"' in_reply_to='"x"' >"$WORK/bad.json"
+api unhcr "$UNHCR_API" POST /v1/messages "$WORK/bad.json" >"$WORK/bad.out"
+problem "$WORK/bad.out" 400 invalid-argument in_reply_to || fail "a snake_case field was not refused by name"
+grep -q "did you mean 'inReplyTo'" "$WORK/bad.out" || fail "the refusal does not name the right spelling"
+for kv in bogus_field='1' ttl='5' waitMs='70000' waitMs='-5' waitMs='"abc"' ttlSeconds='"1"' to='"sweden"' type='7'; do
+  mkreq clientRef=DEL "$kv" >"$WORK/bad.json"
+  api unhcr "$UNHCR_API" POST /v1/messages "$WORK/bad.json" >"$WORK/bad.out"
+  problem "$WORK/bad.out" 400 invalid-argument "${kv%%=*}" || fail "$kv was not refused, naming ${kv%%=*}"
+done
+mkreq clientRef=DEL body=DEL >"$WORK/bad.json"
+api unhcr "$UNHCR_API" POST /v1/messages "$WORK/bad.json" >"$WORK/bad.out"
+problem "$WORK/bad.out" 400 invalid-argument body || fail "a missing body was not refused by name"
+echo '{"waitMs": 70000}' >"$WORK/bad.json"
+api sweden "$SWEDEN_API" POST /v1/inbox/next "$WORK/bad.json" >"$WORK/bad.out"
+problem "$WORK/bad.out" 400 invalid-argument waitMs || fail "inbox/next took waitMs 70000"
+
+say "a clientRef repeated: the same send is its first message (200), another is 409 naming it"
+api unhcr "$UNHCR_API" POST /v1/messages "$WORK/req.json" >"$WORK/dup.out"
+[[ $(tail -1 "$WORK/dup.out") == 200 && $(json_field messageId <"$WORK/dup.out") == "$id" &&
+   $(json_field duplicate <"$WORK/dup.out") == True ]] || { cat "$WORK/dup.out"; fail "a retry did not give the first message"; }
+referral_json HTTP-OTHER >"$WORK/other-body.json"
+mkreq body="$(cat "$WORK/other-body.json")" >"$WORK/reuse.json"
+api unhcr "$UNHCR_API" POST /v1/messages "$WORK/reuse.json" >"$WORK/reuse.out"
+problem "$WORK/reuse.out" 409 exists || fail "a clientRef reused with another body was not 409"
+[[ $(json_field messageId <"$WORK/reuse.out") == "$id" ]] || fail "the 409 does not name the first message"
+mkreq to='["portugal"]' >"$WORK/reuse.json"
+api unhcr "$UNHCR_API" POST /v1/messages "$WORK/reuse.json" >"$WORK/reuse.out"
+problem "$WORK/reuse.out" 409 exists || fail "a clientRef reused for another recipient was not 409"
+
+say "405 names what is allowed; 401, 404 and / answer problem details"
+curl -s -D "$WORK/405.h" -o "$WORK/405.b" -X DELETE -H "Authorization: Bearer $(cat "$WORK/fed/unhcr/http.token")" \
+  "http://127.0.0.1:$UNHCR_API/v1/node"
+grep -q "^HTTP/1.1 405" "$WORK/405.h" && grep -qi "^Allow: GET" "$WORK/405.h" || fail "DELETE /v1/node is not 405 with Allow: GET"
+[[ $(ctype -X GET "http://127.0.0.1:$UNHCR_API/v1/messages" -H "Authorization: Bearer $(cat "$WORK/fed/unhcr/http.token")") == application/problem+json ]] ||
+  fail "GET /v1/messages is not problem details"
+curl -s -D "$WORK/401.h" -o /dev/null "http://127.0.0.1:$UNHCR_API/v1/node"
+grep -qi "^WWW-Authenticate: Bearer" "$WORK/401.h" || fail "401 without WWW-Authenticate: Bearer"
+grep -qi "^Content-Type: application/problem+json" "$WORK/401.h" || fail "401 is not problem details"
+for path in / /nothing /v1/nothing; do
+  [[ $(ctype -H "Authorization: Bearer $(cat "$WORK/fed/unhcr/http.token")" "http://127.0.0.1:$UNHCR_API$path") == application/problem+json ]] ||
+    fail "GET $path is not problem details"
+done
 
 say "four more referrals by the CLI; the counters follow"
 for i in 1 2 3 4; do referral_json "HTTP-$((i + 1))" | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral - >/dev/null; done

@@ -72,7 +72,7 @@ expect no-tus 412 "$(req no-tus "$TOK_U" POST "$UNHCR/v1/uploads" -H "Upload-Len
 [[ $(header no-tus Tus-Version) == 1.0.0 ]] || fail "a 412 without Tus-Version"
 expect old-tus 412 "$(req old-tus "$TOK_U" POST "$UNHCR/v1/uploads" -H "Tus-Resumable: 0.2.2" -H "Upload-Length: $SIZE")"
 expect huge 413 "$(req huge "$TOK_U" POST "$UNHCR/v1/uploads" "${TUS[@]}" -H "Upload-Length: 99999999999")"
-grep -q '"error": "attachment-too-large"' "$WORK/huge.out" || fail "413 does not say attachment-too-large"
+grep -q '"code": "attachment-too-large"' "$WORK/huge.out" || fail "413 does not say attachment-too-large"
 expect anon 401 "$(req anon "" POST "$UNHCR/v1/uploads" "${TUS[@]}" -H "Upload-Length: $SIZE")"
 expect create 201 "$(req create "$TOK_U" POST "$UNHCR/v1/uploads" "${TUS[@]}" -H "Upload-Length: $SIZE")"
 LOC=$(header create Location)
@@ -122,9 +122,9 @@ referral_json HTTP-ATT-1 | python3 -c "
 import json, sys
 b = json.load(sys.stdin)
 b['attachments'] = [{'name': 'scan \"1\".bin', 'mediaType': 'application/pdf', 'sha256': '$SHA', 'size': '$SIZE'}]
-print(json.dumps({'type': 'case-referral', 'to': ['sweden'], 'client_ref': 'http-att-1', 'body': b, 'uploads': ['$UP']}))" >"$WORK/send.json"
-expect send 200 "$(req send "$TOK_U" POST "$UNHCR/v1/messages" --data-binary @"$WORK/send.json")"
-ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["message_id"])' "$WORK/send.out")
+print(json.dumps({'type': 'case-referral', 'to': ['sweden'], 'clientRef': 'http-att-1', 'body': b, 'uploads': ['$UP']}))" >"$WORK/send.json"
+expect send 201 "$(req send "$TOK_U" POST "$UNHCR/v1/messages" --data-binary @"$WORK/send.json")"
+ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messageId"])' "$WORK/send.out")
 expect gone 404 "$(req gone "$TOK_U" HEAD "$UNHCR$LOC" "${TUS[@]}")"
 
 say "downloads that cannot be: 401 without the token, 404 for no message, no attachment"
@@ -155,7 +155,7 @@ disk_full() {
   expect full-create 201 "$(req full-create "$TOK_U" POST "$UNHCR/v1/uploads" "${TUS[@]}" -H "Upload-Length: $((4 * 1024 * 1024))")"
   local loc; loc=$(header full-create Location)
   expect full-patch 507 "$(req full-patch "$TOK_U" PATCH "$UNHCR$loc" "${TUS[@]}" "${OCTET[@]}" -H "Upload-Offset: 0" --data-binary @"$WORK/four")"
-  grep -q '"error": "no-space"' "$WORK/full-patch.out" || fail "507 does not say no-space"
+  grep -q '"code": "no-space"' "$WORK/full-patch.out" || fail "507 does not say no-space"
   expect full-head 200 "$(req full-head "$TOK_U" HEAD "$UNHCR$loc" "${TUS[@]}")"
   [[ $(header full-head Upload-Offset) == 0 ]] || fail "a PATCH refused for a full disk moved the offset"
 }

@@ -55,7 +55,7 @@ grep -Eq "^broker +hub \(connected\)" "$out" || fail "tern info did not say conn
 grep -q "^state *delivered" "$out" || fail "tern status did not show the referral delivered"
 grep -q "\"messageId\": \"$id\"" "$out" || fail "tern inbox next did not give the referral"
 grep -q "AMM-26C00417" "$out" || fail "tern case show did not show the case"
-grep -q '"node_id": "unhcr"' "$out" || fail "the HTTP call did not answer unhcr's node"
+grep -q '"nodeId": "unhcr"' "$out" || fail "the HTTP call did not answer unhcr's node"
 grep -Eq "^sweden +[0-9]+ " "$out" || fail "tern queues did not list sweden"
 for f in unhcr sweden hub; do
   [[ -s $WORK/home/$f.tern-audit ]] || fail "no $f.tern-audit exported"

@@ -210,7 +210,7 @@ curl -sS -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cas
 python3 - "$WORK/case-wf2.http" "$r3" <<'PY' || fail "GET /v1/cases/WF-2 does not give the view"
 import json, sys
 c = json.load(open(sys.argv[1]))["case"]
-t = [t for t in c["threads"] if t["referral_id"] == sys.argv[2]]
+t = [t for t in c["threads"] if t["referralId"] == sys.argv[2]]
 assert t and t[0]["state"] == "arrived", c["threads"]
 # After arrival, only IOM's handover to the State's reception may come.
 assert [(n["type"], n["from"]) for n in t[0]["next"]] == [("arrival-handover", "movement")], t[0]["next"]

@@ -121,8 +121,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	{
-		struct forged f = {{id, env, elen, t->name, case_id, 0, to, nto, "", "", NULL},
-		                   store};
+		struct forged f = {
+		    {id, env, elen, t->name, case_id, 0, to, nto, "", "", NULL, NULL}, store};
 		if ((rc = tern_store_write(store, apply, &f)) != TERN_OK) {
 			fprintf(stderr, "tern-forge: write: %s\n", tern_errdetail());
 			return 1;

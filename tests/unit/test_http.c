@@ -202,7 +202,10 @@ static void test_401_before_the_body(void **state)
 	                     buf, sizeof(buf)),
 	                 401);
 	assert_non_null(strstr(buf, "WWW-Authenticate: Bearer"));
-	assert_non_null(strstr(buf, "\"error\": \"unauthorized\""));
+	/* RFC 9457 problem details, with the code the docs list */
+	assert_non_null(strstr(buf, "Content-Type: application/problem+json"));
+	assert_non_null(strstr(buf, "\"code\": \"unauthorized\""));
+	assert_non_null(strstr(buf, "\"status\": 401"));
 	assert_int_equal(ask(port,
 	                     "GET /v1/node HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
 	                     "Authorization: Bearer " TOKEN "x\r\n\r\n",
@@ -258,6 +261,8 @@ static void test_body_to_the_handler(void **state)
 	                     "POST /other HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\n\r\n",
 	                     buf, sizeof(buf)),
 	                 404);
+	assert_non_null(strstr(buf, "Content-Type: application/problem+json"));
+	assert_non_null(strstr(buf, "\"code\": \"not-found\""));
 	tern_http_take_refusals(h, &n);
 	assert_int_equal(n, 0);
 	tern_http_stop(&h);

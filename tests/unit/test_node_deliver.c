@@ -227,7 +227,7 @@ static int put_sent_apply(MDB_txn *txn, void *arg)
 	              p->case_id, 1,
 	              p->to,      p->nto,
 	              p->outcome, "",
-	              NULL};
+	              NULL,       NULL};
 	return node_store_enqueue(txn, st, &m, 10);
 }
 
@@ -1180,7 +1180,8 @@ static void test_submit_results(void **state)
 	for (int i = 0; i < 3; i++) {
 		struct out o, *slot;
 		assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"),
-		                               to_sweden_iom, 2, CASE, NULL, 0, body, blen, NULL, &o),
+		                               to_sweden_iom, 2, CASE, NULL, 0, body, blen, NULL,
+		                               &o),
 		                 TERN_OK);
 		snprintf(id[i], sizeof(id[i]), "%s", o.msgid);
 		assert_non_null(slot = node_batch_out(n));

@@ -54,7 +54,8 @@ static int apply(MDB_txn *txn, void *arg)
 static int do_enqueue(MDB_txn *txn, struct op *o)
 {
 	node_out m = {
-	    o->msgid, (const uint8_t *)"env", 3, "case-referral", "C-1", 1, two, 2, "", "", NULL};
+	    o->msgid, (const uint8_t *)"env", 3, "case-referral", "C-1", 1, two, 2, "", "", NULL,
+	    NULL};
 	return node_store_enqueue(txn, st, &m, 10);
 }
 
@@ -480,6 +481,51 @@ static void test_resubmit_after_broker_restore(void **state)
 	assert_string_equal(state_of(ID3, "iom"), "delivered");
 }
 
+/* A client_ref keeps what its send said, so a reuse with other content is
+ * told from a retry; a record from before fingerprints (the id alone) still
+ * reads, as one without. */
+static int put_ref(MDB_txn *txn, void *arg)
+{
+	const uint8_t *fp = arg;
+	node_out m = {
+	    ID1, (const uint8_t *)"env", 3, "case-referral", "C-1", 1, two, 2, "", "", "ref-1", fp};
+	return node_store_enqueue(txn, st, &m, 10);
+}
+
+static int put_legacy_ref(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {5, (void *)"ref-2"}, v = {36, (void *)ID2};
+	MDB_dbi dbi;
+	(void)arg;
+	if (mdb_dbi_open(txn, "clientrefs", 0, &dbi) != 0)
+		return TERN_EIO;
+	return mdb_put(txn, dbi, &k, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+static void test_client_ref_fingerprint(void **state)
+{
+	uint8_t fp[32], got[32];
+	char id[37];
+	int has = -1;
+	MDB_txn *txn;
+
+	(void)state;
+	for (int i = 0; i < 32; i++)
+		fp[i] = (uint8_t)(i * 7 + 1);
+	assert_int_equal(tern_store_write(st, put_ref, fp), TERN_OK);
+	assert_int_equal(tern_store_write(st, put_legacy_ref, NULL), TERN_OK);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_client_ref(txn, st, "ref-1", id, got, &has), TERN_OK);
+	assert_string_equal(id, ID1);
+	assert_int_equal(has, 1);
+	assert_memory_equal(got, fp, 32);
+	assert_int_equal(node_store_client_ref(txn, st, "ref-2", id, got, &has), TERN_OK);
+	assert_string_equal(id, ID2);
+	assert_int_equal(has, 0);
+	assert_int_equal(node_store_client_ref(txn, st, "ref-3", id, got, &has), TERN_ENOENT);
+	mdb_txn_abort(txn);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -490,6 +536,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_audit_subtrees_from_before, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resubmit_after_broker_restore, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_client_ref_fingerprint, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
