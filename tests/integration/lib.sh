@@ -51,6 +51,61 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# Every HTTP exchange a test makes with a node's API is recorded, and
+# http_check validates them all against docs/openapi.yaml at the end.
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+HTTP_LOG="$WORK/http.jsonl"
+# http_record METHOD PATH HEAD-FILE BODY-FILE [REQUEST-FILE]: the status and
+# headers from HEAD-FILE (curl -D: the last response in it), the first 256 KiB
+# of each body (a download is bytes, and only its headers are checked).
+http_record() {
+  python3 - "$@" >>"$HTTP_LOG" <<'PY'
+import json, sys
+m, path, head, body = sys.argv[1:5]
+def text(f):
+    try:
+        with open(f, "rb") as fh:
+            return fh.read(256 * 1024).decode("utf-8", "surrogateescape")
+    except OSError:
+        return ""
+blocks = [b for b in open(head, "rb").read().decode("latin-1").replace("\r", "").split("\n\n") if b.startswith("HTTP/")]
+lines = blocks[-1].split("\n") if blocks else ["HTTP/1.1 000"]
+hdrs = {}
+for l in lines[1:]:
+    if ":" in l:
+        k, v = l.split(":", 1)
+        hdrs[k.strip().lower()] = v.strip()
+x = {"method": m, "path": path, "status": int(lines[0].split()[1]), "headers": hdrs,
+     "body": text(body) if m != "HEAD" else ""}
+if len(sys.argv) > 5 and sys.argv[5]:
+    x["request"] = text(sys.argv[5])
+print(json.dumps(x))
+PY
+}
+# hreq NAME METHOD PORT PATH [TOKEN-FILE|-] [curl args...]: one request to a
+# node's API with the token of TOKEN-FILE (- or "": none); the body in
+# $WORK/NAME.out, the headers in $WORK/NAME.head; prints the status.
+hreq() {
+  local name=$1 method=$2 port=$3 path=$4 tokf=${5:-}
+  shift 4; (($#)) && shift
+  local auth=() data=""
+  [[ -n $tokf && $tokf != - ]] && auth=(-H "Authorization: Bearer $(cat "$tokf")")
+  local a
+  for a in "$@"; do [[ $a == @* ]] && data=${a#@}; done
+  local io=(-o "$WORK/$name.out" -D "$WORK/$name.head")
+  [[ $method == HEAD ]] && io=(-I -o "$WORK/$name.head")
+  curl -sS -X "$method" "${io[@]}" -w '%{http_code}' --max-time 60 "${auth[@]}" "$@" \
+    "http://127.0.0.1:$port$path" 2>"$WORK/$name.err" || fail "$name: $method $path: $(cat "$WORK/$name.err")"
+  [[ $method == HEAD ]] && : >"$WORK/$name.out"
+  http_record "$method" "$path" "$WORK/$name.head" "$WORK/$name.out" "$data"
+}
+http_check() {
+  python3 "$ROOT/tests/tools/openapi_check.py" "$ROOT/docs/openapi.yaml" \
+    "$ROOT/tests/data/openapi/oas-3.1-schema-2022-10-07.json" --exchanges "$HTTP_LOG" >"$WORK/openapi.out" ||
+    { cat "$WORK/openapi.out" >&2; fail "an HTTP exchange breaks docs/openapi.yaml (above)"; }
+  say "$(tail -1 "$WORK/openapi.out")"
+}
 say() { printf '%s %s\n' "$(date +%T)" "$*"; }
 
 fed_make() { "$TERN" dev-federation "$WORK/fed" --base-port "$PORT" >/dev/null; }

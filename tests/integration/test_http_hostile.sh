@@ -43,6 +43,7 @@ request() {
   curl -sS -o "$WORK/$1.out" -D "$WORK/$1.head" -w '%{http_code} %{time_total}' --max-time 10 \
     -X "$3" -H "Authorization: Bearer $tok" ${5:+--data-binary @"$5"} \
     "http://127.0.0.1:$2$4" 2>"$WORK/$1.err" || fail "$1: $3 $4: $(cat "$WORK/$1.err")"
+  http_record "$3" "$4" "$WORK/$1.head" "$WORK/$1.out" "${5:-}" >/dev/null
 }
 # fast NAME PORT METHOD PATH [BODY-FILE] [TOKEN-FILE]: must answer 200 (201 for a
 # new message) within 1 s.
@@ -199,4 +200,5 @@ stop unhcr
 ((SECONDS - t0 <= 5)) || fail "unhcr took $((SECONDS - t0)) s to stop with a client waiting"
 wait "$waiter" || true
 [[ $(cat "$WORK/waiting.code") == 503 ]] || fail "the waiting client got $(cat "$WORK/waiting.code"), not 503, when unhcr stopped"
+http_check
 echo "it test_http_hostile: ok"

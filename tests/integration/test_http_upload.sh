@@ -47,6 +47,9 @@ req() {
       --max-time 60 "${auth[@]}" "$@" "$url" 2>"$WORK/$name.err" ||
       fail "$name: $method $url: $(cat "$WORK/$name.err")"
   fi
+  local a data=""
+  for a in "$@"; do [[ $a == @* && $method != PATCH ]] && data=${a#@}; done
+  http_record "$method" "/${url#http://*/}" "$WORK/$name.head" "$WORK/$name.out" "$data"
 }
 # header NAME FIELD: a response header's value
 header() { awk -v f="$2" 'BEGIN{IGNORECASE=1} tolower($0) ~ "^" tolower(f) ":" {sub(/^[^:]*: */, ""); sub(/\r$/, ""); print; exit}' "$WORK/$1.head"; }
@@ -164,6 +167,7 @@ curl -sf "http://127.0.0.1:$BROKER_METRICS/metrics" >"$WORK/broker.metrics" || f
 if ! grep -q '^# TYPE tern_broker_transfer_bytes' "$WORK/broker.metrics"; then
   say "SKIPPED end to end: this broker does not carry attachments yet (no tern_broker_transfer_bytes)"
   disk_full
+  http_check
   echo "it test_http_upload: ok (upload half and download errors only)"
   exit 0
 fi
@@ -233,4 +237,5 @@ for i in 1 2 3 4; do
 done
 expect by-index 404 "$(req by-index "$TOK_S" GET "$SWEDEN/v1/messages/$ID/attachments/other.bin")"
 disk_full
+http_check
 echo "it test_http_upload: ok"

@@ -205,9 +205,9 @@ grep -q "^thread     referral $r3 to sweden: arrived$" "$WORK/case-wf2.txt" ||
   fail "tern case show does not list the 5 messages unhcr received for WF-2"
 grep -qE "received +travel-confirmation .*from iom: refused \(wrong-state\)" "$WORK/case-wf2.txt" ||
   fail "tern case show does not show the refused departure"
-tok=$(cat "$WORK/fed/unhcr/http.token")
-curl -sS -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/WF-2" >"$WORK/case-wf2.http"
-python3 - "$WORK/case-wf2.http" "$r3" <<'PY' || fail "GET /v1/cases/WF-2 does not give the view"
+[[ $(hreq case-wf2 GET $((PORT + 13)) /v1/cases/WF-2 "$WORK/fed/unhcr/http.token") == 200 ]] ||
+  fail "GET /v1/cases/WF-2 did not answer 200"
+python3 - "$WORK/case-wf2.out" "$r3" <<'PY' || fail "GET /v1/cases/WF-2 does not give the view"
 import json, sys
 c = json.load(open(sys.argv[1]))["case"]
 t = [t for t in c["threads"] if t["referralId"] == sys.argv[2]]
@@ -216,13 +216,13 @@ assert t and t[0]["state"] == "arrived", c["threads"]
 assert [(n["type"], n["from"]) for n in t[0]["next"]] == [("arrival-handover", "movement")], t[0]["next"]
 assert [e["direction"] for e in c["timeline"]][0] == "sent", c["timeline"]
 PY
-code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/NO-SUCH-CASE")
+code=$(hreq nocase GET $((PORT + 13)) /v1/cases/NO-SUCH-CASE "$WORK/fed/unhcr/http.token")
 [[ $code == 404 ]] || fail "GET /v1/cases of an unknown case answered $code, want 404"
 # Hostile paths: a prefix of a case id is another case; '..' is only characters.
 for path in WF WF- "..%2F..%2Fetc%2Fpasswd" "WF-2%2F.." "$(printf 'A%.0s' {1..10000})"; do
-  code=$(curl -s -o "$WORK/hostile.http" -w '%{http_code}' -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/$path")
+  code=$(hreq hostile GET $((PORT + 13)) "/v1/cases/$path" "$WORK/fed/unhcr/http.token")
   [[ $code == 404 || ($code == 414 && ${#path} -gt 1000) ]] || fail "GET /v1/cases/${path:0:40} answered $code, want 404 (414 for 10 KB)"
-  grep -q "$r3" "$WORK/hostile.http" && fail "GET /v1/cases/${path:0:40} shows WF-2's messages"
+  grep -q "$r3" "$WORK/hostile.out" && fail "GET /v1/cases/${path:0:40} shows WF-2's messages"
 done
 rc=0; "$TERN" case show -c "$(conf unhcr)" NO-SUCH-CASE >/dev/null 2>&1 || rc=$?
 [[ $rc -eq 1 ]] || fail "tern case show of an unknown case exited $rc, want 1"
@@ -235,4 +235,5 @@ say "the broker's audit log holds its refusals"
 stop broker
 "$TERN" audit export -c "$WORK/fed/broker/broker.conf" --out "$WORK/broker.tern-audit" >/dev/null
 grep -qa "wrong-recipient-role" "$WORK/broker.tern-audit" || fail "no wrong-recipient-role in the broker's audit log"
+http_check
 echo "it test_workflow: ok"
