@@ -164,8 +164,10 @@ static int node_queues(const char *conf, int json)
 		        json_string_value(json_object_get(resp, "message")) ?: tern_errdetail());
 		goto out;
 	} else {
-		/* The same shape as the read-only view. */
-		json_t *live = json_pack("{s:s, s:s, s:O, s:{s:O, s:O}}", "source", "daemon",
+		/* The same shape as the read-only view. node_id is the answer's
+		 * JSON string, so it is packed with O: s would read the json_t as
+		 * a char * and print its type tag (\u0002). */
+		json_t *live = json_pack("{s:s, s:O, s:O, s:{s:O, s:O}}", "source", "daemon",
 		                         "node_id", json_object_get(resp, "node_id"), "connected",
 		                         json_object_get(resp, "connected"), "counts", "outbox",
 		                         json_object_get(resp, "outbox"), "inbox",

@@ -75,10 +75,15 @@ golden status-delivered.txt "$WORK/status.txt"
 
 say "a node's queues, live and (stopped) read-only"
 "$TERN" queues -c "$(conf unhcr)" >"$WORK/node-live.txt"
-grep -q "running, connected" "$WORK/node-live.txt" || { cat "$WORK/node-live.txt"; fail "unhcr's live view"; }
+grep -q "^node unhcr: running, connected" "$WORK/node-live.txt" || { cat "$WORK/node-live.txt"; fail "unhcr's live view does not name unhcr"; }
+"$TERN" queues -c "$(conf unhcr)" --json >"$WORK/node-live.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+sys.exit(0 if d["source"]=="daemon" and d["node_id"]=="unhcr" else 1)' "$WORK/node-live.json" ||
+  { cat "$WORK/node-live.json"; fail "unhcr's live JSON view does not name unhcr"; }
 stop unhcr
 "$TERN" queues -c "$(conf unhcr)" --json >"$WORK/node-ro.json"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
 sys.exit(0 if d["source"]=="store" and d["counts"]["outbox"]["delivered"]==50 else 1)' "$WORK/node-ro.json" ||
   { cat "$WORK/node-ro.json"; fail "unhcr's read-only view does not show 50 delivered"; }
+grep -q '"node_id": "unhcr"' "$WORK/node-ro.json" || fail "unhcr's read-only view does not name unhcr"
 echo "it test_queues: ok"
