@@ -42,6 +42,9 @@ say "a message that expires is dead-lettered; retry queues it again, audited"
 dead=$(referral_json DEAD-1 | "$TERN" send -c "$(conf unhcr)" --to portugal --ttl 1 case-referral -)
 in_dlq() { "$TERN" dlq -c "$BCONF" list --json | grep -q "$dead"; }
 wait_for 20 "the message to expire into the dead-letter queue" in_dlq
+# The broker's counter of dead letters counts it, by its reason.
+metric() { curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" | grep -q "^$1\$"; }
+wait_for 5 "the expired dead letter counted" metric 'tern_broker_dead_letters_total{reason="expired"} 1'
 "$TERN" dlq -c "$BCONF" retry "$dead" | grep -q "requeued $dead" || fail "dlq retry did not say so"
 in_dlq && fail "the retried message is still dead-lettered"
 "$TERN" queue show -c "$BCONF" portugal --json | grep -q "\"message_id\": \"$dead\"" ||

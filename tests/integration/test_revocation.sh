@@ -110,6 +110,9 @@ wait_for 20 "both to be rejected recipient-removed at unhcr" removed
 sleep 2
 grep -q "received ${pids[1]} " "$WORK/portugal.log" && fail "the referral queued behind the one in flight reached removed portugal"
 grep -q "closed the session of portugal (removed)" "$WORK/broker.log" || fail "the broker did not close portugal's session"
+# Counted under their own reason, not as revocations.
+wait_for 5 "the removed dead letters counted" metric 'tern_broker_dead_letters_total{reason="recipient-removed"} 2'
+wait_for 5 "the revoked dead letters still 3" metric 'tern_broker_dead_letters_total{reason="recipient-revoked"} 3'
 
 say "a good message still arrives"
 ok=$(referral_json REVOKE-2 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
