@@ -64,6 +64,17 @@ grep -q "read-only view" "$WORK/show-ro.txt" || fail "queue show: no read-only v
 grep -q "read-only view" "$WORK/dlq-ro.txt" || fail "dlq list: no read-only view"
 if "$TERN" dlq -c "$BCONF" retry "$dead" 2>"$WORK/retry.err"; then fail "dlq retry without the broker succeeded"; fi
 grep -q "needs it" "$WORK/retry.err" || fail "dlq retry without the broker: no clear error"
+# peers: the directory's members, none connected, the read-only view said on stderr.
+"$TERN" peers -c "$BCONF" >"$WORK/peers-ro.txt" 2>"$WORK/peers-ro.err" ||
+  { cat "$WORK/peers-ro.err"; fail "peers without the broker failed"; }
+grep -q "not running.*read-only" "$WORK/peers-ro.err" || { cat "$WORK/peers-ro.err"; fail "peers does not say on stderr that its view is read-only"; }
+grep -qE "^unhcr +no +- +- +[0-9]{4}-[0-9]{2}-[0-9]{2} " "$WORK/peers-ro.txt" || { cat "$WORK/peers-ro.txt"; fail "peers (read-only) does not list unhcr, not connected, with its certificate's expiry"; }
+grep -qE "^sweden +no " "$WORK/peers-ro.txt" || { cat "$WORK/peers-ro.txt"; fail "peers (read-only) does not list sweden"; }
+"$TERN" peers -c "$BCONF" --json >"$WORK/peers-ro.json" 2>/dev/null
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p={x["id"]: x for x in d["peers"]}
+sys.exit(0 if d["source"]=="directory" and {"unhcr","sweden","iom","portugal"} <= set(p) and "broker" not in p
+         and not any(x["connected"] for x in p.values()) else 1)' "$WORK/peers-ro.json" ||
+  { cat "$WORK/peers-ro.json"; fail "peers --json (read-only) is not the directory's members, none connected"; }
 "$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
 grep -qa "dlq-retry" "$WORK/broker.tern-audit" || fail "the retry is not in the broker's audit log"
 

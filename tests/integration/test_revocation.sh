@@ -120,6 +120,10 @@ wait_for 20 "a message to sweden to arrive" state_is unhcr "$ok" delivered
 
 stop sweden
 stop broker
+say "with the broker down, peers reads the directory: iom revoked, portugal gone"
+"$TERN" peers -c "$BCONF" >"$WORK/peers-ro.txt" 2>/dev/null || fail "peers without the broker failed"
+grep -qE "^iom +no .*\(REVOKED\)" "$WORK/peers-ro.txt" || { cat "$WORK/peers-ro.txt"; fail "peers (read-only) does not show iom revoked"; }
+grep -q "^portugal " "$WORK/peers-ro.txt" && { cat "$WORK/peers-ro.txt"; fail "peers (read-only) lists removed portugal"; }
 "$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
 "$TERN" audit export -c "$(conf sweden)" --out "$WORK/sweden.tern-audit" >/dev/null
 for a in broker sweden; do
