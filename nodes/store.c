@@ -570,19 +570,21 @@ int node_store_inbox_ack(MDB_txn *txn, tern_store *s, const char *msgid)
 		json_decref(rec);
 		return tern_fail(TERN_ENOENT, "%s was refused, it is not in the inbox", msgid);
 	}
-	if (!json_is_true(json_object_get(rec, "acked"))) {
-		tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "inbox_seq")));
-		k = (MDB_val){8, kb};
-		rc = mdb_del(txn, DBI(s, NS_INBOX), &k, NULL);
-		if (rc != 0 && rc != MDB_NOTFOUND) {
-			json_decref(rec);
-			return MDB(rc, "remove from inbox");
-		}
-		json_object_set_new(rec, "acked", json_true());
-		/* from when its attachments' retention runs (xfer_in.c) */
-		json_object_set_new(rec, "acked_at", json_integer((json_int_t)tern_now_ms()));
-		rc = put_json(txn, DBI(s, NS_RECEIVED), msgid, rec);
+	if (json_is_true(json_object_get(rec, "acked"))) {
+		json_decref(rec);
+		return TERN_EEXIST; /* acknowledged before: nothing changes */
 	}
+	tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "inbox_seq")));
+	k = (MDB_val){8, kb};
+	rc = mdb_del(txn, DBI(s, NS_INBOX), &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		json_decref(rec);
+		return MDB(rc, "remove from inbox");
+	}
+	json_object_set_new(rec, "acked", json_true());
+	/* from when its attachments' retention runs (xfer_in.c) */
+	json_object_set_new(rec, "acked_at", json_integer((json_int_t)tern_now_ms()));
+	rc = put_json(txn, DBI(s, NS_RECEIVED), msgid, rec);
 	json_decref(rec);
 	return rc;
 }
