@@ -5,7 +5,8 @@
  * queued for it dead-lettered when the bar is final.
  *
  * Touches: b->zap, b->closing, the peers' session state (session_close),
- * the store (audit entries, dead letters) and b->m.revoked_dead. */
+ * the store (audit entries, dead letters), b->m.revoked_dead and
+ * b->m.removed_dead. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,7 +343,10 @@ void revocation_sweep(broker *b)
 			log_warnx(
 			    "%zu item(s) queued for %s dead-lettered: %s; each sender is told",
 			    total, l->ids[i], j.reason);
-		b->m.revoked_dead += total;
+		if (strcmp(l->why[i], "revoked") == 0)
+			b->m.revoked_dead += total;
+		else
+			b->m.removed_dead += total;
 		b->last_audit = l->now;
 	}
 	if (l->n)

@@ -47,11 +47,10 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	for (size_t i = 0; i < bt->nsubs; i++)
 		if ((rc = route_write(txn, b->store, &bt->subs[i], bt->now)) != TERN_OK)
 			return rc;
-	if (bt->sweep) {
-		size_t n = 0;
-		if ((rc = bq_expire(txn, b->store, bt->now, &n, NULL, NULL)) != TERN_OK)
-			return rc;
-	}
+	bt->expired = 0;
+	if (bt->sweep &&
+	    (rc = bq_expire(txn, b->store, bt->now, &bt->expired, NULL, NULL)) != TERN_OK)
+		return rc;
 	/* Transfers end after the queue items they follow: an envelope expired
 	 * or dead-lettered in this write counts already. Every purge tick too,
 	 * since an acknowledged envelope leaves no expiry to wake the sweep. */
@@ -146,6 +145,7 @@ void batch_commit(broker *b)
 	}
 	for (size_t i = 0; i < bt->ndead; i++)
 		b->m.dead += (uint64_t)bt->dead_done[i];
+	b->m.expired_dead += bt->expired;
 	b->m.purged += bt->purged;
 	chunk_gone_apply(b);
 	if (bt->purge && bt->purged == 2000)

@@ -146,6 +146,7 @@ struct batch {
 	int dead_done[MAX_PEERS]; /* output: 1 when the entry was there to dead-letter */
 	size_t ndead;
 	int sweep;
+	size_t expired; /* output: items the sweep dead-lettered as expired */
 	int purge;      /* delete acknowledged items past retention */
 	size_t purged;  /* output: how many */
 	int checkpoint; /* 1: sign if the log grew; 2: even if not */
@@ -226,7 +227,9 @@ struct broker {
 	struct {
 		uint64_t subs[TERN_MSGTYPE_MAX][2]; /* by message type, [accepted, refused] */
 		uint64_t acked, dead;
-		uint64_t revoked_dead; /* dead-lettered: recipient revoked or removed */
+		uint64_t expired_dead; /* dead-lettered: past their time-to-live */
+		uint64_t revoked_dead; /* dead-lettered: recipient revoked */
+		uint64_t removed_dead; /* dead-lettered: recipient removed from the directory */
 		uint64_t restores;     /* nodes found restored from an older copy */
 		uint64_t lost;         /* deliveries such nodes lost beyond retention */
 		uint64_t purged;       /* acknowledged items purged after retention */

@@ -41,12 +41,17 @@ void publish_metrics(broker *b, int64_t now)
 	tern_prom_one(&p, "tern_broker_deliveries_acked_total", "counter",
 	              "queue items nodes acknowledged as committed", (double)b->m.acked);
 	tern_prom_family(&p, "tern_broker_dead_letters_total", "counter",
-	                 "items dead-lettered, by reason: too many delivery attempts, or the "
-	                 "recipient revoked or removed from the directory");
+	                 "items dead-lettered, by reason: too many delivery attempts, past "
+	                 "their time-to-live, or the recipient revoked or removed from the "
+	                 "directory");
 	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"max-attempts\"",
 	                 (double)b->m.dead);
+	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"expired\"",
+	                 (double)b->m.expired_dead);
 	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"recipient-revoked\"",
 	                 (double)b->m.revoked_dead);
+	tern_prom_sample(&p, "tern_broker_dead_letters_total", "reason=\"recipient-removed\"",
+	                 (double)b->m.removed_dead);
 	tern_prom_one(&p, "tern_broker_node_restores_total", "counter",
 	              "nodes found holding less than they acknowledged (a store put back from an "
 	              "older copy): what is retained is delivered again",

@@ -195,10 +195,10 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 
 	memset(ar, 0, sizeof(*ar));
 	ar->file = file;
-	if ((rc = tern_file_read(file, AUDIT_ARCHIVE_MAX, &ar->buf, &len)) != TERN_OK) {
-		finding(file, "cannot read: %s", tern_errdetail());
-		return -1;
-	}
+	/* Not being able to read it says nothing of what it holds: the caller
+	 * reports that as an error, not a finding. */
+	if ((rc = tern_file_read(file, AUDIT_ARCHIVE_MAX, &ar->buf, &len)) != TERN_OK)
+		return -2;
 	if (tern_pb_unpack_canonical(&tern__v1__audit_archive__descriptor, ar->buf, len, len,
 	                             &am) != TERN_OK) {
 		finding(file, "not an audit archive (%s)", tern_errdetail());
@@ -216,9 +216,9 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 	if (keep_entries)
 		ar->entries = calloc(ar->a->n_entries ? ar->a->n_entries : 1, sizeof(*ar->entries));
 	if (ar->leaves == NULL || (keep_entries && ar->entries == NULL)) {
-		finding(file, "out of memory");
 		audit_archive_free(ar);
-		return -1;
+		tern_fail(TERN_ENOMEM, "out of memory");
+		return -2;
 	}
 	for (size_t i = 0; i < ar->a->n_entries; i++) {
 		const ProtobufCBinaryData *eb = &ar->a->entries[i];

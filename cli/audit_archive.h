@@ -56,7 +56,9 @@ typedef void audit_finding_fn(const char *file, const char *fmt, ...)
  * them decoded in entries (replay), otherwise entries stays NULL (verify,
  * which then needs a fraction of the memory). 0 when the archive could be
  * read at all (its anchors may still have failed: see anchored); -1 when it
- * is not an archive (then nothing is left to free). */
+ * is not an archive, reported through finding; -2 when it could not be read
+ * or held in memory, reported through nothing (tern_errdetail() says why).
+ * After -1 or -2 nothing is left to free. */
 int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *finding,
                        int keep_entries);
 void audit_archive_free(audit_archive *ar);

@@ -574,7 +574,10 @@ int audit_replay(int nfiles, char **files, const char *case_id, int json)
 	if (ars == NULL || (r.logs = calloc((size_t)nfiles, sizeof(*r.logs))) == NULL)
 		goto out;
 	for (int i = 0; i < nfiles; i++) {
-		if (audit_archive_load(files[i], &ars[nars], integrity, 1) != 0)
+		int lrc = audit_archive_load(files[i], &ars[nars], integrity, 1);
+		if (lrc == -2) /* replay counts an archive it cannot read as a finding */
+			integrity(files[i], "cannot read: %s", tern_errdetail());
+		if (lrc != 0)
 			continue;
 		for (size_t j = 0; j < nars; j++)
 			if (strcmp(ars[j].a->log_id, ars[nars].a->log_id) == 0)

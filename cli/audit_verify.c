@@ -289,11 +289,15 @@ void audit_verify_archives(audit_archive *ars, size_t n, audit_finding_fn *fn)
 	report = finding;
 }
 
+/* The result, clean or findings, goes to stdout: it is what the command
+ * produces. stderr is for not being able to check an archive at all (it
+ * cannot be read, or memory ran out), which is exit 3 whatever the others
+ * hold, since the verification is then incomplete. */
 int audit_verify(int nfiles, char **files)
 {
 	audit_archive *ars = calloc((size_t)nfiles, sizeof(*ars));
 	int *loaded = calloc((size_t)nfiles, sizeof(int));
-	unsigned total = 0;
+	unsigned total = 0, unread = 0;
 
 	tallies = calloc((size_t)nfiles, sizeof(*tallies));
 	if (ars == NULL || loaded == NULL || tallies == NULL) {
@@ -304,7 +308,13 @@ int audit_verify(int nfiles, char **files)
 		struct timespec t0, t1;
 		tallies[ntallies++] = (struct tally){files[i], 0};
 		clock_gettime(CLOCK_MONOTONIC, &t0);
-		loaded[i] = audit_archive_load(files[i], &ars[i], finding, 0) == 0;
+		int lrc = audit_archive_load(files[i], &ars[i], finding, 0);
+		loaded[i] = lrc == 0;
+		if (lrc == -2) {
+			fprintf(stderr, "tern audit verify: %s: cannot read: %s\n", files[i],
+			        tern_errdetail());
+			unread++;
+		}
 		if (loaded[i] && ars[i].anchored)
 			verify_one(&ars[i]);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -316,8 +326,7 @@ int audit_verify(int nfiles, char **files)
 		unsigned n = tally_of(files[i]);
 		total += n;
 		if (n == 0 && loaded[i])
-			fprintf(
-			    stderr,
+			printf(
 			    "%s: ok: %s, entries %llu to %llu, %zu checkpoints, %zu cosigned by "
 			    "this log (%.0f entries/s); CA SHA-256 %s\n",
 			    files[i], ars[i].a->origin, (unsigned long long)ars[i].a->first_index,
@@ -333,5 +342,5 @@ int audit_verify(int nfiles, char **files)
 	free(tallies);
 	tallies = NULL;
 	ntallies = 0;
-	return total ? CLI_NO : CLI_OK;
+	return unread ? CLI_FAIL : total ? CLI_NO : CLI_OK;
 }

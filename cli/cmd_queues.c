@@ -11,7 +11,10 @@
 
 #include <tern/api.h>
 #include <tern/config.h>
+#include <tern/directory.h>
 #include <tern/error.h>
+#include <tern/msgtype.h>
+#include <tern/trust.h>
 
 #include "commands.h"
 #include "node_store.h"
@@ -164,8 +167,10 @@ static int node_queues(const char *conf, int json)
 		        json_string_value(json_object_get(resp, "message")) ?: tern_errdetail());
 		goto out;
 	} else {
-		/* The same shape as the read-only view. */
-		json_t *live = json_pack("{s:s, s:s, s:O, s:{s:O, s:O}}", "source", "daemon",
+		/* The same shape as the read-only view. node_id is the answer's
+		 * JSON string, so it is packed with O: s would read the json_t as
+		 * a char * and print its type tag (\u0002). */
+		json_t *live = json_pack("{s:s, s:O, s:O, s:{s:O, s:O}}", "source", "daemon",
 		                         "node_id", json_object_get(resp, "node_id"), "connected",
 		                         json_object_get(resp, "connected"), "counts", "outbox",
 		                         json_object_get(resp, "outbox"), "inbox",
@@ -461,17 +466,70 @@ out:
 	return ret;
 }
 
+/* The broker is down: the members of the directory file it would load at
+ * start, checked against the CA and CRL as it would (revoked from the CRL),
+ * in the live view's shape. Nothing live is known: no node is connected, none
+ * was seen, no software named. */
+static int peers_directory_view(const tern_config *cfg, json_t **out)
+{
+	tern_trust *trust = NULL;
+	tern_directory *dir = NULL;
+	json_t *arr = NULL;
+	int rc;
+
+	*out = NULL;
+	if ((rc = tern_trust_load(tern_config_get(cfg, "federation", "ca"),
+	                          tern_config_get(cfg, "federation", "crl"), &trust)) != TERN_OK ||
+	    (rc = tern_directory_load(tern_config_get(cfg, "federation", "directory"), trust, 0,
+	                              &dir)) != TERN_OK)
+		goto cleanup;
+	if ((arr = json_array()) == NULL) {
+		rc = TERN_ENOMEM;
+		goto cleanup;
+	}
+	for (size_t i = 0; i < tern_directory_count(dir); i++) {
+		const tern_member *m = tern_directory_at(dir, i);
+		if (m->roles & TERN_ROLE_BROKER)
+			continue;
+		if (json_array_append_new(
+		        arr, json_pack("{s:s, s:s, s:b, s:n, s:s, s:I, s:b}", "id", m->node_id,
+		                       "agency", m->agency ? m->agency : "", "connected", 0,
+		                       "last_seen_ms_ago", "software", "", "certificate_expires_at",
+		                       (json_int_t)m->cert_not_after, "revoked", m->revoked)) !=
+		    0) {
+			rc = TERN_ENOMEM;
+			goto cleanup;
+		}
+	}
+	*out = json_pack("{s:s, s:s, s:o}", "source", "directory", "broker",
+	                 tern_config_get(cfg, "broker", "id"), "peers", arr);
+	arr = NULL; /* "o" took it, on failure too */
+	rc = *out ? TERN_OK : TERN_ENOMEM;
+cleanup:
+	json_decref(arr);
+	tern_directory_free(&dir);
+	tern_trust_free(&trust);
+	return rc;
+}
+
 static int peers(const char *conf, int json)
 {
 	tern_config *cfg = NULL;
 	json_t *resp = NULL, *it;
-	int down, ret;
+	int down, rc, ret;
 	size_t i;
 
 	ret = broker_ask("peers", conf, json_pack("{s:s}", "op", "peers"), &cfg, &resp, &down);
 	if (ret == CLI_OK && down) {
-		fprintf(stderr, "tern peers: the broker is not running: no node is connected\n");
-		ret = CLI_NO;
+		if ((rc = peers_directory_view(cfg, &resp)) != TERN_OK) {
+			ret = cli_fail(rc, "the broker is not running and its directory cannot be "
+			                   "read");
+			goto out;
+		}
+		/* On stderr: stdout keeps the same table (or JSON) as the live view. */
+		fprintf(stderr, "tern peers: the broker is not running: read-only view of its "
+		                "directory file (no node is connected; last seen and software "
+		                "are unknown)\n");
 	}
 	if (ret != CLI_OK)
 		goto out;
@@ -593,7 +651,10 @@ int cmd_peers(int argc, char **argv)
 		puts("Usage: tern peers -c BROKERCONF [--json]\n"
 		     "\n"
 		     "Every node of the directory: connected or not, when last heard from, the\n"
-		     "software its Hello named, and when its certificate expires.\n"
+		     "software its Hello named, and when its certificate expires. It asks the\n"
+		     "running broker; when the broker is down it reads the directory file the\n"
+		     "broker would load (checked against the CA and CRL) and says so on stderr\n"
+		     "(no node is then connected; last seen and software are unknown).\n"
 		     "\n"
 		     "Example:\n"
 		     "  tern peers -c /tmp/fed/broker/broker.conf");

@@ -277,11 +277,16 @@ static json_t *send_check(node *n, const struct send_req *r)
 	for (size_t i = 0; i < r->np; i++) {
 		const tern_member *m;
 		const char *rc = r->rcpts[i];
-		if (rc == NULL || tern_directory_find(n->id.dir, rc, &m) != TERN_OK ||
+		/* Named, so that of several recipients the sender knows which one
+		 * to correct: a node id is no personal data. */
+		if (rc == NULL)
+			return tern_api_refusal(TERN_REASON_UNKNOWN_RECIPIENT,
+			                        "recipient %zu is not a node id", i + 1);
+		if (tern_directory_find(n->id.dir, rc, &m) != TERN_OK ||
 		    (m->roles & TERN_ROLE_BROKER))
-			return json_pack("{s:b, s:s, s:s}", "ok", 0, "error",
-			                 tern_reason_code(TERN_REASON_UNKNOWN_RECIPIENT), "message",
-			                 "a recipient is not a member node of the federation");
+			return tern_api_refusal(
+			    TERN_REASON_UNKNOWN_RECIPIENT,
+			    "recipient %s is not a member node of the federation", rc);
 		if (!tern_workflow_recipient_ok(r->t, m->roles)) {
 			/* Built apart: a json_pack that failed would be NULL, which
 			 * here means "go on". */

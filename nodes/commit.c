@@ -181,6 +181,10 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	}
 	for (size_t i = 0; i < b->nacks; i++) {
 		rc = node_store_inbox_ack(txn, n->store, b->acks[i].msgid);
+		/* Acknowledging again (a retry, or twice in this batch) succeeds
+		 * and changes nothing, so it records nothing either. */
+		if (rc == TERN_EEXIST)
+			continue;
 		if (rc != TERN_OK && rc != TERN_ENOENT)
 			return rc;
 		if ((rc = node_audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__OPERATOR,

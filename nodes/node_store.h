@@ -159,6 +159,8 @@ int node_store_received(MDB_txn *txn, tern_store *s, const char *msgid, json_t *
 /* The envelope bytes of a received message (copied; free them). */
 int node_store_received_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
                                  size_t *len);
+/* Takes msgid out of the inbox. TERN_EEXIST when it was acknowledged before
+ * (nothing changes), TERN_ENOENT when it is not a message accepted here. */
 int node_store_inbox_ack(MDB_txn *txn, tern_store *s, const char *msgid);
 /* Unacknowledged inbox entries in arrival order: fn(msgid, arg), stop on non-zero. */
 int node_store_inbox_scan(MDB_txn *txn, tern_store *s, int (*fn)(const char *msgid, void *arg),

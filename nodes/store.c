@@ -348,6 +348,37 @@ static void set_reason(json_t *obj, const char *code, const char *text)
 	json_object_set_new(obj, "reason_text", json_string(text ? text : ""));
 }
 
+/* The message's reason follows its recipients': it is kept while a recipient
+ * not delivered to still carries it, else taken from the first that carries
+ * one (rejected before expired, as overall_state ranks them), else cleared.
+ * A verdict a later one replaced (expired, then delivered after tern dlq
+ * retry) must not go on being shown. */
+static void message_reason(json_t *rec)
+{
+	const char *cur = json_string_value(json_object_get(rec, "reason_code")) ?: "";
+	const char *key;
+	json_t *r, *pick = NULL;
+
+	json_object_foreach(json_object_get(rec, "recipients"), key, r)
+	{
+		const char *st = json_string_value(json_object_get(r, "state")) ?: "";
+		const char *code = json_string_value(json_object_get(r, "reason_code")) ?: "";
+		if (strcmp(st, "delivered") == 0 || code[0] == 0)
+			continue;
+		if (cur[0] && strcmp(code, cur) == 0)
+			return;
+		if (pick == NULL || (strcmp(st, "rejected") == 0 &&
+		                     strcmp(json_string_value(json_object_get(pick, "state")) ?: "",
+		                            "rejected") != 0))
+			pick = r;
+	}
+	if (pick)
+		set_reason(rec, json_string_value(json_object_get(pick, "reason_code")),
+		           json_string_value(json_object_get(pick, "reason_text")));
+	else
+		set_reason(rec, NULL, NULL);
+}
+
 static int accepted_note(MDB_txn *txn, tern_store *s, const char *msgid, uint64_t n);
 
 int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int accepted,
@@ -426,9 +457,7 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 	json_object_set_new(r, "state", json_string(state));
 	json_object_set_new(r, "at", json_integer(now));
 	set_reason(r, code, text);
-	if (strcmp(state, "delivered") != 0 &&
-	    json_string_value(json_object_get(rec, "reason_code"))[0] == 0)
-		set_reason(rec, code, text);
+	message_reason(rec);
 	rc = restate(txn, s, msgid, rec);
 	json_decref(rec);
 	return rc;
@@ -552,19 +581,21 @@ int node_store_inbox_ack(MDB_txn *txn, tern_store *s, const char *msgid)
 		json_decref(rec);
 		return tern_fail(TERN_ENOENT, "%s was refused, it is not in the inbox", msgid);
 	}
-	if (!json_is_true(json_object_get(rec, "acked"))) {
-		tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "inbox_seq")));
-		k = (MDB_val){8, kb};
-		rc = mdb_del(txn, DBI(s, NS_INBOX), &k, NULL);
-		if (rc != 0 && rc != MDB_NOTFOUND) {
-			json_decref(rec);
-			return MDB(rc, "remove from inbox");
-		}
-		json_object_set_new(rec, "acked", json_true());
-		/* from when its attachments' retention runs (xfer_in.c) */
-		json_object_set_new(rec, "acked_at", json_integer((json_int_t)tern_now_ms()));
-		rc = put_json(txn, DBI(s, NS_RECEIVED), msgid, rec);
+	if (json_is_true(json_object_get(rec, "acked"))) {
+		json_decref(rec);
+		return TERN_EEXIST; /* acknowledged before: nothing changes */
 	}
+	tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "inbox_seq")));
+	k = (MDB_val){8, kb};
+	rc = mdb_del(txn, DBI(s, NS_INBOX), &k, NULL);
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		json_decref(rec);
+		return MDB(rc, "remove from inbox");
+	}
+	json_object_set_new(rec, "acked", json_true());
+	/* from when its attachments' retention runs (xfer_in.c) */
+	json_object_set_new(rec, "acked_at", json_integer((json_int_t)tern_now_ms()));
+	rc = put_json(txn, DBI(s, NS_RECEIVED), msgid, rec);
 	json_decref(rec);
 	return rc;
 }

@@ -48,6 +48,12 @@ out=$("$APIBIN" "$SOCK" garbage)
 [[ $(field error <<<"$out") == malformed ]] || fail "garbage: $out"
 out=$(referral_json BIN-4 | "$APIBIN" "$SOCK" send unknown-node)
 [[ $(field error <<<"$out") == unknown-recipient ]] || fail "an unknown recipient: $out"
+[[ $(field message <<<"$out") == *"unknown-node"* ]] || fail "the unknown-recipient refusal does not name the recipient: $out"
+# Of several recipients, the refusal names the one the directory lacks.
+rc=0
+"$TERN" example case-update | "$TERN" send -c "$(conf unhcr)" --to sweden,nowhere case-update - >"$WORK/unknown.out" 2>&1 || rc=$?
+[[ $rc -ne 0 ]] && grep -q "unknown-recipient" "$WORK/unknown.out" || { cat "$WORK/unknown.out"; fail "a send to sweden,nowhere was not refused unknown-recipient"; }
+grep -q "nowhere" "$WORK/unknown.out" || { cat "$WORK/unknown.out"; fail "the unknown-recipient refusal does not name nowhere"; }
 out=$(referral_json BIN-6 | "$APIBIN" "$SOCK" nobody sweden)
 [[ $(field error <<<"$out") == invalid-body ]] || fail "no body: $out"
 out=$(referral_json BIN-7 | "$APIBIN" "$SOCK" nulto sweden)

@@ -11,9 +11,19 @@ for n in unhcr sweden iom portugal broker; do
   c="$fed/$n/node.conf"; [[ $n == broker ]] && c="$fed/broker/broker.conf"
   "$TERN" audit export -c "$c" --out "$WORK/$n.tern-audit" >/dev/null
 done
-"$TERN" audit verify "$WORK"/{unhcr,sweden,iom,portugal,broker}.tern-audit 2>"$WORK/verify.log" ||
-  { cat "$WORK/verify.log"; fail "clean archives do not verify"; }
-[[ $(grep -c ": ok:" "$WORK/verify.log") -eq 5 ]] || fail "not all five archives verified"
+# The result, clean or not, goes to stdout; stderr is for not being able to run.
+"$TERN" audit verify "$WORK"/{unhcr,sweden,iom,portugal,broker}.tern-audit >"$WORK/verify.out" 2>"$WORK/verify.err" ||
+  { cat "$WORK/verify.out" "$WORK/verify.err"; fail "clean archives do not verify"; }
+[[ $(grep -c ": ok:" "$WORK/verify.out") -eq 5 ]] || { cat "$WORK/verify.out"; fail "not all five archives verified on stdout"; }
+[[ -s "$WORK/verify.err" ]] && { cat "$WORK/verify.err"; fail "a clean verify wrote to stderr"; }
+
+say "an archive verify cannot read: said on stderr, exit 3; the others' results on stdout"
+rc=0
+"$TERN" audit verify "$WORK/unhcr.tern-audit" "$WORK/missing.tern-audit" >"$WORK/missing.out" 2>"$WORK/missing.err" || rc=$?
+[[ $rc -eq 3 ]] || { cat "$WORK/missing.out" "$WORK/missing.err"; fail "verify with an unreadable archive exited $rc, not 3"; }
+grep -q "missing.tern-audit: cannot read" "$WORK/missing.err" || { cat "$WORK/missing.err"; fail "no error on stderr for the unreadable archive"; }
+grep -q "missing.tern-audit" "$WORK/missing.out" && { cat "$WORK/missing.out"; fail "the read error went to stdout as a finding"; }
+grep -q "unhcr.tern-audit: ok:" "$WORK/missing.out" || { cat "$WORK/missing.out"; fail "the readable archive's result is not on stdout"; }
 
 say "replay shows the demo case's full timeline, with no finding"
 "$TERN" audit replay "$WORK"/{unhcr,sweden,iom,portugal,broker}.tern-audit >"$WORK/replay.txt" ||
@@ -39,11 +49,12 @@ say "a deleted, inserted or reordered entry is detected"
 for op in delete insert swap; do
   for idx in 0 3; do
     "$BIN/tern-archive-edit" "$WORK/sweden.tern-audit" "$WORK/edited" "$op" "$idx"
-    if "$TERN" audit verify "$WORK/edited" >"$WORK/edited.out" 2>&1; then
-      fail "$op of entry $idx went undetected"
-    fi
+    rc=0
+    "$TERN" audit verify "$WORK/edited" >"$WORK/edited.out" 2>"$WORK/edited.err" || rc=$?
+    [[ $rc -eq 1 ]] || { cat "$WORK/edited.out" "$WORK/edited.err"; fail "$op of entry $idx: exit $rc, not 1 (findings)"; }
     grep -q "do not hash to its root\|not covered by a signature\|covers" "$WORK/edited.out" ||
-      { cat "$WORK/edited.out"; fail "$op of entry $idx: no finding about the entries"; }
+      { cat "$WORK/edited.out"; fail "$op of entry $idx: no finding about the entries on stdout"; }
+    [[ -s "$WORK/edited.err" ]] && { cat "$WORK/edited.err"; fail "$op of entry $idx: findings on stderr"; }
   done
 done
 

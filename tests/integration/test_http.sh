@@ -42,6 +42,10 @@ api sweden "$SWEDEN_API" POST /v1/inbox/next "$WORK/wait.json" >"$WORK/next.out"
 api sweden "$SWEDEN_API" POST "/v1/inbox/$id/ack" >"$WORK/ack.out"
 [[ $(tail -1 "$WORK/ack.out") == 200 ]] || { cat "$WORK/ack.out"; fail "ack did not answer 200"; }
 api sweden "$SWEDEN_API" GET /v1/inbox | grep -q "$id" && fail "the acknowledged message is still in the inbox"
+# Again (a client retrying): still 200, a no-op (no second audit entry:
+# test_node_deliver's test_ack_twice).
+api sweden "$SWEDEN_API" POST "/v1/inbox/$id/ack" >"$WORK/ack2.out"
+[[ $(tail -1 "$WORK/ack2.out") == 200 ]] || { cat "$WORK/ack2.out"; fail "a second ack did not answer 200"; }
 
 say "a client waiting on an empty inbox does not hold up another"
 echo '{"waitMs": 3000}' >"$WORK/wait3.json"

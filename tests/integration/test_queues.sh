@@ -42,6 +42,9 @@ say "a message that expires is dead-lettered; retry queues it again, audited"
 dead=$(referral_json DEAD-1 | "$TERN" send -c "$(conf unhcr)" --to portugal --ttl 1 case-referral -)
 in_dlq() { "$TERN" dlq -c "$BCONF" list --json | grep -q "$dead"; }
 wait_for 20 "the message to expire into the dead-letter queue" in_dlq
+# The broker's counter of dead letters counts it, by its reason.
+metric() { curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" | grep -q "^$1\$"; }
+wait_for 5 "the expired dead letter counted" metric 'tern_broker_dead_letters_total{reason="expired"} 1'
 "$TERN" dlq -c "$BCONF" retry "$dead" | grep -q "requeued $dead" || fail "dlq retry did not say so"
 in_dlq && fail "the retried message is still dead-lettered"
 "$TERN" queue show -c "$BCONF" portugal --json | grep -q "\"message_id\": \"$dead\"" ||
@@ -61,6 +64,17 @@ grep -q "read-only view" "$WORK/show-ro.txt" || fail "queue show: no read-only v
 grep -q "read-only view" "$WORK/dlq-ro.txt" || fail "dlq list: no read-only view"
 if "$TERN" dlq -c "$BCONF" retry "$dead" 2>"$WORK/retry.err"; then fail "dlq retry without the broker succeeded"; fi
 grep -q "needs it" "$WORK/retry.err" || fail "dlq retry without the broker: no clear error"
+# peers: the directory's members, none connected, the read-only view said on stderr.
+"$TERN" peers -c "$BCONF" >"$WORK/peers-ro.txt" 2>"$WORK/peers-ro.err" ||
+  { cat "$WORK/peers-ro.err"; fail "peers without the broker failed"; }
+grep -q "not running.*read-only" "$WORK/peers-ro.err" || { cat "$WORK/peers-ro.err"; fail "peers does not say on stderr that its view is read-only"; }
+grep -qE "^unhcr +no +- +- +[0-9]{4}-[0-9]{2}-[0-9]{2} " "$WORK/peers-ro.txt" || { cat "$WORK/peers-ro.txt"; fail "peers (read-only) does not list unhcr, not connected, with its certificate's expiry"; }
+grep -qE "^sweden +no " "$WORK/peers-ro.txt" || { cat "$WORK/peers-ro.txt"; fail "peers (read-only) does not list sweden"; }
+"$TERN" peers -c "$BCONF" --json >"$WORK/peers-ro.json" 2>/dev/null
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); p={x["id"]: x for x in d["peers"]}
+sys.exit(0 if d["source"]=="directory" and {"unhcr","sweden","iom","portugal"} <= set(p) and "broker" not in p
+         and not any(x["connected"] for x in p.values()) else 1)' "$WORK/peers-ro.json" ||
+  { cat "$WORK/peers-ro.json"; fail "peers --json (read-only) is not the directory's members, none connected"; }
 "$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
 grep -qa "dlq-retry" "$WORK/broker.tern-audit" || fail "the retry is not in the broker's audit log"
 
@@ -73,12 +87,27 @@ first=$(grep -m1 -o '[0-9a-f]\{8\}-[0-9a-f-]\{27\}' "$WORK/show.txt")
 "$TERN" status -c "$(conf unhcr)" "$first" >"$WORK/status.txt"
 golden status-delivered.txt "$WORK/status.txt"
 
+say "the retried message reaches portugal: its status no longer says expired"
+start portugal
+wait_for 60 "the retried message to be delivered" state_is unhcr "$dead" delivered
+"$TERN" status -c "$(conf unhcr)" "$dead" >"$WORK/status-retried.txt"
+golden status-delivered-retried.txt "$WORK/status-retried.txt"
+"$TERN" status -c "$(conf unhcr)" --json "$dead" >"$WORK/status-retried.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+sys.exit(0 if d["reason_code"]=="" and all(r["reason_code"]=="" for r in d["recipients"]) else 1)' \
+  "$WORK/status-retried.json" || { cat "$WORK/status-retried.json"; fail "a delivered message still carries a reason"; }
+
 say "a node's queues, live and (stopped) read-only"
 "$TERN" queues -c "$(conf unhcr)" >"$WORK/node-live.txt"
-grep -q "running, connected" "$WORK/node-live.txt" || { cat "$WORK/node-live.txt"; fail "unhcr's live view"; }
+grep -q "^node unhcr: running, connected" "$WORK/node-live.txt" || { cat "$WORK/node-live.txt"; fail "unhcr's live view does not name unhcr"; }
+"$TERN" queues -c "$(conf unhcr)" --json >"$WORK/node-live.json"
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
+sys.exit(0 if d["source"]=="daemon" and d["node_id"]=="unhcr" else 1)' "$WORK/node-live.json" ||
+  { cat "$WORK/node-live.json"; fail "unhcr's live JSON view does not name unhcr"; }
 stop unhcr
 "$TERN" queues -c "$(conf unhcr)" --json >"$WORK/node-ro.json"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
-sys.exit(0 if d["source"]=="store" and d["counts"]["outbox"]["delivered"]==50 else 1)' "$WORK/node-ro.json" ||
-  { cat "$WORK/node-ro.json"; fail "unhcr's read-only view does not show 50 delivered"; }
+sys.exit(0 if d["source"]=="store" and d["counts"]["outbox"]["delivered"]==51 else 1)' "$WORK/node-ro.json" ||
+  { cat "$WORK/node-ro.json"; fail "unhcr's read-only view does not show 51 delivered (50 and the retried one)"; }
+grep -q '"node_id": "unhcr"' "$WORK/node-ro.json" || fail "unhcr's read-only view does not name unhcr"
 echo "it test_queues: ok"

@@ -110,6 +110,9 @@ wait_for 20 "both to be rejected recipient-removed at unhcr" removed
 sleep 2
 grep -q "received ${pids[1]} " "$WORK/portugal.log" && fail "the referral queued behind the one in flight reached removed portugal"
 grep -q "closed the session of portugal (removed)" "$WORK/broker.log" || fail "the broker did not close portugal's session"
+# Counted under their own reason, not as revocations.
+wait_for 5 "the removed dead letters counted" metric 'tern_broker_dead_letters_total{reason="recipient-removed"} 2'
+wait_for 5 "the revoked dead letters still 3" metric 'tern_broker_dead_letters_total{reason="recipient-revoked"} 3'
 
 say "a good message still arrives"
 ok=$(referral_json REVOKE-2 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
@@ -117,6 +120,10 @@ wait_for 20 "a message to sweden to arrive" state_is unhcr "$ok" delivered
 
 stop sweden
 stop broker
+say "with the broker down, peers reads the directory: iom revoked, portugal gone"
+"$TERN" peers -c "$BCONF" >"$WORK/peers-ro.txt" 2>/dev/null || fail "peers without the broker failed"
+grep -qE "^iom +no .*\(REVOKED\)" "$WORK/peers-ro.txt" || { cat "$WORK/peers-ro.txt"; fail "peers (read-only) does not show iom revoked"; }
+grep -q "^portugal " "$WORK/peers-ro.txt" && { cat "$WORK/peers-ro.txt"; fail "peers (read-only) lists removed portugal"; }
 "$TERN" audit export -c "$BCONF" --out "$WORK/broker.tern-audit" >/dev/null
 "$TERN" audit export -c "$(conf sweden)" --out "$WORK/sweden.tern-audit" >/dev/null
 for a in broker sweden; do

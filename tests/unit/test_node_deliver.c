@@ -825,6 +825,71 @@ static void test_deliver_commit(void **state)
 	free(env);
 }
 
+static uint64_t audit_size(node *n)
+{
+	MDB_txn *txn;
+	uint64_t size = 0;
+	tern_hash root;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(tern_audit_head(txn, &n->audit, &size, root), TERN_OK);
+	mdb_txn_abort(txn);
+	return size;
+}
+
+/* An acknowledgement as the API parks it for the commit (no client). */
+static void ack(node *n, const char *msgid)
+{
+	assert_true(n->batch.nacks < MAX_CLIENTS);
+	snprintf(n->batch.acks[n->batch.nacks].msgid, 37, "%s", msgid);
+	n->batch.acks[n->batch.nacks++].client = -1;
+}
+
+/* Acknowledging is idempotent: the first acknowledgement of a message takes
+ * it out of the inbox with one audit entry; another, in a later batch or in
+ * the same one, succeeds and records nothing. */
+static void test_ack_twice(void **state)
+{
+	char id[37], id2[37];
+	size_t len, len2;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	uint8_t *env2 =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len2, id2, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	uint64_t before;
+	json_t *rec;
+
+	(void)state;
+	deliver(n, 1, env, len);
+	deliver(n, 2, env2, len2);
+	node_batch_commit(n);
+
+	before = audit_size(n);
+	ack(n, id);
+	node_batch_commit(n);
+	assert_int_equal(audit_size(n), before + 1);
+	rec = received(id);
+	assert_true(json_is_true(json_object_get(rec, "acked")));
+	json_decref(rec);
+
+	ack(n, id);
+	node_batch_commit(n);
+	assert_int_equal(audit_size(n), before + 1);
+
+	ack(n, id2);
+	ack(n, id2);
+	node_batch_commit(n);
+	assert_int_equal(audit_size(n), before + 2);
+	rec = received(id2);
+	assert_true(json_is_true(json_object_get(rec, "acked")));
+	json_decref(rec);
+
+	node_free(n);
+	free(env2);
+	free(env);
+}
+
 /* Receipts and dead-letter notices move a sent message's recipients to
  * their final states; no receipt is ever owed for either. */
 /* A travel confirmation that comes before the decision it cites is held:
@@ -1266,6 +1331,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_judge_body, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),

@@ -103,6 +103,20 @@ static const char *state_of(const char *msgid, const char *node)
 	return buf;
 }
 
+static const char *reason_of(const char *msgid)
+{
+	static char buf[64];
+	MDB_txn *txn;
+	json_t *rec = NULL;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_sent_get(txn, st, msgid, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	snprintf(buf, sizeof(buf), "%s", json_string_value(json_object_get(rec, "reason_code")));
+	json_decref(rec);
+	return buf;
+}
+
 static int count_visit(uint64_t seq, const char *msgid, const uint8_t *env, size_t len, void *arg)
 {
 	(void)seq;
@@ -154,6 +168,41 @@ static void test_states(void **state)
 	node_store_outbox_scan(txn, st, 0, count_visit, order);
 	mdb_txn_abort(txn);
 	assert_string_equal(order, ""); /* answered entries leave the outbox */
+}
+
+/* The message's reason is one a recipient still carries: expired for sweden,
+ * then delivered there after the broker's dlq retry, it is no longer shown
+ * as expired; a rejection by iom that came after is shown until it too is
+ * replaced. */
+static void test_reason_follows_recipients(void **state)
+{
+	(void)state;
+	run((struct op){.fn = do_enqueue, .msgid = ID3});
+	run((struct op){.fn = do_submitted, .msgid = ID3, .accepted = 1, .code = ""});
+	run((struct op){.fn = do_rstate,
+	                .msgid = ID3,
+	                .node = "sweden",
+	                .state = "expired",
+	                .code = "expired",
+	                .notice = 1});
+	assert_string_equal(state_of(ID3, NULL), "expired");
+	assert_string_equal(reason_of(ID3), "expired");
+	run((struct op){.fn = do_rstate,
+	                .msgid = ID3,
+	                .node = "iom",
+	                .state = "rejected",
+	                .code = "invalid-body"});
+	assert_string_equal(state_of(ID3, NULL), "rejected");
+	assert_string_equal(reason_of(ID3), "expired"); /* the first reason stays */
+
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID3, .node = "sweden", .state = "delivered", .code = ""});
+	assert_string_equal(state_of(ID3, "sweden"), "delivered");
+	assert_string_equal(reason_of(ID3), "invalid-body");
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID3, .node = "iom", .state = "delivered", .code = ""});
+	assert_string_equal(state_of(ID3, NULL), "delivered");
+	assert_string_equal(reason_of(ID3), "");
 }
 
 static json_int_t count_of(const char *state_name)
@@ -530,6 +579,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reason_follows_recipients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
