@@ -135,8 +135,9 @@ static int node_store_view(const tern_config *cfg, json_t **out)
 	if ((rc = node_store_open(tern_config_get(cfg, "node", "data_dir"), 1, &s)) == TERN_OK &&
 	    (rc = tern_store_read_begin(s, &txn)) == TERN_OK &&
 	    (rc = node_store_counts(txn, s, &counts)) == TERN_OK)
-		*out = json_pack("{s:s, s:s, s:o}", "source", "store", "node_id",
-		                 tern_config_get(cfg, "node", "id"), "counts", counts);
+		*out = json_pack("{s:s, s:s, s:O?, s:o}", "source", "store", "node_id",
+		                 tern_config_get(cfg, "node", "id"), "webhooks",
+		                 json_object_get(counts, "webhooks"), "counts", counts);
 	if (txn)
 		mdb_txn_abort(txn);
 	tern_store_close(&s);
@@ -170,11 +171,12 @@ static int node_queues(const char *conf, int json)
 		/* The same shape as the read-only view. node_id is the answer's
 		 * JSON string, so it is packed with O: s would read the json_t as
 		 * a char * and print its type tag (\u0002). */
-		json_t *live = json_pack("{s:s, s:O, s:O, s:{s:O, s:O}}", "source", "daemon",
+		json_t *live = json_pack("{s:s, s:O, s:O, s:{s:O, s:O}, s:O?}", "source", "daemon",
 		                         "node_id", json_object_get(resp, "node_id"), "connected",
 		                         json_object_get(resp, "connected"), "counts", "outbox",
 		                         json_object_get(resp, "outbox"), "inbox",
-		                         json_object_get(resp, "inbox"));
+		                         json_object_get(resp, "inbox"), "webhooks",
+		                         json_object_get(resp, "webhooks"));
 		json_decref(resp);
 		resp = live;
 	}
@@ -195,6 +197,9 @@ static int node_queues(const char *conf, int json)
 		    printf("  %-12s %lld\n", k, (long long)json_integer_value(v));
 		printf("inbox (not acknowledged) %lld\n",
 		       (long long)json_integer_value(json_object_get(counts, "inbox")));
+		printf("webhook pushes pending %lld\n",
+		       (long long)json_integer_value(
+		           json_object_get(json_object_get(resp, "webhooks"), "pending")));
 	}
 	ret = CLI_OK;
 out:

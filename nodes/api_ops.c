@@ -219,12 +219,13 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 	} else if (strcmp(op, "node.info") == 0) {
 		json_t *counts = NULL;
 		node_store_counts(txn, n->store, &counts);
-		res = json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?, s:{s:o, s:o}}", "ok", 1,
-		                "node_id", n->id.id, "broker_id", n->broker->node_id, "connected",
-		                n->connected, "outbox", json_object_get(counts, "outbox"), "inbox",
-		                json_object_get(counts, "inbox"), "held",
-		                json_object_get(counts, "held"), "transfers", "out",
-		                node_xout_status(n), "in", node_xin_status(n));
+		res = json_pack(
+		    "{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?, s:O?, s:{s:o, s:o}}", "ok", 1,
+		    "node_id", n->id.id, "broker_id", n->broker->node_id, "connected", n->connected,
+		    "outbox", json_object_get(counts, "outbox"), "inbox",
+		    json_object_get(counts, "inbox"), "held", json_object_get(counts, "held"),
+		    "webhooks", json_object_get(counts, "webhooks"), "transfers", "out",
+		    node_xout_status(n), "in", node_xin_status(n));
 		json_decref(counts);
 	}
 out:

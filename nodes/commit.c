@@ -17,6 +17,7 @@
 #include <tern/log.h>
 
 #include "node_int.h"
+#include "util.h"
 
 int node_audit(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const char *msgid,
                const char *peer, const char *case_id, const char *type, const uint8_t *env,
@@ -66,11 +67,96 @@ int node_audit_att(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const
 	return tern_audit_append(txn, &n->audit, &e);
 }
 
+/* A sent message's state as the store has it now ("" if none). */
+static void sent_state(node *n, MDB_txn *txn, const char *msgid, char out[16])
+{
+	json_t *rec = NULL;
+
+	out[0] = 0;
+	if (node_store_sent_get(txn, n->store, msgid, &rec) == TERN_OK)
+		snprintf(out, 16, "%s", json_string_value(json_object_get(rec, "state")) ?: "");
+	json_decref(rec);
+}
+
+/* The webhook push of a sent message that has just reached its final state
+ * (it was `before`): ids, type, states and reason codes. */
+static int push_if_final(node *n, MDB_txn *txn, const char *msgid, const char *before)
+{
+	json_t *rec = NULL, *data, *rcpts, *v;
+	const char *state, *k;
+	int rc;
+
+	if (node_store_sent_get(txn, n->store, msgid, &rec) != TERN_OK)
+		return TERN_OK;
+	state = json_string_value(json_object_get(rec, "state")) ?: "";
+	if (strcmp(state, before) == 0 ||
+	    (strcmp(state, "delivered") && strcmp(state, "rejected") && strcmp(state, "expired")) ||
+	    strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "receipt") == 0) {
+		json_decref(rec);
+		return TERN_OK;
+	}
+	rcpts = json_array();
+	json_object_foreach(json_object_get(rec, "recipients"), k, v)
+	{
+		json_array_append_new(rcpts, json_pack("{s:s, s:O?, s:O?}", "nodeId", k, "state",
+		                                       json_object_get(v, "state"), "reasonCode",
+		                                       json_object_get(v, "reason_code")));
+	}
+	data = json_pack("{s:s, s:O?, s:O?, s:s, s:O?, s:o}", "messageId", msgid, "caseId",
+	                 json_object_get(rec, "case_id"), "type", json_object_get(rec, "type"),
+	                 "state", state, "reasonCode", json_object_get(rec, "reason_code"),
+	                 "recipients", rcpts);
+	rc = data ? node_push_add(txn, n->store, NODE_PUSH_FINAL, msgid, data, n->batch.now)
+	          : TERN_ENOMEM;
+	json_decref(data);
+	json_decref(rec);
+	n->batch.pushes_added |= rc == TERN_OK;
+	return rc;
+}
+
+static int push_received(node *n, MDB_txn *txn, const struct din *d)
+{
+	char at[TERN_RFC3339_LEN];
+	json_t *data;
+	int rc;
+
+	tern_time_rfc3339(n->batch.now, at);
+	data = json_pack("{s:s, s:s, s:s, s:s, s:s}", "messageId", d->msgid, "caseId", d->case_id,
+	                 "type", d->type, "sender", d->sender, "receivedAt", at);
+	rc = data ? node_push_add(txn, n->store, NODE_PUSH_RECEIVED, d->msgid, data, n->batch.now)
+	          : TERN_ENOMEM;
+	json_decref(data);
+	n->batch.pushes_added |= rc == TERN_OK;
+	return rc;
+}
+
+void node_pushes_take(node *n)
+{
+	struct batch *b = &n->batch;
+	uint64_t seqs[256];
+	size_t k;
+
+	while ((k = node_webhook_done(n->hook, seqs, 256)) > 0)
+		for (size_t i = 0; i < k; i++) {
+			/* Out of memory: left in the store, posted again after a
+			 * restart, which receivers drop as a repeat. */
+			if (TERN_GROW(b->pushes_done, b->npushes_done, b->cappushes_done) !=
+			    TERN_OK)
+				return;
+			b->pushes_done[b->npushes_done++] = seqs[i];
+		}
+}
+
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	node *n = arg;
 	struct batch *b = &n->batch;
+	char before[16] = "";
 	int rc;
+
+	for (size_t i = 0; i < b->npushes_done; i++)
+		if ((rc = node_push_del(txn, n->store, b->pushes_done[i])) != TERN_OK)
+			return rc;
 
 	for (size_t i = 0; i < b->nouts; i++) {
 		struct out *o = &b->outs[i];
@@ -103,8 +189,13 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	}
 	for (size_t i = 0; i < b->nresults; i++) {
 		struct result *r = &b->results[i];
+		if (n->hook && !r->accepted)
+			sent_state(n, txn, r->msgid, before);
 		if ((rc = node_store_submitted(txn, n->store, r->msgid, r->accepted, r->n, r->code,
 		                               r->text, b->now)) != TERN_OK)
+			return rc;
+		if (n->hook && !r->accepted &&
+		    (rc = push_if_final(n, txn, r->msgid, before)) != TERN_OK)
 			return rc;
 	}
 	for (size_t i = 0; i < b->ndins; i++) {
@@ -131,6 +222,9 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			             d->code,  d->text};
 			if ((rc = node_store_receive(txn, n->store, &m, b->now)) != TERN_OK)
 				return rc;
+			if (n->hook && d->kind == DIN_ACCEPT &&
+			    (rc = push_received(n, txn, d)) != TERN_OK)
+				return rc;
 			rc = node_audit_att(n, txn,
 			                    d->kind == DIN_ACCEPT
 			                        ? TERN__V1__AUDIT_ENTRY__KIND__RECEIVED
@@ -147,12 +241,17 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if (rc != TERN_OK)
 				return rc;
 		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
+			if (n->hook)
+				sent_state(n, txn, d->target, before);
 			rc = node_store_recipient_state(txn, n->store, d->target, d->node, d->state,
 			                                d->code, d->text, d->kind == DIN_NOTICE,
 			                                b->now);
 			if (rc == TERN_EEXIST)
 				continue; /* the same verdict delivered again: no new event */
 			if (rc != TERN_OK && rc != TERN_ENOENT)
+				return rc;
+			if (n->hook && rc == TERN_OK &&
+			    (rc = push_if_final(n, txn, d->target, before)) != TERN_OK)
 				return rc;
 			rc = node_audit(
 			    n, txn,
@@ -224,6 +323,8 @@ void node_batch_reset(node *n)
 	}
 	json_decref(b->wf);
 	b->wf = NULL;
+	b->npushes_done = 0;
+	b->pushes_added = 0;
 	b->nouts = b->ndins = b->nresults = b->nacks = 0;
 	b->delivered = 0;
 	b->checkpoint = 0;
@@ -280,7 +381,7 @@ int node_batch_due(const node *n, int64_t now, int *wait_ms)
 	const struct batch *b = &n->batch;
 	int64_t left;
 
-	if (b->nouts || b->ndins || b->nacks || b->checkpoint || b->delivered)
+	if (b->nouts || b->ndins || b->nacks || b->checkpoint || b->delivered || b->npushes_done)
 		return 1;
 	if (b->nresults == 0)
 		return 0;
@@ -298,7 +399,7 @@ void node_batch_commit(node *n)
 	int rc;
 
 	if (b->nouts == 0 && b->ndins == 0 && b->nresults == 0 && b->nacks == 0 &&
-	    b->delivered <= n->delivered && !b->checkpoint) {
+	    b->npushes_done == 0 && b->delivered <= n->delivered && !b->checkpoint) {
 		if (b->delivered && b->delivered == n->delivered)
 			goto ack; /* only redeliveries: acknowledge again */
 		return;
@@ -327,6 +428,8 @@ void node_batch_commit(node *n)
 		node_batch_reset(n);
 		return;
 	}
+	if (b->pushes_added)
+		node_webhook_kick(n->hook);
 	node_held_committed(n);
 	node_xout_committed(n);
 	node_xin_committed(n);

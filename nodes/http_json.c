@@ -18,6 +18,7 @@
 #include <tern/reason.h>
 
 #include "http_int.h"
+#include "util.h"
 
 /* "reason_code" and "at-broker" to "reasonCode" and "atBroker". */
 static void camel(const char *in, char *out, size_t cap)
@@ -48,15 +49,9 @@ static int is_time_key(const char *key)
 /* Epoch milliseconds as RFC 3339 UTC with milliseconds; NULL if out of range. */
 static json_t *rfc3339(int64_t ms)
 {
-	char buf[64];
-	struct tm tm;
-	time_t t = (time_t)(ms / 1000);
+	char buf[TERN_RFC3339_LEN];
 
-	if (ms < 0 || gmtime_r(&t, &tm) == NULL)
-		return NULL;
-	snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-	         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-	return json_string(buf);
+	return tern_time_rfc3339(ms, buf) == TERN_OK ? json_string(buf) : NULL;
 }
 
 /* "CASE_REFERRAL" (a header's enum name) to "case-referral". */

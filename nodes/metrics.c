@@ -41,6 +41,26 @@ void node_publish_metrics(node *n)
 	tern_prom_family(&p, "tern_node_held_messages", "gauge",
 	                 "delivered messages held, unjudged, until the message they cite arrives");
 	tern_prom_sample(&p, "tern_node_held_messages", NULL, (double)node_held_count(n));
+	if (n->hook) {
+		/* The pushes waiting for the agency's system, and the attempts
+		 * (docs/api.md, "Webhooks"). */
+		uint64_t pending = 0, ok = 0, failed = 0;
+		MDB_txn *rtxn;
+		if (tern_store_read_begin(n->store, &rtxn) == TERN_OK) {
+			node_push_count(rtxn, n->store, &pending);
+			mdb_txn_abort(rtxn);
+		}
+		node_webhook_counts(n->hook, &ok, &failed);
+		tern_prom_family(&p, "tern_node_webhook_pending", "gauge",
+		                 "webhook pushes not yet taken by the agency's system");
+		tern_prom_sample(&p, "tern_node_webhook_pending", NULL, (double)pending);
+		tern_prom_family(&p, "tern_node_webhook_attempts_total", "counter",
+		                 "webhook posts since the start, by result");
+		tern_prom_sample(&p, "tern_node_webhook_attempts_total", "result=\"delivered\"",
+		                 (double)ok);
+		tern_prom_sample(&p, "tern_node_webhook_attempts_total", "result=\"failed\"",
+		                 (double)failed);
+	}
 	{
 		/* What attachments still have to move, each way (docs/attachments.md). */
 		json_t *out = node_xout_status(n), *in = node_xin_status(n), *xv;

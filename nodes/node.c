@@ -47,6 +47,7 @@ static void reload(node *n)
 }
 
 static int start_http(node *n);
+static int start_webhook(node *n);
 
 /* A DEALER to the broker with this node's CURVE keys: the main connection,
  * and the bulk lane's (wire.proto, BulkHello), which are alike. */
@@ -178,7 +179,7 @@ int node_open(const char *conf, node **out)
 		fprintf(stderr, "tern-node: %s\n", tern_errdetail());
 		goto fail;
 	}
-	if ((rc = start_http(n)) != TERN_OK)
+	if ((rc = start_http(n)) != TERN_OK || (rc = start_webhook(n)) != TERN_OK)
 		goto fail;
 	*out = n;
 	return TERN_OK;
@@ -217,6 +218,31 @@ static int start_http(node *n)
 	return rc;
 }
 
+/* The pusher of [webhook] url, unless it is off (webhook.h). */
+static int start_webhook(node *n)
+{
+	const char *url = tern_config_get(n->id.cfg, "webhook", "url");
+	uint8_t *key = NULL;
+	size_t klen = 0;
+	int rc;
+
+	if (strcmp(url, "off") == 0)
+		return TERN_OK;
+	if ((rc =
+	         tern_webhook_secret_load(url, tern_config_get(n->id.cfg, "webhook", "secret_file"),
+	                                  &key, &klen)) == TERN_OK)
+		rc = node_webhook_start(
+		    url, key, klen, tern_config_get_int(n->id.cfg, "webhook", "max_backoff") * 1000,
+		    n->store, &n->hook);
+	if (key) {
+		sodium_memzero(key, klen);
+		free(key);
+	}
+	if (rc != TERN_OK)
+		fprintf(stderr, "tern-node: %s\n", tern_errdetail());
+	return rc;
+}
+
 void node_close(node **np)
 {
 	node *n;
@@ -225,7 +251,11 @@ void node_close(node **np)
 		return;
 	node_xseal_stop(n);
 	tern_syncer_free(&n->xsync); /* a sync under way ends; it was not counted */
+	/* Before the store closes: the pusher reads it. What it delivered and
+	 * the loop did not delete yet is posted again at the next start. */
+	node_webhook_stop(&n->hook);
 	node_batch_reset(n);
+	free(n->batch.pushes_done);
 	free(n->batch.outs);
 	free(n->batch.dins);
 	free(n->batch.results);
@@ -265,7 +295,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	while (!*stop) {
 		/* The API's sockets are polled with the broker's: no client can hold
 		 * the loop (api_server.h). */
-		zmq_pollitem_t items[5 + API_SERVER_POLL_MAX] = {
+		zmq_pollitem_t items[6 + API_SERVER_POLL_MAX] = {
 		    {n->dealer, 0, ZMQ_POLLIN, 0},
 		    {n->monitor, 0, ZMQ_POLLIN, 0},
 		    {n->bulk, 0, ZMQ_POLLIN, 0},
@@ -274,9 +304,17 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		int64_t now;
 		int round, wait_ms = 50, rc, nitems = 4 + (int)napi;
 
+		int hook_item = -1;
+
 		/* Sends whose attachments the sealing thread finished (xfer_seal.c). */
 		if (node_xseal_fd(n) >= 0)
 			items[nitems++] = (zmq_pollitem_t){NULL, node_xseal_fd(n), ZMQ_POLLIN, 0};
+		/* Webhook pushes delivered, to delete (webhook.h). */
+		if (n->hook) {
+			hook_item = nitems;
+			items[nitems++] =
+			    (zmq_pollitem_t){NULL, node_webhook_fd(n->hook), ZMQ_POLLIN, 0};
+		}
 		(void)node_batch_due(n, tern_now_ms(), &wait_ms); /* deferred results */
 		rc = zmq_poll(items, nitems, wait_ms);
 
@@ -295,8 +333,10 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			node_on_bulk(n);
 		node_xin_flush(n); /* counts what the syncer finished (items[3]) */
 		api_server_serve(n->api, items + 4, napi, rc > 0, tern_now_ms());
-		if (rc > 0 && nitems > 4 + (int)napi && (items[nitems - 1].revents & ZMQ_POLLIN))
+		if (rc > 0 && node_xseal_fd(n) >= 0 && (items[4 + napi].revents & ZMQ_POLLIN))
 			node_xseal_done(n);
+		if (rc > 0 && hook_item >= 0 && (items[hook_item].revents & ZMQ_POLLIN))
+			node_pushes_take(n);
 		now = tern_now_ms();
 		n->batch.now = now;
 		/* Before the checkpoint below, which is to sign its entry. */

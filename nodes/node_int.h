@@ -38,6 +38,7 @@
 #include "ident.h"
 #include "node.h"
 #include "node_store.h"
+#include "webhook.h"
 
 /* The acknowledgements one commit holds: each is a parked API client. */
 #define MAX_CLIENTS API_SERVER_MAX_PARKED
@@ -145,6 +146,11 @@ struct batch {
 	 * them before the store, so that a message may follow one of the same
 	 * batch. NULL when none. */
 	json_t *wf;
+	/* Webhook pushes delivered (webhook.h), to delete; pushes_added: this
+	 * batch wrote some, so the pusher is woken after the commit. */
+	uint64_t *pushes_done;
+	size_t npushes_done, cappushes_done;
+	int pushes_added;
 };
 
 #define MAX_WITNESSES 64
@@ -214,6 +220,7 @@ struct node {
 	/* operations: /metrics and the HTTP API (NULL when off) */
 	tern_http *metrics;
 	node_http *http;
+	struct node_webhook *hook; /* NULL: [webhook] url = off */
 	int64_t next_metrics, next_expiry_check, next_http_refusals;
 	/* held.c: held deliveries by id ({ref, until}), those due to be judged
 	 * again, and [delivery] hold */
@@ -475,6 +482,9 @@ int node_xin_load(node *n);
 void node_xin_free(node *n);
 /* In the batch's write: a DIN_XFER's record (and unxfer's removal). */
 int node_xin_store(MDB_txn *txn, node *n, const struct din *d);
+/* Takes the webhook pushes the pusher delivered into the batch, whose
+ * commit deletes them (commit.c). */
+void node_pushes_take(node *n);
 /* After the commit: new transfers start, finished ones tell the broker. */
 void node_xin_committed(node *n);
 void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c);

@@ -39,6 +39,7 @@ enum {
 	NS_XLEAVES,  /* msgid NUL be32(i) -> attachment i's chunk leaf hashes (xfer_out.c) */
 	NS_XIN,      /* msgid -> {att, have, until, ...}: transfers in (xfer_in.c) */
 	NS_XINENV,   /* msgid -> the envelope of a transfer in */
+	NS_PUSHES,   /* be64(seq) -> {id, body}: webhook pushes not yet delivered (webhook.c) */
 	NS_NDB
 };
 

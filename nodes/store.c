@@ -11,13 +11,14 @@
 
 #include "node_store.h"
 #include "util.h"
+#include "webhook.h"
 
 /* accepted, held, heldenv and cases came later: a read-only view of an older
  * store has none (dbi 0). */
 static const char *const dbnames[] = {
     "meta",     "outbox",     "outenv",           "msgs",      "inbox",   "received", "inenv",
     "refs",     "clientrefs", TERN_AUDIT_DBNAMES, "?accepted", "?held",   "?heldenv", "?cases",
-    "?uploads", "?xout",      "?xleaves",         "?xin",      "?xinenv", NULL};
+    "?uploads", "?xout",      "?xleaves",         "?xin",      "?xinenv", "?pushes",  NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -861,5 +862,11 @@ int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)
 	                 "held", (json_int_t)0);
 	if (DBI(s, NS_HELD) != 0 && mdb_stat(txn, DBI(s, NS_HELD), &st) == 0)
 		json_object_set_new(*out, "held", json_integer((json_int_t)st.ms_entries));
+	{
+		uint64_t np = 0;
+		node_push_count(txn, s, &np);
+		json_object_set_new(*out, "webhooks",
+		                    json_pack("{s:I}", "pending", (json_int_t)np));
+	}
 	return TERN_OK;
 }

@@ -110,6 +110,9 @@ static const struct setting settings[] = {
 	{BOTH,   "metrics",    "port",             T_INT,      BOUNDED("0", 0, 65535),              "port on 127.0.0.1 serving /metrics (Prometheus), /healthz and /readyz; 0: off"},
 	{NODE,   "http",       "port",             T_INT,      BOUNDED("0", 0, 65535),              "port on 127.0.0.1 of the node's HTTP API (docs/api.md); 0: off"},
 	{NODE,   "http",       "token_file",       T_PATH,     DEFAULT("http.token"),               "file (mode 0600) holding the bearer token that HTTP API clients present"},
+	{NODE,   "webhook",    "url",              T_STRING,   DEFAULT("off"),                      "http:// or https:// URL the node posts each received message and each final state of a sent one to (docs/api.md, \"Webhooks\"); off: none"},
+	{NODE,   "webhook",    "secret_file",      T_PATH,     DEFAULT("webhook.secret"),           "file (mode 0600) holding the signing secret, whsec_ and base64 (Standard Webhooks)"},
+	{NODE,   "webhook",    "max_backoff",      T_DURATION, BOUNDED("60", 1, 3600),              "longest wait between attempts while the agency's system does not answer (the wait doubles from 250 ms)"},
 };
 /* clang-format on */
 

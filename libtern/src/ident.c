@@ -331,6 +331,68 @@ static void start_checks(struct report *r, const tern_config *cfg, int kind)
 		}
 		strict_setting(r, cfg, "http", "token_file", 0);
 	}
+	if (strcmp(tern_config_get(cfg, "webhook", "url"), "off") != 0) {
+		uint8_t *key = NULL;
+		size_t klen = 0;
+
+		where(cfg, "webhook", "secret_file", label, sizeof(label));
+		if (tern_webhook_secret_load(tern_config_get(cfg, "webhook", "url"),
+		                             tern_config_get(cfg, "webhook", "secret_file"), &key,
+		                             &klen) != TERN_OK)
+			report(r, TERN_ECONFIG, "%s: %s", label, tern_errdetail());
+		if (key) {
+			sodium_memzero(key, klen);
+			free(key);
+		}
+		strict_setting(r, cfg, "webhook", "secret_file", 0);
+	}
+}
+
+/* --- the webhook secret ----------------------------------------------------- */
+
+int tern_webhook_secret_load(const char *url, const char *secret_file, uint8_t **key, size_t *klen)
+{
+	uint8_t *raw = NULL, *bin = NULL;
+	size_t rl = 0, bl = 0, at = 0;
+	int rc;
+
+	*key = NULL;
+	*klen = 0;
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+		return tern_fail(TERN_ECONFIG,
+		                 "[webhook] url '%s' must start with http:// or https:// (or be "
+		                 "'off')",
+		                 url);
+	if ((rc = tern_file_read_private(secret_file, 4096, &raw, &rl)) != TERN_OK)
+		return rc;
+	/* White space around it is not part of it (a file ends in a newline). */
+	while (rl && (raw[rl - 1] == '\n' || raw[rl - 1] == '\r' || raw[rl - 1] == ' ' ||
+	              raw[rl - 1] == '\t'))
+		rl--;
+	while (at < rl && (raw[at] == ' ' || raw[at] == '\t' || raw[at] == '\n' || raw[at] == '\r'))
+		at++;
+	if (rl - at <= 6 || memcmp(raw + at, "whsec_", 6) != 0 || (bin = malloc(rl)) == NULL ||
+	    sodium_base642bin(bin, rl, (const char *)raw + at + 6, rl - at - 6, NULL, &bl, NULL,
+	                      sodium_base64_VARIANT_ORIGINAL) != 0 ||
+	    bl < 24 || bl > 64) {
+		rc = tern_fail(TERN_ECONFIG,
+		               "the secret in %s must be whsec_ and the base64 of 24 to 64 random "
+		               "bytes; make one with\n"
+		               "  (printf whsec_; head -c 32 /dev/urandom | base64) > %s && chmod "
+		               "600 %s",
+		               secret_file, secret_file, secret_file);
+		if (bin)
+			sodium_memzero(bin, rl);
+		free(bin);
+		bin = NULL;
+	}
+	sodium_memzero(raw, rl);
+	free(raw);
+	if (bin == NULL)
+		return rc ? rc : TERN_ENOMEM;
+	*key = bin;
+	*klen = bl;
+	return TERN_OK;
 }
 
 /* --- the identity ------------------------------------------------------------- */

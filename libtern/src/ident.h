@@ -59,6 +59,11 @@ int tern_ident_load_start(const char *conf, int kind, FILE *err, tern_ident *out
  * NUL. *out is malloc'd and NUL-terminated; wipe it (sodium_memzero, *len
  * bytes) before freeing it. */
 int tern_token_load(const char *path, char **out, size_t *len);
+/* The node's webhook signing key: checks url (http:// or https://) and reads
+ * secret_file as tern_token_load does, which must hold "whsec_" and the
+ * base64 of 24 to 64 bytes (Standard Webhooks). *key is malloc'd (the caller
+ * wipes and frees it). TERN_ECONFIG with what to do. */
+int tern_webhook_secret_load(const char *url, const char *secret_file, uint8_t **key, size_t *klen);
 
 /* SIGHUP: loads the federation files (CA, CRL, directory) and the rest of the
  * identity again from the same configuration file, refusing a directory or

@@ -434,3 +434,23 @@ int tern_disk_room(const char *dir, uint64_t need)
 	                 (unsigned long long)(free_bytes >> 20),
 	                 (unsigned long long)(TERN_DISK_RESERVE >> 20));
 }
+
+int tern_time_rfc3339(int64_t ms, char out[TERN_RFC3339_LEN])
+{
+	struct tm tm;
+	time_t t = (time_t)(ms / 1000);
+
+	out[0] = 0;
+	if (ms < 0 || gmtime_r(&t, &tm) == NULL || tm.tm_year + 1900 > 9999)
+		return TERN_EINVAL;
+	{
+		/* 24 characters, within out, for any year up to 9999; the wider
+		 * buffer only quiets gcc's bound on each field */
+		char tmp[96];
+		snprintf(tmp, sizeof(tmp), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+		         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		         (int)(ms % 1000));
+		snprintf(out, TERN_RFC3339_LEN, "%.*s", TERN_RFC3339_LEN - 1, tmp);
+	}
+	return TERN_OK;
+}

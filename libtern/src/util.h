@@ -65,6 +65,11 @@ int tern_disk_room(const char *dir, uint64_t need);
 int tern_path_resolve(const char *base_file, const char *rel, char **out);
 
 int64_t tern_now_ms(void);
+/* ms since the epoch as RFC 3339 UTC with milliseconds, such as
+ * "2026-12-06T12:21:09.818Z"; TERN_EINVAL for a negative or unrepresentable
+ * time. */
+#define TERN_RFC3339_LEN 32
+int tern_time_rfc3339(int64_t ms, char out[TERN_RFC3339_LEN]);
 
 /* Room for one more element of size bytes in *arr (n used of *cap): doubles
  * *cap (64 at first) when full. TERN_ENOMEM when memory runs out or the size

@@ -6,6 +6,9 @@
                                              JSON Schema 2020-12
   openapi_check.py DOC META --exchanges F    also each exchange recorded in F (JSON lines,
                                              written by http_record in tests/integration/lib.sh)
+  openapi_check.py DOC META --pushes F       also each webhook push in F (JSON lines
+                                             {"id", "event"}, as examples/webhook_receiver.py
+                                             writes them) against DOC's webhooks
   openapi_check.py DOC --table               docs/api.md's endpoint table, from DOC
 
 An exchange is described when its path and method are (else it must be a 404, a 405 with
@@ -227,7 +230,7 @@ def main(argv):
     if len(argv) >= 3 and argv[2] == "--table":
         sys.stdout.write(table(load(argv[1])))
         return 0
-    if len(argv) not in (3, 5) or (len(argv) == 5 and argv[3] != "--exchanges"):
+    if len(argv) not in (3, 5) or (len(argv) == 5 and argv[3] not in ("--exchanges", "--pushes")):
         sys.stderr.write(__doc__)
         return 2
     try:
@@ -237,7 +240,26 @@ def main(argv):
         return 1
     errs = check_document(doc, meta)
     n = 0
-    if len(argv) == 5:
+    if len(argv) == 5 and argv[3] == "--pushes":
+        by_type = {}
+        for name, item in (doc.get("webhooks") or {}).items():
+            sch = item["post"]["requestBody"]["content"]["application/json"]["schema"]
+            kind = resolve(doc, sch)["properties"]["type"]["const"]
+            by_type[kind] = sch
+        with open(argv[4], encoding="utf-8") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                n += 1
+                ev = json.loads(line)["event"]
+                sch = by_type.get(ev.get("type"))
+                if sch is None:
+                    errs.append("push %d: type %r is not among the document's webhooks" % (n, ev.get("type")))
+                    continue
+                errs += ["push %d: %s" % (n, e) for e in errors_of(doc, sch, ev)]
+        if n == 0:
+            errs.append("no push was recorded in %s" % argv[4])
+    elif len(argv) == 5:
         tpl = templates(doc)
         with open(argv[4], encoding="utf-8") as f:
             for line in f:
@@ -250,7 +272,8 @@ def main(argv):
         print("openapi: " + e)
     if errs:
         return 1
-    print("openapi: %s is valid%s" % (argv[1], ", and %d exchanges match it" % n if n else ""))
+    what = "pushes" if len(argv) == 5 and argv[3] == "--pushes" else "exchanges"
+    print("openapi: %s is valid%s" % (argv[1], ", and %d %s match it" % (n, what) if n else ""))
     return 0
 
 

@@ -1,0 +1,453 @@
+/* Webhooks (webhook.h): the pushes in the store, and the thread that posts
+ * them with libcurl, signed as Standard Webhooks says: HMAC-SHA256 over
+ * "id.timestamp.body" with the secret's bytes, in the headers webhook-id,
+ * webhook-timestamp (Unix seconds) and webhook-signature ("v1,BASE64"). */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <sodium.h>
+
+#include <tern/error.h>
+#include <tern/log.h>
+
+#include "ident.h"
+#include "node_store.h"
+#include "util.h"
+#include "webhook.h"
+
+#define DBI(s) tern_store_dbi((s), NS_PUSHES)
+#define SEQ_KEY "pushseq"
+#define FIRST_BACKOFF_MS 250
+#define POST_TIMEOUT_MS 10000
+#define IDLE_POLL_MS 1000
+
+/* --- the pushes in the store ---------------------------------------------- */
+
+int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char *msgid,
+                  const json_t *data, int64_t now_ms)
+{
+	char ts[TERN_RFC3339_LEN], id[64];
+	uint8_t kb[8];
+	uint64_t seq = 1;
+	MDB_val k = {strlen(SEQ_KEY), (void *)SEQ_KEY}, v;
+	json_t *payload, *rec;
+	char *text = NULL;
+	int rc;
+
+	if (DBI(s) == 0)
+		return tern_fail(TERN_EIO, "this store has no table of pushes");
+	rc = mdb_get(txn, tern_store_dbi(s, NS_META), &k, &v);
+	if (rc == 0 && v.mv_size == 8)
+		seq = tern_be64_get(v.mv_data) + 1;
+	else if (rc != 0 && rc != MDB_NOTFOUND)
+		return tern_store_mdb_err(rc, "read the push counter");
+	tern_be64_put(kb, seq);
+	v = (MDB_val){8, kb};
+	if ((rc = mdb_put(txn, tern_store_dbi(s, NS_META), &k, &v, 0)) != 0)
+		return tern_store_mdb_err(rc, "write the push counter");
+	tern_time_rfc3339(now_ms, ts);
+	snprintf(id, sizeof(id), "%s.%s", msgid,
+	         event == NODE_PUSH_RECEIVED ? "received" : "final");
+	payload = json_pack("{s:s, s:s, s:O}", "type",
+	                    event == NODE_PUSH_RECEIVED ? "message.received" : "message.final",
+	                    "timestamp", ts, "data", data);
+	/* The body is fixed now: every attempt posts the same bytes. */
+	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	rec = text ? json_pack("{s:s, s:s}", "id", id, "body", text) : NULL;
+	free(text);
+	json_decref(payload);
+	text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	json_decref(rec);
+	if (text == NULL)
+		return TERN_ENOMEM;
+	k = (MDB_val){8, kb};
+	v = (MDB_val){strlen(text), text};
+	rc = mdb_put(txn, DBI(s), &k, &v, MDB_APPEND);
+	free(text);
+	return rc ? tern_store_mdb_err(rc, "write a push") : TERN_OK;
+}
+
+int node_push_del(MDB_txn *txn, tern_store *s, uint64_t seq)
+{
+	uint8_t kb[8];
+	MDB_val k = {8, kb};
+	int rc;
+
+	tern_be64_put(kb, seq);
+	rc = mdb_del(txn, DBI(s), &k, NULL);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : tern_store_mdb_err(rc, "remove a push");
+}
+
+int node_push_count(MDB_txn *txn, tern_store *s, uint64_t *n)
+{
+	MDB_stat st;
+
+	*n = 0;
+	if (DBI(s) == 0)
+		return TERN_OK;
+	if (mdb_stat(txn, DBI(s), &st) != 0)
+		return TERN_EIO;
+	*n = st.ms_entries;
+	return TERN_OK;
+}
+
+/* The first push at or after seq: its seq, id and body (malloc'd). */
+static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, char **body)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	uint8_t kb[8];
+	MDB_val k = {8, kb}, v;
+	json_t *rec = NULL;
+	int rc;
+
+	*id = *body = NULL;
+	if ((rc = tern_store_read_begin(s, &txn)) != TERN_OK)
+		return rc;
+	tern_be64_put(kb, from);
+	if (mdb_cursor_open(txn, DBI(s), &c) != 0) {
+		mdb_txn_abort(txn);
+		return TERN_EIO;
+	}
+	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	if (rc == 0 && k.mv_size == 8) {
+		*seq = tern_be64_get(k.mv_data);
+		rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+	}
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	if (rc == MDB_NOTFOUND)
+		return TERN_ENOENT;
+	if (rc != 0 || rec == NULL) {
+		json_decref(rec);
+		return tern_fail(TERN_EMALFORMED, "push %llu is not readable",
+		                 (unsigned long long)*seq);
+	}
+	*id = strdup(json_string_value(json_object_get(rec, "id")) ?: "");
+	*body = strdup(json_string_value(json_object_get(rec, "body")) ?: "");
+	json_decref(rec);
+	if (*id == NULL || *body == NULL) {
+		free(*id);
+		free(*body);
+		*id = *body = NULL;
+		return TERN_ENOMEM;
+	}
+	return TERN_OK;
+}
+
+/* --- the pusher ------------------------------------------------------------ */
+
+struct node_webhook {
+	char *url;
+	uint8_t *key;
+	size_t klen;
+	int64_t max_backoff_ms;
+	tern_store *store;
+	int efd;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop, kicked;
+	uint64_t *done; /* delivered, not yet taken by the loop */
+	size_t ndone, capdone;
+	uint64_t delivered, failed;
+};
+
+static size_t discard(char *p, size_t size, size_t n, void *arg)
+{
+	(void)p;
+	(void)arg;
+	return size * n;
+}
+
+/* Posts one push; its HTTP status in *status (0 when none came). */
+static int post(node_webhook *w, CURL *h, const char *id, const char *body, long *status)
+{
+	char ts[24], sig[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+	char hid[128], hts[64], hsig[sizeof(sig) + 40];
+	uint8_t mac[32];
+	crypto_auth_hmacsha256_state st;
+	struct curl_slist *hdrs = NULL;
+	CURLcode cc;
+
+	*status = 0;
+	snprintf(ts, sizeof(ts), "%lld", (long long)(tern_now_ms() / 1000));
+	crypto_auth_hmacsha256_init(&st, w->key, w->klen);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)id, strlen(id));
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)ts, strlen(ts));
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)body, strlen(body));
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2base64(sig, sizeof(sig), mac, sizeof(mac), sodium_base64_VARIANT_ORIGINAL);
+	snprintf(hid, sizeof(hid), "webhook-id: %s", id);
+	snprintf(hts, sizeof(hts), "webhook-timestamp: %s", ts);
+	snprintf(hsig, sizeof(hsig), "webhook-signature: v1,%s", sig);
+	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+	hdrs = curl_slist_append(hdrs, hid);
+	hdrs = curl_slist_append(hdrs, hts);
+	hdrs = curl_slist_append(hdrs, hsig);
+	hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
+	if (hdrs == NULL)
+		return TERN_ENOMEM;
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	cc = curl_easy_perform(h);
+	if (cc == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(hdrs);
+	return cc == CURLE_OK ? TERN_OK : tern_fail(TERN_EIO, "%s", curl_easy_strerror(cc));
+}
+
+/* Waits ms, or until a kick or the stop; 1 when stopping. */
+static int pause_for(node_webhook *w, int64_t ms, int kick_ends)
+{
+	struct timespec until;
+	int stop;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (!w->stop && !(kick_ends && w->kicked))
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &until) == ETIMEDOUT)
+			break;
+	w->kicked = 0;
+	stop = w->stop;
+	pthread_mutex_unlock(&w->mu);
+	return stop;
+}
+
+static void delivered(node_webhook *w, uint64_t seq)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&w->mu);
+	if (w->ndone == w->capdone) {
+		size_t cap = w->capdone ? 2 * w->capdone : 64;
+		uint64_t *d = realloc(w->done, cap * sizeof(*d));
+		if (d) {
+			w->done = d;
+			w->capdone = cap;
+		}
+	}
+	/* Out of memory: left in the store, posted again after a restart. */
+	if (w->ndone < w->capdone)
+		w->done[w->ndone++] = seq;
+	w->delivered++;
+	pthread_mutex_unlock(&w->mu);
+	if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		log_warnx("webhook: cannot wake the loop: %s", strerror(errno));
+}
+
+/* A post under way ends at the stop, not at its timeout. */
+static int on_progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+	node_webhook *w = arg;
+	(void)dt;
+	(void)dn;
+	(void)ut;
+	(void)un;
+	return __atomic_load_n(&w->stop, __ATOMIC_RELAXED) ? 1 : 0;
+}
+
+static void *run(void *arg)
+{
+	node_webhook *w = arg;
+	CURL *h = curl_easy_init();
+	uint64_t next = 1, seq = 0;
+	int64_t backoff = 0;
+	int failing = 0;
+
+	if (h == NULL) {
+		log_warnx("webhook: cannot start libcurl; no push will be posted");
+		return NULL;
+	}
+	curl_easy_setopt(h, CURLOPT_URL, w->url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)POST_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)POST_TIMEOUT_MS);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+	curl_easy_setopt(h, CURLOPT_XFERINFODATA, w);
+	while (1) {
+		char *id = NULL, *body = NULL;
+		long status = 0;
+		int rc = push_next(w->store, next, &seq, &id, &body);
+
+		if (rc == TERN_ENOENT || rc != TERN_OK) {
+			if (rc != TERN_ENOENT)
+				log_warnx("webhook: cannot read the next push: %s",
+				          tern_errdetail());
+			if (pause_for(w, IDLE_POLL_MS, 1))
+				break;
+			continue;
+		}
+		rc = post(w, h, id, body, &status);
+		if (rc == TERN_OK && status >= 200 && status < 300) {
+			if (failing)
+				log_info("webhook: %s answers again; posting what waited", w->url);
+			failing = 0;
+			backoff = 0;
+			next = seq + 1;
+			delivered(w, seq);
+		} else {
+			pthread_mutex_lock(&w->mu);
+			w->failed++;
+			pthread_mutex_unlock(&w->mu);
+			/* Once per outage, not per attempt: ids only. */
+			if (!failing)
+				log_warnx("webhook: push %s to %s failed (%s); retrying with "
+				          "backoff up to "
+				          "%lld s",
+				          id, w->url,
+				          rc == TERN_OK ? "an HTTP error status" : tern_errdetail(),
+				          (long long)(w->max_backoff_ms / 1000));
+			failing = 1;
+			backoff = backoff ? backoff * 2 : FIRST_BACKOFF_MS;
+			if (backoff > w->max_backoff_ms)
+				backoff = w->max_backoff_ms;
+		}
+		free(id);
+		free(body);
+		if (backoff && pause_for(w, backoff, 0))
+			break;
+		pthread_mutex_lock(&w->mu);
+		if (w->stop) {
+			pthread_mutex_unlock(&w->mu);
+			break;
+		}
+		pthread_mutex_unlock(&w->mu);
+	}
+	curl_easy_cleanup(h);
+	return NULL;
+}
+
+int node_webhook_start(const char *url, const uint8_t *key, size_t klen, int64_t max_backoff_ms,
+                       tern_store *store, node_webhook **out)
+{
+	node_webhook *w = calloc(1, sizeof(*w));
+
+	*out = NULL;
+	if (w == NULL)
+		return TERN_ENOMEM;
+	w->efd = -1;
+	/* Here, on the main thread, before any other thread uses libcurl. */
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		free(w);
+		return tern_fail(TERN_EIO, "webhook: cannot start libcurl");
+	}
+	if ((w->url = strdup(url)) == NULL || (w->key = malloc(klen)) == NULL) {
+		node_webhook_stop(&w);
+		return TERN_ENOMEM;
+	}
+	memcpy(w->key, key, klen);
+	w->klen = klen;
+	w->max_backoff_ms = max_backoff_ms;
+	w->store = store;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	if ((w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0 ||
+	    pthread_create(&w->thread, NULL, run, w) != 0) {
+		int rc =
+		    tern_fail(TERN_EIO, "webhook: cannot start its thread: %s", strerror(errno));
+		if (w->efd >= 0)
+			close(w->efd);
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+		free(w->url);
+		sodium_memzero(w->key, klen);
+		free(w->key);
+		free(w);
+		return rc;
+	}
+	*out = w;
+	return TERN_OK;
+}
+
+int node_webhook_fd(const node_webhook *w)
+{
+	return w ? w->efd : -1;
+}
+
+size_t node_webhook_done(node_webhook *w, uint64_t *seqs, size_t cap)
+{
+	uint64_t v;
+	size_t n;
+
+	if (w == NULL)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	n = w->ndone < cap ? w->ndone : cap;
+	memcpy(seqs, w->done, n * sizeof(*seqs));
+	memmove(w->done, w->done + n, (w->ndone - n) * sizeof(*seqs));
+	w->ndone -= n;
+	if (w->ndone == 0) /* readable again with the next one */
+		while (read(w->efd, &v, sizeof(v)) > 0)
+			;
+	pthread_mutex_unlock(&w->mu);
+	return n;
+}
+
+void node_webhook_kick(node_webhook *w)
+{
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->kicked = 1;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+void node_webhook_counts(node_webhook *w, uint64_t *delivered_n, uint64_t *failed)
+{
+	*delivered_n = *failed = 0;
+	if (w == NULL)
+		return;
+	pthread_mutex_lock(&w->mu);
+	*delivered_n = w->delivered;
+	*failed = w->failed;
+	pthread_mutex_unlock(&w->mu);
+}
+
+void node_webhook_stop(node_webhook **wp)
+{
+	node_webhook *w;
+
+	if (wp == NULL || (w = *wp) == NULL)
+		return;
+	if (w->efd >= 0) { /* started */
+		pthread_mutex_lock(&w->mu);
+		__atomic_store_n(&w->stop, 1, __ATOMIC_RELAXED);
+		pthread_cond_signal(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->thread, NULL);
+		close(w->efd);
+		pthread_mutex_destroy(&w->mu);
+		pthread_cond_destroy(&w->cv);
+	}
+	free(w->done);
+	free(w->url);
+	if (w->key) {
+		sodium_memzero(w->key, w->klen);
+		free(w->key);
+	}
+	free(w);
+	*wp = NULL;
+}
