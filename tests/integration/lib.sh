@@ -1,8 +1,18 @@
 # Shared by the integration tests: a development federation in a temporary
 # directory, daemons started and killed by name, and waiting with timeouts.
-# Sourced by tests/integration/test_*.sh; $TERN is the tern binary.
+# Sourced by tests/integration/test_*.sh; $TERN is the tern binary (ctest
+# sets it; run by hand from a source tree, build/bin/tern is taken).
 set -euo pipefail
-: "${TERN:?TERN must name the tern binary}"
+if [[ -z ${TERN:-} ]]; then
+  TERN="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/bin/tern"
+  if [[ ! -x $TERN ]]; then
+    echo "$(basename "$0"): no tern binary at $TERN: build with scripts/build.sh," >&2
+    echo "or set TERN to the tern binary of another build (TERN=/path/to/build/bin/tern)" >&2
+    exit 2
+  fi
+fi
+[[ -x $TERN ]] || { echo "$(basename "$0"): TERN=$TERN is not an executable tern binary" >&2; exit 2; }
+export TERN
 BIN=$(dirname "$TERN")
 FLOOD="$BIN/tern-flood"
 WORK=$(mktemp -d /tmp/tern-it.XXXXXX)
