@@ -65,6 +65,9 @@ say() { printf '%s %s\n' "$(date +%T)" "$*"; }
 
 fed_make() { "$TERN" dev-federation "$WORK/fed" --base-port "$PORT" >/dev/null; }
 conf() { echo "$WORK/fed/$1/node.conf"; }
+# token FILE: the HTTP API token in FILE, white space around it dropped, as
+# the node reads it (docs/api.md): the file ends in a newline.
+token() { tr -d '[:space:]' <"$1"; }
 
 start() {
   local name=$1

@@ -205,7 +205,7 @@ grep -q "^thread     referral $r3 to sweden: arrived$" "$WORK/case-wf2.txt" ||
   fail "tern case show does not list the 5 messages unhcr received for WF-2"
 grep -qE "received +travel-confirmation .*from iom: refused \(wrong-state\)" "$WORK/case-wf2.txt" ||
   fail "tern case show does not show the refused departure"
-tok=$(cat "$WORK/fed/unhcr/http.token")
+tok=$(token "$WORK/fed/unhcr/http.token")
 curl -sS -H "Authorization: Bearer $tok" "http://127.0.0.1:$((PORT + 13))/v1/cases/WF-2" >"$WORK/case-wf2.http"
 python3 - "$WORK/case-wf2.http" "$r3" <<'PY' || fail "GET /v1/cases/WF-2 does not give the view"
 import json, sys
