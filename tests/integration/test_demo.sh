@@ -49,13 +49,14 @@ logs_in "$keep"
 no_daemons_in "$keep"
 
 say "--keep DIR again: refused, DIR left as it was"
-before=$(ls -lR "$keep" | md5sum)
+listing() { find "$1" -printf '%p %s %T@\n' | sort | md5sum; }
+before=$(listing "$keep")
 rc=0
 "$TERN" demo --keep "$keep" >"$tmp/again.out" 2>&1 || rc=$?
 cat "$tmp/again.out"
 [[ $rc -eq 2 ]] || fail "demo --keep into a used directory exited $rc, not 2"
 grep -q "not an empty directory" "$tmp/again.out" || fail "no reason given for refusing $keep"
-[[ $(ls -lR "$keep" | md5sum) == "$before" ]] || fail "the refused run changed $keep"
+[[ $(listing "$keep") == "$before" ]] || fail "the refused run changed $keep"
 
 # sweden's tern-node, killed once it has received the referral: every later
 # step needs sweden, so the walk fails half-way.
