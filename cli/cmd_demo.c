@@ -46,13 +46,18 @@ static void usage(FILE *f)
 	      "IOM's health assessment and pre-departure orientation, the travel booked,\n"
 	      "departed and arrived, and the handover to Sweden's reception, each with its\n"
 	      "signed receipts. Prints the case's timeline and Sweden's view of the case\n"
-	      "(tern case show), then stops everything.\n"
+	      "(tern case show), then stops everything and removes the temporary directory.\n"
+	      "If anything fails, the directory is kept and its path printed: the daemons'\n"
+	      "logs are there.\n"
 	      "\n"
 	      "Options:\n"
-	      "  --keep DIR      build the federation in DIR and keep it (and the logs)\n"
-	      "  --base-port N   the broker's port (default: a free port from 20000-40000)\n"
+	      "  --keep DIR      build the federation in DIR/fed, the logs in DIR/*.log, and\n"
+	      "                  keep them after the run (DIR: new or empty; made if missing)\n"
+	      "  --base-port N   the broker's port; the federation takes N to N+19 (default: a\n"
+	      "                  free block from 20000-32719)\n"
 	      "\n"
-	      "Exit status: 0 when every message was delivered with a verified receipt.\n"
+	      "Exit status: 0 when every message was delivered with a verified receipt;\n"
+	      "2 for a wrong option or a --keep DIR that is not empty; 3 on a failure.\n"
 	      "\n"
 	      "Examples:\n"
 	      "  tern demo\n"
@@ -84,8 +89,11 @@ static int call(struct demo *d, const char *node, json_t *req, json_t **resp)
 	json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
 	rc = tern_api_call(sock, req, 30000, resp);
 	json_decref(req);
-	if (rc != TERN_OK)
+	if (rc != TERN_OK) {
+		fprintf(stderr, "tern demo: %s's node did not answer: %s; see %s/%s.log\n", node,
+		        tern_errdetail(), d->lf.dir, node);
 		return rc;
+	}
 	if (!json_is_true(json_object_get(*resp, "ok"))) {
 		fprintf(stderr, "tern demo: %s answered %s: %s\n", node,
 		        json_string_value(json_object_get(*resp, "error")),
@@ -126,7 +134,11 @@ static int wait_delivered(struct demo *d, const char *from, const char *id)
 			json_decref(r);
 			return TERN_EIO;
 		}
-		st = json_string_value(json_object_get(r, "state"));
+		if ((st = json_string_value(json_object_get(r, "state"))) == NULL) {
+			fprintf(stderr, "tern demo: %s's node gave no state for %s\n", from, id);
+			json_decref(r);
+			return TERN_EINVAL;
+		}
 		if (strcmp(st, "delivered") == 0) {
 			json_decref(r);
 			return TERN_OK;
@@ -140,8 +152,10 @@ static int wait_delivered(struct demo *d, const char *from, const char *id)
 		json_decref(r);
 		usleep(20000);
 	}
-	fprintf(stderr, "tern demo: %s not delivered within 30 s; see the logs in %s\n", id,
-	        d->lf.dir);
+	if (interrupted)
+		fprintf(stderr, "tern demo: interrupted\n");
+	else
+		fprintf(stderr, "tern demo: %s not delivered within 30 s\n", id);
 	return TERN_EIO;
 }
 
@@ -271,8 +285,11 @@ static int walk_case(struct demo *d)
 		                                                              : decision;
 		json_t *body = body_for(steps[i].type, case_id, steps[i].field, cites,
 		                        steps[i].state_field, steps[i].value);
-		if (body == NULL)
+		if (body == NULL) {
+			fprintf(stderr, "tern demo: no example body for %s\n", steps[i].type);
+			rc = TERN_EINVAL;
 			goto out;
+		}
 		rc = step(d, steps[i].from, steps[i].to, steps[i].nto, steps[i].type, body,
 		          steps[i].what, id);
 		json_decref(body);
@@ -344,13 +361,19 @@ int cmd_demo(int argc, char **argv)
 	fflush(stdout);
 	if ((rc = localfed_start(&d.lf, nodes, 4, "demo")) != TERN_OK ||
 	    (rc = localfed_wait_connected(&d.lf, 20000, &interrupted, "demo")) != TERN_OK) {
+		localfed_report_exits(&d.lf, "demo");
 		localfed_destroy(&d.lf, 0, "demo");
 		return CLI_FAIL;
 	}
 	printf("== Walking a case\n");
 	d.t0 = tern_now_ms();
 	rc = walk_case(&d);
+	if (rc != TERN_OK)
+		localfed_report_exits(&d.lf, "demo");
 	printf("\n== Stopping\n");
+	fflush(stdout);
 	localfed_destroy(&d.lf, rc == TERN_OK, "demo");
+	if (rc == TERN_OK && d.lf.kept)
+		printf("== Kept: the federation in %s, the logs in %s/*.log\n", d.lf.fed, d.lf.dir);
 	return rc == TERN_OK ? CLI_OK : CLI_FAIL;
 }

@@ -287,7 +287,8 @@ int cmd_dev_federation(int argc, char **argv)
 		       dev_nodes[i].agency, dev_nodes[i].roles);
 	printf("Broker 'hub' listens on tcp://127.0.0.1:%ld (broker/broker.conf), metrics on\n"
 	       "http://127.0.0.1:%ld/metrics; each node's settings (metrics and HTTP API ports)\n"
-	       "are in <node>/node.conf, its API token in <node>/http.token.\n"
+	       "are in <node>/node.conf, its HTTP API token in <node>/http.token (a line:\n"
+	       "drop the white space around it when you read it, docs/api.md).\n"
 	       "Development only: the CA key is in %s.\n",
 	       port, port + 1, cadir);
 	/* The directories above DIR are the user's choice: say at once if the

@@ -1,3 +1,5 @@
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <netinet/in.h>
@@ -35,25 +37,68 @@ static int port_free(int port)
 	return ok;
 }
 
+/* Whether path is missing or an empty directory. */
+static int dir_empty_or_missing(const char *path)
+{
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int empty = 1;
+
+	if (d == NULL)
+		return errno == ENOENT;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			empty = 0;
+	closedir(d);
+	return empty;
+}
+
+static void remove_tree(const char *dir, const char *cmd)
+{
+	char shell[PATH_MAX + 16];
+
+	snprintf(shell, sizeof(shell), "rm -rf '%s'", dir);
+	if (system(shell) != 0)
+		fprintf(stderr, "tern %s: could not remove %s\n", cmd, dir);
+}
+
 int localfed_create(localfed *lf, const char *keep, int port, const char *cmd)
 {
-	char portbuf[16], *fedargv[5];
+	char portbuf[16], *fedargv[5], abs[PATH_MAX];
 	int rc, fd;
 
 	memset(lf, 0, sizeof(*lf));
 	for (int tries = 0; port == 0 && tries < 50; tries++) {
-		/* The broker takes port and port + 1 (metrics); the nodes follow. */
-		int p = 20000 + (int)randombytes_uniform(20000);
-		if (port_free(p) && port_free(p + 1))
+		/* The federation takes port to port + 19 (tern dev-federation):
+		 * all free, and below Linux's ephemeral range (32768-60999), where
+		 * any outgoing connection may take one between check and bind. */
+		int p = 20000 + (int)randombytes_uniform(12700), ok = 1;
+		for (int i = 0; ok && i < 20; i++)
+			ok = port_free(p + i);
+		if (ok)
 			port = p;
 	}
 	if (port == 0)
 		return cli_fail(TERN_EIO, "no free port found for the broker");
 	lf->port = port;
 	if (keep) {
-		snprintf(lf->dir, sizeof(lf->dir), "%s", keep);
-		if (tern_mkdirs(lf->dir, 0700) != TERN_OK)
+		/* The logs and fed/ go straight into it: a previous run's would be
+		 * overwritten, or dev-federation would refuse fed/ half-way. */
+		if (!dir_empty_or_missing(keep)) {
+			fprintf(stderr,
+			        "tern %s: --keep %s: not an empty directory (a previous run's?).\n"
+			        "Give --keep a new or empty directory, or remove this one first.\n",
+			        cmd, keep);
+			return CLI_USAGE;
+		}
+		if (tern_mkdirs(keep, 0700) != TERN_OK)
 			return cli_fail(TERN_EIO, "cannot create %s", keep);
+		/* Absolute, so that what we print can be used from anywhere. */
+		if (realpath(keep, abs) == NULL)
+			return cli_fail(TERN_EIO, "cannot use %s: %s", keep, strerror(errno));
+		if (strlen(abs) >= sizeof(lf->dir) - 64)
+			return cli_fail(TERN_EINVAL, "--keep %s: the path is too long", keep);
+		snprintf(lf->dir, sizeof(lf->dir), "%s", abs);
 		lf->kept = 1;
 	} else {
 		snprintf(lf->dir, sizeof(lf->dir), "/tmp/tern-%s-XXXXXX", cmd);
@@ -80,6 +125,15 @@ int localfed_create(localfed *lf, const char *keep, int port, const char *cmd)
 	fflush(stdout);
 	dup2(fd, 1);
 	close(fd);
+	if (rc != CLI_OK) {
+		/* Nothing ran yet: no logs to keep. A temporary directory goes;
+		 * the caller's stays, with what dev-federation left in it. */
+		if (!lf->kept)
+			remove_tree(lf->dir, cmd);
+		else
+			fprintf(stderr, "tern %s: left %s as it is\n", cmd, lf->dir);
+		lf->dir[0] = 0;
+	}
 	return rc;
 }
 
@@ -133,6 +187,16 @@ void localfed_socket(const localfed *lf, const char *node, char *buf, size_t len
 	snprintf(buf, len, "%s/%s/data/api.sock", lf->fed, node);
 }
 
+/* Whether the daemon has exited; it is left for localfed_report_exits to reap. */
+static int exited(pid_t pid)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return pid > 0 && waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+	       si.si_pid == pid;
+}
+
 int localfed_wait_connected(localfed *lf, int timeout_ms, volatile sig_atomic_t *interrupted,
                             const char *cmd)
 {
@@ -151,7 +215,8 @@ int localfed_wait_connected(localfed *lf, int timeout_ms, volatile sig_atomic_t 
 			json_decref(r);
 			if (ok)
 				break;
-			if ((interrupted && *interrupted) || tern_now_ms() > until) {
+			if ((interrupted && *interrupted) || tern_now_ms() > until ||
+			    exited(lf->pids[i]) || exited(lf->pids[0])) {
 				fprintf(stderr,
 				        "tern %s: %s did not connect to the broker; see %s/%s.log "
 				        "and %s/broker.log\n",
@@ -186,18 +251,42 @@ void localfed_stop(localfed *lf)
 	}
 }
 
+int localfed_report_exits(localfed *lf, const char *cmd)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < lf->n; i++) {
+		int st;
+		if (lf->pids[i] <= 0 || waitpid(lf->pids[i], &st, WNOHANG) != lf->pids[i])
+			continue;
+		lf->pids[i] = 0;
+		n++;
+		if (WIFSIGNALED(st))
+			fprintf(stderr, "tern %s: %s's %s was killed by signal %d; see %s/%s.log\n",
+			        cmd, lf->names[i], i == 0 ? "tern-broker" : "tern-node",
+			        WTERMSIG(st), lf->dir, lf->names[i]);
+		else
+			fprintf(stderr, "tern %s: %s's %s exited with status %d; see %s/%s.log\n",
+			        cmd, lf->names[i], i == 0 ? "tern-broker" : "tern-node",
+			        WEXITSTATUS(st), lf->dir, lf->names[i]);
+	}
+	return n;
+}
+
 void localfed_destroy(localfed *lf, int ok, const char *cmd)
 {
-	char shell[PATH_MAX + 16];
-
 	localfed_stop(lf);
-	if (lf->kept || lf->dir[0] == 0)
+	if (lf->dir[0] == 0)
 		return;
 	if (!ok) {
-		fprintf(stderr, "tern %s: kept %s for the logs\n", cmd, lf->dir);
+		/* Whatever went wrong, the logs stay, and the last line says where. */
+		fflush(stdout);
+		fprintf(stderr,
+		        "tern %s: failed; the logs are kept in %s (broker.log and one per node), "
+		        "the federation in %s\n",
+		        cmd, lf->dir, lf->fed);
 		return;
 	}
-	snprintf(shell, sizeof(shell), "rm -rf '%s'", lf->dir);
-	if (system(shell) != 0)
-		fprintf(stderr, "tern %s: could not remove %s\n", cmd, lf->dir);
+	if (!lf->kept)
+		remove_tree(lf->dir, cmd);
 }

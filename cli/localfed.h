@@ -22,9 +22,10 @@ typedef struct localfed {
 	pid_t pids[LOCALFED_MAX];
 } localfed;
 
-/* Builds the federation in keep (made if missing, then kept) or in a new
- * temporary directory, with the broker on port (0: a free one). cmd names
- * the command in errors. CLI_OK or a CLI_* status, the error printed. */
+/* Builds the federation in keep (made if missing, refused unless empty;
+ * kept, its absolute path in dir) or in a new temporary directory, with the
+ * broker on port (0: a free one). cmd names the command in errors. CLI_OK
+ * or a CLI_* status, the error printed and a temporary directory removed. */
 int localfed_create(localfed *lf, const char *keep, int port, const char *cmd);
 
 /* Starts the broker and the n named nodes (n < LOCALFED_MAX), each logging
@@ -42,8 +43,12 @@ void localfed_socket(const localfed *lf, const char *node, char *buf, size_t len
 /* SIGTERM to every daemon, SIGKILL to any still running after 5 s. */
 void localfed_stop(localfed *lf);
 
-/* Removes a temporary directory after a success; says where it is kept
- * otherwise. Stops the daemons first if they still run. */
+/* Says which daemons have exited (each with its log), reaping them; how many. */
+int localfed_report_exits(localfed *lf, const char *cmd);
+
+/* Removes a temporary directory after a success; after a failure keeps it
+ * (or keep's) and says where, on stderr. Stops the daemons first if they
+ * still run. */
 void localfed_destroy(localfed *lf, int ok, const char *cmd);
 
 #endif

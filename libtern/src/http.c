@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <sys/resource.h>
 
@@ -270,12 +271,35 @@ static enum MHD_Result reply_error(struct MHD_Connection *c, int status, const c
 	return reply(c, status, TERN_HTTP_PROBLEM_CTYPE, out, len);
 }
 
-/* Whether the Authorization header carries the token; constant time. */
+enum { AUTH_OK, AUTH_NONE, AUTH_CONTROL };
+
+/* Whether the Authorization header carries the token, "Bearer TOKEN" (the
+ * scheme in any case, spaces and tabs around the token being HTTP's
+ * optional white space, not the token's); the comparison in constant time.
+ * AUTH_CONTROL: a CR or another control character in the value, as a client
+ * that sent a token file's line end with the token makes it. */
 static int authorized(const tern_http *h, const char *auth)
 {
-	if (auth == NULL || strncmp(auth, "Bearer ", 7) != 0 || strlen(auth + 7) != h->token_len)
-		return 0;
-	return sodium_memcmp(auth + 7, h->token, h->token_len) == 0;
+	size_t len;
+
+	if (auth == NULL)
+		return AUTH_NONE;
+	for (const char *p = auth; *p; p++)
+		if (((unsigned char)*p < ' ' && *p != '\t') || *p == 0x7f)
+			return AUTH_CONTROL;
+	while (*auth == ' ' || *auth == '\t')
+		auth++;
+	if (strncasecmp(auth, "Bearer", 6) != 0 || (auth[6] != ' ' && auth[6] != '\t'))
+		return AUTH_NONE;
+	auth += 6;
+	while (*auth == ' ' || *auth == '\t')
+		auth++;
+	len = strlen(auth);
+	while (len && (auth[len - 1] == ' ' || auth[len - 1] == '\t'))
+		len--;
+	if (len != h->token_len)
+		return AUTH_NONE;
+	return sodium_memcmp(auth, h->token, h->token_len) == 0 ? AUTH_OK : AUTH_NONE;
 }
 
 static enum MHD_Result serve_snapshot(tern_http *h, struct MHD_Connection *c, const char *url,
@@ -325,7 +349,16 @@ static enum MHD_Result first_call(tern_http *h, struct MHD_Connection *c, const 
 		                          : "no such path: this server has /metrics, /healthz and "
 		                            "/readyz");
 	}
-	if (!authorized(h, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+	switch (authorized(h, MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization"))) {
+	case AUTH_OK:
+		break;
+	case AUTH_CONTROL:
+		atomic_fetch_add(&h->refusals, 1);
+		return reply_error(c, 401, "unauthorized",
+		                   "the Authorization header holds a line break or another control "
+		                   "character: send the token without the white space around it "
+		                   "in its file");
+	default:
 		atomic_fetch_add(&h->refusals, 1);
 		return reply_error(c, 401, "unauthorized",
 		                   "give the token: Authorization: Bearer TOKEN");

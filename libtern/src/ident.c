@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -260,19 +261,42 @@ static long local_tcp_port(const char *ep)
 int tern_token_load(const char *path, char **out, size_t *outlen)
 {
 	uint8_t *tok = NULL;
-	size_t tl = 0;
-	int rc;
+	size_t tl = 0, lead = 0, all;
+	int rc, bad = -1;
 
 	*out = NULL;
 	if ((rc = tern_file_read_private(path, 4096, &tok, &tl)) != TERN_OK)
 		return rc;
-	while (tl && (tok[tl - 1] == '\n' || tok[tl - 1] == '\r' || tok[tl - 1] == ' '))
+	all = tl;
+	/* White space around the token is not part of it: a file ending in a
+	 * newline (as echo, editors and dev-federation write it), or with a
+	 * space or CR about it, holds the same token. */
+	while (tl && isspace(tok[tl - 1]))
 		tl--;
-	if (memchr(tok, '\0', tl) != NULL)
+	while (lead < tl && isspace(tok[lead]))
+		lead++;
+	memmove(tok, tok + lead, tl - lead);
+	tl -= lead;
+	sodium_memzero(tok + tl, all - tl); /* what the move left behind */
+	for (size_t i = 0; i < tl && bad < 0; i++)
+		if (tok[i] <= ' ' || tok[i] >= 0x7f)
+			bad = tok[i];
+	if (bad == 0)
 		rc = tern_fail(TERN_ECONFIG,
 		               "the token in %s holds a NUL byte; make one with\n"
 		               "  head -c 32 /dev/urandom | base64 > %s && chmod 600 %s",
 		               path, path, path);
+	else if (bad > 0)
+		/* It could not travel in an Authorization header as it is. */
+		rc = tern_fail(TERN_ECONFIG,
+		               "the token in %s holds %s inside it; a token is one word of "
+		               "visible ASCII characters. Make one with\n"
+		               "  head -c 32 /dev/urandom | base64 > %s && chmod 600 %s",
+		               path,
+		               bad == ' ' || bad == '\t' ? "white space"
+		               : bad < 0x7f              ? "a control character"
+		                                         : "a character outside ASCII",
+		               path, path);
 	else if (tl < 32)
 		rc = tern_fail(TERN_ECONFIG,
 		               "the token in %s is shorter than 32 characters; make one with\n"

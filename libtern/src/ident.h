@@ -55,9 +55,10 @@ void tern_ident_mark(const tern_ident *ident, tern_trustmark *out);
 int tern_ident_load_start(const char *conf, int kind, FILE *err, tern_ident *out);
 
 /* The HTTP API's bearer token: a private file (0600, this user's, not a
- * symbolic link), trailing white space dropped, at least 32 characters, no
- * NUL. *out is malloc'd and NUL-terminated; wipe it (sodium_memzero, *len
- * bytes) before freeing it. */
+ * symbolic link), white space around it dropped (a trailing newline, a CR,
+ * spaces), at least 32 characters, visible ASCII only (no NUL, no white
+ * space or control character inside). *out is malloc'd and NUL-terminated;
+ * wipe it (sodium_memzero, *len bytes) before freeing it. */
 int tern_token_load(const char *path, char **out, size_t *len);
 /* The node's webhook signing key: checks url (http:// or https://) and reads
  * secret_file as tern_token_load does, which must hold "whsec_" and the

@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
-# `cmake --install` to a fresh prefix gives a usable library: a program built
-# against it through pkg-config alone compiles, links and runs.
+# scripts/install.sh PREFIX puts tern, tern-node and tern-broker in
+# PREFIX/bin, runnable from the prefix alone (no build tree, no
+# LD_LIBRARY_PATH: a clean environment), with one line of build progress
+# and the exact PATH line to add; and `cmake --install` to a fresh prefix
+# gives a usable library: a program built against it through pkg-config
+# alone compiles, links and runs.
 set -euo pipefail
-: "${TERN_BIN_DIR:?}"
+: "${TERN_BIN_DIR:?}" "${TERN_SOURCE_DIR:?}"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# The build is up to date (ctest runs after it): install.sh's build is a no-op.
+out=$(PATH=/usr/bin:/bin TERN_BUILD_DIR="$TERN_BIN_DIR" "$TERN_SOURCE_DIR/scripts/install.sh" "$tmp/p")
+echo "$out"
+grep -q "Building C object" <<<"$out" && fail "install.sh printed the compiler's progress"
+grep -qxF "  export PATH=\"$tmp/p/bin:\$PATH\"" <<<"$out" || fail "install.sh did not print the PATH line"
+for b in tern tern-node tern-broker; do
+  [[ -x "$tmp/p/bin/$b" ]] || fail "$b not installed in $tmp/p/bin"
+  # The build tree moved away cannot be what makes it run.
+  env -i "$tmp/p/bin/$b" --help >"$tmp/help" 2>&1 || { cat "$tmp/help" >&2; fail "installed $b --help failed"; }
+  grep -q "Usage: $b" "$tmp/help" || fail "installed $b --help printed no usage"
+  lib=$(env -i ldd "$tmp/p/bin/$b" | awk '$1 ~ /^libtern\.so/ {print $3}')
+  [[ -n $lib && $(realpath "$lib") == "$tmp/p/lib/"* ]] || fail "installed $b takes libtern from '$lib', not the prefix"
+done
+# On PATH already: no line to add.
+out=$(PATH="$tmp/p/bin:/usr/bin:/bin" TERN_BUILD_DIR="$TERN_BIN_DIR" "$TERN_SOURCE_DIR/scripts/install.sh" "$tmp/p")
+grep -q "export PATH" <<<"$out" && fail "install.sh asked to add a directory already on PATH"
+[[ $(env -i PATH="$tmp/p/bin" tern --version) == "tern "* ]] || fail "tern from PATH does not run"
 
 cmake --install "$TERN_BIN_DIR" --prefix "$tmp/prefix" >/dev/null
 pc=$(dirname "$(find "$tmp/prefix" -name tern.pc | head -1)")

@@ -1,8 +1,18 @@
 # Shared by the integration tests: a development federation in a temporary
 # directory, daemons started and killed by name, and waiting with timeouts.
-# Sourced by tests/integration/test_*.sh; $TERN is the tern binary.
+# Sourced by tests/integration/test_*.sh; $TERN is the tern binary (ctest
+# sets it; run by hand from a source tree, build/bin/tern is taken).
 set -euo pipefail
-: "${TERN:?TERN must name the tern binary}"
+if [[ -z ${TERN:-} ]]; then
+  TERN="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/build/bin/tern"
+  if [[ ! -x $TERN ]]; then
+    echo "$(basename "$0"): no tern binary at $TERN: build with scripts/build.sh," >&2
+    echo "or set TERN to the tern binary of another build (TERN=/path/to/build/bin/tern)" >&2
+    exit 2
+  fi
+fi
+[[ -x $TERN ]] || { echo "$(basename "$0"): TERN=$TERN is not an executable tern binary" >&2; exit 2; }
+export TERN
 BIN=$(dirname "$TERN")
 FLOOD="$BIN/tern-flood"
 WORK=$(mktemp -d /tmp/tern-it.XXXXXX)
@@ -90,7 +100,7 @@ hreq() {
   local name=$1 method=$2 port=$3 path=$4 tokf=${5:-}
   shift 4; (($#)) && shift
   local auth=() data=""
-  [[ -n $tokf && $tokf != - ]] && auth=(-H "Authorization: Bearer $(cat "$tokf")")
+  [[ -n $tokf && $tokf != - ]] && auth=(-H "Authorization: Bearer $(token "$tokf")")
   local a
   for a in "$@"; do [[ $a == @* ]] && data=${a#@}; done
   local io=(-o "$WORK/$name.out" -D "$WORK/$name.head")
@@ -110,6 +120,9 @@ say() { printf '%s %s\n' "$(date +%T)" "$*"; }
 
 fed_make() { "$TERN" dev-federation "$WORK/fed" --base-port "$PORT" >/dev/null; }
 conf() { echo "$WORK/fed/$1/node.conf"; }
+# token FILE: the HTTP API token in FILE, white space around it dropped, as
+# the node reads it (docs/api.md): the file ends in a newline.
+token() { tr -d '[:space:]' <"$1"; }
 
 start() {
   local name=$1

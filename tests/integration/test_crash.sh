@@ -7,6 +7,8 @@
 #   TERN_CRASH_KILLS   keep killing, during delivery too, until this many kills
 #                      (default 0: only while the stream is being sent)
 # The full run: TERN_CRASH_N=100000 TERN_CRASH_KILLS=100 tests/integration/test_crash.sh
+# (by hand it takes the binaries of build/ after scripts/build.sh; TERN=
+# .../bin/tern for another build's).
 source "$(dirname "$0")/lib.sh"
 N=${TERN_CRASH_N:-10000}
 KILLS=${TERN_CRASH_KILLS:-0}

@@ -219,6 +219,21 @@ node_batched() {
   ((r > 0 && x > 0))
 }
 wait_for 10 "unhcr to remember a batch root of sweden's receipts and reuse an X25519 secret" node_batched
+say "a token file with white space around the token holds the same token; a header with a CR is refused, saying why"
+tok=$(token "$WORK/fed/unhcr/http.token")
+stop unhcr
+printf ' \t%s \r\n\n' "$tok" >"$WORK/fed/unhcr/http.token" # stays 0600
+start unhcr
+api_up() { [[ $(api unhcr "$UNHCR_API" GET /v1/node | tail -1) == 200 ]]; }
+wait_for 20 "unhcr's HTTP API to take the token read from ' \t TOKEN \r\n\n'" api_up
+# A naive client: the file as it is, through $(cat), keeps the CR.
+code=$(curl -s -o "$WORK/cr.out" -w '%{http_code}' -H "Authorization: Bearer $(cat "$WORK/fed/unhcr/http.token")" \
+  "http://127.0.0.1:$UNHCR_API/v1/node")
+[[ $code == 401 ]] || fail "a header with the token file's CR got $code"
+grep -q '"detail": "the Authorization header holds a line break' "$WORK/cr.out" ||
+  fail "the 401 does not say what is wrong: $(cat "$WORK/cr.out")"
+grep -qF "$tok" "$WORK"/unhcr.log && fail "unhcr's log holds the token"
+
 say "every exchange above against docs/openapi.yaml"
 http_check
 echo "it test_http: ok"

@@ -21,7 +21,7 @@ wait_for 20 "unhcr to connect" connected unhcr
 wait_for 20 "sweden to connect" connected sweden
 # Ports as tern dev-federation assigns them (see its --help).
 UNHCR_METRICS=$((PORT + 12)); UNHCR_API=$((PORT + 13)); SWEDEN_API=$((PORT + 17))
-TOKEN=$(cat "$WORK/fed/unhcr/http.token")
+TOKEN=$(token "$WORK/fed/unhcr/http.token")
 NODE=${PIDS[unhcr]}
 BUDGET_KB=$((16 * 1024))
 # The promise is for the ordinary build. AddressSanitizer's redzones, shadow and
@@ -39,7 +39,7 @@ within() {
 # $WORK/NAME.out, "STATUS SECONDS" to stdout; a transport error fails the test.
 request() {
   local tok=$TOKEN
-  [[ -n ${6:-} ]] && tok=$(cat "$6")
+  [[ -n ${6:-} ]] && tok=$(token "$6")
   curl -sS -o "$WORK/$1.out" -D "$WORK/$1.head" -w '%{http_code} %{time_total}' --max-time 10 \
     -X "$3" -H "Authorization: Bearer $tok" ${5:+--data-binary @"$5"} \
     "http://127.0.0.1:$2$4" 2>"$WORK/$1.err" || fail "$1: $3 $4: $(cat "$WORK/$1.err")"

@@ -27,7 +27,7 @@ wait_for 20 "unhcr to connect" connected unhcr
 wait_for 20 "sweden to connect" connected sweden
 # Ports as tern dev-federation assigns them (see its --help).
 BROKER_METRICS=$((PORT + 1)); UNHCR=http://127.0.0.1:$((PORT + 13)); SWEDEN=http://127.0.0.1:$((PORT + 17))
-TOK_U=$(cat "$WORK/fed/unhcr/http.token"); TOK_S=$(cat "$WORK/fed/sweden/http.token")
+TOK_U=$(token "$WORK/fed/unhcr/http.token"); TOK_S=$(token "$WORK/fed/sweden/http.token")
 TUS=(-H "Tus-Resumable: 1.0.0")
 OCTET=(-H "Content-Type: application/offset+octet-stream")
 

@@ -5,7 +5,8 @@
  * refusal count taken and reset; the early hook's refusal before any body;
  * request headers named by the API, response headers (never split by a
  * value); streamed bodies made piece by piece on the workers, and one that
- * fails cut short. */
+ * fails cut short; the Authorization header's white space and control
+ * characters. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -432,6 +433,59 @@ static void test_streamed_body(void **state)
 	free(buf);
 }
 
+/* The header's value is "Bearer TOKEN": the scheme in any case, spaces and
+ * tabs around the token HTTP's optional white space; a CR or another control
+ * character in it (a client that sent a token file's line end) is refused
+ * with a 401 that says so. A bare LF ends the header line in HTTP/1.1: what
+ * comes before it is the value. */
+static void test_authorization_header(void **state)
+{
+	static const char *const good[] =
+	    {
+	        "Bearer " TOKEN,      "bearer " TOKEN,       "BEARER  " TOKEN,
+	        "Bearer " TOKEN "  ", "Bearer\t" TOKEN "\t", "   Bearer " TOKEN,
+	        "Bearer " TOKEN "\n", /* the line ends there: the next one is empty */
+	    };
+	static const char *const control[] = {"Bearer " TOKEN "\r", "Bearer " TOKEN "\x01",
+	                                      "Bearer \x7f" TOKEN};
+	static const char *const bad[] = {"Bearer" TOKEN, "Bearer " TOKEN " x", "Bearer x" TOKEN,
+	                                  "Bearer", "Token " TOKEN};
+	uint16_t port;
+	tern_http *h = start(0, &port);
+	char req[512], buf[4096];
+	uint64_t n;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		snprintf(req, sizeof(req),
+		         "GET /v1/echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+		         "Authorization: %s\r\n\r\n",
+		         good[i]);
+		assert_int_equal(ask(port, req, buf, sizeof(buf)), 200);
+	}
+	for (size_t i = 0; i < sizeof(control) / sizeof(control[0]); i++) {
+		snprintf(req, sizeof(req),
+		         "GET /v1/node HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+		         "Authorization: %s\r\n\r\n",
+		         control[i]);
+		assert_int_equal(ask(port, req, buf, sizeof(buf)), 401);
+		assert_non_null(strstr(buf, "\"error\": \"unauthorized\""));
+		assert_non_null(strstr(buf, "holds a line break or another control character"));
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(req, sizeof(req),
+		         "GET /v1/node HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+		         "Authorization: %s\r\n\r\n",
+		         bad[i]);
+		assert_int_equal(ask(port, req, buf, sizeof(buf)), 401);
+		assert_non_null(strstr(buf, "give the token: Authorization: Bearer TOKEN"));
+	}
+	assert_int_equal(hs.calls, (int)(sizeof(good) / sizeof(good[0])));
+	assert_int_equal(tern_http_take_refusals(h, &n), TERN_OK);
+	assert_int_equal(n, sizeof(control) / sizeof(control[0]) + sizeof(bad) / sizeof(bad[0]));
+	tern_http_stop(&h);
+}
+
 static void test_api_needs_a_token(void **state)
 {
 	tern_http_api api = {"/v1/", "", 1024, 0, handler, NULL, NULL, NULL};
@@ -453,6 +507,7 @@ int main(void)
 	    cmocka_unit_test(test_early_refusal_before_the_body),
 	    cmocka_unit_test(test_headers_both_ways),
 	    cmocka_unit_test(test_streamed_body),
+	    cmocka_unit_test(test_authorization_header),
 	    cmocka_unit_test(test_api_needs_a_token),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
