@@ -469,7 +469,7 @@ static void test_authorization_header(void **state)
 		         "Authorization: %s\r\n\r\n",
 		         control[i]);
 		assert_int_equal(ask(port, req, buf, sizeof(buf)), 401);
-		assert_non_null(strstr(buf, "\"error\": \"unauthorized\""));
+		assert_non_null(strstr(buf, "\"code\": \"unauthorized\""));
 		assert_non_null(strstr(buf, "holds a line break or another control character"));
 	}
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
