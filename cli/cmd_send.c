@@ -30,7 +30,9 @@ static void usage(FILE *f)
 	    "Options:\n"
 	    "  -c, --config NODECONF  the node's node.conf\n"
 	    "  --to IDS               recipients' node ids, comma-separated\n"
-	    "  --reply-to MSGID       the message this one answers\n"
+	    "  --reply-to MSGID       the message this one answers: for a type that cites one,\n"
+	    "                         the id its body's reference names (referralId, ...),\n"
+	    "                         which the node takes by default and checks against\n"
 	    "  --ttl SECONDS          dead-letter it if not delivered in time (default: the\n"
 	    "                         broker's default_ttl)\n"
 	    "  --client-ref KEY       an idempotency key: sending again with the same key\n"
@@ -54,17 +56,17 @@ static void usage(FILE *f)
 	for (const tern_msgtype *t = tern_msgtype_all(); t->name; t++)
 		if (t->type != TERN__V1__MESSAGE_TYPE__RECEIPT)
 			fprintf(f, "  %s\n", t->name);
-	fputs(
-	    "\n"
-	    "Examples:\n"
-	    "  tern send -c /tmp/fed/unhcr/node.conf --to sweden case-referral referral.json\n"
-	    "  tern example acceptance-decision | tern send -c sweden/node.conf --to unhcr,iom \\\n"
-	    "      acceptance-decision -\n"
-	    "  tern send -c unhcr/node.conf --to sweden --wait 60 case-referral referral.json\n"
-	    "  tern send -c unhcr/node.conf --to sweden --attach maf.pdf:medical-assessment.pdf "
-	    "\\\n"
-	    "      --attach photo.jpg case-referral referral.json\n",
-	    f);
+	fputs("\n"
+	      "Examples:\n"
+	      "  tern send -c /tmp/fed/unhcr/node.conf --to sweden case-referral referral.json\n"
+	      "  REF=$(tern send -c unhcr/node.conf --to sweden case-referral referral.json)\n"
+	      "  tern example acceptance-decision --reply-to \"$REF\" |\n"
+	      "      tern send -c sweden/node.conf --to unhcr,iom acceptance-decision -\n"
+	      "  tern send -c unhcr/node.conf --to sweden --wait 60 case-referral referral.json\n"
+	      "  tern send -c unhcr/node.conf --to sweden --attach maf.pdf:medical-assessment.pdf "
+	      "\\\n"
+	      "      --attach photo.jpg case-referral referral.json\n",
+	      f);
 }
 
 /* Uploads each FILE[:NAME] and declares it in body's attachments; *uploads

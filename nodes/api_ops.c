@@ -410,8 +410,9 @@ nomem:
  * then either the outbox entry in the batch, or, with attachments, their
  * sealing (xfer_seal.c), after which node_send_finish goes on. NULL:
  * parked until the commit. */
-static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessage *body, int ci)
+static json_t *send_body(node *n, const struct send_req *req, const ProtobufCMessage *body, int ci)
 {
+	struct send_req rr = *req, *r = &rr;
 	tern_violations viol;
 	uint8_t *packed = NULL, fp[32];
 	size_t plen;
@@ -427,6 +428,22 @@ static json_t *send_body(node *n, const struct send_req *r, const ProtobufCMessa
 		return json_pack("{s:b, s:s, s:s, s:o}", "ok", 0, "error",
 		                 tern_reason_code(TERN_REASON_INVALID_BODY), "message",
 		                 "the body breaks validation rules", "violations", arr);
+	}
+	/* A message that answers another names it in its body (its reference,
+	 * docs/messages.md "The workflow"): in_reply_to is that id, taken from
+	 * the body when the request gives none, and refused when it gives
+	 * another. */
+	if (r->t->ref_field) {
+		const char *cited = node_field_string(body, r->t->ref_field);
+		if (cited && *cited && r->reply_to && strcmp(cited, r->reply_to) != 0)
+			return tern_api_error(
+			    TERN_EINVAL,
+			    "in_reply_to %s is not the message the body's %s names "
+			    "(%s): a %s answers the message its reference names; "
+			    "give that id, or leave in_reply_to out",
+			    r->reply_to, r->t->ref_field, cited, r->t->name);
+		if (cited && *cited && r->reply_to == NULL)
+			r->reply_to = cited;
 	}
 	if ((rc = tern_pb_pack(body, &packed, &plen)) != TERN_OK)
 		return tern_api_error(rc, "cannot encode the body");
