@@ -10,7 +10,7 @@ pkgs=(
   build-essential cmake pkg-config git ca-certificates openssl curl python3
   libzmq3-dev protobuf-c-compiler libprotobuf-c-dev libssl-dev liblmdb-dev lmdb-utils
   libsodium-dev libjansson-dev libinih-dev libcmocka-dev libmicrohttpd-dev libcurl4-openssl-dev
-  python3-jsonschema python3-yaml
+  python3-jsonschema python3-yaml jq
 )
 for a in "$@"; do
   case "$a" in
