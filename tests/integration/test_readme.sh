@@ -25,7 +25,8 @@ for c in cmds:
         c = c.replace("~/fed", "~/fed --base-port %d" % port, 1)
         need["dev-federation"] += 1
     if "127.0.0.1:7713" in c:
-        c = c.replace("127.0.0.1:7713", "127.0.0.1:%d" % (port + 13))
+        # through the recorder (below), which forwards to unhcr's API
+        c = c.replace("127.0.0.1:7713", "127.0.0.1:%d" % (port + 50))
         need["7713"] += 1
     if c.startswith("tern info "):
         # A reader types slower than a script: wait for the handshakes.
@@ -44,6 +45,11 @@ for k, v in need.items():
 print("\n".join(out))
 PY
 
+# The walk's HTTP call goes through a recording proxy to unhcr's API, and is
+# checked against docs/openapi.yaml with every other exchange of the suite.
+python3 "$ROOT/tests/tools/http_recorder.py" --listen $((PORT + 50)) --to $((PORT + 13)) \
+  --log "$HTTP_LOG" >>"$WORK/rec.log" 2>&1 &
+PIDS[rec]=$!
 cd "$WORK/home"
 HOME="$WORK/home" PATH="$BIN:$PATH" bash "$WORK/walk.sh" >"$WORK/walk.out" 2>"$WORK/walk.log" ||
   { tail -n 30 "$WORK/walk.out" >&2; fail "the README's walk stopped (its stderr is in walk.log)"; }
@@ -63,4 +69,5 @@ for f in unhcr sweden hub; do
 done
 grep -q "RECEIPT_RECEIVED .*$id" "$out" || fail "replay did not show the receipt for $id"
 grep -q "^0 findings" "$out" || fail "replay reported findings"
+http_check
 say "the README's walk ran as written"
