@@ -1,3 +1,4 @@
+#include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -106,4 +107,19 @@ int cli_config_load_either(const char *cmd, const char *conf, struct tern_config
 	}
 	tern_config_free(cfg);
 	return CLI_FAIL;
+}
+
+int cli_dir_empty_or_missing(const char *path)
+{
+	struct dirent *de;
+	DIR *d = opendir(path);
+	int empty = 1;
+
+	if (d == NULL)
+		return errno == ENOENT;
+	while ((de = readdir(d)) != NULL)
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			empty = 0;
+	closedir(d);
+	return empty;
 }

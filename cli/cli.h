@@ -35,4 +35,8 @@ int cli_read_input(const char *path, size_t max, uint8_t **out, size_t *len);
 
 #define CLI_MAX_BODY (4u * 1024 * 1024)
 
+/* 1 if path is missing or an empty directory (a folder a command may fill
+ * without overwriting anything), else 0. */
+int cli_dir_empty_or_missing(const char *path);
+
 #endif

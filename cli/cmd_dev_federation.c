@@ -61,22 +61,6 @@ static const struct dev_node {
 };
 #define NDEV (sizeof(dev_nodes) / sizeof(dev_nodes[0]))
 
-/* 1 if path is missing or an empty directory, 0 otherwise. */
-static int dir_usable(const char *path)
-{
-	struct dirent *de;
-	DIR *d = opendir(path);
-	int empty = 1;
-
-	if (d == NULL)
-		return errno == ENOENT;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			empty = 0;
-	closedir(d);
-	return empty;
-}
-
 static const char keys_federation_ini[] = "[keys]\n"
                                           "certificate = node.crt\n"
                                           "signing_key = node.key\n"
@@ -244,7 +228,7 @@ int cmd_dev_federation(int argc, char **argv)
 	if (optind != argc - 1)
 		return cli_usage_error("dev-federation", "give exactly one directory DIR");
 	root = argv[optind];
-	if (!dir_usable(root)) {
+	if (!cli_dir_empty_or_missing(root)) {
 		fprintf(stderr,
 		        "tern: %s exists and is not empty; dev-federation never overwrites.\n"
 		        "Choose a new directory, or remove this one first if it is a previous "

@@ -37,22 +37,6 @@ static int port_free(int port)
 	return ok;
 }
 
-/* Whether path is missing or an empty directory. */
-static int dir_empty_or_missing(const char *path)
-{
-	struct dirent *de;
-	DIR *d = opendir(path);
-	int empty = 1;
-
-	if (d == NULL)
-		return errno == ENOENT;
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			empty = 0;
-	closedir(d);
-	return empty;
-}
-
 static void remove_tree(const char *dir, const char *cmd)
 {
 	char shell[PATH_MAX + 16];
@@ -84,7 +68,7 @@ int localfed_create(localfed *lf, const char *keep, int port, const char *cmd)
 	if (keep) {
 		/* The logs and fed/ go straight into it: a previous run's would be
 		 * overwritten, or dev-federation would refuse fed/ half-way. */
-		if (!dir_empty_or_missing(keep)) {
+		if (!cli_dir_empty_or_missing(keep)) {
 			fprintf(stderr,
 			        "tern %s: --keep %s: not an empty directory (a previous run's?).\n"
 			        "Give --keep a new or empty directory, or remove this one first.\n",
