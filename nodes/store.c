@@ -507,8 +507,9 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 	json_t *rec, *ref;
 	uint64_t seq = 0;
 	uint8_t kb[8];
-	MDB_val k, v;
-	int rc;
+	MDB_val k = sval(m->msgid), v;
+	/* numbered for listing once: a record written again keeps its place */
+	int again = mdb_get(txn, DBI(s, NS_RECEIVED), &k, &v) == 0, rc;
 
 	if (m->accepted) {
 		if ((rc = next_seq(txn, s, "inseq", &seq)) != TERN_OK)
@@ -539,7 +540,7 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 	rc = put_json(txn, DBI(s, NS_RECEIVED), m->msgid, rec);
 	json_decref(rec);
 	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0 &&
-	    (rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'i')) == TERN_OK)
+	    (rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'i')) == TERN_OK && !again)
 		rc = node_store_list_note(txn, s, m->case_id, m->msgid, 'i');
 	return rc;
 }

@@ -267,6 +267,18 @@ static void test_arguments(void **state)
 	}
 }
 
+/* A received record written again (the store takes it; the delivery path
+ * de-duplicates before) keeps its one place in the listing. */
+static void test_received_again(void **state)
+{
+	(void)state;
+	add((struct msg){0, 'i', "A", "case-update", "sweden", 1000, 1});
+	add((struct msg){1, 'o', "A", "case-referral", "sweden", 1100, 1});
+	add((struct msg){0, 'i', "A", "case-update", "sweden", 1200, 0});
+	assert_string_equal(list("{}"), "0,1");
+	assert_string_equal(list("{\"state\":\"refused\"}"), "0");
+}
+
 static int drop_list(MDB_txn *txn, void *arg)
 {
 	MDB_val k = {9, "list.kept"};
@@ -306,6 +318,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scan_bound, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_arguments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_received_again, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backfill, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
