@@ -39,7 +39,7 @@ static void usage(FILE *f)
 	    "                      every page's messages)\n"
 	    "\n"
 	    "Without --all, a page that has more after it ends with 'next page: --cursor C'\n"
-	    "on standard error (in \"next_cursor\" with --json). A page reads at most 10,000\n"
+	    "on standard error (in \"next_cursor\" with --json). A page reads at most 2,000\n"
 	    "entries of the node's index: when it stopped there it may hold fewer messages,\n"
 	    "and says so (docs/api.md, messages.list).\n"
 	    "\n"
