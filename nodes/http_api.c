@@ -130,6 +130,15 @@ static json_t *route(const tern_http_request *in, tern_http_response *res, int *
 		tern_http_response_header(res, "Allow", "%s", path_method[*p]);
 		return NULL;
 	}
+	if ((in->nargs || in->args_over) && !(*p == P_MESSAGES && strcmp(in->method, "GET") == 0)) {
+		/* strict, as bodies are: a query no path here reads is refused,
+		 * not dropped */
+		json_t *ext = json_pack("{s:s}", "field", in->nargs ? in->arg_name[0] : "");
+		node_http_fail_ext(res, 400, "invalid-argument",
+		                   "this path takes no query arguments (docs/api.md#http)", ext);
+		json_decref(ext);
+		return NULL;
+	}
 	switch (*p) {
 	case P_MESSAGES:
 		if (strcmp(in->method, "GET") == 0) {

@@ -133,6 +133,9 @@ bad b11 "cursor=zzz" cursor
 bad b12 "limit=1&limit=2" limit
 bad b13 "caseId=" caseId
 bad b14 "direction=sent&state=accepted" state
+[[ $(hreq q1 GET "$UNHCR_API" "/v1/node?verbose=1" "$TOKF") == 400 ]] || fail "a query on /v1/node was not refused"
+python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); assert p["field"] == "verbose", p' "$WORK/q1.out" ||
+  fail "the refused query argument is not named"
 [[ $(hreq put PUT "$UNHCR_API" /v1/messages "$TOKF") == 405 ]] || fail "PUT /v1/messages is not 405"
 allow=$(tr -d '\r' <"$WORK/put.head" | awk 'tolower($1) == "allow:" {sub(/^[^:]*: */, ""); print}')
 [[ $allow == "GET, POST" ]] || fail "405 Allow is '$allow', not 'GET, POST'"
