@@ -53,8 +53,8 @@ static const node_http_field next_fields[] = {
     {"waitMs", "wait_ms", NHF_INT, 0, 60000, 0},
 };
 
-/* What a path is, and the methods it takes (the first is named when
- * another is refused; /v1/messages lists with GET and sends with POST). */
+/* What a path is, and the methods it takes, as a 405's Allow names them
+ * (/v1/messages lists with GET and sends with POST). */
 enum path {
 	P_NONE,
 	P_MESSAGES,

@@ -392,6 +392,13 @@ json_t *node_http_query(tern_http_response *res, const tern_http_request *in,
 		if (f == NULL) {
 			const char *hint = NULL;
 			char c[64];
+			json_t *name = json_string(k);
+			if (name == NULL) { /* not UTF-8: not to be echoed in the detail */
+				node_http_fail(res, 400, "invalid-argument",
+				               "a query argument's name is not UTF-8");
+				goto bad;
+			}
+			json_decref(name);
 			camel(k, c, sizeof(c));
 			for (size_t i = 0; i < n && hint == NULL; i++)
 				if (strcmp(fields[i].name, c) == 0 ||

@@ -100,6 +100,11 @@ static void test_query(void **state)
 	json_decref(req);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_string_equal(refused(bad[i].args, bad[i].n, &req), bad[i].field);
+	{
+		/* a name that is not UTF-8 is refused, not echoed */
+		static const char *const latin1[] = {"caf\xe9", "1"};
+		assert_string_equal(refused(latin1, 1, &req), "");
+	}
 }
 
 int main(void)
