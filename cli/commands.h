@@ -15,6 +15,7 @@ cli_cmd_fn cmd_send;           /* cmd_send.c */
 cli_cmd_fn cmd_status;         /* cmd_status.c */
 cli_cmd_fn cmd_case;           /* cmd_case.c */
 cli_cmd_fn cmd_inbox;          /* cmd_inbox.c */
+cli_cmd_fn cmd_messages;       /* cmd_messages.c */
 cli_cmd_fn cmd_demo;           /* cmd_demo.c */
 cli_cmd_fn cmd_bench;          /* cmd_bench.c */
 cli_cmd_fn cmd_info;           /* cmd_info.c */

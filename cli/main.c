@@ -20,6 +20,7 @@ static const struct {
     {"status", cmd_status, "show what became of a message this node sent"},
     {"case", cmd_case, "a case as this node knows it: threads, states, what may come next"},
     {"inbox", cmd_inbox, "list, take, show and acknowledge received messages"},
+    {"messages", cmd_messages, "list the messages a node sent and received, a page at a time"},
     {"info", cmd_info, "a running node's connection and message counts"},
     {"audit", cmd_audit, "export, verify and replay the tamper-evident audit logs"},
     {"queues", cmd_queues, "what is queued where, at a broker (live or read-only) or a node"},

@@ -1,5 +1,5 @@
 /* The local API's operations (docs/api.md): send, inbox.ack, and the reads
- * (status, inbox.list, inbox.show, inbox.next, node.info). api_server.c
+ * (status, inbox.list, inbox.show, inbox.next, node.info, messages.list). api_server.c
  * owns the socket and the parked clients and calls these.
  *
  * A send or an acknowledgement is checked here and added to the batch; it
@@ -115,6 +115,28 @@ static json_t *transfer_of(json_t *arr, const char *msgid)
 	return found;
 }
 
+/* "messages.list": one page of the messages sent and received (msglist.c).
+ * A refusal names the argument in "field". */
+static json_t *messages_list(node *n, MDB_txn *txn, json_t *req)
+{
+	node_list_query q;
+	char why[768];
+	const char *field = node_list_query_parse(req, &q, why, sizeof(why));
+	json_t *page = NULL, *res;
+	int rc;
+
+	if (field != NULL) {
+		res = tern_api_error(TERN_EINVAL, "%s", why);
+		if (res)
+			json_object_set_new(res, "field", json_string(field));
+		return res;
+	}
+	if ((rc = node_store_messages_list(txn, n->store, &q, &page)) != TERN_OK)
+		return tern_api_error(rc, "cannot list the messages: %s", tern_errdetail());
+	json_object_set_new(page, "ok", json_true());
+	return page;
+}
+
 static json_t *api_read_op(node *n, const char *op, json_t *req)
 {
 	MDB_txn *txn;
@@ -216,6 +238,8 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		else
 			res = json_pack("{s:b, s:O}", "ok", 1, "case", v);
 		json_decref(v);
+	} else if (strcmp(op, "messages.list") == 0) {
+		res = messages_list(n, txn, req);
 	} else if (strcmp(op, "node.info") == 0) {
 		json_t *counts = NULL;
 		node_store_counts(txn, n->store, &counts);

@@ -108,7 +108,7 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 		                 "this node speaks API version 1; give \"v\":1 and \"op\"");
 	if (strcmp(op, "status") == 0 || strcmp(op, "inbox.list") == 0 ||
 	    strcmp(op, "inbox.show") == 0 || strcmp(op, "node.info") == 0 ||
-	    strcmp(op, "case.show") == 0) {
+	    strcmp(op, "case.show") == 0 || strcmp(op, "messages.list") == 0) {
 		/* Never parked: a NULL here would leave the client waiting for good. */
 		json_t *r = s->h.read(s->h.arg, op, req);
 		return r ? r : tern_api_error(TERN_ENOMEM, "cannot build the answer");

@@ -40,11 +40,21 @@ static const node_http_field send_fields[] = {
     {"waitMs", "wait_ms", NHF_INT, 0, 60000, 0},
     {"uploads", "uploads", NHF_STRINGS, 0, 0, 0},
 };
+/* GET /v1/messages's query: the local API's messages.list arguments, times
+ * in RFC 3339 (the node checks the values; these, their form). */
+static const node_http_field list_args[] = {
+    {"direction", "direction", NHF_STRING, 0, 0, 0}, {"caseId", "case_id", NHF_STRING, 0, 0, 0},
+    {"type", "type", NHF_STRING, 0, 0, 0},           {"state", "state", NHF_STRING, 0, 0, 0},
+    {"peer", "peer", NHF_STRING, 0, 0, 0},           {"since", "since", NHF_TIME, 0, 0, 0},
+    {"until", "until", NHF_TIME, 0, 0, 0},           {"limit", "limit", NHF_INT, 1, 1000, 0},
+    {"cursor", "cursor", NHF_STRING, 0, 0, 0},
+};
 static const node_http_field next_fields[] = {
     {"waitMs", "wait_ms", NHF_INT, 0, 60000, 0},
 };
 
-/* What a path is, and the one method it takes. */
+/* What a path is, and the methods it takes, as a 405's Allow names them
+ * (/v1/messages lists with GET and sends with POST). */
 enum path {
 	P_NONE,
 	P_MESSAGES,
@@ -57,8 +67,8 @@ enum path {
 	P_CASE
 };
 static const char *const path_method[] = {
-    [P_MESSAGES] = "POST", [P_MESSAGE] = "GET",    [P_INBOX] = "GET", [P_INBOX_NEXT] = "POST",
-    [P_INBOX_MSG] = "GET", [P_INBOX_ACK] = "POST", [P_NODE] = "GET",  [P_CASE] = "GET",
+    [P_MESSAGES] = "GET, POST", [P_MESSAGE] = "GET",    [P_INBOX] = "GET", [P_INBOX_NEXT] = "POST",
+    [P_INBOX_MSG] = "GET",      [P_INBOX_ACK] = "POST", [P_NODE] = "GET",  [P_CASE] = "GET",
 };
 
 /* The path's kind, with its id (a message id, or a case id) in id. */
@@ -89,6 +99,17 @@ static enum path path_of(const char *url, char *id, size_t cap)
 	return P_NONE;
 }
 
+/* Whether method is one of allowed ("GET" or "GET, POST"). */
+static int method_ok(const char *allowed, const char *method)
+{
+	size_t n = strlen(method);
+
+	for (const char *p = allowed; (p = strstr(p, method)) != NULL; p += n)
+		if ((p == allowed || p[-1] == ' ') && (p[n] == 0 || p[n] == ','))
+			return 1;
+	return 0;
+}
+
 /* Method and path to a local API request (a new reference), or NULL with
  * res set to the refusal: 404, 405 with Allow, 400 naming a field. */
 static json_t *route(const tern_http_request *in, tern_http_response *res, int *wait_ms,
@@ -102,15 +123,31 @@ static json_t *route(const tern_http_request *in, tern_http_response *res, int *
 		node_http_fail(res, 404, "not-found", "no such path; see docs/api.md#http");
 		return NULL;
 	}
-	if (strcmp(in->method, path_method[*p]) != 0) {
+	if (!method_ok(path_method[*p], in->method)) {
 		char why[96];
 		snprintf(why, sizeof(why), "this path takes %s only", path_method[*p]);
 		node_http_fail(res, 405, "method-not-allowed", why);
 		tern_http_response_header(res, "Allow", "%s", path_method[*p]);
 		return NULL;
 	}
+	if ((in->nargs || in->args_over) && !(*p == P_MESSAGES && strcmp(in->method, "GET") == 0)) {
+		/* strict, as bodies are: a query no path here reads is refused,
+		 * not dropped */
+		json_t *ext = json_pack("{s:s}", "field", in->nargs ? in->arg_name[0] : "");
+		node_http_fail_ext(res, 400, "invalid-argument",
+		                   "this path takes no query arguments (docs/api.md#http)", ext);
+		json_decref(ext);
+		return NULL;
+	}
 	switch (*p) {
 	case P_MESSAGES:
+		if (strcmp(in->method, "GET") == 0) {
+			req = node_http_query(res, in, list_args,
+			                      sizeof(list_args) / sizeof(list_args[0]));
+			if (req)
+				json_object_set_new(req, "op", json_string("messages.list"));
+			return req;
+		}
 		req = node_http_request(res, in->body, in->blen, send_fields,
 		                        sizeof(send_fields) / sizeof(send_fields[0]), 0);
 		if (req) {

@@ -60,7 +60,7 @@ int node_http_fail_ext(tern_http_response *res, int status, const char *code, co
 
 /* A strict request body: each field the API takes, with its kind, its name
  * in the local API and, for an integer, its bounds. */
-typedef enum { NHF_STRING, NHF_STRINGS, NHF_OBJECT, NHF_INT } node_http_kind;
+typedef enum { NHF_STRING, NHF_STRINGS, NHF_OBJECT, NHF_INT, NHF_TIME } node_http_kind;
 typedef struct node_http_field {
 	const char *name;  /* camelCase, as the client sends it */
 	const char *local; /* the local API's name */
@@ -74,6 +74,18 @@ typedef struct node_http_field {
  * missing. An empty body is {} when optional. */
 json_t *node_http_request(tern_http_response *res, const char *body, size_t blen,
                           const node_http_field *fields, size_t n, int optional);
+
+/* The local API request a query string makes (a new reference), or NULL
+ * with res set to a 400 naming the argument in `field`: one the operation
+ * does not take, one given twice, an empty value, an integer that is not
+ * one or out of bounds (NHF_INT), a time that is not RFC 3339 (NHF_TIME:
+ * epoch milliseconds in the local API). NHF_STRINGS and NHF_OBJECT are not
+ * query kinds. */
+json_t *node_http_query(tern_http_response *res, const tern_http_request *in,
+                        const node_http_field *fields, size_t n);
+/* An RFC 3339 time ("2026-12-06T12:21:09.818Z", an offset or none of the
+ * fraction) in epoch milliseconds; TERN_EINVAL. */
+int node_http_time_parse(const char *s, int64_t *ms);
 
 /* The tus uploads and downloads (http_attach.c). node_http_attach answers
  * a request under /v1/uploads or /v1/messages/ID/attachments/ and sets

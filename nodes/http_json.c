@@ -155,8 +155,16 @@ int node_http_json(tern_http_response *res, int status, const json_t *resp)
 		 * conflict, the first message of a client_ref) travel with it */
 		const char *code = json_string_value(json_object_get(resp, "error"));
 		json_t *ext = node_http_view(resp);
+		const char *field = json_string_value(json_object_get(ext, "field"));
 		json_object_del(ext, "error");
 		json_object_del(ext, "message");
+		if (field) {
+			/* the local API names its argument; the client sent the
+			 * camelCase one */
+			char c[128];
+			camel(field, c, sizeof(c));
+			json_object_set_new(ext, "field", json_string(c));
+		}
 		rc = node_http_fail_ext(res, status < 400 ? 500 : status, code ? code : "internal",
 		                        json_string_value(json_object_get(resp, "message")), ext);
 		json_decref(ext);
@@ -197,6 +205,8 @@ static const char *kind_name(node_http_kind k)
 		return "an object";
 	case NHF_INT:
 		return "an integer";
+	case NHF_TIME:
+		return "an RFC 3339 time";
 	}
 	return "?";
 }
@@ -213,6 +223,8 @@ static int kind_ok(node_http_kind k, const json_t *v)
 		return json_is_object(v);
 	case NHF_INT:
 		return json_is_integer(v);
+	case NHF_TIME:
+		return 0; /* a query kind only */
 	case NHF_STRINGS:
 		if (!json_is_array(v))
 			return 0;
@@ -294,6 +306,153 @@ json_t *node_http_request(tern_http_response *res, const char *body, size_t blen
 bad:
 	json_decref(ext);
 	json_decref(in);
+	json_decref(out);
+	return NULL;
+}
+
+int node_http_time_parse(const char *s, int64_t *ms)
+{
+	struct tm tm = {0};
+	int y, mo, d, h, mi, sec, n = 0, frac = 0, digits = 0;
+	int64_t off = 0, t;
+	const char *p;
+
+	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10 ||
+	    (s[10] != 'T' && s[10] != 't') ||
+	    sscanf(s + 11, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 || n != 8)
+		return TERN_EINVAL;
+	for (int i = 0; i < 10; i++)
+		if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9'))
+			return TERN_EINVAL;
+	p = s + 19;
+	if (*p == '.') {
+		for (p++; *p >= '0' && *p <= '9'; p++, digits++)
+			if (digits < 3)
+				frac = frac * 10 + (*p - '0');
+		if (digits == 0)
+			return TERN_EINVAL;
+		for (int i = digits; i < 3; i++)
+			frac *= 10;
+	}
+	if ((*p == 'Z' || *p == 'z') && p[1] == 0) {
+		off = 0;
+	} else if ((*p == '+' || *p == '-' || *p == ' ') && strlen(p) == 6 && p[3] == ':' &&
+	           p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9' && p[4] >= '0' &&
+	           p[4] <= '5' && p[5] >= '0' && p[5] <= '9') {
+		/* ' ': a '+' the client did not percent-encode, which a query
+		 * string decodes as a space */
+		off = ((p[1] - '0') * 10 + (p[2] - '0')) * 60 + (p[4] - '0') * 10 + (p[5] - '0');
+		off *= *p == '-' ? -60000 : 60000;
+	} else {
+		return TERN_EINVAL;
+	}
+	if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return TERN_EINVAL;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = (int64_t)timegm(&tm);
+	if (t < 0 || tm.tm_mday != d) /* 31 February and the like */
+		return TERN_EINVAL;
+	t = t * 1000 + frac - off;
+	if (t < 0)
+		return TERN_EINVAL;
+	*ms = t;
+	return TERN_OK;
+}
+
+json_t *node_http_query(tern_http_response *res, const tern_http_request *in,
+                        const node_http_field *fields, size_t n)
+{
+	json_t *out = json_object(), *ext = NULL;
+	char why[320];
+
+	if (out == NULL)
+		return NULL;
+	if (in->args_over) {
+		snprintf(why, sizeof(why), "more than %d query arguments", TERN_HTTP_MAX_ARGS);
+		node_http_fail(res, 400, "invalid-argument", why);
+		goto bad;
+	}
+	for (size_t a = 0; a < in->nargs; a++) {
+		const char *k = in->arg_name[a], *v = in->arg_value[a];
+		const node_http_field *f = NULL;
+		json_t *val = NULL;
+		for (size_t i = 0; i < n && f == NULL; i++)
+			if (strcmp(fields[i].name, k) == 0)
+				f = &fields[i];
+		if (f == NULL) {
+			const char *hint = NULL;
+			char c[64];
+			json_t *name = json_string(k);
+			if (name == NULL) { /* not UTF-8: not to be echoed in the detail */
+				node_http_fail(res, 400, "invalid-argument",
+				               "a query argument's name is not UTF-8");
+				goto bad;
+			}
+			json_decref(name);
+			camel(k, c, sizeof(c));
+			for (size_t i = 0; i < n && hint == NULL; i++)
+				if (strcmp(fields[i].name, c) == 0 ||
+				    strcasecmp(fields[i].name, k) == 0)
+					hint = fields[i].name;
+			snprintf(why, sizeof(why), "unknown query argument '%.64s'%s%s%s", k,
+			         hint ? ": did you mean '" : " (docs/api.md lists the arguments)",
+			         hint ? hint : "", hint ? "'?" : "");
+			ext = json_pack("{s:s}", "field", k);
+			node_http_fail_ext(res, 400, "invalid-argument", why, ext);
+			goto bad;
+		}
+		if (json_object_get(out, f->local) != NULL) {
+			snprintf(why, sizeof(why), "query argument '%s' given twice", f->name);
+			goto refuse;
+		}
+		if (v[0] == 0) {
+			snprintf(why, sizeof(why), "query argument '%s' is empty", f->name);
+			goto refuse;
+		}
+		if (f->kind == NHF_INT) {
+			char *end;
+			long long x = strtoll(v, &end, 10);
+			if (*end || !(v[0] >= '0' && v[0] <= '9') || x < f->min || x > f->max) {
+				snprintf(why, sizeof(why),
+				         "query argument '%s' must be an integer from %" PRId64
+				         " to %" PRId64,
+				         f->name, f->min, f->max);
+				goto refuse;
+			}
+			val = json_integer(x);
+		} else if (f->kind == NHF_TIME) {
+			int64_t ms;
+			if (node_http_time_parse(v, &ms) != TERN_OK) {
+				snprintf(why, sizeof(why),
+				         "query argument '%s' must be an RFC 3339 time, such as "
+				         "2026-12-06T12:00:00Z",
+				         f->name);
+				goto refuse;
+			}
+			val = json_integer(ms);
+		} else {
+			val = json_string(v); /* NULL for a value that is not UTF-8 */
+			if (val == NULL) {
+				snprintf(why, sizeof(why), "query argument '%s' is not UTF-8",
+				         f->name);
+				goto refuse;
+			}
+		}
+		json_object_set_new(out, f->local, val);
+		continue;
+	refuse:
+		ext = json_pack("{s:s}", "field", f->name);
+		node_http_fail_ext(res, 400, "invalid-argument", why, ext);
+		goto bad;
+	}
+	return out;
+bad:
+	json_decref(ext);
 	json_decref(out);
 	return NULL;
 }

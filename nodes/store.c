@@ -18,7 +18,8 @@
 static const char *const dbnames[] = {
     "meta",     "outbox",     "outenv",           "msgs",      "inbox",   "received", "inenv",
     "refs",     "clientrefs", TERN_AUDIT_DBNAMES, "?accepted", "?held",   "?heldenv", "?cases",
-    "?uploads", "?xout",      "?xleaves",         "?xin",      "?xinenv", "?pushes",  NULL};
+    "?uploads", "?xout",      "?xleaves",         "?xin",      "?xinenv", "?pushes",  "?msglist",
+    NULL};
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
@@ -43,6 +44,7 @@ int node_store_open(const char *dir, int rdonly, tern_store **out)
 	node_store_audit_dbs(*out, &audit);
 	if ((rc = tern_store_write(*out, counts_apply, *out)) != TERN_OK ||
 	    (rc = tern_store_write(*out, node_store_cases_backfill, *out)) != TERN_OK ||
+	    (rc = tern_store_write(*out, node_store_list_backfill, *out)) != TERN_OK ||
 	    (rc = tern_audit_backfill(*out, &audit)) != TERN_OK)
 		tern_store_close(out);
 	return rc;
@@ -225,8 +227,9 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 	                m->outcome ? m->outcome : "", "ref", m->ref ? m->ref : "");
 	rc = put_json(txn, DBI(s, NS_REFS), m->msgid, ref);
 	json_decref(ref);
-	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0)
-		rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'o');
+	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0 &&
+	    (rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'o')) == TERN_OK)
+		rc = node_store_list_note(txn, s, m->case_id, m->msgid, 'o');
 	if (rc == TERN_OK && m->client_ref && m->client_ref[0]) {
 		/* the id, then what the send said: a reuse of the key with
 		 * other content is then told apart from a retry */
@@ -506,8 +509,9 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 	json_t *rec, *ref;
 	uint64_t seq = 0;
 	uint8_t kb[8];
-	MDB_val k, v;
-	int rc;
+	MDB_val k = sval(m->msgid), v;
+	/* numbered for listing once: a record written again keeps its place */
+	int again = mdb_get(txn, DBI(s, NS_RECEIVED), &k, &v) == 0, rc;
 
 	if (m->accepted) {
 		if ((rc = next_seq(txn, s, "inseq", &seq)) != TERN_OK)
@@ -537,8 +541,9 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 		return TERN_ENOMEM;
 	rc = put_json(txn, DBI(s, NS_RECEIVED), m->msgid, rec);
 	json_decref(rec);
-	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0)
-		rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'i');
+	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0 &&
+	    (rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'i')) == TERN_OK && !again)
+		rc = node_store_list_note(txn, s, m->case_id, m->msgid, 'i');
 	return rc;
 }
 

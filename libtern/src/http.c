@@ -325,6 +325,23 @@ static enum MHD_Result serve_snapshot(tern_http *h, struct MHD_Connection *c, co
 	return *found ? reply(c, status, ctype, out, out ? strlen(out) : 0) : MHD_NO;
 }
 
+/* MHD_get_connection_values' iterator: the query's arguments into the
+ * request (MHD's strings, which live as long as it). */
+static enum MHD_Result take_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+	tern_http_request *in = cls;
+
+	(void)kind;
+	if (in->nargs == TERN_HTTP_MAX_ARGS) {
+		in->args_over = 1;
+		return MHD_NO;
+	}
+	in->arg_name[in->nargs] = key;
+	in->arg_value[in->nargs++] = value ? value : "";
+	return MHD_YES;
+}
+
 /* The first call, with the headers and before any body: everything that can
  * be decided without the body is decided here, so that a request we refuse
  * never makes us read or hold a byte of it (MHD discards the rest of the
@@ -373,6 +390,7 @@ static enum MHD_Result first_call(tern_http *h, struct MHD_Connection *c, const 
 	r->in.url = url;
 	for (size_t i = 0; h->headers[i]; i++)
 		r->in.headers[i] = MHD_lookup_connection_value(c, MHD_HEADER_KIND, h->headers[i]);
+	MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, take_arg, &r->in);
 	if (h->early) {
 		h->early(h->arg, &r->in, &early);
 		if (early.status != 0) {

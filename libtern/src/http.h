@@ -29,6 +29,7 @@
 typedef struct tern_http tern_http;
 
 #define TERN_HTTP_MAX_HEADERS 8 /* request headers an API reads; response headers it adds */
+#define TERN_HTTP_MAX_ARGS 16   /* query arguments a request may carry */
 
 /* One authenticated request, as a handler sees it. Every pointer is the
  * server's and stays valid until the handler returns (the connection is
@@ -41,6 +42,13 @@ typedef struct tern_http_request {
 	/* The values of the headers tern_http_api.headers names, in its order;
 	 * NULL for one the request lacks. */
 	const char *headers[TERN_HTTP_MAX_HEADERS];
+	/* The query string's arguments, percent-decoded, in their order (a name
+	 * given twice is there twice; a name without '=' has the value "").
+	 * More than TERN_HTTP_MAX_ARGS: args_over is set and the rest are
+	 * dropped, for the handler to refuse. */
+	size_t nargs;
+	int args_over;
+	const char *arg_name[TERN_HTTP_MAX_ARGS], *arg_value[TERN_HTTP_MAX_ARGS];
 } tern_http_request;
 
 /* A body produced piece by piece (a download of gigabytes must never sit in

@@ -25,7 +25,7 @@
 
 #include "util.h"
 
-#define TERN_STORE_MAX_DBS 24
+#define TERN_STORE_MAX_DBS 32
 
 typedef struct tern_store tern_store;
 

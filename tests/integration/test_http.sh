@@ -149,10 +149,10 @@ say "405 names what is allowed; 401, 404 and / answer problem details"
 TOKF="$WORK/fed/unhcr/http.token"
 [[ $(hreq 405 DELETE "$UNHCR_API" /v1/node "$TOKF") == 405 && $(header_of "$WORK/405.head" allow) == GET ]] ||
   fail "DELETE /v1/node is not 405 with Allow: GET"
-[[ $(hreq 405b PUT "$UNHCR_API" /v1/messages "$TOKF") == 405 && $(header_of "$WORK/405b.head" allow) == POST ]] ||
-  fail "PUT /v1/messages is not 405 with Allow: POST"
-[[ $(ctype GET "$UNHCR_API" /v1/messages "$TOKF") == application/problem+json ]] ||
-  fail "GET /v1/messages is not problem details"
+[[ $(hreq 405b PUT "$UNHCR_API" /v1/messages "$TOKF") == 405 && $(header_of "$WORK/405b.head" allow) == "GET, POST" ]] ||
+  fail "PUT /v1/messages is not 405 with Allow: GET, POST"
+[[ $(ctype GET "$UNHCR_API" "/v1/messages?bogus=1" "$TOKF") == application/problem+json ]] ||
+  fail "GET /v1/messages with an unknown argument is not problem details"
 [[ $(hreq 401 GET "$UNHCR_API" /v1/node) == 401 ]] || fail "no token is not 401"
 [[ $(header_of "$WORK/401.head" www-authenticate) == Bearer ]] || fail "401 without WWW-Authenticate: Bearer"
 [[ $(header_of "$WORK/401.head" content-type) == application/problem+json ]] || fail "401 is not problem details"

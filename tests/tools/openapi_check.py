@@ -15,12 +15,16 @@ An exchange is described when its path and method are (else it must be a 404, a 
 Allow, or a 401, as problem details); its status is one the operation lists; the response
 has the headers the document requires and a Content-Type it lists; a JSON body satisfies its
 schema. A JSON request body the document refuses must have been refused (4xx); one it accepts
-must not be refused for a field ("field" in the problem). Python's standard library and
+must not be refused for a field ("field" in the problem). So must a query string the
+document refuses (an argument it does not declare, one given twice, a value its schema
+refuses); a 400 for a query names one of the arguments given (the node checks some against
+one another, such as state against direction, which the document cannot say). Python's standard library and
 Debian's python3-jsonschema and python3-yaml only.
 """
 import json
 import re
 import sys
+import urllib.parse
 import warnings
 
 import jsonschema
@@ -158,6 +162,7 @@ def check_exchange(doc, tpl, x):
                 errs.append("%s: the body is not JSON" % where)
             else:
                 errs += ["%s: %s" % (where, e) for e in errors_of(doc, spec.get("schema", {}), value)]
+    errs += check_query(doc, op, x, raw, where)
     # The request, when the test recorded its JSON body.
     rb = resolve(doc, op.get("requestBody", {}))
     rschema = (rb.get("content") or {}).get("application/json", {}).get("schema")
@@ -193,10 +198,72 @@ def check_exchange(doc, tpl, x):
     return errs
 
 
+RFC3339 = re.compile(r"^\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(\.\d+)?([Zz]|[+-]\d\d:\d\d)$")
+
+
+def query_params(doc, op):
+    return {p["name"]: p for p in (resolve(doc, q) for q in op.get("parameters", []))
+            if p.get("in") == "query"}
+
+
+def query_refusal(doc, params, args):
+    """Why the document refuses these query arguments, or None."""
+    seen = set()
+    for k, v in args:
+        if k not in params:
+            return "argument %r is not declared" % k
+        if k in seen:
+            return "argument %r given twice" % k
+        seen.add(k)
+        sch = resolve(doc, params[k].get("schema", {}))
+        value = v
+        if sch.get("type") == "integer":
+            if not re.match(r"^-?\d+$", v):
+                return "argument %r is not an integer" % k
+            value = int(v)
+        if sch.get("format") == "date-time" and not RFC3339.match(v):
+            return "argument %r is not an RFC 3339 time" % k
+        bad = errors_of(doc, sch, value)
+        if bad:
+            return "argument %r: %s" % (k, bad[0])
+    return None
+
+
+def check_query(doc, op, x, raw, where):
+    params = query_params(doc, op)
+    query = x["path"].split("?", 1)[1] if "?" in x["path"] else ""
+    if not params:
+        return []
+    args = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    bad = query_refusal(doc, params, args)
+    status = x["status"]
+    if bad and not 400 <= status < 500:
+        return ["%s: the document refuses this query (%s), the node answered %d" % (where, bad, status)]
+    if status == 400:
+        try:
+            field = json.loads(raw).get("field")
+        except (ValueError, AttributeError):
+            field = None
+        if not bad and field not in {k for k, _ in args}:
+            return ["%s: the document allows this query, the node refused %r, not an argument given"
+                    % (where, field)]
+    return []
+
+
 def fields(doc, op):
     """A request body's fields, in words, for the table."""
     rb = resolve(doc, op.get("requestBody", {}))
     content = rb.get("content") or {}
+    params = query_params(doc, op)
+    if params and not content:
+        out = []
+        for name, p in params.items():
+            sch = resolve(doc, p.get("schema", {}))
+            w = "`%s`" % name
+            if "minimum" in sch and "maximum" in sch:
+                w += " (%s–%s)" % (sch["minimum"], sch["maximum"])
+            out.append(w)
+        return "query: " + ", ".join(out)
     if "application/json" not in content:
         return ", ".join("`%s`" % m for m in content) or ""
     sch = resolve(doc, content["application/json"].get("schema", {}))
@@ -215,7 +282,7 @@ def fields(doc, op):
 
 
 def table(doc):
-    rows = ["| method and path | operation | what | request body |", "|---|---|---|---|"]
+    rows = ["| method and path | operation | what | request |", "|---|---|---|---|"]
     for p, item in doc["paths"].items():
         for m, op in item.items():
             if m == "parameters":
