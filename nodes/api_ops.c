@@ -340,8 +340,10 @@ static void send_fingerprint(const struct send_req *r, const uint8_t *packed, si
 		crypto_hash_sha256_update(&st, (const uint8_t *)r->rcpts[i],
 		                          strlen(r->rcpts[i]) + 1);
 	crypto_hash_sha256_update(&st, &zero, 1);
+	/* Each field ends in a NUL: none can lend characters to the next. */
 	if (r->reply_to)
 		crypto_hash_sha256_update(&st, (const uint8_t *)r->reply_to, strlen(r->reply_to));
+	crypto_hash_sha256_update(&st, &zero, 1);
 	snprintf(num, sizeof(num), "%lld", (long long)r->ttl_s);
 	crypto_hash_sha256_update(&st, (const uint8_t *)num, strlen(num) + 1);
 	crypto_hash_sha256_update(&st, packed, plen);
