@@ -53,8 +53,14 @@ int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char
 	if ((rc = mdb_put(txn, tern_store_dbi(s, NS_META), &k, &v, 0)) != 0)
 		return tern_store_mdb_err(rc, "write the push counter");
 	tern_time_rfc3339(now_ms, ts);
-	snprintf(id, sizeof(id), "%s.%s", msgid,
-	         event == NODE_PUSH_RECEIVED ? "received" : "final");
+	/* A message is received once, but its final state can change (expired,
+	 * then delivered after tern dlq retry; one recipient expired, another
+	 * rejected): each is a new event, which receivers must not drop as a
+	 * repeat of the last, so it carries the push's own number. */
+	if (event == NODE_PUSH_RECEIVED)
+		snprintf(id, sizeof(id), "%s.received", msgid);
+	else
+		snprintf(id, sizeof(id), "%s.final.%llu", msgid, (unsigned long long)seq);
 	payload = json_pack("{s:s, s:s, s:O}", "type",
 	                    event == NODE_PUSH_RECEIVED ? "message.received" : "message.final",
 	                    "timestamp", ts, "data", data);
