@@ -6,7 +6,9 @@
 # - a clientRef's fingerprint cannot be matched by a different send whose
 #   fields only shift a character across a field boundary (inReplyTo's last
 #   character into ttlSeconds): that send is not "the same" (a 200 duplicate
-#   naming a message it is not), it is a 409 or refused.
+#   naming a message it is not), it is a 409 or refused;
+# - inReplyTo "" is none, as clientRef "" is and as in a binary send (ApiSend):
+#   a decision with it takes its reference from the body, not a 400.
 source "$(dirname "$0")/lib.sh"
 
 fed_make
@@ -40,5 +42,18 @@ code=$(post a "$WORK/a.json")
 mkreq clientRef='"att-fp"' inReplyTo="\"${first%1}\"" ttlSeconds=1600 >"$WORK/b.json"
 code=$(post b "$WORK/b.json")
 [[ $code != 200 ]] || fail "a send with another inReplyTo and ttlSeconds was taken as a retry of the first (200 duplicate)"
+say "a decision with inReplyTo \"\" takes the body's reference, as a binary send does"
+wait_for 20 "sweden to connect" connected sweden
+mkreq clientRef='"att-ref"' >"$WORK/r.json"
+code=$(post r "$WORK/r.json")
+[[ $code == 201 ]] || { cat "$WORK/r.out"; fail "the referral answered $code, not 201"; }
+rid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["messageId"])' "$WORK/r.out")
+wait_for 20 "the referral to be delivered" state_is unhcr "$rid" delivered
+decision_json ATT-1 "$rid" >"$WORK/dec.json"
+python3 -c 'import json,sys; print(json.dumps({"type": "acceptance-decision", "to": ["unhcr"], "inReplyTo": "",
+  "body": json.load(open(sys.argv[1]))}))' "$WORK/dec.json" >"$WORK/d.json"
+code=$(hreq d POST $((PORT + 17)) /v1/messages "$WORK/fed/sweden/http.token" -H 'Content-Type: application/json' \
+  --data-binary @"$WORK/d.json")
+[[ $code == 201 ]] || { cat "$WORK/d.out"; fail "a decision with inReplyTo \"\" answered $code, not 201"; }
 http_check
 say "ok"
