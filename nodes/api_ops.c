@@ -559,15 +559,17 @@ static json_t *api_send(node *n, json_t *req, int ci)
 {
 	const char *type = json_string_value(json_object_get(req, "type"));
 	json_t *to = json_object_get(req, "to"), *v, *res;
-	struct send_req r = {.t = tern_msgtype_by_name(type ? type : ""),
-	                     .reply_to = json_string_value(json_object_get(req, "in_reply_to")),
-	                     /* "" is none, as in a binary send */
-	                     .client_ref =
-	                         json_string_length(json_object_get(req, "client_ref"))
-	                             ? json_string_value(json_object_get(req, "client_ref"))
-	                             : NULL,
-	                     .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
-	                     .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
+	struct send_req r = {
+	    .t = tern_msgtype_by_name(type ? type : ""),
+	    /* "" is none, as in a binary send */
+	    .reply_to = json_string_length(json_object_get(req, "in_reply_to"))
+	                    ? json_string_value(json_object_get(req, "in_reply_to"))
+	                    : NULL,
+	    .client_ref = json_string_length(json_object_get(req, "client_ref"))
+	                      ? json_string_value(json_object_get(req, "client_ref"))
+	                      : NULL,
+	    .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
+	    .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
 	ProtobufCMessage *body = NULL;
 	char err[256];
 	size_t i;
