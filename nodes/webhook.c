@@ -115,11 +115,11 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	int rc;
 
 	*id = *body = NULL;
-	if ((rc = tern_store_read_begin(s, &txn)) != TERN_OK)
+	if ((rc = tern_store_thread_read_begin(s, &txn)) != TERN_OK)
 		return rc;
 	tern_be64_put(kb, from);
 	if (mdb_cursor_open(txn, DBI(s), &c) != 0) {
-		mdb_txn_abort(txn);
+		tern_store_thread_read_end(s, txn);
 		return TERN_EIO;
 	}
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
@@ -128,7 +128,7 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 		rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 	}
 	mdb_cursor_close(c);
-	mdb_txn_abort(txn);
+	tern_store_thread_read_end(s, txn);
 	if (rc == MDB_NOTFOUND)
 		return TERN_ENOENT;
 	if (rc != 0 || rec == NULL) {

@@ -20,10 +20,6 @@
 #include "store.h"
 #include "testutil.h"
 
-/* Until the store has a read for other threads: the pusher's own way. */
-#define tern_store_thread_read_begin(s, txn) tern_store_read_begin((s), (txn))
-#define tern_store_thread_read_end(s, txn) mdb_txn_abort(txn)
-
 static char dir[128];
 static const char *const dbnames[] = {"queue", NULL};
 
