@@ -3,7 +3,8 @@
  * tern_store_write grows the map on MDB_MAP_FULL with mdb_env_set_mapsize,
  * which LMDB allows only while no transaction of the process is live (it
  * unmaps and maps the file again). A reader that holds a read transaction
- * then reads unmapped or remapped memory: a crash, or wrong bytes. */
+ * then reads unmapped or remapped memory: a crash, or wrong bytes; one
+ * opened with tern_store_thread_read_begin holds the map still. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
