@@ -364,8 +364,10 @@ static void send_fingerprint(const struct send_req *r, const uint8_t *packed, si
 		crypto_hash_sha256_update(&st, (const uint8_t *)r->rcpts[i],
 		                          strlen(r->rcpts[i]) + 1);
 	crypto_hash_sha256_update(&st, &zero, 1);
+	/* Each field ends in a NUL: none can lend characters to the next. */
 	if (r->reply_to)
 		crypto_hash_sha256_update(&st, (const uint8_t *)r->reply_to, strlen(r->reply_to));
+	crypto_hash_sha256_update(&st, &zero, 1);
 	snprintf(num, sizeof(num), "%lld", (long long)r->ttl_s);
 	crypto_hash_sha256_update(&st, (const uint8_t *)num, strlen(num) + 1);
 	crypto_hash_sha256_update(&st, packed, plen);
@@ -581,15 +583,17 @@ static json_t *api_send(node *n, json_t *req, int ci)
 {
 	const char *type = json_string_value(json_object_get(req, "type"));
 	json_t *to = json_object_get(req, "to"), *v, *res;
-	struct send_req r = {.t = tern_msgtype_by_name(type ? type : ""),
-	                     .reply_to = json_string_value(json_object_get(req, "in_reply_to")),
-	                     /* "" is none, as in a binary send */
-	                     .client_ref =
-	                         json_string_length(json_object_get(req, "client_ref"))
-	                             ? json_string_value(json_object_get(req, "client_ref"))
-	                             : NULL,
-	                     .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
-	                     .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
+	struct send_req r = {
+	    .t = tern_msgtype_by_name(type ? type : ""),
+	    /* "" is none, as in a binary send */
+	    .reply_to = json_string_length(json_object_get(req, "in_reply_to"))
+	                    ? json_string_value(json_object_get(req, "in_reply_to"))
+	                    : NULL,
+	    .client_ref = json_string_length(json_object_get(req, "client_ref"))
+	                      ? json_string_value(json_object_get(req, "client_ref"))
+	                      : NULL,
+	    .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
+	    .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
 	ProtobufCMessage *body = NULL;
 	char err[256];
 	size_t i;

@@ -270,7 +270,14 @@ json_t *node_http_request(tern_http_response *res, const char *body, size_t blen
 				if (strcmp(fields[i].name, c) == 0 ||
 				    strcasecmp(fields[i].name, k) == 0)
 					hint = fields[i].name;
-			snprintf(why, sizeof(why), "unknown field '%.64s'%s%s%s", k,
+			/* at most 64 bytes of it, not cutting a character in two
+			 * (the detail must stay UTF-8) */
+			size_t cut = strlen(k);
+			if (cut > 64)
+				for (cut = 64; cut > 0 && ((unsigned char)k[cut] & 0xC0) == 0x80;
+				     cut--)
+					;
+			snprintf(why, sizeof(why), "unknown field '%.*s'%s%s%s", (int)cut, k,
 			         hint ? ": did you mean '" : " (docs/api.md lists the fields)",
 			         hint ? hint : "", hint ? "'?" : "");
 			ext = json_pack("{s:s}", "field", k);

@@ -53,8 +53,14 @@ int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char
 	if ((rc = mdb_put(txn, tern_store_dbi(s, NS_META), &k, &v, 0)) != 0)
 		return tern_store_mdb_err(rc, "write the push counter");
 	tern_time_rfc3339(now_ms, ts);
-	snprintf(id, sizeof(id), "%s.%s", msgid,
-	         event == NODE_PUSH_RECEIVED ? "received" : "final");
+	/* A message is received once, but its final state can change (expired,
+	 * then delivered after tern dlq retry; one recipient expired, another
+	 * rejected): each is a new event, which receivers must not drop as a
+	 * repeat of the last, so it carries the push's own number. */
+	if (event == NODE_PUSH_RECEIVED)
+		snprintf(id, sizeof(id), "%s.received", msgid);
+	else
+		snprintf(id, sizeof(id), "%s.final.%llu", msgid, (unsigned long long)seq);
 	payload = json_pack("{s:s, s:s, s:O}", "type",
 	                    event == NODE_PUSH_RECEIVED ? "message.received" : "message.final",
 	                    "timestamp", ts, "data", data);
@@ -109,11 +115,11 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	int rc;
 
 	*id = *body = NULL;
-	if ((rc = tern_store_read_begin(s, &txn)) != TERN_OK)
+	if ((rc = tern_store_thread_read_begin(s, &txn)) != TERN_OK)
 		return rc;
 	tern_be64_put(kb, from);
 	if (mdb_cursor_open(txn, DBI(s), &c) != 0) {
-		mdb_txn_abort(txn);
+		tern_store_thread_read_end(s, txn);
 		return TERN_EIO;
 	}
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
@@ -122,7 +128,7 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 		rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
 	}
 	mdb_cursor_close(c);
-	mdb_txn_abort(txn);
+	tern_store_thread_read_end(s, txn);
 	if (rc == MDB_NOTFOUND)
 		return TERN_ENOENT;
 	if (rc != 0 || rec == NULL) {
@@ -146,6 +152,7 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 
 struct node_webhook {
 	char *url;
+	char *shown; /* url for the log: no user:password@, no ?query or #fragment */
 	uint8_t *key;
 	size_t klen;
 	int64_t max_backoff_ms;
@@ -302,7 +309,8 @@ static void *run(void *arg)
 		rc = post(w, h, id, body, &status);
 		if (rc == TERN_OK && status >= 200 && status < 300) {
 			if (failing)
-				log_info("webhook: %s answers again; posting what waited", w->url);
+				log_info("webhook: %s answers again; posting what waited",
+				         w->shown);
 			failing = 0;
 			backoff = 0;
 			next = seq + 1;
@@ -316,7 +324,7 @@ static void *run(void *arg)
 				log_warnx("webhook: push %s to %s failed (%s); retrying with "
 				          "backoff up to "
 				          "%lld s",
-				          id, w->url,
+				          id, w->shown,
 				          rc == TERN_OK ? "an HTTP error status" : tern_errdetail(),
 				          (long long)(w->max_backoff_ms / 1000));
 			failing = 1;
@@ -339,6 +347,31 @@ static void *run(void *arg)
 	return NULL;
 }
 
+/* url without what may be a credential (user:password@, a ?token=...), for
+ * the log. */
+static char *url_shown(const char *url)
+{
+	const char *auth = strstr(url, "://"), *end, *at;
+	char *out = malloc(strlen(url) + 1);
+	size_t n = 0;
+
+	if (out == NULL)
+		return NULL;
+	auth = auth ? auth + 3 : url;
+	end = auth + strcspn(auth, "/?#");
+	memcpy(out, url, (size_t)(auth - url));
+	n = (size_t)(auth - url);
+	/* the last '@' of the authority ends its user information */
+	for (at = end; at > auth && at[-1] != '@'; at--)
+		;
+	memcpy(out + n, at, (size_t)(end - at));
+	n += (size_t)(end - at);
+	memcpy(out + n, end, strcspn(end, "?#"));
+	n += strcspn(end, "?#");
+	out[n] = 0;
+	return out;
+}
+
 int node_webhook_start(const char *url, const uint8_t *key, size_t klen, int64_t max_backoff_ms,
                        tern_store *store, node_webhook **out)
 {
@@ -353,7 +386,8 @@ int node_webhook_start(const char *url, const uint8_t *key, size_t klen, int64_t
 		free(w);
 		return tern_fail(TERN_EIO, "webhook: cannot start libcurl");
 	}
-	if ((w->url = strdup(url)) == NULL || (w->key = malloc(klen)) == NULL) {
+	if ((w->url = strdup(url)) == NULL || (w->shown = url_shown(url)) == NULL ||
+	    (w->key = malloc(klen)) == NULL) {
 		node_webhook_stop(&w);
 		return TERN_ENOMEM;
 	}
@@ -372,6 +406,7 @@ int node_webhook_start(const char *url, const uint8_t *key, size_t klen, int64_t
 		pthread_mutex_destroy(&w->mu);
 		pthread_cond_destroy(&w->cv);
 		free(w->url);
+		free(w->shown);
 		sodium_memzero(w->key, klen);
 		free(w->key);
 		free(w);
@@ -444,6 +479,7 @@ void node_webhook_stop(node_webhook **wp)
 	}
 	free(w->done);
 	free(w->url);
+	free(w->shown);
 	if (w->key) {
 		sodium_memzero(w->key, w->klen);
 		free(w->key);

@@ -30,7 +30,8 @@ typedef enum node_push_event {
 } node_push_event;
 
 /* Writes a push for event about message msgid in txn: its webhook-id is
- * "msgid.received" or "msgid.final", its body the JSON payload {"type",
+ * "msgid.received" or "msgid.final.SEQ" (a final state can change: each
+ * is its own event, SEQ the push's number), its body the JSON payload {"type",
  * "timestamp" (now_ms, RFC 3339), "data": data} (data borrowed; ids, types
  * and states only, never a body). */
 int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char *msgid,

@@ -1,3 +1,4 @@
+#include <pthread.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,10 @@ struct tern_store {
 	int ndbis;
 	int rdonly;
 	size_t mapsize;
+	/* Held (shared) by a read transaction of another thread, (exclusive)
+	 * by the growth of the map, which LMDB allows only while no
+	 * transaction of the process is live. */
+	pthread_rwlock_t grow;
 };
 
 int tern_store_mdb_err(int mdb_rc, const char *what)
@@ -72,6 +77,7 @@ int tern_store_open(const char *dir, const char *const *dbnames, int flags, size
 	if ((s = calloc(1, sizeof(*s))) == NULL)
 		return TERN_ENOMEM;
 	s->rdonly = !!(flags & TERN_STORE_RDONLY);
+	pthread_rwlock_init(&s->grow, NULL);
 	s->ndbis = n;
 	if ((rc = mdb_env_create(&s->env)) != 0) {
 		rc = tern_store_mdb_err(rc, "mdb_env_create");
@@ -140,6 +146,7 @@ void tern_store_close(tern_store **store)
 	if (store == NULL || *store == NULL)
 		return;
 	mdb_env_close((*store)->env);
+	pthread_rwlock_destroy(&(*store)->grow);
 	free(*store);
 	*store = NULL;
 }
@@ -164,8 +171,12 @@ static int store_grow(tern_store *s)
 	if (next > STORE_MAX_MAP)
 		return tern_fail(TERN_EIO, "store map would exceed %zu bytes",
 		                 (size_t)STORE_MAX_MAP);
-	/* Safe: tern_store_write is the only writer and no transaction is live. */
-	if ((rc = mdb_env_set_mapsize(s->env, next)) != 0)
+	/* Safe: tern_store_write is the only writer, no transaction of this
+	 * thread is live, and other threads' wait (tern_store_thread_read_begin). */
+	pthread_rwlock_wrlock(&s->grow);
+	rc = mdb_env_set_mapsize(s->env, next);
+	pthread_rwlock_unlock(&s->grow);
+	if (rc != 0)
 		return tern_store_mdb_err(rc, "mdb_env_set_mapsize");
 	log_info("store map grown from %zu to %zu MiB", s->mapsize >> 20, next >> 20);
 	s->mapsize = next;
@@ -213,6 +224,28 @@ int tern_store_read_begin(tern_store *store, MDB_txn **txn)
 		rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, txn);
 	}
 	return tern_store_mdb_err(rc, "mdb_txn_begin");
+}
+
+int tern_store_thread_read_begin(tern_store *store, MDB_txn **txn)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&store->grow);
+	/* No mdb_env_set_mapsize here (MDB_MAP_RESIZED: another process grew
+	 * the map): that is the loop's thread's to do; try again later. */
+	if ((rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, txn)) != 0) {
+		pthread_rwlock_unlock(&store->grow);
+		*txn = NULL;
+	}
+	return tern_store_mdb_err(rc, "mdb_txn_begin");
+}
+
+void tern_store_thread_read_end(tern_store *store, MDB_txn *txn)
+{
+	if (txn == NULL)
+		return;
+	mdb_txn_abort(txn);
+	pthread_rwlock_unlock(&store->grow);
 }
 
 int tern_store_copy(const char *dir, const char *out, uint64_t *bytes)

@@ -54,8 +54,14 @@ typedef int tern_store_apply_fn(MDB_txn *txn, void *arg);
  * error inside apply should be passed through tern_store_mdb_err(). */
 int tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg);
 
-/* A read-only transaction; end it with mdb_txn_abort(). */
+/* A read-only transaction; end it with mdb_txn_abort(). For the thread that
+ * calls tern_store_write only. */
 int tern_store_read_begin(tern_store *store, MDB_txn **txn);
+/* A read-only transaction on any other thread; end it with
+ * tern_store_thread_read_end() (not mdb_txn_abort), soon: the map cannot
+ * grow while it is live. */
+int tern_store_thread_read_begin(tern_store *store, MDB_txn **txn);
+void tern_store_thread_read_end(tern_store *store, MDB_txn *txn);
 
 /* Maps an LMDB return code to a TERN_E* code, recording the detail.
  * MDB_MAP_FULL is kept distinct so tern_store_write can grow and retry. */
