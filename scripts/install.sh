@@ -3,13 +3,21 @@
 # tern-broker in PREFIX/bin, libtern in PREFIX/lib (the binaries find it
 # there by themselves), headers, docs and systemd units. Needs no root for
 # a prefix you can write to, as the default is.
-# Usage: scripts/install.sh [PREFIX]      (default: $HOME/.local)
+# Usage: scripts/install.sh [--no-build] [PREFIX]      (default: $HOME/.local)
+#   --no-build       install what the build directory holds, without building
+#                    (it must be built; the tests use this, so that no build
+#                    runs under the binaries other tests are using)
 #   TERN_BUILD_DIR   the build directory to use (default: build/ here)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
+nobuild=0
+if [[ ${1:-} == --no-build ]]; then
+  nobuild=1
+  shift
+fi
 case ${1:-} in
   -h | --help)
-    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   -*)
@@ -29,7 +37,12 @@ if ! mkdir -p "$prefix" 2>/dev/null || [[ ! -w $prefix ]]; then
 fi
 prefix=$(cd "$prefix" && pwd)
 
-"$root/scripts/build.sh" --quiet "$build"
+if ((nobuild)); then
+  [[ -x $build/bin/tern && -f $build/cmake_install.cmake ]] ||
+    { echo "install.sh: $build is not built; run scripts/build.sh $build, or leave out --no-build" >&2; exit 1; }
+else
+  "$root/scripts/build.sh" --quiet "$build"
+fi
 if ! cmake --install "$build" --prefix "$prefix" >"$build/install.log" 2>&1; then
   echo "install.sh: cmake --install failed; the last lines of $build/install.log:" >&2
   tail -n 20 "$build/install.log" >&2
