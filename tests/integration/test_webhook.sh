@@ -58,8 +58,9 @@ start sweden
 wait_for 20 "sweden to connect again" connected sweden
 pending() { "$TERN" queues -c "$(conf sweden)" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["webhooks"]["pending"])'; }
 [[ $(pending) == 200 ]] || fail "sweden's queues show $(pending) webhook pushes pending, not 200"
-curl -sf "http://127.0.0.1:$((PORT + 16))/metrics" | grep -q '^tern_node_webhook_pending 200$' ||
-  fail "sweden's /metrics does not show 200 pushes pending"
+# /metrics is published every 2 s: the first page after a start may come later.
+metric_pending() { curl -sf "http://127.0.0.1:$((PORT + 16))/metrics" | grep -q '^tern_node_webhook_pending 200$'; }
+wait_for 10 "sweden's /metrics to show 200 pushes pending" metric_pending
 sleep $((30 - (SECONDS - t0) > 0 ? 30 - (SECONDS - t0) : 0))
 [[ $(events sweden) == 5 ]] || fail "pushes arrived while sweden's receiver was down"
 
