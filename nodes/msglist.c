@@ -45,25 +45,6 @@ static const char *const sent_states[] = {"queued",   "at-broker", "delivered",
                                           "rejected", "expired",   NULL};
 static const char *const recv_states[] = {"accepted", "refused", NULL};
 
-static int next_listseq(MDB_txn *txn, tern_store *s, uint64_t *out)
-{
-	MDB_val k = {strlen(LIST_SEQ), LIST_SEQ}, v;
-	uint8_t b[8];
-	uint64_t n = 1;
-	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
-
-	if (rc == 0 && v.mv_size == 8)
-		n = tern_be64_get(v.mv_data) + 1;
-	else if (rc != 0 && rc != MDB_NOTFOUND)
-		return MDB(rc, "read the listing counter");
-	tern_be64_put(b, n);
-	v = (MDB_val){8, b};
-	if ((rc = mdb_put(txn, DBI(s, NS_META), &k, &v, 0)) != 0)
-		return MDB(rc, "write the listing counter");
-	*out = n;
-	return TERN_OK;
-}
-
 /* The key of prefix (1 byte, or 'c' and the case id) and seq; its length, 0
  * when the case id is too long to be a valid one. */
 static size_t list_key(uint8_t *buf, char prefix, const char *case_id, uint64_t seq)
@@ -93,7 +74,7 @@ int node_store_list_note(MDB_txn *txn, tern_store *s, const char *case_id, const
 
 	if (DBI(s, NS_LIST) == 0 || strlen(msgid) != 36)
 		return TERN_OK;
-	if ((rc = next_listseq(txn, s, &seq)) != TERN_OK)
+	if ((rc = node_store_next_seq(txn, s, LIST_SEQ, &seq)) != TERN_OK)
 		return rc;
 	vb[0] = (uint8_t)kind;
 	memcpy(vb + 1, msgid, 36);

@@ -65,6 +65,8 @@ typedef struct node_out {
 } node_out;
 
 int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t now);
+/* The next number of the counter name (kept in meta; the first is 1). */
+int node_store_next_seq(MDB_txn *txn, tern_store *s, const char *name, uint64_t *out);
 /* The broker's answer to a submission. Unknown message ids are ignored.
  * accepted_n: the broker store's number for it (0: none given); it is
  * indexed, so that a broker store put back from an older copy shows which

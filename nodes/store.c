@@ -89,7 +89,7 @@ static int get_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t **out)
 }
 
 /* Next value of a persistent counter in meta. */
-static int next_seq(MDB_txn *txn, tern_store *s, const char *name, uint64_t *out)
+int node_store_next_seq(MDB_txn *txn, tern_store *s, const char *name, uint64_t *out)
 {
 	MDB_val k = sval(name), v;
 	uint8_t b[8];
@@ -192,7 +192,7 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 	MDB_val k, v;
 	int rc;
 
-	if ((rc = next_seq(txn, s, "outseq", &seq)) != TERN_OK)
+	if ((rc = node_store_next_seq(txn, s, "outseq", &seq)) != TERN_OK)
 		return rc;
 	tern_be64_put(kb, seq);
 	k = (MDB_val){8, kb};
@@ -514,7 +514,7 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 	int again = mdb_get(txn, DBI(s, NS_RECEIVED), &k, &v) == 0, rc;
 
 	if (m->accepted) {
-		if ((rc = next_seq(txn, s, "inseq", &seq)) != TERN_OK)
+		if ((rc = node_store_next_seq(txn, s, "inseq", &seq)) != TERN_OK)
 			return rc;
 		tern_be64_put(kb, seq);
 		k = (MDB_val){8, kb};

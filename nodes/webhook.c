@@ -35,23 +35,17 @@ int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char
 {
 	char ts[TERN_RFC3339_LEN], id[64];
 	uint8_t kb[8];
-	uint64_t seq = 1;
-	MDB_val k = {strlen(SEQ_KEY), (void *)SEQ_KEY}, v;
+	uint64_t seq;
+	MDB_val k, v;
 	json_t *payload, *rec;
 	char *text = NULL;
 	int rc;
 
 	if (DBI(s) == 0)
 		return tern_fail(TERN_EIO, "this store has no table of pushes");
-	rc = mdb_get(txn, tern_store_dbi(s, NS_META), &k, &v);
-	if (rc == 0 && v.mv_size == 8)
-		seq = tern_be64_get(v.mv_data) + 1;
-	else if (rc != 0 && rc != MDB_NOTFOUND)
-		return tern_store_mdb_err(rc, "read the push counter");
+	if ((rc = node_store_next_seq(txn, s, SEQ_KEY, &seq)) != TERN_OK)
+		return rc;
 	tern_be64_put(kb, seq);
-	v = (MDB_val){8, kb};
-	if ((rc = mdb_put(txn, tern_store_dbi(s, NS_META), &k, &v, 0)) != 0)
-		return tern_store_mdb_err(rc, "write the push counter");
 	tern_time_rfc3339(now_ms, ts);
 	/* A message is received once, but its final state can change (expired,
 	 * then delivered after tern dlq retry; one recipient expired, another
