@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include <tern/config.h>
 #include <tern/error.h>
 
@@ -64,12 +66,14 @@ int cli_read_input(const char *path, size_t max, uint8_t **out, size_t *len)
 		got += n;
 		if (got > max) {
 			free(buf);
-			return tern_fail(TERN_ETOOBIG, "standard input is over the limit of %zu bytes", max);
+			return tern_fail(TERN_ETOOBIG,
+			                 "standard input is over the limit of %zu bytes", max);
 		}
 		if (n == 0) {
 			if (ferror(stdin)) {
 				free(buf);
-				return tern_fail(TERN_EIO, "cannot read standard input: %s", strerror(errno));
+				return tern_fail(TERN_EIO, "cannot read standard input: %s",
+				                 strerror(errno));
 			}
 			break;
 		}
@@ -122,4 +126,10 @@ int cli_dir_empty_or_missing(const char *path)
 			empty = 0;
 	closedir(d);
 	return empty;
+}
+
+const char *cli_json_str(const json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
 }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 /* Exit codes: 0 success, 1 the answer is "no" (invalid body, verify failed),
  * 2 usage error, 3 operational failure (I/O, crypto, configuration). */
 enum { CLI_OK = 0, CLI_NO = 1, CLI_USAGE = 2, CLI_FAIL = 3, CLI_TIMEOUT = 4 };
@@ -38,5 +40,8 @@ int cli_read_input(const char *path, size_t max, uint8_t **out, size_t *len);
 /* 1 if path is missing or an empty directory (a folder a command may fill
  * without overwriting anything), else 0. */
 int cli_dir_empty_or_missing(const char *path);
+
+/* o's string member key, or "" when it has none (for printing answers). */
+const char *cli_json_str(const json_t *o, const char *key);
 
 #endif

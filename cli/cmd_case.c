@@ -30,12 +30,6 @@ static void usage(FILE *f)
 	      f);
 }
 
-static const char *str(const json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
 static void print_threads(const json_t *c)
 {
 	size_t i, j;
@@ -44,7 +38,7 @@ static void print_threads(const json_t *c)
 	json_array_foreach(json_object_get(c, "threads"), i, t)
 	{
 		json_t *to = json_object_get(t, "referred_to");
-		printf("thread     referral %s", str(t, "referral_id"));
+		printf("thread     referral %s", cli_json_str(t, "referral_id"));
 		if (json_array_size(to)) {
 			printf(" to");
 			json_array_foreach(to, j, x)
@@ -52,11 +46,13 @@ static void print_threads(const json_t *c)
 		}
 		if (!json_is_true(json_object_get(t, "referral_held")))
 			printf(" (the referral is not held here)");
-		printf(": %s\n", str(t, "state")[0] ? str(t, "state") : "(state not traced)");
+		printf(": %s\n", cli_json_str(t, "state")[0] ? cli_json_str(t, "state")
+		                                             : "(state not traced)");
 		json_array_foreach(json_object_get(t, "next"), j, x)
 		{
-			printf("  next     %s%s%s from %s\n", str(x, "type"),
-			       str(x, "value")[0] ? " " : "", str(x, "value"), str(x, "from"));
+			printf("  next     %s%s%s from %s\n", cli_json_str(x, "type"),
+			       cli_json_str(x, "value")[0] ? " " : "", cli_json_str(x, "value"),
+			       cli_json_str(x, "from"));
 		}
 	}
 }
@@ -70,28 +66,31 @@ static void print_timeline(const json_t *c)
 	printf("timeline\n");
 	json_array_foreach(json_object_get(c, "timeline"), i, e)
 	{
-		const char *dir = str(e, "direction");
+		const char *dir = cli_json_str(e, "direction");
 		long long at = json_integer_value(json_object_get(e, "at"));
 		nodeapi_time(at, when, sizeof(when));
 		printf("  %-23s %-8s %-25s %-10s %s", strcmp(dir, "held") ? when : "", dir,
-		       str(e, "type"), str(e, "value"), str(e, "message_id"));
+		       cli_json_str(e, "type"), cli_json_str(e, "value"),
+		       cli_json_str(e, "message_id"));
 		if (strcmp(dir, "sent") == 0) {
 			json_array_foreach(json_object_get(e, "recipients"), j, r)
 			{
-				printf("%s %s%s%s", j ? "," : "  to", str(r, "node_id"),
-				       str(r, "state")[0] ? " " : "", str(r, "state"));
-				if (str(r, "reason_code")[0])
-					printf(" (%s)", str(r, "reason_code"));
+				printf("%s %s%s%s", j ? "," : "  to", cli_json_str(r, "node_id"),
+				       cli_json_str(r, "state")[0] ? " " : "",
+				       cli_json_str(r, "state"));
+				if (cli_json_str(r, "reason_code")[0])
+					printf(" (%s)", cli_json_str(r, "reason_code"));
 			}
 		} else if (strcmp(dir, "received") == 0) {
-			printf("  from %s: %s", str(e, "sender"), str(e, "state"));
-			if (str(e, "reason_code")[0])
-				printf(" (%s)", str(e, "reason_code"));
+			printf("  from %s: %s", cli_json_str(e, "sender"),
+			       cli_json_str(e, "state"));
+			if (cli_json_str(e, "reason_code")[0])
+				printf(" (%s)", cli_json_str(e, "reason_code"));
 		} else {
 			nodeapi_time(json_integer_value(json_object_get(e, "until")), when,
 			             sizeof(when));
-			printf("  from %s: waits for %s until %s", str(e, "sender"),
-			       str(e, "awaiting"), when);
+			printf("  from %s: waits for %s until %s", cli_json_str(e, "sender"),
+			       cli_json_str(e, "awaiting"), when);
 		}
 		putchar('\n');
 	}
@@ -99,7 +98,7 @@ static void print_timeline(const json_t *c)
 
 void case_view_print(const json_t *cs)
 {
-	printf("case       %s\n", str(cs, "case_id"));
+	printf("case       %s\n", cli_json_str(cs, "case_id"));
 	print_threads(cs);
 	print_timeline(cs);
 	if (json_integer_value(json_object_get(cs, "refused_omitted")) > 0)

@@ -57,12 +57,6 @@ static void usage(FILE *f)
 	    f);
 }
 
-static const char *str(const json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-	return s ? s : "";
-}
-
 /* "2026-12-06" (midnight UTC) or RFC 3339: epoch ms; -1 if neither. */
 static long long parse_time(const char *s)
 {
@@ -88,7 +82,7 @@ static void print_page(const json_t *msgs, int header)
 	json_array_foreach(msgs, i, m)
 	{
 		char when[40], peers[256] = "";
-		int sent = strcmp(str(m, "direction"), "sent") == 0;
+		int sent = strcmp(cli_json_str(m, "direction"), "sent") == 0;
 		json_t *r;
 		size_t k;
 		nodeapi_time(
@@ -99,11 +93,12 @@ static void print_page(const json_t *msgs, int header)
 			    peers + strlen(peers), sizeof(peers) - strlen(peers), "%s%s",
 			    k ? "," : "", json_string_value(r) ? json_string_value(r) : "");
 		else
-			snprintf(peers, sizeof(peers), "%s", str(m, "sender"));
+			snprintf(peers, sizeof(peers), "%s", cli_json_str(m, "sender"));
 		printf("%-23s  %-4s  %-36s  %-25s  %-16s  %-16s  %s%s%s\n", when,
-		       sent ? "out" : "in", str(m, "message_id"), str(m, "type"), str(m, "case_id"),
-		       peers, str(m, "state"), str(m, "reason_code")[0] ? " " : "",
-		       str(m, "reason_code"));
+		       sent ? "out" : "in", cli_json_str(m, "message_id"), cli_json_str(m, "type"),
+		       cli_json_str(m, "case_id"), peers, cli_json_str(m, "state"),
+		       cli_json_str(m, "reason_code")[0] ? " " : "",
+		       cli_json_str(m, "reason_code"));
 	}
 }
 
