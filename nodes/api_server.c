@@ -275,8 +275,7 @@ static void serve_sent_waiters(api_server *s, int64_t now)
 	s->sent_changed = 0;
 	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
 		struct parked *c = &s->parked[i];
-		json_t *rec = NULL;
-		const char *state;
+		node_sent_rec *rec = NULL;
 		int final;
 		if (c->conn < 0 || c->waiting != 3 || (!(look && c->look) && now < c->deadline))
 			continue;
@@ -285,22 +284,20 @@ static void serve_sent_waiters(api_server *s, int64_t now)
 			return;
 		}
 		c->look = 0;
-		if (node_store_sent_get(txn, s->store, c->msgid, &rec) != TERN_OK) {
+		if (node_store_sent_rec(txn, s->store, c->msgid, &rec) != TERN_OK) {
 			api_server_reply(
 			    s, i, tern_api_error(TERN_EIO, "message %s not found", c->msgid));
 			continue;
 		}
-		state = json_string_value(json_object_get(rec, "state"));
-		final = state && (strcmp(state, "delivered") == 0 ||
-		                  strcmp(state, "rejected") == 0 || strcmp(state, "expired") == 0);
+		final = node_sent_state_final(rec->state);
 		if (final || now >= c->deadline)
-			api_server_reply(
-			    s, i,
-			    json_pack("{s:b, s:s, s:s, s:b, s:O?, s:O?}", "ok", 1, "message_id",
-			              c->msgid, "state", state ? state : "", "final", final,
-			              "reason_code", json_object_get(rec, "reason_code"),
-			              "reason_text", json_object_get(rec, "reason_text")));
-		json_decref(rec);
+			api_server_reply(s, i,
+			                 json_pack("{s:b, s:s, s:s, s:b, s:s, s:s}", "ok", 1,
+			                           "message_id", c->msgid, "state",
+			                           node_sent_state_name(rec->state), "final", final,
+			                           "reason_code", rec->reason_code, "reason_text",
+			                           rec->reason_text));
+		node_rec_sent_free(&rec);
 	}
 	if (txn)
 		mdb_txn_abort(txn);

@@ -62,7 +62,7 @@ static int backfill_from(MDB_txn *txn, tern_store *s, int dbi, char kind)
 	if ((rc = mdb_cursor_open(txn, DBI(s, dbi), &c)) != 0)
 		return MDB(rc, "cursor");
 	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
-		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		json_t *rec = node_rec_load_json(kind, v.mv_data, v.mv_size);
 		const char *type = json_string_value(json_object_get(rec, "type"));
 		int rc2 = TERN_OK;
 		if (rec && k.mv_size < sizeof(id) && type && strcmp(type, "receipt") != 0) {

@@ -70,12 +70,12 @@ int node_audit_att(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const
 /* A sent message's state as the store has it now ("" if none). */
 static void sent_state(node *n, MDB_txn *txn, const char *msgid, char out[16])
 {
-	json_t *rec = NULL;
+	node_sent_rec *rec = NULL;
 
 	out[0] = 0;
-	if (node_store_sent_get(txn, n->store, msgid, &rec) == TERN_OK)
-		snprintf(out, 16, "%s", json_string_value(json_object_get(rec, "state")) ?: "");
-	json_decref(rec);
+	if (node_store_sent_rec(txn, n->store, msgid, &rec) == TERN_OK)
+		snprintf(out, 16, "%s", node_sent_state_name(rec->state));
+	node_rec_sent_free(&rec);
 }
 
 /* The webhook push of a sent message that has just reached its final state

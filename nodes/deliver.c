@@ -59,8 +59,7 @@ void node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, js
 static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, const char *sender)
 {
 	const struct batch *b = j->batch;
-	json_t *rec = NULL;
-	const char *was;
+	node_recv_rec *rec = NULL;
 	int seen;
 
 	for (size_t i = 0; i < b->ndins; i++)
@@ -79,11 +78,10 @@ static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, con
 			return sender && strcmp(b->dins[i].sender, sender) != 0 ? 2 : 1;
 	if (!j->xfer_done && node_store_xin_has(txn, j->store, msgid))
 		return 1;
-	if (node_store_received(txn, j->store, msgid, &rec) != TERN_OK)
+	if (node_store_recv_rec(txn, j->store, msgid, &rec) != TERN_OK)
 		return 0;
-	was = json_string_value(json_object_get(rec, "sender"));
-	seen = sender && was && strcmp(was, sender) != 0 ? 2 : 1;
-	json_decref(rec);
+	seen = sender && strcmp(rec->sender, sender) != 0 ? 2 : 1;
+	node_rec_recv_free(&rec);
 	return seen;
 }
 
@@ -309,7 +307,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 	}
 	if (t->type == TERN__V1__MESSAGE_TYPE__RECEIPT) {
 		const Tern__V1__Receipt *r = (const Tern__V1__Receipt *)body;
-		json_t *rec = NULL;
+		node_sent_rec *rec = NULL;
 		d->kind = DIN_RECEIPT;
 		snprintf(d->target, sizeof(d->target), "%s", r->message_id);
 		snprintf(d->node, sizeof(d->node), "%s", h->sender);
@@ -318,15 +316,15 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		                                                          : "rejected");
 		snprintf(d->code, sizeof(d->code), "%s", r->reason_code);
 		snprintf(d->text, sizeof(d->text), "%s", r->reason_text);
-		if (node_store_sent_get(txn, j->store, r->message_id, &rec) != TERN_OK ||
-		    json_object_get(json_object_get(rec, "recipients"), h->sender) == NULL) {
+		if (node_store_sent_rec(txn, j->store, r->message_id, &rec) != TERN_OK ||
+		    node_rec_sent_rcpt(rec, h->sender) == NULL) {
 			/* Refused like any bad message: logged and audited; never answered,
 			 * as no receipt is ever sent for a receipt. */
 			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_MESSAGE),
 			       "a receipt for %s, which this node never sent to %s", r->message_id,
 			       h->sender);
 		}
-		json_decref(rec);
+		node_rec_sent_free(&rec);
 		goto out;
 	}
 	if ((h->n_attachments || node_body_attachments(body, &(size_t){0})) &&

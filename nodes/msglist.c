@@ -117,7 +117,7 @@ static int old_collect(MDB_txn *txn, tern_store *s, int dbi, char kind, const ch
 	if ((rc = mdb_cursor_open(txn, DBI(s, dbi), &c)) != 0)
 		return MDB(rc, "cursor");
 	while ((rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) == 0) {
-		json_t *rec = json_loadb(d.mv_data, d.mv_size, 0, NULL);
+		json_t *rec = node_rec_load_json(kind, d.mv_data, d.mv_size);
 		const char *type = json_string_value(json_object_get(rec, "type"));
 		const char *cid = json_string_value(json_object_get(rec, "case_id"));
 		if (rec == NULL || k.mv_size != 36 || type == NULL ||

@@ -2,9 +2,10 @@
  * per-recipient states, inbox, received messages (bodies stay sealed at
  * rest), cross-reference index, and the broker resync point.
  *
- * Records are small JSON objects (jansson). Functions taking a txn run inside
- * the caller's transaction (see store.h: a write's apply function may run
- * more than once). json_t results are new references the caller releases. */
+ * The sent and received records are protobuf (record.h); the others are
+ * small JSON objects (jansson). Functions taking a txn run inside the
+ * caller's transaction (see store.h: a write's apply function may run more
+ * than once). json_t results are new references the caller releases. */
 #ifndef TERN_NODE_STORE_H
 #define TERN_NODE_STORE_H
 
@@ -14,6 +15,7 @@
 #include <jansson.h>
 
 #include "audit.h"
+#include "record.h"
 #include "store.h"
 
 enum {
@@ -101,6 +103,8 @@ int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64
 int node_store_accepted_raise(MDB_txn *txn, tern_store *s, uint64_t count);
 /* TERN_OK with *rec (the sent-message record) or TERN_ENOENT. */
 int node_store_sent_get(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec);
+/* The same record decoded, for the message path; free with node_rec_sent_free. */
+int node_store_sent_rec(MDB_txn *txn, tern_store *s, const char *msgid, node_sent_rec **rec);
 /* Outbox entries from seq on, in order: fn(seq, msgid, envelope, len, arg), stop on non-zero. */
 int node_store_outbox_scan(MDB_txn *txn, tern_store *s, uint64_t from,
                            int (*fn)(uint64_t seq, const char *msgid, const uint8_t *env,
@@ -200,6 +204,8 @@ int node_list_cursor_parse(const char *s, uint64_t *seq);
 int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec);
 /* TERN_OK if msgid was received before (accepted or refused). */
 int node_store_received(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec);
+/* The same record decoded; free with node_rec_recv_free. */
+int node_store_recv_rec(MDB_txn *txn, tern_store *s, const char *msgid, node_recv_rec **rec);
 /* The envelope bytes of a received message (copied; free them). */
 int node_store_received_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
                                  size_t *len);

@@ -9,7 +9,10 @@
 
 #include <tern/error.h>
 
+#include <tern/envelope.h>
+
 #include "node_store.h"
+#include "record.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -130,18 +133,17 @@ static int count_add(MDB_txn *txn, tern_store *s, const char *state, int64_t del
 }
 
 /* Receipts are not counted: the counts are of the agency's own messages. */
-static int count_move(MDB_txn *txn, tern_store *s, const json_t *rec, const char *from)
+static int count_move(MDB_txn *txn, tern_store *s, const node_sent_rec *rec, node_sent_state from)
 {
-	const char *to = json_string_value(json_object_get(rec, "state"));
+	node_sent_state to = rec->state;
 	int rc = TERN_OK;
 
-	if (strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "receipt") == 0 ||
-	    (from && to && strcmp(from, to) == 0))
+	if (strcmp(rec->type, "receipt") == 0 || from == to)
 		return TERN_OK;
 	if (from)
-		rc = count_add(txn, s, from, -1);
+		rc = count_add(txn, s, node_sent_state_name(from), -1);
 	if (rc == TERN_OK && to)
-		rc = count_add(txn, s, to, 1);
+		rc = count_add(txn, s, node_sent_state_name(to), 1);
 	return rc;
 }
 
@@ -168,9 +170,11 @@ static int counts_apply(MDB_txn *txn, void *arg)
 	if ((rc = mdb_cursor_open(txn, DBI(s, NS_MSGS), &c)) != 0)
 		return MDB(rc, "cursor");
 	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
-		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-		int rc2 = rec ? count_move(txn, s, rec, NULL) : TERN_OK;
-		json_decref(rec);
+		node_sent_rec *rec = NULL;
+		int rc2 = node_rec_sent_decode(v.mv_data, v.mv_size, &rec) == TERN_OK
+		              ? count_move(txn, s, rec, 0)
+		              : TERN_OK;
+		node_rec_sent_free(&rec);
 		if (rc2 != TERN_OK) {
 			mdb_cursor_close(c);
 			return rc2;
@@ -186,12 +190,17 @@ static int counts_apply(MDB_txn *txn, void *arg)
 
 int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t now)
 {
-	json_t *rec = NULL, *rcpts, *ref = NULL;
+	node_sent_rec rec = TERN__V1__SENT_RECORD__INIT;
+	node_sent_rcpt rs[TERN_ENVELOPE_MAX_RECIPIENTS], *ps[TERN_ENVELOPE_MAX_RECIPIENTS];
+	json_t *ref = NULL;
 	uint8_t kb[8];
 	uint64_t seq;
 	MDB_val k, v;
 	int rc;
 
+	if (m->n_recipients > TERN_ENVELOPE_MAX_RECIPIENTS)
+		return tern_fail(TERN_EINVAL, "%zu recipients, at most %d", m->n_recipients,
+		                 TERN_ENVELOPE_MAX_RECIPIENTS);
 	if ((rc = node_store_next_seq(txn, s, "outseq", &seq)) != TERN_OK)
 		return rc;
 	tern_be64_put(kb, seq);
@@ -203,24 +212,25 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 	v = (MDB_val){m->len, (void *)m->envelope};
 	if ((rc = mdb_put(txn, DBI(s, NS_OUTENV), &k, &v, 0)) != 0)
 		return MDB(rc, "store envelope");
-	rcpts = json_object();
-	for (size_t i = 0; i < m->n_recipients; i++)
-		json_object_set_new(rcpts, m->recipients[i],
-		                    json_pack("{s:s, s:s, s:s, s:I}", "state", "queued",
-		                              "reason_code", "", "reason_text", "", "at",
-		                              (json_int_t)now));
+	for (size_t i = 0; i < m->n_recipients; i++) {
+		tern__v1__sent_recipient__init(&rs[i]);
+		rs[i].node = (char *)m->recipients[i];
+		rs[i].state = NODE_SENT_QUEUED;
+		rs[i].at = now;
+		ps[i] = &rs[i];
+	}
+	rec.type = (char *)m->type;
+	rec.case_id = (char *)m->case_id;
+	rec.created_at = m->created_at;
+	rec.state = NODE_SENT_QUEUED;
+	rec.n_recipients = m->n_recipients;
+	rec.recipients = ps;
 	/* seq: its outbox place while it waits for the broker's answer (0 once
 	 * answered); outseq: that place for good, should it have to go again. */
-	rec = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I}", "type", m->type, "case_id",
-	                m->case_id, "created_at", (json_int_t)m->created_at, "state", "queued",
-	                "reason_code", "", "reason_text", "", "recipients", rcpts, "seq",
-	                (json_int_t)seq, "outseq", (json_int_t)seq);
-	if (rec == NULL)
-		return TERN_ENOMEM;
-	rc = put_json(txn, DBI(s, NS_MSGS), m->msgid, rec);
+	rec.seq = rec.outseq = seq;
+	rc = node_rec_sent_put(txn, DBI(s, NS_MSGS), m->msgid, &rec);
 	if (rc == TERN_OK)
-		rc = count_move(txn, s, rec, NULL);
-	json_decref(rec);
+		rc = count_move(txn, s, &rec, 0);
 	if (rc != TERN_OK)
 		return rc;
 	ref = json_pack("{s:s, s:s, s:s, s:s}", "type", m->type, "case_id", m->case_id, "outcome",
@@ -265,45 +275,35 @@ int node_store_client_ref(MDB_txn *txn, tern_store *s, const char *ref, char msg
 
 /* delivered when every recipient is; rejected or expired if any is; else
  * at-broker once the broker holds it. */
-static void overall_state(json_t *rec)
+static void overall_state(node_sent_rec *rec)
 {
-	json_t *rcpts = json_object_get(rec, "recipients"), *r;
-	const char *key, *worst = NULL;
+	node_sent_state worst = 0;
 	int all_delivered = 1, any_broker = 0;
 
-	json_object_foreach(rcpts, key, r)
-	{
-		const char *st = json_string_value(json_object_get(r, "state"));
-		if (strcmp(st, "delivered") != 0)
+	for (size_t i = 0; i < rec->n_recipients; i++) {
+		node_sent_state st = rec->recipients[i]->state;
+		if (st != NODE_SENT_DELIVERED)
 			all_delivered = 0;
-		if (strcmp(st, "queued") != 0)
+		if (st != NODE_SENT_QUEUED)
 			any_broker = 1;
-		if (strcmp(st, "rejected") == 0)
-			worst = "rejected";
-		else if (strcmp(st, "expired") == 0 && worst == NULL)
-			worst = "expired";
+		if (st == NODE_SENT_REJECTED)
+			worst = NODE_SENT_REJECTED;
+		else if (st == NODE_SENT_EXPIRED && worst == 0)
+			worst = NODE_SENT_EXPIRED;
 	}
-	json_object_set_new(rec, "state",
-	                    json_string(worst           ? worst
-	                                : all_delivered ? "delivered"
-	                                : any_broker    ? "at-broker"
-	                                                : "queued"));
+	rec->state = worst           ? worst
+	             : all_delivered ? NODE_SENT_DELIVERED
+	             : any_broker    ? NODE_SENT_AT_BROKER
+	                             : NODE_SENT_QUEUED;
 }
 
-/* Recomputes the message's state from its recipients', writes the record and
- * moves the counts if the state changed. */
 /* 1 when no recipient is still owed it (queued or at the broker). */
-static int all_answered(const json_t *rec)
+static int all_answered(const node_sent_rec *rec)
 {
-	const char *key;
-	json_t *r;
-
-	json_object_foreach((json_t *)json_object_get(rec, "recipients"), key, r)
-	{
-		const char *st = json_string_value(json_object_get(r, "state")) ?: "";
-		if (strcmp(st, "queued") == 0 || strcmp(st, "at-broker") == 0)
+	for (size_t i = 0; i < rec->n_recipients; i++)
+		if (rec->recipients[i]->state == NODE_SENT_QUEUED ||
+		    rec->recipients[i]->state == NODE_SENT_AT_BROKER)
 			return 0;
-	}
 	return 1;
 }
 
@@ -311,9 +311,9 @@ static int all_answered(const json_t *rec)
  * envelope and acceptance number, kept for a broker put back from a copy
  * (node_store_resubmit_after), go. Receipts are never answered: theirs stay,
  * as received envelopes do. */
-static int forget_envelope(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec)
+static int forget_envelope(MDB_txn *txn, tern_store *s, const char *msgid, const node_sent_rec *rec)
 {
-	uint64_t bn = (uint64_t)json_integer_value(json_object_get(rec, "broker_n"));
+	uint64_t bn = rec->broker_n;
 	MDB_val k = sval(msgid), v;
 	uint8_t kb[8];
 	int rc = mdb_del(txn, DBI(s, NS_OUTENV), &k, NULL);
@@ -330,26 +330,26 @@ static int forget_envelope(MDB_txn *txn, tern_store *s, const char *msgid, const
 	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "drop an acceptance number");
 }
 
-static int restate(MDB_txn *txn, tern_store *s, const char *msgid, json_t *rec)
+/* Recomputes the message's state from its recipients', writes the record and
+ * moves the counts if the state changed. */
+static int restate(MDB_txn *txn, tern_store *s, const char *msgid, node_sent_rec *rec)
 {
-	char before[16];
+	node_sent_state before = rec->state;
 	int rc;
 
-	snprintf(before, sizeof(before), "%s",
-	         json_string_value(json_object_get(rec, "state")) ?: "");
 	overall_state(rec);
-	if ((rc = put_json(txn, DBI(s, NS_MSGS), msgid, rec)) != TERN_OK)
+	if ((rc = node_rec_sent_put(txn, DBI(s, NS_MSGS), msgid, rec)) != TERN_OK)
 		return rc;
-	if (strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "receipt") != 0 &&
-	    all_answered(rec) && (rc = forget_envelope(txn, s, msgid, rec)) != TERN_OK)
+	if (strcmp(rec->type, "receipt") != 0 && all_answered(rec) &&
+	    (rc = forget_envelope(txn, s, msgid, rec)) != TERN_OK)
 		return rc;
-	return count_move(txn, s, rec, before[0] ? before : NULL);
+	return count_move(txn, s, rec, before);
 }
 
-static void set_reason(json_t *obj, const char *code, const char *text)
+static int set_reason(char **code_field, char **text_field, const char *code, const char *text)
 {
-	json_object_set_new(obj, "reason_code", json_string(code ? code : ""));
-	json_object_set_new(obj, "reason_text", json_string(text ? text : ""));
+	int rc = node_rec_set_str(code_field, code);
+	return rc == TERN_OK ? node_rec_set_str(text_field, text) : rc;
 }
 
 /* The message's reason follows its recipients': it is kept while a recipient
@@ -357,81 +357,97 @@ static void set_reason(json_t *obj, const char *code, const char *text)
  * one (rejected before expired, as overall_state ranks them), else cleared.
  * A verdict a later one replaced (expired, then delivered after tern dlq
  * retry) must not go on being shown. */
-static void message_reason(json_t *rec)
+static int message_reason(node_sent_rec *rec)
 {
-	const char *cur = json_string_value(json_object_get(rec, "reason_code")) ?: "";
-	const char *key;
-	json_t *r, *pick = NULL;
+	const node_sent_rcpt *pick = NULL;
 
-	json_object_foreach(json_object_get(rec, "recipients"), key, r)
-	{
-		const char *st = json_string_value(json_object_get(r, "state")) ?: "";
-		const char *code = json_string_value(json_object_get(r, "reason_code")) ?: "";
-		if (strcmp(st, "delivered") == 0 || code[0] == 0)
+	for (size_t i = 0; i < rec->n_recipients; i++) {
+		const node_sent_rcpt *r = rec->recipients[i];
+		if (r->state == NODE_SENT_DELIVERED || r->reason_code[0] == 0)
 			continue;
-		if (cur[0] && strcmp(code, cur) == 0)
-			return;
-		if (pick == NULL || (strcmp(st, "rejected") == 0 &&
-		                     strcmp(json_string_value(json_object_get(pick, "state")) ?: "",
-		                            "rejected") != 0))
+		if (rec->reason_code[0] && strcmp(r->reason_code, rec->reason_code) == 0)
+			return TERN_OK;
+		if (pick == NULL ||
+		    (r->state == NODE_SENT_REJECTED && pick->state != NODE_SENT_REJECTED))
 			pick = r;
 	}
-	if (pick)
-		set_reason(rec, json_string_value(json_object_get(pick, "reason_code")),
-		           json_string_value(json_object_get(pick, "reason_text")));
-	else
-		set_reason(rec, NULL, NULL);
+	return pick ? set_reason(&rec->reason_code, &rec->reason_text, pick->reason_code,
+	                         pick->reason_text)
+	            : set_reason(&rec->reason_code, &rec->reason_text, NULL, NULL);
 }
 
 static int accepted_note(MDB_txn *txn, tern_store *s, const char *msgid, uint64_t n);
 
+/* The record of a message this node sent; TERN_ENOENT if none. */
+static int sent_read(MDB_txn *txn, tern_store *s, const char *msgid, node_sent_rec **out)
+{
+	MDB_val k = sval(msgid), v;
+	int rc = mdb_get(txn, DBI(s, NS_MSGS), &k, &v);
+
+	*out = NULL;
+	if (rc != 0)
+		return MDB(rc, "read record");
+	return node_rec_sent_decode(v.mv_data, v.mv_size, out);
+}
+
+static int recv_read(MDB_txn *txn, tern_store *s, const char *msgid, node_recv_rec **out)
+{
+	MDB_val k = sval(msgid), v;
+	int rc = mdb_get(txn, DBI(s, NS_RECEIVED), &k, &v);
+
+	*out = NULL;
+	if (rc != 0)
+		return MDB(rc, "read record");
+	return node_rec_recv_decode(v.mv_data, v.mv_size, out);
+}
+
 int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int accepted,
                          uint64_t accepted_n, const char *code, const char *text, int64_t now)
 {
-	json_t *rec, *r;
-	const char *key;
+	node_sent_rec *rec;
 	uint8_t kb[8];
 	MDB_val k;
 	int rc;
 
-	if ((rc = get_json(txn, DBI(s, NS_MSGS), msgid, &rec)) != TERN_OK)
+	if ((rc = sent_read(txn, s, msgid, &rec)) != TERN_OK)
 		return rc == TERN_ENOENT ? TERN_OK : rc;
-	if (json_integer_value(json_object_get(rec, "seq")) == 0) {
-		json_decref(rec); /* answered before */
+	if (rec->seq == 0) {
+		node_rec_sent_free(&rec); /* answered before */
 		return TERN_OK;
 	}
-	tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "seq")));
+	tern_be64_put(kb, rec->seq);
 	k = (MDB_val){8, kb};
 	/* Out of the outbox; the envelope stays (node_store_resubmit_after). */
 	rc = mdb_del(txn, DBI(s, NS_OUTBOX), &k, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		json_decref(rec);
-		return MDB(rc, "remove from outbox");
+		rc = MDB(rc, "remove from outbox");
+		goto out;
 	}
+	rc = TERN_OK;
 	if (accepted && accepted_n) {
-		if ((rc = accepted_note(txn, s, msgid, accepted_n)) != TERN_OK) {
-			json_decref(rec);
-			return rc;
-		}
-		json_object_set_new(rec, "broker_n", json_integer((json_int_t)accepted_n));
+		if ((rc = accepted_note(txn, s, msgid, accepted_n)) != TERN_OK)
+			goto out;
+		rec->broker_n = accepted_n;
 	}
-	json_object_set_new(rec, "seq", json_integer(0));
-	json_object_foreach(json_object_get(rec, "recipients"), key, r)
-	{
+	rec->seq = 0;
+	for (size_t i = 0; i < rec->n_recipients && rc == TERN_OK; i++) {
+		node_sent_rcpt *r = rec->recipients[i];
 		/* The broker's answer only moves a recipient on from "queued": a
 		 * receipt can overtake the answer to a resubmission after a crash,
 		 * and a receipt's verdict must not be overwritten. */
-		if (strcmp(json_string_value(json_object_get(r, "state")), "queued") != 0)
+		if (r->state != NODE_SENT_QUEUED)
 			continue;
-		json_object_set_new(r, "state", json_string(accepted ? "at-broker" : "rejected"));
-		json_object_set_new(r, "at", json_integer(now));
+		r->state = accepted ? NODE_SENT_AT_BROKER : NODE_SENT_REJECTED;
+		r->at = now;
 		if (!accepted)
-			set_reason(r, code, text);
+			rc = set_reason(&r->reason_code, &r->reason_text, code, text);
 	}
-	if (!accepted)
-		set_reason(rec, code, text);
-	rc = restate(txn, s, msgid, rec);
-	json_decref(rec);
+	if (rc == TERN_OK && !accepted)
+		rc = set_reason(&rec->reason_code, &rec->reason_text, code, text);
+	if (rc == TERN_OK)
+		rc = restate(txn, s, msgid, rec);
+out:
+	node_rec_sent_free(&rec);
 	return rc;
 }
 
@@ -439,37 +455,55 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
                                const char *state, const char *code, const char *text, int notice,
                                int64_t now)
 {
-	json_t *rec, *r;
+	node_sent_state st = node_sent_state_parse(state);
+	node_sent_rec *rec;
+	node_sent_rcpt *r;
 	int rc;
 
-	if ((rc = get_json(txn, DBI(s, NS_MSGS), msgid, &rec)) != TERN_OK)
+	if (st == 0)
+		return tern_fail(TERN_EINVAL, "no sent state %s", state);
+	if ((rc = sent_read(txn, s, msgid, &rec)) != TERN_OK)
 		return rc;
-	r = json_object_get(json_object_get(rec, "recipients"), node);
-	if (r == NULL) {
-		json_decref(rec);
+	if ((r = node_rec_sent_rcpt(rec, node)) == NULL) {
+		node_rec_sent_free(&rec);
 		return tern_fail(TERN_ENOENT, "%s was not sent to %s", msgid, node);
 	}
-	if ((notice &&
-	     strcmp(json_string_value(json_object_get(r, "state")) ?: "", "delivered") == 0) ||
-	    (strcmp(json_string_value(json_object_get(r, "state")) ?: "", state) == 0 &&
-	     strcmp(json_string_value(json_object_get(r, "reason_code")) ?: "", code ? code : "") ==
-	         0)) {
+	if ((notice && r->state == NODE_SENT_DELIVERED) ||
+	    (r->state == st && strcmp(r->reason_code, code ? code : "") == 0)) {
 		/* The same verdict again (a redelivery after a broker restart). */
-		json_decref(rec);
+		node_rec_sent_free(&rec);
 		return TERN_EEXIST;
 	}
-	json_object_set_new(r, "state", json_string(state));
-	json_object_set_new(r, "at", json_integer(now));
-	set_reason(r, code, text);
-	message_reason(rec);
-	rc = restate(txn, s, msgid, rec);
-	json_decref(rec);
+	r->state = st;
+	r->at = now;
+	if ((rc = set_reason(&r->reason_code, &r->reason_text, code, text)) == TERN_OK &&
+	    (rc = message_reason(rec)) == TERN_OK)
+		rc = restate(txn, s, msgid, rec);
+	node_rec_sent_free(&rec);
 	return rc;
+}
+
+int node_store_sent_rec(MDB_txn *txn, tern_store *s, const char *msgid, node_sent_rec **rec)
+{
+	return sent_read(txn, s, msgid, rec);
+}
+
+int node_store_recv_rec(MDB_txn *txn, tern_store *s, const char *msgid, node_recv_rec **rec)
+{
+	return recv_read(txn, s, msgid, rec);
 }
 
 int node_store_sent_get(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
 {
-	return get_json(txn, DBI(s, NS_MSGS), msgid, rec);
+	node_sent_rec *r;
+	int rc = sent_read(txn, s, msgid, &r);
+
+	*rec = NULL;
+	if (rc != TERN_OK)
+		return rc;
+	*rec = node_rec_sent_json(r);
+	node_rec_sent_free(&r);
+	return *rec ? TERN_OK : TERN_ENOMEM;
 }
 
 int node_store_outbox_scan(MDB_txn *txn, tern_store *s, uint64_t from,
@@ -506,7 +540,8 @@ int node_store_outbox_scan(MDB_txn *txn, tern_store *s, uint64_t from,
 
 int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t now)
 {
-	json_t *rec, *ref;
+	node_recv_rec rec = TERN__V1__RECEIVED_RECORD__INIT;
+	json_t *ref;
 	uint64_t seq = 0;
 	uint8_t kb[8];
 	MDB_val k = sval(m->msgid), v;
@@ -532,15 +567,15 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 		if (rc != TERN_OK)
 			return rc;
 	}
-	rec =
-	    json_pack("{s:s, s:s, s:s, s:I, s:b, s:I, s:b, s:s, s:s}", "sender", m->sender, "type",
-	              m->type, "case_id", m->case_id, "received_at", (json_int_t)now, "accepted",
-	              m->accepted, "inbox_seq", (json_int_t)seq, "acked", 0, "reason_code",
-	              m->code ? m->code : "", "reason_text", m->text ? m->text : "");
-	if (rec == NULL)
-		return TERN_ENOMEM;
-	rc = put_json(txn, DBI(s, NS_RECEIVED), m->msgid, rec);
-	json_decref(rec);
+	rec.sender = (char *)m->sender;
+	rec.type = (char *)m->type;
+	rec.case_id = (char *)m->case_id;
+	rec.received_at = now;
+	rec.accepted = m->accepted != 0;
+	rec.inbox_seq = seq;
+	rec.reason_code = (char *)(m->code ? m->code : "");
+	rec.reason_text = (char *)(m->text ? m->text : "");
+	rc = node_rec_recv_put(txn, DBI(s, NS_RECEIVED), m->msgid, &rec);
 	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0 &&
 	    (rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'i')) == TERN_OK && !again)
 		rc = node_store_list_note(txn, s, m->case_id, m->msgid, 'i');
@@ -549,13 +584,15 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 
 int node_store_received(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
 {
-	json_t *r = NULL;
-	int rc = get_json(txn, DBI(s, NS_RECEIVED), msgid, &r);
+	node_recv_rec *r = NULL;
+	int rc = recv_read(txn, s, msgid, &r);
 
-	if (rec)
-		*rec = r;
-	else
-		json_decref(r);
+	if (rec) {
+		*rec = rc == TERN_OK ? node_rec_recv_json(r) : NULL;
+		if (rc == TERN_OK && *rec == NULL)
+			rc = TERN_ENOMEM;
+	}
+	node_rec_recv_free(&r);
 	return rc;
 }
 
@@ -576,33 +613,33 @@ int node_store_received_envelope(MDB_txn *txn, tern_store *s, const char *msgid,
 
 int node_store_inbox_ack(MDB_txn *txn, tern_store *s, const char *msgid)
 {
-	json_t *rec;
+	node_recv_rec *rec;
 	uint8_t kb[8];
 	MDB_val k;
 	int rc;
 
-	if ((rc = get_json(txn, DBI(s, NS_RECEIVED), msgid, &rec)) != TERN_OK)
+	if ((rc = recv_read(txn, s, msgid, &rec)) != TERN_OK)
 		return rc;
-	if (!json_is_true(json_object_get(rec, "accepted"))) {
-		json_decref(rec);
+	if (!rec->accepted) {
+		node_rec_recv_free(&rec);
 		return tern_fail(TERN_ENOENT, "%s was refused, it is not in the inbox", msgid);
 	}
-	if (json_is_true(json_object_get(rec, "acked"))) {
-		json_decref(rec);
+	if (rec->acked) {
+		node_rec_recv_free(&rec);
 		return TERN_EEXIST; /* acknowledged before: nothing changes */
 	}
-	tern_be64_put(kb, (uint64_t)json_integer_value(json_object_get(rec, "inbox_seq")));
+	tern_be64_put(kb, rec->inbox_seq);
 	k = (MDB_val){8, kb};
 	rc = mdb_del(txn, DBI(s, NS_INBOX), &k, NULL);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
-		json_decref(rec);
+		node_rec_recv_free(&rec);
 		return MDB(rc, "remove from inbox");
 	}
-	json_object_set_new(rec, "acked", json_true());
+	rec->acked = 1;
 	/* from when its attachments' retention runs (xfer_in.c) */
-	json_object_set_new(rec, "acked_at", json_integer((json_int_t)tern_now_ms()));
-	rc = put_json(txn, DBI(s, NS_RECEIVED), msgid, rec);
-	json_decref(rec);
+	rec->acked_at = tern_now_ms();
+	rc = node_rec_recv_put(txn, DBI(s, NS_RECEIVED), msgid, rec);
+	node_rec_recv_free(&rec);
 	return rc;
 }
 
@@ -762,8 +799,7 @@ int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) {
 		char id[37];
-		json_t *rec = NULL, *r;
-		const char *key;
+		node_sent_rec *rec = NULL;
 		int again = 0;
 		uint64_t outseq;
 		if (v.mv_size == 36) {
@@ -775,9 +811,9 @@ int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64
 		/* The entry goes first: the writes below move the cursor's page. */
 		if ((rc = mdb_cursor_del(c, 0)) != 0)
 			break;
-		if (id[0] == 0 || get_json(txn, DBI(s, NS_MSGS), id, &rec) != TERN_OK)
+		if (id[0] == 0 || sent_read(txn, s, id, &rec) != TERN_OK)
 			goto next;
-		outseq = (uint64_t)json_integer_value(json_object_get(rec, "outseq"));
+		outseq = rec->outseq;
 		{
 			MDB_val ek = sval(id), ev;
 			if (outseq == 0 || mdb_get(txn, DBI(s, NS_OUTENV), &ek, &ev) != 0)
@@ -786,13 +822,11 @@ int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64
 		}
 		/* Recipients the broker still owed it go back to queued; those that
 		 * answered keep their answer (and take it again, de-duplicated). */
-		json_object_foreach(json_object_get(rec, "recipients"), key, r)
-		{
-			if (strcmp(json_string_value(json_object_get(r, "state")) ?: "",
-			           "at-broker") != 0)
+		for (size_t i = 0; i < rec->n_recipients; i++) {
+			if (rec->recipients[i]->state != NODE_SENT_AT_BROKER)
 				continue;
-			json_object_set_new(r, "state", json_string("queued"));
-			json_object_set_new(r, "at", json_integer(now));
+			rec->recipients[i]->state = NODE_SENT_QUEUED;
+			rec->recipients[i]->at = now;
 			again = 1;
 		}
 		if (!again)
@@ -801,19 +835,19 @@ int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64
 		{
 			MDB_val ok = {8, kb}, ov = sval(id);
 			if ((rc = mdb_put(txn, DBI(s, NS_OUTBOX), &ok, &ov, 0)) != 0) {
-				json_decref(rec);
+				node_rec_sent_free(&rec);
 				rc = MDB(rc, "queue again");
 				goto out;
 			}
 		}
-		json_object_set_new(rec, "seq", json_integer((json_int_t)outseq));
+		rec->seq = outseq;
 		if ((rc = restate(txn, s, id, rec)) != TERN_OK) {
-			json_decref(rec);
+			node_rec_sent_free(&rec);
 			goto out;
 		}
 		(*n)++;
 	next:
-		json_decref(rec);
+		node_rec_sent_free(&rec);
 		tern_be64_put(kb, count + 1);
 		k = (MDB_val){8, kb};
 	}
@@ -850,15 +884,15 @@ int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)
 			return MDB(rc, "cursor");
 		}
 		while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
-			json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
-			const char *st2 = json_string_value(json_object_get(rec, "state"));
-			const char *type = json_string_value(json_object_get(rec, "type"));
-			if (st2 && type && strcmp(type, "receipt") != 0) {
-				json_t *n = json_object_get(counts, st2);
+			node_sent_rec *rec = NULL;
+			if (node_rec_sent_decode(v.mv_data, v.mv_size, &rec) == TERN_OK &&
+			    strcmp(rec->type, "receipt") != 0) {
+				json_t *n =
+				    json_object_get(counts, node_sent_state_name(rec->state));
 				if (n)
 					json_integer_set(n, json_integer_value(n) + 1);
 			}
-			json_decref(rec);
+			node_rec_sent_free(&rec);
 		}
 		mdb_cursor_close(c);
 	}

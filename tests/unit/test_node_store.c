@@ -457,6 +457,124 @@ static void test_inbox_and_refs(void **state)
 	(void)ep;
 }
 
+/* Records as a store written before the protobuf records (5787a07 to 59102aa)
+ * holds them: JSON objects, byte for byte as those versions wrote them. */
+#define OLD_SENT                                                                                   \
+	"{\"type\":\"case-referral\",\"case_id\":\"C-7\",\"created_at\":1,\"state\":"              \
+	"\"queued\",\"reason_code\":\"\",\"reason_text\":\"\",\"recipients\":{\"sweden\":{"        \
+	"\"state\":\"queued\",\"reason_code\":\"\",\"reason_text\":\"\",\"at\":10},\"iom\":{"      \
+	"\"state\":\"queued\",\"reason_code\":\"\",\"reason_text\":\"\",\"at\":10}},\"seq\":1,"    \
+	"\"outseq\":1}"
+#define OLD_RECEIVED                                                                               \
+	"{\"sender\":\"unhcr\",\"type\":\"acceptance-decision\",\"case_id\":\"C-7\","              \
+	"\"received_at\":5,\"accepted\":true,\"inbox_seq\":1,\"acked\":false,\"reason_code\":"     \
+	"\"\",\"reason_text\":\"\"}"
+
+static int put_old(MDB_txn *txn, void *arg)
+{
+	uint8_t one[8] = {0, 0, 0, 0, 0, 0, 0, 1};
+	MDB_val k = {36, ID1}, v = {strlen(OLD_SENT), OLD_SENT};
+	MDB_val ok = {8, one}, ov = {36, ID1}, rk = {36, ID2},
+	        rv = {strlen(OLD_RECEIVED), OLD_RECEIVED};
+	MDB_val ik = {8, one}, iv = {36, ID2};
+
+	(void)arg;
+	if (mdb_put(txn, tern_store_dbi(st, NS_MSGS), &k, &v, 0) != 0 ||
+	    mdb_put(txn, tern_store_dbi(st, NS_OUTBOX), &ok, &ov, 0) != 0 ||
+	    mdb_put(txn, tern_store_dbi(st, NS_RECEIVED), &rk, &rv, 0) != 0 ||
+	    mdb_put(txn, tern_store_dbi(st, NS_INBOX), &ik, &iv, 0) != 0)
+		return TERN_EIO;
+	return TERN_OK;
+}
+
+/* The first byte of what the store holds for msgid in dbi. */
+static char stored_first_byte(int dbi, const char *msgid)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(msgid), (void *)msgid}, v;
+	char c;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_get(txn, tern_store_dbi(st, dbi), &k, &v), 0);
+	c = ((const char *)v.mv_data)[0];
+	mdb_txn_abort(txn);
+	return c;
+}
+
+/* An upgraded node reads the old JSON records as they are (the same fields
+ * through the API), counts them, moves them on, and writes what it changes
+ * as protobuf. */
+static void test_old_json_records(void **state)
+{
+	json_t *old = json_loads(OLD_SENT, 0, NULL), *rec = NULL, *r2;
+	MDB_txn *txn;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, put_old, NULL), TERN_OK);
+	assert_int_equal(tern_store_write(st, drop_mark, NULL), TERN_OK);
+	tern_store_close(&st);
+	assert_int_equal(node_store_open(dir, 0, &st), TERN_OK); /* counts by a scan */
+	assert_int_equal(count_of("queued"), 1);
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_sent_get(txn, st, ID1, &rec), TERN_OK);
+	assert_true(json_equal(rec, old));
+	json_decref(rec);
+	assert_int_equal(node_store_received(txn, st, ID2, &rec), TERN_OK);
+	r2 = json_loads(OLD_RECEIVED, 0, NULL);
+	assert_true(json_equal(rec, r2));
+	json_decref(r2);
+	json_decref(rec);
+	mdb_txn_abort(txn);
+	assert_int_equal(stored_first_byte(NS_MSGS, ID1), '{');
+
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .n = 3, .code = ""});
+	assert_true(stored_first_byte(NS_MSGS, ID1) != '{');
+	assert_string_equal(state_of(ID1, "iom"), "at-broker");
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "sweden", .state = "rejected", .code = "late"});
+	assert_string_equal(state_of(ID1, NULL), "rejected");
+	assert_string_equal(reason_of(ID1), "late");
+	assert_int_equal(count_of("queued"), 0);
+	assert_int_equal(count_of("rejected"), 1);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_sent_get(txn, st, ID1, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_int_equal(json_integer_value(json_object_get(rec, "broker_n")), 3);
+	assert_int_equal(json_integer_value(json_object_get(rec, "seq")), 0);
+	assert_string_equal(json_string_value(json_object_get(rec, "case_id")), "C-7");
+	json_decref(rec);
+
+	run((struct op){.fn = do_ack, .msgid = ID2});
+	assert_true(stored_first_byte(NS_RECEIVED, ID2) != '{');
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_received(txn, st, ID2, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_true(json_is_true(json_object_get(rec, "acked")));
+	assert_true(json_integer_value(json_object_get(rec, "acked_at")) > 0);
+	assert_string_equal(json_string_value(json_object_get(rec, "sender")), "unhcr");
+	json_decref(rec);
+	{ /* acknowledged before: nothing changes */
+		struct op again = {.fn = do_ack, .msgid = ID2};
+		assert_int_equal(tern_store_write(st, apply, &again), TERN_EEXIST);
+	}
+	json_decref(old);
+}
+
+/* A record that is neither form is refused as damaged, not taken as empty. */
+static void test_damaged_record(void **state)
+{
+	node_sent_rec *r = NULL;
+	node_recv_rec *q = NULL;
+
+	(void)state;
+	assert_int_equal(node_rec_sent_decode("{not json", 9, &r), TERN_EMALFORMED);
+	assert_null(r);
+	assert_int_equal(node_rec_recv_decode("\xff\xff\xff", 3, &q), TERN_EMALFORMED);
+	assert_null(q);
+	assert_int_equal(node_rec_sent_decode("[1]", 3, &r), TERN_EMALFORMED);
+}
+
 /* A broker store put back from an older copy holds fewer of this node's
  * acceptances than it told: what it accepted after them goes back into the
  * outbox in its original place, unless every recipient already answered. */
@@ -587,6 +705,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resubmit_after_broker_restore, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_ref_fingerprint, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_old_json_records, setup, teardown),
+	    cmocka_unit_test(test_damaged_record),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
