@@ -1,14 +1,18 @@
+#include <limits.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/rand.h>
 #include <sodium.h>
 
 #include <tern/crypto.h>
 #include <tern/error.h>
+#include <tern/log.h>
 
 #include "util.h"
 
@@ -30,9 +34,83 @@ static void sha256_ctx_free(void *ctx)
 	EVP_MD_CTX_free(ctx);
 }
 
+/* --- libsodium's randomness, from OpenSSL's DRBG --------------------------- */
+
+/* libsodium 1.0.18's default randombytes makes a getrandom system call for
+ * every randombytes_buf, and a sealed envelope asks for random bytes two or
+ * three times (a uuid once more). OpenSSL 3's RAND_bytes draws from a
+ * per-thread DRBG in user space, seeded from the kernel, reseeded by OpenSSL
+ * and after a fork: one CSPRNG, without the system call. */
+static void drbg_buf(void *const buf, const size_t size)
+{
+	unsigned char *p = buf;
+	size_t left = size;
+
+	while (left > 0) {
+		int n = left > INT_MAX ? INT_MAX : (int)left;
+		if (RAND_bytes(p, n) != 1) {
+			/* randombytes_buf cannot fail to its caller, and a key or
+			 * nonce made of whatever the buffer held must never be used. */
+			log_warnx("OpenSSL's RAND_bytes failed: no randomness, aborting");
+			abort();
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+}
+
+static uint32_t drbg_random(void)
+{
+	uint32_t r;
+
+	drbg_buf(&r, sizeof(r));
+	return r;
+}
+
+/* As libsodium's own: without modulo bias, by rejecting the values below
+ * 2^32 mod upper_bound. */
+static uint32_t drbg_uniform(const uint32_t upper_bound)
+{
+	uint32_t min, r;
+
+	if (upper_bound < 2)
+		return 0;
+	min = (1U + ~upper_bound) % upper_bound;
+	do
+		r = drbg_random();
+	while (r < min);
+	return r % upper_bound;
+}
+
+static const char *drbg_name(void)
+{
+	return "openssl-drbg";
+}
+
+/* OpenSSL keeps and reseeds its own state: nothing to stir or close. */
+static void drbg_stir(void)
+{
+}
+
+static int drbg_close(void)
+{
+	return 0;
+}
+
+static randombytes_implementation drbg_impl = {
+    .implementation_name = drbg_name,
+    .random = drbg_random,
+    .stir = drbg_stir,
+    .uniform = drbg_uniform,
+    .buf = drbg_buf,
+    .close = drbg_close,
+};
+
 static void crypto_init_once(void)
 {
-	if (sodium_init() < 0)
+	/* libsodium wants its implementation before sodium_init: hence every
+	 * sodium_init in Tern is this one. */
+	if (randombytes_set_implementation(&drbg_impl) != 0 || sodium_init() < 0)
 		return;
 	if ((hkdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL)) == NULL)
 		return;

@@ -7,6 +7,10 @@
  * (TERN_EDECRYPT): a zero secret carries no contribution from our key and
  * would make a key wrap guessable. docs/envelope.md records the same choice.
  */
+/* RAND_set_rand_method (deprecated in OpenSSL 3, still honoured by
+ * RAND_bytes) lets test_randombytes_openssl see where libsodium's bytes come
+ * from. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +22,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <sodium.h>
 
 #include <tern/crypto.h>
@@ -441,6 +446,55 @@ static void test_wycheproof_hkdf(void **state)
 	json_decref(root);
 }
 
+/* libsodium's randomness comes from OpenSSL's DRBG once tern_crypto_init has
+ * run: randombytes_buf, _random and _uniform stay usable, and their bytes are
+ * RAND_bytes' (seen through a RAND_METHOD that hands out a known pattern). */
+static int fake_bytes(unsigned char *buf, int num)
+{
+	for (int i = 0; i < num; i++)
+		buf[i] = (unsigned char)(0xa0 + i);
+	return 1;
+}
+
+static int fake_status(void)
+{
+	return 1;
+}
+
+static void test_randombytes_openssl(void **state)
+{
+	uint8_t a[32], b[32], want[32];
+	int seen[10] = {0};
+	RAND_METHOD fake = {.bytes = fake_bytes, .status = fake_status};
+	const RAND_METHOD *real;
+	uint32_t r;
+
+	(void)state;
+	assert_int_equal(tern_crypto_init(), TERN_OK);
+	assert_string_equal(randombytes_implementation_name(), "openssl-drbg");
+	randombytes_buf(a, sizeof(a));
+	randombytes_buf(b, sizeof(b));
+	assert_memory_not_equal(a, b, sizeof(a));
+	for (int i = 0; i < 10000; i++) {
+		uint32_t v = randombytes_uniform(10);
+		assert_true(v < 10);
+		seen[v]++;
+	}
+	for (int i = 0; i < 10; i++)
+		assert_true(seen[i] > 0);
+	assert_int_equal(randombytes_uniform(1), 0);
+	assert_int_equal(randombytes_uniform(0), 0);
+
+	real = RAND_get_rand_method();
+	assert_int_equal(RAND_set_rand_method(&fake), 1);
+	fake_bytes(want, sizeof(want));
+	randombytes_buf(a, sizeof(a));
+	r = randombytes_random();
+	assert_int_equal(RAND_set_rand_method(real), 1);
+	assert_memory_equal(a, want, sizeof(a));
+	assert_memory_equal(&r, want, sizeof(r));
+}
+
 static void test_argument_checks(void **state)
 {
 	uint8_t key[32] = {1}, nonce[12] = {2}, buf[64] = {3}, out[64], zero[32] = {0};
@@ -468,6 +522,7 @@ int main(void)
 	    cmocka_unit_test(test_wycheproof_chacha20_poly1305),
 	    cmocka_unit_test(test_wycheproof_hkdf),
 	    cmocka_unit_test(test_argument_checks),
+	    cmocka_unit_test(test_randombytes_openssl),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

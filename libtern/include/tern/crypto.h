@@ -20,8 +20,11 @@ extern "C" {
 #define TERN_AEAD_NONCE_LEN 12
 #define TERN_AEAD_TAG_LEN 16
 
-/* Initialises libsodium and fetches the OpenSSL algorithms used on hot paths.
- * Every function below calls it; calling it early only moves the cost. */
+/* Initialises libsodium, with its randomness (randombytes_*) drawn from
+ * OpenSSL's DRBG (RAND_bytes), and fetches the OpenSSL algorithms used on hot
+ * paths. Every function below calls it; calling it early only moves the cost.
+ * A program using libtern calls it instead of sodium_init, which must not
+ * come first (libsodium takes its randomness before sodium_init). */
 int tern_crypto_init(void);
 
 int tern_sha256(const uint8_t *buf, size_t len, uint8_t out[TERN_SHA256_LEN]);
