@@ -401,6 +401,55 @@ static void test_wycheproof_chacha20_poly1305(void **state)
 	json_decref(root);
 }
 
+/* RFC 5869 appendix A, the SHA-256 cases: 1 (basic), 2 (inputs longer than
+ * a block, output of three blocks) and 3 (no salt, no info). Derived in
+ * turn, twice, so that no call sees what the one before it was given. */
+static void test_rfc5869(void **state)
+{
+	static const struct {
+		const char *ikm, *salt, *info, *okm;
+	} v[] = {
+	    {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "000102030405060708090a0b0c",
+	     "f0f1f2f3f4f5f6f7f8f9",
+	     "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b88718586"
+	     "5"},
+	    {"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	     "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+	     "404142434445464748494a4b4c4d4e4f",
+	     "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+	     "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+	     "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+	     "b0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+	     "d0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+	     "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+	     "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"
+	     "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71"
+	     "cc30c58179ec3e87c14c01d5c1f3434f1d87"},
+	    {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "", "",
+	     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c"
+	     "8"},
+	};
+
+	(void)state;
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+			size_t il, sl, fl, ol;
+			uint8_t *ikm = unhex(v[i].ikm, &il), *salt = unhex(v[i].salt, &sl);
+			uint8_t *info = unhex(v[i].info, &fl), *okm = unhex(v[i].okm, &ol);
+			uint8_t out[82];
+
+			assert_true(ol <= sizeof(out));
+			assert_int_equal(tern_hkdf_sha256(sl ? salt : NULL, sl, ikm, il,
+			                                  fl ? info : NULL, fl, out, ol),
+			                 TERN_OK);
+			assert_memory_equal(out, okm, ol);
+			free(ikm);
+			free(salt);
+			free(info);
+			free(okm);
+		}
+}
+
 static void test_wycheproof_hkdf(void **state)
 {
 	json_t *root = load_vectors("hkdf_sha256_test.json"), *g, *t;
@@ -520,6 +569,7 @@ int main(void)
 	    cmocka_unit_test(test_wycheproof_ed25519),
 	    cmocka_unit_test(test_wycheproof_x25519),
 	    cmocka_unit_test(test_wycheproof_chacha20_poly1305),
+	    cmocka_unit_test(test_rfc5869),
 	    cmocka_unit_test(test_wycheproof_hkdf),
 	    cmocka_unit_test(test_argument_checks),
 	    cmocka_unit_test(test_randombytes_openssl),

@@ -1,9 +1,10 @@
 /* Thin wrappers over the primitives Tern is built from, each returning a
  * TERN_* code, so envelopes, logs and tests share one tested path.
  *
- * Hashing, AEAD, X25519 and Ed25519 come from libsodium; HKDF from OpenSSL 3
- * (EVP_KDF "HKDF"), because libsodium 1.0.18 has none. All functions are
- * thread-safe. Nothing here keeps secret state between calls.
+ * Hashing, AEAD, X25519 and Ed25519 come from libsodium; HKDF is RFC 5869's
+ * two steps over OpenSSL 3's HMAC-SHA256 (EVP_MAC), because libsodium 1.0.18
+ * has none. All functions are thread-safe. Nothing here keeps secret state
+ * between calls.
  */
 #ifndef TERN_CRYPTO_H
 #define TERN_CRYPTO_H
