@@ -67,14 +67,22 @@ static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_sto
  * may since have been closed and reused for another connection. libzmq then
  * sees the connection end and cleans up as for any lost peer; the node's
  * reconnection meets the ZAP handler, which refuses it. */
+int conn_ends(int fd, struct sockaddr_storage *local, struct sockaddr_storage *remote)
+{
+	socklen_t ll = sizeof(*local), rl = sizeof(*remote);
+
+	if (fd < 0 || getsockname(fd, (struct sockaddr *)local, &ll) != 0 ||
+	    getpeername(fd, (struct sockaddr *)remote, &rl) != 0)
+		return -1;
+	return fd;
+}
+
 static void peer_disconnect(struct peer *p)
 {
 	struct sockaddr_storage local, remote;
-	socklen_t ll = sizeof(local), rl = sizeof(remote);
 
-	if (p->fd >= 0 && getsockname(p->fd, (struct sockaddr *)&local, &ll) == 0 &&
-	    getpeername(p->fd, (struct sockaddr *)&remote, &rl) == 0 &&
-	    same_addr(&local, &p->local) && same_addr(&remote, &p->remote))
+	if (conn_ends(p->fd, &local, &remote) >= 0 && same_addr(&local, &p->local) &&
+	    same_addr(&remote, &p->remote))
 		shutdown(p->fd, SHUT_RDWR);
 	p->fd = -1;
 }

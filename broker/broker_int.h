@@ -270,7 +270,8 @@ int peer_send_bulk(broker *b, struct peer *p, Tern__V1__Frame *f);
 /* Reads one ROUTER message: routing id, then exactly one frame. */
 void on_router(broker *b);
 /* One decoded frame from the authenticated node user on route rid (conn:
- * its connection's socket and ends, as at Hello); takes ownership of f.
+ * its connection's socket, fd only: its ends are looked up, with conn_ends,
+ * only when a Hello or BulkHello records them); takes ownership of f.
  * on_router's second half, apart so that tests can drive it without CURVE. */
 void session_on_frame(broker *b, const char *user, const struct peer *conn, const uint8_t *rid,
                       size_t rid_len, Tern__V1__Frame *f);
@@ -295,6 +296,11 @@ void session_heartbeats(broker *b, int64_t now);
 /* --- admit.c ---------------------------------------------------------------- */
 
 const char *peer_barred(const broker *b, const char *id, int64_t now_ms);
+/* The two ends of the connection whose socket is fd (as ZMQ_SRCFD gives it),
+ * into *local and *remote; returns fd, or -1 when fd is -1 or either lookup
+ * fails. Two system calls: made only where a connection is recorded (Hello,
+ * BulkHello, a barred peer's frame), not for every frame. */
+int conn_ends(int fd, struct sockaddr_storage *local, struct sockaddr_storage *remote);
 void peer_disconnect_later(broker *b, const struct peer *conn);
 void disconnect_due(broker *b, int64_t now);
 void session_close(broker *b, struct peer *p, const char *why);

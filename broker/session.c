@@ -130,9 +130,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	/* Handover by authenticated identity: the new connection takes the route. */
 	memcpy(p->rid, rid, rid_len);
 	p->rid_len = rid_len;
-	p->fd = conn->fd;
-	p->local = conn->local;
-	p->remote = conn->remote;
+	p->fd = conn_ends(conn->fd, &p->local, &p->remote);
 	p->live = 1;
 	chunk_gets_drop(p);  /* gets are per session: the node asks again */
 	p->bulk_rid_len = 0; /* so is the bulk lane: the node opens it again */
@@ -234,9 +232,7 @@ static void on_bulk_hello(broker *b, const char *user, const struct peer *conn, 
 		log_info("%s opened its bulk lane", user);
 	memcpy(p->bulk_rid, rid, rid_len);
 	p->bulk_rid_len = rid_len;
-	p->bulk_fd = conn->fd;
-	p->bulk_local = conn->local;
-	p->bulk_remote = conn->remote;
+	p->bulk_fd = conn_ends(conn->fd, &p->bulk_local, &p->bulk_remote);
 	w.session = h->session;
 	f.body_case = TERN__V1__FRAME__BODY_BULK_WELCOME;
 	f.bulk_welcome = &w;
@@ -554,13 +550,9 @@ void on_router(broker *b)
 		log_warnx("message without an authenticated identity dropped");
 		goto out;
 	}
+	/* Not a system call; the connection's ends (two) are looked up only where
+	 * they are recorded, not for every frame. */
 	conn.fd = zmq_msg_get(&body, ZMQ_SRCFD);
-	if (conn.fd >= 0) {
-		socklen_t ll = sizeof(conn.local), rl = sizeof(conn.remote);
-		if (getsockname(conn.fd, (struct sockaddr *)&conn.local, &ll) != 0 ||
-		    getpeername(conn.fd, (struct sockaddr *)&conn.remote, &rl) != 0)
-			conn.fd = -1;
-	}
 	if ((why = peer_barred(b, user, tern_now_ms())) != NULL) {
 		/* Admitted at its handshake, no longer now (revoked, removed or
 		 * lapsed since): nothing it sends is taken, and its connection goes. */
@@ -570,6 +562,7 @@ void on_router(broker *b)
 		if (p)
 			session_close(b, p, why);
 		snprintf(conn.id, sizeof(conn.id), "%s", user);
+		conn.fd = conn_ends(conn.fd, &conn.local, &conn.remote);
 		peer_disconnect_later(b, &conn);
 		if (now - b->last_barred_log >= 1000) {
 			log_warnx("refused a frame from %s: %s; its connection is closed", user,

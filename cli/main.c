@@ -2,7 +2,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
+#include <tern/crypto.h>
+#include <tern/error.h>
 
 #include "commands.h"
 
@@ -68,8 +69,8 @@ int main(int argc, char **argv)
 		puts("tern 0.1.0");
 		return CLI_OK;
 	}
-	if (sodium_init() < 0) {
-		fputs("tern: libsodium failed to initialise\n", stderr);
+	if (tern_crypto_init() != TERN_OK) {
+		fputs("tern: cannot initialise libsodium or OpenSSL\n", stderr);
 		return CLI_FAIL;
 	}
 	for (size_t i = 0; i < NCOMMANDS; i++)

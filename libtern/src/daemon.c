@@ -6,9 +6,8 @@
 #include <string.h>
 #include <sys/resource.h>
 
-#include <sodium.h>
-
 #include <tern/config.h>
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/log.h>
 
@@ -139,8 +138,8 @@ int tern_daemon_main(int argc, char **argv, const tern_daemon *d)
 		usage(d, stderr);
 		return 2;
 	}
-	if (sodium_init() < 0) {
-		fprintf(stderr, "%s: libsodium failed to initialise\n", d->prog);
+	if (tern_crypto_init() != TERN_OK) {
+		fprintf(stderr, "%s: cannot initialise libsodium or OpenSSL\n", d->prog);
 		return 1;
 	}
 	log_init(d->prog, debug ? TERN_LOG_DEBUG : TERN_LOG_INFO);

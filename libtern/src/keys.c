@@ -5,6 +5,7 @@
 #include <openssl/pem.h>
 #include <sodium.h>
 
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/keys.h>
 
@@ -29,7 +30,7 @@ int tern_signkey_from_seed(const uint8_t seed[32], tern_signkey **out)
 {
 	tern_signkey *k;
 
-	if (sodium_init() < 0)
+	if (tern_crypto_init() != TERN_OK)
 		return TERN_ECRYPTO;
 	if ((k = calloc(1, sizeof(*k))) == NULL)
 		return TERN_ENOMEM;
@@ -48,7 +49,7 @@ int tern_signkey_generate(tern_signkey **out)
 	uint8_t seed[32];
 	int rc;
 
-	if (sodium_init() < 0)
+	if (tern_crypto_init() != TERN_OK)
 		return TERN_ECRYPTO;
 	randombytes_buf(seed, sizeof(seed));
 	rc = tern_signkey_from_seed(seed, out);
@@ -219,7 +220,7 @@ int tern_sealkey_from_secret(const uint8_t secret[TERN_X25519_LEN], tern_sealkey
 {
 	tern_sealkey *k;
 
-	if (sodium_init() < 0)
+	if (tern_crypto_init() != TERN_OK)
 		return TERN_ECRYPTO;
 	if ((k = calloc(1, sizeof(*k))) == NULL)
 		return TERN_ENOMEM;
@@ -234,7 +235,7 @@ int tern_sealkey_generate(tern_sealkey **out)
 	uint8_t sk[TERN_X25519_LEN];
 	int rc;
 
-	if (sodium_init() < 0)
+	if (tern_crypto_init() != TERN_OK)
 		return TERN_ECRYPTO;
 	randombytes_buf(sk, sizeof(sk));
 	rc = tern_sealkey_from_secret(sk, out);

@@ -4,6 +4,7 @@
 
 #include <sodium.h>
 
+#include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/uuid.h>
 
@@ -28,7 +29,7 @@ int tern_uuid_v7(char out[TERN_UUID_STRLEN + 1])
 	uint64_t rb;
 	char hex[33];
 
-	if (sodium_init() < 0)
+	if (tern_crypto_init() != TERN_OK)
 		return TERN_ECRYPTO;
 	ms = tern_now_ms();
 	pthread_mutex_lock(&uuid_lock);

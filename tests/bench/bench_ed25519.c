@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 #include <sodium.h>
 
+#include <tern/crypto.h>
 #include <tern/directory.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
@@ -246,8 +247,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: bench-ed25519 [N]\n");
 		return 2;
 	}
-	if (sodium_init() < 0)
-		die("sodium_init", TERN_ECRYPTO);
+	if (tern_crypto_init() != TERN_OK)
+		die("tern_crypto_init", TERN_ECRYPTO);
 	if ((rc = tern_signkey_generate(&key)) != TERN_OK)
 		die("tern_signkey_generate", rc);
 	/* One key for both libraries: OpenSSL's EVP_PKEY and libsodium's

@@ -17,6 +17,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include <tern/crypto.h>
 #include <tern/directory.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
@@ -850,7 +851,7 @@ int main(void)
 	    cmocka_unit_test(test_session_order),
 	};
 
-	if (sodium_init() < 0)
+	if (tern_crypto_init() != TERN_OK)
 		return 1;
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,6 +7,10 @@
  * (TERN_EDECRYPT): a zero secret carries no contribution from our key and
  * would make a key wrap guessable. docs/envelope.md records the same choice.
  */
+/* RAND_set_rand_method (deprecated in OpenSSL 3, still honoured by
+ * RAND_bytes) lets test_randombytes_openssl see where libsodium's bytes come
+ * from. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,6 +22,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <sodium.h>
 
 #include <tern/crypto.h>
@@ -396,6 +401,55 @@ static void test_wycheproof_chacha20_poly1305(void **state)
 	json_decref(root);
 }
 
+/* RFC 5869 appendix A, the SHA-256 cases: 1 (basic), 2 (inputs longer than
+ * a block, output of three blocks) and 3 (no salt, no info). Derived in
+ * turn, twice, so that no call sees what the one before it was given. */
+static void test_rfc5869(void **state)
+{
+	static const struct {
+		const char *ikm, *salt, *info, *okm;
+	} v[] = {
+	    {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "000102030405060708090a0b0c",
+	     "f0f1f2f3f4f5f6f7f8f9",
+	     "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b88718586"
+	     "5"},
+	    {"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+	     "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+	     "404142434445464748494a4b4c4d4e4f",
+	     "606162636465666768696a6b6c6d6e6f707172737475767778797a7b7c7d7e7f"
+	     "808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f"
+	     "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
+	     "b0b1b2b3b4b5b6b7b8b9babbbcbdbebfc0c1c2c3c4c5c6c7c8c9cacbcccdcecf"
+	     "d0d1d2d3d4d5d6d7d8d9dadbdcdddedfe0e1e2e3e4e5e6e7e8e9eaebecedeeef"
+	     "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
+	     "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"
+	     "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71"
+	     "cc30c58179ec3e87c14c01d5c1f3434f1d87"},
+	    {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "", "",
+	     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c"
+	     "8"},
+	};
+
+	(void)state;
+	for (int round = 0; round < 2; round++)
+		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+			size_t il, sl, fl, ol;
+			uint8_t *ikm = unhex(v[i].ikm, &il), *salt = unhex(v[i].salt, &sl);
+			uint8_t *info = unhex(v[i].info, &fl), *okm = unhex(v[i].okm, &ol);
+			uint8_t out[82];
+
+			assert_true(ol <= sizeof(out));
+			assert_int_equal(tern_hkdf_sha256(sl ? salt : NULL, sl, ikm, il,
+			                                  fl ? info : NULL, fl, out, ol),
+			                 TERN_OK);
+			assert_memory_equal(out, okm, ol);
+			free(ikm);
+			free(salt);
+			free(info);
+			free(okm);
+		}
+}
+
 static void test_wycheproof_hkdf(void **state)
 {
 	json_t *root = load_vectors("hkdf_sha256_test.json"), *g, *t;
@@ -441,6 +495,55 @@ static void test_wycheproof_hkdf(void **state)
 	json_decref(root);
 }
 
+/* libsodium's randomness comes from OpenSSL's DRBG once tern_crypto_init has
+ * run: randombytes_buf, _random and _uniform stay usable, and their bytes are
+ * RAND_bytes' (seen through a RAND_METHOD that hands out a known pattern). */
+static int fake_bytes(unsigned char *buf, int num)
+{
+	for (int i = 0; i < num; i++)
+		buf[i] = (unsigned char)(0xa0 + i);
+	return 1;
+}
+
+static int fake_status(void)
+{
+	return 1;
+}
+
+static void test_randombytes_openssl(void **state)
+{
+	uint8_t a[32], b[32], want[32];
+	int seen[10] = {0};
+	RAND_METHOD fake = {.bytes = fake_bytes, .status = fake_status};
+	const RAND_METHOD *real;
+	uint32_t r;
+
+	(void)state;
+	assert_int_equal(tern_crypto_init(), TERN_OK);
+	assert_string_equal(randombytes_implementation_name(), "openssl-drbg");
+	randombytes_buf(a, sizeof(a));
+	randombytes_buf(b, sizeof(b));
+	assert_memory_not_equal(a, b, sizeof(a));
+	for (int i = 0; i < 10000; i++) {
+		uint32_t v = randombytes_uniform(10);
+		assert_true(v < 10);
+		seen[v]++;
+	}
+	for (int i = 0; i < 10; i++)
+		assert_true(seen[i] > 0);
+	assert_int_equal(randombytes_uniform(1), 0);
+	assert_int_equal(randombytes_uniform(0), 0);
+
+	real = RAND_get_rand_method();
+	assert_int_equal(RAND_set_rand_method(&fake), 1);
+	fake_bytes(want, sizeof(want));
+	randombytes_buf(a, sizeof(a));
+	r = randombytes_random();
+	assert_int_equal(RAND_set_rand_method(real), 1);
+	assert_memory_equal(a, want, sizeof(a));
+	assert_memory_equal(&r, want, sizeof(r));
+}
+
 static void test_argument_checks(void **state)
 {
 	uint8_t key[32] = {1}, nonce[12] = {2}, buf[64] = {3}, out[64], zero[32] = {0};
@@ -466,8 +569,10 @@ int main(void)
 	    cmocka_unit_test(test_wycheproof_ed25519),
 	    cmocka_unit_test(test_wycheproof_x25519),
 	    cmocka_unit_test(test_wycheproof_chacha20_poly1305),
+	    cmocka_unit_test(test_rfc5869),
 	    cmocka_unit_test(test_wycheproof_hkdf),
 	    cmocka_unit_test(test_argument_checks),
+	    cmocka_unit_test(test_randombytes_openssl),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

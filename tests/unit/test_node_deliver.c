@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include <tern/crypto.h>
 #include <tern/directory.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
@@ -56,7 +57,7 @@ static const struct batch empty;
 static int group_setup(void **state)
 {
 	(void)state;
-	if (sodium_init() < 0 || tern_directory_new("test", 1, &F.dir) != TERN_OK)
+	if (tern_crypto_init() != TERN_OK || tern_directory_new("test", 1, &F.dir) != TERN_OK)
 		return -1;
 	for (int i = 0; i < NNODES; i++) {
 		tern_member m;

@@ -1,9 +1,10 @@
 /* Thin wrappers over the primitives Tern is built from, each returning a
  * TERN_* code, so envelopes, logs and tests share one tested path.
  *
- * Hashing, AEAD, X25519 and Ed25519 come from libsodium; HKDF from OpenSSL 3
- * (EVP_KDF "HKDF"), because libsodium 1.0.18 has none. All functions are
- * thread-safe. Nothing here keeps secret state between calls.
+ * Hashing, AEAD, X25519 and Ed25519 come from libsodium; HKDF is RFC 5869's
+ * two steps over OpenSSL 3's HMAC-SHA256 (EVP_MAC), because libsodium 1.0.18
+ * has none. All functions are thread-safe. Nothing here keeps secret state
+ * between calls.
  */
 #ifndef TERN_CRYPTO_H
 #define TERN_CRYPTO_H
@@ -20,8 +21,11 @@ extern "C" {
 #define TERN_AEAD_NONCE_LEN 12
 #define TERN_AEAD_TAG_LEN 16
 
-/* Initialises libsodium and fetches the OpenSSL algorithms used on hot paths.
- * Every function below calls it; calling it early only moves the cost. */
+/* Initialises libsodium, with its randomness (randombytes_*) drawn from
+ * OpenSSL's DRBG (RAND_bytes), and fetches the OpenSSL algorithms used on hot
+ * paths. Every function below calls it; calling it early only moves the cost.
+ * A program using libtern calls it instead of sodium_init, which must not
+ * come first (libsodium takes its randomness before sodium_init). */
 int tern_crypto_init(void);
 
 int tern_sha256(const uint8_t *buf, size_t len, uint8_t out[TERN_SHA256_LEN]);
