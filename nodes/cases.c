@@ -1,12 +1,14 @@
-/* Cases: the index of this node's messages by case, and the case view built
- * from it (`tern case show`, GET /v1/cases/{caseId}, the local API's
- * "case.show"; docs/api.md).
+/* Cases: the case view (`tern case show`, GET /v1/cases/{caseId}, the local
+ * API's "case.show"; docs/api.md) and the index of held messages by case.
  *
- * The index ("cases") maps case_id NUL msgid to one byte: 'o' for a message
- * this node sent, 'i' for one it received (accepted or refused), 'h' for one
- * it holds (held.c). It is written in the transactions that write the
- * messages; a store from before it gets it once, by a scan, when it is opened
- * for writing. Receipts are left out: they show as their message's states.
+ * A case's sent and received messages are found through the listing
+ * index's 'c' keys (msglist.c), written with each message. The cases table
+ * maps case_id NUL msgid to 'h' for a message this node holds (held.c); the
+ * entry goes when the message is received, accepted or refused. (Until
+ * nodestore.proto the table indexed sent and received messages too: every
+ * message then wrote two keys by case, in two B-trees, each a page of its
+ * own; the view now skips such entries of an older store.) Receipts are left
+ * out: they show as their message's states.
  *
  * Touches: the cases table (inside the caller's transaction); reads the
  * others. */
@@ -21,7 +23,6 @@
 
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
-#define CASES_MARK "cases.kept"
 /* The refused messages a case view lists; older ones are counted only. */
 #define CASE_VIEW_REFUSED 100
 
@@ -52,50 +53,20 @@ int node_store_case_note(MDB_txn *txn, tern_store *s, const char *case_id, const
 	return MDB(mdb_put(txn, DBI(s, NS_CASES), &k, &v, 0), "index a message by case");
 }
 
-static int backfill_from(MDB_txn *txn, tern_store *s, int dbi, char kind)
+int node_store_case_forget(MDB_txn *txn, tern_store *s, const char *case_id, const char *msgid)
 {
-	MDB_cursor *c;
-	MDB_val k, v;
-	char id[64];
+	char kb[256];
+	size_t kl;
+	MDB_val k;
 	int rc;
 
-	if ((rc = mdb_cursor_open(txn, DBI(s, dbi), &c)) != 0)
-		return MDB(rc, "cursor");
-	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
-		json_t *rec = node_rec_load_json(kind, v.mv_data, v.mv_size);
-		const char *type = json_string_value(json_object_get(rec, "type"));
-		int rc2 = TERN_OK;
-		if (rec && k.mv_size < sizeof(id) && type && strcmp(type, "receipt") != 0) {
-			memcpy(id, k.mv_data, k.mv_size);
-			id[k.mv_size] = '\0';
-			rc2 = node_store_case_note(
-			    txn, s, json_string_value(json_object_get(rec, "case_id")), id, kind);
-		}
-		json_decref(rec);
-		if (rc2 != TERN_OK) {
-			mdb_cursor_close(c);
-			return rc2;
-		}
-	}
-	mdb_cursor_close(c);
-	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "read records");
-}
-
-int node_store_cases_backfill(MDB_txn *txn, void *arg)
-{
-	tern_store *s = arg;
-	MDB_val k = {strlen(CASES_MARK), CASES_MARK}, v;
-	int rc = mdb_get(txn, DBI(s, NS_META), &k, &v);
-
-	if (rc == 0)
+	if (case_id == NULL || case_id[0] == '\0' || DBI(s, NS_CASES) == 0 ||
+	    (kl = case_key(kb, sizeof(kb), case_id, msgid)) == 0)
 		return TERN_OK;
-	if (rc != MDB_NOTFOUND)
-		return MDB(rc, "read the case index's mark");
-	if ((rc = backfill_from(txn, s, NS_MSGS, 'o')) != TERN_OK ||
-	    (rc = backfill_from(txn, s, NS_RECEIVED, 'i')) != TERN_OK)
-		return rc;
-	v = (MDB_val){1, "1"};
-	return MDB(mdb_put(txn, DBI(s, NS_META), &k, &v, 0), "write the case index's mark");
+	k = (MDB_val){kl, kb};
+	/* A missing key is only looked up: no page is written for it. */
+	rc = mdb_del(txn, DBI(s, NS_CASES), &k, NULL);
+	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "take a held message out of its case");
 }
 
 /* --- the view ----------------------------------------------------------------- */
@@ -191,6 +162,30 @@ static int by_time(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+struct view_acc {
+	node *n;
+	MDB_txn *txn;
+	json_t *events, *threads;
+};
+
+/* One message of the case: its event, and the thread it belongs to. */
+static int view_add(char kind, const char *id, void *arg)
+{
+	struct view_acc *va = arg;
+	json_t *e, *ref = NULL;
+	const char *root;
+
+	if ((e = event_json(va->n, va->txn, id, kind)) != NULL)
+		json_array_append_new(va->events, e);
+	if (node_store_ref(va->txn, va->n->store, id, &ref) == TERN_OK) {
+		root = str(ref, "root")[0] ? str(ref, "root") : str(ref, "state")[0] ? id : "";
+		if (root[0] && json_object_get(va->threads, root) == NULL)
+			json_object_set_new(va->threads, root, json_null());
+		json_decref(ref);
+	}
+	return 0;
+}
+
 json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 {
 	tern_store *s = n->store;
@@ -201,9 +196,12 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 	MDB_cursor *c = NULL;
 	MDB_val k = {kl, kb}, val;
 	const char *root;
+	struct view_acc va = {n, txn, events, threads};
 	int rc;
 
 	if (events == NULL || threads == NULL || kl == 0 || DBI(s, NS_CASES) == 0)
+		goto out;
+	if (node_store_list_case_scan(txn, s, case_id, view_add, &va) != TERN_OK)
 		goto out;
 	if ((rc = mdb_cursor_open(txn, DBI(s, NS_CASES), &c)) != 0)
 		goto out;
@@ -211,22 +209,14 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 	     rc == 0 && k.mv_size > kl && memcmp(k.mv_data, kb, kl) == 0;
 	     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
 		char id[64];
-		json_t *e, *ref = NULL;
-		if (k.mv_size - kl >= sizeof(id) || val.mv_size != 1)
+		/* 'o' and 'i' entries are an older store's: the listing index has
+		 * those messages. */
+		if (k.mv_size - kl >= sizeof(id) || val.mv_size != 1 ||
+		    *(const char *)val.mv_data != 'h')
 			continue;
 		memcpy(id, (const char *)k.mv_data + kl, k.mv_size - kl);
 		id[k.mv_size - kl] = '\0';
-		if ((e = event_json(n, txn, id, *(const char *)val.mv_data)) != NULL)
-			json_array_append_new(events, e);
-		/* The threads this case's messages belong to. */
-		if (node_store_ref(txn, s, id, &ref) == TERN_OK) {
-			root = str(ref, "root")[0]    ? str(ref, "root")
-			       : str(ref, "state")[0] ? id
-			                              : "";
-			if (root[0] && json_object_get(threads, root) == NULL)
-				json_object_set_new(threads, root, json_null());
-			json_decref(ref);
-		}
+		view_add('h', id, &va);
 	}
 	/* In time order: sent by creation, received by arrival. */
 	ne = json_array_size(events);

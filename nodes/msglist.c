@@ -89,6 +89,34 @@ int node_store_list_note(MDB_txn *txn, tern_store *s, const char *case_id, const
 	return TERN_OK;
 }
 
+int node_store_list_case_scan(MDB_txn *txn, tern_store *s, const char *case_id,
+                              int (*fn)(char kind, const char *msgid, void *arg), void *arg)
+{
+	uint8_t kb[KEY_MAX];
+	size_t n = list_key(kb, 'c', case_id, 0), kl = n - 8; /* kl: 'c' case_id NUL */
+	MDB_cursor *c;
+	MDB_val k = {n, kb}, v;
+	int rc;
+
+	if (DBI(s, NS_LIST) == 0 || n == 0)
+		return TERN_OK; /* not a valid case id: nothing is under it */
+	if ((rc = mdb_cursor_open(txn, DBI(s, NS_LIST), &c)) != 0)
+		return MDB(rc, "cursor");
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+	     rc == 0 && k.mv_size == kl + 8 && memcmp(k.mv_data, kb, kl) == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		char id[37];
+		if (v.mv_size != 37)
+			continue;
+		memcpy(id, (const char *)v.mv_data + 1, 36);
+		id[36] = 0;
+		if (fn(*(const char *)v.mv_data, id, arg))
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "read the case's messages");
+}
+
 /* --- the index for a store from before it ------------------------------------ */
 
 struct old {

@@ -151,13 +151,13 @@ int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uin
 int node_store_held_scan(MDB_txn *txn, tern_store *s,
                          int (*fn)(const char *msgid, json_t *rec, void *arg), void *arg);
 
-/* Indexes msgid under case_id (kind: 'o' sent, 'i' received, 'h' held),
- * replacing its kind; cases.c. */
+/* Indexes a held msgid under case_id (kind 'h'); cases.c. Sent and received
+ * messages are found by case through the listing index (below). */
 int node_store_case_note(MDB_txn *txn, tern_store *s, const char *case_id, const char *msgid,
                          char kind);
-/* A tern_store_write apply function (arg: the store): indexes, once, what a
- * store from before the index holds. */
-int node_store_cases_backfill(MDB_txn *txn, void *arg);
+/* Takes msgid out of the held entries of case_id (it was received, accepted
+ * or refused); nothing if it was not there. */
+int node_store_case_forget(MDB_txn *txn, tern_store *s, const char *case_id, const char *msgid);
 
 /* The listing index (msglist.c): numbers msgid (kind 'o' sent, 'i'
  * received) after every message noted before it, under its direction and
@@ -167,6 +167,10 @@ int node_store_list_note(MDB_txn *txn, tern_store *s, const char *case_id, const
 /* A tern_store_write apply function (arg: the store): indexes, once, what a
  * store from before the listing index holds, in time order. */
 int node_store_list_backfill(MDB_txn *txn, void *arg);
+/* The messages indexed under case_id, in the order they were noted:
+ * fn(kind, msgid, arg); a non-zero return stops. */
+int node_store_list_case_scan(MDB_txn *txn, tern_store *s, const char *case_id,
+                              int (*fn)(char kind, const char *msgid, void *arg), void *arg);
 
 #define NODE_LIST_LIMIT_DEFAULT 100
 #define NODE_LIST_LIMIT_MAX 1000

@@ -46,7 +46,6 @@ int node_store_open(const char *dir, int rdonly, tern_store **out)
 		return rc;
 	node_store_audit_dbs(*out, &audit);
 	if ((rc = tern_store_write(*out, counts_apply, *out)) != TERN_OK ||
-	    (rc = tern_store_write(*out, node_store_cases_backfill, *out)) != TERN_OK ||
 	    (rc = tern_store_write(*out, node_store_list_backfill, *out)) != TERN_OK ||
 	    (rc = tern_audit_backfill(*out, &audit)) != TERN_OK)
 		tern_store_close(out);
@@ -237,8 +236,7 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 	                m->outcome ? m->outcome : "", "ref", m->ref ? m->ref : "");
 	rc = put_json(txn, DBI(s, NS_REFS), m->msgid, ref);
 	json_decref(ref);
-	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0 &&
-	    (rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'o')) == TERN_OK)
+	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0)
 		rc = node_store_list_note(txn, s, m->case_id, m->msgid, 'o');
 	if (rc == TERN_OK && m->client_ref && m->client_ref[0]) {
 		/* the id, then what the send said: a reuse of the key with
@@ -577,7 +575,7 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 	rec.reason_text = (char *)(m->text ? m->text : "");
 	rc = node_rec_recv_put(txn, DBI(s, NS_RECEIVED), m->msgid, &rec);
 	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0 &&
-	    (rc = node_store_case_note(txn, s, m->case_id, m->msgid, 'i')) == TERN_OK && !again)
+	    (rc = node_store_case_forget(txn, s, m->case_id, m->msgid)) == TERN_OK && !again)
 		rc = node_store_list_note(txn, s, m->case_id, m->msgid, 'i');
 	return rc;
 }
