@@ -267,8 +267,9 @@ int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f);
  * else on its main connection. A lane whose connection went is closed and
  * the frame goes on the main connection. */
 int peer_send_bulk(broker *b, struct peer *p, Tern__V1__Frame *f);
-/* Reads one ROUTER message: routing id, then exactly one frame. */
-void on_router(broker *b);
+/* Reads one ROUTER message: routing id, then exactly one frame. 0 when none
+ * was waiting, 1 when one was read (handled, refused or dropped). */
+int on_router(broker *b);
 /* One decoded frame from the authenticated node user on route rid (conn:
  * its connection's socket, fd only: its ends are looked up, with conn_ends,
  * only when a Hello or BulkHello records them); takes ownership of f.

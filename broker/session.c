@@ -513,18 +513,19 @@ done:
 	tern_pb_free((ProtobufCMessage **)&f);
 }
 
-void on_router(broker *b)
+int on_router(broker *b)
 {
 	zmq_msg_t rid, body;
 	Tern__V1__Frame *f = NULL;
 	struct peer conn = {.fd = -1};
 	const char *user, *why;
-	int rc;
+	int rc, got = 0;
 
 	zmq_msg_init(&rid);
 	zmq_msg_init(&body);
 	if (zmq_msg_recv(&rid, b->router, ZMQ_DONTWAIT) < 0)
 		goto out;
+	got = 1;
 	if (!zmq_msg_more(&rid) || zmq_msg_recv(&body, b->router, 0) < 0)
 		goto out;
 	if (zmq_msg_more(&body)) {
@@ -592,6 +593,7 @@ void on_router(broker *b)
 out:
 	zmq_msg_close(&body);
 	zmq_msg_close(&rid);
+	return got;
 }
 
 /* --- heartbeats -------------------------------------------------------------- */
