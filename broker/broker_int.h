@@ -41,6 +41,10 @@
 #define MAX_PEERS 256
 #define XFER_SWEEP_MAX 256 /* transfers ended per write */
 #define MAX_RID 256
+/* Delivers in one DeliverBatch frame at most, and their envelopes' bytes: a
+ * batch stays far below any node's frame limit (tern_hop_frame_max). */
+#define BROKER_DELIVER_BATCH_MAX 64
+#define BROKER_DELIVER_BATCH_BYTES (256u << 10)
 
 struct peer {
 	char id[64];
@@ -58,11 +62,12 @@ struct peer {
 	uint64_t session, next_index;
 	int broken;
 	uint32_t credit;
-	uint64_t acked;   /* every seq <= acked is committed at the node */
-	uint64_t sent;    /* highest seq sent on this connection */
-	int64_t progress; /* last ack that advanced, or first send after idle */
-	int64_t wait;     /* current redelivery wait, ms */
-	int attempts;     /* redeliveries of the head without progress */
+	uint32_t deliver_batch; /* Delivers per frame it takes (Hello); 0 or 1: one each */
+	uint64_t acked;         /* every seq <= acked is committed at the node */
+	uint64_t sent;          /* highest seq sent on this connection */
+	int64_t progress;       /* last ack that advanced, or first send after idle */
+	int64_t wait;           /* current redelivery wait, ms */
+	int attempts;           /* redeliveries of the head without progress */
 	int64_t last_rx;
 	int64_t last_tx;
 	int64_t last_restore; /* when its store was last found put back */

@@ -7,6 +7,7 @@
  * Touches: the peers' delivery state (credit, sent, acked, attempts, wait),
  * b->batch (dead letters, latency figures), the store (reads; rewinds). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <zmq.h>
@@ -23,15 +24,56 @@ struct pump {
 	struct peer *p;
 	uint32_t inflight;
 	int blocked;
+	/* Delivers gathered for one DeliverBatch frame (a node that takes
+	 * them), not yet sent: their payloads point into the pump's read txn. */
+	Tern__V1__Deliver ds[BROKER_DELIVER_BATCH_MAX];
+	Tern__V1__Deliver *dp[BROKER_DELIVER_BATCH_MAX];
+	ProtobufCMessage *notices[BROKER_DELIVER_BATCH_MAX];
+	size_t n, bytes;
 };
+
+/* Sends what was gathered: one Deliver frame, or one DeliverBatch. p->sent
+ * moves only once the frame is taken, so a refused send (a full socket, a
+ * peer gone) sends the same items again later, in order. */
+static int pump_flush(struct pump *pp)
+{
+	struct peer *p = pp->p;
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__DeliverBatch db = TERN__V1__DELIVER_BATCH__INIT;
+	int rc = TERN_OK;
+
+	if (pp->n == 0)
+		return TERN_OK;
+	if (p->deliver_batch > 1) {
+		db.n_items = pp->n;
+		db.items = pp->dp;
+		f.body_case = TERN__V1__FRAME__BODY_DELIVER_BATCH;
+		f.deliver_batch = &db;
+	} else {
+		f.body_case = TERN__V1__FRAME__BODY_DELIVER;
+		f.deliver = pp->dp[0];
+	}
+	if (peer_send(pp->b, p, &f) != TERN_OK) {
+		pp->blocked = 1; /* EAGAIN or gone: keep order, try later */
+		rc = TERN_EIO;
+	} else {
+		if (pp->inflight == 0)
+			p->progress = tern_now_ms();
+		p->sent = pp->ds[pp->n - 1].seq;
+		pp->inflight += (uint32_t)pp->n;
+	}
+	for (size_t i = 0; i < pp->n; i++)
+		tern_pb_free(&pp->notices[i]);
+	pp->n = pp->bytes = 0;
+	return rc;
+}
 
 static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 {
 	struct pump *pp = arg;
 	struct peer *p = pp->p;
-	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
-	Tern__V1__Deliver d = TERN__V1__DELIVER__INIT;
-	ProtobufCMessage *notice = NULL;
+	size_t most = p->deliver_batch > 1 ? p->deliver_batch : 1;
+	Tern__V1__Deliver *d;
 
 	if (it->kind == BQ_STUB)
 		return 0; /* nothing to send: what a restored node lost (bq_rewind) */
@@ -39,51 +81,55 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 		pp->inflight++;
 		return 0;
 	}
-	if (pp->inflight >= p->credit)
+	if (pp->inflight + pp->n >= p->credit)
 		return 1;
-	d.broker_epoch.data = pp->b->epoch;
-	d.broker_epoch.len = BQ_EPOCH_LEN;
-	d.seq = seq;
+	if (pp->n > 0 && pp->bytes + it->len > BROKER_DELIVER_BATCH_BYTES &&
+	    pump_flush(pp) != TERN_OK)
+		return 1;
+	d = &pp->ds[pp->n];
+	tern__v1__deliver__init(d);
+	pp->notices[pp->n] = NULL;
+	d->broker_epoch.data = pp->b->epoch;
+	d->broker_epoch.len = BQ_EPOCH_LEN;
+	d->seq = seq;
 	if (it->kind == BQ_NOTICE) {
 		if (tern_pb_unpack(&tern__v1__notice__descriptor, it->payload, it->len, it->len,
-		                   &notice) != TERN_OK)
+		                   &pp->notices[pp->n]) != TERN_OK)
 			return 0; /* damaged notice: skip it, the node will ack past it */
-		d.item_case = TERN__V1__DELIVER__ITEM_NOTICE;
-		d.notice = (Tern__V1__Notice *)notice;
+		d->item_case = TERN__V1__DELIVER__ITEM_NOTICE;
+		d->notice = (Tern__V1__Notice *)pp->notices[pp->n];
 	} else {
-		d.item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
-		d.envelope.data = (uint8_t *)it->payload;
-		d.envelope.len = it->len;
+		d->item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
+		d->envelope.data = (uint8_t *)it->payload;
+		d->envelope.len = it->len;
 	}
-	f.body_case = TERN__V1__FRAME__BODY_DELIVER;
-	f.deliver = &d;
-	if (peer_send(pp->b, p, &f) != TERN_OK) {
-		tern_pb_free(&notice);
-		pp->blocked = 1; /* EAGAIN or gone: keep order, try later */
-		return 1;
-	}
-	tern_pb_free(&notice);
-	if (pp->inflight == 0)
-		p->progress = tern_now_ms();
-	p->sent = seq;
-	pp->inflight++;
-	return 0;
+	pp->dp[pp->n++] = d;
+	pp->bytes += it->len;
+	return pp->n >= most && pump_flush(pp) != TERN_OK;
 }
 
 void deliver_pump(broker *b, struct peer *p)
 {
-	struct pump pp = {b, p, 0, 0};
+	struct pump *pp;
 	MDB_txn *txn;
 
 	if (!p->live || p->credit == 0)
 		return;
-	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
+	if ((pp = calloc(1, sizeof(*pp))) == NULL)
 		return;
-	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp);
+	pp->b = b;
+	pp->p = p;
+	if (tern_store_read_begin(b->store, &txn) != TERN_OK) {
+		free(pp);
+		return;
+	}
+	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, pp);
+	(void)pump_flush(pp); /* before the txn its payloads point into ends */
 	mdb_txn_abort(txn);
-	if (pp.inflight == 0)
+	if (pp->inflight == 0)
 		p->attempts = 0;
-	p->dirty = pp.blocked;
+	p->dirty = pp->blocked;
+	free(pp);
 }
 
 void deliver_latency(const bq_item *it, void *arg)

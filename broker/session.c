@@ -139,6 +139,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->broken = 0;
 	snprintf(p->software, sizeof(p->software), "%s", h->software);
 	p->credit = h->credit ? h->credit : 1;
+	p->deliver_batch = h->deliver_batch < BROKER_DELIVER_BATCH_MAX ? h->deliver_batch
+	                                                               : BROKER_DELIVER_BATCH_MAX;
 	{
 		/* What the store knows of this node: after a start, the memory
 		 * knows nothing yet. */

@@ -42,6 +42,8 @@
 
 /* The acknowledgements one commit holds: each is a parked API client. */
 #define MAX_CLIENTS API_SERVER_MAX_PARKED
+/* Delivers this node takes in one DeliverBatch frame (its Hello says so). */
+#define NODE_DELIVER_BATCH 64
 
 /* One attachment as a message carries it (tern/attach.h, docs/attachments.md). */
 struct node_att {

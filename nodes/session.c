@@ -78,6 +78,7 @@ void node_send_hello(node *n)
 	h.node_id = (char *)n->id.id;
 	h.software = "tern-node 0.1.0";
 	h.credit = (uint32_t)n->credit;
+	h.deliver_batch = NODE_DELIVER_BATCH;
 	h.broker_epoch.data = n->h_epoch;
 	h.broker_epoch.len = 16;
 	h.broker_store.data = n->h_store;
@@ -268,6 +269,13 @@ void node_on_dealer(node *n)
 			break;
 		case TERN__V1__FRAME__BODY_DELIVER:
 			node_on_deliver(n, f->deliver);
+			break;
+		case TERN__V1__FRAME__BODY_DELIVER_BATCH:
+			for (size_t k = 0; k < f->deliver_batch->n_items; k++)
+				node_on_deliver(n, f->deliver_batch->items[k]);
+			/* A turn takes batch_size deliveries, not frames. */
+			if (f->deliver_batch->n_items > 1)
+				i += (int64_t)f->deliver_batch->n_items - 1;
 			break;
 		case TERN__V1__FRAME__BODY_REFUSED:
 			if (f->refused->session != 0 && f->refused->session != n->session) {

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 #include <sodium.h>
+#include <zmq.h>
 
 #include <tern/crypto.h>
 #include <tern/directory.h>
@@ -717,6 +718,106 @@ static void test_group_commit(void **state)
 	free(e.buf);
 }
 
+/* The Delivers one pump sends to dealer: their seqs joined by ",", frames
+ * split by " | " (a DeliverBatch is one frame). */
+static const char *frames_read(void *dealer)
+{
+	static char out[256];
+	size_t off = 0;
+	zmq_msg_t m;
+
+	out[0] = 0;
+	zmq_msg_init(&m);
+	while (zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT) >= 0) {
+		Tern__V1__Frame *fr = NULL;
+		assert_int_equal(tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
+		                 TERN_OK);
+		off += (size_t)snprintf(out + off, sizeof(out) - off, "%s", off ? " | " : "");
+		if (fr->body_case == TERN__V1__FRAME__BODY_DELIVER) {
+			off += (size_t)snprintf(out + off, sizeof(out) - off, "%llu",
+			                        (unsigned long long)fr->deliver->seq);
+		} else {
+			assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_DELIVER_BATCH);
+			for (size_t i = 0; i < fr->deliver_batch->n_items; i++) {
+				const Tern__V1__Deliver *d = fr->deliver_batch->items[i];
+				assert_int_equal(d->item_case, TERN__V1__DELIVER__ITEM_ENVELOPE);
+				off += (size_t)snprintf(out + off, sizeof(out) - off, "%s%llu",
+				                        i ? "," : "", (unsigned long long)d->seq);
+			}
+		}
+		tern_pb_free((ProtobufCMessage **)&fr);
+	}
+	zmq_msg_close(&m);
+	return out;
+}
+
+/* A node whose Hello set deliver_batch gets what its credit allows in one
+ * DeliverBatch frame, in seq order; one from before it, a Deliver frame
+ * each. A send that is refused moves nothing: the same go again later. */
+static void test_deliver_batch(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	static const uint8_t rid[] = {9};
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	struct sealed e[3];
+
+	b->batch.now = tern_now_ms();
+	for (int i = 0; i < 3; i++) {
+		e[i] = referral(f);
+		assert_int_equal(
+		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
+	}
+	batch_commit(b);
+	assert_int_equal(queue_of(f, "sweden").n, 3);
+
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "sw", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://pump"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://pump"), 0);
+	b->router = router;
+	memcpy(sweden->rid, "sw", 2);
+	sweden->rid_len = 2;
+	sweden->live = 1;
+
+	sweden->credit = 2;
+	sweden->deliver_batch = 64;
+	deliver_pump(b, sweden);
+	assert_string_equal(frames_read(dealer), "1,2"); /* one frame, within credit */
+	assert_int_equal(sweden->sent, 2);
+	sweden->credit = 10;
+	deliver_pump(b, sweden);
+	assert_string_equal(frames_read(dealer), "3");
+	assert_int_equal(sweden->sent, 3);
+
+	sweden->sent = 0; /* as after a reconnection */
+	sweden->deliver_batch = 0;
+	deliver_pump(b, sweden);
+	assert_string_equal(frames_read(dealer), "1 | 2 | 3");
+
+	sweden->sent = 0;
+	sweden->deliver_batch = 64;
+	sweden->rid[0] = 'x'; /* a route the ROUTER does not know: the send fails */
+	assert_int_equal(zmq_setsockopt(router, ZMQ_ROUTER_MANDATORY, &(int){1}, sizeof(int)), 0);
+	deliver_pump(b, sweden);
+	assert_int_equal(sweden->sent, 0);
+	assert_true(sweden->dirty); /* tried again on a later turn */
+	sweden->rid[0] = 's';
+	deliver_pump(b, sweden);
+	assert_string_equal(frames_read(dealer), "1,2,3");
+	assert_int_equal(sweden->sent, 3);
+
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 3; i++)
+		free(e[i].buf);
+}
+
 /* A commit that fails drops its submissions unanswered; the sender's later
  * submissions in the same session must not be taken ahead of them, so its
  * session is broken (the node says Hello and resubmits in order). Before, the
@@ -847,6 +948,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
