@@ -6,6 +6,7 @@
  * Touches: b->batch, the store, the peers' delivery marks after a commit,
  * b->m counters; sends the SubmitResults on b->router. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <zmq.h>
@@ -106,9 +107,54 @@ int batch_due(const broker *b, int64_t now, int *wait_ms)
 	return 0;
 }
 
+/* The commit's answers, bt->subs[i]'s in results[i]: to a connection whose
+ * node takes SubmitResults frames, one frame for all of its answers (up to
+ * what it takes), in their order; else one SubmitResult frame each. */
+static void send_results(broker *b, Tern__V1__SubmitResult *results)
+{
+	struct batch *bt = &b->batch;
+	Tern__V1__SubmitResult **group = calloc(bt->nsubs, sizeof(*group));
+	uint8_t *done = calloc(bt->nsubs, 1);
+
+	for (size_t i = 0; i < bt->nsubs; i++) {
+		struct sub *s = &bt->subs[i];
+		const struct peer *p = peer_find(b, s->peer, 0);
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+		Tern__V1__SubmitResults rs = TERN__V1__SUBMIT_RESULTS__INIT;
+		size_t n = 0;
+
+		if (done && done[i])
+			continue;
+		/* Only to the connection that said Hello with result_batch: an
+		 * older one of the node's is gone, and gets what it always got. */
+		if (group == NULL || done == NULL || p == NULL || p->result_batch < 2 ||
+		    p->rid_len != s->rid_len || memcmp(p->rid, s->rid, s->rid_len) != 0) {
+			f.body_case = TERN__V1__FRAME__BODY_RESULT;
+			f.result = &results[i];
+			tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
+			continue;
+		}
+		for (size_t j = i; j < bt->nsubs && n < p->result_batch; j++) {
+			if (done[j] || bt->subs[j].rid_len != s->rid_len ||
+			    memcmp(bt->subs[j].rid, s->rid, s->rid_len) != 0)
+				continue;
+			group[n++] = &results[j];
+			done[j] = 1;
+		}
+		rs.n_items = n;
+		rs.items = group;
+		f.body_case = TERN__V1__FRAME__BODY_RESULTS;
+		f.results = &rs;
+		tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
+	}
+	free(group);
+	free(done);
+}
+
 void batch_commit(broker *b)
 {
 	struct batch *bt = &b->batch;
+	Tern__V1__SubmitResult *results;
 	int rc;
 
 	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint &&
@@ -177,14 +223,14 @@ void batch_commit(broker *b)
 			p->dirty = 1;
 		}
 	}
+	results = bt->nsubs ? calloc(bt->nsubs, sizeof(*results)) : NULL;
 	for (size_t i = 0; i < bt->nsubs; i++) {
 		struct sub *s = &bt->subs[i];
-		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
-		Tern__V1__SubmitResult r = TERN__V1__SUBMIT_RESULT__INIT;
+		Tern__V1__SubmitResult one = TERN__V1__SUBMIT_RESULT__INIT;
+		Tern__V1__SubmitResult *r = results ? &results[i] : &one;
 
-		route_result(s, &r);
-		f.body_case = TERN__V1__FRAME__BODY_RESULT;
-		f.result = &r;
+		tern__v1__submit_result__init(r);
+		route_result(s, r);
 		{
 			int t = s->env ? (int)tern_envelope_header(s->env)->type : 0;
 			b->m.subs[tern_msgtype_index(t)][s->accepted ? 0 : 1]++;
@@ -200,8 +246,16 @@ void batch_commit(broker *b)
 			log_warnx("refused %s from %s: %s: %s", s->msgid[0] ? s->msgid : "(no id)",
 			          s->peer, s->out_code, s->out_text);
 		}
-		tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
+		if (results == NULL) {
+			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+			f.body_case = TERN__V1__FRAME__BODY_RESULT;
+			f.result = r;
+			tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
+		}
 	}
+	if (results)
+		send_results(b, results);
+	free(results);
 	if (bt->sweep)
 		for (size_t i = 0; i < b->npeers; i++)
 			b->peers[i].dirty = 1;

@@ -63,6 +63,7 @@ struct peer {
 	int broken;
 	uint32_t credit;
 	uint32_t deliver_batch; /* Delivers per frame it takes (Hello); 0 or 1: one each */
+	uint32_t result_batch;  /* SubmitResults per frame it takes (Hello); 0 or 1: one each */
 	uint64_t acked;         /* every seq <= acked is committed at the node */
 	uint64_t sent;          /* highest seq sent on this connection */
 	int64_t progress;       /* last ack that advanced, or first send after idle */

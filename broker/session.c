@@ -141,6 +141,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->credit = h->credit ? h->credit : 1;
 	p->deliver_batch = h->deliver_batch < BROKER_DELIVER_BATCH_MAX ? h->deliver_batch
 	                                                               : BROKER_DELIVER_BATCH_MAX;
+	p->result_batch = h->result_batch;
 	{
 		/* What the store knows of this node: after a start, the memory
 		 * knows nothing yet. */

@@ -44,6 +44,8 @@
 #define MAX_CLIENTS API_SERVER_MAX_PARKED
 /* Delivers this node takes in one DeliverBatch frame (its Hello says so). */
 #define NODE_DELIVER_BATCH 64
+/* SubmitResults this node takes in one frame (its Hello says so). */
+#define NODE_RESULT_BATCH 256
 
 /* One attachment as a message carries it (tern/attach.h, docs/attachments.md). */
 struct node_att {

@@ -79,6 +79,7 @@ void node_send_hello(node *n)
 	h.software = "tern-node 0.1.0";
 	h.credit = (uint32_t)n->credit;
 	h.deliver_batch = NODE_DELIVER_BATCH;
+	h.result_batch = NODE_RESULT_BATCH;
 	h.broker_epoch.data = n->h_epoch;
 	h.broker_epoch.len = 16;
 	h.broker_store.data = n->h_store;
@@ -266,6 +267,10 @@ void node_on_dealer(node *n)
 			break;
 		case TERN__V1__FRAME__BODY_RESULT:
 			node_submit_result(n, f->result);
+			break;
+		case TERN__V1__FRAME__BODY_RESULTS:
+			for (size_t k = 0; k < f->results->n_items; k++)
+				node_submit_result(n, f->results->items[k]);
 			break;
 		case TERN__V1__FRAME__BODY_DELIVER:
 			node_on_deliver(n, f->deliver);

@@ -818,6 +818,103 @@ static void test_deliver_batch(void **state)
 		free(e[i].buf);
 }
 
+/* The answers one commit sends to dealer, each as the index of its message
+ * in e[] joined by ",", frames split by " | " (a SubmitResults is one
+ * frame). */
+static const char *results_read(void *dealer, const struct sealed *e, int ne)
+{
+	static char out[256];
+	size_t off = 0;
+	zmq_msg_t m;
+
+	out[0] = 0;
+	zmq_msg_init(&m);
+	while (zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT) >= 0) {
+		Tern__V1__Frame *fr = NULL;
+		Tern__V1__SubmitResult *one[1], **items = one;
+		size_t n = 1;
+		assert_int_equal(tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
+		                 TERN_OK);
+		if (fr->body_case == TERN__V1__FRAME__BODY_RESULT) {
+			one[0] = fr->result;
+		} else {
+			assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_RESULTS);
+			items = fr->results->items;
+			n = fr->results->n_items;
+		}
+		off += (size_t)snprintf(out + off, sizeof(out) - off, "%s", off ? " | " : "");
+		for (size_t i = 0; i < n; i++) {
+			int k = 0;
+			while (k < ne && strcmp(e[k].id, items[i]->message_id) != 0)
+				k++;
+			assert_true(items[i]->accepted);
+			off +=
+			    (size_t)snprintf(out + off, sizeof(out) - off, "%s%d", i ? "," : "", k);
+		}
+		tern_pb_free((ProtobufCMessage **)&fr);
+	}
+	zmq_msg_close(&m);
+	return out;
+}
+
+/* A commit's answers to a node whose Hello set result_batch go in one
+ * SubmitResults frame, in the order of its submissions; to one from before
+ * it (or to an older connection of the node), a SubmitResult frame each. */
+static void test_result_batch(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *unhcr = peer_find(b, "unhcr", 0);
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	struct sealed e[3];
+
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "un", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://results"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://results"), 0);
+	b->router = router;
+	memcpy(unhcr->rid, "un", 2);
+	unhcr->rid_len = 2;
+	unhcr->live = 1;
+	for (int i = 0; i < 3; i++)
+		e[i] = referral(f);
+
+	for (int round = 0; round < 2; round++) {
+		static const int order[2][3] = {{2, 0, 1}, {1, 2, 0}};
+		unhcr->result_batch = round == 0 ? 256 : 0;
+		b->batch.now = tern_now_ms();
+		for (int i = 0; i < 3; i++) {
+			const struct sealed *x = &e[order[round][i]];
+			assert_int_equal(submit_now(b, "unhcr", (const uint8_t *)"un", 2,
+			                            submit_frame(f, x->buf, x->len)),
+			                 TERN_OK);
+		}
+		batch_commit(b);
+		/* (the second round's are taken again: each is answered as before) */
+		assert_string_equal(results_read(dealer, e, 3), round == 0 ? "2,0,1" : "1 | 2 | 0");
+	}
+	/* The node has said Hello again on another connection since: the old
+	 * one's answers go one a frame, as to a node that never asked. */
+	unhcr->result_batch = 256;
+	memcpy(unhcr->rid, "zz", 2);
+	b->batch.now = tern_now_ms();
+	for (int i = 0; i < 2; i++)
+		assert_int_equal(submit_now(b, "unhcr", (const uint8_t *)"un", 2,
+		                            submit_frame(f, e[i].buf, e[i].len)),
+		                 TERN_OK);
+	batch_commit(b);
+	assert_string_equal(results_read(dealer, e, 3), "0 | 1");
+
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 3; i++)
+		free(e[i].buf);
+}
+
 /* A commit that fails drops its submissions unanswered; the sender's later
  * submissions in the same session must not be taken ahead of them, so its
  * session is broken (the node says Hello and resubmits in order). Before, the
@@ -949,6 +1046,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
