@@ -292,11 +292,11 @@ static void serve_sent_waiters(api_server *s, int64_t now)
 		final = node_sent_state_final(rec->state);
 		if (final || now >= c->deadline)
 			api_server_reply(s, i,
-			                 json_pack("{s:b, s:s, s:s, s:b, s:s, s:s}", "ok", 1,
+			                 json_pack("{s:b, s:s, s:s, s:b, s:o, s:o}", "ok", 1,
 			                           "message_id", c->msgid, "state",
 			                           node_sent_state_name(rec->state), "final", final,
-			                           "reason_code", rec->reason_code, "reason_text",
-			                           rec->reason_text));
+			                           "reason_code", node_rec_text(rec->reason_code),
+			                           "reason_text", node_rec_text(rec->reason_text)));
 		node_rec_sent_free(&rec);
 	}
 	if (txn)

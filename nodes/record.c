@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include <tern/error.h>
+#include <tern/json.h>
 
 #include "record.h"
 #include "store.h"
@@ -243,6 +244,18 @@ int node_rec_set_str(char **field, const char *v)
 	return TERN_OK;
 }
 
+json_t *node_rec_text(const char *s)
+{
+	size_t n = strlen(s);
+
+	/* protobuf-c keeps any bytes, and a text cut at a byte limit (a peer's
+	 * reason copied into 256 bytes) can end inside a character: its
+	 * longest valid start is shown, so the record stays readable. */
+	while (n > 0 && !tern_utf8_valid(s, n))
+		n--;
+	return json_stringn(s, n);
+}
+
 json_t *node_rec_sent_json(const node_sent_rec *r)
 {
 	json_t *rcpts = json_object(), *o;
@@ -251,17 +264,18 @@ json_t *node_rec_sent_json(const node_sent_rec *r)
 		return NULL;
 	for (size_t i = 0; i < r->n_recipients; i++) {
 		const node_sent_rcpt *p = r->recipients[i];
-		json_object_set_new(rcpts, p->node,
-		                    json_pack("{s:s, s:s, s:s, s:I}", "state",
-		                              node_sent_state_name(p->state), "reason_code",
-		                              p->reason_code, "reason_text", p->reason_text, "at",
-		                              (json_int_t)p->at));
+		json_object_set_new(
+		    rcpts, p->node,
+		    json_pack("{s:s, s:o, s:o, s:I}", "state", node_sent_state_name(p->state),
+		              "reason_code", node_rec_text(p->reason_code), "reason_text",
+		              node_rec_text(p->reason_text), "at", (json_int_t)p->at));
 	}
-	o = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s, s:o, s:I, s:I}", "type", r->type, "case_id",
-	              r->case_id, "created_at", (json_int_t)r->created_at, "state",
-	              node_sent_state_name(r->state), "reason_code", r->reason_code, "reason_text",
-	              r->reason_text, "recipients", rcpts, "seq", (json_int_t)r->seq, "outseq",
-	              (json_int_t)r->outseq);
+	o = json_pack("{s:o, s:o, s:I, s:s, s:o, s:o, s:o, s:I, s:I}", "type",
+	              node_rec_text(r->type), "case_id", node_rec_text(r->case_id), "created_at",
+	              (json_int_t)r->created_at, "state", node_sent_state_name(r->state),
+	              "reason_code", node_rec_text(r->reason_code), "reason_text",
+	              node_rec_text(r->reason_text), "recipients", rcpts, "seq", (json_int_t)r->seq,
+	              "outseq", (json_int_t)r->outseq);
 	if (o && r->broker_n)
 		json_object_set_new(o, "broker_n", json_integer((json_int_t)r->broker_n));
 	return o;
@@ -269,11 +283,12 @@ json_t *node_rec_sent_json(const node_sent_rec *r)
 
 json_t *node_rec_recv_json(const node_recv_rec *r)
 {
-	json_t *o =
-	    json_pack("{s:s, s:s, s:s, s:I, s:b, s:I, s:b, s:s, s:s}", "sender", r->sender, "type",
-	              r->type, "case_id", r->case_id, "received_at", (json_int_t)r->received_at,
-	              "accepted", r->accepted, "inbox_seq", (json_int_t)r->inbox_seq, "acked",
-	              r->acked, "reason_code", r->reason_code, "reason_text", r->reason_text);
+	json_t *o = json_pack("{s:o, s:o, s:o, s:I, s:b, s:I, s:b, s:o, s:o}", "sender",
+	                      node_rec_text(r->sender), "type", node_rec_text(r->type), "case_id",
+	                      node_rec_text(r->case_id), "received_at", (json_int_t)r->received_at,
+	                      "accepted", r->accepted, "inbox_seq", (json_int_t)r->inbox_seq,
+	                      "acked", r->acked, "reason_code", node_rec_text(r->reason_code),
+	                      "reason_text", node_rec_text(r->reason_text));
 
 	/* Absent in a record acknowledged before it was kept (xfer_spool.c). */
 	if (o && r->acked_at)

@@ -54,6 +54,9 @@ node_sent_rcpt *node_rec_sent_rcpt(const node_sent_rec *r, const char *node);
 /* Replaces *field (of a decoded record) with a copy of v (NULL: ""). */
 int node_rec_set_str(char **field, const char *v);
 
+/* A JSON string of s: its longest start that is valid UTF-8 (a text cut at
+ * a byte limit may end inside a character); NULL when out of memory. */
+json_t *node_rec_text(const char *s);
 /* The JSON forms; NULL when out of memory. */
 json_t *node_rec_sent_json(const node_sent_rec *r);
 json_t *node_rec_recv_json(const node_recv_rec *r);

@@ -584,6 +584,65 @@ static void test_old_json_records(void **state)
 	json_decref(old);
 }
 
+static char cut_text[300];
+
+static int do_rstate_cut(MDB_txn *txn, struct op *o)
+{
+	return node_store_recipient_state(txn, st, o->msgid, "sweden", "rejected", "late", cut_text,
+	                                  0, 30);
+}
+
+static int do_receive_cut(MDB_txn *txn, struct op *o)
+{
+	node_in m = {o->msgid,
+	             (const uint8_t *)"env",
+	             3,
+	             "unhcr",
+	             "acceptance-decision",
+	             "C-1",
+	             "ACCEPTED",
+	             0,
+	             "invalid-body",
+	             cut_text};
+	return node_store_receive(txn, st, &m, 5);
+}
+
+/* A peer's reason copied into a byte limit can end inside a character: the
+ * record keeps it, and reads show its valid start instead of losing the
+ * whole record (the API's message, its listing, the webhook's push). */
+static void test_cut_text_stays_readable(void **state)
+{
+	MDB_txn *txn;
+	json_t *rec = NULL;
+	char want[300];
+
+	(void)state;
+	memset(cut_text, 'a', 254);
+	memcpy(cut_text + 254, "\xd8", 2); /* the first byte of an Arabic letter */
+	memcpy(want, cut_text, 254);
+	want[254] = 0;
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_rstate_cut, .msgid = ID1});
+	run((struct op){.fn = do_receive_cut, .msgid = ID2});
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_sent_get(txn, st, ID1, &rec), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(rec, "reason_text")), want);
+	assert_string_equal(
+	    json_string_value(json_object_get(
+	        json_object_get(json_object_get(rec, "recipients"), "sweden"), "reason_text")),
+	    want);
+	json_decref(rec);
+	assert_int_equal(node_store_received(txn, st, ID2, &rec), TERN_OK);
+	assert_string_equal(json_string_value(json_object_get(rec, "reason_text")), want);
+	json_decref(rec);
+	mdb_txn_abort(txn);
+	{
+		json_t *t = node_rec_text("\xff\xfe");
+		assert_string_equal(json_string_value(t), "");
+		json_decref(t);
+	}
+}
+
 /* A record that is neither form is refused as damaged, not taken as empty. */
 static void test_damaged_record(void **state)
 {
@@ -730,6 +789,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_client_ref_fingerprint, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_old_json_records, setup, teardown),
 	    cmocka_unit_test(test_damaged_record),
+	    cmocka_unit_test_setup_teardown(test_cut_text_stays_readable, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
