@@ -388,13 +388,30 @@ void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t l
 	*slot = o;
 }
 
+/* The delivery of seq could not be taken: nothing after it may be taken
+ * either (a later seq would acknowledge it), and the broker is asked for it
+ * again by a new Hello, which it answers by delivering again from what this
+ * node has committed. */
+static void deliver_stop(node *n, uint64_t seq, const char *why)
+{
+	log_warnx("could not take delivery %llu (%s); asking the broker for it again",
+	          (unsigned long long)seq, why);
+	n->deliver_stopped = 1;
+	node_send_hello(n);
+}
+
+void node_deliver_resume(node *n)
+{
+	n->deliver_stopped = 0;
+}
+
 void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 {
 	struct batch *b = &n->batch;
 	struct din *d;
 	MDB_txn *txn;
 
-	if (dv->broker_epoch.len != 16)
+	if (dv->broker_epoch.len != 16 || n->deliver_stopped)
 		return;
 	if (memcmp(dv->broker_epoch.data, n->epoch, 16) != 0) {
 		/* A new start of the broker: its numbers are trusted only within
@@ -411,13 +428,17 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 			b->delivered = n->delivered;
 		return; /* already held: acknowledged again below */
 	}
-	if (TERN_GROW(b->dins, b->ndins, b->capdins))
+	if (TERN_GROW(b->dins, b->ndins, b->capdins)) {
+		deliver_stop(n, dv->seq, "out of memory");
 		return;
+	}
 	d = &b->dins[b->ndins];
 	memset(d, 0, sizeof(*d));
 	d->seq = dv->seq;
-	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+	if (tern_store_read_begin(n->store, &txn) != TERN_OK) {
+		deliver_stop(n, dv->seq, tern_errdetail());
 		return;
+	}
 	if (dv->item_case == TERN__V1__DELIVER__ITEM_NOTICE) {
 		const Tern__V1__Notice *nt = dv->notice;
 		d->kind = DIN_NOTICE;

@@ -198,6 +198,10 @@ struct node {
 	uint8_t astore[16];
 	uint64_t amax;
 	uint64_t delivered; /* committed up to */
+	/* A delivery could not be taken (out of memory, no store reader): later
+	 * ones are not taken either, so that none is acknowledged past it, until
+	 * the Welcome to the Hello that asked for them all again. */
+	int deliver_stopped;
 	uint64_t submit_next;
 	uint32_t inflight;
 	/* Each Hello opens a session; submissions are numbered within it and
@@ -340,6 +344,9 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 /* A Deliver frame: judged and added to this turn's batch, with the receipt
  * owed for it. */
 void node_on_deliver(node *n, const Tern__V1__Deliver *dv);
+/* Takes deliveries again after one could not be taken (the Welcome to the
+ * Hello that followed). */
+void node_deliver_resume(node *n);
 
 /* A signed receipt for d's message (accepted or refused), to its sender,
  * queued with this batch. */

@@ -248,6 +248,7 @@ void node_on_dealer(node *n)
 				log_info("connected to broker %s", f->welcome->broker_id);
 			/* The old session's answers go in before the store is compared. */
 			node_batch_commit(n);
+			node_deliver_resume(n); /* the broker delivers again from here */
 			welcome_store(n, f->welcome);
 			n->connected = 1;
 			/* Every outbox entry without an answer goes again, in order. */

@@ -826,6 +826,46 @@ static void test_deliver_commit(void **state)
 	free(env);
 }
 
+/* A delivery the node cannot take (here: every store reader busy) must not
+ * be acknowledged by a later one: before, the next delivery was taken and
+ * its seq acknowledged both, and the first was lost. Now nothing more is
+ * taken until the Welcome to the Hello that asks for them again. */
+static void test_delivery_not_taken_stops_the_rest(void **state)
+{
+	char id[37], id2[37];
+	size_t len, len2;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	uint8_t *env2 =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len2, id2, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	MDB_txn *readers[1024];
+	size_t nr = 0;
+
+	(void)state;
+	while (nr < 1024 && tern_store_read_begin(st, &readers[nr]) == TERN_OK)
+		nr++;
+	assert_true(nr < 1024); /* the readers' table is full */
+	deliver(n, 1, env, len);
+	while (nr > 0)
+		mdb_txn_abort(readers[--nr]);
+	assert_int_equal(n->batch.ndins, 0);
+	deliver(n, 2, env2, len2); /* came behind it */
+	assert_int_equal(n->batch.ndins, 0);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0);
+
+	node_deliver_resume(n); /* the Welcome; the broker delivers from 1 again */
+	deliver(n, 1, env, len);
+	deliver(n, 2, env2, len2);
+	assert_int_equal(n->batch.ndins, 2);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 2);
+	node_free(n);
+	free(env2);
+	free(env);
+}
+
 static uint64_t audit_size(node *n)
 {
 	MDB_txn *txn;
@@ -1332,6 +1372,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_judge_body, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_delivery_not_taken_stops_the_rest, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
