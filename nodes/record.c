@@ -74,9 +74,10 @@ static void *repack(const ProtobufCMessage *m, const ProtobufCMessageDescriptor 
 	return out;
 }
 
-static node_sent_rec *sent_from_json(const json_t *o)
+static ProtobufCMessage *sent_from_json(const json_t *o)
 {
-	node_sent_rec r = TERN__V1__SENT_RECORD__INIT, *out = NULL;
+	node_sent_rec r = TERN__V1__SENT_RECORD__INIT;
+	ProtobufCMessage *out = NULL;
 	json_t *rcpts = json_object_get(o, "recipients"), *v;
 	size_t n = json_object_size(rcpts), i = 0;
 	node_sent_rcpt *rs = calloc(n ? n : 1, sizeof(*rs));
@@ -114,7 +115,7 @@ out:
 	return out;
 }
 
-static node_recv_rec *recv_from_json(const json_t *o)
+static ProtobufCMessage *recv_from_json(const json_t *o)
 {
 	node_recv_rec r = TERN__V1__RECEIVED_RECORD__INIT;
 
@@ -148,36 +149,42 @@ static json_t *old_record(const void *data, size_t len, int *bad)
 	return o;
 }
 
-int node_rec_sent_decode(const void *data, size_t len, node_sent_rec **out)
+/* Either form of a record as d; what names it in an error. */
+static int decode(const void *data, size_t len, const ProtobufCMessageDescriptor *d,
+                  ProtobufCMessage *(*from_json)(const json_t *), const char *what,
+                  ProtobufCMessage **out)
 {
 	int bad;
 	json_t *o = old_record(data, len, &bad);
 
 	*out = NULL;
 	if (o) {
-		*out = sent_from_json(o);
+		*out = from_json(o);
 		json_decref(o);
 		return *out ? TERN_OK : TERN_ENOMEM;
 	}
 	if (!bad)
-		*out = tern__v1__sent_record__unpack(NULL, len, data);
-	return *out ? TERN_OK : tern_fail(TERN_EMALFORMED, "damaged record of a sent message");
+		*out = protobuf_c_message_unpack(d, NULL, len, data);
+	return *out ? TERN_OK : tern_fail(TERN_EMALFORMED, "damaged record of a %s message", what);
+}
+
+int node_rec_sent_decode(const void *data, size_t len, node_sent_rec **out)
+{
+	ProtobufCMessage *m;
+	int rc = decode(data, len, &tern__v1__sent_record__descriptor, sent_from_json, "sent", &m);
+
+	*out = (node_sent_rec *)m;
+	return rc;
 }
 
 int node_rec_recv_decode(const void *data, size_t len, node_recv_rec **out)
 {
-	int bad;
-	json_t *o = old_record(data, len, &bad);
+	ProtobufCMessage *m;
+	int rc = decode(data, len, &tern__v1__received_record__descriptor, recv_from_json,
+	                "received", &m);
 
-	*out = NULL;
-	if (o) {
-		*out = recv_from_json(o);
-		json_decref(o);
-		return *out ? TERN_OK : TERN_ENOMEM;
-	}
-	if (!bad)
-		*out = tern__v1__received_record__unpack(NULL, len, data);
-	return *out ? TERN_OK : tern_fail(TERN_EMALFORMED, "damaged record of a received message");
+	*out = (node_recv_rec *)m;
+	return rc;
 }
 
 static int put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessage *m)
