@@ -229,6 +229,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 	         tern_config_get(b->id.cfg, "broker", "listen"),
 	         (unsigned long long)tern_directory_version(b->id.dir));
 	revocation_sweep(b); /* members revoked while the broker was down */
+	log_hold(1);
 	while (!*stop) {
 		/* Control clients are polled with the nodes: none can hold the loop. */
 		zmq_pollitem_t items[4 + CONTROL_POLL_MAX] = {
@@ -246,6 +247,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		for (size_t i = 0; i < b->npeers && wait_ms > 10; i++)
 			if (b->peers[i].chunk_dirty && b->peers[i].live)
 				wait_ms = 10;
+		log_flush(); /* the turn's lines, in one write (log.h) */
 		n = zmq_poll(items, 4 + (int)nctl, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
@@ -309,5 +311,6 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 	b->batch.checkpoint = 1; /* sign the head before leaving */
 	batch_commit(b);
 	log_info("broker %s stopped", b->id.id);
+	log_hold(0);
 	return TERN_OK;
 }

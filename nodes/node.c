@@ -292,6 +292,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	log_info("node %s started; broker %s at %s", n->id.id, n->broker->node_id,
 	         tern_config_get(n->id.cfg, "broker", "endpoint"));
 	n->last_rx = tern_now_ms();
+	log_hold(1);
 	while (!*stop) {
 		/* The API's sockets are polled with the broker's: no client can hold
 		 * the loop (api_server.h). */
@@ -316,6 +317,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			    (zmq_pollitem_t){NULL, node_webhook_fd(n->hook), ZMQ_POLLIN, 0};
 		}
 		(void)node_batch_due(n, tern_now_ms(), &wait_ms); /* deferred results */
+		log_flush(); /* the turn's lines, in one write (log.h) */
 		rc = zmq_poll(items, nitems, wait_ms);
 
 		if (rc < 0 && errno != EINTR) {
@@ -393,5 +395,6 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	n->batch.checkpoint = 1;
 	node_batch_commit(n);
 	log_info("node %s stopped", n->id.id);
+	log_hold(0);
 	return TERN_OK;
 }

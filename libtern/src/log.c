@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,52 @@
 
 static const char *log_name = "tern";
 static int log_min = TERN_LOG_INFO;
+
+/* A daemon's loop thread holds its debug and info lines between polls and
+ * writes them with one system call (log_flush before it waits): under load
+ * that is one write a turn instead of one a message at each hop. The buffer
+ * is PIPE_BUF long, so a flushed batch of whole lines is never interleaved
+ * with another thread's line when stderr is a pipe or journald's socket.
+ * Warnings and errors are not held: they flush what is held, then go out at
+ * once, in order. Only the calling thread's lines are held; other threads
+ * (HTTP workers, the webhook sender) write theirs as before. */
+static __thread struct {
+	int on;
+	size_t n;
+	char buf[PIPE_BUF];
+} held;
+
+static void write_all(const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(STDERR_FILENO, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		p += w;
+		n -= (size_t)w;
+	}
+}
+
+void log_flush(void)
+{
+	if (held.n > 0)
+		write_all(held.buf, held.n);
+	held.n = 0;
+}
+
+void log_hold(int on)
+{
+	static int at_exit;
+
+	log_flush();
+	held.on = on;
+	/* exit() from the holding thread (a fatal at start-up, the end of
+	 * main) writes what it held. */
+	if (on && !at_exit)
+		at_exit = atexit(log_flush) == 0;
+}
 
 void log_init(const char *name, int level)
 {
@@ -73,17 +120,17 @@ static void vlog(int level, const char *err, const char *fmt, va_list ap)
 		n = sizeof(line) - 3;
 	line[n++] = '"';
 	line[n++] = '\n';
+	if (held.on && level <= TERN_LOG_INFO && n <= sizeof(held.buf)) {
+		if (held.n + n > sizeof(held.buf))
+			log_flush();
+		memcpy(held.buf + held.n, line, n);
+		held.n += n;
+		return;
+	}
 	/* One write per line: a record is never interleaved with another
 	 * thread's, and the daemons do not pay a system call per character. */
-	while (n > 0) {
-		ssize_t w = write(STDERR_FILENO, line, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		memmove(line, line + w, n - (size_t)w);
-		n -= (size_t)w;
-	}
+	log_flush();
+	write_all(line, n);
 }
 
 #define LOGFN(fn, level, with_errno)                                                               \

@@ -1,4 +1,5 @@
 /* libtern core: errors, file helpers, paths, node ids, roles, bounded protobuf decoding. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,6 +74,77 @@ static void test_log_lines(void **state)
 		for (ssize_t i = 0; i < n; i++)
 			lines += buf[i] == '\n';
 		assert_int_equal(lines, 3);
+	}
+}
+
+static off_t file_size(int fd)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	return st.st_size;
+}
+
+static void *log_from_thread(void *arg)
+{
+	(void)arg;
+	log_info("from another thread");
+	return NULL;
+}
+
+/* A holding thread's info lines wait for log_flush (one write for the turn);
+ * a warning writes them first, then itself; a full buffer flushes whole
+ * lines; other threads are not held; log_hold(0) writes what is left. */
+static void test_log_hold(void **state)
+{
+	char path[] = "/tmp/tern-test-log.XXXXXX", buf[16384];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	pthread_t t;
+	off_t before;
+	ssize_t n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	log_init("test", TERN_LOG_INFO);
+	log_hold(1);
+	log_info("held one");
+	log_info("held two");
+	assert_int_equal(file_size(fd), 0);
+	assert_int_equal(pthread_create(&t, NULL, log_from_thread, NULL), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	before = file_size(fd);
+	assert_true(before > 0); /* the other thread's line, at once */
+	log_warnx("a warning");  /* not held, and after what was held */
+	log_info("held three");
+	log_flush();
+	for (int i = 0; i < 100; i++) /* ~9 KiB: the buffer fills and flushes */
+		log_info("line %03d of a long turn", i);
+	before = file_size(fd);
+	assert_true(before > 4096);
+	log_hold(0);
+	assert_true(file_size(fd) > before);
+	log_info("not held");
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, buf, sizeof(buf) - 1, 0);
+	close(fd);
+	unlink(path);
+	assert_true(n > 0);
+	buf[n] = 0;
+	{
+		const char *other = strstr(buf, "from another thread"),
+		           *one = strstr(buf, "held one"), *two = strstr(buf, "held two"),
+		           *warn = strstr(buf, "a warning"), *three = strstr(buf, "held three"),
+		           *first = strstr(buf, "line 000"), *last = strstr(buf, "line 099"),
+		           *after = strstr(buf, "not held");
+		int lines = 0;
+		assert_true(other && one && two && warn && three && first && last && after);
+		assert_true(other < one && one < two && two < warn && warn < three &&
+		            three < first && first < last && last < after);
+		for (ssize_t i = 0; i < n; i++)
+			lines += buf[i] == '\n';
+		assert_int_equal(lines, 106); /* whole lines, none lost or doubled */
 	}
 }
 
@@ -424,6 +496,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_log_lines),
+	    cmocka_unit_test(test_log_hold),
 	    cmocka_unit_test(test_strerror_covers_every_code),
 	    cmocka_unit_test(test_fail_records_detail),
 	    cmocka_unit_test(test_file_write_mode_and_read_back),

@@ -18,6 +18,16 @@ enum tern_log_level { TERN_LOG_DEBUG, TERN_LOG_INFO, TERN_LOG_WARN, TERN_LOG_ERR
 void log_init(const char *name, int level);
 int log_level_parse(const char *s, int *level);
 
+/* log_hold(1): the calling thread's debug and info lines are kept (up to
+ * PIPE_BUF bytes) and written together by log_flush(), or when the buffer is
+ * full, or before a warning or an error, which are never held. A daemon's
+ * loop holds while it works a turn and flushes before it waits, so a busy
+ * turn costs one write, not one per message. log_hold(0) flushes and stops
+ * holding; call it (or log_flush) before exit: held lines are lost if the
+ * process dies first. */
+void log_hold(int on);
+void log_flush(void);
+
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
