@@ -107,30 +107,44 @@ int batch_due(const broker *b, int64_t now, int *wait_ms)
 	return 0;
 }
 
-/* The commit's answers, bt->subs[i]'s in results[i]: to a connection whose
- * node takes SubmitResults frames, one frame for all of its answers (up to
- * what it takes), in their order; else one SubmitResult frame each. */
-static void send_results(broker *b, Tern__V1__SubmitResult *results)
+/* The commit's answers, in submission order: to a connection whose node
+ * takes SubmitResults frames, one frame for all of its answers (up to what it
+ * takes), in their order; else one SubmitResult frame each. Without memory
+ * to group them, each goes in a frame of its own, which every node takes. */
+static void send_results(broker *b)
 {
 	struct batch *bt = &b->batch;
-	Tern__V1__SubmitResult **group = calloc(bt->nsubs, sizeof(*group));
-	uint8_t *done = calloc(bt->nsubs, 1);
+	Tern__V1__SubmitResult *results, **group;
+	uint8_t *done;
+	int grouping;
 
+	if (bt->nsubs == 0)
+		return;
+	results = calloc(bt->nsubs, sizeof(*results));
+	group = calloc(bt->nsubs, sizeof(*group));
+	done = calloc(bt->nsubs, 1);
+	grouping = results != NULL && group != NULL && done != NULL;
+	for (size_t i = 0; grouping && i < bt->nsubs; i++) {
+		tern__v1__submit_result__init(&results[i]);
+		route_result(&bt->subs[i], &results[i]);
+	}
 	for (size_t i = 0; i < bt->nsubs; i++) {
 		struct sub *s = &bt->subs[i];
 		const struct peer *p = peer_find(b, s->peer, 0);
 		Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 		Tern__V1__SubmitResults rs = TERN__V1__SUBMIT_RESULTS__INIT;
+		Tern__V1__SubmitResult one = TERN__V1__SUBMIT_RESULT__INIT;
 		size_t n = 0;
 
-		if (done && done[i])
+		if (grouping && done[i])
 			continue;
 		/* Only to the connection that said Hello with result_batch: an
 		 * older one of the node's is gone, and gets what it always got. */
-		if (group == NULL || done == NULL || p == NULL || p->result_batch < 2 ||
-		    p->rid_len != s->rid_len || memcmp(p->rid, s->rid, s->rid_len) != 0) {
+		if (!grouping || p == NULL || p->result_batch < 2 || p->rid_len != s->rid_len ||
+		    memcmp(p->rid, s->rid, s->rid_len) != 0) {
+			route_result(s, &one);
 			f.body_case = TERN__V1__FRAME__BODY_RESULT;
-			f.result = &results[i];
+			f.result = &one;
 			tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
 			continue;
 		}
@@ -147,6 +161,7 @@ static void send_results(broker *b, Tern__V1__SubmitResult *results)
 		f.results = &rs;
 		tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
 	}
+	free(results);
 	free(group);
 	free(done);
 }
@@ -154,7 +169,6 @@ static void send_results(broker *b, Tern__V1__SubmitResult *results)
 void batch_commit(broker *b)
 {
 	struct batch *bt = &b->batch;
-	Tern__V1__SubmitResult *results;
 	int rc;
 
 	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint &&
@@ -223,18 +237,11 @@ void batch_commit(broker *b)
 			p->dirty = 1;
 		}
 	}
-	results = bt->nsubs ? calloc(bt->nsubs, sizeof(*results)) : NULL;
 	for (size_t i = 0; i < bt->nsubs; i++) {
 		struct sub *s = &bt->subs[i];
-		Tern__V1__SubmitResult one = TERN__V1__SUBMIT_RESULT__INIT;
-		Tern__V1__SubmitResult *r = results ? &results[i] : &one;
+		int t = s->env ? (int)tern_envelope_header(s->env)->type : 0;
 
-		tern__v1__submit_result__init(r);
-		route_result(s, r);
-		{
-			int t = s->env ? (int)tern_envelope_header(s->env)->type : 0;
-			b->m.subs[tern_msgtype_index(t)][s->accepted ? 0 : 1]++;
-		}
+		b->m.subs[tern_msgtype_index(t)][s->accepted ? 0 : 1]++;
 		if (s->accepted) {
 			const Tern__V1__Header *h = tern_envelope_header(s->env);
 			log_info("accepted %s %s from %s for %zu recipient(s), case %s", s->msgid,
@@ -246,16 +253,8 @@ void batch_commit(broker *b)
 			log_warnx("refused %s from %s: %s: %s", s->msgid[0] ? s->msgid : "(no id)",
 			          s->peer, s->out_code, s->out_text);
 		}
-		if (results == NULL) {
-			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
-			f.body_case = TERN__V1__FRAME__BODY_RESULT;
-			f.result = r;
-			tern_hop_send(b->router, s->rid, s->rid_len, &f, ZMQ_DONTWAIT);
-		}
 	}
-	if (results)
-		send_results(b, results);
-	free(results);
+	send_results(b);
 	if (bt->sweep)
 		for (size_t i = 0; i < b->npeers; i++)
 			b->peers[i].dirty = 1;

@@ -7,7 +7,6 @@
  * Touches: the peers' delivery state (credit, sent, acked, attempts, wait),
  * b->batch (dead letters, latency figures), the store (reads; rewinds). */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <zmq.h>
@@ -110,26 +109,28 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 
 void deliver_pump(broker *b, struct peer *p)
 {
-	struct pump *pp;
+	/* On the stack (some 5 KB; only the loop's thread pumps): a pump runs
+	 * for every peer with news, every turn, and need not cost an allocation.
+	 * Only the counters are set: pump_visit fills an entry of the arrays
+	 * before pp.n counts it, so zeroing them all would buy nothing. */
+	struct pump pp;
 	MDB_txn *txn;
 
 	if (!p->live || p->credit == 0)
 		return;
-	if ((pp = calloc(1, sizeof(*pp))) == NULL)
+	pp.b = b;
+	pp.p = p;
+	pp.inflight = 0;
+	pp.blocked = 0;
+	pp.n = pp.bytes = 0;
+	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
 		return;
-	pp->b = b;
-	pp->p = p;
-	if (tern_store_read_begin(b->store, &txn) != TERN_OK) {
-		free(pp);
-		return;
-	}
-	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, pp);
-	(void)pump_flush(pp); /* before the txn its payloads point into ends */
+	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp);
+	(void)pump_flush(&pp); /* before the txn its payloads point into ends */
 	mdb_txn_abort(txn);
-	if (pp->inflight == 0)
+	if (pp.inflight == 0)
 		p->attempts = 0;
-	p->dirty = pp->blocked;
-	free(pp);
+	p->dirty = pp.blocked;
 }
 
 void deliver_latency(const bq_item *it, void *arg)
