@@ -151,6 +151,13 @@ struct open_arg {
 	uint8_t *epoch;
 };
 
+struct qcount;
+static int qcount_move(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *it, int sign,
+                       int dead);
+static int qcount_backfill(MDB_txn *txn, void *arg);
+static int stats_finish(MDB_txn *txn, tern_store *s, bq_dest *d, size_t nd, bq_dest **out,
+                        size_t *n);
+
 static int epoch_apply(MDB_txn *txn, void *arg)
 {
 	struct open_arg *a = arg;
@@ -179,6 +186,7 @@ int bq_open(const char *dir, tern_store **out, uint8_t store_id[BQ_EPOCH_LEN])
 	a.epoch = store_id;
 	bq_audit_dbs(*out, &audit);
 	if ((rc = tern_store_write(*out, epoch_apply, &a)) != TERN_OK ||
+	    (rc = tern_store_write(*out, qcount_backfill, *out)) != TERN_OK ||
 	    (rc = tern_audit_backfill(*out, &audit)) != TERN_OK)
 		tern_store_close(out);
 	return rc;
@@ -218,6 +226,8 @@ int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item
 	v = (MDB_val){0, ""};
 	if ((rc = mdb_put(txn, DBI(s, BQ_EXPIRY), &key, &v, 0)) != 0)
 		return MDB(rc, "index expiry");
+	if ((rc = qcount_move(txn, s, rcpt, item, +1, 0)) != TERN_OK)
+		return rc;
 	*seq = next;
 	return TERN_OK;
 }
@@ -324,6 +334,86 @@ static int next_in(MDB_cursor *c, const char *rcpt, MDB_val *key, MDB_val *v)
 	return rc;
 }
 
+/* What each destination has queued above its acknowledged mark (items that
+ * are not stubs: count, payload bytes, notices) and dead-lettered, kept in
+ * meta under "qcount/<rcpt>" and moved in the transaction that moves an item,
+ * so `tern queues` and the metrics cost the same with ten items queued or ten
+ * million: counting them by a scan held the broker's loop about a second per
+ * million. A store from before the counters gets them once, by that scan,
+ * when it is opened for writing (QCOUNT_MARK); a read-only look at such a
+ * store still scans. */
+#define QCOUNT_MARK "qcount.kept"
+#define QCOUNT_PREFIX "qcount/"
+
+struct qcount {
+	uint64_t n, bytes, notices, dead;
+};
+
+static int qcount_get(MDB_txn *txn, tern_store *s, const char *rcpt, struct qcount *q)
+{
+	uint8_t mk[80];
+	MDB_val key = {(size_t)snprintf((char *)mk, sizeof(mk), QCOUNT_PREFIX "%s", rcpt), mk}, v;
+	int rc = mdb_get(txn, DBI(s, BQ_META), &key, &v);
+
+	memset(q, 0, sizeof(*q));
+	if (rc == MDB_NOTFOUND)
+		return TERN_OK;
+	if (rc != 0)
+		return MDB(rc, "read queue counts");
+	if (v.mv_size != 32)
+		return tern_fail(TERN_EMALFORMED, "damaged queue counts for %s", rcpt);
+	q->n = tern_be64_get(v.mv_data);
+	q->bytes = tern_be64_get((uint8_t *)v.mv_data + 8);
+	q->notices = tern_be64_get((uint8_t *)v.mv_data + 16);
+	q->dead = tern_be64_get((uint8_t *)v.mv_data + 24);
+	return TERN_OK;
+}
+
+static int qcount_put(MDB_txn *txn, tern_store *s, const char *rcpt, const struct qcount *q)
+{
+	uint8_t mk[80], b[32];
+	MDB_val key = {(size_t)snprintf((char *)mk, sizeof(mk), QCOUNT_PREFIX "%s", rcpt), mk},
+	        v = {sizeof(b), b};
+
+	if (q->n == 0 && q->bytes == 0 && q->notices == 0 && q->dead == 0) {
+		int rc = mdb_del(txn, DBI(s, BQ_META), &key, NULL);
+		return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "clear queue counts");
+	}
+	tern_be64_put(b, q->n);
+	tern_be64_put(b + 8, q->bytes);
+	tern_be64_put(b + 16, q->notices);
+	tern_be64_put(b + 24, q->dead);
+	return MDB(mdb_put(txn, DBI(s, BQ_META), &key, &v, 0), "write queue counts");
+}
+
+static uint64_t add_clamped(uint64_t a, int64_t d)
+{
+	return d < 0 && (uint64_t)-d > a ? 0 : a + (uint64_t)d;
+}
+
+/* sign +1: it joins what rcpt has queued; -1: it leaves (acknowledged or
+ * dead-lettered); dead: the dead-letter count moves by that much. Stubs are
+ * never counted. */
+static int qcount_move(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *it, int sign,
+                       int dead)
+{
+	struct qcount q;
+	int rc;
+
+	if (it && it->kind == BQ_STUB && dead == 0)
+		return TERN_OK;
+	if ((rc = qcount_get(txn, s, rcpt, &q)) != TERN_OK)
+		return rc;
+	if (it && it->kind != BQ_STUB) {
+		q.n = add_clamped(q.n, sign);
+		q.bytes = add_clamped(q.bytes, sign * (int64_t)it->len);
+		if (it->kind == BQ_NOTICE)
+			q.notices = add_clamped(q.notices, sign);
+	}
+	q.dead = add_clamped(q.dead, dead);
+	return qcount_put(txn, s, rcpt, &q);
+}
+
 static int unindex(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int64_t expires)
 {
 	uint8_t xk[104];
@@ -367,7 +457,8 @@ int bq_ack(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t upto, int kee
 		if (seq > upto)
 			break;
 		if (item_decode(&v, &it) == TERN_OK) {
-			if ((rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK)
+			if ((rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK ||
+			    (rc = qcount_move(txn, s, rcpt, &it, -1, 0)) != TERN_OK)
 				goto out;
 			if (fn)
 				fn(&it, arg);
@@ -429,6 +520,24 @@ int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64
 		if (seq > acked || item_decode(&v, &it) != TERN_OK || it.kind != BQ_STUB)
 			break;
 		lost(seq, &it, arg);
+	}
+	/* What is above the mark again is queued again: counted again. */
+	for (rc = to < acked ? seek(c, rcpt, to + 1, &key, &v, k) : MDB_NOTFOUND; rc == 0;
+	     rc = next_in(c, rcpt, &key, &v)) {
+		bq_item it;
+		int crc;
+		if (tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8) > acked)
+			break;
+		if (item_decode(&v, &it) == TERN_OK &&
+		    (crc = qcount_move(txn, s, rcpt, &it, +1, 0)) != TERN_OK) {
+			mdb_cursor_close(c);
+			return crc;
+		}
+		/* the counter's put may move the cursor's page: seek again */
+		rc = seek(c, rcpt, tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8), &key,
+		          &v, k);
+		if (rc != 0)
+			break;
 	}
 	mdb_cursor_close(c);
 	if (rc != 0 && rc != MDB_NOTFOUND)
@@ -609,13 +718,19 @@ static int depth_visit(uint64_t seq, const bq_item *it, void *arg)
 
 int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *bytes)
 {
+	MDB_val mark = {strlen(QCOUNT_MARK), QCOUNT_MARK}, v;
 	struct depth d = {0, 0};
+	struct qcount q;
 	uint64_t acked;
-	int rc = bq_acked(txn, s, rcpt, &acked);
+	int rc;
 
-	if (rc == TERN_OK)
-		rc = bq_scan(txn, s, rcpt, acked + 1, depth_visit, &d);
-
+	if (mdb_get(txn, DBI(s, BQ_META), &mark, &v) == 0) {
+		rc = qcount_get(txn, s, rcpt, &q); /* zero on failure */
+		d.n = q.n;
+		d.bytes = q.bytes;
+	} else if ((rc = bq_acked(txn, s, rcpt, &acked)) == TERN_OK) {
+		rc = bq_scan(txn, s, rcpt, acked + 1, depth_visit, &d); /* an older store */
+	}
 	*n = d.n;
 	if (bytes)
 		*bytes = d.bytes;
@@ -631,7 +746,7 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 	size_t rl = strlen(reason), nl;
 	bq_item it, notice;
 	uint64_t nseq;
-	int rc;
+	int rc, fresh = 0;
 
 	{
 		uint64_t acked;
@@ -663,12 +778,19 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 	dkey.mv_data = dk;
 	{
 		MDB_val dval = {9 + rl + v.mv_size, dv};
-		rc = mdb_put(txn, DBI(s, BQ_DLQ), &dkey, &dval, 0);
+		/* The same id dead-lettered again replaces its letter: one more
+		 * dead letter only when there was none. */
+		rc = mdb_put(txn, DBI(s, BQ_DLQ), &dkey, &dval, MDB_NOOVERWRITE);
+		if (rc == MDB_KEYEXIST)
+			rc = mdb_put(txn, DBI(s, BQ_DLQ), &dkey, &dval, 0);
+		else if (rc == 0)
+			fresh = 1;
 	}
 	free(dv);
 	if (rc != 0)
 		return MDB(rc, "write dead letter");
-	if ((rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK)
+	if ((rc = unindex(txn, s, rcpt, seq, it.expires_at)) != TERN_OK ||
+	    (rc = qcount_move(txn, s, rcpt, &it, -1, fresh)) != TERN_OK)
 		return rc;
 	if (it.kind == BQ_ENVELOPE &&
 	    (rc = bq_audit(
@@ -912,8 +1034,10 @@ static int dest_cmp(const void *a, const void *b)
 }
 
 /* One pass over the queues and one over the dead letters: keys sort by
- * recipient, so each destination's entries are adjacent. */
-int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
+ * recipient, so each destination's entries are adjacent. What the counters
+ * replaced; kept for a read-only look at a store from before them, for the
+ * counters' first fill and for the tests that check them. */
+int bq_stats_scan(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 {
 	bq_dest *d = NULL;
 	size_t nd = 0;
@@ -985,6 +1109,16 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 			return MDB(rc, "read queues");
 		}
 	}
+	return stats_finish(txn, s, d, nd, out, n);
+}
+
+/* Adds the attachment bytes held, drops destinations with nothing to show
+ * and sorts by id. Takes d. */
+static int stats_finish(MDB_txn *txn, tern_store *s, bq_dest *d, size_t nd, bq_dest **out,
+                        size_t *n)
+{
+	int rc;
+
 	if ((rc = xfer_stats_add(txn, s, &d, &nd)) != TERN_OK) {
 		free(d);
 		return rc;
@@ -1003,6 +1137,110 @@ int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
 	*out = d;
 	*n = nd;
 	return TERN_OK;
+}
+
+/* From the counters: one meta entry per destination with anything queued or
+ * dead-lettered, and two seeks each for the retained count and the oldest
+ * item's age. */
+int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n)
+{
+	const size_t pl = strlen(QCOUNT_PREFIX);
+	MDB_val mark = {strlen(QCOUNT_MARK), QCOUNT_MARK}, k, v;
+	MDB_cursor *c = NULL, *q = NULL;
+	bq_dest *d = NULL;
+	size_t nd = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if ((rc = mdb_get(txn, DBI(s, BQ_META), &mark, &v)) == MDB_NOTFOUND)
+		return bq_stats_scan(txn, s, out, n);
+	if (rc != 0)
+		return MDB(rc, "read the queue counts' mark");
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_META), &c)) != 0 ||
+	    (rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &q)) != 0) {
+		rc = MDB(rc, "cursor");
+		goto fail;
+	}
+	k = (MDB_val){pl, QCOUNT_PREFIX};
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+		uint8_t kb[96];
+		MDB_val qk, qv;
+		bq_dest *e;
+		bq_item it;
+		uint64_t seq;
+		if (k.mv_size < pl || memcmp(k.mv_data, QCOUNT_PREFIX, pl) != 0)
+			break;
+		if (k.mv_size - pl == 0 || k.mv_size - pl > 63 || v.mv_size != 32)
+			continue; /* not a counter this version writes */
+		if ((e = realloc(d, (nd + 1) * sizeof(*d))) == NULL) {
+			rc = TERN_ENOMEM;
+			goto fail;
+		}
+		d = e;
+		e = &d[nd++];
+		memset(e, 0, sizeof(*e));
+		memcpy(e->id, (uint8_t *)k.mv_data + pl, k.mv_size - pl);
+		e->depth = tern_be64_get(v.mv_data);
+		e->bytes = tern_be64_get((uint8_t *)v.mv_data + 8);
+		e->notices = tern_be64_get((uint8_t *)v.mv_data + 16);
+		e->dead = tern_be64_get((uint8_t *)v.mv_data + 24);
+		e->oldest = INT64_MAX;
+		if ((rc = bq_acked(txn, s, e->id, &e->acked)) != TERN_OK)
+			goto fail;
+		/* Retained items are the head of the queue, up to the mark. */
+		if (seek(q, e->id, 1, &qk, &qv, kb) == 0 &&
+		    (seq = tern_be64_get((uint8_t *)qk.mv_data + qk.mv_size - 8)) <= e->acked)
+			e->retained = e->acked - seq + 1;
+		/* Items queue in time order: the first above the mark that is not
+		 * a stub is the oldest. */
+		for (int r = seek(q, e->id, e->acked + 1, &qk, &qv, kb); r == 0;
+		     r = next_in(q, e->id, &qk, &qv)) {
+			if (item_decode(&qv, &it) == TERN_OK && it.kind != BQ_STUB) {
+				e->oldest = it.enqueued_at;
+				break;
+			}
+		}
+	}
+	if (rc != 0 && rc != MDB_NOTFOUND) { /* 0: past the counters */
+		rc = MDB(rc, "read queue counts");
+		goto fail;
+	}
+	mdb_cursor_close(q);
+	mdb_cursor_close(c);
+	return stats_finish(txn, s, d, nd, out, n);
+fail:
+	if (q)
+		mdb_cursor_close(q);
+	if (c)
+		mdb_cursor_close(c);
+	free(d);
+	return rc;
+}
+
+/* The counters' first fill, for a store from before them: one scan, once. */
+static int qcount_backfill(MDB_txn *txn, void *arg)
+{
+	tern_store *s = arg;
+	MDB_val mark = {strlen(QCOUNT_MARK), QCOUNT_MARK}, v = {0, ""};
+	bq_dest *d = NULL;
+	size_t nd = 0;
+	int rc = mdb_get(txn, DBI(s, BQ_META), &mark, &v);
+
+	if (rc == 0)
+		return TERN_OK;
+	if (rc != MDB_NOTFOUND)
+		return MDB(rc, "read the queue counts' mark");
+	if ((rc = bq_stats_scan(txn, s, &d, &nd)) != TERN_OK)
+		return rc;
+	for (size_t i = 0; i < nd && rc == TERN_OK; i++) {
+		struct qcount q = {d[i].depth, d[i].bytes, d[i].notices, d[i].dead};
+		rc = qcount_put(txn, s, d[i].id, &q);
+	}
+	free(d);
+	v = (MDB_val){0, ""};
+	return rc != TERN_OK ? rc : MDB(mdb_put(txn, DBI(s, BQ_META), &mark, &v, 0), "mark counts");
 }
 
 json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now)
@@ -1149,5 +1387,5 @@ int bq_dlq_take(MDB_txn *txn, tern_store *s, const char *rcpt, const char *msgid
 	}
 	if ((rc = mdb_del(txn, DBI(s, BQ_DLQ), &key, NULL)) != 0)
 		return MDB(rc, "delete dead letter");
-	return TERN_OK;
+	return qcount_move(txn, s, rcpt, NULL, 0, -1);
 }

@@ -137,9 +137,13 @@ typedef struct bq_dest {
 } bq_dest;
 
 /* Every destination with anything queued, dead-lettered or attachment bytes
- * held for it, in id order, in a
- * malloc'd array the caller frees. Works in a read-only transaction. */
+ * held for it, in id order, in a malloc'd array the caller frees. Works in a
+ * read-only transaction. Reads per-destination counters kept in meta, so it
+ * costs the same however much is queued (an older store, read-only: a scan). */
 int bq_stats(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n);
+/* The same by reading every queued item: what bq_stats does for a store from
+ * before its counters, and what the tests hold the counters to. */
+int bq_stats_scan(MDB_txn *txn, tern_store *s, bq_dest **out, size_t *n);
 
 /* The stats as the JSON array `tern queues --json` shows (new reference):
  * [{id, depth, bytes, notices, dead_letters, retained, oldest_age_ms,

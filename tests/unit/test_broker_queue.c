@@ -469,11 +469,225 @@ static void test_expiry_dead_letters_and_notice(void **state)
 	assert_int_equal(moved, 0);
 }
 
+/* The per-destination counters bq_stats reads are held to a full scan after
+ * every step of a long random mix of appends, acknowledgements (kept and
+ * not), rewinds, dead letters, retries, drops, expiry and purges; a store
+ * from before the counters gets them at its next open, and a read-only look
+ * at such a store scans. */
+static uint64_t rnd_state = 88172645463325252ull;
+static uint64_t rnd(uint64_t n)
+{
+	rnd_state ^= rnd_state << 13;
+	rnd_state ^= rnd_state >> 7;
+	rnd_state ^= rnd_state << 17;
+	return rnd_state % n;
+}
+
+struct mix {
+	int op;
+	const char *rcpt;
+	int64_t now;
+	unsigned ids;
+	char dead[64][2][40]; /* rcpt, msgid of what is in the dead letters */
+	int ndead;
+};
+
+static int mix_step(MDB_txn *txn, void *arg)
+{
+	struct mix *m = arg;
+	uint64_t acked, last, seq;
+	int rc = TERN_OK;
+
+	if ((rc = bq_acked(txn, st, m->rcpt, &acked)) != TERN_OK ||
+	    (rc = bq_last_seq(txn, st, m->rcpt, &last)) != TERN_OK)
+		return rc;
+	switch (m->op) {
+	case 0: { /* append one to three */
+		for (int i = 0, n = 1 + (int)rnd(3); i < n && rc == TERN_OK; i++) {
+			char payload[32];
+			bq_item it = {.kind = rnd(5) ? BQ_ENVELOPE : BQ_NOTICE,
+			              .expires_at = rnd(4) ? INT64_MAX - 1 : m->now + 5,
+			              .enqueued_at = m->now};
+			snprintf(it.sender, sizeof(it.sender), "unhcr");
+			snprintf(it.msgid, sizeof(it.msgid), "01a20598-0000-7000-8000-%012u",
+			         ++m->ids);
+			snprintf(payload, sizeof(payload), "%.*s", (int)(1 + rnd(30)),
+			         "abcdefghijklmnopqrstuvwxyz0123456789");
+			it.payload = (const uint8_t *)payload;
+			it.len = strlen(payload);
+			rc = bq_append(txn, st, m->rcpt, &it, &seq);
+		}
+		return rc;
+	}
+	case 1: /* acknowledge, kept for retention or not */
+		return bq_ack(txn, st, m->rcpt, acked + rnd(last - acked + 1), (int)rnd(2), m->now,
+		              NULL, NULL, NULL);
+	case 2: /* a restored node: rewind */
+		if (acked == 0)
+			return TERN_OK;
+		return bq_rewind(txn, st, m->rcpt, rnd(acked + 1), &seq, NULL, NULL);
+	case 3: { /* dead-letter one above the mark */
+		bq_item it;
+		if (last <= acked)
+			return TERN_OK;
+		seq = acked + 1 + rnd(last - acked);
+		if (bq_get(txn, st, m->rcpt, seq, &it) != TERN_OK)
+			return TERN_OK; /* gone already */
+		if (m->ndead < 64 && it.kind == BQ_ENVELOPE) {
+			snprintf(m->dead[m->ndead][0], 40, "%s", m->rcpt);
+			snprintf(m->dead[m->ndead][1], 40, "%s", it.msgid);
+			m->ndead++;
+		}
+		rc = bq_dead_letter(txn, st, m->rcpt, seq, TERN__V1__NOTICE__KIND__DEAD_LETTERED,
+		                    "max-attempts", m->now);
+		return rc == TERN_ENOENT ? TERN_OK : rc;
+	}
+	case 4: { /* tern dlq retry or drop */
+		int i;
+		if (m->ndead == 0)
+			return TERN_OK;
+		i = (int)rnd((uint64_t)m->ndead);
+		rc = bq_dlq_take(txn, st, m->dead[i][0], m->dead[i][1], (int)rnd(2), INT64_MAX - 1,
+		                 m->now);
+		memmove(m->dead[i], m->dead[i + 1],
+		        sizeof(m->dead[0]) * (size_t)(m->ndead - i - 1));
+		m->ndead--;
+		return rc == TERN_ENOENT ? TERN_OK : rc;
+	}
+	case 5: { /* expiry */
+		size_t n;
+		return bq_expire(txn, st, m->now, &n, NULL, NULL);
+	}
+	default: { /* purge: stubs, then deletes */
+		size_t n;
+		return bq_purge(txn, st, m->now, m->now - (int64_t)rnd(20), m->now, 1000, &n);
+	}
+	}
+}
+
+static void stats_both(bq_dest **a, size_t *na, bq_dest **b, size_t *nb)
+{
+	MDB_txn *txn;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(bq_stats(txn, st, a, na), TERN_OK);
+	assert_int_equal(bq_stats_scan(txn, st, b, nb), TERN_OK);
+	mdb_txn_abort(txn);
+}
+
+static void assert_counts_match(int step)
+{
+	bq_dest *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0;
+
+	stats_both(&a, &na, &b, &nb);
+	if (na != nb)
+		fail_msg("step %d: %zu destinations counted, %zu scanned", step, na, nb);
+	for (size_t i = 0; i < na; i++) {
+		if (strcmp(a[i].id, b[i].id) != 0 || a[i].depth != b[i].depth ||
+		    a[i].bytes != b[i].bytes || a[i].notices != b[i].notices ||
+		    a[i].dead != b[i].dead || a[i].retained != b[i].retained ||
+		    a[i].acked != b[i].acked || a[i].oldest != b[i].oldest)
+			fail_msg("step %d, %s: counted depth %zu bytes %zu notices %zu dead %zu "
+			         "retained %zu oldest %lld; scanned %s %zu %zu %zu %zu %zu %lld",
+			         step, a[i].id, a[i].depth, a[i].bytes, a[i].notices, a[i].dead,
+			         a[i].retained, (long long)a[i].oldest, b[i].id, b[i].depth,
+			         b[i].bytes, b[i].notices, b[i].dead, b[i].retained,
+			         (long long)b[i].oldest);
+	}
+	free(a);
+	free(b);
+}
+
+static int forget_counts(MDB_txn *txn, void *arg)
+{
+	MDB_cursor *c;
+	MDB_val k = {7, "qcount/"}, v;
+	int rc;
+
+	(void)arg;
+	if (mdb_cursor_open(txn, tern_store_dbi(st, BQ_META), &c) != 0)
+		return TERN_EIO;
+	for (rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE); rc == 0;
+	     rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) {
+		if (k.mv_size < 7 || memcmp(k.mv_data, "qcount/", 7) != 0)
+			break;
+		if (mdb_cursor_del(c, 0) != 0)
+			break;
+		k = (MDB_val){7, "qcount/"};
+	}
+	mdb_cursor_close(c);
+	k = (MDB_val){11, "qcount.kept"};
+	return mdb_del(txn, tern_store_dbi(st, BQ_META), &k, NULL) == 0 ? TERN_OK : TERN_EIO;
+}
+
+static void test_counts_match_scan(void **state)
+{
+	static const char *const rcpts[] = {"portugal", "sweden", "unhcr"};
+	struct mix m = {0};
+	bq_dest *a = NULL, *b = NULL;
+	size_t na = 0, nb = 0, queued = 0;
+
+	(void)state;
+	for (int step = 0; step < 1500; step++) {
+		int r = (int)rnd(100);
+		m.op = r < 40   ? 0
+		       : r < 60 ? 1
+		       : r < 66 ? 2
+		       : r < 76 ? 3
+		       : r < 84 ? 4
+		       : r < 92 ? 5
+		                : 6;
+		m.rcpt = rcpts[rnd(3)];
+		m.now = 1000 + step;
+		assert_int_equal(tern_store_write(st, mix_step, &m), TERN_OK);
+		assert_counts_match(step);
+	}
+	stats_both(&a, &na, &b, &nb);
+	for (size_t i = 0; i < na; i++)
+		queued += a[i].depth + a[i].dead;
+	assert_true(queued > 0); /* the mix left something to count */
+	free(a);
+	free(b);
+
+	/* A store from before the counters: counted at its next open. */
+	assert_int_equal(tern_store_write(st, forget_counts, NULL), TERN_OK);
+	assert_counts_match(-1); /* no mark: bq_stats scans */
+	tern_store_close(&st);
+	{
+		tern_store *ro = NULL;
+		MDB_txn *txn;
+		assert_int_equal(bq_open_rdonly(dir, &ro), TERN_OK);
+		assert_int_equal(tern_store_read_begin(ro, &txn), TERN_OK);
+		assert_int_equal(bq_stats(txn, ro, &a, &na), TERN_OK); /* read-only: the scan */
+		mdb_txn_abort(txn);
+		free(a);
+		tern_store_close(&ro);
+	}
+	assert_int_equal(bq_open(dir, &st, epoch), TERN_OK);
+	{
+		MDB_txn *txn;
+		MDB_val k = {11, "qcount.kept"}, v;
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		assert_int_equal(mdb_get(txn, tern_store_dbi(st, BQ_META), &k, &v), 0);
+		mdb_txn_abort(txn);
+	}
+	assert_counts_match(-2);
+	for (int step = 0; step < 200; step++) { /* and kept from there */
+		m.op = (int)rnd(7);
+		m.rcpt = rcpts[rnd(3)];
+		m.now = 3000 + step;
+		assert_int_equal(tern_store_write(st, mix_step, &m), TERN_OK);
+		assert_counts_match(10000 + step);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_order_and_sequences, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_and_rewind, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_counts_match_scan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stubs_name_what_is_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
