@@ -20,15 +20,40 @@
 #include "pbuf.h"
 #include "util.h"
 
+static int batch_subs_write(MDB_txn *txn, broker *b)
+{
+	struct batch *bt = &b->batch;
+	int rc;
+
+	for (size_t i = 0; i < bt->nsubs; i++)
+		if ((rc = route_write(txn, b->store, &bt->subs[i], bt->now)) != TERN_OK)
+			return rc;
+	return TERN_OK;
+}
+
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
 	struct batch *bt = &b->batch;
-	int rc;
+	int rc, dead = 0;
 
 	/* A transaction may run again (map growth): count this attempt only. */
 	memset(bt->lat, 0, sizeof(bt->lat));
 	bt->lat_sum = 0;
+	for (size_t i = 0; i < bt->ndead; i++)
+		dead |= bt->dead[i].seq != 0;
+	/* Without dead letters, the submissions go before the acknowledgements:
+	 * an acknowledgement that empties the expiry index (one message in
+	 * flight) would make LMDB free its root and a submission make a new
+	 * one, two pages written where one does. The order changes nothing
+	 * else: an acknowledged seq was delivered, so committed, and is below
+	 * every seq this write appends; the two touch different keys (queue,
+	 * expiry, meta) and only submissions write the audit log. With dead
+	 * letters the order stays acknowledgements, dead letters, submissions:
+	 * a dead letter skips what was just acknowledged, and its notice and
+	 * audit entry come before the submissions' queue places and entries. */
+	if (!dead && (rc = batch_subs_write(txn, b)) != TERN_OK)
+		return rc;
 	for (size_t i = 0; i < bt->nacks; i++)
 		if (bt->acks[i].upto &&
 		    (rc = bq_ack(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
@@ -45,9 +70,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			return rc;
 		bt->dead_done[i] = rc == TERN_OK;
 	}
-	for (size_t i = 0; i < bt->nsubs; i++)
-		if ((rc = route_write(txn, b->store, &bt->subs[i], bt->now)) != TERN_OK)
-			return rc;
+	if (dead && (rc = batch_subs_write(txn, b)) != TERN_OK)
+		return rc;
 	bt->expired = 0;
 	if (bt->sweep &&
 	    (rc = bq_expire(txn, b->store, bt->now, &bt->expired, NULL, NULL)) != TERN_OK)

@@ -83,7 +83,9 @@ int node_store_list_note(MDB_txn *txn, tern_store *s, const char *case_id, const
 		MDB_val k = {kl, kb}, v = {sizeof(vb), vb};
 		if (kl == 0)
 			continue; /* no case id (or not a valid one): not under 'c' */
-		if ((rc = mdb_put(txn, DBI(s, NS_LIST), &k, &v, 0)) != 0)
+		/* seq grows, so the key is its prefix's last; the tree's last
+		 * only under the highest prefix in use ('o'), which appends. */
+		if ((rc = tern_store_put_tail(txn, DBI(s, NS_LIST), &k, &v, 0)) != 0)
 			return MDB(rc, "index a message for listing");
 	}
 	return TERN_OK;

@@ -197,7 +197,9 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessag
 	if (n > sizeof(stackbuf) && (buf = malloc(n)) == NULL)
 		return TERN_ENOMEM;
 	v = (MDB_val){protobuf_c_message_pack(m, buf), buf};
-	rc = mdb_put(txn, dbi, &k, &v, 0);
+	/* msgs and received are keyed by message id (UUIDv7): a new record's
+	 * key mostly sorts last; a record written again takes the plain put. */
+	rc = tern_store_put_tail(txn, dbi, &k, &v, 0);
 	if (buf != stackbuf)
 		free(buf);
 	return tern_store_mdb_err(rc, "write record");

@@ -72,7 +72,8 @@ static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *ob
 	if (text == NULL)
 		return TERN_ENOMEM;
 	v = sval(text);
-	rc = mdb_put(txn, dbi, &k, &v, 0);
+	/* refs is keyed by message id (UUIDv7): new ids mostly sort last. */
+	rc = tern_store_put_tail(txn, dbi, &k, &v, 0);
 	free(text);
 	return MDB(rc, "write record");
 }
@@ -209,7 +210,8 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 		return MDB(rc, "append to outbox");
 	k = sval(m->msgid);
 	v = (MDB_val){m->len, (void *)m->envelope};
-	if ((rc = mdb_put(txn, DBI(s, NS_OUTENV), &k, &v, 0)) != 0)
+	/* The id was made here (UUIDv7): it sorts last but in a clock step. */
+	if ((rc = tern_store_put_tail(txn, DBI(s, NS_OUTENV), &k, &v, 0)) != 0)
 		return MDB(rc, "store envelope");
 	for (size_t i = 0; i < m->n_recipients; i++) {
 		tern__v1__sent_recipient__init(&rs[i]);
@@ -556,7 +558,8 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 			return MDB(rc, "append to inbox");
 		k = sval(m->msgid);
 		v = (MDB_val){m->len, (void *)m->envelope};
-		if ((rc = mdb_put(txn, DBI(s, NS_INENV), &k, &v, 0)) != 0)
+		/* Ids from every sender, each a UUIDv7: in arrival order, mostly. */
+		if ((rc = tern_store_put_tail(txn, DBI(s, NS_INENV), &k, &v, 0)) != 0)
 			return MDB(rc, "store envelope");
 		ref = json_pack("{s:s, s:s, s:s}", "type", m->type, "case_id", m->case_id,
 		                "outcome", m->outcome ? m->outcome : "");
@@ -752,7 +755,8 @@ static int accepted_note(MDB_txn *txn, tern_store *s, const char *msgid, uint64_
 	if ((rc = node_store_accepted_get(txn, s, store, &max)) != TERN_OK)
 		return rc;
 	tern_be64_put(kb, n);
-	if ((rc = mdb_put(txn, DBI(s, NS_ACCEPTED), &k, &v, 0)) != 0)
+	/* The broker numbers its acceptances in order: n is mostly the new last. */
+	if ((rc = tern_store_put_tail(txn, DBI(s, NS_ACCEPTED), &k, &v, 0)) != 0)
 		return MDB(rc, "index acceptance");
 	return n > max ? accepted_put(txn, s, store, n) : TERN_OK;
 }

@@ -385,7 +385,9 @@ int tern_audit_checkpoint(MDB_txn *txn, const tern_audit_dbs *d, const char *ori
 	tern_be64_put(kb, *size);
 	k = (MDB_val){8, kb};
 	v = (MDB_val){strlen(note), note};
-	rc = MDB(mdb_put(txn, d->checkpoints, &k, &v, 0), "store checkpoint");
+	/* Keyed by the log's size, which only grows; a checkpoint of the same
+	 * size replaces the last one, by the plain put. */
+	rc = MDB(tern_store_put_tail(txn, d->checkpoints, &k, &v, 0), "store checkpoint");
 	free(note);
 	return rc;
 }

@@ -215,6 +215,29 @@ int tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg)
 	}
 }
 
+int tern_store_put_tail(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *val, unsigned int flags)
+{
+	MDB_cursor *c;
+	MDB_val lk, lv;
+	unsigned int dbflags = 0;
+	int rc, tail;
+
+	if ((rc = mdb_dbi_flags(txn, dbi, &dbflags)) != 0)
+		return rc;
+	if (dbflags & MDB_DUPSORT)
+		return mdb_put(txn, dbi, key, val, flags);
+	if ((rc = mdb_cursor_open(txn, dbi, &c)) != 0)
+		return rc;
+	rc = mdb_cursor_get(c, &lk, &lv, MDB_LAST);
+	/* Compared before the put: lk points into the map, valid only until
+	 * the next write. */
+	tail = rc == MDB_NOTFOUND || (rc == 0 && mdb_cmp(txn, dbi, key, &lk) > 0);
+	mdb_cursor_close(c);
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return rc;
+	return mdb_put(txn, dbi, key, val, tail ? flags | MDB_APPEND : flags);
+}
+
 int tern_store_read_begin(tern_store *store, MDB_txn **txn)
 {
 	int rc = mdb_txn_begin(store->env, NULL, MDB_RDONLY, txn);

@@ -63,6 +63,17 @@ int tern_store_read_begin(tern_store *store, MDB_txn **txn);
 int tern_store_thread_read_begin(tern_store *store, MDB_txn **txn);
 void tern_store_thread_read_end(tern_store *store, MDB_txn *txn);
 
+/* mdb_put, for a database whose new keys usually sort after all its others
+ * (message ids, which are UUIDv7, and increasing sequences). LMDB splits a
+ * full leaf in the middle, so a tree that only grows at its end is left with
+ * half-empty leaves and every commit writes more pages; MDB_APPEND instead
+ * starts a new leaf and leaves the full one full. The append is used only
+ * when key sorts strictly after the database's last key (else MDB_APPEND
+ * would fail with MDB_KEYEXIST), and never on an MDB_DUPSORT database:
+ * otherwise this is mdb_put with flags, and an existing key is overwritten
+ * as mdb_put would. Returns an LMDB code, as mdb_put. */
+int tern_store_put_tail(MDB_txn *txn, MDB_dbi dbi, MDB_val *key, MDB_val *val, unsigned int flags);
+
 /* Maps an LMDB return code to a TERN_E* code, recording the detail.
  * MDB_MAP_FULL is kept distinct so tern_store_write can grow and retry. */
 int tern_store_mdb_err(int mdb_rc, const char *what);
