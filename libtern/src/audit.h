@@ -1,8 +1,9 @@
 /* The audit log: an append-only RFC 6962 Merkle log of AuditEntry records in
  * the daemon's LMDB store, written inside the same transaction as the state
  * change it records. Signed checkpoints (C2SP) are kept beside it, and the
- * hash of every complete subtree as it forms, so that a proof costs O(log n)
- * reads however long the log.
+ * hash of every complete subtree, stored 256 entries at a time (the append
+ * that leaves them 256 behind stores them), so that a proof costs O(log n)
+ * reads, and hashes at most 255 entries, however long the log.
  *
  * The store must have the databases named in TERN_AUDIT_DBNAMES, in that
  * order; pass their handles in a tern_audit_dbs (tern_audit_dbs_at). */
@@ -33,9 +34,11 @@ typedef struct tern_audit_dbs {
 
 /* The handles of the TERN_AUDIT_DBNAMES databases opened at index first of s. */
 void tern_audit_dbs_at(const tern_store *s, int first, tern_audit_dbs *d);
-/* Stores the subtree hashes that a log written before they were kept lacks,
- * in transactions of a bounded size, logging progress. For daemons opening
- * their store for writing; nothing to do costs one lookup. */
+/* Stores the subtree hashes that a log written before they were kept lacks
+ * (or one an older binary appended to for long), in transactions of a
+ * bounded size, logging progress. For daemons opening their store for
+ * writing. Fewer than a batch behind is left to the appends; nothing to do
+ * costs one lookup. */
 int tern_audit_backfill(tern_store *s, const tern_audit_dbs *d);
 
 /* Appends e (its fields are copied) and updates the frontier. */

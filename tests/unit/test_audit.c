@@ -145,6 +145,23 @@ static void check_subtrees(struct fx *f, const tern_hash *leaves, uint64_t n)
 	mdb_txn_abort(txn);
 }
 
+/* How many entries the stored subtrees cover (every subtree of the first n
+ * entries is 2n - popcount(n) hashes). */
+static uint64_t covered_of(struct fx *f)
+{
+	MDB_txn *txn;
+	MDB_stat st;
+	uint64_t n = 0;
+
+	assert_int_equal(tern_store_read_begin(f->s, &txn), TERN_OK);
+	assert_int_equal(mdb_stat(txn, f->d.subtrees, &st), 0);
+	mdb_txn_abort(txn);
+	while (2 * n - (uint64_t)__builtin_popcountll(n) < st.ms_entries)
+		n++;
+	assert_true(2 * n - (uint64_t)__builtin_popcountll(n) == st.ms_entries);
+	return n;
+}
+
 static int around(uint64_t x, uint64_t n)
 {
 	if (x < 3 || x + 2 > n || x == n / 2 || x == n / 3)
@@ -223,8 +240,37 @@ static void test_subtrees_and_proofs(void **state)
 	for (int n = 1; f->i < 1000; n = n * 3 % 97 + 1)
 		add(f, &f->d, f->i + n > 1000 ? 1000 - f->i : n);
 	leaves = leaves_of(f, 1000);
-	check_subtrees(f, leaves, 1000);
-	check_proofs(f, &f->d, leaves, 1000);
+	check_subtrees(f, leaves, 768); /* stored 256 entries at a time */
+	assert_true(covered_of(f) == 768);
+	check_proofs(f, &f->d, leaves, 1000); /* the tail from its entries */
+	free(leaves);
+}
+
+/* One entry per transaction, as with one message in flight: the subtrees
+ * are stored a batch at a time, never more than 255 entries behind, so most
+ * commits leave their B-tree alone; proofs across the boundary are right. */
+static void test_subtrees_stored_in_batches(void **state)
+{
+	struct fx *f = *state;
+	tern_hash *leaves;
+	int writes = 0;
+	uint64_t before = 0;
+
+	for (int i = 0; i < 1100; i++) {
+		uint64_t c;
+		add(f, &f->d, 1);
+		c = covered_of(f);
+		assert_true(c <= (uint64_t)f->i && (uint64_t)f->i - c < 256);
+		writes += c != before;
+		before = c;
+	}
+	assert_int_equal(writes, 4); /* at 256, 512, 768 and 1024 entries */
+	leaves = leaves_of(f, 1100);
+	check_subtrees(f, leaves, 1024);
+	check_proofs(f, &f->d, leaves, 1100);
+	/* A start does not store a tail shorter than a batch: appends will. */
+	assert_int_equal(tern_audit_backfill(f->s, &f->d), TERN_OK);
+	assert_true(covered_of(f) == 1024);
 	free(leaves);
 }
 
@@ -293,13 +339,25 @@ static void test_store_from_before(void **state)
 	old.meta = f->d.meta;
 	old.checkpoints = f->d.checkpoints;
 	add(f, &old, 400); /* an older binary: no subtrees */
-	add(f, &f->d, 1);  /* behind: this one cannot store its own either */
-	leaves = leaves_of(f, 1001);
+	leaves = leaves_of(f, 1000);
 	check_subtrees(f, leaves, 600);
-	check_proofs(f, &f->d, leaves, 1001);
-	assert_int_equal(tern_audit_backfill(f->s, &f->d), TERN_OK);
+	check_proofs(f, &f->d, leaves, 1000);
+	free(leaves);
+	add(f, &f->d, 1); /* behind by a few batches: this append catches up */
+	leaves = leaves_of(f, 1001);
 	check_subtrees(f, leaves, 1001);
 	check_proofs(f, &f->d, leaves, 1001);
+	free(leaves);
+	/* Far behind (an older binary ran long): appends leave it to the
+	 * backfill at the next start, which works in bounded transactions. */
+	add(f, &old, 5000);
+	add(f, &f->d, 1);
+	assert_true(covered_of(f) == 1001);
+	leaves = leaves_of(f, 6002);
+	check_proofs(f, &f->d, leaves, 6002);
+	assert_int_equal(tern_audit_backfill(f->s, &f->d), TERN_OK);
+	check_subtrees(f, leaves, 6002);
+	check_proofs(f, &f->d, leaves, 6002);
 	free(leaves);
 }
 
@@ -319,10 +377,25 @@ static void test_backfill_refuses_damaged_log(void **state)
 {
 	struct fx *f = *state;
 
-	add(f, &f->d, 50);
+	add(f, &f->d, 300); /* a backfill of less than a batch is left to appends */
 	assert_int_equal(tern_store_write(f->s, drop_subtrees, f), TERN_OK);
 	assert_int_equal(tern_store_write(f->s, damage_entry, f), TERN_OK);
 	assert_int_equal(tern_audit_backfill(f->s, &f->d), TERN_EMALFORMED);
+}
+
+/* The same check when an append stores a batch: entries of the tail that
+ * no longer hash to the frontier fail the append, rather than being made
+ * into subtrees that proofs would then contradict the checkpoints with. */
+static void test_append_refuses_damaged_tail(void **state)
+{
+	struct fx *f = *state;
+	struct adder a = {f, f->d, 200};
+
+	add(f, &f->d, 100);
+	assert_true(covered_of(f) == 0);
+	assert_int_equal(tern_store_write(f->s, damage_entry, f), TERN_OK);
+	assert_int_equal(tern_store_write(f->s, append_many, &a), TERN_EMALFORMED);
+	assert_true(covered_of(f) == 0);
 }
 
 static void test_root_matches_recomputation(void **state)
@@ -399,9 +472,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_root_matches_recomputation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_checkpoints, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_subtrees_and_proofs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_subtrees_stored_in_batches, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backfill, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_store_from_before, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_backfill_refuses_damaged_log, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_append_refuses_damaged_tail, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
