@@ -504,7 +504,7 @@ static int mix_step(MDB_txn *txn, void *arg)
 	switch (m->op) {
 	case 0: { /* append one to three */
 		for (int i = 0, n = 1 + (int)rnd(3); i < n && rc == TERN_OK; i++) {
-			char payload[32];
+			char payload[40];
 			bq_item it = {.kind = rnd(5) ? BQ_ENVELOPE : BQ_NOTICE,
 			              .expires_at = rnd(4) ? INT64_MAX - 1 : m->now + 5,
 			              .enqueued_at = m->now};
