@@ -92,8 +92,16 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 	d->broker_epoch.len = BQ_EPOCH_LEN;
 	d->seq = seq;
 	if (it->kind == BQ_NOTICE) {
-		if (tern_pb_unpack(&tern__v1__notice__descriptor, it->payload, it->len, it->len,
-		                   &pp->notices[pp->n]) != TERN_OK)
+		int rc = tern_pb_unpack(&tern__v1__notice__descriptor, it->payload, it->len,
+		                        it->len, &pp->notices[pp->n]);
+		/* Out of memory is not damage: stop here (what is gathered goes) and
+		 * try this one again next turn. Skipped, it would be lost: the
+		 * node acknowledges past it with the next item's seq. */
+		if (rc == TERN_ENOMEM) {
+			pp->blocked = 1;
+			return 1;
+		}
+		if (rc != TERN_OK)
 			return 0; /* damaged notice: skip it, the node will ack past it */
 		d->item_case = TERN__V1__DELIVER__ITEM_NOTICE;
 		d->notice = (Tern__V1__Notice *)pp->notices[pp->n];

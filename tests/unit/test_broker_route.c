@@ -818,6 +818,95 @@ static void test_deliver_batch(void **state)
 		free(e[i].buf);
 }
 
+/* Linked with --wrap=tern_pb_unpack (tests/CMakeLists.txt): while
+ * notice_oom is set, decoding a Notice fails as out of memory. */
+int __real_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                          size_t max_len, ProtobufCMessage **out);
+int __wrap_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                          size_t max_len, ProtobufCMessage **out);
+static int notice_oom;
+
+int __wrap_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                          size_t max_len, ProtobufCMessage **out)
+{
+	if (notice_oom && desc == &tern__v1__notice__descriptor)
+		return TERN_ENOMEM;
+	return __real_tern_pb_unpack(desc, buf, len, max_len, out);
+}
+
+static int append_notice(MDB_txn *txn, void *arg)
+{
+	broker *b = arg;
+	Tern__V1__Notice nt = TERN__V1__NOTICE__INIT;
+	uint8_t buf[256];
+	bq_item it = {.kind = BQ_NOTICE, .expires_at = INT64_MAX, .enqueued_at = 1};
+	uint64_t seq;
+
+	nt.kind = TERN__V1__NOTICE__KIND__DEAD_LETTERED;
+	nt.message_id = "01a20598-0000-7000-8000-0000000000aa";
+	nt.recipient = "portugal";
+	nt.reason = "max-attempts";
+	it.payload = buf;
+	it.len = tern__v1__notice__pack(&nt, buf);
+	snprintf(it.sender, sizeof(it.sender), "broker");
+	memcpy(it.msgid, nt.message_id, 37);
+	return bq_append(txn, b->store, "sweden", &it, &seq);
+}
+
+/* A notice the pump cannot decode for want of memory is not skipped (the
+ * node would acknowledge past it with the next item's seq, and it would be
+ * lost): the pump stops before it and sends it on a later turn. */
+static void test_deliver_notice_out_of_memory(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	static const uint8_t rid[] = {9};
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	struct sealed e[2];
+
+	b->batch.now = tern_now_ms();
+	e[0] = referral(f);
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e[0].buf, e[0].len)),
+	                 TERN_OK);
+	batch_commit(b);
+	assert_int_equal(tern_store_write(b->store, append_notice, b), TERN_OK); /* seq 2 */
+	e[1] = referral(f);
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e[1].buf, e[1].len)),
+	                 TERN_OK);
+	batch_commit(b);
+
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "sw", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://pump-oom"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://pump-oom"), 0);
+	b->router = router;
+	memcpy(sweden->rid, "sw", 2);
+	sweden->rid_len = 2;
+	sweden->live = 1;
+	sweden->credit = 10;
+	sweden->deliver_batch = 0; /* one Deliver frame each: seqs read back one by one */
+
+	notice_oom = 1;
+	deliver_pump(b, sweden);
+	notice_oom = 0;
+	assert_string_equal(frames_read(dealer), "1"); /* not 1 | 3 */
+	assert_int_equal(sweden->sent, 1);
+	assert_true(sweden->dirty); /* tried again on a later turn */
+	deliver_pump(b, sweden);
+	assert_string_equal(frames_read(dealer), "2 | 3");
+	assert_int_equal(sweden->sent, 3);
+
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 2; i++)
+		free(e[i].buf);
+}
+
 /* The answers one commit sends to dealer, each as the index of its message
  * in e[] joined by ",", frames split by " | " (a SubmitResults is one
  * frame). */
@@ -1046,6 +1135,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test(test_session_order),
