@@ -521,23 +521,24 @@ int bq_rewind(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t to, uint64
 			break;
 		lost(seq, &it, arg);
 	}
-	/* What is above the mark again is queued again: counted again. */
-	for (rc = to < acked ? seek(c, rcpt, to + 1, &key, &v, k) : MDB_NOTFOUND; rc == 0;
-	     rc = next_in(c, rcpt, &key, &v)) {
+	if (rc != 0 && rc != MDB_NOTFOUND) {
+		mdb_cursor_close(c);
+		return MDB(rc, "scan queue");
+	}
+	/* What is above the mark again is queued again: counted again. Seek
+	 * afresh after each counter write, as bq_ack does. */
+	for (uint64_t next = to + 1; to < acked && (rc = seek(c, rcpt, next, &key, &v, k)) == 0;) {
+		uint64_t seq = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
 		bq_item it;
 		int crc;
-		if (tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8) > acked)
+		if (seq > acked)
 			break;
 		if (item_decode(&v, &it) == TERN_OK &&
 		    (crc = qcount_move(txn, s, rcpt, &it, +1, 0)) != TERN_OK) {
 			mdb_cursor_close(c);
 			return crc;
 		}
-		/* the counter's put may move the cursor's page: seek again */
-		rc = seek(c, rcpt, tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8), &key,
-		          &v, k);
-		if (rc != 0)
-			break;
+		next = seq + 1;
 	}
 	mdb_cursor_close(c);
 	if (rc != 0 && rc != MDB_NOTFOUND)
@@ -781,10 +782,13 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 		/* The same id dead-lettered again replaces its letter: one more
 		 * dead letter only when there was none. */
 		rc = mdb_put(txn, DBI(s, BQ_DLQ), &dkey, &dval, MDB_NOOVERWRITE);
-		if (rc == MDB_KEYEXIST)
+		if (rc == MDB_KEYEXIST) {
+			/* LMDB pointed dval at the letter there: point it back. */
+			dval = (MDB_val){9 + rl + v.mv_size, dv};
 			rc = mdb_put(txn, DBI(s, BQ_DLQ), &dkey, &dval, 0);
-		else if (rc == 0)
+		} else if (rc == 0) {
 			fresh = 1;
+		}
 	}
 	free(dv);
 	if (rc != 0)
@@ -1219,6 +1223,29 @@ fail:
 	return rc;
 }
 
+/* Deletes every counter: a fill starts from none, so that counters left by
+ * an earlier fill (the mark removed to count again) cannot outlive it. */
+static int qcount_clear(MDB_txn *txn, tern_store *s)
+{
+	const size_t pl = strlen(QCOUNT_PREFIX);
+	MDB_cursor *c;
+	MDB_val k, v;
+	int rc;
+
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_META), &c)) != 0)
+		return MDB(rc, "cursor");
+	for (;;) {
+		k = (MDB_val){pl, QCOUNT_PREFIX};
+		if ((rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE)) != 0 || k.mv_size < pl ||
+		    memcmp(k.mv_data, QCOUNT_PREFIX, pl) != 0)
+			break;
+		if ((rc = mdb_cursor_del(c, 0)) != 0)
+			break;
+	}
+	mdb_cursor_close(c);
+	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "clear queue counts");
+}
+
 /* The counters' first fill, for a store from before them: one scan, once. */
 static int qcount_backfill(MDB_txn *txn, void *arg)
 {
@@ -1232,7 +1259,8 @@ static int qcount_backfill(MDB_txn *txn, void *arg)
 		return TERN_OK;
 	if (rc != MDB_NOTFOUND)
 		return MDB(rc, "read the queue counts' mark");
-	if ((rc = bq_stats_scan(txn, s, &d, &nd)) != TERN_OK)
+	if ((rc = qcount_clear(txn, s)) != TERN_OK ||
+	    (rc = bq_stats_scan(txn, s, &d, &nd)) != TERN_OK)
 		return rc;
 	for (size_t i = 0; i < nd && rc == TERN_OK; i++) {
 		struct qcount q = {d[i].depth, d[i].bytes, d[i].notices, d[i].dead};

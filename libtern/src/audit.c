@@ -183,10 +183,12 @@ static int frontier_add(MDB_txn *txn, const tern_audit_dbs *d, int store, struct
 	return TERN_OK;
 }
 
-/* Reads entries g->size to end - 1, storing each one's leaf and the subtrees
- * it closes: g is the frontier of the first g->size entries (those whose
- * subtrees are stored) and becomes that of the first end. */
-static int subtrees_store(MDB_txn *txn, const tern_audit_dbs *d, struct frontier *g, uint64_t end)
+/* Reads entries g->size to end - 1 into g, the frontier of the first
+ * g->size entries, which becomes that of the first end; with store, stores
+ * each one's leaf and the subtrees it closes (g->size entries' subtrees must
+ * be stored already). */
+static int subtrees_add(MDB_txn *txn, const tern_audit_dbs *d, int store, struct frontier *g,
+                        uint64_t end)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -210,7 +212,7 @@ static int subtrees_store(MDB_txn *txn, const tern_audit_dbs *d, struct frontier
 			goto out;
 		}
 		tern_merkle_leaf_hash(v.mv_data, v.mv_size, h);
-		if ((rc = frontier_add(txn, d, 1, g, h)) != TERN_OK)
+		if ((rc = frontier_add(txn, d, store, g, h)) != TERN_OK)
 			goto out;
 		rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
 	}
@@ -218,6 +220,12 @@ static int subtrees_store(MDB_txn *txn, const tern_audit_dbs *d, struct frontier
 out:
 	mdb_cursor_close(c);
 	return rc;
+}
+
+static int frontier_same(const struct frontier *a, const struct frontier *b)
+{
+	return a->size == b->size && a->n == b->n &&
+	       memcmp(a->h, b->h, (size_t)a->n * TERN_HASH_LEN) == 0;
 }
 
 /* The frontier of the first n leaves, from the stored subtrees. */
@@ -277,9 +285,9 @@ int tern_audit_append(MDB_txn *txn, const tern_audit_dbs *d, const Tern__V1__Aud
 	    f.size - covered <= SUBTREE_CATCHUP_MAX) {
 		struct frontier g;
 		if ((rc = tree_frontier(txn, d, covered, &g)) != TERN_OK ||
-		    (rc = subtrees_store(txn, d, &g, f.size)) != TERN_OK)
+		    (rc = subtrees_add(txn, d, 1, &g, f.size)) != TERN_OK)
 			goto out;
-		if (g.n != f.n || memcmp(g.h, f.h, (size_t)f.n * TERN_HASH_LEN) != 0) {
+		if (!frontier_same(&g, &f)) {
 			rc =
 			    tern_fail(TERN_EMALFORMED, "the audit log's entries do not hash to its "
 			                               "frontier: the log is damaged");
@@ -322,12 +330,11 @@ static int backfill_apply(MDB_txn *txn, void *arg)
 	if ((rc = tree_frontier(txn, b->d, b->done, &f)) != TERN_OK)
 		return rc;
 	end = head.size - b->done > BACKFILL_BATCH ? b->done + BACKFILL_BATCH : head.size;
-	if ((rc = subtrees_store(txn, b->d, &f, end)) != TERN_OK)
+	if ((rc = subtrees_add(txn, b->d, 1, &f, end)) != TERN_OK)
 		return rc;
 	/* The entries must hash to the frontier the checkpoints were signed from,
 	 * or proofs made from these subtrees would not match them. */
-	if (end == head.size &&
-	    (f.n != head.n || memcmp(f.h, head.h, (size_t)f.n * TERN_HASH_LEN) != 0))
+	if (end == head.size && !frontier_same(&f, &head))
 		return tern_fail(TERN_EMALFORMED,
 		                 "the audit log's entries do not hash to its frontier: the log is "
 		                 "damaged");
@@ -348,9 +355,22 @@ int tern_audit_backfill(tern_store *s, const tern_audit_dbs *d)
 		return rc;
 	if ((rc = frontier_get(txn, d, &head)) == TERN_OK)
 		rc = tree_covered(txn, d, &b.done);
+	/* Behind by less than a batch is how appends leave it: that tail is
+	 * checked here, read only, so that a damaged one stops the start as
+	 * the backfill's check does, not the append that would store it. */
+	if (rc == TERN_OK && b.done < head.size && head.size - b.done < SUBTREE_BATCH) {
+		struct frontier g;
+		if ((rc = tree_frontier(txn, d, b.done, &g)) == TERN_OK &&
+		    (rc = subtrees_add(txn, d, 0, &g, head.size)) == TERN_OK &&
+		    !frontier_same(&g, &head))
+			rc =
+			    tern_fail(TERN_EMALFORMED, "the audit log's entries do not hash to its "
+			                               "frontier: the log is damaged");
+		mdb_txn_abort(txn);
+		return rc;
+	}
 	mdb_txn_abort(txn);
-	/* Behind by less than a batch is how appends leave it. */
-	if (rc != TERN_OK || head.size - b.done < SUBTREE_BATCH)
+	if (rc != TERN_OK || b.done == head.size)
 		return rc;
 	log_info("audit log: storing the subtree hashes of entries %llu to %llu (a store from "
 	         "before they were kept; this is done once)",

@@ -15,11 +15,14 @@ static int log_min = TERN_LOG_INFO;
 /* A daemon's loop thread holds its debug and info lines between polls and
  * writes them with one system call (log_flush before it waits): under load
  * that is one write a turn instead of one a message at each hop. The buffer
- * is PIPE_BUF long, so a flushed batch of whole lines is never interleaved
- * with another thread's line when stderr is a pipe or journald's socket.
+ * is PIPE_BUF long, so when stderr is a pipe or a file opened for append a
+ * flushed batch of whole lines is never interleaved with another thread's
+ * line (a stream socket makes no such promise for any write, held or not).
  * Warnings and errors are not held: they flush what is held, then go out at
  * once, in order. Only the calling thread's lines are held; other threads
- * (HTTP workers, the webhook sender) write theirs as before. */
+ * (HTTP workers, the webhook sender) write theirs as before, so a held line
+ * can appear after another thread's later one (each keeps its time). A
+ * crash, an abort or kill -9 loses the held lines of the turn. */
 static __thread struct {
 	int on;
 	size_t n;

@@ -383,9 +383,10 @@ static void test_backfill_refuses_damaged_log(void **state)
 	assert_int_equal(tern_audit_backfill(f->s, &f->d), TERN_EMALFORMED);
 }
 
-/* The same check when an append stores a batch: entries of the tail that
- * no longer hash to the frontier fail the append, rather than being made
- * into subtrees that proofs would then contradict the checkpoints with. */
+/* The same check when an append stores a batch, and at a start for a tail
+ * shorter than a batch: entries that no longer hash to the frontier stop
+ * the start and fail the append, rather than being made into subtrees that
+ * proofs would then contradict the checkpoints with. */
 static void test_append_refuses_damaged_tail(void **state)
 {
 	struct fx *f = *state;
@@ -393,7 +394,10 @@ static void test_append_refuses_damaged_tail(void **state)
 
 	add(f, &f->d, 100);
 	assert_true(covered_of(f) == 0);
+	assert_int_equal(tern_audit_backfill(f->s, &f->d), TERN_OK); /* a sound tail */
 	assert_int_equal(tern_store_write(f->s, damage_entry, f), TERN_OK);
+	/* A start finds it (read only) rather than the 256th append. */
+	assert_int_equal(tern_audit_backfill(f->s, &f->d), TERN_EMALFORMED);
 	assert_int_equal(tern_store_write(f->s, append_many, &a), TERN_EMALFORMED);
 	assert_true(covered_of(f) == 0);
 }

@@ -433,6 +433,47 @@ static void dlq_visit(const char *rcpt, const char *msgid, const char *reason, i
 	d->n++;
 }
 
+struct dl_reason {
+	const char *rcpt, *reason;
+	uint64_t seq;
+};
+
+static int do_dead_letter_reason(MDB_txn *txn, void *arg)
+{
+	struct dl_reason *d = arg;
+	return bq_dead_letter(txn, st, d->rcpt, d->seq, TERN__V1__NOTICE__KIND__DEAD_LETTERED,
+	                      d->reason, 9000);
+}
+
+/* The same id dead-lettered twice for one destination (an envelope and the
+ * notice about it, say): the later letter replaces the earlier, and counts
+ * once. */
+static void test_dead_letter_same_id_replaces(void **state)
+{
+	struct dl_reason one = {"ngo", "reason-one", 1}, two = {"ngo", "reason-two", 2};
+	struct dlq d = {0};
+	MDB_txn *txn;
+	bq_dest *q = NULL;
+	size_t nq = 0;
+
+	(void)state;
+	append("ngo", 1, INT64_MAX - 1, NULL);
+	append("ngo", 1, INT64_MAX - 1, NULL); /* do_append numbers ids from 0: the same id */
+	assert_int_equal(tern_store_write(st, do_dead_letter_reason, &one), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_dead_letter_reason, &two), TERN_OK);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(bq_dlq_scan(txn, st, dlq_visit, &d), TERN_OK);
+	assert_int_equal(bq_stats(txn, st, &q, &nq), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_int_equal(d.n, 1);
+	assert_string_equal(d.reason, "reason-two");
+	assert_int_equal(nq, 2); /* ngo, and unhcr with its two notices */
+	assert_string_equal(q[0].id, "ngo");
+	assert_int_equal(q[0].dead, 1);
+	assert_int_equal(q[0].depth, 0);
+	free(q);
+}
+
 /* An expired entry leaves its queue for the dead-letter queue with its
  * reason, and its sender is told through its own queue. */
 static void test_expiry_dead_letters_and_notice(void **state)
@@ -688,6 +729,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_order_and_sequences, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_and_rewind, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts_match_scan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dead_letter_same_id_replaces, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stubs_name_what_is_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
