@@ -751,6 +751,39 @@ static const char *frames_read(void *dealer)
 	return out;
 }
 
+/* A ROUTER for the broker and a DEALER as sweden's node on inproc ep,
+ * sweden live on it: what deliver_pump sends, read with frames_read. */
+struct pump_pair {
+	void *ctx, *router, *dealer;
+};
+
+static void pump_pair_open(broker *b, struct peer *p, const char *ep, struct pump_pair *pp)
+{
+	pp->ctx = zmq_ctx_new();
+	pp->router = zmq_socket(pp->ctx, ZMQ_ROUTER);
+	pp->dealer = zmq_socket(pp->ctx, ZMQ_DEALER);
+	assert_int_equal(zmq_setsockopt(pp->dealer, ZMQ_ROUTING_ID, "sw", 2), 0);
+	assert_int_equal(zmq_bind(pp->router, ep), 0);
+	assert_int_equal(zmq_connect(pp->dealer, ep), 0);
+	b->router = pp->router;
+	memcpy(p->rid, "sw", 2);
+	p->rid_len = 2;
+	p->live = 1;
+}
+
+/* Closes the pair and frees b (bare_broker's) and the n envelopes in e. */
+static void pump_pair_close(struct pump_pair *pp, broker *b, struct sealed *e, int n)
+{
+	zmq_close(pp->dealer);
+	zmq_close(pp->router);
+	zmq_ctx_term(pp->ctx);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < n; i++)
+		free(e[i].buf);
+}
+
 /* A node whose Hello set deliver_batch gets what its credit allows in one
  * DeliverBatch frame, in seq order; one from before it, a Deliver frame
  * each. A send that is refused moves nothing: the same go again later. */
@@ -760,8 +793,8 @@ static void test_deliver_batch(void **state)
 	broker *b = bare_broker(f);
 	struct peer *sweden = peer_find(b, "sweden", 0);
 	static const uint8_t rid[] = {9};
-	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
-	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	struct pump_pair pp;
+	void *router, *dealer;
 	struct sealed e[3];
 
 	b->batch.now = tern_now_ms();
@@ -772,14 +805,9 @@ static void test_deliver_batch(void **state)
 	}
 	batch_commit(b);
 	assert_int_equal(queue_of(f, "sweden").n, 3);
-
-	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "sw", 2), 0);
-	assert_int_equal(zmq_bind(router, "inproc://pump"), 0);
-	assert_int_equal(zmq_connect(dealer, "inproc://pump"), 0);
-	b->router = router;
-	memcpy(sweden->rid, "sw", 2);
-	sweden->rid_len = 2;
-	sweden->live = 1;
+	pump_pair_open(b, sweden, "inproc://pump", &pp);
+	router = pp.router;
+	dealer = pp.dealer;
 
 	sweden->credit = 2;
 	sweden->deliver_batch = 64;
@@ -807,15 +835,7 @@ static void test_deliver_batch(void **state)
 	deliver_pump(b, sweden);
 	assert_string_equal(frames_read(dealer), "1,2,3");
 	assert_int_equal(sweden->sent, 3);
-
-	zmq_close(dealer);
-	zmq_close(router);
-	zmq_ctx_term(ctx);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
-	for (int i = 0; i < 3; i++)
-		free(e[i].buf);
+	pump_pair_close(&pp, b, e, 3);
 }
 
 /* Linked with --wrap=tern_pb_unpack (tests/CMakeLists.txt): while
@@ -862,8 +882,7 @@ static void test_deliver_notice_out_of_memory(void **state)
 	broker *b = bare_broker(f);
 	struct peer *sweden = peer_find(b, "sweden", 0);
 	static const uint8_t rid[] = {9};
-	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
-	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	struct pump_pair pp;
 	struct sealed e[2];
 
 	b->batch.now = tern_now_ms();
@@ -876,35 +895,20 @@ static void test_deliver_notice_out_of_memory(void **state)
 	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e[1].buf, e[1].len)),
 	                 TERN_OK);
 	batch_commit(b);
-
-	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "sw", 2), 0);
-	assert_int_equal(zmq_bind(router, "inproc://pump-oom"), 0);
-	assert_int_equal(zmq_connect(dealer, "inproc://pump-oom"), 0);
-	b->router = router;
-	memcpy(sweden->rid, "sw", 2);
-	sweden->rid_len = 2;
-	sweden->live = 1;
+	pump_pair_open(b, sweden, "inproc://pump-oom", &pp);
 	sweden->credit = 10;
 	sweden->deliver_batch = 0; /* one Deliver frame each: seqs read back one by one */
 
 	notice_oom = 1;
 	deliver_pump(b, sweden);
 	notice_oom = 0;
-	assert_string_equal(frames_read(dealer), "1"); /* not 1 | 3 */
+	assert_string_equal(frames_read(pp.dealer), "1"); /* not 1 | 3 */
 	assert_int_equal(sweden->sent, 1);
 	assert_true(sweden->dirty); /* tried again on a later turn */
 	deliver_pump(b, sweden);
-	assert_string_equal(frames_read(dealer), "2 | 3");
+	assert_string_equal(frames_read(pp.dealer), "2 | 3");
 	assert_int_equal(sweden->sent, 3);
-
-	zmq_close(dealer);
-	zmq_close(router);
-	zmq_ctx_term(ctx);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
-	for (int i = 0; i < 2; i++)
-		free(e[i].buf);
+	pump_pair_close(&pp, b, e, 2);
 }
 
 /* The answers one commit sends to dealer, each as the index of its message

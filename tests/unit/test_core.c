@@ -37,17 +37,42 @@ static int teardown(void **state)
 	return tt_rmtree(tmpdir);
 }
 
+/* stderr into a fresh temporary file, whose descriptor *fd stays open for
+ * reading; *saved is the old stderr, for stderr_back. */
+static void stderr_to_file(char *path, int *fd, int *saved)
+{
+	*fd = mkstemp(path);
+	*saved = dup(STDERR_FILENO);
+	assert_true(*fd >= 0 && *saved >= 0);
+	assert_int_equal(dup2(*fd, STDERR_FILENO), STDERR_FILENO);
+}
+
+/* stderr back; what the file got into buf (NUL-terminated), which must not
+ * be empty; the file removed. Returns its length. */
+static ssize_t stderr_back(const char *path, int fd, int saved, char *buf, size_t cap)
+{
+	ssize_t n;
+
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	n = pread(fd, buf, cap - 1, 0);
+	close(fd);
+	unlink(path);
+	assert_true(n > 0);
+	buf[n] = 0;
+	return n;
+}
+
 /* One logfmt record per line, quotes and backslashes escaped, newlines
  * flattened, each line written whole. */
 static void test_log_lines(void **state)
 {
 	char path[] = "/tmp/tern-test-log.XXXXXX", buf[4096], big[3000];
-	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	int fd, saved;
 	ssize_t n;
 
 	(void)state;
-	assert_true(fd >= 0 && saved >= 0);
-	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	stderr_to_file(path, &fd, &saved);
 	log_init("test", TERN_LOG_INFO);
 	log_debug("not shown");
 	log_warnx("a \"quoted\" c:\\dir\nsecond line");
@@ -55,13 +80,7 @@ static void test_log_lines(void **state)
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = 0;
 	log_info("%s", big); /* cut to the buffer, still one closed line */
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	close(fd);
-	unlink(path);
-	assert_true(n > 0);
-	buf[n] = 0;
+	n = stderr_back(path, fd, saved, buf, sizeof(buf));
 	assert_null(strstr(buf, "not shown"));
 	assert_non_null(strstr(buf, " level=warn prog=test msg=\"a \\\"quoted\\\" c:\\\\dir second "
 	                            "line\"\n"));
@@ -98,14 +117,13 @@ static void *log_from_thread(void *arg)
 static void test_log_hold(void **state)
 {
 	char path[] = "/tmp/tern-test-log.XXXXXX", buf[16384];
-	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	int fd, saved;
 	pthread_t t;
 	off_t before;
 	ssize_t n;
 
 	(void)state;
-	assert_true(fd >= 0 && saved >= 0);
-	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	stderr_to_file(path, &fd, &saved);
 	log_init("test", TERN_LOG_INFO);
 	log_hold(1);
 	log_info("held one");
@@ -125,13 +143,7 @@ static void test_log_hold(void **state)
 	log_hold(0);
 	assert_true(file_size(fd) > before);
 	log_info("not held");
-	dup2(saved, STDERR_FILENO);
-	close(saved);
-	n = pread(fd, buf, sizeof(buf) - 1, 0);
-	close(fd);
-	unlink(path);
-	assert_true(n > 0);
-	buf[n] = 0;
+	n = stderr_back(path, fd, saved, buf, sizeof(buf));
 	{
 		const char *other = strstr(buf, "from another thread"),
 		           *one = strstr(buf, "held one"), *two = strstr(buf, "held two"),
