@@ -338,7 +338,7 @@ static int next_in(MDB_cursor *c, const char *rcpt, MDB_val *key, MDB_val *v)
  * are not stubs: count, payload bytes, notices) and dead-lettered, kept in
  * meta under "qcount/<rcpt>" and moved in the transaction that moves an item,
  * so `tern queues` and the metrics cost the same with ten items queued or ten
- * million: counting them by a scan held the broker's loop about a second per
+ * million: counting them by a scan held the broker's loop a quarter of a second per
  * million. A store from before the counters gets them once, by that scan,
  * when it is opened for writing (QCOUNT_MARK); a read-only look at such a
  * store still scans. */
