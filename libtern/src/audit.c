@@ -222,10 +222,16 @@ out:
 	return rc;
 }
 
-static int frontier_same(const struct frontier *a, const struct frontier *b)
+/* The entries read back into got must hash to the frontier the checkpoints
+ * were signed from, or subtrees made from them would give proofs that do
+ * not match those checkpoints. */
+static int frontier_check(const struct frontier *got, const struct frontier *head)
 {
-	return a->size == b->size && a->n == b->n &&
-	       memcmp(a->h, b->h, (size_t)a->n * TERN_HASH_LEN) == 0;
+	if (got->size == head->size && got->n == head->n &&
+	    memcmp(got->h, head->h, (size_t)got->n * TERN_HASH_LEN) == 0)
+		return TERN_OK;
+	return tern_fail(TERN_EMALFORMED,
+	                 "the audit log's entries do not hash to its frontier: the log is damaged");
 }
 
 /* The frontier of the first n leaves, from the stored subtrees. */
@@ -285,14 +291,9 @@ int tern_audit_append(MDB_txn *txn, const tern_audit_dbs *d, const Tern__V1__Aud
 	    f.size - covered <= SUBTREE_CATCHUP_MAX) {
 		struct frontier g;
 		if ((rc = tree_frontier(txn, d, covered, &g)) != TERN_OK ||
-		    (rc = subtrees_add(txn, d, 1, &g, f.size)) != TERN_OK)
+		    (rc = subtrees_add(txn, d, 1, &g, f.size)) != TERN_OK ||
+		    (rc = frontier_check(&g, &f)) != TERN_OK)
 			goto out;
-		if (!frontier_same(&g, &f)) {
-			rc =
-			    tern_fail(TERN_EMALFORMED, "the audit log's entries do not hash to its "
-			                               "frontier: the log is damaged");
-			goto out;
-		}
 		store = 1; /* and this entry's: none is left behind */
 	}
 	if ((rc = frontier_add(txn, d, store, &f, h)) != TERN_OK)
@@ -332,12 +333,8 @@ static int backfill_apply(MDB_txn *txn, void *arg)
 	end = head.size - b->done > BACKFILL_BATCH ? b->done + BACKFILL_BATCH : head.size;
 	if ((rc = subtrees_add(txn, b->d, 1, &f, end)) != TERN_OK)
 		return rc;
-	/* The entries must hash to the frontier the checkpoints were signed from,
-	 * or proofs made from these subtrees would not match them. */
-	if (end == head.size && !frontier_same(&f, &head))
-		return tern_fail(TERN_EMALFORMED,
-		                 "the audit log's entries do not hash to its frontier: the log is "
-		                 "damaged");
+	if (end == head.size && (rc = frontier_check(&f, &head)) != TERN_OK)
+		return rc;
 	b->done = end;
 	return TERN_OK;
 }
@@ -361,11 +358,8 @@ int tern_audit_backfill(tern_store *s, const tern_audit_dbs *d)
 	if (rc == TERN_OK && b.done < head.size && head.size - b.done < SUBTREE_BATCH) {
 		struct frontier g;
 		if ((rc = tree_frontier(txn, d, b.done, &g)) == TERN_OK &&
-		    (rc = subtrees_add(txn, d, 0, &g, head.size)) == TERN_OK &&
-		    !frontier_same(&g, &head))
-			rc =
-			    tern_fail(TERN_EMALFORMED, "the audit log's entries do not hash to its "
-			                               "frontier: the log is damaged");
+		    (rc = subtrees_add(txn, d, 0, &g, head.size)) == TERN_OK)
+			rc = frontier_check(&g, &head);
 		mdb_txn_abort(txn);
 		return rc;
 	}
