@@ -31,37 +31,6 @@ static int batch_subs_write(MDB_txn *txn, broker *b)
 	return TERN_OK;
 }
 
-/* Cut-through: the recipients of this write's accepted submissions are sent
- * them from the write itself, the last thing before its commit, so that a
- * recipient's node verifies and syncs a message while the broker syncs it
- * rather than after. Only the acknowledgement to the sender waits for the
- * broker's commit; a message forwarded and then lost with an uncommitted
- * write is submitted again by its sender, which holds it until that
- * acknowledgement, and the recipient takes it once (by message id). Only on
- * the transaction's first run: a message sent from a run that is then
- * undone could get another seq in the next. */
-static void batch_forward(MDB_txn *txn, broker *b)
-{
-	struct batch *bt = &b->batch;
-
-	for (size_t i = 0; i < bt->nsubs; i++) {
-		const Tern__V1__Header *h;
-		if (!bt->subs[i].accepted || !bt->subs[i].env)
-			continue;
-		h = tern_envelope_header(bt->subs[i].env);
-		for (size_t r = 0; r < h->n_recipients; r++) {
-			struct peer *p = peer_find(b, h->recipients[r], 0);
-			uint64_t sent;
-			if (!p || p->forwarded)
-				continue;
-			sent = p->sent;
-			deliver_forward(txn, b, p);
-			if (p->sent != sent)
-				bt->forwarded = 1;
-		}
-	}
-}
-
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
@@ -69,7 +38,6 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	int rc, dead = 0;
 
 	/* A transaction may run again (map growth): count this attempt only. */
-	bt->attempts++;
 	memset(bt->lat, 0, sizeof(bt->lat));
 	bt->lat_sum = 0;
 	for (size_t i = 0; i < bt->ndead; i++)
@@ -129,8 +97,6 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		                                bt->checkpoint == 2, &size)) != TERN_OK)
 			return rc;
 	}
-	if (bt->attempts == 1)
-		batch_forward(txn, b);
 	return TERN_OK;
 }
 
@@ -145,9 +111,6 @@ void batch_reset(broker *b)
 	bt->purge = 0;
 	bt->nxgone = 0; /* not committed, or removed already: no files to touch */
 	bt->checkpoint = 0;
-	bt->attempts = bt->forwarded = 0;
-	for (size_t i = 0; i < b->npeers; i++)
-		b->peers[i].forwarded = 0;
 }
 
 int batch_due(const broker *b, int64_t now, int *wait_ms)
@@ -245,11 +208,6 @@ void batch_commit(broker *b)
 		 * here, so its session is broken: it says Hello and resubmits. */
 		log_warnx("commit failed, %zu submissions not acknowledged: %s (%s)", bt->nsubs,
 		          tern_strerror(rc), tern_errdetail());
-		/* What was forwarded from it is not in the store: its seqs will
-		 * number other items. */
-		if (bt->forwarded)
-			deliver_epoch_new(b,
-			                  "a write forwarded before its commit was not committed");
 		for (size_t i = 0; i < bt->nsubs; i++) {
 			struct sub *s = &bt->subs[i];
 			struct peer *p = peer_find(b, s->peer, 0);
@@ -292,9 +250,6 @@ void batch_commit(broker *b)
 			p->dirty = 1;
 		}
 	}
-	/* After the acknowledgements: numbering starts again from them. */
-	if (bt->forwarded && bt->attempts > 1)
-		deliver_epoch_new(b, "a write forwarded before its commit ran again");
 	for (size_t i = 0; i < bt->ndead; i++) {
 		struct peer *p = peer_find(b, bt->dead[i].node, 0);
 		if (bt->dead_done[i])
@@ -316,13 +271,8 @@ void batch_commit(broker *b)
 			log_info("accepted %s %s from %s for %zu recipient(s), case %s", s->msgid,
 			         tern_msgtype_by_type(h->type)->name, s->peer, h->n_recipients,
 			         h->case_id);
-			/* Forwarded from the write: the pump left dirty set if
-			 * something is left to send. */
-			for (size_t r2 = 0; r2 < h->n_recipients; r2++) {
-				struct peer *p = peer_find(b, h->recipients[r2], 0);
-				if (p && !p->forwarded)
-					p->dirty = 1;
-			}
+			for (size_t r2 = 0; r2 < h->n_recipients; r2++)
+				touch_peer(h->recipients[r2], b);
 		} else {
 			log_warnx("refused %s from %s: %s: %s", s->msgid[0] ? s->msgid : "(no id)",
 			          s->peer, s->out_code, s->out_text);

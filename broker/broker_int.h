@@ -73,7 +73,6 @@ struct peer {
 	int64_t last_tx;
 	int64_t last_restore; /* when its store was last found put back */
 	int dirty;            /* queue changed: try to deliver */
-	int forwarded;        /* pumped from this batch's write, before its commit */
 	char software[64];    /* as its Hello said */
 	/* Rate limit: a token bucket; submissions over it wait here, in order. */
 	double tokens;
@@ -167,9 +166,6 @@ struct batch {
 		size_t natt;
 	} xgone[XFER_SWEEP_MAX];
 	size_t nxgone;
-	/* Runs of batch_apply for this write (LMDB's map grown: it runs again),
-	 * and whether any sent Delivers before its commit (deliver_forward). */
-	int attempts, forwarded;
 };
 
 /* A chunk written this turn, counted at chunk_flush. */
@@ -242,7 +238,6 @@ struct broker {
 		uint64_t removed_dead; /* dead-lettered: recipient removed from the directory */
 		uint64_t restores;     /* nodes found restored from an older copy */
 		uint64_t lost;         /* deliveries such nodes lost beyond retention */
-		uint64_t epochs;       /* delivery numbers started again (deliver_epoch_new) */
 		uint64_t purged;       /* acknowledged items purged after retention */
 		uint64_t barred;       /* frames from members no longer admitted */
 		uint64_t batch[11];    /* commit sizes: <=1, 2, 4, ..., 512, more */
@@ -271,6 +266,8 @@ struct route_rules {
 
 /* The peer named id; create: add it if it is new and there is room. */
 struct peer *peer_find(broker *b, const char *id, int create);
+/* Marks rcpt's queue as changed (arg: the broker); a bq_* callback. */
+void touch_peer(const char *rcpt, void *arg);
 int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f);
 /* Sends a chunk frame (ChunkAck, Chunk) on p's bulk lane when it has one,
  * else on its main connection. A lane whose connection went is closed and
@@ -383,20 +380,6 @@ void batch_timers(broker *b, int64_t now);
 
 /* Sends the next deliveries to p while its credit allows, in seq order. */
 void deliver_pump(broker *b, struct peer *p);
-/* Cut-through: pumps p from the batch's write transaction txn, before it is
- * committed, so that the recipient's node takes a message while the broker
- * syncs it (docs/guarantees.md, "Cut-through"). Once per peer and batch
- * (p->forwarded; batch_reset clears it). Returns 1 when p was pumped, in
- * this call or an earlier one of the batch; 0 when p cannot take anything
- * now (not live, no credit). A batch that forwarded and then fails to
- * commit, or commits in a later run of its transaction, must call
- * deliver_epoch_new: the seqs sent may be given to other items. */
-int deliver_forward(MDB_txn *txn, broker *b, struct peer *p);
-/* Starts delivery numbering again: a new epoch, every peer's sent back to
- * what it acknowledged. Nodes drop their count when a Deliver comes with a
- * new epoch, ignore nothing they have not committed, and de-duplicate by
- * message id; acknowledgements of the old epoch are refused. why: logged. */
-void deliver_epoch_new(broker *b, const char *why);
 /* Counts an acknowledged item's delivery latency into the batch (arg); a
  * bq_ack callback. */
 void deliver_latency(const bq_item *it, void *arg);

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <sodium.h>
 #include <zmq.h>
 
 #include <tern/error.h>
@@ -116,62 +115,30 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 	return pp->n >= most && pump_flush(pp) != TERN_OK;
 }
 
-/* One pump over txn: a read transaction after a commit, or the batch's write
- * before it (deliver_forward). */
-static void pump_run(broker *b, struct peer *p, MDB_txn *txn)
+void deliver_pump(broker *b, struct peer *p)
 {
 	/* On the stack (some 5 KB; only the loop's thread pumps): a pump runs
 	 * for every peer with news, every turn, and need not cost an allocation.
 	 * Only the counters are set: pump_visit fills an entry of the arrays
 	 * before pp.n counts it, so zeroing them all would buy nothing. */
 	struct pump pp;
+	MDB_txn *txn;
 
+	if (!p->live || p->credit == 0)
+		return;
 	pp.b = b;
 	pp.p = p;
 	pp.inflight = 0;
 	pp.blocked = 0;
 	pp.n = pp.bytes = 0;
+	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
+		return;
 	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp);
 	(void)pump_flush(&pp); /* before the txn its payloads point into ends */
+	mdb_txn_abort(txn);
 	if (pp.inflight == 0)
 		p->attempts = 0;
 	p->dirty = pp.blocked;
-}
-
-void deliver_pump(broker *b, struct peer *p)
-{
-	MDB_txn *txn;
-
-	if (!p->live || p->credit == 0)
-		return;
-	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
-		return;
-	pump_run(b, p, txn);
-	mdb_txn_abort(txn);
-}
-
-int deliver_forward(MDB_txn *txn, broker *b, struct peer *p)
-{
-	if (p->forwarded)
-		return 1;
-	if (!p->live || p->credit == 0)
-		return 0;
-	pump_run(b, p, txn);
-	p->forwarded = 1;
-	return 1;
-}
-
-void deliver_epoch_new(broker *b, const char *why)
-{
-	randombytes_buf(b->epoch, BQ_EPOCH_LEN);
-	for (size_t i = 0; i < b->npeers; i++) {
-		b->peers[i].sent = b->peers[i].acked;
-		b->peers[i].dirty = 1;
-	}
-	b->m.epochs++;
-	log_warnx("delivery numbers start again (%s): nodes take what is retained again and "
-	          "drop what they hold",
-	          why);
 }
 
 void deliver_latency(const bq_item *it, void *arg)

@@ -56,11 +56,6 @@ void publish_metrics(broker *b, int64_t now)
 	              "nodes found holding less than they acknowledged (a store put back from an "
 	              "older copy): what is retained is delivered again",
 	              (double)b->m.restores);
-	tern_prom_one(&p, "tern_broker_delivery_epochs_total", "counter",
-	              "times delivery numbering started again since the broker started: a "
-	              "write whose messages were forwarded before its commit failed or ran "
-	              "twice (nodes then drop what they already hold)",
-	              (double)b->m.epochs);
 	tern_prom_one(&p, "tern_broker_restore_lost_total", "counter",
 	              "deliveries such nodes lost that retention had already purged "
 	              "([delivery] retain too short for the backup's age)",

@@ -39,6 +39,14 @@ struct peer *peer_find(broker *b, const char *id, int create)
 	return &b->peers[b->npeers++];
 }
 
+void touch_peer(const char *rcpt, void *arg)
+{
+	struct peer *p = peer_find(arg, rcpt, 0);
+
+	if (p)
+		p->dirty = 1;
+}
+
 int peer_send(broker *b, struct peer *p, Tern__V1__Frame *f)
 {
 	int rc = tern_hop_send(b->router, p->rid, p->rid_len, f, ZMQ_DONTWAIT);

@@ -718,15 +718,6 @@ static void test_group_commit(void **state)
 	free(e.buf);
 }
 
-/* The broker epoch the last Deliver frames_read read carried. */
-static uint8_t frames_epoch[BQ_EPOCH_LEN];
-
-static void epoch_keep(const Tern__V1__Deliver *d)
-{
-	assert_int_equal(d->broker_epoch.len, BQ_EPOCH_LEN);
-	memcpy(frames_epoch, d->broker_epoch.data, BQ_EPOCH_LEN);
-}
-
 /* The Delivers one pump sends to dealer: their seqs joined by ",", frames
  * split by " | " (a DeliverBatch is one frame). */
 static const char *frames_read(void *dealer)
@@ -745,13 +736,11 @@ static const char *frames_read(void *dealer)
 		if (fr->body_case == TERN__V1__FRAME__BODY_DELIVER) {
 			off += (size_t)snprintf(out + off, sizeof(out) - off, "%llu",
 			                        (unsigned long long)fr->deliver->seq);
-			epoch_keep(fr->deliver);
 		} else {
 			assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_DELIVER_BATCH);
 			for (size_t i = 0; i < fr->deliver_batch->n_items; i++) {
 				const Tern__V1__Deliver *d = fr->deliver_batch->items[i];
 				assert_int_equal(d->item_case, TERN__V1__DELIVER__ITEM_ENVELOPE);
-				epoch_keep(d);
 				off += (size_t)snprintf(out + off, sizeof(out) - off, "%s%llu",
 				                        i ? "," : "", (unsigned long long)d->seq);
 			}
@@ -920,179 +909,6 @@ static void test_deliver_notice_out_of_memory(void **state)
 	assert_string_equal(frames_read(pp.dealer), "2 | 3");
 	assert_int_equal(sweden->sent, 3);
 	pump_pair_close(&pp, b, e, 2);
-}
-
-/* Linked with --wrap=tern_store_write too: while wr.mode is set, a write runs
- * its apply function, notes what the dealer has received by the time it
- * returns (before the commit), and then, as the mode says, fails as a
- * failing disk would (WR_FAIL) or asks for a larger map once so that LMDB's
- * transaction runs again (WR_GROW). */
-int __real_tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg);
-int __wrap_tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg);
-enum { WR_OFF, WR_LOOK, WR_FAIL, WR_GROW };
-static struct {
-	int mode, runs;
-	void *dealer;
-	char seen[256]; /* what the dealer had when the first run returned */
-	tern_store_apply_fn *apply;
-	void *arg;
-} wr;
-
-static int wr_apply(MDB_txn *txn, void *arg)
-{
-	int rc = wr.apply(txn, wr.arg);
-
-	(void)arg;
-	if (rc != TERN_OK)
-		return rc;
-	if (wr.runs++ == 0)
-		snprintf(wr.seen, sizeof(wr.seen), "%s", frames_read(wr.dealer));
-	if (wr.mode == WR_FAIL)
-		return tern_fail(TERN_EIO, "disk failed (test)");
-	if (wr.mode == WR_GROW && wr.runs == 1)
-		return TERN_STORE_MAP_FULL;
-	return TERN_OK;
-}
-
-int __wrap_tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg)
-{
-	int rc;
-
-	if (wr.mode == WR_OFF)
-		return __real_tern_store_write(store, apply, arg);
-	wr.apply = apply;
-	wr.arg = arg;
-	wr.runs = 0;
-	wr.seen[0] = 0;
-	rc = __real_tern_store_write(store, wr_apply, NULL);
-	wr.mode = WR_OFF;
-	return rc;
-}
-
-/* Cut-through: a live recipient is sent the batch's messages from the write
- * itself, before the commit, and not again after it; nothing starts delivery
- * numbering again when the commit succeeds. */
-static void test_forward_before_commit(void **state)
-{
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	static const uint8_t rid[] = {9};
-	struct pump_pair pp;
-	struct sealed e[2];
-	uint8_t epoch[BQ_EPOCH_LEN];
-
-	pump_pair_open(b, sweden, "inproc://forward", &pp);
-	sweden->credit = 10;
-	sweden->deliver_batch = 64;
-	memcpy(epoch, b->epoch, BQ_EPOCH_LEN);
-	b->batch.now = tern_now_ms();
-	for (int i = 0; i < 2; i++) {
-		e[i] = referral(f);
-		assert_int_equal(
-		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
-	}
-	wr.mode = WR_LOOK;
-	wr.dealer = pp.dealer;
-	batch_commit(b);
-	assert_string_equal(wr.seen, "1,2"); /* on their way before the commit */
-	assert_memory_equal(frames_epoch, epoch, BQ_EPOCH_LEN);
-	assert_int_equal(queue_of(f, "sweden").n, 2);
-	assert_int_equal(sweden->sent, 2);
-	assert_false(sweden->dirty); /* nothing left: the loop does not pump it again */
-	deliver_pump(b, sweden);
-	assert_string_equal(frames_read(pp.dealer), ""); /* in flight, not sent twice */
-	assert_memory_equal(b->epoch, epoch, BQ_EPOCH_LEN);
-	assert_int_equal(b->m.epochs, 0);
-	/* Not live: nothing forwarded, the recipient marked for the loop. */
-	sweden->live = 0;
-	b->batch.now = tern_now_ms();
-	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e[0].buf, e[0].len)),
-	                 TERN_OK); /* a resubmission: answered, nothing new queued */
-	batch_commit(b);
-	assert_int_equal(queue_of(f, "sweden").n, 2);
-	pump_pair_close(&pp, b, e, 2);
-}
-
-/* A write whose messages were forwarded and that then fails leaves seqs the
- * recipient saw but the store never held; the next write numbers other
- * messages with them. The broker starts numbering again under a new epoch,
- * so that the recipient's node, which drops what it thinks it holds by seq
- * within an epoch, takes the new seq 1 instead of dropping it as held.
- * Without the new epoch, message B would go as seq 1 of the same epoch. */
-static void test_forward_then_commit_fails(void **state)
-{
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	static const uint8_t rid[] = {9};
-	struct pump_pair pp;
-	struct sealed e[2];
-	uint8_t epoch[BQ_EPOCH_LEN];
-
-	pump_pair_open(b, sweden, "inproc://forward-fail", &pp);
-	sweden->credit = 10;
-	sweden->deliver_batch = 64;
-	memcpy(epoch, b->epoch, BQ_EPOCH_LEN);
-	e[0] = referral(f);
-	e[1] = referral(f);
-	b->batch.now = tern_now_ms();
-	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e[0].buf, e[0].len)),
-	                 TERN_OK);
-	wr.mode = WR_FAIL;
-	wr.dealer = pp.dealer;
-	batch_commit(b);
-	assert_string_equal(wr.seen, "1");            /* message A went out as seq 1 */
-	assert_int_equal(queue_of(f, "sweden").n, 0); /* and is not in the store */
-	assert_memory_not_equal(b->epoch, epoch, BQ_EPOCH_LEN);
-	assert_int_equal(b->m.epochs, 1);
-	assert_int_equal(sweden->sent, 0);
-	assert_true(sweden->dirty);
-
-	b->batch.now = tern_now_ms();
-	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e[1].buf, e[1].len)),
-	                 TERN_OK);
-	batch_commit(b);
-	assert_string_equal(frames_read(pp.dealer), "1");          /* message B, seq 1 again... */
-	assert_memory_equal(frames_epoch, b->epoch, BQ_EPOCH_LEN); /* ...of a new epoch */
-	assert_memory_not_equal(frames_epoch, epoch, BQ_EPOCH_LEN);
-	assert_int_equal(queue_of(f, "sweden").n, 1);
-	pump_pair_close(&pp, b, e, 2);
-}
-
-/* A write that runs twice (LMDB's map grown between the runs) forwards from
- * its first run only; since the second may number differently, numbering
- * starts again once it commits, and what is queued goes again. */
-static void test_forward_then_write_runs_again(void **state)
-{
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	static const uint8_t rid[] = {9};
-	struct pump_pair pp;
-	struct sealed e = referral(f);
-	uint8_t epoch[BQ_EPOCH_LEN];
-
-	pump_pair_open(b, sweden, "inproc://forward-grow", &pp);
-	sweden->credit = 10;
-	sweden->deliver_batch = 64;
-	memcpy(epoch, b->epoch, BQ_EPOCH_LEN);
-	b->batch.now = tern_now_ms();
-	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
-	wr.mode = WR_GROW;
-	wr.dealer = pp.dealer;
-	batch_commit(b);
-	assert_int_equal(wr.runs, 2);
-	assert_string_equal(wr.seen, "1");
-	assert_string_equal(frames_read(pp.dealer), ""); /* the second run sent nothing */
-	assert_int_equal(queue_of(f, "sweden").n, 1);
-	assert_int_equal(b->m.epochs, 1);
-	assert_memory_not_equal(b->epoch, epoch, BQ_EPOCH_LEN);
-	assert_true(sweden->dirty);
-	deliver_pump(b, sweden);
-	assert_string_equal(frames_read(pp.dealer), "1");
-	assert_memory_equal(frames_epoch, b->epoch, BQ_EPOCH_LEN);
-	pump_pair_close(&pp, b, &e, 1);
 }
 
 /* The answers one commit sends to dealer, each as the index of its message
@@ -1325,9 +1141,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_forward_before_commit, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_forward_then_commit_fails, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_forward_then_write_runs_again, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};

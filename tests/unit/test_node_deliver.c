@@ -619,22 +619,16 @@ static void node_free(node *n)
 }
 
 static const uint8_t epoch[16] = {0xe1};
-static const uint8_t epoch2[16] = {0xe2};
 
-static void deliver_in(node *n, const uint8_t *ep, uint64_t seq, const uint8_t *env, size_t len)
+static void deliver(node *n, uint64_t seq, const uint8_t *env, size_t len)
 {
 	Tern__V1__Deliver dv = TERN__V1__DELIVER__INIT;
 
-	dv.broker_epoch = (ProtobufCBinaryData){16, (uint8_t *)ep};
+	dv.broker_epoch = (ProtobufCBinaryData){16, (uint8_t *)epoch};
 	dv.seq = seq;
 	dv.item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
 	dv.envelope = (ProtobufCBinaryData){len, (uint8_t *)env};
 	node_on_deliver(n, &dv);
-}
-
-static void deliver(node *n, uint64_t seq, const uint8_t *env, size_t len)
-{
-	deliver_in(n, epoch, seq, env, len);
 }
 
 static void notice(node *n, uint64_t seq, const char *msgid, const char *rcpt,
@@ -870,49 +864,6 @@ static void test_delivery_not_taken_stops_the_rest(void **state)
 	node_free(n);
 	free(env2);
 	free(env);
-}
-
-/* What the broker's cut-through relies on (broker/batch.c, batch_forward):
- * within an epoch, a seq already taken is dropped as held, whatever it
- * carries; under a new epoch the count starts again, and what the node
- * already holds is known by its message id. So a seq the broker forwarded,
- * failed to commit and gave to another message, under a new epoch, brings
- * that message in; the first, sent again later, is not taken twice. */
-static void test_new_epoch_numbers_again(void **state)
-{
-	char ida[37], idb[37];
-	size_t lena, lenb;
-	uint8_t *a =
-	    message(UNHCR, to_sweden_iom, 2, "case-referral", &lena, ida, NULL, NULL, NULL, NULL);
-	uint8_t *b =
-	    message(UNHCR, to_sweden_iom, 2, "case-referral", &lenb, idb, NULL, NULL, NULL, NULL);
-	node *n = node_as(SWEDEN);
-	json_t *rec;
-
-	(void)state;
-	deliver_in(n, epoch, 1, a, lena);
-	node_batch_commit(n);
-	assert_int_equal(n->delivered, 1);
-	deliver_in(n, epoch, 1, b, lenb); /* same epoch: seq 1 is held, B dropped */
-	assert_int_equal(n->batch.ndins, 0);
-	assert_null(received(idb));
-
-	deliver_in(n, epoch2, 1, b, lenb); /* new epoch: B comes in as seq 1 */
-	assert_int_equal(n->batch.ndins, 1);
-	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
-	deliver_in(n, epoch2, 2, a, lena); /* A again: known by its id */
-	assert_int_equal(n->batch.ndins, 2);
-	assert_int_equal(n->batch.dins[1].kind, DIN_NOTHING);
-	assert_int_equal(n->batch.nouts, 1); /* one receipt: B's */
-	node_batch_commit(n);
-	assert_memory_equal(n->epoch, epoch2, 16);
-	assert_int_equal(n->delivered, 2);
-	rec = received(idb);
-	assert_non_null(rec);
-	json_decref(rec);
-	node_free(n);
-	free(b);
-	free(a);
 }
 
 static uint64_t audit_size(node *n)
@@ -1423,7 +1374,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delivery_not_taken_stops_the_rest, setup,
 	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_new_epoch_numbers_again, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
