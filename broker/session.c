@@ -335,25 +335,48 @@ static int rate_admit(broker *b, struct peer *p, Tern__V1__Frame *f)
 	return 1;
 }
 
-/* Deferred submissions whose turn has come join the batch. */
+/* Takes the first deferred submission off p's queue; the caller owns it. */
+static struct deferred *dq_pop(struct peer *p)
+{
+	struct deferred *d = p->dq_head;
+
+	p->dq_head = d->next;
+	if (p->dq_head == NULL)
+		p->dq_tail = NULL;
+	p->dq_n--;
+	p->dq_bytes -= d->bytes;
+	return d;
+}
+
+/* Deferred submissions whose turn has come join the batch. Those of a
+ * broken session (a failed commit dropped what came before them, or a gap)
+ * or of one a Hello replaced are dropped instead: the node resubmits all it
+ * has unanswered, in order, in its next session, and taking them here would
+ * put them ahead of what was dropped. */
 void rate_release(broker *b, int64_t now)
 {
 	for (size_t i = 0; i < b->npeers; i++) {
 		struct peer *p = &b->peers[i];
 		if (p->dq_n == 0)
 			continue;
+		if (p->broken) {
+			rate_free(p);
+			continue;
+		}
 		refill(b, p, now);
-		while (p->dq_head && p->tokens >= 1 && b->batch.nsubs < (size_t)b->batch_size) {
+		while (p->dq_head && b->batch.nsubs < (size_t)b->batch_size) {
 			struct deferred *d = p->dq_head;
-			if (submit_now(b, p->id, p->rid, p->rid_len, d->frame) != TERN_OK)
+			if (d->frame->submit->session != p->session) {
+				d = dq_pop(p);
+				tern_pb_free((ProtobufCMessage **)&d->frame);
+				free(d);
+				continue;
+			}
+			if (p->tokens < 1 ||
+			    submit_now(b, p->id, p->rid, p->rid_len, d->frame) != TERN_OK)
 				break;
 			p->tokens -= 1;
-			p->dq_head = d->next;
-			if (p->dq_head == NULL)
-				p->dq_tail = NULL;
-			p->dq_n--;
-			p->dq_bytes -= d->bytes;
-			free(d);
+			free(dq_pop(p)); /* the batch owns its frame now */
 		}
 	}
 }

@@ -1048,6 +1048,85 @@ static void test_failed_commit_breaks_session(void **state)
 	free(e.buf);
 }
 
+/* Submissions over the rate limit wait in the broker's memory, in order. A
+ * commit that fails breaks the session of the batch's senders; what such a
+ * sender had waiting came after what the commit dropped, so it must not be
+ * taken either: the node resubmits everything unanswered, in order, after its
+ * next Hello. Before, the waiting submissions joined the next batch and were
+ * queued ahead of the dropped ones (out of order for their recipient). So
+ * are those of a session a new Hello replaced. */
+static void test_failed_commit_drops_deferred(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *unhcr = peer_find(b, "unhcr", 0);
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	struct sealed e[4];
+	tern_store *ro = NULL;
+	int64_t now = tern_now_ms();
+
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "un", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://deferred"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://deferred"), 0);
+	b->router = router;
+	memcpy(unhcr->rid, "un", 2);
+	unhcr->rid_len = 2;
+	unhcr->live = 1;
+	unhcr->session = f->session;
+	unhcr->next_index = 1;
+	b->peer_rate = 1; /* one a second, a burst of one: the 2nd and 3rd wait */
+	b->peer_burst = 1;
+	b->peer_backlog = 1 << 20;
+	b->batch.now = now;
+	for (int i = 0; i < 3; i++) {
+		Tern__V1__Frame *fr;
+		e[i] = referral(f);
+		fr = submit_frame(f, e[i].buf, e[i].len);
+		fr->submit->index = (uint64_t)i + 1;
+		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, fr);
+	}
+	assert_int_equal(b->batch.nsubs, 1);
+	assert_int_equal(unhcr->dq_n, 2);
+	/* The disk refuses the write (a read-only handle stands in for it). */
+	assert_int_equal(bq_open_rdonly(f->path, &ro), TERN_OK);
+	b->store = ro;
+	batch_commit(b);
+	b->store = f->st;
+	tern_store_close(&ro);
+	assert_true(unhcr->broken);
+	rate_release(b, now + 10000); /* their turn has come */
+	assert_int_equal(b->batch.nsubs, 0);
+	assert_int_equal(unhcr->dq_n, 0);
+	assert_int_equal(unhcr->dq_bytes, 0);
+	batch_commit(b);
+	assert_int_equal(queue_of(f, "sweden").n, 0);
+
+	/* A session replaced by a Hello: what waited in it goes too. */
+	unhcr->broken = 0;
+	unhcr->tokens = 0;
+	unhcr->refilled = now;
+	{
+		Tern__V1__Frame *fr = submit_frame(f, e[0].buf, e[0].len);
+		unhcr->next_index = fr->submit->index = 1;
+		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, fr);
+	}
+	assert_int_equal(unhcr->dq_n, 1);
+	unhcr->session++; /* as on_hello sets it */
+	rate_release(b, now + 10000);
+	assert_int_equal(b->batch.nsubs, 0);
+	assert_int_equal(unhcr->dq_n, 0);
+
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 3; i++)
+		free(e[i].buf);
+}
+
 /* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
  * company, the loop sleeping no longer than that; anything else in the
  * batch, or a batch half full of them, is committed at once. */
@@ -1137,6 +1216,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_expired_message, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
