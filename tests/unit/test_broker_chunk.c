@@ -4,7 +4,12 @@
  * through route.c (the transfer and the audit entry come with it; one over
  * the limits is refused), then its chunks are put by the sender, checked,
  * spooled and counted, asked for and served to the recipient, and dropped
- * when the recipient is done. */
+ * when the recipient is done.
+ *
+ * Over 800 lines on purpose: a transfer is one module, tested by one
+ * executable over one fixture (a federation, a store, the sockets); its
+ * cases follow a transfer from acceptance to removal and share the helpers
+ * that seal, put and fetch its chunks. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
