@@ -751,8 +751,9 @@ static const char *frames_read(void *dealer)
 	return out;
 }
 
-/* A ROUTER for the broker and a DEALER as sweden's node on inproc ep,
- * sweden live on it: what deliver_pump sends, read with frames_read. */
+/* A ROUTER for the broker and a DEALER as p's node on inproc ep (routing id
+ * "sw"), p live on it: what the broker sends p (deliver_pump, the commit's
+ * answers), read with frames_read or results_read. */
 struct pump_pair {
 	void *ctx, *router, *dealer;
 };
@@ -958,17 +959,10 @@ static void test_result_batch(void **state)
 	struct fixture *f = *state;
 	broker *b = bare_broker(f);
 	struct peer *unhcr = peer_find(b, "unhcr", 0);
-	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
-	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	struct pump_pair pp;
 	struct sealed e[3];
 
-	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "un", 2), 0);
-	assert_int_equal(zmq_bind(router, "inproc://results"), 0);
-	assert_int_equal(zmq_connect(dealer, "inproc://results"), 0);
-	b->router = router;
-	memcpy(unhcr->rid, "un", 2);
-	unhcr->rid_len = 2;
-	unhcr->live = 1;
+	pump_pair_open(b, unhcr, "inproc://results", &pp);
 	for (int i = 0; i < 3; i++)
 		e[i] = referral(f);
 
@@ -978,13 +972,14 @@ static void test_result_batch(void **state)
 		b->batch.now = tern_now_ms();
 		for (int i = 0; i < 3; i++) {
 			const struct sealed *x = &e[order[round][i]];
-			assert_int_equal(submit_now(b, "unhcr", (const uint8_t *)"un", 2,
+			assert_int_equal(submit_now(b, "unhcr", (const uint8_t *)"sw", 2,
 			                            submit_frame(f, x->buf, x->len)),
 			                 TERN_OK);
 		}
 		batch_commit(b);
 		/* (the second round's are taken again: each is answered as before) */
-		assert_string_equal(results_read(dealer, e, 3), round == 0 ? "2,0,1" : "1 | 2 | 0");
+		assert_string_equal(results_read(pp.dealer, e, 3),
+		                    round == 0 ? "2,0,1" : "1 | 2 | 0");
 	}
 	/* The node has said Hello again on another connection since: the old
 	 * one's answers go one a frame, as to a node that never asked. */
@@ -992,20 +987,12 @@ static void test_result_batch(void **state)
 	memcpy(unhcr->rid, "zz", 2);
 	b->batch.now = tern_now_ms();
 	for (int i = 0; i < 2; i++)
-		assert_int_equal(submit_now(b, "unhcr", (const uint8_t *)"un", 2,
+		assert_int_equal(submit_now(b, "unhcr", (const uint8_t *)"sw", 2,
 		                            submit_frame(f, e[i].buf, e[i].len)),
 		                 TERN_OK);
 	batch_commit(b);
-	assert_string_equal(results_read(dealer, e, 3), "0 | 1");
-
-	zmq_close(dealer);
-	zmq_close(router);
-	zmq_ctx_term(ctx);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
-	for (int i = 0; i < 3; i++)
-		free(e[i].buf);
+	assert_string_equal(results_read(pp.dealer, e, 3), "0 | 1");
+	pump_pair_close(&pp, b, e, 3);
 }
 
 /* A commit that fails drops its submissions unanswered; the sender's later
@@ -1060,19 +1047,12 @@ static void test_failed_commit_drops_deferred(void **state)
 	struct fixture *f = *state;
 	broker *b = bare_broker(f);
 	struct peer *unhcr = peer_find(b, "unhcr", 0);
-	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
-	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
-	struct sealed e[4];
+	struct pump_pair pp;
+	struct sealed e[3];
 	tern_store *ro = NULL;
 	int64_t now = tern_now_ms();
 
-	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "un", 2), 0);
-	assert_int_equal(zmq_bind(router, "inproc://deferred"), 0);
-	assert_int_equal(zmq_connect(dealer, "inproc://deferred"), 0);
-	b->router = router;
-	memcpy(unhcr->rid, "un", 2);
-	unhcr->rid_len = 2;
-	unhcr->live = 1;
+	pump_pair_open(b, unhcr, "inproc://deferred", &pp);
 	unhcr->session = f->session;
 	unhcr->next_index = 1;
 	b->peer_rate = 1; /* one a second, a burst of one: the 2nd and 3rd wait */
@@ -1084,7 +1064,7 @@ static void test_failed_commit_drops_deferred(void **state)
 		e[i] = referral(f);
 		fr = submit_frame(f, e[i].buf, e[i].len);
 		fr->submit->index = (uint64_t)i + 1;
-		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, fr);
+		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"sw", 2, fr);
 	}
 	assert_int_equal(b->batch.nsubs, 1);
 	assert_int_equal(unhcr->dq_n, 2);
@@ -1109,22 +1089,14 @@ static void test_failed_commit_drops_deferred(void **state)
 	{
 		Tern__V1__Frame *fr = submit_frame(f, e[0].buf, e[0].len);
 		unhcr->next_index = fr->submit->index = 1;
-		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, fr);
+		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"sw", 2, fr);
 	}
 	assert_int_equal(unhcr->dq_n, 1);
 	unhcr->session++; /* as on_hello sets it */
 	rate_release(b, now + 10000);
 	assert_int_equal(b->batch.nsubs, 0);
 	assert_int_equal(unhcr->dq_n, 0);
-
-	zmq_close(dealer);
-	zmq_close(router);
-	zmq_ctx_term(ctx);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
-	for (int i = 0; i < 3; i++)
-		free(e[i].buf);
+	pump_pair_close(&pp, b, e, 3);
 }
 
 /* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
