@@ -393,6 +393,34 @@ int node_batch_due(const node *n, int64_t now, int *wait_ms)
 	return 0;
 }
 
+/* After a failed commit: its deliveries are lost, though the broker counts
+ * them as sent, and a later delivery's acknowledgement (cumulative) would
+ * cover them; its answers are lost, and their submit window slots with them.
+ * So no delivery is taken until a Welcome, and a Hello is due: the broker
+ * then delivers again from what is committed, and the Welcome resubmits
+ * what is unanswered with the whole window. The Hello waits 1 s, 2 s, ...
+ * up to 30 s over consecutive failures: a full disk fails every commit. */
+static void commit_failed(node *n)
+{
+	struct batch *b = &n->batch;
+	int took = b->ndins || b->delivered > n->delivered;
+	int64_t wait;
+
+	if (n->commit_failures < 30)
+		n->commit_failures++;
+	if (took)
+		n->deliver_stopped = 1;
+	b->delivered = 0;
+	/* Not connected: the Welcome to the Hello already out does it all. */
+	if ((took || b->nresults) && n->connected && n->hello_due == 0) {
+		wait = 1000 * (int64_t)n->commit_failures;
+		n->hello_due = tern_now_ms() + wait;
+		log_warnx("deliveries and answers of the failed commit are asked for again in "
+		          "%lld ms (Hello)",
+		          (long long)wait);
+	}
+}
+
 void node_batch_commit(node *n)
 {
 	struct batch *b = &n->batch;
@@ -424,10 +452,11 @@ void node_batch_commit(node *n)
 			if (b->acks[i].client >= 0)
 				client_reply(n, b->acks[i].client,
 				             tern_api_error(rc, "not stored"));
-		b->delivered = 0;
+		commit_failed(n);
 		node_batch_reset(n);
 		return;
 	}
+	n->commit_failures = 0;
 	if (b->pushes_added)
 		node_webhook_kick(n->hook);
 	node_held_committed(n);

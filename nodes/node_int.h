@@ -202,6 +202,12 @@ struct node {
 	 * ones are not taken either, so that none is acknowledged past it, until
 	 * the Welcome to the Hello that asked for them all again. */
 	int deliver_stopped;
+	/* A commit failed with deliveries or answers in it: what the broker
+	 * counts as given is lost, so the node says Hello again (at hello_due,
+	 * later after each consecutive failure: a full disk must not turn into
+	 * a Hello a round trip). 0: none due. */
+	int64_t hello_due;
+	int commit_failures;
 	uint64_t submit_next;
 	uint32_t inflight;
 	/* Each Hello opens a session; submissions are numbered within it and

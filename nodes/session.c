@@ -248,7 +248,10 @@ void node_on_dealer(node *n)
 				log_info("connected to broker %s", f->welcome->broker_id);
 			/* The old session's answers go in before the store is compared. */
 			node_batch_commit(n);
-			node_deliver_resume(n); /* the broker delivers again from here */
+			/* From here the broker delivers again from what is committed and
+			 * the outbox goes again: what a failed commit lost, too. */
+			node_deliver_resume(n);
+			n->hello_due = 0;
 			welcome_store(n, f->welcome);
 			n->connected = 1;
 			/* Every outbox entry without an answer goes again, in order. */
@@ -497,6 +500,13 @@ void node_session_tick(node *n, int64_t now)
 		f.body_case = TERN__V1__FRAME__BODY_PING;
 		f.ping = &ping;
 		node_hop_send(n, &f);
+	}
+	if (n->hello_due && now >= n->hello_due) {
+		n->hello_due = 0;
+		if (n->connected) {
+			log_info("saying Hello again: a commit failed");
+			node_send_hello(n);
+		}
 	}
 	if (n->connected && now - n->last_rx > n->hb_timeout_ms) {
 		log_warnx("broker silent for %lld ms; saying Hello again",

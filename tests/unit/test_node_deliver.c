@@ -866,6 +866,126 @@ static void test_delivery_not_taken_stops_the_rest(void **state)
 	free(env);
 }
 
+/* Makes the next commit fail as a failed write does: an entry with no
+ * envelope fails batch_sign, which takes the same path. */
+static void fail_next_commit(node *n)
+{
+	struct out *o = node_batch_out(n);
+
+	assert_non_null(o);
+	memset(o, 0, sizeof(*o));
+	o->client = -1;
+	snprintf(o->msgid, sizeof(o->msgid), "not-an-envelope");
+	snprintf(o->type, sizeof(o->type), "case-referral");
+}
+
+/* A commit that fails loses its deliveries, which the broker counts as sent:
+ * the next delivery's acknowledgement would cover them, and they would never
+ * come again. Before, seq 2 was taken and acknowledged with seq 1 never
+ * stored. Now nothing is taken until the Welcome to a Hello, due a second
+ * later, and the broker's redelivery from the committed mark is taken. */
+static void test_failed_commit_takes_nothing_more(void **state)
+{
+	char id[37], id2[37];
+	size_t len, len2;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	uint8_t *env2 =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len2, id2, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	json_t *rec;
+	int64_t t0 = tern_now_ms();
+
+	(void)state;
+	n->connected = 1;
+	deliver(n, 1, env, len);
+	fail_next_commit(n);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0);
+	deliver(n, 2, env2, len2); /* in flight behind it */
+	assert_int_equal(n->batch.ndins, 0);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0); /* nothing acknowledged past seq 1 */
+	assert_true(n->hello_due >= t0 + 1000);
+	assert_true(n->hello_due <= tern_now_ms() + 1000);
+
+	node_deliver_resume(n); /* the Welcome: the broker delivers from 1 again */
+	deliver(n, 1, env, len);
+	deliver(n, 2, env2, len2);
+	assert_int_equal(n->batch.ndins, 2);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 2);
+	assert_int_equal(n->commit_failures, 0);
+	rec = received(id);
+	assert_non_null(rec);
+	json_decref(rec);
+	node_free(n);
+	free(env2);
+	free(env);
+}
+
+/* A commit that fails loses the broker's answers in it, and the submit
+ * window's slots they would free: after a window's worth the node would
+ * stop submitting while connected and heartbeating. A Hello comes due (later
+ * after each consecutive failure), and its Welcome resubmits with the whole
+ * window. Without a failure nothing is due. */
+static void test_failed_commit_says_hello(void **state)
+{
+	char id[37];
+	size_t blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL);
+	node *n = node_as(UNHCR);
+	struct out o, *slot;
+	uint64_t session;
+	int64_t due;
+
+	(void)state;
+	n->connected = 1;
+	n->bulk_ready = 1;
+	n->hb_ivl_ms = n->hb_timeout_ms = 3600 * 1000;
+	n->last_rx = n->last_tx = tern_now_ms();
+	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
+	                               CASE, NULL, 0, body, blen, NULL, &o),
+	                 TERN_OK);
+	snprintf(id, sizeof(id), "%s", o.msgid);
+	assert_non_null(slot = node_batch_out(n));
+	*slot = o;
+	node_batch_commit(n);
+	assert_int_equal(n->hello_due, 0);
+	n->inflight = 1;
+	result(n, id, 1, 1, "", n->session);
+	fail_next_commit(n);
+	node_batch_commit(n);
+	assert_int_equal(n->inflight, 1); /* its slot, lost with the answer */
+	assert_string_equal(sent_field(id, NULL, "state"), "queued");
+	due = n->hello_due;
+	assert_true(due > 0);
+	session = n->session;
+	node_session_tick(n, due - 1);
+	assert_int_equal(n->session, session); /* not yet */
+	assert_true(n->connected);
+	node_session_tick(n, due);
+	assert_int_not_equal(n->session, session); /* the Hello */
+	assert_false(n->connected);
+	assert_int_equal(n->hello_due, 0);
+
+	/* A second failure in a row waits longer; a Hello already out does it. */
+	n->connected = 1;
+	result(n, id, 1, 1, "", n->session);
+	fail_next_commit(n);
+	node_batch_commit(n);
+	assert_int_equal(n->commit_failures, 2);
+	assert_true(n->hello_due >= tern_now_ms() + 1500);
+	n->hello_due = 0;
+	n->connected = 0;
+	result(n, id, 1, 1, "", n->session);
+	fail_next_commit(n);
+	node_batch_commit(n);
+	assert_int_equal(n->hello_due, 0);
+	node_free(n);
+	free(body);
+}
+
 static uint64_t audit_size(node *n)
 {
 	MDB_txn *txn;
@@ -1374,6 +1494,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_delivery_not_taken_stops_the_rest, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_commit_takes_nothing_more, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_commit_says_hello, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
