@@ -468,9 +468,13 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 		node_rec_sent_free(&rec);
 		return tern_fail(TERN_ENOENT, "%s was not sent to %s", msgid, node);
 	}
-	if ((notice && r->state == NODE_SENT_DELIVERED) ||
+	/* A notice is the broker's word that the recipient did not take the
+	 * message: it moves a recipient only while no verdict came, and never
+	 * one its signed receipt answered (delivered or rejected: a notice can
+	 * follow the receipt when the recipient's acknowledgement was lost). */
+	if ((notice && r->state != NODE_SENT_QUEUED && r->state != NODE_SENT_AT_BROKER) ||
 	    (r->state == st && strcmp(r->reason_code, code ? code : "") == 0)) {
-		/* The same verdict again (a redelivery after a broker restart). */
+		/* Or the same verdict again (a redelivery after a broker restart). */
 		node_rec_sent_free(&rec);
 		return TERN_EEXIST;
 	}

@@ -986,6 +986,43 @@ static void test_failed_commit_says_hello(void **state)
 	free(body);
 }
 
+/* A recipient's signed REJECTED receipt is its verdict; a dead-letter notice
+ * the broker sends later (the recipient's acknowledgement was lost and the
+ * entry expired) must not replace it. Before, only DELIVERED was kept, and
+ * REJECTED invalid-body became EXPIRED expired. */
+static void test_notice_keeps_rejected_receipt(void **state)
+{
+	char id[37], rid[37];
+	size_t len, blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL), *env;
+	node *n = node_as(UNHCR);
+	struct out o, *slot;
+
+	(void)state;
+	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
+	                               CASE, NULL, 0, body, blen, NULL, &o),
+	                 TERN_OK);
+	snprintf(id, sizeof(id), "%s", o.msgid);
+	assert_non_null(slot = node_batch_out(n));
+	*slot = o;
+	node_batch_commit(n);
+	result(n, id, 1, 1, "", n->session);
+	node_batch_commit(n);
+	env = receipt(SWEDEN, UNHCR, id, 0, "invalid-body", &len, rid);
+	deliver(n, 1, env, len);
+	free(env);
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "rejected");
+	notice(n, 2, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+	notice(n, 3, id, "iom", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "rejected");
+	assert_string_equal(sent_field(id, "sweden", "reason_code"), "invalid-body");
+	assert_string_equal(sent_field(id, "iom", "state"), "expired"); /* no verdict: moved */
+	node_free(n);
+	free(body);
+}
+
 static uint64_t audit_size(node *n)
 {
 	MDB_txn *txn;
@@ -1496,6 +1533,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_takes_nothing_more, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_says_hello, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_notice_keeps_rejected_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
