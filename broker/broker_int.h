@@ -121,6 +121,10 @@ struct sub {
 	int64_t expires;
 	char code[32]; /* refusal found before the write, or "" */
 	char text[256];
+	/* The signature checked and the header's sender the authenticated
+	 * peer: a refusal found after that (expiry, a recipient revoked since)
+	 * does not stand against a message this sender had accepted before. */
+	int own;
 	/* outputs of the apply */
 	int accepted;
 	uint64_t n; /* accepted: its number among its sender's acceptances */

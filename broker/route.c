@@ -97,6 +97,7 @@ void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
 		                  s->peer);
 		return;
 	}
+	s->own = 1;
 	if ((rc = tern_envelope_authorize(s->env)) != TERN_OK) {
 		sub_refuse(s, rc, "%s", tern_errdetail());
 		return;
@@ -171,25 +172,31 @@ int route_write(MDB_txn *txn, tern_store *st, struct sub *s, int64_t now)
 		snprintf(s->out_text, sizeof(s->out_text), "%s", s->text);
 		return TERN_OK;
 	}
-	/* A refusal is decided before the de-duplication table is read and
-	 * never written to it: an id is only its sender's to claim, and only
-	 * once the envelope was accepted from that sender. Otherwise a member
-	 * holding another's envelope could submit it first and poison its id,
-	 * or replay one already accepted and be told "accepted". */
-	if (s->code[0] == '\0') {
+	/* A refusal is never written to the de-duplication table, and the table
+	 * is read only for an envelope whose signature checked and whose sender
+	 * is the authenticated peer: an id is only its sender's to claim, and
+	 * only once the envelope was accepted from that sender. Otherwise a
+	 * member holding another's envelope could submit it first and poison
+	 * its id, or replay one already accepted and be told "accepted". A
+	 * message its own sender had accepted before gets the same answer even
+	 * if it would be refused now (expired since, a recipient revoked
+	 * since): its sender resubmits what it holds unanswered, and the queue
+	 * still has it for its recipients. */
+	if (s->code[0] == '\0' || s->own) {
 		rc = bq_dedup_get(txn, st, s->msgid, &seen);
-		if (rc == TERN_OK &&
-		    (seen.sender[0] == '\0' || strcmp(seen.sender, s->peer) == 0)) {
-			s->accepted = 1; /* a resubmission: the same answer, no copy */
-			s->n = seen.n;
-			return TERN_OK;
-		}
-		if (rc == TERN_OK)
-			sub_refuse_reason(s, TERN_REASON_DUPLICATE_ID,
-			                  "message id %s was already used by another sender",
-			                  s->msgid);
-		else if (rc != TERN_ENOENT)
+		if (rc == TERN_OK) {
+			if (seen.sender[0] == '\0' || strcmp(seen.sender, s->peer) == 0) {
+				s->accepted = 1; /* a resubmission: the same answer, no copy */
+				s->n = seen.n;
+				return TERN_OK;
+			}
+			if (s->code[0] == '\0')
+				sub_refuse_reason(
+				    s, TERN_REASON_DUPLICATE_ID,
+				    "message id %s was already used by another sender", s->msgid);
+		} else if (rc != TERN_ENOENT) {
 			return rc;
+		}
 	}
 	if (s->code[0] != '\0') {
 		snprintf(s->out_code, sizeof(s->out_code), "%s", s->code);

@@ -442,8 +442,10 @@ int node_store_submitted(MDB_txn *txn, tern_store *s, const char *msgid, int acc
 		if (!accepted)
 			rc = set_reason(&r->reason_code, &r->reason_text, code, text);
 	}
+	/* The message's reason follows its recipients': a refusal that moved
+	 * none (each answered by its receipt already) leaves it as it is. */
 	if (rc == TERN_OK && !accepted)
-		rc = set_reason(&rec->reason_code, &rec->reason_text, code, text);
+		rc = message_reason(rec);
 	if (rc == TERN_OK)
 		rc = restate(txn, s, msgid, rec);
 out:

@@ -621,6 +621,46 @@ static void test_expired_message(void **state)
 	free(e.buf);
 }
 
+/* A message its sender had accepted before gets the same answer when it is
+ * submitted again after it expired (its answer was lost with a connection,
+ * and its sender resubmits what it holds unanswered): the queue still holds
+ * it for its recipients. Before, the resubmission was refused "expired", and
+ * the sender marked as rejected a recipient the broker would still deliver
+ * to. Another member submitting the same envelope is still refused. */
+static void test_resubmission_after_expiry(void **state)
+{
+	struct fixture *f = *state;
+	int64_t now = tern_now_ms();
+	struct sealed e =
+	    seal_from(f, UNHCR, to_sweden, 1, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, now + 60000);
+	const char *peer = "unhcr", *other = "iom";
+	struct sub s;
+	uint64_t size;
+
+	route_batch(f, f->dir, now, &peer, &e, &s, 1);
+	assert_true(s.accepted);
+	assert_int_equal(s.n, 1);
+	route_sub_free(&s);
+	size = audit_size(f);
+	route_batch(f, f->dir, now + 120000, &peer, &e, &s, 1);
+	assert_true(s.accepted); /* as before: not "expired" */
+	assert_int_equal(s.n, 1);
+	assert_string_equal(s.out_code, "");
+	route_sub_free(&s);
+	assert_int_equal(queue_of(f, "sweden").n, 1); /* no second copy */
+	assert_int_equal(audit_size(f), size);        /* nothing new to record */
+	route_batch(f, f->dir, now + 120000, &other, &e, &s, 1);
+	assert_false(s.accepted);
+	assert_string_equal(s.out_code, tern_reason_code(TERN_REASON_FORGED_SENDER));
+	route_sub_free(&s);
+	route_batch(f, f->dir, now, &other, &e, &s, 1); /* within its time, too */
+	assert_false(s.accepted);
+	assert_string_equal(s.out_code, tern_reason_code(TERN_REASON_FORGED_SENDER));
+	route_sub_free(&s);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+	free(e.buf);
+}
+
 /* One batch mixing a forgery and valid submissions: each is answered on its
  * own, the forgery changes nothing for the others. */
 static void test_mixed_batch(void **state)
@@ -1186,6 +1226,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_sender_not_admitted, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_message, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_resubmission_after_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),

@@ -1023,6 +1023,42 @@ static void test_notice_keeps_rejected_receipt(void **state)
 	free(body);
 }
 
+/* The broker's refusal of a resubmission (its first answer lost) moves only
+ * recipients still queued; the message's reason follows theirs. Before, a
+ * message every recipient had receipted took the refusal's reason:
+ * "delivered", reason "expired". */
+static void test_refusal_after_receipts(void **state)
+{
+	char id[37], rid[37];
+	size_t len, blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL), *env;
+	node *n = node_as(UNHCR);
+	struct out o, *slot;
+
+	(void)state;
+	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
+	                               CASE, NULL, 0, body, blen, NULL, &o),
+	                 TERN_OK);
+	snprintf(id, sizeof(id), "%s", o.msgid);
+	assert_non_null(slot = node_batch_out(n));
+	*slot = o;
+	node_batch_commit(n);
+	env = receipt(SWEDEN, UNHCR, id, 1, "", &len, rid);
+	deliver(n, 1, env, len);
+	free(env);
+	env = receipt(IOM, UNHCR, id, 1, "", &len, rid);
+	deliver(n, 2, env, len);
+	free(env);
+	node_batch_commit(n);
+	result(n, id, 0, 0, tern_reason_code(TERN_REASON_EXPIRED), n->session);
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, NULL, "state"), "delivered");
+	assert_string_equal(sent_field(id, NULL, "reason_code"), "");
+	assert_string_equal(sent_field(id, "iom", "state"), "delivered");
+	node_free(n);
+	free(body);
+}
+
 static uint64_t audit_size(node *n)
 {
 	MDB_txn *txn;
@@ -1534,6 +1570,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_takes_nothing_more, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_says_hello, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_notice_keeps_rejected_receipt, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refusal_after_receipts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
