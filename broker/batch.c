@@ -31,6 +31,14 @@ static int batch_subs_write(MDB_txn *txn, broker *b)
 	return TERN_OK;
 }
 
+static int first_real(uint64_t seq, const bq_item *it, void *arg)
+{
+	if (it->kind == BQ_STUB)
+		return 0;
+	*(uint64_t *)arg = seq;
+	return 1;
+}
+
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
@@ -60,10 +68,21 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		                 b->retain_ms > 0, bt->now, deliver_latency, bt, NULL)) != TERN_OK)
 			return rc;
 	for (size_t i = 0; i < bt->ndead; i++) {
+		uint64_t seq = 0;
 		bt->dead_done[i] = 0;
 		if (bt->dead[i].seq == 0)
 			continue;
-		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, bt->dead[i].seq,
+		/* What blocks the queue is its first item still there: the one
+		 * after the acknowledged mark may be gone (expired, dead-lettered)
+		 * or a stub a rewind left, and dead-lettering that seq would find
+		 * nothing, attempt after attempt, behind an item never taken. */
+		if ((rc = bq_scan(txn, b->store, bt->dead[i].node, bt->dead[i].seq, first_real,
+		                  &seq)) != TERN_OK)
+			return rc;
+		if (seq == 0)
+			continue;
+		bt->dead[i].seq = seq; /* the same again if the write runs twice */
+		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, seq,
 		                    TERN__V1__NOTICE__KIND__DEAD_LETTERED,
 		                    tern_reason_code(TERN_REASON_MAX_ATTEMPTS), bt->now);
 		if (rc != TERN_OK && rc != TERN_ENOENT)

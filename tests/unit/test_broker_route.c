@@ -791,6 +791,59 @@ static const char *frames_read(void *dealer)
 	return out;
 }
 
+static int expire_seq1(MDB_txn *txn, void *arg)
+{
+	broker *b = arg;
+
+	return bq_dead_letter(txn, b->store, "sweden", 1, TERN__V1__NOTICE__KIND__EXPIRED,
+	                      tern_reason_code(TERN_REASON_EXPIRED), tern_now_ms());
+}
+
+/* After max_attempts without an acknowledgement the head of the queue is
+ * dead-lettered: the first item still there, not the seq after the mark,
+ * which may be gone (here: expired and dead-lettered already). Before, the
+ * broker dead-lettered that missing seq, found nothing, and started over:
+ * seq 2, never taken, blocked the queue for good. */
+static void test_dead_letter_real_head(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	static const uint8_t rid[] = {9};
+	struct sealed e[3];
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	for (int i = 0; i < 3; i++) {
+		e[i] = referral(f);
+		assert_int_equal(
+		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
+	}
+	batch_commit(b);
+	assert_int_equal(tern_store_write(f->st, expire_seq1, b), TERN_OK);
+	assert_int_equal(queue_of(f, "sweden").n, 2);
+	sweden->live = 1;
+	b->max_attempts = 3;
+	b->max_backoff_ms = 1000;
+	for (int round = 0; round < 4; round++) {
+		now += 100000;
+		sweden->sent = 3; /* sent, never acknowledged */
+		sweden->progress = now - 50000;
+		sweden->wait = 1000;
+		b->batch.now = now;
+		deliver_redeliveries(b, now);
+		batch_commit(b);
+	}
+	assert_int_equal(queue_of(f, "sweden").n, 1); /* seq 2 dead-lettered */
+	assert_string_equal(queue_of(f, "sweden").ids[0], e[2].id);
+	assert_int_equal(b->m.dead, 1);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 3; i++)
+		free(e[i].buf);
+}
+
 /* A ROUTER for the broker and a DEALER as p's node on inproc ep (routing id
  * "sw"), p live on it: what the broker sends p (deliver_pump, the commit's
  * answers), read with frames_read or results_read. */
@@ -1232,6 +1285,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dead_letter_real_head, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
