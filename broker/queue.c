@@ -844,20 +844,28 @@ int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int noti
 	*n = 0;
 	if ((rc = bq_acked(txn, s, rcpt, &acked)) != TERN_OK)
 		return rc;
+	uint64_t from = acked + 1;
 	while (done < max) {
 		uint64_t seq;
 		if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
 			return MDB(rc, "cursor");
 		/* Seek afresh each time: dead-lettering writes to the queue
 		 * database. What its node acknowledged is not its to lose. */
-		rc = seek(c, rcpt, acked + 1, &key, &v, k);
+		rc = seek(c, rcpt, from, &key, &v, k);
 		seq = rc == 0 ? tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8) : 0;
 		mdb_cursor_close(c);
 		if (rc == MDB_NOTFOUND)
 			break;
 		if (rc != 0)
 			return MDB(rc, "scan queue");
-		if ((rc = bq_dead_letter(txn, s, rcpt, seq, notice_kind, reason, now)) != TERN_OK)
+		from = seq + 1;
+		rc = bq_dead_letter(txn, s, rcpt, seq, notice_kind, reason, now);
+		/* A stub (what a restored node lost, kept by retention: nothing
+		 * to send) is passed over; before, it failed the whole sweep,
+		 * at every reload. */
+		if (rc == TERN_ENOENT)
+			continue;
+		if (rc != TERN_OK)
 			return rc;
 		done++;
 	}

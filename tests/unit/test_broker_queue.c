@@ -723,6 +723,42 @@ static void test_counts_match_scan(void **state)
 	}
 }
 
+struct sweep_job {
+	const char *rcpt;
+	size_t n;
+};
+
+static int do_dead_letter_queue(MDB_txn *txn, void *arg)
+{
+	struct sweep_job *j = arg;
+	return bq_dead_letter_queue(txn, st, j->rcpt, TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED,
+	                            "recipient-revoked", 9000, 100, &j->n);
+}
+
+/* A member revoked after its store was put back from a copy older than
+ * retention: its queue holds stubs (what it lost, past retention) above the
+ * mark its Hello moved back, then what is still to deliver. The revocation
+ * sweep dead-letters the latter and passes the stubs over. Before, the first
+ * stub failed the sweep's write, at every reload, and what was queued for
+ * the revoked member never reached a final state at its sender. */
+static void test_revocation_sweep_passes_stubs(void **state)
+{
+	struct keep k = {"iom", 4, 1000, 0};
+	struct purge p = {.before = 5000, .ids_before = 500, .now = 5000, .max = 100};
+	struct rewind r = {.rcpt = "iom", .to = 0};
+	struct sweep_job j = {"iom", 0};
+
+	(void)state;
+	append("iom", 5, INT64_MAX - 1, NULL);
+	assert_int_equal(tern_store_write(st, do_ack_keep, &k), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_purge, &p), TERN_OK);  /* 1..4: stubs */
+	assert_int_equal(tern_store_write(st, do_rewind, &r), TERN_OK); /* the mark back to 0 */
+	assert_int_equal(depth_of("iom", NULL), 1);
+	assert_int_equal(tern_store_write(st, do_dead_letter_queue, &j), TERN_OK);
+	assert_int_equal(j.n, 1);
+	assert_int_equal(depth_of("iom", NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -734,6 +770,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dedup, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_dead_letters_and_notice, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revocation_sweep_passes_stubs, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
