@@ -74,6 +74,10 @@ struct peer {
 	int64_t last_restore; /* when its store was last found put back */
 	int dirty;            /* queue changed: try to deliver */
 	char software[64];    /* as its Hello said */
+	/* Witness frames it may still have relayed (relay_witness): a bucket of
+	 * WITNESS_BURST refilled at WITNESS_RATE a second. */
+	double wtokens;
+	int64_t wrefilled;
 	/* Rate limit: a token bucket; submissions over it wait here, in order. */
 	double tokens;
 	int64_t refilled;

@@ -17,6 +17,7 @@
 
 #include <tern/error.h>
 #include <tern/log.h>
+#include <tern/merkle.h>
 
 #include "broker_int.h"
 #include "hop.h"
@@ -255,17 +256,71 @@ static int bulk_frame(Tern__V1__Frame__BodyCase c)
 
 /* --- witnessing relay --------------------------------------------------------- */
 
+/* A round asks every other member once and answers every other member's
+ * ask: a member needs at most 2 * MAX_PEERS frames a round, and rounds follow
+ * checkpoints ([audit] checkpoint_interval, 1 s at the least). More is a
+ * flood, whose frames would queue ahead of its targets' deliveries. */
+#define WITNESS_BURST (4.0 * MAX_PEERS)
+#define WITNESS_RATE (2.0 * MAX_PEERS)
+/* A checkpoint note is an origin, a size, a root and a signature line. */
+#define WITNESS_NOTE_MAX 4096
+#define WITNESS_LINE_MAX 1024
+
+/* Whether a witness frame keeps to the bounds real witnessing needs. */
+static int witness_bounded(const Tern__V1__Frame *f)
+{
+	if (f->body_case == TERN__V1__FRAME__BODY_WITNESS_REQUEST) {
+		const Tern__V1__WitnessRequest *r = f->witness_request;
+		if (strlen(r->checkpoint) > WITNESS_NOTE_MAX || r->n_proof > TERN_MERKLE_MAX_PROOF)
+			return 0;
+		for (size_t i = 0; i < r->n_proof; i++)
+			if (r->proof[i].len != sizeof(tern_hash))
+				return 0;
+		return 1;
+	}
+	return strlen(f->witness_response->cosignature) <= WITNESS_LINE_MAX &&
+	       strlen(f->witness_response->reason_code) <= 64;
+}
+
 /* Witnessing traffic goes from node to node unchanged but for peer, which
  * becomes the authenticated sender: no node can speak for another. Nothing is
- * stored; a witness that is away is asked again at the owner's next round. */
-static void relay_witness(broker *b, const char *user, Tern__V1__Frame *f)
+ * stored; a witness that is away is asked again at the owner's next round.
+ * Frames over the bounds are refused; over the rate, dropped. */
+static void relay_witness(broker *b, struct peer *from, const uint8_t *rid, size_t rid_len,
+                          Tern__V1__Frame *f)
 {
+	const char *user = from->id;
 	char **peer = f->body_case == TERN__V1__FRAME__BODY_WITNESS_REQUEST
 	                  ? &f->witness_request->peer
 	                  : &f->witness_response->peer;
 	struct peer *to = peer_find(b, *peer, 0);
 	char *to_id = *peer;
+	int64_t now = tern_now_ms();
 
+	if (!witness_bounded(f)) {
+		send_refused(b, rid, rid_len, 0, TERN_REASON_MALFORMED,
+		             "witness frame over its bounds (a checkpoint note of at most 4096 "
+		             "bytes, at most 64 proof hashes of 32 bytes)");
+		log_warnx("%s sent a witness frame over its bounds; not relayed", user);
+		audit_refusal(b, user, tern_reason_code(TERN_REASON_MALFORMED));
+		return;
+	}
+	if (from->wrefilled == 0)
+		from->wtokens = WITNESS_BURST;
+	else if (now > from->wrefilled)
+		from->wtokens += (double)(now - from->wrefilled) * WITNESS_RATE / 1000;
+	if (from->wtokens > WITNESS_BURST)
+		from->wtokens = WITNESS_BURST;
+	from->wrefilled = now;
+	if (from->wtokens < 1) {
+		if (now - from->last_limit_log > 1000) {
+			log_warnx("%s sends witness frames faster than witnessing needs; dropped",
+			          user);
+			from->last_limit_log = now;
+		}
+		return;
+	}
+	from->wtokens -= 1;
 	if (to == NULL || !to->live || strcmp(*peer, user) == 0)
 		return;
 	*peer = (char *)user;
@@ -527,7 +582,7 @@ void session_on_frame(broker *b, const char *user, const struct peer *conn, cons
 		break;
 	case TERN__V1__FRAME__BODY_WITNESS_REQUEST:
 	case TERN__V1__FRAME__BODY_WITNESS_RESPONSE:
-		relay_witness(b, user, f);
+		relay_witness(b, p, rid, rid_len, f);
 		break;
 	default:
 		send_refused(b, rid, rid_len, 0, TERN_REASON_UNEXPECTED_FRAME,

@@ -1192,6 +1192,91 @@ static void test_failed_commit_drops_deferred(void **state)
 	pump_pair_close(&pp, b, e, 3);
 }
 
+/* A WitnessRequest for sweden with nproof proof hashes of hlen bytes, decoded
+ * as the broker decodes frames. */
+static Tern__V1__Frame *witness_frame(size_t nproof, size_t hlen)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__WitnessRequest wr = TERN__V1__WITNESS_REQUEST__INIT;
+	static uint8_t hash[64];
+	ProtobufCBinaryData proof[80];
+	uint8_t *wire;
+	size_t n;
+
+	for (size_t i = 0; i < nproof; i++)
+		proof[i] = (ProtobufCBinaryData){hlen, hash};
+	wr.peer = "sweden";
+	wr.checkpoint = "tern/test/unhcr\n10\nroot\n";
+	wr.old_size = 5;
+	wr.n_proof = nproof;
+	wr.proof = proof;
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
+	fr.witness_request = &wr;
+	n = tern__v1__frame__get_packed_size(&fr);
+	wire = malloc(n);
+	assert_non_null(wire);
+	tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
+	free(wire);
+	return out;
+}
+
+/* Witness frames the dealer received; each must name unhcr as its sender. */
+static int witness_read(void *dealer)
+{
+	zmq_msg_t m;
+	int n = 0;
+
+	zmq_msg_init(&m);
+	while (zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT) >= 0) {
+		Tern__V1__Frame *fr = NULL;
+		assert_int_equal(tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
+		                 TERN_OK);
+		assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_WITNESS_REQUEST);
+		assert_string_equal(fr->witness_request->peer, "unhcr");
+		tern_pb_free((ProtobufCMessage **)&fr);
+		n++;
+	}
+	zmq_msg_close(&m);
+	return n;
+}
+
+/* The broker relays witnessing between members, so a member could fill
+ * another's connection with it: megabyte frames, or thousands a second,
+ * queued ahead of that member's deliveries. A frame over what witnessing
+ * needs (65 proof hashes, or hashes not of 32 bytes) is refused; frames past
+ * a burst of 4 * MAX_PEERS (then 2 * MAX_PEERS a second) are dropped.
+ * Before, each was relayed. */
+static void test_witness_relay_bounded(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0), *unhcr = peer_find(b, "unhcr", 0);
+	struct pump_pair pp;
+	int relayed = 0;
+
+	(void)f;
+	pump_pair_open(b, sweden, "inproc://witness", &pp);
+	memcpy(unhcr->rid, "un", 2);
+	unhcr->rid_len = 2;
+	unhcr->live = 1;
+	session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, witness_frame(3, 32));
+	assert_int_equal(witness_read(pp.dealer), 1);
+	session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, witness_frame(65, 32));
+	session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, witness_frame(2, 33));
+	assert_int_equal(witness_read(pp.dealer), 0);
+	for (int i = 0; i < 3000; i++) {
+		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, witness_frame(3, 32));
+		if (i % 100 == 99)
+			relayed += witness_read(pp.dealer);
+	}
+	relayed += witness_read(pp.dealer);
+	assert_true(relayed >= 4 * MAX_PEERS - 1);
+	assert_true(relayed < 4 * MAX_PEERS + 200); /* the refill over the loop's time */
+	pump_pair_close(&pp, b, NULL, 0);
+}
+
 /* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
  * company, the loop sleeping no longer than that; anything else in the
  * batch, or a batch half full of them, is committed at once. */
@@ -1289,6 +1374,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_witness_relay_bounded, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
 
