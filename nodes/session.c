@@ -150,14 +150,17 @@ static int restore_apply(MDB_txn *txn, void *arg)
 /* Compares the broker's store with what this node was told by it. A store
  * put back from an older copy (same identity, fewer of our acceptances) no
  * longer holds what it accepted since: those messages go again, in order,
- * before anything new (the broker and the recipients de-duplicate). */
-static void welcome_store(node *n, const Tern__V1__Welcome *w)
+ * before anything new (the broker and the recipients de-duplicate). Fails
+ * when that could not be written: the node must not go on submitting, or
+ * the broker's new acceptance numbers would overwrite, in its index, those
+ * of the messages it has to send again, which would then never go. */
+static int welcome_store(node *n, const Tern__V1__Welcome *w)
 {
 	struct restore_job j = {n, 0, NULL, w->accepted_count, n->amax, 0, ""};
 	static const uint8_t none[16];
 
 	if (w->broker_store.len != 16)
-		return; /* a broker from before store identities */
+		return TERN_OK; /* a broker from before store identities */
 	memcpy(n->bstore, w->broker_store.data, 16);
 	j.store = n->bstore;
 	if (memcmp(n->astore, n->bstore, 16) != 0) {
@@ -165,14 +168,18 @@ static void welcome_store(node *n, const Tern__V1__Welcome *w)
 			log_warnx("broker %s has another store than the one this node knew (not a "
 			          "copy of it): its acceptance numbers start afresh",
 			          n->broker->node_id);
-		if (tern_store_write(n->store, restore_apply, &j) == TERN_OK) {
-			memcpy(n->astore, n->bstore, 16);
-			n->amax = 0;
+		if (tern_store_write(n->store, restore_apply, &j) != TERN_OK) {
+			log_warnx("broker %s's store is new to this node, and the store could not "
+			          "be updated: %s",
+			          n->broker->node_id, tern_errdetail());
+			return TERN_EIO;
 		}
-		return;
+		memcpy(n->astore, n->bstore, 16);
+		n->amax = 0;
+		return TERN_OK;
 	}
 	if (w->accepted_count == n->amax)
-		return;
+		return TERN_OK;
 	if (w->accepted_count > n->amax) {
 		/* Answers lost with a connection look the same as a store put
 		 * back: the last acceptance tells them apart. Known here: only
@@ -181,7 +188,7 @@ static void welcome_store(node *n, const Tern__V1__Welcome *w)
 		json_t *rec = NULL;
 		int known = 0;
 		if (w->last_accepted == NULL || !tern_uuid_valid(w->last_accepted))
-			return; /* a broker that does not say: nothing to conclude */
+			return TERN_OK; /* a broker that does not say: nothing to conclude */
 		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
 			known =
 			    node_store_sent_get(txn, n->store, w->last_accepted, &rec) == TERN_OK;
@@ -189,7 +196,7 @@ static void welcome_store(node *n, const Tern__V1__Welcome *w)
 		}
 		json_decref(rec);
 		if (known)
-			return;
+			return TERN_OK;
 	}
 	j.kind = w->accepted_count < n->amax ? 1 : 2;
 	n->batch.now = tern_now_ms();
@@ -199,11 +206,12 @@ static void welcome_store(node *n, const Tern__V1__Welcome *w)
 		    "here), and the store could not be updated: %s",
 		    n->broker->node_id, (unsigned long long)w->accepted_count,
 		    (unsigned long long)n->amax, tern_errdetail());
-		return;
+		return TERN_EIO;
 	}
 	log_warnx("%s", j.why);
 	n->m.restores[j.kind - 1]++;
 	n->amax = w->accepted_count;
+	return TERN_OK;
 }
 
 /* The next frame on sock, decoded: TERN_ENOENT when none waits; a frame
@@ -252,7 +260,13 @@ void node_on_dealer(node *n)
 			 * the outbox goes again: what a failed commit lost, too. */
 			node_deliver_resume(n);
 			n->hello_due = 0;
-			welcome_store(n, f->welcome);
+			if (welcome_store(n, f->welcome) != TERN_OK) {
+				/* Not connected: the Hello goes again after the
+				 * heartbeat timeout, and this is tried again. */
+				log_warnx("not submitting until the comparison with the broker's "
+				          "store is written");
+				break;
+			}
 			n->connected = 1;
 			/* Every outbox entry without an answer goes again, in order. */
 			n->submit_next = 0;

@@ -1059,6 +1059,61 @@ static void test_refusal_after_receipts(void **state)
 	free(body);
 }
 
+/* A Welcome telling fewer of this node's acceptances than it was told (the
+ * broker's store put back) makes the node queue again what the store lost;
+ * if that cannot be written, the node must not go on: submitting, it would
+ * have the broker's new acceptance numbers overwrite those of the messages
+ * still to send again, which would then never go. Before, it went connected
+ * whatever the write did. */
+static void test_welcome_unwritten_not_connected(void **state)
+{
+	node *n = node_as(UNHCR);
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
+	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
+	uint8_t wire[512], bstore[16];
+	tern_store *ro = NULL;
+	size_t len;
+
+	(void)state;
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "un", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://welcome"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://welcome"), 0);
+	n->dealer = dealer;
+	n->batch_size = 64;
+	assert_int_equal(tern_directory_find(F.dir, names[SWEDEN], &n->broker), TERN_OK);
+	memset(bstore, 0xab, sizeof(bstore));
+	memcpy(n->astore, bstore, 16);
+	n->amax = 10;
+	w.broker_id = "hub";
+	w.broker_store = (ProtobufCBinaryData){16, bstore};
+	w.accepted_count = 5; /* the store holds 5 of the 10 it accepted */
+	w.session = n->session;
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_WELCOME;
+	fr.welcome = &w;
+	len = tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(node_store_open(dir, 1, &ro), TERN_OK); /* a failing disk */
+	n->store = ro;
+	assert_int_equal(zmq_send(router, "un", 2, ZMQ_SNDMORE), 2);
+	assert_int_equal(zmq_send(router, wire, len, 0), (int)len);
+	node_on_dealer(n);
+	assert_false(n->connected);
+	assert_int_equal(n->amax, 10);
+	n->store = st; /* the disk back: the next Welcome goes through */
+	assert_int_equal(zmq_send(router, "un", 2, ZMQ_SNDMORE), 2);
+	assert_int_equal(zmq_send(router, wire, len, 0), (int)len);
+	node_on_dealer(n);
+	assert_true(n->connected);
+	assert_int_equal(n->amax, 5);
+	tern_store_close(&ro);
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	node_free(n);
+}
+
 static uint64_t audit_size(node *n)
 {
 	MDB_txn *txn;
@@ -1571,6 +1626,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_says_hello, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_notice_keeps_rejected_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refusal_after_receipts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_welcome_unwritten_not_connected, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
