@@ -132,6 +132,28 @@ void batch_reset(broker *b)
 	bt->checkpoint = 0;
 }
 
+void batch_ack_add(broker *b, const char *node, uint64_t upto)
+{
+	struct batch *bt = &b->batch;
+	size_t i = 0;
+
+	/* One entry a node: acknowledgements are cumulative, and a node sending
+	 * thousands must not take the room of the others'. */
+	while (i < bt->nacks && strcmp(bt->acks[i].node, node) != 0)
+		i++;
+	if (i == bt->nacks) {
+		if (bt->nacks == sizeof(bt->acks) / sizeof(bt->acks[0]))
+			return; /* cannot be: a node has one entry, and there are fewer */
+		if (bt->nacks == 0)
+			bt->acks_since = tern_now_ms();
+		snprintf(bt->acks[i].node, sizeof(bt->acks[i].node), "%s", node);
+		bt->acks[i].upto = 0;
+		bt->nacks++;
+	}
+	if (upto > bt->acks[i].upto)
+		bt->acks[i].upto = upto;
+}
+
 int batch_due(const broker *b, int64_t now, int *wait_ms)
 {
 	const struct batch *bt = &b->batch;

@@ -380,6 +380,9 @@ void batch_commit(broker *b);
  * recognises. *wait_ms: how long the loop may sleep before it must ask
  * again. */
 #define BATCH_ACK_DEFER_MS 20
+/* Adds node's acknowledgement of everything up to upto to the batch: one
+ * entry per node, the highest. */
+void batch_ack_add(broker *b, const char *node, uint64_t upto);
 int batch_due(const broker *b, int64_t now, int *wait_ms);
 /* Decides what the next batch also does: checkpoint, purge, expiry sweep. */
 void batch_timers(broker *b, int64_t now);

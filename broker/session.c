@@ -179,13 +179,9 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			          user);
 		else
 			node_restored(b, p, same_epoch ? h->delivered_upto : 0, same_epoch);
-	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last &&
-	           b->batch.nacks < MAX_PEERS * 2) {
+	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last) {
 		/* Resync: what the node already holds is dropped, not sent again. */
-		if (b->batch.nacks == 0)
-			b->batch.acks_since = tern_now_ms();
-		snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
-		b->batch.acks[b->batch.nacks++].upto = h->delivered_upto;
+		batch_ack_add(b, user, h->delivered_upto);
 		p->sent = h->delivered_upto;
 	}
 	w.broker_id = (char *)b->id.id;
@@ -552,12 +548,8 @@ void session_on_frame(broker *b, const char *user, const struct peer *conn, cons
 			          (unsigned long long)a->upto);
 			break;
 		}
-		if (a->upto > p->acked && b->batch.nacks < MAX_PEERS * 2) {
-			if (b->batch.nacks == 0)
-				b->batch.acks_since = tern_now_ms();
-			snprintf(b->batch.acks[b->batch.nacks].node, 64, "%s", user);
-			b->batch.acks[b->batch.nacks++].upto = a->upto;
-		}
+		if (a->upto > p->acked)
+			batch_ack_add(b, user, a->upto);
 		break;
 	}
 	case TERN__V1__FRAME__BODY_PING: {

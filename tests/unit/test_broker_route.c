@@ -1277,6 +1277,50 @@ static void test_witness_relay_bounded(void **state)
 	pump_pair_close(&pp, b, NULL, 0);
 }
 
+/* A DeliverAck from sweden (routing id "sw") up to upto, decoded. */
+static Tern__V1__Frame *ack_frame(const broker *b, uint64_t upto)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__DeliverAck a = TERN__V1__DELIVER_ACK__INIT;
+	uint8_t wire[128];
+	size_t n;
+
+	a.broker_epoch = (ProtobufCBinaryData){BQ_EPOCH_LEN, (uint8_t *)b->epoch};
+	a.upto = upto;
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_DELIVER_ACK;
+	fr.deliver_ack = &a;
+	n = tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
+	return out;
+}
+
+/* A batch keeps one acknowledgement per node, the highest: before, each
+ * DeliverAck took an entry, and a node sending a thousand between two
+ * commits filled the batch, so that another node's acknowledgement was
+ * dropped (and its deliveries sent again after the timeout). */
+static void test_acks_one_entry_per_node(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+
+	(void)f;
+	pump_pair_open(b, sweden, "inproc://acks", &pp);
+	sweden->sent = 2000;
+	for (uint64_t i = 1; i <= 1000; i++)
+		session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, i));
+	session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, 7));
+	assert_int_equal(b->batch.nacks, 1);
+	assert_string_equal(b->batch.acks[0].node, "sweden");
+	assert_int_equal(b->batch.acks[0].upto, 1000);
+	batch_ack_add(b, "iom", 3);
+	assert_int_equal(b->batch.nacks, 2);
+	assert_int_equal(b->batch.acks[1].upto, 3);
+	pump_pair_close(&pp, b, NULL, 0);
+}
+
 /* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
  * company, the loop sleeping no longer than that; anything else in the
  * batch, or a batch half full of them, is committed at once. */
@@ -1374,6 +1418,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_acks_one_entry_per_node, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_witness_relay_bounded, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
