@@ -131,7 +131,7 @@ void session_close(broker *b, struct peer *p, const char *why)
 		          p->id, why, (unsigned long long)(p->sent - p->acked));
 	p->live = 0;
 	p->broken = 1;
-	p->sent = p->acked;
+	p->sent = p->sent_hi = p->acked;
 	p->dirty = 0;
 	rate_free(p);
 	chunk_gets_drop(p);

@@ -285,6 +285,8 @@ void batch_commit(broker *b)
 			p->acked = bt->acks[i].upto;
 			if (p->sent < p->acked)
 				p->sent = p->acked;
+			if (p->sent_hi < p->acked)
+				p->sent_hi = p->acked;
 			p->progress = bt->now;
 			p->attempts = 0;
 			p->wait = b->ack_timeout_ms;

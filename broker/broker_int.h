@@ -65,10 +65,13 @@ struct peer {
 	uint32_t deliver_batch; /* Delivers per frame it takes (Hello); 0 or 1: one each */
 	uint32_t result_batch;  /* SubmitResults per frame it takes (Hello); 0 or 1: one each */
 	uint64_t acked;         /* every seq <= acked is committed at the node */
-	uint64_t sent;          /* highest seq sent on this connection */
-	int64_t progress;       /* last ack that advanced, or first send after idle */
-	int64_t wait;           /* current redelivery wait, ms */
-	int attempts;           /* redeliveries of the head without progress */
+	uint64_t sent;          /* highest seq sent, back to acked for a redelivery */
+	/* highest seq sent on this connection, redeliveries or not: what the
+	 * node may acknowledge */
+	uint64_t sent_hi;
+	int64_t progress; /* last ack that advanced, or first send after idle */
+	int64_t wait;     /* current redelivery wait, ms */
+	int attempts;     /* redeliveries of the head without progress */
 	int64_t last_rx;
 	int64_t last_tx;
 	int64_t last_restore; /* when its store was last found put back */

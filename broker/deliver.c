@@ -59,6 +59,8 @@ static int pump_flush(struct pump *pp)
 		if (pp->inflight == 0)
 			p->progress = tern_now_ms();
 		p->sent = pp->ds[pp->n - 1].seq;
+		if (p->sent > p->sent_hi)
+			p->sent_hi = p->sent;
 		pp->inflight += (uint32_t)pp->n;
 	}
 	for (size_t i = 0; i < pp->n; i++)
@@ -251,7 +253,7 @@ void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
 	b->m.lost += (exact && j.first > to + 1 ? j.first - to - 1 : 0) + j.nlost;
 	b->last_audit = tern_now_ms();
 	p->last_restore = b->last_audit;
-	p->acked = p->sent = to;
+	p->acked = p->sent = p->sent_hi = to;
 	/* Acknowledgements and dead letters of its old connection, still in
 	 * this batch, must not undo the rewind. */
 	for (size_t i = 0; i < b->batch.nacks; i++)

@@ -157,7 +157,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 		if (acked > p->acked)
 			p->acked = acked;
 	}
-	p->sent = p->acked;
+	p->sent = p->sent_hi = p->acked;
 	p->attempts = 0;
 	p->wait = b->ack_timeout_ms;
 	p->last_rx = tern_now_ms();
@@ -182,7 +182,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last) {
 		/* Resync: what the node already holds is dropped, not sent again. */
 		batch_ack_add(b, user, h->delivered_upto);
-		p->sent = h->delivered_upto;
+		p->sent = p->sent_hi = h->delivered_upto;
 	}
 	w.broker_id = (char *)b->id.id;
 	w.broker_epoch.data = b->epoch;
@@ -543,7 +543,10 @@ void session_on_frame(broker *b, const char *user, const struct peer *conn, cons
 		}
 		if (a->credit)
 			p->credit = a->credit;
-		if (a->upto > p->sent) {
+		/* Against what this connection was ever sent: after a timeout
+		 * sent is back at acked, and the node's acknowledgement of what
+		 * it did take may come while the redelivery waits. */
+		if (a->upto > p->sent_hi) {
 			log_warnx("%s acknowledged seq %llu, never sent; ignored", user,
 			          (unsigned long long)a->upto);
 			break;
@@ -682,7 +685,7 @@ void session_heartbeats(broker *b, int64_t now)
 			log_info("%s silent for %lld ms: route dropped", p->id,
 			         (long long)(now - p->last_rx));
 			p->live = 0;
-			p->sent = p->acked;
+			p->sent = p->sent_hi = p->acked;
 			p->bulk_rid_len = 0;
 			chunk_gets_drop(p);
 			continue;

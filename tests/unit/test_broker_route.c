@@ -1308,7 +1308,7 @@ static void test_acks_one_entry_per_node(void **state)
 
 	(void)f;
 	pump_pair_open(b, sweden, "inproc://acks", &pp);
-	sweden->sent = 2000;
+	sweden->sent = sweden->sent_hi = 2000;
 	for (uint64_t i = 1; i <= 1000; i++)
 		session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, i));
 	session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, 7));
@@ -1319,6 +1319,50 @@ static void test_acks_one_entry_per_node(void **state)
 	assert_int_equal(b->batch.nacks, 2);
 	assert_int_equal(b->batch.acks[1].upto, 3);
 	pump_pair_close(&pp, b, NULL, 0);
+}
+
+/* After an acknowledgement timeout the broker sends again from the mark;
+ * the node's acknowledgement of what it did take, arriving before that
+ * redelivery went out (a full socket), counts. Before, it was checked against
+ * the reset sent, ignored as "never sent", and the attempts ran on towards a
+ * dead letter of messages the node held. */
+static void test_ack_after_redelivery_reset(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	static const uint8_t rid[] = {9};
+	struct pump_pair pp;
+	struct sealed e[3];
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	for (int i = 0; i < 3; i++) {
+		e[i] = referral(f);
+		assert_int_equal(
+		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
+	}
+	batch_commit(b);
+	pump_pair_open(b, sweden, "inproc://ack-reset", &pp);
+	sweden->credit = 10;
+	sweden->deliver_batch = 64;
+	deliver_pump(b, sweden);
+	assert_string_equal(frames_read(pp.dealer), "1,2,3");
+	b->max_attempts = 5;
+	b->max_backoff_ms = 60000;
+	sweden->wait = 1000;
+	deliver_redeliveries(b, now + 5000); /* no acknowledgement in time */
+	assert_int_equal(sweden->sent, 0);
+	assert_int_equal(sweden->attempts, 1);
+	session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, 3));
+	assert_int_equal(b->batch.nacks, 1);
+	assert_int_equal(b->batch.acks[0].upto, 3);
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 3);
+	assert_int_equal(sweden->attempts, 0);
+	session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, 4));
+	assert_int_equal(b->batch.nacks, 0); /* never sent: ignored */
+	pump_pair_close(&pp, b, e, 3);
 }
 
 /* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
@@ -1419,6 +1463,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_acks_one_entry_per_node, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ack_after_redelivery_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_witness_relay_bounded, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
