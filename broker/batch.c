@@ -72,6 +72,13 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		bt->dead_done[i] = 0;
 		if (bt->dead[i].seq == 0)
 			continue;
+		/* The node got past it since (an acknowledgement in this batch,
+		 * applied above): it is not stuck, nothing is dead-lettered. */
+		if ((rc = bq_acked(txn, b->store, bt->dead[i].node, &seq)) != TERN_OK)
+			return rc;
+		if (seq >= bt->dead[i].seq)
+			continue;
+		seq = 0;
 		/* What blocks the queue is its first item still there: the one
 		 * after the acknowledged mark may be gone (expired, dead-lettered)
 		 * or a stub a rewind left, and dead-lettering that seq would find
