@@ -159,6 +159,11 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	}
 	p->sent = p->sent_hi = p->acked;
 	p->attempts = 0;
+	/* A dead letter decided on the old connection's attempts goes with
+	 * them: this one starts counting afresh. */
+	for (size_t i = 0; i < b->batch.ndead; i++)
+		if (strcmp(b->batch.dead[i].node, user) == 0)
+			b->batch.dead[i].seq = 0;
 	p->wait = b->ack_timeout_ms;
 	p->last_rx = tern_now_ms();
 	p->dirty = 1;
@@ -286,10 +291,9 @@ static void relay_witness(broker *b, struct peer *from, const uint8_t *rid, size
                           Tern__V1__Frame *f)
 {
 	const char *user = from->id;
-	char **peer = f->body_case == TERN__V1__FRAME__BODY_WITNESS_REQUEST
-	                  ? &f->witness_request->peer
-	                  : &f->witness_response->peer;
-	struct peer *to = peer_find(b, *peer, 0);
+	int answer = f->body_case == TERN__V1__FRAME__BODY_WITNESS_RESPONSE;
+	char **peer = answer ? &f->witness_response->peer : &f->witness_request->peer;
+	struct peer *to = peer_find(b, *peer, 0), *payer;
 	char *to_id = *peer;
 	int64_t now = tern_now_ms();
 
@@ -301,24 +305,29 @@ static void relay_witness(broker *b, struct peer *from, const uint8_t *rid, size
 		audit_refusal(b, user, tern_reason_code(TERN_REASON_MALFORMED));
 		return;
 	}
-	if (from->wrefilled == 0)
-		from->wtokens = WITNESS_BURST;
-	else if (now > from->wrefilled)
-		from->wtokens += (double)(now - from->wrefilled) * WITNESS_RATE / 1000;
-	if (from->wtokens > WITNESS_BURST)
-		from->wtokens = WITNESS_BURST;
-	from->wrefilled = now;
-	if (from->wtokens < 1) {
-		if (now - from->last_limit_log > 1000) {
-			log_warnx("%s sends witness frames faster than witnessing needs; dropped",
-			          user);
-			from->last_limit_log = now;
+	if (to == NULL || !to->live || strcmp(*peer, user) == 0)
+		return;
+	/* An answer is paid by the member that asked: a member asking another
+	 * over and over spends its own allowance twice, not the other's, whose
+	 * answers to everyone else would be dropped. */
+	payer = answer ? to : from;
+	if (payer->wrefilled == 0)
+		payer->wtokens = WITNESS_BURST;
+	else if (now > payer->wrefilled)
+		payer->wtokens += (double)(now - payer->wrefilled) * WITNESS_RATE / 1000;
+	if (payer->wtokens > WITNESS_BURST)
+		payer->wtokens = WITNESS_BURST;
+	payer->wrefilled = now;
+	if (payer->wtokens < 1) {
+		if (now - payer->last_limit_log > 1000) {
+			log_warnx(
+			    "witnessing asked by %s goes faster than it needs; frames dropped",
+			    payer->id);
+			payer->last_limit_log = now;
 		}
 		return;
 	}
-	from->wtokens -= 1;
-	if (to == NULL || !to->live || strcmp(*peer, user) == 0)
-		return;
+	payer->wtokens -= 1;
 	*peer = (char *)user;
 	if (peer_send(b, to, f) != TERN_OK)
 		log_debug("witness traffic from %s to %s dropped: %s busy", user, to_id, to_id);
