@@ -471,10 +471,11 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 		return tern_fail(TERN_ENOENT, "%s was not sent to %s", msgid, node);
 	}
 	/* A notice is the broker's word that the recipient did not take the
-	 * message: it moves a recipient only while no verdict came, and never
-	 * one its signed receipt answered (delivered or rejected: a notice can
-	 * follow the receipt when the recipient's acknowledgement was lost). */
-	if ((notice && r->state != NODE_SENT_QUEUED && r->state != NODE_SENT_AT_BROKER) ||
+	 * message: it never moves one its signed receipt answered (delivered or
+	 * rejected: a notice can follow the receipt when the recipient's
+	 * acknowledgement was lost). It may correct an earlier notice (a dead
+	 * letter retried, then dead-lettered again). */
+	if ((notice && (r->receipted || r->state == NODE_SENT_DELIVERED)) ||
 	    (r->state == st && strcmp(r->reason_code, code ? code : "") == 0)) {
 		/* Or the same verdict again (a redelivery after a broker restart). */
 		node_rec_sent_free(&rec);
@@ -482,6 +483,7 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 	}
 	r->state = st;
 	r->at = now;
+	r->receipted = !notice;
 	if ((rc = set_reason(&r->reason_code, &r->reason_text, code, text)) == TERN_OK &&
 	    (rc = message_reason(rec)) == TERN_OK)
 		rc = restate(txn, s, msgid, rec);
