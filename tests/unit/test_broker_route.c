@@ -844,6 +844,47 @@ static void test_dead_letter_real_head(void **state)
 		free(e[i].buf);
 }
 
+/* A dead letter decided on max_attempts is dropped when an acknowledgement
+ * in the same batch moved the mark past it: the node is not stuck. Before
+ * (once the head was looked for from that seq), with no retention, the
+ * acknowledged entries were gone and the next one, never retried, was
+ * dead-lettered. A Hello drops such a dead letter too. */
+static void test_dead_letter_after_ack_same_batch(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f); /* retain_ms 0: acknowledged entries go */
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	static const uint8_t rid[] = {9};
+	struct sealed e[3];
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	for (int i = 0; i < 3; i++) {
+		e[i] = referral(f);
+		assert_int_equal(
+		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
+	}
+	batch_commit(b);
+	sweden->live = 1;
+	b->max_attempts = 3;
+	b->max_backoff_ms = 1000;
+	sweden->attempts = 2;
+	sweden->sent = sweden->sent_hi = 3;
+	sweden->progress = now - 50000;
+	sweden->wait = 1000;
+	deliver_redeliveries(b, now); /* the third attempt: seq 1 to dead-letter */
+	assert_int_equal(b->batch.ndead, 1);
+	batch_ack_add(b, "sweden", 1); /* the node's acknowledgement, in the same batch */
+	batch_commit(b);
+	assert_int_equal(b->m.dead, 0);
+	assert_int_equal(queue_of(f, "sweden").n, 2);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 3; i++)
+		free(e[i].buf);
+}
+
 /* A ROUTER for the broker and a DEALER as p's node on inproc ep (routing id
  * "sw"), p live on it: what the broker sends p (deliver_pump, the commit's
  * answers), read with frames_read or results_read. */
@@ -1277,6 +1318,71 @@ static void test_witness_relay_bounded(void **state)
 	pump_pair_close(&pp, b, NULL, 0);
 }
 
+/* A witness frame to `to`: a request, or an answer, decoded. */
+static Tern__V1__Frame *witness_to(const char *to, int answer)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__WitnessRequest wr = TERN__V1__WITNESS_REQUEST__INIT;
+	Tern__V1__WitnessResponse ws = TERN__V1__WITNESS_RESPONSE__INIT;
+	uint8_t wire[512];
+	size_t n;
+
+	fr.version = TERN_HOP_VERSION;
+	if (answer) {
+		ws.peer = (char *)to;
+		ws.size = 10;
+		ws.cosignature = "cosigned";
+		fr.body_case = TERN__V1__FRAME__BODY_WITNESS_RESPONSE;
+		fr.witness_response = &ws;
+	} else {
+		wr.peer = (char *)to;
+		wr.checkpoint = "tern/test/unhcr\n10\nroot\n";
+		fr.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
+		fr.witness_request = &wr;
+	}
+	n = tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
+	return out;
+}
+
+/* A member that asks another for cosignatures over and over pays for the
+ * answers too: the one asked keeps its own allowance, and its answer to
+ * iom still goes. Before the answers were charged to the answering member,
+ * whose witnessing with everyone else was then dropped. */
+static void test_witness_answers_paid_by_asker(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *iom = peer_find(b, "iom", 0), *sweden = peer_find(b, "sweden", 0),
+	            *unhcr = peer_find(b, "unhcr", 0);
+	struct pump_pair pp;
+	zmq_msg_t m;
+	int got = 0;
+
+	(void)f;
+	pump_pair_open(b, iom, "inproc://witness-asker", &pp);
+	memcpy(unhcr->rid, "un", 2);
+	unhcr->rid_len = 2;
+	unhcr->live = 1;
+	memcpy(sweden->rid, "sd", 2);
+	sweden->rid_len = 2;
+	sweden->live = 1;
+	for (int i = 0; i < 4 * MAX_PEERS; i++) { /* unhcr asks, sweden's node answers */
+		session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2,
+		                 witness_to("sweden", 0));
+		session_on_frame(b, "sweden", NULL, (const uint8_t *)"sd", 2,
+		                 witness_to("unhcr", 1));
+	}
+	session_on_frame(b, "sweden", NULL, (const uint8_t *)"sd", 2, witness_to("iom", 1));
+	zmq_msg_init(&m);
+	while (zmq_msg_recv(&m, pp.dealer, ZMQ_DONTWAIT) >= 0)
+		got++;
+	zmq_msg_close(&m);
+	assert_int_equal(got, 1);
+	assert_true(unhcr->wtokens < 1); /* unhcr spent its own */
+	pump_pair_close(&pp, b, NULL, 0);
+}
+
 /* A DeliverAck from sweden (routing id "sw") up to upto, decoded. */
 static Tern__V1__Frame *ack_frame(const broker *b, uint64_t upto)
 {
@@ -1459,12 +1565,14 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_letter_real_head, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_dead_letter_after_ack_same_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_acks_one_entry_per_node, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_after_redelivery_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_witness_relay_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_witness_answers_paid_by_asker, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
 

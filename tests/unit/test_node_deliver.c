@@ -1114,6 +1114,41 @@ static void test_welcome_unwritten_not_connected(void **state)
 	node_free(n);
 }
 
+/* A notice may correct an earlier notice (a dead letter retried with `tern
+ * dlq retry`, then dead-lettered again): only a receipt's verdict stands
+ * against notices. The fix that kept REJECTED receipts had made any
+ * rejected or expired state final against notices. */
+static void test_second_notice_after_retry(void **state)
+{
+	char id[37];
+	size_t blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL);
+	node *n = node_as(UNHCR);
+	struct out o, *slot;
+
+	(void)state;
+	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
+	                               CASE, NULL, 0, body, blen, NULL, &o),
+	                 TERN_OK);
+	snprintf(id, sizeof(id), "%s", o.msgid);
+	assert_non_null(slot = node_batch_out(n));
+	*slot = o;
+	node_batch_commit(n);
+	result(n, id, 1, 1, "", n->session);
+	node_batch_commit(n);
+	notice(n, 1, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "expired");
+	notice(n, 2, id, "sweden", TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED,
+	       tern_reason_code(TERN_REASON_RECIPIENT_REVOKED));
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "rejected");
+	assert_string_equal(sent_field(id, "sweden", "reason_code"),
+	                    tern_reason_code(TERN_REASON_RECIPIENT_REVOKED));
+	node_free(n);
+	free(body);
+}
+
 static uint64_t audit_size(node *n)
 {
 	MDB_txn *txn;
@@ -1625,6 +1660,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_takes_nothing_more, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_says_hello, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_notice_keeps_rejected_receipt, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_second_notice_after_retry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refusal_after_receipts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_welcome_unwritten_not_connected, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
