@@ -791,6 +791,20 @@ static const char *frames_read(void *dealer)
 	return out;
 }
 
+/* unhcr submits n referrals to sweden (into e), committed in one batch at
+ * b->batch.now: sweden's seqs 1..n. */
+static void commit_referrals(struct fixture *f, broker *b, struct sealed *e, int n)
+{
+	static const uint8_t rid[] = {9};
+
+	for (int i = 0; i < n; i++) {
+		e[i] = referral(f);
+		assert_int_equal(
+		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
+	}
+	batch_commit(b);
+}
+
 static int expire_seq1(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
@@ -809,17 +823,11 @@ static void test_dead_letter_real_head(void **state)
 	struct fixture *f = *state;
 	broker *b = bare_broker(f);
 	struct peer *sweden = peer_find(b, "sweden", 0);
-	static const uint8_t rid[] = {9};
 	struct sealed e[3];
 	int64_t now = tern_now_ms();
 
 	b->batch.now = now;
-	for (int i = 0; i < 3; i++) {
-		e[i] = referral(f);
-		assert_int_equal(
-		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
-	}
-	batch_commit(b);
+	commit_referrals(f, b, e, 3);
 	assert_int_equal(tern_store_write(f->st, expire_seq1, b), TERN_OK);
 	assert_int_equal(queue_of(f, "sweden").n, 2);
 	sweden->live = 1;
@@ -854,17 +862,11 @@ static void test_dead_letter_after_ack_same_batch(void **state)
 	struct fixture *f = *state;
 	broker *b = bare_broker(f); /* retain_ms 0: acknowledged entries go */
 	struct peer *sweden = peer_find(b, "sweden", 0);
-	static const uint8_t rid[] = {9};
 	struct sealed e[3];
 	int64_t now = tern_now_ms();
 
 	b->batch.now = now;
-	for (int i = 0; i < 3; i++) {
-		e[i] = referral(f);
-		assert_int_equal(
-		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
-	}
-	batch_commit(b);
+	commit_referrals(f, b, e, 3);
 	sweden->live = 1;
 	b->max_attempts = 3;
 	b->max_backoff_ms = 1000;
@@ -1437,18 +1439,12 @@ static void test_ack_after_redelivery_reset(void **state)
 	struct fixture *f = *state;
 	broker *b = bare_broker(f);
 	struct peer *sweden = peer_find(b, "sweden", 0);
-	static const uint8_t rid[] = {9};
 	struct pump_pair pp;
 	struct sealed e[3];
 	int64_t now = tern_now_ms();
 
 	b->batch.now = now;
-	for (int i = 0; i < 3; i++) {
-		e[i] = referral(f);
-		assert_int_equal(
-		    submit_now(b, "unhcr", rid, 1, submit_frame(f, e[i].buf, e[i].len)), TERN_OK);
-	}
-	batch_commit(b);
+	commit_referrals(f, b, e, 3);
 	pump_pair_open(b, sweden, "inproc://ack-reset", &pp);
 	sweden->credit = 10;
 	sweden->deliver_batch = 64;

@@ -866,6 +866,35 @@ static void test_delivery_not_taken_stops_the_rest(void **state)
 	free(env);
 }
 
+/* n sends a case referral to sweden and iom, committed; its id in id. */
+static void send_referral(node *n, char id[37])
+{
+	size_t blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL);
+	struct out o, *slot;
+
+	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
+	                               CASE, NULL, 0, body, blen, NULL, &o),
+	                 TERN_OK);
+	snprintf(id, 37, "%s", o.msgid);
+	assert_non_null(slot = node_batch_out(n));
+	*slot = o;
+	node_batch_commit(n);
+	free(body);
+}
+
+/* Delivers to n, as seq, the receipt `from` signs for msgid. */
+static void deliver_receipt(node *n, uint64_t seq, int from, const char *msgid, int accepted,
+                            const char *code)
+{
+	char rid[37];
+	size_t len;
+	uint8_t *env = receipt(from, UNHCR, msgid, accepted, code, &len, rid);
+
+	deliver(n, seq, env, len);
+	free(env);
+}
+
 /* Makes the next commit fail as a failed write does: an entry with no
  * envelope fails batch_sign, which takes the same path. */
 static void fail_next_commit(node *n)
@@ -932,10 +961,7 @@ static void test_failed_commit_takes_nothing_more(void **state)
 static void test_failed_commit_says_hello(void **state)
 {
 	char id[37];
-	size_t blen;
-	uint8_t *body = body_of("case-referral", &blen, NULL);
 	node *n = node_as(UNHCR);
-	struct out o, *slot;
 	uint64_t session;
 	int64_t due;
 
@@ -944,13 +970,7 @@ static void test_failed_commit_says_hello(void **state)
 	n->bulk_ready = 1;
 	n->hb_ivl_ms = n->hb_timeout_ms = 3600 * 1000;
 	n->last_rx = n->last_tx = tern_now_ms();
-	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
-	                               CASE, NULL, 0, body, blen, NULL, &o),
-	                 TERN_OK);
-	snprintf(id, sizeof(id), "%s", o.msgid);
-	assert_non_null(slot = node_batch_out(n));
-	*slot = o;
-	node_batch_commit(n);
+	send_referral(n, id);
 	assert_int_equal(n->hello_due, 0);
 	n->inflight = 1;
 	result(n, id, 1, 1, "", n->session);
@@ -983,7 +1003,6 @@ static void test_failed_commit_says_hello(void **state)
 	node_batch_commit(n);
 	assert_int_equal(n->hello_due, 0);
 	node_free(n);
-	free(body);
 }
 
 /* A recipient's signed REJECTED receipt is its verdict; a dead-letter notice
@@ -992,25 +1011,14 @@ static void test_failed_commit_says_hello(void **state)
  * REJECTED invalid-body became EXPIRED expired. */
 static void test_notice_keeps_rejected_receipt(void **state)
 {
-	char id[37], rid[37];
-	size_t len, blen;
-	uint8_t *body = body_of("case-referral", &blen, NULL), *env;
+	char id[37];
 	node *n = node_as(UNHCR);
-	struct out o, *slot;
 
 	(void)state;
-	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
-	                               CASE, NULL, 0, body, blen, NULL, &o),
-	                 TERN_OK);
-	snprintf(id, sizeof(id), "%s", o.msgid);
-	assert_non_null(slot = node_batch_out(n));
-	*slot = o;
-	node_batch_commit(n);
+	send_referral(n, id);
 	result(n, id, 1, 1, "", n->session);
 	node_batch_commit(n);
-	env = receipt(SWEDEN, UNHCR, id, 0, "invalid-body", &len, rid);
-	deliver(n, 1, env, len);
-	free(env);
+	deliver_receipt(n, 1, SWEDEN, id, 0, "invalid-body");
 	node_batch_commit(n);
 	assert_string_equal(sent_field(id, "sweden", "state"), "rejected");
 	notice(n, 2, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
@@ -1020,7 +1028,6 @@ static void test_notice_keeps_rejected_receipt(void **state)
 	assert_string_equal(sent_field(id, "sweden", "reason_code"), "invalid-body");
 	assert_string_equal(sent_field(id, "iom", "state"), "expired"); /* no verdict: moved */
 	node_free(n);
-	free(body);
 }
 
 /* The broker's refusal of a resubmission (its first answer lost) moves only
@@ -1029,26 +1036,13 @@ static void test_notice_keeps_rejected_receipt(void **state)
  * "delivered", reason "expired". */
 static void test_refusal_after_receipts(void **state)
 {
-	char id[37], rid[37];
-	size_t len, blen;
-	uint8_t *body = body_of("case-referral", &blen, NULL), *env;
+	char id[37];
 	node *n = node_as(UNHCR);
-	struct out o, *slot;
 
 	(void)state;
-	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
-	                               CASE, NULL, 0, body, blen, NULL, &o),
-	                 TERN_OK);
-	snprintf(id, sizeof(id), "%s", o.msgid);
-	assert_non_null(slot = node_batch_out(n));
-	*slot = o;
-	node_batch_commit(n);
-	env = receipt(SWEDEN, UNHCR, id, 1, "", &len, rid);
-	deliver(n, 1, env, len);
-	free(env);
-	env = receipt(IOM, UNHCR, id, 1, "", &len, rid);
-	deliver(n, 2, env, len);
-	free(env);
+	send_referral(n, id);
+	deliver_receipt(n, 1, SWEDEN, id, 1, "");
+	deliver_receipt(n, 2, IOM, id, 1, "");
 	node_batch_commit(n);
 	result(n, id, 0, 0, tern_reason_code(TERN_REASON_EXPIRED), n->session);
 	node_batch_commit(n);
@@ -1056,7 +1050,6 @@ static void test_refusal_after_receipts(void **state)
 	assert_string_equal(sent_field(id, NULL, "reason_code"), "");
 	assert_string_equal(sent_field(id, "iom", "state"), "delivered");
 	node_free(n);
-	free(body);
 }
 
 /* A Welcome telling fewer of this node's acceptances than it was told (the
@@ -1121,19 +1114,10 @@ static void test_welcome_unwritten_not_connected(void **state)
 static void test_second_notice_after_retry(void **state)
 {
 	char id[37];
-	size_t blen;
-	uint8_t *body = body_of("case-referral", &blen, NULL);
 	node *n = node_as(UNHCR);
-	struct out o, *slot;
 
 	(void)state;
-	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
-	                               CASE, NULL, 0, body, blen, NULL, &o),
-	                 TERN_OK);
-	snprintf(id, sizeof(id), "%s", o.msgid);
-	assert_non_null(slot = node_batch_out(n));
-	*slot = o;
-	node_batch_commit(n);
+	send_referral(n, id);
 	result(n, id, 1, 1, "", n->session);
 	node_batch_commit(n);
 	notice(n, 1, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
@@ -1146,7 +1130,6 @@ static void test_second_notice_after_retry(void **state)
 	assert_string_equal(sent_field(id, "sweden", "reason_code"),
 	                    tern_reason_code(TERN_REASON_RECIPIENT_REVOKED));
 	node_free(n);
-	free(body);
 }
 
 static uint64_t audit_size(node *n)
