@@ -77,10 +77,14 @@ struct peer {
 	int64_t last_restore; /* when its store was last found put back */
 	int dirty;            /* queue changed: try to deliver */
 	char software[64];    /* as its Hello said */
-	/* Witness frames it may still have relayed (relay_witness): a bucket of
-	 * WITNESS_BURST refilled at WITNESS_RATE a second. */
-	double wtokens;
-	int64_t wrefilled;
+	/* Witness frames it may still have relayed to each member, by that
+	 * member's index in peers (relay_witness): a bucket of WITNESS_BURST
+	 * refilled at WITNESS_RATE a second, per pair, so that no member can
+	 * spend another's allowance. */
+	struct witness_bucket {
+		double tokens;
+		int64_t refilled;
+	} wb[MAX_PEERS];
 	/* Rate limit: a token bucket; submissions over it wait here, in order. */
 	double tokens;
 	int64_t refilled;
@@ -146,6 +150,9 @@ struct ack {
 struct dead {
 	char node[64];
 	uint64_t seq;
+	/* the peer's sent_hi when it was decided: an entry above it was never
+	 * sent, so the attempts counted were not its */
+	uint64_t sent_hi;
 };
 
 /* Delivery latency buckets (seconds): broker commit to the node's commit

@@ -257,12 +257,14 @@ static int bulk_frame(Tern__V1__Frame__BodyCase c)
 
 /* --- witnessing relay --------------------------------------------------------- */
 
-/* A round asks every other member once and answers every other member's
- * ask: a member needs at most 2 * MAX_PEERS frames a round, and rounds follow
- * checkpoints ([audit] checkpoint_interval, 1 s at the least). More is a
- * flood, whose frames would queue ahead of its targets' deliveries. */
-#define WITNESS_BURST (4.0 * MAX_PEERS)
-#define WITNESS_RATE (2.0 * MAX_PEERS)
+/* A round asks each other member once, and a conflict once more; the
+ * member asked answers each ask. So between two members a few frames a
+ * round, and rounds follow checkpoints ([audit] checkpoint_interval, 1 s at
+ * the least). More is a flood, whose frames would queue ahead of its
+ * target's deliveries. Counted per pair (sender, target): a member flooding
+ * another spends only its own allowance towards that one. */
+#define WITNESS_BURST 16.0
+#define WITNESS_RATE 4.0
 /* A checkpoint note is an origin, a size, a root and a signature line. */
 #define WITNESS_NOTE_MAX 4096
 #define WITNESS_LINE_MAX 1024
@@ -293,7 +295,8 @@ static void relay_witness(broker *b, struct peer *from, const uint8_t *rid, size
 	const char *user = from->id;
 	int answer = f->body_case == TERN__V1__FRAME__BODY_WITNESS_RESPONSE;
 	char **peer = answer ? &f->witness_response->peer : &f->witness_request->peer;
-	struct peer *to = peer_find(b, *peer, 0), *payer;
+	struct peer *to = peer_find(b, *peer, 0);
+	struct witness_bucket *wb;
 	char *to_id = *peer;
 	int64_t now = tern_now_ms();
 
@@ -307,27 +310,24 @@ static void relay_witness(broker *b, struct peer *from, const uint8_t *rid, size
 	}
 	if (to == NULL || !to->live || strcmp(*peer, user) == 0)
 		return;
-	/* An answer is paid by the member that asked: a member asking another
-	 * over and over spends its own allowance twice, not the other's, whose
-	 * answers to everyone else would be dropped. */
-	payer = answer ? to : from;
-	if (payer->wrefilled == 0)
-		payer->wtokens = WITNESS_BURST;
-	else if (now > payer->wrefilled)
-		payer->wtokens += (double)(now - payer->wrefilled) * WITNESS_RATE / 1000;
-	if (payer->wtokens > WITNESS_BURST)
-		payer->wtokens = WITNESS_BURST;
-	payer->wrefilled = now;
-	if (payer->wtokens < 1) {
-		if (now - payer->last_limit_log > 1000) {
-			log_warnx(
-			    "witnessing asked by %s goes faster than it needs; frames dropped",
-			    payer->id);
-			payer->last_limit_log = now;
+	wb = &from->wb[to - b->peers];
+	if (wb->refilled == 0)
+		wb->tokens = WITNESS_BURST;
+	else if (now > wb->refilled)
+		wb->tokens += (double)(now - wb->refilled) * WITNESS_RATE / 1000;
+	if (wb->tokens > WITNESS_BURST)
+		wb->tokens = WITNESS_BURST;
+	wb->refilled = now;
+	if (wb->tokens < 1) {
+		if (now - from->last_limit_log > 1000) {
+			log_warnx("%s sends witness frames to %s faster than witnessing needs; "
+			          "dropped",
+			          user, to_id);
+			from->last_limit_log = now;
 		}
 		return;
 	}
-	payer->wtokens -= 1;
+	wb->tokens -= 1;
 	*peer = (char *)user;
 	if (peer_send(b, to, f) != TERN_OK)
 		log_debug("witness traffic from %s to %s dropped: %s busy", user, to_id, to_id);
