@@ -86,7 +86,10 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		if ((rc = bq_scan(txn, b->store, bt->dead[i].node, bt->dead[i].seq, first_real,
 		                  &seq)) != TERN_OK)
 			return rc;
-		if (seq == 0)
+		/* None, or one never sent (it came after the expired head, or
+		 * waited beyond the credit): the attempts were not its. The
+		 * commit starts them again, and it gets its own. */
+		if (seq == 0 || seq > bt->dead[i].sent_hi)
 			continue;
 		bt->dead[i].seq = seq; /* the same again if the write runs twice */
 		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, seq,

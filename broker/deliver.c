@@ -276,10 +276,11 @@ void deliver_redeliveries(broker *b, int64_t now)
 			p->attempts++;
 			if (p->attempts >= b->max_attempts && b->batch.ndead < MAX_PEERS) {
 				snprintf(b->batch.dead[b->batch.ndead].node, 64, "%s", p->id);
+				b->batch.dead[b->batch.ndead].sent_hi = p->sent_hi;
 				b->batch.dead[b->batch.ndead++].seq = p->acked + 1;
 			}
-			/* seq acked+1 may be gone (expired); dead-lettering finds none
-			 * and the next attempt starts at the real head. */
+			/* seq acked+1 may be gone (expired): the batch dead-letters
+			 * the first entry still there, if it was sent. */
 			log_info(
 			    "no acknowledgement from %s for %lld ms: redelivering from seq %llu "
 			    "(attempt %d)",
