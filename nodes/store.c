@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <tern/error.h>
+#include <tern/reason.h>
 
 #include <tern/envelope.h>
 
@@ -453,6 +454,15 @@ out:
 	return rc;
 }
 
+/* Whether code is one a notice of the broker's gives a rejected recipient:
+ * in a record from before SentRecipient.receipted, any other rejection is a
+ * receipt's verdict (or the broker's refusal, after which no notice comes). */
+static int notice_reason(const char *code)
+{
+	return strcmp(code, tern_reason_code(TERN_REASON_RECIPIENT_REVOKED)) == 0 ||
+	       strcmp(code, tern_reason_code(TERN_REASON_RECIPIENT_REMOVED)) == 0;
+}
+
 int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, const char *node,
                                const char *state, const char *code, const char *text, int notice,
                                int64_t now)
@@ -475,7 +485,8 @@ int node_store_recipient_state(MDB_txn *txn, tern_store *s, const char *msgid, c
 	 * rejected: a notice can follow the receipt when the recipient's
 	 * acknowledgement was lost). It may correct an earlier notice (a dead
 	 * letter retried, then dead-lettered again). */
-	if ((notice && (r->receipted || r->state == NODE_SENT_DELIVERED)) ||
+	if ((notice && (r->receipted || r->state == NODE_SENT_DELIVERED ||
+	                (r->state == NODE_SENT_REJECTED && !notice_reason(r->reason_code)))) ||
 	    (r->state == st && strcmp(r->reason_code, code ? code : "") == 0)) {
 		/* Or the same verdict again (a redelivery after a broker restart). */
 		node_rec_sent_free(&rec);

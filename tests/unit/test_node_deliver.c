@@ -1107,6 +1107,51 @@ static void test_welcome_unwritten_not_connected(void **state)
 	node_free(n);
 }
 
+/* Drops SentRecipient.receipted from the record of msgid (arg), as a record
+ * written before the field reads. */
+static int unmark_apply(MDB_txn *txn, void *arg)
+{
+	const char *msgid = arg;
+	MDB_val k = {strlen(msgid), (void *)msgid}, v;
+	node_sent_rec *rec = NULL;
+	uint8_t buf[4096];
+
+	assert_int_equal(mdb_get(txn, tern_store_dbi(st, NS_MSGS), &k, &v), 0);
+	assert_int_equal(node_rec_sent_decode(v.mv_data, v.mv_size, &rec), TERN_OK);
+	for (size_t i = 0; i < rec->n_recipients; i++)
+		rec->recipients[i]->receipted = 0;
+	assert_true(tern__v1__sent_record__get_packed_size(rec) <= sizeof(buf));
+	v = (MDB_val){tern__v1__sent_record__pack(rec, buf), buf};
+	node_rec_sent_free(&rec);
+	return mdb_put(txn, tern_store_dbi(st, NS_MSGS), &k, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+static void unmark_receipted(const char *msgid)
+{
+	assert_int_equal(tern_store_write(st, unmark_apply, (void *)msgid), TERN_OK);
+}
+
+/* In a record from before SentRecipient.receipted, a REJECTED with a reason
+ * no notice gives is a receipt's verdict, and stands against notices too. */
+static void test_notice_keeps_old_rejected_receipt(void **state)
+{
+	char id[37];
+	node *n = node_as(UNHCR);
+
+	(void)state;
+	send_referral(n, id);
+	result(n, id, 1, 1, "", n->session);
+	node_batch_commit(n);
+	deliver_receipt(n, 1, SWEDEN, id, 0, "invalid-body");
+	node_batch_commit(n);
+	unmark_receipted(id);
+	notice(n, 2, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "rejected");
+	assert_string_equal(sent_field(id, "sweden", "reason_code"), "invalid-body");
+	node_free(n);
+}
+
 /* A notice may correct an earlier notice (a dead letter retried with `tern
  * dlq retry`, then dead-lettered again): only a receipt's verdict stands
  * against notices. The fix that kept REJECTED receipts had made any
@@ -1644,6 +1689,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_says_hello, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_notice_keeps_rejected_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_second_notice_after_retry, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_notice_keeps_old_rejected_receipt, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refusal_after_receipts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_welcome_unwritten_not_connected, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
