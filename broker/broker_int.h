@@ -77,14 +77,6 @@ struct peer {
 	int64_t last_restore; /* when its store was last found put back */
 	int dirty;            /* queue changed: try to deliver */
 	char software[64];    /* as its Hello said */
-	/* Witness frames it may still have relayed to each member, by that
-	 * member's index in peers (relay_witness): a bucket of WITNESS_BURST
-	 * refilled at WITNESS_RATE a second, per pair, so that no member can
-	 * spend another's allowance. */
-	struct witness_bucket {
-		double tokens;
-		int64_t refilled;
-	} wb[MAX_PEERS];
 	/* Rate limit: a token bucket; submissions over it wait here, in order. */
 	double tokens;
 	int64_t refilled;
@@ -211,6 +203,15 @@ struct broker {
 	 * numbered after the copy was taken). */
 	uint8_t store_id[BQ_EPOCH_LEN], epoch[BQ_EPOCH_LEN];
 	struct peer peers[MAX_PEERS];
+	/* Witness frames each member may still have relayed to each other
+	 * member, by their indexes in peers (relay_witness): a bucket of
+	 * WITNESS_BURST refilled at WITNESS_RATE a second, per pair, so that no
+	 * member can spend another's allowance. Here, not in struct peer: a
+	 * peer is zeroed on the stack for every frame read (on_router). */
+	struct witness_bucket {
+		double tokens;
+		int64_t refilled;
+	} wb[MAX_PEERS][MAX_PEERS];
 	size_t npeers;
 	/* connections of members no longer admitted, closed when due */
 	struct closing {

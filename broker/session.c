@@ -310,7 +310,7 @@ static void relay_witness(broker *b, struct peer *from, const uint8_t *rid, size
 	}
 	if (to == NULL || !to->live || strcmp(*peer, user) == 0)
 		return;
-	wb = &from->wb[to - b->peers];
+	wb = &b->wb[from - b->peers][to - b->peers];
 	if (wb->refilled == 0)
 		wb->tokens = WITNESS_BURST;
 	else if (now > wb->refilled)
