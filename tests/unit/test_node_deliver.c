@@ -883,6 +883,14 @@ static void send_referral(node *n, char id[37])
 	free(body);
 }
 
+/* send_referral, then the broker's acceptance of it, committed. */
+static void send_accepted(node *n, char id[37])
+{
+	send_referral(n, id);
+	result(n, id, 1, 1, "", n->session);
+	node_batch_commit(n);
+}
+
 /* Delivers to n, as seq, the receipt `from` signs for msgid. */
 static void deliver_receipt(node *n, uint64_t seq, int from, const char *msgid, int accepted,
                             const char *code)
@@ -1015,9 +1023,7 @@ static void test_notice_keeps_rejected_receipt(void **state)
 	node *n = node_as(UNHCR);
 
 	(void)state;
-	send_referral(n, id);
-	result(n, id, 1, 1, "", n->session);
-	node_batch_commit(n);
+	send_accepted(n, id);
 	deliver_receipt(n, 1, SWEDEN, id, 0, "invalid-body");
 	node_batch_commit(n);
 	assert_string_equal(sent_field(id, "sweden", "state"), "rejected");
@@ -1139,9 +1145,7 @@ static void test_notice_keeps_old_rejected_receipt(void **state)
 	node *n = node_as(UNHCR);
 
 	(void)state;
-	send_referral(n, id);
-	result(n, id, 1, 1, "", n->session);
-	node_batch_commit(n);
+	send_accepted(n, id);
 	deliver_receipt(n, 1, SWEDEN, id, 0, "invalid-body");
 	node_batch_commit(n);
 	unmark_receipted(id);
@@ -1162,9 +1166,7 @@ static void test_second_notice_after_retry(void **state)
 	node *n = node_as(UNHCR);
 
 	(void)state;
-	send_referral(n, id);
-	result(n, id, 1, 1, "", n->session);
-	node_batch_commit(n);
+	send_accepted(n, id);
 	notice(n, 1, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
 	node_batch_commit(n);
 	assert_string_equal(sent_field(id, "sweden", "state"), "expired");
