@@ -39,6 +39,33 @@ static int first_real(uint64_t seq, const bq_item *it, void *arg)
 	return 1;
 }
 
+/* The entry a max_attempts dead letter d is for, in *seq; 0: none. */
+static int dead_target(MDB_txn *txn, tern_store *st, const struct dead *d, uint64_t *seq)
+{
+	uint64_t acked;
+	int rc;
+
+	*seq = 0;
+	if (d->seq == 0)
+		return TERN_OK;
+	/* The node got past it since (an acknowledgement in this batch,
+	 * applied before): it is not stuck, nothing is dead-lettered. */
+	if ((rc = bq_acked(txn, st, d->node, &acked)) != TERN_OK || acked >= d->seq)
+		return rc;
+	/* What blocks the queue is its first item still there: the one after
+	 * the acknowledged mark may be gone (expired, dead-lettered) or a stub
+	 * a rewind left, and dead-lettering that seq would find nothing,
+	 * attempt after attempt, behind an item never taken. */
+	if ((rc = bq_scan(txn, st, d->node, d->seq, first_real, seq)) != TERN_OK)
+		return rc;
+	/* One never sent (it came after the expired head, or waited beyond the
+	 * credit): the attempts were not its. The commit starts them again, and
+	 * it gets its own. */
+	if (*seq > d->sent_hi)
+		*seq = 0;
+	return TERN_OK;
+}
+
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
@@ -68,28 +95,11 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		                 b->retain_ms > 0, bt->now, deliver_latency, bt, NULL)) != TERN_OK)
 			return rc;
 	for (size_t i = 0; i < bt->ndead; i++) {
-		uint64_t seq = 0;
+		uint64_t seq;
 		bt->dead_done[i] = 0;
-		if (bt->dead[i].seq == 0)
-			continue;
-		/* The node got past it since (an acknowledgement in this batch,
-		 * applied above): it is not stuck, nothing is dead-lettered. */
-		if ((rc = bq_acked(txn, b->store, bt->dead[i].node, &seq)) != TERN_OK)
+		if ((rc = dead_target(txn, b->store, &bt->dead[i], &seq)) != TERN_OK)
 			return rc;
-		if (seq >= bt->dead[i].seq)
-			continue;
-		seq = 0;
-		/* What blocks the queue is its first item still there: the one
-		 * after the acknowledged mark may be gone (expired, dead-lettered)
-		 * or a stub a rewind left, and dead-lettering that seq would find
-		 * nothing, attempt after attempt, behind an item never taken. */
-		if ((rc = bq_scan(txn, b->store, bt->dead[i].node, bt->dead[i].seq, first_real,
-		                  &seq)) != TERN_OK)
-			return rc;
-		/* None, or one never sent (it came after the expired head, or
-		 * waited beyond the credit): the attempts were not its. The
-		 * commit starts them again, and it gets its own. */
-		if (seq == 0 || seq > bt->dead[i].sent_hi)
+		if (seq == 0)
 			continue;
 		bt->dead[i].seq = seq; /* the same again if the write runs twice */
 		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, seq,

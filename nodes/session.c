@@ -158,6 +158,7 @@ static int welcome_store(node *n, const Tern__V1__Welcome *w)
 {
 	struct restore_job j = {n, 0, NULL, w->accepted_count, n->amax, 0, ""};
 	static const uint8_t none[16];
+	int rc;
 
 	if (w->broker_store.len != 16)
 		return TERN_OK; /* a broker from before store identities */
@@ -168,11 +169,11 @@ static int welcome_store(node *n, const Tern__V1__Welcome *w)
 			log_warnx("broker %s has another store than the one this node knew (not a "
 			          "copy of it): its acceptance numbers start afresh",
 			          n->broker->node_id);
-		if (tern_store_write(n->store, restore_apply, &j) != TERN_OK) {
+		if ((rc = tern_store_write(n->store, restore_apply, &j)) != TERN_OK) {
 			log_warnx("broker %s's store is new to this node, and the store could not "
 			          "be updated: %s",
 			          n->broker->node_id, tern_errdetail());
-			return TERN_EIO;
+			return rc;
 		}
 		memcpy(n->astore, n->bstore, 16);
 		n->amax = 0;
@@ -200,13 +201,13 @@ static int welcome_store(node *n, const Tern__V1__Welcome *w)
 	}
 	j.kind = w->accepted_count < n->amax ? 1 : 2;
 	n->batch.now = tern_now_ms();
-	if (tern_store_write(n->store, restore_apply, &j) != TERN_OK) {
+	if ((rc = tern_store_write(n->store, restore_apply, &j)) != TERN_OK) {
 		log_warnx(
 		    "broker %s's store and this node's disagree (%llu acceptances there, %llu "
 		    "here), and the store could not be updated: %s",
 		    n->broker->node_id, (unsigned long long)w->accepted_count,
 		    (unsigned long long)n->amax, tern_errdetail());
-		return TERN_EIO;
+		return rc;
 	}
 	log_warnx("%s", j.why);
 	n->m.restores[j.kind - 1]++;
