@@ -106,27 +106,91 @@ static void progress(const char *what, uint64_t done, uint64_t total, int *last)
 	        (unsigned long long)total);
 }
 
+/* The body's declaration of a file: name, media type, SHA-256, size. */
+static json_t *declaration(const char *name, uint64_t size, const uint8_t digest[32])
+{
+	char hex[65], sz[32]; /* proto3 JSON writes a uint64 as a string */
+
+	sodium_bin2hex(hex, sizeof(hex), digest, 32);
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	return json_pack("{s:s, s:s, s:s, s:s}", "name", name, "mediaType",
+	                 cli_attach_media_type(name), "sha256", hex, "size", sz);
+}
+
+/* Opens path for reading: a regular file with bytes in it. */
+static int open_regular(const char *cmd, const char *path, int *fd, struct stat *st)
+{
+	if ((*fd = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(*fd, st) != 0) {
+		fprintf(stderr, "tern %s: cannot read %s: %s\n", cmd, path, strerror(errno));
+		return CLI_FAIL;
+	}
+	if (!S_ISREG(st->st_mode) || st->st_size == 0) {
+		fprintf(stderr, "tern %s: %s is not a regular file with bytes in it\n", cmd, path);
+		return CLI_USAGE;
+	}
+	return CLI_OK;
+}
+
+int cli_attach_by_fd(const char *cmd, const char *path, const char *name, json_t **decl,
+                     int *fd_out)
+{
+	struct stat st;
+	tern_sha256_ctx *hs = NULL;
+	uint8_t *buf = NULL, digest[32];
+	uint64_t off = 0, size;
+	int in = -1, rc, last = -10;
+
+	*decl = NULL;
+	*fd_out = -1;
+	if ((rc = open_regular(cmd, path, &in, &st)) != CLI_OK)
+		goto out;
+	rc = CLI_FAIL;
+	if (tern_attach_fd_check(in, &size) != TERN_OK) {
+		rc = CLI_NO; /* not an error: the caller uploads it */
+		goto out;
+	}
+	if ((buf = malloc(APPEND_LEN)) == NULL || tern_sha256_new(&hs) != TERN_OK)
+		goto out;
+	while (off < size) {
+		ssize_t got = pread(in, buf, APPEND_LEN, (off_t)off);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			fprintf(stderr, "tern %s: %s changed while it was read\n", cmd, path);
+			goto out;
+		}
+		tern_sha256_update(hs, buf, (size_t)got);
+		off += (uint64_t)got;
+		progress(path, off, size, &last);
+	}
+	tern_sha256_final(hs, digest);
+	if ((*decl = declaration(name, size, digest)) == NULL)
+		goto out;
+	*fd_out = in;
+	in = -1;
+	rc = CLI_OK;
+out:
+	if (in >= 0)
+		close(in);
+	tern_sha256_free(&hs);
+	free(buf);
+	return rc;
+}
+
 int cli_attach_upload(const char *cmd, const char *sock, const char *path, const char *name,
                       json_t **decl, char upload_id[37])
 {
 	struct stat st;
 	tern_sha256_ctx *hs = NULL;
 	uint8_t *buf = NULL, digest[32];
-	char hex[65];
 	json_t *req, *resp = NULL;
 	uint64_t off = 0;
-	int in = -1, fd = -1, rc = CLI_FAIL, last = -10;
+	int in = -1, fd = -1, rc, last = -10;
 
 	*decl = NULL;
-	if ((in = open(path, O_RDONLY | O_CLOEXEC)) < 0 || fstat(in, &st) != 0) {
-		fprintf(stderr, "tern %s: cannot read %s: %s\n", cmd, path, strerror(errno));
+	if ((rc = open_regular(cmd, path, &in, &st)) != CLI_OK)
 		goto out;
-	}
-	if (!S_ISREG(st.st_mode) || st.st_size == 0) {
-		fprintf(stderr, "tern %s: %s is not a regular file with bytes in it\n", cmd, path);
-		rc = CLI_USAGE;
-		goto out;
-	}
+	rc = CLI_FAIL;
 	if ((buf = malloc(APPEND_LEN)) == NULL)
 		goto out;
 	if (tern_api_connect(sock, &fd) != TERN_OK) {
@@ -179,13 +243,7 @@ int cli_attach_upload(const char *cmd, const char *sock, const char *path, const
 		progress(path, off, (uint64_t)st.st_size, &last);
 	}
 	tern_sha256_final(hs, digest);
-	sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
-	{
-		char sz[32]; /* proto3 JSON writes a uint64 as a string */
-		snprintf(sz, sizeof(sz), "%llu", (unsigned long long)st.st_size);
-		*decl = json_pack("{s:s, s:s, s:s, s:s}", "name", name, "mediaType",
-		                  cli_attach_media_type(name), "sha256", hex, "size", sz);
-	}
+	*decl = declaration(name, (uint64_t)st.st_size, digest);
 	rc = *decl ? CLI_OK : CLI_FAIL;
 out:
 	if (fd >= 0)

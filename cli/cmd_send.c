@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -18,6 +19,7 @@ static void usage(FILE *f)
 	fputs(
 	    "Usage: tern send -c NODECONF --to ID[,ID...] [--reply-to MSGID] [--ttl SECONDS]\n"
 	    "                 [--client-ref KEY] [--wait SECONDS] [--attach FILE[:NAME]]...\n"
+	    "                 [--upload]\n"
 	    "                 TYPE FILE|-\n"
 	    "\n"
 	    "Hands a business message to this agency's node, which signs it, seals it to\n"
@@ -41,12 +43,17 @@ static void usage(FILE *f)
 	    "                         after the id: delivered (a signed receipt from every\n"
 	    "                         recipient), rejected or expired\n"
 	    "  --attach FILE[:NAME]   carry FILE with the message (repeatable; up to [limits]\n"
-	    "                         max_attachment_size each): it is uploaded to the node,\n"
-	    "                         and its name (NAME, or FILE's own), media type, SHA-256\n"
-	    "                         and size are declared in the body's attachments. The\n"
-	    "                         recipient gets the message only once every file is in\n"
-	    "                         (docs/attachments.md). Types: case-referral,\n"
-	    "                         information-response\n"
+	    "                         max_attachment_size each): its name (NAME, or FILE's\n"
+	    "                         own), media type, SHA-256 and size are declared in the\n"
+	    "                         body's attachments, and the node seals it straight\n"
+	    "                         from FILE, passed over its socket (no copy is made).\n"
+	    "                         Leave FILE as it is until tern send has printed the\n"
+	    "                         id. The recipient gets the message only once every\n"
+	    "                         file is in (docs/attachments.md). Types:\n"
+	    "                         case-referral, information-response\n"
+	    "  --upload               copy each FILE to the node first instead (done anyway\n"
+	    "                         for a file on NFS, SMB or FUSE, whose reads could hang\n"
+	    "                         the node's sealing)\n"
 	    "\n"
 	    "Exit status: 0 stored (with --wait: delivered), 1 refused, rejected or expired (the\n"
 	    "reasons are printed), 3 node not reachable, 4 --wait ran out first.\n"
@@ -69,15 +76,45 @@ static void usage(FILE *f)
 	      f);
 }
 
-/* Uploads each FILE[:NAME] and declares it in body's attachments; *uploads
- * the ids, in the same order. */
+/* The files of --attach: passed to the node by descriptor (fds), or, with
+ * --upload or when the node could not read one where it is, uploaded
+ * (uploads: their ids). Either way in the same order as the body's
+ * declarations. */
+struct attached {
+	int fds[TERN_ATTACH_MAX_COUNT];
+	size_t nfds;
+	json_t *uploads;
+};
+
+static void attached_clear(struct attached *a)
+{
+	for (size_t i = 0; i < a->nfds; i++)
+		close(a->fds[i]);
+	a->nfds = 0;
+	json_decref(a->uploads);
+	a->uploads = NULL;
+}
+
+/* Splits FILE[:NAME] into path (buf) and the name declared. */
+static const char *file_name(const char *arg, char *path, size_t len)
+{
+	const char *colon = strrchr(arg, ':'), *slash;
+
+	snprintf(path, len, "%.*s", (int)(colon ? (size_t)(colon - arg) : strlen(arg)), arg);
+	slash = strrchr(path, '/');
+	return colon && colon[1] ? colon + 1 : slash ? slash + 1 : path;
+}
+
+/* Declares each FILE[:NAME] in body's attachments and fills a: by
+ * descriptor unless upload is set or a file is where the node could not
+ * read it (then every file is uploaded). */
 static int attach_files(const char *conf, const char *type, json_t *body, const char *const *files,
-                        size_t n, json_t **uploads)
+                        size_t n, int upload, struct attached *a)
 {
 	const tern_msgtype *t = tern_msgtype_by_name(type);
 	json_t *decls = json_object_get(body, "attachments");
-	char sock[4096];
-	int rc;
+	char sock[4096], path[4096], id[37];
+	int rc = CLI_OK;
 
 	if (protobuf_c_message_descriptor_get_field_by_name(t->desc, "attachments") == NULL)
 		return cli_usage_error("send", "a %s carries no attachments", type);
@@ -87,29 +124,41 @@ static int attach_files(const char *conf, const char *type, json_t *body, const 
 		return cli_usage_error("send",
 		                       "the body declares attachments already: with --attach, "
 		                       "leave \"attachments\" out and let tern fill it in");
-	if ((rc = cli_node_socket("send", conf, sock, sizeof(sock))) != CLI_OK)
-		return rc;
 	decls = json_array();
-	*uploads = json_array();
-	for (size_t i = 0; i < n; i++) {
-		char path[4096], id[37];
-		const char *name, *colon = strrchr(files[i], ':'), *slash;
+	for (size_t i = 0; !upload && i < n; i++) {
+		const char *name = file_name(files[i], path, sizeof(path));
 		json_t *decl;
-		snprintf(path, sizeof(path), "%.*s",
-		         (int)(colon ? (size_t)(colon - files[i]) : strlen(files[i])), files[i]);
-		slash = strrchr(path, '/');
-		name = colon && colon[1] ? colon + 1 : slash ? slash + 1 : path;
-		if ((rc = cli_attach_upload("send", sock, path, name, &decl, id)) != CLI_OK) {
-			json_decref(decls);
-			json_decref(*uploads);
-			*uploads = NULL;
-			return rc;
+		int fd;
+		rc = cli_attach_by_fd("send", path, name, &decl, &fd);
+		if (rc == CLI_NO) { /* where the node cannot read it: upload all */
+			json_array_clear(decls);
+			attached_clear(a);
+			break;
 		}
+		if (rc != CLI_OK)
+			goto fail;
 		json_array_append_new(decls, decl);
-		json_array_append_new(*uploads, json_string(id));
+		a->fds[a->nfds++] = fd;
+	}
+	if (a->nfds < n) {
+		if ((rc = cli_node_socket("send", conf, sock, sizeof(sock))) != CLI_OK)
+			goto fail;
+		a->uploads = json_array();
+		for (size_t i = 0; i < n; i++) {
+			const char *name = file_name(files[i], path, sizeof(path));
+			json_t *decl;
+			if ((rc = cli_attach_upload("send", sock, path, name, &decl, id)) != CLI_OK)
+				goto fail;
+			json_array_append_new(decls, decl);
+			json_array_append_new(a->uploads, json_string(id));
+		}
 	}
 	json_object_set_new(body, "attachments", decls);
 	return CLI_OK;
+fail:
+	json_decref(decls);
+	attached_clear(a);
+	return rc;
 }
 
 int cmd_send(int argc, char **argv)
@@ -121,17 +170,20 @@ int cmd_send(int argc, char **argv)
 	                                     {"client-ref", required_argument, NULL, 'k'},
 	                                     {"wait", required_argument, NULL, 'w'},
 	                                     {"attach", required_argument, NULL, 'a'},
+	                                     {"upload", no_argument, NULL, 'u'},
 	                                     {"help", no_argument, NULL, 'h'},
 	                                     {NULL, 0, NULL, 0}};
 	const char *conf = NULL, *to = NULL, *reply = NULL, *ref = NULL;
 	long ttl = 0, wait = 0;
-	json_t *req, *resp = NULL, *body, *rcpts, *uploads = NULL;
+	json_t *req, *resp = NULL, *body, *rcpts;
 	json_error_t jerr;
 	uint8_t *buf = NULL;
 	size_t len;
 	char *copy, *save = NULL;
 	const char *attach[TERN_ATTACH_MAX_COUNT];
 	size_t nattach = 0;
+	struct attached files = {.nfds = 0};
+	int upload = 0;
 	int c, rc;
 
 	optind = 1;
@@ -167,6 +219,9 @@ int cmd_send(int argc, char **argv)
 				                       TERN_ATTACH_MAX_COUNT);
 			attach[nattach++] = optarg;
 			break;
+		case 'u':
+			upload = 1;
+			break;
 		case 'h':
 			usage(stdout);
 			return CLI_OK;
@@ -187,8 +242,8 @@ int cmd_send(int argc, char **argv)
 		        jerr.line, jerr.column);
 		return CLI_NO;
 	}
-	if (nattach &&
-	    (rc = attach_files(conf, argv[optind], body, attach, nattach, &uploads)) != CLI_OK) {
+	if (nattach && (rc = attach_files(conf, argv[optind], body, attach, nattach, upload,
+	                                  &files)) != CLI_OK) {
 		json_decref(body);
 		return rc;
 	}
@@ -207,9 +262,15 @@ int cmd_send(int argc, char **argv)
 		json_object_set_new(req, "client_ref", json_string(ref));
 	if (wait)
 		json_object_set_new(req, "wait_ms", json_integer((json_int_t)wait * 1000));
-	if (uploads)
-		json_object_set_new(req, "uploads", uploads);
-	rc = nodeapi_call("send", conf, req, 30000 + (int)wait * 1000, &resp);
+	if (files.uploads) {
+		json_object_set_new(req, "uploads", files.uploads);
+		files.uploads = NULL;
+	} else if (files.nfds) {
+		json_object_set_new(req, "descriptors", json_integer((json_int_t)files.nfds));
+	}
+	rc = nodeapi_call_fds("send", conf, req, files.fds, files.nfds, 30000 + (int)wait * 1000,
+	                      &resp);
+	attached_clear(&files);
 	if (rc == CLI_OK && wait && json_object_get(resp, "state")) {
 		const char *state = json_string_value(json_object_get(resp, "state"));
 		const char *code = json_string_value(json_object_get(resp, "reason_code"));

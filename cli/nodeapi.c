@@ -11,6 +11,12 @@
 
 int nodeapi_call(const char *cmd, const char *conf, json_t *req, int timeout_ms, json_t **resp)
 {
+	return nodeapi_call_fds(cmd, conf, req, NULL, 0, timeout_ms, resp);
+}
+
+int nodeapi_call_fds(const char *cmd, const char *conf, json_t *req, const int *fds, size_t nfds,
+                     int timeout_ms, json_t **resp)
+{
 	tern_config *cfg = NULL;
 	const char *sock;
 	int rc;
@@ -27,7 +33,7 @@ int nodeapi_call(const char *cmd, const char *conf, json_t *req, int timeout_ms,
 	}
 	sock = tern_config_get(cfg, "node", "api_socket");
 	json_object_set_new(req, "v", json_integer(TERN_API_VERSION));
-	rc = tern_api_call(sock, req, timeout_ms, resp);
+	rc = tern_api_call_fds(sock, req, fds, nfds, timeout_ms, resp);
 	if (rc == TERN_ENOENT) {
 		fprintf(stderr,
 		        "tern %s: the node is not running (nothing listens on %s).\n"

@@ -273,6 +273,10 @@ struct send_req {
 	const char *uploads[TERN_ATTACH_MAX_COUNT];
 	size_t nup;
 	int bad_uploads; /* not a list of at most TERN_ATTACH_MAX_COUNT strings */
+	/* or the files themselves, passed with the request ("descriptors":
+	 * docs/api.md, "Files by descriptor"); -1 once the sealing took one */
+	int *fds;
+	size_t nfds;
 };
 
 /* The checks before the body: type, recipients, client_ref. NULL when the
@@ -290,6 +294,10 @@ static json_t *send_check(node *n, const struct send_req *r)
 	if (r->bad_uploads)
 		return tern_api_error(TERN_EINVAL, "'uploads' must list at most %d upload ids",
 		                      TERN_ATTACH_MAX_COUNT);
+	if (r->nup > 0 && r->nfds > 0)
+		return tern_api_error(TERN_EINVAL,
+		                      "give the files either as 'uploads' or as 'descriptors', "
+		                      "not both");
 	if (r->ttl_s < 0 || r->ttl_s > MAX_TTL_S)
 		return tern_api_error(
 		    TERN_EINVAL, "ttl_seconds must be 0 (the broker's default) to %d", MAX_TTL_S);
@@ -484,7 +492,7 @@ static json_t *send_body(node *n, const struct send_req *req, const ProtobufCMes
 	}
 	free(packed);
 	memcpy(s.fp, fp, sizeof(fp));
-	rc = node_xseal_start(n, &s, body, r->uploads, r->nup, &res);
+	rc = node_xseal_start(n, &s, body, r->uploads, r->nup, r->fds, r->nfds, &res);
 	if (rc == TERN_ENOENT) /* no attachments: on at once */
 		res = node_send_finish(n, &s, body, NULL);
 	node_send_free(&s); /* empty if the sealing took it */
@@ -577,23 +585,11 @@ refuse:
 	return res;
 }
 
-/* Handles "send" in JSON: everything but the outbox write, which the batch
- * does. */
-static json_t *api_send(node *n, json_t *req, int ci)
+/* api_send once the descriptors, if any, are in r. */
+static json_t *api_send_parsed(node *n, json_t *req, struct send_req *rp, int ci)
 {
-	const char *type = json_string_value(json_object_get(req, "type"));
+	struct send_req r = *rp;
 	json_t *to = json_object_get(req, "to"), *v, *res;
-	struct send_req r = {
-	    .t = tern_msgtype_by_name(type ? type : ""),
-	    /* "" is none, as in a binary send */
-	    .reply_to = json_string_length(json_object_get(req, "in_reply_to"))
-	                    ? json_string_value(json_object_get(req, "in_reply_to"))
-	                    : NULL,
-	    .client_ref = json_string_length(json_object_get(req, "client_ref"))
-	                      ? json_string_value(json_object_get(req, "client_ref"))
-	                      : NULL,
-	    .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
-	    .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
 	ProtobufCMessage *body = NULL;
 	char err[256];
 	size_t i;
@@ -620,6 +616,49 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	res = send_body(n, &r, body, ci);
 	protobuf_c_message_free_unpacked(body, NULL);
 	return res; /* NULL: parked until the commit */
+}
+
+/* Handles "send" in JSON: everything but the outbox write, which the batch
+ * does. */
+static json_t *api_send(node *n, json_t *req, int ci)
+{
+	const char *type = json_string_value(json_object_get(req, "type"));
+	json_t *v, *res;
+	struct send_req r = {
+	    .t = tern_msgtype_by_name(type ? type : ""),
+	    /* "" is none, as in a binary send */
+	    .reply_to = json_string_length(json_object_get(req, "in_reply_to"))
+	                    ? json_string_value(json_object_get(req, "in_reply_to"))
+	                    : NULL,
+	    .client_ref = json_string_length(json_object_get(req, "client_ref"))
+	                      ? json_string_value(json_object_get(req, "client_ref"))
+	                      : NULL,
+	    .ttl_s = json_integer_value(json_object_get(req, "ttl_seconds")),
+	    .wait_ms = json_integer_value(json_object_get(req, "wait_ms"))};
+	int fds[TERN_ATTACH_MAX_COUNT];
+	size_t i;
+
+	/* The descriptors first, whatever the answer: left with the
+	 * connection, they would be taken by the client's next send. */
+	v = json_object_get(req, "descriptors");
+	if (v != NULL) {
+		json_int_t nd = json_integer_value(v);
+		if (!json_is_integer(v) || nd < 1 || nd > TERN_ATTACH_MAX_COUNT)
+			return tern_api_error(TERN_EINVAL,
+			                      "'descriptors' is the number of files passed with the "
+			                      "request: 1 to %d",
+			                      TERN_ATTACH_MAX_COUNT);
+		if (n->api == NULL ||
+		    api_server_take_fds(n->api, ci, fds, (size_t)nd) != TERN_OK)
+			return tern_api_error(TERN_EINVAL, "%s", tern_errdetail());
+		r.fds = fds;
+		r.nfds = (size_t)nd;
+	}
+	res = api_send_parsed(n, req, &r, ci);
+	for (i = 0; i < r.nfds; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	return res;
 }
 
 /* Handles a binary "send" (tern.v1.ApiSend): the body arrives encoded, and

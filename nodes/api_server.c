@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <tern/api.h>
+#include <tern/attach.h>
 #include <tern/error.h>
 
 #include "api_server.h"
@@ -177,6 +178,10 @@ int api_server_open(const char *path, const api_handlers *handlers, tern_store *
 	                      .request_ms = TERN_API_REQUEST_MS,
 	                      .reply_ms = TERN_API_REPLY_MS,
 	                      .fn_bin = on_binary,
+	                      /* a send's files by descriptor (docs/api.md): one per
+	                       * attachment; two sends' worth wait at once in all */
+	                      .max_fds = TERN_ATTACH_MAX_COUNT,
+	                      .max_fds_total = 2 * TERN_ATTACH_MAX_COUNT,
 	                      .gone = on_gone};
 	api_server *s;
 	int fd, rc;
@@ -241,6 +246,13 @@ void api_server_reply(api_server *s, int client, json_t *reply)
 		json_decref(reply);
 	memset(p, 0, sizeof(*p));
 	p->conn = -1;
+}
+
+int api_server_take_fds(api_server *s, int client, int *fds, size_t n)
+{
+	if (client < 0 || client >= API_SERVER_MAX_PARKED || s->parked[client].conn < 0)
+		return tern_fail(TERN_EINVAL, "no such API client");
+	return tern_apisrv_take_fds(s->srv, s->parked[client].conn, fds, n);
 }
 
 void api_server_await_final(api_server *s, int client, const char *msgid, int64_t deadline)

@@ -73,6 +73,11 @@ size_t api_server_pollitems(api_server *s, zmq_pollitem_t *items, size_t cap);
 void api_server_serve(api_server *s, const zmq_pollitem_t *items, size_t n, int polled,
                       int64_t now);
 
+/* From a handler: moves the first n file descriptors the client parked at
+ * `client` passed with its requests into fds (the caller owns them).
+ * TERN_EINVAL, nothing taken, when fewer than n came. */
+int api_server_take_fds(api_server *s, int client, int *fds, size_t n);
+
 /* Answers the client parked at `client` and frees its slot; takes reply. */
 void api_server_reply(api_server *s, int client, json_t *reply);
 

@@ -396,7 +396,7 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 /* Opens a complete upload for reading: *fd (the caller closes it), *size. */
 int node_upload_open(node *n, const char *id, int *fd, uint64_t *size);
 /* Forgets an upload in txn (its file goes with node_upload_unlink after the
- * commit). */
+ * commit). Both take id "" (a file passed by descriptor) as no upload. */
 int node_upload_forget(MDB_txn *txn, tern_store *s, const char *id);
 void node_upload_unlink(node *n, const char *id);
 /* Drops uploads past NODE_UPLOAD_TTL_MS and files no record names. */
@@ -472,11 +472,14 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
                          struct node_xprep *prep);
 /* Starts sealing the uploads a send names (checked here: counts, sizes,
  * limits) on the sealing thread, so that the loop goes on; the send goes
- * on with node_send_finish when it is done. TERN_OK: s is taken and the
- * client stays parked; else *res is the answer. No attachments at all:
- * TERN_ENOENT, and nothing is taken. */
+ * on with node_send_finish when it is done. Or, with nfds > 0, the files
+ * the client passed by descriptor instead of uploads: each one checked
+ * (tern_attach_fd_check) and taken (fds[i] set to -1; the caller closes
+ * those left). TERN_OK: s is taken and the client stays parked; else *res
+ * is the answer. No attachments at all: TERN_ENOENT, and nothing is taken. */
 int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
-                     const char *const *uploads, size_t nup, json_t **res);
+                     const char *const *uploads, size_t nup, int *fds, size_t nfds,
+                     json_t **res);
 /* The descriptor the loop polls for finished sealings (-1: none yet). */
 int node_xseal_fd(const node *n);
 /* Finishes the sends whose sealing is done. */

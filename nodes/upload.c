@@ -332,8 +332,11 @@ int node_upload_open(node *n, const char *id, int *fd, uint64_t *size)
 int node_upload_forget(MDB_txn *txn, tern_store *s, const char *id)
 {
 	MDB_val k = {strlen(id), (void *)id};
-	int rc = mdb_del(txn, DBI(s, NS_UPLOADS), &k, NULL);
+	int rc;
 
+	if (id[0] == '\0') /* a file passed by descriptor: no upload */
+		return TERN_OK;
+	rc = mdb_del(txn, DBI(s, NS_UPLOADS), &k, NULL);
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "forget an upload");
 }
 
@@ -341,6 +344,8 @@ void node_upload_unlink(node *n, const char *id)
 {
 	char path[PATH_MAX];
 
+	if (id[0] == '\0') /* a file passed by descriptor: the client's */
+		return;
 	upload_path(n, id, path, sizeof(path));
 	/* Off the loop (syncer.h): an upload may be gigabytes. Upload ids are
 	 * never made again. */

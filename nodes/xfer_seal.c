@@ -226,7 +226,8 @@ static int xseal_open(node *n)
 }
 
 int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
-                     const char *const *uploads, size_t nup, json_t **res)
+                     const char *const *uploads, size_t nup, int *fds, size_t nfds,
+                     json_t **res)
 {
 	size_t na;
 	Tern__V1__Attachment **a = node_body_attachments(body, &na);
@@ -235,6 +236,8 @@ int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
 	int rc;
 
 	*res = NULL;
+	if (nfds > 0)
+		nup = nfds;
 	if (na == 0 && nup == 0)
 		return TERN_ENOENT;
 	if (na != nup) {
@@ -282,12 +285,25 @@ int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
 	randombytes_buf(p->key, sizeof(p->key));
 	for (size_t i = 0; i < na; i++) {
 		uint64_t size;
-		if ((rc = node_upload_open(n, uploads[i], &j->fds[i], &size)) != TERN_OK) {
+		if (nfds > 0) {
+			/* The client's own file (docs/api.md, "Files by descriptor"):
+			 * sealed from where it is, no copy in uploads/. */
+			if ((rc = tern_attach_fd_check(fds[i], &size)) != TERN_OK) {
+				*res = tern_api_error(rc,
+				                      "attachments[%zu]: the file passed cannot be "
+				                      "sealed from: %s; send it as an upload",
+				                      i, tern_errdetail());
+				goto fail;
+			}
+			j->fds[i] = fds[i];
+			fds[i] = -1;
+		} else if ((rc = node_upload_open(n, uploads[i], &j->fds[i], &size)) != TERN_OK) {
 			*res = tern_api_error(rc, "attachments[%zu]: %s", i, tern_errdetail());
 			goto fail;
 		}
 		p->n = i + 1; /* from here its spool file is the job's to remove */
-		snprintf(p->uploads[i], sizeof(p->uploads[i]), "%s", uploads[i]);
+		/* "": no upload to forget once the send is stored */
+		snprintf(p->uploads[i], sizeof(p->uploads[i]), "%s", nfds > 0 ? "" : uploads[i]);
 		snprintf(j->sha[i], sizeof(j->sha[i]), "%s", a[i]->sha256);
 		total += size;
 		if (size != a[i]->size) {

@@ -50,7 +50,47 @@ static int read_all(int fd, void *buf, size_t len)
 	return TERN_OK;
 }
 
+/* Sends the 4 bytes of hdr with descriptors fds attached (SCM_RIGHTS): the
+ * daemon finds them with the request they start. */
+static int write_hdr_fds(int fd, const uint8_t hdr[4], const int *fds, size_t nfds)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * TERN_API_MAX_FDS)];
+	} ctl;
+	struct iovec iov = {(void *)hdr, 4};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct cmsghdr *h;
+	ssize_t n;
+
+	if (nfds == 0)
+		return write_all(fd, hdr, 4);
+	if (nfds > TERN_API_MAX_FDS)
+		return tern_fail(TERN_EINVAL, "at most %d file descriptors go with a request",
+		                 TERN_API_MAX_FDS);
+	memset(&ctl, 0, sizeof(ctl));
+	m.msg_control = ctl.buf;
+	m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(h), fds, sizeof(int) * nfds);
+	do
+		n = sendmsg(fd, &m, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return tern_fail(TERN_EIO, "cannot write to the API socket: %s", strerror(errno));
+	/* The descriptors went with the first byte; the rest is plain. */
+	return n < 4 ? write_all(fd, hdr + n, 4 - (size_t)n) : TERN_OK;
+}
+
 int tern_api_write(int fd, const json_t *obj)
+{
+	return tern_api_write_fds(fd, obj, NULL, 0);
+}
+
+int tern_api_write_fds(int fd, const json_t *obj, const int *fds, size_t nfds)
 {
 	char *text = json_dumps(obj, JSON_COMPACT);
 	uint8_t hdr[4];
@@ -68,7 +108,7 @@ int tern_api_write(int fd, const json_t *obj)
 	hdr[1] = (uint8_t)(len >> 16);
 	hdr[2] = (uint8_t)(len >> 8);
 	hdr[3] = (uint8_t)len;
-	rc = write_all(fd, hdr, 4);
+	rc = write_hdr_fds(fd, hdr, fds, nfds);
 	if (rc == TERN_OK)
 		rc = write_all(fd, text, len);
 	free(text);
@@ -154,6 +194,12 @@ int tern_api_connect(const char *path, int *fd)
 
 int tern_api_call(const char *path, const json_t *req, int timeout_ms, json_t **resp)
 {
+	return tern_api_call_fds(path, req, NULL, 0, timeout_ms, resp);
+}
+
+int tern_api_call_fds(const char *path, const json_t *req, const int *fds, size_t nfds,
+                      int timeout_ms, json_t **resp)
+{
 	struct timeval tv;
 	int fd, rc;
 
@@ -164,7 +210,7 @@ int tern_api_call(const char *path, const json_t *req, int timeout_ms, json_t **
 	tv.tv_sec = timeout_ms / 1000;
 	tv.tv_usec = (timeout_ms % 1000) * 1000;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	rc = tern_api_write(fd, req);
+	rc = tern_api_write_fds(fd, req, fds, nfds);
 	if (rc == TERN_OK)
 		rc = tern_api_read(fd, TERN_API_MAX_FRAME, resp);
 	close(fd);

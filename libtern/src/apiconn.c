@@ -19,9 +19,17 @@
 /* The first buffer: a small request, prefix and body, in one read. */
 #define FIRST_BUF 4096u
 
+/* Descriptors one read can bring (SCM_RIGHTS); more are closed and the
+ * connection fails. */
+#define FDS_PER_READ 32
+
 struct tern_apiconn {
 	int fd;
 	size_t max;
+	/* Descriptors passed with requests (tern_apiconn_set_max_fds), oldest
+	 * first: a request that names n takes the first n. */
+	int fds[FDS_PER_READ];
+	size_t nfds, max_fds;
 	uint8_t *in; /* bytes read, starting with the prefix of the request in progress */
 	size_t inlen, incap;
 	uint8_t *out; /* framed replies; out[outoff..outlen) is unsent */
@@ -50,6 +58,8 @@ void tern_apiconn_free(tern_apiconn **cp)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	for (size_t i = 0; i < c->nfds; i++)
+		close(c->fds[i]);
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -59,6 +69,71 @@ void tern_apiconn_free(tern_apiconn **cp)
 int tern_apiconn_fd(const tern_apiconn *c)
 {
 	return c->fd;
+}
+
+void tern_apiconn_set_max_fds(tern_apiconn *c, size_t max)
+{
+	c->max_fds = max < FDS_PER_READ ? max : FDS_PER_READ;
+}
+
+size_t tern_apiconn_fds_held(const tern_apiconn *c)
+{
+	return c->nfds;
+}
+
+int tern_apiconn_take_fds(tern_apiconn *c, int *fds, size_t n)
+{
+	if (n > c->nfds)
+		return tern_fail(TERN_EINVAL,
+		                 "the request names %zu file descriptor(s) and %zu came with it", n,
+		                 c->nfds);
+	memcpy(fds, c->fds, n * sizeof(*fds));
+	memmove(c->fds, c->fds + n, (c->nfds - n) * sizeof(*fds));
+	c->nfds -= n;
+	return TERN_OK;
+}
+
+/* recv(2), keeping the descriptors that come with the bytes (SCM_RIGHTS):
+ * up to max_fds held; any past that, or any on a connection that takes none,
+ * are closed and the read fails, so that a client cannot fill this process's
+ * descriptor table. */
+static ssize_t recv_fds(tern_apiconn *c, void *buf, size_t len, int *toomany)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * FDS_PER_READ)];
+	} ctl;
+	struct iovec iov = {buf, len};
+	struct msghdr m = {.msg_iov = &iov,
+	                   .msg_iovlen = 1,
+	                   .msg_control = ctl.buf,
+	                   .msg_controllen = sizeof(ctl.buf)};
+	ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
+	*toomany = 0;
+	if (n < 0)
+		return n;
+	/* The kernel closes what did not fit in the control buffer (or in this
+	 * process's table): the client sent more than any request takes. */
+	if (m.msg_flags & MSG_CTRUNC)
+		*toomany = 1;
+	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+		size_t k;
+		int fd;
+		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+			if (c->nfds < c->max_fds)
+				c->fds[c->nfds++] = fd;
+			else {
+				close(fd);
+				*toomany = 1;
+			}
+		}
+	}
+	return n;
 }
 
 size_t tern_apiconn_buffered(const tern_apiconn *c)
@@ -163,6 +238,7 @@ int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *
 	for (;;) {
 		size_t flen = 0, want, frame_end = 0;
 		ssize_t n;
+		int toomany = 0;
 
 		if (c->inlen >= 4) {
 			flen = frame_len(c->in);
@@ -183,7 +259,15 @@ int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *
 			return TERN_OK; /* the rest on the next round */
 		if ((rc = make_room(c, want, frame_end)) != TERN_OK)
 			return rc;
-		n = recv(c->fd, c->in + c->inlen, c->incap - c->inlen, MSG_DONTWAIT);
+		n = recv_fds(c, c->in + c->inlen, c->incap - c->inlen, &toomany);
+		if (toomany && c->max_fds == 0)
+			return tern_fail(TERN_EMALFORMED,
+			                 "file descriptors are not taken on this socket");
+		if (toomany)
+			return tern_fail(TERN_EMALFORMED,
+			                 "more file descriptors came than requests take (at most %zu "
+			                 "wait at once)",
+			                 c->max_fds);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

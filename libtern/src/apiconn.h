@@ -54,6 +54,17 @@ int tern_apiconn_read(tern_apiconn *c, json_t **req);
  * tern_apiconn_read refuses a binary frame as TERN_EMALFORMED (consumed). */
 int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *binlen);
 
+/* Descriptors passed with requests (SCM_RIGHTS, docs/api.md "Files by
+ * descriptor"): at most max (capped at 32) are held, oldest first, until a
+ * request takes them; one more makes the next read fail (TERN_EMALFORMED,
+ * the extra ones closed). 0, the default: every descriptor that comes is
+ * closed and the read fails. Held ones are closed with the connection. */
+void tern_apiconn_set_max_fds(tern_apiconn *c, size_t max);
+size_t tern_apiconn_fds_held(const tern_apiconn *c);
+/* Moves the first n held descriptors into fds (the caller owns them then);
+ * TERN_EINVAL, and nothing taken, when fewer than n are held. */
+int tern_apiconn_take_fds(tern_apiconn *c, int *fds, size_t n);
+
 /* Bytes read and held for requests not yet returned. */
 size_t tern_apiconn_buffered(const tern_apiconn *c);
 

@@ -44,6 +44,7 @@ struct tern_apisrv {
 	struct conn *conns; /* o.max_conns */
 	size_t nopen, hwm;  /* slots in use; none at or past hwm */
 	size_t held;        /* bytes buffered in all connections (for max_buffered) */
+	size_t fds_held;    /* descriptors passed and not yet taken, in all */
 	int *polled;        /* per item of the last pollitems: its connection, -1: listening */
 	size_t npolled;
 	int64_t accept_paused_until;
@@ -114,6 +115,7 @@ static void conn_close(tern_apisrv *s, int i)
 	struct conn *k = &s->conns[i];
 
 	s->held -= tern_apiconn_buffered(k->c);
+	s->fds_held -= tern_apiconn_fds_held(k->c);
 	tern_apiconn_free(&k->c);
 	k->state = FREE;
 	s->nopen--;
@@ -135,6 +137,18 @@ void tern_apisrv_free(tern_apisrv **sp)
 	free(s->polled);
 	free(s);
 	*sp = NULL;
+}
+
+int tern_apisrv_take_fds(tern_apisrv *s, int conn, int *fds, size_t n)
+{
+	struct conn *k;
+	int rc;
+
+	if (conn < 0 || (size_t)conn >= s->hwm || (k = &s->conns[conn])->state == FREE)
+		return tern_fail(TERN_EINVAL, "no such API connection");
+	if ((rc = tern_apiconn_take_fds(k->c, fds, n)) == TERN_OK)
+		s->fds_held -= n;
+	return rc;
 }
 
 size_t tern_apisrv_count(const tern_apisrv *s)
@@ -212,10 +226,24 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 	json_t *req = NULL, *reply;
 	uint8_t *bin = NULL;
 	size_t before = tern_apiconn_buffered(k->c), binlen = 0;
+	size_t fds_before = tern_apiconn_fds_held(k->c);
 	int rc = s->o.fn_bin ? tern_apiconn_read_any(k->c, &req, &bin, &binlen)
 	                     : tern_apiconn_read(k->c, &req);
 
 	s->held = s->held - before + tern_apiconn_buffered(k->c);
+	s->fds_held = s->fds_held - fds_before + tern_apiconn_fds_held(k->c);
+	if (rc == TERN_OK && s->fds_held > s->o.max_fds_total) {
+		/* Descriptors held for requests still to come: bounded in all, so
+		 * that clients together cannot fill the daemon's table. */
+		json_decref(req);
+		free(bin);
+		req = NULL;
+		bin = NULL;
+		rc = tern_fail(TERN_ENOMEM,
+		               "%zu file descriptors are held for clients' requests, the most "
+		               "this daemon keeps at once; try again",
+		               s->o.max_fds_total);
+	}
 	if (rc == TERN_OK && req == NULL && bin == NULL)
 		return;
 	if (rc == TERN_EIO) {
@@ -312,6 +340,7 @@ static void accept_some(tern_apisrv *s, int64_t now)
 			;
 		if (tern_apiconn_new(fd, s->o.max_frame, &c) != TERN_OK)
 			continue; /* fd closed */
+		tern_apiconn_set_max_fds(c, s->o.max_fds);
 		s->conns[i] = (struct conn){c, READING, now + s->o.request_ms, (uid_t)uid, 0, 0, 0};
 		s->nopen++;
 		if (i >= s->hwm)

@@ -56,6 +56,13 @@ typedef struct tern_apisrv_opts {
 	/* Binary frames (docs/api.md): their bytes (borrowed for the call) go
 	 * here, with the same answer rules as fn. NULL: refused as malformed. */
 	json_t *(*fn_bin)(void *arg, int conn, const uint8_t *buf, size_t len, uid_t uid);
+	/* Descriptors a client may pass with its requests (SCM_RIGHTS): at most
+	 * max_fds held per connection until a request takes them
+	 * (tern_apisrv_take_fds), at most max_fds_total in all connections;
+	 * past either, the connection is answered with the error and closed.
+	 * 0: none taken (every one that comes is closed, and so is the
+	 * connection). */
+	size_t max_fds, max_fds_total;
 	/* A parked client hung up (checked about once a second). Return 1 when
 	 * the daemon lets go of it (conn is then closed and must not be answered),
 	 * 0 to answer it all the same (the answer is then dropped). NULL: parked
@@ -98,6 +105,11 @@ void tern_apisrv_serve(tern_apisrv *s, const zmq_pollitem_t *items, size_t n, in
  * write starts at once; what the socket does not take goes on in later
  * rounds. TERN_EINVAL when conn is not parked (reply freed all the same). */
 int tern_apisrv_reply(tern_apisrv *s, int conn, json_t *reply);
+
+/* From the handler of a request on conn: moves the first n descriptors the
+ * client passed into fds (the caller owns them then). TERN_EINVAL, nothing
+ * taken, when fewer than n came. */
+int tern_apisrv_take_fds(tern_apisrv *s, int conn, int *fds, size_t n);
 
 /* Open connections, parked ones included. */
 size_t tern_apisrv_count(const tern_apisrv *s);

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -32,6 +34,45 @@ size_t tern_attach_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t index)
 		return 0;
 	start = index * chunk_size;
 	return (size_t)(size - start < chunk_size ? size - start : chunk_size);
+}
+
+/* Local disk and memory file systems (statfs(2) f_type, <linux/magic.h>):
+ * their reads end. Anything else is read through an upload instead. */
+static const unsigned long local_fs[] = {
+    0xEF53,     /* ext2, ext3, ext4 */
+    0x58465342, /* XFS */
+    0x9123683E, /* Btrfs */
+    0xF2F52010, /* F2FS */
+    0x01021994, /* tmpfs */
+    0x858458F6, /* ramfs */
+    0x794C7630, /* overlayfs (containers) */
+};
+
+int tern_attach_fd_check(int fd, uint64_t *size)
+{
+	struct stat st;
+	struct statfs fs;
+	int fl;
+	size_t i;
+
+	if (fd < 0 || fstat(fd, &st) != 0 || (fl = fcntl(fd, F_GETFL)) < 0)
+		return tern_fail(TERN_EINVAL, "not an open file descriptor");
+	if (!S_ISREG(st.st_mode))
+		return tern_fail(TERN_EINVAL, "not a regular file");
+	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
+		return tern_fail(TERN_EINVAL, "not open for reading");
+	if (fstatfs(fd, &fs) != 0)
+		return tern_fail(TERN_EINVAL, "its file system is unknown: %s", strerror(errno));
+	for (i = 0; i < sizeof(local_fs) / sizeof(local_fs[0]); i++)
+		if ((unsigned long)fs.f_type == local_fs[i])
+			break;
+	if (i == sizeof(local_fs) / sizeof(local_fs[0]))
+		return tern_fail(TERN_EINVAL,
+		                 "its file system (type 0x%lx) is not a local disk: a read there "
+		                 "could hang",
+		                 (unsigned long)fs.f_type);
+	*size = (uint64_t)st.st_size;
+	return TERN_OK;
 }
 
 uint64_t tern_attach_slot(uint32_t chunk_size, uint64_t index)

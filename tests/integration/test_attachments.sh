@@ -8,7 +8,12 @@
 #  - the message is in sweden's inbox only once everything is in (tern status
 #    shows "receiving" before), and the audit entries of unhcr, the broker and
 #    sweden carry the attachment;
-#  - a declared SHA-256 or size that is not the file's is refused at send;
+#  - a declared SHA-256 or size that is not the file's is refused at send,
+#    whether the file was uploaded or passed by descriptor; a send that names
+#    descriptors it did not pass, or passes a pipe or a write-only file, is
+#    refused, and the node keeps no descriptor of any of them; a send with
+#    --attach leaves nothing in the node's uploads/ (no copy), one with
+#    --upload still goes through uploads/;
 #  - a chunk altered in the broker's store is refused by the recipient with
 #    chunk-mismatch (logged and audited), asked again, and the message is
 #    refused with chunk-mismatch in its receipt when it stays wrong.
@@ -66,6 +71,54 @@ grep -q 'upload' <<<"$out" || fail "a declared attachment without an upload was 
 ls "$WORK/fed/unhcr/data/spool/out" 2>/dev/null | grep -q . && fail "a refused send left spool files"
 say "refused at send: wrong SHA-256, wrong size, no upload"
 
+# --- files by descriptor (docs/api.md): hostile and wrong ones refused ------------
+fdsend() { # NODE HOW SHA SIZE: a send whose file comes by descriptor; HOW: file, none, pipe, wronly
+  python3 - "$WORK/fed/$1/data/api.sock" "$2" "$WORK/small.bin" "$(body "$3" "$4")" <<'PY'
+import json, os, socket, struct, sys
+sock, how, path, body = sys.argv[1:5]
+s = socket.socket(socket.AF_UNIX)
+s.connect(sock)
+req = {"v": 1, "op": "send", "to": ["sweden"], "type": "case-referral",
+       "body": json.loads(body), "descriptors": 1}
+b = json.dumps(req).encode()
+fds = {"file": lambda: [os.open(path, os.O_RDONLY)], "none": lambda: [],
+       "pipe": lambda: [os.pipe()[0]], "wronly": lambda: [os.open(path, os.O_WRONLY)]}[how]()
+frame = struct.pack(">I", len(b)) + b
+if fds:
+    socket.send_fds(s, [frame[:4]], fds)
+    s.sendall(frame[4:])
+else:
+    s.sendall(frame)
+def rd(n):
+    out = b""
+    while len(out) < n:
+        c = s.recv(n - len(out))
+        if not c: raise SystemExit("closed")
+        out += c
+    return out
+n = struct.unpack(">I", rd(4))[0]
+print(rd(n).decode())
+PY
+}
+node_fds() { ls "/proc/${PIDS[unhcr]}/fd" | wc -l; }
+fds_before=$(node_fds)
+out=$(fdsend unhcr file "$bad" 100000)
+grep -q '"error": *"attachment-mismatch"' <<<"$out" || fail "a wrong SHA-256 by descriptor was not refused: $out"
+out=$(fdsend unhcr file "$sha" 99999)
+grep -q '"error": *"attachment-mismatch"' <<<"$out" || fail "a wrong size by descriptor was not refused: $out"
+out=$(fdsend unhcr none "$sha" 100000)
+grep -q 'descriptor' <<<"$out" || fail "a send naming a descriptor it did not pass was not refused: $out"
+out=$(fdsend unhcr pipe "$sha" 100000)
+grep -q 'not a regular file' <<<"$out" || fail "a pipe passed as a file was not refused: $out"
+out=$(fdsend unhcr wronly "$sha" 100000)
+grep -q 'not open for reading' <<<"$out" || fail "a write-only file was not refused: $out"
+[[ $(node_fds) == "$fds_before" ]] ||
+  fail "unhcr holds $(node_fds) descriptors after the refused sends, $fds_before before"
+ls "$WORK/fed/unhcr/data/spool/out" 2>/dev/null | grep -q . && fail "a refused send left spool files"
+api unhcr "{\"op\":\"upload.delete\",\"upload_id\":\"$up\"}" | grep -q '"ok": *true' ||
+  fail "cannot delete upload $up"
+say "refused by descriptor: wrong SHA-256, wrong size, none passed, a pipe, write-only; no descriptor kept"
+
 # --- 300 MiB through kill -9 of each process -------------------------------------
 head -c "$((MIB * 1024 * 1024))" /dev/urandom >"$WORK/big.bin"
 referral_json ATT-1 >"$WORK/ref.json"
@@ -75,10 +128,18 @@ resumed_past_zero() { # LOG WHAT: a line "WHAT ... from chunk N" with N > 0 afte
 }
 
 round() { # VICTIM: send, kill VICTIM mid-transfer, restart it, check the result
-  local victim=$1 case=ATT-$1 id
+  local victim=$1 case=ATT-$1 id how=()
+  # One round copies the file to the node first (--upload), the others
+  # pass it by descriptor: the node then holds no copy of it.
+  [[ $victim == broker ]] && how=(--upload)
   referral_json "$case" >"$WORK/ref-$victim.json"
   id=$("$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/big.bin:scan-$victim.bin" \
-    case-referral "$WORK/ref-$victim.json") || fail "send with a $MIB MiB attachment failed"
+    "${how[@]}" case-referral "$WORK/ref-$victim.json") || fail "send with a $MIB MiB attachment failed"
+  if [[ ${#how[@]} -eq 0 ]]; then
+    grep -q "sealing 1 attachment(s) of $id" "$WORK/unhcr.log" || fail "no seal of $id in unhcr's log"
+    ls "$WORK/fed/unhcr/data/uploads" 2>/dev/null | grep -q . &&
+      fail "a send by descriptor left a copy in unhcr's uploads/"
+  fi
   say "$victim round: sent $id"
   # mid-transfer: the broker holds some chunks (sender, broker), or sweden some
   if [[ $victim == sweden ]]; then

@@ -9,6 +9,7 @@
  * Over 800 lines on purpose: the framing and the server built on it are one
  * module here, tested by one executable, and the server cases reuse the framing
  * cases' helpers. */
+#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -20,6 +21,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -379,6 +381,123 @@ static void test_flush_to_gone_peer(void **state)
 	tern_apiconn_free(&c);
 }
 
+
+/* --- descriptors passed with requests (docs/api.md, "Files by descriptor") ------- */
+
+/* Descriptors this process has open. */
+static int open_fds(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n - 1; /* the directory's own */
+}
+
+static int scratch_file(void)
+{
+	FILE *f = tmpfile();
+	int fd;
+
+	assert_non_null(f);
+	fd = dup(fileno(f));
+	fclose(f);
+	return fd;
+}
+
+static int same_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+/* Two pipelined requests with one and two descriptors: each request takes
+ * its own, oldest first; asking for more than came takes nothing. */
+static void test_fds_in_order(void **state)
+{
+	int peer, f1 = scratch_file(), f23[2] = {scratch_file(), scratch_file()}, got[3];
+	tern_apiconn *c = pair(1024, &peer);
+	json_t *a = json_pack("{s:s}", "op", "a"), *b = json_pack("{s:s}", "op", "b"), *req;
+
+	(void)state;
+	tern_apiconn_set_max_fds(c, 4);
+	assert_int_equal(tern_api_write_fds(peer, a, &f1, 1), TERN_OK);
+	assert_int_equal(tern_api_write_fds(peer, b, f23, 2), TERN_OK);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	assert_non_null(req);
+	assert_string_equal(json_string_value(json_object_get(req, "op")), "a");
+	json_decref(req);
+	assert_true(tern_apiconn_fds_held(c) >= 1);
+	assert_int_equal(tern_apiconn_take_fds(c, got, 1), TERN_OK);
+	assert_true(same_file(got[0], f1));
+	close(got[0]);
+	for (int i = 0; i < 10 && tern_apiconn_fds_held(c) < 2; i++) {
+		assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+		json_decref(req);
+	}
+	assert_int_equal(tern_apiconn_fds_held(c), 2);
+	assert_int_equal(tern_apiconn_take_fds(c, got, 3), TERN_EINVAL);
+	assert_int_equal(tern_apiconn_fds_held(c), 2);
+	assert_int_equal(tern_apiconn_take_fds(c, got, 2), TERN_OK);
+	assert_true(same_file(got[0], f23[0]) && same_file(got[1], f23[1]));
+	close(got[0]);
+	close(got[1]);
+	json_decref(a);
+	json_decref(b);
+	close(f1);
+	close(f23[0]);
+	close(f23[1]);
+	close(peer);
+	tern_apiconn_free(&c);
+}
+
+/* A connection that takes no descriptors (the broker's control socket), or
+ * more than it holds: the read fails and nothing stays open in this
+ * process; descriptors never taken are closed with the connection. */
+static void test_fds_refused_and_closed(void **state)
+{
+	int peer, f = scratch_file(), two[2] = {f, f}, base;
+	tern_apiconn *c = pair(1024, &peer);
+	json_t *a = json_pack("{s:s}", "op", "a"), *req = NULL;
+
+	(void)state;
+	base = open_fds();
+	assert_int_equal(tern_api_write_fds(peer, a, &f, 1), TERN_OK);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EMALFORMED);
+	assert_null(req);
+	assert_int_equal(open_fds(), base);
+	tern_apiconn_free(&c);
+	close(peer);
+
+	c = pair(1024, &peer);
+	tern_apiconn_set_max_fds(c, 1);
+	base = open_fds();
+	assert_int_equal(tern_api_write_fds(peer, a, two, 2), TERN_OK);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_EMALFORMED);
+	tern_apiconn_free(&c);
+	close(peer);
+	assert_int_equal(open_fds(), base - 2);
+
+	c = pair(1024, &peer);
+	tern_apiconn_set_max_fds(c, 1);
+	base = open_fds();
+	assert_int_equal(tern_api_write_fds(peer, a, &f, 1), TERN_OK);
+	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
+	json_decref(req);
+	assert_int_equal(open_fds(), base + 1); /* held */
+	tern_apiconn_free(&c);
+	close(peer);
+	assert_int_equal(open_fds(), base - 2);
+	json_decref(a);
+	close(f);
+}
+
 /* --- the server ------------------------------------------------------------------ */
 
 struct srv_fixture {
@@ -409,6 +528,14 @@ static json_t *handler(void *arg, int conn, json_t *req, uid_t uid)
 		f->parked = conn;
 		return NULL;
 	}
+	if (op && strcmp(op, "take") == 0) {
+		int fds[4];
+		size_t n = (size_t)json_integer_value(json_object_get(req, "n"));
+		int rc = tern_apisrv_take_fds(f->srv, conn, fds, n);
+		for (size_t i = 0; rc == TERN_OK && i < n; i++)
+			close(fds[i]);
+		return json_pack("{s:b}", "ok", rc == TERN_OK);
+	}
 	return json_pack("{s:b, s:s, s:O?}", "ok", 1, "op", op ? op : "", "n",
 	                 json_object_get(req, "n"));
 }
@@ -421,6 +548,8 @@ static int srv_setup(void **state)
 	                      .max_conns = 4,
 	                      .request_ms = 300,
 	                      .reply_ms = 300,
+	                      .max_fds = 2,
+	                      .max_fds_total = 3,
 	                      .gone = on_gone};
 	int fd;
 
@@ -758,6 +887,44 @@ static void test_srv_parked_gone(void **state)
 	close(half);
 }
 
+
+/* The server hands a request's descriptors to its handler; descriptors held
+ * for requests still to come are bounded in all connections together: past
+ * the bound, the connection that brought one more is answered and closed. */
+static void test_srv_fds(void **state)
+{
+	struct srv_fixture *f = *state;
+	int a = client(f), b = client(f), file = scratch_file(), two[2] = {file, file};
+	json_t *take = json_pack("{s:s, s:i}", "op", "take", "n", 1);
+	json_t *wait = json_pack("{s:s}", "op", "wait"), *r;
+	int base = open_fds();
+
+	assert_int_equal(tern_api_write_fds(a, take, &file, 1), TERN_OK);
+	r = reply_within(f, a, 500);
+	assert_non_null(r);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	assert_int_equal(open_fds(), base + 2); /* the server's ends of a and b */
+	/* a holds two for later, b brings two more: one over the bound */
+	assert_int_equal(tern_api_write_fds(a, wait, two, 2), TERN_OK);
+	for (int i = 0; i < 5; i++)
+		srv_round(f, 10);
+	assert_true(f->parked >= 0);
+	assert_int_equal(tern_api_write_fds(b, wait, two, 2), TERN_OK);
+	r = reply_within(f, b, 500);
+	assert_non_null(r);
+	assert_string_equal(json_string_value(json_object_get(r, "error")), "no-memory");
+	json_decref(r);
+	close(b);
+	close(a);
+	for (int i = 0; i < 150 && tern_apisrv_count(f->srv) > 0; i++)
+		srv_round(f, 10);
+	assert_int_equal(open_fds(), base - 2);
+	json_decref(take);
+	json_decref(wait);
+	close(file);
+}
+
 static tern_apisrv *srv_with(const char *path, size_t max_conns)
 {
 	tern_apisrv_opts o = {.name = "test", .max_frame = 1024, .max_conns = max_conns};
@@ -813,6 +980,8 @@ int main(void)
 	    cmocka_unit_test(test_large_request),
 	    cmocka_unit_test(test_large_reply),
 	    cmocka_unit_test(test_flush_to_gone_peer),
+	    cmocka_unit_test(test_fds_in_order),
+	    cmocka_unit_test(test_fds_refused_and_closed),
 	    cmocka_unit_test_setup_teardown(test_srv_stalled_client, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_pipelined, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_idle_keepalive, srv_setup, srv_teardown),
@@ -820,6 +989,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_srv_cap_and_too_large, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_parked, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_parked_gone, srv_setup, srv_teardown),
+	    cmocka_unit_test_setup_teardown(test_srv_fds, srv_setup, srv_teardown),
 	    cmocka_unit_test_setup_teardown(test_srv_fd_limit, srv_setup, srv_teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

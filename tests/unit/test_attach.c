@@ -275,12 +275,47 @@ static void test_files(void **state)
 	free(back);
 }
 
+/* What a node seals from when a client passes a file by descriptor: a
+ * regular file open for reading, on a local file system; not a directory,
+ * a pipe, a write-only or O_PATH descriptor. */
+static void test_fd_check(void **state)
+{
+	char dir[256], path[300];
+	int fd, p[2];
+	uint64_t size = 0;
+
+	(void)state;
+	assert_int_equal(tt_mkdtemp(dir, sizeof(dir), "fdcheck"), 0);
+	snprintf(path, sizeof(path), "%s/f", dir);
+	fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "12345", 5), 5);
+	assert_int_equal(tern_attach_fd_check(fd, &size), TERN_EINVAL); /* write-only */
+	close(fd);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_int_equal(tern_attach_fd_check(fd, &size), TERN_OK);
+	assert_int_equal(size, 5);
+	close(fd);
+	fd = open(path, O_PATH | O_CLOEXEC);
+	assert_int_equal(tern_attach_fd_check(fd, &size), TERN_EINVAL);
+	close(fd);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	assert_int_equal(tern_attach_fd_check(fd, &size), TERN_EINVAL);
+	close(fd);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(tern_attach_fd_check(p[0], &size), TERN_EINVAL);
+	close(p[0]);
+	close(p[1]);
+	assert_int_equal(tern_attach_fd_check(-1, &size), TERN_EINVAL);
+	tt_rmtree(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_counts),      cmocka_unit_test(test_each_chunk_alone),
 	    cmocka_unit_test(test_keys_differ), cmocka_unit_test(test_seals_check),
-	    cmocka_unit_test(test_files),
+	    cmocka_unit_test(test_files),       cmocka_unit_test(test_fd_check),
 	};
 	tern_crypto_init();
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -34,8 +34,15 @@ extern "C" {
 #define TERN_API_REPLY_MS 10000
 #define TERN_API_MAX_CONNS 1024
 
+/* Most file descriptors one request may carry (docs/api.md, "Files by
+ * descriptor"). */
+#define TERN_API_MAX_FDS 32
+
 /* Writes one framed JSON object to a blocking fd. */
 int tern_api_write(int fd, const json_t *obj);
+/* The same, passing nfds descriptors (SCM_RIGHTS) with the request's first
+ * bytes; the daemon gets its own copies, the caller still owns fds. */
+int tern_api_write_fds(int fd, const json_t *obj, const int *fds, size_t nfds);
 /* Writes one binary frame (a serialized tern.v1.ApiRequest, docs/api.md
  * "Binary frames"): the length prefix with its top bit set, then buf. */
 int tern_api_write_binary(int fd, const void *buf, size_t len);
@@ -51,6 +58,11 @@ int tern_api_connect(const char *path, int *fd);
 /* One request and its response over a new connection. timeout_ms bounds the
  * wait for the response (0 = 30 s). *resp is a new reference. */
 int tern_api_call(const char *path, const json_t *req, int timeout_ms, json_t **resp);
+
+/* tern_api_call, passing nfds descriptors with the request (as
+ * tern_api_write_fds). */
+int tern_api_call_fds(const char *path, const json_t *req, const int *fds, size_t nfds,
+                      int timeout_ms, json_t **resp);
 
 /* A client connection kept from call to call (the API takes many requests
  * per connection): saves the daemon an accept, a credential check and a close

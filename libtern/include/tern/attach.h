@@ -90,6 +90,14 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
                         Tern__V1__AttachmentSeal *seal, uint8_t root_out[32],
                         uint8_t sha256[32], tern_hash **leaves);
 
+/* Whether a node may seal straight from fd, a file a client passed by
+ * descriptor (docs/api.md, "Files by descriptor"): a regular file, open for
+ * reading, on a local file system whose reads cannot hang (ext2/3/4, XFS,
+ * Btrfs, F2FS, tmpfs, ramfs, overlayfs); not on NFS, SMB, FUSE or another
+ * network file system, whose reads could hold the sealing thread for good.
+ * *size: its bytes now. TERN_EINVAL otherwise, tern_errdetail() says why. */
+int tern_attach_fd_check(int fd, uint64_t *size);
+
 /* Opens every chunk of an attachment from spool file fd in order, giving
  * each plaintext piece to fn (if not NULL), and computes the plaintext's
  * SHA-256. Chunks are checked against their tags only (a spool's chunks
