@@ -1,6 +1,8 @@
 /* Attachment chunks: sealing, opening and checking (tern/attach.h). */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -243,6 +245,105 @@ static void pace_writeback(int fd, off_t end, off_t *paced)
 	}
 }
 
+/* The seal runs on two threads, the caller's and a helper, a batch of
+ * SEAL_BATCH chunks at a time: the caller reads the batch; then the helper
+ * hashes its plaintext (in order: one running SHA-256) while the caller
+ * seals, hashes and writes chunks, and the helper takes chunks too once its
+ * hash is done. Sealing (ChaCha20-Poly1305, a leaf hash, a write) costs
+ * about three times the plaintext hash, so the two finish a batch nearly
+ * together: on an idle 2-core machine a gigabyte seals in about half the
+ * time of one thread. */
+#define SEAL_BATCH 8u
+
+struct seal_batch {
+	/* set by the caller before each batch */
+	const uint8_t *key;
+	const char *msgid;
+	uint32_t attachment, chunk_size;
+	uint64_t size, first, count; /* chunks first .. first+count-1 */
+	uint8_t *plain;              /* count * chunk_size bytes */
+	int out_fd;
+	tern_hash *lv;
+	tern_sha256_ctx *st;
+	/* shared while a batch runs */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	uint64_t next;   /* the next chunk of the batch to take */
+	unsigned batch;  /* batches handed to the helper */
+	unsigned done;   /* batches the helper finished */
+	int stop;
+	int rc;          /* the first failure of either thread */
+	char why[256];   /* its detail */
+};
+
+/* Seals chunks of the batch until none is left; sealed is a buffer of
+ * chunk_size + TERN_ATTACH_TAG_LEN. */
+static int seal_take(struct seal_batch *b, uint8_t *sealed)
+{
+	for (;;) {
+		uint64_t k;
+		size_t len;
+		int rc;
+		pthread_mutex_lock(&b->mu);
+		k = b->rc == TERN_OK && b->next < b->count ? b->next++ : b->count;
+		pthread_mutex_unlock(&b->mu);
+		if (k == b->count)
+			return TERN_OK;
+		len = tern_attach_chunk_len(b->size, b->chunk_size, b->first + k);
+		rc = tern_attach_chunk_seal(b->key, b->msgid, b->attachment, b->first + k,
+		                            b->plain + k * b->chunk_size, len, sealed);
+		if (rc == TERN_OK) {
+			tern_merkle_leaf_hash(sealed, len + TERN_ATTACH_TAG_LEN, b->lv[b->first + k]);
+			rc = write_full(b->out_fd, sealed, len + TERN_ATTACH_TAG_LEN,
+			                tern_attach_slot(b->chunk_size, b->first + k));
+		}
+		if (rc != TERN_OK)
+			return rc;
+	}
+}
+
+static void seal_fail(struct seal_batch *b, int rc)
+{
+	pthread_mutex_lock(&b->mu);
+	if (b->rc == TERN_OK) {
+		b->rc = rc;
+		snprintf(b->why, sizeof(b->why), "%s", tern_errdetail());
+	}
+	pthread_mutex_unlock(&b->mu);
+}
+
+static void *seal_helper(void *arg)
+{
+	struct seal_batch *b = arg;
+	uint8_t *sealed = malloc((size_t)b->chunk_size + TERN_ATTACH_TAG_LEN);
+	unsigned seen = 0;
+
+	pthread_mutex_lock(&b->mu);
+	for (;;) {
+		uint64_t bytes = 0;
+		int rc = TERN_OK;
+		while (b->batch == seen && !b->stop)
+			pthread_cond_wait(&b->cv, &b->mu);
+		if (b->stop)
+			break;
+		seen = b->batch;
+		pthread_mutex_unlock(&b->mu);
+		for (uint64_t k = 0; k < b->count; k++)
+			bytes += tern_attach_chunk_len(b->size, b->chunk_size, b->first + k);
+		rc = tern_sha256_update(b->st, b->plain, (size_t)bytes);
+		if (rc == TERN_OK)
+			rc = sealed ? seal_take(b, sealed) : TERN_ENOMEM;
+		if (rc != TERN_OK)
+			seal_fail(b, rc);
+		pthread_mutex_lock(&b->mu);
+		b->done = seen;
+		pthread_cond_broadcast(&b->cv);
+	}
+	pthread_mutex_unlock(&b->mu);
+	free(sealed);
+	return NULL;
+}
+
 int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uint8_t key[32],
                         const char *msgid, uint32_t attachment, int out_fd,
                         Tern__V1__AttachmentSeal *seal, uint8_t root_out[32], uint8_t sha256[32],
@@ -250,43 +351,70 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 {
 	off_t paced = 0;
 	uint64_t n = tern_attach_chunks(size, chunk_size);
-	tern_sha256_ctx *st = NULL;
-	uint8_t *plain = NULL, *sealed = NULL;
-	tern_hash *lv = NULL;
-	int rc = TERN_OK;
+	struct seal_batch b = {.key = key,
+	                       .msgid = msgid,
+	                       .attachment = attachment,
+	                       .chunk_size = chunk_size,
+	                       .size = size,
+	                       .out_fd = out_fd};
+	uint8_t *sealed = NULL;
+	pthread_t helper;
+	int rc = TERN_OK, started = 0;
 
 	if (leaves)
 		*leaves = NULL;
 	if (size == 0 || chunk_size < TERN_ATTACH_CHUNK_MIN || chunk_size > TERN_ATTACH_CHUNK_MAX)
 		return tern_fail(TERN_EINVAL,
 		                 "seal attachment: size 0 or chunk size out of bounds");
-	plain = malloc(chunk_size);
+	pthread_mutex_init(&b.mu, NULL);
+	pthread_cond_init(&b.cv, NULL);
+	b.plain = malloc((size_t)chunk_size * SEAL_BATCH);
 	sealed = malloc((size_t)chunk_size + TERN_ATTACH_TAG_LEN);
-	lv = malloc(n * sizeof(*lv));
-	if (plain == NULL || sealed == NULL || lv == NULL) {
+	b.lv = malloc(n * sizeof(*b.lv));
+	if (b.plain == NULL || sealed == NULL || b.lv == NULL) {
 		rc = TERN_ENOMEM;
 		goto out;
 	}
-	if ((rc = tern_sha256_new(&st)) != TERN_OK)
+	if ((rc = tern_sha256_new(&b.st)) != TERN_OK)
 		goto out;
-	for (uint64_t i = 0; i < n; i++) {
-		size_t len = tern_attach_chunk_len(size, chunk_size, i);
-		if ((rc = read_full(in_fd, plain, len, i * (uint64_t)chunk_size)) != TERN_OK)
-			goto out;
-		if ((rc = tern_sha256_update(st, plain, len)) != TERN_OK)
-			goto out;
-		if ((rc = tern_attach_chunk_seal(key, msgid, attachment, i, plain, len, sealed)) !=
-		    TERN_OK)
-			goto out;
-		tern_merkle_leaf_hash(sealed, len + TERN_ATTACH_TAG_LEN, lv[i]);
-		if ((rc = write_full(out_fd, sealed, len + TERN_ATTACH_TAG_LEN,
-		                     tern_attach_slot(chunk_size, i))) != TERN_OK)
-			goto out;
-		pace_writeback(out_fd, (off_t)tern_attach_slot(chunk_size, i + 1), &paced);
+	if (pthread_create(&helper, NULL, seal_helper, &b) != 0) {
+		rc = tern_fail(TERN_EIO, "cannot start a sealing thread");
+		goto out;
 	}
-	if ((rc = tern_sha256_final(st, sha256)) != TERN_OK)
+	started = 1;
+	for (uint64_t i = 0; i < n && rc == TERN_OK; i += SEAL_BATCH) {
+		uint64_t count = n - i < SEAL_BATCH ? n - i : SEAL_BATCH, bytes = 0;
+		for (uint64_t k = 0; k < count; k++)
+			bytes += tern_attach_chunk_len(size, chunk_size, i + k);
+		/* The helper is idle here: the batch's fields are the caller's. */
+		if ((rc = read_full(in_fd, b.plain, (size_t)bytes, i * (uint64_t)chunk_size)) !=
+		    TERN_OK)
+			break;
+		pthread_mutex_lock(&b.mu);
+		b.first = i;
+		b.count = count;
+		b.next = 0;
+		b.batch++;
+		pthread_cond_broadcast(&b.cv);
+		pthread_mutex_unlock(&b.mu);
+		if ((rc = seal_take(&b, sealed)) != TERN_OK)
+			seal_fail(&b, rc);
+		pthread_mutex_lock(&b.mu);
+		while (b.done != b.batch)
+			pthread_cond_wait(&b.cv, &b.mu);
+		rc = b.rc;
+		pthread_mutex_unlock(&b.mu);
+		if (rc != TERN_OK)
+			rc = tern_fail(rc, "%s", b.why);
+		else
+			pace_writeback(out_fd, (off_t)tern_attach_slot(chunk_size, i + count),
+			               &paced);
+	}
+	if (rc != TERN_OK)
 		goto out;
-	if ((rc = tern_merkle_root(lv, n, root_out)) != TERN_OK)
+	if ((rc = tern_sha256_final(b.st, sha256)) != TERN_OK)
+		goto out;
+	if ((rc = tern_merkle_root(b.lv, n, root_out)) != TERN_OK)
 		goto out;
 	tern__v1__attachment_seal__init(seal);
 	seal->size = size;
@@ -294,16 +422,25 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 	seal->root.data = root_out;
 	seal->root.len = TERN_HASH_LEN;
 	if (leaves) {
-		*leaves = lv;
-		lv = NULL;
+		*leaves = b.lv;
+		b.lv = NULL;
 	}
 out:
-	tern_sha256_free(&st);
-	if (plain)
-		sodium_memzero(plain, chunk_size);
-	free(plain);
+	if (started) {
+		pthread_mutex_lock(&b.mu);
+		b.stop = 1;
+		pthread_cond_broadcast(&b.cv);
+		pthread_mutex_unlock(&b.mu);
+		pthread_join(helper, NULL);
+	}
+	tern_sha256_free(&b.st);
+	if (b.plain)
+		sodium_memzero(b.plain, (size_t)chunk_size * SEAL_BATCH);
+	free(b.plain);
 	free(sealed);
-	free(lv);
+	free(b.lv);
+	pthread_mutex_destroy(&b.mu);
+	pthread_cond_destroy(&b.cv);
 	return rc;
 }
 

@@ -275,6 +275,68 @@ static void test_files(void **state)
 	free(back);
 }
 
+/* A seal over several batches of chunks (attach.c seals on two threads, 8
+ * chunks a batch): every chunk in the spool is the one sealed alone at its
+ * index, the leaves are their hashes, the digest the whole plaintext's; a
+ * write that fails on either thread fails the seal, and it returns. */
+static void test_seal_batches(void **state)
+{
+	char dir[] = "/tmp/tern-attach-XXXXXX", in[64], out[64];
+	uint64_t size = 19 * (uint64_t)CS + 777, n = tern_attach_chunks(size, CS);
+	uint8_t *data = malloc(size), key[32], root[32], sha[32], want[32];
+	uint8_t *buf = malloc(CS + TERN_ATTACH_TAG_LEN), *ref = malloc(CS + TERN_ATTACH_TAG_LEN);
+	Tern__V1__AttachmentSeal seal;
+	tern_hash *leaves = NULL, leaf;
+	int fi, fo;
+
+	(void)state;
+	assert_int_equal(n, 20);
+	assert_non_null(mkdtemp(dir));
+	snprintf(in, sizeof(in), "%s/in", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	randombytes_buf(data, size);
+	randombytes_buf(key, sizeof(key));
+	fi = open(in, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(write(fi, data, size), (ssize_t)size);
+	fo = open(out, O_RDWR | O_CREAT, 0600);
+	assert_int_equal(
+	    tern_attach_seal_fd(fi, size, CS, key, MSGID, 0, fo, &seal, root, sha, &leaves),
+	    TERN_OK);
+	tern_sha256(data, size, want);
+	assert_memory_equal(sha, want, 32);
+	for (uint64_t i = 0; i < n; i++) {
+		size_t len = tern_attach_chunk_len(size, CS, i);
+		assert_int_equal(tern_attach_chunk_seal(key, MSGID, 0, i, data + i * CS, len, ref),
+		                 TERN_OK);
+		assert_int_equal(pread(fo, buf, len + TERN_ATTACH_TAG_LEN,
+		                       (off_t)tern_attach_slot(CS, i)),
+		                 (ssize_t)(len + TERN_ATTACH_TAG_LEN));
+		assert_memory_equal(buf, ref, len + TERN_ATTACH_TAG_LEN);
+		tern_merkle_leaf_hash(ref, len + TERN_ATTACH_TAG_LEN, leaf);
+		assert_memory_equal(leaves[i], leaf, sizeof(leaf));
+	}
+	close(fo);
+	/* every write fails (a descriptor open for reading only) */
+	fo = open(out, O_RDONLY);
+	assert_int_equal(tern_attach_seal_fd(fi, size, CS, key, MSGID, 0, fo, &seal, root, sha, NULL),
+	                 TERN_EIO);
+	close(fo);
+	/* the file ends in the last batch */
+	fo = open(out, O_RDWR);
+	assert_int_equal(
+	    tern_attach_seal_fd(fi, size + CS, CS, key, MSGID, 0, fo, &seal, root, sha, NULL),
+	    TERN_EMALFORMED);
+	close(fo);
+	close(fi);
+	unlink(in);
+	unlink(out);
+	rmdir(dir);
+	free(leaves);
+	free(data);
+	free(buf);
+	free(ref);
+}
+
 /* What a node seals from when a client passes a file by descriptor: a
  * regular file open for reading, on a local file system; not a directory,
  * a pipe, a write-only or O_PATH descriptor. */
@@ -315,7 +377,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_counts),      cmocka_unit_test(test_each_chunk_alone),
 	    cmocka_unit_test(test_keys_differ), cmocka_unit_test(test_seals_check),
-	    cmocka_unit_test(test_files),       cmocka_unit_test(test_fd_check),
+	    cmocka_unit_test(test_files),       cmocka_unit_test(test_seal_batches),
+	    cmocka_unit_test(test_fd_check),
 	};
 	tern_crypto_init();
 	return cmocka_run_group_tests(tests, NULL, NULL);

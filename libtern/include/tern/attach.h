@@ -84,7 +84,9 @@ int tern_attach_chunk_verify(const Tern__V1__AttachmentSeal *seal, uint64_t inde
  * out_fd, but starts its writeback every 32 MiB and waits for the 32 MiB
  * before (sync_file_range), so that the caller's fdatasync is short and the
  * disk is never handed a gigabyte at once. TERN_EIO when a read or write fails (TERN_EMALFORMED if in_fd
- * holds fewer than size bytes). */
+ * holds fewer than size bytes). Runs on the caller's thread and one it
+ * starts and joins before it returns (the plaintext's hash beside the
+ * chunks' sealing); holds 8 chunks of plaintext at a time. */
 int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uint8_t key[32],
                         const char *msgid, uint32_t attachment, int out_fd,
                         Tern__V1__AttachmentSeal *seal, uint8_t root_out[32],
