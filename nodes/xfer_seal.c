@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -158,11 +160,21 @@ static void seal_job(struct job *j)
 	j->rc = TERN_OK;
 }
 
+/* The niceness of the sealing threads: a seal keeps two cores busy for
+ * seconds, and the loops that carry ordinary messages (this node's, the
+ * broker's, the other nodes' on the same machine) must get a core first.
+ * Not SCHED_IDLE: on a machine busy with other work a seal would then
+ * hardly move. */
+#define SEAL_NICE 10
+
 static void *worker(void *arg)
 {
 	struct xseal *x = arg;
 	uint64_t one = 1;
 
+	/* Per thread on Linux, and inherited by the helper the seal starts. */
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SEAL_NICE) != 0)
+		log_debug("sealing thread: cannot lower its priority: %s", strerror(errno));
 	pthread_mutex_lock(&x->mu);
 	for (;;) {
 		struct job *j;
