@@ -24,6 +24,7 @@
 #include <tern/uuid.h>
 #include <tern/validate.h>
 
+#include "fdclose.h"
 #include "node_int.h"
 #include "pbuf.h"
 #include "util.h"
@@ -638,8 +639,9 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	int fds[TERN_ATTACH_MAX_COUNT];
 	size_t i;
 
-	/* The descriptors first, whatever the answer: left with the
-	 * connection, they would be taken by the client's next send. */
+	/* The descriptors that came with this request: taken here, whatever
+	 * the answer, and closed once the seal is done or the send refused (the
+	 * API server closes any a request does not take). */
 	v = json_object_get(req, "descriptors");
 	if (v != NULL) {
 		json_int_t nd = json_integer_value(v);
@@ -657,7 +659,7 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	res = api_send_parsed(n, req, &r, ci);
 	for (i = 0; i < r.nfds; i++)
 		if (fds[i] >= 0)
-			close(fds[i]);
+			tern_fdclose(fds[i]); /* never on the loop: fdclose.h */
 	return res;
 }
 

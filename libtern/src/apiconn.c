@@ -9,6 +9,7 @@
 #include <tern/error.h>
 
 #include "apiconn.h"
+#include "fdclose.h"
 #include "util.h"
 
 /* Bytes one read asks for at most, and one tern_apiconn_read takes at most:
@@ -27,9 +28,15 @@ struct tern_apiconn {
 	int fd;
 	size_t max;
 	/* Descriptors passed with requests (tern_apiconn_set_max_fds), oldest
-	 * first: a request that names n takes the first n. */
+	 * first, each with the stream offset of the last byte of the read it
+	 * came with: a descriptor belongs to the request that byte is in (a
+	 * client sends them with a request's first bytes, and a read ends with
+	 * the bytes that carried them). */
 	int fds[FDS_PER_READ];
+	uint64_t fd_at[FDS_PER_READ];
 	size_t nfds, max_fds;
+	uint64_t base;    /* stream offset of in[0] */
+	uint64_t req_end; /* stream offset just past the last request taken */
 	uint8_t *in; /* bytes read, starting with the prefix of the request in progress */
 	size_t inlen, incap;
 	uint8_t *out; /* framed replies; out[outoff..outlen) is unsent */
@@ -59,7 +66,7 @@ void tern_apiconn_free(tern_apiconn **cp)
 	if (c->fd >= 0)
 		close(c->fd);
 	for (size_t i = 0; i < c->nfds; i++)
-		close(c->fds[i]);
+		tern_fdclose(c->fds[i]); /* never on the loop: fdclose.h */
 	free(c->in);
 	free(c->out);
 	free(c);
@@ -81,22 +88,53 @@ size_t tern_apiconn_fds_held(const tern_apiconn *c)
 	return c->nfds;
 }
 
+/* How many of the held descriptors came with the last request taken, or
+ * before it. */
+static size_t fds_of_request(const tern_apiconn *c)
+{
+	size_t k = 0;
+
+	while (k < c->nfds && c->fd_at[k] < c->req_end)
+		k++;
+	return k;
+}
+
+static void fds_drop_front(tern_apiconn *c, size_t k)
+{
+	memmove(c->fds, c->fds + k, (c->nfds - k) * sizeof(*c->fds));
+	memmove(c->fd_at, c->fd_at + k, (c->nfds - k) * sizeof(*c->fd_at));
+	c->nfds -= k;
+}
+
 int tern_apiconn_take_fds(tern_apiconn *c, int *fds, size_t n)
 {
-	if (n > c->nfds)
+	size_t k = fds_of_request(c);
+
+	if (n != k)
 		return tern_fail(TERN_EINVAL,
 		                 "the request names %zu file descriptor(s) and %zu came with it", n,
-		                 c->nfds);
+		                 k);
 	memcpy(fds, c->fds, n * sizeof(*fds));
-	memmove(c->fds, c->fds + n, (c->nfds - n) * sizeof(*fds));
-	c->nfds -= n;
+	fds_drop_front(c, n);
 	return TERN_OK;
 }
 
+size_t tern_apiconn_release_fds(tern_apiconn *c)
+{
+	size_t k = fds_of_request(c);
+
+	for (size_t i = 0; i < k; i++)
+		tern_fdclose(c->fds[i]);
+	fds_drop_front(c, k);
+	return k;
+}
+
 /* recv(2), keeping the descriptors that come with the bytes (SCM_RIGHTS):
- * up to max_fds held; any past that, or any on a connection that takes none,
- * are closed and the read fails, so that a client cannot fill this process's
- * descriptor table. */
+ * up to max_fds held; any past that are closed (off the loop: fdclose.h)
+ * and the read fails, so that a client cannot fill this process's
+ * descriptor table. A connection that takes none, or a closer that is
+ * behind, gives the kernel no room for them: it drops them itself, without
+ * the flush a close(2) of ours could wait for, and says so (MSG_CTRUNC). */
 static ssize_t recv_fds(tern_apiconn *c, void *buf, size_t len, int *toomany)
 {
 	union {
@@ -104,20 +142,23 @@ static ssize_t recv_fds(tern_apiconn *c, void *buf, size_t len, int *toomany)
 		char buf[CMSG_SPACE(sizeof(int) * FDS_PER_READ)];
 	} ctl;
 	struct iovec iov = {buf, len};
-	struct msghdr m = {.msg_iov = &iov,
-	                   .msg_iovlen = 1,
-	                   .msg_control = ctl.buf,
-	                   .msg_controllen = sizeof(ctl.buf)};
-	ssize_t n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
 
+	if (c->max_fds > 0 && !tern_fdclose_busy()) {
+		m.msg_control = ctl.buf;
+		m.msg_controllen = sizeof(ctl.buf);
+	}
+	n = recvmsg(c->fd, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	*toomany = 0;
 	if (n < 0)
 		return n;
-	/* The kernel closes what did not fit in the control buffer (or in this
-	 * process's table): the client sent more than any request takes. */
+	/* What did not fit (none fits without a buffer, or past this
+	 * process's table: EMFILE) the kernel dropped. */
 	if (m.msg_flags & MSG_CTRUNC)
 		*toomany = 1;
-	for (struct cmsghdr *h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
+	for (struct cmsghdr *h = m.msg_controllen ? CMSG_FIRSTHDR(&m) : NULL; h;
+	     h = CMSG_NXTHDR(&m, h)) {
 		size_t k;
 		int fd;
 		if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS)
@@ -125,10 +166,11 @@ static ssize_t recv_fds(tern_apiconn *c, void *buf, size_t len, int *toomany)
 		k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 		for (size_t i = 0; i < k; i++) {
 			memcpy(&fd, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
-			if (c->nfds < c->max_fds)
+			if (c->nfds < c->max_fds) {
+				c->fd_at[c->nfds] = c->base + c->inlen + (uint64_t)n - 1;
 				c->fds[c->nfds++] = fd;
-			else {
-				close(fd);
+			} else {
+				tern_fdclose(fd);
 				*toomany = 1;
 			}
 		}
@@ -202,6 +244,8 @@ static int take_frame(tern_apiconn *c, size_t flen, json_t **req, uint8_t **bin,
 	}
 	memmove(c->in, c->in + 4 + flen, rest);
 	c->inlen = rest;
+	c->base += 4 + flen;
+	c->req_end = c->base;
 	if (rest == 0 && c->incap > CHUNK) {
 		/* A large request went through: do not keep its buffer. */
 		free(c->in);
@@ -265,8 +309,8 @@ int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *
 			                 "file descriptors are not taken on this socket");
 		if (toomany)
 			return tern_fail(TERN_EMALFORMED,
-			                 "more file descriptors came than requests take (at most %zu "
-			                 "wait at once)",
+			                 "file descriptors were dropped: more came than requests take "
+			                 "(at most %zu wait at once), or this daemon takes none now",
 			                 c->max_fds);
 		if (n < 0 && errno == EINTR)
 			continue;

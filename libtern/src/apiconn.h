@@ -55,15 +55,22 @@ int tern_apiconn_read(tern_apiconn *c, json_t **req);
 int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *binlen);
 
 /* Descriptors passed with requests (SCM_RIGHTS, docs/api.md "Files by
- * descriptor"): at most max (capped at 32) are held, oldest first, until a
- * request takes them; one more makes the next read fail (TERN_EMALFORMED,
- * the extra ones closed). 0, the default: every descriptor that comes is
- * closed and the read fails. Held ones are closed with the connection. */
+ * descriptor"): at most max (capped at 32) are held, each for the request
+ * it came with; one more makes the next read fail (TERN_EMALFORMED, the
+ * extra ones closed). 0, the default: the kernel drops every descriptor
+ * that comes and the read fails. Descriptors this module closes are closed
+ * off the caller's thread (fdclose.h): a close may wait for a file
+ * system's server. */
 void tern_apiconn_set_max_fds(tern_apiconn *c, size_t max);
 size_t tern_apiconn_fds_held(const tern_apiconn *c);
-/* Moves the first n held descriptors into fds (the caller owns them then);
- * TERN_EINVAL, and nothing taken, when fewer than n are held. */
+/* Moves the descriptors that came with the request last returned into fds
+ * (the caller owns them then): exactly n, or TERN_EINVAL and nothing
+ * taken. */
 int tern_apiconn_take_fds(tern_apiconn *c, int *fds, size_t n);
+/* Closes the descriptors that came with the request last returned (or
+ * before it) and were not taken; returns how many. Call it once the
+ * request is handled: a descriptor never outlives its request. */
+size_t tern_apiconn_release_fds(tern_apiconn *c);
 
 /* Bytes read and held for requests not yet returned. */
 size_t tern_apiconn_buffered(const tern_apiconn *c);

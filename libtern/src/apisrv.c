@@ -253,7 +253,10 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 		return;
 	}
 	if (rc != TERN_OK) {
-		send_reply(s, i, tern_api_error(rc, "%s", tern_errdetail()), now, 0);
+		/* Closing: its descriptors go now, not with the connection. */
+		json_t *e = tern_api_error(rc, "%s", tern_errdetail());
+		s->fds_held -= tern_apiconn_release_fds(k->c);
+		send_reply(s, i, e, now, 0);
 		return;
 	}
 	/* One request at a time per connection: the next is read once this
@@ -265,6 +268,8 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 		reply = s->fn(s->arg, i, req, k->uid);
 	json_decref(req);
 	free(bin);
+	/* What the handler did not take is not kept for a later request. */
+	s->fds_held -= tern_apiconn_release_fds(k->c);
 	if (reply != NULL)
 		send_reply(s, i, reply, now, 1);
 }

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -38,42 +37,66 @@ size_t tern_attach_chunk_len(uint64_t size, uint32_t chunk_size, uint64_t index)
 	return (size_t)(size - start < chunk_size ? size - start : chunk_size);
 }
 
-/* Local disk and memory file systems (statfs(2) f_type, <linux/magic.h>):
- * their reads end. Anything else is read through an upload instead. */
-static const unsigned long local_fs[] = {
-    0xEF53,     /* ext2, ext3, ext4 */
-    0x58465342, /* XFS */
-    0x9123683E, /* Btrfs */
-    0xF2F52010, /* F2FS */
-    0x01021994, /* tmpfs */
-    0x858458F6, /* ramfs */
-    0x794C7630, /* overlayfs (containers) */
-};
+/* Local disk and memory file systems: their reads end. Not overlayfs,
+ * whose lower layer may be anything, nor NFS, SMB or FUSE. */
+static const char *const local_fs[] = {"ext2", "ext3",  "ext4",  "xfs",
+                                       "btrfs", "f2fs", "tmpfs", "ramfs"};
+
+/* The file system type of the mount mnt_id, from /proc/self/mountinfo:
+ * nothing here asks the file system itself, whose server may not answer. */
+static int mount_type(uint64_t mnt_id, char *type, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL;
+	size_t cap = 0;
+	int rc = TERN_ENOENT;
+
+	if (f == NULL)
+		return tern_fail(TERN_EIO, "cannot read /proc/self/mountinfo: %s", strerror(errno));
+	while (rc == TERN_ENOENT && getline(&line, &cap, f) > 0) {
+		char *sep, *end;
+		/* "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [TAGS...] - TYPE SOURCE ..." */
+		if (strtoull(line, &end, 10) != mnt_id || end == line || *end != ' ' ||
+		    (sep = strstr(line, " - ")) == NULL)
+			continue;
+		sep += 3;
+		snprintf(type, len, "%.*s", (int)strcspn(sep, " \n"), sep);
+		rc = TERN_OK;
+	}
+	free(line);
+	fclose(f);
+	return rc == TERN_OK ? TERN_OK : tern_fail(TERN_EIO, "its mount is not listed");
+}
 
 int tern_attach_fd_check(int fd, uint64_t *size)
 {
-	struct stat st;
-	struct statfs fs;
-	int fl;
+	struct statx sx;
+	char type[64];
 	size_t i;
+	int fl;
 
-	if (fd < 0 || fstat(fd, &st) != 0 || (fl = fcntl(fd, F_GETFL)) < 0)
+	/* Attributes as the kernel has them (AT_STATX_DONT_SYNC): no question
+	 * to a network or FUSE file system's server, which could hang. */
+	if (fd < 0 || (fl = fcntl(fd, F_GETFL)) < 0 ||
+	    statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, STATX_TYPE | STATX_SIZE | STATX_MNT_ID,
+	          &sx) != 0)
 		return tern_fail(TERN_EINVAL, "not an open file descriptor");
-	if (!S_ISREG(st.st_mode))
+	if (!S_ISREG(sx.stx_mode))
 		return tern_fail(TERN_EINVAL, "not a regular file");
 	if ((fl & O_PATH) || (fl & O_ACCMODE) == O_WRONLY)
 		return tern_fail(TERN_EINVAL, "not open for reading");
-	if (fstatfs(fd, &fs) != 0)
-		return tern_fail(TERN_EINVAL, "its file system is unknown: %s", strerror(errno));
+	if (fl & O_DIRECT)
+		return tern_fail(TERN_EINVAL, "open with O_DIRECT, which the seal's reads do not fit");
+	if (!(sx.stx_mask & STATX_MNT_ID) || mount_type(sx.stx_mnt_id, type, sizeof(type)) != TERN_OK)
+		return tern_fail(TERN_EINVAL, "its file system is unknown");
 	for (i = 0; i < sizeof(local_fs) / sizeof(local_fs[0]); i++)
-		if ((unsigned long)fs.f_type == local_fs[i])
+		if (strcmp(type, local_fs[i]) == 0)
 			break;
 	if (i == sizeof(local_fs) / sizeof(local_fs[0]))
 		return tern_fail(TERN_EINVAL,
-		                 "its file system (type 0x%lx) is not a local disk: a read there "
-		                 "could hang",
-		                 (unsigned long)fs.f_type);
-	*size = (uint64_t)st.st_size;
+		                 "its file system (%s) is not a local disk: a read there could hang",
+		                 type);
+	*size = (uint64_t)sx.stx_size;
 	return TERN_OK;
 }
 
@@ -273,6 +296,7 @@ struct seal_batch {
 	unsigned done;   /* batches the helper finished */
 	int stop;
 	int rc;          /* the first failure of either thread */
+	int err;         /* its errno (the caller tells a full disk by it) */
 	char why[256];   /* its detail */
 };
 
@@ -307,6 +331,7 @@ static void seal_fail(struct seal_batch *b, int rc)
 	pthread_mutex_lock(&b->mu);
 	if (b->rc == TERN_OK) {
 		b->rc = rc;
+		b->err = errno;
 		snprintf(b->why, sizeof(b->why), "%s", tern_errdetail());
 	}
 	pthread_mutex_unlock(&b->mu);
@@ -332,7 +357,8 @@ static void *seal_helper(void *arg)
 			bytes += tern_attach_chunk_len(b->size, b->chunk_size, b->first + k);
 		rc = tern_sha256_update(b->st, b->plain, (size_t)bytes);
 		if (rc == TERN_OK)
-			rc = sealed ? seal_take(b, sealed) : TERN_ENOMEM;
+			rc = sealed ? seal_take(b, sealed)
+			            : tern_fail(TERN_ENOMEM, "out of memory for a sealed chunk");
 		if (rc != TERN_OK)
 			seal_fail(b, rc);
 		pthread_mutex_lock(&b->mu);
@@ -404,9 +430,10 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 			pthread_cond_wait(&b.cv, &b.mu);
 		rc = b.rc;
 		pthread_mutex_unlock(&b.mu);
-		if (rc != TERN_OK)
+		if (rc != TERN_OK) {
 			rc = tern_fail(rc, "%s", b.why);
-		else
+			errno = b.err;
+		} else
 			pace_writeback(out_fd, (off_t)tern_attach_slot(chunk_size, i + count),
 			               &paced);
 	}

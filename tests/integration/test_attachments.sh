@@ -101,17 +101,26 @@ print(rd(n).decode())
 PY
 }
 node_fds() { ls "/proc/${PIDS[unhcr]}/fd" | wc -l; }
+# The node seals from a passed file only on a local disk or tmpfs
+# (tern_attach_fd_check); elsewhere (overlayfs in a container) it says so.
+BYFD=1
+case $(stat -f -c %T "$WORK") in ext2/ext3 | xfs | btrfs | f2fs | tmpfs | ramfs) ;; *) BYFD=0 ;; esac
+((BYFD)) || say "$WORK is on $(stat -f -c %T "$WORK"): files are uploaded, not passed by descriptor"
+mismatch='"error": *"attachment-mismatch"'
+((BYFD)) || mismatch='cannot be sealed from'
 fds_before=$(node_fds)
 out=$(fdsend unhcr file "$bad" 100000)
-grep -q '"error": *"attachment-mismatch"' <<<"$out" || fail "a wrong SHA-256 by descriptor was not refused: $out"
+grep -q "$mismatch" <<<"$out" || fail "a wrong SHA-256 by descriptor was not refused: $out"
 out=$(fdsend unhcr file "$sha" 99999)
-grep -q '"error": *"attachment-mismatch"' <<<"$out" || fail "a wrong size by descriptor was not refused: $out"
+grep -q "$mismatch" <<<"$out" || fail "a wrong size by descriptor was not refused: $out"
 out=$(fdsend unhcr none "$sha" 100000)
 grep -q 'descriptor' <<<"$out" || fail "a send naming a descriptor it did not pass was not refused: $out"
 out=$(fdsend unhcr pipe "$sha" 100000)
 grep -q 'not a regular file' <<<"$out" || fail "a pipe passed as a file was not refused: $out"
 out=$(fdsend unhcr wronly "$sha" 100000)
 grep -q 'not open for reading' <<<"$out" || fail "a write-only file was not refused: $out"
+# closed on the node's closer thread: at once, give or take a scheduling
+for _ in 1 2 3 4 5 6 7 8 9 10; do [[ $(node_fds) == "$fds_before" ]] && break; sleep 0.1; done
 [[ $(node_fds) == "$fds_before" ]] ||
   fail "unhcr holds $(node_fds) descriptors after the refused sends, $fds_before before"
 ls "$WORK/fed/unhcr/data/spool/out" 2>/dev/null | grep -q . && fail "a refused send left spool files"
@@ -135,7 +144,7 @@ round() { # VICTIM: send, kill VICTIM mid-transfer, restart it, check the result
   referral_json "$case" >"$WORK/ref-$victim.json"
   id=$("$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/big.bin:scan-$victim.bin" \
     "${how[@]}" case-referral "$WORK/ref-$victim.json") || fail "send with a $MIB MiB attachment failed"
-  if [[ ${#how[@]} -eq 0 ]]; then
+  if [[ ${#how[@]} -eq 0 ]] && ((BYFD)); then
     grep -q "sealing 1 attachment(s) of $id" "$WORK/unhcr.log" || fail "no seal of $id in unhcr's log"
     ls "$WORK/fed/unhcr/data/uploads" 2>/dev/null | grep -q . &&
       fail "a send by descriptor left a copy in unhcr's uploads/"

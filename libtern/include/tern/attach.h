@@ -94,10 +94,13 @@ int tern_attach_seal_fd(int in_fd, uint64_t size, uint32_t chunk_size, const uin
 
 /* Whether a node may seal straight from fd, a file a client passed by
  * descriptor (docs/api.md, "Files by descriptor"): a regular file, open for
- * reading, on a local file system whose reads cannot hang (ext2/3/4, XFS,
- * Btrfs, F2FS, tmpfs, ramfs, overlayfs); not on NFS, SMB, FUSE or another
- * network file system, whose reads could hold the sealing thread for good.
- * *size: its bytes now. TERN_EINVAL otherwise, tern_errdetail() says why. */
+ * reading (not O_DIRECT), on a local file system whose reads cannot hang
+ * (ext2/3/4, XFS, Btrfs, F2FS, tmpfs, ramfs); not on NFS, SMB, FUSE,
+ * overlayfs (whose lower layer may be any of them) or another network file
+ * system, whose reads could hold the sealing thread for good. Asks nothing
+ * of the file system itself: the kernel's cached attributes and
+ * /proc/self/mountinfo. *size: its bytes now. TERN_EINVAL otherwise,
+ * tern_errdetail() says why. */
 int tern_attach_fd_check(int fd, uint64_t *size);
 
 /* Opens every chunk of an attachment from spool file fd in order, giving
