@@ -35,7 +35,6 @@
 #include <tern/reason.h>
 #include <tern/uuid.h>
 
-#include "fdclose.h"
 #include "node_int.h"
 #include "pbuf.h"
 #include "util.h"
@@ -206,7 +205,7 @@ static void job_free(node *n, struct job *j)
 {
 	for (size_t i = 0; i < TERN_ATTACH_MAX_COUNT; i++)
 		if (j->fds[i] >= 0)
-			tern_fdclose(j->fds[i]); /* a client's may be on FUSE */
+			close(j->fds[i]); /* an upload, or a passed file found on a local disk */
 	node_xprep_finish(n, &j->prep, NULL);
 	node_send_free(&j->s);
 	json_decref(j->res);
@@ -389,7 +388,7 @@ void node_xseal_done(node *n)
 		pthread_mutex_unlock(&n->xseal->mu);
 		for (size_t i = 0; i < TERN_ATTACH_MAX_COUNT; i++)
 			if (j->fds[i] >= 0) {
-				tern_fdclose(j->fds[i]);
+				close(j->fds[i]);
 				j->fds[i] = -1;
 			}
 		if (j->rc != TERN_OK) {

@@ -119,9 +119,9 @@ int tern_apiconn_take_fds(tern_apiconn *c, int *fds, size_t n)
 	return TERN_OK;
 }
 
-size_t tern_apiconn_release_fds(tern_apiconn *c)
+size_t tern_apiconn_release_fds(tern_apiconn *c, int all)
 {
-	size_t k = fds_of_request(c);
+	size_t k = all ? c->nfds : fds_of_request(c);
 
 	for (size_t i = 0; i < k; i++)
 		tern_fdclose(c->fds[i]);
@@ -303,7 +303,12 @@ int tern_apiconn_read_any(tern_apiconn *c, json_t **req, uint8_t **bin, size_t *
 			return TERN_OK; /* the rest on the next round */
 		if ((rc = make_room(c, want, frame_end)) != TERN_OK)
 			return rc;
-		n = recv_fds(c, c->in + c->inlen, c->incap - c->inlen, &toomany);
+		/* On a socket that takes descriptors, never past this request's
+		 * bytes: a later request's descriptors would otherwise be held
+		 * while this one is handled, or parked for an hour. */
+		n = recv_fds(c, c->in + c->inlen,
+		             c->max_fds && want < c->incap - c->inlen ? want : c->incap - c->inlen,
+		             &toomany);
 		if (toomany && c->max_fds == 0)
 			return tern_fail(TERN_EMALFORMED,
 			                 "file descriptors are not taken on this socket");

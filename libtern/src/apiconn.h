@@ -68,9 +68,11 @@ size_t tern_apiconn_fds_held(const tern_apiconn *c);
  * taken. */
 int tern_apiconn_take_fds(tern_apiconn *c, int *fds, size_t n);
 /* Closes the descriptors that came with the request last returned (or
- * before it) and were not taken; returns how many. Call it once the
- * request is handled: a descriptor never outlives its request. */
-size_t tern_apiconn_release_fds(tern_apiconn *c);
+ * before it) and were not taken, or (all) every one held; returns how
+ * many. Call it once the request is handled: a descriptor never outlives
+ * its request. A connection that takes descriptors never reads past the
+ * request in hand, so none is held for a later one. */
+size_t tern_apiconn_release_fds(tern_apiconn *c, int all);
 
 /* Bytes read and held for requests not yet returned. */
 size_t tern_apiconn_buffered(const tern_apiconn *c);

@@ -255,7 +255,7 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 	if (rc != TERN_OK) {
 		/* Closing: its descriptors go now, not with the connection. */
 		json_t *e = tern_api_error(rc, "%s", tern_errdetail());
-		s->fds_held -= tern_apiconn_release_fds(k->c);
+		s->fds_held -= tern_apiconn_release_fds(k->c, 1);
 		send_reply(s, i, e, now, 0);
 		return;
 	}
@@ -269,7 +269,7 @@ static void conn_read(tern_apisrv *s, int i, int64_t now)
 	json_decref(req);
 	free(bin);
 	/* What the handler did not take is not kept for a later request. */
-	s->fds_held -= tern_apiconn_release_fds(k->c);
+	s->fds_held -= tern_apiconn_release_fds(k->c, 0);
 	if (reply != NULL)
 		send_reply(s, i, reply, now, 1);
 }

@@ -4,9 +4,10 @@
 Usage: stallfs.py MOUNTPOINT PID[,PID...]
 
 Mounts a file system (through /dev/fuse, no library: needs root) with one
-file, "f", of 10 bytes. STATFS and FLUSH requests from the listed processes
-are never answered; everything else is, so that the test's own clients can
-open, read and close the file. It stands for a network or FUSE mount whose
+file, "f", of 10 bytes. GETATTR, STATFS and FLUSH requests from any thread
+of the listed processes are never answered; everything else is, and
+everything from other processes, so that the test's own clients can open,
+read and close the file. It stands for a network or FUSE mount whose
 server has hung, which a daemon must never wait for on its event loop
 (docs/api.md, "Files by descriptor"). Runs until killed; prints "mounted"
 once the mount is up.
@@ -20,6 +21,18 @@ import sys
 OP_LOOKUP, OP_FORGET, OP_GETATTR, OP_OPEN, OP_READ = 1, 2, 3, 14, 15
 OP_STATFS, OP_RELEASE, OP_FLUSH, OP_INIT = 17, 18, 25, 26
 OP_OPENDIR, OP_RELEASEDIR, OP_ACCESS, OP_INTERRUPT, OP_BATCH_FORGET = 27, 29, 34, 36, 42
+
+
+def tgid(tid):
+    """The process a thread belongs to (FUSE names the calling thread)."""
+    try:
+        with open("/proc/%d/status" % tid) as f:
+            for line in f:
+                if line.startswith("Tgid:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return tid
 
 
 def main():
@@ -64,6 +77,8 @@ def main():
                 reply(unique, 0, struct.pack("<QQQQII", 2, 0, 0, 0, 0, 0) + attr(2))
             else:
                 reply(unique, errno.ENOENT)
+        elif op in (OP_GETATTR, OP_STATFS, OP_FLUSH) and tgid(pid) in pids:
+            print("holding op %d from thread %d" % (op, pid), flush=True)  # never answered
         elif op == OP_GETATTR:
             reply(unique, 0, struct.pack("<QII", 0, 0, 0) + attr(node))
         elif op in (OP_OPEN, OP_OPENDIR):
@@ -71,9 +86,7 @@ def main():
         elif op == OP_READ:
             reply(unique, 0, b"0123456789")
         elif op in (OP_STATFS, OP_FLUSH):
-            if pid not in pids:
-                reply(unique, 0, statfs if op == OP_STATFS else b"")
-            # else: never answered
+            reply(unique, 0, statfs if op == OP_STATFS else b"")
         elif op in (OP_RELEASE, OP_RELEASEDIR, OP_ACCESS):
             reply(unique)
         elif op in (OP_FORGET, OP_BATCH_FORGET, OP_INTERRUPT):

@@ -427,7 +427,8 @@ static int open_fds_reach(int want)
 }
 
 /* Two pipelined requests with one and two descriptors: each takes exactly
- * its own, though both came in one read; asking for another number takes
+ * its own (the first read stops at the first request's end, so none of
+ * the second's is held meanwhile); asking for another number takes
  * nothing; what a request leaves is released once it is handled. */
 static void test_fds_in_order(void **state)
 {
@@ -444,11 +445,12 @@ static void test_fds_in_order(void **state)
 	assert_non_null(req);
 	assert_string_equal(json_string_value(json_object_get(req, "op")), "a");
 	json_decref(req);
+	assert_int_equal(tern_apiconn_fds_held(c), 1); /* not b's yet */
 	assert_int_equal(tern_apiconn_take_fds(c, got, 2), TERN_EINVAL); /* a brought one */
 	assert_int_equal(tern_apiconn_take_fds(c, got, 1), TERN_OK);
 	assert_true(same_file(got[0], f1));
 	close(got[0]);
-	assert_int_equal(tern_apiconn_release_fds(c), 0);
+	assert_int_equal(tern_apiconn_release_fds(c, 0), 0);
 	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
 	assert_non_null(req);
 	assert_string_equal(json_string_value(json_object_get(req, "op")), "b");
@@ -465,7 +467,7 @@ static void test_fds_in_order(void **state)
 	assert_int_equal(tern_apiconn_read(c, &req), TERN_OK);
 	json_decref(req);
 	assert_int_equal(open_fds(), base + 1);
-	assert_int_equal(tern_apiconn_release_fds(c), 1);
+	assert_int_equal(tern_apiconn_release_fds(c, 0), 1);
 	assert_int_equal(tern_apiconn_fds_held(c), 0);
 	assert_int_equal(open_fds_reach(base), base);
 	json_decref(a);
@@ -908,14 +910,38 @@ static void test_srv_parked_gone(void **state)
 }
 
 
+/* The 4 bytes of a frame of len bytes, with descriptors, and no more. */
+static void send_hdr_fds(int fd, size_t len, const int *fds, size_t n)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+	} ctl;
+	uint8_t hdr[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
+	                  (uint8_t)len};
+	struct iovec iov = {hdr, 4};
+	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+	                   .msg_controllen = CMSG_SPACE(sizeof(int) * n)};
+	struct cmsghdr *h;
+
+	memset(&ctl, 0, sizeof(ctl));
+	h = CMSG_FIRSTHDR(&m);
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int) * n);
+	memcpy(CMSG_DATA(h), fds, sizeof(int) * n);
+	assert_int_equal(sendmsg(fd, &m, 0), 4);
+}
+
 /* The server hands a request's descriptors to its handler and closes
  * those it does not take once it is handled; descriptors held for requests
- * read ahead are bounded in all connections together: past the bound, the
- * connection that brought one more is answered and closed. */
+ * still arriving are bounded in all connections together: past the bound,
+ * the connection that brought one more is answered and closed. */
 static void test_srv_fds(void **state)
 {
 	struct srv_fixture *f = *state;
-	int a = client(f), b = client(f), file = scratch_file(), two[2] = {file, file};
+	int a = client(f), b = client(f), c = client(f), file = scratch_file(),
+	    two[2] = {file, file};
 	json_t *take = json_pack("{s:s, s:i}", "op", "take", "n", 1);
 	json_t *wait = json_pack("{s:s}", "op", "wait"), *echo = json_pack("{s:s}", "op", "echo");
 	json_t *r;
@@ -931,24 +957,31 @@ static void test_srv_fds(void **state)
 	r = reply_within(f, a, 500);
 	assert_non_null(r);
 	json_decref(r);
-	assert_int_equal(open_fds_reach(base + 2), base + 2); /* the server's ends of a and b */
-	/* a parks, with two descriptors read ahead for its next request; b
-	 * brings two more: one over the bound of three */
-	assert_int_equal(tern_api_write_fds(a, wait, NULL, 0), TERN_OK);
-	assert_int_equal(tern_api_write_fds(a, echo, two, 2), TERN_OK);
+	assert_int_equal(open_fds_reach(base + 3), base + 3); /* the server's ends of a, b, c */
+	/* c parks with an echo and its descriptors right behind: none of them
+	 * is taken while it waits */
+	assert_int_equal(tern_api_write_fds(c, wait, NULL, 0), TERN_OK);
+	assert_int_equal(tern_api_write_fds(c, echo, two, 2), TERN_OK);
 	for (int i = 0; i < 5; i++)
 		srv_round(f, 10);
 	assert_true(f->parked >= 0);
+	assert_int_equal(open_fds(), base + 3);
+	/* a's next request is cut after its first bytes, with two
+	 * descriptors; b brings two more: one over the bound of three */
+	send_hdr_fds(a, 100, two, 2);
+	for (int i = 0; i < 5; i++)
+		srv_round(f, 10);
 	assert_int_equal(tern_api_write_fds(b, echo, two, 2), TERN_OK);
 	r = reply_within(f, b, 500);
 	assert_non_null(r);
 	assert_string_equal(json_string_value(json_object_get(r, "error")), "no-memory");
 	json_decref(r);
+	close(c);
 	close(b);
 	close(a);
 	for (int i = 0; i < 150 && tern_apisrv_count(f->srv) > 0; i++)
 		srv_round(f, 10);
-	assert_int_equal(open_fds_reach(base - 2), base - 2);
+	assert_int_equal(open_fds_reach(base - 3), base - 3);
 	json_decref(take);
 	json_decref(wait);
 	json_decref(echo);
