@@ -38,24 +38,9 @@ if ! wait_for 10 "the FUSE mount" grep -q mounted "$WORK/stallfs.log" 2>/dev/nul
   exit 77
 fi
 
+APIREQ="$(cd "$(dirname "$0")/../tools" && pwd)/apireq.py"
 pass() { # SOCKET JSON: one request passing $MNT/f by descriptor; the answer, within 5 s
-  timeout 5 python3 - "$1" "$2" "$MNT/f" <<'PY'
-import json, os, socket, struct, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-b = sys.argv[2].encode()
-f = os.open(sys.argv[3], os.O_RDONLY)
-socket.send_fds(s, [struct.pack(">I", len(b))], [f])
-s.sendall(b)
-def rd(n):
-    out = b""
-    while len(out) < n:
-        c = s.recv(n - len(out))
-        if not c: raise SystemExit("closed without an answer")
-        out += c
-    return out
-print(rd(struct.unpack(">I", rd(4))[0]).decode())
-PY
+  timeout 5 python3 "$APIREQ" "$1" "$2" --fd "$MNT/f"
 }
 within_3s() { timeout 3 "$@" >/dev/null; } # COMMAND...: it succeeds within 3 s (a hung loop never does)
 
@@ -81,15 +66,9 @@ node_fds() { ls "/proc/${PIDS[unhcr]}/fd" | wc -l; }
 head -c 1000 /dev/urandom >"$WORK/local.bin"
 sleep 1.2 # the stuck close is then a second old
 before=$(node_fds)
-timeout 5 python3 - "$WORK/fed/unhcr/data/api.sock" "$WORK/local.bin" <<'PY' || fail "status with a passed descriptor got no answer"
-import os, socket, struct, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-b = b'{"v":1,"op":"status","message_id":"01a20000-0000-7000-8000-000000000000"}'
-socket.send_fds(s, [struct.pack(">I", len(b))], [os.open(sys.argv[2], os.O_RDONLY)])
-s.sendall(b)
-n = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))[0]
-s.recv(n, socket.MSG_WAITALL)
-PY
+timeout 5 python3 "$APIREQ" "$WORK/fed/unhcr/data/api.sock" \
+  '{"op":"status","message_id":"01a20000-0000-7000-8000-000000000000"}' --fd "$WORK/local.bin" >/dev/null ||
+  fail "status with a passed descriptor got no answer"
 for _ in $(seq 30); do (($(node_fds) <= before)) && break; sleep 0.1; done
 (($(node_fds) <= before)) || fail "a descriptor no request took is still open at unhcr ($(node_fds) > $before)"
 att=$(referral_json FUSE-3 | "$TERN" send -c "$(conf unhcr)" --to sweden --attach "$WORK/local.bin:l.bin" case-referral -) ||

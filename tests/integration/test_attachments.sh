@@ -25,27 +25,13 @@ for d in broker unhcr sweden; do start "$d"; done
 wait_for 20 "unhcr to connect" connected unhcr
 wait_for 20 "sweden to connect" connected sweden
 
+APIREQ="$(cd "$(dirname "$0")/../tools" && pwd)/apireq.py"
 api() { # NODE [JSON]: one local API request (JSON, or standard input), the answer on stdout
-  local req=${2:-}
-  [[ -n $req ]] || req=$(cat)
-  printf '%s' "$req" >"$WORK/req.json"
-  python3 -c '
-import json, socket, struct, sys
-s = socket.socket(socket.AF_UNIX)
-s.connect(sys.argv[1])
-req = json.load(open(sys.argv[2])); req["v"] = 1
-b = json.dumps(req).encode()
-s.sendall(struct.pack(">I", len(b)) + b)
-def rd(n):
-    out = b""
-    while len(out) < n:
-        c = s.recv(n - len(out))
-        if not c: raise SystemExit("closed")
-        out += c
-    return out
-n = struct.unpack(">I", rd(4))[0]
-print(rd(n).decode())
-' "$WORK/fed/$1/data/api.sock" "$WORK/req.json"
+  if [[ -n ${2:-} ]]; then
+    python3 "$APIREQ" "$WORK/fed/$1/data/api.sock" "$2"
+  else
+    python3 "$APIREQ" "$WORK/fed/$1/data/api.sock" -
+  fi
 }
 
 # --- refused at send: the declaration is not the file ----------------------------
@@ -73,32 +59,15 @@ say "refused at send: wrong SHA-256, wrong size, no upload"
 
 # --- files by descriptor (docs/api.md): hostile and wrong ones refused ------------
 fdsend() { # NODE HOW SHA SIZE: a send whose file comes by descriptor; HOW: file, none, pipe, wronly
-  python3 - "$WORK/fed/$1/data/api.sock" "$2" "$WORK/small.bin" "$(body "$3" "$4")" <<'PY'
-import json, os, socket, struct, sys
-sock, how, path, body = sys.argv[1:5]
-s = socket.socket(socket.AF_UNIX)
-s.connect(sock)
-req = {"v": 1, "op": "send", "to": ["sweden"], "type": "case-referral",
-       "body": json.loads(body), "descriptors": 1}
-b = json.dumps(req).encode()
-fds = {"file": lambda: [os.open(path, os.O_RDONLY)], "none": lambda: [],
-       "pipe": lambda: [os.pipe()[0]], "wronly": lambda: [os.open(path, os.O_WRONLY)]}[how]()
-frame = struct.pack(">I", len(b)) + b
-if fds:
-    socket.send_fds(s, [frame[:4]], fds)
-    s.sendall(frame[4:])
-else:
-    s.sendall(frame)
-def rd(n):
-    out = b""
-    while len(out) < n:
-        c = s.recv(n - len(out))
-        if not c: raise SystemExit("closed")
-        out += c
-    return out
-n = struct.unpack(">I", rd(4))[0]
-print(rd(n).decode())
-PY
+  local how=()
+  case $2 in
+    file) how=(--fd "$WORK/small.bin") ;;
+    pipe) how=(--fd-pipe) ;;
+    wronly) how=(--fd-wronly "$WORK/small.bin") ;;
+  esac
+  python3 "$APIREQ" "$WORK/fed/$1/data/api.sock" \
+    "{\"op\":\"send\",\"to\":[\"sweden\"],\"type\":\"case-referral\",\"descriptors\":1,\"body\":$(body "$3" "$4")}" \
+    "${how[@]}"
 }
 node_fds() { ls "/proc/${PIDS[unhcr]}/fd" | wc -l; }
 # The node seals from a passed file only on a local disk or tmpfs
