@@ -50,39 +50,47 @@ static int read_all(int fd, void *buf, size_t len)
 	return TERN_OK;
 }
 
-/* Sends the 4 bytes of hdr with descriptors fds attached (SCM_RIGHTS): the
- * daemon finds them with the request they start. */
-static int write_hdr_fds(int fd, const uint8_t hdr[4], const int *fds, size_t nfds)
+/* Sends the 4 bytes of hdr and then body, with descriptors fds attached
+ * (SCM_RIGHTS) to the first sendmsg: the daemon finds them with the
+ * request they start. Header and body go in one call, so that a daemon that
+ * refuses the request on its first bytes (and closes) finds the body sent
+ * already and the client reads the refusal, not a broken pipe. */
+static int write_frame_fds(int fd, const uint8_t hdr[4], const void *body, size_t len,
+                           const int *fds, size_t nfds)
 {
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int) * TERN_API_MAX_FDS)];
 	} ctl;
-	struct iovec iov = {(void *)hdr, 4};
-	struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct iovec iov[2] = {{(void *)hdr, 4}, {(void *)body, len}};
+	struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
 	struct cmsghdr *h;
 	ssize_t n;
 
-	if (nfds == 0)
-		return write_all(fd, hdr, 4);
 	if (nfds > TERN_API_MAX_FDS)
 		return tern_fail(TERN_EINVAL, "at most %d file descriptors go with a request",
 		                 TERN_API_MAX_FDS);
-	memset(&ctl, 0, sizeof(ctl));
-	m.msg_control = ctl.buf;
-	m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-	h = CMSG_FIRSTHDR(&m);
-	h->cmsg_level = SOL_SOCKET;
-	h->cmsg_type = SCM_RIGHTS;
-	h->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-	memcpy(CMSG_DATA(h), fds, sizeof(int) * nfds);
+	if (nfds > 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		m.msg_control = ctl.buf;
+		m.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		h = CMSG_FIRSTHDR(&m);
+		h->cmsg_level = SOL_SOCKET;
+		h->cmsg_type = SCM_RIGHTS;
+		h->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(h), fds, sizeof(int) * nfds);
+	}
 	do
 		n = sendmsg(fd, &m, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return tern_fail(TERN_EIO, "cannot write to the API socket: %s", strerror(errno));
-	/* The descriptors went with the first byte; the rest is plain. */
-	return n < 4 ? write_all(fd, hdr + n, 4 - (size_t)n) : TERN_OK;
+	/* The descriptors went with the first bytes; the rest is plain. */
+	if ((size_t)n < 4)
+		return write_all(fd, hdr + n, 4 - (size_t)n) == TERN_OK
+		           ? write_all(fd, body, len)
+		           : TERN_EIO;
+	return write_all(fd, (const uint8_t *)body + (n - 4), len - (size_t)(n - 4));
 }
 
 int tern_api_write(int fd, const json_t *obj)
@@ -108,9 +116,7 @@ int tern_api_write_fds(int fd, const json_t *obj, const int *fds, size_t nfds)
 	hdr[1] = (uint8_t)(len >> 16);
 	hdr[2] = (uint8_t)(len >> 8);
 	hdr[3] = (uint8_t)len;
-	rc = write_hdr_fds(fd, hdr, fds, nfds);
-	if (rc == TERN_OK)
-		rc = write_all(fd, text, len);
+	rc = write_frame_fds(fd, hdr, text, len, fds, nfds);
 	free(text);
 	return rc;
 }

@@ -37,12 +37,14 @@ def main():
     body = json.dumps(req).encode()
     s = socket.socket(socket.AF_UNIX)
     s.connect(sock)
-    head = struct.pack(">I", len(body))
-    if fds:
-        socket.send_fds(s, [head], fds)
-        s.sendall(body)
-    else:
-        s.sendall(head + body)
+    frame = struct.pack(">I", len(body)) + body
+    try:
+        # As tern_api_write_fds: the descriptors with the first bytes, the
+        # frame in one call, so that a refusal on the first bytes is read.
+        sent = socket.send_fds(s, [frame], fds) if fds else s.send(frame)
+        s.sendall(frame[sent:])
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # refused and closed before the end: the answer is still there
 
     def read(n):
         out = b""
