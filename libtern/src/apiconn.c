@@ -20,9 +20,9 @@
 /* The first buffer: a small request, prefix and body, in one read. */
 #define FIRST_BUF 4096u
 
-/* Descriptors one read can bring (SCM_RIGHTS); more are closed and the
- * connection fails. */
-#define FDS_PER_READ 32
+/* Descriptors a connection holds at most: what one request may carry
+ * (TERN_API_MAX_FDS); more are closed and the connection fails. */
+#define FDS_PER_READ TERN_API_MAX_FDS
 
 struct tern_apiconn {
 	int fd;
