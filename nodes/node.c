@@ -250,6 +250,7 @@ void node_close(node **np)
 	if (np == NULL || (n = *np) == NULL)
 		return;
 	node_xseal_stop(n);
+	node_xopen_stop(n); /* before node_xin_free: its jobs point into transfers */
 	tern_syncer_free(&n->xsync); /* a sync under way ends; it was not counted */
 	/* Before the store closes: the pusher reads it. What it delivered and
 	 * the loop did not delete yet is posted again at the next start. */
@@ -296,7 +297,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	while (!*stop) {
 		/* The API's sockets are polled with the broker's: no client can hold
 		 * the loop (api_server.h). */
-		zmq_pollitem_t items[6 + API_SERVER_POLL_MAX] = {
+		zmq_pollitem_t items[7 + API_SERVER_POLL_MAX] = {
 		    {n->dealer, 0, ZMQ_POLLIN, 0},
 		    {n->monitor, 0, ZMQ_POLLIN, 0},
 		    {n->bulk, 0, ZMQ_POLLIN, 0},
@@ -305,11 +306,16 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		int64_t now;
 		int round, wait_ms = 50, rc, nitems = 4 + (int)napi;
 
-		int hook_item = -1;
+		int hook_item = -1, xopen_item = -1;
 
 		/* Sends whose attachments the sealing thread finished (xfer_seal.c). */
 		if (node_xseal_fd(n) >= 0)
 			items[nitems++] = (zmq_pollitem_t){NULL, node_xseal_fd(n), ZMQ_POLLIN, 0};
+		/* Chunks the opening thread is done with (xfer_open.c). */
+		if (node_xopen_fd(n) >= 0) {
+			xopen_item = nitems;
+			items[nitems++] = (zmq_pollitem_t){NULL, node_xopen_fd(n), ZMQ_POLLIN, 0};
+		}
 		/* Webhook pushes delivered, to delete (webhook.h). */
 		if (n->hook) {
 			hook_item = nitems;
@@ -333,6 +339,8 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			node_on_dealer(n);
 		if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
 			node_on_bulk(n);
+		if (rc > 0 && xopen_item >= 0 && (items[xopen_item].revents & ZMQ_POLLIN))
+			node_xopen_done(n);
 		node_xin_flush(n); /* counts what the syncer finished (items[3]) */
 		api_server_serve(n->api, items + 4, napi, rc > 0, tern_now_ms());
 		if (rc > 0 && node_xseal_fd(n) >= 0 && (items[4 + napi].revents & ZMQ_POLLIN))

@@ -26,6 +26,7 @@
 
 #include <jansson.h>
 
+#include <tern/crypto.h>
 #include <tern/envelope.h>
 #include <tern/merkle.h>
 #include <tern/msgtype.h>
@@ -163,6 +164,7 @@ struct xout;
 struct xin;
 struct node_xprep;
 struct xseal;
+struct xopen;
 
 struct node {
 	tern_ident id;
@@ -258,6 +260,7 @@ struct node {
 	int64_t att_max, att_total, att_window, att_retain_ms;
 	int64_t next_xfer_sweep, next_spool_sweep;
 	struct xseal *xseal; /* the sealing thread (xfer_seal.c), NULL until needed */
+	struct xopen *xopen; /* the chunk-opening thread (xfer_open.c), NULL until needed */
 	uint8_t *xbuf;       /* one sealed chunk or its plaintext (xfer_*.c), or NULL */
 	/* settings */
 	int64_t cp_ivl_ms, idle_ivl_ms;
@@ -507,7 +510,9 @@ int node_xin_store(MDB_txn *txn, node *n, const struct din *d);
 void node_pushes_take(node *n);
 /* After the commit: new transfers start, finished ones tell the broker. */
 void node_xin_committed(node *n);
-void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c);
+/* A Chunk frame from the broker: *f is taken (set to NULL) when its chunk
+ * goes to the opening thread. */
+void node_xin_on_chunk(node *n, Tern__V1__Frame **f);
 /* Syncs and counts the chunks this turn wrote (once per turn, after the
  * frames from the broker). */
 void node_xin_flush(node *n);
@@ -515,6 +520,48 @@ void node_xin_session(node *n);
 void node_xin_tick(node *n, int64_t now);
 /* 1 if msgid is a transfer under way at this node (xfer_in.c). */
 int node_xin_active(const node *n, const char *msgid);
+
+/* --- xfer_open.c --------------------------------------------------------------- */
+
+/* What became of a chunk on the opening thread. */
+enum node_xopen_result {
+	NODE_XOPEN_OK,         /* checked, opened, hashed and written */
+	NODE_XOPEN_SKIPPED,    /* an earlier job of its transfer failed: not looked at */
+	NODE_XOPEN_MISMATCH,   /* it does not match its seal and proof */
+	NODE_XOPEN_UNOPENED,   /* under its seal, it does not open with the key */
+	NODE_XOPEN_UNWRITTEN,  /* not written (a full disk, an I/O error) */
+};
+
+/* A chunk for the opening thread. Owner, failed, key, msgid, root, fd and hs
+ * are the transfer's (xfer_in.c): while any of its jobs is out the loop
+ * neither frees it nor touches its hash or descriptor, and only the thread
+ * sets *failed (the loop clears it once none is out). */
+struct node_xopen_job {
+	struct node_xopen_job *next;
+	void *owner;
+	int *failed;            /* set on a failure: the owner's later jobs are skipped */
+	Tern__V1__Frame *frame; /* the job's: frame->chunk is the chunk */
+	const uint8_t *key;     /* the attachment's chunk key */
+	const char *msgid;
+	uint32_t att, chunk_size;
+	uint64_t size;
+	const uint8_t *root; /* the signed seal's Merkle root */
+	int fd;              /* the attachment's spool file */
+	tern_sha256_ctx *hs; /* the running hash of its plaintext */
+	enum node_xopen_result result;
+	char why[256];
+};
+/* Queues j (taken on TERN_OK), starting the thread at first use. */
+int node_xopen_queue(node *n, struct node_xopen_job *j);
+/* The descriptor the loop polls for opened chunks (-1: no thread yet). */
+int node_xopen_fd(const node *n);
+/* Hands each finished job to node_xin_opened, in order, and frees it. */
+void node_xopen_done(node *n);
+/* Stops the thread; jobs not done are dropped (their chunks are fetched
+ * again: only synced chunks are counted). Before node_xin_free. */
+void node_xopen_stop(node *n);
+/* xfer_in.c: a job back from the thread. */
+void node_xin_opened(node *n, const struct node_xopen_job *j);
 
 /* --- xfer_spool.c -------------------------------------------------------------- */
 

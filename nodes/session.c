@@ -282,7 +282,7 @@ void node_on_dealer(node *n)
 			node_xout_on_ack(n, f->chunk_ack);
 			break;
 		case TERN__V1__FRAME__BODY_CHUNK:
-			node_xin_on_chunk(n, f->chunk);
+			node_xin_on_chunk(n, &f);
 			break;
 		case TERN__V1__FRAME__BODY_RESULT:
 			node_submit_result(n, f->result);
@@ -364,7 +364,7 @@ void node_on_bulk(node *n)
 			node_xout_on_ack(n, f->chunk_ack);
 			break;
 		case TERN__V1__FRAME__BODY_CHUNK:
-			node_xin_on_chunk(n, f->chunk);
+			node_xin_on_chunk(n, &f);
 			break;
 		case TERN__V1__FRAME__BODY_REFUSED:
 			/* The lane's connection is not (or no longer) the session's:

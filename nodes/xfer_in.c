@@ -7,9 +7,10 @@
  * Chunks are asked for [limits] attachment_window at a time and taken in
  * order. Each is checked against its signed seal, opened (its plaintext
  * only feeds the running SHA-256, never the disk: the spool keeps chunks
- * sealed, as they came), written at its place in spool/in, synced, and only
- * then counted in the transfer's record; a restart resumes at the count,
- * hashing again what the spool holds of the attachment under way.
+ * sealed, as they came) and written at its place in spool/in on the
+ * opening thread (xfer_open.c), then synced, and only then counted in the
+ * transfer's record; a restart resumes at the count, hashing again what
+ * the spool holds of the attachment under way.
  *
  * About 800 lines: a transfer's record, its fetching and its judging share
  * its state and belong together; what is at rest once it is done (reading
@@ -58,6 +59,18 @@ struct xin {
 	 * synced (node_xin_flush has them synced and commits them); asked for up
 	 * to */
 	uint64_t have, written, asked;
+	/* Handed to the opening thread up to (written..queued are out there),
+	 * how many of its jobs are out, and the thread's failure flag (see
+	 * struct node_xopen_job). While jobs > 0 the loop leaves fd and hs
+	 * alone and does not free the transfer. */
+	uint64_t queued;
+	int jobs, wfailed;
+	/* A failure to act on once no job is out: the thread's first (the
+	 * chunk, its result and reason) or a rewind the loop asked for. */
+	int pend;
+	enum node_xopen_result pend_result;
+	uint64_t pend_index;
+	char pend_why[256];
 	/* A sync under way on the node's syncer: slot + 1 in its batch (0:
 	 * none) and the written count it makes durable; then to be committed. */
 	int sync_slot;
@@ -318,8 +331,8 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	x->natt = r->natt;
 	x->until = r->until;
 	x->att = r->att;
-	x->have = x->written = x->asked = r->have;
-	if ((x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL || node_xbuf(n) == NULL ||
+	x->have = x->written = x->asked = x->queued = r->have;
+	if ((x->atts = calloc(x->natt, sizeof(*x->atts))) == NULL ||
 	    tern_sha256_new(&x->hs) != TERN_OK) {
 		free(r);
 		xin_free(&x);
@@ -344,7 +357,7 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 		log_warnx("transfer %s: the spool does not hold the %llu chunks counted of "
 		          "attachment %u (%s): fetching it again",
 		          msgid, (unsigned long long)x->have, x->att, tern_errdetail());
-		x->have = x->written = x->asked = 0;
+		x->have = x->written = x->asked = x->queued = 0;
 		if (open_att(n, x) != TERN_OK)
 			fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s",
 			     tern_errdetail());
@@ -403,9 +416,9 @@ static void request(node *n, struct xin *x)
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__ChunkGet g = TERN__V1__CHUNK_GET__INIT;
 	const struct node_att *a = &x->atts[x->att];
-	uint64_t nc = tern_attach_chunks(a->size, a->chunk_size), left = nc - x->written;
+	uint64_t nc = tern_attach_chunks(a->size, a->chunk_size), left = nc - x->queued;
 
-	if (!n->connected || x->ready || x->written >= nc)
+	if (!n->connected || x->ready || x->pend || x->queued >= nc)
 		return;
 	{
 		/* Its turn: among the first NODE_XFER_ACTIVE still fetching. */
@@ -417,12 +430,12 @@ static void request(node *n, struct xin *x)
 	}
 	g.message_id = x->msgid;
 	g.attachment = x->att;
-	g.from = x->written;
+	g.from = x->queued;
 	g.count = (uint32_t)(left < (uint64_t)n->att_window ? left : (uint64_t)n->att_window);
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK_GET;
 	f.chunk_get = &g;
 	node_bulk_send(n, &f);
-	x->asked = x->written + g.count;
+	x->asked = x->queued + g.count;
 	x->last_io = tern_now_ms();
 }
 
@@ -458,10 +471,20 @@ static int have_apply(MDB_txn *txn, void *arg)
  * (their bytes in the spool are overwritten), the running hash re-read. */
 static void rewind_to_have(node *n, struct xin *x, const char *why)
 {
+	if (x->jobs > 0) {
+		/* The thread still has chunks of it: done once they are back. */
+		if (!x->pend) {
+			x->pend = 1;
+			x->pend_result = NODE_XOPEN_UNWRITTEN;
+			x->pend_index = x->written;
+			snprintf(x->pend_why, sizeof(x->pend_why), "%s", why);
+		}
+		return;
+	}
 	log_warnx("transfer %s: chunks %llu to %llu not kept (%s); asked again in 5 s", x->msgid,
 	          (unsigned long long)x->have, (unsigned long long)x->written, why);
 	snprintf(x->stalled, sizeof(x->stalled), "%s", why);
-	x->written = x->asked = x->have;
+	x->written = x->asked = x->queued = x->have;
 	x->sync_slot = 0; /* a sync under way counts for nothing now */
 	x->commit_to = 0;
 	x->retry_at = tern_now_ms() + 5000;
@@ -490,7 +513,7 @@ static void att_complete(node *n, struct xin *x)
 		return;
 	}
 	x->att++;
-	x->have = x->written = x->asked = 0;
+	x->have = x->written = x->asked = x->queued = 0;
 	if (open_att(n, x) != TERN_OK)
 		fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s", tern_errdetail());
 }
@@ -614,91 +637,113 @@ static void chunk_refused(node *n, struct xin *x, uint64_t index, const char *wh
 		     (unsigned long long)index, x->att, XIN_MAX_FAILS);
 		return;
 	}
-	x->asked = x->written; /* asked again at the next tick */
+	x->asked = x->queued = x->written; /* asked again at the next tick */
 	x->retry_at = tern_now_ms() + 1000;
 }
 
-void node_xin_on_chunk(node *n, const Tern__V1__Chunk *c)
+/* Asks for the next window once what was asked is in hand, and while the
+ * thread has fewer than a window of this transfer's chunks. */
+static void more(node *n, struct xin *x)
 {
+	const struct node_att *a = &x->atts[x->att];
+
+	if (x->queued == x->asked && x->jobs < n->att_window &&
+	    x->queued < tern_attach_chunks(a->size, a->chunk_size))
+		request(n, x);
+}
+
+void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
+{
+	const Tern__V1__Chunk *c = (*fp)->chunk;
 	struct xin *x = xin_find(n, c->message_id);
 	const struct node_att *a;
-	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT;
-	tern_hash proof[TERN_MERKLE_MAX_PROOF];
+	struct node_xopen_job *j;
 	uint64_t nc;
-	size_t plen, put = 0;
 
-	if (x == NULL || x->ready || c->attachment != x->att)
+	if (x == NULL || x->ready || x->pend || c->attachment != x->att)
 		return;
 	if (c->reason_code[0]) {
 		log_warnx("the broker sends no chunks of %s: %s: %s", x->msgid, c->reason_code,
 		          c->reason_text);
-		x->asked = x->written;
+		x->asked = x->queued;
 		x->retry_at = tern_now_ms() + 5000;
 		return;
 	}
 	a = &x->atts[x->att];
 	nc = tern_attach_chunks(a->size, a->chunk_size);
-	if (c->index != x->written || x->written == nc)
+	if (c->index != x->queued || x->queued == nc)
 		return; /* a chunk asked for before a new get */
 	x->last_io = tern_now_ms();
-	seal.size = a->size;
-	seal.chunk_size = a->chunk_size;
-	seal.root.data = (uint8_t *)a->root;
-	seal.root.len = 32;
-	if (c->n_proof > TERN_MERKLE_MAX_PROOF) {
-		chunk_refused(n, x, c->index, "its proof is too long");
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return; /* asked again after the silence (node_xin_tick) */
+	j->owner = x;
+	j->failed = &x->wfailed;
+	j->key = x->key;
+	j->msgid = x->msgid;
+	j->att = x->att;
+	j->size = a->size;
+	j->chunk_size = a->chunk_size;
+	j->root = a->root;
+	j->fd = x->fd;
+	j->hs = x->hs;
+	j->frame = *fp;
+	if (node_xopen_queue(n, j) != TERN_OK) {
+		log_warnx("transfer %s: %s", x->msgid, tern_errdetail());
+		free(j);
 		return;
 	}
-	for (size_t i = 0; i < c->n_proof; i++) {
-		if (c->proof[i].len != TERN_HASH_LEN) {
-			chunk_refused(n, x, c->index, "a proof hash is not 32 bytes");
-			return;
-		}
-		memcpy(proof[i], c->proof[i].data, TERN_HASH_LEN);
-	}
-	if (tern_attach_chunk_verify(&seal, c->index, c->data.data, c->data.len, proof,
-	                             c->n_proof) != TERN_OK) {
-		chunk_refused(n, x, c->index, tern_errdetail());
-		return;
-	}
-	if (tern_attach_chunk_open(x->key, x->msgid, x->att, c->index, c->data.data, c->data.len,
-	                           n->xbuf, &plen) != TERN_OK) {
+	*fp = NULL;
+	x->queued++;
+	x->jobs++;
+	/* The next window is asked for now, so that the broker sends while
+	 * the thread opens and this node syncs. */
+	more(n, x);
+}
+
+/* A failure the thread met, once none of x's jobs is out. */
+static void act(node *n, struct xin *x)
+{
+	x->pend = 0;
+	x->wfailed = 0;
+	x->queued = x->written;
+	switch (x->pend_result) {
+	case NODE_XOPEN_MISMATCH:
+		chunk_refused(n, x, x->pend_index, x->pend_why);
+		break;
+	case NODE_XOPEN_UNOPENED:
 		/* Under its seal, so its sender sealed it so: refused at once. */
 		fail(x, TERN_REASON_ATTACHMENT_MISMATCH,
 		     "chunk %llu of attachment %u does not open with the message's key",
-		     (unsigned long long)c->index, x->att);
-		return;
+		     (unsigned long long)x->pend_index, x->att);
+		break;
+	default:
+		rewind_to_have(n, x, x->pend_why); /* ENOSPC: the disk is full */
+		break;
 	}
-	{
-		char dir[PATH_MAX];
-		snprintf(dir, sizeof(dir), "%s/spool/in", n->data_dir);
-		if (tern_disk_room(dir, c->data.len) != TERN_OK) {
-			rewind_to_have(n, x, tern_errdetail());
-			return;
-		}
+}
+
+void node_xin_opened(node *n, const struct node_xopen_job *j)
+{
+	struct xin *x = j->owner;
+	uint64_t index = j->frame->chunk->index;
+
+	x->jobs--;
+	if (x->ready) {
+		/* judged meanwhile (it expired): released once none is out */
+	} else if (j->result == NODE_XOPEN_OK && !x->pend && index == x->written) {
+		/* Counted once synced (node_xin_flush, this turn). */
+		x->written++;
+		more(n, x);
+	} else if (j->result != NODE_XOPEN_OK && j->result != NODE_XOPEN_SKIPPED && !x->pend) {
+		x->pend = 1;
+		x->pend_result = j->result;
+		x->pend_index = index;
+		snprintf(x->pend_why, sizeof(x->pend_why), "%s", j->why);
 	}
-	while (put < c->data.len) {
-		ssize_t w = pwrite(x->fd, c->data.data + put, c->data.len - put,
-		                   (off_t)(tern_attach_slot(a->chunk_size, c->index) + put));
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			break;
-		put += (size_t)w;
-	}
-	if (put != c->data.len) {
-		rewind_to_have(n, x, strerror(errno)); /* ENOSPC: the disk is full */
-		return;
-	}
-	if (tern_sha256_update(x->hs, n->xbuf, plen) != TERN_OK) {
-		fail(x, TERN_REASON_NO_SPACE, "the SHA-256 of the attachment failed");
-		return;
-	}
-	/* Counted once synced (node_xin_flush, this turn); the next window is
-	 * asked for now, so that the broker sends while this node syncs. */
-	x->written++;
-	if (x->written == x->asked && x->written < nc)
-		request(n, x);
+	if (x->jobs == 0 && x->pend && !x->ready)
+		act(n, x);
+	else if (x->jobs == 0)
+		x->wfailed = 0;
 }
 
 static void start(node *n, struct xin *x)
@@ -710,7 +755,7 @@ static void start(node *n, struct xin *x)
 	log_info("fetching %s attachment %u from chunk %llu of %llu", x->msgid, x->att,
 	         (unsigned long long)x->have,
 	         (unsigned long long)tern_attach_chunks(a->size, a->chunk_size));
-	x->asked = x->written;
+	x->asked = x->queued;
 	request(n, x);
 }
 
@@ -838,16 +883,20 @@ void node_xin_tick(node *n, int64_t now)
 			fail(x, TERN_REASON_ATTACHMENT_INCOMPLETE,
 			     "its attachments did not all arrive before it expired");
 		if (x->ready) {
-			release(n, x);
+			if (x->jobs == 0) /* else freed under the opening thread */
+				release(n, x);
 			continue;
 		}
+		if (x->pend)
+			continue; /* acted on when its jobs are back */
 		if (x->retry_at && now >= x->retry_at) {
 			x->retry_at = 0;
 			request(n, x);
-		} else if (x->asked > x->written && now - x->last_io >= XIN_SILENCE_MS) {
-			x->asked = x->written; /* a get or a chunk was lost */
+		} else if (x->asked > x->queued && now - x->last_io >= XIN_SILENCE_MS) {
+			x->asked = x->queued; /* a get or a chunk was lost */
 			request(n, x);
-		} else if (x->asked == x->written && x->written == x->have && !x->retry_at) {
+		} else if (x->asked == x->queued && x->jobs == 0 && x->written == x->have &&
+		           !x->retry_at) {
 			request(n, x); /* waiting its turn, or between attachments */
 		}
 	}
