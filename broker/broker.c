@@ -142,7 +142,7 @@ int broker_open(const char *conf, broker **out)
 		rc = TERN_EIO;
 		goto fail;
 	}
-	if ((rc = tern_syncer_new(&b->syncer)) != TERN_OK) {
+	if ((rc = tern_syncer_new(&b->syncer)) != TERN_OK || (rc = xput_start(b)) != TERN_OK) {
 		fprintf(stderr, "tern-broker: %s\n", tern_errdetail());
 		goto fail;
 	}
@@ -174,6 +174,7 @@ void broker_close(broker **bp)
 	free(b->batch.subs);
 	/* A sync under way ends first; what it held was never counted, and the
 	 * senders put it again. */
+	xput_stop(b);
 	tern_syncer_free(&b->syncer);
 	free(b->qstats);
 	for (size_t i = 0; i < b->nstaged; i++)
@@ -232,12 +233,13 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 	log_hold(1);
 	while (!*stop) {
 		/* Control clients are polled with the nodes: none can hold the loop. */
-		zmq_pollitem_t items[4 + CONTROL_POLL_MAX] = {
+		zmq_pollitem_t items[5 + CONTROL_POLL_MAX] = {
 		    {b->router, 0, ZMQ_POLLIN, 0},
 		    {b->zap, 0, ZMQ_POLLIN, 0},
 		    {b->monitor, 0, ZMQ_POLLIN, 0},
-		    {NULL, tern_syncer_fd(b->syncer), ZMQ_POLLIN, 0}};
-		size_t nctl = tern_apisrv_pollitems(b->ctl, items + 4, CONTROL_POLL_MAX);
+		    {NULL, tern_syncer_fd(b->syncer), ZMQ_POLLIN, 0},
+		    {NULL, xput_fd(b), ZMQ_POLLIN, 0}};
+		size_t nctl = tern_apisrv_pollitems(b->ctl, items + 5, CONTROL_POLL_MAX);
 		int64_t now;
 		int wait_ms = 100, n;
 
@@ -248,7 +250,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 			if (b->peers[i].chunk_dirty && b->peers[i].live)
 				wait_ms = 10;
 		log_flush(); /* the turn's lines, in one write (log.h) */
-		n = zmq_poll(items, 4 + (int)nctl, wait_ms);
+		n = zmq_poll(items, 5 + (int)nctl, wait_ms);
 
 		if (n < 0 && errno != EINTR) {
 			log_warn("zmq_poll");
@@ -258,7 +260,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 			zap_handle(b);
 		if (n > 0 && (items[2].revents & ZMQ_POLLIN))
 			on_monitor(b);
-		tern_apisrv_serve(b->ctl, items + 4, nctl, n > 0, tern_now_ms());
+		tern_apisrv_serve(b->ctl, items + 5, nctl, n > 0, tern_now_ms());
 		b->batch.now = tern_now_ms();
 		if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
 			/* Group commit: take what is waiting, up to a batch, then write once. */
@@ -276,8 +278,11 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 					break;
 			}
 		}
-		/* Chunks synced since (the syncer's fd woke the poll) are counted;
-		 * this turn's go to the syncer. */
+		/* Chunks the writing thread is done with (its fd), then those
+		 * synced since (the syncer's fd woke the poll) are counted; those
+		 * written go to the syncer. */
+		if (n > 0 && (items[4].revents & ZMQ_POLLIN))
+			chunk_xput_done(b);
 		chunk_flush(b);
 		now = tern_now_ms();
 		timers(b, now);

@@ -179,6 +179,8 @@ struct batch {
 };
 
 /* A chunk written this turn, counted at chunk_flush. */
+struct xput;
+
 struct chunk_staged {
 	char msgid[37];
 	char peer[TERN_NODE_ID_MAX + 1];
@@ -186,7 +188,11 @@ struct chunk_staged {
 	uint64_t index, nchunks, have;
 	uint8_t *proof; /* owned */
 	size_t proof_len;
-	int failed; /* 1: counted before; 2: no space; 3: not kept; 4: transfer gone */
+	/* 1: counted before; 2: no space; 3: not kept; 4: transfer gone;
+	 * 5: refused (answered when it was) */
+	int failed;
+	uint64_t seq; /* its job on the chunk-writing thread (xput.c) */
+	int pending;  /* 1 until that job is back: not synced nor counted before */
 };
 
 struct broker {
@@ -227,6 +233,8 @@ struct broker {
 	size_t nstaged, capstaged, nsyncing;
 	unsigned turn_puts; /* chunks taken in this turn of the loop */
 	struct tern_syncer *syncer;
+	struct xput *xput; /* the chunk-writing thread (xput.c); NULL: on the loop */
+	uint64_t xput_seq;
 	/* Attachments: [limits] bounds, and where the chunks are spooled */
 	uint64_t max_att_size, max_att_total;
 	char chunk_dir[1024];
@@ -378,6 +386,52 @@ void chunk_gets_drop(struct peer *p);
 void chunk_gone(const char *msgid, size_t natt, void *arg);
 /* After a commit: removes the spool files of the transfers that ended. */
 void chunk_gone_apply(broker *b);
+
+/* --- xput.c ----------------------------------------------------------------- */
+
+/* Chunk puts out on the chunk-writing thread at once; one more is answered
+ * busy (the sender asks again later). Each holds its chunk's copy. */
+#define XPUT_MAX_OUT 16
+enum chunk_xresult {
+	CHUNK_XPUT_OK,        /* checked against its seal and written */
+	CHUNK_XPUT_MISMATCH,  /* it does not match its seal and proof */
+	CHUNK_XPUT_UNWRITTEN, /* not written: err (ENOSPC: the disk is full) */
+};
+/* A put for the thread: its own copy of the chunk and the proof. */
+struct chunk_xjob {
+	struct chunk_xjob *next;
+	uint64_t seq; /* its staged entry's */
+	char msgid[37];
+	uint32_t att, chunk_size;
+	uint64_t index, size;
+	uint8_t root[32]; /* the signed seal's */
+	uint8_t *data;    /* owned */
+	size_t len;
+	tern_hash *proof; /* owned */
+	size_t nproof;
+	const char *dir; /* b->chunk_dir */
+	enum chunk_xresult result;
+	int err;
+	char why[256];
+};
+/* Checks j against its seal, makes sure of the room and writes it: on the
+ * thread, or on the loop for a broker without one. 0, or 1 with j->result. */
+int xput_work(struct chunk_xjob *j);
+void chunk_xjob_free(struct chunk_xjob **j);
+/* Starts the thread (broker_open); stops it, dropping what it holds (those
+ * chunks were never counted: their senders put them again). */
+int xput_start(broker *b);
+void xput_stop(broker *b);
+/* Jobs out (queued, or done and not taken back yet). */
+size_t xput_out(const broker *b);
+/* Queues j (taken). */
+int xput_queue(broker *b, struct chunk_xjob *j);
+/* The descriptor the loop polls (-1: no thread); the jobs done since, in
+ * order (the caller frees them). */
+int xput_fd(const broker *b);
+struct chunk_xjob *xput_take(broker *b);
+/* chunk.c: the jobs back from the thread marked on their staged entries. */
+void chunk_xput_done(broker *b);
 
 /* --- batch.c ---------------------------------------------------------------- */
 

@@ -3,13 +3,14 @@
  * synced and counted; ChunkGet from a recipient, served from the spool as
  * chunks are counted; ChunkDone, after which the copy goes.
  *
- * A chunk is checked and written (unsynced) when its frame comes, and
- * staged; after the turn's frames, chunk_flush syncs each file once and
- * commits every staged count in one write, then answers the ChunkAcks:
- * three syncs a chunk on the loop would hold ordinary messages behind a
+ * A chunk is staged when its frame comes and checked and written
+ * (unsynced) on the chunk-writing thread (xput.c); after the turn's frames,
+ * chunk_flush syncs each file of the chunks back from it once and commits
+ * every staged count in one write, then answers the ChunkAcks: the checks
+ * and three syncs a chunk on the loop would hold ordinary messages behind a
  * transfer. A put is taken in order of the counts committed and staged.
- * Nothing here holds more than the one chunk of the frame in hand, and a
- * recipient's pending gets are a few numbers each, bounded per peer.
+ * Nothing here holds more than XPUT_MAX_OUT chunks, and a recipient's
+ * pending gets are a few numbers each, bounded per peer.
  *
  * Touches: the peers' pending gets, the store (transfers, audit), the spool
  * files under b->chunk_dir; sends ChunkAck and Chunk on b->router. Never
@@ -109,7 +110,7 @@ static uint64_t staged_count(const broker *b, const char *msgid, uint32_t att)
 }
 
 static int stage(broker *b, const struct peer *p, const Tern__V1__ChunkPut *cp, uint64_t n,
-                 uint8_t *proof, size_t proof_len)
+                 uint8_t *proof, size_t proof_len, uint64_t seq)
 {
 	struct chunk_staged *c;
 
@@ -117,6 +118,8 @@ static int stage(broker *b, const struct peer *p, const Tern__V1__ChunkPut *cp, 
 		return TERN_ENOMEM;
 	c = &b->staged[b->nstaged++];
 	memset(c, 0, sizeof(*c));
+	c->seq = seq;
+	c->pending = 1;
 	snprintf(c->msgid, sizeof(c->msgid), "%s", cp->message_id);
 	snprintf(c->peer, sizeof(c->peer), "%s", p->id);
 	c->att = cp->attachment;
@@ -191,9 +194,14 @@ static void finish(broker *b, size_t k)
 		struct chunk_staged *c = &b->staged[i];
 		struct peer *p = peer_find(b, c->peer, 0);
 		if (rc == TERN_OK && c->failed == 4) {
+			/* Its file may have been written after the transfer's
+			 * went (the thread wrote it meanwhile): it goes too. */
+			xfer_spool_remove(b->syncer, b->chunk_dir, c->msgid, c->att + 1);
 			if (p)
 				send_ack(b, p, c->msgid, c->att, 0, TERN_REASON_UNKNOWN_TRANSFER,
 				         "the transfer has ended");
+		} else if (c->failed == 5) {
+			/* refused, and answered then */
 		} else if (rc != TERN_OK || c->failed >= 2) {
 			if (p)
 				send_ack(b, p, c->msgid, c->att, c->index,
@@ -281,6 +289,8 @@ void chunk_flush(broker *b)
 	for (; k < b->nstaged; k++) {
 		struct chunk_staged *c = &b->staged[k];
 		int err, fd;
+		if (c->pending)
+			break; /* not written yet: this one and the rest in a later batch */
 		if (!first_of_file(b, k) || c->failed)
 			continue;
 		if (nf == TERN_SYNCER_MAX)
@@ -304,7 +314,8 @@ void chunk_flush(broker *b)
 		fds[nf++] = fd;
 	}
 	if (nf == 0) {
-		finish(b, k); /* nothing to wait for */
+		if (k > 0)
+			finish(b, k); /* nothing to wait for */
 		return;
 	}
 	if (tern_syncer_start(b->syncer, fds, nf) != TERN_OK) {
@@ -315,15 +326,70 @@ void chunk_flush(broker *b)
 	b->nsyncing = k;
 }
 
+/* A job back from the chunk-writing thread: its staged entry may be synced
+ * and counted, or it is refused (a mismatch: audited and answered now, the
+ * chunks of its file staged after it dropped) or not kept (answered when
+ * its turn comes, as a failed sync is). */
+static void xput_back(broker *b, const struct chunk_xjob *j)
+{
+	struct chunk_staged *c = NULL;
+	struct peer *p;
+	size_t i;
+
+	for (i = 0; i < b->nstaged && c == NULL; i++)
+		if (b->staged[i].seq == j->seq)
+			c = &b->staged[i];
+	if (c == NULL)
+		return; /* cannot happen: an entry is finished only once back */
+	i--;
+	c->pending = 0;
+	if (j->result == CHUNK_XPUT_OK || c->failed)
+		return;
+	if (j->result == CHUNK_XPUT_MISMATCH) {
+		struct reject_arg ra = {b->store, c->msgid, c->peer, tern_now_ms()};
+		b->m.chunks_refused++;
+		log_warnx("refused chunk %llu of attachment %u of %s from %s: %s",
+		          (unsigned long long)c->index, c->att, c->msgid, c->peer, j->why);
+		if (tern_store_write(b->store, reject_apply, &ra) != TERN_OK)
+			log_warnx("cannot audit the refused chunk of %s: %s", c->msgid,
+			          tern_errdetail());
+		else
+			b->last_audit = ra.now;
+		if ((p = peer_find(b, c->peer, 0)) != NULL)
+			send_ack(b, p, c->msgid, c->att, c->index, TERN_REASON_CHUNK_MISMATCH,
+			         j->why);
+		for (size_t k = i; k < b->nstaged; k++)
+			if (same_file(&b->staged[k], c))
+				b->staged[k].failed = 5;
+		return;
+	}
+	log_warnx("chunk %llu of attachment %u of %s not stored: %s", (unsigned long long)c->index,
+	          c->att, c->msgid, j->why);
+	mark_file(b, i, b->nstaged, c, j->err);
+}
+
+void chunk_xput_done(broker *b)
+{
+	struct chunk_xjob *list = xput_take(b);
+
+	while (list) {
+		struct chunk_xjob *j = list;
+		list = j->next;
+		xput_back(b, j);
+		chunk_xjob_free(&j);
+	}
+}
+
 void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 {
+	struct chunk_xjob *j = NULL;
 	xfer_rec *r = NULL;
 	tern_hash *proof = NULL;
 	Tern__V1__AttachmentSeal seal;
 	MDB_txn *txn;
 	uint64_t have = 0, committed = 0, n;
 	uint32_t att = cp->attachment;
-	int rc, err;
+	int rc;
 
 	if ((r = malloc(sizeof(*r))) == NULL) {
 		send_ack(b, p, cp->message_id, att, 0, TERN_REASON_BUSY, "broker out of memory");
@@ -372,41 +438,47 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		}
 		memcpy(proof[i], cp->proof[i].data, sizeof(tern_hash));
 	}
+	/* The chunk's own checks and its write go to the thread: a copy of
+	 * it, staged as to be written. */
+	if (xput_out(b) >= XPUT_MAX_OUT || (j = calloc(1, sizeof(*j))) == NULL ||
+	    (j->data = malloc(cp->data.len)) == NULL ||
+	    (cp->n_proof && (j->proof = malloc(cp->n_proof * sizeof(tern_hash))) == NULL)) {
+		chunk_xjob_free(&j);
+		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_BUSY,
+		         "the broker is busy with other chunks: put it again later");
+		goto out;
+	}
 	xfer_seal(r, att, &seal);
-	if ((rc = tern_attach_chunk_verify(&seal, cp->index, cp->data.data, cp->data.len, proof,
-	                                   cp->n_proof)) != TERN_OK) {
-		put_mismatch(b, p, cp, committed, tern_errdetail());
-		goto out;
-	}
-	/* Chunks leave room for the store (ordinary messages go on when a
-	 * transfer has filled the disk); refused like a full disk. */
-	if (tern_disk_room(b->chunk_dir, cp->data.len) != TERN_OK) {
-		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
-		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
-		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_NO_SPACE,
-		         "the broker's disk is full: put it again later");
-		goto out;
-	}
-	if (xfer_spool_put(b->chunk_dir, cp->message_id, att,
-	                   tern_attach_slot(r->att[att].chunk_size, cp->index), cp->data.data,
-	                   cp->data.len, &err) != TERN_OK) {
-		/* Not counted: the sender puts it again later. The daemon goes on. */
-		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
-		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
-		send_ack(b, p, cp->message_id, att, committed,
-		         err == ENOSPC ? TERN_REASON_NO_SPACE : TERN_REASON_BUSY,
-		         err == ENOSPC
-		             ? "the broker's disk is full: put it again later"
-		             : "the broker could not store the chunk: put it again later");
-		goto out;
-	}
-	if (stage(b, p, cp, n, (uint8_t *)proof, cp->n_proof * sizeof(tern_hash)) != TERN_OK) {
+	j->seq = ++b->xput_seq;
+	snprintf(j->msgid, sizeof(j->msgid), "%s", cp->message_id);
+	j->att = att;
+	j->index = cp->index;
+	j->size = seal.size;
+	j->chunk_size = seal.chunk_size;
+	memcpy(j->root, seal.root.data, sizeof(j->root));
+	memcpy(j->data, cp->data.data, cp->data.len);
+	j->len = cp->data.len;
+	if (cp->n_proof)
+		memcpy(j->proof, proof, cp->n_proof * sizeof(tern_hash));
+	j->nproof = cp->n_proof;
+	j->dir = b->chunk_dir;
+	if (stage(b, p, cp, n, (uint8_t *)proof, cp->n_proof * sizeof(tern_hash), j->seq) !=
+	    TERN_OK) {
+		chunk_xjob_free(&j);
 		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_BUSY,
 		         "broker out of memory");
 		goto out;
 	}
 	proof = NULL; /* the staged chunk's now */
 	b->turn_puts++;
+	if (b->xput == NULL) {
+		/* No thread (a broker made by a test): here, at once. */
+		(void)xput_work(j);
+		xput_back(b, j);
+		chunk_xjob_free(&j);
+	} else {
+		(void)xput_queue(b, j);
+	}
 out:
 	free(proof);
 	free(r);
