@@ -85,6 +85,8 @@ static void *worker(void *arg)
 	struct xput *x = arg;
 	uint64_t one = 1;
 
+	/* Named, so that top -H and the benchmarks tell its CPU from the loop's. */
+	(void)pthread_setname_np(pthread_self(), "tern-put");
 	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), XPUT_NICE) != 0) {
 		/* it runs at the loop's priority, as the loop did this work */
 	}
