@@ -163,11 +163,13 @@ static int same_file(const struct chunk_staged *a, const struct chunk_staged *c)
 	return a->att == c->att && strcmp(a->msgid, c->msgid) == 0;
 }
 
-/* Whether entry i is the first of its file among entries [0, i). */
+/* Whether entry i is the first of its file among the entries [0, i) not
+ * failed: the one whose descriptor the syncer gets. A failed entry gets
+ * none, so a chunk staged behind one must not count on it. */
 static int first_of_file(const broker *b, size_t i)
 {
 	for (size_t j = 0; j < i; j++)
-		if (same_file(&b->staged[j], &b->staged[i]))
+		if (!b->staged[j].failed && same_file(&b->staged[j], &b->staged[i]))
 			return 0;
 	return 1;
 }
@@ -194,9 +196,6 @@ static void finish(broker *b, size_t k)
 		struct chunk_staged *c = &b->staged[i];
 		struct peer *p = peer_find(b, c->peer, 0);
 		if (rc == TERN_OK && c->failed == 4) {
-			/* Its file may have been written after the transfer's
-			 * went (the thread wrote it meanwhile): it goes too. */
-			xfer_spool_remove(b->syncer, b->chunk_dir, c->msgid, c->att + 1);
 			if (p)
 				send_ack(b, p, c->msgid, c->att, 0, TERN_REASON_UNKNOWN_TRANSFER,
 				         "the transfer has ended");
@@ -326,6 +325,23 @@ void chunk_flush(broker *b)
 	b->nsyncing = k;
 }
 
+/* What the store counts of msgid's attachment att (0 when it cannot say):
+ * answers say only what is committed. */
+static uint64_t committed_count(broker *b, const char *msgid, uint32_t att)
+{
+	xfer_rec *r = malloc(sizeof(*r));
+	MDB_txn *txn;
+	uint64_t have = 0;
+
+	if (r && tern_store_read_begin(b->store, &txn) == TERN_OK) {
+		if (xfer_get(txn, b->store, msgid, r) == TERN_OK && att < r->natt)
+			have = r->att[att].have;
+		mdb_txn_abort(txn);
+	}
+	free(r);
+	return have;
+}
+
 /* A job back from the chunk-writing thread: its staged entry may be synced
  * and counted, or it is refused (a mismatch: audited and answered now, the
  * chunks of its file staged after it dropped) or not kept (answered when
@@ -356,8 +372,8 @@ static void xput_back(broker *b, const struct chunk_xjob *j)
 		else
 			b->last_audit = ra.now;
 		if ((p = peer_find(b, c->peer, 0)) != NULL)
-			send_ack(b, p, c->msgid, c->att, c->index, TERN_REASON_CHUNK_MISMATCH,
-			         j->why);
+			send_ack(b, p, c->msgid, c->att, committed_count(b, c->msgid, c->att),
+			         TERN_REASON_CHUNK_MISMATCH, j->why);
 		for (size_t k = i; k < b->nstaged; k++)
 			if (same_file(&b->staged[k], c))
 				b->staged[k].failed = 5;
@@ -389,7 +405,7 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 	MDB_txn *txn;
 	uint64_t have = 0, committed = 0, n;
 	uint32_t att = cp->attachment;
-	int rc;
+	int rc, err;
 
 	if ((r = malloc(sizeof(*r))) == NULL) {
 		send_ack(b, p, cp->message_id, att, 0, TERN_REASON_BUSY, "broker out of memory");
@@ -438,14 +454,25 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		}
 		memcpy(proof[i], cp->proof[i].data, sizeof(tern_hash));
 	}
+	/* The file is made here, while the transfer exists: the thread only
+	 * writes into it, so that a transfer that ends meanwhile (its files
+	 * removed) does not leave one behind. */
+	if (xfer_spool_create(b->chunk_dir, cp->message_id, att, &err) != TERN_OK) {
+		log_warnx("chunk %llu of attachment %u of %s not stored: %s",
+		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
+		send_ack(b, p, cp->message_id, att, committed,
+		         err == ENOSPC ? TERN_REASON_NO_SPACE : TERN_REASON_BUSY,
+		         err == ENOSPC ? "the broker's disk is full: put it again later"
+		                       : "the broker could not store the chunk: put it again later");
+		goto out;
+	}
 	/* The chunk's own checks and its write go to the thread: a copy of
 	 * it, staged as to be written. */
-	if (xput_out(b) >= XPUT_MAX_OUT || (j = calloc(1, sizeof(*j))) == NULL ||
-	    (j->data = malloc(cp->data.len)) == NULL ||
+	if ((j = calloc(1, sizeof(*j))) == NULL || (j->data = malloc(cp->data.len)) == NULL ||
 	    (cp->n_proof && (j->proof = malloc(cp->n_proof * sizeof(tern_hash))) == NULL)) {
 		chunk_xjob_free(&j);
 		send_ack(b, p, cp->message_id, att, committed, TERN_REASON_BUSY,
-		         "the broker is busy with other chunks: put it again later");
+		         "broker out of memory");
 		goto out;
 	}
 	xfer_seal(r, att, &seal);
@@ -471,8 +498,11 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 	}
 	proof = NULL; /* the staged chunk's now */
 	b->turn_puts++;
-	if (b->xput == NULL) {
-		/* No thread (a broker made by a test): here, at once. */
+	if (b->xput == NULL || xput_out(b) >= XPUT_MAX_OUT) {
+		/* No thread (a broker made by a test), or it is XPUT_MAX_OUT
+		 * chunks behind (many senders at once): here, at once, as
+		 * before the thread, rather than hold more copies or make the
+		 * sender wait. */
 		(void)xput_work(j);
 		xput_back(b, j);
 		chunk_xjob_free(&j);

@@ -550,19 +550,25 @@ static int spool_path(char *out, size_t n, const char *dir, const char *msgid, u
 	return TERN_OK;
 }
 
+/* sync: fdatasync after the write; create: make dir and the file if missing. */
 static int spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,
-                     const uint8_t *data, size_t len, int sync, int *err);
+                     const uint8_t *data, size_t len, int sync, int create, int *err);
+
+int xfer_spool_create(const char *dir, const char *msgid, uint32_t att, int *err)
+{
+	return spool_put(dir, msgid, att, 0, NULL, 0, 0, 1, err);
+}
 
 int xfer_spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,
                    const uint8_t *data, size_t len, int *err)
 {
-	return spool_put(dir, msgid, att, off, data, len, 0, err);
+	return spool_put(dir, msgid, att, off, data, len, 0, 0, err);
 }
 
 int xfer_spool_write(const char *dir, const char *msgid, uint32_t att, uint64_t off,
                      const uint8_t *data, size_t len, int *err)
 {
-	return spool_put(dir, msgid, att, off, data, len, 1, err);
+	return spool_put(dir, msgid, att, off, data, len, 1, 1, err);
 }
 
 int xfer_spool_open_sync(const char *dir, const char *msgid, uint32_t att, int *fd, int *err)
@@ -582,7 +588,7 @@ int xfer_spool_open_sync(const char *dir, const char *msgid, uint32_t att, int *
 }
 
 static int spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,
-                     const uint8_t *data, size_t len, int sync, int *err)
+                     const uint8_t *data, size_t len, int sync, int create, int *err)
 {
 	char path[1024];
 	size_t done = 0;
@@ -591,11 +597,11 @@ static int spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t 
 	*err = 0;
 	if ((rc = spool_path(path, sizeof(path), dir, msgid, att)) != TERN_OK)
 		return rc;
-	if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+	if (create && mkdir(dir, 0700) != 0 && errno != EEXIST) {
 		*err = errno;
 		return tern_fail(TERN_EIO, "cannot create %s: %s", dir, strerror(errno));
 	}
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC | (create ? O_CREAT : 0), 0600)) < 0) {
 		*err = errno;
 		return tern_fail(TERN_EIO, "cannot open %s: %s", path, strerror(errno));
 	}

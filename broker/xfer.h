@@ -110,9 +110,14 @@ int xfer_stats_add(MDB_txn *txn, tern_store *s, struct bq_dest **d, size_t *n);
 /* Writes len bytes at off of msgid's attachment att spool file (creating
  * dir 0700 and the file 0600) and syncs them. TERN_EIO with *err = errno
  * (ENOSPC: the disk is full) when they could not be. */
-/* xfer_spool_write without the sync; and the spool file opened (*fd, the
- * caller's to close) for the sync of the chunks the loop wrote, which the
- * syncer thread does (syncer.h): the same errors and *err. */
+/* xfer_spool_write without the sync, into a file that exists (the
+ * chunk-writing thread's: a transfer that ended meanwhile had its file
+ * removed, and a write must not make it again); xfer_spool_create makes the
+ * file (and dir) if missing, on the loop, while the transfer exists; and the
+ * spool file opened (*fd, the caller's to close) for the sync of the chunks
+ * written, which the syncer thread does (syncer.h): the same errors and
+ * *err. */
+int xfer_spool_create(const char *dir, const char *msgid, uint32_t att, int *err);
 int xfer_spool_put(const char *dir, const char *msgid, uint32_t att, uint64_t off,
                    const uint8_t *data, size_t len, int *err);
 int xfer_spool_open_sync(const char *dir, const char *msgid, uint32_t att, int *fd, int *err);

@@ -71,6 +71,8 @@ struct xin {
 	enum node_xopen_result pend_result;
 	uint64_t pend_index;
 	char pend_why[256];
+	int pend_rewind; /* and back to what is committed (a failed sync, ...) */
+	char rewind_why[160];
 	/* A sync under way on the node's syncer: slot + 1 in its batch (0:
 	 * none) and the written count it makes durable; then to be committed. */
 	int sync_slot;
@@ -450,7 +452,7 @@ static int have_apply(MDB_txn *txn, void *arg)
 		MDB_val k = {36, x->msgid}, v;
 		json_t *rec;
 		int rc;
-		if (x->commit_to <= x->have || x->ready)
+		if (x->commit_to <= x->have || x->ready || x->pend)
 			continue;
 		if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0)
 			return MDB(rc, "read a transfer");
@@ -472,12 +474,15 @@ static int have_apply(MDB_txn *txn, void *arg)
 static void rewind_to_have(node *n, struct xin *x, const char *why)
 {
 	if (x->jobs > 0) {
-		/* The thread still has chunks of it: done once they are back. */
+		/* The thread still has chunks of it: done once they are back
+		 * (act); meanwhile nothing more of it is synced or counted. */
 		if (!x->pend) {
 			x->pend = 1;
-			x->pend_result = NODE_XOPEN_UNWRITTEN;
-			x->pend_index = x->written;
-			snprintf(x->pend_why, sizeof(x->pend_why), "%s", why);
+			x->pend_result = NODE_XOPEN_OK;
+		}
+		if (!x->pend_rewind) {
+			x->pend_rewind = 1;
+			snprintf(x->rewind_why, sizeof(x->rewind_why), "%s", why);
 		}
 		return;
 	}
@@ -537,7 +542,7 @@ static void xin_collect(node *n)
 			continue;
 		if (errs[slot - 1])
 			rewind_to_have(n, x, strerror(errs[slot - 1]));
-		else
+		else if (!x->pend) /* else rewound once its jobs are back */
 			x->commit_to = x->sync_upto;
 	}
 }
@@ -551,7 +556,7 @@ static void xin_sync_start(node *n)
 	for (size_t i = 0; i < n->nxins && nf < TERN_SYNCER_MAX; i++) {
 		struct xin *x = n->xins[i];
 		int fd;
-		if (x->ready || x->written <= x->have || x->written <= x->commit_to)
+		if (x->ready || x->pend || x->written <= x->have || x->written <= x->commit_to)
 			continue;
 		/* The syncer closes its own descriptor: this one may close (the
 		 * next attachment) or go (a refused message) meanwhile. */
@@ -584,17 +589,19 @@ void node_xin_flush(node *n)
 			return;
 	}
 	for (size_t i = 0; i < n->nxins; i++)
-		any |= !n->xins[i]->ready && n->xins[i]->commit_to > n->xins[i]->have;
+		any |= !n->xins[i]->ready && !n->xins[i]->pend &&
+		       n->xins[i]->commit_to > n->xins[i]->have;
 	if (any && (rc = tern_store_write(n->store, have_apply, n)) != TERN_OK) {
 		for (size_t i = 0; i < n->nxins; i++)
-			if (n->xins[i]->commit_to > n->xins[i]->have && !n->xins[i]->ready)
+			if (n->xins[i]->commit_to > n->xins[i]->have && !n->xins[i]->ready &&
+			    !n->xins[i]->pend)
 				rewind_to_have(n, n->xins[i], tern_errdetail());
 		any = 0;
 	}
 	for (size_t i = 0; any && i < n->nxins; i++) {
 		struct xin *x = n->xins[i];
 		const struct node_att *a = &x->atts[x->att];
-		if (x->commit_to <= x->have || x->ready)
+		if (x->commit_to <= x->have || x->ready || x->pend)
 			continue;
 		x->have = x->commit_to;
 		x->commit_to = 0;
@@ -647,7 +654,7 @@ static void more(node *n, struct xin *x)
 {
 	const struct node_att *a = &x->atts[x->att];
 
-	if (x->queued == x->asked && x->jobs < n->att_window &&
+	if (!x->retry_at && x->queued == x->asked && x->jobs < n->att_window &&
 	    x->queued < tern_attach_chunks(a->size, a->chunk_size))
 		request(n, x);
 }
@@ -703,10 +710,16 @@ void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
 /* A failure the thread met, once none of x's jobs is out. */
 static void act(node *n, struct xin *x)
 {
-	x->pend = 0;
+	int back = x->pend_rewind;
+
+	x->pend = x->pend_rewind = 0;
 	x->wfailed = 0;
 	x->queued = x->written;
 	switch (x->pend_result) {
+	case NODE_XOPEN_OK:
+		break; /* only the rewind below */
+	case NODE_XOPEN_SKIPPED:
+		break; /* cannot be: never recorded */
 	case NODE_XOPEN_MISMATCH:
 		chunk_refused(n, x, x->pend_index, x->pend_why);
 		break;
@@ -716,10 +729,13 @@ static void act(node *n, struct xin *x)
 		     "chunk %llu of attachment %u does not open with the message's key",
 		     (unsigned long long)x->pend_index, x->att);
 		break;
-	default:
+	case NODE_XOPEN_UNWRITTEN:
+		back = 0;
 		rewind_to_have(n, x, x->pend_why); /* ENOSPC: the disk is full */
 		break;
 	}
+	if (back && !x->ready)
+		rewind_to_have(n, x, x->rewind_why);
 }
 
 void node_xin_opened(node *n, const struct node_xopen_job *j)
@@ -734,7 +750,8 @@ void node_xin_opened(node *n, const struct node_xopen_job *j)
 		/* Counted once synced (node_xin_flush, this turn). */
 		x->written++;
 		more(n, x);
-	} else if (j->result != NODE_XOPEN_OK && j->result != NODE_XOPEN_SKIPPED && !x->pend) {
+	} else if (j->result != NODE_XOPEN_OK && j->result != NODE_XOPEN_SKIPPED &&
+	           (!x->pend || x->pend_result == NODE_XOPEN_OK)) {
 		x->pend = 1;
 		x->pend_result = j->result;
 		x->pend_index = index;

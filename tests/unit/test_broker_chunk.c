@@ -201,6 +201,7 @@ static int teardown(void **state)
 	zmq_setsockopt(f->b->router, ZMQ_LINGER, &zero, sizeof(zero));
 	zmq_close(f->b->router);
 	zmq_ctx_term(f->b->ctx);
+	xput_stop(f->b);
 	tern_store_close(&f->b->store);
 	tern_syncer_free(&f->b->syncer);
 	for (size_t i = 0; i < f->b->nstaged; i++)
@@ -295,8 +296,9 @@ static void assert_quiet(struct fixture *f, int i)
 	assert_int_equal(zmq_recv(f->dealer[i], buf, sizeof(buf), ZMQ_DONTWAIT), -1);
 }
 
-/* Puts chunk k from node i; data NULL: a question; bad: one byte changed. */
-static void put(struct fixture *f, int i, uint64_t k, int with_data, int bad)
+/* Puts chunk k from node i; data NULL: a question; bad: one byte changed.
+ * Without the turn's chunk_flush. */
+static void put_only(struct fixture *f, int i, uint64_t k, int with_data, int bad)
 {
 	Tern__V1__ChunkPut cp = TERN__V1__CHUNK_PUT__INIT;
 	ProtobufCBinaryData proof[TERN_MERKLE_MAX_PROOF];
@@ -321,8 +323,14 @@ static void put(struct fixture *f, int i, uint64_t k, int with_data, int bad)
 		cp.n_proof = np;
 	}
 	chunk_on_put(f->b, &f->b->peers[i], &cp);
-	chunk_flush(f->b); /* as the loop does after a turn's frames */
 	free(data);
+}
+
+/* put_only, then chunk_flush, as the loop does after a turn's frames. */
+static void put(struct fixture *f, int i, uint64_t k, int with_data, int bad)
+{
+	put_only(f, i, k, with_data, bad);
+	chunk_flush(f->b);
 }
 
 /* The ChunkAck node i got: its have and reason ("" when none). */
@@ -520,7 +528,12 @@ static void test_put(void **state)
 	assert_string_equal(e->reason, tern_reason_code(TERN_REASON_CHUNK_MISMATCH));
 	tern__v1__audit_entry__free_unpacked(e, NULL);
 	snprintf(path, sizeof(path), "%s/chunks/%s.0", f->path, f->msgid);
-	assert_int_not_equal(access(path, F_OK), 0); /* nothing stored */
+	{
+		/* Nothing stored: the loop made the file (empty) before the check,
+		 * which is the writing thread's, and the chunk never went in. */
+		struct stat st;
+		assert_true(stat(path, &st) != 0 || st.st_size == 0);
+	}
 	{
 		/* a proof hash of 31 bytes */
 		Tern__V1__ChunkPut cp = TERN__V1__CHUNK_PUT__INIT;
@@ -748,6 +761,92 @@ static void test_put_synced_off_loop(void **state)
 	assert_int_equal(f->b->nstaged, 0);
 	assert_int_equal(f->b->m.chunks_in, 2);
 	assert_quiet(f, UNHCR);
+}
+
+/* Puts on the chunk-writing thread (xput.c): a put is staged and not
+ * answered, synced or counted before the thread has checked and written it;
+ * then it is, in order; an altered chunk comes back refused, audited and
+ * answered with what is committed, and nothing of it is counted. */
+static void test_put_on_writing_thread(void **state)
+{
+	struct fixture *f = *state;
+	char reason[64];
+	xfer_rec r;
+	uint64_t before, after;
+	Tern__V1__AuditEntry *e;
+
+	assert_int_equal(xput_start(f->b), TERN_OK);
+	accept_it(f);
+	put(f, UNHCR, 0, 1, 0);
+	put(f, UNHCR, 1, 1, 0); /* taken as the next: staged counts */
+	assert_int_equal(f->b->nstaged, 2);
+	for (int back = 0; back < 2;) {
+		struct pollfd p = {xput_fd(f->b), POLLIN, 0};
+		assert_int_equal(poll(&p, 1, 5000), 1);
+		chunk_xput_done(f->b);
+		back = 0;
+		for (size_t i = 0; i < f->b->nstaged; i++)
+			back += !f->b->staged[i].pending;
+	}
+	chunk_flush(f->b); /* no syncer here: synced and counted at once */
+	assert_int_equal(ack_of(f, UNHCR, reason), 1);
+	assert_int_equal(ack_of(f, UNHCR, reason), 2);
+	assert_string_equal(reason, "");
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	assert_int_equal(r.att[0].have, 2);
+	tern__v1__audit_entry__free_unpacked(last_audit(f, &before), NULL);
+	put(f, UNHCR, 2, 1, 1); /* altered */
+	assert_quiet(f, UNHCR); /* not before the thread is done with it */
+	{
+		struct pollfd p = {xput_fd(f->b), POLLIN, 0};
+		assert_int_equal(poll(&p, 1, 5000), 1);
+	}
+	chunk_xput_done(f->b);
+	assert_int_equal(ack_of(f, UNHCR, reason), 2); /* what is committed */
+	assert_string_equal(reason, tern_reason_code(TERN_REASON_CHUNK_MISMATCH));
+	e = last_audit(f, &after);
+	assert_int_equal(after, before + 1);
+	assert_string_equal(e->reason, tern_reason_code(TERN_REASON_CHUNK_MISMATCH));
+	tern__v1__audit_entry__free_unpacked(e, NULL);
+	chunk_flush(f->b);
+	assert_quiet(f, UNHCR);
+	assert_int_equal(f->b->nstaged, 0);
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	assert_int_equal(r.att[0].have, 2);
+	put(f, UNHCR, 2, 1, 0); /* put again: taken */
+	assert_int_equal(f->b->nstaged, 1);
+}
+
+/* A chunk put again behind a refused copy of itself, while an earlier
+ * chunk is being synced: it gets a sync of its own. It did not (the refused
+ * entry counted as its file's first, whose descriptor the syncer would
+ * have had), and was counted without ever being synced. */
+static void test_reput_behind_refused_is_synced(void **state)
+{
+	struct fixture *f = *state;
+	char reason[64];
+
+	assert_int_equal(tern_syncer_new(&f->b->syncer), TERN_OK);
+	accept_it(f);
+	put(f, UNHCR, 0, 1, 0); /* being synced */
+	assert_int_equal(f->b->nsyncing, 1);
+	put_only(f, UNHCR, 1, 1, 1); /* altered: refused at once (no thread here) */
+	assert_int_equal(ack_of(f, UNHCR, reason), 0);
+	assert_string_equal(reason, tern_reason_code(TERN_REASON_CHUNK_MISMATCH));
+	put_only(f, UNHCR, 1, 1, 0); /* again, staged behind the refused one */
+	assert_int_equal(f->b->nstaged, 3);
+	wait_synced(f);
+	chunk_flush(f->b);
+	assert_int_equal(ack_of(f, UNHCR, reason), 1);
+	assert_string_equal(reason, "");
+	/* Chunk 1 went to the syncer (the batch spans the refused entry and
+	 * it); it is answered only once synced. */
+	assert_int_equal(f->b->nsyncing, 2);
+	assert_quiet(f, UNHCR);
+	wait_synced(f);
+	chunk_flush(f->b);
+	assert_int_equal(ack_of(f, UNHCR, reason), 2);
+	assert_string_equal(reason, "");
 }
 
 /* --- the bulk lane (wire.proto, BulkHello) ------------------------------------ */
@@ -1092,25 +1191,6 @@ static void test_transfer_ended_during_sync_fails_others(void **state)
 	assert_int_equal(r.att[0].have, 1);
 }
 
-/* Puts chunk k from unhcr without the turn's chunk_flush. */
-static void put_only(struct fixture *f, uint64_t k)
-{
-	Tern__V1__ChunkPut cp = TERN__V1__CHUNK_PUT__INIT;
-	ProtobufCBinaryData proof[TERN_MERKLE_MAX_PROOF];
-	tern_hash hashes[TERN_MERKLE_MAX_PROOF];
-	size_t np = 0;
-
-	cp.message_id = f->msgid;
-	cp.index = k;
-	cp.data = (ProtobufCBinaryData){f->chunk_len[k], f->chunks[k]};
-	assert_int_equal(tern_merkle_inclusion_proof(f->leaves, NCHUNKS, k, hashes, &np), TERN_OK);
-	for (size_t h = 0; h < np; h++)
-		proof[h] = (ProtobufCBinaryData){32, hashes[h]};
-	cp.proof = proof;
-	cp.n_proof = np;
-	chunk_on_put(f->b, &f->b->peers[UNHCR], &cp);
-}
-
 /* A failed fdatasync (here EINVAL: the syncer is handed /dev/null in place
  * of the spool file) fails every written chunk of that file, those staged
  * while the sync ran too, so the sender's new put of the first is taken at
@@ -1125,7 +1205,7 @@ static void test_sync_failure_leaves_later_chunks_staged(void **state)
 
 	assert_int_equal(tern_syncer_new(&f->b->syncer), TERN_OK);
 	accept_it(f);
-	put_only(f, 0); /* written to the spool file */
+	put_only(f, UNHCR, 0, 1, 0); /* written to the spool file */
 	snprintf(path, sizeof(path), "%s/chunks/%s.0", f->path, f->msgid);
 	snprintf(aside, sizeof(aside), "%s.aside", path);
 	assert_int_equal(rename(path, aside), 0);
@@ -1134,7 +1214,7 @@ static void test_sync_failure_leaves_later_chunks_staged(void **state)
 	assert_int_equal(f->b->nsyncing, 1);
 	assert_int_equal(unlink(path), 0);
 	assert_int_equal(rename(aside, path), 0);
-	put_only(f, 1); /* a later turn: chunk 1, staged behind the batch */
+	put_only(f, UNHCR, 1, 1, 0); /* a later turn: chunk 1, staged behind the batch */
 	assert_int_equal(f->b->nstaged, 2);
 	wait_synced(f);
 	chunk_flush(f->b);
@@ -1147,7 +1227,7 @@ static void test_sync_failure_leaves_later_chunks_staged(void **state)
 	 * answered as a chunk out of turn */
 	{
 		size_t before = f->b->nstaged;
-		put_only(f, 0);
+		put_only(f, UNHCR, 0, 1, 0);
 		assert_int_equal(f->b->nstaged, before + 1);
 	}
 }
@@ -1163,6 +1243,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_gets_replaced_and_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry_sweep, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_put_synced_off_loop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_put_on_writing_thread, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reput_behind_refused_is_synced, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_hello_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_carries_chunks_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_gone, setup, teardown),

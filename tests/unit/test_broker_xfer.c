@@ -478,6 +478,31 @@ static void test_spool(void **state)
 	assert_int_not_equal(access(path, F_OK), 0);
 }
 
+/* The chunk-writing thread's write goes only into a file that exists: a
+ * transfer that ended while its chunk waited had its files removed, and the
+ * write must not make one again (nothing would ever remove it). The loop
+ * makes the file while the transfer exists. */
+static void test_spool_put_needs_the_file(void **state)
+{
+	char cdir[160], path[256];
+	uint8_t a[100], b[100];
+	int err = 0;
+
+	(void)state;
+	snprintf(cdir, sizeof(cdir), "%s/chunks", dir);
+	snprintf(path, sizeof(path), "%s/%s.0", cdir, ID1);
+	memset(a, 0x22, sizeof(a));
+	assert_int_equal(xfer_spool_create(cdir, ID1, 0, &err), TERN_OK);
+	assert_int_equal(tt_file_mode(path), 0600);
+	assert_int_equal(xfer_spool_put(cdir, ID1, 0, 500, a, sizeof(a), &err), TERN_OK);
+	assert_int_equal(xfer_spool_read(cdir, ID1, 0, 500, b, sizeof(b)), TERN_OK);
+	assert_memory_equal(a, b, sizeof(a));
+	xfer_spool_remove(NULL, cdir, ID1, 1); /* the transfer ended */
+	assert_int_equal(xfer_spool_put(cdir, ID1, 0, 500, a, sizeof(a), &err), TERN_EIO);
+	assert_int_equal(err, ENOENT);
+	assert_int_not_equal(access(path, F_OK), 0);
+}
+
 /* A full disk: the write fails with ENOSPC told apart, so the broker can
  * say no-space and go on. /dev/full stands in for the disk. */
 static void test_spool_full(void **state)
@@ -509,6 +534,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_stats_bytes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rdonly_old_store, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spool, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_spool_put_needs_the_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_spool_full, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
