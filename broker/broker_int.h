@@ -389,8 +389,8 @@ void chunk_gone_apply(broker *b);
 
 /* --- xput.c ----------------------------------------------------------------- */
 
-/* Chunk puts out on the chunk-writing thread at once; one more is answered
- * busy (the sender asks again later). Each holds its chunk's copy. */
+/* Chunk puts out on the chunk-writing thread at once, each holding its
+ * chunk's copy; with as many out, the loop does the next put itself. */
 #define XPUT_MAX_OUT 16
 enum chunk_xresult {
 	CHUNK_XPUT_OK,        /* checked against its seal and written */

@@ -379,6 +379,13 @@ static void xput_back(broker *b, const struct chunk_xjob *j)
 				b->staged[k].failed = 5;
 		return;
 	}
+	if (j->err == ENOENT) {
+		/* Its file went: the transfer ended while the chunk waited. */
+		for (size_t k = i; k < b->nstaged; k++)
+			if (same_file(&b->staged[k], c))
+				b->staged[k].failed = 4;
+		return;
+	}
 	log_warnx("chunk %llu of attachment %u of %s not stored: %s", (unsigned long long)c->index,
 	          c->att, c->msgid, j->why);
 	mark_file(b, i, b->nstaged, c, j->err);

@@ -183,10 +183,12 @@ struct chunk_xjob *xput_take(broker *b)
 
 	if (x == NULL)
 		return NULL;
+	pthread_mutex_lock(&x->mu);
+	/* Under the lock, as the thread writes it: a count read here is for
+	 * exactly the jobs taken here, and no wake-up is left for none. */
 	if (read(x->efd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: nothing new since the last turn */
 	}
-	pthread_mutex_lock(&x->mu);
 	list = x->done;
 	x->done = NULL;
 	x->done_tail = &x->done;

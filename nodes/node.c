@@ -306,11 +306,13 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 		int64_t now;
 		int round, wait_ms = 50, rc, nitems = 4 + (int)napi;
 
-		int hook_item = -1, xopen_item = -1;
+		int hook_item = -1, xopen_item = -1, xseal_item = -1;
 
 		/* Sends whose attachments the sealing thread finished (xfer_seal.c). */
-		if (node_xseal_fd(n) >= 0)
+		if (node_xseal_fd(n) >= 0) {
+			xseal_item = nitems;
 			items[nitems++] = (zmq_pollitem_t){NULL, node_xseal_fd(n), ZMQ_POLLIN, 0};
+		}
 		/* Chunks the opening thread is done with (xfer_open.c). */
 		if (node_xopen_fd(n) >= 0) {
 			xopen_item = nitems;
@@ -343,7 +345,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 			node_xopen_done(n);
 		node_xin_flush(n); /* counts what the syncer finished (items[3]) */
 		api_server_serve(n->api, items + 4, napi, rc > 0, tern_now_ms());
-		if (rc > 0 && node_xseal_fd(n) >= 0 && (items[4 + napi].revents & ZMQ_POLLIN))
+		if (rc > 0 && xseal_item >= 0 && (items[xseal_item].revents & ZMQ_POLLIN))
 			node_xseal_done(n);
 		if (rc > 0 && hook_item >= 0 && (items[hook_item].revents & ZMQ_POLLIN))
 			node_pushes_take(n);

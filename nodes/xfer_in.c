@@ -695,7 +695,9 @@ void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
 	j->hs = x->hs;
 	j->frame = *fp;
 	if (node_xopen_queue(n, j) != TERN_OK) {
+		/* Asked again after the silence; tern status says why. */
 		log_warnx("transfer %s: %s", x->msgid, tern_errdetail());
+		snprintf(x->stalled, sizeof(x->stalled), "%s", tern_errdetail());
 		free(j);
 		return;
 	}

@@ -220,10 +220,12 @@ void node_xopen_done(node *n)
 
 	if (xo == NULL)
 		return;
+	pthread_mutex_lock(&xo->mu);
+	/* Under the lock, as the thread writes it: no wake-up is left for
+	 * jobs already taken. */
 	if (read(xo->efd, &v, sizeof(v)) < 0) {
 		/* EAGAIN: nothing new since the last turn */
 	}
-	pthread_mutex_lock(&xo->mu);
 	list = xo->done;
 	xo->done = NULL;
 	xo->done_tail = &xo->done;
