@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -106,6 +107,10 @@ static const char *file_name(const char *arg, char *path, size_t len)
 	return colon && colon[1] ? colon + 1 : slash ? slash + 1 : path;
 }
 
+/* The niceness tern send takes when it attaches files (never lower than
+ * it was started with). */
+#define CLI_BULK_NICE 10
+
 /* Declares each FILE[:NAME] in body's attachments and fills a: by
  * descriptor unless upload is set or a file is where the node could not
  * read it (then every file is uploaded). */
@@ -125,6 +130,13 @@ static int attach_files(const char *conf, const char *type, json_t *body, const 
 		return cli_usage_error("send",
 		                       "the body declares attachments already: with --attach, "
 		                       "leave \"attachments\" out and let tern fill it in");
+	/* Hashing (and uploading) gigabytes is bulk work: below the daemons'
+	 * loops, which carry ordinary messages on this machine, as their own
+	 * bulk threads are (docs/attachments.md). Only this process's. */
+	if (n > 0 && getpriority(PRIO_PROCESS, 0) < CLI_BULK_NICE &&
+	    setpriority(PRIO_PROCESS, 0, CLI_BULK_NICE) != 0) {
+		/* it runs at its own priority */
+	}
 	decls = json_array();
 	for (size_t i = 0; !upload && i < n; i++) {
 		const char *name = file_name(files[i], path, sizeof(path));

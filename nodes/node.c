@@ -9,9 +9,13 @@
  * frames in, API requests, one commit, then what reads the committed state.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <sodium.h>
 #include <zmq.h>
@@ -51,10 +55,10 @@ static int start_webhook(node *n);
 
 /* A DEALER to the broker with this node's CURVE keys: the main connection,
  * and the bulk lane's (wire.proto, BulkHello), which are alike. */
-static int dealer_open(node *n, void **out)
+static int dealer_open(node *n, void *ctx, void **out)
 {
 	const char *dom = TERN_HOP_ZAP_DOMAIN;
-	void *s = zmq_socket(n->ctx, ZMQ_DEALER);
+	void *s = zmq_socket(ctx, ZMQ_DEALER);
 	int v = 100;
 
 	*out = s;
@@ -70,6 +74,44 @@ static int dealer_open(node *n, void **out)
 	    zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, dom, strlen(dom)) != 0)
 		return TERN_EIO;
 	return TERN_OK;
+}
+
+/* The bulk lane's ZMQ context and socket, made on a thread at nice 10:
+ * libzmq starts the context's I/O thread with its first socket, and a new
+ * thread takes its maker's niceness. That I/O thread does CurveZMQ for
+ * every chunk (a megabyte's encryption or decryption each), and the main
+ * connection's, on a context of its own, runs at the loop's priority. */
+#define BULK_NICE 10
+
+struct bulk_open {
+	node *n;
+	int rc, err;
+};
+
+static void *bulk_open_thread(void *arg)
+{
+	struct bulk_open *bo = arg;
+
+	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BULK_NICE) != 0) {
+		/* its threads run at the loop's priority, as the main one's */
+	}
+	bo->rc = dealer_open(bo->n, bo->n->bulk_ctx, &bo->n->bulk);
+	bo->err = errno;
+	return NULL;
+}
+
+static int bulk_open(node *n)
+{
+	struct bulk_open bo = {n, TERN_EIO, 0};
+	pthread_t t;
+
+	if ((n->bulk_ctx = zmq_ctx_new()) == NULL)
+		return TERN_EIO;
+	if (pthread_create(&t, NULL, bulk_open_thread, &bo) != 0)
+		return dealer_open(n, n->bulk_ctx, &n->bulk); /* at the loop's priority */
+	pthread_join(t, NULL); /* the socket is the loop's from here */
+	errno = bo.err;
+	return bo.rc;
 }
 
 int node_open(const char *conf, node **out)
@@ -153,8 +195,7 @@ int node_open(const char *conf, node **out)
 		}
 	}
 	n->ctx = zmq_ctx_new();
-	if ((rc = dealer_open(n, &n->dealer)) != TERN_OK ||
-	    (rc = dealer_open(n, &n->bulk)) != TERN_OK) {
+	if ((rc = dealer_open(n, n->ctx, &n->dealer)) != TERN_OK || (rc = bulk_open(n)) != TERN_OK) {
 		fprintf(stderr, "tern-node: socket options: %s\n", zmq_strerror(errno));
 		goto fail;
 	}
@@ -275,6 +316,8 @@ void node_close(node **np)
 		zmq_close(n->bulk);
 	if (n->ctx)
 		zmq_ctx_term(n->ctx);
+	if (n->bulk_ctx)
+		zmq_ctx_term(n->bulk_ctx);
 	node_held_free(n);
 	node_xout_free(n);
 	node_xin_free(n);

@@ -177,6 +177,7 @@ struct node {
 	 * (bulk_ready) from its BulkWelcome until the next Hello or a refusal;
 	 * chunk frames go on the main connection meanwhile. */
 	void *bulk;
+	void *bulk_ctx; /* the bulk lane's own: its I/O thread runs at nice 10 (node.c) */
 	struct tern_syncer *xsync; /* syncs received chunks off the loop (xfer_in.c) */
 	int bulk_connected;        /* connected once the main handshake succeeded */
 	int bulk_ready;
