@@ -238,7 +238,7 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		    {b->zap, 0, ZMQ_POLLIN, 0},
 		    {b->monitor, 0, ZMQ_POLLIN, 0},
 		    {NULL, tern_syncer_fd(b->syncer), ZMQ_POLLIN, 0},
-		    {NULL, xput_fd(b), ZMQ_POLLIN, 0}};
+		    {NULL, tern_workq_fd(b->xput), ZMQ_POLLIN, 0}};
 		size_t nctl = tern_apisrv_pollitems(b->ctl, items + 5, CONTROL_POLL_MAX);
 		int64_t now;
 		int wait_ms = 100, n;

@@ -35,6 +35,7 @@
 #include "ident.h"
 #include "queue.h"
 #include "store.h"
+#include "workq.h"
 #include "xfer.h"
 #include "zmon.h"
 
@@ -179,8 +180,6 @@ struct batch {
 };
 
 /* A chunk written this turn, counted at chunk_flush. */
-struct xput;
-
 struct chunk_staged {
 	char msgid[37];
 	char peer[TERN_NODE_ID_MAX + 1];
@@ -233,7 +232,7 @@ struct broker {
 	size_t nstaged, capstaged, nsyncing;
 	unsigned turn_puts; /* chunks taken in this turn of the loop */
 	struct tern_syncer *syncer;
-	struct xput *xput; /* the chunk-writing thread (xput.c); NULL: on the loop */
+	tern_workq *xput; /* the chunk-writing thread (xput.c); NULL: on the loop */
 	uint64_t xput_seq;
 	/* Attachments: [limits] bounds, and where the chunks are spooled */
 	uint64_t max_att_size, max_att_total;
@@ -399,7 +398,7 @@ enum chunk_xresult {
 };
 /* A put for the thread: its own copy of the chunk and the proof. */
 struct chunk_xjob {
-	struct chunk_xjob *next;
+	struct tern_workq_item item; /* first: the queue's link */
 	uint64_t seq; /* its staged entry's */
 	char msgid[37];
 	uint32_t att, chunk_size;
@@ -418,18 +417,12 @@ struct chunk_xjob {
  * thread, or on the loop for a broker without one. 0, or 1 with j->result. */
 int xput_work(struct chunk_xjob *j);
 void chunk_xjob_free(struct chunk_xjob **j);
-/* Starts the thread (broker_open); stops it, dropping what it holds (those
- * chunks were never counted: their senders put them again). */
+/* Starts the thread, b->xput (broker_open: the loop queues jobs with
+ * tern_workq_push, polls tern_workq_fd and takes them back); stops it,
+ * dropping what it holds (those chunks were never counted: their senders
+ * put them again). */
 int xput_start(broker *b);
 void xput_stop(broker *b);
-/* Jobs out (queued, or done and not taken back yet). */
-size_t xput_out(const broker *b);
-/* Queues j (taken). */
-int xput_queue(broker *b, struct chunk_xjob *j);
-/* The descriptor the loop polls (-1: no thread); the jobs done since, in
- * order (the caller frees them). */
-int xput_fd(const broker *b);
-struct chunk_xjob *xput_take(broker *b);
 /* chunk.c: the jobs back from the thread marked on their staged entries. */
 void chunk_xput_done(broker *b);
 

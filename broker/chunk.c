@@ -393,11 +393,11 @@ static void xput_back(broker *b, const struct chunk_xjob *j)
 
 void chunk_xput_done(broker *b)
 {
-	struct chunk_xjob *list = xput_take(b);
+	struct tern_workq_item *list = tern_workq_take(b->xput);
 
 	while (list) {
-		struct chunk_xjob *j = list;
-		list = j->next;
+		struct chunk_xjob *j = (struct chunk_xjob *)list;
+		list = list->next;
 		xput_back(b, j);
 		chunk_xjob_free(&j);
 	}
@@ -505,7 +505,7 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 	}
 	proof = NULL; /* the staged chunk's now */
 	b->turn_puts++;
-	if (b->xput == NULL || xput_out(b) >= XPUT_MAX_OUT) {
+	if (b->xput == NULL || tern_workq_out(b->xput) >= XPUT_MAX_OUT) {
 		/* No thread (a broker made by a test), or it is XPUT_MAX_OUT
 		 * chunks behind (many senders at once): here, at once, as
 		 * before the thread, rather than hold more copies or make the
@@ -514,7 +514,7 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		xput_back(b, j);
 		chunk_xjob_free(&j);
 	} else {
-		(void)xput_queue(b, j);
+		tern_workq_push(b->xput, &j->item);
 	}
 out:
 	free(proof);

@@ -15,16 +15,12 @@
  * The thread touches only its jobs and the spool files they name: never
  * the store, the peers or the log.
  *
+ * The thread and its queue are libtern's workq (workq.h).
+ *
  * Touches: b->xput, b->chunk_dir (writes). */
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <tern/attach.h>
 #include <tern/error.h>
@@ -35,15 +31,6 @@
 /* Below the loop, like the nodes' sealing and opening threads: a transfer
  * yields the cores to ordinary messages. */
 #define XPUT_NICE 10
-
-struct xput {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct chunk_xjob *todo, **todo_tail, *done, **done_tail; /* FIFO lists */
-	size_t out; /* jobs queued and not yet taken back by the loop */
-	int efd, stop;
-};
 
 static int why(struct chunk_xjob *j, enum chunk_xresult r, int err, const char *text)
 {
@@ -78,43 +65,11 @@ int xput_work(struct chunk_xjob *j)
 	return 0;
 }
 
-/* --- on the thread ------------------------------------------------------------ */
-
-static void *worker(void *arg)
+static void run(struct tern_workq_item *it, void *arg)
 {
-	struct xput *x = arg;
-	uint64_t one = 1;
-
-	/* Named, so that top -H and the benchmarks tell its CPU from the loop's. */
-	(void)pthread_setname_np(pthread_self(), "tern-put");
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), XPUT_NICE) != 0) {
-		/* it runs at the loop's priority, as the loop did this work */
-	}
-	pthread_mutex_lock(&x->mu);
-	for (;;) {
-		struct chunk_xjob *j;
-		while (x->todo == NULL && !x->stop)
-			pthread_cond_wait(&x->cv, &x->mu);
-		if (x->stop)
-			break;
-		j = x->todo;
-		if ((x->todo = j->next) == NULL)
-			x->todo_tail = &x->todo;
-		pthread_mutex_unlock(&x->mu);
-		(void)xput_work(j);
-		pthread_mutex_lock(&x->mu);
-		j->next = NULL;
-		*x->done_tail = j;
-		x->done_tail = &j->next;
-		if (write(x->efd, &one, sizeof(one)) < 0) {
-			/* the counter cannot overflow at one write per job */
-		}
-	}
-	pthread_mutex_unlock(&x->mu);
-	return NULL;
+	(void)arg;
+	(void)xput_work((struct chunk_xjob *)it);
 }
-
-/* --- on the loop -------------------------------------------------------------- */
 
 void chunk_xjob_free(struct chunk_xjob **jp)
 {
@@ -128,99 +83,18 @@ void chunk_xjob_free(struct chunk_xjob **jp)
 
 int xput_start(broker *b)
 {
-	struct xput *x;
-
-	if ((x = calloc(1, sizeof(*x))) == NULL)
-		return tern_fail(TERN_ENOMEM, "out of memory");
-	x->todo_tail = &x->todo;
-	x->done_tail = &x->done;
-	if ((x->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
-		free(x);
-		return tern_fail(TERN_EIO, "eventfd: %s", strerror(errno));
-	}
-	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->cv, NULL);
-	if (pthread_create(&x->thread, NULL, worker, x) != 0) {
-		close(x->efd);
-		pthread_mutex_destroy(&x->mu);
-		pthread_cond_destroy(&x->cv);
-		free(x);
-		return tern_fail(TERN_EIO, "cannot start the chunk-writing thread");
-	}
-	b->xput = x;
-	return TERN_OK;
-}
-
-size_t xput_out(const broker *b)
-{
-	return b->xput ? b->xput->out : 0;
-}
-
-int xput_queue(broker *b, struct chunk_xjob *j)
-{
-	struct xput *x = b->xput;
-
-	pthread_mutex_lock(&x->mu);
-	j->next = NULL;
-	*x->todo_tail = j;
-	x->todo_tail = &j->next;
-	x->out++;
-	pthread_cond_signal(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	return TERN_OK;
-}
-
-int xput_fd(const broker *b)
-{
-	return b->xput ? b->xput->efd : -1;
-}
-
-struct chunk_xjob *xput_take(broker *b)
-{
-	struct xput *x = b->xput;
-	struct chunk_xjob *list;
-	uint64_t v;
-
-	if (x == NULL)
-		return NULL;
-	pthread_mutex_lock(&x->mu);
-	/* Under the lock, as the thread writes it: a count read here is for
-	 * exactly the jobs taken here, and no wake-up is left for none. */
-	if (read(x->efd, &v, sizeof(v)) < 0) {
-		/* EAGAIN: nothing new since the last turn */
-	}
-	list = x->done;
-	x->done = NULL;
-	x->done_tail = &x->done;
-	for (const struct chunk_xjob *j = list; j; j = j->next)
-		x->out--;
-	pthread_mutex_unlock(&x->mu);
-	return list;
+	return tern_workq_new("tern-put", XPUT_NICE, run, NULL, &b->xput);
 }
 
 void xput_stop(broker *b)
 {
-	struct xput *x = b->xput;
+	struct tern_workq_item *left;
 
-	if (x == NULL)
-		return;
-	pthread_mutex_lock(&x->mu);
-	x->stop = 1;
-	pthread_cond_signal(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	pthread_join(x->thread, NULL);
+	tern_workq_free(&b->xput, &left);
 	/* Never counted: the senders put them again. */
-	for (struct chunk_xjob *j = x->todo, *next; j; j = next) {
-		next = j->next;
+	while (left) {
+		struct chunk_xjob *j = (struct chunk_xjob *)left;
+		left = left->next;
 		chunk_xjob_free(&j);
 	}
-	for (struct chunk_xjob *j = x->done, *next; j; j = next) {
-		next = j->next;
-		chunk_xjob_free(&j);
-	}
-	close(x->efd);
-	pthread_mutex_destroy(&x->mu);
-	pthread_cond_destroy(&x->cv);
-	free(x);
-	b->xput = NULL;
 }

@@ -40,6 +40,7 @@
 #include "node.h"
 #include "node_store.h"
 #include "webhook.h"
+#include "workq.h"
 
 /* The acknowledgements one commit holds: each is a parked API client. */
 #define MAX_CLIENTS API_SERVER_MAX_PARKED
@@ -538,7 +539,7 @@ enum node_xopen_result {
  * neither frees it nor touches its hash or descriptor, and only the thread
  * sets *failed (the loop clears it once none is out). */
 struct node_xopen_job {
-	struct node_xopen_job *next;
+	struct tern_workq_item item; /* first: the queue's link */
 	void *owner;
 	int *failed;            /* set on a failure: the owner's later jobs are skipped */
 	Tern__V1__Frame *frame; /* the job's: frame->chunk is the chunk */

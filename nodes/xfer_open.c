@@ -14,18 +14,15 @@
  * transfer once none of its jobs is out.
  *
  * The thread touches only the job and what it points to: never the store,
- * the batch, the log or the sockets.
+ * the batch, the log or the sockets. It and its queue are libtern's workq
+ * (workq.h).
  *
  * Touches: spool/in (writes), n->xopen. */
 #include <errno.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <tern/attach.h>
@@ -35,22 +32,17 @@
 #include "node_int.h"
 #include "pbuf.h"
 #include "util.h"
+#include "workq.h"
 
 /* The niceness of the thread: below the loops, like the sealing threads
  * (xfer_seal.c), and for the same reason. */
 #define XOPEN_NICE 10
 
 struct xopen {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct node_xopen_job *todo, **todo_tail, *done, **done_tail; /* FIFO lists */
+	tern_workq *q;
 	uint8_t *buf; /* the thread's: one chunk's plaintext */
 	char dir[PATH_MAX];
-	int efd, stop;
 };
-
-/* --- on the thread ------------------------------------------------------------ */
 
 /* j's result and its reason; 1, so that a check can end with it. */
 static int why(struct node_xopen_job *j, enum node_xopen_result r, const char *text)
@@ -104,45 +96,16 @@ static int open_job(struct xopen *xo, struct node_xopen_job *j)
 	return 0;
 }
 
-static void *worker(void *arg)
+static void run(struct tern_workq_item *it, void *arg)
 {
-	struct xopen *xo = arg;
-	uint64_t one = 1;
+	struct node_xopen_job *j = (struct node_xopen_job *)it;
 
-	/* Named, so that top -H and the benchmarks tell its CPU from the loop's. */
-	(void)pthread_setname_np(pthread_self(), "tern-open");
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), XOPEN_NICE) != 0) {
-		/* it runs at the loop's priority, as before this thread */
-	}
-	pthread_mutex_lock(&xo->mu);
-	for (;;) {
-		struct node_xopen_job *j;
-		while (xo->todo == NULL && !xo->stop)
-			pthread_cond_wait(&xo->cv, &xo->mu);
-		if (xo->stop)
-			break;
-		j = xo->todo;
-		if ((xo->todo = j->next) == NULL)
-			xo->todo_tail = &xo->todo;
-		pthread_mutex_unlock(&xo->mu);
-		/* *j->failed is the owner's; only this thread sets it while any
-		 * job of the owner is out (node_int.h). */
-		if (*j->failed) {
-			j->result = NODE_XOPEN_SKIPPED;
-		} else {
-			if (open_job(xo, j))
-				*j->failed = 1;
-		}
-		pthread_mutex_lock(&xo->mu);
-		j->next = NULL;
-		*xo->done_tail = j;
-		xo->done_tail = &j->next;
-		if (write(xo->efd, &one, sizeof(one)) < 0) {
-			/* the counter cannot overflow at one write per job */
-		}
-	}
-	pthread_mutex_unlock(&xo->mu);
-	return NULL;
+	/* *j->failed is the owner's; only this thread sets it while any job
+	 * of the owner is out (node_int.h). */
+	if (*j->failed)
+		j->result = NODE_XOPEN_SKIPPED;
+	else if (open_job(arg, j))
+		*j->failed = 1;
 }
 
 /* --- on the loop -------------------------------------------------------------- */
@@ -156,35 +119,32 @@ static void job_free(struct node_xopen_job **jp)
 	*jp = NULL;
 }
 
+static void jobs_free(struct tern_workq_item *list)
+{
+	while (list) {
+		struct node_xopen_job *j = (struct node_xopen_job *)list;
+		list = list->next;
+		job_free(&j);
+	}
+}
+
 static int xopen_open(node *n)
 {
 	struct xopen *xo;
+	int rc;
 
 	if (n->xopen)
 		return TERN_OK;
 	if ((xo = calloc(1, sizeof(*xo))) == NULL ||
 	    (xo->buf = malloc(TERN_ATTACH_CHUNK_MAX + TERN_ATTACH_TAG_LEN)) == NULL) {
-		if (xo)
-			free(xo);
+		free(xo);
 		return tern_fail(TERN_ENOMEM, "out of memory");
 	}
 	snprintf(xo->dir, sizeof(xo->dir), "%s/spool/in", n->data_dir);
-	xo->todo_tail = &xo->todo;
-	xo->done_tail = &xo->done;
-	if ((xo->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+	if ((rc = tern_workq_new("tern-open", XOPEN_NICE, run, xo, &xo->q)) != TERN_OK) {
 		free(xo->buf);
 		free(xo);
-		return tern_fail(TERN_EIO, "eventfd: %s", strerror(errno));
-	}
-	pthread_mutex_init(&xo->mu, NULL);
-	pthread_cond_init(&xo->cv, NULL);
-	if (pthread_create(&xo->thread, NULL, worker, xo) != 0) {
-		close(xo->efd);
-		pthread_mutex_destroy(&xo->mu);
-		pthread_cond_destroy(&xo->cv);
-		free(xo->buf);
-		free(xo);
-		return tern_fail(TERN_EIO, "cannot start the chunk-opening thread");
+		return rc;
 	}
 	n->xopen = xo;
 	return TERN_OK;
@@ -192,47 +152,29 @@ static int xopen_open(node *n)
 
 int node_xopen_queue(node *n, struct node_xopen_job *j)
 {
-	struct xopen *xo;
 	int rc;
 
 	if ((rc = xopen_open(n)) != TERN_OK)
 		return rc;
-	xo = n->xopen;
-	pthread_mutex_lock(&xo->mu);
-	j->next = NULL;
-	*xo->todo_tail = j;
-	xo->todo_tail = &j->next;
-	pthread_cond_signal(&xo->cv);
-	pthread_mutex_unlock(&xo->mu);
+	tern_workq_push(n->xopen->q, &j->item);
 	return TERN_OK;
 }
 
 int node_xopen_fd(const node *n)
 {
-	return n->xopen ? n->xopen->efd : -1;
+	return n->xopen ? tern_workq_fd(n->xopen->q) : -1;
 }
 
 void node_xopen_done(node *n)
 {
-	struct xopen *xo = n->xopen;
-	struct node_xopen_job *list;
-	uint64_t v;
+	struct tern_workq_item *list;
 
-	if (xo == NULL)
+	if (n->xopen == NULL)
 		return;
-	pthread_mutex_lock(&xo->mu);
-	/* Under the lock, as the thread writes it: no wake-up is left for
-	 * jobs already taken. */
-	if (read(xo->efd, &v, sizeof(v)) < 0) {
-		/* EAGAIN: nothing new since the last turn */
-	}
-	list = xo->done;
-	xo->done = NULL;
-	xo->done_tail = &xo->done;
-	pthread_mutex_unlock(&xo->mu);
+	list = tern_workq_take(n->xopen->q);
 	while (list) {
-		struct node_xopen_job *j = list;
-		list = j->next;
+		struct node_xopen_job *j = (struct node_xopen_job *)list;
+		list = list->next;
 		node_xin_opened(n, j);
 		job_free(&j);
 	}
@@ -240,29 +182,15 @@ void node_xopen_done(node *n)
 
 void node_xopen_stop(node *n)
 {
-	struct xopen *xo = n->xopen;
+	struct tern_workq_item *left;
 
-	if (xo == NULL)
+	if (n->xopen == NULL)
 		return;
-	pthread_mutex_lock(&xo->mu);
-	xo->stop = 1;
-	pthread_cond_signal(&xo->cv);
-	pthread_mutex_unlock(&xo->mu);
-	pthread_join(xo->thread, NULL);
 	/* What was written and not counted is fetched again at the next start
 	 * (the transfer's record counts only what was synced). */
-	for (struct node_xopen_job *j = xo->todo, *next; j; j = next) {
-		next = j->next;
-		job_free(&j);
-	}
-	for (struct node_xopen_job *j = xo->done, *next; j; j = next) {
-		next = j->next;
-		job_free(&j);
-	}
-	close(xo->efd);
-	pthread_mutex_destroy(&xo->mu);
-	pthread_cond_destroy(&xo->cv);
-	free(xo->buf);
-	free(xo);
+	tern_workq_free(&n->xopen->q, &left);
+	jobs_free(left);
+	free(n->xopen->buf);
+	free(n->xopen);
 	n->xopen = NULL;
 }

@@ -175,7 +175,8 @@ static void *worker(void *arg)
 	/* Per thread on Linux, and inherited by the helper the seal starts. */
 	/* Named, so that top -H and the benchmarks tell its CPU from the loop's. */
 	(void)pthread_setname_np(pthread_self(), "tern-seal");
-	if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SEAL_NICE) != 0)
+	if (getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)) < SEAL_NICE &&
+	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SEAL_NICE) != 0)
 		log_debug("sealing thread: cannot lower its priority: %s", strerror(errno));
 	pthread_mutex_lock(&x->mu);
 	for (;;) {

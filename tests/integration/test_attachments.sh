@@ -181,6 +181,27 @@ wait_for 240 "$big delivered" state_is unhcr "$big" delivered
 say "a plain send went through while $MIB MiB were sealed"
 INBOX=2
 
+# The bulk work runs below the loops (docs/attachments.md): the threads that
+# seal, write and open chunks, and the nodes' bulk lanes' ZMQ I/O threads,
+# at nice 10 or more; each daemon's loop (its first thread) as started.
+thread_nice() { # PID NAME: the niceness of PID's thread NAME, or nothing
+  local t
+  for t in /proc/"$1"/task/*; do
+    [[ $(cat "$t/comm" 2>/dev/null) == "$2" ]] || continue
+    sed 's/.*) //' "$t/stat" | awk '{print $17}'
+    return
+  done
+}
+for check in unhcr:tern-seal unhcr:2/ZMQbg/IO/0 broker:tern-put sweden:tern-open sweden:2/ZMQbg/IO/0; do
+  who=${check%%:*} name=${check#*:}
+  nice=$(thread_nice "${PIDS[$who]}" "$name")
+  loop=$(sed 's/.*) //' /proc/"${PIDS[$who]}"/stat | awk '{print $17}')
+  [[ -n $nice ]] || fail "$who has no thread $name"
+  ((nice >= 10)) || fail "$who's $name runs at nice $nice, not below its loop"
+  ((loop >= 10 || nice > loop)) || fail "$who's $name runs at its loop's priority ($loop)"
+done
+say "the bulk threads run at nice 10, below the loops"
+
 round unhcr
 round broker
 round sweden

@@ -781,7 +781,7 @@ static void test_put_on_writing_thread(void **state)
 	put(f, UNHCR, 1, 1, 0); /* taken as the next: staged counts */
 	assert_int_equal(f->b->nstaged, 2);
 	for (int back = 0; back < 2;) {
-		struct pollfd p = {xput_fd(f->b), POLLIN, 0};
+		struct pollfd p = {tern_workq_fd(f->b->xput), POLLIN, 0};
 		assert_int_equal(poll(&p, 1, 5000), 1);
 		chunk_xput_done(f->b);
 		back = 0;
@@ -798,7 +798,7 @@ static void test_put_on_writing_thread(void **state)
 	put(f, UNHCR, 2, 1, 1); /* altered */
 	assert_quiet(f, UNHCR); /* not before the thread is done with it */
 	{
-		struct pollfd p = {xput_fd(f->b), POLLIN, 0};
+		struct pollfd p = {tern_workq_fd(f->b->xput), POLLIN, 0};
 		assert_int_equal(poll(&p, 1, 5000), 1);
 	}
 	chunk_xput_done(f->b);
