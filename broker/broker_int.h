@@ -399,7 +399,7 @@ enum chunk_xresult {
 /* A put for the thread: its own copy of the chunk and the proof. */
 struct chunk_xjob {
 	struct tern_workq_item item; /* first: the queue's link */
-	uint64_t seq; /* its staged entry's */
+	uint64_t seq;                /* its staged entry's */
 	char msgid[37];
 	uint32_t att, chunk_size;
 	uint64_t index, size;

@@ -469,8 +469,9 @@ void chunk_on_put(broker *b, struct peer *p, const Tern__V1__ChunkPut *cp)
 		          (unsigned long long)cp->index, att, cp->message_id, tern_errdetail());
 		send_ack(b, p, cp->message_id, att, committed,
 		         err == ENOSPC ? TERN_REASON_NO_SPACE : TERN_REASON_BUSY,
-		         err == ENOSPC ? "the broker's disk is full: put it again later"
-		                       : "the broker could not store the chunk: put it again later");
+		         err == ENOSPC
+		             ? "the broker's disk is full: put it again later"
+		             : "the broker could not store the chunk: put it again later");
 		goto out;
 	}
 	/* The chunk's own checks and its write go to the thread: a copy of

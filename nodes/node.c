@@ -202,7 +202,8 @@ int node_open(const char *conf, node **out)
 		}
 	}
 	n->ctx = zmq_ctx_new();
-	if ((rc = dealer_open(n, n->ctx, &n->dealer)) != TERN_OK || (rc = bulk_open(n)) != TERN_OK) {
+	if ((rc = dealer_open(n, n->ctx, &n->dealer)) != TERN_OK ||
+	    (rc = bulk_open(n)) != TERN_OK) {
 		fprintf(stderr, "tern-node: socket options: %s\n", zmq_strerror(errno));
 		goto fail;
 	}
@@ -298,7 +299,7 @@ void node_close(node **np)
 	if (np == NULL || (n = *np) == NULL)
 		return;
 	node_xseal_stop(n);
-	node_xopen_stop(n); /* before node_xin_free: its jobs point into transfers */
+	node_xopen_stop(n);          /* before node_xin_free: its jobs point into transfers */
 	tern_syncer_free(&n->xsync); /* a sync under way ends; it was not counted */
 	/* Before the store closes: the pusher reads it. What it delivered and
 	 * the loop did not delete yet is posted again at the next start. */

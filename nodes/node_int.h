@@ -483,8 +483,7 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
  * those left). TERN_OK: s is taken and the client stays parked; else *res
  * is the answer. No attachments at all: TERN_ENOENT, and nothing is taken. */
 int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
-                     const char *const *uploads, size_t nup, int *fds, size_t nfds,
-                     json_t **res);
+                     const char *const *uploads, size_t nup, int *fds, size_t nfds, json_t **res);
 /* The descriptor the loop polls for finished sealings (-1: none yet). */
 int node_xseal_fd(const node *n);
 /* Finishes the sends whose sealing is done. */
@@ -527,11 +526,11 @@ int node_xin_active(const node *n, const char *msgid);
 
 /* What became of a chunk on the opening thread. */
 enum node_xopen_result {
-	NODE_XOPEN_OK,         /* checked, opened, hashed and written */
-	NODE_XOPEN_SKIPPED,    /* an earlier job of its transfer failed: not looked at */
-	NODE_XOPEN_MISMATCH,   /* it does not match its seal and proof */
-	NODE_XOPEN_UNOPENED,   /* under its seal, it does not open with the key */
-	NODE_XOPEN_UNWRITTEN,  /* not written (a full disk, an I/O error) */
+	NODE_XOPEN_OK,        /* checked, opened, hashed and written */
+	NODE_XOPEN_SKIPPED,   /* an earlier job of its transfer failed: not looked at */
+	NODE_XOPEN_MISMATCH,  /* it does not match its seal and proof */
+	NODE_XOPEN_UNOPENED,  /* under its seal, it does not open with the key */
+	NODE_XOPEN_UNWRITTEN, /* not written (a full disk, an I/O error) */
 };
 
 /* A chunk for the opening thread. Owner, failed, key, msgid, root, fd and hs

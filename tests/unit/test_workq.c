@@ -27,9 +27,9 @@
 struct job {
 	struct tern_workq_item item;
 	int seq;
-	pid_t tid;      /* the thread that ran it */
-	int nice;       /* its niceness then */
-	char name[16];  /* its name then */
+	pid_t tid;     /* the thread that ran it */
+	int nice;      /* its niceness then */
+	char name[16]; /* its name then */
 };
 
 /* Holds the thread in its first job until released; entered says it is
@@ -139,9 +139,9 @@ static void test_free_hands_back(void **state)
 		n++;
 		free(j);
 	}
-	assert_int_equal(n, 5); /* none was taken back */
+	assert_int_equal(n, 5);            /* none was taken back */
 	assert_true(ran >= 1 && ran <= 5); /* the one under way finished */
-	tern_workq_free(&q, &left); /* NULL is fine */
+	tern_workq_free(&q, &left);        /* NULL is fine */
 	assert_null(left);
 }
 
