@@ -309,7 +309,6 @@ void batch_commit(broker *b)
 				p->sent_hi = p->acked;
 			p->progress = bt->now;
 			p->attempts = 0;
-			p->head_out = 0;
 			p->wait = b->ack_timeout_ms;
 			p->dirty = 1;
 		}
@@ -322,7 +321,6 @@ void batch_commit(broker *b)
 			          (long long)b->max_attempts);
 		if (p) {
 			p->attempts = 0;
-			p->head_out = 0;
 			p->dirty = 1;
 		}
 	}

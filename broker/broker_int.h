@@ -73,10 +73,6 @@ struct peer {
 	int64_t progress; /* last ack that advanced, or first send after idle */
 	int64_t wait;     /* current redelivery wait, ms */
 	int attempts;     /* redeliveries of the head without progress */
-	/* The head's seq (the first item above acked still there) when it
-	 * went out since the last Hello and is not acknowledged (0: none): a
-	 * Hello that finds it so counts an attempt (session.c) */
-	uint64_t head_out;
 	int64_t last_rx;
 	int64_t last_tx;
 	int64_t last_restore; /* when its store was last found put back */

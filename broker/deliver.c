@@ -58,8 +58,6 @@ static int pump_flush(struct pump *pp)
 	} else {
 		if (pp->inflight == 0)
 			p->progress = tern_now_ms();
-		if (p->sent == p->acked)
-			p->head_out = pp->ds[0].seq; /* the head is in this frame */
 		p->sent = pp->ds[pp->n - 1].seq;
 		if (p->sent > p->sent_hi)
 			p->sent_hi = p->sent;

@@ -158,33 +158,12 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			p->acked = acked;
 	}
 	p->sent = p->sent_hi = p->acked;
-	/* A dead letter decided on the old connection's attempts is decided
-	 * again below, on the count as it stands now. */
+	p->attempts = 0;
+	/* A dead letter decided on the old connection's attempts goes with
+	 * them: this one starts counting afresh. */
 	for (size_t i = 0; i < b->batch.ndead; i++)
 		if (strcmp(b->batch.dead[i].node, user) == 0)
 			b->batch.dead[i].seq = 0;
-	/* The head went out and the connection went without its
-	 * acknowledgement: an attempt. Counted here too, not only when the
-	 * acknowledgement times out: a node that fails on a message each time
-	 * it comes (its process dies, its link drops) and says Hello again
-	 * sooner than that would hold its queue behind it for good. Any
-	 * progress (an acknowledgement, the mark found higher in the store)
-	 * starts the count again. */
-	if (p->head_out > p->acked) {
-		p->attempts++;
-		log_info("%s said Hello again with seq %llu delivered and not acknowledged "
-		         "(attempt %d of %lld)",
-		         user, (unsigned long long)p->head_out, p->attempts,
-		         (long long)b->max_attempts);
-		if (p->attempts >= b->max_attempts && b->batch.ndead < MAX_PEERS) {
-			snprintf(b->batch.dead[b->batch.ndead].node, 64, "%s", user);
-			b->batch.dead[b->batch.ndead].sent_hi = p->head_out;
-			b->batch.dead[b->batch.ndead++].seq = p->acked + 1;
-		}
-	} else {
-		p->attempts = 0;
-	}
-	p->head_out = 0; /* counted once: the next goes out on this connection */
 	p->wait = b->ack_timeout_ms;
 	p->last_rx = tern_now_ms();
 	p->dirty = 1;

@@ -1441,103 +1441,6 @@ static Tern__V1__Frame *ack_frame(const broker *b, uint64_t upto)
 	return out;
 }
 
-/* A Hello from sweden (routing id "sw"), decoded: its session, holding
- * nothing yet. */
-static Tern__V1__Frame *hello_frame(uint64_t session)
-{
-	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
-	Tern__V1__Hello h = TERN__V1__HELLO__INIT;
-	uint8_t wire[256];
-	size_t n;
-
-	h.node_id = "sweden";
-	h.software = "test";
-	h.credit = 1;
-	h.session = session;
-	h.deliver_batch = 64;
-	fr.version = TERN_HOP_VERSION;
-	fr.body_case = TERN__V1__FRAME__BODY_HELLO;
-	fr.hello = &h;
-	n = tern__v1__frame__pack(&fr, wire);
-	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
-	return out;
-}
-
-/* The Welcome the broker answered a Hello with, read off dealer. */
-static void welcome_read(void *dealer)
-{
-	Tern__V1__Frame *fr = NULL;
-	zmq_msg_t m;
-
-	zmq_msg_init(&m);
-	assert_true(zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT) >= 0);
-	assert_int_equal(tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
-	                 TERN_OK);
-	assert_int_equal(fr->body_case, TERN__V1__FRAME__BODY_WELCOME);
-	tern_pb_free((ProtobufCMessage **)&fr);
-	zmq_msg_close(&m);
-}
-
-/* A node that fails on the head each time it comes (its process dies, its
- * link drops) and says Hello again before the acknowledgement times out:
- * each such Hello is an attempt, and after max_attempts the head is
- * dead-lettered and the rest of the queue moves. Before, every Hello set
- * the attempts back to 0: the queue stayed behind that message for good.
- * An acknowledgement in between starts the count again. */
-static void test_hello_counts_attempts(void **state)
-{
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct peer conn = {.fd = -1}; /* the connection a Hello comes on */
-	struct sealed e[3];
-
-	b->batch.now = tern_now_ms();
-	commit_referrals(f, b, e, 3);
-	pump_pair_open(b, sweden, "inproc://hello-attempts", &pp);
-	b->max_attempts = 3;
-	sweden->credit = 1;
-	sweden->deliver_batch = 1;
-	/* Seq 1 taken and acknowledged, seq 2 goes out: then the node goes. */
-	deliver_pump(b, sweden);
-	assert_string_equal(frames_read(pp.dealer), "1");
-	session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, 1));
-	batch_commit(b);
-	for (int round = 1; round <= 3; round++) {
-		deliver_pump(b, sweden);
-		assert_string_equal(frames_read(pp.dealer), "2");
-		session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2,
-		                 hello_frame((uint64_t)round));
-		welcome_read(pp.dealer);
-		assert_int_equal(sweden->attempts, round);
-		assert_int_equal(b->batch.ndead, round == 3 ? 1 : 0);
-		batch_commit(b);
-	}
-	assert_int_equal(b->m.dead, 1); /* seq 2, after 3 attempts */
-	assert_int_equal(queue_of(f, "sweden").n, 1);
-	assert_string_equal(queue_of(f, "sweden").ids[0], e[2].id);
-	assert_int_equal(sweden->attempts, 0);
-	/* Seq 3: a Hello without it delivered counts nothing; one with it
-	 * delivered counts one; its acknowledgement starts the count again. */
-	session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello_frame(10));
-	welcome_read(pp.dealer);
-	assert_int_equal(sweden->attempts, 0);
-	deliver_pump(b, sweden);
-	assert_string_equal(frames_read(pp.dealer), "3");
-	session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello_frame(11));
-	welcome_read(pp.dealer);
-	assert_int_equal(sweden->attempts, 1);
-	deliver_pump(b, sweden);
-	assert_string_equal(frames_read(pp.dealer), "3");
-	session_on_frame(b, "sweden", NULL, (const uint8_t *)"sw", 2, ack_frame(b, 3));
-	batch_commit(b);
-	assert_int_equal(sweden->attempts, 0);
-	assert_int_equal(b->batch.ndead, 0);
-	assert_int_equal(b->m.dead, 1);
-	pump_pair_close(&pp, b, e, 3);
-}
-
 /* A batch keeps one acknowledgement per node, the highest: before, each
  * DeliverAck took an entry, and a node sending a thousand between two
  * commits filled the batch, so that another node's acknowledgement was
@@ -1703,7 +1606,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_acks_one_entry_per_node, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_after_redelivery_reset, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_hello_counts_attempts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_witness_relay_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_witness_allowance_per_pair, setup, teardown),
 	    cmocka_unit_test(test_session_order),
