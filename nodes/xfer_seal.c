@@ -13,17 +13,15 @@
  * The thread touches only the job (its descriptors, its prep) and the spool
  * files it makes: never the store, the batch or the API server.
  *
+ * The thread and its queue are libtern's workq (workq.h).
+ *
  * Touches: spool/out, n->xseal. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -38,12 +36,14 @@
 #include "node_int.h"
 #include "pbuf.h"
 #include "util.h"
+#include "workq.h"
 
 /* Sends waiting to be sealed at once; one more is told to try again. */
 #define XSEAL_QUEUE_MAX 16
 
 struct job {
-	struct job *next;
+	struct tern_workq_item item; /* first: the queue's link */
+	struct job *out_next;        /* the loop's list of jobs out */
 	struct node_send s;
 	struct node_xprep prep;
 	int fds[TERN_ATTACH_MAX_COUNT];
@@ -53,14 +53,13 @@ struct job {
 	json_t *res; /* the refusal, when rc != TERN_OK */
 };
 
+/* The sealing thread (libtern's workq) and the jobs handed to it and not
+ * taken back: the loop's own list, which the thread never touches, so that
+ * a send can be told it is being sealed without a lock (their client_ref
+ * and msgid are set before the push and never change). */
 struct xseal {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct job *todo, *done; /* lists; todo in arrival order */
-	struct job *current;     /* being sealed */
-	size_t queued;           /* jobs not yet done */
-	int efd, stop;
+	tern_workq *q;
+	struct job *out;
 };
 
 void node_send_free(struct node_send *s)
@@ -160,46 +159,17 @@ static void seal_job(struct job *j)
 	j->rc = TERN_OK;
 }
 
-/* The niceness of the sealing threads: a seal keeps two cores busy for
- * seconds, and the loops that carry ordinary messages (this node's, the
- * broker's, the other nodes' on the same machine) must get a core first.
- * Not SCHED_IDLE: on a machine busy with other work a seal would then
- * hardly move. */
+/* The niceness of the sealing threads (the thread's helper, which the seal
+ * starts, takes it from it): a seal keeps two cores busy for seconds, and
+ * the loops that carry ordinary messages (this node's, the broker's, the
+ * other nodes' on the same machine) must get a core first. Not SCHED_IDLE:
+ * on a machine busy with other work a seal would then hardly move. */
 #define SEAL_NICE 10
 
-static void *worker(void *arg)
+static void run(struct tern_workq_item *it, void *arg)
 {
-	struct xseal *x = arg;
-	uint64_t one = 1;
-
-	/* Per thread on Linux, and inherited by the helper the seal starts. */
-	/* Named, so that top -H and the benchmarks tell its CPU from the loop's. */
-	(void)pthread_setname_np(pthread_self(), "tern-seal");
-	if (getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid)) < SEAL_NICE &&
-	    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), SEAL_NICE) != 0)
-		log_debug("sealing thread: cannot lower its priority: %s", strerror(errno));
-	pthread_mutex_lock(&x->mu);
-	for (;;) {
-		struct job *j;
-		while (x->todo == NULL && !x->stop)
-			pthread_cond_wait(&x->cv, &x->mu);
-		if (x->todo == NULL)
-			break;
-		j = x->todo;
-		x->todo = j->next;
-		x->current = j;
-		pthread_mutex_unlock(&x->mu);
-		seal_job(j);
-		pthread_mutex_lock(&x->mu);
-		x->current = NULL;
-		j->next = x->done;
-		x->done = j;
-		if (write(x->efd, &one, sizeof(one)) < 0) {
-			/* the counter cannot overflow at one write per job */
-		}
-	}
-	pthread_mutex_unlock(&x->mu);
-	return NULL;
+	(void)arg;
+	seal_job((struct job *)it);
 }
 
 /* --- on the loop ---------------------------------------------------------------- */
@@ -218,26 +188,29 @@ static void job_free(node *n, struct job *j)
 static int xseal_open(node *n)
 {
 	struct xseal *x;
+	int rc;
 
 	if (n->xseal)
 		return TERN_OK;
 	if ((x = calloc(1, sizeof(*x))) == NULL)
 		return TERN_ENOMEM;
-	if ((x->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+	/* Named, so that top -H and the benchmarks tell its CPU from the loop's. */
+	if ((rc = tern_workq_new("tern-seal", SEAL_NICE, run, NULL, &x->q)) != TERN_OK) {
 		free(x);
-		return tern_fail(TERN_EIO, "eventfd: %s", strerror(errno));
-	}
-	pthread_mutex_init(&x->mu, NULL);
-	pthread_cond_init(&x->cv, NULL);
-	if (pthread_create(&x->thread, NULL, worker, x) != 0) {
-		close(x->efd);
-		pthread_mutex_destroy(&x->mu);
-		pthread_cond_destroy(&x->cv);
-		free(x);
-		return tern_fail(TERN_EIO, "cannot start the sealing thread");
+		return rc;
 	}
 	n->xseal = x;
 	return TERN_OK;
+}
+
+/* Takes j off the loop's list of jobs out. */
+static void out_remove(struct xseal *x, const struct job *j)
+{
+	for (struct job **pp = &x->out; *pp; pp = &(*pp)->out_next)
+		if (*pp == j) {
+			*pp = j->out_next;
+			return;
+		}
 }
 
 int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
@@ -273,7 +246,7 @@ int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
 		*res = tern_api_error(rc, "cannot seal the attachments: %s", tern_errdetail());
 		return rc;
 	}
-	if (n->xseal->queued >= XSEAL_QUEUE_MAX) {
+	if (tern_workq_out(n->xseal->q) >= XSEAL_QUEUE_MAX) {
 		*res = tern_api_error(TERN_ENOMEM,
 		                      "%d sends with attachments are being sealed: try again",
 		                      XSEAL_QUEUE_MAX);
@@ -345,16 +318,9 @@ int node_xseal_start(node *n, struct node_send *s, const ProtobufCMessage *body,
 	snprintf(j->dir, sizeof(j->dir), "%s/spool/out", n->data_dir);
 	j->s = *s;
 	memset(s, 0, sizeof(*s));
-	pthread_mutex_lock(&n->xseal->mu);
-	{
-		struct job **tail = &n->xseal->todo;
-		while (*tail)
-			tail = &(*tail)->next;
-		*tail = j;
-	}
-	n->xseal->queued++;
-	pthread_cond_signal(&n->xseal->cv);
-	pthread_mutex_unlock(&n->xseal->mu);
+	j->out_next = n->xseal->out;
+	n->xseal->out = j;
+	tern_workq_push(n->xseal->q, &j->item);
 	log_info("sealing %zu attachment(s) of %s (%llu bytes)", na, p->msgid,
 	         (unsigned long long)total);
 	return TERN_OK;
@@ -365,30 +331,22 @@ fail:
 
 int node_xseal_fd(const node *n)
 {
-	return n->xseal ? n->xseal->efd : -1;
+	return n->xseal ? tern_workq_fd(n->xseal->q) : -1;
 }
 
 void node_xseal_done(node *n)
 {
-	struct job *done;
-	uint64_t cnt;
+	struct tern_workq_item *done;
 
 	if (n->xseal == NULL)
 		return;
-	if (read(n->xseal->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
-		log_warn("eventfd");
-	pthread_mutex_lock(&n->xseal->mu);
-	done = n->xseal->done;
-	n->xseal->done = NULL;
-	pthread_mutex_unlock(&n->xseal->mu);
+	done = tern_workq_take(n->xseal->q);
 	while (done) {
-		struct job *j = done;
+		struct job *j = (struct job *)done;
 		ProtobufCMessage *body = NULL;
 		json_t *res = NULL;
-		done = j->next;
-		pthread_mutex_lock(&n->xseal->mu);
-		n->xseal->queued--;
-		pthread_mutex_unlock(&n->xseal->mu);
+		done = done->next;
+		out_remove(n->xseal, j);
 		for (size_t i = 0; i < TERN_ATTACH_MAX_COUNT; i++)
 			if (j->fds[i] >= 0) {
 				close(j->fds[i]);
@@ -413,66 +371,39 @@ void node_xseal_done(node *n)
 
 int node_xseal_has_ref(const node *n, const char *client_ref)
 {
-	int found = 0;
-
 	if (n->xseal == NULL || client_ref == NULL)
 		return 0;
-	pthread_mutex_lock(&n->xseal->mu);
-	for (const struct job *j = n->xseal->todo; j && !found; j = j->next)
-		found = j->s.client_ref && strcmp(j->s.client_ref, client_ref) == 0;
-	for (const struct job *j = n->xseal->done; j && !found; j = j->next)
-		found = j->s.client_ref && strcmp(j->s.client_ref, client_ref) == 0;
-	if (n->xseal->current && n->xseal->current->s.client_ref)
-		found |= strcmp(n->xseal->current->s.client_ref, client_ref) == 0;
-	pthread_mutex_unlock(&n->xseal->mu);
-	return found;
+	for (const struct job *j = n->xseal->out; j; j = j->out_next)
+		if (j->s.client_ref && strcmp(j->s.client_ref, client_ref) == 0)
+			return 1;
+	return 0;
 }
 
 int node_xseal_has_msgid(const node *n, const char *msgid)
 {
-	int found = 0;
-
 	if (n->xseal == NULL)
 		return 0;
-	pthread_mutex_lock(&n->xseal->mu);
-	for (const struct job *j = n->xseal->todo; j && !found; j = j->next)
-		found = strcmp(j->prep.msgid, msgid) == 0;
-	for (const struct job *j = n->xseal->done; j && !found; j = j->next)
-		found = strcmp(j->prep.msgid, msgid) == 0;
-	if (n->xseal->current)
-		found |= strcmp(n->xseal->current->prep.msgid, msgid) == 0;
-	pthread_mutex_unlock(&n->xseal->mu);
-	return found;
+	for (const struct job *j = n->xseal->out; j; j = j->out_next)
+		if (strcmp(j->prep.msgid, msgid) == 0)
+			return 1;
+	return 0;
 }
 
 void node_xseal_stop(node *n)
 {
-	struct xseal *x = n->xseal;
+	struct tern_workq_item *left;
 
-	if (x == NULL)
+	if (n->xseal == NULL)
 		return;
-	pthread_mutex_lock(&x->mu);
-	x->stop = 1;
-	/* Jobs not started are dropped: their clients get no answer and send
-	 * again (nothing of theirs was stored). */
-	while (x->todo) {
-		struct job *j = x->todo;
-		x->todo = j->next;
-		j->next = x->done;
-		x->done = j;
-		j->rc = -1;
-	}
-	pthread_cond_signal(&x->cv);
-	pthread_mutex_unlock(&x->mu);
-	pthread_join(x->thread, NULL);
-	while (x->done) {
-		struct job *j = x->done;
-		x->done = j->next;
+	/* The seal under way ends; the jobs not answered are dropped: their
+	 * clients get no answer and send again (nothing of theirs was
+	 * stored). */
+	tern_workq_free(&n->xseal->q, &left);
+	while (left) {
+		struct job *j = (struct job *)left;
+		left = left->next;
 		job_free(n, j);
 	}
-	close(x->efd);
-	pthread_mutex_destroy(&x->mu);
-	pthread_cond_destroy(&x->cv);
-	free(x);
+	free(n->xseal);
 	n->xseal = NULL;
 }
