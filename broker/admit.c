@@ -132,6 +132,7 @@ void session_close(broker *b, struct peer *p, const char *why)
 	p->live = 0;
 	p->broken = 1;
 	p->sent = p->sent_hi = p->acked;
+	p->lost_hi = 0; /* the broker's decision, not a failed delivery */
 	p->dirty = 0;
 	rate_free(p);
 	chunk_gets_drop(p);

@@ -31,18 +31,10 @@ static int batch_subs_write(MDB_txn *txn, broker *b)
 	return TERN_OK;
 }
 
-static int first_real(uint64_t seq, const bq_item *it, void *arg)
-{
-	if (it->kind == BQ_STUB)
-		return 0;
-	*(uint64_t *)arg = seq;
-	return 1;
-}
-
 /* The entry a max_attempts dead letter d is for, in *seq; 0: none. */
 static int dead_target(MDB_txn *txn, tern_store *st, const struct dead *d, uint64_t *seq)
 {
-	uint64_t acked;
+	uint64_t acked, head;
 	int rc;
 
 	*seq = 0;
@@ -52,17 +44,14 @@ static int dead_target(MDB_txn *txn, tern_store *st, const struct dead *d, uint6
 	 * applied before): it is not stuck, nothing is dead-lettered. */
 	if ((rc = bq_acked(txn, st, d->node, &acked)) != TERN_OK || acked >= d->seq)
 		return rc;
-	/* What blocks the queue is its first item still there: the one after
-	 * the acknowledged mark may be gone (expired, dead-lettered) or a stub
-	 * a rewind left, and dead-lettering that seq would find nothing,
-	 * attempt after attempt, behind an item never taken. */
-	if ((rc = bq_scan(txn, st, d->node, d->seq, first_real, seq)) != TERN_OK)
+	/* The attempts were counted for d->seq as the head of the queue. If it
+	 * is no longer the head (it expired, or a rewind put older entries
+	 * before it), they say nothing of what blocks the queue now: the head
+	 * there has its own count. */
+	if ((rc = bq_head(txn, st, d->node, acked + 1, &head)) != TERN_OK)
 		return rc;
-	/* One never sent (it came after the expired head, or waited beyond the
-	 * credit): the attempts were not its. The commit starts them again, and
-	 * it gets its own. */
-	if (*seq > d->sent_hi)
-		*seq = 0;
+	if (head == d->seq)
+		*seq = head;
 	return TERN_OK;
 }
 

@@ -72,7 +72,19 @@ struct peer {
 	uint64_t sent_hi;
 	int64_t progress; /* last ack that advanced, or first send after idle */
 	int64_t wait;     /* current redelivery wait, ms */
-	int attempts;     /* redeliveries of the head without progress */
+	/* Attempts belong to one entry, the queue's head (attempts_seq): each
+	 * delivery of it that ended without its acknowledgement counts once,
+	 * when its ack_timeout passes or when a new process of the node says
+	 * Hello (a node that crashes on it, again and again). A Hello from the
+	 * same process resets the count: it says the node had a reason of its
+	 * own (its disk, a gap, a silent broker). */
+	int attempts;
+	uint64_t attempts_seq;
+	/* What was sent on a connection whose route was dropped for silence,
+	 * not yet counted (the sent mark goes back to acked with the route):
+	 * the next Hello of a new process counts it. 0: nothing. */
+	uint64_t lost_hi;
+	uint64_t instance; /* its Hello's instance: the node's process (0: unknown) */
 	int64_t last_rx;
 	int64_t last_tx;
 	int64_t last_restore; /* when its store was last found put back */
@@ -142,10 +154,7 @@ struct ack {
 
 struct dead {
 	char node[64];
-	uint64_t seq;
-	/* the peer's sent_hi when it was decided: an entry above it was never
-	 * sent, so the attempts counted were not its */
-	uint64_t sent_hi;
+	uint64_t seq; /* the head the attempts were counted for; 0: dropped */
 };
 
 /* Delivery latency buckets (seconds): broker commit to the node's commit
@@ -453,6 +462,9 @@ void deliver_pump(broker *b, struct peer *p);
  * bq_ack callback. */
 void deliver_latency(const bq_item *it, void *arg);
 void deliver_redeliveries(broker *b, int64_t now);
+/* One delivery of head, p's first entry, ended unacknowledged: counted for
+ * head; at [delivery] max_attempts the batch dead-letters it. */
+void deliver_count(broker *b, struct peer *p, uint64_t head);
 void node_restored(broker *b, struct peer *p, uint64_t to, int exact);
 
 /* --- control.c -------------------------------------------------------------- */

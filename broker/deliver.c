@@ -138,8 +138,6 @@ void deliver_pump(broker *b, struct peer *p)
 	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp);
 	(void)pump_flush(&pp); /* before the txn its payloads point into ends */
 	mdb_txn_abort(txn);
-	if (pp.inflight == 0)
-		p->attempts = 0;
 	p->dirty = pp.blocked;
 }
 
@@ -254,6 +252,7 @@ void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
 	b->last_audit = tern_now_ms();
 	p->last_restore = b->last_audit;
 	p->acked = p->sent = p->sent_hi = to;
+	p->lost_hi = 0; /* what it lost is sent again: a new count, by head */
 	/* Acknowledgements and dead letters of its old connection, still in
 	 * this batch, must not undo the rewind. */
 	for (size_t i = 0; i < b->batch.nacks; i++)
@@ -264,28 +263,60 @@ void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
 			b->batch.dead[i].seq = 0;
 }
 
+/* One delivery of head, p's first entry, ended without its acknowledgement.
+ * The count is the entry's: a new head (the old one acknowledged, expired or
+ * dead-lettered, or a rewind) starts its own. At max_attempts the batch
+ * dead-letters head, if it is still the head then (dead_target). */
+void deliver_count(broker *b, struct peer *p, uint64_t head)
+{
+	size_t i;
+
+	p->lost_hi = 0;
+	if (head != p->attempts_seq) {
+		p->attempts_seq = head;
+		p->attempts = 0;
+	}
+	if (++p->attempts < b->max_attempts)
+		return;
+	/* One dead letter per node and batch: a second count in the same turn
+	 * (a timeout, then a Hello) names the same head or a later one. */
+	for (i = 0; i < b->batch.ndead; i++)
+		if (strcmp(b->batch.dead[i].node, p->id) == 0)
+			break;
+	if (i == MAX_PEERS)
+		return;
+	snprintf(b->batch.dead[i].node, sizeof(b->batch.dead[i].node), "%s", p->id);
+	b->batch.dead[i].seq = head;
+	if (i == b->batch.ndead)
+		b->batch.ndead++;
+}
+
 /* What was sent and not acknowledged within the peer's wait goes again,
  * from the first unacknowledged item; the wait doubles up to max_backoff. */
 void deliver_redeliveries(broker *b, int64_t now)
 {
 	for (size_t i = 0; i < b->npeers; i++) {
 		struct peer *p = &b->peers[i];
+		MDB_txn *txn;
+		uint64_t head = 0;
+
 		if (!p->live)
 			continue;
 		if (p->sent > p->acked && now - p->progress > p->wait) {
-			p->attempts++;
-			if (p->attempts >= b->max_attempts && b->batch.ndead < MAX_PEERS) {
-				snprintf(b->batch.dead[b->batch.ndead].node, 64, "%s", p->id);
-				b->batch.dead[b->batch.ndead].sent_hi = p->sent_hi;
-				b->batch.dead[b->batch.ndead++].seq = p->acked + 1;
+			/* The head is counted only if it went out since the last
+			 * count: entries before it may have expired since they were
+			 * sent, and one never sent has had no attempt. */
+			if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
+				(void)bq_head(txn, b->store, p->id, p->acked + 1, &head);
+				mdb_txn_abort(txn);
 			}
-			/* seq acked+1 may be gone (expired): the batch dead-letters
-			 * the first entry still there, if it was sent. */
+			if (head != 0 && head <= p->sent)
+				deliver_count(b, p, head);
 			log_info(
 			    "no acknowledgement from %s for %lld ms: redelivering from seq %llu "
-			    "(attempt %d)",
+			    "(attempt %d of seq %llu)",
 			    p->id, (long long)p->wait, (unsigned long long)p->acked + 1,
-			    p->attempts);
+			    p->attempts, (unsigned long long)p->attempts_seq);
 			p->sent = p->acked;
 			p->progress = now;
 			p->wait = p->wait * 2 > b->max_backoff_ms ? b->max_backoff_ms : p->wait * 2;

@@ -701,6 +701,20 @@ int bq_scan(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, bq_vis
 	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan queue");
 }
 
+static int head_visit(uint64_t seq, const bq_item *it, void *arg)
+{
+	if (it->kind == BQ_STUB)
+		return 0;
+	*(uint64_t *)arg = seq;
+	return 1;
+}
+
+int bq_head(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, uint64_t *seq)
+{
+	*seq = 0;
+	return bq_scan(txn, s, rcpt, from, head_visit, seq);
+}
+
 struct depth {
 	size_t n, bytes;
 };

@@ -123,6 +123,9 @@ int bq_get(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, bq_item 
 typedef int bq_visit_fn(uint64_t seq, const bq_item *item, void *arg);
 int bq_scan(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, bq_visit_fn *fn,
             void *arg);
+/* The first entry for rcpt with seq >= from that is not a stub, in *seq (0:
+ * none): the head of its queue when from is the mark + 1. */
+int bq_head(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t from, uint64_t *seq);
 /* Number of entries and bytes queued for rcpt (above its mark). */
 int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *bytes);
 

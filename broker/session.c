@@ -106,6 +106,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	char last_accepted[37] = "";
 	int64_t now = tern_now_ms();
 	struct peer *p;
+	uint64_t out;
+	int new_process, restored = 0;
 
 	if (strcmp(h->node_id, user) != 0) {
 		log_warnx("refused Hello: peer %s claims to be %s", user, h->node_id);
@@ -143,6 +145,13 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->deliver_batch = h->deliver_batch < BROKER_DELIVER_BATCH_MAX ? h->deliver_batch
 	                                                               : BROKER_DELIVER_BATCH_MAX;
 	p->result_batch = h->result_batch;
+	/* What the last connection had out, not yet counted as an attempt; and
+	 * whether this Hello comes from another process of the node (it was
+	 * restarted: perhaps it died on what it was sent). */
+	out = p->sent > p->lost_hi ? p->sent : p->lost_hi;
+	new_process = h->instance != 0 && p->instance != 0 && h->instance != p->instance;
+	p->instance = h->instance;
+	p->lost_hi = 0;
 	{
 		/* What the store knows of this node: after a start, the memory
 		 * knows nothing yet. */
@@ -158,12 +167,16 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			p->acked = acked;
 	}
 	p->sent = p->sent_hi = p->acked;
-	p->attempts = 0;
-	/* A dead letter decided on the old connection's attempts goes with
-	 * them: this one starts counting afresh. */
-	for (size_t i = 0; i < b->batch.ndead; i++)
-		if (strcmp(b->batch.dead[i].node, user) == 0)
-			b->batch.dead[i].seq = 0;
+	if (!new_process) {
+		/* The same process says Hello again for a reason of its own (a
+		 * commit it could not make, a gap, a broker that seemed silent):
+		 * not the head's fault. The count starts afresh, and a dead letter
+		 * decided on the old connection's attempts goes with them. */
+		p->attempts = 0;
+		for (size_t i = 0; i < b->batch.ndead; i++)
+			if (strcmp(b->batch.dead[i].node, user) == 0)
+				b->batch.dead[i].seq = 0;
+	}
 	p->wait = b->ack_timeout_ms;
 	p->last_rx = tern_now_ms();
 	p->dirty = 1;
@@ -182,12 +195,30 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			log_warnx("%s says again it holds less than it acknowledged; ignored "
 			          "within a minute of the last time",
 			          user);
-		else
+		else {
 			node_restored(b, p, same_epoch ? h->delivered_upto : 0, same_epoch);
+			restored = 1;
+		}
 	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last) {
 		/* Resync: what the node already holds is dropped, not sent again. */
 		batch_ack_add(b, user, h->delivered_upto);
 		p->sent = p->sent_hi = h->delivered_upto;
+	}
+	if (new_process && !restored && out > p->sent) {
+		/* The head went out to the old process and is not held by the
+		 * new one: that delivery failed. */
+		MDB_txn *txn;
+		uint64_t head = 0;
+		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
+			(void)bq_head(txn, b->store, user, p->sent + 1, &head);
+			mdb_txn_abort(txn);
+		}
+		if (head != 0 && head <= out) {
+			deliver_count(b, p, head);
+			log_info("%s restarted with seq %llu delivered and not acknowledged "
+			         "(attempt %d)",
+			         user, (unsigned long long)head, p->attempts);
+		}
 	}
 	w.broker_id = (char *)b->id.id;
 	w.broker_epoch.data = b->epoch;
@@ -694,6 +725,10 @@ void session_heartbeats(broker *b, int64_t now)
 			log_info("%s silent for %lld ms: route dropped", p->id,
 			         (long long)(now - p->last_rx));
 			p->live = 0;
+			/* Not counted yet: a node hung on what it was sent is seen
+			 * as such when a new process of it says Hello. */
+			if (p->sent > p->acked)
+				p->lost_hi = p->sent;
 			p->sent = p->sent_hi = p->acked;
 			p->bulk_rid_len = 0;
 			chunk_gets_drop(p);

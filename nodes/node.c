@@ -141,6 +141,9 @@ int node_open(const char *conf, node **out)
 	n->max_msg = tern_config_get_int(n->id.cfg, "limits", "max_message_size");
 	n->batch_size = tern_config_get_int(n->id.cfg, "delivery", "batch_size");
 	n->credit = tern_config_get_int(n->id.cfg, "delivery", "credit");
+	do
+		randombytes_buf(&n->instance, sizeof(n->instance));
+	while (n->instance == 0);
 	n->window = tern_config_get_int(n->id.cfg, "delivery", "submit_window");
 	n->hb_ivl_ms = tern_config_get_int(n->id.cfg, "delivery", "heartbeat_interval") * 1000;
 	n->hb_timeout_ms = tern_config_get_int(n->id.cfg, "delivery", "heartbeat_timeout") * 1000;

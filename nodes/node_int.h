@@ -217,6 +217,9 @@ struct node {
 	/* Each Hello opens a session; submissions are numbered within it and
 	 * only sent once its Welcome came (wire.proto, Submit). */
 	uint64_t session, sub_index;
+	/* This process's Hello instance (wire.proto, Hello): chosen at open, so
+	 * the broker tells a restart from another Hello of the same process. */
+	uint64_t instance;
 	int64_t hello_at;
 	int64_t last_rx, last_tx;
 	/* A refused CurveZMQ handshake: libzmq 4.3.4 would retry every 100-200 ms

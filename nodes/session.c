@@ -89,6 +89,7 @@ void node_send_hello(node *n)
 		randombytes_buf(&n->session, sizeof(n->session));
 	while (n->session == 0);
 	h.session = n->session;
+	h.instance = n->instance;
 	/* Nothing is submitted until this Hello's Welcome: submissions sent in
 	 * between could reach the broker ahead of older ones still unanswered. */
 	n->connected = 0;

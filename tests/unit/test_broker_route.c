@@ -854,7 +854,8 @@ static void test_dead_letter_real_head(void **state)
 
 /* The attempts counted are the head's: when it expired and the next entry,
  * never sent (it came later, or waited beyond the credit), took its place,
- * that one is not dead-lettered on attempts it never had; its own start. */
+ * that one is not dead-lettered on attempts it never had, and the timeout
+ * counts nothing for it. */
 static void test_dead_letter_never_sent(void **state)
 {
 	struct fixture *f = *state;
@@ -870,15 +871,16 @@ static void test_dead_letter_never_sent(void **state)
 	b->max_attempts = 3;
 	b->max_backoff_ms = 1000;
 	sweden->attempts = 2;
+	sweden->attempts_seq = 1;
 	sweden->sent = sweden->sent_hi = 1; /* seq 2 was never sent */
 	sweden->progress = now - 50000;
 	sweden->wait = 1000;
 	deliver_redeliveries(b, now);
-	assert_int_equal(b->batch.ndead, 1);
+	assert_int_equal(b->batch.ndead, 0);
 	batch_commit(b);
 	assert_int_equal(b->m.dead, 0);
 	assert_int_equal(queue_of(f, "sweden").n, 1);
-	assert_int_equal(sweden->attempts, 0); /* seq 2's own count starts */
+	assert_int_equal(sweden->attempts_seq, 1); /* nothing counted for seq 2 */
 	batch_reset(b);
 	free(b->batch.subs);
 	free(b);
@@ -905,6 +907,7 @@ static void test_dead_letter_after_ack_same_batch(void **state)
 	b->max_attempts = 3;
 	b->max_backoff_ms = 1000;
 	sweden->attempts = 2;
+	sweden->attempts_seq = 1;
 	sweden->sent = sweden->sent_hi = 3;
 	sweden->progress = now - 50000;
 	sweden->wait = 1000;
@@ -918,6 +921,46 @@ static void test_dead_letter_after_ack_same_batch(void **state)
 	free(b->batch.subs);
 	free(b);
 	for (int i = 0; i < 3; i++)
+		free(e[i].buf);
+}
+
+/* Attempts belong to the entry they were counted for. Here seq 1 had two
+ * of three when it expired; seq 2, sent with it, then times out once: that
+ * is its first attempt, not the third. Before, the count was the queue's,
+ * and seq 2 was dead-lettered after one delivery. */
+static void test_attempts_per_head(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct sealed e[2];
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	commit_referrals(f, b, e, 2);
+	sweden->live = 1;
+	b->max_attempts = 3;
+	b->max_backoff_ms = 1000;
+	for (int round = 0; round < 3; round++) {
+		if (round == 2)
+			assert_int_equal(tern_store_write(f->st, expire_seq1, b), TERN_OK);
+		now += 100000;
+		sweden->sent = sweden->sent_hi = 2; /* both sent, never acknowledged */
+		sweden->progress = now - 50000;
+		sweden->wait = 1000;
+		b->batch.now = now;
+		deliver_redeliveries(b, now);
+		batch_commit(b);
+	}
+	assert_int_equal(sweden->attempts_seq, 2);
+	assert_int_equal(sweden->attempts, 1);
+	assert_int_equal(b->m.dead, 0);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+	assert_string_equal(queue_of(f, "sweden").ids[0], e[1].id);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 2; i++)
 		free(e[i].buf);
 }
 
@@ -1505,6 +1548,144 @@ static void test_ack_after_redelivery_reset(void **state)
 	pump_pair_close(&pp, b, e, 3);
 }
 
+/* sweden's Hello from the process instance, holding every delivery up to
+ * upto of b's store (0: none). */
+static Tern__V1__Frame *hello_frame(const broker *b, uint64_t instance, uint64_t upto)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Hello h = TERN__V1__HELLO__INIT;
+	static uint64_t session;
+	uint8_t wire[256];
+	size_t n;
+
+	h.node_id = "sweden";
+	h.software = "test";
+	h.credit = 10;
+	h.deliver_batch = 64;
+	h.session = ++session;
+	h.instance = instance;
+	if (upto) {
+		h.broker_epoch = (ProtobufCBinaryData){BQ_EPOCH_LEN, (uint8_t *)b->epoch};
+		h.broker_store = (ProtobufCBinaryData){BQ_EPOCH_LEN, (uint8_t *)b->store_id};
+		h.delivered_upto = upto;
+	}
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_HELLO;
+	fr.hello = &h;
+	n = tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
+	return out;
+}
+
+/* Reads and drops what the broker sent the dealer. */
+static void frames_drop(void *dealer)
+{
+	zmq_msg_t m;
+
+	zmq_msg_init(&m);
+	while (zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT) >= 0)
+		;
+	zmq_msg_close(&m);
+}
+
+/* sweden says Hello from process instance and is sent its queue. */
+static void hello_and_pump(broker *b, struct peer *sweden, struct pump_pair *pp, uint64_t instance,
+                           uint64_t upto)
+{
+	struct peer conn;
+
+	memset(&conn, 0, sizeof(conn));
+	conn.fd = -1;
+	session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2,
+	                 hello_frame(b, instance, upto));
+	deliver_pump(b, sweden);
+	frames_drop(pp->dealer);
+}
+
+/* A node that dies on what it is sent and is started again says Hello from
+ * a new process each time: each such Hello counts a failed delivery of the
+ * head, and at max_attempts the head is dead-lettered, so the queue behind
+ * it moves. So does a restart after the route was dropped for silence (a
+ * node hung on it). Before, every Hello reset the count, and a node in a
+ * crash loop kept its queue stuck until the head expired. */
+static void test_restart_counts_attempts(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+	struct sealed e[2];
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	commit_referrals(f, b, e, 2);
+	pump_pair_open(b, sweden, "inproc://restart", &pp);
+	b->max_attempts = 3;
+	b->hb_timeout_ms = 15000;
+	hello_and_pump(b, sweden, &pp, 101, 0);
+	assert_int_equal(sweden->sent, 2);
+	assert_int_equal(sweden->attempts, 0);
+	hello_and_pump(b, sweden, &pp, 102, 0); /* restarted */
+	assert_int_equal(sweden->attempts_seq, 1);
+	assert_int_equal(sweden->attempts, 1);
+	assert_int_equal(sweden->sent, 2);
+	session_heartbeats(b, tern_now_ms() + 20000); /* hung: route dropped */
+	assert_false(sweden->live);
+	hello_and_pump(b, sweden, &pp, 103, 0); /* restarted after that */
+	assert_int_equal(sweden->attempts, 2);
+	assert_int_equal(b->batch.ndead, 0);
+	hello_and_pump(b, sweden, &pp, 104, 0);
+	assert_int_equal(sweden->attempts, 3);
+	assert_int_equal(b->batch.ndead, 1);
+	batch_commit(b);
+	assert_int_equal(b->m.dead, 1);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+	assert_string_equal(queue_of(f, "sweden").ids[0], e[1].id);
+	pump_pair_close(&pp, b, e, 2);
+}
+
+/* A Hello from the same process (after a commit it could not make, a gap,
+ * a broker that seemed silent) is no failed delivery: the count starts
+ * afresh and a dead letter decided in the same turn is dropped. Nor is a
+ * restart whose process already holds the head (it committed it and died
+ * before acknowledging). */
+static void test_same_process_hello_resets(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+	struct sealed e[2];
+	int64_t now = tern_now_ms();
+
+	b->batch.now = now;
+	commit_referrals(f, b, e, 2);
+	pump_pair_open(b, sweden, "inproc://same", &pp);
+	b->max_attempts = 2;
+	b->max_backoff_ms = 60000;
+	hello_and_pump(b, sweden, &pp, 7, 0);
+	sweden->wait = 1000;
+	deliver_redeliveries(b, tern_now_ms() + 5000);
+	assert_int_equal(sweden->attempts, 1);
+	deliver_pump(b, sweden);
+	frames_drop(pp.dealer);
+	deliver_redeliveries(b, tern_now_ms() + 10000);
+	assert_int_equal(sweden->attempts, 2);
+	assert_int_equal(b->batch.ndead, 1);
+	hello_and_pump(b, sweden, &pp, 7, 0); /* the same process */
+	assert_int_equal(sweden->attempts, 0);
+	batch_commit(b);
+	assert_int_equal(b->m.dead, 0);
+	assert_int_equal(queue_of(f, "sweden").n, 2);
+	/* Restarted, holding both: nothing failed. */
+	hello_and_pump(b, sweden, &pp, 8, 2);
+	assert_int_equal(sweden->attempts, 0);
+	assert_int_equal(b->batch.ndead, 0);
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 2);
+	pump_pair_close(&pp, b, e, 2);
+}
+
 /* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
  * company, the loop sleeping no longer than that; anything else in the
  * batch, or a batch half full of them, is committed at once. */
@@ -1601,6 +1782,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dead_letter_real_head, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_letter_after_ack_same_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_letter_never_sent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_attempts_per_head, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_counts_attempts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_same_process_hello_resets, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
