@@ -503,7 +503,7 @@ static json_t *send_body(node *n, const struct send_req *req, const ProtobufCMes
 json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMessage *body,
                          struct node_xprep *prep)
 {
-	struct out o, *slot;
+	struct out o, *slot = NULL;
 	json_t *res = NULL;
 	int rc;
 
@@ -518,6 +518,12 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 	}
 	if (prep)
 		node_xprep_finish(n, prep, &o);
+	/* Its slot first: a workflow record kept for a send that then could not
+	 * be queued would be written all the same, a state the case never had. */
+	if ((slot = node_batch_out(n)) == NULL) {
+		res = tern_api_error(TERN_ENOMEM, "out of memory");
+		goto refuse;
+	}
 	/* The workflow, against what this node holds of the case: a caseworker
 	 * hears at once what each recipient would refuse. */
 	{
@@ -560,8 +566,12 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 		if (s->t->state_field)
 			snprintf(o.outcome, sizeof(o.outcome), "%s",
 			         json_string_value(json_object_get(v.record, "value")));
-		node_wf_keep(n, o.msgid, &v.record, v.root, &v.root_record);
+		rc = node_wf_keep(n, o.msgid, &v.record, v.root, &v.root_record);
 		tern_wf_verdict_clear(&v);
+		if (rc != TERN_OK) {
+			res = tern_api_error(rc, "out of memory");
+			goto refuse;
+		}
 	}
 	if (s->client_ref) {
 		snprintf(o.client_ref, sizeof(o.client_ref), "%s", s->client_ref);
@@ -569,13 +579,11 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 	}
 	o.client = s->client;
 	o.wait_ms = s->wait_ms <= 0 ? 0 : s->wait_ms > 3600000 ? 3600000 : s->wait_ms;
-	if ((slot = node_batch_out(n)) == NULL) {
-		res = tern_api_error(TERN_ENOMEM, "out of memory");
-		goto refuse;
-	}
 	*slot = o;
 	return NULL;
 refuse:
+	if (slot)
+		n->batch.nouts--; /* the last: nothing took a slot since */
 	/* Nothing of it is kept: its sealed attachments go too. */
 	for (size_t i = 0; i < o.natts; i++) {
 		char path[PATH_MAX];

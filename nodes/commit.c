@@ -452,6 +452,9 @@ void node_batch_commit(node *n)
 			if (b->acks[i].client >= 0)
 				client_reply(n, b->acks[i].client,
 				             tern_api_error(rc, "not stored"));
+		n->rejudge_at = tern_now_ms() + 1000 * (int64_t)(n->commit_failures + 1);
+		node_held_failed(n);
+		node_xin_failed(n);
 		commit_failed(n);
 		node_batch_reset(n);
 		return;

@@ -39,19 +39,60 @@ int node_wf_lookup(void *arg, const char *msgid, json_t **rec)
 	return node_store_ref(w->txn, w->j->store, msgid, rec);
 }
 
-void node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec)
+int node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec)
 {
 	struct batch *b = &n->batch;
+	json_t *r = *rec, *rr = rootrec ? *rootrec : NULL;
 
 	if (b->wf == NULL && (b->wf = json_object()) == NULL)
-		return;
-	if (*rec)
-		json_object_set_new(b->wf, msgid, *rec);
-	if (rootrec && *rootrec && root[0])
-		json_object_set_new(b->wf, root, *rootrec);
+		return TERN_ENOMEM;
+	/* Both or neither: a message's record without its case root's (or the
+	 * other way round) would be written as a state the case never had. */
 	*rec = NULL;
 	if (rootrec)
 		*rootrec = NULL;
+	if (r && json_object_set_new(b->wf, msgid, r) != 0) {
+		json_decref(rr);
+		return TERN_ENOMEM;
+	}
+	if (rr && root[0] && json_object_set_new(b->wf, root, rr) != 0) {
+		if (r)
+			json_object_del(b->wf, msgid);
+		return TERN_ENOMEM;
+	}
+	if (rr && !root[0])
+		json_decref(rr);
+	return TERN_OK;
+}
+
+void node_din_clear(struct din *d)
+{
+	free(d->env);
+	free(d->atts);
+	json_decref(d->wf);
+	json_decref(d->wf_rootrec);
+	memset(d, 0, sizeof(*d));
+}
+
+int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len)
+{
+	struct batch *b = &n->batch;
+	int rc, owed = 0;
+
+	/* No receipt for a receipt, nor to a sender we cannot name. */
+	if ((d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) && d->msgid[0] && d->sender[0] &&
+	    strcmp(d->type, "receipt") != 0) {
+		if ((rc = node_owe_receipt(n, d, env, len)) != TERN_OK)
+			return rc;
+		owed = 1;
+	}
+	if (d->kind == DIN_ACCEPT &&
+	    (rc = node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec)) != TERN_OK) {
+		if (owed)
+			node_out_free(&b->outs[--b->nouts]);
+		return rc;
+	}
+	return TERN_OK;
 }
 
 /* 0: msgid is new; 1: it came before (this batch or the store); 2: it came
@@ -353,7 +394,7 @@ out:
 	tern_envelope_free(&env);
 }
 
-void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len)
+int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len)
 {
 	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
 	const char *to[1] = {d->sender};
@@ -369,23 +410,28 @@ void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t l
 	                                 : TERN__V1__RECEIPT__STATUS__REJECTED;
 	r.reason_code = d->kind == DIN_ACCEPT ? "" : (char *)d->code;
 	r.reason_text = d->kind == DIN_ACCEPT ? "" : (char *)d->text;
-	if (tern_pb_pack(&r.base, &body, &blen) != TERN_OK)
-		return;
-	if (node_make_out(n, tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__RECEIPT), to, 1,
-	                  d->case_id, d->msgid, 0, body, blen, NULL, &o) != TERN_OK) {
-		log_warnx("cannot seal the receipt for %s: %s", d->msgid, tern_errdetail());
-		free(body);
-		return;
+	int rc;
+
+	if ((rc = tern_pb_pack(&r.base, &body, &blen)) != TERN_OK) {
+		log_warnx("cannot make the receipt for %s: %s", d->msgid, tern_strerror(rc));
+		return rc;
 	}
+	rc = node_make_out(n, tern_msgtype_by_type(TERN__V1__MESSAGE_TYPE__RECEIPT), to, 1,
+	                   d->case_id, d->msgid, 0, body, blen, NULL, &o);
 	free(body);
+	if (rc != TERN_OK) {
+		log_warnx("cannot seal the receipt for %s: %s", d->msgid, tern_errdetail());
+		return rc;
+	}
 	snprintf(o.ref, sizeof(o.ref), "%s", d->msgid);
 	snprintf(o.outcome, sizeof(o.outcome), "%s",
 	         d->kind == DIN_ACCEPT ? "ACCEPTED" : "REJECTED");
 	if ((slot = node_batch_out(n)) == NULL) {
 		node_out_free(&o);
-		return;
+		return TERN_ENOMEM;
 	}
 	*slot = o;
+	return TERN_OK;
 }
 
 /* The delivery of seq could not be taken: nothing after it may be taken
@@ -468,26 +514,28 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE ||
 		    d->kind == DIN_HOLD || d->kind == DIN_XFER) {
-			if ((d->env = malloc(dv->envelope.len)) != NULL) {
-				memcpy(d->env, dv->envelope.data, dv->envelope.len);
-				d->len = dv->envelope.len;
-			}
+			if ((d->env = malloc(dv->envelope.len)) == NULL)
+				goto oom;
+			memcpy(d->env, dv->envelope.data, dv->envelope.len);
+			d->len = dv->envelope.len;
 		}
-		if (d->kind == DIN_ACCEPT)
-			node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec);
-		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) {
-			if (d->kind == DIN_REFUSE)
-				log_warnx("refused %s from %s: %s: %s",
-				          d->msgid[0] ? d->msgid : "(no id)",
-				          d->sender[0] ? d->sender : "?", d->code, d->text);
-			/* No receipt for a receipt, nor to a sender we cannot name. */
-			if (d->msgid[0] && d->sender[0] && strcmp(d->type, "receipt") != 0)
-				node_owe_receipt(n, d, dv->envelope.data, dv->envelope.len);
-		}
+		/* Taken with its receipt and its workflow records, or not at all:
+		 * acknowledged without them, the sender would never have a
+		 * receipt, or the case a state it reached. */
+		if (node_din_take(n, d, dv->envelope.data, dv->envelope.len) != TERN_OK)
+			goto oom;
+		if (d->kind == DIN_REFUSE)
+			log_warnx("refused %s from %s: %s: %s", d->msgid[0] ? d->msgid : "(no id)",
+			          d->sender[0] ? d->sender : "?", d->code, d->text);
 	} else {
 		d->kind = DIN_NOTHING;
 	}
 	mdb_txn_abort(txn);
 	b->ndins++;
 	b->delivered = dv->seq;
+	return;
+oom:
+	mdb_txn_abort(txn);
+	node_din_clear(d);
+	deliver_stop(n, dv->seq, "out of memory");
 }

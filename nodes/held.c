@@ -232,6 +232,18 @@ void node_held_committed(node *n)
 	}
 }
 
+void node_held_failed(node *n)
+{
+	const struct batch *b = &n->batch;
+
+	/* What a release took was in this commit alone: without this, the
+	 * held message would wait out [delivery] hold (a day by default) though
+	 * what it cites is stored. */
+	for (size_t i = 0; i < b->ndins; i++)
+		if (b->dins[i].unhold)
+			json_array_append_new(n->held_due, json_string(b->dins[i].msgid));
+}
+
 /* Judges a held delivery again; final: refused if it still waits. */
 static void release(node *n, const char *msgid, int final)
 {
@@ -280,15 +292,18 @@ static void release(node *n, const char *msgid, int final)
 	d->unhold = 1;
 	d->env = env;
 	d->len = len;
+	if (node_din_take(n, d, env, len) != TERN_OK) {
+		/* Out of memory: still held, judged again in a second. */
+		json_array_append_new(n->held_due, json_string(d->msgid));
+		n->rejudge_at = tern_now_ms() + 1000;
+		node_din_clear(d);
+		return;
+	}
 	b->ndins++;
-	if (d->kind == DIN_ACCEPT)
-		node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec);
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused held %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)
 		log_info("released held %s from %s: %s arrived", d->msgid, d->sender, d->ref);
-	if ((d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) && d->msgid[0] && d->sender[0])
-		node_owe_receipt(n, d, env, len);
 }
 
 void node_held_tick(node *n, int64_t now)
@@ -298,6 +313,8 @@ void node_held_tick(node *n, int64_t now)
 	void *tmp;
 	size_t i;
 
+	if (now < n->rejudge_at)
+		return;
 	if ((n->held_due = json_array()) == NULL) {
 		n->held_due = due;
 		return;

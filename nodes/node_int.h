@@ -247,6 +247,10 @@ struct node {
 	 * again, and [delivery] hold */
 	json_t *held, *held_due;
 	int64_t next_hold_check, hold_ms;
+	/* After a failed commit, what it released (held deliveries, finished
+	 * transfers) is judged again from then on, not in the next turn: that
+	 * commit would fail too, turn after turn. */
+	int64_t rejudge_at;
 	struct {
 		uint64_t sent[TERN_MSGTYPE_MAX];        /* by message type */
 		uint64_t received[TERN_MSGTYPE_MAX][2]; /* by message type, [accepted, refused] */
@@ -345,8 +349,16 @@ struct node_wf_view {
 	MDB_txn *txn;
 };
 int node_wf_lookup(void *arg, const char *msgid, json_t **rec);
-/* Adds the records of v (taken: v's are NULL after) to the batch's. */
-void node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec);
+/* Adds the records of v (taken: v's are NULL after, either way) to the
+ * batch's: both, or neither (TERN_ENOMEM). */
+int node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec);
+/* d, judged, joins this turn's batch with what it brings: the receipt owed
+ * (an accepted or refused message with an id and a sender, not itself a
+ * receipt) and its workflow records. All of it, or nothing (out of memory:
+ * the caller leaves the delivery for later). The caller counts d in. */
+int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len);
+/* Frees what d holds and zeroes it. */
+void node_din_clear(struct din *d);
 
 /* The judging context of n as it stands. */
 void node_judge_of(node *n, node_judge *j);
@@ -363,8 +375,9 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv);
 void node_deliver_resume(node *n);
 
 /* A signed receipt for d's message (accepted or refused), to its sender,
- * queued with this batch. */
-void node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len);
+ * queued with this batch; an error when it could not be made (then nothing
+ * is queued). */
+int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len);
 
 /* --- held.c -------------------------------------------------------------------- */
 
@@ -388,6 +401,9 @@ size_t node_held_count(const node *n);
 /* After a commit, before the batch is emptied: new holds and releases into
  * n->held, and the held deliveries whose cited message it kept marked due. */
 void node_held_committed(node *n);
+/* After a failed commit, before the batch is emptied: the held deliveries
+ * it released are due again (from n->rejudge_at). */
+void node_held_failed(node *n);
 /* Each turn: judges the due ones again, and refuses those past their time. */
 void node_held_tick(node *n, int64_t now);
 
@@ -514,6 +530,9 @@ int node_xin_store(MDB_txn *txn, node *n, const struct din *d);
 void node_pushes_take(node *n);
 /* After the commit: new transfers start, finished ones tell the broker. */
 void node_xin_committed(node *n);
+/* After a failed commit, before the batch is emptied: the transfers it
+ * judged are judged again (from n->rejudge_at). */
+void node_xin_failed(node *n);
 /* A Chunk frame from the broker: *f is taken (set to NULL) when its chunk
  * goes to the opening thread. */
 void node_xin_on_chunk(node *n, Tern__V1__Frame **f);

@@ -826,16 +826,31 @@ static void release(node *n, struct xin *x)
 	d->unxfer = 1;
 	d->env = env;
 	d->len = len;
+	if (node_din_take(n, d, env, len) != TERN_OK) {
+		node_din_clear(d); /* out of memory: judged again in a second */
+		n->rejudge_at = tern_now_ms() + 1000;
+		return;
+	}
 	b->ndins++;
 	x->released = 1;
-	if (d->kind == DIN_ACCEPT)
-		node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec);
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)
 		log_info("%s from %s: every attachment is in", d->msgid, d->sender);
-	if ((d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) && d->msgid[0] && d->sender[0])
-		node_owe_receipt(n, d, env, len);
+}
+
+void node_xin_failed(node *n)
+{
+	const struct batch *b = &n->batch;
+
+	/* The judgement was in the failed commit alone: judged again at the
+	 * next tick. Left released, the message would wait for a restart, its
+	 * sender for the receipt. */
+	for (size_t i = 0; i < b->ndins; i++) {
+		struct xin *x;
+		if (b->dins[i].unxfer && (x = xin_find(n, b->dins[i].msgid)) != NULL)
+			x->released = 0;
+	}
 }
 
 void node_xin_committed(node *n)
@@ -902,7 +917,8 @@ void node_xin_tick(node *n, int64_t now)
 			fail(x, TERN_REASON_ATTACHMENT_INCOMPLETE,
 			     "its attachments did not all arrive before it expired");
 		if (x->ready) {
-			if (x->jobs == 0) /* else freed under the opening thread */
+			/* x->jobs: else freed under the opening thread */
+			if (x->jobs == 0 && now >= n->rejudge_at)
 				release(n, x);
 			continue;
 		}

@@ -1373,6 +1373,227 @@ static void test_held_released_after_a_crash(void **state)
 	node_free(n);
 }
 
+/* A commit that fails after a tick released a held message (its cited
+ * message stored by an earlier commit) loses the release; nothing brings the
+ * cited message again. Before, the held message then waited out [delivery]
+ * hold (a day by default). Now it is judged again once the failure's
+ * back-off has passed, not in the very next turn. */
+static void test_held_release_after_failed_commit(void **state)
+{
+	static const char *const to_unhcr[] = {"unhcr"};
+	char ref[37], dec[37], t1[37];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+	int64_t t0;
+
+	(void)state;
+	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
+	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	tenv = message(IOM, to_unhcr, 1, "travel-confirmation", &tlen, t1, "decisionId", dec, NULL,
+	               NULL);
+	deliver(n, 1, tenv, tlen);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen);
+	node_batch_commit(n);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 1);
+	assert_true(n->batch.dins[0].unhold);
+	t0 = tern_now_ms();
+	fail_next_commit(n);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 1);
+	node_held_tick(n, t0); /* within the back-off: not yet */
+	assert_int_equal(n->batch.ndins, 0);
+	node_held_tick(n, t0 + 5000); /* past the back-off, long before hold_ms */
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_true(n->batch.dins[0].unhold);
+	assert_int_equal(n->batch.nouts, 1); /* its receipt, once */
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	free(denv);
+	free(tenv);
+	node_free(n);
+}
+
+struct xin_put {
+	const char *msgid;
+	const uint8_t *env;
+	size_t len;
+};
+
+/* A transfer in, as a commit that took its delivery leaves it: its record
+ * (one attachment, nothing of it here yet, past its time) and its envelope. */
+static int put_xin(MDB_txn *txn, void *arg)
+{
+	const struct xin_put *x = arg;
+	static const char zero[] = "0000000000000000000000000000000000000000000000000000000000000000";
+	json_t *rec = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender",
+	                        "unhcr", "case_id", CASE, "type", "case-referral", "until",
+	                        (json_int_t)1, "att", (json_int_t)0, "have", (json_int_t)0, "atts",
+	                        "size", (json_int_t)1000, "chunk_size", (json_int_t)(64 << 10),
+	                        "root", zero, "sha256", zero);
+	char *text = json_dumps(rec, JSON_COMPACT);
+	MDB_val k = {strlen(x->msgid), (void *)x->msgid}, v = {strlen(text), text};
+	int rc = mdb_put(txn, tern_store_dbi(st, NS_XIN), &k, &v, 0);
+
+	json_decref(rec);
+	free(text);
+	v = (MDB_val){x->len, (void *)x->env};
+	if (rc == 0)
+		rc = mdb_put(txn, tern_store_dbi(st, NS_XINENV), &k, &v, 0);
+	return rc == 0 ? TERN_OK : TERN_EIO;
+}
+
+/* A finished transfer (here: past its time) is judged into a batch whose
+ * commit fails. Before, it stayed marked judged in memory: never
+ * judged again until the node restarted, its sender without a receipt. Now
+ * it is judged again once the failure's back-off has passed. */
+static void test_transfer_judged_after_failed_commit(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	struct xin_put x = {id, env, len};
+	node *n = node_as(SWEDEN);
+	json_t *rec;
+	int64_t t0;
+
+	(void)state;
+	n->data_dir = dir; /* its spool: in this test's directory */
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	assert_true(node_xin_active(n, id));
+	node_xin_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 1);
+	assert_true(n->batch.dins[0].unxfer);
+	t0 = tern_now_ms();
+	fail_next_commit(n);
+	node_batch_commit(n);
+	assert_int_equal(n->batch.ndins, 0);
+	node_xin_tick(n, t0); /* within the back-off: not yet */
+	assert_int_equal(n->batch.ndins, 0);
+	node_xin_tick(n, t0 + 5000);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_true(n->batch.dins[0].unxfer);
+	assert_int_equal(n->batch.nouts, 1); /* its receipt, once */
+	assert_string_equal(n->batch.outs[0].ref, id);
+	node_batch_commit(n);
+	rec = received(id); /* its envelope declares no attachment: accepted */
+	assert_non_null(rec);
+	json_decref(rec);
+	assert_false(node_xin_active(n, id));
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+}
+
+/* Linked with --wrap=tern_pb_pack and --wrap=node_batch_out
+ * (tests/CMakeLists.txt): while receipt_oom is set, encoding a Receipt fails
+ * as out of memory; while out_oom is set, the batch has no room for an
+ * outbox entry. */
+int __real_tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
+int __wrap_tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
+struct out *__real_node_batch_out(node *n);
+struct out *__wrap_node_batch_out(node *n);
+static int receipt_oom, out_oom;
+
+int __wrap_tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len)
+{
+	if (receipt_oom && msg->descriptor == &tern__v1__receipt__descriptor)
+		return TERN_ENOMEM;
+	return __real_tern_pb_pack(msg, out, out_len);
+}
+
+struct out *__wrap_node_batch_out(node *n)
+{
+	return out_oom ? NULL : __real_node_batch_out(n);
+}
+
+/* A delivery whose receipt cannot be made (out of memory) is not taken:
+ * acknowledged, its sender would never have a receipt. Before, it was
+ * accepted and acknowledged with no receipt owed. Now the node stops taking
+ * deliveries and asks for it again (Hello), and takes it with its receipt. */
+static void test_no_receipt_not_taken(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	json_t *rec;
+
+	(void)state;
+	n->connected = 1;
+	receipt_oom = 1;
+	deliver(n, 1, env, len);
+	receipt_oom = 0;
+	assert_int_equal(n->batch.ndins, 0);
+	assert_int_equal(n->batch.nouts, 0);
+	assert_null(n->batch.wf); /* nor its workflow record */
+	assert_true(n->deliver_stopped);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0); /* not acknowledged */
+	assert_null(received(id));
+
+	node_deliver_resume(n); /* the Welcome: the broker delivers it again */
+	deliver(n, 1, env, len);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.nouts, 1);
+	assert_string_equal(n->batch.outs[0].ref, id);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 1);
+	rec = received(id);
+	assert_non_null(rec);
+	json_decref(rec);
+	node_free(n);
+	free(env);
+}
+
+/* A send the batch has no room for is refused, and leaves no workflow
+ * record behind: before, the record was kept first and written by the next
+ * commit, a case state no message ever made. */
+static void test_refused_send_keeps_no_record(void **state)
+{
+	const tern_msgtype *t = tern_msgtype_by_name("case-referral");
+	static const char *rcpts[] = {"sweden", "iom"};
+	struct node_send s;
+	ProtobufCMessage *body;
+	node *n = node_as(UNHCR);
+	json_t *res;
+
+	(void)state;
+	memset(&s, 0, sizeof(s));
+	s.t = t;
+	s.rcpts = (char **)rcpts;
+	s.np = 2;
+	s.client = -1;
+	s.body = body_of("case-referral", &s.blen, "caseId", CASE, NULL);
+	body = protobuf_c_message_unpack(t->desc, NULL, s.blen, s.body);
+	assert_non_null(body);
+	out_oom = 1;
+	res = node_send_finish(n, &s, body, NULL);
+	out_oom = 0;
+	assert_non_null(res); /* refused */
+	json_decref(res);
+	assert_int_equal(n->batch.nouts, 0);
+	assert_true(n->batch.wf == NULL || json_object_size(n->batch.wf) == 0);
+	/* And with room, the same send keeps its record. */
+	res = node_send_finish(n, &s, body, NULL);
+	assert_null(res);
+	assert_int_equal(n->batch.nouts, 1);
+	assert_true(json_object_size(n->batch.wf) > 0);
+	node_batch_reset(n);
+	protobuf_c_message_free_unpacked(body, NULL);
+	free(s.body);
+	node_free(n);
+}
+
 /* Attack (issue 15 review): the per-sender cap on held messages counted only
  * what earlier commits held, so one batch (up to [delivery] credit
  * deliveries, 256 by default, 65,536 at most) from one sender could hold past
@@ -1697,6 +1918,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_welcome_unwritten_not_connected, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_release_after_failed_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_judged_after_failed_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_view_under_junk, setup, teardown),
