@@ -243,6 +243,7 @@ static void send_results(broker *b)
 void batch_commit(broker *b)
 {
 	struct batch *bt = &b->batch;
+	size_t nacks;
 	int rc;
 
 	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint &&
@@ -267,7 +268,12 @@ void batch_commit(broker *b)
 				    b, p, s->rid, s->rid_len,
 				    "broker could not commit: say Hello again and resubmit");
 		}
+		/* The acknowledgements stay for the next commit: they say what the
+		 * nodes hold, and dropped, the heads they passed would be counted
+		 * as undelivered, then dead-lettered though delivered. */
+		nacks = bt->nacks;
 		batch_reset(b);
+		bt->nacks = nacks;
 		return;
 	}
 	if (bt->nsubs) {
@@ -297,7 +303,11 @@ void batch_commit(broker *b)
 			if (p->sent_hi < p->acked)
 				p->sent_hi = p->acked;
 			p->progress = bt->now;
-			p->attempts = 0;
+			/* Only once the head they were counted for is passed: the
+			 * acknowledgement a restarted node's Hello implies (what its
+			 * store holds) stops short of the head it died on. */
+			if (p->acked >= p->attempts_seq)
+				p->attempts = 0;
 			p->wait = b->ack_timeout_ms;
 			p->dirty = 1;
 		}
@@ -308,7 +318,7 @@ void batch_commit(broker *b)
 			log_warnx("dead-lettered seq %llu for %s after %lld attempts",
 			          (unsigned long long)bt->dead[i].seq, bt->dead[i].node,
 			          (long long)b->max_attempts);
-		if (p) {
+		if (p && bt->dead_done[i]) {
 			p->attempts = 0;
 			p->dirty = 1;
 		}

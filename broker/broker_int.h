@@ -84,7 +84,12 @@ struct peer {
 	 * not yet counted (the sent mark goes back to acked with the route):
 	 * the next Hello of a new process counts it. 0: nothing. */
 	uint64_t lost_hi;
-	uint64_t instance; /* its Hello's instance: the node's process (0: unknown) */
+	/* Its Hellos' instances: the node's process (0: unknown), and the one
+	 * before it (a Hello from that one is a handover back, between two
+	 * processes sharing the identity, not a restart); when a restart was
+	 * last counted (at most one an ack_timeout). */
+	uint64_t instance, prev_instance;
+	int64_t restart_counted;
 	int64_t last_rx;
 	int64_t last_tx;
 	int64_t last_restore; /* when its store was last found put back */

@@ -23,6 +23,9 @@ struct pump {
 	struct peer *p;
 	uint32_t inflight;
 	int blocked;
+	/* The head is past (head_seen), and it had a failed delivery: it goes
+	 * alone (solo), so that each count is the head's. */
+	int head_seen, solo;
 	/* Delivers gathered for one DeliverBatch frame (a node that takes
 	 * them), not yet sent: their payloads point into the pump's read txn. */
 	Tern__V1__Deliver ds[BROKER_DELIVER_BATCH_MAX];
@@ -78,6 +81,16 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 
 	if (it->kind == BQ_STUB)
 		return 0; /* nothing to send: what a restored node lost (bq_rewind) */
+	/* A head that failed a delivery goes alone until it is taken or
+	 * dead-lettered. The node commits a turn's deliveries together: sent
+	 * with the ones behind it, a message the node dies on would have the
+	 * head counted, and the messages before it dead-lettered one by one. */
+	if (pp->head_seen && pp->solo)
+		return 1;
+	if (!pp->head_seen) {
+		pp->head_seen = 1;
+		pp->solo = p->attempts > 0 && p->attempts_seq == seq;
+	}
 	if (seq <= p->sent) {
 		pp->inflight++;
 		return 0;
@@ -103,8 +116,13 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 			pp->blocked = 1;
 			return 1;
 		}
-		if (rc != TERN_OK)
-			return 0; /* damaged notice: skip it, the node will ack past it */
+		if (rc != TERN_OK) {
+			/* Damaged notice: skipped, the node will ack past it. Not
+			 * the head either: what comes next may go. */
+			if (pp->n == 0 && pp->inflight == 0)
+				pp->head_seen = pp->solo = 0;
+			return 0;
+		}
 		d->item_case = TERN__V1__DELIVER__ITEM_NOTICE;
 		d->notice = (Tern__V1__Notice *)pp->notices[pp->n];
 	} else {
@@ -132,6 +150,7 @@ void deliver_pump(broker *b, struct peer *p)
 	pp.p = p;
 	pp.inflight = 0;
 	pp.blocked = 0;
+	pp.head_seen = pp.solo = 0;
 	pp.n = pp.bytes = 0;
 	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
 		return;
@@ -252,7 +271,10 @@ void node_restored(broker *b, struct peer *p, uint64_t to, int exact)
 	b->last_audit = tern_now_ms();
 	p->last_restore = b->last_audit;
 	p->acked = p->sent = p->sent_hi = to;
-	p->lost_hi = 0; /* what it lost is sent again: a new count, by head */
+	/* What it lost is sent again: each head a new count. */
+	p->lost_hi = 0;
+	p->attempts = 0;
+	p->attempts_seq = 0;
 	/* Acknowledgements and dead letters of its old connection, still in
 	 * this batch, must not undo the rewind. */
 	for (size_t i = 0; i < b->batch.nacks; i++)

@@ -149,8 +149,12 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	 * whether this Hello comes from another process of the node (it was
 	 * restarted: perhaps it died on what it was sent). */
 	out = p->sent > p->lost_hi ? p->sent : p->lost_hi;
-	new_process = h->instance != 0 && p->instance != 0 && h->instance != p->instance;
-	p->instance = h->instance;
+	new_process = h->instance != 0 && p->instance != 0 && h->instance != p->instance &&
+	              h->instance != p->prev_instance;
+	if (h->instance != p->instance) {
+		p->prev_instance = p->instance;
+		p->instance = h->instance;
+	}
 	p->lost_hi = 0;
 	{
 		/* What the store knows of this node: after a start, the memory
@@ -178,6 +182,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 				b->batch.dead[i].seq = 0;
 	}
 	p->wait = b->ack_timeout_ms;
+	p->progress = now; /* the old connection's wait is not this one's */
 	p->last_rx = tern_now_ms();
 	p->dirty = 1;
 	int same_epoch = h->broker_epoch.len == BQ_EPOCH_LEN &&
@@ -204,7 +209,11 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 		batch_ack_add(b, user, h->delivered_upto);
 		p->sent = p->sent_hi = h->delivered_upto;
 	}
-	if (new_process && !restored && out > p->sent) {
+	/* At most one an ack_timeout: a member saying Hello with a new instance
+	 * each time cannot turn its messages into dead letters (and notices to
+	 * their senders) at the rate of its round trips. */
+	if (new_process && !restored && out > p->sent &&
+	    now - p->restart_counted >= b->ack_timeout_ms) {
 		/* The head went out to the old process and is not held by the
 		 * new one: that delivery failed. */
 		MDB_txn *txn;
@@ -214,6 +223,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			mdb_txn_abort(txn);
 		}
 		if (head != 0 && head <= out) {
+			p->restart_counted = now;
 			deliver_count(b, p, head);
 			log_info("%s restarted with seq %llu delivered and not acknowledged "
 			         "(attempt %d)",

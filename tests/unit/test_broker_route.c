@@ -1604,10 +1604,11 @@ static void hello_and_pump(broker *b, struct peer *sweden, struct pump_pair *pp,
 
 /* A node that dies on what it is sent and is started again says Hello from
  * a new process each time: each such Hello counts a failed delivery of the
- * head, and at max_attempts the head is dead-lettered, so the queue behind
- * it moves. So does a restart after the route was dropped for silence (a
- * node hung on it). Before, every Hello reset the count, and a node in a
- * crash loop kept its queue stuck until the head expired. */
+ * head (at most one an ack_timeout), and at max_attempts the head is
+ * dead-lettered, so the queue behind it moves. So does a restart after the
+ * route was dropped for silence (a node hung on it). Once counted, the head
+ * goes alone. Before, every Hello reset the count, and a node in a crash
+ * loop kept its queue stuck until the head expired. */
 static void test_restart_counts_attempts(void **state)
 {
 	struct fixture *f = *state;
@@ -1622,19 +1623,24 @@ static void test_restart_counts_attempts(void **state)
 	pump_pair_open(b, sweden, "inproc://restart", &pp);
 	b->max_attempts = 3;
 	b->hb_timeout_ms = 15000;
+	b->ack_timeout_ms = 1000;
 	hello_and_pump(b, sweden, &pp, 101, 0);
 	assert_int_equal(sweden->sent, 2);
 	assert_int_equal(sweden->attempts, 0);
 	hello_and_pump(b, sweden, &pp, 102, 0); /* restarted */
 	assert_int_equal(sweden->attempts_seq, 1);
 	assert_int_equal(sweden->attempts, 1);
-	assert_int_equal(sweden->sent, 2);
+	assert_int_equal(sweden->sent, 1); /* the head alone */
+	hello_and_pump(b, sweden, &pp, 103, 0); /* again, within ack_timeout */
+	assert_int_equal(sweden->attempts, 1); /* not counted */
+	sweden->restart_counted -= 1000;
 	session_heartbeats(b, tern_now_ms() + 20000); /* hung: route dropped */
 	assert_false(sweden->live);
-	hello_and_pump(b, sweden, &pp, 103, 0); /* restarted after that */
+	hello_and_pump(b, sweden, &pp, 104, 0); /* restarted after that */
 	assert_int_equal(sweden->attempts, 2);
 	assert_int_equal(b->batch.ndead, 0);
-	hello_and_pump(b, sweden, &pp, 104, 0);
+	sweden->restart_counted -= 1000;
+	hello_and_pump(b, sweden, &pp, 105, 0);
 	assert_int_equal(sweden->attempts, 3);
 	assert_int_equal(b->batch.ndead, 1);
 	batch_commit(b);
@@ -1644,11 +1650,50 @@ static void test_restart_counts_attempts(void **state)
 	pump_pair_close(&pp, b, e, 2);
 }
 
+/* The node commits a turn's deliveries together, so one that dies on the
+ * third message sent with two others stores none of them. Counted for the
+ * head, the two before it would be dead-lettered first, one after the other.
+ * A head with a failed delivery goes alone: taken, it is acknowledged, and
+ * only the message the node dies on is dead-lettered. */
+static void test_poison_isolated(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+	struct sealed e[3];
+	uint64_t inst = 200;
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 3);
+	pump_pair_open(b, sweden, "inproc://poison", &pp);
+	b->max_attempts = 2;
+	b->ack_timeout_ms = 0;
+	hello_and_pump(b, sweden, &pp, ++inst, 0);
+	for (int restarts = 0; restarts < 10 && queue_of(f, "sweden").n > 0; restarts++) {
+		/* It takes what it was sent, unless seq 3 is among it. */
+		if (sweden->sent < 3 && sweden->sent > sweden->acked) {
+			batch_ack_add(b, "sweden", sweden->sent);
+			batch_commit(b);
+			deliver_pump(b, sweden);
+			frames_drop(pp.dealer);
+			continue;
+		}
+		hello_and_pump(b, sweden, &pp, ++inst, 0); /* died on it */
+		batch_commit(b);
+	}
+	assert_int_equal(b->m.dead, 1);
+	assert_int_equal(sweden->acked, 2); /* seqs 1 and 2 taken */
+	assert_int_equal(queue_of(f, "sweden").n, 0);
+	pump_pair_close(&pp, b, e, 3);
+}
+
 /* A Hello from the same process (after a commit it could not make, a gap,
  * a broker that seemed silent) is no failed delivery: the count starts
- * afresh and a dead letter decided in the same turn is dropped. Nor is a
- * restart whose process already holds the head (it committed it and died
- * before acknowledging). */
+ * afresh. Nor is a Hello back from the process before (two processes
+ * handing the identity's connection back and forth), nor a restart whose
+ * process already holds the head (it committed it and died before
+ * acknowledging). */
 static void test_same_process_hello_resets(void **state)
 {
 	struct fixture *f = *state;
@@ -1656,34 +1701,93 @@ static void test_same_process_hello_resets(void **state)
 	struct peer *sweden = peer_find(b, "sweden", 0);
 	struct pump_pair pp;
 	struct sealed e[2];
-	int64_t now = tern_now_ms();
 
-	b->batch.now = now;
+	b->batch.now = tern_now_ms();
 	commit_referrals(f, b, e, 2);
 	pump_pair_open(b, sweden, "inproc://same", &pp);
-	b->max_attempts = 2;
+	b->max_attempts = 5;
 	b->max_backoff_ms = 60000;
+	b->ack_timeout_ms = 0;
 	hello_and_pump(b, sweden, &pp, 7, 0);
 	sweden->wait = 1000;
 	deliver_redeliveries(b, tern_now_ms() + 5000);
 	assert_int_equal(sweden->attempts, 1);
-	deliver_pump(b, sweden);
-	frames_drop(pp.dealer);
-	deliver_redeliveries(b, tern_now_ms() + 10000);
-	assert_int_equal(sweden->attempts, 2);
-	assert_int_equal(b->batch.ndead, 1);
+	batch_commit(b);
 	hello_and_pump(b, sweden, &pp, 7, 0); /* the same process */
 	assert_int_equal(sweden->attempts, 0);
-	batch_commit(b);
-	assert_int_equal(b->m.dead, 0);
-	assert_int_equal(queue_of(f, "sweden").n, 2);
-	/* Restarted, holding both: nothing failed. */
-	hello_and_pump(b, sweden, &pp, 8, 2);
+	hello_and_pump(b, sweden, &pp, 8, 0); /* another: counted */
+	assert_int_equal(sweden->attempts, 1);
+	hello_and_pump(b, sweden, &pp, 7, 0); /* the one before: a handover */
 	assert_int_equal(sweden->attempts, 0);
 	assert_int_equal(b->batch.ndead, 0);
+	/* Restarted, holding both: nothing failed. */
+	hello_and_pump(b, sweden, &pp, 9, 2);
+	assert_int_equal(sweden->attempts, 0);
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 2);
 	pump_pair_close(&pp, b, e, 2);
+}
+
+/* A restarted node whose Hello says it holds seq 1 (committed, its
+ * acknowledgement lost with the process) and died on seq 2: the count is
+ * seq 2's, and the acknowledgement of seq 1 the Hello implies does not wipe
+ * it. Before, any acknowledgement that moved the mark reset the count. */
+static void test_restart_ack_keeps_count(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+	struct sealed e[2];
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 2);
+	pump_pair_open(b, sweden, "inproc://restart-ack", &pp);
+	b->max_attempts = 5;
+	b->ack_timeout_ms = 0;
+	hello_and_pump(b, sweden, &pp, 11, 0);
+	assert_int_equal(sweden->sent, 2);
+	hello_and_pump(b, sweden, &pp, 12, 1);
+	assert_int_equal(sweden->attempts_seq, 2);
+	assert_int_equal(sweden->attempts, 1);
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 1);
+	assert_int_equal(sweden->attempts, 1);
+	pump_pair_close(&pp, b, e, 2);
+}
+
+/* A commit that fails keeps the batch's acknowledgements for the next one:
+ * they say what the nodes hold. Before, they were dropped with it, so the
+ * heads they passed timed out and were counted, then dead-lettered though
+ * delivered, once the disk took writes again. */
+static void test_failed_commit_keeps_acks(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct sealed e[2];
+	tern_store *ro = NULL;
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 2);
+	sweden->live = 1;
+	sweden->sent = sweden->sent_hi = 2;
+	batch_ack_add(b, "sweden", 2);
+	assert_int_equal(bq_open_rdonly(f->path, &ro), TERN_OK);
+	b->store = ro; /* a full or failing disk */
+	batch_commit(b);
+	b->store = f->st;
+	tern_store_close(&ro);
+	assert_int_equal(sweden->acked, 0);
+	assert_int_equal(b->batch.nacks, 1);
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 2);
+	assert_int_equal(queue_of(f, "sweden").n, 0);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 2; i++)
+		free(e[i].buf);
 }
 
 /* Acknowledgements alone wait up to BATCH_ACK_DEFER_MS for a commit with
@@ -1785,6 +1889,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_attempts_per_head, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_counts_attempts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_same_process_hello_resets, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_poison_isolated, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_ack_keeps_count, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_failed_commit_keeps_acks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),
