@@ -274,8 +274,12 @@ void batch_commit(broker *b)
 		nacks = bt->nacks;
 		batch_reset(b);
 		bt->nacks = nacks;
+		if (bt->failures < 5)
+			bt->failures++;
+		bt->acks_since = tern_now_ms() + (1000 << bt->failures) - BATCH_ACK_DEFER_MS;
 		return;
 	}
+	bt->failures = 0;
 	if (bt->nsubs) {
 		int k = 0;
 		while (k < 10 && ((size_t)1 << k) < bt->nsubs)

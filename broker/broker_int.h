@@ -173,6 +173,9 @@ struct batch {
 	struct ack acks[MAX_PEERS * 2];
 	size_t nacks;
 	int64_t acks_since; /* when the oldest acknowledgement in acks came */
+	/* Commits failed in a row: the acknowledgements they kept wait longer
+	 * each time before they alone make a commit (2 s, 4 s, ... 32 s). */
+	int failures;
 	struct dead dead[MAX_PEERS];
 	int dead_done[MAX_PEERS]; /* output: 1 when the entry was there to dead-letter */
 	size_t ndead;

@@ -23,9 +23,9 @@ struct pump {
 	struct peer *p;
 	uint32_t inflight;
 	int blocked;
-	/* The head is past (head_seen), and it had a failed delivery: it goes
-	 * alone (solo), so that each count is the head's. */
-	int head_seen, solo;
+	/* The entry whose failed deliveries are counted (p->attempts_seq) was
+	 * reached: it goes alone, so that each count is its own. */
+	int solo;
 	/* Delivers gathered for one DeliverBatch frame (a node that takes
 	 * them), not yet sent: their payloads point into the pump's read txn. */
 	Tern__V1__Deliver ds[BROKER_DELIVER_BATCH_MAX];
@@ -81,15 +81,20 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 
 	if (it->kind == BQ_STUB)
 		return 0; /* nothing to send: what a restored node lost (bq_rewind) */
-	/* A head that failed a delivery goes alone until it is taken or
-	 * dead-lettered. The node commits a turn's deliveries together: sent
-	 * with the ones behind it, a message the node dies on would have the
-	 * head counted, and the messages before it dead-lettered one by one. */
-	if (pp->head_seen && pp->solo)
+	/* An entry with a failed delivery counted goes alone, in a frame of its
+	 * own, until it is taken or dead-lettered (or a Hello of the same
+	 * process starts its count afresh). The node commits a turn's
+	 * deliveries together: sent with the ones behind it, a message the node
+	 * dies on would have the head counted, and the messages before it
+	 * dead-lettered one by one. Keyed to the entry, not to the first one
+	 * scanned: after a Hello's resync, acknowledged ones may still come
+	 * first. Gone (expired), it no longer holds anything back. */
+	if (pp->solo)
 		return 1;
-	if (!pp->head_seen) {
-		pp->head_seen = 1;
-		pp->solo = p->attempts > 0 && p->attempts_seq == seq;
+	if (p->attempts > 0 && seq == p->attempts_seq) {
+		if (pp->n > 0 && pump_flush(pp) != TERN_OK)
+			return 1;
+		pp->solo = 1;
 	}
 	if (seq <= p->sent) {
 		pp->inflight++;
@@ -117,10 +122,9 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 			return 1;
 		}
 		if (rc != TERN_OK) {
-			/* Damaged notice: skipped, the node will ack past it. Not
-			 * the head either: what comes next may go. */
-			if (pp->n == 0 && pp->inflight == 0)
-				pp->head_seen = pp->solo = 0;
+			/* Damaged notice: skipped, the node will ack past it (so
+			 * what comes next must go, counted or not). */
+			pp->solo = 0;
 			return 0;
 		}
 		d->item_case = TERN__V1__DELIVER__ITEM_NOTICE;
@@ -150,7 +154,7 @@ void deliver_pump(broker *b, struct peer *p)
 	pp.p = p;
 	pp.inflight = 0;
 	pp.blocked = 0;
-	pp.head_seen = pp.solo = 0;
+	pp.solo = 0;
 	pp.n = pp.bytes = 0;
 	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
 		return;

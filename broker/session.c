@@ -187,6 +187,17 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->dirty = 1;
 	int same_epoch = h->broker_epoch.len == BQ_EPOCH_LEN &&
 	                 memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0;
+	/* An acknowledgement of the old connection not committed yet (within
+	 * its 20 ms, or kept by commits that failed) says what the node's store
+	 * held then; this Hello says what it holds now. If that is less (its
+	 * store was put back in between), the acknowledgement stops there:
+	 * committed, it would take from the queue what the node no longer has. */
+	for (size_t i = 0; i < b->batch.nacks; i++)
+		if (strcmp(b->batch.acks[i].node, user) == 0) {
+			uint64_t holds = same_epoch ? h->delivered_upto : 0;
+			if (b->batch.acks[i].upto > holds)
+				b->batch.acks[i].upto = holds;
+		}
 	if (h->broker_store.len == BQ_EPOCH_LEN &&
 	    memcmp(h->broker_store.data, b->store_id, BQ_EPOCH_LEN) == 0 &&
 	    h->delivered_upto < p->acked) {
@@ -213,7 +224,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	 * each time cannot turn its messages into dead letters (and notices to
 	 * their senders) at the rate of its round trips. */
 	if (new_process && !restored && out > p->sent &&
-	    now - p->restart_counted >= b->ack_timeout_ms) {
+	    (now - p->restart_counted >= b->ack_timeout_ms || now < p->restart_counted)) {
 		/* The head went out to the old process and is not held by the
 		 * new one: that delivery failed. */
 		MDB_txn *txn;

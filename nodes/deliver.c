@@ -82,9 +82,13 @@ int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len)
 	/* No receipt for a receipt, nor to a sender we cannot name. */
 	if ((d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) && d->msgid[0] && d->sender[0] &&
 	    strcmp(d->type, "receipt") != 0) {
-		if ((rc = node_owe_receipt(n, d, env, len)) != TERN_OK)
+		rc = node_owe_receipt(n, d, env, len);
+		/* Only a lack of memory passes: a receipt that cannot be sealed at
+		 * all (its sender revoked or lapsed since) never will be, and
+		 * waiting for it would block every delivery behind this one. */
+		if (rc == TERN_ENOMEM)
 			return rc;
-		owed = 1;
+		owed = rc == TERN_OK;
 	}
 	if (d->kind == DIN_ACCEPT &&
 	    (rc = node_wf_keep(n, d->msgid, &d->wf, d->wf_root, &d->wf_rootrec)) != TERN_OK) {

@@ -232,6 +232,13 @@ void node_held_committed(node *n)
 	}
 }
 
+int node_rejudge_later(const node *n, int64_t now)
+{
+	/* Never more than a minute ahead: a clock set back must not hold
+	 * releases for as long as it went back. */
+	return now < n->rejudge_at && n->rejudge_at - now <= 60000;
+}
+
 void node_held_failed(node *n)
 {
 	const struct batch *b = &n->batch;
@@ -260,10 +267,13 @@ static void release(node *n, const char *msgid, int final)
 	for (size_t i = 0; i < b->ndins; i++)
 		if (b->dins[i].unhold && strcmp(b->dins[i].msgid, msgid) == 0)
 			return; /* released already, in this batch */
-	if (TERN_GROW(b->dins, b->ndins, b->capdins))
+	if (TERN_GROW(b->dins, b->ndins, b->capdins) ||
+	    tern_store_read_begin(n->store, &txn) != TERN_OK) {
+		/* Judged again in a second, not at the end of its hold. */
+		json_array_append_new(n->held_due, json_string(msgid));
+		n->rejudge_at = tern_now_ms() + 1000;
 		return;
-	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
-		return;
+	}
 	if (node_store_held_envelope(txn, n->store, msgid, &env, &len) != TERN_OK) {
 		mdb_txn_abort(txn);
 		json_object_del(n->held, msgid);
@@ -313,7 +323,7 @@ void node_held_tick(node *n, int64_t now)
 	void *tmp;
 	size_t i;
 
-	if (now < n->rejudge_at)
+	if (node_rejudge_later(n, now))
 		return;
 	if ((n->held_due = json_array()) == NULL) {
 		n->held_due = due;

@@ -354,8 +354,10 @@ int node_wf_lookup(void *arg, const char *msgid, json_t **rec);
 int node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec);
 /* d, judged, joins this turn's batch with what it brings: the receipt owed
  * (an accepted or refused message with an id and a sender, not itself a
- * receipt) and its workflow records. All of it, or nothing (out of memory:
- * the caller leaves the delivery for later). The caller counts d in. */
+ * receipt; one that cannot be sealed, its sender revoked or lapsed, is
+ * logged and left out) and its workflow records. All of it, or nothing
+ * (TERN_ENOMEM: the caller leaves the delivery for later). The caller
+ * counts d in. */
 int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len);
 /* Frees what d holds and zeroes it. */
 void node_din_clear(struct din *d);
@@ -404,6 +406,8 @@ void node_held_committed(node *n);
 /* After a failed commit, before the batch is emptied: the held deliveries
  * it released are due again (from n->rejudge_at). */
 void node_held_failed(node *n);
+/* 1: now is before n->rejudge_at, and releases wait. */
+int node_rejudge_later(const node *n, int64_t now);
 /* Each turn: judges the due ones again, and refuses those past their time. */
 void node_held_tick(node *n, int64_t now);
 

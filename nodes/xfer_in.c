@@ -918,7 +918,7 @@ void node_xin_tick(node *n, int64_t now)
 			     "its attachments did not all arrive before it expired");
 		if (x->ready) {
 			/* x->jobs: else freed under the opening thread */
-			if (x->jobs == 0 && now >= n->rejudge_at)
+			if (x->jobs == 0 && !node_rejudge_later(n, now))
 				release(n, x);
 			continue;
 		}

@@ -1756,6 +1756,65 @@ static void test_restart_ack_keeps_count(void **state)
 	pump_pair_close(&pp, b, e, 2);
 }
 
+/* The counted entry goes alone even when it is not the first one scanned:
+ * here the restarted node's Hello says it holds seqs 1 and 2, whose
+ * acknowledgement is not committed yet, and it died on seq 3. Before, "alone"
+ * was decided on the first entry scanned (seq 1), and seq 3 went out with
+ * 4 and 5 again. */
+static void test_counted_entry_alone_after_resync(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+	struct sealed e[5];
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 5);
+	pump_pair_open(b, sweden, "inproc://resync-alone", &pp);
+	b->max_attempts = 5;
+	b->ack_timeout_ms = 0;
+	hello_and_pump(b, sweden, &pp, 301, 0);
+	assert_int_equal(sweden->sent, 5);
+	hello_and_pump(b, sweden, &pp, 302, 2);
+	assert_int_equal(sweden->attempts_seq, 3);
+	assert_int_equal(sweden->attempts, 1);
+	assert_int_equal(sweden->acked, 0); /* seqs 1-2: acknowledged in the batch */
+	assert_int_equal(sweden->sent, 3);  /* seq 3 alone */
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 2);
+	deliver_pump(b, sweden);
+	frames_drop(pp.dealer);
+	assert_int_equal(sweden->sent, 3); /* still alone */
+	pump_pair_close(&pp, b, e, 5);
+}
+
+/* An acknowledgement of the old connection not committed yet, and a Hello
+ * saying the node now holds less (its store put back within that window):
+ * the acknowledgement stops at what the node holds. Before, it was committed
+ * whole, and the entries the node no longer had were taken off the queue
+ * (here deleted: no retention), lost without a word. */
+static void test_pending_ack_clamped_by_hello(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+	struct sealed e[3];
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 3);
+	pump_pair_open(b, sweden, "inproc://clamp", &pp);
+	b->max_attempts = 5;
+	hello_and_pump(b, sweden, &pp, 401, 0);
+	batch_ack_add(b, "sweden", 3); /* its acknowledgement, in this batch */
+	hello_and_pump(b, sweden, &pp, 402, 1); /* put back: holds seq 1 only */
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 1);
+	assert_int_equal(queue_of(f, "sweden").n, 2); /* seqs 2 and 3 go again */
+	pump_pair_close(&pp, b, e, 3);
+}
+
 /* A commit that fails keeps the batch's acknowledgements for the next one:
  * they say what the nodes hold. Before, they were dropped with it, so the
  * heads they passed timed out and were counted, then dead-lettered though
@@ -1767,6 +1826,7 @@ static void test_failed_commit_keeps_acks(void **state)
 	struct peer *sweden = peer_find(b, "sweden", 0);
 	struct sealed e[2];
 	tern_store *ro = NULL;
+	int wait;
 
 	b->batch.now = tern_now_ms();
 	commit_referrals(f, b, e, 2);
@@ -1780,6 +1840,11 @@ static void test_failed_commit_keeps_acks(void **state)
 	tern_store_close(&ro);
 	assert_int_equal(sweden->acked, 0);
 	assert_int_equal(b->batch.nacks, 1);
+	/* Kept, they alone do not make the next commit before a back-off: a
+	 * disk that refuses every write is not tried, and logged, every turn. */
+	wait = 100;
+	assert_false(batch_due(b, tern_now_ms(), &wait));
+	assert_true(batch_due(b, tern_now_ms() + 2100, &wait));
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 2);
 	assert_int_equal(queue_of(f, "sweden").n, 0);
@@ -1892,6 +1957,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_poison_isolated, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_ack_keeps_count, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_keeps_acks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_counted_entry_alone_after_resync, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pending_ack_clamped_by_hello, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),

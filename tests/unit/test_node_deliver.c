@@ -1555,6 +1555,35 @@ static void test_no_receipt_not_taken(void **state)
 	free(env);
 }
 
+/* A receipt that can never be sealed (its sender was revoked since it sent
+ * the message) does not hold the delivery back: the message is judged,
+ * taken and acknowledged without one, as the log says. Waiting for memory
+ * is for a lack of memory only; waiting here would block every delivery
+ * behind this one until it expired. */
+static void test_unsealable_receipt_taken(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	tern_member *m;
+
+	(void)state;
+	assert_int_equal(tern_directory_find(F.dir, "unhcr", (const tern_member **)&m), TERN_OK);
+	m->revoked = 1;
+	deliver(n, 1, env, len);
+	m->revoked = 0;
+	assert_false(n->deliver_stopped);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_int_equal(n->batch.nouts, 0); /* no receipt: it cannot be sealed */
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 1);
+	node_free(n);
+	free(env);
+}
+
 /* A send the batch has no room for is refused, and leaves no workflow
  * record behind: before, the record was kept first and written by the next
  * commit, a case state no message ever made. */
@@ -1920,6 +1949,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_after_failed_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_judged_after_failed_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
