@@ -317,6 +317,10 @@ void revocation_sweep(broker *b)
 	}
 	l->b = b;
 	l->now = tern_now_ms();
+	/* Acknowledgements not committed yet (kept by failed commits) first:
+	 * what a revoked member took is not dead-lettered as never taken. */
+	if (b->batch.nacks)
+		batch_commit(b);
 	for (size_t i = 0; i < b->npeers; i++) {
 		const char *why = peer_barred(b, b->peers[i].id, l->now);
 		if (why)

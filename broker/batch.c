@@ -163,6 +163,14 @@ void batch_ack_add(broker *b, const char *node, uint64_t upto)
 		bt->acks[i].upto = upto;
 }
 
+uint64_t batch_ack_pending(const broker *b, const char *node)
+{
+	for (size_t i = 0; i < b->batch.nacks; i++)
+		if (strcmp(b->batch.acks[i].node, node) == 0)
+			return b->batch.acks[i].upto;
+	return 0;
+}
+
 int batch_due(const broker *b, int64_t now, int *wait_ms)
 {
 	const struct batch *bt = &b->batch;
@@ -172,9 +180,12 @@ int batch_due(const broker *b, int64_t now, int *wait_ms)
 		return 1;
 	if (bt->nacks == 0)
 		return 0;
-	/* Half full: commit rather than risk refusing acknowledgements. */
+	/* Half full: commit rather than risk refusing acknowledgements (there
+	 * is room for every node's when commits fail: one entry a node). A wait
+	 * longer than the longest back-off is a clock set back. */
 	left = bt->acks_since + BATCH_ACK_DEFER_MS - now;
-	if (left <= 0 || bt->nacks >= MAX_PEERS)
+	if (left <= 0 || left > (1000 << 5) + BATCH_ACK_DEFER_MS ||
+	    (bt->nacks >= MAX_PEERS && bt->failures == 0))
 		return 1;
 	if (*wait_ms > left)
 		*wait_ms = (int)left;

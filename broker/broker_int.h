@@ -458,6 +458,8 @@ void batch_commit(broker *b);
 /* Adds node's acknowledgement of everything up to upto to the batch: one
  * entry per node, the highest. */
 void batch_ack_add(broker *b, const char *node, uint64_t upto);
+/* node's acknowledgement in the batch, not committed yet (0: none). */
+uint64_t batch_ack_pending(const broker *b, const char *node);
 int batch_due(const broker *b, int64_t now, int *wait_ms);
 /* Decides what the next batch also does: checkpoint, purge, expiry sweep. */
 void batch_timers(broker *b, int64_t now);

@@ -24,8 +24,11 @@ struct pump {
 	uint32_t inflight;
 	int blocked;
 	/* The entry whose failed deliveries are counted (p->attempts_seq) was
-	 * reached: it goes alone, so that each count is its own. */
+	 * reached: it goes alone, so that each count is its own. Unless the
+	 * node's acknowledgement, not committed yet (acked_pending), passed it. */
 	int solo;
+	uint64_t acked_pending;
+	uint32_t open; /* of inflight: those above acked_pending */
 	/* Delivers gathered for one DeliverBatch frame (a node that takes
 	 * them), not yet sent: their payloads point into the pump's read txn. */
 	Tern__V1__Deliver ds[BROKER_DELIVER_BATCH_MAX];
@@ -91,13 +94,16 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 	 * first. Gone (expired), it no longer holds anything back. */
 	if (pp->solo)
 		return 1;
-	if (p->attempts > 0 && seq == p->attempts_seq) {
-		if (pp->n > 0 && pump_flush(pp) != TERN_OK)
+	if (p->attempts > 0 && seq == p->attempts_seq && pp->acked_pending < seq) {
+		/* Alone in the node's commit too: only once what comes before
+		 * it is acknowledged. */
+		if (seq > p->sent && (pp->n > 0 || pp->open > 0))
 			return 1;
 		pp->solo = 1;
 	}
 	if (seq <= p->sent) {
 		pp->inflight++;
+		pp->open += seq > pp->acked_pending;
 		return 0;
 	}
 	if (pp->inflight + pp->n >= p->credit)
@@ -155,6 +161,8 @@ void deliver_pump(broker *b, struct peer *p)
 	pp.inflight = 0;
 	pp.blocked = 0;
 	pp.solo = 0;
+	pp.open = 0;
+	pp.acked_pending = batch_ack_pending(b, p->id);
 	pp.n = pp.bytes = 0;
 	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
 		return;
@@ -324,16 +332,21 @@ void deliver_redeliveries(broker *b, int64_t now)
 	for (size_t i = 0; i < b->npeers; i++) {
 		struct peer *p = &b->peers[i];
 		MDB_txn *txn;
-		uint64_t head = 0;
+		uint64_t head = 0, base;
 
 		if (!p->live)
 			continue;
-		if (p->sent > p->acked && now - p->progress > p->wait) {
+		/* An acknowledgement not committed yet (kept while commits fail)
+		 * says what the node holds as well as a committed one. */
+		base = batch_ack_pending(b, p->id);
+		if (base < p->acked)
+			base = p->acked;
+		if (p->sent > base && now - p->progress > p->wait) {
 			/* The head is counted only if it went out since the last
 			 * count: entries before it may have expired since they were
 			 * sent, and one never sent has had no attempt. */
 			if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
-				(void)bq_head(txn, b->store, p->id, p->acked + 1, &head);
+				(void)bq_head(txn, b->store, p->id, base + 1, &head);
 				mdb_txn_abort(txn);
 			}
 			if (head != 0 && head <= p->sent)

@@ -452,7 +452,7 @@ void node_batch_commit(node *n)
 			if (b->acks[i].client >= 0)
 				client_reply(n, b->acks[i].client,
 				             tern_api_error(rc, "not stored"));
-		n->rejudge_at = tern_now_ms() + 1000 * (int64_t)(n->commit_failures + 1);
+		node_rejudge_after(n, 1000 * (int64_t)(n->commit_failures + 1));
 		node_held_failed(n);
 		node_xin_failed(n);
 		commit_failed(n);
@@ -460,6 +460,7 @@ void node_batch_commit(node *n)
 		return;
 	}
 	n->commit_failures = 0;
+	n->rejudge_at = 0; /* the disk takes writes again: releases go on */
 	if (b->pushes_added)
 		node_webhook_kick(n->hook);
 	node_held_committed(n);

@@ -74,6 +74,16 @@ void node_din_clear(struct din *d)
 	memset(d, 0, sizeof(*d));
 }
 
+/* 1: a receipt to sender can never be sealed, as the directory in force
+ * stands: it is no member, or revoked, or its certificate has lapsed. */
+static int receipt_unsealable(const node *n, const char *sender)
+{
+	const tern_member *m;
+
+	return tern_directory_find(n->id.dir, sender, &m) != TERN_OK || m->revoked ||
+	       tern_member_expired(m, tern_now_ms() / 1000);
+}
+
 int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len)
 {
 	struct batch *b = &n->batch;
@@ -83,10 +93,13 @@ int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len)
 	if ((d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE) && d->msgid[0] && d->sender[0] &&
 	    strcmp(d->type, "receipt") != 0) {
 		rc = node_owe_receipt(n, d, env, len);
-		/* Only a lack of memory passes: a receipt that cannot be sealed at
-		 * all (its sender revoked or lapsed since) never will be, and
-		 * waiting for it would block every delivery behind this one. */
-		if (rc == TERN_ENOMEM)
+		/* Taken without it only when its addressee can never have one: the
+		 * sender revoked, lapsed or removed since it sent. Waiting then
+		 * would block every delivery behind this one. Any other failure
+		 * (memory; this node's own entry revoked, lapsed or not matching
+		 * its key) holds the delivery back: taken, its sender would never
+		 * hear of it, not even by the broker's dead letter. */
+		if (rc != TERN_OK && !receipt_unsealable(n, d->sender))
 			return rc;
 		owed = rc == TERN_OK;
 	}
@@ -444,10 +457,13 @@ int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t le
  * node has committed. */
 static void deliver_stop(node *n, uint64_t seq, const char *why)
 {
-	log_warnx("could not take delivery %llu (%s); asking the broker for it again",
+	log_warnx("could not take delivery %llu (%s); asking the broker for it again in 1 s",
 	          (unsigned long long)seq, why);
 	n->deliver_stopped = 1;
-	node_send_hello(n);
+	/* Not at once: a cause that lasts (this node's own certificate lapsed)
+	 * would make a Hello and a redelivery per round trip. */
+	if (n->hello_due == 0)
+		n->hello_due = tern_now_ms() + 1000;
 }
 
 void node_deliver_resume(node *n)
@@ -541,5 +557,5 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 oom:
 	mdb_txn_abort(txn);
 	node_din_clear(d);
-	deliver_stop(n, dv->seq, "out of memory");
+	deliver_stop(n, dv->seq, tern_errdetail());
 }

@@ -232,6 +232,14 @@ void node_held_committed(node *n)
 	}
 }
 
+void node_rejudge_after(node *n, int64_t wait_ms)
+{
+	int64_t at = tern_now_ms() + wait_ms;
+
+	if (at > n->rejudge_at) /* never sooner than a failure's back-off */
+		n->rejudge_at = at;
+}
+
 int node_rejudge_later(const node *n, int64_t now)
 {
 	/* Never more than a minute ahead: a clock set back must not hold
@@ -261,6 +269,7 @@ static void release(node *n, const char *msgid, int final)
 	MDB_txn *txn;
 	uint8_t *env = NULL;
 	size_t len = 0;
+	int rc;
 
 	if (h == NULL)
 		return;
@@ -271,12 +280,17 @@ static void release(node *n, const char *msgid, int final)
 	    tern_store_read_begin(n->store, &txn) != TERN_OK) {
 		/* Judged again in a second, not at the end of its hold. */
 		json_array_append_new(n->held_due, json_string(msgid));
-		n->rejudge_at = tern_now_ms() + 1000;
+		node_rejudge_after(n, 1000);
 		return;
 	}
-	if (node_store_held_envelope(txn, n->store, msgid, &env, &len) != TERN_OK) {
+	if ((rc = node_store_held_envelope(txn, n->store, msgid, &env, &len)) != TERN_OK) {
 		mdb_txn_abort(txn);
-		json_object_del(n->held, msgid);
+		if (rc == TERN_ENOENT) {
+			json_object_del(n->held, msgid); /* gone: nothing to judge */
+		} else {
+			json_array_append_new(n->held_due, json_string(msgid));
+			node_rejudge_after(n, 1000);
+		}
 		return;
 	}
 	d = &b->dins[b->ndins];
@@ -305,7 +319,7 @@ static void release(node *n, const char *msgid, int final)
 	if (node_din_take(n, d, env, len) != TERN_OK) {
 		/* Out of memory: still held, judged again in a second. */
 		json_array_append_new(n->held_due, json_string(d->msgid));
-		n->rejudge_at = tern_now_ms() + 1000;
+		node_rejudge_after(n, 1000);
 		node_din_clear(d);
 		return;
 	}

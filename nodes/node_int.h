@@ -406,6 +406,8 @@ void node_held_committed(node *n);
 /* After a failed commit, before the batch is emptied: the held deliveries
  * it released are due again (from n->rejudge_at). */
 void node_held_failed(node *n);
+/* Releases wait wait_ms from now (or longer, if they already did). */
+void node_rejudge_after(node *n, int64_t wait_ms);
 /* 1: now is before n->rejudge_at, and releases wait. */
 int node_rejudge_later(const node *n, int64_t now);
 /* Each turn: judges the due ones again, and refuses those past their time. */

@@ -520,7 +520,8 @@ void node_session_tick(node *n, int64_t now)
 	if (n->hello_due && now >= n->hello_due) {
 		n->hello_due = 0;
 		if (n->connected) {
-			log_info("saying Hello again: a commit failed");
+			log_info("saying Hello again: a commit failed, or a delivery could not "
+			         "be taken");
 			node_send_hello(n);
 		}
 	}

@@ -828,7 +828,7 @@ static void release(node *n, struct xin *x)
 	d->len = len;
 	if (node_din_take(n, d, env, len) != TERN_OK) {
 		node_din_clear(d); /* out of memory: judged again in a second */
-		n->rejudge_at = tern_now_ms() + 1000;
+		node_rejudge_after(n, 1000);
 		return;
 	}
 	b->ndins++;

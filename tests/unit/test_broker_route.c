@@ -1815,6 +1815,79 @@ static void test_pending_ack_clamped_by_hello(void **state)
 	pump_pair_close(&pp, b, e, 3);
 }
 
+/* The node took the counted entry and acknowledged it, but the broker's
+ * commits fail, so the acknowledgement waits in the batch: the entry no
+ * longer holds back what comes after it, and a timeout counts the first
+ * entry the node does not hold, never one it acknowledged. */
+static void test_pending_ack_lifts_solo(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct pump_pair pp;
+	struct sealed e[3];
+	tern_store *ro = NULL;
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 3);
+	pump_pair_open(b, sweden, "inproc://lift", &pp);
+	b->max_attempts = 5;
+	b->max_backoff_ms = 60000;
+	b->ack_timeout_ms = 0;
+	hello_and_pump(b, sweden, &pp, 501, 0);
+	hello_and_pump(b, sweden, &pp, 502, 0); /* restarted: seq 1 counted, alone */
+	assert_int_equal(sweden->attempts_seq, 1);
+	assert_int_equal(sweden->sent, 1);
+	batch_ack_add(b, "sweden", 1); /* taken */
+	assert_int_equal(bq_open_rdonly(f->path, &ro), TERN_OK);
+	b->store = ro;
+	batch_commit(b); /* fails: the acknowledgement is kept */
+	b->store = f->st;
+	tern_store_close(&ro);
+	assert_int_equal(sweden->acked, 0);
+	deliver_pump(b, sweden);
+	frames_drop(pp.dealer);
+	assert_int_equal(sweden->sent, 3); /* 2 and 3 go */
+	sweden->wait = 1000;
+	deliver_redeliveries(b, tern_now_ms() + 5000);
+	assert_int_equal(sweden->attempts_seq, 2); /* not seq 1, which it holds */
+	assert_int_equal(sweden->attempts, 1);
+	pump_pair_close(&pp, b, e, 3);
+}
+
+/* A member revoked while its acknowledgement waits in the batch (kept by
+ * failed commits): the sweep commits it first, so only what the member did
+ * not take is dead-lettered, its senders told "recipient-revoked". Before,
+ * what it had taken was dead-lettered too, and its senders told it never
+ * arrived. */
+static void test_revocation_after_kept_ack(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct sealed e[3];
+	tern_directory *revoked = make_dir(f, SWEDEN, REVOKED);
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 3);
+	sweden->fd = -1;
+	sweden->live = 1;
+	sweden->sent = sweden->sent_hi = 3;
+	batch_ack_add(b, "sweden", 2);
+	b->id.dir = revoked;
+	revocation_sweep(b);
+	b->id.dir = f->dir;
+	assert_int_equal(sweden->acked, 2);
+	assert_int_equal(b->m.revoked_dead, 1);
+	assert_int_equal(queue_of(f, "sweden").n, 0);
+	tern_directory_free(&revoked);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	for (int i = 0; i < 3; i++)
+		free(e[i].buf);
+}
+
 /* A commit that fails keeps the batch's acknowledgements for the next one:
  * they say what the nodes hold. Before, they were dropped with it, so the
  * heads they passed timed out and were counted, then dead-lettered though
@@ -1959,6 +2032,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_keeps_acks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counted_entry_alone_after_resync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_ack_clamped_by_hello, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_pending_ack_lifts_solo, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revocation_after_kept_ack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_result_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_deferral, setup, teardown),

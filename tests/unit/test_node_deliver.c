@@ -1584,6 +1584,44 @@ static void test_unsealable_receipt_taken(void **state)
 	free(env);
 }
 
+/* A receipt this node cannot seal for a fault of its own (here: its own
+ * entry revoked in its directory, reloaded before the broker's) holds the
+ * delivery back, and the node asks for it again a second later, not at once:
+ * taken without a receipt, and acknowledged, its sender would never hear of
+ * it, not even by the broker's dead letter once the broker bars this node. */
+static void test_own_fault_holds_delivery(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	tern_member *m;
+	int64_t t0 = tern_now_ms();
+
+	(void)state;
+	n->connected = 1;
+	assert_int_equal(tern_directory_find(F.dir, "sweden", (const tern_member **)&m), TERN_OK);
+	m->revoked = 1;
+	deliver(n, 1, env, len);
+	m->revoked = 0;
+	assert_true(n->deliver_stopped);
+	assert_int_equal(n->batch.ndins, 0);
+	assert_int_equal(n->batch.nouts, 0);
+	assert_true(n->connected); /* no Hello at once */
+	assert_true(n->hello_due >= t0 + 1000);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0);
+	node_deliver_resume(n); /* reinstated; the broker delivers it again */
+	deliver(n, 1, env, len);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.nouts, 1); /* with its receipt */
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 1);
+	node_free(n);
+	free(env);
+}
+
 /* A send the batch has no room for is refused, and leaves no workflow
  * record behind: before, the record was kept first and written by the next
  * commit, a case state no message ever made. */
@@ -1950,6 +1988,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_release_after_failed_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_judged_after_failed_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
