@@ -1630,9 +1630,9 @@ static void test_restart_counts_attempts(void **state)
 	hello_and_pump(b, sweden, &pp, 102, 0); /* restarted */
 	assert_int_equal(sweden->attempts_seq, 1);
 	assert_int_equal(sweden->attempts, 1);
-	assert_int_equal(sweden->sent, 1); /* the head alone */
+	assert_int_equal(sweden->sent, 1);      /* the head alone */
 	hello_and_pump(b, sweden, &pp, 103, 0); /* again, within ack_timeout */
-	assert_int_equal(sweden->attempts, 1); /* not counted */
+	assert_int_equal(sweden->attempts, 1);  /* not counted */
 	sweden->restart_counted -= 1000;
 	session_heartbeats(b, tern_now_ms() + 20000); /* hung: route dropped */
 	assert_false(sweden->live);
@@ -1807,7 +1807,7 @@ static void test_pending_ack_clamped_by_hello(void **state)
 	pump_pair_open(b, sweden, "inproc://clamp", &pp);
 	b->max_attempts = 5;
 	hello_and_pump(b, sweden, &pp, 401, 0);
-	batch_ack_add(b, "sweden", 3); /* its acknowledgement, in this batch */
+	batch_ack_add(b, "sweden", 3);          /* its acknowledgement, in this batch */
 	hello_and_pump(b, sweden, &pp, 402, 1); /* put back: holds seq 1 only */
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 1);

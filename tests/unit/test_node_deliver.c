@@ -1430,12 +1430,13 @@ struct xin_put {
 static int put_xin(MDB_txn *txn, void *arg)
 {
 	const struct xin_put *x = arg;
-	static const char zero[] = "0000000000000000000000000000000000000000000000000000000000000000";
-	json_t *rec = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender",
-	                        "unhcr", "case_id", CASE, "type", "case-referral", "until",
-	                        (json_int_t)1, "att", (json_int_t)0, "have", (json_int_t)0, "atts",
-	                        "size", (json_int_t)1000, "chunk_size", (json_int_t)(64 << 10),
-	                        "root", zero, "sha256", zero);
+	static const char zero[] =
+	    "0000000000000000000000000000000000000000000000000000000000000000";
+	json_t *rec =
+	    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender", "unhcr",
+	              "case_id", CASE, "type", "case-referral", "until", (json_int_t)1, "att",
+	              (json_int_t)0, "have", (json_int_t)0, "atts", "size", (json_int_t)1000,
+	              "chunk_size", (json_int_t)(64 << 10), "root", zero, "sha256", zero);
 	char *text = json_dumps(rec, JSON_COMPACT);
 	MDB_val k = {strlen(x->msgid), (void *)x->msgid}, v = {strlen(text), text};
 	int rc = mdb_put(txn, tern_store_dbi(st, NS_XIN), &k, &v, 0);
@@ -1989,7 +1990,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_transfer_judged_after_failed_commit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_judged_after_failed_commit, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),
