@@ -1602,6 +1602,36 @@ static void hello_and_pump(broker *b, struct peer *sweden, struct pump_pair *pp,
 	frames_drop(pp->dealer);
 }
 
+/* A bare broker with n (at most 5) referrals queued for sweden, seqs 1..n,
+ * and sweden's node on a pump pair at ep: where the tests of delivery
+ * attempts start; max_attempts 5 and no ack_timeout unless they say so. */
+struct attempts_case {
+	struct fixture *f;
+	broker *b;
+	struct peer *sweden;
+	struct pump_pair pp;
+	struct sealed e[5];
+	int n;
+};
+
+static void attempts_open(struct fixture *f, struct attempts_case *c, int n, const char *ep)
+{
+	c->f = f;
+	c->n = n;
+	c->b = bare_broker(f);
+	c->sweden = peer_find(c->b, "sweden", 0);
+	c->b->batch.now = tern_now_ms();
+	commit_referrals(f, c->b, c->e, n);
+	pump_pair_open(c->b, c->sweden, ep, &c->pp);
+	c->b->max_attempts = 5;
+	c->b->ack_timeout_ms = 0;
+}
+
+static void attempts_close(struct attempts_case *c)
+{
+	pump_pair_close(&c->pp, c->b, c->e, c->n);
+}
+
 /* A node that dies on what it is sent and is started again says Hello from
  * a new process each time: each such Hello counts a failed delivery of the
  * head (at most one an ack_timeout), and at max_attempts the head is
@@ -1611,43 +1641,39 @@ static void hello_and_pump(broker *b, struct peer *sweden, struct pump_pair *pp,
  * loop kept its queue stuck until the head expired. */
 static void test_restart_counts_attempts(void **state)
 {
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct sealed e[2];
-	int64_t now = tern_now_ms();
-
-	b->batch.now = now;
-	commit_referrals(f, b, e, 2);
-	pump_pair_open(b, sweden, "inproc://restart", &pp);
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+	attempts_open(*state, &c, 2, "inproc://restart");
+	b = c.b;
+	sweden = c.sweden;
 	b->max_attempts = 3;
 	b->hb_timeout_ms = 15000;
 	b->ack_timeout_ms = 1000;
-	hello_and_pump(b, sweden, &pp, 101, 0);
+	hello_and_pump(b, sweden, &c.pp, 101, 0);
 	assert_int_equal(sweden->sent, 2);
 	assert_int_equal(sweden->attempts, 0);
-	hello_and_pump(b, sweden, &pp, 102, 0); /* restarted */
+	hello_and_pump(b, sweden, &c.pp, 102, 0); /* restarted */
 	assert_int_equal(sweden->attempts_seq, 1);
 	assert_int_equal(sweden->attempts, 1);
-	assert_int_equal(sweden->sent, 1);      /* the head alone */
-	hello_and_pump(b, sweden, &pp, 103, 0); /* again, within ack_timeout */
-	assert_int_equal(sweden->attempts, 1);  /* not counted */
+	assert_int_equal(sweden->sent, 1);        /* the head alone */
+	hello_and_pump(b, sweden, &c.pp, 103, 0); /* again, within ack_timeout */
+	assert_int_equal(sweden->attempts, 1);    /* not counted */
 	sweden->restart_counted -= 1000;
 	session_heartbeats(b, tern_now_ms() + 20000); /* hung: route dropped */
 	assert_false(sweden->live);
-	hello_and_pump(b, sweden, &pp, 104, 0); /* restarted after that */
+	hello_and_pump(b, sweden, &c.pp, 104, 0); /* restarted after that */
 	assert_int_equal(sweden->attempts, 2);
 	assert_int_equal(b->batch.ndead, 0);
 	sweden->restart_counted -= 1000;
-	hello_and_pump(b, sweden, &pp, 105, 0);
+	hello_and_pump(b, sweden, &c.pp, 105, 0);
 	assert_int_equal(sweden->attempts, 3);
 	assert_int_equal(b->batch.ndead, 1);
 	batch_commit(b);
 	assert_int_equal(b->m.dead, 1);
-	assert_int_equal(queue_of(f, "sweden").n, 1);
-	assert_string_equal(queue_of(f, "sweden").ids[0], e[1].id);
-	pump_pair_close(&pp, b, e, 2);
+	assert_int_equal(queue_of(c.f, "sweden").n, 1);
+	assert_string_equal(queue_of(c.f, "sweden").ids[0], c.e[1].id);
+	attempts_close(&c);
 }
 
 /* The node commits a turn's deliveries together, so one that dies on the
@@ -1657,35 +1683,31 @@ static void test_restart_counts_attempts(void **state)
  * only the message the node dies on is dead-lettered. */
 static void test_poison_isolated(void **state)
 {
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct sealed e[3];
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
 	uint64_t inst = 200;
-
-	b->batch.now = tern_now_ms();
-	commit_referrals(f, b, e, 3);
-	pump_pair_open(b, sweden, "inproc://poison", &pp);
+	attempts_open(*state, &c, 3, "inproc://poison");
+	b = c.b;
+	sweden = c.sweden;
 	b->max_attempts = 2;
-	b->ack_timeout_ms = 0;
-	hello_and_pump(b, sweden, &pp, ++inst, 0);
-	for (int restarts = 0; restarts < 10 && queue_of(f, "sweden").n > 0; restarts++) {
+	hello_and_pump(b, sweden, &c.pp, ++inst, 0);
+	for (int restarts = 0; restarts < 10 && queue_of(c.f, "sweden").n > 0; restarts++) {
 		/* It takes what it was sent, unless seq 3 is among it. */
 		if (sweden->sent < 3 && sweden->sent > sweden->acked) {
 			batch_ack_add(b, "sweden", sweden->sent);
 			batch_commit(b);
 			deliver_pump(b, sweden);
-			frames_drop(pp.dealer);
+			frames_drop(c.pp.dealer);
 			continue;
 		}
-		hello_and_pump(b, sweden, &pp, ++inst, 0); /* died on it */
+		hello_and_pump(b, sweden, &c.pp, ++inst, 0); /* died on it */
 		batch_commit(b);
 	}
 	assert_int_equal(b->m.dead, 1);
 	assert_int_equal(sweden->acked, 2); /* seqs 1 and 2 taken */
-	assert_int_equal(queue_of(f, "sweden").n, 0);
-	pump_pair_close(&pp, b, e, 3);
+	assert_int_equal(queue_of(c.f, "sweden").n, 0);
+	attempts_close(&c);
 }
 
 /* A Hello from the same process (after a commit it could not make, a gap,
@@ -1696,36 +1718,31 @@ static void test_poison_isolated(void **state)
  * acknowledging). */
 static void test_same_process_hello_resets(void **state)
 {
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct sealed e[2];
-
-	b->batch.now = tern_now_ms();
-	commit_referrals(f, b, e, 2);
-	pump_pair_open(b, sweden, "inproc://same", &pp);
-	b->max_attempts = 5;
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+	attempts_open(*state, &c, 2, "inproc://same");
+	b = c.b;
+	sweden = c.sweden;
 	b->max_backoff_ms = 60000;
-	b->ack_timeout_ms = 0;
-	hello_and_pump(b, sweden, &pp, 7, 0);
+	hello_and_pump(b, sweden, &c.pp, 7, 0);
 	sweden->wait = 1000;
 	deliver_redeliveries(b, tern_now_ms() + 5000);
 	assert_int_equal(sweden->attempts, 1);
 	batch_commit(b);
-	hello_and_pump(b, sweden, &pp, 7, 0); /* the same process */
+	hello_and_pump(b, sweden, &c.pp, 7, 0); /* the same process */
 	assert_int_equal(sweden->attempts, 0);
-	hello_and_pump(b, sweden, &pp, 8, 0); /* another: counted */
+	hello_and_pump(b, sweden, &c.pp, 8, 0); /* another: counted */
 	assert_int_equal(sweden->attempts, 1);
-	hello_and_pump(b, sweden, &pp, 7, 0); /* the one before: a handover */
+	hello_and_pump(b, sweden, &c.pp, 7, 0); /* the one before: a handover */
 	assert_int_equal(sweden->attempts, 0);
 	assert_int_equal(b->batch.ndead, 0);
 	/* Restarted, holding both: nothing failed. */
-	hello_and_pump(b, sweden, &pp, 9, 2);
+	hello_and_pump(b, sweden, &c.pp, 9, 2);
 	assert_int_equal(sweden->attempts, 0);
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 2);
-	pump_pair_close(&pp, b, e, 2);
+	attempts_close(&c);
 }
 
 /* A restarted node whose Hello says it holds seq 1 (committed, its
@@ -1734,26 +1751,21 @@ static void test_same_process_hello_resets(void **state)
  * it. Before, any acknowledgement that moved the mark reset the count. */
 static void test_restart_ack_keeps_count(void **state)
 {
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct sealed e[2];
-
-	b->batch.now = tern_now_ms();
-	commit_referrals(f, b, e, 2);
-	pump_pair_open(b, sweden, "inproc://restart-ack", &pp);
-	b->max_attempts = 5;
-	b->ack_timeout_ms = 0;
-	hello_and_pump(b, sweden, &pp, 11, 0);
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+	attempts_open(*state, &c, 2, "inproc://restart-ack");
+	b = c.b;
+	sweden = c.sweden;
+	hello_and_pump(b, sweden, &c.pp, 11, 0);
 	assert_int_equal(sweden->sent, 2);
-	hello_and_pump(b, sweden, &pp, 12, 1);
+	hello_and_pump(b, sweden, &c.pp, 12, 1);
 	assert_int_equal(sweden->attempts_seq, 2);
 	assert_int_equal(sweden->attempts, 1);
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 1);
 	assert_int_equal(sweden->attempts, 1);
-	pump_pair_close(&pp, b, e, 2);
+	attempts_close(&c);
 }
 
 /* The counted entry goes alone even when it is not the first one scanned:
@@ -1763,20 +1775,15 @@ static void test_restart_ack_keeps_count(void **state)
  * 4 and 5 again. */
 static void test_counted_entry_alone_after_resync(void **state)
 {
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct sealed e[5];
-
-	b->batch.now = tern_now_ms();
-	commit_referrals(f, b, e, 5);
-	pump_pair_open(b, sweden, "inproc://resync-alone", &pp);
-	b->max_attempts = 5;
-	b->ack_timeout_ms = 0;
-	hello_and_pump(b, sweden, &pp, 301, 0);
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+	attempts_open(*state, &c, 5, "inproc://resync-alone");
+	b = c.b;
+	sweden = c.sweden;
+	hello_and_pump(b, sweden, &c.pp, 301, 0);
 	assert_int_equal(sweden->sent, 5);
-	hello_and_pump(b, sweden, &pp, 302, 2);
+	hello_and_pump(b, sweden, &c.pp, 302, 2);
 	assert_int_equal(sweden->attempts_seq, 3);
 	assert_int_equal(sweden->attempts, 1);
 	assert_int_equal(sweden->acked, 0); /* seqs 1-2: acknowledged in the batch */
@@ -1784,9 +1791,9 @@ static void test_counted_entry_alone_after_resync(void **state)
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 2);
 	deliver_pump(b, sweden);
-	frames_drop(pp.dealer);
+	frames_drop(c.pp.dealer);
 	assert_int_equal(sweden->sent, 3); /* still alone */
-	pump_pair_close(&pp, b, e, 5);
+	attempts_close(&c);
 }
 
 /* An acknowledgement of the old connection not committed yet, and a Hello
@@ -1796,23 +1803,19 @@ static void test_counted_entry_alone_after_resync(void **state)
  * (here deleted: no retention), lost without a word. */
 static void test_pending_ack_clamped_by_hello(void **state)
 {
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct sealed e[3];
-
-	b->batch.now = tern_now_ms();
-	commit_referrals(f, b, e, 3);
-	pump_pair_open(b, sweden, "inproc://clamp", &pp);
-	b->max_attempts = 5;
-	hello_and_pump(b, sweden, &pp, 401, 0);
-	batch_ack_add(b, "sweden", 3);          /* its acknowledgement, in this batch */
-	hello_and_pump(b, sweden, &pp, 402, 1); /* put back: holds seq 1 only */
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+	attempts_open(*state, &c, 3, "inproc://clamp");
+	b = c.b;
+	sweden = c.sweden;
+	hello_and_pump(b, sweden, &c.pp, 401, 0);
+	batch_ack_add(b, "sweden", 3);            /* its acknowledgement, in this batch */
+	hello_and_pump(b, sweden, &c.pp, 402, 1); /* put back: holds seq 1 only */
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 1);
-	assert_int_equal(queue_of(f, "sweden").n, 2); /* seqs 2 and 3 go again */
-	pump_pair_close(&pp, b, e, 3);
+	assert_int_equal(queue_of(c.f, "sweden").n, 2); /* seqs 2 and 3 go again */
+	attempts_close(&c);
 }
 
 /* The node took the counted entry and acknowledged it, but the broker's
@@ -1821,38 +1824,33 @@ static void test_pending_ack_clamped_by_hello(void **state)
  * entry the node does not hold, never one it acknowledged. */
 static void test_pending_ack_lifts_solo(void **state)
 {
-	struct fixture *f = *state;
-	broker *b = bare_broker(f);
-	struct peer *sweden = peer_find(b, "sweden", 0);
-	struct pump_pair pp;
-	struct sealed e[3];
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
 	tern_store *ro = NULL;
-
-	b->batch.now = tern_now_ms();
-	commit_referrals(f, b, e, 3);
-	pump_pair_open(b, sweden, "inproc://lift", &pp);
-	b->max_attempts = 5;
+	attempts_open(*state, &c, 3, "inproc://lift");
+	b = c.b;
+	sweden = c.sweden;
 	b->max_backoff_ms = 60000;
-	b->ack_timeout_ms = 0;
-	hello_and_pump(b, sweden, &pp, 501, 0);
-	hello_and_pump(b, sweden, &pp, 502, 0); /* restarted: seq 1 counted, alone */
+	hello_and_pump(b, sweden, &c.pp, 501, 0);
+	hello_and_pump(b, sweden, &c.pp, 502, 0); /* restarted: seq 1 counted, alone */
 	assert_int_equal(sweden->attempts_seq, 1);
 	assert_int_equal(sweden->sent, 1);
 	batch_ack_add(b, "sweden", 1); /* taken */
-	assert_int_equal(bq_open_rdonly(f->path, &ro), TERN_OK);
+	assert_int_equal(bq_open_rdonly(c.f->path, &ro), TERN_OK);
 	b->store = ro;
 	batch_commit(b); /* fails: the acknowledgement is kept */
-	b->store = f->st;
+	b->store = c.f->st;
 	tern_store_close(&ro);
 	assert_int_equal(sweden->acked, 0);
 	deliver_pump(b, sweden);
-	frames_drop(pp.dealer);
+	frames_drop(c.pp.dealer);
 	assert_int_equal(sweden->sent, 3); /* 2 and 3 go */
 	sweden->wait = 1000;
 	deliver_redeliveries(b, tern_now_ms() + 5000);
 	assert_int_equal(sweden->attempts_seq, 2); /* not seq 1, which it holds */
 	assert_int_equal(sweden->attempts, 1);
-	pump_pair_close(&pp, b, e, 3);
+	attempts_close(&c);
 }
 
 /* A member revoked while its acknowledgement waits in the batch (kept by
