@@ -326,6 +326,15 @@ void revocation_sweep(broker *b)
 		if (why)
 			session_close(b, &b->peers[i], why);
 	}
+	/* Still kept (that commit failed): the queues wait for a commit that
+	 * succeeds (broker_run sweeps again then); sessions are closed now. */
+	b->sweep_deferred = b->batch.nacks != 0;
+	if (b->sweep_deferred) {
+		log_warnx("what waits for revoked or removed members is dead-lettered once "
+		          "a commit succeeds");
+		free(l);
+		return;
+	}
 	if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
 		if (bq_destinations(txn, b->store, collect_barred, l) != TERN_OK)
 			log_warnx("cannot list the queues: %s", tern_errdetail());

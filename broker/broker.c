@@ -305,6 +305,8 @@ int broker_run(broker *b, volatile sig_atomic_t *stop)
 		wait_ms = 0;
 		if (batch_due(b, now, &wait_ms))
 			batch_commit(b);
+		if (b->sweep_deferred && b->batch.failures == 0)
+			revocation_sweep(b);
 		for (size_t i = 0; i < b->npeers; i++)
 			if (b->peers[i].dirty && b->peers[i].live)
 				deliver_pump(b, &b->peers[i]);

@@ -268,6 +268,9 @@ struct broker {
 	tern_apisrv *ctl; /* the control socket (docs/operations.md) and its clients */
 	tern_http *http;  /* /metrics, /healthz, /readyz; NULL when [metrics] port = 0 */
 	int64_t next_metrics, next_expiry_check;
+	/* A revocation sweep found acknowledgements it could not commit: what
+	 * waits for revoked members is dead-lettered once a commit succeeds. */
+	int sweep_deferred;
 	/* The queue gauges read every queued item: with a large backlog they are
 	 * refreshed less often than the snapshot, for at most 1% of the loop. */
 	bq_dest *qstats;

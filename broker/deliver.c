@@ -25,10 +25,9 @@ struct pump {
 	int blocked;
 	/* The entry whose failed deliveries are counted (p->attempts_seq) was
 	 * reached: it goes alone, so that each count is its own. Unless the
-	 * node's acknowledgement, not committed yet (acked_pending), passed it. */
+	 * node's acknowledgement, not committed yet, passed it. */
 	int solo;
-	uint64_t acked_pending;
-	uint32_t open; /* of inflight: those above acked_pending */
+	uint32_t open; /* of inflight: those above that acknowledgement */
 	/* Delivers gathered for one DeliverBatch frame (a node that takes
 	 * them), not yet sent: their payloads point into the pump's read txn. */
 	Tern__V1__Deliver ds[BROKER_DELIVER_BATCH_MAX];
@@ -94,7 +93,8 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 	 * first. Gone (expired), it no longer holds anything back. */
 	if (pp->solo)
 		return 1;
-	if (p->attempts > 0 && seq == p->attempts_seq && pp->acked_pending < seq) {
+	if (p->attempts > 0 && seq == p->attempts_seq &&
+	    batch_ack_pending(pp->b, p->id) < seq) {
 		/* Alone in the node's commit too: only once what comes before
 		 * it is acknowledged. */
 		if (seq > p->sent && (pp->n > 0 || pp->open > 0))
@@ -103,7 +103,9 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 	}
 	if (seq <= p->sent) {
 		pp->inflight++;
-		pp->open += seq > pp->acked_pending;
+		/* Only a counted entry needs it: no look-up on the common path. */
+		if (p->attempts > 0 && seq > batch_ack_pending(pp->b, p->id))
+			pp->open++;
 		return 0;
 	}
 	if (pp->inflight + pp->n >= p->credit)
@@ -162,7 +164,6 @@ void deliver_pump(broker *b, struct peer *p)
 	pp.blocked = 0;
 	pp.solo = 0;
 	pp.open = 0;
-	pp.acked_pending = batch_ack_pending(b, p->id);
 	pp.n = pp.bytes = 0;
 	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
 		return;
@@ -336,12 +337,14 @@ void deliver_redeliveries(broker *b, int64_t now)
 
 		if (!p->live)
 			continue;
+		if (p->sent <= p->acked || now - p->progress <= p->wait)
+			continue;
 		/* An acknowledgement not committed yet (kept while commits fail)
 		 * says what the node holds as well as a committed one. */
 		base = batch_ack_pending(b, p->id);
 		if (base < p->acked)
 			base = p->acked;
-		if (p->sent > base && now - p->progress > p->wait) {
+		if (p->sent > base) {
 			/* The head is counted only if it went out since the last
 			 * count: entries before it may have expired since they were
 			 * sent, and one never sent has had no attempt. */

@@ -460,7 +460,6 @@ void node_batch_commit(node *n)
 		return;
 	}
 	n->commit_failures = 0;
-	n->rejudge_at = 0; /* the disk takes writes again: releases go on */
 	if (b->pushes_added)
 		node_webhook_kick(n->hook);
 	node_held_committed(n);

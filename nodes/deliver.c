@@ -457,11 +457,12 @@ int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t le
  * node has committed. */
 static void deliver_stop(node *n, uint64_t seq, const char *why)
 {
-	log_warnx("could not take delivery %llu (%s); asking the broker for it again in 1 s",
+	log_warnx("could not take delivery %llu (%s); asking the broker for it again (Hello)",
 	          (unsigned long long)seq, why);
 	n->deliver_stopped = 1;
-	/* Not at once: a cause that lasts (this node's own certificate lapsed)
-	 * would make a Hello and a redelivery per round trip. */
+	/* Not at once, a second from now at the soonest: a cause that lasts
+	 * (this node's own certificate lapsed) would make a Hello and a
+	 * redelivery per round trip. */
 	if (n->hello_due == 0)
 		n->hello_due = tern_now_ms() + 1000;
 }
@@ -476,6 +477,7 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 	struct batch *b = &n->batch;
 	struct din *d;
 	MDB_txn *txn;
+	int rc = TERN_ENOMEM;
 
 	if (dv->broker_epoch.len != 16 || n->deliver_stopped)
 		return;
@@ -542,7 +544,7 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		/* Taken with its receipt and its workflow records, or not at all:
 		 * acknowledged without them, the sender would never have a
 		 * receipt, or the case a state it reached. */
-		if (node_din_take(n, d, dv->envelope.data, dv->envelope.len) != TERN_OK)
+		if ((rc = node_din_take(n, d, dv->envelope.data, dv->envelope.len)) != TERN_OK)
 			goto oom;
 		if (d->kind == DIN_REFUSE)
 			log_warnx("refused %s from %s: %s: %s", d->msgid[0] ? d->msgid : "(no id)",
@@ -557,5 +559,6 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 oom:
 	mdb_txn_abort(txn);
 	node_din_clear(d);
-	deliver_stop(n, dv->seq, tern_errdetail());
+	deliver_stop(n, dv->seq,
+	             rc == TERN_ENOMEM ? "out of memory" : "its receipt cannot be sealed");
 }

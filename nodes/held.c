@@ -259,8 +259,10 @@ void node_held_failed(node *n)
 			json_array_append_new(n->held_due, json_string(b->dins[i].msgid));
 }
 
-/* Judges a held delivery again; final: refused if it still waits. */
-static void release(node *n, const char *msgid, int final)
+/* Judges a held delivery again; final: refused if it still waits. 1: it
+ * could not be taken now (no memory, or this node cannot make receipts) and
+ * is due again after a wait: the rest of the round waits too. */
+static int release(node *n, const char *msgid, int final)
 {
 	struct batch *b = &n->batch;
 	json_t *h = json_object_get(n->held, msgid);
@@ -272,26 +274,26 @@ static void release(node *n, const char *msgid, int final)
 	int rc;
 
 	if (h == NULL)
-		return;
+		return 0;
 	for (size_t i = 0; i < b->ndins; i++)
 		if (b->dins[i].unhold && strcmp(b->dins[i].msgid, msgid) == 0)
-			return; /* released already, in this batch */
+			return 0; /* released already, in this batch */
 	if (TERN_GROW(b->dins, b->ndins, b->capdins) ||
 	    tern_store_read_begin(n->store, &txn) != TERN_OK) {
 		/* Judged again in a second, not at the end of its hold. */
 		json_array_append_new(n->held_due, json_string(msgid));
 		node_rejudge_after(n, 1000);
-		return;
+		return 1;
 	}
 	if ((rc = node_store_held_envelope(txn, n->store, msgid, &env, &len)) != TERN_OK) {
 		mdb_txn_abort(txn);
 		if (rc == TERN_ENOENT) {
 			json_object_del(n->held, msgid); /* gone: nothing to judge */
-		} else {
-			json_array_append_new(n->held_due, json_string(msgid));
-			node_rejudge_after(n, 1000);
+			return 0;
 		}
-		return;
+		json_array_append_new(n->held_due, json_string(msgid));
+		node_rejudge_after(n, 1000);
+		return 1;
 	}
 	d = &b->dins[b->ndins];
 	memset(d, 0, sizeof(*d));
@@ -303,7 +305,7 @@ static void release(node *n, const char *msgid, int final)
 		free(env); /* still waiting */
 		free(d->atts);
 		d->atts = NULL;
-		return;
+		return 0;
 	}
 	if (d->kind == DIN_HOLD) {
 		d->kind = DIN_REFUSE;
@@ -321,13 +323,14 @@ static void release(node *n, const char *msgid, int final)
 		json_array_append_new(n->held_due, json_string(d->msgid));
 		node_rejudge_after(n, 1000);
 		node_din_clear(d);
-		return;
+		return 1;
 	}
 	b->ndins++;
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused held %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)
 		log_info("released held %s from %s: %s arrived", d->msgid, d->sender, d->ref);
+	return 0;
 }
 
 void node_held_tick(node *n, int64_t now)
@@ -336,6 +339,7 @@ void node_held_tick(node *n, int64_t now)
 	json_t *h, *due = n->held_due;
 	void *tmp;
 	size_t i;
+	int stop = 0;
 
 	if (node_rejudge_later(n, now))
 		return;
@@ -343,15 +347,24 @@ void node_held_tick(node *n, int64_t now)
 		n->held_due = due;
 		return;
 	}
-	json_array_foreach(due, i, h) release(n, json_string_value(h), 0);
+	/* One that cannot be taken now stops the round (the rest is due with
+	 * it): ten thousand held messages must not make ten thousand failed
+	 * receipts, and log lines, a second. */
+	json_array_foreach(due, i, h)
+	{
+		if (stop)
+			json_array_append(n->held_due, h);
+		else
+			stop = release(n, json_string_value(h), 0);
+	}
 	json_decref(due);
-	if (now < n->next_hold_check)
+	if (stop || now < n->next_hold_check)
 		return;
 	n->next_hold_check = now + 1000;
 	/* release() may drop an entry whose envelope is gone. */
 	json_object_foreach_safe(n->held, tmp, id, h)
 	{
-		if (json_integer_value(json_object_get(h, "until")) <= now)
-			release(n, id, 1);
+		if (json_integer_value(json_object_get(h, "until")) <= now && release(n, id, 1))
+			break;
 	}
 }

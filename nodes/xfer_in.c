@@ -784,8 +784,10 @@ void node_xin_session(node *n)
 		start(n, n->xins[i]);
 }
 
-/* Judges a finished transfer (x->code "" when all is in and as declared). */
-static void release(node *n, struct xin *x)
+/* Judges a finished transfer (x->code "" when all is in and as declared).
+ * 1: it could not be taken now (no memory, or this node cannot make
+ * receipts): the others wait too. */
+static int release(node *n, struct xin *x)
 {
 	struct batch *b = &n->batch;
 	struct din *d;
@@ -795,14 +797,21 @@ static void release(node *n, struct xin *x)
 	uint8_t *env;
 	size_t len;
 
-	if (x->released || TERN_GROW(b->dins, b->ndins, b->capdins))
-		return;
-	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
-		return;
-	if (mdb_get(txn, DBI(n->store, NS_XINENV), &k, &v) != 0 ||
-	    (env = malloc(v.mv_size)) == NULL) {
+	if (x->released)
+		return 0;
+	if (TERN_GROW(b->dins, b->ndins, b->capdins) ||
+	    tern_store_read_begin(n->store, &txn) != TERN_OK) {
+		node_rejudge_after(n, 1000);
+		return 1;
+	}
+	if (mdb_get(txn, DBI(n->store, NS_XINENV), &k, &v) != 0) {
 		mdb_txn_abort(txn);
-		return;
+		return 0; /* its envelope is not there: the others go on */
+	}
+	if ((env = malloc(v.mv_size)) == NULL) {
+		mdb_txn_abort(txn);
+		node_rejudge_after(n, 1000);
+		return 1;
 	}
 	memcpy(env, v.mv_data, v.mv_size);
 	len = v.mv_size;
@@ -821,15 +830,15 @@ static void release(node *n, struct xin *x)
 		json_decref(d->wf);
 		json_decref(d->wf_rootrec);
 		memset(d, 0, sizeof(*d));
-		return;
+		return 0;
 	}
 	d->unxfer = 1;
 	d->env = env;
 	d->len = len;
 	if (node_din_take(n, d, env, len) != TERN_OK) {
-		node_din_clear(d); /* out of memory: judged again in a second */
+		node_din_clear(d); /* judged again in a second */
 		node_rejudge_after(n, 1000);
-		return;
+		return 1;
 	}
 	b->ndins++;
 	x->released = 1;
@@ -837,6 +846,7 @@ static void release(node *n, struct xin *x)
 		log_warnx("refused %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)
 		log_info("%s from %s: every attachment is in", d->msgid, d->sender);
+	return 0;
 }
 
 void node_xin_failed(node *n)
@@ -918,8 +928,8 @@ void node_xin_tick(node *n, int64_t now)
 			     "its attachments did not all arrive before it expired");
 		if (x->ready) {
 			/* x->jobs: else freed under the opening thread */
-			if (x->jobs == 0 && !node_rejudge_later(n, now))
-				release(n, x);
+			if (x->jobs == 0 && !node_rejudge_later(n, now) && release(n, x))
+				break; /* the rest wait with it */
 			continue;
 		}
 		if (x->pend)

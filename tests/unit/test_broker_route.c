@@ -1068,6 +1068,21 @@ int __wrap_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t 
 	return __real_tern_pb_unpack(desc, buf, len, max_len, out);
 }
 
+/* Linked with --wrap=tern_store_write too: the next store_write_fails
+ * writes fail as a full disk's would, the ones after them succeed. */
+int __real_tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg);
+int __wrap_tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg);
+static int store_write_fails;
+
+int __wrap_tern_store_write(tern_store *store, tern_store_apply_fn *apply, void *arg)
+{
+	if (store_write_fails > 0) {
+		store_write_fails--;
+		return tern_fail(TERN_EIO, "no space left on device (test)");
+	}
+	return __real_tern_store_write(store, apply, arg);
+}
+
 static int append_notice(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
@@ -1649,7 +1664,7 @@ static void test_restart_counts_attempts(void **state)
 	sweden = c.sweden;
 	b->max_attempts = 3;
 	b->hb_timeout_ms = 15000;
-	b->ack_timeout_ms = 1000;
+	b->ack_timeout_ms = 60000; /* restarts counted at most one a minute */
 	hello_and_pump(b, sweden, &c.pp, 101, 0);
 	assert_int_equal(sweden->sent, 2);
 	assert_int_equal(sweden->attempts, 0);
@@ -1659,13 +1674,13 @@ static void test_restart_counts_attempts(void **state)
 	assert_int_equal(sweden->sent, 1);        /* the head alone */
 	hello_and_pump(b, sweden, &c.pp, 103, 0); /* again, within ack_timeout */
 	assert_int_equal(sweden->attempts, 1);    /* not counted */
-	sweden->restart_counted -= 1000;
+	sweden->restart_counted -= 60000;
 	session_heartbeats(b, tern_now_ms() + 20000); /* hung: route dropped */
 	assert_false(sweden->live);
 	hello_and_pump(b, sweden, &c.pp, 104, 0); /* restarted after that */
 	assert_int_equal(sweden->attempts, 2);
 	assert_int_equal(b->batch.ndead, 0);
-	sweden->restart_counted -= 1000;
+	sweden->restart_counted -= 60000;
 	hello_and_pump(b, sweden, &c.pp, 105, 0);
 	assert_int_equal(sweden->attempts, 3);
 	assert_int_equal(b->batch.ndead, 1);
@@ -1855,7 +1870,8 @@ static void test_pending_ack_lifts_solo(void **state)
 
 /* A member revoked while its acknowledgement waits in the batch (kept by
  * failed commits): the sweep commits it first, so only what the member did
- * not take is dead-lettered, its senders told "recipient-revoked". Before,
+ * not take is dead-lettered, its senders told "recipient-revoked"; if that
+ * commit fails, the dead-lettering waits for one that succeeds. Before,
  * what it had taken was dead-lettered too, and its senders told it never
  * arrived. */
 static void test_revocation_after_kept_ack(void **state)
@@ -1873,8 +1889,18 @@ static void test_revocation_after_kept_ack(void **state)
 	sweden->sent = sweden->sent_hi = 3;
 	batch_ack_add(b, "sweden", 2);
 	b->id.dir = revoked;
+	/* Its commit fails, and the dead-lettering after it would not: the
+	 * sweep waits for a commit that succeeds. */
+	store_write_fails = 1;
 	revocation_sweep(b);
+	assert_int_equal(store_write_fails, 0);
+	assert_false(sweden->live); /* its session closed at once all the same */
+	assert_true(b->sweep_deferred);
+	assert_int_equal(b->m.revoked_dead, 0);
+	assert_int_equal(queue_of(f, "sweden").n, 3);
+	revocation_sweep(b); /* as broker_run does, the disk writable again */
 	b->id.dir = f->dir;
+	assert_false(b->sweep_deferred);
 	assert_int_equal(sweden->acked, 2);
 	assert_int_equal(b->m.revoked_dead, 1);
 	assert_int_equal(queue_of(f, "sweden").n, 0);

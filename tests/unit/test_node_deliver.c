@@ -1502,12 +1502,15 @@ int __real_tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_
 int __wrap_tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len);
 struct out *__real_node_batch_out(node *n);
 struct out *__wrap_node_batch_out(node *n);
-static int receipt_oom, out_oom;
+static int receipt_oom, out_oom, receipt_packs;
 
 int __wrap_tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len)
 {
-	if (receipt_oom && msg->descriptor == &tern__v1__receipt__descriptor)
-		return TERN_ENOMEM;
+	if (msg->descriptor == &tern__v1__receipt__descriptor) {
+		receipt_packs++;
+		if (receipt_oom)
+			return TERN_ENOMEM;
+	}
 	return __real_tern_pb_pack(msg, out, out_len);
 }
 
@@ -1621,6 +1624,57 @@ static void test_own_fault_holds_delivery(void **state)
 	assert_int_equal(n->delivered, 1);
 	node_free(n);
 	free(env);
+}
+
+/* Held messages due when this node cannot make receipts (its own entry
+ * revoked in its directory): the first one's failure stops the round, and
+ * the rest wait with it for the next one, a second later. Before, each was
+ * judged and failed in turn: with thousands held, thousands of failed
+ * receipts and log lines a second. Reinstated, all three are taken. */
+static void test_held_round_stops_on_own_fault(void **state)
+{
+	static const char *const to_unhcr[] = {"unhcr"};
+	char ref[3][37], dec[3][37], t[3][37];
+	uint8_t *denv[3], *tenv[3];
+	size_t dlen[3], tlen[3];
+	node *n = node_as(UNHCR);
+	tern_member *m;
+	int64_t t0;
+
+	(void)state;
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(tern_uuid_v7(ref[i]), TERN_OK);
+		put_sent(ref[i], "case-referral", CASE, "", to_sweden_iom, 2);
+		denv[i] = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen[i], dec[i],
+		                  "referralId", ref[i], NULL, NULL);
+		tenv[i] = message(IOM, to_unhcr, 1, "travel-confirmation", &tlen[i], t[i],
+		                  "decisionId", dec[i], NULL, NULL);
+		deliver(n, (uint64_t)(1 + i), tenv[i], tlen[i]);
+	}
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 3);
+	for (int i = 0; i < 3; i++)
+		deliver(n, (uint64_t)(4 + i), denv[i], dlen[i]);
+	node_batch_commit(n);
+	assert_int_equal(tern_directory_find(F.dir, "unhcr", (const tern_member **)&m), TERN_OK);
+	m->revoked = 1;
+	receipt_packs = 0;
+	t0 = tern_now_ms();
+	node_held_tick(n, t0);
+	m->revoked = 0;
+	assert_int_equal(receipt_packs, 1); /* one tried, not three */
+	assert_int_equal(n->batch.ndins, 0);
+	assert_int_equal(json_array_size(n->held_due), 3);
+	node_held_tick(n, t0 + 5000);
+	assert_int_equal(n->batch.ndins, 3);
+	assert_int_equal(n->batch.nouts, 3);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	for (int i = 0; i < 3; i++) {
+		free(denv[i]);
+		free(tenv[i]);
+	}
+	node_free(n);
 }
 
 /* A send the batch has no room for is refused, and leaves no workflow
@@ -1990,6 +2044,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_round_stops_on_own_fault, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_judged_after_failed_commit, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
