@@ -83,9 +83,10 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 
 	if (it->kind == BQ_STUB)
 		return 0; /* nothing to send: what a restored node lost (bq_rewind) */
-	/* An entry with a failed delivery counted goes alone, in a frame of its
-	 * own, until it is taken or dead-lettered (or a Hello of the same
-	 * process starts its count afresh). The node commits a turn's
+	/* An entry with a failed delivery counted goes alone (once everything
+	 * before it is acknowledged, and nothing after it) until it is taken or
+	 * dead-lettered, or a Hello of the same process starts its count
+	 * afresh. The node commits a turn's
 	 * deliveries together: sent with the ones behind it, a message the node
 	 * dies on would have the head counted, and the messages before it
 	 * dead-lettered one by one. Keyed to the entry, not to the first one
@@ -93,8 +94,7 @@ static int pump_visit(uint64_t seq, const bq_item *it, void *arg)
 	 * first. Gone (expired), it no longer holds anything back. */
 	if (pp->solo)
 		return 1;
-	if (p->attempts > 0 && seq == p->attempts_seq &&
-	    batch_ack_pending(pp->b, p->id) < seq) {
+	if (p->attempts > 0 && seq == p->attempts_seq && batch_ack_pending(pp->b, p->id) < seq) {
 		/* Alone in the node's commit too: only once what comes before
 		 * it is acknowledged. */
 		if (seq > p->sent && (pp->n > 0 || pp->open > 0))

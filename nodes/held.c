@@ -319,7 +319,8 @@ static int release(node *n, const char *msgid, int final)
 	d->env = env;
 	d->len = len;
 	if (node_din_take(n, d, env, len) != TERN_OK) {
-		/* Out of memory: still held, judged again in a second. */
+		/* No memory, or no receipt this node can seal: still held,
+		 * judged again in a second. */
 		json_array_append_new(n->held_due, json_string(d->msgid));
 		node_rejudge_after(n, 1000);
 		node_din_clear(d);

@@ -354,10 +354,11 @@ int node_wf_lookup(void *arg, const char *msgid, json_t **rec);
 int node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec);
 /* d, judged, joins this turn's batch with what it brings: the receipt owed
  * (an accepted or refused message with an id and a sender, not itself a
- * receipt; one that cannot be sealed, its sender revoked or lapsed, is
- * logged and left out) and its workflow records. All of it, or nothing
- * (TERN_ENOMEM: the caller leaves the delivery for later). The caller
- * counts d in. */
+ * receipt; one that can never be sealed, its sender revoked, lapsed or
+ * removed, is logged and left out) and its workflow records. All of it, or
+ * nothing: an error (out of memory, or a receipt this node cannot seal for
+ * a fault of its own) and the caller leaves the delivery for later. The
+ * caller counts d in. */
 int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len);
 /* Frees what d holds and zeroes it. */
 void node_din_clear(struct din *d);
