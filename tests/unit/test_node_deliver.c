@@ -1559,6 +1559,17 @@ static void test_no_receipt_not_taken(void **state)
 	free(env);
 }
 
+/* Delivers env to n as seq while who stands revoked in the directory. */
+static void deliver_revoked(node *n, const char *who, uint64_t seq, const uint8_t *env, size_t len)
+{
+	tern_member *m;
+
+	assert_int_equal(tern_directory_find(F.dir, who, (const tern_member **)&m), TERN_OK);
+	m->revoked = 1;
+	deliver(n, seq, env, len);
+	m->revoked = 0;
+}
+
 /* A receipt that can never be sealed (its sender was revoked since it sent
  * the message) does not hold the delivery back: the message is judged,
  * taken and acknowledged without one, as the log says. Waiting for memory
@@ -1571,13 +1582,9 @@ static void test_unsealable_receipt_taken(void **state)
 	uint8_t *env =
 	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
 	node *n = node_as(SWEDEN);
-	tern_member *m;
 
 	(void)state;
-	assert_int_equal(tern_directory_find(F.dir, "unhcr", (const tern_member **)&m), TERN_OK);
-	m->revoked = 1;
-	deliver(n, 1, env, len);
-	m->revoked = 0;
+	deliver_revoked(n, "unhcr", 1, env, len);
 	assert_false(n->deliver_stopped);
 	assert_int_equal(n->batch.ndins, 1);
 	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
@@ -1600,15 +1607,11 @@ static void test_own_fault_holds_delivery(void **state)
 	uint8_t *env =
 	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
 	node *n = node_as(SWEDEN);
-	tern_member *m;
 	int64_t t0 = tern_now_ms();
 
 	(void)state;
 	n->connected = 1;
-	assert_int_equal(tern_directory_find(F.dir, "sweden", (const tern_member **)&m), TERN_OK);
-	m->revoked = 1;
-	deliver(n, 1, env, len);
-	m->revoked = 0;
+	deliver_revoked(n, "sweden", 1, env, len);
 	assert_true(n->deliver_stopped);
 	assert_int_equal(n->batch.ndins, 0);
 	assert_int_equal(n->batch.nouts, 0);
