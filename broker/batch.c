@@ -255,7 +255,7 @@ void batch_commit(broker *b)
 {
 	struct batch *bt = &b->batch;
 	size_t nacks;
-	int rc;
+	int rc, notices = 0;
 
 	if (bt->nsubs == 0 && bt->nacks == 0 && bt->ndead == 0 && !bt->sweep && !bt->checkpoint &&
 	    !bt->purge)
@@ -337,6 +337,7 @@ void batch_commit(broker *b)
 			p->attempts = 0;
 			p->dirty = 1;
 		}
+		notices |= bt->dead_done[i];
 	}
 	for (size_t i = 0; i < bt->nsubs; i++) {
 		struct sub *s = &bt->subs[i];
@@ -356,7 +357,9 @@ void batch_commit(broker *b)
 		}
 	}
 	send_results(b);
-	if (bt->sweep)
+	/* A dead letter queued a notice for its sender: without this the
+	 * notice waited until something else woke that sender's queue. */
+	if (bt->sweep || notices)
 		for (size_t i = 0; i < b->npeers; i++)
 			b->peers[i].dirty = 1;
 	batch_reset(b);
