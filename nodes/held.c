@@ -259,6 +259,16 @@ void node_held_failed(node *n)
 			json_array_append_new(n->held_due, json_string(b->dins[i].msgid));
 }
 
+/* msgid could not be judged now (no memory, or no receipt this node can
+ * seal): due again in a second, not at the end of its hold. Returns 1, what
+ * release() returns for it. */
+static int release_later(node *n, const char *msgid)
+{
+	json_array_append_new(n->held_due, json_string(msgid));
+	node_rejudge_after(n, 1000);
+	return 1;
+}
+
 /* Judges a held delivery again; final: refused if it still waits. 1: it
  * could not be taken now (no memory, or this node cannot make receipts) and
  * is due again after a wait: the rest of the round waits too. */
@@ -279,21 +289,15 @@ static int release(node *n, const char *msgid, int final)
 		if (b->dins[i].unhold && strcmp(b->dins[i].msgid, msgid) == 0)
 			return 0; /* released already, in this batch */
 	if (TERN_GROW(b->dins, b->ndins, b->capdins) ||
-	    tern_store_read_begin(n->store, &txn) != TERN_OK) {
-		/* Judged again in a second, not at the end of its hold. */
-		json_array_append_new(n->held_due, json_string(msgid));
-		node_rejudge_after(n, 1000);
-		return 1;
-	}
+	    tern_store_read_begin(n->store, &txn) != TERN_OK)
+		return release_later(n, msgid);
 	if ((rc = node_store_held_envelope(txn, n->store, msgid, &env, &len)) != TERN_OK) {
 		mdb_txn_abort(txn);
 		if (rc == TERN_ENOENT) {
 			json_object_del(n->held, msgid); /* gone: nothing to judge */
 			return 0;
 		}
-		json_array_append_new(n->held_due, json_string(msgid));
-		node_rejudge_after(n, 1000);
-		return 1;
+		return release_later(n, msgid);
 	}
 	d = &b->dins[b->ndins];
 	memset(d, 0, sizeof(*d));
@@ -319,12 +323,8 @@ static int release(node *n, const char *msgid, int final)
 	d->env = env;
 	d->len = len;
 	if (node_din_take(n, d, env, len) != TERN_OK) {
-		/* No memory, or no receipt this node can seal: still held,
-		 * judged again in a second. */
-		json_array_append_new(n->held_due, json_string(d->msgid));
-		node_rejudge_after(n, 1000);
 		node_din_clear(d);
-		return 1;
+		return release_later(n, msgid);
 	}
 	b->ndins++;
 	if (d->kind == DIN_REFUSE)

@@ -1330,6 +1330,22 @@ static void test_held_until_the_reference_comes(void **state)
 	node_free(n);
 }
 
+/* What a held message is made of: a referral unhcr sent (ref), sweden's
+ * decision on it (*denv, id dec) and iom's travel confirmation citing that
+ * decision (*tenv, id t), which unhcr holds until it has the decision. */
+static void held_pair(char ref[37], char dec[37], char t[37], uint8_t **denv, size_t *dlen,
+                      uint8_t **tenv, size_t *tlen)
+{
+	static const char *const to_unhcr[] = {"unhcr"};
+
+	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
+	*denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", dlen, dec, "referralId",
+	                ref, NULL, NULL);
+	*tenv = message(IOM, to_unhcr, 1, "travel-confirmation", tlen, t, "decisionId", dec, NULL,
+	                NULL);
+}
+
 /* Attack (issue 15 review): the node stops (kill -9) after the commit that
  * keeps the cited message but before the tick that releases what waited for
  * it. The set of held messages that are due lived in memory only: after the
@@ -1337,19 +1353,13 @@ static void test_held_until_the_reference_comes(void **state)
  * default) though what it cites was there. A start re-judges what is held. */
 static void test_held_released_after_a_crash(void **state)
 {
-	static const char *const to_unhcr[] = {"unhcr"};
 	char ref[37], dec[37], t1[37];
 	size_t dlen, tlen;
 	uint8_t *denv, *tenv;
 	node *n = node_as(UNHCR);
 
 	(void)state;
-	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
-	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
-	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
-	               ref, NULL, NULL);
-	tenv = message(IOM, to_unhcr, 1, "travel-confirmation", &tlen, t1, "decisionId", dec, NULL,
-	               NULL);
+	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
 	deliver(n, 1, tenv, tlen);
 	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
 	node_batch_commit(n);
@@ -1380,7 +1390,6 @@ static void test_held_released_after_a_crash(void **state)
  * back-off has passed, not in the very next turn. */
 static void test_held_release_after_failed_commit(void **state)
 {
-	static const char *const to_unhcr[] = {"unhcr"};
 	char ref[37], dec[37], t1[37];
 	size_t dlen, tlen;
 	uint8_t *denv, *tenv;
@@ -1388,12 +1397,7 @@ static void test_held_release_after_failed_commit(void **state)
 	int64_t t0;
 
 	(void)state;
-	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
-	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
-	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
-	               ref, NULL, NULL);
-	tenv = message(IOM, to_unhcr, 1, "travel-confirmation", &tlen, t1, "decisionId", dec, NULL,
-	               NULL);
+	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
 	deliver(n, 1, tenv, tlen);
 	node_batch_commit(n);
 	deliver(n, 2, denv, dlen);
@@ -1636,7 +1640,6 @@ static void test_own_fault_holds_delivery(void **state)
  * receipts and log lines a second. Reinstated, all three are taken. */
 static void test_held_round_stops_on_own_fault(void **state)
 {
-	static const char *const to_unhcr[] = {"unhcr"};
 	char ref[3][37], dec[3][37], t[3][37];
 	uint8_t *denv[3], *tenv[3];
 	size_t dlen[3], tlen[3];
@@ -1646,12 +1649,7 @@ static void test_held_round_stops_on_own_fault(void **state)
 
 	(void)state;
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(tern_uuid_v7(ref[i]), TERN_OK);
-		put_sent(ref[i], "case-referral", CASE, "", to_sweden_iom, 2);
-		denv[i] = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen[i], dec[i],
-		                  "referralId", ref[i], NULL, NULL);
-		tenv[i] = message(IOM, to_unhcr, 1, "travel-confirmation", &tlen[i], t[i],
-		                  "decisionId", dec[i], NULL, NULL);
+		held_pair(ref[i], dec[i], t[i], &denv[i], &dlen[i], &tenv[i], &tlen[i]);
 		deliver(n, (uint64_t)(1 + i), tenv[i], tlen[i]);
 	}
 	node_batch_commit(n);
