@@ -336,13 +336,24 @@ static int forget_envelope(MDB_txn *txn, tern_store *s, const char *msgid, const
 static int restate(MDB_txn *txn, tern_store *s, const char *msgid, node_sent_rec *rec)
 {
 	node_sent_state before = rec->state;
-	int rc;
+	int forget = strcmp(rec->type, "receipt") != 0 && all_answered(rec), rc;
 
 	overall_state(rec);
+	if (forget && rec->seq != 0) {
+		/* Its receipts came before the broker's answer (lost with a
+		 * connection): with nothing left to send it again for, its
+		 * outbox entry goes too, or every scan would skip it for ever. */
+		uint8_t kb[8];
+		MDB_val k = {8, kb};
+		tern_be64_put(kb, rec->seq);
+		rc = mdb_del(txn, DBI(s, NS_OUTBOX), &k, NULL);
+		if (rc != 0 && rc != MDB_NOTFOUND)
+			return MDB(rc, "remove from outbox");
+		rec->seq = 0;
+	}
 	if ((rc = node_rec_sent_put(txn, DBI(s, NS_MSGS), msgid, rec)) != TERN_OK)
 		return rc;
-	if (strcmp(rec->type, "receipt") != 0 && all_answered(rec) &&
-	    (rc = forget_envelope(txn, s, msgid, rec)) != TERN_OK)
+	if (forget && (rc = forget_envelope(txn, s, msgid, rec)) != TERN_OK)
 		return rc;
 	return count_move(txn, s, rec, before);
 }

@@ -423,6 +423,42 @@ static void test_receipt_before_broker_answer(void **state)
 	assert_string_equal(state_of(ID1, NULL), "delivered");
 }
 
+/* Entries in the outbox (those awaiting the broker's answer), envelope or not. */
+static size_t outbox_entries(void)
+{
+	MDB_txn *txn;
+	MDB_stat ms;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_stat(txn, tern_store_dbi(st, NS_OUTBOX), &ms), 0);
+	mdb_txn_abort(txn);
+	return ms.ms_entries;
+}
+
+/* The broker's answer lost and the receipts in first: the message is answered
+ * for good, its envelope dropped, and its outbox entry must go with it. Kept,
+ * it was skipped by every scan (no envelope to send) and stayed for ever. */
+static void test_receipts_clear_outbox_entry(void **state)
+{
+	(void)state;
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_enqueue, .msgid = ID2});
+	assert_int_equal(outbox_entries(), 2);
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "sweden", .state = "delivered", .code = ""});
+	assert_int_equal(outbox_entries(), 2); /* iom still owed: it may have to go again */
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "iom", .state = "delivered", .code = ""});
+	assert_string_equal(state_of(ID1, NULL), "delivered");
+	assert_int_equal(outbox_entries(), 1);
+	/* The answer that comes late changes nothing. */
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .code = ""});
+	assert_string_equal(state_of(ID1, NULL), "delivered");
+	assert_int_equal(outbox_entries(), 1);
+	run((struct op){.fn = do_submitted, .msgid = ID2, .accepted = 1, .code = ""});
+	assert_int_equal(outbox_entries(), 0);
+}
+
 static int do_receive(MDB_txn *txn, struct op *o)
 {
 	node_in m = {o->msgid,
@@ -784,6 +820,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_receipts_clear_outbox_entry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_audit_subtrees_from_before, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbox_and_refs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resubmit_after_broker_restore, setup, teardown),
