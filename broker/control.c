@@ -39,7 +39,6 @@ static json_t *queues_json(broker *b)
 			mdb_txn_abort(txn);
 		return tern_api_error(TERN_EIO, "cannot read the queues: %s", tern_errdetail());
 	}
-	mdb_txn_abort(txn);
 	arr = bq_stats_json(d, nd, now);
 	free(d);
 	/* Connected nodes with nothing queued are destinations too. */
@@ -60,10 +59,19 @@ static json_t *queues_json(broker *b)
 		json_object_set_new(it, "connected", json_boolean(p && p->live));
 		json_object_set_new(it, "in_flight",
 		                    json_integer(p ? (json_int_t)(p->sent - p->acked) : 0));
-		json_object_set_new(it, "attempts", json_integer(p ? p->attempts : 0));
+		uint64_t head = 0;
+		/* The count is its entry's: one that expired or was acknowledged
+		 * since has no failed deliveries to show for the queue now. */
+		if (p && p->attempts > 0)
+			(void)bq_head(txn, b->store, p->id, p->acked + 1, &head);
+		json_object_set_new(it, "attempts",
+		                    json_integer(p && p->attempts > 0 && head == p->attempts_seq
+		                                     ? p->attempts
+		                                     : 0));
 		json_object_set_new(it, "last_seen_ms_ago",
 		                    p && p->last_rx ? json_integer(now - p->last_rx) : json_null());
 	}
+	mdb_txn_abort(txn);
 	return json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "source", "daemon", "broker", b->id.id,
 	                 "destinations", arr);
 }

@@ -7,6 +7,9 @@
 # new process's Hello counts the delivery it had out against the next head
 # (the broker logs it), which the new process then takes. What came after the
 # dead-lettered message is delivered, once; the dead-lettered one is not.
+# Frozen again with one referral whose time-to-live ends after one counted
+# attempt, the queue shows no attempts once it has expired: the count was that
+# entry's.
 source "$(dirname "$0")/lib.sh"
 fed_make
 BCONF="$WORK/fed/broker/broker.conf"
@@ -50,4 +53,16 @@ grep -q '"case_id": "HUNG-2"' <<<"$inbox" || fail "sweden's inbox lacks HUNG-2"
 ! grep -q '"case_id": "HUNG-1"' <<<"$inbox" || fail "sweden's inbox holds the dead-lettered HUNG-1"
 (($(grep -c "dead-lettered seq" "$WORK/broker.log") == 1)) ||
   fail "the broker dead-lettered more than the head: $(grep "dead-lettered seq" "$WORK/broker.log")"
+
+say "sweden frozen again; a referral with a 2 s time-to-live"
+kill -STOP "${PIDS[sweden]}"
+m3=$(referral_json HUNG-3 | "$TERN" send -c "$(conf unhcr)" --to sweden --ttl 2 case-referral -)
+wait_for 20 "an attempt counted for the referral" \
+  grep -q "no acknowledgement from sweden .*(attempt 1 of seq" "$WORK/broker.log"
+wait_for 30 "unhcr to show $m3 expired" state_is unhcr "$m3" expired
+"$TERN" status -c "$(conf unhcr)" --json "$m3" | grep -q '"expired"' ||
+  fail "unhcr does not name expired for $m3"
+a=$(attempts)
+((a == 0)) || fail "tern queues shows $a attempts for sweden's empty queue (the expired entry's)"
+kill -CONT "${PIDS[sweden]}"
 echo "it test_hung_node: ok"
