@@ -120,19 +120,9 @@ static int found(const struct replay *r, const char *kind, const char *msgid)
 	return 0;
 }
 
-static int held_get(void *arg, const char *msgid, json_t **rec)
-{
-	json_t *x = json_object_get(arg, msgid);
-
-	if (x == NULL)
-		return TERN_ENOENT;
-	*rec = json_incref(x);
-	return TERN_OK;
-}
-
 /* Judges one message as an auditor holding every archive: every role, so the
  * rules of every holder apply; what it keeps moves the thread for the next. */
-static void judge_one(struct replay *r, const struct wmsg *w, json_t *held)
+static void judge_one(struct replay *r, const struct wmsg *w, tern_wf_records *held)
 {
 	const char *msgid = w->g[0]->e->message_id, *case_id = w->g[0]->case_id;
 	const struct ev *evd[64];
@@ -172,8 +162,8 @@ static void judge_one(struct replay *r, const struct wmsg *w, json_t *held)
 			keep = 0; /* the broker refuses it: no one holds it */
 		}
 	}
-	if (tern_workflow_judge(&m, "audit", ~0u & ~TERN_ROLE_BROKER, 0, held_get, held, &v) !=
-	    TERN_OK) {
+	if (tern_workflow_judge(&m, "audit", ~0u & ~TERN_ROLE_BROKER, 0, tern_wf_records_lookup,
+	                        held, &v) != TERN_OK) {
 		tern_wf_verdict_clear(&v);
 		return;
 	}
@@ -210,9 +200,11 @@ static void judge_one(struct replay *r, const struct wmsg *w, json_t *held)
 		}
 	}
 	if (keep) {
-		json_object_set(held, msgid, v.record);
+		/* What cannot be kept (out of memory) is judged as not held: the
+		 * findings then say what this replay could not see. */
+		(void)tern_wf_records_put(held, msgid, &v.record);
 		if (v.root_record)
-			json_object_set(held, v.root, v.root_record);
+			(void)tern_wf_records_put(held, v.root, &v.root_record);
 	}
 	tern_wf_verdict_clear(&v);
 }
@@ -244,7 +236,7 @@ static void refusals(struct replay *r, const struct ev *const *g, size_t n)
 void check_threads(struct replay *r)
 {
 	struct wmsg *ws = calloc(r->nbymsg ? r->nbymsg : 1, sizeof(*ws));
-	json_t *held = json_object();
+	tern_wf_records *held = tern_wf_records_new();
 	size_t nw = 0;
 
 	for (size_t i = 0; ws && held && i < r->nbymsg;) {
@@ -274,7 +266,7 @@ void check_threads(struct replay *r)
 	for (size_t i = 0; i < nw; i++)
 		free(ws[i].to);
 	free(ws);
-	json_decref(held);
+	tern_wf_records_free(&held);
 }
 
 /* --- output ------------------------------------------------------------------------- */

@@ -561,11 +561,9 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 			tern_wf_verdict_clear(&v);
 			goto refuse;
 		}
-		snprintf(o.ref, sizeof(o.ref), "%s",
-		         json_string_value(json_object_get(v.record, "ref")));
+		snprintf(o.ref, sizeof(o.ref), "%s", v.record->ref);
 		if (s->t->state_field)
-			snprintf(o.outcome, sizeof(o.outcome), "%s",
-			         json_string_value(json_object_get(v.record, "value")));
+			snprintf(o.outcome, sizeof(o.outcome), "%s", v.record->value);
 		rc = node_wf_keep(n, o.msgid, &v.record, v.root, &v.root_record);
 		tern_wf_verdict_clear(&v);
 		if (rc != TERN_OK) {
@@ -654,12 +652,12 @@ static json_t *api_send(node *n, json_t *req, int ci)
 	if (v != NULL) {
 		json_int_t nd = json_integer_value(v);
 		if (!json_is_integer(v) || nd < 1 || nd > TERN_ATTACH_MAX_COUNT)
-			return tern_api_error(TERN_EINVAL,
-			                      "'descriptors' is the number of files passed with the "
-			                      "request: 1 to %d",
-			                      TERN_ATTACH_MAX_COUNT);
-		if (n->api == NULL ||
-		    api_server_take_fds(n->api, ci, fds, (size_t)nd) != TERN_OK)
+			return tern_api_error(
+			    TERN_EINVAL,
+			    "'descriptors' is the number of files passed with the "
+			    "request: 1 to %d",
+			    TERN_ATTACH_MAX_COUNT);
+		if (n->api == NULL || api_server_take_fds(n->api, ci, fds, (size_t)nd) != TERN_OK)
 			return tern_api_error(TERN_EINVAL, "%s", tern_errdetail());
 		r.fds = fds;
 		r.nfds = (size_t)nd;

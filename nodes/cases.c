@@ -87,31 +87,49 @@ static void add_next(const tern_msgtype *t, const char *value, tern_case_state t
 	                                "from", roles, "moves_to", tern_case_state_name(to)));
 }
 
-/* The thread rooted at root, as this node traces it. */
+/* The thread rooted at root, as this node traces it: the API's view of the
+ * root's record, its fields under the names the JSON records had. */
 static json_t *thread_json(MDB_txn *txn, tern_store *s, const char *root)
 {
-	json_t *rec = NULL, *t, *next;
+	tern_wf_record *rec = NULL;
+	json_t *t = NULL, *last = NULL, *next;
 	tern_case_state st;
 
 	if (node_store_ref(txn, s, root, &rec) != TERN_OK)
 		return NULL;
-	t = json_pack("{s:s, s:s, s:b, s:O?}", "referral_id", root, "state", str(rec, "state"),
-	              "referral_held", !json_is_true(json_object_get(rec, "stub")), "last",
-	              json_object_get(rec, "last"));
-	if (str(rec, "sender")[0])
-		json_object_set(t, "referred_to", json_object_get(rec, "to"));
-	if (tern_case_state_parse(str(rec, "state"), &st) == TERN_OK &&
-	    (next = json_array()) != NULL) {
+	/* A root without last (a record from before the workflow) shows null:
+	 * the judge never writes an empty one. */
+	if (rec->n_last && (last = json_object()) == NULL)
+		goto out;
+	for (size_t i = 0; i < rec->n_last; i++)
+		json_object_set_new(last, rec->last[i]->key, node_rec_text(rec->last[i]->value));
+	t = json_pack("{s:s, s:s, s:b, s:o?}", "referral_id", root, "state",
+	              tern_case_state_name((tern_case_state)rec->state), "referral_held",
+	              !rec->stub, "last", last);
+	last = NULL;
+	if (t == NULL)
+		goto out;
+	if (rec->sender[0]) {
+		json_t *to = json_array();
+		for (size_t i = 0; to && i < rec->n_to; i++)
+			json_array_append_new(to, node_rec_text(rec->to[i]));
+		json_object_set_new(t, "referred_to", to);
+	}
+	st = (tern_case_state)rec->state;
+	if (tern_case_state_name(st)[0] && (next = json_array()) != NULL) {
 		tern_workflow_next(st, add_next, next);
 		json_object_set_new(t, "next", next);
 	}
-	json_decref(rec);
+out:
+	json_decref(last);
+	tern_wf_record_free(&rec);
 	return t;
 }
 
 static json_t *event_json(node *n, MDB_txn *txn, const char *msgid, char kind)
 {
-	json_t *rec = NULL, *ref = NULL, *e = NULL;
+	json_t *rec = NULL, *e = NULL;
+	tern_wf_record *ref = NULL;
 
 	node_store_ref(txn, n->store, msgid, &ref);
 	if (kind == 'o' && node_store_sent_get(txn, n->store, msgid, &rec) == TERN_OK) {
@@ -144,13 +162,15 @@ static json_t *event_json(node *n, MDB_txn *txn, const char *msgid, char kind)
 		json_object_set_new(e, "sender", json_string(str(h, "sender")));
 	}
 	if (e && ref) {
-		if (str(ref, "value")[0])
-			json_object_set_new(e, "value", json_string(str(ref, "value")));
-		if (str(ref, "ref")[0])
-			json_object_set_new(e, "cites", json_string(str(ref, "ref")));
+		/* value only: a record from before the workflow (its outcome) shows
+		 * none. */
+		if (ref->value[0])
+			json_object_set_new(e, "value", json_string(ref->value));
+		if (ref->ref[0])
+			json_object_set_new(e, "cites", json_string(ref->ref));
 	}
 	json_decref(rec);
-	json_decref(ref);
+	tern_wf_record_free(&ref);
 	return e;
 }
 
@@ -172,16 +192,19 @@ struct view_acc {
 static int view_add(char kind, const char *id, void *arg)
 {
 	struct view_acc *va = arg;
-	json_t *e, *ref = NULL;
+	json_t *e;
+	tern_wf_record *ref = NULL;
 	const char *root;
 
 	if ((e = event_json(va->n, va->txn, id, kind)) != NULL)
 		json_array_append_new(va->events, e);
 	if (node_store_ref(va->txn, va->n->store, id, &ref) == TERN_OK) {
-		root = str(ref, "root")[0] ? str(ref, "root") : str(ref, "state")[0] ? id : "";
+		root = ref->root[0]                                           ? ref->root
+		       : tern_case_state_name((tern_case_state)ref->state)[0] ? id
+		                                                              : "";
 		if (root[0] && json_object_get(va->threads, root) == NULL)
 			json_object_set_new(va->threads, root, json_null());
-		json_decref(ref);
+		tern_wf_record_free(&ref);
 	}
 	return 0;
 }

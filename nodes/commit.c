@@ -147,6 +147,18 @@ void node_pushes_take(node *n)
 		}
 }
 
+struct wf_put {
+	node *n;
+	MDB_txn *txn;
+};
+
+static int wf_put_one(const char *id, const tern_wf_record *rec, void *arg)
+{
+	const struct wf_put *p = arg;
+
+	return node_store_ref_put(p->txn, p->n->store, id, rec);
+}
+
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	node *n = arg;
@@ -270,13 +282,9 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	/* After the outbox and inbox writes, whose own refs records these
 	 * replace with the workflow's. */
 	{
-		const char *id;
-		json_t *rec;
-		json_object_foreach(b->wf, id, rec)
-		{
-			if ((rc = node_store_ref_put(txn, n->store, id, rec)) != TERN_OK)
-				return rc;
-		}
+		struct wf_put p = {n, txn};
+		if ((rc = tern_wf_records_each(b->wf, wf_put_one, &p)) != TERN_OK)
+			return rc;
 	}
 	for (size_t i = 0; i < b->nacks; i++) {
 		rc = node_store_inbox_ack(txn, n->store, b->acks[i].msgid);
@@ -318,11 +326,10 @@ void node_batch_reset(node *n)
 	for (size_t i = 0; i < b->ndins; i++) {
 		free(b->dins[i].env);
 		free(b->dins[i].atts);
-		json_decref(b->dins[i].wf);
-		json_decref(b->dins[i].wf_rootrec);
+		tern_wf_record_free(&b->dins[i].wf);
+		tern_wf_record_free(&b->dins[i].wf_rootrec);
 	}
-	json_decref(b->wf);
-	b->wf = NULL;
+	tern_wf_records_free(&b->wf);
 	b->npushes_done = 0;
 	b->pushes_added = 0;
 	b->nouts = b->ndins = b->nresults = b->nacks = 0;

@@ -24,53 +24,49 @@
 #include "pbuf.h"
 #include "util.h"
 
-int node_wf_lookup(void *arg, const char *msgid, json_t **rec)
+int node_wf_lookup(void *arg, const char *msgid, tern_wf_record **rec)
 {
 	const struct node_wf_view *w = arg;
-	json_t *r = w->j->batch ? json_object_get(w->j->batch->wf, msgid) : NULL;
 
 	/* A reference may point at a message of this very batch. */
-	if (r != NULL) {
-		*rec = json_incref(r);
-		return TERN_OK;
-	}
+	if (w->j->batch && tern_wf_records_get(w->j->batch->wf, msgid))
+		return tern_wf_records_lookup(w->j->batch->wf, msgid, rec);
 	if (w->txn == NULL) /* a caller that judged a type citing nothing */
 		return tern_fail(TERN_EINVAL, "no transaction to read %s in", msgid);
 	return node_store_ref(w->txn, w->j->store, msgid, rec);
 }
 
-int node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec)
+int node_wf_keep(node *n, const char *msgid, tern_wf_record **rec, const char *root,
+                 tern_wf_record **rootrec)
 {
 	struct batch *b = &n->batch;
-	json_t *r = *rec, *rr = rootrec ? *rootrec : NULL;
+	int rc = TERN_OK;
 
-	if (b->wf == NULL && (b->wf = json_object()) == NULL)
-		return TERN_ENOMEM;
 	/* Both or neither: a message's record without its case root's (or the
-	 * other way round) would be written as a state the case never had. */
-	*rec = NULL;
+	 * other way round) would be written as a state the case never had. Room
+	 * for both first, so that neither put can fail for memory. */
+	if (b->wf == NULL && (b->wf = tern_wf_records_new()) == NULL)
+		rc = TERN_ENOMEM;
+	else if (strlen(msgid) > TERN_WF_ID_MAX || (root && strlen(root) > TERN_WF_ID_MAX))
+		rc = tern_fail(TERN_EINVAL, "a workflow record id longer than a message id");
+	else
+		rc = tern_wf_records_reserve(b->wf, 2);
+	if (rc == TERN_OK && *rec)
+		rc = tern_wf_records_put(b->wf, msgid, rec);
+	if (rc == TERN_OK && rootrec && *rootrec && root && root[0])
+		rc = tern_wf_records_put(b->wf, root, rootrec);
+	tern_wf_record_free(rec);
 	if (rootrec)
-		*rootrec = NULL;
-	if (r && json_object_set_new(b->wf, msgid, r) != 0) {
-		json_decref(rr);
-		return TERN_ENOMEM;
-	}
-	if (rr && root[0] && json_object_set_new(b->wf, root, rr) != 0) {
-		if (r)
-			json_object_del(b->wf, msgid);
-		return TERN_ENOMEM;
-	}
-	if (rr && !root[0])
-		json_decref(rr);
-	return TERN_OK;
+		tern_wf_record_free(rootrec);
+	return rc;
 }
 
 void node_din_clear(struct din *d)
 {
 	free(d->env);
 	free(d->atts);
-	json_decref(d->wf);
-	json_decref(d->wf_rootrec);
+	tern_wf_record_free(&d->wf);
+	tern_wf_record_free(&d->wf_rootrec);
 	memset(d, 0, sizeof(*d));
 }
 
@@ -236,10 +232,9 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 		       tern_errdetail());
 		return;
 	}
-	snprintf(d->ref, sizeof(d->ref), "%s", json_string_value(json_object_get(v.record, "ref")));
+	snprintf(d->ref, sizeof(d->ref), "%s", v.record->ref);
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
-		snprintf(d->outcome, sizeof(d->outcome), "%s",
-		         json_string_value(json_object_get(v.record, "value")));
+		snprintf(d->outcome, sizeof(d->outcome), "%s", v.record->value);
 	if (v.unknown_ref && hold_room(j, h->sender, envlen)) {
 		/* It may have been sent before what it cites reached us: held. */
 		d->kind = DIN_HOLD;
@@ -395,13 +390,11 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		d->kind = DIN_XFER;
 		d->xfer_until =
 		    h->expires_at ? h->expires_at : h->created_at + NODE_XFER_DEFAULT_TTL_MS;
-		json_decref(d->wf);
-		json_decref(d->wf_rootrec);
-		d->wf = d->wf_rootrec = NULL;
+		tern_wf_record_free(&d->wf);
+		tern_wf_record_free(&d->wf_rootrec);
 	} else if (d->natts && d->kind == DIN_ACCEPT && j->xfer_code && j->xfer_code[0]) {
-		json_decref(d->wf);
-		json_decref(d->wf_rootrec);
-		d->wf = d->wf_rootrec = NULL;
+		tern_wf_record_free(&d->wf);
+		tern_wf_record_free(&d->wf_rootrec);
 		refuse(d, j->xfer_code, "%s", j->xfer_text ? j->xfer_text : "");
 	}
 out:

@@ -222,12 +222,12 @@ void node_held_committed(node *n)
 		}
 	}
 	/* What this commit kept may be what a held message waits for. */
-	if (b->wf == NULL || json_object_size(n->held) == 0)
+	if (tern_wf_records_count(b->wf) == 0 || json_object_size(n->held) == 0)
 		return;
 	json_object_foreach(n->held, id, h)
 	{
 		ref = json_string_value(json_object_get(h, "ref"));
-		if (ref && json_object_get(b->wf, ref))
+		if (ref && tern_wf_records_get(b->wf, ref))
 			json_array_append_new(n->held_due, json_string(id));
 	}
 }

@@ -109,7 +109,7 @@ struct din {
 	int notice; /* DIN_NOTICE: its tern.v1.Notice.Kind */
 	/* DIN_ACCEPT: the workflow's verdict (tern/workflow.h), owned: the
 	 * message's record and its thread's new root record (NULL: none) */
-	json_t *wf, *wf_rootrec;
+	tern_wf_record *wf, *wf_rootrec;
 	char wf_root[37];
 	int64_t hold_until; /* DIN_HOLD: refused unknown-reference after this (ms) */
 	int unhold;         /* a held delivery judged at last: forgotten as held */
@@ -151,7 +151,7 @@ struct batch {
 	 * table, by message id, later ones replacing earlier: judging reads
 	 * them before the store, so that a message may follow one of the same
 	 * batch. NULL when none. */
-	json_t *wf;
+	tern_wf_records *wf;
 	/* Webhook pushes delivered (webhook.h), to delete; pushes_added: this
 	 * batch wrote some, so the pusher is woken after the commit. */
 	uint64_t *pushes_done;
@@ -348,10 +348,11 @@ struct node_wf_view {
 	const node_judge *j;
 	MDB_txn *txn;
 };
-int node_wf_lookup(void *arg, const char *msgid, json_t **rec);
+int node_wf_lookup(void *arg, const char *msgid, tern_wf_record **rec);
 /* Adds the records of v (taken: v's are NULL after, either way) to the
  * batch's: both, or neither (TERN_ENOMEM). */
-int node_wf_keep(node *n, const char *msgid, json_t **rec, const char *root, json_t **rootrec);
+int node_wf_keep(node *n, const char *msgid, tern_wf_record **rec, const char *root,
+                 tern_wf_record **rootrec);
 /* d, judged, joins this turn's batch with what it brings: the receipt owed
  * (an accepted or refused message with an id and a sender, not itself a
  * receipt; one that can never be sealed, its sender revoked, lapsed or

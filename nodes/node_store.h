@@ -203,9 +203,9 @@ int node_store_messages_list(MDB_txn *txn, tern_store *s, const node_list_query 
 int node_list_cursor_format(uint64_t seq, char out[NODE_LIST_CURSOR_LEN + 1]);
 int node_list_cursor_parse(const char *s, uint64_t *seq);
 
-/* Keeps rec (tern/workflow.h's record shape) under msgid in the refs table;
- * node_store_ref reads it back. */
-int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec);
+/* Keeps rec (the workflow's record, tern/workflow.h) under msgid in the refs
+ * table, as protobuf; node_store_ref reads it back. */
+int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const tern_wf_record *rec);
 /* TERN_OK if msgid was received before (accepted or refused). */
 int node_store_received(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec);
 /* The same record decoded; free with node_rec_recv_free. */
@@ -219,8 +219,11 @@ int node_store_inbox_ack(MDB_txn *txn, tern_store *s, const char *msgid);
 /* Unacknowledged inbox entries in arrival order: fn(msgid, arg), stop on non-zero. */
 int node_store_inbox_scan(MDB_txn *txn, tern_store *s, int (*fn)(const char *msgid, void *arg),
                           void *arg);
-/* Cross-reference record {"type","case_id","outcome"} of a message sent or accepted. */
-int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec);
+/* The workflow record of a message sent or accepted: the workflow's, or for
+ * a message without one (a receipt) the store's own (type, case_id, outcome,
+ * and a sent message's ref). Either form in the store (record.h); *rec is new
+ * (tern_wf_record_free), NULL on an error. TERN_ENOENT for none. */
+int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, tern_wf_record **rec);
 
 /* The broker resync point: every delivery up to upto of the broker store
  * store, in the broker's start epoch, is committed. */

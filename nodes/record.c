@@ -132,6 +132,71 @@ static ProtobufCMessage *recv_from_json(const json_t *o)
 	return repack(&r.base, &tern__v1__received_record__descriptor);
 }
 
+/* The strings of a JSON array, borrowed into a new array of n (non-strings
+ * left out: the old rules skipped them too); NULL when out of memory. */
+static char **jstrs(const json_t *a, size_t *n)
+{
+	char **v = calloc(json_array_size(a) ? json_array_size(a) : 1, sizeof(*v));
+	size_t i;
+	json_t *x;
+
+	*n = 0;
+	if (v == NULL)
+		return NULL;
+	json_array_foreach(a, i, x) if (json_is_string(x)) v[(*n)++] = (char *)json_string_value(x);
+	return v;
+}
+
+static ProtobufCMessage *wf_from_json(const json_t *o)
+{
+	tern_wf_record r = TERN__V1__WORKFLOW_RECORD__INIT;
+	Tern__V1__WorkflowRecord__LastEntry *es = NULL, **ps = NULL;
+	const json_t *last = json_object_get(o, "last"), *persons = json_object_get(o, "persons"),
+	             *x;
+	ProtobufCMessage *out = NULL;
+	size_t n = json_object_size(last);
+	tern_case_state st;
+	const char *key;
+
+	r.type = (char *)jstr(o, "type");
+	r.case_id = (char *)jstr(o, "case_id");
+	r.sender = (char *)jstr(o, "sender");
+	r.value = (char *)jstr(o, "value");
+	r.has_value = json_is_string(json_object_get(o, "value"));
+	r.ref = (char *)jstr(o, "ref");
+	r.outcome = (char *)jstr(o, "outcome");
+	r.root = (char *)jstr(o, "root");
+	(void)tern_case_state_parse(jstr(o, "state"), &st); /* none for "" or unknown */
+	r.state = (Tern__V1__CaseState)st;
+	r.has_persons = json_is_array(persons);
+	r.stub = json_is_true(json_object_get(o, "stub"));
+	if ((r.to = jstrs(json_object_get(o, "to"), &r.n_to)) == NULL ||
+	    (r.persons = jstrs(persons, &r.n_persons)) == NULL ||
+	    (r.parties = jstrs(json_object_get(o, "parties"), &r.n_parties)) == NULL ||
+	    (es = calloc(n ? n : 1, sizeof(*es))) == NULL ||
+	    (ps = calloc(n ? n : 1, sizeof(*ps))) == NULL)
+		goto out;
+	json_object_foreach((json_t *)last, key, x)
+	{
+		if (!json_is_string(x))
+			continue;
+		tern__v1__workflow_record__last_entry__init(&es[r.n_last]);
+		es[r.n_last].key = (char *)key;
+		es[r.n_last].value = (char *)json_string_value(x);
+		ps[r.n_last] = &es[r.n_last];
+		r.n_last++;
+	}
+	r.last = ps;
+	out = (ProtobufCMessage *)tern_wf_record_copy(&r);
+out:
+	free(r.to);
+	free(r.persons);
+	free(r.parties);
+	free(es);
+	free(ps);
+	return out;
+}
+
 /* The JSON object of an old record, NULL when the bytes are not one; *bad
  * says whether they were meant as JSON. */
 static json_t *old_record(const void *data, size_t len, int *bad)
@@ -187,6 +252,16 @@ int node_rec_recv_decode(const void *data, size_t len, node_recv_rec **out)
 	return rc;
 }
 
+int node_rec_wf_decode(const void *data, size_t len, tern_wf_record **out)
+{
+	ProtobufCMessage *m;
+	int rc =
+	    decode(data, len, &tern__v1__workflow_record__descriptor, wf_from_json, "workflow", &m);
+
+	*out = (tern_wf_record *)m;
+	return rc;
+}
+
 static int put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessage *m)
 {
 	uint8_t stackbuf[1024], *buf = stackbuf;
@@ -197,7 +272,7 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessag
 	if (n > sizeof(stackbuf) && (buf = malloc(n)) == NULL)
 		return TERN_ENOMEM;
 	v = (MDB_val){protobuf_c_message_pack(m, buf), buf};
-	/* msgs and received are keyed by message id (UUIDv7): a new record's
+	/* msgs, received and refs are keyed by message id (UUIDv7): a new record's
 	 * key mostly sorts last; a record written again takes the plain put. */
 	rc = tern_store_put_tail(txn, dbi, &k, &v, 0);
 	if (buf != stackbuf)
@@ -211,6 +286,11 @@ int node_rec_sent_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_sen
 }
 
 int node_rec_recv_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_recv_rec *r)
+{
+	return put(txn, dbi, key, &r->base);
+}
+
+int node_rec_wf_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const tern_wf_record *r)
 {
 	return put(txn, dbi, key, &r->base);
 }

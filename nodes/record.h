@@ -1,5 +1,7 @@
 /* The node's per-message records (proto/tern/v1/nodestore.proto): the record
- * of each message it sent (NS_MSGS) and of each it received (NS_RECEIVED).
+ * of each message it sent (NS_MSGS) and of each it received (NS_RECEIVED);
+ * and the case workflow's record of each message (NS_REFS, tern_wf_record:
+ * proto/tern/v1/workflow.proto).
  *
  * They are protobuf. A store written before holds JSON objects with the same
  * field names; every decode here takes either, so an upgraded node reads its
@@ -20,6 +22,7 @@
 #include <lmdb.h>
 
 #include <tern/v1/nodestore.pb-c.h>
+#include <tern/workflow.h>
 
 typedef Tern__V1__SentRecord node_sent_rec;
 typedef Tern__V1__SentRecipient node_sent_rcpt;
@@ -43,9 +46,14 @@ int node_sent_state_final(node_sent_state st);
 /* TERN_OK, or TERN_EMALFORMED when the bytes are neither form. */
 int node_rec_sent_decode(const void *data, size_t len, node_sent_rec **out);
 int node_rec_recv_decode(const void *data, size_t len, node_recv_rec **out);
+/* An old JSON workflow record holds states as their names and no flags:
+ * "value" and "persons" are there or not; unknown state names read as none.
+ * Free the record with tern_wf_record_free. */
+int node_rec_wf_decode(const void *data, size_t len, tern_wf_record **out);
 /* Writes the record under key in dbi. */
 int node_rec_sent_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_sent_rec *r);
 int node_rec_recv_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_recv_rec *r);
+int node_rec_wf_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const tern_wf_record *r);
 void node_rec_sent_free(node_sent_rec **r);
 void node_rec_recv_free(node_recv_rec **r);
 

@@ -64,34 +64,6 @@ static MDB_val sval(const char *s)
 	return v;
 }
 
-static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *obj)
-{
-	char *text = json_dumps(obj, JSON_COMPACT);
-	MDB_val k = sval(key), v;
-	int rc;
-
-	if (text == NULL)
-		return TERN_ENOMEM;
-	v = sval(text);
-	/* refs is keyed by message id (UUIDv7): new ids mostly sort last. */
-	rc = tern_store_put_tail(txn, dbi, &k, &v, 0);
-	free(text);
-	return MDB(rc, "write record");
-}
-
-static int get_json(MDB_txn *txn, MDB_dbi dbi, const char *key, json_t **out)
-{
-	MDB_val k = sval(key), v;
-	json_error_t e;
-	int rc = mdb_get(txn, dbi, &k, &v);
-
-	if (rc != 0)
-		return MDB(rc, "read record");
-	if ((*out = json_loadb(v.mv_data, v.mv_size, 0, &e)) == NULL)
-		return tern_fail(TERN_EMALFORMED, "damaged record for %s", key);
-	return TERN_OK;
-}
-
 /* Next value of a persistent counter in meta. */
 int node_store_next_seq(MDB_txn *txn, tern_store *s, const char *name, uint64_t *out)
 {
@@ -193,7 +165,7 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 {
 	node_sent_rec rec = TERN__V1__SENT_RECORD__INIT;
 	node_sent_rcpt rs[TERN_ENVELOPE_MAX_RECIPIENTS], *ps[TERN_ENVELOPE_MAX_RECIPIENTS];
-	json_t *ref = NULL;
+	tern_wf_record ref = TERN__V1__WORKFLOW_RECORD__INIT;
 	uint8_t kb[8];
 	uint64_t seq;
 	MDB_val k, v;
@@ -235,10 +207,13 @@ int node_store_enqueue(MDB_txn *txn, tern_store *s, const node_out *m, int64_t n
 		rc = count_move(txn, s, &rec, 0);
 	if (rc != TERN_OK)
 		return rc;
-	ref = json_pack("{s:s, s:s, s:s, s:s}", "type", m->type, "case_id", m->case_id, "outcome",
-	                m->outcome ? m->outcome : "", "ref", m->ref ? m->ref : "");
-	rc = put_json(txn, DBI(s, NS_REFS), m->msgid, ref);
-	json_decref(ref);
+	/* The store's own record; the workflow's (tern/workflow.h), when the
+	 * message has one, replaces it in the same commit (commit.c). */
+	ref.type = (char *)m->type;
+	ref.case_id = (char *)m->case_id;
+	ref.outcome = (char *)(m->outcome ? m->outcome : "");
+	ref.ref = (char *)(m->ref ? m->ref : "");
+	rc = node_rec_wf_put(txn, DBI(s, NS_REFS), m->msgid, &ref);
 	if (rc == TERN_OK && strcmp(m->type, "receipt") != 0)
 		rc = node_store_list_note(txn, s, m->case_id, m->msgid, 'o');
 	if (rc == TERN_OK && m->client_ref && m->client_ref[0]) {
@@ -571,7 +546,6 @@ int node_store_outbox_scan(MDB_txn *txn, tern_store *s, uint64_t from,
 int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t now)
 {
 	node_recv_rec rec = TERN__V1__RECEIVED_RECORD__INIT;
-	json_t *ref;
 	uint64_t seq = 0;
 	uint8_t kb[8];
 	MDB_val k = sval(m->msgid), v;
@@ -591,10 +565,12 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 		/* Ids from every sender, each a UUIDv7: in arrival order, mostly. */
 		if ((rc = tern_store_put_tail(txn, DBI(s, NS_INENV), &k, &v, 0)) != 0)
 			return MDB(rc, "store envelope");
-		ref = json_pack("{s:s, s:s, s:s}", "type", m->type, "case_id", m->case_id,
-		                "outcome", m->outcome ? m->outcome : "");
-		rc = put_json(txn, DBI(s, NS_REFS), m->msgid, ref);
-		json_decref(ref);
+		/* As a sent message's (node_store_enqueue). */
+		tern_wf_record ref = TERN__V1__WORKFLOW_RECORD__INIT;
+		ref.type = (char *)m->type;
+		ref.case_id = (char *)m->case_id;
+		ref.outcome = (char *)(m->outcome ? m->outcome : "");
+		rc = node_rec_wf_put(txn, DBI(s, NS_REFS), m->msgid, &ref);
 		if (rc != TERN_OK)
 			return rc;
 	}
@@ -696,14 +672,20 @@ int node_store_inbox_scan(MDB_txn *txn, tern_store *s, int (*fn)(const char *msg
 	return rc == 0 || rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "scan inbox");
 }
 
-int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec)
+int node_store_ref_put(MDB_txn *txn, tern_store *s, const char *msgid, const tern_wf_record *rec)
 {
-	return put_json(txn, DBI(s, NS_REFS), msgid, rec);
+	return node_rec_wf_put(txn, DBI(s, NS_REFS), msgid, rec);
 }
 
-int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, json_t **rec)
+int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, tern_wf_record **rec)
 {
-	return get_json(txn, DBI(s, NS_REFS), msgid, rec);
+	MDB_val k = sval(msgid), v;
+	int rc = mdb_get(txn, DBI(s, NS_REFS), &k, &v);
+
+	*rec = NULL;
+	if (rc != 0)
+		return MDB(rc, "read record");
+	return node_rec_wf_decode(v.mv_data, v.mv_size, rec);
 }
 
 int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t store[16], uint8_t epoch[16],

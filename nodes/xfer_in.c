@@ -827,8 +827,8 @@ static int release(node *n, struct xin *x)
 		/* Judged before (a copy in this batch), or still lacking: never here. */
 		free(env);
 		free(d->atts);
-		json_decref(d->wf);
-		json_decref(d->wf_rootrec);
+		tern_wf_record_free(&d->wf);
+		tern_wf_record_free(&d->wf_rootrec);
 		memset(d, 0, sizeof(*d));
 		return 0;
 	}

@@ -4,12 +4,16 @@
  * replay` judge alike. Texts name message ids and field paths, never a
  * body's values: person ids stay out of logs too. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <tern/error.h>
 #include <tern/json.h>
 #include <tern/workflow.h>
+
+#include "util.h"
 
 static const struct {
 	const char *name;
@@ -154,53 +158,315 @@ static int each_person(const ProtobufCMessage *m, const char *path,
 	return TERN_OK;
 }
 
+/* --- records ------------------------------------------------------------------ */
+
+/* The states' numbers are the proto's: a record holds a tern_case_state. */
+_Static_assert((int)TERN__V1__CASE_STATE__CASE_STATE_NONE == TERN_CASE_NONE &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_REFERRED == TERN_CASE_REFERRED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_INFO_REQUESTED ==
+                       TERN_CASE_INFO_REQUESTED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_DEFERRED == TERN_CASE_DEFERRED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_ACCEPTED == TERN_CASE_ACCEPTED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_REJECTED == TERN_CASE_REJECTED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_BOOKED == TERN_CASE_BOOKED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_DEPARTED == TERN_CASE_DEPARTED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_ARRIVED == TERN_CASE_ARRIVED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_CANCELLED == TERN_CASE_CANCELLED &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_WITHDRAWN == TERN_CASE_WITHDRAWN &&
+                   (int)TERN__V1__CASE_STATE__CASE_STATE_HANDED_OVER == TERN_CASE_HANDED_OVER &&
+                   TERN_CASE_STATE_COUNT == 12,
+               "tern.v1.CaseState and tern_case_state differ");
+
+tern_wf_record *tern_wf_record_new(void)
+{
+	tern_wf_record *r = malloc(sizeof(*r));
+
+	if (r)
+		tern__v1__workflow_record__init(r);
+	return r;
+}
+
+tern_wf_record *tern_wf_record_copy(const tern_wf_record *r)
+{
+	uint8_t stackbuf[1024], *buf = stackbuf;
+	size_t n = protobuf_c_message_get_packed_size(&r->base);
+	tern_wf_record *out;
+
+	/* Packed and unpacked: the copy is allocated as any unpacked record,
+	 * field by field with malloc, so that one free fits every record. */
+	if (n > sizeof(stackbuf) && (buf = malloc(n)) == NULL)
+		return NULL;
+	protobuf_c_message_pack(&r->base, buf);
+	out = tern__v1__workflow_record__unpack(NULL, n, buf);
+	if (buf != stackbuf)
+		free(buf);
+	return out;
+}
+
+void tern_wf_record_free(tern_wf_record **r)
+{
+	if (r && *r) {
+		protobuf_c_message_free_unpacked(&(*r)->base, NULL);
+		*r = NULL;
+	}
+}
+
+const char *tern_wf_record_last(const tern_wf_record *r, const char *type)
+{
+	for (size_t i = 0; r && i < r->n_last; i++)
+		if (strcmp(r->last[i]->key, type) == 0)
+			return r->last[i]->value;
+	return "";
+}
+
+/* Replaces the string *field of a record with a copy of v. */
+static int set_str(char **field, const char *v)
+{
+	char *copy = strdup(v);
+
+	if (copy == NULL)
+		return TERN_ENOMEM;
+	/* An empty string of protobuf-c's is its shared one, never freed. */
+	if (*field != protobuf_c_empty_string)
+		free(*field);
+	*field = copy;
+	return TERN_OK;
+}
+
+/* A repeated string field of a record: appended to one at a time, as few
+ * as a message names. */
+struct strs {
+	char ***v;
+	size_t *n;
+};
+
+static int strs_add(struct strs a, const char *s)
+{
+	char **v = realloc(*a.v, (*a.n + 1) * sizeof(*v)), *copy;
+
+	if (v == NULL)
+		return TERN_ENOMEM;
+	*a.v = v;
+	if ((copy = strdup(s)) == NULL)
+		return TERN_ENOMEM;
+	v[(*a.n)++] = copy;
+	return TERN_OK;
+}
+
+static int strs_has(struct strs a, const char *s)
+{
+	for (size_t i = 0; i < *a.n; i++)
+		if (strcmp((*a.v)[i], s) == 0)
+			return 1;
+	return 0;
+}
+
+static int set_last(tern_wf_record *r, const char *type, const char *msgid)
+{
+	Tern__V1__WorkflowRecord__LastEntry **v, *e;
+
+	for (size_t i = 0; i < r->n_last; i++)
+		if (strcmp(r->last[i]->key, type) == 0)
+			return set_str(&r->last[i]->value, msgid);
+	if ((v = realloc(r->last, (r->n_last + 1) * sizeof(*v))) == NULL)
+		return TERN_ENOMEM;
+	r->last = v;
+	if ((e = malloc(sizeof(*e))) == NULL)
+		return TERN_ENOMEM;
+	tern__v1__workflow_record__last_entry__init(e);
+	v[r->n_last++] = e;
+	return set_str(&e->key, type) == TERN_OK ? set_str(&e->value, msgid) : TERN_ENOMEM;
+}
+
+/* Record sets: the records in the order first kept, and an open-addressing
+ * index of them by id (1 + their place; 0 for a free slot), at most half
+ * full. */
+struct wf_entry {
+	char id[TERN_WF_ID_MAX + 1];
+	tern_wf_record *rec;
+};
+
+struct tern_wf_records {
+	struct wf_entry *v;
+	size_t n, cap;
+	uint32_t *slots;
+	size_t nslots; /* a power of two */
+};
+
+static uint32_t id_hash(const char *id)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *id; id++)
+		h = (h ^ (uint8_t)*id) * 16777619u;
+	return h;
+}
+
+/* The slot id has or would take. */
+static size_t slot_of(const tern_wf_records *s, const char *id)
+{
+	size_t i = id_hash(id) & (s->nslots - 1);
+
+	while (s->slots[i] && strcmp(s->v[s->slots[i] - 1].id, id) != 0)
+		i = (i + 1) & (s->nslots - 1);
+	return i;
+}
+
+tern_wf_records *tern_wf_records_new(void)
+{
+	return calloc(1, sizeof(tern_wf_records));
+}
+
+void tern_wf_records_free(tern_wf_records **s)
+{
+	if (s == NULL || *s == NULL)
+		return;
+	for (size_t i = 0; i < (*s)->n; i++)
+		tern_wf_record_free(&(*s)->v[i].rec);
+	free((*s)->v);
+	free((*s)->slots);
+	free(*s);
+	*s = NULL;
+}
+
+int tern_wf_records_reserve(tern_wf_records *s, size_t n)
+{
+	size_t want = s->n + n, cap = s->cap ? s->cap : 16, nslots = s->nslots ? s->nslots : 32;
+	struct wf_entry *v;
+	uint32_t *slots;
+
+	if (want > UINT32_MAX / 4)
+		return TERN_ENOMEM;
+	while (cap < want)
+		cap *= 2;
+	if (cap > s->cap) {
+		if ((v = realloc(s->v, cap * sizeof(*v))) == NULL)
+			return TERN_ENOMEM;
+		s->v = v;
+		s->cap = cap;
+	}
+	while (nslots < 2 * want)
+		nslots *= 2;
+	if (nslots > s->nslots) {
+		if ((slots = calloc(nslots, sizeof(*slots))) == NULL)
+			return TERN_ENOMEM;
+		free(s->slots);
+		s->slots = slots;
+		s->nslots = nslots;
+		for (size_t i = 0; i < s->n; i++)
+			s->slots[slot_of(s, s->v[i].id)] = (uint32_t)(i + 1);
+	}
+	return TERN_OK;
+}
+
+int tern_wf_records_put(tern_wf_records *s, const char *id, tern_wf_record **rec)
+{
+	tern_wf_record *r = *rec;
+	size_t i;
+	int rc;
+
+	*rec = NULL;
+	if (strlen(id) > TERN_WF_ID_MAX) {
+		tern_wf_record_free(&r);
+		return tern_fail(TERN_EINVAL, "a record id of %zu bytes", strlen(id));
+	}
+	if ((rc = tern_wf_records_reserve(s, 1)) != TERN_OK) {
+		tern_wf_record_free(&r);
+		return rc;
+	}
+	i = slot_of(s, id);
+	if (s->slots[i]) {
+		struct wf_entry *e = &s->v[s->slots[i] - 1];
+		tern_wf_record_free(&e->rec);
+		e->rec = r;
+		return TERN_OK;
+	}
+	snprintf(s->v[s->n].id, sizeof(s->v[s->n].id), "%s", id);
+	s->v[s->n].rec = r;
+	s->slots[i] = (uint32_t)++s->n;
+	return TERN_OK;
+}
+
+const tern_wf_record *tern_wf_records_get(const tern_wf_records *s, const char *id)
+{
+	size_t i;
+
+	if (s == NULL || s->n == 0)
+		return NULL;
+	i = slot_of(s, id);
+	return s->slots[i] ? s->v[s->slots[i] - 1].rec : NULL;
+}
+
+size_t tern_wf_records_count(const tern_wf_records *s)
+{
+	return s ? s->n : 0;
+}
+
+int tern_wf_records_each(const tern_wf_records *s,
+                         int (*fn)(const char *id, const tern_wf_record *rec, void *arg), void *arg)
+{
+	int rc;
+
+	for (size_t i = 0; s && i < s->n; i++)
+		if ((rc = fn(s->v[i].id, s->v[i].rec, arg)) != TERN_OK)
+			return rc;
+	return TERN_OK;
+}
+
+int tern_wf_records_lookup(void *arg, const char *msgid, tern_wf_record **rec)
+{
+	const tern_wf_record *r = tern_wf_records_get(arg, msgid);
+
+	if (r == NULL)
+		return TERN_ENOENT;
+	return (*rec = tern_wf_record_copy(r)) ? TERN_OK : TERN_ENOMEM;
+}
+
+/* --- members ------------------------------------------------------------------ */
+
 static int add_person(const char *id, const char *where, void *arg)
 {
 	(void)where;
-	return json_array_append_new(arg, json_string(id)) == 0 ? TERN_OK : TERN_ENOMEM;
+	return strs_add(*(struct strs *)arg, id);
 }
 
-/* Adds id to the persons array unless it is there already. */
+/* Adds id to the persons unless it is there already. */
 static int add_new_person(const char *id, const char *where, void *arg)
 {
-	size_t i;
-	json_t *p;
-
 	(void)where;
-	json_array_foreach(arg, i, p) if (json_is_string(p) &&
-	                                  strcmp(json_string_value(p), id) == 0) return TERN_OK;
-	return add_person(id, where, arg);
+	return strs_has(*(struct strs *)arg, id) ? TERN_OK : add_person(id, where, arg);
 }
 
 static int remove_person(const char *id, const char *where, void *arg)
 {
+	struct strs *a = arg;
 	size_t i = 0;
 
 	(void)where;
-	while (i < json_array_size(arg)) {
-		const char *p = json_string_value(json_array_get(arg, i));
-		if (p && strcmp(p, id) == 0)
-			json_array_remove(arg, i);
-		else
+	while (i < *a->n) {
+		if (strcmp((*a->v)[i], id) == 0) {
+			free((*a->v)[i]);
+			memmove(&(*a->v)[i], &(*a->v)[i + 1], (*a->n - i - 1) * sizeof(char *));
+			(*a->n)--;
+		} else {
 			i++;
+		}
 	}
 	return TERN_OK;
 }
 
 struct member_check {
-	const json_t *persons;
+	const tern_wf_record *root;
 	char where[192];
 };
 
 static int check_member(const char *id, const char *where, void *arg)
 {
 	struct member_check *c = arg;
-	size_t i;
-	json_t *p;
 
-	json_array_foreach(c->persons, i,
-	                   p) if (json_is_string(p) &&
-	                          strcmp(json_string_value(p), id) == 0) return TERN_OK;
+	for (size_t i = 0; i < c->root->n_persons; i++)
+		if (strcmp(c->root->persons[i], id) == 0)
+			return TERN_OK;
 	snprintf(c->where, sizeof(c->where), "%s", where);
 	return TERN_ENOENT;
 }
@@ -211,12 +477,6 @@ static int check_member(const char *id, const char *where, void *arg)
 static const char *a_or_an(const char *name)
 {
 	return name[0] && strchr("aeiou", name[0]) ? "an" : "a";
-}
-
-static const char *rs(const json_t *rec, const char *key)
-{
-	const char *s = json_string_value(json_object_get(rec, key));
-	return s ? s : "";
 }
 
 static void deny(tern_wf_verdict *v, tern_reason r, const char *fmt, ...)
@@ -246,17 +506,24 @@ static tern_reason unknown_reason(Tern__V1__MessageType ref_type)
 	}
 }
 
-static int party_of(const json_t *rec, const char *node)
+static int party_of(const tern_wf_record *rec, const char *node)
 {
-	size_t i;
-	json_t *p;
-
-	if (strcmp(rs(rec, "sender"), node) == 0)
+	if (strcmp(rec->sender, node) == 0)
 		return 1;
-	json_array_foreach(json_object_get(rec, "to"), i,
-	                   p) if (json_is_string(p) &&
-	                          strcmp(json_string_value(p), node) == 0) return 1;
+	for (size_t i = 0; i < rec->n_to; i++)
+		if (strcmp(rec->to[i], node) == 0)
+			return 1;
 	return 0;
+}
+
+/* The state a record holds, TERN_ENOENT for none (a record from before the
+ * workflow, a stub no move has reached). */
+static int state_of(const tern_wf_record *rec, tern_case_state *out)
+{
+	int s = (int)rec->state;
+
+	*out = (tern_case_state)s;
+	return s > TERN_CASE_NONE && s < TERN_CASE_STATE_COUNT ? TERN_OK : TERN_ENOENT;
 }
 
 static const tern_wf_transition *find_move(const tern_msgtype *t, int value, tern_case_state from)
@@ -267,20 +534,21 @@ static const tern_wf_transition *find_move(const tern_msgtype *t, int value, ter
 	return NULL;
 }
 
-/* The thread's next state from its root's record: sets v->root_record.
- * Returns 0 when the move is not allowed (v->reason set). */
+/* The thread's next state from its root's record *rootrec, which becomes
+ * v->root_record when the move is allowed (taken: *rootrec NULL then). A
+ * move not allowed sets v->reason. TERN_ENOMEM, else TERN_OK. */
 static int move_thread(const tern_wf_msg *m, int value, const char *vname, const char *root,
-                       const json_t *rootrec, int as_sender, tern_wf_verdict *v)
+                       tern_wf_record **rootrec, int as_sender, tern_wf_verdict *v)
 {
 	const tern_msgtype *t = m->type;
 	const tern_wf_transition *x;
+	tern_wf_record *r = *rootrec;
 	tern_case_state from;
-	json_t *last;
+	int rc;
 
-	if (t->transitions == NULL || rootrec == NULL)
-		return 1;
-	if (json_is_true(json_object_get(rootrec, "stub")) &&
-	    !(as_sender && tern_case_state_parse(rs(rootrec, "state"), &from) == TERN_OK)) {
+	if (t->transitions == NULL || r == NULL)
+		return TERN_OK;
+	if (r->stub && !(as_sender && state_of(r, &from) == TERN_OK)) {
 		/* A thread whose start this party never held (IOM and a referral):
 		 * it follows the moves it sees, without judging them; its own
 		 * moves it judges by what it traced (a withdrawal, a rejection),
@@ -288,63 +556,66 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 		for (x = t->transitions; x->to && !(x->value == -1 || x->value == value); x++)
 			;
 		if (x->to == 0)
-			return 1;
-	} else if (json_is_true(json_object_get(rootrec, "stub"))) {
+			return TERN_OK;
+	} else if (r->stub) {
 		if ((x = find_move(t, value, from)) == NULL) {
 			deny(v, TERN_REASON_WRONG_STATE,
 			     "a %s%s%s may not follow while referral %s is %s, as this node traced "
 			     "it",
 			     t->name, vname[0] ? " " : "", vname, root, tern_case_state_name(from));
-			return 0;
+			return TERN_OK;
 		}
-	} else if (tern_case_state_parse(rs(rootrec, "state"), &from) != TERN_OK) {
-		return 1; /* a record from before the workflow: nothing to check against */
+	} else if (state_of(r, &from) != TERN_OK) {
+		return TERN_OK; /* a record from before the workflow: nothing to check against */
 	} else if ((x = find_move(t, value, from)) == NULL) {
 		deny(v, TERN_REASON_WRONG_STATE, "%s %s%s%s may not follow while referral %s is %s",
 		     a_or_an(t->name), t->name, vname[0] ? " " : "", vname, root,
 		     tern_case_state_name(from));
-		return 0;
+		return TERN_OK;
 	}
-	if ((v->root_record = json_deep_copy(rootrec)) == NULL)
-		return 0;
-	last = json_object_get(v->root_record, "last");
-	if (!json_is_object(last)) {
-		last = json_object();
-		json_object_set_new(v->root_record, "last", last);
-	}
-	if (x->to != TERN_WF_KEEP)
-		json_object_set_new(v->root_record, "state",
-		                    json_string(tern_case_state_name((tern_case_state)x->to)));
-	json_object_set_new(last, t->name, json_string(m->msgid));
-	/* The thread's members as this message changes them (a stub knows none:
-	 * it has no "persons" to change). */
-	if (m->body && json_is_array(json_object_get(v->root_record, "persons"))) {
-		json_t *persons = json_object_get(v->root_record, "persons");
-		if (t->members_removed)
-			each_person(m->body, t->members_removed, remove_person, persons);
-		if (t->members_added)
-			each_person(m->body, t->members_added, add_new_person, persons);
-	}
+	/* root may be the record's own: copied before the record is given away. */
 	snprintf(v->root, sizeof(v->root), "%s", root);
-	return 1;
+	v->root_record = r;
+	*rootrec = NULL;
+	if (x->to != TERN_WF_KEEP)
+		r->state = (Tern__V1__CaseState)x->to;
+	if ((rc = set_last(r, t->name, m->msgid)) != TERN_OK)
+		return rc;
+	/* The thread's members as this message changes them (a stub knows none:
+	 * it has no persons to change). */
+	if (m->body && r->has_persons) {
+		struct strs persons = {&r->persons, &r->n_persons};
+		if (t->members_removed)
+			each_person(m->body, t->members_removed, remove_person, &persons);
+		if (t->members_added && (rc = each_person(m->body, t->members_added, add_new_person,
+		                                          &persons)) != TERN_OK)
+			return rc;
+	}
+	return TERN_OK;
 }
 
-static json_t *own_record(const tern_wf_msg *m, const char *vname, const char *ref)
+static tern_wf_record *own_record(const tern_wf_msg *m, const char *vname, const char *ref)
 {
-	json_t *to = json_array();
+	tern_wf_record r = TERN__V1__WORKFLOW_RECORD__INIT;
 
-	for (size_t i = 0; to && i < m->nto; i++)
-		json_array_append_new(to, json_string(m->to[i]));
-	return json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "type", m->type->name, "case_id",
-	                 m->case_id, "sender", m->sender, "to", to ? to : json_array(), "value",
-	                 vname, "ref", ref);
+	/* Built over the message's strings, then copied: the verdict outlives
+	 * the message. */
+	r.type = (char *)m->type->name;
+	r.case_id = (char *)m->case_id;
+	r.sender = (char *)m->sender;
+	r.to = (char **)m->to;
+	r.n_to = m->nto;
+	r.value = (char *)vname;
+	r.has_value = 1;
+	r.ref = (char *)ref;
+	return tern_wf_record_copy(&r);
 }
 
 int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, int as_sender,
                         tern_wf_lookup get, void *arg, tern_wf_verdict *v)
 {
 	const tern_msgtype *t;
-	json_t *ref = NULL, *rootrec = NULL;
+	tern_wf_record *ref = NULL, *rootrec = NULL;
 	const char *vname, *refid = "", *root;
 	int value, rc = TERN_OK;
 
@@ -369,25 +640,23 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 	if (t->ref_field == NULL) {
 		/* A thread starts here (or the type has none: a receipt). */
 		if (t->transitions) {
-			json_t *persons = json_array();
 			const tern_wf_transition *x = find_move(t, value, TERN_CASE_NONE);
-			if (persons == NULL)
-				return TERN_ENOMEM;
-			if (t->members_field && m->body)
-				each_person(m->body, t->members_field, add_person, persons);
-			json_object_set_new(v->record, "persons", persons);
-			json_object_set_new(v->record, "state",
-			                    json_string(tern_case_state_name(
-			                        x && x->to != TERN_WF_KEEP ? (tern_case_state)x->to
-			                                                   : TERN_CASE_NONE)));
-			json_object_set_new(v->record, "last",
-			                    json_pack("{s:s}", t->name, m->msgid));
+			struct strs persons = {&v->record->persons, &v->record->n_persons};
+			v->record->has_persons = 1;
+			if (t->members_field && m->body &&
+			    (rc = each_person(m->body, t->members_field, add_person, &persons)) !=
+			        TERN_OK)
+				goto out;
+			v->record->state = x && x->to != TERN_WF_KEEP
+			                       ? (Tern__V1__CaseState)x->to
+			                       : TERN__V1__CASE_STATE__CASE_STATE_NONE;
+			rc = set_last(v->record, t->name, m->msgid);
 		}
-		return TERN_OK;
+		goto out;
 	}
 
 	rc = get(arg, refid, &ref);
-	if (rc == TERN_OK && json_is_true(json_object_get(ref, "stub"))) {
+	if (rc == TERN_OK && ref->stub) {
 		rootrec = ref; /* only a thread's trace: the message itself is not held */
 		ref = NULL;
 		rc = TERN_ENOENT;
@@ -409,28 +678,35 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 				/* The parties of the message that starts the trace: only
 				 * they move it after (a State the referral never went to
 				 * cannot decide on it here). */
-				json_t *parties = json_array();
-				json_array_append_new(parties, json_string(m->sender));
+				tern_wf_record r = TERN__V1__WORKFLOW_RECORD__INIT;
+				const char **parties = malloc((1 + m->nto) * sizeof(*parties));
+				if (parties == NULL) {
+					rc = TERN_ENOMEM;
+					goto out;
+				}
+				parties[0] = m->sender;
 				for (size_t i = 0; i < m->nto; i++)
-					json_array_append_new(parties, json_string(m->to[i]));
-				if ((rootrec = json_pack("{s:b, s:s, s:o}", "stub", 1, "case_id",
-				                         m->case_id, "parties", parties)) == NULL) {
+					parties[1 + i] = m->to[i];
+				r.stub = 1;
+				r.case_id = (char *)m->case_id;
+				r.parties = (char **)parties;
+				r.n_parties = 1 + m->nto;
+				rootrec = tern_wf_record_copy(&r);
+				free(parties);
+				if (rootrec == NULL) {
 					rc = TERN_ENOMEM;
 					goto out;
 				}
 			}
-			if (strcmp(rs(rootrec, "case_id"), m->case_id) != 0) {
+			if (strcmp(rootrec->case_id, m->case_id) != 0) {
 				deny(v, TERN_REASON_CASE_MISMATCH, "%s %s is for another case",
 				     rt->name, refid);
 				goto out;
 			}
-			if (json_is_array(json_object_get(rootrec, "parties"))) {
-				size_t i;
-				json_t *p;
+			if (rootrec->n_parties) {
 				int party = 0;
-				json_array_foreach(json_object_get(rootrec, "parties"), i, p)
-				    party |= json_is_string(p) &&
-				             strcmp(json_string_value(p), m->sender) == 0;
+				for (size_t i = 0; i < rootrec->n_parties; i++)
+					party |= strcmp(rootrec->parties[i], m->sender) == 0;
 				if (!party) {
 					deny(v, TERN_REASON_REFERENCE_NOT_SHARED,
 					     "%s %s was neither sent to nor by %s, as far as this "
@@ -440,35 +716,34 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 					goto out;
 				}
 			}
-			json_object_set_new(v->record, "root", json_string(refid));
-			(void)move_thread(m, value, vname, refid, rootrec, as_sender, v);
+			if ((rc = set_str(&v->record->root, refid)) == TERN_OK)
+				rc = move_thread(m, value, vname, refid, &rootrec, as_sender, v);
 		}
 		goto out;
 	}
 	if (rc != TERN_OK)
 		goto out;
-	if (strcmp(rs(ref, "type"), tern_msgtype_by_type(t->ref_type)->name) != 0) {
+	if (strcmp(ref->type, tern_msgtype_by_type(t->ref_type)->name) != 0) {
 		deny(v, unknown_reason(t->ref_type), "%s %s is not %s %s", t->ref_field, refid,
 		     a_or_an(tern_msgtype_by_type(t->ref_type)->name),
 		     tern_msgtype_by_type(t->ref_type)->name);
 		goto out;
 	}
-	if (strcmp(rs(ref, "case_id"), m->case_id) != 0) {
+	if (strcmp(ref->case_id, m->case_id) != 0) {
 		deny(v, TERN_REASON_CASE_MISMATCH, "%s %s is for another case",
 		     tern_msgtype_by_type(t->ref_type)->name, refid);
 		goto out;
 	}
 	/* Records from before the workflow have no parties: not checked. */
-	if (json_object_get(ref, "sender") && !party_of(ref, m->sender)) {
+	if (ref->sender[0] && !party_of(ref, m->sender)) {
 		deny(v, TERN_REASON_REFERENCE_NOT_SHARED, "%s %s was neither sent to nor by %s",
 		     tern_msgtype_by_type(t->ref_type)->name, refid, m->sender);
 		goto out;
 	}
 	if (t->ref_value) {
-		/* "outcome": the field's name in records from before the workflow */
-		const json_t *was = json_object_get(ref, "value") ? json_object_get(ref, "value")
-		                                                  : json_object_get(ref, "outcome");
-		if (json_is_string(was) && strcmp(json_string_value(was), t->ref_value) != 0) {
+		/* outcome: the field's name in records from before the workflow */
+		const char *was = ref->has_value ? ref->value : ref->outcome;
+		if (strcmp(was, t->ref_value) != 0) {
 			deny(v,
 			     t->ref_type == TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION
 			         ? TERN_REASON_DECISION_NOT_ACCEPTED
@@ -481,10 +756,12 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 			goto out;
 		}
 	}
-	root = rs(ref, "root")[0] ? rs(ref, "root") : refid;
-	json_object_set_new(v->record, "root", json_string(root));
+	root = ref->root[0] ? ref->root : refid;
+	if ((rc = set_str(&v->record->root, root)) != TERN_OK)
+		goto out;
 	if (strcmp(root, refid) == 0) {
-		rootrec = json_incref(ref);
+		rootrec = ref; /* the record is the root's: judged and moved as one */
+		ref = NULL;
 	} else if ((rc = get(arg, root, &rootrec)) == TERN_ENOENT) {
 		rc = TERN_OK; /* the thread's start is not held here: no thread rules */
 		goto out;
@@ -495,30 +772,31 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 	 * thread (a decision replaced by a later one no longer does). */
 	{
 		const char *latest =
-		    rs(json_object_get(rootrec, "last"), tern_msgtype_by_type(t->ref_type)->name);
+		    tern_wf_record_last(rootrec, tern_msgtype_by_type(t->ref_type)->name);
 		if (latest[0] && strcmp(latest, refid) != 0) {
 			deny(v, TERN_REASON_SUPERSEDED, "%s %s was superseded by %s",
 			     tern_msgtype_by_type(t->ref_type)->name, refid, latest);
 			goto out;
 		}
 	}
-	if (t->members_field && m->body && json_is_array(json_object_get(rootrec, "persons"))) {
-		struct member_check c = {json_object_get(rootrec, "persons"), ""};
+	if (t->members_field && m->body && rootrec->has_persons) {
+		struct member_check c = {rootrec, ""};
 		if (each_person(m->body, t->members_field, check_member, &c) == TERN_ENOENT) {
 			deny(v, TERN_REASON_UNKNOWN_MEMBER, "%s is not a member of referral %s",
 			     c.where, root);
 			goto out;
 		}
 	}
-	(void)move_thread(m, value, vname, root, rootrec, as_sender, v);
+	rc = move_thread(m, value, vname, root, &rootrec, as_sender, v);
 out:
-	json_decref(ref);
-	json_decref(rootrec);
-	if (v->reason != TERN_REASON_NONE) {
-		json_decref(v->root_record);
-		v->root_record = NULL;
+	tern_wf_record_free(&ref);
+	tern_wf_record_free(&rootrec);
+	if (v->reason != TERN_REASON_NONE || rc != TERN_OK) {
+		tern_wf_record_free(&v->root_record);
 		v->root[0] = '\0';
 	}
+	if (rc != TERN_OK)
+		tern_wf_record_free(&v->record);
 	return rc;
 }
 
@@ -526,8 +804,8 @@ void tern_wf_verdict_clear(tern_wf_verdict *v)
 {
 	if (v == NULL)
 		return;
-	json_decref(v->record);
-	json_decref(v->root_record);
+	tern_wf_record_free(&v->record);
+	tern_wf_record_free(&v->root_record);
 	memset(v, 0, sizeof(*v));
 }
 

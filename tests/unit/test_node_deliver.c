@@ -283,9 +283,8 @@ static struct din judge_in(int who, const struct batch *b, const uint8_t *env, s
 	mdb_txn_abort(txn);
 	/* The workflow's records are the node turn's to keep; judging alone
 	 * drops them. */
-	json_decref(d.wf);
-	json_decref(d.wf_rootrec);
-	d.wf = d.wf_rootrec = NULL;
+	tern_wf_record_free(&d.wf);
+	tern_wf_record_free(&d.wf_rootrec);
 	return d;
 }
 
@@ -506,13 +505,19 @@ static void test_judge_travel(void **state)
 		char fresh[37];
 		struct batch b = {0};
 		assert_int_equal(tern_uuid_v7(fresh), TERN_OK);
-		b.wf = json_pack("{s:{s:s, s:s, s:s}}", fresh, "type", "acceptance-decision",
-		                 "case_id", CASE, "value", "ACCEPTED");
+		tern_wf_record r = TERN__V1__WORKFLOW_RECORD__INIT, *rp;
+		r.type = "acceptance-decision";
+		r.case_id = CASE;
+		r.value = "ACCEPTED";
+		r.has_value = 1;
+		assert_non_null(b.wf = tern_wf_records_new());
+		assert_non_null(rp = tern_wf_record_copy(&r));
+		assert_int_equal(tern_wf_records_put(b.wf, fresh, &rp), TERN_OK);
 		env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId",
 		              fresh, NULL, NULL);
 		assert_int_equal(judge(SWEDEN, env, len).kind, DIN_HOLD);
 		assert_int_equal(judge_in(SWEDEN, &b, env, len).kind, DIN_ACCEPT);
-		json_decref(b.wf);
+		tern_wf_records_free(&b.wf);
 		free(env);
 	}
 }
@@ -1705,12 +1710,12 @@ static void test_refused_send_keeps_no_record(void **state)
 	assert_non_null(res); /* refused */
 	json_decref(res);
 	assert_int_equal(n->batch.nouts, 0);
-	assert_true(n->batch.wf == NULL || json_object_size(n->batch.wf) == 0);
+	assert_int_equal(tern_wf_records_count(n->batch.wf), 0);
 	/* And with room, the same send keeps its record. */
 	res = node_send_finish(n, &s, body, NULL);
 	assert_null(res);
 	assert_int_equal(n->batch.nouts, 1);
-	assert_true(json_object_size(n->batch.wf) > 0);
+	assert_true(tern_wf_records_count(n->batch.wf) > 0);
 	node_batch_reset(n);
 	protobuf_c_message_free_unpacked(body, NULL);
 	free(s.body);

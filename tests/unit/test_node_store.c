@@ -9,6 +9,8 @@
 #include <cmocka.h>
 
 #include <tern/error.h>
+#include <tern/v1/messages.pb-c.h>
+#include <tern/workflow.h>
 
 #include "node_store.h"
 #include "testutil.h"
@@ -489,7 +491,7 @@ static void test_inbox_and_refs(void **state)
 {
 	char head[37] = "";
 	MDB_txn *txn;
-	json_t *ref = NULL;
+	tern_wf_record *ref = NULL;
 	uint8_t ep[16] = {7}, got[16];
 	uint64_t upto;
 
@@ -501,8 +503,8 @@ static void test_inbox_and_refs(void **state)
 	assert_string_equal(head, ID1);
 	assert_int_equal(node_store_received(txn, st, ID2, NULL), TERN_OK); /* remembered */
 	assert_int_equal(node_store_ref(txn, st, ID1, &ref), TERN_OK);
-	assert_string_equal(json_string_value(json_object_get(ref, "outcome")), "ACCEPTED");
-	json_decref(ref);
+	assert_string_equal(ref->outcome, "ACCEPTED");
+	tern_wf_record_free(&ref);
 	assert_int_equal(node_store_ref(txn, st, ID2, &ref), TERN_ENOENT); /* refused: no ref */
 	mdb_txn_abort(txn);
 
@@ -619,6 +621,292 @@ static void test_old_json_records(void **state)
 		assert_int_equal(tern_store_write(st, apply, &again), TERN_EEXIST);
 	}
 	json_decref(old);
+}
+
+/* Workflow records (the refs table) as the release before tern.v1.
+ * WorkflowRecord wrote them: JSON, byte for byte what its engine and store.c
+ * produced (printed by that release's code for this scenario). unhcr referred
+ * case C-7 to sweden (members P1, P2), sweden accepted it; IOM, which never
+ * held the referral, traced the thread from the decision (a stub). */
+#define WR "01a20598-0000-7000-8000-0000000000a1" /* the referral */
+#define WD "01a20598-0000-7000-8000-0000000000d1" /* sweden's decision */
+#define WS "01a20598-0000-7000-8000-0000000000a2" /* a root IOM traced */
+#define WE "01a20598-0000-7000-8000-0000000000e1" /* node_store_enqueue's */
+#define WV "01a20598-0000-7000-8000-0000000000e2" /* node_store_receive's */
+#define WP "01a20598-0000-7000-8000-0000000000a3" /* a root with no person left */
+/* The referral's root record once the decision moved it. */
+#define OLD_WF_ROOT                                                                                \
+	"{\"type\":\"case-referral\",\"case_id\":\"C-7\",\"sender\":\"unhcr\",\"to\":[\"sweden\"]" \
+	","                                                                                        \
+	"\"value\":\"\",\"ref\":\"\",\"persons\":[\"P1\",\"P2\"],\"state\":\"accepted\",\"last\":" \
+	"{"                                                                                        \
+	"\"case-referral\":\"" WR "\",\"acceptance-decision\":\"" WD "\"}}"
+/* The decision's own record (tern_workflow_judge's own_record). */
+#define OLD_WF_DECISION                                                                            \
+	"{\"type\":\"acceptance-decision\",\"case_id\":\"C-7\",\"sender\":\"sweden\",\"to\":["     \
+	"\"unhcr\",\"iom\"],\"value\":\"ACCEPTED\",\"ref\":\"" WR "\",\"root\":\"" WR "\"}"
+/* IOM's stub of the referral after the decision. */
+#define OLD_WF_STUB                                                                                \
+	"{\"stub\":true,\"case_id\":\"C-7\",\"parties\":[\"sweden\",\"unhcr\",\"iom\"],\"last\":{" \
+	"\"acceptance-decision\":\"" WD "\"},\"state\":\"accepted\"}"
+#define OLD_WF_ENQUEUED                                                                            \
+	"{\"type\":\"acceptance-decision\",\"case_id\":\"C-7\",\"outcome\":\"ACCEPTED\",\"ref\":"  \
+	"\"" WR "\"}"
+#define OLD_WF_RECEIVED                                                                            \
+	"{\"type\":\"acceptance-decision\",\"case_id\":\"C-7\",\"outcome\":\"ACCEPTED\"}"
+/* Not written by a node as such (its roots name at least one member), but
+ * the shape a root with every member removed has: persons there, empty. */
+#define OLD_WF_NO_PERSONS                                                                          \
+	"{\"type\":\"case-referral\",\"case_id\":\"C-7\",\"sender\":\"unhcr\",\"to\":[\"sweden\"]" \
+	","                                                                                        \
+	"\"value\":\"\",\"ref\":\"\",\"persons\":[],\"state\":\"referred\",\"last\":{"             \
+	"\"case-referral\":\"" WP "\"}}"
+
+static int put_old_wf(MDB_txn *txn, void *arg)
+{
+	static const char *const kv[][2] = {
+	    {WR, OLD_WF_ROOT},     {WD, OLD_WF_DECISION}, {WS, OLD_WF_STUB},
+	    {WE, OLD_WF_ENQUEUED}, {WV, OLD_WF_RECEIVED}, {WP, OLD_WF_NO_PERSONS},
+	};
+
+	(void)arg;
+	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+		MDB_val k = {strlen(kv[i][0]), (void *)kv[i][0]},
+		        v = {strlen(kv[i][1]), (void *)kv[i][1]};
+		if (mdb_put(txn, tern_store_dbi(st, NS_REFS), &k, &v, 0) != 0)
+			return TERN_EIO;
+	}
+	return TERN_OK;
+}
+
+static tern_wf_record *wf_read(const char *msgid)
+{
+	MDB_txn *txn;
+	tern_wf_record *r = NULL;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, msgid, &r), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_non_null(r);
+	return r;
+}
+
+/* The store as a workflow lookup (arg: a read transaction). */
+static int wf_store_lookup(void *arg, const char *msgid, tern_wf_record **rec)
+{
+	return node_store_ref(arg, st, msgid, rec);
+}
+
+static const tern_wf_record *wf_put_rec;
+
+static int do_wf_put(MDB_txn *txn, struct op *o)
+{
+	return node_store_ref_put(txn, st, o->msgid, wf_put_rec);
+}
+
+/* Packs r: two records are equal when their bytes are. */
+static size_t wf_bytes(const tern_wf_record *r, uint8_t *buf, size_t cap)
+{
+	size_t n = protobuf_c_message_get_packed_size(&r->base);
+
+	assert_true(n <= cap);
+	return protobuf_c_message_pack(&r->base, buf);
+}
+
+/* travel-confirmation `id` from iom citing decision WD, naming traveller, as
+ * unhcr judges it against the store. */
+static tern_reason wf_travel(const char *id, const char *traveller, tern_wf_verdict *v)
+{
+	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
+	char *travellers[1] = {(char *)traveller};
+	static const char *const to[] = {"sweden", "unhcr"};
+	tern_wf_msg m = {.msgid = id,
+	                 .type = tern_msgtype_by_name("travel-confirmation"),
+	                 .sender = "iom",
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = "C-7",
+	                 .body = &b.base};
+	MDB_txn *txn;
+
+	b.case_id = "C-7";
+	b.decision_id = WD;
+	b.status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED;
+	b.travellers = travellers;
+	b.n_travellers = 1;
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(
+	    tern_workflow_judge(&m, "unhcr", TERN_ROLE_REFERRER, 0, wf_store_lookup, txn, v),
+	    TERN_OK);
+	mdb_txn_abort(txn);
+	return v->reason;
+}
+
+/* An upgraded node reads the refs table's old JSON records as they are, every
+ * field and every distinction the rules make (a field there or not), judges
+ * by them as before, and writes protobuf, which reads back the same. */
+static void test_old_json_workflow_records(void **state)
+{
+	tern_wf_record *r;
+	tern_wf_verdict v;
+	uint8_t a[1024], b[1024];
+	size_t na;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, put_old_wf, NULL), TERN_OK);
+	assert_int_equal(stored_first_byte(NS_REFS, WR), '{');
+
+	r = wf_read(WR);
+	assert_string_equal(r->type, "case-referral");
+	assert_string_equal(r->case_id, "C-7");
+	assert_string_equal(r->sender, "unhcr");
+	assert_int_equal(r->n_to, 1);
+	assert_string_equal(r->to[0], "sweden");
+	assert_true(r->has_value);
+	assert_string_equal(r->value, "");
+	assert_string_equal(r->ref, "");
+	assert_string_equal(r->root, "");
+	assert_int_equal(r->state, TERN_CASE_ACCEPTED);
+	assert_true(r->has_persons);
+	assert_int_equal(r->n_persons, 2);
+	assert_string_equal(r->persons[0], "P1");
+	assert_string_equal(r->persons[1], "P2");
+	assert_int_equal(r->n_last, 2);
+	assert_string_equal(r->last[0]->key, "case-referral");
+	assert_string_equal(tern_wf_record_last(r, "case-referral"), WR);
+	assert_string_equal(tern_wf_record_last(r, "acceptance-decision"), WD);
+	assert_false(r->stub);
+	assert_int_equal(r->n_parties, 0);
+	/* Written back as protobuf, it reads the same. */
+	na = wf_bytes(r, a, sizeof(a));
+	wf_put_rec = r;
+	run((struct op){.fn = do_wf_put, .msgid = WR});
+	tern_wf_record_free(&r);
+	assert_null(r);
+	assert_true(stored_first_byte(NS_REFS, WR) != '{');
+	r = wf_read(WR);
+	assert_int_equal(wf_bytes(r, b, sizeof(b)), na);
+	assert_memory_equal(a, b, na);
+	tern_wf_record_free(&r);
+
+	r = wf_read(WD);
+	assert_string_equal(r->type, "acceptance-decision");
+	assert_string_equal(r->sender, "sweden");
+	assert_int_equal(r->n_to, 2);
+	assert_string_equal(r->to[1], "iom");
+	assert_true(r->has_value);
+	assert_string_equal(r->value, "ACCEPTED");
+	assert_string_equal(r->ref, WR);
+	assert_string_equal(r->root, WR);
+	assert_int_equal(r->state, TERN_CASE_NONE);
+	assert_false(r->has_persons);
+	assert_int_equal(r->n_last, 0);
+	tern_wf_record_free(&r);
+
+	r = wf_read(WS);
+	assert_true(r->stub);
+	assert_string_equal(r->case_id, "C-7");
+	assert_string_equal(r->type, "");
+	assert_string_equal(r->sender, "");
+	assert_false(r->has_value);
+	assert_false(r->has_persons);
+	assert_int_equal(r->n_parties, 3);
+	assert_string_equal(r->parties[0], "sweden");
+	assert_string_equal(r->parties[2], "iom");
+	assert_int_equal(r->state, TERN_CASE_ACCEPTED);
+	assert_string_equal(tern_wf_record_last(r, "acceptance-decision"), WD);
+	tern_wf_record_free(&r);
+
+	/* The store's own records: outcome, never value. */
+	r = wf_read(WE);
+	assert_false(r->has_value);
+	assert_string_equal(r->value, "");
+	assert_string_equal(r->outcome, "ACCEPTED");
+	assert_string_equal(r->ref, WR);
+	assert_string_equal(r->sender, "");
+	assert_int_equal(r->state, TERN_CASE_NONE);
+	tern_wf_record_free(&r);
+	r = wf_read(WV);
+	assert_string_equal(r->type, "acceptance-decision");
+	assert_string_equal(r->outcome, "ACCEPTED");
+	assert_false(r->has_value);
+	assert_string_equal(r->ref, "");
+	tern_wf_record_free(&r);
+
+	/* persons there but empty is not persons missing; the flag survives
+	 * protobuf too. */
+	r = wf_read(WP);
+	assert_true(r->has_persons);
+	assert_int_equal(r->n_persons, 0);
+	assert_int_equal(r->state, TERN_CASE_REFERRED);
+	wf_put_rec = r;
+	run((struct op){.fn = do_wf_put, .msgid = WP});
+	tern_wf_record_free(&r);
+	r = wf_read(WP);
+	assert_true(r->has_persons);
+	assert_int_equal(r->n_persons, 0);
+	assert_true(stored_first_byte(NS_REFS, WP) != '{');
+	tern_wf_record_free(&r);
+
+	/* Judged by the old records as before: a member of the referral may
+	 * travel on the accepted decision (the referral, now protobuf, moves to
+	 * booked); a person outside it may not. */
+	assert_int_equal(wf_travel(ID3, "P9", &v), TERN_REASON_UNKNOWN_MEMBER);
+	tern_wf_verdict_clear(&v);
+	assert_int_equal(wf_travel(ID3, "P1", &v), TERN_REASON_NONE);
+	assert_string_equal(v.root, WR);
+	assert_non_null(v.root_record);
+	assert_int_equal(v.root_record->state, TERN_CASE_BOOKED);
+	assert_string_equal(tern_wf_record_last(v.root_record, "travel-confirmation"), ID3);
+	assert_string_equal(tern_wf_record_last(v.root_record, "acceptance-decision"), WD);
+	assert_int_equal(v.root_record->n_persons, 2);
+	assert_string_equal(v.record->root, WR);
+	assert_string_equal(v.record->ref, WD);
+	tern_wf_verdict_clear(&v);
+	assert_null(v.record);
+
+	/* What enqueue and receive write now is protobuf. */
+	run((struct op){.fn = do_receive, .msgid = ID1, .accepted = 1});
+	assert_true(stored_first_byte(NS_REFS, ID1) != '{');
+	r = wf_read(ID1);
+	assert_string_equal(r->outcome, "ACCEPTED");
+	assert_false(r->has_value);
+	tern_wf_record_free(&r);
+	run((struct op){.fn = do_enqueue, .msgid = ID2});
+	assert_true(stored_first_byte(NS_REFS, ID2) != '{');
+	r = wf_read(ID2);
+	assert_string_equal(r->type, "case-referral");
+	assert_string_equal(r->case_id, "C-1");
+	tern_wf_record_free(&r);
+}
+
+/* A refs record that is neither form is refused as damaged, not read. */
+static int put_damaged_wf(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {strlen(WR), (void *)WR}, v = {5, "{\"typ"};
+	MDB_val k2 = {strlen(WD), (void *)WD}, v2 = {3, "\x0a\x09x"};
+
+	(void)arg;
+	return mdb_put(txn, tern_store_dbi(st, NS_REFS), &k, &v, 0) == 0 &&
+	               mdb_put(txn, tern_store_dbi(st, NS_REFS), &k2, &v2, 0) == 0
+	           ? TERN_OK
+	           : TERN_EIO;
+}
+
+static void test_damaged_workflow_record(void **state)
+{
+	MDB_txn *txn;
+	tern_wf_record *r = NULL;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, put_damaged_wf, NULL), TERN_OK);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, WR, &r), TERN_EMALFORMED);
+	assert_null(r);
+	assert_int_equal(node_store_ref(txn, st, WD, &r), TERN_EMALFORMED);
+	assert_null(r);
+	assert_int_equal(node_store_ref(txn, st, WS, &r), TERN_ENOENT);
+	mdb_txn_abort(txn);
 }
 
 static char cut_text[300];
@@ -826,6 +1114,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_resubmit_after_broker_restore, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_ref_fingerprint, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_old_json_records, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_old_json_workflow_records, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_workflow_record, setup, teardown),
 	    cmocka_unit_test(test_damaged_record),
 	    cmocka_unit_test_setup_teardown(test_cut_text_stays_readable, setup, teardown),
 	};

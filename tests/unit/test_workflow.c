@@ -1,5 +1,5 @@
 /* The case workflow (tern/workflow.h) judged without processes: what a party
- * holds is a JSON object of records, as the node's refs table keeps them.
+ * holds is a set of records (tern_wf_records), as the node's batch keeps them.
  * Each case of the review in issue 15 is here: a State deciding on a case
  * referred to another, a decision naming a person outside the referral, a
  * travel citing a decision that does not exist or that a later rejection
@@ -33,30 +33,32 @@
 #define T1 "01900000-0000-7000-8000-000000000021"
 #define NEW "01900000-0000-7000-8000-0000000000ff"
 
-static int lookup(void *arg, const char *msgid, json_t **rec)
-{
-	json_t *r = json_object_get(arg, msgid);
-
-	if (r == NULL)
-		return TERN_ENOENT;
-	*rec = json_incref(r);
-	return TERN_OK;
-}
+/* What a party holds: a record set, as a node's batch is (the store's
+ * table is read the same way, tests/unit/test_node_store.c). */
+#define lookup tern_wf_records_lookup
 
 /* Keeps what v says, as a node does after the commit. */
-static void keep(json_t *held, const char *msgid, tern_wf_verdict *v)
+static void keep(tern_wf_records *held, const char *msgid, tern_wf_verdict *v)
 {
-	json_object_set(held, msgid, v->record);
+	assert_int_equal(tern_wf_records_put(held, msgid, &v->record), TERN_OK);
 	if (v->root_record)
-		json_object_set(held, v->root, v->root_record);
+		assert_int_equal(tern_wf_records_put(held, v->root, &v->root_record), TERN_OK);
 	tern_wf_verdict_clear(v);
+}
+
+static tern_wf_records *holds_nothing(void)
+{
+	tern_wf_records *h = tern_wf_records_new();
+
+	assert_non_null(h);
+	return h;
 }
 
 /* unhcr's view once it referred the case: R1 to sweden (members P1, P2), R2
  * to portugal. */
-static json_t *unhcr_holds(void)
+static tern_wf_records *unhcr_holds(void)
 {
-	json_t *h = json_object();
+	tern_wf_records *h = holds_nothing();
 	Tern__V1__CaseReferral r = TERN__V1__CASE_REFERRAL__INIT;
 	Tern__V1__Member m1 = TERN__V1__MEMBER__INIT, m2 = TERN__V1__MEMBER__INIT;
 	Tern__V1__Member *ms[2] = {&m1, &m2};
@@ -78,7 +80,7 @@ static json_t *unhcr_holds(void)
 	assert_int_equal(tern_workflow_judge(&m, "unhcr", TERN_ROLE_REFERRER, 1, lookup, h, &v),
 	                 TERN_OK);
 	assert_int_equal(v.reason, TERN_REASON_NONE);
-	assert_string_equal(json_string_value(json_object_get(v.record, "state")), "referred");
+	assert_string_equal(tern_case_state_name((tern_case_state)v.record->state), "referred");
 	keep(h, R1, &v);
 	m.msgid = R2;
 	m.to = to_portugal;
@@ -95,8 +97,8 @@ struct dec {
 };
 
 /* Judges a decision at holder (self, roles), keeping it if allowed. */
-static tern_reason decide(json_t *h, const char *self, unsigned roles, int as_sender, struct dec d,
-                          char *text)
+static tern_reason decide(tern_wf_records *h, const char *self, unsigned roles, int as_sender,
+                          struct dec d, char *text)
 {
 	Tern__V1__AcceptanceDecision b = TERN__V1__ACCEPTANCE_DECISION__INIT;
 	Tern__V1__AcceptanceDecision__MemberDecision md =
@@ -133,7 +135,7 @@ static tern_reason decide(json_t *h, const char *self, unsigned roles, int as_se
 	return r;
 }
 
-static tern_reason travel(json_t *h, const char *self, unsigned roles, const char *id,
+static tern_reason travel(tern_wf_records *h, const char *self, unsigned roles, const char *id,
                           const char *decision, Tern__V1__TravelConfirmation__Status status,
                           const char *traveller, int *unknown_ref)
 {
@@ -170,16 +172,18 @@ static tern_reason travel(json_t *h, const char *self, unsigned roles, const cha
 #define REJ TERN__V1__ACCEPTANCE_DECISION__OUTCOME__REJECTED
 #define REF TERN_ROLE_REFERRER
 
-static const char *state_of(json_t *h, const char *root)
+static const char *state_of(tern_wf_records *h, const char *root)
 {
-	return json_string_value(json_object_get(json_object_get(h, root), "state"));
+	const tern_wf_record *r = tern_wf_records_get(h, root);
+
+	return r ? tern_case_state_name((tern_case_state)r->state) : NULL;
 }
 
 /* sweden decides on R2, which unhcr referred to portugal: refused at unhcr,
  * naming the rule; on R1, referred to it, accepted. */
 static void test_decision_on_a_case_referred_to_another(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 	char text[256];
 
 	(void)state;
@@ -193,14 +197,14 @@ static void test_decision_on_a_case_referred_to_another(void **state)
 	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
 	    TERN_REASON_NONE);
 	assert_string_equal(state_of(h, R1), "accepted");
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* A member decision for a person the referral does not name. The text gives
  * the field's path, never the person id (personal data stays out of logs). */
 static void test_decision_names_a_stranger(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 	char text[256];
 
 	(void)state;
@@ -212,7 +216,7 @@ static void test_decision_names_a_stranger(void **state)
 	assert_int_equal(
 	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, "P2"}, NULL),
 	    TERN_REASON_NONE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* A travel confirmation citing a decision no one made: unhcr and the State
@@ -221,7 +225,7 @@ static void test_decision_names_a_stranger(void **state)
  * to judge it. */
 static void test_travel_citing_no_decision(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 	int unknown = 0;
 
 	(void)state;
@@ -232,20 +236,20 @@ static void test_travel_citing_no_decision(void **state)
 	assert_int_equal(travel(h, "sweden", TERN_ROLE_STATE, T1, NEW,
 	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", &unknown),
 	                 TERN_REASON_UNKNOWN_DECISION);
-	json_decref(h);
-	h = json_object();
+	tern_wf_records_free(&h);
+	h = holds_nothing();
 	assert_int_equal(travel(h, "observer", TERN_ROLE_MOVEMENT, T1, NEW,
 	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", &unknown),
 	                 TERN_REASON_NONE);
 	assert_false(unknown);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* D1 accepted, D2 rejected the same referral: a travel citing D1 is refused
  * as superseded, and one citing D2 as not accepting. */
 static void test_travel_after_a_later_rejection(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 
 	(void)state;
 	assert_int_equal(
@@ -265,7 +269,7 @@ static void test_travel_after_a_later_rejection(void **state)
 	assert_int_equal(
 	    decide(h, "unhcr", REF, 0, (struct dec){NEW, "sweden", R1, ACC, NULL}, NULL),
 	    TERN_REASON_WRONG_STATE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* The travel moves: booked, departed, arrived in order; a departure before a
@@ -273,7 +277,7 @@ static void test_travel_after_a_later_rejection(void **state)
  * are members. */
 static void test_travel_moves(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 	static const char *const ids[] = {
 	    "01900000-0000-7000-8000-000000000031", "01900000-0000-7000-8000-000000000032",
 	    "01900000-0000-7000-8000-000000000033", "01900000-0000-7000-8000-000000000034"};
@@ -306,7 +310,7 @@ static void test_travel_moves(void **state)
 	assert_int_equal(
 	    decide(h, "unhcr", REF, 0, (struct dec){NEW, "sweden", R1, REJ, NULL}, NULL),
 	    TERN_REASON_WRONG_STATE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* The sender judges what it holds, and lets through what it does not: IOM
@@ -314,19 +318,24 @@ static void test_travel_moves(void **state)
  * the workflow (no parties, no state) turns the rules that need them off. */
 static void test_sender_and_old_records(void **state)
 {
-	json_t *h = json_object();
+	tern_wf_records *h = holds_nothing();
 
 	(void)state;
 	assert_int_equal(decide(h, "sweden", TERN_ROLE_STATE, 1,
 	                        (struct dec){D1, "sweden", R1, ACC, "P9"}, NULL),
 	                 TERN_REASON_NONE);
-	json_object_set_new(
-	    h, R2,
-	    json_pack("{s:s, s:s, s:s}", "type", "case-referral", "case_id", CASE, "outcome", ""));
+	{
+		tern_wf_record r = TERN__V1__WORKFLOW_RECORD__INIT, *rp;
+		r.type = "case-referral";
+		r.case_id = CASE;
+		r.outcome = "";
+		assert_non_null(rp = tern_wf_record_copy(&r));
+		assert_int_equal(tern_wf_records_put(h, R2, &rp), TERN_OK);
+	}
 	assert_int_equal(
 	    decide(h, "unhcr", REF, 0, (struct dec){D2, "sweden", R2, ACC, "P9"}, NULL),
 	    TERN_REASON_NONE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* IOM holds no referral, only the decisions sent to it: it traces the
@@ -334,7 +343,7 @@ static void test_sender_and_old_records(void **state)
  * rejection replaced. */
 static void test_a_party_without_the_referral(void **state)
 {
-	json_t *h = json_object();
+	tern_wf_records *h = holds_nothing();
 	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
 	static const char *const to[] = {"sweden", "unhcr"};
 	tern_wf_msg m = {.msgid = T1,
@@ -350,7 +359,7 @@ static void test_a_party_without_the_referral(void **state)
 	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
 	                        (struct dec){D1, "sweden", R1, ACC, "P1"}, NULL),
 	                 TERN_REASON_NONE);
-	assert_true(json_is_true(json_object_get(json_object_get(h, R1), "stub")));
+	assert_true(tern_wf_records_get(h, R1)->stub);
 	assert_string_equal(state_of(h, R1), "accepted");
 	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
 	                        (struct dec){D2, "sweden", R1, REJ, NULL}, NULL),
@@ -368,7 +377,7 @@ static void test_a_party_without_the_referral(void **state)
 	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
 	                        (struct dec){NEW, "sweden", R1, ACC, NULL}, NULL),
 	                 TERN_REASON_NONE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* Attack (issue 15 review): IOM traces a thread it never saw start (a stub
@@ -379,7 +388,7 @@ static void test_a_party_without_the_referral(void **state)
  * that started it; a sender outside them is refused reference-not-shared. */
 static void test_a_stranger_moves_the_stub(void **state)
 {
-	json_t *h = json_object();
+	tern_wf_records *h = holds_nothing();
 	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
 	static const char *const to[] = {"sweden", "unhcr"};
 	tern_wf_msg m = {.msgid = T1,
@@ -406,7 +415,7 @@ static void test_a_stranger_moves_the_stub(void **state)
 	                 TERN_OK);
 	assert_int_equal(v.reason, TERN_REASON_NONE);
 	tern_wf_verdict_clear(&v);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 static void test_recipient_roles(void **state)
@@ -449,7 +458,7 @@ static void test_recipient_roles(void **state)
 
 /* Judges a message of type at self (a sender when self is its sender),
  * keeping it if allowed. text (256 bytes) gets the verdict's text. */
-static tern_reason judge_as(json_t *h, const char *self, unsigned roles, const char *type,
+static tern_reason judge_as(tern_wf_records *h, const char *self, unsigned roles, const char *type,
                             const char *id, const char *sender, const ProtobufCMessage *body,
                             char *text, int *unknown_ref)
 {
@@ -481,7 +490,7 @@ static tern_reason judge_as(json_t *h, const char *self, unsigned roles, const c
 }
 
 /* sweden asks unhcr (received at unhcr). */
-static tern_reason ask(json_t *h, const char *id, const char *referral)
+static tern_reason ask(tern_wf_records *h, const char *id, const char *referral)
 {
 	Tern__V1__InformationRequest b = TERN__V1__INFORMATION_REQUEST__INIT;
 
@@ -492,7 +501,7 @@ static tern_reason ask(json_t *h, const char *id, const char *referral)
 }
 
 /* unhcr answers (received at sweden). */
-static tern_reason answer(json_t *h, const char *id, const char *request, int *unknown_ref)
+static tern_reason answer(tern_wf_records *h, const char *id, const char *request, int *unknown_ref)
 {
 	Tern__V1__InformationResponse b = TERN__V1__INFORMATION_RESPONSE__INIT;
 
@@ -507,7 +516,7 @@ static tern_reason answer(json_t *h, const char *id, const char *request, int *u
  * again; an answer cites the request still standing, in its state. */
 static void test_information_request_and_response(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 	int unknown = 0;
 
 	(void)state;
@@ -530,11 +539,11 @@ static void test_information_request_and_response(void **state)
 	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
 	    TERN_REASON_NONE);
 	assert_int_equal(ask(h, X1, R1), TERN_REASON_WRONG_STATE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* unhcr updates R1, received at sweden (or at a party of roles). */
-static tern_reason update_at(json_t *h, const char *self, unsigned roles, const char *id,
+static tern_reason update_at(tern_wf_records *h, const char *self, unsigned roles, const char *id,
                              Tern__V1__CaseUpdate__Kind kind, const char *person, char *text)
 {
 	Tern__V1__CaseUpdate b = TERN__V1__CASE_UPDATE__INIT;
@@ -565,16 +574,18 @@ static tern_reason update_at(json_t *h, const char *self, unsigned roles, const 
 #define PRIORITY TERN__V1__CASE_UPDATE__KIND__PRIORITY_CHANGED
 #define WITHDRAWN TERN__V1__CASE_UPDATE__KIND__WITHDRAWN
 
-static size_t persons_of(json_t *h, const char *root)
+static size_t persons_of(tern_wf_records *h, const char *root)
 {
-	return json_array_size(json_object_get(json_object_get(h, root), "persons"));
+	const tern_wf_record *r = tern_wf_records_get(h, root);
+
+	return r ? r->n_persons : 0;
 }
 
 /* A member removed is named no more (a decision on them is refused); a
  * member added may be decided on; only a member may be removed. */
 static void test_case_update_members(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 	char text[256];
 
 	(void)state;
@@ -607,7 +618,7 @@ static void test_case_update_members(void **state)
 	assert_int_equal(travel(h, "sweden", STATE, T1, D1,
 	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P3", NULL),
 	                 TERN_REASON_NONE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* A withdrawn case takes no decision, travel or update after it; a case
@@ -615,7 +626,7 @@ static void test_case_update_members(void **state)
  * traces the withdrawal. */
 static void test_withdrawal(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 
 	(void)state;
 	assert_int_equal(
@@ -632,7 +643,7 @@ static void test_withdrawal(void **state)
 	                 TERN_REASON_WRONG_STATE);
 	assert_int_equal(update_at(h, "sweden", STATE, U2, PRIORITY, NULL, NULL),
 	                 TERN_REASON_WRONG_STATE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 
 	h = unhcr_holds();
 	assert_int_equal(
@@ -646,13 +657,13 @@ static void test_withdrawal(void **state)
 	                 TERN_REASON_NONE);
 	assert_int_equal(update_at(h, "sweden", STATE, U1, WITHDRAWN, NULL, NULL),
 	                 TERN_REASON_WRONG_STATE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 
-	h = json_object();
+	h = holds_nothing();
 	assert_int_equal(update_at(h, "iom", MOVE, U1, WITHDRAWN, NULL, NULL), TERN_REASON_NONE);
-	assert_true(json_is_true(json_object_get(json_object_get(h, R1), "stub")));
+	assert_true(tern_wf_records_get(h, R1)->stub);
 	assert_string_equal(state_of(h, R1), "withdrawn");
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* Attack (issue 15 review): IOM traces a withdrawal (the table sends case
@@ -663,7 +674,7 @@ static void test_withdrawal(void **state)
  * nothing at send time. IOM's own moves are now judged against its trace. */
 static void test_iom_books_a_withdrawn_case(void **state)
 {
-	json_t *h = json_object();
+	tern_wf_records *h = holds_nothing();
 	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
 	static const char *const to[] = {"sweden", "unhcr"};
 	tern_wf_msg m = {.msgid = T1,
@@ -690,11 +701,11 @@ static void test_iom_books_a_withdrawn_case(void **state)
 	assert_int_equal(tern_workflow_judge(&m, "iom", MOVE, 1, lookup, h, &v), TERN_OK);
 	assert_int_equal(v.reason, TERN_REASON_WRONG_STATE);
 	tern_wf_verdict_clear(&v);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
-static tern_reason assess(json_t *h, const char *id, const char *decision, const char *person,
-                          char *text)
+static tern_reason assess(tern_wf_records *h, const char *id, const char *decision,
+                          const char *person, char *text)
 {
 	Tern__V1__HealthAssessment b = TERN__V1__HEALTH_ASSESSMENT__INIT;
 	Tern__V1__HealthAssessment__MemberAssessment a =
@@ -710,7 +721,7 @@ static tern_reason assess(json_t *h, const char *id, const char *decision, const
 	return judge_as(h, "sweden", STATE, "health-assessment", id, "iom", &b.base, text, NULL);
 }
 
-static tern_reason orient(json_t *h, const char *self, unsigned roles, const char *id,
+static tern_reason orient(tern_wf_records *h, const char *self, unsigned roles, const char *id,
                           const char *decision, const char *person)
 {
 	Tern__V1__PreDepartureOrientation b = TERN__V1__PRE_DEPARTURE_ORIENTATION__INIT;
@@ -728,8 +739,8 @@ static tern_reason orient(json_t *h, const char *self, unsigned roles, const cha
 	                NULL);
 }
 
-static tern_reason hand_over(json_t *h, const char *id, const char *decision, const char *person,
-                             char *text)
+static tern_reason hand_over(tern_wf_records *h, const char *id, const char *decision,
+                             const char *person, char *text)
 {
 	Tern__V1__ArrivalHandover b = TERN__V1__ARRIVAL_HANDOVER__INIT;
 	char *ids[1] = {(char *)person};
@@ -745,7 +756,7 @@ static tern_reason hand_over(json_t *h, const char *id, const char *decision, co
  * the handover follows the arrival and ends the thread. */
 static void test_health_orientation_handover(void **state)
 {
-	json_t *h = unhcr_holds();
+	tern_wf_records *h = unhcr_holds();
 	char text[256];
 
 	(void)state;
@@ -790,7 +801,7 @@ static void test_health_orientation_handover(void **state)
 	                 TERN_REASON_WRONG_STATE);
 	assert_int_equal(update_at(h, "sweden", STATE, U1, WITHDRAWN, NULL, NULL),
 	                 TERN_REASON_WRONG_STATE);
-	json_decref(h);
+	tern_wf_records_free(&h);
 }
 
 /* Medical data goes to the State only; orientation to the referrer too. */

@@ -16,27 +16,34 @@
  *     (tern_workflow_judge), answering a violation with a negative receipt;
  *   - `tern audit replay`: the rules across the agencies' archives.
  *
- * Records. What a party knows of a message is a JSON object (the node keeps
- * it in its "refs" table; replay builds it from archives):
- *   {"type": "acceptance-decision", "case_id": "...", "sender": "sweden",
- *    "to": ["unhcr", "iom"], "value": "ACCEPTED", "ref": "<referral id>",
- *    "root": "<referral id>", "persons": ["P1", ...],
- *    "state": "accepted", "last": "<decision id>"}
- * "value" is the name of the row's state_field enum value; "persons" the
- * person ids a referral names; "state" and "last" are kept on a root only:
- * the thread's state and the message that last moved it. A field missing
- * (a record written by an older node) turns off the rules that need it.
+ * Records. What a party knows of a message is a tern_wf_record, the protobuf
+ * message tern.v1.WorkflowRecord (proto/tern/v1/workflow.proto, which says
+ * what each field holds). The node keeps it in its "refs" table as protobuf
+ * (a store of an older node holds the same fields as JSON objects, which
+ * nodes/record.c reads); replay builds it from archives. Of a message: its
+ * type, case_id, sender, to, value (the name of the row's state_field enum
+ * value), ref (the message it cites) and root (its thread's start). On a
+ * root also: state and last, the thread's state and the message that last
+ * moved it by type; persons, the person ids of the thread's members; a stub
+ * (a thread traced from its middle) its parties. A field missing (a record
+ * written by an older node) turns off the rules that need it; value and
+ * persons, whose empty value is a value, have a flag saying they are there.
+ *
+ * Records are protobuf-c messages allocated with malloc field by field, as
+ * protobuf_c_message_unpack leaves them: tern_wf_record_free frees them. A
+ * record built on the stack with borrowed strings is copied into that form
+ * by tern_wf_record_copy.
  */
 #ifndef TERN_WORKFLOW_H
 #define TERN_WORKFLOW_H
 
 #include <stdio.h>
 
-#include <jansson.h>
 #include <protobuf-c/protobuf-c.h>
 
 #include <tern/msgtype.h>
 #include <tern/reason.h>
+#include <tern/v1/workflow.pb-c.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -88,9 +95,47 @@ typedef struct tern_wf_msg {
 	const char *ref;   /* body NULL only */
 } tern_wf_msg;
 
-/* Reads what the judging party knows of msgid: *rec is a new reference to a
- * record (shape above), or the call returns TERN_ENOENT. */
-typedef int (*tern_wf_lookup)(void *arg, const char *msgid, json_t **rec);
+typedef Tern__V1__WorkflowRecord tern_wf_record;
+
+/* A new record with every field empty; NULL when out of memory. */
+tern_wf_record *tern_wf_record_new(void);
+/* A copy of r (which may borrow its strings) in the form above; NULL when out
+ * of memory. */
+tern_wf_record *tern_wf_record_copy(const tern_wf_record *r);
+/* Frees *r and nulls it; NULL or *r NULL does nothing. */
+void tern_wf_record_free(tern_wf_record **r);
+/* The message id that last moved the thread of root record r by a message of
+ * type (a type name), "" for none. */
+const char *tern_wf_record_last(const tern_wf_record *r, const char *type);
+
+/* Reads what the judging party knows of msgid: *rec is a new record the
+ * caller frees, or the call returns TERN_ENOENT. */
+typedef int (*tern_wf_lookup)(void *arg, const char *msgid, tern_wf_record **rec);
+
+/* Records by message id, later ones replacing earlier: what `tern audit
+ * replay` holds, and a node's batch before it writes them. Ids are message
+ * ids (at most TERN_WF_ID_MAX bytes). */
+#define TERN_WF_ID_MAX 36
+typedef struct tern_wf_records tern_wf_records;
+/* NULL when out of memory. */
+tern_wf_records *tern_wf_records_new(void);
+void tern_wf_records_free(tern_wf_records **s);
+/* Room for n more records: that many puts of new ids cannot then fail for
+ * memory. */
+int tern_wf_records_reserve(tern_wf_records *s, size_t n);
+/* Keeps *rec under id, freeing what it replaces. Takes *rec (NULL after,
+ * either way). TERN_EINVAL for an id too long, TERN_ENOMEM. */
+int tern_wf_records_put(tern_wf_records *s, const char *id, tern_wf_record **rec);
+/* The record under id (still the set's), or NULL. */
+const tern_wf_record *tern_wf_records_get(const tern_wf_records *s, const char *id);
+size_t tern_wf_records_count(const tern_wf_records *s);
+/* Calls fn for each record, in the order their ids were first kept; stops
+ * at and returns fn's first error. */
+int tern_wf_records_each(const tern_wf_records *s,
+                         int (*fn)(const char *id, const tern_wf_record *rec, void *arg),
+                         void *arg);
+/* A tern_wf_lookup over the tern_wf_records arg: a copy of the record. */
+int tern_wf_records_lookup(void *arg, const char *msgid, tern_wf_record **rec);
 
 typedef struct tern_wf_verdict {
 	tern_reason reason; /* TERN_REASON_NONE: the message may go on */
@@ -99,17 +144,19 @@ typedef struct tern_wf_verdict {
 	 * judge: the caller refuses (or holds) the message. reason is
 	 * TERN_REASON_UNKNOWN_REFERENCE then. */
 	int unknown_ref;
-	json_t *record;      /* the message's own record, to keep under its id */
-	char root[37];       /* the thread's root, when root_record is set */
-	json_t *root_record; /* the root's record with the new state, or NULL */
+	tern_wf_record *record;      /* the message's own record, to keep under its id */
+	char root[37];               /* the thread's root, when root_record is set */
+	tern_wf_record *root_record; /* the root's record with the new state, or NULL */
 } tern_wf_verdict;
 
 /* Judges m as the party self (with roles) holding what get reads. as_sender
  * is 1 when self is m's sender (then an unknown reference is not checked:
  * the sender may know it from elsewhere), 0 when self is a recipient.
  * Returns TERN_OK with v filled (a violation is v->reason, not an error),
- * TERN_EINVAL for a bad argument, or get's error other than TERN_ENOENT.
- * The caller owns v's records: tern_wf_verdict_clear frees them. */
+ * TERN_EINVAL for a bad argument, TERN_ENOMEM, or get's error other than
+ * TERN_ENOENT (v then holds no record).
+ * The caller owns v's records: tern_wf_verdict_clear frees them (or the
+ * caller takes them, nulling the pointers). */
 int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, int as_sender,
                         tern_wf_lookup get, void *arg, tern_wf_verdict *v);
 void tern_wf_verdict_clear(tern_wf_verdict *v);
