@@ -224,8 +224,12 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 		       "header case id differs from the body's caseId");
 		return;
 	}
-	if ((rc = tern_workflow_judge(&m, j->self, j->roles, 0, node_wf_lookup, &w, &v)) !=
-	    TERN_OK) {
+	if ((rc = tern_workflow_judge(&m, j->self, j->roles, 0, node_wf_lookup, &w, &v)) ==
+	    TERN_ENOMEM) {
+		d->kind = DIN_NOMEM;
+		return;
+	}
+	if (rc != TERN_OK) {
 		/* A store that cannot be read: refused, and said why; the sender
 		 * may send again once the operator has seen to it. */
 		refuse(d, tern_errcode_name(rc), "cannot read this node's records of the case: %s",
@@ -300,6 +304,10 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 
 	d->kind = DIN_ACCEPT;
 	rc = tern_envelope_verify(buf, len, j->dir, &o, &env);
+	if (rc == TERN_ENOMEM) {
+		d->kind = DIN_NOMEM;
+		return;
+	}
 	if (rc != TERN_OK) {
 		/* Unverified: still answer the claimed sender, if it is a member.
 		 * Decoded within the same bounds as the broker's (envelope.h). */
@@ -348,12 +356,20 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
 	}
-	if ((rc = tern_envelope_open_cached(env, j->self, j->seal, j->seals, &plain, &plen)) !=
-	    TERN_OK) {
+	if ((rc = tern_envelope_open_cached(env, j->self, j->seal, j->seals, &plain, &plen)) ==
+	    TERN_ENOMEM) {
+		d->kind = DIN_NOMEM;
+		goto out;
+	}
+	if (rc != TERN_OK) {
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
 	}
-	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) != TERN_OK) {
+	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) == TERN_ENOMEM) {
+		d->kind = DIN_NOMEM;
+		goto out;
+	}
+	if (rc != TERN_OK) {
 		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY),
 		       "the body does not decode as %s", t->name);
 		goto out;
@@ -527,6 +543,10 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		node_judge j;
 		node_judge_of(n, &j);
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
+		if (d->kind == DIN_NOMEM) {
+			rc = TERN_ENOMEM;
+			goto oom;
+		}
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE ||
 		    d->kind == DIN_HOLD || d->kind == DIN_XFER) {
 			if ((d->env = malloc(dv->envelope.len)) == NULL)

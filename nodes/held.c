@@ -305,6 +305,11 @@ static int release(node *n, const char *msgid, int final)
 	j.releasing = 1;
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
+	if (d->kind == DIN_NOMEM) {
+		free(env);
+		node_din_clear(d);
+		return release_later(n, msgid);
+	}
 	if (d->kind == DIN_HOLD && !final) {
 		free(env); /* still waiting */
 		free(d->atts);

@@ -91,7 +91,11 @@ enum din_kind {
 	DIN_DUPLICATE,
 	DIN_NOTHING,
 	DIN_HOLD,
-	DIN_XFER /* kept, unjudged, until its attachments are in (xfer_in.c) */
+	DIN_XFER, /* kept, unjudged, until its attachments are in (xfer_in.c) */
+	/* Not judged: memory ran out on the way. Not taken, answered or kept:
+	 * judged again later. A refusal would be a signed verdict of a moment's
+	 * shortage, for good. */
+	DIN_NOMEM
 };
 
 /* What a delivery does to the store, decided before the write. */
@@ -367,8 +371,9 @@ void node_din_clear(struct din *d);
 /* The judging context of n as it stands. */
 void node_judge_of(node *n, node_judge *j);
 /* Decides what an envelope delivery does; fills d (zeroed by the caller).
- * Never fails: every outcome is a verdict the sender hears about. Reads the
- * store in txn, writes nothing. */
+ * Never fails: every outcome is a verdict the sender hears about, but for
+ * DIN_NOMEM (memory ran out: the caller leaves the delivery for later).
+ * Reads the store in txn, writes nothing. */
 void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, size_t len,
                          struct din *d);
 /* A Deliver frame: judged and added to this turn's batch, with the receipt

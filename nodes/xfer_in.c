@@ -823,6 +823,12 @@ static int release(node *n, struct xin *x)
 	j.xfer_text = x->text;
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
+	if (d->kind == DIN_NOMEM) {
+		free(env);
+		node_din_clear(d); /* judged again in a second */
+		node_rejudge_after(n, 1000);
+		return 1;
+	}
 	if (d->kind == DIN_NOTHING || d->kind == DIN_XFER) {
 		/* Judged before (a copy in this batch), or still lacking: never here. */
 		free(env);

@@ -372,7 +372,7 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 		refid = t->ref_field && m->ref ? m->ref : "";
 	}
 	if ((v->record = own_record(m, vname, refid)) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory while judging %s", m->msgid);
 
 	if (t->ref_field == NULL) {
 		/* A thread starts here (or the type has none: a receipt). */
@@ -534,6 +534,10 @@ out:
 	}
 	if (rc != TERN_OK)
 		tern_wf_record_free(&v->record);
+	/* The allocations on the way set no detail of their own: a caller
+	 * that says why must not show an older error's. */
+	if (rc == TERN_ENOMEM)
+		return tern_fail(TERN_ENOMEM, "out of memory while judging %s", m->msgid);
 	return rc;
 }
 

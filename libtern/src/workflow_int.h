@@ -1,6 +1,6 @@
 /* What workflow.c and workflow_record.c share, internal to libtern (hidden):
  * the changes the judge makes to a record it owns (one unpacked, or made by
- * tern_wf_record_new or _copy: every string and array its own, freed by
+ * tern_wf_record_copy: every string and array its own, freed by
  * tern_wf_record_free). */
 #ifndef TERN_WORKFLOW_INT_H
 #define TERN_WORKFLOW_INT_H

@@ -30,15 +30,6 @@ _Static_assert((int)TERN__V1__CASE_STATE__CASE_STATE_NONE == TERN_CASE_NONE &&
                    TERN_CASE_STATE_COUNT == 12,
                "tern.v1.CaseState and tern_case_state differ");
 
-tern_wf_record *tern_wf_record_new(void)
-{
-	tern_wf_record *r = malloc(sizeof(*r));
-
-	if (r)
-		tern__v1__workflow_record__init(r);
-	return r;
-}
-
 tern_wf_record *tern_wf_record_copy(const tern_wf_record *r)
 {
 	uint8_t stackbuf[1024], *buf = stackbuf;

@@ -1528,6 +1528,93 @@ struct out *__wrap_node_batch_out(node *n)
 	return out_oom ? NULL : __real_node_batch_out(n);
 }
 
+int __real_tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned r, int as_sender,
+                               tern_wf_lookup get, void *arg, tern_wf_verdict *v);
+int __wrap_tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned r, int as_sender,
+                               tern_wf_lookup get, void *arg, tern_wf_verdict *v);
+static int judge_oom;
+
+int __wrap_tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned r, int as_sender,
+                               tern_wf_lookup get, void *arg, tern_wf_verdict *v)
+{
+	if (judge_oom) {
+		memset(v, 0, sizeof(*v)); /* as the judge leaves it on an error */
+		return TERN_ENOMEM;
+	}
+	return __real_tern_workflow_judge(m, self, r, as_sender, get, arg, v);
+}
+
+/* Memory that runs out while the workflow judges a delivery (a record read,
+ * copied or built) is no verdict on the message: it is not taken, answered
+ * or acknowledged, and is taken when the broker delivers it again. Before,
+ * it was refused: a negative receipt, signed, for a moment's shortage. */
+/* A held message whose release runs out of memory while judged is not
+ * refused: it stays held and is released at a later tick. */
+static void test_held_release_judge_oom(void **state)
+{
+	char ref[37], dec[37], t1[37];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+	int64_t t0;
+
+	(void)state;
+	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
+	deliver(n, 1, tenv, tlen);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen);
+	node_batch_commit(n);
+	t0 = tern_now_ms();
+	judge_oom = 1;
+	node_held_tick(n, t0);
+	judge_oom = 0;
+	assert_int_equal(n->batch.ndins, 0); /* not refused, not taken */
+	assert_int_equal(n->batch.nouts, 0);
+	assert_int_equal(node_held_count(n), 1);
+	node_held_tick(n, t0 + 5000);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	free(denv);
+	free(tenv);
+	node_free(n);
+}
+
+static void test_judge_oom_not_refused(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	json_t *rec;
+
+	(void)state;
+	n->connected = 1;
+	judge_oom = 1;
+	deliver(n, 1, env, len);
+	judge_oom = 0;
+	assert_int_equal(n->batch.ndins, 0);
+	assert_int_equal(n->batch.nouts, 0); /* no receipt, negative or not */
+	assert_true(n->deliver_stopped);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0);
+	assert_null(received(id));
+
+	node_deliver_resume(n);
+	deliver(n, 1, env, len);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 1);
+	rec = received(id);
+	assert_non_null(rec);
+	json_decref(rec);
+	node_free(n);
+	free(env);
+}
+
 /* A delivery whose receipt cannot be made (out of memory) is not taken:
  * acknowledged, its sender would never have a receipt. Before, it was
  * accepted and acknowledged with no receipt owed. Now the node stops taking
@@ -2048,6 +2135,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_after_failed_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_oom_not_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_release_judge_oom, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_round_stops_on_own_fault, setup, teardown),

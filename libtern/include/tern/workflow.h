@@ -97,8 +97,6 @@ typedef struct tern_wf_msg {
 
 typedef Tern__V1__WorkflowRecord tern_wf_record;
 
-/* A new record with every field empty; NULL when out of memory. */
-tern_wf_record *tern_wf_record_new(void);
 /* A copy of r (which may borrow its strings) in the form above; NULL when out
  * of memory. */
 tern_wf_record *tern_wf_record_copy(const tern_wf_record *r);
