@@ -1544,10 +1544,71 @@ int __wrap_tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned 
 	return __real_tern_workflow_judge(m, self, r, as_sender, get, arg, v);
 }
 
-/* Memory that runs out while the workflow judges a delivery (a record read,
- * copied or built) is no verdict on the message: it is not taken, answered
- * or acknowledged, and is taken when the broker delivers it again. Before,
- * it was refused: a negative receipt, signed, for a moment's shortage. */
+int __real_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                          size_t max_len, ProtobufCMessage **out);
+int __wrap_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                          size_t max_len, ProtobufCMessage **out);
+static int body_oom;
+
+int __wrap_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                          size_t max_len, ProtobufCMessage **out)
+{
+	if (body_oom && desc == &tern__v1__case_referral__descriptor)
+		return TERN_ENOMEM;
+	return __real_tern_pb_unpack(desc, buf, len, max_len, out);
+}
+
+/* Memory that runs out while a delivery is judged (*oom set: its body
+ * decoded, or a record of the case read, copied or built) is no verdict on
+ * the message: it is not taken, answered or acknowledged, and is taken when
+ * the broker delivers it again. Before, it was refused: a negative receipt,
+ * signed, for a moment's shortage ("the body does not decode", or "cannot
+ * read this node's records of the case"). */
+static void oom_not_refused(int *oom)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	json_t *rec;
+
+	n->connected = 1;
+	*oom = 1;
+	deliver(n, 1, env, len);
+	*oom = 0;
+	assert_int_equal(n->batch.ndins, 0);
+	assert_int_equal(n->batch.nouts, 0); /* no receipt, negative or not */
+	assert_true(n->deliver_stopped);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0);
+	assert_null(received(id));
+
+	node_deliver_resume(n);
+	deliver(n, 1, env, len);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 1);
+	rec = received(id);
+	assert_non_null(rec);
+	json_decref(rec);
+	node_free(n);
+	free(env);
+}
+
+static void test_judge_oom_not_refused(void **state)
+{
+	(void)state;
+	oom_not_refused(&judge_oom);
+}
+
+static void test_body_oom_not_refused(void **state)
+{
+	(void)state;
+	oom_not_refused(&body_oom);
+}
+
 /* A held message whose release runs out of memory while judged is not
  * refused: it stays held and is released at a later tick. */
 static void test_held_release_judge_oom(void **state)
@@ -1579,40 +1640,6 @@ static void test_held_release_judge_oom(void **state)
 	free(denv);
 	free(tenv);
 	node_free(n);
-}
-
-static void test_judge_oom_not_refused(void **state)
-{
-	char id[37];
-	size_t len;
-	uint8_t *env =
-	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
-	node *n = node_as(SWEDEN);
-	json_t *rec;
-
-	(void)state;
-	n->connected = 1;
-	judge_oom = 1;
-	deliver(n, 1, env, len);
-	judge_oom = 0;
-	assert_int_equal(n->batch.ndins, 0);
-	assert_int_equal(n->batch.nouts, 0); /* no receipt, negative or not */
-	assert_true(n->deliver_stopped);
-	node_batch_commit(n);
-	assert_int_equal(n->delivered, 0);
-	assert_null(received(id));
-
-	node_deliver_resume(n);
-	deliver(n, 1, env, len);
-	assert_int_equal(n->batch.ndins, 1);
-	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
-	node_batch_commit(n);
-	assert_int_equal(n->delivered, 1);
-	rec = received(id);
-	assert_non_null(rec);
-	json_decref(rec);
-	node_free(n);
-	free(env);
 }
 
 /* A delivery whose receipt cannot be made (out of memory) is not taken:
@@ -2136,6 +2163,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_release_after_failed_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_oom_not_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_judge_oom, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
