@@ -1351,6 +1351,21 @@ static void held_pair(char ref[37], char dec[37], char t[37], uint8_t **denv, si
 	                NULL);
 }
 
+/* held_pair's two delivered to n and committed: the travel confirmation held,
+ * then the decision it cites taken, so that the next tick releases it. The
+ * envelopes are the caller's to free. */
+static void held_then_cited(node *n, uint8_t **denv, uint8_t **tenv)
+{
+	char ref[37], dec[37], t[37];
+	size_t dlen, tlen;
+
+	held_pair(ref, dec, t, denv, &dlen, tenv, &tlen);
+	deliver(n, 1, *tenv, tlen);
+	node_batch_commit(n);
+	deliver(n, 2, *denv, dlen);
+	node_batch_commit(n);
+}
+
 /* Attack (issue 15 review): the node stops (kill -9) after the commit that
  * keeps the cited message but before the tick that releases what waited for
  * it. The set of held messages that are due lived in memory only: after the
@@ -1395,18 +1410,12 @@ static void test_held_released_after_a_crash(void **state)
  * back-off has passed, not in the very next turn. */
 static void test_held_release_after_failed_commit(void **state)
 {
-	char ref[37], dec[37], t1[37];
-	size_t dlen, tlen;
 	uint8_t *denv, *tenv;
 	node *n = node_as(UNHCR);
 	int64_t t0;
 
 	(void)state;
-	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
-	deliver(n, 1, tenv, tlen);
-	node_batch_commit(n);
-	deliver(n, 2, denv, dlen);
-	node_batch_commit(n);
+	held_then_cited(n, &denv, &tenv);
 	node_held_tick(n, tern_now_ms());
 	assert_int_equal(n->batch.ndins, 1);
 	assert_true(n->batch.dins[0].unhold);
@@ -1613,18 +1622,12 @@ static void test_body_oom_not_refused(void **state)
  * refused: it stays held and is released at a later tick. */
 static void test_held_release_judge_oom(void **state)
 {
-	char ref[37], dec[37], t1[37];
-	size_t dlen, tlen;
 	uint8_t *denv, *tenv;
 	node *n = node_as(UNHCR);
 	int64_t t0;
 
 	(void)state;
-	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
-	deliver(n, 1, tenv, tlen);
-	node_batch_commit(n);
-	deliver(n, 2, denv, dlen);
-	node_batch_commit(n);
+	held_then_cited(n, &denv, &tenv);
 	t0 = tern_now_ms();
 	judge_oom = 1;
 	node_held_tick(n, t0);
