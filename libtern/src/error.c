@@ -11,7 +11,7 @@ static const struct {
 } errs[TERN_ERR_COUNT] = {
     [TERN_OK] = {"ok", "success"},
     [TERN_EINVAL] = {"invalid-argument", "invalid argument"},
-    [TERN_ENOMEM] = {"no-memory", "out of memory or over the decoding budget"},
+    [TERN_ENOMEM] = {"no-memory", "out of memory"},
     [TERN_EIO] = {"io", "input/output error"},
     [TERN_ENOENT] = {"not-found", "not found"},
     [TERN_EEXIST] = {"exists", "already exists"},

@@ -11,7 +11,8 @@
  * decoding and a stateless free (budget_data == NULL) can release it later. */
 struct budget {
 	size_t left;
-	int exceeded;
+	int exceeded; /* the input asked for more than its budget */
+	int oom;      /* the process had no memory to give */
 };
 
 static void *budget_alloc(void *data, size_t size)
@@ -26,8 +27,11 @@ static void *budget_alloc(void *data, size_t size)
 		}
 		b->left -= size;
 	}
-	if (size > SIZE_MAX - sizeof(size_t) || (p = malloc(sizeof(size_t) + size)) == NULL)
+	if (size > SIZE_MAX - sizeof(size_t) || (p = malloc(sizeof(size_t) + size)) == NULL) {
+		if (b != NULL)
+			b->oom = 1;
 		return NULL;
+	}
 	p[0] = size;
 	return p + 1;
 }
@@ -49,7 +53,7 @@ static ProtobufCAllocator release_alloc = {budget_alloc, budget_free, NULL};
 int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                    size_t max_len, ProtobufCMessage **out)
 {
-	struct budget b = {TERN_PB_BUDGET_FLOOR + len * TERN_PB_BUDGET_FACTOR, 0};
+	struct budget b = {TERN_PB_BUDGET_FLOOR + len * TERN_PB_BUDGET_FACTOR, 0, 0};
 	ProtobufCAllocator alloc = {budget_alloc, budget_free, &b};
 	ProtobufCMessage *m;
 
@@ -57,10 +61,17 @@ int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
 		return tern_fail(TERN_ETOOBIG, "%s of %zu bytes is over the limit of %zu",
 		                 desc->name, len, max_len);
 	m = protobuf_c_message_unpack(desc, &alloc, len, buf);
+	/* Over the budget is the input's fault (its sender's: a reader that
+	 * waits for memory and tries again would wait for ever); no memory is
+	 * the process's, and may pass. */
+	if (m == NULL && b.oom)
+		return tern_fail(TERN_ENOMEM, "out of memory decoding %s", desc->name);
+	if (m == NULL && b.exceeded)
+		return tern_fail(
+		    TERN_ETOOBIG, "%s of %zu bytes decodes to more than its budget of %zu bytes",
+		    desc->name, len, (size_t)(TERN_PB_BUDGET_FLOOR + len * TERN_PB_BUDGET_FACTOR));
 	if (m == NULL)
-		return b.exceeded
-		           ? tern_fail(TERN_ENOMEM, "%s: over the decoding budget", desc->name)
-		           : tern_fail(TERN_EMALFORMED, "bytes do not decode as %s", desc->name);
+		return tern_fail(TERN_EMALFORMED, "bytes do not decode as %s", desc->name);
 	*out = m;
 	return TERN_OK;
 }

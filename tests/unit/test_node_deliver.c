@@ -1618,6 +1618,48 @@ static void test_body_oom_not_refused(void **state)
 	oom_not_refused(&body_oom);
 }
 
+/* Attack (this session's review): a member seals a referral whose body
+ * decodes to more than its budget (200,000 empty linkedCases: 400 KB that
+ * would take megabytes decoded). That is the body's fault: it is refused
+ * (invalid-body, a negative receipt) and taken, and what comes after it is
+ * delivered. Taken for a lack of memory, the node would ask for it again for
+ * ever and its queue would stay blocked behind it. */
+static void test_body_over_budget_refused(void **state)
+{
+	size_t blen, n, len, len2, pad = 200000;
+	uint8_t *body = body_of("case-referral", &blen, NULL), *big = malloc(blen + 2 * pad), *env,
+	        *env2;
+	char id[37], id2[37];
+	node *nd = node_as(SWEDEN);
+
+	(void)state;
+	assert_non_null(big);
+	memcpy(big, body, blen);
+	n = blen;
+	for (size_t i = 0; i < pad; i++) {
+		big[n++] = 0x52; /* field 10 (linked_cases), length-delimited */
+		big[n++] = 0x00; /* empty */
+	}
+	env = seal(UNHCR, to_sweden, 1, "case-referral", CASE, big, n, &len, id);
+	env2 = message(UNHCR, to_sweden, 1, "case-referral", &len2, id2, NULL, NULL, NULL, NULL);
+	nd->connected = 1;
+	deliver(nd, 1, env, len);
+	deliver(nd, 2, env2, len2);
+	assert_false(nd->deliver_stopped);
+	assert_int_equal(nd->batch.ndins, 2);
+	assert_int_equal(nd->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(nd->batch.dins[0].code, tern_reason_code(TERN_REASON_INVALID_BODY));
+	assert_int_equal(nd->batch.dins[1].kind, DIN_ACCEPT);
+	assert_int_equal(nd->batch.nouts, 2); /* a receipt for each, the first negative */
+	node_batch_commit(nd);
+	assert_int_equal(nd->delivered, 2);
+	node_free(nd);
+	free(env);
+	free(env2);
+	free(big);
+	free(body);
+}
+
 /* A held message whose release runs out of memory while judged is not
  * refused: it stays held and is released at a later tick. */
 static void test_held_release_judge_oom(void **state)
@@ -2167,6 +2209,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_oom_not_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_judge_oom, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
