@@ -146,6 +146,9 @@ struct sub {
 	 * peer: a refusal found after that (expiry, a recipient revoked since)
 	 * does not stand against a message this sender had accepted before. */
 	int own;
+	/* The broker had no memory to verify it: no verdict, and no answer (the
+	 * session is broken, so the node resubmits it). */
+	int oom;
 	/* outputs of the apply */
 	int accepted;
 	uint64_t n; /* accepted: its number among its sender's acceptances */
@@ -363,8 +366,9 @@ void revocation_sweep(broker *b);
 
 /* --- route.c ---------------------------------------------------------------- */
 
-/* Puts a submission into the batch, judged. TERN_ENOMEM leaves f with the
- * caller (not acknowledged: the node resubmits after its next Hello). */
+/* Puts a submission into the batch, judged. TERN_ENOMEM (no room in the
+ * batch, or no memory to verify it) leaves f with the caller (not
+ * acknowledged: the node resubmits after its next Hello). */
 int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, Tern__V1__Frame *f);
 /* Prepares s for f (a Submit frame, which s then owns) from peer. */
 void route_sub_init(struct sub *s, Tern__V1__Frame *f, const char *peer, const uint8_t *rid,

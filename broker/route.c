@@ -77,6 +77,13 @@ void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
 	int rc;
 
 	rc = tern_envelope_verify(sm->envelope.data, sm->envelope.len, r->dir, &o, &s->env);
+	if (rc == TERN_ENOMEM) {
+		/* The broker's shortage, not the message's fault (an envelope that
+		 * decodes past its budget is TERN_ETOOBIG): refused, the sender
+		 * would mark it rejected for good. */
+		s->oom = 1;
+		return;
+	}
 	if (rc != TERN_OK) {
 		/* The id, if the header decodes at all, lets the node match the answer.
 		 * Only a well-formed id: it goes into logs and the audit log. */
@@ -276,5 +283,12 @@ int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, 
 	s = &bt->subs[bt->nsubs++];
 	route_sub_init(s, f, user, rid, rid_len);
 	route_judge(&r, s, bt->now);
+	if (s->oom) {
+		/* Not taken: the caller still owns f, and breaks the session (or
+		 * keeps the deferred submission for the next turn). */
+		tern_envelope_free(&s->env);
+		bt->nsubs--;
+		return tern_fail(TERN_ENOMEM, "out of memory verifying a submission from %s", user);
+	}
 	return TERN_OK;
 }

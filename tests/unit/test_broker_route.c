@@ -1263,6 +1263,50 @@ static void test_failed_commit_breaks_session(void **state)
 	free(e.buf);
 }
 
+int __real_tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *dir,
+                                const tern_verify_opts *opts, tern_envelope **out);
+int __wrap_tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *dir,
+                                const tern_verify_opts *opts, tern_envelope **out);
+static int verify_oom;
+
+int __wrap_tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *dir,
+                                const tern_verify_opts *opts, tern_envelope **out)
+{
+	if (verify_oom) {
+		verify_oom = 0; /* once: a failed test must not spill into the next */
+		return TERN_ENOMEM;
+	}
+	return __real_tern_envelope_verify(buf, len, dir, opts, out);
+}
+
+/* The broker out of memory while it verifies a submission: no verdict on the
+ * message. It is not taken into the batch (the caller breaks the session, and
+ * the node resubmits it after its Hello); taken later, it is accepted. Before,
+ * it was refused "no-memory", and its sender marked it rejected for good. */
+static void test_verify_oom_not_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	broker *b = bare_broker(f);
+	static const uint8_t rid[] = {9};
+	Tern__V1__Frame *fr = submit_frame(f, e.buf, e.len);
+
+	b->batch.now = tern_now_ms();
+	verify_oom = 1;
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, fr), TERN_ENOMEM);
+	assert_int_equal(b->batch.nsubs, 0);
+	tern_pb_free((ProtobufCMessage **)&fr); /* still the caller's */
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	assert_int_equal(b->batch.nsubs, 1);
+	assert_string_equal(b->batch.subs[0].code, "");
+	batch_commit(b);
+	assert_int_equal(queue_of(f, "sweden").n, 1);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	free(e.buf);
+}
+
 /* Submissions over the rate limit wait in the broker's memory, in order. A
  * commit that fails breaks the session of the batch's senders; what such a
  * sender had waiting came after what the commit dropped, so it must not be
@@ -2042,6 +2086,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_resubmission_after_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
