@@ -53,7 +53,13 @@ wait "$flood" || fail "the flood did not finish (flood1.log)"
 wait_for 120 "all $N delivered at unhcr" count_is unhcr delivered "$N"
 check_inbox BROKER "$N"
 grep -q "broker store restored" "$WORK/unhcr.log" || fail "unhcr did not notice the broker's store went back"
-m=$(curl -sf "http://127.0.0.1:$((PORT + 12))/metrics" | grep '^tern_node_store_restores_total{store="broker"}' | cut -d' ' -f2)
+# /metrics is a snapshot the node takes every 2 s (the broker every second):
+# a run that ends quickly checks before the next one.
+metric() { curl -sf "http://127.0.0.1:$1/metrics" | grep "^$2 " | cut -d' ' -f2; }
+metric_is() { [[ "$(metric "$1" "$2")" == "$3" ]]; }
+wait_for 10 "unhcr's /metrics to count 1 broker restore" \
+  metric_is $((PORT + 12)) 'tern_node_store_restores_total{store="broker"}' 1
+m=$(metric $((PORT + 12)) 'tern_node_store_restores_total{store="broker"}')
 [[ "$m" == 1 ]] || fail "unhcr's /metrics counts $m broker restores, not 1"
 say "the broker's restore: all $N delivered once, in order"
 
@@ -76,7 +82,9 @@ check_inbox NODE "$N"
 grep -q "sweden: store restored: holds deliveries up to" "$WORK/broker.log" ||
   fail "the broker did not notice sweden's store went back"
 grep -q "no longer retained" "$WORK/broker.log" && fail "the broker had purged what sweden lost"
-m=$(curl -sf "http://127.0.0.1:$((PORT + 1))/metrics" | grep '^tern_broker_node_restores_total ' | cut -d' ' -f2)
+wait_for 10 "the broker's /metrics to count 1 node restore" \
+  metric_is $((PORT + 1)) tern_broker_node_restores_total 1
+m=$(metric $((PORT + 1)) tern_broker_node_restores_total)
 [[ "$m" == 1 ]] || fail "the broker's /metrics counts $m node restores, not 1"
 
 say "3. past retention: what sweden lost is named by id"
