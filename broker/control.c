@@ -59,11 +59,16 @@ static json_t *queues_json(broker *b)
 		json_object_set_new(it, "connected", json_boolean(p && p->live));
 		json_object_set_new(it, "in_flight",
 		                    json_integer(p ? (json_int_t)(p->sent - p->acked) : 0));
-		uint64_t head = 0;
+		uint64_t head = 0, acked;
 		/* The count is its entry's: one that expired or was acknowledged
-		 * since has no failed deliveries to show for the queue now. */
-		if (p && p->attempts > 0)
-			(void)bq_head(txn, b->store, p->id, p->acked + 1, &head);
+		 * since (an acknowledgement not committed yet counts) has no
+		 * failed deliveries to show for the queue now. */
+		if (p && p->attempts > 0) {
+			acked = batch_ack_pending(b, p->id);
+			if (acked < p->acked)
+				acked = p->acked;
+			(void)bq_head(txn, b->store, p->id, acked + 1, &head);
+		}
 		json_object_set_new(it, "attempts",
 		                    json_integer(p && p->attempts > 0 && head == p->attempts_seq
 		                                     ? p->attempts
