@@ -42,13 +42,16 @@ until dead_lettered; do
     ((rc == 70)) || fail "sweden ended with $rc, not by the poison (70)"
     unset "PIDS[sweden]"
     deaths=$((deaths + 1))
-    sleep 0.2 # as systemd's Restart=always would, within an ack_timeout
+    sleep 0.2 # well within an ack_timeout: restarts, not timeouts, are what count
   fi
 done
 say "the poison dead-lettered after sweden died $deaths times"
 ((deaths >= 3)) || fail "dead-lettered after $deaths deaths, fewer than max_attempts"
-counted=$(grep -c "sweden restarted with seq [0-9]* delivered and not acknowledged" "$WORK/broker.log" || true)
-((counted >= 3)) || fail "the broker counted $counted restarts, fewer than max_attempts"
+# The restarts counted against the poison itself (the first is PN-1's: it
+# went out in the same batch and died with it, and is then sent alone).
+pseq=$(grep -o "dead-lettered seq [0-9]* for sweden" "$WORK/broker.log" | head -1 | cut -d' ' -f3)
+counted=$(grep -c "sweden restarted with seq $pseq delivered and not acknowledged" "$WORK/broker.log" || true)
+((counted >= 2)) || fail "the broker counted $counted restarts against seq $pseq, the poison"
 if [[ -z ${PIDS[sweden]:-} ]]; then
   ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
     TERN_POISON_CASE=PN-POISON LD_PRELOAD="$POISON" \
