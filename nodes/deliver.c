@@ -225,7 +225,8 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 		return;
 	}
 	if ((rc = tern_workflow_judge(&m, j->self, j->roles, 0, node_wf_lookup, &w, &v)) ==
-	    TERN_ENOMEM) {
+	        TERN_ENOMEM &&
+	    !j->nomem_final) {
 		d->kind = DIN_NOMEM;
 		return;
 	}
@@ -304,7 +305,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 
 	d->kind = DIN_ACCEPT;
 	rc = tern_envelope_verify(buf, len, j->dir, &o, &env);
-	if (rc == TERN_ENOMEM) {
+	if (rc == TERN_ENOMEM && !j->nomem_final) {
 		d->kind = DIN_NOMEM;
 		return;
 	}
@@ -357,7 +358,8 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		goto out;
 	}
 	if ((rc = tern_envelope_open_cached(env, j->self, j->seal, j->seals, &plain, &plen)) ==
-	    TERN_ENOMEM) {
+	        TERN_ENOMEM &&
+	    !j->nomem_final) {
 		d->kind = DIN_NOMEM;
 		goto out;
 	}
@@ -365,8 +367,14 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
 	}
-	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) == TERN_ENOMEM) {
+	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) == TERN_ENOMEM &&
+	    !j->nomem_final) {
 		d->kind = DIN_NOMEM;
+		goto out;
+	}
+	if (rc == TERN_ENOMEM) { /* the last try (nomem_final) */
+		refuse(d, tern_errcode_name(rc), "out of memory decoding the body, %d times",
+		       NODE_NOMEM_TRIES + 1);
 		goto out;
 	}
 	if (rc != TERN_OK) {
@@ -542,8 +550,14 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 	} else if (dv->item_case == TERN__V1__DELIVER__ITEM_ENVELOPE) {
 		node_judge j;
 		node_judge_of(n, &j);
+		j.nomem_final = dv->seq == n->nomem_seq && n->nomem_tries >= NODE_NOMEM_TRIES;
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
 		if (d->kind == DIN_NOMEM) {
+			if (dv->seq != n->nomem_seq) {
+				n->nomem_seq = dv->seq;
+				n->nomem_tries = 0;
+			}
+			n->nomem_tries++;
 			rc = TERN_ENOMEM;
 			goto oom;
 		}

@@ -210,6 +210,12 @@ struct node {
 	 * ones are not taken either, so that none is acknowledged past it, until
 	 * the Welcome to the Hello that asked for them all again. */
 	int deliver_stopped;
+	/* The delivery (its seq) judged out of memory, and how many times in a
+	 * row: after NODE_NOMEM_TRIES it is refused (no-memory) as before, so
+	 * that a message whose judging always runs out of memory here cannot
+	 * block the queue behind it. */
+	uint64_t nomem_seq;
+	int nomem_tries;
 	/* A commit failed with deliveries or answers in it: what the broker
 	 * counts as given is lost, so the node says Hello again (at hello_due,
 	 * later after each consecutive failure: a full disk must not turn into
@@ -344,6 +350,9 @@ typedef struct node_judge {
 	uint64_t att_max, att_total;
 	int xfer_done;
 	const char *xfer_code, *xfer_text;
+	/* Memory ran out judging this delivery NODE_NOMEM_TRIES times already:
+	 * refuse it (no-memory) rather than return DIN_NOMEM once more. */
+	int nomem_final;
 } node_judge;
 
 /* tern_wf_lookup over j's batch, then the store in txn (arg: a
@@ -391,6 +400,9 @@ int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t le
 /* --- held.c -------------------------------------------------------------------- */
 
 /* Most deliveries held at once; past it, what would be held is refused. */
+/* Deliveries judged out of memory in a row before one is refused (about a
+ * second apart: the Hello that asks for it again). */
+#define NODE_NOMEM_TRIES 3
 #define NODE_HELD_MAX 10000
 /* Most held from one sender: one member cannot take all the room. */
 #define NODE_HELD_PER_SENDER 1000

@@ -1606,6 +1606,42 @@ static void oom_not_refused(int *oom)
 	free(env);
 }
 
+/* Memory that runs out judging the same delivery every time (a host too
+ * small for one message) must not block the queue behind it for ever: after
+ * NODE_NOMEM_TRIES deliveries not taken, the next is refused no-memory (a
+ * negative receipt, as before DIN_NOMEM) and the queue goes on. */
+static void test_oom_every_time_refused(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+
+	(void)state;
+	n->connected = 1;
+	for (int i = 0; i < NODE_NOMEM_TRIES; i++) {
+		body_oom = 1;
+		deliver(n, 1, env, len);
+		body_oom = 0;
+		assert_int_equal(n->batch.ndins, 0);
+		assert_true(n->deliver_stopped);
+		node_deliver_resume(n);
+	}
+	body_oom = 1;
+	deliver(n, 1, env, len);
+	body_oom = 0;
+	assert_false(n->deliver_stopped);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[0].code, tern_errcode_name(TERN_ENOMEM));
+	assert_int_equal(n->batch.nouts, 1); /* its negative receipt */
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 1);
+	node_free(n);
+	free(env);
+}
+
 static void test_judge_oom_not_refused(void **state)
 {
 	(void)state;
@@ -2210,6 +2246,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_judge_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_judge_oom, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
