@@ -309,6 +309,11 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		d->kind = DIN_NOMEM;
 		return;
 	}
+	if (rc == TERN_ENOMEM)
+		/* The last try: said in words of its own, for the library leaves
+		 * no detail with every shortage (an older error's text, perhaps
+		 * about another member's message, must not go into a receipt). */
+		tern_fail(rc, "out of memory verifying it, %d times", NODE_NOMEM_TRIES + 1);
 	if (rc != TERN_OK) {
 		/* Unverified: still answer the claimed sender, if it is a member.
 		 * Decoded within the same bounds as the broker's (envelope.h). */
@@ -363,6 +368,8 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		d->kind = DIN_NOMEM;
 		goto out;
 	}
+	if (rc == TERN_ENOMEM) /* the last try, as above */
+		tern_fail(rc, "out of memory opening it, %d times", NODE_NOMEM_TRIES + 1);
 	if (rc != TERN_OK) {
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
@@ -484,6 +491,11 @@ static void deliver_stop(node *n, uint64_t seq, const char *why)
 		n->hello_due = tern_now_ms() + 1000;
 }
 
+void node_deliver_lost(node *n, const char *why)
+{
+	deliver_stop(n, n->delivered + 1, why);
+}
+
 void node_deliver_resume(node *n)
 {
 	n->deliver_stopped = 0;
@@ -507,6 +519,8 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		memcpy(n->dstore, n->bstore, 16);
 		n->delivered = 0;
 		b->delivered = 0;
+		n->nomem_seq = 0; /* the old start's seqs name other messages now */
+		n->nomem_tries = 0;
 	}
 	if (dv->seq <= n->delivered || dv->seq <= b->delivered) {
 		if (b->delivered < n->delivered)
@@ -560,6 +574,10 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 			n->nomem_tries++;
 			rc = TERN_ENOMEM;
 			goto oom;
+		}
+		if (dv->seq == n->nomem_seq) { /* judged at last */
+			n->nomem_seq = 0;
+			n->nomem_tries = 0;
 		}
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE ||
 		    d->kind == DIN_HOLD || d->kind == DIN_XFER) {

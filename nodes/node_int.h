@@ -388,6 +388,10 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 /* A Deliver frame: judged and added to this turn's batch, with the receipt
  * owed for it. */
 void node_on_deliver(node *n, const Tern__V1__Deliver *dv);
+/* A frame from the broker was lost here (no memory to decode it): it may
+ * have carried deliveries, so none after it is taken (an acknowledgement
+ * would pass over them) until the Hello that asks for them all again. */
+void node_deliver_lost(node *n, const char *why);
 /* Takes deliveries again after one could not be taken (the Welcome to the
  * Hello that followed). */
 void node_deliver_resume(node *n);

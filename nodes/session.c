@@ -232,6 +232,10 @@ static int recv_frame(node *n, void *sock, const char *where, Tern__V1__Frame **
 	rc = tern_hop_decode(zmq_msg_data(&msg), zmq_msg_size(&msg),
 	                     (size_t)tern_hop_frame_max(n->max_msg), f);
 	zmq_msg_close(&msg);
+	if (rc == TERN_ENOMEM) {
+		node_deliver_lost(n, "out of memory decoding a frame from the broker");
+		return TERN_EMALFORMED;
+	}
 	if (rc != TERN_OK) {
 		log_warnx("undecodable frame from the broker%s: %s", where, tern_errdetail());
 		return TERN_EMALFORMED;

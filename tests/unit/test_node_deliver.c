@@ -1118,6 +1118,82 @@ static void test_welcome_unwritten_not_connected(void **state)
 	node_free(n);
 }
 
+int __real_tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out);
+int __wrap_tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out);
+static int frame_oom;
+
+int __wrap_tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out)
+{
+	if (frame_oom) {
+		frame_oom = 0; /* once */
+		return TERN_ENOMEM;
+	}
+	return __real_tern_hop_decode(buf, len, max, out);
+}
+
+/* Sends a frame carrying one Deliver of env as seq to the node's dealer. */
+static void send_deliver(void *router, uint64_t seq, const uint8_t *env, size_t len)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
+	Tern__V1__Deliver dv = TERN__V1__DELIVER__INIT;
+	size_t n;
+	uint8_t *wire;
+
+	dv.broker_epoch = (ProtobufCBinaryData){16, (uint8_t *)epoch};
+	dv.seq = seq;
+	dv.item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
+	dv.envelope = (ProtobufCBinaryData){len, (uint8_t *)env};
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_DELIVER;
+	fr.deliver = &dv;
+	n = tern__v1__frame__get_packed_size(&fr);
+	assert_non_null(wire = malloc(n));
+	tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(zmq_send(router, "sw", 2, ZMQ_SNDMORE), 2);
+	assert_int_equal(zmq_send(router, wire, n, 0), (int)n);
+	free(wire);
+}
+
+/* A frame from the broker the node has no memory to decode may carry
+ * deliveries: none after it may be taken, or the next acknowledgement would
+ * pass over them (lost, with no receipt and no dead letter). The node stops
+ * taking deliveries and asks for them all again. Before, it logged the frame
+ * as undecodable and took the next one. */
+static void test_frame_oom_stops_deliveries(void **state)
+{
+	node *n = node_as(SWEDEN);
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	char id1[37], id2[37];
+	size_t l1, l2;
+	uint8_t *e1 = message(UNHCR, to_sweden_iom, 2, "case-referral", &l1, id1, NULL, NULL, NULL,
+	                      NULL),
+	        *e2 = message(UNHCR, to_sweden_iom, 2, "case-referral", &l2, id2, NULL, NULL, NULL,
+	                      NULL);
+
+	(void)state;
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "sw", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://framelost"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://framelost"), 0);
+	n->dealer = dealer;
+	n->batch_size = 64;
+	n->connected = 1;
+	send_deliver(router, 1, e1, l1);
+	send_deliver(router, 2, e2, l2);
+	frame_oom = 1; /* the first frame */
+	node_on_dealer(n);
+	assert_true(n->deliver_stopped);
+	assert_int_equal(n->batch.ndins, 0); /* seq 2 not taken past the lost seq 1 */
+	node_batch_commit(n);
+	assert_int_equal(n->delivered, 0);
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	node_free(n);
+	free(e1);
+	free(e2);
+}
+
 /* Drops SentRecipient.receipted from the record of msgid (arg), as a record
  * written before the field reads. */
 static int unmark_apply(MDB_txn *txn, void *arg)
@@ -1638,6 +1714,40 @@ static void test_oom_every_time_refused(void **state)
 	assert_int_equal(n->batch.nouts, 1); /* its negative receipt */
 	node_batch_commit(n);
 	assert_int_equal(n->delivered, 1);
+	node_free(n);
+	free(env);
+}
+
+/* The tries are counted per broker start: a broker restored from an older
+ * copy numbers again, and its seq 1 is another message, whose first shortage
+ * must not be its last. */
+static void test_oom_tries_per_epoch(void **state)
+{
+	static const uint8_t epoch2[16] = {0xe2};
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	Tern__V1__Deliver dv = TERN__V1__DELIVER__INIT;
+
+	(void)state;
+	n->connected = 1;
+	for (int i = 0; i < NODE_NOMEM_TRIES; i++) {
+		body_oom = 1;
+		deliver(n, 1, env, len);
+		body_oom = 0;
+		node_deliver_resume(n);
+	}
+	dv.broker_epoch = (ProtobufCBinaryData){16, (uint8_t *)epoch2};
+	dv.seq = 1;
+	dv.item_case = TERN__V1__DELIVER__ITEM_ENVELOPE;
+	dv.envelope = (ProtobufCBinaryData){len, env};
+	body_oom = 1;
+	node_on_deliver(n, &dv);
+	body_oom = 0;
+	assert_int_equal(n->batch.ndins, 0); /* not refused: the first try of this start */
+	assert_true(n->deliver_stopped);
 	node_free(n);
 	free(env);
 }
@@ -2247,6 +2357,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_body_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_oom_tries_per_epoch, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_frame_oom_stops_deliveries, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_judge_oom, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
