@@ -274,6 +274,8 @@ struct broker {
 	/* A revocation sweep found acknowledgements it could not commit: what
 	 * waits for revoked members is dead-lettered once a commit succeeds. */
 	int sweep_deferred;
+	/* Submissions in a row whose verification ran out of memory (route.c). */
+	int nomem_tries;
 	/* The queue gauges read every queued item: with a large backlog they are
 	 * refreshed less often than the snapshot, for at most 1% of the loop. */
 	bq_dest *qstats;
@@ -309,7 +311,15 @@ struct route_rules {
 	int64_t max_msg, skew_ms, default_ttl_ms;
 	/* [limits] max_attachment_size, max_message_attachments; 0: the defaults */
 	uint64_t max_att_size, max_att_total;
+	/* Verifications have run out of memory BROKER_NOMEM_TRIES times in a
+	 * row: one more is refused (no-memory), not put off again, so that a
+	 * submission this broker can never afford to verify does not come back
+	 * for ever (a Hello and a resubmission a round trip). */
+	int nomem_final;
 };
+
+/* Verifications out of memory in a row before one is refused. */
+#define BROKER_NOMEM_TRIES 3
 
 /* --- session.c -------------------------------------------------------------- */
 

@@ -77,13 +77,15 @@ void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
 	int rc;
 
 	rc = tern_envelope_verify(sm->envelope.data, sm->envelope.len, r->dir, &o, &s->env);
-	if (rc == TERN_ENOMEM) {
+	if (rc == TERN_ENOMEM && !r->nomem_final) {
 		/* The broker's shortage, not the message's fault (an envelope that
-		 * decodes past its budget is TERN_ETOOBIG): refused, the sender
-		 * would mark it rejected for good. */
+		 * decodes past its budget is not TERN_ENOMEM): refused, the
+		 * sender would mark it rejected for good. Put off instead. */
 		s->oom = 1;
 		return;
 	}
+	if (rc == TERN_ENOMEM) /* the last try: said in words of its own */
+		tern_fail(rc, "out of memory verifying it, %d times", BROKER_NOMEM_TRIES + 1);
 	if (rc != TERN_OK) {
 		/* The id, if the header decodes at all, lets the node match the answer.
 		 * Only a well-formed id: it goes into logs and the audit log. */
@@ -268,8 +270,10 @@ void route_sub_free(struct sub *s)
 int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, Tern__V1__Frame *f)
 {
 	struct batch *bt = &b->batch;
-	struct route_rules r = {b->id.dir,         b->sigs,         b->max_msg,      b->skew_ms,
-	                        b->default_ttl_ms, b->max_att_size, b->max_att_total};
+	struct route_rules r = {b->id.dir,         b->sigs,
+	                        b->max_msg,        b->skew_ms,
+	                        b->default_ttl_ms, b->max_att_size,
+	                        b->max_att_total,  b->nomem_tries >= BROKER_NOMEM_TRIES};
 	struct sub *s;
 
 	if (bt->nsubs == bt->capsubs) {
@@ -288,7 +292,9 @@ int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, 
 		 * keeps the deferred submission for the next turn). */
 		tern_envelope_free(&s->env);
 		bt->nsubs--;
+		b->nomem_tries++;
 		return tern_fail(TERN_ENOMEM, "out of memory verifying a submission from %s", user);
 	}
+	b->nomem_tries = 0;
 	return TERN_OK;
 }

@@ -62,13 +62,13 @@ int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, s
 		                 desc->name, len, max_len);
 	m = protobuf_c_message_unpack(desc, &alloc, len, buf);
 	/* Over the budget is the input's fault (its sender's: a reader that
-	 * waits for memory and tries again would wait for ever); no memory is
-	 * the process's, and may pass. */
+	 * waits for memory and tries again would wait for ever), so it is
+	 * malformed, as a bomb is; no memory is the process's, and may pass. */
 	if (m == NULL && b.oom)
 		return tern_fail(TERN_ENOMEM, "out of memory decoding %s", desc->name);
 	if (m == NULL && b.exceeded)
 		return tern_fail(
-		    TERN_ETOOBIG, "%s of %zu bytes decodes to more than its budget of %zu bytes",
+		    TERN_EMALFORMED, "%s of %zu bytes decodes to more than its budget of %zu bytes",
 		    desc->name, len, (size_t)(TERN_PB_BUDGET_FLOOR + len * TERN_PB_BUDGET_FACTOR));
 	if (m == NULL)
 		return tern_fail(TERN_EMALFORMED, "bytes do not decode as %s", desc->name);

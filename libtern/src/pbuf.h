@@ -16,11 +16,11 @@
 #define TERN_PB_BUDGET_FACTOR 16
 #define TERN_PB_BUDGET_FLOOR 65536
 
-/* Unpacks buf (at most max_len bytes) as desc. TERN_ETOOBIG if longer, or if
- * decoded it would take more than its budget (TERN_PB_BUDGET_FLOOR +
- * TERN_PB_BUDGET_FACTOR bytes per byte of input: the input's fault),
- * TERN_EMALFORMED if it does not decode, TERN_ENOMEM only when the process
- * is out of memory (which may pass).
+/* Unpacks buf (at most max_len bytes) as desc. TERN_ETOOBIG if longer;
+ * TERN_EMALFORMED if it does not decode, or if decoded it would take more
+ * than its budget (TERN_PB_BUDGET_FLOOR + TERN_PB_BUDGET_FACTOR bytes per
+ * byte of input: the input's fault, not a lack of memory); TERN_ENOMEM only
+ * when the process is out of memory (which may pass).
  * Free the result with tern_pb_free(). */
 int tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                    size_t max_len, ProtobufCMessage **out);

@@ -1301,6 +1301,38 @@ static void test_verify_oom_not_refused(void **state)
 	assert_string_equal(b->batch.subs[0].code, "");
 	batch_commit(b);
 	assert_int_equal(queue_of(f, "sweden").n, 1);
+	assert_int_equal(b->nomem_tries, 0);
+	batch_reset(b);
+	free(b->batch.subs);
+	free(b);
+	free(e.buf);
+}
+
+/* A submission the broker can never afford to verify is not put off for
+ * ever (each time a Hello and a resubmission): after BROKER_NOMEM_TRIES in a
+ * row, the next is refused no-memory, as before, with its id so that its
+ * sender can match the answer. */
+static void test_verify_oom_every_time_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	broker *b = bare_broker(f);
+	static const uint8_t rid[] = {9};
+
+	b->batch.now = tern_now_ms();
+	for (int i = 0; i < BROKER_NOMEM_TRIES; i++) {
+		Tern__V1__Frame *fr = submit_frame(f, e.buf, e.len);
+		verify_oom = 1;
+		assert_int_equal(submit_now(b, "unhcr", rid, 1, fr), TERN_ENOMEM);
+		tern_pb_free((ProtobufCMessage **)&fr);
+	}
+	verify_oom = 1;
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	assert_int_equal(b->batch.nsubs, 1);
+	assert_string_equal(b->batch.subs[0].code, tern_errcode_name(TERN_ENOMEM));
+	assert_string_equal(b->batch.subs[0].msgid, e.id);
+	assert_null(strstr(b->batch.subs[0].text, "unhcr")); /* its own words, no stale detail */
+	assert_int_equal(b->nomem_tries, 0);
 	batch_reset(b);
 	free(b->batch.subs);
 	free(b);
@@ -2087,6 +2119,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_mixed_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_not_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_oom_every_time_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),

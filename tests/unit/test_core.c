@@ -501,7 +501,8 @@ static void test_pb_unpack_budget(void **state)
 	/* The input's fault, not the process's: not TERN_ENOMEM, which readers
 	 * wait out (a node would ask for the message again for ever). */
 	assert_int_equal(tern_pb_unpack(&tern__v1__case_referral__descriptor, buf, len, len, &m),
-	                 TERN_ETOOBIG);
+	                 TERN_EMALFORMED);
+	assert_non_null(strstr(tern_errdetail(), "budget"));
 	assert_null(m);
 	free(buf);
 }

@@ -1795,6 +1795,8 @@ static void test_body_over_budget_refused(void **state)
 	assert_int_equal(nd->batch.ndins, 2);
 	assert_int_equal(nd->batch.dins[0].kind, DIN_REFUSE);
 	assert_string_equal(nd->batch.dins[0].code, tern_reason_code(TERN_REASON_INVALID_BODY));
+	/* by the decoder's budget, not by a rule the body broke */
+	assert_non_null(strstr(nd->batch.dins[0].text, "does not decode"));
 	assert_int_equal(nd->batch.dins[1].kind, DIN_ACCEPT);
 	assert_int_equal(nd->batch.nouts, 2); /* a receipt for each, the first negative */
 	node_batch_commit(nd);

@@ -18,7 +18,7 @@ extern "C" {
 enum tern_err {
 	TERN_OK = 0,
 	TERN_EINVAL,     /* invalid argument (a programming or usage error) */
-	TERN_ENOMEM,     /* out of memory or over a decoding budget */
+	TERN_ENOMEM,     /* out of memory (over a decoding budget is EMALFORMED) */
 	TERN_EIO,        /* a file or system call failed; see tern_errdetail() */
 	TERN_ENOENT,     /* no such item */
 	TERN_EEXIST,     /* already exists */
