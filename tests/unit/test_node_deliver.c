@@ -1664,15 +1664,18 @@ static void oom_not_refused(int *oom)
 	*oom = 0;
 	assert_int_equal(n->batch.ndins, 0);
 	assert_int_equal(n->batch.nouts, 0); /* no receipt, negative or not */
+	assert_null(n->batch.wf);            /* nor its workflow record */
 	assert_true(n->deliver_stopped);
 	node_batch_commit(n);
 	assert_int_equal(n->delivered, 0);
 	assert_null(received(id));
 
-	node_deliver_resume(n);
+	node_deliver_resume(n); /* the Welcome: the broker delivers it again */
 	deliver(n, 1, env, len);
 	assert_int_equal(n->batch.ndins, 1);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_int_equal(n->batch.nouts, 1);
+	assert_string_equal(n->batch.outs[0].ref, id); /* its receipt */
 	node_batch_commit(n);
 	assert_int_equal(n->delivered, 1);
 	rec = received(id);
@@ -1841,38 +1844,8 @@ static void test_held_release_judge_oom(void **state)
  * deliveries and asks for it again (Hello), and takes it with its receipt. */
 static void test_no_receipt_not_taken(void **state)
 {
-	char id[37];
-	size_t len;
-	uint8_t *env =
-	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
-	node *n = node_as(SWEDEN);
-	json_t *rec;
-
 	(void)state;
-	n->connected = 1;
-	receipt_oom = 1;
-	deliver(n, 1, env, len);
-	receipt_oom = 0;
-	assert_int_equal(n->batch.ndins, 0);
-	assert_int_equal(n->batch.nouts, 0);
-	assert_null(n->batch.wf); /* nor its workflow record */
-	assert_true(n->deliver_stopped);
-	node_batch_commit(n);
-	assert_int_equal(n->delivered, 0); /* not acknowledged */
-	assert_null(received(id));
-
-	node_deliver_resume(n); /* the Welcome: the broker delivers it again */
-	deliver(n, 1, env, len);
-	assert_int_equal(n->batch.ndins, 1);
-	assert_int_equal(n->batch.nouts, 1);
-	assert_string_equal(n->batch.outs[0].ref, id);
-	node_batch_commit(n);
-	assert_int_equal(n->delivered, 1);
-	rec = received(id);
-	assert_non_null(rec);
-	json_decref(rec);
-	node_free(n);
-	free(env);
+	oom_not_refused(&receipt_oom);
 }
 
 /* Delivers env to n as seq while who stands revoked in the directory. */
