@@ -313,7 +313,8 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		/* The last try: said in words of its own, for the library leaves
 		 * no detail with every shortage (an older error's text, perhaps
 		 * about another member's message, must not go into a receipt). */
-		tern_fail(rc, "out of memory verifying it, %d times", NODE_NOMEM_TRIES + 1);
+		tern_fail(rc, "out of memory verifying it, on every try for %d s",
+		          NODE_NOMEM_SPAN_MS / 1000);
 	if (rc != TERN_OK) {
 		/* Unverified: still answer the claimed sender, if it is a member.
 		 * Decoded within the same bounds as the broker's (envelope.h). */
@@ -369,7 +370,8 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		goto out;
 	}
 	if (rc == TERN_ENOMEM) /* the last try, as above */
-		tern_fail(rc, "out of memory opening it, %d times", NODE_NOMEM_TRIES + 1);
+		tern_fail(rc, "out of memory opening it, on every try for %d s",
+		          NODE_NOMEM_SPAN_MS / 1000);
 	if (rc != TERN_OK) {
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
@@ -380,8 +382,9 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		goto out;
 	}
 	if (rc == TERN_ENOMEM) { /* the last try (nomem_final) */
-		refuse(d, tern_errcode_name(rc), "out of memory decoding the body, %d times",
-		       NODE_NOMEM_TRIES + 1);
+		refuse(d, tern_errcode_name(rc),
+		       "out of memory decoding the body, on every try for %d s",
+		       NODE_NOMEM_SPAN_MS / 1000);
 		goto out;
 	}
 	if (rc != TERN_OK) {
@@ -564,12 +567,14 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 	} else if (dv->item_case == TERN__V1__DELIVER__ITEM_ENVELOPE) {
 		node_judge j;
 		node_judge_of(n, &j);
-		j.nomem_final = dv->seq == n->nomem_seq && n->nomem_tries >= NODE_NOMEM_TRIES;
+		j.nomem_final = dv->seq == n->nomem_seq && n->nomem_tries >= NODE_NOMEM_TRIES &&
+		                tern_now_ms() - n->nomem_first >= NODE_NOMEM_SPAN_MS;
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
 		if (d->kind == DIN_NOMEM) {
-			if (dv->seq != n->nomem_seq) {
+			if (dv->seq != n->nomem_seq || n->nomem_tries == 0) {
 				n->nomem_seq = dv->seq;
 				n->nomem_tries = 0;
+				n->nomem_first = tern_now_ms();
 			}
 			n->nomem_tries++;
 			rc = TERN_ENOMEM;

@@ -216,6 +216,7 @@ struct node {
 	 * block the queue behind it. */
 	uint64_t nomem_seq;
 	int nomem_tries;
+	int64_t nomem_first; /* ms, the first of those tries */
 	/* A commit failed with deliveries or answers in it: what the broker
 	 * counts as given is lost, so the node says Hello again (at hello_due,
 	 * later after each consecutive failure: a full disk must not turn into
@@ -404,9 +405,11 @@ int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t le
 /* --- held.c -------------------------------------------------------------------- */
 
 /* Most deliveries held at once; past it, what would be held is refused. */
-/* Deliveries judged out of memory in a row before one is refused (about a
- * second apart: the Hello that asks for it again). */
+/* Deliveries judged out of memory in a row before one is refused, and the
+ * least time from the first of them: a Hello the broker asks for comes at
+ * once, and a shortage of a second must not use the tries up. */
 #define NODE_NOMEM_TRIES 3
+#define NODE_NOMEM_SPAN_MS 5000
 #define NODE_HELD_MAX 10000
 /* Most held from one sender: one member cannot take all the room. */
 #define NODE_HELD_PER_SENDER 1000

@@ -1687,8 +1687,10 @@ static void oom_not_refused(int *oom)
 
 /* Memory that runs out judging the same delivery every time (a host too
  * small for one message) must not block the queue behind it for ever: after
- * NODE_NOMEM_TRIES deliveries not taken, the next is refused no-memory (a
- * negative receipt, as before DIN_NOMEM) and the queue goes on. */
+ * NODE_NOMEM_TRIES deliveries not taken, over NODE_NOMEM_SPAN_MS at least,
+ * the next is refused no-memory (a negative receipt, as before DIN_NOMEM)
+ * and the queue goes on. Tries that come fast (a Hello the broker asked for
+ * is sent at once) do not end it sooner. */
 static void test_oom_every_time_refused(void **state)
 {
 	char id[37];
@@ -1707,6 +1709,13 @@ static void test_oom_every_time_refused(void **state)
 		assert_true(n->deliver_stopped);
 		node_deliver_resume(n);
 	}
+	body_oom = 1;
+	deliver(n, 1, env, len); /* within the span: put off again */
+	body_oom = 0;
+	assert_int_equal(n->batch.ndins, 0);
+	assert_true(n->deliver_stopped);
+	node_deliver_resume(n);
+	n->nomem_first -= NODE_NOMEM_SPAN_MS; /* as if the first try was that long ago */
 	body_oom = 1;
 	deliver(n, 1, env, len);
 	body_oom = 0;
