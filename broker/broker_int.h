@@ -355,6 +355,10 @@ enum submit_order {
  * again and resubmit from its outbox, in order. */
 void session_break(broker *b, struct peer *p, const uint8_t *rid, size_t rid_len, const char *why);
 enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm);
+/* A frame from user (rid: its connection) that did not decode (rc): refused
+ * with its reason and audited, as bad input; for want of memory (TERN_ENOMEM),
+ * no fault of the node's, its session is broken instead (session_break). */
+void frame_undecodable(broker *b, const char *user, const uint8_t *rid, size_t rid_len, int rc);
 void rate_release(broker *b, int64_t now);
 void rate_free(struct peer *p);
 void session_heartbeats(broker *b, int64_t now);

@@ -650,6 +650,28 @@ done:
 	tern_pb_free((ProtobufCMessage **)&f);
 }
 
+void frame_undecodable(broker *b, const char *user, const uint8_t *rid, size_t rid_len, int rc)
+{
+	struct peer *p;
+
+	if (rc == TERN_ENOMEM) {
+		/* The broker's shortage, not the node's fault: the frame may have
+		 * been a submission, which would wait unanswered (answered with a
+		 * refusal of no session, the node only logs it). Its session is
+		 * broken instead, on its main connection: the node says Hello and
+		 * sends again all it has unanswered, in order. */
+		log_warnx("out of memory decoding a frame from %s; it is asked to say Hello again",
+		          user);
+		if ((p = peer_find(b, user, 0)) != NULL && p->live)
+			session_break(b, p, p->rid, p->rid_len,
+			              "broker out of memory: say Hello again and resubmit");
+		return;
+	}
+	log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
+	send_refused_code(b, rid, rid_len, 0, tern_errcode_name(rc), "frame does not decode");
+	audit_refusal(b, user, tern_errcode_name(rc));
+}
+
 int on_router(broker *b)
 {
 	zmq_msg_t rid, body;
@@ -720,10 +742,7 @@ int on_router(broker *b)
 	}
 	rc = tern_hop_decode(zmq_msg_data(&body), zmq_msg_size(&body), (size_t)b->frame_max, &f);
 	if (rc != TERN_OK) {
-		log_warnx("undecodable frame from %s: %s", user, tern_errdetail());
-		send_refused_code(b, zmq_msg_data(&rid), zmq_msg_size(&rid), 0,
-		                  tern_errcode_name(rc), "frame does not decode");
-		audit_refusal(b, user, tern_errcode_name(rc));
+		frame_undecodable(b, user, zmq_msg_data(&rid), zmq_msg_size(&rid), rc);
 		goto out;
 	}
 	session_on_frame(b, user, &conn, zmq_msg_data(&rid), zmq_msg_size(&rid), f);

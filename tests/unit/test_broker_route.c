@@ -1339,6 +1339,34 @@ static void test_verify_oom_every_time_refused(void **state)
 	free(e.buf);
 }
 
+/* A frame the broker has no memory to decode may have been a submission:
+ * refused with no session (the old answer), the node only logged it and the
+ * submission waited unanswered. The broker breaks the node's session instead,
+ * so that it says Hello and resubmits, and audits no refusal: the node did
+ * nothing wrong. A frame that does not decode is still refused and audited. */
+static void test_frame_oom_breaks_session(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	static const uint8_t rid[] = {9};
+	struct peer *unhcr = peer_find(b, "unhcr", 0);
+	uint64_t before = audit_size(f);
+
+	unhcr->live = 1;
+	unhcr->rid[0] = rid[0];
+	unhcr->rid_len = 1;
+	unhcr->session = f->session;
+	frame_undecodable(b, "unhcr", rid, 1, TERN_ENOMEM);
+	assert_true(unhcr->broken);
+	assert_int_equal(audit_size(f), before);
+	unhcr->broken = 0;
+	frame_undecodable(b, "unhcr", rid, 1, TERN_EMALFORMED);
+	assert_false(unhcr->broken);
+	assert_int_equal(audit_size(f), before + 1);
+	free(b->batch.subs);
+	free(b);
+}
+
 /* Submissions over the rate limit wait in the broker's memory, in order. A
  * commit that fails breaks the session of the batch's senders; what such a
  * sender had waiting came after what the commit dropped, so it must not be
@@ -2120,6 +2148,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_every_time_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_frame_oom_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
