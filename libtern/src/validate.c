@@ -245,7 +245,7 @@ void tv_check_unique(tern_violations *o, const char *const *keys, size_t n, cons
 	if (n < 2)
 		return;
 	if ((k = malloc(n * sizeof(*k))) == NULL) {
-		tv_add(o, "could not be checked for repeats (out of memory)", "%s", prefix);
+		tv_add(o, UNCHECKED_RULE, "%s", prefix);
 		return;
 	}
 	for (size_t i = 0; i < n; i++)
@@ -256,6 +256,15 @@ void tv_check_unique(tern_violations *o, const char *const *keys, size_t n, cons
 		if (strcmp(k[i].key, k[i - 1].key) == 0)
 			tv_add(o, rule, "%s[%zu]%s", prefix, k[i].idx, suffix);
 	free(k);
+}
+
+const char **tv_keys(tern_violations *o, size_t n, const char *prefix)
+{
+	const char **k = malloc(n * sizeof(*k));
+
+	if (k == NULL)
+		tv_add(o, UNCHECKED_RULE, "%s", prefix);
+	return k;
 }
 
 int64_t tv_today(int64_t now_ms)
@@ -361,7 +370,7 @@ void tv_check_member_ids(tern_violations *o, const Tern__V1__Member *const *ms, 
 {
 	const char **keys;
 
-	if (n < 2 || (keys = malloc(n * sizeof(*keys))) == NULL)
+	if (n < 2 || (keys = tv_keys(o, n, list)) == NULL)
 		return;
 	for (size_t i = 0; i < n; i++)
 		keys[i] = ms[i]->person_id;
@@ -505,7 +514,7 @@ static void check_decision(tern_violations *o, const Tern__V1__AcceptanceDecisio
 		tv_add(o, "must accept at least one member when outcome is ACCEPTED",
 		       "memberDecisions");
 	if (d->n_member_decisions > 1 &&
-	    (keys = malloc(d->n_member_decisions * sizeof(*keys))) != NULL) {
+	    (keys = tv_keys(o, d->n_member_decisions, "memberDecisions")) != NULL) {
 		for (size_t i = 0; i < d->n_member_decisions; i++)
 			keys[i] = d->member_decisions[i]->person_id;
 		tv_check_unique(o, keys, d->n_member_decisions, "memberDecisions", ".personId",

@@ -51,6 +51,12 @@ TV_HIDDEN void tv_check_past_date(tern_violations *o, const char *path, const ch
                                   int64_t now_ms);
 TV_HIDDEN void tv_check_unique(tern_violations *o, const char *const *keys, size_t n,
                                const char *prefix, const char *suffix, const char *rule);
+/* The rule of a list that could not be checked for repeats: it does not pass
+ * unchecked. */
+#define UNCHECKED_RULE "could not be checked for repeats (out of memory)"
+/* Room for n keys for tv_check_unique (free it); NULL when out of memory,
+ * after adding UNCHECKED_RULE at prefix. */
+TV_HIDDEN const char **tv_keys(tern_violations *o, size_t n, const char *prefix);
 TV_HIDDEN void tv_check_attachment(tern_violations *o, size_t i, const Tern__V1__Attachment *a);
 TV_HIDDEN void tv_check_member(tern_violations *o, const char *list, size_t i,
                                const Tern__V1__Member *m, int64_t now_day);

@@ -120,7 +120,7 @@ void tv_check_health(tern_violations *o, const Tern__V1__HealthAssessment *h, in
 		snprintf(path, sizeof(path), "assessments[%zu].examinedOn", i);
 		tv_check_past_date(o, path, a->examined_on, now_ms);
 	}
-	if (h->n_assessments > 1 && (keys = malloc(h->n_assessments * sizeof(*keys))) != NULL) {
+	if (h->n_assessments > 1 && (keys = tv_keys(o, h->n_assessments, "assessments")) != NULL) {
 		for (size_t i = 0; i < h->n_assessments; i++)
 			keys[i] = h->assessments[i]->person_id;
 		tv_check_unique(o, keys, h->n_assessments, "assessments", ".personId",
@@ -154,7 +154,7 @@ void tv_check_orientation(tern_violations *o, const Tern__V1__PreDepartureOrient
 		tv_check_enum_list(o, path, &tern__v1__pre_departure_orientation__topic__descriptor,
 		                   (const int *)a->topics, a->n_topics);
 	}
-	if (p->n_attendance > 1 && (keys = malloc(p->n_attendance * sizeof(*keys))) != NULL) {
+	if (p->n_attendance > 1 && (keys = tv_keys(o, p->n_attendance, "attendance")) != NULL) {
 		for (size_t i = 0; i < p->n_attendance; i++)
 			keys[i] = p->attendance[i]->person_id;
 		tv_check_unique(o, keys, p->n_attendance, "attendance", ".personId",

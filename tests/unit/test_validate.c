@@ -22,6 +22,23 @@
 
 static int64_t now_ms; /* 2026-11-22T12:00:00Z */
 
+/* Every malloc fails while malloc_fails is set: this executable's malloc
+ * stands in front of the C library's for libtern too (ELF interposition).
+ * Not under AddressSanitizer, whose own malloc must stay in front: the test
+ * that needs it is skipped there, and says so. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MALLOC_CAN_FAIL 0
+#else
+#define MALLOC_CAN_FAIL 1
+extern void *__libc_malloc(size_t size);
+static int malloc_fails;
+
+void *malloc(size_t size)
+{
+	return malloc_fails ? NULL : __libc_malloc(size);
+}
+#endif
+
 static ProtobufCMessage *load(const char *type)
 {
 	const tern_msgtype *t = tern_msgtype_by_name(type);
@@ -262,6 +279,36 @@ static void test_referral_unique_person_ids(void **state)
 	r = referral();
 	set(&r->members[3]->person_id, r->members[1]->person_id);
 	expect(r, "members[3].personId", "must be unique");
+}
+
+/* A list whose repeats could not be checked for want of memory does not
+ * pass: refused, not taken as free of repeats. Before, the members' check
+ * (and the decisions', assessments' and attendance records') was skipped
+ * when its malloc failed, and a referral naming a person twice was valid. */
+static void test_unique_unchecked_refused(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	Tern__V1__CaseReferral *r = referral();
+	ProtobufCMessage *m = &r->base;
+	tern_violations v;
+	int rc, found = 0;
+
+	set(&r->members[3]->person_id, r->members[1]->person_id);
+	malloc_fails = 1;
+	rc = tern_validate(m, now_ms, &v);
+	malloc_fails = 0;
+	assert_int_equal(rc, TERN_EINVALID);
+	for (size_t i = 0; i < v.count; i++)
+		found |= strcmp(v.v[i].path, "members") == 0 &&
+		         strstr(v.v[i].rule, "could not be checked") != NULL;
+	if (!found)
+		dump(&v);
+	assert_true(found);
+	tern_json_message_free(&m);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
 }
 
 static void test_referral_member_required(void **state)
@@ -1279,6 +1326,7 @@ int main(void)
 	    cmocka_unit_test(test_referral_at_least_one_member),
 	    cmocka_unit_test(test_referral_one_principal),
 	    cmocka_unit_test(test_referral_unique_person_ids),
+	    cmocka_unit_test(test_unique_unchecked_refused),
 	    cmocka_unit_test(test_referral_member_required),
 	    cmocka_unit_test(test_referral_names_text),
 	    cmocka_unit_test(test_referral_blank_text),
