@@ -705,6 +705,15 @@ static broker *bare_broker(struct fixture *f)
 	return b;
 }
 
+/* Frees what bare_broker made and its batch; nulls *b. */
+static void bare_broker_free(broker **b)
+{
+	batch_reset(*b);
+	free((*b)->batch.subs);
+	free(*b);
+	*b = NULL;
+}
+
 /* One round of the loop: submissions join the batch judged, and one commit
  * queues the accepted, counts both outcomes and marks the recipients' queues
  * for delivery; a later round's acknowledgement takes the item off the
@@ -752,9 +761,7 @@ static void test_group_commit(void **state)
 		lat += b->m.lat[i];
 	assert_int_equal(lat, 1);
 	assert_int_equal(b->m.lat[2], 1); /* 20 ms: in the 0.01-0.025 s bucket */
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	free(e.buf);
 }
 
@@ -845,9 +852,7 @@ static void test_dead_letter_real_head(void **state)
 	assert_int_equal(queue_of(f, "sweden").n, 1); /* seq 2 dead-lettered */
 	assert_string_equal(queue_of(f, "sweden").ids[0], e[2].id);
 	assert_int_equal(b->m.dead, 1);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	for (int i = 0; i < 3; i++)
 		free(e[i].buf);
 }
@@ -881,9 +886,7 @@ static void test_dead_letter_never_sent(void **state)
 	assert_int_equal(b->m.dead, 0);
 	assert_int_equal(queue_of(f, "sweden").n, 1);
 	assert_int_equal(sweden->attempts_seq, 1); /* nothing counted for seq 2 */
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	for (int i = 0; i < 2; i++)
 		free(e[i].buf);
 }
@@ -917,9 +920,7 @@ static void test_dead_letter_after_ack_same_batch(void **state)
 	batch_commit(b);
 	assert_int_equal(b->m.dead, 0);
 	assert_int_equal(queue_of(f, "sweden").n, 2);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	for (int i = 0; i < 3; i++)
 		free(e[i].buf);
 }
@@ -957,9 +958,7 @@ static void test_attempts_per_head(void **state)
 	assert_int_equal(b->m.dead, 0);
 	assert_int_equal(queue_of(f, "sweden").n, 1);
 	assert_string_equal(queue_of(f, "sweden").ids[0], e[1].id);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	for (int i = 0; i < 2; i++)
 		free(e[i].buf);
 }
@@ -991,9 +990,7 @@ static void pump_pair_close(struct pump_pair *pp, broker *b, struct sealed *e, i
 	zmq_close(pp->dealer);
 	zmq_close(pp->router);
 	zmq_ctx_term(pp->ctx);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	for (int i = 0; i < n; i++)
 		free(e[i].buf);
 }
@@ -1257,9 +1254,7 @@ static void test_failed_commit_breaks_session(void **state)
 	next.session = f->session;
 	next.index = 2;
 	assert_int_equal(submit_order(unhcr, &next), SUBMIT_BROKEN);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	free(e.buf);
 }
 
@@ -1302,9 +1297,7 @@ static void test_verify_oom_not_refused(void **state)
 	batch_commit(b);
 	assert_int_equal(queue_of(f, "sweden").n, 1);
 	assert_int_equal(b->nomem_tries, 0);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	free(e.buf);
 }
 
@@ -1333,9 +1326,7 @@ static void test_verify_oom_every_time_refused(void **state)
 	assert_string_equal(b->batch.subs[0].msgid, e.id);
 	assert_null(strstr(b->batch.subs[0].text, "unhcr")); /* its own words, no stale detail */
 	assert_int_equal(b->nomem_tries, 0);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	free(e.buf);
 }
 
@@ -1363,8 +1354,7 @@ static void test_frame_oom_breaks_session(void **state)
 	frame_undecodable(b, "unhcr", rid, 1, TERN_EMALFORMED);
 	assert_false(unhcr->broken);
 	assert_int_equal(audit_size(f), before + 1);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 }
 
 /* Submissions over the rate limit wait in the broker's memory, in order. A
@@ -2009,9 +1999,7 @@ static void test_revocation_after_kept_ack(void **state)
 	assert_int_equal(b->m.revoked_dead, 1);
 	assert_int_equal(queue_of(f, "sweden").n, 0);
 	tern_directory_free(&revoked);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	for (int i = 0; i < 3; i++)
 		free(e[i].buf);
 }
@@ -2049,9 +2037,7 @@ static void test_failed_commit_keeps_acks(void **state)
 	batch_commit(b);
 	assert_int_equal(sweden->acked, 2);
 	assert_int_equal(queue_of(f, "sweden").n, 0);
-	batch_reset(b);
-	free(b->batch.subs);
-	free(b);
+	bare_broker_free(&b);
 	for (int i = 0; i < 2; i++)
 		free(e[i].buf);
 }

@@ -19,26 +19,10 @@
 #include <tern/v1/messages.pb-c.h>
 
 #include "backoff.h"
+#include "failmalloc.h"
 #include "pbuf.h"
 #include "testutil.h"
 #include "util.h"
-
-/* Every malloc fails while malloc_fails is set: this executable's malloc
- * stands in front of the C library's for libtern too (ELF interposition).
- * Not under AddressSanitizer, whose own malloc must stay in front: the test
- * that needs it is skipped there, and says so. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MALLOC_CAN_FAIL 0
-#else
-#define MALLOC_CAN_FAIL 1
-extern void *__libc_malloc(size_t size);
-static int malloc_fails;
-
-void *malloc(size_t size)
-{
-	return malloc_fails ? NULL : __libc_malloc(size);
-}
-#endif
 
 static char tmpdir[64];
 

@@ -20,24 +20,9 @@
 #include <tern/v1/envelope.pb-c.h>
 #include <tern/v1/messages.pb-c.h>
 
+#include "failmalloc.h"
+
 static int64_t now_ms; /* 2026-11-22T12:00:00Z */
-
-/* Every malloc fails while malloc_fails is set: this executable's malloc
- * stands in front of the C library's for libtern too (ELF interposition).
- * Not under AddressSanitizer, whose own malloc must stay in front: the test
- * that needs it is skipped there, and says so. */
-#if defined(__SANITIZE_ADDRESS__)
-#define MALLOC_CAN_FAIL 0
-#else
-#define MALLOC_CAN_FAIL 1
-extern void *__libc_malloc(size_t size);
-static int malloc_fails;
-
-void *malloc(size_t size)
-{
-	return malloc_fails ? NULL : __libc_malloc(size);
-}
-#endif
 
 static ProtobufCMessage *load(const char *type)
 {
