@@ -455,7 +455,9 @@ static json_t *send_body(node *n, const struct send_req *req, const ProtobufCMes
 	json_t *res = NULL;
 	int rc;
 
-	if (tern_validate(body, tern_now_ms(), &viol) != TERN_OK) {
+	if ((rc = tern_validate(body, tern_now_ms(), &viol)) == TERN_ENOMEM)
+		return tern_api_error(rc, "out of memory checking the body; try again");
+	if (rc != TERN_OK) {
 		json_t *arr = json_array();
 		for (size_t k = 0; k < viol.count; k++)
 			json_array_append_new(arr, json_pack("{s:s, s:s}", "path", viol.v[k].path,

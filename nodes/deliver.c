@@ -213,7 +213,18 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	tern_wf_verdict v;
 	int rc;
 
-	if (tern_validate(body, tern_now_ms(), &viol) != TERN_OK) {
+	rc = tern_validate(body, tern_now_ms(), &viol);
+	if (rc == TERN_ENOMEM && !j->nomem_final) {
+		d->kind = DIN_NOMEM;
+		return;
+	}
+	if (rc == TERN_ENOMEM) { /* the last try, in words of its own as above */
+		refuse(d, tern_errcode_name(rc),
+		       "out of memory checking its body, on every try for %d s",
+		       NODE_NOMEM_SPAN_MS / 1000);
+		return;
+	}
+	if (rc != TERN_OK) {
 		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY), "%s: %s",
 		       viol.count ? viol.v[0].path : "",
 		       viol.count ? viol.v[0].rule : "does not validate");
@@ -403,8 +414,14 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		                                                          : "rejected");
 		snprintf(d->code, sizeof(d->code), "%s", r->reason_code);
 		snprintf(d->text, sizeof(d->text), "%s", r->reason_text);
-		if (node_store_sent_rec(txn, j->store, r->message_id, &rec) != TERN_OK ||
-		    node_rec_sent_rcpt(rec, h->sender) == NULL) {
+		rc = node_store_sent_rec(txn, j->store, r->message_id, &rec);
+		if (rc == TERN_ENOMEM && !j->nomem_final) {
+			/* Not read for a shortage: no sign that the message is
+			 * unknown, and a receipt refused is lost for good. */
+			d->kind = DIN_NOMEM;
+			goto out;
+		}
+		if (rc != TERN_OK || node_rec_sent_rcpt(rec, h->sender) == NULL) {
 			/* Refused like any bad message: logged and audited; never answered,
 			 * as no receipt is ever sent for a receipt. */
 			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_MESSAGE),

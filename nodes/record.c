@@ -199,19 +199,39 @@ out:
 
 /* The JSON object of an old record, NULL when the bytes are not one; *bad
  * says whether they were meant as JSON. */
+/* *bad: 1 damaged, 2 not read for lack of memory. */
 static json_t *old_record(const void *data, size_t len, int *bad)
 {
+	json_error_t err;
 	json_t *o;
 
 	*bad = 0;
 	if (!is_json(data, len))
 		return NULL;
-	if ((o = json_loadb(data, len, 0, NULL)) == NULL || !json_is_object(o)) {
+	if ((o = json_loadb(data, len, 0, &err)) == NULL || !json_is_object(o)) {
+		*bad = o == NULL && json_error_code(&err) == json_error_out_of_memory ? 2 : 1;
 		json_decref(o);
-		*bad = 1;
 		return NULL;
 	}
 	return o;
+}
+
+/* protobuf-c's own malloc, noting a failure: its unpack returns NULL alike
+ * for bytes that do not decode and for no memory, and only the second may
+ * pass. What it allocates is freed as usual (free_unpacked with NULL). */
+static void *note_alloc(void *data, size_t size)
+{
+	void *p = malloc(size);
+
+	if (p == NULL)
+		*(int *)data = 1;
+	return p;
+}
+
+static void note_free(void *data, void *p)
+{
+	(void)data;
+	free(p);
 }
 
 /* Either form of a record as d; what names it in an error. */
@@ -219,7 +239,8 @@ static int decode(const void *data, size_t len, const ProtobufCMessageDescriptor
                   ProtobufCMessage *(*from_json)(const json_t *), const char *what,
                   ProtobufCMessage **out)
 {
-	int bad;
+	int bad, oom = 0;
+	ProtobufCAllocator a = {note_alloc, note_free, &oom};
 	json_t *o = old_record(data, len, &bad);
 
 	*out = NULL;
@@ -229,8 +250,13 @@ static int decode(const void *data, size_t len, const ProtobufCMessageDescriptor
 		return *out ? TERN_OK : TERN_ENOMEM;
 	}
 	if (!bad)
-		*out = protobuf_c_message_unpack(d, NULL, len, data);
-	return *out ? TERN_OK : tern_fail(TERN_EMALFORMED, "damaged record of a %s message", what);
+		*out = protobuf_c_message_unpack(d, &a, len, data);
+	if (*out)
+		return TERN_OK;
+	if (oom || bad == 2)
+		return tern_fail(TERN_ENOMEM, "out of memory reading the record of a %s message",
+		                 what);
+	return tern_fail(TERN_EMALFORMED, "damaged record of a %s message", what);
 }
 
 int node_rec_sent_decode(const void *data, size_t len, node_sent_rec **out)

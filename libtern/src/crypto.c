@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/core_names.h>
 #include <openssl/params.h>
@@ -206,8 +207,14 @@ int tern_sha256_spans(const tern_span *spans, size_t n, uint8_t out[TERN_SHA256_
 			return TERN_ENOMEM;
 		}
 	}
-	if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1)
-		return TERN_ECRYPTO;
+	/* OpenSSL 3.0 allocates the digest's state at every init and, when that
+	 * fails, says only "initialization error". SHA-256 from the default
+	 * provider, fetched at start, has nothing else that can fail here: a
+	 * shortage, which callers answer with a try later, not a verdict. */
+	if (EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1) {
+		ERR_clear_error();
+		return TERN_ENOMEM;
+	}
 	for (size_t i = 0; i < n; i++)
 		if (spans[i].len > 0 && EVP_DigestUpdate(ctx, spans[i].p, spans[i].len) != 1)
 			return TERN_ECRYPTO;
@@ -264,8 +271,12 @@ int tern_hkdf_sha256(const uint8_t *salt, size_t saltlen, const uint8_t *ikm, si
 	}
 	goto out;
 fail:
+	/* As for SHA-256 above: keying HMAC allocates, and a failure is said
+	 * without its reason. HMAC-SHA256 prepared at start, over keys of any
+	 * length, fails for nothing else. */
+	ERR_clear_error();
 	OPENSSL_cleanse(out, outlen);
-	rc = tern_fail(TERN_ECRYPTO, "HKDF-SHA256 derivation failed");
+	rc = tern_fail(TERN_ENOMEM, "out of memory deriving an HKDF-SHA256 key");
 out:
 	OPENSSL_cleanse(prk, sizeof(prk));
 	OPENSSL_cleanse(t, sizeof(t));

@@ -872,7 +872,8 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 	rc = tern_pb_unpack_canonical(&tern__v1__header__descriptor, e->header.data, e->header.len,
 	                              TERN_ENVELOPE_HEADER_MAX, &m);
 	if (rc != TERN_OK) {
-		rc = refail(TERN_EMALFORMED, "envelope header");
+		/* A shortage is no verdict on the header: the caller tries again. */
+		rc = refail(rc == TERN_ENOMEM ? TERN_ENOMEM : TERN_EMALFORMED, "envelope header");
 		goto fail;
 	}
 	env->hdr = h = (Tern__V1__Header *)m;
@@ -1072,6 +1073,9 @@ static int open_body(const tern_envelope *env, const char *self_id, const tern_s
 	rc =
 	    tern_pb_unpack_canonical(&tern__v1__sealed_body__descriptor, env->env->sealed_body.data,
 	                             env->env->sealed_body.len, env->env->sealed_body.len, &m);
+	if (rc == TERN_ENOMEM)
+		return tern_fail(TERN_ENOMEM, "message %s: out of memory decoding its sealed body",
+		                 h->message_id);
 	if (rc != TERN_OK)
 		return tern_fail(TERN_EMALFORMED, "message %s: sealed body does not decode",
 		                 h->message_id);

@@ -689,6 +689,18 @@ static void check_receipt(tern_violations *o, const Tern__V1__Receipt *r)
 	tv_check_text(o, "reasonText", r->reason_text, NULL, REASON_TEXT_MAX_CHARS, 0);
 }
 
+/* 1 if every entry of o is a list left unchecked for lack of memory: a
+ * shortage, not a verdict. A real violation beside them is one. */
+static int only_unchecked(const tern_violations *o)
+{
+	if (o->truncated)
+		return 0;
+	for (size_t i = 0; i < o->count; i++)
+		if (strcmp(o->v[i].rule, UNCHECKED_RULE) != 0)
+			return 0;
+	return 1;
+}
+
 int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *out)
 {
 	const ProtobufCMessageDescriptor *d;
@@ -725,6 +737,9 @@ int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *
 		                 d ? d->name : "(no descriptor)");
 	if (out->count == 0)
 		return TERN_OK;
+	if (only_unchecked(out))
+		return tern_fail(TERN_ENOMEM, "out of memory checking %s (%s)", d->name,
+		                 out->v[0].path);
 	return tern_fail(TERN_EINVALID, "%s breaks %zu%s validation rule(s)", d->name, out->count,
 	                 out->truncated ? "+" : "");
 }

@@ -23,6 +23,7 @@
 #include <tern/uuid.h>
 
 #include "directory_int.h"
+#include "failmalloc.h"
 #include "util.h"
 
 enum { UNHCR, SWEDEN, PORTUGAL, IOM, NNODES };
@@ -1365,6 +1366,114 @@ static void test_bodies_and_replies(void **state)
 	free(buf);
 }
 
+#if MALLOC_CAN_FAIL
+/* buf verified through sig and opened for sweden through seal, with the n-th
+ * allocation failing: returns 1 while that allocation was reached. A shortage
+ * is TERN_ENOMEM wherever it strikes, never a verdict on the envelope (the
+ * daemons answer a verdict with a signed refusal, and a shortage with a try
+ * later), and leaves the caches as good as it found them. */
+static int verify_open_short(struct fixture *f, const uint8_t *buf, size_t len, size_t want, long n,
+                             tern_sigcache *sig, tern_sealcache *seal)
+{
+	tern_verify_opts o = {.sigcache = sig};
+	tern_envelope *env = NULL;
+	uint8_t *body = NULL;
+	size_t blen = 0;
+	int rc, orc = TERN_OK, failed;
+
+	malloc_failed = 0;
+	malloc_fail_at = n;
+	rc = tern_envelope_verify(buf, len, f->dir, &o, &env);
+	if (rc == TERN_OK)
+		orc = tern_envelope_open_cached(env, "sweden", f->seal[SWEDEN], seal, &body, &blen);
+	malloc_fail_at = 0;
+	failed = malloc_failed;
+	if (rc != TERN_OK && rc != TERN_ENOMEM)
+		fail_msg("allocation %ld failing: verify says %s (%s)", n, tern_strerror(rc),
+		         tern_errdetail());
+	if (orc != TERN_OK && orc != TERN_ENOMEM)
+		fail_msg("allocation %ld failing: open says %s (%s)", n, tern_strerror(orc),
+		         tern_errdetail());
+	if (!failed)
+		assert_true(rc == TERN_OK && orc == TERN_OK);
+	if (rc == TERN_OK && orc == TERN_OK) {
+		assert_int_equal(blen, want);
+		assert_memory_equal(body, f->body, blen);
+	}
+	tern_envelope_body_free(&body, blen);
+	tern_envelope_free(&env);
+	/* And the next try, with memory, finds everything as it should be. */
+	assert_int_equal(tern_envelope_verify(buf, len, f->dir, &o, &env), TERN_OK);
+	assert_int_equal(
+	    tern_envelope_open_cached(env, "sweden", f->seal[SWEDEN], seal, &body, &blen), TERN_OK);
+	assert_int_equal(blen, want);
+	assert_memory_equal(body, f->body, blen);
+	tern_envelope_body_free(&body, blen);
+	tern_envelope_free(&env);
+	return failed;
+}
+
+/* Each allocation of one verification and opening made to fail in turn, as a
+ * daemon does them: one by one without caches, and through the signature and
+ * seal caches, cold (each try with new ones) and warm. */
+static void test_every_shortage_is_enomem(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t *one = NULL, *batch[3];
+	size_t onel = 0, batchl[3];
+	char id[37];
+	long n, reached[3] = {0, 0, 0};
+
+	seal_default(f, 0, &one, &onel, id);
+	seal_batch(f, 3, f->sign[UNHCR], batch, batchl, TERN_OK);
+	for (n = 1; verify_open_short(f, one, onel, sizeof(f->body), n, NULL, NULL); n++)
+		;
+	reached[0] = n;
+	for (n = 1;; n++) {
+		tern_sigcache *sig = NULL;
+		tern_sealcache *seal = NULL;
+		int more;
+		assert_int_equal(tern_sigcache_new(16, &sig), TERN_OK);
+		assert_int_equal(tern_sealcache_new(60000, 1000, &seal), TERN_OK);
+		more = verify_open_short(f, batch[1], batchl[1], sizeof(f->body) - 1, n, sig, seal);
+		tern_sigcache_free(&sig);
+		tern_sealcache_free(&seal);
+		if (!more)
+			break;
+	}
+	reached[1] = n;
+	{
+		tern_sigcache *sig = NULL;
+		tern_sealcache *seal = NULL;
+		assert_int_equal(tern_sigcache_new(16, &sig), TERN_OK);
+		assert_int_equal(tern_sealcache_new(60000, 1000, &seal), TERN_OK);
+		verify_open_short(f, batch[0], batchl[0], sizeof(f->body), 0, sig,
+		                  seal); /* warms both */
+		for (n = 1;
+		     verify_open_short(f, batch[2], batchl[2], sizeof(f->body) - 2, n, sig, seal);
+		     n++)
+			;
+		reached[2] = n;
+		tern_sigcache_free(&sig);
+		tern_sealcache_free(&seal);
+	}
+	print_message("shortage sweeps: %ld, %ld and %ld allocations\n", reached[0] - 1,
+	              reached[1] - 1, reached[2] - 1);
+	/* Each sweep went through allocations, and stopped only past the last. */
+	for (int i = 0; i < 3; i++)
+		assert_true(reached[i] > 5);
+	free(one);
+	for (int i = 0; i < 3; i++)
+		free(batch[i]);
+}
+#else
+static void test_every_shortage_is_enomem(void **state)
+{
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+}
+#endif
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1382,6 +1491,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_batch_chunks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bodies_and_replies, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_non_canonical_headers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_shortage_is_enomem, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expired_sender_and_crl, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_future_only_skew, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expires_at, setup, teardown),

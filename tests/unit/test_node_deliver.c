@@ -31,6 +31,7 @@
 #include <tern/reason.h>
 #include <tern/uuid.h>
 
+#include "failmalloc.h"
 #include "node_int.h"
 #include "pbuf.h"
 #include "testutil.h"
@@ -1776,6 +1777,126 @@ static void test_body_oom_not_refused(void **state)
 	oom_not_refused(&body_oom);
 }
 
+/* Each allocation of judging one delivery made to fail in turn (a real
+ * malloc that fails, not a function replaced): the delivery is either left
+ * for later (not taken, not answered, deliveries stopped) or taken and
+ * receipted as with memory. Never refused: a refusal is a signed negative
+ * receipt to another agency, and a shortage is no verdict on its message. */
+static void test_every_shortage_not_refused(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	long k;
+
+	(void)state;
+#if MALLOC_CAN_FAIL
+	for (k = 1;; k++) {
+		node *n = node_as(SWEDEN);
+		int failed;
+		n->connected = 1;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		deliver(n, 1, env, len);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (n->batch.ndins == 0) {
+			/* Left for later: nothing of it in the batch. */
+			if (!failed)
+				fail_msg("allocation %ld: not taken, with nothing failing", k);
+			if (!n->deliver_stopped)
+				fail_msg("allocation %ld: not taken, and deliveries go on", k);
+			assert_int_equal(n->batch.nouts, 0);
+			node_deliver_resume(n);
+			deliver(n, 1, env, len);
+		}
+		if (n->batch.ndins != 1 || n->batch.dins[0].kind != DIN_ACCEPT)
+			fail_msg("allocation %ld failing: %zu deliveries, the first %s: %s", k,
+			         n->batch.ndins, n->batch.ndins ? "judged" : "none",
+			         n->batch.ndins ? n->batch.dins[0].code : "");
+		assert_int_equal(n->batch.nouts, 1);
+		assert_string_equal(n->batch.outs[0].ref, id); /* its receipt */
+		node_batch_reset(n);
+		node_free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
+#else
+	(void)k;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+	free(env);
+}
+
+/* The same for a receipt coming back to the sender: under each shortage it
+ * is either left for later or taken as a receipt, never refused or dropped
+ * (a receipt lost would leave the message at-broker for good). */
+static void test_every_receipt_shortage_not_lost(void **state)
+{
+	char id[37], rid[37];
+	size_t len, blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL), *env;
+	node *n = node_as(UNHCR);
+	struct out o, *slot;
+	long k;
+
+	(void)state;
+	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
+	                               CASE, NULL, 0, body, blen, NULL, &o),
+	                 TERN_OK);
+	snprintf(id, sizeof(id), "%s", o.msgid);
+	assert_non_null(slot = node_batch_out(n));
+	*slot = o;
+	node_batch_commit(n);
+	result(n, id, 1, 1, "", n->session);
+	node_batch_commit(n);
+	node_free(n);
+	env = receipt(SWEDEN, UNHCR, id, 1, "", &len, rid);
+#if MALLOC_CAN_FAIL
+	for (k = 1;; k++) {
+		int failed;
+		n = node_as(UNHCR);
+		n->connected = 1;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		deliver(n, 1, env, len);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (n->batch.ndins == 0) {
+			if (!failed || !n->deliver_stopped)
+				fail_msg("allocation %ld: not taken, failed %d, stopped %d", k,
+				         failed, n->deliver_stopped);
+			node_deliver_resume(n);
+			deliver(n, 1, env, len);
+		}
+		if (n->batch.ndins != 1 || n->batch.dins[0].kind != DIN_RECEIPT)
+			fail_msg("allocation %ld failing: %zu deliveries, the first of kind %d: %s",
+			         k, n->batch.ndins,
+			         n->batch.ndins ? (int)n->batch.dins[0].kind : -1,
+			         n->batch.ndins ? n->batch.dins[0].code : "");
+		assert_int_equal(n->batch.nouts, 0); /* a receipt is not answered */
+		if (!failed)
+			break;
+		node_batch_reset(n);
+		node_free(n);
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
+#else
+	(void)k;
+	n = node_as(UNHCR);
+	deliver(n, 1, env, len);
+#endif
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "delivered");
+	node_free(n);
+	free(env);
+	free(body);
+}
+
 /* Attack (this session's review): a member seals a referral whose body
  * decodes to more than its budget (200,000 empty linkedCases: 400 KB that
  * would take megabytes decoded). That is the body's fault: it is refused
@@ -2339,6 +2460,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_no_receipt_not_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_oom_not_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_shortage_not_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_receipt_shortage_not_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_tries_per_epoch, setup, teardown),

@@ -166,6 +166,8 @@ typedef struct tern_verify_opts {
  *                    signature fails)
  *   TERN_EDIGEST     SHA-256(sealed_body) differs from header.body_digest
  *   TERN_ESKEW       created_at more than max_skew_ms from now, either way
+ * and TERN_ENOMEM wherever memory runs out: no verdict on the envelope (a
+ * caller tries again later rather than refuse it).
  * On success *out is a new handle (free it with tern_envelope_free); it
  * refers to the sender's entry in dir, so dir must outlive it. Verification
  * does not decrypt: a broker verifies without any sealing key. */
@@ -188,7 +190,8 @@ int tern_envelope_authorize(const tern_envelope *env);
  * holds *body_len bytes of plaintext; release it with tern_envelope_body_free
  * (which wipes it). Returns TERN_ENOTRCPT if self_id is not a recipient or has
  * no wrapped key, TERN_EMALFORMED for a damaged SealedBody, TERN_EDECRYPT if
- * the key wrap or the body does not authenticate (also: the wrong key).
+ * the key wrap or the body does not authenticate (also: the wrong key),
+ * TERN_ENOMEM when memory runs out (no verdict, as for verify).
  * Plaintext is only ever returned after its tag verified. */
 int tern_envelope_open(const tern_envelope *env, const char *self_id, const tern_sealkey *key,
                        uint8_t **body, size_t *body_len);

@@ -36,7 +36,10 @@ typedef struct tern_violations {
  * Receipt) against the rules; now_ms (milliseconds since the Unix epoch, UTC)
  * is "now" for rules such as "not in the future". out is filled either way.
  * Returns TERN_OK when there is no violation, TERN_EINVALID when there is at
- * least one, TERN_EINVAL for a NULL argument or another message type. */
+ * least one, TERN_EINVAL for a NULL argument or another message type.
+ * TERN_ENOMEM when the only entries are rules that could not be checked for
+ * lack of memory: no verdict on msg (it neither passes unchecked nor is
+ * refused for a shortage); the caller checks again later. */
 int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *out);
 
 /* 1 if s is an officially assigned ISO 3166-1 alpha-3 code; with icao also
