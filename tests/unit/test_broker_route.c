@@ -27,6 +27,7 @@
 #include <tern/reason.h>
 
 #include "broker_int.h"
+#include "failmalloc.h"
 #include "hop.h"
 #include "pbuf.h"
 #include "testutil.h"
@@ -1301,6 +1302,53 @@ static void test_verify_oom_not_refused(void **state)
 	free(e.buf);
 }
 
+/* Each allocation of judging one submission made to fail in turn (a real
+ * malloc that fails): the submission is either put off (TERN_ENOMEM, not in
+ * the batch: the node says Hello and resubmits) or taken as with memory.
+ * Never refused: its sender would mark it rejected for good. */
+static void test_every_shortage_put_off(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f);
+	static const uint8_t rid[] = {9};
+	long k;
+
+#if MALLOC_CAN_FAIL
+	for (k = 1;; k++) {
+		broker *b = bare_broker(f);
+		Tern__V1__Frame *fr = submit_frame(f, e.buf, e.len);
+		int rc, failed;
+		b->batch.now = tern_now_ms();
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = submit_now(b, "unhcr", rid, 1, fr);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (rc == TERN_ENOMEM) {
+			assert_true(failed);
+			assert_int_equal(b->batch.nsubs, 0);
+			tern_pb_free((ProtobufCMessage **)&fr); /* still the caller's */
+		} else {
+			assert_int_equal(rc, TERN_OK);
+			assert_int_equal(b->batch.nsubs, 1);
+			if (b->batch.subs[0].code[0])
+				fail_msg("allocation %ld failing: refused %s: %s", k,
+				         b->batch.subs[0].code, b->batch.subs[0].text);
+		}
+		bare_broker_free(&b);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 10);
+#else
+	(void)k;
+	(void)rid;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+	free(e.buf);
+}
+
 /* A submission the broker can never afford to verify is not put off for
  * ever (each time a Hello and a resubmission): after BROKER_NOMEM_TRIES in a
  * row, the next is refused no-memory, as before, with its id so that its
@@ -2134,6 +2182,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_every_time_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_shortage_put_off, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_oom_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
