@@ -3,7 +3,8 @@
 # Idempotent: does nothing (and prints nothing) when every package is present.
 # Usage: scripts/install-deps.sh [--with-fuzz] [--with-compare]
 #   --with-fuzz      clang and libFuzzer (scripts/fuzz.sh)
-#   --with-compare   RabbitMQ, NATS and their C clients (tests/bench/compare.sh)
+#   --with-compare   RabbitMQ, NATS and their C clients (tests/bench/compare.sh),
+#                    and eatmydata (tests/bench/syncbound.sh)
 set -euo pipefail
 
 pkgs=(
@@ -15,7 +16,7 @@ pkgs=(
 for a in "$@"; do
   case "$a" in
     --with-fuzz) pkgs+=(clang libclang-rt-14-dev) ;;
-    --with-compare) pkgs+=(rabbitmq-server nats-server librabbitmq-dev libnats-dev) ;;
+    --with-compare) pkgs+=(rabbitmq-server nats-server librabbitmq-dev libnats-dev eatmydata) ;;
     *) echo "install-deps: unknown option $a" >&2; exit 2 ;;
   esac
 done
