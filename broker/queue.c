@@ -63,7 +63,9 @@ int bq_audit_seals(MDB_txn *txn, tern_store *s, Tern__V1__AuditEntry__Kind kind,
 	e.recipients = (char **)recipients;
 	e.n_recipients = nrcpts;
 	if (env) {
-		tern_sha256(env, len, digest);
+		int rc = tern_sha256(env, len, digest);
+		if (rc != TERN_OK)
+			return rc;
 		e.digest.data = digest;
 		e.digest.len = 32;
 	}

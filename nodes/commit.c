@@ -59,7 +59,9 @@ int node_audit_att(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const
 	e.outcome = (char *)(outcome ? outcome : "");
 	e.ref = (char *)(ref ? ref : "");
 	if (env) {
-		tern_sha256(env, len, digest);
+		int rc = tern_sha256(env, len, digest);
+		if (rc != TERN_OK)
+			return rc;
 		e.digest.data = digest;
 		e.digest.len = 32;
 	}

@@ -109,12 +109,13 @@ int node_din_take(node *n, struct din *d, const uint8_t *env, size_t len)
 }
 
 /* 0: msgid is new; 1: it came before (this batch or the store); 2: it came
- * before from another sender than the one given (NULL: any sender will do). */
+ * before from another sender than the one given (NULL: any sender will do);
+ * -1: no memory to tell (the delivery is left for later). */
 static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, const char *sender)
 {
 	const struct batch *b = j->batch;
 	node_recv_rec *rec = NULL;
-	int seen;
+	int seen, rc;
 
 	for (size_t i = 0; i < b->ndins; i++)
 		if (b->dins[i].msgid[0] && strcmp(b->dins[i].msgid, msgid) == 0 &&
@@ -132,7 +133,16 @@ static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, con
 			return sender && strcmp(b->dins[i].sender, sender) != 0 ? 2 : 1;
 	if (!j->xfer_done && node_store_xin_has(txn, j->store, msgid))
 		return 1;
-	if (node_store_recv_rec(txn, j->store, msgid, &rec) != TERN_OK)
+	rc = node_store_recv_rec(txn, j->store, msgid, &rec);
+	/* No memory to read it says nothing of whether it was taken: taken as
+	 * new, a redelivery would be taken and answered twice, and a message
+	 * under another sender's id would overwrite the first one's record.
+	 * On the last try (nomem_final) it is taken as new, as before: a
+	 * second receipt of the same verdict changes nothing at the sender,
+	 * where a refusal would contradict the first. */
+	if (rc == TERN_ENOMEM && !j->nomem_final)
+		return -1;
+	if (rc != TERN_OK)
 		return 0;
 	seen = sender && strcmp(rec->sender, sender) != 0 ? 2 : 1;
 	node_rec_recv_free(&rec);
@@ -176,11 +186,13 @@ static int hold_room(const node_judge *j, const char *sender, size_t len)
 }
 
 /* A message with attachments: its declarations match its signed seals,
- * within this node's limits. 0 when refused (d says why). */
+ * within this node's limits. 0 when refused (d says why) or left for later
+ * (DIN_NOMEM). */
 static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
                              const ProtobufCMessage *body, struct din *d)
 {
 	char why[200];
+	int rc;
 
 	if (tern_attach_seals_check((const Tern__V1__AttachmentSeal *const *)h->attachments,
 	                            h->n_attachments, j->att_max, j->att_total) != TERN_OK) {
@@ -188,7 +200,12 @@ static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
 		       tern_errdetail());
 		return 0;
 	}
-	if (node_atts_of(h, body, &d->atts, &d->natts, why, sizeof(why)) != TERN_OK) {
+	if ((rc = node_atts_of(h, body, &d->atts, &d->natts, why, sizeof(why))) == TERN_ENOMEM &&
+	    !j->nomem_final) {
+		d->kind = DIN_NOMEM; /* no verdict on the attachments: later */
+		return 0;
+	}
+	if (rc != TERN_OK) {
 		refuse(d, tern_reason_code(TERN_REASON_ATTACHMENT_MISMATCH), "%s", why);
 		return 0;
 	}
@@ -338,8 +355,15 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 			snprintf(d->case_id, sizeof(d->case_id), "%s", c.case_id);
 		}
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
-		if (d->msgid[0] && seen_before(j, txn, d->msgid, NULL))
+		switch (d->msgid[0] ? seen_before(j, txn, d->msgid, NULL) : 0) {
+		case -1:
+			d->kind = DIN_NOMEM;
+			break;
+		case 1:
+		case 2:
 			d->kind = DIN_NOTHING;
+			break;
+		}
 		return;
 	}
 	h = tern_envelope_header(env);
@@ -349,6 +373,9 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 	snprintf(d->type, sizeof(d->type), "%s", t->name);
 	snprintf(d->case_id, sizeof(d->case_id), "%s", h->case_id);
 	switch (seen_before(j, txn, h->message_id, h->sender)) {
+	case -1:
+		d->kind = DIN_NOMEM;
+		goto out;
 	case 1:
 		d->kind = DIN_NOTHING; /* a redelivery: already answered */
 		goto out;
@@ -421,7 +448,12 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 			d->kind = DIN_NOMEM;
 			goto out;
 		}
-		if (rc != TERN_OK || node_rec_sent_rcpt(rec, h->sender) == NULL) {
+		if (rc == TERN_ENOMEM) {
+			/* The last try: in words of its own, not "never sent". */
+			refuse(d, tern_errcode_name(rc),
+			       "a receipt for %s not matched: out of memory on every try for %d s",
+			       r->message_id, NODE_NOMEM_SPAN_MS / 1000);
+		} else if (rc != TERN_OK || node_rec_sent_rcpt(rec, h->sender) == NULL) {
 			/* Refused like any bad message: logged and audited; never answered,
 			 * as no receipt is ever sent for a receipt. */
 			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_MESSAGE),
@@ -462,17 +494,17 @@ int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t le
 	uint8_t digest[32], *body;
 	size_t blen;
 	struct out o, *slot;
+	int rc;
 
 	r.message_id = (char *)d->msgid;
-	tern_sha256(env, len, digest);
+	if ((rc = tern_sha256(env, len, digest)) != TERN_OK)
+		return rc;
 	r.envelope_digest.data = digest;
 	r.envelope_digest.len = 32;
 	r.status = d->kind == DIN_ACCEPT ? TERN__V1__RECEIPT__STATUS__ACCEPTED
 	                                 : TERN__V1__RECEIPT__STATUS__REJECTED;
 	r.reason_code = d->kind == DIN_ACCEPT ? "" : (char *)d->code;
 	r.reason_text = d->kind == DIN_ACCEPT ? "" : (char *)d->text;
-	int rc;
-
 	if ((rc = tern_pb_pack(&r.base, &body, &blen)) != TERN_OK) {
 		log_warnx("cannot make the receipt for %s: %s", d->msgid, tern_strerror(rc));
 		return rc;

@@ -198,8 +198,8 @@ out:
 }
 
 /* The JSON object of an old record, NULL when the bytes are not one; *bad
- * says whether they were meant as JSON. */
-/* *bad: 1 damaged, 2 not read for lack of memory. */
+ * says why when they were meant as JSON: 1 damaged, 2 no memory to read
+ * them. */
 static json_t *old_record(const void *data, size_t len, int *bad)
 {
 	json_error_t err;

@@ -257,6 +257,7 @@ static void fail(struct xin *x, tern_reason r, const char *fmt, ...)
 static int open_att(node *n, struct xin *x)
 {
 	char path[PATH_MAX];
+	int rc;
 
 	if (x->fd >= 0)
 		close(x->fd);
@@ -266,8 +267,8 @@ static int open_att(node *n, struct xin *x)
 	spool_path(n, x->msgid, x->att, path, sizeof(path));
 	if ((x->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
-	if (tern_sha256_init(x->hs) != TERN_OK)
-		return TERN_ECRYPTO;
+	if ((rc = tern_sha256_init(x->hs)) != TERN_OK)
+		return rc;
 	return tern_attach_key(x->ck, x->att, x->key);
 }
 

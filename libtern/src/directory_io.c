@@ -146,9 +146,12 @@ int tern_directory_parse(const uint8_t *buf, size_t len, const tern_trust *trust
 		goto out;
 	}
 	if (sd->signature.len != TERN_ED25519_SIG_LEN ||
-	    tern_verify(tern_trust_ca_public(trust), TERN_DIRECTORY_LABEL, sd->directory.data,
-	                sd->directory.len, sd->signature.data) != TERN_OK) {
-		rc = tern_fail(TERN_EBADSIG, "the directory signature is not the federation CA's");
+	    (rc = tern_verify(tern_trust_ca_public(trust), TERN_DIRECTORY_LABEL, sd->directory.data,
+	                      sd->directory.len, sd->signature.data)) != TERN_OK) {
+		rc = rc == TERN_ENOMEM
+		         ? tern_fail(rc, "out of memory verifying the directory")
+		         : tern_fail(TERN_EBADSIG,
+		                     "the directory signature is not the federation CA's");
 		goto out;
 	}
 	/* Only now, with the bytes known to come from the CA, read them. */

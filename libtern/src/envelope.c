@@ -77,7 +77,7 @@ static int header_aad(const Tern__V1__Header *h, uint8_t *stack, uint8_t **out, 
 	if (need <= AAD_STACK)
 		buf = stack;
 	else if ((buf = malloc(need)) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory for a header's associated data");
 
 	p = put_lp(buf, strs[0], strlen(strs[0]));
 	put_u32(num, h->schema_version);
@@ -240,7 +240,7 @@ int tern_sealcache_new(int64_t lifetime_ms, uint32_t max_uses, tern_sealcache **
 		return rc;
 	/* sodium_malloc: guarded, locked in memory, wiped by sodium_free. */
 	if ((c = sodium_malloc(sizeof(*c))) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory for a seal cache");
 	memset(c, 0, sizeof(*c));
 	c->lifetime_ms = lifetime_ms ? lifetime_ms : TERN_SEALCACHE_LIFETIME_MS_DEFAULT;
 	c->max_uses = max_uses ? max_uses : TERN_SEALCACHE_MAX_USES_DEFAULT;
@@ -432,7 +432,7 @@ int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory 
 	if ((rc = seal_check(p, dir, rcpts)) != TERN_OK)
 		return rc;
 	if ((res = calloc(1, sizeof(*res))) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory sealing");
 	memcpy(res->signer, tern_signkey_public(p->sign_key), TERN_ED25519_PUBLIC_LEN);
 	if (p->message_id != NULL) {
 		if (!tern_uuid_valid(p->message_id)) {
@@ -478,7 +478,7 @@ int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory 
 	if ((rc = header_aad(&h, aad_stack, &aad, &aad_len)) != TERN_OK)
 		goto out;
 	if ((ct = malloc(p->body_len + TERN_AEAD_TAG_LEN)) == NULL) {
-		rc = TERN_ENOMEM;
+		rc = tern_fail(TERN_ENOMEM, "out of memory sealing a body");
 		goto out;
 	}
 	if ((rc = tern_aead_seal(content_key, sizeof(content_key), nonce, sizeof(nonce), aad,
@@ -617,7 +617,7 @@ static int sign_chunk(tern_sealed *const *items, size_t n, const tern_signkey *k
 	int rc;
 
 	if ((leaves = malloc(n * sizeof(*leaves))) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory signing a batch");
 	for (size_t i = 0; i < n; i++)
 		header_leaf(items[i]->header, items[i]->header_len, leaves[i]);
 	if ((rc = tern_merkle_tree_build(leaves, n, &tree)) != TERN_OK)
@@ -729,7 +729,7 @@ int tern_sigcache_new(size_t slots, tern_sigcache **out)
 	if (slots > (1u << 24))
 		return tern_fail(TERN_EINVAL, "sigcache: %zu slots is too many", slots);
 	if ((c = calloc(1, sizeof(*c) + slots * sizeof(tern_hash))) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory for a signature cache");
 	c->nslots = slots;
 	*out = c;
 	return TERN_OK;
@@ -842,7 +842,7 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		return tern_fail(TERN_ETOOBIG, "envelope of %zu bytes is over the limit of %zu",
 		                 len, max_size);
 	if ((env = calloc(1, sizeof(*env))) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory verifying an envelope");
 
 	if ((rc = tern_pb_unpack(&tern__v1__envelope__descriptor, buf, len, max_size, &m)) !=
 	    TERN_OK)
@@ -920,10 +920,15 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		if ((rc = batch_verify(e->signature->batch, e->header.data, e->header.len, sender,
 		                       opts ? opts->sigcache : NULL, h->message_id)) != TERN_OK)
 			goto fail;
-	} else if (tern_verify(sender->sign_public, TERN_ENVELOPE_SIGN_LABEL, e->header.data,
-	                       e->header.len, e->signature->ed25519.data) != TERN_OK) {
-		rc = tern_fail(TERN_EBADSIG, "message %s: signature by %s does not verify",
-		               h->message_id, h->sender);
+	} else if ((rc = tern_verify(sender->sign_public, TERN_ENVELOPE_SIGN_LABEL, e->header.data,
+	                             e->header.len, e->signature->ed25519.data)) != TERN_OK) {
+		/* A header over 1 KiB is copied to the heap to be verified: no
+		 * memory for that says nothing of the signature. */
+		rc = rc == TERN_ENOMEM
+		         ? tern_fail(rc, "message %s: out of memory verifying its signature",
+		                     h->message_id)
+		         : tern_fail(TERN_EBADSIG, "message %s: signature by %s does not verify",
+		                     h->message_id, h->sender);
 		goto fail;
 	}
 	if ((rc = tern_sha256(e->sealed_body.data, e->sealed_body.len, digest)) != TERN_OK)
@@ -1118,7 +1123,8 @@ static int open_body(const tern_envelope *env, const char *self_id, const tern_s
 		goto out;
 	/* One spare byte so that an empty body is still a real allocation. */
 	if ((pt = malloc(sb->ciphertext.len - TERN_AEAD_TAG_LEN + 1)) == NULL) {
-		rc = TERN_ENOMEM;
+		rc = tern_fail(TERN_ENOMEM, "message %s: out of memory opening its body",
+		               h->message_id);
 		goto out;
 	}
 	if (tern_aead_open(content_key, sizeof(content_key), sb->nonce.data, sb->nonce.len, aad,

@@ -184,7 +184,7 @@ int tern_pb_pack(const ProtobufCMessage *msg, uint8_t **out, size_t *out_len)
 	uint8_t *buf = malloc(n ? n : 1);
 
 	if (buf == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory encoding %s", msg->descriptor->name);
 	protobuf_c_message_pack(msg, buf);
 	*out = buf;
 	*out_len = n;

@@ -701,6 +701,21 @@ static int only_unchecked(const tern_violations *o)
 	return 1;
 }
 
+/* Real violations before the lists left unchecked, each kind in its order:
+ * the first entry is what a refusal names (a node's negative receipt), and
+ * it must be a rule the message breaks, not this node's shortage. */
+static void real_first(tern_violations *o)
+{
+	tern_violation tmp[TERN_VIOLATIONS_MAX];
+	size_t n = 0;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < o->count; i++)
+			if ((strcmp(o->v[i].rule, UNCHECKED_RULE) == 0) == pass)
+				tmp[n++] = o->v[i];
+	memcpy(o->v, tmp, n * sizeof(tmp[0]));
+}
+
 int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *out)
 {
 	const ProtobufCMessageDescriptor *d;
@@ -740,6 +755,7 @@ int tern_validate(const ProtobufCMessage *msg, int64_t now_ms, tern_violations *
 	if (only_unchecked(out))
 		return tern_fail(TERN_ENOMEM, "out of memory checking %s (%s)", d->name,
 		                 out->v[0].path);
+	real_first(out);
 	return tern_fail(TERN_EINVALID, "%s breaks %zu%s validation rule(s)", d->name, out->count,
 	                 out->truncated ? "+" : "");
 }

@@ -29,6 +29,7 @@
 #include <tern/error.h>
 #include <tern/keys.h>
 
+#include "failmalloc.h"
 #include "testutil.h"
 
 static json_t *load_vectors(const char *name)
@@ -401,6 +402,40 @@ static void test_wycheproof_chacha20_poly1305(void **state)
 	json_decref(root);
 }
 
+/* SHA-256 with no memory: OpenSSL allocates its state at every init, and
+ * the hash falls back to libsodium's, never a failure (a caller would have
+ * to tell it from a verdict on its input). FIPS 180-2's "abc" and two
+ * blocks' worth of spans. */
+static void test_sha256_without_memory(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	static const uint8_t abc_digest[32] = {0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea,
+	                                       0x41, 0x41, 0x40, 0xde, 0x5d, 0xae, 0x22, 0x23,
+	                                       0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c,
+	                                       0xb4, 0x10, 0xff, 0x61, 0xf2, 0x00, 0x15, 0xad};
+	uint8_t big[200], want[32], got[32];
+	const tern_span spans[3] = {{big, 7}, {big + 7, 0}, {big + 7, sizeof(big) - 7}};
+	int rc;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 13 + 1);
+	assert_int_equal(tern_sha256(big, sizeof(big), want), TERN_OK);
+	malloc_fails = 1;
+	rc = tern_sha256((const uint8_t *)"abc", 3, got);
+	malloc_fails = 0;
+	assert_int_equal(rc, TERN_OK);
+	assert_memory_equal(got, abc_digest, 32);
+	malloc_fails = 1;
+	rc = tern_sha256_spans(spans, 3, got);
+	malloc_fails = 0;
+	assert_int_equal(rc, TERN_OK);
+	assert_memory_equal(got, want, 32);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* RFC 5869 appendix A, the SHA-256 cases: 1 (basic), 2 (inputs longer than
  * a block, output of three blocks) and 3 (no salt, no info). Derived in
  * turn, twice, so that no call sees what the one before it was given. */
@@ -431,17 +466,26 @@ static void test_rfc5869(void **state)
 	};
 
 	(void)state;
-	for (int round = 0; round < 2; round++)
+	/* The third round with no memory at all: OpenSSL's HMAC cannot be keyed,
+	 * and the derivation falls back to libsodium's, the same bytes. */
+	for (int round = 0; round < 2 + MALLOC_CAN_FAIL; round++)
 		for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 			size_t il, sl, fl, ol;
 			uint8_t *ikm = unhex(v[i].ikm, &il), *salt = unhex(v[i].salt, &sl);
 			uint8_t *info = unhex(v[i].info, &fl), *okm = unhex(v[i].okm, &ol);
 			uint8_t out[82];
+			int rc;
 
 			assert_true(ol <= sizeof(out));
-			assert_int_equal(tern_hkdf_sha256(sl ? salt : NULL, sl, ikm, il,
-			                                  fl ? info : NULL, fl, out, ol),
-			                 TERN_OK);
+#if MALLOC_CAN_FAIL
+			malloc_fails = round == 2;
+#endif
+			rc = tern_hkdf_sha256(sl ? salt : NULL, sl, ikm, il, fl ? info : NULL, fl,
+			                      out, ol);
+#if MALLOC_CAN_FAIL
+			malloc_fails = 0;
+#endif
+			assert_int_equal(rc, TERN_OK);
 			assert_memory_equal(out, okm, ol);
 			free(ikm);
 			free(salt);
@@ -570,6 +614,7 @@ int main(void)
 	    cmocka_unit_test(test_wycheproof_x25519),
 	    cmocka_unit_test(test_wycheproof_chacha20_poly1305),
 	    cmocka_unit_test(test_rfc5869),
+	    cmocka_unit_test(test_sha256_without_memory),
 	    cmocka_unit_test(test_wycheproof_hkdf),
 	    cmocka_unit_test(test_argument_checks),
 	    cmocka_unit_test(test_randombytes_openssl),

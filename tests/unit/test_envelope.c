@@ -1429,6 +1429,43 @@ static void test_every_shortage_is_enomem(void **state)
 	for (n = 1; verify_open_short(f, one, onel, sizeof(f->body), n, NULL, NULL); n++)
 		;
 	reached[0] = n;
+	{
+		/* A header over 1 KiB (thirty attachment seals), which the signature
+		 * check copies to the heap: a shortage there was a bad signature. */
+		enum { NSEALS = 30 };
+		Tern__V1__AttachmentSeal a[NSEALS];
+		const Tern__V1__AttachmentSeal *seals[NSEALS];
+		uint8_t roots[NSEALS][32], ck[32], *big = NULL;
+		size_t bigl = 0;
+		char mine[37];
+		tern_seal_params p = {.sender = "unhcr",
+		                      .sign_key = f->sign[UNHCR],
+		                      .recipients = to_sweden_iom,
+		                      .n_recipients = 2,
+		                      .type = TERN__V1__MESSAGE_TYPE__CASE_REFERRAL,
+		                      .body = f->body,
+		                      .body_len = sizeof(f->body),
+		                      .message_id = mine,
+		                      .content_key = ck,
+		                      .attachments = seals,
+		                      .n_attachments = NSEALS};
+		randombytes_buf(ck, sizeof(ck));
+		for (int i = 0; i < NSEALS; i++) {
+			tern__v1__attachment_seal__init(&a[i]);
+			memset(roots[i], i + 1, sizeof(roots[i]));
+			a[i].size = 5000000;
+			a[i].chunk_size = TERN_ATTACH_CHUNK_DEFAULT;
+			a[i].root = (ProtobufCBinaryData){32, roots[i]};
+			seals[i] = &a[i];
+		}
+		assert_int_equal(tern_uuid_v7(mine), TERN_OK);
+		assert_int_equal(tern_envelope_seal(&p, f->dir, &big, &bigl, id), TERN_OK);
+		assert_true(bigl > 2048);
+		for (n = 1; verify_open_short(f, big, bigl, sizeof(f->body), n, NULL, NULL); n++)
+			;
+		assert_true(n > reached[0]);
+		free(big);
+	}
 	for (n = 1;; n++) {
 		tern_sigcache *sig = NULL;
 		tern_sealcache *seal = NULL;

@@ -20,6 +20,7 @@
 #include <cmocka.h>
 #include <sodium.h>
 
+#include <tern/attach.h>
 #include <tern/crypto.h>
 #include <tern/directory.h>
 #include <tern/envelope.h>
@@ -1784,14 +1785,14 @@ static void test_body_oom_not_refused(void **state)
  * receipt to another agency, and a shortage is no verdict on its message. */
 static void test_every_shortage_not_refused(void **state)
 {
+	(void)state;
+#if MALLOC_CAN_FAIL
 	char id[37];
 	size_t len;
 	uint8_t *env =
 	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
 	long k;
 
-	(void)state;
-#if MALLOC_CAN_FAIL
 	for (k = 1;; k++) {
 		node *n = node_as(SWEDEN);
 		int failed;
@@ -1824,11 +1825,10 @@ static void test_every_shortage_not_refused(void **state)
 	}
 	print_message("shortage sweep: %ld allocations\n", k - 1);
 	assert_true(k > 20);
+	free(env);
 #else
-	(void)k;
 	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
 #endif
-	free(env);
 }
 
 /* The same for a receipt coming back to the sender: under each shortage it
@@ -1836,6 +1836,8 @@ static void test_every_shortage_not_refused(void **state)
  * (a receipt lost would leave the message at-broker for good). */
 static void test_every_receipt_shortage_not_lost(void **state)
 {
+	(void)state;
+#if MALLOC_CAN_FAIL
 	char id[37], rid[37];
 	size_t len, blen;
 	uint8_t *body = body_of("case-referral", &blen, NULL), *env;
@@ -1843,7 +1845,6 @@ static void test_every_receipt_shortage_not_lost(void **state)
 	struct out o, *slot;
 	long k;
 
-	(void)state;
 	assert_int_equal(node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2,
 	                               CASE, NULL, 0, body, blen, NULL, &o),
 	                 TERN_OK);
@@ -1855,7 +1856,6 @@ static void test_every_receipt_shortage_not_lost(void **state)
 	node_batch_commit(n);
 	node_free(n);
 	env = receipt(SWEDEN, UNHCR, id, 1, "", &len, rid);
-#if MALLOC_CAN_FAIL
 	for (k = 1;; k++) {
 		int failed;
 		n = node_as(UNHCR);
@@ -1885,16 +1885,157 @@ static void test_every_receipt_shortage_not_lost(void **state)
 	}
 	print_message("shortage sweep: %ld allocations\n", k - 1);
 	assert_true(k > 20);
-#else
-	(void)k;
-	n = node_as(UNHCR);
-	deliver(n, 1, env, len);
-#endif
 	node_batch_commit(n);
 	assert_string_equal(sent_field(id, "sweden", "state"), "delivered");
 	node_free(n);
 	free(env);
 	free(body);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* And for a message seen before (a redelivery, or another sender's id, as
+ * test_judge_duplicates): under each shortage it is left for later or known
+ * as seen. Taken as new, a redelivery would be answered twice and a reused
+ * id would overwrite the first message's record. */
+static void test_every_redelivery_shortage_seen(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37], id2[37];
+	size_t len[2];
+	uint8_t *env[2] = {
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len[0], id, NULL, NULL, NULL, NULL),
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len[1], id2, NULL, NULL, NULL,
+	            NULL)};
+	const enum din_kind want[2] = {DIN_NOTHING, DIN_DUPLICATE};
+	long k = 0;
+
+	put_received(id, "unhcr");
+	put_received(id2, "portugal");
+	for (int c = 0; c < 2; c++)
+		for (k = 1;; k++) {
+			node *n = node_as(SWEDEN);
+			int failed;
+			n->connected = 1;
+			malloc_failed = 0;
+			malloc_fail_at = k;
+			deliver(n, 1, env[c], len[c]);
+			malloc_fail_at = 0;
+			failed = malloc_failed;
+			if (n->batch.ndins == 0) {
+				if (!failed || !n->deliver_stopped)
+					fail_msg("allocation %ld: not taken, failed %d, stopped %d",
+					         k, failed, n->deliver_stopped);
+				node_deliver_resume(n);
+				deliver(n, 1, env[c], len[c]);
+			}
+			if (n->batch.ndins != 1 || (int)n->batch.dins[0].kind != (int)want[c])
+				fail_msg(
+				    "case %d, allocation %ld failing: %zu deliveries, the first "
+				    "of kind %d",
+				    c, k, n->batch.ndins,
+				    n->batch.ndins ? (int)n->batch.dins[0].kind : -1);
+			assert_int_equal(n->batch.nouts, 0); /* nothing answered again */
+			node_batch_reset(n);
+			node_free(n);
+			if (!failed)
+				break;
+		}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 10);
+	free(env[0]);
+	free(env[1]);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* And for a message with an attachment (its declarations matched against
+ * its signed seals before it waits for the files): left for later, or kept
+ * for its transfer (DIN_XFER), never refused. */
+static void test_every_attachment_shortage_not_refused(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT;
+	const Tern__V1__AttachmentSeal *seals[1] = {&seal};
+	const tern_msgtype *t = tern_msgtype_by_name("case-referral");
+	ProtobufCMessage *msg = NULL;
+	uint8_t root[32], ck[32], *body = NULL, *env = NULL;
+	char *text = NULL, err[256], id[37], mine[37];
+	size_t blen, len;
+	json_t *j;
+	long k;
+
+	assert_int_equal(tern_example_json("case-referral", &text), TERN_OK);
+	j = json_loads(text, 0, NULL);
+	free(text);
+	assert_non_null(j);
+	json_object_set_new(
+	    j, "attachments",
+	    json_pack("[{s:s, s:s, s:s, s:i}]", "name", "scan.pdf", "mediaType", "application/pdf",
+	              "sha256", "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+	              "size", 5000));
+	assert_int_equal(tern_json_decode(t->desc, j, &msg, err, sizeof(err)), TERN_OK);
+	json_decref(j);
+	assert_int_equal(tern_pb_pack(msg, &body, &blen), TERN_OK);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	memset(root, 7, sizeof(root));
+	randombytes_buf(ck, sizeof(ck));
+	seal.size = 5000;
+	seal.chunk_size = TERN_ATTACH_CHUNK_DEFAULT;
+	seal.root = (ProtobufCBinaryData){32, root};
+	assert_int_equal(tern_uuid_v7(mine), TERN_OK);
+	{
+		tern_seal_params p = {.sender = "unhcr",
+		                      .sign_key = F.sign[UNHCR],
+		                      .recipients = to_sweden,
+		                      .n_recipients = 1,
+		                      .type = t->type,
+		                      .case_id = CASE,
+		                      .body = body,
+		                      .body_len = blen,
+		                      .message_id = mine,
+		                      .content_key = ck,
+		                      .attachments = seals,
+		                      .n_attachments = 1};
+		assert_int_equal(tern_envelope_seal(&p, F.dir, &env, &len, id), TERN_OK);
+	}
+	for (k = 1;; k++) {
+		node *n = node_as(SWEDEN);
+		int failed;
+		n->connected = 1;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		deliver(n, 1, env, len);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (n->batch.ndins == 0) {
+			if (!failed || !n->deliver_stopped)
+				fail_msg("allocation %ld: not taken, failed %d, stopped %d", k,
+				         failed, n->deliver_stopped);
+			node_deliver_resume(n);
+			deliver(n, 1, env, len);
+		}
+		if (n->batch.ndins != 1 || n->batch.dins[0].kind != DIN_XFER)
+			fail_msg("allocation %ld failing: %zu deliveries, the first of kind %d: %s",
+			         k, n->batch.ndins,
+			         n->batch.ndins ? (int)n->batch.dins[0].kind : -1,
+			         n->batch.ndins ? n->batch.dins[0].code : "");
+		node_batch_reset(n);
+		node_free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
+	free(body);
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
 }
 
 /* Attack (this session's review): a member seals a referral whose body
@@ -2462,6 +2603,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_body_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_shortage_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_receipt_shortage_not_lost, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_redelivery_shortage_seen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_attachment_shortage_not_refused, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_tries_per_epoch, setup, teardown),

@@ -273,7 +273,7 @@ static void test_referral_unique_person_ids(void **state)
  * would refuse another agency's message, signed, for its own shortage): the
  * answer is TERN_ENOMEM, and the caller checks again later. A real
  * violation found beside it is still one. */
-static void test_unique_unchecked_refused(void **state)
+static void test_unique_unchecked_not_a_verdict(void **state)
 {
 	(void)state;
 #if MALLOC_CAN_FAIL
@@ -295,13 +295,32 @@ static void test_unique_unchecked_refused(void **state)
 	assert_true(found);
 	/* With memory, the repeat is found. */
 	assert_int_equal(tern_validate(m, now_ms, &v), TERN_EINVALID);
-	/* A real violation beside the unchecked list: invalid, shortage or not. */
-	set(&r->members[0]->given_name, "");
+	/* A real violation beside the unchecked list: invalid, shortage or not,
+	 * and named first (a refusal names the first entry). */
+	set(&r->members[3]->given_name, "");
 	malloc_fails = 1;
 	rc = tern_validate(m, now_ms, &v);
 	malloc_fails = 0;
 	assert_int_equal(rc, TERN_EINVALID);
+	assert_string_equal(v.v[0].path, "members[3].givenName");
+	assert_string_equal(v.v[v.count - 1].path, "members");
 	tern_json_message_free(&m);
+	/* Where the unchecked list comes first in the rules (a decision's
+	 * member decisions before its validUntil), the real one is named all
+	 * the same. */
+	{
+		Tern__V1__AcceptanceDecision *d = decision();
+		ProtobufCMessage *dm = &d->base;
+		assert_true(d->n_member_decisions > 1);
+		set(&d->valid_until, "2026-11-21");
+		malloc_fails = 1;
+		rc = tern_validate(dm, now_ms, &v);
+		malloc_fails = 0;
+		assert_int_equal(rc, TERN_EINVALID);
+		assert_string_equal(v.v[0].path, "validUntil");
+		assert_string_equal(v.v[v.count - 1].path, "memberDecisions");
+		tern_json_message_free(&dm);
+	}
 #else
 	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
 #endif
@@ -1322,7 +1341,7 @@ int main(void)
 	    cmocka_unit_test(test_referral_at_least_one_member),
 	    cmocka_unit_test(test_referral_one_principal),
 	    cmocka_unit_test(test_referral_unique_person_ids),
-	    cmocka_unit_test(test_unique_unchecked_refused),
+	    cmocka_unit_test(test_unique_unchecked_not_a_verdict),
 	    cmocka_unit_test(test_referral_member_required),
 	    cmocka_unit_test(test_referral_names_text),
 	    cmocka_unit_test(test_referral_blank_text),

@@ -8,7 +8,9 @@
  *   of a call fail in turn, until a run sets no malloc_failed.
  *
  * Not under AddressSanitizer, whose own malloc must stay in front: there
- * MALLOC_CAN_FAIL is 0, and a test that needs it calls skip(). */
+ * MALLOC_CAN_FAIL is 0, and a test that needs it calls skip(). Nor under
+ * valgrind, whose malloc replaces this one: the tests that sweep
+ * allocations would fail there (the suite does not run under valgrind). */
 #ifndef TERN_TEST_FAILMALLOC_H
 #define TERN_TEST_FAILMALLOC_H
 
