@@ -259,6 +259,31 @@ void node_held_failed(node *n)
 			json_array_append_new(n->held_due, json_string(b->dins[i].msgid));
 }
 
+int node_rejudge_final(const node *n, const char *msgid)
+{
+	return strcmp(n->rejudge_nomem_id, msgid) == 0 &&
+	       n->rejudge_nomem_tries >= NODE_NOMEM_TRIES &&
+	       tern_now_ms() - n->rejudge_nomem_first >= NODE_NOMEM_SPAN_MS;
+}
+
+void node_rejudge_nomem(node *n, const char *msgid)
+{
+	if (strcmp(n->rejudge_nomem_id, msgid) != 0 || n->rejudge_nomem_tries == 0) {
+		snprintf(n->rejudge_nomem_id, sizeof(n->rejudge_nomem_id), "%s", msgid);
+		n->rejudge_nomem_tries = 0;
+		n->rejudge_nomem_first = tern_now_ms();
+	}
+	n->rejudge_nomem_tries++;
+}
+
+void node_rejudge_judged(node *n, const char *msgid)
+{
+	if (strcmp(n->rejudge_nomem_id, msgid) == 0) {
+		n->rejudge_nomem_id[0] = '\0';
+		n->rejudge_nomem_tries = 0;
+	}
+}
+
 /* msgid could not be judged now (no memory, or no receipt this node can
  * seal): due again in a second, not at the end of its hold. Returns 1, what
  * release() returns for it. */
@@ -303,13 +328,16 @@ static int release(node *n, const char *msgid, int final)
 	memset(d, 0, sizeof(*d));
 	node_judge_of(n, &j);
 	j.releasing = 1;
+	j.nomem_final = node_rejudge_final(n, msgid);
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_NOMEM) {
 		free(env);
 		node_din_clear(d);
+		node_rejudge_nomem(n, msgid);
 		return release_later(n, msgid);
 	}
+	node_rejudge_judged(n, msgid);
 	if (d->kind == DIN_HOLD && !final) {
 		free(env); /* still waiting */
 		free(d->atts);

@@ -217,6 +217,12 @@ struct node {
 	uint64_t nomem_seq;
 	int nomem_tries;
 	int64_t nomem_first; /* ms, the first of those tries */
+	/* The same for a held message or a finished transfer judged again
+	 * (held.c, xfer_in.c): one at a time, since one that runs out of
+	 * memory stops its round and is the first of the next. */
+	char rejudge_nomem_id[37];
+	int rejudge_nomem_tries;
+	int64_t rejudge_nomem_first;
 	/* A commit failed with deliveries or answers in it: what the broker
 	 * counts as given is lost, so the node says Hello again (at hello_due,
 	 * later after each consecutive failure: a full disk must not turn into
@@ -434,6 +440,14 @@ void node_held_committed(node *n);
 void node_held_failed(node *n);
 /* Releases wait wait_ms from now (or longer, if they already did). */
 void node_rejudge_after(node *n, int64_t wait_ms);
+/* A held message's or finished transfer's judging again, msgid's, and its
+ * shortages: 1 if this try is the last (its judging ran out of memory
+ * NODE_NOMEM_TRIES times in a row, over NODE_NOMEM_SPAN_MS at least), when
+ * another shortage is refused no-memory instead of retried for ever;
+ * node_rejudge_nomem counts one; node_rejudge_judged forgets msgid's. */
+int node_rejudge_final(const node *n, const char *msgid);
+void node_rejudge_nomem(node *n, const char *msgid);
+void node_rejudge_judged(node *n, const char *msgid);
 /* 1: now is before n->rejudge_at, and releases wait. */
 int node_rejudge_later(const node *n, int64_t now);
 /* Each turn: judges the due ones again, and refuses those past their time. */

@@ -822,14 +822,17 @@ static int release(node *n, struct xin *x)
 	j.xfer_done = 1;
 	j.xfer_code = x->code;
 	j.xfer_text = x->text;
+	j.nomem_final = node_rejudge_final(n, x->msgid);
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_NOMEM) {
 		free(env);
 		node_din_clear(d); /* judged again in a second */
+		node_rejudge_nomem(n, x->msgid);
 		node_rejudge_after(n, 1000);
 		return 1;
 	}
+	node_rejudge_judged(n, x->msgid);
 	if (d->kind == DIN_NOTHING || d->kind == DIN_XFER) {
 		/* Judged before (a copy in this batch), or still lacking: never here. */
 		free(env);

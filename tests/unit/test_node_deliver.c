@@ -2109,6 +2109,84 @@ static void test_held_release_judge_oom(void **state)
 	node_free(n);
 }
 
+/* A held message whose release always runs out of memory must not hold back
+ * the releases behind it for ever (each round stops at it): after
+ * NODE_NOMEM_TRIES releases not taken, over NODE_NOMEM_SPAN_MS at least, the
+ * next is refused no-memory, with its negative receipt, as a delivery is. */
+static void test_held_release_oom_every_time_refused(void **state)
+{
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+	int64_t t;
+
+	(void)state;
+	held_then_cited(n, &denv, &tenv);
+	t = tern_now_ms();
+	for (int i = 0; i < NODE_NOMEM_TRIES + 1; i++) {
+		judge_oom = 1;
+		node_held_tick(n, t);
+		judge_oom = 0;
+		assert_int_equal(n->batch.ndins, 0); /* within the span: put off again */
+		assert_int_equal(node_held_count(n), 1);
+		t += 5000;
+	}
+	n->rejudge_nomem_first -= NODE_NOMEM_SPAN_MS; /* as if the first was that long ago */
+	judge_oom = 1;
+	node_held_tick(n, t);
+	judge_oom = 0;
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[0].code, tern_errcode_name(TERN_ENOMEM));
+	assert_int_equal(n->batch.nouts, 1); /* its negative receipt */
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	assert_int_equal(n->rejudge_nomem_tries, 0);
+	free(denv);
+	free(tenv);
+	node_free(n);
+}
+
+/* A finished transfer whose judging always runs out of memory: put off
+ * NODE_NOMEM_TRIES times over NODE_NOMEM_SPAN_MS, then refused no-memory with
+ * its negative receipt, not retried every second for ever. */
+static void test_transfer_judge_oom_every_time_refused(void **state)
+{
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	struct xin_put x = {id, env, len};
+	node *n = node_as(SWEDEN);
+	int64_t t = tern_now_ms();
+
+	(void)state;
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	for (int i = 0; i < NODE_NOMEM_TRIES + 1; i++) {
+		judge_oom = 1;
+		node_xin_tick(n, t);
+		judge_oom = 0;
+		assert_int_equal(n->batch.ndins, 0); /* put off */
+		assert_true(node_xin_active(n, id));
+		t += 5000;
+	}
+	n->rejudge_nomem_first -= NODE_NOMEM_SPAN_MS;
+	judge_oom = 1;
+	node_xin_tick(n, t);
+	judge_oom = 0;
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[0].code, tern_errcode_name(TERN_ENOMEM));
+	assert_int_equal(n->batch.nouts, 1); /* its negative receipt */
+	node_batch_commit(n);
+	assert_false(node_xin_active(n, id));
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+}
+
 /* A delivery whose receipt cannot be made (out of memory) is not taken:
  * acknowledged, its sender would never have a receipt. Before, it was
  * accepted and acknowledged with no receipt owed. Now the node stops taking
@@ -2611,6 +2689,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_oom_tries_per_epoch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_oom_stops_deliveries, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_judge_oom, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_release_oom_every_time_refused, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_judge_oom_every_time_refused, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_round_stops_on_own_fault, setup, teardown),
