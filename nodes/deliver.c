@@ -134,14 +134,15 @@ static int seen_before(const node_judge *j, MDB_txn *txn, const char *msgid, con
 	if (!j->xfer_done && node_store_xin_has(txn, j->store, msgid))
 		return 1;
 	rc = node_store_recv_rec(txn, j->store, msgid, &rec);
-	/* No memory to read it says nothing of whether it was taken: taken as
-	 * new, a redelivery would be taken and answered twice, and a message
-	 * under another sender's id would overwrite the first one's record.
-	 * On the last try (nomem_final) it is taken as new, as before: a
-	 * second receipt of the same verdict changes nothing at the sender,
-	 * where a refusal would contradict the first. */
-	if (rc == TERN_ENOMEM && !j->nomem_final)
-		return -1;
+	/* No memory to decode it: the record is there (the lookup found it),
+	 * only its sender is unknown. Taken as new, a redelivery would be
+	 * taken and answered again (a second inbox entry; on a last try
+	 * refused no-memory, a verdict contradicting the first receipt), and a
+	 * message under another sender's id would overwrite the first one's
+	 * record. So: later; on the last try, seen (a reused id then goes
+	 * unanswered as a redelivery, its audit entry as a duplicate lost). */
+	if (rc == TERN_ENOMEM)
+		return j->nomem_final ? 1 : -1;
 	if (rc != TERN_OK)
 		return 0;
 	seen = sender && strcmp(rec->sender, sender) != 0 ? 2 : 1;
@@ -203,6 +204,12 @@ static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
 	if ((rc = node_atts_of(h, body, &d->atts, &d->natts, why, sizeof(why))) == TERN_ENOMEM &&
 	    !j->nomem_final) {
 		d->kind = DIN_NOMEM; /* no verdict on the attachments: later */
+		return 0;
+	}
+	if (rc == TERN_ENOMEM) { /* the last try: no-memory, not a mismatch */
+		refuse(d, tern_errcode_name(rc),
+		       "out of memory reading its attachments, on every try for %d s",
+		       NODE_NOMEM_SPAN_MS / 1000);
 		return 0;
 	}
 	if (rc != TERN_OK) {

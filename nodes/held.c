@@ -259,29 +259,28 @@ void node_held_failed(node *n)
 			json_array_append_new(n->held_due, json_string(b->dins[i].msgid));
 }
 
-int node_rejudge_final(const node *n, const char *msgid)
+int node_nomem_final(const struct node_nomem *c, int64_t now)
 {
-	return strcmp(n->rejudge_nomem_id, msgid) == 0 &&
-	       n->rejudge_nomem_tries >= NODE_NOMEM_TRIES &&
-	       tern_now_ms() - n->rejudge_nomem_first >= NODE_NOMEM_SPAN_MS;
+	return c->tries >= NODE_NOMEM_TRIES && now - c->first >= NODE_NOMEM_SPAN_MS;
 }
 
-void node_rejudge_nomem(node *n, const char *msgid)
+void node_nomem_count(struct node_nomem *c, int64_t now)
 {
-	if (strcmp(n->rejudge_nomem_id, msgid) != 0 || n->rejudge_nomem_tries == 0) {
-		snprintf(n->rejudge_nomem_id, sizeof(n->rejudge_nomem_id), "%s", msgid);
-		n->rejudge_nomem_tries = 0;
-		n->rejudge_nomem_first = tern_now_ms();
-	}
-	n->rejudge_nomem_tries++;
+	if (c->tries++ == 0)
+		c->first = now;
 }
 
-void node_rejudge_judged(node *n, const char *msgid)
+/* A held entry's count, kept in its n->held entry (in memory only). */
+static struct node_nomem held_nomem(const json_t *h)
 {
-	if (strcmp(n->rejudge_nomem_id, msgid) == 0) {
-		n->rejudge_nomem_id[0] = '\0';
-		n->rejudge_nomem_tries = 0;
-	}
+	return (struct node_nomem){(int)json_integer_value(json_object_get(h, "nomem_tries")),
+	                           json_integer_value(json_object_get(h, "nomem_first"))};
+}
+
+static void held_nomem_set(json_t *h, const struct node_nomem *c)
+{
+	json_object_set_new(h, "nomem_tries", json_integer(c->tries));
+	json_object_set_new(h, "nomem_first", json_integer(c->first));
 }
 
 /* msgid could not be judged now (no memory, or no receipt this node can
@@ -297,7 +296,7 @@ static int release_later(node *n, const char *msgid)
 /* Judges a held delivery again; final: refused if it still waits. 1: it
  * could not be taken now (no memory, or this node cannot make receipts) and
  * is due again after a wait: the rest of the round waits too. */
-static int release(node *n, const char *msgid, int final)
+static int release(node *n, const char *msgid, int final, int64_t now)
 {
 	struct batch *b = &n->batch;
 	json_t *h = json_object_get(n->held, msgid);
@@ -306,6 +305,7 @@ static int release(node *n, const char *msgid, int final)
 	MDB_txn *txn;
 	uint8_t *env = NULL;
 	size_t len = 0;
+	struct node_nomem nm;
 	int rc;
 
 	if (h == NULL)
@@ -328,16 +328,17 @@ static int release(node *n, const char *msgid, int final)
 	memset(d, 0, sizeof(*d));
 	node_judge_of(n, &j);
 	j.releasing = 1;
-	j.nomem_final = node_rejudge_final(n, msgid);
+	nm = held_nomem(h);
+	j.nomem_final = node_nomem_final(&nm, now);
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_NOMEM) {
 		free(env);
 		node_din_clear(d);
-		node_rejudge_nomem(n, msgid);
+		node_nomem_count(&nm, now);
+		held_nomem_set(h, &nm);
 		return release_later(n, msgid);
 	}
-	node_rejudge_judged(n, msgid);
 	if (d->kind == DIN_HOLD && !final) {
 		free(env); /* still waiting */
 		free(d->atts);
@@ -360,6 +361,7 @@ static int release(node *n, const char *msgid, int final)
 		return release_later(n, msgid);
 	}
 	b->ndins++;
+	held_nomem_set(h, &(struct node_nomem){0, 0}); /* taken: a failed commit starts anew */
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused held %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)
@@ -389,7 +391,7 @@ void node_held_tick(node *n, int64_t now)
 		if (stop)
 			json_array_append(n->held_due, h);
 		else
-			stop = release(n, json_string_value(h), 0);
+			stop = release(n, json_string_value(h), 0, now);
 	}
 	json_decref(due);
 	if (stop || now < n->next_hold_check)
@@ -398,7 +400,8 @@ void node_held_tick(node *n, int64_t now)
 	/* release() may drop an entry whose envelope is gone. */
 	json_object_foreach_safe(n->held, tmp, id, h)
 	{
-		if (json_integer_value(json_object_get(h, "until")) <= now && release(n, id, 1))
+		if (json_integer_value(json_object_get(h, "until")) <= now &&
+		    release(n, id, 1, now))
 			break;
 	}
 }

@@ -217,12 +217,6 @@ struct node {
 	uint64_t nomem_seq;
 	int nomem_tries;
 	int64_t nomem_first; /* ms, the first of those tries */
-	/* The same for a held message or a finished transfer judged again
-	 * (held.c, xfer_in.c): one at a time, since one that runs out of
-	 * memory stops its round and is the first of the next. */
-	char rejudge_nomem_id[37];
-	int rejudge_nomem_tries;
-	int64_t rejudge_nomem_first;
 	/* A commit failed with deliveries or answers in it: what the broker
 	 * counts as given is lost, so the node says Hello again (at hello_due,
 	 * later after each consecutive failure: a full disk must not turn into
@@ -283,6 +277,9 @@ struct node {
 	size_t nxouts, capxouts;
 	struct xin **xins;
 	size_t nxins, capxins;
+	/* A transfer in the store could not be started for want of memory:
+	 * node_xin_load runs again at this time (ms; 0: none due). */
+	int64_t xin_reload_at;
 	int64_t att_max, att_total, att_window, att_retain_ms;
 	int64_t next_xfer_sweep, next_spool_sweep;
 	struct xseal *xseal; /* the sealing thread (xfer_seal.c), NULL until needed */
@@ -440,14 +437,18 @@ void node_held_committed(node *n);
 void node_held_failed(node *n);
 /* Releases wait wait_ms from now (or longer, if they already did). */
 void node_rejudge_after(node *n, int64_t wait_ms);
-/* A held message's or finished transfer's judging again, msgid's, and its
- * shortages: 1 if this try is the last (its judging ran out of memory
- * NODE_NOMEM_TRIES times in a row, over NODE_NOMEM_SPAN_MS at least), when
- * another shortage is refused no-memory instead of retried for ever;
- * node_rejudge_nomem counts one; node_rejudge_judged forgets msgid's. */
-int node_rejudge_final(const node *n, const char *msgid);
-void node_rejudge_nomem(node *n, const char *msgid);
-void node_rejudge_judged(node *n, const char *msgid);
+/* The shortages of one message judged again (a held message, in its
+ * n->held entry; a finished transfer, in its struct xin), counted until it
+ * is taken. node_nomem_final: 1 if this try is the last (its judging ran
+ * out of memory NODE_NOMEM_TRIES times, over NODE_NOMEM_SPAN_MS at least
+ * by the ticks' clock), when a shortage is refused no-memory instead of
+ * retried for ever. */
+struct node_nomem {
+	int tries;
+	int64_t first; /* ms, the first of them */
+};
+int node_nomem_final(const struct node_nomem *c, int64_t now);
+void node_nomem_count(struct node_nomem *c, int64_t now);
 /* 1: now is before n->rejudge_at, and releases wait. */
 int node_rejudge_later(const node *n, int64_t now);
 /* Each turn: judges the due ones again, and refuses those past their time. */

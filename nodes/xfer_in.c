@@ -87,6 +87,10 @@ struct xin {
 	int released; /* judged in the batch under way */
 	char code[40], text[256];
 	char stalled[160]; /* why the last chunks were not kept ("": they were) */
+	/* The spool of att to open and hash again (rehash) before more is
+	 * asked for: a shortage stopped that (tried again at retry_at). */
+	int reopen;
+	struct node_nomem nomem; /* its judging's shortages (held.c) */
 };
 
 static void spool_path(const node *n, const char *msgid, size_t i, char *buf, size_t len)
@@ -267,9 +271,13 @@ static int open_att(node *n, struct xin *x)
 	spool_path(n, x->msgid, x->att, path, sizeof(path));
 	if ((x->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
 		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
-	if ((rc = tern_sha256_init(x->hs)) != TERN_OK)
-		return rc;
-	return tern_attach_key(x->ck, x->att, x->key);
+	if ((rc = tern_sha256_init(x->hs)) != TERN_OK ||
+	    (rc = tern_attach_key(x->ck, x->att, x->key)) != TERN_OK) {
+		/* Half open: nothing may be written to it until it is again. */
+		close(x->fd);
+		x->fd = -1;
+	}
+	return rc;
 }
 
 static int hash_piece(void *arg, uint64_t off, const uint8_t *buf, size_t len)
@@ -350,18 +358,29 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	if (rc == TERN_OK)
 		rc = tern_envelope_content_key(e, n->id.id, n->id.seal, n->seals, x->ck);
 	tern_envelope_free(&e);
-	if (rc != TERN_OK) {
+	if (rc == TERN_OK && (rc = rehash(n, x)) != TERN_ENOMEM)
+		rc = rc == TERN_OK ? TERN_OK : TERN_EIO; /* the spool's: below */
+	if (rc == TERN_ENOMEM) {
+		/* No verdict on the transfer: it stays in the store and starts
+		 * once memory allows (node_xin_committed, xin_reload_at). */
+		n->nxins--;
+		xin_free(&x);
+		return tern_fail(TERN_ENOMEM, "transfer %s: out of memory starting it", msgid);
+	}
+	if (rc != TERN_OK && rc != TERN_EIO) {
 		fail(x, TERN_REASON_CANNOT_OPEN, "%s", tern_errdetail());
 		return TERN_OK;
 	}
-	if (rehash(n, x) != TERN_OK) {
+	if (rc == TERN_EIO) {
 		/* The spool lost what the record counts (a disk restored?): fetch
 		 * this attachment again from its start. */
 		log_warnx("transfer %s: the spool does not hold the %llu chunks counted of "
 		          "attachment %u (%s): fetching it again",
 		          msgid, (unsigned long long)x->have, x->att, tern_errdetail());
 		x->have = x->written = x->asked = x->queued = 0;
-		if (open_att(n, x) != TERN_OK)
+		if ((rc = open_att(n, x)) == TERN_ENOMEM)
+			x->reopen = 1;
+		else if (rc != TERN_OK)
 			fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s",
 			     tern_errdetail());
 	}
@@ -394,8 +413,11 @@ int node_xin_load(node *n)
 		memcpy(id, k.mv_data, 36);
 		id[36] = '\0';
 		if (mdb_get(txn, DBI(n->store, NS_XINENV), &k, &ev) == 0 &&
-		    xin_add(n, id, rec, ev.mv_data, ev.mv_size) != TERN_OK)
+		    (rc = xin_add(n, id, rec, ev.mv_data, ev.mv_size)) != TERN_OK) {
 			log_warnx("transfer %s: %s", id, tern_errdetail());
+			if (rc == TERN_ENOMEM)
+				n->xin_reload_at = tern_now_ms() + 1000;
+		}
 		json_decref(rec);
 	}
 	mdb_cursor_close(c);
@@ -474,6 +496,8 @@ static int have_apply(MDB_txn *txn, void *arg)
  * (their bytes in the spool are overwritten), the running hash re-read. */
 static void rewind_to_have(node *n, struct xin *x, const char *why)
 {
+	int rc;
+
 	if (x->jobs > 0) {
 		/* The thread still has chunks of it: done once they are back
 		 * (act); meanwhile nothing more of it is synced or counted. */
@@ -494,7 +518,9 @@ static void rewind_to_have(node *n, struct xin *x, const char *why)
 	x->sync_slot = 0; /* a sync under way counts for nothing now */
 	x->commit_to = 0;
 	x->retry_at = tern_now_ms() + 5000;
-	if (rehash(n, x) != TERN_OK)
+	if ((rc = rehash(n, x)) == TERN_ENOMEM)
+		x->reopen = 1; /* again at retry_at: no verdict for a shortage */
+	else if (rc != TERN_OK)
 		fail(x, TERN_REASON_NO_SPACE, "cannot read the spool again: %s", tern_errdetail());
 }
 
@@ -504,6 +530,7 @@ static void att_complete(node *n, struct xin *x)
 {
 	const struct node_att *a = &x->atts[x->att];
 	uint8_t got[32];
+	int rc;
 
 	if (tern_sha256_final(x->hs, got) != TERN_OK)
 		memset(got, 0, sizeof(got));
@@ -520,8 +547,12 @@ static void att_complete(node *n, struct xin *x)
 	}
 	x->att++;
 	x->have = x->written = x->asked = x->queued = 0;
-	if (open_att(n, x) != TERN_OK)
+	if ((rc = open_att(n, x)) == TERN_ENOMEM) {
+		x->reopen = 1;
+		x->retry_at = tern_now_ms() + 1000;
+	} else if (rc != TERN_OK) {
 		fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s", tern_errdetail());
+	}
 }
 
 /* The syncer's batch is done: each transfer in it has its chunks up to
@@ -788,7 +819,7 @@ void node_xin_session(node *n)
 /* Judges a finished transfer (x->code "" when all is in and as declared).
  * 1: it could not be taken now (no memory, or this node cannot make
  * receipts): the others wait too. */
-static int release(node *n, struct xin *x)
+static int release(node *n, struct xin *x, int64_t now)
 {
 	struct batch *b = &n->batch;
 	struct din *d;
@@ -822,17 +853,16 @@ static int release(node *n, struct xin *x)
 	j.xfer_done = 1;
 	j.xfer_code = x->code;
 	j.xfer_text = x->text;
-	j.nomem_final = node_rejudge_final(n, x->msgid);
+	j.nomem_final = node_nomem_final(&x->nomem, now);
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_NOMEM) {
 		free(env);
 		node_din_clear(d); /* judged again in a second */
-		node_rejudge_nomem(n, x->msgid);
+		node_nomem_count(&x->nomem, now);
 		node_rejudge_after(n, 1000);
 		return 1;
 	}
-	node_rejudge_judged(n, x->msgid);
 	if (d->kind == DIN_NOTHING || d->kind == DIN_XFER) {
 		/* Judged before (a copy in this batch), or still lacking: never here. */
 		free(env);
@@ -852,6 +882,7 @@ static int release(node *n, struct xin *x)
 	}
 	b->ndins++;
 	x->released = 1;
+	x->nomem = (struct node_nomem){0, 0}; /* taken: a failed commit starts anew */
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)
@@ -911,8 +942,11 @@ void node_xin_committed(node *n)
 			snprintf(tmp.sender, sizeof(tmp.sender), "%s", d->sender);
 			rec = xin_record(&tmp, d->case_id, d->type);
 			if (rec == NULL || xin_add(n, d->msgid, rec, d->env, d->len) != TERN_OK) {
-				log_warnx("transfer %s starts at the next start: %s", d->msgid,
-				          tern_errdetail());
+				/* Its record is committed: started from the store once
+				 * memory allows. */
+				log_warnx("transfer %s starts in a second: %s", d->msgid,
+				          rec ? tern_errdetail() : "out of memory");
+				n->xin_reload_at = tern_now_ms() + 1000;
 			} else if ((x = xin_find(n, d->msgid)) != NULL) {
 				log_info("receiving %s's %zu attachment(s) from %s", d->msgid,
 				         d->natts, d->sender);
@@ -929,6 +963,10 @@ void node_xin_tick(node *n, int64_t now)
 		n->next_spool_sweep = now + 60000;
 		node_xin_sweep(n, now);
 	}
+	if (n->xin_reload_at && now >= n->xin_reload_at) {
+		n->xin_reload_at = 0; /* set again if one still cannot start */
+		(void)node_xin_load(n);
+	}
 	for (size_t i = 0; i < n->nxins; i++) {
 		struct xin *x = n->xins[i];
 		if (x->released)
@@ -938,12 +976,29 @@ void node_xin_tick(node *n, int64_t now)
 			     "its attachments did not all arrive before it expired");
 		if (x->ready) {
 			/* x->jobs: else freed under the opening thread */
-			if (x->jobs == 0 && !node_rejudge_later(n, now) && release(n, x))
+			if (x->jobs == 0 && !node_rejudge_later(n, now) && release(n, x, now))
 				break; /* the rest wait with it */
 			continue;
 		}
 		if (x->pend)
 			continue; /* acted on when its jobs are back */
+		if (x->reopen) {
+			int rc;
+			if (x->retry_at && now < x->retry_at)
+				continue;
+			if ((rc = rehash(n, x)) == TERN_ENOMEM) {
+				x->retry_at = now + 1000; /* a shortage: no verdict */
+				continue;
+			}
+			x->reopen = 0;
+			x->retry_at = 0;
+			if (rc != TERN_OK)
+				fail(x, TERN_REASON_NO_SPACE, "cannot read the spool again: %s",
+				     tern_errdetail());
+			else
+				request(n, x);
+			continue;
+		}
 		if (x->retry_at && now >= x->retry_at) {
 			x->retry_at = 0;
 			request(n, x);

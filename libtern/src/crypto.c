@@ -149,11 +149,11 @@ int tern_crypto_init(void)
  * a derivation (which its callers would have to tell from a verdict on
  * their input), the one-shot functions below compute the same result with
  * libsodium's portable code, whose state lives on the stack. Said once a
- * process, with OpenSSL's reasons, so that a failure that lasts (a broken
- * provider configuration) is seen. */
-static atomic_int fallback_said;
+ * process for each of the three uses, with OpenSSL's reasons, so that a
+ * failure that lasts (a broken provider configuration) is seen. */
+static atomic_int sha256_said, hmac_said, sha256_init_said;
 
-static void fallback_note(const char *what, const char *then)
+static void fallback_note(atomic_int *said, const char *what, const char *then)
 {
 	char why[256] = "no reason given";
 	unsigned long e = ERR_peek_last_error();
@@ -161,7 +161,7 @@ static void fallback_note(const char *what, const char *then)
 	if (e != 0)
 		ERR_error_string_n(e, why, sizeof(why));
 	ERR_clear_error();
-	if (atomic_exchange(&fallback_said, 1) == 0)
+	if (atomic_exchange(said, 1) == 0)
 		log_warnx("OpenSSL's %s failed (%s); %s (said once a process)", what, why, then);
 }
 
@@ -201,7 +201,7 @@ int tern_sha256_init(tern_sha256_ctx *c)
 	 * for want of memory only (see fallback_note); a state kept across
 	 * calls cannot fall back to libsodium, so the caller is told. */
 	if (EVP_DigestInit_ex2((EVP_MD_CTX *)c, sha256_md, NULL) != 1) {
-		fallback_note("SHA-256", "taken as a shortage of memory");
+		fallback_note(&sha256_init_said, "SHA-256", "taken as a shortage of memory");
 		return tern_fail(TERN_ENOMEM, "out of memory starting a SHA-256");
 	}
 	return TERN_OK;
@@ -258,7 +258,7 @@ int tern_sha256_spans(const tern_span *spans, size_t n, uint8_t out[TERN_SHA256_
 	return TERN_OK;
 fallback:
 	/* Never a failure once initialised: nothing to tell from a verdict. */
-	fallback_note("SHA-256", "computed with libsodium instead");
+	fallback_note(&sha256_said, "SHA-256", "computed with libsodium instead");
 	sha256_sodium(spans, n, out);
 	return TERN_OK;
 }
@@ -344,7 +344,7 @@ int tern_hkdf_sha256(const uint8_t *salt, size_t saltlen, const uint8_t *ikm, si
 fail:
 	/* Keying HMAC allocates (see fallback_note): the same derivation
 	 * without OpenSSL, never a failure once initialised. */
-	fallback_note("HMAC-SHA256", "computed with libsodium instead");
+	fallback_note(&hmac_said, "HMAC-SHA256", "computed with libsodium instead");
 	hkdf_sodium(salt, saltlen, ikm, ikmlen, info, infolen, out, outlen);
 	rc = TERN_OK;
 out:

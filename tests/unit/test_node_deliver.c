@@ -1895,6 +1895,50 @@ static void test_every_receipt_shortage_not_lost(void **state)
 #endif
 }
 
+#if MALLOC_CAN_FAIL
+/* One try of test_every_redelivery_shortage_seen's: env delivered with the
+ * k-th allocation failing, on a last try if final. Returns whether an
+ * allocation failed (0: the sweep is done). */
+static int redelivery_short(const uint8_t *env, size_t len, enum din_kind want, int final, long k)
+{
+	node *n = node_as(SWEDEN);
+	int failed;
+
+	n->connected = 1;
+	if (final) {
+		memcpy(n->epoch, epoch, 16); /* the same start of the broker */
+		n->nomem_seq = 1;
+		n->nomem_tries = NODE_NOMEM_TRIES;
+		n->nomem_first = tern_now_ms() - NODE_NOMEM_SPAN_MS;
+	}
+	malloc_failed = 0;
+	malloc_fail_at = k;
+	deliver(n, 1, env, len);
+	malloc_fail_at = 0;
+	failed = malloc_failed;
+	if (n->batch.ndins == 0) {
+		if (!failed || !n->deliver_stopped)
+			fail_msg("allocation %ld: not taken, failed %d, stopped %d", k, failed,
+			         n->deliver_stopped);
+		node_deliver_resume(n);
+		deliver(n, 1, env, len);
+	}
+	/* On the last try a reused id may be taken for a redelivery (its
+	 * sender unknown): unanswered either way. */
+	if (n->batch.ndins != 1 || ((int)n->batch.dins[0].kind != (int)want &&
+	                            !(final && n->batch.dins[0].kind == DIN_NOTHING)))
+		fail_msg("allocation %ld failing%s: %zu deliveries, the first of kind %d: %s", k,
+		         final ? " on the last try" : "", n->batch.ndins,
+		         n->batch.ndins ? (int)n->batch.dins[0].kind : -1,
+		         n->batch.ndins ? n->batch.dins[0].code : "");
+	assert_int_equal(n->batch.nouts, 0); /* nothing answered again */
+	node_batch_reset(n);
+	node_free(n);
+	return failed;
+}
+
+#endif
+
 /* And for a message seen before (a redelivery, or another sender's id, as
  * test_judge_duplicates): under each shortage it is left for later or known
  * as seen. Taken as new, a redelivery would be answered twice and a reused
@@ -1914,35 +1958,15 @@ static void test_every_redelivery_shortage_seen(void **state)
 
 	put_received(id, "unhcr");
 	put_received(id2, "portugal");
-	for (int c = 0; c < 2; c++)
-		for (k = 1;; k++) {
-			node *n = node_as(SWEDEN);
-			int failed;
-			n->connected = 1;
-			malloc_failed = 0;
-			malloc_fail_at = k;
-			deliver(n, 1, env[c], len[c]);
-			malloc_fail_at = 0;
-			failed = malloc_failed;
-			if (n->batch.ndins == 0) {
-				if (!failed || !n->deliver_stopped)
-					fail_msg("allocation %ld: not taken, failed %d, stopped %d",
-					         k, failed, n->deliver_stopped);
-				node_deliver_resume(n);
-				deliver(n, 1, env[c], len[c]);
+	/* Then the same on a last try (final): its tries used up. */
+	for (int final = 0; final < 2; final++) {
+		for (int c = 0; c < 2; c++) {
+			for (k = 1;; k++) {
+				if (!redelivery_short(env[c], len[c], want[c], final, k))
+					break;
 			}
-			if (n->batch.ndins != 1 || (int)n->batch.dins[0].kind != (int)want[c])
-				fail_msg(
-				    "case %d, allocation %ld failing: %zu deliveries, the first "
-				    "of kind %d",
-				    c, k, n->batch.ndins,
-				    n->batch.ndins ? (int)n->batch.dins[0].kind : -1);
-			assert_int_equal(n->batch.nouts, 0); /* nothing answered again */
-			node_batch_reset(n);
-			node_free(n);
-			if (!failed)
-				break;
 		}
+	}
 	print_message("shortage sweep: %ld allocations\n", k - 1);
 	assert_true(k > 10);
 	free(env[0]);
@@ -1952,22 +1976,19 @@ static void test_every_redelivery_shortage_seen(void **state)
 #endif
 }
 
-/* And for a message with an attachment (its declarations matched against
- * its signed seals before it waits for the files): left for later, or kept
- * for its transfer (DIN_XFER), never refused. */
-static void test_every_attachment_shortage_not_refused(void **state)
-{
-	(void)state;
 #if MALLOC_CAN_FAIL
+/* A case referral from unhcr to sweden declaring one attachment of 5,000
+ * bytes, with its seal: what waits for its transfer (DIN_XFER). */
+static uint8_t *att_envelope(size_t *len, char id[37])
+{
 	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT;
 	const Tern__V1__AttachmentSeal *seals[1] = {&seal};
 	const tern_msgtype *t = tern_msgtype_by_name("case-referral");
 	ProtobufCMessage *msg = NULL;
 	uint8_t root[32], ck[32], *body = NULL, *env = NULL;
-	char *text = NULL, err[256], id[37], mine[37];
-	size_t blen, len;
+	char *text = NULL, err[256], mine[37];
+	size_t blen;
 	json_t *j;
-	long k;
 
 	assert_int_equal(tern_example_json("case-referral", &text), TERN_OK);
 	j = json_loads(text, 0, NULL);
@@ -2001,8 +2022,38 @@ static void test_every_attachment_shortage_not_refused(void **state)
 		                      .content_key = ck,
 		                      .attachments = seals,
 		                      .n_attachments = 1};
-		assert_int_equal(tern_envelope_seal(&p, F.dir, &env, &len, id), TERN_OK);
+		assert_int_equal(tern_envelope_seal(&p, F.dir, &env, len, id), TERN_OK);
 	}
+	free(body);
+	return env;
+}
+
+/* 1 if the store holds a transfer record for msgid. */
+static int xin_stored(const char *msgid)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(msgid), (void *)msgid}, v;
+	int found;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	found = mdb_get(txn, tern_store_dbi(st, NS_XIN), &k, &v) == 0;
+	mdb_txn_abort(txn);
+	return found;
+}
+#endif
+
+/* And for a message with an attachment (its declarations matched against
+ * its signed seals before it waits for the files): left for later, or kept
+ * for its transfer (DIN_XFER), never refused. */
+static void test_every_attachment_shortage_not_refused(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	size_t len;
+	uint8_t *env = att_envelope(&len, id);
+	long k;
+
 	for (k = 1;; k++) {
 		node *n = node_as(SWEDEN);
 		int failed;
@@ -2031,8 +2082,63 @@ static void test_every_attachment_shortage_not_refused(void **state)
 	}
 	print_message("shortage sweep: %ld allocations\n", k - 1);
 	assert_true(k > 20);
-	free(body);
 	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* The commit that keeps such a message and starts its transfer, with each
+ * allocation made to fail in turn (the reviewer's probe: a shortage while
+ * the transfer's envelope was verified again refused it cannot-open, with a
+ * signed negative receipt). Either the commit fails (nothing kept: the
+ * broker delivers it again) or the transfer is kept, and once memory allows
+ * it runs; it is never refused. */
+static void test_every_transfer_start_shortage_not_refused(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	long k;
+
+	for (k = 1;; k++) {
+		char id[37];
+		size_t len;
+		uint8_t *env = att_envelope(&len, id);
+		node *n = node_as(SWEDEN);
+		int failed;
+		n->connected = 1;
+		n->data_dir = dir;
+		n->next_spool_sweep = INT64_MAX;
+		deliver(n, 1, env, len);
+		assert_int_equal(n->batch.ndins, 1);
+		assert_int_equal(n->batch.dins[0].kind, DIN_XFER);
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		node_batch_commit(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (xin_stored(id)) {
+			int64_t t = tern_now_ms() + 2000;
+			node_xin_tick(n, t);
+			node_xin_tick(n, t + 2000);
+			if (!node_xin_active(n, id))
+				fail_msg("allocation %ld: the transfer is kept but not running", k);
+			for (size_t i = 0; i < n->batch.ndins; i++)
+				if (n->batch.dins[i].kind == DIN_REFUSE)
+					fail_msg("allocation %ld: refused %s: %s", k,
+					         n->batch.dins[i].code, n->batch.dins[i].text);
+		} else if (!failed) {
+			fail_msg("allocation %ld: nothing failed, and no transfer kept", k);
+		}
+		node_batch_reset(n);
+		node_xin_free(n);
+		node_free(n);
+		free(env);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
 #else
 	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
 #endif
@@ -2128,9 +2234,9 @@ static void test_held_release_oom_every_time_refused(void **state)
 		judge_oom = 0;
 		assert_int_equal(n->batch.ndins, 0); /* within the span: put off again */
 		assert_int_equal(node_held_count(n), 1);
-		t += 5000;
+		t += 1100; /* past the second's wait, within the span */
 	}
-	n->rejudge_nomem_first -= NODE_NOMEM_SPAN_MS; /* as if the first was that long ago */
+	t += NODE_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
 	judge_oom = 1;
 	node_held_tick(n, t);
 	judge_oom = 0;
@@ -2140,7 +2246,6 @@ static void test_held_release_oom_every_time_refused(void **state)
 	assert_int_equal(n->batch.nouts, 1); /* its negative receipt */
 	node_batch_commit(n);
 	assert_int_equal(node_held_count(n), 0);
-	assert_int_equal(n->rejudge_nomem_tries, 0);
 	free(denv);
 	free(tenv);
 	node_free(n);
@@ -2170,9 +2275,9 @@ static void test_transfer_judge_oom_every_time_refused(void **state)
 		judge_oom = 0;
 		assert_int_equal(n->batch.ndins, 0); /* put off */
 		assert_true(node_xin_active(n, id));
-		t += 5000;
+		t += 1100; /* past the second's wait, within the span */
 	}
-	n->rejudge_nomem_first -= NODE_NOMEM_SPAN_MS;
+	t += NODE_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
 	judge_oom = 1;
 	node_xin_tick(n, t);
 	judge_oom = 0;
@@ -2683,6 +2788,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_every_receipt_shortage_not_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_redelivery_shortage_seen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_attachment_shortage_not_refused, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_every_transfer_start_shortage_not_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),

@@ -16,7 +16,13 @@
 
 #include <stddef.h>
 
-#if defined(__SANITIZE_ADDRESS__)
+/* gcc says __SANITIZE_ADDRESS__; clang 14 says it only through __has_feature. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TERN_TEST_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(TERN_TEST_ASAN)
 #define MALLOC_CAN_FAIL 0
 #else
 #define MALLOC_CAN_FAIL 1
