@@ -443,7 +443,9 @@ static void request(node *n, struct xin *x)
 	const struct node_att *a = &x->atts[x->att];
 	uint64_t nc = tern_attach_chunks(a->size, a->chunk_size), left = nc - x->queued;
 
-	if (!n->connected || x->ready || x->pend || x->queued >= nc)
+	/* x->reopen: its spool is not open (a shortage); the tick reopens it
+	 * first, and nothing may arrive for it until then. */
+	if (!n->connected || x->ready || x->pend || x->reopen || x->queued >= nc)
 		return;
 	{
 		/* Its turn: among the first NODE_XFER_ACTIVE still fetching. */
