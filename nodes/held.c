@@ -131,9 +131,10 @@ static int load_one(const char *msgid, json_t *rec, void *arg)
 
 	json_object_set_new(
 	    n->held, msgid,
-	    json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?}", "ref", json_object_get(rec, "ref"), "until",
-	              json_object_get(rec, "until"), "sender", json_object_get(rec, "sender"),
-	              "type", json_object_get(rec, "type"), "len", json_object_get(rec, "len")));
+	    json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:i, s:i}", "ref",
+	              json_object_get(rec, "ref"), "until", json_object_get(rec, "until"), "sender",
+	              json_object_get(rec, "sender"), "type", json_object_get(rec, "type"), "len",
+	              json_object_get(rec, "len"), "nomem_tries", 0, "nomem_first", 0));
 	/* Judged again at the first tick: what it cites may have been kept by
 	 * the last commit before a stop, whose due list lived in memory only. */
 	json_array_append_new(n->held_due, json_string(msgid));
@@ -211,10 +212,11 @@ void node_held_committed(node *n)
 		const struct din *d = &b->dins[i];
 		if (d->kind == DIN_HOLD) {
 			json_object_set_new(n->held, d->msgid,
-			                    json_pack("{s:s, s:I, s:s, s:s, s:I}", "ref", d->ref,
-			                              "until", (json_int_t)d->hold_until, "sender",
-			                              d->sender, "type", d->type, "len",
-			                              (json_int_t)d->len));
+			                    json_pack("{s:s, s:I, s:s, s:s, s:I, s:i, s:i}", "ref",
+			                              d->ref, "until", (json_int_t)d->hold_until,
+			                              "sender", d->sender, "type", d->type, "len",
+			                              (json_int_t)d->len, "nomem_tries", 0,
+			                              "nomem_first", 0));
 			log_info("holding %s %s from %s, case %s, until %s arrives", d->msgid,
 			         d->type, d->sender, d->case_id, d->ref);
 		} else if (d->unhold) {
@@ -277,10 +279,12 @@ static struct node_nomem held_nomem(const json_t *h)
 	                           json_integer_value(json_object_get(h, "nomem_first"))};
 }
 
+/* Into the integers the entry was made with (load_one, node_held_committed):
+ * set in place, with no allocation, when memory is what ran out. */
 static void held_nomem_set(json_t *h, const struct node_nomem *c)
 {
-	json_object_set_new(h, "nomem_tries", json_integer(c->tries));
-	json_object_set_new(h, "nomem_first", json_integer(c->first));
+	json_integer_set(json_object_get(h, "nomem_tries"), c->tries);
+	json_integer_set(json_object_get(h, "nomem_first"), c->first);
 }
 
 /* msgid could not be judged now (no memory, or no receipt this node can

@@ -277,9 +277,11 @@ struct node {
 	size_t nxouts, capxouts;
 	struct xin **xins;
 	size_t nxins, capxins;
-	/* A transfer in the store could not be started for want of memory:
-	 * node_xin_load runs again at this time (ms; 0: none due). */
-	int64_t xin_reload_at;
+	/* A transfer in the store could not be read or started (for want of
+	 * memory, most likely): node_xin_load runs again at xin_reload_at (ms;
+	 * 0: none due), a second later at first, then twice as long each time
+	 * up to a minute while one still cannot (a damaged record, say). */
+	int64_t xin_reload_at, xin_reload_wait;
 	int64_t att_max, att_total, att_window, att_retain_ms;
 	int64_t next_xfer_sweep, next_spool_sweep;
 	struct xseal *xseal; /* the sealing thread (xfer_seal.c), NULL until needed */

@@ -12,9 +12,11 @@
  * transfer's record; a restart resumes at the count, hashing again what
  * the spool holds of the attachment under way.
  *
- * About 800 lines: a transfer's record, its fetching and its judging share
- * its state and belong together; what is at rest once it is done (reading
- * it back, removing it) is xfer_spool.c's.
+ * About 1,100 lines: a transfer's record, its fetching and its judging
+ * share its state and belong together, and so does what a shortage of
+ * memory leaves to do (a transfer not started, a spool to reopen); what is
+ * at rest once it is done (reading it back, removing it) is xfer_spool.c's.
+ * The next split would take the store's part (records, their checks) out.
  *
  * Touches: spool/in, the xin and xinenv tables (the batch's write for a new
  * or finished transfer; its own small write per chunk), n->xins and
@@ -90,6 +92,9 @@ struct xin {
 	/* The spool of att to open and hash again (rehash) before more is
 	 * asked for: a shortage stopped that (tried again at retry_at). */
 	int reopen;
+	/* Its envelope not verified again, or its spool not hashed, for want
+	 * of memory: started by the tick (xin_begin) at retry_at. */
+	int unstarted;
 	struct node_nomem nomem; /* its judging's shortages (held.c) */
 };
 
@@ -142,20 +147,29 @@ int node_atts_of(const Tern__V1__Header *h, const ProtobufCMessage *body, struct
 
 /* --- the store ------------------------------------------------------------------ */
 
+/* NULL when out of memory: never a record with an attachment missing (json_pack
+ * and json_array_append_new leave a NULL out quietly), which a restart would
+ * read as damaged and the transfer be lost. */
 static json_t *xin_record(const struct xin *x, const char *case_id, const char *type)
 {
 	json_t *arr = json_array();
 
 	for (size_t i = 0; arr && i < x->natt; i++) {
 		char root[65], sha[65];
+		json_t *a;
 		sodium_bin2hex(root, sizeof(root), x->atts[i].root, 32);
 		sodium_bin2hex(sha, sizeof(sha), x->atts[i].sha256, 32);
-		json_array_append_new(arr, json_pack("{s:I, s:I, s:s, s:s}", "size",
-		                                     (json_int_t)x->atts[i].size, "chunk_size",
-		                                     (json_int_t)x->atts[i].chunk_size, "root",
-		                                     root, "sha256", sha));
+		a = json_pack("{s:I, s:I, s:s, s:s}", "size", (json_int_t)x->atts[i].size,
+		              "chunk_size", (json_int_t)x->atts[i].chunk_size, "root", root,
+		              "sha256", sha);
+		if (a == NULL || json_array_append_new(arr, a) != 0) {
+			json_decref(arr);
+			return NULL;
+		}
 	}
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o*}", "sender", x->sender, "case_id",
+	if (arr == NULL)
+		return NULL;
+	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o}", "sender", x->sender, "case_id",
 	                 case_id, "type", type, "until", (json_int_t)x->until, "att",
 	                 (json_int_t)x->att, "have", (json_int_t)x->have, "atts", arr);
 }
@@ -164,10 +178,23 @@ static int put_rec(MDB_txn *txn, tern_store *s, const char *msgid, const json_t 
 {
 	char *text = json_dumps(rec, JSON_COMPACT);
 	MDB_val k = {strlen(msgid), (void *)msgid}, v;
-	int rc;
+	json_t *back;
+	int rc, same;
 
 	if (text == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "transfer %s: out of memory writing its record",
+		                 msgid);
+	/* Read back before it is stored: short of memory, jansson 2.14's
+	 * json_dumps can drop bytes and still answer (seen: a key cut in two),
+	 * and a record stored so is read as damaged, the transfer lost. */
+	back = json_loads(text, 0, NULL);
+	same = back != NULL && json_equal(back, rec);
+	json_decref(back);
+	if (!same) {
+		free(text);
+		return tern_fail(TERN_ENOMEM, "transfer %s: out of memory writing its record",
+		                 msgid);
+	}
 	v = (MDB_val){strlen(text), text};
 	rc = MDB(mdb_put(txn, DBI(s, NS_XIN), &k, &v, 0), "record a transfer");
 	free(text);
@@ -270,7 +297,10 @@ static int open_att(node *n, struct xin *x)
 		return TERN_EIO;
 	spool_path(n, x->msgid, x->att, path, sizeof(path));
 	if ((x->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
-		return tern_fail(TERN_EIO, "%s: %s", path, strerror(errno));
+		/* Out of memory or of descriptors: a shortage, tried again. */
+		return tern_fail(errno == ENOMEM || errno == EMFILE || errno == ENFILE ? TERN_ENOMEM
+		                                                                       : TERN_EIO,
+		                 "%s: %s", path, strerror(errno));
 	if ((rc = tern_sha256_init(x->hs)) != TERN_OK ||
 	    (rc = tern_attach_key(x->ck, x->att, x->key)) != TERN_OK) {
 		/* Half open: nothing may be written to it until it is again. */
@@ -300,16 +330,20 @@ static int rehash(node *n, struct xin *x)
 	seal.chunk_size = a->chunk_size;
 	seal.root.data = (uint8_t *)a->root;
 	seal.root.len = 32;
-	return tern_attach_open_fd(x->fd, &seal, x->key, x->msgid, x->att, 0, to, hash_piece, x->hs,
-	                           NULL);
+	rc = tern_attach_open_fd(x->fd, &seal, x->key, x->msgid, x->att, 0, to, hash_piece, x->hs,
+	                         NULL);
+	if (rc != TERN_OK) { /* its hash is partial: nothing is written until it is redone */
+		close(x->fd);
+		x->fd = -1;
+	}
+	return rc;
 }
+
+static int xin_begin(node *n, struct xin *x, const uint8_t *env, size_t len);
 
 /* A transfer from its record and envelope: its content key unwrapped. */
 static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t *env, size_t len)
 {
-	tern_verify_opts o = {
-	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
-	tern_envelope *e = NULL;
 	struct node_xin_rec *r;
 	struct xin *x;
 	int rc;
@@ -328,9 +362,10 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	if ((r = malloc(sizeof(*r))) == NULL)
 		return TERN_ENOMEM;
 	if (node_xin_record_parse(rec, r) != TERN_OK) {
+		char why[200]; /* the detail is rewritten by tern_fail: a copy */
+		snprintf(why, sizeof(why), "%s", tern_errdetail());
 		free(r);
-		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record (%s)", msgid,
-		                 tern_errdetail());
+		return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record (%s)", msgid, why);
 	}
 	if ((x = calloc(1, sizeof(*x))) == NULL) {
 		free(r);
@@ -352,39 +387,77 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 	memcpy(x->atts, r->atts, x->natt * sizeof(*x->atts));
 	free(r);
 	n->xins[n->nxins++] = x;
-	/* The key: re-verified, as the store is not trusted more than the wire.
-	 * One that no longer verifies or opens is judged now, and refused. */
+	if ((rc = xin_begin(n, x, env, len)) == TERN_ENOMEM) {
+		/* No verdict on the transfer for a shortage: in memory (its time
+		 * runs, the spool sweep keeps its file), started by the tick. */
+		log_warnx("transfer %s: %s; started again in a second", msgid, tern_errdetail());
+		x->unstarted = 1;
+		x->retry_at = tern_now_ms() + 1000;
+	}
+	return TERN_OK;
+}
+
+/* x's content key, unwrapped from its envelope verified again (the store is
+ * not trusted more than the wire), and its spool hashed so far. One that no
+ * longer verifies or opens is refused; TERN_ENOMEM: nothing decided. */
+static int xin_begin(node *n, struct xin *x, const uint8_t *env, size_t len)
+{
+	tern_verify_opts o = {
+	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
+	tern_envelope *e = NULL;
+	int rc;
+
 	rc = tern_envelope_verify(env, len, n->id.dir, &o, &e);
 	if (rc == TERN_OK)
 		rc = tern_envelope_content_key(e, n->id.id, n->id.seal, n->seals, x->ck);
 	tern_envelope_free(&e);
-	if (rc == TERN_OK && (rc = rehash(n, x)) != TERN_ENOMEM)
-		rc = rc == TERN_OK ? TERN_OK : TERN_EIO; /* the spool's: below */
-	if (rc == TERN_ENOMEM) {
-		/* No verdict on the transfer: it stays in the store and starts
-		 * once memory allows (node_xin_committed, xin_reload_at). */
-		n->nxins--;
-		xin_free(&x);
-		return tern_fail(TERN_ENOMEM, "transfer %s: out of memory starting it", msgid);
-	}
-	if (rc != TERN_OK && rc != TERN_EIO) {
+	if (rc == TERN_ENOMEM)
+		return rc;
+	if (rc != TERN_OK) {
 		fail(x, TERN_REASON_CANNOT_OPEN, "%s", tern_errdetail());
 		return TERN_OK;
 	}
-	if (rc == TERN_EIO) {
-		/* The spool lost what the record counts (a disk restored?): fetch
-		 * this attachment again from its start. */
-		log_warnx("transfer %s: the spool does not hold the %llu chunks counted of "
-		          "attachment %u (%s): fetching it again",
-		          msgid, (unsigned long long)x->have, x->att, tern_errdetail());
-		x->have = x->written = x->asked = x->queued = 0;
-		if ((rc = open_att(n, x)) == TERN_ENOMEM)
-			x->reopen = 1;
-		else if (rc != TERN_OK)
-			fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s",
-			     tern_errdetail());
-	}
+	if ((rc = rehash(n, x)) == TERN_ENOMEM || rc == TERN_OK)
+		return rc;
+	/* The spool lost what the record counts (a disk restored?): fetch this
+	 * attachment again from its start. */
+	log_warnx("transfer %s: the spool does not hold the %llu chunks counted of "
+	          "attachment %u (%s): fetching it again",
+	          x->msgid, (unsigned long long)x->have, x->att, tern_errdetail());
+	x->have = x->written = x->asked = x->queued = 0;
+	if ((rc = open_att(n, x)) == TERN_ENOMEM)
+		x->reopen = 1;
+	else if (rc != TERN_OK)
+		fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s", tern_errdetail());
 	return TERN_OK;
+}
+
+/* xin_begin again for a transfer that a shortage left unstarted. */
+static int xin_restart(node *n, struct xin *x)
+{
+	MDB_val k = {36, x->msgid}, v;
+	MDB_txn *txn;
+	int rc;
+
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return TERN_ENOMEM; /* every reader busy: the same, a second later */
+	if (mdb_get(txn, DBI(n->store, NS_XINENV), &k, &v) != 0) {
+		mdb_txn_abort(txn);
+		fail(x, TERN_REASON_CANNOT_OPEN, "its envelope is not in the store");
+		return TERN_OK;
+	}
+	rc = xin_begin(n, x, v.mv_data, v.mv_size);
+	mdb_txn_abort(txn);
+	return rc;
+}
+
+/* node_xin_load found something it could not read or start: again later. */
+static void reload_later(node *n)
+{
+	n->xin_reload_wait = n->xin_reload_wait ? n->xin_reload_wait * 2 : 1000;
+	if (n->xin_reload_wait > 60000)
+		n->xin_reload_wait = 60000;
+	n->xin_reload_at = tern_now_ms() + n->xin_reload_wait;
 }
 
 int node_xin_load(node *n)
@@ -392,36 +465,49 @@ int node_xin_load(node *n)
 	MDB_txn *txn;
 	MDB_cursor *c;
 	MDB_val k, v, ev;
-	int rc;
+	int rc, again = 0;
 
 	if (DBI(n->store, NS_XIN) == 0)
 		return TERN_OK;
-	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+	/* What cannot be read or started now waits in the store and is tried
+	 * again (node_xin_tick): jansson does not always say that a failure
+	 * was for want of memory, so any failure is tried again. */
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK) {
+		reload_later(n);
 		return rc;
+	}
 	if (mdb_cursor_open(txn, DBI(n->store, NS_XIN), &c) != 0) {
 		mdb_txn_abort(txn);
+		reload_later(n);
 		return tern_fail(TERN_EIO, "cannot read the transfers");
 	}
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		json_t *rec;
 		char id[37];
-		if (k.mv_size != 36 || rec == NULL) {
-			json_decref(rec);
+		if (k.mv_size != 36)
 			continue;
-		}
 		memcpy(id, k.mv_data, 36);
 		id[36] = '\0';
-		if (mdb_get(txn, DBI(n->store, NS_XINENV), &k, &ev) == 0 &&
-		    (rc = xin_add(n, id, rec, ev.mv_data, ev.mv_size)) != TERN_OK) {
+		if (xin_find(n, id) || mdb_get(txn, DBI(n->store, NS_XINENV), &k, &ev) != 0)
+			continue;
+		if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL) {
+			log_warnx("transfer %s: its record cannot be read now", id);
+			again = 1;
+			continue;
+		}
+		if (xin_add(n, id, rec, ev.mv_data, ev.mv_size) != TERN_OK) {
 			log_warnx("transfer %s: %s", id, tern_errdetail());
-			if (rc == TERN_ENOMEM)
-				n->xin_reload_at = tern_now_ms() + 1000;
+			again = 1;
 		}
 		json_decref(rec);
 	}
 	mdb_cursor_close(c);
 	mdb_txn_abort(txn);
+	if (again)
+		reload_later(n);
+	else
+		n->xin_reload_wait = 0;
 	return TERN_OK;
 }
 
@@ -445,7 +531,7 @@ static void request(node *n, struct xin *x)
 
 	/* x->reopen: its spool is not open (a shortage); the tick reopens it
 	 * first, and nothing may arrive for it until then. */
-	if (!n->connected || x->ready || x->pend || x->reopen || x->queued >= nc)
+	if (!n->connected || x->ready || x->pend || x->reopen || x->unstarted || x->queued >= nc)
 		return;
 	{
 		/* Its turn: among the first NODE_XFER_ACTIVE still fetching. */
@@ -471,27 +557,44 @@ static void request(node *n, struct xin *x)
 static int have_apply(MDB_txn *txn, void *arg)
 {
 	node *n = arg;
+	struct node_xin_rec *chk = NULL;
+	int rc = TERN_OK;
 
 	for (size_t i = 0; i < n->nxins; i++) {
 		struct xin *x = n->xins[i];
 		MDB_val k = {36, x->msgid}, v;
 		json_t *rec;
-		int rc;
 		if (x->commit_to <= x->have || x->ready || x->pend)
 			continue;
-		if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0)
-			return MDB(rc, "read a transfer");
-		if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL)
-			return tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record",
-			                 x->msgid);
-		json_object_set_new(rec, "att", json_integer(x->att));
-		json_object_set_new(rec, "have", json_integer((json_int_t)x->commit_to));
+		if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0) {
+			rc = MDB(rc, "read a transfer");
+			goto out;
+		}
+		if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL) {
+			rc = tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", x->msgid);
+			goto out;
+		}
+		/* Checked before it is written back: short of memory, jansson can
+		 * leave a key out or a string cut, and a record stored so would be
+		 * read as damaged after a restart (the transfer lost). The write
+		 * fails instead, and is made again. */
+		if (json_object_set_new(rec, "att", json_integer(x->att)) != 0 ||
+		    json_object_set_new(rec, "have", json_integer((json_int_t)x->commit_to)) != 0 ||
+		    (chk == NULL && (chk = malloc(sizeof(*chk))) == NULL) ||
+		    node_xin_record_parse(rec, chk) != TERN_OK) {
+			json_decref(rec);
+			rc = tern_fail(TERN_ENOMEM, "transfer %s: its record not rewritten",
+			               x->msgid);
+			goto out;
+		}
 		rc = put_rec(txn, n->store, x->msgid, rec);
 		json_decref(rec);
 		if (rc != TERN_OK)
-			return rc;
+			goto out;
 	}
-	return TERN_OK;
+out:
+	free(chk);
+	return rc;
 }
 
 /* Back to what is committed: the chunks written since are fetched again
@@ -701,7 +804,10 @@ void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
 	struct node_xopen_job *j;
 	uint64_t nc;
 
-	if (x == NULL || x->ready || x->pend || c->attachment != x->att)
+	/* reopen, unstarted: its spool or hash is not ready; what was asked
+	 * before is asked again once it is. */
+	if (x == NULL || x->ready || x->pend || x->reopen || x->unstarted ||
+	    c->attachment != x->att)
 		return;
 	if (c->reason_code[0]) {
 		log_warnx("the broker sends no chunks of %s: %s: %s", x->msgid, c->reason_code,
@@ -948,7 +1054,8 @@ void node_xin_committed(node *n)
 				 * memory allows. */
 				log_warnx("transfer %s starts in a second: %s", d->msgid,
 				          rec ? tern_errdetail() : "out of memory");
-				n->xin_reload_at = tern_now_ms() + 1000;
+				n->xin_reload_wait = 0;
+				reload_later(n);
 			} else if ((x = xin_find(n, d->msgid)) != NULL) {
 				log_info("receiving %s's %zu attachment(s) from %s", d->msgid,
 				         d->natts, d->sender);
@@ -984,9 +1091,23 @@ void node_xin_tick(node *n, int64_t now)
 		}
 		if (x->pend)
 			continue; /* acted on when its jobs are back */
+		if (x->unstarted) {
+			if (now < x->retry_at)
+				continue;
+			if (xin_restart(n, x) == TERN_ENOMEM) {
+				x->retry_at = now + 1000; /* a shortage: no verdict */
+				continue;
+			}
+			x->unstarted = 0;
+			x->retry_at = 0;
+			start(n, x);
+			continue;
+		}
 		if (x->reopen) {
 			int rc;
-			if (x->retry_at && now < x->retry_at)
+			/* Not under the opening thread: its chunks come back first
+			 * (and fail, the spool being closed). */
+			if ((x->retry_at && now < x->retry_at) || x->jobs > 0)
 				continue;
 			if ((rc = rehash(n, x)) == TERN_ENOMEM) {
 				x->retry_at = now + 1000; /* a shortage: no verdict */

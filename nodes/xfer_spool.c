@@ -51,6 +51,12 @@ void node_xin_sweep(node *n, int64_t now)
 			continue;
 		if (tern_store_read_begin(n->store, &txn) != TERN_OK)
 			break;
+		/* A transfer the store holds but memory does not (not started
+		 * yet, for want of memory): its spool is its progress. */
+		if (node_store_xin_has(txn, n->store, id)) {
+			mdb_txn_abort(txn);
+			continue;
+		}
 		found = node_store_received(txn, n->store, id, &rec) == TERN_OK;
 		mdb_txn_abort(txn);
 		if (!found || !json_is_true(json_object_get(rec, "accepted")))

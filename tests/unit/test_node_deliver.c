@@ -10,6 +10,9 @@
  * federation fixture and the helpers that make its messages; split, both
  * halves would need them as a library of their own. */
 #include <setjmp.h>
+#include <limits.h>
+#include <unistd.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -2144,6 +2147,169 @@ static void test_every_transfer_start_shortage_not_refused(void **state)
 #endif
 }
 
+/* A stored transfer, unhcr's message env to sweden as msgid: one attachment
+ * of 5,000 bytes in one chunk, nothing of it here yet, an hour to go. */
+struct xin_stored {
+	const char *msgid;
+	const uint8_t *env;
+	size_t len;
+};
+
+static int put_xin_waiting(MDB_txn *txn, void *arg)
+{
+	const struct xin_stored *x = arg;
+	static const char zero[] =
+	    "0000000000000000000000000000000000000000000000000000000000000000";
+	json_t *rec =
+	    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender", "unhcr",
+	              "case_id", CASE, "type", "case-referral", "until",
+	              (json_int_t)(tern_now_ms() + 3600000), "att", (json_int_t)0, "have",
+	              (json_int_t)0, "atts", "size", (json_int_t)5000, "chunk_size",
+	              (json_int_t)TERN_ATTACH_CHUNK_DEFAULT, "root", zero, "sha256", zero);
+	char *text = json_dumps(rec, JSON_COMPACT);
+	MDB_val k = {strlen(x->msgid), (void *)x->msgid}, v = {strlen(text), text};
+	int rc = mdb_put(txn, tern_store_dbi(st, NS_XIN), &k, &v, 0);
+
+	json_decref(rec);
+	free(text);
+	v = (MDB_val){x->len, (void *)x->env};
+	if (rc == 0)
+		rc = mdb_put(txn, tern_store_dbi(st, NS_XINENV), &k, &v, 0);
+	return rc == 0 ? TERN_OK : TERN_EIO;
+}
+
+/* The same commit sweep, then a restart (a fresh node loading the store):
+ * every transfer kept is found again. Short of memory, the record was
+ * stored with its attachment left out (json_pack and json_array_append_new
+ * leave a NULL out quietly), read back as damaged, and the transfer lost
+ * for good (the third review's probe). */
+static void test_every_transfer_start_shortage_survives_restart(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	long k;
+
+	for (k = 1;; k++) {
+		char id[37];
+		size_t len;
+		uint8_t *env = att_envelope(&len, id);
+		node *n = node_as(SWEDEN);
+		int failed;
+		n->connected = 1;
+		n->data_dir = dir;
+		n->next_spool_sweep = INT64_MAX;
+		deliver(n, 1, env, len);
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		node_batch_commit(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		node_batch_reset(n);
+		node_xin_free(n);
+		node_free(n);
+		if (xin_stored(id)) {
+			node *m = node_as(SWEDEN); /* the restart */
+			m->data_dir = dir;
+			m->next_spool_sweep = INT64_MAX;
+			assert_int_equal(node_xin_load(m), TERN_OK);
+			if (!node_xin_active(m, id))
+				fail_msg("allocation %ld: kept, and not found after a restart", k);
+			node_xin_free(m);
+			node_free(m);
+		}
+		free(env);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* Loading a stored transfer (a restart) with each allocation made to fail
+ * in turn: the transfer is started a second later (or more), never lost
+ * until the next restart, never refused. */
+static void test_every_transfer_load_shortage_not_lost(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	size_t len;
+	uint8_t *env = att_envelope(&len, id);
+	struct xin_stored x = {id, env, len};
+	long k;
+
+	assert_int_equal(tern_store_write(st, put_xin_waiting, &x), TERN_OK);
+	for (k = 1;; k++) {
+		node *n = node_as(SWEDEN);
+		int64_t t = tern_now_ms();
+		int failed;
+		n->data_dir = dir;
+		n->next_spool_sweep = INT64_MAX;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		(void)node_xin_load(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		for (int i = 1; i <= 3; i++)
+			node_xin_tick(n, t + 1500 * i);
+		if (!node_xin_active(n, id))
+			fail_msg("allocation %ld: the transfer is not running", k);
+		for (size_t i = 0; i < n->batch.ndins; i++)
+			if (n->batch.dins[i].kind == DIN_REFUSE)
+				fail_msg("allocation %ld: refused %s: %s", k, n->batch.dins[i].code,
+				         n->batch.dins[i].text);
+		node_batch_reset(n);
+		node_xin_free(n);
+		node_free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 10);
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* The spool sweep keeps the file of a transfer the store holds and memory
+ * does not (yet): before, only one in memory or received and accepted was
+ * kept, so a transfer waiting to start lost its spool (the third review's
+ * probe). */
+static void test_spool_sweep_keeps_waiting_transfer(void **state)
+{
+	char id[37], path[PATH_MAX];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden, 1, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	struct xin_stored x = {id, env, len};
+	node *n = node_as(SWEDEN);
+	FILE *f;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, put_xin_waiting, &x), TERN_OK);
+	n->data_dir = dir;
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in/%s.0", dir, id);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("chunks", f);
+	fclose(f);
+	n->xin_reload_at = tern_now_ms() + 60000; /* not loaded: its start put off */
+	n->next_spool_sweep = 0;
+	node_xin_tick(n, tern_now_ms());
+	assert_false(node_xin_active(n, id));
+	assert_int_equal(access(path, F_OK), 0);
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+}
+
 /* Attack (this session's review): a member seals a referral whose body
  * decodes to more than its budget (200,000 empty linkedCases: 400 KB that
  * would take megabytes decoded). That is the body's fault: it is refused
@@ -2790,6 +2956,12 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_every_attachment_shortage_not_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_transfer_start_shortage_not_refused, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_every_transfer_start_shortage_survives_restart,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_transfer_load_shortage_not_lost, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_spool_sweep_keeps_waiting_transfer, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),
