@@ -340,6 +340,7 @@ static int rehash(node *n, struct xin *x)
 }
 
 static int xin_begin(node *n, struct xin *x, const uint8_t *env, size_t len);
+static void att_complete(node *n, struct xin *x);
 
 /* A transfer from its record and envelope: its content key unwrapped. */
 static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t *env, size_t len)
@@ -417,7 +418,16 @@ static int xin_begin(node *n, struct xin *x, const uint8_t *env, size_t len)
 		fail(x, TERN_REASON_CANNOT_OPEN, "%s", tern_errdetail());
 		return TERN_OK;
 	}
-	if ((rc = rehash(n, x)) == TERN_ENOMEM || rc == TERN_OK)
+	if ((rc = rehash(n, x)) == TERN_OK) {
+		const struct node_att *a = &x->atts[x->att];
+		/* Every chunk of it counted before a restart, its digest not yet
+		 * checked: nothing more would come to complete it, and it would end
+		 * attachment-incomplete, though all is in. */
+		if (x->have == tern_attach_chunks(a->size, a->chunk_size))
+			att_complete(n, x);
+		return TERN_OK;
+	}
+	if (rc == TERN_ENOMEM)
 		return rc;
 	/* The spool lost what the record counts (a disk restored?): fetch this
 	 * attachment again from its start. */

@@ -9,6 +9,7 @@
  * Over 800 lines on purpose: the judging and the node-turn tests share one
  * federation fixture and the helpers that make its messages; split, both
  * halves would need them as a library of their own. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <limits.h>
 #include <unistd.h>
@@ -2310,6 +2311,133 @@ static void test_spool_sweep_keeps_waiting_transfer(void **state)
 	free(env);
 }
 
+/* A stored transfer whose one chunk is counted: the record as the last
+ * chunk's commit leaves it. */
+struct xin_raw {
+	const char *msgid;
+	const uint8_t *env;
+	size_t len;
+	const char *root, *sha256;
+};
+
+static int put_xin_complete(MDB_txn *txn, void *arg)
+{
+	const struct xin_raw *x = arg;
+	json_t *rec =
+	    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender", "unhcr",
+	              "case_id", CASE, "type", "case-referral", "until",
+	              (json_int_t)(tern_now_ms() + 600000), "att", (json_int_t)0, "have",
+	              (json_int_t)1, "atts", "size", (json_int_t)5000, "chunk_size",
+	              (json_int_t)TERN_ATTACH_CHUNK_DEFAULT, "root", x->root, "sha256", x->sha256);
+	char *text = json_dumps(rec, JSON_COMPACT);
+	MDB_val k = {strlen(x->msgid), (void *)x->msgid}, v = {strlen(text), text};
+	int rc = mdb_put(txn, tern_store_dbi(st, NS_XIN), &k, &v, 0);
+
+	json_decref(rec);
+	free(text);
+	v = (MDB_val){x->len, (void *)x->env};
+	if (rc == 0)
+		rc = mdb_put(txn, tern_store_dbi(st, NS_XINENV), &k, &v, 0);
+	return rc == 0 ? TERN_OK : TERN_EIO;
+}
+
+/* A restart after every chunk of an attachment was counted, before the
+ * message was judged: the transfer is complete, and is judged on its merits
+ * (accepted). Before, nothing completed it after the restart (the chunks
+ * were all in, so none was asked for), and it ended attachment-incomplete at
+ * its time (the third review's probe; older than this session's changes). */
+static void test_restart_with_attachment_complete_judged(void **state)
+{
+	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT, sealed;
+	const Tern__V1__AttachmentSeal *seals[1] = {&seal};
+	const tern_msgtype *t = tern_msgtype_by_name("case-referral");
+	ProtobufCMessage *msg = NULL;
+	uint8_t root[32], ck[32], key[32], sha[32], *body = NULL, *env = NULL, plain[5000];
+	char *text = NULL, err[256], mine[37], id[37], shahex[65], roothex[65];
+	char path[PATH_MAX], in[PATH_MAX];
+	size_t blen, len;
+	json_t *j;
+	int fd, infd;
+	node *n;
+	int64_t t0;
+
+	(void)state;
+	randombytes_buf(plain, sizeof(plain));
+	randombytes_buf(ck, sizeof(ck));
+	assert_int_equal(tern_uuid_v7(mine), TERN_OK);
+	/* The spool as the fetching leaves it: the one chunk, sealed. */
+	snprintf(in, sizeof(in), "%s/plain", dir);
+	infd = open(in, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(infd >= 0);
+	assert_int_equal(write(infd, plain, sizeof(plain)), (ssize_t)sizeof(plain));
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in/%s.0", dir, mine);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(tern_attach_key(ck, 0, key), TERN_OK);
+	tern__v1__attachment_seal__init(&sealed);
+	assert_int_equal(tern_attach_seal_fd(infd, sizeof(plain), TERN_ATTACH_CHUNK_DEFAULT, key,
+	                                     mine, 0, fd, &sealed, root, sha, NULL),
+	                 TERN_OK);
+	close(fd);
+	close(infd);
+	sodium_bin2hex(shahex, sizeof(shahex), sha, 32);
+	sodium_bin2hex(roothex, sizeof(roothex), root, 32);
+	/* Its message, declaring it. */
+	assert_int_equal(tern_example_json("case-referral", &text), TERN_OK);
+	j = json_loads(text, 0, NULL);
+	free(text);
+	json_object_set_new(j, "attachments",
+	                    json_pack("[{s:s, s:s, s:s, s:i}]", "name", "scan.pdf", "mediaType",
+	                              "application/pdf", "sha256", shahex, "size", 5000));
+	assert_int_equal(tern_json_decode(t->desc, j, &msg, err, sizeof(err)), TERN_OK);
+	json_decref(j);
+	assert_int_equal(tern_pb_pack(msg, &body, &blen), TERN_OK);
+	protobuf_c_message_free_unpacked(msg, NULL);
+	seal.size = 5000;
+	seal.chunk_size = TERN_ATTACH_CHUNK_DEFAULT;
+	seal.root = (ProtobufCBinaryData){32, root};
+	{
+		tern_seal_params p = {.sender = "unhcr",
+		                      .sign_key = F.sign[UNHCR],
+		                      .recipients = to_sweden,
+		                      .n_recipients = 1,
+		                      .type = t->type,
+		                      .case_id = CASE,
+		                      .body = body,
+		                      .body_len = blen,
+		                      .message_id = mine,
+		                      .content_key = ck,
+		                      .attachments = seals,
+		                      .n_attachments = 1};
+		assert_int_equal(tern_envelope_seal(&p, F.dir, &env, &len, id), TERN_OK);
+	}
+	free(body);
+	/* The record as the last chunk's commit leaves it: have = every chunk. */
+	{
+		struct xin_raw r = {id, env, len, roothex, shahex};
+		assert_int_equal(tern_store_write(st, put_xin_complete, &r), TERN_OK);
+	}
+	n = node_as(SWEDEN); /* the restart */
+	n->connected = 1;
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	node_xin_session(n);
+	t0 = tern_now_ms();
+	for (int i = 0; i < 5 && n->batch.ndins == 0; i++)
+		node_xin_tick(n, t0 + 2000 * i);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_reset(n);
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+}
+
 /* Attack (this session's review): a member seals a referral whose body
  * decodes to more than its budget (200,000 empty linkedCases: 400 KB that
  * would take megabytes decoded). That is the body's fault: it is refused
@@ -2962,6 +3090,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_every_transfer_load_shortage_not_lost, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_spool_sweep_keeps_waiting_transfer, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_with_attachment_complete_judged, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),
