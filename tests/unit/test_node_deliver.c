@@ -1523,10 +1523,14 @@ struct xin_put {
 	const char *msgid;
 	const uint8_t *env;
 	size_t len;
+	/* Its record: 0 / NULL take a transfer past its time (until 1), nothing
+	 * of it here yet, one attachment of 1,000 bytes in 64 KiB chunks. */
+	int64_t until, have, size, chunk;
+	const char *root, *sha256; /* 64 hex digits */
 };
 
 /* A transfer in, as a commit that took its delivery leaves it: its record
- * (one attachment, nothing of it here yet, past its time) and its envelope. */
+ * and its envelope. */
 static int put_xin(MDB_txn *txn, void *arg)
 {
 	const struct xin_put *x = arg;
@@ -1534,9 +1538,11 @@ static int put_xin(MDB_txn *txn, void *arg)
 	    "0000000000000000000000000000000000000000000000000000000000000000";
 	json_t *rec =
 	    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender", "unhcr",
-	              "case_id", CASE, "type", "case-referral", "until", (json_int_t)1, "att",
-	              (json_int_t)0, "have", (json_int_t)0, "atts", "size", (json_int_t)1000,
-	              "chunk_size", (json_int_t)(64 << 10), "root", zero, "sha256", zero);
+	              "case_id", CASE, "type", "case-referral", "until",
+	              (json_int_t)(x->until ? x->until : 1), "att", (json_int_t)0, "have",
+	              (json_int_t)x->have, "atts", "size", (json_int_t)(x->size ? x->size : 1000),
+	              "chunk_size", (json_int_t)(x->chunk ? x->chunk : 64 << 10), "root",
+	              x->root ? x->root : zero, "sha256", x->sha256 ? x->sha256 : zero);
 	char *text = json_dumps(rec, JSON_COMPACT);
 	MDB_val k = {strlen(x->msgid), (void *)x->msgid}, v = {strlen(text), text};
 	int rc = mdb_put(txn, tern_store_dbi(st, NS_XIN), &k, &v, 0);
@@ -1559,7 +1565,7 @@ static void test_transfer_judged_after_failed_commit(void **state)
 	size_t len;
 	uint8_t *env =
 	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
-	struct xin_put x = {id, env, len};
+	struct xin_put x = {.msgid = id, .env = env, .len = len};
 	node *n = node_as(SWEDEN);
 	json_t *rec;
 	int64_t t0;
@@ -1782,6 +1788,33 @@ static void test_body_oom_not_refused(void **state)
 	oom_not_refused(&body_oom);
 }
 
+#if MALLOC_CAN_FAIL
+/* Delivers env as seq 1 to n with the k-th allocation failing. Left for
+ * later (not taken), it must have been for that failure, with deliveries
+ * stopped; it is then delivered again with memory (the Welcome to the
+ * Hello). Returns whether an allocation failed (0: the sweep is done). */
+static int deliver_short(node *n, const uint8_t *env, size_t len, long k)
+{
+	int failed;
+
+	n->connected = 1;
+	malloc_failed = 0;
+	malloc_fail_at = k;
+	deliver(n, 1, env, len);
+	malloc_fail_at = 0;
+	failed = malloc_failed;
+	if (n->batch.ndins == 0) {
+		if (!failed || !n->deliver_stopped)
+			fail_msg("allocation %ld: not taken, failed %d, stopped %d", k, failed,
+			         n->deliver_stopped);
+		assert_int_equal(n->batch.nouts, 0);
+		node_deliver_resume(n);
+		deliver(n, 1, env, len);
+	}
+	return failed;
+}
+#endif
+
 /* Each allocation of judging one delivery made to fail in turn (a real
  * malloc that fails, not a function replaced): the delivery is either left
  * for later (not taken, not answered, deliveries stopped) or taken and
@@ -1799,23 +1832,7 @@ static void test_every_shortage_not_refused(void **state)
 
 	for (k = 1;; k++) {
 		node *n = node_as(SWEDEN);
-		int failed;
-		n->connected = 1;
-		malloc_failed = 0;
-		malloc_fail_at = k;
-		deliver(n, 1, env, len);
-		malloc_fail_at = 0;
-		failed = malloc_failed;
-		if (n->batch.ndins == 0) {
-			/* Left for later: nothing of it in the batch. */
-			if (!failed)
-				fail_msg("allocation %ld: not taken, with nothing failing", k);
-			if (!n->deliver_stopped)
-				fail_msg("allocation %ld: not taken, and deliveries go on", k);
-			assert_int_equal(n->batch.nouts, 0);
-			node_deliver_resume(n);
-			deliver(n, 1, env, len);
-		}
+		int failed = deliver_short(n, env, len, k);
 		if (n->batch.ndins != 1 || n->batch.dins[0].kind != DIN_ACCEPT)
 			fail_msg("allocation %ld failing: %zu deliveries, the first %s: %s", k,
 			         n->batch.ndins, n->batch.ndins ? "judged" : "none",
@@ -1863,19 +1880,7 @@ static void test_every_receipt_shortage_not_lost(void **state)
 	for (k = 1;; k++) {
 		int failed;
 		n = node_as(UNHCR);
-		n->connected = 1;
-		malloc_failed = 0;
-		malloc_fail_at = k;
-		deliver(n, 1, env, len);
-		malloc_fail_at = 0;
-		failed = malloc_failed;
-		if (n->batch.ndins == 0) {
-			if (!failed || !n->deliver_stopped)
-				fail_msg("allocation %ld: not taken, failed %d, stopped %d", k,
-				         failed, n->deliver_stopped);
-			node_deliver_resume(n);
-			deliver(n, 1, env, len);
-		}
+		failed = deliver_short(n, env, len, k);
 		if (n->batch.ndins != 1 || n->batch.dins[0].kind != DIN_RECEIPT)
 			fail_msg("allocation %ld failing: %zu deliveries, the first of kind %d: %s",
 			         k, n->batch.ndins,
@@ -1908,25 +1913,13 @@ static int redelivery_short(const uint8_t *env, size_t len, enum din_kind want, 
 	node *n = node_as(SWEDEN);
 	int failed;
 
-	n->connected = 1;
 	if (final) {
 		memcpy(n->epoch, epoch, 16); /* the same start of the broker */
 		n->nomem_seq = 1;
 		n->nomem_tries = NODE_NOMEM_TRIES;
 		n->nomem_first = tern_now_ms() - NODE_NOMEM_SPAN_MS;
 	}
-	malloc_failed = 0;
-	malloc_fail_at = k;
-	deliver(n, 1, env, len);
-	malloc_fail_at = 0;
-	failed = malloc_failed;
-	if (n->batch.ndins == 0) {
-		if (!failed || !n->deliver_stopped)
-			fail_msg("allocation %ld: not taken, failed %d, stopped %d", k, failed,
-			         n->deliver_stopped);
-		node_deliver_resume(n);
-		deliver(n, 1, env, len);
-	}
+	failed = deliver_short(n, env, len, k);
 	/* On the last try a reused id may be taken for a redelivery (its
 	 * sender unknown): unanswered either way. */
 	if (n->batch.ndins != 1 || ((int)n->batch.dins[0].kind != (int)want &&
@@ -2060,20 +2053,7 @@ static void test_every_attachment_shortage_not_refused(void **state)
 
 	for (k = 1;; k++) {
 		node *n = node_as(SWEDEN);
-		int failed;
-		n->connected = 1;
-		malloc_failed = 0;
-		malloc_fail_at = k;
-		deliver(n, 1, env, len);
-		malloc_fail_at = 0;
-		failed = malloc_failed;
-		if (n->batch.ndins == 0) {
-			if (!failed || !n->deliver_stopped)
-				fail_msg("allocation %ld: not taken, failed %d, stopped %d", k,
-				         failed, n->deliver_stopped);
-			node_deliver_resume(n);
-			deliver(n, 1, env, len);
-		}
+		int failed = deliver_short(n, env, len, k);
 		if (n->batch.ndins != 1 || n->batch.dins[0].kind != DIN_XFER)
 			fail_msg("allocation %ld failing: %zu deliveries, the first of kind %d: %s",
 			         k, n->batch.ndins,
@@ -2148,37 +2128,6 @@ static void test_every_transfer_start_shortage_not_refused(void **state)
 #endif
 }
 
-/* A stored transfer, unhcr's message env to sweden as msgid: one attachment
- * of 5,000 bytes in one chunk, nothing of it here yet, an hour to go. */
-struct xin_stored {
-	const char *msgid;
-	const uint8_t *env;
-	size_t len;
-};
-
-static int put_xin_waiting(MDB_txn *txn, void *arg)
-{
-	const struct xin_stored *x = arg;
-	static const char zero[] =
-	    "0000000000000000000000000000000000000000000000000000000000000000";
-	json_t *rec =
-	    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender", "unhcr",
-	              "case_id", CASE, "type", "case-referral", "until",
-	              (json_int_t)(tern_now_ms() + 3600000), "att", (json_int_t)0, "have",
-	              (json_int_t)0, "atts", "size", (json_int_t)5000, "chunk_size",
-	              (json_int_t)TERN_ATTACH_CHUNK_DEFAULT, "root", zero, "sha256", zero);
-	char *text = json_dumps(rec, JSON_COMPACT);
-	MDB_val k = {strlen(x->msgid), (void *)x->msgid}, v = {strlen(text), text};
-	int rc = mdb_put(txn, tern_store_dbi(st, NS_XIN), &k, &v, 0);
-
-	json_decref(rec);
-	free(text);
-	v = (MDB_val){x->len, (void *)x->env};
-	if (rc == 0)
-		rc = mdb_put(txn, tern_store_dbi(st, NS_XINENV), &k, &v, 0);
-	return rc == 0 ? TERN_OK : TERN_EIO;
-}
-
 /* The same commit sweep, then a restart (a fresh node loading the store):
  * every transfer kept is found again. Short of memory, the record was
  * stored with its attachment left out (json_pack and json_array_append_new
@@ -2239,10 +2188,15 @@ static void test_every_transfer_load_shortage_not_lost(void **state)
 	char id[37];
 	size_t len;
 	uint8_t *env = att_envelope(&len, id);
-	struct xin_stored x = {id, env, len};
+	struct xin_put x = {.msgid = id,
+	                    .env = env,
+	                    .len = len,
+	                    .until = tern_now_ms() + 3600000,
+	                    .size = 5000,
+	                    .chunk = TERN_ATTACH_CHUNK_DEFAULT};
 	long k;
 
-	assert_int_equal(tern_store_write(st, put_xin_waiting, &x), TERN_OK);
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
 	for (k = 1;; k++) {
 		node *n = node_as(SWEDEN);
 		int64_t t = tern_now_ms();
@@ -2286,12 +2240,17 @@ static void test_spool_sweep_keeps_waiting_transfer(void **state)
 	size_t len;
 	uint8_t *env =
 	    message(UNHCR, to_sweden, 1, "case-referral", &len, id, NULL, NULL, NULL, NULL);
-	struct xin_stored x = {id, env, len};
+	struct xin_put x = {.msgid = id,
+	                    .env = env,
+	                    .len = len,
+	                    .until = tern_now_ms() + 3600000,
+	                    .size = 5000,
+	                    .chunk = TERN_ATTACH_CHUNK_DEFAULT};
 	node *n = node_as(SWEDEN);
 	FILE *f;
 
 	(void)state;
-	assert_int_equal(tern_store_write(st, put_xin_waiting, &x), TERN_OK);
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
 	n->data_dir = dir;
 	snprintf(path, sizeof(path), "%s/spool", dir);
 	(void)mkdir(path, 0700);
@@ -2309,36 +2268,6 @@ static void test_spool_sweep_keeps_waiting_transfer(void **state)
 	node_xin_free(n);
 	node_free(n);
 	free(env);
-}
-
-/* A stored transfer whose one chunk is counted: the record as the last
- * chunk's commit leaves it. */
-struct xin_raw {
-	const char *msgid;
-	const uint8_t *env;
-	size_t len;
-	const char *root, *sha256;
-};
-
-static int put_xin_complete(MDB_txn *txn, void *arg)
-{
-	const struct xin_raw *x = arg;
-	json_t *rec =
-	    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}]}", "sender", "unhcr",
-	              "case_id", CASE, "type", "case-referral", "until",
-	              (json_int_t)(tern_now_ms() + 600000), "att", (json_int_t)0, "have",
-	              (json_int_t)1, "atts", "size", (json_int_t)5000, "chunk_size",
-	              (json_int_t)TERN_ATTACH_CHUNK_DEFAULT, "root", x->root, "sha256", x->sha256);
-	char *text = json_dumps(rec, JSON_COMPACT);
-	MDB_val k = {strlen(x->msgid), (void *)x->msgid}, v = {strlen(text), text};
-	int rc = mdb_put(txn, tern_store_dbi(st, NS_XIN), &k, &v, 0);
-
-	json_decref(rec);
-	free(text);
-	v = (MDB_val){x->len, (void *)x->env};
-	if (rc == 0)
-		rc = mdb_put(txn, tern_store_dbi(st, NS_XINENV), &k, &v, 0);
-	return rc == 0 ? TERN_OK : TERN_EIO;
 }
 
 /* A restart after every chunk of an attachment was counted, before the
@@ -2418,8 +2347,16 @@ static void test_restart_with_attachment_complete_judged(void **state)
 	free(body);
 	/* The record as the last chunk's commit leaves it: have = every chunk. */
 	{
-		struct xin_raw r = {id, env, len, roothex, shahex};
-		assert_int_equal(tern_store_write(st, put_xin_complete, &r), TERN_OK);
+		struct xin_put r = {.msgid = id,
+		                    .env = env,
+		                    .len = len,
+		                    .until = tern_now_ms() + 600000,
+		                    .have = 1,
+		                    .size = 5000,
+		                    .chunk = TERN_ATTACH_CHUNK_DEFAULT,
+		                    .root = roothex,
+		                    .sha256 = shahex};
+		assert_int_equal(tern_store_write(st, put_xin, &r), TERN_OK);
 	}
 	n = node_as(SWEDEN); /* the restart */
 	n->connected = 1;
@@ -2554,7 +2491,7 @@ static void test_transfer_judge_oom_every_time_refused(void **state)
 	size_t len;
 	uint8_t *env =
 	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
-	struct xin_put x = {id, env, len};
+	struct xin_put x = {.msgid = id, .env = env, .len = len};
 	node *n = node_as(SWEDEN);
 	int64_t t = tern_now_ms();
 
