@@ -186,6 +186,22 @@ static int hold_room(const node_judge *j, const char *sender, size_t len)
 	       all_bytes + len <= NODE_HELD_BYTES && from_bytes + len <= NODE_HELD_BYTES_PER_SENDER;
 }
 
+/* rc a shortage: no verdict, the delivery left for later (DIN_NOMEM); on
+ * the last try (nomem_final) refused no-memory in words of its own (the
+ * library leaves no detail with every shortage, and an older error's text
+ * must not go into a receipt). 1 if so. */
+static int shortage(const node_judge *j, struct din *d, int rc, const char *what)
+{
+	if (rc != TERN_ENOMEM)
+		return 0;
+	if (!j->nomem_final)
+		d->kind = DIN_NOMEM;
+	else
+		refuse(d, tern_errcode_name(rc), "out of memory %s, on every try for %d s", what,
+		       NODE_NOMEM_SPAN_MS / 1000);
+	return 1;
+}
+
 /* A message with attachments: its declarations match its signed seals,
  * within this node's limits. 0 when refused (d says why) or left for later
  * (DIN_NOMEM). */
@@ -201,17 +217,9 @@ static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
 		       tern_errdetail());
 		return 0;
 	}
-	if ((rc = node_atts_of(h, body, &d->atts, &d->natts, why, sizeof(why))) == TERN_ENOMEM &&
-	    !j->nomem_final) {
-		d->kind = DIN_NOMEM; /* no verdict on the attachments: later */
+	rc = node_atts_of(h, body, &d->atts, &d->natts, why, sizeof(why));
+	if (shortage(j, d, rc, "reading its attachments"))
 		return 0;
-	}
-	if (rc == TERN_ENOMEM) { /* the last try: no-memory, not a mismatch */
-		refuse(d, tern_errcode_name(rc),
-		       "out of memory reading its attachments, on every try for %d s",
-		       NODE_NOMEM_SPAN_MS / 1000);
-		return 0;
-	}
 	if (rc != TERN_OK) {
 		refuse(d, tern_reason_code(TERN_REASON_ATTACHMENT_MISMATCH), "%s", why);
 		return 0;
@@ -238,16 +246,8 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	int rc;
 
 	rc = tern_validate(body, tern_now_ms(), &viol);
-	if (rc == TERN_ENOMEM && !j->nomem_final) {
-		d->kind = DIN_NOMEM;
+	if (shortage(j, d, rc, "checking its body"))
 		return;
-	}
-	if (rc == TERN_ENOMEM) { /* the last try, in words of its own as above */
-		refuse(d, tern_errcode_name(rc),
-		       "out of memory checking its body, on every try for %d s",
-		       NODE_NOMEM_SPAN_MS / 1000);
-		return;
-	}
 	if (rc != TERN_OK) {
 		refuse(d, tern_reason_code(TERN_REASON_INVALID_BODY), "%s: %s",
 		       viol.count ? viol.v[0].path : "",
@@ -449,18 +449,13 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		snprintf(d->code, sizeof(d->code), "%s", r->reason_code);
 		snprintf(d->text, sizeof(d->text), "%s", r->reason_text);
 		rc = node_store_sent_rec(txn, j->store, r->message_id, &rec);
-		if (rc == TERN_ENOMEM && !j->nomem_final) {
-			/* Not read for a shortage: no sign that the message is
-			 * unknown, and a receipt refused is lost for good. */
-			d->kind = DIN_NOMEM;
+		/* Not read for a shortage: no sign that the message is unknown,
+		 * and a receipt refused is lost for good. */
+		if (shortage(j, d, rc, "matching the receipt to its message")) {
+			node_rec_sent_free(&rec);
 			goto out;
 		}
-		if (rc == TERN_ENOMEM) {
-			/* The last try: in words of its own, not "never sent". */
-			refuse(d, tern_errcode_name(rc),
-			       "a receipt for %s not matched: out of memory on every try for %d s",
-			       r->message_id, NODE_NOMEM_SPAN_MS / 1000);
-		} else if (rc != TERN_OK || node_rec_sent_rcpt(rec, h->sender) == NULL) {
+		if (rc != TERN_OK || node_rec_sent_rcpt(rec, h->sender) == NULL) {
 			/* Refused like any bad message: logged and audited; never answered,
 			 * as no receipt is ever sent for a receipt. */
 			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_MESSAGE),
