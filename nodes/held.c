@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <tern/error.h>
+#include <tern/json.h>
 #include <tern/log.h>
 #include <tern/reason.h>
 
@@ -38,13 +39,13 @@ int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
 	json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "ref", h->ref, "until",
 	                        (json_int_t)h->until, "sender", h->sender, "case_id", h->case_id,
 	                        "type", h->type, "len", (json_int_t)h->len);
-	char *text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	char *text = NULL;
 	MDB_val k = sval(h->msgid), v;
-	int rc;
+	int rc = rec ? tern_json_dumps_exact(rec, JSON_COMPACT, &text) : TERN_ENOMEM;
 
 	json_decref(rec);
-	if (text == NULL)
-		return TERN_ENOMEM;
+	if (rc != TERN_OK)
+		return rc;
 	v = sval(text);
 	rc = MDB(mdb_put(txn, DBI(s, NS_HELD), &k, &v, 0), "hold a delivery");
 	free(text);

@@ -33,6 +33,7 @@
 
 #include <tern/api.h>
 #include <tern/error.h>
+#include <tern/json.h>
 #include <tern/log.h>
 #include <tern/reason.h>
 #include <tern/uuid.h>
@@ -96,8 +97,8 @@ static int upload_write_apply(MDB_txn *txn, void *arg)
 		rc = mdb_del(txn, DBI(w->s, NS_UPLOADS), &k, NULL);
 		return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "forget an upload");
 	}
-	if ((text = json_dumps(w->rec, JSON_COMPACT)) == NULL)
-		return TERN_ENOMEM;
+	if ((rc = tern_json_dumps_exact(w->rec, JSON_COMPACT, &text)) != TERN_OK)
+		return rc;
 	v = (MDB_val){strlen(text), text};
 	rc = MDB(mdb_put(txn, DBI(w->s, NS_UPLOADS), &k, &v, 0), "record an upload");
 	free(text);

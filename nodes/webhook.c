@@ -15,6 +15,7 @@
 #include <sodium.h>
 
 #include <tern/error.h>
+#include <tern/json.h>
 #include <tern/log.h>
 
 #include "ident.h"
@@ -59,11 +60,13 @@ int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char
 	                    event == NODE_PUSH_RECEIVED ? "message.received" : "message.final",
 	                    "timestamp", ts, "data", data);
 	/* The body is fixed now: every attempt posts the same bytes. */
-	text = payload ? json_dumps(payload, JSON_COMPACT) : NULL;
+	if (payload == NULL || tern_json_dumps_exact(payload, JSON_COMPACT, &text) != TERN_OK)
+		text = NULL;
 	rec = text ? json_pack("{s:s, s:s}", "id", id, "body", text) : NULL;
 	free(text);
 	json_decref(payload);
-	text = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
+	if (rec == NULL || tern_json_dumps_exact(rec, JSON_COMPACT, &text) != TERN_OK)
+		text = NULL;
 	json_decref(rec);
 	if (text == NULL)
 		return TERN_ENOMEM;

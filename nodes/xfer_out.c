@@ -34,6 +34,7 @@
 #include <tern/api.h>
 #include <tern/attach.h>
 #include <tern/error.h>
+#include <tern/json.h>
 #include <tern/log.h>
 #include <tern/reason.h>
 #include <tern/uuid.h>
@@ -133,12 +134,12 @@ static void leaves_key(const char *msgid, uint32_t i, uint8_t k[41])
 
 static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *rec)
 {
-	char *text = json_dumps(rec, JSON_COMPACT);
+	char *text = NULL;
 	MDB_val k = {strlen(key), (void *)key}, v;
-	int rc;
+	int rc = tern_json_dumps_exact(rec, JSON_COMPACT, &text);
 
-	if (text == NULL)
-		return TERN_ENOMEM;
+	if (rc != TERN_OK)
+		return rc;
 	v = (MDB_val){strlen(text), text};
 	rc = MDB(mdb_put(txn, dbi, &k, &v, 0), "record a transfer");
 	free(text);

@@ -26,6 +26,7 @@
 #include <tern/curve.h>
 #include <tern/directory.h>
 #include <tern/error.h>
+#include <tern/json.h>
 #include <tern/keys.h>
 #include <tern/msgtype.h>
 #include <tern/pki.h>
@@ -255,7 +256,7 @@ int tern_node_keygen(const char *dir, const char *node_id, tern_node_request *re
 	j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "format", REQUEST_FORMAT, "node_id",
 	              node_id, "sign_public", hsign, "seal_public", hseal, "curve_public",
 	              tern_curvekey_public_z85(ck), "proof", hsig);
-	if (j == NULL || (text = json_dumps(j, JSON_INDENT(2))) == NULL) {
+	if (j == NULL || tern_json_dumps_exact(j, JSON_INDENT(2), &text) != TERN_OK) {
 		rc = TERN_ENOMEM;
 		path = NULL;
 		goto out;
@@ -452,9 +453,11 @@ static int db_save(const tern_ca *ca)
 
 	if ((path = path_join(ca->dir, TERN_CA_DB_FILE)) == NULL)
 		return TERN_ENOMEM;
-	if ((text = json_dumps(ca->db, JSON_INDENT(2) | JSON_PRESERVE_ORDER)) == NULL) {
+	/* The CA's register, read back before it replaces the old one. */
+	if ((rc = tern_json_dumps_exact(ca->db, JSON_INDENT(2) | JSON_PRESERVE_ORDER, &text)) !=
+	    TERN_OK) {
 		free(path);
-		return TERN_ENOMEM;
+		return rc;
 	}
 	rc = tern_file_write(path, text, strlen(text), 0644);
 	free(text);

@@ -16,6 +16,7 @@
 #include <tern/v1/envelope.pb-c.h>
 #include <tern/v1/messages.pb-c.h>
 
+#include "failmalloc.h"
 #include "pbuf.h"
 
 static const char *const types[] = {"case-referral", "acceptance-decision", "travel-confirmation",
@@ -429,9 +430,63 @@ static void test_syntax_errors(void **state)
 	free(big);
 }
 
+/* JSON a store keeps, with each allocation of writing it made to fail in
+ * turn: either no text (TERN_ENOMEM) or a text that says the same. jansson's
+ * own json_dumps does not hold to that: short of memory it dropped bytes
+ * and answered (a transfer's record, a key cut in two). */
+static void test_dumps_exact_under_shortage(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	json_t *rec = json_pack(
+	    "{s:s, s:s, s:s, s:I, s:I, s:I, s:[{s:I, s:I, s:s, s:s}, {s:I, s:I, s:s, s:s}]}",
+	    "sender", "unhcr", "case_id", "UNHCR-KEN-2024-000123", "type", "case-referral", "until",
+	    (json_int_t)1797246682056, "att", (json_int_t)0, "have", (json_int_t)3, "atts", "size",
+	    (json_int_t)5000, "chunk_size", (json_int_t)1048576, "root",
+	    "0707070707070707070707070707070707070707070707070707070707070707", "sha256",
+	    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "size",
+	    (json_int_t)7, "chunk_size", (json_int_t)65536, "root",
+	    "0808080808080808080808080808080808080808080808080808080808080808", "sha256",
+	    "0909090909090909090909090909090909090909090909090909090909090909");
+	long k;
+
+	assert_non_null(rec);
+	for (k = 1;; k++) {
+		char *text = NULL;
+		int rc, failed;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = tern_json_dumps_exact(rec, JSON_COMPACT, &text);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (rc == TERN_OK) {
+			json_t *back = json_loads(text, 0, NULL);
+			if (back == NULL || !json_equal(back, rec))
+				fail_msg("allocation %ld failing: a text that does not say the "
+				         "record: %s",
+				         k, text);
+			json_decref(back);
+		} else {
+			assert_int_equal(rc, TERN_ENOMEM);
+			assert_true(failed);
+			assert_null(text);
+		}
+		free(text);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 3);
+	json_decref(rec);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_dumps_exact_under_shortage),
 	    cmocka_unit_test(test_roundtrip_examples),
 	    cmocka_unit_test(test_camel_case_names),
 	    cmocka_unit_test(test_snake_case_accepted),

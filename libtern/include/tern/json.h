@@ -65,6 +65,12 @@ int tern_json_parse_text(const ProtobufCMessageDescriptor *desc, const char *tex
  * indentation, a final newline. *out is malloc'd; the caller frees it. */
 int tern_json_dump_text(const ProtobufCMessage *msg, char **out);
 
+/* json_dumps(v, flags) into *out (malloc'd; the caller frees it), read
+ * back and compared with v before it is given: TERN_ENOMEM when the text
+ * could not be made, or does not say v (jansson can drop bytes when short
+ * of memory and still answer). For JSON a store keeps. */
+int tern_json_dumps_exact(const json_t *v, size_t flags, char **out);
+
 /* Frees a message returned by tern_json_decode/tern_json_parse_text and sets
  * *msg to NULL. */
 void tern_json_message_free(ProtobufCMessage **msg);
