@@ -304,6 +304,17 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	snprintf(d->wf_root, sizeof(d->wf_root), "%s", v.root);
 }
 
+int node_nomem_final(const struct node_nomem *c, int64_t now)
+{
+	return c->tries >= NODE_NOMEM_TRIES && now - c->first >= NODE_NOMEM_SPAN_MS;
+}
+
+void node_nomem_count(struct node_nomem *c, int64_t now)
+{
+	if (c->tries++ == 0)
+		c->first = now;
+}
+
 void node_judge_of(node *n, node_judge *j)
 {
 	*j = (node_judge){.dir = n->id.dir,
@@ -574,7 +585,7 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		n->delivered = 0;
 		b->delivered = 0;
 		n->nomem_seq = 0; /* the old start's seqs name other messages now */
-		n->nomem_tries = 0;
+		n->nomem = (struct node_nomem){0, 0};
 	}
 	if (dv->seq <= n->delivered || dv->seq <= b->delivered) {
 		if (b->delivered < n->delivered)
@@ -618,22 +629,21 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 	} else if (dv->item_case == TERN__V1__DELIVER__ITEM_ENVELOPE) {
 		node_judge j;
 		node_judge_of(n, &j);
-		j.nomem_final = dv->seq == n->nomem_seq && n->nomem_tries >= NODE_NOMEM_TRIES &&
-		                tern_now_ms() - n->nomem_first >= NODE_NOMEM_SPAN_MS;
+		j.nomem_final =
+		    dv->seq == n->nomem_seq && node_nomem_final(&n->nomem, tern_now_ms());
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
 		if (d->kind == DIN_NOMEM) {
-			if (dv->seq != n->nomem_seq || n->nomem_tries == 0) {
+			if (dv->seq != n->nomem_seq) { /* another message's count goes */
 				n->nomem_seq = dv->seq;
-				n->nomem_tries = 0;
-				n->nomem_first = tern_now_ms();
+				n->nomem = (struct node_nomem){0, 0};
 			}
-			n->nomem_tries++;
+			node_nomem_count(&n->nomem, tern_now_ms());
 			rc = TERN_ENOMEM;
 			goto oom;
 		}
 		if (dv->seq == n->nomem_seq) { /* judged at last */
 			n->nomem_seq = 0;
-			n->nomem_tries = 0;
+			n->nomem = (struct node_nomem){0, 0};
 		}
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE ||
 		    d->kind == DIN_HOLD || d->kind == DIN_XFER) {

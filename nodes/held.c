@@ -262,17 +262,6 @@ void node_held_failed(node *n)
 			json_array_append_new(n->held_due, json_string(b->dins[i].msgid));
 }
 
-int node_nomem_final(const struct node_nomem *c, int64_t now)
-{
-	return c->tries >= NODE_NOMEM_TRIES && now - c->first >= NODE_NOMEM_SPAN_MS;
-}
-
-void node_nomem_count(struct node_nomem *c, int64_t now)
-{
-	if (c->tries++ == 0)
-		c->first = now;
-}
-
 /* A held entry's count, kept in its n->held entry (in memory only). */
 static struct node_nomem held_nomem(const json_t *h)
 {

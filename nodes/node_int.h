@@ -171,6 +171,14 @@ struct node_xprep;
 struct xseal;
 struct xopen;
 
+/* The shortages of one message's judging, counted until it is taken: a
+ * delivery's (node.nomem, by seq), a held message's (its n->held entry), a
+ * finished transfer's (its struct xin). See node_nomem_final (deliver.c). */
+struct node_nomem {
+	int tries;
+	int64_t first; /* ms, the first of them */
+};
+
 struct node {
 	tern_ident id;
 	tern_sealcache *seals; /* X25519 reuse for sealing and opening */
@@ -215,8 +223,7 @@ struct node {
 	 * that a message whose judging always runs out of memory here cannot
 	 * block the queue behind it. */
 	uint64_t nomem_seq;
-	int nomem_tries;
-	int64_t nomem_first; /* ms, the first of those tries */
+	struct node_nomem nomem; /* its tries (node_nomem_final) */
 	/* A commit failed with deliveries or answers in it: what the broker
 	 * counts as given is lost, so the node says Hello again (at hello_due,
 	 * later after each consecutive failure: a full disk must not turn into
@@ -331,6 +338,12 @@ void node_submit_result(node *n, const Tern__V1__SubmitResult *sr);
 void node_submit_pump(node *n);
 
 /* --- deliver.c ----------------------------------------------------------------- */
+/* node_nomem_final: 1 if this try is the last (its judging ran out of
+ * memory NODE_NOMEM_TRIES times, over NODE_NOMEM_SPAN_MS at least), when a
+ * shortage is refused no-memory instead of retried for ever;
+ * node_nomem_count counts one. */
+int node_nomem_final(const struct node_nomem *c, int64_t now);
+void node_nomem_count(struct node_nomem *c, int64_t now);
 
 /* What judging an envelope needs of the node: who it is, its keys, its
  * store and this turn's batch (a reference may point at a message received
@@ -439,18 +452,6 @@ void node_held_committed(node *n);
 void node_held_failed(node *n);
 /* Releases wait wait_ms from now (or longer, if they already did). */
 void node_rejudge_after(node *n, int64_t wait_ms);
-/* The shortages of one message judged again (a held message, in its
- * n->held entry; a finished transfer, in its struct xin), counted until it
- * is taken. node_nomem_final: 1 if this try is the last (its judging ran
- * out of memory NODE_NOMEM_TRIES times, over NODE_NOMEM_SPAN_MS at least
- * by the ticks' clock), when a shortage is refused no-memory instead of
- * retried for ever. */
-struct node_nomem {
-	int tries;
-	int64_t first; /* ms, the first of them */
-};
-int node_nomem_final(const struct node_nomem *c, int64_t now);
-void node_nomem_count(struct node_nomem *c, int64_t now);
 /* 1: now is before n->rejudge_at, and releases wait. */
 int node_rejudge_later(const node *n, int64_t now);
 /* Each turn: judges the due ones again, and refuses those past their time. */

@@ -1727,7 +1727,7 @@ static void test_oom_every_time_refused(void **state)
 	assert_int_equal(n->batch.ndins, 0);
 	assert_true(n->deliver_stopped);
 	node_deliver_resume(n);
-	n->nomem_first -= NODE_NOMEM_SPAN_MS; /* as if the first try was that long ago */
+	n->nomem.first -= NODE_NOMEM_SPAN_MS; /* as if the first try was that long ago */
 	body_oom = 1;
 	deliver(n, 1, env, len);
 	body_oom = 0;
@@ -1916,8 +1916,8 @@ static int redelivery_short(const uint8_t *env, size_t len, enum din_kind want, 
 	if (final) {
 		memcpy(n->epoch, epoch, 16); /* the same start of the broker */
 		n->nomem_seq = 1;
-		n->nomem_tries = NODE_NOMEM_TRIES;
-		n->nomem_first = tern_now_ms() - NODE_NOMEM_SPAN_MS;
+		n->nomem.tries = NODE_NOMEM_TRIES;
+		n->nomem.first = tern_now_ms() - NODE_NOMEM_SPAN_MS;
 	}
 	failed = deliver_short(n, env, len, k);
 	/* On the last try a reused id may be taken for a redelivery (its
