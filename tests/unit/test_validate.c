@@ -266,6 +266,19 @@ static void test_referral_unique_person_ids(void **state)
 	expect(r, "members[3].personId", "must be unique");
 }
 
+#if MALLOC_CAN_FAIL
+/* tern_validate with no memory to be had. */
+static int validate_short(const ProtobufCMessage *m, tern_violations *v)
+{
+	int rc;
+
+	malloc_fails = 1;
+	rc = tern_validate(m, now_ms, v);
+	malloc_fails = 0;
+	return rc;
+}
+#endif
+
 /* A list whose repeats could not be checked for want of memory does not
  * pass: before, the members' check (and the decisions', assessments' and
  * attendance records') was skipped when its malloc failed, and a referral
@@ -283,9 +296,7 @@ static void test_unique_unchecked_not_a_verdict(void **state)
 	int rc, found = 0;
 
 	set(&r->members[3]->person_id, r->members[1]->person_id);
-	malloc_fails = 1;
-	rc = tern_validate(m, now_ms, &v);
-	malloc_fails = 0;
+	rc = validate_short(m, &v);
 	assert_int_equal(rc, TERN_ENOMEM);
 	for (size_t i = 0; i < v.count; i++)
 		found |= strcmp(v.v[i].path, "members") == 0 &&
@@ -298,9 +309,7 @@ static void test_unique_unchecked_not_a_verdict(void **state)
 	/* A real violation beside the unchecked list: invalid, shortage or not,
 	 * and named first (a refusal names the first entry). */
 	set(&r->members[3]->given_name, "");
-	malloc_fails = 1;
-	rc = tern_validate(m, now_ms, &v);
-	malloc_fails = 0;
+	rc = validate_short(m, &v);
 	assert_int_equal(rc, TERN_EINVALID);
 	assert_string_equal(v.v[0].path, "members[3].givenName");
 	assert_string_equal(v.v[v.count - 1].path, "members");
@@ -313,9 +322,7 @@ static void test_unique_unchecked_not_a_verdict(void **state)
 		ProtobufCMessage *dm = &d->base;
 		assert_true(d->n_member_decisions > 1);
 		set(&d->valid_until, "2026-11-21");
-		malloc_fails = 1;
-		rc = tern_validate(dm, now_ms, &v);
-		malloc_fails = 0;
+		rc = validate_short(dm, &v);
 		assert_int_equal(rc, TERN_EINVALID);
 		assert_string_equal(v.v[0].path, "validUntil");
 		assert_string_equal(v.v[v.count - 1].path, "memberDecisions");
