@@ -1936,6 +1936,261 @@ static int redelivery_short(const uint8_t *env, size_t len, enum din_kind want, 
 
 #endif
 
+#if MALLOC_CAN_FAIL
+/* What a delivery was judged to be: its kind, and what a verdict names. */
+struct verdict {
+	int kind;
+	char code[40], outcome[40], ref[37];
+};
+
+static struct verdict verdict_of(const node *n)
+{
+	struct verdict v = {-1, "", "", ""};
+
+	if (n->batch.ndins != 1)
+		return v;
+	v.kind = n->batch.dins[0].kind;
+	snprintf(v.code, sizeof(v.code), "%s", n->batch.dins[0].code);
+	snprintf(v.outcome, sizeof(v.outcome), "%s", n->batch.dins[0].outcome);
+	snprintf(v.ref, sizeof(v.ref), "%s", n->batch.dins[0].ref);
+	return v;
+}
+
+/* env delivered to `who`, first with memory, then with each allocation
+ * failing in turn: every run is left for later (deliver_short checks that)
+ * or judged exactly as with memory, the same kind, reason, outcome and
+ * reference. Nothing is committed, so each run meets the same store.
+ * Returns the number of allocations swept. */
+static long judged_as_with_memory(int who, const uint8_t *env, size_t len, int want_kind)
+{
+	node *n = node_as(who);
+	struct verdict want, got;
+	long k;
+
+	n->connected = 1;
+	deliver(n, 1, env, len);
+	want = verdict_of(n);
+	assert_int_equal(want.kind, want_kind);
+	node_batch_reset(n);
+	node_free(n);
+	for (k = 1;; k++) {
+		int failed;
+		n = node_as(who);
+		failed = deliver_short(n, env, len, k);
+		got = verdict_of(n);
+		if (got.kind != want.kind || strcmp(got.code, want.code) != 0 ||
+		    strcmp(got.outcome, want.outcome) != 0 || strcmp(got.ref, want.ref) != 0)
+			fail_msg(
+			    "allocation %ld failing: judged %d %s %s %s, with memory %d %s %s %s",
+			    k, got.kind, got.code, got.outcome, got.ref, want.kind, want.code,
+			    want.outcome, want.ref);
+		node_batch_reset(n);
+		node_free(n);
+		if (!failed)
+			break;
+	}
+	return k - 1;
+}
+#endif
+
+/* The workflow's verdicts under each shortage: a decision and a travel
+ * confirmation judged against the records of the case (accepted, refused
+ * case-mismatch or decision-not-accepted, held for a reference not yet
+ * here), and bodies refused on their own merits. A record the node had no
+ * memory to read must not pass for one that is absent (held, or refused
+ * unknown-reference) or for another case's. */
+static void test_every_workflow_shortage_judged_alike(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char ref[37], dec[37], rejected[37], absent[37], id[37];
+	size_t len, blen;
+	uint8_t *env, *body;
+	long swept = 0;
+
+	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+	assert_int_equal(tern_uuid_v7(dec), TERN_OK);
+	assert_int_equal(tern_uuid_v7(rejected), TERN_OK);
+	assert_int_equal(tern_uuid_v7(absent), TERN_OK);
+	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
+	put_sent(dec, "acceptance-decision", CASE, "ACCEPTED", to_unhcr_iom, 2);
+	put_sent(rejected, "acceptance-decision", CASE, "REJECTED", to_unhcr_iom, 2);
+
+	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId", ref,
+	              NULL, NULL);
+	swept += judged_as_with_memory(UNHCR, env, len, DIN_ACCEPT);
+	free(env);
+	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId", ref,
+	              "caseId", OTHER_CASE);
+	swept += judged_as_with_memory(UNHCR, env, len, DIN_REFUSE);
+	free(env);
+	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId",
+	              absent, NULL, NULL);
+	swept += judged_as_with_memory(UNHCR, env, len, DIN_HOLD);
+	free(env);
+	env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId", dec, NULL,
+	              NULL);
+	swept += judged_as_with_memory(SWEDEN, env, len, DIN_ACCEPT);
+	free(env);
+	env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId", rejected,
+	              NULL, NULL);
+	swept += judged_as_with_memory(SWEDEN, env, len, DIN_REFUSE);
+	free(env);
+	/* Refused for what they are: another case than the envelope's, a body
+	 * that does not decode, a message to somebody else. */
+	body = body_of("case-referral", &blen, NULL);
+	env = seal(UNHCR, to_sweden_iom, 2, "case-referral", OTHER_CASE, body, blen, &len, id);
+	swept += judged_as_with_memory(SWEDEN, env, len, DIN_REFUSE);
+	free(env);
+	free(body);
+	env = seal(UNHCR, to_sweden_iom, 2, "case-referral", CASE, (const uint8_t *)"\xff\xff", 2,
+	           &len, id);
+	swept += judged_as_with_memory(SWEDEN, env, len, DIN_REFUSE);
+	free(env);
+	env = message(UNHCR, to_sweden, 1, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	swept += judged_as_with_memory(IOM, env, len, DIN_REFUSE);
+	free(env);
+	print_message("shortage sweep: %ld allocations\n", swept);
+	assert_true(swept > 100);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* A notice from the broker (a recipient's queue expired, a member removed)
+ * under each shortage: left for later (not taken, deliveries stopped) or
+ * taken as with memory. A notice dropped would leave the message at-broker
+ * for that recipient for good, with nobody to tell the sender otherwise. */
+static void test_every_notice_shortage_not_lost(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	node *n = node_as(UNHCR);
+	long k;
+
+	send_accepted(n, id);
+	node_free(n);
+	for (k = 1;; k++) {
+		int failed;
+		n = node_as(UNHCR);
+		n->connected = 1;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		notice(n, 1, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (n->batch.ndins == 0) {
+			if (!failed || !n->deliver_stopped)
+				fail_msg("allocation %ld: not taken, failed %d, stopped %d", k,
+				         failed, n->deliver_stopped);
+			node_deliver_resume(n);
+			notice(n, 1, id, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+		}
+		if (n->batch.ndins != 1 || n->batch.dins[0].kind != DIN_NOTICE ||
+		    strcmp(n->batch.dins[0].target, id) != 0 ||
+		    strcmp(n->batch.dins[0].node, "sweden") != 0)
+			fail_msg("allocation %ld failing: %zu deliveries, the first of kind %d", k,
+			         n->batch.ndins, n->batch.ndins ? (int)n->batch.dins[0].kind : -1);
+		assert_int_equal(n->batch.nouts, 0); /* a notice is not answered */
+		if (!failed)
+			break;
+		node_batch_reset(n);
+		node_free(n);
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 1);
+	node_batch_commit(n);
+	assert_string_equal(sent_field(id, "sweden", "state"), "expired");
+	assert_string_equal(sent_field(id, "iom", "state"), "at-broker");
+	node_free(n);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* Whether sweden's copy of msgid is in this node's store as received. */
+static int received_here(const char *msgid)
+{
+	MDB_txn *txn;
+	json_t *rec = NULL;
+	int rc;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	rc = node_store_received(txn, st, msgid, &rec);
+	mdb_txn_abort(txn);
+	json_decref(rec);
+	if (rc != TERN_OK && rc != TERN_ENOENT)
+		fail_msg("reading %s: %s", msgid, tern_strerror(rc));
+	return rc == TERN_OK;
+}
+
+/* The commit itself under each shortage: a batch holding a notice, a
+ * receipt and a received referral (with its receipt to send) is written
+ * whole, or not at all and asked for again. Written in part, a notice or
+ * receipt would be acknowledged and never applied, and a referral
+ * acknowledged without its record or receipt. */
+static void test_every_commit_shortage_all_or_nothing(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	long k;
+
+	for (k = 1;; k++) {
+		char noticed[37], receipted[37], rid[37], in[37];
+		size_t rlen, len;
+		node *n = node_as(UNHCR);
+		uint8_t *renv, *env;
+		int failed, failures;
+
+		send_accepted(n, noticed);
+		send_accepted(n, receipted);
+		renv = receipt(SWEDEN, UNHCR, receipted, 1, "", &rlen, rid);
+		env = message(SWEDEN, to_unhcr_iom, 2, "case-referral", &len, in, NULL, NULL, NULL,
+		              NULL);
+		n->connected = 1;
+		notice(n, 1, noticed, "sweden", TERN__V1__NOTICE__KIND__EXPIRED, "expired");
+		deliver(n, 2, renv, rlen);
+		deliver(n, 3, env, len);
+		assert_int_equal(n->batch.ndins, 3);
+		failures = n->commit_failures;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		node_batch_commit(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (n->commit_failures > failures) {
+			/* Nothing of it: all three will come again. */
+			assert_true(failed);
+			assert_true(n->deliver_stopped);
+			assert_string_equal(sent_field(noticed, "sweden", "state"), "at-broker");
+			assert_string_equal(sent_field(receipted, "sweden", "state"), "at-broker");
+			assert_false(received_here(in));
+		} else {
+			if (strcmp(sent_field(noticed, "sweden", "state"), "expired") != 0 ||
+			    strcmp(sent_field(receipted, "sweden", "state"), "delivered") != 0 ||
+			    !received_here(in))
+				fail_msg(
+				    "allocation %ld failing: committed, but the notice says %s, "
+				    "the receipt %s, the referral %s",
+				    k, sent_field(noticed, "sweden", "state"),
+				    sent_field(receipted, "sweden", "state"),
+				    received_here(in) ? "received" : "absent");
+		}
+		node_batch_reset(n);
+		node_free(n);
+		free(renv);
+		free(env);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* And for a message seen before (a redelivery, or another sender's id, as
  * test_judge_duplicates): under each shortage it is left for later or known
  * as seen. Taken as new, a redelivery would be answered twice and a reused
@@ -2980,6 +3235,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_every_shortage_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_receipt_shortage_not_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_redelivery_shortage_seen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_workflow_shortage_judged_alike, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_every_notice_shortage_not_lost, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_commit_shortage_all_or_nothing, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_attachment_shortage_not_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_transfer_start_shortage_not_refused, setup,
