@@ -1348,6 +1348,68 @@ static void test_every_shortage_put_off(void **state)
 #endif
 }
 
+/* The broker's commit under each shortage: a batch of an accepted
+ * submission and a refused one is written whole (queued, its id claimed,
+ * both audited) or not at all (the session broken: the sender resubmits).
+ * In part, an acknowledged message could be missing from its recipient's
+ * queue, or queued with no audit entry for an auditor to find. */
+static void test_every_commit_shortage_all_or_nothing(void **state)
+{
+#if MALLOC_CAN_FAIL
+	struct fixture *f = *state;
+	static const uint8_t rid[] = {9};
+	long k;
+
+	for (k = 1;; k++) {
+		struct sealed e = referral(f);
+		broker *b = bare_broker(f);
+		struct peer *unhcr = peer_find(b, "unhcr", 0);
+		int queued = queue_of(f, "sweden").n, failed;
+		uint64_t audited = audit_size(f);
+		bq_dedup seen;
+
+		unhcr->live = 1;
+		unhcr->rid[0] = rid[0];
+		unhcr->rid_len = 1;
+		unhcr->session = f->session;
+		unhcr->next_index = 2;
+		b->batch.now = tern_now_ms();
+		assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)),
+		                 TERN_OK);
+		assert_int_equal(submit_now(b, "iom", rid, 1, submit_frame(f, e.buf, e.len)),
+		                 TERN_OK);
+		assert_int_equal(b->batch.nsubs, 2);
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		batch_commit(b);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (unhcr->broken) {
+			assert_true(failed);
+			assert_int_equal(queue_of(f, "sweden").n, queued);
+			assert_int_equal(dedup_of(f, e.id, &seen), TERN_ENOENT);
+			assert_int_equal(audit_size(f), audited);
+		} else if (queue_of(f, "sweden").n != queued + 1 ||
+		           dedup_of(f, e.id, &seen) != TERN_OK || audit_size(f) != audited + 2) {
+			fail_msg("allocation %ld failing: committed, but %d queued (of %d), "
+			         "%llu audited (of %llu)",
+			         k, queue_of(f, "sweden").n, queued + 1,
+			         (unsigned long long)audit_size(f),
+			         (unsigned long long)audited + 2);
+		}
+		bare_broker_free(&b);
+		free(e.buf);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 10);
+#else
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A submission the broker can never afford to verify is not put off for
  * ever (each time a Hello and a resubmission): after BROKER_NOMEM_TRIES in a
  * row, the next is refused no-memory, as before, with its id so that its
@@ -2182,6 +2244,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_verify_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_every_time_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_shortage_put_off, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_commit_shortage_all_or_nothing, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_oom_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
