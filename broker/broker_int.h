@@ -94,6 +94,7 @@ struct peer {
 	int64_t last_tx;
 	int64_t last_restore; /* when its store was last found put back */
 	int dirty;            /* queue changed: try to deliver */
+	int64_t scan_warned;  /* when a cut-short scan of its queue was last logged */
 	char software[64];    /* as its Hello said */
 	/* Rate limit: a token bucket; submissions over it wait here, in order. */
 	double tokens;

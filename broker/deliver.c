@@ -155,6 +155,7 @@ void deliver_pump(broker *b, struct peer *p)
 	 * before pp.n counts it, so zeroing them all would buy nothing. */
 	struct pump pp;
 	MDB_txn *txn;
+	int rc;
 
 	if (!p->live || p->credit == 0)
 		return;
@@ -167,7 +168,19 @@ void deliver_pump(broker *b, struct peer *p)
 	pp.n = pp.bytes = 0;
 	if (tern_store_read_begin(b->store, &txn) != TERN_OK)
 		return;
-	bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp);
+	if ((rc = bq_scan(txn, b->store, p->id, p->acked + 1, pump_visit, &pp)) != TERN_OK) {
+		/* Cut short (no memory for its cursor, a failed read): what it
+		 * gathered goes, the rest on a later turn. Not dirty, the queue
+		 * would wait for news that may never come: nothing in flight, no
+		 * acknowledgement due. A turn is at least a poll apart, so a
+		 * lasting fault costs a scan a turn, said once a minute. */
+		pp.blocked = 1;
+		if (pp.b->batch.now - p->scan_warned >= 60000) {
+			p->scan_warned = pp.b->batch.now;
+			log_warnx("cannot read %s's queue: %s (%s); trying again", p->id,
+			          tern_strerror(rc), tern_errdetail());
+		}
+	}
 	(void)pump_flush(&pp); /* before the txn its payloads point into ends */
 	mdb_txn_abort(txn);
 	p->dirty = pp.blocked;

@@ -12,24 +12,32 @@
 
 int tern_hop_send(void *sock, const void *rid, size_t rid_len, Tern__V1__Frame *f, int flags)
 {
-	uint8_t stackbuf[4096], *buf = stackbuf;
+	zmq_msg_t m;
 	size_t n;
-	int rc = TERN_OK, err = 0;
+	int err;
 
 	f->version = TERN_HOP_VERSION; /* before sizing: it changes the size */
 	n = protobuf_c_message_get_packed_size(&f->base);
-	if (n > sizeof(stackbuf) && (buf = malloc(n)) == NULL)
-		return TERN_ENOMEM;
-	protobuf_c_message_pack(&f->base, buf);
+	/* The body is made, packed in place, before anything is sent. Made
+	 * after the routing id had gone (SNDMORE), a body the allocation failed
+	 * for left the ROUTER in the middle of a message: the next frame to
+	 * the same peer went out as its parts, [routing id][frame], which the
+	 * node read as a malformed frame. */
+	if (zmq_msg_init_size(&m, n) != 0)
+		return tern_fail(TERN_ENOMEM, "out of memory for a hop frame of %zu bytes", n);
+	protobuf_c_message_pack(&f->base, zmq_msg_data(&m));
 	if (rid != NULL && zmq_send(sock, rid, rid_len, ZMQ_SNDMORE | flags) < 0)
-		rc = TERN_EIO, err = errno;
-	else if (zmq_send(sock, buf, n, flags) < 0)
-		rc = TERN_EIO, err = errno;
-	if (buf != stackbuf)
-		free(buf);
-	if (rc != TERN_OK)
-		errno = err; /* the caller tells a full pipe from a route gone */
-	return rc;
+		goto fail;
+	/* Past the routing id, a ROUTER takes the part or drops the whole
+	 * message; it never leaves one half sent. */
+	if (zmq_msg_send(&m, sock, flags) < 0)
+		goto fail;
+	return TERN_OK;
+fail:
+	err = errno;
+	zmq_msg_close(&m);
+	errno = err; /* the caller tells a full pipe from a route gone */
+	return TERN_EIO;
 }
 
 int tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out)

@@ -16,8 +16,9 @@
 #endif
 
 /* Sends frame f on sock, preceded by a routing-id frame when rid != NULL
- * (ROUTER side). flags: ZMQ_DONTWAIT or 0. 0, TERN_EIO (errno kept:
- * EAGAIN or EHOSTUNREACH when the peer cannot take it now). */
+ * (ROUTER side). flags: ZMQ_DONTWAIT or 0. 0, TERN_ENOMEM (nothing sent),
+ * TERN_EIO (errno kept: EAGAIN or EHOSTUNREACH when the peer cannot take it
+ * now). Never half a message: both frames go, or neither. */
 int tern_hop_send(void *sock, const void *rid, size_t rid_len, Tern__V1__Frame *f, int flags);
 
 /* Decodes one frame's bytes (bounded); TERN_EMALFORMED or TERN_EVERSION.
