@@ -2191,6 +2191,101 @@ static void test_every_commit_shortage_all_or_nothing(void **state)
 #endif
 }
 
+static int outbox_find(uint64_t seq, const char *msgid, const uint8_t *env, size_t len, void *arg)
+{
+	(void)seq;
+	(void)env;
+	(void)len;
+	return strcmp(msgid, arg) == 0 ? (*(char *)arg = 0, 1) : 0;
+}
+
+/* Whether msgid is in the outbox, to be sent. */
+static int in_outbox(const char *msgid)
+{
+	char id[37];
+	MDB_txn *txn;
+
+	snprintf(id, sizeof(id), "%s", msgid);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_store_outbox_scan(txn, st, 0, outbox_find, id);
+	mdb_txn_abort(txn);
+	return id[0] == 0;
+}
+
+/* A send under each shortage, from sealing to the commit: refused to its
+ * client (nothing kept), or kept whole: its record, queued for each
+ * recipient, and in the outbox. Kept in part, a message its client was told
+ * is stored could never go, or go with no record to take its receipts. */
+static void test_every_send_shortage_all_or_nothing(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	size_t blen;
+	uint8_t *body = body_of("case-referral", &blen, NULL);
+	long k;
+	int kept = 0;
+
+	for (k = 1;; k++) {
+		node *n = node_as(UNHCR);
+		struct out o, *slot;
+		int rc, failed, failures = n->commit_failures;
+		MDB_txn *txn;
+		json_t *rec = NULL;
+
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = node_make_out(n, tern_msgtype_by_name("case-referral"), to_sweden_iom, 2, CASE,
+		                   NULL, 0, body, blen, NULL, &o);
+		if (rc == TERN_OK) {
+			slot = node_batch_out(n);
+			if (slot == NULL) {
+				rc = TERN_ENOMEM;
+				node_out_free(&o);
+			} else {
+				*slot = o;
+				node_batch_commit(n);
+			}
+		}
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (rc != TERN_OK) {
+			if (rc != TERN_ENOMEM || !failed)
+				fail_msg("allocation %ld failing: not sent, %s", k,
+				         tern_strerror(rc));
+		} else if (n->commit_failures > failures) {
+			assert_true(failed);
+			assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+			assert_int_equal(node_store_sent_get(txn, st, o.msgid, &rec), TERN_ENOENT);
+			mdb_txn_abort(txn);
+			assert_false(in_outbox(o.msgid));
+		} else {
+			assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+			rc = node_store_sent_get(txn, st, o.msgid, &rec);
+			mdb_txn_abort(txn);
+			json_decref(rec);
+			if (rc != TERN_OK || !in_outbox(o.msgid) ||
+			    strcmp(sent_field(o.msgid, "sweden", "state"), "queued") != 0 ||
+			    strcmp(sent_field(o.msgid, "iom", "state"), "queued") != 0)
+				fail_msg(
+				    "allocation %ld failing: committed, but record %s, outbox %d, "
+				    "sweden %s",
+				    k, tern_strerror(rc), in_outbox(o.msgid),
+				    rc == TERN_OK ? sent_field(o.msgid, "sweden", "state") : "");
+			kept++;
+		}
+		node_batch_reset(n);
+		node_free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations, kept %d times\n", k - 1, kept);
+	assert_true(k > 20);
+	free(body);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* And for a message seen before (a redelivery, or another sender's id, as
  * test_judge_duplicates): under each shortage it is left for later or known
  * as seen. Taken as new, a redelivery would be answered twice and a reused
@@ -3239,6 +3334,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_notice_shortage_not_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_commit_shortage_all_or_nothing, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_every_send_shortage_all_or_nothing, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_attachment_shortage_not_refused, setup,
 	                                    teardown),
