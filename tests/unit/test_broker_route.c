@@ -1506,6 +1506,63 @@ static void test_every_commit_shortage_all_or_nothing(void **state)
 #endif
 }
 
+/* An acknowledgement committed under each shortage: the entries it
+ * covers leave the queue and the node's mark moves, together, or neither
+ * (the node acknowledges again). Apart, an entry could be delivered again
+ * after its mark, or gone with the mark behind it. */
+static void test_every_ack_shortage_all_or_nothing(void **state)
+{
+#if MALLOC_CAN_FAIL
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	long k;
+
+	for (k = 1;; k++) {
+		struct sealed e;
+		int failed;
+		uint64_t before;
+		b->batch.now = tern_now_ms();
+		commit_referrals(f, b, &e, 1);
+		free(e.buf);
+		assert_int_equal(queue_of(f, "sweden").n, 1);
+		before = sweden->acked;
+		sweden->sent = before + 1;
+		snprintf(b->batch.acks[0].node, sizeof(b->batch.acks[0].node), "sweden");
+		b->batch.acks[0].upto = before + 1;
+		b->batch.nacks = 1;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		batch_commit(b);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (sweden->acked == before) {
+			assert_true(failed);
+			assert_int_equal(queue_of(f, "sweden").n, 1);
+			/* As the node would: the same acknowledgement again. */
+			snprintf(b->batch.acks[0].node, sizeof(b->batch.acks[0].node), "sweden");
+			b->batch.acks[0].upto = before + 1;
+			b->batch.nacks = 1;
+			b->batch.failures = 0;
+			batch_commit(b);
+		}
+		if (sweden->acked != before + 1 || queue_of(f, "sweden").n != 0)
+			fail_msg(
+			    "allocation %ld failing: acknowledged to %llu (of %llu), %d queued", k,
+			    (unsigned long long)sweden->acked, (unsigned long long)before + 1,
+			    queue_of(f, "sweden").n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 1); /* a read transaction and a write: two */
+	bare_broker_free(&b);
+#else
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A submission the broker can never afford to verify is not put off for
  * ever (each time a Hello and a resubmission): after BROKER_NOMEM_TRIES in a
  * row, the next is refused no-memory, as before, with its id so that its
@@ -2343,6 +2400,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_every_commit_shortage_all_or_nothing, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_pump_shortage_in_order, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_ack_shortage_all_or_nothing, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_oom_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_group_commit, setup, teardown),
