@@ -102,7 +102,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
-	uint64_t accepted = 0, last = 0;
+	uint64_t accepted = 0, last = 0, acked = 0;
 	char last_accepted[37] = "";
 	int64_t now = tern_now_ms();
 	struct peer *p;
@@ -126,6 +126,43 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	if ((p = peer_find(b, user, 1)) == NULL) {
 		send_refused(b, rid, rid_len, 0, TERN_REASON_BUSY, "too many nodes connected");
 		return;
+	}
+	{
+		/* What the store knows of this node (after a start, the memory
+		 * knows nothing yet), read before anything changes. Unread (no
+		 * memory for the read), it must not be answered as empty: a
+		 * Welcome saying none of the node's messages were accepted is a
+		 * broker store put back, to the node, which would say so in its
+		 * audit log and submit again all it holds. The node says Hello
+		 * again instead. */
+		MDB_txn *txn;
+		int rc = tern_store_read_begin(b->store, &txn);
+		if (rc == TERN_OK) {
+			/* Each read on its own: a damaged one leaves the others. */
+			int r[3] = {
+			    bq_acked(txn, b->store, user, &acked),
+			    bq_last_seq(txn, b->store, user, &last),
+			    bq_accepted_count(txn, b->store, user, &accepted, last_accepted)};
+			mdb_txn_abort(txn);
+			for (int i = 0; i < 3; i++) /* a shortage outranks damage */
+				if (r[i] != TERN_OK && (rc == TERN_OK || rc == TERN_EMALFORMED))
+					rc = r[i];
+		}
+		if (rc == TERN_EMALFORMED) {
+			/* Damaged, not short: no later Hello would read it better.
+			 * Answered with what could be read, as before. */
+			log_warnx("%s's counters in the store are damaged (%s); answering its "
+			          "Hello with what could be read",
+			          user, tern_errdetail());
+		} else if (rc != TERN_OK) {
+			log_warnx("cannot answer %s's Hello: its queue and acceptances cannot be "
+			          "read: %s (%s)",
+			          user, tern_strerror(rc), tern_errdetail());
+			send_refused(b, rid, rid_len, h->session, TERN_REASON_BUSY,
+			             "the broker cannot read its store for this node now; say "
+			             "Hello again");
+			return;
+		}
 	}
 	if (p->live && (p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0))
 		log_info("handover: %s reconnected, %llu deliveries in flight are sent again", user,
@@ -156,20 +193,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 		p->instance = h->instance;
 	}
 	p->lost_hi = 0;
-	{
-		/* What the store knows of this node: after a start, the memory
-		 * knows nothing yet. */
-		MDB_txn *txn;
-		uint64_t acked = 0;
-		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
-			bq_acked(txn, b->store, user, &acked);
-			bq_last_seq(txn, b->store, user, &last);
-			bq_accepted_count(txn, b->store, user, &accepted, last_accepted);
-			mdb_txn_abort(txn);
-		}
-		if (acked > p->acked)
-			p->acked = acked;
-	}
+	if (acked > p->acked)
+		p->acked = acked;
 	p->sent = p->sent_hi = p->acked;
 	if (!new_process) {
 		/* The same process says Hello again for a reason of its own (a

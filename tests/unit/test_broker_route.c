@@ -1973,6 +1973,81 @@ static void hello_and_pump(broker *b, struct peer *sweden, struct pump_pair *pp,
 	frames_drop(pp->dealer);
 }
 
+/* A Hello answered under each shortage: with a Welcome that says what the
+ * store holds (here: one acceptance of sweden's, and which), with a refusal
+ * that says to try again, or with nothing (the node says Hello again).
+ * Before, a store the broker had no memory to read was answered as empty:
+ * a Welcome saying none of the node's messages were accepted, which the
+ * node takes for a broker store put back from an older copy (an audit entry
+ * saying so, and every message it still holds submitted again). */
+static void test_every_hello_shortage_no_false_welcome(void **state)
+{
+#if MALLOC_CAN_FAIL
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct sealed e =
+	    seal_from(f, SWEDEN, to_unhcr_iom, 2, TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION, 0);
+	static const uint8_t rid[] = {9};
+	struct pump_pair pp;
+	int welcomed = 0, refused = 0;
+	long k;
+
+	b->batch.now = tern_now_ms();
+	assert_int_equal(submit_now(b, "sweden", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	assert_string_equal(b->batch.subs[0].code, "");
+	batch_commit(b);
+	pump_pair_open(b, sweden, "inproc://hello-sweep", &pp);
+	for (k = 1;; k++) {
+		Tern__V1__Frame *hello = hello_frame(b, 7, 0);
+		struct peer conn;
+		zmq_msg_t m;
+		int failed;
+
+		memset(&conn, 0, sizeof(conn));
+		conn.fd = -1;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		zmq_msg_init(&m);
+		while (zmq_msg_recv(&m, pp.dealer, ZMQ_DONTWAIT) >= 0) {
+			Tern__V1__Frame *fr = NULL;
+			assert_int_equal(
+			    tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
+			    TERN_OK);
+			if (fr->body_case == TERN__V1__FRAME__BODY_WELCOME) {
+				if (fr->welcome->accepted_count != 1 ||
+				    strcmp(fr->welcome->last_accepted, e.id) != 0)
+					fail_msg(
+					    "allocation %ld failing: Welcome says %llu accepted, "
+					    "the last \"%s\"",
+					    k, (unsigned long long)fr->welcome->accepted_count,
+					    fr->welcome->last_accepted);
+				welcomed++;
+			} else if (fr->body_case == TERN__V1__FRAME__BODY_REFUSED) {
+				assert_string_equal(fr->refused->reason_code,
+				                    tern_reason_code(TERN_REASON_BUSY));
+				refused++;
+			}
+			tern_pb_free((ProtobufCMessage **)&fr);
+		}
+		zmq_msg_close(&m);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations, %d welcomed, %d refused\n", k - 1, welcomed,
+	              refused);
+	assert_true(k > 1);
+	assert_true(refused > 0);
+	pump_pair_close(&pp, b, &e, 1);
+#else
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A bare broker with n (at most 5) referrals queued for sweden, seqs 1..n,
  * and sweden's node on a pump pair at ep: where the tests of delivery
  * attempts start; max_attempts 5 and no ack_timeout unless they say so. */
@@ -2401,6 +2476,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_pump_shortage_in_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_ack_shortage_all_or_nothing, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_every_hello_shortage_no_false_welcome, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_frame_oom_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_failed_commit_drops_deferred, setup, teardown),
