@@ -188,17 +188,25 @@ static int welcome_store(node *n, const Tern__V1__Welcome *w)
 		 * answers were missed (they come again as it resubmits). */
 		MDB_txn *txn;
 		json_t *rec = NULL;
-		int known = 0;
 		if (w->last_accepted == NULL || !tern_uuid_valid(w->last_accepted))
 			return TERN_OK; /* a broker that does not say: nothing to conclude */
-		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
-			known =
-			    node_store_sent_get(txn, n->store, w->last_accepted, &rec) == TERN_OK;
+		if ((rc = tern_store_read_begin(n->store, &txn)) == TERN_OK) {
+			rc = node_store_sent_get(txn, n->store, w->last_accepted, &rec);
 			mdb_txn_abort(txn);
 		}
 		json_decref(rec);
-		if (known)
+		if (rc == TERN_OK)
 			return TERN_OK;
+		/* Not read is not absent: taken for absent, a shortage would
+		 * have this node's store called put back, in its audit log. A
+		 * damaged record is as good as absent (nothing later reads it
+		 * better). */
+		if (rc != TERN_ENOENT && rc != TERN_EMALFORMED) {
+			log_warnx("cannot tell whether this node holds %s, the broker's last "
+			          "acceptance of its messages: %s (%s)",
+			          w->last_accepted, tern_strerror(rc), tern_errdetail());
+			return rc;
+		}
 	}
 	j.kind = w->accepted_count < n->amax ? 1 : 2;
 	n->batch.now = tern_now_ms();

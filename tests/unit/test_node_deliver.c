@@ -1124,6 +1124,95 @@ static void test_welcome_unwritten_not_connected(void **state)
 	node_free(n);
 }
 
+static uint64_t audit_size(node *n);
+
+/* A Welcome telling more acceptances than the node was told, the last of
+ * them a message it holds (answers lost with a connection, nothing put
+ * back), taken under each shortage: the node goes connected with nothing
+ * to say, or stays unconnected and asks again (Hello). Before, a record
+ * it had no memory to read passed for one it does not hold: an audit entry
+ * saying this node's store was put back, which it was not. */
+static void test_every_welcome_shortage_no_false_restore(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
+	Tern__V1__Welcome w = TERN__V1__WELCOME__INIT;
+	uint8_t wire[512], bstore[16];
+	char last[37];
+	size_t len;
+	long k;
+	int connected = 0;
+
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "un", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://welcome-sweep"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://welcome-sweep"), 0);
+	{
+		node *n = node_as(UNHCR);
+		send_referral(n, last);
+		node_free(n);
+	}
+	memset(bstore, 0xab, sizeof(bstore));
+	w.broker_id = "hub";
+	w.broker_store = (ProtobufCBinaryData){16, bstore};
+	w.accepted_count = 11; /* the node was told 10 */
+	w.last_accepted = last;
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_WELCOME;
+	fr.welcome = &w;
+	for (k = 1;; k++) {
+		node *n = node_as(UNHCR);
+		uint64_t audited;
+		int failed;
+		n->dealer = dealer;
+		n->batch_size = 64;
+		assert_int_equal(tern_directory_find(F.dir, names[SWEDEN], &n->broker), TERN_OK);
+		memcpy(n->astore, bstore, 16);
+		n->amax = 10;
+		w.session = n->session;
+		len = tern__v1__frame__pack(&fr, wire);
+		audited = audit_size(n);
+		assert_int_equal(zmq_send(router, "un", 2, ZMQ_SNDMORE), 2);
+		assert_int_equal(zmq_send(router, wire, len, 0), (int)len);
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		node_on_dealer(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (n->m.restores[0] || n->m.restores[1] || audit_size(n) != audited)
+			fail_msg("allocation %ld failing: taken for a store put back (%llu, %llu; "
+			         "%llu audit entries)",
+			         k, (unsigned long long)n->m.restores[0],
+			         (unsigned long long)n->m.restores[1],
+			         (unsigned long long)(audit_size(n) - audited));
+		if (n->connected)
+			connected++;
+		else if (!failed)
+			fail_msg("allocation %ld failing: not connected with memory", k);
+		{
+			zmq_msg_t m; /* the Hellos and BulkHellos it sent */
+			zmq_msg_init(&m);
+			while (zmq_msg_recv(&m, router, ZMQ_DONTWAIT) >= 0)
+				;
+			zmq_msg_close(&m);
+		}
+		node_batch_reset(n);
+		node_free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations, connected %d times\n", k - 1, connected);
+	assert_true(k > 1);
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 int __real_tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out);
 int __wrap_tern_hop_decode(const void *buf, size_t len, size_t max, Tern__V1__Frame **out);
 static int frame_oom;
@@ -3321,6 +3410,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refusal_after_receipts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_welcome_unwritten_not_connected, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_welcome_shortage_no_false_restore, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_twice, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_until_the_reference_comes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_release_after_failed_commit, setup, teardown),
