@@ -12,10 +12,21 @@
 #include <tern/v1/directory.pb-c.h>
 
 #include "audit_archive.h"
+#include "cli.h"
 #include "pbuf.h"
 #include "util.h"
 
 #define DIRECTORY_LABEL "tern/v1 directory"
+
+int audit_sig_checked(int rc)
+{
+	if (rc == TERN_ENOMEM) {
+		fprintf(stderr, "tern audit: out of memory checking a signature; the "
+		                "verification is incomplete\n");
+		exit(CLI_FAIL);
+	}
+	return rc;
+}
 
 const audit_member *audit_member_find(const audit_archive *ar, const char *id)
 {
@@ -161,10 +172,11 @@ static void evidence_add(audit_archive *ar, uint64_t index, const Tern__V1__Audi
 	/* The witness's own cosignature and the owner's signature must both hold:
 	 * then the entry proves what the owner signed, whoever keeps it. */
 	if (owner == NULL || strcmp(owner->id, e->peer) != 0 ||
-	    tern_note_verify(e->checkpoint, strlen(e->checkpoint), owner->origin, owner->pub,
-	                     &text) != TERN_OK ||
-	    (ar->owner && tern_cosign_verify(e->checkpoint, strlen(e->checkpoint),
-	                                     ar->owner->origin, ar->owner->pub, &t) != TERN_OK)) {
+	    audit_sig_checked(tern_note_verify(e->checkpoint, strlen(e->checkpoint), owner->origin,
+	                                       owner->pub, &text)) != TERN_OK ||
+	    (ar->owner && audit_sig_checked(tern_cosign_verify(e->checkpoint, strlen(e->checkpoint),
+	                                                       ar->owner->origin, ar->owner->pub,
+	                                                       &t)) != TERN_OK)) {
 		finding(ar->file,
 		        "entry %llu: a cosigned checkpoint of %s whose signatures do not "
 		        "verify",

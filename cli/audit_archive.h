@@ -63,6 +63,13 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
                        int keep_entries);
 void audit_archive_free(audit_archive *ar);
 
+/* rc of a signature check (tern_note_verify, tern_cosign_verify), except
+ * that a check memory ran out for does not return: a signature not checked
+ * is no finding against the log, and a verification that cannot check one
+ * is incomplete, so the command says so on stderr and exits 3, as for an
+ * archive it cannot read. */
+int audit_sig_checked(int rc);
+
 const audit_member *audit_member_find(const audit_archive *ar, const char *id);
 const audit_member *audit_member_by_origin(const audit_archive *ar, const char *origin);
 

@@ -77,8 +77,8 @@ static void check_cosignatures(const audit_archive *ar, size_t c, const char *no
 			if ((m = audit_member_by_origin(ar, name)) == NULL)
 				report(ar->file, "checkpoint %zu: cosigned by %s, not a member", c,
 				       name);
-			else if (tern_cosign_verify(note, strlen(note), name, m->pub, NULL) !=
-			         TERN_OK)
+			else if (audit_sig_checked(tern_cosign_verify(note, strlen(note), name,
+			                                              m->pub, NULL)) != TERN_OK)
 				report(ar->file, "checkpoint %zu: %s's cosignature does not verify",
 				       c, m->id);
 		}
@@ -141,8 +141,8 @@ static void verify_one(const audit_archive *ar)
 		uint64_t size;
 		tern_hash root;
 
-		if (tern_note_verify(note, strlen(note), a->origin, ar->owner->pub, &text) !=
-		    TERN_OK) {
+		if (audit_sig_checked(tern_note_verify(note, strlen(note), a->origin,
+		                                       ar->owner->pub, &text)) != TERN_OK) {
 			report(ar->file, "checkpoint %zu: not signed by %s's key", c, a->log_id);
 			continue;
 		}
@@ -177,8 +177,9 @@ static void verify_one(const audit_archive *ar)
 		uint64_t m;
 		tern_hash r, proof[TERN_MERKLE_MAX_PROOF];
 		size_t pl = 0;
-		if (tern_note_verify(a->previous_checkpoint, strlen(a->previous_checkpoint),
-		                     a->origin, ar->owner->pub, &text) != TERN_OK ||
+		if (audit_sig_checked(tern_note_verify(a->previous_checkpoint,
+		                                       strlen(a->previous_checkpoint), a->origin,
+		                                       ar->owner->pub, &text)) != TERN_OK ||
 		    tern_checkpoint_parse(text, origin, &m, r) != TERN_OK ||
 		    strcmp(origin, a->origin) != 0) {
 			report(ar->file, "the previous export's checkpoint is not signed by %s",

@@ -19,6 +19,7 @@
 #include <tern/v1/directory.pb-c.h>
 
 #include "audit.h"
+#include "audit_archive.h"
 #include "audit_cmd.h"
 #include "commands.h"
 #include "pbuf.h"
@@ -509,7 +510,8 @@ static int check_proof(const char *path)
 	note = json_string_value(json_object_get(p, "checkpoint"));
 	if (tern_note_vkey_parse(json_string_value(json_object_get(p, "vkey")) ?: "", name, pub) !=
 	        TERN_OK ||
-	    note == NULL || tern_note_verify(note, strlen(note), name, pub, &text) != TERN_OK ||
+	    note == NULL ||
+	    audit_sig_checked(tern_note_verify(note, strlen(note), name, pub, &text)) != TERN_OK ||
 	    tern_checkpoint_parse(text, origin, &size, root) != TERN_OK) {
 		printf("%s: the checkpoint is not signed by the given key\n", path);
 		json_decref(p);

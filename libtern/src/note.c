@@ -134,7 +134,7 @@ static int each_sig(const char *note, size_t len, const char *name, uint8_t type
 	size_t tlen = 0, nl = strlen(name);
 	uint8_t id[4], blob[128];
 	const char *p, *end = note + len;
-	int rc;
+	int rc, short_of_memory = 0;
 
 	if (memchr(note, 0, len) != NULL)
 		return tern_fail(TERN_EMALFORMED, "a note may not contain NUL bytes");
@@ -149,10 +149,17 @@ static int each_sig(const char *note, size_t len, const char *name, uint8_t type
 		    p[4 + nl] == ' ' &&
 		    sodium_base642bin(blob, sizeof(blob), p + 5 + nl, ll - 5 - nl, NULL, &bl, NULL,
 		                      sodium_base64_VARIANT_ORIGINAL) == 0 &&
-		    bl >= 4 && memcmp(blob, id, 4) == 0 && fn(note, tlen, blob, bl, arg) == TERN_OK)
-			return TERN_OK;
+		    bl >= 4 && memcmp(blob, id, 4) == 0) {
+			if ((rc = fn(note, tlen, blob, bl, arg)) == TERN_OK)
+				return TERN_OK;
+			short_of_memory |= rc == TERN_ENOMEM;
+		}
 		p += ll + 1;
 	}
+	/* A signature not checked for want of memory is not a bad one: the
+	 * caller must not take the note for forged. */
+	if (short_of_memory)
+		return tern_fail(TERN_ENOMEM, "out of memory checking a signature by %s", name);
 	return tern_fail(TERN_EBADSIG, "no valid signature by %s", name);
 }
 

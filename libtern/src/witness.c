@@ -81,10 +81,14 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 	        TERN_OK)
 		return tern_fail(TERN_EUNKNOWN, "%s is not a member whose log can be witnessed",
 		                 req->owner);
-	/* The authenticated sender must be the log's owner: no one relays another's log. */
-	if (tern_note_verify(req->note, strlen(req->note), origin, m->sign_public, &text) !=
-	        TERN_OK ||
-	    tern_checkpoint_parse(text, got, size, root) != TERN_OK || strcmp(got, origin) != 0) {
+	/* The authenticated sender must be the log's owner: no one relays another's log.
+	 * No memory to check it with is no verdict: a refusal is kept as
+	 * evidence against the owner, and told to it. */
+	rc = tern_note_verify(req->note, strlen(req->note), origin, m->sign_public, &text);
+	if (rc == TERN_ENOMEM)
+		return tern_fail(TERN_ENOMEM, "out of memory checking %s's checkpoint", req->owner);
+	if (rc != TERN_OK || tern_checkpoint_parse(text, got, size, root) != TERN_OK ||
+	    strcmp(got, origin) != 0) {
 		free(text);
 		return tern_fail(TERN_EBADSIG, "checkpoint from %s is not signed by its log key",
 		                 req->owner);
@@ -174,9 +178,11 @@ int tern_audit_add_cosignature(MDB_txn *txn, const tern_audit_dbs *d, const tern
 		rc = TERN_ENOMEM;
 		goto out;
 	}
-	if (tern_cosign_verify(cand, strlen(cand), name, m->sign_public, NULL) != TERN_OK) {
-		rc = tern_fail(TERN_EBADSIG, "%s's cosignature of size %llu does not verify",
-		               witness, (unsigned long long)size);
+	if ((rc = tern_cosign_verify(cand, strlen(cand), name, m->sign_public, NULL)) != TERN_OK) {
+		if (rc != TERN_ENOMEM) /* no memory to check it is no verdict on it */
+			rc =
+			    tern_fail(TERN_EBADSIG, "%s's cosignature of size %llu does not verify",
+			              witness, (unsigned long long)size);
 		goto out;
 	}
 	v = (MDB_val){strlen(cand), cand};

@@ -15,6 +15,7 @@
 #include <tern/msgtype.h>
 #include <tern/note.h>
 
+#include "failmalloc.h"
 #include "testutil.h"
 #include "witness.h"
 
@@ -194,6 +195,64 @@ static void test_cosigns_and_extends(void **state)
 	assert_int_equal(witness_log_size(f), 2);
 }
 
+/* tern_witness_cosign with allocation k (from its start) failing, in a
+ * write transaction then aborted, so that each try meets the same state. */
+struct short_cosign {
+	struct fx *f;
+	long k;
+	int rc, failed;
+};
+
+static int short_cosign_apply(MDB_txn *txn, void *arg)
+{
+	struct short_cosign *s = arg;
+	struct fx *f = s->f;
+
+	free(f->line);
+	f->line = NULL;
+	malloc_failed = 0;
+	malloc_fail_at = s->k;
+	s->rc = tern_witness_cosign(txn, &f->witness.d, f->dir, &f->req, f->witness_origin,
+	                            f->witness_key, 1700000000000, &f->line, &f->got_size,
+	                            &f->witnessed, &f->reason);
+	malloc_fail_at = 0;
+	s->failed = malloc_failed;
+	return TERN_ECONFIG; /* abort: nothing of the try is kept */
+}
+
+/* Cosigning an owner's checkpoint with each allocation failing in turn:
+ * cosigned, or out of memory (the node answers nothing and the owner asks
+ * again next round). Never a refusal: the node keeps a refused checkpoint
+ * in its audit log as evidence against the owner, and tells the owner. */
+static void test_every_shortage_no_false_evidence(void **state)
+{
+#if MALLOC_CAN_FAIL
+	struct fx *f = *state;
+	struct short_cosign s = {f, 0, 0, 0};
+
+	prepare(f, &f->owner, 3, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	prepare(f, &f->owner, 4, 3); /* a checkpoint that extends the one cosigned */
+	for (s.k = 1;; s.k++) {
+		assert_int_equal(tern_store_write(f->witness.s, short_cosign_apply, &s),
+		                 TERN_ECONFIG);
+		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
+			fail_msg("allocation %ld failing: %s, reason \"%s\"", s.k,
+			         tern_strerror(s.rc), f->reason);
+		if (!s.failed) {
+			assert_int_equal(s.rc, TERN_OK);
+			assert_int_equal(f->got_size, 7);
+			break;
+		}
+	}
+	print_message("shortage sweep: %ld allocations\n", s.k - 1);
+	assert_true(s.k > 3);
+#else
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 static void test_conflict_tells_where_the_witness_is(void **state)
 {
 	struct fx *f = *state;
@@ -341,10 +400,61 @@ static void test_owner_keeps_one_cosignature_per_witness(void **state)
 	free(note);
 }
 
+/* The owner keeping a witness's cosignature with allocation k failing. */
+struct short_add {
+	struct addfx a;
+	long k;
+	int rc, failed;
+};
+
+static int short_add_apply(MDB_txn *txn, void *arg)
+{
+	struct short_add *s = arg;
+
+	malloc_failed = 0;
+	malloc_fail_at = s->k;
+	s->rc = add_apply(txn, &s->a);
+	malloc_fail_at = 0;
+	s->failed = malloc_failed;
+	return TERN_ECONFIG; /* abort: each try meets the same state */
+}
+
+/* Keeping a good cosignature under each shortage: kept, or out of memory.
+ * Never "does not verify": the owner would log its witness's good line as
+ * a bad one (and an auditor's tern audit verify, the same note as forged). */
+static void test_every_cosignature_shortage_not_bad(void **state)
+{
+#if MALLOC_CAN_FAIL
+	struct fx *f = *state;
+	struct short_add s = {{f, NULL}, 0, 0, 0};
+
+	prepare(f, &f->owner, 3, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	s.a.line = f->line;
+	for (s.k = 1;; s.k++) {
+		assert_int_equal(tern_store_write(f->owner.s, short_add_apply, &s), TERN_ECONFIG);
+		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
+			fail_msg("allocation %ld failing: %s", s.k, tern_strerror(s.rc));
+		if (!s.failed) {
+			assert_int_equal(s.rc, TERN_OK);
+			break;
+		}
+	}
+	print_message("shortage sweep: %ld allocations\n", s.k - 1);
+	assert_true(s.k > 2);
+#else
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_cosigns_and_extends, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_shortage_no_false_evidence, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_cosignature_shortage_not_bad, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_conflict_tells_where_the_witness_is, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_proof_refused, setup, teardown),
