@@ -18,6 +18,7 @@
 #include <tern/attach.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
+#include <tern/log.h>
 #include <tern/json.h>
 #include <tern/reason.h>
 #include <tern/workflow.h>
@@ -29,36 +30,42 @@
 #include "pbuf.h"
 #include "util.h"
 
-static json_t *message_json(node *n, MDB_txn *txn, const char *msgid)
+/* msgid from the inbox as the API shows it: *out its header, body, type
+ * and when it came, and "sender_standing" when the sender's standing or key
+ * changed since (inbox.c). TERN_ENOENT when no such message was accepted;
+ * TERN_ENOMEM (no verdict) or the code of what failed otherwise. */
+static int message_json(node *n, MDB_txn *txn, const char *msgid, json_t **out)
 {
-	json_t *rec = NULL, *hdr = NULL, *bodyj = NULL, *out = NULL;
-	tern_verify_opts o = {
-	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
+	json_t *rec = NULL, *hdr = NULL, *bodyj = NULL;
 	tern_envelope *env = NULL;
 	ProtobufCMessage *body = NULL;
-	uint8_t *buf = NULL, *plain = NULL;
-	size_t len, plen = 0;
+	uint8_t *plain = NULL;
+	size_t plen = 0;
 	const tern_msgtype *t;
+	const char *standing = NULL;
 	int rc;
 
-	if (node_store_received(txn, n->store, msgid, &rec) != TERN_OK ||
-	    !json_is_true(json_object_get(rec, "accepted")))
-		goto out;
-	if (node_store_received_envelope(txn, n->store, msgid, &buf, &len) != TERN_OK)
-		goto out;
-	/* Re-verified on the way out: the store is not trusted more than the wire. */
-	if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env)) != TERN_OK ||
-	    tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen) !=
-	        TERN_OK)
+	*out = NULL;
+	if ((rc = node_inbox_envelope(n, txn, msgid, &env, &standing)) != TERN_OK ||
+	    (rc = tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen)) !=
+	        TERN_OK ||
+	    (rc = node_store_received(txn, n->store, msgid, &rec)) != TERN_OK)
 		goto out;
 	t = tern_msgtype_by_type(tern_envelope_header(env)->type);
-	if (tern_pb_unpack(t->desc, plain, plen, plen, &body) != TERN_OK ||
-	    tern_json_encode(&tern_envelope_header(env)->base, &hdr) != TERN_OK ||
-	    tern_json_encode(body, &bodyj) != TERN_OK)
+	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) != TERN_OK ||
+	    (rc = tern_json_encode(&tern_envelope_header(env)->base, &hdr)) != TERN_OK ||
+	    (rc = tern_json_encode(body, &bodyj)) != TERN_OK)
 		goto out;
-	out = json_pack("{s:o, s:o, s:O, s:s}", "header", hdr, "body", bodyj, "received_at",
-	                json_object_get(rec, "received_at"), "type", t->name);
+	*out = json_pack("{s:o, s:o, s:O, s:s}", "header", hdr, "body", bodyj, "received_at",
+	                 json_object_get(rec, "received_at"), "type", t->name);
+	/* Only when it changed: absent, the sender stands as it did. */
+	if (*out && standing &&
+	    json_object_set_new(*out, "sender_standing", json_string(standing)) != 0) {
+		json_decref(*out);
+		*out = NULL;
+	}
 	hdr = bodyj = NULL;
+	rc = *out ? TERN_OK : TERN_ENOMEM;
 out:
 	json_decref(hdr);
 	json_decref(bodyj);
@@ -66,28 +73,49 @@ out:
 	if (plain)
 		tern_envelope_body_free(&plain, plen);
 	tern_envelope_free(&env);
-	free(buf);
 	json_decref(rec);
-	return out;
+	return rc;
 }
+
+/* The inbox's first messages, in order: most looked at by inbox.next. */
+#define INBOX_NEXT_LOOK 64
+
+struct first_ids {
+	char id[INBOX_NEXT_LOOK][37];
+	size_t n;
+};
 
 static int first_visit(const char *msgid, void *arg)
 {
-	snprintf(arg, 37, "%s", msgid);
-	return 1;
+	struct first_ids *f = arg;
+
+	snprintf(f->id[f->n++], 37, "%s", msgid);
+	return f->n == INBOX_NEXT_LOOK;
 }
 
+/* The first message of the inbox the API can show; NULL when none (or memory
+ * ran out: the waiters look again). One that cannot be shown for another
+ * reason (a record of an older release whose sender was revoked since, a
+ * damaged envelope) is passed over, with a warning, so that it does not hide
+ * the ones behind it; it stays in the inbox, listed, until acknowledged. */
 static json_t *inbox_next(node *n)
 {
+	struct first_ids f = {.n = 0};
 	MDB_txn *txn;
-	char id[37] = "";
 	json_t *m = NULL;
 
 	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
 		return NULL;
-	node_store_inbox_scan(txn, n->store, first_visit, id);
-	if (id[0])
-		m = message_json(n, txn, id);
+	node_store_inbox_scan(txn, n->store, first_visit, &f);
+	for (size_t i = 0; i < f.n && m == NULL; i++) {
+		int rc = message_json(n, txn, f.id[i], &m);
+		if (rc == TERN_ENOMEM)
+			break;
+		if (rc != TERN_OK)
+			log_warnx("inbox.next passes over %s, which cannot be shown: %s (%s); "
+			          "inbox.show says why, inbox.ack removes it",
+			          f.id[i], tern_strerror(rc), tern_errdetail());
+	}
 	mdb_txn_abort(txn);
 	return m;
 }
@@ -143,9 +171,10 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 	MDB_txn *txn;
 	json_t *res = NULL, *rec = NULL;
 	const char *id = json_string_value(json_object_get(req, "message_id"));
+	int rc0;
 
-	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
-		return tern_api_error(TERN_EIO, "cannot read the store: %s", tern_errdetail());
+	if ((rc0 = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return tern_api_error(rc0, "cannot read the store: %s", tern_errdetail());
 	if (strcmp(op, "status") == 0) {
 		json_t *rc2, *arr = json_array();
 		const char *k;
@@ -174,12 +203,17 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 				json_object_set(res, "until", json_object_get(h, "until"));
 			goto out;
 		}
-		if (id == NULL || node_store_sent_get(txn, n->store, id, &rec) != TERN_OK) {
+		int rc = id ? node_store_sent_get(txn, n->store, id, &rec) : TERN_ENOENT;
+		if (rc != TERN_OK) {
 			json_decref(arr);
-			res = tern_api_error(
-			    TERN_ENOENT,
-			    "no message %s was sent from this node, nor is one held here",
-			    id ? id : "(none given)");
+			/* Not read is not absent: a client told "no such message"
+			 * might send it again. */
+			res = rc == TERN_ENOENT ? tern_api_error(TERN_ENOENT,
+			                                         "no message %s was sent from this "
+			                                         "node, nor is one held here",
+			                                         id ? id : "(none given)")
+			                        : tern_api_error(rc, "cannot read message %s: %s",
+			                                         id, tern_errdetail());
 			goto out;
 		}
 		json_object_foreach(json_object_get(rec, "recipients"), k, rc2)
@@ -204,7 +238,14 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		json_array_foreach(ids, i, v)
 		{
 			json_t *r = NULL;
-			if (node_store_received(txn, n->store, json_string_value(v), &r) != TERN_OK)
+			int rc = node_store_received(txn, n->store, json_string_value(v), &r);
+			if (rc == TERN_ENOMEM) {
+				/* A list with holes would pass for the whole inbox. */
+				json_decref(msgs);
+				msgs = NULL;
+				break;
+			}
+			if (rc != TERN_OK)
 				continue;
 			json_array_append_new(
 			    msgs, json_pack("{s:O, s:O, s:O, s:O, s:O}", "message_id", v, "sender",
@@ -215,12 +256,19 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 			json_decref(r);
 		}
 		json_decref(ids);
-		res = json_pack("{s:b, s:o}", "ok", 1, "messages", msgs);
+		res = msgs ? json_pack("{s:b, s:o}", "ok", 1, "messages", msgs)
+		           : tern_api_error(TERN_ENOMEM, "cannot list the inbox: out of memory");
 	} else if (strcmp(op, "inbox.show") == 0) {
-		json_t *m = id ? message_json(n, txn, id) : NULL;
-		res = m ? json_pack("{s:b, s:o}", "ok", 1, "message", m)
-		        : tern_api_error(TERN_ENOENT, "no message %s in this node's inbox",
-		                         id ? id : "(none given)");
+		json_t *m = NULL;
+		int rc = id ? message_json(n, txn, id, &m) : TERN_ENOENT;
+		if (rc == TERN_OK)
+			res = json_pack("{s:b, s:o}", "ok", 1, "message", m);
+		else if (rc == TERN_ENOENT)
+			res = tern_api_error(TERN_ENOENT, "no message %s in this node's inbox",
+			                     id ? id : "(none given)");
+		else
+			res = tern_api_error(rc, "message %s cannot be shown: %s", id,
+			                     tern_errdetail());
 	} else if (strcmp(op, "case.show") == 0) {
 		const char *cid = json_string_value(json_object_get(req, "case_id"));
 		int ok = cid && cid[0] && strlen(cid) <= TERN_CASE_ID_MAX;
@@ -712,16 +760,18 @@ static json_t *api_ack(node *n, json_t *req, int ci)
 	const char *id = json_string_value(json_object_get(req, "message_id"));
 	MDB_txn *txn;
 	json_t *rec = NULL;
-	int known = 0;
+	int rc, known = 0;
 
 	if (id == NULL || !tern_uuid_valid(id) || n->batch.nacks == MAX_CLIENTS)
 		return tern_api_error(TERN_EINVAL, "give the message_id to acknowledge");
-	if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
-		known = node_store_received(txn, n->store, id, &rec) == TERN_OK &&
-		        json_is_true(json_object_get(rec, "accepted"));
+	if ((rc = tern_store_read_begin(n->store, &txn)) == TERN_OK) {
+		rc = node_store_received(txn, n->store, id, &rec);
+		known = rc == TERN_OK && json_is_true(json_object_get(rec, "accepted"));
 		mdb_txn_abort(txn);
 		json_decref(rec);
 	}
+	if (rc != TERN_OK && rc != TERN_ENOENT) /* not read is not absent */
+		return tern_api_error(rc, "cannot read message %s: %s", id, tern_errdetail());
 	if (!known)
 		return tern_api_error(TERN_ENOENT, "no message %s in this inbox", id);
 	snprintf(n->batch.acks[n->batch.nacks].msgid, 37, "%s", id);

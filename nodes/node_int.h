@@ -649,6 +649,22 @@ json_t *node_xin_status(node *n);
 int node_atts_of(const Tern__V1__Header *h, const ProtobufCMessage *body, struct node_att **out,
                  size_t *n, char *why, size_t whylen);
 
+/* --- inbox.c ------------------------------------------------------------------- */
+
+/* The envelope of msgid, accepted into this node's inbox, verified again:
+ * *env a new handle (tern_envelope_free). TERN_ENOENT when no message of
+ * that id was accepted here; TERN_ENOMEM when memory ran out (no verdict);
+ * the verification's code when it fails. A sender whose standing or key
+ * changed since the message was accepted does not make it unreadable: the
+ * bytes are checked against the digest kept at acceptance instead, and
+ * *standing names what changed (node_standing_name); NULL when nothing did.
+ * Records kept before the digest was have no such fallback. */
+int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope **env,
+                        const char **standing);
+/* "revoked", "expired", "key-replaced", "left-directory" for the
+ * verification codes that say so; NULL for any other. */
+const char *node_standing_name(int rc);
+
 /* --- cases.c ------------------------------------------------------------------- */
 
 /* This node's view of a case (docs/api.md, "case.show"): its threads with

@@ -10,6 +10,7 @@
 #include <tern/error.h>
 #include <tern/reason.h>
 
+#include <tern/crypto.h>
 #include <tern/envelope.h>
 
 #include "node_store.h"
@@ -547,7 +548,7 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 {
 	node_recv_rec rec = TERN__V1__RECEIVED_RECORD__INIT;
 	uint64_t seq = 0;
-	uint8_t kb[8];
+	uint8_t kb[8], digest[TERN_SHA256_LEN];
 	MDB_val k = sval(m->msgid), v;
 	/* numbered for listing once: a record written again keeps its place */
 	int again = mdb_get(txn, DBI(s, NS_RECEIVED), &k, &v) == 0, rc;
@@ -573,6 +574,9 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 		rc = node_rec_wf_put(txn, DBI(s, NS_REFS), m->msgid, &ref);
 		if (rc != TERN_OK)
 			return rc;
+		if ((rc = tern_sha256(m->envelope, m->len, digest)) != TERN_OK)
+			return rc;
+		rec.envelope_digest = (ProtobufCBinaryData){sizeof(digest), digest};
 	}
 	rec.sender = (char *)m->sender;
 	rec.type = (char *)m->type;

@@ -100,19 +100,18 @@ json_t *node_attachment_get(node *n, json_t *req)
 {
 	const char *id = json_string_value(json_object_get(req, "message_id"));
 	const char *name = json_string_value(json_object_get(req, "name"));
-	json_t *jidx = json_object_get(req, "index"), *res = NULL, *rec = NULL;
+	json_t *jidx = json_object_get(req, "index"), *res = NULL;
 	json_int_t off = json_integer_value(json_object_get(req, "offset"));
 	json_int_t want = json_is_integer(json_object_get(req, "length"))
 	                      ? json_integer_value(json_object_get(req, "length"))
 	                      : (json_int_t)(1u << 20);
-	tern_verify_opts o = {
-	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
 	tern_envelope *env = NULL;
 	const Tern__V1__Header *h;
+	const char *standing = NULL; /* the sender's since: no bar to its attachments */
 	ProtobufCMessage *body = NULL;
 	Tern__V1__Attachment **decl;
-	uint8_t *buf = NULL, *plain = NULL, ck[32], key[32];
-	size_t len, plen = 0, nd, idx = SIZE_MAX;
+	uint8_t *plain = NULL, ck[32], key[32];
+	size_t plen = 0, nd, idx = SIZE_MAX;
 	MDB_txn *txn;
 	struct getbuf g = {NULL, 0};
 	char path[PATH_MAX];
@@ -126,17 +125,14 @@ json_t *node_attachment_get(node *n, json_t *req)
 		want = GET_MAX;
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		return tern_api_error(rc, "cannot read the store: %s", tern_errdetail());
-	if (node_store_received(txn, n->store, id, &rec) != TERN_OK ||
-	    !json_is_true(json_object_get(rec, "accepted")) ||
-	    node_store_received_envelope(txn, n->store, id, &buf, &len) != TERN_OK) {
-		mdb_txn_abort(txn);
+	rc = node_inbox_envelope(n, txn, id, &env, &standing);
+	mdb_txn_abort(txn);
+	if (rc == TERN_ENOENT) {
 		res = tern_api_error(TERN_ENOENT, "no message %s in this node's inbox", id);
 		goto out;
 	}
-	mdb_txn_abort(txn);
-	if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, &env)) != TERN_OK ||
-	    (rc = tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen)) !=
-	        TERN_OK) {
+	if (rc != TERN_OK || (rc = tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals,
+	                                                     &plain, &plen)) != TERN_OK) {
 		res = tern_api_error(rc, "message %s no longer opens: %s", id, tern_errdetail());
 		goto out;
 	}
@@ -212,7 +208,5 @@ out:
 	if (plain)
 		tern_envelope_body_free(&plain, plen);
 	tern_envelope_free(&env);
-	free(buf);
-	json_decref(rec);
 	return res;
 }

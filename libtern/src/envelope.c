@@ -892,6 +892,18 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		goto fail;
 	}
 
+	if (opts != NULL && opts->accepted_digest != NULL) {
+		/* Accepted before, after every check: if these are still the
+		 * bytes, the sender's standing and key since are not theirs to
+		 * undo. The sealed body is still checked against its digest. */
+		if ((rc = tern_sha256(buf, len, digest)) != TERN_OK)
+			goto fail;
+		if (sodium_memcmp(digest, opts->accepted_digest, TERN_SHA256_LEN) == 0) {
+			if (tern_directory_find(dir, h->sender, &sender) != TERN_OK)
+				sender = NULL;
+			goto body;
+		}
+	}
 	if (tern_directory_find(dir, h->sender, &sender) != TERN_OK) {
 		rc = tern_fail(TERN_EUNKNOWN, "message %s: sender %s is not in the directory",
 		               h->message_id, h->sender);
@@ -931,6 +943,7 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 		                     h->message_id, h->sender);
 		goto fail;
 	}
+body:
 	if ((rc = tern_sha256(e->sealed_body.data, e->sealed_body.len, digest)) != TERN_OK)
 		goto fail;
 	if (sodium_memcmp(digest, h->body_digest.data, TERN_SHA256_LEN) != 0) {
@@ -989,6 +1002,9 @@ int tern_envelope_authorize(const tern_envelope *env)
 	if (t == NULL)
 		return tern_fail(TERN_EMALFORMED, "message %s has unknown type %d",
 		                 env->hdr->message_id, (int)env->hdr->type);
+	if (env->sender == NULL)
+		return tern_fail(TERN_EROLE, "message %s: its sender %s has left the directory",
+		                 env->hdr->message_id, env->hdr->sender);
 	if (t->sender_roles != 0 && (env->sender->roles & t->sender_roles) == 0) {
 		tern_roles_format(env->sender->roles, roles, sizeof(roles));
 		return tern_fail(TERN_EROLE, "message %s: %s (roles: %s) may not send %s",

@@ -16,6 +16,7 @@
 
 #include <tern/directory.h>
 #include <tern/attach.h>
+#include <tern/crypto.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
 #include <tern/keys.h>
@@ -372,6 +373,78 @@ static void test_sender_checks(void **state)
 	tern_directory_free(&nounhcr);
 	tern_directory_free(&revoked);
 	tern_directory_free(&sweden_revoked);
+}
+
+/* verify with opts.accepted_digest = digest; opens it for sweden. */
+static int verify_accepted(struct fixture *f, const uint8_t *buf, size_t len,
+                           const tern_directory *dir, const uint8_t digest[32],
+                           const tern_member **sender)
+{
+	tern_verify_opts o = {.accepted_digest = digest};
+	tern_envelope *env = NULL;
+	int rc = tern_envelope_verify(buf, len, dir, &o, &env);
+
+	if (rc == TERN_OK) {
+		open_ok(f, env, SWEDEN);
+		*sender = tern_envelope_sender(env);
+	}
+	tern_envelope_free(&env);
+	return rc;
+}
+
+/* What a recipient accepted stays readable by it whatever its sender's
+ * standing becomes (revoked, left the directory, key replaced), while the
+ * bytes are still those it accepted: its digest, kept at acceptance, stands
+ * for the checks made then. Other bytes, or no such digest, are checked in
+ * full: a forgery gains nothing. */
+static void test_accepted_digest(void **state)
+{
+	struct fixture *f = *state;
+	tern_directory *nounhcr = make_dir(f, UNHCR, -1);
+	tern_directory *revoked = make_dir(f, -1, UNHCR);
+	const tern_member *sender = NULL;
+	uint8_t *buf, digest[32], other[32];
+	size_t len;
+	char id[37];
+
+	seal_default(f, 0, &buf, &len, id);
+	assert_int_equal(tern_sha256(buf, len, digest), TERN_OK);
+	memcpy(other, digest, 32);
+	other[0] ^= 1;
+	assert_int_equal(verify_accepted(f, buf, len, revoked, digest, &sender), TERN_OK);
+	assert_non_null(sender);
+	assert_int_equal(verify_accepted(f, buf, len, revoked, other, &sender), TERN_EREVOKED);
+	assert_int_equal(verify_accepted(f, buf, len, nounhcr, digest, &sender), TERN_OK);
+	assert_null(sender); /* left the directory */
+	{
+		tern_verify_opts o = {.accepted_digest = digest};
+		tern_envelope *env = NULL;
+		assert_int_equal(tern_envelope_verify(buf, len, nounhcr, &o, &env), TERN_OK);
+		assert_int_equal(tern_envelope_authorize(env), TERN_EROLE);
+		tern_envelope_free(&env);
+	}
+	/* Its key replaced since: the old signature stands for what was kept. */
+	{
+		tern_signkey *newkey = NULL, *old = f->sign[UNHCR];
+		tern_directory *d;
+		assert_int_equal(tern_signkey_generate(&newkey), TERN_OK);
+		f->sign[UNHCR] = newkey;
+		d = make_dir(f, -1, -1);
+		f->sign[UNHCR] = old;
+		assert_int_equal(verify(buf, len, d), TERN_EBADSIG);
+		assert_int_equal(verify_accepted(f, buf, len, d, digest, &sender), TERN_OK);
+		tern_directory_free(&d);
+		tern_signkey_free(&newkey);
+	}
+	/* A byte changed: not what was accepted, so checked in full. */
+	buf[len - 1] ^= 1;
+	assert_int_not_equal(verify_accepted(f, buf, len, revoked, digest, &sender), TERN_OK);
+	assert_int_not_equal(verify_accepted(f, buf, len, f->dir, digest, &sender), TERN_OK);
+	/* Bytes whose digest is the accepted one but whose sealed body was
+	 * swapped cannot exist; the body digest is still checked all the same. */
+	free(buf);
+	tern_directory_free(&nounhcr);
+	tern_directory_free(&revoked);
 }
 
 static void test_clock_skew(void **state)
@@ -1519,6 +1592,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_every_header_byte, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_body_and_signature_flips, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sender_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_accepted_digest, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_clock_skew, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_size_garbage_truncation, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_roles, setup, teardown),

@@ -149,6 +149,14 @@ typedef struct tern_verify_opts {
 	 * recipient (a node offline); broker and nodes both set it. */
 	int future_skew_only;
 	tern_sigcache *sigcache; /* NULL: every signature is checked */
+	/* Non-NULL: the SHA-256 of the envelope as this reader accepted it,
+	 * after a full verification (a recipient reading its own inbox). When
+	 * buf still has that digest, what was verified then stays verified: the
+	 * sender's standing (revoked, expired, a lapsed CRL, left the
+	 * directory) and its key (replaced since) are not checked again, and
+	 * the sender is NULL if it left the directory. Decoding, the header and
+	 * the body digest are checked as always. Another digest: ignored. */
+	const uint8_t *accepted_digest;
 } tern_verify_opts;
 
 /* Verifies a received envelope; the checks run in this order and the first
@@ -176,14 +184,17 @@ int tern_envelope_verify(const uint8_t *buf, size_t len, const tern_directory *d
 
 /* The decoded header, valid as long as env. */
 const Tern__V1__Header *tern_envelope_header(const tern_envelope *env);
-/* The sender's directory entry, valid as long as env and its directory. */
+/* The sender's directory entry, valid as long as env and its directory;
+ * NULL only for an envelope verified by its accepted_digest whose sender
+ * has left the directory since. */
 const tern_member *tern_envelope_sender(const tern_envelope *env);
 /* The serialized header and sealed body as received, valid as long as env. */
 void tern_envelope_raw(const tern_envelope *env, const uint8_t **header, size_t *header_len,
                        const uint8_t **sealed_body, size_t *sealed_len);
 
 /* TERN_EROLE if the sender's roles may not send the header's type (see
- * msgtype.h); TERN_EMALFORMED for a type libtern does not know. */
+ * msgtype.h), or the sender is not in the directory; TERN_EMALFORMED for a
+ * type libtern does not know. */
 int tern_envelope_authorize(const tern_envelope *env);
 
 /* Opens the body for self_id with its sealing key. *body is malloc'd and
