@@ -96,7 +96,7 @@ struct xin {
 	/* Its envelope not verified again, or its spool not hashed, for want
 	 * of memory: started by the tick (xin_begin) at retry_at. */
 	int unstarted;
-	struct node_nomem nomem; /* its judging's shortages (held.c) */
+	tern_nomem nomem; /* its judging's shortages (backoff.h) */
 };
 
 static void spool_path(const node *n, const char *msgid, size_t i, char *buf, size_t len)
@@ -961,13 +961,13 @@ static int release(node *n, struct xin *x, int64_t now)
 	j.xfer_done = 1;
 	j.xfer_code = x->code;
 	j.xfer_text = x->text;
-	j.nomem_final = node_nomem_final(&x->nomem, now);
+	j.nomem_final = tern_nomem_final(&x->nomem, now);
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_NOMEM) {
 		free(env);
 		node_din_clear(d); /* judged again in a second */
-		node_nomem_count(&x->nomem, now);
+		tern_nomem_count(&x->nomem, now);
 		node_rejudge_after(n, 1000);
 		return 1;
 	}
@@ -990,7 +990,7 @@ static int release(node *n, struct xin *x, int64_t now)
 	}
 	b->ndins++;
 	x->released = 1;
-	x->nomem = (struct node_nomem){0, 0}; /* taken: a failed commit starts anew */
+	x->nomem = (tern_nomem){0, 0}; /* taken: a failed commit starts anew */
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)

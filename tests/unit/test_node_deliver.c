@@ -1699,7 +1699,7 @@ static void oom_not_refused(int *oom)
 
 /* Memory that runs out judging the same delivery every time (a host too
  * small for one message) must not block the queue behind it for ever: after
- * NODE_NOMEM_TRIES deliveries not taken, over NODE_NOMEM_SPAN_MS at least,
+ * TERN_NOMEM_TRIES deliveries not taken, over TERN_NOMEM_SPAN_MS at least,
  * the next is refused no-memory (a negative receipt, as before DIN_NOMEM)
  * and the queue goes on. Tries that come fast (a Hello the broker asked for
  * is sent at once) do not end it sooner. */
@@ -1713,7 +1713,7 @@ static void test_oom_every_time_refused(void **state)
 
 	(void)state;
 	n->connected = 1;
-	for (int i = 0; i < NODE_NOMEM_TRIES; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
 		body_oom = 1;
 		deliver(n, 1, env, len);
 		body_oom = 0;
@@ -1727,7 +1727,7 @@ static void test_oom_every_time_refused(void **state)
 	assert_int_equal(n->batch.ndins, 0);
 	assert_true(n->deliver_stopped);
 	node_deliver_resume(n);
-	n->nomem.first -= NODE_NOMEM_SPAN_MS; /* as if the first try was that long ago */
+	n->nomem.first -= TERN_NOMEM_SPAN_MS; /* as if the first try was that long ago */
 	body_oom = 1;
 	deliver(n, 1, env, len);
 	body_oom = 0;
@@ -1757,7 +1757,7 @@ static void test_oom_tries_per_epoch(void **state)
 
 	(void)state;
 	n->connected = 1;
-	for (int i = 0; i < NODE_NOMEM_TRIES; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
 		body_oom = 1;
 		deliver(n, 1, env, len);
 		body_oom = 0;
@@ -1916,8 +1916,8 @@ static int redelivery_short(const uint8_t *env, size_t len, enum din_kind want, 
 	if (final) {
 		memcpy(n->epoch, epoch, 16); /* the same start of the broker */
 		n->nomem_seq = 1;
-		n->nomem.tries = NODE_NOMEM_TRIES;
-		n->nomem.first = tern_now_ms() - NODE_NOMEM_SPAN_MS;
+		n->nomem.tries = TERN_NOMEM_TRIES;
+		n->nomem.first = tern_now_ms() - TERN_NOMEM_SPAN_MS;
 	}
 	failed = deliver_short(n, env, len, k);
 	/* On the last try a reused id may be taken for a redelivery (its
@@ -2410,7 +2410,7 @@ static void test_held_release_judge_oom(void **state)
 
 /* A held message whose release always runs out of memory must not hold back
  * the releases behind it for ever (each round stops at it): after
- * NODE_NOMEM_TRIES releases not taken, over NODE_NOMEM_SPAN_MS at least, the
+ * TERN_NOMEM_TRIES releases not taken, over TERN_NOMEM_SPAN_MS at least, the
  * next is refused no-memory, with its negative receipt, as a delivery is. */
 static void test_held_release_oom_every_time_refused(void **state)
 {
@@ -2421,7 +2421,7 @@ static void test_held_release_oom_every_time_refused(void **state)
 	(void)state;
 	held_then_cited(n, &denv, &tenv);
 	t = tern_now_ms();
-	for (int i = 0; i < NODE_NOMEM_TRIES + 1; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES + 1; i++) {
 		judge_oom = 1;
 		node_held_tick(n, t);
 		judge_oom = 0;
@@ -2429,7 +2429,7 @@ static void test_held_release_oom_every_time_refused(void **state)
 		assert_int_equal(node_held_count(n), 1);
 		t += 1100; /* past the second's wait, within the span */
 	}
-	t += NODE_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
+	t += TERN_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
 	judge_oom = 1;
 	node_held_tick(n, t);
 	judge_oom = 0;
@@ -2445,7 +2445,7 @@ static void test_held_release_oom_every_time_refused(void **state)
 }
 
 /* A finished transfer whose judging always runs out of memory: put off
- * NODE_NOMEM_TRIES times over NODE_NOMEM_SPAN_MS, then refused no-memory with
+ * TERN_NOMEM_TRIES times over TERN_NOMEM_SPAN_MS, then refused no-memory with
  * its negative receipt, not retried every second for ever. */
 static void test_transfer_judge_oom_every_time_refused(void **state)
 {
@@ -2462,7 +2462,7 @@ static void test_transfer_judge_oom_every_time_refused(void **state)
 	n->next_spool_sweep = INT64_MAX;
 	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
 	assert_int_equal(node_xin_load(n), TERN_OK);
-	for (int i = 0; i < NODE_NOMEM_TRIES + 1; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES + 1; i++) {
 		judge_oom = 1;
 		node_xin_tick(n, t);
 		judge_oom = 0;
@@ -2470,7 +2470,7 @@ static void test_transfer_judge_oom_every_time_refused(void **state)
 		assert_true(node_xin_active(n, id));
 		t += 1100; /* past the second's wait, within the span */
 	}
-	t += NODE_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
+	t += TERN_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
 	judge_oom = 1;
 	node_xin_tick(n, t);
 	judge_oom = 0;
