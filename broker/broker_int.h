@@ -29,6 +29,7 @@
 #include <tern/v1/wire.pb-c.h>
 
 #include "audit.h"
+#include "backoff.h"
 #include "broker.h"
 #include "apisrv.h"
 #include "http.h"
@@ -46,6 +47,22 @@
  * batch stays far below any node's frame limit (tern_hop_frame_max). */
 #define BROKER_DELIVER_BATCH_MAX 64
 #define BROKER_DELIVER_BATCH_BYTES (256u << 10)
+
+/* A submission whose verification ran out of memory, and its tries
+ * (tern_nomem, backoff.h) until it is taken (route.c). It is named by a
+ * digest of its envelope: its id is inside what could not be verified. */
+#define PEER_NOMEM_DIGEST 16
+struct peer_nomem {
+	uint8_t digest[PEER_NOMEM_DIGEST];
+	tern_nomem c; /* c.tries 0: a free slot */
+	int64_t last; /* ms, its latest try */
+};
+/* Counts kept per peer. A node resubmits from its oldest unanswered, so it
+ * has one message put off at a time, as a rule; a few slots cover the odd
+ * case. Each peer has its own: a member that sends many cannot push out
+ * another's count, and a count pushed out of its own slots only starts
+ * again (the message put off longer, never refused sooner). */
+#define PEER_NOMEM_SLOTS 4
 
 struct peer {
 	char id[64];
@@ -115,6 +132,8 @@ struct peer {
 	 * that closing the session closes the lane too. */
 	int bulk_fd;
 	struct sockaddr_storage bulk_local, bulk_remote;
+	/* Its submissions put off for a shortage of the broker's (route.c). */
+	struct peer_nomem nomem[PEER_NOMEM_SLOTS];
 };
 
 /* A recipient's ChunkGet not yet served in full (chunk.c): in memory only,
@@ -275,8 +294,6 @@ struct broker {
 	/* A revocation sweep found acknowledgements it could not commit: what
 	 * waits for revoked members is dead-lettered once a commit succeeds. */
 	int sweep_deferred;
-	/* Submissions in a row whose verification ran out of memory (route.c). */
-	int nomem_tries;
 	/* The queue gauges read every queued item: with a large backlog they are
 	 * refreshed less often than the snapshot, for at most 1% of the loop. */
 	bq_dest *qstats;
@@ -312,15 +329,13 @@ struct route_rules {
 	int64_t max_msg, skew_ms, default_ttl_ms;
 	/* [limits] max_attachment_size, max_message_attachments; 0: the defaults */
 	uint64_t max_att_size, max_att_total;
-	/* Verifications have run out of memory BROKER_NOMEM_TRIES times in a
-	 * row: one more is refused (no-memory), not put off again, so that a
-	 * submission this broker can never afford to verify does not come back
-	 * for ever (a Hello and a resubmission a round trip). */
+	/* Verifying this submission has run out of memory over a lasting
+	 * shortage (tern_nomem_final, counted for it by its sender's peer): one
+	 * more is refused (no-memory), not put off again, so that a submission
+	 * this broker can never afford to verify does not come back for ever (a
+	 * Hello and a resubmission a round trip). */
 	int nomem_final;
 };
-
-/* Verifications out of memory in a row before one is refused. */
-#define BROKER_NOMEM_TRIES 3
 
 /* --- session.c -------------------------------------------------------------- */
 

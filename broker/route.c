@@ -5,11 +5,14 @@
  * sends the answer (route_result) once the write is committed, which is
  * what lets tests/unit/test_broker_route.c run it without processes.
  *
- * Touches: the sub it is given; submit_now also appends to b->batch. */
+ * Touches: the sub it is given; submit_now also appends to b->batch, and
+ * keeps the counts of shortages in the sender's struct peer (nomem). */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include <tern/attach.h>
 #include <tern/error.h>
@@ -85,7 +88,8 @@ void route_judge(const struct route_rules *r, struct sub *s, int64_t now)
 		return;
 	}
 	if (rc == TERN_ENOMEM) /* the last try: said in words of its own */
-		tern_fail(rc, "out of memory verifying it, %d times", BROKER_NOMEM_TRIES + 1);
+		tern_fail(rc, "out of memory verifying it, on every try for %d s",
+		          TERN_NOMEM_SPAN_MS / 1000);
 	if (rc != TERN_OK) {
 		/* The id, if the header decodes at all, lets the node match the answer.
 		 * Only a well-formed id: it goes into logs and the audit log. */
@@ -265,15 +269,62 @@ void route_sub_free(struct sub *s)
 	tern_pb_free((ProtobufCMessage **)&s->frame);
 }
 
+/* --- shortages ---------------------------------------------------------------- */
+
+/* What names a submission before it verifies. Hashing allocates nothing: it
+ * runs while memory is short. */
+static void nomem_digest(const Tern__V1__Frame *f, uint8_t dg[PEER_NOMEM_DIGEST])
+{
+	crypto_generichash(dg, PEER_NOMEM_DIGEST, f->submit->envelope.data, f->submit->envelope.len,
+	                   NULL, 0);
+}
+
+static int nomem_any(const struct peer *p)
+{
+	for (size_t i = 0; i < PEER_NOMEM_SLOTS; i++)
+		if (p->nomem[i].c.tries)
+			return 1;
+	return 0;
+}
+
+static struct peer_nomem *nomem_find(struct peer *p, const uint8_t *dg)
+{
+	for (size_t i = 0; i < PEER_NOMEM_SLOTS; i++)
+		if (p->nomem[i].c.tries && memcmp(p->nomem[i].digest, dg, PEER_NOMEM_DIGEST) == 0)
+			return &p->nomem[i];
+	return NULL;
+}
+
+/* A slot for the submission dg: a free one, else the one tried least
+ * recently, whose count starts again. */
+static struct peer_nomem *nomem_slot(struct peer *p, const uint8_t *dg)
+{
+	struct peer_nomem *c = &p->nomem[0];
+
+	for (size_t i = 0; i < PEER_NOMEM_SLOTS && c->c.tries; i++)
+		if (p->nomem[i].c.tries == 0 || p->nomem[i].last < c->last)
+			c = &p->nomem[i];
+	memset(c, 0, sizeof(*c));
+	memcpy(c->digest, dg, PEER_NOMEM_DIGEST);
+	return c;
+}
+
 /* --- into the batch ------------------------------------------------------------ */
 
 int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, Tern__V1__Frame *f)
 {
 	struct batch *bt = &b->batch;
-	struct route_rules r = {b->id.dir,         b->sigs,
-	                        b->max_msg,        b->skew_ms,
-	                        b->default_ttl_ms, b->max_att_size,
-	                        b->max_att_total,  b->nomem_tries >= BROKER_NOMEM_TRIES};
+	struct peer *p = peer_find(b, user, 0);
+	struct peer_nomem *c = NULL;
+	uint8_t dg[PEER_NOMEM_DIGEST];
+	int hashed = 0;
+	struct route_rules r = {.dir = b->id.dir,
+	                        .sigs = b->sigs,
+	                        .max_msg = b->max_msg,
+	                        .skew_ms = b->skew_ms,
+	                        .default_ttl_ms = b->default_ttl_ms,
+	                        .max_att_size = b->max_att_size,
+	                        .max_att_total = b->max_att_total};
 	struct sub *s;
 
 	if (bt->nsubs == bt->capsubs) {
@@ -284,6 +335,14 @@ int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, 
 		bt->subs = ns;
 		bt->capsubs = nc;
 	}
+	/* Its own count: another's shortages, before or since, say nothing of
+	 * whether this one can be afforded. */
+	if (p && nomem_any(p)) {
+		nomem_digest(f, dg);
+		hashed = 1;
+		c = nomem_find(p, dg);
+	}
+	r.nomem_final = c && tern_nomem_final(&c->c, bt->now);
 	s = &bt->subs[bt->nsubs++];
 	route_sub_init(s, f, user, rid, rid_len);
 	route_judge(&r, s, bt->now);
@@ -292,9 +351,18 @@ int submit_now(broker *b, const char *user, const uint8_t *rid, size_t rid_len, 
 		 * keeps the deferred submission for the next turn). */
 		tern_envelope_free(&s->env);
 		bt->nsubs--;
-		b->nomem_tries++;
+		if (p && c == NULL) {
+			if (!hashed)
+				nomem_digest(f, dg);
+			c = nomem_slot(p, dg);
+		}
+		if (c) {
+			tern_nomem_count(&c->c, bt->now);
+			c->last = bt->now;
+		}
 		return tern_fail(TERN_ENOMEM, "out of memory verifying a submission from %s", user);
 	}
-	b->nomem_tries = 0;
+	if (c) /* taken: a failed commit starts anew */
+		memset(c, 0, sizeof(*c));
 	return TERN_OK;
 }

@@ -198,7 +198,7 @@ static int shortage(const node_judge *j, struct din *d, int rc, const char *what
 		d->kind = DIN_NOMEM;
 	else
 		refuse(d, tern_errcode_name(rc), "out of memory %s, on every try for %d s", what,
-		       NODE_NOMEM_SPAN_MS / 1000);
+		       TERN_NOMEM_SPAN_MS / 1000);
 	return 1;
 }
 
@@ -304,17 +304,6 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	snprintf(d->wf_root, sizeof(d->wf_root), "%s", v.root);
 }
 
-int node_nomem_final(const struct node_nomem *c, int64_t now)
-{
-	return c->tries >= NODE_NOMEM_TRIES && now - c->first >= NODE_NOMEM_SPAN_MS;
-}
-
-void node_nomem_count(struct node_nomem *c, int64_t now)
-{
-	if (c->tries++ == 0)
-		c->first = now;
-}
-
 void node_judge_of(node *n, node_judge *j)
 {
 	*j = (node_judge){.dir = n->id.dir,
@@ -360,7 +349,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		 * no detail with every shortage (an older error's text, perhaps
 		 * about another member's message, must not go into a receipt). */
 		tern_fail(rc, "out of memory verifying it, on every try for %d s",
-		          NODE_NOMEM_SPAN_MS / 1000);
+		          TERN_NOMEM_SPAN_MS / 1000);
 	if (rc != TERN_OK) {
 		/* Unverified: still answer the claimed sender, if it is a member.
 		 * Decoded within the same bounds as the broker's (envelope.h). */
@@ -427,7 +416,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 	}
 	if (rc == TERN_ENOMEM) /* the last try, as above */
 		tern_fail(rc, "out of memory opening it, on every try for %d s",
-		          NODE_NOMEM_SPAN_MS / 1000);
+		          TERN_NOMEM_SPAN_MS / 1000);
 	if (rc != TERN_OK) {
 		refuse(d, tern_errcode_name(rc), "%s", tern_errdetail());
 		goto out;
@@ -440,7 +429,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 	if (rc == TERN_ENOMEM) { /* the last try (nomem_final) */
 		refuse(d, tern_errcode_name(rc),
 		       "out of memory decoding the body, on every try for %d s",
-		       NODE_NOMEM_SPAN_MS / 1000);
+		       TERN_NOMEM_SPAN_MS / 1000);
 		goto out;
 	}
 	if (rc != TERN_OK) {
@@ -585,7 +574,7 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		n->delivered = 0;
 		b->delivered = 0;
 		n->nomem_seq = 0; /* the old start's seqs name other messages now */
-		n->nomem = (struct node_nomem){0, 0};
+		n->nomem = (tern_nomem){0, 0};
 	}
 	if (dv->seq <= n->delivered || dv->seq <= b->delivered) {
 		if (b->delivered < n->delivered)
@@ -630,20 +619,20 @@ void node_on_deliver(node *n, const Tern__V1__Deliver *dv)
 		node_judge j;
 		node_judge_of(n, &j);
 		j.nomem_final =
-		    dv->seq == n->nomem_seq && node_nomem_final(&n->nomem, tern_now_ms());
+		    dv->seq == n->nomem_seq && tern_nomem_final(&n->nomem, tern_now_ms());
 		node_judge_envelope(&j, txn, dv->envelope.data, dv->envelope.len, d);
 		if (d->kind == DIN_NOMEM) {
 			if (dv->seq != n->nomem_seq) { /* another message's count goes */
 				n->nomem_seq = dv->seq;
-				n->nomem = (struct node_nomem){0, 0};
+				n->nomem = (tern_nomem){0, 0};
 			}
-			node_nomem_count(&n->nomem, tern_now_ms());
+			tern_nomem_count(&n->nomem, tern_now_ms());
 			rc = TERN_ENOMEM;
 			goto oom;
 		}
 		if (dv->seq == n->nomem_seq) { /* judged at last */
 			n->nomem_seq = 0;
-			n->nomem = (struct node_nomem){0, 0};
+			n->nomem = (tern_nomem){0, 0};
 		}
 		if (d->kind == DIN_ACCEPT || d->kind == DIN_REFUSE || d->kind == DIN_DUPLICATE ||
 		    d->kind == DIN_HOLD || d->kind == DIN_XFER) {

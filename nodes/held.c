@@ -263,15 +263,15 @@ void node_held_failed(node *n)
 }
 
 /* A held entry's count, kept in its n->held entry (in memory only). */
-static struct node_nomem held_nomem(const json_t *h)
+static tern_nomem held_nomem(const json_t *h)
 {
-	return (struct node_nomem){(int)json_integer_value(json_object_get(h, "nomem_tries")),
-	                           json_integer_value(json_object_get(h, "nomem_first"))};
+	return (tern_nomem){(int)json_integer_value(json_object_get(h, "nomem_tries")),
+	                    json_integer_value(json_object_get(h, "nomem_first"))};
 }
 
 /* Into the integers the entry was made with (load_one, node_held_committed):
  * set in place, with no allocation, when memory is what ran out. */
-static void held_nomem_set(json_t *h, const struct node_nomem *c)
+static void held_nomem_set(json_t *h, const tern_nomem *c)
 {
 	json_integer_set(json_object_get(h, "nomem_tries"), c->tries);
 	json_integer_set(json_object_get(h, "nomem_first"), c->first);
@@ -299,7 +299,7 @@ static int release(node *n, const char *msgid, int final, int64_t now)
 	MDB_txn *txn;
 	uint8_t *env = NULL;
 	size_t len = 0;
-	struct node_nomem nm;
+	tern_nomem nm;
 	int rc;
 
 	if (h == NULL)
@@ -323,13 +323,13 @@ static int release(node *n, const char *msgid, int final, int64_t now)
 	node_judge_of(n, &j);
 	j.releasing = 1;
 	nm = held_nomem(h);
-	j.nomem_final = node_nomem_final(&nm, now);
+	j.nomem_final = tern_nomem_final(&nm, now);
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_NOMEM) {
 		free(env);
 		node_din_clear(d);
-		node_nomem_count(&nm, now);
+		tern_nomem_count(&nm, now);
 		held_nomem_set(h, &nm);
 		return release_later(n, msgid);
 	}
@@ -355,7 +355,7 @@ static int release(node *n, const char *msgid, int final, int64_t now)
 		return release_later(n, msgid);
 	}
 	b->ndins++;
-	held_nomem_set(h, &(struct node_nomem){0, 0}); /* taken: a failed commit starts anew */
+	held_nomem_set(h, &(tern_nomem){0, 0}); /* taken: a failed commit starts anew */
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused held %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)

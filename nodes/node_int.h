@@ -171,14 +171,6 @@ struct node_xprep;
 struct xseal;
 struct xopen;
 
-/* The shortages of one message's judging, counted until it is taken: a
- * delivery's (node.nomem, by seq), a held message's (its n->held entry), a
- * finished transfer's (its struct xin). See node_nomem_final (deliver.c). */
-struct node_nomem {
-	int tries;
-	int64_t first; /* ms, the first of them */
-};
-
 struct node {
 	tern_ident id;
 	tern_sealcache *seals; /* X25519 reuse for sealing and opening */
@@ -218,12 +210,12 @@ struct node {
 	 * ones are not taken either, so that none is acknowledged past it, until
 	 * the Welcome to the Hello that asked for them all again. */
 	int deliver_stopped;
-	/* The delivery (its seq) judged out of memory, and how many times in a
-	 * row: after NODE_NOMEM_TRIES it is refused (no-memory) as before, so
-	 * that a message whose judging always runs out of memory here cannot
-	 * block the queue behind it. */
+	/* The delivery (its seq) judged out of memory, and its tries: once
+	 * they are a lasting shortage (tern_nomem_final, backoff.h) it is
+	 * refused no-memory, so that a message whose judging always runs out of
+	 * memory here cannot block the queue behind it. */
 	uint64_t nomem_seq;
-	struct node_nomem nomem; /* its tries (node_nomem_final) */
+	tern_nomem nomem;
 	/* A commit failed with deliveries or answers in it: what the broker
 	 * counts as given is lost, so the node says Hello again (at hello_due,
 	 * later after each consecutive failure: a full disk must not turn into
@@ -338,13 +330,6 @@ void node_submit_result(node *n, const Tern__V1__SubmitResult *sr);
 void node_submit_pump(node *n);
 
 /* --- deliver.c ----------------------------------------------------------------- */
-/* node_nomem_final: 1 if this try is the last (its judging ran out of
- * memory NODE_NOMEM_TRIES times, over NODE_NOMEM_SPAN_MS at least), when a
- * shortage is refused no-memory instead of retried for ever;
- * node_nomem_count counts one. */
-int node_nomem_final(const struct node_nomem *c, int64_t now);
-void node_nomem_count(struct node_nomem *c, int64_t now);
-
 /* What judging an envelope needs of the node: who it is, its keys, its
  * store and this turn's batch (a reference may point at a message received
  * or sent in it). A test can fill one by hand. */
@@ -369,7 +354,7 @@ typedef struct node_judge {
 	uint64_t att_max, att_total;
 	int xfer_done;
 	const char *xfer_code, *xfer_text;
-	/* Memory ran out judging this delivery NODE_NOMEM_TRIES times already:
+	/* Memory ran out judging this delivery TERN_NOMEM_TRIES times already:
 	 * refuse it (no-memory) rather than return DIN_NOMEM once more. */
 	int nomem_final;
 } node_judge;
@@ -423,11 +408,6 @@ int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t le
 /* --- held.c -------------------------------------------------------------------- */
 
 /* Most deliveries held at once; past it, what would be held is refused. */
-/* Deliveries judged out of memory in a row before one is refused, and the
- * least time from the first of them: a Hello the broker asks for comes at
- * once, and a shortage of a second must not use the tries up. */
-#define NODE_NOMEM_TRIES 3
-#define NODE_NOMEM_SPAN_MS 5000
 #define NODE_HELD_MAX 10000
 /* Most held from one sender: one member cannot take all the room. */
 #define NODE_HELD_PER_SENDER 1000

@@ -96,7 +96,14 @@ struct xin {
 	/* Its envelope not verified again, or its spool not hashed, for want
 	 * of memory: started by the tick (xin_begin) at retry_at. */
 	int unstarted;
-	struct node_nomem nomem; /* its judging's shortages (held.c) */
+	/* The shortages that have kept it from going on (started, its spool
+	 * reopened, a chunk taken) since it last did: a lasting one
+	 * (tern_nomem_final) when its message expires ends it no-memory. */
+	tern_nomem stuck;
+	/* The last chunk that came was dropped for want of memory: each time
+	 * it is asked for again (after the silence) counts as a try. */
+	int chunk_short;
+	tern_nomem nomem; /* its judging's shortages (backoff.h) */
 };
 
 static void spool_path(const node *n, const char *msgid, size_t i, char *buf, size_t len)
@@ -273,6 +280,46 @@ static void fail(struct xin *x, tern_reason r, const char *fmt, ...)
 	x->ready = 1;
 }
 
+/* stuck: a shortage of this node's kept x from going on, at now; unstuck:
+ * it went on. */
+static void stuck(struct xin *x, int64_t now)
+{
+	tern_nomem_count(&x->stuck, now);
+}
+
+static void unstuck(struct xin *x)
+{
+	x->stuck = (tern_nomem){0, 0};
+}
+
+/* x's time is up (now) with chunks missing. If a lasting shortage of this
+ * node's held it back, that is what ends it: no-memory, the verdict of a
+ * lasting shortage, not attachment-incomplete, which tells its sender the
+ * chunks did not come. */
+static void expire(struct xin *x, int64_t now)
+{
+	const char *what;
+
+	if (!tern_nomem_final(&x->stuck, now)) { /* none, or a brief one */
+		fail(x, TERN_REASON_ATTACHMENT_INCOMPLETE,
+		     "its attachments did not all arrive before it expired");
+		return;
+	}
+	if (x->unstarted)
+		what =
+		    "start receiving the attachments (verify the envelope again, read the spool)";
+	else if (x->reopen)
+		what = "reopen the spool the attachment is written to";
+	else
+		what = "take the chunks that came";
+	snprintf(x->code, sizeof(x->code), "%s", tern_errcode_name(TERN_ENOMEM));
+	snprintf(x->text, sizeof(x->text),
+	         "this node was short of memory until the message expired: it could not %s, on "
+	         "every try; nothing is known to be wrong with the attachments",
+	         what);
+	x->ready = 1;
+}
+
 /* Opens attachment x->att's spool file and derives its key; the running
  * hash starts afresh (rehash feeds it what the spool holds). */
 static int open_att(node *n, struct xin *x)
@@ -384,6 +431,7 @@ static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t 
 		log_warnx("transfer %s: %s; started again in a second", msgid, tern_errdetail());
 		x->unstarted = 1;
 		x->retry_at = tern_now_ms() + 1000;
+		stuck(x, tern_now_ms());
 	}
 	return TERN_OK;
 }
@@ -425,9 +473,10 @@ static int xin_begin(node *n, struct xin *x, const uint8_t *env, size_t len)
 	          "attachment %u (%s): fetching it again",
 	          x->msgid, (unsigned long long)x->have, x->att, tern_errdetail());
 	x->have = x->written = x->asked = x->queued = 0;
-	if ((rc = open_att(n, x)) == TERN_ENOMEM)
+	if ((rc = open_att(n, x)) == TERN_ENOMEM) {
 		x->reopen = 1;
-	else if (rc != TERN_OK)
+		stuck(x, tern_now_ms());
+	} else if (rc != TERN_OK)
 		fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s", tern_errdetail());
 	return TERN_OK;
 }
@@ -623,9 +672,10 @@ static void rewind_to_have(node *n, struct xin *x, const char *why)
 	x->sync_slot = 0; /* a sync under way counts for nothing now */
 	x->commit_to = 0;
 	x->retry_at = tern_now_ms() + 5000;
-	if ((rc = rehash(n, x)) == TERN_ENOMEM)
+	if ((rc = rehash(n, x)) == TERN_ENOMEM) {
 		x->reopen = 1; /* again at retry_at: no verdict for a shortage */
-	else if (rc != TERN_OK)
+		stuck(x, tern_now_ms());
+	} else if (rc != TERN_OK)
 		fail(x, TERN_REASON_NO_SPACE, "cannot read the spool again: %s", tern_errdetail());
 }
 
@@ -655,6 +705,7 @@ static void att_complete(node *n, struct xin *x)
 	if ((rc = open_att(n, x)) == TERN_ENOMEM) {
 		x->reopen = 1;
 		x->retry_at = tern_now_ms() + 1000;
+		stuck(x, tern_now_ms());
 	} else if (rc != TERN_OK) {
 		fail(x, TERN_REASON_NO_SPACE, "cannot open the spool: %s", tern_errdetail());
 	}
@@ -803,6 +854,7 @@ void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
 	const struct node_att *a;
 	struct node_xopen_job *j;
 	uint64_t nc;
+	int rc;
 
 	/* reopen, unstarted: its spool or hash is not ready; what was asked
 	 * before is asked again once it is. */
@@ -821,8 +873,10 @@ void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
 	if (c->index != x->queued || x->queued == nc)
 		return; /* a chunk asked for before a new get */
 	x->last_io = tern_now_ms();
-	if ((j = calloc(1, sizeof(*j))) == NULL)
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		x->chunk_short = 1;
 		return; /* asked again after the silence (node_xin_tick) */
+	}
 	j->owner = x;
 	j->failed = &x->wfailed;
 	j->key = x->key;
@@ -834,14 +888,17 @@ void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
 	j->fd = x->fd;
 	j->hs = x->hs;
 	j->frame = *fp;
-	if (node_xopen_queue(n, j) != TERN_OK) {
+	if ((rc = node_xopen_queue(n, j)) != TERN_OK) {
 		/* Asked again after the silence; tern status says why. */
+		x->chunk_short = rc == TERN_ENOMEM;
 		log_warnx("transfer %s: %s", x->msgid, tern_errdetail());
 		snprintf(x->stalled, sizeof(x->stalled), "%s", tern_errdetail());
 		free(j);
 		return;
 	}
 	*fp = NULL;
+	x->chunk_short = 0;
+	unstuck(x);
 	x->queued++;
 	x->jobs++;
 	/* The next window is asked for now, so that the broker sends while
@@ -961,13 +1018,13 @@ static int release(node *n, struct xin *x, int64_t now)
 	j.xfer_done = 1;
 	j.xfer_code = x->code;
 	j.xfer_text = x->text;
-	j.nomem_final = node_nomem_final(&x->nomem, now);
+	j.nomem_final = tern_nomem_final(&x->nomem, now);
 	node_judge_envelope(&j, txn, env, len, d);
 	mdb_txn_abort(txn);
 	if (d->kind == DIN_NOMEM) {
 		free(env);
 		node_din_clear(d); /* judged again in a second */
-		node_nomem_count(&x->nomem, now);
+		tern_nomem_count(&x->nomem, now);
 		node_rejudge_after(n, 1000);
 		return 1;
 	}
@@ -990,7 +1047,7 @@ static int release(node *n, struct xin *x, int64_t now)
 	}
 	b->ndins++;
 	x->released = 1;
-	x->nomem = (struct node_nomem){0, 0}; /* taken: a failed commit starts anew */
+	x->nomem = (tern_nomem){0, 0}; /* taken: a failed commit starts anew */
 	if (d->kind == DIN_REFUSE)
 		log_warnx("refused %s from %s: %s: %s", d->msgid, d->sender, d->code, d->text);
 	else if (d->kind == DIN_ACCEPT)
@@ -1081,8 +1138,7 @@ void node_xin_tick(node *n, int64_t now)
 		if (x->released)
 			continue;
 		if (!x->ready && x->until && now >= x->until)
-			fail(x, TERN_REASON_ATTACHMENT_INCOMPLETE,
-			     "its attachments did not all arrive before it expired");
+			expire(x, now);
 		if (x->ready) {
 			/* x->jobs: else freed under the opening thread */
 			if (x->jobs == 0 && !node_rejudge_later(n, now) && release(n, x, now))
@@ -1096,8 +1152,10 @@ void node_xin_tick(node *n, int64_t now)
 				continue;
 			if (xin_restart(n, x) == TERN_ENOMEM) {
 				x->retry_at = now + 1000; /* a shortage: no verdict */
+				stuck(x, now);
 				continue;
 			}
+			unstuck(x);
 			x->unstarted = 0;
 			x->retry_at = 0;
 			start(n, x);
@@ -1111,8 +1169,10 @@ void node_xin_tick(node *n, int64_t now)
 				continue;
 			if ((rc = rehash(n, x)) == TERN_ENOMEM) {
 				x->retry_at = now + 1000; /* a shortage: no verdict */
+				stuck(x, now);
 				continue;
 			}
+			unstuck(x);
 			x->reopen = 0;
 			x->retry_at = 0;
 			if (rc != TERN_OK)
@@ -1126,6 +1186,8 @@ void node_xin_tick(node *n, int64_t now)
 			x->retry_at = 0;
 			request(n, x);
 		} else if (x->asked > x->queued && now - x->last_io >= XIN_SILENCE_MS) {
+			if (x->chunk_short)
+				stuck(x, now);
 			x->asked = x->queued; /* a get or a chunk was lost */
 			request(n, x);
 		} else if (x->asked == x->queued && x->jobs == 0 && x->written == x->have &&

@@ -51,3 +51,14 @@ void tern_lograte_reset(tern_lograte *l, uint64_t *held)
 	l->held = 0;
 	l->written = 0;
 }
+
+int tern_nomem_final(const tern_nomem *c, int64_t now)
+{
+	return c->tries >= TERN_NOMEM_TRIES && now - c->first >= TERN_NOMEM_SPAN_MS;
+}
+
+void tern_nomem_count(tern_nomem *c, int64_t now)
+{
+	if (c->tries++ == 0)
+		c->first = now;
+}

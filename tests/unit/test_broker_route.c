@@ -1371,6 +1371,42 @@ int __wrap_tern_envelope_verify(const uint8_t *buf, size_t len, const tern_direc
 	return __real_tern_envelope_verify(buf, len, dir, opts, out);
 }
 
+/* Submits e from peer, at the batch's clock, its verification out of memory:
+ * 1 if it was put off (TERN_ENOMEM, not in the batch), 0 if it was taken,
+ * refused no-memory (the batch's last submission). */
+static int short_submit(broker *b, struct fixture *f, const char *peer, const struct sealed *e)
+{
+	static const uint8_t rid[] = {9};
+	Tern__V1__Frame *fr = submit_frame(f, e->buf, e->len);
+	size_t before = b->batch.nsubs;
+	int rc;
+
+	verify_oom = 1;
+	rc = submit_now(b, peer, rid, 1, fr);
+	verify_oom = 0;
+	if (rc == TERN_ENOMEM) {
+		assert_int_equal(b->batch.nsubs, before);
+		tern_pb_free((ProtobufCMessage **)&fr); /* still the caller's */
+		return 1;
+	}
+	assert_int_equal(rc, TERN_OK);
+	assert_int_equal(b->batch.nsubs, before + 1);
+	assert_string_equal(b->batch.subs[before].code, tern_errcode_name(TERN_ENOMEM));
+	return 0;
+}
+
+/* The submissions of peer whose shortages the broker counts. */
+static int nomem_counted(broker *b, const char *peer)
+{
+	const struct peer *p = peer_find(b, peer, 0);
+	int n = 0;
+
+	assert_non_null(p);
+	for (size_t i = 0; i < PEER_NOMEM_SLOTS; i++)
+		n += p->nomem[i].c.tries > 0;
+	return n;
+}
+
 /* The broker out of memory while it verifies a submission: no verdict on the
  * message. It is not taken into the batch (the caller breaks the session, and
  * the node resubmits it after its Hello); taken later, it is accepted. Before,
@@ -1393,7 +1429,7 @@ static void test_verify_oom_not_refused(void **state)
 	assert_string_equal(b->batch.subs[0].code, "");
 	batch_commit(b);
 	assert_int_equal(queue_of(f, "sweden").n, 1);
-	assert_int_equal(b->nomem_tries, 0);
+	assert_int_equal(nomem_counted(b, "unhcr"), 0); /* taken: its count is gone */
 	bare_broker_free(&b);
 	free(e.buf);
 }
@@ -1564,32 +1600,157 @@ static void test_every_ack_shortage_all_or_nothing(void **state)
 }
 
 /* A submission the broker can never afford to verify is not put off for
- * ever (each time a Hello and a resubmission): after BROKER_NOMEM_TRIES in a
- * row, the next is refused no-memory, as before, with its id so that its
- * sender can match the answer. */
+ * ever (each time a Hello and a resubmission): after TERN_NOMEM_TRIES tries
+ * over TERN_NOMEM_SPAN_MS at least, the next is refused no-memory, as
+ * before, with its id so that its sender can match the answer. */
 static void test_verify_oom_every_time_refused(void **state)
 {
 	struct fixture *f = *state;
 	struct sealed e = referral(f);
 	broker *b = bare_broker(f);
-	static const uint8_t rid[] = {9};
+	int64_t t = tern_now_ms();
 
-	b->batch.now = tern_now_ms();
-	for (int i = 0; i < BROKER_NOMEM_TRIES; i++) {
-		Tern__V1__Frame *fr = submit_frame(f, e.buf, e.len);
-		verify_oom = 1;
-		assert_int_equal(submit_now(b, "unhcr", rid, 1, fr), TERN_ENOMEM);
-		tern_pb_free((ProtobufCMessage **)&fr);
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		b->batch.now = t + 1100 * i;
+		assert_true(short_submit(b, f, "unhcr", &e));
 	}
-	verify_oom = 1;
-	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, e.buf, e.len)), TERN_OK);
+	b->batch.now = t + TERN_NOMEM_SPAN_MS;
+	assert_false(short_submit(b, f, "unhcr", &e));
 	assert_int_equal(b->batch.nsubs, 1);
-	assert_string_equal(b->batch.subs[0].code, tern_errcode_name(TERN_ENOMEM));
 	assert_string_equal(b->batch.subs[0].msgid, e.id);
 	assert_null(strstr(b->batch.subs[0].text, "unhcr")); /* its own words, no stale detail */
-	assert_int_equal(b->nomem_tries, 0);
+	assert_int_equal(nomem_counted(b, "unhcr"), 0);
 	bare_broker_free(&b);
 	free(e.buf);
+}
+
+/* The tries are counted for each message: a shortage that lasted for one
+ * says nothing of whether another can be afforded. Before, the count was
+ * the broker's, over every submission: three shortages on unhcr's message
+ * made the next shortage anyone's a refusal, here a message of sweden's on
+ * its first try, whose sender would have marked it rejected for good. */
+static void test_verify_oom_counted_per_message(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const to_unhcr[] = {"unhcr"};
+	struct sealed a = referral(f), a2 = referral(f),
+	              c = seal_from(f, SWEDEN, to_unhcr, 1,
+	                            TERN__V1__MESSAGE_TYPE__ACCEPTANCE_DECISION, 0);
+	broker *b = bare_broker(f);
+	int64_t t = tern_now_ms();
+
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		b->batch.now = t + 3000 * i; /* over more than the span: lasting, for a */
+		assert_true(short_submit(b, f, "unhcr", &a));
+	}
+	assert_true(short_submit(b, f, "sweden", &c)); /* another sender's: its first try */
+	assert_true(short_submit(b, f, "unhcr", &a2)); /* the same sender's: its first try */
+	assert_false(short_submit(b, f, "unhcr", &a)); /* a's own count stands */
+	assert_string_equal(b->batch.subs[0].msgid, a.id);
+	bare_broker_free(&b);
+	free(a.buf);
+	free(a2.buf);
+	free(c.buf);
+}
+
+/* A lasting shortage is three tries over 5 s at least: tries that come fast
+ * (a Hello and a resubmission a round trip, or a submission over the rate
+ * limit retried each turn of the loop) do not use them up, nor do fewer
+ * than three however far apart. Before, the fourth try was refused, at
+ * once. */
+static void test_verify_oom_lasting_only(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed e = referral(f), e2 = referral(f);
+	broker *b = bare_broker(f);
+	int64_t t = tern_now_ms();
+
+	for (int i = 0; i < TERN_NOMEM_TRIES + 3; i++) {
+		b->batch.now = t + 900 * i; /* six tries within 5 s */
+		assert_true(short_submit(b, f, "unhcr", &e));
+	}
+	b->batch.now = t + TERN_NOMEM_SPAN_MS;
+	assert_false(short_submit(b, f, "unhcr", &e));
+	assert_string_equal(b->batch.subs[0].msgid, e.id);
+
+	/* Two tries a minute apart, then a third: still put off; a fourth,
+	 * the three over the span, is refused. */
+	b->batch.now = t;
+	assert_true(short_submit(b, f, "unhcr", &e2));
+	b->batch.now = t + 60000;
+	assert_true(short_submit(b, f, "unhcr", &e2));
+	assert_true(short_submit(b, f, "unhcr", &e2));
+	assert_false(short_submit(b, f, "unhcr", &e2));
+	assert_string_equal(b->batch.subs[1].msgid, e2.id);
+	bare_broker_free(&b);
+	free(e.buf);
+	free(e2.buf);
+}
+
+/* A message's count goes when that message is taken (judged, whatever the
+ * verdict), and only then: another message of the same sender taken leaves
+ * it. Before, any submission taken cleared the one count there was. */
+static void test_verify_oom_count_cleared_when_taken(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed a = referral(f), a2 = referral(f);
+	broker *b = bare_broker(f);
+	static const uint8_t rid[] = {9};
+	int64_t t = tern_now_ms();
+
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		b->batch.now = t + 3000 * i;
+		assert_true(short_submit(b, f, "unhcr", &a));
+	}
+	/* Another of unhcr's messages taken: a's count stays. */
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, a2.buf, a2.len)), TERN_OK);
+	assert_string_equal(b->batch.subs[0].code, "");
+	assert_false(short_submit(b, f, "unhcr", &a));
+	assert_string_equal(b->batch.subs[1].msgid, a.id);
+	batch_reset(b);
+
+	/* a's tries again, then a taken: its count goes with it, and the
+	 * next shortage (its commit failed, and it comes back) is a first try. */
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		b->batch.now = t + 3000 * (i + 3);
+		assert_true(short_submit(b, f, "unhcr", &a));
+	}
+	assert_int_equal(submit_now(b, "unhcr", rid, 1, submit_frame(f, a.buf, a.len)), TERN_OK);
+	assert_string_equal(b->batch.subs[0].code, "");
+	batch_reset(b); /* as a failed commit leaves it */
+	assert_true(short_submit(b, f, "unhcr", &a));
+	bare_broker_free(&b);
+	free(a.buf);
+	free(a2.buf);
+}
+
+/* A member whose submissions run out of memory by the hundred (many
+ * messages, or one envelope altered each time) cannot grow the broker's
+ * counts, nor push out another member's: each peer has PEER_NOMEM_SLOTS, and
+ * a count pushed out of them starts again, a put-off, never a refusal. */
+static void test_verify_oom_counts_bounded(void **state)
+{
+	struct fixture *f = *state;
+	struct sealed a = referral(f), junk = referral(f);
+	broker *b = bare_broker(f);
+	int64_t t = tern_now_ms();
+
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		b->batch.now = t + 3000 * i;
+		assert_true(short_submit(b, f, "unhcr", &a));
+	}
+	for (int i = 0; i < 300; i++) {
+		junk.buf[junk.len - 1] = (uint8_t)i;
+		junk.buf[junk.len - 2] = (uint8_t)(i >> 8);
+		b->batch.now++;
+		assert_true(short_submit(b, f, "iom", &junk));
+	}
+	assert_int_equal(nomem_counted(b, "iom"), PEER_NOMEM_SLOTS);
+	assert_false(short_submit(b, f, "unhcr", &a)); /* unhcr's count is untouched */
+	assert_string_equal(b->batch.subs[0].msgid, a.id);
+	bare_broker_free(&b);
+	free(a.buf);
+	free(junk.buf);
 }
 
 /* A frame the broker has no memory to decode may have been a submission:
@@ -2471,6 +2632,11 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_breaks_session, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_verify_oom_every_time_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_oom_counted_per_message, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_oom_lasting_only, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_oom_count_cleared_when_taken, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_verify_oom_counts_bounded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_shortage_put_off, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_commit_shortage_all_or_nothing, setup,
 	                                    teardown),

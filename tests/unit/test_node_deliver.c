@@ -1744,6 +1744,27 @@ int __wrap_tern_pb_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t 
 	return __real_tern_pb_unpack(desc, buf, len, max_len, out);
 }
 
+/* Linked with --wrap=tern_envelope_content_key: while key_oom is set, a
+ * transfer's content key cannot be unwrapped for want of memory (the node's
+ * own call, when it starts a transfer; the library's judging is not
+ * touched). */
+int __real_tern_envelope_content_key(const tern_envelope *env, const char *self_id,
+                                     const tern_sealkey *key, tern_sealcache *cache,
+                                     uint8_t out[32]);
+int __wrap_tern_envelope_content_key(const tern_envelope *env, const char *self_id,
+                                     const tern_sealkey *key, tern_sealcache *cache,
+                                     uint8_t out[32]);
+static int key_oom;
+
+int __wrap_tern_envelope_content_key(const tern_envelope *env, const char *self_id,
+                                     const tern_sealkey *key, tern_sealcache *cache,
+                                     uint8_t out[32])
+{
+	if (key_oom)
+		return TERN_ENOMEM;
+	return __real_tern_envelope_content_key(env, self_id, key, cache, out);
+}
+
 /* Memory that runs out while a delivery is judged (*oom set: its body
  * decoded, or a record of the case read, copied or built) is no verdict on
  * the message: it is not taken, answered or acknowledged, and is taken when
@@ -1788,7 +1809,7 @@ static void oom_not_refused(int *oom)
 
 /* Memory that runs out judging the same delivery every time (a host too
  * small for one message) must not block the queue behind it for ever: after
- * NODE_NOMEM_TRIES deliveries not taken, over NODE_NOMEM_SPAN_MS at least,
+ * TERN_NOMEM_TRIES deliveries not taken, over TERN_NOMEM_SPAN_MS at least,
  * the next is refused no-memory (a negative receipt, as before DIN_NOMEM)
  * and the queue goes on. Tries that come fast (a Hello the broker asked for
  * is sent at once) do not end it sooner. */
@@ -1802,7 +1823,7 @@ static void test_oom_every_time_refused(void **state)
 
 	(void)state;
 	n->connected = 1;
-	for (int i = 0; i < NODE_NOMEM_TRIES; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
 		body_oom = 1;
 		deliver(n, 1, env, len);
 		body_oom = 0;
@@ -1816,7 +1837,7 @@ static void test_oom_every_time_refused(void **state)
 	assert_int_equal(n->batch.ndins, 0);
 	assert_true(n->deliver_stopped);
 	node_deliver_resume(n);
-	n->nomem.first -= NODE_NOMEM_SPAN_MS; /* as if the first try was that long ago */
+	n->nomem.first -= TERN_NOMEM_SPAN_MS; /* as if the first try was that long ago */
 	body_oom = 1;
 	deliver(n, 1, env, len);
 	body_oom = 0;
@@ -1846,7 +1867,7 @@ static void test_oom_tries_per_epoch(void **state)
 
 	(void)state;
 	n->connected = 1;
-	for (int i = 0; i < NODE_NOMEM_TRIES; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
 		body_oom = 1;
 		deliver(n, 1, env, len);
 		body_oom = 0;
@@ -2005,8 +2026,8 @@ static int redelivery_short(const uint8_t *env, size_t len, enum din_kind want, 
 	if (final) {
 		memcpy(n->epoch, epoch, 16); /* the same start of the broker */
 		n->nomem_seq = 1;
-		n->nomem.tries = NODE_NOMEM_TRIES;
-		n->nomem.first = tern_now_ms() - NODE_NOMEM_SPAN_MS;
+		n->nomem.tries = TERN_NOMEM_TRIES;
+		n->nomem.first = tern_now_ms() - TERN_NOMEM_SPAN_MS;
 	}
 	failed = deliver_short(n, env, len, k);
 	/* On the last try a reused id may be taken for a redelivery (its
@@ -2412,7 +2433,6 @@ static void test_every_redelivery_shortage_seen(void **state)
 #endif
 }
 
-#if MALLOC_CAN_FAIL
 /* A case referral from unhcr to sweden declaring one attachment of 5,000
  * bytes, with its seal: what waits for its transfer (DIN_XFER). */
 static uint8_t *att_envelope(size_t *len, char id[37])
@@ -2464,6 +2484,7 @@ static uint8_t *att_envelope(size_t *len, char id[37])
 	return env;
 }
 
+#if MALLOC_CAN_FAIL
 /* 1 if the store holds a transfer record for msgid. */
 static int xin_stored(const char *msgid)
 {
@@ -2849,7 +2870,7 @@ static void test_held_release_judge_oom(void **state)
 
 /* A held message whose release always runs out of memory must not hold back
  * the releases behind it for ever (each round stops at it): after
- * NODE_NOMEM_TRIES releases not taken, over NODE_NOMEM_SPAN_MS at least, the
+ * TERN_NOMEM_TRIES releases not taken, over TERN_NOMEM_SPAN_MS at least, the
  * next is refused no-memory, with its negative receipt, as a delivery is. */
 static void test_held_release_oom_every_time_refused(void **state)
 {
@@ -2860,7 +2881,7 @@ static void test_held_release_oom_every_time_refused(void **state)
 	(void)state;
 	held_then_cited(n, &denv, &tenv);
 	t = tern_now_ms();
-	for (int i = 0; i < NODE_NOMEM_TRIES + 1; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES + 1; i++) {
 		judge_oom = 1;
 		node_held_tick(n, t);
 		judge_oom = 0;
@@ -2868,7 +2889,7 @@ static void test_held_release_oom_every_time_refused(void **state)
 		assert_int_equal(node_held_count(n), 1);
 		t += 1100; /* past the second's wait, within the span */
 	}
-	t += NODE_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
+	t += TERN_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
 	judge_oom = 1;
 	node_held_tick(n, t);
 	judge_oom = 0;
@@ -2884,7 +2905,7 @@ static void test_held_release_oom_every_time_refused(void **state)
 }
 
 /* A finished transfer whose judging always runs out of memory: put off
- * NODE_NOMEM_TRIES times over NODE_NOMEM_SPAN_MS, then refused no-memory with
+ * TERN_NOMEM_TRIES times over TERN_NOMEM_SPAN_MS, then refused no-memory with
  * its negative receipt, not retried every second for ever. */
 static void test_transfer_judge_oom_every_time_refused(void **state)
 {
@@ -2901,7 +2922,7 @@ static void test_transfer_judge_oom_every_time_refused(void **state)
 	n->next_spool_sweep = INT64_MAX;
 	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
 	assert_int_equal(node_xin_load(n), TERN_OK);
-	for (int i = 0; i < NODE_NOMEM_TRIES + 1; i++) {
+	for (int i = 0; i < TERN_NOMEM_TRIES + 1; i++) {
 		judge_oom = 1;
 		node_xin_tick(n, t);
 		judge_oom = 0;
@@ -2909,7 +2930,7 @@ static void test_transfer_judge_oom_every_time_refused(void **state)
 		assert_true(node_xin_active(n, id));
 		t += 1100; /* past the second's wait, within the span */
 	}
-	t += NODE_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
+	t += TERN_NOMEM_SPAN_MS; /* the ticks' clock: the span has passed */
 	judge_oom = 1;
 	node_xin_tick(n, t);
 	judge_oom = 0;
@@ -2922,6 +2943,135 @@ static void test_transfer_judge_oom_every_time_refused(void **state)
 	node_xin_free(n);
 	node_free(n);
 	free(env);
+}
+
+/* The batch's delivery of msgid, which must be there. */
+static const struct din *din_of(const node *n, const char *msgid)
+{
+	for (size_t i = 0; i < n->batch.ndins; i++)
+		if (strcmp(n->batch.dins[i].msgid, msgid) == 0)
+			return &n->batch.dins[i];
+	fail_msg("%s is not in the batch", msgid);
+	return NULL;
+}
+
+/* A transfer that a lasting shortage of the recipient's kept from starting
+ * (its content key not unwrapped, each second) until its message expired
+ * ends no-memory, in words that say so: the recipient's fault, not its
+ * sender's. Before, it ended attachment-incomplete ("its attachments did not
+ * all arrive"), which tells the sender its files never came. A transfer
+ * whose chunks just did not come, beside it, still ends
+ * attachment-incomplete. */
+static void test_transfer_start_shortage_ends_no_memory(void **state)
+{
+	char id[37], id2[37];
+	size_t len, len2;
+	uint8_t *env = att_envelope(&len, id), *env2 = att_envelope(&len2, id2);
+	int64_t t = tern_now_ms(), until = t + 8000;
+	struct xin_put x = {.msgid = id,
+	                    .env = env,
+	                    .len = len,
+	                    .until = until,
+	                    .size = 5000,
+	                    .chunk = TERN_ATTACH_CHUNK_DEFAULT},
+	               x2 = x;
+	node *n = node_as(SWEDEN);
+	const struct din *d;
+
+	(void)state;
+	x2.msgid = id2;
+	x2.env = env2;
+	x2.len = len2;
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	key_oom = 1;
+	assert_int_equal(node_xin_load(n), TERN_OK); /* id: not started */
+	key_oom = 0;
+	assert_int_equal(tern_store_write(st, put_xin, &x2), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK); /* id2: started */
+	key_oom = 1;
+	for (t += 1100; t < until; t += 1100) {
+		node_xin_tick(n, t);
+		assert_int_equal(n->batch.ndins, 0); /* put off, each second */
+	}
+	node_xin_tick(n, until);
+	key_oom = 0;
+	assert_int_equal(n->batch.ndins, 2);
+	d = din_of(n, id);
+	assert_int_equal(d->kind, DIN_REFUSE);
+	assert_string_equal(d->code, tern_errcode_name(TERN_ENOMEM));
+	assert_non_null(strstr(d->text, "short of memory"));
+	assert_non_null(strstr(d->text, "start receiving"));
+	d = din_of(n, id2);
+	assert_int_equal(d->kind, DIN_REFUSE);
+	assert_string_equal(d->code, tern_reason_code(TERN_REASON_ATTACHMENT_INCOMPLETE));
+	assert_int_equal(n->batch.nouts, 2); /* a negative receipt each */
+	node_batch_commit(n);
+	assert_false(node_xin_active(n, id));
+	assert_false(node_xin_active(n, id2));
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+	free(env2);
+}
+
+/* The same for a transfer whose chunks come and are dropped for want of
+ * memory, each time they are asked for again, until its message expires: it
+ * ends no-memory, not attachment-incomplete. */
+static void test_transfer_chunk_shortage_ends_no_memory(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	size_t len;
+	uint8_t *env = att_envelope(&len, id);
+	int64_t t = tern_now_ms(), until = t + 45000;
+	struct xin_put x = {.msgid = id,
+	                    .env = env,
+	                    .len = len,
+	                    .until = until,
+	                    .size = 5000,
+	                    .chunk = TERN_ATTACH_CHUNK_DEFAULT};
+	node *n = node_as(SWEDEN);
+	const struct din *d;
+
+	n->connected = 1;
+	n->att_window = 4; /* chunks asked for at a time ([limits] attachment_window) */
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	node_xin_session(n); /* the first chunks asked for */
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *fp = &fr;
+		Tern__V1__Chunk c = TERN__V1__CHUNK__INIT;
+		c.message_id = id;
+		fr.body_case = TERN__V1__FRAME__BODY_CHUNK;
+		fr.chunk = &c;
+		malloc_failed = 0;
+		malloc_fail_at = 1;
+		node_xin_on_chunk(n, &fp); /* chunk 0 comes: no memory to take it */
+		malloc_fail_at = 0;
+		assert_true(malloc_failed);
+		assert_ptr_equal(fp, &fr); /* not taken */
+		t += 11000;                /* the silence: asked for again */
+		node_xin_tick(n, t);
+		assert_int_equal(n->batch.ndins, 0);
+	}
+	node_xin_tick(n, until);
+	assert_int_equal(n->batch.ndins, 1);
+	d = din_of(n, id);
+	assert_int_equal(d->kind, DIN_REFUSE);
+	assert_string_equal(d->code, tern_errcode_name(TERN_ENOMEM));
+	assert_non_null(strstr(d->text, "take the chunks"));
+	node_batch_commit(n);
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
 }
 
 /* A delivery whose receipt cannot be made (out of memory) is not taken:
@@ -3641,6 +3791,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_release_oom_every_time_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_judge_oom_every_time_refused, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_start_shortage_ends_no_memory, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_chunk_shortage_ends_no_memory, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
