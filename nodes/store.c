@@ -144,9 +144,14 @@ static int counts_apply(MDB_txn *txn, void *arg)
 		return MDB(rc, "cursor");
 	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
 		node_sent_rec *rec = NULL;
-		int rc2 = node_rec_sent_decode(v.mv_data, v.mv_size, &rec) == TERN_OK
-		              ? count_move(txn, s, rec, 0)
-		              : TERN_OK;
+		/* A damaged record is not counted; a shortage fails the open, as
+		 * the mark would otherwise keep the wrong counts for good (the
+		 * node is started again, and counts then). */
+		int rc2 = node_rec_sent_decode(v.mv_data, v.mv_size, &rec);
+		if (rc2 == TERN_OK)
+			rc2 = count_move(txn, s, rec, 0);
+		else if (rc2 == TERN_EMALFORMED)
+			rc2 = TERN_OK;
 		node_rec_sent_free(&rec);
 		if (rc2 != TERN_OK) {
 			mdb_cursor_close(c);
