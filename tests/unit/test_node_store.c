@@ -1,18 +1,22 @@
 /* The node's store: outbox order, message states per recipient, inbox and
  * its acknowledgement, cross-references, the broker resync point. */
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include <tern/api.h>
 #include <tern/error.h>
 #include <tern/v1/messages.pb-c.h>
 #include <tern/workflow.h>
 
+#include "api_server.h"
 #include "failmalloc.h"
 #include "node_store.h"
 #include "testutil.h"
@@ -1204,6 +1208,120 @@ static void test_upgrade_shortage_not_kept(void **state)
 #endif
 }
 
+/* --- a send waiting for its final state (api_server.h) ------------------- */
+
+static int parked_at = -1;
+
+/* "send" as the node takes it: parked until the commit. */
+static json_t *park_send(void *arg, json_t *req, int client)
+{
+	(void)arg;
+	(void)req;
+	parked_at = client;
+	return NULL;
+}
+
+/* Serves s until a request is parked (parked_at set). */
+static void serve_until_parked(api_server *s)
+{
+	for (int turn = 0; turn < 200 && parked_at < 0; turn++) {
+		zmq_pollitem_t items[API_SERVER_POLL_MAX];
+		size_t n = api_server_pollitems(s, items, API_SERVER_POLL_MAX);
+		int rc = zmq_poll(items, (int)n, 10);
+		api_server_serve(s, items, n, rc > 0, tern_now_ms());
+	}
+	assert_true(parked_at >= 0);
+}
+
+/* The answer waiting on fd, if any: 1 and *res (NULL when the connection
+ * was closed with none), or 0 when nothing came. */
+static int answer_of(int fd, json_t **res)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+
+	*res = NULL;
+	if (poll(&p, 1, 0) != 1)
+		return 0;
+	if (tern_api_read(fd, 1 << 20, res) != TERN_OK)
+		*res = NULL;
+	return 1;
+}
+
+static void assert_final_rejected(const json_t *res, long k)
+{
+	if (!json_is_true(json_object_get(res, "ok")) ||
+	    strcmp(json_string_value(json_object_get(res, "state")) ?: "", "rejected") != 0 ||
+	    !json_is_true(json_object_get(res, "final"))) {
+		char *t = json_dumps(res, JSON_COMPACT);
+		fail_msg("allocation %ld failing: answered %s", k, t ? t : "?");
+	}
+}
+
+/* Each allocation of answering a send that waits for its final state made
+ * to fail in turn: the client gets the final state, or a temporary error
+ * (no-memory, from the API server's own shortage), or (the shortage not
+ * yet seen by it) waits on and gets the state at the next round. Before,
+ * a record not read for want of memory was answered as "message not found"
+ * for a message sent and rejected. */
+static void test_final_wait_shortage_not_unknown(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	api_handlers h = {.send = park_send};
+	char path[192];
+	api_server *s = NULL;
+	long k;
+
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .code = ""});
+	run((struct op){
+	    .fn = do_rstate, .msgid = ID1, .node = "iom", .state = "rejected", .code = "late"});
+	snprintf(path, sizeof(path), "%s/api.sock", dir);
+	assert_int_equal(api_server_open(path, &h, st, &s), TERN_OK);
+	for (k = 1;; k++) {
+		json_t *req = json_pack("{s:i, s:s}", "v", 1, "op", "send"), *res = NULL;
+		int64_t now = tern_now_ms();
+		int fd, failed;
+		assert_int_equal(tern_api_connect(path, &fd), TERN_OK);
+		assert_int_equal(tern_api_write(fd, req), TERN_OK);
+		json_decref(req);
+		parked_at = -1;
+		serve_until_parked(s);
+		/* Committed, it waits for ID1's final state. */
+		api_server_await_final(s, parked_at, ID1, now + 60000);
+		api_server_state_changed(s, ID1);
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		api_server_serve_waiters(s, now);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (answer_of(fd, &res)) {
+			const char *e = json_string_value(json_object_get(res, "error"));
+			if (res == NULL && !failed)
+				fail_msg("allocation %ld: closed with no shortage", k);
+			if (res != NULL && !(e && failed && strcmp(e, "no-memory") == 0))
+				assert_final_rejected(res, k);
+		} else {
+			if (!failed)
+				fail_msg("allocation %ld: no answer with no shortage", k);
+			/* Waits on; the next round reads it again. */
+			api_server_serve_waiters(s, now + 50);
+			assert_int_equal(answer_of(fd, &res), 1);
+			assert_final_rejected(res, k);
+		}
+		json_decref(res);
+		close(fd);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 3);
+	api_server_close(&s);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A client_ref keeps what its send said, so a reuse with other content is
  * told from a retry; a record from before fingerprints (the id alone) still
  * reads, as one without. */
@@ -1263,6 +1381,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_resubmit_after_broker_restore, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_resubmit_shortage_not_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_upgrade_shortage_not_kept, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_final_wait_shortage_not_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_ref_fingerprint, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_old_json_records, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_old_json_workflow_records, setup, teardown),
