@@ -188,17 +188,27 @@ static int welcome_store(node *n, const Tern__V1__Welcome *w)
 		 * answers were missed (they come again as it resubmits). */
 		MDB_txn *txn;
 		json_t *rec = NULL;
-		int known = 0;
 		if (w->last_accepted == NULL || !tern_uuid_valid(w->last_accepted))
 			return TERN_OK; /* a broker that does not say: nothing to conclude */
-		if (tern_store_read_begin(n->store, &txn) == TERN_OK) {
-			known =
-			    node_store_sent_get(txn, n->store, w->last_accepted, &rec) == TERN_OK;
+		if ((rc = tern_store_read_begin(n->store, &txn)) == TERN_OK) {
+			rc = node_store_sent_get(txn, n->store, w->last_accepted, &rec);
 			mdb_txn_abort(txn);
 		}
 		json_decref(rec);
-		if (known)
+		/* Known (a damaged record is there too): only answers were missed.
+		 * Not read (no memory, every reader busy) says nothing: taken as
+		 * unknown, it would record this store as older than the broker's.
+		 * The next Welcome compares again. */
+		if (rc == TERN_OK || rc == TERN_EMALFORMED)
 			return TERN_OK;
+		if (rc != TERN_ENOENT) {
+			log_warnx(
+			    "broker %s has more of this node's acceptances than it knows (%llu, "
+			    "%llu here), and the record of the last could not be read: %s",
+			    n->broker->node_id, (unsigned long long)w->accepted_count,
+			    (unsigned long long)n->amax, tern_errdetail());
+			return rc;
+		}
 	}
 	j.kind = w->accepted_count < n->amax ? 1 : 2;
 	n->batch.now = tern_now_ms();
