@@ -3078,6 +3078,7 @@ void __wrap_node_webhook_kick(node_webhook *w)
 	(void)w;
 }
 
+#if MALLOC_CAN_FAIL
 static uint64_t pushes_waiting(void)
 {
 	MDB_txn *txn;
@@ -3112,7 +3113,6 @@ static int last_push_names_both(void)
 	return both;
 }
 
-#if MALLOC_CAN_FAIL
 /* One try of test_every_push_shortage_seen's: a referral to sweden and iom,
  * iom rejected by the broker's notice (final: one push), then sweden's
  * receipt (still rejected: no new event); the notice's commit made short at

@@ -1068,6 +1068,7 @@ static void test_resubmit_after_broker_restore(void **state)
 	assert_string_equal(state_of(ID3, "iom"), "delivered");
 }
 
+#if MALLOC_CAN_FAIL
 /* The outbox as a string of the ids' last digits, in order. */
 static const char *outbox_order(void)
 {
@@ -1092,6 +1093,8 @@ static uint64_t accepted_max(void)
 	mdb_txn_abort(txn);
 	return max;
 }
+
+#endif
 
 /* Each allocation of the resubmission after a broker restore made to fail in
  * turn: the call either fails with nothing changed (the node compares the
@@ -1142,6 +1145,7 @@ static void test_resubmit_shortage_not_lost(void **state)
 #endif
 }
 
+#if MALLOC_CAN_FAIL
 /* Removes the listing index and its mark, as a store from before it. */
 static int drop_listing(MDB_txn *txn, void *arg)
 {
@@ -1152,6 +1156,8 @@ static int drop_listing(MDB_txn *txn, void *arg)
 		return TERN_EIO;
 	return mdb_del(txn, tern_store_dbi(st, NS_META), &k, NULL) == 0 ? TERN_OK : TERN_EIO;
 }
+
+#endif
 
 /* Each allocation of opening a store from before the counts and the listing
  * index made to fail in turn: the open either fails, and what it marked done
@@ -1210,6 +1216,7 @@ static void test_upgrade_shortage_not_kept(void **state)
 
 /* --- a send waiting for its final state (api_server.h) ------------------- */
 
+#if MALLOC_CAN_FAIL
 static int parked_at = -1;
 
 /* "send" as the node takes it: parked until the commit. */
@@ -1256,6 +1263,8 @@ static void assert_final_rejected(const json_t *res, long k)
 		fail_msg("allocation %ld failing: answered %s", k, t ? t : "?");
 	}
 }
+
+#endif
 
 /* Each allocation of answering a send that waits for its final state made
  * to fail in turn: the client gets the final state, or a temporary error
