@@ -288,7 +288,8 @@ static void serve_sent_waiters(api_server *s, int64_t now)
 	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
 		struct parked *c = &s->parked[i];
 		node_sent_rec *rec = NULL;
-		int final;
+		json_t *reply = NULL;
+		int final, rc;
 		if (c->conn < 0 || c->waiting != 3 || (!(look && c->look) && now < c->deadline))
 			continue;
 		if (txn == NULL && tern_store_read_begin(s->store, &txn) != TERN_OK) {
@@ -296,20 +297,40 @@ static void serve_sent_waiters(api_server *s, int64_t now)
 			return;
 		}
 		c->look = 0;
-		if (node_store_sent_rec(txn, s->store, c->msgid, &rec) != TERN_OK) {
+		rc = node_store_sent_rec(txn, s->store, c->msgid, &rec);
+		if (rc == TERN_ENOENT || rc == TERN_EMALFORMED) {
 			api_server_reply(
 			    s, i, tern_api_error(TERN_EIO, "message %s not found", c->msgid));
 			continue;
 		}
-		final = node_sent_state_final(rec->state);
-		if (final || now >= c->deadline)
-			api_server_reply(s, i,
-			                 json_pack("{s:b, s:s, s:s, s:b, s:o, s:o}", "ok", 1,
-			                           "message_id", c->msgid, "state",
-			                           node_sent_state_name(rec->state), "final", final,
-			                           "reason_code", node_rec_text(rec->reason_code),
-			                           "reason_text", node_rec_text(rec->reason_text)));
-		node_rec_sent_free(&rec);
+		if (rc == TERN_OK) {
+			final = node_sent_state_final(rec->state);
+			if (final || now >= c->deadline)
+				reply = json_pack("{s:b, s:s, s:s, s:b, s:o, s:o}", "ok", 1,
+				                  "message_id", c->msgid, "state",
+				                  node_sent_state_name(rec->state), "final", final,
+				                  "reason_code", node_rec_text(rec->reason_code),
+				                  "reason_text", node_rec_text(rec->reason_text));
+			node_rec_sent_free(&rec);
+			if (reply != NULL)
+				api_server_reply(s, i, reply);
+			if (reply != NULL || (!final && now < c->deadline))
+				continue;
+			rc = TERN_ENOMEM; /* the answer could not be built */
+		}
+		/* The state not read (no memory, or a failed read) is no answer:
+		 * not "unknown", not the state so far. It waits on and is read
+		 * again next round; past its deadline it is told to ask again. */
+		if (now < c->deadline) {
+			c->look = 1;
+			s->sent_changed = 1;
+			continue;
+		}
+		api_server_reply(s, i,
+		                 tern_api_error(rc,
+		                                "message %s was sent; its state could not be read "
+		                                "(%s): ask again with \"status\"",
+		                                c->msgid, tern_strerror(rc)));
 	}
 	if (txn)
 		mdb_txn_abort(txn);

@@ -69,15 +69,19 @@ int node_audit_att(node *n, MDB_txn *txn, Tern__V1__AuditEntry__Kind kind, const
 	return tern_audit_append(txn, &n->audit, &e);
 }
 
-/* A sent message's state as the store has it now ("" if none). */
-static void sent_state(node *n, MDB_txn *txn, const char *msgid, char out[16])
+/* A sent message's state as the store has it now ("" if none, or damaged).
+ * Not read for want of memory, it fails the commit: taken as "", a final
+ * state that did not change would be pushed again as a new event. */
+static int sent_state(node *n, MDB_txn *txn, const char *msgid, char out[16])
 {
 	node_sent_rec *rec = NULL;
+	int rc = node_store_sent_rec(txn, n->store, msgid, &rec);
 
 	out[0] = 0;
-	if (node_store_sent_rec(txn, n->store, msgid, &rec) == TERN_OK)
+	if (rc == TERN_OK)
 		snprintf(out, 16, "%s", node_sent_state_name(rec->state));
 	node_rec_sent_free(&rec);
+	return rc == TERN_ENOENT || rc == TERN_EMALFORMED ? TERN_OK : rc;
 }
 
 /* The webhook push of a sent message that has just reached its final state
@@ -88,8 +92,10 @@ static int push_if_final(node *n, MDB_txn *txn, const char *msgid, const char *b
 	const char *state, *k;
 	int rc;
 
-	if (node_store_sent_get(txn, n->store, msgid, &rec) != TERN_OK)
-		return TERN_OK;
+	/* Not read for want of memory, the commit fails and is done again: its
+	 * state change committed without its push, the push would be lost. */
+	if ((rc = node_store_sent_get(txn, n->store, msgid, &rec)) != TERN_OK)
+		return rc == TERN_ENOENT || rc == TERN_EMALFORMED ? TERN_OK : rc;
 	state = json_string_value(json_object_get(rec, "state")) ?: "";
 	if (strcmp(state, before) == 0 ||
 	    (strcmp(state, "delivered") && strcmp(state, "rejected") && strcmp(state, "expired")) ||
@@ -100,9 +106,15 @@ static int push_if_final(node *n, MDB_txn *txn, const char *msgid, const char *b
 	rcpts = json_array();
 	json_object_foreach(json_object_get(rec, "recipients"), k, v)
 	{
-		json_array_append_new(rcpts, json_pack("{s:s, s:O?, s:O?}", "nodeId", k, "state",
-		                                       json_object_get(v, "state"), "reasonCode",
-		                                       json_object_get(v, "reason_code")));
+		json_t *e = json_pack("{s:s, s:O?, s:O?}", "nodeId", k, "state",
+		                      json_object_get(v, "state"), "reasonCode",
+		                      json_object_get(v, "reason_code"));
+		/* A recipient left out for want of memory: no push (the commit
+		 * fails) rather than one that misses it. */
+		if (rcpts && json_array_append_new(rcpts, e) != 0) {
+			json_decref(rcpts);
+			rcpts = NULL;
+		}
 	}
 	data = json_pack("{s:s, s:O?, s:O?, s:s, s:O?, s:o}", "messageId", msgid, "caseId",
 	                 json_object_get(rec, "case_id"), "type", json_object_get(rec, "type"),
@@ -203,8 +215,9 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	}
 	for (size_t i = 0; i < b->nresults; i++) {
 		struct result *r = &b->results[i];
-		if (n->hook && !r->accepted)
-			sent_state(n, txn, r->msgid, before);
+		if (n->hook && !r->accepted &&
+		    (rc = sent_state(n, txn, r->msgid, before)) != TERN_OK)
+			return rc;
 		if ((rc = node_store_submitted(txn, n->store, r->msgid, r->accepted, r->n, r->code,
 		                               r->text, b->now)) != TERN_OK)
 			return rc;
@@ -255,8 +268,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if (rc != TERN_OK)
 				return rc;
 		} else if (d->kind == DIN_RECEIPT || d->kind == DIN_NOTICE) {
-			if (n->hook)
-				sent_state(n, txn, d->target, before);
+			if (n->hook && (rc = sent_state(n, txn, d->target, before)) != TERN_OK)
+				return rc;
 			rc = node_store_recipient_state(txn, n->store, d->target, d->node, d->state,
 			                                d->code, d->text, d->kind == DIN_NOTICE,
 			                                b->now);

@@ -137,8 +137,32 @@ static int old_cmp(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-static int old_collect(MDB_txn *txn, tern_store *s, int dbi, char kind, const char *at_key,
-                       struct old **v, size_t *n, size_t *cap)
+/* What the index needs of an old record: its type, case and time. 1 when
+ * the record is damaged (left out, as it cannot be listed), TERN_ENOMEM when
+ * memory was short to read it: the backfill then fails, and its mark is not
+ * written, or the message would be missing from the listing for good. */
+static int old_read(char kind, const MDB_val *d, struct old *o, int *receipt)
+{
+	node_sent_rec *sr = NULL;
+	node_recv_rec *rr = NULL;
+	int rc = kind == 'o' ? node_rec_sent_decode(d->mv_data, d->mv_size, &sr)
+	                     : node_rec_recv_decode(d->mv_data, d->mv_size, &rr);
+
+	if (rc == TERN_EMALFORMED)
+		return 1;
+	if (rc != TERN_OK)
+		return rc;
+	*receipt = strcmp(sr ? sr->type : rr->type, "receipt") == 0;
+	o->at = sr ? sr->created_at : rr->received_at;
+	o->kind = kind;
+	o->case_id = strdup(sr ? sr->case_id : rr->case_id);
+	node_rec_sent_free(&sr);
+	node_rec_recv_free(&rr);
+	return o->case_id ? TERN_OK : TERN_ENOMEM;
+}
+
+static int old_collect(MDB_txn *txn, tern_store *s, int dbi, char kind, struct old **v, size_t *n,
+                       size_t *cap)
 {
 	MDB_cursor *c;
 	MDB_val k, d;
@@ -147,35 +171,34 @@ static int old_collect(MDB_txn *txn, tern_store *s, int dbi, char kind, const ch
 	if ((rc = mdb_cursor_open(txn, DBI(s, dbi), &c)) != 0)
 		return MDB(rc, "cursor");
 	while ((rc = mdb_cursor_get(c, &k, &d, MDB_NEXT)) == 0) {
-		json_t *rec = node_rec_load_json(kind, d.mv_data, d.mv_size);
-		const char *type = json_string_value(json_object_get(rec, "type"));
-		const char *cid = json_string_value(json_object_get(rec, "case_id"));
-		if (rec == NULL || k.mv_size != 36 || type == NULL ||
-		    strcmp(type, "receipt") == 0) {
-			json_decref(rec);
+		struct old o = {0};
+		int receipt = 0, r;
+		if (k.mv_size != 36)
+			continue;
+		if ((r = old_read(kind, &d, &o, &receipt)) == 1)
+			continue;
+		if (r != TERN_OK) {
+			rc = r;
+			break;
+		}
+		if (receipt) {
+			free(o.case_id);
 			continue;
 		}
 		if (*n == *cap) {
 			size_t nc = *cap ? *cap * 2 : 256;
 			struct old *nv = realloc(*v, nc * sizeof(**v));
 			if (nv == NULL) {
-				json_decref(rec);
+				free(o.case_id);
 				rc = TERN_ENOMEM;
 				break;
 			}
 			*v = nv;
 			*cap = nc;
 		}
-		(*v)[*n].at = json_integer_value(json_object_get(rec, at_key));
-		(*v)[*n].kind = kind;
-		memcpy((*v)[*n].id, k.mv_data, 36);
-		(*v)[*n].id[36] = 0;
-		(*v)[*n].case_id = strdup(cid ? cid : "");
-		json_decref(rec);
-		if ((*v)[(*n)++].case_id == NULL) {
-			rc = TERN_ENOMEM;
-			break;
-		}
+		memcpy(o.id, k.mv_data, 36);
+		o.id[36] = 0;
+		(*v)[(*n)++] = o;
 	}
 	mdb_cursor_close(c);
 	if (rc == TERN_ENOMEM)
@@ -197,8 +220,8 @@ int node_store_list_backfill(MDB_txn *txn, void *arg)
 		return MDB(rc, "read the listing index's mark");
 	/* Numbered in time order: the order the messages were written is not
 	 * kept elsewhere, and time is the nearest to it. */
-	if ((rc = old_collect(txn, s, NS_MSGS, 'o', "created_at", &old, &n, &cap)) != TERN_OK ||
-	    (rc = old_collect(txn, s, NS_RECEIVED, 'i', "received_at", &old, &n, &cap)) != TERN_OK)
+	if ((rc = old_collect(txn, s, NS_MSGS, 'o', &old, &n, &cap)) != TERN_OK ||
+	    (rc = old_collect(txn, s, NS_RECEIVED, 'i', &old, &n, &cap)) != TERN_OK)
 		goto cleanup;
 	if (n)
 		qsort(old, n, sizeof(*old), old_cmp);

@@ -165,9 +165,12 @@ int node_open(const char *conf, node **out)
 
 	if ((rc = node_store_open(tern_config_get(n->id.cfg, "node", "data_dir"), 0, &n->store)) !=
 	    TERN_OK) {
-		fprintf(stderr, "tern-node: cannot open the store in %s: %s (%s)\n",
+		/* Short of memory, nothing of the open's one-time upgrades (the
+		 * counts, the listing index) was kept: a later start does them. */
+		fprintf(stderr, "tern-node: cannot open the store in %s: %s (%s)%s\n",
 		        tern_config_get(n->id.cfg, "node", "data_dir"), tern_strerror(rc),
-		        tern_errdetail());
+		        tern_errdetail(),
+		        rc == TERN_ENOMEM ? "; nothing was changed: start the node again" : "");
 		goto fail;
 	}
 	node_store_audit_dbs(n->store, &n->audit);

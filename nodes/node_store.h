@@ -95,7 +95,9 @@ int node_store_accepted_reset(MDB_txn *txn, tern_store *s, const uint8_t store[1
  * it told this node: every message it accepted after those is queued again
  * in its original outbox place (recipients still at-broker go back to
  * queued), so that it is submitted again in order, and the highest number
- * known becomes count. *n = messages queued again. */
+ * known becomes count. *n = messages queued again. A record that is gone or
+ * damaged is passed over; one not read for want of memory fails the call
+ * (TERN_ENOMEM): the transaction is to be aborted and the call made again. */
 int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64_t now, size_t *n);
 /* This node's store knows fewer acceptances than the broker's store holds
  * (this store was put back from an older copy): the highest known becomes

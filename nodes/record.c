@@ -379,11 +379,16 @@ json_t *node_rec_sent_json(const node_sent_rec *r)
 		return NULL;
 	for (size_t i = 0; i < r->n_recipients; i++) {
 		const node_sent_rcpt *p = r->recipients[i];
-		json_object_set_new(
-		    rcpts, p->node,
-		    json_pack("{s:s, s:o, s:o, s:I}", "state", node_sent_state_name(p->state),
-		              "reason_code", node_rec_text(p->reason_code), "reason_text",
-		              node_rec_text(p->reason_text), "at", (json_int_t)p->at));
+		/* A recipient left out for want of memory would read as a record
+		 * without it: the whole form fails instead. */
+		if (json_object_set_new(
+		        rcpts, p->node,
+		        json_pack("{s:s, s:o, s:o, s:I}", "state", node_sent_state_name(p->state),
+		                  "reason_code", node_rec_text(p->reason_code), "reason_text",
+		                  node_rec_text(p->reason_text), "at", (json_int_t)p->at)) != 0) {
+			json_decref(rcpts);
+			return NULL;
+		}
 	}
 	o = json_pack("{s:o, s:o, s:I, s:s, s:o, s:o, s:o, s:I, s:I}", "type",
 	              node_rec_text(r->type), "case_id", node_rec_text(r->case_id), "created_at",

@@ -195,16 +195,18 @@ static int welcome_store(node *n, const Tern__V1__Welcome *w)
 			mdb_txn_abort(txn);
 		}
 		json_decref(rec);
-		if (rc == TERN_OK)
+		/* Known (a damaged record is there too): only answers were missed.
+		 * Not read (no memory, every reader busy) says nothing: taken as
+		 * unknown, it would record this store as older than the broker's.
+		 * The next Welcome compares again. */
+		if (rc == TERN_OK || rc == TERN_EMALFORMED)
 			return TERN_OK;
-		/* Not read is not absent: taken for absent, a shortage would
-		 * have this node's store called put back, in its audit log. A
-		 * damaged record is as good as absent (nothing later reads it
-		 * better). */
-		if (rc != TERN_ENOENT && rc != TERN_EMALFORMED) {
-			log_warnx("cannot tell whether this node holds %s, the broker's last "
-			          "acceptance of its messages: %s (%s)",
-			          w->last_accepted, tern_strerror(rc), tern_errdetail());
+		if (rc != TERN_ENOENT) {
+			log_warnx(
+			    "broker %s has more of this node's acceptances than it knows (%llu, "
+			    "%llu here), and the record of the last could not be read: %s",
+			    n->broker->node_id, (unsigned long long)w->accepted_count,
+			    (unsigned long long)n->amax, tern_errdetail());
 			return rc;
 		}
 	}

@@ -145,9 +145,14 @@ static int counts_apply(MDB_txn *txn, void *arg)
 		return MDB(rc, "cursor");
 	while ((rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
 		node_sent_rec *rec = NULL;
-		int rc2 = node_rec_sent_decode(v.mv_data, v.mv_size, &rec) == TERN_OK
-		              ? count_move(txn, s, rec, 0)
-		              : TERN_OK;
+		/* A damaged record is not counted; a shortage fails the open, as
+		 * the mark would otherwise keep the wrong counts for good (the
+		 * node is started again, and counts then). */
+		int rc2 = node_rec_sent_decode(v.mv_data, v.mv_size, &rec);
+		if (rc2 == TERN_OK)
+			rc2 = count_move(txn, s, rec, 0);
+		else if (rc2 == TERN_EMALFORMED)
+			rc2 = TERN_OK;
 		node_rec_sent_free(&rec);
 		if (rc2 != TERN_OK) {
 			mdb_cursor_close(c);
@@ -829,14 +834,27 @@ int node_store_resubmit_after(MDB_txn *txn, tern_store *s, uint64_t count, int64
 		/* The entry goes first: the writes below move the cursor's page. */
 		if ((rc = mdb_cursor_del(c, 0)) != 0)
 			break;
-		if (id[0] == 0 || sent_read(txn, s, id, &rec) != TERN_OK)
+		if (id[0] == 0)
 			goto next;
+		/* Only a record that is not there, or is damaged, is passed over: a
+		 * shortage (or a failed read) fails the whole call, which undoes the
+		 * deletions, and the caller compares the stores again later. */
+		if ((rc = sent_read(txn, s, id, &rec)) == TERN_ENOENT || rc == TERN_EMALFORMED)
+			goto next;
+		if (rc != TERN_OK)
+			goto out;
 		outseq = rec->outseq;
 		{
 			MDB_val ek = sval(id), ev;
-			if (outseq == 0 || mdb_get(txn, DBI(s, NS_OUTENV), &ek, &ev) != 0)
-				goto next; /* an older record, or no envelope left: cannot go again
-				            */
+			if (outseq == 0)
+				goto next; /* an older record: cannot go again */
+			if ((rc = mdb_get(txn, DBI(s, NS_OUTENV), &ek, &ev)) == MDB_NOTFOUND)
+				goto next; /* no envelope left: cannot go again */
+			if (rc != 0) {
+				node_rec_sent_free(&rec);
+				rc = MDB(rc, "read an envelope to submit again");
+				goto out;
+			}
 		}
 		/* Recipients the broker still owed it go back to queued; those that
 		 * answered keep their answer (and take it again, de-duplicated). */

@@ -109,6 +109,7 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	uint8_t kb[8];
 	MDB_val k = {8, kb}, v;
 	json_t *rec = NULL;
+	json_error_t err = {0}; /* code 0 unless json_loadb ran */
 	int rc;
 
 	*id = *body = NULL;
@@ -122,12 +123,17 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	if (rc == 0 && k.mv_size == 8) {
 		*seq = tern_be64_get(k.mv_data);
-		rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		rec = json_loadb(v.mv_data, v.mv_size, 0, &err);
 	}
 	mdb_cursor_close(c);
 	tern_store_thread_read_end(s, txn);
 	if (rc == MDB_NOTFOUND)
 		return TERN_ENOENT;
+	/* Either way it is tried again (the pusher never skips a push); the
+	 * log says which. */
+	if (rc == 0 && rec == NULL && json_error_code(&err) == json_error_out_of_memory)
+		return tern_fail(TERN_ENOMEM, "out of memory reading push %llu",
+		                 (unsigned long long)*seq);
 	if (rc != 0 || rec == NULL) {
 		json_decref(rec);
 		return tern_fail(TERN_EMALFORMED, "push %llu is not readable",
@@ -194,13 +200,20 @@ static int post(node_webhook *w, CURL *h, const char *id, const char *body, long
 	snprintf(hid, sizeof(hid), "webhook-id: %s", id);
 	snprintf(hts, sizeof(hts), "webhook-timestamp: %s", ts);
 	snprintf(hsig, sizeof(hsig), "webhook-signature: v1,%s", sig);
-	hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
-	hdrs = curl_slist_append(hdrs, hid);
-	hdrs = curl_slist_append(hdrs, hts);
-	hdrs = curl_slist_append(hdrs, hsig);
-	hdrs = curl_slist_append(hdrs, "Expect:"); /* no 100-continue round trip */
-	if (hdrs == NULL)
-		return TERN_ENOMEM;
+	/* curl_slist_append returns NULL, and keeps the list, when it cannot
+	 * add: going on with NULL would post without the headers before it. */
+	{
+		const char *h_all[] = {"Content-Type: application/json", hid, hts, hsig,
+		                       "Expect:" /* no 100-continue round trip */};
+		for (size_t i = 0; i < sizeof(h_all) / sizeof(h_all[0]); i++) {
+			struct curl_slist *more = curl_slist_append(hdrs, h_all[i]);
+			if (more == NULL) {
+				curl_slist_free_all(hdrs);
+				return tern_fail(TERN_ENOMEM, "out of memory for a push's headers");
+			}
+			hdrs = more;
+		}
+	}
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, (long)strlen(body));

@@ -496,13 +496,15 @@ static int answered(node *n, const char *msgid)
 	MDB_txn *txn;
 	json_t *rec = NULL, *st;
 	const char *who;
-	int all = 1;
+	int all = 1, rc;
 
 	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
 		return 0;
-	if (node_store_sent_get(txn, n->store, msgid, &rec) != TERN_OK) {
+	if ((rc = node_store_sent_get(txn, n->store, msgid, &rec)) != TERN_OK) {
 		mdb_txn_abort(txn);
-		return 1; /* no such message any more */
+		/* No such message any more; a record not read for want of memory
+		 * says nothing: the spool stays until a later sweep. */
+		return rc == TERN_ENOENT;
 	}
 	mdb_txn_abort(txn);
 	json_object_foreach(json_object_get(rec, "recipients"), who, st)

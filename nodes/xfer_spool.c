@@ -42,7 +42,7 @@ void node_xin_sweep(node *n, int64_t now)
 		char id[37];
 		json_t *rec = NULL;
 		MDB_txn *txn;
-		int keep = 1, found;
+		int keep = 1, rc;
 		if (strlen(e->d_name) < 38 || e->d_name[36] != '.')
 			continue;
 		memcpy(id, e->d_name, 36);
@@ -57,9 +57,13 @@ void node_xin_sweep(node *n, int64_t now)
 			mdb_txn_abort(txn);
 			continue;
 		}
-		found = node_store_received(txn, n->store, id, &rec) == TERN_OK;
+		rc = node_store_received(txn, n->store, id, &rec);
 		mdb_txn_abort(txn);
-		if (!found || !json_is_true(json_object_get(rec, "accepted")))
+		/* A record not read for want of memory is no sign that the
+		 * message is gone: its file waits for a later sweep. */
+		if (rc != TERN_OK && rc != TERN_ENOENT && rc != TERN_EMALFORMED)
+			continue;
+		if (rc != TERN_OK || !json_is_true(json_object_get(rec, "accepted")))
 			keep = 0; /* refused, or a transfer that never was (a crash) */
 		else if (json_is_true(json_object_get(rec, "acked")))
 			/* acked_at: since this version; before, its arrival */
@@ -73,8 +77,8 @@ void node_xin_sweep(node *n, int64_t now)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		log_info("removing attachment file %s: %s", e->d_name,
-		         found ? "acknowledged and past [delivery] attachment_retain"
-		               : "no message of this node names it");
+		         rc == TERN_OK ? "acknowledged and past [delivery] attachment_retain"
+		                       : "no message of this node names it");
 		(void)tern_syncer_unlink(n->xsync, path); /* off the loop: syncer.h */
 	}
 	closedir(d);

@@ -2692,6 +2692,50 @@ static void test_spool_sweep_keeps_waiting_transfer(void **state)
 	free(env);
 }
 
+/* Each allocation of the sweep of received attachments made to fail in turn:
+ * the file of a message accepted and not yet acknowledged stays. Before, its
+ * record not read for want of memory was taken as no message naming the
+ * file, which was removed: the agency's attachment lost. */
+static void test_spool_sweep_shortage_keeps_file(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37], path[PATH_MAX];
+	node *n = node_as(SWEDEN);
+	FILE *f;
+	long k;
+
+	assert_int_equal(tern_uuid_v7(id), TERN_OK);
+	put_received(id, "unhcr");
+	n->data_dir = dir;
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in/%s.0", dir, id);
+	assert_non_null(f = fopen(path, "w"));
+	fputs("attachment", f);
+	fclose(f);
+	for (k = 1;; k++) {
+		int failed;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		node_xin_sweep(n, tern_now_ms());
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (access(path, F_OK) != 0)
+			fail_msg("allocation %ld failing: the attachment file was removed", k);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 3);
+	node_free(n);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A restart after every chunk of an attachment was counted, before the
  * message was judged: the transfer is complete, and is judged on its merits
  * (accepted). Before, nothing completed it after the restart (the chunks
@@ -3734,6 +3778,123 @@ static void test_every_read_shortage_not_unknown(void **state)
 #endif
 }
 
+/* --- webhook pushes --------------------------------------------------------------- */
+
+/* The pusher stood in for: a commit only tests n->hook and kicks it. */
+void __wrap_node_webhook_kick(node_webhook *w);
+void __wrap_node_webhook_kick(node_webhook *w)
+{
+	(void)w;
+}
+
+#if MALLOC_CAN_FAIL
+static uint64_t pushes_waiting(void)
+{
+	MDB_txn *txn;
+	uint64_t np = 0;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_push_count(txn, st, &np), TERN_OK);
+	mdb_txn_abort(txn);
+	return np;
+}
+
+/* Whether the last push written names every recipient of a message to
+ * sweden and iom. */
+static int last_push_names_both(void)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	json_t *rec;
+	const char *body;
+	int both;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_cursor_open(txn, tern_store_dbi(st, NS_PUSHES), &c), 0);
+	assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
+	assert_non_null(rec = json_loadb(v.mv_data, v.mv_size, 0, NULL));
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	body = json_string_value(json_object_get(rec, "body"));
+	both = body && strstr(body, "\"nodeId\":\"sweden\"") && strstr(body, "\"nodeId\":\"iom\"");
+	json_decref(rec);
+	return both;
+}
+
+/* One try of test_every_push_shortage_seen's: a referral to sweden and iom,
+ * iom rejected by the broker's notice (final: one push), then sweden's
+ * receipt (still rejected: no new event); the notice's commit made short at
+ * allocation k if !second, else the receipt's. Returns whether an
+ * allocation failed. */
+static int push_short(long k, int second)
+{
+	node *n = node_as(UNHCR);
+	uint64_t before;
+	char id[37];
+	int failed;
+
+	n->hook = (node_webhook *)n; /* never used as one: kick is wrapped */
+	send_accepted(n, id);
+	notice(n, 1, id, "iom", TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED,
+	       tern_reason_code(TERN_REASON_RECIPIENT_REVOKED));
+	if (second) {
+		node_batch_commit(n);
+		deliver_receipt(n, 2, SWEDEN, id, 1, "");
+	}
+	assert_int_equal(n->batch.ndins, 1);
+	before = pushes_waiting();
+	malloc_failed = 0;
+	malloc_fail_at = k;
+	node_batch_commit(n);
+	malloc_fail_at = 0;
+	failed = malloc_failed;
+	if (!second && strcmp(sent_field(id, "iom", "state"), "rejected") == 0) {
+		if (pushes_waiting() != before + 1)
+			fail_msg("allocation %ld failing: rejected, %llu push(es) written", k,
+			         (unsigned long long)(pushes_waiting() - before));
+		if (!last_push_names_both())
+			fail_msg("allocation %ld failing: a recipient left out of the push", k);
+	} else if (second && strcmp(sent_field(id, "sweden", "state"), "delivered") == 0) {
+		assert_string_equal(sent_field(id, NULL, "state"), "rejected");
+		if (pushes_waiting() != before)
+			fail_msg("allocation %ld failing: no new final state, %llu push(es) "
+			         "written",
+			         k, (unsigned long long)(pushes_waiting() - before));
+	} else {
+		/* Not committed: asked for again (Hello), nothing written. */
+		if (!failed)
+			fail_msg("allocation %ld: not committed with no shortage", k);
+		assert_int_equal(pushes_waiting(), before);
+	}
+	node_free(n);
+	return failed;
+}
+#endif
+
+/* Each allocation of a commit that brings a sent message to its final state
+ * made to fail in turn: the commit either fails (its deliveries asked for
+ * again) or writes the webhook push. Before, the record not read for want of
+ * memory was taken as absent: the state was committed without its push,
+ * lost. The same for a commit that changes a recipient but not the final
+ * state: before, the state before it, not read, was taken as none, and the
+ * same final state pushed again as a new event. */
+static void test_every_push_shortage_seen(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	for (int second = 0; second < 2; second++) {
+		long k;
+		for (k = 1; push_short(k, second); k++)
+			;
+		print_message("shortage sweep: %ld allocations\n", k - 1);
+		assert_true(k > 10);
+	}
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -3765,6 +3926,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_body_oom_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_shortage_not_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_receipt_shortage_not_lost, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_push_shortage_seen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_redelivery_shortage_seen, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_workflow_shortage_judged_alike, setup,
 	                                    teardown),
@@ -3781,6 +3943,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_spool_sweep_keeps_waiting_transfer, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_spool_sweep_shortage_keeps_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_with_attachment_complete_judged, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
