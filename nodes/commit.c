@@ -244,9 +244,17 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if (rc != TERN_OK)
 				return rc;
 		} else if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0])) {
-			node_in m = {d->msgid, d->env,     d->len,     d->sender,
-			             d->type,  d->case_id, d->outcome, d->kind == DIN_ACCEPT,
-			             d->code,  d->text};
+			node_in m = {d->msgid,
+			             d->env,
+			             d->len,
+			             d->sender,
+			             d->type,
+			             d->case_id,
+			             d->outcome,
+			             d->kind == DIN_ACCEPT,
+			             d->code,
+			             d->text,
+			             d->has_digest ? d->env_digest : NULL};
 			if ((rc = node_store_receive(txn, n->store, &m, b->now)) != TERN_OK)
 				return rc;
 			if (n->hook && d->kind == DIN_ACCEPT &&

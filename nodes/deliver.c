@@ -489,19 +489,20 @@ out:
 	tern_envelope_free(&env);
 }
 
-int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len)
+int node_owe_receipt(node *n, struct din *d, const uint8_t *env, size_t len)
 {
 	Tern__V1__Receipt r = TERN__V1__RECEIPT__INIT;
 	const char *to[1] = {d->sender};
-	uint8_t digest[32], *body;
+	uint8_t *body;
 	size_t blen;
 	struct out o, *slot;
 	int rc;
 
 	r.message_id = (char *)d->msgid;
-	if ((rc = tern_sha256(env, len, digest)) != TERN_OK)
+	if ((rc = tern_sha256(env, len, d->env_digest)) != TERN_OK)
 		return rc;
-	r.envelope_digest.data = digest;
+	d->has_digest = 1;
+	r.envelope_digest.data = d->env_digest;
 	r.envelope_digest.len = 32;
 	r.status = d->kind == DIN_ACCEPT ? TERN__V1__RECEIPT__STATUS__ACCEPTED
 	                                 : TERN__V1__RECEIPT__STATUS__REJECTED;

@@ -123,6 +123,10 @@ struct din {
 	size_t natts;
 	int64_t xfer_until; /* DIN_XFER: refused attachment-incomplete after this */
 	int unxfer;
+	/* SHA-256 of env, once made for its receipt: kept with the record too
+	 * (ReceivedRecord.envelope_digest), not hashed again. */
+	uint8_t env_digest[32];
+	int has_digest;
 };
 
 struct result {
@@ -403,7 +407,7 @@ void node_deliver_resume(node *n);
 /* A signed receipt for d's message (accepted or refused), to its sender,
  * queued with this batch; an error when it could not be made (then nothing
  * is queued). */
-int node_owe_receipt(node *n, const struct din *d, const uint8_t *env, size_t len);
+int node_owe_receipt(node *n, struct din *d, const uint8_t *env, size_t len);
 
 /* --- held.c -------------------------------------------------------------------- */
 

@@ -130,6 +130,7 @@ typedef struct node_in {
 	int accepted;
 	const char *code; /* when refused */
 	const char *text;
+	const uint8_t *digest; /* SHA-256 of envelope when already made; NULL: made here */
 } node_in;
 
 int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t now);

@@ -579,7 +579,9 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 		rc = node_rec_wf_put(txn, DBI(s, NS_REFS), m->msgid, &ref);
 		if (rc != TERN_OK)
 			return rc;
-		if ((rc = tern_sha256(m->envelope, m->len, digest)) != TERN_OK)
+		if (m->digest)
+			memcpy(digest, m->digest, sizeof(digest));
+		else if ((rc = tern_sha256(m->envelope, m->len, digest)) != TERN_OK)
 			return rc;
 		rec.envelope_digest = (ProtobufCBinaryData){sizeof(digest), digest};
 	}

@@ -249,8 +249,9 @@ static void put_sent(const char *msgid, const char *type, const char *case_id, c
 static int put_received_apply(MDB_txn *txn, void *arg)
 {
 	struct put *p = arg;
-	node_in m = {p->msgid, (const uint8_t *)"env", 3, p->sender, p->type, p->case_id, "", 1, "",
-	             ""};
+	node_in m = {
+	    p->msgid, (const uint8_t *)"env", 3, p->sender, p->type, p->case_id, "", 1, "", "",
+	    NULL};
 	return node_store_receive(txn, st, &m, 10);
 }
 
@@ -3335,7 +3336,8 @@ static int junk(MDB_txn *txn, void *arg)
 		             "",
 		             0,
 		             "invalid-body",
-		             "junk"};
+		             "junk",
+		             NULL};
 		int rc;
 		assert_int_equal(tern_uuid_v7(id), TERN_OK);
 		if ((rc = node_store_receive(txn, st, &m, tern_now_ms())) != TERN_OK)
@@ -3347,7 +3349,8 @@ static int junk(MDB_txn *txn, void *arg)
 static int one_accepted(MDB_txn *txn, void *arg)
 {
 	node_in m = {arg,        (const uint8_t *)"x", 1, "sweden", "acceptance-decision",
-	             "VICTIM-1", "ACCEPTED",           1, NULL,     NULL};
+	             "VICTIM-1", "ACCEPTED",           1, NULL,     NULL,
+	             NULL};
 
 	return node_store_receive(txn, st, &m, tern_now_ms() - 1000);
 }

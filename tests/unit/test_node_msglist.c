@@ -71,7 +71,8 @@ static int put_msg(MDB_txn *txn, void *arg)
 	              "",
 	              m->accepted,
 	              m->accepted ? "" : "invalid-body",
-	              ""};
+	              "",
+	              NULL};
 	return node_store_receive(txn, st, &in, m->at);
 }
 

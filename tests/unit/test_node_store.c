@@ -283,7 +283,8 @@ static int do_receive_c1(MDB_txn *txn, struct op *o)
 	             "ACCEPTED",
 	             o->accepted,
 	             "",
-	             ""};
+	             "",
+	             NULL};
 	return node_store_receive(txn, st, &m, 15);
 }
 
@@ -478,7 +479,8 @@ static int do_receive(MDB_txn *txn, struct op *o)
 	             "ACCEPTED",
 	             o->accepted,
 	             o->code,
-	             ""};
+	             "",
+	             NULL};
 	return node_store_receive(txn, st, &m, 5);
 }
 
@@ -934,7 +936,8 @@ static int do_receive_cut(MDB_txn *txn, struct op *o)
 	             "ACCEPTED",
 	             0,
 	             "invalid-body",
-	             cut_text};
+	             cut_text,
+	             NULL};
 	return node_store_receive(txn, st, &m, 5);
 }
 
