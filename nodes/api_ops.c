@@ -77,47 +77,56 @@ out:
 	return rc;
 }
 
-/* The inbox's first messages, in order: most looked at by inbox.next. */
-#define INBOX_NEXT_LOOK 64
-
-struct first_ids {
-	char id[INBOX_NEXT_LOOK][37];
-	size_t n;
+struct next_look {
+	node *n;
+	MDB_txn *txn;
+	json_t *m;
+	int rc;
 };
 
-static int first_visit(const char *msgid, void *arg)
+static int next_visit(const char *msgid, void *arg)
 {
-	struct first_ids *f = arg;
+	struct next_look *l = arg;
+	int rc;
 
-	snprintf(f->id[f->n++], 37, "%s", msgid);
-	return f->n == INBOX_NEXT_LOOK;
+	/* Each is tried once: a look after that is one search a message. */
+	if (node_unshown_has(l->n, msgid))
+		return 0;
+	if ((rc = message_json(l->n, l->txn, msgid, &l->m)) == TERN_OK)
+		return 1;
+	if (rc == TERN_ENOMEM) {
+		l->rc = rc;
+		return 1;
+	}
+	/* Said once (until the directory is reloaded), and passed over. */
+	if (node_unshown_add(l->n, msgid))
+		log_warnx("inbox.next passes over %s, which cannot be shown: %s (%s); inbox.show "
+		          "says why, inbox.ack removes it",
+		          msgid, tern_strerror(rc), tern_errdetail());
+	return 0;
 }
 
-/* The first message of the inbox the API can show; NULL when none (or memory
- * ran out: the waiters look again). One that cannot be shown for another
- * reason (a record of an older release whose sender was revoked since, a
- * damaged envelope) is passed over, with a warning, so that it does not hide
- * the ones behind it; it stays in the inbox, listed, until acknowledged. */
-static json_t *inbox_next(node *n)
+/* The oldest message of the inbox the API can show; NULL when none, with
+ * *rc TERN_OK, or when memory ran out, with *rc TERN_ENOMEM (not "none": the
+ * client is told, or its wait goes on). One that cannot be shown for another
+ * reason (a record of an older release whose sender changed since, bytes
+ * changed at rest) is passed over, so that it does not hide the ones behind
+ * it; it stays in the inbox, listed, until acknowledged. */
+static json_t *inbox_next(node *n, int *rc)
 {
-	struct first_ids f = {.n = 0};
-	MDB_txn *txn;
-	json_t *m = NULL;
+	struct next_look l = {n, NULL, NULL, TERN_OK};
 
-	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
+	if ((*rc = tern_store_read_begin(n->store, &l.txn)) != TERN_OK)
 		return NULL;
-	node_store_inbox_scan(txn, n->store, first_visit, &f);
-	for (size_t i = 0; i < f.n && m == NULL; i++) {
-		int rc = message_json(n, txn, f.id[i], &m);
-		if (rc == TERN_ENOMEM)
-			break;
-		if (rc != TERN_OK)
-			log_warnx("inbox.next passes over %s, which cannot be shown: %s (%s); "
-			          "inbox.show says why, inbox.ack removes it",
-			          f.id[i], tern_strerror(rc), tern_errdetail());
+	*rc = node_store_inbox_scan(l.txn, n->store, next_visit, &l);
+	if (*rc == TERN_OK)
+		*rc = l.rc;
+	mdb_txn_abort(l.txn);
+	if (*rc != TERN_OK) {
+		json_decref(l.m);
+		return NULL;
 	}
-	mdb_txn_abort(txn);
-	return m;
+	return l.m;
 }
 
 static int list_visit(const char *msgid, void *arg)
@@ -800,9 +809,9 @@ static json_t *h_read(void *arg, const char *op, json_t *req)
 	return api_read_op(arg, op, req);
 }
 
-static json_t *h_inbox_next(void *arg)
+static json_t *h_inbox_next(void *arg, int *rc)
 {
-	return inbox_next(arg);
+	return inbox_next(arg, rc);
 }
 
 static json_t *h_attach(void *arg, const char *op, json_t *req)

@@ -131,9 +131,13 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 	} else if (strcmp(op, "inbox.ack") == 0) {
 		res = s->h.ack(s->h.arg, req, ci);
 	} else {
-		json_t *m = s->h.inbox_next(s->h.arg);
+		int rc = TERN_OK;
+		json_t *m = s->h.inbox_next(s->h.arg, &rc);
 		json_int_t wait = json_integer_value(json_object_get(req, "wait_ms"));
-		if (m != NULL || wait <= 0) {
+		if (m == NULL && rc != TERN_OK && wait <= 0) {
+			res = tern_api_error(rc, "cannot look at the inbox now: %s; try again",
+			                     tern_errdetail());
+		} else if (m != NULL || wait <= 0) {
 			res = json_pack("{s:b, s:o}", "ok", 1, "message", m ? m : json_null());
 		} else {
 			p->waiting = 2;
@@ -339,18 +343,22 @@ static void serve_sent_waiters(api_server *s, int64_t now)
 static void serve_inbox_waiters(api_server *s, int64_t now)
 {
 	json_t *m = NULL;
-	int looked = 0;
+	int looked = 0, rc = TERN_OK;
 
 	for (int i = 0; i < API_SERVER_MAX_PARKED; i++) {
 		struct parked *c = &s->parked[i];
 		if (c->conn < 0 || c->waiting != 2)
 			continue;
 		if (!looked) {
-			m = s->h.inbox_next(s->h.arg);
+			m = s->h.inbox_next(s->h.arg, &rc);
 			looked = 1;
 		}
 		if (m != NULL)
 			api_server_reply(s, i, json_pack("{s:b, s:O}", "ok", 1, "message", m));
+		else if (now >= c->deadline && rc != TERN_OK)
+			/* The last look could not be made: not "none". */
+			api_server_reply(
+			    s, i, tern_api_error(rc, "cannot look at the inbox now; try again"));
 		else if (now >= c->deadline)
 			api_server_reply(s, i, json_pack("{s:b, s:n}", "ok", 1, "message"));
 	}

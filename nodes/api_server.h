@@ -48,8 +48,10 @@ typedef struct api_handlers {
 	json_t *(*ack)(void *arg, json_t *req, int client);
 	/* "status", "inbox.list", "inbox.show", "node.info"; never NULL */
 	json_t *(*read)(void *arg, const char *op, json_t *req);
-	/* The oldest unacknowledged message, as "inbox.next" gives it, or NULL */
-	json_t *(*inbox_next)(void *arg);
+	/* The oldest unacknowledged message, as "inbox.next" gives it; NULL with
+	 * *rc TERN_OK when there is none, with *rc the reason when the node could
+	 * not look (no memory): not "none" */
+	json_t *(*inbox_next)(void *arg, int *rc);
 	/* "upload.create", "upload.append", "upload.info", "upload.delete",
 	 * "attachment.get": answered at once; never NULL */
 	json_t *(*attach)(void *arg, const char *op, json_t *req);

@@ -244,17 +244,21 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if (rc != TERN_OK)
 				return rc;
 		} else if (d->kind == DIN_ACCEPT || (d->kind == DIN_REFUSE && d->msgid[0])) {
-			node_in m = {d->msgid,
-			             d->env,
-			             d->len,
-			             d->sender,
-			             d->type,
-			             d->case_id,
-			             d->outcome,
-			             d->kind == DIN_ACCEPT,
-			             d->code,
-			             d->text,
-			             d->has_digest ? d->env_digest : NULL};
+			uint8_t tag[32];
+			node_in m = {d->msgid, d->env,     d->len,     d->sender,
+			             d->type,  d->case_id, d->outcome, d->kind == DIN_ACCEPT,
+			             d->code,  d->text,    NULL};
+			if (d->kind == DIN_ACCEPT) {
+				/* Usually made for its receipt already. */
+				if (!d->has_digest &&
+				    (rc = tern_sha256(d->env, d->len, d->env_digest)) != TERN_OK)
+					return rc;
+				d->has_digest = 1;
+				if ((rc = node_inbox_tag(n, d->msgid, d->env_digest, tag)) !=
+				    TERN_OK)
+					return rc;
+				m.tag = tag;
+			}
 			if ((rc = node_store_receive(txn, n->store, &m, b->now)) != TERN_OK)
 				return rc;
 			if (n->hook && d->kind == DIN_ACCEPT &&

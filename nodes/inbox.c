@@ -8,20 +8,51 @@
  * came: the agency could never read it, and, at the head of the inbox, it
  * would hide every message behind it from inbox.next. So when the full
  * check fails for the sender's standing or key, the envelope is checked
- * against the digest kept when it was accepted (ReceivedRecord.
- * envelope_digest): the same bytes were verified then, and the answer says
- * what changed since.
+ * against the tag kept when it was accepted (ReceivedRecord.envelope_tag):
+ * an HMAC of the message id and the envelope's digest under a key derived
+ * from this node's sealing key, which is not in the store. Someone who can
+ * write the store but not read the node's key cannot make one, so cannot
+ * pass off an envelope of their own as one the node verified.
  *
- * Touches: reads the store (NS_RECEIVED, NS_INENV) in the caller's txn.
+ * Touches: reads the store (NS_RECEIVED, NS_INENV) in the caller's txn;
+ * n->inbox_key, n->unshown.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
+#include <tern/crypto.h>
 #include <tern/envelope.h>
 #include <tern/error.h>
+#include <tern/keys.h>
 
 #include "node_int.h"
 #include "record.h"
+
+#define INBOX_TAG_LABEL "tern inbox record tag v1"
+
+int node_inbox_tag(node *n, const char *msgid, const uint8_t digest[32], uint8_t tag[32])
+{
+	crypto_auth_hmacsha256_state st;
+	int rc;
+
+	if (!n->inbox_key_set) {
+		if ((rc = tern_hkdf_sha256(NULL, 0, tern_sealkey_secret(n->id.seal),
+		                           TERN_X25519_LEN, (const uint8_t *)INBOX_TAG_LABEL,
+		                           sizeof(INBOX_TAG_LABEL) - 1, n->inbox_key,
+		                           sizeof(n->inbox_key))) != TERN_OK)
+			return rc;
+		n->inbox_key_set = 1;
+	}
+	/* libsodium's HMAC keeps its state on the stack: nothing to run out of. */
+	crypto_auth_hmacsha256_init(&st, n->inbox_key, sizeof(n->inbox_key));
+	crypto_auth_hmacsha256_update(&st, (const uint8_t *)msgid, strlen(msgid) + 1);
+	crypto_auth_hmacsha256_update(&st, digest, 32);
+	crypto_auth_hmacsha256_final(&st, tag);
+	sodium_memzero(&st, sizeof(st));
+	return TERN_OK;
+}
 
 const char *node_standing_name(int rc)
 {
@@ -39,13 +70,26 @@ const char *node_standing_name(int rc)
 	}
 }
 
+/* Whether buf is the envelope the node accepted as msgid: its tag, made
+ * again, is the one the record keeps. */
+static int tag_matches(node *n, const node_recv_rec *rec, const char *msgid, const uint8_t *buf,
+                       size_t len, uint8_t digest[32])
+{
+	uint8_t tag[32];
+
+	if (rec->envelope_tag.len != sizeof(tag) || tern_sha256(buf, len, digest) != TERN_OK ||
+	    node_inbox_tag(n, msgid, digest, tag) != TERN_OK)
+		return 0;
+	return sodium_memcmp(tag, rec->envelope_tag.data, sizeof(tag)) == 0;
+}
+
 int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope **env,
                         const char **standing)
 {
 	tern_verify_opts o = {
 	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
 	node_recv_rec *rec = NULL;
-	uint8_t *buf = NULL;
+	uint8_t *buf = NULL, digest[32];
 	size_t len = 0;
 	int rc;
 
@@ -60,9 +104,9 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 	if ((rc = node_store_received_envelope(txn, n->store, msgid, &buf, &len)) != TERN_OK)
 		goto out;
 	rc = tern_envelope_verify(buf, len, n->id.dir, &o, env);
-	if (node_standing_name(rc) != NULL && rec->envelope_digest.len == 32) {
+	if (node_standing_name(rc) != NULL && tag_matches(n, rec, msgid, buf, len, digest)) {
 		int standing_rc = rc;
-		o.accepted_digest = rec->envelope_digest.data;
+		o.accepted_digest = digest;
 		if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, env)) == TERN_OK)
 			*standing = node_standing_name(standing_rc);
 	}
@@ -70,4 +114,49 @@ out:
 	free(buf);
 	node_rec_recv_free(&rec);
 	return rc;
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+int node_unshown_has(const node *n, const char *msgid)
+{
+	return n->nunshown > 0 &&
+	       bsearch(msgid, n->unshown, n->nunshown, sizeof(n->unshown[0]), id_cmp) != NULL;
+}
+
+int node_unshown_add(node *n, const char *msgid)
+{
+	size_t lo = 0, hi = n->nunshown;
+
+	if (strlen(msgid) >= sizeof(n->unshown[0]) || node_unshown_has(n, msgid))
+		return 0;
+	if (n->nunshown == n->unshown_cap) {
+		size_t cap = n->unshown_cap ? 2 * n->unshown_cap : 64;
+		char(*p)[37];
+		if (cap > NODE_UNSHOWN_MAX || (p = realloc(n->unshown, cap * sizeof(*p))) == NULL)
+			return 1; /* not remembered: looked at again next time */
+		n->unshown = p;
+		n->unshown_cap = cap;
+	}
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(n->unshown[mid], msgid) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	memmove(n->unshown[lo + 1], n->unshown[lo], (n->nunshown - lo) * sizeof(n->unshown[0]));
+	snprintf(n->unshown[lo], sizeof(n->unshown[0]), "%s", msgid);
+	n->nunshown++;
+	return 1;
+}
+
+void node_unshown_clear(node *n)
+{
+	free(n->unshown);
+	n->unshown = NULL;
+	n->nunshown = n->unshown_cap = 0;
 }

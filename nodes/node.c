@@ -44,6 +44,7 @@ static void reload(node *n)
 	                             n->m.rollbacks) != TERN_OK)
 		return;
 	tern_directory_find(n->id.dir, broker_id, &n->broker);
+	node_unshown_clear(n); /* a sender's standing may be back */
 	log_info("reloaded: directory version %llu (was %llu), CRL number %lld",
 	         (unsigned long long)tern_directory_version(n->id.dir), (unsigned long long)before,
 	         (long long)tern_trust_crl_number(n->id.trust));
@@ -341,6 +342,8 @@ void node_close(node **np)
 	tern_sealcache_free(&n->seals);
 	tern_sigcache_free(&n->sigs);
 	tern_ident_free(&n->id);
+	node_unshown_clear(n);
+	sodium_memzero(n->inbox_key, sizeof(n->inbox_key));
 	free(n);
 	*np = NULL;
 }

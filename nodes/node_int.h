@@ -175,10 +175,20 @@ struct node_xprep;
 struct xseal;
 struct xopen;
 
+/* Most inbox messages inbox.next remembers it cannot show (inbox.c): far
+ * more than an inbox holds unacknowledged in practice, 37 MB at most. */
+#define NODE_UNSHOWN_MAX 1000000
+
 struct node {
 	tern_ident id;
 	tern_sealcache *seals; /* X25519 reuse for sealing and opening */
-	tern_sigcache *sigs;   /* verified batch roots */
+	/* inbox.c: the key of the inbox records' tags, derived from the sealing
+	 * key when first needed; and the unshown messages' ids. */
+	uint8_t inbox_key[32];
+	int inbox_key_set;
+	char (*unshown)[37]; /* sorted; passed over until the directory is reloaded */
+	size_t nunshown, unshown_cap;
+	tern_sigcache *sigs; /* verified batch roots */
 	tern_store *store;
 	void *ctx, *dealer, *monitor;
 	/* The bulk lane (wire.proto, BulkHello): a second connection for chunk
@@ -635,16 +645,27 @@ int node_atts_of(const Tern__V1__Header *h, const ProtobufCMessage *body, struct
 
 /* --- inbox.c ------------------------------------------------------------------- */
 
+/* The envelope_tag of an accepted message (nodestore.proto): an HMAC of its
+ * id and its envelope's SHA-256, under a key derived from this node's
+ * sealing key. */
+int node_inbox_tag(node *n, const char *msgid, const uint8_t digest[32], uint8_t tag[32]);
 /* The envelope of msgid, accepted into this node's inbox, verified again:
  * *env a new handle (tern_envelope_free). TERN_ENOENT when no message of
  * that id was accepted here; TERN_ENOMEM when memory ran out (no verdict);
  * the verification's code when it fails. A sender whose standing or key
  * changed since the message was accepted does not make it unreadable: the
- * bytes are checked against the digest kept at acceptance instead, and
+ * bytes are checked against the tag kept at acceptance instead, and
  * *standing names what changed (node_standing_name); NULL when nothing did.
- * Records kept before the digest was have no such fallback. */
+ * Records kept before the tag was have no such fallback. */
 int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope **env,
                         const char **standing);
+/* Whether inbox.next found msgid unshowable before (since the last reload);
+ * node_unshown_add remembers it and answers 1 when it was new, so that the
+ * caller says so once. node_unshown_clear forgets them all (a reload: a
+ * sender's standing may be back). */
+int node_unshown_has(const node *n, const char *msgid);
+int node_unshown_add(node *n, const char *msgid);
+void node_unshown_clear(node *n);
 /* "revoked", "expired", "key-replaced", "left-directory" for the
  * verification codes that say so; NULL for any other. */
 const char *node_standing_name(int rc);

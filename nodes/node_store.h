@@ -130,7 +130,7 @@ typedef struct node_in {
 	int accepted;
 	const char *code; /* when refused */
 	const char *text;
-	const uint8_t *digest; /* SHA-256 of envelope when already made; NULL: made here */
+	const uint8_t *tag; /* accepted: its 32-byte envelope_tag (node_inbox_tag); NULL: none */
 } node_in;
 
 int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t now);

@@ -10,7 +10,6 @@
 #include <tern/error.h>
 #include <tern/reason.h>
 
-#include <tern/crypto.h>
 #include <tern/envelope.h>
 
 #include "node_store.h"
@@ -553,7 +552,7 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 {
 	node_recv_rec rec = TERN__V1__RECEIVED_RECORD__INIT;
 	uint64_t seq = 0;
-	uint8_t kb[8], digest[TERN_SHA256_LEN];
+	uint8_t kb[8];
 	MDB_val k = sval(m->msgid), v;
 	/* numbered for listing once: a record written again keeps its place */
 	int again = mdb_get(txn, DBI(s, NS_RECEIVED), &k, &v) == 0, rc;
@@ -579,11 +578,8 @@ int node_store_receive(MDB_txn *txn, tern_store *s, const node_in *m, int64_t no
 		rc = node_rec_wf_put(txn, DBI(s, NS_REFS), m->msgid, &ref);
 		if (rc != TERN_OK)
 			return rc;
-		if (m->digest)
-			memcpy(digest, m->digest, sizeof(digest));
-		else if ((rc = tern_sha256(m->envelope, m->len, digest)) != TERN_OK)
-			return rc;
-		rec.envelope_digest = (ProtobufCBinaryData){sizeof(digest), digest};
+		if (m->tag)
+			rec.envelope_tag = (ProtobufCBinaryData){32, (uint8_t *)m->tag};
 	}
 	rec.sender = (char *)m->sender;
 	rec.type = (char *)m->type;

@@ -12,6 +12,9 @@
 #   status, /metrics), dead-lettered and audited at the broker;
 # - iom's connection attempts and frames are refused; a new message to iom is
 #   refused recipient-revoked by sweden's own node after its reload.
+# And a member removed from the directory (portugal): what was queued for it
+# ends rejected recipient-removed, while what unhcr accepted from it before
+# stays readable in unhcr's inbox, marked sender_standing left-directory.
 source "$(dirname "$0")/lib.sh"
 CA="$WORK/fed/ca"
 BCONF="$WORK/fed/broker/broker.conf"
@@ -25,6 +28,12 @@ for n in unhcr sweden iom portugal; do wait_for 20 "$n to connect" connected "$n
 say "a referral to sweden, then iom paused with three of sweden's decisions queued for it"
 ref=$(referral_json REVOKE-1 | "$TERN" send -c "$(conf unhcr)" --to sweden case-referral -)
 wait_for 20 "the referral to arrive" state_is unhcr "$ref" delivered
+# Before portugal leaves the directory (below): its decision on a referral,
+# accepted into unhcr's inbox and left there unacknowledged.
+pref=$(referral_json LEAVE-1 | "$TERN" send -c "$(conf unhcr)" --to portugal case-referral -)
+wait_for 20 "the referral to reach portugal" state_is unhcr "$pref" delivered
+pdec=$(decision_json LEAVE-1 "$pref" | "$TERN" send -c "$(conf portugal)" --to unhcr acceptance-decision -)
+wait_for 20 "portugal's decision to reach unhcr" state_is portugal "$pdec" delivered
 kill -STOP "${PIDS[iom]}"
 ids=()
 for i in 1 2 3; do
@@ -107,6 +116,13 @@ removed() {
   done
 }
 wait_for 20 "both to be rejected recipient-removed at unhcr" removed
+say "what unhcr accepted from portugal before it left stays readable, marked so"
+"$TERN" inbox -c "$(conf unhcr)" show "$pdec" >"$WORK/pdec.json" ||
+  { cat "$WORK/pdec.json"; fail "unhcr can no longer show portugal's decision it accepted"; }
+grep -q '"sender_standing": "left-directory"' "$WORK/pdec.json" ||
+  { cat "$WORK/pdec.json"; fail "the decision is not marked: its sender left the directory"; }
+"$TERN" inbox -c "$(conf unhcr)" next >"$WORK/pnext.json" ||
+  fail "inbox next at unhcr shows nothing, with portugal's decision in the inbox"
 sleep 2
 grep -q "received ${pids[1]} " "$WORK/portugal.log" && fail "the referral queued behind the one in flight reached removed portugal"
 grep -q "closed the session of portugal (removed)" "$WORK/broker.log" || fail "the broker did not close portugal's session"

@@ -627,6 +627,7 @@ static void node_free(node *n)
 	free(n->batch.results);
 	tern_sealcache_free(&n->seals);
 	tern_sigcache_free(&n->sigs);
+	node_unshown_clear(n);
 	free(n);
 }
 
@@ -3633,8 +3634,10 @@ static const char *show(api_handlers *h, const char *id, char standing[32])
 static const char *next_id(api_handlers *h)
 {
 	static char id[37];
-	json_t *m = h->inbox_next(h->arg);
+	int rc = TERN_OK;
+	json_t *m = h->inbox_next(h->arg, &rc);
 
+	assert_int_equal(rc, TERN_OK);
 	snprintf(id, sizeof(id), "%s",
 	         json_string_value(json_object_get(json_object_get(m, "header"), "messageId"))
 	             ?: "");
@@ -3711,6 +3714,153 @@ static void test_inbox_after_sender_changes(void **state)
 	node_free(n);
 	free(env1);
 	free(env2);
+}
+
+static int ack_apply(MDB_txn *txn, void *arg)
+{
+	return node_store_inbox_ack(txn, st, arg);
+}
+
+static int forged_receive_apply(MDB_txn *txn, void *arg)
+{
+	const node_in *m = arg;
+
+	return node_store_receive(txn, st, m, tern_now_ms());
+}
+
+/* Someone who can write the store but not read the node's keys adds a
+ * message of their own (a record saying accepted, an inbox entry, an
+ * envelope whose signature does not verify), with each tag they could make:
+ * none, the SHA-256 of their envelope, or a genuine message's tag. None is
+ * shown, as inbox.show or inbox.next: the tag is keyed by the node's
+ * sealing key, and bound to the message id. */
+static void test_inbox_forged_at_rest_not_shown(void **state)
+{
+	char real[37], forged[37], standing[32];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, real, NULL, NULL, NULL, NULL);
+	uint8_t *bad = malloc(len), sha[32], realtag[32];
+	node *n = node_as(SWEDEN);
+	node_recv_rec *rec = NULL;
+	api_handlers h;
+	MDB_txn *txn;
+
+	(void)state;
+	n->connected = 1;
+	deliver(n, 1, env, len);
+	node_batch_commit(n);
+	node_api_handlers(n, &h);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_recv_rec(txn, st, real, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_int_equal(rec->envelope_tag.len, 32);
+	memcpy(realtag, rec->envelope_tag.data, 32);
+	node_rec_recv_free(&rec);
+	/* Signed by nobody it names: the last byte is the signature's. */
+	memcpy(bad, env, len);
+	bad[len - 1] ^= 1;
+	assert_int_equal(tern_sha256(bad, len, sha), TERN_OK);
+	for (int how = 0; how < 3; how++) {
+		const uint8_t *tags[] = {NULL, sha, realtag};
+		node_in m = {forged, bad, len, "unhcr", "case-referral", CASE,
+		             "",     1,   "",  "",      tags[how]};
+		assert_int_equal(tern_uuid_v7(forged), TERN_OK);
+		assert_int_equal(tern_store_write(st, forged_receive_apply, &m), TERN_OK);
+		if (strcmp(show(&h, forged, standing), "") == 0 || standing[0])
+			fail_msg("a forgery with tag %d shown (standing \"%s\")", how, standing);
+		assert_string_equal(next_id(&h), real); /* the genuine one, still first */
+	}
+	/* The genuine one acknowledged: the forgeries are all that is left,
+	 * and inbox.next shows none of them. */
+	assert_int_equal(tern_store_write(st, ack_apply, real), TERN_OK);
+	assert_string_equal(next_id(&h), "");
+	assert_int_equal(n->nunshown, 3);
+	node_free(n);
+	free(bad);
+	free(env);
+}
+
+/* inbox.next passes over every message it cannot show, however many come
+ * first (here 70, past the set's first growth), finds the one behind them,
+ * and tries each only once until a reload. */
+static void test_inbox_next_past_unshowable(void **state)
+{
+	enum { N = 70 };
+	char ids[N + 1][37];
+	uint8_t *envs[N + 1];
+	size_t lens[N + 1];
+	node *n = node_as(SWEDEN);
+	api_handlers h;
+
+	(void)state;
+	n->connected = 1;
+	for (int i = 0; i <= N; i++) {
+		envs[i] = message(UNHCR, to_sweden_iom, 2, "case-referral", &lens[i], ids[i], NULL,
+		                  NULL, NULL, NULL);
+		deliver(n, (uint64_t)i + 1, envs[i], lens[i]);
+	}
+	node_batch_commit(n);
+	for (int i = 0; i < N; i++) {
+		envs[i][lens[i] - 1] ^= 1; /* changed at rest */
+		raw_put(NS_INENV, ids[i], envs[i], lens[i]);
+	}
+	node_api_handlers(n, &h);
+	assert_string_equal(next_id(&h), ids[N]);
+	assert_int_equal(n->nunshown, N);
+	assert_string_equal(next_id(&h), ids[N]);
+	assert_int_equal(n->nunshown, N); /* not tried again */
+	node_unshown_clear(n);            /* as a reload does */
+	assert_string_equal(next_id(&h), ids[N]);
+	assert_int_equal(n->nunshown, N);
+	for (int i = 0; i <= N; i++)
+		free(envs[i]);
+	node_free(n);
+}
+
+/* inbox.next under each shortage, with a message in the inbox: the
+ * message, or no memory said. Never "none": a client that reads until none
+ * would stop early. */
+static void test_every_next_shortage_not_none(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	size_t len;
+	uint8_t *env =
+	    message(UNHCR, to_sweden_iom, 2, "case-referral", &len, id, NULL, NULL, NULL, NULL);
+	node *n = node_as(SWEDEN);
+	api_handlers h;
+	long k;
+
+	n->connected = 1;
+	deliver(n, 1, env, len);
+	node_batch_commit(n);
+	node_api_handlers(n, &h);
+	for (k = 1;; k++) {
+		int rc = TERN_OK, failed;
+		json_t *m;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		m = h.inbox_next(h.arg, &rc);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (m == NULL && rc == TERN_OK)
+			fail_msg("allocation %ld failing: inbox.next says none", k);
+		if (m == NULL && rc != TERN_ENOMEM)
+			fail_msg("allocation %ld failing: %s", k, tern_strerror(rc));
+		json_decref(m);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
+	assert_int_equal(n->nunshown, 0); /* no shortage taken for unshowable */
+	node_free(n);
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
 }
 
 #if MALLOC_CAN_FAIL
@@ -3975,6 +4125,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_inbox_after_sender_changes, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbox_forged_at_rest_not_shown, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_inbox_next_past_unshowable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_next_shortage_not_none, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_read_shortage_not_unknown, setup, teardown),
 	    cmocka_unit_test(test_result_deferral),
 	};
