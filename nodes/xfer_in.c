@@ -50,6 +50,10 @@
 #define DBI(s, i) tern_store_dbi((s), (i))
 #define MDB(rc, what) tern_store_mdb_err((rc), (what))
 #define XIN_SILENCE_MS 10000
+/* A shortage ends a transfer no-memory only if it still held it back this
+ * recently when its message expired: an older one, since over, says
+ * nothing of chunks that then never came. */
+#define XIN_STUCK_RECENT_MS (3 * XIN_SILENCE_MS)
 /* Bad chunks of one transfer before the message is refused. */
 #define XIN_MAX_FAILS 3
 
@@ -100,6 +104,7 @@ struct xin {
 	 * reopened, a chunk taken) since it last did: a lasting one
 	 * (tern_nomem_final) when its message expires ends it no-memory. */
 	tern_nomem stuck;
+	int64_t stuck_last; /* the last of them, ms */
 	/* The last chunk that came was dropped for want of memory: each time
 	 * it is asked for again (after the silence) counts as a try. */
 	int chunk_short;
@@ -285,11 +290,13 @@ static void fail(struct xin *x, tern_reason r, const char *fmt, ...)
 static void stuck(struct xin *x, int64_t now)
 {
 	tern_nomem_count(&x->stuck, now);
+	x->stuck_last = now;
 }
 
 static void unstuck(struct xin *x)
 {
 	x->stuck = (tern_nomem){0, 0};
+	x->stuck_last = 0;
 }
 
 /* x's time is up (now) with chunks missing. If a lasting shortage of this
@@ -300,7 +307,10 @@ static void expire(struct xin *x, int64_t now)
 {
 	const char *what;
 
-	if (!tern_nomem_final(&x->stuck, now)) { /* none, or a brief one */
+	/* None, a brief one, or one over well before the end (its chunks did
+	 * not come once it was): the sender's chunks are what is missing. */
+	if (!tern_nomem_final(&x->stuck, now) ||
+	    (!x->unstarted && !x->reopen && now - x->stuck_last > XIN_STUCK_RECENT_MS)) {
 		fail(x, TERN_REASON_ATTACHMENT_INCOMPLETE,
 		     "its attachments did not all arrive before it expired");
 		return;
@@ -1186,8 +1196,11 @@ void node_xin_tick(node *n, int64_t now)
 			x->retry_at = 0;
 			request(n, x);
 		} else if (x->asked > x->queued && now - x->last_io >= XIN_SILENCE_MS) {
+			/* Counted once a drop: a silence after the chunk was asked
+			 * for again, with none dropped since, is the sender's. */
 			if (x->chunk_short)
 				stuck(x, now);
+			x->chunk_short = 0;
 			x->asked = x->queued; /* a get or a chunk was lost */
 			request(n, x);
 		} else if (x->asked == x->queued && x->jobs == 0 && x->written == x->have &&

@@ -3120,6 +3120,70 @@ static void test_transfer_chunk_shortage_ends_no_memory(void **state)
 #endif
 }
 
+/* A shortage that dropped a transfer's chunks, then ended, with the chunks
+ * never coming after (the sender gone): what is missing is the sender's,
+ * so the transfer ends attachment-incomplete, not no-memory. Before, the
+ * shortage counted since the last progress made it no-memory, and every
+ * silence after the chunks were asked for again counted as one more. */
+static void test_transfer_old_shortage_ends_incomplete(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	size_t len;
+	uint8_t *env = att_envelope(&len, id);
+	int64_t t = tern_now_ms(), until = t + 200000;
+	struct xin_put x = {.msgid = id,
+	                    .env = env,
+	                    .len = len,
+	                    .until = until,
+	                    .size = 5000,
+	                    .chunk = TERN_ATTACH_CHUNK_DEFAULT};
+	node *n = node_as(SWEDEN);
+	const struct din *d;
+
+	n->connected = 1;
+	n->att_window = 4;
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	node_xin_session(n);
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *fp = &fr;
+		Tern__V1__Chunk c = TERN__V1__CHUNK__INIT;
+		c.message_id = id;
+		fr.body_case = TERN__V1__FRAME__BODY_CHUNK;
+		fr.chunk = &c;
+		malloc_failed = 0;
+		malloc_fail_at = 1;
+		node_xin_on_chunk(n, &fp); /* chunk 0 comes: no memory to take it */
+		malloc_fail_at = 0;
+		assert_true(malloc_failed);
+		t += 11000; /* the silence: asked for again */
+		node_xin_tick(n, t);
+	}
+	/* The shortage over; the chunks never come again, silence after
+	 * silence, until the message expires. */
+	for (int i = 0; i < 10; i++) {
+		t += 11000;
+		node_xin_tick(n, t);
+		assert_int_equal(n->batch.ndins, 0);
+	}
+	node_xin_tick(n, until);
+	assert_int_equal(n->batch.ndins, 1);
+	d = din_of(n, id);
+	assert_int_equal(d->kind, DIN_REFUSE);
+	assert_string_equal(d->code, tern_reason_code(TERN_REASON_ATTACHMENT_INCOMPLETE));
+	node_batch_commit(n);
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A delivery whose receipt cannot be made (out of memory) is not taken:
  * acknowledged, its sender would never have a receipt. Before, it was
  * accepted and acknowledged with no receipt owed. Now the node stops taking
@@ -4109,6 +4173,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_transfer_judge_oom_every_time_refused, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_start_shortage_ends_no_memory, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_old_shortage_ends_incomplete, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_chunk_shortage_ends_no_memory, setup,
 	                                    teardown),
