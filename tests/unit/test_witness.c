@@ -195,6 +195,7 @@ static void test_cosigns_and_extends(void **state)
 	assert_int_equal(witness_log_size(f), 2);
 }
 
+#if MALLOC_CAN_FAIL
 /* tern_witness_cosign with allocation k (from its start) failing, in a
  * write transaction then aborted, so that each try meets the same state. */
 struct short_cosign {
@@ -219,6 +220,7 @@ static int short_cosign_apply(MDB_txn *txn, void *arg)
 	s->failed = malloc_failed;
 	return TERN_ECONFIG; /* abort: nothing of the try is kept */
 }
+#endif
 
 /* Cosigning an owner's checkpoint with each allocation failing in turn:
  * cosigned, or out of memory (the node answers nothing and the owner asks
@@ -400,6 +402,7 @@ static void test_owner_keeps_one_cosignature_per_witness(void **state)
 	free(note);
 }
 
+#if MALLOC_CAN_FAIL
 /* The owner keeping a witness's cosignature with allocation k failing. */
 struct short_add {
 	struct addfx a;
@@ -418,6 +421,7 @@ static int short_add_apply(MDB_txn *txn, void *arg)
 	s->failed = malloc_failed;
 	return TERN_ECONFIG; /* abort: each try meets the same state */
 }
+#endif
 
 /* Keeping a good cosignature under each shortage: kept, or out of memory.
  * Never "does not verify": the owner would log its witness's good line as
