@@ -116,6 +116,9 @@ static json_t *inbox_next(node *n, int *rc)
 {
 	struct next_look l = {n, NULL, NULL, TERN_OK};
 
+	*rc = TERN_OK;
+	if (n->none_seen && n->none_at_gen == n->inbox_gen)
+		return NULL; /* nothing new since the last look found none */
 	if ((*rc = tern_store_read_begin(n->store, &l.txn)) != TERN_OK)
 		return NULL;
 	*rc = node_store_inbox_scan(l.txn, n->store, next_visit, &l);
@@ -126,13 +129,20 @@ static json_t *inbox_next(node *n, int *rc)
 		json_decref(l.m);
 		return NULL;
 	}
+	n->none_seen = l.m == NULL;
+	n->none_at_gen = n->inbox_gen;
 	return l.m;
 }
 
+/* Collects the inbox's ids; stops, ctx[1] set, when one cannot be kept. */
 static int list_visit(const char *msgid, void *arg)
 {
-	json_t **ctx = arg; /* [0] array, [1] unused */
-	json_array_append_new(ctx[0], json_string(msgid));
+	json_t **ctx = arg; /* [0] the ids, [1] non-NULL once one was not kept */
+
+	if (json_array_append_new(ctx[0], json_string(msgid)) != 0) {
+		ctx[1] = ctx[0];
+		return 1;
+	}
 	return 0;
 }
 
@@ -241,32 +251,40 @@ static json_t *api_read_op(node *n, const char *op, json_t *req)
 		if (res && (xs = transfer_of(node_xout_status(n), id)) != NULL)
 			json_object_set_new(res, "attachments", xs);
 	} else if (strcmp(op, "inbox.list") == 0) {
+		/* All or nothing: a list with holes would pass for the whole inbox. */
 		json_t *ids = json_array(), *ctx[2] = {ids, NULL}, *msgs = json_array(), *v;
 		size_t i;
-		node_store_inbox_scan(txn, n->store, list_visit, ctx);
+		int rc = ids && msgs ? node_store_inbox_scan(txn, n->store, list_visit, ctx)
+		                     : TERN_ENOMEM;
+		if (rc == TERN_OK && ctx[1] != NULL)
+			rc = TERN_ENOMEM;
 		json_array_foreach(ids, i, v)
 		{
-			json_t *r = NULL;
-			int rc = node_store_received(txn, n->store, json_string_value(v), &r);
-			if (rc == TERN_ENOMEM) {
-				/* A list with holes would pass for the whole inbox. */
-				json_decref(msgs);
-				msgs = NULL;
-				break;
-			}
+			json_t *r = NULL, *item;
 			if (rc != TERN_OK)
+				break;
+			if ((rc = node_store_received(txn, n->store, json_string_value(v), &r)) !=
+			    TERN_OK) {
+				/* Gone or damaged: not in the inbox to list. */
+				rc = rc == TERN_ENOMEM ? rc : TERN_OK;
 				continue;
-			json_array_append_new(
-			    msgs, json_pack("{s:O, s:O, s:O, s:O, s:O}", "message_id", v, "sender",
-			                    json_object_get(r, "sender"), "type",
-			                    json_object_get(r, "type"), "case_id",
-			                    json_object_get(r, "case_id"), "received_at",
-			                    json_object_get(r, "received_at")));
+			}
+			item = json_pack("{s:O, s:O?, s:O?, s:O?, s:O?}", "message_id", v, "sender",
+			                 json_object_get(r, "sender"), "type",
+			                 json_object_get(r, "type"), "case_id",
+			                 json_object_get(r, "case_id"), "received_at",
+			                 json_object_get(r, "received_at"));
+			if (json_array_append_new(msgs, item) != 0)
+				rc = TERN_ENOMEM;
 			json_decref(r);
 		}
 		json_decref(ids);
-		res = msgs ? json_pack("{s:b, s:o}", "ok", 1, "messages", msgs)
-		           : tern_api_error(TERN_ENOMEM, "cannot list the inbox: out of memory");
+		if (rc != TERN_OK) {
+			json_decref(msgs);
+			res = tern_api_error(rc, "cannot list the inbox: %s", tern_errdetail());
+		} else {
+			res = json_pack("{s:b, s:o}", "ok", 1, "messages", msgs);
+		}
 	} else if (strcmp(op, "inbox.show") == 0) {
 		json_t *m = NULL;
 		int rc = id ? message_json(n, txn, id, &m) : TERN_ENOENT;

@@ -494,6 +494,8 @@ void node_batch_commit(node *n)
 		return;
 	}
 	n->commit_failures = 0;
+	if (b->ndins || b->nacks)
+		n->inbox_gen++; /* inbox.next looks again (api_ops.c) */
 	if (b->pushes_added)
 		node_webhook_kick(n->hook);
 	node_held_committed(n);

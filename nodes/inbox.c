@@ -26,6 +26,7 @@
 #include <tern/envelope.h>
 #include <tern/error.h>
 #include <tern/keys.h>
+#include <tern/trust.h>
 
 #include "node_int.h"
 #include "record.h"
@@ -70,6 +71,30 @@ const char *node_standing_name(int rc)
 	}
 }
 
+/* What changed of sender since it sent (rc: its envelope's full check),
+ * as sender_standing says it; NULL when what changed forbids showing it: a
+ * revocation for a compromise of its key (or for no reason given), since
+ * the key may have signed what its holder never sent. A lapsed CRL (this
+ * node's trust material out of date) is not the sender's doing. */
+static const char *standing_of(node *n, const char *sender, int rc)
+{
+	const tern_member *m = NULL;
+	int compromised = 1;
+
+	if (tern_directory_find(n->id.dir, sender, &m) != TERN_OK)
+		m = NULL;
+	if (rc == TERN_EREVOKED) {
+		if (m == NULL ||
+		    tern_trust_revoked_compromised(n->id.trust, m->cert_der, m->cert_len,
+		                                   &compromised) != TERN_OK)
+			return NULL; /* no reason to be read: as compromised */
+		return compromised ? NULL : node_standing_name(rc);
+	}
+	if (rc == TERN_EEXPIRED && m != NULL && !tern_member_expired(m, tern_now_ms() / 1000))
+		return "crl-lapsed";
+	return node_standing_name(rc);
+}
+
 /* Whether buf is the envelope the node accepted as msgid: its tag, made
  * again, is the one the record keeps. */
 static int tag_matches(node *n, const node_recv_rec *rec, const char *msgid, const uint8_t *buf,
@@ -90,6 +115,7 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
 	node_recv_rec *rec = NULL;
 	uint8_t *buf = NULL, digest[32];
+	const char *changed;
 	size_t len = 0;
 	int rc;
 
@@ -103,12 +129,39 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 	}
 	if ((rc = node_store_received_envelope(txn, n->store, msgid, &buf, &len)) != TERN_OK)
 		goto out;
+	/* A record with a tag vouches for its envelope on every path: bytes
+	 * swapped at rest for another genuine envelope are refused too. */
+	if (rec->envelope_tag.len > 0 && !tag_matches(n, rec, msgid, buf, len, digest)) {
+		rc = tern_fail(TERN_EBADSIG,
+		               "message %s: its stored envelope is not the one this node accepted",
+		               msgid);
+		goto out;
+	}
 	rc = tern_envelope_verify(buf, len, n->id.dir, &o, env);
-	if (node_standing_name(rc) != NULL && tag_matches(n, rec, msgid, buf, len, digest)) {
-		int standing_rc = rc;
-		o.accepted_digest = digest;
-		if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, env)) == TERN_OK)
-			*standing = node_standing_name(standing_rc);
+	if (rc == TERN_OK)
+		goto same_id;
+	if (node_standing_name(rc) == NULL || rec->envelope_tag.len == 0)
+		goto out;
+	if ((changed = standing_of(n, rec->sender, rc)) == NULL) {
+		rc = tern_fail(TERN_EREVOKED,
+		               "message %s: its sender %s was revoked as compromised (or for no "
+		               "reason given) after this node accepted it: not shown; inbox.ack "
+		               "removes it",
+		               msgid, rec->sender);
+		goto out;
+	}
+	o.accepted_digest = digest;
+	if ((rc = tern_envelope_verify(buf, len, n->id.dir, &o, env)) != TERN_OK)
+		goto out;
+	*standing = changed;
+same_id:
+	/* Without a tag (a record of an older release), the id is what ties
+	 * the envelope to the record. */
+	if (strcmp(tern_envelope_header(*env)->message_id, msgid) != 0) {
+		rc = tern_fail(TERN_EBADSIG, "message %s: its stored envelope is message %s", msgid,
+		               tern_envelope_header(*env)->message_id);
+		tern_envelope_free(env);
+		*standing = NULL;
 	}
 out:
 	free(buf);
@@ -159,4 +212,5 @@ void node_unshown_clear(node *n)
 	free(n->unshown);
 	n->unshown = NULL;
 	n->nunshown = n->unshown_cap = 0;
+	n->inbox_gen++; /* what was passed over is looked at again */
 }

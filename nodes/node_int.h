@@ -188,6 +188,11 @@ struct node {
 	int inbox_key_set;
 	char (*unshown)[37]; /* sorted; passed over until the directory is reloaded */
 	size_t nunshown, unshown_cap;
+	/* Counts commits that may have changed the inbox, and reloads: a look
+	 * of inbox.next that found nothing holds until it moves (its waiters
+	 * look every turn). */
+	uint64_t inbox_gen, none_at_gen;
+	int none_seen;
 	tern_sigcache *sigs; /* verified batch roots */
 	tern_store *store;
 	void *ctx, *dealer, *monitor;
@@ -662,7 +667,7 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 /* Whether inbox.next found msgid unshowable before (since the last reload);
  * node_unshown_add remembers it and answers 1 when it was new, so that the
  * caller says so once. node_unshown_clear forgets them all (a reload: a
- * sender's standing may be back). */
+ * sender's standing may be back), and has inbox.next look again. */
 int node_unshown_has(const node *n, const char *msgid);
 int node_unshown_add(node *n, const char *msgid);
 void node_unshown_clear(node *n);

@@ -347,6 +347,38 @@ out:
 	return rc;
 }
 
+int tern_trust_revoked_compromised(const tern_trust *trust, const uint8_t *der, size_t len,
+                                   int *compromised)
+{
+	X509_REVOKED *rev = NULL;
+	ASN1_ENUMERATED *why = NULL;
+	X509 *x;
+	long reason = -1;
+	int crit = -1, rc;
+
+	*compromised = 0;
+	if (trust == NULL || trust->crl == NULL)
+		return TERN_EINVAL;
+	if ((x = der_to_x509(der, len)) == NULL)
+		return tern_fail(TERN_ECERT, "not a DER X.509 certificate (%zu bytes)", len);
+	if (X509_CRL_get0_by_cert(trust->crl, &rev, x) != 1 || rev == NULL) {
+		rc = TERN_ENOENT;
+		goto out;
+	}
+	/* NULL with crit -1: the entry gives no reason; with crit -2 (or
+	 * another value), it could not be read: no reason to trust the key. */
+	if ((why = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL)) != NULL)
+		reason = ASN1_ENUMERATED_get(why);
+	*compromised = why == NULL || reason == CRL_REASON_UNSPECIFIED ||
+	               reason == CRL_REASON_KEY_COMPROMISE || reason == CRL_REASON_CA_COMPROMISE;
+	rc = TERN_OK;
+out:
+	ASN1_ENUMERATED_free(why);
+	X509_free(x);
+	ERR_clear_error();
+	return rc;
+}
+
 int tern_cert_info_read(const uint8_t *der, size_t len, tern_cert_info *out)
 {
 	const X509_NAME *subj;

@@ -12,7 +12,9 @@
 #   status, /metrics), dead-lettered and audited at the broker;
 # - iom's connection attempts and frames are refused; a new message to iom is
 #   refused recipient-revoked by sweden's own node after its reload.
-# And a member removed from the directory (portugal): what was queued for it
+# A message sweden accepted from iom before the revocation (key-compromise)
+# is no longer shown. And a member removed from the directory (portugal):
+# what was queued for it
 # ends rejected recipient-removed, while what unhcr accepted from it before
 # stays readable in unhcr's inbox, marked sender_standing left-directory.
 source "$(dirname "$0")/lib.sh"
@@ -34,6 +36,14 @@ pref=$(referral_json LEAVE-1 | "$TERN" send -c "$(conf unhcr)" --to portugal cas
 wait_for 20 "the referral to reach portugal" state_is unhcr "$pref" delivered
 pdec=$(decision_json LEAVE-1 "$pref" | "$TERN" send -c "$(conf portugal)" --to unhcr acceptance-decision -)
 wait_for 20 "portugal's decision to reach unhcr" state_is portugal "$pdec" delivered
+# Before iom is revoked: its health assessment on an accepted decision,
+# accepted into sweden's inbox and left there unacknowledged.
+dec0=$(decision_json REVOKE-1 "$ref" | "$TERN" send -c "$(conf sweden)" --to iom acceptance-decision -)
+wait_for 20 "sweden's first decision to reach iom" state_is sweden "$dec0" delivered
+ha=$("$TERN" example health-assessment |
+  sed -e 's/"caseId": "[^"]*"/"caseId": "REVOKE-1"/' -e "s/\"decisionId\": \"[^\"]*\"/\"decisionId\": \"$dec0\"/" |
+  "$TERN" send -c "$(conf iom)" --to sweden health-assessment -)
+wait_for 20 "iom's health assessment to reach sweden" state_is iom "$ha" delivered
 kill -STOP "${PIDS[iom]}"
 ids=()
 for i in 1 2 3; do
@@ -74,6 +84,13 @@ grep -q "closed the session of iom (revoked)" "$WORK/broker.log" || fail "the br
 "$TERN" peers -c "$BCONF" | grep -qE "^iom +no .*\(REVOKED\)" || {
   "$TERN" peers -c "$BCONF"; fail "iom is shown connected, or not revoked"; }
 
+say "what sweden accepted from iom before its key was revoked as compromised is not shown"
+if "$TERN" inbox -c "$(conf sweden)" show "$ha" >"$WORK/ha.out" 2>&1; then
+  cat "$WORK/ha.out"; fail "sweden shows a message signed by a key since revoked as compromised"
+fi
+grep -q "compromised" "$WORK/ha.out" || { cat "$WORK/ha.out"; fail "the refusal does not say why"; }
+"$TERN" inbox -c "$(conf sweden)" next >"$WORK/snext.json" || fail "inbox next at sweden shows nothing"
+grep -q "\"messageId\": \"$ha\"" "$WORK/snext.json" && fail "inbox next shows the message of the compromised key"
 say "iom is refused; /metrics and the audit log show it"
 if "$BIN/zmq-probe" "tcp://127.0.0.1:$PORT" "$WORK/fed/broker/curve.key" "$WORK/fed/iom/curve.key" >/dev/null; then
   fail "the broker answered revoked iom"

@@ -67,13 +67,57 @@ static void issue(const char *root, const char *cadir, const char *id, unsigned 
 	free(pem);
 }
 
-static void revoke(const char *cadir, const char *id)
+static void revoke_for(const char *cadir, const char *id, const char *reason)
 {
 	tern_ca *ca = NULL;
 
 	assert_int_equal(tern_ca_open(cadir, &ca), TERN_OK);
-	assert_int_equal(tern_ca_revoke(ca, id, "key-compromise"), TERN_OK);
+	assert_int_equal(tern_ca_revoke(ca, id, reason), TERN_OK);
 	tern_ca_close(&ca);
+}
+
+static void revoke(const char *cadir, const char *id)
+{
+	revoke_for(cadir, id, "key-compromise");
+}
+
+/* Why the CRL revokes a certificate: a compromise (or no reason given)
+ * forbids anything its key signed, another reason (superseded, an agency
+ * leaving) does not. What a recipient shows from its inbox depends on it. */
+static void test_revocation_reason(void **state)
+{
+	struct fx *f = *state;
+	static const char *const why[] = {"key-compromise", "unspecified", "superseded",
+	                                  "cessation-of-operation", "affiliation-changed"};
+	static const int compromise[] = {1, 1, 0, 0, 0};
+	static const char *const ids[] = {"unhcr", "sweden", "iom", "norway", "italy"};
+	uint8_t *der[5] = {NULL};
+	size_t len[5] = {0};
+	tern_node_request req;
+	tern_trust *t = NULL;
+	int c;
+
+	for (int i = 0; i < 5; i++)
+		issue(f->root, f->ca, ids[i], TERN_ROLE_STATE, 0, &req, &der[i], &len[i]);
+	assert_int_equal(tern_trust_load(f->ca_crt, f->crl, &t), TERN_OK);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(tern_trust_revoked_compromised(t, der[i], len[i], &c),
+		                 TERN_ENOENT);
+	tern_trust_free(&t);
+	for (int i = 0; i < 5; i++)
+		revoke_for(f->ca, ids[i], why[i]);
+	assert_int_equal(tern_trust_load(f->ca_crt, f->crl, &t), TERN_OK);
+	for (int i = 0; i < 5; i++) {
+		c = -1;
+		assert_int_equal(tern_trust_revoked_compromised(t, der[i], len[i], &c), TERN_OK);
+		if (c != compromise[i])
+			fail_msg("revoked %s: compromised %d", why[i], c);
+	}
+	assert_int_equal(tern_trust_revoked_compromised(t, (const uint8_t *)"junk", 4, &c),
+	                 TERN_ECERT);
+	tern_trust_free(&t);
+	for (int i = 0; i < 5; i++)
+		free(der[i]);
 }
 
 static void test_load_and_accessors(void **state)
@@ -391,6 +435,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_load_and_accessors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_refusals, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_valid_then_revoked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revocation_reason, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_other_ca, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_garbage, setup, teardown),

@@ -38,6 +38,15 @@ const char *tern_trust_federation(const tern_trust *trust);
  * digitalSignature key usage. */
 int tern_trust_check_cert(const tern_trust *trust, const uint8_t *der, size_t len, int64_t now);
 
+/* Whether the CRL revokes the DER certificate for a compromise: *compromised
+ * 1 when it is revoked as keyCompromise or cACompromise, or with no reason
+ * or an unspecified one (nothing says the key was safe), 0 for another
+ * reason (superseded, affiliationChanged, cessationOfOperation,
+ * privilegeWithdrawn, ...). TERN_ENOENT when the CRL does not revoke it;
+ * TERN_ECERT when der is not a certificate; TERN_ENOMEM. */
+int tern_trust_revoked_compromised(const tern_trust *trust, const uint8_t *der, size_t len,
+                                   int *compromised);
+
 /* Seconds since the epoch at which the CRL's nextUpdate falls. */
 int64_t tern_trust_crl_next_update(const tern_trust *trust);
 /* The CRL's cRLNumber (a CRL without one is refused at load). CRLs only go
