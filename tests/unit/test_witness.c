@@ -196,26 +196,23 @@ static void test_cosigns_and_extends(void **state)
 }
 
 #if MALLOC_CAN_FAIL
-/* tern_witness_cosign with allocation k (from its start) failing, in a
- * write transaction then aborted, so that each try meets the same state. */
-struct short_cosign {
-	struct fx *f;
+/* One try of a sweep: fn(txn, arg) in a write transaction with allocation
+ * k (from fn's start) failing, then aborted, so that each try meets the
+ * same state. */
+struct short_try {
+	tern_store_apply_fn *fn;
+	void *arg;
 	long k;
 	int rc, failed;
 };
 
-static int short_cosign_apply(MDB_txn *txn, void *arg)
+static int short_try_apply(MDB_txn *txn, void *arg)
 {
-	struct short_cosign *s = arg;
-	struct fx *f = s->f;
+	struct short_try *s = arg;
 
-	free(f->line);
-	f->line = NULL;
 	malloc_failed = 0;
 	malloc_fail_at = s->k;
-	s->rc = tern_witness_cosign(txn, &f->witness.d, f->dir, &f->req, f->witness_origin,
-	                            f->witness_key, 1700000000000, &f->line, &f->got_size,
-	                            &f->witnessed, &f->reason);
+	s->rc = s->fn(txn, s->arg);
 	malloc_fail_at = 0;
 	s->failed = malloc_failed;
 	return TERN_ECONFIG; /* abort: nothing of the try is kept */
@@ -230,14 +227,13 @@ static void test_every_shortage_no_false_evidence(void **state)
 {
 #if MALLOC_CAN_FAIL
 	struct fx *f = *state;
-	struct short_cosign s = {f, 0, 0, 0};
+	struct short_try s = {cosign_apply, f, 0, 0, 0};
 
 	prepare(f, &f->owner, 3, 0);
 	assert_int_equal(cosign(f), TERN_OK);
 	prepare(f, &f->owner, 4, 3); /* a checkpoint that extends the one cosigned */
 	for (s.k = 1;; s.k++) {
-		assert_int_equal(tern_store_write(f->witness.s, short_cosign_apply, &s),
-		                 TERN_ECONFIG);
+		assert_int_equal(tern_store_write(f->witness.s, short_try_apply, &s), TERN_ECONFIG);
 		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
 			fail_msg("allocation %ld failing: %s, reason \"%s\"", s.k,
 			         tern_strerror(s.rc), f->reason);
@@ -402,27 +398,6 @@ static void test_owner_keeps_one_cosignature_per_witness(void **state)
 	free(note);
 }
 
-#if MALLOC_CAN_FAIL
-/* The owner keeping a witness's cosignature with allocation k failing. */
-struct short_add {
-	struct addfx a;
-	long k;
-	int rc, failed;
-};
-
-static int short_add_apply(MDB_txn *txn, void *arg)
-{
-	struct short_add *s = arg;
-
-	malloc_failed = 0;
-	malloc_fail_at = s->k;
-	s->rc = add_apply(txn, &s->a);
-	malloc_fail_at = 0;
-	s->failed = malloc_failed;
-	return TERN_ECONFIG; /* abort: each try meets the same state */
-}
-#endif
-
 /* Keeping a good cosignature under each shortage: kept, or out of memory.
  * Never "does not verify": the owner would log its witness's good line as
  * a bad one (and an auditor's tern audit verify, the same note as forged). */
@@ -430,13 +405,14 @@ static void test_every_cosignature_shortage_not_bad(void **state)
 {
 #if MALLOC_CAN_FAIL
 	struct fx *f = *state;
-	struct short_add s = {{f, NULL}, 0, 0, 0};
+	struct addfx a = {f, NULL};
+	struct short_try s = {add_apply, &a, 0, 0, 0};
 
 	prepare(f, &f->owner, 3, 0);
 	assert_int_equal(cosign(f), TERN_OK);
-	s.a.line = f->line;
+	a.line = f->line;
 	for (s.k = 1;; s.k++) {
-		assert_int_equal(tern_store_write(f->owner.s, short_add_apply, &s), TERN_ECONFIG);
+		assert_int_equal(tern_store_write(f->owner.s, short_try_apply, &s), TERN_ECONFIG);
 		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
 			fail_msg("allocation %ld failing: %s", s.k, tern_strerror(s.rc));
 		if (!s.failed) {
