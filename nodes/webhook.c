@@ -129,16 +129,17 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	tern_store_thread_read_end(s, txn);
 	if (rc == MDB_NOTFOUND)
 		return TERN_ENOENT;
-	/* Either way it is tried again (the pusher never skips a push); the
-	 * log says which. */
+	/* A shortage or a failed read is tried again; only a push whose bytes
+	 * do not decode is damaged (the pusher passes over it). */
 	if (rc == 0 && rec == NULL && json_error_code(&err) == json_error_out_of_memory)
 		return tern_fail(TERN_ENOMEM, "out of memory reading push %llu",
 		                 (unsigned long long)*seq);
-	if (rc != 0 || rec == NULL) {
-		json_decref(rec);
+	if (rc != 0 || k.mv_size != 8)
+		return tern_fail(TERN_EIO, "cannot read the pushes: %s",
+		                 rc ? mdb_strerror(rc) : "a key of another size");
+	if (rec == NULL)
 		return tern_fail(TERN_EMALFORMED, "push %llu is not readable",
 		                 (unsigned long long)*seq);
-	}
 	*id = strdup(json_string_value(json_object_get(rec, "id")) ?: "");
 	*body = strdup(json_string_value(json_object_get(rec, "body")) ?: "");
 	json_decref(rec);
@@ -248,7 +249,9 @@ static int pause_for(node_webhook *w, int64_t ms, int kick_ends)
 	return stop;
 }
 
-static void delivered(node_webhook *w, uint64_t seq)
+/* Hands seq back to the loop, whose next commit deletes it: delivered, or
+ * (posted 0) passed over as damaged. */
+static void delivered(node_webhook *w, uint64_t seq, int posted)
 {
 	uint64_t one = 1;
 
@@ -264,7 +267,10 @@ static void delivered(node_webhook *w, uint64_t seq)
 	/* Out of memory: left in the store, posted again after a restart. */
 	if (w->ndone < w->capdone)
 		w->done[w->ndone++] = seq;
-	w->delivered++;
+	if (posted)
+		w->delivered++;
+	else
+		w->failed++;
 	pthread_mutex_unlock(&w->mu);
 	if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 		log_warnx("webhook: cannot wake the loop: %s", strerror(errno));
@@ -308,6 +314,18 @@ static void *run(void *arg)
 		long status = 0;
 		int rc = push_next(w->store, next, &seq, &id, &body);
 
+		if (rc == TERN_EMALFORMED) {
+			/* Damaged at rest: no later read makes it whole, and waiting
+			 * for it would hold every push after it for good. Passed
+			 * over, said, counted as a failed attempt; the state it
+			 * carried is still what tern status and the API show. */
+			log_warnx("webhook: push %llu is damaged in the store and cannot be "
+			          "posted; passed over, the pushes after it go on",
+			          (unsigned long long)seq);
+			next = seq + 1;
+			delivered(w, seq, 0);
+			continue;
+		}
 		if (rc == TERN_ENOENT || rc != TERN_OK) {
 			if (rc != TERN_ENOENT)
 				log_warnx("webhook: cannot read the next push: %s",
@@ -324,7 +342,7 @@ static void *run(void *arg)
 			failing = 0;
 			backoff = 0;
 			next = seq + 1;
-			delivered(w, seq);
+			delivered(w, seq, 1);
 		} else {
 			pthread_mutex_lock(&w->mu);
 			w->failed++;

@@ -4,7 +4,8 @@
  *
  * A push is written to the store (NS_PUSHES) in the transaction that makes
  * its event, so none is lost to a crash or to the agency's system being
- * down. One thread (the pusher) posts them in the order they were written,
+ * down. One thread (the pusher) posts them in the order they were written
+ * (one damaged at rest is passed over, said and counted: no retry mends it),
  * which keeps them in order per case, with a doubling wait after a failure;
  * it reads the store and never writes it: what it delivered it hands back to
  * the loop (node_webhook_done), whose next commit deletes it. Delivery is
