@@ -387,16 +387,22 @@ const char *node_list_query_parse(const json_t *req, node_list_query *q, char *w
 
 /* The message msgid of kind as the listing shows it, or NULL when it is
  * gone (or damaged) or the filters leave it out. */
-static json_t *list_item(MDB_txn *txn, tern_store *s, const node_list_query *q, char kind,
-                         const char *msgid)
+/* msgid's entry of a page in *out, or NULL when the query leaves it out (or
+ * its record is gone or damaged). TERN_ENOMEM when it could not be read or
+ * made: the page must fail, not go on without it, since a client paging
+ * with the cursor would never see it. */
+static int list_item(MDB_txn *txn, tern_store *s, const node_list_query *q, char kind,
+                     const char *msgid, json_t **out)
 {
-	json_t *rec = NULL, *out = NULL;
+	json_t *rec = NULL;
 	const char *type, *state;
 	int64_t at;
+	int rc = kind == 'o' ? node_store_sent_get(txn, s, msgid, &rec)
+	                     : node_store_received(txn, s, msgid, &rec);
 
-	if ((kind == 'o' ? node_store_sent_get(txn, s, msgid, &rec)
-	                 : node_store_received(txn, s, msgid, &rec)) != TERN_OK)
-		return NULL;
+	*out = NULL;
+	if (rc != TERN_OK)
+		return rc == TERN_ENOENT || rc == TERN_EMALFORMED ? TERN_OK : rc;
 	type = json_string_value(json_object_get(rec, "type"));
 	if (kind == 'o')
 		state = json_string_value(json_object_get(rec, "state"));
@@ -412,32 +418,38 @@ static json_t *list_item(MDB_txn *txn, tern_store *s, const node_list_query *q, 
 		int peer_ok = q->peer == NULL;
 		json_object_foreach(json_object_get(rec, "recipients"), node, r)
 		{
-			json_array_append_new(rcpts, json_string(node));
+			if (rcpts && json_array_append_new(rcpts, json_string(node)) != 0) {
+				json_decref(rcpts);
+				rcpts = NULL;
+			}
 			peer_ok |= q->peer && strcmp(q->peer, node) == 0;
 		}
 		if (!peer_ok) {
 			json_decref(rcpts);
 			goto cleanup;
 		}
-		out = json_pack("{s:s, s:s, s:s, s:O?, s:o, s:s, s:O?, s:I}", "message_id", msgid,
-		                "direction", "sent", "type", type, "case_id",
-		                json_object_get(rec, "case_id"), "recipients", rcpts, "state",
-		                state, "reason_code", json_object_get(rec, "reason_code"),
-		                "created_at", (json_int_t)at);
+		*out = rcpts == NULL ? NULL
+		                     : json_pack("{s:s, s:s, s:s, s:O?, s:o, s:s, s:O?, s:I}",
+		                                 "message_id", msgid, "direction", "sent", "type",
+		                                 type, "case_id", json_object_get(rec, "case_id"),
+		                                 "recipients", rcpts, "state", state, "reason_code",
+		                                 json_object_get(rec, "reason_code"), "created_at",
+		                                 (json_int_t)at);
 	} else {
 		const char *sender = json_string_value(json_object_get(rec, "sender"));
 		if (sender == NULL || (q->peer && strcmp(q->peer, sender) != 0))
 			goto cleanup;
-		out = json_pack("{s:s, s:s, s:s, s:O?, s:s, s:s, s:O?, s:I, s:b}", "message_id",
-		                msgid, "direction", "received", "type", type, "case_id",
-		                json_object_get(rec, "case_id"), "sender", sender, "state", state,
-		                "reason_code", json_object_get(rec, "reason_code"), "received_at",
-		                (json_int_t)at, "acknowledged",
-		                json_is_true(json_object_get(rec, "acked")));
+		*out = json_pack("{s:s, s:s, s:s, s:O?, s:s, s:s, s:O?, s:I, s:b}", "message_id",
+		                 msgid, "direction", "received", "type", type, "case_id",
+		                 json_object_get(rec, "case_id"), "sender", sender, "state", state,
+		                 "reason_code", json_object_get(rec, "reason_code"), "received_at",
+		                 (json_int_t)at, "acknowledged",
+		                 json_is_true(json_object_get(rec, "acked")));
 	}
+	rc = *out ? TERN_OK : TERN_ENOMEM;
 cleanup:
 	json_decref(rec);
-	return out;
+	return rc;
 }
 
 int node_store_messages_list(MDB_txn *txn, tern_store *s, const node_list_query *q, json_t **out)
@@ -487,8 +499,9 @@ int node_store_messages_list(MDB_txn *txn, tern_store *s, const node_list_query 
 			continue;
 		memcpy(id, (const char *)v.mv_data + 1, 36);
 		id[36] = 0;
-		if ((item = list_item(txn, s, q, ((const char *)v.mv_data)[0], id)) != NULL &&
-		    json_array_append_new(msgs, item) != 0) {
+		if ((rc = list_item(txn, s, q, ((const char *)v.mv_data)[0], id, &item)) != TERN_OK)
+			goto cleanup;
+		if (item != NULL && json_array_append_new(msgs, item) != 0) {
 			rc = TERN_ENOMEM;
 			goto cleanup;
 		}

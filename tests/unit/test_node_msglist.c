@@ -7,12 +7,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include <tern/error.h>
 
+#include "failmalloc.h"
 #include "node_store.h"
 #include "testutil.h"
 
@@ -142,6 +144,48 @@ static void ten(void)
 	for (int i = 5; i < 10; i++)
 		add((struct msg){i, 'i', i % 2 ? "B" : "A", "acceptance-decision",
 		                 i < 8 ? "sweden" : "portugal", 1000 + 100 * i, i != 7});
+}
+
+/* A page under each shortage: the whole page, or no-memory. Never a page
+ * with a message left out: a client paging on with its cursor would never
+ * see that message. */
+static void test_every_page_shortage_whole(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	json_t *req = json_object(), *res;
+	node_list_query q;
+	char why[512];
+	long k;
+
+	ten();
+	assert_null(node_list_query_parse(req, &q, why, sizeof(why)));
+	for (k = 1;; k++) {
+		MDB_txn *txn;
+		int rc, failed;
+		res = NULL;
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = node_store_messages_list(txn, st, &q, &res);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		mdb_txn_abort(txn);
+		if (rc == TERN_OK && json_array_size(json_object_get(res, "messages")) != 10)
+			fail_msg("allocation %ld failing: a page of %zu messages, of 10", k,
+			         json_array_size(json_object_get(res, "messages")));
+		if (rc != TERN_OK && (rc != TERN_ENOMEM || !failed))
+			fail_msg("allocation %ld failing: %s", k, tern_strerror(rc));
+		json_decref(res);
+		if (!failed)
+			break;
+	}
+	json_decref(req);
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 50);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
 }
 
 static void test_filters(void **state)
@@ -316,6 +360,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_filters, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_page_shortage_whole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_paging, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_scan_bound, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_arguments, setup, teardown),
