@@ -72,27 +72,36 @@ const char *node_standing_name(int rc)
 }
 
 /* What changed of sender since it sent (rc: its envelope's full check),
- * as sender_standing says it; NULL when what changed forbids showing it: a
- * revocation for a compromise of its key (or for no reason given), since
- * the key may have signed what its holder never sent. A lapsed CRL (this
- * node's trust material out of date) is not the sender's doing. */
-static const char *standing_of(node *n, const char *sender, int rc)
+ * as sender_standing says it, in *name; NULL when what changed forbids
+ * showing it: a revocation for a compromise of its key (or for a reason
+ * that does not say the key was safe), since the key may have signed what
+ * its holder never sent. A lapsed CRL (this node's trust material out of
+ * date) is not the sender's doing. TERN_ENOMEM when the CRL could not be
+ * read for want of memory: no verdict. */
+static int standing_of(node *n, const char *sender, int rc, const char **name)
 {
 	const tern_member *m = NULL;
-	int compromised = 1;
+	int compromised = 1, trc;
 
+	*name = NULL;
 	if (tern_directory_find(n->id.dir, sender, &m) != TERN_OK)
 		m = NULL;
 	if (rc == TERN_EREVOKED) {
-		if (m == NULL ||
-		    tern_trust_revoked_compromised(n->id.trust, m->cert_der, m->cert_len,
-		                                   &compromised) != TERN_OK)
-			return NULL; /* no reason to be read: as compromised */
-		return compromised ? NULL : node_standing_name(rc);
+		if (m == NULL)
+			return TERN_OK; /* no certificate to read a reason of: as compromised */
+		trc = tern_trust_revoked_compromised(n->id.trust, m->cert_der, m->cert_len,
+		                                     &compromised);
+		if (trc == TERN_ENOMEM)
+			return trc;
+		if (trc == TERN_OK && !compromised)
+			*name = node_standing_name(rc);
+		return TERN_OK;
 	}
 	if (rc == TERN_EEXPIRED && m != NULL && !tern_member_expired(m, tern_now_ms() / 1000))
-		return "crl-lapsed";
-	return node_standing_name(rc);
+		*name = "crl-lapsed";
+	else
+		*name = node_standing_name(rc);
+	return TERN_OK;
 }
 
 /* Whether buf is the envelope the node accepted as msgid: its tag, made
@@ -117,7 +126,7 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 	uint8_t *buf = NULL, digest[32];
 	const char *changed;
 	size_t len = 0;
-	int rc;
+	int rc, rc2;
 
 	*env = NULL;
 	*standing = NULL;
@@ -142,7 +151,11 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 		goto same_id;
 	if (node_standing_name(rc) == NULL || rec->envelope_tag.len == 0)
 		goto out;
-	if ((changed = standing_of(n, rec->sender, rc)) == NULL) {
+	if ((rc2 = standing_of(n, rec->sender, rc, &changed)) != TERN_OK) {
+		rc = rc2;
+		goto out;
+	}
+	if (changed == NULL) {
 		rc = tern_fail(TERN_EREVOKED,
 		               "message %s: its sender %s was revoked as compromised (or for no "
 		               "reason given) after this node accepted it: not shown; inbox.ack "

@@ -202,14 +202,15 @@ out:
  * them. */
 static json_t *old_record(const void *data, size_t len, int *bad)
 {
-	json_error_t err;
-	json_t *o;
+	json_t *o = NULL;
+	int rc;
 
 	*bad = 0;
 	if (!is_json(data, len))
 		return NULL;
-	if ((o = json_loadb(data, len, 0, &err)) == NULL || !json_is_object(o)) {
-		*bad = o == NULL && json_error_code(&err) == json_error_out_of_memory ? 2 : 1;
+	/* Watched: jansson seldom says when memory ran out (json.h). */
+	if ((rc = tern_json_loadb_stored(data, len, &o)) != TERN_OK || !json_is_object(o)) {
+		*bad = rc == TERN_ENOMEM ? 2 : 1;
 		json_decref(o);
 		return NULL;
 	}

@@ -109,8 +109,7 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	uint8_t kb[8];
 	MDB_val k = {8, kb}, v;
 	json_t *rec = NULL;
-	json_error_t err = {0}; /* code 0 unless json_loadb ran */
-	int rc;
+	int rc, jrc = TERN_OK;
 
 	*id = *body = NULL;
 	if ((rc = tern_store_thread_read_begin(s, &txn)) != TERN_OK)
@@ -123,23 +122,25 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	if (rc == 0 && k.mv_size == 8) {
 		*seq = tern_be64_get(k.mv_data);
-		rec = json_loadb(v.mv_data, v.mv_size, 0, &err);
+		/* Watched: a shortage is tried again, only bytes that do not
+		 * decode with memory to spare are damaged (passed over). */
+		jrc = tern_json_loadb_stored(v.mv_data, v.mv_size, &rec);
 	}
 	mdb_cursor_close(c);
 	tern_store_thread_read_end(s, txn);
 	if (rc == MDB_NOTFOUND)
 		return TERN_ENOENT;
-	/* A shortage or a failed read is tried again; only a push whose bytes
-	 * do not decode is damaged (the pusher passes over it). */
-	if (rc == 0 && rec == NULL && json_error_code(&err) == json_error_out_of_memory)
-		return tern_fail(TERN_ENOMEM, "out of memory reading push %llu",
-		                 (unsigned long long)*seq);
 	if (rc != 0 || k.mv_size != 8)
 		return tern_fail(TERN_EIO, "cannot read the pushes: %s",
 		                 rc ? mdb_strerror(rc) : "a key of another size");
-	if (rec == NULL)
+	if (jrc == TERN_ENOMEM)
+		return tern_fail(TERN_ENOMEM, "out of memory reading push %llu",
+		                 (unsigned long long)*seq);
+	if (jrc != TERN_OK || !json_is_object(rec)) {
+		json_decref(rec);
 		return tern_fail(TERN_EMALFORMED, "push %llu is not readable",
 		                 (unsigned long long)*seq);
+	}
 	*id = strdup(json_string_value(json_object_get(rec, "id")) ?: "");
 	*body = strdup(json_string_value(json_object_get(rec, "body")) ?: "");
 	json_decref(rec);

@@ -347,6 +347,17 @@ out:
 	return rc;
 }
 
+/* Whether OpenSSL's last failure on this thread was an allocation. */
+static int short_of_memory(void)
+{
+	unsigned long e;
+
+	while ((e = ERR_get_error()) != 0)
+		if (ERR_GET_REASON(e) == ERR_R_MALLOC_FAILURE)
+			return 1;
+	return 0;
+}
+
 int tern_trust_revoked_compromised(const tern_trust *trust, const uint8_t *der, size_t len,
                                    int *compromised)
 {
@@ -359,18 +370,32 @@ int tern_trust_revoked_compromised(const tern_trust *trust, const uint8_t *der, 
 	*compromised = 0;
 	if (trust == NULL || trust->crl == NULL)
 		return TERN_EINVAL;
-	if ((x = der_to_x509(der, len)) == NULL)
-		return tern_fail(TERN_ECERT, "not a DER X.509 certificate (%zu bytes)", len);
+	if ((x = der_to_x509(der, len)) == NULL) {
+		rc = short_of_memory()
+		         ? tern_fail(TERN_ENOMEM, "out of memory reading a certificate")
+		         : tern_fail(TERN_ECERT, "not a DER X.509 certificate (%zu bytes)", len);
+		ERR_clear_error();
+		return rc;
+	}
 	if (X509_CRL_get0_by_cert(trust->crl, &rev, x) != 1 || rev == NULL) {
 		rc = TERN_ENOENT;
 		goto out;
 	}
-	/* NULL with crit -1: the entry gives no reason; with crit -2 (or
-	 * another value), it could not be read: no reason to trust the key. */
+	/* NULL with crit -1: the entry gives no reason; otherwise it could not
+	 * be read: no reason to trust the key, unless memory ran out (no
+	 * verdict: the caller tries again). */
 	if ((why = X509_REVOKED_get_ext_d2i(rev, NID_crl_reason, &crit, NULL)) != NULL)
 		reason = ASN1_ENUMERATED_get(why);
-	*compromised = why == NULL || reason == CRL_REASON_UNSPECIFIED ||
-	               reason == CRL_REASON_KEY_COMPROMISE || reason == CRL_REASON_CA_COMPROMISE;
+	else if (crit != -1 && short_of_memory()) {
+		rc = tern_fail(TERN_ENOMEM, "out of memory reading a revocation's reason");
+		goto out;
+	}
+	/* Only the reasons that say the key itself was safe are trusted; any
+	 * other (compromise, a hold, one this code does not know) is not. */
+	*compromised =
+	    !(reason == CRL_REASON_SUPERSEDED || reason == CRL_REASON_AFFILIATION_CHANGED ||
+	      reason == CRL_REASON_CESSATION_OF_OPERATION ||
+	      reason == CRL_REASON_PRIVILEGE_WITHDRAWN);
 	rc = TERN_OK;
 out:
 	ASN1_ENUMERATED_free(why);

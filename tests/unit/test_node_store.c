@@ -750,6 +750,53 @@ static tern_reason wf_travel(const char *id, const char *traveller, tern_wf_verd
 	return v->reason;
 }
 
+/* Old JSON records read under each shortage: the record as it is, or
+ * no-memory; never "damaged" (a listing or a resubmission would leave the
+ * message out for good), never another record. jansson seldom says when its
+ * memory ran out, so the reading watches its allocations. */
+static void test_every_old_record_shortage_not_damaged(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	json_t *want[2] = {json_loads(OLD_SENT, 0, NULL), json_loads(OLD_RECEIVED, 0, NULL)};
+	long swept = 0;
+
+	assert_int_equal(tern_store_write(st, put_old, NULL), TERN_OK);
+	for (int which = 0; which < 2; which++) {
+		long k;
+		for (k = 1;; k++) {
+			json_t *rec = NULL;
+			MDB_txn *txn;
+			int rc, failed;
+			assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+			malloc_failed = 0;
+			malloc_fail_at = k;
+			rc = which ? node_store_received(txn, st, ID2, &rec)
+			           : node_store_sent_get(txn, st, ID1, &rec);
+			malloc_fail_at = 0;
+			failed = malloc_failed;
+			mdb_txn_abort(txn);
+			if (rc == TERN_OK && !json_equal(rec, want[which]))
+				fail_msg("record %d, allocation %ld failing: read as another",
+				         which, k);
+			if (rc != TERN_OK && (rc != TERN_ENOMEM || !failed))
+				fail_msg("record %d, allocation %ld failing: %s", which, k,
+				         tern_strerror(rc));
+			json_decref(rec);
+			if (!failed)
+				break;
+		}
+		swept += k - 1;
+	}
+	print_message("shortage sweep: %ld allocations\n", swept);
+	assert_true(swept > 20);
+	json_decref(want[0]);
+	json_decref(want[1]);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* An upgraded node reads the refs table's old JSON records as they are, every
  * field and every distinction the rules make (a field there or not), judges
  * by them as before, and writes protobuf, which reads back the same. */
@@ -1396,6 +1443,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_final_wait_shortage_not_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_client_ref_fingerprint, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_old_json_records, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_old_record_shortage_not_damaged, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_old_json_workflow_records, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_workflow_record, setup, teardown),
 	    cmocka_unit_test(test_damaged_record),

@@ -19,6 +19,7 @@
 #include <tern/pki.h>
 #include <tern/trust.h>
 
+#include "failmalloc.h"
 #include "testutil.h"
 #include "util.h"
 
@@ -115,6 +116,29 @@ static void test_revocation_reason(void **state)
 	}
 	assert_int_equal(tern_trust_revoked_compromised(t, (const uint8_t *)"junk", 4, &c),
 	                 TERN_ECERT);
+#if MALLOC_CAN_FAIL
+	/* Under each shortage: the same answer, or no-memory. Never a key
+	 * superseded taken for one compromised (its messages hidden), nor the
+	 * other way round. */
+	for (int i = 0; i < 5; i += 2) {
+		long k;
+		for (k = 1;; k++) {
+			int rc, failed;
+			c = -1;
+			malloc_failed = 0;
+			malloc_fail_at = k;
+			rc = tern_trust_revoked_compromised(t, der[i], len[i], &c);
+			malloc_fail_at = 0;
+			failed = malloc_failed;
+			if (rc == TERN_OK ? c != compromise[i] : rc != TERN_ENOMEM || !failed)
+				fail_msg("revoked %s, allocation %ld failing: %s, compromised %d",
+				         why[i], k, tern_strerror(rc), c);
+			if (!failed)
+				break;
+		}
+		print_message("shortage sweep (%s): %ld allocations\n", why[i], k - 1);
+	}
+#endif
 	tern_trust_free(&t);
 	for (int i = 0; i < 5; i++)
 		free(der[i]);

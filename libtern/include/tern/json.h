@@ -71,6 +71,14 @@ int tern_json_dump_text(const ProtobufCMessage *msg, char **out);
  * of memory and still answer). For JSON a store keeps. */
 int tern_json_dumps_exact(const json_t *v, size_t flags, char **out);
 
+/* JSON read from a store: json_loadb(buf, len, 0), telling a shortage
+ * from damage. jansson 2.14 seldom says out_of_memory when an allocation
+ * fails (it says "invalid syntax", or nothing, and can drop a byte and
+ * still answer), so every allocation it makes on this thread is watched:
+ * TERN_ENOMEM if one failed, whatever it answered; TERN_EMALFORMED when the
+ * bytes are not JSON with memory to spare. *out a new reference. */
+int tern_json_loadb_stored(const void *buf, size_t len, json_t **out);
+
 /* Frees a message returned by tern_json_decode/tern_json_parse_text and sets
  * *msg to NULL. */
 void tern_json_message_free(ProtobufCMessage **msg);

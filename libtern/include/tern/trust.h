@@ -39,11 +39,12 @@ const char *tern_trust_federation(const tern_trust *trust);
 int tern_trust_check_cert(const tern_trust *trust, const uint8_t *der, size_t len, int64_t now);
 
 /* Whether the CRL revokes the DER certificate for a compromise: *compromised
- * 1 when it is revoked as keyCompromise or cACompromise, or with no reason
- * or an unspecified one (nothing says the key was safe), 0 for another
- * reason (superseded, affiliationChanged, cessationOfOperation,
- * privilegeWithdrawn, ...). TERN_ENOENT when the CRL does not revoke it;
- * TERN_ECERT when der is not a certificate; TERN_ENOMEM. */
+ * 0 only for the reasons that say the key itself was safe (superseded,
+ * affiliationChanged, cessationOfOperation, privilegeWithdrawn); 1 for any
+ * other (keyCompromise, cACompromise, unspecified, none, a hold, one not
+ * known, one that does not decode). TERN_ENOENT when the CRL does not
+ * revoke it; TERN_ECERT when der is not a certificate; TERN_ENOMEM when
+ * memory ran out (no verdict). */
 int tern_trust_revoked_compromised(const tern_trust *trust, const uint8_t *der, size_t len,
                                    int *compromised);
 
