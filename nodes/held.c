@@ -109,10 +109,18 @@ int node_store_held_scan(MDB_txn *txn, tern_store *s,
 		return MDB(rc, "scan held deliveries");
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		json_t *rec = NULL;
 		int stop;
-		if (rec == NULL || k.mv_size >= sizeof(id))
+		/* Watched: a record not read for want of memory is no damaged one
+		 * (passed over, it would never be judged until a restart). */
+		if (tern_json_loadb_stored(v.mv_data, v.mv_size, &rec) == TERN_ENOMEM) {
+			mdb_cursor_close(c);
+			return TERN_ENOMEM;
+		}
+		if (rec == NULL || k.mv_size >= sizeof(id)) {
+			json_decref(rec);
 			continue; /* damaged: left for an operator, never judged */
+		}
 		memcpy(id, k.mv_data, k.mv_size);
 		id[k.mv_size] = '\0';
 		stop = fn(id, rec, arg);
@@ -126,19 +134,32 @@ int node_store_held_scan(MDB_txn *txn, tern_store *s,
 
 /* --- the node ----------------------------------------------------------------- */
 
+struct held_load {
+	node *n;
+	int rc;
+};
+
 static int load_one(const char *msgid, json_t *rec, void *arg)
 {
-	node *n = arg;
+	struct held_load *l = arg;
+	node *n = l->n;
 
-	json_object_set_new(
-	    n->held, msgid,
-	    json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:i, s:i}", "ref",
-	              json_object_get(rec, "ref"), "until", json_object_get(rec, "until"), "sender",
-	              json_object_get(rec, "sender"), "type", json_object_get(rec, "type"), "len",
-	              json_object_get(rec, "len"), "nomem_tries", 0, "nomem_first", 0));
-	/* Judged again at the first tick: what it cites may have been kept by
-	 * the last commit before a stop, whose due list lived in memory only. */
-	json_array_append_new(n->held_due, json_string(msgid));
+	/* All or nothing: a held delivery left out of memory would never be
+	 * released, nor refused at its time, until the next start. */
+	if (json_object_set_new(
+	        n->held, msgid,
+	        json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:i, s:i}", "ref",
+	                  json_object_get(rec, "ref"), "until", json_object_get(rec, "until"),
+	                  "sender", json_object_get(rec, "sender"), "type",
+	                  json_object_get(rec, "type"), "len", json_object_get(rec, "len"),
+	                  "nomem_tries", 0, "nomem_first", 0)) != 0 ||
+	    /* Judged again at the first tick: what it cites may have been kept
+	     * by the last commit before a stop, whose due list lived in memory
+	     * only. */
+	    json_array_append_new(n->held_due, json_string(msgid)) != 0) {
+		l->rc = tern_fail(TERN_ENOMEM, "out of memory loading the held deliveries");
+		return 1;
+	}
 	return 0;
 }
 
@@ -151,7 +172,12 @@ int node_held_load(node *n)
 		return TERN_ENOMEM;
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		return rc;
-	rc = node_store_held_scan(txn, n->store, load_one, n);
+	{
+		struct held_load l = {n, TERN_OK};
+		rc = node_store_held_scan(txn, n->store, load_one, &l);
+		if (rc == TERN_OK)
+			rc = l.rc;
+	}
 	mdb_txn_abort(txn);
 	if (rc == TERN_OK && json_object_size(n->held))
 		log_info("%zu held deliveries wait for the messages they cite",

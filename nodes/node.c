@@ -176,8 +176,9 @@ int node_open(const char *conf, node **out)
 	}
 	node_store_audit_dbs(n->store, &n->audit);
 	if ((rc = node_held_load(n)) != TERN_OK) {
-		fprintf(stderr, "tern-node: cannot read the held deliveries: %s\n",
-		        tern_errdetail());
+		fprintf(stderr, "tern-node: cannot read the held deliveries: %s%s\n",
+		        tern_errdetail(),
+		        rc == TERN_ENOMEM ? "; nothing was changed: start the node again" : "");
 		goto fail;
 	}
 	if ((rc = node_xout_load(n)) != TERN_OK || (rc = node_xin_load(n)) != TERN_OK) {

@@ -370,7 +370,12 @@ void node_upload_sweep(node *n, int64_t now)
 		int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
 		for (; rc == 0 && ngone < NODE_UPLOADS_MAX * 2;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+			json_t *rec = NULL;
+			/* Not read for want of memory is not expired: read as 0, an
+			 * upload under way would be dropped with its file. The
+			 * sweep stops and comes back; a damaged record goes. */
+			if (tern_json_loadb_stored(v.mv_data, v.mv_size, &rec) == TERN_ENOMEM)
+				break;
 			if (k.mv_size == 36 &&
 			    json_integer_value(json_object_get(rec, "expires")) <= now) {
 				memcpy(gone[ngone], k.mv_data, 36);

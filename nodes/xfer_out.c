@@ -252,34 +252,45 @@ int node_xout_load(node *n)
 	MDB_txn *txn;
 	MDB_cursor *c;
 	MDB_val k, v;
-	int rc;
+	int rc, err = TERN_OK;
 
 	if (DBI(n->store, NS_XOUT) == 0)
 		return TERN_OK;
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		return rc;
-	if (mdb_cursor_open(txn, DBI(n->store, NS_XOUT), &c) != 0) {
+	if ((rc = mdb_cursor_open(txn, DBI(n->store, NS_XOUT), &c)) != 0) {
 		mdb_txn_abort(txn);
-		return tern_fail(TERN_EIO, "cannot read the transfers");
+		return tern_store_mdb_err(rc, "read the transfers");
 	}
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+		json_t *rec = NULL;
 		struct node_att atts[TERN_ATTACH_MAX_COUNT];
 		char id[37];
 		size_t na = 0;
 		int done = 0;
+		/* Watched: a record not read for want of memory is no damaged one
+		 * (passed over, its attachments would not go until a restart). */
+		if ((err = tern_json_loadb_stored(v.mv_data, v.mv_size, &rec)) == TERN_ENOMEM)
+			break;
+		err = TERN_OK;
 		if (k.mv_size != 36 || node_xout_record_parse(rec, atts, &na, &done) != TERN_OK) {
 			json_decref(rec);
 			continue;
 		}
 		memcpy(id, k.mv_data, 36);
 		id[36] = '\0';
-		xout_add(n, id, atts, na, done);
+		err = xout_add(n, id, atts, na, done);
 		json_decref(rec);
+		if (err != TERN_OK)
+			break;
 	}
 	mdb_cursor_close(c);
 	mdb_txn_abort(txn);
+	if (err != TERN_OK)
+		return tern_fail(err, "out of memory loading the transfers");
+	if (rc != 0 && rc != MDB_NOTFOUND)
+		return tern_store_mdb_err(rc, "read the transfers");
 	return TERN_OK;
 }
 

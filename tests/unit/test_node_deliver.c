@@ -3171,6 +3171,147 @@ static void test_transfer_old_shortage_ends_incomplete(void **state)
 #endif
 }
 
+/* The held deliveries loaded at start under each shortage: all of them,
+ * or the start fails (and says to start again). Before, a record not read
+ * for want of memory was passed over as damaged, and that delivery was
+ * neither released nor refused until the next start. */
+static void test_every_held_load_shortage_all(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char ref[37], id[37];
+	size_t len;
+	uint8_t *env;
+	node *n = node_as(UNHCR);
+	long k;
+
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+		env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id,
+		              "referralId", ref, NULL, NULL);
+		n->connected = 1;
+		deliver(n, (uint64_t)i + 1, env, len);
+		assert_int_equal(n->batch.dins[n->batch.ndins - 1].kind, DIN_HOLD);
+		free(env);
+	}
+	node_batch_commit(n);
+	node_free(n);
+	for (k = 1;; k++) {
+		int rc, failed;
+		n = calloc(1, sizeof(*n));
+		assert_non_null(n);
+		n->store = st;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = node_held_load(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (rc == TERN_OK &&
+		    (json_object_size(n->held) != 2 || json_array_size(n->held_due) != 2))
+			fail_msg("allocation %ld failing: %zu held loaded, of 2", k,
+			         json_object_size(n->held));
+		if (rc != TERN_OK && (rc != TERN_ENOMEM || !failed))
+			fail_msg("allocation %ld failing: %s", k, tern_strerror(rc));
+		node_held_free(n);
+		free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 10);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+static void raw_put(int db, const char *key, const uint8_t *val, size_t len);
+
+/* The outgoing transfers loaded at start under each shortage: all of them,
+ * or the start fails. Before, a record not read for want of memory was
+ * passed over as damaged (and one that could not be added was dropped):
+ * its attachments did not go until the next start. */
+static void test_every_xout_load_shortage_all(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	static const char rec[] =
+	    "{\"atts\":[{\"size\":5000,\"chunk_size\":65536,\"root\":"
+	    "\"abababababababababababababababababababababababababababababababab\"}],"
+	    "\"done\":false}";
+	long k;
+
+	raw_put(NS_XOUT, "01a20598-0000-7000-8000-0000000000a1", (const uint8_t *)rec,
+	        sizeof(rec) - 1);
+	raw_put(NS_XOUT, "01a20598-0000-7000-8000-0000000000a2", (const uint8_t *)rec,
+	        sizeof(rec) - 1);
+	for (k = 1;; k++) {
+		int rc, failed;
+		node *n = calloc(1, sizeof(*n));
+		assert_non_null(n);
+		n->store = st;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = node_xout_load(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (rc == TERN_OK && n->nxouts != 2)
+			fail_msg("allocation %ld failing: %zu transfers loaded, of 2", k,
+			         n->nxouts);
+		if (rc != TERN_OK && (rc != TERN_ENOMEM || !failed))
+			fail_msg("allocation %ld failing: %s", k, tern_strerror(rc));
+		node_xout_free(n);
+		free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 5);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* The sweep of expired uploads under each shortage: an upload that has not
+ * expired stays. Before, a record not read for want of memory read as
+ * expired at 0, and the upload went, with its file. */
+static void test_every_upload_sweep_shortage_keeps(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	static const char id[] = "01a20598-0000-7000-8000-0000000000b1";
+	char rec[128];
+	node *n = node_as(SWEDEN);
+	long k;
+
+	n->data_dir = dir;
+	snprintf(rec, sizeof(rec), "{\"expires\":%lld,\"size\":10,\"have\":0}",
+	         (long long)tern_now_ms() + 3600000);
+	raw_put(NS_UPLOADS, id, (const uint8_t *)rec, strlen(rec));
+	for (k = 1;; k++) {
+		MDB_txn *txn;
+		MDB_val key = {36, (void *)id}, v;
+		int failed, kept;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		node_upload_sweep(n, tern_now_ms());
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		kept = mdb_get(txn, tern_store_dbi(st, NS_UPLOADS), &key, &v) == 0;
+		mdb_txn_abort(txn);
+		if (!kept)
+			fail_msg("allocation %ld failing: the upload was dropped", k);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 2);
+	node_free(n);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A delivery whose receipt cannot be made (out of memory) is not taken:
  * acknowledged, its sender would never have a receipt. Before, it was
  * accepted and acknowledged with no receipt owed. Now the node stops taking
@@ -4222,6 +4363,10 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_xout_load_shortage_all, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_upload_sweep_shortage_keeps, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_view_under_junk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_bytes_capped, setup, teardown),
