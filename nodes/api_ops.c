@@ -36,28 +36,28 @@
  * TERN_ENOMEM (no verdict) or the code of what failed otherwise. */
 static int message_json(node *n, MDB_txn *txn, const char *msgid, json_t **out)
 {
-	json_t *rec = NULL, *hdr = NULL, *bodyj = NULL;
+	json_t *hdr = NULL, *bodyj = NULL;
 	tern_envelope *env = NULL;
 	ProtobufCMessage *body = NULL;
 	uint8_t *plain = NULL;
 	size_t plen = 0;
 	const tern_msgtype *t;
 	const char *standing = NULL;
+	int64_t received_at = 0;
 	int rc;
 
 	*out = NULL;
-	if ((rc = node_inbox_envelope(n, txn, msgid, &env, &standing)) != TERN_OK ||
+	if ((rc = node_inbox_envelope(n, txn, msgid, &env, &standing, &received_at)) != TERN_OK ||
 	    (rc = tern_envelope_open_cached(env, n->id.id, n->id.seal, n->seals, &plain, &plen)) !=
-	        TERN_OK ||
-	    (rc = node_store_received(txn, n->store, msgid, &rec)) != TERN_OK)
+	        TERN_OK)
 		goto out;
 	t = tern_msgtype_by_type(tern_envelope_header(env)->type);
 	if ((rc = tern_pb_unpack(t->desc, plain, plen, plen, &body)) != TERN_OK ||
 	    (rc = tern_json_encode(&tern_envelope_header(env)->base, &hdr)) != TERN_OK ||
 	    (rc = tern_json_encode(body, &bodyj)) != TERN_OK)
 		goto out;
-	*out = json_pack("{s:o, s:o, s:O, s:s}", "header", hdr, "body", bodyj, "received_at",
-	                 json_object_get(rec, "received_at"), "type", t->name);
+	*out = json_pack("{s:o, s:o, s:I, s:s}", "header", hdr, "body", bodyj, "received_at",
+	                 (json_int_t)received_at, "type", t->name);
 	/* Only when it changed: absent, the sender stands as it did. */
 	if (*out && standing &&
 	    json_object_set_new(*out, "sender_standing", json_string(standing)) != 0) {
@@ -73,7 +73,6 @@ out:
 	if (plain)
 		tern_envelope_body_free(&plain, plen);
 	tern_envelope_free(&env);
-	json_decref(rec);
 	return rc;
 }
 

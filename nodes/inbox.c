@@ -55,7 +55,9 @@ int node_inbox_tag(node *n, const char *msgid, const uint8_t digest[32], uint8_t
 	return TERN_OK;
 }
 
-const char *node_standing_name(int rc)
+/* What sender_standing says for a full check's code; NULL for a code that
+ * is no change of the sender's (the fallback is not for it). */
+static const char *node_standing_name(int rc)
 {
 	switch (rc) {
 	case TERN_EREVOKED:
@@ -118,7 +120,7 @@ static int tag_matches(node *n, const node_recv_rec *rec, const char *msgid, con
 }
 
 int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope **env,
-                        const char **standing)
+                        const char **standing, int64_t *received_at)
 {
 	tern_verify_opts o = {
 	    .max_size = (size_t)n->max_msg, .future_skew_only = 1, .max_skew_ms = INT64_MAX / 4};
@@ -136,6 +138,8 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 		rc = tern_fail(TERN_ENOENT, "%s was refused, not taken into the inbox", msgid);
 		goto out;
 	}
+	if (received_at)
+		*received_at = rec->received_at;
 	if ((rc = node_store_received_envelope(txn, n->store, msgid, &buf, &len)) != TERN_OK)
 		goto out;
 	/* A record with a tag vouches for its envelope on every path: bytes

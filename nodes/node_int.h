@@ -660,10 +660,12 @@ int node_inbox_tag(node *n, const char *msgid, const uint8_t digest[32], uint8_t
  * the verification's code when it fails. A sender whose standing or key
  * changed since the message was accepted does not make it unreadable: the
  * bytes are checked against the tag kept at acceptance instead, and
- * *standing names what changed (node_standing_name); NULL when nothing did.
+ * *standing names what changed ("revoked", "expired", "crl-lapsed",
+ * "key-replaced", "left-directory"); NULL when nothing did. *received_at
+ * (NULL: not wanted) is when the message was accepted.
  * Records kept before the tag was have no such fallback. */
 int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope **env,
-                        const char **standing);
+                        const char **standing, int64_t *received_at);
 /* Whether inbox.next found msgid unshowable before (since the last reload);
  * node_unshown_add remembers it and answers 1 when it was new, so that the
  * caller says so once. node_unshown_clear forgets them all (a reload: a
@@ -671,9 +673,6 @@ int node_inbox_envelope(node *n, MDB_txn *txn, const char *msgid, tern_envelope 
 int node_unshown_has(const node *n, const char *msgid);
 int node_unshown_add(node *n, const char *msgid);
 void node_unshown_clear(node *n);
-/* "revoked", "expired", "key-replaced", "left-directory" for the
- * verification codes that say so; NULL for any other. */
-const char *node_standing_name(int rc);
 
 /* --- cases.c ------------------------------------------------------------------- */
 

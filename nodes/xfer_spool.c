@@ -129,7 +129,7 @@ json_t *node_attachment_get(node *n, json_t *req)
 		want = GET_MAX;
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		return tern_api_error(rc, "cannot read the store: %s", tern_errdetail());
-	rc = node_inbox_envelope(n, txn, id, &env, &standing);
+	rc = node_inbox_envelope(n, txn, id, &env, &standing, NULL);
 	mdb_txn_abort(txn);
 	if (rc == TERN_ENOENT) {
 		res = tern_api_error(TERN_ENOENT, "no message %s in this node's inbox", id);
