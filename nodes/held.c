@@ -21,6 +21,7 @@
 #include <tern/reason.h>
 
 #include "node_int.h"
+#include "record.h"
 #include "util.h"
 
 #define DBI(s, i) tern_store_dbi((s), (i))
@@ -36,19 +37,25 @@ static MDB_val sval(const char *s)
 
 int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
 {
-	json_t *rec = json_pack("{s:s, s:I, s:s, s:s, s:s, s:I}", "ref", h->ref, "until",
-	                        (json_int_t)h->until, "sender", h->sender, "case_id", h->case_id,
-	                        "type", h->type, "len", (json_int_t)h->len);
-	char *text = NULL;
+	Tern__V1__HeldRecord r = TERN__V1__HELD_RECORD__INIT;
+	uint8_t buf[512], *p = buf;
+	size_t n;
 	MDB_val k = sval(h->msgid), v;
-	int rc = rec ? tern_json_dumps_exact(rec, JSON_COMPACT, &text) : TERN_ENOMEM;
+	int rc;
 
-	json_decref(rec);
-	if (rc != TERN_OK)
-		return rc;
-	v = sval(text);
+	r.ref = (char *)h->ref;
+	r.until = h->until;
+	r.sender = (char *)h->sender;
+	r.case_id = (char *)h->case_id;
+	r.type = (char *)h->type;
+	r.len = h->len;
+	n = protobuf_c_message_get_packed_size(&r.base);
+	if (n > sizeof(buf) && (p = malloc(n)) == NULL)
+		return TERN_ENOMEM;
+	v = (MDB_val){protobuf_c_message_pack(&r.base, p), p};
 	rc = MDB(mdb_put(txn, DBI(s, NS_HELD), &k, &v, 0), "hold a delivery");
-	free(text);
+	if (p != buf)
+		free(p);
 	if (rc != TERN_OK)
 		return rc;
 	v = (MDB_val){h->len, (void *)h->envelope};
@@ -95,8 +102,36 @@ int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uin
 	return TERN_OK;
 }
 
+static char *jdup(const json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return strdup(v ? v : "");
+}
+
+/* A held delivery's record as an earlier release wrote it: a JSON object
+ * with the same field names. NULL when out of memory. */
+static ProtobufCMessage *held_from_json(const json_t *o)
+{
+	Tern__V1__HeldRecord *r = malloc(sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	tern__v1__held_record__init(r);
+	r->until = (int64_t)json_integer_value(json_object_get(o, "until"));
+	r->len = (uint64_t)json_integer_value(json_object_get(o, "len"));
+	if ((r->ref = jdup(o, "ref")) == NULL || (r->sender = jdup(o, "sender")) == NULL ||
+	    (r->case_id = jdup(o, "case_id")) == NULL || (r->type = jdup(o, "type")) == NULL) {
+		/* free_unpacked frees what is not the descriptor's default. */
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		return NULL;
+	}
+	return &r->base;
+}
+
 int node_store_held_scan(MDB_txn *txn, tern_store *s,
-                         int (*fn)(const char *msgid, json_t *rec, void *arg), void *arg)
+                         int (*fn)(const char *msgid, const node_held_rec *rec, void *arg),
+                         void *arg)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
@@ -109,22 +144,24 @@ int node_store_held_scan(MDB_txn *txn, tern_store *s,
 		return MDB(rc, "scan held deliveries");
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		json_t *rec = NULL;
-		int stop;
-		/* Watched: a record not read for want of memory is no damaged one
-		 * (passed over, it would never be judged until a restart). */
-		if (tern_json_loadb_stored(v.mv_data, v.mv_size, &rec) == TERN_ENOMEM) {
+		ProtobufCMessage *m = NULL;
+		int stop,
+		    drc = node_rec_decode(v.mv_data, v.mv_size, &tern__v1__held_record__descriptor,
+		                          held_from_json, "the record of a held delivery", &m);
+		/* A record not read for want of memory is no damaged one (passed
+		 * over, it would never be judged until a restart). */
+		if (drc == TERN_ENOMEM) {
 			mdb_cursor_close(c);
 			return TERN_ENOMEM;
 		}
-		if (rec == NULL || k.mv_size >= sizeof(id)) {
-			json_decref(rec);
+		if (drc != TERN_OK || k.mv_size >= sizeof(id)) {
+			protobuf_c_message_free_unpacked(m, NULL);
 			continue; /* damaged: left for an operator, never judged */
 		}
 		memcpy(id, k.mv_data, k.mv_size);
 		id[k.mv_size] = '\0';
-		stop = fn(id, rec, arg);
-		json_decref(rec);
+		stop = fn(id, (const node_held_rec *)m, arg);
+		protobuf_c_message_free_unpacked(m, NULL);
 		if (stop)
 			break;
 	}
@@ -139,20 +176,18 @@ struct held_load {
 	int rc;
 };
 
-static int load_one(const char *msgid, json_t *rec, void *arg)
+static int load_one(const char *msgid, const node_held_rec *rec, void *arg)
 {
 	struct held_load *l = arg;
 	node *n = l->n;
 
 	/* All or nothing: a held delivery left out of memory would never be
 	 * released, nor refused at its time, until the next start. */
-	if (json_object_set_new(
-	        n->held, msgid,
-	        json_pack("{s:O?, s:O?, s:O?, s:O?, s:O?, s:i, s:i}", "ref",
-	                  json_object_get(rec, "ref"), "until", json_object_get(rec, "until"),
-	                  "sender", json_object_get(rec, "sender"), "type",
-	                  json_object_get(rec, "type"), "len", json_object_get(rec, "len"),
-	                  "nomem_tries", 0, "nomem_first", 0)) != 0 ||
+	if (json_object_set_new(n->held, msgid,
+	                        json_pack("{s:s, s:I, s:s, s:s, s:I, s:i, s:i}", "ref", rec->ref,
+	                                  "until", (json_int_t)rec->until, "sender", rec->sender,
+	                                  "type", rec->type, "len", (json_int_t)rec->len,
+	                                  "nomem_tries", 0, "nomem_first", 0)) != 0 ||
 	    /* Judged again at the first tick: what it cites may have been kept
 	     * by the last commit before a stop, whose due list lived in memory
 	     * only. */

@@ -33,7 +33,7 @@ enum {
 	NS_AUDIT_CHECKPOINTS,
 	NS_AUDIT_SUBTREES,
 	NS_ACCEPTED, /* be64(n) -> msgid: the n-th acceptance by the broker's store */
-	NS_HELD,     /* msgid -> {ref, until, sender, case_id, type}: held deliveries */
+	NS_HELD,     /* msgid -> HeldRecord (nodestore.proto): held deliveries */
 	NS_HELDENV,  /* msgid -> the held envelope as delivered */
 	NS_CASES,    /* case_id NUL msgid -> 'o' sent, 'i' received, 'h' held (cases.c) */
 	NS_UPLOADS,  /* upload id -> {size, offset, expires} (upload.c) */
@@ -41,7 +41,7 @@ enum {
 	NS_XLEAVES,  /* msgid NUL be32(i) -> attachment i's chunk leaf hashes (xfer_out.c) */
 	NS_XIN,      /* msgid -> {att, have, until, ...}: transfers in (xfer_in.c) */
 	NS_XINENV,   /* msgid -> the envelope of a transfer in */
-	NS_PUSHES,   /* be64(seq) -> {id, body}: webhook pushes not yet delivered (webhook.c) */
+	NS_PUSHES,   /* be64(seq) -> PushRecord: webhook pushes not yet delivered (webhook.c) */
 	NS_LIST,     /* 'a'|'o'|'i' be64(n), 'c' case_id NUL be64(n) -> kind msgid (msglist.c) */
 	NS_NDB
 };
@@ -150,9 +150,14 @@ int node_store_held_has(MDB_txn *txn, tern_store *s, const char *msgid);
 /* TERN_OK with the held envelope (a copy the caller frees), or TERN_ENOENT. */
 int node_store_held_envelope(MDB_txn *txn, tern_store *s, const char *msgid, uint8_t **env,
                              size_t *len);
-/* Every held delivery: fn(msgid, record, arg); a non-zero return stops. */
+/* Every held delivery: fn(msgid, record, arg), the record read from either
+ * form (record.h) and valid during the call; a non-zero return stops.
+ * Records that do not decode are passed over; TERN_ENOMEM when one could
+ * not be read for want of memory. */
+typedef Tern__V1__HeldRecord node_held_rec;
 int node_store_held_scan(MDB_txn *txn, tern_store *s,
-                         int (*fn)(const char *msgid, json_t *rec, void *arg), void *arg);
+                         int (*fn)(const char *msgid, const node_held_rec *rec, void *arg),
+                         void *arg);
 
 /* Indexes a held msgid under case_id (kind 'h'); cases.c. Sent and received
  * messages are found by case through the listing index (below). */

@@ -235,10 +235,9 @@ static void note_free(void *data, void *p)
 	free(p);
 }
 
-/* Either form of a record as d; what names it in an error. */
-static int decode(const void *data, size_t len, const ProtobufCMessageDescriptor *d,
-                  ProtobufCMessage *(*from_json)(const json_t *), const char *what,
-                  ProtobufCMessage **out)
+int node_rec_decode(const void *data, size_t len, const ProtobufCMessageDescriptor *d,
+                    ProtobufCMessage *(*from_json)(const json_t *), const char *what,
+                    ProtobufCMessage **out)
 {
 	int bad, oom = 0;
 	ProtobufCAllocator a = {note_alloc, note_free, &oom};
@@ -255,15 +254,15 @@ static int decode(const void *data, size_t len, const ProtobufCMessageDescriptor
 	if (*out)
 		return TERN_OK;
 	if (oom || bad == 2)
-		return tern_fail(TERN_ENOMEM, "out of memory reading the record of a %s message",
-		                 what);
-	return tern_fail(TERN_EMALFORMED, "damaged record of a %s message", what);
+		return tern_fail(TERN_ENOMEM, "out of memory reading %s", what);
+	return tern_fail(TERN_EMALFORMED, "%s is damaged", what);
 }
 
 int node_rec_sent_decode(const void *data, size_t len, node_sent_rec **out)
 {
 	ProtobufCMessage *m;
-	int rc = decode(data, len, &tern__v1__sent_record__descriptor, sent_from_json, "sent", &m);
+	int rc = node_rec_decode(data, len, &tern__v1__sent_record__descriptor, sent_from_json,
+	                         "the record of a sent message", &m);
 
 	*out = (node_sent_rec *)m;
 	return rc;
@@ -272,8 +271,8 @@ int node_rec_sent_decode(const void *data, size_t len, node_sent_rec **out)
 int node_rec_recv_decode(const void *data, size_t len, node_recv_rec **out)
 {
 	ProtobufCMessage *m;
-	int rc = decode(data, len, &tern__v1__received_record__descriptor, recv_from_json,
-	                "received", &m);
+	int rc = node_rec_decode(data, len, &tern__v1__received_record__descriptor, recv_from_json,
+	                         "the record of a received message", &m);
 
 	*out = (node_recv_rec *)m;
 	return rc;
@@ -282,8 +281,8 @@ int node_rec_recv_decode(const void *data, size_t len, node_recv_rec **out)
 int node_rec_wf_decode(const void *data, size_t len, tern_wf_record **out)
 {
 	ProtobufCMessage *m;
-	int rc =
-	    decode(data, len, &tern__v1__workflow_record__descriptor, wf_from_json, "workflow", &m);
+	int rc = node_rec_decode(data, len, &tern__v1__workflow_record__descriptor, wf_from_json,
+	                         "the workflow record of a message", &m);
 
 	*out = (tern_wf_record *)m;
 	return rc;

@@ -50,6 +50,16 @@ int node_rec_recv_decode(const void *data, size_t len, node_recv_rec **out);
  * "value" and "persons" are there or not; unknown state names read as none.
  * Free the record with tern_wf_record_free. */
 int node_rec_wf_decode(const void *data, size_t len, tern_wf_record **out);
+/* Either form of a record of any table as a message of descriptor d
+ * (malloc'd, free with protobuf_c_message_free_unpacked(m, NULL)):
+ * from_json makes it from an old JSON record (NULL when out of memory).
+ * TERN_ENOMEM when memory ran out, whichever form (protobuf-c's unpack and
+ * jansson alike answer a shortage as bad bytes: both are watched);
+ * TERN_EMALFORMED when the bytes are neither form. what names the record
+ * in the error ("the record of a held delivery"). */
+int node_rec_decode(const void *data, size_t len, const ProtobufCMessageDescriptor *d,
+                    ProtobufCMessage *(*from_json)(const json_t *), const char *what,
+                    ProtobufCMessage **out);
 /* Writes the record under key in dbi. */
 int node_rec_sent_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_sent_rec *r);
 int node_rec_recv_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_recv_rec *r);

@@ -20,6 +20,8 @@
 
 #include "ident.h"
 #include "node_store.h"
+#include "pbuf.h"
+#include "record.h"
 #include "util.h"
 #include "webhook.h"
 
@@ -38,8 +40,11 @@ int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char
 	uint8_t kb[8];
 	uint64_t seq;
 	MDB_val k, v;
-	json_t *payload, *rec;
+	json_t *payload;
+	Tern__V1__PushRecord rec = TERN__V1__PUSH_RECORD__INIT;
 	char *text = NULL;
+	uint8_t *packed = NULL;
+	size_t plen = 0;
 	int rc;
 
 	if (DBI(s) == 0)
@@ -62,19 +67,20 @@ int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char
 	/* The body is fixed now: every attempt posts the same bytes. */
 	if (payload == NULL || tern_json_dumps_exact(payload, JSON_COMPACT, &text) != TERN_OK)
 		text = NULL;
-	rec = text ? json_pack("{s:s, s:s}", "id", id, "body", text) : NULL;
-	free(text);
 	json_decref(payload);
-	if (rec == NULL || tern_json_dumps_exact(rec, JSON_COMPACT, &text) != TERN_OK)
-		text = NULL;
-	json_decref(rec);
 	if (text == NULL)
 		return TERN_ENOMEM;
-	k = (MDB_val){8, kb};
-	v = (MDB_val){strlen(text), text};
-	rc = mdb_put(txn, DBI(s), &k, &v, MDB_APPEND);
+	rec.id = id;
+	rec.body = (ProtobufCBinaryData){strlen(text), (uint8_t *)text};
+	if ((rc = tern_pb_pack(&rec.base, &packed, &plen)) == TERN_OK) {
+		k = (MDB_val){8, kb};
+		v = (MDB_val){plen, packed};
+		if ((rc = mdb_put(txn, DBI(s), &k, &v, MDB_APPEND)) != 0)
+			rc = tern_store_mdb_err(rc, "write a push");
+	}
+	free(packed);
 	free(text);
-	return rc ? tern_store_mdb_err(rc, "write a push") : TERN_OK;
+	return rc;
 }
 
 int node_push_del(MDB_txn *txn, tern_store *s, uint64_t seq)
@@ -101,15 +107,40 @@ int node_push_count(MDB_txn *txn, tern_store *s, uint64_t *n)
 	return TERN_OK;
 }
 
-/* The first push at or after seq: its seq, id and body (malloc'd). */
+/* A push as an earlier release stored it: {"id": ..., "body": the JSON
+ * posted, as a string}. NULL when out of memory. */
+static ProtobufCMessage *push_from_json(const json_t *o)
+{
+	Tern__V1__PushRecord *r = malloc(sizeof(*r));
+	const char *id = json_string_value(json_object_get(o, "id"));
+	const char *body = json_string_value(json_object_get(o, "body"));
+	size_t blen = json_string_length(json_object_get(o, "body"));
+
+	if (r == NULL)
+		return NULL;
+	tern__v1__push_record__init(r);
+	r->id = strdup(id ? id : "");
+	r->body.data = malloc(blen ? blen : 1);
+	if (r->id == NULL || r->body.data == NULL) {
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+		return NULL;
+	}
+	memcpy(r->body.data, body ? body : "", blen);
+	r->body.len = blen;
+	return &r->base;
+}
+
+/* The first push at or after seq: its seq, id and body (malloc'd, with a
+ * terminating NUL). */
 static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, char **body)
 {
 	MDB_txn *txn;
 	MDB_cursor *c;
 	uint8_t kb[8];
 	MDB_val k = {8, kb}, v;
-	json_t *rec = NULL;
-	int rc, jrc = TERN_OK;
+	ProtobufCMessage *m = NULL;
+	Tern__V1__PushRecord *rec;
+	int rc, drc = TERN_OK;
 
 	*id = *body = NULL;
 	if ((rc = tern_store_thread_read_begin(s, &txn)) != TERN_OK)
@@ -122,9 +153,10 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
 	if (rc == 0 && k.mv_size == 8) {
 		*seq = tern_be64_get(k.mv_data);
-		/* Watched: a shortage is tried again, only bytes that do not
-		 * decode with memory to spare are damaged (passed over). */
-		jrc = tern_json_loadb_stored(v.mv_data, v.mv_size, &rec);
+		/* A shortage is tried again; only bytes that do not decode with
+		 * memory to spare are damaged (passed over). */
+		drc = node_rec_decode(v.mv_data, v.mv_size, &tern__v1__push_record__descriptor,
+		                      push_from_json, "a webhook push", &m);
 	}
 	mdb_cursor_close(c);
 	tern_store_thread_read_end(s, txn);
@@ -133,17 +165,19 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	if (rc != 0 || k.mv_size != 8)
 		return tern_fail(TERN_EIO, "cannot read the pushes: %s",
 		                 rc ? mdb_strerror(rc) : "a key of another size");
-	if (jrc == TERN_ENOMEM)
+	if (drc == TERN_ENOMEM)
 		return tern_fail(TERN_ENOMEM, "out of memory reading push %llu",
 		                 (unsigned long long)*seq);
-	if (jrc != TERN_OK || !json_is_object(rec)) {
-		json_decref(rec);
+	if (drc != TERN_OK)
 		return tern_fail(TERN_EMALFORMED, "push %llu is not readable",
 		                 (unsigned long long)*seq);
+	rec = (Tern__V1__PushRecord *)m;
+	*id = strdup(rec->id);
+	if ((*body = malloc(rec->body.len + 1)) != NULL) {
+		memcpy(*body, rec->body.data, rec->body.len);
+		(*body)[rec->body.len] = '\0';
 	}
-	*id = strdup(json_string_value(json_object_get(rec, "id")) ?: "");
-	*body = strdup(json_string_value(json_object_get(rec, "body")) ?: "");
-	json_decref(rec);
+	protobuf_c_message_free_unpacked(m, NULL);
 	if (*id == NULL || *body == NULL) {
 		free(*id);
 		free(*body);

@@ -1576,6 +1576,87 @@ static void test_held_released_after_a_crash(void **state)
 	node_free(n);
 }
 
+static void raw_put(int db, const char *key, const uint8_t *val, size_t len);
+
+/* The stored record of held delivery id as a HeldRecord (protobuf), or NULL
+ * when the bytes are not one. */
+static Tern__V1__HeldRecord *held_stored(const char *id, int *first_byte)
+{
+	MDB_txn *txn;
+	MDB_val k = {strlen(id), (void *)id}, v;
+	Tern__V1__HeldRecord *r;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_get(txn, tern_store_dbi(st, NS_HELD), &k, &v), 0);
+	*first_byte = v.mv_size ? ((const uint8_t *)v.mv_data)[0] : -1;
+	r = tern__v1__held_record__unpack(NULL, v.mv_size, v.mv_data);
+	mdb_txn_abort(txn);
+	return r;
+}
+
+/* A held delivery is kept as protobuf (HeldRecord), and a store an earlier
+ * release wrote holds it as a JSON object: an upgraded node loads that one
+ * with every field, releases it when the cited message comes and receipts
+ * it once, as it would its own. */
+static void test_held_old_json_record(void **state)
+{
+	char ref[37], dec[37], t1[37], old[512];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	Tern__V1__HeldRecord *r;
+	json_t *h;
+	int first;
+	node *n = node_as(UNHCR);
+
+	(void)state;
+	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
+	deliver(n, 1, tenv, tlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+	r = held_stored(t1, &first);
+	assert_non_null(r);
+	assert_int_not_equal(first, '{');
+	assert_string_equal(r->ref, dec);
+	assert_string_equal(r->sender, "iom");
+	assert_string_equal(r->type, "travel-confirmation");
+	assert_int_equal(r->len, tlen);
+	assert_true(r->until > 0);
+	/* The same record as the earlier release wrote it, byte for byte
+	 * (json_pack, then JSON_COMPACT): its keys in that order. */
+	snprintf(old, sizeof(old),
+	         "{\"ref\":\"%s\",\"until\":%lld,\"sender\":\"%s\",\"case_id\":\"%s\","
+	         "\"type\":\"%s\",\"len\":%llu}",
+	         r->ref, (long long)r->until, r->sender, r->case_id, r->type,
+	         (unsigned long long)r->len);
+	tern__v1__held_record__free_unpacked(r, NULL);
+	node_free(n);
+	raw_put(NS_HELD, t1, (const uint8_t *)old, strlen(old));
+	assert_null(held_stored(t1, &first));
+	assert_int_equal(first, '{');
+
+	n = node_as(UNHCR);
+	assert_int_equal(node_held_count(n), 1);
+	h = json_object_get(n->held, t1);
+	assert_non_null(h);
+	assert_string_equal(json_string_value(json_object_get(h, "ref")), dec);
+	assert_string_equal(json_string_value(json_object_get(h, "sender")), "iom");
+	assert_int_equal(json_integer_value(json_object_get(h, "len")), tlen);
+	assert_int_equal(node_held_from(n->held, "iom"), 1);
+	deliver(n, 2, denv, dlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_true(n->batch.dins[0].unhold);
+	assert_int_equal(n->batch.nouts, 1); /* its receipt, once */
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	free(denv);
+	free(tenv);
+	node_free(n);
+}
+
 /* A commit that fails after a tick released a held message (its cited
  * message stored by an earlier commit) loses the release; nothing brings the
  * cited message again. Before, the held message then waited out [delivery]
@@ -3224,8 +3305,6 @@ static void test_every_held_load_shortage_all(void **state)
 #endif
 }
 
-static void raw_put(int db, const char *key, const uint8_t *val, size_t len);
-
 /* The outgoing transfers loaded at start under each shortage: all of them,
  * or the start fails. Before, a record not read for want of memory was
  * passed over as damaged (and one that could not be added was dropped):
@@ -4201,19 +4280,20 @@ static int last_push_names_both(void)
 	MDB_txn *txn;
 	MDB_cursor *c;
 	MDB_val k, v;
-	json_t *rec;
-	const char *body;
+	Tern__V1__PushRecord *rec;
+	char *body;
 	int both;
 
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 	assert_int_equal(mdb_cursor_open(txn, tern_store_dbi(st, NS_PUSHES), &c), 0);
 	assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
-	assert_non_null(rec = json_loadb(v.mv_data, v.mv_size, 0, NULL));
+	assert_non_null(rec = tern__v1__push_record__unpack(NULL, v.mv_size, v.mv_data));
 	mdb_cursor_close(c);
 	mdb_txn_abort(txn);
-	body = json_string_value(json_object_get(rec, "body"));
-	both = body && strstr(body, "\"nodeId\":\"sweden\"") && strstr(body, "\"nodeId\":\"iom\"");
-	json_decref(rec);
+	assert_non_null(body = strndup((const char *)rec->body.data, rec->body.len));
+	both = strstr(body, "\"nodeId\":\"sweden\"") && strstr(body, "\"nodeId\":\"iom\"");
+	free(body);
+	tern__v1__push_record__free_unpacked(rec, NULL);
 	return both;
 }
 
@@ -4363,6 +4443,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_old_json_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_xout_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_upload_sweep_shortage_keeps, setup,
