@@ -375,7 +375,18 @@ enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm);
  * with its reason and audited, as bad input; for want of memory (TERN_ENOMEM),
  * no fault of the node's, its session is broken instead (session_break). */
 void frame_undecodable(broker *b, const char *user, const uint8_t *rid, size_t rid_len, int rc);
+/* A Refused frame to connection rid, for the Submit of session (0: none). */
+void session_refuse(broker *b, const void *rid, size_t rid_len, uint64_t session,
+                    tern_reason reason, const char *text);
+
+/* --- ratelimit.c ------------------------------------------------------------ */
+
+/* 1 when submission f of p is over the rate and waits (or was dropped, p's
+ * session broken and the node told); it then owns f. 0: take it now. */
+int rate_admit(broker *b, struct peer *p, Tern__V1__Frame *f);
+/* The waiting submissions whose turn has come join the batch. */
 void rate_release(broker *b, int64_t now);
+/* Drops p's waiting submissions. */
 void rate_free(struct peer *p);
 void session_heartbeats(broker *b, int64_t now);
 

@@ -720,6 +720,16 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r);
 /* The local API's operations on n, for api_server_open. */
 void node_api_handlers(node *n, api_handlers *h);
 
+/* --- api_reads.c --------------------------------------------------------------- */
+
+/* The answer to read operation op ("status", "inbox.list", "inbox.show",
+ * "node.info", "messages.list", ...) with request req (borrowed): a new
+ * reference, an error answer for an unknown op or a failure. */
+json_t *node_api_read(node *n, const char *op, json_t *req);
+/* The oldest message of the inbox the API can show; NULL when none (*rc
+ * TERN_OK) or when memory ran out (*rc TERN_ENOMEM). */
+json_t *node_api_inbox_next(node *n, int *rc);
+
 /* --- metrics.c ----------------------------------------------------------------- */
 
 /* How often the HTTP API's refusals are counted and audited. */
