@@ -154,6 +154,11 @@ int node_store_held_scan(MDB_txn *txn, tern_store *s,
 			mdb_cursor_close(c);
 			return TERN_ENOMEM;
 		}
+		/* Without what it cites or who sent it, nothing could release or
+		 * judge it: bytes the node did not write (an empty value decodes). */
+		if (drc == TERN_OK && (((node_held_rec *)m)->ref[0] == '\0' ||
+		                       ((node_held_rec *)m)->sender[0] == '\0'))
+			drc = TERN_EMALFORMED;
 		if (drc != TERN_OK || k.mv_size >= sizeof(id)) {
 			protobuf_c_message_free_unpacked(m, NULL);
 			continue; /* damaged: left for an operator, never judged */

@@ -36,10 +36,10 @@ enum {
 	NS_HELD,     /* msgid -> HeldRecord (nodestore.proto): held deliveries */
 	NS_HELDENV,  /* msgid -> the held envelope as delivered */
 	NS_CASES,    /* case_id NUL msgid -> 'o' sent, 'i' received, 'h' held (cases.c) */
-	NS_UPLOADS,  /* upload id -> {size, offset, expires} (upload.c) */
-	NS_XOUT,     /* msgid -> {atts: [{size, chunk_size}], done}: transfers out (xfer_out.c) */
+	NS_UPLOADS,  /* upload id -> UploadRecord: uploads under way (upload.c) */
+	NS_XOUT,     /* msgid -> TransferOutRecord: transfers out (xfer_out.c) */
 	NS_XLEAVES,  /* msgid NUL be32(i) -> attachment i's chunk leaf hashes (xfer_out.c) */
-	NS_XIN,      /* msgid -> {att, have, until, ...}: transfers in (xfer_in.c) */
+	NS_XIN,      /* msgid -> TransferInRecord: transfers in (xfer_in.c) */
 	NS_XINENV,   /* msgid -> the envelope of a transfer in */
 	NS_PUSHES,   /* be64(seq) -> PushRecord: webhook pushes not yet delivered (webhook.c) */
 	NS_LIST,     /* 'a'|'o'|'i' be64(n), 'c' case_id NUL be64(n) -> kind msgid (msglist.c) */

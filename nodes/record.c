@@ -288,7 +288,7 @@ int node_rec_wf_decode(const void *data, size_t len, tern_wf_record **out)
 	return rc;
 }
 
-static int put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessage *m)
+int node_rec_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessage *m)
 {
 	uint8_t stackbuf[1024], *buf = stackbuf;
 	size_t n = protobuf_c_message_get_packed_size(m);
@@ -308,17 +308,17 @@ static int put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessag
 
 int node_rec_sent_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_sent_rec *r)
 {
-	return put(txn, dbi, key, &r->base);
+	return node_rec_put(txn, dbi, key, &r->base);
 }
 
 int node_rec_recv_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_recv_rec *r)
 {
-	return put(txn, dbi, key, &r->base);
+	return node_rec_put(txn, dbi, key, &r->base);
 }
 
 int node_rec_wf_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const tern_wf_record *r)
 {
-	return put(txn, dbi, key, &r->base);
+	return node_rec_put(txn, dbi, key, &r->base);
 }
 
 void node_rec_sent_free(node_sent_rec **r)

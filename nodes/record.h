@@ -60,6 +60,8 @@ int node_rec_wf_decode(const void *data, size_t len, tern_wf_record **out);
 int node_rec_decode(const void *data, size_t len, const ProtobufCMessageDescriptor *d,
                     ProtobufCMessage *(*from_json)(const json_t *), const char *what,
                     ProtobufCMessage **out);
+/* Writes any table's record m, packed, under key (a string) in dbi. */
+int node_rec_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessage *m);
 /* Writes the record under key in dbi. */
 int node_rec_sent_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_sent_rec *r);
 int node_rec_recv_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const node_recv_rec *r);

@@ -39,6 +39,7 @@
 #include <tern/uuid.h>
 
 #include "node_int.h"
+#include "record.h"
 #include "syncer.h"
 #include "util.h"
 #include "xfer_rec.h"
@@ -65,47 +66,46 @@ static int uploads_dir(const node *n)
 	return TERN_OK;
 }
 
-/* The record of upload id (a new reference), or NULL. */
-static json_t *upload_get(node *n, const char *id)
+/* Upload id's size and expiry. TERN_ENOENT when there is no such upload;
+ * TERN_ENOMEM, TERN_EIO, or TERN_EMALFORMED (its record damaged) when it
+ * may be there: never taken for none, or an upload under way would be
+ * answered as gone and its file swept. */
+static int upload_get(node *n, const char *id, uint64_t *size, int64_t *expires)
 {
 	MDB_txn *txn;
 	MDB_val k = {strlen(id), (void *)id}, v;
-	json_t *rec = NULL;
+	int rc;
 
-	if (tern_store_read_begin(n->store, &txn) != TERN_OK)
-		return NULL;
-	if (mdb_get(txn, DBI(n->store, NS_UPLOADS), &k, &v) == 0)
-		rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
+	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
+		return rc;
+	if ((rc = mdb_get(txn, DBI(n->store, NS_UPLOADS), &k, &v)) == 0)
+		rc = node_upload_record_read(v.mv_data, v.mv_size, size, expires);
+	else
+		rc = rc == MDB_NOTFOUND ? TERN_ENOENT : MDB(rc, "read an upload");
 	mdb_txn_abort(txn);
-	return rec;
+	return rc;
 }
 
 struct upload_write {
 	tern_store *s;
 	const char *id;
-	const json_t *rec; /* NULL: delete */
+	const node_upload_pb *rec; /* NULL: delete */
 };
 
 static int upload_write_apply(MDB_txn *txn, void *arg)
 {
 	struct upload_write *w = arg;
-	MDB_val k = {strlen(w->id), (void *)w->id}, v;
-	char *text;
+	MDB_val k = {strlen(w->id), (void *)w->id};
 	int rc;
 
 	if (w->rec == NULL) {
 		rc = mdb_del(txn, DBI(w->s, NS_UPLOADS), &k, NULL);
 		return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "forget an upload");
 	}
-	if ((rc = tern_json_dumps_exact(w->rec, JSON_COMPACT, &text)) != TERN_OK)
-		return rc;
-	v = (MDB_val){strlen(text), text};
-	rc = MDB(mdb_put(txn, DBI(w->s, NS_UPLOADS), &k, &v, 0), "record an upload");
-	free(text);
-	return rc;
+	return node_rec_put(txn, DBI(w->s, NS_UPLOADS), w->id, &w->rec->base);
 }
 
-static int upload_put(node *n, const char *id, const json_t *rec)
+static int upload_put(node *n, const char *id, const node_upload_pb *rec)
 {
 	struct upload_write w = {n->store, id, rec};
 	return tern_store_write(n->store, upload_write_apply, &w);
@@ -133,8 +133,9 @@ static json_t *no_upload(const char *id)
 
 static json_t *upload_create(node *n, json_t *req)
 {
-	json_t *jsize = json_object_get(req, "size"), *rec;
+	json_t *jsize = json_object_get(req, "size");
 	json_int_t size = json_integer_value(jsize);
+	node_upload_pb rec = TERN__V1__UPLOAD_RECORD__INIT;
 	char id[37], path[PATH_MAX];
 	int fd, rc;
 
@@ -155,16 +156,29 @@ static json_t *upload_create(node *n, json_t *req)
 	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
 		return tern_api_error(TERN_EIO, "cannot start an upload: %s", strerror(errno));
 	close(fd);
-	rec = json_pack("{s:I, s:I}", "size", size, "expires",
-	                (json_int_t)(tern_now_ms() + NODE_UPLOAD_TTL_MS));
-	if (rec == NULL || (rc = upload_put(n, id, rec)) != TERN_OK) {
-		json_decref(rec);
+	rec.size = (uint64_t)size;
+	rec.expires = tern_now_ms() + NODE_UPLOAD_TTL_MS;
+	if ((rc = upload_put(n, id, &rec)) != TERN_OK) {
 		unlink(path);
-		return tern_api_error(TERN_EIO, "cannot record the upload: %s", tern_errdetail());
+		return tern_api_error(rc == TERN_ENOMEM ? TERN_ENOMEM : TERN_EIO,
+		                      "cannot record the upload: %s", tern_errdetail());
 	}
-	json_decref(rec);
 	return json_pack("{s:b, s:s, s:I, s:I}", "ok", 1, "upload_id", id, "size", size, "offset",
 	                 (json_int_t)0);
+}
+
+/* The answer to a request naming upload id whose record upload_get could
+ * not give (rc): none, or why it cannot be read now. */
+static json_t *upload_unread(const char *id, int rc)
+{
+	if (rc == TERN_ENOENT)
+		return no_upload(id);
+	if (rc == TERN_ENOMEM)
+		return tern_api_error(TERN_ENOMEM,
+		                      "upload %s cannot be read now: the node is short "
+		                      "of memory; try again",
+		                      id);
+	return tern_api_error(TERN_EIO, "upload %s: %s", id, tern_errdetail());
 }
 
 /* The bytes upload id holds: its file's size (0 if it has none). */
@@ -177,16 +191,16 @@ static uint64_t upload_offset(const node *n, const char *id)
 	return stat(path, &st) == 0 && st.st_size > 0 ? (uint64_t)st.st_size : 0;
 }
 
-static json_t *upload_state(const node *n, const char *id, const json_t *rec)
+static json_t *upload_state(const node *n, const char *id, uint64_t size)
 {
-	return json_pack("{s:b, s:s, s:O, s:I}", "ok", 1, "upload_id", id, "size",
-	                 json_object_get(rec, "size"), "offset", (json_int_t)upload_offset(n, id));
+	return json_pack("{s:b, s:s, s:I, s:I}", "ok", 1, "upload_id", id, "size", (json_int_t)size,
+	                 "offset", (json_int_t)upload_offset(n, id));
 }
 
 json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8_t *data,
                            size_t len)
 {
-	json_t *rec, *res;
+	json_t *res;
 	uint64_t size, at;
 	int64_t expires;
 	char path[PATH_MAX];
@@ -195,12 +209,8 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 
 	if (id == NULL || !tern_uuid_valid(id))
 		return tern_api_error(TERN_EINVAL, "give the \"upload_id\" to append to");
-	if ((rec = upload_get(n, id)) == NULL)
-		return no_upload(id);
-	if (node_upload_record_parse(rec, &size, &expires) != TERN_OK) {
-		json_decref(rec);
-		return tern_api_error(TERN_EIO, "upload %s: %s", id, tern_errdetail());
-	}
+	if ((rc = upload_get(n, id, &size, &expires)) != TERN_OK)
+		return upload_unread(id, rc);
 	at = upload_offset(n, id);
 	if (offset != at) {
 		/* tus: a PATCH at another offset than the server's is a conflict;
@@ -209,21 +219,17 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 		    json_pack("{s:b, s:s, s:s, s:I, s:I}", "ok", 0, "error", "conflict", "message",
 		              "the upload's offset is not the one given: go on from \"offset\"",
 		              "offset", (json_int_t)at, "size", (json_int_t)size);
-		json_decref(rec);
 		return res;
 	}
 	if (len == 0 || len > APPEND_MAX || len > size - at) {
-		json_decref(rec);
 		return tern_api_error(TERN_EINVAL,
 		                      "an append carries 1 byte to %u MiB, and no more than the "
 		                      "%llu bytes the upload still lacks",
 		                      APPEND_MAX >> 20, (unsigned long long)(size - at));
 	}
 	upload_path(n, id, path, sizeof(path));
-	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
-		json_decref(rec);
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) < 0)
 		return tern_api_error(TERN_EIO, "upload %s: %s", id, strerror(errno));
-	}
 	while (put < len) {
 		ssize_t w = pwrite(fd, data + put, len - put, (off_t)(at + put));
 		if (w < 0 && errno == EINTR)
@@ -239,7 +245,6 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 		if (ftruncate(fd, (off_t)at) != 0)
 			log_warnx("upload %s: cannot cut back to %llu", id, (unsigned long long)at);
 		close(fd);
-		json_decref(rec);
 		log_warnx("upload %s: cannot write at %llu: %s", id, (unsigned long long)at,
 		          strerror(e));
 		if (e == ENOSPC || e == EDQUOT)
@@ -249,15 +254,16 @@ json_t *node_upload_append(node *n, const char *id, uint64_t offset, const uint8
 		return tern_api_error(TERN_EIO, "cannot write the upload: %s", strerror(e));
 	}
 	close(fd);
-	res = upload_state(n, id, rec);
-	json_decref(rec);
-	return res;
+	return upload_state(n, id, size);
 }
 
 json_t *node_upload_op(node *n, const char *op, json_t *req)
 {
 	const char *id = json_string_value(json_object_get(req, "upload_id"));
-	json_t *rec, *res;
+	json_t *res;
+	uint64_t size;
+	int64_t expires;
+	int rc;
 
 	if (strcmp(op, "upload.create") == 0)
 		return upload_create(n, req);
@@ -289,36 +295,34 @@ json_t *node_upload_op(node *n, const char *op, json_t *req)
 		                 "unknown operation");
 	if (id == NULL || !tern_uuid_valid(id))
 		return tern_api_error(TERN_EINVAL, "give the \"upload_id\"");
-	if ((rec = upload_get(n, id)) == NULL)
-		return no_upload(id);
-	if (strcmp(op, "upload.info") == 0) {
-		res = upload_state(n, id, rec);
-	} else { /* upload.delete */
-		int rc = upload_put(n, id, NULL);
-		if (rc == TERN_OK)
-			node_upload_unlink(n, id);
-		res = rc == TERN_OK ? json_pack("{s:b}", "ok", 1)
-		                    : tern_api_error(rc, "cannot delete: %s", tern_errdetail());
-	}
-	json_decref(rec);
-	return res;
+	rc = upload_get(n, id, &size, &expires);
+	if (strcmp(op, "upload.info") == 0)
+		return rc == TERN_OK ? upload_state(n, id, size) : upload_unread(id, rc);
+	/* upload.delete: a damaged record goes too, with its file. */
+	if (rc != TERN_OK && rc != TERN_EMALFORMED)
+		return upload_unread(id, rc);
+	if ((rc = upload_put(n, id, NULL)) == TERN_OK)
+		node_upload_unlink(n, id);
+	return rc == TERN_OK ? json_pack("{s:b}", "ok", 1)
+	                     : tern_api_error(rc, "cannot delete: %s", tern_errdetail());
 }
 
 int node_upload_open(node *n, const char *id, int *fd, uint64_t *size)
 {
-	json_t *rec;
 	char path[PATH_MAX];
 	uint64_t sz, off;
 	int64_t expires;
 	int rc;
 
-	if (id == NULL || !tern_uuid_valid(id) || (rec = upload_get(n, id)) == NULL)
+	if (id == NULL || !tern_uuid_valid(id))
 		return tern_fail(TERN_ENOENT, "no upload %s on this node", id ? id : "");
-	rc = node_upload_record_parse(rec, &sz, &expires);
-	off = upload_offset(n, id);
-	json_decref(rec);
+	if ((rc = upload_get(n, id, &sz, &expires)) == TERN_ENOENT)
+		return tern_fail(TERN_ENOENT, "no upload %s on this node", id);
+	if (rc == TERN_ENOMEM)
+		return tern_fail(TERN_ENOMEM, "upload %s cannot be read now: out of memory", id);
 	if (rc != TERN_OK)
 		return tern_fail(TERN_EIO, "upload %s: %s", id, tern_errdetail());
+	off = upload_offset(n, id);
 	if (off != sz)
 		return tern_fail(TERN_EINVAL,
 		                 "upload %s holds %llu of its %llu bytes: finish it first", id,
@@ -370,18 +374,18 @@ void node_upload_sweep(node *n, int64_t now)
 		int rc = mdb_cursor_get(c, &k, &v, MDB_FIRST);
 		for (; rc == 0 && ngone < NODE_UPLOADS_MAX * 2;
 		     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-			json_t *rec = NULL;
+			uint64_t size;
+			int64_t expires = 0;
 			/* Not read for want of memory is not expired: read as 0, an
 			 * upload under way would be dropped with its file. The
 			 * sweep stops and comes back; a damaged record goes. */
-			if (tern_json_loadb_stored(v.mv_data, v.mv_size, &rec) == TERN_ENOMEM)
+			int rrc = node_upload_record_read(v.mv_data, v.mv_size, &size, &expires);
+			if (rrc == TERN_ENOMEM)
 				break;
-			if (k.mv_size == 36 &&
-			    json_integer_value(json_object_get(rec, "expires")) <= now) {
+			if (k.mv_size == 36 && (rrc != TERN_OK || expires <= now)) {
 				memcpy(gone[ngone], k.mv_data, 36);
 				gone[ngone++][36] = '\0';
 			}
-			json_decref(rec);
 		}
 		mdb_cursor_close(c);
 	}
@@ -398,14 +402,14 @@ void node_upload_sweep(node *n, int64_t now)
 	if ((d = opendir(dir)) == NULL)
 		return;
 	while ((e = readdir(d)) != NULL) {
-		json_t *rec;
+		uint64_t size;
+		int64_t expires;
 		if (!tern_uuid_valid(e->d_name))
 			continue;
-		if ((rec = upload_get(n, e->d_name)) != NULL) {
-			json_decref(rec);
-			continue;
-		}
-		node_upload_unlink(n, e->d_name);
+		/* Only a file no record names: a record not read now (a
+		 * shortage) may name it, and its upload be under way. */
+		if (upload_get(n, e->d_name, &size, &expires) == TERN_ENOENT)
+			node_upload_unlink(n, e->d_name);
 	}
 	closedir(d);
 }

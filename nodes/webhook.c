@@ -168,10 +168,15 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 	if (drc == TERN_ENOMEM)
 		return tern_fail(TERN_ENOMEM, "out of memory reading push %llu",
 		                 (unsigned long long)*seq);
-	if (drc != TERN_OK)
+	rec = (Tern__V1__PushRecord *)m;
+	/* No id or no body: bytes the node did not write (an empty value
+	 * decodes), nothing a receiver could use. */
+	if (drc != TERN_OK || rec->id[0] == '\0' || rec->body.len == 0) {
+		if (m)
+			protobuf_c_message_free_unpacked(m, NULL);
 		return tern_fail(TERN_EMALFORMED, "push %llu is not readable",
 		                 (unsigned long long)*seq);
-	rec = (Tern__V1__PushRecord *)m;
+	}
 	*id = strdup(rec->id);
 	if ((*body = malloc(rec->body.len + 1)) != NULL) {
 		memcpy(*body, rec->body.data, rec->body.len);

@@ -43,6 +43,7 @@
 
 #include "node_int.h"
 #include "pbuf.h"
+#include "record.h"
 #include "syncer.h"
 #include "util.h"
 #include "xfer_rec.h"
@@ -160,47 +161,28 @@ int node_atts_of(const Tern__V1__Header *h, const ProtobufCMessage *body, struct
 
 /* --- the store ------------------------------------------------------------------ */
 
-/* NULL when out of memory: never a record with an attachment missing (json_pack
- * and json_array_append_new leave a NULL out quietly), which a restart would
- * read as damaged and the transfer be lost. */
-static json_t *xin_record(const struct xin *x, const char *case_id, const char *type)
+/* The stored form of x, into the caller's r, pb and ptrs (TERN_ATTACH_MAX_COUNT
+ * of them): its strings and bytes point into x and the arguments. */
+static void xin_record(const struct xin *x, const char *case_id, const char *type, node_xin_pb *r,
+                       Tern__V1__TransferAttachment *pb, Tern__V1__TransferAttachment **ptrs)
 {
-	json_t *arr = json_array();
-
-	for (size_t i = 0; arr && i < x->natt; i++) {
-		char root[65], sha[65];
-		json_t *a;
-		sodium_bin2hex(root, sizeof(root), x->atts[i].root, 32);
-		sodium_bin2hex(sha, sizeof(sha), x->atts[i].sha256, 32);
-		a = json_pack("{s:I, s:I, s:s, s:s}", "size", (json_int_t)x->atts[i].size,
-		              "chunk_size", (json_int_t)x->atts[i].chunk_size, "root", root,
-		              "sha256", sha);
-		if (a == NULL || json_array_append_new(arr, a) != 0) {
-			json_decref(arr);
-			return NULL;
-		}
-	}
-	if (arr == NULL)
-		return NULL;
-	return json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:o}", "sender", x->sender, "case_id",
-	                 case_id, "type", type, "until", (json_int_t)x->until, "att",
-	                 (json_int_t)x->att, "have", (json_int_t)x->have, "atts", arr);
+	tern__v1__transfer_in_record__init(r);
+	r->sender = (char *)x->sender;
+	r->case_id = (char *)case_id;
+	r->type = (char *)type;
+	r->until = x->until;
+	r->att = x->att;
+	r->have = x->have;
+	node_xfer_atts_pb(x->atts, x->natt, 1, pb, ptrs);
+	r->n_atts = x->natt;
+	r->atts = ptrs;
 }
 
-static int put_rec(MDB_txn *txn, tern_store *s, const char *msgid, const json_t *rec)
+static int put_rec(MDB_txn *txn, tern_store *s, const char *msgid, const node_xin_pb *rec)
 {
-	char *text = NULL;
-	MDB_val k = {strlen(msgid), (void *)msgid}, v;
-	int rc;
+	int rc = node_rec_put(txn, DBI(s, NS_XIN), msgid, &rec->base);
 
-	/* Read back before it is stored (json_dump.c): a record stored damaged
-	 * is read as such after a restart, and the transfer lost. */
-	if ((rc = tern_json_dumps_exact(rec, JSON_COMPACT, &text)) != TERN_OK)
-		return rc;
-	v = (MDB_val){strlen(text), text};
-	rc = MDB(mdb_put(txn, DBI(s, NS_XIN), &k, &v, 0), "record a transfer");
-	free(text);
-	return rc;
+	return rc == TERN_OK ? TERN_OK : tern_fail(rc, "record a transfer: %s", tern_errdetail());
 }
 
 int node_store_xin_has(MDB_txn *txn, tern_store *s, const char *msgid)
@@ -224,13 +206,12 @@ int node_xin_store(MDB_txn *txn, node *n, const struct din *d)
 	}
 	if (d->kind == DIN_XFER) {
 		struct xin x = {.atts = d->atts, .natt = d->natts, .until = d->xfer_until};
-		json_t *rec;
+		node_xin_pb rec;
+		Tern__V1__TransferAttachment pb[TERN_ATTACH_MAX_COUNT],
+		    *ptrs[TERN_ATTACH_MAX_COUNT];
 		snprintf(x.sender, sizeof(x.sender), "%s", d->sender);
-		if ((rec = xin_record(&x, d->case_id, d->type)) == NULL)
-			return TERN_ENOMEM;
-		rc = put_rec(txn, n->store, d->msgid, rec);
-		json_decref(rec);
-		if (rc != TERN_OK)
+		xin_record(&x, d->case_id, d->type, &rec, pb, ptrs);
+		if ((rc = put_rec(txn, n->store, d->msgid, &rec)) != TERN_OK)
 			return rc;
 		v = (MDB_val){d->len, d->env};
 		if ((rc = MDB(mdb_put(txn, DBI(n->store, NS_XINENV), &k, &v, 0),
@@ -390,7 +371,8 @@ static int xin_begin(node *n, struct xin *x, const uint8_t *env, size_t len);
 static void att_complete(node *n, struct xin *x);
 
 /* A transfer from its record and envelope: its content key unwrapped. */
-static int xin_add(node *n, const char *msgid, const json_t *rec, const uint8_t *env, size_t len)
+static int xin_add(node *n, const char *msgid, const node_xin_pb *rec, const uint8_t *env,
+                   size_t len)
 {
 	struct node_xin_rec *r;
 	struct xin *x;
@@ -529,8 +511,8 @@ int node_xin_load(node *n)
 	if (DBI(n->store, NS_XIN) == 0)
 		return TERN_OK;
 	/* What cannot be read or started now waits in the store and is tried
-	 * again (node_xin_tick): jansson does not always say that a failure
-	 * was for want of memory, so any failure is tried again. */
+	 * again (node_xin_tick), at most every minute: a shortage passes; a
+	 * damaged record is said again each time, for an operator to see. */
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK) {
 		reload_later(n);
 		return rc;
@@ -542,7 +524,7 @@ int node_xin_load(node *n)
 	}
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		json_t *rec;
+		node_xin_pb *rec = NULL;
 		char id[37];
 		if (k.mv_size != 36)
 			continue;
@@ -550,16 +532,13 @@ int node_xin_load(node *n)
 		id[36] = '\0';
 		if (xin_find(n, id) || mdb_get(txn, DBI(n->store, NS_XINENV), &k, &ev) != 0)
 			continue;
-		if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL) {
-			log_warnx("transfer %s: its record cannot be read now", id);
-			again = 1;
-			continue;
-		}
-		if (xin_add(n, id, rec, ev.mv_data, ev.mv_size) != TERN_OK) {
+		if (node_xin_record_decode(v.mv_data, v.mv_size, &rec) != TERN_OK ||
+		    xin_add(n, id, rec, ev.mv_data, ev.mv_size) != TERN_OK) {
 			log_warnx("transfer %s: %s", id, tern_errdetail());
 			again = 1;
 		}
-		json_decref(rec);
+		if (rec)
+			protobuf_c_message_free_unpacked(&rec->base, NULL);
 	}
 	mdb_cursor_close(c);
 	mdb_txn_abort(txn);
@@ -622,32 +601,32 @@ static int have_apply(MDB_txn *txn, void *arg)
 	for (size_t i = 0; i < n->nxins; i++) {
 		struct xin *x = n->xins[i];
 		MDB_val k = {36, x->msgid}, v;
-		json_t *rec;
+		node_xin_pb *rec = NULL;
 		if (x->commit_to <= x->have || x->ready || x->pend)
 			continue;
 		if ((rc = mdb_get(txn, DBI(n->store, NS_XIN), &k, &v)) != 0) {
 			rc = MDB(rc, "read a transfer");
 			goto out;
 		}
-		if ((rec = json_loadb(v.mv_data, v.mv_size, 0, NULL)) == NULL) {
-			rc = tern_fail(TERN_EMALFORMED, "transfer %s: a damaged record", x->msgid);
+		if ((rc = node_xin_record_decode(v.mv_data, v.mv_size, &rec)) != TERN_OK) {
+			rc = tern_fail(rc, "transfer %s: %s", x->msgid, tern_errdetail());
 			goto out;
 		}
-		/* Checked before it is written back: short of memory, jansson can
-		 * leave a key out or a string cut, and a record stored so would be
-		 * read as damaged after a restart (the transfer lost). The write
-		 * fails instead, and is made again. */
-		if (json_object_set_new(rec, "att", json_integer(x->att)) != 0 ||
-		    json_object_set_new(rec, "have", json_integer((json_int_t)x->commit_to)) != 0 ||
-		    (chk == NULL && (chk = malloc(sizeof(*chk))) == NULL) ||
+		/* Checked before it is written back, as a restart will read it: a
+		 * record stored damaged would lose the transfer. */
+		rec->att = x->att;
+		rec->have = x->commit_to;
+		if ((chk == NULL && (chk = malloc(sizeof(*chk))) == NULL) ||
 		    node_xin_record_parse(rec, chk) != TERN_OK) {
-			json_decref(rec);
-			rc = tern_fail(TERN_ENOMEM, "transfer %s: its record not rewritten",
-			               x->msgid);
+			rc = chk ? tern_fail(TERN_EMALFORMED, "transfer %s: %s", x->msgid,
+			                     tern_errdetail())
+			         : tern_fail(TERN_ENOMEM, "transfer %s: its record not rewritten",
+			                     x->msgid);
+			protobuf_c_message_free_unpacked(&rec->base, NULL);
 			goto out;
 		}
 		rc = put_rec(txn, n->store, x->msgid, rec);
-		json_decref(rec);
+		protobuf_c_message_free_unpacked(&rec->base, NULL);
 		if (rc != TERN_OK)
 			goto out;
 	}
@@ -1111,16 +1090,18 @@ void node_xin_committed(node *n)
 		}
 		if (d->kind == DIN_XFER) {
 			struct xin *x;
-			json_t *rec;
+			node_xin_pb rec;
+			Tern__V1__TransferAttachment pb[TERN_ATTACH_MAX_COUNT],
+			    *ptrs[TERN_ATTACH_MAX_COUNT];
 			struct xin tmp = {
 			    .atts = d->atts, .natt = d->natts, .until = d->xfer_until};
 			snprintf(tmp.sender, sizeof(tmp.sender), "%s", d->sender);
-			rec = xin_record(&tmp, d->case_id, d->type);
-			if (rec == NULL || xin_add(n, d->msgid, rec, d->env, d->len) != TERN_OK) {
+			xin_record(&tmp, d->case_id, d->type, &rec, pb, ptrs);
+			if (xin_add(n, d->msgid, &rec, d->env, d->len) != TERN_OK) {
 				/* Its record is committed: started from the store once
 				 * memory allows. */
 				log_warnx("transfer %s starts in a second: %s", d->msgid,
-				          rec ? tern_errdetail() : "out of memory");
+				          tern_errdetail());
 				n->xin_reload_wait = 0;
 				reload_later(n);
 			} else if ((x = xin_find(n, d->msgid)) != NULL) {
@@ -1128,7 +1109,6 @@ void node_xin_committed(node *n)
 				         d->natts, d->sender);
 				start(n, x);
 			}
-			json_decref(rec);
 		}
 	}
 }

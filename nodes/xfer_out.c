@@ -40,6 +40,7 @@
 #include <tern/uuid.h>
 
 #include "node_int.h"
+#include "record.h"
 #include "syncer.h"
 #include "util.h"
 #include "xfer_rec.h"
@@ -107,19 +108,20 @@ int node_spool_dirs(const node *n)
 
 /* --- the store ------------------------------------------------------------------ */
 
-static json_t *xout_record(const struct node_att *atts, size_t n, int done)
+/* Writes the record of the transfer of atts[0..n) under msgid. */
+static int put_xout(MDB_txn *txn, node *n, const char *msgid, const struct node_att *atts,
+                    size_t natt, int done)
 {
-	json_t *arr = json_array(), *rec;
+	node_xout_pb r = TERN__V1__TRANSFER_OUT_RECORD__INIT;
+	Tern__V1__TransferAttachment pb[TERN_ATTACH_MAX_COUNT], *ptrs[TERN_ATTACH_MAX_COUNT];
+	int rc;
 
-	for (size_t i = 0; arr && i < n; i++) {
-		char hex[65];
-		sodium_bin2hex(hex, sizeof(hex), atts[i].root, 32);
-		json_array_append_new(arr, json_pack("{s:I, s:I, s:s}", "size",
-		                                     (json_int_t)atts[i].size, "chunk_size",
-		                                     (json_int_t)atts[i].chunk_size, "root", hex));
-	}
-	rec = json_pack("{s:o*, s:b}", "atts", arr, "done", done);
-	return rec;
+	node_xfer_atts_pb(atts, natt, 0, pb, ptrs);
+	r.n_atts = natt;
+	r.atts = ptrs;
+	r.done = done;
+	rc = node_rec_put(txn, DBI(n->store, NS_XOUT), msgid, &r.base);
+	return rc == TERN_OK ? TERN_OK : tern_fail(rc, "record a transfer: %s", tern_errdetail());
 }
 
 static void leaves_key(const char *msgid, uint32_t i, uint8_t k[41])
@@ -132,31 +134,13 @@ static void leaves_key(const char *msgid, uint32_t i, uint8_t k[41])
 	k[40] = (uint8_t)i;
 }
 
-static int put_json(MDB_txn *txn, MDB_dbi dbi, const char *key, const json_t *rec)
-{
-	char *text = NULL;
-	MDB_val k = {strlen(key), (void *)key}, v;
-	int rc = tern_json_dumps_exact(rec, JSON_COMPACT, &text);
-
-	if (rc != TERN_OK)
-		return rc;
-	v = (MDB_val){strlen(text), text};
-	rc = MDB(mdb_put(txn, dbi, &k, &v, 0), "record a transfer");
-	free(text);
-	return rc;
-}
-
 int node_xout_store(MDB_txn *txn, node *n, const struct out *o)
 {
-	json_t *rec;
 	int rc;
 
 	if (o->natts == 0)
 		return TERN_OK;
-	if ((rec = xout_record(o->atts, o->natts, 0)) == NULL)
-		return TERN_ENOMEM;
-	rc = put_json(txn, DBI(n->store, NS_XOUT), o->msgid, rec);
-	json_decref(rec);
+	rc = put_xout(txn, n, o->msgid, o->atts, o->natts, 0);
 	for (size_t i = 0; rc == TERN_OK && i < o->natts; i++) {
 		uint8_t kb[41];
 		MDB_val k = {sizeof(kb), kb}, v;
@@ -264,25 +248,22 @@ int node_xout_load(node *n)
 	}
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
-		json_t *rec = NULL;
 		struct node_att atts[TERN_ATTACH_MAX_COUNT];
 		char id[37];
 		size_t na = 0;
 		int done = 0;
-		/* Watched: a record not read for want of memory is no damaged one
-		 * (passed over, its attachments would not go until a restart). */
-		if ((err = tern_json_loadb_stored(v.mv_data, v.mv_size, &rec)) == TERN_ENOMEM)
+		/* A record not read for want of memory is no damaged one (passed
+		 * over, its attachments would not go until a restart). */
+		if ((err = node_xout_record_read(v.mv_data, v.mv_size, atts, &na, &done)) ==
+		    TERN_ENOMEM)
 			break;
-		err = TERN_OK;
-		if (k.mv_size != 36 || node_xout_record_parse(rec, atts, &na, &done) != TERN_OK) {
-			json_decref(rec);
+		if (err != TERN_OK || k.mv_size != 36) {
+			err = TERN_OK;
 			continue;
 		}
 		memcpy(id, k.mv_data, 36);
 		id[36] = '\0';
-		err = xout_add(n, id, atts, na, done);
-		json_decref(rec);
-		if (err != TERN_OK)
+		if ((err = xout_add(n, id, atts, na, done)) != TERN_OK)
 			break;
 	}
 	mdb_cursor_close(c);
@@ -418,14 +399,8 @@ static int mark_done_apply(MDB_txn *txn, void *arg)
 	void **a = arg;
 	node *n = a[0];
 	struct xout *x = a[1];
-	json_t *rec = xout_record(x->atts, x->natt, 1);
-	int rc;
 
-	if (rec == NULL)
-		return TERN_ENOMEM;
-	rc = put_json(txn, DBI(n->store, NS_XOUT), x->msgid, rec);
-	json_decref(rec);
-	return rc;
+	return put_xout(txn, n, x->msgid, x->atts, x->natt, 1);
 }
 
 void node_xout_accepted(node *n, const char *msgid)
