@@ -77,32 +77,54 @@ static const char *str(const json_t *o, const char *k)
 	return s ? s : "";
 }
 
+struct next_acc {
+	json_t *arr;
+	int failed;
+};
+
 static void add_next(const tern_msgtype *t, const char *value, tern_case_state to, void *arg)
 {
+	struct next_acc *na = arg;
 	char roles[64];
 
 	tern_roles_format(t->sender_roles, roles, sizeof(roles));
-	json_array_append_new(arg,
-	                      json_pack("{s:s, s:s, s:s, s:s}", "type", t->name, "value", value,
-	                                "from", roles, "moves_to", tern_case_state_name(to)));
+	if (json_array_append_new(na->arr, json_pack("{s:s, s:s, s:s, s:s}", "type", t->name,
+	                                             "value", value, "from", roles, "moves_to",
+	                                             tern_case_state_name(to))) != 0)
+		na->failed = 1;
+}
+
+/* A record's read failing for want of memory fails the view; any other
+ * failure (none, damaged) leaves that piece out, as a view of what can be
+ * read. */
+static int lacks(int rc)
+{
+	return rc == TERN_ENOMEM;
 }
 
 /* The thread rooted at root, as this node traces it: the API's view of the
- * root's record, its fields under the names the JSON records had. */
-static json_t *thread_json(MDB_txn *txn, tern_store *s, const char *root)
+ * root's record, its fields under the names the JSON records had. TERN_OK
+ * with *out NULL when root's record cannot be read; TERN_ENOMEM. */
+static int thread_json(MDB_txn *txn, tern_store *s, const char *root, json_t **out)
 {
 	tern_wf_record *rec = NULL;
-	json_t *t = NULL, *last = NULL, *next;
+	json_t *t = NULL, *last = NULL, *to = NULL;
+	struct next_acc na = {NULL, 0};
 	tern_case_state st;
+	int rc;
 
-	if (node_store_ref(txn, s, root, &rec) != TERN_OK)
-		return NULL;
+	*out = NULL;
+	if ((rc = node_store_ref(txn, s, root, &rec)) != TERN_OK)
+		return lacks(rc) ? rc : TERN_OK;
+	rc = TERN_ENOMEM;
 	/* A root without last (a record from before the workflow) shows null:
 	 * the judge never writes an empty one. */
 	if (rec->n_last && (last = json_object()) == NULL)
 		goto out;
 	for (size_t i = 0; i < rec->n_last; i++)
-		json_object_set_new(last, rec->last[i]->key, node_rec_text(rec->last[i]->value));
+		if (json_object_set_new(last, rec->last[i]->key,
+		                        node_rec_text(rec->last[i]->value)) != 0)
+			goto out;
 	t = json_pack("{s:s, s:s, s:b, s:o?}", "referral_id", root, "state",
 	              tern_case_state_name((tern_case_state)rec->state), "referral_held",
 	              !rec->stub, "last", last);
@@ -110,68 +132,118 @@ static json_t *thread_json(MDB_txn *txn, tern_store *s, const char *root)
 	if (t == NULL)
 		goto out;
 	if (rec->sender[0]) {
-		json_t *to = json_array();
-		for (size_t i = 0; to && i < rec->n_to; i++)
-			json_array_append_new(to, node_rec_text(rec->to[i]));
-		json_object_set_new(t, "referred_to", to);
+		if ((to = json_array()) == NULL)
+			goto out;
+		for (size_t i = 0; i < rec->n_to; i++)
+			if (json_array_append_new(to, node_rec_text(rec->to[i])) != 0)
+				goto out;
+		if (json_object_set_new(t, "referred_to", to) != 0) {
+			to = NULL;
+			goto out;
+		}
+		to = NULL;
 	}
 	st = (tern_case_state)rec->state;
-	if (tern_case_state_name(st)[0] && (next = json_array()) != NULL) {
-		tern_workflow_next(st, add_next, next);
-		json_object_set_new(t, "next", next);
+	if (tern_case_state_name(st)[0]) {
+		if ((na.arr = json_array()) == NULL)
+			goto out;
+		tern_workflow_next(st, add_next, &na);
+		if (na.failed || json_object_set_new(t, "next", na.arr) != 0) {
+			if (!na.failed)
+				na.arr = NULL;
+			goto out;
+		}
+		na.arr = NULL;
 	}
+	*out = t;
+	t = NULL;
+	rc = TERN_OK;
 out:
+	json_decref(na.arr);
+	json_decref(to);
 	json_decref(last);
+	json_decref(t);
 	tern_wf_record_free(&rec);
-	return t;
+	return rc;
 }
 
-static json_t *event_json(node *n, MDB_txn *txn, const char *msgid, char kind)
+/* msgid's event in the timeline. TERN_OK with *out NULL when its record
+ * cannot be read; TERN_ENOMEM. */
+static int event_json(node *n, MDB_txn *txn, const char *msgid, char kind, json_t **out)
 {
-	json_t *rec = NULL, *e = NULL;
+	json_t *rec = NULL, *e = NULL, *to = NULL;
 	tern_wf_record *ref = NULL;
+	int rc = node_store_ref(txn, n->store, msgid, &ref);
 
-	node_store_ref(txn, n->store, msgid, &ref);
-	if (kind == 'o' && node_store_sent_get(txn, n->store, msgid, &rec) == TERN_OK) {
-		json_t *to = json_array(), *v;
+	*out = NULL;
+	if (lacks(rc))
+		return rc;
+	rc = TERN_OK;
+	if (kind == 'o' && !lacks(rc = node_store_sent_get(txn, n->store, msgid, &rec)) &&
+	    rc == TERN_OK) {
+		json_t *v;
 		const char *who;
+		rc = TERN_ENOMEM;
+		if ((to = json_array()) == NULL)
+			goto out;
 		json_object_foreach(json_object_get(rec, "recipients"), who, v)
-		    json_array_append_new(to, json_pack("{s:s, s:s, s:s}", "node_id", who, "state",
-		                                        str(v, "state"), "reason_code",
-		                                        str(v, "reason_code")));
-		e = json_pack("{s:s, s:s, s:I, s:s, s:o}", "direction", "sent", "message_id", msgid,
+		{
+			if (json_array_append_new(to,
+			                          json_pack("{s:s, s:s, s:s}", "node_id", who,
+			                                    "state", str(v, "state"), "reason_code",
+			                                    str(v, "reason_code"))) != 0)
+				goto out;
+		}
+		e = json_pack("{s:s, s:s, s:I, s:s, s:O}", "direction", "sent", "message_id", msgid,
 		              "at", json_integer_value(json_object_get(rec, "created_at")), "type",
 		              str(rec, "type"), "recipients", to);
-	} else if (kind == 'i' && node_store_received(txn, n->store, msgid, &rec) == TERN_OK) {
+		if (e == NULL)
+			goto out;
+	} else if (kind == 'i' && !lacks(rc = node_store_received(txn, n->store, msgid, &rec)) &&
+	           rc == TERN_OK) {
 		int ok = json_is_true(json_object_get(rec, "accepted"));
+		rc = TERN_ENOMEM;
 		e = json_pack("{s:s, s:s, s:I, s:s, s:s, s:s}", "direction", "received",
 		              "message_id", msgid, "at",
 		              json_integer_value(json_object_get(rec, "received_at")), "type",
 		              str(rec, "type"), "sender", str(rec, "sender"), "state",
 		              ok ? "accepted" : "refused");
-		if (!ok)
-			json_object_set_new(e, "reason_code", json_string(str(rec, "reason_code")));
+		if (e == NULL ||
+		    (!ok && json_object_set_new(e, "reason_code",
+		                                json_string(str(rec, "reason_code"))) != 0))
+			goto out;
 	} else if (kind == 'h') {
 		json_t *h = json_object_get(n->held, msgid);
+		rc = TERN_ENOMEM;
 		e = json_pack("{s:s, s:s, s:s, s:I}", "direction", "held", "message_id", msgid,
 		              "awaiting", str(h, "ref"), "until",
 		              json_integer_value(json_object_get(h, "until")));
 		/* A held message has no record yet: its type and sender are the
 		 * held table's. */
-		json_object_set_new(e, "type", json_string(str(h, "type")));
-		json_object_set_new(e, "sender", json_string(str(h, "sender")));
+		if (e == NULL || json_object_set_new(e, "type", json_string(str(h, "type"))) != 0 ||
+		    json_object_set_new(e, "sender", json_string(str(h, "sender"))) != 0)
+			goto out;
+	} else if (lacks(rc)) {
+		goto out;
 	}
+	rc = TERN_ENOMEM;
 	if (e && ref) {
 		/* value only: a record from before the workflow (its outcome) shows
 		 * none. */
-		if (ref->value[0])
-			json_object_set_new(e, "value", json_string(ref->value));
-		if (ref->ref[0])
-			json_object_set_new(e, "cites", json_string(ref->ref));
+		if ((ref->value[0] &&
+		     json_object_set_new(e, "value", json_string(ref->value)) != 0) ||
+		    (ref->ref[0] && json_object_set_new(e, "cites", json_string(ref->ref)) != 0))
+			goto out;
 	}
+	*out = e;
+	e = NULL;
+	rc = TERN_OK;
+out:
+	json_decref(e);
+	json_decref(to);
 	json_decref(rec);
 	tern_wf_record_free(&ref);
-	return e;
+	return rc;
 }
 
 static int by_time(const void *a, const void *b)
@@ -186,6 +258,7 @@ struct view_acc {
 	node *n;
 	MDB_txn *txn;
 	json_t *events, *threads;
+	int rc; /* TERN_ENOMEM once a piece could not be made: no view */
 };
 
 /* One message of the case: its event, and the thread it belongs to. */
@@ -195,18 +268,28 @@ static int view_add(char kind, const char *id, void *arg)
 	json_t *e;
 	tern_wf_record *ref = NULL;
 	const char *root;
+	int rc;
 
-	if ((e = event_json(va->n, va->txn, id, kind)) != NULL)
-		json_array_append_new(va->events, e);
-	if (node_store_ref(va->txn, va->n->store, id, &ref) == TERN_OK) {
+	if ((rc = event_json(va->n, va->txn, id, kind, &e)) != TERN_OK ||
+	    (e && json_array_append_new(va->events, e) != 0))
+		goto fail;
+	if ((rc = node_store_ref(va->txn, va->n->store, id, &ref)) == TERN_OK) {
 		root = ref->root[0]                                           ? ref->root
 		       : tern_case_state_name((tern_case_state)ref->state)[0] ? id
 		                                                              : "";
-		if (root[0] && json_object_get(va->threads, root) == NULL)
-			json_object_set_new(va->threads, root, json_null());
+		rc = root[0] && json_object_get(va->threads, root) == NULL
+		         ? json_object_set_new(va->threads, root, json_null())
+		         : 0;
 		tern_wf_record_free(&ref);
+		if (rc != 0)
+			goto fail;
+	} else if (lacks(rc)) {
+		goto fail;
 	}
 	return 0;
+fail:
+	va->rc = TERN_ENOMEM;
+	return 1;
 }
 
 json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
@@ -219,12 +302,14 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 	MDB_cursor *c = NULL;
 	MDB_val k = {kl, kb}, val;
 	const char *root;
-	struct view_acc va = {n, txn, events, threads};
+	struct view_acc va = {n, txn, events, threads, TERN_OK};
+	json_t *tl;
 	int rc;
 
 	if (events == NULL || threads == NULL || kl == 0 || DBI(s, NS_CASES) == 0)
 		goto out;
-	if (node_store_list_case_scan(txn, s, case_id, view_add, &va) != TERN_OK)
+	if (node_store_list_case_scan(txn, s, case_id, view_add, &va) != TERN_OK ||
+	    va.rc != TERN_OK)
 		goto out;
 	if ((rc = mdb_cursor_open(txn, DBI(s, NS_CASES), &c)) != 0)
 		goto out;
@@ -239,14 +324,19 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 			continue;
 		memcpy(id, (const char *)k.mv_data + kl, k.mv_size - kl);
 		id[k.mv_size - kl] = '\0';
-		view_add('h', id, &va);
+		if (view_add('h', id, &va))
+			goto out;
 	}
+	if (rc != MDB_NOTFOUND && rc != 0)
+		goto out;
 	/* In time order: sent by creation, received by arrival. */
 	ne = json_array_size(events);
 	refused = 0;
 	for (i = 0; i < ne; i++)
 		refused += strcmp(str(json_array_get(events, i), "state"), "refused") == 0;
-	if (ne && (sorted = calloc(ne, sizeof(*sorted))) != NULL) {
+	if (ne) {
+		if ((sorted = calloc(ne, sizeof(*sorted))) == NULL)
+			goto out;
 		for (i = 0; i < ne; i++)
 			sorted[i] = json_incref(json_array_get(events, i));
 		qsort(sorted, ne, sizeof(*sorted), by_time);
@@ -263,21 +353,42 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 				json_decref(sorted[i]);
 				continue;
 			}
-			json_array_append_new(events, sorted[i]);
+			if (json_array_append_new(events, sorted[i]) != 0) {
+				/* the ones after it are still sorted's */
+				while (++i < ne)
+					json_decref(sorted[i]);
+				free(sorted);
+				goto out;
+			}
 		}
 		free(sorted);
 	}
-	out = json_pack("{s:s, s:o, s:o, s:o, s:I}", "case_id", case_id, "threads", json_array(),
-	                "timeline", json_incref(events), "held", json_array(), "refused_omitted",
-	                (json_int_t)omitted);
+	/* Whole or none: a view with a message or a thread left out for want
+	 * of memory would be taken for the case's history (and an empty one
+	 * for no case at all). */
+	if ((tl = json_array()) == NULL)
+		goto out;
+	out = json_pack("{s:s, s:o, s:O, s:o, s:I}", "case_id", case_id, "threads", tl, "timeline",
+	                events, "held", json_array(), "refused_omitted", (json_int_t)omitted);
+	if (out == NULL)
+		goto out;
 	json_object_foreach(threads, root, v)
 	{
-		json_t *t = thread_json(txn, s, root);
-		if (t)
-			json_array_append_new(json_object_get(out, "threads"), t);
+		json_t *t;
+		if (thread_json(txn, s, root, &t) != TERN_OK ||
+		    (t && json_array_append_new(tl, t) != 0))
+			goto fail;
 	}
-	json_array_foreach(events, i, v) if (strcmp(str(v, "direction"), "held") == 0)
-	    json_array_append(json_object_get(out, "held"), v);
+	json_array_foreach(events, i, v)
+	{
+		if (strcmp(str(v, "direction"), "held") == 0 &&
+		    json_array_append(json_object_get(out, "held"), v) != 0)
+			goto fail;
+	}
+	goto out;
+fail:
+	json_decref(out);
+	out = NULL;
 out:
 	if (c)
 		mdb_cursor_close(c);

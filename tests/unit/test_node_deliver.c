@@ -3753,6 +3753,69 @@ static void test_case_view_under_junk(void **state)
 	node_free(nd);
 }
 
+/* The case view (case.show) under each shortage: the whole view, the same
+ * as with memory to spare, or none (the API answers no-memory). Before, a
+ * message, a thread or a held delivery whose piece could not be made was
+ * left out, and a view left empty answered that the case had no message
+ * here. The case: a referral sent, the decision it drew received, and a
+ * travel confirmation citing the decision held before the decision came
+ * (so both are on the timeline, one of them held). */
+static void test_every_case_view_shortage_whole(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char ref[37], dec[37], t1[37];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+	MDB_txn *txn;
+	json_t *want, *v;
+	long k;
+
+	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
+	deliver(n, 1, tenv, tlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen); /* taken; the tick that releases the other not yet */
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	want = node_case_view(n, txn, CASE);
+	mdb_txn_abort(txn);
+	assert_non_null(want);
+	assert_int_equal(json_array_size(json_object_get(want, "timeline")), 3);
+	assert_int_equal(json_array_size(json_object_get(want, "held")), 1);
+	assert_int_equal(json_array_size(json_object_get(want, "threads")), 1);
+	for (k = 1;; k++) {
+		int failed;
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		v = node_case_view(n, txn, CASE);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		mdb_txn_abort(txn);
+		if (v != NULL && !json_equal(v, want)) {
+			char *got = json_dumps(v, JSON_COMPACT);
+			fail_msg("allocation %ld failing: another view: %s", k, got ? got : "");
+		}
+		if (v == NULL && !failed)
+			fail_msg("allocation %ld: no view, and no allocation failed", k);
+		json_decref(v);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 20);
+	json_decref(want);
+	free(denv);
+	free(tenv);
+	node_free(n);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* A travel confirmation citing decision, its body padded with a field the
  * recipient does not know (ignored by the decoder) to about pad bytes. */
 static uint8_t *padded_travel(int from, const char *decision, size_t pad, size_t *len, char id[37])
@@ -4544,6 +4607,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_view_under_junk, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_case_view_shortage_whole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_bytes_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
