@@ -314,7 +314,12 @@ json_t *node_api_read(node *n, const char *op, json_t *req)
 		res = messages_list(n, txn, req);
 	} else if (strcmp(op, "node.info") == 0) {
 		json_t *counts = NULL;
-		node_store_counts(txn, n->store, &counts);
+		int crc = node_store_counts(txn, n->store, &counts);
+		if (crc != TERN_OK) {
+			res = tern_api_error(crc, "cannot count the node's messages: %s",
+			                     tern_errdetail());
+			goto out;
+		}
 		res = json_pack(
 		    "{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?, s:O?, s:{s:o, s:o}}", "ok", 1,
 		    "node_id", n->id.id, "broker_id", n->broker->node_id, "connected", n->connected,

@@ -898,29 +898,39 @@ int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)
 	                           "delivered", 0, "rejected", 0, "expired", 0);
 	MDB_val k = sval(COUNTS_MARK), v;
 	MDB_stat st;
-	int rc;
+	uint64_t np = 0;
+	int rc = TERN_ENOMEM;
 
+	/* Whole or TERN_ENOMEM: a count left at 0 for want of memory would be
+	 * shown as the node's state. */
+	*out = NULL;
+	if (counts == NULL)
+		return TERN_ENOMEM;
 	if (mdb_get(txn, DBI(s, NS_META), &k, &v) == 0) {
 		for (int i = 0; count_states[i]; i++) {
 			char name[32];
 			snprintf(name, sizeof(name), "count.%s", count_states[i]);
 			k = sval(name);
-			if (mdb_get(txn, DBI(s, NS_META), &k, &v) == 0 && v.mv_size == 8)
-				json_object_set_new(
-				    counts, count_states[i],
-				    json_integer((json_int_t)tern_be64_get(v.mv_data)));
+			if (mdb_get(txn, DBI(s, NS_META), &k, &v) == 0 && v.mv_size == 8 &&
+			    json_object_set_new(
+			        counts, count_states[i],
+			        json_integer((json_int_t)tern_be64_get(v.mv_data))) != 0)
+				goto out;
 		}
 	} else {
 		/* A store from before the counters, opened read-only: count. */
 		MDB_cursor *c;
 		if ((rc = mdb_cursor_open(txn, DBI(s, NS_MSGS), &c)) != 0) {
-			json_decref(counts);
-			return MDB(rc, "cursor");
+			rc = MDB(rc, "cursor");
+			goto out;
 		}
-		while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+		rc = TERN_OK;
+		while (rc == TERN_OK && mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
 			node_sent_rec *rec = NULL;
-			if (node_rec_sent_decode(v.mv_data, v.mv_size, &rec) == TERN_OK &&
-			    strcmp(rec->type, "receipt") != 0) {
+			int drc = node_rec_sent_decode(v.mv_data, v.mv_size, &rec);
+			if (drc == TERN_ENOMEM)
+				rc = drc;
+			else if (drc == TERN_OK && strcmp(rec->type, "receipt") != 0) {
 				json_t *n =
 				    json_object_get(counts, node_sent_state_name(rec->state));
 				if (n)
@@ -929,17 +939,30 @@ int node_store_counts(MDB_txn *txn, tern_store *s, json_t **out)
 			node_rec_sent_free(&rec);
 		}
 		mdb_cursor_close(c);
+		if (rc != TERN_OK)
+			goto out;
+		rc = TERN_ENOMEM;
 	}
 	mdb_stat(txn, DBI(s, NS_INBOX), &st);
-	*out = json_pack("{s:o, s:I, s:I}", "outbox", counts, "inbox", (json_int_t)st.ms_entries,
+	*out = json_pack("{s:O, s:I, s:I}", "outbox", counts, "inbox", (json_int_t)st.ms_entries,
 	                 "held", (json_int_t)0);
-	if (DBI(s, NS_HELD) != 0 && mdb_stat(txn, DBI(s, NS_HELD), &st) == 0)
-		json_object_set_new(*out, "held", json_integer((json_int_t)st.ms_entries));
-	{
-		uint64_t np = 0;
-		node_push_count(txn, s, &np);
-		json_object_set_new(*out, "webhooks",
-		                    json_pack("{s:I}", "pending", (json_int_t)np));
-	}
-	return TERN_OK;
+	if (*out == NULL)
+		goto out;
+	if ((rc = node_push_count(txn, s, &np)) != TERN_OK)
+		goto fail;
+	rc = TERN_ENOMEM;
+	if (DBI(s, NS_HELD) != 0 && mdb_stat(txn, DBI(s, NS_HELD), &st) == 0 &&
+	    json_object_set_new(*out, "held", json_integer((json_int_t)st.ms_entries)) != 0)
+		goto fail;
+	if (json_object_set_new(*out, "webhooks", json_pack("{s:I}", "pending", (json_int_t)np)) !=
+	    0)
+		goto fail;
+	rc = TERN_OK;
+	goto out;
+fail:
+	json_decref(*out);
+	*out = NULL;
+out:
+	json_decref(counts);
+	return rc;
 }

@@ -266,6 +266,63 @@ static void test_counts(void **state)
 	assert_int_equal(count_of("queued"), 0);
 }
 
+/* node_store_counts under each shortage, with the counters and (read-only,
+ * a store from before them) counting: the same counts, or TERN_ENOMEM.
+ * Before, a count not set for want of memory was shown as 0. */
+static void test_every_counts_shortage_whole(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	long swept = 0;
+
+	run((struct op){.fn = do_enqueue, .msgid = ID1});
+	run((struct op){.fn = do_enqueue, .msgid = ID2});
+	run((struct op){.fn = do_submitted, .msgid = ID1, .accepted = 1, .code = ""});
+	for (int counted = 0; counted < 2; counted++) {
+		MDB_txn *txn;
+		json_t *want = NULL;
+		long k;
+		if (counted) {
+			assert_int_equal(tern_store_write(st, drop_mark, NULL), TERN_OK);
+			tern_store_close(&st);
+			assert_int_equal(node_store_open(dir, 1, &st), TERN_OK);
+		}
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		assert_int_equal(node_store_counts(txn, st, &want), TERN_OK);
+		mdb_txn_abort(txn);
+		assert_int_equal(
+		    json_integer_value(json_object_get(json_object_get(want, "outbox"), "queued")),
+		    1);
+		for (k = 1;; k++) {
+			json_t *c = NULL;
+			int rc, failed;
+			assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+			malloc_failed = 0;
+			malloc_fail_at = k;
+			rc = node_store_counts(txn, st, &c);
+			malloc_fail_at = 0;
+			failed = malloc_failed;
+			mdb_txn_abort(txn);
+			if (rc == TERN_OK && !json_equal(c, want))
+				fail_msg("%s, allocation %ld failing: other counts",
+				         counted ? "counting" : "counters", k);
+			if (rc != TERN_OK && (rc != TERN_ENOMEM || !failed || c != NULL))
+				fail_msg("%s, allocation %ld failing: %s",
+				         counted ? "counting" : "counters", k, tern_strerror(rc));
+			json_decref(c);
+			if (!failed)
+				break;
+		}
+		swept += k - 1;
+		json_decref(want);
+	}
+	print_message("shortage sweep: %ld allocations\n", swept);
+	assert_true(swept > 10);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 static int hold_id4(MDB_txn *txn, void *arg)
 {
 	(void)arg;
@@ -1432,6 +1489,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reason_follows_recipients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_counts_shortage_whole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_index, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipt_before_broker_answer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_clear_outbox_entry, setup, teardown),
