@@ -396,8 +396,11 @@ json_t *node_rec_sent_json(const node_sent_rec *r)
 	              "reason_code", node_rec_text(r->reason_code), "reason_text",
 	              node_rec_text(r->reason_text), "recipients", rcpts, "seq", (json_int_t)r->seq,
 	              "outseq", (json_int_t)r->outseq);
-	if (o && r->broker_n)
-		json_object_set_new(o, "broker_n", json_integer((json_int_t)r->broker_n));
+	if (o && r->broker_n &&
+	    json_object_set_new(o, "broker_n", json_integer((json_int_t)r->broker_n)) != 0) {
+		json_decref(o); /* whole or none: its absence means something */
+		o = NULL;
+	}
 	return o;
 }
 
@@ -410,9 +413,14 @@ json_t *node_rec_recv_json(const node_recv_rec *r)
 	                      "acked", r->acked, "reason_code", node_rec_text(r->reason_code),
 	                      "reason_text", node_rec_text(r->reason_text));
 
-	/* Absent in a record acknowledged before it was kept (xfer_spool.c). */
-	if (o && r->acked_at)
-		json_object_set_new(o, "acked_at", json_integer((json_int_t)r->acked_at));
+	/* Absent in a record acknowledged before it was kept (xfer_spool.c
+	 * then counts from the arrival): never left out for want of memory, or
+	 * the attachments would go before their time. */
+	if (o && r->acked_at &&
+	    json_object_set_new(o, "acked_at", json_integer((json_int_t)r->acked_at)) != 0) {
+		json_decref(o);
+		o = NULL;
+	}
 	return o;
 }
 
