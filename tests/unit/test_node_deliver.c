@@ -2837,8 +2837,9 @@ static void test_spool_sweep_shortage_keeps_file(void **state)
 			malloc_fail_at = 0;
 			failed = malloc_failed;
 			if (access(path, F_OK) != 0)
-				fail_msg("%s, allocation %ld failing: the attachment file was removed",
-				         acked ? "acknowledged" : "in the inbox", k);
+				fail_msg(
+				    "%s, allocation %ld failing: the attachment file was removed",
+				    acked ? "acknowledged" : "in the inbox", k);
 			if (!failed)
 				break;
 		}
