@@ -313,10 +313,12 @@ struct node {
 /* --- session.c ----------------------------------------------------------------- */
 
 /* Sends f to the broker without blocking; a frame the socket cannot take
- * now is dropped. */
-void node_hop_send(node *n, Tern__V1__Frame *f);
+ * now is dropped. TERN_OK; TERN_ENOMEM when there was no memory to make the
+ * frame (nothing sent); TERN_EIO when the socket did not take it. Callers
+ * that need not know ignore it: each frame's loss is covered by a resend. */
+int node_hop_send(node *n, Tern__V1__Frame *f);
 /* The same for a chunk frame: on the bulk lane when it is open. */
-void node_bulk_send(node *n, Tern__V1__Frame *f);
+int node_bulk_send(node *n, Tern__V1__Frame *f);
 /* Opens a new session: nothing is submitted until its Welcome. */
 void node_send_hello(node *n);
 /* Frames from the broker, at most batch_size per call. */
@@ -590,6 +592,10 @@ void node_xin_on_chunk(node *n, Tern__V1__Frame **f);
 void node_xin_flush(node *n);
 void node_xin_session(node *n);
 void node_xin_tick(node *n, int64_t now);
+/* A frame from the broker lost for want of memory at now: perhaps a chunk,
+ * of a transfer that cannot tell; each one fetching counts the shortage (a
+ * lasting one then ends it no-memory, not attachment-incomplete). */
+void node_xin_short(node *n, int64_t now);
 /* 1 if msgid is a transfer under way at this node (xfer_in.c). */
 int node_xin_active(const node *n, const char *msgid);
 

@@ -34,17 +34,21 @@
  * on over the main connection (a broker without lanes never answers). */
 #define BULK_WAIT_MS 2000
 
-void node_hop_send(node *n, Tern__V1__Frame *f)
+int node_hop_send(node *n, Tern__V1__Frame *f)
 {
-	if (tern_hop_send(n->dealer, NULL, 0, f, ZMQ_DONTWAIT) == TERN_OK)
+	int rc = tern_hop_send(n->dealer, NULL, 0, f, ZMQ_DONTWAIT);
+
+	if (rc == TERN_OK)
 		n->last_tx = tern_now_ms();
+	return rc;
 }
 
-void node_bulk_send(node *n, Tern__V1__Frame *f)
+int node_bulk_send(node *n, Tern__V1__Frame *f)
 {
 	/* A lane that cannot take it now: the main connection does. */
-	if (!n->bulk_ready || tern_hop_send(n->bulk, NULL, 0, f, ZMQ_DONTWAIT) != TERN_OK)
-		node_hop_send(n, f);
+	if (n->bulk_ready && tern_hop_send(n->bulk, NULL, 0, f, ZMQ_DONTWAIT) == TERN_OK)
+		return TERN_OK;
+	return node_hop_send(n, f);
 }
 
 /* Asks the broker to take the bulk connection into this session. */
@@ -228,7 +232,8 @@ static int welcome_store(node *n, const Tern__V1__Welcome *w)
 
 /* The next frame on sock, decoded: TERN_ENOENT when none waits; a frame
  * that does not decode is logged (where: "" or " on the bulk lane") and
- * dropped, TERN_EMALFORMED. */
+ * dropped, TERN_EMALFORMED, or TERN_ENOMEM when memory ran out decoding it
+ * (deliveries then stop until the broker sends again: node_deliver_lost). */
 static int recv_frame(node *n, void *sock, const char *where, Tern__V1__Frame **f)
 {
 	zmq_msg_t msg;
@@ -244,7 +249,7 @@ static int recv_frame(node *n, void *sock, const char *where, Tern__V1__Frame **
 	zmq_msg_close(&msg);
 	if (rc == TERN_ENOMEM) {
 		node_deliver_lost(n, "out of memory decoding a frame from the broker");
-		return TERN_EMALFORMED;
+		return TERN_ENOMEM;
 	}
 	if (rc != TERN_OK) {
 		log_warnx("undecodable frame from the broker%s: %s", where, tern_errdetail());
@@ -262,6 +267,8 @@ void node_on_dealer(node *n)
 		if (rc == TERN_ENOENT)
 			return;
 		n->last_rx = tern_now_ms();
+		if (rc == TERN_ENOMEM) /* a chunk, perhaps: chunks come here without a lane */
+			node_xin_short(n, n->last_rx);
 		if (rc != TERN_OK)
 			continue;
 		switch (f->body_case) {
@@ -360,6 +367,12 @@ void node_on_bulk(node *n)
 
 		if (rc == TERN_ENOENT)
 			return;
+		if (rc == TERN_ENOMEM) {
+			/* A chunk, perhaps, of a transfer that cannot tell: each
+			 * fetching counts the shortage (the chunk is asked again). */
+			node_xin_short(n, tern_now_ms());
+			continue;
+		}
 		if (rc != TERN_OK)
 			continue;
 		switch (f->body_case) {

@@ -106,6 +106,7 @@ struct xin {
 	 * (tern_nomem_final) when its message expires ends it no-memory. */
 	tern_nomem stuck;
 	int64_t stuck_last; /* the last of them, ms */
+	int ask_short;      /* the last request for chunks could not be made */
 	/* The last chunk that came was dropped for want of memory: each time
 	 * it is asked for again (after the silence) counts as a try. */
 	int chunk_short;
@@ -301,6 +302,8 @@ static void expire(struct xin *x, int64_t now)
 		    "start receiving the attachments (verify the envelope again, read the spool)";
 	else if (x->reopen)
 		what = "reopen the spool the attachment is written to";
+	else if (x->ask_short)
+		what = "ask the broker for the chunks";
 	else
 		what = "take the chunks that came";
 	snprintf(x->code, sizeof(x->code), "%s", tern_errcode_name(TERN_ENOMEM));
@@ -560,7 +563,9 @@ void node_xin_free(node *n)
 
 /* --- fetching ------------------------------------------------------------------- */
 
-static void request(node *n, struct xin *x)
+/* Asks the broker for x's next chunks (now: the caller's time, for the
+ * shortage count). */
+static void request(node *n, struct xin *x, int64_t now)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__ChunkGet g = TERN__V1__CHUNK_GET__INIT;
@@ -585,9 +590,23 @@ static void request(node *n, struct xin *x)
 	g.count = (uint32_t)(left < (uint64_t)n->att_window ? left : (uint64_t)n->att_window);
 	f.body_case = TERN__V1__FRAME__BODY_CHUNK_GET;
 	f.chunk_get = &g;
-	node_bulk_send(n, &f);
+	if (node_bulk_send(n, &f) == TERN_ENOMEM) {
+		/* Not asked: this node's shortage, counted (expire), not the
+		 * sender's chunks missing; asked again at the next tick. */
+		stuck(x, now);
+		x->ask_short = 1;
+		return;
+	}
+	x->ask_short = 0;
 	x->asked = x->queued + g.count;
 	x->last_io = tern_now_ms();
+}
+
+void node_xin_short(node *n, int64_t now)
+{
+	for (size_t i = 0; i < n->nxins; i++)
+		if (!n->xins[i]->ready && !n->xins[i]->pend)
+			stuck(n->xins[i], now);
 }
 
 /* Counts what the syncer made durable of each transfer (commit_to), in one
@@ -786,7 +805,7 @@ void node_xin_flush(node *n)
 		if (x->have == tern_attach_chunks(a->size, a->chunk_size)) {
 			att_complete(n, x);
 			if (!x->ready)
-				request(n, x);
+				request(n, x, tern_now_ms());
 		}
 	}
 	xin_sync_start(n);
@@ -833,7 +852,7 @@ static void more(node *n, struct xin *x)
 
 	if (!x->retry_at && x->queued == x->asked && x->jobs < n->att_window &&
 	    x->queued < tern_attach_chunks(a->size, a->chunk_size))
-		request(n, x);
+		request(n, x, tern_now_ms());
 }
 
 void node_xin_on_chunk(node *n, Tern__V1__Frame **fp)
@@ -961,7 +980,7 @@ static void start(node *n, struct xin *x)
 	         (unsigned long long)x->have,
 	         (unsigned long long)tern_attach_chunks(a->size, a->chunk_size));
 	x->asked = x->queued;
-	request(n, x);
+	request(n, x, tern_now_ms());
 }
 
 void node_xin_session(node *n)
@@ -1169,12 +1188,12 @@ void node_xin_tick(node *n, int64_t now)
 				fail(x, TERN_REASON_NO_SPACE, "cannot read the spool again: %s",
 				     tern_errdetail());
 			else
-				request(n, x);
+				request(n, x, now);
 			continue;
 		}
 		if (x->retry_at && now >= x->retry_at) {
 			x->retry_at = 0;
-			request(n, x);
+			request(n, x, now);
 		} else if (x->asked > x->queued && now - x->last_io >= XIN_SILENCE_MS) {
 			/* Counted once a drop: a silence after the chunk was asked
 			 * for again, with none dropped since, is the sender's. */
@@ -1182,10 +1201,10 @@ void node_xin_tick(node *n, int64_t now)
 				stuck(x, now);
 			x->chunk_short = 0;
 			x->asked = x->queued; /* a get or a chunk was lost */
-			request(n, x);
+			request(n, x, now);
 		} else if (x->asked == x->queued && x->jobs == 0 && x->written == x->have &&
 		           !x->retry_at) {
-			request(n, x); /* waiting its turn, or between attachments */
+			request(n, x, now); /* waiting its turn, or between attachments */
 		}
 	}
 }

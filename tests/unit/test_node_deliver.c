@@ -3216,8 +3216,10 @@ static node *chunks_dropped(char id[37], uint8_t **env, int64_t *t, int64_t unti
 	return n;
 }
 
-/* The transfer's end: it expired at until, and was judged refused code. */
-static void transfer_ends(node *n, const char *id, int64_t until, const char *code)
+/* The transfer's end: it expired at until, and was judged refused code
+ * (no-memory: its text saying it could not do what). */
+static void transfer_ends(node *n, const char *id, int64_t until, const char *code,
+                          const char *what)
 {
 	const struct din *d;
 
@@ -3227,7 +3229,7 @@ static void transfer_ends(node *n, const char *id, int64_t until, const char *co
 	assert_int_equal(d->kind, DIN_REFUSE);
 	assert_string_equal(d->code, code);
 	if (strcmp(code, tern_errcode_name(TERN_ENOMEM)) == 0)
-		assert_non_null(strstr(d->text, "take the chunks"));
+		assert_non_null(strstr(d->text, what));
 	node_batch_commit(n);
 	node_xin_free(n);
 	node_free(n);
@@ -3246,7 +3248,50 @@ static void test_transfer_chunk_shortage_ends_no_memory(void **state)
 	int64_t t = tern_now_ms(), until = t + 45000;
 	node *n = chunks_dropped(id, &env, &t, until);
 
-	transfer_ends(n, id, until, tern_errcode_name(TERN_ENOMEM));
+	transfer_ends(n, id, until, tern_errcode_name(TERN_ENOMEM), "take the chunks");
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* The same for a transfer whose chunk requests cannot be made (no memory to
+ * make the frame), each time they are asked for again, until its message
+ * expires: it ends no-memory. Before, a request not made was taken for one
+ * sent, and the chunks that never came were the sender's fault:
+ * attachment-incomplete. */
+static void test_transfer_request_shortage_ends_no_memory(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	size_t len;
+	uint8_t *env = att_envelope(&len, id);
+	int64_t t = tern_now_ms(), until = t + 45000;
+	node *n = node_as(SWEDEN);
+	struct xin_put x = {.msgid = id,
+	                    .until = until,
+	                    .size = 5000,
+	                    .chunk = TERN_ATTACH_CHUNK_DEFAULT,
+	                    .env = env,
+	                    .len = len};
+
+	n->connected = 1;
+	n->att_window = 4;
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	node_xin_session(n); /* the first chunks asked for; none come */
+	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
+		t += 11000; /* the silence: asked for again, with no memory to */
+		malloc_fails = 1;
+		node_xin_tick(n, t);
+		malloc_fails = 0;
+		assert_int_equal(n->batch.ndins, 0);
+	}
+	transfer_ends(n, id, until, tern_errcode_name(TERN_ENOMEM),
+	              "ask the broker for the chunks");
 	free(env);
 #else
 	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
@@ -3274,7 +3319,7 @@ static void test_transfer_old_shortage_ends_incomplete(void **state)
 		node_xin_tick(n, t);
 		assert_int_equal(n->batch.ndins, 0);
 	}
-	transfer_ends(n, id, until, tern_reason_code(TERN_REASON_ATTACHMENT_INCOMPLETE));
+	transfer_ends(n, id, until, tern_reason_code(TERN_REASON_ATTACHMENT_INCOMPLETE), NULL);
 	free(env);
 #else
 	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
@@ -4619,6 +4664,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_transfer_old_shortage_ends_incomplete, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_chunk_shortage_ends_no_memory, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_request_shortage_ends_no_memory, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_unsealable_receipt_taken, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_own_fault_holds_delivery, setup, teardown),
