@@ -3379,6 +3379,58 @@ static void test_every_held_load_shortage_all(void **state)
 #endif
 }
 
+/* review s32: the held deliveries loaded under each shortage when their
+ * records are the JSON an earlier release wrote: all of them, or
+ * TERN_ENOMEM; never one passed over as damaged. */
+static void test_s32_every_held_json_load_shortage_all(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	static const char *ids[2] = {"01a20598-0000-7000-8000-0000000000c1",
+	                             "01a20598-0000-7000-8000-0000000000c2"};
+	char old[512];
+	node *n;
+	long k;
+
+	for (int i = 0; i < 2; i++) {
+		snprintf(old, sizeof(old),
+		         "{\"ref\":\"01a20598-0000-7000-8000-0000000000d%d\",\"until\":%lld,"
+		         "\"sender\":\"iom\",\"case_id\":\"C-7\",\"type\":\"travel-confirmation\","
+		         "\"len\":%d}",
+		         i, (long long)tern_now_ms() + 3600000, 100 + i);
+		raw_put(NS_HELD, ids[i], (const uint8_t *)old, strlen(old));
+	}
+	for (k = 1;; k++) {
+		int rc, failed;
+		n = calloc(1, sizeof(*n));
+		assert_non_null(n);
+		n->store = st;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = node_held_load(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (rc == TERN_OK &&
+		    (json_object_size(n->held) != 2 || json_array_size(n->held_due) != 2))
+			fail_msg("allocation %ld failing: %zu held loaded, of 2", k,
+			         json_object_size(n->held));
+		if (rc == TERN_OK && json_integer_value(json_object_get(
+		                         json_object_get(n->held, ids[1]), "len")) != 101)
+			fail_msg("allocation %ld failing: read as another", k);
+		if (rc != TERN_OK && (rc != TERN_ENOMEM || !failed))
+			fail_msg("allocation %ld failing: %s", k, tern_strerror(rc));
+		node_held_free(n);
+		free(n);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations\n", k - 1);
+	assert_true(k > 10);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* The outgoing transfers loaded at start under each shortage: all of them,
  * or the start fails. Before, a record not read for want of memory was
  * passed over as damaged (and one that could not be added was dropped):
@@ -4676,6 +4728,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_old_json_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_s32_every_held_json_load_shortage_all, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_xout_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_upload_sweep_shortage_keeps, setup,
 	                                    teardown),

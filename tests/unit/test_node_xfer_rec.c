@@ -354,6 +354,91 @@ static void test_upload(void **state)
 	json_decref(rec);
 }
 
+
+/* --- review s32 ------------------------------------------------------------------ */
+
+/* A record the node's readers accept must be one the transfer code computes
+ * with safely (xfer_rec.h: "checked as a peer's input is"). The JSON form
+ * could not hold a size over INT64_MAX (json_int_t); the protobuf form holds
+ * any uint64, and node_xin_record_read / node_xout_record_read take a size of
+ * 2^64 - 1: its chunk count times the slot width (tern_attach_slot) wraps
+ * past 2^64, so the last chunk's place in the spool comes before the middle
+ * one's, and rehash's have * chunk_size wraps to 0. The seals the node ever
+ * records passed tern_attach_seals_check (at most [limits]
+ * max_attachment_size); a damaged record with such a size is trusted. */
+static void test_s32_pb_size_over_int64_refused(void **state)
+{
+	struct node_att atts[1] = {{.size = UINT64_MAX, .chunk_size = TERN_ATTACH_CHUNK_MIN}};
+	struct node_xin_rec *r = malloc(sizeof(*r));
+	uint64_t n;
+	size_t len;
+	uint8_t *buf;
+	int rc;
+
+	(void)state;
+	memset(atts[0].root, 0xab, 32);
+	memset(atts[0].sha256, 0xcd, 32);
+	n = tern_attach_chunks(atts[0].size, atts[0].chunk_size);
+	buf = xin_pb(atts, 1, 0, n, &len);
+	rc = node_xin_record_read(buf, len, r);
+	free(buf);
+	free(r);
+	/* What accepting it means: the slot of the last chunk wraps below
+	 * the middle one's, and have * chunk_size (rehash) wraps to 0. */
+	print_message("accepted=%d chunks=%llu slot(n/2)=%llu slot(n-1)=%llu have*cs=%llu\n",
+	              rc == TERN_OK, (unsigned long long)n,
+	              (unsigned long long)tern_attach_slot(atts[0].chunk_size, n / 2),
+	              (unsigned long long)tern_attach_slot(atts[0].chunk_size, n - 1),
+	              (unsigned long long)(n * atts[0].chunk_size));
+	assert_int_equal(rc, TERN_EMALFORMED);
+}
+
+/* node_rec_decode answers TERN_ENOMEM when a JSON record's converter runs
+ * out of memory, but without tern_fail: tern_errdetail() still says what
+ * the last failure before it was. node_xin_load logs "transfer %s: %s"
+ * with it, node_held_load's caller the same: a shortage reported as some
+ * earlier, unrelated damage. */
+static void test_s32_json_shortage_says_memory(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	json_t *old = xin(att(40000, 16384, ROOT, SHA));
+	char *text = dump(old);
+	long k, stale = 0, nomem = 0;
+
+	for (k = 1;; k++) {
+		struct node_xin_rec *r = calloc(1, sizeof(*r));
+		int rc, failed;
+		assert_non_null(r);
+		(void)tern_fail(TERN_EMALFORMED, "SENTINEL: an earlier, unrelated failure");
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		rc = node_xin_record_read(text, strlen(text), r);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		free(r);
+		if (rc == TERN_ENOMEM) {
+			nomem++;
+			if (strstr(tern_errdetail(), "SENTINEL") != NULL) {
+				if (stale == 0)
+					print_message("allocation %ld failing: TERN_ENOMEM, detail "
+					              "\"%s\"\n",
+					              k, tern_errdetail());
+				stale++;
+			}
+		}
+		if (!failed)
+			break;
+	}
+	print_message("%ld of %ld shortages answered with a stale detail\n", stale, nomem);
+	free(text);
+	json_decref(old);
+	assert_int_equal(stale, 0);
+#else
+	skip();
+#endif
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -364,6 +449,8 @@ int main(void)
 	    cmocka_unit_test(test_xout_protobuf),
 	    cmocka_unit_test(test_upload_protobuf),
 	    cmocka_unit_test(test_every_read_shortage_not_damage),
+	    cmocka_unit_test(test_s32_pb_size_over_int64_refused),
+	    cmocka_unit_test(test_s32_json_shortage_says_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
