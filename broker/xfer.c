@@ -142,9 +142,11 @@ int xfer_rec_decode(const uint8_t *data, size_t len, xfer_rec *r)
 		r->att[i].have = 0;
 		p += 44;
 		/* A record holds only seals that passed tern_attach_seals_check,
-		 * or it is damaged: no chunk count of 0, no chunk over the
-		 * buffers' TERN_ATTACH_CHUNK_MAX. */
-		if (r->att[i].size == 0 || r->att[i].chunk_size < TERN_ATTACH_CHUNK_MIN ||
+		 * or it is damaged: no chunk count of 0, no size over the most
+		 * max_attachment_size allows (the chunk arithmetic would wrap),
+		 * no chunk over the buffers' TERN_ATTACH_CHUNK_MAX. */
+		if (r->att[i].size == 0 || r->att[i].size > TERN_ATTACH_MAX_SIZE_LIMIT ||
+		    r->att[i].chunk_size < TERN_ATTACH_CHUNK_MIN ||
 		    r->att[i].chunk_size > TERN_ATTACH_CHUNK_MAX)
 			return tern_fail(TERN_EMALFORMED, "damaged transfer record");
 	}

@@ -247,7 +247,7 @@ int node_rec_decode(const void *data, size_t len, const ProtobufCMessageDescript
 	if (o) {
 		*out = from_json(o);
 		json_decref(o);
-		return *out ? TERN_OK : TERN_ENOMEM;
+		return *out ? TERN_OK : tern_fail(TERN_ENOMEM, "out of memory reading %s", what);
 	}
 	if (!bad)
 		*out = protobuf_c_message_unpack(d, &a, len, data);

@@ -164,11 +164,12 @@ static int att_parse(const Tern__V1__TransferAttachment *a, int want_sha, struct
 {
 	memset(out, 0, sizeof(*out));
 	/* Only a seal tern_attach_seals_check passed was recorded: chunk
-	 * counts of 0 and chunks over the node's TERN_ATTACH_CHUNK_MAX buffer
-	 * are a damaged record's. */
-	if (a == NULL || a->size == 0 || a->chunk_size < TERN_ATTACH_CHUNK_MIN ||
-	    a->chunk_size > TERN_ATTACH_CHUNK_MAX || a->root.len != 32 ||
-	    (want_sha && a->sha256.len != 32))
+	 * counts of 0, sizes over the most max_attachment_size allows (the
+	 * chunk arithmetic would wrap) and chunks over the node's
+	 * TERN_ATTACH_CHUNK_MAX buffer are a damaged record's. */
+	if (a == NULL || a->size == 0 || a->size > TERN_ATTACH_MAX_SIZE_LIMIT ||
+	    a->chunk_size < TERN_ATTACH_CHUNK_MIN || a->chunk_size > TERN_ATTACH_CHUNK_MAX ||
+	    a->root.len != 32 || (want_sha && a->sha256.len != 32))
 		return TERN_EMALFORMED;
 	out->size = a->size;
 	out->chunk_size = a->chunk_size;

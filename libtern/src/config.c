@@ -21,6 +21,7 @@
 
 #include <ini.h>
 
+#include <tern/attach.h>
 #include <tern/config.h>
 #include <tern/error.h>
 #include <tern/log.h>
@@ -85,7 +86,7 @@ static const struct setting settings[] = {
 	{NODE,   "broker",     "id",               T_NODE_ID,  REQUIRED,                            "id of the broker this node connects to"},
 	{NODE,   "broker",     "endpoint",         T_ENDPOINT, REQUIRED,                            "ZeroMQ endpoint of that broker"},
 	{BOTH,   "limits",     "max_message_size", T_SIZE,     BOUNDED("8M", 1 * KiB, 64 * MiB),    "largest envelope accepted or sent"},
-	{BOTH,   "limits",     "max_attachment_size", T_SIZE,  BOUNDED("2G", 1 * KiB, 64 * 1024 * MiB), "largest attachment accepted or sent (docs/attachments.md)"},
+	{BOTH,   "limits",     "max_attachment_size", T_SIZE,  BOUNDED("2G", 1 * KiB, (long long)TERN_ATTACH_MAX_SIZE_LIMIT), "largest attachment accepted or sent (docs/attachments.md)"},
 	{BOTH,   "limits",     "max_message_attachments", T_SIZE, BOUNDED("4G", 1 * KiB, 256 * 1024 * MiB), "most attachment bytes one message may carry in all"},
 	{BOTH,   "limits",     "attachment_window", T_INT,     BOUNDED("2", 1, 64),                 "1 MiB chunks in flight per transfer and direction: 2 fill 160 Mbit/s at 100 ms round trip; more delays other messages"},
 	{BROKER, "limits",     "peer_rate",        T_INT,      BOUNDED("2000", 1, 1000000),         "submissions per second one node may make; more wait their turn, so one node cannot starve the others"},

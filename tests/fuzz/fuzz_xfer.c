@@ -21,7 +21,8 @@ static void use(uint64_t size, uint32_t chunk_size)
 {
 	uint64_t n;
 
-	if (size == 0 || chunk_size < TERN_ATTACH_CHUNK_MIN || chunk_size > TERN_ATTACH_CHUNK_MAX)
+	if (size == 0 || size > TERN_ATTACH_MAX_SIZE_LIMIT || chunk_size < TERN_ATTACH_CHUNK_MIN ||
+	    chunk_size > TERN_ATTACH_CHUNK_MAX)
 		abort(); /* accepted what the readers promise to refuse */
 	n = tern_attach_chunks(size, chunk_size);
 	if (n == 0 || tern_attach_chunk_len(size, chunk_size, n - 1) == 0 ||

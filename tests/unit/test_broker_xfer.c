@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include <tern/attach.h>
 #include <tern/error.h>
 #include <tern/v1/wire.pb-c.h>
 
@@ -523,10 +524,62 @@ static void test_spool_full(void **state)
 	assert_int_equal(unlink(path), 0);
 }
 
+/* A stored record as xfer_create writes it (version, expiry, sender, one
+ * recipient, one attachment of size bytes in chunks of chunk_size). */
+static size_t rec_bytes(uint8_t *b, uint64_t size, uint32_t chunk_size)
+{
+	size_t n = 0;
+
+	b[n++] = 1; /* the record format's version (xfer.c) */
+	for (int i = 7; i >= 0; i--)
+		b[n++] = (uint8_t)((uint64_t)1795390000000 >> (8 * i));
+	b[n++] = 5;
+	memcpy(b + n, "unhcr", 5);
+	n += 5;
+	b[n++] = 1;
+	b[n++] = 6;
+	memcpy(b + n, "sweden", 6);
+	n += 6;
+	b[n++] = 0;
+	b[n++] = 1;
+	for (int i = 7; i >= 0; i--)
+		b[n++] = (uint8_t)(size >> (8 * i));
+	for (int i = 3; i >= 0; i--)
+		b[n++] = (uint8_t)(chunk_size >> (8 * i));
+	memset(b + n, 0xab, 32);
+	return n + 32;
+}
+
+/* A damaged store's record with an attachment larger than any
+ * [limits] max_attachment_size allows is refused: its chunk count times the
+ * slot width would wrap past 2^64 (a chunk's place in the spool before an
+ * earlier one's). Before, only a size of 0 was refused
+ * (tests/fuzz/regressions/xfer/broker-size-over-limit). */
+static void test_decode_refuses_size_over_limit(void **state)
+{
+	uint8_t b[256];
+	xfer_rec *r = calloc(1, sizeof(*r));
+	size_t n;
+
+	(void)state;
+	assert_non_null(r);
+	n = rec_bytes(b, TERN_ATTACH_MAX_SIZE_LIMIT, TERN_ATTACH_CHUNK_MIN);
+	assert_int_equal(xfer_rec_decode(b, n, r), TERN_OK);
+	assert_int_equal(r->natt, 1);
+	assert_int_equal(r->att[0].size, TERN_ATTACH_MAX_SIZE_LIMIT);
+	assert_string_equal(r->sender, "unhcr");
+	n = rec_bytes(b, TERN_ATTACH_MAX_SIZE_LIMIT + 1, TERN_ATTACH_CHUNK_MIN);
+	assert_int_equal(xfer_rec_decode(b, n, r), TERN_EMALFORMED);
+	n = rec_bytes(b, UINT64_MAX, TERN_ATTACH_CHUNK_MAX);
+	assert_int_equal(xfer_rec_decode(b, n, r), TERN_EMALFORMED);
+	free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_create_and_get, setup, teardown),
+	    cmocka_unit_test(test_decode_refuses_size_over_limit),
 	    cmocka_unit_test_setup_teardown(test_chunks_in_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipients_done, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sweep_expired, setup, teardown),

@@ -3379,10 +3379,10 @@ static void test_every_held_load_shortage_all(void **state)
 #endif
 }
 
-/* review s32: the held deliveries loaded under each shortage when their
+/* The held deliveries loaded under each shortage when their
  * records are the JSON an earlier release wrote: all of them, or
  * TERN_ENOMEM; never one passed over as damaged. */
-static void test_s32_every_held_json_load_shortage_all(void **state)
+static void test_every_old_held_load_shortage_all(void **state)
 {
 	(void)state;
 #if MALLOC_CAN_FAIL
@@ -4728,8 +4728,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_old_json_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_s32_every_held_json_load_shortage_all, setup,
-	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_every_old_held_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_xout_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_upload_sweep_shortage_keeps, setup,
 	                                    teardown),

@@ -354,9 +354,6 @@ static void test_upload(void **state)
 	json_decref(rec);
 }
 
-
-/* --- review s32 ------------------------------------------------------------------ */
-
 /* A record the node's readers accept must be one the transfer code computes
  * with safely (xfer_rec.h: "checked as a peer's input is"). The JSON form
  * could not hold a size over INT64_MAX (json_int_t); the protobuf form holds
@@ -365,8 +362,9 @@ static void test_upload(void **state)
  * past 2^64, so the last chunk's place in the spool comes before the middle
  * one's, and rehash's have * chunk_size wraps to 0. The seals the node ever
  * records passed tern_attach_seals_check (at most [limits]
- * max_attachment_size); a damaged record with such a size is trusted. */
-static void test_s32_pb_size_over_int64_refused(void **state)
+ * max_attachment_size): a size over TERN_ATTACH_MAX_SIZE_LIMIT is a damaged
+ * record's, refused. */
+static void test_size_over_limit_refused(void **state)
 {
 	struct node_att atts[1] = {{.size = UINT64_MAX, .chunk_size = TERN_ATTACH_CHUNK_MIN}};
 	struct node_xin_rec *r = malloc(sizeof(*r));
@@ -393,12 +391,12 @@ static void test_s32_pb_size_over_int64_refused(void **state)
 	assert_int_equal(rc, TERN_EMALFORMED);
 }
 
-/* node_rec_decode answers TERN_ENOMEM when a JSON record's converter runs
- * out of memory, but without tern_fail: tern_errdetail() still says what
- * the last failure before it was. node_xin_load logs "transfer %s: %s"
- * with it, node_held_load's caller the same: a shortage reported as some
- * earlier, unrelated damage. */
-static void test_s32_json_shortage_says_memory(void **state)
+/* A JSON record's converter out of memory: TERN_ENOMEM with a detail that
+ * says so. Before, node_rec_decode answered without tern_fail, and
+ * tern_errdetail() still said what the last failure before it was:
+ * node_xin_load logs "transfer %s: %s" with it, so a shortage was reported
+ * as some earlier, unrelated damage. */
+static void test_json_shortage_says_memory(void **state)
 {
 	(void)state;
 #if MALLOC_CAN_FAIL
@@ -449,8 +447,8 @@ int main(void)
 	    cmocka_unit_test(test_xout_protobuf),
 	    cmocka_unit_test(test_upload_protobuf),
 	    cmocka_unit_test(test_every_read_shortage_not_damage),
-	    cmocka_unit_test(test_s32_pb_size_over_int64_refused),
-	    cmocka_unit_test(test_s32_json_shortage_says_memory),
+	    cmocka_unit_test(test_size_over_limit_refused),
+	    cmocka_unit_test(test_json_shortage_says_memory),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,9 @@ extern "C" {
 #define TERN_ATTACH_MAX_COUNT 32
 /* The [limits] defaults: bytes per attachment, and per message in all. */
 #define TERN_ATTACH_MAX_SIZE_DEFAULT (2ull << 30)
+/* The most [limits] max_attachment_size may be set to: no attachment a node
+ * sends, receives or records is larger. */
+#define TERN_ATTACH_MAX_SIZE_LIMIT (64ull << 30)
 #define TERN_ATTACH_MAX_TOTAL_DEFAULT (4ull << 30)
 
 /* How many chunks an attachment of size bytes has (size > 0, chunk_size > 0). */
