@@ -44,8 +44,53 @@ static void sha256_ctx_free(void *ctx)
  * every randombytes_buf, and a sealed envelope asks for random bytes two or
  * three times (a uuid once more). OpenSSL 3's RAND_bytes draws from a
  * per-thread DRBG in user space, seeded from the kernel, reseeded by OpenSSL
- * and after a fork: one CSPRNG, without the system call. */
+ * and after a fork: one CSPRNG, without the system call.
+ *
+ * Each RAND_bytes call costs more than the bytes (the DRBG's lookup, its
+ * lock and parameters): the small draws of a message (a uuid's 10 bytes, a
+ * key and a nonce) come from a per-thread pool of RAND_bytes output, filled
+ * 256 bytes at a time. Each byte is handed out once and wiped as it goes; a
+ * fork empties the child's pool (pthread_atfork), so parent and child never
+ * share bytes. Draws over a quarter of the pool go to RAND_bytes directly. */
+#define DRBG_POOL 256
+static _Thread_local struct {
+	unsigned char b[DRBG_POOL];
+	size_t next; /* b[next..] not yet handed out */
+} drbg_pool = {.next = DRBG_POOL};
+
+static void drbg_pool_forget(void)
+{
+	sodium_memzero(drbg_pool.b, sizeof(drbg_pool.b));
+	drbg_pool.next = DRBG_POOL;
+}
+
+static void drbg_direct(void *const buf, const size_t size);
+
 static void drbg_buf(void *const buf, const size_t size)
+{
+	unsigned char *p = buf;
+	size_t left = size;
+
+	if (size > DRBG_POOL / 4) {
+		drbg_direct(buf, size);
+		return;
+	}
+	while (left > 0) {
+		size_t take;
+		if (drbg_pool.next == DRBG_POOL) {
+			drbg_direct(drbg_pool.b, DRBG_POOL);
+			drbg_pool.next = 0;
+		}
+		take = DRBG_POOL - drbg_pool.next < left ? DRBG_POOL - drbg_pool.next : left;
+		memcpy(p, drbg_pool.b + drbg_pool.next, take);
+		sodium_memzero(drbg_pool.b + drbg_pool.next, take);
+		drbg_pool.next += take;
+		p += take;
+		left -= take;
+	}
+}
+
+static void drbg_direct(void *const buf, const size_t size)
 {
 	unsigned char *p = buf;
 	size_t left = size;
@@ -114,7 +159,8 @@ static void crypto_init_once(void)
 {
 	/* libsodium wants its implementation before sodium_init: hence every
 	 * sodium_init in Tern is this one. */
-	if (randombytes_set_implementation(&drbg_impl) != 0 || sodium_init() < 0)
+	if (randombytes_set_implementation(&drbg_impl) != 0 || sodium_init() < 0 ||
+	    pthread_atfork(NULL, NULL, drbg_pool_forget) != 0)
 		return;
 	{
 		EVP_MAC *hmac = EVP_MAC_fetch(NULL, OSSL_MAC_NAME_HMAC, NULL);

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -541,12 +543,22 @@ static void test_wycheproof_hkdf(void **state)
 
 /* libsodium's randomness comes from OpenSSL's DRBG once tern_crypto_init has
  * run: randombytes_buf, _random and _uniform stay usable, and their bytes are
- * RAND_bytes' (seen through a RAND_METHOD that hands out a known pattern). */
+ * RAND_bytes' (seen through a RAND_METHOD that hands out a known pattern:
+ * small draws come from a pool of 256 bytes of it, large ones straight). */
 static int fake_bytes(unsigned char *buf, int num)
 {
 	for (int i = 0; i < num; i++)
 		buf[i] = (unsigned char)(0xa0 + i);
 	return 1;
+}
+
+/* Whether want[0..n) appears in got[0..len). */
+static int holds(const uint8_t *got, size_t len, const uint8_t *want, size_t n)
+{
+	for (size_t k = 0; k + n <= len; k++)
+		if (memcmp(got + k, want, n) == 0)
+			return 1;
+	return 0;
 }
 
 static int fake_status(void)
@@ -556,7 +568,7 @@ static int fake_status(void)
 
 static void test_randombytes_openssl(void **state)
 {
-	uint8_t a[32], b[32], want[32];
+	uint8_t a[32], b[32], want[128], big[128], small[512], pool[256];
 	int seen[10] = {0};
 	RAND_METHOD fake = {.bytes = fake_bytes, .status = fake_status};
 	const RAND_METHOD *real;
@@ -581,11 +593,67 @@ static void test_randombytes_openssl(void **state)
 	real = RAND_get_rand_method();
 	assert_int_equal(RAND_set_rand_method(&fake), 1);
 	fake_bytes(want, sizeof(want));
-	randombytes_buf(a, sizeof(a));
+	randombytes_buf(big, sizeof(big)); /* over the pool's draws: straight */
+	/* Small draws: what the pool held before, then a pool of the pattern. */
+	for (size_t i = 0; i < sizeof(small); i += 16)
+		randombytes_buf(small + i, 16);
 	r = randombytes_random();
 	assert_int_equal(RAND_set_rand_method(real), 1);
-	assert_memory_equal(a, want, sizeof(a));
-	assert_memory_equal(&r, want, sizeof(r));
+	assert_memory_equal(big, want, sizeof(want));
+	fake_bytes(pool, sizeof(pool));
+	assert_true(holds(small, sizeof(small), pool, sizeof(pool)));
+	(void)r;
+}
+
+/* The pool never hands a byte out twice: 16,000 bytes in draws of 16, no
+ * two draws alike. */
+static int cmp16(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+static void test_randombytes_pool_no_repeat(void **state)
+{
+	enum { N = 1000 };
+	uint8_t(*d)[16] = malloc(N * 16);
+
+	(void)state;
+	assert_non_null(d);
+	assert_int_equal(tern_crypto_init(), TERN_OK);
+	for (int i = 0; i < N; i++)
+		randombytes_buf(d[i], 16);
+	qsort(d, N, 16, cmp16);
+	for (int i = 1; i < N; i++)
+		assert_memory_not_equal(d[i - 1], d[i], 16);
+	free(d);
+}
+
+/* A fork empties the child's pool: the child's next bytes are not the
+ * parent's (a pool copied into the child would hand both the same keys and
+ * nonces). Fails with the pthread_atfork handler taken out. */
+static void test_randombytes_pool_fork(void **state)
+{
+	uint8_t mine[32], theirs[32];
+	int fds[2], status;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(tern_crypto_init(), TERN_OK);
+	randombytes_buf(mine, 8); /* the pool filled, and partly left */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		randombytes_buf(theirs, sizeof(theirs));
+		_exit(write(fds[1], theirs, sizeof(theirs)) == (ssize_t)sizeof(theirs) ? 0 : 1);
+	}
+	randombytes_buf(mine, sizeof(mine));
+	assert_int_equal(read(fds[0], theirs, sizeof(theirs)), (ssize_t)sizeof(theirs));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fds[0]);
+	close(fds[1]);
+	assert_memory_not_equal(mine, theirs, sizeof(mine));
 }
 
 static void test_argument_checks(void **state)
@@ -618,6 +686,8 @@ int main(void)
 	    cmocka_unit_test(test_wycheproof_hkdf),
 	    cmocka_unit_test(test_argument_checks),
 	    cmocka_unit_test(test_randombytes_openssl),
+	    cmocka_unit_test(test_randombytes_pool_no_repeat),
+	    cmocka_unit_test(test_randombytes_pool_fork),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
