@@ -179,19 +179,28 @@ static int header_check(const Tern__V1__Header *h)
 }
 
 /* wrap key = HKDF-SHA256(ikm = shared, salt = eph_public || recipient_public,
- *                        info = label || 0 || message_id || 0 || recipient). */
-static int wrap_key_derive(const uint8_t shared[32], const uint8_t eph_public[32],
-                           const uint8_t rcpt_public[32], const char *message_id, const char *rcpt,
-                           uint8_t key[CONTENT_KEY_LEN])
+ *                        info = label || 0 || message_id || 0 || recipient).
+ * In two halves: prk = HKDF-Extract(salt, shared) depends on the two keys
+ * only, so the seal cache keeps it with the shared secret (wrap_prk); each
+ * message's wrap key is then one HKDF-Expand (wrap_key_derive). */
+static int wrap_prk(const uint8_t shared[32], const uint8_t eph_public[32],
+                    const uint8_t rcpt_public[32], uint8_t prk[32])
 {
 	uint8_t salt[64];
+
+	memcpy(salt, eph_public, 32);
+	memcpy(salt + 32, rcpt_public, 32);
+	return tern_hkdf_sha256_extract(salt, sizeof(salt), shared, 32, prk);
+}
+
+static int wrap_key_derive(const uint8_t prk[32], const char *message_id, const char *rcpt,
+                           uint8_t key[CONTENT_KEY_LEN])
+{
 	uint8_t info[sizeof(KEY_WRAP_LABEL) + TERN_UUID_STRLEN + 1 + TERN_NODE_ID_MAX];
 	size_t ml = strlen(message_id), rl = strlen(rcpt), n = 0;
 
 	if (ml > TERN_UUID_STRLEN || rl > TERN_NODE_ID_MAX)
 		return TERN_EINVAL;
-	memcpy(salt, eph_public, 32);
-	memcpy(salt + 32, rcpt_public, 32);
 	memcpy(info, KEY_WRAP_LABEL, sizeof(KEY_WRAP_LABEL)); /* with its NUL */
 	n = sizeof(KEY_WRAP_LABEL);
 	memcpy(info + n, message_id, ml);
@@ -199,7 +208,7 @@ static int wrap_key_derive(const uint8_t shared[32], const uint8_t eph_public[32
 	info[n++] = 0;
 	memcpy(info + n, rcpt, rl);
 	n += rl;
-	return tern_hkdf_sha256(salt, sizeof(salt), shared, 32, info, n, key, CONTENT_KEY_LEN);
+	return tern_hkdf_sha256_expand(prk, info, n, key, CONTENT_KEY_LEN);
 }
 
 static const uint8_t zero_nonce[TERN_AEAD_NONCE_LEN];
@@ -212,7 +221,7 @@ struct secret_slot {
 	int used;
 	uint8_t self[32]; /* opening: our sealing public key; sealing: unused */
 	uint8_t peer[32]; /* sealing: the recipient's key; opening: the ephemeral key */
-	uint8_t shared[32];
+	uint8_t prk[32];  /* wrap_prk of the X25519 secret of the two */
 };
 
 struct tern_sealcache {
@@ -305,31 +314,41 @@ static int sealcache_ephemeral(tern_sealcache *c, uint8_t sk[32], uint8_t pk[32]
 	return TERN_OK;
 }
 
-/* shared = X25519(scalar, point), from slots when (self, point) is there. */
-static int sealcache_x25519(tern_sealcache *c, struct secret_slot *slots, size_t *next,
-                            const uint8_t self[32], const uint8_t scalar[32],
-                            const uint8_t point[32], uint8_t shared[32])
+/* prk = wrap_prk(X25519(scalar, point), eph_public, rcpt_public), from slots
+ * when (self, point) is there. Sealing: point is the recipient's key and
+ * eph_public ours (the slots go with it); opening: point is the ephemeral
+ * key and self ours. TERN_ECRYPTO for a low-order point, which is never
+ * remembered. */
+static int sealcache_prk(tern_sealcache *c, struct secret_slot *slots, size_t *next,
+                         const uint8_t self[32], const uint8_t scalar[32], const uint8_t point[32],
+                         const uint8_t eph_public[32], const uint8_t rcpt_public[32],
+                         uint8_t prk[32])
 {
 	struct secret_slot *s;
+	uint8_t shared[32];
+	int rc;
 
-	if (c == NULL)
-		return tern_x25519(shared, scalar, point);
-	for (size_t i = 0; i < SEALCACHE_SLOTS; i++)
+	for (size_t i = 0; c != NULL && i < SEALCACHE_SLOTS; i++)
 		if (slots[i].used && sodium_memcmp(slots[i].peer, point, 32) == 0 &&
 		    sodium_memcmp(slots[i].self, self, 32) == 0) {
-			memcpy(shared, slots[i].shared, 32);
+			memcpy(prk, slots[i].prk, 32);
 			c->hits++;
 			return TERN_OK;
 		}
-	c->misses++;
+	if (c != NULL)
+		c->misses++;
 	if (tern_x25519(shared, scalar, point) != TERN_OK)
-		return TERN_ECRYPTO; /* a low-order point is never remembered */
+		return TERN_ECRYPTO;
+	rc = wrap_prk(shared, eph_public, rcpt_public, prk);
+	sodium_memzero(shared, sizeof(shared));
+	if (rc != TERN_OK || c == NULL)
+		return rc;
 	s = &slots[*next];
 	*next = (*next + 1) % SEALCACHE_SLOTS;
 	s->used = 1;
 	memcpy(s->self, self, 32);
 	memcpy(s->peer, point, 32);
-	memcpy(s->shared, shared, 32);
+	memcpy(s->prk, prk, 32);
 	return TERN_OK;
 }
 
@@ -417,7 +436,7 @@ int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory 
 	Tern__V1__SealedBody sb = TERN__V1__SEALED_BODY__INIT;
 	tern_sealed *res = NULL;
 	uint8_t content_key[CONTENT_KEY_LEN], nonce[TERN_AEAD_NONCE_LEN];
-	uint8_t eph_sk[32], eph_pk[32], shared[32], wrap_key[CONTENT_KEY_LEN];
+	uint8_t eph_sk[32], eph_pk[32], prk[32], wrap_key[CONTENT_KEY_LEN];
 	uint8_t digest[TERN_SHA256_LEN];
 	uint8_t aad_stack[AAD_STACK], *aad = aad_stack;
 	uint8_t *ct = NULL;
@@ -486,15 +505,17 @@ int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory 
 		goto out;
 
 	for (size_t i = 0; i < p->n_recipients; i++) {
-		if (sealcache_x25519(p->cache, p->cache ? p->cache->sealing : NULL,
-		                     p->cache ? &p->cache->next_sealing : NULL, eph_pk, eph_sk,
-		                     rcpts[i]->seal_public, shared) != TERN_OK) {
-			rc = tern_fail(TERN_ECRYPTO, "seal: %s's sealing key is a low-order point",
-			               rcpts[i]->node_id);
+		if ((rc = sealcache_prk(p->cache, p->cache ? p->cache->sealing : NULL,
+		                        p->cache ? &p->cache->next_sealing : NULL, eph_pk, eph_sk,
+		                        rcpts[i]->seal_public, eph_pk, rcpts[i]->seal_public,
+		                        prk)) != TERN_OK) {
+			if (rc == TERN_ECRYPTO)
+				rc = tern_fail(TERN_ECRYPTO,
+				               "seal: %s's sealing key is a low-order point",
+				               rcpts[i]->node_id);
 			goto out;
 		}
-		rc = wrap_key_derive(shared, eph_pk, rcpts[i]->seal_public, res->id,
-		                     rcpts[i]->node_id, wrap_key);
+		rc = wrap_key_derive(prk, res->id, rcpts[i]->node_id, wrap_key);
 		if (rc == TERN_OK)
 			rc = tern_aead_seal(wrap_key, sizeof(wrap_key), zero_nonce,
 			                    sizeof(zero_nonce), (const uint8_t *)rcpts[i]->node_id,
@@ -545,7 +566,7 @@ int tern_envelope_seal_unsigned(const tern_seal_params *p, const tern_directory 
 out:
 	sodium_memzero(content_key, sizeof(content_key));
 	sodium_memzero(eph_sk, sizeof(eph_sk));
-	sodium_memzero(shared, sizeof(shared));
+	sodium_memzero(prk, sizeof(prk));
 	sodium_memzero(wrap_key, sizeof(wrap_key));
 	tern_sealed_free(&res);
 	free(ct);
@@ -1075,7 +1096,7 @@ static int open_body(const tern_envelope *env, const char *self_id, const tern_s
 	const Tern__V1__WrappedKey *wk;
 	ProtobufCMessage *m = NULL;
 	Tern__V1__SealedBody *sb;
-	uint8_t shared[32], wrap_key[CONTENT_KEY_LEN], content_key[CONTENT_KEY_LEN];
+	uint8_t prk[32], wrap_key[CONTENT_KEY_LEN], content_key[CONTENT_KEY_LEN];
 	uint8_t aad_stack[AAD_STACK], *aad = aad_stack;
 	uint8_t *pt = NULL;
 	size_t aad_len = 0, ck_len, pt_len, i;
@@ -1111,15 +1132,17 @@ static int open_body(const tern_envelope *env, const char *self_id, const tern_s
 	if ((wk = find_wrapped(sb, self_id, h->message_id, &rc)) == NULL)
 		goto out;
 
-	if (sealcache_x25519(cache, cache ? cache->opening : NULL,
-	                     cache ? &cache->next_opening : NULL, tern_sealkey_public(key),
-	                     tern_sealkey_secret(key), sb->ephemeral_key.data, shared) != TERN_OK) {
-		rc = tern_fail(TERN_EDECRYPT, "message %s: ephemeral key is a low-order point",
-		               h->message_id);
+	if ((rc = sealcache_prk(
+	         cache, cache ? cache->opening : NULL, cache ? &cache->next_opening : NULL,
+	         tern_sealkey_public(key), tern_sealkey_secret(key), sb->ephemeral_key.data,
+	         sb->ephemeral_key.data, tern_sealkey_public(key), prk)) != TERN_OK) {
+		if (rc == TERN_ECRYPTO)
+			rc = tern_fail(TERN_EDECRYPT,
+			               "message %s: ephemeral key is a low-order point",
+			               h->message_id);
 		goto out;
 	}
-	if ((rc = wrap_key_derive(shared, sb->ephemeral_key.data, tern_sealkey_public(key),
-	                          h->message_id, self_id, wrap_key)) != TERN_OK)
+	if ((rc = wrap_key_derive(prk, h->message_id, self_id, wrap_key)) != TERN_OK)
 		goto out;
 	if (tern_aead_open(wrap_key, sizeof(wrap_key), zero_nonce, sizeof(zero_nonce),
 	                   (const uint8_t *)self_id, strlen(self_id), wk->wrapped.data,
@@ -1159,7 +1182,7 @@ out:
 	/* tern_aead_open has already zeroed pt on failure. */
 	free(pt);
 	aad_release(aad, aad_stack);
-	sodium_memzero(shared, sizeof(shared));
+	sodium_memzero(prk, sizeof(prk));
 	sodium_memzero(wrap_key, sizeof(wrap_key));
 	sodium_memzero(content_key, sizeof(content_key));
 	tern_pb_free(&m);

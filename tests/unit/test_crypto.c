@@ -444,12 +444,13 @@ static void test_sha256_without_memory(void **state)
 static void test_rfc5869(void **state)
 {
 	static const struct {
-		const char *ikm, *salt, *info, *okm;
+		const char *ikm, *salt, *info, *okm, *prk;
 	} v[] = {
 	    {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "000102030405060708090a0b0c",
 	     "f0f1f2f3f4f5f6f7f8f9",
 	     "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b88718586"
-	     "5"},
+	     "5",
+	     "077709362c2e32df0ddc3f0dc47bba6390b6c73bb50f9c3122ec844ad7c2b3e5"},
 	    {"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
 	     "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
 	     "404142434445464748494a4b4c4d4e4f",
@@ -461,10 +462,12 @@ static void test_rfc5869(void **state)
 	     "f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff",
 	     "b11e398dc80327a1c8e7f78c596a49344f012eda2d4efad8a050cc4c19afa97c"
 	     "59045a99cac7827271cb41c65e590e09da3275600c2f09b8367793a9aca3db71"
-	     "cc30c58179ec3e87c14c01d5c1f3434f1d87"},
+	     "cc30c58179ec3e87c14c01d5c1f3434f1d87",
+	     "06a6b88c5853361a06104c9ceb35b45cef760014904671014a193f40c15fc244"},
 	    {"0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b0b", "", "",
 	     "8da4e775a563c18f715f802a063c5a31b8a11f5c5ee1879ec3454e5f3c738d2d9d201395faa4b61a96c"
-	     "8"},
+	     "8",
+	     "19ef24a32c717b167f33a91d6f648bdf96596776afdb6377ac434c1c293ccb04"},
 	};
 
 	(void)state;
@@ -475,7 +478,8 @@ static void test_rfc5869(void **state)
 			size_t il, sl, fl, ol;
 			uint8_t *ikm = unhex(v[i].ikm, &il), *salt = unhex(v[i].salt, &sl);
 			uint8_t *info = unhex(v[i].info, &fl), *okm = unhex(v[i].okm, &ol);
-			uint8_t out[82];
+			uint8_t out[82], out2[82], prk[32], *wantprk;
+			size_t pl;
 			int rc;
 
 			assert_true(ol <= sizeof(out));
@@ -484,11 +488,21 @@ static void test_rfc5869(void **state)
 #endif
 			rc = tern_hkdf_sha256(sl ? salt : NULL, sl, ikm, il, fl ? info : NULL, fl,
 			                      out, ol);
+			/* And in its two halves: the PRK the RFC gives, then the OKM. */
+			if (rc == TERN_OK)
+				rc = tern_hkdf_sha256_extract(sl ? salt : NULL, sl, ikm, il, prk);
+			if (rc == TERN_OK)
+				rc = tern_hkdf_sha256_expand(prk, fl ? info : NULL, fl, out2, ol);
 #if MALLOC_CAN_FAIL
 			malloc_fails = 0;
 #endif
 			assert_int_equal(rc, TERN_OK);
 			assert_memory_equal(out, okm, ol);
+			assert_memory_equal(out2, okm, ol);
+			wantprk = unhex(v[i].prk, &pl);
+			assert_int_equal(pl, 32);
+			assert_memory_equal(prk, wantprk, 32);
+			free(wantprk);
 			free(ikm);
 			free(salt);
 			free(info);

@@ -53,6 +53,14 @@ void tern_sha256_free(tern_sha256_ctx **c);
  * 255 * 32, the most HKDF-SHA256 can produce. */
 int tern_hkdf_sha256(const uint8_t *salt, size_t saltlen, const uint8_t *ikm, size_t ikmlen,
                      const uint8_t *info, size_t infolen, uint8_t *out, size_t outlen);
+/* Its two halves, for a caller that derives many keys from one secret and
+ * salt: prk = HKDF-Extract(salt, ikm) (32 bytes; an empty salt as above),
+ * then HKDF-Expand(prk, info) into out[outlen] as often as needed. The
+ * caller wipes prk when done with it. */
+int tern_hkdf_sha256_extract(const uint8_t *salt, size_t saltlen, const uint8_t *ikm, size_t ikmlen,
+                             uint8_t prk[32]);
+int tern_hkdf_sha256_expand(const uint8_t prk[32], const uint8_t *info, size_t infolen,
+                            uint8_t *out, size_t outlen);
 
 /* ChaCha20-Poly1305 (RFC 8439, IETF 96-bit nonce). The key must be 32 bytes
  * and the nonce 12 (TERN_EINVAL otherwise).
