@@ -142,21 +142,26 @@ static int list_visit(const char *msgid, void *arg)
 	return 0;
 }
 
-/* The entry of arr (taken) for msgid, a new reference; NULL if none. */
-static json_t *transfer_of(json_t *arr, const char *msgid)
+/* The entry of arr (taken: node_xin_status or node_xout_status, NULL when
+ * memory ran out) for msgid into *found, a new reference, NULL if none.
+ * TERN_ENOMEM when arr is NULL: no answer, not "none". */
+static int transfer_of(json_t *arr, const char *msgid, json_t **found)
 {
-	json_t *v, *found = NULL;
+	json_t *v;
 	size_t i;
 
+	*found = NULL;
+	if (arr == NULL)
+		return TERN_ENOMEM;
 	json_array_foreach(arr, i, v)
 	{
 		if (strcmp(json_string_value(json_object_get(v, "message_id")), msgid) == 0) {
-			found = json_incref(v);
+			*found = json_incref(v);
 			break;
 		}
 	}
 	json_decref(arr);
-	return found;
+	return TERN_OK;
 }
 
 /* "messages.list": one page of the messages sent and received (msglist.c).
@@ -194,8 +199,12 @@ json_t *node_api_read(node *n, const char *op, json_t *req)
 		json_t *rc2, *arr = json_array();
 		const char *k;
 		json_t *h = id ? json_object_get(n->held, id) : NULL;
-		json_t *xs = id ? transfer_of(node_xin_status(n), id) : NULL;
-		if (xs != NULL) {
+		json_t *xs = NULL;
+		if (id && transfer_of(node_xin_status(n), id, &xs) != TERN_OK) {
+			json_decref(arr);
+			res = tern_api_error(TERN_ENOMEM, "cannot read the transfers now: out of "
+			                                  "memory");
+		} else if (xs != NULL) {
 			/* A delivery whose attachments are still coming (xfer_in.c). */
 			json_decref(arr);
 			res = json_pack("{s:b, s:s, s:s, s:s, s:O, s:O, s:O, s:O}", "ok", 1,
@@ -244,8 +253,14 @@ json_t *node_api_read(node *n, const char *op, json_t *req)
 		                json_object_get(rec, "state"), "reason_code",
 		                json_object_get(rec, "reason_code"), "reason_text",
 		                json_object_get(rec, "reason_text"), "recipients", arr);
-		if (res && (xs = transfer_of(node_xout_status(n), id)) != NULL)
-			json_object_set_new(res, "attachments", xs);
+		if (res && (transfer_of(node_xout_status(n), id, &xs) != TERN_OK ||
+		            (xs && json_object_set_new(res, "attachments", xs) != 0))) {
+			/* Whole or no-memory: a sent message whose attachments
+			 * still go must not read as one with none going. */
+			json_decref(res);
+			res = tern_api_error(TERN_ENOMEM, "cannot read the transfers now: out of "
+			                                  "memory");
+		}
 	} else if (strcmp(op, "inbox.list") == 0) {
 		/* All or nothing: a list with holes would pass for the whole inbox. */
 		json_t *ids = json_array(), *ctx[2] = {ids, NULL}, *msgs = json_array(), *v;
@@ -295,14 +310,16 @@ json_t *node_api_read(node *n, const char *op, json_t *req)
 	} else if (strcmp(op, "case.show") == 0) {
 		const char *cid = json_string_value(json_object_get(req, "case_id"));
 		int ok = cid && cid[0] && strlen(cid) <= TERN_CASE_ID_MAX;
-		json_t *v = ok ? node_case_view(n, txn, cid) : NULL;
+		json_t *v = NULL;
+		int vrc = ok ? node_case_view(n, txn, cid, &v) : TERN_OK;
 		if (cid == NULL || cid[0] == '\0')
 			res = tern_api_error(TERN_EINVAL, "give \"case_id\"");
 		else if (!ok)
 			res = tern_api_error(TERN_EINVAL, "a case id has at most %d characters",
 			                     TERN_CASE_ID_MAX);
-		else if (v == NULL)
-			res = tern_api_error(TERN_ENOMEM, "cannot build the case view");
+		else if (vrc != TERN_OK)
+			res =
+			    tern_api_error(vrc, "cannot build the case view: %s", tern_errdetail());
 		else if (json_array_size(json_object_get(v, "timeline")) == 0)
 			res = tern_api_error(
 			    TERN_ENOENT, "no message of case %s was sent, received or held here",
@@ -313,20 +330,24 @@ json_t *node_api_read(node *n, const char *op, json_t *req)
 	} else if (strcmp(op, "messages.list") == 0) {
 		res = messages_list(n, txn, req);
 	} else if (strcmp(op, "node.info") == 0) {
-		json_t *counts = NULL;
+		json_t *counts = NULL, *xo, *xi;
 		int crc = node_store_counts(txn, n->store, &counts);
 		if (crc != TERN_OK) {
 			res = tern_api_error(crc, "cannot count the node's messages: %s",
 			                     tern_errdetail());
 			goto out;
 		}
+		xo = node_xout_status(n);
+		xi = node_xin_status(n);
+		/* "s:o" steals xo and xi, and json_pack answers NULL (the API:
+		 * no-memory) when either is NULL. */
 		res = json_pack(
 		    "{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?, s:O?, s:{s:o, s:o}}", "ok", 1,
 		    "node_id", n->id.id, "broker_id", n->broker->node_id, "connected", n->connected,
 		    "outbox", json_object_get(counts, "outbox"), "inbox",
 		    json_object_get(counts, "inbox"), "held", json_object_get(counts, "held"),
-		    "webhooks", json_object_get(counts, "webhooks"), "transfers", "out",
-		    node_xout_status(n), "in", node_xin_status(n));
+		    "webhooks", json_object_get(counts, "webhooks"), "transfers", "out", xo, "in",
+		    xi);
 		json_decref(counts);
 	}
 out:

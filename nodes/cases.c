@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include <tern/error.h>
+#include <tern/json.h>
 #include <tern/workflow.h>
 
 #include "node_int.h"
@@ -229,10 +230,11 @@ static int event_json(node *n, MDB_txn *txn, const char *msgid, char kind, json_
 	rc = TERN_ENOMEM;
 	if (e && ref) {
 		/* value only: a record from before the workflow (its outcome) shows
-		 * none. */
+		 * none. node_rec_text: a damaged record's text cut to its valid
+		 * UTF-8 start; NULL only for want of memory. */
 		if ((ref->value[0] &&
-		     json_object_set_new(e, "value", json_string(ref->value)) != 0) ||
-		    (ref->ref[0] && json_object_set_new(e, "cites", json_string(ref->ref)) != 0))
+		     json_object_set_new(e, "value", node_rec_text(ref->value)) != 0) ||
+		    (ref->ref[0] && json_object_set_new(e, "cites", node_rec_text(ref->ref)) != 0))
 			goto out;
 	}
 	*out = e;
@@ -277,6 +279,8 @@ static int view_add(char kind, const char *id, void *arg)
 		root = ref->root[0]                                           ? ref->root
 		       : tern_case_state_name((tern_case_state)ref->state)[0] ? id
 		                                                              : "";
+		if (!tern_utf8_valid(root, strlen(root)))
+			root = ""; /* a damaged record's: no thread to trace */
 		rc = root[0] && json_object_get(va->threads, root) == NULL
 		         ? json_object_set_new(va->threads, root, json_null())
 		         : 0;
@@ -292,7 +296,7 @@ fail:
 	return 1;
 }
 
-json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
+int node_case_view(node *n, MDB_txn *txn, const char *case_id, json_t **view)
 {
 	tern_store *s = n->store;
 	json_t *events = json_array(), *threads = json_object(), *out = NULL, *v;
@@ -304,31 +308,46 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 	const char *root;
 	struct view_acc va = {n, txn, events, threads, TERN_OK};
 	json_t *tl;
-	int rc;
+	int rc = TERN_ENOMEM;
 
-	if (events == NULL || threads == NULL || kl == 0 || DBI(s, NS_CASES) == 0)
+	*view = NULL;
+	if (events == NULL || threads == NULL)
 		goto out;
-	if (node_store_list_case_scan(txn, s, case_id, view_add, &va) != TERN_OK ||
-	    va.rc != TERN_OK)
+	if (kl == 0) {
+		rc = tern_fail(TERN_EINVAL, "case id %s is too long", case_id);
 		goto out;
-	if ((rc = mdb_cursor_open(txn, DBI(s, NS_CASES), &c)) != 0)
-		goto out;
-	for (rc = mdb_cursor_get(c, &k, &val, MDB_SET_RANGE);
-	     rc == 0 && k.mv_size > kl && memcmp(k.mv_data, kb, kl) == 0;
-	     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
-		char id[64];
-		/* 'o' and 'i' entries are an older store's: the listing index has
-		 * those messages. */
-		if (k.mv_size - kl >= sizeof(id) || val.mv_size != 1 ||
-		    *(const char *)val.mv_data != 'h')
-			continue;
-		memcpy(id, (const char *)k.mv_data + kl, k.mv_size - kl);
-		id[k.mv_size - kl] = '\0';
-		if (view_add('h', id, &va))
-			goto out;
 	}
-	if (rc != MDB_NOTFOUND && rc != 0)
+	if ((rc = node_store_list_case_scan(txn, s, case_id, view_add, &va)) != TERN_OK ||
+	    (rc = va.rc) != TERN_OK)
 		goto out;
+	/* The held deliveries' index (none in a store from before it). */
+	if (DBI(s, NS_CASES) != 0) {
+		if ((rc = mdb_cursor_open(txn, DBI(s, NS_CASES), &c)) != 0) {
+			rc = tern_store_mdb_err(rc, "read the case index");
+			goto out;
+		}
+		for (rc = mdb_cursor_get(c, &k, &val, MDB_SET_RANGE);
+		     rc == 0 && k.mv_size > kl && memcmp(k.mv_data, kb, kl) == 0;
+		     rc = mdb_cursor_get(c, &k, &val, MDB_NEXT)) {
+			char id[64];
+			/* 'o' and 'i' entries are an older store's: the listing index
+			 * has those messages. */
+			if (k.mv_size - kl >= sizeof(id) || val.mv_size != 1 ||
+			    *(const char *)val.mv_data != 'h')
+				continue;
+			memcpy(id, (const char *)k.mv_data + kl, k.mv_size - kl);
+			id[k.mv_size - kl] = '\0';
+			if (view_add('h', id, &va)) {
+				rc = va.rc;
+				goto out;
+			}
+		}
+		if (rc != MDB_NOTFOUND && rc != 0) {
+			rc = tern_store_mdb_err(rc, "read the case index");
+			goto out;
+		}
+	}
+	rc = TERN_ENOMEM; /* from here, only memory can fail */
 	/* In time order: sent by creation, received by arrival. */
 	ne = json_array_size(events);
 	refused = 0;
@@ -385,14 +404,17 @@ json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id)
 		    json_array_append(json_object_get(out, "held"), v) != 0)
 			goto fail;
 	}
+	*view = out;
+	rc = TERN_OK;
 	goto out;
 fail:
 	json_decref(out);
-	out = NULL;
 out:
 	if (c)
 		mdb_cursor_close(c);
 	json_decref(events);
 	json_decref(threads);
-	return out;
+	if (rc == TERN_ENOMEM)
+		rc = tern_fail(TERN_ENOMEM, "out of memory building the view of case %s", case_id);
+	return rc;
 }

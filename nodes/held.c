@@ -129,6 +129,21 @@ static ProtobufCMessage *held_from_json(const json_t *o)
 	return &r->base;
 }
 
+/* Without what it cites or who sent it, nothing could release or judge a
+ * held delivery; a text that is not UTF-8 could not be shown. Either is
+ * bytes the node did not write (an empty value decodes to no fields). */
+static int held_rec_sound(const node_held_rec *r)
+{
+	const char *t[4] = {r->ref, r->sender, r->case_id, r->type};
+
+	if (r->ref[0] == '\0' || r->sender[0] == '\0')
+		return 0;
+	for (int i = 0; i < 4; i++)
+		if (!tern_utf8_valid(t[i], strlen(t[i])))
+			return 0;
+	return 1;
+}
+
 int node_store_held_scan(MDB_txn *txn, tern_store *s,
                          int (*fn)(const char *msgid, const node_held_rec *rec, void *arg),
                          void *arg)
@@ -154,10 +169,7 @@ int node_store_held_scan(MDB_txn *txn, tern_store *s,
 			mdb_cursor_close(c);
 			return TERN_ENOMEM;
 		}
-		/* Without what it cites or who sent it, nothing could release or
-		 * judge it: bytes the node did not write (an empty value decodes). */
-		if (drc == TERN_OK && (((node_held_rec *)m)->ref[0] == '\0' ||
-		                       ((node_held_rec *)m)->sender[0] == '\0'))
+		if (drc == TERN_OK && !held_rec_sound((const node_held_rec *)m))
 			drc = TERN_EMALFORMED;
 		if (drc != TERN_OK || k.mv_size >= sizeof(id)) {
 			protobuf_c_message_free_unpacked(m, NULL);

@@ -66,6 +66,9 @@ void node_publish_metrics(node *n)
 		json_t *out = node_xout_status(n), *in = node_xin_status(n), *xv;
 		double left[2] = {0, 0};
 		size_t i;
+		/* Not read for want of memory: no gauge this time, not a wrong one. */
+		if (out == NULL || in == NULL)
+			goto xfers_done;
 		json_array_foreach(out, i, xv) left[0] +=
 		    (double)(json_integer_value(json_object_get(xv, "bytes")) -
 		             json_integer_value(json_object_get(xv, "at_broker")));
@@ -76,6 +79,7 @@ void node_publish_metrics(node *n)
 		                 "attachment bytes still to move: out (to the broker) and in");
 		tern_prom_sample(&p, "tern_node_transfer_bytes", "direction=\"out\"", left[0]);
 		tern_prom_sample(&p, "tern_node_transfer_bytes", "direction=\"in\"", left[1]);
+	xfers_done:
 		json_decref(out);
 		json_decref(in);
 	}

@@ -684,8 +684,10 @@ void node_unshown_clear(node *n);
 
 /* This node's view of a case (docs/api.md, "case.show"): its threads with
  * their states and what may come next, its messages in time order, what is
- * held. A new reference; NULL when out of memory. Reads in txn. */
-json_t *node_case_view(node *n, MDB_txn *txn, const char *case_id);
+ * held, into *out (a new reference). Whole or none: TERN_ENOMEM when memory
+ * ran out, another code when the store could not be read; a record that is
+ * absent or damaged is left out of the view. Reads in txn. */
+int node_case_view(node *n, MDB_txn *txn, const char *case_id, json_t **out);
 
 /* --- commit.c ------------------------------------------------------------------ */
 

@@ -291,7 +291,10 @@ static void expire(struct xin *x, int64_t now)
 
 	/* None, a brief one, or one over well before the end (its chunks did
 	 * not come once it was): the sender's chunks are what is missing. */
-	if (!tern_nomem_final(&x->stuck, now) ||
+	/* Lasting means the shortage itself (its first count to its last) over
+	 * TERN_NOMEM_SPAN_MS, not a moment's many counts long before the end:
+	 * frames and requests can count several in one millisecond. */
+	if (!tern_nomem_final(&x->stuck, x->stuck_last) ||
 	    (!x->unstarted && !x->reopen && now - x->stuck_last > XIN_STUCK_RECENT_MS)) {
 		fail(x, TERN_REASON_ATTACHMENT_INCOMPLETE,
 		     "its attachments did not all arrive before it expired");
@@ -1224,10 +1227,17 @@ json_t *node_xin_status(node *n)
 		got += x->have * x->atts[x->att].chunk_size > x->atts[x->att].size
 		           ? x->atts[x->att].size
 		           : x->have * x->atts[x->att].chunk_size;
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I, s:s}", "message_id",
-		                                     x->msgid, "sender", x->sender, "bytes",
-		                                     (json_int_t)total, "received", (json_int_t)got,
-		                                     "stalled", x->stalled));
+		/* node_rec_text: the valid UTF-8 start of a text (an error's detail
+		 * may name a path), NULL only for want of memory. */
+		if (json_array_append_new(
+		        arr,
+		        json_pack("{s:s, s:o, s:I, s:I, s:o}", "message_id", x->msgid, "sender",
+		                  node_rec_text(x->sender), "bytes", (json_int_t)total, "received",
+		                  (json_int_t)got, "stalled", node_rec_text(x->stalled))) != 0) {
+			/* Whole or none: one left out would pass for one not under way. */
+			json_decref(arr);
+			return NULL;
+		}
 	}
 	return arr;
 }

@@ -622,10 +622,14 @@ json_t *node_xout_status(node *n)
 		held += x->have * x->atts[x->att].chunk_size > x->atts[x->att].size
 		            ? x->atts[x->att].size
 		            : x->have * x->atts[x->att].chunk_size;
-		json_array_append_new(arr,
-		                      json_pack("{s:s, s:s, s:I, s:I}", "message_id", x->msgid,
-		                                "state", names[x->state], "bytes",
-		                                (json_int_t)total, "at_broker", (json_int_t)held));
+		if (json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "message_id",
+		                                         x->msgid, "state", names[x->state],
+		                                         "bytes", (json_int_t)total, "at_broker",
+		                                         (json_int_t)held)) != 0) {
+			/* Whole or none: one left out would pass for one done. */
+			json_decref(arr);
+			return NULL;
+		}
 	}
 	return arr;
 }

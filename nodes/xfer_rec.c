@@ -10,6 +10,7 @@
 #include <sodium.h>
 
 #include <tern/error.h>
+#include <tern/json.h>
 
 #include "record.h"
 #include "xfer_rec.h"
@@ -198,7 +199,7 @@ int node_xin_record_parse(const node_xin_pb *rec, struct node_xin_rec *out)
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (slen == 0 || slen >= sizeof(out->sender))
+	if (slen == 0 || slen >= sizeof(out->sender) || !tern_utf8_valid(rec->sender, slen))
 		return tern_fail(TERN_EMALFORMED, "a damaged transfer record");
 	if ((rc = atts_parse(rec->atts, rec->n_atts, 1, out->atts, &out->natt)) != TERN_OK)
 		return rc;

@@ -1657,6 +1657,36 @@ static void test_held_old_json_record(void **state)
 	node_free(n);
 }
 
+/* A held delivery whose record holds a text that is not UTF-8 (a damaged
+ * store: protobuf-c keeps any bytes) is passed over at start as damaged, and
+ * the others load. Before, its in-memory entry could not be made, which was
+ * taken for a shortage: the node would not start ("out of memory loading the
+ * held deliveries"), with memory to spare, for ever. */
+static void test_held_damaged_text_passed_over(void **state)
+{
+	Tern__V1__HeldRecord r = TERN__V1__HELD_RECORD__INIT;
+	uint8_t buf[256];
+	size_t len;
+	node *n;
+
+	(void)state;
+	r.ref = "01a20598-0000-7000-8000-0000000000d0";
+	r.until = tern_now_ms() + 60000;
+	r.sender = "iom";
+	r.case_id = CASE;
+	r.type = "travel-confirmation";
+	r.len = 10;
+	len = protobuf_c_message_pack(&r.base, buf);
+	raw_put(NS_HELD, "01a20598-0000-7000-8000-0000000000d1", buf, len);
+	r.sender = "io\xffm";
+	len = protobuf_c_message_pack(&r.base, buf);
+	raw_put(NS_HELD, "01a20598-0000-7000-8000-0000000000d2", buf, len);
+	n = node_as(UNHCR); /* loads the held deliveries: asserts it starts */
+	assert_int_equal(node_held_count(n), 1);
+	assert_non_null(json_object_get(n->held, "01a20598-0000-7000-8000-0000000000d1"));
+	node_free(n);
+}
+
 /* A commit that fails after a tick released a held message (its cited
  * message stored by an earlier commit) loses the release; nothing brings the
  * cited message again. Before, the held message then waited out [delivery]
@@ -3326,6 +3356,141 @@ static void test_transfer_old_shortage_ends_incomplete(void **state)
 #endif
 }
 
+/* A transfer whose chunks are asked for again and again and never come
+ * (the sender's), loaded at t; a moment's shortage (a few
+ * milliseconds) ten seconds before its message expires, after which the
+ * chunks are asked for again and still never come. The shortage held
+ * nothing back: the transfer must end attachment-incomplete. */
+#if MALLOC_CAN_FAIL
+static node *chunks_never_come(char id[37], uint8_t **env, int64_t *t, int64_t until)
+{
+	size_t len;
+	node *n = node_as(SWEDEN);
+	struct xin_put x = {
+	    .msgid = id, .until = until, .size = 5000, .chunk = TERN_ATTACH_CHUNK_DEFAULT};
+
+	*env = att_envelope(&len, id);
+	x.env = *env;
+	x.len = len;
+	n->connected = 1;
+	n->att_window = 4;
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	node_xin_session(n); /* the first chunks asked for: none ever come */
+	for (*t += 11000; *t < until - 10000; *t += 11000) {
+		node_xin_tick(n, *t); /* the silence: asked for again */
+		assert_int_equal(n->batch.ndins, 0);
+	}
+	return n;
+}
+#endif
+
+/* The moment's shortage is three frames of one batch from the broker that
+ * could not be decoded (node_on_dealer / node_on_bulk call node_xin_short
+ * once for each), all at the same millisecond. */
+static void test_transfer_instant_frame_shortage_ends_incomplete(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	uint8_t *env;
+	int64_t t = tern_now_ms(), until = t + 100000, t0;
+	node *n = chunks_never_come(id, &env, &t, until);
+
+	t0 = until - 10000;
+	for (int i = 0; i < 3; i++)
+		node_xin_short(n, t0);
+	node_xin_tick(n, t0 + 1); /* memory again: asked for again */
+	assert_int_equal(n->batch.ndins, 0);
+	transfer_ends(n, id, until, tern_reason_code(TERN_REASON_ATTACHMENT_INCOMPLETE), NULL);
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* The same with the moment's shortage as three chunk requests that could
+ * not be made, on three ticks of the node's loop two milliseconds apart (the
+ * loop ticks at every event: many times a second on a busy node). */
+static void test_transfer_instant_request_shortage_ends_incomplete(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[37];
+	uint8_t *env;
+	int64_t t = tern_now_ms(), until = t + 100000, t0;
+	node *n = chunks_never_come(id, &env, &t, until);
+
+	t0 = until - 10000;
+	for (int i = 0; i < 3; i++) {
+		malloc_fails = 1;
+		node_xin_tick(n, t0 + i); /* the silence: asked for again, no memory to */
+		malloc_fails = 0;
+		assert_int_equal(n->batch.ndins, 0);
+	}
+	node_xin_tick(n, t0 + 3); /* memory again: asked for; the chunks never come */
+	assert_int_equal(n->batch.ndins, 0);
+	transfer_ends(n, id, until, tern_reason_code(TERN_REASON_ATTACHMENT_INCOMPLETE), NULL);
+	free(env);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
+/* node.info's "transfers" (node_xin_status) under each shortage:
+ * every transfer under way, or none (node.info then answers no-memory).
+ * A transfer left out would be taken for one not under way. */
+static void test_every_xin_status_shortage_whole(void **state)
+{
+	(void)state;
+#if MALLOC_CAN_FAIL
+	char id[2][37];
+	uint8_t *env[2];
+	node *n = node_as(SWEDEN);
+	long k;
+
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	for (int i = 0; i < 2; i++) {
+		size_t len;
+		struct xin_put x = {.msgid = id[i],
+		                    .until = tern_now_ms() + 100000,
+		                    .size = 5000,
+		                    .chunk = TERN_ATTACH_CHUNK_DEFAULT};
+		env[i] = att_envelope(&len, id[i]);
+		x.env = env[i];
+		x.len = len;
+		assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
+	}
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	assert_true(node_xin_active(n, id[0]) && node_xin_active(n, id[1]));
+	for (k = 1;; k++) {
+		json_t *v;
+		int failed;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		v = node_xin_status(n);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		if (v != NULL && json_array_size(v) != 2)
+			fail_msg("allocation %ld failing: %zu of the 2 transfers under way", k,
+			         json_array_size(v));
+		json_decref(v);
+		if (!failed)
+			break;
+	}
+	assert_true(k > 2);
+	node_xin_free(n);
+	node_free(n);
+	free(env[0]);
+	free(env[1]);
+#else
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* The held deliveries loaded at start under each shortage: all of them,
  * or the start fails (and says to start again). Before, a record not read
  * for want of memory was passed over as damaged, and that delivery was
@@ -3863,7 +4028,7 @@ static void test_case_view_under_junk(void **state)
 	assert_int_equal(tern_store_write(st, one_accepted, good), TERN_OK);
 	assert_int_equal(tern_store_write(st, junk, &n), TERN_OK);
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	v = node_case_view(nd, txn, "VICTIM-1");
+	assert_int_equal(node_case_view(nd, txn, "VICTIM-1", &v), TERN_OK);
 	mdb_txn_abort(txn);
 	assert_non_null(v);
 	json_array_foreach(json_object_get(v, "timeline"), i, e)
@@ -3906,27 +4071,27 @@ static void test_every_case_view_shortage_whole(void **state)
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	node_batch_commit(n);
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	want = node_case_view(n, txn, CASE);
+	assert_int_equal(node_case_view(n, txn, CASE, &want), TERN_OK);
 	mdb_txn_abort(txn);
 	assert_non_null(want);
 	assert_int_equal(json_array_size(json_object_get(want, "timeline")), 3);
 	assert_int_equal(json_array_size(json_object_get(want, "held")), 1);
 	assert_int_equal(json_array_size(json_object_get(want, "threads")), 1);
 	for (k = 1;; k++) {
-		int failed;
+		int failed, rc;
 		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 		malloc_failed = 0;
 		malloc_fail_at = k;
-		v = node_case_view(n, txn, CASE);
+		rc = node_case_view(n, txn, CASE, &v);
 		malloc_fail_at = 0;
 		failed = malloc_failed;
 		mdb_txn_abort(txn);
-		if (v != NULL && !json_equal(v, want)) {
+		if (rc == TERN_OK && !json_equal(v, want)) {
 			char *got = json_dumps(v, JSON_COMPACT);
 			fail_msg("allocation %ld failing: another view: %s", k, got ? got : "");
 		}
-		if (v == NULL && !failed)
-			fail_msg("allocation %ld: no view, and no allocation failed", k);
+		if (rc != TERN_OK && (rc != TERN_ENOMEM || v != NULL || !failed))
+			fail_msg("allocation %ld: no view (%s)", k, tern_strerror(rc));
 		json_decref(v);
 		if (!failed)
 			break;
@@ -3940,6 +4105,57 @@ static void test_every_case_view_shortage_whole(void **state)
 #else
 	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
 #endif
+}
+
+/* A damaged workflow record (a text that is not UTF-8, from a flipped
+ * byte: protobuf-c keeps any bytes) still has its message in the case view,
+ * the bad text cut: not taken for a shortage, which would answer case.show
+ * no-memory ("try again") for ever, with memory to spare. */
+static char bad_utf8[] = "accepted\xff";
+
+static int damage_value(MDB_txn *txn, void *arg)
+{
+	const char *msgid = arg;
+	tern_wf_record *r = NULL;
+	char *keep;
+	int rc;
+
+	if ((rc = node_store_ref(txn, st, msgid, &r)) != TERN_OK)
+		return rc;
+	keep = r->value;
+	r->value = bad_utf8;
+	rc = node_store_ref_put(txn, st, msgid, r);
+	r->value = keep;
+	tern_wf_record_free(&r);
+	return rc;
+}
+
+static void test_case_view_damaged_text_not_shortage(void **state)
+{
+	char ref[37], dec[37], t1[37];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+	MDB_txn *txn;
+	json_t *v;
+
+	(void)state;
+	held_pair(ref, dec, t1, &denv, &dlen, &tenv, &tlen);
+	deliver(n, 1, tenv, tlen);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	assert_int_equal(tern_store_write(st, damage_value, dec), TERN_OK);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_case_view(n, txn, CASE, &v), TERN_OK); /* not no-memory */
+	mdb_txn_abort(txn);
+	assert_non_null(v);
+	assert_int_equal(json_array_size(json_object_get(v, "timeline")), 3);
+	json_decref(v);
+	free(denv);
+	free(tenv);
+	node_free(n);
 }
 
 /* A travel confirmation citing decision, its body padded with a field the
@@ -4727,6 +4943,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_refused_send_keeps_no_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_old_json_record, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_damaged_text_passed_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_old_held_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_xout_load_shortage_all, setup, teardown),
@@ -4737,6 +4954,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_cap_within_a_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_case_view_under_junk, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_case_view_shortage_whole, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_case_view_damaged_text_not_shortage, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_instant_frame_shortage_ends_incomplete,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transfer_instant_request_shortage_ends_incomplete,
+	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_xin_status_shortage_whole, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_bytes_capped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_receipts_and_notices, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_submit_results, setup, teardown),
