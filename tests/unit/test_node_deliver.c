@@ -3207,10 +3207,9 @@ static void test_transfer_start_shortage_ends_no_memory(void **state)
 }
 
 #if MALLOC_CAN_FAIL
-/* A transfer (its message expiring at until) loaded at sweden, whose first
- * chunk comes and is dropped for want of memory TERN_NOMEM_TRIES times, each
- * time it is asked for again after the silence; *t moves with the ticks. */
-static node *chunks_dropped(char id[37], uint8_t **env, int64_t *t, int64_t until)
+/* sweden, connected, with one transfer in (id, its envelope *env, expiring
+ * at until) loaded and its first chunks asked for. */
+static node *xin_fetching(char id[37], uint8_t **env, int64_t until)
 {
 	size_t len;
 	node *n = node_as(SWEDEN);
@@ -3227,6 +3226,16 @@ static node *chunks_dropped(char id[37], uint8_t **env, int64_t *t, int64_t unti
 	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
 	assert_int_equal(node_xin_load(n), TERN_OK);
 	node_xin_session(n); /* the first chunks asked for */
+	return n;
+}
+
+/* A transfer (its message expiring at until) loaded at sweden, whose first
+ * chunk comes and is dropped for want of memory TERN_NOMEM_TRIES times, each
+ * time it is asked for again after the silence; *t moves with the ticks. */
+static node *chunks_dropped(char id[37], uint8_t **env, int64_t *t, int64_t until)
+{
+	node *n = xin_fetching(id, env, until);
+
 	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
 		Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *fp = &fr;
 		Tern__V1__Chunk c = TERN__V1__CHUNK__INIT;
@@ -3295,24 +3304,10 @@ static void test_transfer_request_shortage_ends_no_memory(void **state)
 	(void)state;
 #if MALLOC_CAN_FAIL
 	char id[37];
-	size_t len;
-	uint8_t *env = att_envelope(&len, id);
+	uint8_t *env;
 	int64_t t = tern_now_ms(), until = t + 45000;
-	node *n = node_as(SWEDEN);
-	struct xin_put x = {.msgid = id,
-	                    .until = until,
-	                    .size = 5000,
-	                    .chunk = TERN_ATTACH_CHUNK_DEFAULT,
-	                    .env = env,
-	                    .len = len};
+	node *n = xin_fetching(id, &env, until); /* none come */
 
-	n->connected = 1;
-	n->att_window = 4;
-	n->data_dir = dir;
-	n->next_spool_sweep = INT64_MAX;
-	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
-	assert_int_equal(node_xin_load(n), TERN_OK);
-	node_xin_session(n); /* the first chunks asked for; none come */
 	for (int i = 0; i < TERN_NOMEM_TRIES; i++) {
 		t += 11000; /* the silence: asked for again, with no memory to */
 		malloc_fails = 1;
@@ -3364,21 +3359,8 @@ static void test_transfer_old_shortage_ends_incomplete(void **state)
 #if MALLOC_CAN_FAIL
 static node *chunks_never_come(char id[37], uint8_t **env, int64_t *t, int64_t until)
 {
-	size_t len;
-	node *n = node_as(SWEDEN);
-	struct xin_put x = {
-	    .msgid = id, .until = until, .size = 5000, .chunk = TERN_ATTACH_CHUNK_DEFAULT};
+	node *n = xin_fetching(id, env, until); /* none ever come */
 
-	*env = att_envelope(&len, id);
-	x.env = *env;
-	x.len = len;
-	n->connected = 1;
-	n->att_window = 4;
-	n->data_dir = dir;
-	n->next_spool_sweep = INT64_MAX;
-	assert_int_equal(tern_store_write(st, put_xin, &x), TERN_OK);
-	assert_int_equal(node_xin_load(n), TERN_OK);
-	node_xin_session(n); /* the first chunks asked for: none ever come */
 	for (*t += 11000; *t < until - 10000; *t += 11000) {
 		node_xin_tick(n, *t); /* the silence: asked for again */
 		assert_int_equal(n->batch.ndins, 0);

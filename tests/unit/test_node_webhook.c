@@ -88,6 +88,23 @@ static int teardown(void **state)
 	return tt_rmtree(dir);
 }
 
+/* The receiver on a free loopback port; url gets its address. */
+static struct MHD_Daemon *receiver(char url[64])
+{
+	struct sockaddr_in sa = {
+	    .sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct MHD_Daemon *d =
+	    MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_post, NULL,
+	                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+	const union MHD_DaemonInfo *info;
+
+	assert_non_null(d);
+	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	assert_non_null(info);
+	snprintf(url, 64, "http://127.0.0.1:%u/hook", (unsigned)info->port);
+	return d;
+}
+
 struct pushes {
 	const char *msgid[3];
 };
@@ -125,10 +142,7 @@ static void test_damaged_push_passed_over(void **state)
 	struct pushes p = {{"01a20598-0000-7000-8000-000000000001",
 	                    "01a20598-0000-7000-8000-000000000002",
 	                    "01a20598-0000-7000-8000-000000000003"}};
-	struct sockaddr_in sa = {
-	    .sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct MHD_Daemon *d;
-	const union MHD_DaemonInfo *info;
 	node_webhook *w = NULL;
 	uint64_t two = 2, seqs[8], ok = 0, failed = 0;
 	size_t nseqs = 0;
@@ -137,12 +151,7 @@ static void test_damaged_push_passed_over(void **state)
 	(void)state;
 	assert_int_equal(tern_store_write(st, add_pushes, &p), TERN_OK);
 	assert_int_equal(tern_store_write(st, damage_push, &two), TERN_OK);
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_post, NULL,
-	                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
-	assert_non_null(d);
-	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	assert_non_null(info);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook", (unsigned)info->port);
+	d = receiver(url);
 	assert_int_equal(node_webhook_start(url, key, sizeof(key), 1000, st, &w), TERN_OK);
 	node_webhook_kick(w);
 	for (int i = 0; i < 100 && nseqs < 3; i++) {
@@ -201,10 +210,7 @@ static int add_one(MDB_txn *txn, void *arg)
 static void test_old_and_new_pushes_posted(void **state)
 {
 	static const uint8_t key[32] = {2};
-	struct sockaddr_in sa = {
-	    .sin_family = AF_INET, .sin_port = 0, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	struct MHD_Daemon *d;
-	const union MHD_DaemonInfo *info;
 	node_webhook *w = NULL;
 	uint64_t seqs[8], ok = 0, failed = 0;
 	size_t nseqs = 0;
@@ -224,12 +230,7 @@ static void test_old_and_new_pushes_posted(void **state)
 	mdb_cursor_close(c);
 	mdb_txn_abort(txn);
 
-	d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, 0, NULL, NULL, on_post, NULL,
-	                     MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
-	assert_non_null(d);
-	info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-	assert_non_null(info);
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u/hook", (unsigned)info->port);
+	d = receiver(url);
 	assert_int_equal(node_webhook_start(url, key, sizeof(key), 1000, st, &w), TERN_OK);
 	node_webhook_kick(w);
 	for (int i = 0; i < 100 && nseqs < 2; i++) {
