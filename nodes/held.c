@@ -38,8 +38,6 @@ static MDB_val sval(const char *s)
 int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
 {
 	Tern__V1__HeldRecord r = TERN__V1__HELD_RECORD__INIT;
-	uint8_t buf[512], *p = buf;
-	size_t n;
 	MDB_val k = sval(h->msgid), v;
 	int rc;
 
@@ -49,14 +47,7 @@ int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
 	r.case_id = (char *)h->case_id;
 	r.type = (char *)h->type;
 	r.len = h->len;
-	n = protobuf_c_message_get_packed_size(&r.base);
-	if (n > sizeof(buf) && (p = malloc(n)) == NULL)
-		return TERN_ENOMEM;
-	v = (MDB_val){protobuf_c_message_pack(&r.base, p), p};
-	rc = MDB(mdb_put(txn, DBI(s, NS_HELD), &k, &v, 0), "hold a delivery");
-	if (p != buf)
-		free(p);
-	if (rc != TERN_OK)
+	if ((rc = node_rec_put(txn, DBI(s, NS_HELD), h->msgid, &r.base)) != TERN_OK)
 		return rc;
 	v = (MDB_val){h->len, (void *)h->envelope};
 	if ((rc = MDB(mdb_put(txn, DBI(s, NS_HELDENV), &k, &v, 0), "hold a delivery's envelope")) !=
