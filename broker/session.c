@@ -112,8 +112,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	char last_accepted[37] = "";
 	int64_t now = tern_now_ms();
 	struct peer *p;
-	uint64_t out;
-	int new_process, restored = 0;
+	uint64_t out, head = 0;
+	int new_process, count_restart, same_epoch, restored = 0;
 
 	if (strcmp(h->node_id, user) != 0) {
 		log_warnx("refused Hello: peer %s claims to be %s", user, h->node_id);
@@ -133,24 +133,48 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 		send_refused(b, rid, rid_len, 0, TERN_REASON_BUSY, "too many nodes connected");
 		return;
 	}
+	/* Whether this Hello comes from another process of the node (it was
+	 * restarted: perhaps it died on what it was sent), and if so whether
+	 * it counts as a failed delivery of the head: at most one an
+	 * ack_timeout, so that a member saying Hello with a new instance each
+	 * time cannot turn its messages into dead letters (and notices to
+	 * their senders) at the rate of its round trips. */
+	new_process = h->instance != 0 && p->instance != 0 && h->instance != p->instance &&
+	              h->instance != p->prev_instance;
+	count_restart = new_process &&
+	                (now - p->restart_counted >= b->ack_timeout_ms || now < p->restart_counted);
+	same_epoch = h->broker_epoch.len == BQ_EPOCH_LEN &&
+	             memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0;
 	{
 		/* What the store knows of this node (after a start, the memory
 		 * knows nothing yet), read before anything changes. Unread (no
 		 * memory for the read), it must not be answered as empty: a
 		 * Welcome saying none of the node's messages were accepted is a
 		 * broker store put back, to the node, which would say so in its
-		 * audit log and submit again all it holds. The node says Hello
-		 * again instead. */
+		 * audit log and submit again all it holds. Nor may a restart go
+		 * uncounted for want of its head: the next Hello is no longer
+		 * from a new process. The node says Hello again instead. */
 		MDB_txn *txn;
 		int rc = tern_store_read_begin(b->store, &txn);
 		if (rc == TERN_OK) {
 			/* Each read on its own: a damaged one leaves the others. */
-			int r[3] = {
+			int r[4] = {
 			    bq_acked(txn, b->store, user, &acked),
 			    bq_last_seq(txn, b->store, user, &last),
-			    bq_accepted_count(txn, b->store, user, &accepted, last_accepted)};
+			    bq_accepted_count(txn, b->store, user, &accepted, last_accepted),
+			    TERN_OK};
+			if (count_restart && r[0] == TERN_OK && r[1] == TERN_OK) {
+				/* The first seq the node is sent after this Hello, as
+				 * below: past what it acknowledged, or past what it
+				 * says it holds (a resync). */
+				uint64_t from = acked > p->acked ? acked : p->acked;
+				if (same_epoch && h->delivered_upto > from &&
+				    h->delivered_upto <= last)
+					from = h->delivered_upto;
+				r[3] = bq_head(txn, b->store, user, from + 1, &head);
+			}
 			mdb_txn_abort(txn);
-			for (int i = 0; i < 3; i++) /* a shortage outranks damage */
+			for (int i = 0; i < 4; i++) /* a shortage outranks damage */
 				if (r[i] != TERN_OK && (rc == TERN_OK || rc == TERN_EMALFORMED))
 					rc = r[i];
 		}
@@ -188,12 +212,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->deliver_batch = h->deliver_batch < BROKER_DELIVER_BATCH_MAX ? h->deliver_batch
 	                                                               : BROKER_DELIVER_BATCH_MAX;
 	p->result_batch = h->result_batch;
-	/* What the last connection had out, not yet counted as an attempt; and
-	 * whether this Hello comes from another process of the node (it was
-	 * restarted: perhaps it died on what it was sent). */
+	/* What the last connection had out, not yet counted as an attempt. */
 	out = p->sent > p->lost_hi ? p->sent : p->lost_hi;
-	new_process = h->instance != 0 && p->instance != 0 && h->instance != p->instance &&
-	              h->instance != p->prev_instance;
 	if (h->instance != p->instance) {
 		p->prev_instance = p->instance;
 		p->instance = h->instance;
@@ -216,8 +236,6 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->progress = now; /* the old connection's wait is not this one's */
 	p->last_rx = tern_now_ms();
 	p->dirty = 1;
-	int same_epoch = h->broker_epoch.len == BQ_EPOCH_LEN &&
-	                 memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0;
 	/* An acknowledgement of the old connection not committed yet (within
 	 * its 20 ms, or kept by commits that failed) says what the node's store
 	 * held then; this Hello says what it holds now. If that is less (its
@@ -251,19 +269,9 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 		batch_ack_add(b, user, h->delivered_upto);
 		p->sent = p->sent_hi = h->delivered_upto;
 	}
-	/* At most one an ack_timeout: a member saying Hello with a new instance
-	 * each time cannot turn its messages into dead letters (and notices to
-	 * their senders) at the rate of its round trips. */
-	if (new_process && !restored && out > p->sent &&
-	    (now - p->restart_counted >= b->ack_timeout_ms || now < p->restart_counted)) {
-		/* The head went out to the old process and is not held by the
-		 * new one: that delivery failed. */
-		MDB_txn *txn;
-		uint64_t head = 0;
-		if (tern_store_read_begin(b->store, &txn) == TERN_OK) {
-			(void)bq_head(txn, b->store, user, p->sent + 1, &head);
-			mdb_txn_abort(txn);
-		}
+	if (count_restart && !restored && out > p->sent) {
+		/* The head (read above) went out to the old process and is not
+		 * held by the new one: that delivery failed. */
 		if (head != 0 && head <= out) {
 			p->restart_counted = now;
 			deliver_count(b, p, head);

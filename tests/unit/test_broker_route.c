@@ -2283,6 +2283,84 @@ static void test_restart_counts_attempts(void **state)
 	attempts_close(&c);
 }
 
+/* A restarted node's Hello under each shortage: answered with a Welcome
+ * only once the restart is counted (the head's failed delivery), or refused
+ * busy so that the node says Hello again, still from a new process. Before,
+ * the head was read after the Hello had taken the route and its instance:
+ * unread, the restart went uncounted, and the next Hello was no longer from
+ * a new process, so a node dying on its head could keep the queue stuck. */
+static void test_every_restart_hello_shortage_counted(void **state)
+{
+#if MALLOC_CAN_FAIL
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+	int welcomed = 0, refused = 0;
+	long k;
+
+	attempts_open(*state, &c, 2, "inproc://restart-sweep");
+	b = c.b;
+	sweden = c.sweden;
+	b->max_attempts = 100000;
+	b->ack_timeout_ms = 60000;
+	hello_and_pump(b, sweden, &c.pp, 1, 0);
+	assert_int_equal(sweden->sent, 2);
+	for (k = 1;; k++) {
+		Tern__V1__Frame *hello = hello_frame(b, (uint64_t)(1000 + k), 0);
+		int before = sweden->attempts, failed, got = 0;
+		struct peer conn;
+		zmq_msg_t m;
+
+		sweden->restart_counted -= 120000; /* each Hello may count */
+		memset(&conn, 0, sizeof(conn));
+		conn.fd = -1;
+		malloc_failed = 0;
+		malloc_fail_at = k;
+		session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello);
+		malloc_fail_at = 0;
+		failed = malloc_failed;
+		zmq_msg_init(&m);
+		while (zmq_msg_recv(&m, c.pp.dealer, ZMQ_DONTWAIT) >= 0) {
+			Tern__V1__Frame *fr = NULL;
+			assert_int_equal(
+			    tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
+			    TERN_OK);
+			if (fr->body_case == TERN__V1__FRAME__BODY_WELCOME) {
+				if (sweden->attempts != before + 1)
+					fail_msg("allocation %ld failing: Welcome sent, restart "
+					         "not counted (attempts %d, were %d)",
+					         k, sweden->attempts, before);
+				welcomed++;
+				got = 1;
+			} else if (fr->body_case == TERN__V1__FRAME__BODY_REFUSED) {
+				assert_string_equal(fr->refused->reason_code,
+				                    tern_reason_code(TERN_REASON_BUSY));
+				refused++;
+				got = 1;
+			}
+			tern_pb_free((ProtobufCMessage **)&fr);
+		}
+		zmq_msg_close(&m);
+		if (!got && sweden->instance == (uint64_t)(1000 + k) && sweden->attempts == before)
+			fail_msg("allocation %ld failing: the Hello took the route unanswered "
+			         "and uncounted",
+			         k);
+		deliver_pump(b, sweden);
+		frames_drop(c.pp.dealer);
+		if (!failed)
+			break;
+	}
+	print_message("shortage sweep: %ld allocations, %d welcomed, %d refused\n", k - 1, welcomed,
+	              refused);
+	assert_true(k > 1);
+	assert_true(welcomed > 0);
+	attempts_close(&c);
+#else
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 /* The node commits a turn's deliveries together, so one that dies on the
  * third message sent with two others stores none of them. Counted for the
  * head, the two before it would be dead-lettered first, one after the other.
@@ -2654,6 +2732,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dead_letter_never_sent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_attempts_per_head, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_counts_attempts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_every_restart_hello_shortage_counted, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_same_process_hello_resets, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_poison_isolated, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_ack_keeps_count, setup, teardown),
