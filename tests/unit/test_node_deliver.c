@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <limits.h>
+#include <poll.h>
 #include <unistd.h>
 #include <sys/stat.h>
 #include <stdarg.h>
@@ -41,6 +42,8 @@
 #include "pbuf.h"
 #include "testutil.h"
 #include "util.h"
+#include "syncer.h"
+#include "xfer_rec.h"
 
 enum { UNHCR, SWEDEN, PORTUGAL, IOM, NNODES };
 
@@ -620,6 +623,8 @@ static node *node_as(int who)
 
 static void node_free(node *n)
 {
+	node_xopen_stop(n);
+	tern_syncer_free(&n->xsync);
 	node_held_free(n);
 	node_batch_reset(n);
 	free(n->batch.outs);
@@ -2887,36 +2892,31 @@ static void test_spool_sweep_shortage_keeps_file(void **state)
  * (accepted). Before, nothing completed it after the restart (the chunks
  * were all in, so none was asked for), and it ended attachment-incomplete at
  * its time (the third review's probe; older than this session's changes). */
-static void test_restart_with_attachment_complete_judged(void **state)
+/* A referral from unhcr to sweden with one attachment of 5,000 random bytes
+ * (one chunk), sealed under a content key of its own: its envelope (*env,
+ * *len; the caller frees it), id, the attachment's root and SHA-256 in hex,
+ * and the sealed chunk written at slot 0 of spool_path (created). */
+static void one_chunk_message(const char *spool_path, uint8_t **env, size_t *len, char id[37],
+                              char roothex[65], char shahex[65])
 {
 	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT, sealed;
 	const Tern__V1__AttachmentSeal *seals[1] = {&seal};
 	const tern_msgtype *t = tern_msgtype_by_name("case-referral");
 	ProtobufCMessage *msg = NULL;
-	uint8_t root[32], ck[32], key[32], sha[32], *body = NULL, *env = NULL, plain[5000];
-	char *text = NULL, err[256], mine[37], id[37], shahex[65], roothex[65];
-	char path[PATH_MAX], in[PATH_MAX];
-	size_t blen, len;
+	uint8_t root[32], ck[32], key[32], sha[32], *body = NULL, plain[5000];
+	char *text = NULL, err[256], mine[37], in[PATH_MAX];
+	size_t blen;
 	json_t *j;
 	int fd, infd;
-	node *n;
-	int64_t t0;
 
-	(void)state;
 	randombytes_buf(plain, sizeof(plain));
 	randombytes_buf(ck, sizeof(ck));
 	assert_int_equal(tern_uuid_v7(mine), TERN_OK);
-	/* The spool as the fetching leaves it: the one chunk, sealed. */
 	snprintf(in, sizeof(in), "%s/plain", dir);
 	infd = open(in, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	assert_true(infd >= 0);
 	assert_int_equal(write(infd, plain, sizeof(plain)), (ssize_t)sizeof(plain));
-	snprintf(path, sizeof(path), "%s/spool", dir);
-	(void)mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/spool/in", dir);
-	(void)mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/spool/in/%s.0", dir, mine);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	fd = open(spool_path, O_RDWR | O_CREAT | O_TRUNC, 0600);
 	assert_true(fd >= 0);
 	assert_int_equal(tern_attach_key(ck, 0, key), TERN_OK);
 	tern__v1__attachment_seal__init(&sealed);
@@ -2925,8 +2925,8 @@ static void test_restart_with_attachment_complete_judged(void **state)
 	                 TERN_OK);
 	close(fd);
 	close(infd);
-	sodium_bin2hex(shahex, sizeof(shahex), sha, 32);
-	sodium_bin2hex(roothex, sizeof(roothex), root, 32);
+	sodium_bin2hex(shahex, 65, sha, 32);
+	sodium_bin2hex(roothex, 65, root, 32);
 	/* Its message, declaring it. */
 	assert_int_equal(tern_example_json("case-referral", &text), TERN_OK);
 	j = json_loads(text, 0, NULL);
@@ -2954,9 +2954,32 @@ static void test_restart_with_attachment_complete_judged(void **state)
 		                      .content_key = ck,
 		                      .attachments = seals,
 		                      .n_attachments = 1};
-		assert_int_equal(tern_envelope_seal(&p, F.dir, &env, &len, id), TERN_OK);
+		assert_int_equal(tern_envelope_seal(&p, F.dir, env, len, id), TERN_OK);
 	}
 	free(body);
+}
+
+static void test_restart_with_attachment_complete_judged(void **state)
+{
+	char id[37], shahex[65], roothex[65], path[PATH_MAX];
+	uint8_t *env = NULL;
+	size_t len;
+	node *n;
+	int64_t t0;
+
+	(void)state;
+	/* The spool as the fetching leaves it: the one chunk, sealed. */
+	snprintf(path, sizeof(path), "%s/spool", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in", dir);
+	(void)mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/spool/in/unsealed.0", dir);
+	one_chunk_message(path, &env, &len, id, roothex, shahex);
+	{
+		char spooled[PATH_MAX];
+		snprintf(spooled, sizeof(spooled), "%s/spool/in/%s.0", dir, id);
+		assert_int_equal(rename(path, spooled), 0);
+	}
 	/* The record as the last chunk's commit leaves it: have = every chunk. */
 	{
 		struct xin_put r = {.msgid = id,
@@ -2982,6 +3005,133 @@ static void test_restart_with_attachment_complete_judged(void **state)
 	assert_int_equal(n->batch.ndins, 1);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	node_batch_reset(n);
+	node_xin_free(n);
+	node_free(n);
+	free(env);
+}
+
+/* The store's record of transfer id, decoded (either form); *json: whether
+ * it is stored as the JSON object an older release wrote. */
+static node_xin_pb *xin_record_of(const char *id, int *json)
+{
+	node_xin_pb *rec = NULL;
+	MDB_txn *txn;
+	MDB_val k = {strlen(id), (void *)id}, v;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_get(txn, tern_store_dbi(st, NS_XIN), &k, &v), 0);
+	*json = v.mv_size > 0 && ((const char *)v.mv_data)[0] == '{';
+	assert_int_equal(node_xin_record_decode(v.mv_data, v.mv_size, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	return rec;
+}
+
+/* A transfer an older release recorded as JSON, fetched by this one: the
+ * commit that counts its chunk (have_apply) writes the record back as
+ * protobuf, with every field the JSON object held and the new count, and a
+ * restart reads it so. */
+static void test_old_json_transfer_rewritten_as_protobuf(void **state)
+{
+	char id[37], shahex[65], roothex[65], path[PATH_MAX];
+	uint8_t *env = NULL, sealed[TERN_ATTACH_CHUNK_DEFAULT + TERN_ATTACH_TAG_LEN];
+	size_t len,
+	    clen = tern_attach_chunk_len(5000, TERN_ATTACH_CHUNK_DEFAULT, 0) + TERN_ATTACH_TAG_LEN;
+	int64_t until = tern_now_ms() + 600000, t0;
+	node_xin_pb *rec;
+	int json, fd;
+	node *n;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/sealed", dir);
+	one_chunk_message(path, &env, &len, id, roothex, shahex);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(
+	    pread(fd, sealed, clen, (off_t)tern_attach_slot(TERN_ATTACH_CHUNK_DEFAULT, 0)),
+	    (ssize_t)clen);
+	close(fd);
+	{
+		struct xin_put r = {.msgid = id,
+		                    .env = env,
+		                    .len = len,
+		                    .until = until,
+		                    .size = 5000,
+		                    .chunk = TERN_ATTACH_CHUNK_DEFAULT,
+		                    .root = roothex,
+		                    .sha256 = shahex};
+		assert_int_equal(tern_store_write(st, put_xin, &r), TERN_OK);
+	}
+	rec = xin_record_of(id, &json);
+	assert_true(json); /* as an older release left it */
+	assert_int_equal(rec->have, 0);
+	protobuf_c_message_free_unpacked(&rec->base, NULL);
+
+	n = node_as(SWEDEN);
+	n->connected = 1;
+	n->data_dir = dir;
+	n->next_spool_sweep = INT64_MAX;
+	assert_int_equal(tern_syncer_new(&n->xsync), TERN_OK);
+	assert_int_equal(node_xin_load(n), TERN_OK);
+	node_xin_session(n); /* chunk 0 asked for */
+	{
+		/* As the broker sends it, decoded as the loop decodes frames. */
+		Tern__V1__Frame f = TERN__V1__FRAME__INIT, *fr = NULL;
+		Tern__V1__Chunk c = TERN__V1__CHUNK__INIT;
+		uint8_t *buf = NULL;
+		size_t blen;
+		c.message_id = id;
+		c.data = (ProtobufCBinaryData){clen, sealed};
+		f.body_case = TERN__V1__FRAME__BODY_CHUNK;
+		f.chunk = &c;
+		assert_int_equal(tern_pb_pack(&f.base, &buf, &blen), TERN_OK);
+		assert_int_equal(tern_pb_unpack(&tern__v1__frame__descriptor, buf, blen, blen,
+		                                (ProtobufCMessage **)&fr),
+		                 TERN_OK);
+		free(buf);
+		node_xin_on_chunk(n, &fr);
+		assert_null(fr); /* taken: on the opening thread */
+	}
+	/* The loop's part: the opened chunk back, synced, then counted. */
+	t0 = tern_now_ms();
+	for (;;) {
+		struct pollfd pfd = {.fd = node_xopen_fd(n), .events = POLLIN};
+		if (pfd.fd >= 0 && poll(&pfd, 1, 10) > 0)
+			node_xopen_done(n);
+		node_xin_flush(n);
+		rec = xin_record_of(id, &json);
+		if (rec->have == 1)
+			break;
+		protobuf_c_message_free_unpacked(&rec->base, NULL);
+		if (tern_now_ms() - t0 > 10000)
+			fail_msg("the chunk was not counted within 10 s");
+		usleep(2000);
+	}
+	assert_false(json); /* written back as protobuf */
+	assert_string_equal(rec->sender, "unhcr");
+	assert_string_equal(rec->case_id, CASE);
+	assert_string_equal(rec->type, "case-referral");
+	assert_int_equal(rec->until, until);
+	assert_int_equal(rec->att, 0);
+	assert_int_equal(rec->n_atts, 1);
+	assert_int_equal(rec->atts[0]->size, 5000);
+	assert_int_equal(rec->atts[0]->chunk_size, TERN_ATTACH_CHUNK_DEFAULT);
+	{
+		char hex[65];
+		assert_int_equal(rec->atts[0]->root.len, 32);
+		sodium_bin2hex(hex, sizeof(hex), rec->atts[0]->root.data, 32);
+		assert_string_equal(hex, roothex);
+		assert_int_equal(rec->atts[0]->sha256.len, 32);
+		sodium_bin2hex(hex, sizeof(hex), rec->atts[0]->sha256.data, 32);
+		assert_string_equal(hex, shahex);
+	}
+	protobuf_c_message_free_unpacked(&rec->base, NULL);
+	/* Complete: judged on its merits, accepted. */
+	for (int i = 0; i < 5 && n->batch.ndins == 0; i++)
+		node_xin_tick(n, t0 + 2000 * i);
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_reset(n);
+	node_xopen_stop(n); /* before node_xin_free, as the node does */
 	node_xin_free(n);
 	node_free(n);
 	free(env);
@@ -4899,6 +5049,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_spool_sweep_shortage_keeps_file, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_with_attachment_complete_judged, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_old_json_transfer_rewritten_as_protobuf, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_body_over_budget_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_oom_every_time_refused, setup, teardown),
