@@ -120,6 +120,12 @@ static ProtobufCMessage *held_from_json(const json_t *o)
 	return &r->base;
 }
 
+int node_held_record_decode(const void *data, size_t len, ProtobufCMessage **out)
+{
+	return node_rec_decode(data, len, &tern__v1__held_record__descriptor, held_from_json,
+	                       "the record of a held delivery", out);
+}
+
 /* Without what it cites or who sent it, nothing could release or judge a
  * held delivery; a text that is not UTF-8 could not be shown. Either is
  * bytes the node did not write (an empty value decodes to no fields). */
@@ -151,9 +157,7 @@ int node_store_held_scan(MDB_txn *txn, tern_store *s,
 	for (rc = mdb_cursor_get(c, &k, &v, MDB_FIRST); rc == 0;
 	     rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
 		ProtobufCMessage *m = NULL;
-		int stop,
-		    drc = node_rec_decode(v.mv_data, v.mv_size, &tern__v1__held_record__descriptor,
-		                          held_from_json, "the record of a held delivery", &m);
+		int stop, drc = node_held_record_decode(v.mv_data, v.mv_size, &m);
 		/* A record not read for want of memory is no damaged one (passed
 		 * over, it would never be judged until a restart). */
 		if (drc == TERN_ENOMEM) {

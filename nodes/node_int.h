@@ -443,6 +443,9 @@ size_t node_held_bytes(const json_t *held, const char *sender, size_t *all);
 size_t node_held_from(const json_t *held, const char *sender);
 /* Reads what the store holds into n->held. */
 int node_held_load(node *n);
+/* A held delivery's record (NS_HELD), either form (record.h:
+ * node_rec_decode); its soundness is node_held_load's to judge. */
+int node_held_record_decode(const void *data, size_t len, ProtobufCMessage **out);
 void node_held_free(node *n);
 size_t node_held_count(const node *n);
 /* After a commit, before the batch is emptied: new holds and releases into

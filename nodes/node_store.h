@@ -175,6 +175,14 @@ int node_store_list_note(MDB_txn *txn, tern_store *s, const char *case_id, const
 /* A tern_store_write apply function (arg: the store): indexes, once, what a
  * store from before the listing index holds, in time order. */
 int node_store_list_backfill(MDB_txn *txn, void *arg);
+/* Converts, once, the records an older release wrote as JSON (sent and
+ * received messages, the case workflow, held deliveries, webhook pushes,
+ * transfers, uploads) to protobuf, in bounded transactions, and marks the
+ * store done (convert.c). Damaged ones are left as they are. *converted and
+ * *damaged count what this call found. Called by node_store_open. */
+int node_store_convert(tern_store *s, size_t *converted, size_t *damaged);
+/* Its mark in NS_META: present once a store holds no JSON record it wrote. */
+#define NODE_STORE_CONVERT_MARK "records.protobuf"
 /* The messages indexed under case_id, in the order they were noted:
  * fn(kind, msgid, arg); a non-zero return stops. */
 int node_store_list_case_scan(MDB_txn *txn, tern_store *s, const char *case_id,

@@ -41,12 +41,14 @@ static const char *const count_states[] = {"queued",   "at-broker", "delivered",
 int node_store_open(const char *dir, int rdonly, tern_store **out)
 {
 	tern_audit_dbs audit;
+	size_t converted, damaged;
 	int rc = tern_store_open(dir, dbnames, rdonly ? TERN_STORE_RDONLY : 0, 0, out);
 
 	if (rc != TERN_OK || rdonly)
 		return rc;
 	node_store_audit_dbs(*out, &audit);
-	if ((rc = tern_store_write(*out, counts_apply, *out)) != TERN_OK ||
+	if ((rc = node_store_convert(*out, &converted, &damaged)) != TERN_OK ||
+	    (rc = tern_store_write(*out, counts_apply, *out)) != TERN_OK ||
 	    (rc = tern_store_write(*out, node_store_list_backfill, *out)) != TERN_OK ||
 	    (rc = tern_audit_backfill(*out, &audit)) != TERN_OK)
 		tern_store_close(out);

@@ -130,6 +130,12 @@ static ProtobufCMessage *push_from_json(const json_t *o)
 	return &r->base;
 }
 
+int node_push_record_decode(const void *data, size_t len, ProtobufCMessage **out)
+{
+	return node_rec_decode(data, len, &tern__v1__push_record__descriptor, push_from_json,
+	                       "a webhook push", out);
+}
+
 /* The first push at or after seq: its seq, id and body (malloc'd, with a
  * terminating NUL). */
 static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, char **body)
@@ -155,8 +161,7 @@ static int push_next(tern_store *s, uint64_t from, uint64_t *seq, char **id, cha
 		*seq = tern_be64_get(k.mv_data);
 		/* A shortage is tried again; only bytes that do not decode with
 		 * memory to spare are damaged (passed over). */
-		drc = node_rec_decode(v.mv_data, v.mv_size, &tern__v1__push_record__descriptor,
-		                      push_from_json, "a webhook push", &m);
+		drc = node_push_record_decode(v.mv_data, v.mv_size, &m);
 	}
 	mdb_cursor_close(c);
 	tern_store_thread_read_end(s, txn);

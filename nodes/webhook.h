@@ -21,6 +21,7 @@
 
 #include <jansson.h>
 #include <lmdb.h>
+#include <protobuf-c/protobuf-c.h>
 
 #include "store.h"
 
@@ -39,6 +40,8 @@ int node_push_add(MDB_txn *txn, tern_store *s, node_push_event event, const char
                   const json_t *data, int64_t now_ms);
 /* Removes the push seq (delivered); a missing one is not an error. */
 int node_push_del(MDB_txn *txn, tern_store *s, uint64_t seq);
+/* A push's record (NS_PUSHES), either form (record.h: node_rec_decode). */
+int node_push_record_decode(const void *data, size_t len, ProtobufCMessage **out);
 /* How many pushes wait (0 for a store without the table). */
 int node_push_count(MDB_txn *txn, tern_store *s, uint64_t *n);
 
