@@ -166,12 +166,14 @@ int node_open(const char *conf, node **out)
 
 	if ((rc = node_store_open(tern_config_get(n->id.cfg, "node", "data_dir"), 0, &n->store)) !=
 	    TERN_OK) {
-		/* Short of memory, nothing of the open's one-time upgrades (the
-		 * counts, the listing index) was kept: a later start does them. */
+		/* Short of memory, the open's one-time upgrades (the counts, the
+		 * listing index) were not kept, and the conversion of JSON records
+		 * kept only its whole transactions: a later start does the rest. */
 		fprintf(stderr, "tern-node: cannot open the store in %s: %s (%s)%s\n",
 		        tern_config_get(n->id.cfg, "node", "data_dir"), tern_strerror(rc),
 		        tern_errdetail(),
-		        rc == TERN_ENOMEM ? "; nothing was changed: start the node again" : "");
+		        rc == TERN_ENOMEM ? "; nothing was lost: start the node again to finish"
+		                          : "");
 		goto fail;
 	}
 	node_store_audit_dbs(n->store, &n->audit);
