@@ -2134,6 +2134,47 @@ static void hello_and_pump(broker *b, struct peer *sweden, struct pump_pair *pp,
 	frames_drop(pp->dealer);
 }
 
+#if MALLOC_CAN_FAIL
+/* What a Hello from sweden (its instance) got with allocation k failing: a
+ * Welcome ('W', its accepted count and last acceptance in *accepted and
+ * last), a refusal, which must be busy ('R'), or nothing (0); *failed: an
+ * allocation did fail. */
+static int hello_under_shortage(broker *b, void *dealer, uint64_t instance, long k, int *failed,
+                                uint64_t *accepted, char last[37])
+{
+	Tern__V1__Frame *hello = hello_frame(b, instance, 0);
+	struct peer conn;
+	zmq_msg_t m;
+	int got = 0;
+
+	memset(&conn, 0, sizeof(conn));
+	conn.fd = -1;
+	malloc_failed = 0;
+	malloc_fail_at = k;
+	session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello);
+	malloc_fail_at = 0;
+	*failed = malloc_failed;
+	zmq_msg_init(&m);
+	while (zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT) >= 0) {
+		Tern__V1__Frame *fr = NULL;
+		assert_int_equal(tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
+		                 TERN_OK);
+		if (fr->body_case == TERN__V1__FRAME__BODY_WELCOME) {
+			*accepted = fr->welcome->accepted_count;
+			snprintf(last, 37, "%s", fr->welcome->last_accepted);
+			got = 'W';
+		} else if (fr->body_case == TERN__V1__FRAME__BODY_REFUSED) {
+			assert_string_equal(fr->refused->reason_code,
+			                    tern_reason_code(TERN_REASON_BUSY));
+			got = 'R';
+		}
+		tern_pb_free((ProtobufCMessage **)&fr);
+	}
+	zmq_msg_close(&m);
+	return got;
+}
+#endif
+
 /* A Hello answered under each shortage: with a Welcome that says what the
  * store holds (here: one acceptance of sweden's, and which), with a refusal
  * that says to try again, or with nothing (the node says Hello again).
@@ -2160,41 +2201,20 @@ static void test_every_hello_shortage_no_false_welcome(void **state)
 	batch_commit(b);
 	pump_pair_open(b, sweden, "inproc://hello-sweep", &pp);
 	for (k = 1;; k++) {
-		Tern__V1__Frame *hello = hello_frame(b, 7, 0);
-		struct peer conn;
-		zmq_msg_t m;
-		int failed;
+		uint64_t accepted = 0;
+		char last[37] = "";
+		int failed,
+		    got = hello_under_shortage(b, pp.dealer, 7, k, &failed, &accepted, last);
 
-		memset(&conn, 0, sizeof(conn));
-		conn.fd = -1;
-		malloc_failed = 0;
-		malloc_fail_at = k;
-		session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello);
-		malloc_fail_at = 0;
-		failed = malloc_failed;
-		zmq_msg_init(&m);
-		while (zmq_msg_recv(&m, pp.dealer, ZMQ_DONTWAIT) >= 0) {
-			Tern__V1__Frame *fr = NULL;
-			assert_int_equal(
-			    tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
-			    TERN_OK);
-			if (fr->body_case == TERN__V1__FRAME__BODY_WELCOME) {
-				if (fr->welcome->accepted_count != 1 ||
-				    strcmp(fr->welcome->last_accepted, e.id) != 0)
-					fail_msg(
-					    "allocation %ld failing: Welcome says %llu accepted, "
-					    "the last \"%s\"",
-					    k, (unsigned long long)fr->welcome->accepted_count,
-					    fr->welcome->last_accepted);
-				welcomed++;
-			} else if (fr->body_case == TERN__V1__FRAME__BODY_REFUSED) {
-				assert_string_equal(fr->refused->reason_code,
-				                    tern_reason_code(TERN_REASON_BUSY));
-				refused++;
-			}
-			tern_pb_free((ProtobufCMessage **)&fr);
+		if (got == 'W') {
+			if (accepted != 1 || strcmp(last, e.id) != 0)
+				fail_msg(
+				    "allocation %ld failing: Welcome says %llu accepted, the last "
+				    "\"%s\"",
+				    k, (unsigned long long)accepted, last);
+			welcomed++;
 		}
-		zmq_msg_close(&m);
+		refused += got == 'R';
 		if (!failed)
 			break;
 	}
@@ -2306,41 +2326,19 @@ static void test_every_restart_hello_shortage_counted(void **state)
 	hello_and_pump(b, sweden, &c.pp, 1, 0);
 	assert_int_equal(sweden->sent, 2);
 	for (k = 1;; k++) {
-		Tern__V1__Frame *hello = hello_frame(b, (uint64_t)(1000 + k), 0);
-		int before = sweden->attempts, failed, got = 0;
-		struct peer conn;
-		zmq_msg_t m;
+		uint64_t accepted;
+		char last[37];
+		int before = sweden->attempts, failed, got;
 
 		sweden->restart_counted -= 120000; /* each Hello may count */
-		memset(&conn, 0, sizeof(conn));
-		conn.fd = -1;
-		malloc_failed = 0;
-		malloc_fail_at = k;
-		session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello);
-		malloc_fail_at = 0;
-		failed = malloc_failed;
-		zmq_msg_init(&m);
-		while (zmq_msg_recv(&m, c.pp.dealer, ZMQ_DONTWAIT) >= 0) {
-			Tern__V1__Frame *fr = NULL;
-			assert_int_equal(
-			    tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
-			    TERN_OK);
-			if (fr->body_case == TERN__V1__FRAME__BODY_WELCOME) {
-				if (sweden->attempts != before + 1)
-					fail_msg("allocation %ld failing: Welcome sent, restart "
-					         "not counted (attempts %d, were %d)",
-					         k, sweden->attempts, before);
-				welcomed++;
-				got = 1;
-			} else if (fr->body_case == TERN__V1__FRAME__BODY_REFUSED) {
-				assert_string_equal(fr->refused->reason_code,
-				                    tern_reason_code(TERN_REASON_BUSY));
-				refused++;
-				got = 1;
-			}
-			tern_pb_free((ProtobufCMessage **)&fr);
-		}
-		zmq_msg_close(&m);
+		got = hello_under_shortage(b, c.pp.dealer, (uint64_t)(1000 + k), k, &failed,
+		                           &accepted, last);
+		if (got == 'W' && sweden->attempts != before + 1)
+			fail_msg("allocation %ld failing: Welcome sent, restart not counted "
+			         "(attempts %d, were %d)",
+			         k, sweden->attempts, before);
+		welcomed += got == 'W';
+		refused += got == 'R';
 		if (!got && sweden->instance == (uint64_t)(1000 + k) && sweden->attempts == before)
 			fail_msg("allocation %ld failing: the Hello took the route unanswered "
 			         "and uncounted",
