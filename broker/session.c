@@ -145,6 +145,8 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	                (now - p->restart_counted >= b->ack_timeout_ms || now < p->restart_counted);
 	same_epoch = h->broker_epoch.len == BQ_EPOCH_LEN &&
 	             memcmp(h->broker_epoch.data, b->epoch, BQ_EPOCH_LEN) == 0;
+	/* What the last connection had out, not yet counted as an attempt. */
+	out = p->sent > p->lost_hi ? p->sent : p->lost_hi;
 	{
 		/* What the store knows of this node (after a start, the memory
 		 * knows nothing yet), read before anything changes. Unread (no
@@ -163,15 +165,20 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			    bq_last_seq(txn, b->store, user, &last),
 			    bq_accepted_count(txn, b->store, user, &accepted, last_accepted),
 			    TERN_OK};
-			if (count_restart && r[0] == TERN_OK && r[1] == TERN_OK) {
+			if (count_restart) {
 				/* The first seq the node is sent after this Hello, as
 				 * below: past what it acknowledged, or past what it
-				 * says it holds (a resync). */
+				 * says it holds (a resync). A counter unread reads 0,
+				 * as the code below takes it. Read only when the old
+				 * connection had something out past it: otherwise
+				 * nothing is counted, and a Hello flood must not buy a
+				 * scan of the queue each. */
 				uint64_t from = acked > p->acked ? acked : p->acked;
 				if (same_epoch && h->delivered_upto > from &&
 				    h->delivered_upto <= last)
 					from = h->delivered_upto;
-				r[3] = bq_head(txn, b->store, user, from + 1, &head);
+				if (out > from)
+					r[3] = bq_head(txn, b->store, user, from + 1, &head);
 			}
 			mdb_txn_abort(txn);
 			for (int i = 0; i < 4; i++) /* a shortage outranks damage */
@@ -212,8 +219,6 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	p->deliver_batch = h->deliver_batch < BROKER_DELIVER_BATCH_MAX ? h->deliver_batch
 	                                                               : BROKER_DELIVER_BATCH_MAX;
 	p->result_batch = h->result_batch;
-	/* What the last connection had out, not yet counted as an attempt. */
-	out = p->sent > p->lost_hi ? p->sent : p->lost_hi;
 	if (h->instance != p->instance) {
 		p->prev_instance = p->instance;
 		p->instance = h->instance;

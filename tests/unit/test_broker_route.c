@@ -2303,6 +2303,36 @@ static void test_restart_counts_attempts(void **state)
 	attempts_close(&c);
 }
 
+/* sweden's "seq" counter damaged (not 8 bytes: EMALFORMED, which
+ * the Hello answers "with what could be read"). A restart is still a failed
+ * delivery of the head, which is readable; before 690486d it was counted. */
+static int damage_seq_counter(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {strlen("seq/sweden"), "seq/sweden"}, v = {4, "\1\2\3\4"};
+
+	return mdb_put(txn, tern_store_dbi(arg, BQ_META), &k, &v, 0) ? TERN_EIO : TERN_OK;
+}
+
+static void test_restart_counted_damaged_seq_counter(void **state)
+{
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+
+	attempts_open(*state, &c, 2, "inproc://restart-damaged");
+	b = c.b;
+	sweden = c.sweden;
+	b->max_attempts = 3;
+	b->ack_timeout_ms = 60000;
+	hello_and_pump(b, sweden, &c.pp, 101, 0);
+	assert_int_equal(sweden->sent, 2);
+	assert_int_equal(tern_store_write(b->store, damage_seq_counter, b->store), TERN_OK);
+	hello_and_pump(b, sweden, &c.pp, 102, 0); /* restarted */
+	assert_true(sweden->live);
+	assert_int_equal(sweden->attempts, 1);
+	attempts_close(&c);
+}
+
 /* A restarted node's Hello under each shortage: answered with a Welcome
  * only once the restart is counted (the head's failed delivery), or refused
  * busy so that the node says Hello again, still from a new process. Before,
@@ -2778,6 +2808,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_dead_letter_never_sent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_attempts_per_head, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restart_counts_attempts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restart_counted_damaged_seq_counter, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_every_restart_hello_shortage_counted, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_same_process_hello_resets, setup, teardown),
