@@ -45,16 +45,6 @@ const char *peer_barred(const broker *b, const char *id, int64_t now_ms)
 	return NULL;
 }
 
-int peer_notifiable(const char *sender, void *arg)
-{
-	const broker *b = arg;
-	const char *why = peer_barred(b, sender, tern_now_ms());
-
-	/* As the revocation sweep: only revocation and removal are final. A
-	 * lapsed certificate may be renewed, and its node then takes them. */
-	return why == NULL || (strcmp(why, "revoked") != 0 && strcmp(why, "removed") != 0);
-}
-
 static int same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
 	if (a->ss_family != b->ss_family)
@@ -306,11 +296,9 @@ static int dl_apply(MDB_txn *txn, void *arg)
 {
 	struct dl_job *j = arg;
 
-	bq_notify nf = {peer_notifiable, j->b};
-
 	return bq_dead_letter_queue(txn, j->b->store, j->rcpt,
 	                            TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED, j->reason, j->now,
-	                            &nf, j->max, &j->n);
+	                            j->max, &j->n);
 }
 
 /* What the directory in force no longer admits, at start and after each

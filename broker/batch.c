@@ -59,7 +59,6 @@ static int batch_apply(MDB_txn *txn, void *arg)
 {
 	broker *b = arg;
 	struct batch *bt = &b->batch;
-	bq_notify nf = {peer_notifiable, b};
 	int rc, dead = 0;
 
 	/* A transaction may run again (map growth): count this attempt only. */
@@ -94,7 +93,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		bt->dead[i].seq = seq; /* the same again if the write runs twice */
 		rc = bq_dead_letter(txn, b->store, bt->dead[i].node, seq,
 		                    TERN__V1__NOTICE__KIND__DEAD_LETTERED,
-		                    tern_reason_code(TERN_REASON_MAX_ATTEMPTS), bt->now, &nf);
+		                    tern_reason_code(TERN_REASON_MAX_ATTEMPTS), bt->now);
 		if (rc != TERN_OK && rc != TERN_ENOENT)
 			return rc;
 		bt->dead_done[i] = rc == TERN_OK;
@@ -103,7 +102,7 @@ static int batch_apply(MDB_txn *txn, void *arg)
 		return rc;
 	bt->expired = 0;
 	if (bt->sweep &&
-	    (rc = bq_expire(txn, b->store, bt->now, &nf, &bt->expired, NULL, NULL)) != TERN_OK)
+	    (rc = bq_expire(txn, b->store, bt->now, &bt->expired, NULL, NULL)) != TERN_OK)
 		return rc;
 	/* Transfers end after the queue items they follow: an envelope expired
 	 * or dead-lettered in this write counts already. Every purge tick too,

@@ -393,9 +393,6 @@ void session_heartbeats(broker *b, int64_t now);
 /* --- admit.c ---------------------------------------------------------------- */
 
 const char *peer_barred(const broker *b, const char *id, int64_t now_ms);
-/* bq_notify_fn (arg: the broker): whether sender is still told of its dead
- * letters: not once it is revoked or removed, whose queue nobody takes. */
-int peer_notifiable(const char *sender, void *arg);
 /* The two ends of the connection whose socket is fd (as ZMQ_SRCFD gives it),
  * into *local and *remote; returns fd, or -1 when fd is -1 or either lookup
  * fails. Two system calls: made only where a connection is recorded (Hello,

@@ -755,7 +755,7 @@ int bq_depth(MDB_txn *txn, tern_store *s, const char *rcpt, size_t *n, size_t *b
 }
 
 int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int notice_kind,
-                   const char *reason, int64_t now, const bq_notify *nf)
+                   const char *reason, int64_t now)
 {
 	uint8_t k[96], dk[128], *dv = NULL, *nb = NULL;
 	MDB_val key = {qkey(k, rcpt, seq), k}, v, dkey;
@@ -830,8 +830,6 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 		return MDB(rc, "delete dead-lettered entry");
 	if (it.kind != BQ_ENVELOPE)
 		return TERN_OK; /* a notice nobody could take is not noticed again */
-	if (nf != NULL && nf->fn != NULL && !nf->fn(notice.sender, nf->arg))
-		return TERN_OK; /* nobody to tell: the letter and the audit entry say it */
 	nt.kind = notice_kind;
 	nt.message_id = notice.msgid;
 	nt.recipient = (char *)rcpt;
@@ -849,8 +847,7 @@ int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, 
 }
 
 int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int notice_kind,
-                         const char *reason, int64_t now, const bq_notify *nf, size_t max,
-                         size_t *n)
+                         const char *reason, int64_t now, size_t max, size_t *n)
 {
 	MDB_cursor *c;
 	MDB_val key, v;
@@ -878,7 +875,7 @@ int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int noti
 		if (rc != 0)
 			return MDB(rc, "scan queue");
 		from = seq + 1;
-		rc = bq_dead_letter(txn, s, rcpt, seq, notice_kind, reason, now, nf);
+		rc = bq_dead_letter(txn, s, rcpt, seq, notice_kind, reason, now);
 		/* A stub (what a restored node lost, kept by retention: nothing
 		 * to send) is passed over; before, it failed the whole sweep,
 		 * at every reload. */
@@ -921,7 +918,7 @@ int bq_destinations(MDB_txn *txn, tern_store *s, void (*fn)(const char *rcpt, vo
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "list destinations");
 }
 
-int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, const bq_notify *nf, size_t *n,
+int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
               void (*touched)(const char *rcpt, void *arg), void *arg)
 {
 	MDB_cursor *c;
@@ -943,7 +940,7 @@ int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, const bq_notify *nf, siz
 		rcpt[rl] = 0;
 		seq = tern_be64_get(k + key.mv_size - 8);
 		rc = bq_dead_letter(txn, s, rcpt, seq, TERN__V1__NOTICE__KIND__EXPIRED, "expired",
-		                    now, nf);
+		                    now);
 		if (rc == TERN_ENOENT) /* index without entry: drop the index */
 			rc = MDB(mdb_cursor_del(c, 0), "drop stale expiry");
 		if (rc != TERN_OK)

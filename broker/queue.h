@@ -156,37 +156,24 @@ json_t *bq_stats_json(const bq_dest *d, size_t n, int64_t now);
 /* Opens a broker's store read-only, for operator tools while it is down. */
 int bq_open_rdonly(const char *dir, tern_store **out);
 
-/* Whether the sender of a dead letter is told (a Notice queued for it):
- * non-zero to tell it. NULL (as a bq_notify argument) tells every sender.
- * The broker tells none it would no longer deliver to (revoked, removed):
- * their notices would wait in a queue nobody takes. */
-typedef int bq_notify_fn(const char *sender, void *arg);
-typedef struct bq_notify {
-	bq_notify_fn *fn;
-	void *arg;
-} bq_notify;
-
 /* Moves rcpt's entry seq to the dead-letter queue with reason and, for an
- * envelope, queues a Notice for its sender if nf (NULL: always) says so.
- * TERN_ENOENT when it is gone or already acknowledged (kept for retention:
- * delivered, not dead). */
+ * envelope, queues a Notice for its sender. TERN_ENOENT when it is gone or
+ * already acknowledged (kept for retention: delivered, not dead). */
 int bq_dead_letter(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq, int notice_kind,
-                   const char *reason, int64_t now, const bq_notify *nf);
+                   const char *reason, int64_t now);
 /* Dead-letters up to max of rcpt's unacknowledged entries, oldest first, with reason and a
  * Notice of notice_kind to each envelope's sender (a recipient revoked or
- * removed from the directory), as nf says. *n = entries moved (fewer than
- * max: the queue is empty now). */
+ * removed from the directory). *n = entries moved (fewer than max: the queue
+ * is empty now). */
 int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int notice_kind,
-                         const char *reason, int64_t now, const bq_notify *nf, size_t max,
-                         size_t *n);
+                         const char *reason, int64_t now, size_t max, size_t *n);
 /* The destinations that have anything queued, in id order: calls fn(rcpt,
  * arg) for each (one cursor jump per destination, not a scan of the items). */
 int bq_destinations(MDB_txn *txn, tern_store *s, void (*fn)(const char *rcpt, void *arg),
                     void *arg);
-/* Dead-letters every entry whose expiry is <= now (reason "expired"), each
- * sender told as nf says. *n = entries moved; touched(rcpt) is called for
- * each queue that changed. */
-int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, const bq_notify *nf, size_t *n,
+/* Dead-letters every entry whose expiry is <= now (reason "expired").
+ * *n = entries moved; touched(rcpt) is called for each queue that changed. */
+int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
               void (*touched)(const char *rcpt, void *arg), void *arg);
 /* The earliest expiry in the store (INT64_MAX if none). */
 int64_t bq_next_expiry(MDB_txn *txn, tern_store *s);

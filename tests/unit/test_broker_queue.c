@@ -145,7 +145,7 @@ static int do_dead_letter(MDB_txn *txn, void *arg)
 {
 	struct dl *d = arg;
 	return bq_dead_letter(txn, st, d->rcpt, d->seq, TERN__V1__NOTICE__KIND__DEAD_LETTERED,
-	                      "max-attempts", 9000, NULL);
+	                      "max-attempts", 9000);
 }
 
 struct seen {
@@ -412,7 +412,7 @@ static void test_dedup(void **state)
 static int do_expire(MDB_txn *txn, void *arg)
 {
 	size_t n;
-	int rc = bq_expire(txn, st, 1000, NULL, &n, NULL, NULL);
+	int rc = bq_expire(txn, st, 1000, &n, NULL, NULL);
 	*(size_t *)arg = n;
 	return rc;
 }
@@ -442,7 +442,7 @@ static int do_dead_letter_reason(MDB_txn *txn, void *arg)
 {
 	struct dl_reason *d = arg;
 	return bq_dead_letter(txn, st, d->rcpt, d->seq, TERN__V1__NOTICE__KIND__DEAD_LETTERED,
-	                      d->reason, 9000, NULL);
+	                      d->reason, 9000);
 }
 
 /* The same id dead-lettered twice for one destination (an envelope and the
@@ -580,7 +580,7 @@ static int mix_step(MDB_txn *txn, void *arg)
 			m->ndead++;
 		}
 		rc = bq_dead_letter(txn, st, m->rcpt, seq, TERN__V1__NOTICE__KIND__DEAD_LETTERED,
-		                    "max-attempts", m->now, NULL);
+		                    "max-attempts", m->now);
 		return rc == TERN_ENOENT ? TERN_OK : rc;
 	}
 	case 4: { /* tern dlq retry or drop */
@@ -597,7 +597,7 @@ static int mix_step(MDB_txn *txn, void *arg)
 	}
 	case 5: { /* expiry */
 		size_t n;
-		return bq_expire(txn, st, m->now, NULL, &n, NULL, NULL);
+		return bq_expire(txn, st, m->now, &n, NULL, NULL);
 	}
 	default: { /* purge: stubs, then deletes */
 		size_t n;
@@ -732,7 +732,7 @@ static int do_dead_letter_queue(MDB_txn *txn, void *arg)
 {
 	struct sweep_job *j = arg;
 	return bq_dead_letter_queue(txn, st, j->rcpt, TERN__V1__NOTICE__KIND__RECIPIENT_REVOKED,
-	                            "recipient-revoked", 9000, NULL, 100, &j->n);
+	                            "recipient-revoked", 9000, 100, &j->n);
 }
 
 /* A member revoked after its store was put back from a copy older than

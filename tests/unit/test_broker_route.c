@@ -818,7 +818,7 @@ static int expire_seq1(MDB_txn *txn, void *arg)
 	broker *b = arg;
 
 	return bq_dead_letter(txn, b->store, "sweden", 1, TERN__V1__NOTICE__KIND__EXPIRED,
-	                      tern_reason_code(TERN_REASON_EXPIRED), tern_now_ms(), NULL);
+	                      tern_reason_code(TERN_REASON_EXPIRED), tern_now_ms());
 }
 
 /* After max_attempts without an acknowledgement the head of the queue is
@@ -2608,53 +2608,6 @@ static void test_revocation_after_kept_ack(void **state)
 		free(e[i].buf);
 }
 
-/* Messages of a sender revoked since, expired in sweden's queue: dead
- * letters, with no notice queued for the sender, whose queue nobody takes
- * any more (before, the notices waited there until the next reload swept
- * them). The same for a sender in good standing: told. */
-static int count_notices(uint64_t seq, const bq_item *it, void *arg)
-{
-	(void)seq;
-	*(int *)arg += it->kind == BQ_NOTICE;
-	return 0;
-}
-
-static void test_no_notice_to_revoked_sender(void **state)
-{
-	struct fixture *f = *state;
-	tern_directory *revoked = make_dir(f, UNHCR, REVOKED);
-
-	for (int told = 0; told < 2; told++) {
-		broker *b = bare_broker(f);
-		struct sealed e[2];
-
-		b->batch.now = tern_now_ms();
-		commit_referrals(f, b, e, 2);
-		assert_int_equal(queue_of(f, "sweden").n, 2);
-		if (!told)
-			b->id.dir = revoked;
-		b->batch.sweep = 1;
-		b->batch.now += 400LL * 86400 * 1000; /* past any TTL */
-		batch_commit(b);
-		assert_int_equal(b->batch.expired, 2);
-		assert_int_equal(queue_of(f, "sweden").n, 0);
-		{
-			MDB_txn *txn;
-			int notices = 0;
-			assert_int_equal(tern_store_read_begin(f->st, &txn), TERN_OK);
-			assert_int_equal(bq_scan(txn, f->st, "unhcr", 1, count_notices, &notices),
-			                 TERN_OK);
-			mdb_txn_abort(txn);
-			assert_int_equal(notices, told ? 2 : 0);
-		}
-		b->id.dir = f->dir;
-		bare_broker_free(&b);
-		for (int i = 0; i < 2; i++)
-			free(e[i].buf);
-	}
-	tern_directory_free(&revoked);
-}
-
 /* A commit that fails keeps the batch's acknowledgements for the next one:
  * they say what the nodes hold. Before, they were dropped with it, so the
  * heads they passed timed out and were counted, then dead-lettered though
@@ -2775,7 +2728,6 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_recipient_role, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_recipient, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipient_revoked_or_expired, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_no_notice_to_revoked_sender, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_role, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sender_not_admitted, setup, teardown),

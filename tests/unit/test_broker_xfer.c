@@ -345,7 +345,7 @@ static int do_dead(MDB_txn *txn, void *arg)
 	if ((rc = bq_append(txn, st, d->rcpt, &it, &seq)) != TERN_OK)
 		return rc;
 	return bq_dead_letter(txn, st, d->rcpt, seq, TERN__V1__NOTICE__KIND__DEAD_LETTERED,
-	                      "max-attempts", 10, NULL);
+	                      "max-attempts", 10);
 }
 
 /* A recipient whose copy was dead-lettered will never ask: it counts as
