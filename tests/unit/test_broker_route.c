@@ -2608,6 +2608,56 @@ static void test_revocation_after_kept_ack(void **state)
 		free(e[i].buf);
 }
 
+static int count_notices(uint64_t seq, const bq_item *it, void *arg)
+{
+	(void)seq;
+	*(int *)arg += it->kind == BQ_NOTICE;
+	return 0;
+}
+
+static int notices_for(struct fixture *f, const char *node)
+{
+	MDB_txn *txn;
+	int n = 0;
+
+	assert_int_equal(tern_store_read_begin(f->st, &txn), TERN_OK);
+	assert_int_equal(bq_scan(txn, f->st, node, 1, count_notices, &n), TERN_OK);
+	mdb_txn_abort(txn);
+	return n;
+}
+
+/* unhcr revoked, then re-admitted under the same id with a new certificate
+ * (tern ca's way back: the directory lists its latest certificate). What it
+ * sent expired in between: the notices wait in its queue, and its node is
+ * told once it is admitted again (the re-admitting reload sweeps nothing of
+ * it). Kept by the next reload while it is still revoked, they would be
+ * dead-lettered with the rest of its queue. (A review found this lost by a
+ * change that queued no notice for a revoked sender, since reverted.) */
+static void test_readmitted_sender_told(void **state)
+{
+	struct fixture *f = *state;
+	tern_directory *revoked = make_dir(f, UNHCR, REVOKED);
+	broker *b = bare_broker(f);
+	struct sealed e[2];
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 2);
+	b->id.dir = revoked;
+	revocation_sweep(b); /* the reload that revokes unhcr */
+	b->batch.sweep = 1;
+	b->batch.now += 400LL * 86400 * 1000; /* past any TTL */
+	batch_commit(b);
+	assert_int_equal(b->batch.expired, 2);
+	assert_int_equal(notices_for(f, "unhcr"), 2);
+	b->id.dir = f->dir; /* the reload that re-admits it */
+	revocation_sweep(b);
+	assert_int_equal(notices_for(f, "unhcr"), 2);
+	bare_broker_free(&b);
+	for (int i = 0; i < 2; i++)
+		free(e[i].buf);
+	tern_directory_free(&revoked);
+}
+
 /* A commit that fails keeps the batch's acknowledgements for the next one:
  * they say what the nodes hold. Before, they were dropped with it, so the
  * heads they passed timed out and were counted, then dead-lettered though
@@ -2728,6 +2778,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_wrong_recipient_role, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_unknown_recipient, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipient_revoked_or_expired, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_readmitted_sender_told, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_role, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sender_not_admitted, setup, teardown),
