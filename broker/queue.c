@@ -404,8 +404,20 @@ static int qcount_move(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_i
 
 	if (it && it->kind == BQ_STUB && dead == 0)
 		return TERN_OK;
-	if ((rc = qcount_get(txn, s, rcpt, &q)) != TERN_OK)
+	if ((rc = qcount_get(txn, s, rcpt, &q)) == TERN_EMALFORMED) {
+		/* A damaged counter (derived data) must not fail the commit that
+		 * moves an item, nor every later one for this destination: the
+		 * counters are given up until the broker's next open counts them
+		 * again (qcount_backfill), and reads scan the queues meanwhile,
+		 * as for a store from before them. */
+		MDB_val mark = {strlen(QCOUNT_MARK), QCOUNT_MARK};
+		int r = mdb_del(txn, DBI(s, BQ_META), &mark, NULL);
+		if (r != 0 && r != MDB_NOTFOUND)
+			return MDB(r, "drop the queue counts' mark");
+		memset(&q, 0, sizeof(q));
+	} else if (rc != TERN_OK) {
 		return rc;
+	}
 	if (it && it->kind != BQ_STUB) {
 		q.n = add_clamped(q.n, sign);
 		q.bytes = add_clamped(q.bytes, sign * (int64_t)it->len);
@@ -918,6 +930,16 @@ int bq_destinations(MDB_txn *txn, tern_store *s, void (*fn)(const char *rcpt, vo
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "list destinations");
 }
 
+/* 1 if rcpt's queue holds seq and it does not decode. */
+static int entry_damaged(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t seq)
+{
+	uint8_t k[96];
+	MDB_val key = {qkey(k, rcpt, seq), k}, v;
+	bq_item it;
+
+	return mdb_get(txn, DBI(s, BQ_QUEUE), &key, &v) == 0 && item_decode(&v, &it) != TERN_OK;
+}
+
 int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
               void (*touched)(const char *rcpt, void *arg), void *arg)
 {
@@ -931,18 +953,37 @@ int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
 	while ((rc = mdb_cursor_get(c, &key, &v, MDB_FIRST)) == 0) {
 		char rcpt[64];
 		uint8_t *k = key.mv_data;
-		size_t rl = key.mv_size - 8 - 9;
 		uint64_t seq;
 
-		if ((int64_t)tern_be64_get(k) > now || key.mv_size < 8 + 9 || rl > 63)
+		if (key.mv_size < 8 + 9 || key.mv_size - 8 - 9 > 63) {
+			/* Not a key this code writes (a damaged store): left first
+			 * in the index, it would stop every sweep here. */
+			if ((rc = MDB(mdb_cursor_del(c, 0), "drop a damaged expiry")) != TERN_OK)
+				goto out;
+			continue;
+		}
+		if ((int64_t)tern_be64_get(k) > now)
 			break;
-		memcpy(rcpt, k + 8, rl);
-		rcpt[rl] = 0;
+		memcpy(rcpt, k + 8, key.mv_size - 8 - 9);
+		rcpt[key.mv_size - 8 - 9] = 0;
 		seq = tern_be64_get(k + key.mv_size - 8);
 		rc = bq_dead_letter(txn, s, rcpt, seq, TERN__V1__NOTICE__KIND__EXPIRED, "expired",
 		                    now);
 		if (rc == TERN_ENOENT) /* index without entry: drop the index */
 			rc = MDB(mdb_cursor_del(c, 0), "drop stale expiry");
+		else if (rc == TERN_EMALFORMED && entry_damaged(txn, s, rcpt, seq)) {
+			/* The entry does not decode (bq_dead_letter said so before
+			 * writing anything): it cannot be dead-lettered, and left
+			 * in the index it would fail every sweep, and each with the
+			 * commit it rides in (submissions and acknowledgements of
+			 * every node). Its expiry goes; the entry stays where it is,
+			 * passed over by delivery and taken by the next
+			 * acknowledgement past it. */
+			rc = MDB(mdb_cursor_del(c, 0), "drop a damaged entry's expiry");
+			if (rc == TERN_OK) {
+				continue;
+			}
+		}
 		if (rc != TERN_OK)
 			goto out;
 		if (touched)

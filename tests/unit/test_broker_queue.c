@@ -723,6 +723,95 @@ static void test_counts_match_scan(void **state)
 	}
 }
 
+static int damage_counts(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {strlen("qcount/sweden"), "qcount/sweden"}, v = {3, "bad"};
+
+	(void)arg;
+	return mdb_put(txn, tern_store_dbi(st, BQ_META), &k, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+/* A destination's counter damaged (a store written by hand, a bad disk
+ * block): before, every commit that moved one of its items failed with it
+ * (an append, an acknowledgement, a dead letter), so the broker accepted
+ * nothing more in batches that touched it. Now the commits go on; the
+ * counters are given up, reads scan meanwhile, and the next open counts
+ * them again. */
+static void test_damaged_counts_no_wedge(void **state)
+{
+	struct upto u = {"sweden", 2};
+	MDB_txn *txn;
+	MDB_val k = {11, "qcount.kept"}, v;
+
+	(void)state;
+	append("sweden", 3, INT64_MAX, NULL);
+	append("iom", 1, INT64_MAX, NULL);
+	assert_int_equal(tern_store_write(st, damage_counts, NULL), TERN_OK);
+	append("sweden", 2, INT64_MAX, NULL); /* an append moves its counts */
+	assert_int_equal(tern_store_write(st, do_delete, &u), TERN_OK); /* so does an ack */
+	assert_counts_match(1); /* no mark now: bq_stats scans, and says the truth */
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_get(txn, tern_store_dbi(st, BQ_META), &k, &v), MDB_NOTFOUND);
+	mdb_txn_abort(txn);
+	tern_store_close(&st);
+	assert_int_equal(bq_open(dir, &st, epoch), TERN_OK); /* counted again */
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(mdb_get(txn, tern_store_dbi(st, BQ_META), &k, &v), 0);
+	mdb_txn_abort(txn);
+	assert_counts_match(2);
+}
+
+static int damage_sweden_2(MDB_txn *txn, void *arg)
+{
+	uint8_t k[16] = "sweden";
+	MDB_val key = {7 + 8, k}, v = {2, "xx"};
+
+	(void)arg;
+	memset(k + 7, 0, 8);
+	k[14] = 2;
+	return mdb_put(txn, tern_store_dbi(st, BQ_QUEUE), &key, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+static int expire_at(MDB_txn *txn, void *arg)
+{
+	size_t n;
+	int rc = bq_expire(txn, st, *(int64_t *)arg, &n, NULL, NULL);
+
+	*(int64_t *)arg = (int64_t)n;
+	return rc;
+}
+
+static int put_short_expiry(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {3, "\0\0\0"}, v = {0, ""};
+
+	(void)arg;
+	return mdb_put(txn, tern_store_dbi(st, BQ_EXPIRY), &k, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+/* An expired entry that does not decode, and an expiry key no release
+ * writes, first in the index: the sweep passes both and dead-letters the
+ * rest. Before, the entry failed the sweep's write (and the commit carrying
+ * it, every second), and the key stopped every sweep (read before its size
+ * was checked). */
+static void test_damaged_expiry_passed(void **state)
+{
+	int64_t now = 5000;
+	struct seen q;
+
+	(void)state;
+	append("sweden", 3, 2000, NULL);
+	assert_int_equal(tern_store_write(st, damage_sweden_2, NULL), TERN_OK);
+	assert_int_equal(tern_store_write(st, put_short_expiry, NULL), TERN_OK);
+	assert_int_equal(tern_store_write(st, expire_at, &now), TERN_OK);
+	assert_int_equal(now, 2); /* seqs 1 and 3 */
+	q = scan("sweden");
+	assert_int_equal(q.n, 0); /* the damaged one is passed over by delivery */
+	now = 6000;
+	assert_int_equal(tern_store_write(st, expire_at, &now), TERN_OK);
+	assert_int_equal(now, 0); /* nothing left indexed */
+}
+
 struct sweep_job {
 	const char *rcpt;
 	size_t n;
@@ -765,6 +854,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_order_and_sequences, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_retention_and_rewind, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts_match_scan, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_counts_no_wedge, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_expiry_passed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_letter_same_id_replaces, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stubs_name_what_is_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),

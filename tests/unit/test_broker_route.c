@@ -2658,6 +2658,41 @@ static void test_readmitted_sender_told(void **state)
 	tern_directory_free(&revoked);
 }
 
+/* One queue entry stored damaged, its expiry passed, and a submission in the
+ * commit that sweeps: the commit goes through. Before, bq_dead_letter could
+ * not decode the entry (TERN_EMALFORMED), bq_expire returned that, and
+ * batch_apply failed the whole write: every commit with the sweep on failed,
+ * submissions included, for as long as the entry was there (a review's). */
+static int damage_sweden_1(MDB_txn *txn, void *arg)
+{
+	uint8_t k[16] = "sweden";
+	MDB_val key = {7 + 8, k}, v = {2, "xx"};
+
+	memset(k + 7, 0, 8);
+	k[14] = 1;
+	return mdb_put(txn, tern_store_dbi(((broker *)arg)->store, BQ_QUEUE), &key, &v, 0)
+	           ? TERN_EIO
+	           : TERN_OK;
+}
+
+static void test_damaged_expired_entry_no_wedge(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct sealed e[2];
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 1);
+	assert_int_equal(tern_store_write(b->store, damage_sweden_1, b), TERN_OK);
+	b->batch.now += 400LL * 86400 * 1000; /* past its TTL */
+	b->batch.sweep = 1;
+	commit_referrals(f, b, e + 1, 1); /* a submission, with the sweep */
+	assert_int_equal(b->batch.failures, 0);
+	bare_broker_free(&b);
+	for (int i = 0; i < 2; i++)
+		free(e[i].buf);
+}
+
 /* A commit that fails keeps the batch's acknowledgements for the next one:
  * they say what the nodes hold. Before, they were dropped with it, so the
  * heads they passed timed out and were counted, then dead-lettered though
@@ -2779,6 +2814,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_recipient, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipient_revoked_or_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_readmitted_sender_told, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_expired_entry_no_wedge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_role, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sender_not_admitted, setup, teardown),
