@@ -3033,7 +3033,7 @@ static node_xin_pb *xin_record_of(const char *id, int *json)
 static void test_old_json_transfer_rewritten_as_protobuf(void **state)
 {
 	char id[37], shahex[65], roothex[65], path[PATH_MAX];
-	uint8_t *env = NULL, sealed[TERN_ATTACH_CHUNK_DEFAULT + TERN_ATTACH_TAG_LEN];
+	uint8_t *env = NULL, *sealed = malloc(TERN_ATTACH_CHUNK_DEFAULT + TERN_ATTACH_TAG_LEN);
 	size_t len,
 	    clen = tern_attach_chunk_len(5000, TERN_ATTACH_CHUNK_DEFAULT, 0) + TERN_ATTACH_TAG_LEN;
 	int64_t until = tern_now_ms() + 600000, t0;
@@ -3042,6 +3042,7 @@ static void test_old_json_transfer_rewritten_as_protobuf(void **state)
 	node *n;
 
 	(void)state;
+	assert_non_null(sealed);
 	snprintf(path, sizeof(path), "%s/sealed", dir);
 	one_chunk_message(path, &env, &len, id, roothex, shahex);
 	fd = open(path, O_RDONLY);
@@ -3135,6 +3136,7 @@ static void test_old_json_transfer_rewritten_as_protobuf(void **state)
 	node_xin_free(n);
 	node_free(n);
 	free(env);
+	free(sealed);
 }
 
 /* Attack (this session's review): a member seals a referral whose body
