@@ -100,9 +100,9 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	}
 	if (dead && (rc = batch_subs_write(txn, b)) != TERN_OK)
 		return rc;
-	bt->expired = 0;
-	if (bt->sweep &&
-	    (rc = bq_expire(txn, b->store, bt->now, &bt->expired, NULL, NULL)) != TERN_OK)
+	bt->expired = bt->expire_damaged = 0;
+	if (bt->sweep && (rc = bq_expire(txn, b->store, bt->now, &bt->expired, &bt->expire_damaged,
+	                                 NULL, NULL)) != TERN_OK)
 		return rc;
 	/* Transfers end after the queue items they follow: an envelope expired
 	 * or dead-lettered in this write counts already. Every purge tick too,
@@ -301,6 +301,11 @@ void batch_commit(broker *b)
 	for (size_t i = 0; i < bt->ndead; i++)
 		b->m.dead += (uint64_t)bt->dead_done[i];
 	b->m.expired_dead += bt->expired;
+	if (bt->expire_damaged)
+		log_warnx("%zu queue item(s) past their time-to-live do not decode (the store is "
+		          "damaged): left where they are, passed over by delivery; see docs/"
+		          "operations.md, \"A damaged store\"",
+		          bt->expire_damaged);
 	b->m.purged += bt->purged;
 	chunk_gone_apply(b);
 	if (bt->purge && bt->purged == 2000)

@@ -203,10 +203,11 @@ struct batch {
 	int dead_done[MAX_PEERS]; /* output: 1 when the entry was there to dead-letter */
 	size_t ndead;
 	int sweep;
-	size_t expired; /* output: items the sweep dead-lettered as expired */
-	int purge;      /* delete acknowledged items past retention */
-	size_t purged;  /* output: how many */
-	int checkpoint; /* 1: sign if the log grew; 2: even if not */
+	size_t expired;        /* output: items the sweep dead-lettered as expired */
+	size_t expire_damaged; /* output: expired items that do not decode (left) */
+	int purge;             /* delete acknowledged items past retention */
+	size_t purged;         /* output: how many */
+	int checkpoint;        /* 1: sign if the log grew; 2: even if not */
 	int64_t now;
 	uint64_t lat[LAT_BUCKETS + 1]; /* delivery latencies acknowledged in this batch */
 	double lat_sum;

@@ -940,12 +940,12 @@ static int entry_damaged(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t
 	return mdb_get(txn, DBI(s, BQ_QUEUE), &key, &v) == 0 && item_decode(&v, &it) != TERN_OK;
 }
 
-int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
+int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n, size_t *damaged,
               void (*touched)(const char *rcpt, void *arg), void *arg)
 {
 	MDB_cursor *c;
 	MDB_val key, v;
-	size_t done = 0;
+	size_t done = 0, bad = 0;
 	int rc;
 
 	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_EXPIRY), &c)) != 0)
@@ -981,6 +981,7 @@ int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
 			 * acknowledgement past it. */
 			rc = MDB(mdb_cursor_del(c, 0), "drop a damaged entry's expiry");
 			if (rc == TERN_OK) {
+				bad++;
 				continue;
 			}
 		}
@@ -994,6 +995,8 @@ int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
 out:
 	mdb_cursor_close(c);
 	*n = done;
+	if (damaged)
+		*damaged = bad;
 	return rc;
 }
 

@@ -172,8 +172,11 @@ int bq_dead_letter_queue(MDB_txn *txn, tern_store *s, const char *rcpt, int noti
 int bq_destinations(MDB_txn *txn, tern_store *s, void (*fn)(const char *rcpt, void *arg),
                     void *arg);
 /* Dead-letters every entry whose expiry is <= now (reason "expired").
- * *n = entries moved; touched(rcpt) is called for each queue that changed. */
-int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n,
+ * *n = entries moved; *damaged (if not NULL) = entries past their expiry
+ * that do not decode, whose expiry is dropped and which stay where they are
+ * (delivery passes over them); touched(rcpt) is called for each queue that
+ * changed. */
+int bq_expire(MDB_txn *txn, tern_store *s, int64_t now, size_t *n, size_t *damaged,
               void (*touched)(const char *rcpt, void *arg), void *arg);
 /* The earliest expiry in the store (INT64_MAX if none). */
 int64_t bq_next_expiry(MDB_txn *txn, tern_store *s);

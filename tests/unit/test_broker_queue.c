@@ -412,7 +412,7 @@ static void test_dedup(void **state)
 static int do_expire(MDB_txn *txn, void *arg)
 {
 	size_t n;
-	int rc = bq_expire(txn, st, 1000, &n, NULL, NULL);
+	int rc = bq_expire(txn, st, 1000, &n, NULL, NULL, NULL);
 	*(size_t *)arg = n;
 	return rc;
 }
@@ -597,7 +597,7 @@ static int mix_step(MDB_txn *txn, void *arg)
 	}
 	case 5: { /* expiry */
 		size_t n;
-		return bq_expire(txn, st, m->now, &n, NULL, NULL);
+		return bq_expire(txn, st, m->now, &n, NULL, NULL, NULL);
 	}
 	default: { /* purge: stubs, then deletes */
 		size_t n;
@@ -772,10 +772,12 @@ static int damage_sweden_2(MDB_txn *txn, void *arg)
 	return mdb_put(txn, tern_store_dbi(st, BQ_QUEUE), &key, &v, 0) == 0 ? TERN_OK : TERN_EIO;
 }
 
+static size_t expire_damaged;
+
 static int expire_at(MDB_txn *txn, void *arg)
 {
 	size_t n;
-	int rc = bq_expire(txn, st, *(int64_t *)arg, &n, NULL, NULL);
+	int rc = bq_expire(txn, st, *(int64_t *)arg, &n, &expire_damaged, NULL, NULL);
 
 	*(int64_t *)arg = (int64_t)n;
 	return rc;
@@ -804,7 +806,8 @@ static void test_damaged_expiry_passed(void **state)
 	assert_int_equal(tern_store_write(st, damage_sweden_2, NULL), TERN_OK);
 	assert_int_equal(tern_store_write(st, put_short_expiry, NULL), TERN_OK);
 	assert_int_equal(tern_store_write(st, expire_at, &now), TERN_OK);
-	assert_int_equal(now, 2); /* seqs 1 and 3 */
+	assert_int_equal(now, 2);            /* seqs 1 and 3 */
+	assert_int_equal(expire_damaged, 1); /* seq 2, said */
 	q = scan("sweden");
 	assert_int_equal(q.n, 0); /* the damaged one is passed over by delivery */
 	now = 6000;
