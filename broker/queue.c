@@ -194,6 +194,62 @@ int bq_open(const char *dir, tern_store **out, uint8_t store_id[BQ_EPOCH_LEN])
 	return rc;
 }
 
+static int seek(MDB_cursor *c, const char *rcpt, uint64_t from, MDB_val *key, MDB_val *v,
+                uint8_t *kbuf);
+
+/* How far past anything it can see a lost sequence counter starts again.
+ * What rcpt's node may have been sent is above its acknowledged mark and at
+ * most the lost counter: the queue still holds some of it, and entries
+ * dead-lettered above the last one it holds are gone with their numbers.
+ * A number given again to another item would be taken by that node for one
+ * it has (it takes any seq above the last it holds, so a gap costs
+ * nothing), so the counter restarts far past what could have been given. */
+#define SEQ_RECOVERY_GAP (1ull << 32)
+
+/* rcpt's sequence counter is damaged, or missing though rcpt has had a
+ * queue (an acknowledged mark, or items): the next number, past both. */
+static int seq_recover(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *next,
+                       int *had_queue)
+{
+	uint8_t k[96];
+	MDB_cursor *c;
+	MDB_val key, v;
+	uint64_t acked = 0, last = 0;
+	int rc, arc = bq_acked(txn, s, rcpt, &acked);
+
+	if (arc == TERN_EMALFORMED)
+		acked = 0; /* damaged too: the queue and the gap decide */
+	else if (arc != TERN_OK)
+		return arc;
+	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_QUEUE), &c)) != 0)
+		return MDB(rc, "cursor");
+	/* The last item rcpt has: the one before the first past its keys. */
+	rc = seek(c, rcpt, UINT64_MAX, &key, &v, k);
+	if (rc == 0)
+		last = UINT64_MAX;
+	else {
+		key = (MDB_val){qkey(k, rcpt, UINT64_MAX), k};
+		rc = mdb_cursor_get(c, &key, &v, MDB_SET_RANGE);
+		rc = mdb_cursor_get(c, &key, &v, rc == 0 ? MDB_PREV : MDB_LAST);
+		if (rc == 0 && key.mv_size == strlen(rcpt) + 9 &&
+		    memcmp(key.mv_data, rcpt, strlen(rcpt) + 1) == 0)
+			last = tern_be64_get((uint8_t *)key.mv_data + key.mv_size - 8);
+		else if (rc != 0 && rc != MDB_NOTFOUND) {
+			mdb_cursor_close(c);
+			return MDB(rc, "find the queue's last item");
+		}
+	}
+	mdb_cursor_close(c);
+	*had_queue = arc != TERN_OK || acked > 0 || last > 0;
+	if (last < acked)
+		last = acked;
+	if (last > UINT64_MAX - SEQ_RECOVERY_GAP - 1)
+		return tern_fail(TERN_EMALFORMED, "the queue sequence of %s cannot be recovered",
+		                 rcpt);
+	*next = *had_queue ? last + 1 + SEQ_RECOVERY_GAP : 1;
+	return TERN_OK;
+}
+
 int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item, uint64_t *seq)
 {
 	uint8_t mk[80], k[96], xk[104], sb[8], *val = NULL;
@@ -203,13 +259,22 @@ int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item
 	int rc;
 
 	/* The next sequence is stored, never derived from the queue: an emptied
-	 * queue must not reuse numbers a node already acknowledged. */
+	 * queue must not reuse numbers a node already acknowledged (nor one
+	 * whose items were dead-lettered: see seq_recover). */
 	ml = (size_t)snprintf((char *)mk, sizeof(mk), "seq/%s", rcpt);
 	key = (MDB_val){ml, mk};
 	rc = mdb_get(txn, DBI(s, BQ_META), &key, &v);
 	if (rc == 0 && v.mv_size == 8)
 		next = tern_be64_get(v.mv_data) + 1;
-	else if (rc != MDB_NOTFOUND && rc != 0)
+	else if (rc == 0 || rc == MDB_NOTFOUND) {
+		/* Missing (a destination's first item) or damaged: numbered
+		 * from 1 only for a destination that never had a queue. Before,
+		 * a damaged counter numbered from 1: over retained items, and
+		 * below the node's acknowledged mark, so never delivered. */
+		int had = 0;
+		if ((rc = seq_recover(txn, s, rcpt, &next, &had)) != TERN_OK)
+			return rc;
+	} else
 		return MDB(rc, "read queue sequence");
 	tern_be64_put(sb, next);
 	v = (MDB_val){8, sb};

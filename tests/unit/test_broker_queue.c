@@ -761,6 +761,53 @@ static void test_damaged_counts_no_wedge(void **state)
 	assert_counts_match(2);
 }
 
+static int set_seq_counter(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {strlen("seq/sweden"), "seq/sweden"}, v = {3, "bad"};
+
+	if (arg == NULL) /* deleted */
+		return mdb_del(txn, tern_store_dbi(st, BQ_META), &k, NULL) == 0 ? TERN_OK
+		                                                                : TERN_EIO;
+	return mdb_put(txn, tern_store_dbi(st, BQ_META), &k, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+/* sweden's sequence counter damaged, then lost, with items queued, one
+ * acknowledged and kept for retention, and two dead-lettered at the end
+ * (their numbers, 4 and 5, gone with them; the node may have been sent
+ * them): the next item is numbered past all of them by the recovery gap,
+ * overwrites nothing, and is delivered. Before, a damaged counter numbered
+ * it 1: over the retained item, and below the node's mark (never sent). A
+ * destination that never had a queue still starts at 1. */
+static void test_damaged_seq_counter_recovered(void **state)
+{
+	struct keep kp = {"sweden", 1, 1000, 0};
+	struct dl d4 = {"sweden", 4}, d5 = {"sweden", 5};
+	uint64_t last = 0;
+	struct seen q;
+
+	(void)state;
+	append("sweden", 5, INT64_MAX, &last);
+	assert_int_equal(last, 5);
+	assert_int_equal(tern_store_write(st, do_ack_keep, &kp), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_dead_letter, &d4), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_dead_letter, &d5), TERN_OK);
+	assert_int_equal(tern_store_write(st, set_seq_counter, "damaged"), TERN_OK);
+	append("sweden", 1, INT64_MAX, &last);
+	assert_int_equal(last, 3 + 1 + (1ull << 32)); /* past seq 3, the last it holds */
+	q = scan("sweden");
+	assert_int_equal(q.n, 4); /* 1 (retained), 2, 3, and the new one */
+	assert_int_equal(q.seqs[0], 1);
+	assert_string_equal(q.payloads[0], "env-0"); /* not overwritten */
+	assert_int_equal(q.seqs[3], last);
+	append("sweden", 1, INT64_MAX, &last); /* the counter is whole again */
+	assert_int_equal(last, 3 + 2 + (1ull << 32));
+	assert_int_equal(tern_store_write(st, set_seq_counter, NULL), TERN_OK); /* lost */
+	append("sweden", 1, INT64_MAX, &last);
+	assert_int_equal(last, 3 + 2 + 1 + 2 * (1ull << 32));
+	append("norway", 1, INT64_MAX, &last); /* a first queue: from 1 */
+	assert_int_equal(last, 1);
+}
+
 static int damage_sweden_2(MDB_txn *txn, void *arg)
 {
 	uint8_t k[16] = "sweden";
@@ -859,6 +906,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_counts_match_scan, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_counts_no_wedge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_expiry_passed, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_damaged_seq_counter_recovered, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_dead_letter_same_id_replaces, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stubs_name_what_is_lost, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_accept_numbers, setup, teardown),
