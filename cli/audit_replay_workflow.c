@@ -120,6 +120,32 @@ static int found(const struct replay *r, const char *kind, const char *msgid)
 	return 0;
 }
 
+/* 1 if t moves a thread by its value (a decision's outcome, a travel's
+ * status): without the value, its move cannot be told. */
+static int moves_by_value(const tern_msgtype *t)
+{
+	for (const tern_wf_transition *x = t->transitions; x && x->to; x++)
+		if (x->value != -1)
+			return 1;
+	return 0;
+}
+
+/* The thread of the message ref cites is followed no further: its root's
+ * state is none, as a node's record of a thread begun before the workflow,
+ * which later moves are not judged against. */
+static void untrace(tern_wf_records *held, const char *ref)
+{
+	const tern_wf_record *cited = ref[0] ? tern_wf_records_get(held, ref) : NULL;
+	const char *root = cited && cited->root[0] ? cited->root : ref;
+	const tern_wf_record *r = cited ? tern_wf_records_get(held, root) : NULL;
+	tern_wf_record *copy;
+
+	if (r == NULL || (copy = tern_wf_record_copy(r)) == NULL)
+		return;
+	copy->state = 0;
+	(void)tern_wf_records_put(held, root, &copy);
+}
+
 /* Judges one message as an auditor holding every archive: every role, so the
  * rules of every holder apply; what it keeps moves the thread for the next. */
 static void judge_one(struct replay *r, const struct wmsg *w, tern_wf_records *held)
@@ -164,6 +190,16 @@ static void judge_one(struct replay *r, const struct wmsg *w, tern_wf_records *h
 	}
 	if (tern_workflow_judge(&m, "audit", ~0u & ~TERN_ROLE_BROKER, 0, tern_wf_records_lookup,
 	                        held, &v) != TERN_OK) {
+		tern_wf_verdict_clear(&v);
+		return;
+	}
+	if (v.reason == TERN_REASON_WRONG_STATE && !w->value[0] && moves_by_value(w->t)) {
+		/* Its entries name no value: logged by a release from before
+		 * they did (5787a07 named a decision's outcome, not a travel's
+		 * status). What it did to its thread cannot be told, so neither
+		 * its move nor what follows it in the thread is judged; what it
+		 * cites still is (above). */
+		untrace(held, w->ref);
 		tern_wf_verdict_clear(&v);
 		return;
 	}

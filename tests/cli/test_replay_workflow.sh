@@ -77,6 +77,16 @@ echo "SENT unhcr acceptance-decision h-d CASE-H ACCEPTED h-r $t" >>"$work/sweden
 echo "REJECTED sweden acceptance-decision h-d CASE-H ACCEPTED h-r $((t + 10)) unknown-member" >>"$work/unhcr.in"
 echo "RECEIPT_SENT sweden receipt rc-h-d - rejected h-d $((t + 20)) unknown-member" >>"$work/unhcr.in"
 echo "RECEIPT_RECEIVED unhcr acceptance-decision h-d CASE-H rejected - $((t + 30)) unknown-member" >>"$work/sweden.in"
+# A thread logged in part by a release whose entries named no travel status
+# (5787a07 recorded a decision's outcome, not a travel's): what those moves
+# did cannot be judged, so they are no finding, and the thread is followed
+# no further (as a node judges a thread begun before the workflow). Before,
+# each was a wrong-state finding, for a flow that was right.
+msg unhcr sweden case-referral o-r OLD-1
+msg sweden unhcr,iom acceptance-decision o-d OLD-1 ACCEPTED o-r
+msg iom sweden,unhcr travel-confirmation o-t1 OLD-1 - o-d
+msg iom sweden,unhcr travel-confirmation o-t2 OLD-1 - o-d
+msg iom sweden,unhcr travel-confirmation o-t3 OLD-1 ARRIVED o-d
 
 archives=()
 for n in "${nodes[@]}"; do
@@ -95,7 +105,7 @@ rc=0
 # expect CASE KIND:MSGID...: the case's findings are exactly these, each with
 # evidence.
 expect() {
-	python3 - "$work/all.json" "$@" <<'PY' || fail "findings of $2 differ (above)"
+	python3 - "$work/all.json" "$@" <<'PY' || fail "findings of $1 differ (above)"
 import json, sys
 d = json.load(open(sys.argv[1]))
 case, want = sys.argv[2], sorted(sys.argv[3:])
@@ -119,6 +129,7 @@ expect CASE-F reference-not-shared:f-d unknown-decision:f-t
 expect CASE-G wrong-recipient-role:g-r
 expect CASE-H unknown-member:h-d
 expect CASE-I too-many-recipients:i-r
+expect OLD-1
 python3 -c 'import json,sys; sys.exit(0 if all(f["case_id"] for f in json.load(open(sys.argv[1]))["findings"]) else 1)' "$work/all.json" ||
 	{ cat "$work/all.json"; fail "a finding outside the cases (integrity?)"; }
 
