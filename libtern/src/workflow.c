@@ -294,6 +294,21 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 			;
 		if (x->to == 0)
 			return TERN_OK;
+		/* Except out of a final state it traced (a withdrawal, a
+		 * rejection, its own handover): the referrer refuses such a
+		 * move (wrong-state), and followed, the trace would say
+		 * "accepted" for a withdrawn case, depending only on which
+		 * stream came first. */
+		if (state_of(r, &from) == TERN_OK &&
+		    (from == TERN_CASE_WITHDRAWN || from == TERN_CASE_REJECTED ||
+		     from == TERN_CASE_HANDED_OVER) &&
+		    find_move(t, value, from) == NULL) {
+			deny(v, TERN_REASON_WRONG_STATE,
+			     "a %s%s%s may not follow while referral %s is %s, as this node traced "
+			     "it",
+			     t->name, vname[0] ? " " : "", vname, root, tern_case_state_name(from));
+			return TERN_OK;
+		}
 	} else if (r->stub) {
 		if ((x = find_move(t, value, from)) == NULL) {
 			deny(v, TERN_REASON_WRONG_STATE,
@@ -428,6 +443,11 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 				r.case_id = (char *)m->case_id;
 				r.parties = (char **)parties;
 				r.n_parties = 1 + m->nto;
+				/* From the referrer to this node alone: the State is
+				 * not named yet (its decision, coming next, names it). */
+				r.parties_open = t->sender_roles == TERN_ROLE_REFERRER;
+				for (size_t i = 0; i < m->nto && r.parties_open; i++)
+					r.parties_open = strcmp(m->to[i], self) == 0;
 				rootrec = tern_wf_record_copy(&r);
 				free(parties);
 				if (rootrec == NULL) {
@@ -444,6 +464,18 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 				int party = 0;
 				for (size_t i = 0; i < rootrec->n_parties; i++)
 					party |= strcmp(rootrec->parties[i], m->sender) == 0;
+				if (!party && rootrec->parties_open && !as_sender) {
+					/* The first member outside the parties a referrer's
+					 * message to this node alone left open: the State
+					 * (the broker lets only a State send a decision).
+					 * Kept with the trace if the move is. */
+					struct wf_strs ps = {&rootrec->parties,
+					                     &rootrec->n_parties};
+					if ((rc = wf_strs_add(ps, m->sender)) != TERN_OK)
+						goto out;
+					rootrec->parties_open = 0;
+					party = 1;
+				}
 				if (!party) {
 					deny(v, TERN_REASON_REFERENCE_NOT_SHARED,
 					     "%s %s was neither sent to nor by %s, as far as this "

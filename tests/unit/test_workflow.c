@@ -373,10 +373,11 @@ static void test_a_party_without_the_referral(void **state)
 	assert_int_equal(v.reason, TERN_REASON_SUPERSEDED);
 	tern_wf_verdict_clear(&v);
 	/* The stub is a trace, not a referral: a later decision citing R1 is not
-	 * refused as citing something that is not a referral. */
+	 * refused as citing something that is not a referral; after a rejection,
+	 * final for the referral, it is refused as unhcr refuses it. */
 	assert_int_equal(decide(h, "iom", TERN_ROLE_MOVEMENT, 0,
 	                        (struct dec){NEW, "sweden", R1, ACC, NULL}, NULL),
-	                 TERN_REASON_NONE);
+	                 TERN_REASON_WRONG_STATE);
 	tern_wf_records_free(&h);
 }
 
@@ -855,6 +856,145 @@ static void test_docs_carry_the_table(void **state)
 		fail_msg("%s", why);
 }
 
+/* --- attack: several States, out of order (workflow review) ------------------ */
+
+/* A case update from unhcr on R1 to the recipients given, judged at IOM. */
+static tern_reason update_to(tern_wf_records *h, const char *id, Tern__V1__CaseUpdate__Kind kind,
+                             const char *const *to, size_t nto)
+{
+	Tern__V1__CaseUpdate b = TERN__V1__CASE_UPDATE__INIT;
+	tern_wf_msg m = {.msgid = id,
+	                 .type = tern_msgtype_by_name("case-update"),
+	                 .sender = "unhcr",
+	                 .to = to,
+	                 .nto = nto,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+	tern_reason r;
+
+	b.case_id = CASE;
+	b.referral_id = R1;
+	b.kind = kind;
+	if (kind == PRIORITY)
+		b.priority = TERN__V1__CASE_REFERRAL__PRIORITY__URGENT;
+	else
+		b.reason = "Another durable solution.";
+	assert_int_equal(tern_workflow_judge(&m, "iom", MOVE, 0, lookup, h, &v), TERN_OK);
+	r = v.reason;
+	if (r == TERN_REASON_NONE)
+		keep(h, id, &v);
+	else
+		tern_wf_verdict_clear(&v);
+	return r;
+}
+
+/* IOM's own booking on decision, judged at IOM as its sender. */
+static tern_reason iom_books(tern_wf_records *h, const char *decision)
+{
+	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
+	static const char *const to[] = {"sweden", "unhcr"};
+	tern_wf_msg m = {.msgid = T1,
+	                 .type = tern_msgtype_by_name("travel-confirmation"),
+	                 .sender = "iom",
+	                 .to = to,
+	                 .nto = 2,
+	                 .case_id = CASE,
+	                 .body = &b.base};
+	tern_wf_verdict v;
+	tern_reason r;
+
+	b.case_id = CASE;
+	b.decision_id = (char *)decision;
+	b.status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED;
+	assert_int_equal(tern_workflow_judge(&m, "iom", MOVE, 1, lookup, h, &v), TERN_OK);
+	r = v.reason;
+	tern_wf_verdict_clear(&v);
+	return r;
+}
+
+/* Attack (workflow review): unhcr withdraws R1 (to sweden and IOM) while
+ * sweden, not yet told, accepts it (to unhcr and IOM). The two come to IOM on
+ * two streams, in either order. unhcr refuses the acceptance (wrong-state:
+ * withdrawn is final) and so does sweden's node once it has the withdrawal;
+ * IOM, withdrawal first, follows the acceptance out of the final state: its
+ * trace says "accepted" and its own node lets it book travel for a family
+ * whose submission was withdrawn. The other order ends "withdrawn". A trace
+ * that knows its state should not leave a final one. */
+static void test_iom_trace_leaves_withdrawn(void **state)
+{
+	static const char *const to_sweden_iom[] = {"sweden", "iom"};
+	tern_wf_records *h = holds_nothing();
+
+	(void)state;
+	assert_int_equal(update_to(h, U1, WITHDRAWN, to_sweden_iom, 2), TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "withdrawn");
+	/* unhcr refuses this one, and so does IOM: its trace stays withdrawn */
+	assert_int_equal(decide(h, "iom", MOVE, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_string_equal(state_of(h, R1), "withdrawn");
+	assert_null(tern_wf_records_get(h, D1));
+	tern_wf_records_free(&h);
+}
+
+/* Attack (workflow review): a rejection is final for its referral
+ * (docs/messages.md); at IOM an acceptance after it (sweden's node refuses to
+ * send one, a forged or old one comes all the same) moves the trace back to
+ * "accepted", and IOM may book on it while unhcr refuses it (wrong-state). */
+static void test_iom_trace_leaves_rejected(void **state)
+{
+	tern_wf_records *h = holds_nothing();
+
+	(void)state;
+	assert_int_equal(decide(h, "iom", MOVE, 0, (struct dec){D1, "sweden", R1, REJ, NULL}, NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "rejected");
+	assert_int_equal(decide(h, "iom", MOVE, 0, (struct dec){D2, "sweden", R1, ACC, NULL}, NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_string_equal(state_of(h, R1), "rejected");
+	/* IOM's own booking on the rejection it holds: refused */
+	assert_int_not_equal(iom_books(h, D1), TERN_REASON_NONE);
+	tern_wf_records_free(&h);
+}
+
+/* The first message IOM sees of a thread fixes its parties. A case update
+ * that unhcr sends to IOM alone (a priority change IOM should plan by; the
+ * table lets a case update go to the movement role only) names no State:
+ * the parties are {unhcr, iom}, left open, and the State that decides first
+ * takes the open place. Before (a review's attack), sweden, the State R1 was
+ * referred to, was refused reference-not-shared at IOM when it accepted, and
+ * IOM could never book the case. No hostile member needed. */
+static void test_update_to_iom_alone_locks_out_the_state(void **state)
+{
+	static const char *const to_iom[] = {"iom"};
+	tern_wf_records *h = holds_nothing();
+
+	(void)state;
+	assert_int_equal(update_to(h, U1, PRIORITY, to_iom, 1), TERN_REASON_NONE);
+	assert_true(tern_wf_records_get(h, R1)->stub);
+	assert_int_equal(decide(h, "iom", MOVE, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "accepted");
+	/* sweden claimed the open place: another State is refused as before */
+	assert_int_equal(
+	    decide(h, "iom", MOVE, 0, (struct dec){D2, "portugal", R1, ACC, NULL}, NULL),
+	    TERN_REASON_REFERENCE_NOT_SHARED);
+	assert_int_equal(iom_books(h, D1), TERN_REASON_NONE);
+	tern_wf_records_free(&h);
+
+	/* An update to sweden and IOM names the State: nothing is left open. */
+	{
+		static const char *const to_sweden_iom[] = {"sweden", "iom"};
+		h = holds_nothing();
+		assert_int_equal(update_to(h, U1, PRIORITY, to_sweden_iom, 2), TERN_REASON_NONE);
+		assert_false(tern_wf_records_get(h, R1)->parties_open);
+		assert_int_equal(
+		    decide(h, "iom", MOVE, 0, (struct dec){D2, "portugal", R1, ACC, NULL}, NULL),
+		    TERN_REASON_REFERENCE_NOT_SHARED);
+		tern_wf_records_free(&h);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -873,6 +1013,9 @@ int main(void)
 	    cmocka_unit_test(test_iom_books_a_withdrawn_case),
 	    cmocka_unit_test(test_health_orientation_handover),
 	    cmocka_unit_test(test_new_types_recipient_roles),
+	    cmocka_unit_test(test_iom_trace_leaves_withdrawn),
+	    cmocka_unit_test(test_iom_trace_leaves_rejected),
+	    cmocka_unit_test(test_update_to_iom_alone_locks_out_the_state),
 	    cmocka_unit_test(test_docs_carry_the_types),
 	    cmocka_unit_test(test_docs_carry_the_table),
 	};
