@@ -728,6 +728,7 @@ static int code_printable(const char *s)
 struct done_arg {
 	tern_store *st;
 	const char *msgid, *rcpt;
+	int64_t now, retain_ms;
 	size_t gone;
 };
 
@@ -735,12 +736,12 @@ static int done_apply(MDB_txn *txn, void *arg)
 {
 	struct done_arg *d = arg;
 
-	return xfer_rcpt_done(txn, d->st, d->msgid, d->rcpt, &d->gone);
+	return xfer_rcpt_done(txn, d->st, d->msgid, d->rcpt, d->now, d->retain_ms, &d->gone);
 }
 
 void chunk_on_done(broker *b, struct peer *p, const Tern__V1__ChunkDone *cd)
 {
-	struct done_arg d = {b->store, cd->message_id, p->id, 0};
+	struct done_arg d = {b->store, cd->message_id, p->id, tern_now_ms(), b->retain_ms, 0};
 	int rc;
 
 	gets_drop_msg(p, cd->message_id);

@@ -362,7 +362,8 @@ static int all_done(const xfer_rec *r)
 	return 1;
 }
 
-int xfer_rcpt_done(MDB_txn *txn, tern_store *s, const char *msgid, const char *rcpt, size_t *gone)
+int xfer_rcpt_done(MDB_txn *txn, tern_store *s, const char *msgid, const char *rcpt, int64_t now,
+                   int64_t retain_ms, size_t *gone)
 {
 	xfer_rec *r;
 	int rc, i;
@@ -375,11 +376,21 @@ int xfer_rcpt_done(MDB_txn *txn, tern_store *s, const char *msgid, const char *r
 	rc = TERN_ENOENT;
 	if ((i = xfer_rcpt_index(r, rcpt)) < 0)
 		goto out;
+	if (r->done[i]) {
+		rc = TERN_OK; /* said again (a restored recipient done again) */
+		goto out;
+	}
 	r->done[i] = 1;
 	if (all_done(r)) {
-		if ((rc = xfer_delete(txn, s, msgid)) == TERN_OK)
-			*gone = r->natt;
-		goto out;
+		if (retain_ms <= 0) {
+			if ((rc = xfer_delete(txn, s, msgid)) == TERN_OK)
+				*gone = r->natt;
+			goto out;
+		}
+		/* Kept as the acknowledged queue items are: past the envelope's
+		 * own expiry too, which a redelivery to a restored recipient
+		 * does not check again. */
+		r->expires = now + retain_ms;
 	}
 	rc = rec_put(txn, s, r, 0);
 out:
@@ -387,11 +398,14 @@ out:
 	return rc;
 }
 
-/* Whether r ends now: expired, or every recipient done or dead-lettered. */
+/* Whether r ends now: expired (retained past every recipient's done until
+ * then), or every recipient done or dead-lettered, some dead-lettered. */
 static int xfer_ended(MDB_txn *txn, tern_store *s, const xfer_rec *r, int64_t now)
 {
 	if (r->expires <= now)
 		return 1;
+	if (all_done(r))
+		return 0; /* retained (xfer_rcpt_done) */
 	for (size_t i = 0; i < r->nrcpt; i++)
 		if (!r->done[i] && bq_dlq_has(txn, s, r->rcpt[i], r->msgid) != TERN_OK)
 			return 0;

@@ -74,11 +74,16 @@ int xfer_chunk_commit(MDB_txn *txn, tern_store *s, const char *msgid, uint32_t a
 int xfer_proof_get(MDB_txn *txn, tern_store *s, const char *msgid, uint32_t att, uint64_t index,
                    const uint8_t **proof, size_t *len);
 
-/* rcpt said ChunkDone for msgid. When every recipient has, the transfer is
- * deleted and *gone = its attachment count (the spool files to remove after
- * the commit), else *gone = 0. TERN_ENOENT: no such transfer, or rcpt is not
- * one of its recipients. */
-int xfer_rcpt_done(MDB_txn *txn, tern_store *s, const char *msgid, const char *rcpt, size_t *gone);
+/* rcpt said ChunkDone for msgid (at now). When every recipient has, the
+ * transfer is retained until now + retain_ms (its expiry moved there: a
+ * recipient put back from an older copy fetches the chunks again, as it is
+ * given its retained queue items again), and *gone = 0; with retain_ms 0 it
+ * is deleted and *gone = its attachment count (the spool files to remove
+ * after the commit). Said again by a recipient done already: nothing
+ * changes (its retention is not drawn out). TERN_ENOENT: no such transfer,
+ * or rcpt is not one of its recipients. */
+int xfer_rcpt_done(MDB_txn *txn, tern_store *s, const char *msgid, const char *rcpt, int64_t now,
+                   int64_t retain_ms, size_t *gone);
 /* Deletes msgid's record and proofs. */
 int xfer_delete(MDB_txn *txn, tern_store *s, const char *msgid);
 

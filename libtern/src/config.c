@@ -100,7 +100,7 @@ static const struct setting settings[] = {
 	{BROKER, "delivery",   "ack_timeout",      T_DURATION, BOUNDED("5", 1, 600),                "wait for a node's acknowledgement before the first redelivery"},
 	{BROKER, "delivery",   "max_backoff",      T_DURATION, BOUNDED("300", 1, 86400),            "longest wait between redeliveries (the wait doubles each attempt)"},
 	{BROKER, "delivery",   "retain_ids",       T_DURATION, BOUNDED("90d", 0, 31536000),         "how long the ids of items past retain are kept, to name what a node restored from an older backup lost (at most retain: none)"},
-	{BROKER, "delivery",   "retain",           T_DURATION, BOUNDED("7d", 0, 7776000),           "how long acknowledged items stay, so a node restored from an older backup gets them again (0: none); above the oldest backup's age"},
+	{BROKER, "delivery",   "retain",           T_DURATION, BOUNDED("7d", 0, 7776000),           "how long acknowledged items (and attachments every recipient has) stay, so a node restored from an older backup gets them again (0: none); above the oldest backup's age"},
 	{NODE,   "delivery",   "hold",             T_DURATION, BOUNDED("1d", 1, 2592000),           "how long a delivered message citing one that has not arrived is held, unjudged, before it is refused unknown-reference"},
 	{NODE,   "delivery",   "attachment_retain", T_DURATION, BOUNDED("30d", 0, 315360000),     "how long a received message's attachments stay on disk after the message is acknowledged from the inbox (0: removed soon after the acknowledgement)"},
 	{NODE,   "delivery",   "credit",           T_INT,      BOUNDED("256", 1, 65536),            "deliveries the broker may have in flight to this node (flow control)"},

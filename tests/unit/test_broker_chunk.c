@@ -643,6 +643,57 @@ static void test_get_and_done(void **state)
 	assert_string_equal(reason, tern_reason_code(TERN_REASON_UNKNOWN_TRANSFER));
 }
 
+/* With [delivery] retain set, the last recipient's ChunkDone keeps the
+ * transfer and its files for retain, as the acknowledged queue items are
+ * kept: a recipient put back from an older copy, given the envelope again,
+ * fetches the chunks again. They go once retain has passed. Before, they
+ * went at once, and such a recipient refused the message
+ * attachment-incomplete at its expiry (a review's restore probe). */
+static void test_done_retained_for_a_restore(void **state)
+{
+	struct fixture *f = *state;
+	char reason[64], path[256];
+	Tern__V1__ChunkDone cd = TERN__V1__CHUNK_DONE__INIT;
+	int64_t t0 = tern_now_ms();
+	xfer_rec r;
+
+	f->b->retain_ms = 3600000;
+	accept_it(f);
+	for (uint64_t i = 0; i < 3; i++) {
+		put(f, UNHCR, i, 1, 0);
+		assert_int_equal(ack_of(f, UNHCR, reason), i + 1);
+	}
+	cd.message_id = f->msgid;
+	chunk_on_done(f->b, &f->b->peers[SWEDEN], &cd);
+	assert_int_equal(xfer_of(f, &r), TERN_OK); /* kept */
+	assert_true(r.done[0]);
+	assert_true(r.expires >= t0 + 3600000);
+	snprintf(path, sizeof(path), "%s/chunks/%s.0", f->path, f->msgid);
+	assert_int_equal(access(path, F_OK), 0);
+	/* sweden, put back, asks again: served */
+	get(f, SWEDEN, 0, 4);
+	chunk_pump(f->b, &f->b->peers[SWEDEN]);
+	assert_chunk(f, SWEDEN, 0);
+	assert_chunk(f, SWEDEN, 1);
+	chunk_pump(f->b, &f->b->peers[SWEDEN]); /* a turn's share is two */
+	assert_chunk(f, SWEDEN, 2);
+	chunk_on_done(f->b, &f->b->peers[SWEDEN], &cd); /* done again: not drawn out */
+	{
+		xfer_rec again;
+		assert_int_equal(xfer_of(f, &again), TERN_OK);
+		assert_int_equal(again.expires, r.expires);
+	}
+	f->b->batch.now = r.expires - 1; /* retained still */
+	f->b->batch.purge = 1;
+	batch_commit(f->b);
+	assert_int_equal(xfer_of(f, &r), TERN_OK);
+	f->b->batch.now = r.expires; /* retain has passed */
+	f->b->batch.purge = 1;
+	batch_commit(f->b);
+	assert_int_equal(xfer_of(f, &r), TERN_ENOENT);
+	assert_int_not_equal(access(path, F_OK), 0);
+}
+
 /* A new get for the same attachment replaces the old one; a pending get
  * whose transfer ended is answered unknown-transfer; the session's end
  * drops them all. */
@@ -1248,6 +1299,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bulk_hello_checked, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_carries_chunks_only, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bulk_lane_gone, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_done_retained_for_a_restore, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_question_during_sync_counts_undurable, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_transfer_ended_during_sync_fails_others, setup,

@@ -132,7 +132,7 @@ struct done_job {
 static int do_done(MDB_txn *txn, void *arg)
 {
 	struct done_job *d = arg;
-	return xfer_rcpt_done(txn, st, d->msgid, d->rcpt, &d->gone);
+	return xfer_rcpt_done(txn, st, d->msgid, d->rcpt, 1000, 0, &d->gone);
 }
 
 static int done(const char *msgid, const char *rcpt, size_t *gone)
