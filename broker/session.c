@@ -113,7 +113,7 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 	int64_t now = tern_now_ms();
 	struct peer *p;
 	uint64_t out, head = 0;
-	int new_process, count_restart, same_epoch, restored = 0;
+	int new_process, count_restart, same_epoch, restored = 0, went_back, holds_none;
 
 	if (strcmp(h->node_id, user) != 0) {
 		log_warnx("refused Hello: peer %s claims to be %s", user, h->node_id);
@@ -201,6 +201,35 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			return;
 		}
 	}
+	/* The node holds less than it acknowledged: its store was put back from
+	 * an older copy. Its Hello names this broker's store, or none at all
+	 * (16 zero bytes: it has taken no delivery yet, so it holds nothing of
+	 * any store; a copy taken before its first delivery). */
+	{
+		static const uint8_t none[BQ_EPOCH_LEN];
+		uint64_t had = acked > p->acked ? acked : p->acked;
+		int ours = h->broker_store.len == BQ_EPOCH_LEN &&
+		           memcmp(h->broker_store.data, b->store_id, BQ_EPOCH_LEN) == 0;
+		holds_none = h->broker_store.len == BQ_EPOCH_LEN &&
+		             memcmp(h->broker_store.data, none, BQ_EPOCH_LEN) == 0 &&
+		             h->delivered_upto == 0;
+		went_back = (ours || holds_none) && h->delivered_upto < had;
+	}
+	if (went_back && now - p->last_restore < 60000) {
+		/* At most one rewind a minute: a member lying in its Hello must not
+		 * keep the broker busy. But such a Hello must not be welcomed
+		 * either: the node would take what comes next, its position would
+		 * pass the mark, and what it lost would never go again (a store put
+		 * back twice in a row). It says Hello again, and after the minute
+		 * the restore is honoured. */
+		log_warnx(
+		    "%s says again it holds less than it acknowledged, within a minute of the "
+		    "last time; refused until the minute is over",
+		    user);
+		send_refused(b, rid, rid_len, h->session, TERN_REASON_BUSY,
+		             "this node's store went back again within a minute; say Hello again");
+		return;
+	}
 	if (p->live && (p->rid_len != rid_len || memcmp(p->rid, rid, rid_len) != 0))
 		log_info("handover: %s reconnected, %llu deliveries in flight are sent again", user,
 		         (unsigned long long)(p->sent - p->acked));
@@ -252,23 +281,15 @@ static void on_hello(broker *b, const char *user, const struct peer *conn, const
 			if (b->batch.acks[i].upto > holds)
 				b->batch.acks[i].upto = holds;
 		}
-	if (h->broker_store.len == BQ_EPOCH_LEN &&
-	    memcmp(h->broker_store.data, b->store_id, BQ_EPOCH_LEN) == 0 &&
-	    h->delivered_upto < p->acked) {
+	if (went_back) {
 		/* The node acknowledged more than its store now holds: its store
 		 * was put back from an older copy. Its number can be trusted only
 		 * if it counts in this start (a store put back numbers again what
-		 * it numbered after its copy); otherwise everything retained goes
-		 * again, and the node's de-duplication sorts it out. At most once a
-		 * minute: a member lying in its Hello must not keep the broker busy. */
-		if (now - p->last_restore < 60000)
-			log_warnx("%s says again it holds less than it acknowledged; ignored "
-			          "within a minute of the last time",
-			          user);
-		else {
-			node_restored(b, p, same_epoch ? h->delivered_upto : 0, same_epoch);
-			restored = 1;
-		}
+		 * it numbered after its copy), or if it holds nothing; otherwise
+		 * everything retained goes again, and the node's de-duplication
+		 * sorts it out. */
+		node_restored(b, p, same_epoch ? h->delivered_upto : 0, same_epoch || holds_none);
+		restored = 1;
 	} else if (same_epoch && h->delivered_upto > p->acked && h->delivered_upto <= last) {
 		/* Resync: what the node already holds is dropped, not sent again. */
 		batch_ack_add(b, user, h->delivered_upto);

@@ -2531,6 +2531,134 @@ static void test_pending_ack_clamped_by_hello(void **state)
 	attempts_close(&c);
 }
 
+/* The kinds of frame the broker sent the dealer, read and dropped:
+ * bit 0 a Welcome, bit 1 a Refused{busy}, bit 2 a delivery. */
+static int frames_kinds(void *dealer)
+{
+	zmq_msg_t m;
+	int kinds = 0;
+
+	zmq_msg_init(&m);
+	while (zmq_msg_recv(&m, dealer, ZMQ_DONTWAIT) >= 0) {
+		Tern__V1__Frame *fr = NULL;
+		assert_int_equal(tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1 << 20, &fr),
+		                 TERN_OK);
+		if (fr->body_case == TERN__V1__FRAME__BODY_WELCOME)
+			kinds |= 1;
+		else if (fr->body_case == TERN__V1__FRAME__BODY_REFUSED &&
+		         strcmp(fr->refused->reason_code, tern_reason_code(TERN_REASON_BUSY)) == 0)
+			kinds |= 2;
+		else if (fr->body_case == TERN__V1__FRAME__BODY_DELIVER ||
+		         fr->body_case == TERN__V1__FRAME__BODY_DELIVER_BATCH)
+			kinds |= 4;
+		tern_pb_free((ProtobufCMessage **)&fr);
+	}
+	zmq_msg_close(&m);
+	return kinds;
+}
+
+/* A node put back from a copy taken before it had taken any delivery: its
+ * Hello names no broker store (the 16 zero bytes tern-node sends then) and
+ * holds nothing. That is less than it acknowledged: everything retained
+ * goes again. Before, only a Hello naming this broker's store was compared,
+ * and such a node was sent nothing of what it lost (a review's probe: 20
+ * messages gone from the restored inbox, all shown delivered at the sender). */
+static void test_restored_from_empty_copy(void **state)
+{
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+	static const uint8_t zero[BQ_EPOCH_LEN];
+	Tern__V1__Frame *hello;
+	struct peer conn;
+
+	attempts_open(*state, &c, 3, "inproc://emptycopy");
+	b = c.b;
+	sweden = c.sweden;
+	memset(b->store_id, 0xab, BQ_EPOCH_LEN); /* a store's identity is random */
+	b->retain_ms = 3600000;
+	hello_and_pump(b, sweden, &c.pp, 601, 0);
+	batch_ack_add(b, "sweden", 3);
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 3);
+	{
+		/* What tern-node sends before its first delivery: zero bytes. */
+		Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
+		Tern__V1__Hello h = TERN__V1__HELLO__INIT;
+		uint8_t wire[256];
+		size_t n;
+		h.node_id = "sweden";
+		h.software = "test";
+		h.credit = 10;
+		h.deliver_batch = 64;
+		h.session = 6020;
+		h.instance = 602;
+		h.broker_store = (ProtobufCBinaryData){BQ_EPOCH_LEN, (uint8_t *)zero};
+		h.broker_epoch = (ProtobufCBinaryData){BQ_EPOCH_LEN, (uint8_t *)zero};
+		fr.version = TERN_HOP_VERSION;
+		fr.body_case = TERN__V1__FRAME__BODY_HELLO;
+		fr.hello = &h;
+		n = tern__v1__frame__pack(&fr, wire);
+		hello = NULL;
+		assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &hello), TERN_OK);
+	}
+	memset(&conn, 0, sizeof(conn));
+	conn.fd = -1;
+	session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2, hello);
+	assert_int_equal(sweden->acked, 0);
+	assert_int_equal(b->m.restores, 1);
+	deliver_pump(b, sweden);
+	frames_drop(c.pp.dealer);
+	assert_int_equal(sweden->sent, 3); /* all three again */
+	attempts_close(&c);
+}
+
+/* A node put back twice within a minute (the first copy was the wrong one,
+ * or the same copy again): the second Hello must not be welcomed as if the
+ * node held everything acknowledged. Before, it was "ignored within a
+ * minute of the last time" and welcomed: the node took what came next, its
+ * position passed the mark, and what it had lost was never sent again (a
+ * review's probe: 30 messages gone for good). Now it is refused busy
+ * until the minute is over, and then the restore is honoured. */
+static void test_restored_twice_within_a_minute(void **state)
+{
+	struct attempts_case c;
+	broker *b;
+	struct peer *sweden;
+
+	attempts_open(*state, &c, 3, "inproc://twice");
+	b = c.b;
+	sweden = c.sweden;
+	b->retain_ms = 3600000;
+	hello_and_pump(b, sweden, &c.pp, 801, 0);
+	batch_ack_add(b, "sweden", 3);
+	batch_commit(b);
+	hello_and_pump(b, sweden, &c.pp, 802, 1); /* put back: holds seq 1 */
+	assert_int_equal(b->m.restores, 1);
+	assert_int_equal(sweden->sent, 3);
+	batch_ack_add(b, "sweden", 3);
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 3);
+	/* Put back again, to seq 1, within the minute. */
+	{
+		struct peer conn;
+		memset(&conn, 0, sizeof(conn));
+		conn.fd = -1;
+		session_on_frame(b, "sweden", &conn, (const uint8_t *)"sw", 2,
+		                 hello_frame(b, 803, 1));
+		deliver_pump(b, sweden);
+		int kinds = frames_kinds(c.pp.dealer);
+		assert_false(kinds & 1); /* no Welcome: it would take seq 4 on */
+		assert_true(kinds & 2);
+	}
+	sweden->last_restore -= 61000; /* the minute is over */
+	hello_and_pump(b, sweden, &c.pp, 803, 1);
+	assert_int_equal(b->m.restores, 2);
+	assert_int_equal(sweden->acked, 1);
+	assert_int_equal(sweden->sent, 3); /* 2 and 3 again */
+	attempts_close(&c);
+}
+
 /* The node took the counted entry and acknowledged it, but the broker's
  * commits fail, so the acknowledgement waits in the batch: the entry no
  * longer holds back what comes after it, and a timeout counts the first
@@ -2857,6 +2985,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_failed_commit_keeps_acks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counted_entry_alone_after_resync, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_ack_clamped_by_hello, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restored_from_empty_copy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_restored_twice_within_a_minute, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_pending_ack_lifts_solo, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_revocation_after_kept_ack, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_notice_out_of_memory, setup, teardown),
