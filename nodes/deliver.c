@@ -227,6 +227,34 @@ static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
 	return 1;
 }
 
+/* *refused: whether this node refused msgid when it was delivered (in this
+ * turn's batch, or stored), with its reason in code: what cites it then
+ * waits for nothing. TERN_ENOMEM: no verdict. */
+static int refused_here(const node_judge *j, MDB_txn *txn, const char *msgid, int *refused,
+                        char code[64])
+{
+	node_recv_rec *rec = NULL;
+	int rc;
+
+	*refused = 0;
+	for (size_t i = 0; j->batch && i < j->batch->ndins; i++)
+		if (j->batch->dins[i].kind == DIN_REFUSE &&
+		    strcmp(j->batch->dins[i].msgid, msgid) == 0) {
+			snprintf(code, 64, "%s", j->batch->dins[i].code);
+			*refused = 1;
+			return TERN_OK;
+		}
+	rc = node_store_recv_rec(txn, j->store, msgid, &rec);
+	if (rc == TERN_ENOMEM)
+		return rc;
+	if (rc != TERN_OK)
+		return TERN_OK; /* not received (or a damaged record: as not received) */
+	*refused = !rec->accepted;
+	snprintf(code, 64, "%s", rec->reason_code);
+	node_rec_recv_free(&rec);
+	return TERN_OK;
+}
+
 /* The recipient's checks (docs/protocol.md) on an opened business message:
  * its rules, then the workflow's against what this node holds of the case. */
 static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *env, size_t envlen,
@@ -275,6 +303,24 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	snprintf(d->ref, sizeof(d->ref), "%s", v.record->ref);
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s", v.record->value);
+	if (v.unknown_ref) {
+		/* Not held for what this node refused: that never comes (a review
+		 * found a booking citing a refused decision held a day). */
+		char code[64];
+		int refused = 0;
+		rc = refused_here(j, txn, v.record->ref, &refused, code);
+		if (shortage(j, d, rc, "reading what it cites")) {
+			tern_wf_verdict_clear(&v);
+			return;
+		}
+		if (refused) {
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE),
+			       "it cites %s, which this node refused (%s)", v.record->ref,
+			       code[0] ? code : "refused");
+			tern_wf_verdict_clear(&v);
+			return;
+		}
+	}
 	if (v.unknown_ref && hold_room(j, h->sender, envlen)) {
 		/* It may have been sent before what it cites reached us: held. */
 		d->kind = DIN_HOLD;

@@ -297,13 +297,20 @@ void node_held_committed(node *n)
 			json_object_del(n->held, d->msgid);
 		}
 	}
-	/* What this commit kept may be what a held message waits for. */
-	if (tern_wf_records_count(b->wf) == 0 || json_object_size(n->held) == 0)
+	/* What this commit kept may be what a held message waits for; what it
+	 * refused, too: judged again, such a message is refused at once. */
+	if (json_object_size(n->held) == 0)
 		return;
 	json_object_foreach(n->held, id, h)
 	{
+		int due = 0;
 		ref = json_string_value(json_object_get(h, "ref"));
-		if (ref && tern_wf_records_get(b->wf, ref))
+		if (ref == NULL)
+			continue;
+		due = tern_wf_records_count(b->wf) && tern_wf_records_get(b->wf, ref);
+		for (size_t i = 0; !due && i < b->ndins; i++)
+			due = b->dins[i].kind == DIN_REFUSE && strcmp(b->dins[i].msgid, ref) == 0;
+		if (due)
 			json_array_append_new(n->held_due, json_string(id));
 	}
 }

@@ -5117,6 +5117,84 @@ static void test_refused_decision_still_moves_the_sender(void **state)
 	node_free(n);
 }
 
+/* unhcr's referral of the example case to sweden, sent by n (unhcr) through
+ * the API's path, so that n holds its thread; its id in id. */
+static void unhcr_refers(node *n, char id[37])
+{
+	char *text = NULL;
+
+	assert_int_equal(tern_example_json("case-referral", &text), TERN_OK);
+	assert_null(api_send_json(n, "case-referral", to_sweden, 1, text, id));
+	free(text);
+}
+
+/* portugal decides on R, which unhcr referred to sweden: unhcr refuses it
+ * (reference-not-shared), IOM takes it (it holds no referral to judge by)
+ * and books travel on it. The booking cites what unhcr refused: it is
+ * refused at once, in either order (the booking held first, then the
+ * decision refused: released and refused). Before (a review's attack), it
+ * was held for the whole [delivery] hold (a day by default), as if the
+ * decision had not come, and IOM saw it at-broker all that time. */
+static void test_travel_citing_a_refused_decision_held(void **state)
+{
+	char ref[37], dec[37], t[37];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+
+	(void)state;
+	unhcr_refers(n, ref);
+	denv = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	tenv = message(IOM, to_unhcr_only, 1, "travel-confirmation", &tlen, t, "decisionId", dec,
+	               NULL, NULL);
+	/* The decision first, then the booking. */
+	deliver(n, 1, denv, dlen);
+	assert_refused(&n->batch.dins[0], TERN_REASON_REFERENCE_NOT_SHARED);
+	node_batch_commit(n);
+	deliver(n, 2, tenv, tlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[0].code, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+	assert_non_null(strstr(n->batch.dins[0].text, "which this node refused"));
+	node_batch_commit(n);
+	node_free(n);
+	free(denv);
+	free(tenv);
+}
+
+static void test_held_citing_a_refused_decision_released(void **state)
+{
+	char ref[37], dec[37], t[37];
+	size_t dlen, tlen;
+	uint8_t *denv, *tenv;
+	node *n = node_as(UNHCR);
+
+	(void)state;
+	unhcr_refers(n, ref);
+	denv = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	tenv = message(IOM, to_unhcr_only, 1, "travel-confirmation", &tlen, t, "decisionId", dec,
+	               NULL, NULL);
+	/* The booking first: held; then the decision, refused: the booking is
+	 * released and refused at the next tick, not a day later. */
+	deliver(n, 1, tenv, tlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 1);
+	deliver(n, 2, denv, dlen);
+	assert_refused(&n->batch.dins[0], TERN_REASON_REFERENCE_NOT_SHARED);
+	node_batch_commit(n);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[0].code, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	node_free(n);
+	free(denv);
+	free(tenv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -5196,6 +5274,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_released_after_a_crash, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_old_json_record, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_decision_still_moves_the_sender, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_travel_citing_a_refused_decision_held, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_held_citing_a_refused_decision_released, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_damaged_text_passed_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
