@@ -15,7 +15,6 @@
 #include <tern/crypto.h>
 #include <tern/error.h>
 #include <tern/log.h>
-#include <tern/workflow.h>
 
 #include "node_int.h"
 #include "util.h"
@@ -174,73 +173,6 @@ static int wf_put_one(const char *id, const tern_wf_record *rec, void *arg)
 	return node_store_ref_put(p->txn, p->n->store, id, rec);
 }
 
-/* A copy of the workflow record under id as this commit will leave it: the
- * batch's, else the store's. NULL in *out when there is none (or it is
- * damaged: nothing to take back then). */
-static int wf_current(node *n, MDB_txn *txn, const char *id, tern_wf_record **out)
-{
-	const tern_wf_record *b = n->batch.wf ? tern_wf_records_get(n->batch.wf, id) : NULL;
-	int rc;
-
-	*out = NULL;
-	if (b)
-		return (*out = tern_wf_record_copy(b)) ? TERN_OK : TERN_ENOMEM;
-	rc = node_store_ref(txn, n->store, id, out);
-	return rc == TERN_ENOENT || rc == TERN_EMALFORMED ? TERN_OK : rc;
-}
-
-/* msgid, sent by this node, is now refused or expired at every recipient:
- * it moved nothing anywhere else (and tern audit replay says so), so the
- * move it made of its thread here is taken back, if nothing of its type
- * moved the thread since. Before, a State whose decision the referrer
- * refused (a member removal still on its way, say) kept its thread at the
- * decision's state, and its own node then refused its corrected decision. */
-static int wf_take_back(node *n, MDB_txn *txn, const char *msgid)
-{
-	tern_wf_record *own = NULL, *root = NULL;
-	node_sent_rec *sent = NULL;
-	const char *rootid;
-	int rc, refused = 1;
-
-	if ((rc = node_store_sent_rec(txn, n->store, msgid, &sent)) != TERN_OK)
-		return rc == TERN_ENOENT || rc == TERN_EMALFORMED ? TERN_OK : rc;
-	for (size_t i = 0; i < sent->n_recipients; i++)
-		refused &= sent->recipients[i]->state == NODE_SENT_REJECTED ||
-		           sent->recipients[i]->state == NODE_SENT_EXPIRED;
-	node_rec_sent_free(&sent);
-	if (!refused || (rc = wf_current(n, txn, msgid, &own)) != TERN_OK || own == NULL ||
-	    !own->moved)
-		goto out;
-	rootid = own->root[0] ? own->root : own->ref;
-	if (rootid[0] == '\0' || (rc = wf_current(n, txn, rootid, &root)) != TERN_OK ||
-	    root == NULL || strcmp(tern_wf_record_last(root, own->type), msgid) != 0)
-		goto out;
-	root->state = own->moved_from;
-	for (size_t i = 0; i < root->n_last; i++)
-		if (strcmp(root->last[i]->key, own->type) == 0 &&
-		    node_rec_set_str(&root->last[i]->value, own->last_before) != TERN_OK) {
-			rc = TERN_ENOMEM;
-			goto out;
-		}
-	own->moved = 0;
-	{
-		char id[37];
-		const char *back = tern_case_state_name((tern_case_state)root->state);
-		snprintf(id, sizeof(id), "%s", rootid); /* rootid is own's, which goes */
-		/* Into the batch's records, which this commit writes after its
-		 * receipts (a copy of them the batch held would overwrite the
-		 * store's). */
-		if ((rc = node_wf_keep(n, msgid, &own, id, &root)) == TERN_OK)
-			log_info("%s was refused by every recipient: its thread %s here is back "
-			         "to %s",
-			         msgid, id, back[0] ? back : "its state before");
-	}
-out:
-	tern_wf_record_free(&own);
-	tern_wf_record_free(&root);
-	return rc;
-}
-
 static int batch_apply(MDB_txn *txn, void *arg)
 {
 	node *n = arg;
@@ -356,9 +288,6 @@ static int batch_apply(MDB_txn *txn, void *arg)
 			if (rc == TERN_EEXIST)
 				continue; /* the same verdict delivered again: no new event */
 			if (rc != TERN_OK && rc != TERN_ENOENT)
-				return rc;
-			if (rc == TERN_OK && strcmp(d->state, "delivered") != 0 &&
-			    (rc = wf_take_back(n, txn, d->target)) != TERN_OK)
 				return rc;
 			if (n->hook && rc == TERN_OK &&
 			    (rc = push_if_final(n, txn, d->target, before)) != TERN_OK)

@@ -329,16 +329,6 @@ static int move_thread(const tern_wf_msg *m, int value, const char *vname, const
 	snprintf(v->root, sizeof(v->root), "%s", root);
 	v->root_record = r;
 	*rootrec = NULL;
-	if (as_sender && v->record) {
-		/* What the move replaces, so that a message every recipient
-		 * refuses can be taken back at its sender (tern_wf_record's
-		 * moved). */
-		v->record->moved = 1;
-		v->record->moved_from = r->state;
-		if ((rc = wf_set_str(&v->record->last_before, tern_wf_record_last(r, t->name))) !=
-		    TERN_OK)
-			return rc;
-	}
 	if (x->to != TERN_WF_KEEP)
 		r->state = (Tern__V1__CaseState)x->to;
 	if ((rc = wf_set_last(r, t->name, m->msgid)) != TERN_OK)
