@@ -464,11 +464,13 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 				int party = 0;
 				for (size_t i = 0; i < rootrec->n_parties; i++)
 					party |= strcmp(rootrec->parties[i], m->sender) == 0;
-				if (!party && rootrec->parties_open && !as_sender) {
+				if (!party && rootrec->parties_open && !as_sender &&
+				    t->sender_roles == TERN_ROLE_STATE) {
 					/* The first member outside the parties a referrer's
 					 * message to this node alone left open: the State
-					 * (the broker lets only a State send a decision).
-					 * Kept with the trace if the move is. */
+					 * (the broker lets only a State send a decision;
+					 * a referrer's message claims nothing). Kept with
+					 * the trace if the move is. */
 					struct wf_strs ps = {&rootrec->parties,
 					                     &rootrec->n_parties};
 					if ((rc = wf_strs_add(ps, m->sender)) != TERN_OK)
