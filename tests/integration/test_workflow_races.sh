@@ -6,9 +6,10 @@
 #      "withdrawn" and refuses the acceptance (wrong-state), as unhcr does.
 #      Before, it followed the acceptance out of the final state, and IOM's
 #      node let it book travel for the withdrawn case.
-#   2. unhcr tells IOM alone of a priority change on R2 (the table allows a
-#      case update to the movement role only), then sweden accepts R2: IOM
-#      takes the acceptance (the State takes the place the update left
+#   2. unhcr's node refuses to send a case update on R2 to IOM alone
+#      (state-not-told: the State is told of every update). One an older or
+#      hostile node sends all the same reaches IOM, then sweden accepts R2:
+#      IOM takes the acceptance (the State takes the place the update left
 #      open). Before, IOM's trace took {unhcr, iom} as the thread's parties
 #      and refused it (reference-not-shared).
 #   3. the case views (CLI and HTTP) and the logs hold ids and states only.
@@ -54,14 +55,21 @@ st=$(thread_state iom RACE-1 "$r1")
 [[ $st == withdrawn ]] || bad "IOM's trace of the withdrawn case R1 is '$st' (unhcr and sweden: withdrawn)"
 refused_by sweden "$d1" iom wrong-state || bad "IOM took the acceptance of the withdrawn case R1"
 
-say "2. a case update to IOM alone, then sweden accepts"
+say "2. a case update to IOM alone: refused at unhcr's node; forged, sweden still accepts"
 referral_json RACE-2 >"$WORK/r2.json"
 r2=$("$TERN" send -c "$(conf unhcr)" --to sweden --wait 20 case-referral "$WORK/r2.json" | awk '{print $1}')
 cat >"$WORK/u2.json" <<J
 {"caseId": "RACE-2", "referralId": "$r2", "kind": "PRIORITY_CHANGED", "priority": "URGENT"}
 J
-u2=$("$TERN" send -c "$(conf unhcr)" --to iom --wait 20 case-update "$WORK/u2.json" | awk '{print $1}')
-[[ $u2 =~ ^[0-9a-f-]{36}$ ]] || fail "the update to IOM was not delivered"
+out=$("$TERN" send -c "$(conf unhcr)" --to iom case-update "$WORK/u2.json" 2>&1) &&
+  bad "unhcr's node sent a case update to IOM alone: $out"
+grep -q state-not-told <<<"$out" || bad "the refusal of an update to IOM alone does not say state-not-told: $out"
+# As an older node (or a hostile one) sends it: forged into the stopped node's outbox.
+stop unhcr
+u2=$("$BIN/tern-forge" "$(conf unhcr)" "$WORK/fed/unhcr" case-update iom "$WORK/u2.json")
+start unhcr
+wait_for 20 "unhcr to connect again" connected unhcr
+wait_for 20 "IOM to take the update" delivered_to unhcr "$u2" iom
 decision_json RACE-2 "$r2" >"$WORK/d2.json"
 d2=$("$TERN" send -c "$(conf sweden)" --to unhcr,iom acceptance-decision "$WORK/d2.json")
 wait_for 20 "unhcr to take sweden's acceptance" delivered_to sweden "$d2" unhcr
