@@ -195,11 +195,20 @@ int node_open(const char *conf, node **out)
 		goto fail;
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		goto fail;
-	node_store_delivered_get(txn, n->store, n->dstore, n->epoch, &n->delivered);
+	/* Unread, the resync point would read as "holds nothing": the broker
+	 * would take this node for one put back from an empty copy. */
+	if ((rc = node_store_delivered_get(txn, n->store, n->dstore, n->epoch, &n->delivered)) !=
+	        TERN_OK ||
+	    ((rc = node_store_accepted_get(txn, n->store, n->astore, &n->amax)) != TERN_OK &&
+	     rc != TERN_EMALFORMED)) { /* damaged acceptance numbers read as none, as before */
+		mdb_txn_abort(txn);
+		fprintf(stderr, "tern-node: cannot read where this node's deliveries stand: %s\n",
+		        tern_errdetail());
+		goto fail;
+	}
 	memcpy(n->h_store, n->dstore, 16);
 	memcpy(n->h_epoch, n->epoch, 16);
 	n->h_upto = n->delivered;
-	node_store_accepted_get(txn, n->store, n->astore, &n->amax);
 	mdb_txn_abort(txn);
 
 	{
