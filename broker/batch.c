@@ -78,11 +78,15 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	 * audit entry come before the submissions' queue places and entries. */
 	if (!dead && (rc = batch_subs_write(txn, b)) != TERN_OK)
 		return rc;
-	for (size_t i = 0; i < bt->nacks; i++)
+	bt->acked_items = 0;
+	for (size_t i = 0; i < bt->nacks; i++) {
+		size_t n = 0;
 		if (bt->acks[i].upto &&
 		    (rc = bq_ack(txn, b->store, bt->acks[i].node, bt->acks[i].upto,
-		                 b->retain_ms > 0, bt->now, deliver_latency, bt, NULL)) != TERN_OK)
+		                 b->retain_ms > 0, bt->now, deliver_latency, bt, &n)) != TERN_OK)
 			return rc;
+		bt->acked_items += n;
+	}
 	for (size_t i = 0; i < bt->ndead; i++) {
 		uint64_t seq;
 		bt->dead_done[i] = 0;
@@ -313,10 +317,12 @@ void batch_commit(broker *b)
 	for (size_t i = 0; i <= LAT_BUCKETS; i++)
 		b->m.lat[i] += bt->lat[i];
 	b->m.lat_sum += bt->lat_sum;
+	/* Items, not the seqs the marks moved by: seqs may skip (a sequence
+	 * counter recovered past a gap, stubs). */
+	b->m.acked += bt->acked_items;
 	for (size_t i = 0; i < bt->nacks; i++) {
 		struct peer *p = peer_find(b, bt->acks[i].node, 0);
 		if (p && bt->acks[i].upto > p->acked) {
-			b->m.acked += bt->acks[i].upto - p->acked;
 			p->acked = bt->acks[i].upto;
 			if (p->sent < p->acked)
 				p->sent = p->acked;

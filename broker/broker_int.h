@@ -207,6 +207,7 @@ struct batch {
 	size_t expire_damaged; /* output: expired items that do not decode (left) */
 	int purge;             /* delete acknowledged items past retention */
 	size_t purged;         /* output: how many */
+	size_t acked_items;    /* output: queue items the acknowledgements took */
 	int checkpoint;        /* 1: sign if the log grew; 2: even if not */
 	int64_t now;
 	uint64_t lat[LAT_BUCKETS + 1]; /* delivery latencies acknowledged in this batch */

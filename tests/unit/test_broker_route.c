@@ -2821,6 +2821,34 @@ static void test_damaged_expired_entry_no_wedge(void **state)
 		free(e[i].buf);
 }
 
+/* sweden's sequence counter damaged between two referrals: the second is
+ * numbered 2^32 past the first (broker/queue.c, seq_recover). Acknowledged
+ * together, they count two items in tern_broker_deliveries_acked_total, not
+ * the 2^32 the mark moved by (a review's finding). */
+static void test_acked_count_is_items(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *sweden = peer_find(b, "sweden", 0);
+	struct sealed e[2];
+
+	b->batch.now = tern_now_ms();
+	commit_referrals(f, b, e, 1);
+	assert_int_equal(tern_store_write(b->store, damage_seq_counter, b->store), TERN_OK);
+	commit_referrals(f, b, e + 1, 1);
+	sweden->fd = -1;
+	sweden->live = 1;
+	sweden->sent = sweden->sent_hi = 2 + (1ull << 32);
+	batch_ack_add(b, "sweden", 2 + (1ull << 32));
+	batch_commit(b);
+	assert_int_equal(sweden->acked, 2 + (1ull << 32));
+	assert_int_equal(b->m.acked, 2);
+	assert_int_equal(queue_of(f, "sweden").n, 0);
+	bare_broker_free(&b);
+	for (int i = 0; i < 2; i++)
+		free(e[i].buf);
+}
+
 /* A commit that fails keeps the batch's acknowledgements for the next one:
  * they say what the nodes hold. Before, they were dropped with it, so the
  * heads they passed timed out and were counted, then dead-lettered though
@@ -2942,6 +2970,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown_recipient, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_recipient_revoked_or_expired, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_readmitted_sender_told, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_acked_count_is_items, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_damaged_expired_entry_no_wedge, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_duplicate_id, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_wrong_role, setup, teardown),
