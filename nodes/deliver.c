@@ -227,6 +227,33 @@ static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
 	return 1;
 }
 
+/* The id of a message held here from sender that cites ref too, or NULL: a
+ * later message of the same sender citing the same one waits behind it, so
+ * that the two are judged in the order they were sent. */
+static const char *held_sibling(const node_judge *j, const char *sender, const char *ref)
+{
+	const char *id;
+	json_t *h;
+
+	if (j->releasing || ref[0] == '\0')
+		return NULL;
+	for (size_t i = 0; j->batch && i < j->batch->ndins; i++) /* held in this turn */
+		if (j->batch->dins[i].kind == DIN_HOLD &&
+		    strcmp(j->batch->dins[i].sender, sender) == 0 &&
+		    strcmp(j->batch->dins[i].ref, ref) == 0)
+			return j->batch->dins[i].msgid;
+	if (j->held == NULL)
+		return NULL;
+	json_object_foreach((json_t *)j->held, id, h)
+	{
+		const char *hs = json_string_value(json_object_get(h, "sender"));
+		const char *hr = json_string_value(json_object_get(h, "ref"));
+		if (hs && hr && strcmp(hs, sender) == 0 && strcmp(hr, ref) == 0)
+			return id;
+	}
+	return NULL;
+}
+
 /* *refused: whether this node refused msgid when it was delivered (in this
  * turn's batch, or stored), with its reason in code: what cites it then
  * waits for nothing. TERN_ENOMEM: no verdict. */
@@ -317,6 +344,26 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE),
 			       "it cites %s, which this node refused (%s)", v.record->ref,
 			       code[0] ? code : "refused");
+			tern_wf_verdict_clear(&v);
+			return;
+		}
+	}
+	if (!v.unknown_ref) {
+		/* What it cites is here now, but an earlier message of its sender
+		 * that cites it too is still held (its release comes at the next
+		 * tick): this one waits behind it, whatever it would be judged now,
+		 * and is judged after it. A departure report arriving with the
+		 * decision must not be judged before the booking held for that
+		 * decision. */
+		const char *before = held_sibling(j, h->sender, v.record->ref);
+		if (before && hold_room(j, h->sender, envlen)) {
+			d->kind = DIN_HOLD;
+			d->hold_until = tern_now_ms() + j->hold_ms;
+			snprintf(d->code, sizeof(d->code), "%s",
+			         tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+			snprintf(d->text, sizeof(d->text), "held behind %s, which cites %s too",
+			         before, v.record->ref);
+			d->behind = 1;
 			tern_wf_verdict_clear(&v);
 			return;
 		}

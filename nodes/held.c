@@ -313,6 +313,11 @@ void node_held_committed(node *n)
 		if (due)
 			json_array_append_new(n->held_due, json_string(id));
 	}
+	/* Held behind one of their sender's (what they cite is here): due
+	 * after it, which is due already or just made so above. */
+	for (size_t i = 0; i < b->ndins; i++)
+		if (b->dins[i].kind == DIN_HOLD && b->dins[i].behind)
+			json_array_append_new(n->held_due, json_string(b->dins[i].msgid));
 }
 
 void node_rejudge_after(node *n, int64_t wait_ms)

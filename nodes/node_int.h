@@ -117,6 +117,8 @@ struct din {
 	char wf_root[37];
 	int64_t hold_until; /* DIN_HOLD: refused unknown-reference after this (ms) */
 	int unhold;         /* a held delivery judged at last: forgotten as held */
+	int behind;         /* DIN_HOLD behind a held one of its sender citing the same:
+	                     * due at the next tick, after it */
 	/* Its attachments (audit entries); DIN_XFER: their seals and the
 	 * declared digests. unxfer: a transfer judged at last. */
 	struct node_att *atts;

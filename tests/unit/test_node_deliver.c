@@ -5117,6 +5117,88 @@ static void test_held_citing_a_refused_decision_released(void **state)
 	free(tenv);
 }
 
+/* IOM books (T1) and then reports the departure (T2), both citing sweden's
+ * decision D, which reaches unhcr after T1 (held) and in the same turn as
+ * T2. T2 waits behind T1 (held: its sender's earlier message citing D is),
+ * and the next tick releases both in order: booked, then departed. Before (a
+ * review's attack), T2 was judged at once against the case as D left it
+ * (accepted) and refused wrong-state, and T1 was released after the commit:
+ * unhcr ended "booked" with the family in the air. */
+static void test_held_booking_overtaken_by_the_departure(void **state)
+{
+	char ref[37], dec[37], t1[37], t2[37];
+	size_t dlen, t1len, t2len;
+	uint8_t *denv, *t1env, *t2env;
+	node *n = node_as(UNHCR);
+	tern_wf_record *rec = NULL;
+	MDB_txn *txn;
+
+	(void)state;
+	unhcr_refers(n, ref);
+	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	t1env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t1len, t1, "decisionId", dec,
+	                NULL, NULL);
+	t2env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t2len, t2, "decisionId", dec,
+	                "status", "DEPARTED");
+	deliver(n, 1, t1env, t1len);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	deliver(n, 3, t2env, t2len);
+	assert_int_equal(n->batch.dins[1].kind, DIN_HOLD); /* behind T1 */
+	assert_non_null(strstr(n->batch.dins[1].text, "held behind"));
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 2);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 2);
+	assert_string_equal(n->batch.dins[0].msgid, t1); /* in the order sent */
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_string_equal(n->batch.dins[1].msgid, t2);
+	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "departed");
+	tern_wf_record_free(&rec);
+	node_free(n);
+
+	/* All three in one turn, the booking first: the same. */
+	n = node_as(UNHCR);
+	unhcr_refers(n, ref);
+	free(denv);
+	free(t1env);
+	free(t2env);
+	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	t1env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t1len, t1, "decisionId", dec,
+	                NULL, NULL);
+	t2env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t2len, t2, "decisionId", dec,
+	                "status", "DEPARTED");
+	deliver(n, 1, t1env, t1len);
+	deliver(n, 2, denv, dlen);
+	deliver(n, 3, t2env, t2len);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
+	assert_int_equal(n->batch.dins[2].kind, DIN_HOLD); /* behind T1, held in this turn */
+	node_batch_commit(n);
+	node_held_tick(n, tern_now_ms());
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "departed");
+	tern_wf_record_free(&rec);
+	free(denv);
+	free(t1env);
+	free(t2env);
+	node_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -5198,6 +5280,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_travel_citing_a_refused_decision_held, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_citing_a_refused_decision_released, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_held_booking_overtaken_by_the_departure, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_damaged_text_passed_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
