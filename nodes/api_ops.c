@@ -272,6 +272,41 @@ static json_t *send_body(node *n, const struct send_req *req, const ProtobufCMes
 	return res;
 }
 
+/* A case update goes to the State its referral went to, while the
+ * directory admits it: the State is told of every update of the case it is
+ * considering, and one sent to IOM alone would leave IOM a trace of the
+ * thread that names no State (docs/messages.md). A State revoked, removed or
+ * lapsed since is not asked for (a withdrawal must still reach IOM). Sets
+ * v->reason when the send is refused; TERN_ENOMEM. */
+static int state_told(node *n, struct node_wf_view *w, const struct node_send *s, const char *refid,
+                      tern_wf_verdict *v)
+{
+	tern_wf_record *ref = NULL;
+	int rc;
+
+	if (refid == NULL || refid[0] == '\0')
+		return TERN_OK;
+	if ((rc = node_wf_lookup(w, refid, &ref)) != TERN_OK)
+		return rc == TERN_ENOENT ? TERN_OK : rc;
+	for (size_t i = 0; ref && !ref->stub && i < ref->n_to; i++) {
+		const tern_member *mb;
+		int told = 0;
+		for (size_t k = 0; k < s->np && !told; k++)
+			told = strcmp(s->rcpts[k], ref->to[i]) == 0;
+		if (told || tern_directory_find(n->id.dir, ref->to[i], &mb) != TERN_OK ||
+		    mb->revoked || tern_member_expired(mb, tern_now_ms() / 1000))
+			continue;
+		v->reason = TERN_REASON_STATE_NOT_TOLD;
+		snprintf(v->text, sizeof(v->text),
+		         "a case update on referral %s goes to %s, the State it was referred to, "
+		         "too",
+		         refid, ref->to[i]);
+		break;
+	}
+	tern_wf_record_free(&ref);
+	return TERN_OK;
+}
+
 json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMessage *body,
                          struct node_xprep *prep)
 {
@@ -321,6 +356,9 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 			w.txn = txn;
 			rc = tern_workflow_judge(&m, n->id.id, n->id.self->roles, 1, node_wf_lookup,
 			                         &w, &v);
+			if (rc == TERN_OK && v.reason == TERN_REASON_NONE &&
+			    s->t->type == TERN__V1__MESSAGE_TYPE__CASE_UPDATE)
+				rc = state_told(n, &w, s, v.record->ref, &v);
 			mdb_txn_abort(txn);
 		}
 		if (rc != TERN_OK) {

@@ -511,23 +511,6 @@ int tern_workflow_judge(const tern_wf_msg *m, const char *self, unsigned roles, 
 		     tern_msgtype_by_type(t->ref_type)->name, refid, m->sender);
 		goto out;
 	}
-	if (as_sender && t->type == TERN__V1__MESSAGE_TYPE__CASE_UPDATE) {
-		/* The referral's State is told of every update of the case it is
-		 * considering: sent to IOM alone, an update would also leave IOM a
-		 * trace of the thread that names no State (its first message). */
-		for (size_t i = 0; i < ref->n_to; i++) {
-			int told = 0;
-			for (size_t k = 0; k < m->nto && !told; k++)
-				told = strcmp(m->to[k], ref->to[i]) == 0;
-			if (!told) {
-				deny(v, TERN_REASON_STATE_NOT_TOLD,
-				     "a case update on referral %s goes to %s, the State it was "
-				     "referred to, too",
-				     refid, ref->to[i]);
-				goto out;
-			}
-		}
-	}
 	if (t->ref_value) {
 		/* outcome: the field's name in records from before the workflow */
 		const char *was = ref->has_value ? ref->value : ref->outcome;

@@ -5199,6 +5199,48 @@ static void test_held_booking_overtaken_by_the_departure(void **state)
 	node_free(n);
 }
 
+static const char *const to_iom_only[] = {"iom"};
+
+/* unhcr's node refuses to send a case update on R that does not go to
+ * sweden, the State R was referred to (state-not-told): one to IOM alone
+ * would leave IOM a trace naming no State. To sweden and IOM it goes. Once
+ * sweden is revoked, a withdrawal to IOM alone goes (a review found the rule
+ * first left unhcr no way to tell IOM of a withdrawal then). */
+static void test_update_goes_to_the_state(void **state)
+{
+	static const char *const to_sweden_and_iom[] = {"sweden", "iom"};
+	char ref[37], id[37], text[512];
+	node *n = node_as(UNHCR);
+	tern_member *sw;
+	json_t *res;
+
+	(void)state;
+	unhcr_refers(n, ref);
+	snprintf(text, sizeof(text),
+	         "{\"caseId\": \"%s\", \"referralId\": \"%s\", \"kind\": \"PRIORITY_CHANGED\", "
+	         "\"priority\": \"URGENT\"}",
+	         CASE, ref);
+	res = api_send_json(n, "case-update", to_iom_only, 1, text, id);
+	assert_non_null(res);
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_STATE_NOT_TOLD));
+	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), "sweden"));
+	json_decref(res);
+	assert_null(api_send_json(n, "case-update", to_sweden_and_iom, 2, text, id));
+	assert_int_equal(tern_directory_find(F.dir, "sweden", (const tern_member **)&sw), TERN_OK);
+	sw->revoked = 1;
+	snprintf(text, sizeof(text),
+	         "{\"caseId\": \"%s\", \"referralId\": \"%s\", \"kind\": \"WITHDRAWN\", "
+	         "\"reason\": \"Another durable solution.\"}",
+	         CASE, ref);
+	res = api_send_json(n, "case-update", to_iom_only, 1, text, id);
+	sw->revoked = 0;
+	if (res)
+		fail_msg("a withdrawal to IOM alone, sweden revoked: %s",
+		         json_string_value(json_object_get(res, "message")));
+	node_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -5283,6 +5325,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_booking_overtaken_by_the_departure, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_update_goes_to_the_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_damaged_text_passed_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_old_held_load_shortage_all, setup, teardown),

@@ -995,43 +995,6 @@ static void test_update_to_iom_alone_locks_out_the_state(void **state)
 	}
 }
 
-/* unhcr's node refuses to send a case update on R1 that does not go to
- * sweden, the State R1 was referred to (state-not-told): an update to IOM
- * alone would leave IOM a trace naming no State (whoever decided first would
- * take its place). To sweden, or to sweden and IOM, it goes. */
-static void test_update_goes_to_the_state(void **state)
-{
-	static const char *const to_iom[] = {"iom"}, *const to_sweden_iom[] = {"sweden", "iom"};
-	tern_wf_records *h = unhcr_holds();
-	Tern__V1__CaseUpdate b = TERN__V1__CASE_UPDATE__INIT;
-	tern_wf_msg m = {.msgid = U1,
-	                 .type = tern_msgtype_by_name("case-update"),
-	                 .sender = "unhcr",
-	                 .to = to_iom,
-	                 .nto = 1,
-	                 .case_id = CASE,
-	                 .body = &b.base};
-	tern_wf_verdict v;
-
-	(void)state;
-	b.case_id = CASE;
-	b.referral_id = R1;
-	b.kind = PRIORITY;
-	b.priority = TERN__V1__CASE_REFERRAL__PRIORITY__URGENT;
-	assert_int_equal(tern_workflow_judge(&m, "unhcr", TERN_ROLE_REFERRER, 1, lookup, h, &v),
-	                 TERN_OK);
-	assert_int_equal(v.reason, TERN_REASON_STATE_NOT_TOLD);
-	assert_non_null(strstr(v.text, "sweden"));
-	tern_wf_verdict_clear(&v);
-	m.to = to_sweden_iom;
-	m.nto = 2;
-	assert_int_equal(tern_workflow_judge(&m, "unhcr", TERN_ROLE_REFERRER, 1, lookup, h, &v),
-	                 TERN_OK);
-	assert_int_equal(v.reason, TERN_REASON_NONE);
-	tern_wf_verdict_clear(&v);
-	tern_wf_records_free(&h);
-}
-
 /* The open place is a State's to take: a case update from another referrer
  * member ("ngo") citing R1 takes nothing, and sweden's decision is then
  * taken (a review found the update took the place). */
@@ -1074,7 +1037,6 @@ int main(void)
 	    cmocka_unit_test(test_iom_trace_leaves_withdrawn),
 	    cmocka_unit_test(test_iom_trace_leaves_rejected),
 	    cmocka_unit_test(test_update_to_iom_alone_locks_out_the_state),
-	    cmocka_unit_test(test_update_goes_to_the_state),
 	    cmocka_unit_test(test_open_place_taken_by_a_case_update),
 	    cmocka_unit_test(test_docs_carry_the_types),
 	    cmocka_unit_test(test_docs_carry_the_table),
