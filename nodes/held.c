@@ -47,7 +47,8 @@ int node_store_hold(MDB_txn *txn, tern_store *s, const node_held *h)
 	r.case_id = (char *)h->case_id;
 	r.type = (char *)h->type;
 	r.len = h->len;
-	if ((rc = node_rec_put(txn, DBI(s, NS_HELD), h->msgid, &r.base)) != TERN_OK)
+	if ((rc = node_store_next_seq(txn, s, "heldorder", &r.order)) != TERN_OK ||
+	    (rc = node_rec_put(txn, DBI(s, NS_HELD), h->msgid, &r.base)) != TERN_OK)
 		return rc;
 	v = (MDB_val){h->len, (void *)h->envelope};
 	if ((rc = MDB(mdb_put(txn, DBI(s, NS_HELDENV), &k, &v, 0), "hold a delivery's envelope")) !=
@@ -196,10 +197,11 @@ static int load_one(const char *msgid, const node_held_rec *rec, void *arg)
 	/* All or nothing: a held delivery left out of memory would never be
 	 * released, nor refused at its time, until the next start. */
 	if (json_object_set_new(n->held, msgid,
-	                        json_pack("{s:s, s:I, s:s, s:s, s:I, s:i, s:i}", "ref", rec->ref,
-	                                  "until", (json_int_t)rec->until, "sender", rec->sender,
-	                                  "type", rec->type, "len", (json_int_t)rec->len,
-	                                  "nomem_tries", 0, "nomem_first", 0)) != 0 ||
+	                        json_pack("{s:s, s:I, s:s, s:s, s:I, s:i, s:i, s:I}", "ref",
+	                                  rec->ref, "until", (json_int_t)rec->until, "sender",
+	                                  rec->sender, "type", rec->type, "len",
+	                                  (json_int_t)rec->len, "nomem_tries", 0, "nomem_first", 0,
+	                                  "order", (json_int_t)rec->order)) != 0 ||
 	    /* Judged again at the first tick: what it cites may have been kept
 	     * by the last commit before a stop, whose due list lived in memory
 	     * only. */
@@ -208,6 +210,64 @@ static int load_one(const char *msgid, const node_held_rec *rec, void *arg)
 		return 1;
 	}
 	return 0;
+}
+
+struct held_order {
+	const char *id;
+	json_int_t order, until;
+};
+
+static int held_order_cmp(const void *a, const void *b)
+{
+	const struct held_order *x = a, *y = b;
+
+	if (x->order != y->order) /* 0, from before the field: first, by until */
+		return x->order < y->order ? -1 : 1;
+	if (x->until != y->until)
+		return x->until < y->until ? -1 : 1;
+	return strcmp(x->id, y->id);
+}
+
+/* n->held and n->held_due in the order the deliveries were held (the
+ * store's counter, HeldRecord.order), not by id: a message held behind
+ * another of its sender's (deliver.c) must be judged after it, and a
+ * later-sent message can carry an earlier id (a send with attachments takes
+ * its id when sealing begins). TERN_ENOMEM leaves them as they were. */
+static int held_sort(node *n)
+{
+	size_t k = 0, cnt = json_object_size(n->held);
+	struct held_order *v;
+	json_t *held, *due, *h;
+	const char *id;
+
+	if (cnt < 2)
+		return TERN_OK;
+	if ((v = calloc(cnt, sizeof(*v))) == NULL)
+		return TERN_ENOMEM;
+	json_object_foreach(n->held, id, h)
+	{
+		v[k].id = id;
+		v[k].order = json_integer_value(json_object_get(h, "order"));
+		v[k++].until = json_integer_value(json_object_get(h, "until"));
+	}
+	qsort(v, cnt, sizeof(*v), held_order_cmp);
+	held = json_object();
+	due = json_array();
+	for (k = 0; held && due && k < cnt; k++)
+		if (json_object_set(held, v[k].id, json_object_get(n->held, v[k].id)) != 0 ||
+		    json_array_append_new(due, json_string(v[k].id)) != 0)
+			break;
+	free(v);
+	if (held == NULL || due == NULL || k < cnt) {
+		json_decref(held);
+		json_decref(due);
+		return TERN_ENOMEM;
+	}
+	json_decref(n->held);
+	json_decref(n->held_due);
+	n->held = held;
+	n->held_due = due;
+	return TERN_OK;
 }
 
 int node_held_load(node *n)
@@ -226,6 +286,8 @@ int node_held_load(node *n)
 			rc = l.rc;
 	}
 	mdb_txn_abort(txn);
+	if (rc == TERN_OK && (rc = held_sort(n)) != TERN_OK)
+		rc = tern_fail(rc, "out of memory ordering the held deliveries");
 	if (rc == TERN_OK && json_object_size(n->held))
 		log_info("%zu held deliveries wait for the messages they cite",
 		         json_object_size(n->held));

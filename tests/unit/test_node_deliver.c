@@ -5241,6 +5241,93 @@ static void test_update_goes_to_the_state(void **state)
 	node_free(n);
 }
 
+/* message() under a message id given (a sender's node gives a message with
+ * attachments the id it drew when their sealing began, xfer_seal.c). */
+static uint8_t *message_as_id(int from, const char *const *to, size_t nto, const char *type_name,
+                              size_t *len, const char *id, const char *k1, const char *v1,
+                              const char *k2, const char *v2)
+{
+	size_t blen;
+	uint8_t *body = body_of(type_name, &blen, k1, v1, k2, v2, NULL);
+	tern_seal_params p = {.sender = names[from],
+	                      .sign_key = F.sign[from],
+	                      .recipients = to,
+	                      .n_recipients = nto,
+	                      .type = tern_msgtype_by_name(type_name)->type,
+	                      .case_id = CASE,
+	                      .message_id = id,
+	                      .body = body,
+	                      .body_len = blen};
+	uint8_t *out = NULL;
+	char got[37];
+
+	assert_int_equal(tern_envelope_seal(&p, F.dir, &out, len, got), TERN_OK);
+	assert_string_equal(got, id);
+	free(body);
+	return out;
+}
+
+/* The booking T1 and the departure T2 of the test above, T2 held behind
+ * T1, and the node killed (kill -9) before the tick that releases them. A
+ * start judges what is held again in the order it was held (HeldRecord's
+ * order), not by id: the departure's id sorts before the booking's here (an
+ * id drawn when a send with attachments began sealing, xfer_seal.c; a
+ * sender's clock set back across its restart). Before (a review's test), the
+ * departure was judged first and refused wrong-state, and unhcr ended
+ * "booked" with the family in the air. */
+static void test_held_behind_order_kept_across_a_restart(void **state)
+{
+	char ref[37], dec[37], t1[37], t2[37];
+	size_t dlen, t1len, t2len;
+	uint8_t *denv, *t1env, *t2env;
+	node *n = node_as(UNHCR);
+	tern_wf_record *rec = NULL;
+	MDB_txn *txn;
+
+	(void)state;
+	unhcr_refers(n, ref);
+	assert_int_equal(tern_uuid_v7(t2), TERN_OK); /* drawn first, sent second */
+	assert_int_equal(tern_uuid_v7(t1), TERN_OK);
+	assert_true(strcmp(t2, t1) < 0);
+	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	t1env = message_as_id(IOM, to_unhcr_only, 1, "travel-confirmation", &t1len, t1,
+	                      "decisionId", dec, NULL, NULL);
+	t2env = message_as_id(IOM, to_unhcr_only, 1, "travel-confirmation", &t2len, t2,
+	                      "decisionId", dec, "status", "DEPARTED");
+	deliver(n, 1, t1env, t1len);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen);
+	deliver(n, 3, t2env, t2len);
+	assert_int_equal(n->batch.dins[1].kind, DIN_HOLD); /* behind T1 */
+	node_batch_commit(n);
+	node_free(n); /* killed before its next tick */
+	n = node_as(UNHCR);
+	assert_int_equal(node_held_count(n), 2);
+	node_held_tick(n, tern_now_ms());
+	for (size_t i = 0; i < n->batch.ndins; i++)
+		if (n->batch.dins[i].kind != DIN_ACCEPT)
+			fail_msg("%s (%s) refused after the restart: %s: %s",
+			         n->batch.dins[i].msgid,
+			         strcmp(n->batch.dins[i].msgid, t2) == 0 ? "the departure"
+			                                                 : "the booking",
+			         n->batch.dins[i].code, n->batch.dins[i].text);
+	node_batch_commit(n);
+	node_held_tick(n, tern_now_ms());
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "departed");
+	tern_wf_record_free(&rec);
+	free(denv);
+	free(t1env);
+	free(t2env);
+	node_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -5326,6 +5413,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_held_booking_overtaken_by_the_departure, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_update_goes_to_the_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_held_behind_order_kept_across_a_restart, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_damaged_text_passed_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_old_held_load_shortage_all, setup, teardown),
