@@ -114,8 +114,8 @@ static int batch_apply(MDB_txn *txn, void *arg)
 	bt->nxgone = 0;
 	if (bt->sweep || bt->purge) {
 		size_t n = 0;
-		if ((rc = xfer_sweep(txn, b->store, bt->now, XFER_SWEEP_MAX, chunk_gone, bt, &n)) !=
-		    TERN_OK)
+		if ((rc = xfer_sweep(txn, b->store, bt->now, b->retain_ms, XFER_SWEEP_MAX,
+		                     chunk_gone, bt, &n)) != TERN_OK)
 			return rc;
 	}
 	/* Bounded: a long retention's worth of deletions goes in slices. */

@@ -398,28 +398,35 @@ out:
 	return rc;
 }
 
-/* Whether r ends now: expired (retained past every recipient's done until
- * then), or every recipient done or dead-lettered, some dead-lettered. */
-static int xfer_ended(MDB_txn *txn, tern_store *s, const xfer_rec *r, int64_t now)
+/* What becomes of r now: 1 it ends (expired: retained past every
+ * recipient's done until then; or every recipient done or dead-lettered,
+ * none done, or retain 0), 2 it is retained from now (every recipient done
+ * or dead-lettered, some done: those may be restored from a backup; the
+ * dead-lettered ones count as done from here), 0 it goes on. */
+static int xfer_fate(MDB_txn *txn, tern_store *s, const xfer_rec *r, int64_t now, int64_t retain_ms)
 {
+	int some_done = 0;
+
 	if (r->expires <= now)
 		return 1;
 	if (all_done(r))
-		return 0; /* retained (xfer_rcpt_done) */
-	for (size_t i = 0; i < r->nrcpt; i++)
+		return 0; /* retained (xfer_rcpt_done, or here) */
+	for (size_t i = 0; i < r->nrcpt; i++) {
+		some_done |= r->done[i];
 		if (!r->done[i] && bq_dlq_has(txn, s, r->rcpt[i], r->msgid) != TERN_OK)
 			return 0;
-	return 1;
+	}
+	return some_done && retain_ms > 0 ? 2 : 1;
 }
 
-int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, size_t max, xfer_gone_fn *gone, void *arg,
-               size_t *n)
+int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, int64_t retain_ms, size_t max,
+               xfer_gone_fn *gone, void *arg, size_t *n)
 {
 	MDB_cursor *c;
 	MDB_val k, v;
 	xfer_rec *r;
-	char(*ids)[37] = NULL;
-	size_t nids = 0;
+	char(*ids)[37] = NULL, (*keep)[37] = NULL;
+	size_t nids = 0, nkeep = 0;
 	int rc;
 
 	*n = 0;
@@ -427,28 +434,45 @@ int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, size_t max, xfer_gone_f
 		return TERN_OK;
 	r = malloc(sizeof(*r));
 	ids = calloc(max, sizeof(*ids));
+	keep = calloc(max, sizeof(*keep));
 	rc = TERN_ENOMEM;
-	if (r == NULL || ids == NULL)
+	if (r == NULL || ids == NULL || keep == NULL)
 		goto out;
 	/* First find them, then delete: no cursor walks what is being deleted. */
 	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_XFER), &c)) != 0) {
 		rc = MDB(rc, "cursor");
 		goto out;
 	}
-	while (nids < max && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+	while (nids < max && nkeep < max && (rc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) == 0) {
+		int fate;
 		if (k.mv_size != 36)
 			continue; /* a count */
 		memset(r, 0, sizeof(*r));
 		memcpy(r->msgid, k.mv_data, 36);
 		r->msgid[36] = 0;
-		if (xfer_rec_decode(v.mv_data, v.mv_size, r) != TERN_OK ||
-		    xfer_ended(txn, s, r, now))
-			memcpy(ids[nids++], r->msgid, 37); /* a damaged record goes too */
+		if (xfer_rec_decode(v.mv_data, v.mv_size, r) != TERN_OK)
+			fate = 1; /* a damaged record goes too */
+		else
+			fate = xfer_fate(txn, s, r, now, retain_ms);
+		if (fate == 1)
+			memcpy(ids[nids++], r->msgid, 37);
+		else if (fate == 2)
+			memcpy(keep[nkeep++], r->msgid, 37);
 	}
 	mdb_cursor_close(c);
 	if (rc != 0 && rc != MDB_NOTFOUND) {
 		rc = MDB(rc, "read transfers");
 		goto out;
+	}
+	for (size_t i = 0; i < nkeep; i++) {
+		/* Retained as if every recipient had said ChunkDone now. */
+		if ((rc = xfer_get(txn, s, keep[i], r)) != TERN_OK)
+			goto out;
+		for (size_t j = 0; j < r->nrcpt; j++)
+			r->done[j] = 1;
+		r->expires = now + retain_ms;
+		if ((rc = rec_put(txn, s, r, 0)) != TERN_OK)
+			goto out;
 	}
 	for (size_t i = 0; i < nids; i++) {
 		size_t natt = TERN_ATTACH_MAX_COUNT; /* unknown: remove whatever is there */
@@ -463,6 +487,7 @@ int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, size_t max, xfer_gone_f
 	rc = TERN_OK;
 out:
 	free(ids);
+	free(keep);
 	free(r);
 	return rc;
 }

@@ -87,15 +87,18 @@ int xfer_rcpt_done(MDB_txn *txn, tern_store *s, const char *msgid, const char *r
 /* Deletes msgid's record and proofs. */
 int xfer_delete(MDB_txn *txn, tern_store *s, const char *msgid);
 
-/* Ends, at most max of them, the transfers that expired by now or whose
- * every recipient is done, a recipient whose copy of the envelope is in the
- * dead letters (expired, max attempts, revoked) counting as done. gone(msgid,
- * natt, arg) is called for each one deleted (it may be called again if the
- * transaction runs again: removing a spool file twice is harmless). *n = how
- * many ended. */
+/* Ends, at most max of them, the transfers that expired by now (a retained
+ * one: its retention is over) or whose every recipient is done or has its
+ * copy of the envelope in the dead letters (expired, max attempts, revoked)
+ * with none done. One where some are done and the others dead-lettered is
+ * retained from now for retain_ms instead (as if the last had said
+ * ChunkDone: a done recipient may be restored from a backup); retain_ms 0
+ * ends it. gone(msgid, natt, arg) is called for each one deleted (it may be
+ * called again if the transaction runs again: removing a spool file twice is
+ * harmless). *n = how many ended. */
 typedef void xfer_gone_fn(const char *msgid, size_t natt, void *arg);
-int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, size_t max, xfer_gone_fn *gone, void *arg,
-               size_t *n);
+int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, int64_t retain_ms, size_t max,
+               xfer_gone_fn *gone, void *arg, size_t *n);
 
 /* The sealed bytes the broker holds of r's attachment att. */
 uint64_t xfer_att_bytes(const xfer_att *a);

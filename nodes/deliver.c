@@ -468,6 +468,7 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 	}
 	h = tern_envelope_header(env);
 	t = tern_msgtype_by_type(h->type);
+	d->sealed_atts = h->n_attachments;
 	snprintf(d->msgid, sizeof(d->msgid), "%s", h->message_id);
 	snprintf(d->sender, sizeof(d->sender), "%s", h->sender);
 	snprintf(d->type, sizeof(d->type), "%s", t->name);

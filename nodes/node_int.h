@@ -119,6 +119,8 @@ struct din {
 	int unhold;         /* a held delivery judged at last: forgotten as held */
 	int behind;         /* DIN_HOLD behind a held one of its sender citing the same:
 	                     * due at the next tick, after it */
+	size_t sealed_atts; /* attachments its signed header seals (the broker holds
+	                     * them: a refusal tells it this node is done with them) */
 	/* Its attachments (audit entries); DIN_XFER: their seals and the
 	 * declared digests. unxfer: a transfer judged at last. */
 	struct node_att *atts;

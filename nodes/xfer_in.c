@@ -1110,6 +1110,19 @@ void node_xin_committed(node *n)
 					break;
 				}
 		}
+		if (d->kind == DIN_REFUSE && !d->unxfer && d->sealed_atts > 0 && d->msgid[0]) {
+			/* Refused before any transfer (the workflow, the body): this
+			 * node will never fetch the attachments. Said, so that the
+			 * broker's copy ends with the other recipients' (or is
+			 * retained then), not at the message's expiry. */
+			Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+			Tern__V1__ChunkDone cd = TERN__V1__CHUNK_DONE__INIT;
+			cd.message_id = (char *)d->msgid;
+			cd.reason_code = (char *)(d->code[0] ? d->code : "refused");
+			f.body_case = TERN__V1__FRAME__BODY_CHUNK_DONE;
+			f.chunk_done = &cd;
+			node_hop_send(n, &f);
+		}
 		if (d->kind == DIN_XFER) {
 			struct xin *x;
 			node_xin_pb rec;

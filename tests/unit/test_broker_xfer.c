@@ -276,7 +276,7 @@ static void test_recipients_done(void **state)
 }
 
 struct sweep_job {
-	int64_t now;
+	int64_t now, retain_ms;
 	size_t n, ngone;
 	char ids[4][37];
 	size_t natt[4];
@@ -297,7 +297,7 @@ static int do_sweep(MDB_txn *txn, void *arg)
 {
 	struct sweep_job *j = arg;
 	j->ngone = 0;
-	return xfer_sweep(txn, st, j->now, 16, on_gone, j, &j->n);
+	return xfer_sweep(txn, st, j->now, j->retain_ms, 16, on_gone, j, &j->n);
 }
 
 /* Expired transfers end on the sweep, the others stay. */
@@ -575,9 +575,53 @@ static void test_decode_refuses_size_over_limit(void **state)
 	free(r);
 }
 
+struct done_retain_job {
+	const char *msgid, *rcpt;
+	int64_t now, retain_ms;
+	size_t gone;
+};
+
+static int do_done_retain(MDB_txn *txn, void *arg)
+{
+	struct done_retain_job *d = arg;
+	return xfer_rcpt_done(txn, st, d->msgid, d->rcpt, d->now, d->retain_ms, &d->gone);
+}
+
+/* With [delivery] retain, a transfer some recipients completed (ChunkDone)
+ * while the others' copies were dead-lettered is retained from the sweep
+ * that finds it so, as if the last had said ChunkDone: sweden, put back from
+ * a copy taken before it had the attachments, is given the envelope again
+ * and finds the chunks. Before (a review's test), it ended at that sweep.
+ * (A recipient that refuses the message at once now says ChunkDone too:
+ * nodes/xfer_in.c.) */
+static void test_done_retained_when_another_is_dead_lettered(void **state)
+{
+	struct done_retain_job dn = {ID1, "sweden", 100, 3600000, 99};
+	struct dead_job d = {"iom", ID1};
+	struct sweep_job j = {.now = 200, .retain_ms = 3600000};
+	xfer_rec r;
+
+	(void)state;
+	create(ID1, 1, 5000);
+	assert_int_equal(tern_store_write(st, do_done_retain, &dn), TERN_OK);
+	assert_int_equal(dn.gone, 0);
+	assert_int_equal(tern_store_write(st, do_dead, &d), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_sweep, &j), TERN_OK);
+	if (get(ID1, &r) != TERN_OK)
+		fail_msg("sweden's transfer ended at the sweep after iom's copy was dead-lettered, "
+		         "not retain after its ChunkDone");
+	j.now = 6000; /* past the envelope's expiry, within retain of sweden's done */
+	assert_int_equal(tern_store_write(st, do_sweep, &j), TERN_OK);
+	if (get(ID1, &r) != TERN_OK)
+		fail_msg("sweden's transfer ended at the envelope's expiry, within retain of its "
+		         "ChunkDone");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_done_retained_when_another_is_dead_lettered, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_create_and_get, setup, teardown),
 	    cmocka_unit_test(test_decode_refuses_size_over_limit),
 	    cmocka_unit_test_setup_teardown(test_chunks_in_order, setup, teardown),

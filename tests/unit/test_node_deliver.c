@@ -2557,7 +2557,15 @@ static void test_every_redelivery_shortage_seen(void **state)
 
 /* A case referral from unhcr to sweden declaring one attachment of 5,000
  * bytes, with its seal: what waits for its transfer (DIN_XFER). */
+static uint8_t *att_envelope_case(size_t *len, char id[37], const char *header_case);
+
 static uint8_t *att_envelope(size_t *len, char id[37])
+{
+	return att_envelope_case(len, id, CASE);
+}
+
+/* The same, its header naming header_case (CASE: the body's). */
+static uint8_t *att_envelope_case(size_t *len, char id[37], const char *header_case)
 {
 	Tern__V1__AttachmentSeal seal = TERN__V1__ATTACHMENT_SEAL__INIT;
 	const Tern__V1__AttachmentSeal *seals[1] = {&seal};
@@ -2593,7 +2601,7 @@ static uint8_t *att_envelope(size_t *len, char id[37])
 		                      .recipients = to_sweden,
 		                      .n_recipients = 1,
 		                      .type = t->type,
-		                      .case_id = CASE,
+		                      .case_id = header_case,
 		                      .body = body,
 		                      .body_len = blen,
 		                      .message_id = mine,
@@ -5328,6 +5336,58 @@ static void test_held_behind_order_kept_across_a_restart(void **state)
 	node_free(n);
 }
 
+/* A message with attachments refused before any transfer (here its header
+ * names another case than its body): sweden says ChunkDone, with the
+ * reason, once the refusal is committed, so that the broker's copy ends
+ * with the other recipients' (or is retained from then) rather than at the
+ * message's expiry. Before (a review's finding), only a transfer's end said
+ * it, and the broker kept a completed recipient's copy no longer than the
+ * envelope's expiry. */
+static void test_refused_with_attachments_says_done(void **state)
+{
+	node *n = node_as(SWEDEN);
+	void *ctx = zmq_ctx_new(), *router = zmq_socket(ctx, ZMQ_ROUTER),
+	     *dealer = zmq_socket(ctx, ZMQ_DEALER);
+	Tern__V1__Frame *fr = NULL;
+	uint8_t who[16], buf[4096];
+	char id[37];
+	size_t len;
+	int got;
+	uint8_t *env = att_envelope_case(&len, id, "ANOTHER-CASE");
+
+	(void)state;
+	assert_int_equal(zmq_setsockopt(dealer, ZMQ_ROUTING_ID, "sw", 2), 0);
+	assert_int_equal(zmq_bind(router, "inproc://refused-done"), 0);
+	assert_int_equal(zmq_connect(dealer, "inproc://refused-done"), 0);
+	n->dealer = dealer;
+	n->connected = 1;
+	deliver(n, 1, env, len);
+	assert_int_equal(n->batch.dins[0].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[0].code, tern_reason_code(TERN_REASON_CASE_MISMATCH));
+	node_batch_commit(n);
+	for (;;) { /* the receipt goes too, on the same connection */
+		int t = 1000;
+		zmq_setsockopt(router, ZMQ_RCVTIMEO, &t, sizeof(t));
+		assert_int_equal(zmq_recv(router, who, sizeof(who), 0), 2);
+		got = zmq_recv(router, buf, sizeof(buf), 0);
+		assert_true(got > 0);
+		assert_int_equal(tern_hop_decode(buf, (size_t)got, sizeof(buf), &fr), TERN_OK);
+		if (fr->body_case == TERN__V1__FRAME__BODY_CHUNK_DONE)
+			break;
+		tern_pb_free((ProtobufCMessage **)&fr);
+	}
+	assert_string_equal(fr->chunk_done->message_id, id);
+	assert_string_equal(fr->chunk_done->reason_code,
+	                    tern_reason_code(TERN_REASON_CASE_MISMATCH));
+	tern_pb_free((ProtobufCMessage **)&fr);
+	n->dealer = NULL;
+	zmq_close(dealer);
+	zmq_close(router);
+	zmq_ctx_term(ctx);
+	free(env);
+	node_free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -5414,6 +5474,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_update_goes_to_the_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_behind_order_kept_across_a_restart, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_refused_with_attachments_says_done, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_damaged_text_passed_over, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_held_load_shortage_all, setup, teardown),
