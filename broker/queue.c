@@ -208,8 +208,7 @@ static int seek(MDB_cursor *c, const char *rcpt, uint64_t from, MDB_val *key, MD
 
 /* rcpt's sequence counter is damaged, or missing though rcpt has had a
  * queue (an acknowledged mark, or items): the next number, past both. */
-static int seq_recover(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *next,
-                       int *had_queue)
+static int seq_recover(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *next)
 {
 	uint8_t k[96];
 	MDB_cursor *c;
@@ -240,13 +239,13 @@ static int seq_recover(MDB_txn *txn, tern_store *s, const char *rcpt, uint64_t *
 		}
 	}
 	mdb_cursor_close(c);
-	*had_queue = arc != TERN_OK || acked > 0 || last > 0;
+	int had_queue = arc != TERN_OK || acked > 0 || last > 0;
 	if (last < acked)
 		last = acked;
 	if (last > UINT64_MAX - SEQ_RECOVERY_GAP - 1)
 		return tern_fail(TERN_EMALFORMED, "the queue sequence of %s cannot be recovered",
 		                 rcpt);
-	*next = *had_queue ? last + 1 + SEQ_RECOVERY_GAP : 1;
+	*next = had_queue ? last + 1 + SEQ_RECOVERY_GAP : 1;
 	return TERN_OK;
 }
 
@@ -271,8 +270,7 @@ int bq_append(MDB_txn *txn, tern_store *s, const char *rcpt, const bq_item *item
 		 * from 1 only for a destination that never had a queue. Before,
 		 * a damaged counter numbered from 1: over retained items, and
 		 * below the node's acknowledged mark, so never delivered. */
-		int had = 0;
-		if ((rc = seq_recover(txn, s, rcpt, &next, &had)) != TERN_OK)
+		if ((rc = seq_recover(txn, s, rcpt, &next)) != TERN_OK)
 			return rc;
 	} else
 		return MDB(rc, "read queue sequence");
