@@ -5065,19 +5065,28 @@ static void unhcr_refers(node *n, char id[37])
  * decision refused: released and refused). Before (a review's attack), it
  * was held for the whole [delivery] hold (a day by default), as if the
  * decision had not come, and IOM saw it at-broker all that time. */
-static void test_travel_citing_a_refused_decision_held(void **state)
+/* unhcr (n) refers the case to sweden; portugal's decision on that
+ * referral (*denv) and IOM's booking on the decision (*tenv), sealed. */
+static void portugal_decides_iom_books(node *n, uint8_t **denv, size_t *dlen, uint8_t **tenv,
+                                       size_t *tlen)
 {
 	char ref[37], dec[37], t[37];
+
+	unhcr_refers(n, ref);
+	*denv = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", dlen, dec, "referralId",
+	                ref, NULL, NULL);
+	*tenv = message(IOM, to_unhcr_only, 1, "travel-confirmation", tlen, t, "decisionId", dec,
+	                NULL, NULL);
+}
+
+static void test_travel_citing_a_refused_decision_held(void **state)
+{
 	size_t dlen, tlen;
 	uint8_t *denv, *tenv;
 	node *n = node_as(UNHCR);
 
 	(void)state;
-	unhcr_refers(n, ref);
-	denv = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
-	               ref, NULL, NULL);
-	tenv = message(IOM, to_unhcr_only, 1, "travel-confirmation", &tlen, t, "decisionId", dec,
-	               NULL, NULL);
+	portugal_decides_iom_books(n, &denv, &dlen, &tenv, &tlen);
 	/* The decision first, then the booking. */
 	deliver(n, 1, denv, dlen);
 	assert_refused(&n->batch.dins[0], TERN_REASON_REFERENCE_NOT_SHARED);
@@ -5094,17 +5103,12 @@ static void test_travel_citing_a_refused_decision_held(void **state)
 
 static void test_held_citing_a_refused_decision_released(void **state)
 {
-	char ref[37], dec[37], t[37];
 	size_t dlen, tlen;
 	uint8_t *denv, *tenv;
 	node *n = node_as(UNHCR);
 
 	(void)state;
-	unhcr_refers(n, ref);
-	denv = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
-	               ref, NULL, NULL);
-	tenv = message(IOM, to_unhcr_only, 1, "travel-confirmation", &tlen, t, "decisionId", dec,
-	               NULL, NULL);
+	portugal_decides_iom_books(n, &denv, &dlen, &tenv, &tlen);
 	/* The booking first: held; then the decision, refused: the booking is
 	 * released and refused at the next tick, not a day later. */
 	deliver(n, 1, tenv, tlen);
