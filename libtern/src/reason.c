@@ -121,8 +121,9 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
                                     "the message names a person who is not a member of the "
                                     "case's referral"},
     [TERN_REASON_STATE_NOT_TOLD] = {TERN_REASON_STATE_NOT_TOLD, "state-not-told", "node", 400,
-                                    "a case update must go to the State its referral went to "
-                                    "(as well as to IOM if IOM is to know)"},
+                                    "a case update must go to the State its referral went to, "
+                                    "while the directory admits it (and to IOM if IOM is to "
+                                    "know)"},
     [TERN_REASON_SUPERSEDED] = {TERN_REASON_SUPERSEDED, "superseded", "node, recipient", 409,
                                 "the message cites a decision (or other message) that a later "
                                 "one of its kind replaced"},
