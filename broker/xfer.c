@@ -402,15 +402,16 @@ out:
  * recipient's done until then; or every recipient done or dead-lettered,
  * none done, or retain 0), 2 it is retained from now (every recipient done
  * or dead-lettered, some done: those may be restored from a backup; the
- * dead-lettered ones count as done from here), 0 it goes on. */
+ * dead-lettered ones count as done from here; or retained longer than a
+ * lowered retain allows), 0 it goes on. */
 static int xfer_fate(MDB_txn *txn, tern_store *s, const xfer_rec *r, int64_t now, int64_t retain_ms)
 {
 	int some_done = 0;
 
 	if (r->expires <= now)
 		return 1;
-	if (all_done(r))
-		return 0; /* retained (xfer_rcpt_done, or here) */
+	if (all_done(r)) /* retained (xfer_rcpt_done, or here), for at most retain now */
+		return retain_ms <= 0 ? 1 : r->expires > now + retain_ms ? 2 : 0;
 	for (size_t i = 0; i < r->nrcpt; i++) {
 		some_done |= r->done[i];
 		if (!r->done[i] && bq_dlq_has(txn, s, r->rcpt[i], r->msgid) != TERN_OK)

@@ -617,9 +617,37 @@ static void test_done_retained_when_another_is_dead_lettered(void **state)
 		         "ChunkDone");
 }
 
+/* A retained transfer follows [delivery] retain lowered since: at the next
+ * sweep it is kept for at most the new retain, and retain 0 ends it, as
+ * acknowledged queue items are purged (a review's finding: it kept the
+ * expiry it was given). */
+static void test_retained_follows_a_lowered_retain(void **state)
+{
+	struct done_retain_job dn = {ID1, "sweden", 100, 3600000, 99};
+	struct done_retain_job dn2 = {ID1, "iom", 100, 3600000, 99};
+	struct sweep_job j = {.now = 200, .retain_ms = 1000};
+	xfer_rec r;
+
+	(void)state;
+	create(ID1, 1, 5000);
+	assert_int_equal(tern_store_write(st, do_done_retain, &dn), TERN_OK);
+	assert_int_equal(tern_store_write(st, do_done_retain, &dn2), TERN_OK);
+	assert_int_equal(get(ID1, &r), TERN_OK);
+	assert_int_equal(r.expires, 100 + 3600000);
+	assert_int_equal(tern_store_write(st, do_sweep, &j), TERN_OK);
+	assert_int_equal(get(ID1, &r), TERN_OK);
+	assert_int_equal(r.expires, 200 + 1000); /* the lowered retain */
+	j.now = 300;
+	j.retain_ms = 0; /* none */
+	assert_int_equal(tern_store_write(st, do_sweep, &j), TERN_OK);
+	assert_int_equal(get(ID1, &r), TERN_ENOENT);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_retained_follows_a_lowered_retain, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_done_retained_when_another_is_dead_lettered, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_create_and_get, setup, teardown),
