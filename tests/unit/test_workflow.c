@@ -135,9 +135,12 @@ static tern_reason decide(tern_wf_records *h, const char *self, unsigned roles, 
 	return r;
 }
 
-static tern_reason travel(tern_wf_records *h, const char *self, unsigned roles, const char *id,
-                          const char *decision, Tern__V1__TravelConfirmation__Status status,
-                          const char *traveller, int *unknown_ref)
+/* A travel confirmation from IOM (id, citing decision, for traveller),
+ * judged at self (as its sender if as_sender), kept if allowed. */
+static tern_reason travel_as(tern_wf_records *h, const char *self, unsigned roles, int as_sender,
+                             const char *id, const char *decision,
+                             Tern__V1__TravelConfirmation__Status status, const char *traveller,
+                             int *unknown_ref)
 {
 	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
 	char *travellers[1] = {(char *)traveller};
@@ -157,7 +160,7 @@ static tern_reason travel(tern_wf_records *h, const char *self, unsigned roles, 
 	b.status = status;
 	b.travellers = travellers;
 	b.n_travellers = 1;
-	assert_int_equal(tern_workflow_judge(&m, self, roles, 0, lookup, h, &v), TERN_OK);
+	assert_int_equal(tern_workflow_judge(&m, self, roles, as_sender, lookup, h, &v), TERN_OK);
 	r = v.reason;
 	if (unknown_ref)
 		*unknown_ref = v.unknown_ref;
@@ -166,6 +169,13 @@ static tern_reason travel(tern_wf_records *h, const char *self, unsigned roles, 
 	else
 		tern_wf_verdict_clear(&v);
 	return r;
+}
+
+static tern_reason travel(tern_wf_records *h, const char *self, unsigned roles, const char *id,
+                          const char *decision, Tern__V1__TravelConfirmation__Status status,
+                          const char *traveller, int *unknown_ref)
+{
+	return travel_as(h, self, roles, 0, id, decision, status, traveller, unknown_ref);
 }
 
 #define ACC TERN__V1__ACCEPTANCE_DECISION__OUTCOME__ACCEPTED
@@ -892,25 +902,8 @@ static tern_reason update_to(tern_wf_records *h, const char *id, Tern__V1__CaseU
 /* IOM's own booking on decision, judged at IOM as its sender. */
 static tern_reason iom_books(tern_wf_records *h, const char *decision)
 {
-	Tern__V1__TravelConfirmation b = TERN__V1__TRAVEL_CONFIRMATION__INIT;
-	static const char *const to[] = {"sweden", "unhcr"};
-	tern_wf_msg m = {.msgid = T1,
-	                 .type = tern_msgtype_by_name("travel-confirmation"),
-	                 .sender = "iom",
-	                 .to = to,
-	                 .nto = 2,
-	                 .case_id = CASE,
-	                 .body = &b.base};
-	tern_wf_verdict v;
-	tern_reason r;
-
-	b.case_id = CASE;
-	b.decision_id = (char *)decision;
-	b.status = TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED;
-	assert_int_equal(tern_workflow_judge(&m, "iom", MOVE, 1, lookup, h, &v), TERN_OK);
-	r = v.reason;
-	tern_wf_verdict_clear(&v);
-	return r;
+	return travel_as(h, "iom", MOVE, 1, T1, decision,
+	                 TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL);
 }
 
 /* Attack (workflow review): unhcr withdraws R1 (to sweden and IOM) while
