@@ -367,6 +367,20 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 			tern_wf_verdict_clear(&v);
 			return;
 		}
+		if (before) {
+			/* No room to wait: refused, not judged out of order. Judged
+			 * now, a cancellation overtaking its sender's held booking
+			 * would be accepted and the booking after it, leaving the
+			 * case booked where the sender cancelled. */
+			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE),
+			       "it must wait behind %s, which cites %s too, and this node holds as "
+			       "many messages waiting as it may (%d or %u MiB in all, %d or %u MiB "
+			       "from one sender)",
+			       before, v.record->ref, NODE_HELD_MAX, NODE_HELD_BYTES >> 20,
+			       NODE_HELD_PER_SENDER, NODE_HELD_BYTES_PER_SENDER >> 20);
+			tern_wf_verdict_clear(&v);
+			return;
+		}
 	}
 	if (v.unknown_ref && hold_room(j, h->sender, envlen)) {
 		/* It may have been sent before what it cites reached us: held. */
