@@ -196,9 +196,17 @@ int node_open(const char *conf, node **out)
 	if ((rc = tern_store_read_begin(n->store, &txn)) != TERN_OK)
 		goto fail;
 	/* Unread, the resync point would read as "holds nothing": the broker
-	 * would take this node for one put back from an empty copy. */
-	if ((rc = node_store_delivered_get(txn, n->store, n->dstore, n->epoch, &n->delivered)) !=
-	        TERN_OK ||
+	 * would take this node for one put back from an empty copy. Damaged, it
+	 * is read so, and said: the broker resends what it retains, and what
+	 * this node holds already is dropped as a duplicate. */
+	if ((rc = node_store_delivered_get(txn, n->store, n->dstore, n->epoch, &n->delivered)) ==
+	    TERN_EMALFORMED) {
+		log_warnx("%s; read as none: the broker will resend what it retains for this node, "
+		          "and what is here already is dropped as a duplicate",
+		          tern_errdetail());
+		rc = TERN_OK;
+	}
+	if (rc != TERN_OK ||
 	    ((rc = node_store_accepted_get(txn, n->store, n->astore, &n->amax)) != TERN_OK &&
 	     rc != TERN_EMALFORMED)) { /* damaged acceptance numbers read as none, as before */
 		mdb_txn_abort(txn);

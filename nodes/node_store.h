@@ -242,7 +242,8 @@ int node_store_inbox_scan(MDB_txn *txn, tern_store *s, int (*fn)(const char *msg
 int node_store_ref(MDB_txn *txn, tern_store *s, const char *msgid, tern_wf_record **rec);
 
 /* The broker resync point: every delivery up to upto of the broker store
- * store, in the broker's start epoch, is committed. */
+ * store, in the broker's start epoch, is committed. None: zeros, TERN_OK;
+ * one of a size no version wrote: zeros, TERN_EMALFORMED. */
 int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t store[16], uint8_t epoch[16],
                              uint64_t *upto);
 int node_store_delivered_put(MDB_txn *txn, tern_store *s, const uint8_t store[16],

@@ -719,6 +719,9 @@ int node_store_delivered_get(MDB_txn *txn, tern_store *s, uint8_t store[16], uin
 		memcpy(store, v.mv_data, 16);
 		memcpy(epoch, v.mv_data, 16);
 		*upto = tern_be64_get((uint8_t *)v.mv_data + 16);
+	} else {
+		return tern_fail(TERN_EMALFORMED, "the resync point is %zu bytes, not 40",
+		                 v.mv_size);
 	}
 	return TERN_OK;
 }

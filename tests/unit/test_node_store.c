@@ -584,6 +584,48 @@ static void test_inbox_and_refs(void **state)
 	(void)ep;
 }
 
+static int put_short_resync(MDB_txn *txn, void *arg)
+{
+	MDB_val k = {9, "delivered"}, v = {7, "damaged"};
+
+	(void)arg;
+	return mdb_put(txn, tern_store_dbi(st, NS_META), &k, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+static const uint8_t resync_store[16] = {1}, resync_epoch[16] = {2};
+
+static int put_resync(MDB_txn *txn, void *arg)
+{
+	(void)arg;
+	return node_store_delivered_put(txn, st, resync_store, resync_epoch, 42);
+}
+
+/* A resync point of a size no version writes is said to be damaged (the
+ * node's start logs it and reads it as none), not read as "holds nothing"
+ * without a word, as it was; the two sizes written are read back. */
+static void test_resync_point_sizes(void **state)
+{
+	uint8_t got_s[16], got_e[16];
+	uint64_t upto = 9;
+	MDB_txn *txn;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, put_short_resync, NULL), TERN_OK);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_delivered_get(txn, st, got_s, got_e, &upto), TERN_EMALFORMED);
+	assert_non_null(strstr(tern_errdetail(), "7 bytes"));
+	assert_true(upto == 0);
+	assert_true(got_s[0] == 0 && got_e[0] == 0);
+	mdb_txn_abort(txn);
+	assert_int_equal(tern_store_write(st, put_resync, NULL), TERN_OK);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_delivered_get(txn, st, got_s, got_e, &upto), TERN_OK);
+	assert_true(upto == 42);
+	assert_memory_equal(got_s, resync_store, 16);
+	assert_memory_equal(got_e, resync_epoch, 16);
+	mdb_txn_abort(txn);
+}
+
 /* Records as a store written before the protobuf records (5787a07 to 59102aa)
  * holds them: JSON objects, byte for byte as those versions wrote them. */
 #define OLD_SENT                                                                                   \
@@ -1487,6 +1529,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_states, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_resync_point_sizes, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reason_follows_recipients, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_counts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_every_counts_shortage_whole, setup, teardown),
