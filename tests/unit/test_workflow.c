@@ -1009,6 +1009,71 @@ static void test_open_place_taken_by_a_case_update(void **state)
 	tern_wf_records_free(&h);
 }
 
+/* What docs/messages.md ("What the workflow leaves to the agencies") says of
+ * decisions after a booking: a new acceptance replaces the one the booking
+ * cited (accepted again; the old decision superseded), so IOM books again
+ * before a departure; after a rejection no travel follows, a cancellation
+ * neither. */
+static void test_decisions_after_a_booking(void **state)
+{
+	static const char *const t[] = {
+	    "01900000-0000-7000-8000-000000000041", "01900000-0000-7000-8000-000000000042",
+	    "01900000-0000-7000-8000-000000000043", "01900000-0000-7000-8000-000000000044"};
+	const char *d3 = "01900000-0000-7000-8000-000000000013";
+	tern_wf_records *h = unhcr_holds();
+
+	(void)state;
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(travel(h, "unhcr", REF, t[0], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "booked");
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D2, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "accepted");
+	assert_int_equal(travel(h, "unhcr", REF, t[1], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED, "P1", NULL),
+	                 TERN_REASON_SUPERSEDED);
+	assert_int_equal(travel(h, "unhcr", REF, t[1], D2,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__DEPARTED, "P1", NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_int_equal(travel(h, "unhcr", REF, t[1], D2,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "booked");
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){d3, "sweden", R1, REJ, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_string_equal(state_of(h, R1), "rejected");
+	assert_int_equal(travel(h, "unhcr", REF, t[2], D2,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED, "P1", NULL),
+	                 TERN_REASON_SUPERSEDED);
+	assert_int_equal(travel(h, "unhcr", REF, t[3], d3,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED, "P1", NULL),
+	                 TERN_REASON_DECISION_NOT_ACCEPTED);
+	assert_string_equal(state_of(h, R1), "rejected");
+	tern_wf_records_free(&h);
+
+	/* Booked, then withdrawn by the referrer: no cancellation either. */
+	h = unhcr_holds();
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(travel(h, "unhcr", REF, t[0], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(update_at(h, "sweden", STATE, U1, WITHDRAWN, NULL, NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(travel(h, "sweden", STATE, t[1], D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED, "P1", NULL),
+	                 TERN_REASON_WRONG_STATE);
+	assert_string_equal(state_of(h, R1), "withdrawn");
+	tern_wf_records_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1031,6 +1096,7 @@ int main(void)
 	    cmocka_unit_test(test_iom_trace_leaves_rejected),
 	    cmocka_unit_test(test_update_to_iom_alone_locks_out_the_state),
 	    cmocka_unit_test(test_open_place_taken_by_a_case_update),
+	    cmocka_unit_test(test_decisions_after_a_booking),
 	    cmocka_unit_test(test_docs_carry_the_types),
 	    cmocka_unit_test(test_docs_carry_the_table),
 	};
