@@ -300,6 +300,7 @@ struct broker {
 	 * refreshed less often than the snapshot, for at most 1% of the loop. */
 	bq_dest *qstats;
 	size_t nqstats;
+	uint64_t xfer_retained; /* xfer_retained_bytes at the last refresh */
 	int64_t next_qscan;
 	struct {
 		uint64_t subs[TERN_MSGTYPE_MAX][2]; /* by message type, [accepted, refused] */

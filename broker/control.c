@@ -30,6 +30,7 @@ static json_t *queues_json(broker *b)
 	bq_dest *d = NULL;
 	size_t nd = 0;
 	int64_t now = tern_now_ms();
+	uint64_t retained = 0;
 	json_t *arr, *it;
 	size_t i;
 
@@ -76,9 +77,15 @@ static json_t *queues_json(broker *b)
 		json_object_set_new(it, "last_seen_ms_ago",
 		                    p && p->last_rx ? json_integer(now - p->last_rx) : json_null());
 	}
+	if (xfer_retained_bytes(txn, b->store, &retained) != TERN_OK) {
+		mdb_txn_abort(txn);
+		json_decref(arr);
+		return tern_api_error(TERN_EIO, "cannot read the transfers: %s", tern_errdetail());
+	}
 	mdb_txn_abort(txn);
-	return json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "source", "daemon", "broker", b->id.id,
-	                 "destinations", arr);
+	return json_pack("{s:b, s:s, s:s, s:o, s:I}", "ok", 1, "source", "daemon", "broker",
+	                 b->id.id, "destinations", arr, "transfer_retained_bytes",
+	                 (json_int_t)retained);
 }
 
 struct dlq_find {

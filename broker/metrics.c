@@ -75,7 +75,11 @@ void publish_metrics(broker *b, int64_t now)
 	                    10, (double)b->m.batch_sum);
 	if (now >= b->next_qscan && tern_store_read_begin(b->store, &txn) == TERN_OK) {
 		if (bq_stats(txn, b->store, &fresh, &nd) == TERN_OK) {
-			int64_t spent = tern_now_ms() - now;
+			int64_t spent;
+			uint64_t kept;
+			if (xfer_retained_bytes(txn, b->store, &kept) == TERN_OK)
+				b->xfer_retained = kept;
+			spent = tern_now_ms() - now;
 			free(b->qstats);
 			b->qstats = fresh;
 			b->nqstats = nd;
@@ -113,6 +117,10 @@ void publish_metrics(broker *b, int64_t now)
 			tern_prom_sample(&p, "tern_broker_transfer_bytes", labels,
 			                 (double)d[i].transfer_bytes);
 		}
+		tern_prom_one(&p, "tern_broker_transfer_retained_bytes", "gauge",
+		              "sealed attachment bytes kept after every recipient had them, for a "
+		              "node restored from an older backup ([delivery] retain)",
+		              (double)b->xfer_retained);
 		tern_prom_family(&p, "tern_broker_dead_letter_depth", "gauge",
 		                 "items in the dead-letter queue per destination");
 		for (size_t i = 0; i < nd; i++) {

@@ -530,11 +530,16 @@ int xfer_scan_bytes(MDB_txn *txn, tern_store *s,
 		id[36] = 0;
 		if (xfer_get(txn, s, id, r) != TERN_OK)
 			continue;
+		size_t open = 0;
 		for (size_t i = 0; i < r->natt; i++)
 			bytes += xfer_att_bytes(&r->att[i]);
 		for (size_t i = 0; i < r->nrcpt; i++)
-			if (!r->done[i])
+			if (!r->done[i]) {
 				fn(r->rcpt[i], bytes, arg);
+				open++;
+			}
+		if (open == 0)
+			fn(NULL, bytes, arg);
 	}
 	mdb_cursor_close(c);
 	free(r);
@@ -553,6 +558,8 @@ static void stats_xfer(const char *rcpt, uint64_t bytes, void *arg)
 	struct xfer_add *xa = arg;
 	size_t i;
 
+	if (rcpt == NULL)
+		return; /* retained: no destination waits for it */
 	for (i = 0; i < xa->n && strcmp(xa->d[i].id, rcpt) != 0; i++)
 		;
 	if (i == xa->n) {
@@ -578,6 +585,18 @@ int xfer_stats_add(MDB_txn *txn, tern_store *s, bq_dest **d, size_t *n)
 	*d = xa.d;
 	*n = xa.n;
 	return rc == TERN_OK && xa.nomem ? TERN_ENOMEM : rc;
+}
+
+static void add_retained(const char *rcpt, uint64_t bytes, void *arg)
+{
+	if (rcpt == NULL)
+		*(uint64_t *)arg += bytes;
+}
+
+int xfer_retained_bytes(MDB_txn *txn, tern_store *s, uint64_t *bytes)
+{
+	*bytes = 0;
+	return xfer_scan_bytes(txn, s, add_retained, bytes);
 }
 
 /* --- spool files -------------------------------------------------------------- */

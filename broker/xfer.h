@@ -103,9 +103,15 @@ int xfer_sweep(MDB_txn *txn, tern_store *s, int64_t now, int64_t retain_ms, size
 /* The sealed bytes the broker holds of r's attachment att. */
 uint64_t xfer_att_bytes(const xfer_att *a);
 /* Calls fn(rcpt, bytes, arg) for every recipient not done with every
- * transfer, bytes being what the broker holds of that transfer. */
+ * transfer, bytes being what the broker holds of that transfer, and
+ * fn(NULL, bytes, arg) once for a transfer every recipient is done with
+ * (kept for [delivery] retain). */
 int xfer_scan_bytes(MDB_txn *txn, tern_store *s,
                     void (*fn)(const char *rcpt, uint64_t bytes, void *arg), void *arg);
+/* *bytes = the sealed bytes of transfers every recipient is done with,
+ * kept for a recipient restored from an older backup: disk no destination
+ * waits for, which transfer_bytes does not show. */
+int xfer_retained_bytes(MDB_txn *txn, tern_store *s, uint64_t *bytes);
 
 /* Adds to the destinations d (*n of them, realloc'd) the bytes held for
  * each (bq_dest.transfer_bytes), adding the destinations that have only

@@ -20,6 +20,7 @@
 #include "node_store.h"
 #include "nodeapi.h"
 #include "queue.h"
+#include "xfer.h"
 #include "util.h"
 
 static void usage(FILE *f)
@@ -28,7 +29,9 @@ static void usage(FILE *f)
 	      "\n"
 	      "With a broker's configuration: per destination, the messages queued (depth),\n"
 	      "their bytes, the age of the oldest, deliveries in flight, redelivery attempts,\n"
-	      "dead letters, and whether the node is connected. It asks the running broker;\n"
+	      "dead letters, whether the node is connected, and the attachment bytes held for\n"
+	      "it; then the attachment bytes kept for restores after every recipient had them\n"
+	      "([delivery] retain). It asks the running broker;\n"
 	      "when the broker is down it reads the store read-only and says so (in-flight,\n"
 	      "attempts and connections are then unknown).\n"
 	      "With a node's configuration: the node's outbox by state and its inbox.\n"
@@ -47,15 +50,18 @@ static int store_view(const tern_config *cfg, json_t **out)
 	MDB_txn *txn = NULL;
 	bq_dest *d = NULL;
 	size_t n = 0;
+	uint64_t retained = 0;
 	int rc;
 
 	if ((rc = bq_open_rdonly(tern_config_get(cfg, "broker", "data_dir"), &s)) != TERN_OK)
 		return rc;
 	if ((rc = tern_store_read_begin(s, &txn)) == TERN_OK &&
-	    (rc = bq_stats(txn, s, &d, &n)) == TERN_OK)
-		*out = json_pack("{s:b, s:s, s:s, s:o}", "ok", 1, "source", "store", "broker",
+	    (rc = bq_stats(txn, s, &d, &n)) == TERN_OK &&
+	    (rc = xfer_retained_bytes(txn, s, &retained)) == TERN_OK)
+		*out = json_pack("{s:b, s:s, s:s, s:o, s:I}", "ok", 1, "source", "store", "broker",
 		                 tern_config_get(cfg, "broker", "id"), "destinations",
-		                 bq_stats_json(d, n, tern_now_ms()));
+		                 bq_stats_json(d, n, tern_now_ms()), "transfer_retained_bytes",
+		                 (json_int_t)retained);
 	if (txn)
 		mdb_txn_abort(txn);
 	free(d);
@@ -122,6 +128,15 @@ static void print_broker(const json_t *v)
 		       : json_is_true(json_object_get(d, "connected")) ? "yes"
 		                                                       : "no",
 		       att);
+	}
+	{
+		/* Not a destination's: kept after every recipient had them, for one
+		 * restored from an older backup ([delivery] retain). */
+		char kept[24];
+		json_int_t r = json_integer_value(json_object_get(v, "transfer_retained_bytes"));
+		fmt_bytes(r, kept, sizeof(kept));
+		if (r > 0)
+			printf("attachments kept for restores ([delivery] retain): %s\n", kept);
 	}
 }
 

@@ -181,6 +181,19 @@ wait_for 240 "$big delivered" state_is unhcr "$big" delivered
 say "a plain send went through while $MIB MiB were sealed"
 INBOX=2
 
+# Every recipient has it: the broker keeps the chunks for [delivery] retain
+# (a node restored from an older copy gets them again) and shows the bytes,
+# which no destination's transfer_bytes counts.
+kept() {
+  "$TERN" queues -c "$WORK/fed/broker/broker.conf" --json >"$WORK/kept.json" &&
+    python3 -c 'import json, sys; sys.exit(json.load(open(sys.argv[1]))["transfer_retained_bytes"] < int(sys.argv[2]))' \
+      "$WORK/kept.json" $((MIB * 1048576))
+}
+wait_for 30 "the broker to show the $MIB MiB kept for restores" kept
+"$TERN" queues -c "$WORK/fed/broker/broker.conf" | grep -q '^attachments kept for restores' ||
+  fail "tern queues does not say what attachments it keeps for restores"
+say "the broker shows the attachments it keeps for restores"
+
 # The bulk work runs below the loops (docs/attachments.md): the threads that
 # seal, write and open chunks, and the nodes' bulk lanes' ZMQ I/O threads,
 # at nice 10 or more; each daemon's loop (its first thread) as started.
