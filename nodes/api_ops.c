@@ -307,6 +307,87 @@ static int state_told(node *n, struct node_wf_view *w, const struct node_send *s
 	return TERN_OK;
 }
 
+/* IOM books a family on one referral at a time: a case referred to two
+ * States at once and accepted by both (nothing ties a case's threads,
+ * docs/messages.md) must not be booked to both. A booking is refused while
+ * another referral of the case is booked or further along, as this node
+ * holds it (or this turn's batch moves it). */
+#define BOOKED_ON                                                                                  \
+	(TERN_CASE_BIT(TERN_CASE_BOOKED) | TERN_CASE_BIT(TERN_CASE_DEPARTED) |                     \
+	 TERN_CASE_BIT(TERN_CASE_ARRIVED) | TERN_CASE_BIT(TERN_CASE_HANDED_OVER))
+
+struct booked_scan {
+	struct node_wf_view *w;
+	const char *case_id, *root;
+	char other[TERN_WF_ID_MAX + 1];
+	tern_case_state state;
+	int rc;
+};
+
+static int booked_check(struct booked_scan *b, const char *id, const tern_wf_record *rec)
+{
+	if (strcmp(id, b->root) == 0 || strcmp(rec->case_id, b->case_id) != 0 ||
+	    !(TERN_CASE_BIT((tern_case_state)rec->state) & BOOKED_ON))
+		return 0;
+	snprintf(b->other, sizeof(b->other), "%s", id);
+	b->state = (tern_case_state)rec->state;
+	return 1;
+}
+
+static int booked_batch(const char *id, const tern_wf_record *rec, void *arg)
+{
+	return booked_check(arg, id, rec);
+}
+
+/* A node_store_list_case_scan visit: the thread of msgid, by its root. */
+static int booked_visit(char kind, const char *msgid, void *arg)
+{
+	struct booked_scan *b = arg;
+	tern_wf_record *rec = NULL, *root = NULL;
+	int rc, found = 0;
+
+	(void)kind;
+	if ((rc = node_wf_lookup(b->w, msgid, &rec)) == TERN_OK) {
+		const char *rid = rec->root[0] ? rec->root : msgid;
+		if (strcmp(rid, msgid) == 0)
+			found = booked_check(b, rid, rec);
+		else if ((rc = node_wf_lookup(b->w, rid, &root)) == TERN_OK)
+			found = booked_check(b, rid, root);
+	}
+	tern_wf_record_free(&rec);
+	tern_wf_record_free(&root);
+	if (rc == TERN_ENOMEM) {
+		b->rc = rc;
+		return 1;
+	}
+	return found; /* a message with no record (a receipt), a damaged one: passed over */
+}
+
+/* Sets v->reason when a booking on root must wait; TERN_ENOMEM, or the
+ * store's error. */
+static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const char *root,
+                            tern_wf_verdict *v)
+{
+	struct booked_scan b = {.w = w, .case_id = case_id, .root = root};
+	const struct batch *bt = w->j->batch;
+	int rc;
+
+	if (!(bt && bt->wf && tern_wf_records_each(bt->wf, booked_batch, &b)) &&
+	    (rc = node_store_list_case_scan(w->txn, w->j->store, case_id, booked_visit, &b)) !=
+	        TERN_OK)
+		return rc;
+	if (b.rc != TERN_OK)
+		return b.rc;
+	if (b.other[0]) {
+		v->reason = TERN_REASON_CASE_BOOKED_ELSEWHERE;
+		snprintf(v->text, sizeof(v->text),
+		         "case %s is %s on referral %s: cancel that travel (a travel confirmation "
+		         "CANCELLED) before booking it on another",
+		         case_id, tern_case_state_name(b.state), b.other);
+	}
+	return TERN_OK;
+}
+
 json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMessage *body,
                          struct node_xprep *prep)
 {
@@ -359,6 +440,10 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 			if (rc == TERN_OK && v.reason == TERN_REASON_NONE &&
 			    s->t->type == TERN__V1__MESSAGE_TYPE__CASE_UPDATE)
 				rc = state_told(n, &w, s, v.record->ref, &v);
+			if (rc == TERN_OK && v.reason == TERN_REASON_NONE &&
+			    s->t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION &&
+			    strcmp(v.record->value, "BOOKED") == 0)
+				rc = booked_elsewhere(&w, o.case_id, v.root, &v);
 			mdb_txn_abort(txn);
 		}
 		if (rc != TERN_OK) {

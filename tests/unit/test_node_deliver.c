@@ -5015,8 +5015,10 @@ static void test_every_push_shortage_seen(void **state)
  * API's path (node_send_finish: the workflow judges it as its sender); the
  * send is committed. NULL when taken (its id in id), else the refusal, which
  * the caller frees. */
-static json_t *api_send_json(node *n, const char *type, const char *const *to, size_t nto,
-                             const char *text, char id[37])
+/* As a caseworker's send: judged and queued, then committed and accepted
+ * by the broker unless !commit (left in this turn's batch). */
+static json_t *api_send_json_in(node *n, const char *type, const char *const *to, size_t nto,
+                                const char *text, char id[37], int commit)
 {
 	const tern_msgtype *t = tern_msgtype_by_name(type);
 	struct node_send s;
@@ -5036,13 +5038,21 @@ static json_t *api_send_json(node *n, const char *type, const char *const *to, s
 	res = node_send_finish(n, &s, body, NULL);
 	if (res == NULL) {
 		snprintf(id, 37, "%s", n->batch.outs[n->batch.nouts - 1].msgid);
-		node_batch_commit(n);
-		result(n, id, 1, 1, "", n->session);
-		node_batch_commit(n);
+		if (commit) {
+			node_batch_commit(n);
+			result(n, id, 1, 1, "", n->session);
+			node_batch_commit(n);
+		}
 	}
 	protobuf_c_message_free_unpacked(body, NULL);
 	free(s.body);
 	return res;
+}
+
+static json_t *api_send_json(node *n, const char *type, const char *const *to, size_t nto,
+                             const char *text, char id[37])
+{
+	return api_send_json_in(n, type, to, nto, text, id, 1);
 }
 
 static const char *const to_unhcr_only[] = {"unhcr"};
@@ -5309,6 +5319,96 @@ static void test_update_goes_to_the_state(void **state)
 	node_free(n);
 }
 
+/* IOM's booking of travel (status) on decision, to the State that made it
+ * and unhcr, as IOM's caseworker sends it: NULL when queued (id then). */
+static json_t *iom_travel_in(node *n, const char *state, const char *decision, const char *status,
+                             char id[37], int commit)
+{
+	const char *to[] = {state, "unhcr"};
+	char *text = NULL, *out;
+	json_t *j, *res;
+
+	assert_int_equal(tern_example_json("travel-confirmation", &text), TERN_OK);
+	assert_non_null(j = json_loads(text, 0, NULL));
+	free(text);
+	json_object_set_new(j, "decisionId", json_string(decision));
+	json_object_set_new(j, "status", json_string(status));
+	assert_non_null(out = json_dumps(j, 0));
+	json_decref(j);
+	res = api_send_json_in(n, "travel-confirmation", to, 2, out, id, commit);
+	free(out);
+	return res;
+}
+
+static json_t *iom_travel(node *n, const char *state, const char *decision, const char *status,
+                          char id[37])
+{
+	return iom_travel_in(n, state, decision, status, id, 1);
+}
+
+/* Two States on one case: unhcr referred it to sweden (R1) and to portugal
+ * (R2) at once, and both accepted. IOM's node books the family on one
+ * referral at a time: the booking on portugal's decision is refused
+ * case-booked-elsewhere while the one on sweden's stands, and goes once that
+ * travel is cancelled. Before (a review's attack), IOM booked both. */
+static void test_iom_books_one_referral_at_a_time(void **state)
+{
+	static const char r1[] = "01900000-0000-7000-8000-0000000000a1",
+	                  r2[] = "01900000-0000-7000-8000-0000000000a2",
+	                  r3[] = "01900000-0000-7000-8000-0000000000a3";
+	char d1[37], d2[37], t1[37], t2[37], t3[37];
+	size_t l1, l2;
+	uint8_t *e1, *e2;
+	node *n = node_as(IOM);
+	json_t *res;
+
+	(void)state;
+	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r1,
+	             NULL, NULL);
+	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
+	             NULL, NULL);
+	deliver(n, 1, e1, l1);
+	deliver(n, 2, e2, l2);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
+	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
+	if (res == NULL)
+		fail_msg(
+		    "IOM booked the case on portugal's referral while it is booked on sweden's");
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), r1));
+	json_decref(res);
+	/* A new itinerary on the same referral is no second booking. */
+	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t3));
+	assert_null(iom_travel(n, "sweden", d1, "CANCELLED", t3));
+	assert_null(iom_travel(n, "portugal", d2, "BOOKED", t2));
+	res = iom_travel(n, "sweden", d1, "BOOKED", t1);
+	assert_non_null(res); /* now portugal's stands */
+	json_decref(res);
+	/* A third referral (R3, sweden again) whose decision and booking are
+	 * both in this turn, not committed yet: the batch's booking counts. */
+	assert_null(iom_travel(n, "portugal", d2, "CANCELLED", t2));
+	free(e1);
+	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r3,
+	             NULL, NULL);
+	deliver(n, 3, e1, l1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_null(iom_travel_in(n, "sweden", d1, "BOOKED", t1, 0));
+	res = iom_travel_in(n, "portugal", d2, "BOOKED", t3, 0);
+	if (res == NULL)
+		fail_msg("IOM booked the case again while this turn's batch books it on R3");
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	json_decref(res);
+	node_batch_commit(n);
+	free(e1);
+	free(e2);
+	node_free(n);
+}
+
 /* message() under a message id given (a sender's node gives a message with
  * attachments the id it drew when their sealing began, xfer_seal.c). */
 static uint8_t *message_as_id(int from, const char *const *to, size_t nto, const char *type_name,
@@ -5534,6 +5634,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_update_goes_to_the_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_behind_without_room_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_iom_books_one_referral_at_a_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_held_behind_order_kept_across_a_restart, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_with_attachments_says_done, setup,

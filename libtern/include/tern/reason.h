@@ -67,6 +67,7 @@ typedef enum tern_reason {
 	TERN_REASON_SUPERSEDED,
 	TERN_REASON_WRONG_STATE,
 	TERN_REASON_STATE_NOT_TOLD,
+	TERN_REASON_CASE_BOOKED_ELSEWHERE,
 	/* attachments (tern/attach.h): chunks and what they add up to */
 	TERN_REASON_CHUNK_MISMATCH,
 	TERN_REASON_ATTACHMENT_MISMATCH,
