@@ -227,9 +227,20 @@ static int check_attachments(const node_judge *j, const Tern__V1__Header *h,
 	return 1;
 }
 
+/* Whether held msgid was judged again in this batch (a release, accepted or
+ * refused): n->held keeps it until the commit, but it waits no more. */
+static int released_here(const node_judge *j, const char *msgid)
+{
+	for (size_t i = 0; j->batch && i < j->batch->ndins; i++)
+		if (j->batch->dins[i].unhold && strcmp(j->batch->dins[i].msgid, msgid) == 0)
+			return 1;
+	return 0;
+}
+
 /* The id of a message held here from sender that cites ref too, or NULL: a
  * later message of the same sender citing the same one waits behind it, so
- * that the two are judged in the order they were sent. */
+ * that the two are judged in the order they were sent. One released in this
+ * batch is judged already: what follows it is judged after it, at once. */
 static const char *held_sibling(const node_judge *j, const char *sender, const char *ref)
 {
 	const char *id;
@@ -248,7 +259,8 @@ static const char *held_sibling(const node_judge *j, const char *sender, const c
 	{
 		const char *hs = json_string_value(json_object_get(h, "sender"));
 		const char *hr = json_string_value(json_object_get(h, "ref"));
-		if (hs && hr && strcmp(hs, sender) == 0 && strcmp(hr, ref) == 0)
+		if (hs && hr && strcmp(hs, sender) == 0 && strcmp(hr, ref) == 0 &&
+		    !released_here(j, id))
 			return id;
 	}
 	return NULL;

@@ -5277,6 +5277,62 @@ static void test_behind_without_room_refused(void **state)
 	free(t2env);
 }
 
+/* As above, but T1 is released (accepted) at a tick before T2 comes, in a
+ * batch not committed yet: T1 is still in n->held until the commit. T2 has
+ * nothing left to wait behind and must be judged at once (after T1, whose
+ * record is in the batch), not refused "must wait behind" T1 for want of a
+ * room T1 itself still takes. */
+static void test_behind_a_sibling_released_this_turn(void **state)
+{
+	char ref[37], dec[37], t1[37], t2[37];
+	size_t dlen, t1len, t2len;
+	uint8_t *denv, *t1env, *t2env;
+	node *n = node_as(UNHCR);
+	tern_wf_record *rec = NULL;
+	MDB_txn *txn;
+
+	(void)state;
+	unhcr_refers(n, ref);
+	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
+	               ref, NULL, NULL);
+	t1env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t1len, t1, "decisionId", dec,
+	                NULL, NULL);
+	t2env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t2len, t2, "decisionId", dec,
+	                "status", "CANCELLED");
+	deliver(n, 1, t1env, t1len);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+	deliver(n, 2, denv, dlen);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	node_held_tick(n, tern_now_ms());
+	assert_int_equal(n->batch.ndins, 1);
+	assert_string_equal(n->batch.dins[0].msgid, t1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT); /* released, not committed */
+	/* IOM's share of the hold taken up (an entry the tick never sees). */
+	assert_int_equal(json_object_set_new(n->held, "taken",
+	                                     json_pack("{s:s, s:I, s:I}", "sender", "iom", "len",
+	                                               (json_int_t)NODE_HELD_BYTES_PER_SENDER,
+	                                               "until", (json_int_t)INT64_MAX)),
+	                 0);
+	deliver(n, 3, t2env, t2len);
+	assert_int_equal(n->batch.ndins, 2);
+	assert_string_equal(n->batch.dins[1].msgid, t2);
+	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
+	assert_int_equal(json_object_del(n->held, "taken"), 0);
+	node_batch_commit(n);
+	assert_int_equal(node_held_count(n), 0);
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "cancelled");
+	tern_wf_record_free(&rec);
+	node_free(n);
+	free(denv);
+	free(t1env);
+	free(t2env);
+}
+
 static const char *const to_iom_only[] = {"iom"};
 
 /* unhcr's node refuses to send a case update on R that does not go to
@@ -5635,6 +5691,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_update_goes_to_the_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_behind_without_room_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_books_one_referral_at_a_time, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_behind_a_sibling_released_this_turn, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_behind_order_kept_across_a_restart, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_refused_with_attachments_says_done, setup,
