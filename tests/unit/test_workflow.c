@@ -1074,6 +1074,45 @@ static void test_decisions_after_a_booking(void **state)
 	tern_wf_records_free(&h);
 }
 
+/* docs/messages.md ("What the workflow leaves to the agencies"): a
+ * rejection tells IOM the booking is void only if it goes to IOM. One sent
+ * to the referrer alone leaves IOM's trace "booked", and its node lets it
+ * send a cancellation that the referrer refuses superseded. */
+static void test_rejection_iom_was_not_told(void **state)
+{
+	static const char *const t1 = "01900000-0000-7000-8000-000000000045",
+	                         *const t2 = "01900000-0000-7000-8000-000000000046";
+	const char *d3 = "01900000-0000-7000-8000-000000000013";
+	tern_wf_records *iom = holds_nothing(), *h = unhcr_holds();
+
+	(void)state;
+	assert_int_equal(
+	    decide(iom, "iom", MOVE, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(travel_as(iom, "iom", MOVE, 1, t1, D1,
+	                           TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(travel(h, "unhcr", REF, t1, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	/* The rejection goes to unhcr alone. */
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){d3, "sweden", R1, REJ, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_string_equal(state_of(iom, R1), "booked");
+	assert_int_equal(travel_as(iom, "iom", MOVE, 1, t2, D1,
+	                           TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED, "P1", NULL),
+	                 TERN_REASON_NONE);
+	assert_int_equal(travel(h, "unhcr", REF, t2, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__CANCELLED, "P1", NULL),
+	                 TERN_REASON_SUPERSEDED);
+	tern_wf_records_free(&iom);
+	tern_wf_records_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1097,6 +1136,7 @@ int main(void)
 	    cmocka_unit_test(test_update_to_iom_alone_locks_out_the_state),
 	    cmocka_unit_test(test_open_place_taken_by_a_case_update),
 	    cmocka_unit_test(test_decisions_after_a_booking),
+	    cmocka_unit_test(test_rejection_iom_was_not_told),
 	    cmocka_unit_test(test_docs_carry_the_types),
 	    cmocka_unit_test(test_docs_carry_the_table),
 	};
