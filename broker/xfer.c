@@ -516,7 +516,7 @@ int xfer_scan_bytes(MDB_txn *txn, tern_store *s,
 	if (DBI(s, BQ_XFER) == 0)
 		return TERN_OK;
 	if ((r = malloc(sizeof(*r))) == NULL)
-		return TERN_ENOMEM;
+		return tern_fail(TERN_ENOMEM, "out of memory reading the transfers");
 	if ((rc = mdb_cursor_open(txn, DBI(s, BQ_XFER), &c)) != 0) {
 		free(r);
 		return MDB(rc, "cursor");
