@@ -443,7 +443,7 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 			if (rc == TERN_OK && v.reason == TERN_REASON_NONE &&
 			    s->t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION &&
 			    strcmp(v.record->value, "BOOKED") == 0)
-				rc = booked_elsewhere(&w, o.case_id, v.root, &v);
+				rc = booked_elsewhere(&w, o.case_id, v.record->root, &v);
 			mdb_txn_abort(txn);
 		}
 		if (rc != TERN_OK) {
