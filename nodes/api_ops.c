@@ -378,11 +378,19 @@ static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const c
 		return rc;
 	if (b.rc != TERN_OK)
 		return b.rc;
-	if (b.other[0]) {
+	if (b.other[0] && b.state == TERN_CASE_BOOKED) {
 		v->reason = TERN_REASON_CASE_BOOKED_ELSEWHERE;
 		snprintf(v->text, sizeof(v->text),
-		         "case %s is %s on referral %s: cancel that travel (a travel confirmation "
-		         "CANCELLED) before booking it on another",
+		         "case %s is booked on referral %s: cancel that travel (a travel "
+		         "confirmation CANCELLED) before booking it on another",
+		         case_id, b.other);
+	} else if (b.other[0]) {
+		/* No cancellation follows a departure: nothing to advise but the
+		 * truth. */
+		v->reason = TERN_REASON_CASE_BOOKED_ELSEWHERE;
+		snprintf(v->text, sizeof(v->text),
+		         "case %s is %s on referral %s: the family has travelled on it, and the "
+		         "case cannot be booked on another",
 		         case_id, tern_case_state_name(b.state), b.other);
 	}
 	return TERN_OK;

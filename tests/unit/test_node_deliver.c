@@ -5460,6 +5460,14 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
 	json_decref(res);
 	node_batch_commit(n);
+	/* Once the family has departed on R3, no cancellation can follow: the
+	 * refusal does not advise one (a new user's finding). */
+	assert_null(iom_travel(n, "sweden", d1, "DEPARTED", t1));
+	res = iom_travel(n, "portugal", d2, "BOOKED", t3);
+	assert_non_null(res);
+	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), "travelled"));
+	assert_null(strstr(json_string_value(json_object_get(res, "message")), "cancel"));
+	json_decref(res);
 	free(e1);
 	free(e2);
 	node_free(n);
