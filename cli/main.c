@@ -14,7 +14,7 @@ static const struct {
 } commands[] = {
     {"example", cmd_example, "print a valid example body as JSON"},
     {"validate", cmd_validate, "check a business message body against the rules"},
-    {"ca", cmd_ca, "federation CA: init, issue, revoke, crl, directory"},
+    {"ca", cmd_ca, "federation CA: init, issue, revoke, crl, directory, list"},
     {"keygen", cmd_keygen, "generate a node's private keys and public-key request"},
     {"dev-federation", cmd_dev_federation, "build a complete local federation for demo and tests"},
     {"send", cmd_send, "hand a message to this agency's node for delivery"},

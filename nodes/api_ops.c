@@ -460,6 +460,10 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 			goto refuse;
 		}
 		if (v.reason != TERN_REASON_NONE) {
+			/* The operator sees what the caseworker heard (ids and the
+			 * rule only: the workflow's texts name fields, never values). */
+			log_info("refused to send %s, case %s: %s: %s", s->t->name, o.case_id,
+			         tern_reason_code(v.reason), v.text);
 			res = tern_api_refusal(v.reason, "%s", v.text);
 			tern_wf_verdict_clear(&v);
 			goto refuse;

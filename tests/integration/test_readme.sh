@@ -63,7 +63,7 @@ grep -q "\"messageId\": \"$id\"" "$out" || fail "tern inbox next did not give th
 grep -q "AMM-26C00417" "$out" || fail "tern case show did not show the case"
 grep -q '"nodeId": "unhcr"' "$out" || fail "the HTTP call did not answer unhcr's node"
 grep -Eq "^sweden +[0-9]+ " "$out" || fail "tern queues did not list sweden"
-for f in unhcr sweden hub; do
+for f in unhcr sweden iom hub; do
   [[ -s $WORK/home/$f.tern-audit ]] || fail "no $f.tern-audit exported"
   grep -q "$f.tern-audit: ok" "$WORK/walk.log" "$out" || fail "$f.tern-audit did not verify"
 done
