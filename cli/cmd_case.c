@@ -46,8 +46,13 @@ static void print_threads(const json_t *c)
 			json_array_foreach(to, j, x)
 			    printf("%s%s", j ? "," : " ", json_string_value(x));
 		}
-		if (!json_is_true(json_object_get(t, "referral_held")))
-			printf(" (the referral is not held here)");
+		if (!json_is_true(json_object_get(t, "referral_held"))) {
+			json_t *ps = json_object_get(t, "parties");
+			printf(" (the referral is not held here");
+			json_array_foreach(ps, j, x)
+			    printf("%s%s", j ? ", " : "; between ", json_string_value(x));
+			printf(")");
+		}
 		printf(": %s\n", cli_json_str(t, "state")[0] ? cli_json_str(t, "state")
 		                                             : "(state not traced)");
 		json_array_foreach(json_object_get(t, "next"), j, x)

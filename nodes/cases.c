@@ -132,13 +132,18 @@ static int thread_json(MDB_txn *txn, tern_store *s, const char *root, json_t **o
 	last = NULL;
 	if (t == NULL)
 		goto out;
-	if (rec->sender[0]) {
+	if (rec->sender[0] || (rec->stub && rec->n_parties)) {
+		/* Held: the States it went to. Traced: the members the first
+		 * message this node saw of it named, the State among them, so
+		 * that IOM tells one State's thread of a case from another's. */
+		char **names = rec->sender[0] ? rec->to : rec->parties;
+		size_t nn = rec->sender[0] ? rec->n_to : rec->n_parties;
 		if ((to = json_array()) == NULL)
 			goto out;
-		for (size_t i = 0; i < rec->n_to; i++)
-			if (json_array_append_new(to, node_rec_text(rec->to[i])) != 0)
+		for (size_t i = 0; i < nn; i++)
+			if (json_array_append_new(to, node_rec_text(names[i])) != 0)
 				goto out;
-		if (json_object_set_new(t, "referred_to", to) != 0) {
+		if (json_object_set_new(t, rec->sender[0] ? "referred_to" : "parties", to) != 0) {
 			to = NULL;
 			goto out;
 		}

@@ -5460,6 +5460,32 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
 	json_decref(res);
 	node_batch_commit(n);
+	/* IOM's case view names each thread's State (a new user could not
+	 * tell the two referrals apart). */
+	{
+		MDB_txn *txn;
+		json_t *v = NULL, *t;
+		size_t i;
+		int sweden = 0, portugal = 0;
+		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+		assert_int_equal(node_case_view(n, txn, CASE, &v), TERN_OK);
+		mdb_txn_abort(txn);
+		json_array_foreach(json_object_get(v, "threads"), i, t)
+		{
+			const char *rid = json_string_value(json_object_get(t, "referral_id"));
+			char *ps = json_dumps(json_object_get(t, "parties"), 0);
+			assert_false(json_is_true(json_object_get(t, "referral_held")));
+			assert_non_null(ps);
+			sweden += (strcmp(rid, r1) == 0 || strcmp(rid, r3) == 0) &&
+			          strstr(ps, "\"sweden\"") && !strstr(ps, "portugal");
+			portugal += strcmp(rid, r2) == 0 && strstr(ps, "\"portugal\"") &&
+			            !strstr(ps, "sweden");
+			free(ps);
+		}
+		assert_int_equal(sweden, 2);
+		assert_int_equal(portugal, 1);
+		json_decref(v);
+	}
 	/* Once the family has departed on R3, no cancellation can follow: the
 	 * refusal does not advise one (a new user's finding). */
 	assert_null(iom_travel(n, "sweden", d1, "DEPARTED", t1));
