@@ -461,6 +461,8 @@ void session_break(broker *b, struct peer *p, const uint8_t *rid, size_t rid_len
 
 /* --- frames ------------------------------------------------------------------ */
 
+static void peer_drop(struct peer *p);
+
 enum submit_order submit_order(struct peer *p, const Tern__V1__Submit *sm)
 {
 	if (sm->session != p->session)
@@ -572,6 +574,12 @@ void session_on_frame(broker *b, const char *user, const struct peer *conn, cons
 		break;
 	}
 	case TERN__V1__FRAME__BODY_PONG:
+		break;
+	case TERN__V1__FRAME__BODY_BYE:
+		/* From the route's own connection (checked above): an older
+		 * connection's Bye cannot drop a newer one. */
+		log_info("%s stopped: route dropped", user);
+		peer_drop(p);
 		break;
 	case TERN__V1__FRAME__BODY_CHUNK_PUT:
 		chunk_on_put(b, p, f->chunk_put);
@@ -700,6 +708,20 @@ out:
 
 /* --- heartbeats -------------------------------------------------------------- */
 
+/* p's route goes: what it was sent and did not acknowledge is sent again
+ * to its next connection. */
+static void peer_drop(struct peer *p)
+{
+	p->live = 0;
+	/* Not counted yet: a node hung on what it was sent is seen as such
+	 * when a new process of it says Hello. */
+	if (p->sent > p->acked)
+		p->lost_hi = p->sent;
+	p->sent = p->sent_hi = p->acked;
+	p->bulk_rid_len = 0;
+	chunk_gets_drop(p);
+}
+
 /* A silent peer loses its route; a quiet link gets a Ping. */
 void session_heartbeats(broker *b, int64_t now)
 {
@@ -710,14 +732,7 @@ void session_heartbeats(broker *b, int64_t now)
 		if (now - p->last_rx > b->hb_timeout_ms) {
 			log_info("%s silent for %lld ms: route dropped", p->id,
 			         (long long)(now - p->last_rx));
-			p->live = 0;
-			/* Not counted yet: a node hung on what it was sent is seen
-			 * as such when a new process of it says Hello. */
-			if (p->sent > p->acked)
-				p->lost_hi = p->sent;
-			p->sent = p->sent_hi = p->acked;
-			p->bulk_rid_len = 0;
-			chunk_gets_drop(p);
+			peer_drop(p);
 			continue;
 		}
 		if (now - p->last_tx > b->hb_ivl_ms) {

@@ -345,8 +345,13 @@ void node_close(node **np)
 	/* The monitor stops before its reader closes (zmon.h: a stop that
 	 * never ended). */
 	tern_zmon_detach(n->dealer, &n->monitor);
-	if (n->dealer)
+	if (n->dealer) {
+		/* The Bye, if queued, has a moment to leave (the linger is 0
+		 * otherwise: a stop never waits on a broker gone). */
+		int linger = 200;
+		(void)zmq_setsockopt(n->dealer, ZMQ_LINGER, &linger, sizeof(linger));
 		zmq_close(n->dealer);
+	}
 	if (n->bulk)
 		zmq_close(n->bulk);
 	if (n->ctx)
@@ -484,6 +489,7 @@ int node_run(node *n, volatile sig_atomic_t *stop)
 	/* Sign what the log holds now, so an export after a clean stop covers it. */
 	n->batch.checkpoint = 1;
 	node_batch_commit(n);
+	node_session_bye(n);
 	log_info("node %s stopped", n->id.id);
 	log_hold(0);
 	return TERN_OK;

@@ -335,6 +335,9 @@ void node_on_monitor(node *n);
 void node_session_reconnect(node *n);
 /* Heartbeats and a lost Hello or Welcome, once per turn. */
 void node_session_tick(node *n, int64_t now);
+/* Tells the broker this process stops (Bye), if connected: sent without
+ * waiting; node_close gives it a moment to leave. */
+void node_session_bye(node *n);
 
 /* --- submit.c ------------------------------------------------------------------ */
 

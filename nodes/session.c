@@ -43,6 +43,20 @@ int node_hop_send(node *n, Tern__V1__Frame *f)
 	return rc;
 }
 
+void node_session_bye(node *n)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__Bye bye = TERN__V1__BYE__INIT;
+
+	if (!n->connected)
+		return;
+	f.body_case = TERN__V1__FRAME__BODY_BYE;
+	f.bye = &bye;
+	/* Best effort: a broker that does not hear it drops the route at
+	 * its heartbeat timeout, as for a crash. */
+	(void)node_hop_send(n, &f);
+}
+
 int node_bulk_send(node *n, Tern__V1__Frame *f)
 {
 	/* A lane that cannot take it now: the main connection does. */

@@ -105,6 +105,11 @@ python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
 sys.exit(0 if d["source"]=="daemon" and d["node_id"]=="unhcr" else 1)' "$WORK/node-live.json" ||
   { cat "$WORK/node-live.json"; fail "unhcr's live JSON view does not name unhcr"; }
 stop unhcr
+# A clean stop says Bye: the broker shows the node gone at once, not after
+# its heartbeat timeout (15 s here), and says so in its log.
+gone() { "$TERN" peers -c "$BCONF" | grep -qE "^unhcr +no "; }
+wait_for 3 "the broker to show unhcr gone after its clean stop" gone
+grep -q "unhcr stopped: route dropped" "$WORK/broker.log" || fail "the broker's log does not say unhcr stopped"
 "$TERN" queues -c "$(conf unhcr)" --json >"$WORK/node-ro.json"
 python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))
 sys.exit(0 if d["source"]=="store" and d["counts"]["outbox"]["delivered"]==51 else 1)' "$WORK/node-ro.json" ||

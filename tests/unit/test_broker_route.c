@@ -1874,6 +1874,45 @@ static Tern__V1__Frame *witness_frame(size_t nproof, size_t hlen)
 	return out;
 }
 
+static Tern__V1__Frame *bye_frame(void)
+{
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Bye bye = TERN__V1__BYE__INIT;
+	uint8_t wire[16];
+	size_t n;
+
+	fr.version = TERN_HOP_VERSION;
+	fr.body_case = TERN__V1__FRAME__BODY_BYE;
+	fr.bye = &bye;
+	n = tern__v1__frame__pack(&fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
+	return out;
+}
+
+/* A node's clean stop says Bye: the broker drops the route at once, and what
+ * it sent and was not acknowledged goes again to the next connection (as
+ * at the heartbeat timeout). A Bye from another connection than the route's
+ * (an older one's, carried late) drops nothing. */
+static void test_bye_drops_its_route(void **state)
+{
+	struct fixture *f = *state;
+	broker *b = bare_broker(f);
+	struct peer *unhcr = peer_find(b, "unhcr", 0);
+
+	memcpy(unhcr->rid, "un", 2);
+	unhcr->rid_len = 2;
+	unhcr->live = 1;
+	unhcr->acked = 3;
+	unhcr->sent = unhcr->sent_hi = 5;
+	session_on_frame(b, "unhcr", NULL, (const uint8_t *)"ol", 2, bye_frame());
+	assert_true(unhcr->live);
+	assert_true(unhcr->sent == 5);
+	session_on_frame(b, "unhcr", NULL, (const uint8_t *)"un", 2, bye_frame());
+	assert_false(unhcr->live);
+	assert_true(unhcr->sent == 3 && unhcr->sent_hi == 3);
+	assert_true(unhcr->lost_hi == 5);
+}
+
 /* Witness frames the dealer received; each must name unhcr as its sender. */
 static int witness_read(void *dealer)
 {
@@ -3024,6 +3063,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_acks_one_entry_per_node, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ack_after_redelivery_reset, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_witness_relay_bounded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bye_drops_its_route, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_witness_allowance_per_pair, setup, teardown),
 	    cmocka_unit_test(test_session_order),
 	};
