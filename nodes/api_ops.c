@@ -324,13 +324,38 @@ struct booked_scan {
 	int rc;
 };
 
+/* 1 when the thread of root record rec, accepted, still has the travel IOM
+ * booked on it: a new acceptance after a booking (members added or
+ * removed) puts the thread back to accepted, but the travel stands until
+ * IOM cancels it (docs/messages.md). A record that cannot be read: not
+ * booked; b->rc set for want of memory. */
+static int booked_before(struct booked_scan *b, const tern_wf_record *rec)
+{
+	const char *last = tern_wf_record_last(rec, "travel-confirmation");
+	tern_wf_record *t = NULL;
+	int rc, booked = 0;
+
+	if ((tern_case_state)rec->state != TERN_CASE_ACCEPTED || last[0] == '\0')
+		return 0;
+	if ((rc = node_wf_lookup(b->w, last, &t)) == TERN_OK)
+		booked = strcmp(t->value, "BOOKED") == 0;
+	else if (rc == TERN_ENOMEM)
+		b->rc = rc;
+	tern_wf_record_free(&t);
+	return booked;
+}
+
 static int booked_check(struct booked_scan *b, const char *id, const tern_wf_record *rec)
 {
-	if (strcmp(id, b->root) == 0 || strcmp(rec->case_id, b->case_id) != 0 ||
-	    !(TERN_CASE_BIT((tern_case_state)rec->state) & BOOKED_ON))
+	if (strcmp(id, b->root) == 0 || strcmp(rec->case_id, b->case_id) != 0)
 		return 0;
+	if (TERN_CASE_BIT((tern_case_state)rec->state) & BOOKED_ON)
+		b->state = (tern_case_state)rec->state;
+	else if (booked_before(b, rec))
+		b->state = TERN_CASE_ACCEPTED;
+	else
+		return b->rc != TERN_OK; /* out of memory: the scan stops */
 	snprintf(b->other, sizeof(b->other), "%s", id);
-	b->state = (tern_case_state)rec->state;
 	return 1;
 }
 
@@ -378,20 +403,27 @@ static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const c
 		return rc;
 	if (b.rc != TERN_OK)
 		return b.rc;
-	if (b.other[0] && b.state == TERN_CASE_BOOKED) {
+	if (b.other[0]) {
 		v->reason = TERN_REASON_CASE_BOOKED_ELSEWHERE;
-		snprintf(v->text, sizeof(v->text),
-		         "case %s is booked on referral %s: cancel that travel (a travel "
-		         "confirmation CANCELLED) before booking it on another",
-		         case_id, b.other);
-	} else if (b.other[0]) {
-		/* No cancellation follows a departure: nothing to advise but the
-		 * truth. */
-		v->reason = TERN_REASON_CASE_BOOKED_ELSEWHERE;
-		snprintf(v->text, sizeof(v->text),
-		         "case %s is %s on referral %s: the family has travelled on it, and the "
-		         "case cannot be booked on another",
-		         case_id, tern_case_state_name(b.state), b.other);
+		/* What the caseworker can do: a cancellation is allowed while
+		 * booked or accepted, not once the family travelled. */
+		if (b.state == TERN_CASE_BOOKED)
+			snprintf(v->text, sizeof(v->text),
+			         "case %s is booked on referral %s: cancel that travel (a travel "
+			         "confirmation CANCELLED) before booking it on another",
+			         case_id, b.other);
+		else if (b.state == TERN_CASE_ACCEPTED)
+			snprintf(
+			    v->text, sizeof(v->text),
+			    "case %.64s has travel booked on referral %s, accepted again since: "
+			    "cancel it (a travel confirmation CANCELLED citing the new decision) "
+			    "first",
+			    case_id, b.other);
+		else
+			snprintf(v->text, sizeof(v->text),
+			         "case %s is %s on referral %s: the family travelled on that "
+			         "referral, and is booked on no other",
+			         case_id, tern_case_state_name(b.state), b.other);
 	}
 	return TERN_OK;
 }

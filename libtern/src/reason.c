@@ -127,8 +127,8 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
     [TERN_REASON_CASE_BOOKED_ELSEWHERE] = {TERN_REASON_CASE_BOOKED_ELSEWHERE,
                                            "case-booked-elsewhere", "node", 409,
                                            "IOM books a case on one referral at a time: it is "
-                                           "booked on another (cancel that travel first) or "
-                                           "has travelled on it"},
+                                           "booked on another (cancel that travel first), or "
+                                           "the family travelled on one"},
     [TERN_REASON_SUPERSEDED] = {TERN_REASON_SUPERSEDED, "superseded", "node, recipient", 409,
                                 "the message cites a decision (or other message) that a later "
                                 "one of its kind replaced"},

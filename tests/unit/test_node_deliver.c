@@ -5499,6 +5499,97 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	node_free(n);
 }
 
+/* sweden accepts R1 again after IOM booked it (a member added: a new
+ * acceptance, docs/messages.md "A new decision after a booking needs a new
+ * booking"): the thread is accepted again, but the travel IOM booked on it
+ * was never cancelled. The booking on portugal's R2 must still be refused
+ * (the rule: until that travel is cancelled, or the referral rejected or
+ * withdrawn). Before, the re-acceptance freed the case and IOM booked the
+ * family on both. Cancelled on R1 (citing the new decision), R2 books. */
+static void test_iom_booking_kept_across_a_new_acceptance(void **state)
+{
+	static const char r1[] = "01900000-0000-7000-8000-0000000000b1",
+	                  r2[] = "01900000-0000-7000-8000-0000000000b2";
+	char d1[37], d1b[37], d2[37], t1[37], t2[37], t3[37];
+	size_t l1, l1b, l2;
+	uint8_t *e1, *e1b, *e2;
+	node *n = node_as(IOM);
+	json_t *res;
+
+	(void)state;
+	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r1,
+	             NULL, NULL);
+	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
+	             NULL, NULL);
+	deliver(n, 1, e1, l1);
+	deliver(n, 2, e2, l2);
+	node_batch_commit(n);
+	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
+	e1b = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1b, d1b, "referralId", r1,
+	              NULL, NULL);
+	deliver(n, 3, e1b, l1b);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
+	if (res == NULL)
+		fail_msg("IOM booked portugal's referral while sweden's booking, re-accepted, was "
+		         "never cancelled");
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), r1));
+	json_decref(res);
+	/* Cancelled (on the decision that stands), portugal's booking goes. */
+	assert_null(iom_travel(n, "sweden", d1b, "CANCELLED", t3));
+	assert_null(iom_travel(n, "portugal", d2, "BOOKED", t2));
+	free(e1);
+	free(e1b);
+	free(e2);
+	node_free(n);
+}
+
+/* The refusal says what the caseworker can do: a family that departed on
+ * sweden's R1 cannot have that travel cancelled (the table allows
+ * CANCELLED only while accepted or booked), so the text must not tell IOM
+ * to cancel it. */
+static void test_iom_booked_elsewhere_text_after_departure(void **state)
+{
+	static const char r1[] = "01900000-0000-7000-8000-0000000000d1",
+	                  r2[] = "01900000-0000-7000-8000-0000000000d2";
+	char d1[37], d2[37], t1[37], t2[37];
+	size_t l1, l2;
+	uint8_t *e1, *e2;
+	node *n = node_as(IOM);
+	json_t *res;
+	const char *text;
+
+	(void)state;
+	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r1,
+	             NULL, NULL);
+	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
+	             NULL, NULL);
+	deliver(n, 1, e1, l1);
+	deliver(n, 2, e2, l2);
+	node_batch_commit(n);
+	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
+	assert_null(iom_travel(n, "sweden", d1, "DEPARTED", t1));
+	/* What the refusal would advise is refused itself. */
+	res = iom_travel(n, "sweden", d1, "CANCELLED", t1);
+	assert_non_null(res);
+	json_decref(res);
+	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
+	assert_non_null(res);
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	text = json_string_value(json_object_get(res, "message"));
+	assert_non_null(strstr(text, r1));
+	if (strstr(text, "cancel") || strstr(text, "CANCELLED"))
+		fail_msg("the refusal tells IOM to cancel a travel that departed: %s", text);
+	json_decref(res);
+	free(e1);
+	free(e2);
+	node_free(n);
+}
+
 /* message() under a message id given (a sender's node gives a message with
  * attachments the id it drew when their sealing began, xfer_seal.c). */
 static uint8_t *message_as_id(int from, const char *const *to, size_t nto, const char *type_name,
@@ -5725,6 +5816,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_update_goes_to_the_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_behind_without_room_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_books_one_referral_at_a_time, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_iom_booking_kept_across_a_new_acceptance, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_iom_booked_elsewhere_text_after_departure, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_behind_a_sibling_released_this_turn, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_held_behind_order_kept_across_a_restart, setup,
