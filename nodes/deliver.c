@@ -342,6 +342,17 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	snprintf(d->ref, sizeof(d->ref), "%s", v.record->ref);
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s", v.record->value);
+	if (v.unknown_ref && (tern_msgtype_by_type(t->ref_type)->sender_roles & j->roles)) {
+		/* What it cites is of a type this node sends, not one it is sent:
+		 * had this node sent it, it would hold it (a send is recorded
+		 * before it leaves), so it will not arrive. Refused at once, not
+		 * held a day while its sender sees it at-broker (a new user's
+		 * finding: a State's decision on a made-up referral). */
+		refuse(d, tern_reason_code(v.reason), "it cites %s, a %s this node never sent",
+		       v.record->ref, tern_msgtype_by_type(t->ref_type)->name);
+		tern_wf_verdict_clear(&v);
+		return;
+	}
 	if (v.unknown_ref) {
 		/* Not held for what this node refused: that never comes (a review
 		 * found a booking citing a refused decision held a day). */

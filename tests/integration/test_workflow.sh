@@ -102,12 +102,12 @@ forge stranger sweden acceptance-decision unhcr,iom "$WORK/d-stranger.json"
 wait_for 20 "unhcr to refuse the decision naming a stranger" refused_by sweden "$stranger" unhcr unknown-member
 grep -q "ZZZ-99" "$WORK"/*.log && fail "a person id reached a log"
 
-say "a travel confirmation citing a decision that exists nowhere: held, then refused"
+say "a travel confirmation citing a decision that exists nowhere: refused at once by sweden, whose decision it would be; held by unhcr, then refused"
 travel_json WF-1 "01a00000-0000-7000-8000-000000000000" >"$WORK/t-none.json"
 none=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/t-none.json")
 wait_for 10 "unhcr to hold it" count_is unhcr held 1
 "$TERN" info -c "$(conf unhcr)" | grep -q "^held  *1 " || fail "tern info does not show the held message"
-wait_for 20 "sweden to refuse it" refused_by iom "$none" sweden unknown-reference
+wait_for 5 "sweden to refuse it at once" refused_by iom "$none" sweden unknown-decision
 wait_for 20 "unhcr to refuse it" refused_by iom "$none" unhcr unknown-reference
 count_is unhcr held 0 || fail "unhcr still holds the refused message"
 

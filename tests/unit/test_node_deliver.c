@@ -145,6 +145,7 @@ static uint8_t *body_of(const char *type_name, size_t *len, ...)
 
 static const char *const to_sweden_iom[] = {"sweden", "iom"};
 static const char *const to_unhcr_iom[] = {"unhcr", "iom"};
+static const char *const to_unhcr_only[] = {"unhcr"};
 static const char *const to_sweden[] = {"sweden"};
 
 /* An envelope from `from`, signed by it, with body as the body bytes. */
@@ -417,11 +418,23 @@ static void test_judge_decision(void **state)
 	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
 	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId", ref,
 	              NULL, NULL);
-	/* Not held here (yet): held until it comes, not judged (held.c). */
+	/* A referral unhcr never sent: it will not come (a node records what it
+	 * sends before it leaves), so refused at once, not held a day while
+	 * sweden sees it at-broker (a new user's finding). */
+	d = judge(UNHCR, env, len);
+	assert_refused(&d, TERN_REASON_UNKNOWN_REFERRAL);
+	assert_non_null(strstr(d.text, "never sent"));
+	assert_int_equal(judge(IOM, env, len).kind, DIN_ACCEPT);
+	free(env);
+	/* A decision unhcr was not sent yet (IOM's booking came first): held
+	 * until it comes, not judged (held.c). */
+	assert_int_equal(tern_uuid_v7(other), TERN_OK);
+	env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &len, id, "decisionId", other,
+	              NULL, NULL);
 	d = judge(UNHCR, env, len);
 	assert_int_equal(d.kind, DIN_HOLD);
 	assert_string_equal(d.code, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
-	assert_string_equal(d.ref, ref);
+	assert_string_equal(d.ref, other);
 	assert_true(d.hold_until > tern_now_ms());
 	/* With no room left to hold it: refused at once. */
 	{
@@ -434,7 +447,7 @@ static void test_judge_decision(void **state)
 		node_judge_envelope(&j, txn, env, len, &full);
 		mdb_txn_abort(txn);
 		assert_refused(&full, TERN_REASON_UNKNOWN_REFERENCE);
-		/* One sender may not take all the room: sweden, with as many held
+		/* One sender may not take all the room: iom, with as many held
 		 * as one sender may have, is refused; another sender's still
 		 * leaves it room. */
 		j.hold_full = 0;
@@ -443,14 +456,14 @@ static void test_judge_decision(void **state)
 			char k[16];
 			snprintf(k, sizeof(k), "m%d", i);
 			json_object_set_new((json_t *)j.held, k,
-			                    json_pack("{s:s}", "sender", i ? "sweden" : "iom"));
+			                    json_pack("{s:s}", "sender", i ? "iom" : "sweden"));
 		}
 		memset(&full, 0, sizeof(full));
 		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 		node_judge_envelope(&j, txn, env, len, &full);
 		mdb_txn_abort(txn);
-		assert_int_equal(full.kind, DIN_HOLD); /* 999 from sweden */
-		json_object_set_new((json_t *)j.held, "m0", json_pack("{s:s}", "sender", "sweden"));
+		assert_int_equal(full.kind, DIN_HOLD); /* 999 from iom */
+		json_object_set_new((json_t *)j.held, "m0", json_pack("{s:s}", "sender", "iom"));
 		memset(&full, 0, sizeof(full));
 		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 		node_judge_envelope(&j, txn, env, len, &full);
@@ -458,9 +471,11 @@ static void test_judge_decision(void **state)
 		assert_refused(&full, TERN_REASON_UNKNOWN_REFERENCE);
 		json_decref((json_t *)j.held);
 	}
-	assert_int_equal(judge(IOM, env, len).kind, DIN_ACCEPT);
+	free(env);
 
 	/* The referral this node sent, for this case: accepted, with its outcome. */
+	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId", ref,
+	              NULL, NULL);
 	put_sent(ref, "case-referral", CASE, "", to_sweden_iom, 2);
 	d = judge(UNHCR, env, len);
 	assert_int_equal(d.kind, DIN_ACCEPT);
@@ -496,7 +511,11 @@ static void test_judge_travel(void **state)
 	assert_int_equal(tern_uuid_v7(rejected), TERN_OK);
 	env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId", dec, NULL,
 	              NULL);
-	assert_int_equal(judge(SWEDEN, env, len).kind, DIN_HOLD);
+	/* A decision sweden never sent: refused at once, not held (a node
+	 * records what it sends before it leaves, so it will not come). */
+	d = judge(SWEDEN, env, len);
+	assert_refused(&d, TERN_REASON_UNKNOWN_DECISION);
+	assert_non_null(strstr(d.text, "never sent"));
 	put_sent(dec, "acceptance-decision", CASE, "ACCEPTED", to_unhcr_iom, 2);
 	d = judge(SWEDEN, env, len);
 	assert_int_equal(d.kind, DIN_ACCEPT);
@@ -525,7 +544,7 @@ static void test_judge_travel(void **state)
 		assert_int_equal(tern_wf_records_put(b.wf, fresh, &rp), TERN_OK);
 		env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId",
 		              fresh, NULL, NULL);
-		assert_int_equal(judge(SWEDEN, env, len).kind, DIN_HOLD);
+		assert_int_equal(judge(SWEDEN, env, len).kind, DIN_REFUSE);
 		assert_int_equal(judge_in(SWEDEN, &b, env, len).kind, DIN_ACCEPT);
 		tern_wf_records_free(&b.wf);
 		free(env);
@@ -2252,8 +2271,14 @@ static void test_every_workflow_shortage_judged_alike(void **state)
 	              "caseId", OTHER_CASE);
 	swept += judged_as_with_memory(UNHCR, env, len, DIN_REFUSE);
 	free(env);
+	/* A referral unhcr never sent: refused at once (it will not come); a
+	 * decision unhcr was not sent yet: held until it comes. */
 	env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id, "referralId",
 	              absent, NULL, NULL);
+	swept += judged_as_with_memory(UNHCR, env, len, DIN_REFUSE);
+	free(env);
+	env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &len, id, "decisionId", absent,
+	              NULL, NULL);
 	swept += judged_as_with_memory(UNHCR, env, len, DIN_HOLD);
 	free(env);
 	env = message(IOM, to_sweden, 1, "travel-confirmation", &len, id, "decisionId", dec, NULL,
@@ -3649,8 +3674,8 @@ static void test_every_held_load_shortage_all(void **state)
 
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(tern_uuid_v7(ref), TERN_OK);
-		env = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &len, id,
-		              "referralId", ref, NULL, NULL);
+		env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &len, id, "decisionId",
+		              ref, NULL, NULL);
 		n->connected = 1;
 		deliver(n, (uint64_t)i + 1, env, len);
 		assert_int_equal(n->batch.dins[n->batch.ndins - 1].kind, DIN_HOLD);
@@ -5054,8 +5079,6 @@ static json_t *api_send_json(node *n, const char *type, const char *const *to, s
 {
 	return api_send_json_in(n, type, to, nto, text, id, 1);
 }
-
-static const char *const to_unhcr_only[] = {"unhcr"};
 
 /* unhcr's referral of the example case to sweden, sent by n (unhcr) through
  * the API's path, so that n holds its thread; its id in id. */
