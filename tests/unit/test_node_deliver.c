@@ -5162,6 +5162,37 @@ static void test_held_citing_a_refused_decision_released(void **state)
 	free(tenv);
 }
 
+/* unhcr (n) refers the case to sweden: sweden's decision on it (denv), and
+ * IOM's booking on that decision (t1env) and its next travel confirmation of
+ * status t2_status (t2env), sealed; the booking delivered first and held
+ * (the decision has not come), committed. */
+struct held_booking {
+	char ref[37], dec[37], t1[37], t2[37];
+	size_t dlen, t1len, t2len;
+	uint8_t *denv, *t1env, *t2env;
+};
+
+static void held_booking(node *n, const char *t2_status, struct held_booking *b)
+{
+	unhcr_refers(n, b->ref);
+	b->denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &b->dlen, b->dec,
+	                  "referralId", b->ref, NULL, NULL);
+	b->t1env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &b->t1len, b->t1,
+	                   "decisionId", b->dec, NULL, NULL);
+	b->t2env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &b->t2len, b->t2,
+	                   "decisionId", b->dec, "status", t2_status);
+	deliver(n, 1, b->t1env, b->t1len);
+	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
+	node_batch_commit(n);
+}
+
+static void held_booking_free(struct held_booking *b)
+{
+	free(b->denv);
+	free(b->t1env);
+	free(b->t2env);
+}
+
 /* IOM books (T1) and then reports the departure (T2), both citing sweden's
  * decision D, which reaches unhcr after T1 (held) and in the same turn as
  * T2. T2 waits behind T1 (held: its sender's earlier message citing D is),
@@ -5252,52 +5283,39 @@ static void test_held_booking_overtaken_by_the_departure(void **state)
  * for a travel IOM had cancelled. */
 static void test_behind_without_room_refused(void **state)
 {
-	char ref[37], dec[37], t1[37], t2[37];
-	size_t dlen, t1len, t2len;
-	uint8_t *denv, *t1env, *t2env;
+	struct held_booking b;
 	node *n = node_as(UNHCR);
 	tern_wf_record *rec = NULL;
 	MDB_txn *txn;
 
 	(void)state;
-	unhcr_refers(n, ref);
-	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
-	               ref, NULL, NULL);
-	t1env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t1len, t1, "decisionId", dec,
-	                NULL, NULL);
-	t2env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t2len, t2, "decisionId", dec,
-	                "status", "CANCELLED");
-	deliver(n, 1, t1env, t1len);
-	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
-	node_batch_commit(n);
+	held_booking(n, "CANCELLED", &b);
 	/* IOM's share of the hold taken up (an entry the tick never sees). */
 	assert_int_equal(json_object_set_new(n->held, "taken",
 	                                     json_pack("{s:s, s:I}", "sender", "iom", "len",
 	                                               (json_int_t)NODE_HELD_BYTES_PER_SENDER)),
 	                 0);
-	deliver(n, 2, denv, dlen);
+	deliver(n, 2, b.denv, b.dlen);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
-	deliver(n, 3, t2env, t2len);
+	deliver(n, 3, b.t2env, b.t2len);
 	assert_int_equal(n->batch.dins[1].kind, DIN_REFUSE);
 	assert_string_equal(n->batch.dins[1].code, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
 	assert_non_null(strstr(n->batch.dins[1].text, "must wait behind"));
-	assert_non_null(strstr(n->batch.dins[1].text, t1));
+	assert_non_null(strstr(n->batch.dins[1].text, b.t1));
 	assert_int_equal(json_object_del(n->held, "taken"), 0);
 	node_batch_commit(n);
 	node_held_tick(n, tern_now_ms());
 	assert_int_equal(n->batch.ndins, 1);
-	assert_string_equal(n->batch.dins[0].msgid, t1);
+	assert_string_equal(n->batch.dins[0].msgid, b.t1);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	node_batch_commit(n);
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, b.ref, &rec), TERN_OK);
 	mdb_txn_abort(txn);
 	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "booked");
 	tern_wf_record_free(&rec);
 	node_free(n);
-	free(denv);
-	free(t1env);
-	free(t2env);
+	held_booking_free(&b);
 }
 
 /* As above, but T1 is released (accepted) at a tick before T2 comes, in a
@@ -5307,30 +5325,19 @@ static void test_behind_without_room_refused(void **state)
  * room T1 itself still takes. */
 static void test_behind_a_sibling_released_this_turn(void **state)
 {
-	char ref[37], dec[37], t1[37], t2[37];
-	size_t dlen, t1len, t2len;
-	uint8_t *denv, *t1env, *t2env;
+	struct held_booking b;
 	node *n = node_as(UNHCR);
 	tern_wf_record *rec = NULL;
 	MDB_txn *txn;
 
 	(void)state;
-	unhcr_refers(n, ref);
-	denv = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &dlen, dec, "referralId",
-	               ref, NULL, NULL);
-	t1env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t1len, t1, "decisionId", dec,
-	                NULL, NULL);
-	t2env = message(IOM, to_unhcr_only, 1, "travel-confirmation", &t2len, t2, "decisionId", dec,
-	                "status", "CANCELLED");
-	deliver(n, 1, t1env, t1len);
-	assert_int_equal(n->batch.dins[0].kind, DIN_HOLD);
-	node_batch_commit(n);
-	deliver(n, 2, denv, dlen);
+	held_booking(n, "CANCELLED", &b);
+	deliver(n, 2, b.denv, b.dlen);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	node_batch_commit(n);
 	node_held_tick(n, tern_now_ms());
 	assert_int_equal(n->batch.ndins, 1);
-	assert_string_equal(n->batch.dins[0].msgid, t1);
+	assert_string_equal(n->batch.dins[0].msgid, b.t1);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT); /* released, not committed */
 	/* IOM's share of the hold taken up (an entry the tick never sees). */
 	assert_int_equal(json_object_set_new(n->held, "taken",
@@ -5338,22 +5345,20 @@ static void test_behind_a_sibling_released_this_turn(void **state)
 	                                               (json_int_t)NODE_HELD_BYTES_PER_SENDER,
 	                                               "until", (json_int_t)INT64_MAX)),
 	                 0);
-	deliver(n, 3, t2env, t2len);
+	deliver(n, 3, b.t2env, b.t2len);
 	assert_int_equal(n->batch.ndins, 2);
-	assert_string_equal(n->batch.dins[1].msgid, t2);
+	assert_string_equal(n->batch.dins[1].msgid, b.t2);
 	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
 	assert_int_equal(json_object_del(n->held, "taken"), 0);
 	node_batch_commit(n);
 	assert_int_equal(node_held_count(n), 0);
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, b.ref, &rec), TERN_OK);
 	mdb_txn_abort(txn);
 	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "cancelled");
 	tern_wf_record_free(&rec);
 	node_free(n);
-	free(denv);
-	free(t1env);
-	free(t2env);
+	held_booking_free(&b);
 }
 
 static const char *const to_iom_only[] = {"iom"};

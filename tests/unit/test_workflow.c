@@ -1009,6 +1009,17 @@ static void test_open_place_taken_by_a_case_update(void **state)
 	tern_wf_records_free(&h);
 }
 
+/* At unhcr (h): sweden accepts R1 (D1), IOM books travel on it (booking). */
+static void accepted_and_booked(tern_wf_records *h, const char *booking)
+{
+	assert_int_equal(
+	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
+	    TERN_REASON_NONE);
+	assert_int_equal(travel(h, "unhcr", REF, booking, D1,
+	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
+	                 TERN_REASON_NONE);
+}
+
 /* What docs/messages.md ("What the workflow leaves to the agencies") says of
  * decisions after a booking: a new acceptance replaces the one the booking
  * cited (accepted again; the old decision superseded), so IOM books again
@@ -1023,12 +1034,7 @@ static void test_decisions_after_a_booking(void **state)
 	tern_wf_records *h = unhcr_holds();
 
 	(void)state;
-	assert_int_equal(
-	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
-	    TERN_REASON_NONE);
-	assert_int_equal(travel(h, "unhcr", REF, t[0], D1,
-	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
-	                 TERN_REASON_NONE);
+	accepted_and_booked(h, t[0]);
 	assert_string_equal(state_of(h, R1), "booked");
 	assert_int_equal(
 	    decide(h, "unhcr", REF, 0, (struct dec){D2, "sweden", R1, ACC, NULL}, NULL),
@@ -1059,12 +1065,7 @@ static void test_decisions_after_a_booking(void **state)
 
 	/* Booked, then withdrawn by the referrer: no cancellation either. */
 	h = unhcr_holds();
-	assert_int_equal(
-	    decide(h, "unhcr", REF, 0, (struct dec){D1, "sweden", R1, ACC, NULL}, NULL),
-	    TERN_REASON_NONE);
-	assert_int_equal(travel(h, "unhcr", REF, t[0], D1,
-	                        TERN__V1__TRAVEL_CONFIRMATION__STATUS__BOOKED, "P1", NULL),
-	                 TERN_REASON_NONE);
+	accepted_and_booked(h, t[0]);
 	assert_int_equal(update_at(h, "sweden", STATE, U1, WITHDRAWN, NULL, NULL),
 	                 TERN_REASON_NONE);
 	assert_int_equal(travel(h, "sweden", STATE, t[1], D1,
