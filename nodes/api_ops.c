@@ -408,10 +408,11 @@ static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const c
 		/* What the caseworker can do: a cancellation is allowed while
 		 * booked or accepted, not once the family travelled. */
 		if (b.state == TERN_CASE_BOOKED)
-			snprintf(v->text, sizeof(v->text),
-			         "case %s is booked on referral %s: cancel that travel (a travel "
-			         "confirmation CANCELLED) before booking it on another",
-			         case_id, b.other);
+			snprintf(
+			    v->text, sizeof(v->text),
+			    "case %.64s is booked on referral %s: cancel that travel (a travel "
+			    "confirmation CANCELLED) before booking it on another",
+			    case_id, b.other);
 		else if (b.state == TERN_CASE_ACCEPTED)
 			snprintf(
 			    v->text, sizeof(v->text),
@@ -421,7 +422,7 @@ static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const c
 			    case_id, b.other);
 		else
 			snprintf(v->text, sizeof(v->text),
-			         "case %s is %s on referral %s: the family travelled on that "
+			         "case %.64s is %s on referral %s: the family travelled on that "
 			         "referral, and is booked on no other",
 			         case_id, tern_case_state_name(b.state), b.other);
 	}

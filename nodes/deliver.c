@@ -348,8 +348,9 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 		 * before it leaves), so it will not arrive. Refused at once, not
 		 * held a day while its sender sees it at-broker (a new user's
 		 * finding: a State's decision on a made-up referral). */
-		refuse(d, tern_reason_code(v.reason), "it cites %s, a %s this node never sent",
-		       v.record->ref, tern_msgtype_by_type(t->ref_type)->name);
+		refuse(d, tern_reason_code(v.reason),
+		       "it cites %s (%s), which this node never sent", v.record->ref,
+		       tern_msgtype_by_type(t->ref_type)->name);
 		tern_wf_verdict_clear(&v);
 		return;
 	}
