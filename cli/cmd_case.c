@@ -61,6 +61,10 @@ static void print_threads(const json_t *c)
 			       cli_json_str(x, "value")[0] ? " " : "", cli_json_str(x, "value"),
 			       cli_json_str(x, "from"));
 		}
+		if ((x = json_object_get(t, "booking_refused")) != NULL)
+			printf("  no booking here (%s): the case is %s on referral %s\n",
+			       cli_json_str(x, "reason"), cli_json_str(x, "state"),
+			       cli_json_str(x, "referral_id"));
 	}
 }
 

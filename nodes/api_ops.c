@@ -307,124 +307,39 @@ static int state_told(node *n, struct node_wf_view *w, const struct node_send *s
 	return TERN_OK;
 }
 
-/* IOM books a family on one referral at a time: a case referred to two
- * States at once and accepted by both (nothing ties a case's threads,
- * docs/messages.md) must not be booked to both. A booking is refused while
- * another referral of the case is booked or further along, as this node
- * holds it (or this turn's batch moves it). */
-#define BOOKED_ON                                                                                  \
-	(TERN_CASE_BIT(TERN_CASE_BOOKED) | TERN_CASE_BIT(TERN_CASE_DEPARTED) |                     \
-	 TERN_CASE_BIT(TERN_CASE_ARRIVED) | TERN_CASE_BIT(TERN_CASE_HANDED_OVER))
-
-struct booked_scan {
-	struct node_wf_view *w;
-	const char *case_id, *root;
-	char other[TERN_WF_ID_MAX + 1];
-	tern_case_state state;
-	int rc;
-};
-
-/* 1 when the thread of root record rec, accepted, still has the travel IOM
- * booked on it: a new acceptance after a booking (members added or
- * removed) puts the thread back to accepted, but the travel stands until
- * IOM cancels it (docs/messages.md). A record that cannot be read: not
- * booked; b->rc set for want of memory. */
-static int booked_before(struct booked_scan *b, const tern_wf_record *rec)
-{
-	const char *last = tern_wf_record_last(rec, "travel-confirmation");
-	tern_wf_record *t = NULL;
-	int rc, booked = 0;
-
-	if ((tern_case_state)rec->state != TERN_CASE_ACCEPTED || last[0] == '\0')
-		return 0;
-	if ((rc = node_wf_lookup(b->w, last, &t)) == TERN_OK)
-		booked = strcmp(t->value, "BOOKED") == 0;
-	else if (rc == TERN_ENOMEM)
-		b->rc = rc;
-	tern_wf_record_free(&t);
-	return booked;
-}
-
-static int booked_check(struct booked_scan *b, const char *id, const tern_wf_record *rec)
-{
-	if (strcmp(id, b->root) == 0 || strcmp(rec->case_id, b->case_id) != 0)
-		return 0;
-	if (TERN_CASE_BIT((tern_case_state)rec->state) & BOOKED_ON)
-		b->state = (tern_case_state)rec->state;
-	else if (booked_before(b, rec))
-		b->state = TERN_CASE_ACCEPTED;
-	else
-		return b->rc != TERN_OK; /* out of memory: the scan stops */
-	snprintf(b->other, sizeof(b->other), "%s", id);
-	return 1;
-}
-
-static int booked_batch(const char *id, const tern_wf_record *rec, void *arg)
-{
-	return booked_check(arg, id, rec);
-}
-
-/* A node_store_list_case_scan visit: the thread of msgid, by its root. */
-static int booked_visit(char kind, const char *msgid, void *arg)
-{
-	struct booked_scan *b = arg;
-	tern_wf_record *rec = NULL, *root = NULL;
-	int rc, found = 0;
-
-	(void)kind;
-	if ((rc = node_wf_lookup(b->w, msgid, &rec)) == TERN_OK) {
-		const char *rid = rec->root[0] ? rec->root : msgid;
-		if (strcmp(rid, msgid) == 0)
-			found = booked_check(b, rid, rec);
-		else if ((rc = node_wf_lookup(b->w, rid, &root)) == TERN_OK)
-			found = booked_check(b, rid, root);
-	}
-	tern_wf_record_free(&rec);
-	tern_wf_record_free(&root);
-	if (rc == TERN_ENOMEM) {
-		b->rc = rc;
-		return 1;
-	}
-	return found; /* a message with no record (a receipt), a damaged one: passed over */
-}
-
-/* Sets v->reason when a booking on root must wait; TERN_ENOMEM, or the
- * store's error. */
+/* Sets v->reason when a booking on root must wait (node_case_booked_on);
+ * TERN_ENOMEM, or the store's error. */
 static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const char *root,
                             tern_wf_verdict *v)
 {
-	struct booked_scan b = {.w = w, .case_id = case_id, .root = root};
-	const struct batch *bt = w->j->batch;
+	char other[TERN_WF_ID_MAX + 1];
+	tern_case_state state;
 	int rc;
 
-	if (!(bt && bt->wf && tern_wf_records_each(bt->wf, booked_batch, &b)) &&
-	    (rc = node_store_list_case_scan(w->txn, w->j->store, case_id, booked_visit, &b)) !=
-	        TERN_OK)
+	if ((rc = node_case_booked_on(w, case_id, root, other, &state)) != TERN_OK)
 		return rc;
-	if (b.rc != TERN_OK)
-		return b.rc;
-	if (b.other[0]) {
+	if (other[0]) {
 		v->reason = TERN_REASON_CASE_BOOKED_ELSEWHERE;
 		/* What the caseworker can do: a cancellation is allowed while
 		 * booked or accepted, not once the family travelled. */
-		if (b.state == TERN_CASE_BOOKED)
+		if (state == TERN_CASE_BOOKED)
 			snprintf(
 			    v->text, sizeof(v->text),
 			    "case %.64s is booked on referral %s: cancel that travel (a travel "
 			    "confirmation CANCELLED) before booking it on another",
-			    case_id, b.other);
-		else if (b.state == TERN_CASE_ACCEPTED)
+			    case_id, other);
+		else if (state == TERN_CASE_ACCEPTED)
 			snprintf(
 			    v->text, sizeof(v->text),
 			    "case %.64s has travel booked on referral %s, accepted again since: "
 			    "cancel it (a travel confirmation CANCELLED citing the new decision) "
 			    "first",
-			    case_id, b.other);
+			    case_id, other);
 		else
 			snprintf(v->text, sizeof(v->text),
 			         "case %.64s is %s on referral %s: the family travelled on that "
 			         "referral, and is booked on no other",
-			         case_id, tern_case_state_name(b.state), b.other);
+			         case_id, tern_case_state_name(state), other);
 	}
 	return TERN_OK;
 }

@@ -70,6 +70,109 @@ int node_store_case_forget(MDB_txn *txn, tern_store *s, const char *case_id, con
 	return rc == MDB_NOTFOUND ? TERN_OK : MDB(rc, "take a held message out of its case");
 }
 
+/* --- one booking a case ------------------------------------------------------ */
+
+/* IOM books a family on one referral at a time: a case referred to two
+ * States at once and accepted by both (nothing ties a case's threads,
+ * docs/messages.md) must not be booked to both. A booking is refused while
+ * another referral of the case is booked or further along, as this node
+ * holds it (or this turn's batch moves it). */
+#define BOOKED_ON                                                                                  \
+	(TERN_CASE_BIT(TERN_CASE_BOOKED) | TERN_CASE_BIT(TERN_CASE_DEPARTED) |                     \
+	 TERN_CASE_BIT(TERN_CASE_ARRIVED) | TERN_CASE_BIT(TERN_CASE_HANDED_OVER))
+
+struct booked_scan {
+	const struct node_wf_view *w;
+	const char *case_id, *root;
+	char other[TERN_WF_ID_MAX + 1];
+	tern_case_state state;
+	int rc;
+};
+
+/* 1 when the thread of root record rec, accepted, still has the travel IOM
+ * booked on it: a new acceptance after a booking (members added or
+ * removed) puts the thread back to accepted, but the travel stands until
+ * IOM cancels it (docs/messages.md). A record that cannot be read: not
+ * booked; b->rc set for want of memory. */
+static int booked_before(struct booked_scan *b, const tern_wf_record *rec)
+{
+	const char *last = tern_wf_record_last(rec, "travel-confirmation");
+	tern_wf_record *t = NULL;
+	int rc, booked = 0;
+
+	if ((tern_case_state)rec->state != TERN_CASE_ACCEPTED || last[0] == '\0')
+		return 0;
+	if ((rc = node_wf_lookup((void *)b->w, last, &t)) == TERN_OK)
+		booked = strcmp(t->value, "BOOKED") == 0;
+	else if (rc == TERN_ENOMEM)
+		b->rc = rc;
+	tern_wf_record_free(&t);
+	return booked;
+}
+
+static int booked_check(struct booked_scan *b, const char *id, const tern_wf_record *rec)
+{
+	if (strcmp(id, b->root) == 0 || strcmp(rec->case_id, b->case_id) != 0)
+		return 0;
+	if (TERN_CASE_BIT((tern_case_state)rec->state) & BOOKED_ON)
+		b->state = (tern_case_state)rec->state;
+	else if (booked_before(b, rec))
+		b->state = TERN_CASE_ACCEPTED;
+	else
+		return b->rc != TERN_OK; /* out of memory: the scan stops */
+	snprintf(b->other, sizeof(b->other), "%s", id);
+	return 1;
+}
+
+static int booked_batch(const char *id, const tern_wf_record *rec, void *arg)
+{
+	return booked_check(arg, id, rec);
+}
+
+/* A node_store_list_case_scan visit: the thread of msgid, by its root. */
+static int booked_visit(char kind, const char *msgid, void *arg)
+{
+	struct booked_scan *b = arg;
+	tern_wf_record *rec = NULL, *root = NULL;
+	int rc, found = 0;
+
+	(void)kind;
+	if ((rc = node_wf_lookup((void *)b->w, msgid, &rec)) == TERN_OK) {
+		const char *rid = rec->root[0] ? rec->root : msgid;
+		if (strcmp(rid, msgid) == 0)
+			found = booked_check(b, rid, rec);
+		else if ((rc = node_wf_lookup((void *)b->w, rid, &root)) == TERN_OK)
+			found = booked_check(b, rid, root);
+	}
+	tern_wf_record_free(&rec);
+	tern_wf_record_free(&root);
+	if (rc == TERN_ENOMEM) {
+		b->rc = rc;
+		return 1;
+	}
+	return found; /* a message with no record (a receipt), a damaged one: passed over */
+}
+
+int node_case_booked_on(const struct node_wf_view *w, const char *case_id, const char *root,
+                        char other[TERN_WF_ID_MAX + 1], tern_case_state *state)
+{
+	struct booked_scan b = {.w = w, .case_id = case_id, .root = root ? root : ""};
+	const struct batch *bt = w->j->batch;
+	int rc;
+
+	other[0] = '\0';
+	*state = TERN_CASE_NONE;
+	if (!(bt && bt->wf && tern_wf_records_each(bt->wf, booked_batch, &b)) &&
+	    (rc = node_store_list_case_scan(w->txn, w->j->store, case_id, booked_visit, &b)) !=
+	        TERN_OK)
+		return rc;
+	if (b.rc != TERN_OK)
+		return b.rc;
+	memcpy(other, b.other, sizeof(b.other));
+	*state = b.state;
+	return TERN_OK;
+}
+
 /* --- the view ----------------------------------------------------------------- */
 
 static const char *str(const json_t *o, const char *k)
@@ -301,6 +404,47 @@ fail:
 	return 1;
 }
 
+/* At IOM's node: a thread whose booking the node would refuse
+ * (case-booked-elsewhere) does not offer one in its next steps, and says
+ * why, naming the referral the case is booked on (a new user saw the view
+ * offer what the node then refused). */
+static int booking_refused(node *n, MDB_txn *txn, const char *case_id, json_t *threads)
+{
+	node_judge j;
+	struct node_wf_view w;
+	char other[TERN_WF_ID_MAX + 1];
+	tern_case_state st;
+	size_t i, k;
+	json_t *t, *x;
+	int rc;
+
+	node_judge_of(n, &j);
+	w = (struct node_wf_view){&j, txn};
+	json_array_foreach(threads, i, t)
+	{
+		json_t *next = json_object_get(t, "next");
+		if ((rc = node_case_booked_on(&w, case_id, str(t, "referral_id"), other, &st)) !=
+		    TERN_OK)
+			return rc;
+		if (other[0] == '\0')
+			continue;
+		for (k = json_array_size(next); k-- > 0;) {
+			x = json_array_get(next, k);
+			if (strcmp(str(x, "type"), "travel-confirmation") == 0 &&
+			    strcmp(str(x, "value"), "BOOKED") == 0 &&
+			    json_array_remove(next, k) != 0)
+				return TERN_ENOMEM;
+		}
+		if (json_object_set_new(
+		        t, "booking_refused",
+		        json_pack("{s:s, s:s, s:s}", "reason",
+		                  tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE),
+		                  "referral_id", other, "state", tern_case_state_name(st))) != 0)
+			return TERN_ENOMEM;
+	}
+	return TERN_OK;
+}
+
 int node_case_view(node *n, MDB_txn *txn, const char *case_id, json_t **view)
 {
 	tern_store *s = n->store;
@@ -403,6 +547,10 @@ int node_case_view(node *n, MDB_txn *txn, const char *case_id, json_t **view)
 		    (t && json_array_append_new(tl, t) != 0))
 			goto fail;
 	}
+	if (n->id.self && (n->id.self->roles & TERN_ROLE_MOVEMENT) &&
+	    (rc = booking_refused(n, txn, case_id, tl)) != TERN_OK)
+		goto fail;
+	rc = TERN_ENOMEM;
 	json_array_foreach(events, i, v)
 	{
 		if (strcmp(str(v, "direction"), "held") == 0 &&

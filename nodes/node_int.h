@@ -698,6 +698,15 @@ void node_unshown_clear(node *n);
  * ran out, another code when the store could not be read; a record that is
  * absent or damaged is left out of the view. Reads in txn. */
 int node_case_view(node *n, MDB_txn *txn, const char *case_id, json_t **out);
+/* IOM books a family on one referral at a time (docs/messages.md, "What
+ * the workflow leaves to the agencies"): other gets the id of a referral of
+ * case_id other than root that is booked, departed, arrived or handed over,
+ * or accepted again with its travel still booked, as w reads it (the store,
+ * and its batch's newer records), and state its state (TERN_CASE_ACCEPTED
+ * for the last); other "" when none. cases.c. TERN_ENOMEM, or the store's
+ * error. */
+int node_case_booked_on(const struct node_wf_view *w, const char *case_id, const char *root,
+                        char other[TERN_WF_ID_MAX + 1], tern_case_state *state);
 
 /* --- commit.c ------------------------------------------------------------------ */
 

@@ -5494,7 +5494,7 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 		MDB_txn *txn;
 		json_t *v = NULL, *t;
 		size_t i;
-		int sweden = 0, portugal = 0;
+		int sweden = 0, portugal = 0, refused_here = 0;
 		assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 		assert_int_equal(node_case_view(n, txn, CASE, &v), TERN_OK);
 		mdb_txn_abort(txn);
@@ -5509,9 +5509,25 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 			portugal += strcmp(rid, r2) == 0 && strstr(ps, "\"portugal\"") &&
 			            !strstr(ps, "sweden");
 			free(ps);
+			/* R1 and R2 (cancelled) offer no booking while R3 is booked,
+			 * and say so; R3 offers its own. */
+			ps = json_dumps(json_object_get(t, "next"), 0);
+			assert_non_null(ps);
+			if (strcmp(rid, r3) == 0) {
+				assert_null(json_object_get(t, "booking_refused"));
+			} else {
+				json_t *br = json_object_get(t, "booking_refused");
+				assert_non_null(br);
+				assert_string_equal(
+				    json_string_value(json_object_get(br, "referral_id")), r3);
+				assert_null(strstr(ps, "\"BOOKED\""));
+				refused_here++;
+			}
+			free(ps);
 		}
 		assert_int_equal(sweden, 2);
 		assert_int_equal(portugal, 1);
+		assert_int_equal(refused_here, 2);
 		json_decref(v);
 	}
 	/* Once the family has departed on R3, no cancellation can follow: the
