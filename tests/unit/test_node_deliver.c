@@ -551,6 +551,51 @@ static void test_judge_travel(void **state)
 	}
 }
 
+/* A member with two roles (tern dev-federation's portugal: referrer and
+ * state, for relocation) sends decisions as a State and is sent them as a
+ * referrer. A travel confirmation IOM books on Sweden's decision on
+ * portugal's referral can reach portugal before that decision (two senders,
+ * two streams): it must wait for it, as at unhcr, not be refused at once as
+ * citing "a decision this node never sent". Nor a case update from unhcr
+ * citing its referral to portugal (as a State) that has not come yet (a
+ * referral with attachments is judged only once its chunks are in). */
+static void test_judge_two_roles_holds(void **state)
+{
+	static const char *const to_sweden_portugal[] = {"sweden", "portugal"};
+	static const char *const to_portugal[] = {"portugal"};
+	char dec[37], ref[37], id[37];
+	node_judge j = judge_as(PORTUGAL, &empty);
+	size_t len;
+	uint8_t *env;
+	MDB_txn *txn;
+	struct din d;
+
+	(void)state;
+	j.roles = TERN_ROLE_REFERRER | TERN_ROLE_STATE;
+	assert_int_equal(tern_uuid_v7(dec), TERN_OK);
+	env = message(IOM, to_sweden_portugal, 2, "travel-confirmation", &len, id, "decisionId",
+	              dec, NULL, NULL);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_judge_envelope(&j, txn, env, len, &d);
+	mdb_txn_abort(txn);
+	assert_int_equal(d.kind, DIN_HOLD);
+	assert_string_equal(d.code, tern_reason_code(TERN_REASON_UNKNOWN_REFERENCE));
+	assert_string_equal(d.ref, dec);
+	free(env);
+
+	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
+	env = message(UNHCR, to_portugal, 1, "case-update", &len, id, "referralId", ref, NULL,
+	              NULL);
+	memset(&d, 0, sizeof(d));
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	node_judge_envelope(&j, txn, env, len, &d);
+	mdb_txn_abort(txn);
+	assert_int_equal(d.kind, DIN_HOLD);
+	assert_string_equal(d.ref, ref);
+	free(env);
+}
+
 /* The body: it must decode as its type, pass validation, and carry the
  * header's case id. */
 static void test_judge_body(void **state)
@@ -5781,6 +5826,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_judge_duplicates, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_decision, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_travel, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_judge_two_roles_holds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_body, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_judge_receipt, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_deliver_commit, setup, teardown),
