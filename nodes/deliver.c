@@ -342,12 +342,16 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 	snprintf(d->ref, sizeof(d->ref), "%s", v.record->ref);
 	if (t->state_field) /* in the audit entry: what replay judges the thread by */
 		snprintf(d->outcome, sizeof(d->outcome), "%s", v.record->value);
-	if (v.unknown_ref && (tern_msgtype_by_type(t->ref_type)->sender_roles & j->roles)) {
+	if (v.unknown_ref && (tern_msgtype_by_type(t->ref_type)->sender_roles & j->roles) &&
+	    !(tern_msgtype_by_type(t->ref_type)->recipient_roles & j->roles)) {
 		/* What it cites is of a type this node sends, not one it is sent:
 		 * had this node sent it, it would hold it (a send is recorded
 		 * before it leaves), so it will not arrive. Refused at once, not
 		 * held a day while its sender sees it at-broker (a new user's
-		 * finding: a State's decision on a made-up referral). */
+		 * finding: a State's decision on a made-up referral). A member
+		 * with two roles that is also sent the type (portugal, referrer
+		 * and state: another State's decision comes to it as referrer)
+		 * holds it as any recipient does: it may come yet. */
 		refuse(d, tern_reason_code(v.reason),
 		       "it cites %s (%s), which this node never sent", v.record->ref,
 		       tern_msgtype_by_type(t->ref_type)->name);
