@@ -585,8 +585,8 @@ static void test_judge_two_roles_holds(void **state)
 	free(env);
 
 	assert_int_equal(tern_uuid_v7(ref), TERN_OK);
-	env = message(UNHCR, to_portugal, 1, "case-update", &len, id, "referralId", ref, NULL,
-	              NULL);
+	env =
+	    message(UNHCR, to_portugal, 1, "case-update", &len, id, "referralId", ref, NULL, NULL);
 	memset(&d, 0, sizeof(d));
 	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
 	node_judge_envelope(&j, txn, env, len, &d);
