@@ -147,14 +147,27 @@ static struct sealed referral(struct fixture *f)
 	return seal_from(f, UNHCR, to_sweden, 1, TERN__V1__MESSAGE_TYPE__CASE_REFERRAL, 0);
 }
 
+/* fr packed and decoded again, as the broker reads a frame off the wire
+ * (tern_hop_decode): the caller's to free. */
+static Tern__V1__Frame *received(const Tern__V1__Frame *fr)
+{
+	Tern__V1__Frame *out = NULL;
+	size_t n = tern__v1__frame__get_packed_size(fr);
+	uint8_t *wire = malloc(n);
+
+	assert_non_null(wire);
+	tern__v1__frame__pack(fr, wire);
+	assert_int_equal(tern_hop_decode(wire, n, n + 4096, &out), TERN_OK);
+	free(wire);
+	return out;
+}
+
 /* A Submit frame carrying len bytes of env, packed and decoded again the
  * way the broker reads one off the wire (tern_hop_decode). */
 static Tern__V1__Frame *submit_frame(struct fixture *f, const uint8_t *env, size_t len)
 {
-	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
 	Tern__V1__Submit sm = TERN__V1__SUBMIT__INIT;
-	uint8_t *wire;
-	size_t n;
 
 	sm.envelope.data = (uint8_t *)env;
 	sm.envelope.len = len;
@@ -163,13 +176,7 @@ static Tern__V1__Frame *submit_frame(struct fixture *f, const uint8_t *env, size
 	fr.version = TERN_HOP_VERSION;
 	fr.body_case = TERN__V1__FRAME__BODY_SUBMIT;
 	fr.submit = &sm;
-	n = tern__v1__frame__get_packed_size(&fr);
-	wire = malloc(n);
-	assert_non_null(wire);
-	tern__v1__frame__pack(&fr, wire);
-	assert_int_equal(tern_hop_decode(wire, n, len + 4096, &out), TERN_OK);
-	free(wire);
-	return out;
+	return received(&fr);
 }
 
 static struct route_rules rules_of(const tern_directory *dir)
@@ -1848,12 +1855,10 @@ static void test_failed_commit_drops_deferred(void **state)
  * as the broker decodes frames. */
 static Tern__V1__Frame *witness_frame(size_t nproof, size_t hlen)
 {
-	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
 	Tern__V1__WitnessRequest wr = TERN__V1__WITNESS_REQUEST__INIT;
 	static uint8_t hash[64];
 	ProtobufCBinaryData proof[80];
-	uint8_t *wire;
-	size_t n;
 
 	for (size_t i = 0; i < nproof; i++)
 		proof[i] = (ProtobufCBinaryData){hlen, hash};
@@ -1865,28 +1870,18 @@ static Tern__V1__Frame *witness_frame(size_t nproof, size_t hlen)
 	fr.version = TERN_HOP_VERSION;
 	fr.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
 	fr.witness_request = &wr;
-	n = tern__v1__frame__get_packed_size(&fr);
-	wire = malloc(n);
-	assert_non_null(wire);
-	tern__v1__frame__pack(&fr, wire);
-	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
-	free(wire);
-	return out;
+	return received(&fr);
 }
 
 static Tern__V1__Frame *bye_frame(void)
 {
-	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
 	Tern__V1__Bye bye = TERN__V1__BYE__INIT;
-	uint8_t wire[16];
-	size_t n;
 
 	fr.version = TERN_HOP_VERSION;
 	fr.body_case = TERN__V1__FRAME__BODY_BYE;
 	fr.bye = &bye;
-	n = tern__v1__frame__pack(&fr, wire);
-	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
-	return out;
+	return received(&fr);
 }
 
 /* A node's clean stop says Bye: the broker drops the route at once, and what
@@ -1971,11 +1966,9 @@ static void test_witness_relay_bounded(void **state)
 /* A witness frame to `to`: a request, or an answer, decoded. */
 static Tern__V1__Frame *witness_to(const char *to, int answer)
 {
-	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
 	Tern__V1__WitnessRequest wr = TERN__V1__WITNESS_REQUEST__INIT;
 	Tern__V1__WitnessResponse ws = TERN__V1__WITNESS_RESPONSE__INIT;
-	uint8_t wire[512];
-	size_t n;
 
 	fr.version = TERN_HOP_VERSION;
 	if (answer) {
@@ -1990,9 +1983,7 @@ static Tern__V1__Frame *witness_to(const char *to, int answer)
 		fr.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
 		fr.witness_request = &wr;
 	}
-	n = tern__v1__frame__pack(&fr, wire);
-	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
-	return out;
+	return received(&fr);
 }
 
 /* Witness frames are counted per pair of members: unhcr asking sweden over
@@ -2040,19 +2031,15 @@ static void test_witness_allowance_per_pair(void **state)
 /* A DeliverAck from sweden (routing id "sw") up to upto, decoded. */
 static Tern__V1__Frame *ack_frame(const broker *b, uint64_t upto)
 {
-	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
 	Tern__V1__DeliverAck a = TERN__V1__DELIVER_ACK__INIT;
-	uint8_t wire[128];
-	size_t n;
 
 	a.broker_epoch = (ProtobufCBinaryData){BQ_EPOCH_LEN, (uint8_t *)b->epoch};
 	a.upto = upto;
 	fr.version = TERN_HOP_VERSION;
 	fr.body_case = TERN__V1__FRAME__BODY_DELIVER_ACK;
 	fr.deliver_ack = &a;
-	n = tern__v1__frame__pack(&fr, wire);
-	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
-	return out;
+	return received(&fr);
 }
 
 /* A batch keeps one acknowledgement per node, the highest: before, each
@@ -2123,11 +2110,9 @@ static void test_ack_after_redelivery_reset(void **state)
  * upto of b's store (0: none). */
 static Tern__V1__Frame *hello_frame(const broker *b, uint64_t instance, uint64_t upto)
 {
-	Tern__V1__Frame fr = TERN__V1__FRAME__INIT, *out = NULL;
+	Tern__V1__Frame fr = TERN__V1__FRAME__INIT;
 	Tern__V1__Hello h = TERN__V1__HELLO__INIT;
 	static uint64_t session;
-	uint8_t wire[256];
-	size_t n;
 
 	h.node_id = "sweden";
 	h.software = "test";
@@ -2143,9 +2128,7 @@ static Tern__V1__Frame *hello_frame(const broker *b, uint64_t instance, uint64_t
 	fr.version = TERN_HOP_VERSION;
 	fr.body_case = TERN__V1__FRAME__BODY_HELLO;
 	fr.hello = &h;
-	n = tern__v1__frame__pack(&fr, wire);
-	assert_int_equal(tern_hop_decode(wire, n, 1 << 20, &out), TERN_OK);
-	return out;
+	return received(&fr);
 }
 
 /* Reads and drops what the broker sent the dealer. */
