@@ -5475,6 +5475,25 @@ static json_t *iom_travel(node *n, const char *state, const char *decision, cons
 	return iom_travel_in(n, state, decision, status, id, 1);
 }
 
+/* At IOM (n): sweden accepts r1 (its decision's id in d1) and portugal r2
+ * (d2), a case referred to both at once; delivered and committed. */
+static void both_accept(node *n, const char *r1, const char *r2, char d1[37], char d2[37])
+{
+	size_t l1, l2;
+	uint8_t *e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId",
+	                      r1, NULL, NULL);
+	uint8_t *e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2,
+	                      "referralId", r2, NULL, NULL);
+
+	deliver(n, 1, e1, l1);
+	deliver(n, 2, e2, l2);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	free(e1);
+	free(e2);
+}
+
 /* Two States on one case: unhcr referred it to sweden (R1) and to portugal
  * (R2) at once, and both accepted. IOM's node books the family on one
  * referral at a time: the booking on portugal's decision is refused
@@ -5486,21 +5505,13 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	                  r2[] = "01900000-0000-7000-8000-0000000000a2",
 	                  r3[] = "01900000-0000-7000-8000-0000000000a3";
 	char d1[37], d2[37], t1[37], t2[37], t3[37];
-	size_t l1, l2;
-	uint8_t *e1, *e2;
+	size_t l1;
+	uint8_t *e1;
 	node *n = node_as(IOM);
 	json_t *res;
 
 	(void)state;
-	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r1,
-	             NULL, NULL);
-	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
-	             NULL, NULL);
-	deliver(n, 1, e1, l1);
-	deliver(n, 2, e2, l2);
-	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
-	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
-	node_batch_commit(n);
+	both_accept(n, r1, r2, d1, d2);
 	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
 	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
 	if (res == NULL)
@@ -5520,7 +5531,6 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	/* A third referral (R3, sweden again) whose decision and booking are
 	 * both in this turn, not committed yet: the batch's booking counts. */
 	assert_null(iom_travel(n, "portugal", d2, "CANCELLED", t2));
-	free(e1);
 	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r3,
 	             NULL, NULL);
 	deliver(n, 3, e1, l1);
@@ -5584,7 +5594,6 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	assert_null(strstr(json_string_value(json_object_get(res, "message")), "cancel"));
 	json_decref(res);
 	free(e1);
-	free(e2);
 	node_free(n);
 }
 
@@ -5600,19 +5609,13 @@ static void test_iom_booking_kept_across_a_new_acceptance(void **state)
 	static const char r1[] = "01900000-0000-7000-8000-0000000000b1",
 	                  r2[] = "01900000-0000-7000-8000-0000000000b2";
 	char d1[37], d1b[37], d2[37], t1[37], t2[37], t3[37];
-	size_t l1, l1b, l2;
-	uint8_t *e1, *e1b, *e2;
+	size_t l1b;
+	uint8_t *e1b;
 	node *n = node_as(IOM);
 	json_t *res;
 
 	(void)state;
-	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r1,
-	             NULL, NULL);
-	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
-	             NULL, NULL);
-	deliver(n, 1, e1, l1);
-	deliver(n, 2, e2, l2);
-	node_batch_commit(n);
+	both_accept(n, r1, r2, d1, d2);
 	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
 	e1b = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1b, d1b, "referralId", r1,
 	              NULL, NULL);
@@ -5630,9 +5633,7 @@ static void test_iom_booking_kept_across_a_new_acceptance(void **state)
 	/* Cancelled (on the decision that stands), portugal's booking goes. */
 	assert_null(iom_travel(n, "sweden", d1b, "CANCELLED", t3));
 	assert_null(iom_travel(n, "portugal", d2, "BOOKED", t2));
-	free(e1);
 	free(e1b);
-	free(e2);
 	node_free(n);
 }
 
@@ -5645,20 +5646,12 @@ static void test_iom_booked_elsewhere_text_after_departure(void **state)
 	static const char r1[] = "01900000-0000-7000-8000-0000000000d1",
 	                  r2[] = "01900000-0000-7000-8000-0000000000d2";
 	char d1[37], d2[37], t1[37], t2[37];
-	size_t l1, l2;
-	uint8_t *e1, *e2;
 	node *n = node_as(IOM);
 	json_t *res;
 	const char *text;
 
 	(void)state;
-	e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId", r1,
-	             NULL, NULL);
-	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
-	             NULL, NULL);
-	deliver(n, 1, e1, l1);
-	deliver(n, 2, e2, l2);
-	node_batch_commit(n);
+	both_accept(n, r1, r2, d1, d2);
 	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
 	assert_null(iom_travel(n, "sweden", d1, "DEPARTED", t1));
 	/* What the refusal would advise is refused itself. */
@@ -5674,8 +5667,6 @@ static void test_iom_booked_elsewhere_text_after_departure(void **state)
 	if (strstr(text, "cancel") || strstr(text, "CANCELLED"))
 		fail_msg("the refusal tells IOM to cancel a travel that departed: %s", text);
 	json_decref(res);
-	free(e1);
-	free(e2);
 	node_free(n);
 }
 
