@@ -1906,6 +1906,7 @@ static void test_bye_drops_its_route(void **state)
 	assert_false(unhcr->live);
 	assert_true(unhcr->sent == 3 && unhcr->sent_hi == 3);
 	assert_true(unhcr->lost_hi == 5);
+	bare_broker_free(&b);
 }
 
 /* Witness frames the dealer received; each must name unhcr as its sender. */
