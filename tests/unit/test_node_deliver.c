@@ -5207,6 +5207,21 @@ static void test_held_citing_a_refused_decision_released(void **state)
 	free(tenv);
 }
 
+/* The state of the thread rooted at root, as the store holds it now. */
+static const char *stored_thread_state(const char *root)
+{
+	static char out[32];
+	tern_wf_record *rec = NULL;
+	MDB_txn *txn;
+
+	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
+	assert_int_equal(node_store_ref(txn, st, root, &rec), TERN_OK);
+	mdb_txn_abort(txn);
+	snprintf(out, sizeof(out), "%s", tern_case_state_name((tern_case_state)rec->state));
+	tern_wf_record_free(&rec);
+	return out;
+}
+
 /* unhcr (n) refers the case to sweden: sweden's decision on it (denv), and
  * IOM's booking on that decision (t1env) and its next travel confirmation of
  * status t2_status (t2env), sealed; the booking delivered first and held
@@ -5251,8 +5266,6 @@ static void test_held_booking_overtaken_by_the_departure(void **state)
 	size_t dlen, t1len, t2len;
 	uint8_t *denv, *t1env, *t2env;
 	node *n = node_as(UNHCR);
-	tern_wf_record *rec = NULL;
-	MDB_txn *txn;
 
 	(void)state;
 	unhcr_refers(n, ref);
@@ -5280,11 +5293,7 @@ static void test_held_booking_overtaken_by_the_departure(void **state)
 	assert_int_equal(n->batch.dins[1].kind, DIN_ACCEPT);
 	node_batch_commit(n);
 	assert_int_equal(node_held_count(n), 0);
-	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
-	mdb_txn_abort(txn);
-	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "departed");
-	tern_wf_record_free(&rec);
+	assert_string_equal(stored_thread_state(ref), "departed");
 	node_free(n);
 
 	/* All three in one turn, the booking first: the same. */
@@ -5309,11 +5318,7 @@ static void test_held_booking_overtaken_by_the_departure(void **state)
 	node_held_tick(n, tern_now_ms());
 	node_batch_commit(n);
 	assert_int_equal(node_held_count(n), 0);
-	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
-	mdb_txn_abort(txn);
-	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "departed");
-	tern_wf_record_free(&rec);
+	assert_string_equal(stored_thread_state(ref), "departed");
 	free(denv);
 	free(t1env);
 	free(t2env);
@@ -5330,8 +5335,6 @@ static void test_behind_without_room_refused(void **state)
 {
 	struct held_booking b;
 	node *n = node_as(UNHCR);
-	tern_wf_record *rec = NULL;
-	MDB_txn *txn;
 
 	(void)state;
 	held_booking(n, "CANCELLED", &b);
@@ -5354,11 +5357,7 @@ static void test_behind_without_room_refused(void **state)
 	assert_string_equal(n->batch.dins[0].msgid, b.t1);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	node_batch_commit(n);
-	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(node_store_ref(txn, st, b.ref, &rec), TERN_OK);
-	mdb_txn_abort(txn);
-	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "booked");
-	tern_wf_record_free(&rec);
+	assert_string_equal(stored_thread_state(b.ref), "booked");
 	node_free(n);
 	held_booking_free(&b);
 }
@@ -5372,8 +5371,6 @@ static void test_behind_a_sibling_released_this_turn(void **state)
 {
 	struct held_booking b;
 	node *n = node_as(UNHCR);
-	tern_wf_record *rec = NULL;
-	MDB_txn *txn;
 
 	(void)state;
 	held_booking(n, "CANCELLED", &b);
@@ -5397,11 +5394,7 @@ static void test_behind_a_sibling_released_this_turn(void **state)
 	assert_int_equal(json_object_del(n->held, "taken"), 0);
 	node_batch_commit(n);
 	assert_int_equal(node_held_count(n), 0);
-	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(node_store_ref(txn, st, b.ref, &rec), TERN_OK);
-	mdb_txn_abort(txn);
-	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "cancelled");
-	tern_wf_record_free(&rec);
+	assert_string_equal(stored_thread_state(b.ref), "cancelled");
 	node_free(n);
 	held_booking_free(&b);
 }
@@ -5710,8 +5703,6 @@ static void test_held_behind_order_kept_across_a_restart(void **state)
 	size_t dlen, t1len, t2len;
 	uint8_t *denv, *t1env, *t2env;
 	node *n = node_as(UNHCR);
-	tern_wf_record *rec = NULL;
-	MDB_txn *txn;
 
 	(void)state;
 	unhcr_refers(n, ref);
@@ -5746,11 +5737,7 @@ static void test_held_behind_order_kept_across_a_restart(void **state)
 	node_held_tick(n, tern_now_ms());
 	node_batch_commit(n);
 	assert_int_equal(node_held_count(n), 0);
-	assert_int_equal(tern_store_read_begin(st, &txn), TERN_OK);
-	assert_int_equal(node_store_ref(txn, st, ref, &rec), TERN_OK);
-	mdb_txn_abort(txn);
-	assert_string_equal(tern_case_state_name((tern_case_state)rec->state), "departed");
-	tern_wf_record_free(&rec);
+	assert_string_equal(stored_thread_state(ref), "departed");
 	free(denv);
 	free(t1env);
 	free(t2env);
