@@ -351,9 +351,11 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 		 * finding: a State's decision on a made-up referral). A member
 		 * with two roles that is also sent the type (portugal, referrer
 		 * and state: another State's decision comes to it as referrer)
-		 * holds it as any recipient does: it may come yet. */
+		 * holds it as any recipient does: it may come yet. "No record",
+		 * not "never sent": a node put back from a copy may have sent it
+		 * after the copy was taken (docs/operations.md, restores). */
 		refuse(d, tern_reason_code(v.reason),
-		       "it cites %s (%s), which this node never sent", v.record->ref,
+		       "it cites %s (%s), which this node has no record of sending", v.record->ref,
 		       tern_msgtype_by_type(t->ref_type)->name);
 		tern_wf_verdict_clear(&v);
 		return;
