@@ -14,8 +14,9 @@ static void usage(FILE *f)
 	      "\n"
 	      "Shows what this node knows of a case: each thread (a referral and what\n"
 	      "followed it) with its state and the messages that may come next, from whom;\n"
-	      "the case's messages sent, received and held, in time order. Ids and states\n"
-	      "only: the bodies stay in the inbox (tern inbox show).\n"
+	      "the case's messages sent, received and held, in time order, each naming its\n"
+	      "referral when the case has several. Ids and states only: the bodies stay in\n"
+	      "the inbox (tern inbox show).\n"
 	      "\n"
 	      "Options:\n"
 	      "  -c, --config NODECONF  the node to ask (it must be running)\n"
@@ -74,6 +75,10 @@ static void print_timeline(const json_t *c)
 	size_t i, j;
 	json_t *e, *r;
 
+	/* With two referrals or more, each line says whose thread it is:
+	 * otherwise two States' decisions read alike. */
+	int several = json_array_size(json_object_get(c, "threads")) > 1;
+
 	printf("timeline\n");
 	json_array_foreach(json_object_get(c, "timeline"), i, e)
 	{
@@ -103,6 +108,9 @@ static void print_timeline(const json_t *c)
 			printf("  from %s: waits for %s until %s", cli_json_str(e, "sender"),
 			       cli_json_str(e, "awaiting"), when);
 		}
+		if (several && cli_json_str(e, "referral_id")[0] &&
+		    strcmp(cli_json_str(e, "referral_id"), cli_json_str(e, "message_id")) != 0)
+			printf("  (referral %s)", cli_json_str(e, "referral_id"));
 		putchar('\n');
 	}
 }

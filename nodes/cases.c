@@ -276,12 +276,25 @@ out:
 	return rc;
 }
 
+/* The referral whose thread id's record (ref) belongs to: its root, or id
+ * itself for a thread's first message; "" for none, or a damaged record's
+ * (no thread to trace). */
+static const char *thread_root(const tern_wf_record *ref, const char *id)
+{
+	const char *root = ref->root[0]                                           ? ref->root
+	                   : tern_case_state_name((tern_case_state)ref->state)[0] ? id
+	                                                                          : "";
+
+	return tern_utf8_valid(root, strlen(root)) ? root : "";
+}
+
 /* msgid's event in the timeline. TERN_OK with *out NULL when its record
  * cannot be read; TERN_ENOMEM. */
 static int event_json(node *n, MDB_txn *txn, const char *msgid, char kind, json_t **out)
 {
 	json_t *rec = NULL, *e = NULL, *to = NULL;
 	tern_wf_record *ref = NULL;
+	const char *root;
 	int rc = node_store_ref(txn, n->store, msgid, &ref);
 
 	*out = NULL;
@@ -344,6 +357,12 @@ static int event_json(node *n, MDB_txn *txn, const char *msgid, char kind, json_
 		     json_object_set_new(e, "value", node_rec_text(ref->value)) != 0) ||
 		    (ref->ref[0] && json_object_set_new(e, "cites", node_rec_text(ref->ref)) != 0))
 			goto out;
+		/* The thread's referral, so that a case referred to two States
+		 * reads line by line (UNHCR's timeline could not say which
+		 * State's decision a line was); the referral's own line too. */
+		root = thread_root(ref, msgid);
+		if (root[0] && json_object_set_new(e, "referral_id", json_string(root)) != 0)
+			goto out;
 	}
 	*out = e;
 	e = NULL;
@@ -384,11 +403,7 @@ static int view_add(char kind, const char *id, void *arg)
 	    (e && json_array_append_new(va->events, e) != 0))
 		goto fail;
 	if ((rc = node_store_ref(va->txn, va->n->store, id, &ref)) == TERN_OK) {
-		root = ref->root[0]                                           ? ref->root
-		       : tern_case_state_name((tern_case_state)ref->state)[0] ? id
-		                                                              : "";
-		if (!tern_utf8_valid(root, strlen(root)))
-			root = ""; /* a damaged record's: no thread to trace */
+		root = thread_root(ref, id);
 		rc = root[0] && json_object_get(va->threads, root) == NULL
 		         ? json_object_set_new(va->threads, root, json_null())
 		         : 0;

@@ -12,7 +12,9 @@
 #      IOM takes the acceptance (the State takes the place the update left
 #      open). Before, IOM's trace took {unhcr, iom} as the thread's parties
 #      and refused it (reference-not-shared).
-#   3. the case views (CLI and HTTP) and the logs hold ids and states only.
+#   3. one case referred to two States: the referrer's timeline names each
+#      line's referral (before, the two decisions read alike).
+#   4. the case views (CLI and HTTP) and the logs hold ids and states only.
 source "$(dirname "$0")/lib.sh"
 
 fed_make
@@ -77,7 +79,22 @@ wait_for 20 "IOM to judge sweden's acceptance" eval '"$TERN" status -c "$(conf s
 "$TERN" status -c "$(conf sweden)" "$d2" | sed 's/^/   /'
 delivered_to sweden "$d2" iom || bad "IOM refused the acceptance of the State R2 was referred to"
 
-say "3. what the views and logs show"
+say "3. one case referred to sweden and to portugal: unhcr's timeline names each line's referral"
+referral_json RACE-3 >"$WORK/r3.json"
+r3s=$("$TERN" send -c "$(conf unhcr)" --to sweden --wait 20 case-referral "$WORK/r3.json" | awk '{print $1}')
+r3p=$("$TERN" send -c "$(conf unhcr)" --to portugal --wait 20 case-referral "$WORK/r3.json" | awk '{print $1}')
+[[ $r3s =~ ^[0-9a-f-]{36}$ && $r3p =~ ^[0-9a-f-]{36}$ ]] || fail "the referrals of RACE-3 were not delivered"
+decision_json RACE-3 "$r3s" >"$WORK/d3s.json"
+decision_json RACE-3 "$r3p" >"$WORK/d3p.json"
+d3s=$("$TERN" send -c "$(conf sweden)" --to unhcr,iom --wait 20 acceptance-decision "$WORK/d3s.json" | awk '{print $1}')
+d3p=$("$TERN" send -c "$(conf portugal)" --to unhcr,iom --wait 20 acceptance-decision "$WORK/d3p.json" | awk '{print $1}')
+[[ $d3s =~ ^[0-9a-f-]{36}$ && $d3p =~ ^[0-9a-f-]{36}$ ]] || fail "the decisions on RACE-3 were not delivered"
+"$TERN" case show -c "$(conf unhcr)" RACE-3 | tee "$WORK/case.out" | sed 's/^/   /'
+grep -qE "received +acceptance-decision .*$d3s +from sweden: accepted +\(referral $r3s\)$" "$WORK/case.out" &&
+  grep -qE "received +acceptance-decision .*$d3p +from portugal: accepted +\(referral $r3p\)$" "$WORK/case.out" ||
+  bad "unhcr's timeline of RACE-3 does not name each decision's referral"
+
+say "4. what the views and logs show"
 "$TERN" case show -c "$(conf iom)" --json RACE-1 >"$WORK/v-iom.json"
 "$TERN" case show -c "$(conf unhcr)" --json RACE-1 >"$WORK/v-unhcr.json"
 [[ $(hreq case GET $((PORT + 13)) /v1/cases/RACE-1 "$WORK/fed/unhcr/http.token") == 200 ]] || fail "GET /v1/cases/RACE-1"

@@ -5576,6 +5576,39 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 		assert_int_equal(sweden, 2);
 		assert_int_equal(portugal, 1);
 		assert_int_equal(refused_here, 2);
+		/* Each line of the timeline names its thread's referral: a
+		 * decision the referral it cites, a booking its decision's. */
+		{
+			json_t *tl = json_object_get(v, "timeline"), *e, *f;
+			size_t k, decisions = 0, bookings = 0;
+			json_array_foreach(tl, i, e)
+			{
+				const char *type = json_string_value(json_object_get(e, "type"));
+				const char *rid =
+				    json_string_value(json_object_get(e, "referral_id"));
+				const char *cites = json_string_value(json_object_get(e, "cites"));
+				if (rid == NULL)
+					fail_msg("a timeline line names no referral");
+				if (strcmp(type, "acceptance-decision") == 0) {
+					assert_string_equal(rid, cites);
+					decisions++;
+					continue;
+				}
+				json_array_foreach(tl, k, f)
+				{
+					if (strcmp(
+					        json_string_value(json_object_get(f, "message_id")),
+					        cites) == 0) {
+						assert_string_equal(
+						    rid, json_string_value(
+						             json_object_get(f, "referral_id")));
+						bookings++;
+					}
+				}
+			}
+			assert_int_equal(decisions, 3);
+			assert_int_equal(bookings, json_array_size(tl) - 3);
+		}
 		json_decref(v);
 	}
 	/* Once the family has departed on R3, no cancellation can follow: the
