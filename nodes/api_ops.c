@@ -307,15 +307,35 @@ static int state_told(node *n, struct node_wf_view *w, const struct node_send *s
 	return TERN_OK;
 }
 
-/* Sets v->reason when a booking on root must wait (node_case_booked_on);
- * TERN_ENOMEM, or the store's error. */
-static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const char *root,
-                            tern_wf_verdict *v)
+/* Sets v->reason when a booking citing decision (on the thread root) must
+ * wait: the decision is not here yet, or the case is booked on another
+ * referral (node_case_booked_on). TERN_ENOMEM, or the store's error. */
+static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const char *decision,
+                            const char *root, tern_wf_verdict *v)
 {
 	char other[TERN_WF_ID_MAX + 1];
+	tern_wf_record *dec = NULL;
 	tern_case_state state;
 	int rc;
 
+	/* A booking on a decision this node does not hold would be tied to no
+	 * referral here, and a second booking of the family elsewhere would go
+	 * through (a review's finding): it waits for the decision. */
+	if ((rc = node_wf_lookup(w, decision, &dec)) == TERN_ENOENT ||
+	    (rc == TERN_OK && dec->stub)) {
+		tern_wf_record_free(&dec);
+		v->reason = TERN_REASON_DECISION_NOT_RECEIVED;
+		snprintf(
+		    v->text, sizeof(v->text),
+		    "no decision %.40s is held here (not received, or refused): this node books "
+		    "travel only on a decision it accepted, to hold the family to one referral; "
+		    "wait for it, or ask the State to send it here too",
+		    decision);
+		return TERN_OK;
+	}
+	tern_wf_record_free(&dec);
+	if (rc != TERN_OK)
+		return rc;
 	if ((rc = node_case_booked_on(w, case_id, root, other, &state)) != TERN_OK)
 		return rc;
 	if (other[0]) {
@@ -399,7 +419,8 @@ json_t *node_send_finish(node *n, const struct node_send *s, const ProtobufCMess
 			if (rc == TERN_OK && v.reason == TERN_REASON_NONE &&
 			    s->t->type == TERN__V1__MESSAGE_TYPE__TRAVEL_CONFIRMATION &&
 			    strcmp(v.record->value, "BOOKED") == 0)
-				rc = booked_elsewhere(&w, o.case_id, v.record->root, &v);
+				rc = booked_elsewhere(&w, o.case_id, v.record->ref, v.record->root,
+				                      &v);
 			mdb_txn_abort(txn);
 		}
 		if (rc != TERN_OK) {

@@ -129,6 +129,12 @@ static const tern_reason_info table[TERN_REASON_COUNT] = {
                                            "IOM books a case on one referral at a time: it is "
                                            "booked on another (cancel that travel first), or "
                                            "the family travelled on one"},
+    [TERN_REASON_DECISION_NOT_RECEIVED] = {TERN_REASON_DECISION_NOT_RECEIVED,
+                                           "decision-not-received", "node", 409,
+                                           "IOM's node books travel only on a decision it has "
+                                           "received and accepted, so that it can hold the "
+                                           "case to one referral: wait for it, or ask the "
+                                           "State to send it to IOM too"},
     [TERN_REASON_SUPERSEDED] = {TERN_REASON_SUPERSEDED, "superseded", "node, recipient", 409,
                                 "the message cites a decision (or other message) that a later "
                                 "one of its kind replaced"},

@@ -10,12 +10,14 @@
 #     referral) takes it;
 #   - a decision naming a person who is not in the referral: sweden's node
 #     refuses the send; forged, unhcr refuses it (unknown-member);
-#   - a travel confirmation citing a decision that exists nowhere: sweden and
-#     unhcr hold it ([delivery] hold, 3 s here), `tern info` shows it held,
-#     then refuse it (unknown-reference);
+#   - a travel confirmation citing a decision that exists nowhere: IOM's node
+#     refuses the send (decision-not-received); forged, sweden refuses it at
+#     once (unknown-decision), unhcr holds it ([delivery] hold, 3 s here),
+#     `tern info` shows it held, then refuses it (unknown-reference);
 #   - a travel confirmation that reaches unhcr before the decision it cites
-#     (sweden's decision waits in its stopped node's outbox): held, then
-#     delivered once the decision arrives;
+#     (sweden's decision waits in its stopped node's outbox): IOM's node
+#     refuses the send; forged, unhcr holds it, then takes it once the
+#     decision arrives;
 #   - a travel confirmation citing D1 after D2 rejected the case: IOM's node
 #     refuses the send; forged, sweden and unhcr refuse it (superseded).
 # Then the way it should go, referral -> decision -> travel booked, departed,
@@ -102,9 +104,10 @@ forge stranger sweden acceptance-decision unhcr,iom "$WORK/d-stranger.json"
 wait_for 20 "unhcr to refuse the decision naming a stranger" refused_by sweden "$stranger" unhcr unknown-member
 grep -q "ZZZ-99" "$WORK"/*.log && fail "a person id reached a log"
 
-say "a travel confirmation citing a decision that exists nowhere: refused at once by sweden, whose decision it would be; held by unhcr, then refused"
+say "a travel confirmation citing a decision that exists nowhere: IOM's node books only on a decision it holds; forged, refused at once by sweden, whose decision it would be; held by unhcr, then refused"
 travel_json WF-1 "01a00000-0000-7000-8000-000000000000" >"$WORK/t-none.json"
-none=$("$TERN" send -c "$(conf iom)" --to sweden,unhcr travel-confirmation "$WORK/t-none.json")
+send_refused iom decision-not-received --to sweden,unhcr travel-confirmation "$WORK/t-none.json"
+forge none iom travel-confirmation sweden,unhcr "$WORK/t-none.json"
 wait_for 10 "unhcr to hold it" count_is unhcr held 1
 "$TERN" info -c "$(conf unhcr)" | grep -q "^held  *1 " || fail "tern info does not show the held message"
 wait_for 5 "sweden to refuse it at once" refused_by iom "$none" sweden unknown-decision
@@ -153,11 +156,14 @@ sed -i 's/^hold = 3$/hold = 60/' "$(conf unhcr)"
 start unhcr
 wait_for 20 "unhcr to connect again" connected unhcr
 # The decision waits in sweden's outbox while sweden is stopped; IOM learnt
-# its id another way and books travel on it at once.
+# its id another way. Its node books only on a decision it holds; an older
+# or hostile node sends the booking all the same (forged), and it overtakes
+# the decision.
 stop sweden
 forge_stopped d4 sweden acceptance-decision unhcr,iom "$WORK/d4.json"
 travel_json WF-3 "$d4" >"$WORK/t4.json"
-early=$("$TERN" send -c "$(conf iom)" --to unhcr travel-confirmation "$WORK/t4.json")
+send_refused iom decision-not-received --to unhcr travel-confirmation "$WORK/t4.json"
+forge early iom travel-confirmation unhcr "$WORK/t4.json"
 wait_for 10 "unhcr to hold the early travel confirmation" count_is unhcr held 1
 "$TERN" status -c "$(conf unhcr)" "$early" | tee "$WORK/status-held.txt"
 grep -q "^state      held (received from iom)$" "$WORK/status-held.txt" &&

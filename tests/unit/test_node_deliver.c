@@ -5623,6 +5623,61 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	node_free(n);
 }
 
+/* A booking citing a decision IOM's node does not hold (IOM learnt its id
+ * another way) was tied to no referral there: booked on sweden's R1, IOM
+ * could book the family again on portugal's decision before it arrived (a
+ * review's finding). Now such a booking waits for its decision
+ * (decision-not-received); once the decision is here, the one-referral rule
+ * judges it. A departure citing an absent decision is not a booking: the
+ * recipients judge it, as before. */
+static void test_iom_books_only_a_decision_it_holds(void **state)
+{
+	static const char r1[] = "01900000-0000-7000-8000-0000000000b1",
+	                  r2[] = "01900000-0000-7000-8000-0000000000b2",
+	                  absent[] = "01900000-0000-7000-8000-0000000000bf";
+	char d1[37], d2[37], t1[37], t2[37];
+	size_t l2;
+	uint8_t *e2;
+	node *n = node_as(IOM);
+	json_t *res;
+	size_t l1;
+	uint8_t *e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId",
+	                      r1, NULL, NULL);
+
+	(void)state;
+	deliver(n, 1, e1, l1);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	free(e1);
+	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
+	res = iom_travel(n, "portugal", absent, "BOOKED", t2);
+	if (res == NULL)
+		fail_msg("IOM booked the family on a decision its node does not hold, while it is "
+		         "booked on sweden's referral");
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_DECISION_NOT_RECEIVED));
+	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), absent));
+	json_decref(res);
+	/* Not a booking: not this rule's (the recipients hold or refuse it). */
+	assert_null(iom_travel(n, "portugal", absent, "DEPARTED", t2));
+	/* portugal's decision on R2 arrives: the booking is judged by the
+	 * one-referral rule now, and goes once sweden's travel is cancelled. */
+	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
+	             NULL, NULL);
+	deliver(n, 2, e2, l2);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	free(e2);
+	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
+	assert_non_null(res);
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	json_decref(res);
+	assert_null(iom_travel(n, "sweden", d1, "CANCELLED", t1));
+	assert_null(iom_travel(n, "portugal", d2, "BOOKED", t2));
+	node_free(n);
+}
+
 /* sweden accepts R1 again after IOM booked it (a member added: a new
  * acceptance, docs/messages.md "A new decision after a booking needs a new
  * booking"): the thread is accepted again, but the travel IOM booked on it
@@ -5917,6 +5972,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_update_goes_to_the_state, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_behind_without_room_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_books_one_referral_at_a_time, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_iom_books_only_a_decision_it_holds, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_booking_kept_across_a_new_acceptance, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_booked_elsewhere_text_after_departure, setup,
