@@ -193,6 +193,8 @@ static void evidence_add(audit_archive *ar, uint64_t index, const Tern__V1__Audi
 	ev->index = index;
 	snprintf(ev->owner, sizeof(ev->owner), "%s", owner->id);
 	ev->time = t;
+	ev->reanchored = e->kind == TERN__V1__AUDIT_ENTRY__KIND__REANCHORED;
+	ev->abandoned = e->abandoned_size;
 	if (tern_checkpoint_parse(text, origin, &ev->size, ev->root) == TERN_OK)
 		ar->nevidence++;
 	free(text);
@@ -244,7 +246,9 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 			        (unsigned long long)index);
 			continue;
 		}
-		if (((Tern__V1__AuditEntry *)e)->kind == TERN__V1__AUDIT_ENTRY__KIND__COSIGNED &&
+		if ((((Tern__V1__AuditEntry *)e)->kind == TERN__V1__AUDIT_ENTRY__KIND__COSIGNED ||
+		     ((Tern__V1__AuditEntry *)e)->kind ==
+		         TERN__V1__AUDIT_ENTRY__KIND__REANCHORED) &&
 		    ar->anchored)
 			evidence_add(ar, index, (Tern__V1__AuditEntry *)e, finding);
 		if (keep_entries)

@@ -29,6 +29,10 @@ typedef struct audit_evidence {
 	uint64_t size;
 	tern_hash root;
 	uint64_t time; /* the cosignature's, seconds */
+	/* A REANCHORED entry: the witness took this checkpoint as the log's new
+	 * start, giving up what it had cosigned up to abandoned entries. */
+	int reanchored;
+	uint64_t abandoned;
 } audit_evidence;
 
 typedef struct audit_archive {

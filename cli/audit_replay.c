@@ -597,7 +597,7 @@ int audit_replay(int nfiles, char **files, const char *case_id, int json)
 		log_index(&r.logs[r.nlogs++], &ars[i]);
 		for (size_t k = 0; k < ars[i].a->n_entries; k++) {
 			const entry *e = ars[i].entries[k];
-			if (e == NULL || e->kind == K(COSIGNED))
+			if (e == NULL || e->kind == K(COSIGNED) || e->kind == K(REANCHORED))
 				continue;
 			r.evs[r.nevs] = (struct ev){
 			    &ars[i], ars[i].a->first_index + k, e,

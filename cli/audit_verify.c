@@ -232,14 +232,30 @@ static void verify_one(const audit_archive *ar)
 	free(w);
 }
 
+/* The witness's later REANCHORED entry for ev's log that gave ev's
+ * checkpoint up (the owner's store put back from a backup), or NULL. */
+static const audit_evidence *given_up_by(const audit_archive *wa, const audit_evidence *ev)
+{
+	for (size_t i = 0; i < wa->nevidence; i++) {
+		const audit_evidence *r = &wa->evidence[i];
+		if (r->reanchored && r->index > ev->index && strcmp(r->owner, ev->owner) == 0 &&
+		    r->abandoned >= ev->size)
+			return r;
+	}
+	return NULL;
+}
+
 /* Each witness's record of another log must match that log's archive: a log
- * rewritten after its peers cosigned contradicts them. */
+ * rewritten after its peers cosigned contradicts them. One re-anchored (its
+ * store put back, its operator's request in its own log) still does, and is
+ * reported as what it is: history given up at a restore, which the witness
+ * kept. */
 static void cross_check(audit_archive *ars, size_t n)
 {
 	for (size_t wi = 0; wi < n; wi++) {
 		const audit_archive *wa = &ars[wi];
 		for (size_t e = 0; e < wa->nevidence; e++) {
-			const audit_evidence *ev = &wa->evidence[e];
+			const audit_evidence *ev = &wa->evidence[e], *ra;
 			for (size_t oi = 0; oi < n; oi++) {
 				const audit_archive *oa = &ars[oi];
 				struct want w = {ev->size, {0}, 0, 0};
@@ -252,6 +268,29 @@ static void cross_check(audit_archive *ars, size_t n)
 					continue;
 				gmtime_r(&t, &tm);
 				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+				if ((ra = given_up_by(wa, ev)) != NULL &&
+				    (ev->size > audit_archive_end(oa) ||
+				     ev->size >= oa->a->first_index)) {
+					memcpy(w.root, ev->root, TERN_HASH_LEN);
+					if (ev->size <= audit_archive_end(oa) &&
+					    (check_roots(oa, &w, 1) != 0 || !w.bad))
+						continue; /* this log holds it after all */
+					report(
+					    oa->file,
+					    "given up at a restore: %s cosigned this log's "
+					    "checkpoint "
+					    "of %llu entries at %s (%s, entry %llu), then "
+					    "re-anchored "
+					    "the log at %llu entries at its owner's request (entry "
+					    "%llu: the store put back from a backup); those "
+					    "entries "
+					    "are not in this log",
+					    wa->a->log_id, (unsigned long long)ev->size, when,
+					    wa->file, (unsigned long long)ev->index,
+					    (unsigned long long)ra->size,
+					    (unsigned long long)ra->index);
+					continue;
+				}
 				if (ev->size > audit_archive_end(oa)) {
 					report(oa->file,
 					       "%s cosigned this log at %llu entries (%s, its "

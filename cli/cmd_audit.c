@@ -22,6 +22,7 @@
 #include "audit_archive.h"
 #include "audit_cmd.h"
 #include "commands.h"
+#include "nodeapi.h"
 #include "pbuf.h"
 #include "util.h"
 
@@ -32,6 +33,7 @@ static void usage(FILE *f)
 	      "       tern audit replay FILE... [--case ID] [--json]\n"
 	      "       tern audit prove -c CONF MSGID > proof.json\n"
 	      "       tern audit check-proof proof.json\n"
+	      "       tern audit reanchor -c NODECONF [--json]\n"
 	      "\n"
 	      "export  writes a self-contained archive of a node's or broker's audit log: its\n"
 	      "        entries up to the latest signed checkpoint, the checkpoints with their\n"
@@ -57,6 +59,13 @@ static void usage(FILE *f)
 	      "        signed checkpoint and the log's verifier key, as JSON.\n"
 	      "check-proof  checks such a proof with nothing else: compare its vkey with the\n"
 	      "        one the agency published.\n"
+	      "reanchor  after a node's store was put back from a backup, its log no longer\n"
+	      "        extends what its witnesses cosigned, and they refuse it (rollback, fork,\n"
+	      "        bad-proof). Asks the running node to have them take its newest\n"
+	      "        checkpoint as their new start, for the next 10 minutes; each keeps what\n"
+	      "        it gives up (a REANCHORED entry), and the node's log records the request.\n"
+	      "        Exit 0 when asked (the node's log says which witness re-anchored),\n"
+	      "        3 when the node is not running.\n"
 	      "\n"
 	      "Examples:\n"
 	      "  tern audit export -c /tmp/fed/unhcr/node.conf --out unhcr.tern-audit\n"
@@ -64,7 +73,8 @@ static void usage(FILE *f)
 	      "      --out unhcr-2.tern-audit\n"
 	      "  tern audit verify unhcr.tern-audit sweden.tern-audit hub.tern-audit\n"
 	      "  tern audit replay *.tern-audit --case AMM-26C00417\n"
-	      "  tern audit prove -c /tmp/fed/sweden/node.conf 01a2... > proof.json\n",
+	      "  tern audit prove -c /tmp/fed/sweden/node.conf 01a2... > proof.json\n"
+	      "  tern audit reanchor -c /etc/tern/sweden/node.conf\n",
 	      f);
 }
 
@@ -569,6 +579,33 @@ static int check_proof(const char *path)
 	return ok ? CLI_OK : CLI_NO;
 }
 
+/* Asks the running node to have its witnesses re-anchor its log. */
+static int reanchor(const char *conf, int json)
+{
+	json_t *req = json_pack("{s:s}", "op", "audit.reanchor"), *resp = NULL;
+	char when[40];
+	int rc;
+
+	if (req == NULL)
+		return cli_fail(TERN_ENOMEM, "out of memory");
+	rc = nodeapi_call("audit", conf, req, 10000, &resp);
+	json_decref(req);
+	if (rc == CLI_OK) {
+		if (json) {
+			json_dumpf(resp, stdout, JSON_INDENT(2));
+			putchar('\n');
+		} else {
+			nodeapi_time(json_integer_value(json_object_get(resp, "until")), when,
+			             sizeof(when));
+			printf("asked this node's witnesses to re-anchor its audit log, until %s;\n"
+			       "the node's log says which did (\"witnesses this log again\")\n",
+			       when);
+		}
+	}
+	json_decref(resp);
+	return rc;
+}
+
 int cmd_audit(int argc, char **argv)
 {
 	static const struct option opts[] = {{"config", required_argument, NULL, 'c'},
@@ -646,6 +683,13 @@ int cmd_audit(int argc, char **argv)
 			return cli_usage_error("audit", "check-proof needs a proof file");
 		return check_proof(argv[optind]);
 	}
+	if (strcmp(sub, "reanchor") == 0) {
+		if (conf == NULL || optind != argc)
+			return cli_usage_error("audit",
+			                       "reanchor needs -c NODECONF and nothing else");
+		return reanchor(conf, json);
+	}
 	return cli_usage_error(
-	    "audit", "unknown subcommand '%s' (export, verify, replay, prove, check-proof)", sub);
+	    "audit",
+	    "unknown subcommand '%s' (export, verify, replay, prove, check-proof, reanchor)", sub);
 }

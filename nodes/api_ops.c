@@ -643,8 +643,13 @@ static json_t *h_upload_bin(void *arg, const Tern__V1__ApiUploadAppend *req)
 	return node_upload_append(arg, req->upload_id, req->offset, req->data.data, req->data.len);
 }
 
+static json_t *h_reanchor(void *arg)
+{
+	return node_reanchor(arg);
+}
+
 void node_api_handlers(node *n, api_handlers *h)
 {
-	*h = (api_handlers){n,      h_send,       h_send_bin, h_ack,
-	                    h_read, h_inbox_next, h_attach,   h_upload_bin};
+	*h = (api_handlers){n,        h_send,       h_send_bin, h_ack, h_read, h_inbox_next,
+	                    h_attach, h_upload_bin, h_reanchor};
 }

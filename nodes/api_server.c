@@ -118,6 +118,10 @@ static json_t *on_request(void *arg, int conn, json_t *req, uid_t uid)
 		json_t *r = s->h.attach(s->h.arg, op, req);
 		return r ? r : tern_api_error(TERN_ENOMEM, "cannot build the answer");
 	}
+	if (strcmp(op, "audit.reanchor") == 0) {
+		json_t *r = s->h.reanchor(s->h.arg);
+		return r ? r : tern_api_error(TERN_ENOMEM, "cannot build the answer");
+	}
 	if (strcmp(op, "send") != 0 && strcmp(op, "inbox.ack") != 0 &&
 	    strcmp(op, "inbox.next") != 0)
 		return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "unsupported", "message",

@@ -57,6 +57,8 @@ typedef struct api_handlers {
 	json_t *(*attach)(void *arg, const char *op, json_t *req);
 	/* "upload.append" in a binary frame: the same */
 	json_t *(*upload_bin)(void *arg, const Tern__V1__ApiUploadAppend *req);
+	/* "audit.reanchor": answered at once; never NULL */
+	json_t *(*reanchor)(void *arg);
 } api_handlers;
 
 /* Listens on path (mode 0600; an old socket file is replaced). handlers is

@@ -268,8 +268,12 @@ struct node {
 	struct witness {
 		char id[TERN_NODE_ID_MAX + 1];
 		uint64_t size;
+		int reanchor; /* ask it to re-anchor from size (node_reanchor) */
 	} witnesses[MAX_WITNESSES];
 	size_t nwitnesses;
+	/* Until when witnesses that refuse this log (it was put back from a
+	 * backup) are asked to re-anchor it: set by the operator, 0 when not. */
+	int64_t reanchor_until;
 	int64_t last_event, last_round; /* last entry other than COSIGNED; last round */
 	/* operations: /metrics and the HTTP API (NULL when off) */
 	tern_http *metrics;
@@ -741,6 +745,14 @@ int node_batch_due(const node *n, int64_t now, int *wait_ms);
 void node_witness_round(node *n, const char *only);
 void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r);
 void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r);
+/* "audit.reanchor" (tern audit reanchor): this node's store was put back from
+ * a backup, so its log no longer extends what its witnesses cosigned; for the
+ * next NODE_REANCHOR_MS, witnesses that refuse it are asked to take its
+ * newest checkpoint as their new start, each keeping what it gives up
+ * (docs/audit.md). Recorded in the audit log (OPERATOR, "reanchor") first;
+ * the answer is the API's JSON, never NULL. */
+#define NODE_REANCHOR_MS (10 * 60 * 1000)
+json_t *node_reanchor(node *n);
 
 /* --- api_ops.c ----------------------------------------------------------------- */
 

@@ -25,6 +25,13 @@ static struct witness *witness_find(node *n, const char *id)
 	return NULL;
 }
 
+/* Asks w to cosign note (of size entries), from the size w last cosigned.
+ * A witness that cosigned more than this log holds (the store was put back
+ * from a backup) is asked from its own size all the same, with no proof: it
+ * answers rollback and keeps the checkpoint as evidence, and the operator is
+ * told what to do. (The size used to be reset to 0 there: the witness
+ * answered conflict, and the two traded conflicts at the broker's rate for
+ * good, keeping no evidence and saying nothing.) */
 static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const char *note,
                                  uint64_t size)
 {
@@ -34,8 +41,6 @@ static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const
 	ProtobufCBinaryData pb[TERN_MERKLE_MAX_PROOF];
 	size_t plen = 0;
 
-	if (w->size > size)
-		w->size = 0; /* we cannot prove from there; the witness will say where it is */
 	/* O(log n) lookups of stored subtrees, whatever the log's size. */
 	if (w->size > 0 && w->size < size &&
 	    tern_audit_consistency_proof(txn, &n->audit, w->size, size, proof, &plen) != TERN_OK)
@@ -47,6 +52,10 @@ static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const
 	r.old_size = w->size;
 	r.n_proof = plen;
 	r.proof = pb;
+	/* From the witness's own size, with a proof where this log has one: a
+	 * log that does extend it is cosigned as usual, so a re-anchor asked
+	 * in vain records nothing. */
+	r.reanchor = w->reanchor != 0;
 	f.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
 	f.witness_request = &r;
 	node_hop_send(n, &f);
@@ -97,8 +106,9 @@ struct witness_job {
 static int witness_apply(MDB_txn *txn, void *arg)
 {
 	struct witness_job *j = arg;
-	tern_witness_req req = {j->r->peer, j->r->checkpoint, j->r->old_size,
-	                        (const tern_hash *)j->proof, j->nproof};
+	tern_witness_req req = {j->r->peer,     j->r->checkpoint,
+	                        j->r->old_size, (const tern_hash *)j->proof,
+	                        j->nproof,      j->r->reanchor};
 	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
 	int rc;
 
@@ -148,7 +158,13 @@ void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r)
 		free(j.line);
 		return; /* the owner asks again next round */
 	}
-	if (j.refused == TERN_OK) {
+	if (j.refused == TERN_OK && j.reason[0]) {
+		n->last_audit = n->batch.now;
+		log_warnx("re-anchored %s's log at its checkpoint of %llu entries, at its "
+		          "operator's request (a store put back from a backup); the %llu entries "
+		          "cosigned before are kept as evidence",
+		          r->peer, (unsigned long long)j.size, (unsigned long long)j.witnessed);
+	} else if (j.refused == TERN_OK) {
 		n->last_audit = n->batch.now;
 		log_debug("cosigned %s's checkpoint of %llu entries", r->peer,
 		          (unsigned long long)j.size);
@@ -161,7 +177,7 @@ void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r)
 	a.size = j.size;
 	a.cosignature = j.line ? j.line : "";
 	a.witnessed_size = j.witnessed;
-	a.reason_code = j.refused == TERN_OK ? "" : (char *)j.reason;
+	a.reason_code = j.refused == TERN_OK ? "" : (char *)j.reason; /* "": cosigned */
 	f.body_case = TERN__V1__FRAME__BODY_WITNESS_RESPONSE;
 	f.witness_response = &a;
 	node_hop_send(n, &f);
@@ -185,22 +201,43 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 {
 	struct witness *w = witness_find(n, r->peer);
 	struct cosig_job j = {n, r};
-	int rc;
+	int rc, reanchoring;
 
 	if (w == NULL)
 		return; /* we never asked */
+	reanchoring = n->reanchor_until > tern_now_ms();
 	if (strcmp(r->reason_code, tern_reason_code(TERN_REASON_CONFLICT)) == 0) {
 		/* It cosigned another size (we restarted, or an answer was lost):
 		 * prove from there, once; a second conflict waits for the next round. */
-		if (w->size != r->witnessed_size) {
+		if (w->size != r->witnessed_size || (reanchoring && !w->reanchor)) {
 			w->size = r->witnessed_size;
+			w->reanchor = reanchoring;
 			node_witness_round(n, r->peer);
 		}
 		return;
 	}
 	if (r->reason_code[0]) {
-		log_warnx("%s refused to cosign our checkpoint of %llu entries: %s", r->peer,
-		          (unsigned long long)r->size, r->reason_code);
+		int gone = strcmp(r->reason_code, tern_reason_code(TERN_REASON_ROLLBACK)) == 0 ||
+		           strcmp(r->reason_code, tern_reason_code(TERN_REASON_FORK)) == 0 ||
+		           strcmp(r->reason_code, tern_reason_code(TERN_REASON_BAD_PROOF)) == 0;
+		if (gone && reanchoring && !w->reanchor) {
+			/* The log no longer extends what it cosigned: ask again,
+			 * from its size, to re-anchor. */
+			w->size = r->witnessed_size;
+			w->reanchor = 1;
+			node_witness_round(n, r->peer);
+			return;
+		}
+		if (gone && !reanchoring)
+			log_warnx(
+			    "%s refused to cosign our checkpoint of %llu entries: %s (it "
+			    "cosigned %llu); if this node's store was put back from a backup, "
+			    "run tern audit reanchor",
+			    r->peer, (unsigned long long)r->size, r->reason_code,
+			    (unsigned long long)r->witnessed_size);
+		else
+			log_warnx("%s refused to cosign our checkpoint of %llu entries: %s",
+			          r->peer, (unsigned long long)r->size, r->reason_code);
 		return;
 	}
 	if ((rc = tern_store_write(n->store, cosig_apply, &j)) != TERN_OK) {
@@ -208,5 +245,39 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 		          tern_errdetail());
 		return;
 	}
+	if (w->reanchor)
+		log_warnx("%s witnesses this log again from its checkpoint of %llu entries "
+		          "(re-anchored, or it extended what %s had cosigned after all)",
+		          r->peer, (unsigned long long)r->size, r->peer);
 	w->size = r->size;
+	w->reanchor = 0;
+}
+
+static int reanchor_apply(MDB_txn *txn, void *arg)
+{
+	node *n = arg;
+
+	return node_audit(n, txn, TERN__V1__AUDIT_ENTRY__KIND__OPERATOR, NULL, n->id.id, NULL,
+	                  "reanchor", NULL, 0, NULL, NULL, NULL);
+}
+
+json_t *node_reanchor(node *n)
+{
+	int rc;
+
+	/* In the log before anything is asked of the witnesses: an auditor
+	 * sees who asked, and when, next to what the witnesses kept. */
+	if ((rc = tern_store_write(n->store, reanchor_apply, n)) != TERN_OK)
+		return tern_api_error(rc,
+		                      "cannot record the request in the audit log: %s; nothing "
+		                      "was asked",
+		                      tern_errdetail());
+	n->reanchor_until = tern_now_ms() + NODE_REANCHOR_MS;
+	for (size_t i = 0; i < n->nwitnesses; i++)
+		n->witnesses[i].reanchor = 0; /* each asked again from what it answers */
+	n->batch.checkpoint = 2;              /* a checkpoint and a round at the next turn */
+	log_warnx("the operator asked this node's witnesses to re-anchor its audit log (a store "
+	          "put back from a backup), for the next %d minutes",
+	          NODE_REANCHOR_MS / 60000);
+	return json_pack("{s:b, s:I}", "ok", 1, "until", (json_int_t)n->reanchor_until);
 }

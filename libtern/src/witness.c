@@ -70,7 +70,7 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 	char *text = NULL, *cosig = NULL, *evidence = NULL;
 	tern_hash root, old_root;
 	uint64_t old = 0;
-	int rc;
+	int rc, reanchored;
 
 	*line = NULL;
 	*size = 0;
@@ -107,20 +107,25 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 		*reason = tern_reason_code(TERN_REASON_ROLLBACK);
 		rc = tern_fail(TERN_EOLDER, "%s's log shrank from %llu to %llu entries", req->owner,
 		               (unsigned long long)old, (unsigned long long)*size);
-		goto out;
-	}
-	if (old > 0 &&
-	    (*size == old ? memcmp(root, old_root, TERN_HASH_LEN) != 0
-	                  : tern_merkle_verify_consistency(old, *size, old_root, root, req->proof,
-	                                                   req->nproof) != TERN_OK)) {
+	} else if (old > 0 && (*size == old ? memcmp(root, old_root, TERN_HASH_LEN) != 0
+	                                    : tern_merkle_verify_consistency(
+	                                          old, *size, old_root, root, req->proof,
+	                                          req->nproof) != TERN_OK)) {
 		*reason = tern_reason_code(*size == old ? TERN_REASON_FORK : TERN_REASON_BAD_PROOF);
 		rc = tern_fail(TERN_EINVAL,
 		               "%s's checkpoint of %llu entries does not extend the one of %llu "
 		               "this witness cosigned",
 		               req->owner, (unsigned long long)*size, (unsigned long long)old);
-		goto out;
 	}
-	*reason = "";
+	if (rc != TERN_OK && !req->reanchor)
+		goto out;
+	/* Re-anchored: the owner's signed checkpoint that does not extend the
+	 * cosigned one is itself the evidence that history was given up; it is
+	 * kept with the size and root it replaces, and witnessing goes on from
+	 * it instead of refusing the log for good. */
+	reanchored = rc != TERN_OK;
+	rc = TERN_OK;
+	*reason = reanchored ? "reanchored" : "";
 	if ((rc = tern_cosign(text, self_origin, key, (uint64_t)(now_ms / 1000), &cosig)) !=
 	    TERN_OK)
 		goto out;
@@ -128,10 +133,15 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 		rc = TERN_ENOMEM;
 		goto out;
 	}
-	e.kind = TERN__V1__AUDIT_ENTRY__KIND__COSIGNED;
+	e.kind = reanchored ? TERN__V1__AUDIT_ENTRY__KIND__REANCHORED
+	                    : TERN__V1__AUDIT_ENTRY__KIND__COSIGNED;
 	e.at = now_ms;
 	e.peer = (char *)req->owner;
 	e.checkpoint = evidence;
+	if (reanchored) {
+		e.abandoned_size = old;
+		e.abandoned_root = (ProtobufCBinaryData){TERN_HASH_LEN, old_root};
+	}
 	if ((rc = state_put(txn, d, req->owner, *size, root)) != TERN_OK ||
 	    (rc = tern_audit_append(txn, d, &e)) != TERN_OK)
 		goto out;

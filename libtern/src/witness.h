@@ -26,11 +26,19 @@ typedef struct tern_witness_req {
 	uint64_t old_size;      /* what the owner believes this witness last cosigned */
 	const tern_hash *proof; /* consistency proof from old_size */
 	size_t nproof;
+	/* The owner's store was put back and its operator asked to re-anchor:
+	 * a checkpoint that does not extend the cosigned one (smaller, a fork,
+	 * a proof that fails) is cosigned as the new start all the same, and a
+	 * REANCHORED entry keeps what was given up. old_size must still match. */
+	int reanchor;
 } tern_witness_req;
 
 /* Checks req against what this witness last cosigned for the owner's log and,
  * when it holds, cosigns the checkpoint as self_origin with key at now_ms,
- * remembers it and appends a COSIGNED entry, all in txn. On success *line is
+ * remembers it and appends a COSIGNED entry, all in txn. With req->reanchor,
+ * a checkpoint that does not extend the cosigned one is cosigned as well,
+ * remembered as the new start, and kept in a REANCHORED entry with the size
+ * and root it replaces; *reason is then "reanchored". On success *line is
  * the cosignature line (malloc'd). On refusal returns TERN_EBADSIG (note not
  * signed by the owner), TERN_EINVAL (bad proof, or a different root at the
  * same size: a fork), TERN_EOLDER (smaller than what was cosigned) or

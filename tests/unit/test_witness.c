@@ -144,7 +144,8 @@ static void prepare(struct fx *f, struct logfx *l, int n, uint64_t old_size)
 		    tern_audit_consistency_proof(txn, &l->d, old_size, f->size, f->proof, &plen),
 		    TERN_OK);
 	mdb_txn_abort(txn);
-	f->req = (tern_witness_req){"unhcr", f->note, old_size, (const tern_hash *)f->proof, plen};
+	f->req =
+	    (tern_witness_req){"unhcr", f->note, old_size, (const tern_hash *)f->proof, plen, 0};
 }
 
 static int cosign_apply(MDB_txn *txn, void *arg)
@@ -328,6 +329,101 @@ static void test_rollback_refused(void **state)
 	assert_string_equal(f->reason, "rollback");
 }
 
+/* The witness's last log entry, decoded (the caller frees it). */
+static Tern__V1__AuditEntry *witness_last_entry(struct fx *f)
+{
+	MDB_txn *txn;
+	MDB_cursor *c;
+	MDB_val k, v;
+	Tern__V1__AuditEntry *e;
+
+	assert_int_equal(tern_store_read_begin(f->witness.s, &txn), TERN_OK);
+	assert_int_equal(mdb_cursor_open(txn, f->witness.d.entries, &c), 0);
+	assert_int_equal(mdb_cursor_get(c, &k, &v, MDB_LAST), 0);
+	e = tern__v1__audit_entry__unpack(NULL, v.mv_size, v.mv_data);
+	assert_non_null(e);
+	mdb_cursor_close(c);
+	mdb_txn_abort(txn);
+	return e;
+}
+
+/* A log put back from a backup (a shorter history, then a fork of the same
+ * size) is refused for good, unless its owner asks to re-anchor: then the
+ * witness cosigns it as the new start and keeps what it gives up in a
+ * REANCHORED entry; witnessing then goes on from there. A re-anchor asked of
+ * a log that does extend what was cosigned is a plain cosignature, and one
+ * that names another size than the witness's, or is not signed by the
+ * owner, is refused as before. Before, nothing re-anchored a restored log:
+ * it was never witnessed again. */
+static void test_reanchor_takes_a_restored_log(void **state)
+{
+	struct fx *f = *state;
+	Tern__V1__AuditEntry *e;
+	MDB_txn *txn;
+	tern_hash root5;
+	size_t plen = 0;
+
+	prepare(f, &f->owner, 5, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_int_equal(tern_store_read_begin(f->owner.s, &txn), TERN_OK);
+	assert_int_equal(tern_audit_root_at(txn, &f->owner.d, 5, root5), TERN_OK);
+	mdb_txn_abort(txn);
+	/* The restored copy: 2 entries of another history. */
+	prepare(f, &f->other, 2, 5);
+	assert_int_equal(cosign(f), TERN_EOLDER);
+	f->req.reanchor = 1;
+	f->req.old_size = 3; /* not the witness's size: where it stands, as before */
+	assert_int_equal(cosign(f), TERN_EEXIST);
+	assert_int_equal(f->witnessed, 5);
+	f->req.old_size = 5;
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_string_equal(f->reason, "reanchored");
+	assert_non_null(f->line);
+	assert_int_equal(f->got_size, 2);
+	e = witness_last_entry(f);
+	assert_int_equal(e->kind, TERN__V1__AUDIT_ENTRY__KIND__REANCHORED);
+	assert_string_equal(e->peer, "unhcr");
+	assert_int_equal(e->abandoned_size, 5);
+	assert_int_equal(e->abandoned_root.len, TERN_HASH_LEN);
+	assert_memory_equal(e->abandoned_root.data, root5, TERN_HASH_LEN);
+	assert_non_null(strstr(e->checkpoint, f->note)); /* the owner's signed checkpoint */
+	tern__v1__audit_entry__free_unpacked(e, NULL);
+	/* Witnessed again from there: 3 more entries, proved from 2. */
+	prepare(f, &f->other, 3, 2);
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_string_equal(f->reason, "");
+	assert_int_equal(f->got_size, 5);
+	/* A re-anchor asked in vain (the log extends the cosigned one): a plain
+	 * cosignature. */
+	prepare(f, &f->other, 1, 5);
+	f->req.reanchor = 1;
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_string_equal(f->reason, "");
+	e = witness_last_entry(f);
+	assert_int_equal(e->kind, TERN__V1__AUDIT_ENTRY__KIND__COSIGNED);
+	tern__v1__audit_entry__free_unpacked(e, NULL);
+	/* A fork of the same size, re-anchored. */
+	prepare(f, &f->owner, 1, 0);
+	f->req.old_size = 6;
+	assert_int_equal(cosign(f), TERN_EINVAL);
+	assert_string_equal(f->reason, "fork");
+	f->req.reanchor = 1;
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_string_equal(f->reason, "reanchored");
+	/* A larger log that does not extend it, re-anchored (bad-proof). */
+	prepare(f, &f->other, 2, 0);
+	assert_int_equal(tern_store_read_begin(f->other.s, &txn), TERN_OK);
+	assert_int_equal(tern_audit_consistency_proof(txn, &f->other.d, 6, 8, f->proof, &plen),
+	                 TERN_OK);
+	mdb_txn_abort(txn);
+	f->req.old_size = 6;
+	f->req.nproof = plen;
+	f->req.reanchor = 1;
+	assert_int_equal(cosign(f), TERN_OK);
+	assert_string_equal(f->reason, "reanchored");
+	assert_int_equal(f->got_size, 8);
+}
+
 static void test_foreign_signature_refused(void **state)
 {
 	struct fx *f = *state;
@@ -440,6 +536,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_bad_proof_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rewritten_history_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rollback_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reanchor_takes_a_restored_log, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_signature_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_owner_keeps_one_cosignature_per_witness, setup,
 	                                    teardown),

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# A node's store put back from a backup, then its log re-anchored (docs/
+# operations.md, "Backup and restore"; docs/audit.md, "Witnessing"):
+#   1. sweden's log is cosigned by unhcr and iom past a hot backup; the backup
+#      is put back. The witnesses refuse its checkpoints (rollback) and keep
+#      them as evidence; sweden's log tells the operator to run
+#      `tern audit reanchor`. Before, sweden and each witness traded
+#      `conflict` answers for good, and nothing was said or kept.
+#   2. `tern audit reanchor`: each witness takes sweden's newest checkpoint as
+#      its new start (a REANCHORED entry keeps what it gave up), and goes on
+#      cosigning as sweden's log grows. Before, nothing re-anchored a
+#      restored log: it was never witnessed again.
+#   3. The auditor: `tern audit verify` of every archive reports the history
+#      given up at the restore as such, names no other finding, and sweden's
+#      own log holds the operator's request.
+source "$(dirname "$0")/lib.sh"
+
+fed_make
+for n in unhcr iom sweden; do
+  printf '\n[audit]\ncheckpoint_interval = 1\n' >>"$(conf "$n")"
+done
+for n in broker unhcr iom sweden; do start "$n"; done
+for n in unhcr iom sweden; do wait_for 20 "$n to connect" connected "$n"; done
+
+# cosigned_above WITNESS SIZE: sweden's export holds a checkpoint of more than
+# SIZE entries cosigned by WITNESS.
+cosigned_above() {
+  "$TERN" audit export -c "$(conf sweden)" --out "$WORK/probe.tern-audit" >/dev/null 2>&1 || return 1
+  python3 - "$WORK/probe.tern-audit" "$1" "$2" <<'PY'
+import re, sys
+data = open(sys.argv[1], "rb").read()
+witness, above = sys.argv[2].encode(), int(sys.argv[3])
+# Each checkpoint note: origin, size, root, a blank line, then signature lines.
+for m in re.finditer(rb"tern/tern-dev/sweden\n(\d+)\n[A-Za-z0-9+/=]+\n\n((?:\xe2\x80\x94 [^\n]*\n)+)", data):
+    if int(m.group(1)) > above and b"\xe2\x80\x94 tern/tern-dev/" + witness + b" " in m.group(2):
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+audit_entries() { mdb_stat -s audit "$1" | awk '/Entries:/ {print $2}'; }
+declare -A REF
+send_some() { # N CASE: N referrals unhcr -> sweden, delivered; ids in REF[CASE-i]
+  for i in $(seq "$1"); do
+    id=$(referral_json "$2-$i" | "$TERN" send -c "$(conf unhcr)" --to sweden --wait 20 case-referral - | awk '{print $1}')
+    [[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "referral $2-$i was not delivered"
+    REF[$2-$i]=$id
+  done
+}
+
+say "1. sweden's log cosigned past a hot backup; the backup put back"
+send_some 6 BEFORE
+"$TERN" backup -c "$(conf sweden)" --out "$WORK/sweden-backup" >/dev/null || fail "tern backup failed"
+b=$(audit_entries "$WORK/sweden-backup")
+[[ $b =~ ^[0-9]+$ ]] || fail "cannot read the backup's audit log size"
+# After the copy, sweden's own sends (its decisions: never delivered to it
+# again) grow its log well past what the restore gives back (the broker
+# delivers the referral again), so that the restored log is shorter than
+# what its witnesses cosigned: rollback.
+for i in $(seq 6); do
+  id=$(decision_json "BEFORE-$i" "${REF[BEFORE-$i]}" | "$TERN" send -c "$(conf sweden)" --to unhcr --wait 20 acceptance-decision - | awk '{print $1}')
+  [[ $id =~ ^[0-9a-f-]{36}$ ]] || fail "sweden's decision on BEFORE-$i was not delivered"
+done
+send_some 1 AFTER
+for w in unhcr iom; do wait_for 30 "$w to cosign sweden's log well past the backup ($b entries)" cosigned_above "$w" "$((b + 12))"; done
+stop sweden
+mv "$WORK/fed/sweden/data" "$WORK/fed/sweden/data.replaced"
+mv "$WORK/sweden-backup" "$WORK/fed/sweden/data"
+start sweden
+wait_for 20 "sweden to connect again" connected sweden
+send_some 1 RESTORED # a real event: a checkpoint and a round
+for w in unhcr iom; do
+  wait_for 30 "$w to refuse sweden's restored log (rollback)" \
+    grep -qE "$w refused to cosign our checkpoint of [0-9]+ entries: rollback .*tern audit reanchor" "$WORK/sweden.log"
+done
+grep -q "witnesses this log again" "$WORK/sweden.log" && fail "a witness took the restored log before any re-anchor"
+
+say "2. tern audit reanchor"
+"$TERN" audit reanchor -c "$(conf sweden)" | tee "$WORK/reanchor.out"
+grep -q "asked this node's witnesses to re-anchor" "$WORK/reanchor.out" || fail "tern audit reanchor says nothing of what it did"
+for w in unhcr iom; do
+  wait_for 30 "$w to re-anchor sweden's log" grep -q "$w witnesses this log again" "$WORK/sweden.log"
+  grep -q "re-anchored sweden's log at its checkpoint of" "$WORK/$w.log" || fail "$w's log does not say it re-anchored sweden's log"
+done
+now=$(audit_entries "$WORK/fed/sweden/data")
+send_some 2 LATER
+for w in unhcr iom; do wait_for 30 "$w to cosign sweden's log as it grows" cosigned_above "$w" "$now"; done
+"$TERN" audit reanchor -c "$WORK/nowhere.conf" >/dev/null 2>&1 && fail "tern audit reanchor with no node succeeded"
+rc=0
+"$TERN" audit reanchor >/dev/null 2>&1 || rc=$?
+[[ $rc == 2 ]] || fail "tern audit reanchor without -c is not a usage error (exit $rc)"
+
+say "3. what the auditor sees"
+for n in unhcr iom sweden broker; do stop "$n"; done
+for n in unhcr iom sweden; do "$TERN" audit export -c "$(conf "$n")" --out "$WORK/$n.tern-audit" >/dev/null; done
+"$TERN" audit export -c "$WORK/fed/broker/broker.conf" --out "$WORK/broker.tern-audit" >/dev/null
+rc=0
+"$TERN" audit verify "$WORK"/{unhcr,iom,sweden,broker}.tern-audit >"$WORK/verify.txt" || rc=$?
+cat "$WORK/verify.txt"
+[[ $rc == 1 ]] || fail "verify exited $rc, not 1 (the history given up is a finding)"
+for w in unhcr iom; do
+  grep -q "sweden.tern-audit: given up at a restore: $w cosigned this log's checkpoint of" "$WORK/verify.txt" ||
+    fail "verify does not report what $w cosigned before the restore as given up"
+done
+grep -v "given up at a restore" "$WORK/verify.txt" | grep -v ": ok: " | grep -q . &&
+  fail "verify reports more than the history given up"
+for n in unhcr iom broker; do grep -q "$n.tern-audit: ok: " "$WORK/verify.txt" || fail "$n's archive does not verify clean"; done
+grep -qa "reanchor" "$WORK/sweden.tern-audit" || fail "sweden's log does not hold the operator's request"
+echo "it test_reanchor: ok"
