@@ -5468,6 +5468,19 @@ static json_t *iom_travel(node *n, const char *state, const char *decision, cons
 	return iom_travel_in(n, state, decision, status, id, 1);
 }
 
+/* Asserts that res refuses a send for reason, its message holding naming
+ * (when given); why says what a send taken (res NULL) means. Frees res. */
+static void send_refused_as(json_t *res, tern_reason reason, const char *naming, const char *why)
+{
+	if (res == NULL)
+		fail_msg("%s", why);
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(reason));
+	if (naming)
+		assert_non_null(strstr(json_string_value(json_object_get(res, "message")), naming));
+	json_decref(res);
+}
+
 /* At IOM (n): sweden accepts r1 (its decision's id in d1) and portugal r2
  * (d2), a case referred to both at once; delivered and committed. */
 static void both_accept(node *n, const char *r1, const char *r2, char d1[37], char d2[37])
@@ -5506,14 +5519,9 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	(void)state;
 	both_accept(n, r1, r2, d1, d2);
 	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
-	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
-	if (res == NULL)
-		fail_msg(
-		    "IOM booked the case on portugal's referral while it is booked on sweden's");
-	assert_string_equal(json_string_value(json_object_get(res, "error")),
-	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
-	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), r1));
-	json_decref(res);
+	send_refused_as(
+	    iom_travel(n, "portugal", d2, "BOOKED", t2), TERN_REASON_CASE_BOOKED_ELSEWHERE, r1,
+	    "IOM booked the case on portugal's referral while it is booked on sweden's");
 	/* A new itinerary on the same referral is no second booking. */
 	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t3));
 	assert_null(iom_travel(n, "sweden", d1, "CANCELLED", t3));
@@ -5529,12 +5537,9 @@ static void test_iom_books_one_referral_at_a_time(void **state)
 	deliver(n, 3, e1, l1);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	assert_null(iom_travel_in(n, "sweden", d1, "BOOKED", t1, 0));
-	res = iom_travel_in(n, "portugal", d2, "BOOKED", t3, 0);
-	if (res == NULL)
-		fail_msg("IOM booked the case again while this turn's batch books it on R3");
-	assert_string_equal(json_string_value(json_object_get(res, "error")),
-	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
-	json_decref(res);
+	send_refused_as(iom_travel_in(n, "portugal", d2, "BOOKED", t3, 0),
+	                TERN_REASON_CASE_BOOKED_ELSEWHERE, NULL,
+	                "IOM booked the case again while this turn's batch books it on R3");
 	node_batch_commit(n);
 	/* IOM's case view names each thread's State (a new user could not
 	 * tell the two referrals apart). */
@@ -5639,7 +5644,6 @@ static void test_iom_books_only_a_decision_it_holds(void **state)
 	size_t l2;
 	uint8_t *e2;
 	node *n = node_as(IOM);
-	json_t *res;
 	size_t l1;
 	uint8_t *e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId",
 	                      r1, NULL, NULL);
@@ -5650,14 +5654,10 @@ static void test_iom_books_only_a_decision_it_holds(void **state)
 	node_batch_commit(n);
 	free(e1);
 	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
-	res = iom_travel(n, "portugal", absent, "BOOKED", t2);
-	if (res == NULL)
-		fail_msg("IOM booked the family on a decision its node does not hold, while it is "
-		         "booked on sweden's referral");
-	assert_string_equal(json_string_value(json_object_get(res, "error")),
-	                    tern_reason_code(TERN_REASON_DECISION_NOT_RECEIVED));
-	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), absent));
-	json_decref(res);
+	send_refused_as(iom_travel(n, "portugal", absent, "BOOKED", t2),
+	                TERN_REASON_DECISION_NOT_RECEIVED, absent,
+	                "IOM booked the family on a decision its node does not hold, while it is "
+	                "booked on sweden's referral");
 	/* Not a booking: not this rule's (the recipients hold or refuse it). */
 	assert_null(iom_travel(n, "portugal", absent, "DEPARTED", t2));
 	/* portugal's decision on R2 arrives: the booking is judged by the
@@ -5668,11 +5668,9 @@ static void test_iom_books_only_a_decision_it_holds(void **state)
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	node_batch_commit(n);
 	free(e2);
-	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
-	assert_non_null(res);
-	assert_string_equal(json_string_value(json_object_get(res, "error")),
-	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
-	json_decref(res);
+	send_refused_as(iom_travel(n, "portugal", d2, "BOOKED", t2),
+	                TERN_REASON_CASE_BOOKED_ELSEWHERE, r1,
+	                "IOM booked portugal's decision while sweden's referral is booked");
 	assert_null(iom_travel(n, "sweden", d1, "CANCELLED", t1));
 	assert_null(iom_travel(n, "portugal", d2, "BOOKED", t2));
 	node_free(n);
@@ -5693,7 +5691,6 @@ static void test_iom_booking_kept_across_a_new_acceptance(void **state)
 	size_t l1b;
 	uint8_t *e1b;
 	node *n = node_as(IOM);
-	json_t *res;
 
 	(void)state;
 	both_accept(n, r1, r2, d1, d2);
@@ -5703,14 +5700,10 @@ static void test_iom_booking_kept_across_a_new_acceptance(void **state)
 	deliver(n, 3, e1b, l1b);
 	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
 	node_batch_commit(n);
-	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
-	if (res == NULL)
-		fail_msg("IOM booked portugal's referral while sweden's booking, re-accepted, was "
-		         "never cancelled");
-	assert_string_equal(json_string_value(json_object_get(res, "error")),
-	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
-	assert_non_null(strstr(json_string_value(json_object_get(res, "message")), r1));
-	json_decref(res);
+	send_refused_as(iom_travel(n, "portugal", d2, "BOOKED", t2),
+	                TERN_REASON_CASE_BOOKED_ELSEWHERE, r1,
+	                "IOM booked portugal's referral while sweden's booking, re-accepted, was "
+	                "never cancelled");
 	/* Cancelled (on the decision that stands), portugal's booking goes. */
 	assert_null(iom_travel(n, "sweden", d1b, "CANCELLED", t3));
 	assert_null(iom_travel(n, "portugal", d2, "BOOKED", t2));

@@ -148,6 +148,21 @@ static void prepare(struct fx *f, struct logfx *l, int n, uint64_t old_size)
 	    (tern_witness_req){"unhcr", f->note, old_size, (const tern_hash *)f->proof, plen, 0};
 }
 
+/* Makes the request prove l's newest checkpoint from old_size with l's own
+ * proof: a log that does not extend what was cosigned at old_size. */
+static void prove_own_from(struct fx *f, struct logfx *l, uint64_t old_size)
+{
+	MDB_txn *txn;
+	size_t plen = 0;
+
+	assert_int_equal(tern_store_read_begin(l->s, &txn), TERN_OK);
+	assert_int_equal(
+	    tern_audit_consistency_proof(txn, &l->d, old_size, f->size, f->proof, &plen), TERN_OK);
+	mdb_txn_abort(txn);
+	f->req.old_size = old_size;
+	f->req.nproof = plen;
+}
+
 static int cosign_apply(MDB_txn *txn, void *arg)
 {
 	struct fx *f = arg;
@@ -295,8 +310,6 @@ static void test_bad_proof_refused(void **state)
 static void test_rewritten_history_refused(void **state)
 {
 	struct fx *f = *state;
-	size_t plen = 0;
-	MDB_txn *txn;
 
 	prepare(f, &f->owner, 4, 0);
 	assert_int_equal(cosign(f), TERN_OK);
@@ -307,12 +320,7 @@ static void test_rewritten_history_refused(void **state)
 	/* Larger, but not an extension of what was cosigned: its own proof from 4
 	 * leads to its own root at 4, not the cosigned one. */
 	prepare(f, &f->other, 3, 0);
-	assert_int_equal(tern_store_read_begin(f->other.s, &txn), TERN_OK);
-	assert_int_equal(tern_audit_consistency_proof(txn, &f->other.d, 4, 7, f->proof, &plen),
-	                 TERN_OK);
-	mdb_txn_abort(txn);
-	f->req.old_size = 4;
-	f->req.nproof = plen;
+	prove_own_from(f, &f->other, 4);
 	assert_int_equal(cosign(f), TERN_EINVAL);
 	assert_string_equal(f->reason, "bad-proof");
 	assert_int_equal(witness_log_size(f), 1);
@@ -361,7 +369,6 @@ static void test_reanchor_takes_a_restored_log(void **state)
 	Tern__V1__AuditEntry *e;
 	MDB_txn *txn;
 	tern_hash root5;
-	size_t plen = 0;
 
 	prepare(f, &f->owner, 5, 0);
 	assert_int_equal(cosign(f), TERN_OK);
@@ -412,12 +419,7 @@ static void test_reanchor_takes_a_restored_log(void **state)
 	assert_string_equal(f->reason, "reanchored");
 	/* A larger log that does not extend it, re-anchored (bad-proof). */
 	prepare(f, &f->other, 2, 0);
-	assert_int_equal(tern_store_read_begin(f->other.s, &txn), TERN_OK);
-	assert_int_equal(tern_audit_consistency_proof(txn, &f->other.d, 6, 8, f->proof, &plen),
-	                 TERN_OK);
-	mdb_txn_abort(txn);
-	f->req.old_size = 6;
-	f->req.nproof = plen;
+	prove_own_from(f, &f->other, 6);
 	f->req.reanchor = 1;
 	assert_int_equal(cosign(f), TERN_OK);
 	assert_string_equal(f->reason, "reanchored");
