@@ -89,35 +89,49 @@ struct booked_scan {
 	int rc;
 };
 
-/* 1 when the thread of root record rec, accepted, still has the travel IOM
- * booked on it: a new acceptance after a booking (members added or
- * removed) puts the thread back to accepted, but the travel stands until
- * IOM cancels it (docs/messages.md). A record that cannot be read: not
- * booked; b->rc set for want of memory. */
-static int booked_before(struct booked_scan *b, const tern_wf_record *rec)
+/* What IOM's own last travel confirmation on the thread of root record rec
+ * still holds the family to, when the thread's state does not say it:
+ * DEPARTED or ARRIVED (the family travelled on it) whatever the state, for
+ * a move that crossed the departure report (a re-acceptance, a withdrawal)
+ * moves IOM's trace on without undoing the journey; ACCEPTED for a booking
+ * a new acceptance left standing (members added or removed: the travel
+ * stands until IOM cancels it, docs/messages.md). TERN_CASE_NONE for none
+ * (no travel, a cancellation, a booking a rejection or withdrawal voided),
+ * or a record that cannot be read; b->rc set for want of memory. */
+static tern_case_state travel_stands(struct booked_scan *b, const tern_wf_record *rec)
 {
 	const char *last = tern_wf_record_last(rec, "travel-confirmation");
 	tern_wf_record *t = NULL;
-	int rc, booked = 0;
+	tern_case_state st = TERN_CASE_NONE;
+	int rc;
 
-	if ((tern_case_state)rec->state != TERN_CASE_ACCEPTED || last[0] == '\0')
-		return 0;
-	if ((rc = node_wf_lookup((void *)b->w, last, &t)) == TERN_OK)
-		booked = strcmp(t->value, "BOOKED") == 0;
-	else if (rc == TERN_ENOMEM)
+	if (last[0] == '\0')
+		return TERN_CASE_NONE;
+	if ((rc = node_wf_lookup((void *)b->w, last, &t)) == TERN_OK) {
+		if (strcmp(t->value, "DEPARTED") == 0)
+			st = TERN_CASE_DEPARTED;
+		else if (strcmp(t->value, "ARRIVED") == 0)
+			st = TERN_CASE_ARRIVED;
+		else if (strcmp(t->value, "BOOKED") == 0 &&
+		         (tern_case_state)rec->state == TERN_CASE_ACCEPTED)
+			st = TERN_CASE_ACCEPTED;
+	} else if (rc == TERN_ENOMEM) {
 		b->rc = rc;
+	}
 	tern_wf_record_free(&t);
-	return booked;
+	return st;
 }
 
 static int booked_check(struct booked_scan *b, const char *id, const tern_wf_record *rec)
 {
+	tern_case_state st;
+
 	if (strcmp(id, b->root) == 0 || strcmp(rec->case_id, b->case_id) != 0)
 		return 0;
 	if (TERN_CASE_BIT((tern_case_state)rec->state) & BOOKED_ON)
 		b->state = (tern_case_state)rec->state;
-	else if (booked_before(b, rec))
-		b->state = TERN_CASE_ACCEPTED;
+	else if ((st = travel_stands(b, rec)) != TERN_CASE_NONE)
+		b->state = st;
 	else
 		return b->rc != TERN_OK; /* out of memory: the scan stops */
 	snprintf(b->other, sizeof(b->other), "%s", id);

@@ -5744,6 +5744,84 @@ static void test_iom_booked_elsewhere_text_after_departure(void **state)
 	node_free(n);
 }
 
+/* A family that departed on sweden's R1 is booked on no other referral,
+ * whatever IOM's trace of R1 follows after: a re-acceptance sweden sent
+ * while it still saw R1 booked (a member added), crossing IOM's departure
+ * report, or a withdrawal unhcr sent the same way. IOM's trace follows
+ * such a move out of departed (it judges no one else's moves but out of a
+ * final state), so R1 reads accepted, or withdrawn, after the departure.
+ * Before, the one-referral rule then took R1 for free (accepted, its last
+ * travel no booking; or withdrawn) and IOM booked the family on
+ * portugal's R2 too. */
+static void test_iom_travelled_family_not_freed_by_a_late_move(void **state)
+{
+	static const char r1[] = "01900000-0000-7000-8000-0000000000e1",
+	                  r2[] = "01900000-0000-7000-8000-0000000000e2";
+	char d1[37], d1b[37], d2[37], t1[37], t2[37], wid[37], text[512];
+	size_t l1b, lw;
+	uint8_t *e1b, *ew;
+	node *n = node_as(IOM);
+	json_t *res;
+	const char *msg;
+
+	(void)state;
+	both_accept(n, r1, r2, d1, d2);
+	assert_null(iom_travel(n, "sweden", d1, "BOOKED", t1));
+	assert_null(iom_travel(n, "sweden", d1, "DEPARTED", t1));
+	/* sweden's re-acceptance, sent before it saw the departure. */
+	e1b = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1b, d1b, "referralId", r1,
+	              NULL, NULL);
+	deliver(n, 3, e1b, l1b);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	free(e1b);
+	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
+	if (res == NULL)
+		fail_msg("IOM booked portugal's referral after the family departed on sweden's "
+		         "(a re-acceptance crossed the departure)");
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	msg = json_string_value(json_object_get(res, "message"));
+	assert_non_null(strstr(msg, r1));
+	assert_non_null(strstr(msg, "travelled"));
+	assert_null(strstr(msg, "cancel"));
+	json_decref(res);
+	/* unhcr's withdrawal of R1, sent before it saw the departure: R1 is
+	 * withdrawn in IOM's trace, and the family still travelled on it. */
+	snprintf(text, sizeof(text),
+	         "{\"caseId\": \"%s\", \"referralId\": \"%s\", \"kind\": \"WITHDRAWN\", "
+	         "\"reason\": \"Another durable solution.\"}",
+	         CASE, r1);
+	{
+		const tern_msgtype *t = tern_msgtype_by_name("case-update");
+		ProtobufCMessage *body = NULL;
+		json_t *j = json_loads(text, 0, NULL);
+		uint8_t *b = NULL;
+		size_t blen;
+		char err[256];
+		assert_non_null(j);
+		assert_int_equal(tern_json_decode(t->desc, j, &body, err, sizeof(err)), TERN_OK);
+		assert_int_equal(tern_pb_pack(body, &b, &blen), TERN_OK);
+		protobuf_c_message_free_unpacked(body, NULL);
+		json_decref(j);
+		ew = seal(UNHCR, to_sweden_iom, 2, "case-update", CASE, b, blen, &lw, wid);
+		free(b);
+	}
+	deliver(n, 4, ew, lw);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	free(ew);
+	assert_string_equal(stored_thread_state(r1), "withdrawn");
+	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
+	if (res == NULL)
+		fail_msg("IOM booked portugal's referral after the family departed on sweden's "
+		         "(a withdrawal crossed the departure)");
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	json_decref(res);
+	node_free(n);
+}
+
 /* message() under a message id given (a sender's node gives a message with
  * attachments the id it drew when their sealing began, xfer_seal.c). */
 static uint8_t *message_as_id(int from, const char *const *to, size_t nto, const char *type_name,
@@ -5969,6 +6047,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_booking_kept_across_a_new_acceptance, setup,
 	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_iom_travelled_family_not_freed_by_a_late_move,
+	                                    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_booked_elsewhere_text_after_departure, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_behind_a_sibling_released_this_turn, setup,
