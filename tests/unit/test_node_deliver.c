@@ -5822,6 +5822,62 @@ static void test_iom_travelled_family_not_freed_by_a_late_move(void **state)
 	node_free(n);
 }
 
+static int put_old_decision_apply(MDB_txn *txn, void *arg)
+{
+	/* node_store_receive's record as a node from before the workflow wrote
+	 * it (tests/unit/test_node_store.c, OLD_WF_RECEIVED): no sender, no
+	 * referral, no root. */
+	static const char old[] =
+	    "{\"type\":\"acceptance-decision\",\"case_id\":\"" CASE "\",\"outcome\":\"ACCEPTED\"}";
+	MDB_val k = {strlen(arg), arg}, v = {strlen(old), (void *)old};
+
+	return mdb_put(txn, tern_store_dbi(st, NS_REFS), &k, &v, 0) == 0 ? TERN_OK : TERN_EIO;
+}
+
+/* sweden's acceptance reached IOM before the upgrade to the workflow: its
+ * record there names no referral (nor any thread state). IOM's node books
+ * on it: a decision it holds and accepted is no decision-not-received (a
+ * review checked that the new refusal takes no legitimate booking). Booked
+ * there, the family should not be booked on portugal's R2 as well; it is:
+ * the booking is tied to no referral IOM's node can count, the gap
+ * decision-not-received closed for a decision not held. Not fixed (IOM's
+ * node cannot tell which referral such a decision answered; see
+ * docs/messages.md): the test skips on it, and passes once it is. */
+static void test_iom_booking_on_a_pre_workflow_decision(void **state)
+{
+	static const char dold[] = "01900000-0000-7000-8000-0000000000f1",
+	                  r2[] = "01900000-0000-7000-8000-0000000000f2";
+	char d2[37], t1[37], t2[37];
+	size_t l2;
+	uint8_t *e2;
+	node *n = node_as(IOM);
+	json_t *res;
+
+	(void)state;
+	assert_int_equal(tern_store_write(st, put_old_decision_apply, (void *)dold), TERN_OK);
+	res = iom_travel(n, "sweden", dold, "BOOKED", t1);
+	if (res)
+		fail_msg("a booking on a decision held from before the workflow was refused: %s",
+		         json_string_value(json_object_get(res, "message")));
+	e2 = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &l2, d2, "referralId", r2,
+	             NULL, NULL);
+	deliver(n, 1, e2, l2);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	node_batch_commit(n);
+	free(e2);
+	res = iom_travel(n, "portugal", d2, "BOOKED", t2);
+	if (res == NULL) {
+		print_message("known gap: IOM booked the family on portugal's R2 while it is "
+		              "booked on sweden's decision from before the workflow\n");
+		node_free(n);
+		skip();
+	}
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_CASE_BOOKED_ELSEWHERE));
+	json_decref(res);
+	node_free(n);
+}
+
 /* message() under a message id given (a sender's node gives a message with
  * attachments the id it drew when their sealing began, xfer_seal.c). */
 static uint8_t *message_as_id(int from, const char *const *to, size_t nto, const char *type_name,
@@ -6049,6 +6105,8 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_travelled_family_not_freed_by_a_late_move,
 	                                    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_iom_booking_on_a_pre_workflow_decision, setup,
+	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_booked_elsewhere_text_after_departure, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_behind_a_sibling_released_this_turn, setup,
