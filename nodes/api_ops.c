@@ -307,6 +307,16 @@ static int state_told(node *n, struct node_wf_view *w, const struct node_send *s
 	return TERN_OK;
 }
 
+/* 1 when msgid is held here (stored, or this turn's batch holds it). */
+static int held_here(const struct node_wf_view *w, const char *msgid)
+{
+	for (size_t i = 0; w->j->batch && i < w->j->batch->ndins; i++)
+		if (w->j->batch->dins[i].kind == DIN_HOLD &&
+		    strcmp(w->j->batch->dins[i].msgid, msgid) == 0)
+			return 1;
+	return node_store_held_has(w->txn, w->j->store, msgid);
+}
+
 /* Sets v->reason when a booking citing decision (on the thread root) must
  * wait: the decision is not here yet, or the case is booked on another
  * referral (node_case_booked_on). TERN_ENOMEM, or the store's error. */
@@ -320,17 +330,43 @@ static int booked_elsewhere(struct node_wf_view *w, const char *case_id, const c
 
 	/* A booking on a decision this node does not hold would be tied to no
 	 * referral here, and a second booking of the family elsewhere would go
-	 * through (a review's finding): it waits for the decision. */
+	 * through (a review's finding): it waits for the decision. The text
+	 * says which of the ways not to hold it this is, as each asks the
+	 * caseworker for something else. */
 	if ((rc = node_wf_lookup(w, decision, &dec)) == TERN_ENOENT ||
 	    (rc == TERN_OK && dec->stub)) {
+		int stub = rc == TERN_OK, refused = 0;
+		char code[64] = "";
 		tern_wf_record_free(&dec);
+		if (!stub &&
+		    (rc = node_refused_here(w->j, w->txn, decision, &refused, code)) != TERN_OK)
+			return rc;
 		v->reason = TERN_REASON_DECISION_NOT_RECEIVED;
-		snprintf(
-		    v->text, sizeof(v->text),
-		    "no decision %.40s is held here (not received, or refused): this node books "
-		    "travel only on a decision it accepted, to hold the family to one referral; "
-		    "wait for it, or ask the State to send it here too",
-		    decision);
+		if (stub)
+			snprintf(v->text, sizeof(v->text),
+			         "%s is a referral this node traced, not a decision: a booking "
+			         "cites the State's decision that accepted the case",
+			         decision);
+		else if (refused)
+			snprintf(
+			    v->text, sizeof(v->text),
+			    "decision %s reached this node and was refused (%s): this node "
+			    "books travel only on a decision it accepted, to hold the family to "
+			    "one referral (tern status %s says why)",
+			    decision, code[0] ? code : "refused", decision);
+		else if (held_here(w, decision))
+			snprintf(v->text, sizeof(v->text),
+			         "decision %s is held here, not judged yet: this node books travel "
+			         "only on a decision it accepted, to hold the family to one "
+			         "referral; wait for it",
+			         decision);
+		else
+			snprintf(
+			    v->text, sizeof(v->text),
+			    "decision %s has not reached this node: it books travel only on a "
+			    "decision it accepted, to hold the family to one referral; wait for "
+			    "it, or ask the State to send it here too",
+			    decision);
 		return TERN_OK;
 	}
 	tern_wf_record_free(&dec);

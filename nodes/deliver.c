@@ -266,11 +266,8 @@ static const char *held_sibling(const node_judge *j, const char *sender, const c
 	return NULL;
 }
 
-/* *refused: whether this node refused msgid when it was delivered (in this
- * turn's batch, or stored), with its reason in code: what cites it then
- * waits for nothing. TERN_ENOMEM: no verdict. */
-static int refused_here(const node_judge *j, MDB_txn *txn, const char *msgid, int *refused,
-                        char code[64])
+int node_refused_here(const node_judge *j, MDB_txn *txn, const char *msgid, int *refused,
+                      char code[64])
 {
 	node_recv_rec *rec = NULL;
 	int rc;
@@ -365,7 +362,7 @@ static void check_body(const node_judge *j, MDB_txn *txn, const tern_envelope *e
 		 * found a booking citing a refused decision held a day). */
 		char code[64];
 		int refused = 0;
-		rc = refused_here(j, txn, v.record->ref, &refused, code);
+		rc = node_refused_here(j, txn, v.record->ref, &refused, code);
 		if (shortage(j, d, rc, "reading what it cites")) {
 			tern_wf_verdict_clear(&v);
 			return;

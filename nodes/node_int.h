@@ -415,6 +415,11 @@ void node_din_clear(struct din *d);
 
 /* The judging context of n as it stands. */
 void node_judge_of(node *n, node_judge *j);
+/* *refused: whether this node refused msgid when it was delivered (in this
+ * turn's batch, or stored), with its reason in code: what cites it then
+ * waits for nothing. TERN_ENOMEM: no verdict. */
+int node_refused_here(const node_judge *j, MDB_txn *txn, const char *msgid, int *refused,
+                      char code[64]);
 /* Decides what an envelope delivery does; fills d (zeroed by the caller).
  * Never fails: every outcome is a verdict the sender hears about, but for
  * DIN_NOMEM (memory ran out: the caller leaves the delivery for later).

@@ -5676,6 +5676,70 @@ static void test_iom_books_only_a_decision_it_holds(void **state)
 	node_free(n);
 }
 
+/* decision-not-received says which way the decision is not held, as each
+ * asks the caseworker for something else: one IOM's node refused will not
+ * come by waiting, nor by the State sending it here (it was sent here);
+ * a referral's id (IOM traced the thread) is no decision at all. Before,
+ * each read "not received, or refused ... wait for it, or ask the State to
+ * send it here too". */
+static void test_iom_decision_not_received_says_which(void **state)
+{
+	static const char r1[] = "01900000-0000-7000-8000-0000000000c1",
+	                  absent[] = "01900000-0000-7000-8000-0000000000cf";
+	char d1[37], dp[37], t[37];
+	size_t l1, lp;
+	uint8_t *e1 = message(SWEDEN, to_unhcr_iom, 2, "acceptance-decision", &l1, d1, "referralId",
+	                      r1, NULL, NULL),
+	        *ep = message(PORTUGAL, to_unhcr_iom, 2, "acceptance-decision", &lp, dp,
+	                      "referralId", r1, NULL, NULL);
+	node *n = node_as(IOM);
+	json_t *res;
+	const char *text;
+
+	(void)state;
+	/* sweden's decision traces R1 at IOM; portugal's on R1 is refused (R1
+	 * went to sweden). */
+	deliver(n, 1, e1, l1);
+	deliver(n, 2, ep, lp);
+	assert_int_equal(n->batch.dins[0].kind, DIN_ACCEPT);
+	assert_int_equal(n->batch.dins[1].kind, DIN_REFUSE);
+	assert_string_equal(n->batch.dins[1].code,
+	                    tern_reason_code(TERN_REASON_REFERENCE_NOT_SHARED));
+	node_batch_commit(n);
+	free(e1);
+	free(ep);
+
+	res = iom_travel(n, "portugal", dp, "BOOKED", t);
+	assert_non_null(res);
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_DECISION_NOT_RECEIVED));
+	text = json_string_value(json_object_get(res, "message"));
+	if (strstr(text, "wait for it") || !strstr(text, "reference-not-shared"))
+		fail_msg("a booking on a decision IOM's node refused: %s", text);
+	assert_non_null(strstr(text, dp));
+	json_decref(res);
+
+	res = iom_travel(n, "sweden", r1, "BOOKED", t);
+	assert_non_null(res);
+	assert_string_equal(json_string_value(json_object_get(res, "error")),
+	                    tern_reason_code(TERN_REASON_DECISION_NOT_RECEIVED));
+	text = json_string_value(json_object_get(res, "message"));
+	if (strstr(text, "wait for it") || !strstr(text, "referral"))
+		fail_msg("a booking citing a referral's id: %s", text);
+	json_decref(res);
+
+	res = iom_travel(n, "sweden", absent, "BOOKED", t);
+	assert_non_null(res);
+	text = json_string_value(json_object_get(res, "message"));
+	assert_non_null(strstr(text, absent));
+	assert_non_null(strstr(text, "wait for it"));
+	assert_null(strstr(text, "refused"));
+	json_decref(res);
+	assert_int_equal(
+	    tern_reason_http_status(tern_reason_code(TERN_REASON_DECISION_NOT_RECEIVED)), 409);
+	node_free(n);
+}
+
 /* sweden accepts R1 again after IOM booked it (a member added: a new
  * acceptance, docs/messages.md "A new decision after a booking needs a new
  * booking"): the thread is accepted again, but the travel IOM booked on it
@@ -6100,6 +6164,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_behind_without_room_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_books_one_referral_at_a_time, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_books_only_a_decision_it_holds, setup,
+	                                    teardown),
+	    cmocka_unit_test_setup_teardown(test_iom_decision_not_received_says_which, setup,
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_iom_booking_kept_across_a_new_acceptance, setup,
 	                                    teardown),
