@@ -592,10 +592,12 @@ void node_judge_envelope(const node_judge *j, MDB_txn *txn, const uint8_t *buf, 
 		}
 		if (rc != TERN_OK || node_rec_sent_rcpt(rec, h->sender) == NULL) {
 			/* Refused like any bad message: logged and audited; never answered,
-			 * as no receipt is ever sent for a receipt. */
+			 * as no receipt is ever sent for a receipt. "No record", not
+			 * "never sent", as for the at-once refusal (check_body): a node
+			 * put back from a copy may have sent it after the copy. */
 			refuse(d, tern_reason_code(TERN_REASON_UNKNOWN_MESSAGE),
-			       "a receipt for %s, which this node never sent to %s", r->message_id,
-			       h->sender);
+			       "a receipt for %s, which this node has no record of sending to %s",
+			       r->message_id, h->sender);
 		}
 		node_rec_sent_free(&rec);
 		goto out;
