@@ -251,6 +251,18 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 		         TERN__V1__AUDIT_ENTRY__KIND__REANCHORED) &&
 		    ar->anchored)
 			evidence_add(ar, index, (Tern__V1__AuditEntry *)e, finding);
+		if (((Tern__V1__AuditEntry *)e)->kind == TERN__V1__AUDIT_ENTRY__KIND__OPERATOR &&
+		    strcmp(((Tern__V1__AuditEntry *)e)->type, "reanchor") == 0) {
+			uint64_t *nr = realloc(ar->requests, (ar->nrequests + 1) * sizeof(*nr));
+			if (nr == NULL) {
+				tern_pb_free(&e);
+				audit_archive_free(ar);
+				tern_fail(TERN_ENOMEM, "out of memory");
+				return -2;
+			}
+			ar->requests = nr;
+			ar->requests[ar->nrequests++] = index;
+		}
 		if (keep_entries)
 			ar->entries[i] = (Tern__V1__AuditEntry *)e;
 		else
@@ -267,6 +279,7 @@ void audit_archive_free(audit_archive *ar)
 	free(ar->entries);
 	free(ar->leaves);
 	free(ar->evidence);
+	free(ar->requests);
 	free(ar->members);
 	tern_pb_free((ProtobufCMessage **)&ar->a);
 	free(ar->buf);

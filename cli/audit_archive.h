@@ -47,6 +47,10 @@ typedef struct audit_archive {
 	Tern__V1__AuditEntry **entries; /* decoded (when kept); NULL where one does not decode */
 	audit_evidence *evidence;
 	size_t nevidence;
+	/* The log indices of its OPERATOR "reanchor" entries, ascending: its
+	 * operator asked its witnesses to re-anchor it (tern audit reanchor). */
+	uint64_t *requests;
+	size_t nrequests;
 	int anchored;   /* CA, CRL, directory and owner certificate check out */
 	double seconds; /* spent checking it, for the rate shown */
 } audit_archive;

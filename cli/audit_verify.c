@@ -233,7 +233,7 @@ static void verify_one(const audit_archive *ar)
 }
 
 /* The witness's later REANCHORED entry for ev's log that gave ev's
- * checkpoint up (the owner's store put back from a backup), or NULL. */
+ * checkpoint up, or NULL. */
 static const audit_evidence *given_up_by(const audit_archive *wa, const audit_evidence *ev)
 {
 	for (size_t i = 0; i < wa->nevidence; i++) {
@@ -245,17 +245,42 @@ static const audit_evidence *given_up_by(const audit_archive *wa, const audit_ev
 	return NULL;
 }
 
+/* The newest entry of oa's log (in any of its archives among ars) below the
+ * checkpoint r re-anchored it at that records its operator's request to
+ * re-anchor (OPERATOR reanchor), or -1. A REANCHORED entry is no proof of a
+ * restore: the witness takes the owner's word for it, from any owner at any
+ * time. Without the request in the log re-anchored, what was given up is
+ * history rewritten, and reported as such. */
+static int64_t requested(const audit_archive *ars, size_t n, const audit_archive *oa,
+                         const audit_evidence *r)
+{
+	int64_t best = -1;
+
+	for (size_t i = 0; i < n; i++) {
+		const audit_archive *a = &ars[i];
+		if (a->a == NULL || !a->anchored || strcmp(a->a->log_id, oa->a->log_id) != 0 ||
+		    strcmp(a->ca_fingerprint, oa->ca_fingerprint) != 0)
+			continue;
+		for (size_t k = 0; k < a->nrequests; k++)
+			if (a->requests[k] < r->size && (int64_t)a->requests[k] > best)
+				best = (int64_t)a->requests[k];
+	}
+	return best;
+}
+
 /* Each witness's record of another log must match that log's archive: a log
  * rewritten after its peers cosigned contradicts them. One re-anchored (its
  * store put back, its operator's request in its own log) still does, and is
- * reported as what it is: history given up at a restore, which the witness
- * kept. */
+ * reported as what its owner says it is: history given up at a restore,
+ * which the witness kept. One re-anchored with no request in its log is
+ * reported as rewritten. */
 static void cross_check(audit_archive *ars, size_t n)
 {
 	for (size_t wi = 0; wi < n; wi++) {
 		const audit_archive *wa = &ars[wi];
 		for (size_t e = 0; e < wa->nevidence; e++) {
 			const audit_evidence *ev = &wa->evidence[e], *ra;
+			int64_t req;
 			for (size_t oi = 0; oi < n; oi++) {
 				const audit_archive *oa = &ars[oi];
 				struct want w = {ev->size, {0}, 0, 0};
@@ -269,6 +294,7 @@ static void cross_check(audit_archive *ars, size_t n)
 				gmtime_r(&t, &tm);
 				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
 				if ((ra = given_up_by(wa, ev)) != NULL &&
+				    (req = requested(ars, n, oa, ra)) >= 0 &&
 				    (ev->size > audit_archive_end(oa) ||
 				     ev->size >= oa->a->first_index)) {
 					memcpy(w.root, ev->root, TERN_HASH_LEN);
@@ -278,17 +304,15 @@ static void cross_check(audit_archive *ars, size_t n)
 					report(
 					    oa->file,
 					    "given up at a restore: %s cosigned this log's "
-					    "checkpoint "
-					    "of %llu entries at %s (%s, entry %llu), then "
-					    "re-anchored "
-					    "the log at %llu entries at its owner's request (entry "
-					    "%llu: the store put back from a backup); those "
-					    "entries "
-					    "are not in this log",
+					    "checkpoint of %llu entries at %s (%s, entry %llu), "
+					    "then re-anchored the log at %llu entries (its entry "
+					    "%llu) at its owner's request (this log's entry %lld: "
+					    "its operator's, for a store put back from a backup); "
+					    "those entries are not in this log",
 					    wa->a->log_id, (unsigned long long)ev->size, when,
 					    wa->file, (unsigned long long)ev->index,
 					    (unsigned long long)ra->size,
-					    (unsigned long long)ra->index);
+					    (unsigned long long)ra->index, (long long)req);
 					continue;
 				}
 				if (ev->size > audit_archive_end(oa)) {

@@ -25,6 +25,13 @@
  *   submit F   the envelope in file F, submitted as this node
  *   reuse F    the message id of the envelope in file F, in an envelope this
  *              node signs (as a travel confirmation, which iom may send)
+ *   reanchor ARCHIVE WITNESS
+ *              asks WITNESS to re-anchor this node's log at the newest
+ *              checkpoint of ARCHIVE (an export of this node's log, rewritten
+ *              at will and signed with its key), from the size WITNESS says
+ *              it cosigned: what a node whose owner rewrote its history would
+ *              send, without `tern audit reanchor` (no request in its log).
+ *              Prints the witness's answer as "cosigned SIZE" or its reason
  * Envelopes go from the node to sweden. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +50,7 @@
 #include <tern/keys.h>
 #include <tern/msgtype.h>
 #include <tern/trust.h>
+#include <tern/v1/audit.pb-c.h>
 #include <tern/v1/messages.pb-c.h>
 
 #include "hop.h"
@@ -139,6 +147,68 @@ static int hello(const char *node)
 	return 0;
 }
 
+/* Asks witness to cosign note from old_size (re-anchoring it); waits for its
+ * answer: 0 with *resp (freed by the caller), 1 when none came. */
+static int witness_ask(const char *witness, const char *note, uint64_t old_size,
+                       Tern__V1__Frame **resp)
+{
+	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
+	Tern__V1__WitnessRequest r = TERN__V1__WITNESS_REQUEST__INIT;
+	zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+	int64_t until = tern_now_ms() + 5000;
+
+	r.peer = (char *)witness;
+	r.checkpoint = (char *)note;
+	r.old_size = old_size;
+	r.reanchor = 1;
+	f.version = TERN_HOP_VERSION;
+	f.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
+	f.witness_request = &r;
+	tern_hop_send(sock, NULL, 0, &f, 0);
+	while (tern_now_ms() < until) {
+		zmq_msg_t m;
+		Tern__V1__Frame *a = NULL;
+		if (zmq_poll(&it, 1, 200) <= 0)
+			continue;
+		zmq_msg_init(&m);
+		if (zmq_msg_recv(&m, sock, 0) < 0 ||
+		    tern_hop_decode(zmq_msg_data(&m), zmq_msg_size(&m), 1u << 24, &a) != TERN_OK) {
+			zmq_msg_close(&m);
+			continue;
+		}
+		zmq_msg_close(&m);
+		if (a->body_case == TERN__V1__FRAME__BODY_WITNESS_RESPONSE &&
+		    strcmp(a->witness_response->peer, witness) == 0) {
+			*resp = a;
+			return 0;
+		}
+		tern_pb_free((ProtobufCMessage **)&a);
+	}
+	return 1;
+}
+
+/* The newest checkpoint note of the audit archive in file (malloc'd). */
+static char *archive_note(const char *file)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	ProtobufCMessage *m = NULL;
+	Tern__V1__AuditArchive *a;
+	char *note = NULL;
+
+	if (tern_file_read(file, 1u << 30, &buf, &len) != TERN_OK ||
+	    tern_pb_unpack(&tern__v1__audit_archive__descriptor, buf, len, len, &m) != TERN_OK) {
+		free(buf);
+		return NULL;
+	}
+	a = (Tern__V1__AuditArchive *)m;
+	if (a->n_checkpoints > 0)
+		note = strdup(a->checkpoints[a->n_checkpoints - 1]);
+	tern_pb_free(&m);
+	free(buf);
+	return note;
+}
+
 /* Waits until the time comes (ms since the epoch) without a word: libzmq
  * keeps the connection alive, and the broker's judgement of the late
  * submission must not depend on a frame sent meanwhile. */
@@ -166,9 +236,11 @@ int main(int argc, char **argv)
 
 	if (argc != 4 &&
 	    !(argc == 5 && (strcmp(argv[3], "late") == 0 || strcmp(argv[3], "envelope") == 0 ||
-	                    strcmp(argv[3], "submit") == 0 || strcmp(argv[3], "reuse") == 0))) {
+	                    strcmp(argv[3], "submit") == 0 || strcmp(argv[3], "reuse") == 0)) &&
+	    !(argc == 6 && strcmp(argv[3], "reanchor") == 0)) {
 		fprintf(stderr, "usage: tern-badpeer BROKERCONF NODE_DIR CASE | late EPOCH | "
-		                "envelope FILE | submit FILE | reuse FILE\n");
+		                "envelope FILE | submit FILE | reuse FILE | "
+		                "reanchor ARCHIVE WITNESS\n");
 		return 2;
 	}
 	cs = argv[3];
@@ -260,6 +332,32 @@ int main(int argc, char **argv)
 	if (hello(node) != 0) {
 		printf("no welcome\n");
 		return 1;
+	}
+	if (strcmp(cs, "reanchor") == 0) {
+		char *note = archive_note(argv[4]);
+		Tern__V1__Frame *a = NULL;
+		if (note == NULL) {
+			fprintf(stderr, "tern-badpeer: no checkpoint in %s\n", argv[4]);
+			return 2;
+		}
+		/* First from 0: the witness answers where it stands (conflict). */
+		rc = witness_ask(argv[5], note, 0, &a);
+		if (rc == 0 && strcmp(a->witness_response->reason_code, "conflict") == 0) {
+			uint64_t at = a->witness_response->witnessed_size;
+			tern_pb_free((ProtobufCMessage **)&a);
+			rc = witness_ask(argv[5], note, at, &a);
+		}
+		if (rc != 0)
+			printf("no answer\n");
+		else if (a->witness_response->reason_code[0])
+			printf("%s\n", a->witness_response->reason_code);
+		else
+			printf("cosigned %llu\n", (unsigned long long)a->witness_response->size);
+		tern_pb_free((ProtobufCMessage **)&a);
+		free(note);
+		zmq_close(sock);
+		zmq_ctx_term(ctx);
+		goto out;
 	}
 	if (strcmp(cs, "garbage") == 0) {
 		send_raw("this is not a frame", 19, 0);
