@@ -54,7 +54,11 @@ static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const
 	r.proof = pb;
 	/* From the witness's own size, with a proof where this log has one: a
 	 * log that does extend it is cosigned as usual, so a re-anchor asked
-	 * in vain records nothing. */
+	 * in vain records nothing. Only while the operator's request holds: a
+	 * witness whose re-anchor went unanswered (away, or the frame lost) is
+	 * not re-anchored whenever it comes back. */
+	if (w->reanchor && n->reanchor_until <= tern_now_ms())
+		w->reanchor = 0;
 	r.reanchor = w->reanchor != 0;
 	f.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
 	f.witness_request = &r;
