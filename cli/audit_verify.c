@@ -232,17 +232,33 @@ static void verify_one(const audit_archive *ar)
 	free(w);
 }
 
-/* The witness's later REANCHORED entry for ev's log that gave ev's
- * checkpoint up, or NULL. */
-static const audit_evidence *given_up_by(const audit_archive *wa, const audit_evidence *ev)
+/* The same log, as far as the archives tell: its id under the same CA. */
+static int same_log(const audit_archive *a, const audit_archive *b)
 {
-	for (size_t i = 0; i < wa->nevidence; i++) {
-		const audit_evidence *r = &wa->evidence[i];
-		if (r->reanchored && r->index > ev->index && strcmp(r->owner, ev->owner) == 0 &&
-		    r->abandoned >= ev->size)
-			return r;
+	return a->a != NULL && a->anchored && strcmp(a->a->log_id, b->a->log_id) == 0 &&
+	       strcmp(a->ca_fingerprint, b->ca_fingerprint) == 0;
+}
+
+/* The witness's first REANCHORED entry for ev's log after ev that gave ev's
+ * checkpoint up, or NULL; in any archive of the witness's log among ars (an
+ * auditor may hold it in several exports, the re-anchor in a later one). */
+static const audit_evidence *given_up_by(const audit_archive *ars, size_t n,
+                                         const audit_archive *wa, const audit_evidence *ev)
+{
+	const audit_evidence *best = NULL;
+
+	for (size_t a = 0; a < n; a++) {
+		if (!same_log(&ars[a], wa))
+			continue;
+		for (size_t i = 0; i < ars[a].nevidence; i++) {
+			const audit_evidence *r = &ars[a].evidence[i];
+			if (r->reanchored && r->index > ev->index &&
+			    strcmp(r->owner, ev->owner) == 0 && r->abandoned >= ev->size &&
+			    (best == NULL || r->index < best->index))
+				best = r;
+		}
 	}
-	return NULL;
+	return best;
 }
 
 /* The newest entry of oa's log (in any of its archives among ars) below the
@@ -258,8 +274,7 @@ static int64_t requested(const audit_archive *ars, size_t n, const audit_archive
 
 	for (size_t i = 0; i < n; i++) {
 		const audit_archive *a = &ars[i];
-		if (a->a == NULL || !a->anchored || strcmp(a->a->log_id, oa->a->log_id) != 0 ||
-		    strcmp(a->ca_fingerprint, oa->ca_fingerprint) != 0)
+		if (!same_log(a, oa))
 			continue;
 		for (size_t k = 0; k < a->nrequests; k++)
 			if (a->requests[k] < r->size && (int64_t)a->requests[k] > best)
@@ -293,7 +308,7 @@ static void cross_check(audit_archive *ars, size_t n)
 					continue;
 				gmtime_r(&t, &tm);
 				strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
-				if ((ra = given_up_by(wa, ev)) != NULL &&
+				if ((ra = given_up_by(ars, n, wa, ev)) != NULL &&
 				    (req = requested(ars, n, oa, ra)) >= 0 &&
 				    (ev->size > audit_archive_end(oa) ||
 				     ev->size >= oa->a->first_index)) {

@@ -73,6 +73,13 @@ for w in unhcr iom; do
     grep -qE "$w refused to cosign our checkpoint of [0-9]+ entries: rollback .*tern audit reanchor" "$WORK/sweden.log"
 done
 grep -q "witnesses this log again" "$WORK/sweden.log" && fail "a witness took the restored log before any re-anchor"
+# unhcr's log exported now, and continued after the re-anchor (step 3): an
+# auditor may hold a witness's log in several exports.
+unhcr_first_export() {
+  "$TERN" audit export -c "$(conf unhcr)" --out "$WORK/unhcr-1.tern-audit" >/dev/null 2>&1 &&
+    grep -qa rollback "$WORK/unhcr-1.tern-audit"
+}
+wait_for 30 "unhcr's export to hold its refusal of sweden's log" unhcr_first_export
 
 say "2. tern audit reanchor"
 "$TERN" audit reanchor -c "$(conf sweden)" | tee "$WORK/reanchor.out"
@@ -105,4 +112,13 @@ grep -v "given up at a restore" "$WORK/verify.txt" | grep -v ": ok: " | grep -q 
   fail "verify reports more than the history given up"
 for n in unhcr iom broker; do grep -q "$n.tern-audit: ok: " "$WORK/verify.txt" || fail "$n's archive does not verify clean"; done
 grep -qa "reanchor" "$WORK/sweden.tern-audit" || fail "sweden's log does not hold the operator's request"
+# The same with unhcr's log in two exports, the re-anchor in the second:
+# what unhcr cosigned before, in the first, was reported as rewritten.
+"$TERN" audit export -c "$(conf unhcr)" --previous "$WORK/unhcr-1.tern-audit" --out "$WORK/unhcr-2.tern-audit" >/dev/null
+"$TERN" audit verify "$WORK"/{sweden,unhcr-1,unhcr-2,iom}.tern-audit >"$WORK/verify2.txt" || true
+grep "sweden.tern-audit: " "$WORK/verify2.txt" || true
+grep -q "sweden.tern-audit: given up at a restore: unhcr cosigned this log's checkpoint of" "$WORK/verify2.txt" ||
+  fail "with unhcr's log in two exports, verify does not report what unhcr cosigned before the restore as given up"
+grep "sweden.tern-audit: " "$WORK/verify2.txt" | grep -qv "given up at a restore" &&
+  fail "with unhcr's log in two exports, verify reports more of sweden's log than the history given up"
 echo "it test_reanchor: ok"
