@@ -416,6 +416,41 @@ static void test_reanchor_ends_with_its_window(void **state)
 	assert_int_equal(witness_last_kind(), TERN__V1__AUDIT_ENTRY__KIND__REJECTED);
 }
 
+/* The reanchor flag is not the owner's signature: the broker relays every
+ * request and could set it on one it saw before, and the witness would
+ * re-anchor the owner's log at that older checkpoint (a REANCHORED entry and
+ * its state moved back) with no operator asking. An owner put back once
+ * could so be moved back onto the history it gave up, and refused again.
+ * Open (a review of tern audit reanchor): the fix is an owner-signed request
+ * naming what is given up; this test runs with TERN_TEST_OPEN_FAULTS=1. */
+static void test_relay_cannot_reanchor(void **state)
+{
+	Tern__V1__Frame *f;
+	uint8_t *buf = NULL;
+	size_t len = 0;
+
+	(void)state;
+	if (getenv("TERN_TEST_OPEN_FAULTS") == NULL)
+		skip();
+	grow(4, "a");
+	node_witness_round(F.n[OWNER], NULL);
+	assert_int_equal(nq, 1);
+	f = frame_at(0); /* what the broker keeps of the owner's request */
+	relay(8);
+	grow(4, "b");
+	node_witness_round(F.n[OWNER], NULL);
+	relay(8);
+	assert_int_equal(witnessed(), 8);
+	f->witness_request->old_size = 8; /* from the witness's answers */
+	f->witness_request->reanchor = 1;
+	assert_int_equal(tern_pb_pack(&f->base, &buf, &len), TERN_OK);
+	tern_pb_free((ProtobufCMessage **)&f);
+	q[nq++] = (struct frame){OWNER, buf, len};
+	relay(8);
+	assert_int_equal(witnessed(), 8);
+	assert_int_not_equal(witness_last_kind(), TERN__V1__AUDIT_ENTRY__KIND__REANCHORED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -423,6 +458,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_restored_witness_resyncs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_restored_owner_reanchored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reanchor_ends_with_its_window, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_relay_cannot_reanchor, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
