@@ -165,8 +165,8 @@ void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r)
 	if (j.refused == TERN_OK && j.reason[0]) {
 		n->last_audit = n->batch.now;
 		log_warnx("re-anchored %s's log at its checkpoint of %llu entries, at its "
-		          "operator's request (a store put back from a backup); the %llu entries "
-		          "cosigned before are kept as evidence",
+		          "owner's request (a store put back from a backup, it says); the %llu "
+		          "entries cosigned before are kept as evidence",
 		          r->peer, (unsigned long long)j.size, (unsigned long long)j.witnessed);
 	} else if (j.refused == TERN_OK) {
 		n->last_audit = n->batch.now;
