@@ -267,6 +267,40 @@ static void test_every_shortage_no_false_evidence(void **state)
 #endif
 }
 
+/* Re-anchoring a restored log with each allocation failing in turn:
+ * re-anchored, or out of memory (nothing kept: the owner asks again); never
+ * a refusal kept as evidence, and never the state moved without its
+ * REANCHORED entry (one transaction). */
+static void test_reanchor_every_shortage(void **state)
+{
+#if MALLOC_CAN_FAIL
+	struct fx *f = *state;
+	struct short_try s = {cosign_apply, f, 0, 0, 0};
+
+	prepare(f, &f->owner, 5, 0);
+	assert_int_equal(cosign(f), TERN_OK);
+	prepare(f, &f->other, 2, 5); /* put back: shorter, another history */
+	f->req.reanchor = 1;
+	for (s.k = 1;; s.k++) {
+		assert_int_equal(tern_store_write(f->witness.s, short_try_apply, &s), TERN_ECONFIG);
+		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
+			fail_msg("allocation %ld failing: %s, reason \"%s\"", s.k,
+			         tern_strerror(s.rc), f->reason);
+		if (!s.failed) {
+			assert_int_equal(s.rc, TERN_OK);
+			assert_string_equal(f->reason, "reanchored");
+			assert_int_equal(f->got_size, 2);
+			break;
+		}
+	}
+	assert_true(s.k > 3);
+	assert_int_equal(witness_log_size(f), 1); /* every try aborted */
+#else
+	(void)state;
+	skip(); /* AddressSanitizer's malloc cannot be made to fail here */
+#endif
+}
+
 static void test_conflict_tells_where_the_witness_is(void **state)
 {
 	struct fx *f = *state;
@@ -537,6 +571,7 @@ int main(void)
 	                                    teardown),
 	    cmocka_unit_test_setup_teardown(test_bad_proof_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rewritten_history_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reanchor_every_shortage, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rollback_refused, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reanchor_takes_a_restored_log, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_foreign_signature_refused, setup, teardown),
