@@ -391,7 +391,8 @@ static int witness_bounded(const Tern__V1__Frame *f)
 {
 	if (f->body_case == TERN__V1__FRAME__BODY_WITNESS_REQUEST) {
 		const Tern__V1__WitnessRequest *r = f->witness_request;
-		if (strlen(r->checkpoint) > WITNESS_NOTE_MAX || r->n_proof > TERN_MERKLE_MAX_PROOF)
+		if (strlen(r->checkpoint) > WITNESS_NOTE_MAX ||
+		    strlen(r->reanchor) > WITNESS_NOTE_MAX || r->n_proof > TERN_MERKLE_MAX_PROOF)
 			return 0;
 		for (size_t i = 0; i < r->n_proof; i++)
 			if (r->proof[i].len != sizeof(tern_hash))
@@ -419,8 +420,9 @@ static void relay_witness(broker *b, struct peer *from, const uint8_t *rid, size
 
 	if (!witness_bounded(f)) {
 		send_refused(b, rid, rid_len, 0, TERN_REASON_MALFORMED,
-		             "witness frame over its bounds (a checkpoint note of at most 4096 "
-		             "bytes, at most 64 proof hashes of 32 bytes)");
+		             "witness frame over its bounds (a checkpoint note and a re-anchor "
+		             "request of at most 4096 bytes each, at most 64 proof hashes of 32 "
+		             "bytes)");
 		log_warnx("%s sent a witness frame over its bounds; not relayed", user);
 		audit_refusal(b, user, tern_reason_code(TERN_REASON_MALFORMED));
 		return;

@@ -39,6 +39,7 @@ static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const
 	Tern__V1__WitnessRequest r = TERN__V1__WITNESS_REQUEST__INIT;
 	tern_hash proof[TERN_MERKLE_MAX_PROOF];
 	ProtobufCBinaryData pb[TERN_MERKLE_MAX_PROOF];
+	char *reanchor = NULL;
 	size_t plen = 0;
 
 	/* O(log n) lookups of stored subtrees, whatever the log's size. */
@@ -59,10 +60,23 @@ static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const
 	 * not re-anchored whenever it comes back. */
 	if (w->reanchor && n->reanchor_until <= tern_now_ms())
 		w->reanchor = 0;
-	r.reanchor = w->reanchor != 0;
+	/* Signed, for this checkpoint and from the witness's size: the broker
+	 * relaying it cannot ask a witness to re-anchor on this node's behalf. */
+	if (w->reanchor) {
+		tern_hash root;
+		int rc = tern_audit_root_at(txn, &n->audit, size, root);
+		if (rc == TERN_OK)
+			rc = tern_witness_reanchor_request(n->origin, n->id.sign, w->size, size,
+			                                   root, tern_now_ms(), &reanchor);
+		if (rc != TERN_OK)
+			log_warnx("cannot sign the re-anchor request to %s: %s (%s); asked plainly",
+			          w->id, tern_strerror(rc), tern_errdetail());
+	}
+	r.reanchor = reanchor ? reanchor : "";
 	f.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
 	f.witness_request = &r;
 	node_hop_send(n, &f);
+	free(reanchor);
 }
 
 /* Asks every other member node to cosign the newest checkpoint. */
@@ -112,7 +126,7 @@ static int witness_apply(MDB_txn *txn, void *arg)
 	struct witness_job *j = arg;
 	tern_witness_req req = {j->r->peer,     j->r->checkpoint,
 	                        j->r->old_size, (const tern_hash *)j->proof,
-	                        j->nproof,      j->r->reanchor};
+	                        j->nproof,      j->r->reanchor[0] ? j->r->reanchor : NULL};
 	Tern__V1__AuditEntry e = TERN__V1__AUDIT_ENTRY__INIT;
 	int rc;
 

@@ -1,3 +1,4 @@
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,77 @@ static int state_put(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, u
 	return MDB(mdb_put(txn, d->meta, &k, &v, 0), "write witness state");
 }
 
+#define REANCHOR_TAG "tern-reanchor/v1\n"
+
+int tern_witness_reanchor_request(const char *origin, const tern_signkey *key, uint64_t old_size,
+                                  uint64_t size, const tern_hash root, int64_t now_ms, char **note)
+{
+	char *body = NULL, *text = NULL;
+	int rc;
+
+	*note = NULL;
+	if ((rc = tern_checkpoint_format(origin, size, root, &body)) != TERN_OK)
+		return rc;
+	if (asprintf(&text, REANCHOR_TAG "from %" PRIu64 "\nat %" PRId64 "\n%s", old_size,
+	             now_ms / 1000, body) < 0)
+		text = NULL;
+	rc = text ? tern_note_sign(text, origin, key, note) : TERN_ENOMEM;
+	free(text);
+	free(body);
+	return rc;
+}
+
+/* Whether req->reanchor is the owner's request (origin, pub) to re-anchor
+ * from old at this checkpoint (size, root), made within TERN_REANCHOR_AGE_S
+ * of now_ms: TERN_OK, TERN_ENOMEM, or why not (its detail says). Signed, so
+ * that the broker relaying requests cannot set it on the owner's behalf, and
+ * bound to the witness's size and this checkpoint, so that an old one cannot
+ * be used again once the witness moved on. */
+static int reanchor_asked(const tern_witness_req *req, const char *origin, const uint8_t pub[32],
+                          uint64_t old, uint64_t size, const tern_hash root, int64_t now_ms)
+{
+	char *text = NULL, *endp, got[TERN_NOTE_NAME_MAX + 1];
+	const char *p;
+	uint64_t from, csize;
+	long long at;
+	tern_hash croot;
+	int rc;
+
+	rc = tern_note_verify(req->reanchor, strlen(req->reanchor), origin, pub, &text);
+	if (rc == TERN_ENOMEM)
+		return rc;
+	if (rc != TERN_OK || strncmp(text, REANCHOR_TAG, strlen(REANCHOR_TAG)) != 0) {
+		rc = tern_fail(TERN_EBADSIG, "a re-anchor request not signed by %s's log key",
+		               req->owner);
+		goto out;
+	}
+	p = text + strlen(REANCHOR_TAG);
+	if (strncmp(p, "from ", 5) != 0 || (from = strtoull(p + 5, &endp, 10), *endp != '\n') ||
+	    strncmp(endp + 1, "at ", 3) != 0 ||
+	    (at = strtoll(endp + 4, &endp, 10), *endp != '\n') ||
+	    tern_checkpoint_parse(endp + 1, got, &csize, croot) != TERN_OK) {
+		rc = tern_fail(TERN_EMALFORMED, "%s's re-anchor request is malformed", req->owner);
+		goto out;
+	}
+	if (strcmp(got, origin) != 0 || csize != size || memcmp(croot, root, TERN_HASH_LEN) != 0 ||
+	    from != old) {
+		rc = tern_fail(TERN_EINVAL,
+		               "%s's re-anchor request is for another checkpoint, or from another "
+		               "size than the %llu this witness cosigned",
+		               req->owner, (unsigned long long)old);
+		goto out;
+	}
+	if (at < now_ms / 1000 - TERN_REANCHOR_AGE_S || at > now_ms / 1000 + TERN_REANCHOR_AGE_S) {
+		rc = tern_fail(TERN_EINVAL, "%s's re-anchor request is not of the last %d minutes",
+		               req->owner, TERN_REANCHOR_AGE_S / 60);
+		goto out;
+	}
+	rc = TERN_OK;
+out:
+	free(text);
+	return rc;
+}
+
 int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_directory *dir,
                         const tern_witness_req *req, const char *self_origin,
                         const tern_signkey *key, int64_t now_ms, char **line, uint64_t *size,
@@ -117,8 +189,19 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 		               "this witness cosigned",
 		               req->owner, (unsigned long long)*size, (unsigned long long)old);
 	}
-	if (rc != TERN_OK && !req->reanchor)
-		goto out;
+	if (rc != TERN_OK) {
+		int asked;
+		if (req->reanchor == NULL || req->reanchor[0] == '\0')
+			goto out;
+		/* A request that does not hold leaves the refusal as it was (its
+		 * detail says why); a shortage is no verdict. */
+		if ((asked = reanchor_asked(req, origin, m->sign_public, old, *size, root,
+		                            now_ms)) != TERN_OK) {
+			if (asked == TERN_ENOMEM)
+				rc = asked;
+			goto out;
+		}
+	}
 	/* Re-anchored: the owner's signed checkpoint that does not extend the
 	 * cosigned one is itself the evidence that history was given up; it is
 	 * kept with the size and root it replaces, and witnessing goes on from
@@ -141,6 +224,7 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 	if (reanchored) {
 		e.abandoned_size = old;
 		e.abandoned_root = (ProtobufCBinaryData){TERN_HASH_LEN, old_root};
+		e.request = (char *)req->reanchor;
 	}
 	if ((rc = state_put(txn, d, req->owner, *size, root)) != TERN_OK ||
 	    (rc = tern_audit_append(txn, d, &e)) != TERN_OK)

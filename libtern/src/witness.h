@@ -27,11 +27,24 @@ typedef struct tern_witness_req {
 	const tern_hash *proof; /* consistency proof from old_size */
 	size_t nproof;
 	/* The owner's store was put back and its operator asked to re-anchor:
-	 * a checkpoint that does not extend the cosigned one (smaller, a fork,
-	 * a proof that fails) is cosigned as the new start all the same, and a
-	 * REANCHORED entry keeps what was given up. old_size must still match. */
-	int reanchor;
+	 * its signed request (tern_witness_reanchor_request), or NULL. With one
+	 * that holds (the owner's signature, from old_size, for this very
+	 * checkpoint, made within TERN_REANCHOR_AGE_S of now), a checkpoint
+	 * that does not extend the cosigned one (smaller, a fork, a proof that
+	 * fails) is cosigned as the new start all the same, and a REANCHORED
+	 * entry keeps what was given up with the request. */
+	const char *reanchor;
 } tern_witness_req;
+
+/* How old (or, for clocks apart, how far ahead) a re-anchor request may be:
+ * the node asks for 10 minutes after its operator's command. */
+#define TERN_REANCHOR_AGE_S (15 * 60)
+
+/* The owner's request that a witness which cosigned old_size entries take
+ * its checkpoint of (size, root) as the log's new start, signed at now_ms
+ * with its log key under origin: *note, malloc'd. */
+int tern_witness_reanchor_request(const char *origin, const tern_signkey *key, uint64_t old_size,
+                                  uint64_t size, const tern_hash root, int64_t now_ms, char **note);
 
 /* Checks req against what this witness last cosigned for the owner's log and,
  * when it holds, cosigns the checkpoint as self_origin with key at now_ms,

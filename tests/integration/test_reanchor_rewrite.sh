@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A re-anchor is no proof of a restore (found by a review of tern audit
-# reanchor): the flag in a WitnessRequest is the owner's word, and a witness
-# takes it from any owner, at any time. An owner that rewrites its history
+# reanchor): the request in a WitnessRequest is the owner's word (signed with
+# its log key), and a witness takes it from any owner. An owner that rewrites its history
 # on purpose (here: a RECEIVED dropped, the log signed again) and has a
 # witness re-anchor it, without `tern audit reanchor` (nothing in its log
 # asks for it), must not be reported as "given up at a restore ... at its

@@ -49,6 +49,7 @@
 #include <tern/json.h>
 #include <tern/keys.h>
 #include <tern/msgtype.h>
+#include <tern/note.h>
 #include <tern/trust.h>
 #include <tern/v1/audit.pb-c.h>
 #include <tern/v1/messages.pb-c.h>
@@ -56,6 +57,7 @@
 #include "hop.h"
 #include "pbuf.h"
 #include "util.h"
+#include "witness.h"
 
 static void *sock;
 static uint64_t session = 0x5e55;
@@ -150,7 +152,7 @@ static int hello(const char *node)
 /* Asks witness to cosign note from old_size (re-anchoring it); waits for its
  * answer: 0 with *resp (freed by the caller), 1 when none came. */
 static int witness_ask(const char *witness, const char *note, uint64_t old_size,
-                       Tern__V1__Frame **resp)
+                       const char *reanchor, Tern__V1__Frame **resp)
 {
 	Tern__V1__Frame f = TERN__V1__FRAME__INIT;
 	Tern__V1__WitnessRequest r = TERN__V1__WITNESS_REQUEST__INIT;
@@ -160,7 +162,7 @@ static int witness_ask(const char *witness, const char *note, uint64_t old_size,
 	r.peer = (char *)witness;
 	r.checkpoint = (char *)note;
 	r.old_size = old_size;
-	r.reanchor = 1;
+	r.reanchor = (char *)reanchor;
 	f.version = TERN_HOP_VERSION;
 	f.body_case = TERN__V1__FRAME__BODY_WITNESS_REQUEST;
 	f.witness_request = &r;
@@ -341,11 +343,22 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		/* First from 0: the witness answers where it stands (conflict). */
-		rc = witness_ask(argv[5], note, 0, &a);
+		rc = witness_ask(argv[5], note, 0, "", &a);
 		if (rc == 0 && strcmp(a->witness_response->reason_code, "conflict") == 0) {
-			uint64_t at = a->witness_response->witnessed_size;
+			uint64_t at = a->witness_response->witnessed_size, size;
+			char origin[TERN_NOTE_NAME_MAX + 1], *req = NULL;
+			tern_hash root;
 			tern_pb_free((ProtobufCMessage **)&a);
-			rc = witness_ask(argv[5], note, at, &a);
+			/* The request signed with this node's key, as its node
+			 * would sign it after `tern audit reanchor`. */
+			if (tern_checkpoint_parse(note, origin, &size, root) != TERN_OK ||
+			    tern_witness_reanchor_request(origin, key, at, size, root,
+			                                  tern_now_ms(), &req) != TERN_OK) {
+				fprintf(stderr, "tern-badpeer: %s\n", tern_errdetail());
+				return 2;
+			}
+			rc = witness_ask(argv[5], note, at, req, &a);
+			free(req);
 		}
 		if (rc != 0)
 			printf("no answer\n");

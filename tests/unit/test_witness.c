@@ -42,6 +42,7 @@ struct fx {
 	char *line;
 	uint64_t got_size, witnessed;
 	const char *reason;
+	char *reanchor; /* the owner's signed re-anchor request, when made */
 };
 
 static int log_open(struct logfx *l, const char *name)
@@ -101,6 +102,7 @@ static int teardown(void **state)
 	tern_directory_free(&f->dir);
 	free(f->note);
 	free(f->line);
+	free(f->reanchor);
 	free(f);
 	return 0;
 }
@@ -163,6 +165,31 @@ static void prove_own_from(struct fx *f, struct logfx *l, uint64_t old_size)
 	f->req.nproof = plen;
 }
 
+#define NOW_MS 1700000000000 /* the witness's clock in these tests */
+
+/* Signs, with key at t_ms, the owner's request that the witness re-anchor
+ * from f->req.old_size at the request's checkpoint (f->size entries of l),
+ * and sets it on the request. */
+static void ask_reanchor_as(struct fx *f, struct logfx *l, const tern_signkey *key, int64_t t_ms)
+{
+	MDB_txn *txn;
+	tern_hash root;
+
+	assert_int_equal(tern_store_read_begin(l->s, &txn), TERN_OK);
+	assert_int_equal(tern_audit_root_at(txn, &l->d, f->size, root), TERN_OK);
+	mdb_txn_abort(txn);
+	free(f->reanchor);
+	assert_int_equal(tern_witness_reanchor_request(f->owner_origin, key, f->req.old_size,
+	                                               f->size, root, t_ms, &f->reanchor),
+	                 TERN_OK);
+	f->req.reanchor = f->reanchor;
+}
+
+static void ask_reanchor(struct fx *f, struct logfx *l)
+{
+	ask_reanchor_as(f, l, f->owner_key, NOW_MS);
+}
+
 static int cosign_apply(MDB_txn *txn, void *arg)
 {
 	struct fx *f = arg;
@@ -171,8 +198,8 @@ static int cosign_apply(MDB_txn *txn, void *arg)
 	free(f->line);
 	f->line = NULL;
 	rc = tern_witness_cosign(txn, &f->witness.d, f->dir, &f->req, f->witness_origin,
-	                         f->witness_key, 1700000000000, &f->line, &f->got_size,
-	                         &f->witnessed, &f->reason);
+	                         f->witness_key, NOW_MS, &f->line, &f->got_size, &f->witnessed,
+	                         &f->reason);
 	return rc;
 }
 
@@ -280,7 +307,7 @@ static void test_reanchor_every_shortage(void **state)
 	prepare(f, &f->owner, 5, 0);
 	assert_int_equal(cosign(f), TERN_OK);
 	prepare(f, &f->other, 2, 5); /* put back: shorter, another history */
-	f->req.reanchor = 1;
+	ask_reanchor(f, &f->other);
 	for (s.k = 1;; s.k++) {
 		assert_int_equal(tern_store_write(f->witness.s, short_try_apply, &s), TERN_ECONFIG);
 		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
@@ -389,6 +416,15 @@ static Tern__V1__AuditEntry *witness_last_entry(struct fx *f)
 	return e;
 }
 
+static int witness_last_entry_kind(struct fx *f)
+{
+	Tern__V1__AuditEntry *e = witness_last_entry(f);
+	int k = e->kind;
+
+	tern__v1__audit_entry__free_unpacked(e, NULL);
+	return k;
+}
+
 /* A log put back from a backup (a shorter history, then a fork of the same
  * size) is refused for good, unless its owner asks to re-anchor: then the
  * witness cosigns it as the new start and keeps what it gives up in a
@@ -412,11 +448,27 @@ static void test_reanchor_takes_a_restored_log(void **state)
 	/* The restored copy: 2 entries of another history. */
 	prepare(f, &f->other, 2, 5);
 	assert_int_equal(cosign(f), TERN_EOLDER);
-	f->req.reanchor = 1;
 	f->req.old_size = 3; /* not the witness's size: where it stands, as before */
+	ask_reanchor(f, &f->other);
 	assert_int_equal(cosign(f), TERN_EEXIST);
 	assert_int_equal(f->witnessed, 5);
+	/* Requests that do not hold leave the refusal as it was: signed from
+	 * another size than the witness's (an old one used again), not by the
+	 * owner (a relay's), older than its time allows, for another
+	 * checkpoint. */
 	f->req.old_size = 5;
+	assert_int_equal(cosign(f), TERN_EOLDER);
+	ask_reanchor_as(f, &f->other, f->stranger_key, NOW_MS);
+	assert_int_equal(cosign(f), TERN_EOLDER);
+	ask_reanchor_as(f, &f->other, f->owner_key, NOW_MS - (TERN_REANCHOR_AGE_S + 1) * 1000LL);
+	assert_int_equal(cosign(f), TERN_EOLDER);
+	ask_reanchor(f, &f->other);
+	f->size = 1; /* the request names 1 entry; the checkpoint has 2 */
+	ask_reanchor(f, &f->other);
+	f->size = 2;
+	assert_int_equal(cosign(f), TERN_EOLDER);
+	assert_int_equal(witness_last_entry_kind(f), TERN__V1__AUDIT_ENTRY__KIND__COSIGNED);
+	ask_reanchor(f, &f->other);
 	assert_int_equal(cosign(f), TERN_OK);
 	assert_string_equal(f->reason, "reanchored");
 	assert_non_null(f->line);
@@ -428,6 +480,7 @@ static void test_reanchor_takes_a_restored_log(void **state)
 	assert_int_equal(e->abandoned_root.len, TERN_HASH_LEN);
 	assert_memory_equal(e->abandoned_root.data, root5, TERN_HASH_LEN);
 	assert_non_null(strstr(e->checkpoint, f->note)); /* the owner's signed checkpoint */
+	assert_string_equal(e->request, f->reanchor);    /* and its signed request */
 	tern__v1__audit_entry__free_unpacked(e, NULL);
 	/* Witnessed again from there: 3 more entries, proved from 2. */
 	prepare(f, &f->other, 3, 2);
@@ -437,7 +490,7 @@ static void test_reanchor_takes_a_restored_log(void **state)
 	/* A re-anchor asked in vain (the log extends the cosigned one): a plain
 	 * cosignature. */
 	prepare(f, &f->other, 1, 5);
-	f->req.reanchor = 1;
+	ask_reanchor(f, &f->other);
 	assert_int_equal(cosign(f), TERN_OK);
 	assert_string_equal(f->reason, "");
 	e = witness_last_entry(f);
@@ -448,13 +501,13 @@ static void test_reanchor_takes_a_restored_log(void **state)
 	f->req.old_size = 6;
 	assert_int_equal(cosign(f), TERN_EINVAL);
 	assert_string_equal(f->reason, "fork");
-	f->req.reanchor = 1;
+	ask_reanchor(f, &f->owner);
 	assert_int_equal(cosign(f), TERN_OK);
 	assert_string_equal(f->reason, "reanchored");
 	/* A larger log that does not extend it, re-anchored (bad-proof). */
 	prepare(f, &f->other, 2, 0);
 	prove_own_from(f, &f->other, 6);
-	f->req.reanchor = 1;
+	ask_reanchor(f, &f->other);
 	assert_int_equal(cosign(f), TERN_OK);
 	assert_string_equal(f->reason, "reanchored");
 	assert_int_equal(f->got_size, 8);
