@@ -61,8 +61,11 @@ static void send_witness_request(node *n, MDB_txn *txn, struct witness *w, const
 	if (w->reanchor && n->reanchor_until <= tern_now_ms())
 		w->reanchor = 0;
 	/* Signed, for this checkpoint and from the witness's size: the broker
-	 * relaying it cannot ask a witness to re-anchor on this node's behalf. */
-	if (w->reanchor) {
+	 * relaying it cannot ask a witness to re-anchor on this node's behalf.
+	 * Not without the proof this log owes where it does extend the
+	 * witness's size (one that could not be made: a store read failing):
+	 * the witness would re-anchor a log that needs none. */
+	if (w->reanchor && !(w->size > 0 && w->size < size && plen == 0)) {
 		tern_hash root;
 		int rc = tern_audit_root_at(txn, &n->audit, size, root);
 		if (rc == TERN_OK)
