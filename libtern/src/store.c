@@ -276,6 +276,7 @@ int tern_store_copy(const char *dir, const char *out, uint64_t *bytes)
 	MDB_env *env = NULL;
 	char path[4096];
 	struct stat st;
+	mode_t old_mask;
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/data.mdb", out);
@@ -294,8 +295,18 @@ int tern_store_copy(const char *dir, const char *out, uint64_t *bytes)
 		                  : tern_store_mdb_err(rc, dir);
 		goto out;
 	}
-	if ((rc = mdb_env_copy2(env, out, MDB_CP_COMPACT)) != 0) {
+	/* LMDB creates the copy 0666 less the umask: 0644 under the usual one,
+	 * a store of sealed messages and an audit log readable by every local
+	 * user (a new user found it so). 0600, as the daemons' own. */
+	old_mask = umask(077);
+	rc = mdb_env_copy2(env, out, MDB_CP_COMPACT);
+	umask(old_mask);
+	if (rc != 0) {
 		rc = tern_fail(TERN_EIO, "copying %s to %s: %s", dir, out, mdb_strerror(rc));
+		goto out;
+	}
+	if (chmod(path, 0600) != 0) {
+		rc = tern_fail(TERN_EIO, "making %s private (0600): %s", path, strerror(errno));
 		goto out;
 	}
 	rc = TERN_OK;

@@ -47,6 +47,12 @@ wait_for 60 "300 delivered" atleast unhcr delivered 300
 "$TERN" backup -c "$BCONF" --out "$WORK/hub-backup" >"$WORK/backup1.out" || fail "tern backup (broker) failed"
 at=$(info_field unhcr delivered)
 say "backed up at about $at delivered: $(cat "$WORK/backup1.out")"
+# The copy holds sealed messages and the audit log: the owner's alone, as the
+# daemon's own store (it was 0644 under the usual umask; a new user's finding).
+for f in "$WORK/hub-backup" "$WORK/hub-backup/data.mdb"; do
+  m=$(stat -c %a "$f")
+  [[ $m == 700 || $m == 600 ]] || fail "the backup's $(basename "$f") is mode $m, readable by others"
+done
 wait_for 60 "1,000 more through the broker" atleast unhcr delivered $((at + 1000))
 restore broker "$WORK/fed/broker/data" "$WORK/hub-backup"
 wait "$flood" || fail "the flood did not finish (flood1.log)"
