@@ -316,18 +316,20 @@ static void cross_check(audit_archive *ars, size_t n)
 					if (ev->size <= audit_archive_end(oa) &&
 					    (check_roots(oa, &w, 1) != 0 || !w.bad))
 						continue; /* this log holds it after all */
-					report(
-					    oa->file,
-					    "given up at a restore: %s cosigned this log's "
-					    "checkpoint of %llu entries at %s (%s, entry %llu), "
-					    "then re-anchored the log at %llu entries (its entry "
-					    "%llu) at its owner's request (this log's entry %lld: "
-					    "its operator's, for a store put back from a backup); "
-					    "those entries are not in this log",
-					    wa->a->log_id, (unsigned long long)ev->size, when,
-					    wa->file, (unsigned long long)ev->index,
-					    (unsigned long long)ra->size,
-					    (unsigned long long)ra->index, (long long)req);
+					report(oa->file,
+					       "given up at a restore: %s cosigned this "
+					       "log's checkpoint of %llu entries at %s "
+					       "(%s, entry %llu); this log does not hold "
+					       "that history (its store was put back from "
+					       "a backup: its operator's request is this "
+					       "log's entry %lld), and %s took its "
+					       "checkpoint of %llu entries, of the history "
+					       "put back, as its new start (its entry %llu)",
+					       wa->a->log_id, (unsigned long long)ev->size, when,
+					       wa->file, (unsigned long long)ev->index,
+					       (long long)req, wa->a->log_id,
+					       (unsigned long long)ra->size,
+					       (unsigned long long)ra->index);
 					continue;
 				}
 				if (ev->size > audit_archive_end(oa)) {
