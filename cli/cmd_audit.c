@@ -598,7 +598,7 @@ static int reanchor(const char *conf, int json)
 			nodeapi_time(json_integer_value(json_object_get(resp, "until")), when,
 			             sizeof(when));
 			printf("asked this node's witnesses to re-anchor its audit log, until %s;\n"
-			       "the node's log says which did (\"witnesses this log again\")\n",
+			       "the node's log says which did (\"re-anchored this log\")\n",
 			       when);
 		}
 	}

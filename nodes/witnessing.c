@@ -199,6 +199,7 @@ void node_on_witness_request(node *n, const Tern__V1__WitnessRequest *r)
 	a.cosignature = j.line ? j.line : "";
 	a.witnessed_size = j.witnessed;
 	a.reason_code = j.refused == TERN_OK ? "" : (char *)j.reason; /* "": cosigned */
+	a.reanchored = j.refused == TERN_OK && j.reason[0]; /* the owner says which it was */
 	f.body_case = TERN__V1__FRAME__BODY_WITNESS_RESPONSE;
 	f.witness_response = &a;
 	node_hop_send(n, &f);
@@ -266,10 +267,17 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 		          tern_errdetail());
 		return;
 	}
-	if (w->reanchor)
-		log_warnx("%s witnesses this log again from its checkpoint of %llu entries "
-		          "(re-anchored, or it extended what %s had cosigned after all)",
-		          r->peer, (unsigned long long)r->size, r->peer);
+	/* The operator asked, and reads the log to see what came of it. */
+	if (r->reanchored)
+		log_warnx("%s re-anchored this log: it witnesses it again from its checkpoint of "
+		          "%llu entries, and keeps the %llu it had cosigned before as evidence",
+		          r->peer, (unsigned long long)r->size,
+		          (unsigned long long)r->witnessed_size);
+	else if (w->reanchor)
+		log_info(
+		    "%s cosigned this log's checkpoint of %llu entries: it extends what %s had "
+		    "cosigned, so nothing was re-anchored there",
+		    r->peer, (unsigned long long)r->size, r->peer);
 	w->size = r->size;
 	w->reanchor = 0;
 }

@@ -22,16 +22,17 @@ done
 for n in broker unhcr iom sweden; do start "$n"; done
 for n in unhcr iom sweden; do wait_for 20 "$n to connect" connected "$n"; done
 
-# cosigned_above WITNESS SIZE: sweden's export holds a checkpoint of more than
-# SIZE entries cosigned by WITNESS.
+# cosigned_above WITNESS SIZE [OWNER]: OWNER's (sweden's) export holds a
+# checkpoint of more than SIZE entries cosigned by WITNESS.
 cosigned_above() {
-  "$TERN" audit export -c "$(conf sweden)" --out "$WORK/probe.tern-audit" >/dev/null 2>&1 || return 1
-  python3 - "$WORK/probe.tern-audit" "$1" "$2" <<'PY'
+  local owner=${3:-sweden}
+  "$TERN" audit export -c "$(conf "$owner")" --out "$WORK/probe.tern-audit" >/dev/null 2>&1 || return 1
+  python3 - "$WORK/probe.tern-audit" "$1" "$2" "$owner" <<'PY'
 import re, sys
 data = open(sys.argv[1], "rb").read()
-witness, above = sys.argv[2].encode(), int(sys.argv[3])
+witness, above, owner = sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4].encode()
 # Each checkpoint note: origin, size, root, a blank line, then signature lines.
-for m in re.finditer(rb"tern/tern-dev/sweden\n(\d+)\n[A-Za-z0-9+/=]+\n\n((?:\xe2\x80\x94 [^\n]*\n)+)", data):
+for m in re.finditer(rb"tern/tern-dev/" + owner + rb"\n(\d+)\n[A-Za-z0-9+/=]+\n\n((?:\xe2\x80\x94 [^\n]*\n)+)", data):
     if int(m.group(1)) > above and b"\xe2\x80\x94 tern/tern-dev/" + witness + b" " in m.group(2):
         sys.exit(0)
 sys.exit(1)
@@ -72,7 +73,7 @@ for w in unhcr iom; do
   wait_for 30 "$w to refuse sweden's restored log (rollback)" \
     grep -qE "$w refused to cosign our checkpoint of [0-9]+ entries: rollback .*tern audit reanchor" "$WORK/sweden.log"
 done
-grep -q "witnesses this log again" "$WORK/sweden.log" && fail "a witness took the restored log before any re-anchor"
+grep -q "re-anchored this log" "$WORK/sweden.log" && fail "a witness took the restored log before any re-anchor"
 # unhcr's log exported now, and continued after the re-anchor (step 3): an
 # auditor may hold a witness's log in several exports.
 unhcr_first_export() {
@@ -85,12 +86,20 @@ say "2. tern audit reanchor"
 "$TERN" audit reanchor -c "$(conf sweden)" | tee "$WORK/reanchor.out"
 grep -q "asked this node's witnesses to re-anchor" "$WORK/reanchor.out" || fail "tern audit reanchor says nothing of what it did"
 for w in unhcr iom; do
-  wait_for 30 "$w to re-anchor sweden's log" grep -q "$w witnesses this log again" "$WORK/sweden.log"
+  wait_for 30 "$w to re-anchor sweden's log" grep -q "$w re-anchored this log: it witnesses it again" "$WORK/sweden.log"
   grep -q "re-anchored sweden's log at its checkpoint of" "$WORK/$w.log" || fail "$w's log does not say it re-anchored sweden's log"
 done
 now=$(audit_entries "$WORK/fed/sweden/data")
 send_some 2 LATER
 for w in unhcr iom; do wait_for 30 "$w to cosign sweden's log as it grows" cosigned_above "$w" "$now"; done
+# Asked of a node never put back (an operator's mistake): nothing is
+# re-anchored, and no log says otherwise.
+"$TERN" audit reanchor -c "$(conf unhcr)" >/dev/null || fail "tern audit reanchor (unhcr) failed"
+now=$(audit_entries "$WORK/fed/unhcr/data")
+send_some 1 UNHCR
+for w in iom sweden; do wait_for 30 "$w to cosign unhcr's log after the request" cosigned_above "$w" "$now" unhcr; done
+grep -q "re-anchored this log" "$WORK/unhcr.log" && fail "unhcr's log says a witness re-anchored it, never put back"
+for w in iom sweden; do grep -q "re-anchored unhcr's log" "$WORK/$w.log" && fail "$w re-anchored unhcr's log, never put back"; done
 "$TERN" audit reanchor -c "$WORK/nowhere.conf" >/dev/null 2>&1 && fail "tern audit reanchor with no node succeeded"
 rc=0
 "$TERN" audit reanchor >/dev/null 2>&1 || rc=$?
