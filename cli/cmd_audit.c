@@ -65,7 +65,8 @@ static void usage(FILE *f)
 	      "        checkpoint as their new start, for the next 10 minutes; each keeps what\n"
 	      "        it gives up (a REANCHORED entry), and the node's log records the request.\n"
 	      "        Exit 0 when asked (the node's log says which witness re-anchored),\n"
-	      "        3 when the node is not running.\n"
+	      "        2 for a broker's configuration (its log is not witnessed), 3 when\n"
+	      "        the node is not running.\n"
 	      "\n"
 	      "Examples:\n"
 	      "  tern audit export -c /tmp/fed/unhcr/node.conf --out unhcr.tern-audit\n"
@@ -582,11 +583,24 @@ static int check_proof(const char *path)
 /* Asks the running node to have its witnesses re-anchor its log. */
 static int reanchor(const char *conf, int json)
 {
-	json_t *req = json_pack("{s:s}", "op", "audit.reanchor"), *resp = NULL;
+	json_t *req, *resp = NULL;
+	struct tern_config *cfg = NULL;
+	const char *section = NULL;
 	char when[40];
 	int rc;
 
-	if (req == NULL)
+	/* A broker's log is checkpointed, not witnessed: say so, rather than
+	 * every broker setting a node's configuration does not take. */
+	if ((rc = cli_config_load_either("audit", conf, &cfg, &section)) != CLI_OK)
+		return rc;
+	tern_config_free(&cfg);
+	if (strcmp(section, "broker") == 0)
+		return cli_usage_error(
+		    "audit",
+		    "reanchor is for a node: %s is a broker's configuration, and "
+		    "a broker's log is not witnessed",
+		    conf);
+	if ((req = json_pack("{s:s}", "op", "audit.reanchor")) == NULL)
 		return cli_fail(TERN_ENOMEM, "out of memory");
 	rc = nodeapi_call("audit", conf, req, 10000, &resp);
 	json_decref(req);

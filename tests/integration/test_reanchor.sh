@@ -102,6 +102,10 @@ grep -q "re-anchored this log" "$WORK/unhcr.log" && fail "unhcr's log says a wit
 for w in iom sweden; do grep -q "re-anchored unhcr's log" "$WORK/$w.log" && fail "$w re-anchored unhcr's log, never put back"; done
 "$TERN" audit reanchor -c "$WORK/nowhere.conf" >/dev/null 2>&1 && fail "tern audit reanchor with no node succeeded"
 rc=0
+"$TERN" audit reanchor -c "$WORK/fed/broker/broker.conf" >/dev/null 2>"$WORK/rb.err" || rc=$?
+[[ $rc == 2 ]] && grep -q "reanchor is for a node" "$WORK/rb.err" ||
+  fail "tern audit reanchor on a broker's configuration does not say it is for a node (exit $rc: $(cat "$WORK/rb.err"))"
+rc=0
 "$TERN" audit reanchor >/dev/null 2>&1 || rc=$?
 [[ $rc == 2 ]] || fail "tern audit reanchor without -c is not a usage error (exit $rc)"
 
