@@ -11,12 +11,48 @@ static void usage(FILE *f)
 	fputs("Usage: tern info -c NODECONF [--json]\n"
 	      "\n"
 	      "Asks the running node whether it is connected to its broker and counts the\n"
-	      "messages it sent, by state, and those waiting in its inbox.\n"
+	      "messages it sent, by state, and those waiting in its inbox; and, since it\n"
+	      "started, which member nodes cosigned its audit log (the size of the last\n"
+	      "checkpoint each cosigned, or its refusal: after a store put back from a\n"
+	      "backup, 'tern audit reanchor').\n"
 	      "\n"
 	      "Examples:\n"
 	      "  tern info -c /tmp/fed/unhcr/node.conf\n"
 	      "  tern info -c /tmp/fed/unhcr/node.conf --json\n",
 	      f);
+}
+
+/* "witnessed  iom 31 (12s ago), unhcr refuses (rollback)": who cosigned this
+ * node's log since it started, from node.info's "audit". */
+static void print_witnesses(const json_t *a)
+{
+	const char *sep = "";
+	json_t *w;
+	size_t i;
+	char when[40];
+
+	printf("witnessed ");
+	if (json_array_size(json_object_get(a, "witnesses")) == 0)
+		printf(" not asked yet since the start (at the next checkpoint)");
+	json_array_foreach(json_object_get(a, "witnesses"), i, w)
+	{
+		const char *id = json_string_value(json_object_get(w, "id"));
+		const char *refused = json_string_value(json_object_get(w, "refused"));
+		long long size = (long long)json_integer_value(json_object_get(w, "cosigned"));
+		printf("%s %s", sep, id);
+		if (refused)
+			printf(" refuses (%s)", refused);
+		else if (size > 0)
+			printf(" at %lld entries", size);
+		else
+			printf(" no answer yet");
+		sep = ",";
+	}
+	putchar('\n');
+	if ((w = json_object_get(a, "reanchor")) != NULL) {
+		nodeapi_time(json_integer_value(json_object_get(w, "until")), when, sizeof(when));
+		printf("reanchor   asked of refusing witnesses until %s\n", when);
+	}
 }
 
 int cmd_info(int argc, char **argv)
@@ -80,6 +116,7 @@ int cmd_info(int argc, char **argv)
 				       json_array_size(json_object_get(t, "out")),
 				       json_array_size(json_object_get(t, "in")));
 			}
+			print_witnesses(json_object_get(resp, "audit"));
 		}
 	}
 	json_decref(req);

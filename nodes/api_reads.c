@@ -330,7 +330,7 @@ json_t *node_api_read(node *n, const char *op, json_t *req)
 	} else if (strcmp(op, "messages.list") == 0) {
 		res = messages_list(n, txn, req);
 	} else if (strcmp(op, "node.info") == 0) {
-		json_t *counts = NULL, *xo, *xi;
+		json_t *counts = NULL, *xo, *xi, *ws;
 		int crc = node_store_counts(txn, n->store, &counts);
 		if (crc != TERN_OK) {
 			res = tern_api_error(crc, "cannot count the node's messages: %s",
@@ -339,15 +339,16 @@ json_t *node_api_read(node *n, const char *op, json_t *req)
 		}
 		xo = node_xout_status(n);
 		xi = node_xin_status(n);
-		/* "s:o" steals xo and xi, and json_pack answers NULL (the API:
-		 * no-memory) when either is NULL. */
+		ws = node_witness_status(n);
+		/* "s:o" steals xo, xi and ws, and json_pack answers NULL (the
+		 * API: no-memory) when one is NULL. */
 		res = json_pack(
-		    "{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?, s:O?, s:{s:o, s:o}}", "ok", 1,
+		    "{s:b, s:s, s:s, s:b, s:O?, s:O?, s:O?, s:O?, s:{s:o, s:o}, s:o}", "ok", 1,
 		    "node_id", n->id.id, "broker_id", n->broker->node_id, "connected", n->connected,
 		    "outbox", json_object_get(counts, "outbox"), "inbox",
 		    json_object_get(counts, "inbox"), "held", json_object_get(counts, "held"),
 		    "webhooks", json_object_get(counts, "webhooks"), "transfers", "out", xo, "in",
-		    xi);
+		    xi, "audit", ws);
 		json_decref(counts);
 	}
 out:

@@ -269,6 +269,11 @@ struct node {
 		char id[TERN_NODE_ID_MAX + 1];
 		uint64_t size;
 		int reanchor; /* ask it to re-anchor from size (node_reanchor) */
+		/* For node.info: its last cosignature of this log since the start
+		 * (size, ms), and its last refusal's code ("" since a cosignature). */
+		uint64_t cosigned;
+		int64_t cosigned_at;
+		char refused[32];
 	} witnesses[MAX_WITNESSES];
 	size_t nwitnesses;
 	/* Until when witnesses that refuse this log (it was put back from a
@@ -758,6 +763,10 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r);
  * the answer is the API's JSON, never NULL. */
 #define NODE_REANCHOR_MS (10 * 60 * 1000)
 json_t *node_reanchor(node *n);
+/* For node.info's "audit": {"witnesses": [{"id", "cosigned": SIZE, "at"?: MS,
+ * "refused"?: CODE}], "reanchor"?: {"until": MS}} for the witnesses asked
+ * since the start; NULL for want of memory. */
+json_t *node_witness_status(const node *n);
 
 /* --- api_ops.c ----------------------------------------------------------------- */
 

@@ -239,9 +239,11 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 		return;
 	}
 	if (r->reason_code[0]) {
-		int gone = strcmp(r->reason_code, tern_reason_code(TERN_REASON_ROLLBACK)) == 0 ||
-		           strcmp(r->reason_code, tern_reason_code(TERN_REASON_FORK)) == 0 ||
-		           strcmp(r->reason_code, tern_reason_code(TERN_REASON_BAD_PROOF)) == 0;
+		int gone;
+		snprintf(w->refused, sizeof(w->refused), "%s", r->reason_code);
+		gone = strcmp(r->reason_code, tern_reason_code(TERN_REASON_ROLLBACK)) == 0 ||
+		       strcmp(r->reason_code, tern_reason_code(TERN_REASON_FORK)) == 0 ||
+		       strcmp(r->reason_code, tern_reason_code(TERN_REASON_BAD_PROOF)) == 0;
 		if (gone && reanchoring && !w->reanchor) {
 			/* The log no longer extends what it cosigned: ask again,
 			 * from its size, to re-anchor. */
@@ -280,6 +282,39 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 		    r->peer, (unsigned long long)r->size, r->peer);
 	w->size = r->size;
 	w->reanchor = 0;
+	w->cosigned = r->size;
+	w->cosigned_at = tern_now_ms();
+	w->refused[0] = '\0';
+}
+
+json_t *node_witness_status(const node *n)
+{
+	json_t *a = json_array(), *o;
+
+	for (size_t i = 0; a && i < n->nwitnesses; i++) {
+		const struct witness *w = &n->witnesses[i];
+		json_t *e =
+		    json_pack("{s:s, s:I}", "id", w->id, "cosigned", (json_int_t)w->cosigned);
+		if (e == NULL ||
+		    (w->cosigned_at > 0 &&
+		     json_object_set_new(e, "at", json_integer(w->cosigned_at)) != 0) ||
+		    (w->refused[0] &&
+		     json_object_set_new(e, "refused", json_string(w->refused)) != 0) ||
+		    json_array_append_new(a, e) != 0) {
+			json_decref(e);
+			json_decref(a);
+			return NULL;
+		}
+	}
+	if (a == NULL || (o = json_pack("{s:o}", "witnesses", a)) == NULL)
+		return NULL;
+	if (n->reanchor_until > tern_now_ms() &&
+	    json_object_set_new(o, "reanchor",
+	                        json_pack("{s:I}", "until", (json_int_t)n->reanchor_until)) != 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
 }
 
 static int reanchor_apply(MDB_txn *txn, void *arg)

@@ -74,6 +74,10 @@ for w in unhcr iom; do
     grep -qE "$w refused to cosign our checkpoint of [0-9]+ entries: rollback .*tern audit reanchor" "$WORK/sweden.log"
 done
 grep -q "re-anchored this log" "$WORK/sweden.log" && fail "a witness took the restored log before any re-anchor"
+# What the operator sees: the witnesses refuse.
+"$TERN" info -c "$(conf sweden)" | tee "$WORK/info1.txt" | grep "^witnessed"
+grep -qE "^witnessed .*unhcr refuses \(rollback\)" "$WORK/info1.txt" ||
+  fail "tern info does not show that unhcr refuses sweden's restored log"
 # unhcr's log exported now, and continued after the re-anchor (step 3): an
 # auditor may hold a witness's log in several exports.
 unhcr_first_export() {
@@ -92,6 +96,15 @@ done
 now=$(audit_entries "$WORK/fed/sweden/data")
 send_some 2 LATER
 for w in unhcr iom; do wait_for 30 "$w to cosign sweden's log as it grows" cosigned_above "$w" "$now"; done
+"$TERN" info -c "$(conf sweden)" | tee "$WORK/info2.txt" | grep -E "^(witnessed|reanchor)"
+grep -qE "^witnessed .*unhcr at [0-9]+ entries" "$WORK/info2.txt" && grep -q "^reanchor   asked" "$WORK/info2.txt" &&
+  ! grep -q "refuses" "$WORK/info2.txt" || fail "tern info does not show sweden's log witnessed again"
+"$TERN" info -c "$(conf sweden)" --json | python3 -c '
+import json, sys
+a = json.load(sys.stdin)["audit"]
+w = {x["id"]: x for x in a["witnesses"]}
+assert w["unhcr"]["cosigned"] > 0 and "refused" not in w["unhcr"] and "until" in a["reanchor"], a' ||
+  fail "tern info --json does not show sweden's witnesses"
 # Asked of a node never put back (an operator's mistake): nothing is
 # re-anchored, and no log says otherwise.
 "$TERN" audit reanchor -c "$(conf unhcr)" >/dev/null || fail "tern audit reanchor (unhcr) failed"
