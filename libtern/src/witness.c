@@ -86,8 +86,43 @@ int tern_witness_reanchor_request(const char *origin, const tern_signkey *key, u
  * that the broker relaying requests cannot set it on the owner's behalf, and
  * bound to the witness's size and this checkpoint, so that an old one cannot
  * be used again once the witness moved on. */
+/* When the last re-anchor request this witness took for owner's log was made
+ * (the owner's clock, seconds): "r/OWNER" -> be64; 0 for none. */
+static int taken_get(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, int64_t *at)
+{
+	char key[80];
+	MDB_val k, v;
+	int rc;
+
+	snprintf(key, sizeof(key), "r/%s", owner);
+	k = (MDB_val){strlen(key), key};
+	*at = 0;
+	rc = mdb_get(txn, d->meta, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return TERN_OK;
+	if (rc != 0)
+		return MDB(rc, "read witness state");
+	if (v.mv_size != 8)
+		return tern_fail(TERN_EMALFORMED, "damaged witness state for %s", owner);
+	*at = (int64_t)tern_be64_get(v.mv_data);
+	return TERN_OK;
+}
+
+static int taken_put(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, int64_t at)
+{
+	char key[80];
+	uint8_t buf[8];
+	MDB_val k, v = {sizeof(buf), buf};
+
+	snprintf(key, sizeof(key), "r/%s", owner);
+	k = (MDB_val){strlen(key), key};
+	tern_be64_put(buf, (uint64_t)at);
+	return MDB(mdb_put(txn, d->meta, &k, &v, 0), "write witness state");
+}
+
 static int reanchor_asked(const tern_witness_req *req, const char *origin, const uint8_t pub[32],
-                          uint64_t old, uint64_t size, const tern_hash root, int64_t now_ms)
+                          uint64_t old, uint64_t size, const tern_hash root, int64_t now_ms,
+                          int64_t taken, int64_t *asked_at)
 {
 	char *text = NULL, *endp, got[TERN_NOTE_NAME_MAX + 1];
 	const char *p;
@@ -125,6 +160,16 @@ static int reanchor_asked(const tern_witness_req *req, const char *origin, const
 		               req->owner, TERN_REANCHOR_AGE_S / 60);
 		goto out;
 	}
+	/* Taken once: the log grown back to the size the witness had
+	 * cosigned, the same request would move it back again. */
+	if (at <= taken) {
+		rc = tern_fail(TERN_EINVAL,
+		               "%s's re-anchor request is not newer than the one this witness "
+		               "took last",
+		               req->owner);
+		goto out;
+	}
+	*asked_at = at;
 	rc = TERN_OK;
 out:
 	free(text);
@@ -142,6 +187,7 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 	char *text = NULL, *cosig = NULL, *evidence = NULL;
 	tern_hash root, old_root;
 	uint64_t old = 0;
+	int64_t asked_at = 0;
 	int rc, reanchored;
 
 	*line = NULL;
@@ -191,12 +237,17 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 	}
 	if (rc != TERN_OK) {
 		int asked;
+		int64_t taken = 0;
 		if (req->reanchor == NULL || req->reanchor[0] == '\0')
 			goto out;
+		if ((asked = taken_get(txn, d, req->owner, &taken)) != TERN_OK) {
+			rc = asked;
+			goto out;
+		}
 		/* A request that does not hold leaves the refusal as it was (its
 		 * detail says why); a shortage is no verdict. */
-		if ((asked = reanchor_asked(req, origin, m->sign_public, old, *size, root,
-		                            now_ms)) != TERN_OK) {
+		if ((asked = reanchor_asked(req, origin, m->sign_public, old, *size, root, now_ms,
+		                            taken, &asked_at)) != TERN_OK) {
 			if (asked == TERN_ENOMEM)
 				rc = asked;
 			goto out;
@@ -227,6 +278,7 @@ int tern_witness_cosign(MDB_txn *txn, const tern_audit_dbs *d, const tern_direct
 		e.request = (char *)req->reanchor;
 	}
 	if ((rc = state_put(txn, d, req->owner, *size, root)) != TERN_OK ||
+	    (reanchored && (rc = taken_put(txn, d, req->owner, asked_at)) != TERN_OK) ||
 	    (rc = tern_audit_append(txn, d, &e)) != TERN_OK)
 		goto out;
 	*line = cosig;

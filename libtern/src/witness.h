@@ -32,7 +32,8 @@ typedef struct tern_witness_req {
 	 * checkpoint, made within TERN_REANCHOR_AGE_S of now), a checkpoint
 	 * that does not extend the cosigned one (smaller, a fork, a proof that
 	 * fails) is cosigned as the new start all the same, and a REANCHORED
-	 * entry keeps what was given up with the request. */
+	 * entry keeps what was given up with the request. Each request is taken
+	 * once: one no newer than the last taken for this log is refused. */
 	const char *reanchor;
 } tern_witness_req;
 

@@ -454,6 +454,53 @@ static void test_relay_cannot_reanchor(void **state)
 	assert_int_not_equal(witness_last_kind(), TERN__V1__AUDIT_ENTRY__KIND__REANCHORED);
 }
 
+/* A genuine re-anchor request holds for 15 minutes, bound to the witness's
+ * size and the checkpoint: once the re-anchored log has grown back to the
+ * size the witness had cosigned before (a busy node, or a backup a few
+ * entries old), the broker, which kept the request and its checkpoint,
+ * could send them again, and the witness re-anchored a second time: its
+ * state moved back onto the older checkpoint, and a REANCHORED entry
+ * blamed a restore no one made. A request is taken once. */
+static void test_reanchor_request_not_replayed(void **state)
+{
+	uint8_t *kept = NULL;
+	size_t kept_len = 0;
+	json_t *r;
+
+	(void)state;
+	cosigned_then_restored();
+	node_witness_round(F.n[OWNER], NULL);
+	relay(8);
+	r = node_reanchor(F.n[OWNER]);
+	json_decref(r);
+	grow(0, "d");
+	node_witness_round(F.n[OWNER], NULL);
+	for (int i = 0; nq > 0 && i < 8; i++) {
+		Tern__V1__Frame *f = frame_at(0);
+		if (f->body_case == TERN__V1__FRAME__BODY_WITNESS_REQUEST &&
+		    f->witness_request->reanchor[0] && kept == NULL) {
+			kept = malloc(q[0].len);
+			assert_non_null(kept);
+			memcpy(kept, q[0].buf, q[0].len);
+			kept_len = q[0].len;
+		}
+		tern_pb_free((ProtobufCMessage **)&f);
+		take(1);
+	}
+	assert_non_null(kept);
+	assert_int_equal(witnessed(), 6);
+	assert_int_equal(witness_last_kind(), TERN__V1__AUDIT_ENTRY__KIND__REANCHORED);
+	grow(2, "e"); /* back at 8 entries, of the new history */
+	node_witness_round(F.n[OWNER], NULL);
+	relay(8);
+	assert_int_equal(witnessed(), 8);
+	assert_int_equal(witness_last_kind(), TERN__V1__AUDIT_ENTRY__KIND__COSIGNED);
+	q[nq++] = (struct frame){OWNER, kept, kept_len}; /* the broker sends it again */
+	relay(8);
+	assert_int_equal(witnessed(), 8);
+	assert_int_not_equal(witness_last_kind(), TERN__V1__AUDIT_ENTRY__KIND__REANCHORED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +509,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_restored_owner_reanchored, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reanchor_ends_with_its_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_relay_cannot_reanchor, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_reanchor_request_not_replayed, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

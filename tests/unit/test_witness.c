@@ -501,13 +501,16 @@ static void test_reanchor_takes_a_restored_log(void **state)
 	f->req.old_size = 6;
 	assert_int_equal(cosign(f), TERN_EINVAL);
 	assert_string_equal(f->reason, "fork");
-	ask_reanchor(f, &f->owner);
+	/* Each re-anchor its own request, made after the last one taken. */
+	ask_reanchor_as(f, &f->owner, f->owner_key, NOW_MS + 1000);
 	assert_int_equal(cosign(f), TERN_OK);
 	assert_string_equal(f->reason, "reanchored");
 	/* A larger log that does not extend it, re-anchored (bad-proof). */
 	prepare(f, &f->other, 2, 0);
 	prove_own_from(f, &f->other, 6);
-	ask_reanchor(f, &f->other);
+	ask_reanchor_as(f, &f->other, f->owner_key, NOW_MS + 1000);
+	assert_int_equal(cosign(f), TERN_EINVAL); /* no newer than the one taken */
+	ask_reanchor_as(f, &f->other, f->owner_key, NOW_MS + 2000);
 	assert_int_equal(cosign(f), TERN_OK);
 	assert_string_equal(f->reason, "reanchored");
 	assert_int_equal(f->got_size, 8);
