@@ -299,9 +299,13 @@ json_t *node_witness_status(const node *n)
 		    (w->cosigned_at > 0 &&
 		     json_object_set_new(e, "at", json_integer(w->cosigned_at)) != 0) ||
 		    (w->refused[0] &&
-		     json_object_set_new(e, "refused", json_string(w->refused)) != 0) ||
-		    json_array_append_new(a, e) != 0) {
+		     json_object_set_new(e, "refused", json_string(w->refused)) != 0)) {
 			json_decref(e);
+			json_decref(a);
+			return NULL;
+		}
+		/* It takes e, and frees it when it cannot. */
+		if (json_array_append_new(a, e) != 0) {
 			json_decref(a);
 			return NULL;
 		}

@@ -501,6 +501,58 @@ static void test_reanchor_request_not_replayed(void **state)
 	assert_int_not_equal(witness_last_kind(), TERN__V1__AUDIT_ENTRY__KIND__REANCHORED);
 }
 
+/* jansson's allocations failing in turn, counted from json_fail_at. */
+static long json_fail_at;
+static int json_failed;
+
+static void *failing_json_malloc(size_t size)
+{
+	if (json_fail_at > 0 && --json_fail_at == 0) {
+		json_failed = 1;
+		return NULL;
+	}
+	return malloc(size);
+}
+
+/* node.info's "audit" with each of jansson's allocations failing in turn:
+ * NULL (no memory) or the whole answer, never a value freed twice. A
+ * witness's object that the array could not take (its table grown past 8)
+ * was freed by json_array_append_new and again by node_witness_status. */
+static void test_witness_status_short_of_memory(void **state)
+{
+	node *n = calloc(1, sizeof(*n));
+
+	(void)state;
+	assert_non_null(n);
+	n->nwitnesses = 12; /* past the array's first table */
+	for (size_t i = 0; i < n->nwitnesses; i++) {
+		snprintf(n->witnesses[i].id, sizeof(n->witnesses[i].id), "w%zu", i);
+		n->witnesses[i].cosigned = i;
+		n->witnesses[i].cosigned_at = i ? 1700000000000 : 0;
+		if (i % 3 == 0)
+			snprintf(n->witnesses[i].refused, sizeof(n->witnesses[i].refused),
+			         "rollback");
+	}
+	n->reanchor_until = tern_now_ms() + 60000;
+	json_set_alloc_funcs(failing_json_malloc, free);
+	for (long k = 1;; k++) {
+		json_t *o;
+		json_fail_at = k;
+		json_failed = 0;
+		o = node_witness_status(n);
+		if (!json_failed) {
+			assert_non_null(o);
+			assert_int_equal(json_array_size(json_object_get(o, "witnesses")), 12);
+			json_decref(o);
+			break;
+		}
+		json_decref(o);
+	}
+	json_fail_at = 0;
+	json_set_alloc_funcs(malloc, free);
+	free(n);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -510,6 +562,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_reanchor_ends_with_its_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_relay_cannot_reanchor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reanchor_request_not_replayed, setup, teardown),
+	    cmocka_unit_test(test_witness_status_short_of_memory),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
