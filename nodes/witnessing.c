@@ -240,7 +240,13 @@ void node_on_witness_response(node *n, const Tern__V1__WitnessResponse *r)
 	}
 	if (r->reason_code[0]) {
 		int gone;
-		snprintf(w->refused, sizeof(w->refused), "%s", r->reason_code);
+		/* The witness's word, shown by node.info and tern info: a code as
+		 * reason codes are (a-z, 0-9, '-'), or "other" (one that is not
+		 * UTF-8 made node.info's answer NULL; escapes reached the terminal). */
+		size_t cl = strspn(r->reason_code, "abcdefghijklmnopqrstuvwxyz0123456789-");
+		snprintf(w->refused, sizeof(w->refused), "%s",
+		         r->reason_code[cl] == '\0' && cl < sizeof(w->refused) ? r->reason_code
+		                                                               : "other");
 		gone = strcmp(r->reason_code, tern_reason_code(TERN_REASON_ROLLBACK)) == 0 ||
 		       strcmp(r->reason_code, tern_reason_code(TERN_REASON_FORK)) == 0 ||
 		       strcmp(r->reason_code, tern_reason_code(TERN_REASON_BAD_PROOF)) == 0;

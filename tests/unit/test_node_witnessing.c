@@ -553,6 +553,37 @@ static void test_witness_status_short_of_memory(void **state)
 	free(n);
 }
 
+/* A witness's refusal is its word: a reason code that is not UTF-8 (or cut
+ * in the middle of a character where it was kept) made node.info's "audit"
+ * NULL, and node.info, tern info and GET /v1/node answered "no memory"
+ * until that member cosigned again. */
+static void test_witness_status_odd_refusal(void **state)
+{
+	Tern__V1__WitnessResponse a = TERN__V1__WITNESS_RESPONSE__INIT;
+	json_t *o;
+
+	(void)state;
+	grow(4, "a");
+	node_witness_round(F.n[OWNER], NULL);
+	while (nq > 0)
+		take(0);
+	a.peer = (char *)names[WITNESS];
+	a.size = 4;
+	a.cosignature = "";
+	a.reason_code = "rollback\xff\x1b[2J";
+	node_on_witness_response(F.n[OWNER], &a);
+	o = node_witness_status(F.n[OWNER]);
+	assert_non_null(o);
+	assert_non_null(
+	    json_object_get(json_array_get(json_object_get(o, "witnesses"), 0), "refused"));
+	json_decref(o);
+	a.reason_code = "abcdefghijklmnopqrstuvwxyz01234\xc3\xa9"; /* cut at 31 bytes */
+	node_on_witness_response(F.n[OWNER], &a);
+	o = node_witness_status(F.n[OWNER]);
+	assert_non_null(o);
+	json_decref(o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -563,6 +594,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_relay_cannot_reanchor, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reanchor_request_not_replayed, setup, teardown),
 	    cmocka_unit_test(test_witness_status_short_of_memory),
+	    cmocka_unit_test_setup_teardown(test_witness_status_odd_refusal, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
