@@ -22,6 +22,14 @@ int tern_audit_origin(const char *federation, const char *node_id, char *buf, si
 	           : TERN_OK;
 }
 
+/* The audit meta key of what this witness keeps for owner's log ("w/OWNER",
+ * "r/OWNER"), in key. */
+static MDB_val owner_key(char key[80], char kind, const char *owner)
+{
+	snprintf(key, 80, "%c/%s", kind, owner);
+	return (MDB_val){strlen(key), key};
+}
+
 /* What this witness last cosigned for owner's log: "w/OWNER" -> be64 size || root. */
 static int state_get(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, uint64_t *size,
                      tern_hash root)
@@ -30,8 +38,7 @@ static int state_get(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, u
 	MDB_val k, v;
 	int rc;
 
-	snprintf(key, sizeof(key), "w/%s", owner);
-	k = (MDB_val){strlen(key), key};
+	k = owner_key(key, 'w', owner);
 	rc = mdb_get(txn, d->meta, &k, &v);
 	if (rc == MDB_NOTFOUND) {
 		*size = 0;
@@ -53,8 +60,7 @@ static int state_put(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, u
 	uint8_t buf[8 + TERN_HASH_LEN];
 	MDB_val k, v = {sizeof(buf), buf};
 
-	snprintf(key, sizeof(key), "w/%s", owner);
-	k = (MDB_val){strlen(key), key};
+	k = owner_key(key, 'w', owner);
 	tern_be64_put(buf, size);
 	memcpy(buf + 8, root, TERN_HASH_LEN);
 	return MDB(mdb_put(txn, d->meta, &k, &v, 0), "write witness state");
@@ -80,12 +86,6 @@ int tern_witness_reanchor_request(const char *origin, const tern_signkey *key, u
 	return rc;
 }
 
-/* Whether req->reanchor is the owner's request (origin, pub) to re-anchor
- * from old at this checkpoint (size, root), made within TERN_REANCHOR_AGE_S
- * of now_ms: TERN_OK, TERN_ENOMEM, or why not (its detail says). Signed, so
- * that the broker relaying requests cannot set it on the owner's behalf, and
- * bound to the witness's size and this checkpoint, so that an old one cannot
- * be used again once the witness moved on. */
 /* When the last re-anchor request this witness took for owner's log was made
  * (the owner's clock, seconds): "r/OWNER" -> be64; 0 for none. */
 static int taken_get(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, int64_t *at)
@@ -94,8 +94,7 @@ static int taken_get(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, i
 	MDB_val k, v;
 	int rc;
 
-	snprintf(key, sizeof(key), "r/%s", owner);
-	k = (MDB_val){strlen(key), key};
+	k = owner_key(key, 'r', owner);
 	*at = 0;
 	rc = mdb_get(txn, d->meta, &k, &v);
 	if (rc == MDB_NOTFOUND)
@@ -114,12 +113,18 @@ static int taken_put(MDB_txn *txn, const tern_audit_dbs *d, const char *owner, i
 	uint8_t buf[8];
 	MDB_val k, v = {sizeof(buf), buf};
 
-	snprintf(key, sizeof(key), "r/%s", owner);
-	k = (MDB_val){strlen(key), key};
+	k = owner_key(key, 'r', owner);
 	tern_be64_put(buf, (uint64_t)at);
 	return MDB(mdb_put(txn, d->meta, &k, &v, 0), "write witness state");
 }
 
+/* Whether req->reanchor is the owner's request (origin, pub) to re-anchor
+ * from old at this checkpoint (size, root), made within TERN_REANCHOR_AGE_S
+ * of now_ms: TERN_OK, TERN_ENOMEM, or why not (its detail says). Signed, so
+ * that the broker relaying requests cannot set it on the owner's behalf, and
+ * bound to the witness's size and this checkpoint, so that an old one cannot
+ * be used again once the witness moved on; made after taken (the last one
+ * taken), so that none is taken twice. *asked_at: when it was made. */
 static int reanchor_asked(const tern_witness_req *req, const char *origin, const uint8_t pub[32],
                           uint64_t old, uint64_t size, const tern_hash root, int64_t now_ms,
                           int64_t taken, int64_t *asked_at)
