@@ -165,6 +165,23 @@ connected() { "$TERN" info -c "$(conf "$1")" --json | grep -q '"connected": true
 count_is() { [[ "$(info_field "$1" "$2")" == "$3" ]]; }
 state_is() { "$TERN" status -c "$(conf "$1")" --json "$2" | grep -q "\"state\": \"$3\""; }
 
+# cosigned_above WITNESS SIZE [OWNER]: OWNER's (sweden's) audit log, exported,
+# holds a checkpoint of more than SIZE entries cosigned by WITNESS.
+cosigned_above() {
+  local owner=${3:-sweden}
+  "$TERN" audit export -c "$(conf "$owner")" --out "$WORK/probe.tern-audit" >/dev/null 2>&1 || return 1
+  python3 - "$WORK/probe.tern-audit" "$1" "$2" "$owner" <<'PY'
+import re, sys
+data = open(sys.argv[1], "rb").read()
+witness, above, owner = sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4].encode()
+# Each checkpoint note: origin, size, root, a blank line, then signature lines.
+for m in re.finditer(rb"tern/tern-dev/" + owner + rb"\n(\d+)\n[A-Za-z0-9+/=]+\n\n((?:\xe2\x80\x94 [^\n]*\n)+)", data):
+    if int(m.group(1)) > above and b"\xe2\x80\x94 tern/tern-dev/" + witness + b" " in m.group(2):
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+
 # Business message bodies from `tern example`, for one case:
 # referral_json CASE; decision_json CASE REFERRAL_ID [REJECTED]; travel_json CASE DECISION_ID
 referral_json() { "$TERN" example case-referral | sed "s/\"caseId\": \"[^\"]*\"/\"caseId\": \"$1\"/"; }

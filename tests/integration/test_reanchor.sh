@@ -22,22 +22,6 @@ done
 for n in broker unhcr iom sweden; do start "$n"; done
 for n in unhcr iom sweden; do wait_for 20 "$n to connect" connected "$n"; done
 
-# cosigned_above WITNESS SIZE [OWNER]: OWNER's (sweden's) export holds a
-# checkpoint of more than SIZE entries cosigned by WITNESS.
-cosigned_above() {
-  local owner=${3:-sweden}
-  "$TERN" audit export -c "$(conf "$owner")" --out "$WORK/probe.tern-audit" >/dev/null 2>&1 || return 1
-  python3 - "$WORK/probe.tern-audit" "$1" "$2" "$owner" <<'PY'
-import re, sys
-data = open(sys.argv[1], "rb").read()
-witness, above, owner = sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4].encode()
-# Each checkpoint note: origin, size, root, a blank line, then signature lines.
-for m in re.finditer(rb"tern/tern-dev/" + owner + rb"\n(\d+)\n[A-Za-z0-9+/=]+\n\n((?:\xe2\x80\x94 [^\n]*\n)+)", data):
-    if int(m.group(1)) > above and b"\xe2\x80\x94 tern/tern-dev/" + witness + b" " in m.group(2):
-        sys.exit(0)
-sys.exit(1)
-PY
-}
 audit_entries() { mdb_stat -s audit "$1" | awk '/Entries:/ {print $2}'; }
 declare -A REF
 send_some() { # N CASE: N referrals unhcr -> sweden, delivered; ids in REF[CASE-i]

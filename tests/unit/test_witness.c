@@ -260,6 +260,24 @@ static int short_try_apply(MDB_txn *txn, void *arg)
 	s->failed = malloc_failed;
 	return TERN_ECONFIG; /* abort: nothing of the try is kept */
 }
+
+/* Cosigns f's request with allocation 1, 2, ... failing in turn until one
+ * try needs no more: each try is cosigned or out of memory, never refused
+ * (a refusal would be kept as evidence against the owner). Aborted, every
+ * try; the last one (which failed nothing) is left in f. */
+static void sweep_cosign(struct fx *f, struct short_try *s)
+{
+	for (s->k = 1;; s->k++) {
+		assert_int_equal(tern_store_write(f->witness.s, short_try_apply, s), TERN_ECONFIG);
+		if (s->rc != TERN_OK && (s->rc != TERN_ENOMEM || !s->failed))
+			fail_msg("allocation %ld failing: %s, reason \"%s\"", s->k,
+			         tern_strerror(s->rc), f->reason);
+		if (!s->failed) {
+			assert_int_equal(s->rc, TERN_OK);
+			return;
+		}
+	}
+}
 #endif
 
 /* Cosigning an owner's checkpoint with each allocation failing in turn:
@@ -275,17 +293,8 @@ static void test_every_shortage_no_false_evidence(void **state)
 	prepare(f, &f->owner, 3, 0);
 	assert_int_equal(cosign(f), TERN_OK);
 	prepare(f, &f->owner, 4, 3); /* a checkpoint that extends the one cosigned */
-	for (s.k = 1;; s.k++) {
-		assert_int_equal(tern_store_write(f->witness.s, short_try_apply, &s), TERN_ECONFIG);
-		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
-			fail_msg("allocation %ld failing: %s, reason \"%s\"", s.k,
-			         tern_strerror(s.rc), f->reason);
-		if (!s.failed) {
-			assert_int_equal(s.rc, TERN_OK);
-			assert_int_equal(f->got_size, 7);
-			break;
-		}
-	}
+	sweep_cosign(f, &s);
+	assert_int_equal(f->got_size, 7);
 	print_message("shortage sweep: %ld allocations\n", s.k - 1);
 	assert_true(s.k > 3);
 #else
@@ -308,18 +317,9 @@ static void test_reanchor_every_shortage(void **state)
 	assert_int_equal(cosign(f), TERN_OK);
 	prepare(f, &f->other, 2, 5); /* put back: shorter, another history */
 	ask_reanchor(f, &f->other);
-	for (s.k = 1;; s.k++) {
-		assert_int_equal(tern_store_write(f->witness.s, short_try_apply, &s), TERN_ECONFIG);
-		if (s.rc != TERN_OK && (s.rc != TERN_ENOMEM || !s.failed))
-			fail_msg("allocation %ld failing: %s, reason \"%s\"", s.k,
-			         tern_strerror(s.rc), f->reason);
-		if (!s.failed) {
-			assert_int_equal(s.rc, TERN_OK);
-			assert_string_equal(f->reason, "reanchored");
-			assert_int_equal(f->got_size, 2);
-			break;
-		}
-	}
+	sweep_cosign(f, &s);
+	assert_string_equal(f->reason, "reanchored");
+	assert_int_equal(f->got_size, 2);
 	assert_true(s.k > 3);
 	assert_int_equal(witness_log_size(f), 1); /* every try aborted */
 #else
