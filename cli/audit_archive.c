@@ -237,6 +237,7 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 	for (size_t i = 0; i < ar->a->n_entries; i++) {
 		const ProtobufCBinaryData *eb = &ar->a->entries[i];
 		ProtobufCMessage *e = NULL;
+		Tern__V1__AuditEntry *ae;
 		uint64_t index = ar->a->first_index + i;
 
 		tern_merkle_leaf_hash(eb->data, eb->len, ar->leaves[i]);
@@ -246,13 +247,13 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 			        (unsigned long long)index);
 			continue;
 		}
-		if ((((Tern__V1__AuditEntry *)e)->kind == TERN__V1__AUDIT_ENTRY__KIND__COSIGNED ||
-		     ((Tern__V1__AuditEntry *)e)->kind ==
-		         TERN__V1__AUDIT_ENTRY__KIND__REANCHORED) &&
+		ae = (Tern__V1__AuditEntry *)e;
+		if ((ae->kind == TERN__V1__AUDIT_ENTRY__KIND__COSIGNED ||
+		     ae->kind == TERN__V1__AUDIT_ENTRY__KIND__REANCHORED) &&
 		    ar->anchored)
-			evidence_add(ar, index, (Tern__V1__AuditEntry *)e, finding);
-		if (((Tern__V1__AuditEntry *)e)->kind == TERN__V1__AUDIT_ENTRY__KIND__OPERATOR &&
-		    strcmp(((Tern__V1__AuditEntry *)e)->type, "reanchor") == 0) {
+			evidence_add(ar, index, ae, finding);
+		if (ae->kind == TERN__V1__AUDIT_ENTRY__KIND__OPERATOR &&
+		    strcmp(ae->type, "reanchor") == 0) {
 			uint64_t *nr = realloc(ar->requests, (ar->nrequests + 1) * sizeof(*nr));
 			if (nr == NULL) {
 				tern_pb_free(&e);
@@ -264,7 +265,7 @@ int audit_archive_load(const char *file, audit_archive *ar, audit_finding_fn *fi
 			ar->requests[ar->nrequests++] = index;
 		}
 		if (keep_entries)
-			ar->entries[i] = (Tern__V1__AuditEntry *)e;
+			ar->entries[i] = ae;
 		else
 			tern_pb_free(&e);
 	}
